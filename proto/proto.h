@@ -1,0 +1,258 @@
+/* libdrover-proto: protobuf-c messages over gRPC core, driven from a GLib
+ * main context.
+ *
+ * One completion-queue thread per ProtoServer / ProtoClient blocks in
+ * grpc_completion_queue_next() and hands every event to the GMainContext
+ * given at creation (an idle GSource per event). All callbacks below run
+ * in that context, never in the gRPC thread.
+ *
+ * Messages are protobuf-c messages; methods are named by the service
+ * descriptor protoc-c generates plus the method index (the
+ * DROVER_*_METHOD_* constants below), which gives the wire path
+ * "/drover.v1.<Service>/<Method>" and the message types.
+ */
+#pragma once
+
+#include <glib.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "drover.pb-c.h"
+
+G_BEGIN_DECLS
+
+/* Errors carry the gRPC status code (grpc_status_code values) as code. */
+#define PROTO_ERROR (proto_error_quark ())
+GQuark proto_error_quark (void);
+
+/* Same numbers as grpc_status_code, so callers need not include grpc.h. */
+typedef enum {
+  PROTO_STATUS_OK = 0,
+  PROTO_STATUS_CANCELLED = 1,
+  PROTO_STATUS_UNKNOWN = 2,
+  PROTO_STATUS_INVALID_ARGUMENT = 3,
+  PROTO_STATUS_DEADLINE_EXCEEDED = 4,
+  PROTO_STATUS_NOT_FOUND = 5,
+  PROTO_STATUS_ALREADY_EXISTS = 6,
+  PROTO_STATUS_PERMISSION_DENIED = 7,
+  PROTO_STATUS_RESOURCE_EXHAUSTED = 8,
+  PROTO_STATUS_FAILED_PRECONDITION = 9,
+  PROTO_STATUS_ABORTED = 10,
+  PROTO_STATUS_OUT_OF_RANGE = 11,
+  PROTO_STATUS_UNIMPLEMENTED = 12,
+  PROTO_STATUS_INTERNAL = 13,
+  PROTO_STATUS_UNAVAILABLE = 14,
+  PROTO_STATUS_DATA_LOSS = 15,
+  PROTO_STATUS_UNAUTHENTICATED = 16,
+} ProtoStatus;
+
+/* Largest message either side accepts or sends (4 MiB). A larger one is
+ * refused before it is unpacked. */
+#define PROTO_MAX_MESSAGE_SIZE (4 * 1024 * 1024)
+
+/* Method indexes into the generated service descriptors, in .proto order. */
+enum {
+  DROVER_SCHED_METHOD_REGISTER_HOST,
+  DROVER_SCHED_METHOD_REPORT_HOST,
+  DROVER_SCHED_METHOD_LIST_HOSTS,
+  DROVER_SCHED_METHOD_LIST_VMS,
+  DROVER_SCHED_METHOD_GET_VM,
+  DROVER_SCHED_METHOD_CREATE_VM,
+  DROVER_SCHED_METHOD_START_VM,
+  DROVER_SCHED_METHOD_STOP_VM,
+  DROVER_SCHED_METHOD_DESTROY_VM,
+  DROVER_SCHED_METHOD_DELETE_VM,
+  DROVER_SCHED_METHOD_READ_CONSOLE,
+  DROVER_SCHED_METHOD_LIST_JOBS,
+  DROVER_SCHED_METHOD_WATCH_JOB,
+  DROVER_SCHED_N_METHODS
+};
+enum {
+  DROVER_AGENT_METHOD_CREATE_VM,
+  DROVER_AGENT_METHOD_START_VM,
+  DROVER_AGENT_METHOD_STOP_VM,
+  DROVER_AGENT_METHOD_DESTROY_VM,
+  DROVER_AGENT_METHOD_DELETE_VM,
+  DROVER_AGENT_METHOD_READ_CONSOLE,
+  DROVER_AGENT_METHOD_GET_HOST_INFO,
+  DROVER_AGENT_N_METHODS
+};
+#define DROVER_SCHED_SERVICE (&drover__v1__scheduler_service__descriptor)
+#define DROVER_AGENT_SERVICE (&drover__v1__agent_service__descriptor)
+
+/* Process-wide setup: routes gRPC's own logging into GLib logging and
+ * calls grpc_init(). Call once before anything else here; safe to call
+ * more than once. proto_shutdown() undoes it. */
+void proto_init (void);
+void proto_shutdown (void);
+
+/* --- TLS --------------------------------------------------------------- */
+
+/* PEM material read from DIR/ca.pem, DIR/cert.pem, DIR/key.pem. */
+typedef struct {
+  char *ca_pem;
+  char *cert_pem;
+  char *key_pem;
+} ProtoTls;
+
+/* Loads the three files; fails with G_FILE_ERROR naming the missing one. */
+ProtoTls *proto_tls_load (const char *dir, GError **error);
+void proto_tls_free (ProtoTls *tls);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoTls, proto_tls_free)
+
+/* --- message codec ----------------------------------------------------- */
+
+/* Packs MSG into a newly allocated buffer. Fails (INVALID_ARGUMENT ->
+ * PROTO_STATUS_RESOURCE_EXHAUSTED) if it would exceed PROTO_MAX_MESSAGE_SIZE. */
+GBytes *proto_pack (const ProtobufCMessage *msg, GError **error);
+
+/* Unpacks DATA as DESC. Refuses data longer than MAX_SIZE before touching
+ * it and reports truncated or malformed input as PROTO_STATUS_INVALID_ARGUMENT.
+ * Free the result with protobuf_c_message_free_unpacked (msg, NULL). */
+ProtobufCMessage *proto_unpack (const ProtobufCMessageDescriptor *desc,
+                                const guint8 *data, gsize len, gsize max_size,
+                                GError **error);
+
+/* --- server ------------------------------------------------------------ */
+
+typedef struct _ProtoServer ProtoServer;
+typedef struct _ProtoServerCall ProtoServerCall;
+
+/* Called in the server's main context for every incoming call of a
+ * registered method. REQUEST is owned by the call and lives until the
+ * call is finished. The handler (or anything it hands CALL to) must
+ * eventually finish the call exactly once with proto_server_call_reply()
+ * or proto_server_call_fail() / proto_server_call_finish(). It may do so
+ * later, after going back to the main loop. */
+typedef void (*ProtoHandler) (ProtoServerCall *call,
+                              const ProtobufCMessage *request,
+                              gpointer user_data);
+
+/* CTX NULL means the thread-default main context at creation. */
+ProtoServer *proto_server_new (GMainContext *ctx);
+
+/* Registers HANDLER for method METHOD_INDEX of SERVICE. Before start. */
+void proto_server_add_method (ProtoServer *server,
+                              const ProtobufCServiceDescriptor *service,
+                              guint method_index, ProtoHandler handler,
+                              gpointer user_data);
+
+/* Binds ADDR ("127.0.0.1:7400"; port 0 picks one, see _get_port) and
+ * starts serving. TLS NULL serves insecure; otherwise mutual TLS: clients
+ * must present a certificate signed by TLS->ca_pem. */
+gboolean proto_server_start (ProtoServer *server, const char *addr,
+                             const ProtoTls *tls, GError **error);
+int proto_server_get_port (ProtoServer *server);
+
+/* Shuts the server down, cancelling open calls (their cancel callbacks
+ * run), and waits for gRPC to let go. Idempotent. */
+void proto_server_stop (ProtoServer *server);
+void proto_server_free (ProtoServer *server);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoServer, proto_server_free)
+
+/* Unary: sends REPLY and status OK, then frees CALL. */
+void proto_server_call_reply (ProtoServerCall *call,
+                              const ProtobufCMessage *reply);
+/* Ends CALL with a non-OK status and a message, then frees CALL. */
+void proto_server_call_fail (ProtoServerCall *call, ProtoStatus status,
+                             const char *format, ...) G_GNUC_PRINTF (3, 4);
+/* Ends CALL with the status and message of ERROR (PROTO_ERROR codes are
+ * used as they are; any other domain becomes INTERNAL). */
+void proto_server_call_fail_error (ProtoServerCall *call, const GError *error);
+
+/* Server streaming: queues MSG for sending (messages go out in order,
+ * one write in flight at a time). Returns FALSE if the client has gone
+ * away; the call must still be finished. */
+gboolean proto_server_call_send (ProtoServerCall *call,
+                                 const ProtobufCMessage *msg);
+/* Ends a stream after the queued messages are sent, then frees CALL. */
+void proto_server_call_finish (ProtoServerCall *call, ProtoStatus status,
+                               const char *message);
+
+/* Called once, in the main context, if the client cancels or goes away
+ * before the call is finished. The call must still be finished. */
+void proto_server_call_set_cancel_func (ProtoServerCall *call,
+                                        GFunc func, gpointer user_data);
+gboolean proto_server_call_is_cancelled (ProtoServerCall *call);
+
+/* Common name of the client certificate, or NULL when insecure. */
+const char *proto_server_call_get_peer_cn (ProtoServerCall *call);
+/* "ipv4:127.0.0.1:34567" */
+const char *proto_server_call_get_peer (ProtoServerCall *call);
+
+/* --- client ------------------------------------------------------------ */
+
+typedef struct _ProtoClient ProtoClient;
+typedef struct _ProtoClientStream ProtoClientStream;
+
+/* A channel to TARGET ("127.0.0.1:7400"). TLS NULL is insecure; otherwise
+ * the client presents TLS->cert_pem and verifies the server against
+ * TLS->ca_pem (certificates carry IP SANs for loopback addresses).
+ * Connecting is lazy: errors surface on the first call.
+ * CTX NULL means the thread-default main context at creation. */
+ProtoClient *proto_client_new (const char *target, const ProtoTls *tls,
+                               GMainContext *ctx, GError **error);
+void proto_client_free (ProtoClient *client);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoClient, proto_client_free)
+const char *proto_client_get_target (ProtoClient *client);
+
+/* Completion of an asynchronous unary call, in the client's context.
+ * Exactly one of REPLY and ERROR is non-NULL. Both are owned by the
+ * library and freed after the callback returns. */
+typedef void (*ProtoReplyFunc) (const ProtobufCMessage *reply,
+                                const GError *error, gpointer user_data);
+
+/* Starts a unary call. TIMEOUT_MS <= 0 means no deadline. */
+void proto_client_call (ProtoClient *client,
+                        const ProtobufCServiceDescriptor *service,
+                        guint method_index, const ProtobufCMessage *request,
+                        gint64 timeout_ms, ProtoReplyFunc callback,
+                        gpointer user_data);
+
+/* Blocking unary call for tools (droverctl, tests): iterates nothing,
+ * does not need a running main loop. Returns the reply (free with
+ * protobuf_c_message_free_unpacked) or NULL with ERROR set. */
+ProtobufCMessage *proto_client_call_sync (ProtoClient *client,
+                                          const ProtobufCServiceDescriptor *service,
+                                          guint method_index,
+                                          const ProtobufCMessage *request,
+                                          gint64 timeout_ms, GError **error);
+
+/* Server-streaming call. ON_MESSAGE runs for each message (owned by the
+ * library); ON_END runs exactly once at the end, with ERROR NULL for a
+ * clean end (status OK). Both run in the client's context. The stream
+ * frees itself after ON_END. */
+typedef void (*ProtoStreamMessageFunc) (const ProtobufCMessage *msg,
+                                        gpointer user_data);
+typedef void (*ProtoStreamEndFunc) (const GError *error, gpointer user_data);
+ProtoClientStream *proto_client_stream (ProtoClient *client,
+                                        const ProtobufCServiceDescriptor *service,
+                                        guint method_index,
+                                        const ProtobufCMessage *request,
+                                        ProtoStreamMessageFunc on_message,
+                                        ProtoStreamEndFunc on_end,
+                                        gpointer user_data);
+/* Cancels the stream; ON_END still runs (with CANCELLED). */
+void proto_client_stream_cancel (ProtoClientStream *stream);
+
+/* Blocking server-streaming call for tools: calls ON_MESSAGE for each
+ * message until the stream ends; returns FALSE with ERROR on a non-OK end.
+ * ON_MESSAGE returning FALSE cancels the stream (and this returns TRUE). */
+typedef gboolean (*ProtoStreamSyncFunc) (const ProtobufCMessage *msg,
+                                         gpointer user_data);
+gboolean proto_client_stream_sync (ProtoClient *client,
+                                   const ProtobufCServiceDescriptor *service,
+                                   guint method_index,
+                                   const ProtobufCMessage *request,
+                                   ProtoStreamSyncFunc on_message,
+                                   gpointer user_data, GError **error);
+
+/* --- helpers shared by daemons and the CLI ------------------------------ */
+
+/* TRUE if NAME is a valid VM or host name: 1-63 characters of [a-z0-9-].
+ * Sets PROTO_STATUS_INVALID_ARGUMENT with a message saying why not. */
+gboolean proto_name_validate (const char *what, const char *name, GError **error);
+
+/* Milliseconds since the Unix epoch. */
+gint64 proto_now_ms (void);
+
+G_END_DECLS
