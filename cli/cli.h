@@ -1,0 +1,93 @@
+/* droverctl's testable parts: size parsing and formatting, a small JSON
+ * emitter (with a generic protobuf-c message writer), and aligned tables.
+ * Nothing here talks to the network. */
+#pragma once
+
+#include <glib.h>
+#include <protobuf-c/protobuf-c.h>
+
+G_BEGIN_DECLS
+
+#define CLI_ERROR (cli_error_quark ())
+GQuark cli_error_quark (void);
+
+typedef enum {
+  CLI_ERROR_USAGE, /* bad option value or argument: exit code 2 */
+} CliError;
+
+/* --- sizes ------------------------------------------------------------- */
+
+/* Parses a size given by a human: "1048576" (bytes), "512M", "1G", "1.5G",
+ * "2T", "64k", optionally followed by "B" or "iB" ("512MiB"). Units are
+ * binary (K = 1024). Fails with CLI_ERROR_USAGE, naming WHAT, on empty
+ * input, garbage, signs, zero, a fraction that is not a whole number of
+ * bytes, or a value above G_MAXUINT64. */
+gboolean cli_parse_size (const char *what, const char *text, guint64 *out,
+                         GError **error);
+
+/* "512 B", "1.0 KiB", "1.5 GiB": one decimal above bytes. Caller frees. */
+char *cli_format_size (guint64 bytes);
+
+/* --- JSON -------------------------------------------------------------- */
+
+/* Appends TEXT to OUT as a JSON string literal (with quotes). Control
+ * characters are escaped; invalid UTF-8 becomes U+FFFD, so the result is
+ * always valid JSON. */
+void cli_json_escape (GString *out, const char *text);
+
+/* A streaming JSON writer. Commas and two-space indentation are handled
+ * by the writer; the caller only opens, closes and writes values. Misuse
+ * (a value in an object without a key) is a programming error. */
+typedef struct _CliJson CliJson;
+
+CliJson *cli_json_new (void);
+void cli_json_free (CliJson *json);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CliJson, cli_json_free)
+
+void cli_json_begin_object (CliJson *json);
+void cli_json_end_object (CliJson *json);
+void cli_json_begin_array (CliJson *json);
+void cli_json_end_array (CliJson *json);
+/* Names the next value inside an object. */
+void cli_json_key (CliJson *json, const char *key);
+void cli_json_string (CliJson *json, const char *value);
+void cli_json_int (CliJson *json, gint64 value);
+void cli_json_uint (CliJson *json, guint64 value);
+/* NaN and infinities become null (JSON has no spelling for them). */
+void cli_json_double (CliJson *json, double value);
+void cli_json_bool (CliJson *json, gboolean value);
+void cli_json_null (CliJson *json);
+
+/* Writes MSG as an object whose keys are the .proto field names (already
+ * snake_case). Every field is written, proto3 defaults included; absent
+ * sub-messages are null, repeated fields arrays, 64-bit integers numbers,
+ * bytes base64 strings, enums their names. */
+void cli_json_message (CliJson *json, const ProtobufCMessage *msg);
+
+/* Returns the text written so far, with a trailing newline, and resets
+ * nothing. Valid JSON only once every container is closed. */
+const char *cli_json_get (CliJson *json);
+
+/* --- tables ------------------------------------------------------------ */
+
+/* Rows of text cells printed with columns padded to their widest cell,
+ * two spaces apart. Empty or NULL cells print as "-". */
+typedef struct _CliTable CliTable;
+
+/* HEADERS is a NULL-terminated array (copied). A header starting with '>'
+ * marks a right-aligned (numeric) column; the '>' is not printed. */
+CliTable *cli_table_new (const char *const *headers);
+void cli_table_free (CliTable *table);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CliTable, cli_table_free)
+
+/* Adds a row of exactly as many cells as there are headers (copied). */
+void cli_table_add_row (CliTable *table, const char *const *cells);
+/* Same with the cells as arguments; takes ownership of each (char *,
+ * g_free'd), which suits g_strdup_printf and cli_format_size results. */
+void cli_table_add_take (CliTable *table, ...);
+
+/* The whole table, header line first, each line ending in '\n', no
+ * trailing spaces. Caller frees. */
+char *cli_table_render (CliTable *table);
+
+G_END_DECLS

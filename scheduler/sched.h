@@ -1,0 +1,72 @@
+/* libdrover-scheduler: the central scheduler.
+ *
+ * SchedService serves drover.v1.SchedulerService: agents register and
+ * report (host registry, liveness, VM inventory), operators create and
+ * drive VMs (placement, forwarding to the VM's agent, jobs). State lives
+ * in an embedded store (SQLite, DIR/drover.db) and survives restarts.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "proto.h"
+
+G_BEGIN_DECLS
+
+#define SCHED_ERROR (sched_error_quark ())
+GQuark sched_error_quark (void);
+
+/* Codes map one to one onto gRPC status codes at the service boundary
+ * (sched_error_to_status). */
+typedef enum {
+  SCHED_ERROR_FAILED,        /* INTERNAL */
+  SCHED_ERROR_NOT_FOUND,     /* NOT_FOUND */
+  SCHED_ERROR_EXISTS,        /* ALREADY_EXISTS */
+  SCHED_ERROR_INVALID,       /* INVALID_ARGUMENT */
+  SCHED_ERROR_NO_CAPACITY,   /* RESOURCE_EXHAUSTED */
+  SCHED_ERROR_PRECONDITION,  /* FAILED_PRECONDITION */
+  SCHED_ERROR_UNAVAILABLE,   /* UNAVAILABLE */
+  SCHED_ERROR_STORE,         /* INTERNAL: the state store failed */
+  SCHED_ERROR_CORRUPT,       /* DATA_LOSS: the state store is unreadable */
+} SchedError;
+
+/* The gRPC status for ERROR: PROTO_ERROR codes as they are, SCHED_ERROR
+ * codes mapped, anything else INTERNAL. */
+ProtoStatus sched_error_to_status (const GError *error);
+
+#define SCHED_DEFAULT_REPORT_INTERVAL_MS 5000
+#define SCHED_DEFAULT_CPU_OVERCOMMIT 4.0
+#define SCHED_DEFAULT_MEMORY_RESERVE (256 * G_GUINT64_CONSTANT (1024) * 1024)
+
+typedef struct {
+  const char *state_dir;      /* holds drover.db; created if missing */
+  guint report_interval_ms;   /* what agents are told; liveness = 3 of them */
+  double cpu_overcommit;      /* vCPUs per host CPU placement allows */
+  guint64 memory_reserve;     /* bytes of each host kept from VMs */
+} SchedConfig;
+
+typedef struct _SchedService SchedService;
+
+/* Opens the store in CONFIG->state_dir and prepares the service. TLS NULL
+ * means insecure (server and agent clients); otherwise it is copied and
+ * used for both: the scheduler's certificate is its client certificate
+ * towards agents too. Runs in the thread-default main context. */
+SchedService *sched_service_new (const SchedConfig *config,
+                                 const ProtoTls *tls, GError **error);
+
+/* Binds LISTEN ("127.0.0.1:7400"), starts serving and the liveness timer. */
+gboolean sched_service_start (SchedService *svc, const char *listen,
+                              GError **error);
+int sched_service_get_port (SchedService *svc);
+
+/* Stops serving: open calls are cancelled (and finished), watch streams
+ * end. Idempotent; sched_service_free calls it. */
+void sched_service_stop (SchedService *svc);
+void sched_service_free (SchedService *svc);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedService, sched_service_free)
+
+/* Parses a size such as "256M", "256MiB", "1G", "1048576" (bytes; the
+ * suffixes are binary: K/KiB, M/MiB, G/GiB, T/TiB). */
+gboolean sched_parse_size (const char *text, guint64 *out, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,132 @@
+"""Shared helpers for the integration suite: a TAP reporter, the local
+cluster harness, droverctl and virsh wrappers. Runs under /usr/bin/python3
+(standard library only)."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("DROVER_BUILD_DIR", os.path.join(ROOT, "build"))
+CLUSTER = os.path.join(ROOT, "tests", "cluster", "cluster")
+GUEST_DIR = os.path.join(ROOT, "tests", "guest", "out")
+
+
+class Tap:
+    """Minimal TAP producer: each case is a function; a failed assertion
+    or exception fails that case and the run goes on."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def case(self, name, fn, *args):
+        self.n += 1
+        t0 = time.monotonic()
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            self.failed += 1
+            print(f"not ok {self.n} - {name}")
+            for line in traceback.format_exc().splitlines():
+                print(f"# {line}")
+            sys.stdout.flush()
+            return False
+        print(f"ok {self.n} - {name} ({time.monotonic() - t0:.1f}s)")
+        sys.stdout.flush()
+        return True
+
+    def done(self):
+        print(f"1..{self.n}")
+        return 1 if self.failed else 0
+
+
+def log(msg):
+    print(f"# {msg}")
+    sys.stdout.flush()
+
+
+def run(argv, check=True, timeout=300, env=None, input=None):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                       env=env, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(
+            f"{shlex.join(argv)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+class Cluster:
+    def __init__(self, hosts=2, report_interval_ms=1000):
+        self.hosts = hosts
+        self.env = dict(os.environ)
+        self.env.pop("G_DEBUG", None)
+        self.env["DROVER_BUILD_DIR"] = BUILD
+        self.env["DROVER_REPORT_INTERVAL_MS"] = str(report_interval_ms)
+        self.env.setdefault("DROVER_CLUSTER_DIR", "/tmp/drover-cluster-test")
+        self.report_interval_ms = report_interval_ms
+
+    def harness(self, *args, check=True, timeout=300):
+        return run([CLUSTER, *args], check=check, timeout=timeout, env=self.env)
+
+    def up(self):
+        self.harness("down", "--purge", check=False)
+        self.harness("up", str(self.hosts))
+        out = self.harness("env").stdout
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("export "):
+                line = line[len("export "):]
+            if "=" not in line:
+                continue
+            k, v = line.split("=", 1)
+            self.env[k] = shlex.split(v)[0] if v else ""
+
+    def down(self):
+        self.harness("down", check=False)
+
+    def ctl(self, *args, check=True, timeout=300, tls_dir=None, extra=()):
+        argv = [os.path.join(BUILD, "cli", "droverctl"), *extra]
+        if tls_dir is not None:
+            argv += ["--tls-dir", tls_dir]
+        return run(argv + list(args), check=check, timeout=timeout, env=self.env)
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl(*args, "--json").stdout)
+
+    def host_uri(self, i):
+        return self.env[f"DROVER_HOST{i}_URI"]
+
+    def host_data(self, i):
+        return self.env[f"DROVER_HOST{i}_DATA"]
+
+    def virsh(self, i, *args, check=True):
+        return run(["virsh", "-q", "-c", self.host_uri(i), *args], check=check,
+                   env=self.env)
+
+    def domains(self, i):
+        out = self.virsh(i, "list", "--all", "--name").stdout
+        return sorted(x.strip() for x in out.splitlines() if x.strip())
+
+    def hosts_by_name(self):
+        return {h["info"]["name"]: h for h in self.ctl_json("hosts")["hosts"]}
+
+    def vms_by_name(self):
+        return {v["spec"]["name"]: v for v in self.ctl_json("vm", "list")["vms"]}
+
+
+def wait_for(what, pred, timeout=60, interval=0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
