@@ -1,1 +1,673 @@
-/* placeholder: filled in by the proto glue work */
+/* libdrover-proto: a gRPC server whose handlers run in a GMainContext.
+ *
+ * Every call goes through grpc_server_request_call() (no registered
+ * methods), so unknown methods reach us too and get UNIMPLEMENTED instead
+ * of waiting for their deadline. Per call: RECV_CLOSE_ON_SERVER in its own
+ * batch (cancel detection), then RECV_MESSAGE, then writes one at a time,
+ * the last one carrying the status.
+ *
+ * Lifetime of a ProtoServerCall: one "owner" reference held by the
+ * handler until it finishes the call, plus one per batch in flight. The
+ * struct is freed when the last goes; gRPC's call with it. */
+#include <stdarg.h>
+#include <string.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+
+#include "proto-private.h"
+
+/* Calls requested from gRPC ahead of time: how many new calls can arrive
+ * between two turns of the main loop. */
+#define PROTO_SERVER_SLOTS 8
+
+typedef struct {
+  char *path;
+  const ProtobufCMessageDescriptor *input;
+  ProtoHandler handler;
+  gpointer user_data;
+} ProtoMethod;
+
+typedef struct {
+  ProtoServer *server;
+  ProtoTag tag;
+  gboolean active;
+  grpc_call *call;
+  grpc_call_details details;
+  grpc_metadata_array md;
+} ProtoSlot;
+
+struct _ProtoServer {
+  GHashTable *methods; /* path -> ProtoMethod */
+  GMainContext *ctx;
+  grpc_server *server;
+  ProtoCq *cq;
+  ProtoSlot slots[PROTO_SERVER_SLOTS];
+  GHashTable *calls; /* live ProtoServerCalls (set) */
+  ProtoTag shutdown_tag;
+  int port;
+  gboolean started;
+  gboolean stopping; /* no new calls are handed out */
+  gboolean cq_dead;  /* the queue is shut down: no batch may start */
+};
+
+struct _ProtoServerCall {
+  ProtoServer *server; /* NULL once the server stopped */
+  grpc_call *call;     /* NULL once the server stopped */
+  ProtoMethod *method; /* NULL for an unknown method */
+  char *path;
+  ProtobufCMessage *request;
+  char *peer;
+  char *peer_cn;
+  int refs;
+
+  ProtoTag close_tag;
+  int close_cancelled; /* written by gRPC */
+  gboolean closed;
+  gboolean cancelled;
+  GFunc cancel_func;
+  gpointer cancel_data;
+
+  ProtoTag cancel_tag; /* late cancel notification, see set_cancel_func */
+
+  ProtoTag recv_tag;
+  grpc_byte_buffer *recv_buf;
+
+  ProtoTag send_tag;
+  grpc_byte_buffer *send_buf;
+  grpc_slice status_details;
+  gboolean status_in_batch;
+  gboolean writing;
+  gboolean write_failed;
+  gboolean md_sent;
+  GQueue queue; /* GBytes waiting to be written */
+  GError *send_error; /* a message could not be packed: ends the stream */
+
+  gboolean finishing; /* the handler has finished the call */
+  gboolean status_sent;
+  ProtoStatus status;
+  char *message;
+};
+
+static void proto_server_call_pump (ProtoServerCall *call);
+
+static void
+proto_method_free (gpointer data)
+{
+  ProtoMethod *m = data;
+
+  g_free (m->path);
+  g_free (m);
+}
+
+static void
+proto_server_call_unref (ProtoServerCall *call)
+{
+  if (--call->refs > 0)
+    return;
+  if (call->server)
+    g_hash_table_remove (call->server->calls, call);
+  if (call->call)
+    grpc_call_unref (call->call);
+  if (call->request)
+    protobuf_c_message_free_unpacked (call->request, NULL);
+  g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+  g_clear_error (&call->send_error);
+  g_free (call->path);
+  g_free (call->peer);
+  g_free (call->peer_cn);
+  g_free (call->message);
+  g_free (call);
+}
+
+static gboolean
+proto_server_call_batch (ProtoServerCall *call, const grpc_op *ops, size_t n,
+                         ProtoTag *tag)
+{
+  grpc_call_error err;
+
+  if (!call->call || !call->server || call->server->cq_dead)
+    return FALSE;
+  err = grpc_call_start_batch (call->call, ops, n, tag, NULL);
+  if (err != GRPC_CALL_OK)
+    {
+      g_debug ("grpc_call_start_batch on %s: error %d", call->path, err);
+      return FALSE;
+    }
+  call->refs++;
+  return TRUE;
+}
+
+/* --- cancel detection ---------------------------------------------------- */
+
+static void
+proto_server_call_close_done (ProtoTag *tag, gboolean ok)
+{
+  ProtoServerCall *call = tag->data;
+
+  call->closed = TRUE;
+  if (call->close_cancelled || !ok)
+    {
+      call->cancelled = TRUE;
+      if (!call->finishing && call->cancel_func)
+        {
+          GFunc func = call->cancel_func;
+
+          call->cancel_func = NULL;
+          func (call, call->cancel_data);
+        }
+    }
+  proto_server_call_unref (call);
+}
+
+static void
+proto_server_call_cancel_notify (ProtoTag *tag, gboolean ok)
+{
+  ProtoServerCall *call = tag->data;
+
+  if (!call->finishing && call->cancel_func)
+    {
+      GFunc func = call->cancel_func;
+
+      call->cancel_func = NULL;
+      func (call, call->cancel_data);
+    }
+  proto_server_call_unref (call);
+}
+
+/* --- writes -------------------------------------------------------------- */
+
+static void
+proto_server_call_send_done (ProtoTag *tag, gboolean ok)
+{
+  ProtoServerCall *call = tag->data;
+
+  call->writing = FALSE;
+  g_clear_pointer (&call->send_buf, grpc_byte_buffer_destroy);
+  if (call->status_in_batch)
+    {
+      grpc_slice_unref (call->status_details);
+      call->status_in_batch = FALSE;
+    }
+  if (!ok)
+    {
+      /* The client has gone; nothing queued will reach it. */
+      call->write_failed = TRUE;
+      g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+    }
+  proto_server_call_pump (call);
+  proto_server_call_unref (call);
+}
+
+static void
+proto_server_call_pump (ProtoServerCall *call)
+{
+  grpc_op ops[3];
+  size_t n = 0;
+  GBytes *bytes;
+  gboolean with_status;
+
+  if (call->writing || call->status_sent)
+    return;
+  bytes = g_queue_pop_head (&call->queue);
+  with_status = call->finishing && g_queue_is_empty (&call->queue);
+  if (!bytes && !with_status)
+    return;
+
+  memset (ops, 0, sizeof ops);
+  if (!call->md_sent)
+    {
+      ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+      ops[n].data.send_initial_metadata.count = 0;
+      n++;
+    }
+  if (bytes)
+    {
+      grpc_slice slice = grpc_slice_from_copied_buffer (
+          g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
+
+      call->send_buf = grpc_raw_byte_buffer_create (&slice, 1);
+      grpc_slice_unref (slice);
+      g_bytes_unref (bytes);
+      ops[n].op = GRPC_OP_SEND_MESSAGE;
+      ops[n].data.send_message.send_message = call->send_buf;
+      n++;
+    }
+  if (with_status)
+    {
+      call->status_details = grpc_slice_from_copied_string (call->message ? call->message : "");
+      call->status_in_batch = TRUE;
+      ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+      ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+      ops[n].data.send_status_from_server.status = (grpc_status_code) call->status;
+      ops[n].data.send_status_from_server.status_details =
+          call->status == PROTO_STATUS_OK && !call->message ? NULL : &call->status_details;
+      n++;
+      call->status_sent = TRUE;
+    }
+  call->md_sent = TRUE;
+  call->writing = TRUE;
+  call->send_tag.func = proto_server_call_send_done;
+  call->send_tag.data = call;
+  if (!proto_server_call_batch (call, ops, n, &call->send_tag))
+    {
+      /* Server stopped or call dead: drop everything, as a failed write. */
+      call->writing = FALSE;
+      call->write_failed = TRUE;
+      g_clear_pointer (&call->send_buf, grpc_byte_buffer_destroy);
+      if (call->status_in_batch)
+        {
+          grpc_slice_unref (call->status_details);
+          call->status_in_batch = FALSE;
+        }
+      g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+      if (call->finishing)
+        call->status_sent = TRUE;
+    }
+}
+
+static void
+proto_server_call_end (ProtoServerCall *call, ProtoStatus status, char *message)
+{
+  g_return_if_fail (!call->finishing);
+  call->finishing = TRUE;
+  if (status == PROTO_STATUS_OK && call->send_error)
+    {
+      status = call->send_error->code;
+      g_free (message);
+      message = g_strdup (call->send_error->message);
+    }
+  call->status = status;
+  call->message = message;
+  proto_server_call_pump (call);
+  proto_server_call_unref (call); /* the handler's reference */
+}
+
+void
+proto_server_call_reply (ProtoServerCall *call, const ProtobufCMessage *reply)
+{
+  g_autoptr (GError) error = NULL;
+  GBytes *bytes;
+
+  g_return_if_fail (call != NULL && !call->finishing);
+  bytes = proto_pack (reply, &error);
+  if (!bytes)
+    {
+      proto_server_call_end (call, error->code, g_strdup (error->message));
+      return;
+    }
+  g_queue_push_tail (&call->queue, bytes);
+  proto_server_call_end (call, PROTO_STATUS_OK, NULL);
+}
+
+void
+proto_server_call_fail (ProtoServerCall *call, ProtoStatus status,
+                        const char *format, ...)
+{
+  va_list ap;
+  char *message;
+
+  g_return_if_fail (call != NULL && !call->finishing);
+  va_start (ap, format);
+  message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  proto_server_call_end (call, status, message);
+}
+
+void
+proto_server_call_fail_error (ProtoServerCall *call, const GError *error)
+{
+  ProtoStatus status = PROTO_STATUS_INTERNAL;
+
+  g_return_if_fail (call != NULL && !call->finishing);
+  if (error->domain == PROTO_ERROR && error->code > 0 && error->code <= PROTO_STATUS_UNAUTHENTICATED)
+    status = error->code;
+  proto_server_call_end (call, status, g_strdup (error->message));
+}
+
+gboolean
+proto_server_call_send (ProtoServerCall *call, const ProtobufCMessage *msg)
+{
+  GError *error = NULL;
+  GBytes *bytes;
+
+  g_return_val_if_fail (call != NULL && !call->finishing, FALSE);
+  if (call->cancelled || call->write_failed || !call->call || call->send_error)
+    return FALSE;
+  bytes = proto_pack (msg, &error);
+  if (!bytes)
+    {
+      /* Cannot go out: the stream ends with this error at finish. */
+      call->send_error = error;
+      return FALSE;
+    }
+  g_queue_push_tail (&call->queue, bytes);
+  proto_server_call_pump (call);
+  return !call->write_failed;
+}
+
+void
+proto_server_call_finish (ProtoServerCall *call, ProtoStatus status,
+                          const char *message)
+{
+  g_return_if_fail (call != NULL && !call->finishing);
+  proto_server_call_end (call, status, g_strdup (message));
+}
+
+void
+proto_server_call_set_cancel_func (ProtoServerCall *call, GFunc func,
+                                   gpointer user_data)
+{
+  g_return_if_fail (call != NULL);
+  call->cancel_func = func;
+  call->cancel_data = user_data;
+  /* The close event can be dispatched before the request one: a client
+   * that cancels at once is already gone when the handler runs. Tell the
+   * handler from the main loop, like any other cancellation. */
+  if (func && call->cancelled && !call->finishing && call->server)
+    {
+      call->refs++;
+      call->cancel_tag.func = proto_server_call_cancel_notify;
+      call->cancel_tag.data = call;
+      proto_cq_post (call->server->cq, &call->cancel_tag, TRUE);
+    }
+}
+
+gboolean
+proto_server_call_is_cancelled (ProtoServerCall *call)
+{
+  return call->cancelled || call->write_failed || !call->call;
+}
+
+const char *
+proto_server_call_get_peer_cn (ProtoServerCall *call)
+{
+  return call->peer_cn;
+}
+
+const char *
+proto_server_call_get_peer (ProtoServerCall *call)
+{
+  return call->peer;
+}
+
+/* --- incoming calls ------------------------------------------------------ */
+
+static void
+proto_server_call_recv_done (ProtoTag *tag, gboolean ok)
+{
+  ProtoServerCall *call = tag->data;
+  grpc_byte_buffer *buf = g_steal_pointer (&call->recv_buf);
+  g_autoptr (GError) error = NULL;
+
+  if (!ok || !buf || !call->server || call->server->stopping)
+    {
+      if (buf)
+        grpc_byte_buffer_destroy (buf);
+      if (ok && !buf && call->server && !call->server->stopping)
+        proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
+                                "%s: missing request message", call->path);
+      else
+        {
+          /* Cancelled before the handler saw it (or the server is going
+           * away): end it without a handler. */
+          call->finishing = TRUE;
+          call->status_sent = TRUE;
+          proto_server_call_unref (call);
+        }
+      proto_server_call_unref (call);
+      return;
+    }
+  call->request = proto_buffer_unpack (call->method->input, buf, &error);
+  grpc_byte_buffer_destroy (buf);
+  if (!call->request)
+    proto_server_call_fail_error (call, error);
+  else
+    call->method->handler (call, call->request, call->method->user_data);
+  proto_server_call_unref (call);
+}
+
+static char *
+proto_call_peer_cn (grpc_call *gcall)
+{
+  grpc_auth_context *actx = grpc_call_auth_context (gcall);
+  grpc_auth_property_iterator it;
+  const grpc_auth_property *prop;
+  char *cn = NULL;
+
+  if (!actx)
+    return NULL;
+  it = grpc_auth_context_find_properties_by_name (actx, GRPC_X509_CN_PROPERTY_NAME);
+  prop = grpc_auth_property_iterator_next (&it);
+  if (prop && prop->value && prop->value_length > 0)
+    cn = g_strndup (prop->value, MIN (prop->value_length, (size_t) 256));
+  grpc_auth_context_release (actx);
+  return cn;
+}
+
+static void
+proto_server_call_start (ProtoServer *server, grpc_call *gcall, const char *path)
+{
+  ProtoServerCall *call = g_new0 (ProtoServerCall, 1);
+  grpc_op op;
+  char *peer;
+
+  call->server = server;
+  call->call = gcall;
+  call->path = g_strdup (path);
+  call->method = g_hash_table_lookup (server->methods, path);
+  call->refs = 1;
+  g_queue_init (&call->queue);
+  peer = grpc_call_get_peer (gcall);
+  call->peer = g_strdup (peer);
+  gpr_free (peer);
+  call->peer_cn = proto_call_peer_cn (gcall);
+  g_hash_table_add (server->calls, call);
+
+  memset (&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &call->close_cancelled;
+  call->close_tag.func = proto_server_call_close_done;
+  call->close_tag.data = call;
+  if (!proto_server_call_batch (call, &op, 1, &call->close_tag))
+    call->cancelled = TRUE;
+
+  if (!call->method)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_UNIMPLEMENTED,
+                              "unknown method %s", path);
+      return;
+    }
+
+  memset (&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &call->recv_buf;
+  call->recv_tag.func = proto_server_call_recv_done;
+  call->recv_tag.data = call;
+  if (!proto_server_call_batch (call, &op, 1, &call->recv_tag))
+    proto_server_call_fail (call, PROTO_STATUS_INTERNAL, "cannot read request");
+}
+
+static void proto_server_slot_done (ProtoTag *tag, gboolean ok);
+
+static void
+proto_server_slot_request (ProtoSlot *slot)
+{
+  ProtoServer *server = slot->server;
+  grpc_completion_queue *cq = proto_cq_get (server->cq);
+  grpc_call_error err;
+
+  slot->call = NULL;
+  grpc_call_details_init (&slot->details);
+  grpc_metadata_array_init (&slot->md);
+  slot->tag.func = proto_server_slot_done;
+  slot->tag.data = slot;
+  err = grpc_server_request_call (server->server, &slot->call, &slot->details,
+                                  &slot->md, cq, cq, &slot->tag);
+  slot->active = err == GRPC_CALL_OK;
+  if (!slot->active)
+    {
+      g_debug ("grpc_server_request_call: error %d", err);
+      grpc_call_details_destroy (&slot->details);
+      grpc_metadata_array_destroy (&slot->md);
+    }
+}
+
+static void
+proto_server_slot_done (ProtoTag *tag, gboolean ok)
+{
+  ProtoSlot *slot = tag->data;
+  ProtoServer *server = slot->server;
+  grpc_call *gcall = g_steal_pointer (&slot->call);
+  char *path = NULL;
+
+  slot->active = FALSE;
+  if (ok && gcall)
+    path = grpc_slice_to_c_string (slot->details.method);
+  grpc_call_details_destroy (&slot->details);
+  grpc_metadata_array_destroy (&slot->md);
+  if (!server->stopping)
+    proto_server_slot_request (slot);
+
+  if (gcall && (server->stopping || !ok))
+    grpc_call_unref (gcall);
+  else if (gcall)
+    proto_server_call_start (server, gcall, path);
+  gpr_free (path);
+}
+
+/* --- server -------------------------------------------------------------- */
+
+ProtoServer *
+proto_server_new (GMainContext *ctx)
+{
+  ProtoServer *server = g_new0 (ProtoServer, 1);
+
+  proto_ref_grpc ();
+  server->ctx = ctx ? g_main_context_ref (ctx) : g_main_context_ref_thread_default ();
+  server->methods = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, proto_method_free);
+  server->calls = g_hash_table_new (NULL, NULL);
+  for (guint i = 0; i < PROTO_SERVER_SLOTS; i++)
+    server->slots[i].server = server;
+  return server;
+}
+
+void
+proto_server_add_method (ProtoServer *server,
+                         const ProtobufCServiceDescriptor *service,
+                         guint method_index, ProtoHandler handler,
+                         gpointer user_data)
+{
+  ProtoMethod *m;
+
+  g_return_if_fail (server != NULL && !server->started);
+  g_return_if_fail (method_index < service->n_methods);
+  m = g_new0 (ProtoMethod, 1);
+  m->path = proto_method_path (service, method_index);
+  m->input = service->methods[method_index].input;
+  m->handler = handler;
+  m->user_data = user_data;
+  g_hash_table_replace (server->methods, m->path, m);
+}
+
+gboolean
+proto_server_start (ProtoServer *server, const char *addr, const ProtoTls *tls,
+                    GError **error)
+{
+  grpc_server_credentials *creds;
+
+  g_return_val_if_fail (server != NULL && !server->started, FALSE);
+  server->cq = proto_cq_new (server->ctx, "drover-grpc-srv");
+  server->server = grpc_server_create (proto_channel_args (TRUE), NULL);
+  grpc_server_register_completion_queue (server->server, proto_cq_get (server->cq), NULL);
+  if (tls)
+    {
+      grpc_ssl_pem_key_cert_pair pair = { tls->key_pem, tls->cert_pem };
+
+      creds = grpc_ssl_server_credentials_create_ex (
+          tls->ca_pem, &pair, 1,
+          GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+    }
+  else
+    creds = grpc_insecure_server_credentials_create ();
+  server->port = grpc_server_add_http2_port (server->server, addr, creds);
+  grpc_server_credentials_release (creds);
+  if (server->port <= 0)
+    {
+      /* Never started and no listener: plain destroy is allowed. */
+      grpc_server_destroy (g_steal_pointer (&server->server));
+      g_clear_pointer (&server->cq, proto_cq_free);
+      server->port = 0;
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE,
+                   "cannot listen on %s%s", addr,
+                   tls ? " (address in use, or bad TLS certificate/key)" : " (address in use?)");
+      return FALSE;
+    }
+  grpc_server_start (server->server);
+  server->started = TRUE;
+  for (guint i = 0; i < PROTO_SERVER_SLOTS; i++)
+    proto_server_slot_request (&server->slots[i]);
+  return TRUE;
+}
+
+int
+proto_server_get_port (ProtoServer *server)
+{
+  return server->port;
+}
+
+void
+proto_server_stop (ProtoServer *server)
+{
+  GHashTableIter iter;
+  gpointer key;
+
+  if (!server || !server->started || server->stopping)
+    return;
+  server->stopping = TRUE;
+  /* Timeline: shutdown refuses new calls and fails the pending requests;
+   * cancelling all calls stops open streams from holding it up; the
+   * queue thread wakes us on the shutdown tag (it does not need the main
+   * loop, which we are blocking). Then the queue drains, and the events
+   * the main loop has not dispatched run here, in order: close tags with
+   * cancel callbacks, failed requests. */
+  server->shutdown_tag.func = NULL;
+  server->shutdown_tag.done = FALSE;
+  grpc_server_shutdown_and_notify (server->server, proto_cq_get (server->cq),
+                                   &server->shutdown_tag);
+  grpc_server_cancel_all_calls (server->server);
+  proto_cq_wait (server->cq, &server->shutdown_tag);
+  proto_cq_shutdown (server->cq);
+  server->cq_dead = TRUE;
+  proto_cq_flush (server->cq);
+
+  /* Calls whose handlers have not finished them yet outlive the server:
+   * detach them; finishing them later only frees them. */
+  g_hash_table_iter_init (&iter, server->calls);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      ProtoServerCall *call = key;
+
+      call->server = NULL;
+      call->cancelled = TRUE;
+      g_clear_pointer (&call->call, grpc_call_unref);
+      g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+      g_hash_table_iter_remove (&iter);
+    }
+  grpc_server_destroy (g_steal_pointer (&server->server));
+  g_clear_pointer (&server->cq, proto_cq_free);
+}
+
+void
+proto_server_free (ProtoServer *server)
+{
+  if (!server)
+    return;
+  proto_server_stop (server);
+  g_hash_table_destroy (server->calls);
+  g_hash_table_destroy (server->methods);
+  g_main_context_unref (server->ctx);
+  g_free (server);
+  proto_unref_grpc ();
+}

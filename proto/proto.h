@@ -101,12 +101,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoTls, proto_tls_free)
 
 /* --- message codec ----------------------------------------------------- */
 
-/* Packs MSG into a newly allocated buffer. Fails (INVALID_ARGUMENT ->
- * PROTO_STATUS_RESOURCE_EXHAUSTED) if it would exceed PROTO_MAX_MESSAGE_SIZE. */
+/* Packs MSG into a newly allocated buffer. Fails with
+ * PROTO_STATUS_RESOURCE_EXHAUSTED if it would exceed PROTO_MAX_MESSAGE_SIZE. */
 GBytes *proto_pack (const ProtobufCMessage *msg, GError **error);
 
 /* Unpacks DATA as DESC. Refuses data longer than MAX_SIZE before touching
- * it and reports truncated or malformed input as PROTO_STATUS_INVALID_ARGUMENT.
+ * it (PROTO_STATUS_RESOURCE_EXHAUSTED) and reports truncated or malformed
+ * input as PROTO_STATUS_INVALID_ARGUMENT.
  * Free the result with protobuf_c_message_free_unpacked (msg, NULL). */
 ProtobufCMessage *proto_unpack (const ProtobufCMessageDescriptor *desc,
                                 const guint8 *data, gsize len, gsize max_size,
@@ -144,7 +145,9 @@ gboolean proto_server_start (ProtoServer *server, const char *addr,
 int proto_server_get_port (ProtoServer *server);
 
 /* Shuts the server down, cancelling open calls (their cancel callbacks
- * run), and waits for gRPC to let go. Idempotent. */
+ * run, inside this function), and waits for gRPC to let go. Idempotent.
+ * Call it (and _free) in the server's main context thread. Calls a handler
+ * still holds stay valid: finishing them afterwards only frees them. */
 void proto_server_stop (ProtoServer *server);
 void proto_server_free (ProtoServer *server);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoServer, proto_server_free)
@@ -191,6 +194,10 @@ typedef struct _ProtoClientStream ProtoClientStream;
  * CTX NULL means the thread-default main context at creation. */
 ProtoClient *proto_client_new (const char *target, const ProtoTls *tls,
                                GMainContext *ctx, GError **error);
+/* Cancels the asynchronous calls and streams still in flight; their
+ * callbacks run inside this function with CANCELLED. Call it in the
+ * client's main context thread (asynchronous calls are started there too;
+ * the blocking calls may be used from any thread). */
 void proto_client_free (ProtoClient *client);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoClient, proto_client_free)
 const char *proto_client_get_target (ProtoClient *client);
@@ -231,7 +238,8 @@ ProtoClientStream *proto_client_stream (ProtoClient *client,
                                         ProtoStreamMessageFunc on_message,
                                         ProtoStreamEndFunc on_end,
                                         gpointer user_data);
-/* Cancels the stream; ON_END still runs (with CANCELLED). */
+/* Cancels the stream; ON_END still runs (with CANCELLED), later, from the
+ * main loop. Not allowed once ON_END has run (the stream is freed). */
 void proto_client_stream_cancel (ProtoClientStream *stream);
 
 /* Blocking server-streaming call for tools: calls ON_MESSAGE for each

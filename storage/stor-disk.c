@@ -17,7 +17,7 @@ stor_disk_path (const char *data_dir, const char *name, GError **error)
   g_autofree char *file = NULL;
 
   /* The name check is what keeps the path inside DATA_DIR/disks. */
-  if (!proto_name_validate ("VM name", name, &local)) {
+  if (!proto_name_validate ("VM", name, &local)) {
     g_set_error_literal (error, STOR_ERROR, STOR_ERROR_INVALID_NAME,
                          local->message);
     return NULL;

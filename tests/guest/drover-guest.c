@@ -22,6 +22,11 @@
  *   DROVER-GUEST ws-ready              after the first full pass over W
  *   DROVER-GUEST error <text>          e.g. the working set did not fit
  *
+ * A working set larger than MemAvailable - 12 MiB is reduced to that (an
+ * error line says so, and the "up" line shows the value used): the Debian
+ * kernel leaves only ~70 MiB usable in a 128 MiB guest, so use -m 192 for
+ * W=64 or -m 384 for W=256.
+ *
  * Heartbeats are on an absolute schedule (start + k * period); when the
  * process was stopped for longer than a period (e.g. a migration pause)
  * the missed slots are skipped, not emitted in a burst, so the gap in
@@ -399,6 +404,22 @@ static void heartbeat_loop(unsigned long hb_ms)
     }
 }
 
+/* MemAvailable in MiB, or 0 when unknown. */
+static unsigned long mem_available_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (f == NULL)
+        return 0;
+    char line[128];
+    unsigned long kib = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "MemAvailable: %lu kB", &kib) == 1)
+            break;
+    }
+    fclose(f);
+    return kib / 1024;
+}
+
 static int dump_main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -430,6 +451,15 @@ int main(int argc, char **argv)
     config_parse(&cfg, read_cmdline());
     out_fd = open_console();
 
+    /* Being OOM-killed would also end the heartbeat: keep W within what
+     * the guest has, leaving some room for the kernel and busybox. */
+    unsigned long avail = mem_available_mib();
+    if (cfg.ws_mib > 0 && avail > 0 && cfg.ws_mib + 12 > avail) {
+        unsigned long fit = avail > 12 ? avail - 12 : 0;
+        out_line("DROVER-GUEST error ws=%lu MiB does not fit (MemAvailable %lu MiB), using %lu",
+                 cfg.ws_mib, avail, fit);
+        cfg.ws_mib = fit;
+    }
     out_line("DROVER-GUEST up ws=%lu rate=%lu data=%s hb=%lu", cfg.ws_mib, cfg.rate_mib,
              data_names[cfg.data], cfg.hb_ms);
     if (cfg.ws_mib > 0)

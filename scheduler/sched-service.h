@@ -1,4 +1,5 @@
-/* libdrover-scheduler: the central scheduler.
+/* libdrover-scheduler public API: the central scheduler. (Not "sched.h":
+ * that would shadow the system <sched.h> pthread.h includes.)
  *
  * SchedService serves drover.v1.SchedulerService: agents register and
  * report (host registry, liveness, VM inventory), operators create and

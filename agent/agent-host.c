@@ -1,0 +1,140 @@
+/* Host inventory: what the agent tells the scheduler about its host. */
+#include "agent-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <linux/kvm.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "stor.h"
+
+gboolean
+agent_kvm_usable (void)
+{
+  int fd = open ("/dev/kvm", O_RDWR | O_CLOEXEC);
+  int version;
+
+  if (fd < 0)
+    return FALSE;
+  version = ioctl (fd, KVM_GET_API_VERSION, 0);
+  close (fd);
+  /* 12 is the only stable KVM API version there has ever been. */
+  return version == 12;
+}
+
+AgentAccel
+agent_accel_resolve (AgentAccel accel)
+{
+  if (accel != AGENT_ACCEL_AUTO)
+    return accel;
+  return agent_kvm_usable () ? AGENT_ACCEL_KVM : AGENT_ACCEL_TCG;
+}
+
+char *
+agent_version_string (unsigned long version)
+{
+  return g_strdup_printf ("%lu.%lu.%lu", version / 1000000,
+                          (version / 1000) % 1000, version % 1000);
+}
+
+/* host/cpu/model from the capabilities XML, or NULL. */
+static char *
+caps_cpu_model (virConnectPtr conn)
+{
+  g_autofree char *caps = virConnectGetCapabilities (conn);
+  xmlDocPtr doc;
+  xmlXPathContextPtr xpath;
+  xmlXPathObjectPtr obj;
+  char *model = NULL;
+
+  if (!caps)
+    return NULL;
+  doc = xmlReadMemory (caps, strlen (caps), "caps.xml", NULL,
+                       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  if (!doc)
+    return NULL;
+  xpath = xmlXPathNewContext (doc);
+  obj = xmlXPathEvalExpression (BAD_CAST "string(/capabilities/host/cpu/model)", xpath);
+  if (obj && obj->type == XPATH_STRING && obj->stringval && *obj->stringval)
+    model = g_strdup ((const char *) obj->stringval);
+  xmlXPathFreeObject (obj);
+  xmlXPathFreeContext (xpath);
+  xmlFreeDoc (doc);
+  return model;
+}
+
+/* "model name" from /proc/cpuinfo, or NULL. */
+static char *
+cpuinfo_model (void)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  if (!g_file_get_contents ("/proc/cpuinfo", &text, NULL, NULL))
+    return NULL;
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i]; i++) {
+    const char *colon;
+
+    if (!g_str_has_prefix (lines[i], "model name"))
+      continue;
+    colon = strchr (lines[i], ':');
+    if (colon)
+      return g_strstrip (g_strdup (colon + 1));
+  }
+  return NULL;
+}
+
+Drover__V1__HostInfo *
+agent_host_info_collect (virConnectPtr conn, const char *name,
+                         const char *address, AgentAccel accel,
+                         const char *data_dir, GError **error)
+{
+  g_autoptr (Drover__V1__HostInfo) info = g_new0 (Drover__V1__HostInfo, 1);
+  virNodeInfo node;
+  unsigned long long free_mem;
+  unsigned long lib_version = 0, hv_version = 0;
+  g_autofree char *model = NULL;
+  guint64 total = 0, avail = 0;
+
+  drover__v1__host_info__init (info);
+  if (virNodeGetInfo (conn, &node) < 0) {
+    agent_libvirt_error (error, "cannot read node info");
+    return NULL;
+  }
+  free_mem = virNodeGetFreeMemory (conn);
+  if (free_mem == 0 && virGetLastError () &&
+      virGetLastError ()->code != VIR_ERR_OK) {
+    agent_libvirt_error (error, "cannot read free memory");
+    return NULL;
+  }
+  if (virConnectGetLibVersion (conn, &lib_version) < 0 ||
+      virConnectGetVersion (conn, &hv_version) < 0) {
+    agent_libvirt_error (error, "cannot read libvirt and hypervisor versions");
+    return NULL;
+  }
+  if (!stor_fs_space (data_dir, &total, &avail, error))
+    return NULL;
+
+  model = caps_cpu_model (conn);
+  if (!model)
+    model = cpuinfo_model ();
+
+  info->name = agent_msg_strdup (name);
+  info->address = agent_msg_strdup (address);
+  info->cpus = node.cpus;
+  info->cpu_model = agent_msg_strdup (model ? model : node.model);
+  info->memory_total = (guint64) node.memory * 1024;
+  info->memory_free = free_mem;
+  info->kvm_usable = agent_kvm_usable ();
+  info->accel = agent_msg_strdup (agent_accel_to_string (agent_accel_resolve (accel)));
+  info->libvirt_version = agent_version_string (lib_version);
+  info->qemu_version = agent_version_string (hv_version);
+  info->data_total = total;
+  info->data_free = avail;
+  return g_steal_pointer (&info);
+}

@@ -1,0 +1,179 @@
+/* libdrover-agent internals, shared by its files and its tests. */
+#pragma once
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "agent.h"
+#include "proto.h"
+
+G_BEGIN_DECLS
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (virConnect, virConnectClose)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
+
+/* Namespace of the <metadata> element holding a Drover VM's spec. */
+#define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
+#define AGENT_XMLNS_PREFIX "drover"
+
+#define AGENT_MIN_MEMORY (32 * 1024 * 1024)
+#define AGENT_DEFAULT_REPORT_INTERVAL_MS 5000
+#define AGENT_DEFAULT_STOP_TIMEOUT_MS 10000
+#define AGENT_CONSOLE_DEFAULT_BYTES (64 * 1024)
+#define AGENT_CONSOLE_MAX_BYTES (1024 * 1024)
+
+/* --- messages (agent-msg.c) ------------------------------------------- */
+
+/* Messages the agent builds are g_malloc'd field by field and freed with
+ * protobuf_c_message_free_unpacked (GLib allocates with malloc). */
+void agent_msg_free (gpointer msg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Drover__V1__VmSpec, agent_msg_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Drover__V1__VmStatus, agent_msg_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Drover__V1__HostInfo, agent_msg_free)
+Drover__V1__VmSpec *agent_vm_spec_copy (const Drover__V1__VmSpec *spec);
+/* A string field value: "" stays protobuf-c's shared empty string. */
+char *agent_msg_strdup (const char *str);
+/* gRPC status for ERROR, whatever its domain. */
+ProtoStatus agent_error_to_status (const GError *error);
+/* TRUE when fault point NAME is listed in $DROVER_FAULTS (comma
+ * separated, read once) or in the last agent_fault_set (). Used by tests
+ * to fail an operation at a chosen step: create-after-disk,
+ * create-after-define, create-after-start. */
+gboolean agent_fault (const char *name);
+void agent_fault_set (const char *faults);
+
+/* --- domain XML (agent-domain-xml.c) ----------------------------------- */
+
+/* Domain XML for SPEC, built with libxml2's tree API: domain type from
+ * ACCEL (not AUTO), the disk at DISK_PATH when SPEC->disk > 0, the serial
+ * console appended to CONSOLE_PATH, and the whole spec as Drover
+ * metadata. Fails with AGENT_ERROR_INVALID on strings XML cannot carry
+ * (control characters, invalid UTF-8). Free with g_free. */
+char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
+                              const char *disk_path, const char *console_path,
+                              GError **error);
+
+/* The spec recorded in domain XML: name, vcpus and memory from the
+ * domain itself, the rest from the Drover metadata. AGENT_ERROR_NOT_DROVER
+ * for a domain without that metadata, AGENT_ERROR_INVALID for anything
+ * that is not domain XML. */
+Drover__V1__VmSpec *agent_domain_xml_parse (const char *xml, GError **error);
+
+/* --- libvirt connection (agent-libvirt.c) ------------------------------ */
+
+typedef struct _AgentLibvirt AgentLibvirt;
+
+/* Lifecycle event of domain NAME (virDomainEventType, detail), delivered
+ * in the connection's GMainContext. */
+typedef void (*AgentLifecycleFunc) (const char *name, int event, int detail,
+                                    gpointer user_data);
+/* Called in the GMainContext whenever a connection is (re)established. */
+typedef void (*AgentConnectedFunc) (gpointer user_data);
+
+/* Sets ERROR from libvirt's last error, prefixed by FORMAT. Codes:
+ * NO_DOMAIN -> NOT_FOUND, OPERATION_INVALID -> PRECONDITION, lost
+ * connection -> UNAVAILABLE, anything else FAILED. */
+void agent_libvirt_error (GError **error, const char *format, ...)
+  G_GNUC_PRINTF (2, 3);
+
+/* Registers libvirt's default event loop implementation and starts the
+ * thread running it; once per process, before any connection opens. */
+void agent_libvirt_init (void);
+
+/* CTX (NULL: the thread-default) must not be GLib's global default
+ * context: libvirt's event thread iterates that one. */
+AgentLibvirt *agent_libvirt_new (const char *uri, GMainContext *ctx,
+                                 AgentLifecycleFunc lifecycle,
+                                 AgentConnectedFunc connected,
+                                 gpointer user_data);
+/* Opens the connection. On failure it returns FALSE with ERROR and keeps
+ * retrying every second in the background. */
+gboolean agent_libvirt_connect (AgentLibvirt *lv, GError **error);
+/* A new reference to the current connection (any thread), or NULL with
+ * AGENT_ERROR_UNAVAILABLE. */
+virConnectPtr agent_libvirt_get (AgentLibvirt *lv, GError **error);
+/* Closes the connection and stops reconnecting; no callback runs after. */
+void agent_libvirt_free (AgentLibvirt *lv);
+
+/* --- host and VM state (agent-host.c, agent-stats.c) ------------------- */
+
+/* TRUE when /dev/kvm opens and reports KVM API version 12. */
+gboolean agent_kvm_usable (void);
+/* AUTO becomes KVM or TCG; other values stay. */
+AgentAccel agent_accel_resolve (AgentAccel accel);
+/* "9.0.0" from libvirt's major * 1000000 + minor * 1000 + micro. */
+char *agent_version_string (unsigned long version);
+
+Drover__V1__HostInfo *agent_host_info_collect (virConnectPtr conn,
+                                               const char *name,
+                                               const char *address,
+                                               AgentAccel accel,
+                                               const char *data_dir,
+                                               GError **error);
+
+/* "running", "shutoff", ... for a virDomainState. */
+const char *agent_domain_state_string (int state);
+
+/* Status of one Drover domain (state, vcpus, memory, cpu time, spec);
+ * AGENT_ERROR_NOT_DROVER for other domains. */
+Drover__V1__VmStatus *agent_vm_status_from_domain (virDomainPtr dom,
+                                                   GError **error);
+
+typedef struct _AgentStats AgentStats;
+
+/* Remembers each domain's CPU time between collections (cpu_percent). */
+AgentStats *agent_stats_new (void);
+void agent_stats_free (AgentStats *stats);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentStats, agent_stats_free)
+/* Status of every Drover domain on CONN (one thread at a time per
+ * STATS). Returns a GPtrArray of Drover__V1__VmStatus (freeing them). */
+GPtrArray *agent_stats_collect (AgentStats *stats, virConnectPtr conn,
+                                GError **error);
+
+/* --- the agent (agent.c, agent-service.c, agent-reporter.c) ------------ */
+
+struct _Agent {
+  gint ref_count;
+  /* Immutable after agent_new. */
+  AgentConfig config;
+  AgentAccel accel;        /* resolved: KVM, TCG or TEST */
+  char *disk_dir;          /* DATA/disks */
+  char *console_dir;       /* DATA/console */
+  GMainContext *ctx;
+  ProtoTls *tls;
+
+  AgentLibvirt *lv;        /* thread-safe */
+  ProtoServer *server;     /* main context only */
+
+  /* Reporter: main context only, except stats (owned by the collecting
+   * worker while report_in_flight). */
+  ProtoClient *sched;
+  AgentStats *stats;
+  gboolean stopped;
+  gboolean registered;
+  gboolean register_in_flight;
+  gboolean report_in_flight;
+  gboolean report_pending;
+  guint report_interval_ms;
+  guint report_source;
+  guint register_source;
+  guint debounce_source;
+  guint64 seq;
+  char *last_problem;      /* logged once until it changes */
+
+  /* Names of VMs with an operation in progress; guarded by lock. */
+  GMutex lock;
+  GHashTable *busy;
+};
+
+/* AgentService handlers on SERVER. */
+void agent_service_register (Agent *agent, ProtoServer *server);
+/* Disk and console paths of VM NAME (NAME already validated). */
+char *agent_console_path (Agent *agent, const char *name);
+
+void agent_reporter_start (Agent *agent);
+void agent_reporter_stop (Agent *agent);
+/* Sends a report soon (debounced), e.g. after a lifecycle event. */
+void agent_reporter_kick (Agent *agent);
+
+G_END_DECLS

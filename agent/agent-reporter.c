@@ -1,0 +1,330 @@
+/* The reporter: RegisterHost until it works, then ReportHost every
+ * report_interval_ms and soon after each lifecycle event. A reply with
+ * reregister (the scheduler restarted and does not know this host) or a
+ * NOT_FOUND error sends the agent back to registering.
+ *
+ * Runs in the agent's GMainContext; host info and VM stats are collected
+ * in a worker thread so a slow libvirtd does not stall AgentService
+ * replies. One report is in flight at a time; a kick while one is in
+ * flight sends another right after it.
+ */
+#include "agent-private.h"
+
+#include <gio/gio.h>
+
+#define REGISTER_RETRY_MS 2000
+#define DEBOUNCE_MS 200
+#define CALL_TIMEOUT_MS 5000
+
+static void send_register (Agent *agent);
+static void send_report (Agent *agent);
+
+/* Logs PROBLEM once until a different problem or success (NULL). */
+static void
+note_problem (Agent *agent, const char *problem)
+{
+  if (g_strcmp0 (agent->last_problem, problem) == 0)
+    return;
+  if (problem)
+    g_message ("%s", problem);
+  else if (agent->last_problem)
+    g_message ("reporting to scheduler %s works again", agent->config.scheduler);
+  g_free (agent->last_problem);
+  agent->last_problem = g_strdup (problem);
+}
+
+static void
+clear_source (Agent *agent, guint *id)
+{
+  if (*id) {
+    GSource *source = g_main_context_find_source_by_id (agent->ctx, *id);
+
+    if (source)
+      g_source_destroy (source);
+    *id = 0;
+  }
+}
+
+static guint
+add_timeout (Agent *agent, guint ms, GSourceFunc func)
+{
+  GSource *source = g_timeout_source_new (ms);
+  guint id;
+
+  g_source_set_callback (source, func, agent, NULL);
+  id = g_source_attach (source, agent->ctx);
+  g_source_unref (source);
+  return id;
+}
+
+/* --- collecting (worker thread) ---------------------------------------- */
+
+typedef struct {
+  Drover__V1__HostInfo *host;
+  GPtrArray *vms;
+} Collected;
+
+static void
+collected_free (gpointer data)
+{
+  Collected *c = data;
+
+  agent_msg_free (c->host);
+  if (c->vms)
+    g_ptr_array_unref (c->vms);
+  g_free (c);
+}
+
+static void
+collect_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  Agent *agent = task_data;
+  g_autoptr (virConnect) conn = NULL;
+  GError *error = NULL;
+  Collected *c;
+
+  conn = agent_libvirt_get (agent->lv, &error);
+  if (!conn) {
+    g_task_return_error (task, error);
+    return;
+  }
+  c = g_new0 (Collected, 1);
+  c->host = agent_host_info_collect (conn, agent->config.name, agent->config.listen,
+                                     agent->accel, agent->config.data_dir, &error);
+  /* stats is only touched here, and one collection runs at a time. */
+  if (c->host)
+    c->vms = agent_stats_collect (agent->stats, conn, &error);
+  if (!c->host || !c->vms) {
+    collected_free (c);
+    g_task_return_error (task, error);
+    return;
+  }
+  g_task_return_pointer (task, c, collected_free);
+}
+
+/* --- registering ------------------------------------------------------- */
+
+static gboolean
+register_retry_cb (gpointer data)
+{
+  Agent *agent = data;
+
+  agent->register_source = 0;
+  send_register (agent);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+retry_register_later (Agent *agent)
+{
+  if (!agent->stopped && !agent->register_source)
+    agent->register_source = add_timeout (agent, REGISTER_RETRY_MS, register_retry_cb);
+}
+
+static gboolean
+report_timer_cb (gpointer data)
+{
+  send_report (data);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+{
+  Agent *agent = data;
+  const Drover__V1__RegisterHostReply *reply = (const void *) msg;
+
+  agent->register_in_flight = FALSE;
+  if (agent->stopped) {
+    agent_unref (agent);
+    return;
+  }
+  if (error) {
+    g_autofree char *problem =
+      g_strdup_printf ("cannot register with scheduler %s: %s; retrying every %d ms",
+                       agent->config.scheduler, error->message, REGISTER_RETRY_MS);
+    note_problem (agent, problem);
+    retry_register_later (agent);
+    agent_unref (agent);
+    return;
+  }
+  agent->registered = TRUE;
+  agent->report_interval_ms = reply->report_interval_ms;
+  if (!agent->report_interval_ms)
+    agent->report_interval_ms = agent->config.report_interval_ms;
+  if (!agent->report_interval_ms)
+    agent->report_interval_ms = AGENT_DEFAULT_REPORT_INTERVAL_MS;
+  g_message ("registered with scheduler %s; reporting every %u ms",
+             agent->config.scheduler, agent->report_interval_ms);
+  g_clear_pointer (&agent->last_problem, g_free);
+  clear_source (agent, &agent->report_source);
+  agent->report_source = add_timeout (agent, agent->report_interval_ms, report_timer_cb);
+  send_report (agent);
+  agent_unref (agent);
+}
+
+static void
+register_collected (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Agent *agent = data;
+  g_autoptr (GError) error = NULL;
+  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
+  Drover__V1__RegisterHostRequest req = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
+
+  if (agent->stopped || !c) {
+    agent->register_in_flight = FALSE;
+    if (error) {
+      g_autofree char *problem = g_strdup_printf (
+        "cannot register with scheduler %s: %s; retrying", agent->config.scheduler,
+        error->message);
+      note_problem (agent, problem);
+      retry_register_later (agent);
+    }
+    agent_unref (agent);
+    return;
+  }
+  req.host = c->host;
+  proto_client_call (agent->sched, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_REGISTER_HOST,
+                     &req.base, CALL_TIMEOUT_MS, register_reply, agent);
+  collected_free (c);
+}
+
+static void
+send_register (Agent *agent)
+{
+  GTask *task;
+
+  if (agent->stopped || agent->registered || agent->register_in_flight)
+    return;
+  agent->register_in_flight = TRUE;
+  task = g_task_new (NULL, NULL, register_collected, agent_ref (agent));
+  g_task_set_task_data (task, agent, NULL);
+  g_task_run_in_thread (task, collect_thread);
+  g_object_unref (task);
+}
+
+static void
+become_unregistered (Agent *agent)
+{
+  agent->registered = FALSE;
+  clear_source (agent, &agent->report_source);
+  send_register (agent);
+}
+
+/* --- reporting --------------------------------------------------------- */
+
+static void
+report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+{
+  Agent *agent = data;
+  const Drover__V1__ReportHostReply *reply = (const void *) msg;
+
+  agent->report_in_flight = FALSE;
+  if (agent->stopped) {
+    agent_unref (agent);
+    return;
+  }
+  if (error && g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND)) {
+    g_message ("scheduler %s does not know this host; registering again",
+               agent->config.scheduler);
+    become_unregistered (agent);
+  } else if (error) {
+    g_autofree char *problem = g_strdup_printf ("cannot report to scheduler %s: %s",
+                                                agent->config.scheduler, error->message);
+    note_problem (agent, problem);
+  } else if (reply->reregister) {
+    g_message ("scheduler %s asks this host to register again", agent->config.scheduler);
+    become_unregistered (agent);
+  } else {
+    note_problem (agent, NULL);
+  }
+  if (agent->registered && agent->report_pending)
+    send_report (agent);
+  agent_unref (agent);
+}
+
+static void
+report_collected (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Agent *agent = data;
+  g_autoptr (GError) error = NULL;
+  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
+  Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
+
+  if (agent->stopped || !c) {
+    agent->report_in_flight = FALSE;
+    if (error) {
+      g_autofree char *problem = g_strdup_printf ("cannot collect a host report: %s",
+                                                  error->message);
+      note_problem (agent, problem);
+    }
+    agent_unref (agent);
+    return;
+  }
+  req.host = c->host;
+  req.n_vms = c->vms->len;
+  req.vms = (Drover__V1__VmStatus **) c->vms->pdata;
+  req.seq = ++agent->seq;
+  proto_client_call (agent->sched, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_REPORT_HOST,
+                     &req.base, CALL_TIMEOUT_MS, report_reply, agent);
+  collected_free (c);
+}
+
+static void
+send_report (Agent *agent)
+{
+  GTask *task;
+
+  if (agent->stopped || !agent->registered)
+    return;
+  if (agent->report_in_flight) {
+    agent->report_pending = TRUE;
+    return;
+  }
+  agent->report_pending = FALSE;
+  agent->report_in_flight = TRUE;
+  task = g_task_new (NULL, NULL, report_collected, agent_ref (agent));
+  g_task_set_task_data (task, agent, NULL);
+  g_task_run_in_thread (task, collect_thread);
+  g_object_unref (task);
+}
+
+static gboolean
+debounce_cb (gpointer data)
+{
+  Agent *agent = data;
+
+  agent->debounce_source = 0;
+  send_report (agent);
+  return G_SOURCE_REMOVE;
+}
+
+void
+agent_reporter_kick (Agent *agent)
+{
+  if (agent->stopped || !agent->sched || agent->debounce_source)
+    return;
+  agent->debounce_source = add_timeout (agent, DEBOUNCE_MS, debounce_cb);
+}
+
+void
+agent_reporter_start (Agent *agent)
+{
+  g_autoptr (GError) error = NULL;
+
+  agent->sched = proto_client_new (agent->config.scheduler, agent->tls, agent->ctx, &error);
+  if (!agent->sched) {
+    g_message ("cannot create a client for scheduler %s: %s",
+               agent->config.scheduler, error->message);
+    return;
+  }
+  send_register (agent);
+}
+
+void
+agent_reporter_stop (Agent *agent)
+{
+  clear_source (agent, &agent->report_source);
+  clear_source (agent, &agent->register_source);
+  clear_source (agent, &agent->debounce_source);
+}

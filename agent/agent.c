@@ -1,0 +1,199 @@
+/* The Agent: configuration, data directory, and wiring of the libvirt
+ * connection, AgentService and the reporter. */
+#include "agent-private.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <libxml/parser.h>
+
+static void
+config_copy (AgentConfig *dst, const AgentConfig *src)
+{
+  *dst = *src;
+  dst->name = g_strdup (src->name);
+  dst->listen = g_strdup (src->listen);
+  dst->scheduler = g_strdup (src->scheduler);
+  dst->libvirt_uri = g_strdup (src->libvirt_uri);
+  dst->data_dir = g_strdup (src->data_dir);
+  dst->tls_dir = g_strdup (src->tls_dir);
+}
+
+static void
+config_clear (AgentConfig *config)
+{
+  g_free (config->name);
+  g_free (config->listen);
+  g_free (config->scheduler);
+  g_free (config->libvirt_uri);
+  g_free (config->data_dir);
+  g_free (config->tls_dir);
+}
+
+static gboolean
+make_dir (const char *path, GError **error)
+{
+  if (g_mkdir_with_parents (path, 0755) < 0) {
+    int saved = errno;
+    g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                 "cannot create directory %s: %s", path, g_strerror (saved));
+    return FALSE;
+  }
+  /* QEMU runs as root in the local cluster, but must still reach the
+   * files if it does not: 0755 whatever the umask. */
+  (void) g_chmod (path, 0755);
+  return TRUE;
+}
+
+static void
+on_lifecycle (const char *name, int event, int detail, gpointer user_data)
+{
+  Agent *agent = user_data;
+
+  g_debug ("lifecycle event %d/%d for domain %s", event, detail, name);
+  agent_reporter_kick (agent);
+}
+
+static void
+on_connected (gpointer user_data)
+{
+  agent_reporter_kick (user_data);
+}
+
+Agent *
+agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
+{
+  g_autoptr (Agent) agent = NULL;
+  g_autoptr (GError) local = NULL;
+
+  if (!proto_name_validate ("host", config->name, &local)) {
+    g_propagate_error (error, g_steal_pointer (&local));
+    return NULL;
+  }
+  if (!config->listen || !config->libvirt_uri || !config->data_dir) {
+    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                         "listen address, libvirt URI and data directory are required");
+    return NULL;
+  }
+  if (!config->insecure == !config->tls_dir) {
+    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                         "exactly one of a TLS directory and insecure mode is required");
+    return NULL;
+  }
+  if (!g_path_is_absolute (config->data_dir)) {
+    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                 "data directory %s is not an absolute path", config->data_dir);
+    return NULL;
+  }
+
+  if (!ctx)
+    ctx = g_main_context_get_thread_default ();
+  if (!ctx || ctx == g_main_context_default ()) {
+    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                         "the agent needs a GMainContext of its own, not the global default");
+    return NULL;
+  }
+
+  xmlInitParser ();
+  agent = g_new0 (Agent, 1);
+  agent->ref_count = 1;
+  config_copy (&agent->config, config);
+  agent->accel = agent_accel_resolve (config->accel);
+  agent->ctx = g_main_context_ref (ctx);
+  agent->disk_dir = g_build_filename (config->data_dir, "disks", NULL);
+  agent->console_dir = g_build_filename (config->data_dir, "console", NULL);
+  agent->stats = agent_stats_new ();
+  agent->busy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_init (&agent->lock);
+
+  if (config->accel == AGENT_ACCEL_KVM && !agent_kvm_usable ())
+    g_message ("--accel kvm given but /dev/kvm is not usable; guests will fail to start");
+  if (!make_dir (config->data_dir, error) || !make_dir (agent->disk_dir, error) ||
+      !make_dir (agent->console_dir, error))
+    return NULL;
+  if (config->tls_dir) {
+    agent->tls = proto_tls_load (config->tls_dir, error);
+    if (!agent->tls)
+      return NULL;
+  }
+  return g_steal_pointer (&agent);
+}
+
+gboolean
+agent_start (Agent *agent, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+
+  agent->lv = agent_libvirt_new (agent->config.libvirt_uri, agent->ctx,
+                                 on_lifecycle, on_connected, agent);
+  /* A libvirtd that is not up yet is retried in the background. */
+  if (!agent_libvirt_connect (agent->lv, &local))
+    g_message ("%s; retrying", local->message);
+
+  agent->server = proto_server_new (agent->ctx);
+  agent_service_register (agent, agent->server);
+  if (!proto_server_start (agent->server, agent->config.listen, agent->tls, error)) {
+    g_prefix_error (error, "cannot serve AgentService on %s: ", agent->config.listen);
+    return FALSE;
+  }
+  g_message ("agent %s serving on %s, port %d (%s, accel %s, libvirt %s)",
+             agent->config.name, agent->config.listen, agent_get_port (agent),
+             agent->tls ? "mutual TLS" : "insecure",
+             agent_accel_to_string (agent->accel), agent->config.libvirt_uri);
+  if (agent->config.scheduler)
+    agent_reporter_start (agent);
+  return TRUE;
+}
+
+int
+agent_get_port (Agent *agent)
+{
+  return agent->server ? proto_server_get_port (agent->server) : -1;
+}
+
+void
+agent_stop (Agent *agent)
+{
+  if (agent->stopped)
+    return;
+  agent->stopped = TRUE;
+  agent_reporter_stop (agent);
+  if (agent->server)
+    proto_server_stop (agent->server);
+}
+
+Agent *
+agent_ref (Agent *agent)
+{
+  g_atomic_int_inc (&agent->ref_count);
+  return agent;
+}
+
+void
+agent_unref (Agent *agent)
+{
+  if (!agent || !g_atomic_int_dec_and_test (&agent->ref_count))
+    return;
+  agent_stop (agent);
+  /* Workers hold references, so none can be using the connection now. */
+  g_clear_pointer (&agent->lv, agent_libvirt_free);
+  g_clear_pointer (&agent->server, proto_server_free);
+  g_clear_pointer (&agent->sched, proto_client_free);
+  g_clear_pointer (&agent->tls, proto_tls_free);
+  agent_stats_free (agent->stats);
+  g_hash_table_destroy (agent->busy);
+  g_mutex_clear (&agent->lock);
+  g_main_context_unref (agent->ctx);
+  g_free (agent->disk_dir);
+  g_free (agent->console_dir);
+  g_free (agent->last_problem);
+  config_clear (&agent->config);
+  g_free (agent);
+}
+
+char *
+agent_console_path (Agent *agent, const char *name)
+{
+  g_autofree char *file = g_strconcat (name, ".log", NULL);
+
+  return g_build_filename (agent->console_dir, file, NULL);
+}

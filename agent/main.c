@@ -1,0 +1,104 @@
+/* drover-agent: options, signals, setup, run. */
+#define G_LOG_DOMAIN "drover-agent"
+#include <glib-unix.h>
+#include <locale.h>
+#include <stdlib.h>
+
+#include "agent.h"
+#include "proto.h"
+
+static gboolean
+on_signal (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+add_signal (GMainContext *ctx, int signum, GMainLoop *loop)
+{
+  GSource *source = g_unix_signal_source_new (signum);
+
+  g_source_set_callback (source, on_signal, loop, NULL);
+  g_source_attach (source, ctx);
+  g_source_unref (source);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *name = NULL, *listen = NULL, *scheduler = NULL, *uri = NULL;
+  g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
+  gboolean insecure = FALSE;
+  int report_interval_ms = 0;
+  GOptionEntry entries[] = {
+    { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
+    { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "AgentService address", "ADDR:PORT" },
+    { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler, "Scheduler address", "ADDR:PORT" },
+    { "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &uri, "libvirt connection URI", "URI" },
+    { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Guest accelerator", "kvm|tcg|auto" },
+    { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir, "Disks and console logs", "DIR" },
+    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir, "ca.pem, cert.pem, key.pem", "DIR" },
+    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS (local testing only)", NULL },
+    { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
+      "Report interval when the scheduler gives none", "MS" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) opts = g_option_context_new ("- Drover node agent");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GMainLoop) loop = NULL;
+  g_autoptr (GMainContext) ctx = NULL;
+  g_autoptr (Agent) agent = NULL;
+  AgentConfig config = { 0 };
+
+  setlocale (LC_ALL, "");
+  g_option_context_add_main_entries (opts, entries, NULL);
+  if (!g_option_context_parse (opts, &argc, &argv, &error))
+    goto fail;
+  if (!name || !listen || !scheduler || !uri || !accel || !data_dir) {
+    g_printerr ("drover-agent: --name, --listen, --scheduler, --libvirt-uri, --accel "
+                "and --data-dir are required\n");
+    return EXIT_FAILURE;
+  }
+  if (!tls_dir == !insecure) {
+    g_printerr ("drover-agent: give exactly one of --tls-dir DIR and --insecure\n");
+    return EXIT_FAILURE;
+  }
+  if (report_interval_ms < 0) {
+    g_printerr ("drover-agent: --report-interval-ms must be positive\n");
+    return EXIT_FAILURE;
+  }
+  if (!agent_accel_parse (accel, &config.accel, &error) ||
+      config.accel == AGENT_ACCEL_TEST) {
+    g_printerr ("drover-agent: --accel must be kvm, tcg or auto\n");
+    return EXIT_FAILURE;
+  }
+  config.name = name;
+  config.listen = listen;
+  config.scheduler = scheduler;
+  config.libvirt_uri = uri;
+  config.data_dir = data_dir;
+  config.tls_dir = tls_dir;
+  config.insecure = insecure;
+  config.report_interval_ms = report_interval_ms;
+
+  proto_init ();
+  /* libvirt's event thread iterates the global default context; the
+   * agent runs on its own. */
+  ctx = g_main_context_new ();
+  g_main_context_push_thread_default (ctx);
+  loop = g_main_loop_new (ctx, FALSE);
+  add_signal (ctx, SIGINT, loop);
+  add_signal (ctx, SIGTERM, loop);
+  agent = agent_new (&config, ctx, &error);
+  if (!agent || !agent_start (agent, &error))
+    goto fail;
+  g_main_loop_run (loop);
+  g_message ("stopping");
+  agent_stop (agent);
+  return EXIT_SUCCESS;
+
+fail:
+  g_printerr ("drover-agent: %s\n", error->message);
+  return EXIT_FAILURE;
+}

@@ -1,0 +1,258 @@
+/* droverctl: the operator's command line. Talks only to the scheduler's
+ * SchedulerService. main() parses the global options and hands the rest
+ * to one function per verb (cli-hosts.c, cli-vm.c, cli-job.c). */
+#include "droverctl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_SCHEDULER "127.0.0.1:7400"
+#define DEFAULT_TIMEOUT_S 200
+
+static const char usage_text[] =
+  "Usage: droverctl [GLOBAL OPTIONS] VERB [ARGS...]\n"
+  "\n"
+  "Global options (before the verb):\n"
+  "  --scheduler ADDR   scheduler address (default $DROVER_SCHEDULER, else " DEFAULT_SCHEDULER ")\n"
+  "  --tls-dir DIR      ca.pem, cert.pem, key.pem for mutual TLS (default $DROVER_TLS_DIR)\n"
+  "  --insecure         talk to the scheduler without TLS\n"
+  "  --timeout SECONDS  deadline of each call (default 200)\n"
+  "\n"
+  "Verbs:\n"
+  "  hosts [--json]                      list hosts\n"
+  "  vm create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K --initrd I\n"
+  "            --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
+  "  vm list [--json]                    list VMs\n"
+  "  vm show NAME [--json]               details and stats of one VM\n"
+  "  vm start|destroy NAME\n"
+  "  vm stop NAME [--force] [--timeout S]\n"
+  "  vm delete NAME [--force]\n"
+  "  vm console NAME [-f] [--tail BYTES] print the serial console log\n"
+  "  jobs [--json]                       list jobs\n"
+  "  job watch ID                        follow a job until it ends\n"
+  "\n"
+  "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
+  "Run 'droverctl VERB --help' for a verb's options.\n";
+
+void
+ctl_print_error (const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, format);
+  msg = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  fflush (stdout);
+  fprintf (stderr, "droverctl: error: %s\n", msg);
+}
+
+int
+ctl_usage_error (const char *usage, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, format);
+  msg = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  fflush (stdout);
+  fprintf (stderr, "droverctl: error: %s\n", msg);
+  if (usage != NULL)
+    fprintf (stderr, "Usage: droverctl %s\n", usage);
+  else
+    fprintf (stderr, "Usage: droverctl [--scheduler ADDR] [--tls-dir DIR | --insecure] "
+             "[--timeout S] hosts|vm|jobs|job ...\n");
+  fprintf (stderr, "Run 'droverctl --help' for usage.\n");
+  return CTL_EXIT_USAGE;
+}
+
+int
+ctl_fail (const GError *error)
+{
+  ctl_print_error ("%s", error->message);
+  if (error->domain == CLI_ERROR || error->domain == G_OPTION_ERROR)
+    return CTL_EXIT_USAGE;
+  return CTL_EXIT_FAILURE;
+}
+
+int
+ctl_parse_options (const char *verb, const char *params, const char *summary,
+                   const GOptionEntry *entries, int *argc, char ***argv)
+{
+  g_autoptr (GOptionContext) octx = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *prog = g_strdup_printf ("%s %s", verb, params);
+
+  octx = g_option_context_new (prog);
+  g_option_context_set_summary (octx, summary);
+  if (entries != NULL)
+    g_option_context_add_main_entries (octx, entries, NULL);
+  /* argv[0] is the verb; GOption skips it as the program name. */
+  if (!g_option_context_parse (octx, argc, argv, &error))
+    return ctl_usage_error (prog, "%s", error->message);
+  return -1;
+}
+
+ProtoClient *
+ctl_client (Ctl *ctl, GError **error)
+{
+  g_autoptr (ProtoTls) tls = NULL;
+
+  if (ctl->client != NULL)
+    return ctl->client;
+  if (ctl->tls_dir == NULL && !ctl->insecure) {
+    /* Never fall back to plaintext silently. */
+    g_set_error (error, CLI_ERROR, CLI_ERROR_USAGE,
+                 "no TLS material: pass --tls-dir DIR or set DROVER_TLS_DIR, "
+                 "or --insecure");
+    return NULL;
+  }
+  if (ctl->tls_dir != NULL) {
+    tls = proto_tls_load (ctl->tls_dir, error);
+    if (tls == NULL) {
+      g_prefix_error (error, "TLS material in %s: ", ctl->tls_dir);
+      return NULL;
+    }
+  }
+  proto_init ();
+  ctl->client = proto_client_new (ctl->scheduler, tls, NULL, error);
+  if (ctl->client == NULL)
+    g_prefix_error (error, "scheduler %s: ", ctl->scheduler);
+  return ctl->client;
+}
+
+ProtobufCMessage *
+ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
+          gint64 timeout_ms, GError **error)
+{
+  ProtoClient *client = ctl_client (ctl, error);
+  ProtobufCMessage *reply;
+  gint64 deadline = (gint64) ctl->timeout_s * 1000;
+
+  if (client == NULL)
+    return NULL;
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, method,
+                                  request, MAX (deadline, timeout_ms), error);
+  if (reply == NULL && error != NULL && *error != NULL &&
+      (*error)->domain == PROTO_ERROR &&
+      ((*error)->code == PROTO_STATUS_UNAVAILABLE ||
+       (*error)->code == PROTO_STATUS_DEADLINE_EXCEEDED))
+    /* Say where we tried to go: the bare gRPC text does not. */
+    g_prefix_error (error, "scheduler %s: ", ctl->scheduler);
+  return reply;
+}
+
+void
+ctl_print_json (CliJson *json)
+{
+  fputs (cli_json_get (json), stdout);
+}
+
+void
+ctl_print_message_json (const ProtobufCMessage *msg)
+{
+  g_autoptr (CliJson) json = cli_json_new ();
+
+  cli_json_message (json, msg);
+  ctl_print_json (json);
+}
+
+char *
+ctl_format_age (gint64 ms)
+{
+  gint64 s;
+
+  if (ms <= 0)
+    return g_strdup ("-");
+  s = (proto_now_ms () - ms) / 1000;
+  if (s < 0)
+    s = 0;
+  if (s < 120)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "s", s);
+  if (s < 120 * 60)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "m", s / 60);
+  if (s < 48 * 3600)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "h", s / 3600);
+  return g_strdup_printf ("%" G_GINT64_FORMAT "d", s / 86400);
+}
+
+static const char *
+env_or (const char *name, const char *fallback)
+{
+  const char *v = g_getenv (name);
+  return v != NULL && *v != '\0' ? v : fallback;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *scheduler = NULL;
+  g_autofree char *tls_dir = NULL;
+  gboolean insecure = FALSE;
+  gboolean help = FALSE;
+  int timeout_s = DEFAULT_TIMEOUT_S;
+  GOptionEntry entries[] = {
+    { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler, "Scheduler address", "ADDR" },
+    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir, "TLS directory", "DIR" },
+    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
+    { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Call deadline", "SECONDS" },
+    { "help", 'h', 0, G_OPTION_ARG_NONE, &help, "Show help", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) octx = g_option_context_new ("VERB [ARGS...]");
+  g_autoptr (GError) error = NULL;
+  Ctl ctl = { 0 };
+  const char *verb;
+  int rc;
+
+  /* Stop at the verb: its options are its own. Our own --help replaces
+   * GOption's, which would list nothing useful about verbs. */
+  g_option_context_set_strict_posix (octx, TRUE);
+  g_option_context_set_help_enabled (octx, FALSE);
+  g_option_context_add_main_entries (octx, entries, NULL);
+  if (!g_option_context_parse (octx, &argc, &argv, &error))
+    return ctl_usage_error (NULL, "%s", error->message);
+  if (help || (argc >= 2 && g_str_equal (argv[1], "help"))) {
+    fputs (usage_text, stdout);
+    return CTL_EXIT_OK;
+  }
+  if (argc < 2)
+    return ctl_usage_error (NULL, "no verb given");
+  if (timeout_s <= 0)
+    return ctl_usage_error (NULL, "--timeout must be a positive number of seconds");
+  if (tls_dir != NULL && insecure)
+    return ctl_usage_error (NULL, "--tls-dir and --insecure exclude each other");
+
+  ctl.scheduler = g_strdup (scheduler ? scheduler : env_or ("DROVER_SCHEDULER", DEFAULT_SCHEDULER));
+  ctl.insecure = insecure;
+  /* An explicit --insecure beats $DROVER_TLS_DIR. */
+  if (!insecure)
+    ctl.tls_dir = g_strdup (tls_dir ? tls_dir : env_or ("DROVER_TLS_DIR", NULL));
+  ctl.timeout_s = timeout_s;
+
+  verb = argv[1];
+  /* Verbs see argv[0] = the verb, like a program of their own. */
+  argc--;
+  argv++;
+  if (g_str_equal (verb, "hosts"))
+    rc = ctl_cmd_hosts (&ctl, argc, argv);
+  else if (g_str_equal (verb, "vm"))
+    rc = ctl_cmd_vm (&ctl, argc, argv);
+  else if (g_str_equal (verb, "jobs"))
+    rc = ctl_cmd_jobs (&ctl, argc, argv);
+  else if (g_str_equal (verb, "job"))
+    rc = ctl_cmd_job (&ctl, argc, argv);
+  else
+    rc = ctl_usage_error (NULL, "unknown verb '%s'", verb);
+
+  fflush (stdout);
+  if (ctl.client != NULL) {
+    proto_client_free (ctl.client);
+    proto_shutdown ();
+  }
+  g_free (ctl.scheduler);
+  g_free (ctl.tls_dir);
+  return rc;
+}

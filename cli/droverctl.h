@@ -1,0 +1,70 @@
+/* droverctl internals shared by the per-verb files. */
+#pragma once
+
+#include "cli.h"
+#include "proto.h"
+
+/* Exit codes. */
+enum {
+  CTL_EXIT_OK = 0,
+  CTL_EXIT_FAILURE = 1, /* the scheduler (or the connection) said no */
+  CTL_EXIT_USAGE = 2,   /* the command line is wrong */
+};
+
+/* Global options and the lazily opened connection. */
+typedef struct {
+  char *scheduler;   /* host:port */
+  char *tls_dir;     /* NULL with insecure */
+  gboolean insecure;
+  int timeout_s;     /* per-call deadline */
+  ProtoClient *client;
+} Ctl;
+
+/* Prints "droverctl: error: MESSAGE" on stderr. */
+void ctl_print_error (const char *format, ...) G_GNUC_PRINTF (1, 2);
+
+/* Prints a usage error and a hint; returns CTL_EXIT_USAGE. */
+int ctl_usage_error (const char *usage, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
+
+/* Prints ERROR and returns the exit code it deserves (2 for usage errors,
+ * 1 otherwise). */
+int ctl_fail (const GError *error);
+
+/* Parses verb options with ENTRIES. Returns -1 when parsing succeeded (the
+ * caller goes on with *ARGC/ *ARGV reduced to the positional arguments,
+ * ARGV[0] being the verb), or the exit code to return at once. */
+int ctl_parse_options (const char *verb, const char *params,
+                       const char *summary, const GOptionEntry *entries,
+                       int *argc, char ***argv);
+
+/* One blocking call to the scheduler, with the --timeout deadline (or
+ * TIMEOUT_MS if larger). Connects on first use. The reply is freed by
+ * the caller with protobuf_c_message_free_unpacked. */
+ProtobufCMessage *ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
+                            gint64 timeout_ms, GError **error);
+
+/* The connection (for streaming calls), opened on first use. */
+ProtoClient *ctl_client (Ctl *ctl, GError **error);
+
+/* Prints JSON held in JSON to stdout. */
+void ctl_print_json (CliJson *json);
+void ctl_print_message_json (const ProtobufCMessage *msg);
+
+/* "12s", "5m", "3h", "2d" since MS (unix milliseconds); "-" if 0. */
+char *ctl_format_age (gint64 ms);
+
+/* Verbs. ARGV[0] is the verb itself. */
+int ctl_cmd_hosts (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_vm (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_jobs (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_job (Ctl *ctl, int argc, char **argv);
+
+/* Replies are unpacked protobuf-c messages: g_autoptr (ProtobufCMessage). */
+static inline void
+ctl_message_free (ProtobufCMessage *msg)
+{
+  if (msg != NULL)
+    protobuf_c_message_free_unpacked (msg, NULL);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtobufCMessage, ctl_message_free)

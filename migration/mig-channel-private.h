@@ -1,0 +1,67 @@
+/* MigChannel internals shared by its source files and its tests
+ * (frame codec, software crc32c, server-side handshake). */
+#pragma once
+
+#include "mig-channel.h"
+
+G_BEGIN_DECLS
+
+#define MIG_FRAME_MAGIC 0x43565244u /* "DRVC" little-endian */
+#define MIG_FRAME_VERSION 1
+#define MIG_FRAME_FLAG_COMPRESSED 0x0001u
+#define MIG_ERROR_TEXT_MAX 1024     /* ERROR frame payload */
+
+typedef enum {
+  MIG_FRAME_HELLO = 1, /* client -> server: kind u8 + token bytes */
+  MIG_FRAME_OK = 2,    /* server -> client: HELLO accepted, empty */
+  MIG_FRAME_ERROR = 3, /* either way: UTF-8 reason, then the sender closes */
+  MIG_FRAME_DATA = 4,  /* stream bytes (lz4 if flag COMPRESSED) */
+  MIG_FRAME_END = 5,   /* sender's local side reached EOF, empty */
+} MigFrameType;
+
+typedef struct {
+  guint8 type;
+  guint8 version;
+  guint16 flags;
+  guint32 payload_len; /* bytes after decompression */
+  guint32 wire_len;    /* bytes that follow the header */
+  guint64 seq;
+  guint32 crc;         /* crc32c of the (decompressed) payload */
+} MigFrameHeader;
+
+/* Writes H into OUT (version and header crc filled in). */
+void mig_frame_header_encode (const MigFrameHeader *h,
+                              guint8 out[MIG_FRAME_HEADER_SIZE]);
+
+/* Parses and checks IN: magic, header crc, version, type, flags, lengths
+ * against MAX_LEN and EXPECTED_SEQ. Nothing is allocated; a bad header is
+ * a MIG_ERROR_CHANNEL_PROTOCOL error. */
+gboolean mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
+                                  guint64 expected_seq, guint32 max_len,
+                                  MigFrameHeader *h, GError **error);
+
+/* Table-driven crc32c (the fallback), exposed to test it against the
+ * hardware path. */
+guint32 mig_crc32c_sw (guint32 crc, const void *buf, gsize len);
+
+/* Server side of the handshake on a fresh TRANSPORT (ownership taken):
+ * reads HELLO, asks AUTH, answers OK or ERROR. */
+MigChannel *mig_channel_new_server (MigTransport *transport,
+                                    MigChannelAuthFunc auth,
+                                    gpointer auth_data,
+                                    GCancellable *cancellable,
+                                    GError **error);
+
+/* Transport timeout for blocking I/O (0 = none), used around handshakes. */
+void mig_transport_set_timeout (MigTransport *t, guint seconds);
+
+/* TLS server side of CREDS over BASE (mutual: client cert required). */
+GIOStream *mig_channel_creds_server_handshake (MigChannelCreds *creds,
+                                               GIOStream *base,
+                                               GCancellable *cancellable,
+                                               GError **error);
+
+/* Socket options every channel connection gets (TCP_NODELAY). */
+void mig_channel_socket_tune (GSocket *socket);
+
+G_END_DECLS

@@ -1,0 +1,892 @@
+/* MigChannel: carries one bidirectional byte stream between a local fd and
+ * a peer agent. See mig-channel.h for the frame format.
+ *
+ * Threads: one pump per direction, blocking I/O.
+ *   out pump: read(local) -> [lz4] -> crc -> token bucket -> writev(peer)
+ *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc -> write(local)
+ * The first error sticks (later ones are consequences), cancels the other
+ * pump and shuts the transport down; the last pump to exit closes the
+ * local fd and reports completion once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mig-channel-private.h"
+
+/* Auto compression re-evaluates after this many frames or this long. */
+#define AUTO_WINDOW_FRAMES 64
+#define AUTO_WINDOW_NS (100 * G_GINT64_CONSTANT (1000000))
+#define AUTO_SAMPLE_MAX (64 * 1024) /* bytes lz4'd to probe when off */
+#define AUTO_MIN_RATIO 1.1
+
+struct _MigChannel {
+  MigTransport *transport;
+  MigChannelKind kind;
+  GCancellable *cancel;
+  int cancel_fd;       /* pollable fd of CANCEL, for the local fd waits */
+
+  GMutex write_lock;   /* serialises frame writes; guards out_seq */
+  guint64 out_seq;     /* next sequence number we send */
+  guint64 in_seq;      /* next we expect; handshake, then in pump only */
+
+  /* Set by mig_channel_start(), read-only afterwards. */
+  int local_fd;
+  MigChannelOptions opts;
+  MigChannelDoneFunc done;
+  gpointer done_data;
+  GThread *out_thread, *in_thread; /* joined by close/free */
+
+  GMutex lock;         /* guards everything below */
+  GCond cond;
+  GError *error;       /* first error, sticky */
+  gboolean error_weak; /* ERROR is a write failure the peer may explain */
+  guint running;       /* pumps still running */
+  gboolean started, finished;
+  MigChannelStats stats;
+};
+
+static gint64
+now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static MigChannel *
+channel_new (MigTransport *transport)
+{
+  MigChannel *ch = g_new0 (MigChannel, 1);
+
+  ch->transport = transport;
+  ch->cancel = g_cancellable_new ();
+  ch->cancel_fd = g_cancellable_get_fd (ch->cancel);
+  ch->local_fd = -1;
+  g_mutex_init (&ch->write_lock);
+  g_mutex_init (&ch->lock);
+  g_cond_init (&ch->cond);
+  mig_channel_options_init (&ch->opts);
+  return ch;
+}
+
+void
+mig_channel_options_init (MigChannelOptions *opts)
+{
+  memset (opts, 0, sizeof *opts);
+  opts->compress = MIG_COMPRESS_OFF;
+  opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
+}
+
+/* ---- frame I/O -------------------------------------------------------- */
+
+/* Writes one frame; caller holds write_lock. */
+static gboolean
+write_frame (MigChannel *ch, MigFrameType type, guint16 flags,
+             guint32 payload_len, guint32 crc, const void *wire,
+             guint32 wire_len, GCancellable *cancellable, GError **error)
+{
+  guint8 hdr[MIG_FRAME_HEADER_SIZE];
+  MigFrameHeader h = {
+    .type = type,
+    .flags = flags,
+    .payload_len = payload_len,
+    .wire_len = wire_len,
+    .seq = ch->out_seq,
+    .crc = crc,
+  };
+  GOutputVector v[2] = { { hdr, sizeof hdr }, { wire, wire_len } };
+
+  mig_frame_header_encode (&h, hdr);
+  if (!ch->transport->ops->writev_all (ch->transport, v, wire_len ? 2 : 1,
+                                       cancellable, error))
+    return FALSE;
+  ch->out_seq++;
+  return TRUE;
+}
+
+static gboolean
+write_simple_frame (MigChannel *ch, MigFrameType type, const void *payload,
+                    guint32 len, GCancellable *cancellable, GError **error)
+{
+  return write_frame (ch, type, 0, len, mig_crc32c (0, payload, len), payload,
+                      len, cancellable, error);
+}
+
+/* Best effort: tells the peer why we stop, unless the writer is busy (it
+ * is then blocked on a peer that does not read, and will be cut). */
+static void
+try_send_error (MigChannel *ch, const GError *why)
+{
+  char msg[MIG_ERROR_TEXT_MAX];
+  gsize len;
+
+  if (!g_mutex_trylock (&ch->write_lock))
+    return;
+  g_strlcpy (msg, why->message, sizeof msg);
+  len = strlen (msg);
+  mig_transport_set_timeout (ch->transport, 2);
+  write_simple_frame (ch, MIG_FRAME_ERROR, msg, len, NULL, NULL);
+  g_mutex_unlock (&ch->write_lock);
+}
+
+/* Reads exactly LEN bytes. EOF is MIG_ERROR_CHANNEL_CLOSED. */
+static gboolean
+read_exact (MigChannel *ch, void *buf, gsize len, const char *what,
+            GCancellable *cancellable, GError **error)
+{
+  gsize got = 0;
+
+  while (got < len)
+    {
+      g_autoptr (GError) local = NULL;
+      gssize n = ch->transport->ops->read (ch->transport, (guint8 *) buf + got,
+                                           len - got, cancellable, &local);
+      if (n > 0)
+        {
+          got += n;
+          continue;
+        }
+      if (n < 0 && !g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_EOF))
+        {
+          g_propagate_prefixed_error (error, g_steal_pointer (&local),
+                                      "reading %s from peer: ", what);
+          return FALSE;
+        }
+      if (got == 0)
+        g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
+                     "connection closed by peer before end of stream "
+                     "(waiting for %s)", what);
+      else
+        g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
+                     "truncated %s: connection closed after %" G_GSIZE_FORMAT
+                     " of %" G_GSIZE_FORMAT " bytes", what, got, len);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Reads and fully checks one frame of at most MAX_LEN bytes. On success
+ * *PAYLOAD points at the payload inside WBUF or PBUF (both MAX_LEN big);
+ * nothing of a bad frame is returned. */
+static gboolean
+read_frame (MigChannel *ch, guint32 max_len, MigFrameHeader *h, guint8 *wbuf,
+            guint8 *pbuf, guint8 **payload, GCancellable *cancellable,
+            GError **error)
+{
+  guint8 hdr[MIG_FRAME_HEADER_SIZE];
+
+  if (!read_exact (ch, hdr, sizeof hdr, "frame header", cancellable, error))
+    return FALSE;
+  if (!mig_frame_header_decode (hdr, ch->in_seq, max_len, h, error))
+    return FALSE;
+  if (!read_exact (ch, wbuf, h->wire_len, "frame body", cancellable, error))
+    return FALSE;
+
+  *payload = wbuf;
+  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
+    {
+      int n = LZ4_decompress_safe ((const char *) wbuf, (char *) pbuf,
+                                   (int) h->wire_len, (int) h->payload_len);
+      if (n < 0 || (guint32) n != h->payload_len)
+        {
+          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                       "frame %" G_GUINT64_FORMAT " does not decompress",
+                       h->seq);
+          return FALSE;
+        }
+      *payload = pbuf;
+    }
+  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
+                   h->seq);
+      return FALSE;
+    }
+  ch->in_seq++;
+  return TRUE;
+}
+
+/* ---- handshake -------------------------------------------------------- */
+
+MigChannel *
+mig_channel_new_client (MigTransport *transport, MigChannelKind kind,
+                        const char *token, GCancellable *cancellable,
+                        GError **error)
+{
+  g_autoptr (MigChannel) ch = channel_new (transport);
+  gsize token_len = strlen (token);
+  guint8 hello[1 + MIG_TOKEN_MAX];
+  guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
+  guint8 *payload = NULL;
+  MigFrameHeader h;
+  gboolean ok;
+
+  if (token_len == 0 || token_len > MIG_TOKEN_MAX)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
+                   "token must be 1-%d bytes", MIG_TOKEN_MAX);
+      return NULL;
+    }
+  ch->kind = kind;
+  hello[0] = (guint8) kind;
+  memcpy (hello + 1, token, token_len);
+
+  mig_transport_set_timeout (transport, 10);
+  g_mutex_lock (&ch->write_lock);
+  ok = write_simple_frame (ch, MIG_FRAME_HELLO, hello, 1 + token_len,
+                           cancellable, error);
+  g_mutex_unlock (&ch->write_lock);
+  if (!ok || !read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload,
+                          cancellable, error))
+    {
+      g_prefix_error (error, "channel HELLO: ");
+      return NULL;
+    }
+  if (h.type == MIG_FRAME_ERROR)
+    {
+      g_autofree char *text = g_utf8_make_valid ((char *) payload,
+                                                 h.payload_len);
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
+                   "channel refused by peer: %s", text);
+      return NULL;
+    }
+  if (h.type != MIG_FRAME_OK)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                   "channel HELLO: unexpected answer frame type %u", h.type);
+      return NULL;
+    }
+  mig_transport_set_timeout (transport, 0);
+  return g_steal_pointer (&ch);
+}
+
+MigChannel *
+mig_channel_connect (MigChannelCreds *creds, const char *host, guint16 port,
+                     MigChannelKind kind, const char *token,
+                     GCancellable *cancellable, GError **error)
+{
+  MigTransport *t = mig_transport_connect (creds, host, port, cancellable,
+                                           error);
+  if (t == NULL)
+    return NULL;
+  return mig_channel_new_client (t, kind, token, cancellable, error);
+}
+
+static gboolean
+token_is_sane (const guint8 *p, gsize len)
+{
+  if (len == 0 || len > MIG_TOKEN_MAX)
+    return FALSE;
+  for (gsize i = 0; i < len; i++)
+    if (p[i] < 0x21 || p[i] > 0x7e)
+      return FALSE;
+  return TRUE;
+}
+
+MigChannel *
+mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
+                        gpointer auth_data, GCancellable *cancellable,
+                        GError **error)
+{
+  g_autoptr (MigChannel) ch = channel_new (transport);
+  guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
+  guint8 *payload = NULL;
+  g_autofree char *token = NULL;
+  g_autoptr (GError) refusal = NULL;
+  MigFrameHeader h;
+  gboolean ok;
+
+  /* Until HELLO is accepted the peer is unknown: small frames only. */
+  if (!read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload, cancellable,
+                   error))
+    {
+      g_prefix_error (error, "channel HELLO: ");
+      return NULL;
+    }
+  if (h.type != MIG_FRAME_HELLO || h.payload_len < 2
+      || (payload[0] != MIG_CHANNEL_KIND_CONTROL
+          && payload[0] != MIG_CHANNEL_KIND_MEMORY)
+      || !token_is_sane (payload + 1, h.payload_len - 1))
+    g_set_error (&refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                 "malformed HELLO");
+  else
+    {
+      ch->kind = payload[0];
+      token = g_strndup ((char *) payload + 1, h.payload_len - 1);
+      if (!auth (ch->kind, token, auth_data, &refusal))
+        g_assert (refusal != NULL);
+    }
+
+  g_mutex_lock (&ch->write_lock);
+  if (refusal != NULL)
+    write_simple_frame (ch, MIG_FRAME_ERROR, refusal->message,
+                        strlen (refusal->message), cancellable, NULL);
+  ok = refusal != NULL
+       || write_simple_frame (ch, MIG_FRAME_OK, "", 0, cancellable, error);
+  g_mutex_unlock (&ch->write_lock);
+  if (refusal != NULL)
+    {
+      g_propagate_prefixed_error (error, g_steal_pointer (&refusal),
+                                  "channel HELLO refused: ");
+      return NULL;
+    }
+  if (!ok)
+    return NULL;
+  mig_transport_set_timeout (transport, 0);
+  return g_steal_pointer (&ch);
+}
+
+/* ---- local fd I/O ----------------------------------------------------- */
+
+/* Waits until FD is ready for EVENTS or the channel is cancelled. */
+static gboolean
+wait_local (MigChannel *ch, short events, GError **error)
+{
+  struct pollfd p[2] = { { ch->local_fd, events, 0 },
+                         { ch->cancel_fd, POLLIN, 0 } };
+
+  for (;;)
+    {
+      if (poll (p, 2, -1) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL, "poll: %s",
+                       g_strerror (errno));
+          return FALSE;
+        }
+      if (p[1].revents != 0)
+        return !g_cancellable_set_error_if_cancelled (ch->cancel, error);
+      return TRUE;
+    }
+}
+
+static gssize
+local_read (MigChannel *ch, void *buf, gsize len, GError **error)
+{
+  for (;;)
+    {
+      gssize n = read (ch->local_fd, buf, len);
+      if (n >= 0)
+        return n;
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        {
+          if (!wait_local (ch, POLLIN, error))
+            return -1;
+          continue;
+        }
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
+                   "reading local socket: %s", g_strerror (errno));
+      return -1;
+    }
+}
+
+static gboolean
+local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
+{
+  while (len > 0)
+    {
+      /* MSG_NOSIGNAL: a vanished local reader is an error, not SIGPIPE. */
+      gssize n = send (ch->local_fd, buf, len, MSG_NOSIGNAL);
+      if (n < 0 && errno == ENOTSOCK)
+        n = write (ch->local_fd, buf, len);
+      if (n >= 0)
+        {
+          buf += n;
+          len -= n;
+          continue;
+        }
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        {
+          if (!wait_local (ch, POLLOUT, error))
+            return FALSE;
+          continue;
+        }
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
+                   "writing local socket: %s", g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- completion ------------------------------------------------------- */
+
+/* Records how a pump ended (ERROR NULL = clean; ownership taken). WEAK
+ * marks a transport write failure: the peer closed on us, and the in pump
+ * is about to read the ERROR frame that says why, which then wins. */
+static void
+pump_finish (MigChannel *ch, GError *error, gboolean weak)
+{
+  gboolean first = FALSE, last;
+
+  g_mutex_lock (&ch->lock);
+  if (error != NULL
+      && (ch->error == NULL
+          || (ch->error_weak
+              && g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PEER))))
+    {
+      first = ch->error == NULL;
+      g_clear_error (&ch->error);
+      ch->error = g_steal_pointer (&error);
+      ch->error_weak = weak;
+    }
+  g_clear_error (&error);
+  last = --ch->running == 0;
+  g_cond_broadcast (&ch->cond);
+  if (first && weak && !last)
+    {
+      /* Give the in pump a moment to read the peer's ERROR frame (or the
+       * EOF) before cancelling it. */
+      gint64 deadline = g_get_monotonic_time () + 2 * G_TIME_SPAN_SECOND;
+      while (ch->running > 0
+             && g_cond_wait_until (&ch->cond, &ch->lock, deadline))
+        ;
+    }
+  g_mutex_unlock (&ch->lock);
+
+  if (first)
+    {
+      g_cancellable_cancel (ch->cancel);
+      ch->transport->ops->close (ch->transport);
+    }
+
+  if (!last)
+    return;
+  ch->transport->ops->close (ch->transport);
+  /* Closing the local fd tells the local side (QEMU, libvirt) at once. */
+  close (ch->local_fd);
+  ch->local_fd = -1;
+
+  g_mutex_lock (&ch->lock);
+  ch->finished = TRUE;
+  g_cond_broadcast (&ch->cond);
+  g_mutex_unlock (&ch->lock);
+  if (ch->done != NULL)
+    ch->done (ch, ch->error, ch->done_data);
+}
+
+/* ---- out pump: local -> peer ------------------------------------------ */
+
+typedef struct {
+  gboolean on;
+  gboolean decided;    /* first evaluation done */
+  gint64 win_start;    /* ns */
+  guint win_frames;
+  guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
+  gint64 s_ns;         /* time spent in lz4 */
+  guint64 w_bytes;     /* wire bytes written in the window */
+  gint64 w_ns;         /* time spent writing them (incl. rate limit) */
+} AutoState;
+
+/* Decides whether lz4 makes the transfer faster. The pump compresses and
+ * writes in turn, so per payload byte it costs 1/cs + 1/(L*r) seconds
+ * with lz4 and 1/L without (cs: lz4 speed, L: link wire rate, r: ratio).
+ * L is the configured link rate, else what the writer drained (a socket
+ * that takes bytes faster than the peer moves them blocks the writer, so
+ * the drain rate is the real bottleneck), capped by the rate limit. */
+static void
+auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
+{
+  double ratio = 0, cs = 0, link = 0, measured = 0;
+
+  g_mutex_lock (&ch->lock);
+  ratio = ch->stats.ratio;
+  cs = ch->stats.compress_speed;
+  g_mutex_unlock (&ch->lock);
+
+  if (a->s_in > 0 && a->s_out > 0 && a->s_ns > 0)
+    {
+      ratio = (double) a->s_in / a->s_out;
+      cs = a->s_in / (a->s_ns / 1e9);
+    }
+  if (a->w_ns > 0)
+    measured = a->w_bytes / (a->w_ns / 1e9);
+  link = ch->opts.link_rate > 0 ? (double) ch->opts.link_rate : measured;
+  if (ch->opts.rate_limit > 0 && (link == 0 || ch->opts.rate_limit < link))
+    link = ch->opts.rate_limit;
+
+  if (ch->opts.compress == MIG_COMPRESS_ON)
+    a->on = TRUE; /* only the figures are of interest */
+  else if (link <= 0 || cs <= 0 || ratio < AUTO_MIN_RATIO)
+    a->on = FALSE;
+  else
+    a->on = 1.0 / cs + 1.0 / (link * ratio) < 0.95 / link;
+
+  a->decided = TRUE;
+  a->win_start = now;
+  a->win_frames = 0;
+  a->s_in = a->s_out = a->w_bytes = 0;
+  a->s_ns = a->w_ns = 0;
+
+  g_mutex_lock (&ch->lock);
+  ch->stats.compressing = a->on;
+  ch->stats.ratio = ratio;
+  ch->stats.compress_speed = cs;
+  ch->stats.link_rate = link;
+  ch->stats.decisions++;
+  g_mutex_unlock (&ch->lock);
+}
+
+typedef struct {
+  double rate;   /* bytes/s */
+  double burst;  /* bytes */
+  double tokens;
+  gint64 last;   /* ns */
+} Bucket;
+
+/* Takes N wire bytes from the bucket, sleeping off any debt. */
+static gboolean
+bucket_take (MigChannel *ch, Bucket *b, gsize n, GError **error)
+{
+  gint64 now = now_ns ();
+
+  b->tokens = MIN (b->burst, b->tokens + b->rate * (now - b->last) / 1e9);
+  b->last = now;
+  b->tokens -= n;
+  if (b->tokens < 0)
+    {
+      double wait_s = -b->tokens / b->rate;
+      struct timespec ts = { (time_t) wait_s,
+                             (long) ((wait_s - (time_t) wait_s) * 1e9) };
+      struct pollfd p = { ch->cancel_fd, POLLIN, 0 };
+      if (ppoll (&p, 1, &ts, NULL) > 0)
+        return !g_cancellable_set_error_if_cancelled (ch->cancel, error);
+    }
+  return TRUE;
+}
+
+static gpointer
+out_pump (gpointer data)
+{
+  MigChannel *ch = data;
+  gsize chunk = ch->opts.chunk_size;
+  g_autofree guint8 *buf = g_malloc (chunk);
+  g_autofree guint8 *zbuf = g_malloc (LZ4_compressBound ((int) chunk));
+  GError *error = NULL;
+  gboolean weak = FALSE;
+  AutoState a = { 0 };
+  Bucket b = { 0 };
+
+  if (ch->opts.rate_limit > 0)
+    {
+      b.rate = ch->opts.rate_limit;
+      /* 50 ms worth of burst keeps short stalls from losing bandwidth. */
+      b.burst = MAX (b.rate / 20, 64 * 1024);
+      b.tokens = b.burst;
+      b.last = now_ns ();
+    }
+  a.win_start = now_ns ();
+
+  for (;;)
+    {
+      gssize n = local_read (ch, buf, chunk, &error);
+      const guint8 *wire = buf;
+      guint32 wire_len;
+      guint16 flags = 0;
+      guint32 crc;
+      gint64 t0, t1;
+      gboolean ok;
+
+      if (n < 0)
+        {
+          if (error->domain == MIG_ERROR)
+            try_send_error (ch, error);
+          break;
+        }
+      if (n == 0)
+        {
+          g_mutex_lock (&ch->write_lock);
+          ok = write_simple_frame (ch, MIG_FRAME_END, "", 0, ch->cancel,
+                                   &error);
+          g_mutex_unlock (&ch->write_lock);
+          if (ok)
+            {
+              g_mutex_lock (&ch->lock);
+              ch->stats.wire_out += MIG_FRAME_HEADER_SIZE;
+              g_mutex_unlock (&ch->lock);
+            }
+          weak = !ok;
+          break;
+        }
+      wire_len = (guint32) n;
+      crc = mig_crc32c (0, buf, n);
+
+      if (ch->opts.compress != MIG_COMPRESS_OFF)
+        {
+          gboolean use = ch->opts.compress == MIG_COMPRESS_ON || a.on
+                         || !a.decided;
+          /* When off, auto still lz4s a slice of the first frame of each
+           * window to learn whether the data turned compressible. */
+          gsize in = use ? (gsize) n : MIN ((gsize) n, AUTO_SAMPLE_MAX);
+          gboolean sample = use || a.win_frames == 0;
+          if (use || sample)
+            {
+              gint64 c0 = now_ns ();
+              int z = LZ4_compress_fast ((const char *) buf, (char *) zbuf,
+                                         (int) in,
+                                         LZ4_compressBound ((int) chunk), 1);
+              gint64 c1 = now_ns ();
+              if (sample)
+                {
+                  a.s_in += in;
+                  a.s_out += z > 0 ? (guint64) z : in;
+                  a.s_ns += MAX (c1 - c0, 1);
+                }
+              if (ch->opts.compress == MIG_COMPRESS_AUTO && !a.decided)
+                {
+                  auto_evaluate (ch, &a, c1);
+                  use = a.on;
+                }
+              if (use && z > 0 && (gsize) z < (gsize) n)
+                {
+                  wire = zbuf;
+                  wire_len = (guint32) z;
+                  flags = MIG_FRAME_FLAG_COMPRESSED;
+                }
+            }
+        }
+
+      t0 = now_ns ();
+      if (b.rate > 0
+          && !bucket_take (ch, &b, MIG_FRAME_HEADER_SIZE + wire_len, &error))
+        break;
+      g_mutex_lock (&ch->write_lock);
+      ok = write_frame (ch, MIG_FRAME_DATA, flags, (guint32) n, crc, wire,
+                        wire_len, ch->cancel, &error);
+      g_mutex_unlock (&ch->write_lock);
+      if (!ok)
+        {
+          weak = !g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT);
+          break;
+        }
+      t1 = now_ns ();
+
+      g_mutex_lock (&ch->lock);
+      ch->stats.payload_out += n;
+      ch->stats.wire_out += MIG_FRAME_HEADER_SIZE + wire_len;
+      ch->stats.frames_out++;
+      if (flags & MIG_FRAME_FLAG_COMPRESSED)
+        ch->stats.compressed_frames_out++;
+      g_mutex_unlock (&ch->lock);
+
+      if (ch->opts.compress != MIG_COMPRESS_OFF)
+        {
+          a.w_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
+          a.w_ns += t1 - t0;
+          a.win_frames++;
+          if (a.win_frames >= AUTO_WINDOW_FRAMES
+              || t1 - a.win_start >= AUTO_WINDOW_NS)
+            auto_evaluate (ch, &a, t1);
+        }
+    }
+  if (error != NULL)
+    g_prefix_error (&error, "sending to peer: ");
+  pump_finish (ch, error, weak);
+  return NULL;
+}
+
+/* ---- in pump: peer -> local ------------------------------------------- */
+
+static gpointer
+in_pump (gpointer data)
+{
+  MigChannel *ch = data;
+  g_autofree guint8 *wbuf = g_malloc (MIG_FRAME_MAX);
+  g_autofree guint8 *pbuf = g_malloc (MIG_FRAME_MAX);
+  GError *error = NULL;
+
+  for (;;)
+    {
+      MigFrameHeader h;
+      guint8 *payload = NULL;
+
+      if (!read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload,
+                       ch->cancel, &error))
+        {
+          if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
+            try_send_error (ch, error);
+          break;
+        }
+      if (h.type == MIG_FRAME_DATA)
+        {
+          if (!local_write_all (ch, payload, h.payload_len, &error))
+            {
+              try_send_error (ch, error);
+              break;
+            }
+          g_mutex_lock (&ch->lock);
+          ch->stats.payload_in += h.payload_len;
+          ch->stats.wire_in += MIG_FRAME_HEADER_SIZE + h.wire_len;
+          ch->stats.frames_in++;
+          if (h.flags & MIG_FRAME_FLAG_COMPRESSED)
+            ch->stats.compressed_frames_in++;
+          g_mutex_unlock (&ch->lock);
+        }
+      else if (h.type == MIG_FRAME_END)
+        {
+          /* Half-close: the local reader sees EOF, our out pump goes on. */
+          if (shutdown (ch->local_fd, SHUT_WR) < 0 && errno != ENOTSOCK
+              && errno != ENOTCONN)
+            g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
+                         "shutting down local socket: %s",
+                         g_strerror (errno));
+          break;
+        }
+      else if (h.type == MIG_FRAME_ERROR)
+        {
+          g_autofree char *text = g_utf8_make_valid ((char *) payload,
+                                                     h.payload_len);
+          g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_PEER,
+                       "peer aborted the stream: %s", text);
+          break;
+        }
+      else
+        {
+          g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                       "unexpected frame type %u in stream", h.type);
+          try_send_error (ch, error);
+          break;
+        }
+    }
+  if (error != NULL
+      && !g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PEER))
+    g_prefix_error (&error, "receiving from peer: ");
+  pump_finish (ch, error, FALSE);
+  return NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+gboolean
+mig_channel_start (MigChannel *ch, int local_fd,
+                   const MigChannelOptions *opts, MigChannelDoneFunc done,
+                   gpointer user_data, GError **error)
+{
+  int flags;
+
+  g_return_val_if_fail (!ch->started, FALSE);
+  if (opts != NULL)
+    ch->opts = *opts;
+  if (ch->opts.chunk_size == 0)
+    ch->opts.chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
+  if (ch->opts.chunk_size > MIG_FRAME_MAX)
+    {
+      close (local_fd);
+      g_set_error (error, MIG_ERROR, MIG_ERROR_INVALID,
+                   "chunk size %" G_GSIZE_FORMAT " above the %d-byte frame "
+                   "limit", ch->opts.chunk_size, MIG_FRAME_MAX);
+      return FALSE;
+    }
+  /* Non-blocking so a pump waiting on the local side can be cancelled. */
+  flags = fcntl (local_fd, F_GETFL);
+  if (flags < 0 || fcntl (local_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
+                   "local fd %d: %s", local_fd, g_strerror (errno));
+      close (local_fd);
+      return FALSE;
+    }
+  ch->local_fd = local_fd;
+  ch->done = done;
+  ch->done_data = user_data;
+  ch->started = TRUE;
+  ch->running = 2;
+  ch->out_thread = g_thread_new ("mig-chan-out", out_pump, ch);
+  ch->in_thread = g_thread_new ("mig-chan-in", in_pump, ch);
+  return TRUE;
+}
+
+gboolean
+mig_channel_wait (MigChannel *ch, GError **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (ch->started, FALSE);
+  g_mutex_lock (&ch->lock);
+  while (!ch->finished)
+    g_cond_wait (&ch->cond, &ch->lock);
+  ok = ch->error == NULL;
+  if (!ok)
+    g_propagate_error (error, g_error_copy (ch->error));
+  g_mutex_unlock (&ch->lock);
+  return ok;
+}
+
+void
+mig_channel_close (MigChannel *ch)
+{
+  if (!ch->started)
+    {
+      ch->transport->ops->close (ch->transport);
+      return;
+    }
+  g_mutex_lock (&ch->lock);
+  if (!ch->finished && ch->error == NULL)
+    {
+      g_set_error (&ch->error, MIG_ERROR, MIG_ERROR_CHANNEL_ABORTED,
+                   "channel closed before the end of the stream");
+      ch->error_weak = FALSE;
+    }
+  g_mutex_unlock (&ch->lock);
+  g_cancellable_cancel (ch->cancel);
+  ch->transport->ops->close (ch->transport);
+  if (ch->out_thread != NULL)
+    g_thread_join (g_steal_pointer (&ch->out_thread));
+  if (ch->in_thread != NULL)
+    g_thread_join (g_steal_pointer (&ch->in_thread));
+}
+
+MigChannelKind
+mig_channel_get_kind (MigChannel *ch)
+{
+  return ch->kind;
+}
+
+void
+mig_channel_get_stats (MigChannel *ch, MigChannelStats *stats)
+{
+  g_mutex_lock (&ch->lock);
+  *stats = ch->stats;
+  g_mutex_unlock (&ch->lock);
+}
+
+gboolean
+mig_channel_get_compressing (MigChannel *ch, double *ratio)
+{
+  gboolean on;
+
+  g_mutex_lock (&ch->lock);
+  on = ch->opts.compress == MIG_COMPRESS_ON
+       || (ch->opts.compress == MIG_COMPRESS_AUTO && ch->stats.compressing);
+  if (ratio != NULL)
+    *ratio = ch->stats.ratio;
+  g_mutex_unlock (&ch->lock);
+  return on;
+}
+
+void
+mig_channel_free (MigChannel *ch)
+{
+  if (ch == NULL)
+    return;
+  mig_channel_close (ch);
+  mig_transport_free (ch->transport);
+  g_cancellable_release_fd (ch->cancel);
+  g_object_unref (ch->cancel);
+  g_clear_error (&ch->error);
+  g_mutex_clear (&ch->write_lock);
+  g_mutex_clear (&ch->lock);
+  g_cond_clear (&ch->cond);
+  g_free (ch);
+}

@@ -1,0 +1,270 @@
+/* MigChannel: the agent-to-agent migration data path.
+ *
+ * During a migration the source QEMU (memory stream) and libvirt (control
+ * connection) write into unix sockets owned by the source agent; the agents
+ * carry each stream to the destination host over one MigChannel per stream.
+ * A channel carries ONE bidirectional byte stream between a local fd and a
+ * peer connection:
+ *
+ *   local fd --read--> [out pump: frame, crc32c, lz4?, rate limit] --> peer
+ *   local fd <-write-- [in pump: check header, crc32c, unlz4]       <-- peer
+ *
+ * Transport: TCP with mutual TLS (GIO + glib-networking), or plain TCP for
+ * tests, behind an ops table (MigTransportOps) so a fault-injecting
+ * transport can be slid in. The connecting side first sends HELLO with a
+ * one-time token and the stream kind; the accepting side checks it with a
+ * callback (e.g. MigTokenTable) and answers OK or ERROR.
+ *
+ * Frame: 32-byte little-endian header, then wire_len bytes:
+ *   magic u32 | version u8 | type u8 | flags u16 | payload_len u32 |
+ *   wire_len u32 | seq u64 | crc32c(payload) u32 | crc32c(header[0..28]) u32
+ * Lengths are capped (MIG_FRAME_MAX) before anything is read or allocated;
+ * a bad magic/version/header crc/sequence/length/payload crc is a sticky
+ * stream error and no byte of a bad frame reaches the local fd.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "mig.h"
+
+G_BEGIN_DECLS
+
+/* Error codes of MigChannel in the module's MIG_ERROR domain. They start at
+ * 100 so they never collide with MigError. */
+typedef enum {
+  MIG_ERROR_CHANNEL_PROTOCOL = 100, /* malformed or corrupt frame */
+  MIG_ERROR_CHANNEL_AUTH,           /* HELLO refused: bad/reused token */
+  MIG_ERROR_CHANNEL_CLOSED,         /* peer went away before END */
+  MIG_ERROR_CHANNEL_PEER,           /* the peer reported an error */
+  MIG_ERROR_CHANNEL_ABORTED,        /* mig_channel_close() before the end */
+  MIG_ERROR_CHANNEL_LOCAL,          /* local fd failed */
+  MIG_ERROR_CHANNEL_FAULT,          /* injected by the fault transport */
+} MigChannelError;
+
+#define MIG_FRAME_HEADER_SIZE 32
+#define MIG_FRAME_MAX (1024 * 1024)   /* payload and wire length cap */
+#define MIG_HELLO_MAX 4096            /* cap before authentication */
+#define MIG_TOKEN_MAX 256             /* token bytes in HELLO */
+#define MIG_CHANNEL_CHUNK_DEFAULT (256 * 1024)
+
+typedef enum {
+  MIG_CHANNEL_KIND_CONTROL = 1, /* libvirt's migration control connection */
+  MIG_CHANNEL_KIND_MEMORY = 2,  /* QEMU's memory stream */
+} MigChannelKind;
+
+typedef enum {
+  MIG_COMPRESS_OFF = 0, /* passthrough */
+  MIG_COMPRESS_ON,      /* lz4 every frame (raw if not smaller) */
+  MIG_COMPRESS_AUTO,    /* lz4 only when it makes the transfer faster */
+} MigCompressMode;
+
+/* ---- CRC32C (Castagnoli) ---------------------------------------------- */
+
+/* CRC32C of LEN bytes, continuing from CRC (start with 0). Uses the SSE4.2
+ * crc32 instruction when the CPU has it, a table otherwise. */
+guint32 mig_crc32c (guint32 crc, const void *buf, gsize len);
+
+/* ---- Transport: pluggable byte pipe to the peer ----------------------- */
+
+typedef struct _MigTransport MigTransport;
+
+typedef struct {
+  const char *name;
+  /* Reads up to LEN bytes: >0 bytes read, 0 on EOF, -1 with ERROR set. */
+  gssize (*read) (MigTransport *t, void *buf, gsize len,
+                  GCancellable *cancellable, GError **error);
+  /* Writes every byte of the vectors or fails. */
+  gboolean (*writev_all) (MigTransport *t, GOutputVector *vectors,
+                          gsize n_vectors, GCancellable *cancellable,
+                          GError **error);
+  /* Tears the connection down so that blocked and later I/O fail.
+   * Idempotent; may be called from any thread. */
+  void (*close) (MigTransport *t);
+  /* Timeout in seconds for blocking I/O, 0 = none. Nullable. */
+  void (*set_timeout) (MigTransport *t, guint seconds);
+  void (*free) (MigTransport *t);
+} MigTransportOps;
+
+struct _MigTransport {
+  const MigTransportOps *ops;
+};
+
+/* Transport over a connected GIOStream (GSocketConnection or
+ * GTlsConnection). Takes a reference on STREAM. */
+MigTransport *mig_transport_socket_new (GIOStream *stream);
+
+typedef enum {
+  MIG_FAULT_NONE = 0,
+  MIG_FAULT_CUT,      /* at OFFSET: drop the connection both ways */
+  MIG_FAULT_TRUNCATE, /* write exactly OFFSET bytes, then FIN (mid-frame) */
+  MIG_FAULT_CORRUPT,  /* flip one bit of the byte at OFFSET, carry on */
+} MigFaultKind;
+
+/* Fault-injecting transport around INNER (ownership taken). OFFSET counts
+ * bytes written through this transport, handshake included. */
+MigTransport *mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
+                                       guint64 offset);
+
+/* Frees T (closing it first); NULL is fine. */
+void mig_transport_free (MigTransport *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigTransport, mig_transport_free)
+
+/* ---- TLS credentials -------------------------------------------------- */
+
+typedef struct _MigChannelCreds MigChannelCreds;
+
+/* Loads DIR/ca.pem (the only CA trusted for peers), DIR/cert.pem and
+ * DIR/key.pem (this host's certificate, used as client and as server).
+ * Fails if a file is missing or unreadable or no TLS backend is installed
+ * (Debian: glib-networking). */
+MigChannelCreds *mig_channel_creds_new (const char *dir, GError **error);
+MigChannelCreds *mig_channel_creds_ref (MigChannelCreds *creds);
+void mig_channel_creds_unref (MigChannelCreds *creds);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannelCreds, mig_channel_creds_unref)
+
+/* Connects to HOST:PORT over TCP and, unless CREDS is NULL (plain, tests
+ * only), does a TLS handshake that checks the server's certificate against
+ * CREDS' CA and HOST, presenting our own certificate. Returns a socket
+ * transport (owned by the caller). */
+MigTransport *mig_transport_connect (MigChannelCreds *creds, const char *host,
+                                     guint16 port, GCancellable *cancellable,
+                                     GError **error);
+
+/* ---- Tokens: one-time HELLO credentials ------------------------------- */
+
+typedef struct _MigTokenTable MigTokenTable;
+
+MigTokenTable *mig_token_table_new (void);
+void mig_token_table_free (MigTokenTable *table);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigTokenTable, mig_token_table_free)
+
+/* Issues a fresh token (32 random bytes, hex) for one stream of KIND,
+ * valid once within TTL_MS. Returns a string owned by the caller. */
+char *mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
+                             guint ttl_ms);
+
+/* Consumes TOKEN for KIND: fails (MIG_ERROR_CHANNEL_AUTH) if it is
+ * unknown, already used, expired or issued for another kind.
+ * Thread-safe. */
+gboolean mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
+                                  const char *token, GError **error);
+
+/* ---- Channel ---------------------------------------------------------- */
+
+typedef struct _MigChannel MigChannel;
+
+typedef struct {
+  MigCompressMode compress;
+  guint64 rate_limit;  /* outgoing wire bytes/s; 0 = unlimited */
+  guint64 link_rate;   /* auto: link bytes/s if known; 0 = measure */
+  gsize chunk_size;    /* local read size = max payload per frame */
+} MigChannelOptions;
+
+/* Off, unlimited, measured link, 256 KiB chunks. */
+void mig_channel_options_init (MigChannelOptions *opts);
+
+typedef struct {
+  guint64 payload_out, wire_out, frames_out, compressed_frames_out;
+  guint64 payload_in, wire_in, frames_in, compressed_frames_in;
+  gboolean compressing;  /* current decision for outgoing frames */
+  double ratio;          /* payload/lz4 bytes of the last sampled window */
+  double compress_speed; /* lz4 input bytes/s of the last window */
+  double link_rate;      /* wire bytes/s the last auto decision used */
+  guint decisions;       /* auto evaluations so far */
+} MigChannelStats;
+
+/* Called once when the channel has finished: ERROR is NULL for a clean end
+ * (both directions reached END: each local side hit EOF and everything
+ * before it was flushed), else the first error. Runs on a pump thread:
+ * do not free the channel from it. */
+typedef void (*MigChannelDoneFunc) (MigChannel *channel, const GError *error,
+                                    gpointer user_data);
+
+/* Client side: sends HELLO (KIND, TOKEN) over TRANSPORT (ownership taken,
+ * also on failure) and waits for the answer. Returns an unstarted channel,
+ * or NULL with the refusal or transport error. */
+MigChannel *mig_channel_new_client (MigTransport *transport,
+                                    MigChannelKind kind, const char *token,
+                                    GCancellable *cancellable, GError **error);
+
+/* mig_transport_connect() + mig_channel_new_client(). */
+MigChannel *mig_channel_connect (MigChannelCreds *creds, const char *host,
+                                 guint16 port, MigChannelKind kind,
+                                 const char *token, GCancellable *cancellable,
+                                 GError **error);
+
+/* Starts both pump threads between LOCAL_FD (ownership taken, also on
+ * failure; a stream socket normally) and the peer. OPTS may be NULL
+ * (defaults). DONE may be NULL (use mig_channel_wait()). */
+gboolean mig_channel_start (MigChannel *channel, int local_fd,
+                            const MigChannelOptions *opts,
+                            MigChannelDoneFunc done, gpointer user_data,
+                            GError **error);
+
+/* Blocks until the channel has finished; returns FALSE with a copy of the
+ * first error unless it ended cleanly. */
+gboolean mig_channel_wait (MigChannel *channel, GError **error);
+
+/* Aborts a running channel (the result becomes MIG_ERROR_CHANNEL_ABORTED
+ * unless it had already failed or finished) and waits for the pumps. */
+void mig_channel_close (MigChannel *channel);
+
+/* Stream kind announced in HELLO. */
+MigChannelKind mig_channel_get_kind (MigChannel *channel);
+
+/* Copies the byte counters and the compression decision. */
+void mig_channel_get_stats (MigChannel *channel, MigChannelStats *stats);
+
+/* TRUE if outgoing frames are being compressed now; RATIO (nullable) gets
+ * the last measured payload/compressed ratio (0 if never sampled). */
+gboolean mig_channel_get_compressing (MigChannel *channel, double *ratio);
+
+/* Closes (aborting if running) and frees. NULL is fine. */
+void mig_channel_free (MigChannel *channel);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannel, mig_channel_free)
+
+/* ---- Listener: accepting side ----------------------------------------- */
+
+typedef struct _MigChannelListener MigChannelListener;
+
+/* Checks a HELLO; FALSE with ERROR refuses it (the message goes back to the
+ * peer). Called on a handshake thread. */
+typedef gboolean (*MigChannelAuthFunc) (MigChannelKind kind, const char *token,
+                                        gpointer user_data, GError **error);
+/* An authenticated, unstarted channel (transfer full), on a handshake
+ * thread. */
+typedef void (*MigChannelAcceptFunc) (MigChannel *channel, gpointer user_data);
+/* A connection was refused (TLS, HELLO or auth failure). */
+typedef void (*MigChannelRefusedFunc) (const GError *error,
+                                       gpointer user_data);
+/* Tests: wrap each accepted transport (fault injection). */
+typedef MigTransport *(*MigTransportWrapFunc) (MigTransport *transport,
+                                               gpointer user_data);
+
+typedef struct {
+  MigChannelCreds *creds;   /* NULL: plain TCP (tests only) */
+  const char *address;      /* IP to bind; NULL = 127.0.0.1 */
+  guint16 port;             /* 0 = any free port */
+  guint handshake_timeout_s; /* 0 = 10 s: TLS + HELLO must finish in it */
+  MigChannelAuthFunc auth;  /* NULL: mig_token_table_consume on TOKENS */
+  MigTokenTable *tokens;    /* used when AUTH is NULL (not owned) */
+  MigChannelAcceptFunc accept;     /* required */
+  MigChannelRefusedFunc refused;   /* nullable */
+  MigTransportWrapFunc wrap;       /* nullable */
+  gpointer user_data;
+} MigChannelListenerConfig;
+
+/* Listens on CONFIG->address:port and handshakes each connection on its
+ * own thread. CONFIG is copied (creds referenced). */
+MigChannelListener *mig_channel_listener_new (
+    const MigChannelListenerConfig *config, GError **error);
+
+/* The port actually bound. */
+guint16 mig_channel_listener_get_port (MigChannelListener *listener);
+
+/* Stops accepting, waits for running handshakes, frees. */
+void mig_channel_listener_free (MigChannelListener *listener);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannelListener, mig_channel_listener_free)
+
+G_END_DECLS

@@ -1,0 +1,110 @@
+/* drover-scheduler: options, signals, setup, main loop. */
+#include "sched-service.h"
+
+#include <glib-unix.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdlib.h>
+
+static gboolean
+on_signal (gpointer loop)
+{
+  g_message ("signal received, shutting down");
+  g_main_loop_quit (loop);
+  return G_SOURCE_CONTINUE;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *listen = NULL;
+  g_autofree char *state_dir = NULL;
+  g_autofree char *tls_dir = NULL;
+  g_autofree char *memory_reserve = NULL;
+  gboolean insecure = FALSE;
+  gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
+  gdouble cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
+  const GOptionEntry entries[] = {
+    { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
+      "Address to serve on (required)", "HOST:PORT" },
+    { "state", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
+      "State directory, holds drover.db (required)", "DIR" },
+    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
+      "ca.pem, cert.pem, key.pem for mutual TLS", "DIR" },
+    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
+      "Serve and call agents without TLS", NULL },
+    { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
+      "Agent report interval; a host is down after 3 (default 5000)", "N" },
+    { "cpu-overcommit", 0, 0, G_OPTION_ARG_DOUBLE, &cpu_overcommit,
+      "vCPUs per host CPU (default 4.0)", "F" },
+    { "memory-reserve", 0, 0, G_OPTION_ARG_STRING, &memory_reserve,
+      "Memory of each host kept from VMs (default 256M)", "SIZE" },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) octx = g_option_context_new ("- Drover scheduler");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(ProtoTls) tls = NULL;
+  g_autoptr(SchedService) svc = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  SchedConfig config = { 0 };
+
+  setlocale (LC_ALL, "");
+  g_option_context_add_main_entries (octx, entries, NULL);
+  if (!g_option_context_parse (octx, &argc, &argv, &error))
+    {
+      g_printerr ("drover-scheduler: %s\n", error->message);
+      return 2;
+    }
+  config.memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
+  if (listen == NULL || state_dir == NULL)
+    {
+      g_printerr ("drover-scheduler: --listen and --state are required\n");
+      return 2;
+    }
+  if ((tls_dir != NULL) == insecure)
+    {
+      g_printerr ("drover-scheduler: give exactly one of --tls-dir DIR "
+                  "and --insecure\n");
+      return 2;
+    }
+  if (report_interval_ms < 10 || cpu_overcommit <= 0)
+    {
+      g_printerr ("drover-scheduler: --report-interval-ms must be >= 10 "
+                  "and --cpu-overcommit > 0\n");
+      return 2;
+    }
+  if (memory_reserve != NULL
+      && !sched_parse_size (memory_reserve, &config.memory_reserve, &error))
+    {
+      g_printerr ("drover-scheduler: --memory-reserve: %s\n", error->message);
+      return 2;
+    }
+  config.state_dir = state_dir;
+  config.report_interval_ms = report_interval_ms;
+  config.cpu_overcommit = cpu_overcommit;
+
+  proto_init ();
+  if (tls_dir != NULL && (tls = proto_tls_load (tls_dir, &error)) == NULL)
+    goto fail;
+  svc = sched_service_new (&config, tls, &error);
+  if (svc == NULL || !sched_service_start (svc, listen, &error))
+    goto fail;
+  g_message ("serving on %s (port %d, %s), state in %s", listen,
+             sched_service_get_port (svc), tls ? "mutual TLS" : "insecure",
+             state_dir);
+
+  loop = g_main_loop_new (NULL, FALSE);
+  g_unix_signal_add (SIGINT, on_signal, loop);
+  g_unix_signal_add (SIGTERM, on_signal, loop);
+  g_main_loop_run (loop);
+
+  g_clear_pointer (&svc, sched_service_free);
+  proto_shutdown ();
+  return 0;
+
+fail:
+  g_printerr ("drover-scheduler: %s\n", error->message);
+  g_clear_pointer (&svc, sched_service_free);
+  proto_shutdown ();
+  return 1;
+}

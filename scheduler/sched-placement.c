@@ -1,0 +1,203 @@
+/* Placement: which host runs a new VM. Pure functions over the host and
+ * VM tables, so they are tested without a store or a network.
+ *
+ * Candidates are the hosts that are up. Filters: accelerator, vCPUs
+ * (with overcommit), memory (with a per-host reserve) and disk. Weight:
+ * spread, the host with the largest free memory fraction plus free vCPU
+ * fraction after placement wins; ties go to the smallest name so the
+ * choice is deterministic.
+ */
+#include "sched-private.h"
+
+#include <math.h>
+#include <string.h>
+
+void
+sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
+                  guint *vcpus_used, guint64 *memory_used,
+                  guint64 *disk_reserved)
+{
+  guint count = 0, vcpus = 0;
+  guint64 memory = 0, disk = 0;
+
+  for (guint i = 0; vms != NULL && i < vms->len; i++)
+    {
+      const SchedVm *vm = vms->pdata[i];
+
+      if (strcmp (vm->host, host) != 0
+          || strcmp (vm->state, SCHED_VM_MISSING) == 0)
+        continue;
+      count++;
+      vcpus += vm->spec->vcpus;
+      memory += vm->spec->memory;
+      /* The agent's data_free already shows the disks of VMs it has; a VM
+       * being created may not have its disk yet, so reserve that. */
+      if (strcmp (vm->state, SCHED_VM_CREATING) == 0)
+        disk += vm->spec->disk;
+    }
+  if (vm_count)
+    *vm_count = count;
+  if (vcpus_used)
+    *vcpus_used = vcpus;
+  if (memory_used)
+    *memory_used = memory;
+  if (disk_reserved)
+    *disk_reserved = disk;
+}
+
+/* NULL if SPEC fits on HOST (and *SCORE is set), else why not. */
+static char *
+host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
+             const Drover__V1__VmSpec *spec, double *score)
+{
+  const Drover__V1__HostInfo *info = host->info;
+  guint vcpus_used;
+  guint64 memory_used, disk_reserved;
+  guint64 vcpu_cap, memory_cap, disk_free;
+  double vcpu_frac, memory_frac;
+
+  if (strcmp (host->state, SCHED_HOST_UP) != 0)
+    return g_strdup (host->state[0] ? host->state : "down");
+
+  if (spec->accel[0] != '\0' && strcmp (spec->accel, info->accel) != 0)
+    return g_strdup_printf ("accelerator is %s, VM needs %s",
+                            info->accel[0] ? info->accel : "unknown",
+                            spec->accel);
+
+  sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used,
+                    &disk_reserved);
+
+  vcpu_cap = (guint64) floor (info->cpus * MAX (policy->cpu_overcommit, 0.0));
+  if ((guint64) vcpus_used + spec->vcpus > vcpu_cap)
+    return g_strdup_printf ("not enough vCPUs (need %u, %" G_GUINT64_FORMAT
+                            " of %" G_GUINT64_FORMAT " free)",
+                            spec->vcpus,
+                            vcpu_cap > vcpus_used ? vcpu_cap - vcpus_used : 0,
+                            vcpu_cap);
+
+  memory_cap = info->memory_total > policy->memory_reserve
+                 ? info->memory_total - policy->memory_reserve : 0;
+  if (memory_used > memory_cap || spec->memory > memory_cap - memory_used)
+    {
+      g_autofree char *need = sched_format_size (spec->memory);
+      g_autofree char *avail = sched_format_size (
+        memory_cap > memory_used ? memory_cap - memory_used : 0);
+      return g_strdup_printf ("not enough memory (need %s, %s free)", need,
+                              avail);
+    }
+
+  disk_free = info->data_free > disk_reserved
+                ? info->data_free - disk_reserved : 0;
+  if (spec->disk > disk_free)
+    {
+      g_autofree char *need = sched_format_size (spec->disk);
+      g_autofree char *avail = sched_format_size (disk_free);
+      return g_strdup_printf ("not enough disk (need %s, %s free)", need,
+                              avail);
+    }
+
+  /* Both capacities are > 0 here unless the VM asks for nothing. */
+  vcpu_frac = vcpu_cap
+                ? (double) (vcpu_cap - vcpus_used - spec->vcpus) / vcpu_cap : 0;
+  memory_frac = memory_cap
+                  ? (double) (memory_cap - memory_used - spec->memory) / memory_cap
+                  : 0;
+  *score = vcpu_frac + memory_frac;
+  return NULL;
+}
+
+static int
+compare_host_names (gconstpointer a, gconstpointer b)
+{
+  const SchedHost *ha = *(const SchedHost *const *) a;
+  const SchedHost *hb = *(const SchedHost *const *) b;
+
+  return strcmp (ha->name, hb->name);
+}
+
+static const SchedHost *
+find_host (GPtrArray *hosts, const char *name)
+{
+  for (guint i = 0; i < hosts->len; i++)
+    {
+      const SchedHost *host = hosts->pdata[i];
+      if (strcmp (host->name, name) == 0)
+        return host;
+    }
+  return NULL;
+}
+
+char *
+sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
+             const Drover__V1__VmSpec *spec, const char *pin, GError **error)
+{
+  g_autoptr(GPtrArray) order = NULL;
+  g_autoptr(GString) why = NULL;
+  const SchedHost *best = NULL;
+  double best_score = 0;
+
+  if (pin != NULL && pin[0] != '\0')
+    {
+      const SchedHost *host = find_host (hosts, pin);
+      g_autofree char *misfit = NULL;
+      double score;
+
+      if (host == NULL)
+        {
+          g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                       "no host named '%s'", pin);
+          return NULL;
+        }
+      if (strcmp (host->state, SCHED_HOST_UP) != 0)
+        {
+          g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                       "host '%s' is %s", pin,
+                       host->state[0] ? host->state : "down");
+          return NULL;
+        }
+      misfit = host_misfit (policy, host, vms, spec, &score);
+      if (misfit != NULL)
+        {
+          g_set_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY,
+                       "host '%s' cannot run VM '%s': %s", pin, spec->name,
+                       misfit);
+          return NULL;
+        }
+      return g_strdup (host->name);
+    }
+
+  /* Visit hosts by name so both the tie-break and the message are stable
+   * whatever order the caller passes. */
+  /* Not g_ptr_array_copy: that would inherit the free function. */
+  order = g_ptr_array_sized_new (hosts->len);
+  for (guint i = 0; i < hosts->len; i++)
+    g_ptr_array_add (order, hosts->pdata[i]);
+  g_ptr_array_sort (order, compare_host_names);
+  why = g_string_new (NULL);
+  for (guint i = 0; i < order->len; i++)
+    {
+      const SchedHost *host = order->pdata[i];
+      g_autofree char *misfit = NULL;
+      double score = 0;
+
+      misfit = host_misfit (policy, host, vms, spec, &score);
+      if (misfit != NULL)
+        {
+          g_string_append_printf (why, "%s%s: %s", why->len ? "; " : "",
+                                  host->name, misfit);
+          continue;
+        }
+      if (best == NULL || score > best_score)
+        {
+          best = host;
+          best_score = score;
+        }
+    }
+  if (best != NULL)
+    return g_strdup (best->name);
+
+  g_set_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY,
+               "no host can run VM '%s': %s", spec->name,
+               why->len ? why->str : "no hosts are registered");
+  return NULL;
+}

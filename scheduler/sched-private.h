@@ -1,0 +1,215 @@
+/* Internals of libdrover-scheduler shared with the unit tests. */
+#pragma once
+
+#include "sched-service.h"
+
+G_BEGIN_DECLS
+
+/* --- rows ---------------------------------------------------------------
+ *
+ * What the store holds. Message members are unpacked protobuf-c messages
+ * owned by the row (freed with protobuf_c_message_free_unpacked). */
+
+#define SCHED_HOST_UP "up"
+#define SCHED_HOST_DOWN "down"
+
+#define SCHED_VM_CREATING "creating"  /* placed, the agent is creating it */
+#define SCHED_VM_MISSING "missing"    /* its host stopped reporting it */
+
+#define SCHED_JOB_QUEUED "queued"
+#define SCHED_JOB_RUNNING "running"
+#define SCHED_JOB_DONE "done"
+#define SCHED_JOB_FAILED "failed"
+
+typedef struct {
+  char *name;
+  char *address;                 /* the agent's AgentService host:port */
+  Drover__V1__HostInfo *info;    /* never NULL */
+  char *state;                   /* SCHED_HOST_UP / SCHED_HOST_DOWN */
+  gint64 last_seen_ms;
+} SchedHost;
+
+typedef struct {
+  char *name;
+  char *host;
+  Drover__V1__VmSpec *spec;      /* never NULL */
+  char *state;                   /* libvirt state, creating or missing */
+  Drover__V1__VmStatus *status;  /* last report; NULL before the first */
+  gint64 updated_ms;
+} SchedVm;
+
+typedef struct {
+  char *id;
+  char *kind;                    /* create, delete */
+  char *vm;
+  char *state;                   /* SCHED_JOB_* */
+  double progress;               /* 0..1 */
+  char *message;
+  char *error;
+  gint64 created_ms;
+  gint64 updated_ms;
+} SchedJob;
+
+/* Deep copy of a protobuf-c message (pack + unpack); NULL for NULL. The
+ * result is freed with protobuf_c_message_free_unpacked. */
+gpointer sched_msg_copy (const ProtobufCMessage *msg);
+void sched_msg_free (gpointer msg);
+
+/* Constructors copy their arguments. */
+SchedHost *sched_host_new (const Drover__V1__HostInfo *info,
+                           const char *state, gint64 last_seen_ms);
+void sched_host_free (SchedHost *host);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedHost, sched_host_free)
+
+SchedVm *sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
+                       const char *state,
+                       const Drover__V1__VmStatus *status,
+                       gint64 updated_ms);
+void sched_vm_free (SchedVm *vm);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedVm, sched_vm_free)
+/* Replaces VM->status with a copy of STATUS (may be NULL). */
+void sched_vm_set_status (SchedVm *vm, const Drover__V1__VmStatus *status);
+void sched_vm_set_state (SchedVm *vm, const char *state);
+
+/* A new job with a random id, created_ms = updated_ms = NOW_MS. */
+SchedJob *sched_job_new (const char *kind, const char *vm, const char *state,
+                         gint64 now_ms);
+void sched_job_free (SchedJob *job);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedJob, sched_job_free)
+SchedJob *sched_job_copy (const SchedJob *job);
+
+/* --- store --------------------------------------------------------------
+ *
+ * A backend is an ops table; SQLite is the one there is. Lookups of
+ * something absent fail with SCHED_ERROR_NOT_FOUND; _delete of something
+ * absent is not an error. Lists are sorted by name (jobs by creation). */
+
+typedef struct _SchedStore SchedStore;
+
+typedef struct {
+  const char *name;
+  void (*close) (SchedStore *store);
+  gboolean (*put_host) (SchedStore *store, const SchedHost *host, GError **error);
+  SchedHost *(*get_host) (SchedStore *store, const char *name, GError **error);
+  GPtrArray *(*list_hosts) (SchedStore *store, GError **error);
+  gboolean (*delete_host) (SchedStore *store, const char *name, GError **error);
+  gboolean (*put_vm) (SchedStore *store, const SchedVm *vm, GError **error);
+  SchedVm *(*get_vm) (SchedStore *store, const char *name, GError **error);
+  /* HOST NULL lists every VM. */
+  GPtrArray *(*list_vms) (SchedStore *store, const char *host, GError **error);
+  gboolean (*delete_vm) (SchedStore *store, const char *name, GError **error);
+  gboolean (*put_job) (SchedStore *store, const SchedJob *job, GError **error);
+  SchedJob *(*get_job) (SchedStore *store, const char *id, GError **error);
+  GPtrArray *(*list_jobs) (SchedStore *store, GError **error);
+  /* A transaction groups the writes of one report (one sync, all or none). */
+  gboolean (*begin) (SchedStore *store, GError **error);
+  gboolean (*commit) (SchedStore *store, GError **error);
+  void (*rollback) (SchedStore *store);
+} SchedStoreOps;
+
+struct _SchedStore {
+  const SchedStoreOps *ops;
+};
+
+/* Opens (creating if needed) the SQLite store DIR/drover.db. A file that
+ * is not a Drover database fails with SCHED_ERROR_CORRUPT naming it. */
+SchedStore *sched_store_open_sqlite (const char *dir, GError **error);
+void sched_store_close (SchedStore *store);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
+
+/* Upserts by name / id. */
+gboolean sched_store_put_host (SchedStore *store, const SchedHost *host, GError **error);
+SchedHost *sched_store_get_host (SchedStore *store, const char *name, GError **error);
+/* GPtrArray of SchedHost, freeing its elements. */
+GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
+gboolean sched_store_delete_host (SchedStore *store, const char *name, GError **error);
+gboolean sched_store_put_vm (SchedStore *store, const SchedVm *vm, GError **error);
+SchedVm *sched_store_get_vm (SchedStore *store, const char *name, GError **error);
+GPtrArray *sched_store_list_vms (SchedStore *store, const char *host, GError **error);
+gboolean sched_store_delete_vm (SchedStore *store, const char *name, GError **error);
+gboolean sched_store_put_job (SchedStore *store, const SchedJob *job, GError **error);
+SchedJob *sched_store_get_job (SchedStore *store, const char *id, GError **error);
+GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+gboolean sched_store_begin (SchedStore *store, GError **error);
+gboolean sched_store_commit (SchedStore *store, GError **error);
+/* Undoes an open transaction; nothing if none is open. */
+void sched_store_rollback (SchedStore *store);
+
+/* --- placement ----------------------------------------------------------
+ *
+ * Pure functions over the host and VM tables. */
+
+typedef struct {
+  double cpu_overcommit;
+  guint64 memory_reserve;
+} SchedPolicy;
+
+/* What the VMs in VMS (SchedVm) placed on HOST use. VMs in state
+ * "missing" use nothing (their host does not have them); "creating"
+ * ones count (a reservation). Any out pointer may be NULL. */
+void sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
+                       guint *vcpus_used, guint64 *memory_used,
+                       guint64 *disk_reserved);
+
+/* Picks the host for SPEC among HOSTS (SchedHost) given the VMS already
+ * placed. PIN non-empty means only that host. Returns the host name, or
+ * NULL with SCHED_ERROR_NOT_FOUND (unknown pin), _PRECONDITION (pinned
+ * host down) or _NO_CAPACITY (nothing fits; the message says why per host). */
+char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
+                   const Drover__V1__VmSpec *spec, const char *pin,
+                   GError **error);
+
+/* "1.0 GiB", "200 MiB", "512 B". */
+char *sched_format_size (guint64 bytes);
+
+/* --- registry -----------------------------------------------------------
+ *
+ * Host registration, heartbeats, liveness and VM inventory reconciliation
+ * on top of a store. The clock is injectable so tests need not sleep. */
+
+typedef gint64 (*SchedClockFunc) (gpointer user_data);
+
+typedef struct _SchedRegistry SchedRegistry;
+
+/* STORE is borrowed. CLOCK NULL means proto_now_ms-like wall time in ms.
+ * The process start (for hosts loaded from the store) is CLOCK's time now. */
+SchedRegistry *sched_registry_new (SchedStore *store, guint report_interval_ms,
+                                   SchedClockFunc clock, gpointer clock_data);
+void sched_registry_free (SchedRegistry *reg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedRegistry, sched_registry_free)
+
+gint64 sched_registry_now (SchedRegistry *reg);
+guint sched_registry_get_report_interval (SchedRegistry *reg);
+
+/* Upserts INFO's host as up, seen now, and remembers that it registered
+ * with this process. INFO->name must be valid (checked by the caller). */
+gboolean sched_registry_register (SchedRegistry *reg,
+                                  const Drover__V1__HostInfo *info,
+                                  GError **error);
+
+/* A heartbeat. If INFO's host has not registered with this process, sets
+ * *REREGISTER and changes nothing. Otherwise updates the host (up, seen
+ * now) and reconciles its VMs with VMS: reported VMs are upserted (adopted
+ * if unknown, moved here if recorded on another host), VMs recorded here
+ * but not reported become "missing" (unless "creating"). A report whose
+ * SEQ is not above the last one accepted is ignored (0 = unnumbered). */
+gboolean sched_registry_report (SchedRegistry *reg,
+                                const Drover__V1__HostInfo *info,
+                                Drover__V1__VmStatus *const *vms, gsize n_vms,
+                                guint64 seq, gboolean *reregister,
+                                GError **error);
+
+/* Marks down every up host whose last report (or, for hosts not seen by
+ * this process, the process start) is older than three report intervals.
+ * Returns how many turned down. */
+guint sched_registry_check_liveness (SchedRegistry *reg, GError **error);
+
+/* The deadline of a host, for tests and the timer: last sign of life + 3
+ * intervals. */
+gint64 sched_registry_deadline (SchedRegistry *reg, const SchedHost *host);
+
+/* Remembers that VM NAME was just deleted so that a report generated
+ * before the deletion does not adopt it again (for three intervals). */
+void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
+
+G_END_DECLS

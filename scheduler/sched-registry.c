@@ -1,0 +1,364 @@
+/* SchedRegistry: host registration, heartbeats, liveness and the VM
+ * inventory that agents report.
+ *
+ * The store is the truth; this object adds what only this process knows:
+ * which hosts registered with it (a host that reports without having
+ * registered here, e.g. after a scheduler restart, is told to register
+ * again), the last report sequence number of each, and recently deleted
+ * VMs (so a report generated before a deletion does not adopt the VM
+ * again). Time comes from an injectable clock.
+ */
+#include "sched-private.h"
+
+#include <string.h>
+
+/* A host is down after this many report intervals without a report. */
+#define MISSED_INTERVALS 3
+
+typedef struct {
+  guint64 last_seq;
+} HostSession;
+
+struct _SchedRegistry {
+  SchedStore *store;            /* borrowed */
+  guint interval_ms;
+  SchedClockFunc clock;
+  gpointer clock_data;
+  gint64 start_ms;
+  GHashTable *sessions;         /* host name -> HostSession */
+  GHashTable *forgotten;        /* VM name -> deleted at (gint64 *) */
+};
+
+static gint64
+wall_clock_ms (gpointer user_data)
+{
+  return g_get_real_time () / 1000;
+}
+
+SchedRegistry *
+sched_registry_new (SchedStore *store, guint report_interval_ms,
+                    SchedClockFunc clock, gpointer clock_data)
+{
+  SchedRegistry *reg = g_new0 (SchedRegistry, 1);
+
+  reg->store = store;
+  reg->interval_ms = MAX (report_interval_ms, 1);
+  reg->clock = clock ? clock : wall_clock_ms;
+  reg->clock_data = clock_data;
+  reg->start_ms = reg->clock (reg->clock_data);
+  reg->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                         g_free);
+  reg->forgotten = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                          g_free);
+  return reg;
+}
+
+void
+sched_registry_free (SchedRegistry *reg)
+{
+  if (reg == NULL)
+    return;
+  g_hash_table_unref (reg->sessions);
+  g_hash_table_unref (reg->forgotten);
+  g_free (reg);
+}
+
+gint64
+sched_registry_now (SchedRegistry *reg)
+{
+  return reg->clock (reg->clock_data);
+}
+
+guint
+sched_registry_get_report_interval (SchedRegistry *reg)
+{
+  return reg->interval_ms;
+}
+
+gint64
+sched_registry_deadline (SchedRegistry *reg, const SchedHost *host)
+{
+  /* Hosts loaded from the store get a full deadline from our start
+   * rather than being declared down by a clock that ran while we did not. */
+  return MAX (host->last_seen_ms, reg->start_ms)
+         + (gint64) MISSED_INTERVALS * reg->interval_ms;
+}
+
+/* Fetches host NAME; NULL without error if there is none. */
+static SchedHost *
+lookup_host (SchedRegistry *reg, const char *name, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  SchedHost *host = sched_store_get_host (reg->store, name, &local);
+
+  if (host == NULL && !g_error_matches (local, SCHED_ERROR,
+                                        SCHED_ERROR_NOT_FOUND))
+    g_propagate_error (error, g_steal_pointer (&local));
+  return host;
+}
+
+gboolean
+sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
+                         GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autoptr(SchedHost) old = lookup_host (reg, info->name, &local);
+  g_autoptr(SchedHost) host = NULL;
+  HostSession *session;
+
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  host = sched_host_new (info, SCHED_HOST_UP, sched_registry_now (reg));
+  if (!sched_store_put_host (reg->store, host, error))
+    return FALSE;
+
+  if (old == NULL)
+    g_message ("host %s registered (agent at %s)", host->name, host->address);
+  else if (strcmp (old->state, SCHED_HOST_UP) != 0)
+    g_message ("host %s is up again (registered, agent at %s)", host->name,
+               host->address);
+  else
+    g_debug ("host %s registered again", host->name);
+
+  session = g_new0 (HostSession, 1);
+  g_hash_table_replace (reg->sessions, g_strdup (info->name), session);
+  return TRUE;
+}
+
+/* Same rule as proto_name_validate; the registry only needs the yes/no
+ * to drop garbage from reports. */
+static gboolean
+vm_name_ok (const char *name)
+{
+  gsize len = name ? strlen (name) : 0;
+
+  if (len < 1 || len > 63)
+    return FALSE;
+  for (gsize i = 0; i < len; i++)
+    if (!(g_ascii_islower (name[i]) || g_ascii_isdigit (name[i])
+          || name[i] == '-'))
+      return FALSE;
+  return TRUE;
+}
+
+/* Whether VM NAME was deleted recently enough that a report mentioning it
+ * may predate the deletion. Drops stale entries as it goes. */
+static gboolean
+recently_forgotten (SchedRegistry *reg, const char *name, gint64 now)
+{
+  gint64 *when = g_hash_table_lookup (reg->forgotten, name);
+
+  if (when == NULL)
+    return FALSE;
+  if (now - *when <= (gint64) MISSED_INTERVALS * reg->interval_ms)
+    return TRUE;
+  g_hash_table_remove (reg->forgotten, name);
+  return FALSE;
+}
+
+void
+sched_registry_forget_vm (SchedRegistry *reg, const char *name)
+{
+  gint64 *when = g_new (gint64, 1);
+
+  *when = sched_registry_now (reg);
+  g_hash_table_replace (reg->forgotten, g_strdup (name), when);
+}
+
+static gboolean
+reconcile_vm (SchedRegistry *reg, const char *host_name,
+              const Drover__V1__VmStatus *status, gint64 now, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autoptr(SchedVm) vm = sched_store_get_vm (reg->store, status->name, &local);
+  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
+  const char *state = status->state[0] ? status->state : "unknown";
+
+  if (vm == NULL && !g_error_matches (local, SCHED_ERROR,
+                                      SCHED_ERROR_NOT_FOUND))
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+
+  /* The spec the agent recorded in the domain is what actually runs; a
+   * report without one still gives the size. */
+  if (status->spec != NULL)
+    spec = *status->spec;
+  else if (vm != NULL)
+    spec = *vm->spec;
+  else
+    {
+      spec.vcpus = status->vcpus;
+      spec.memory = status->memory;
+    }
+  spec.name = status->name;
+
+  if (vm == NULL)
+    {
+      if (recently_forgotten (reg, status->name, now))
+        {
+          g_debug ("ignoring deleted VM %s in a report from %s",
+                   status->name, host_name);
+          return TRUE;
+        }
+      g_message ("VM %s found on host %s: adopted", status->name, host_name);
+      vm = sched_vm_new (&spec, host_name, state, status, now);
+      return sched_store_put_vm (reg->store, vm, error);
+    }
+
+  if (strcmp (vm->host, host_name) != 0)
+    {
+      g_message ("VM %s is now on host %s (was %s)", vm->name, host_name,
+                 vm->host);
+      g_free (vm->host);
+      vm->host = g_strdup (host_name);
+    }
+  else if (strcmp (vm->state, SCHED_VM_MISSING) == 0)
+    g_message ("VM %s is back on host %s", vm->name, host_name);
+
+  if (status->spec != NULL)
+    {
+      sched_msg_free (vm->spec);
+      vm->spec = sched_msg_copy (&spec.base);
+    }
+  sched_vm_set_state (vm, state);
+  sched_vm_set_status (vm, status);
+  vm->updated_ms = now;
+  return sched_store_put_vm (reg->store, vm, error);
+}
+
+static gboolean
+reconcile (SchedRegistry *reg, const char *host_name,
+           Drover__V1__VmStatus *const *vms, gsize n_vms, gint64 now,
+           GError **error)
+{
+  g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr(GPtrArray) recorded = NULL;
+
+  for (gsize i = 0; i < n_vms; i++)
+    {
+      const Drover__V1__VmStatus *status = vms[i];
+
+      if (status == NULL || !vm_name_ok (status->name)
+          || !g_hash_table_add (seen, status->name))
+        continue;
+      if (!reconcile_vm (reg, host_name, status, now, error))
+        return FALSE;
+    }
+
+  recorded = sched_store_list_vms (reg->store, host_name, error);
+  if (recorded == NULL)
+    return FALSE;
+  for (guint i = 0; i < recorded->len; i++)
+    {
+      SchedVm *vm = recorded->pdata[i];
+
+      /* A VM being created may not exist on the host yet. */
+      if (g_hash_table_contains (seen, vm->name)
+          || strcmp (vm->state, SCHED_VM_CREATING) == 0
+          || strcmp (vm->state, SCHED_VM_MISSING) == 0)
+        continue;
+      g_message ("VM %s is missing from host %s (was %s)", vm->name,
+                 host_name, vm->state);
+      sched_vm_set_state (vm, SCHED_VM_MISSING);
+      vm->updated_ms = now;
+      if (!sched_store_put_vm (reg->store, vm, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
+                       Drover__V1__VmStatus *const *vms, gsize n_vms,
+                       guint64 seq, gboolean *reregister, GError **error)
+{
+  HostSession *session = g_hash_table_lookup (reg->sessions, info->name);
+  g_autoptr(GError) local = NULL;
+  g_autoptr(SchedHost) old = NULL;
+  g_autoptr(SchedHost) host = NULL;
+  gint64 now = sched_registry_now (reg);
+
+  *reregister = FALSE;
+  if (session == NULL)
+    {
+      *reregister = TRUE;
+      return TRUE;
+    }
+  /* Reports may overtake each other; an older one would undo a newer
+   * inventory. 0 means the agent does not number its reports. */
+  if (seq != 0 && seq <= session->last_seq)
+    {
+      g_debug ("host %s: ignoring report %" G_GUINT64_FORMAT
+               " older than %" G_GUINT64_FORMAT, info->name, seq,
+               session->last_seq);
+      return TRUE;
+    }
+
+  old = lookup_host (reg, info->name, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  if (old == NULL)
+    {
+      /* Removed from the store behind our back: start over. */
+      g_hash_table_remove (reg->sessions, info->name);
+      *reregister = TRUE;
+      return TRUE;
+    }
+
+  host = sched_host_new (info, SCHED_HOST_UP, now);
+  if (host->address[0] == '\0')
+    {
+      g_free (host->address);
+      host->address = g_strdup (old->address);
+    }
+
+  if (!sched_store_begin (reg->store, error))
+    return FALSE;
+  if (!sched_store_put_host (reg->store, host, error)
+      || !reconcile (reg, host->name, vms, n_vms, now, error)
+      || !sched_store_commit (reg->store, error))
+    {
+      sched_store_rollback (reg->store);
+      return FALSE;
+    }
+
+  if (strcmp (old->state, SCHED_HOST_UP) != 0)
+    g_message ("host %s is up again", host->name);
+  session->last_seq = seq;
+  return TRUE;
+}
+
+guint
+sched_registry_check_liveness (SchedRegistry *reg, GError **error)
+{
+  g_autoptr(GPtrArray) hosts = sched_store_list_hosts (reg->store, error);
+  gint64 now = sched_registry_now (reg);
+  guint n_down = 0;
+
+  if (hosts == NULL)
+    return 0;
+  for (guint i = 0; i < hosts->len; i++)
+    {
+      SchedHost *host = hosts->pdata[i];
+
+      if (strcmp (host->state, SCHED_HOST_UP) != 0
+          || now <= sched_registry_deadline (reg, host))
+        continue;
+      g_free (host->state);
+      host->state = g_strdup (SCHED_HOST_DOWN);
+      if (!sched_store_put_host (reg->store, host, error))
+        return n_down;
+      g_message ("host %s is down: no report for %" G_GINT64_FORMAT " ms",
+                 host->name, now - MAX (host->last_seen_ms, reg->start_ms));
+      n_down++;
+    }
+  return n_down;
+}

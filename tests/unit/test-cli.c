@@ -1,0 +1,258 @@
+/* droverctl's local parts: size parsing/formatting, JSON, tables. */
+#include <math.h>
+#include <string.h>
+
+#include "cli.h"
+#include "drover.pb-c.h"
+
+static void
+test_size_valid (void)
+{
+  static const struct { const char *text; guint64 bytes; } cases[] = {
+    { "1048576", 1048576 },
+    { "1", 1 },
+    { "512M", 512ULL << 20 },
+    { "512m", 512ULL << 20 },
+    { "1G", 1ULL << 30 },
+    { "1.5G", 3ULL << 29 },
+    { "0.5K", 512 },
+    { "64k", 65536 },
+    { "2T", 2ULL << 40 },
+    { "512MiB", 512ULL << 20 },
+    { "1GB", 1ULL << 30 },
+    { "1.25M", 1310720 },
+    { "16777215T", 16777215ULL << 40 },
+    { "18446744073709551615", G_MAXUINT64 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (GError) error = NULL;
+    guint64 v = 0;
+    g_assert_true (cli_parse_size ("--memory", cases[i].text, &v, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (v, ==, cases[i].bytes);
+  }
+}
+
+static void
+test_size_invalid (void)
+{
+  static const struct { const char *text; const char *says; } cases[] = {
+    { "", "empty" },
+    { "abc", "not a size" },
+    { "12X", "not a size" },
+    { "1G2", "not a size" },
+    { "1GiBx", "not a size" },
+    { "G", "not a size" },
+    { ".", "not a size" },
+    { "1 G", "not a size" },
+    { "-1G", "no sign" },
+    { "+5M", "no sign" },
+    { "0", "greater than zero" },
+    { "0M", "greater than zero" },
+    { "0.0G", "greater than zero" },
+    { "1.5", "whole number of bytes" },
+    { "0.1K", "whole number of bytes" },
+    { "18446744073709551616", "too large" },
+    { "16777216T", "too large" },
+    { "99999999999999999999999G", "too large" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (GError) error = NULL;
+    guint64 v = 42;
+    g_assert_false (cli_parse_size ("--memory", cases[i].text, &v, &error));
+    g_assert_error (error, CLI_ERROR, CLI_ERROR_USAGE);
+    g_assert_nonnull (strstr (error->message, "--memory"));
+    if (strstr (error->message, cases[i].says) == NULL)
+      g_error ("'%s': message '%s' lacks '%s'", cases[i].text, error->message,
+               cases[i].says);
+    g_assert_cmpuint (v, ==, 42);
+  }
+}
+
+static void
+test_size_format (void)
+{
+  static const struct { guint64 bytes; const char *text; } cases[] = {
+    { 0, "0 B" },
+    { 1023, "1023 B" },
+    { 1024, "1.0 KiB" },
+    { 1536, "1.5 KiB" },
+    { 512ULL << 20, "512.0 MiB" },
+    { 3ULL << 29, "1.5 GiB" },
+    { (1ULL << 30) - 1, "1.0 GiB" },
+    { 2ULL << 40, "2.0 TiB" },
+    { G_MAXUINT64, "16.0 EiB" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *s = cli_format_size (cases[i].bytes);
+    g_assert_cmpstr (s, ==, cases[i].text);
+  }
+}
+
+static char *
+escaped (const char *text)
+{
+  GString *s = g_string_new (NULL);
+  cli_json_escape (s, text);
+  return g_string_free (s, FALSE);
+}
+
+static void
+test_json_escape (void)
+{
+  static const struct { const char *in; const char *out; } cases[] = {
+    { "", "\"\"" },
+    { "plain", "\"plain\"" },
+    { "q\"b\\s/", "\"q\\\"b\\\\s/\"" },
+    { "a\nb\tc\rd\be\ff", "\"a\\nb\\tc\\rd\\be\\ff\"" },
+    { "\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\"" },
+    { "caf\xc3\xa9 \xe2\x82\xac", "\"caf\xc3\xa9 \xe2\x82\xac\"" },
+    { "bad\xff\xfez", "\"bad\\ufffd\\ufffdz\"" },
+    { "trunc\xc3", "\"trunc\\ufffd\"" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *s = escaped (cases[i].in);
+    g_assert_cmpstr (s, ==, cases[i].out);
+  }
+  /* NULL is written as an empty string, not a crash. */
+  g_autofree char *n = escaped (NULL);
+  g_assert_cmpstr (n, ==, "\"\"");
+}
+
+static void
+test_json_writer (void)
+{
+  g_autoptr (CliJson) j = cli_json_new ();
+
+  cli_json_begin_object (j);
+  cli_json_key (j, "name");
+  cli_json_string (j, "a\"b");
+  cli_json_key (j, "list");
+  cli_json_begin_array (j);
+  cli_json_int (j, -3);
+  cli_json_uint (j, G_MAXUINT64);
+  cli_json_double (j, 0.25);
+  cli_json_double (j, NAN);
+  cli_json_bool (j, TRUE);
+  cli_json_null (j);
+  cli_json_end_array (j);
+  cli_json_key (j, "empty");
+  cli_json_begin_object (j);
+  cli_json_end_object (j);
+  cli_json_key (j, "none");
+  cli_json_begin_array (j);
+  cli_json_end_array (j);
+  cli_json_end_object (j);
+
+  g_assert_cmpstr (cli_json_get (j), ==,
+                   "{\n"
+                   "  \"name\": \"a\\\"b\",\n"
+                   "  \"list\": [\n"
+                   "    -3,\n"
+                   "    18446744073709551615,\n"
+                   "    0.25,\n"
+                   "    null,\n"
+                   "    true,\n"
+                   "    null\n"
+                   "  ],\n"
+                   "  \"empty\": {},\n"
+                   "  \"none\": []\n"
+                   "}\n");
+}
+
+static void
+test_json_message (void)
+{
+  Drover__V1__ListHostsReply reply = DROVER__V1__LIST_HOSTS_REPLY__INIT;
+  Drover__V1__Host h1 = DROVER__V1__HOST__INIT;
+  Drover__V1__Host h2 = DROVER__V1__HOST__INIT;
+  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__Host *hosts[] = { &h1, &h2 };
+  Drover__V1__ConsoleChunk chunk = DROVER__V1__CONSOLE_CHUNK__INIT;
+  g_autoptr (CliJson) j = cli_json_new ();
+  g_autoptr (CliJson) jc = cli_json_new ();
+  const char *out;
+
+  info.name = "node-1";
+  info.cpus = 2;
+  info.memory_total = 8ULL << 30;
+  info.kvm_usable = TRUE;
+  info.cpu_model = "Quoted \"CPU\"";
+  h1.info = &info;
+  h1.state = "up";
+  h1.last_seen_ms = 1700000000123;
+  h1.memory_used = 1ULL << 30;
+  h2.state = "down";      /* h2.info stays NULL */
+  reply.n_hosts = 2;
+  reply.hosts = hosts;
+
+  cli_json_message (j, &reply.base);
+  out = cli_json_get (j);
+  g_assert_true (g_str_has_prefix (out, "{\n  \"hosts\": [\n    {\n      \"info\": {\n"));
+  g_assert_nonnull (strstr (out, "\"name\": \"node-1\""));
+  g_assert_nonnull (strstr (out, "\"memory_total\": 8589934592,"));
+  g_assert_nonnull (strstr (out, "\"kvm_usable\": true,"));
+  g_assert_nonnull (strstr (out, "\"cpu_model\": \"Quoted \\\"CPU\\\"\""));
+  g_assert_nonnull (strstr (out, "\"last_seen_ms\": 1700000000123,"));
+  g_assert_nonnull (strstr (out, "\"memory_used\": 1073741824\n"));
+  g_assert_nonnull (strstr (out, "\"info\": null,"));
+  g_assert_nonnull (strstr (out, "\"state\": \"down\""));
+  g_assert_nonnull (strstr (out, "\"data_free\": 0"));
+  g_assert_true (g_str_has_suffix (out, "  ]\n}\n"));
+
+  chunk.data.data = (guint8 *) "hi\n";
+  chunk.data.len = 3;
+  chunk.next_offset = 3;
+  chunk.size = 3;
+  cli_json_message (jc, &chunk.base);
+  g_assert_cmpstr (cli_json_get (jc), ==,
+                   "{\n  \"data\": \"aGkK\",\n  \"next_offset\": 3,\n  \"size\": 3\n}\n");
+}
+
+static void
+test_table (void)
+{
+  static const char *const headers[] = { "NAME", ">CPUS", "STATE", NULL };
+  g_autoptr (CliTable) t = cli_table_new (headers);
+  g_autofree char *text = NULL;
+  const char *const row1[] = { "a-long-name", "2", "running" };
+  const char *const row2[] = { "b", "128", "" };
+
+  cli_table_add_row (t, row1);
+  cli_table_add_row (t, row2);
+  cli_table_add_take (t, g_strdup ("c"), NULL, g_strdup ("shutoff"));
+  text = cli_table_render (t);
+  g_assert_cmpstr (text, ==,
+                   "NAME         CPUS  STATE\n"
+                   "a-long-name     2  running\n"
+                   "b             128  -\n"
+                   "c               -  shutoff\n");
+}
+
+static void
+test_table_empty (void)
+{
+  static const char *const headers[] = { "ID", "KIND", NULL };
+  g_autoptr (CliTable) t = cli_table_new (headers);
+  g_autofree char *text = cli_table_render (t);
+  g_assert_cmpstr (text, ==, "ID  KIND\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/cli/size/valid", test_size_valid);
+  g_test_add_func ("/cli/size/invalid", test_size_invalid);
+  g_test_add_func ("/cli/size/format", test_size_format);
+  g_test_add_func ("/cli/json/escape", test_json_escape);
+  g_test_add_func ("/cli/json/writer", test_json_writer);
+  g_test_add_func ("/cli/json/message", test_json_message);
+  g_test_add_func ("/cli/table/render", test_table);
+  g_test_add_func ("/cli/table/empty", test_table_empty);
+  return g_test_run ();
+}

@@ -1,0 +1,1154 @@
+/* libdrover-proto over real gRPC on 127.0.0.1: unary, async replies,
+ * errors, streams, cancellation, size caps, blocking calls, mutual TLS.
+ *
+ * The server runs in its own thread with its own GMainContext, so the
+ * test thread can use the blocking client calls (which must not need a
+ * main loop) as well as the asynchronous ones (in the default context). */
+#include <string.h>
+
+#include <glib/gstdio.h>
+
+#include "proto-private.h"
+
+/* --- test service ------------------------------------------------------- */
+
+typedef struct {
+  GThread *thread;
+  GMainContext *ctx;
+  GMainLoop *loop;
+  ProtoServer *server;
+  ProtoTls *tls;
+  int port;
+  GMutex lock;
+  GCond cond;
+  gboolean ready;
+  GError *start_error;
+  /* counters the test polls (atomic) */
+  gint cancels;        /* cancel funcs run */
+  gint late_replies;   /* delayed replies sent */
+  gint streams_open;   /* "forever" streams not yet finished */
+} TestServer;
+
+static void
+list_hosts (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+{
+  Drover__V1__ListHostsReply reply = DROVER__V1__LIST_HOSTS_REPLY__INIT;
+  Drover__V1__Host host = DROVER__V1__HOST__INIT;
+  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__Host *hosts[1] = { &host };
+  const char *cn = proto_server_call_get_peer_cn (call);
+
+  /* Echo who is calling: the client's certificate CN and its address. */
+  info.name = (char *) (cn ? cn : "-");
+  info.address = (char *) proto_server_call_get_peer (call);
+  host.info = &info;
+  host.state = (char *) "up";
+  reply.n_hosts = 1;
+  reply.hosts = hosts;
+  proto_server_call_reply (call, &reply.base);
+}
+
+typedef struct {
+  ProtoServerCall *call;
+  TestServer *ts;
+  char *name;
+  guint sent;
+  GSource *tick; /* streams: the sending timer (we hold a ref) */
+} Pending;
+
+static void
+pending_free_stream (Pending *p)
+{
+  g_source_destroy (p->tick);
+  g_source_unref (p->tick);
+  g_free (p);
+}
+
+static gboolean
+late_reply (gpointer data)
+{
+  Pending *p = data;
+  Drover__V1__VmReply reply = DROVER__V1__VM_REPLY__INIT;
+  Drover__V1__Vm vm = DROVER__V1__VM__INIT;
+
+  vm.host = p->name;
+  vm.state = (char *) "running";
+  reply.vm = &vm;
+  proto_server_call_reply (p->call, &reply.base);
+  g_atomic_int_inc (&p->ts->late_replies);
+  g_free (p->name);
+  g_free (p);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+attach_timeout (guint ms, GSourceFunc func, gpointer data)
+{
+  GSource *src = g_timeout_source_new (ms);
+
+  g_source_set_callback (src, func, data, NULL);
+  g_source_attach (src, g_main_context_get_thread_default ());
+  g_source_unref (src);
+}
+
+static void
+get_vm (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+{
+  const Drover__V1__GetVmRequest *req = (const Drover__V1__GetVmRequest *) request;
+  TestServer *ts = user_data;
+
+  if (g_str_has_prefix (req->name, "later-"))
+    {
+      /* Reply after going back to the main loop. */
+      Pending *p = g_new0 (Pending, 1);
+
+      p->call = call;
+      p->ts = ts;
+      p->name = g_strdup (req->name);
+      attach_timeout (strcmp (req->name, "later-slow") == 0 ? 400 : 50, late_reply, p);
+      return;
+    }
+  if (strcmp (req->name, "missing") == 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_NOT_FOUND, "vm '%s' not found", req->name);
+      return;
+    }
+  if (strcmp (req->name, "gerror") == 0)
+    {
+      g_autoptr (GError) error = g_error_new (G_FILE_ERROR, G_FILE_ERROR_FAILED, "disk on fire");
+
+      proto_server_call_fail_error (call, error);
+      return;
+    }
+  {
+    Drover__V1__VmReply reply = DROVER__V1__VM_REPLY__INIT;
+    Drover__V1__Vm vm = DROVER__V1__VM__INIT;
+
+    vm.host = req->name;
+    reply.vm = &vm;
+    proto_server_call_reply (call, &reply.base);
+  }
+}
+
+static void
+read_console (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+{
+  const Drover__V1__ConsoleRequest *req = (const Drover__V1__ConsoleRequest *) request;
+  Drover__V1__ConsoleChunk chunk = DROVER__V1__CONSOLE_CHUNK__INIT;
+  g_autofree guint8 *data = g_malloc0 (req->max_bytes);
+
+  /* max_bytes over the cap makes the reply too large to send. */
+  chunk.data.data = data;
+  chunk.data.len = req->max_bytes;
+  chunk.size = req->max_bytes;
+  proto_server_call_reply (call, &chunk.base);
+}
+
+static void
+send_job (ProtoServerCall *call, guint i)
+{
+  Drover__V1__Job job = DROVER__V1__JOB__INIT;
+  g_autofree char *id = g_strdup_printf ("job-%u", i);
+
+  job.id = id;
+  job.state = (char *) "running";
+  job.progress = i / 100.0;
+  proto_server_call_send (call, &job.base);
+}
+
+static void
+stream_cancelled (gpointer data, gpointer user_data)
+{
+  Pending *p = user_data;
+
+  g_assert_true (data == p->call);
+  g_assert_true (proto_server_call_is_cancelled (p->call));
+  g_atomic_int_inc (&p->ts->cancels);
+  g_atomic_int_add (&p->ts->streams_open, -1);
+  proto_server_call_finish (p->call, PROTO_STATUS_CANCELLED, "client went away");
+  pending_free_stream (p);
+}
+
+static gboolean
+stream_tick (gpointer data)
+{
+  Pending *p = data;
+
+  send_job (p->call, p->sent++);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+watch_job (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+{
+  const Drover__V1__WatchJobRequest *req = (const Drover__V1__WatchJobRequest *) request;
+  TestServer *ts = user_data;
+
+  if (strcmp (req->id, "forever") == 0)
+    {
+      /* One message every 20 ms until the client cancels. */
+      Pending *p = g_new0 (Pending, 1);
+
+      p->call = call;
+      p->ts = ts;
+      p->tick = g_timeout_source_new (20);
+      g_atomic_int_inc (&ts->streams_open);
+      proto_server_call_set_cancel_func (call, stream_cancelled, p);
+      send_job (call, p->sent++);
+      g_source_set_callback (p->tick, stream_tick, p, NULL);
+      g_source_attach (p->tick, g_main_context_get_thread_default ());
+      return;
+    }
+  if (strcmp (req->id, "broken") == 0)
+    {
+      send_job (call, 0);
+      proto_server_call_finish (call, PROTO_STATUS_ABORTED, "job exploded");
+      return;
+    }
+  /* "count:N": N messages queued at once, then a clean end. */
+  {
+    guint n = g_str_has_prefix (req->id, "count:") ? atoi (req->id + 6) : 0;
+
+    for (guint i = 0; i < n; i++)
+      send_job (call, i);
+    proto_server_call_finish (call, PROTO_STATUS_OK, NULL);
+  }
+}
+
+static gpointer
+server_thread (gpointer data)
+{
+  TestServer *ts = data;
+  GError *error = NULL;
+
+  g_main_context_push_thread_default (ts->ctx);
+  ts->server = proto_server_new (NULL);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS,
+                           list_hosts, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                           get_vm, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_READ_CONSOLE,
+                           read_console, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB,
+                           watch_job, ts);
+  proto_server_start (ts->server, "127.0.0.1:0", ts->tls, &error);
+
+  g_mutex_lock (&ts->lock);
+  ts->port = error ? 0 : proto_server_get_port (ts->server);
+  ts->start_error = error;
+  ts->ready = TRUE;
+  g_cond_broadcast (&ts->cond);
+  g_mutex_unlock (&ts->lock);
+
+  if (!ts->start_error)
+    g_main_loop_run (ts->loop);
+  /* Stop in the server's own context (cancel callbacks run here). */
+  g_clear_pointer (&ts->server, proto_server_free);
+  /* Let detached handlers' timers finish what they own. */
+  while (g_main_context_iteration (ts->ctx, FALSE))
+    ;
+  g_main_context_pop_thread_default (ts->ctx);
+  return NULL;
+}
+
+static TestServer *
+test_server_start (const char *tls_dir)
+{
+  TestServer *ts = g_new0 (TestServer, 1);
+
+  if (tls_dir)
+    {
+      g_autoptr (GError) error = NULL;
+
+      ts->tls = proto_tls_load (tls_dir, &error);
+      g_assert_no_error (error);
+    }
+  g_mutex_init (&ts->lock);
+  g_cond_init (&ts->cond);
+  ts->ctx = g_main_context_new ();
+  ts->loop = g_main_loop_new (ts->ctx, FALSE);
+  ts->thread = g_thread_new ("test-server", server_thread, ts);
+  g_mutex_lock (&ts->lock);
+  while (!ts->ready)
+    g_cond_wait (&ts->cond, &ts->lock);
+  g_mutex_unlock (&ts->lock);
+  g_assert_no_error (ts->start_error);
+  g_assert_cmpint (ts->port, >, 0);
+  return ts;
+}
+
+static gboolean
+quit_loop (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_server_stop (TestServer *ts)
+{
+  GSource *src = g_idle_source_new ();
+
+  g_source_set_callback (src, quit_loop, ts->loop, NULL);
+  g_source_attach (src, ts->ctx);
+  g_source_unref (src);
+  g_thread_join (ts->thread);
+  g_main_loop_unref (ts->loop);
+  g_main_context_unref (ts->ctx);
+  proto_tls_free (ts->tls);
+  g_mutex_clear (&ts->lock);
+  g_cond_clear (&ts->cond);
+  g_free (ts);
+}
+
+static char *
+test_server_target (TestServer *ts)
+{
+  return g_strdup_printf ("127.0.0.1:%d", ts->port);
+}
+
+/* Iterates the default context until *FLAG or 10 s pass. */
+static void
+run_until (gboolean *flag)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (!*flag)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, end);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+static void
+wait_atomic (gint *counter, gint value)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (g_atomic_int_get (counter) != value)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, end);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+/* --- async unary ---------------------------------------------------------- */
+
+typedef struct {
+  gboolean done;
+  GError *error;
+  char *host;     /* VmReply.vm.host or ListHostsReply.hosts[0].info.name */
+  char *address;
+  GThread *thread;
+} Result;
+
+static void
+on_reply (const ProtobufCMessage *reply, const GError *error, gpointer user_data)
+{
+  Result *r = user_data;
+
+  g_assert_true ((reply == NULL) != (error == NULL));
+  r->thread = g_thread_self ();
+  if (error)
+    r->error = g_error_copy (error);
+  else if (reply->descriptor == &drover__v1__vm_reply__descriptor)
+    r->host = g_strdup (((const Drover__V1__VmReply *) reply)->vm->host);
+  else if (reply->descriptor == &drover__v1__list_hosts_reply__descriptor)
+    {
+      const Drover__V1__ListHostsReply *l = (const Drover__V1__ListHostsReply *) reply;
+
+      g_assert_cmpuint (l->n_hosts, ==, 1);
+      r->host = g_strdup (l->hosts[0]->info->name);
+      r->address = g_strdup (l->hosts[0]->info->address);
+    }
+  r->done = TRUE;
+}
+
+static void
+result_clear (Result *r)
+{
+  g_clear_error (&r->error);
+  g_clear_pointer (&r->host, g_free);
+  g_clear_pointer (&r->address, g_free);
+  r->done = FALSE;
+}
+
+static void
+call_get_vm (ProtoClient *client, const char *name, gint64 timeout_ms, Result *r)
+{
+  Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
+
+  result_clear (r);
+  req.name = (char *) name;
+  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM, &req.base,
+                     timeout_ms, on_reply, r);
+  /* Never completes in place: always from the main loop. */
+  g_assert_false (r->done);
+  run_until (&r->done);
+}
+
+static void
+test_unary (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, &error);
+  Drover__V1__ListHostsRequest lh = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
+  Result r = { 0 };
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (proto_client_get_target (client), ==, target);
+
+  call_get_vm (client, "web-1", 5000, &r);
+  g_assert_no_error (r.error);
+  g_assert_cmpstr (r.host, ==, "web-1");
+  g_assert_true (r.thread == g_thread_self ());
+
+  /* Insecure: no peer CN; the peer address is the client's. */
+  result_clear (&r);
+  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &lh.base,
+                     5000, on_reply, &r);
+  run_until (&r.done);
+  g_assert_no_error (r.error);
+  g_assert_cmpstr (r.host, ==, "-");
+  g_assert_true (g_str_has_prefix (r.address, "ipv4:127.0.0.1:"));
+
+  /* Several in flight at once. */
+  {
+    Result many[5] = { 0 };
+
+    for (guint i = 0; i < G_N_ELEMENTS (many); i++)
+      {
+        Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
+        g_autofree char *name = g_strdup_printf ("vm-%u", i);
+
+        req.name = name;
+        proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                           &req.base, 5000, on_reply, &many[i]);
+      }
+    for (guint i = 0; i < G_N_ELEMENTS (many); i++)
+      {
+        g_autofree char *name = g_strdup_printf ("vm-%u", i);
+
+        run_until (&many[i].done);
+        g_assert_no_error (many[i].error);
+        g_assert_cmpstr (many[i].host, ==, name);
+        result_clear (&many[i]);
+      }
+  }
+  result_clear (&r);
+  g_clear_pointer (&client, proto_client_free);
+  test_server_stop (ts);
+}
+
+static void
+test_async_reply (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  Result r = { 0 };
+
+  call_get_vm (client, "later-1", 5000, &r);
+  g_assert_no_error (r.error);
+  g_assert_cmpstr (r.host, ==, "later-1");
+  g_assert_cmpint (g_atomic_int_get (&ts->late_replies), ==, 1);
+
+  /* The deadline passes before the late reply: DEADLINE_EXCEEDED, and
+   * the handler's reply to the dead call is harmless. */
+  call_get_vm (client, "later-slow", 100, &r);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_DEADLINE_EXCEEDED);
+  wait_atomic (&ts->late_replies, 2);
+
+  call_get_vm (client, "after", 5000, &r);
+  g_assert_no_error (r.error);
+  result_clear (&r);
+  g_clear_pointer (&client, proto_client_free);
+  test_server_stop (ts);
+}
+
+static void
+test_errors (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  Drover__V1__ListVmsRequest lv = DROVER__V1__LIST_VMS_REQUEST__INIT;
+  Drover__V1__GetVmRequest gv = DROVER__V1__GET_VM_REQUEST__INIT;
+  Result r = { 0 };
+
+  call_get_vm (client, "missing", 5000, &r);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+  g_assert_cmpstr (r.error->message, ==, "vm 'missing' not found");
+
+  /* Errors of other domains become INTERNAL with their message. */
+  call_get_vm (client, "gerror", 5000, &r);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_INTERNAL);
+  g_assert_cmpstr (r.error->message, ==, "disk on fire");
+
+  /* ListVms is not registered on this server. */
+  result_clear (&r);
+  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_VMS, &lv.base,
+                     5000, on_reply, &r);
+  run_until (&r.done);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED);
+  g_assert_nonnull (strstr (r.error->message, "/drover.v1.SchedulerService/ListVms"));
+
+  /* Wrong request type for the method: refused locally, still async. */
+  result_clear (&r);
+  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &gv.base,
+                     5000, on_reply, &r);
+  g_assert_false (r.done);
+  run_until (&r.done);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
+
+  /* Garbage on the wire: the server refuses it and keeps serving. */
+  {
+    static const guint8 junk[] = { 0x0a, 0x7f, 'x' };
+    g_autoptr (GBytes) req = g_bytes_new_static (junk, sizeof junk);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (GBytes) reply = proto_client_call_raw_sync (
+        client, "/drover.v1.SchedulerService/GetVm", req, 5000, &error);
+
+    g_assert_null (reply);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
+  }
+  call_get_vm (client, "fine", 5000, &r);
+  g_assert_no_error (r.error);
+  result_clear (&r);
+  g_clear_pointer (&client, proto_client_free);
+  test_server_stop (ts);
+}
+
+static void
+test_unavailable (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ProtoClient) client = NULL;
+  ProtobufCMessage *reply;
+  Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
+  Result r = { 0 };
+  int port;
+
+  /* A port nobody listens on: bind a server, note its port, stop it. */
+  {
+    ProtoServer *s = proto_server_new (NULL);
+
+    g_assert_true (proto_server_start (s, "127.0.0.1:0", NULL, &error));
+    port = proto_server_get_port (s);
+    proto_server_free (s);
+  }
+  {
+    g_autofree char *target = g_strdup_printf ("127.0.0.1:%d", port);
+
+    client = proto_client_new (target, NULL, NULL, &error);
+  }
+  g_assert_no_error (error);
+  call_get_vm (client, "x", 5000, &r);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+  result_clear (&r);
+
+  req.name = (char *) "x";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                                  &req.base, 5000, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+  g_clear_error (&error);
+
+  /* Binding an address in use fails cleanly. */
+  {
+    ProtoServer *a = proto_server_new (NULL);
+    ProtoServer *b = proto_server_new (NULL);
+    g_autofree char *addr = NULL;
+
+    g_assert_true (proto_server_start (a, "127.0.0.1:0", NULL, &error));
+    addr = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (a));
+    g_assert_false (proto_server_start (b, addr, NULL, &error));
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    proto_server_free (b);
+    proto_server_free (a);
+  }
+}
+
+/* --- size caps -------------------------------------------------------------- */
+
+static void
+test_size_cap (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) unlimited = proto_client_new_unlimited (target, NULL, NULL, NULL);
+  g_autofree char *big = g_strnfill (PROTO_MAX_MESSAGE_SIZE + 10, 'a');
+  g_autoptr (GError) error = NULL;
+  Result r = { 0 };
+
+  /* Our own oversized request never leaves. */
+  call_get_vm (client, big, 5000, &r);
+  g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
+
+  /* A peer without our cap: the server refuses it before unpacking. */
+  {
+    Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
+    g_autofree guint8 *buf = NULL;
+    gsize len;
+    g_autoptr (GBytes) bytes = NULL;
+    g_autoptr (GBytes) reply = NULL;
+
+    req.name = big;
+    len = protobuf_c_message_get_packed_size (&req.base);
+    buf = g_malloc (len);
+    protobuf_c_message_pack (&req.base, buf);
+    bytes = g_bytes_new_take (g_steal_pointer (&buf), len);
+    reply = proto_client_call_raw_sync (unlimited, "/drover.v1.SchedulerService/GetVm",
+                                        bytes, 5000, &error);
+    g_assert_null (reply);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
+    g_clear_error (&error);
+  }
+
+  /* A reply over the cap is not sent; the client learns why. */
+  {
+    Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
+    ProtobufCMessage *reply;
+
+    req.name = (char *) "vm";
+    req.max_bytes = PROTO_MAX_MESSAGE_SIZE + 1;
+    reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
+                                    DROVER_SCHED_METHOD_READ_CONSOLE, &req.base, 5000, &error);
+    g_assert_null (reply);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
+    g_clear_error (&error);
+
+    /* Just under the cap goes through. */
+    req.max_bytes = PROTO_MAX_MESSAGE_SIZE - 64;
+    reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
+                                    DROVER_SCHED_METHOD_READ_CONSOLE, &req.base, 5000, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (((Drover__V1__ConsoleChunk *) reply)->data.len, ==, req.max_bytes);
+    protobuf_c_message_free_unpacked (reply, NULL);
+  }
+
+  /* And the server still works. */
+  call_get_vm (client, "still-here", 5000, &r);
+  g_assert_no_error (r.error);
+  g_assert_cmpstr (r.host, ==, "still-here");
+  result_clear (&r);
+  g_clear_pointer (&client, proto_client_free);
+  g_clear_pointer (&unlimited, proto_client_free);
+  test_server_stop (ts);
+}
+
+/* --- streams ---------------------------------------------------------------- */
+
+typedef struct {
+  GPtrArray *ids;
+  gboolean ended;
+  GError *error;
+  ProtoClientStream *stream;
+  guint cancel_after; /* 0: never */
+} StreamResult;
+
+static void
+on_stream_message (const ProtobufCMessage *msg, gpointer user_data)
+{
+  StreamResult *s = user_data;
+
+  g_assert_false (s->ended);
+  g_ptr_array_add (s->ids, g_strdup (((const Drover__V1__Job *) msg)->id));
+  if (s->cancel_after && s->ids->len == s->cancel_after)
+    proto_client_stream_cancel (s->stream);
+}
+
+static void
+on_stream_end (const GError *error, gpointer user_data)
+{
+  StreamResult *s = user_data;
+
+  g_assert_false (s->ended);
+  s->ended = TRUE;
+  s->error = error ? g_error_copy (error) : NULL;
+}
+
+static void
+stream_result_init (StreamResult *s)
+{
+  memset (s, 0, sizeof *s);
+  s->ids = g_ptr_array_new_with_free_func (g_free);
+}
+
+static void
+stream_result_clear (StreamResult *s)
+{
+  g_ptr_array_unref (s->ids);
+  g_clear_error (&s->error);
+}
+
+static void
+watch (ProtoClient *client, const char *id, StreamResult *s)
+{
+  Drover__V1__WatchJobRequest req = DROVER__V1__WATCH_JOB_REQUEST__INIT;
+
+  req.id = (char *) id;
+  s->stream = proto_client_stream (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB,
+                                   &req.base, on_stream_message, on_stream_end, s);
+  g_assert_nonnull (s->stream);
+}
+
+static void
+test_stream (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  StreamResult s;
+
+  /* N messages in order, then a clean end. */
+  stream_result_init (&s);
+  watch (client, "count:200", &s);
+  run_until (&s.ended);
+  g_assert_no_error (s.error);
+  g_assert_cmpuint (s.ids->len, ==, 200);
+  for (guint i = 0; i < s.ids->len; i++)
+    {
+      g_autofree char *want = g_strdup_printf ("job-%u", i);
+
+      g_assert_cmpstr (g_ptr_array_index (s.ids, i), ==, want);
+    }
+  stream_result_clear (&s);
+
+  /* Zero messages. */
+  stream_result_init (&s);
+  watch (client, "count:0", &s);
+  run_until (&s.ended);
+  g_assert_no_error (s.error);
+  g_assert_cmpuint (s.ids->len, ==, 0);
+  stream_result_clear (&s);
+
+  /* A message, then an error status. */
+  stream_result_init (&s);
+  watch (client, "broken", &s);
+  run_until (&s.ended);
+  g_assert_error (s.error, PROTO_ERROR, PROTO_STATUS_ABORTED);
+  g_assert_cmpstr (s.error->message, ==, "job exploded");
+  g_assert_cmpuint (s.ids->len, ==, 1);
+  stream_result_clear (&s);
+
+  /* The client cancels: its end says CANCELLED, the server's cancel func
+   * runs (and the handler finishes the call). */
+  stream_result_init (&s);
+  s.cancel_after = 3;
+  watch (client, "forever", &s);
+  run_until (&s.ended);
+  g_assert_error (s.error, PROTO_ERROR, PROTO_STATUS_CANCELLED);
+  g_assert_cmpuint (s.ids->len, ==, 3);
+  wait_atomic (&ts->cancels, 1);
+  wait_atomic (&ts->streams_open, 0);
+  stream_result_clear (&s);
+
+  g_clear_pointer (&client, proto_client_free);
+  test_server_stop (ts);
+}
+
+static void
+test_stream_server_stop (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  StreamResult s, s2;
+
+  /* Stopping the server cancels open streams: the handler's cancel func
+   * runs during the stop, the client sees an error end. */
+  stream_result_init (&s);
+  watch (client, "forever", &s);
+  while (s.ids->len < 2)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  test_server_stop (ts);
+  ts = NULL;
+  run_until (&s.ended);
+  g_assert_nonnull (s.error);
+  g_assert_true (s.error->domain == PROTO_ERROR);
+  g_assert_cmpint (s.error->code, !=, PROTO_STATUS_OK);
+  stream_result_clear (&s);
+
+  /* Freeing a client with a stream open ends it with CANCELLED, inside
+   * proto_client_free. */
+  ts = test_server_start (NULL);
+  g_free (target);
+  target = test_server_target (ts);
+  g_clear_pointer (&client, proto_client_free);
+  client = proto_client_new (target, NULL, NULL, NULL);
+  stream_result_init (&s2);
+  watch (client, "forever", &s2);
+  while (s2.ids->len < 1)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  g_clear_pointer (&client, proto_client_free);
+  g_assert_true (s2.ended);
+  g_assert_error (s2.error, PROTO_ERROR, PROTO_STATUS_CANCELLED);
+  wait_atomic (&ts->cancels, 1);
+  stream_result_clear (&s2);
+  test_server_stop (ts);
+}
+
+/* --- blocking calls, no main loop ------------------------------------------- */
+
+static gboolean
+stop_after_three (const ProtobufCMessage *msg, gpointer user_data)
+{
+  GPtrArray *ids = user_data;
+
+  g_ptr_array_add (ids, g_strdup (((const Drover__V1__Job *) msg)->id));
+  return ids->len < 3;
+}
+
+static gboolean
+collect_all (const ProtobufCMessage *msg, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup (((const Drover__V1__Job *) msg)->id));
+  return TRUE;
+}
+
+static void
+test_sync (void)
+{
+  TestServer *ts = test_server_start (NULL);
+  g_autofree char *target = test_server_target (ts);
+  g_autoptr (GError) error = NULL;
+  /* A context nobody iterates: blocking calls must not need it. */
+  g_autoptr (GMainContext) idle_ctx = g_main_context_new ();
+  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, idle_ctx, &error);
+  Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
+  Drover__V1__WatchJobRequest wreq = DROVER__V1__WATCH_JOB_REQUEST__INIT;
+  g_autoptr (GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  ProtobufCMessage *reply;
+
+  req.name = (char *) "sync-1";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                                  &req.base, 5000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (((Drover__V1__VmReply *) reply)->vm->host, ==, "sync-1");
+  protobuf_c_message_free_unpacked (reply, NULL);
+
+  req.name = (char *) "later-2";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                                  &req.base, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (((Drover__V1__VmReply *) reply)->vm->host, ==, "later-2");
+  protobuf_c_message_free_unpacked (reply, NULL);
+
+  req.name = (char *) "missing";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                                  &req.base, 5000, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+  g_clear_error (&error);
+
+  wreq.id = (char *) "count:50";
+  g_assert_true (proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
+                                           DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
+                                           collect_all, ids, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (ids->len, ==, 50);
+  g_assert_cmpstr (g_ptr_array_index (ids, 49), ==, "job-49");
+
+  /* ON_MESSAGE returning FALSE cancels; that is a success. */
+  g_ptr_array_set_size (ids, 0);
+  wreq.id = (char *) "forever";
+  g_assert_true (proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
+                                           DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
+                                           stop_after_three, ids, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (ids->len, ==, 3);
+  g_assert_cmpstr (g_ptr_array_index (ids, 2), ==, "job-2");
+  wait_atomic (&ts->cancels, 1);
+
+  g_ptr_array_set_size (ids, 0);
+  wreq.id = (char *) "broken";
+  g_assert_false (proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
+                                            DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
+                                            collect_all, ids, &error));
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_ABORTED);
+  g_assert_cmpuint (ids->len, ==, 1);
+  g_clear_error (&error);
+
+  g_clear_pointer (&client, proto_client_free);
+  test_server_stop (ts);
+}
+
+/* --- mutual TLS ---------------------------------------------------------------- */
+
+static void
+run_openssl (const char *dir, const char *const *args)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *err_out = NULL;
+  int status = 0;
+
+  g_ptr_array_add (argv, (char *) "openssl");
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_spawn_sync (dir, (char **) argv->pdata, NULL,
+                G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+                &err_out, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("openssl failed: %s", err_out);
+}
+
+static void
+make_ca (const char *dir, const char *name)
+{
+  g_autofree char *key = g_strdup_printf ("%s.key", name);
+  g_autofree char *pem = g_strdup_printf ("%s.pem", name);
+  g_autofree char *subj = g_strdup_printf ("/CN=%s", name);
+  const char *args[] = { "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                         "-out", pem, "-days", "2", "-subj", subj, NULL };
+
+  run_openssl (dir, args);
+}
+
+/* Writes DIR/SUB/{ca,cert,key}.pem: a leaf for CN signed by CA, trusting
+ * TRUST. */
+static void
+make_leaf (const char *dir, const char *sub, const char *cn, const char *san,
+           const char *ca, const char *trust)
+{
+  g_autofree char *subdir = g_build_filename (dir, sub, NULL);
+  g_autofree char *key = g_build_filename (subdir, "key.pem", NULL);
+  g_autofree char *cert = g_build_filename (subdir, "cert.pem", NULL);
+  g_autofree char *subj = g_strdup_printf ("/CN=%s", cn);
+  g_autofree char *ca_pem = g_strdup_printf ("%s.pem", ca);
+  g_autofree char *ca_key = g_strdup_printf ("%s.key", ca);
+  g_autofree char *san_ext = san ? g_strdup_printf ("subjectAltName=%s", san) : NULL;
+  g_autofree char *trust_src = g_strdup_printf ("%s/%s.pem", dir, trust);
+  g_autofree char *trust_dst = g_build_filename (subdir, "ca.pem", NULL);
+  g_autofree char *contents = NULL;
+  const char *args[] = { "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                         "-out", cert, "-days", "2", "-subj", subj, "-CA", ca_pem,
+                         "-CAkey", ca_key, "-addext", "basicConstraints=critical,CA:FALSE",
+                         san_ext ? "-addext" : NULL, san_ext, NULL };
+
+  g_assert_cmpint (g_mkdir_with_parents (subdir, 0700), ==, 0);
+  run_openssl (dir, args);
+  g_assert_true (g_file_get_contents (trust_src, &contents, NULL, NULL));
+  g_assert_true (g_file_set_contents (trust_dst, contents, -1, NULL));
+}
+
+static char *tls_dir;
+
+static void
+rm_rf (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (dir)
+    {
+      while ((name = g_dir_read_name (dir)))
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+
+          rm_rf (child);
+        }
+      g_dir_close (dir);
+    }
+  g_remove (path);
+}
+
+static void
+tls_setup (void)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (tls_dir)
+    return;
+  tls_dir = g_dir_make_tmp ("drover-proto-tls-XXXXXX", &error);
+  g_assert_no_error (error);
+  make_ca (tls_dir, "ca");
+  make_ca (tls_dir, "other-ca");
+  make_leaf (tls_dir, "server", "drover-scheduler", "IP:127.0.0.1", "ca", "ca");
+  make_leaf (tls_dir, "client", "drover-client", NULL, "ca", "ca");
+  /* Signed by another CA, trusting ours: the server must refuse it. */
+  make_leaf (tls_dir, "stranger", "stranger", NULL, "other-ca", "ca");
+  /* Good client cert, but trusts only the other CA: refuses the server. */
+  make_leaf (tls_dir, "distrust", "drover-client", NULL, "ca", "other-ca");
+  /* A server certificate for a DNS name only: not valid for 127.0.0.1. */
+  make_leaf (tls_dir, "dns-server", "example.com", "DNS:example.com", "ca", "ca");
+}
+
+static ProtoClient *
+tls_client (TestServer *ts, const char *sub)
+{
+  g_autofree char *target = test_server_target (ts);
+  g_autofree char *dir = sub ? g_build_filename (tls_dir, sub, NULL) : NULL;
+  g_autoptr (ProtoTls) tls = NULL;
+  g_autoptr (GError) error = NULL;
+  ProtoClient *client;
+
+  if (dir)
+    {
+      tls = proto_tls_load (dir, &error);
+      g_assert_no_error (error);
+    }
+  client = proto_client_new (target, tls, NULL, &error);
+  g_assert_no_error (error);
+  return client;
+}
+
+static void
+list_hosts_sync (ProtoClient *client, char **cn, GError **error)
+{
+  Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
+  Drover__V1__ListHostsReply *reply;
+
+  reply = (Drover__V1__ListHostsReply *) proto_client_call_sync (
+      client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, 5000, error);
+  if (reply)
+    {
+      *cn = g_strdup (reply->hosts[0]->info->name);
+      protobuf_c_message_free_unpacked (&reply->base, NULL);
+    }
+}
+
+static void
+test_tls (void)
+{
+  g_autofree char *server_dir = NULL;
+  TestServer *ts;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *cn = NULL;
+
+  tls_setup ();
+  server_dir = g_build_filename (tls_dir, "server", NULL);
+  ts = test_server_start (server_dir);
+
+  /* Good client: the call works and the server sees our CN (async and
+   * blocking). */
+  {
+    g_autoptr (ProtoClient) client = tls_client (ts, "client");
+    Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
+    Result r = { 0 };
+
+    list_hosts_sync (client, &cn, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (cn, ==, "drover-client");
+    proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base,
+                       5000, on_reply, &r);
+    run_until (&r.done);
+    g_assert_no_error (r.error);
+    g_assert_cmpstr (r.host, ==, "drover-client");
+    result_clear (&r);
+  }
+
+  /* Certificate from a different CA: refused. */
+  {
+    g_autoptr (ProtoClient) client = tls_client (ts, "stranger");
+
+    list_hosts_sync (client, &cn, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+  }
+  /* No TLS at all: refused. */
+  {
+    g_autoptr (ProtoClient) client = tls_client (ts, NULL);
+
+    list_hosts_sync (client, &cn, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+  }
+  /* The client does not trust the server's CA: refused. */
+  {
+    g_autoptr (ProtoClient) client = tls_client (ts, "distrust");
+
+    list_hosts_sync (client, &cn, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+  }
+  test_server_stop (ts);
+
+  /* A server whose certificate does not name 127.0.0.1: refused, so the
+   * IP SAN is what makes the good case work. */
+  g_free (server_dir);
+  server_dir = g_build_filename (tls_dir, "dns-server", NULL);
+  ts = test_server_start (server_dir);
+  {
+    g_autoptr (ProtoClient) client = tls_client (ts, "client");
+
+    list_hosts_sync (client, &cn, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+  }
+  test_server_stop (ts);
+}
+
+static void
+test_tls_load (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *ca = NULL;
+  g_autofree char *cert = NULL;
+  g_autoptr (ProtoTls) tls = NULL;
+
+  dir = g_dir_make_tmp ("drover-proto-tlsload-XXXXXX", &error);
+  g_assert_no_error (error);
+  ca = g_build_filename (dir, "ca.pem", NULL);
+  cert = g_build_filename (dir, "cert.pem", NULL);
+
+  tls = proto_tls_load (dir, &error);
+  g_assert_null (tls);
+  g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+  g_assert_nonnull (strstr (error->message, "ca.pem"));
+  g_clear_error (&error);
+
+  g_assert_true (g_file_set_contents (ca, "ca", -1, NULL));
+  g_assert_true (g_file_set_contents (cert, "cert", -1, NULL));
+  tls = proto_tls_load (dir, &error);
+  g_assert_null (tls);
+  g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+  g_assert_nonnull (strstr (error->message, "key.pem"));
+  g_clear_error (&error);
+
+  g_remove (ca);
+  g_remove (cert);
+  g_rmdir (dir);
+}
+
+int
+main (int argc, char **argv)
+{
+  int ret;
+
+  g_test_init (&argc, &argv, NULL);
+  proto_init ();
+  g_test_add_func ("/proto/rpc/unary", test_unary);
+  g_test_add_func ("/proto/rpc/async-reply", test_async_reply);
+  g_test_add_func ("/proto/rpc/errors", test_errors);
+  g_test_add_func ("/proto/rpc/unavailable", test_unavailable);
+  g_test_add_func ("/proto/rpc/size-cap", test_size_cap);
+  g_test_add_func ("/proto/rpc/stream", test_stream);
+  g_test_add_func ("/proto/rpc/stream-stop", test_stream_server_stop);
+  g_test_add_func ("/proto/rpc/sync", test_sync);
+  g_test_add_func ("/proto/rpc/tls", test_tls);
+  g_test_add_func ("/proto/rpc/tls-load", test_tls_load);
+  ret = g_test_run ();
+  if (tls_dir)
+    rm_rf (tls_dir);
+  g_free (tls_dir);
+  proto_shutdown ();
+  return ret;
+}
