@@ -17,35 +17,43 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
 static gboolean
 check_text (const char *what, const char *text, GError **error)
 {
-  if (strlen (text) > AGENT_XML_MAX_TEXT) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "%s is longer than %d bytes", what, AGENT_XML_MAX_TEXT);
-    return FALSE;
-  }
-  if (!g_utf8_validate (text, -1, NULL)) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "%s is not valid UTF-8", what);
-    return FALSE;
-  }
-  for (const char *p = text; *p; p++) {
-    if ((guchar) *p < 0x20 || *p == 0x7f) {
+  if (strlen (text) > AGENT_XML_MAX_TEXT)
+    {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "%s contains a control character", what);
+                   "%s is longer than %d bytes", what, AGENT_XML_MAX_TEXT);
       return FALSE;
     }
-  }
+  if (!g_utf8_validate (text, -1, NULL))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "%s is not valid UTF-8", what);
+      return FALSE;
+    }
+  for (const char *p = text; *p; p++)
+    {
+      if ((guchar)*p < 0x20 || *p == 0x7f)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "%s contains a control character", what);
+          return FALSE;
+        }
+    }
   return TRUE;
 }
 
 static const char *
 domain_type (AgentAccel accel)
 {
-  switch (accel) {
-  case AGENT_ACCEL_KVM: return "kvm";
-  case AGENT_ACCEL_TEST: return "test";
-  case AGENT_ACCEL_TCG:
-  case AGENT_ACCEL_AUTO: break;
-  }
+  switch (accel)
+    {
+    case AGENT_ACCEL_KVM:
+      return "kvm";
+    case AGENT_ACCEL_TEST:
+      return "test";
+    case AGENT_ACCEL_TCG:
+    case AGENT_ACCEL_AUTO:
+      break;
+    }
   return "qemu";
 }
 
@@ -88,31 +96,42 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
   xmlChar *out = NULL;
   int out_len = 0;
   char *result;
-  const struct { const char *what, *text; } texts[] = {
-    { "kernel", spec->kernel }, { "initrd", spec->initrd },
-    { "cmdline", spec->cmdline }, { "accel", spec->accel },
+  const struct
+  {
+    const char *what, *text;
+  } texts[] = {
+    { "kernel", spec->kernel },
+    { "initrd", spec->initrd },
+    { "cmdline", spec->cmdline },
+    { "accel", spec->accel },
     { "disk path", disk_path ? disk_path : "" },
     { "console path", console_path ? console_path : "" },
   };
 
-  if (!proto_name_validate ("VM", spec->name, &local)) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID, local->message);
-    return NULL;
-  }
-  for (guint i = 0; i < G_N_ELEMENTS (texts); i++) {
-    if (!check_text (texts[i].what, texts[i].text ? texts[i].text : "", error))
+  if (!proto_name_validate ("VM", spec->name, &local))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           local->message);
       return NULL;
-  }
-  if (spec->vcpus < 1 || spec->memory < 1024) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "VM %s needs at least one vCPU and some memory", spec->name);
-    return NULL;
-  }
-  if (spec->disk > 0 && (!disk_path || !*disk_path)) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "VM %s has a disk but no disk path", spec->name);
-    return NULL;
-  }
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (texts); i++)
+    {
+      if (!check_text (texts[i].what, texts[i].text ? texts[i].text : "",
+                       error))
+        return NULL;
+    }
+  if (spec->vcpus < 1 || spec->memory < 1024)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s needs at least one vCPU and some memory", spec->name);
+      return NULL;
+    }
+  if (spec->disk > 0 && (!disk_path || !*disk_path))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s has a disk but no disk path", spec->name);
+      return NULL;
+    }
 
   doc = xmlNewDoc (BAD_CAST "1.0");
   root = xmlNewNode (NULL, BAD_CAST "domain");
@@ -129,16 +148,21 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
   add_number (vm, ns, "vcpus", spec->vcpus);
   add_number (vm, ns, "memory", spec->memory);
   add_number (vm, ns, "disk", spec->disk);
-  xmlNewTextChild (vm, ns, BAD_CAST "kernel", BAD_CAST (spec->kernel ? spec->kernel : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "initrd", BAD_CAST (spec->initrd ? spec->initrd : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "cmdline", BAD_CAST (spec->cmdline ? spec->cmdline : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "accel", BAD_CAST (spec->accel ? spec->accel : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "kernel",
+                   BAD_CAST (spec->kernel ? spec->kernel : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "initrd",
+                   BAD_CAST (spec->initrd ? spec->initrd : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "cmdline",
+                   BAD_CAST (spec->cmdline ? spec->cmdline : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "accel",
+                   BAD_CAST (spec->accel ? spec->accel : ""));
 
   node = xmlNewChild (root, NULL, BAD_CAST "memory", NULL);
   xmlNewProp (node, BAD_CAST "unit", BAD_CAST "KiB");
   {
     char buf[32];
-    g_snprintf (buf, sizeof buf, "%" G_GUINT64_FORMAT, (spec->memory + 1023) / 1024);
+    g_snprintf (buf, sizeof buf, "%" G_GUINT64_FORMAT,
+                (spec->memory + 1023) / 1024);
     xmlNodeSetContent (node, BAD_CAST buf);
   }
   add_number (root, NULL, "vcpu", spec->vcpus);
@@ -158,34 +182,37 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
   xmlNewTextChild (root, NULL, BAD_CAST "on_crash", BAD_CAST "destroy");
 
   devices = xmlNewChild (root, NULL, BAD_CAST "devices", NULL);
-  if (spec->disk > 0) {
-    xmlNodePtr disk = xmlNewChild (devices, NULL, BAD_CAST "disk", NULL);
+  if (spec->disk > 0)
+    {
+      xmlNodePtr disk = xmlNewChild (devices, NULL, BAD_CAST "disk", NULL);
 
-    xmlNewProp (disk, BAD_CAST "type", BAD_CAST "file");
-    xmlNewProp (disk, BAD_CAST "device", BAD_CAST "disk");
-    node = xmlNewChild (disk, NULL, BAD_CAST "driver", NULL);
-    xmlNewProp (node, BAD_CAST "name", BAD_CAST "qemu");
-    xmlNewProp (node, BAD_CAST "type", BAD_CAST "qcow2");
-    node = xmlNewChild (disk, NULL, BAD_CAST "source", NULL);
-    xmlNewProp (node, BAD_CAST "file", BAD_CAST disk_path);
-    node = xmlNewChild (disk, NULL, BAD_CAST "target", NULL);
-    xmlNewProp (node, BAD_CAST "dev", BAD_CAST "vda");
-    xmlNewProp (node, BAD_CAST "bus", BAD_CAST "virtio");
-  }
+      xmlNewProp (disk, BAD_CAST "type", BAD_CAST "file");
+      xmlNewProp (disk, BAD_CAST "device", BAD_CAST "disk");
+      node = xmlNewChild (disk, NULL, BAD_CAST "driver", NULL);
+      xmlNewProp (node, BAD_CAST "name", BAD_CAST "qemu");
+      xmlNewProp (node, BAD_CAST "type", BAD_CAST "qcow2");
+      node = xmlNewChild (disk, NULL, BAD_CAST "source", NULL);
+      xmlNewProp (node, BAD_CAST "file", BAD_CAST disk_path);
+      node = xmlNewChild (disk, NULL, BAD_CAST "target", NULL);
+      xmlNewProp (node, BAD_CAST "dev", BAD_CAST "vda");
+      xmlNewProp (node, BAD_CAST "bus", BAD_CAST "virtio");
+    }
   /* No graphics: the serial console, written to a file, is the only
    * way in. */
-  if (console_path && *console_path) {
-    add_char_device (devices, "serial", console_path, NULL);
-    add_char_device (devices, "console", console_path, "serial");
-  }
+  if (console_path && *console_path)
+    {
+      add_char_device (devices, "serial", console_path, NULL);
+      add_char_device (devices, "console", console_path, "serial");
+    }
 
   xmlDocDumpFormatMemoryEnc (doc, &out, &out_len, "UTF-8", 1);
-  if (!out) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                 "cannot serialise domain XML for %s", spec->name);
-    return NULL;
-  }
-  result = g_strndup ((const char *) out, out_len);
+  if (!out)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot serialise domain XML for %s", spec->name);
+      return NULL;
+    }
+  result = g_strndup ((const char *)out, out_len);
   xmlFree (out);
   return result;
 }
@@ -195,14 +222,16 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
 static xmlNodePtr
 find_child (xmlNodePtr parent, const char *name, const char *ns_href)
 {
-  for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next) {
-    if (n->type != XML_ELEMENT_NODE || strcmp ((const char *) n->name, name) != 0)
-      continue;
-    if (ns_href ? (n->ns && n->ns->href &&
-                   strcmp ((const char *) n->ns->href, ns_href) == 0)
-                : n->ns == NULL)
-      return n;
-  }
+  for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
+    {
+      if (n->type != XML_ELEMENT_NODE
+          || strcmp ((const char *)n->name, name) != 0)
+        continue;
+      if (ns_href ? (n->ns && n->ns->href
+                     && strcmp ((const char *)n->ns->href, ns_href) == 0)
+                  : n->ns == NULL)
+        return n;
+    }
   return NULL;
 }
 
@@ -216,7 +245,7 @@ child_text (xmlNodePtr parent, const char *name, const char *ns_href)
   if (!n)
     return NULL;
   content = xmlNodeGetContent (n);
-  text = g_strdup (content ? (const char *) content : "");
+  text = g_strdup (content ? (const char *)content : "");
   xmlFree (content);
   return text;
 }
@@ -227,16 +256,18 @@ child_number (xmlNodePtr parent, const char *name, const char *ns_href,
 {
   g_autofree char *text = child_text (parent, name, ns_href);
 
-  if (!text) {
-    *value = 0;
-    return TRUE;
-  }
+  if (!text)
+    {
+      *value = 0;
+      return TRUE;
+    }
   g_strstrip (text);
-  if (!g_ascii_string_to_unsigned (text, 10, 0, max, value, NULL)) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "domain XML: <%s> is not a number", name);
-    return FALSE;
-  }
+  if (!g_ascii_string_to_unsigned (text, 10, 0, max, value, NULL))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "domain XML: <%s> is not a number", name);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -245,33 +276,46 @@ child_number (xmlNodePtr parent, const char *name, const char *ns_href,
 static gboolean
 domain_memory (xmlNodePtr root, guint64 *bytes, GError **error)
 {
-  static const struct { const char *unit; guint64 scale; } units[] = {
-    { "b", 1 }, { "bytes", 1 }, { "k", 1024 }, { "KiB", 1024 },
-    { "M", 1024 * 1024 }, { "MiB", 1024 * 1024 },
-    { "G", 1024 * 1024 * 1024 }, { "GiB", 1024 * 1024 * 1024 },
+  static const struct
+  {
+    const char *unit;
+    guint64 scale;
+  } units[] = {
+    { "b", 1 },
+    { "bytes", 1 },
+    { "k", 1024 },
+    { "KiB", 1024 },
+    { "M", 1024 * 1024 },
+    { "MiB", 1024 * 1024 },
+    { "G", 1024 * 1024 * 1024 },
+    { "GiB", 1024 * 1024 * 1024 },
   };
   xmlNodePtr n = find_child (root, "memory", NULL);
   xmlChar *unit;
   guint64 scale = 0, value;
 
-  if (!n) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "domain XML has no <memory>");
-    return FALSE;
-  }
-  unit = xmlGetProp (n, BAD_CAST "unit");
-  for (guint i = 0; i < G_N_ELEMENTS (units); i++) {
-    if (!unit || strcmp ((const char *) unit, units[i].unit) == 0) {
-      scale = unit ? units[i].scale : 1024;
-      break;
+  if (!n)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "domain XML has no <memory>");
+      return FALSE;
     }
-  }
+  unit = xmlGetProp (n, BAD_CAST "unit");
+  for (guint i = 0; i < G_N_ELEMENTS (units); i++)
+    {
+      if (!unit || strcmp ((const char *)unit, units[i].unit) == 0)
+        {
+          scale = unit ? units[i].scale : 1024;
+          break;
+        }
+    }
   xmlFree (unit);
-  if (scale == 0) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "domain XML: unknown memory unit");
-    return FALSE;
-  }
+  if (scale == 0)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "domain XML: unknown memory unit");
+      return FALSE;
+    }
   if (!child_number (root, "memory", NULL, G_MAXUINT64 / scale, &value, error))
     return FALSE;
   *bytes = value * scale;
@@ -288,47 +332,52 @@ agent_domain_xml_parse (const char *xml, GError **error)
   guint64 vcpus = 0, memory = 0, disk = 0;
   size_t len = xml ? strlen (xml) : 0;
 
-  if (len == 0 || len > G_MAXINT) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "empty domain XML");
-    return NULL;
-  }
+  if (len == 0 || len > G_MAXINT)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "empty domain XML");
+      return NULL;
+    }
   /* No network, no entity expansion, no messages on stderr. */
-  doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR |
-                       XML_PARSE_NOWARNING);
-  if (!doc) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "domain XML does not parse");
-    return NULL;
-  }
+  doc = xmlReadMemory (xml, (int)len, "domain.xml", NULL,
+                       XML_PARSE_NONET | XML_PARSE_NOERROR
+                           | XML_PARSE_NOWARNING);
+  if (!doc)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "domain XML does not parse");
+      return NULL;
+    }
   root = xmlDocGetRootElement (doc);
-  if (!root || root->ns || strcmp ((const char *) root->name, "domain") != 0) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "not domain XML: the root element is not <domain>");
-    return NULL;
-  }
+  if (!root || root->ns || strcmp ((const char *)root->name, "domain") != 0)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "not domain XML: the root element is not <domain>");
+      return NULL;
+    }
   name = child_text (root, "name", NULL);
-  if (!name || !*name) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "domain XML has no <name>");
-    return NULL;
-  }
+  if (!name || !*name)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "domain XML has no <name>");
+      return NULL;
+    }
   vm = find_child (find_child (root, "metadata", NULL), "vm", AGENT_XMLNS);
-  if (!vm) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_DROVER,
-                 "domain %s has no Drover metadata", name);
-    return NULL;
-  }
+  if (!vm)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_DROVER,
+                   "domain %s has no Drover metadata", name);
+      return NULL;
+    }
 
   spec = g_new0 (Drover__V1__VmSpec, 1);
   drover__v1__vm_spec__init (spec);
   spec->name = agent_msg_strdup (name);
-  if (!child_number (root, "vcpu", NULL, G_MAXUINT32, &vcpus, error) ||
-      !domain_memory (root, &memory, error) ||
-      !child_number (vm, "disk", AGENT_XMLNS, G_MAXUINT64, &disk, error))
+  if (!child_number (root, "vcpu", NULL, G_MAXUINT32, &vcpus, error)
+      || !domain_memory (root, &memory, error)
+      || !child_number (vm, "disk", AGENT_XMLNS, G_MAXUINT64, &disk, error))
     return NULL;
-  spec->vcpus = (guint32) vcpus;
+  spec->vcpus = (guint32)vcpus;
   spec->memory = memory;
   spec->disk = disk;
   {

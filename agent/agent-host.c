@@ -54,13 +54,15 @@ caps_cpu_model (virConnectPtr conn)
   if (!caps)
     return NULL;
   doc = xmlReadMemory (caps, strlen (caps), "caps.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+                       XML_PARSE_NONET | XML_PARSE_NOERROR
+                           | XML_PARSE_NOWARNING);
   if (!doc)
     return NULL;
   xpath = xmlXPathNewContext (doc);
-  obj = xmlXPathEvalExpression (BAD_CAST "string(/capabilities/host/cpu/model)", xpath);
+  obj = xmlXPathEvalExpression (BAD_CAST "string(/capabilities/host/cpu/model)",
+                                xpath);
   if (obj && obj->type == XPATH_STRING && obj->stringval && *obj->stringval)
-    model = g_strdup ((const char *) obj->stringval);
+    model = g_strdup ((const char *)obj->stringval);
   xmlXPathFreeObject (obj);
   xmlXPathFreeContext (xpath);
   xmlFreeDoc (doc);
@@ -77,15 +79,16 @@ cpuinfo_model (void)
   if (!g_file_get_contents ("/proc/cpuinfo", &text, NULL, NULL))
     return NULL;
   lines = g_strsplit (text, "\n", -1);
-  for (guint i = 0; lines[i]; i++) {
-    const char *colon;
+  for (guint i = 0; lines[i]; i++)
+    {
+      const char *colon;
 
-    if (!g_str_has_prefix (lines[i], "model name"))
-      continue;
-    colon = strchr (lines[i], ':');
-    if (colon)
-      return g_strstrip (g_strdup (colon + 1));
-  }
+      if (!g_str_has_prefix (lines[i], "model name"))
+        continue;
+      colon = strchr (lines[i], ':');
+      if (colon)
+        return g_strstrip (g_strdup (colon + 1));
+    }
   return NULL;
 }
 
@@ -102,21 +105,25 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
   guint64 total = 0, avail = 0;
 
   drover__v1__host_info__init (info);
-  if (virNodeGetInfo (conn, &node) < 0) {
-    agent_libvirt_error (error, "cannot read node info");
-    return NULL;
-  }
+  if (virNodeGetInfo (conn, &node) < 0)
+    {
+      agent_libvirt_error (error, "cannot read node info");
+      return NULL;
+    }
   free_mem = virNodeGetFreeMemory (conn);
-  if (free_mem == 0 && virGetLastError () &&
-      virGetLastError ()->code != VIR_ERR_OK) {
-    agent_libvirt_error (error, "cannot read free memory");
-    return NULL;
-  }
-  if (virConnectGetLibVersion (conn, &lib_version) < 0 ||
-      virConnectGetVersion (conn, &hv_version) < 0) {
-    agent_libvirt_error (error, "cannot read libvirt and hypervisor versions");
-    return NULL;
-  }
+  if (free_mem == 0 && virGetLastError ()
+      && virGetLastError ()->code != VIR_ERR_OK)
+    {
+      agent_libvirt_error (error, "cannot read free memory");
+      return NULL;
+    }
+  if (virConnectGetLibVersion (conn, &lib_version) < 0
+      || virConnectGetVersion (conn, &hv_version) < 0)
+    {
+      agent_libvirt_error (error,
+                           "cannot read libvirt and hypervisor versions");
+      return NULL;
+    }
   if (!stor_fs_space (data_dir, &total, &avail, error))
     return NULL;
 
@@ -128,10 +135,11 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
   info->address = agent_msg_strdup (address);
   info->cpus = node.cpus;
   info->cpu_model = agent_msg_strdup (model ? model : node.model);
-  info->memory_total = (guint64) node.memory * 1024;
+  info->memory_total = (guint64)node.memory * 1024;
   info->memory_free = free_mem;
   info->kvm_usable = agent_kvm_usable ();
-  info->accel = agent_msg_strdup (agent_accel_to_string (agent_accel_resolve (accel)));
+  info->accel
+      = agent_msg_strdup (agent_accel_to_string (agent_accel_resolve (accel)));
   info->libvirt_version = agent_version_string (lib_version);
   info->qemu_version = agent_version_string (hv_version);
   info->data_total = total;

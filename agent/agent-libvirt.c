@@ -19,7 +19,8 @@
 #define KEEPALIVE_INTERVAL 5
 #define KEEPALIVE_COUNT 3
 
-struct _AgentLibvirt {
+struct _AgentLibvirt
+{
   gint ref_count;
   char *uri;
   GMainContext *ctx;
@@ -66,28 +67,30 @@ agent_libvirt_error (GError **error, const char *format, ...)
   va_start (ap, format);
   prefix = g_strdup_vprintf (format, ap);
   va_end (ap);
-  if (err) {
-    switch (err->code) {
-    case VIR_ERR_NO_DOMAIN:
-      code = AGENT_ERROR_NOT_FOUND;
-      break;
-    case VIR_ERR_OPERATION_INVALID:
-      code = AGENT_ERROR_PRECONDITION;
-      break;
-    case VIR_ERR_NO_CONNECT:
-    case VIR_ERR_INVALID_CONN:
-    case VIR_ERR_AUTH_CANCELLED:
-      code = AGENT_ERROR_UNAVAILABLE;
-      break;
-    case VIR_ERR_SYSTEM_ERROR:
-    case VIR_ERR_RPC:
-      if (err->domain == VIR_FROM_RPC || err->domain == VIR_FROM_REMOTE)
-        code = AGENT_ERROR_UNAVAILABLE;
-      break;
-    default:
-      break;
+  if (err)
+    {
+      switch (err->code)
+        {
+        case VIR_ERR_NO_DOMAIN:
+          code = AGENT_ERROR_NOT_FOUND;
+          break;
+        case VIR_ERR_OPERATION_INVALID:
+          code = AGENT_ERROR_PRECONDITION;
+          break;
+        case VIR_ERR_NO_CONNECT:
+        case VIR_ERR_INVALID_CONN:
+        case VIR_ERR_AUTH_CANCELLED:
+          code = AGENT_ERROR_UNAVAILABLE;
+          break;
+        case VIR_ERR_SYSTEM_ERROR:
+        case VIR_ERR_RPC:
+          if (err->domain == VIR_FROM_RPC || err->domain == VIR_FROM_REMOTE)
+            code = AGENT_ERROR_UNAVAILABLE;
+          break;
+        default:
+          break;
+        }
     }
-  }
   g_set_error (error, AGENT_ERROR, code, "%s: %s", prefix,
                err && err->message ? err->message : "unknown libvirt error");
 }
@@ -101,10 +104,11 @@ quiet_error_func (void *opaque, virErrorPtr err)
 static gpointer
 event_thread (gpointer data)
 {
-  for (;;) {
-    if (virEventRunDefaultImpl () < 0)
-      g_usleep (100 * 1000);
-  }
+  for (;;)
+    {
+      if (virEventRunDefaultImpl () < 0)
+        g_usleep (100 * 1000);
+    }
   return NULL;
 }
 
@@ -113,15 +117,17 @@ agent_libvirt_init (void)
 {
   static gsize once = 0;
 
-  if (g_once_init_enter (&once)) {
-    virSetErrorFunc (NULL, quiet_error_func);
-    /* Must precede every virConnectOpen for events and keepalive to work. */
-    virEventRegisterDefaultImpl ();
-    virInitialize ();
-    /* The loop runs for the life of the process, like libvirt's own. */
-    g_thread_unref (g_thread_new ("drover-libvirt-events", event_thread, NULL));
-    g_once_init_leave (&once, 1);
-  }
+  if (g_once_init_enter (&once))
+    {
+      virSetErrorFunc (NULL, quiet_error_func);
+      /* Must precede every virConnectOpen for events and keepalive to work. */
+      virEventRegisterDefaultImpl ();
+      virInitialize ();
+      /* The loop runs for the life of the process, like libvirt's own. */
+      g_thread_unref (
+          g_thread_new ("drover-libvirt-events", event_thread, NULL));
+      g_once_init_leave (&once, 1);
+    }
 }
 
 /* --- delivering into the GMainContext ---------------------------------- */
@@ -140,7 +146,8 @@ invoke_in_ctx (AgentLibvirt *lv, GSourceFunc func, gpointer data,
   g_source_unref (source);
 }
 
-typedef struct {
+typedef struct
+{
   AgentLibvirt *lv;
   char *name;
   int event;
@@ -212,13 +219,14 @@ drop_connection (AgentLibvirt *lv)
   if (!conn)
     return;
   if (lv->lifecycle_id >= 0)
-    (void) virConnectDomainEventDeregisterAny (conn, lv->lifecycle_id);
+    (void)virConnectDomainEventDeregisterAny (conn, lv->lifecycle_id);
   lv->lifecycle_id = -1;
-  (void) virConnectUnregisterCloseCallback (conn, close_cb);
+  (void)virConnectUnregisterCloseCallback (conn, close_cb);
   virConnectClose (conn);
 }
 
-typedef struct {
+typedef struct
+{
   AgentLibvirt *lv;
   virConnectPtr conn;
 } CloseEvent;
@@ -275,32 +283,34 @@ open_connection (AgentLibvirt *lv, GError **error)
   virConnectPtr conn = virConnectOpen (lv->uri);
   int id;
 
-  if (!conn) {
-    g_autoptr (GError) local = NULL;
+  if (!conn)
+    {
+      g_autoptr (GError) local = NULL;
 
-    agent_libvirt_error (&local, "cannot connect to libvirt at %s", lv->uri);
-    local->code = AGENT_ERROR_UNAVAILABLE;
-    g_propagate_error (error, g_steal_pointer (&local));
-    return FALSE;
-  }
+      agent_libvirt_error (&local, "cannot connect to libvirt at %s", lv->uri);
+      local->code = AGENT_ERROR_UNAVAILABLE;
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
   /* Keepalive is a remote-driver feature; local drivers say "unsupported"
    * (1) or fail, and need none. */
-  (void) virConnectSetKeepAlive (conn, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+  (void)virConnectSetKeepAlive (conn, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
   /* No reference for libvirt here: its free callback does not run on
    * unregister (libvirt 9.0), and drop_connection always unregisters
    * before the last reference can go. */
-  (void) virConnectRegisterCloseCallback (conn, close_cb, lv, NULL);
-  id = virConnectDomainEventRegisterAny (conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                         VIR_DOMAIN_EVENT_CALLBACK (lifecycle_cb),
-                                         lv_ref (lv), lv_unref);
-  if (id < 0) {
-    lv_unref (lv);
-    agent_libvirt_error (error, "cannot register for lifecycle events on %s",
-                         lv->uri);
-    (void) virConnectUnregisterCloseCallback (conn, close_cb);
-    virConnectClose (conn);
-    return FALSE;
-  }
+  (void)virConnectRegisterCloseCallback (conn, close_cb, lv, NULL);
+  id = virConnectDomainEventRegisterAny (
+      conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+      VIR_DOMAIN_EVENT_CALLBACK (lifecycle_cb), lv_ref (lv), lv_unref);
+  if (id < 0)
+    {
+      lv_unref (lv);
+      agent_libvirt_error (error, "cannot register for lifecycle events on %s",
+                           lv->uri);
+      (void)virConnectUnregisterCloseCallback (conn, close_cb);
+      virConnectClose (conn);
+      return FALSE;
+    }
   lv->lifecycle_id = id;
   g_mutex_lock (&lv->lock);
   lv->conn = conn;
@@ -321,14 +331,17 @@ reconnect_cb (gpointer data)
 
   if (lv->freed)
     return G_SOURCE_REMOVE;
-  if (open_connection (lv, &error)) {
-    lv->reconnect_source = 0;
-    return G_SOURCE_REMOVE;
-  }
-  if (!lv->logged_down) {
-    g_message ("%s; retrying every %d ms", error->message, RECONNECT_INTERVAL_MS);
-    lv->logged_down = TRUE;
-  }
+  if (open_connection (lv, &error))
+    {
+      lv->reconnect_source = 0;
+      return G_SOURCE_REMOVE;
+    }
+  if (!lv->logged_down)
+    {
+      g_message ("%s; retrying every %d ms", error->message,
+                 RECONNECT_INTERVAL_MS);
+      lv->logged_down = TRUE;
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -389,13 +402,15 @@ agent_libvirt_free (AgentLibvirt *lv)
   if (!lv)
     return;
   lv->freed = TRUE;
-  if (lv->reconnect_source) {
-    GSource *source = g_main_context_find_source_by_id (lv->ctx, lv->reconnect_source);
+  if (lv->reconnect_source)
+    {
+      GSource *source
+          = g_main_context_find_source_by_id (lv->ctx, lv->reconnect_source);
 
-    if (source)
-      g_source_destroy (source);
-    lv->reconnect_source = 0;
-  }
+      if (source)
+        g_source_destroy (source);
+      lv->reconnect_source = 0;
+    }
   drop_connection (lv);
   lv_unref (lv);
 }

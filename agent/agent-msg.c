@@ -6,7 +6,7 @@
 
 #include "stor.h"
 
-G_DEFINE_QUARK (drover-agent-error-quark, agent_error)
+G_DEFINE_QUARK (drover - agent - error - quark, agent_error)
 
 void
 agent_msg_free (gpointer msg)
@@ -19,7 +19,7 @@ char *
 agent_msg_strdup (const char *str)
 {
   if (!str || !*str)
-    return (char *) protobuf_c_empty_string;
+    return (char *)protobuf_c_empty_string;
   return g_strdup (str);
 }
 
@@ -44,29 +44,46 @@ ProtoStatus
 agent_error_to_status (const GError *error)
 {
   if (error->domain == PROTO_ERROR)
-    return (ProtoStatus) error->code;
-  if (error->domain == STOR_ERROR) {
-    switch ((StorError) error->code) {
-    case STOR_ERROR_INVALID_NAME: return PROTO_STATUS_INVALID_ARGUMENT;
-    case STOR_ERROR_EXISTS: return PROTO_STATUS_FAILED_PRECONDITION;
-    case STOR_ERROR_NO_SPACE: return PROTO_STATUS_RESOURCE_EXHAUSTED;
-    case STOR_ERROR_FAILED: break;
+    return (ProtoStatus)error->code;
+  if (error->domain == STOR_ERROR)
+    {
+      switch ((StorError)error->code)
+        {
+        case STOR_ERROR_INVALID_NAME:
+          return PROTO_STATUS_INVALID_ARGUMENT;
+        case STOR_ERROR_EXISTS:
+          return PROTO_STATUS_FAILED_PRECONDITION;
+        case STOR_ERROR_NO_SPACE:
+          return PROTO_STATUS_RESOURCE_EXHAUSTED;
+        case STOR_ERROR_FAILED:
+          break;
+        }
+      return PROTO_STATUS_INTERNAL;
     }
-    return PROTO_STATUS_INTERNAL;
-  }
-  if (error->domain == AGENT_ERROR) {
-    switch ((AgentError) error->code) {
-    case AGENT_ERROR_INVALID: return PROTO_STATUS_INVALID_ARGUMENT;
-    case AGENT_ERROR_NOT_FOUND: return PROTO_STATUS_NOT_FOUND;
-    case AGENT_ERROR_NOT_DROVER: return PROTO_STATUS_NOT_FOUND;
-    case AGENT_ERROR_EXISTS: return PROTO_STATUS_ALREADY_EXISTS;
-    case AGENT_ERROR_PRECONDITION: return PROTO_STATUS_FAILED_PRECONDITION;
-    case AGENT_ERROR_NO_RESOURCES: return PROTO_STATUS_RESOURCE_EXHAUSTED;
-    case AGENT_ERROR_BUSY: return PROTO_STATUS_ABORTED;
-    case AGENT_ERROR_UNAVAILABLE: return PROTO_STATUS_UNAVAILABLE;
-    case AGENT_ERROR_FAILED: break;
+  if (error->domain == AGENT_ERROR)
+    {
+      switch ((AgentError)error->code)
+        {
+        case AGENT_ERROR_INVALID:
+          return PROTO_STATUS_INVALID_ARGUMENT;
+        case AGENT_ERROR_NOT_FOUND:
+          return PROTO_STATUS_NOT_FOUND;
+        case AGENT_ERROR_NOT_DROVER:
+          return PROTO_STATUS_NOT_FOUND;
+        case AGENT_ERROR_EXISTS:
+          return PROTO_STATUS_ALREADY_EXISTS;
+        case AGENT_ERROR_PRECONDITION:
+          return PROTO_STATUS_FAILED_PRECONDITION;
+        case AGENT_ERROR_NO_RESOURCES:
+          return PROTO_STATUS_RESOURCE_EXHAUSTED;
+        case AGENT_ERROR_BUSY:
+          return PROTO_STATUS_ABORTED;
+        case AGENT_ERROR_UNAVAILABLE:
+          return PROTO_STATUS_UNAVAILABLE;
+        case AGENT_ERROR_FAILED:
+          break;
+        }
     }
-  }
   return PROTO_STATUS_INTERNAL;
 }
 
@@ -92,13 +109,14 @@ agent_fault (const char *name)
   gboolean hit;
 
   g_mutex_lock (&fault_lock);
-  if (!fault_loaded) {
-    const char *env = g_getenv ("DROVER_FAULTS");
+  if (!fault_loaded)
+    {
+      const char *env = g_getenv ("DROVER_FAULTS");
 
-    fault_list = env && *env ? g_strsplit (env, ",", -1) : NULL;
-    fault_loaded = TRUE;
-  }
-  hit = fault_list && g_strv_contains ((const char *const *) fault_list, name);
+      fault_list = env && *env ? g_strsplit (env, ",", -1) : NULL;
+      fault_loaded = TRUE;
+    }
+  hit = fault_list && g_strv_contains ((const char *const *)fault_list, name);
   g_mutex_unlock (&fault_lock);
   return hit;
 }
@@ -106,17 +124,25 @@ agent_fault (const char *name)
 gboolean
 agent_accel_parse (const char *str, AgentAccel *accel, GError **error)
 {
-  static const struct { const char *name; AgentAccel accel; } map[] = {
-    { "auto", AGENT_ACCEL_AUTO }, { "kvm", AGENT_ACCEL_KVM },
-    { "tcg", AGENT_ACCEL_TCG }, { "test", AGENT_ACCEL_TEST },
+  static const struct
+  {
+    const char *name;
+    AgentAccel accel;
+  } map[] = {
+    { "auto", AGENT_ACCEL_AUTO },
+    { "kvm", AGENT_ACCEL_KVM },
+    { "tcg", AGENT_ACCEL_TCG },
+    { "test", AGENT_ACCEL_TEST },
   };
 
-  for (guint i = 0; str && i < G_N_ELEMENTS (map); i++) {
-    if (strcmp (str, map[i].name) == 0) {
-      *accel = map[i].accel;
-      return TRUE;
+  for (guint i = 0; str && i < G_N_ELEMENTS (map); i++)
+    {
+      if (strcmp (str, map[i].name) == 0)
+        {
+          *accel = map[i].accel;
+          return TRUE;
+        }
     }
-  }
   g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
                "unknown accelerator '%s' (expected kvm, tcg or auto)",
                str ? str : "");
@@ -126,11 +152,16 @@ agent_accel_parse (const char *str, AgentAccel *accel, GError **error)
 const char *
 agent_accel_to_string (AgentAccel accel)
 {
-  switch (accel) {
-  case AGENT_ACCEL_AUTO: return "auto";
-  case AGENT_ACCEL_KVM: return "kvm";
-  case AGENT_ACCEL_TCG: return "tcg";
-  case AGENT_ACCEL_TEST: return "test";
-  }
+  switch (accel)
+    {
+    case AGENT_ACCEL_AUTO:
+      return "auto";
+    case AGENT_ACCEL_KVM:
+      return "kvm";
+    case AGENT_ACCEL_TCG:
+      return "tcg";
+    case AGENT_ACCEL_TEST:
+      return "test";
+    }
   return "auto";
 }

@@ -74,7 +74,7 @@ typedef void (*AgentConnectedFunc) (gpointer user_data);
  * NO_DOMAIN -> NOT_FOUND, OPERATION_INVALID -> PRECONDITION, lost
  * connection -> UNAVAILABLE, anything else FAILED. */
 void agent_libvirt_error (GError **error, const char *format, ...)
-  G_GNUC_PRINTF (2, 3);
+    G_GNUC_PRINTF (2, 3);
 
 /* Registers libvirt's default event loop implementation and starts the
  * thread running it; once per process, before any connection opens. */
@@ -104,12 +104,10 @@ AgentAccel agent_accel_resolve (AgentAccel accel);
 /* "9.0.0" from libvirt's major * 1000000 + minor * 1000 + micro. */
 char *agent_version_string (unsigned long version);
 
-Drover__V1__HostInfo *agent_host_info_collect (virConnectPtr conn,
-                                               const char *name,
-                                               const char *address,
-                                               AgentAccel accel,
-                                               const char *data_dir,
-                                               GError **error);
+Drover__V1__HostInfo *
+agent_host_info_collect (virConnectPtr conn, const char *name,
+                         const char *address, AgentAccel accel,
+                         const char *data_dir, GError **error);
 
 /* "running", "shutoff", ... for a virDomainState. */
 const char *agent_domain_state_string (int state);
@@ -132,18 +130,19 @@ GPtrArray *agent_stats_collect (AgentStats *stats, virConnectPtr conn,
 
 /* --- the agent (agent.c, agent-service.c, agent-reporter.c) ------------ */
 
-struct _Agent {
+struct _Agent
+{
   gint ref_count;
   /* Immutable after agent_new. */
   AgentConfig config;
-  AgentAccel accel;        /* resolved: KVM, TCG or TEST */
-  char *disk_dir;          /* DATA/disks */
-  char *console_dir;       /* DATA/console */
+  AgentAccel accel;  /* resolved: KVM, TCG or TEST */
+  char *disk_dir;    /* DATA/disks */
+  char *console_dir; /* DATA/console */
   GMainContext *ctx;
   ProtoTls *tls;
 
-  AgentLibvirt *lv;        /* thread-safe */
-  ProtoServer *server;     /* main context only */
+  AgentLibvirt *lv;    /* thread-safe */
+  ProtoServer *server; /* main context only */
 
   /* Reporter: main context only, except stats (owned by the collecting
    * worker while report_in_flight). */
@@ -159,7 +158,7 @@ struct _Agent {
   guint register_source;
   guint debounce_source;
   guint64 seq;
-  char *last_problem;      /* logged once until it changes */
+  char *last_problem; /* logged once until it changes */
 
   /* Names of VMs with an operation in progress; guarded by lock. */
   GMutex lock;

@@ -28,7 +28,8 @@ note_problem (Agent *agent, const char *problem)
   if (problem)
     g_message ("%s", problem);
   else if (agent->last_problem)
-    g_message ("reporting to scheduler %s works again", agent->config.scheduler);
+    g_message ("reporting to scheduler %s works again",
+               agent->config.scheduler);
   g_free (agent->last_problem);
   agent->last_problem = g_strdup (problem);
 }
@@ -36,13 +37,14 @@ note_problem (Agent *agent, const char *problem)
 static void
 clear_source (Agent *agent, guint *id)
 {
-  if (*id) {
-    GSource *source = g_main_context_find_source_by_id (agent->ctx, *id);
+  if (*id)
+    {
+      GSource *source = g_main_context_find_source_by_id (agent->ctx, *id);
 
-    if (source)
-      g_source_destroy (source);
-    *id = 0;
-  }
+      if (source)
+        g_source_destroy (source);
+      *id = 0;
+    }
 }
 
 static guint
@@ -59,7 +61,8 @@ add_timeout (Agent *agent, guint ms, GSourceFunc func)
 
 /* --- collecting (worker thread) ---------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   Drover__V1__HostInfo *host;
   GPtrArray *vms;
 } Collected;
@@ -76,7 +79,8 @@ collected_free (gpointer data)
 }
 
 static void
-collect_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+collect_thread (GTask *task, gpointer source, gpointer task_data,
+                GCancellable *cancellable)
 {
   Agent *agent = task_data;
   g_autoptr (virConnect) conn = NULL;
@@ -84,21 +88,24 @@ collect_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
   Collected *c;
 
   conn = agent_libvirt_get (agent->lv, &error);
-  if (!conn) {
-    g_task_return_error (task, error);
-    return;
-  }
+  if (!conn)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
   c = g_new0 (Collected, 1);
-  c->host = agent_host_info_collect (conn, agent->config.name, agent->config.listen,
-                                     agent->accel, agent->config.data_dir, &error);
+  c->host
+      = agent_host_info_collect (conn, agent->config.name, agent->config.listen,
+                                 agent->accel, agent->config.data_dir, &error);
   /* stats is only touched here, and one collection runs at a time. */
   if (c->host)
     c->vms = agent_stats_collect (agent->stats, conn, &error);
-  if (!c->host || !c->vms) {
-    collected_free (c);
-    g_task_return_error (task, error);
-    return;
-  }
+  if (!c->host || !c->vms)
+    {
+      collected_free (c);
+      g_task_return_error (task, error);
+      return;
+    }
   g_task_return_pointer (task, c, collected_free);
 }
 
@@ -118,7 +125,8 @@ static void
 retry_register_later (Agent *agent)
 {
   if (!agent->stopped && !agent->register_source)
-    agent->register_source = add_timeout (agent, REGISTER_RETRY_MS, register_retry_cb);
+    agent->register_source
+        = add_timeout (agent, REGISTER_RETRY_MS, register_retry_cb);
 }
 
 static gboolean
@@ -132,22 +140,24 @@ static void
 register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
 {
   Agent *agent = data;
-  const Drover__V1__RegisterHostReply *reply = (const void *) msg;
+  const Drover__V1__RegisterHostReply *reply = (const void *)msg;
 
   agent->register_in_flight = FALSE;
-  if (agent->stopped) {
-    agent_unref (agent);
-    return;
-  }
-  if (error) {
-    g_autofree char *problem =
-      g_strdup_printf ("cannot register with scheduler %s: %s; retrying every %d ms",
-                       agent->config.scheduler, error->message, REGISTER_RETRY_MS);
-    note_problem (agent, problem);
-    retry_register_later (agent);
-    agent_unref (agent);
-    return;
-  }
+  if (agent->stopped)
+    {
+      agent_unref (agent);
+      return;
+    }
+  if (error)
+    {
+      g_autofree char *problem = g_strdup_printf (
+          "cannot register with scheduler %s: %s; retrying every %d ms",
+          agent->config.scheduler, error->message, REGISTER_RETRY_MS);
+      note_problem (agent, problem);
+      retry_register_later (agent);
+      agent_unref (agent);
+      return;
+    }
   agent->registered = TRUE;
   agent->report_interval_ms = reply->report_interval_ms;
   if (!agent->report_interval_ms)
@@ -158,7 +168,8 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
              agent->config.scheduler, agent->report_interval_ms);
   g_clear_pointer (&agent->last_problem, g_free);
   clear_source (agent, &agent->report_source);
-  agent->report_source = add_timeout (agent, agent->report_interval_ms, report_timer_cb);
+  agent->report_source
+      = add_timeout (agent, agent->report_interval_ms, report_timer_cb);
   send_report (agent);
   agent_unref (agent);
 }
@@ -171,21 +182,24 @@ register_collected (GObject *source, GAsyncResult *result, gpointer data)
   Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
   Drover__V1__RegisterHostRequest req = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
 
-  if (agent->stopped || !c) {
-    agent->register_in_flight = FALSE;
-    if (error) {
-      g_autofree char *problem = g_strdup_printf (
-        "cannot register with scheduler %s: %s; retrying", agent->config.scheduler,
-        error->message);
-      note_problem (agent, problem);
-      retry_register_later (agent);
+  if (agent->stopped || !c)
+    {
+      agent->register_in_flight = FALSE;
+      if (error)
+        {
+          g_autofree char *problem = g_strdup_printf (
+              "cannot register with scheduler %s: %s; retrying",
+              agent->config.scheduler, error->message);
+          note_problem (agent, problem);
+          retry_register_later (agent);
+        }
+      agent_unref (agent);
+      return;
     }
-    agent_unref (agent);
-    return;
-  }
   req.host = c->host;
-  proto_client_call (agent->sched, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_REGISTER_HOST,
-                     &req.base, CALL_TIMEOUT_MS, register_reply, agent);
+  proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
+                     DROVER_SCHED_METHOD_REGISTER_HOST, &req.base,
+                     CALL_TIMEOUT_MS, register_reply, agent);
   collected_free (c);
 }
 
@@ -217,27 +231,37 @@ static void
 report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
 {
   Agent *agent = data;
-  const Drover__V1__ReportHostReply *reply = (const void *) msg;
+  const Drover__V1__ReportHostReply *reply = (const void *)msg;
 
   agent->report_in_flight = FALSE;
-  if (agent->stopped) {
-    agent_unref (agent);
-    return;
-  }
-  if (error && g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND)) {
-    g_message ("scheduler %s does not know this host; registering again",
-               agent->config.scheduler);
-    become_unregistered (agent);
-  } else if (error) {
-    g_autofree char *problem = g_strdup_printf ("cannot report to scheduler %s: %s",
-                                                agent->config.scheduler, error->message);
-    note_problem (agent, problem);
-  } else if (reply->reregister) {
-    g_message ("scheduler %s asks this host to register again", agent->config.scheduler);
-    become_unregistered (agent);
-  } else {
-    note_problem (agent, NULL);
-  }
+  if (agent->stopped)
+    {
+      agent_unref (agent);
+      return;
+    }
+  if (error && g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND))
+    {
+      g_message ("scheduler %s does not know this host; registering again",
+                 agent->config.scheduler);
+      become_unregistered (agent);
+    }
+  else if (error)
+    {
+      g_autofree char *problem
+          = g_strdup_printf ("cannot report to scheduler %s: %s",
+                             agent->config.scheduler, error->message);
+      note_problem (agent, problem);
+    }
+  else if (reply->reregister)
+    {
+      g_message ("scheduler %s asks this host to register again",
+                 agent->config.scheduler);
+      become_unregistered (agent);
+    }
+  else
+    {
+      note_problem (agent, NULL);
+    }
   if (agent->registered && agent->report_pending)
     send_report (agent);
   agent_unref (agent);
@@ -251,22 +275,25 @@ report_collected (GObject *source, GAsyncResult *result, gpointer data)
   Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
   Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
 
-  if (agent->stopped || !c) {
-    agent->report_in_flight = FALSE;
-    if (error) {
-      g_autofree char *problem = g_strdup_printf ("cannot collect a host report: %s",
-                                                  error->message);
-      note_problem (agent, problem);
+  if (agent->stopped || !c)
+    {
+      agent->report_in_flight = FALSE;
+      if (error)
+        {
+          g_autofree char *problem = g_strdup_printf (
+              "cannot collect a host report: %s", error->message);
+          note_problem (agent, problem);
+        }
+      agent_unref (agent);
+      return;
     }
-    agent_unref (agent);
-    return;
-  }
   req.host = c->host;
   req.n_vms = c->vms->len;
-  req.vms = (Drover__V1__VmStatus **) c->vms->pdata;
+  req.vms = (Drover__V1__VmStatus **)c->vms->pdata;
   req.seq = ++agent->seq;
-  proto_client_call (agent->sched, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_REPORT_HOST,
-                     &req.base, CALL_TIMEOUT_MS, report_reply, agent);
+  proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
+                     DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
+                     CALL_TIMEOUT_MS, report_reply, agent);
   collected_free (c);
 }
 
@@ -277,10 +304,11 @@ send_report (Agent *agent)
 
   if (agent->stopped || !agent->registered)
     return;
-  if (agent->report_in_flight) {
-    agent->report_pending = TRUE;
-    return;
-  }
+  if (agent->report_in_flight)
+    {
+      agent->report_pending = TRUE;
+      return;
+    }
   agent->report_pending = FALSE;
   agent->report_in_flight = TRUE;
   task = g_task_new (NULL, NULL, report_collected, agent_ref (agent));
@@ -312,12 +340,14 @@ agent_reporter_start (Agent *agent)
 {
   g_autoptr (GError) error = NULL;
 
-  agent->sched = proto_client_new (agent->config.scheduler, agent->tls, agent->ctx, &error);
-  if (!agent->sched) {
-    g_message ("cannot create a client for scheduler %s: %s",
-               agent->config.scheduler, error->message);
-    return;
-  }
+  agent->sched = proto_client_new (agent->config.scheduler, agent->tls,
+                                   agent->ctx, &error);
+  if (!agent->sched)
+    {
+      g_message ("cannot create a client for scheduler %s: %s",
+                 agent->config.scheduler, error->message);
+      return;
+    }
   send_register (agent);
 }
 

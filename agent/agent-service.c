@@ -22,7 +22,8 @@
 #define STOP_MAX_TIMEOUT_MS (10 * 60 * 1000)
 #define MAX_VCPUS 512
 
-typedef ProtobufCMessage *(*OpFunc) (Agent *agent, const ProtobufCMessage *request,
+typedef ProtobufCMessage *(*OpFunc) (Agent *agent,
+                                     const ProtobufCMessage *request,
                                      GError **error);
 
 /* --- helpers ----------------------------------------------------------- */
@@ -74,24 +75,27 @@ lookup_vm (Agent *agent, virConnectPtr conn, const char *name, GError **error)
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autoptr (GError) local = NULL;
 
-  if (!dom) {
-    agent_libvirt_error (&local, "cannot look up VM %s", name);
-    if (local->code == AGENT_ERROR_NOT_FOUND)
-      set_not_found (agent, name, error);
-    else
-      g_propagate_error (error, g_steal_pointer (&local));
-    return NULL;
-  }
+  if (!dom)
+    {
+      agent_libvirt_error (&local, "cannot look up VM %s", name);
+      if (local->code == AGENT_ERROR_NOT_FOUND)
+        set_not_found (agent, name, error);
+      else
+        g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
   xml = virDomainGetXMLDesc (dom, 0);
-  if (!xml) {
-    agent_libvirt_error (error, "cannot read the XML of VM %s", name);
-    return NULL;
-  }
+  if (!xml)
+    {
+      agent_libvirt_error (error, "cannot read the XML of VM %s", name);
+      return NULL;
+    }
   spec = agent_domain_xml_parse (xml, &local);
-  if (!spec) {
-    set_not_found (agent, name, error);
-    return NULL;
-  }
+  if (!spec)
+    {
+      set_not_found (agent, name, error);
+      return NULL;
+    }
   return g_steal_pointer (&dom);
 }
 
@@ -106,24 +110,28 @@ vm_reply (virDomainPtr dom, GError **error)
   reply = g_new0 (Drover__V1__AgentVmReply, 1);
   drover__v1__agent_vm_reply__init (reply);
   reply->vm = status;
-  return (ProtobufCMessage *) reply;
+  return (ProtobufCMessage *)reply;
 }
 
 static gboolean
-check_file (const char *what, const char *name, const char *path, GError **error)
+check_file (const char *what, const char *name, const char *path,
+            GError **error)
 {
   struct stat st;
 
-  if (!g_path_is_absolute (path)) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "%s of VM %s must be an absolute path, not '%s'", what, name, path);
-    return FALSE;
-  }
-  if (stat (path, &st) < 0 || !S_ISREG (st.st_mode) || access (path, R_OK) < 0) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "%s %s of VM %s is not a readable file", what, path, name);
-    return FALSE;
-  }
+  if (!g_path_is_absolute (path))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "%s of VM %s must be an absolute path, not '%s'", what, name,
+                   path);
+      return FALSE;
+    }
+  if (stat (path, &st) < 0 || !S_ISREG (st.st_mode) || access (path, R_OK) < 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "%s %s of VM %s is not a readable file", what, path, name);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -132,38 +140,45 @@ check_spec (Agent *agent, const Drover__V1__VmSpec *spec, GError **error)
 {
   const char *accel = agent_accel_to_string (agent->accel);
 
-  if (!spec) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID, "no VM spec given");
-    return FALSE;
-  }
+  if (!spec)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "no VM spec given");
+      return FALSE;
+    }
   if (!check_name (spec->name, error))
     return FALSE;
-  if (spec->vcpus < 1 || spec->vcpus > MAX_VCPUS) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "VM %s: vcpus must be between 1 and %d", spec->name, MAX_VCPUS);
-    return FALSE;
-  }
-  if (spec->memory < AGENT_MIN_MEMORY) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "VM %s: memory must be at least 32 MiB", spec->name);
-    return FALSE;
-  }
+  if (spec->vcpus < 1 || spec->vcpus > MAX_VCPUS)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: vcpus must be between 1 and %d", spec->name,
+                   MAX_VCPUS);
+      return FALSE;
+    }
+  if (spec->memory < AGENT_MIN_MEMORY)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: memory must be at least 32 MiB", spec->name);
+      return FALSE;
+    }
   if (*spec->kernel && !check_file ("kernel", spec->name, spec->kernel, error))
     return FALSE;
   if (*spec->initrd && !check_file ("initrd", spec->name, spec->initrd, error))
     return FALSE;
-  if (!*spec->kernel && (*spec->initrd || *spec->cmdline)) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "VM %s: an initrd or a kernel command line needs a kernel",
-                 spec->name);
-    return FALSE;
-  }
-  if (*spec->accel && strcmp (spec->accel, accel) != 0) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                 "VM %s needs accelerator %s but host %s runs guests with %s",
-                 spec->name, spec->accel, agent->config.name, accel);
-    return FALSE;
-  }
+  if (!*spec->kernel && (*spec->initrd || *spec->cmdline))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: an initrd or a kernel command line needs a kernel",
+                   spec->name);
+      return FALSE;
+    }
+  if (*spec->accel && strcmp (spec->accel, accel) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s needs accelerator %s but host %s runs guests with %s",
+                   spec->name, spec->accel, agent->config.name, accel);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -179,33 +194,39 @@ check_memory (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
   guint64 total, used = 0;
   int n;
 
-  if (virNodeGetInfo (conn, &node) < 0) {
-    agent_libvirt_error (error, "cannot read node info");
-    return FALSE;
-  }
+  if (virNodeGetInfo (conn, &node) < 0)
+    {
+      agent_libvirt_error (error, "cannot read node info");
+      return FALSE;
+    }
   n = virConnectListAllDomains (conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-  if (n < 0) {
-    agent_libvirt_error (error, "cannot list domains");
-    return FALSE;
-  }
-  for (int i = 0; i < n; i++) {
-    g_autoptr (Drover__V1__VmStatus) status = agent_vm_status_from_domain (doms[i], NULL);
+  if (n < 0)
+    {
+      agent_libvirt_error (error, "cannot list domains");
+      return FALSE;
+    }
+  for (int i = 0; i < n; i++)
+    {
+      g_autoptr (Drover__V1__VmStatus) status
+          = agent_vm_status_from_domain (doms[i], NULL);
 
-    if (status)
-      used += status->memory;
-    virDomainFree (doms[i]);
-  }
+      if (status)
+        used += status->memory;
+      virDomainFree (doms[i]);
+    }
   free (doms);
-  total = (guint64) node.memory * 1024;
-  if (used > total || spec->memory > total - used) {
-    g_autofree char *need = g_format_size_full (spec->memory, G_FORMAT_SIZE_IEC_UNITS);
-    g_autofree char *left = g_format_size_full (used > total ? 0 : total - used,
-                                                G_FORMAT_SIZE_IEC_UNITS);
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_NO_RESOURCES,
-                 "VM %s needs %s of memory but host %s has %s left",
-                 spec->name, need, agent->config.name, left);
-    return FALSE;
-  }
+  total = (guint64)node.memory * 1024;
+  if (used > total || spec->memory > total - used)
+    {
+      g_autofree char *need
+          = g_format_size_full (spec->memory, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *left = g_format_size_full (
+          used > total ? 0 : total - used, G_FORMAT_SIZE_IEC_UNITS);
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_NO_RESOURCES,
+                   "VM %s needs %s of memory but host %s has %s left",
+                   spec->name, need, agent->config.name, left);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -215,23 +236,26 @@ undefine (virDomainPtr dom)
   /* Not every driver knows every flag (the test driver refuses NVRAM
    * and CHECKPOINTS_METADATA): retry with fewer. */
   static const unsigned int flag_sets[] = {
-    VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM,
+    VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM,
     VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
     0,
   };
   int rc = -1;
 
-  for (guint i = 0; i < G_N_ELEMENTS (flag_sets); i++) {
-    virErrorPtr err;
+  for (guint i = 0; i < G_N_ELEMENTS (flag_sets); i++)
+    {
+      virErrorPtr err;
 
-    rc = virDomainUndefineFlags (dom, flag_sets[i]);
-    if (rc == 0)
-      break;
-    err = virGetLastError ();
-    if (!err || (err->code != VIR_ERR_INVALID_ARG && err->code != VIR_ERR_NO_SUPPORT))
-      break;
-  }
+      rc = virDomainUndefineFlags (dom, flag_sets[i]);
+      if (rc == 0)
+        break;
+      err = virGetLastError ();
+      if (!err
+          || (err->code != VIR_ERR_INVALID_ARG
+              && err->code != VIR_ERR_NO_SUPPORT))
+        break;
+    }
   return rc;
 }
 
@@ -241,15 +265,16 @@ static void
 rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
                  const char *console_path, gboolean console_existed)
 {
-  if (dom) {
-    if (virDomainIsActive (dom) == 1)
-      (void) virDomainDestroy (dom);
-    (void) undefine (dom);
-  }
+  if (dom)
+    {
+      if (virDomainIsActive (dom) == 1)
+        (void)virDomainDestroy (dom);
+      (void)undefine (dom);
+    }
   if (disk_made)
-    (void) stor_disk_remove (disk_path, NULL);
+    (void)stor_disk_remove (disk_path, NULL);
   if (!console_existed)
-    (void) g_unlink (console_path);
+    (void)g_unlink (console_path);
 }
 
 /* --- operations (worker threads) --------------------------------------- */
@@ -257,7 +282,7 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 static ProtobufCMessage *
 op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__AgentCreateVmRequest *req = (const void *) request;
+  const Drover__V1__AgentCreateVmRequest *req = (const void *)request;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (virDomain) dom = NULL;
@@ -281,48 +306,59 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
     return NULL;
 
   dom = virDomainLookupByName (conn, spec->name);
-  if (dom) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
-                 "a VM named '%s' already exists on host '%s'", spec->name,
-                 agent->config.name);
-    goto fail;
-  }
+  if (dom)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                   "a VM named '%s' already exists on host '%s'", spec->name,
+                   agent->config.name);
+      goto fail;
+    }
   if (!check_memory (agent, conn, spec, error))
     goto fail;
 
   console_path = agent_console_path (agent, spec->name);
   console_existed = g_file_test (console_path, G_FILE_TEST_EXISTS);
-  if (spec->disk > 0) {
-    disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
-    if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
-      goto fail;
-    disk_made = TRUE;
-  }
-  if (agent_fault ("create-after-disk")) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: create-after-disk");
-    goto rollback;
-  }
+  if (spec->disk > 0)
+    {
+      disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
+      if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
+        goto fail;
+      disk_made = TRUE;
+    }
+  if (agent_fault ("create-after-disk"))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                           "fault: create-after-disk");
+      goto rollback;
+    }
 
-  xml = agent_domain_xml_build (spec, agent->accel, disk_path, console_path, error);
+  xml = agent_domain_xml_build (spec, agent->accel, disk_path, console_path,
+                                error);
   if (!xml)
     goto rollback;
   dom = virDomainDefineXMLFlags (conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
-  if (!dom) {
-    agent_libvirt_error (error, "cannot define VM %s", spec->name);
-    goto rollback;
-  }
-  if (agent_fault ("create-after-define")) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: create-after-define");
-    goto rollback;
-  }
-  if (virDomainCreate (dom) < 0) {
-    agent_libvirt_error (error, "cannot start VM %s", spec->name);
-    goto rollback;
-  }
-  if (agent_fault ("create-after-start")) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: create-after-start");
-    goto rollback;
-  }
+  if (!dom)
+    {
+      agent_libvirt_error (error, "cannot define VM %s", spec->name);
+      goto rollback;
+    }
+  if (agent_fault ("create-after-define"))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                           "fault: create-after-define");
+      goto rollback;
+    }
+  if (virDomainCreate (dom) < 0)
+    {
+      agent_libvirt_error (error, "cannot start VM %s", spec->name);
+      goto rollback;
+    }
+  if (agent_fault ("create-after-start"))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                           "fault: create-after-start");
+      goto rollback;
+    }
   reply = vm_reply (dom, error);
   if (!reply)
     goto rollback;
@@ -338,7 +374,8 @@ fail:
 
 /* Runs FUNC on the Drover VM NAME with the name claimed. */
 typedef ProtobufCMessage *(*VmFunc) (Agent *agent, virConnectPtr conn,
-                                     virDomainPtr dom, const ProtobufCMessage *request,
+                                     virDomainPtr dom,
+                                     const ProtobufCMessage *request,
                                      GError **error);
 
 static ProtobufCMessage *
@@ -367,17 +404,18 @@ static ProtobufCMessage *
 vm_start (Agent *agent, virConnectPtr conn, virDomainPtr dom,
           const ProtobufCMessage *request, GError **error)
 {
-  if (virDomainIsActive (dom) != 1 && virDomainCreate (dom) < 0) {
-    agent_libvirt_error (error, "cannot start VM %s", virDomainGetName (dom));
-    return NULL;
-  }
+  if (virDomainIsActive (dom) != 1 && virDomainCreate (dom) < 0)
+    {
+      agent_libvirt_error (error, "cannot start VM %s", virDomainGetName (dom));
+      return NULL;
+    }
   return vm_reply (dom, error);
 }
 
 static ProtobufCMessage *
 op_start (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__VmRequest *req = (const void *) request;
+  const Drover__V1__VmRequest *req = (const void *)request;
 
   return with_vm (agent, req->name, request, vm_start, error);
 }
@@ -386,10 +424,12 @@ op_start (Agent *agent, const ProtobufCMessage *request, GError **error)
 static gboolean
 destroy (virDomainPtr dom, GError **error)
 {
-  if (virDomainDestroy (dom) < 0 && virDomainIsActive (dom) != 0) {
-    agent_libvirt_error (error, "cannot destroy VM %s", virDomainGetName (dom));
-    return FALSE;
-  }
+  if (virDomainDestroy (dom) < 0 && virDomainIsActive (dom) != 0)
+    {
+      agent_libvirt_error (error, "cannot destroy VM %s",
+                           virDomainGetName (dom));
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -397,19 +437,21 @@ static ProtobufCMessage *
 vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
          const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__StopVmRequest *req = (const void *) request;
-  guint timeout_ms = req->timeout_ms ? req->timeout_ms : AGENT_DEFAULT_STOP_TIMEOUT_MS;
+  const Drover__V1__StopVmRequest *req = (const void *)request;
+  guint timeout_ms
+      = req->timeout_ms ? req->timeout_ms : AGENT_DEFAULT_STOP_TIMEOUT_MS;
   gint64 deadline;
 
   if (virDomainIsActive (dom) != 1)
     return vm_reply (dom, error);
   timeout_ms = MIN (timeout_ms, STOP_MAX_TIMEOUT_MS);
   /* A guest that ignores ACPI is destroyed after the grace period. */
-  if (!req->force && virDomainShutdown (dom) == 0) {
-    deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-    while (virDomainIsActive (dom) == 1 && g_get_monotonic_time () < deadline)
-      g_usleep (STOP_POLL_MS * 1000);
-  }
+  if (!req->force && virDomainShutdown (dom) == 0)
+    {
+      deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
+      while (virDomainIsActive (dom) == 1 && g_get_monotonic_time () < deadline)
+        g_usleep (STOP_POLL_MS * 1000);
+    }
   if (virDomainIsActive (dom) == 1 && !destroy (dom, error))
     return NULL;
   return vm_reply (dom, error);
@@ -418,7 +460,7 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 static ProtobufCMessage *
 op_stop (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__StopVmRequest *req = (const void *) request;
+  const Drover__V1__StopVmRequest *req = (const void *)request;
 
   return with_vm (agent, req->name, request, vm_stop, error);
 }
@@ -435,7 +477,7 @@ vm_destroy (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 static ProtobufCMessage *
 op_destroy (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__VmRequest *req = (const void *) request;
+  const Drover__V1__VmRequest *req = (const void *)request;
 
   return with_vm (agent, req->name, request, vm_destroy, error);
 }
@@ -444,46 +486,51 @@ static ProtobufCMessage *
 vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
            const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__DeleteVmRequest *req = (const void *) request;
+  const Drover__V1__DeleteVmRequest *req = (const void *)request;
   const char *name = virDomainGetName (dom);
   g_autofree char *disk_path = NULL;
   g_autofree char *console_path = agent_console_path (agent, name);
   Drover__V1__Empty *reply;
 
-  if (virDomainIsActive (dom) == 1) {
-    if (!req->force) {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is running; stop it first or use --force", name);
+  if (virDomainIsActive (dom) == 1)
+    {
+      if (!req->force)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                       "VM %s is running; stop it first or use --force", name);
+          return NULL;
+        }
+      if (!destroy (dom, error))
+        return NULL;
+    }
+  if (undefine (dom) < 0)
+    {
+      agent_libvirt_error (error, "cannot undefine VM %s", name);
       return NULL;
     }
-    if (!destroy (dom, error))
-      return NULL;
-  }
-  if (undefine (dom) < 0) {
-    agent_libvirt_error (error, "cannot undefine VM %s", name);
-    return NULL;
-  }
   disk_path = stor_disk_path (agent->config.data_dir, name, error);
-  if (!disk_path || !stor_disk_remove (disk_path, error)) {
-    g_prefix_error (error, "VM %s is undefined but: ", name);
-    return NULL;
-  }
-  if (g_unlink (console_path) < 0 && errno != ENOENT) {
-    int saved = errno;
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                 "VM %s is undefined but its console log %s stays: %s", name,
-                 console_path, g_strerror (saved));
-    return NULL;
-  }
+  if (!disk_path || !stor_disk_remove (disk_path, error))
+    {
+      g_prefix_error (error, "VM %s is undefined but: ", name);
+      return NULL;
+    }
+  if (g_unlink (console_path) < 0 && errno != ENOENT)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "VM %s is undefined but its console log %s stays: %s", name,
+                   console_path, g_strerror (saved));
+      return NULL;
+    }
   reply = g_new0 (Drover__V1__Empty, 1);
   drover__v1__empty__init (reply);
-  return (ProtobufCMessage *) reply;
+  return (ProtobufCMessage *)reply;
 }
 
 static ProtobufCMessage *
 op_delete (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__DeleteVmRequest *req = (const void *) request;
+  const Drover__V1__DeleteVmRequest *req = (const void *)request;
 
   return with_vm (agent, req->name, request, vm_delete, error);
 }
@@ -491,7 +538,7 @@ op_delete (Agent *agent, const ProtobufCMessage *request, GError **error)
 static ProtobufCMessage *
 op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__ConsoleRequest *req = (const void *) request;
+  const Drover__V1__ConsoleRequest *req = (const void *)request;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (virDomain) dom = NULL;
   g_autofree char *path = NULL;
@@ -514,43 +561,49 @@ op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
   path = agent_console_path (agent, req->name);
 
   fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-  if (fd < 0 && errno != ENOENT) {
-    int saved = errno;
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                 "cannot open console log of VM %s: %s", req->name, g_strerror (saved));
-    return NULL;
-  }
-  if (fd >= 0) {
-    struct stat st;
-
-    if (fstat (fd, &st) == 0)
-      size = st.st_size;
-    if (req->offset < 0)
-      start = req->offset < -size ? 0 : size + req->offset;
-    else
-      start = MIN (req->offset, size);
-    data = g_malloc (MAX (1, MIN ((gint64) max, size - start)));
-    while (start + (gint64) got < size && got < max) {
-      ssize_t n = pread (fd, data + got, MIN ((gint64) max - got, size - start - got),
-                         start + got);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break;
-      got += n;
+  if (fd < 0 && errno != ENOENT)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot open console log of VM %s: %s", req->name,
+                   g_strerror (saved));
+      return NULL;
     }
-    close (fd);
-  }
+  if (fd >= 0)
+    {
+      struct stat st;
+
+      if (fstat (fd, &st) == 0)
+        size = st.st_size;
+      if (req->offset < 0)
+        start = req->offset < -size ? 0 : size + req->offset;
+      else
+        start = MIN (req->offset, size);
+      data = g_malloc (MAX (1, MIN ((gint64)max, size - start)));
+      while (start + (gint64)got < size && got < max)
+        {
+          ssize_t n = pread (fd, data + got,
+                             MIN ((gint64)max - got, size - start - got),
+                             start + got);
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n <= 0)
+            break;
+          got += n;
+        }
+      close (fd);
+    }
 
   chunk = g_new0 (Drover__V1__ConsoleChunk, 1);
   drover__v1__console_chunk__init (chunk);
-  if (got > 0) {
-    chunk->data.data = g_steal_pointer (&data);
-    chunk->data.len = got;
-  }
+  if (got > 0)
+    {
+      chunk->data.data = g_steal_pointer (&data);
+      chunk->data.len = got;
+    }
   chunk->next_offset = start + got;
   chunk->size = size;
-  return (ProtobufCMessage *) chunk;
+  return (ProtobufCMessage *)chunk;
 }
 
 static ProtobufCMessage *
@@ -560,15 +613,15 @@ op_host_info (Agent *agent, const ProtobufCMessage *request, GError **error)
 
   if (!conn)
     return NULL;
-  return (ProtobufCMessage *) agent_host_info_collect (conn, agent->config.name,
-                                                       agent->config.listen,
-                                                       agent->accel,
-                                                       agent->config.data_dir, error);
+  return (ProtobufCMessage *)agent_host_info_collect (
+      conn, agent->config.name, agent->config.listen, agent->accel,
+      agent->config.data_dir, error);
 }
 
 /* --- dispatch ---------------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   Agent *agent;
   ProtoServerCall *call;
   const ProtobufCMessage *request;
@@ -576,7 +629,8 @@ typedef struct {
 } ServiceOp;
 
 static void
-op_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+op_thread (GTask *task, gpointer source, gpointer task_data,
+           GCancellable *cancellable)
 {
   ServiceOp *op = task_data;
   GError *error = NULL;
@@ -595,13 +649,16 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
   ProtobufCMessage *reply = g_task_propagate_pointer (G_TASK (result), &error);
 
-  if (reply) {
-    proto_server_call_reply (op->call, reply);
-    agent_msg_free (reply);
-  } else {
-    proto_server_call_fail (op->call, agent_error_to_status (error), "%s",
-                            error->message);
-  }
+  if (reply)
+    {
+      proto_server_call_reply (op->call, reply);
+      agent_msg_free (reply);
+    }
+  else
+    {
+      proto_server_call_fail (op->call, agent_error_to_status (error), "%s",
+                              error->message);
+    }
   agent_unref (op->agent);
   g_free (op);
 }
@@ -624,11 +681,11 @@ run_op (Agent *agent, ProtoServerCall *call, const ProtobufCMessage *request,
   g_object_unref (task);
 }
 
-#define HANDLER(op)                                                          \
+#define HANDLER(op)                                                            \
   static void handle_##op (ProtoServerCall *call, const ProtobufCMessage *req, \
-                           gpointer data)                                     \
-  {                                                                          \
-    run_op (data, call, req, op_##op);                                       \
+                           gpointer data)                                      \
+  {                                                                            \
+    run_op (data, call, req, op_##op);                                         \
   }
 
 HANDLER (create)
@@ -642,7 +699,11 @@ HANDLER (host_info)
 void
 agent_service_register (Agent *agent, ProtoServer *server)
 {
-  static const struct { guint method; ProtoHandler handler; } methods[] = {
+  static const struct
+  {
+    guint method;
+    ProtoHandler handler;
+  } methods[] = {
     { DROVER_AGENT_METHOD_CREATE_VM, handle_create },
     { DROVER_AGENT_METHOD_START_VM, handle_start },
     { DROVER_AGENT_METHOD_STOP_VM, handle_stop },

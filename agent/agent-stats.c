@@ -3,29 +3,40 @@
 
 #include <string.h>
 
-typedef struct {
+typedef struct
+{
   guint64 cpu_time_ns;
-  gint64 when_us;      /* monotonic */
-  gboolean seen;       /* in the latest collection */
+  gint64 when_us; /* monotonic */
+  gboolean seen;  /* in the latest collection */
 } CpuSample;
 
-struct _AgentStats {
+struct _AgentStats
+{
   GHashTable *samples; /* uuid -> CpuSample */
 };
 
 const char *
 agent_domain_state_string (int state)
 {
-  switch (state) {
-  case VIR_DOMAIN_RUNNING: return "running";
-  case VIR_DOMAIN_BLOCKED: return "blocked";
-  case VIR_DOMAIN_PAUSED: return "paused";
-  case VIR_DOMAIN_SHUTDOWN: return "shutdown";
-  case VIR_DOMAIN_SHUTOFF: return "shutoff";
-  case VIR_DOMAIN_CRASHED: return "crashed";
-  case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
-  default: return "nostate";
-  }
+  switch (state)
+    {
+    case VIR_DOMAIN_RUNNING:
+      return "running";
+    case VIR_DOMAIN_BLOCKED:
+      return "blocked";
+    case VIR_DOMAIN_PAUSED:
+      return "paused";
+    case VIR_DOMAIN_SHUTDOWN:
+      return "shutdown";
+    case VIR_DOMAIN_SHUTOFF:
+      return "shutoff";
+    case VIR_DOMAIN_CRASHED:
+      return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED:
+      return "pmsuspended";
+    default:
+      return "nostate";
+    }
 }
 
 /* Name, uuid and spec of DOM; AGENT_ERROR_NOT_DROVER for other domains. */
@@ -37,15 +48,16 @@ status_new (virDomainPtr dom, GError **error)
   char uuid[VIR_UUID_STRING_BUFLEN] = "";
 
   drover__v1__vm_status__init (status);
-  if (!xml) {
-    agent_libvirt_error (error, "cannot read the XML of domain %s",
-                         virDomainGetName (dom));
-    return NULL;
-  }
+  if (!xml)
+    {
+      agent_libvirt_error (error, "cannot read the XML of domain %s",
+                           virDomainGetName (dom));
+      return NULL;
+    }
   status->spec = agent_domain_xml_parse (xml, error);
   if (!status->spec)
     return NULL;
-  (void) virDomainGetUUIDString (dom, uuid);
+  (void)virDomainGetUUIDString (dom, uuid);
   status->name = agent_msg_strdup (virDomainGetName (dom));
   status->uuid = agent_msg_strdup (uuid);
   status->vcpus = status->spec->vcpus;
@@ -61,16 +73,19 @@ agent_vm_status_from_domain (virDomainPtr dom, GError **error)
 
   if (!status)
     return NULL;
-  if (virDomainGetInfo (dom, &info) < 0) {
-    agent_libvirt_error (error, "cannot read the state of VM %s", status->name);
-    return NULL;
-  }
+  if (virDomainGetInfo (dom, &info) < 0)
+    {
+      agent_libvirt_error (error, "cannot read the state of VM %s",
+                           status->name);
+      return NULL;
+    }
   status->state = agent_msg_strdup (agent_domain_state_string (info.state));
   status->cpu_time_ns = info.cpuTime;
-  if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED) {
-    status->vcpus = info.nrVirtCpu;
-    status->memory = (guint64) info.memory * 1024;
-  }
+  if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED)
+    {
+      status->vcpus = info.nrVirtCpu;
+      status->memory = (guint64)info.memory * 1024;
+    }
   return g_steal_pointer (&status);
 }
 
@@ -79,7 +94,8 @@ agent_stats_new (void)
 {
   AgentStats *stats = g_new0 (AgentStats, 1);
 
-  stats->samples = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  stats->samples
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return stats;
 }
 
@@ -113,11 +129,12 @@ param_sum (virTypedParameterPtr params, int n, const char *prefix,
   *sum = 0;
   if (virTypedParamsGetUInt (params, n, count_name, &count) <= 0 || count == 0)
     return FALSE;
-  for (unsigned int i = 0; i < count; i++) {
-    g_autofree char *name = g_strdup_printf ("%s.%u.%s", prefix, i, field);
+  for (unsigned int i = 0; i < count; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s.%u.%s", prefix, i, field);
 
-    *sum += param_ull (params, n, name);
-  }
+      *sum += param_ull (params, n, name);
+    }
   return TRUE;
 }
 
@@ -131,38 +148,45 @@ apply_record (AgentStats *stats, Drover__V1__VmStatus *status,
   gint64 now = g_get_monotonic_time ();
   CpuSample *sample;
 
-  if (virTypedParamsGetInt (rec->params, rec->nparams, "state.state", &state) <= 0)
+  if (virTypedParamsGetInt (rec->params, rec->nparams, "state.state", &state)
+      <= 0)
     state = VIR_DOMAIN_NOSTATE;
   status->state = agent_msg_strdup (agent_domain_state_string (state));
   status->cpu_time_ns = param_ull (rec->params, rec->nparams, "cpu.time");
-  if (virTypedParamsGetUInt (rec->params, rec->nparams, "vcpu.current", &vcpus) > 0 &&
-      vcpus > 0)
+  if (virTypedParamsGetUInt (rec->params, rec->nparams, "vcpu.current", &vcpus)
+          > 0
+      && vcpus > 0)
     status->vcpus = vcpus;
   balloon = param_ull (rec->params, rec->nparams, "balloon.current");
   if (balloon > 0)
     status->memory = balloon * 1024;
-  status->has_disk = param_sum (rec->params, rec->nparams, "block", "rd.bytes", &rd);
-  (void) param_sum (rec->params, rec->nparams, "block", "wr.bytes", &wr);
+  status->has_disk
+      = param_sum (rec->params, rec->nparams, "block", "rd.bytes", &rd);
+  (void)param_sum (rec->params, rec->nparams, "block", "wr.bytes", &wr);
   status->disk_rd_bytes = rd;
   status->disk_wr_bytes = wr;
-  status->has_net = param_sum (rec->params, rec->nparams, "net", "rx.bytes", &rx);
-  (void) param_sum (rec->params, rec->nparams, "net", "tx.bytes", &tx);
+  status->has_net
+      = param_sum (rec->params, rec->nparams, "net", "rx.bytes", &rx);
+  (void)param_sum (rec->params, rec->nparams, "net", "tx.bytes", &tx);
   status->net_rx_bytes = rx;
   status->net_tx_bytes = tx;
 
   /* cpu_percent: CPU time used since the previous collection over the
    * wall time between them; 0 for the first sample or after a restart. */
   sample = g_hash_table_lookup (stats->samples, status->uuid);
-  if (sample && now > sample->when_us && status->cpu_time_ns >= sample->cpu_time_ns) {
-    double cpu_ns = (double) (status->cpu_time_ns - sample->cpu_time_ns);
-    double wall_ns = (double) (now - sample->when_us) * 1000.0;
+  if (sample && now > sample->when_us
+      && status->cpu_time_ns >= sample->cpu_time_ns)
+    {
+      double cpu_ns = (double)(status->cpu_time_ns - sample->cpu_time_ns);
+      double wall_ns = (double)(now - sample->when_us) * 1000.0;
 
-    status->cpu_percent = 100.0 * cpu_ns / wall_ns;
-  }
-  if (!sample) {
-    sample = g_new0 (CpuSample, 1);
-    g_hash_table_insert (stats->samples, g_strdup (status->uuid), sample);
-  }
+      status->cpu_percent = 100.0 * cpu_ns / wall_ns;
+    }
+  if (!sample)
+    {
+      sample = g_new0 (CpuSample, 1);
+      g_hash_table_insert (stats->samples, g_strdup (status->uuid), sample);
+    }
   sample->cpu_time_ns = status->cpu_time_ns;
   sample->when_us = now;
   sample->seen = TRUE;
@@ -181,30 +205,33 @@ sample_not_seen (gpointer key, gpointer value, gpointer data)
 GPtrArray *
 agent_stats_collect (AgentStats *stats, virConnectPtr conn, GError **error)
 {
-  g_autoptr (GPtrArray) result = g_ptr_array_new_with_free_func (agent_msg_free);
+  g_autoptr (GPtrArray) result
+      = g_ptr_array_new_with_free_func (agent_msg_free);
   virDomainStatsRecordPtr *records = NULL;
   int n;
-  unsigned int groups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL |
-                        VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_VCPU |
-                        VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
+  unsigned int groups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL
+                        | VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_VCPU
+                        | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
 
   /* Without ENFORCE_STATS, groups a driver lacks are simply absent. */
   n = virConnectGetAllDomainStats (conn, groups, &records, 0);
-  if (n < 0) {
-    agent_libvirt_error (error, "cannot read domain statistics");
-    return NULL;
-  }
-  for (int i = 0; i < n; i++) {
-    g_autoptr (GError) local = NULL;
-    Drover__V1__VmStatus *status = status_new (records[i]->dom, &local);
+  if (n < 0)
+    {
+      agent_libvirt_error (error, "cannot read domain statistics");
+      return NULL;
+    }
+  for (int i = 0; i < n; i++)
+    {
+      g_autoptr (GError) local = NULL;
+      Drover__V1__VmStatus *status = status_new (records[i]->dom, &local);
 
-    /* Foreign domains are not ours; a domain that vanished meanwhile
-     * will be gone from the next report too. */
-    if (!status)
-      continue;
-    apply_record (stats, status, records[i]);
-    g_ptr_array_add (result, status);
-  }
+      /* Foreign domains are not ours; a domain that vanished meanwhile
+       * will be gone from the next report too. */
+      if (!status)
+        continue;
+      apply_record (stats, status, records[i]);
+      g_ptr_array_add (result, status);
+    }
   virDomainStatsRecordListFree (records);
   g_hash_table_foreach_remove (stats->samples, sample_not_seen, NULL);
   return g_steal_pointer (&result);

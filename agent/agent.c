@@ -32,15 +32,16 @@ config_clear (AgentConfig *config)
 static gboolean
 make_dir (const char *path, GError **error)
 {
-  if (g_mkdir_with_parents (path, 0755) < 0) {
-    int saved = errno;
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                 "cannot create directory %s: %s", path, g_strerror (saved));
-    return FALSE;
-  }
+  if (g_mkdir_with_parents (path, 0755) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot create directory %s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
   /* QEMU runs as root in the local cluster, but must still reach the
    * files if it does not: 0755 whatever the umask. */
-  (void) g_chmod (path, 0755);
+  (void)g_chmod (path, 0755);
   return TRUE;
 }
 
@@ -65,33 +66,42 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
   g_autoptr (Agent) agent = NULL;
   g_autoptr (GError) local = NULL;
 
-  if (!proto_name_validate ("host", config->name, &local)) {
-    g_propagate_error (error, g_steal_pointer (&local));
-    return NULL;
-  }
-  if (!config->listen || !config->libvirt_uri || !config->data_dir) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "listen address, libvirt URI and data directory are required");
-    return NULL;
-  }
-  if (!config->insecure == !config->tls_dir) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "exactly one of a TLS directory and insecure mode is required");
-    return NULL;
-  }
-  if (!g_path_is_absolute (config->data_dir)) {
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                 "data directory %s is not an absolute path", config->data_dir);
-    return NULL;
-  }
+  if (!proto_name_validate ("host", config->name, &local))
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  if (!config->listen || !config->libvirt_uri || !config->data_dir)
+    {
+      g_set_error_literal (
+          error, AGENT_ERROR, AGENT_ERROR_INVALID,
+          "listen address, libvirt URI and data directory are required");
+      return NULL;
+    }
+  if (!config->insecure == !config->tls_dir)
+    {
+      g_set_error_literal (
+          error, AGENT_ERROR, AGENT_ERROR_INVALID,
+          "exactly one of a TLS directory and insecure mode is required");
+      return NULL;
+    }
+  if (!g_path_is_absolute (config->data_dir))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "data directory %s is not an absolute path",
+                   config->data_dir);
+      return NULL;
+    }
 
   if (!ctx)
     ctx = g_main_context_get_thread_default ();
-  if (!ctx || ctx == g_main_context_default ()) {
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "the agent needs a GMainContext of its own, not the global default");
-    return NULL;
-  }
+  if (!ctx || ctx == g_main_context_default ())
+    {
+      g_set_error_literal (
+          error, AGENT_ERROR, AGENT_ERROR_INVALID,
+          "the agent needs a GMainContext of its own, not the global default");
+      return NULL;
+    }
 
   xmlInitParser ();
   agent = g_new0 (Agent, 1);
@@ -106,15 +116,17 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
   g_mutex_init (&agent->lock);
 
   if (config->accel == AGENT_ACCEL_KVM && !agent_kvm_usable ())
-    g_message ("--accel kvm given but /dev/kvm is not usable; guests will fail to start");
-  if (!make_dir (config->data_dir, error) || !make_dir (agent->disk_dir, error) ||
-      !make_dir (agent->console_dir, error))
+    g_message ("--accel kvm given but /dev/kvm is not usable; guests will fail "
+               "to start");
+  if (!make_dir (config->data_dir, error) || !make_dir (agent->disk_dir, error)
+      || !make_dir (agent->console_dir, error))
     return NULL;
-  if (config->tls_dir) {
-    agent->tls = proto_tls_load (config->tls_dir, error);
-    if (!agent->tls)
-      return NULL;
-  }
+  if (config->tls_dir)
+    {
+      agent->tls = proto_tls_load (config->tls_dir, error);
+      if (!agent->tls)
+        return NULL;
+    }
   return g_steal_pointer (&agent);
 }
 
@@ -131,10 +143,13 @@ agent_start (Agent *agent, GError **error)
 
   agent->server = proto_server_new (agent->ctx);
   agent_service_register (agent, agent->server);
-  if (!proto_server_start (agent->server, agent->config.listen, agent->tls, error)) {
-    g_prefix_error (error, "cannot serve AgentService on %s: ", agent->config.listen);
-    return FALSE;
-  }
+  if (!proto_server_start (agent->server, agent->config.listen, agent->tls,
+                           error))
+    {
+      g_prefix_error (
+          error, "cannot serve AgentService on %s: ", agent->config.listen);
+      return FALSE;
+    }
   g_message ("agent %s serving on %s, port %d (%s, accel %s, libvirt %s)",
              agent->config.name, agent->config.listen, agent_get_port (agent),
              agent->tls ? "mutual TLS" : "insecure",

@@ -11,37 +11,40 @@ G_BEGIN_DECLS
 GQuark agent_error_quark (void);
 
 /* Each code maps to one gRPC status (agent_error_to_status). */
-typedef enum {
-  AGENT_ERROR_FAILED,        /* INTERNAL */
-  AGENT_ERROR_INVALID,       /* INVALID_ARGUMENT */
-  AGENT_ERROR_NOT_FOUND,     /* NOT_FOUND */
-  AGENT_ERROR_EXISTS,        /* ALREADY_EXISTS */
-  AGENT_ERROR_PRECONDITION,  /* FAILED_PRECONDITION: wrong state for that */
-  AGENT_ERROR_NO_RESOURCES,  /* RESOURCE_EXHAUSTED: memory or disk */
-  AGENT_ERROR_BUSY,          /* ABORTED: another operation on that VM */
-  AGENT_ERROR_UNAVAILABLE,   /* UNAVAILABLE: libvirt is not connected */
-  AGENT_ERROR_NOT_DROVER,    /* a domain without Drover metadata */
+typedef enum
+{
+  AGENT_ERROR_FAILED,       /* INTERNAL */
+  AGENT_ERROR_INVALID,      /* INVALID_ARGUMENT */
+  AGENT_ERROR_NOT_FOUND,    /* NOT_FOUND */
+  AGENT_ERROR_EXISTS,       /* ALREADY_EXISTS */
+  AGENT_ERROR_PRECONDITION, /* FAILED_PRECONDITION: wrong state for that */
+  AGENT_ERROR_NO_RESOURCES, /* RESOURCE_EXHAUSTED: memory or disk */
+  AGENT_ERROR_BUSY,         /* ABORTED: another operation on that VM */
+  AGENT_ERROR_UNAVAILABLE,  /* UNAVAILABLE: libvirt is not connected */
+  AGENT_ERROR_NOT_DROVER,   /* a domain without Drover metadata */
 } AgentError;
 
-typedef enum {
-  AGENT_ACCEL_AUTO,  /* kvm when /dev/kvm is usable, else tcg */
-  AGENT_ACCEL_KVM,   /* <domain type='kvm'> */
-  AGENT_ACCEL_TCG,   /* <domain type='qemu'> */
-  AGENT_ACCEL_TEST,  /* <domain type='test'>: libvirt's test driver only */
+typedef enum
+{
+  AGENT_ACCEL_AUTO, /* kvm when /dev/kvm is usable, else tcg */
+  AGENT_ACCEL_KVM,  /* <domain type='kvm'> */
+  AGENT_ACCEL_TCG,  /* <domain type='qemu'> */
+  AGENT_ACCEL_TEST, /* <domain type='test'>: libvirt's test driver only */
 } AgentAccel;
 
 /* Parses "kvm", "tcg" or "auto" (and "test", for test:///default). */
 gboolean agent_accel_parse (const char *str, AgentAccel *accel, GError **error);
 const char *agent_accel_to_string (AgentAccel accel);
 
-typedef struct {
-  char *name;           /* host name, proto_name_validate rules */
-  char *listen;         /* AgentService address, "127.0.0.2:7401" */
-  char *scheduler;      /* scheduler address; NULL: do not report (tests) */
+typedef struct
+{
+  char *name;      /* host name, proto_name_validate rules */
+  char *listen;    /* AgentService address, "127.0.0.2:7401" */
+  char *scheduler; /* scheduler address; NULL: do not report (tests) */
   char *libvirt_uri;
   AgentAccel accel;
   char *data_dir;
-  char *tls_dir;        /* ca.pem, cert.pem, key.pem; NULL with insecure */
+  char *tls_dir; /* ca.pem, cert.pem, key.pem; NULL with insecure */
   gboolean insecure;
   guint report_interval_ms; /* used when the scheduler names none; 0 = 5000 */
 } AgentConfig;

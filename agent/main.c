@@ -31,20 +31,27 @@ main (int argc, char **argv)
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
   gboolean insecure = FALSE;
   int report_interval_ms = 0;
-  GOptionEntry entries[] = {
-    { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
-    { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "AgentService address", "ADDR:PORT" },
-    { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler, "Scheduler address", "ADDR:PORT" },
-    { "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &uri, "libvirt connection URI", "URI" },
-    { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Guest accelerator", "kvm|tcg|auto" },
-    { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir, "Disks and console logs", "DIR" },
-    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir, "ca.pem, cert.pem, key.pem", "DIR" },
-    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS (local testing only)", NULL },
-    { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
-      "Report interval when the scheduler gives none", "MS" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) opts = g_option_context_new ("- Drover node agent");
+  GOptionEntry entries[]
+      = { { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
+          { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
+            "AgentService address", "ADDR:PORT" },
+          { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler,
+            "Scheduler address", "ADDR:PORT" },
+          { "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &uri,
+            "libvirt connection URI", "URI" },
+          { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Guest accelerator",
+            "kvm|tcg|auto" },
+          { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir,
+            "Disks and console logs", "DIR" },
+          { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
+            "ca.pem, cert.pem, key.pem", "DIR" },
+          { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
+            "No TLS (local testing only)", NULL },
+          { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
+            "Report interval when the scheduler gives none", "MS" },
+          { NULL } };
+  g_autoptr (GOptionContext) opts
+      = g_option_context_new ("- Drover node agent");
   g_autoptr (GError) error = NULL;
   g_autoptr (GMainLoop) loop = NULL;
   g_autoptr (GMainContext) ctx = NULL;
@@ -55,24 +62,30 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (opts, entries, NULL);
   if (!g_option_context_parse (opts, &argc, &argv, &error))
     goto fail;
-  if (!name || !listen || !scheduler || !uri || !accel || !data_dir) {
-    g_printerr ("drover-agent: --name, --listen, --scheduler, --libvirt-uri, --accel "
-                "and --data-dir are required\n");
-    return EXIT_FAILURE;
-  }
-  if (!tls_dir == !insecure) {
-    g_printerr ("drover-agent: give exactly one of --tls-dir DIR and --insecure\n");
-    return EXIT_FAILURE;
-  }
-  if (report_interval_ms < 0) {
-    g_printerr ("drover-agent: --report-interval-ms must be positive\n");
-    return EXIT_FAILURE;
-  }
-  if (!agent_accel_parse (accel, &config.accel, &error) ||
-      config.accel == AGENT_ACCEL_TEST) {
-    g_printerr ("drover-agent: --accel must be kvm, tcg or auto\n");
-    return EXIT_FAILURE;
-  }
+  if (!name || !listen || !scheduler || !uri || !accel || !data_dir)
+    {
+      g_printerr (
+          "drover-agent: --name, --listen, --scheduler, --libvirt-uri, --accel "
+          "and --data-dir are required\n");
+      return EXIT_FAILURE;
+    }
+  if (!tls_dir == !insecure)
+    {
+      g_printerr (
+          "drover-agent: give exactly one of --tls-dir DIR and --insecure\n");
+      return EXIT_FAILURE;
+    }
+  if (report_interval_ms < 0)
+    {
+      g_printerr ("drover-agent: --report-interval-ms must be positive\n");
+      return EXIT_FAILURE;
+    }
+  if (!agent_accel_parse (accel, &config.accel, &error)
+      || config.accel == AGENT_ACCEL_TEST)
+    {
+      g_printerr ("drover-agent: --accel must be kvm, tcg or auto\n");
+      return EXIT_FAILURE;
+    }
   config.name = name;
   config.listen = listen;
   config.scheduler = scheduler;

@@ -335,11 +335,40 @@ mig_channel_creds_unref (MigChannelCreds *creds)
   g_free (creds);
 }
 
+/* A GTlsServerConnection hands every client certificate to
+ * accept-certificate, even one that verified; accept exactly those the
+ * database verified without any error. */
+static gboolean
+server_accept_certificate (GTlsConnection *conn, GTlsCertificate *peer,
+                           GTlsCertificateFlags errors, gpointer user_data)
+{
+  GTlsCertificateFlags *seen = user_data;
+  *seen = errors;
+  return errors == 0;
+}
+
+static const char *
+cert_flags_reason (GTlsCertificateFlags flags)
+{
+  if (flags & G_TLS_CERTIFICATE_UNKNOWN_CA)
+    return "client certificate is not signed by our CA";
+  if (flags & G_TLS_CERTIFICATE_EXPIRED)
+    return "client certificate expired";
+  if (flags & G_TLS_CERTIFICATE_NOT_ACTIVATED)
+    return "client certificate not yet valid";
+  if (flags & G_TLS_CERTIFICATE_REVOKED)
+    return "client certificate revoked";
+  return "client certificate rejected";
+}
+
 GIOStream *
 mig_channel_creds_server_handshake (MigChannelCreds *creds, GIOStream *base,
                                     GCancellable *cancellable, GError **error)
 {
   g_autoptr (GIOStream) tls = NULL;
+  GTlsCertificateFlags seen = 0;
+  gulong handler;
+  gboolean ok;
 
   tls = G_IO_STREAM (g_tls_server_connection_new (base, creds->cert, error));
   if (tls == NULL)
@@ -348,8 +377,18 @@ mig_channel_creds_server_handshake (MigChannelCreds *creds, GIOStream *base,
   g_object_set (tls, "authentication-mode", G_TLS_AUTHENTICATION_REQUIRED,
                 NULL);
   g_tls_connection_set_database (G_TLS_CONNECTION (tls), creds->ca);
-  if (!g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, error))
-    return NULL;
+  handler = g_signal_connect (tls, "accept-certificate",
+                              G_CALLBACK (server_accept_certificate), &seen);
+  ok = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable,
+                                   error);
+  g_signal_handler_disconnect (tls, handler);
+  if (!ok)
+    {
+      if (seen != 0)
+        g_prefix_error (error, "%s (flags 0x%x): ", cert_flags_reason (seen),
+                        seen);
+      return NULL;
+    }
   return g_steal_pointer (&tls);
 }
 
@@ -372,6 +411,8 @@ mig_transport_connect (MigChannelCreds *creds, const char *host, guint16 port,
   g_autoptr (GSocketConnection) conn = NULL;
   g_autoptr (GIOStream) tls = NULL;
 
+  /* Agent to agent, always direct: no proxy lookup (libproxy, dconf). */
+  g_socket_client_set_enable_proxy (client, FALSE);
   conn = g_socket_client_connect (client, addr, cancellable, error);
   if (conn == NULL)
     {

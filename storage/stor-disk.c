@@ -8,7 +8,7 @@
 
 #include "proto.h"
 
-G_DEFINE_QUARK (drover-stor-error-quark, stor_error)
+G_DEFINE_QUARK (drover - stor - error - quark, stor_error)
 
 char *
 stor_disk_path (const char *data_dir, const char *name, GError **error)
@@ -17,11 +17,12 @@ stor_disk_path (const char *data_dir, const char *name, GError **error)
   g_autofree char *file = NULL;
 
   /* The name check is what keeps the path inside DATA_DIR/disks. */
-  if (!proto_name_validate ("VM", name, &local)) {
-    g_set_error_literal (error, STOR_ERROR, STOR_ERROR_INVALID_NAME,
-                         local->message);
-    return NULL;
-  }
+  if (!proto_name_validate ("VM", name, &local))
+    {
+      g_set_error_literal (error, STOR_ERROR, STOR_ERROR_INVALID_NAME,
+                           local->message);
+      return NULL;
+    }
   file = g_strconcat (name, ".qcow2", NULL);
   return g_build_filename (data_dir, "disks", file, NULL);
 }
@@ -31,16 +32,17 @@ stor_fs_space (const char *dir, guint64 *total, guint64 *avail, GError **error)
 {
   struct statvfs st;
 
-  if (statvfs (dir, &st) < 0) {
-    int saved = errno;
-    g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                 "cannot stat filesystem of %s: %s", dir, g_strerror (saved));
-    return FALSE;
-  }
+  if (statvfs (dir, &st) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "cannot stat filesystem of %s: %s", dir, g_strerror (saved));
+      return FALSE;
+    }
   if (total)
-    *total = (guint64) st.f_blocks * st.f_frsize;
+    *total = (guint64)st.f_blocks * st.f_frsize;
   if (avail)
-    *avail = (guint64) st.f_bavail * st.f_frsize;
+    *avail = (guint64)st.f_bavail * st.f_frsize;
   return TRUE;
 }
 
@@ -61,58 +63,67 @@ stor_disk_create (const char *path, guint64 size, GError **error)
   g_autoptr (GError) local = NULL;
   guint64 avail = 0, need;
   int status = 0;
-  const char *argv[] = { "qemu-img", "create", "-f", "qcow2", "-q",
-                         path, size_str, NULL };
+  const char *argv[]
+      = { "qemu-img", "create", "-f", "qcow2", "-q", path, size_str, NULL };
 
-  if (size == 0) {
-    g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                 "refusing to create an empty disk at %s", path);
-    return FALSE;
-  }
-  if (g_file_test (path, G_FILE_TEST_EXISTS)) {
-    g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
-                 "disk image %s already exists", path);
-    return FALSE;
-  }
+  if (size == 0)
+    {
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "refusing to create an empty disk at %s", path);
+      return FALSE;
+    }
+  if (g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
+                   "disk image %s already exists", path);
+      return FALSE;
+    }
   if (!stor_fs_space (dir, NULL, &avail, error))
     return FALSE;
   need = stor_disk_space_needed (size);
-  if (avail < need) {
-    g_autofree char *need_s = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
-    g_autofree char *have_s = g_format_size_full (avail, G_FORMAT_SIZE_IEC_UNITS);
-    g_set_error (error, STOR_ERROR, STOR_ERROR_NO_SPACE,
-                 "not enough space in %s: need %s, have %s", dir, need_s, have_s);
-    return FALSE;
-  }
+  if (avail < need)
+    {
+      g_autofree char *need_s
+          = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *have_s
+          = g_format_size_full (avail, G_FORMAT_SIZE_IEC_UNITS);
+      g_set_error (error, STOR_ERROR, STOR_ERROR_NO_SPACE,
+                   "not enough space in %s: need %s, have %s", dir, need_s,
+                   have_s);
+      return FALSE;
+    }
 
   /* An argv vector, no shell: PATH is never interpreted. */
-  if (!g_spawn_sync (NULL, (char **) argv, NULL,
-                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-                     NULL, NULL, NULL, &err_out, &status, &local)) {
-    g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                 "cannot run qemu-img: %s", local->message);
-    return FALSE;
-  }
-  if (!g_spawn_check_wait_status (status, &local)) {
-    /* qemu-img may have written part of the file: take it away again. */
-    (void) g_unlink (path);
-    g_strchomp (err_out);
-    g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                 "qemu-img create %s failed (%s)%s%s", path, local->message,
-                 *err_out ? ": " : "", err_out);
-    return FALSE;
-  }
+  if (!g_spawn_sync (NULL, (char **)argv, NULL,
+                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                     NULL, NULL, &err_out, &status, &local))
+    {
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "cannot run qemu-img: %s", local->message);
+      return FALSE;
+    }
+  if (!g_spawn_check_wait_status (status, &local))
+    {
+      /* qemu-img may have written part of the file: take it away again. */
+      (void)g_unlink (path);
+      g_strchomp (err_out);
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "qemu-img create %s failed (%s)%s%s", path, local->message,
+                   *err_out ? ": " : "", err_out);
+      return FALSE;
+    }
   return TRUE;
 }
 
 gboolean
 stor_disk_remove (const char *path, GError **error)
 {
-  if (g_unlink (path) < 0 && errno != ENOENT) {
-    int saved = errno;
-    g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                 "cannot remove disk image %s: %s", path, g_strerror (saved));
-    return FALSE;
-  }
+  if (g_unlink (path) < 0 && errno != ENOENT)
+    {
+      int saved = errno;
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "cannot remove disk image %s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
   return TRUE;
 }

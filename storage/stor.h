@@ -8,7 +8,8 @@ G_BEGIN_DECLS
 #define STOR_ERROR (stor_error_quark ())
 GQuark stor_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   STOR_ERROR_FAILED,       /* qemu-img or the filesystem failed */
   STOR_ERROR_INVALID_NAME, /* name fails proto_name_validate */
   STOR_ERROR_EXISTS,       /* refusing to overwrite an existing image */

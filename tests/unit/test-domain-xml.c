@@ -10,14 +10,14 @@ make_spec (const char *name, const char *cmdline)
 {
   Drover__V1__VmSpec base = DROVER__V1__VM_SPEC__INIT;
 
-  base.name = (char *) name;
+  base.name = (char *)name;
   base.vcpus = 2;
   base.memory = 256 * 1024 * 1024;
   base.disk = 1024 * 1024 * 1024;
-  base.kernel = (char *) "/boot/vmlinuz";
-  base.initrd = (char *) "/boot/initrd.img";
-  base.cmdline = (char *) cmdline;
-  base.accel = (char *) "tcg";
+  base.kernel = (char *)"/boot/vmlinuz";
+  base.initrd = (char *)"/boot/initrd.img";
+  base.cmdline = (char *)cmdline;
+  base.accel = (char *)"tcg";
   return agent_vm_spec_copy (&base);
 }
 
@@ -37,13 +37,13 @@ assert_spec_equal (const Drover__V1__VmSpec *a, const Drover__V1__VmSpec *b)
 static void
 test_round_trip (void)
 {
-  g_autoptr (Drover__V1__VmSpec) spec = make_spec ("web-1", "console=ttyS0 quiet");
+  g_autoptr (Drover__V1__VmSpec) spec
+      = make_spec ("web-1", "console=ttyS0 quiet");
   g_autoptr (Drover__V1__VmSpec) back = NULL;
   g_autoptr (GError) error = NULL;
-  g_autofree char *xml = agent_domain_xml_build (spec, AGENT_ACCEL_TCG,
-                                                 "/data/disks/web-1.qcow2",
-                                                 "/data/console/web-1.log",
-                                                 &error);
+  g_autofree char *xml = agent_domain_xml_build (
+      spec, AGENT_ACCEL_TCG, "/data/disks/web-1.qcow2",
+      "/data/console/web-1.log", &error);
 
   g_assert_no_error (error);
   g_assert_nonnull (xml);
@@ -53,10 +53,12 @@ test_round_trip (void)
   g_assert_nonnull (strstr (xml, "<kernel>/boot/vmlinuz</kernel>"));
   g_assert_nonnull (strstr (xml, "<target dev=\"vda\" bus=\"virtio\"/>"));
   g_assert_nonnull (strstr (xml, "<driver name=\"qemu\" type=\"qcow2\"/>"));
-  g_assert_nonnull (strstr (xml, "<source path=\"/data/console/web-1.log\" append=\"on\"/>"));
+  g_assert_nonnull (
+      strstr (xml, "<source path=\"/data/console/web-1.log\" append=\"on\"/>"));
   g_assert_nonnull (strstr (xml, "<target type=\"serial\" port=\"0\"/>"));
   g_assert_nonnull (strstr (xml, "<on_poweroff>destroy</on_poweroff>"));
-  g_assert_nonnull (strstr (xml, "xmlns:drover=\"https://drover.dev/xmlns/vm/1\""));
+  g_assert_nonnull (
+      strstr (xml, "xmlns:drover=\"https://drover.dev/xmlns/vm/1\""));
   g_assert_null (strstr (xml, "graphics"));
 
   back = agent_domain_xml_parse (xml, &error);
@@ -73,16 +75,18 @@ test_types_and_no_disk (void)
   g_autofree char *kvm = NULL;
   g_autofree char *test = NULL;
 
-  kvm = agent_domain_xml_build (spec, AGENT_ACCEL_KVM, "/d/a.qcow2", "/c/a.log", &error);
+  kvm = agent_domain_xml_build (spec, AGENT_ACCEL_KVM, "/d/a.qcow2", "/c/a.log",
+                                &error);
   g_assert_no_error (error);
   g_assert_nonnull (strstr (kvm, "<domain type=\"kvm\">"));
 
   spec->disk = 0;
   g_free (spec->kernel);
-  spec->kernel = (char *) protobuf_c_empty_string;
+  spec->kernel = (char *)protobuf_c_empty_string;
   g_free (spec->initrd);
-  spec->initrd = (char *) protobuf_c_empty_string;
-  test = agent_domain_xml_build (spec, AGENT_ACCEL_TEST, NULL, "/c/a.log", &error);
+  spec->initrd = (char *)protobuf_c_empty_string;
+  test = agent_domain_xml_build (spec, AGENT_ACCEL_TEST, NULL, "/c/a.log",
+                                 &error);
   g_assert_no_error (error);
   g_assert_nonnull (strstr (test, "<domain type=\"test\">"));
   g_assert_null (strstr (test, "<disk"));
@@ -94,15 +98,16 @@ test_types_and_no_disk (void)
 
   /* A disk without a path is a caller bug, refused. */
   spec->disk = 1;
-  g_assert_null (agent_domain_xml_build (spec, AGENT_ACCEL_TCG, NULL, "/c/a.log", &error));
+  g_assert_null (
+      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, NULL, "/c/a.log", &error));
   g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
 }
 
 static void
 test_hostile_strings (void)
 {
-  const char *hostile =
-    "a='x' b=\"y\" </cmdline><kernel>/evil</kernel> &amp; & ]]> <!-- <![CDATA[ z";
+  const char *hostile = "a='x' b=\"y\" </cmdline><kernel>/evil</kernel> &amp; "
+                        "& ]]> <!-- <![CDATA[ z";
   g_autoptr (Drover__V1__VmSpec) spec = make_spec ("h", hostile);
   g_autoptr (Drover__V1__VmSpec) back = NULL;
   g_autoptr (GError) error = NULL;
@@ -112,7 +117,8 @@ test_hostile_strings (void)
 
   g_free (spec->accel);
   spec->accel = g_strdup ("<accel>&\"'");
-  xml = agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d/h.qcow2", "/c/h's \"log\" & <x>.log", &error);
+  xml = agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d/h.qcow2",
+                                "/c/h's \"log\" & <x>.log", &error);
   g_assert_no_error (error);
   /* Exactly one real <kernel> element in <os> and one in the metadata. */
   for (p = xml; (p = strstr (p, "<kernel>")); p++)
@@ -132,12 +138,14 @@ test_hostile_strings (void)
   /* Control characters cannot be carried by XML: refused up front. */
   g_free (spec->cmdline);
   spec->cmdline = g_strdup ("console=ttyS0\x01");
-  g_assert_null (agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
+  g_assert_null (
+      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
   g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
   g_clear_error (&error);
   g_free (spec->cmdline);
   spec->cmdline = g_strdup ("bad utf8 \xff\xfe");
-  g_assert_null (agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
+  g_assert_null (
+      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
   g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
   g_clear_error (&error);
 
@@ -146,26 +154,31 @@ test_hostile_strings (void)
   spec->cmdline = g_strdup ("");
   g_free (spec->name);
   spec->name = g_strdup ("Bad/..");
-  g_assert_null (agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
+  g_assert_null (
+      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
   g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
 }
 
 static void
 test_parse_foreign (void)
 {
-  static const char foreign[] =
-    "<domain type='kvm'><name>other</name><memory unit='KiB'>1024</memory>"
-    "<vcpu>1</vcpu><metadata><x:vm xmlns:x='https://example.com/vm'/>"
-    "<vm/></metadata></domain>";
-  static const char libvirt_units[] =
-    "<domain type='qemu'><name>m</name><memory unit='MiB'>64</memory>"
-    "<vcpu placement='static'>3</vcpu><metadata>"
-    "<drover:vm xmlns:drover='https://drover.dev/xmlns/vm/1'>"
-    "<drover:cmdline>x</drover:cmdline></drover:vm></metadata></domain>";
+  static const char foreign[]
+      = "<domain type='kvm'><name>other</name><memory unit='KiB'>1024</memory>"
+        "<vcpu>1</vcpu><metadata><x:vm xmlns:x='https://example.com/vm'/>"
+        "<vm/></metadata></domain>";
+  static const char libvirt_units[]
+      = "<domain type='qemu'><name>m</name><memory unit='MiB'>64</memory>"
+        "<vcpu placement='static'>3</vcpu><metadata>"
+        "<drover:vm xmlns:drover='https://drover.dev/xmlns/vm/1'>"
+        "<drover:cmdline>x</drover:cmdline></drover:vm></metadata></domain>";
   const char *garbage[] = {
-    "", "not xml", "<domain", "<other/>",
+    "",
+    "not xml",
+    "<domain",
+    "<other/>",
     "<domain><name>x</name></domain>", /* no memory, no metadata */
-    "<!DOCTYPE d [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><domain><name>&e;</name></domain>",
+    "<!DOCTYPE d [<!ENTITY e SYSTEM "
+    "'file:///etc/passwd'>]><domain><name>&e;</name></domain>",
     "<domain><name>x</name><memory unit='KiB'>lots</memory><metadata>"
     "<d:vm xmlns:d='https://drover.dev/xmlns/vm/1'/></metadata></domain>",
     "<domain><name>x</name><memory unit='parsecs'>1</memory><metadata>"
@@ -189,16 +202,17 @@ test_parse_foreign (void)
   g_assert_null (agent_domain_xml_parse (NULL, &error));
   g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
   g_clear_error (&error);
-  for (guint i = 0; i < G_N_ELEMENTS (garbage); i++) {
-    Drover__V1__VmSpec *bad = agent_domain_xml_parse (garbage[i], &error);
+  for (guint i = 0; i < G_N_ELEMENTS (garbage); i++)
+    {
+      Drover__V1__VmSpec *bad = agent_domain_xml_parse (garbage[i], &error);
 
-    g_assert_null (bad);
-    g_assert_nonnull (error);
-    g_assert_true (error->domain == AGENT_ERROR);
-    g_assert_true (error->code == AGENT_ERROR_INVALID ||
-                   error->code == AGENT_ERROR_NOT_DROVER);
-    g_clear_error (&error);
-  }
+      g_assert_null (bad);
+      g_assert_nonnull (error);
+      g_assert_true (error->domain == AGENT_ERROR);
+      g_assert_true (error->code == AGENT_ERROR_INVALID
+                     || error->code == AGENT_ERROR_NOT_DROVER);
+      g_clear_error (&error);
+    }
 }
 
 int
@@ -207,7 +221,8 @@ main (int argc, char **argv)
   xmlInitParser ();
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/agent/domain-xml/round-trip", test_round_trip);
-  g_test_add_func ("/agent/domain-xml/types-and-no-disk", test_types_and_no_disk);
+  g_test_add_func ("/agent/domain-xml/types-and-no-disk",
+                   test_types_and_no_disk);
   g_test_add_func ("/agent/domain-xml/hostile-strings", test_hostile_strings);
   g_test_add_func ("/agent/domain-xml/parse-foreign", test_parse_foreign);
   return g_test_run ();

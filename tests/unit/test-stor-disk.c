@@ -6,7 +6,8 @@
 
 #include "stor.h"
 
-typedef struct {
+typedef struct
+{
   char *dir;
 } Fixture;
 
@@ -52,7 +53,7 @@ qemu_img_info (const char *path)
   char *out = NULL;
   int status;
 
-  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH,
+  g_assert_true (g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH,
                                NULL, NULL, &out, NULL, &status, &error));
   g_assert_no_error (error);
   g_assert_true (g_spawn_check_wait_status (status, NULL));
@@ -64,7 +65,8 @@ test_create (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *path = stor_disk_path (f->dir, "vm-1", &error);
-  g_autofree char *expect = g_build_filename (f->dir, "disks", "vm-1.qcow2", NULL);
+  g_autofree char *expect
+      = g_build_filename (f->dir, "disks", "vm-1.qcow2", NULL);
   g_autofree char *info = NULL;
   g_autofree char *format = NULL;
   g_autofree char *vsize = NULL;
@@ -101,23 +103,29 @@ test_create (Fixture *f, gconstpointer data)
 static void
 test_bad_names (Fixture *f, gconstpointer data)
 {
-  const char *bad[] = { "", "a/b", "..", "../etc", "Bad", "x.qcow2", "a b",
-                        "0123456789012345678901234567890123456789012345678901234567890123" };
+  const char *bad[] = {
+    "",    "a/b",
+    "..",  "../etc",
+    "Bad", "x.qcow2",
+    "a b", "0123456789012345678901234567890123456789012345678901234567890123"
+  };
 
-  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
-    g_autoptr (GError) error = NULL;
-    g_autofree char *path = stor_disk_path (f->dir, bad[i], &error);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *path = stor_disk_path (f->dir, bad[i], &error);
 
-    g_assert_null (path);
-    g_assert_error (error, STOR_ERROR, STOR_ERROR_INVALID_NAME);
-  }
+      g_assert_null (path);
+      g_assert_error (error, STOR_ERROR, STOR_ERROR_INVALID_NAME);
+    }
 }
 
 static void
 test_no_space (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *path = g_build_filename (f->dir, "disks", "huge.qcow2", NULL);
+  g_autofree char *path
+      = g_build_filename (f->dir, "disks", "huge.qcow2", NULL);
   guint64 total = 0, avail = 0;
 
   g_assert_true (stor_fs_space (f->dir, &total, &avail, &error));
@@ -136,8 +144,10 @@ static void
 test_failure_leaves_nothing (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *path = g_build_filename (f->dir, "disks", "zero.qcow2", NULL);
-  g_autofree char *missing = g_build_filename (f->dir, "nodir", "x.qcow2", NULL);
+  g_autofree char *path
+      = g_build_filename (f->dir, "disks", "zero.qcow2", NULL);
+  g_autofree char *missing
+      = g_build_filename (f->dir, "nodir", "x.qcow2", NULL);
 
   g_assert_false (stor_disk_create (path, 0, &error));
   g_assert_error (error, STOR_ERROR, STOR_ERROR_FAILED);

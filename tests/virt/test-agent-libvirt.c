@@ -7,12 +7,13 @@
 
 #include "agent-private.h"
 
-typedef struct {
-  GMainContext *ctx;   /* ours: libvirt's thread iterates the default */
+typedef struct
+{
+  GMainContext *ctx; /* ours: libvirt's thread iterates the default */
   AgentLibvirt *lv;
   virConnectPtr conn;
   char *dir;
-  GPtrArray *events;   /* "name:event" strings */
+  GPtrArray *events; /* "name:event" strings */
   GThread *main_thread;
   gboolean wrong_thread;
 } Fixture;
@@ -66,12 +67,12 @@ make_spec (const char *name)
 {
   Drover__V1__VmSpec base = DROVER__V1__VM_SPEC__INIT;
 
-  base.name = (char *) name;
+  base.name = (char *)name;
   base.vcpus = 2;
   base.memory = 128 * 1024 * 1024;
-  base.cmdline = (char *) "console=ttyS0 <&'\">";
-  base.kernel = (char *) "/boot/vmlinuz";
-  base.accel = (char *) "tcg";
+  base.cmdline = (char *)"console=ttyS0 <&'\">";
+  base.kernel = (char *)"/boot/vmlinuz";
+  base.accel = (char *)"tcg";
   return agent_vm_spec_copy (&base);
 }
 
@@ -81,7 +82,8 @@ define_drover (Fixture *f, const char *name, AgentAccel accel)
   g_autoptr (Drover__V1__VmSpec) spec = make_spec (name);
   g_autoptr (GError) error = NULL;
   g_autofree char *console = g_build_filename (f->dir, "console.log", NULL);
-  g_autofree char *xml = agent_domain_xml_build (spec, accel, NULL, console, &error);
+  g_autofree char *xml
+      = agent_domain_xml_build (spec, accel, NULL, console, &error);
   virDomainPtr dom;
 
   g_assert_no_error (error);
@@ -119,7 +121,8 @@ test_host_info (Fixture *f, gconstpointer data)
   g_assert_true (info->kvm_usable == agent_kvm_usable ());
 
   g_clear_pointer (&info, agent_msg_free);
-  info = agent_host_info_collect (f->conn, "host-1", "x", AGENT_ACCEL_AUTO, f->dir, &error);
+  info = agent_host_info_collect (f->conn, "host-1", "x", AGENT_ACCEL_AUTO,
+                                  f->dir, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (info->accel, ==, agent_kvm_usable () ? "kvm" : "tcg");
 
@@ -136,44 +139,45 @@ test_lifecycle (Fixture *f, gconstpointer data)
 {
   AgentAccel accels[] = { AGENT_ACCEL_TEST, AGENT_ACCEL_TCG };
 
-  for (guint i = 0; i < G_N_ELEMENTS (accels); i++) {
-    g_autoptr (GError) error = NULL;
-    g_autoptr (virDomain) dom = define_drover (f, "life-1", accels[i]);
-    g_autoptr (Drover__V1__VmStatus) status = NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (accels); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (virDomain) dom = define_drover (f, "life-1", accels[i]);
+      g_autoptr (Drover__V1__VmStatus) status = NULL;
 
-    status = agent_vm_status_from_domain (dom, &error);
-    g_assert_no_error (error);
-    g_assert_cmpstr (status->name, ==, "life-1");
-    g_assert_cmpstr (status->state, ==, "shutoff");
-    g_assert_cmpstr (status->spec->cmdline, ==, "console=ttyS0 <&'\">");
-    g_assert_cmpuint (status->spec->memory, ==, 128 * 1024 * 1024);
-    g_assert_cmpint (strlen (status->uuid), ==, 36);
-    g_clear_pointer (&status, agent_msg_free);
+      status = agent_vm_status_from_domain (dom, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (status->name, ==, "life-1");
+      g_assert_cmpstr (status->state, ==, "shutoff");
+      g_assert_cmpstr (status->spec->cmdline, ==, "console=ttyS0 <&'\">");
+      g_assert_cmpuint (status->spec->memory, ==, 128 * 1024 * 1024);
+      g_assert_cmpint (strlen (status->uuid), ==, 36);
+      g_clear_pointer (&status, agent_msg_free);
 
-    g_assert_cmpint (virDomainCreate (dom), ==, 0);
-    status = agent_vm_status_from_domain (dom, &error);
-    g_assert_no_error (error);
-    g_assert_cmpstr (status->state, ==, "running");
-    g_assert_cmpuint (status->vcpus, ==, 2);
-    g_assert_cmpuint (status->memory, ==, 128 * 1024 * 1024);
-    g_clear_pointer (&status, agent_msg_free);
+      g_assert_cmpint (virDomainCreate (dom), ==, 0);
+      status = agent_vm_status_from_domain (dom, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (status->state, ==, "running");
+      g_assert_cmpuint (status->vcpus, ==, 2);
+      g_assert_cmpuint (status->memory, ==, 128 * 1024 * 1024);
+      g_clear_pointer (&status, agent_msg_free);
 
-    g_assert_cmpint (virDomainShutdown (dom), ==, 0);
-    status = agent_vm_status_from_domain (dom, &error);
-    g_assert_no_error (error);
-    g_assert_cmpstr (status->state, ==, "shutoff");
+      g_assert_cmpint (virDomainShutdown (dom), ==, 0);
+      status = agent_vm_status_from_domain (dom, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (status->state, ==, "shutoff");
 
-    g_assert_cmpint (virDomainUndefine (dom), ==, 0);
-    g_assert_null (virDomainLookupByName (f->conn, "life-1"));
-  }
+      g_assert_cmpint (virDomainUndefine (dom), ==, 0);
+      g_assert_null (virDomainLookupByName (f->conn, "life-1"));
+    }
 }
 
 static void
 test_drover_only (Fixture *f, gconstpointer data)
 {
-  static const char foreign_xml[] =
-    "<domain type='test'><name>foreign</name><memory>65536</memory>"
-    "<os><type>hvm</type></os></domain>";
+  static const char foreign_xml[]
+      = "<domain type='test'><name>foreign</name><memory>65536</memory>"
+        "<os><type>hvm</type></os></domain>";
   g_autoptr (GError) error = NULL;
   g_autoptr (AgentStats) stats = agent_stats_new ();
   g_autoptr (virDomain) a = define_drover (f, "vm-a", AGENT_ACCEL_TEST);
@@ -191,27 +195,32 @@ test_drover_only (Fixture *f, gconstpointer data)
   g_assert_null (st);
   g_assert_error (not_drover, AGENT_ERROR, AGENT_ERROR_NOT_DROVER);
 
-  for (int round = 0; round < 2; round++) {
-    g_clear_pointer (&vms, g_ptr_array_unref);
-    vms = agent_stats_collect (stats, f->conn, &error);
-    g_assert_no_error (error);
-    /* Neither the driver's own "test" domain nor "foreign". */
-    g_assert_cmpuint (vms->len, ==, 2);
-    for (guint i = 0; i < vms->len; i++) {
-      Drover__V1__VmStatus *s = vms->pdata[i];
+  for (int round = 0; round < 2; round++)
+    {
+      g_clear_pointer (&vms, g_ptr_array_unref);
+      vms = agent_stats_collect (stats, f->conn, &error);
+      g_assert_no_error (error);
+      /* Neither the driver's own "test" domain nor "foreign". */
+      g_assert_cmpuint (vms->len, ==, 2);
+      for (guint i = 0; i < vms->len; i++)
+        {
+          Drover__V1__VmStatus *s = vms->pdata[i];
 
-      if (strcmp (s->name, "vm-a") == 0) {
-        g_assert_cmpstr (s->state, ==, "running");
-      } else {
-        g_assert_cmpstr (s->name, ==, "vm-b");
-        g_assert_cmpstr (s->state, ==, "shutoff");
-      }
-      g_assert_cmpstr (s->spec->name, ==, s->name);
-      g_assert_cmpuint (s->spec->vcpus, ==, 2);
-      g_assert_cmpfloat (s->cpu_percent, >=, 0.0);
+          if (strcmp (s->name, "vm-a") == 0)
+            {
+              g_assert_cmpstr (s->state, ==, "running");
+            }
+          else
+            {
+              g_assert_cmpstr (s->name, ==, "vm-b");
+              g_assert_cmpstr (s->state, ==, "shutoff");
+            }
+          g_assert_cmpstr (s->spec->name, ==, s->name);
+          g_assert_cmpuint (s->spec->vcpus, ==, 2);
+          g_assert_cmpfloat (s->cpu_percent, >=, 0.0);
+        }
+      g_usleep (20 * 1000);
     }
-    g_usleep (20 * 1000);
-  }
 
   g_assert_cmpint (virDomainDestroy (a), ==, 0);
   g_assert_cmpint (virDomainDestroy (foreign), ==, 0);
@@ -262,8 +271,8 @@ test_unreachable (void)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GMainContext) ctx = g_main_context_new ();
-  AgentLibvirt *lv = agent_libvirt_new ("test+unix:///default?socket=/nonexistent/sock",
-                                        ctx, NULL, NULL, NULL);
+  AgentLibvirt *lv = agent_libvirt_new (
+      "test+unix:///default?socket=/nonexistent/sock", ctx, NULL, NULL, NULL);
   virConnectPtr conn;
 
   g_assert_false (agent_libvirt_connect (lv, &error));

@@ -11,7 +11,8 @@
 
 #define CALL_TIMEOUT_MS 20000
 
-typedef struct {
+typedef struct
+{
   char *dir;
   GMainContext *agent_ctx;
   GMainLoop *loop;
@@ -19,27 +20,28 @@ typedef struct {
   Agent *agent;
   GMutex lock;
   GCond cond;
-  int port;            /* guarded by lock; -1 when start failed */
+  int port; /* guarded by lock; -1 when start failed */
   ProtoClient *client;
   GMainContext *client_ctx;
   gboolean sched_wanted;
-  virConnectPtr conn;  /* the test's own */
+  virConnectPtr conn; /* the test's own */
 
   /* Fake scheduler (runs in the agent's context), with_scheduler only. */
   ProtoServer *sched;
-  guint registers;     /* guarded by lock, like the fields below */
+  guint registers; /* guarded by lock, like the fields below */
   guint reports;
   guint64 last_seq;
   gboolean seq_backwards;
   gboolean reregister_next;
-  char *last_vms;      /* "name:state,..." of the latest report */
+  char *last_vms; /* "name:state,..." of the latest report */
 } Fixture;
 
 static void
-sched_register (ProtoServerCall *call, const ProtobufCMessage *msg, gpointer data)
+sched_register (ProtoServerCall *call, const ProtobufCMessage *msg,
+                gpointer data)
 {
   Fixture *f = data;
-  const Drover__V1__RegisterHostRequest *req = (const void *) msg;
+  const Drover__V1__RegisterHostRequest *req = (const void *)msg;
   Drover__V1__RegisterHostReply reply = DROVER__V1__REGISTER_HOST_REPLY__INIT;
 
   g_assert_cmpstr (req->host->name, ==, "h1");
@@ -54,7 +56,7 @@ static void
 sched_report (ProtoServerCall *call, const ProtobufCMessage *msg, gpointer data)
 {
   Fixture *f = data;
-  const Drover__V1__ReportHostRequest *req = (const void *) msg;
+  const Drover__V1__ReportHostRequest *req = (const void *)msg;
   Drover__V1__ReportHostReply reply = DROVER__V1__REPORT_HOST_REPLY__INIT;
   GString *vms = g_string_new ("");
 
@@ -84,20 +86,25 @@ agent_thread (gpointer data)
   int port = -1;
 
   g_main_context_push_thread_default (f->agent_ctx);
-  config.name = (char *) "h1";
-  config.listen = (char *) "127.0.0.1:0";
+  config.name = (char *)"h1";
+  config.listen = (char *)"127.0.0.1:0";
   config.scheduler = NULL; /* no reporting unless with a fake scheduler */
-  if (f->sched_wanted) {
-    f->sched = proto_server_new (f->agent_ctx);
-    proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
-                             DROVER_SCHED_METHOD_REGISTER_HOST, sched_register, f);
-    proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
-                             DROVER_SCHED_METHOD_REPORT_HOST, sched_report, f);
-    g_assert_true (proto_server_start (f->sched, "127.0.0.1:0", NULL, &error));
-    sched_addr = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (f->sched));
-    config.scheduler = sched_addr;
-  }
-  config.libvirt_uri = (char *) "test:///default";
+  if (f->sched_wanted)
+    {
+      f->sched = proto_server_new (f->agent_ctx);
+      proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
+                               DROVER_SCHED_METHOD_REGISTER_HOST,
+                               sched_register, f);
+      proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
+                               DROVER_SCHED_METHOD_REPORT_HOST, sched_report,
+                               f);
+      g_assert_true (
+          proto_server_start (f->sched, "127.0.0.1:0", NULL, &error));
+      sched_addr
+          = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (f->sched));
+      config.scheduler = sched_addr;
+    }
+  config.libvirt_uri = (char *)"test:///default";
   config.accel = AGENT_ACCEL_TCG;
   config.data_dir = f->dir;
   config.insecure = TRUE;
@@ -115,10 +122,11 @@ agent_thread (gpointer data)
   g_main_loop_run (f->loop);
   agent_stop (f->agent);
   g_clear_pointer (&f->agent, agent_unref);
-  if (f->sched) {
-    proto_server_stop (f->sched);
-    g_clear_pointer (&f->sched, proto_server_free);
-  }
+  if (f->sched)
+    {
+      proto_server_stop (f->sched);
+      g_clear_pointer (&f->sched, proto_server_free);
+    }
   while (g_main_context_iteration (f->agent_ctx, FALSE))
     ;
   g_main_context_pop_thread_default (f->agent_ctx);
@@ -182,20 +190,22 @@ call (Fixture *f, guint method, const ProtobufCMessage *req, GError **error)
 }
 
 static Drover__V1__VmStatus *
-create_vm (Fixture *f, const char *name, guint64 memory, guint64 disk, GError **error)
+create_vm (Fixture *f, const char *name, guint64 memory, guint64 disk,
+           GError **error)
 {
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-  Drover__V1__AgentCreateVmRequest req = DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
+  Drover__V1__AgentCreateVmRequest req
+      = DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
   Drover__V1__AgentVmReply *reply;
   Drover__V1__VmStatus *status;
 
-  spec.name = (char *) name;
+  spec.name = (char *)name;
   spec.vcpus = 1;
   spec.memory = memory;
   spec.disk = disk;
-  spec.cmdline = (char *) "";
+  spec.cmdline = (char *)"";
   req.spec = &spec;
-  reply = (void *) call (f, DROVER_AGENT_METHOD_CREATE_VM, &req.base, error);
+  reply = (void *)call (f, DROVER_AGENT_METHOD_CREATE_VM, &req.base, error);
   if (!reply)
     return NULL;
   status = g_steal_pointer (&reply->vm);
@@ -204,7 +214,8 @@ create_vm (Fixture *f, const char *name, guint64 memory, guint64 disk, GError **
 }
 
 static Drover__V1__VmStatus *
-vm_call (Fixture *f, guint method, const char *name, gboolean force, GError **error)
+vm_call (Fixture *f, guint method, const char *name, gboolean force,
+         GError **error)
 {
   Drover__V1__VmRequest vreq = DROVER__V1__VM_REQUEST__INIT;
   Drover__V1__StopVmRequest sreq = DROVER__V1__STOP_VM_REQUEST__INIT;
@@ -212,11 +223,11 @@ vm_call (Fixture *f, guint method, const char *name, gboolean force, GError **er
   Drover__V1__AgentVmReply *reply;
   Drover__V1__VmStatus *status;
 
-  vreq.name = sreq.name = (char *) name;
+  vreq.name = sreq.name = (char *)name;
   sreq.force = force;
   if (method == DROVER_AGENT_METHOD_STOP_VM)
     req = &sreq.base;
-  reply = (void *) call (f, method, req, error);
+  reply = (void *)call (f, method, req, error);
   if (!reply)
     return NULL;
   status = g_steal_pointer (&reply->vm);
@@ -230,7 +241,7 @@ delete_vm (Fixture *f, const char *name, gboolean force, GError **error)
   Drover__V1__DeleteVmRequest req = DROVER__V1__DELETE_VM_REQUEST__INIT;
   ProtobufCMessage *reply;
 
-  req.name = (char *) name;
+  req.name = (char *)name;
   req.force = force;
   reply = call (f, DROVER_AGENT_METHOD_DELETE_VM, &req.base, error);
   agent_msg_free (reply);
@@ -240,7 +251,8 @@ delete_vm (Fixture *f, const char *name, gboolean force, GError **error)
 static int
 n_domains (Fixture *f)
 {
-  return virConnectNumOfDomains (f->conn) + virConnectNumOfDefinedDomains (f->conn);
+  return virConnectNumOfDomains (f->conn)
+         + virConnectNumOfDefinedDomains (f->conn);
 }
 
 static char *
@@ -287,7 +299,8 @@ test_lifecycle (Fixture *f, gconstpointer data)
   g_clear_error (&error);
   g_assert_true (g_file_test (disk, G_FILE_TEST_IS_REGULAR));
 
-  host = (void *) call (f, DROVER_AGENT_METHOD_GET_HOST_INFO, &empty.base, &error);
+  host = (void *)call (f, DROVER_AGENT_METHOD_GET_HOST_INFO, &empty.base,
+                       &error);
   g_assert_no_error (error);
   g_assert_cmpstr (host->name, ==, "h1");
   g_assert_cmpstr (host->accel, ==, "tcg");
@@ -296,7 +309,8 @@ test_lifecycle (Fixture *f, gconstpointer data)
   /* Running and not forced: refused, nothing changes. */
   g_assert_false (delete_vm (f, "vm-1", FALSE, &error));
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_FAILED_PRECONDITION);
-  g_assert_nonnull (strstr (error->message, "VM vm-1 is running; stop it first or use --force"));
+  g_assert_nonnull (strstr (
+      error->message, "VM vm-1 is running; stop it first or use --force"));
   g_clear_error (&error);
   g_assert_true (g_file_test (disk, G_FILE_TEST_IS_REGULAR));
 
@@ -328,7 +342,8 @@ test_lifecycle (Fixture *f, gconstpointer data)
   g_assert_false (g_file_test (disk, G_FILE_TEST_EXISTS));
   g_assert_cmpint (n_domains (f), ==, before);
 
-  g_assert_null (vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error));
+  g_assert_null (
+      vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error));
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
   g_assert_cmpstr (error->message, ==, "no VM named 'vm-1' on host 'h1'");
   g_clear_error (&error);
@@ -360,27 +375,28 @@ test_refused (Fixture *f, gconstpointer data)
 
   {
     Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-    Drover__V1__AgentCreateVmRequest req = DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
+    Drover__V1__AgentCreateVmRequest req
+        = DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
     ProtobufCMessage *reply;
 
-    spec.name = (char *) "k";
+    spec.name = (char *)"k";
     spec.vcpus = 1;
     spec.memory = 64 * MiB;
-    spec.kernel = (char *) "boot/vmlinuz";
+    spec.kernel = (char *)"boot/vmlinuz";
     req.spec = &spec;
     reply = call (f, DROVER_AGENT_METHOD_CREATE_VM, &req.base, &error);
     g_assert_null (reply);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
     g_clear_error (&error);
 
-    spec.kernel = (char *) "/nonexistent/vmlinuz";
+    spec.kernel = (char *)"/nonexistent/vmlinuz";
     reply = call (f, DROVER_AGENT_METHOD_CREATE_VM, &req.base, &error);
     g_assert_null (reply);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
     g_clear_error (&error);
 
-    spec.kernel = (char *) "";
-    spec.accel = (char *) "kvm";
+    spec.kernel = (char *)"";
+    spec.accel = (char *)"kvm";
     reply = call (f, DROVER_AGENT_METHOD_CREATE_VM, &req.base, &error);
     g_assert_null (reply);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_FAILED_PRECONDITION);
@@ -412,26 +428,31 @@ test_refused (Fixture *f, gconstpointer data)
   g_assert_cmpint (n_domains (f), ==, before);
 
   /* Unknown VMs, and the driver's own non-Drover "test" domain. */
-  for (guint i = 0; i < G_N_ELEMENTS (methods_names); i++) {
-    const char *name = methods_names[i];
-    g_autofree char *msg = g_strdup_printf ("no VM named '%s' on host 'h1'", name);
-    Drover__V1__ConsoleRequest creq = DROVER__V1__CONSOLE_REQUEST__INIT;
+  for (guint i = 0; i < G_N_ELEMENTS (methods_names); i++)
+    {
+      const char *name = methods_names[i];
+      g_autofree char *msg
+          = g_strdup_printf ("no VM named '%s' on host 'h1'", name);
+      Drover__V1__ConsoleRequest creq = DROVER__V1__CONSOLE_REQUEST__INIT;
 
-    g_assert_null (vm_call (f, DROVER_AGENT_METHOD_STOP_VM, name, TRUE, &error));
-    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
-    g_assert_cmpstr (error->message, ==, msg);
-    g_clear_error (&error);
-    g_assert_null (vm_call (f, DROVER_AGENT_METHOD_DESTROY_VM, name, FALSE, &error));
-    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
-    g_clear_error (&error);
-    g_assert_false (delete_vm (f, name, TRUE, &error));
-    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
-    g_clear_error (&error);
-    creq.name = (char *) name;
-    g_assert_null (call (f, DROVER_AGENT_METHOD_READ_CONSOLE, &creq.base, &error));
-    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
-    g_clear_error (&error);
-  }
+      g_assert_null (
+          vm_call (f, DROVER_AGENT_METHOD_STOP_VM, name, TRUE, &error));
+      g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+      g_assert_cmpstr (error->message, ==, msg);
+      g_clear_error (&error);
+      g_assert_null (
+          vm_call (f, DROVER_AGENT_METHOD_DESTROY_VM, name, FALSE, &error));
+      g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+      g_clear_error (&error);
+      g_assert_false (delete_vm (f, name, TRUE, &error));
+      g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+      g_clear_error (&error);
+      creq.name = (char *)name;
+      g_assert_null (
+          call (f, DROVER_AGENT_METHOD_READ_CONSOLE, &creq.base, &error));
+      g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+      g_clear_error (&error);
+    }
   /* The foreign domain survived the forced delete. */
   g_assert_cmpint (n_domains (f), ==, before);
 }
@@ -439,38 +460,47 @@ test_refused (Fixture *f, gconstpointer data)
 static void
 test_rollback (Fixture *f, gconstpointer data)
 {
-  const char *faults[] = { "create-after-disk", "create-after-define", "create-after-start" };
+  const char *faults[]
+      = { "create-after-disk", "create-after-define", "create-after-start" };
   int before = n_domains (f);
 
-  for (guint i = 0; i < G_N_ELEMENTS (faults); i++) {
-    g_autoptr (GError) error = NULL;
-    g_autofree char *disk = disk_of (f, "rb");
-    g_autoptr (Drover__V1__VmStatus) st = NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (faults); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *disk = disk_of (f, "rb");
+      g_autoptr (Drover__V1__VmStatus) st = NULL;
 
-    agent_fault_set (faults[i]);
-    g_assert_null (create_vm (f, "rb", 64 * MiB, 16 * MiB, &error));
-    agent_fault_set (NULL);
-    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INTERNAL);
-    g_assert_nonnull (strstr (error->message, faults[i]));
-    g_assert_cmpint (n_domains (f), ==, before);
-    g_assert_false (g_file_test (disk, G_FILE_TEST_EXISTS));
-    g_clear_error (&error);
+      agent_fault_set (faults[i]);
+      g_assert_null (create_vm (f, "rb", 64 * MiB, 16 * MiB, &error));
+      agent_fault_set (NULL);
+      g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INTERNAL);
+      g_assert_nonnull (strstr (error->message, faults[i]));
+      g_assert_cmpint (n_domains (f), ==, before);
+      g_assert_false (g_file_test (disk, G_FILE_TEST_EXISTS));
+      g_clear_error (&error);
 
-    /* Nothing half-made stands in the way of the same name now. */
-    st = create_vm (f, "rb", 64 * MiB, 16 * MiB, &error);
-    g_assert_no_error (error);
-    g_assert_true (delete_vm (f, "rb", TRUE, &error));
-    g_assert_no_error (error);
-  }
+      /* Nothing half-made stands in the way of the same name now. */
+      st = create_vm (f, "rb", 64 * MiB, 16 * MiB, &error);
+      g_assert_no_error (error);
+      g_assert_true (delete_vm (f, "rb", TRUE, &error));
+      g_assert_no_error (error);
+    }
 }
 
 static void
 test_console (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (Drover__V1__VmStatus) st = create_vm (f, "con", 64 * MiB, 0, &error);
+  g_autoptr (Drover__V1__VmStatus) st
+      = create_vm (f, "con", 64 * MiB, 0, &error);
   g_autofree char *log = g_build_filename (f->dir, "console", "con.log", NULL);
-  const struct { gint64 offset; guint32 max; const char *data; gint64 next; } cases[] = {
+  const struct
+  {
+    gint64 offset;
+    guint32 max;
+    const char *data;
+    gint64 next;
+  } cases[] = {
     { 0, 0, "hello world", 11 },
     { -5, 0, "world", 11 },
     { -100, 0, "hello world", 11 },
@@ -481,41 +511,47 @@ test_console (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   /* The test driver runs no QEMU: write the log ourselves. */
   g_assert_true (g_file_set_contents (log, "hello world", -1, &error));
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-    Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
-    Drover__V1__ConsoleChunk *chunk;
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
+      Drover__V1__ConsoleChunk *chunk;
 
-    req.name = (char *) "con";
-    req.offset = cases[i].offset;
-    req.max_bytes = cases[i].max;
-    chunk = (void *) call (f, DROVER_AGENT_METHOD_READ_CONSOLE, &req.base, &error);
-    g_assert_no_error (error);
-    g_assert_cmpmem (chunk->data.data, chunk->data.len, cases[i].data, strlen (cases[i].data));
-    g_assert_cmpint (chunk->next_offset, ==, cases[i].next);
-    g_assert_cmpint (chunk->size, ==, 11);
-    agent_msg_free (chunk);
-  }
+      req.name = (char *)"con";
+      req.offset = cases[i].offset;
+      req.max_bytes = cases[i].max;
+      chunk = (void *)call (f, DROVER_AGENT_METHOD_READ_CONSOLE, &req.base,
+                            &error);
+      g_assert_no_error (error);
+      g_assert_cmpmem (chunk->data.data, chunk->data.len, cases[i].data,
+                       strlen (cases[i].data));
+      g_assert_cmpint (chunk->next_offset, ==, cases[i].next);
+      g_assert_cmpint (chunk->size, ==, 11);
+      agent_msg_free (chunk);
+    }
   g_assert_true (delete_vm (f, "con", TRUE, &error));
   g_assert_no_error (error);
   g_assert_false (g_file_test (log, G_FILE_TEST_EXISTS));
 }
 
 /* Waits up to 10 s for COND (evaluated under f->lock). */
-#define WAIT_FOR(f, cond)                                                  \
-  G_STMT_START {                                                           \
-    gint64 deadline_ = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;      \
-    gboolean ok_ = FALSE;                                                  \
-    while (g_get_monotonic_time () < deadline_) {                          \
-      g_mutex_lock (&(f)->lock);                                           \
-      ok_ = (cond);                                                        \
-      g_mutex_unlock (&(f)->lock);                                         \
-      if (ok_)                                                             \
-        break;                                                             \
-      g_usleep (10 * 1000);                                                \
-    }                                                                      \
-    if (!ok_)                                                              \
-      g_error ("timed out waiting for %s", #cond);                         \
-  } G_STMT_END
+#define WAIT_FOR(f, cond)                                                      \
+  G_STMT_START                                                                 \
+  {                                                                            \
+    gint64 deadline_ = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;          \
+    gboolean ok_ = FALSE;                                                      \
+    while (g_get_monotonic_time () < deadline_)                                \
+      {                                                                        \
+        g_mutex_lock (&(f)->lock);                                             \
+        ok_ = (cond);                                                          \
+        g_mutex_unlock (&(f)->lock);                                           \
+        if (ok_)                                                               \
+          break;                                                               \
+        g_usleep (10 * 1000);                                                  \
+      }                                                                        \
+    if (!ok_)                                                                  \
+      g_error ("timed out waiting for %s", #cond);                             \
+  }                                                                            \
+  G_STMT_END
 
 static void
 test_reporter (Fixture *f, gconstpointer data)

@@ -1,0 +1,1150 @@
+/* MigChannel: framing, crc32c, TLS + token handshake, compression modes,
+ * faults and rate limit, over real loopback TCP.
+ *
+ * Each "app" stands for QEMU or libvirt on one host: it writes its data
+ * into its end of a socketpair (the channel holds the other end), shuts
+ * down its write side, and collects whatever arrives until EOF.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mig-channel-private.h"
+
+#define DATA_LEN (3 * 1024 * 1024 + 12345)
+#define HELLO_WIRE (MIG_FRAME_HEADER_SIZE + 1 + 64)
+
+static char *cert_root;
+static MigChannelCreds *creds_a, *creds_b, *creds_foreign, *creds_lost;
+
+/* ---- certificates ----------------------------------------------------- */
+
+static const char cert_script[]
+    = "set -e\n"
+      "gen_ca() {\n"
+      "  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \\\n"
+      "    -nodes -keyout $1-key.pem -out $1.pem -days 2 -subj /CN=$1 \\\n"
+      "    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null\n"
+      "}\n"
+      "gen_cert() { # dir signing-ca trusted-ca cn\n"
+      "  mkdir -p $1\n"
+      "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \\\n"
+      "    -keyout $1/key.pem -out $1/req.csr -subj /CN=$4 2>/dev/null\n"
+      "  printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+      "keyUsage=critical,digitalSignature\\n"
+      "extendedKeyUsage=serverAuth,clientAuth\\n' > $1/ext.cnf\n"
+      "  openssl x509 -req -in $1/req.csr -CA $2.pem -CAkey $2-key.pem \\\n"
+      "    -CAcreateserial -days 2 -out $1/cert.pem -extfile $1/ext.cnf \\\n"
+      "    2>/dev/null\n"
+      "  cp $3.pem $1/ca.pem\n"
+      "}\n"
+      "gen_ca ca\n"
+      "gen_ca foreign-ca\n"
+      "gen_cert a ca ca host-a\n"
+      "gen_cert b ca ca host-b\n"
+      /* trusts our CA but holds a certificate from another one */
+      "gen_cert foreign foreign-ca ca intruder\n"
+      /* trusts only the foreign CA, so it rejects our servers */
+      "gen_cert lost foreign-ca foreign-ca lost\n";
+
+static MigChannelCreds *
+load_creds (const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_build_filename (cert_root, name, NULL);
+  MigChannelCreds *creds = mig_channel_creds_new (dir, &error);
+  g_assert_no_error (error);
+  return creds;
+}
+
+static void
+make_certs (void)
+{
+  g_autoptr (GError) error = NULL;
+  const char *argv[] = { "/bin/sh", "-c", cert_script, NULL };
+  int status = 0;
+
+  cert_root = g_dir_make_tmp ("test-mig-channel-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_spawn_sync (cert_root, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                NULL, NULL, &status, &error);
+  g_assert_no_error (error);
+  g_spawn_check_wait_status (status, &error);
+  g_assert_no_error (error);
+  creds_a = load_creds ("a");
+  creds_b = load_creds ("b");
+  creds_foreign = load_creds ("foreign");
+  creds_lost = load_creds ("lost");
+}
+
+static void
+remove_certs (void)
+{
+  const char *argv[] = { "rm", "-rf", cert_root, NULL };
+  g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                NULL, NULL, NULL, NULL);
+}
+
+/* ---- data ------------------------------------------------------------- */
+
+typedef enum { DATA_RANDOM, DATA_TEXT, DATA_ZERO } DataKind;
+
+static GBytes *
+make_data (DataKind kind, gsize len, guint32 seed)
+{
+  static const char *words[] = {
+    "migration", "page",   "dirty",  "bitmap", "guest",   "memory",
+    "vcpu",      "iter",   "remain", "bytes",  "total",   "downtime",
+    "qemu",      "libvirt", "drover", "host",  "sched",   "ok",
+  };
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+  guint8 *p = g_malloc0 (len);
+  gsize at = 0;
+
+  switch (kind)
+    {
+    case DATA_RANDOM:
+      for (; at + 4 <= len; at += 4)
+        {
+          guint32 v = g_rand_int (rand);
+          memcpy (p + at, &v, 4);
+        }
+      break;
+    case DATA_TEXT:
+      while (at < len)
+        {
+          char line[160];
+          int n = g_snprintf (
+              line, sizeof line, "12:%02u:%02u %s=%u %s %s/%u\n",
+              g_rand_int_range (rand, 0, 60), g_rand_int_range (rand, 0, 60),
+              words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
+              g_rand_int_range (rand, 0, 4096),
+              words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
+              words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
+              g_rand_int_range (rand, 0, 64));
+          gsize take = MIN ((gsize) n, len - at);
+          memcpy (p + at, line, take);
+          at += take;
+        }
+      break;
+    case DATA_ZERO:
+      break;
+    }
+  return g_bytes_new_take (p, len);
+}
+
+static char *
+sha256 (const void *data, gsize len)
+{
+  return g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+}
+
+/* ---- apps on the local side ------------------------------------------- */
+
+typedef struct {
+  int fd;
+  GBytes *send;      /* what the app writes */
+  GByteArray *recv;  /* what reached it */
+  GThread *feeder, *consumer;
+  gboolean shut;     /* feeder shut down its write side */
+} App;
+
+static gpointer
+feeder_thread (gpointer data)
+{
+  App *app = data;
+  gsize len = 0;
+  const guint8 *p = g_bytes_get_data (app->send, &len);
+
+  while (len > 0)
+    {
+      gssize n = send (app->fd, p, MIN (len, 128 * 1024), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return NULL; /* channel went away: expected in fault tests */
+      p += n;
+      len -= n;
+    }
+  if (app->shut)
+    shutdown (app->fd, SHUT_WR);
+  return NULL;
+}
+
+static gpointer
+consumer_thread (gpointer data)
+{
+  App *app = data;
+  g_autofree guint8 *buf = g_malloc (256 * 1024);
+
+  for (;;)
+    {
+      gssize n = read (app->fd, buf, 256 * 1024);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      g_byte_array_append (app->recv, buf, n);
+    }
+  return NULL;
+}
+
+/* Returns the channel's end of a fresh socketpair; the app gets the other. */
+static int
+app_start (App *app, GBytes *send, gboolean shut)
+{
+  int sv[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+  app->fd = sv[1];
+  app->send = g_bytes_ref (send);
+  app->recv = g_byte_array_new ();
+  app->shut = shut;
+  app->feeder = g_thread_new ("feeder", feeder_thread, app);
+  app->consumer = g_thread_new ("consumer", consumer_thread, app);
+  return sv[0];
+}
+
+static void
+app_join (App *app)
+{
+  g_thread_join (app->feeder);
+  g_thread_join (app->consumer);
+  close (app->fd);
+}
+
+static void
+app_clear (App *app)
+{
+  g_bytes_unref (app->send);
+  g_byte_array_unref (app->recv);
+}
+
+/* What arrived equals all of EXPECTED (FULL) or a prefix of it. */
+static void
+assert_received (App *app, GBytes *expected, gboolean full)
+{
+  gsize len = 0;
+  const guint8 *p = g_bytes_get_data (expected, &len);
+
+  if (full)
+    {
+      g_autofree char *want = sha256 (p, len);
+      g_autofree char *got = sha256 (app->recv->data, app->recv->len);
+      g_assert_cmpuint (app->recv->len, ==, len);
+      g_assert_cmpstr (got, ==, want);
+    }
+  else
+    {
+      g_assert_cmpuint (app->recv->len, <, len);
+      g_assert_true (memcmp (app->recv->data, p, app->recv->len) == 0);
+    }
+}
+
+/* ---- server side ------------------------------------------------------ */
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  MigChannel *accepted;
+  GError *refused;
+  guint n_accepted, n_refused;
+  MigTokenTable *tokens;
+  MigChannelListener *listener;
+  guint16 port;
+} Server;
+
+static void
+on_accept (MigChannel *ch, gpointer data)
+{
+  Server *s = data;
+  g_mutex_lock (&s->lock);
+  g_assert_null (s->accepted);
+  s->accepted = ch;
+  s->n_accepted++;
+  g_cond_broadcast (&s->cond);
+  g_mutex_unlock (&s->lock);
+}
+
+static void
+on_refused (const GError *error, gpointer data)
+{
+  Server *s = data;
+  g_mutex_lock (&s->lock);
+  if (s->refused == NULL)
+    s->refused = g_error_copy (error);
+  s->n_refused++;
+  g_cond_broadcast (&s->cond);
+  g_mutex_unlock (&s->lock);
+}
+
+static Server *
+server_new (MigChannelCreds *creds)
+{
+  g_autoptr (GError) error = NULL;
+  Server *s = g_new0 (Server, 1);
+  MigChannelListenerConfig cfg = { 0 };
+
+  g_mutex_init (&s->lock);
+  g_cond_init (&s->cond);
+  s->tokens = mig_token_table_new ();
+  cfg.creds = creds;
+  cfg.tokens = s->tokens;
+  cfg.accept = on_accept;
+  cfg.refused = on_refused;
+  cfg.user_data = s;
+  s->listener = mig_channel_listener_new (&cfg, &error);
+  g_assert_no_error (error);
+  s->port = mig_channel_listener_get_port (s->listener);
+  g_assert_cmpuint (s->port, >, 0);
+  return s;
+}
+
+static void
+server_free (Server *s)
+{
+  mig_channel_listener_free (s->listener);
+  mig_channel_free (s->accepted);
+  g_clear_error (&s->refused);
+  mig_token_table_free (s->tokens);
+  g_mutex_clear (&s->lock);
+  g_cond_clear (&s->cond);
+  g_free (s);
+}
+
+/* Waits for the next accepted channel (transfer full). */
+static MigChannel *
+server_take (Server *s)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  MigChannel *ch;
+
+  g_mutex_lock (&s->lock);
+  while (s->accepted == NULL
+         && g_cond_wait_until (&s->cond, &s->lock, deadline))
+    ;
+  ch = g_steal_pointer (&s->accepted);
+  g_mutex_unlock (&s->lock);
+  g_assert_nonnull (ch);
+  return ch;
+}
+
+/* Waits for the refusal of a connection and returns its error. */
+static const GError *
+server_refusal (Server *s)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  const GError *e;
+
+  g_mutex_lock (&s->lock);
+  while (s->refused == NULL
+         && g_cond_wait_until (&s->cond, &s->lock, deadline))
+    ;
+  e = s->refused;
+  g_mutex_unlock (&s->lock);
+  g_assert_nonnull (e);
+  return e;
+}
+
+/* ---- a connected pair ------------------------------------------------- */
+
+typedef struct {
+  Server *server;
+  MigChannel *client, *srv;
+  App app_c, app_s; /* client-side and server-side apps */
+  GError *err_c, *err_s;
+  gboolean ok_c, ok_s;
+} Pair;
+
+static void
+pair_connect (Pair *p, MigChannelCreds *server_creds,
+              MigChannelCreds *client_creds, MigFaultKind fault,
+              guint64 offset)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *token = NULL;
+  MigTransport *t;
+
+  p->server = server_new (server_creds);
+  token = mig_token_table_issue (p->server->tokens, MIG_CHANNEL_KIND_MEMORY,
+                                 10000);
+  t = mig_transport_connect (client_creds, "127.0.0.1", p->server->port, NULL,
+                             &error);
+  g_assert_no_error (error);
+  if (fault != MIG_FAULT_NONE)
+    t = mig_transport_fault_new (t, fault, offset);
+  p->client = mig_channel_new_client (t, MIG_CHANNEL_KIND_MEMORY, token, NULL,
+                                      &error);
+  if (error != NULL)
+    g_test_message ("server side: %s", server_refusal (p->server)->message);
+  g_assert_no_error (error);
+  p->srv = server_take (p->server);
+  g_assert_cmpint (mig_channel_get_kind (p->srv), ==, MIG_CHANNEL_KIND_MEMORY);
+}
+
+static void
+pair_run (Pair *p, const MigChannelOptions *opts_c,
+          const MigChannelOptions *opts_s, GBytes *to_server,
+          GBytes *to_client)
+{
+  g_autoptr (GError) error = NULL;
+  int fd;
+
+  fd = app_start (&p->app_c, to_server, TRUE);
+  mig_channel_start (p->client, fd, opts_c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  fd = app_start (&p->app_s, to_client, TRUE);
+  mig_channel_start (p->srv, fd, opts_s, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  app_join (&p->app_c);
+  app_join (&p->app_s);
+  p->ok_c = mig_channel_wait (p->client, &p->err_c);
+  p->ok_s = mig_channel_wait (p->srv, &p->err_s);
+}
+
+static void
+pair_clear (Pair *p)
+{
+  mig_channel_free (p->client);
+  mig_channel_free (p->srv);
+  server_free (p->server);
+  app_clear (&p->app_c);
+  app_clear (&p->app_s);
+  g_clear_error (&p->err_c);
+  g_clear_error (&p->err_s);
+}
+
+/* ---- tests: crc and frame codec --------------------------------------- */
+
+static void
+test_crc32c (void)
+{
+  g_autoptr (GBytes) data = make_data (DATA_RANDOM, 4096, 7);
+  const guint8 *p = g_bytes_get_data (data, NULL);
+
+  /* The CRC32C check value. */
+  g_assert_cmphex (mig_crc32c (0, "123456789", 9), ==, 0xE3069283);
+  g_assert_cmphex (mig_crc32c_sw (0, "123456789", 9), ==, 0xE3069283);
+  g_assert_cmphex (mig_crc32c (0, "", 0), ==, 0);
+
+  for (gsize off = 0; off < 8; off++)
+    for (gsize len = 0; len < 300; len += 7)
+      g_assert_cmphex (mig_crc32c (0, p + off, len), ==,
+                       mig_crc32c_sw (0, p + off, len));
+  /* Streaming: crc(a|b) == crc(crc(a), b). */
+  g_assert_cmphex (mig_crc32c (mig_crc32c (0, p, 1001), p + 1001, 3095), ==,
+                   mig_crc32c (0, p, 4096));
+}
+
+static void
+test_frame_header (void)
+{
+  MigFrameHeader h = { .type = MIG_FRAME_DATA,
+                       .flags = MIG_FRAME_FLAG_COMPRESSED,
+                       .payload_len = 5000,
+                       .wire_len = 1234,
+                       .seq = 42,
+                       .crc = 0xdeadbeef };
+  MigFrameHeader out;
+  guint8 buf[MIG_FRAME_HEADER_SIZE];
+  g_autoptr (GError) error = NULL;
+
+  mig_frame_header_encode (&h, buf);
+  g_assert_true (mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out,
+                                          &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (out.type, ==, h.type);
+  g_assert_cmpuint (out.flags, ==, h.flags);
+  g_assert_cmpuint (out.payload_len, ==, 5000);
+  g_assert_cmpuint (out.wire_len, ==, 1234);
+  g_assert_cmpuint (out.seq, ==, 42);
+  g_assert_cmphex (out.crc, ==, 0xdeadbeef);
+
+  /* Any flipped bit anywhere in the header is caught. */
+  for (guint i = 0; i < sizeof buf; i++)
+    {
+      buf[i] ^= 0x01;
+      g_assert_false (mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out,
+                                               &error));
+      g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+      g_clear_error (&error);
+      buf[i] ^= 0x01;
+    }
+  /* Wrong sequence number. */
+  g_assert_false (mig_frame_header_decode (buf, 43, MIG_FRAME_MAX, &out,
+                                           &error));
+  g_assert_nonnull (strstr (error->message, "sequence"));
+  g_clear_error (&error);
+  /* Length above the cap. */
+  g_assert_false (mig_frame_header_decode (buf, 42, 4096, &out, &error));
+  g_assert_nonnull (strstr (error->message, "exceeds"));
+  g_clear_error (&error);
+  /* Compressed but not smaller: refused. */
+  h.wire_len = 6000;
+  mig_frame_header_encode (&h, buf);
+  g_assert_false (mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out,
+                                           &error));
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+}
+
+/* ---- tests: round trips ----------------------------------------------- */
+
+typedef struct {
+  const char *path;
+  gboolean tls;
+  MigCompressMode mode;
+  DataKind data;
+} RoundTrip;
+
+static void
+test_round_trip (gconstpointer data)
+{
+  const RoundTrip *rt = data;
+  g_autoptr (GBytes) up = make_data (rt->data, DATA_LEN, 1);
+  g_autoptr (GBytes) down = make_data (rt->data, DATA_LEN / 2 + 7, 2);
+  MigChannelOptions opts;
+  MigChannelStats sc, ss;
+  Pair p = { 0 };
+
+  mig_channel_options_init (&opts);
+  opts.compress = rt->mode;
+  opts.link_rate = 50 * 1000 * 1000; /* auto: a slowish link */
+  pair_connect (&p, rt->tls ? creds_b : NULL, rt->tls ? creds_a : NULL,
+                MIG_FAULT_NONE, 0);
+  pair_run (&p, &opts, &opts, up, down);
+
+  g_assert_no_error (p.err_c);
+  g_assert_no_error (p.err_s);
+  g_assert_true (p.ok_c && p.ok_s);
+  assert_received (&p.app_s, up, TRUE);
+  assert_received (&p.app_c, down, TRUE);
+
+  mig_channel_get_stats (p.client, &sc);
+  mig_channel_get_stats (p.srv, &ss);
+  g_assert_cmpuint (sc.payload_out, ==, DATA_LEN);
+  g_assert_cmpuint (ss.payload_in, ==, DATA_LEN);
+  g_assert_cmpuint (sc.payload_in, ==, DATA_LEN / 2 + 7);
+  g_assert_cmpuint (sc.wire_out, ==, ss.wire_in + MIG_FRAME_HEADER_SIZE);
+  g_assert_cmpuint (sc.frames_out, ==, ss.frames_in);
+  g_assert_cmpuint (sc.compressed_frames_out, ==, ss.compressed_frames_in);
+  if (rt->mode == MIG_COMPRESS_OFF || rt->data == DATA_RANDOM)
+    g_assert_cmpuint (sc.compressed_frames_out, ==, 0);
+  else
+    {
+      /* Text and zeros compress, so ON and AUTO (slow link) use lz4. */
+      g_assert_cmpuint (sc.compressed_frames_out, >, 0);
+      g_assert_cmpuint (sc.wire_out, <, sc.payload_out * 3 / 4);
+    }
+  if (rt->mode == MIG_COMPRESS_OFF)
+    g_assert_cmpuint (sc.wire_out, ==,
+                      sc.payload_out
+                          + (sc.frames_out + 1) * MIG_FRAME_HEADER_SIZE);
+  pair_clear (&p);
+}
+
+/* ---- tests: auto compression ------------------------------------------ */
+
+static void
+run_auto (DataKind kind, guint64 link_rate, MigChannelStats *stats)
+{
+  g_autoptr (GBytes) up = make_data (kind, DATA_LEN, 3);
+  g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
+  MigChannelOptions opts;
+  Pair p = { 0 };
+
+  mig_channel_options_init (&opts);
+  opts.compress = MIG_COMPRESS_AUTO;
+  opts.link_rate = link_rate;
+  pair_connect (&p, creds_b, creds_a, MIG_FAULT_NONE, 0);
+  pair_run (&p, &opts, &opts, up, none);
+  g_assert_no_error (p.err_c);
+  g_assert_no_error (p.err_s);
+  assert_received (&p.app_s, up, TRUE);
+  mig_channel_get_stats (p.client, stats);
+  pair_clear (&p);
+}
+
+static void
+test_auto_text_slow_link (void)
+{
+  MigChannelStats st;
+
+  run_auto (DATA_TEXT, 20 * 1000 * 1000, &st);
+  g_test_message ("text: ratio %.2f lz4 %.0f MB/s frames %" G_GUINT64_FORMAT
+                  "/%" G_GUINT64_FORMAT " compressed",
+                  st.ratio, st.compress_speed / 1e6, st.compressed_frames_out,
+                  st.frames_out);
+  g_assert_true (st.compressing);
+  g_assert_cmpfloat (st.ratio, >, 1.5);
+  g_assert_cmpuint (st.decisions, >=, 1);
+  g_assert_cmpuint (st.compressed_frames_out, ==, st.frames_out);
+  g_assert_cmpuint (st.wire_out, <, st.payload_out * 3 / 4);
+}
+
+static void
+test_auto_random (void)
+{
+  MigChannelStats st;
+
+  run_auto (DATA_RANDOM, 20 * 1000 * 1000, &st);
+  g_test_message ("random: ratio %.3f", st.ratio);
+  g_assert_false (st.compressing);
+  g_assert_cmpfloat (st.ratio, <, 1.1);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+}
+
+static void
+test_auto_fast_link (void)
+{
+  MigChannelStats st;
+
+  /* A link far faster than lz4 (1 TB/s): text is sent raw. */
+  run_auto (DATA_TEXT, G_GUINT64_CONSTANT (1000000000000), &st);
+  g_assert_false (st.compressing);
+  g_assert_cmpfloat (st.ratio, >, 1.5);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+}
+
+/* The data changes character mid-stream: auto follows it. */
+static void
+run_auto_switch (DataKind first, DataKind second, MigChannelStats *st)
+{
+  g_autoptr (GBytes) a = make_data (first, 2 * 1024 * 1024, 4);
+  g_autoptr (GBytes) b = make_data (second, 12 * 1024 * 1024, 5);
+  g_autoptr (GByteArray) all = g_byte_array_new ();
+  g_autoptr (GBytes) up = NULL;
+  g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
+  MigChannelOptions opts;
+  Pair p = { 0 };
+
+  g_byte_array_append (all, g_bytes_get_data (a, NULL), g_bytes_get_size (a));
+  g_byte_array_append (all, g_bytes_get_data (b, NULL), g_bytes_get_size (b));
+  up = g_byte_array_free_to_bytes (g_steal_pointer (&all));
+  mig_channel_options_init (&opts);
+  opts.compress = MIG_COMPRESS_AUTO;
+  opts.link_rate = 20 * 1000 * 1000;
+  opts.chunk_size = 32 * 1024; /* enough frames for several windows */
+  pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
+  pair_run (&p, &opts, &opts, up, none);
+  g_assert_no_error (p.err_c);
+  g_assert_no_error (p.err_s);
+  assert_received (&p.app_s, up, TRUE);
+  mig_channel_get_stats (p.client, st);
+  g_assert_cmpuint (st->decisions, >=, 3);
+  pair_clear (&p);
+}
+
+static void
+test_auto_backs_off (void)
+{
+  MigChannelStats st;
+
+  run_auto_switch (DATA_TEXT, DATA_RANDOM, &st);
+  g_assert_cmpuint (st.compressed_frames_out, >, 0); /* was on for text */
+  g_assert_false (st.compressing);                    /* off for random */
+  g_assert_cmpuint (st.compressed_frames_out, <, st.frames_out / 2);
+}
+
+static void
+test_auto_turns_on (void)
+{
+  MigChannelStats st;
+
+  run_auto_switch (DATA_RANDOM, DATA_TEXT, &st);
+  g_assert_true (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+}
+
+/* ---- tests: faults ---------------------------------------------------- */
+
+static void
+run_fault (MigFaultKind fault, guint64 offset, MigCompressMode mode,
+           Pair *p)
+{
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 6);
+  g_autoptr (GBytes) down = make_data (DATA_RANDOM, 100000, 7);
+  MigChannelOptions opts;
+
+  mig_channel_options_init (&opts);
+  opts.compress = mode;
+  pair_connect (p, creds_b, creds_a, fault, offset);
+  pair_run (p, &opts, &opts, up, down);
+  g_test_message ("client: %s", p->err_c ? p->err_c->message : "ok");
+  g_test_message ("server: %s", p->err_s ? p->err_s->message : "ok");
+  g_assert_false (p->ok_c);
+  g_assert_false (p->ok_s);
+  /* Never a corrupt byte: the server's app got a strict prefix. */
+  assert_received (&p->app_s, up, FALSE);
+}
+
+static void
+test_fault_corrupt (gconstpointer data)
+{
+  MigCompressMode mode = GPOINTER_TO_INT (data);
+  Pair p = { 0 };
+
+  /* Inside the first data frame's payload. */
+  run_fault (MIG_FAULT_CORRUPT, HELLO_WIRE + MIG_FRAME_HEADER_SIZE + 1000,
+             mode, &p);
+  g_assert_error (p.err_s, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+  if (mode == MIG_COMPRESS_OFF)
+    g_assert_nonnull (strstr (p.err_s->message, "checksum mismatch"));
+  /* The sender learns why from the receiver's ERROR frame. */
+  g_assert_error (p.err_c, MIG_ERROR, MIG_ERROR_CHANNEL_PEER);
+  g_assert_nonnull (strstr (p.err_c->message, "frame"));
+  pair_clear (&p);
+}
+
+static void
+test_fault_corrupt_header (void)
+{
+  Pair p = { 0 };
+
+  /* The length field of the first data frame. */
+  run_fault (MIG_FAULT_CORRUPT, HELLO_WIRE + 9, MIG_COMPRESS_OFF, &p);
+  g_assert_error (p.err_s, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+  g_assert_nonnull (strstr (p.err_s->message, "header checksum"));
+  g_assert_cmpuint (p.app_s.recv->len, ==, 0);
+  pair_clear (&p);
+}
+
+static void
+test_fault_truncate (void)
+{
+  Pair p = { 0 };
+
+  run_fault (MIG_FAULT_TRUNCATE, HELLO_WIRE + MIG_FRAME_HEADER_SIZE + 5000,
+             MIG_COMPRESS_OFF, &p);
+  g_assert_error (p.err_s, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED);
+  g_assert_nonnull (strstr (p.err_s->message, "truncated frame body"));
+  g_assert_error (p.err_c, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT);
+  g_assert_cmpuint (p.app_s.recv->len, ==, 0);
+  pair_clear (&p);
+}
+
+static void
+test_fault_cut (void)
+{
+  Pair p = { 0 };
+
+  /* Cut between frames: the receiver sees a clean EOF but no END. */
+  run_fault (MIG_FAULT_CUT, 1000000, MIG_COMPRESS_OFF, &p);
+  g_assert_error (p.err_s, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED);
+  g_assert_nonnull (strstr (p.err_s->message, "before end of stream"));
+  g_assert_error (p.err_c, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT);
+  pair_clear (&p);
+}
+
+/* Hand-made frames from a raw plain connection. */
+static MigTransport *
+raw_hello (Server *s, const char *token)
+{
+  g_autoptr (GError) error = NULL;
+  MigTransport *t = mig_transport_connect (NULL, "127.0.0.1", s->port, NULL,
+                                           &error);
+  guint8 hdr[MIG_FRAME_HEADER_SIZE], reply[MIG_FRAME_HEADER_SIZE];
+  guint8 hello[1 + 64];
+  MigFrameHeader h = { .type = MIG_FRAME_HELLO, .payload_len = 65,
+                       .wire_len = 65, .seq = 0 };
+  GOutputVector v[2] = { { hdr, sizeof hdr }, { hello, sizeof hello } };
+  gsize got = 0;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (strlen (token), ==, 64);
+  hello[0] = MIG_CHANNEL_KIND_MEMORY;
+  memcpy (hello + 1, token, 64);
+  h.crc = mig_crc32c (0, hello, sizeof hello);
+  mig_frame_header_encode (&h, hdr);
+  g_assert_true (t->ops->writev_all (t, v, 2, NULL, &error));
+  g_assert_no_error (error);
+  while (got < sizeof reply)
+    {
+      gssize n = t->ops->read (t, reply + got, sizeof reply - got, NULL,
+                               &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (n, >, 0);
+      got += n;
+    }
+  g_assert_true (mig_frame_header_decode (reply, 0, 0, &h, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (h.type, ==, MIG_FRAME_OK);
+  return t;
+}
+
+static void
+raw_send_header (MigTransport *t, MigFrameType type, guint32 len,
+                 guint64 seq)
+{
+  g_autoptr (GError) error = NULL;
+  guint8 hdr[MIG_FRAME_HEADER_SIZE];
+  MigFrameHeader h = { .type = type, .payload_len = len, .wire_len = len,
+                       .seq = seq };
+  GOutputVector v = { hdr, sizeof hdr };
+
+  mig_frame_header_encode (&h, hdr);
+  g_assert_true (t->ops->writev_all (t, &v, 1, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Runs the accepted channel of S against whatever T sent; returns its
+ * error. */
+static GError *
+raw_run_server (Server *s, MigTransport *t)
+{
+  g_autoptr (MigChannel) ch = server_take (s);
+  g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
+  GError *error = NULL;
+  App app = { 0 };
+  int fd = app_start (&app, none, FALSE);
+
+  mig_channel_start (ch, fd, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_false (mig_channel_wait (ch, &error));
+  mig_transport_free (t);
+  app_join (&app);
+  g_assert_cmpuint (app.recv->len, ==, 0);
+  app_clear (&app);
+  return error;
+}
+
+static void
+test_oversized (void)
+{
+  Server *s = server_new (NULL);
+  g_autofree char *token
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  MigTransport *t = raw_hello (s, token);
+  g_autoptr (GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  /* 2 GiB announced: refused at once, nothing read or allocated. */
+  raw_send_header (t, MIG_FRAME_DATA, 0x7fffffffu, 1);
+  error = raw_run_server (s, t);
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+  g_assert_nonnull (strstr (error->message, "exceeds"));
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 2 * G_TIME_SPAN_SECOND);
+  server_free (s);
+}
+
+static void
+test_oversized_hello (void)
+{
+  Server *s = server_new (NULL);
+  g_autoptr (GError) error = NULL;
+  MigTransport *t = mig_transport_connect (NULL, "127.0.0.1", s->port, NULL,
+                                           &error);
+  const GError *refusal;
+
+  g_assert_no_error (error);
+  /* Before authentication even 64 KiB is too much. */
+  raw_send_header (t, MIG_FRAME_HELLO, 65536, 0);
+  refusal = server_refusal (s);
+  g_assert_error (refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+  g_assert_nonnull (strstr (refusal->message, "exceeds"));
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+  mig_transport_free (t);
+  server_free (s);
+}
+
+static void
+test_bad_sequence (void)
+{
+  Server *s = server_new (NULL);
+  g_autofree char *token
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  MigTransport *t = raw_hello (s, token);
+  g_autoptr (GError) error = NULL;
+
+  raw_send_header (t, MIG_FRAME_DATA, 0, 7); /* a replayed/skipped frame */
+  error = raw_run_server (s, t);
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+  g_assert_nonnull (strstr (error->message, "sequence"));
+  server_free (s);
+}
+
+/* ---- tests: authentication -------------------------------------------- */
+
+static void
+assert_refused (Server *s, const char *token, MigChannelKind kind,
+                const char *why)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MigChannel) ch = mig_channel_connect (
+      creds_a, "127.0.0.1", s->port, kind, token, NULL, &error);
+  const GError *refusal;
+
+  g_assert_null (ch);
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH);
+  g_assert_nonnull (strstr (error->message, why));
+  refusal = server_refusal (s);
+  g_assert_error (refusal, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH);
+  g_assert_nonnull (strstr (refusal->message, why));
+  g_mutex_lock (&s->lock);
+  g_clear_error (&s->refused);
+  g_mutex_unlock (&s->lock);
+}
+
+static void
+test_auth_invalid_token (void)
+{
+  Server *s = server_new (creds_b);
+
+  assert_refused (s, "0123456789abcdef", MIG_CHANNEL_KIND_MEMORY,
+                  "unknown token");
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+  server_free (s);
+}
+
+static void
+test_auth_reused_token (void)
+{
+  Server *s = server_new (creds_b);
+  g_autofree char *token
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_CONTROL, 10000);
+  g_autoptr (GError) error = NULL;
+  MigChannel *first, *accepted;
+
+  g_assert_cmpuint (strlen (token), ==, 64);
+  first = mig_channel_connect (creds_a, "127.0.0.1", s->port,
+                               MIG_CHANNEL_KIND_CONTROL, token, NULL, &error);
+  g_assert_no_error (error);
+  accepted = server_take (s);
+  g_assert_cmpint (mig_channel_get_kind (accepted), ==,
+                   MIG_CHANNEL_KIND_CONTROL);
+  mig_channel_free (accepted);
+  mig_channel_free (first);
+
+  assert_refused (s, token, MIG_CHANNEL_KIND_CONTROL, "already used");
+  g_assert_cmpuint (s->n_accepted, ==, 1);
+  server_free (s);
+}
+
+static void
+test_auth_expired_and_kind (void)
+{
+  Server *s = server_new (creds_b);
+  g_autofree char *old
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 1);
+  g_autofree char *ctl
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_CONTROL, 10000);
+
+  g_usleep (20 * 1000);
+  assert_refused (s, old, MIG_CHANNEL_KIND_MEMORY, "expired");
+  assert_refused (s, ctl, MIG_CHANNEL_KIND_MEMORY, "another stream kind");
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+  server_free (s);
+}
+
+/* ---- tests: TLS ------------------------------------------------------- */
+
+static void
+test_tls_foreign_client (void)
+{
+  Server *s = server_new (creds_b);
+  g_autofree char *token
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MigChannel) ch = NULL;
+  const GError *refusal;
+
+  ch = mig_channel_connect (creds_foreign, "127.0.0.1", s->port,
+                            MIG_CHANNEL_KIND_MEMORY, token, NULL, &error);
+  g_assert_null (ch);
+  g_assert_nonnull (error);
+  g_test_message ("client: %s", error->message);
+  refusal = server_refusal (s);
+  g_test_message ("server: %s", refusal->message);
+  g_assert_true (refusal->domain == G_TLS_ERROR);
+  g_assert_nonnull (strstr (refusal->message, "TLS handshake"));
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+  server_free (s);
+}
+
+static void
+test_tls_untrusted_server (void)
+{
+  Server *s = server_new (creds_b);
+  g_autofree char *token
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MigChannel) ch = NULL;
+
+  ch = mig_channel_connect (creds_lost, "127.0.0.1", s->port,
+                            MIG_CHANNEL_KIND_MEMORY, token, NULL, &error);
+  g_assert_null (ch);
+  g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  server_refusal (s);
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+  server_free (s);
+}
+
+static void
+test_tls_plain_client (void)
+{
+  Server *s = server_new (creds_b);
+  g_autofree char *token
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MigChannel) ch = NULL;
+
+  ch = mig_channel_connect (NULL, "127.0.0.1", s->port,
+                            MIG_CHANNEL_KIND_MEMORY, token, NULL, &error);
+  g_assert_null (ch);
+  g_assert_nonnull (error);
+  server_refusal (s);
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+  server_free (s);
+}
+
+static void
+test_creds_missing (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MigChannelCreds) creds = mig_channel_creds_new (cert_root,
+                                                            &error);
+
+  /* cert_root has ca.pem but no cert.pem. */
+  g_assert_null (creds);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+}
+
+/* ---- tests: rate limit and abort -------------------------------------- */
+
+static void
+test_rate_limit (void)
+{
+  g_autoptr (GBytes) up = make_data (DATA_RANDOM, 4 * 1024 * 1024, 8);
+  g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
+  MigChannelOptions opts;
+  Pair p = { 0 };
+  gint64 t0;
+  double secs;
+
+  mig_channel_options_init (&opts);
+  opts.rate_limit = 8 * 1000 * 1000;
+  pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
+  t0 = g_get_monotonic_time ();
+  pair_run (&p, &opts, NULL, up, none);
+  secs = (g_get_monotonic_time () - t0) / 1e6;
+  g_test_message ("4 MiB at 8 MB/s took %.2f s", secs);
+  g_assert_no_error (p.err_c);
+  g_assert_no_error (p.err_s);
+  assert_received (&p.app_s, up, TRUE);
+  /* (4.19 MB - 0.4 MB burst) / 8 MB/s = 0.47 s; loose bound only. */
+  g_assert_cmpfloat (secs, >, 0.3);
+  pair_clear (&p);
+}
+
+static void
+test_abort (void)
+{
+  g_autoptr (GBytes) some = make_data (DATA_TEXT, 100000, 9);
+  g_autoptr (GError) error = NULL;
+  Pair p = { 0 };
+  int fd;
+
+  pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
+  /* The apps never shut down: only close() can end this. */
+  fd = app_start (&p.app_c, some, FALSE);
+  mig_channel_start (p.client, fd, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  fd = app_start (&p.app_s, some, FALSE);
+  mig_channel_start (p.srv, fd, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_usleep (50 * 1000);
+
+  mig_channel_close (p.client);
+  g_assert_false (mig_channel_wait (p.client, &error));
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_ABORTED);
+  g_clear_error (&error);
+  g_assert_false (mig_channel_wait (p.srv, &error));
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED);
+  app_join (&p.app_c);
+  app_join (&p.app_s);
+  pair_clear (&p);
+}
+
+int
+main (int argc, char **argv)
+{
+  static const struct {
+    const char *name;
+    MigCompressMode mode;
+  } modes[] = { { "off", MIG_COMPRESS_OFF },
+                { "on", MIG_COMPRESS_ON },
+                { "auto", MIG_COMPRESS_AUTO } };
+  static const struct {
+    const char *name;
+    DataKind kind;
+  } kinds[] = { { "random", DATA_RANDOM },
+                { "text", DATA_TEXT },
+                { "zero", DATA_ZERO } };
+  g_autoptr (GPtrArray) cases = g_ptr_array_new_with_free_func (g_free);
+  int ret;
+
+  g_test_init (&argc, &argv, NULL);
+  make_certs ();
+
+  g_test_add_func ("/mig-channel/crc32c", test_crc32c);
+  g_test_add_func ("/mig-channel/frame-header", test_frame_header);
+  for (guint tls = 0; tls < 2; tls++)
+    for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
+      for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
+        {
+          RoundTrip *rt;
+          if (!tls && kinds[k].kind != DATA_TEXT)
+            continue;
+          rt = g_new0 (RoundTrip, 1);
+          rt->tls = tls;
+          rt->mode = modes[m].mode;
+          rt->data = kinds[k].kind;
+          g_ptr_array_add (cases, rt);
+          g_ptr_array_add (cases,
+                           g_strdup_printf ("/mig-channel/round-trip/%s/%s/%s",
+                                            tls ? "tls" : "plain",
+                                            modes[m].name, kinds[k].name));
+          g_test_add_data_func (g_ptr_array_index (cases, cases->len - 1),
+                                rt, test_round_trip);
+        }
+  g_test_add_func ("/mig-channel/auto/text-slow-link",
+                   test_auto_text_slow_link);
+  g_test_add_func ("/mig-channel/auto/random", test_auto_random);
+  g_test_add_func ("/mig-channel/auto/fast-link", test_auto_fast_link);
+  g_test_add_func ("/mig-channel/auto/backs-off", test_auto_backs_off);
+  g_test_add_func ("/mig-channel/auto/turns-on", test_auto_turns_on);
+  g_test_add_data_func ("/mig-channel/fault/corrupt/off",
+                        GINT_TO_POINTER (MIG_COMPRESS_OFF),
+                        test_fault_corrupt);
+  g_test_add_data_func ("/mig-channel/fault/corrupt/on",
+                        GINT_TO_POINTER (MIG_COMPRESS_ON),
+                        test_fault_corrupt);
+  g_test_add_func ("/mig-channel/fault/corrupt-header",
+                   test_fault_corrupt_header);
+  g_test_add_func ("/mig-channel/fault/truncate", test_fault_truncate);
+  g_test_add_func ("/mig-channel/fault/cut", test_fault_cut);
+  g_test_add_func ("/mig-channel/wire/oversized", test_oversized);
+  g_test_add_func ("/mig-channel/wire/oversized-hello", test_oversized_hello);
+  g_test_add_func ("/mig-channel/wire/bad-sequence", test_bad_sequence);
+  g_test_add_func ("/mig-channel/auth/invalid-token", test_auth_invalid_token);
+  g_test_add_func ("/mig-channel/auth/reused-token", test_auth_reused_token);
+  g_test_add_func ("/mig-channel/auth/expired-and-kind",
+                   test_auth_expired_and_kind);
+  g_test_add_func ("/mig-channel/tls/foreign-client", test_tls_foreign_client);
+  g_test_add_func ("/mig-channel/tls/untrusted-server",
+                   test_tls_untrusted_server);
+  g_test_add_func ("/mig-channel/tls/plain-client", test_tls_plain_client);
+  g_test_add_func ("/mig-channel/tls/creds-missing", test_creds_missing);
+  g_test_add_func ("/mig-channel/rate-limit", test_rate_limit);
+  g_test_add_func ("/mig-channel/abort", test_abort);
+
+  ret = g_test_run ();
+  mig_channel_creds_unref (creds_a);
+  mig_channel_creds_unref (creds_b);
+  mig_channel_creds_unref (creds_foreign);
+  mig_channel_creds_unref (creds_lost);
+  remove_certs ();
+  g_free (cert_root);
+  return ret;
+}
