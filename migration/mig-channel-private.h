@@ -17,6 +17,8 @@ typedef enum {
   MIG_FRAME_ERROR = 3, /* either way: UTF-8 reason, then the sender closes */
   MIG_FRAME_DATA = 4,  /* stream bytes (lz4 if flag COMPRESSED) */
   MIG_FRAME_END = 5,   /* sender's local side reached EOF, empty */
+  MIG_FRAME_ACK = 6,   /* every frame up to the peer's END checked and
+                        * delivered; only now may the peer end cleanly */
 } MigFrameType;
 
 typedef struct {

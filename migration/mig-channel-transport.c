@@ -187,7 +187,8 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
   switch (ft->kind)
     {
     case MIG_FAULT_CUT:
-      ft->inner->ops->close (ft->inner);
+      /* The caller (the channel) closes the connection on this error, so
+       * the peer sees EOF at a frame boundary. */
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT,
                    "injected fault: connection cut after %" G_GUINT64_FORMAT
                    " bytes", ft->written);
@@ -202,7 +203,6 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
                                           error))
         return FALSE;
       ft->written += k;
-      ft->inner->ops->close (ft->inner);
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT,
                    "injected fault: stream truncated after %" G_GUINT64_FORMAT
                    " bytes", ft->written);

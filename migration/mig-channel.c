@@ -31,8 +31,9 @@ struct _MigChannel {
   GCancellable *cancel;
   int cancel_fd;       /* pollable fd of CANCEL, for the local fd waits */
 
-  GMutex write_lock;   /* serialises frame writes; guards out_seq */
+  GMutex write_lock;   /* serialises frame writes; guards out_seq, end_sent */
   guint64 out_seq;     /* next sequence number we send */
+  gboolean end_sent;   /* our END is out: an ACK may come */
   guint64 in_seq;      /* next we expect; handshake, then in pump only */
 
   /* Set by mig_channel_start(), read-only afterwards. */
@@ -118,21 +119,28 @@ write_simple_frame (MigChannel *ch, MigFrameType type, const void *payload,
                       len, cancellable, error);
 }
 
-/* Best effort: tells the peer why we stop, unless the writer is busy (it
- * is then blocked on a peer that does not read, and will be cut). */
-static void
+/* Best effort: tells the peer why we stop. The out pump may be in the
+ * middle of a frame; give it a moment, but never wait on a writer that is
+ * stuck on a peer that does not read (the connection is then cut). */
+static gboolean
 try_send_error (MigChannel *ch, const GError *why)
 {
   char msg[MIG_ERROR_TEXT_MAX];
-  gsize len;
+  gboolean sent;
+  guint tries = 0;
 
-  if (!g_mutex_trylock (&ch->write_lock))
-    return;
+  while (!g_mutex_trylock (&ch->write_lock))
+    {
+      if (++tries > 50)
+        return FALSE;
+      g_usleep (2000);
+    }
   g_strlcpy (msg, why->message, sizeof msg);
-  len = strlen (msg);
   mig_transport_set_timeout (ch->transport, 2);
-  write_simple_frame (ch, MIG_FRAME_ERROR, msg, len, NULL, NULL);
+  sent = write_simple_frame (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL,
+                             NULL);
   g_mutex_unlock (&ch->write_lock);
+  return sent;
 }
 
 /* Reads exactly LEN bytes. EOF is MIG_ERROR_CHANNEL_CLOSED. */
@@ -243,10 +251,21 @@ mig_channel_new_client (MigTransport *transport, MigChannelKind kind,
   ok = write_simple_frame (ch, MIG_FRAME_HELLO, hello, 1 + token_len,
                            cancellable, error);
   g_mutex_unlock (&ch->write_lock);
-  if (!ok || !read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload,
-                          cancellable, error))
+  if (!ok)
     {
       g_prefix_error (error, "channel HELLO: ");
+      return NULL;
+    }
+  if (!read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload, cancellable,
+                   error))
+    {
+      /* With TLS 1.3 the server checks our certificate after our side of
+       * the handshake is done: a refusal shows up here as a reset. */
+      if ((*error)->domain != MIG_ERROR)
+        g_prefix_error (error, "channel HELLO: no answer (TLS client "
+                               "certificate refused?): ");
+      else
+        g_prefix_error (error, "channel HELLO: ");
       return NULL;
     }
   if (h.type == MIG_FRAME_ERROR)
@@ -423,28 +442,65 @@ local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
 /* ---- completion ------------------------------------------------------- */
 
 /* Records how a pump ended (ERROR NULL = clean; ownership taken). WEAK
- * marks a transport write failure: the peer closed on us, and the in pump
- * is about to read the ERROR frame that says why, which then wins. */
+ * marks a transport write failure: the connection broke under the out
+ * pump, and the in pump is about to read why (the peer's ERROR frame, a
+ * truncated frame, EOF), which then replaces it. */
+/* Makes ERROR the channel's result if it is the first (ownership taken).
+ * WEAK marks a transport write failure: the connection broke under the
+ * out pump, and the in pump is about to read why (the peer's ERROR frame,
+ * a truncated frame, EOF), which then replaces it. Caller holds LOCK. */
 static void
-pump_finish (MigChannel *ch, GError *error, gboolean weak)
+record_error (MigChannel *ch, GError *error, gboolean weak)
 {
-  gboolean first = FALSE, last;
-
-  g_mutex_lock (&ch->lock);
   if (error != NULL
       && (ch->error == NULL
-          || (ch->error_weak
-              && g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PEER))))
+          || (ch->error_weak && !weak
+              && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))))
     {
-      first = ch->error == NULL;
       g_clear_error (&ch->error);
       ch->error = g_steal_pointer (&error);
       ch->error_weak = weak;
     }
   g_clear_error (&error);
+}
+
+/* Fails the channel with ERROR (ownership taken) and stops the out pump,
+ * but leaves the connection open. */
+static void
+channel_fail (MigChannel *ch, GError *error)
+{
+  g_mutex_lock (&ch->lock);
+  record_error (ch, error, FALSE);
+  g_mutex_unlock (&ch->lock);
+  g_cancellable_cancel (ch->cancel);
+}
+
+/* After sending ERROR: keep reading (and dropping) what the peer still
+ * sends until it has read our ERROR and closed, so that closing first
+ * does not reset the connection and destroy the ERROR in flight. */
+static void
+linger (MigChannel *ch, guint8 *buf)
+{
+  gint64 deadline = g_get_monotonic_time () + G_TIME_SPAN_SECOND;
+
+  mig_transport_set_timeout (ch->transport, 1);
+  while (g_get_monotonic_time () < deadline)
+    if (ch->transport->ops->read (ch->transport, buf, MIG_FRAME_MAX, NULL,
+                                  NULL) <= 0)
+      break;
+}
+
+/* Records how a pump ended (ERROR NULL = clean; ownership taken). */
+static void
+pump_finish (MigChannel *ch, GError *error, gboolean weak)
+{
+  gboolean failed, last;
+
+  g_mutex_lock (&ch->lock);
+  record_error (ch, error, weak);
   last = --ch->running == 0;
   g_cond_broadcast (&ch->cond);
-  if (first && weak && !last)
+  if (ch->error_weak && !last)
     {
       /* Give the in pump a moment to read the peer's ERROR frame (or the
        * EOF) before cancelling it. */
@@ -453,14 +509,13 @@ pump_finish (MigChannel *ch, GError *error, gboolean weak)
              && g_cond_wait_until (&ch->cond, &ch->lock, deadline))
         ;
     }
+  failed = ch->error != NULL;
   g_mutex_unlock (&ch->lock);
 
-  if (first)
-    {
-      g_cancellable_cancel (ch->cancel);
-      ch->transport->ops->close (ch->transport);
-    }
-
+  /* Cancelling wakes the other pump; the connection itself stays up until
+   * both are out, so an in pump lingering after its ERROR is not cut. */
+  if (failed)
+    g_cancellable_cancel (ch->cancel);
   if (!last)
     return;
   ch->transport->ops->close (ch->transport);
@@ -609,6 +664,7 @@ out_pump (gpointer data)
           g_mutex_lock (&ch->write_lock);
           ok = write_simple_frame (ch, MIG_FRAME_END, "", 0, ch->cancel,
                                    &error);
+          ch->end_sent = ok;
           g_mutex_unlock (&ch->write_lock);
           if (ok)
             {
@@ -698,33 +754,34 @@ out_pump (gpointer data)
 
 /* ---- in pump: peer -> local ------------------------------------------- */
 
+/* Ends when the peer's END has been delivered (and ACKed) and the peer
+ * has ACKed ours: a clean end means both sides checked every byte. */
 static gpointer
 in_pump (gpointer data)
 {
   MigChannel *ch = data;
   g_autofree guint8 *wbuf = g_malloc (MIG_FRAME_MAX);
   g_autofree guint8 *pbuf = g_malloc (MIG_FRAME_MAX);
+  gboolean got_end = FALSE, got_ack = FALSE;
   GError *error = NULL;
 
-  for (;;)
+  while (!(got_end && got_ack))
     {
       MigFrameHeader h;
       guint8 *payload = NULL;
+      gboolean ok;
 
       if (!read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload,
                        ch->cancel, &error))
         {
           if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
-            try_send_error (ch, error);
+            goto tell_peer;
           break;
         }
-      if (h.type == MIG_FRAME_DATA)
+      if (h.type == MIG_FRAME_DATA && !got_end)
         {
           if (!local_write_all (ch, payload, h.payload_len, &error))
-            {
-              try_send_error (ch, error);
-              break;
-            }
+            goto tell_peer;
           g_mutex_lock (&ch->lock);
           ch->stats.payload_in += h.payload_len;
           ch->stats.wire_in += MIG_FRAME_HEADER_SIZE + h.wire_len;
@@ -733,15 +790,36 @@ in_pump (gpointer data)
             ch->stats.compressed_frames_in++;
           g_mutex_unlock (&ch->lock);
         }
-      else if (h.type == MIG_FRAME_END)
+      else if (h.type == MIG_FRAME_END && !got_end)
         {
+          got_end = TRUE;
           /* Half-close: the local reader sees EOF, our out pump goes on. */
           if (shutdown (ch->local_fd, SHUT_WR) < 0 && errno != ENOTSOCK
               && errno != ENOTCONN)
-            g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
-                         "shutting down local socket: %s",
-                         g_strerror (errno));
-          break;
+            {
+              g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
+                           "shutting down local socket: %s",
+                           g_strerror (errno));
+              goto tell_peer;
+            }
+          g_mutex_lock (&ch->write_lock);
+          ok = write_simple_frame (ch, MIG_FRAME_ACK, "", 0, ch->cancel,
+                                   &error);
+          g_mutex_unlock (&ch->write_lock);
+          if (!ok)
+            break;
+        }
+      else if (h.type == MIG_FRAME_ACK && !got_ack)
+        {
+          g_mutex_lock (&ch->write_lock);
+          got_ack = ch->end_sent;
+          g_mutex_unlock (&ch->write_lock);
+          if (!got_ack)
+            {
+              g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                           "ACK before our END");
+              goto tell_peer;
+            }
         }
       else if (h.type == MIG_FRAME_ERROR)
         {
@@ -754,13 +832,26 @@ in_pump (gpointer data)
       else
         {
           g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                       "unexpected frame type %u in stream", h.type);
-          try_send_error (ch, error);
-          break;
+                       "unexpected frame type %u in stream%s", h.type,
+                       got_end ? " after END" : "");
+          goto tell_peer;
         }
     }
   if (error != NULL
       && !g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PEER))
+    g_prefix_error (&error, "receiving from peer: ");
+  pump_finish (ch, error, FALSE);
+  return NULL;
+
+tell_peer:
+  /* We found the fault: say so, stop sending, let the peer read it. */
+  if (try_send_error (ch, error))
+    {
+      g_prefix_error (&error, "receiving from peer: ");
+      channel_fail (ch, g_steal_pointer (&error));
+      linger (ch, wbuf);
+    }
+  else
     g_prefix_error (&error, "receiving from peer: ");
   pump_finish (ch, error, FALSE);
   return NULL;

@@ -96,13 +96,15 @@ MigTransport *mig_transport_socket_new (GIOStream *stream);
 
 typedef enum {
   MIG_FAULT_NONE = 0,
-  MIG_FAULT_CUT,      /* at OFFSET: drop the connection both ways */
-  MIG_FAULT_TRUNCATE, /* write exactly OFFSET bytes, then FIN (mid-frame) */
+  MIG_FAULT_CUT,      /* fail the write that would cross OFFSET */
+  MIG_FAULT_TRUNCATE, /* write exactly OFFSET bytes, then fail (mid-frame) */
   MIG_FAULT_CORRUPT,  /* flip one bit of the byte at OFFSET, carry on */
 } MigFaultKind;
 
 /* Fault-injecting transport around INNER (ownership taken). OFFSET counts
- * bytes written through this transport, handshake included. */
+ * bytes written through this transport, handshake included. A fired CUT
+ * or TRUNCATE fails with MIG_ERROR_CHANNEL_FAULT, and so does every later
+ * write; the channel then closes the connection, so the peer sees EOF. */
 MigTransport *mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
                                        guint64 offset);
 

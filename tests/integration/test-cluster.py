@@ -75,14 +75,14 @@ def run_cases(c, tap):
         host = vm["host"]
         i = host_index(host)
         other = 3 - i
+        state["web-1"] = i
         # libvirt on the chosen host runs it; the other host does not know it.
         assert c.virsh(i, "domstate", "web-1").stdout.strip() == "running"
         assert "web-1" not in c.domains(other)
         disk = os.path.join(c.host_data(i), "disks", "web-1.qcow2")
         assert os.path.exists(disk), disk
-        info = run(["qemu-img", "info", disk]).stdout
+        info = run(["qemu-img", "info", "-U", disk]).stdout
         assert "file format: qcow2" in info, info
-        state["web-1"] = i
         wait_for("web-1 running in the inventory",
                  lambda: c.vms_by_name()["web-1"]["state"] == "running", 30)
 
@@ -119,6 +119,22 @@ def run_cases(c, tap):
         assert c.virsh(2, "domstate", "pinned-2").stdout.strip() == "running"
 
     tap.case("create --host pins the VM", pinned)
+
+    def spread():
+        # host1 and host2 each run one VM now; a third VM goes to the host
+        # with more room left, and the two after it spread over both.
+        c.ctl(*create_args("spread-1"))
+        c.ctl(*create_args("spread-2"))
+        vms = c.vms_by_name()
+        placed = {vms["spread-1"]["host"], vms["spread-2"]["host"]}
+        assert placed == {"host1", "host2"}, placed
+        for name in ("spread-1", "spread-2"):
+            i = host_index(vms[name]["host"])
+            assert c.virsh(i, "domstate", name).stdout.strip() == "running"
+            c.ctl("vm", "delete", name, "--force")
+            assert name not in c.domains(i)
+
+    tap.case("placement spreads VMs over the hosts", spread)
 
     def bad_input():
         before_vms = set(c.vms_by_name())
