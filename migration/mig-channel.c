@@ -536,6 +536,7 @@ pump_finish (MigChannel *ch, GError *error, gboolean weak)
 typedef struct {
   gboolean on;
   gboolean decided;    /* first evaluation done */
+  guint evaluations;
   gint64 win_start;    /* ns */
   guint win_frames;
   guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
@@ -579,6 +580,7 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
     a->on = 1.0 / cs + 1.0 / (link * ratio) < 0.95 / link;
 
   a->decided = TRUE;
+  a->evaluations++;
   a->win_start = now;
   a->win_frames = 0;
   a->s_in = a->s_out = a->w_bytes = 0;
@@ -627,7 +629,9 @@ out_pump (gpointer data)
   MigChannel *ch = data;
   gsize chunk = ch->opts.chunk_size;
   g_autofree guint8 *buf = g_malloc (chunk);
-  g_autofree guint8 *zbuf = g_malloc (LZ4_compressBound ((int) chunk));
+  /* Touched now so page faults do not count as lz4 time in the first
+   * sample. */
+  g_autofree guint8 *zbuf = g_malloc0 (LZ4_compressBound ((int) chunk));
   GError *error = NULL;
   gboolean weak = FALSE;
   AutoState a = { 0 };
@@ -741,7 +745,9 @@ out_pump (gpointer data)
           a.w_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
           a.w_ns += t1 - t0;
           a.win_frames++;
-          if (a.win_frames >= AUTO_WINDOW_FRAMES
+          /* Short windows at first: the first sample may be a small,
+           * cold-cache frame. */
+          if (a.win_frames >= (a.evaluations < 4 ? 8 : AUTO_WINDOW_FRAMES)
               || t1 - a.win_start >= AUTO_WINDOW_NS)
             auto_evaluate (ch, &a, t1);
         }

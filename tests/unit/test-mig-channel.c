@@ -523,6 +523,10 @@ test_round_trip (gconstpointer data)
 
   mig_channel_get_stats (p.client, &sc);
   mig_channel_get_stats (p.srv, &ss);
+  g_test_message ("frames %" G_GUINT64_FORMAT " lz4 %" G_GUINT64_FORMAT
+                  " ratio %.2f lz4 %.0f MB/s link %.0f MB/s decisions %u",
+                  sc.frames_out, sc.compressed_frames_out, sc.ratio,
+                  sc.compress_speed / 1e6, sc.link_rate / 1e6, sc.decisions);
   g_assert_cmpuint (sc.payload_out, ==, DATA_LEN);
   g_assert_cmpuint (ss.payload_in, ==, DATA_LEN);
   g_assert_cmpuint (sc.payload_in, ==, DATA_LEN / 2 + 7);
@@ -788,21 +792,45 @@ raw_send_header (MigTransport *t, MigFrameType type, guint32 len,
   g_assert_no_error (error);
 }
 
-/* Runs the accepted channel of S against whatever T sent; returns its
- * error. */
+/* Runs the accepted channel of S against whatever T sent; checks that
+ * the server explains itself in an ERROR frame and returns its error. */
 static GError *
-raw_run_server (Server *s, MigTransport *t)
+raw_run_server (Server *s, MigTransport *t, const char *why)
 {
   g_autoptr (MigChannel) ch = server_take (s);
   g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
+  guint8 buf[MIG_FRAME_HEADER_SIZE + MIG_ERROR_TEXT_MAX + 1];
+  g_autofree char *text = NULL;
   GError *error = NULL;
+  MigFrameHeader h;
   App app = { 0 };
   int fd = app_start (&app, none, FALSE);
+  gsize got = 0;
 
   mig_channel_start (ch, fd, NULL, NULL, NULL, &error);
   g_assert_no_error (error);
-  g_assert_false (mig_channel_wait (ch, &error));
+  /* Header first, then exactly its body: the server waits for us to
+   * close after reading its ERROR. */
+  for (gsize want = MIG_FRAME_HEADER_SIZE; got < want;)
+    {
+      gssize n = t->ops->read (t, buf + got, want - got, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (n, >, 0);
+      got += n;
+      if (got == MIG_FRAME_HEADER_SIZE)
+        {
+          g_assert_true (mig_frame_header_decode (
+              buf, 1, MIG_ERROR_TEXT_MAX, &h, &error));
+          want += h.wire_len;
+        }
+    }
+  g_assert_cmpuint (h.type, ==, MIG_FRAME_ERROR);
+  g_assert_cmpuint (got, ==, MIG_FRAME_HEADER_SIZE + h.wire_len);
+  text = g_strndup ((char *) buf + MIG_FRAME_HEADER_SIZE, h.wire_len);
+  g_assert_nonnull (strstr (text, why));
   mig_transport_free (t);
+
+  g_assert_false (mig_channel_wait (ch, &error));
   app_join (&app);
   g_assert_cmpuint (app.recv->len, ==, 0);
   app_clear (&app);
@@ -821,7 +849,7 @@ test_oversized (void)
 
   /* 2 GiB announced: refused at once, nothing read or allocated. */
   raw_send_header (t, MIG_FRAME_DATA, 0x7fffffffu, 1);
-  error = raw_run_server (s, t);
+  error = raw_run_server (s, t, "exceeds");
   g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
   g_assert_nonnull (strstr (error->message, "exceeds"));
   g_assert_cmpint (g_get_monotonic_time () - t0, <, 2 * G_TIME_SPAN_SECOND);
@@ -858,7 +886,7 @@ test_bad_sequence (void)
   g_autoptr (GError) error = NULL;
 
   raw_send_header (t, MIG_FRAME_DATA, 0, 7); /* a replayed/skipped frame */
-  error = raw_run_server (s, t);
+  error = raw_run_server (s, t, "sequence");
   g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
   g_assert_nonnull (strstr (error->message, "sequence"));
   server_free (s);
