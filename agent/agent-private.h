@@ -160,6 +160,9 @@ struct _Agent
   guint64 seq;
   char *last_problem; /* logged once until it changes */
 
+  /* Live migration (agent-migration.c); NULL when not started. */
+  struct _AgentMigration *migration;
+
   /* Names of VMs with an operation in progress; guarded by lock. */
   GMutex lock;
   GHashTable *busy;
@@ -169,6 +172,47 @@ struct _Agent
 void agent_service_register (Agent *agent, ProtoServer *server);
 /* Disk and console paths of VM NAME (NAME already validated). */
 char *agent_console_path (Agent *agent, const char *name);
+
+/* Helpers of agent-service.c that the migration calls share. */
+typedef ProtobufCMessage *(*AgentOpFunc) (Agent *agent,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
+/* Runs FUNC in a worker thread and answers CALL from the main context. */
+void agent_service_run (Agent *agent, ProtoServerCall *call,
+                        const ProtobufCMessage *request, AgentOpFunc func);
+gboolean agent_vm_claim (Agent *agent, const char *name, GError **error);
+void agent_vm_release (Agent *agent, const char *name);
+/* The Drover domain NAME (NOT_FOUND for missing and foreign ones). */
+virDomainPtr agent_lookup_vm (Agent *agent, virConnectPtr conn,
+                              const char *name, GError **error);
+gboolean agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
+                           GError **error);
+/* Memory of SPEC fits next to running VMs and incoming reservations. */
+gboolean agent_check_memory (Agent *agent, virConnectPtr conn,
+                             const Drover__V1__VmSpec *spec, GError **error);
+
+/* --- live migration (agent-migration.c) -------------------------------- */
+
+typedef struct _AgentMigration AgentMigration;
+/* Starts the migration listener on the AgentService IP (port
+ * config.migration_port, 0 = any) and removes stale migration sockets.
+ * Does nothing with the test driver. */
+gboolean agent_migration_start (Agent *agent, GError **error);
+/* Stops the listener and forgets incoming jobs. */
+void agent_migration_free (Agent *agent);
+/* Memory reserved by prepared incoming migrations. */
+guint64 agent_migration_reserved_memory (Agent *agent);
+void agent_handle_prepare_incoming (ProtoServerCall *call,
+                                    const ProtobufCMessage *req, gpointer data);
+void agent_handle_migrate_out (ProtoServerCall *call,
+                               const ProtobufCMessage *req, gpointer data);
+void agent_handle_cancel_incoming (ProtoServerCall *call,
+                                   const ProtobufCMessage *req, gpointer data);
+/* ReadConsole: NAME.history then NAME.log as one stream; on a host the
+ * VM has left, a read at the end removes both. */
+ProtobufCMessage *agent_console_serve (Agent *agent,
+                                       const Drover__V1__ConsoleRequest *req,
+                                       GError **error);
 
 void agent_reporter_start (Agent *agent);
 void agent_reporter_stop (Agent *agent);

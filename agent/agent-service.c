@@ -215,6 +215,8 @@ check_memory (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
       virDomainFree (doms[i]);
     }
   free (doms);
+  /* Incoming migrations hold their memory from PrepareIncoming on. */
+  used += agent_migration_reserved_memory (agent);
   total = (guint64)node.memory * 1024;
   if (used > total || spec->memory > total - used)
     {
@@ -490,6 +492,9 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   const char *name = virDomainGetName (dom);
   g_autofree char *disk_path = NULL;
   g_autofree char *console_path = agent_console_path (agent, name);
+  g_autofree char *history_file = g_strconcat (name, ".history", NULL);
+  g_autofree char *history_path
+      = g_build_filename (agent->console_dir, history_file, NULL);
   Drover__V1__Empty *reply;
 
   if (virDomainIsActive (dom) == 1)
@@ -522,6 +527,8 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
                    console_path, g_strerror (saved));
       return NULL;
     }
+  /* Console history from earlier hosts (agent-migration.c). */
+  (void)g_unlink (history_path);
   reply = g_new0 (Drover__V1__Empty, 1);
   drover__v1__empty__init (reply);
   return (ProtobufCMessage *)reply;
@@ -538,72 +545,8 @@ op_delete (Agent *agent, const ProtobufCMessage *request, GError **error)
 static ProtobufCMessage *
 op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  const Drover__V1__ConsoleRequest *req = (const void *)request;
-  g_autoptr (virConnect) conn = NULL;
-  g_autoptr (virDomain) dom = NULL;
-  g_autofree char *path = NULL;
-  g_autofree guint8 *data = NULL;
-  Drover__V1__ConsoleChunk *chunk;
-  guint32 max = req->max_bytes ? req->max_bytes : AGENT_CONSOLE_DEFAULT_BYTES;
-  gint64 size = 0, start = 0;
-  gsize got = 0;
-  int fd;
-
-  if (!check_name (req->name, error))
-    return NULL;
-  conn = agent_libvirt_get (agent->lv, error);
-  if (!conn)
-    return NULL;
-  dom = lookup_vm (agent, conn, req->name, error);
-  if (!dom)
-    return NULL;
-  max = MIN (max, AGENT_CONSOLE_MAX_BYTES);
-  path = agent_console_path (agent, req->name);
-
-  fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-  if (fd < 0 && errno != ENOENT)
-    {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "cannot open console log of VM %s: %s", req->name,
-                   g_strerror (saved));
-      return NULL;
-    }
-  if (fd >= 0)
-    {
-      struct stat st;
-
-      if (fstat (fd, &st) == 0)
-        size = st.st_size;
-      if (req->offset < 0)
-        start = req->offset < -size ? 0 : size + req->offset;
-      else
-        start = MIN (req->offset, size);
-      data = g_malloc (MAX (1, MIN ((gint64)max, size - start)));
-      while (start + (gint64)got < size && got < max)
-        {
-          ssize_t n = pread (fd, data + got,
-                             MIN ((gint64)max - got, size - start - got),
-                             start + got);
-          if (n < 0 && errno == EINTR)
-            continue;
-          if (n <= 0)
-            break;
-          got += n;
-        }
-      close (fd);
-    }
-
-  chunk = g_new0 (Drover__V1__ConsoleChunk, 1);
-  drover__v1__console_chunk__init (chunk);
-  if (got > 0)
-    {
-      chunk->data.data = g_steal_pointer (&data);
-      chunk->data.len = got;
-    }
-  chunk->next_offset = start + got;
-  chunk->size = size;
-  return (ProtobufCMessage *)chunk;
+  /* History from earlier hosts + the live log (agent-migration.c). */
+  return agent_console_serve (agent, (const void *)request, error);
 }
 
 static ProtobufCMessage *
@@ -711,9 +654,54 @@ agent_service_register (Agent *agent, ProtoServer *server)
     { DROVER_AGENT_METHOD_DELETE_VM, handle_delete },
     { DROVER_AGENT_METHOD_READ_CONSOLE, handle_console },
     { DROVER_AGENT_METHOD_GET_HOST_INFO, handle_host_info },
+    { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_handle_prepare_incoming },
+    { DROVER_AGENT_METHOD_MIGRATE_OUT, agent_handle_migrate_out },
+    { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_handle_cancel_incoming },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (methods); i++)
     proto_server_add_method (server, DROVER_AGENT_SERVICE, methods[i].method,
                              methods[i].handler, agent);
+}
+
+/* --- shared with agent-migration.c ------------------------------------- */
+
+void
+agent_service_run (Agent *agent, ProtoServerCall *call,
+                   const ProtobufCMessage *request, AgentOpFunc func)
+{
+  run_op (agent, call, request, func);
+}
+
+gboolean
+agent_vm_claim (Agent *agent, const char *name, GError **error)
+{
+  return vm_claim (agent, name, error);
+}
+
+void
+agent_vm_release (Agent *agent, const char *name)
+{
+  vm_release (agent, name);
+}
+
+virDomainPtr
+agent_lookup_vm (Agent *agent, virConnectPtr conn, const char *name,
+                 GError **error)
+{
+  return lookup_vm (agent, conn, name, error);
+}
+
+gboolean
+agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
+                  GError **error)
+{
+  return check_spec (agent, spec, error);
+}
+
+gboolean
+agent_check_memory (Agent *agent, virConnectPtr conn,
+                    const Drover__V1__VmSpec *spec, GError **error)
+{
+  return check_memory (agent, conn, spec, error);
 }

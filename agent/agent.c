@@ -141,6 +141,8 @@ agent_start (Agent *agent, GError **error)
   if (!agent_libvirt_connect (agent->lv, &local))
     g_message ("%s; retrying", local->message);
 
+  if (!agent_migration_start (agent, error))
+    return FALSE;
   agent->server = proto_server_new (agent->ctx);
   agent_service_register (agent, agent->server);
   if (!proto_server_start (agent->server, agent->config.listen, agent->tls,
@@ -190,6 +192,7 @@ agent_unref (Agent *agent)
     return;
   agent_stop (agent);
   /* Workers hold references, so none can be using the connection now. */
+  agent_migration_free (agent);
   g_clear_pointer (&agent->lv, agent_libvirt_free);
   g_clear_pointer (&agent->server, proto_server_free);
   g_clear_pointer (&agent->sched, proto_client_free);

@@ -47,6 +47,7 @@ typedef struct
   char *tls_dir; /* ca.pem, cert.pem, key.pem; NULL with insecure */
   gboolean insecure;
   guint report_interval_ms; /* used when the scheduler names none; 0 = 5000 */
+  guint16 migration_port;   /* migration listener on the listen IP; 0 = any */
 } AgentConfig;
 
 typedef struct _Agent Agent;

@@ -31,6 +31,7 @@ main (int argc, char **argv)
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
   gboolean insecure = FALSE;
   int report_interval_ms = 0;
+  int migration_port = 7402;
   GOptionEntry entries[]
       = { { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
           { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
@@ -49,6 +50,9 @@ main (int argc, char **argv)
             "No TLS (local testing only)", NULL },
           { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
             "Report interval when the scheduler gives none", "MS" },
+          { "migration-port", 0, 0, G_OPTION_ARG_INT, &migration_port,
+            "Migration listener port on the --listen IP (default 7402, 0 = any)",
+            "PORT" },
           { NULL } };
   g_autoptr (GOptionContext) opts
       = g_option_context_new ("- Drover node agent");
@@ -80,6 +84,11 @@ main (int argc, char **argv)
       g_printerr ("drover-agent: --report-interval-ms must be positive\n");
       return EXIT_FAILURE;
     }
+  if (migration_port < 0 || migration_port > 65535)
+    {
+      g_printerr ("drover-agent: --migration-port must be 0-65535\n");
+      return EXIT_FAILURE;
+    }
   if (!agent_accel_parse (accel, &config.accel, &error)
       || config.accel == AGENT_ACCEL_TEST)
     {
@@ -94,6 +103,7 @@ main (int argc, char **argv)
   config.tls_dir = tls_dir;
   config.insecure = insecure;
   config.report_interval_ms = report_interval_ms;
+  config.migration_port = (guint16)migration_port;
 
   proto_init ();
   /* libvirt's event thread iterates the global default context; the

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 static char *
 format_progress (double p)
@@ -63,56 +65,170 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   return CTL_EXIT_OK;
 }
 
-/* What job watch remembers between stream messages. */
+/* What a job watch remembers between stream messages. */
 typedef struct {
-  char *state;
-  char *message;
-  char *error;
+  gboolean json;
+  gboolean tty;
+  gboolean migration;      /* a migrate job: progress bar and summary */
+  gboolean line_open;      /* a TTY progress line is drawn, no newline yet */
+  gint64 last_line_us;     /* monotonic time of the last progress line */
   int percent;
   guint n_seen;
+  ProtobufCMessage *last;  /* copy of the last Job */
 } WatchState;
+
+static ProtobufCMessage *
+copy_message (const ProtobufCMessage *msg)
+{
+  gsize len = protobuf_c_message_get_packed_size (msg);
+  g_autofree guint8 *buf = g_malloc (MAX (len, 1));
+
+  protobuf_c_message_pack (msg, buf);
+  return protobuf_c_message_unpack (msg->descriptor, NULL, len, buf);
+}
+
+static gboolean
+job_over (const Drover__V1__Job *job)
+{
+  return g_str_equal (job->state, "done") || g_str_equal (job->state, "failed");
+}
+
+static void
+show_migration (WatchState *ws, const Drover__V1__Job *job)
+{
+  gint64 now = g_get_monotonic_time ();
+  g_autofree char *line = NULL;
+
+  if (ws->json)
+    return;
+  if (ws->tty) {
+    /* Redrawn in place; the summary follows on its own lines. */
+    struct winsize ws_size = { 0 };
+
+    line = cli_migration_progress_line (job, 24);
+    /* A wrapped line cannot be redrawn with \r: cut it to the terminal. */
+    if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws_size) == 0 && ws_size.ws_col > 1
+        && strlen (line) >= ws_size.ws_col)
+      line[ws_size.ws_col - 1] = '\0';
+    printf ("\r%s\033[K", line);
+    ws->line_open = TRUE;
+  } else if (ws->n_seen == 0 || job_over (job)
+             || now - ws->last_line_us >= G_USEC_PER_SEC) {
+    line = cli_migration_progress_line (job, 0);
+    printf ("%s\n", line);
+    ws->last_line_us = now;
+  }
+  fflush (stdout);
+}
+
+static void
+show_plain (WatchState *ws, const Drover__V1__Job *job)
+{
+  const Drover__V1__Job *prev = (const Drover__V1__Job *) ws->last;
+  g_autofree char *progress = format_progress (job->progress);
+  int percent = atoi (progress);
+
+  /* One line per change of state, message or whole percent. */
+  if (!ws->json
+      && (prev == NULL || g_strcmp0 (prev->state, job->state) != 0
+          || g_strcmp0 (prev->message, job->message) != 0
+          || ws->percent != percent)) {
+    printf ("job %s (%s %s): %s %s%s%s\n", job->id, job->kind,
+            job->vm[0] ? job->vm : "-", job->state, progress,
+            job->message[0] ? " " : "", job->message);
+    fflush (stdout);
+  }
+  ws->percent = percent;
+}
 
 static gboolean
 on_job (const ProtobufCMessage *msg, gpointer user_data)
 {
   WatchState *ws = user_data;
   const Drover__V1__Job *job = (const Drover__V1__Job *) msg;
-  g_autofree char *progress = format_progress (job->progress);
-  int percent = atoi (progress);
 
-  /* One line per change of state, message or whole percent. */
-  if (ws->n_seen == 0 || g_strcmp0 (ws->state, job->state) != 0 ||
-      g_strcmp0 (ws->message, job->message) != 0 || ws->percent != percent) {
-    printf ("job %s (%s %s): %s %s%s%s\n", job->id, job->kind,
-            job->vm[0] ? job->vm : "-", job->state, progress,
-            job->message[0] ? " " : "", job->message);
+  if (ws->n_seen == 0)
+    ws->migration = g_str_equal (job->kind, "migrate");
+  if (ws->migration)
+    show_migration (ws, job);
+  else
+    show_plain (ws, job);
+  ws->n_seen++;
+  if (ws->last != NULL)
+    protobuf_c_message_free_unpacked (ws->last, NULL);
+  ws->last = copy_message (msg);
+  /* Finished jobs end the watch even if the server keeps the stream. */
+  return !job_over (job);
+}
+
+int
+ctl_watch_job (Ctl *ctl, const char *id, gboolean json)
+{
+  Drover__V1__WatchJobRequest req = DROVER__V1__WATCH_JOB_REQUEST__INIT;
+  g_autoptr (GError) error = NULL;
+  WatchState ws = { 0 };
+  const Drover__V1__Job *job;
+  ProtoClient *client;
+  gboolean ok;
+  int rc;
+
+  client = ctl_client (ctl, &error);
+  if (client == NULL)
+    return ctl_fail (error);
+  ws.json = json;
+  ws.tty = isatty (STDOUT_FILENO);
+  req.id = (char *) id;
+  ok = proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
+                                 DROVER_SCHED_METHOD_WATCH_JOB, &req.base,
+                                 on_job, &ws, &error);
+  if (ws.line_open) {
+    fputc ('\n', stdout);
     fflush (stdout);
   }
-  ws->n_seen++;
-  ws->percent = percent;
-  g_free (ws->state);
-  ws->state = g_strdup (job->state);
-  g_free (ws->message);
-  ws->message = g_strdup (job->message);
-  g_free (ws->error);
-  ws->error = g_strdup (job->error);
-  /* Finished jobs end the watch even if the server keeps the stream. */
-  return !(g_str_equal (job->state, "done") || g_str_equal (job->state, "failed"));
+  job = (const Drover__V1__Job *) ws.last;
+  if (json && job != NULL)
+    ctl_print_message_json (ws.last);
+  else if (ws.migration && job != NULL && job_over (job)) {
+    g_autofree char *summary = cli_migration_summary (job);
+    fputs (summary, stdout);
+  }
+
+  if (!ok) {
+    rc = ctl_fail (error);
+  } else if (job != NULL && g_str_equal (job->state, "done")) {
+    rc = CTL_EXIT_OK;
+  } else if (job != NULL && g_str_equal (job->state, "failed")) {
+    ctl_print_error ("job %s failed: %s", id,
+                     job->error[0] ? job->error
+                     : job->message[0] ? job->message : "no reason given");
+    rc = CTL_EXIT_FAILURE;
+  } else {
+    ctl_print_error ("job %s: stream ended with the job %s", id,
+                     job ? job->state : "never reported");
+    rc = CTL_EXIT_FAILURE;
+  }
+  if (ws.last != NULL)
+    protobuf_c_message_free_unpacked (ws.last, NULL);
+  return rc;
 }
 
 int
 ctl_cmd_job (Ctl *ctl, int argc, char **argv)
 {
-  const char *usage = "job watch ID";
-  Drover__V1__WatchJobRequest req = DROVER__V1__WATCH_JOB_REQUEST__INIT;
-  g_autoptr (GError) error = NULL;
-  WatchState ws = { 0 };
-  ProtoClient *client;
+  const char *usage = "job watch ID [--json]";
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+      "Print the final job as JSON instead of progress", NULL },
+    { NULL }
+  };
   int rc;
 
-  if ((rc = ctl_parse_options ("job", "watch ID", "Follow a job until it ends; "
-                               "exit 0 if it is done, 1 if it failed.",
-                               NULL, &argc, &argv)) >= 0)
+  if ((rc = ctl_parse_options ("job", "watch ID [--json]",
+                               "Follow a job until it ends (a migration shows "
+                               "its progress and summary); exit 0 if it is "
+                               "done, 1 if it failed.",
+                               entries, &argc, &argv)) >= 0)
     return rc;
   if (argc < 2)
     return ctl_usage_error (usage, "missing job subcommand");
@@ -124,29 +240,5 @@ ctl_cmd_job (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "unexpected argument '%s'", argv[3]);
   if (argv[2][0] == '\0' || strlen (argv[2]) > 128)
     return ctl_usage_error (usage, "bad job id");
-
-  client = ctl_client (ctl, &error);
-  if (client == NULL)
-    return ctl_fail (error);
-  req.id = argv[2];
-  if (!proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
-                                 DROVER_SCHED_METHOD_WATCH_JOB, &req.base,
-                                 on_job, &ws, &error)) {
-    rc = ctl_fail (error);
-  } else if (g_strcmp0 (ws.state, "done") == 0) {
-    rc = CTL_EXIT_OK;
-  } else if (g_strcmp0 (ws.state, "failed") == 0) {
-    ctl_print_error ("job %s failed: %s", argv[2],
-                     ws.error && *ws.error ? ws.error
-                     : ws.message && *ws.message ? ws.message : "no reason given");
-    rc = CTL_EXIT_FAILURE;
-  } else {
-    ctl_print_error ("job %s: stream ended with the job %s", argv[2],
-                     ws.state ? ws.state : "never reported");
-    rc = CTL_EXIT_FAILURE;
-  }
-  g_free (ws.state);
-  g_free (ws.message);
-  g_free (ws.error);
-  return rc;
+  return ctl_watch_job (ctl, argv[2], json);
 }

@@ -1,10 +1,12 @@
 /* droverctl's testable parts: size parsing and formatting, a small JSON
- * emitter (with a generic protobuf-c message writer), and aligned tables.
- * Nothing here talks to the network. */
+ * emitter (with a generic protobuf-c message writer), aligned tables and
+ * migration progress lines. Nothing here talks to the network. */
 #pragma once
 
 #include <glib.h>
 #include <protobuf-c/protobuf-c.h>
+
+#include "drover.pb-c.h"
 
 G_BEGIN_DECLS
 
@@ -89,5 +91,30 @@ void cli_table_add_take (CliTable *table, ...);
 /* The whole table, header line first, each line ending in '\n', no
  * trailing spaces. Caller frees. */
 char *cli_table_render (CliTable *table);
+
+/* --- migration progress ------------------------------------------------ */
+
+/* "12.0 MiB/s" (cli_format_size per second). Caller frees. */
+char *cli_format_rate (double bytes_per_second);
+
+/* "850ms", "8.2s", "1m05s", "2h03m"; "-" if negative or not finite. */
+char *cli_format_duration (double seconds);
+
+/* One line (no newline) for a migration job in flight, e.g.
+ * "[######--------------]  30%  512.0 MiB of 1.0 GiB  round 2  dirty
+ * 12.0 MiB/s  80.0 MiB/s  ETA 8.2s". The bar (BAR_WIDTH cells, 0 = none)
+ * shows memory sent and not dirtied again. A queued job shows "queued"
+ * and its message; a job without migration progress its state and
+ * message. Caller frees. */
+char *cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width);
+
+/* The cost model's prediction in one line. Caller frees. */
+char *cli_migration_prediction (const Drover__V1__MigrationPrediction *pred);
+
+/* The end of a migration job, several lines each ending in '\n': outcome,
+ * total time, downtime (QEMU's), rounds, bytes QEMU sent, bytes on the
+ * wire, compression ratio and mode, each against the prediction where
+ * there is one. Caller frees. */
+char *cli_migration_summary (const Drover__V1__Job *job);
 
 G_END_DECLS

@@ -1,6 +1,7 @@
 /* droverctl: the operator's command line. Talks only to the scheduler's
  * SchedulerService. main() parses the global options and hands the rest
- * to one function per verb (cli-hosts.c, cli-vm.c, cli-job.c). */
+ * to one function per verb (cli-hosts.c, cli-vm.c, cli-job.c,
+ * cli-migrate.c). */
 #include "droverctl.h"
 
 #include <stdarg.h>
@@ -30,7 +31,10 @@ static const char usage_text[] =
   "  vm delete NAME [--force]\n"
   "  vm console NAME [-f] [--tail BYTES] print the serial console log\n"
   "  jobs [--json]                       list jobs\n"
-  "  job watch ID                        follow a job until it ends\n"
+  "  job watch ID [--json]               follow a job until it ends\n"
+  "  migrate VM [--to HOST] [--max-downtime MS] [--bandwidth MBIT]\n"
+  "          [--compress auto|on|off] [--timeout-per-gib S] [--strict] [--json]\n"
+  "                                      live-migrate a running VM and follow it\n"
   "\n"
   "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
   "Run 'droverctl VERB --help' for a verb's options.\n";
@@ -244,6 +248,8 @@ main (int argc, char **argv)
     rc = ctl_cmd_jobs (&ctl, argc, argv);
   else if (g_str_equal (verb, "job"))
     rc = ctl_cmd_job (&ctl, argc, argv);
+  else if (g_str_equal (verb, "migrate"))
+    rc = ctl_cmd_migrate (&ctl, argc, argv);
   else
     rc = ctl_usage_error (NULL, "unknown verb '%s'", verb);
 

@@ -59,6 +59,13 @@ int ctl_cmd_hosts (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_jobs (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_job (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_migrate (Ctl *ctl, int argc, char **argv);
+
+/* Follows job ID with WatchJob until it ends: one line per change, or for
+ * a migration a progress bar (redrawn in place on a TTY, at most a line a
+ * second otherwise) and a summary; JSON prints only the final Job as
+ * JSON. Returns the exit code: 0 done, 1 failed or the stream broke. */
+int ctl_watch_job (Ctl *ctl, const char *id, gboolean json);
 
 /* Replies are unpacked protobuf-c messages: g_autoptr (ProtobufCMessage). */
 static inline void

@@ -7,7 +7,8 @@
  */
 #include "mig-channel-private.h"
 
-struct _MigChannelListener {
+struct _MigChannelListener
+{
   MigChannelListenerConfig config; /* creds referenced, address copied */
   char *address;
   GSocketListener *listener;
@@ -15,12 +16,13 @@ struct _MigChannelListener {
   GCancellable *cancel;
   GThread *accept_thread;
 
-  GMutex lock;         /* guards handshakes */
+  GMutex lock; /* guards handshakes */
   GCond cond;
-  guint handshakes;    /* handshake threads still running */
+  guint handshakes; /* handshake threads still running */
 };
 
-typedef struct {
+typedef struct
+{
   MigChannelListener *l;
   GSocketConnection *conn;
 } Handshake;
@@ -154,8 +156,8 @@ mig_channel_listener_new (const MigChannelListenerConfig *config,
   g_mutex_init (&l->lock);
   g_cond_init (&l->cond);
   l->config = *config;
-  l->address = g_strdup (config->address != NULL ? config->address
-                                                 : "127.0.0.1");
+  l->address
+      = g_strdup (config->address != NULL ? config->address : "127.0.0.1");
   l->config.address = l->address;
   if (l->config.creds != NULL)
     mig_channel_creds_ref (l->config.creds);
@@ -175,12 +177,10 @@ mig_channel_listener_new (const MigChannelListenerConfig *config,
                                       G_SOCKET_PROTOCOL_TCP, NULL, &effective,
                                       error))
     {
-      g_prefix_error (error, "listening on %s:%u: ", l->address,
-                      config->port);
+      g_prefix_error (error, "listening on %s:%u: ", l->address, config->port);
       return NULL;
     }
-  l->port = g_inet_socket_address_get_port (
-      G_INET_SOCKET_ADDRESS (effective));
+  l->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (effective));
   l->accept_thread = g_thread_new ("mig-chan-accept", accept_thread, l);
   return g_steal_pointer (&l);
 }

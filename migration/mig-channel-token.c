@@ -13,15 +13,17 @@
 
 #define TOKEN_BYTES 32
 
-typedef struct {
+typedef struct
+{
   char *token;
   MigChannelKind kind;
   gint64 expires_us; /* monotonic */
   gboolean used;
 } TokenEntry;
 
-struct _MigTokenTable {
-  GMutex lock;    /* guards entries */
+struct _MigTokenTable
+{
+  GMutex lock; /* guards entries */
   GPtrArray *entries;
 };
 
@@ -83,8 +85,7 @@ fill_random (guint8 *buf, gsize len)
 }
 
 char *
-mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
-                       guint ttl_ms)
+mig_token_table_issue (MigTokenTable *table, MigChannelKind kind, guint ttl_ms)
 {
   guint8 raw[TOKEN_BYTES];
   char *hex = g_malloc (TOKEN_BYTES * 2 + 1);
@@ -96,7 +97,7 @@ mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
     g_snprintf (hex + 2 * i, 3, "%02x", raw[i]);
   e->token = g_strdup (hex);
   e->kind = kind;
-  e->expires_us = now + (gint64) ttl_ms * 1000;
+  e->expires_us = now + (gint64)ttl_ms * 1000;
 
   g_mutex_lock (&table->lock);
   prune (table, now);
@@ -113,7 +114,7 @@ token_equal (const char *a, const char *b)
   guint8 diff = la != lb;
 
   for (gsize i = 0; i < la && i < lb; i++)
-    diff |= (guint8) (a[i] ^ b[i]);
+    diff |= (guint8)(a[i] ^ b[i]);
   return diff == 0;
 }
 

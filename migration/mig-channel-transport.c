@@ -24,7 +24,8 @@ mig_transport_set_timeout (MigTransport *t, guint seconds)
 
 /* ---- socket transport ------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   MigTransport parent;
   GIOStream *stream; /* GSocketConnection or GTlsConnection over one */
   GSocket *socket;   /* the TCP socket underneath, for shutdown/timeout */
@@ -35,7 +36,7 @@ static gssize
 socket_read (MigTransport *t, void *buf, gsize len, GCancellable *cancellable,
              GError **error)
 {
-  SocketTransport *st = (SocketTransport *) t;
+  SocketTransport *st = (SocketTransport *)t;
   return g_input_stream_read (g_io_stream_get_input_stream (st->stream), buf,
                               len, cancellable, error);
 }
@@ -44,29 +45,33 @@ static gboolean
 socket_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
                    GCancellable *cancellable, GError **error)
 {
-  SocketTransport *st = (SocketTransport *) t;
-  return g_output_stream_writev_all (
-      g_io_stream_get_output_stream (st->stream), vectors, n_vectors, NULL,
-      cancellable, error);
+  SocketTransport *st = (SocketTransport *)t;
+  return g_output_stream_writev_all (g_io_stream_get_output_stream (st->stream),
+                                     vectors, n_vectors, NULL, cancellable,
+                                     error);
 }
 
 static void
 socket_close (MigTransport *t)
 {
-  SocketTransport *st = (SocketTransport *) t;
+  SocketTransport *st = (SocketTransport *)t;
 
   /* shutdown(2), not g_io_stream_close(): it is safe while another thread
-   * is blocked in a read or write on the stream, and it wakes that thread
-   * up. No TLS close_notify is needed: END frames mark a clean end. */
+   * uses the stream. Only the sending side: the peer sees a clean EOF
+   * after everything we sent, whereas a socket shut for reading answers
+   * the peer's data in flight with a reset that can destroy our last
+   * frames (an ERROR) before the peer reads them. Blocked reads are woken
+   * by the caller's cancellable. No TLS close_notify is needed: END and
+   * ACK frames mark a clean end. */
   if (g_atomic_int_compare_and_exchange (&st->closed, 0, 1)
       && st->socket != NULL)
-    g_socket_shutdown (st->socket, TRUE, TRUE, NULL);
+    g_socket_shutdown (st->socket, FALSE, TRUE, NULL);
 }
 
 static void
 socket_set_timeout (MigTransport *t, guint seconds)
 {
-  SocketTransport *st = (SocketTransport *) t;
+  SocketTransport *st = (SocketTransport *)t;
   if (st->socket != NULL)
     g_socket_set_timeout (st->socket, seconds);
 }
@@ -74,7 +79,7 @@ socket_set_timeout (MigTransport *t, guint seconds)
 static void
 socket_free (MigTransport *t)
 {
-  SocketTransport *st = (SocketTransport *) t;
+  SocketTransport *st = (SocketTransport *)t;
   g_clear_object (&st->socket);
   g_clear_object (&st->stream);
   g_free (st);
@@ -124,12 +129,13 @@ mig_transport_socket_new (GIOStream *stream)
 
 /* ---- fault transport -------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   MigTransport parent;
   MigTransport *inner;
   MigFaultKind kind;
   guint64 offset;
-  guint64 written;   /* writes are serialised by the channel */
+  guint64 written; /* writes are serialised by the channel */
   gboolean fired;
 } FaultTransport;
 
@@ -137,7 +143,7 @@ static gssize
 fault_read (MigTransport *t, void *buf, gsize len, GCancellable *cancellable,
             GError **error)
 {
-  FaultTransport *ft = (FaultTransport *) t;
+  FaultTransport *ft = (FaultTransport *)t;
   return ft->inner->ops->read (ft->inner, buf, len, cancellable, error);
 }
 
@@ -159,7 +165,7 @@ static gboolean
 fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
                   GCancellable *cancellable, GError **error)
 {
-  FaultTransport *ft = (FaultTransport *) t;
+  FaultTransport *ft = (FaultTransport *)t;
   gsize total = 0;
   g_autofree guint8 *flat = NULL;
   GOutputVector one;
@@ -191,7 +197,8 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
        * the peer sees EOF at a frame boundary. */
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT,
                    "injected fault: connection cut after %" G_GUINT64_FORMAT
-                   " bytes", ft->written);
+                   " bytes",
+                   ft->written);
       return FALSE;
 
     case MIG_FAULT_TRUNCATE:
@@ -205,7 +212,8 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
       ft->written += k;
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT,
                    "injected fault: stream truncated after %" G_GUINT64_FORMAT
-                   " bytes", ft->written);
+                   " bytes",
+                   ft->written);
       return FALSE;
 
     case MIG_FAULT_CORRUPT:
@@ -226,21 +234,21 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
 static void
 fault_close (MigTransport *t)
 {
-  FaultTransport *ft = (FaultTransport *) t;
+  FaultTransport *ft = (FaultTransport *)t;
   ft->inner->ops->close (ft->inner);
 }
 
 static void
 fault_set_timeout (MigTransport *t, guint seconds)
 {
-  FaultTransport *ft = (FaultTransport *) t;
+  FaultTransport *ft = (FaultTransport *)t;
   mig_transport_set_timeout (ft->inner, seconds);
 }
 
 static void
 fault_free (MigTransport *t)
 {
-  FaultTransport *ft = (FaultTransport *) t;
+  FaultTransport *ft = (FaultTransport *)t;
   ft->inner->ops->free (ft->inner);
   g_free (ft);
 }
@@ -255,8 +263,7 @@ static const MigTransportOps fault_ops = {
 };
 
 MigTransport *
-mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
-                         guint64 offset)
+mig_transport_fault_new (MigTransport *inner, MigFaultKind kind, guint64 offset)
 {
   FaultTransport *ft = g_new0 (FaultTransport, 1);
 
@@ -269,7 +276,8 @@ mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
 
 /* ---- credentials ------------------------------------------------------ */
 
-struct _MigChannelCreds {
+struct _MigChannelCreds
+{
   gatomicrefcount ref;
   GTlsCertificate *cert; /* ours, presented as client and server */
   GTlsDatabase *ca;      /* the only anchor trusted for peers */
@@ -379,8 +387,7 @@ mig_channel_creds_server_handshake (MigChannelCreds *creds, GIOStream *base,
   g_tls_connection_set_database (G_TLS_CONNECTION (tls), creds->ca);
   handler = g_signal_connect (tls, "accept-certificate",
                               G_CALLBACK (server_accept_certificate), &seen);
-  ok = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable,
-                                   error);
+  ok = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, error);
   g_signal_handler_disconnect (tls, handler);
   if (!ok)
     {

@@ -25,16 +25,17 @@
 #define AUTO_SAMPLE_MAX (64 * 1024) /* bytes lz4'd to probe when off */
 #define AUTO_MIN_RATIO 1.1
 
-struct _MigChannel {
+struct _MigChannel
+{
   MigTransport *transport;
   MigChannelKind kind;
   GCancellable *cancel;
-  int cancel_fd;       /* pollable fd of CANCEL, for the local fd waits */
+  int cancel_fd; /* pollable fd of CANCEL, for the local fd waits */
 
-  GMutex write_lock;   /* serialises frame writes; guards out_seq, end_sent */
-  guint64 out_seq;     /* next sequence number we send */
-  gboolean end_sent;   /* our END is out: an ACK may come */
-  guint64 in_seq;      /* next we expect; handshake, then in pump only */
+  GMutex write_lock; /* serialises frame writes; guards out_seq, end_sent */
+  guint64 out_seq;   /* next sequence number we send */
+  gboolean end_sent; /* our END is out: an ACK may come */
+  guint64 in_seq;    /* next we expect; handshake, then in pump only */
 
   /* Set by mig_channel_start(), read-only afterwards. */
   int local_fd;
@@ -43,7 +44,7 @@ struct _MigChannel {
   gpointer done_data;
   GThread *out_thread, *in_thread; /* joined by close/free */
 
-  GMutex lock;         /* guards everything below */
+  GMutex lock; /* guards everything below */
   GCond cond;
   GError *error;       /* first error, sticky */
   gboolean error_weak; /* ERROR is a write failure the peer may explain */
@@ -57,7 +58,17 @@ now_ns (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (gint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+  return (gint64)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time of this thread: lz4 speed must not count time the pump spent
+ * preempted (2 cores, several pumps). */
+static gint64
+thread_cpu_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (gint64)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static MigChannel *
@@ -137,8 +148,8 @@ try_send_error (MigChannel *ch, const GError *why)
     }
   g_strlcpy (msg, why->message, sizeof msg);
   mig_transport_set_timeout (ch->transport, 2);
-  sent = write_simple_frame (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL,
-                             NULL);
+  sent
+      = write_simple_frame (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL, NULL);
   g_mutex_unlock (&ch->write_lock);
   return sent;
 }
@@ -153,7 +164,7 @@ read_exact (MigChannel *ch, void *buf, gsize len, const char *what,
   while (got < len)
     {
       g_autoptr (GError) local = NULL;
-      gssize n = ch->transport->ops->read (ch->transport, (guint8 *) buf + got,
+      gssize n = ch->transport->ops->read (ch->transport, (guint8 *)buf + got,
                                            len - got, cancellable, &local);
       if (n > 0)
         {
@@ -169,11 +180,13 @@ read_exact (MigChannel *ch, void *buf, gsize len, const char *what,
       if (got == 0)
         g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
                      "connection closed by peer before end of stream "
-                     "(waiting for %s)", what);
+                     "(waiting for %s)",
+                     what);
       else
         g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
                      "truncated %s: connection closed after %" G_GSIZE_FORMAT
-                     " of %" G_GSIZE_FORMAT " bytes", what, got, len);
+                     " of %" G_GSIZE_FORMAT " bytes",
+                     what, got, len);
       return FALSE;
     }
   return TRUE;
@@ -199,9 +212,9 @@ read_frame (MigChannel *ch, guint32 max_len, MigFrameHeader *h, guint8 *wbuf,
   *payload = wbuf;
   if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
     {
-      int n = LZ4_decompress_safe ((const char *) wbuf, (char *) pbuf,
-                                   (int) h->wire_len, (int) h->payload_len);
-      if (n < 0 || (guint32) n != h->payload_len)
+      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
+                                   (int)h->wire_len, (int)h->payload_len);
+      if (n < 0 || (guint32)n != h->payload_len)
         {
           g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                        "frame %" G_GUINT64_FORMAT " does not decompress",
@@ -243,7 +256,7 @@ mig_channel_new_client (MigTransport *transport, MigChannelKind kind,
       return NULL;
     }
   ch->kind = kind;
-  hello[0] = (guint8) kind;
+  hello[0] = (guint8)kind;
   memcpy (hello + 1, token, token_len);
 
   mig_transport_set_timeout (transport, 10);
@@ -270,8 +283,8 @@ mig_channel_new_client (MigTransport *transport, MigChannelKind kind,
     }
   if (h.type == MIG_FRAME_ERROR)
     {
-      g_autofree char *text = g_utf8_make_valid ((char *) payload,
-                                                 h.payload_len);
+      g_autofree char *text
+          = g_utf8_make_valid ((char *)payload, h.payload_len);
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
                    "channel refused by peer: %s", text);
       return NULL;
@@ -291,8 +304,8 @@ mig_channel_connect (MigChannelCreds *creds, const char *host, guint16 port,
                      MigChannelKind kind, const char *token,
                      GCancellable *cancellable, GError **error)
 {
-  MigTransport *t = mig_transport_connect (creds, host, port, cancellable,
-                                           error);
+  MigTransport *t
+      = mig_transport_connect (creds, host, port, cancellable, error);
   if (t == NULL)
     return NULL;
   return mig_channel_new_client (t, kind, token, cancellable, error);
@@ -338,7 +351,7 @@ mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
   else
     {
       ch->kind = payload[0];
-      token = g_strndup ((char *) payload + 1, h.payload_len - 1);
+      token = g_strndup ((char *)payload + 1, h.payload_len - 1);
       if (!auth (ch->kind, token, auth_data, &refusal))
         g_assert (refusal != NULL);
     }
@@ -368,8 +381,8 @@ mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
 static gboolean
 wait_local (MigChannel *ch, short events, GError **error)
 {
-  struct pollfd p[2] = { { ch->local_fd, events, 0 },
-                         { ch->cancel_fd, POLLIN, 0 } };
+  struct pollfd p[2]
+      = { { ch->local_fd, events, 0 }, { ch->cancel_fd, POLLIN, 0 } };
 
   for (;;)
     {
@@ -485,8 +498,8 @@ linger (MigChannel *ch, guint8 *buf)
 
   mig_transport_set_timeout (ch->transport, 1);
   while (g_get_monotonic_time () < deadline)
-    if (ch->transport->ops->read (ch->transport, buf, MIG_FRAME_MAX, NULL,
-                                  NULL) <= 0)
+    if (ch->transport->ops->read (ch->transport, buf, MIG_FRAME_MAX, NULL, NULL)
+        <= 0)
       break;
 }
 
@@ -533,11 +546,12 @@ pump_finish (MigChannel *ch, GError *error, gboolean weak)
 
 /* ---- out pump: local -> peer ------------------------------------------ */
 
-typedef struct {
+typedef struct
+{
   gboolean on;
-  gboolean decided;    /* first evaluation done */
+  gboolean decided; /* first evaluation done */
   guint evaluations;
-  gint64 win_start;    /* ns */
+  gint64 win_start; /* ns */
   guint win_frames;
   guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
   gint64 s_ns;         /* time spent in lz4 */
@@ -563,12 +577,12 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
 
   if (a->s_in > 0 && a->s_out > 0 && a->s_ns > 0)
     {
-      ratio = (double) a->s_in / a->s_out;
+      ratio = (double)a->s_in / a->s_out;
       cs = a->s_in / (a->s_ns / 1e9);
     }
   if (a->w_ns > 0)
     measured = a->w_bytes / (a->w_ns / 1e9);
-  link = ch->opts.link_rate > 0 ? (double) ch->opts.link_rate : measured;
+  link = ch->opts.link_rate > 0 ? (double)ch->opts.link_rate : measured;
   if (ch->opts.rate_limit > 0 && (link == 0 || ch->opts.rate_limit < link))
     link = ch->opts.rate_limit;
 
@@ -595,11 +609,12 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
   g_mutex_unlock (&ch->lock);
 }
 
-typedef struct {
-  double rate;   /* bytes/s */
-  double burst;  /* bytes */
+typedef struct
+{
+  double rate;  /* bytes/s */
+  double burst; /* bytes */
   double tokens;
-  gint64 last;   /* ns */
+  gint64 last; /* ns */
 } Bucket;
 
 /* Takes N wire bytes from the bucket, sleeping off any debt. */
@@ -614,8 +629,8 @@ bucket_take (MigChannel *ch, Bucket *b, gsize n, GError **error)
   if (b->tokens < 0)
     {
       double wait_s = -b->tokens / b->rate;
-      struct timespec ts = { (time_t) wait_s,
-                             (long) ((wait_s - (time_t) wait_s) * 1e9) };
+      struct timespec ts
+          = { (time_t)wait_s, (long)((wait_s - (time_t)wait_s) * 1e9) };
       struct pollfd p = { ch->cancel_fd, POLLIN, 0 };
       if (ppoll (&p, 1, &ts, NULL) > 0)
         return !g_cancellable_set_error_if_cancelled (ch->cancel, error);
@@ -631,7 +646,7 @@ out_pump (gpointer data)
   g_autofree guint8 *buf = g_malloc (chunk);
   /* Touched now so page faults do not count as lz4 time in the first
    * sample. */
-  g_autofree guint8 *zbuf = g_malloc0 (LZ4_compressBound ((int) chunk));
+  g_autofree guint8 *zbuf = g_malloc0 (LZ4_compressBound ((int)chunk));
   GError *error = NULL;
   gboolean weak = FALSE;
   AutoState a = { 0 };
@@ -679,39 +694,39 @@ out_pump (gpointer data)
           weak = !ok;
           break;
         }
-      wire_len = (guint32) n;
+      wire_len = (guint32)n;
       crc = mig_crc32c (0, buf, n);
 
       if (ch->opts.compress != MIG_COMPRESS_OFF)
         {
-          gboolean use = ch->opts.compress == MIG_COMPRESS_ON || a.on
-                         || !a.decided;
+          gboolean use
+              = ch->opts.compress == MIG_COMPRESS_ON || a.on || !a.decided;
           /* When off, auto still lz4s a slice of the first frame of each
            * window to learn whether the data turned compressible. */
-          gsize in = use ? (gsize) n : MIN ((gsize) n, AUTO_SAMPLE_MAX);
+          gsize in = use ? (gsize)n : MIN ((gsize)n, AUTO_SAMPLE_MAX);
           gboolean sample = use || a.win_frames == 0;
           if (use || sample)
             {
-              gint64 c0 = now_ns ();
-              int z = LZ4_compress_fast ((const char *) buf, (char *) zbuf,
-                                         (int) in,
-                                         LZ4_compressBound ((int) chunk), 1);
-              gint64 c1 = now_ns ();
+              gint64 c0 = thread_cpu_ns ();
+              int z
+                  = LZ4_compress_fast ((const char *)buf, (char *)zbuf, (int)in,
+                                       LZ4_compressBound ((int)chunk), 1);
+              gint64 c1 = thread_cpu_ns ();
               if (sample)
                 {
                   a.s_in += in;
-                  a.s_out += z > 0 ? (guint64) z : in;
+                  a.s_out += z > 0 ? (guint64)z : in;
                   a.s_ns += MAX (c1 - c0, 1);
                 }
               if (ch->opts.compress == MIG_COMPRESS_AUTO && !a.decided)
                 {
-                  auto_evaluate (ch, &a, c1);
+                  auto_evaluate (ch, &a, now_ns ());
                   use = a.on;
                 }
-              if (use && z > 0 && (gsize) z < (gsize) n)
+              if (use && z > 0 && (gsize)z < (gsize)n)
                 {
                   wire = zbuf;
-                  wire_len = (guint32) z;
+                  wire_len = (guint32)z;
                   flags = MIG_FRAME_FLAG_COMPRESSED;
                 }
             }
@@ -722,7 +737,7 @@ out_pump (gpointer data)
           && !bucket_take (ch, &b, MIG_FRAME_HEADER_SIZE + wire_len, &error))
         break;
       g_mutex_lock (&ch->write_lock);
-      ok = write_frame (ch, MIG_FRAME_DATA, flags, (guint32) n, crc, wire,
+      ok = write_frame (ch, MIG_FRAME_DATA, flags, (guint32)n, crc, wire,
                         wire_len, ch->cancel, &error);
       g_mutex_unlock (&ch->write_lock);
       if (!ok)
@@ -777,8 +792,8 @@ in_pump (gpointer data)
       guint8 *payload = NULL;
       gboolean ok;
 
-      if (!read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload,
-                       ch->cancel, &error))
+      if (!read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload, ch->cancel,
+                       &error))
         {
           if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
             goto tell_peer;
@@ -829,8 +844,8 @@ in_pump (gpointer data)
         }
       else if (h.type == MIG_FRAME_ERROR)
         {
-          g_autofree char *text = g_utf8_make_valid ((char *) payload,
-                                                     h.payload_len);
+          g_autofree char *text
+              = g_utf8_make_valid ((char *)payload, h.payload_len);
           g_set_error (&error, MIG_ERROR, MIG_ERROR_CHANNEL_PEER,
                        "peer aborted the stream: %s", text);
           break;
@@ -866,9 +881,8 @@ tell_peer:
 /* ---- lifecycle -------------------------------------------------------- */
 
 gboolean
-mig_channel_start (MigChannel *ch, int local_fd,
-                   const MigChannelOptions *opts, MigChannelDoneFunc done,
-                   gpointer user_data, GError **error)
+mig_channel_start (MigChannel *ch, int local_fd, const MigChannelOptions *opts,
+                   MigChannelDoneFunc done, gpointer user_data, GError **error)
 {
   int flags;
 
@@ -882,19 +896,21 @@ mig_channel_start (MigChannel *ch, int local_fd,
       close (local_fd);
       g_set_error (error, MIG_ERROR, MIG_ERROR_INVALID,
                    "chunk size %" G_GSIZE_FORMAT " above the %d-byte frame "
-                   "limit", ch->opts.chunk_size, MIG_FRAME_MAX);
+                   "limit",
+                   ch->opts.chunk_size, MIG_FRAME_MAX);
       return FALSE;
     }
   /* Non-blocking so a pump waiting on the local side can be cancelled. */
   flags = fcntl (local_fd, F_GETFL);
   if (flags < 0 || fcntl (local_fd, F_SETFL, flags | O_NONBLOCK) < 0)
     {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
-                   "local fd %d: %s", local_fd, g_strerror (errno));
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL, "local fd %d: %s",
+                   local_fd, g_strerror (errno));
       close (local_fd);
       return FALSE;
     }
   ch->local_fd = local_fd;
+  ch->stats.compressing = ch->opts.compress == MIG_COMPRESS_ON;
   ch->done = done;
   ch->done_data = user_data;
   ch->started = TRUE;

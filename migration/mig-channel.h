@@ -78,7 +78,8 @@ typedef struct {
   gboolean (*writev_all) (MigTransport *t, GOutputVector *vectors,
                           gsize n_vectors, GCancellable *cancellable,
                           GError **error);
-  /* Tears the connection down so that blocked and later I/O fail.
+  /* Ends our sending side: the peer reads EOF after what we sent, later
+   * writes fail. Blocked reads are woken by cancelling their cancellable.
    * Idempotent; may be called from any thread. */
   void (*close) (MigTransport *t);
   /* Timeout in seconds for blocking I/O, 0 = none. Nullable. */

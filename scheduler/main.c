@@ -21,6 +21,9 @@ main (int argc, char **argv)
   g_autofree char *state_dir = NULL;
   g_autofree char *tls_dir = NULL;
   g_autofree char *memory_reserve = NULL;
+  g_autofree char *link_bandwidth = NULL;
+  gint max_mig_out = SCHED_DEFAULT_MAX_MIGRATIONS;
+  gint max_mig_in = SCHED_DEFAULT_MAX_MIGRATIONS;
   gboolean insecure = FALSE;
   gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
   gdouble cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
@@ -39,6 +42,13 @@ main (int argc, char **argv)
       "vCPUs per host CPU (default 4.0)", "F" },
     { "memory-reserve", 0, 0, G_OPTION_ARG_STRING, &memory_reserve,
       "Memory of each host kept from VMs (default 256M)", "SIZE" },
+    { "link-bandwidth", 0, 0, G_OPTION_ARG_STRING, &link_bandwidth,
+      "Host-to-host link speed the migration cost model assumes, "
+      "bytes per second (default 1G)", "SIZE" },
+    { "max-migrations-out", 0, 0, G_OPTION_ARG_INT, &max_mig_out,
+      "Migrations leaving one host at once; more queue (default 2)", "N" },
+    { "max-migrations-in", 0, 0, G_OPTION_ARG_INT, &max_mig_in,
+      "Migrations arriving at one host at once; more queue (default 2)", "N" },
     { NULL }
   };
   g_autoptr(GOptionContext) octx = g_option_context_new ("- Drover scheduler");
@@ -79,6 +89,21 @@ main (int argc, char **argv)
       g_printerr ("drover-scheduler: --memory-reserve: %s\n", error->message);
       return 2;
     }
+  config.link_bandwidth = SCHED_DEFAULT_LINK_BANDWIDTH;
+  if (link_bandwidth != NULL
+      && !sched_parse_size (link_bandwidth, &config.link_bandwidth, &error))
+    {
+      g_printerr ("drover-scheduler: --link-bandwidth: %s\n", error->message);
+      return 2;
+    }
+  if (max_mig_out < 1 || max_mig_in < 1 || config.link_bandwidth == 0)
+    {
+      g_printerr ("drover-scheduler: --max-migrations-out/-in must be >= 1 "
+                  "and --link-bandwidth > 0\n");
+      return 2;
+    }
+  config.max_migrations_out = max_mig_out;
+  config.max_migrations_in = max_mig_in;
   config.state_dir = state_dir;
   config.report_interval_ms = report_interval_ms;
   config.cpu_overcommit = cpu_overcommit;

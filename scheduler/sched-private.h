@@ -40,7 +40,7 @@ typedef struct {
 
 typedef struct {
   char *id;
-  char *kind;                    /* create, delete */
+  char *kind;                    /* create, delete, migrate */
   char *vm;
   char *state;                   /* SCHED_JOB_* */
   double progress;               /* 0..1 */
@@ -48,6 +48,11 @@ typedef struct {
   char *error;
   gint64 created_ms;
   gint64 updated_ms;
+  /* kind "migrate" ("" / NULL otherwise) */
+  char *source_host;
+  char *dest_host;
+  Drover__V1__MigrationProgress *migration;    /* last progress; may be NULL */
+  Drover__V1__MigrationPrediction *prediction; /* cost model; may be NULL */
 } SchedJob;
 
 /* Deep copy of a protobuf-c message (pack + unpack); NULL for NULL. The
@@ -162,6 +167,90 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
 /* "1.0 GiB", "200 MiB", "512 B". */
 char *sched_format_size (guint64 bytes);
 
+/* --- migration ----------------------------------------------------------
+ *
+ * Pure helpers of MigrateVm (sched-migration.c): destination choice, the
+ * cost model's prediction, and the per-host limits with their FIFO queue.
+ * The orchestration (agent calls, job updates) is in sched-service.c. */
+
+#define SCHED_MIG_PHASE_QUEUED "queued"
+#define SCHED_MIG_PHASE_PREPARING "preparing"
+#define SCHED_MIG_PHASE_PRECOPY "precopy"
+#define SCHED_MIG_PHASE_SWITCHOVER "switchover"
+#define SCHED_MIG_PHASE_COMPLETED "completed"
+#define SCHED_MIG_PHASE_ABORTED "aborted"
+#define SCHED_MIG_PHASE_FAILED "failed"
+
+/* Without a measurement the model assumes the guest dirties this share of
+ * its RAM per second, scaled by how busy its vCPUs were in the last report
+ * (at least a tenth of it), and never more than SCHED_MIG_DIRTY_CAP. */
+#define SCHED_MIG_DIRTY_FRACTION 0.10
+#define SCHED_MIG_DIRTY_CAP (256.0 * 1024 * 1024)
+/* MigrationParams.max_downtime_ms when 0 (the proto's default). */
+#define SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS 500
+
+/* Bytes per second VM is expected to dirty. LAST, the progress of the
+ * VM's most recent finished migration (may be NULL), is a measurement
+ * and wins: the highest dirty rate it saw. Otherwise the default above. */
+double sched_migration_dirty_rate (const SchedVm *vm,
+                                   const Drover__V1__MigrationProgress *last);
+
+/* Runs the pre-copy cost model for VM (RAM = its memory) at DIRTY_RATE
+ * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
+ * with PARAMS->max_downtime_ms (0 = 500) as the downtime limit, no
+ * compression. Fills OUT (initialised here; no pointers). */
+gboolean sched_migration_predict (const SchedVm *vm,
+                                  const Drover__V1__MigrationParams *params,
+                                  double dirty_rate, double link_bandwidth,
+                                  Drover__V1__MigrationPrediction *out,
+                                  GError **error);
+
+/* Picks where VM goes. TO non-empty: that host, which must exist
+ * (SCHED_ERROR_NOT_FOUND), not be VM's host (_INVALID), be up
+ * (_PRECONDITION) and fit it (_NO_CAPACITY). Else placement over the up
+ * hosts but VM's own. VMS should include reservations of migrations in
+ * flight. The destination must run guests with the accelerator VM runs
+ * with (its spec's, or else its host's). */
+char *sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
+                                 GPtrArray *vms, const SchedVm *vm,
+                                 const char *to, GError **error);
+
+/* 0..1 for a job at progress P: preparing 2%, pre-copy 5-95% by memory
+ * not (or no longer) dirty, switchover 97%, completed 100%. Negative for
+ * aborted/failed (keep the last value). */
+double sched_migration_fraction (const Drover__V1__MigrationProgress *p);
+
+/* The job message for P (migration to DEST). Caller frees. */
+char *sched_migration_describe (const Drover__V1__MigrationProgress *p,
+                                const char *dest);
+
+/* TRUE for completed, aborted and failed. */
+gboolean sched_migration_phase_is_final (const char *phase);
+
+/* Per-host limits on concurrent migrations: at most MAX_OUT leaving and
+ * MAX_IN arriving at any one host. Others wait in arrival order; a
+ * waiting migration holds back later ones that share its source (for
+ * outgoing slots) or destination (for incoming slots), so no one starves. */
+typedef struct _SchedMigQueue SchedMigQueue;
+
+SchedMigQueue *sched_mig_queue_new (guint max_out, guint max_in);
+void sched_mig_queue_free (SchedMigQueue *queue);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedMigQueue, sched_mig_queue_free)
+
+/* Adds migration ID from SOURCE to DEST. TRUE if it may start now (it
+ * then counts as running); FALSE if it waits. */
+gboolean sched_mig_queue_add (SchedMigQueue *queue, const char *id,
+                              const char *source, const char *dest);
+/* Removes ID (running or waiting; unknown is fine). Returns the ids (char
+ * *, owned by the array) that may start now, in arrival order; they count
+ * as running. */
+GPtrArray *sched_mig_queue_remove (SchedMigQueue *queue, const char *id);
+/* 1 for the first waiting migration, ...; 0 if ID is running or unknown. */
+guint sched_mig_queue_position (SchedMigQueue *queue, const char *id);
+/* Running migrations leaving / arriving at HOST. */
+guint sched_mig_queue_running_out (SchedMigQueue *queue, const char *host);
+guint sched_mig_queue_running_in (SchedMigQueue *queue, const char *host);
+
 /* --- registry -----------------------------------------------------------
  *
  * Host registration, heartbeats, liveness and VM inventory reconciliation
@@ -207,6 +296,18 @@ guint sched_registry_check_liveness (SchedRegistry *reg, GError **error);
 /* The deadline of a host, for tests and the timer: last sign of life + 3
  * intervals. */
 gint64 sched_registry_deadline (SchedRegistry *reg, const SchedHost *host);
+
+/* VM NAME starts migrating from SOURCE to DEST: until _end, reports from
+ * DEST do not move it and reports from SOURCE that lack it do not make it
+ * missing. */
+void sched_registry_migration_begin (SchedRegistry *reg, const char *name,
+                                     const char *source, const char *dest);
+/* The migration of VM NAME ended. HOST non-NULL means it completed there:
+ * for three intervals, reports from other hosts showing the VM (generated
+ * before the switch) are ignored and HOST's reports lacking it do not make
+ * it missing. HOST NULL (failed) drops the guard at once. */
+void sched_registry_migration_end (SchedRegistry *reg, const char *name,
+                                   const char *host);
 
 /* Remembers that VM NAME was just deleted so that a report generated
  * before the deletion does not adopt it again (for three intervals). */

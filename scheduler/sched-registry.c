@@ -6,7 +6,16 @@
  * registered here, e.g. after a scheduler restart, is told to register
  * again), the last report sequence number of each, and recently deleted
  * VMs (so a report generated before a deletion does not adopt the VM
- * again). Time comes from an injectable clock.
+ * again), and VMs being live-migrated. Time comes from an injectable clock.
+ *
+ * Migrations: while a VM moves from S to D, D may already report the
+ * incoming (paused, not yet real) domain and S may stop reporting it just
+ * before the scheduler hears that the migration completed. So while the
+ * migration runs, reports from D do not move the VM and reports from S
+ * that lack it do not make it missing. Once it completed on D, reports
+ * that still show the old picture (generated before the switch) are
+ * ignored for three intervals. A failed migration leaves no guard: the
+ * next reports say where the VM is.
  */
 #include "sched-private.h"
 
@@ -19,6 +28,22 @@ typedef struct {
   guint64 last_seq;
 } HostSession;
 
+typedef struct {
+  char *source;
+  char *dest;
+  char *settled;                /* NULL while running; then where it went */
+  gint64 until_ms;              /* guard ends (settled only) */
+} RegMigration;
+
+static void
+reg_migration_free (RegMigration *m)
+{
+  g_free (m->source);
+  g_free (m->dest);
+  g_free (m->settled);
+  g_free (m);
+}
+
 struct _SchedRegistry {
   SchedStore *store;            /* borrowed */
   guint interval_ms;
@@ -27,6 +52,7 @@ struct _SchedRegistry {
   gint64 start_ms;
   GHashTable *sessions;         /* host name -> HostSession */
   GHashTable *forgotten;        /* VM name -> deleted at (gint64 *) */
+  GHashTable *migrations;       /* VM name -> RegMigration */
 };
 
 static gint64
@@ -50,6 +76,8 @@ sched_registry_new (SchedStore *store, guint report_interval_ms,
                                          g_free);
   reg->forgotten = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                           g_free);
+  reg->migrations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify) reg_migration_free);
   return reg;
 }
 
@@ -60,6 +88,7 @@ sched_registry_free (SchedRegistry *reg)
     return;
   g_hash_table_unref (reg->sessions);
   g_hash_table_unref (reg->forgotten);
+  g_hash_table_unref (reg->migrations);
   g_free (reg);
 }
 
@@ -168,6 +197,64 @@ sched_registry_forget_vm (SchedRegistry *reg, const char *name)
   g_hash_table_replace (reg->forgotten, g_strdup (name), when);
 }
 
+void
+sched_registry_migration_begin (SchedRegistry *reg, const char *name,
+                                const char *source, const char *dest)
+{
+  RegMigration *m = g_new0 (RegMigration, 1);
+
+  m->source = g_strdup (source);
+  m->dest = g_strdup (dest);
+  g_hash_table_replace (reg->migrations, g_strdup (name), m);
+}
+
+void
+sched_registry_migration_end (SchedRegistry *reg, const char *name,
+                              const char *host)
+{
+  RegMigration *m = g_hash_table_lookup (reg->migrations, name);
+
+  if (m == NULL)
+    return;
+  if (host == NULL)
+    {
+      g_hash_table_remove (reg->migrations, name);
+      return;
+    }
+  g_free (m->settled);
+  m->settled = g_strdup (host);
+  m->until_ms = sched_registry_now (reg)
+                + (gint64) MISSED_INTERVALS * reg->interval_ms;
+}
+
+/* The guard of VM NAME, if one is active; drops an expired one. */
+static RegMigration *
+migration_guard (SchedRegistry *reg, const char *name, gint64 now)
+{
+  RegMigration *m = g_hash_table_lookup (reg->migrations, name);
+
+  if (m != NULL && m->settled != NULL && now > m->until_ms)
+    {
+      g_hash_table_remove (reg->migrations, name);
+      return NULL;
+    }
+  return m;
+}
+
+/* TRUE if HOST_NAME's report of VM NAME must not change its record. */
+static gboolean
+migration_ignores (SchedRegistry *reg, const char *name,
+                   const char *host_name, gint64 now)
+{
+  RegMigration *m = migration_guard (reg, name, now);
+
+  if (m == NULL)
+    return FALSE;
+  if (m->settled == NULL)
+    return strcmp (host_name, m->dest) == 0;
+  return strcmp (host_name, m->settled) != 0;
+}
+
 static gboolean
 reconcile_vm (SchedRegistry *reg, const char *host_name,
               const Drover__V1__VmStatus *status, gint64 now, GError **error)
@@ -196,6 +283,13 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
       spec.memory = status->memory;
     }
   spec.name = status->name;
+
+  if (migration_ignores (reg, status->name, host_name, now))
+    {
+      g_debug ("VM %s is migrating: not taking host %s's report of it",
+               status->name, host_name);
+      return TRUE;
+    }
 
   if (vm == NULL)
     {
@@ -260,7 +354,8 @@ reconcile (SchedRegistry *reg, const char *host_name,
       /* A VM being created may not exist on the host yet. */
       if (g_hash_table_contains (seen, vm->name)
           || strcmp (vm->state, SCHED_VM_CREATING) == 0
-          || strcmp (vm->state, SCHED_VM_MISSING) == 0)
+          || strcmp (vm->state, SCHED_VM_MISSING) == 0
+          || migration_guard (reg, vm->name, now) != NULL)
         continue;
       g_message ("VM %s is missing from host %s (was %s)", vm->name,
                  host_name, vm->state);

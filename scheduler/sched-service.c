@@ -22,6 +22,11 @@
  *   and "creating" VMs become "missing": the outcome of their create is
  *   unknown, and the host's next report settles it (the VM is reported
  *   and takes its real state, or stays missing and can be deleted).
+ *   Migration jobs are failed the same way; the source agent aborts when
+ *   its MigrateOut call breaks, and reports say where the VM is.
+ * - MigrateVm (see "MigrateVm" below) answers at once with the job; the
+ *   orchestration then runs from agent call completions. A VM migrating
+ *   refuses start/stop/destroy/delete (FAILED_PRECONDITION).
  */
 #include "sched-private.h"
 
@@ -31,6 +36,14 @@
 #define AGENT_CALL_TIMEOUT_MS (60 * 1000)
 /* StopVm waits for a graceful shutdown; allow for the grace period. */
 #define AGENT_STOP_EXTRA_MS (30 * 1000)
+/* PrepareIncoming may create the VM's disk on the destination. */
+#define MIG_PREPARE_TIMEOUT_MS AGENT_CREATE_TIMEOUT_MS
+/* Progress goes to watchers at once but to the store at most this often. */
+#define MIG_STORE_INTERVAL_MS 250
+/* A source agent silent this long is taken as hung: the call is cancelled
+ * (which aborts the migration there) and the job fails. */
+#define MIG_SILENCE_TIMEOUT_MS (300 * 1000)
+#define MIG_WATCHDOG_PERIOD_MS (5 * 1000)
 #define MIN_VM_MEMORY (32 * G_GUINT64_CONSTANT (1024) * 1024)
 #define MAX_VM_VCPUS 1024
 
@@ -45,6 +58,9 @@ struct _SchedService {
   ProtoServer *server;
   GHashTable *clients;          /* host name -> ProtoClient (one per agent) */
   GHashTable *watchers;         /* job id -> GPtrArray of ProtoServerCall */
+  GHashTable *migrations;       /* job id -> Migration (queued or running) */
+  SchedMigQueue *mig_queue;     /* per-host limits, waiting migrations */
+  double link_bandwidth;        /* bytes/s, for the cost model */
   GSource *liveness;
   gboolean stopped;
 };
@@ -112,6 +128,10 @@ job_msg (const SchedJob *job, Drover__V1__Job *msg)
   msg->error = job->error;
   msg->created_ms = job->created_ms;
   msg->updated_ms = job->updated_ms;
+  msg->source_host = job->source_host ? job->source_host : (char *) "";
+  msg->dest_host = job->dest_host ? job->dest_host : (char *) "";
+  msg->migration = job->migration;
+  msg->prediction = job->prediction;
 }
 
 static void
@@ -134,16 +154,18 @@ job_is_over (const SchedJob *job)
          || strcmp (job->state, SCHED_JOB_FAILED) == 0;
 }
 
-/* Stores JOB and tells its watchers; ends their streams once it is over. */
+/* Tells JOB's watchers, storing it first if STORE (always once it is
+ * over); ends their streams once it is over. */
 static void
-job_changed (SchedService *svc, SchedJob *job)
+job_update (SchedService *svc, SchedJob *job, gboolean store)
 {
   g_autoptr(GError) error = NULL;
   GPtrArray *calls;
   Drover__V1__Job msg;
 
   job->updated_ms = now_ms (svc);
-  if (!sched_store_put_job (svc->store, job, &error))
+  if ((store || job_is_over (job))
+      && !sched_store_put_job (svc->store, job, &error))
     g_warning ("job %s: %s", job->id, error->message);
 
   calls = g_hash_table_lookup (svc->watchers, job->id);
@@ -158,6 +180,13 @@ job_changed (SchedService *svc, SchedJob *job)
         proto_server_call_finish (calls->pdata[i], PROTO_STATUS_OK, NULL);
       g_hash_table_remove (svc->watchers, job->id);
     }
+}
+
+/* Stores JOB and tells its watchers; ends their streams once it is over. */
+static void
+job_changed (SchedService *svc, SchedJob *job)
+{
+  job_update (svc, job, TRUE);
 }
 
 static void
@@ -308,6 +337,85 @@ host_is_up (const SchedHost *host, GError **error)
   g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE,
                "host '%s' is down", host->name);
   return FALSE;
+}
+
+/* A migration the scheduler drives (queued or running); owned by
+ * svc->migrations, freed when it ends (mig_finish). At most one agent
+ * call of it is in flight at a time (PrepareIncoming, then MigrateOut), and
+ * only that call's completion ends it. */
+typedef struct {
+  SchedService *svc;
+  SchedJob *job;                        /* the live job (store lags, see
+                                           MIG_STORE_INTERVAL_MS) */
+  Drover__V1__VmSpec *spec;             /* the VM's, at MigrateVm */
+  Drover__V1__MigrationParams *params;  /* never NULL */
+  char *warning;                        /* the cost model's, or NULL */
+  gboolean prepare_sent;                /* PrepareIncoming was called */
+  char *token;                          /* from PrepareIncoming */
+  ProtoClientStream *stream;            /* MigrateOut, while open */
+  gboolean silent;                      /* the watchdog cancelled it */
+  gint64 last_store_ms;
+  gint64 last_msg_ms;
+  GSource *watchdog;
+} Migration;
+
+static void
+migration_free (Migration *m)
+{
+  if (m->watchdog != NULL)
+    {
+      g_source_destroy (m->watchdog);
+      g_source_unref (m->watchdog);
+    }
+  sched_job_free (m->job);
+  sched_msg_free (m->spec);
+  sched_msg_free (m->params);
+  g_free (m->warning);
+  g_free (m->token);
+  g_free (m);
+}
+
+/* The migration of VM NAME in progress, or NULL. */
+static Migration *
+migration_of_vm (SchedService *svc, const char *name)
+{
+  GHashTableIter iter;
+  Migration *m;
+
+  g_hash_table_iter_init (&iter, svc->migrations);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &m))
+    if (strcmp (m->job->vm, name) == 0)
+      return m;
+  return NULL;
+}
+
+/* Fails CALL and returns TRUE if VM NAME is migrating. */
+static gboolean
+refuse_if_migrating (SchedService *svc, ProtoServerCall *call,
+                     const char *name)
+{
+  Migration *m = migration_of_vm (svc, name);
+
+  if (m == NULL)
+    return FALSE;
+  proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                          "VM '%s' is migrating to host '%s' (job %s)",
+                          name, m->job->dest_host, m->job->id);
+  return TRUE;
+}
+
+/* VMS plus, for each migration in flight, the VM on its destination as a
+ * reservation ("creating": its memory, vCPUs and disk count there). */
+static void
+add_migration_reservations (SchedService *svc, GPtrArray *vms)
+{
+  GHashTableIter iter;
+  Migration *m;
+
+  g_hash_table_iter_init (&iter, svc->migrations);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &m))
+    g_ptr_array_add (vms, sched_vm_new (m->spec, m->job->dest_host,
+                                        SCHED_VM_CREATING, NULL, 0));
 }
 
 /* --- agent-facing handlers ------------------------------------------------- */
@@ -711,6 +819,7 @@ handle_create_vm (ProtoServerCall *call, const ProtobufCMessage *request,
       call_fail (call, error);
       return;
     }
+  add_migration_reservations (svc, vms);
   chosen = sched_place (&svc->policy, hosts, vms, req->spec, req->host, &error);
   if (chosen == NULL)
     {
@@ -815,6 +924,8 @@ handle_start_vm (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   const Drover__V1__VmRequest *req = (const void *) request;
 
+  if (refuse_if_migrating (user_data, call, req->name))
+    return;
   forward (user_data, call, req->name, DROVER_AGENT_METHOD_START_VM, request,
            AGENT_CALL_TIMEOUT_MS, lifecycle_done);
 }
@@ -825,6 +936,8 @@ handle_stop_vm (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   const Drover__V1__StopVmRequest *req = (const void *) request;
 
+  if (refuse_if_migrating (user_data, call, req->name))
+    return;
   forward (user_data, call, req->name, DROVER_AGENT_METHOD_STOP_VM, request,
            AGENT_CALL_TIMEOUT_MS + AGENT_STOP_EXTRA_MS + req->timeout_ms,
            lifecycle_done);
@@ -836,6 +949,8 @@ handle_destroy_vm (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   const Drover__V1__VmRequest *req = (const void *) request;
 
+  if (refuse_if_migrating (user_data, call, req->name))
+    return;
   forward (user_data, call, req->name, DROVER_AGENT_METHOD_DESTROY_VM, request,
            AGENT_CALL_TIMEOUT_MS, lifecycle_done);
 }
@@ -918,6 +1033,8 @@ handle_delete_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   ProtoClient *client;
   gboolean missing;
 
+  if (refuse_if_migrating (svc, call, req->name))
+    return;
   if (!lookup_vm (svc, req->name, TRUE, &vm, &host, &error))
     {
       call_fail (call, error);
@@ -957,6 +1074,560 @@ handle_delete_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                                   g_steal_pointer (&job)));
 }
 
+/* --- MigrateVm ------------------------------------------------------------------
+ *
+ * Timeline of one migration (job kind "migrate"):
+ *   MigrateVm: validate, choose the destination, run the cost model, create
+ *     the job; answer with it. Per-host limits may queue it (state queued).
+ *   start: job running, phase preparing; PrepareIncoming on the destination
+ *     (it reserves, prepares and returns a one-time token and the address
+ *     of its migration listener).
+ *   MigrateOut on the source with that token: a stream of MigrationProgress
+ *     that we relay into the job (watchers get every one; the store at most
+ *     every MIG_STORE_INTERVAL_MS, and always the final state).
+ *   end of the stream: the last progress says completed (job done, the VM
+ *     record moves to the destination) or anything else (job failed,
+ *     CancelIncoming on the destination, the VM stays where reports say).
+ * Every path ends in mig_finish, which frees the slot and starts queued
+ * migrations that may now run. */
+
+static void mig_start (Migration *m);
+
+static void
+cancel_incoming_done (const ProtobufCMessage *reply, const GError *error,
+                      gpointer user_data)
+{
+  g_autofree char *what = user_data;
+
+  if (error != NULL)
+    g_message ("%s: CancelIncoming failed: %s", what, error->message);
+}
+
+/* Tells the destination to drop what it prepared; best effort (the agent
+ * also gives up on its own when no channel arrives). */
+static void
+mig_cancel_incoming (Migration *m)
+{
+  SchedService *svc = m->svc;
+  Drover__V1__CancelIncomingRequest req = DROVER__V1__CANCEL_INCOMING_REQUEST__INIT;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SchedHost) host = NULL;
+  ProtoClient *client;
+
+  host = sched_store_get_host (svc->store, m->job->dest_host, &error);
+  if (host == NULL || (client = agent_client (svc, host, &error)) == NULL)
+    {
+      g_message ("job %s: cannot cancel the incoming VM on host %s: %s",
+                 m->job->id, m->job->dest_host, error->message);
+      return;
+    }
+  req.job_id = m->job->id;
+  req.token = m->token ? m->token : (char *) "";
+  proto_client_call (client, DROVER_AGENT_SERVICE,
+                     DROVER_AGENT_METHOD_CANCEL_INCOMING, &req.base,
+                     AGENT_CALL_TIMEOUT_MS, cancel_incoming_done,
+                     g_strdup_printf ("job %s, host %s", m->job->id,
+                                      m->job->dest_host));
+}
+
+/* Ends M: job done (OK) or failed with ERROR_MSG, frees M and starts
+ * migrations that were waiting for its slots. */
+static void
+mig_finish (Migration *m, gboolean ok, const char *error_msg)
+{
+  SchedService *svc = m->svc;
+  SchedJob *job = m->job;
+  g_autoptr(GPtrArray) started = NULL;
+  g_autofree char *id = g_strdup (job->id);
+  g_autofree char *message = NULL;
+
+  if (ok)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(SchedVm) vm = sched_store_get_vm (svc->store, job->vm, &error);
+
+      /* The destination's reports will confirm it; until then the record
+       * must already point there (commands go to the VM's host). */
+      if (vm != NULL)
+        {
+          g_free (vm->host);
+          vm->host = g_strdup (job->dest_host);
+          vm->updated_ms = now_ms (svc);
+          if (!sched_store_put_vm (svc->store, vm, &error))
+            g_warning ("VM %s: %s", job->vm, error->message);
+        }
+      sched_registry_migration_end (svc->registry, job->vm, job->dest_host);
+      message = job->migration
+                  ? sched_migration_describe (job->migration, job->dest_host)
+                  : g_strdup_printf ("migrated to host %s", job->dest_host);
+      if (m->warning != NULL)
+        {
+          char *with = g_strdup_printf ("%s (%s)", message, m->warning);
+          g_free (message);
+          message = with;
+        }
+      g_message ("VM %s: migrated from host %s to host %s (job %s)", job->vm,
+                 job->source_host, job->dest_host, job->id);
+      job_set (svc, job, SCHED_JOB_DONE, 1.0, message, NULL);
+    }
+  else
+    {
+      sched_registry_migration_end (svc->registry, job->vm, NULL);
+      g_message ("VM %s: migration to host %s failed (job %s): %s", job->vm,
+                 job->dest_host, job->id, error_msg);
+      if (m->prepare_sent && !svc->stopped)
+        mig_cancel_incoming (m);
+      job_set (svc, job, SCHED_JOB_FAILED, job->progress,
+               "migration failed", error_msg);
+    }
+
+  started = sched_mig_queue_remove (svc->mig_queue, id);
+  g_hash_table_remove (svc->migrations, id);
+  if (svc->stopped)
+    return;
+  for (guint i = 0; i < started->len; i++)
+    {
+      Migration *next = g_hash_table_lookup (svc->migrations, started->pdata[i]);
+
+      if (next != NULL)
+        mig_start (next);
+    }
+}
+
+static void
+mig_fail (Migration *m, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+static void
+mig_fail (Migration *m, const char *format, ...)
+{
+  g_autofree char *msg = NULL;
+  va_list args;
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  mig_finish (m, FALSE, msg);
+}
+
+static void
+mig_on_progress (const ProtobufCMessage *msg, gpointer user_data)
+{
+  Migration *m = user_data;
+  SchedService *svc = m->svc;
+  const Drover__V1__MigrationProgress *p = (const void *) msg;
+  g_autofree char *message = NULL;
+  gboolean phase_changed;
+  double fraction;
+  gint64 now = now_ms (svc);
+
+  m->last_msg_ms = now;
+  phase_changed = m->job->migration == NULL
+                  || g_strcmp0 (m->job->migration->phase, p->phase) != 0;
+  sched_msg_free (m->job->migration);
+  m->job->migration = sched_msg_copy (msg);
+  /* Later rounds start with more to send again: never move backwards. */
+  fraction = sched_migration_fraction (p);
+  if (fraction >= 0)
+    m->job->progress = MAX (m->job->progress, MIN (fraction, 0.99));
+  message = sched_migration_describe (p, m->job->dest_host);
+  g_free (m->job->message);
+  m->job->message = g_steal_pointer (&message);
+
+  if (phase_changed || sched_migration_phase_is_final (p->phase)
+      || now - m->last_store_ms >= MIG_STORE_INTERVAL_MS)
+    {
+      m->last_store_ms = now;
+      job_update (svc, m->job, TRUE);
+    }
+  else
+    job_update (svc, m->job, FALSE);
+}
+
+static void
+mig_on_end (const GError *error, gpointer user_data)
+{
+  Migration *m = user_data;
+  const Drover__V1__MigrationProgress *last = m->job->migration;
+  const char *source = m->job->source_host;
+
+  m->stream = NULL;
+  if (last != NULL && strcmp (last->phase, SCHED_MIG_PHASE_COMPLETED) == 0)
+    {
+      mig_finish (m, TRUE, NULL);
+      return;
+    }
+  if (last != NULL && sched_migration_phase_is_final (last->phase))
+    {
+      mig_fail (m, "migration %s on host '%s': %s", last->phase, source,
+                last->error[0] ? last->error : "no reason given");
+      return;
+    }
+  if (m->silent)
+    mig_fail (m, "no progress from host '%s' for %d s: migration cancelled",
+              source, MIG_SILENCE_TIMEOUT_MS / 1000);
+  else if (m->svc->stopped)
+    mig_fail (m, "the scheduler stopped during the migration");
+  else if (error != NULL)
+    mig_fail (m, "host '%s': the MigrateOut stream broke (%s); the VM stays "
+              "where its hosts report it", source, error->message);
+  else
+    mig_fail (m, "host '%s' ended the migration without a final state",
+              source);
+}
+
+static gboolean
+mig_watchdog (gpointer user_data)
+{
+  Migration *m = user_data;
+
+  if (m->stream != NULL && !m->silent
+      && now_ms (m->svc) - m->last_msg_ms > MIG_SILENCE_TIMEOUT_MS)
+    {
+      g_message ("job %s: host %s silent for %d s, cancelling the migration",
+                 m->job->id, m->job->source_host, MIG_SILENCE_TIMEOUT_MS / 1000);
+      m->silent = TRUE;
+      proto_client_stream_cancel (m->stream);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* Looks up host NAME and its client for a migration step. */
+static ProtoClient *
+mig_host_client (SchedService *svc, const char *name, SchedHost **host_out,
+                 GError **error)
+{
+  g_autoptr(SchedHost) host = sched_store_get_host (svc->store, name, error);
+  ProtoClient *client;
+
+  if (host == NULL || !host_is_up (host, error))
+    return NULL;
+  client = agent_client (svc, host, error);
+  if (client != NULL && host_out != NULL)
+    *host_out = g_steal_pointer (&host);
+  return client;
+}
+
+static void
+mig_prepare_done (const ProtobufCMessage *reply, const GError *error,
+                  gpointer user_data)
+{
+  Migration *m = user_data;
+  SchedService *svc = m->svc;
+  const Drover__V1__PrepareIncomingReply *prep = (const void *) reply;
+  Drover__V1__MigrateOutRequest req = DROVER__V1__MIGRATE_OUT_REQUEST__INIT;
+  g_autoptr(GError) local = NULL;
+  g_autoptr(SchedHost) dest = NULL;
+  ProtoClient *client;
+
+  if (svc->stopped)
+    {
+      mig_fail (m, "the scheduler stopped during the migration");
+      return;
+    }
+  if (error != NULL)
+    {
+      mig_fail (m, "destination host '%s': PrepareIncoming: %s",
+                m->job->dest_host, error->message);
+      return;
+    }
+  if (prep->token[0] == '\0' || prep->channel_address[0] == '\0')
+    {
+      mig_fail (m, "destination host '%s' gave no channel address or token",
+                m->job->dest_host);
+      return;
+    }
+  m->token = g_strdup (prep->token);
+
+  dest = sched_store_get_host (svc->store, m->job->dest_host, &local);
+  client = dest ? mig_host_client (svc, m->job->source_host, NULL, &local)
+                : NULL;
+  if (client == NULL)
+    {
+      mig_fail (m, "cannot start the migration on the source: %s",
+                local->message);
+      return;
+    }
+
+  req.job_id = m->job->id;
+  req.name = m->job->vm;
+  req.dest_host = m->job->dest_host;
+  req.dest_address = dest->address;
+  req.channel_address = prep->channel_address;
+  req.token = prep->token;
+  req.params = m->params;
+  req.dest_console_path = prep->console_path;
+  req.dest_disk_path = prep->disk_path;
+  {
+    g_autofree char *msg = g_strdup_printf ("starting on host %s",
+                                            m->job->source_host);
+    g_free (m->job->message);
+    m->job->message = g_steal_pointer (&msg);
+    job_changed (svc, m->job);
+  }
+  m->last_msg_ms = now_ms (svc);
+  m->stream = proto_client_stream (client, DROVER_AGENT_SERVICE,
+                                   DROVER_AGENT_METHOD_MIGRATE_OUT, &req.base,
+                                   mig_on_progress, mig_on_end, m);
+  m->watchdog = g_timeout_source_new (MIG_WATCHDOG_PERIOD_MS);
+  g_source_set_callback (m->watchdog, mig_watchdog, m, NULL);
+  g_source_attach (m->watchdog, svc->ctx);
+}
+
+/* Starts M, which got its slots: PrepareIncoming on the destination. */
+static void
+mig_start (Migration *m)
+{
+  SchedService *svc = m->svc;
+  Drover__V1__PrepareIncomingRequest req =
+    DROVER__V1__PREPARE_INCOMING_REQUEST__INIT;
+  Drover__V1__MigrationProgress progress = DROVER__V1__MIGRATION_PROGRESS__INIT;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SchedVm) vm = NULL;
+  g_autoptr(SchedHost) source = NULL;
+  g_autofree char *msg = NULL;
+  ProtoClient *client;
+
+  progress.phase = (char *) SCHED_MIG_PHASE_PREPARING;
+  progress.memory_total = m->spec->memory;
+  progress.memory_remaining = m->spec->memory;
+  sched_msg_free (m->job->migration);
+  m->job->migration = sched_msg_copy (&progress.base);
+  msg = sched_migration_describe (&progress, m->job->dest_host);
+  job_set (svc, m->job, SCHED_JOB_RUNNING, sched_migration_fraction (&progress),
+           msg, NULL);
+  sched_registry_migration_begin (svc->registry, m->job->vm,
+                                  m->job->source_host, m->job->dest_host);
+
+  /* A queued migration may have waited long: the world may have moved. */
+  vm = sched_store_get_vm (svc->store, m->job->vm, &error);
+  if (vm == NULL)
+    {
+      mig_fail (m, "VM '%s' is gone: %s", m->job->vm, error->message);
+      return;
+    }
+  if (strcmp (vm->host, m->job->source_host) != 0)
+    {
+      mig_fail (m, "VM '%s' is now on host '%s', not '%s'", vm->name,
+                vm->host, m->job->source_host);
+      return;
+    }
+  if (strcmp (vm->state, "running") != 0)
+    {
+      mig_fail (m, "VM '%s' is %s, not running", vm->name, vm->state);
+      return;
+    }
+  if (mig_host_client (svc, m->job->source_host, &source, &error) == NULL
+      || (client = mig_host_client (svc, m->job->dest_host, NULL, &error)) == NULL)
+    {
+      mig_fail (m, "%s", error->message);
+      return;
+    }
+
+  req.job_id = m->job->id;
+  req.spec = vm->spec;
+  req.source_host = source->name;
+  req.source_address = source->address;
+  m->prepare_sent = TRUE;
+  g_message ("VM %s: migrating from host %s to host %s (job %s)", vm->name,
+             source->name, m->job->dest_host, m->job->id);
+  proto_client_call (client, DROVER_AGENT_SERVICE,
+                     DROVER_AGENT_METHOD_PREPARE_INCOMING, &req.base,
+                     MIG_PREPARE_TIMEOUT_MS, mig_prepare_done, m);
+}
+
+static gboolean
+check_mig_params (const Drover__V1__MigrationParams *params, GError **error)
+{
+  if (params == NULL)
+    return TRUE;
+  if (params->compress[0] != '\0' && strcmp (params->compress, "auto") != 0
+      && strcmp (params->compress, "on") != 0
+      && strcmp (params->compress, "off") != 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                   "compress must be auto, on or off, not '%.32s'",
+                   params->compress);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The progress of VM NAME's latest completed migration (a measurement of
+ * its dirty rate), or NULL. Borrowed from JOBS. */
+static const Drover__V1__MigrationProgress *
+last_migration (GPtrArray *jobs, const char *name)
+{
+  const SchedJob *best = NULL;
+
+  for (guint i = 0; jobs != NULL && i < jobs->len; i++)
+    {
+      const SchedJob *job = jobs->pdata[i];
+
+      if (strcmp (job->kind, "migrate") == 0 && strcmp (job->vm, name) == 0
+          && strcmp (job->state, SCHED_JOB_DONE) == 0 && job->migration != NULL
+          && (best == NULL || job->updated_ms >= best->updated_ms))
+        best = job;
+    }
+  return best ? best->migration : NULL;
+}
+
+static void
+handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
+                   gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__MigrateVmRequest *req = (const void *) request;
+  Drover__V1__MigrationParams no_params = DROVER__V1__MIGRATION_PARAMS__INIT;
+  const Drover__V1__MigrationParams *params = req->params ? req->params
+                                                          : &no_params;
+  Drover__V1__MigrationPrediction prediction;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SchedVm) vm = NULL;
+  g_autoptr(SchedHost) source = NULL;
+  g_autoptr(GPtrArray) hosts = NULL;
+  g_autoptr(GPtrArray) vms = NULL;
+  g_autoptr(GPtrArray) jobs = NULL;
+  g_autoptr(SchedJob) reply_job = NULL;
+  g_autofree char *dest = NULL;
+  g_autofree char *id = NULL;
+  Drover__V1__Job msg;
+  Migration *m, *busy;
+  gboolean start;
+
+  if (!proto_name_validate ("VM", req->name, &error)
+      || (req->to_host[0] != '\0'
+          && !proto_name_validate ("host", req->to_host, &error))
+      || !check_mig_params (req->params, &error))
+    {
+      call_fail (call, error);
+      return;
+    }
+  vm = sched_store_get_vm (svc->store, req->name, &error);
+  if (vm == NULL)
+    {
+      call_fail (call, error);
+      return;
+    }
+  if ((busy = migration_of_vm (svc, vm->name)) != NULL)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "VM '%s' is already migrating to host '%s' "
+                              "(job %s)", vm->name, busy->job->dest_host,
+                              busy->job->id);
+      return;
+    }
+  if (strcmp (vm->state, "running") != 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "VM '%s' is %s: only a running VM can be "
+                              "live-migrated", vm->name, vm->state);
+      return;
+    }
+  source = sched_store_get_host (svc->store, vm->host, &error);
+  if (source == NULL)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_UNAVAILABLE,
+                              "host '%s' of VM '%s' is unknown", vm->host,
+                              vm->name);
+      return;
+    }
+  if (!host_is_up (source, &error))
+    {
+      call_fail (call, error);
+      return;
+    }
+
+  hosts = sched_store_list_hosts (svc->store, &error);
+  if (hosts != NULL)
+    vms = sched_store_list_vms (svc->store, NULL, &error);
+  if (vms != NULL)
+    jobs = sched_store_list_jobs (svc->store, &error);
+  if (jobs == NULL)
+    {
+      call_fail (call, error);
+      return;
+    }
+  add_migration_reservations (svc, vms);
+  dest = sched_migration_pick_dest (&svc->policy, hosts, vms, vm, req->to_host,
+                                    &error);
+  if (dest == NULL
+      || !sched_migration_predict (vm, params,
+                                   sched_migration_dirty_rate (
+                                     vm, last_migration (jobs, vm->name)),
+                                   svc->link_bandwidth, &prediction, &error))
+    {
+      call_fail (call, error);
+      return;
+    }
+  if (!prediction.converges && params->strict)
+    {
+      g_autofree char *dirty = sched_format_size ((guint64) prediction.dirty_rate);
+      g_autofree char *bw = sched_format_size ((guint64) prediction.bandwidth);
+
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "VM '%s' would not converge (cost model: dirty "
+                              "rate %s/s against %s/s, downtime %.0f ms after "
+                              "%u rounds); refused because strict",
+                              vm->name, dirty, bw, prediction.downtime_ms,
+                              prediction.rounds);
+      return;
+    }
+
+  m = g_new0 (Migration, 1);
+  m->svc = svc;
+  m->spec = sched_msg_copy (&vm->spec->base);
+  m->params = sched_msg_copy (&params->base);
+  m->job = sched_job_new ("migrate", vm->name, SCHED_JOB_QUEUED, now_ms (svc));
+  g_free (m->job->source_host);
+  m->job->source_host = g_strdup (vm->host);
+  g_free (m->job->dest_host);
+  m->job->dest_host = g_strdup (dest);
+  m->job->prediction = sched_msg_copy (&prediction.base);
+  if (!prediction.converges)
+    m->warning = g_strdup_printf ("warning: the cost model predicts no "
+                                  "convergence, forced switchover after %u "
+                                  "rounds with ~%.0f ms downtime",
+                                  prediction.rounds, prediction.downtime_ms);
+  id = g_strdup (m->job->id);
+  g_hash_table_insert (svc->migrations, g_strdup (id), m);
+
+  start = sched_mig_queue_add (svc->mig_queue, id, vm->host, dest);
+  if (!start)
+    {
+      Drover__V1__MigrationProgress progress = DROVER__V1__MIGRATION_PROGRESS__INIT;
+      g_autofree char *text = NULL;
+
+      progress.phase = (char *) SCHED_MIG_PHASE_QUEUED;
+      progress.memory_total = vm->spec->memory;
+      progress.memory_remaining = vm->spec->memory;
+      m->job->migration = sched_msg_copy (&progress.base);
+      text = g_strdup_printf ("queued (position %u): hosts %s and %s are at "
+                              "their migration limits%s%s",
+                              sched_mig_queue_position (svc->mig_queue, id),
+                              vm->host, dest, m->warning ? "; " : "",
+                              m->warning ? m->warning : "");
+      g_message ("VM %s: migration to host %s queued (job %s)", vm->name,
+                 dest, id);
+      job_set (svc, m->job, SCHED_JOB_QUEUED, 0.0, text, NULL);
+    }
+  else
+    {
+      if (m->warning != NULL)
+        g_message ("VM %s: %s", vm->name, m->warning);
+      mig_start (m);          /* may end it at once (m freed) */
+    }
+
+  /* The job as it stands now (the store has every state change). */
+  reply_job = sched_store_get_job (svc->store, id, &error);
+  if (reply_job == NULL)
+    {
+      call_fail (call, error);
+      return;
+    }
+  job_msg (reply_job, &msg);
+  proto_server_call_reply (call, &msg.base);
+}
+
 /* --- setup ---------------------------------------------------------------------- */
 
 static gboolean
@@ -990,7 +1661,13 @@ recover (SchedService *svc, GError **error)
       g_free (job->state);
       job->state = g_strdup (SCHED_JOB_FAILED);
       g_free (job->error);
-      job->error = g_strdup ("the scheduler restarted during the job");
+      /* A migration's source agent aborts when its MigrateOut call breaks;
+       * if it had completed, the destination's reports move the VM. */
+      job->error = g_strdup (strcmp (job->kind, "migrate") == 0
+                               ? "the scheduler restarted during the "
+                                 "migration; the VM is where its hosts "
+                                 "report it"
+                               : "the scheduler restarted during the job");
       job->updated_ms = now;
       if (!sched_store_put_job (svc->store, job, error))
         return FALSE;
@@ -1026,6 +1703,16 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                               : SCHED_DEFAULT_REPORT_INTERVAL_MS;
   svc->policy.cpu_overcommit = config->cpu_overcommit;
   svc->policy.memory_reserve = config->memory_reserve;
+  svc->link_bandwidth = (double) (config->link_bandwidth
+                                    ? config->link_bandwidth
+                                    : SCHED_DEFAULT_LINK_BANDWIDTH);
+  svc->mig_queue = sched_mig_queue_new (
+    config->max_migrations_out ? config->max_migrations_out
+                               : SCHED_DEFAULT_MAX_MIGRATIONS,
+    config->max_migrations_in ? config->max_migrations_in
+                              : SCHED_DEFAULT_MAX_MIGRATIONS);
+  svc->migrations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify) migration_free);
   if (tls != NULL)
     {
       svc->tls = g_new0 (ProtoTls, 1);
@@ -1069,9 +1756,9 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_READ_CONSOLE, handle_read_console },
     { DROVER_SCHED_METHOD_LIST_JOBS, handle_list_jobs },
     { DROVER_SCHED_METHOD_WATCH_JOB, handle_watch_job },
+    { DROVER_SCHED_METHOD_MIGRATE_VM, handle_migrate_vm },
   };
-  /* Methods not listed here answer UNIMPLEMENTED. */
-  G_STATIC_ASSERT (G_N_ELEMENTS (methods) <= DROVER_SCHED_N_METHODS);
+  G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
   g_return_val_if_fail (svc->server == NULL, FALSE);
   svc->server = proto_server_new (svc->ctx);
@@ -1104,6 +1791,24 @@ sched_service_stop (SchedService *svc)
   if (svc == NULL || svc->stopped)
     return;
   svc->stopped = TRUE;
+  /* Waiting migrations will not start: end their jobs now. Running ones
+   * end below when their agent calls are cancelled. */
+  {
+    g_autoptr(GPtrArray) queued = g_ptr_array_new_with_free_func (g_free);
+    GHashTableIter miter;
+    Migration *m;
+
+    g_hash_table_iter_init (&miter, svc->migrations);
+    while (g_hash_table_iter_next (&miter, NULL, (gpointer *) &m))
+      if (strcmp (m->job->state, SCHED_JOB_QUEUED) == 0)
+        g_ptr_array_add (queued, g_strdup (m->job->id));
+    for (guint i = 0; i < queued->len; i++)
+      {
+        m = g_hash_table_lookup (svc->migrations, queued->pdata[i]);
+        if (m != NULL)
+          mig_fail (m, "the scheduler stopped before the migration started");
+      }
+  }
   if (svc->liveness != NULL)
     {
       g_source_destroy (svc->liveness);
@@ -1134,6 +1839,9 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->server, proto_server_free);
   g_hash_table_unref (svc->clients);
   g_hash_table_unref (svc->watchers);
+  if (svc->migrations != NULL)
+    g_hash_table_unref (svc->migrations);
+  sched_mig_queue_free (svc->mig_queue);
   sched_registry_free (svc->registry);
   sched_store_close (svc->store);
   proto_tls_free (svc->tls);

@@ -3,7 +3,9 @@
  *
  * SchedService serves drover.v1.SchedulerService: agents register and
  * report (host registry, liveness, VM inventory), operators create and
- * drive VMs (placement, forwarding to the VM's agent, jobs). State lives
+ * drive VMs (placement, forwarding to the VM's agent, jobs) and live-
+ * migrate them (MigrateVm: destination choice, cost model, per-host
+ * limits, PrepareIncoming + MigrateOut on the agents). State lives
  * in an embedded store (SQLite, DIR/drover.db) and survives restarts.
  */
 #pragma once
@@ -39,11 +41,20 @@ ProtoStatus sched_error_to_status (const GError *error);
 #define SCHED_DEFAULT_CPU_OVERCOMMIT 4.0
 #define SCHED_DEFAULT_MEMORY_RESERVE (256 * G_GUINT64_CONSTANT (1024) * 1024)
 
+/* Live migration: the link speed the cost model assumes between hosts
+ * (bytes/s), and how many migrations may leave / arrive at one host at
+ * once (more wait in a queue). */
+#define SCHED_DEFAULT_LINK_BANDWIDTH (G_GUINT64_CONSTANT (1024) * 1024 * 1024)
+#define SCHED_DEFAULT_MAX_MIGRATIONS 2
+
 typedef struct {
   const char *state_dir;      /* holds drover.db; created if missing */
   guint report_interval_ms;   /* what agents are told; liveness = 3 of them */
   double cpu_overcommit;      /* vCPUs per host CPU placement allows */
   guint64 memory_reserve;     /* bytes of each host kept from VMs */
+  guint64 link_bandwidth;     /* 0 = SCHED_DEFAULT_LINK_BANDWIDTH */
+  guint max_migrations_out;   /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
+  guint max_migrations_in;    /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;

@@ -5,7 +5,12 @@
  * user_version; PRAGMA application_id marks the file as Drover's so a
  * foreign database is refused instead of being written into. Every
  * statement is prepared once at open and takes bound parameters only.
- * Messages (HostInfo, VmSpec, VmStatus) are stored packed.
+ * Messages (HostInfo, VmSpec, VmStatus, a migration job's progress and
+ * prediction) are stored packed.
+ *
+ * Schema history: 1 = hosts, vms, jobs; 2 = jobs gain source_host,
+ * dest_host, migration, prediction (live migration). Opening an older
+ * database upgrades it in one transaction.
  */
 #include "sched-private.h"
 
@@ -15,7 +20,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 1
+#define SCHED_DB_SCHEMA_VERSION 2
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* --- rows ---------------------------------------------------------------- */
@@ -129,6 +134,8 @@ sched_job_new (const char *kind, const char *vm, const char *state,
   job->state = dup_str (state);
   job->message = g_strdup ("");
   job->error = g_strdup ("");
+  job->source_host = g_strdup ("");
+  job->dest_host = g_strdup ("");
   job->created_ms = job->updated_ms = now_ms;
   return job;
 }
@@ -147,6 +154,10 @@ sched_job_copy (const SchedJob *job)
   copy->error = dup_str (job->error);
   copy->created_ms = job->created_ms;
   copy->updated_ms = job->updated_ms;
+  copy->source_host = dup_str (job->source_host);
+  copy->dest_host = dup_str (job->dest_host);
+  copy->migration = sched_msg_copy ((const ProtobufCMessage *) job->migration);
+  copy->prediction = sched_msg_copy ((const ProtobufCMessage *) job->prediction);
   return copy;
 }
 
@@ -161,6 +172,10 @@ sched_job_free (SchedJob *job)
   g_free (job->state);
   g_free (job->message);
   g_free (job->error);
+  g_free (job->source_host);
+  g_free (job->dest_host);
+  sched_msg_free (job->migration);
+  sched_msg_free (job->prediction);
   g_free (job);
 }
 
@@ -301,15 +316,19 @@ static const char *const stmt_sql[N_STMTS] = {
   [STMT_DELETE_VM] = "DELETE FROM vms WHERE name = ?1",
   [STMT_PUT_JOB] =
     "INSERT INTO jobs (id, kind, vm, state, progress, message, error,"
-    " created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    " created_ms, updated_ms, source_host, dest_host, migration, prediction)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     " ON CONFLICT (id) DO UPDATE SET kind = ?2, vm = ?3, state = ?4,"
-    " progress = ?5, message = ?6, error = ?7, created_ms = ?8, updated_ms = ?9",
+    " progress = ?5, message = ?6, error = ?7, created_ms = ?8, updated_ms = ?9,"
+    " source_host = ?10, dest_host = ?11, migration = ?12, prediction = ?13",
   [STMT_GET_JOB] =
     "SELECT id, kind, vm, state, progress, message, error, created_ms,"
-    " updated_ms FROM jobs WHERE id = ?1",
+    " updated_ms, source_host, dest_host, migration, prediction"
+    " FROM jobs WHERE id = ?1",
   [STMT_LIST_JOBS] =
     "SELECT id, kind, vm, state, progress, message, error, created_ms,"
-    " updated_ms FROM jobs ORDER BY created_ms, id",
+    " updated_ms, source_host, dest_host, migration, prediction"
+    " FROM jobs ORDER BY created_ms, id",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -339,6 +358,13 @@ static const char schema_v1[] =
   "  error TEXT NOT NULL,"
   "  created_ms INTEGER NOT NULL,"
   "  updated_ms INTEGER NOT NULL);";
+
+/* Version 1 -> 2: what a migration job records. */
+static const char schema_v2[] =
+  "ALTER TABLE jobs ADD COLUMN source_host TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE jobs ADD COLUMN dest_host TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE jobs ADD COLUMN migration BLOB;"
+  "ALTER TABLE jobs ADD COLUMN prediction BLOB;";
 
 typedef struct {
   SchedStore parent;
@@ -413,7 +439,11 @@ sqlite_migrate (SqliteStore *self, GError **error)
 
   if (version == SCHED_DB_SCHEMA_VERSION && app_id == SCHED_DB_APPLICATION_ID)
     return TRUE;
-  if (version == 0 && app_id == 0 && n_tables == 0)
+  /* A new file, or one of ours at an older version: apply the steps it
+   * lacks in one transaction. */
+  if ((version == 0 && app_id == 0 && n_tables == 0)
+      || (app_id == SCHED_DB_APPLICATION_ID && version >= 1
+          && version < SCHED_DB_SCHEMA_VERSION))
     {
       set_version = g_strdup_printf ("PRAGMA application_id = %d;"
                                      " PRAGMA user_version = %d;",
@@ -421,7 +451,8 @@ sqlite_migrate (SqliteStore *self, GError **error)
                                      SCHED_DB_SCHEMA_VERSION);
       if (!sqlite_exec (self, "BEGIN IMMEDIATE", error))
         return FALSE;
-      if (!sqlite_exec (self, schema_v1, error)
+      if ((version < 1 && !sqlite_exec (self, schema_v1, error))
+          || (version < 2 && !sqlite_exec (self, schema_v2, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -638,7 +669,8 @@ row_vm (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 static SchedJob *
 row_job (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 {
-  SchedJob *job = g_new0 (SchedJob, 1);
+  g_autoptr(SchedJob) job = g_new0 (SchedJob, 1);
+  g_autofree char *what = NULL;
 
   job->id = column_text (stmt, 0);
   job->kind = column_text (stmt, 1);
@@ -649,7 +681,19 @@ row_job (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
   job->error = column_text (stmt, 6);
   job->created_ms = sqlite3_column_int64 (stmt, 7);
   job->updated_ms = sqlite3_column_int64 (stmt, 8);
-  return job;
+  job->source_host = column_text (stmt, 9);
+  job->dest_host = column_text (stmt, 10);
+  what = g_strdup_printf ("migration progress of job '%s'", job->id);
+  if (!column_msg (self, stmt, 11, &drover__v1__migration_progress__descriptor,
+                   TRUE, what, (gpointer *) &job->migration, error))
+    return NULL;
+  g_free (what);
+  what = g_strdup_printf ("migration prediction of job '%s'", job->id);
+  if (!column_msg (self, stmt, 12,
+                   &drover__v1__migration_prediction__descriptor, TRUE, what,
+                   (gpointer *) &job->prediction, error))
+    return NULL;
+  return g_steal_pointer (&job);
 }
 
 typedef gpointer (*RowFunc) (SqliteStore *self, sqlite3_stmt *stmt,
@@ -812,6 +856,10 @@ sqlite_put_job (SchedStore *store, const SchedJob *job, GError **error)
   bind_text (stmt, 7, job->error);
   sqlite3_bind_int64 (stmt, 8, job->created_ms);
   sqlite3_bind_int64 (stmt, 9, job->updated_ms);
+  bind_text (stmt, 10, job->source_host);
+  bind_text (stmt, 11, job->dest_host);
+  bind_msg (stmt, 12, (const ProtobufCMessage *) job->migration);
+  bind_msg (stmt, 13, (const ProtobufCMessage *) job->prediction);
   return stmt_run (self, stmt, "cannot store a job", error);
 }
 

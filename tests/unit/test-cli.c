@@ -1,4 +1,5 @@
-/* droverctl's local parts: size parsing/formatting, JSON, tables. */
+/* droverctl's local parts: size parsing/formatting, JSON, tables,
+ * migration progress lines and summaries. */
 #include <math.h>
 #include <string.h>
 
@@ -242,6 +243,161 @@ test_table_empty (void)
   g_assert_cmpstr (text, ==, "ID  KIND\n");
 }
 
+/* --- migration progress ---------------------------------------------------- */
+
+#define MIB (1024ull * 1024)
+#define GIB (1024ull * MIB)
+
+static void
+test_duration_rate (void)
+{
+  struct { double s; const char *text; } cases[] = {
+    { 0.045, "45ms" }, { 8.24, "8.2s" }, { 65, "1m05s" }, { 7380, "2h03m" },
+    { -1, "-" }, { NAN, "-" }, { INFINITY, "-" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *text = cli_format_duration (cases[i].s);
+    g_assert_cmpstr (text, ==, cases[i].text);
+  }
+  g_autofree char *rate = cli_format_rate (12.0 * MIB);
+  g_assert_cmpstr (rate, ==, "12.0 MiB/s");
+  g_autofree char *zero = cli_format_rate (NAN);
+  g_assert_cmpstr (zero, ==, "0 B/s");
+}
+
+static void
+test_migration_line (void)
+{
+  Drover__V1__Job job = DROVER__V1__JOB__INIT;
+  Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
+  g_autofree char *line = NULL;
+
+  job.kind = (char *) "migrate";
+  job.vm = (char *) "web";
+  job.state = (char *) "queued";
+  job.message = (char *) "queued (position 1): hosts a and b are at their migration limits";
+  line = cli_migration_progress_line (&job, 10);
+  g_assert_cmpstr (line, ==, "queued: queued (position 1): hosts a and b are "
+                   "at their migration limits");
+  g_clear_pointer (&line, g_free);
+
+  job.state = (char *) "running";
+  job.message = (char *) "preparing host b";
+  job.migration = &p;
+  p.phase = (char *) "preparing";
+  line = cli_migration_progress_line (&job, 10);
+  g_assert_cmpstr (line, ==, "preparing host b");
+  g_clear_pointer (&line, g_free);
+  job.message = (char *) "";
+  line = cli_migration_progress_line (&job, 10);
+  g_assert_cmpstr (line, ==, "preparing");
+  g_clear_pointer (&line, g_free);
+
+  p.phase = (char *) "precopy";
+  p.memory_total = GIB;
+  p.memory_processed = 768 * MIB;
+  p.memory_remaining = 256 * MIB;
+  p.iteration = 2;
+  p.dirty_rate = 12 * MIB;
+  p.throughput = 80 * MIB;
+  p.eta_s = 8.24;
+  line = cli_migration_progress_line (&job, 10);
+  g_assert_cmpstr (line, ==, "[#######---]   75%  768.0 MiB of 1.0 GiB  round 2  "
+                   "dirty 12.0 MiB/s  80.0 MiB/s  ETA 8.2s");
+  g_clear_pointer (&line, g_free);
+  /* No bar when not on a TTY; re-sent pages may pass the total. */
+  p.memory_processed = 2 * GIB;
+  p.memory_remaining = 0;
+  line = cli_migration_progress_line (&job, 0);
+  g_assert_true (g_str_has_prefix (line, "100%  2.0 GiB of 1.0 GiB  round 2"));
+  g_clear_pointer (&line, g_free);
+
+  p.phase = (char *) "switchover";
+  p.forced_switchover = TRUE;
+  line = cli_migration_progress_line (&job, 4);
+  g_assert_cmpstr (line, ==, "[####]  100%  2.0 GiB of 1.0 GiB  switching over (forced)");
+}
+
+static void
+test_migration_summary (void)
+{
+  Drover__V1__Job job = DROVER__V1__JOB__INIT;
+  Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
+  Drover__V1__MigrationPrediction pred = DROVER__V1__MIGRATION_PREDICTION__INIT;
+  g_autofree char *text = NULL;
+
+  job.kind = (char *) "migrate";
+  job.vm = (char *) "web";
+  job.state = (char *) "done";
+  job.source_host = (char *) "a";
+  job.dest_host = (char *) "b";
+  job.migration = &p;
+  job.prediction = &pred;
+  p.phase = (char *) "completed";
+  p.total_s = 12.34;
+  p.downtime_ms = 45;
+  p.iteration = 3;
+  p.qemu_bytes = 1536 * MIB;
+  p.wire_bytes = 768 * MIB;
+  p.payload_bytes = 1536 * MIB;
+  p.compression_ratio = 2.0;
+  p.compress_mode = (char *) "lz4";
+  pred.converges = TRUE;
+  pred.rounds = 2;
+  pred.total_s = 10.1;
+  pred.downtime_ms = 120.4;
+  pred.bytes_sent = 1200 * MIB;
+  text = cli_migration_summary (&job);
+  g_assert_cmpstr (text, ==,
+                   "migrated web: a -> b\n"
+                   "  total time    12.3s (predicted 10.1s)\n"
+                   "  downtime      45 ms (QEMU) (predicted 120 ms)\n"
+                   "  rounds        3 (predicted 2)\n"
+                   "  QEMU sent     1.5 GiB (predicted 1.2 GiB)\n"
+                   "  on the wire   768.0 MiB\n"
+                   "  compression   2.00x (lz4)\n");
+  g_clear_pointer (&text, g_free);
+
+  /* Failed, no prediction, ratio derived from the counters. */
+  job.state = (char *) "failed";
+  job.error = (char *) "migration aborted on host 'a': stalled";
+  job.prediction = NULL;
+  p.compression_ratio = 0;
+  p.wire_bytes = 1024 * MIB;
+  p.compress_mode = (char *) "";
+  text = cli_migration_summary (&job);
+  g_assert_true (g_str_has_prefix (text, "migration of web (a -> b) failed: "
+                                   "migration aborted on host 'a': stalled\n"));
+  g_assert_nonnull (strstr (text, "  compression   1.50x (off)\n"));
+  g_assert_null (strstr (text, "predicted"));
+  g_clear_pointer (&text, g_free);
+
+  /* Failed before any progress: one line. */
+  job.migration = NULL;
+  text = cli_migration_summary (&job);
+  g_assert_cmpstr (text, ==, "migration of web (a -> b) failed: "
+                   "migration aborted on host 'a': stalled\n");
+  g_clear_pointer (&text, g_free);
+  {
+    Drover__V1__MigrationProgress prep = DROVER__V1__MIGRATION_PROGRESS__INIT;
+
+    prep.phase = (char *) "preparing";
+    prep.memory_total = GIB;
+    job.migration = &prep;
+    text = cli_migration_summary (&job);
+    g_assert_null (strstr (text, "total time"));
+    g_clear_pointer (&text, g_free);
+  }
+
+  pred.converges = FALSE;
+  pred.rounds = 30;
+  pred.bandwidth = GIB;
+  pred.dirty_rate = 2 * GIB;
+  text = cli_migration_prediction (&pred);
+  g_assert_true (g_str_has_prefix (text, "DOES NOT CONVERGE (forced switchover) in 30 rounds"));
+  g_assert_nonnull (strstr (text, "dirty 2.0 GiB/s over 1.0 GiB/s"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -254,5 +410,8 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/json/message", test_json_message);
   g_test_add_func ("/cli/table/render", test_table);
   g_test_add_func ("/cli/table/empty", test_table_empty);
+  g_test_add_func ("/cli/migration/duration-rate", test_duration_rate);
+  g_test_add_func ("/cli/migration/line", test_migration_line);
+  g_test_add_func ("/cli/migration/summary", test_migration_summary);
   return g_test_run ();
 }

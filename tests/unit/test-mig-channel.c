@@ -23,13 +23,15 @@ static MigChannelCreds *creds_a, *creds_b, *creds_foreign, *creds_lost;
 static const char cert_script[]
     = "set -e\n"
       "gen_ca() {\n"
-      "  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \\\n"
+      "  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+      "\\\n"
       "    -nodes -keyout $1-key.pem -out $1.pem -days 2 -subj /CN=$1 \\\n"
       "    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null\n"
       "}\n"
       "gen_cert() { # dir signing-ca trusted-ca cn\n"
       "  mkdir -p $1\n"
-      "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \\\n"
+      "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+      "\\\n"
       "    -keyout $1/key.pem -out $1/req.csr -subj /CN=$4 2>/dev/null\n"
       "  printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
       "keyUsage=critical,digitalSignature\\n"
@@ -67,7 +69,7 @@ make_certs (void)
 
   cert_root = g_dir_make_tmp ("test-mig-channel-XXXXXX", &error);
   g_assert_no_error (error);
-  g_spawn_sync (cert_root, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+  g_spawn_sync (cert_root, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
                 NULL, NULL, &status, &error);
   g_assert_no_error (error);
   g_spawn_check_wait_status (status, &error);
@@ -82,21 +84,26 @@ static void
 remove_certs (void)
 {
   const char *argv[] = { "rm", "-rf", cert_root, NULL };
-  g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+  g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
                 NULL, NULL, NULL, NULL);
 }
 
 /* ---- data ------------------------------------------------------------- */
 
-typedef enum { DATA_RANDOM, DATA_TEXT, DATA_ZERO } DataKind;
+typedef enum
+{
+  DATA_RANDOM,
+  DATA_TEXT,
+  DATA_ZERO
+} DataKind;
 
 static GBytes *
 make_data (DataKind kind, gsize len, guint32 seed)
 {
   static const char *words[] = {
-    "migration", "page",   "dirty",  "bitmap", "guest",   "memory",
-    "vcpu",      "iter",   "remain", "bytes",  "total",   "downtime",
-    "qemu",      "libvirt", "drover", "host",  "sched",   "ok",
+    "migration", "page",    "dirty",  "bitmap", "guest", "memory",
+    "vcpu",      "iter",    "remain", "bytes",  "total", "downtime",
+    "qemu",      "libvirt", "drover", "host",   "sched", "ok",
   };
   g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
   guint8 *p = g_malloc0 (len);
@@ -123,7 +130,7 @@ make_data (DataKind kind, gsize len, guint32 seed)
               words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
               words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
               g_rand_int_range (rand, 0, 64));
-          gsize take = MIN ((gsize) n, len - at);
+          gsize take = MIN ((gsize)n, len - at);
           memcpy (p + at, line, take);
           at += take;
         }
@@ -142,12 +149,13 @@ sha256 (const void *data, gsize len)
 
 /* ---- apps on the local side ------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   int fd;
-  GBytes *send;      /* what the app writes */
-  GByteArray *recv;  /* what reached it */
+  GBytes *send;     /* what the app writes */
+  GByteArray *recv; /* what reached it */
   GThread *feeder, *consumer;
-  gboolean shut;     /* feeder shut down its write side */
+  gboolean shut; /* feeder shut down its write side */
 } App;
 
 static gpointer
@@ -238,13 +246,15 @@ assert_received (App *app, GBytes *expected, gboolean full)
   else
     {
       g_assert_cmpuint (app->recv->len, <, len);
-      g_assert_true (memcmp (app->recv->data, p, app->recv->len) == 0);
+      g_assert_true (app->recv->len == 0
+                     || memcmp (app->recv->data, p, app->recv->len) == 0);
     }
 }
 
 /* ---- server side ------------------------------------------------------ */
 
-typedef struct {
+typedef struct
+{
   GMutex lock;
   GCond cond;
   MigChannel *accepted;
@@ -280,7 +290,7 @@ on_refused (const GError *error, gpointer data)
 }
 
 static Server *
-server_new (MigChannelCreds *creds)
+server_new_full (MigChannelCreds *creds, guint timeout_s)
 {
   g_autoptr (GError) error = NULL;
   Server *s = g_new0 (Server, 1);
@@ -294,11 +304,18 @@ server_new (MigChannelCreds *creds)
   cfg.accept = on_accept;
   cfg.refused = on_refused;
   cfg.user_data = s;
+  cfg.handshake_timeout_s = timeout_s;
   s->listener = mig_channel_listener_new (&cfg, &error);
   g_assert_no_error (error);
   s->port = mig_channel_listener_get_port (s->listener);
   g_assert_cmpuint (s->port, >, 0);
   return s;
+}
+
+static Server *
+server_new (MigChannelCreds *creds)
+{
+  return server_new_full (creds, 0);
 }
 
 static void
@@ -338,8 +355,7 @@ server_refusal (Server *s)
   const GError *e;
 
   g_mutex_lock (&s->lock);
-  while (s->refused == NULL
-         && g_cond_wait_until (&s->cond, &s->lock, deadline))
+  while (s->refused == NULL && g_cond_wait_until (&s->cond, &s->lock, deadline))
     ;
   e = s->refused;
   g_mutex_unlock (&s->lock);
@@ -349,7 +365,8 @@ server_refusal (Server *s)
 
 /* ---- a connected pair ------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   Server *server;
   MigChannel *client, *srv;
   App app_c, app_s; /* client-side and server-side apps */
@@ -359,8 +376,7 @@ typedef struct {
 
 static void
 pair_connect (Pair *p, MigChannelCreds *server_creds,
-              MigChannelCreds *client_creds, MigFaultKind fault,
-              guint64 offset)
+              MigChannelCreds *client_creds, MigFaultKind fault, guint64 offset)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *token = NULL;
@@ -385,8 +401,7 @@ pair_connect (Pair *p, MigChannelCreds *server_creds,
 
 static void
 pair_run (Pair *p, const MigChannelOptions *opts_c,
-          const MigChannelOptions *opts_s, GBytes *to_server,
-          GBytes *to_client)
+          const MigChannelOptions *opts_s, GBytes *to_server, GBytes *to_client)
 {
   g_autoptr (GError) error = NULL;
   int fd;
@@ -421,7 +436,11 @@ pair_clear (Pair *p)
 static void
 test_crc32c (void)
 {
-  g_autoptr (GBytes) data = make_data (DATA_RANDOM, 4096, 7);
+  g_autoptr (GBytes) data = make_data (DATA_RANDOM, 200000, 7);
+  static const gsize long_lens[]
+      = { 12287, 12288, 12289, 24576 + 77, 100000, 199990 };
+  gint64 t0;
+  double secs;
   const guint8 *p = g_bytes_get_data (data, NULL);
 
   /* The CRC32C check value. */
@@ -433,6 +452,16 @@ test_crc32c (void)
     for (gsize len = 0; len < 300; len += 7)
       g_assert_cmphex (mig_crc32c (0, p + off, len), ==,
                        mig_crc32c_sw (0, p + off, len));
+  /* Long buffers take the three-lane path. */
+  for (gsize off = 0; off < 8; off += 3)
+    for (guint i = 0; i < G_N_ELEMENTS (long_lens); i++)
+      g_assert_cmphex (mig_crc32c (0, p + off, long_lens[i]), ==,
+                       mig_crc32c_sw (0, p + off, long_lens[i]));
+  t0 = g_get_monotonic_time ();
+  for (int i = 0; i < 500; i++)
+    mig_crc32c (0, p, 200000);
+  secs = (g_get_monotonic_time () - t0) / 1e6;
+  g_test_message ("crc32c: %.1f GB/s", 500 * 200000 / secs / 1e9);
   /* Streaming: crc(a|b) == crc(crc(a), b). */
   g_assert_cmphex (mig_crc32c (mig_crc32c (0, p, 1001), p + 1001, 3095), ==,
                    mig_crc32c (0, p, 4096));
@@ -452,8 +481,8 @@ test_frame_header (void)
   g_autoptr (GError) error = NULL;
 
   mig_frame_header_encode (&h, buf);
-  g_assert_true (mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out,
-                                          &error));
+  g_assert_true (
+      mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (out.type, ==, h.type);
   g_assert_cmpuint (out.flags, ==, h.flags);
@@ -466,15 +495,15 @@ test_frame_header (void)
   for (guint i = 0; i < sizeof buf; i++)
     {
       buf[i] ^= 0x01;
-      g_assert_false (mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out,
-                                               &error));
+      g_assert_false (
+          mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out, &error));
       g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
       g_clear_error (&error);
       buf[i] ^= 0x01;
     }
   /* Wrong sequence number. */
-  g_assert_false (mig_frame_header_decode (buf, 43, MIG_FRAME_MAX, &out,
-                                           &error));
+  g_assert_false (
+      mig_frame_header_decode (buf, 43, MIG_FRAME_MAX, &out, &error));
   g_assert_nonnull (strstr (error->message, "sequence"));
   g_clear_error (&error);
   /* Length above the cap. */
@@ -484,14 +513,15 @@ test_frame_header (void)
   /* Compressed but not smaller: refused. */
   h.wire_len = 6000;
   mig_frame_header_encode (&h, buf);
-  g_assert_false (mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out,
-                                           &error));
+  g_assert_false (
+      mig_frame_header_decode (buf, 42, MIG_FRAME_MAX, &out, &error));
   g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
 }
 
 /* ---- tests: round trips ----------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   const char *path;
   gboolean tls;
   MigCompressMode mode;
@@ -510,7 +540,7 @@ test_round_trip (gconstpointer data)
 
   mig_channel_options_init (&opts);
   opts.compress = rt->mode;
-  opts.link_rate = 50 * 1000 * 1000; /* auto: a slowish link */
+  opts.link_rate = 2 * 1000 * 1000; /* auto: a slow link */
   pair_connect (&p, rt->tls ? creds_b : NULL, rt->tls ? creds_a : NULL,
                 MIG_FAULT_NONE, 0);
   pair_run (&p, &opts, &opts, up, down);
@@ -575,7 +605,7 @@ test_auto_text_slow_link (void)
 {
   MigChannelStats st;
 
-  run_auto (DATA_TEXT, 20 * 1000 * 1000, &st);
+  run_auto (DATA_TEXT, 5 * 1000 * 1000, &st);
   g_test_message ("text: ratio %.2f lz4 %.0f MB/s frames %" G_GUINT64_FORMAT
                   "/%" G_GUINT64_FORMAT " compressed",
                   st.ratio, st.compress_speed / 1e6, st.compressed_frames_out,
@@ -592,7 +622,7 @@ test_auto_random (void)
 {
   MigChannelStats st;
 
-  run_auto (DATA_RANDOM, 20 * 1000 * 1000, &st);
+  run_auto (DATA_RANDOM, 5 * 1000 * 1000, &st);
   g_test_message ("random: ratio %.3f", st.ratio);
   g_assert_false (st.compressing);
   g_assert_cmpfloat (st.ratio, <, 1.1);
@@ -628,7 +658,7 @@ run_auto_switch (DataKind first, DataKind second, MigChannelStats *st)
   up = g_byte_array_free_to_bytes (g_steal_pointer (&all));
   mig_channel_options_init (&opts);
   opts.compress = MIG_COMPRESS_AUTO;
-  opts.link_rate = 20 * 1000 * 1000;
+  opts.link_rate = 5 * 1000 * 1000;
   opts.chunk_size = 32 * 1024; /* enough frames for several windows */
   pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
   pair_run (&p, &opts, &opts, up, none);
@@ -647,7 +677,7 @@ test_auto_backs_off (void)
 
   run_auto_switch (DATA_TEXT, DATA_RANDOM, &st);
   g_assert_cmpuint (st.compressed_frames_out, >, 0); /* was on for text */
-  g_assert_false (st.compressing);                    /* off for random */
+  g_assert_false (st.compressing);                   /* off for random */
   g_assert_cmpuint (st.compressed_frames_out, <, st.frames_out / 2);
 }
 
@@ -664,8 +694,7 @@ test_auto_turns_on (void)
 /* ---- tests: faults ---------------------------------------------------- */
 
 static void
-run_fault (MigFaultKind fault, guint64 offset, MigCompressMode mode,
-           Pair *p)
+run_fault (MigFaultKind fault, guint64 offset, MigCompressMode mode, Pair *p)
 {
   g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 6);
   g_autoptr (GBytes) down = make_data (DATA_RANDOM, 100000, 7);
@@ -690,8 +719,8 @@ test_fault_corrupt (gconstpointer data)
   Pair p = { 0 };
 
   /* Inside the first data frame's payload. */
-  run_fault (MIG_FAULT_CORRUPT, HELLO_WIRE + MIG_FRAME_HEADER_SIZE + 1000,
-             mode, &p);
+  run_fault (MIG_FAULT_CORRUPT, HELLO_WIRE + MIG_FRAME_HEADER_SIZE + 1000, mode,
+             &p);
   g_assert_error (p.err_s, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
   if (mode == MIG_COMPRESS_OFF)
     g_assert_nonnull (strstr (p.err_s->message, "checksum mismatch"));
@@ -746,12 +775,13 @@ static MigTransport *
 raw_hello (Server *s, const char *token)
 {
   g_autoptr (GError) error = NULL;
-  MigTransport *t = mig_transport_connect (NULL, "127.0.0.1", s->port, NULL,
-                                           &error);
+  MigTransport *t
+      = mig_transport_connect (NULL, "127.0.0.1", s->port, NULL, &error);
   guint8 hdr[MIG_FRAME_HEADER_SIZE], reply[MIG_FRAME_HEADER_SIZE];
   guint8 hello[1 + 64];
-  MigFrameHeader h = { .type = MIG_FRAME_HELLO, .payload_len = 65,
-                       .wire_len = 65, .seq = 0 };
+  MigFrameHeader h = {
+    .type = MIG_FRAME_HELLO, .payload_len = 65, .wire_len = 65, .seq = 0
+  };
   GOutputVector v[2] = { { hdr, sizeof hdr }, { hello, sizeof hello } };
   gsize got = 0;
 
@@ -765,8 +795,8 @@ raw_hello (Server *s, const char *token)
   g_assert_no_error (error);
   while (got < sizeof reply)
     {
-      gssize n = t->ops->read (t, reply + got, sizeof reply - got, NULL,
-                               &error);
+      gssize n
+          = t->ops->read (t, reply + got, sizeof reply - got, NULL, &error);
       g_assert_no_error (error);
       g_assert_cmpint (n, >, 0);
       got += n;
@@ -778,13 +808,12 @@ raw_hello (Server *s, const char *token)
 }
 
 static void
-raw_send_header (MigTransport *t, MigFrameType type, guint32 len,
-                 guint64 seq)
+raw_send_header (MigTransport *t, MigFrameType type, guint32 len, guint64 seq)
 {
   g_autoptr (GError) error = NULL;
   guint8 hdr[MIG_FRAME_HEADER_SIZE];
-  MigFrameHeader h = { .type = type, .payload_len = len, .wire_len = len,
-                       .seq = seq };
+  MigFrameHeader h
+      = { .type = type, .payload_len = len, .wire_len = len, .seq = seq };
   GOutputVector v = { hdr, sizeof hdr };
 
   mig_frame_header_encode (&h, hdr);
@@ -819,14 +848,14 @@ raw_run_server (Server *s, MigTransport *t, const char *why)
       got += n;
       if (got == MIG_FRAME_HEADER_SIZE)
         {
-          g_assert_true (mig_frame_header_decode (
-              buf, 1, MIG_ERROR_TEXT_MAX, &h, &error));
+          g_assert_true (
+              mig_frame_header_decode (buf, 1, MIG_ERROR_TEXT_MAX, &h, &error));
           want += h.wire_len;
         }
     }
   g_assert_cmpuint (h.type, ==, MIG_FRAME_ERROR);
   g_assert_cmpuint (got, ==, MIG_FRAME_HEADER_SIZE + h.wire_len);
-  text = g_strndup ((char *) buf + MIG_FRAME_HEADER_SIZE, h.wire_len);
+  text = g_strndup ((char *)buf + MIG_FRAME_HEADER_SIZE, h.wire_len);
   g_assert_nonnull (strstr (text, why));
   mig_transport_free (t);
 
@@ -861,8 +890,8 @@ test_oversized_hello (void)
 {
   Server *s = server_new (NULL);
   g_autoptr (GError) error = NULL;
-  MigTransport *t = mig_transport_connect (NULL, "127.0.0.1", s->port, NULL,
-                                           &error);
+  MigTransport *t
+      = mig_transport_connect (NULL, "127.0.0.1", s->port, NULL, &error);
   const GError *refusal;
 
   g_assert_no_error (error);
@@ -1017,8 +1046,8 @@ test_tls_plain_client (void)
   g_autoptr (GError) error = NULL;
   g_autoptr (MigChannel) ch = NULL;
 
-  ch = mig_channel_connect (NULL, "127.0.0.1", s->port,
-                            MIG_CHANNEL_KIND_MEMORY, token, NULL, &error);
+  ch = mig_channel_connect (NULL, "127.0.0.1", s->port, MIG_CHANNEL_KIND_MEMORY,
+                            token, NULL, &error);
   g_assert_null (ch);
   g_assert_nonnull (error);
   server_refusal (s);
@@ -1026,12 +1055,43 @@ test_tls_plain_client (void)
   server_free (s);
 }
 
+/* A client that connects and says nothing is dropped after the handshake
+ * timeout, in TLS and in plain mode (both at once: the timeout is 1 s). */
+static void
+test_handshake_timeout (void)
+{
+  Server *s[2] = { server_new_full (NULL, 1), server_new_full (creds_b, 1) };
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  GSocketConnection *conn[2];
+  gint64 t0 = g_get_monotonic_time ();
+
+  for (int i = 0; i < 2; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      conn[i] = g_socket_client_connect_to_host (client, "127.0.0.1",
+                                                 s[i]->port, NULL, &error);
+      g_assert_no_error (error);
+    }
+  for (int i = 0; i < 2; i++)
+    {
+      const GError *refusal = server_refusal (s[i]);
+      g_test_message ("server: %s", refusal->message);
+      g_assert_error (refusal, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+      g_assert_cmpuint (s[i]->n_accepted, ==, 0);
+    }
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 5 * G_TIME_SPAN_SECOND);
+  for (int i = 0; i < 2; i++)
+    {
+      g_object_unref (conn[i]);
+      server_free (s[i]);
+    }
+}
+
 static void
 test_creds_missing (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (MigChannelCreds) creds = mig_channel_creds_new (cert_root,
-                                                            &error);
+  g_autoptr (MigChannelCreds) creds = mig_channel_creds_new (cert_root, &error);
 
   /* cert_root has ca.pem but no cert.pem. */
   g_assert_null (creds);
@@ -1097,13 +1157,15 @@ test_abort (void)
 int
 main (int argc, char **argv)
 {
-  static const struct {
+  static const struct
+  {
     const char *name;
     MigCompressMode mode;
   } modes[] = { { "off", MIG_COMPRESS_OFF },
                 { "on", MIG_COMPRESS_ON },
                 { "auto", MIG_COMPRESS_AUTO } };
-  static const struct {
+  static const struct
+  {
     const char *name;
     DataKind kind;
   } kinds[] = { { "random", DATA_RANDOM },
@@ -1133,8 +1195,8 @@ main (int argc, char **argv)
                            g_strdup_printf ("/mig-channel/round-trip/%s/%s/%s",
                                             tls ? "tls" : "plain",
                                             modes[m].name, kinds[k].name));
-          g_test_add_data_func (g_ptr_array_index (cases, cases->len - 1),
-                                rt, test_round_trip);
+          g_test_add_data_func (g_ptr_array_index (cases, cases->len - 1), rt,
+                                test_round_trip);
         }
   g_test_add_func ("/mig-channel/auto/text-slow-link",
                    test_auto_text_slow_link);
@@ -1143,11 +1205,9 @@ main (int argc, char **argv)
   g_test_add_func ("/mig-channel/auto/backs-off", test_auto_backs_off);
   g_test_add_func ("/mig-channel/auto/turns-on", test_auto_turns_on);
   g_test_add_data_func ("/mig-channel/fault/corrupt/off",
-                        GINT_TO_POINTER (MIG_COMPRESS_OFF),
-                        test_fault_corrupt);
+                        GINT_TO_POINTER (MIG_COMPRESS_OFF), test_fault_corrupt);
   g_test_add_data_func ("/mig-channel/fault/corrupt/on",
-                        GINT_TO_POINTER (MIG_COMPRESS_ON),
-                        test_fault_corrupt);
+                        GINT_TO_POINTER (MIG_COMPRESS_ON), test_fault_corrupt);
   g_test_add_func ("/mig-channel/fault/corrupt-header",
                    test_fault_corrupt_header);
   g_test_add_func ("/mig-channel/fault/truncate", test_fault_truncate);
@@ -1164,6 +1224,7 @@ main (int argc, char **argv)
                    test_tls_untrusted_server);
   g_test_add_func ("/mig-channel/tls/plain-client", test_tls_plain_client);
   g_test_add_func ("/mig-channel/tls/creds-missing", test_creds_missing);
+  g_test_add_func ("/mig-channel/handshake-timeout", test_handshake_timeout);
   g_test_add_func ("/mig-channel/rate-limit", test_rate_limit);
   g_test_add_func ("/mig-channel/abort", test_abort);
 

@@ -1,0 +1,1020 @@
+/* AgentService's live-migration calls and the console history.
+ *
+ * Destination: PrepareIncoming checks capacity, claims the VM name,
+ * reserves the memory and registers a one-time token with the migration
+ * listener (MigDst). When the control stream of the job ends (the source
+ * libvirtd closed its connection: the migration is over either way),
+ * finish_incoming decides: the VM arrived (persistent, active: resume it
+ * if it came paused, fetch its console history from the source) or it
+ * did not (remove any half-made transient domain). Either way the
+ * reservation, the name claim and the sockets go. CancelIncoming and the
+ * token's expiry take the same path.
+ *
+ * Source: MigrateOut claims the VM and runs mig_src_run on a worker
+ * thread; its progress goes into a queue that the agent's main context
+ * drains into the server stream (in order). Cancelling the call cancels
+ * the migration (the libvirt job is aborted).
+ *
+ * Console history: ReadConsole serves console/NAME.history (what the VM
+ * wrote on earlier hosts) followed by console/NAME.log as one stream. On
+ * a host the VM has left, the same files stay readable until a read at
+ * their end, which the destination agent makes once it has copied them:
+ * then they are removed.
+ */
+#include "agent-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mig-migrate.h"
+
+#define INCOMING_TTL_MS (120 * 1000)
+#define HISTORY_MAX_BYTES (64 * 1024 * 1024)
+#define HISTORY_CHUNK (1024 * 1024)
+#define SOURCE_CALL_TIMEOUT_MS 10000
+#define FAULT_CUT_AT (4 * 1024 * 1024)
+
+typedef struct
+{
+  char *job_id;
+  char *token;
+  char *name;
+  char *source_address;
+  guint64 memory;
+  guint expiry_source; /* main context */
+  gboolean finishing;  /* lock */
+} Reservation;
+
+struct _AgentMigration
+{
+  Agent *agent; /* not a reference: the agent owns this */
+  MigDst *dst;
+  MigChannelCreds *creds;
+  char *channel_address;
+  GMutex lock;
+  GHashTable *incoming; /* job id -> Reservation, lock */
+  gint stopping;        /* atomic: channel ends no longer finish jobs */
+};
+
+static void
+reservation_free (Reservation *r)
+{
+  g_free (r->job_id);
+  g_free (r->token);
+  g_free (r->name);
+  g_free (r->source_address);
+  g_free (r);
+}
+
+static char *
+history_path (Agent *agent, const char *name)
+{
+  g_autofree char *file = g_strconcat (name, ".history", NULL);
+
+  return g_build_filename (agent->console_dir, file, NULL);
+}
+
+static gboolean
+kick_cb (gpointer data)
+{
+  agent_reporter_kick (data);
+  return G_SOURCE_REMOVE;
+}
+
+/* Reporter kick from any thread. */
+static void
+kick (Agent *agent)
+{
+  GSource *s = g_idle_source_new ();
+
+  g_source_set_callback (s, kick_cb, agent_ref (agent),
+                         (GDestroyNotify)agent_unref);
+  g_source_attach (s, agent->ctx);
+  g_source_unref (s);
+}
+
+guint64
+agent_migration_reserved_memory (Agent *agent)
+{
+  AgentMigration *m = agent->migration;
+  GHashTableIter it;
+  gpointer value;
+  guint64 sum = 0;
+
+  if (!m)
+    return 0;
+  g_mutex_lock (&m->lock);
+  g_hash_table_iter_init (&it, m->incoming);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    sum += ((Reservation *)value)->memory;
+  g_mutex_unlock (&m->lock);
+  return sum;
+}
+
+/* --- console ------------------------------------------------------------ */
+
+static gint64
+file_size (const char *path)
+{
+  struct stat st;
+
+  return stat (path, &st) == 0 && S_ISREG (st.st_mode) ? st.st_size : -1;
+}
+
+/* Reads up to LEN bytes at OFFSET of PATH into BUF; returns bytes read. */
+static gsize
+read_at (const char *path, gint64 offset, guint8 *buf, gsize len)
+{
+  gsize got = 0;
+  int fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+
+  if (fd < 0)
+    return 0;
+  while (got < len)
+    {
+      ssize_t n = pread (fd, buf + got, len - got, offset + got);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      got += n;
+    }
+  close (fd);
+  return got;
+}
+
+ProtobufCMessage *
+agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
+                     GError **error)
+{
+  g_autoptr (virConnect) conn = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autofree char *log = NULL, *hist = NULL;
+  g_autofree guint8 *data = NULL;
+  Drover__V1__ConsoleChunk *chunk;
+  guint32 max = req->max_bytes ? req->max_bytes : AGENT_CONSOLE_DEFAULT_BYTES;
+  gint64 hsize, lsize, size, start;
+  gsize got = 0, want;
+  gboolean here;
+
+  if (!proto_name_validate ("VM", req->name, error))
+    return NULL;
+  conn = agent_libvirt_get (agent->lv, error);
+  if (!conn)
+    return NULL;
+  dom = agent_lookup_vm (agent, conn, req->name, &local);
+  if (!dom && local->code != AGENT_ERROR_NOT_FOUND)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  here = dom != NULL;
+  max = MIN (max, AGENT_CONSOLE_MAX_BYTES);
+  log = agent_console_path (agent, req->name);
+  hist = history_path (agent, req->name);
+  hsize = file_size (hist);
+  lsize = file_size (log);
+  if (!here && hsize < 0 && lsize < 0)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  hsize = MAX (hsize, 0);
+  lsize = MAX (lsize, 0);
+  size = hsize + lsize;
+  if (req->offset < 0)
+    start = req->offset < -size ? 0 : size + req->offset;
+  else
+    start = MIN (req->offset, size);
+  want = (gsize)MIN ((gint64)max, size - start);
+  data = g_malloc (MAX (1, want));
+  if (start < hsize)
+    got = read_at (hist, start, data, MIN ((gint64)want, hsize - start));
+  if (got == (gsize)MAX (0, MIN ((gint64)want, hsize - start)) && got < want)
+    got += read_at (log, start + got - hsize, data + got, want - got);
+
+  /* The VM left this host and the reader (the destination agent) has it
+   * all: the copy here is no longer needed. */
+  if (!here && want == 0 && start == size)
+    {
+      (void)g_unlink (hist);
+      (void)g_unlink (log);
+      g_message ("console log of VM %s handed over; removed here",
+                 req->name);
+    }
+
+  chunk = g_new0 (Drover__V1__ConsoleChunk, 1);
+  drover__v1__console_chunk__init (chunk);
+  if (got > 0)
+    {
+      chunk->data.data = g_steal_pointer (&data);
+      chunk->data.len = got;
+    }
+  chunk->next_offset = start + got;
+  chunk->size = size;
+  return (ProtobufCMessage *)chunk;
+}
+
+/* Copies the console stream of NAME from the agent at ADDRESS into
+ * NAME.history, then tells that agent it may drop its copy. */
+static gboolean
+fetch_history (Agent *agent, const char *address, const char *name,
+               GError **error)
+{
+  g_autoptr (GMainContext) ctx = g_main_context_new ();
+  g_autoptr (ProtoClient) client = NULL;
+  g_autofree char *path = history_path (agent, name);
+  g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
+  g_autoptr (GByteArray) buf = g_byte_array_new ();
+  Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
+  gint64 offset = 0;
+  gint64 deadline;
+
+  g_main_context_push_thread_default (ctx);
+  client = proto_client_new (address, agent->tls, ctx, error);
+  g_main_context_pop_thread_default (ctx);
+  if (!client)
+    return FALSE;
+  req.name = (char *)name;
+  req.max_bytes = HISTORY_CHUNK;
+  for (;;)
+    {
+      Drover__V1__ConsoleChunk *chunk;
+      gsize n;
+
+      req.offset = offset;
+      chunk = (Drover__V1__ConsoleChunk *)proto_client_call_sync (
+          client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_READ_CONSOLE,
+          &req.base, SOURCE_CALL_TIMEOUT_MS, error);
+      if (!chunk)
+        return FALSE;
+      n = chunk->data.len;
+      if (buf->len + n > HISTORY_MAX_BYTES)
+        n = 0; /* keep what fits; the rest is older than useful */
+      g_byte_array_append (buf, chunk->data.data, n);
+      offset = chunk->next_offset;
+      protobuf_c_message_free_unpacked (&chunk->base, NULL);
+      if (n == 0)
+        break;
+    }
+  if (!g_file_set_contents (tmp, (const char *)buf->data, buf->len, error))
+    return FALSE;
+  if (g_rename (tmp, path) < 0)
+    {
+      int saved = errno;
+      (void)g_unlink (tmp);
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot rename %s: %s", tmp, g_strerror (saved));
+      return FALSE;
+    }
+  /* A read at the end removes the source's copy once the VM is gone
+   * there; libvirt undefines it just after closing its connection to us,
+   * so repeat until the source no longer knows the log. */
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr (GError) e = NULL;
+      ProtobufCMessage *reply;
+
+      req.offset = offset;
+      reply = proto_client_call_sync (client, DROVER_AGENT_SERVICE,
+                                      DROVER_AGENT_METHOD_READ_CONSOLE,
+                                      &req.base, SOURCE_CALL_TIMEOUT_MS, &e);
+      if (!reply)
+        break; /* NOT_FOUND: removed */
+      protobuf_c_message_free_unpacked (reply, NULL);
+      g_usleep (300 * 1000);
+    }
+  return TRUE;
+}
+
+/* --- destination ---------------------------------------------------------- */
+
+static ProtobufCMessage *
+empty_reply (void)
+{
+  Drover__V1__Empty *reply = g_new0 (Drover__V1__Empty, 1);
+
+  drover__v1__empty__init (reply);
+  return (ProtobufCMessage *)reply;
+}
+
+/* Removes a domain NAME that is not persistent: a half-made incoming VM
+ * (libvirt normally kills it itself when the source's connection goes). */
+static void
+remove_transient (virConnectPtr conn, const char *name)
+{
+  for (int i = 0; i < 50; i++)
+    {
+      g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+
+      if (!dom || virDomainIsPersistent (dom) == 1)
+        return;
+      if (i >= 20)
+        {
+          g_message ("removing half-migrated domain %s", name);
+          (void)virDomainDestroy (dom);
+        }
+      g_usleep (100 * 1000);
+    }
+}
+
+/* Ends incoming job JOB_ID: any thread but a channel's. */
+static void
+finish_incoming (Agent *agent, const char *job_id, const char *token,
+                 gboolean cancelled)
+{
+  AgentMigration *m = agent->migration;
+  Reservation *r;
+  g_autoptr (virConnect) conn = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean arrived = FALSE;
+
+  g_mutex_lock (&m->lock);
+  r = g_hash_table_lookup (m->incoming, job_id);
+  if (!r || r->finishing || (token && strcmp (token, r->token) != 0))
+    r = NULL;
+  else
+    r->finishing = TRUE;
+  g_mutex_unlock (&m->lock);
+  if (!r)
+    return;
+
+  /* Closing the channels makes libvirt drop an unfinished incoming VM. */
+  mig_dst_forget (m->dst, job_id, NULL, NULL);
+  conn = agent_libvirt_get (agent->lv, &error);
+  if (conn)
+    {
+      g_autoptr (virDomain) dom = virDomainLookupByName (conn, r->name);
+
+      if (dom && virDomainIsPersistent (dom) == 1
+          && virDomainIsActive (dom) == 1)
+        {
+          int state = 0, reason = 0;
+
+          arrived = TRUE;
+          /* A forced switchover pauses the guest on the source; it must
+           * run here. */
+          for (int i = 0; i < 20; i++)
+            {
+              if (virDomainGetState (dom, &state, &reason, 0) < 0
+                  || state != VIR_DOMAIN_PAUSED || virDomainResume (dom) == 0)
+                break;
+              g_usleep (100 * 1000);
+            }
+          if (state == VIR_DOMAIN_PAUSED)
+            g_message ("migration %s: VM %s arrived paused (reason %d)",
+                       job_id, r->name, reason);
+        }
+      else
+        remove_transient (conn, r->name);
+    }
+  if (arrived && !cancelled)
+    {
+      g_message ("migration %s: VM %s arrived", job_id, r->name);
+      if (*r->source_address
+          && !fetch_history (agent, r->source_address, r->name, &error))
+        g_message ("migration %s: console history of VM %s not copied: %s",
+                   job_id, r->name, error->message);
+    }
+  else
+    g_message ("migration %s: VM %s did not arrive%s", job_id, r->name,
+               cancelled ? " (cancelled)" : "");
+
+  g_mutex_lock (&m->lock);
+  g_hash_table_remove (m->incoming, job_id);
+  g_mutex_unlock (&m->lock);
+  if (r->expiry_source)
+    {
+      GSource *s = g_main_context_find_source_by_id (agent->ctx,
+                                                     r->expiry_source);
+      if (s)
+        g_source_destroy (s);
+    }
+  agent_vm_release (agent, r->name);
+  reservation_free (r);
+  kick (agent);
+}
+
+typedef struct
+{
+  Agent *agent;
+  char *job_id;
+  char *token;
+  gboolean cancelled;
+} FinishJob;
+
+static gpointer
+finish_thread (gpointer data)
+{
+  FinishJob *f = data;
+
+  finish_incoming (f->agent, f->job_id, f->token, f->cancelled);
+  agent_unref (f->agent);
+  g_free (f->job_id);
+  g_free (f->token);
+  g_free (f);
+  return NULL;
+}
+
+static void
+finish_async (Agent *agent, const char *job_id, gboolean cancelled)
+{
+  FinishJob *f = g_new0 (FinishJob, 1);
+
+  f->agent = agent_ref (agent);
+  f->job_id = g_strdup (job_id);
+  f->cancelled = cancelled;
+  g_thread_unref (g_thread_new ("mig-finish", finish_thread, f));
+}
+
+static void
+on_control_ended (const char *job_id, const GError *error, gpointer user_data)
+{
+  AgentMigration *m = user_data;
+  Agent *agent = m->agent;
+
+  if (g_atomic_int_get (&m->stopping))
+    return;
+  if (error)
+    g_debug ("migration %s: control stream: %s", job_id, error->message);
+  finish_async (agent, job_id, FALSE);
+}
+
+typedef struct
+{
+  Agent *agent;
+  char *job_id;
+} Expiry;
+
+static void
+expiry_free (gpointer data)
+{
+  Expiry *e = data;
+
+  agent_unref (e->agent);
+  g_free (e->job_id);
+  g_free (e);
+}
+
+static gboolean
+on_expiry (gpointer data)
+{
+  Expiry *e = data;
+  AgentMigration *m = e->agent->migration;
+  Reservation *r;
+
+  g_mutex_lock (&m->lock);
+  r = g_hash_table_lookup (m->incoming, e->job_id);
+  if (r)
+    r->expiry_source = 0;
+  g_mutex_unlock (&m->lock);
+  /* Once the control stream runs, its end finishes the job. */
+  if (r && !mig_dst_started (m->dst, e->job_id))
+    {
+      g_message ("migration %s: nobody came; dropping the reservation",
+                 e->job_id);
+      finish_async (e->agent, e->job_id, TRUE);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static ProtobufCMessage *
+op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
+                     GError **error)
+{
+  const Drover__V1__PrepareIncomingRequest *req = (const void *)request;
+  AgentMigration *m = agent->migration;
+  g_autoptr (virConnect) conn = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  g_autofree char *token = NULL;
+  g_autoptr (GError) local = NULL;
+  Drover__V1__PrepareIncomingReply *reply;
+  Reservation *r;
+  Expiry *e;
+  GSource *s;
+  const Drover__V1__VmSpec *spec = req->spec;
+  g_autofree char *console = NULL, *hist = NULL;
+
+  if (!m)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_UNAVAILABLE,
+                           "this agent does not accept migrations");
+      return NULL;
+    }
+  if (!mig_job_id_valid (req->job_id))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "job id must be 1-64 characters of [A-Za-z0-9_-]");
+      return NULL;
+    }
+  if (!agent_check_spec (agent, spec, error))
+    return NULL;
+  if (spec->disk > 0)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                           "migrating VMs with local disks is not supported yet");
+      return NULL;
+    }
+  conn = agent_libvirt_get (agent->lv, error);
+  if (!conn)
+    return NULL;
+  if (!agent_vm_claim (agent, spec->name, error))
+    return NULL;
+  dom = virDomainLookupByName (conn, spec->name);
+  if (dom)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                   "a VM named '%s' already exists on host '%s'", spec->name,
+                   agent->config.name);
+      goto fail;
+    }
+  if (!agent_check_memory (agent, conn, spec, error))
+    goto fail;
+  token = mig_dst_expect (m->dst, req->job_id, INCOMING_TTL_MS, &local);
+  if (!token)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                           local->message);
+      goto fail;
+    }
+  /* Leftovers of an earlier stay here would mix into the console. */
+  console = agent_console_path (agent, spec->name);
+  hist = history_path (agent, spec->name);
+  (void)g_unlink (console);
+  (void)g_unlink (hist);
+
+  r = g_new0 (Reservation, 1);
+  r->job_id = g_strdup (req->job_id);
+  r->token = g_strdup (token);
+  r->name = g_strdup (spec->name);
+  r->source_address = g_strdup (req->source_address ? req->source_address
+                                                     : "");
+  r->memory = spec->memory;
+  e = g_new0 (Expiry, 1);
+  e->agent = agent_ref (agent);
+  e->job_id = g_strdup (req->job_id);
+  s = g_timeout_source_new (INCOMING_TTL_MS + 1000);
+  g_source_set_callback (s, on_expiry, e, expiry_free);
+  g_mutex_lock (&m->lock);
+  g_hash_table_insert (m->incoming, r->job_id, r);
+  r->expiry_source = g_source_attach (s, agent->ctx);
+  g_mutex_unlock (&m->lock);
+  g_source_unref (s);
+  g_message ("migration %s: expecting VM %s from %s", req->job_id, spec->name,
+             *req->source_host ? req->source_host : "?");
+
+  reply = g_new0 (Drover__V1__PrepareIncomingReply, 1);
+  drover__v1__prepare_incoming_reply__init (reply);
+  reply->token = g_steal_pointer (&token);
+  reply->channel_address = g_strdup (m->channel_address);
+  reply->console_path = g_steal_pointer (&console);
+  reply->disk_path = agent_msg_strdup ("");
+  return (ProtobufCMessage *)reply;
+
+fail:
+  agent_vm_release (agent, spec->name);
+  return NULL;
+}
+
+static ProtobufCMessage *
+op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
+                    GError **error)
+{
+  const Drover__V1__CancelIncomingRequest *req = (const void *)request;
+  AgentMigration *m = agent->migration;
+  gboolean known, match = FALSE;
+
+  if (!m || !mig_job_id_valid (req->job_id))
+    return empty_reply ();
+  g_mutex_lock (&m->lock);
+  {
+    Reservation *r = g_hash_table_lookup (m->incoming, req->job_id);
+    known = r != NULL;
+    match = r && strcmp (r->token, req->token) == 0;
+  }
+  g_mutex_unlock (&m->lock);
+  if (known && !match)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "wrong token for migration %s", req->job_id);
+      return NULL;
+    }
+  if (known)
+    finish_incoming (agent, req->job_id, req->token, TRUE);
+  return empty_reply ();
+}
+
+/* --- source ----------------------------------------------------------------- */
+
+typedef struct
+{
+  Agent *agent;
+  ProtoServerCall *call;
+  const Drover__V1__MigrateOutRequest *req; /* owned by CALL */
+  GCancellable *cancel;
+  GMutex lock;
+  GQueue queue; /* ProtobufCMessage to send, lock */
+  gboolean drain_pending; /* lock */
+  gboolean ended;         /* the worker queued its last item, lock */
+  ProtoStatus status;     /* lock, valid once ended */
+  char *message;          /* lock */
+  gboolean sent_final;    /* worker only */
+} OutOp;
+
+static void
+out_op_free (OutOp *op)
+{
+  g_queue_clear_full (&op->queue, agent_msg_free);
+  g_object_unref (op->cancel);
+  g_free (op->message);
+  g_mutex_clear (&op->lock);
+  agent_unref (op->agent);
+  g_free (op);
+}
+
+static gboolean
+drain_cb (gpointer data)
+{
+  OutOp *op = data;
+  gboolean ended;
+
+  for (;;)
+    {
+      ProtobufCMessage *msg;
+
+      g_mutex_lock (&op->lock);
+      msg = g_queue_pop_head (&op->queue);
+      ended = op->ended;
+      if (!msg)
+        op->drain_pending = FALSE;
+      g_mutex_unlock (&op->lock);
+      if (!msg)
+        break;
+      (void)proto_server_call_send (op->call, msg);
+      agent_msg_free (msg);
+    }
+  if (ended)
+    {
+      proto_server_call_finish (op->call, op->status, op->message);
+      out_op_free (op);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* Queues MSG (or the end) and makes sure the main context drains. */
+static void
+out_push (OutOp *op, ProtobufCMessage *msg, gboolean end, ProtoStatus status,
+          const char *message)
+{
+  gboolean schedule;
+
+  g_mutex_lock (&op->lock);
+  if (msg)
+    g_queue_push_tail (&op->queue, msg);
+  if (end)
+    {
+      op->ended = TRUE;
+      op->status = status;
+      op->message = g_strdup (message);
+    }
+  schedule = !op->drain_pending;
+  op->drain_pending = TRUE;
+  g_mutex_unlock (&op->lock);
+  if (schedule)
+    {
+      GSource *s = g_idle_source_new ();
+
+      g_source_set_callback (s, drain_cb, op, NULL);
+      g_source_attach (s, op->agent->ctx);
+      g_source_unref (s);
+    }
+}
+
+static ProtobufCMessage *
+progress_msg (const MigProgress *p)
+{
+  Drover__V1__MigrationProgress *m = g_new0 (Drover__V1__MigrationProgress, 1);
+
+  drover__v1__migration_progress__init (m);
+  m->phase = agent_msg_strdup (p->phase);
+  m->memory_total = p->memory_total;
+  m->memory_processed = p->memory_processed;
+  m->memory_remaining = p->memory_remaining;
+  m->iteration = p->iteration;
+  m->dirty_rate = p->dirty_rate;
+  m->throughput = p->throughput;
+  m->eta_s = p->eta_s;
+  m->downtime_limit_ms = p->downtime_limit_ms;
+  m->forced_switchover = p->forced_switchover;
+  m->wire_bytes = p->wire_bytes;
+  m->payload_bytes = p->payload_bytes;
+  m->compression_ratio = p->compression_ratio;
+  m->compress_mode = agent_msg_strdup (p->compress_mode ? p->compress_mode
+                                                        : "");
+  m->total_s = p->total_s;
+  m->downtime_ms = p->downtime_ms;
+  m->qemu_bytes = p->qemu_bytes;
+  m->error = agent_msg_strdup (p->error ? p->error : "");
+  m->elapsed_ms = p->elapsed_ms;
+  if (p->rounds && p->rounds->len)
+    {
+      m->n_rounds = p->rounds->len;
+      m->rounds = g_new0 (Drover__V1__MigrationRound *, p->rounds->len);
+      for (guint i = 0; i < p->rounds->len; i++)
+        {
+          const MigCtlRound *cr = &g_array_index (p->rounds, MigCtlRound, i);
+          Drover__V1__MigrationRound *r = g_new0 (Drover__V1__MigrationRound, 1);
+
+          drover__v1__migration_round__init (r);
+          r->iteration = cr->iteration;
+          r->remaining = cr->remaining;
+          r->dirty_rate = cr->dirty_rate;
+          r->throughput = cr->throughput;
+          r->elapsed_ms = cr->elapsed_ms;
+          m->rounds[i] = r;
+        }
+    }
+  return (ProtobufCMessage *)m;
+}
+
+static void
+on_progress (const MigProgress *p, gpointer user_data)
+{
+  OutOp *op = user_data;
+
+  if (p->final)
+    op->sent_final = TRUE;
+  out_push (op, progress_msg (p), FALSE, 0, NULL);
+}
+
+static gboolean
+split_address (const char *address, char **host, guint16 *port)
+{
+  const char *colon = address ? strrchr (address, ':') : NULL;
+  guint64 v;
+
+  if (!colon || colon == address
+      || !g_ascii_string_to_unsigned (colon + 1, 10, 0, 65535, &v, NULL))
+    return FALSE;
+  *host = g_strndup (address, colon - address);
+  *port = (guint16)v;
+  return TRUE;
+}
+
+static ProtoStatus
+mig_status (const GError *error)
+{
+  if (error->domain == MIG_ERROR)
+    switch (error->code)
+      {
+      case MIG_ERROR_ABORTED:
+        return PROTO_STATUS_ABORTED;
+      case MIG_ERROR_INVALID:
+        return PROTO_STATUS_INVALID_ARGUMENT;
+      case MIG_ERROR_UNSUPPORTED:
+        return PROTO_STATUS_FAILED_PRECONDITION;
+      default:
+        return PROTO_STATUS_INTERNAL;
+      }
+  return agent_error_to_status (error);
+}
+
+static gboolean
+migrate_out (OutOp *op, GError **error)
+{
+  Agent *agent = op->agent;
+  const Drover__V1__MigrateOutRequest *req = op->req;
+  const Drover__V1__MigrationParams *params = req->params;
+  g_autoptr (virConnect) conn = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  g_autofree char *xml = NULL, *host = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  MigSrcConfig cfg = { 0 };
+  gboolean ok;
+
+  if (!proto_name_validate ("VM", req->name, error))
+    return FALSE;
+  if (!mig_job_id_valid (req->job_id) || !*req->token
+      || !split_address (req->channel_address, &host, &cfg.channel_port)
+      || cfg.channel_port == 0
+      || !g_path_is_absolute (req->dest_console_path))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "MigrateOut needs a job id, a token, a channel "
+                           "address host:port and the destination console "
+                           "path");
+      return FALSE;
+    }
+  if (!agent->migration)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_UNAVAILABLE,
+                           "this agent does not migrate");
+      return FALSE;
+    }
+  conn = agent_libvirt_get (agent->lv, error);
+  if (!conn)
+    return FALSE;
+  if (!agent_vm_claim (agent, req->name, error))
+    return FALSE;
+  dom = agent_lookup_vm (agent, conn, req->name, error);
+  if (!dom)
+    goto out_release;
+  xml = virDomainGetXMLDesc (dom, 0);
+  spec = xml ? agent_domain_xml_parse (xml, NULL) : NULL;
+  if (spec && spec->disk > 0)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                           "migrating VMs with local disks is not supported yet");
+      goto out_release;
+    }
+
+  cfg.job_id = req->job_id;
+  cfg.channel_host = host;
+  cfg.token = req->token;
+  cfg.creds = agent->migration->creds;
+  cfg.dest_console_path = req->dest_console_path;
+  cfg.dest_disk_path = req->dest_disk_path;
+  cfg.compress = MIG_COMPRESS_AUTO;
+  if (params)
+    {
+      if (g_strcmp0 (params->compress, "on") == 0)
+        cfg.compress = MIG_COMPRESS_ON;
+      else if (g_strcmp0 (params->compress, "off") == 0)
+        cfg.compress = MIG_COMPRESS_OFF;
+      cfg.bandwidth_bps = params->bandwidth_bps;
+      cfg.max_downtime_ms = params->max_downtime_ms;
+      cfg.timeout_per_gib_s = params->timeout_per_gib_s;
+      cfg.stall_rounds = params->stall_rounds;
+    }
+  if (agent_fault ("mig-cut-channel"))
+    cfg.fault_cut_memory_at = FAULT_CUT_AT;
+  g_message ("migration %s: VM %s to %s (channel %s)", req->job_id, req->name,
+             *req->dest_host ? req->dest_host : "?", req->channel_address);
+  ok = mig_src_run (conn, dom, &cfg, op->cancel, on_progress, op, error);
+  if (ok)
+    g_message ("migration %s: VM %s left for %s", req->job_id, req->name,
+               *req->dest_host ? req->dest_host : "?");
+  agent_vm_release (agent, req->name);
+  kick (agent);
+  return ok;
+
+out_release:
+  agent_vm_release (agent, req->name);
+  return FALSE;
+}
+
+static gpointer
+migrate_out_thread (gpointer data)
+{
+  OutOp *op = data;
+  g_autoptr (GError) error = NULL;
+
+  if (migrate_out (op, &error))
+    out_push (op, NULL, TRUE, PROTO_STATUS_OK, NULL);
+  else
+    {
+      g_message ("migration %s: %s", op->req->job_id, error->message);
+      if (!op->sent_final)
+        {
+          MigProgress p = { 0 };
+
+          p.phase = "failed";
+          p.error = error->message;
+          p.final = TRUE;
+          on_progress (&p, op);
+        }
+      out_push (op, NULL, TRUE, mig_status (error), error->message);
+    }
+  return NULL;
+}
+
+static void
+on_out_cancelled (gpointer call, gpointer user_data)
+{
+  OutOp *op = user_data;
+
+  g_cancellable_cancel (op->cancel);
+}
+
+void
+agent_handle_migrate_out (ProtoServerCall *call, const ProtobufCMessage *req,
+                          gpointer data)
+{
+  Agent *agent = data;
+  OutOp *op = g_new0 (OutOp, 1);
+
+  op->agent = agent_ref (agent);
+  op->call = call;
+  op->req = (const void *)req;
+  op->cancel = g_cancellable_new ();
+  g_mutex_init (&op->lock);
+  g_queue_init (&op->queue);
+  proto_server_call_set_cancel_func (call, on_out_cancelled, op);
+  g_thread_unref (g_thread_new ("mig-out", migrate_out_thread, op));
+}
+
+void
+agent_handle_prepare_incoming (ProtoServerCall *call,
+                               const ProtobufCMessage *req, gpointer data)
+{
+  agent_service_run (data, call, req, op_prepare_incoming);
+}
+
+void
+agent_handle_cancel_incoming (ProtoServerCall *call,
+                              const ProtobufCMessage *req, gpointer data)
+{
+  agent_service_run (data, call, req, op_cancel_incoming);
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+gboolean
+agent_migration_start (Agent *agent, GError **error)
+{
+  AgentMigration *m;
+  MigDstConfig dc = { 0 };
+  g_autofree char *ip = NULL;
+  guint16 unused;
+  guint swept;
+
+  if (agent->accel == AGENT_ACCEL_TEST)
+    return TRUE; /* libvirt's test driver cannot migrate */
+  if (!split_address (agent->config.listen, &ip, &unused))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "cannot take the migration address from %s",
+                   agent->config.listen);
+      return FALSE;
+    }
+  m = g_new0 (AgentMigration, 1);
+  m->agent = agent;
+  g_mutex_init (&m->lock);
+  m->incoming = g_hash_table_new (g_str_hash, g_str_equal);
+  if (agent->config.tls_dir)
+    {
+      m->creds = mig_channel_creds_new (agent->config.tls_dir, error);
+      if (!m->creds)
+        goto fail;
+    }
+  /* No migration survives an agent restart. */
+  swept = mig_sweep_sockets ();
+  if (swept)
+    g_message ("removed %u stale migration sockets", swept);
+  dc.creds = m->creds;
+  dc.address = ip;
+  dc.port = agent->config.migration_port;
+  dc.ended = on_control_ended;
+  dc.user_data = m;
+  m->dst = mig_dst_new (&dc, error);
+  if (!m->dst)
+    {
+      g_prefix_error (error, "cannot listen for migrations on %s:%u: ", ip,
+                      agent->config.migration_port);
+      goto fail;
+    }
+  m->channel_address
+      = g_strdup_printf ("%s:%u", ip, mig_dst_get_port (m->dst));
+  agent->migration = m;
+  g_message ("accepting migrations on %s", m->channel_address);
+  return TRUE;
+
+fail:
+  g_clear_pointer (&m->creds, mig_channel_creds_unref);
+  g_hash_table_destroy (m->incoming);
+  g_mutex_clear (&m->lock);
+  g_free (m);
+  return FALSE;
+}
+
+void
+agent_migration_free (Agent *agent)
+{
+  AgentMigration *m = agent->migration;
+
+  if (!m)
+    return;
+  agent->migration = NULL;
+  g_atomic_int_set (&m->stopping, TRUE);
+  mig_dst_free (m->dst);
+  {
+    GHashTableIter it;
+    gpointer value;
+
+    g_hash_table_iter_init (&it, m->incoming);
+    while (g_hash_table_iter_next (&it, NULL, &value))
+      reservation_free (value);
+  }
+  g_hash_table_destroy (m->incoming);
+  g_clear_pointer (&m->creds, mig_channel_creds_unref);
+  g_free (m->channel_address);
+  g_mutex_clear (&m->lock);
+  g_free (m);
+}

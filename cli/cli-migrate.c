@@ -1,0 +1,119 @@
+/* droverctl migrate: start a live migration and follow it to the end. */
+#include "droverctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parses a whole non-negative number for OPTION into *OUT (<= MAX). */
+static gboolean
+parse_count (const char *option, const char *text, guint64 max, guint64 *out,
+             GError **error)
+{
+  guint64 value;
+
+  if (text == NULL)
+    return TRUE;
+  if (!g_ascii_string_to_unsigned (text, 10, 0, max, &value, NULL))
+    {
+      g_set_error (error, CLI_ERROR, CLI_ERROR_USAGE,
+                   "%s: '%s' is not a whole number from 0 to %" G_GUINT64_FORMAT,
+                   option, text, max);
+      return FALSE;
+    }
+  *out = value;
+  return TRUE;
+}
+
+int
+ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
+{
+  const char *usage = "migrate VM [--to HOST] [--max-downtime MS] "
+                      "[--bandwidth MBIT] [--compress auto|on|off] "
+                      "[--timeout-per-gib S] [--strict] [--json]";
+  g_autofree char *to = NULL;
+  g_autofree char *max_downtime = NULL;
+  g_autofree char *bandwidth = NULL;
+  g_autofree char *compress = NULL;
+  g_autofree char *timeout_per_gib = NULL;
+  gboolean strict = FALSE, json = FALSE;
+  const GOptionEntry entries[] = {
+    { "to", 0, 0, G_OPTION_ARG_STRING, &to,
+      "Destination host (default: the scheduler picks one)", "HOST" },
+    { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &max_downtime,
+      "Downtime limit the controller may raise to (default 500)", "MS" },
+    { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
+      "Rate limit on the migration channel, megabits per second "
+      "(default: none)", "MBIT" },
+    { "compress", 0, 0, G_OPTION_ARG_STRING, &compress,
+      "lz4 on the channel: auto (default), on, off", "MODE" },
+    { "timeout-per-gib", 0, 0, G_OPTION_ARG_STRING, &timeout_per_gib,
+      "Abort after this many seconds per GiB of RAM", "S" },
+    { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
+      "Refuse if the cost model predicts no convergence", NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+      "Print the final job (with progress and prediction) as JSON", NULL },
+    { NULL }
+  };
+  Drover__V1__MigrateVmRequest req = DROVER__V1__MIGRATE_VM_REQUEST__INIT;
+  Drover__V1__MigrationParams params = DROVER__V1__MIGRATION_PARAMS__INIT;
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  const Drover__V1__Job *job;
+  guint64 value = 0;
+  int rc;
+
+  if ((rc = ctl_parse_options ("migrate", usage + strlen ("migrate "),
+                               "Live-migrate a running VM and follow it; exit "
+                               "0 when it is done, 1 if it failed.",
+                               entries, &argc, &argv)) >= 0)
+    return rc;
+  if (argc < 2)
+    return ctl_usage_error (usage, "missing VM name");
+  if (argc > 2)
+    return ctl_usage_error (usage, "unexpected argument '%s'", argv[2]);
+  if (!proto_name_validate ("VM", argv[1], &error))
+    return ctl_usage_error (usage, "%s", error->message);
+  if (to != NULL && !proto_name_validate ("host", to, &error))
+    return ctl_usage_error (usage, "--to: %s", error->message);
+  if (compress != NULL && !g_str_equal (compress, "auto")
+      && !g_str_equal (compress, "on") && !g_str_equal (compress, "off"))
+    return ctl_usage_error (usage, "--compress must be auto, on or off");
+
+  if (!parse_count ("--max-downtime", max_downtime, G_MAXUINT32, &value, &error))
+    return ctl_fail (error);
+  params.max_downtime_ms = (guint32) value;
+  value = 0;
+  /* Megabits to bytes: 1 Mbit/s = 125000 B/s. */
+  if (!parse_count ("--bandwidth", bandwidth, G_MAXUINT64 / 125000, &value,
+                    &error))
+    return ctl_fail (error);
+  params.bandwidth_bps = value * 125000;
+  value = 0;
+  if (!parse_count ("--timeout-per-gib", timeout_per_gib, G_MAXUINT32, &value,
+                    &error))
+    return ctl_fail (error);
+  params.timeout_per_gib_s = (guint32) value;
+  params.compress = compress ? compress : (char *) "";
+  params.strict = strict;
+
+  req.name = argv[1];
+  req.to_host = to ? to : (char *) "";
+  req.params = &params;
+  msg = ctl_call (ctl, DROVER_SCHED_METHOD_MIGRATE_VM, &req.base, 0, &error);
+  if (msg == NULL)
+    return ctl_fail (error);
+  job = (const Drover__V1__Job *) msg;
+  if (!json)
+    {
+      printf ("job %s: migrating %s from %s to %s\n", job->id, job->vm,
+              job->source_host, job->dest_host);
+      if (job->prediction != NULL)
+        {
+          g_autofree char *pred = cli_migration_prediction (job->prediction);
+          printf ("prediction: %s\n", pred);
+        }
+      fflush (stdout);
+    }
+  return ctl_watch_job (ctl, job->id, json);
+}

@@ -1,0 +1,194 @@
+/* Migration progress lines and the end-of-migration summary, shared by
+ * `droverctl migrate` and `droverctl job watch`. Pure text formatting. */
+#include "cli.h"
+
+#include <math.h>
+#include <string.h>
+
+char *
+cli_format_rate (double bytes_per_second)
+{
+  g_autofree char *size = NULL;
+
+  if (!isfinite (bytes_per_second) || bytes_per_second < 0)
+    bytes_per_second = 0;
+  size = cli_format_size ((guint64) llround (bytes_per_second));
+  return g_strdup_printf ("%s/s", size);
+}
+
+char *
+cli_format_duration (double s)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  guint64 whole;
+
+  if (!isfinite (s) || s < 0)
+    return g_strdup ("-");
+  if (s < 1.0)
+    return g_strdup_printf ("%dms", (int) llround (s * 1000));
+  if (s < 60.0)
+    {
+      g_ascii_formatd (buf, sizeof buf, "%.1f", s);
+      return g_strdup_printf ("%ss", buf);
+    }
+  whole = (guint64) llround (s);
+  if (whole < 3600)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT "m%02" G_GUINT64_FORMAT "s",
+                            whole / 60, whole % 60);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT "h%02" G_GUINT64_FORMAT "m",
+                          whole / 3600, whole / 60 % 60);
+}
+
+/* Memory sent and not dirtied again, 0..1. */
+static double
+sent_fraction (const Drover__V1__MigrationProgress *p)
+{
+  if (p->memory_total == 0)
+    return 0;
+  return 1.0 - (double) MIN (p->memory_remaining, p->memory_total)
+                 / (double) p->memory_total;
+}
+
+char *
+cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
+{
+  const Drover__V1__MigrationProgress *p = job->migration;
+  GString *line = g_string_new (NULL);
+
+  if (strcmp (job->state, "queued") == 0 || p == NULL
+      || strcmp (p->phase, "queued") == 0)
+    {
+      g_string_append (line, strcmp (job->state, "queued") == 0 || p != NULL
+                               ? "queued" : job->state);
+      if (job->message[0] != '\0')
+        g_string_append_printf (line, ": %s", job->message);
+      return g_string_free (line, FALSE);
+    }
+
+  if (strcmp (p->phase, "precopy") == 0 || strcmp (p->phase, "switchover") == 0
+      || strcmp (p->phase, "completed") == 0)
+    {
+      double frac = strcmp (p->phase, "completed") == 0 ? 1.0 : sent_fraction (p);
+      g_autofree char *sent = cli_format_size (p->memory_processed);
+      g_autofree char *total = cli_format_size (p->memory_total);
+      guint filled = (guint) floor (frac * bar_width + 1e-9);
+
+      if (bar_width > 0)
+        {
+          g_string_append_c (line, '[');
+          for (guint i = 0; i < bar_width; i++)
+            g_string_append_c (line, i < filled ? '#' : '-');
+          g_string_append (line, "]  ");
+        }
+      g_string_append_printf (line, "%3d%%  %s of %s", (int) floor (frac * 100),
+                              sent, total);
+      if (strcmp (p->phase, "precopy") == 0)
+        {
+          g_autofree char *dirty = cli_format_rate (p->dirty_rate);
+          g_autofree char *bps = cli_format_rate (p->throughput);
+          g_autofree char *eta = cli_format_duration (p->eta_s);
+
+          g_string_append_printf (line, "  round %u  dirty %s  %s  ETA %s",
+                                  p->iteration, dirty, bps, eta);
+        }
+      else if (strcmp (p->phase, "switchover") == 0)
+        g_string_append_printf (line, "  switching over%s",
+                                p->forced_switchover ? " (forced)" : "");
+      else
+        g_string_append (line, "  completed");
+      return g_string_free (line, FALSE);
+    }
+
+  /* preparing, aborted, failed or something newer: the scheduler's
+   * message says it best; the phase if there is none. */
+  g_string_append (line, job->message[0] ? job->message
+                         : p->phase[0] ? p->phase : job->state);
+  return g_string_free (line, FALSE);
+}
+
+char *
+cli_migration_prediction (const Drover__V1__MigrationPrediction *pred)
+{
+  g_autofree char *dur = cli_format_duration (pred->total_s);
+  g_autofree char *sent = cli_format_size (pred->bytes_sent);
+  g_autofree char *dirty = cli_format_rate (pred->dirty_rate);
+  g_autofree char *bw = cli_format_rate (pred->bandwidth);
+
+  return g_strdup_printf ("%s in %u round%s, ~%s, downtime ~%.0f ms, %s to "
+                          "send (assuming dirty %s over %s)",
+                          pred->converges ? "converges" : "DOES NOT CONVERGE "
+                          "(forced switchover)", pred->rounds,
+                          pred->rounds == 1 ? "" : "s", dur, pred->downtime_ms,
+                          sent, dirty, bw);
+}
+
+char *
+cli_migration_summary (const Drover__V1__Job *job)
+{
+  const Drover__V1__MigrationProgress *p = job->migration;
+  const Drover__V1__MigrationPrediction *pred = job->prediction;
+  GString *out = g_string_new (NULL);
+  gboolean done = strcmp (job->state, "done") == 0;
+
+  if (done)
+    g_string_append_printf (out, "migrated %s: %s -> %s\n", job->vm,
+                            job->source_host, job->dest_host);
+  else
+    g_string_append_printf (out, "migration of %s (%s -> %s) %s: %s\n",
+                            job->vm, job->source_host, job->dest_host,
+                            job->state,
+                            job->error[0] ? job->error
+                            : job->message[0] ? job->message : "no reason given");
+  /* Failed while queued or preparing: there is nothing to measure. */
+  if (p == NULL
+      || (p->iteration == 0 && p->n_rounds == 0 && p->qemu_bytes == 0
+          && p->wire_bytes == 0 && p->memory_processed == 0))
+    return g_string_free (out, FALSE);
+
+  {
+    double total_s = p->total_s > 0 ? p->total_s : p->elapsed_ms / 1000.0;
+    g_autofree char *actual = cli_format_duration (total_s);
+
+    g_string_append_printf (out, "  total time    %s", actual);
+    if (pred != NULL)
+      {
+        g_autofree char *predicted = cli_format_duration (pred->total_s);
+        g_string_append_printf (out, " (predicted %s)", predicted);
+      }
+    g_string_append_c (out, '\n');
+  }
+  g_string_append_printf (out, "  downtime      %" G_GUINT64_FORMAT " ms (QEMU)",
+                          p->downtime_ms);
+  if (pred != NULL)
+    g_string_append_printf (out, " (predicted %.0f ms)", pred->downtime_ms);
+  g_string_append_c (out, '\n');
+  {
+    guint rounds = MAX (p->iteration, (guint) p->n_rounds);
+
+    g_string_append_printf (out, "  rounds        %u", rounds);
+    if (pred != NULL)
+      g_string_append_printf (out, " (predicted %u)", pred->rounds);
+    if (p->forced_switchover)
+      g_string_append (out, ", forced switchover");
+    g_string_append_c (out, '\n');
+  }
+  {
+    g_autofree char *qemu = cli_format_size (p->qemu_bytes);
+    g_autofree char *wire = cli_format_size (p->wire_bytes);
+    double ratio = p->compression_ratio;
+
+    if (!(ratio > 0) && p->wire_bytes > 0)
+      ratio = (double) p->payload_bytes / (double) p->wire_bytes;
+    g_string_append_printf (out, "  QEMU sent     %s", qemu);
+    if (pred != NULL)
+      {
+        g_autofree char *predicted = cli_format_size (pred->bytes_sent);
+        g_string_append_printf (out, " (predicted %s)", predicted);
+      }
+    g_string_append_printf (out, "\n  on the wire   %s\n", wire);
+    g_string_append_printf (out, "  compression   %.2fx (%s)\n",
+                            ratio > 0 ? ratio : 1.0,
+                            p->compress_mode[0] ? p->compress_mode : "off");
+  }
+  return g_string_free (out, FALSE);
+}

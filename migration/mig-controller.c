@@ -1,0 +1,204 @@
+/* MigCtl: the convergence policy of a pre-copy migration.
+ *
+ * QEMU switches over once the memory left fits in bandwidth x downtime
+ * limit. The controller starts with a small limit (a short pause is
+ * worth a few more rounds), raises it one step per round up to the
+ * operator's maximum (Nova raises in steps to 500 ms), and when remaining
+ * memory stops falling for stall_rounds rounds (KubeVirt's per-iteration
+ * progress check) it forces the switchover by pausing the guest. A hard
+ * timeout per GiB of RAM (Nova: 800 s/GiB) aborts: the VM stays on the
+ * source. Pure policy: no libvirt here.
+ */
+#include "mig-migrate.h"
+
+struct _MigCtl {
+  MigCtlConfig config;
+  guint32 downtime_ms;
+  guint32 steps_done;
+  guint32 last_iteration;   /* highest iteration counted */
+  guint32 noted_iteration;  /* highest from iteration events */
+  guint64 best_remaining;   /* lowest remaining at a round start */
+  gboolean have_best;
+  guint32 no_progress;      /* consecutive rounds without a new best */
+  gboolean forced;
+  gboolean aborted;
+  GArray *rounds;           /* MigCtlRound */
+};
+
+void
+mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
+                     guint32 max_downtime_ms, guint32 timeout_per_gib_s,
+                     guint32 stall_rounds)
+{
+  double gib = (double)ram_bytes / (1024.0 * 1024.0 * 1024.0);
+  double timeout;
+
+  config->max_downtime_ms
+      = max_downtime_ms ? max_downtime_ms : MIG_DEFAULT_MAX_DOWNTIME_MS;
+  config->initial_downtime_ms
+      = MIN (MIG_INITIAL_DOWNTIME_MS, config->max_downtime_ms);
+  config->downtime_steps = MIG_DEFAULT_DOWNTIME_STEPS;
+  config->stall_rounds = stall_rounds ? stall_rounds : MIG_DEFAULT_STALL_ROUNDS;
+  timeout = (timeout_per_gib_s ? timeout_per_gib_s
+                               : MIG_DEFAULT_TIMEOUT_PER_GIB_S)
+            * gib * 1000.0;
+  /* A tiny guest still needs a few seconds of setup; a huge one must
+   * still end within hours. */
+  config->timeout_ms
+      = (guint64)CLAMP (timeout, (double)MIG_MIN_TIMEOUT_MS,
+                        (double)MIG_MAX_TIMEOUT_MS);
+}
+
+MigCtl *
+mig_ctl_new (const MigCtlConfig *config)
+{
+  MigCtl *ctl = g_new0 (MigCtl, 1);
+
+  ctl->config = *config;
+  if (ctl->config.downtime_steps == 0)
+    ctl->config.downtime_steps = 1;
+  if (ctl->config.stall_rounds == 0)
+    ctl->config.stall_rounds = MIG_DEFAULT_STALL_ROUNDS;
+  if (ctl->config.initial_downtime_ms > ctl->config.max_downtime_ms)
+    ctl->config.initial_downtime_ms = ctl->config.max_downtime_ms;
+  ctl->downtime_ms = ctl->config.initial_downtime_ms;
+  ctl->rounds = g_array_new (FALSE, TRUE, sizeof (MigCtlRound));
+  return ctl;
+}
+
+void
+mig_ctl_free (MigCtl *ctl)
+{
+  if (!ctl)
+    return;
+  g_array_unref (ctl->rounds);
+  g_free (ctl);
+}
+
+guint32
+mig_ctl_initial_downtime (MigCtl *ctl)
+{
+  return ctl->config.initial_downtime_ms;
+}
+
+void
+mig_ctl_note_iteration (MigCtl *ctl, guint32 iteration)
+{
+  ctl->noted_iteration = MAX (ctl->noted_iteration, iteration);
+}
+
+static guint32
+downtime_at_step (const MigCtlConfig *c, guint32 step)
+{
+  guint64 span = c->max_downtime_ms - c->initial_downtime_ms;
+
+  step = MIN (step, c->downtime_steps);
+  return c->initial_downtime_ms + (guint32)(span * step / c->downtime_steps);
+}
+
+void
+mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
+{
+  guint32 iteration;
+  guint32 new_rounds;
+
+  d->action = MIG_CTL_CONTINUE;
+  d->downtime_ms = ctl->downtime_ms;
+  d->reason = NULL;
+
+  if (ctl->aborted)
+    return;
+  if (s->elapsed_ms >= 0 && (guint64)s->elapsed_ms >= ctl->config.timeout_ms)
+    {
+      ctl->aborted = TRUE;
+      d->action = MIG_CTL_ABORT;
+      d->reason = "migration did not complete within its timeout";
+      return;
+    }
+  if (s->total == 0 || s->iteration == 0)
+    return;
+
+  /* Rounds faster than the poll interval show up as a jump. */
+  iteration = MAX (s->iteration, ctl->noted_iteration);
+  if (iteration <= ctl->last_iteration)
+    return;
+  new_rounds = iteration - ctl->last_iteration;
+  ctl->last_iteration = iteration;
+  {
+    MigCtlRound r = { iteration, s->remaining, s->dirty_rate, s->throughput,
+                      s->elapsed_ms };
+    g_array_append_val (ctl->rounds, r);
+  }
+  /* Iteration 1 is the first full pass: there is nothing to compare. */
+  if (iteration == 1)
+    {
+      ctl->best_remaining = s->remaining;
+      ctl->have_best = TRUE;
+      return;
+    }
+  if (!ctl->have_best || s->remaining < ctl->best_remaining)
+    {
+      ctl->best_remaining = s->remaining;
+      ctl->have_best = TRUE;
+      ctl->no_progress = 0;
+    }
+  else
+    ctl->no_progress += new_rounds;
+
+  if (!ctl->forced && ctl->no_progress >= ctl->config.stall_rounds)
+    {
+      ctl->forced = TRUE;
+      ctl->downtime_ms = ctl->config.max_downtime_ms;
+      d->action = MIG_CTL_FORCE;
+      d->downtime_ms = ctl->downtime_ms;
+      d->reason = "remaining memory stopped falling";
+      return;
+    }
+  if (ctl->steps_done < ctl->config.downtime_steps)
+    {
+      ctl->steps_done = MIN (ctl->steps_done + new_rounds,
+                             ctl->config.downtime_steps);
+      ctl->downtime_ms = downtime_at_step (&ctl->config, ctl->steps_done);
+      d->action = MIG_CTL_SET_DOWNTIME;
+      d->downtime_ms = ctl->downtime_ms;
+      d->reason = "new round";
+    }
+}
+
+guint32
+mig_ctl_get_downtime (MigCtl *ctl)
+{
+  return ctl->downtime_ms;
+}
+
+gboolean
+mig_ctl_get_forced (MigCtl *ctl)
+{
+  return ctl->forced;
+}
+
+gboolean
+mig_ctl_get_aborted (MigCtl *ctl)
+{
+  return ctl->aborted;
+}
+
+const GArray *
+mig_ctl_get_rounds (MigCtl *ctl)
+{
+  return ctl->rounds;
+}
+
+double
+mig_ctl_eta (const MigCtlSample *s)
+{
+  if (s->total == 0)
+    return -1;
+  if (s->remaining == 0)
+    return 0;
+  if (s->throughput > s->dirty_rate * 1.05)
+    return (double)s->remaining / (s->throughput - s->dirty_rate);
+  if (s->throughput > 0)
+    return (double)s->remaining / s->throughput;
+  return -1;
+}

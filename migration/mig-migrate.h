@@ -1,0 +1,266 @@
+/* Live migration driven by the agents (the part around QEMU's pre-copy).
+ *
+ * - MigCtl (mig-controller.c): the convergence policy. Pure: fed with job
+ *   statistics samples, it records rounds and decides when to raise the
+ *   downtime limit, when to force a switchover (pause) and when to abort.
+ *   No libvirt, so it is unit-tested with synthetic sequences.
+ * - mig_src_run (mig-src.c): the source side. Owns two unix sockets in
+ *   the host's namespace (libvirt control connection, QEMU memory stream),
+ *   carries each accepted connection to the destination agent over a
+ *   MigChannel, runs virDomainMigrateToURI3 and the controller loop.
+ * - MigDst (mig-dst.c): the destination side. A MigChannelListener that
+ *   accepts the streams of expected migrations (one-time tokens) and
+ *   connects them to the local libvirtd socket and the destination QEMU's
+ *   incoming socket.
+ * - mig-libvirt.c: libvirt glue (XML rewriting, job statistics).
+ *
+ * Where each runs: mig_src_* on the source agent, mig_dst_* on the
+ * destination agent; both agents run inside their host's mount namespace,
+ * so the socket paths below are the host's own.
+ */
+#pragma once
+
+#include <libvirt/libvirt.h>
+
+#include "mig-channel.h"
+#include "mig.h"
+
+G_BEGIN_DECLS
+
+/* Error codes of the migration orchestration in MIG_ERROR. They start at
+ * 200 (MigError below 100, MigChannelError from 100). */
+typedef enum {
+  MIG_ERROR_FAILED = 200,   /* libvirt or QEMU failed the migration */
+  MIG_ERROR_ABORTED,        /* the controller or the caller aborted it */
+  MIG_ERROR_UNSUPPORTED,    /* e.g. a VM with a local disk */
+  MIG_ERROR_AUTH,           /* unknown, expired or reused token */
+  MIG_ERROR_LOCAL,          /* a local socket could not be made */
+} MigMigrateError;
+
+/* Where libvirt lets QEMU create/connect its migration socket, and where
+ * libvirtd listens, inside each host's namespace. */
+#define MIG_QEMU_SOCK_DIR "/var/lib/libvirt/qemu"
+#define MIG_CTL_SOCK_DIR "/run/libvirt"
+#define MIG_LIBVIRT_SOCK "/run/libvirt/libvirt-sock"
+#define MIG_SOCK_PREFIX "drover-mig-"
+
+#define MIG_DEFAULT_MAX_DOWNTIME_MS 500
+#define MIG_INITIAL_DOWNTIME_MS 50
+#define MIG_DEFAULT_DOWNTIME_STEPS 5
+#define MIG_DEFAULT_STALL_ROUNDS 3
+#define MIG_DEFAULT_TIMEOUT_PER_GIB_S 800
+#define MIG_MIN_TIMEOUT_MS (10 * 1000)
+#define MIG_MAX_TIMEOUT_MS (6 * 3600 * 1000)
+#define MIG_POLL_MS 250
+
+/* TRUE if JOB_ID can name sockets: 1-64 of [A-Za-z0-9_-]. */
+gboolean mig_job_id_valid (const char *job_id);
+
+/* "/var/lib/libvirt/qemu/drover-mig-JOB.sock" (memory stream, both hosts)
+ * and "/run/libvirt/drover-mig-JOB-ctl.sock" (control, source only). */
+char *mig_mem_sock_path (const char *job_id);
+char *mig_ctl_sock_path (const char *job_id);
+
+/* Removes leftover drover-mig-* sockets in both directories (an agent
+ * that starts has no migration running). Returns how many it removed. */
+guint mig_sweep_sockets (void);
+
+/* ---- convergence controller (pure policy) ----------------------------- */
+
+typedef struct {
+  guint32 initial_downtime_ms; /* first limit set (50) */
+  guint32 max_downtime_ms;     /* raised in steps up to this (500) */
+  guint32 downtime_steps;      /* number of raises (5), one per round */
+  guint32 stall_rounds;        /* rounds without progress -> force (3) */
+  guint64 timeout_ms;          /* abort after this (timeout_per_gib x RAM) */
+} MigCtlConfig;
+
+/* Fills CONFIG from the request's knobs (0 = default) and the guest's
+ * RAM: timeout = TIMEOUT_PER_GIB_S x RAM in GiB, clamped to
+ * [MIG_MIN_TIMEOUT_MS, MIG_MAX_TIMEOUT_MS]. */
+void mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
+                          guint32 max_downtime_ms, guint32 timeout_per_gib_s,
+                          guint32 stall_rounds);
+
+/* One poll of the migration job. */
+typedef struct {
+  gint64 elapsed_ms;   /* since the migration started */
+  guint32 iteration;   /* QEMU's pass over memory (1 = first full pass) */
+  guint64 total;       /* memory bytes */
+  guint64 processed;
+  guint64 remaining;
+  double dirty_rate;   /* bytes/s */
+  double throughput;   /* bytes/s */
+} MigCtlSample;
+
+/* One pre-copy round as seen at its first sample. */
+typedef struct {
+  guint32 iteration;
+  guint64 remaining;
+  double dirty_rate;
+  double throughput;
+  gint64 elapsed_ms;
+} MigCtlRound;
+
+typedef enum {
+  MIG_CTL_CONTINUE = 0,
+  MIG_CTL_SET_DOWNTIME, /* set the limit to MigCtlDecision.downtime_ms */
+  MIG_CTL_FORCE,        /* pause the guest so the last round completes */
+  MIG_CTL_ABORT,        /* give up: cancel the job, VM stays on the source */
+} MigCtlAction;
+
+typedef struct {
+  MigCtlAction action;
+  guint32 downtime_ms; /* limit in force after this decision */
+  const char *reason;  /* static string for logs and errors */
+} MigCtlDecision;
+
+typedef struct _MigCtl MigCtl;
+
+MigCtl *mig_ctl_new (const MigCtlConfig *config);
+void mig_ctl_free (MigCtl *ctl);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigCtl, mig_ctl_free)
+
+/* The limit to set before the migration starts. */
+guint32 mig_ctl_initial_downtime (MigCtl *ctl);
+
+/* Feeds one sample and returns what to do now. A new iteration records a
+ * round, raises the limit by one step (until max) and checks for a stall:
+ * remaining bytes at the start of STALL_ROUNDS consecutive rounds not
+ * below the best seen -> FORCE (once). Elapsed >= timeout -> ABORT (once;
+ * later calls CONTINUE). Samples without a running job (total == 0) only
+ * count for the timeout. */
+void mig_ctl_update (MigCtl *ctl, const MigCtlSample *sample,
+                     MigCtlDecision *decision);
+
+/* Tells the controller an iteration happened (libvirt's iteration event),
+ * so rounds faster than the poll interval still count. */
+void mig_ctl_note_iteration (MigCtl *ctl, guint32 iteration);
+
+guint32 mig_ctl_get_downtime (MigCtl *ctl);
+gboolean mig_ctl_get_forced (MigCtl *ctl);
+gboolean mig_ctl_get_aborted (MigCtl *ctl);
+/* Rounds recorded so far (array of MigCtlRound, owned by CTL). */
+const GArray *mig_ctl_get_rounds (MigCtl *ctl);
+/* Seconds to completion for SAMPLE: remaining / (throughput - dirty rate)
+ * while that converges, remaining / throughput otherwise; -1 unknown. */
+double mig_ctl_eta (const MigCtlSample *sample);
+
+/* ---- libvirt glue (mig-libvirt.c) ------------------------------------- */
+
+/* Sets ERROR (MIG_ERROR, CODE) from libvirt's last error of this thread,
+ * prefixed by FORMAT. */
+void mig_libvirt_error (GError **error, int code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+/* Rewrites domain XML for the destination: the serial/console file paths
+ * equal to OLD_CONSOLE (any file-backed serial/console if OLD_CONSOLE is
+ * NULL) become NEW_CONSOLE, and when NEW_DISK is given every file disk
+ * source becomes NEW_DISK. libxml2 tree edits only. */
+char *mig_xml_rewrite (const char *xml, const char *new_console,
+                       const char *new_disk, GError **error);
+
+/* Reads a job's statistics into SAMPLE (+ downtime/bytes when present).
+ * Returns FALSE when no job is running (or on error). */
+typedef struct {
+  int type;              /* virDomainJobType */
+  MigCtlSample sample;
+  guint64 downtime_ms;   /* VIR_DOMAIN_JOB_DOWNTIME, 0 if absent */
+  guint64 data_processed;/* VIR_DOMAIN_JOB_DATA_PROCESSED */
+  guint64 time_elapsed_ms;
+} MigJobStats;
+void mig_job_stats_parse (virTypedParameterPtr params, int nparams,
+                          MigJobStats *stats);
+gboolean mig_job_stats_get (virDomainPtr dom, unsigned int flags,
+                            MigJobStats *stats);
+
+/* ---- source ------------------------------------------------------------ */
+
+typedef struct {
+  const char *job_id;
+  const char *channel_host;   /* destination migration listener */
+  guint16 channel_port;
+  const char *token;
+  MigChannelCreds *creds;     /* NULL: plain TCP (tests only) */
+  const char *dest_console_path;
+  const char *dest_disk_path; /* NULL/"" = no disk */
+  MigCompressMode compress;
+  guint64 bandwidth_bps;      /* channel rate limit, 0 = none */
+  guint32 max_downtime_ms, timeout_per_gib_s, stall_rounds; /* 0 = default */
+  guint64 fault_cut_memory_at; /* tests: cut the memory stream at this many
+                                  bytes written (0 = off) */
+} MigSrcConfig;
+
+typedef struct {
+  const char *phase; /* preparing, precopy, switchover, completed, aborted, failed */
+  guint64 memory_total, memory_processed, memory_remaining;
+  guint32 iteration;
+  double dirty_rate, throughput, eta_s;
+  guint32 downtime_limit_ms;
+  gboolean forced_switchover;
+  guint64 wire_bytes, payload_bytes;
+  double compression_ratio;
+  const char *compress_mode; /* "lz4" or "off" */
+  const GArray *rounds;      /* MigCtlRound */
+  /* final */
+  double total_s;
+  guint64 downtime_ms, qemu_bytes;
+  const char *error;
+  gint64 elapsed_ms;
+  gboolean final;
+} MigProgress;
+
+/* Called on the migration thread at least every 500 ms and once at the
+ * end (final = TRUE). P and what it points to live only for the call. */
+typedef void (*MigProgressFunc) (const MigProgress *p, gpointer user_data);
+
+/* Migrates DOM (on CONN, the source's libvirtd) to the destination that
+ * CONFIG names, blocking until the migration has ended. Returns TRUE when
+ * the VM runs on the destination (and is undefined here); FALSE with
+ * ERROR otherwise, and then the VM runs here (resumed if the controller
+ * had paused it). Cancelling CANCEL aborts the libvirt job. Every socket
+ * and forwarder it made is gone when it returns. */
+gboolean mig_src_run (virConnectPtr conn, virDomainPtr dom,
+                      const MigSrcConfig *config, GCancellable *cancel,
+                      MigProgressFunc progress, gpointer user_data,
+                      GError **error);
+
+/* ---- destination ------------------------------------------------------- */
+
+typedef struct _MigDst MigDst;
+
+/* The control stream of JOB_ID has ended (libvirt on the source closed
+ * its connection to our libvirtd: the migration is over, one way or the
+ * other). ERROR is the channel's error or NULL. Runs on a channel thread:
+ * hand real work to another thread. */
+typedef void (*MigDstEndFunc) (const char *job_id, const GError *error,
+                               gpointer user_data);
+
+typedef struct {
+  MigChannelCreds *creds; /* NULL: plain TCP (tests only) */
+  const char *address;    /* IP to listen on */
+  guint16 port;           /* 0 = any */
+  const char *libvirt_sock; /* NULL = MIG_LIBVIRT_SOCK */
+  MigDstEndFunc ended;
+  gpointer user_data;
+} MigDstConfig;
+
+MigDst *mig_dst_new (const MigDstConfig *config, GError **error);
+guint16 mig_dst_get_port (MigDst *dst);
+
+/* Expects a migration JOB_ID: returns a fresh token (caller frees) that
+ * admits one control and one memory stream within TTL_MS. */
+char *mig_dst_expect (MigDst *dst, const char *job_id, guint ttl_ms,
+                      GError **error);
+/* TRUE once a control stream of JOB_ID was accepted. */
+gboolean mig_dst_started (MigDst *dst, const char *job_id);
+/* Forgets JOB_ID: closes its channels (waiting for the pumps) and removes
+ * its memory socket path. TOKEN, when non-NULL, must match. FALSE with
+ * MIG_ERROR_AUTH on a mismatch, NOT found is fine (TRUE). */
+gboolean mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
+                         GError **error);
+/* Stops listening, forgets every job. */
+void mig_dst_free (MigDst *dst);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigDst, mig_dst_free)
+
+G_END_DECLS

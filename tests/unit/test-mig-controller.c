@@ -1,0 +1,251 @@
+/* MigCtl: the convergence policy, fed with synthetic job statistics. */
+#include <glib.h>
+#include <string.h>
+
+#include "mig-migrate.h"
+
+#define MiB (1024ull * 1024ull)
+#define GiB (1024ull * MiB)
+
+static MigCtl *
+new_ctl (guint32 max_downtime, guint32 stall_rounds, guint64 timeout_ms)
+{
+  MigCtlConfig c;
+
+  mig_ctl_config_init (&c, 1 * GiB, max_downtime, 0, stall_rounds);
+  if (timeout_ms)
+    c.timeout_ms = timeout_ms;
+  return mig_ctl_new (&c);
+}
+
+static MigCtlDecision
+feed (MigCtl *ctl, gint64 ms, guint32 iteration, guint64 remaining)
+{
+  MigCtlSample s = { ms, iteration, 1 * GiB, 1 * GiB - remaining, remaining,
+                     8 * MiB, 100 * MiB };
+  MigCtlDecision d;
+
+  mig_ctl_update (ctl, &s, &d);
+  return d;
+}
+
+static void
+test_config_defaults (void)
+{
+  MigCtlConfig c;
+
+  mig_ctl_config_init (&c, 2 * GiB, 0, 0, 0);
+  g_assert_cmpuint (c.max_downtime_ms, ==, 500);
+  g_assert_cmpuint (c.initial_downtime_ms, ==, 50);
+  g_assert_cmpuint (c.stall_rounds, ==, 3);
+  g_assert_cmpuint (c.timeout_ms, ==, 1600 * 1000);
+  /* 256 MiB at 800 s/GiB is 200 s. */
+  mig_ctl_config_init (&c, 256 * MiB, 0, 0, 0);
+  g_assert_cmpuint (c.timeout_ms, ==, 200 * 1000);
+  /* Tiny guests still get the minimum, huge ones the maximum. */
+  mig_ctl_config_init (&c, 64 * MiB, 0, 1, 0);
+  g_assert_cmpuint (c.timeout_ms, ==, MIG_MIN_TIMEOUT_MS);
+  mig_ctl_config_init (&c, 4096 * GiB, 0, 0, 0);
+  g_assert_cmpuint (c.timeout_ms, ==, MIG_MAX_TIMEOUT_MS);
+  /* A maximum below the usual start starts there. */
+  mig_ctl_config_init (&c, GiB, 30, 0, 0);
+  g_assert_cmpuint (c.initial_downtime_ms, ==, 30);
+}
+
+static void
+test_downtime_steps (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 100, 0);
+  guint32 expect[] = { 140, 230, 320, 410, 500 };
+  MigCtlDecision d;
+
+  g_assert_cmpuint (mig_ctl_initial_downtime (ctl), ==, 50);
+  /* No job yet, then the first pass: nothing to do. */
+  d = feed (ctl, 0, 0, 0);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  d = feed (ctl, 250, 1, 900 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  g_assert_cmpuint (d.downtime_ms, ==, 50);
+  /* Same iteration again: still nothing. */
+  d = feed (ctl, 500, 1, 800 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  /* Each new round raises by one step (remaining keeps falling). */
+  for (guint i = 0; i < G_N_ELEMENTS (expect); i++)
+    {
+      d = feed (ctl, 750 + 250 * i, 2 + i, (500 - 50 * i) * MiB);
+      g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+      g_assert_cmpuint (d.downtime_ms, ==, expect[i]);
+    }
+  /* At the maximum it stays. */
+  d = feed (ctl, 3000, 8, 10 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  g_assert_cmpuint (mig_ctl_get_downtime (ctl), ==, 500);
+  g_assert_false (mig_ctl_get_forced (ctl));
+  /* Rounds: iterations 1..6 and 8, each once. */
+  g_assert_cmpuint (mig_ctl_get_rounds (ctl)->len, ==, 7);
+  g_assert_cmpuint (
+      g_array_index (mig_ctl_get_rounds (ctl), MigCtlRound, 0).remaining, ==,
+      900 * MiB);
+}
+
+static void
+test_skipped_iterations (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 100, 0);
+  MigCtlDecision d;
+
+  feed (ctl, 0, 1, 900 * MiB);
+  /* Three rounds between two polls count as three steps. */
+  d = feed (ctl, 250, 4, 300 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  g_assert_cmpuint (d.downtime_ms, ==, 320);
+  /* An iteration event ahead of the stats counts too. */
+  mig_ctl_note_iteration (ctl, 5);
+  d = feed (ctl, 500, 4, 200 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  g_assert_cmpuint (d.downtime_ms, ==, 410);
+}
+
+static void
+test_stall_forces_switchover (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 3, 0);
+  MigCtlDecision d;
+
+  feed (ctl, 0, 1, 900 * MiB);
+  d = feed (ctl, 250, 2, 300 * MiB); /* progress */
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  d = feed (ctl, 500, 3, 310 * MiB); /* no progress 1 */
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  d = feed (ctl, 750, 4, 299 * MiB); /* new best: counter resets */
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  d = feed (ctl, 1000, 5, 299 * MiB); /* 1 */
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  d = feed (ctl, 1250, 6, 350 * MiB); /* 2 */
+  g_assert_cmpint (d.action, !=, MIG_CTL_FORCE);
+  g_assert_false (mig_ctl_get_forced (ctl));
+  d = feed (ctl, 1500, 7, 320 * MiB); /* 3: stalled */
+  g_assert_cmpint (d.action, ==, MIG_CTL_FORCE);
+  g_assert_cmpuint (d.downtime_ms, ==, 500);
+  g_assert_nonnull (d.reason);
+  g_assert_true (mig_ctl_get_forced (ctl));
+  /* Forced once only. */
+  d = feed (ctl, 1750, 8, 400 * MiB);
+  g_assert_cmpint (d.action, !=, MIG_CTL_FORCE);
+}
+
+static void
+test_converging_never_forced (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 2, 0);
+  guint64 remaining = 1 * GiB;
+
+  for (guint it = 1; it <= 30; it++)
+    {
+      MigCtlDecision d = feed (ctl, it * 250, it, remaining);
+      g_assert_cmpint (d.action, !=, MIG_CTL_FORCE);
+      g_assert_cmpint (d.action, !=, MIG_CTL_ABORT);
+      remaining = remaining * 9 / 10;
+    }
+  g_assert_false (mig_ctl_get_forced (ctl));
+}
+
+static void
+test_timeout_aborts (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 3, 5000);
+  MigCtlDecision d;
+
+  d = feed (ctl, 1000, 1, 900 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  d = feed (ctl, 4999, 2, 800 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  d = feed (ctl, 5000, 3, 700 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_ABORT);
+  g_assert_nonnull (d.reason);
+  g_assert_true (mig_ctl_get_aborted (ctl));
+  /* Decided once; afterwards nothing more. */
+  d = feed (ctl, 6000, 4, 10 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  /* Even a job that never started times out. */
+  {
+    g_autoptr (MigCtl) c2 = new_ctl (500, 3, 5000);
+    MigCtlSample s = { 5001, 0, 0, 0, 0, 0, 0 };
+    mig_ctl_update (c2, &s, &d);
+    g_assert_cmpint (d.action, ==, MIG_CTL_ABORT);
+  }
+}
+
+static void
+test_eta (void)
+{
+  MigCtlSample s = { 0, 2, GiB, 0, 100 * MiB, 10 * MiB, 60 * MiB };
+
+  g_assert_cmpfloat_with_epsilon (mig_ctl_eta (&s), 2.0, 1e-9);
+  s.dirty_rate = 80 * MiB; /* not converging: lower bound */
+  g_assert_cmpfloat_with_epsilon (mig_ctl_eta (&s), 100.0 / 60.0, 1e-9);
+  s.throughput = 0;
+  g_assert_cmpfloat (mig_ctl_eta (&s), <, 0);
+  s.remaining = 0;
+  g_assert_cmpfloat (mig_ctl_eta (&s), ==, 0);
+}
+
+static void
+test_xml_rewrite (void)
+{
+  const char *xml
+      = "<domain type='qemu'><name>vm1</name><devices>"
+        "<disk type='file' device='disk'><source file='/a/disks/vm1.qcow2'/>"
+        "<target dev='vda'/></disk>"
+        "<serial type='file'><source path='/a/console/vm1.log' append='on'/>"
+        "<target port='0'/></serial>"
+        "<console type='file'><source path='/a/console/vm1.log'/>"
+        "<target type='serial' port='0'/></console>"
+        "<serial type='pty'><source path='/dev/pts/3'/></serial>"
+        "</devices></domain>";
+  g_autoptr (GError) error = NULL;
+  g_autofree char *out
+      = mig_xml_rewrite (xml, "/b/console/vm1.log", "/b/disks/vm1.qcow2",
+                         &error);
+
+  g_assert_no_error (error);
+  g_assert_null (strstr (out, "/a/console"));
+  g_assert_null (strstr (out, "/a/disks"));
+  g_assert_nonnull (strstr (out, "path=\"/b/console/vm1.log\" append=\"on\""));
+  g_assert_nonnull (strstr (out, "file=\"/b/disks/vm1.qcow2\""));
+  g_assert_nonnull (strstr (out, "/dev/pts/3")); /* not a file device */
+  g_assert_null (mig_xml_rewrite ("<nope/>", "/x", NULL, &error));
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_INVALID);
+}
+
+static void
+test_job_ids (void)
+{
+  g_autofree char *mem = mig_mem_sock_path ("job-1");
+  g_autofree char *ctl = mig_ctl_sock_path ("job-1");
+
+  g_assert_true (mig_job_id_valid ("a1-B_2"));
+  g_assert_false (mig_job_id_valid (""));
+  g_assert_false (mig_job_id_valid ("../x"));
+  g_assert_false (mig_job_id_valid ("a b"));
+  g_assert_cmpstr (mem, ==, "/var/lib/libvirt/qemu/drover-mig-job-1.sock");
+  g_assert_cmpstr (ctl, ==, "/run/libvirt/drover-mig-job-1-ctl.sock");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/mig/ctl/config-defaults", test_config_defaults);
+  g_test_add_func ("/mig/ctl/downtime-steps", test_downtime_steps);
+  g_test_add_func ("/mig/ctl/skipped-iterations", test_skipped_iterations);
+  g_test_add_func ("/mig/ctl/stall-forces-switchover",
+                   test_stall_forces_switchover);
+  g_test_add_func ("/mig/ctl/converging-never-forced",
+                   test_converging_never_forced);
+  g_test_add_func ("/mig/ctl/timeout-aborts", test_timeout_aborts);
+  g_test_add_func ("/mig/ctl/eta", test_eta);
+  g_test_add_func ("/mig/xml/rewrite", test_xml_rewrite);
+  g_test_add_func ("/mig/job-ids", test_job_ids);
+  return g_test_run ();
+}
