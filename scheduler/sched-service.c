@@ -1152,6 +1152,8 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
         {
           g_free (vm->host);
           vm->host = g_strdup (job->dest_host);
+          /* The source may have reported it paused for the switchover. */
+          sched_vm_set_state (vm, "running");
           vm->updated_ms = now_ms (svc);
           if (!sched_store_put_vm (svc->store, vm, &error))
             g_warning ("VM %s: %s", job->vm, error->message);
