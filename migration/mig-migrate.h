@@ -187,6 +187,7 @@ typedef struct {
   MigCompressMode compress;
   guint64 bandwidth_bps;      /* channel rate limit, 0 = none */
   guint32 max_downtime_ms, timeout_per_gib_s, stall_rounds; /* 0 = default */
+  guint32 initial_downtime_ms; /* first limit; 0 = MIG_INITIAL_DOWNTIME_MS */
   guint64 fault_cut_memory_at; /* tests: cut the memory stream at this many
                                   bytes written (0 = off) */
 } MigSrcConfig;

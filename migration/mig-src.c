@@ -449,6 +449,8 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
     }
   mig_ctl_config_init (&cc, (guint64)info.maxMem * 1024, c->max_downtime_ms,
                        c->timeout_per_gib_s, c->stall_rounds);
+  if (c->initial_downtime_ms)
+    cc.initial_downtime_ms = MIN (c->initial_downtime_ms, cc.max_downtime_ms);
   ctl = mig_ctl_new (&cc);
 
   xml = dest_xml (dom, 0, c, &local);
