@@ -1,0 +1,932 @@
+#!/usr/bin/python3
+"""Drover live migration against plain libvirt migration, same run, same cluster.
+
+Run through tests/bench/migrate (it builds the daemons and the test guest).
+
+Setup: `tests/cluster/cluster up 2` in DROVER_CLUSTER_DIR (default
+/tmp/drover-cluster-bench): two libvirt hosts (mount namespaces), the
+scheduler and one agent per host (127.0.0.2, 127.0.0.3). Guests: 512 MiB,
+1 vCPU, TCG, the test guest (tests/guest) with a heartbeat every 10 ms and
+a dirtying workload:
+
+  dirty=low   working set  64 MiB rewritten at 8 MiB/s
+  dirty=high  working set 256 MiB rewritten as fast as the guest can
+  data=zero|text|random   what the workload writes (drover.data)
+
+Paths, one after the other on the same guest, each moving it to the other
+host:
+  drover  `droverctl migrate VM --to HOST --json`: libvirt's control
+          connection and QEMU's stream carried by the agents' TLS channel
+          (destination agent's migration listener, port 7402), lz4 auto.
+  native  `virsh migrate --live --p2p --persistent --undefinesource --xml X
+          VM qemu+unix:///system?socket=<dest libvirt-sock>
+          tcp://<dest ip>:<native port>`: QEMU's own TCP stream, no Drover.
+          X is the domain's migratable XML with the serial/console file
+          moved into the destination agent's console dir, which is exactly
+          what Drover's destination does (PrepareIncoming), so that the
+          next Drover migration finds the console where the agents expect
+          it. Figures: `virsh domjobinfo --completed --rawstats` on the
+          destination (libvirt hands the completed job stats over with
+          the migration; with --undefinesource the source has no domain
+          left to ask).
+
+Pairing: one fresh guest per (data, dirty); per link condition REPS pairs;
+pair k runs drover then native for even k and native then drover for odd
+k (so neither path always gets the first or the host1->host2 move).
+Before each pair the guest has been running its workload since
+`DROVER-GUEST ws-ready`, so both paths see the same steady state.
+
+Links:
+  unshaped  loopback as is
+  1gbit     htb root qdisc on lo, one 1gbit class per path (same
+            parameters), u32 filters on the destination port: 7402 (Drover
+            channel) and the native migration port. Unmatched traffic is
+            not shaped. Removed on exit, always. The classes' byte counters
+            are printed as an independent "wire" figure for both paths.
+
+Per migration (per case the median over the reps):
+  total      libvirt's time_elapsed of the completed job, read on the
+             destination (`domjobinfo --completed`) for both paths: the
+             same instrument. Drover's own job.migration.total_s (source
+             agent's wall time around virDomainMigrateToURI3) is printed
+             next to it and kept in the JSON.
+  downtime   QEMU's, from the same statistics (Drover's job reports the
+             same figure).
+  guest      guest-seen downtime as specified: largest step between
+             consecutive heartbeat monotonic_ms values, from the last
+             heartbeat before the migration to the last one after it.
+             Under TCG the guest's clock stands still while QEMU has the
+             guest paused, so this misses most of the stop.
+  host-seen  largest gap between heartbeat lines reaching the console
+             files (source, then destination), stamped with the host's
+             clock by a 4 ms poller: the stop as the outside world sees it.
+  wire       Drover: the channel's wire_bytes; native: QEMU's
+             data_processed (what goes into its TCP stream). On the
+             shaped link also the htb classes' byte counters.
+  wall       the `droverctl migrate` / `virsh migrate` command, end to end.
+
+Targets (checked and printed PASS/MISS, never tuned):
+  T1 link=1gbit data=text: drover total <= 0.8x native and wire <= 0.6x
+  T2 data=random, any link: drover total <= 1.05x native
+  T3 link=unshaped, any data: drover total <= 1.05x native
+  T4 guest-seen downtime no worse than native (tolerance: one heartbeat
+     period, the resolution of the measurement)
+"""
+import argparse
+import atexit
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLUSTER = os.path.join(REPO, "tests", "cluster", "cluster")
+D = os.environ.get("DROVER_CLUSTER_DIR", "/tmp/drover-cluster-bench")
+BUILD = os.environ.get("DROVER_BUILD_DIR", os.path.join(REPO, "build"))
+CTL = os.path.join(BUILD, "cli", "droverctl")
+KERNEL = os.path.join(REPO, "tests", "guest", "out", "vmlinuz")
+INITRD = os.path.join(REPO, "tests", "guest", "out", "initramfs.img")
+SCHED = "127.0.0.1:7400"
+DROVER_PORT = 7402
+HB_MS = 10
+MEMORY = "512M"
+
+DIRTY = {
+    "low": {"ws": 64, "rate": 8},
+    "high": {"ws": 256, "rate": 0},
+}
+LINKS = ("unshaped", "1gbit")
+DATAS = ("zero", "text", "random")
+
+HB_RE = re.compile(rb"^HB (\d+) (\d+)\r?$", re.M)
+
+
+def log(msg):
+    print("migrate: " + msg, file=sys.stderr, flush=True)
+
+
+def out(msg):
+    print(msg, flush=True)
+
+
+def run(cmd, timeout=120, check=True, env=None):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s failed (rc %d): %s" % (
+            " ".join(cmd[:4]), p.returncode,
+            (p.stderr.decode(errors="replace") + p.stdout.decode(errors="replace")).strip()[-2000:]))
+    return p
+
+
+# ---- cluster --------------------------------------------------------------
+
+def host_ip(i):
+    return "127.0.0.%d" % (i + 1)
+
+
+def host_sock(i):
+    return "%s/host%d/run/libvirt/libvirt-sock" % (D, i)
+
+
+def host_uri(i):
+    return "qemu+unix:///system?socket=" + host_sock(i)
+
+
+def host_data(i):
+    return "%s/host%d/data" % (D, i)
+
+
+def virsh(i, *args, timeout=120, check=True):
+    return run(["virsh", "-q", "-c", host_uri(i)] + list(args), timeout=timeout, check=check)
+
+
+def ctl(*args, timeout=120, check=True):
+    return run([CTL, "--scheduler", SCHED, "--tls-dir", D + "/pki/droverctl"] + list(args),
+               timeout=timeout, check=check)
+
+
+def foreign_daemons():
+    """Drover daemons (any cluster) that are not ours."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ("drover-scheduler" in cmd or "drover-agent" in cmd) and D not in cmd \
+                and "bench-report" not in cmd:
+            found.append("%s %s" % (pid, cmd[:120]))
+    return found
+
+
+def lo_root_qdisc():
+    p = run(["tc", "qdisc", "show", "dev", "lo"], check=False)
+    for line in p.stdout.decode().splitlines():
+        if " root " in line:
+            return line.strip()
+    return ""
+
+
+def wait_for_machine(max_wait):
+    """Only one cluster fits the fixed ports; wait for others to go."""
+    t0 = time.time()
+    said = False
+    while True:
+        others = foreign_daemons()
+        q = lo_root_qdisc()
+        busy_q = q and not q.startswith("qdisc noqueue")
+        if not others and not busy_q:
+            return
+        if not said:
+            log("waiting: another cluster or a qdisc on lo is in use:\n  "
+                + "\n  ".join(others + ([q] if busy_q else [])))
+            said = True
+        if time.time() - t0 > max_wait:
+            raise RuntimeError("machine still busy after %d s" % max_wait)
+        time.sleep(15)
+
+
+# ---- tc -------------------------------------------------------------------
+
+class Shaper:
+    """htb on lo: class 1:10 for the Drover channel, 1:20 for native."""
+
+    def __init__(self, native_port, rate="1gbit"):
+        self.native_port = native_port
+        self.rate = rate
+        self.active = False
+
+    def up(self):
+        q = lo_root_qdisc()
+        if q and not q.startswith("qdisc noqueue"):
+            raise RuntimeError("lo already has a root qdisc (%s); not touching it" % q)
+        self.active = True
+        cmds = [
+            "qdisc add dev lo root handle 1: htb default 0",
+            # Loopback sends 64 KiB GSO packets: a burst of a few of them
+            # keeps htb from stalling the flow below the rate.
+            "class add dev lo parent 1: classid 1:10 htb rate %s ceil %s burst 256k cburst 256k quantum 65536" % (self.rate, self.rate),
+            "class add dev lo parent 1: classid 1:20 htb rate %s ceil %s burst 256k cburst 256k quantum 65536" % (self.rate, self.rate),
+            "filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport %d 0xffff flowid 1:10" % DROVER_PORT,
+            "filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport %d 0xffff flowid 1:20" % self.native_port,
+        ]
+        for c in cmds:
+            run(["tc"] + c.split())
+
+    def down(self):
+        if not self.active:
+            return
+        q = lo_root_qdisc()
+        if q.startswith("qdisc htb 1:"):
+            run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+        self.active = False
+
+    def counters(self):
+        """Bytes sent per class: {'drover': n, 'native': n}."""
+        if not self.active:
+            return {}
+        p = run(["tc", "-s", "class", "show", "dev", "lo"], check=False)
+        res = {}
+        cur = None
+        for line in p.stdout.decode().splitlines():
+            m = re.match(r"class htb 1:(\d+) ", line)
+            if m:
+                cur = {"10": "drover", "20": "native"}.get(m.group(1))
+                continue
+            m = re.match(r"\s*Sent (\d+) bytes", line)
+            if m and cur:
+                res[cur] = int(m.group(1))
+                cur = None
+        return res
+
+
+def link_check(port, mib=48):
+    """Throughput of a plain TCP stream to PORT on 127.0.0.4 (no agent there)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.4", port))
+    srv.listen(1)
+    got = [0]
+
+    def sink():
+        c, _ = srv.accept()
+        while True:
+            b = c.recv(1 << 20)
+            if not b:
+                break
+            got[0] += len(b)
+        c.close()
+
+    th = threading.Thread(target=sink)
+    th.start()
+    s = socket.create_connection(("127.0.0.4", port))
+    buf = b"\x55" * (1 << 20)
+    t0 = time.monotonic()
+    for _ in range(mib):
+        s.sendall(buf)
+    s.shutdown(socket.SHUT_WR)
+    th.join()
+    dt = time.monotonic() - t0
+    s.close()
+    srv.close()
+    return got[0] * 8 / dt / 1e6
+
+
+# ---- guest console --------------------------------------------------------
+
+def serial_path(host, vm):
+    x = virsh(host, "dumpxml", vm).stdout.decode()
+    root = ET.fromstring(x)
+    src = root.find("./devices/serial/source")
+    if src is None or not src.get("path"):
+        raise RuntimeError("VM %s on host%d has no serial file" % (vm, host))
+    return src.get("path")
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def console_bytes(log_path):
+    """What the guest wrote, as Drover keeps it: NAME.history + NAME.log."""
+    return read(log_path[:-len(".log")] + ".history") + read(log_path) \
+        if log_path.endswith(".log") else read(log_path)
+
+
+def heartbeats(data):
+    hb = {}
+    for m in HB_RE.finditer(data):
+        hb[int(m.group(1))] = int(m.group(2))
+    return hb
+
+
+def last_counter(data):
+    hb = heartbeats(data)
+    return max(hb) if hb else 0
+
+
+def guest_gap_ms(data, c0, c1):
+    """Largest mono_ms step between consecutive heartbeats c0..c1."""
+    hb = heartbeats(data)
+    ks = sorted(k for k in hb if c0 <= k <= c1)
+    if len(ks) < 2 or ks[0] != c0:
+        return None
+    gap = 0
+    for a, b in zip(ks, ks[1:]):
+        gap = max(gap, hb[b] - hb[a])
+    return gap
+
+
+class ConsoleTail:
+    """Host-side view of the heartbeats: polls the source's and the
+    destination's console files every POLL_S and stamps each new
+    heartbeat line with the host's monotonic clock. The guest's own clock
+    stands still while QEMU has it paused (TCG), so only the host sees the
+    whole stop."""
+
+    POLL_S = 0.004
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.arrivals = []  # (host_s, counter)
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._th.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._th.join()
+
+    def _run(self):
+        state = {}  # path -> [inode, offset, partial line]
+        for p in self.paths:
+            # What is there already is not news.
+            try:
+                s = os.stat(p)
+                state[p] = [s.st_ino, s.st_size, b""]
+            except OSError:
+                state[p] = [None, 0, b""]
+        seen = set()
+        while not self._stop.is_set():
+            for p in self.paths:
+                st = state[p]
+                try:
+                    s = os.stat(p)
+                except OSError:
+                    continue
+                if st[0] != s.st_ino:
+                    st[0], st[1], st[2] = s.st_ino, 0, b""
+                if s.st_size <= st[1]:
+                    continue
+                try:
+                    with open(p, "rb") as f:
+                        f.seek(st[1])
+                        chunk = f.read(s.st_size - st[1])
+                except OSError:
+                    continue
+                now = time.monotonic()
+                st[1] += len(chunk)
+                buf = st[2] + chunk
+                cut = buf.rfind(b"\n")
+                st[2] = buf[cut + 1:]
+                for m in HB_RE.finditer(buf[:cut + 1]):
+                    c = int(m.group(1))
+                    if c not in seen:
+                        seen.add(c)
+                        self.arrivals.append((now, c))
+            time.sleep(self.POLL_S)
+
+    def gap_ms(self):
+        a = sorted(self.arrivals, key=lambda x: x[1])
+        if len(a) < 2:
+            return None
+        return max((b[0] - x[0]) * 1000 for x, b in zip(a, a[1:]))
+
+
+# ---- VMs ------------------------------------------------------------------
+
+class Vm:
+    def __init__(self, name, data, dirty):
+        self.name = name
+        self.data = data
+        self.dirty = dirty
+        self.host = 1
+        self.ready_s = None
+
+
+def create_vm(vm, ready_timeout):
+    d = DIRTY[vm.dirty]
+    cmdline = "console=ttyS0 quiet drover.hb_ms=%d drover.ws_mib=%d drover.rate_mib=%d drover.data=%s" % (
+        HB_MS, d["ws"], d["rate"], vm.data)
+    t0 = time.monotonic()
+    ctl("vm", "create", vm.name, "--vcpus", "1", "--memory", MEMORY, "--kernel", KERNEL,
+        "--initrd", INITRD, "--cmdline", cmdline, "--host", "host1")
+    vm.host = 1
+    path = serial_path(1, vm.name)
+    while True:
+        data = read(path)
+        if b"DROVER-GUEST error" in data:
+            line = data[data.index(b"DROVER-GUEST error"):].split(b"\n")[0]
+            raise RuntimeError("guest %s: %s" % (vm.name, line.decode(errors="replace")))
+        if b"DROVER-GUEST ws-ready" in data:
+            break
+        if time.monotonic() - t0 > ready_timeout:
+            raise RuntimeError("guest %s: no ws-ready within %d s (console %s)" % (
+                vm.name, ready_timeout, path))
+        time.sleep(0.2)
+    vm.ready_s = time.monotonic() - t0
+    up = re.search(rb"DROVER-GUEST up [^\n]*", data)
+    out("migrate: vm %s ready: ws-ready after %.1fs from create (%s)" % (
+        vm.name, vm.ready_s, up.group(0).decode() if up else "?"))
+
+
+def delete_vm(name):
+    r = ctl("vm", "delete", name, "--force", check=False, timeout=60)
+    if r.returncode != 0:
+        for i in (1, 2):
+            virsh(i, "destroy", name, check=False)
+            virsh(i, "undefine", name, check=False)
+
+
+def vm_record(name):
+    r = ctl("vm", "show", name, "--json", check=False, timeout=20)
+    if r.returncode != 0:
+        return None
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return doc.get("vm", doc) if isinstance(doc, dict) else None
+
+
+def wait_inventory(vm, timeout=60):
+    """Until the scheduler shows VM running on its current host."""
+    t0 = time.monotonic()
+    want = "host%d" % vm.host
+    while time.monotonic() - t0 < timeout:
+        rec = vm_record(vm.name)
+        if rec and rec.get("host") == want and str(rec.get("state", "")).lower() == "running":
+            return time.monotonic() - t0
+        time.sleep(0.25)
+    raise RuntimeError("scheduler does not show %s running on %s after %d s (last: %s)" % (
+        vm.name, want, timeout, vm_record(vm.name)))
+
+
+# ---- one migration --------------------------------------------------------
+
+def settle_counter(path):
+    """Last heartbeat counter now (after a short pause so it is current)."""
+    time.sleep(0.3)
+    return last_counter(console_bytes(path))
+
+
+def parse_json_tail(text):
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    i = text.find("\n{")
+    while i >= 0:
+        try:
+            return json.loads(text[i + 1:])
+        except ValueError:
+            i = text.find("\n{", i + 1)
+    raise RuntimeError("no JSON in droverctl output: %s" % text[-500:])
+
+
+def migrate_drover(vm, shaper):
+    src, dst = vm.host, 3 - vm.host
+    src_path = serial_path(src, vm.name)
+    # Where Drover's destination puts the console (PrepareIncoming).
+    dst_guess = os.path.join(host_data(dst), "console", vm.name + ".log")
+    c0 = settle_counter(src_path)
+    tc0 = shaper.counters()
+    tail = ConsoleTail([src_path, dst_guess]).start()
+    t0 = time.monotonic()
+    r = ctl("migrate", vm.name, "--to", "host%d" % dst, "--json", timeout=900, check=False)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError("droverctl migrate %s failed (rc %d): %s" % (
+            vm.name, r.returncode, (r.stderr + r.stdout).decode(errors="replace")[-1500:]))
+    doc = parse_json_tail(r.stdout.decode())
+    job = doc.get("job", doc)
+    if job.get("state") != "done":
+        raise RuntimeError("migration job %s ended %s: %s" % (job.get("id"), job.get("state"), job.get("error")))
+    tc1 = shaper.counters()
+    vm.host = dst
+    dst_path = serial_path(dst, vm.name)
+    # The destination agent copies the source's console into NAME.history
+    # after the switchover; wait for it (the source copy is then removed).
+    t1 = time.monotonic()
+    while os.path.exists(src_path) and time.monotonic() - t1 < 15:
+        time.sleep(0.1)
+    c1 = settle_counter(dst_path)
+    tail.stop()
+    if dst_path != dst_guess:
+        log("note: Drover put the console of %s at %s, not %s" % (vm.name, dst_path, dst_guess))
+    gap = guest_gap_ms(console_bytes(dst_path), c0, c1)
+    st = completed_stats(dst, vm.name)
+    m = job.get("migration") or {}
+    pred = job.get("prediction") or {}
+    return {
+        "path": "drover",
+        "total_s": st["time_elapsed_s"],
+        "own_total_s": float(m.get("total_s") or 0),
+        "downtime_ms": st["downtime_ms"],
+        "own_downtime_ms": float(m.get("downtime_ms") or 0),
+        "guest_ms": gap,
+        "host_ms": tail.gap_ms(),
+        "wire_bytes": int(m.get("wire_bytes") or 0),
+        "qemu_bytes": st["data_bytes"],
+        "own_qemu_bytes": int(m.get("qemu_bytes") or 0),
+        "tc_bytes": (tc1.get("drover", 0) - tc0.get("drover", 0)) if tc0 else None,
+        "wall_s": wall,
+        "compress": m.get("compress_mode") or "",
+        "ratio": float(m.get("compression_ratio") or 0),
+        "rounds": st["iterations"],
+        "stats": st["raw"],
+        "forced": bool(m.get("forced_switchover")),
+        "pred_total_s": pred.get("total_s"),
+        "pred_downtime_ms": pred.get("downtime_ms"),
+        "job": job.get("id"),
+        "src": src, "dst": dst,
+    }
+
+
+def rawstats(text):
+    res = {}
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        k, v = line.split(":", 1)
+        res[k.strip()] = v.strip()
+    return res
+
+
+def completed_stats(host, name):
+    """libvirt's statistics of the finished migration job, as the
+    destination has them (the same instrument for both paths)."""
+    raw = rawstats(virsh(host, "domjobinfo", "--completed", "--rawstats", name).stdout.decode())
+
+    def num(key):
+        try:
+            return float(raw.get(key))
+        except (TypeError, ValueError):
+            return 0.0
+    return {
+        "time_elapsed_s": num("time_elapsed") / 1000.0,
+        "downtime_ms": num("downtime"),
+        "data_bytes": int(num("data_processed")),
+        "iterations": int(num("memory_iteration")),
+        "raw": raw,
+    }
+
+
+def migrate_native(vm, shaper, port, native_timeout):
+    src, dst = vm.host, 3 - vm.host
+    src_path = serial_path(src, vm.name)
+    dst_path = os.path.join(host_data(dst), "console", vm.name + ".log")
+    # The same clean slate Drover's PrepareIncoming makes (nothing writes
+    # these: the guest writes src_path).
+    for p in (dst_path, dst_path[:-4] + ".history"):
+        if os.path.exists(p):
+            os.unlink(p)
+    root = ET.fromstring(virsh(src, "dumpxml", "--migratable", vm.name).stdout.decode())
+    for dev in ("serial", "console"):
+        for s in root.findall("./devices/%s/source" % dev):
+            if s.get("path") == src_path:
+                s.set("path", dst_path)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+        f.write(ET.tostring(root, encoding="unicode"))
+        xml_file = f.name
+    c0 = settle_counter(src_path)
+    tc0 = shaper.counters()
+    tail = ConsoleTail([src_path, dst_path]).start()
+    t0 = time.monotonic()
+    args = ["migrate", "--live", "--p2p", "--persistent", "--undefinesource",
+            "--xml", xml_file]
+    if native_timeout > 0:
+        # libvirt's own way out of a migration that does not converge:
+        # pause the guest after this long (a forced switchover).
+        args += ["--timeout", str(native_timeout), "--timeout-suspend"]
+    args += [vm.name, host_uri(dst), "tcp://%s:%d" % (host_ip(dst), port)]
+    try:
+        r = virsh(src, *args, timeout=native_timeout + 900, check=False)
+    finally:
+        os.unlink(xml_file)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError("virsh migrate %s failed: %s" % (
+            vm.name, (r.stderr + r.stdout).decode(errors="replace")[-1500:]))
+    tc1 = shaper.counters()
+    vm.host = dst
+    st = completed_stats(dst, vm.name)
+    # After --timeout-suspend the guest arrives paused, as after a forced
+    # switchover; it must run (Drover's destination does the same).
+    state = virsh(dst, "domstate", vm.name).stdout.decode().strip()
+    forced = state.startswith("paused")
+    if forced:
+        virsh(dst, "resume", vm.name, check=False)
+    c1 = settle_counter(dst_path)
+    tail.stop()
+    data = console_bytes(src_path) + read(dst_path)
+    gap = guest_gap_ms(data, c0, c1)
+    # Hand-over done: the source's copy goes, as with Drover.
+    for p in (src_path, src_path[:-4] + ".history"):
+        if src_path.endswith(".log") and os.path.exists(p):
+            os.unlink(p)
+    return {
+        "path": "native",
+        "total_s": st["time_elapsed_s"],
+        "downtime_ms": st["downtime_ms"],
+        "guest_ms": gap,
+        "host_ms": tail.gap_ms(),
+        "wire_bytes": st["data_bytes"],
+        "qemu_bytes": st["data_bytes"],
+        "tc_bytes": (tc1.get("native", 0) - tc0.get("native", 0)) if tc0 else None,
+        "wall_s": wall,
+        "compress": "",
+        "ratio": 1.0,
+        "rounds": st["iterations"],
+        "forced": forced,
+        "src": src, "dst": dst,
+        "stats": st["raw"],
+    }
+
+
+# ---- report ---------------------------------------------------------------
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fx(v, fmt):
+    return "-" if v is None else fmt % v
+
+
+def mib(b):
+    return None if b is None else b / (1 << 20)
+
+
+def summarize(results):
+    """{(link, data, dirty): {'drover': {...medians}, 'native': {...}}}"""
+    cases = {}
+    for r in results:
+        key = (r["link"], r["data"], r["dirty"])
+        cases.setdefault(key, {"drover": [], "native": []})[r["path"]].append(r)
+    summ = {}
+    for key, d in cases.items():
+        s = {}
+        for path, rs in d.items():
+            s[path] = {
+                "n": len(rs),
+                "total_s": med([r["total_s"] for r in rs]),
+                "downtime_ms": med([r["downtime_ms"] for r in rs]),
+                "guest_ms": med([r["guest_ms"] for r in rs]),
+                "host_ms": med([r["host_ms"] for r in rs]),
+                "own_total_s": med([r.get("own_total_s") for r in rs]),
+                "wire_mib": mib(med([r["wire_bytes"] for r in rs])),
+                "tc_mib": mib(med([r["tc_bytes"] for r in rs])),
+                "wall_s": med([r["wall_s"] for r in rs]),
+                "compress": ",".join(sorted(set(r["compress"] for r in rs if r["compress"]))),
+                "forced": sum(1 for r in rs if r["forced"]),
+            }
+        summ[key] = s
+    return summ
+
+
+def case_line(key, s):
+    link, data, dirty = key
+    d, n = s.get("drover"), s.get("native")
+    if not d or not n:
+        return "migrate: link=%s data=%s dirty=%s  incomplete" % key
+    return ("migrate: link=%s data=%s dirty=%s  total drover=%ss native=%ss %sx | "
+            "downtime qemu %s/%sms %sx | guest %s/%sms %sx | host-seen %s/%sms %sx | "
+            "wire %s/%sMiB %sx | wall %s/%ss %sx | lz4 %s%s" % (
+                link, data, dirty,
+                fx(d["total_s"], "%.2f"), fx(n["total_s"], "%.2f"), fx(ratio(d["total_s"], n["total_s"]), "%.2f"),
+                fx(d["downtime_ms"], "%.0f"), fx(n["downtime_ms"], "%.0f"), fx(ratio(d["downtime_ms"], n["downtime_ms"]), "%.2f"),
+                fx(d["guest_ms"], "%.0f"), fx(n["guest_ms"], "%.0f"), fx(ratio(d["guest_ms"], n["guest_ms"]), "%.2f"),
+                fx(d["host_ms"], "%.0f"), fx(n["host_ms"], "%.0f"), fx(ratio(d["host_ms"], n["host_ms"]), "%.2f"),
+                fx(d["wire_mib"], "%.0f"), fx(n["wire_mib"], "%.0f"), fx(ratio(d["wire_mib"], n["wire_mib"]), "%.2f"),
+                fx(d["wall_s"], "%.2f"), fx(n["wall_s"], "%.2f"), fx(ratio(d["wall_s"], n["wall_s"]), "%.2f"),
+                d["compress"] or "-",
+                "" if not (d["forced"] or n["forced"]) else
+                " | forced switchover drover %d native %d" % (d["forced"], n["forced"])))
+
+
+def table(summ, reps):
+    lines = [
+        "| link | data | dirty | total (s) | x | QEMU downtime (ms) | x | guest-seen (ms) | x | host-seen (ms) | x | wire (MiB) | x | tc-counted (MiB) | command wall (s) | x | lz4 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(summ, key=lambda k: (LINKS.index(k[0]), DATAS.index(k[1]), list(DIRTY).index(k[2]))):
+        s = summ[key]
+        d, n = s.get("drover"), s.get("native")
+        if not d or not n:
+            continue
+        lines.append("| %s | %s | %s | %s / %s | %s | %s / %s | %s | %s / %s | %s | %s / %s | %s | %s / %s | %s | %s | %s / %s | %s | %s |" % (
+            key[0], key[1], key[2],
+            fx(d["total_s"], "%.2f"), fx(n["total_s"], "%.2f"), fx(ratio(d["total_s"], n["total_s"]), "%.2f"),
+            fx(d["downtime_ms"], "%.0f"), fx(n["downtime_ms"], "%.0f"), fx(ratio(d["downtime_ms"], n["downtime_ms"]), "%.2f"),
+            fx(d["guest_ms"], "%.0f"), fx(n["guest_ms"], "%.0f"), fx(ratio(d["guest_ms"], n["guest_ms"]), "%.2f"),
+            fx(d["host_ms"], "%.0f"), fx(n["host_ms"], "%.0f"), fx(ratio(d["host_ms"], n["host_ms"]), "%.2f"),
+            fx(d["wire_mib"], "%.0f"), fx(n["wire_mib"], "%.0f"), fx(ratio(d["wire_mib"], n["wire_mib"]), "%.2f"),
+            "-" if d["tc_mib"] is None else "%.0f / %.0f" % (d["tc_mib"], n["tc_mib"] or 0),
+            fx(d["wall_s"], "%.2f"), fx(n["wall_s"], "%.2f"), fx(ratio(d["wall_s"], n["wall_s"]), "%.2f"),
+            d["compress"] or "-"))
+    lines.append("")
+    lines.append("Drover / native, x = Drover/native. 512 MiB TCG guests, 1 vCPU, heartbeat every %d ms; "
+                 "median of %d migration(s) per path and case; dirty low = 64 MiB rewritten at 8 MiB/s, "
+                 "high = 256 MiB as fast as the guest can. Total, QEMU downtime: libvirt's completed-job "
+                 "statistics (time_elapsed, downtime) on the destination, the same instrument for both. "
+                 "Guest-seen: largest step of the guest's CLOCK_MONOTONIC between heartbeats (that clock "
+                 "stands still while QEMU has the guest paused). Host-seen: largest gap between heartbeat "
+                 "lines reaching the console files, on the host's clock. Wire: Drover's channel wire_bytes, "
+                 "native QEMU's data_processed; tc-counted: bytes through the 1gbit htb classes (incl. "
+                 "headers). Command wall: `droverctl migrate` vs `virsh migrate`, end to end." % (HB_MS, reps))
+    return "\n".join(lines)
+
+
+def checks(summ):
+    res = []
+
+    def each(pred):
+        return [(k, s) for k, s in sorted(summ.items()) if pred(k) and s.get("drover") and s.get("native")]
+
+    def verdict(items, ok, fmt):
+        if not items:
+            return "SKIP", "no cases measured"
+        parts, good = [], True
+        for k, s in items:
+            passed, text = ok(s["drover"], s["native"])
+            good = good and passed
+            parts.append("%s/%s/%s %s%s" % (k[0], k[1], k[2], text, "" if passed else " (miss)"))
+        return ("PASS" if good else "MISS"), "; ".join(parts)
+
+    def t1(d, n):
+        rt, rw = ratio(d["total_s"], n["total_s"]), ratio(d["wire_mib"], n["wire_mib"])
+        return (rt is not None and rt <= 0.8 and rw is not None and rw <= 0.6,
+                "total %sx wire %sx" % (fx(rt, "%.2f"), fx(rw, "%.2f")))
+
+    def tt(d, n):
+        rt = ratio(d["total_s"], n["total_s"])
+        return rt is not None and rt <= 1.05, "total %sx" % fx(rt, "%.2f")
+
+    def t4(key):
+        def f(d, n):
+            if d[key] is None or n[key] is None:
+                return False, "gap not measured"
+            return d[key] <= n[key] + HB_MS, "%.0f/%.0fms" % (d[key], n[key])
+        return f
+
+    res.append(("1gbit text: total <= 0.8x and wire <= 0.6x",) + verdict(each(lambda k: k[0] == "1gbit" and k[1] == "text"), t1, None))
+    res.append(("random, any link: total <= 1.05x",) + verdict(each(lambda k: k[1] == "random"), tt, None))
+    res.append(("unshaped, any data: total <= 1.05x",) + verdict(each(lambda k: k[0] == "unshaped"), tt, None))
+    res.append(("guest-seen downtime <= native + %d ms (heartbeat period)" % HB_MS,) + verdict(each(lambda k: True), t4("guest_ms"), None))
+    res.append(("host-seen downtime <= native + %d ms (heartbeat period)" % HB_MS,) + verdict(each(lambda k: True), t4("host_ms"), None))
+    return res
+
+
+# ---- main -----------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=2, help="migration pairs per case and link (default 2)")
+    ap.add_argument("--links", default=",".join(LINKS))
+    ap.add_argument("--data", default=",".join(DATAS))
+    ap.add_argument("--dirty", default=",".join(DIRTY))
+    ap.add_argument("--native-port", type=int, default=49320, help="QEMU's port for the native path")
+    ap.add_argument("--native-timeout", type=int, default=120,
+                    help="native: `virsh migrate --timeout S --timeout-suspend` (0 = none)")
+    ap.add_argument("--native-only", action="store_true",
+                    help="only the native path (to check the harness while droverctl migrate is not there)")
+    ap.add_argument("--ready-timeout", type=int, default=300)
+    ap.add_argument("--wait-machine", type=int, default=1800,
+                    help="seconds to wait for another cluster to go away")
+    ap.add_argument("--out", default=None, help="raw results as JSON (default DROVER_CLUSTER_DIR/bench-migrate.json)")
+    ap.add_argument("--keep", action="store_true", help="leave the cluster up at the end")
+    a = ap.parse_args()
+    links = [x for x in a.links.split(",") if x]
+    datas = [x for x in a.data.split(",") if x]
+    dirties = [x for x in a.dirty.split(",") if x]
+    for x in links:
+        if x not in LINKS:
+            ap.error("unknown link %s" % x)
+    for x in datas:
+        if x not in DATAS:
+            ap.error("unknown data %s" % x)
+    for x in dirties:
+        if x not in DIRTY:
+            ap.error("unknown dirty level %s" % x)
+    if os.geteuid() != 0:
+        ap.error("must run as root (cluster, tc)")
+    paths = ["native"] if a.native_only else ["drover", "native"]
+
+    shaper = Shaper(a.native_port)
+    vms = []
+    state = {"cluster": False}
+
+    def cleanup():
+        try:
+            shaper.down()
+        except Exception as e:  # noqa: BLE001 - cleanup goes on
+            log("tc cleanup: %s" % e)
+        if state["cluster"]:
+            for vm in vms:
+                try:
+                    delete_vm(vm.name)
+                except Exception as e:  # noqa: BLE001
+                    log("delete %s: %s" % (vm.name, e))
+            if not a.keep:
+                subprocess.run([CLUSTER, "down"], stdout=subprocess.DEVNULL)
+        if lo_root_qdisc().startswith("qdisc htb 1:") and shaper.active:
+            log("WARNING: qdisc still on lo")
+
+    atexit.register(cleanup)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: sys.exit(128 + s))
+
+    if not a.native_only:
+        h = run([CTL, "migrate", "--help"], check=False)
+        if b"migrate VM" not in h.stdout + h.stderr:
+            raise SystemExit("migrate: %s has no `migrate` verb yet (use --native-only)" % CTL)
+
+    wait_for_machine(a.wait_machine)
+    env = dict(os.environ, DROVER_CLUSTER_DIR=D, DROVER_BUILD_DIR=BUILD,
+               DROVER_REPORT_INTERVAL_MS=os.environ.get("DROVER_REPORT_INTERVAL_MS", "1000"))
+    state["cluster"] = True
+    p = subprocess.run([CLUSTER, "up", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise SystemExit("migrate: cluster up failed:\n" + p.stdout.decode(errors="replace")[-3000:])
+    log("cluster up in %s" % D)
+
+    results = []
+    t_start = time.monotonic()
+    for dirty in dirties:
+        for data in datas:
+            vm = Vm("bm-%s-%s" % (data, dirty), data, dirty)
+            delete_vm(vm.name)
+            vms.append(vm)
+            create_vm(vm, a.ready_timeout)
+            wait_inventory(vm)
+            for link in links:
+                if link == "1gbit":
+                    shaper.up()
+                    for port in (DROVER_PORT, a.native_port):
+                        out("migrate: link check 1gbit class for port %d: %.0f Mbit/s" % (port, link_check(port)))
+                for rep in range(a.reps):
+                    order = paths if rep % 2 == 0 else list(reversed(paths))
+                    for path in order:
+                        inv = wait_inventory(vm)
+                        if path == "drover":
+                            r = migrate_drover(vm, shaper)
+                        else:
+                            r = migrate_native(vm, shaper, a.native_port, a.native_timeout)
+                        r.update(link=link, data=data, dirty=dirty, rep=rep, inventory_wait_s=inv)
+                        results.append(r)
+                        out("migrate:   %-6s host%d->host%d link=%s data=%s dirty=%s rep=%d: total %.2fs%s "
+                            "downtime %.0fms guest %sms host-seen %sms rounds %d wire %.1fMiB qemu %.1fMiB%s wall %.2fs%s%s" % (
+                                path, r["src"], r["dst"], link, data, dirty, rep, r["total_s"],
+                                " (job %.2fs)" % r["own_total_s"] if "own_total_s" in r else "",
+                                r["downtime_ms"], fx(r["guest_ms"], "%.0f"), fx(r["host_ms"], "%.0f"),
+                                r["rounds"], mib(r["wire_bytes"]),
+                                mib(r["qemu_bytes"]),
+                                "" if r["tc_bytes"] is None else " tc %.1fMiB" % mib(r["tc_bytes"]),
+                                r["wall_s"],
+                                " lz4=%s %.2fx" % (r["compress"], r["ratio"]) if r["compress"] else "",
+                                " FORCED" if r["forced"] else ""))
+                shaper.down()
+            delete_vm(vm.name)
+            vms.remove(vm)
+
+    summ = summarize(results)
+    out("")
+    for key in sorted(summ, key=lambda k: (LINKS.index(k[0]), DATAS.index(k[1]), list(DIRTY).index(k[2]))):
+        out(case_line(key, summ[key]))
+    out("")
+    out(table(summ, a.reps))
+    out("")
+    for name, verdict, detail in checks(summ):
+        out("migrate: check %-62s %s  (%s)" % (name, verdict, detail))
+    out("migrate: %d migrations in %.0f s" % (len(results), time.monotonic() - t_start))
+    path = a.out or os.path.join(D, "bench-migrate.json")
+    with open(path, "w") as f:
+        json.dump({"results": results,
+                   "summary": {"%s/%s/%s" % k: v for k, v in summ.items()}}, f, indent=1)
+    out("migrate: raw results in %s" % path)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as e:
+        log("error: %s" % e)
+        sys.exit(1)
