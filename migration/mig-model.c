@@ -46,7 +46,7 @@ mig_model_predict (const MigModelInput *in, MigModelResult *out,
   guint32 max_rounds = in->max_rounds ? in->max_rounds : 1;
 
   double remaining = (double) in->ram_bytes;
-  double sent = 0, elapsed = 0, prev_remaining = INFINITY;
+  double sent = 0, elapsed = in->setup_ms / 1000.0, prev_remaining = INFINITY;
   guint32 rounds = 0;
   gboolean converges = FALSE;
 

@@ -29,6 +29,8 @@ typedef struct {
   guint32 downtime_limit_ms; /* switch over once the rest fits in this */
   guint32 max_rounds;        /* give up on convergence after this many */
   guint32 switchover_ms;     /* fixed cost of the final handover */
+  guint32 setup_ms;          /* fixed cost before the first round: preparing
+                              * the destination, connecting, starting QEMU */
 } MigModelInput;
 
 typedef struct {
@@ -41,7 +43,7 @@ typedef struct {
 } MigModelResult;
 
 /* Fills INPUT with the defaults QEMU and Drover use: 300 ms downtime
- * limit, 30 rounds, 20 ms switchover, no compression. */
+ * limit, 30 rounds, 20 ms switchover, no setup cost, no compression. */
 void mig_model_input_init (MigModelInput *input);
 
 /* Predicts a pre-copy migration. Fails only on nonsense input (zero

@@ -45,6 +45,7 @@ gboolean
 sched_migration_predict (const SchedVm *vm,
                          const Drover__V1__MigrationParams *params,
                          double dirty_rate, double link_bandwidth,
+                         double setup_s,
                          Drover__V1__MigrationPrediction *out, GError **error)
 {
   MigModelInput in;
@@ -62,6 +63,7 @@ sched_migration_predict (const SchedVm *vm,
   in.dirty_rate = dirty_rate;
   in.bandwidth = bandwidth;
   in.compression_ratio = 1.0;
+  in.setup_ms = (guint32) CLAMP (setup_s * 1000.0, 0.0, 600000.0);
   in.downtime_limit_ms = params != NULL && params->max_downtime_ms > 0
                            ? params->max_downtime_ms
                            : SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS;
@@ -82,6 +84,79 @@ sched_migration_predict (const SchedVm *vm,
   out->dirty_rate = dirty_rate;
   out->bandwidth = bandwidth;
   return TRUE;
+}
+
+/* What past migrations say about the data path: the best throughput a
+ * completed migration reached (what the channel and QEMU together
+ * sustain; on TCG hosts far below the link) and the fixed cost around
+ * the copy (prepare, connect, QEMU start, finish). The median of the
+ * last SCHED_MIG_LEARN_SAMPLES completed migrations, so one outlier does
+ * not swing the estimate. Without history: DEFAULT_BW and
+ * SCHED_MIG_DEFAULT_SETUP_S. */
+static int
+cmp_double (gconstpointer a, gconstpointer b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
+void
+sched_migration_learn_link (GPtrArray *jobs, double default_bw,
+                            double *bandwidth, double *setup_s)
+{
+  double bws[SCHED_MIG_LEARN_SAMPLES], setups[SCHED_MIG_LEARN_SAMPLES];
+  const SchedJob *picked[SCHED_MIG_LEARN_SAMPLES] = { NULL };
+  guint n = 0;
+
+  *bandwidth = default_bw;
+  *setup_s = SCHED_MIG_DEFAULT_SETUP_S;
+
+  /* The most recent completed migrations, newest first. */
+  for (guint k = 0; k < SCHED_MIG_LEARN_SAMPLES; k++)
+    {
+      const SchedJob *best = NULL;
+
+      for (guint i = 0; jobs != NULL && i < jobs->len; i++)
+        {
+          const SchedJob *job = jobs->pdata[i];
+          gboolean used = FALSE;
+
+          if (strcmp (job->kind, "migrate") != 0
+              || strcmp (job->state, SCHED_JOB_DONE) != 0
+              || job->migration == NULL || job->migration->qemu_bytes == 0
+              || !(job->migration->total_s > 0))
+            continue;
+          for (guint j = 0; j < k; j++)
+            used |= picked[j] == job;
+          if (!used && (best == NULL || job->updated_ms > best->updated_ms))
+            best = job;
+        }
+      if (best == NULL)
+        break;
+      picked[k] = best;
+
+      const Drover__V1__MigrationProgress *m = best->migration;
+      double tp = m->throughput;
+
+      for (size_t r = 0; r < m->n_rounds; r++)
+        if (m->rounds[r] != NULL && isfinite (m->rounds[r]->throughput))
+          tp = MAX (tp, m->rounds[r]->throughput);
+      if (!(tp > 0) || !isfinite (tp))
+        continue;
+      bws[n] = tp;
+      setups[n] = MAX (0.0, m->total_s - (double) m->qemu_bytes / tp
+                                - m->downtime_ms / 1000.0);
+      n++;
+    }
+  if (n == 0)
+    return;
+  qsort (bws, n, sizeof bws[0], cmp_double);
+  qsort (setups, n, sizeof setups[0], cmp_double);
+  /* Never above the configured link: the history may come from a faster
+   * path than this migration's. */
+  *bandwidth = default_bw > 0 ? MIN (bws[n / 2], default_bw) : bws[n / 2];
+  *setup_s = setups[n / 2];
 }
 
 /* --- destination ------------------------------------------------------- */

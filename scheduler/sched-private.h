@@ -199,9 +199,17 @@ double sched_migration_dirty_rate (const SchedVm *vm,
  * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
  * with PARAMS->max_downtime_ms (0 = 500) as the downtime limit, no
  * compression. Fills OUT (initialised here; no pointers). */
+/* Link throughput (bytes/s) and fixed setup cost (s) learned from the
+ * latest completed migrations in JOBS; defaults when there are none. */
+#define SCHED_MIG_LEARN_SAMPLES 5
+#define SCHED_MIG_DEFAULT_SETUP_S 1.0
+void sched_migration_learn_link (GPtrArray *jobs, double default_bw,
+                                 double *bandwidth, double *setup_s);
+
 gboolean sched_migration_predict (const SchedVm *vm,
                                   const Drover__V1__MigrationParams *params,
                                   double dirty_rate, double link_bandwidth,
+                                  double setup_s,
                                   Drover__V1__MigrationPrediction *out,
                                   GError **error);
 

@@ -1483,6 +1483,7 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   const Drover__V1__MigrationParams *params = req->params ? req->params
                                                           : &no_params;
   Drover__V1__MigrationPrediction prediction;
+  double link_bw = 0, setup_s = 0;
   g_autoptr(GError) error = NULL;
   g_autoptr(SchedVm) vm = NULL;
   g_autoptr(SchedHost) source = NULL;
@@ -1550,13 +1551,14 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
       return;
     }
   add_migration_reservations (svc, vms);
+  sched_migration_learn_link (jobs, svc->link_bandwidth, &link_bw, &setup_s);
   dest = sched_migration_pick_dest (&svc->policy, hosts, vms, vm, req->to_host,
                                     &error);
   if (dest == NULL
       || !sched_migration_predict (vm, params,
                                    sched_migration_dirty_rate (
                                      vm, last_migration (jobs, vm->name)),
-                                   svc->link_bandwidth, &prediction, &error))
+                                   link_bw, setup_s, &prediction, &error))
     {
       call_fail (call, error);
       return;

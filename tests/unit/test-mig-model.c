@@ -99,6 +99,19 @@ test_compression (void)
   g_assert_cmpuint (r.bytes_sent, ==, (guint64) GiB);
 }
 
+/* A fixed setup cost adds to the total and nothing else. */
+static void
+test_setup (void)
+{
+  MigModelInput in = base_input ();
+  MigModelResult r;
+  in.setup_ms = 1500;
+  g_assert_true (mig_model_predict (&in, &r, NULL));
+  g_assert_cmpfloat_with_epsilon (r.total_s, 2.5, 1e-9);
+  g_assert_cmpfloat_with_epsilon (r.downtime_ms, 0.0, 1e-9);
+  g_assert_cmpuint (r.rounds, ==, 1);
+}
+
 static void
 test_invalid (void)
 {
@@ -119,6 +132,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mig-model/working-set", test_working_set);
   g_test_add_func ("/mig-model/no-convergence", test_no_convergence);
   g_test_add_func ("/mig-model/compression", test_compression);
+  g_test_add_func ("/mig-model/setup", test_setup);
   g_test_add_func ("/mig-model/invalid", test_invalid);
   return g_test_run ();
 }

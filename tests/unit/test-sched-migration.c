@@ -262,7 +262,7 @@ test_predict (void)
 
   /* 1 GiB over 1 GiB/s, dirtying 10%/s: round 0 takes 1 s and leaves
    * 102 MiB, under the 500 ms x 1 GiB/s threshold. */
-  g_assert_true (sched_migration_predict (vm, NULL, 0.1 * GiB, GiB, &pred,
+  g_assert_true (sched_migration_predict (vm, NULL, 0.1 * GiB, GiB, 0.0, &pred,
                                           &error));
   g_assert_no_error (error);
   g_assert_true (pred.converges);
@@ -276,19 +276,19 @@ test_predict (void)
 
   /* A rate limit below the dirty rate cannot converge. */
   params.bandwidth_bps = 8 * MiB;
-  g_assert_true (sched_migration_predict (vm, &params, 0.1 * GiB, GiB, &pred,
+  g_assert_true (sched_migration_predict (vm, &params, 0.1 * GiB, GiB, 0.0, &pred,
                                           &error));
   g_assert_false (pred.converges);
   g_assert_cmpfloat (pred.bandwidth, ==, 8 * MiB);
   /* ...nor a tiny downtime limit with a busy guest. */
   params.bandwidth_bps = 0;
   params.max_downtime_ms = 1;
-  g_assert_true (sched_migration_predict (vm, &params, 0.9 * GiB, GiB, &pred,
+  g_assert_true (sched_migration_predict (vm, &params, 0.9 * GiB, GiB, 0.0, &pred,
                                           &error));
   g_assert_false (pred.converges);
 
   /* Nonsense input is an error. */
-  g_assert_false (sched_migration_predict (vm, NULL, 0.1 * GiB, 0, &pred,
+  g_assert_false (sched_migration_predict (vm, NULL, 0.1 * GiB, 0, 0.0, &pred,
                                            &error));
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
 }
@@ -472,6 +472,61 @@ test_registry_guard (Fixture *f, gconstpointer data)
   sched_registry_migration_end (f->reg, "web", NULL);
   report (f, "a", "web", "running");
   assert_vm (f, "web", "a", "running");
+}
+
+/* The link estimate comes from completed migrations: the best throughput
+ * they reached and the time left over once the copy is accounted for. */
+static SchedJob *
+make_done_migration (gint64 updated_ms, double throughput, guint64 bytes,
+                     double total_s, guint64 downtime_ms)
+{
+  SchedJob *job = sched_job_new ("migrate", "web", SCHED_JOB_DONE, updated_ms);
+  Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
+
+  job->updated_ms = updated_ms;
+  p.phase = (char *) "completed";
+  p.throughput = throughput;
+  p.qemu_bytes = bytes;
+  p.total_s = total_s;
+  p.downtime_ms = downtime_ms;
+  job->migration = sched_msg_copy (&p.base);
+  return job;
+}
+
+static void
+test_learn_link (void)
+{
+  g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) sched_job_free);
+  double bw, setup;
+
+  /* No history: the configured link and the default setup cost. */
+  sched_migration_learn_link (jobs, GiB, &bw, &setup);
+  g_assert_cmpfloat (bw, ==, GiB);
+  g_assert_cmpfloat (setup, ==, SCHED_MIG_DEFAULT_SETUP_S);
+
+  /* 100 MiB at 100 MiB/s in 3.1 s with 100 ms downtime: 2 s of setup. */
+  g_ptr_array_add (jobs, make_done_migration (10, 100 * MiB, 100 * MiB, 3.1, 100));
+  sched_migration_learn_link (jobs, GiB, &bw, &setup);
+  g_assert_cmpfloat_with_epsilon (bw, 100 * MiB, 1);
+  g_assert_cmpfloat_with_epsilon (setup, 2.0, 1e-9);
+
+  /* The median of three: one outlier on either side does not move it. */
+  g_ptr_array_add (jobs, make_done_migration (20, 10 * MiB, 100 * MiB, 30.0, 0));
+  g_ptr_array_add (jobs, make_done_migration (30, 900 * MiB, 900 * MiB, 1.5, 0));
+  sched_migration_learn_link (jobs, GiB, &bw, &setup);
+  g_assert_cmpfloat_with_epsilon (bw, 100 * MiB, 1);
+  g_assert_cmpfloat_with_epsilon (setup, 2.0, 1e-9);
+
+  /* Never above the configured link. */
+  sched_migration_learn_link (jobs, 50 * MiB, &bw, &setup);
+  g_assert_cmpfloat_with_epsilon (bw, 50 * MiB, 1);
+
+  /* Failed jobs and other kinds teach nothing. */
+  g_ptr_array_set_size (jobs, 0);
+  g_ptr_array_add (jobs, sched_job_new ("migrate", "web", SCHED_JOB_FAILED, 5));
+  g_ptr_array_add (jobs, sched_job_new ("create", "web", SCHED_JOB_DONE, 6));
+  sched_migration_learn_link (jobs, GiB, &bw, &setup);
+  g_assert_cmpfloat (bw, ==, GiB);
 }
 
 /* --- store and recovery -------------------------------------------------- */
@@ -667,6 +722,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-migration/dest/nowhere", test_dest_nowhere);
   g_test_add_func ("/sched-migration/model/dirty-rate", test_dirty_rate);
   g_test_add_func ("/sched-migration/model/predict", test_predict);
+  g_test_add_func ("/sched-migration/model/learn-link", test_learn_link);
   g_test_add_func ("/sched-migration/progress", test_progress);
   g_test_add ("/sched-migration/registry-guard", Fixture, NULL, fixture_setup,
               test_registry_guard, fixture_teardown);
