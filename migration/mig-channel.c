@@ -343,8 +343,8 @@ mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
       return NULL;
     }
   if (h.type != MIG_FRAME_HELLO || h.payload_len < 2
-      || (payload[0] != MIG_CHANNEL_KIND_CONTROL
-          && payload[0] != MIG_CHANNEL_KIND_MEMORY)
+      || payload[0] < MIG_CHANNEL_KIND_CONTROL
+      || payload[0] > MIG_CHANNEL_KIND_LAST
       || !token_is_sane (payload + 1, h.payload_len - 1))
     g_set_error (&refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                  "malformed HELLO");

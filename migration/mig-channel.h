@@ -51,7 +51,12 @@ typedef enum {
 typedef enum {
   MIG_CHANNEL_KIND_CONTROL = 1, /* libvirt's migration control connection */
   MIG_CHANNEL_KIND_MEMORY = 2,  /* QEMU's memory stream */
+  MIG_CHANNEL_KIND_DISK = 3,    /* QEMU's NBD stream (non-shared storage:
+                                   drive-mirror into the destination QEMU's
+                                   NBD server) */
 } MigChannelKind;
+
+#define MIG_CHANNEL_KIND_LAST MIG_CHANNEL_KIND_DISK
 
 typedef enum {
   MIG_COMPRESS_OFF = 0, /* passthrough */

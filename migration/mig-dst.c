@@ -5,9 +5,13 @@
  * control stream is connected to the local libvirtd socket (libvirt's
  * peer-to-peer connection from the source libvirtd), the memory stream to
  * /var/lib/libvirt/qemu/drover-mig-JOB.sock, where the destination QEMU
- * listens (libvirt started it with that incoming URI during Prepare).
+ * listens (libvirt started it with that incoming URI during Prepare), and
+ * the disk stream of a VM with a local disk to .../drover-mig-JOB-disk.sock,
+ * where the destination QEMU's NBD server listens (libvirt started it
+ * with the disks URI during Prepare).
  *
- * The token admits exactly one stream of each kind before it expires.
+ * The token admits exactly one stream of each kind before it expires; a
+ * disk stream only when the job was expected with a disk.
  * MigChannelListener checks HELLO (auth) and hands the channel over
  * (accept) on the same handshake thread; the job matched in auth reaches
  * accept through a thread-local, since accept is not told the token.
@@ -32,7 +36,8 @@ typedef struct {
   char *job_id; /* immutable */
   char *token;  /* immutable */
   gint64 expires_us;
-  gboolean used[3];
+  gboolean with_disk; /* immutable: a disk stream is admitted */
+  gboolean used[MIG_CHANNEL_KIND_LAST + 1];
   GPtrArray *channels; /* MigChannel */
 } Incoming;
 
@@ -91,6 +96,8 @@ on_auth (MigChannelKind kind, const char *token, gpointer user_data,
     refusal = "unknown migration token";
   else if (g_get_monotonic_time () > inc->expires_us)
     refusal = "migration token expired";
+  else if (kind == MIG_CHANNEL_KIND_DISK && !inc->with_disk)
+    refusal = "migration token admits no disk stream";
   else if (inc->used[kind])
     refusal = "migration token already used for this stream";
   else
@@ -149,7 +156,7 @@ on_accept (MigChannel *ch, gpointer user_data)
   MigDst *dst = user_data;
   const char *job_id = g_private_get (&matched_job);
   g_autoptr (GError) error = NULL;
-  g_autofree char *mem_path = NULL;
+  g_autofree char *path = NULL;
   MigChannelKind kind = mig_channel_get_kind (ch);
   Incoming *inc;
   int fd;
@@ -165,10 +172,13 @@ on_accept (MigChannel *ch, gpointer user_data)
   /* Under the lock: mig_dst_forget either sees this channel in the list
    * or the job is gone before we look. Connecting a local socket is
    * quick. */
-  mem_path = mig_mem_sock_path (inc->job_id);
-  fd = connect_unix (kind == MIG_CHANNEL_KIND_CONTROL ? dst->libvirt_sock
-                                                      : mem_path,
-                     &error);
+  if (kind == MIG_CHANNEL_KIND_CONTROL)
+    path = g_strdup (dst->libvirt_sock);
+  else if (kind == MIG_CHANNEL_KIND_DISK)
+    path = mig_disk_sock_path (inc->job_id);
+  else
+    path = mig_mem_sock_path (inc->job_id);
+  fd = connect_unix (path, &error);
   if (fd < 0 || !mig_channel_start (ch, fd, NULL, on_channel_done, inc, &error))
     {
       g_mutex_unlock (&dst->lock);
@@ -222,7 +232,8 @@ mig_dst_get_port (MigDst *dst)
 }
 
 char *
-mig_dst_expect (MigDst *dst, const char *job_id, guint ttl_ms, GError **error)
+mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
+                guint ttl_ms, GError **error)
 {
   Incoming *inc;
   guint8 raw[32];
@@ -266,6 +277,7 @@ mig_dst_expect (MigDst *dst, const char *job_id, guint ttl_ms, GError **error)
   inc->job_id = g_strdup (job_id);
   inc->token = g_strdup (token->str);
   inc->expires_us = g_get_monotonic_time () + (gint64)ttl_ms * 1000;
+  inc->with_disk = with_disk;
   inc->channels = g_ptr_array_new ();
   g_hash_table_insert (dst->jobs, inc->job_id, inc);
   g_mutex_unlock (&dst->lock);
@@ -290,7 +302,7 @@ mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
                 GError **error)
 {
   Incoming *inc;
-  g_autofree char *mem_path = NULL;
+  g_autofree char *mem_path = NULL, *disk_path = NULL;
 
   g_mutex_lock (&dst->lock);
   inc = g_hash_table_lookup (dst->jobs, job_id);
@@ -307,9 +319,11 @@ mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
   if (!inc)
     return TRUE;
   incoming_free (inc);
-  /* QEMU leaves its incoming socket file behind. */
+  /* QEMU leaves its incoming and NBD socket files behind. */
   mem_path = mig_mem_sock_path (job_id);
+  disk_path = mig_disk_sock_path (job_id);
   (void)g_unlink (mem_path);
+  (void)g_unlink (disk_path);
   return TRUE;
 }
 

@@ -52,6 +52,13 @@ mig_ctl_sock_path (const char *job_id)
                           MIG_CTL_SOCK_DIR, job_id);
 }
 
+char *
+mig_disk_sock_path (const char *job_id)
+{
+  return g_strdup_printf ("%s/" MIG_SOCK_PREFIX "%s-disk.sock",
+                          MIG_QEMU_SOCK_DIR, job_id);
+}
+
 guint
 mig_sweep_sockets (void)
 {
@@ -181,6 +188,8 @@ mig_job_stats_parse (virTypedParameterPtr params, int n, MigJobStats *st)
   st->downtime_ms = param_u64 (params, n, VIR_DOMAIN_JOB_DOWNTIME);
   st->data_processed = param_u64 (params, n, VIR_DOMAIN_JOB_DATA_PROCESSED);
   st->time_elapsed_ms = param_u64 (params, n, VIR_DOMAIN_JOB_TIME_ELAPSED);
+  st->disk_total = param_u64 (params, n, VIR_DOMAIN_JOB_DISK_TOTAL);
+  st->disk_processed = param_u64 (params, n, VIR_DOMAIN_JOB_DISK_PROCESSED);
   st->sample.elapsed_ms = (gint64)st->time_elapsed_ms;
 }
 

@@ -5,9 +5,11 @@
  *   downtime limit, when to force a switchover (pause) and when to abort.
  *   No libvirt, so it is unit-tested with synthetic sequences.
  * - mig_src_run (mig-src.c): the source side. Owns two unix sockets in
- *   the host's namespace (libvirt control connection, QEMU memory stream),
- *   carries each accepted connection to the destination agent over a
- *   MigChannel, runs virDomainMigrateToURI3 and the controller loop.
+ *   the host's namespace (libvirt control connection, QEMU memory stream)
+ *   and, for a VM with a local disk, a third one (QEMU's NBD stream of
+ *   the disk copy), carries each accepted connection to the destination
+ *   agent over a MigChannel, runs virDomainMigrateToURI3 and the
+ *   controller loop.
  * - MigDst (mig-dst.c): the destination side. A MigChannelListener that
  *   accepts the streams of expected migrations (one-time tokens) and
  *   connects them to the local libvirtd socket and the destination QEMU's
@@ -43,6 +45,9 @@ typedef enum {
 #define MIG_CTL_SOCK_DIR "/run/libvirt"
 #define MIG_LIBVIRT_SOCK "/run/libvirt/libvirt-sock"
 #define MIG_SOCK_PREFIX "drover-mig-"
+/* The one disk Drover gives a VM (agent-domain-xml.c), the only one a
+ * migration copies. */
+#define MIG_DISK_TARGET "vda"
 
 #define MIG_DEFAULT_MAX_DOWNTIME_MS 500
 #define MIG_INITIAL_DOWNTIME_MS 50
@@ -60,6 +65,11 @@ gboolean mig_job_id_valid (const char *job_id);
  * and "/run/libvirt/drover-mig-JOB-ctl.sock" (control, source only). */
 char *mig_mem_sock_path (const char *job_id);
 char *mig_ctl_sock_path (const char *job_id);
+/* "/var/lib/libvirt/qemu/drover-mig-JOB-disk.sock": the NBD stream of a
+ * disk copy. The destination QEMU's NBD server listens there in the
+ * destination's namespace; the source QEMU connects to the same path in
+ * the source's namespace, where the source agent listens. */
+char *mig_disk_sock_path (const char *job_id);
 
 /* Removes leftover drover-mig-* sockets in both directories (an agent
  * that starts has no migration running). Returns how many it removed. */
@@ -168,6 +178,8 @@ typedef struct {
   guint64 downtime_ms;   /* VIR_DOMAIN_JOB_DOWNTIME, 0 if absent */
   guint64 data_processed;/* VIR_DOMAIN_JOB_DATA_PROCESSED */
   guint64 time_elapsed_ms;
+  guint64 disk_total;    /* VIR_DOMAIN_JOB_DISK_TOTAL (storage copy) */
+  guint64 disk_processed;/* VIR_DOMAIN_JOB_DISK_PROCESSED */
 } MigJobStats;
 void mig_job_stats_parse (virTypedParameterPtr params, int nparams,
                           MigJobStats *stats);
@@ -183,7 +195,8 @@ typedef struct {
   const char *token;
   MigChannelCreds *creds;     /* NULL: plain TCP (tests only) */
   const char *dest_console_path;
-  const char *dest_disk_path; /* NULL/"" = no disk */
+  const char *dest_disk_path; /* NULL/"" = no disk; else MIG_DISK_TARGET
+                                 is copied there (non-shared storage) */
   MigCompressMode compress;
   guint64 bandwidth_bps;      /* channel rate limit, 0 = none */
   guint32 max_downtime_ms, timeout_per_gib_s, stall_rounds; /* 0 = default */
@@ -195,6 +208,7 @@ typedef struct {
 typedef struct {
   const char *phase; /* preparing, precopy, switchover, completed, aborted, failed */
   guint64 memory_total, memory_processed, memory_remaining;
+  guint64 disk_total, disk_processed; /* storage copy, 0 without a disk */
   guint32 iteration;
   double dirty_rate, throughput, eta_s;
   guint32 downtime_limit_ms;
@@ -250,13 +264,14 @@ MigDst *mig_dst_new (const MigDstConfig *config, GError **error);
 guint16 mig_dst_get_port (MigDst *dst);
 
 /* Expects a migration JOB_ID: returns a fresh token (caller frees) that
- * admits one control and one memory stream within TTL_MS. */
-char *mig_dst_expect (MigDst *dst, const char *job_id, guint ttl_ms,
-                      GError **error);
+ * admits one control and one memory stream within TTL_MS, and one disk
+ * stream (connected to mig_disk_sock_path) when WITH_DISK. */
+char *mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
+                      guint ttl_ms, GError **error);
 /* TRUE once a control stream of JOB_ID was accepted. */
 gboolean mig_dst_started (MigDst *dst, const char *job_id);
 /* Forgets JOB_ID: closes its channels (waiting for the pumps) and removes
- * its memory socket path. TOKEN, when non-NULL, must match. FALSE with
+ * its memory and disk socket paths. TOKEN, when non-NULL, must match. FALSE with
  * MIG_ERROR_AUTH on a mismatch, NOT found is fine (TRUE). */
 gboolean mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
                          GError **error);
