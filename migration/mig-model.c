@@ -45,7 +45,9 @@ mig_model_predict (const MigModelInput *in, MigModelResult *out,
   double threshold = payload_bw * in->downtime_limit_ms / 1000.0;
   guint32 max_rounds = in->max_rounds ? in->max_rounds : 1;
 
-  double remaining = (double) in->ram_bytes;
+  /* Round 0 sends every page that holds data; zero pages go as markers. */
+  double remaining = (double) (in->touched_bytes && in->touched_bytes < in->ram_bytes
+                               ? in->touched_bytes : in->ram_bytes);
   double sent = 0, elapsed = in->setup_ms / 1000.0, prev_remaining = INFINITY;
   guint32 rounds = 0;
   gboolean converges = FALSE;

@@ -6,9 +6,16 @@
  *   /var/lib/libvirt/qemu/drover-mig-JOB.sock   QEMU's memory stream
  *                                          (migrate URI unix://...; QEMU
  *                                          may only connect under there)
+ * and, for a VM with a local disk, a third:
+ *   /var/lib/libvirt/qemu/drover-mig-JOB-disk.sock   QEMU's NBD stream
+ *                                          (disks URI unix://...): libvirt
+ *                                          mirrors MIG_DISK_TARGET into the
+ *                                          destination QEMU's NBD server
+ *                                          before the memory moves
+ *                                          (VIR_MIGRATE_NON_SHARED_DISK)
  * Each connection accepted on them becomes one MigChannel to the
- * destination agent, which connects it to its libvirtd and to its QEMU's
- * incoming socket. virDomainMigrateToURI3 runs on its own thread while
+ * destination agent, which connects it to its libvirtd, to its QEMU's
+ * incoming socket or to its QEMU's NBD socket. virDomainMigrateToURI3 runs on its own thread while
  * this thread polls the job every MIG_POLL_MS and applies MigCtl's
  * decisions. No libvirtd listens on TCP anywhere.
  *
@@ -50,8 +57,9 @@ struct _Src {
   MigChannel *memory;  /* borrowed from channels, lock */
   guint ended;         /* channels that called done, lock */
   GError *channel_error; /* first channel error, lock */
-  gboolean used[3];    /* a stream of that kind was carried, lock */
-  Fwd fwd[2];
+  gboolean used[MIG_CHANNEL_KIND_LAST + 1]; /* a stream of that kind was
+                                              carried, lock */
+  Fwd fwd[3]; /* control, memory, disk (only with a disk) */
 };
 
 /* Shared with libvirt's event thread; freed by the event's freecb. */
@@ -107,6 +115,21 @@ on_job_completed (virConnectPtr conn, virDomainPtr dom,
 
 /* ---- channels ------------------------------------------------------------ */
 
+static const char *
+kind_name (MigChannelKind kind)
+{
+  switch (kind)
+    {
+    case MIG_CHANNEL_KIND_CONTROL:
+      return "control";
+    case MIG_CHANNEL_KIND_MEMORY:
+      return "memory";
+    case MIG_CHANNEL_KIND_DISK:
+      return "disk";
+    }
+  return "?";
+}
+
 static void
 src_set_error (Src *src, const GError *error)
 {
@@ -150,8 +173,7 @@ carry (Fwd *fwd, GSocketConnection *conn)
   if (!first)
     {
       /* The token admits one stream per kind. */
-      g_debug ("refusing a second %s connection",
-               fwd->kind == MIG_CHANNEL_KIND_CONTROL ? "control" : "memory");
+      g_debug ("refusing a second %s connection", kind_name (fwd->kind));
       return;
     }
 
@@ -163,9 +185,7 @@ carry (Fwd *fwd, GSocketConnection *conn)
          : NULL;
   if (!ch)
     {
-      g_prefix_error (&error, "%s stream to %s:%u: ",
-                      fwd->kind == MIG_CHANNEL_KIND_CONTROL ? "control"
-                                                            : "memory",
+      g_prefix_error (&error, "%s stream to %s:%u: ", kind_name (fwd->kind),
                       c->channel_host, c->channel_port);
       src_set_error (src, error);
       return; /* closing CONN makes libvirt/QEMU fail at once */
@@ -406,7 +426,9 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
   MigCtlConfig cc;
   virDomainInfo info;
   g_autofree char *xml = NULL, *persist_xml = NULL;
-  g_autofree char *mem_uri = NULL;
+  g_autofree char *mem_uri = NULL, *disk_uri = NULL;
+  gboolean with_disk = c->dest_disk_path && *c->dest_disk_path;
+  guint64 disk_bytes = 0;
   int maxparams = 0;
   GThread *thread = NULL;
   gint64 t0 = g_get_monotonic_time ();
@@ -447,8 +469,22 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
                    info.state);
       goto out;
     }
-  mig_ctl_config_init (&cc, (guint64)info.maxMem * 1024, c->max_downtime_ms,
-                       c->timeout_per_gib_s, c->stall_rounds);
+  if (with_disk)
+    {
+      virDomainBlockInfo bi;
+
+      /* The disk copy counts towards the completion timeout like RAM. */
+      if (virDomainGetBlockInfo (dom, MIG_DISK_TARGET, &bi, 0) < 0)
+        {
+          mig_libvirt_error (&local, MIG_ERROR_FAILED,
+                             "cannot read the size of disk " MIG_DISK_TARGET);
+          goto out;
+        }
+      disk_bytes = bi.allocation;
+    }
+  mig_ctl_config_init (&cc, (guint64)info.maxMem * 1024 + disk_bytes,
+                       c->max_downtime_ms, c->timeout_per_gib_s,
+                       c->stall_rounds);
   if (c->initial_downtime_ms)
     cc.initial_downtime_ms = MIN (c->initial_downtime_ms, cc.max_downtime_ms);
   ctl = mig_ctl_new (&cc);
@@ -462,7 +498,10 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
   if (!fwd_open (&src, &src.fwd[0], MIG_CHANNEL_KIND_CONTROL,
                  mig_ctl_sock_path (c->job_id), &local)
       || !fwd_open (&src, &src.fwd[1], MIG_CHANNEL_KIND_MEMORY,
-                    mig_mem_sock_path (c->job_id), &local))
+                    mig_mem_sock_path (c->job_id), &local)
+      || (with_disk
+          && !fwd_open (&src, &src.fwd[2], MIG_CHANNEL_KIND_DISK,
+                        mig_disk_sock_path (c->job_id), &local)))
     goto out;
 
   ev_iter = virConnectDomainEventRegisterAny (
@@ -487,13 +526,29 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
                                  src.fwd[0].path);
   mc.flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER
              | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+  if (with_disk)
+    {
+      /* Full copy of the one Drover disk into the empty image the
+       * destination agent made; QEMU's NBD stream takes our socket. */
+      mc.flags |= VIR_MIGRATE_NON_SHARED_DISK;
+      disk_uri = g_strdup_printf ("unix://%s", src.fwd[2].path);
+    }
   if (virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
                                VIR_MIGRATE_PARAM_URI, mem_uri) < 0
       || virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
                                   VIR_MIGRATE_PARAM_DEST_XML, xml) < 0
       || virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
                                   VIR_MIGRATE_PARAM_PERSIST_XML, persist_xml)
-             < 0)
+             < 0
+      || (with_disk
+          && (virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
+                                       VIR_MIGRATE_PARAM_DISKS_URI, disk_uri)
+                  < 0
+              || virTypedParamsAddString (&mc.params, &mc.nparams,
+                                          &maxparams,
+                                          VIR_MIGRATE_PARAM_MIGRATE_DISKS,
+                                          MIG_DISK_TARGET)
+                     < 0)))
     {
       mig_libvirt_error (&local, MIG_ERROR_FAILED,
                          "cannot build migration parameters");
@@ -509,6 +564,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
     {
       MigCtlDecision d;
       guint32 noted;
+      gboolean running;
 
       if (!abort_wanted && g_cancellable_is_cancelled (cancel))
         {
@@ -518,7 +574,15 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
       if (abort_wanted && !abort_sent)
         abort_sent = virDomainAbortJob (dom) == 0;
 
-      if (mig_job_stats_get (dom, 0, &js) && js.sample.total > 0)
+      running = mig_job_stats_get (dom, 0, &js);
+      if (running && js.disk_total > 0)
+        {
+          /* The disk copy runs before the memory moves (and keeps
+           * mirroring writes while it does). */
+          p.disk_total = js.disk_total;
+          p.disk_processed = js.disk_processed;
+        }
+      if (running && js.sample.total > 0)
         {
           last = js;
           have_last = TRUE;
@@ -584,6 +648,11 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
         {
           p.downtime_ms = fin.downtime_ms;
           p.qemu_bytes = fin.data_processed;
+          if (fin.disk_total)
+            {
+              p.disk_total = fin.disk_total;
+              p.disk_processed = fin.disk_processed;
+            }
           if (fin.sample.total)
             {
               last.sample.total = fin.sample.total;

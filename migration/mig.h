@@ -21,7 +21,9 @@ typedef enum {
 
 /* What the model needs to know. Rates are bytes per second. */
 typedef struct {
-  guint64 ram_bytes;         /* guest RAM to send in the first round */
+  guint64 ram_bytes;         /* guest RAM */
+  guint64 touched_bytes;     /* RAM that holds data; the rest is zero pages,
+                              * which cost next to nothing. 0 = all of it */
   guint64 working_set_bytes; /* pages the guest keeps dirtying; 0 = all RAM */
   double dirty_rate;         /* bytes dirtied per second */
   double bandwidth;          /* link bytes per second, after the channel */

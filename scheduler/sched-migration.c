@@ -60,6 +60,8 @@ sched_migration_predict (const SchedVm *vm,
 
   mig_model_input_init (&in);
   in.ram_bytes = vm->spec->memory;
+  if (vm->status != NULL)
+    in.touched_bytes = vm->status->memory_rss;
   in.dirty_rate = dirty_rate;
   in.bandwidth = bandwidth;
   in.compression_ratio = 1.0;

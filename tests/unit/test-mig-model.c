@@ -99,6 +99,22 @@ test_compression (void)
   g_assert_cmpuint (r.bytes_sent, ==, (guint64) GiB);
 }
 
+/* Only touched memory costs a full send in the first round. */
+static void
+test_touched (void)
+{
+  MigModelInput in = base_input ();
+  MigModelResult r;
+  in.touched_bytes = (guint64) (256 * MiB);
+  g_assert_true (mig_model_predict (&in, &r, NULL));
+  g_assert_cmpfloat_with_epsilon (r.total_s, 0.25, 1e-9);
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64) (256 * MiB));
+  /* More than RAM (QEMU's own overhead counted in) is capped at RAM. */
+  in.touched_bytes = (guint64) (2 * GiB);
+  g_assert_true (mig_model_predict (&in, &r, NULL));
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64) GiB);
+}
+
 /* A fixed setup cost adds to the total and nothing else. */
 static void
 test_setup (void)
@@ -133,6 +149,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mig-model/no-convergence", test_no_convergence);
   g_test_add_func ("/mig-model/compression", test_compression);
   g_test_add_func ("/mig-model/setup", test_setup);
+  g_test_add_func ("/mig-model/touched", test_touched);
   g_test_add_func ("/mig-model/invalid", test_invalid);
   return g_test_run ();
 }
