@@ -1,19 +1,24 @@
 /* AgentService's live-migration calls and the console history.
  *
  * Destination: PrepareIncoming checks capacity, claims the VM name,
- * reserves the memory and registers a one-time token with the migration
- * listener (MigDst). When the control stream of the job ends (the source
- * libvirtd closed its connection: the migration is over either way),
- * finish_incoming decides: the VM arrived (persistent, active: resume it
- * if it came paused, fetch its console history from the source) or it
- * did not (remove any half-made transient domain). Either way the
+ * reserves the memory, creates an empty disk image of the VM's size when
+ * it has a disk (libvirt's storage copy fills it) and registers a
+ * one-time token with the migration listener (MigDst). When the control
+ * stream of the job ends (the source libvirtd closed its connection: the
+ * migration is over either way), finish_incoming decides: the VM arrived
+ * (persistent, active: resume it if it came paused, fetch its console
+ * history from the source) or it did not (remove any half-made transient
+ * domain and the disk image PrepareIncoming made). Either way the
  * reservation, the name claim and the sockets go. CancelIncoming and the
  * token's expiry take the same path.
  *
  * Source: MigrateOut claims the VM and runs mig_src_run on a worker
  * thread; its progress goes into a queue that the agent's main context
  * drains into the server stream (in order). Cancelling the call cancels
- * the migration (the libvirt job is aborted).
+ * the migration (the libvirt job is aborted). A VM with a disk takes its
+ * disk along (non-shared storage migration); once it runs on the
+ * destination and is undefined here, the disk image here is garbage and
+ * is removed. A failed migration never touches it.
  *
  * Console history: ReadConsole serves console/NAME.history (what the VM
  * wrote on earlier hosts) followed by console/NAME.log as one stream. On
@@ -32,6 +37,7 @@
 #include <unistd.h>
 
 #include "mig-migrate.h"
+#include "stor.h"
 
 #define INCOMING_TTL_MS (120 * 1000)
 #define HISTORY_MAX_BYTES (64 * 1024 * 1024)
@@ -45,6 +51,7 @@ typedef struct
   char *token;
   char *name;
   char *source_address;
+  char *disk_path;     /* image made for the VM here, NULL without a disk */
   guint64 memory;
   guint expiry_source; /* main context */
   gboolean finishing;  /* lock */
@@ -68,6 +75,7 @@ reservation_free (Reservation *r)
   g_free (r->token);
   g_free (r->name);
   g_free (r->source_address);
+  g_free (r->disk_path);
   g_free (r);
 }
 
@@ -325,6 +333,71 @@ remove_transient (virConnectPtr conn, const char *name)
     }
 }
 
+/* An image PrepareIncoming made carries a mark, DISK.incoming, until its
+ * migration is decided, so one that an agent which died meanwhile left
+ * behind is known for what it is and taken back. */
+static char *
+incoming_mark (const char *disk_path)
+{
+  return g_strconcat (disk_path, ".incoming", NULL);
+}
+
+/* Takes back DISK_PATH if it is the marked image of an undecided incoming
+ * migration of VM NAME: removed when no VM NAME is here, kept (unmarked)
+ * when the VM arrived, left alone when libvirt cannot tell. */
+static void
+reclaim_incoming_disk (virConnectPtr conn, const char *name,
+                       const char *disk_path)
+{
+  g_autofree char *mark = incoming_mark (disk_path);
+  g_autoptr (virDomain) dom = NULL;
+  virErrorPtr err;
+
+  if (!g_file_test (mark, G_FILE_TEST_EXISTS))
+    return;
+  dom = virDomainLookupByName (conn, name);
+  if (dom)
+    {
+      if (virDomainIsPersistent (dom) == 1)
+        (void)g_unlink (mark);
+      return; /* a transient one: a half-made incoming VM, not decided */
+    }
+  err = virGetLastError ();
+  if (!err || err->code != VIR_ERR_NO_DOMAIN)
+    return;
+  if (stor_disk_remove (disk_path, NULL))
+    {
+      (void)g_unlink (mark);
+      g_message ("removed %s, left by an unfinished incoming migration",
+                 disk_path);
+    }
+}
+
+/* Agent start: takes back the images of incoming migrations an earlier
+ * run left undecided. */
+static void
+reclaim_incoming_disks (Agent *agent)
+{
+  g_autoptr (GDir) dir = g_dir_open (agent->disk_dir, 0, NULL);
+  g_autoptr (virConnect) conn = NULL;
+  const char *file;
+
+  while (dir && (file = g_dir_read_name (dir)))
+    {
+      g_autofree char *name = NULL, *path = NULL;
+
+      if (!g_str_has_suffix (file, ".qcow2.incoming"))
+        continue;
+      name = g_strndup (file, strlen (file) - strlen (".qcow2.incoming"));
+      path = stor_disk_path (agent->config.data_dir, name, NULL);
+      if (!path)
+        continue;
+      if (!conn && !(conn = agent_libvirt_get (agent->lv, NULL)))
+        return; /* libvirt not up yet: the next PrepareIncoming decides */
+      reclaim_incoming_disk (conn, name, path);
+    }
+}
+
 /* Ends incoming job JOB_ID: any thread but a channel's. */
 static void
 finish_incoming (Agent *agent, const char *job_id, const char *token,
@@ -374,6 +447,19 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
         }
       else
         remove_transient (conn, r->name);
+    }
+  /* The image PrepareIncoming made holds nothing of value unless the VM
+   * arrived (then it is the VM's disk). Without a libvirt connection
+   * whether it arrived is unknown: keep it, marked. */
+  if (r->disk_path && (arrived || conn))
+    {
+      g_autofree char *mark = incoming_mark (r->disk_path);
+      g_autoptr (GError) e = NULL;
+
+      if (!arrived && !stor_disk_remove (r->disk_path, &e))
+        g_message ("migration %s: %s", job_id, e->message);
+      else
+        (void)g_unlink (mark);
     }
   if (arrived && !cancelled)
     {
@@ -500,7 +586,7 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   Expiry *e;
   GSource *s;
   const Drover__V1__VmSpec *spec = req->spec;
-  g_autofree char *console = NULL, *hist = NULL;
+  g_autofree char *console = NULL, *hist = NULL, *disk_path = NULL;
 
   if (!m)
     {
@@ -516,12 +602,6 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
     }
   if (!agent_check_spec (agent, spec, error))
     return NULL;
-  if (spec->disk > 0)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                           "migrating VMs with local disks is not supported yet");
-      return NULL;
-    }
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
@@ -537,7 +617,28 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
     }
   if (!agent_check_memory (agent, conn, spec, error))
     goto fail;
-  token = mig_dst_expect (m->dst, req->job_id, INCOMING_TTL_MS, &local);
+  if (spec->disk > 0)
+    {
+      /* Same virtual size as the source's image: QEMU's NBD server
+       * exports it and the source mirrors its disk into it. An image
+       * already there is refused (stor_disk_create), never overwritten:
+       * no VM of that name is here, but the file may be someone's data. */
+      g_autofree char *mark = NULL;
+
+      disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
+      if (disk_path)
+        reclaim_incoming_disk (conn, spec->name, disk_path);
+      if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
+        {
+          g_clear_pointer (&disk_path, g_free);
+          goto fail;
+        }
+      mark = incoming_mark (disk_path);
+      if (!g_file_set_contents (mark, req->job_id, -1, error))
+        goto fail;
+    }
+  token = mig_dst_expect (m->dst, req->job_id, disk_path != NULL,
+                          INCOMING_TTL_MS, &local);
   if (!token)
     {
       g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
@@ -557,6 +658,7 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   r->source_address = g_strdup (req->source_address ? req->source_address
                                                      : "");
   r->memory = spec->memory;
+  r->disk_path = g_strdup (disk_path);
   e = g_new0 (Expiry, 1);
   e->agent = agent_ref (agent);
   e->job_id = g_strdup (req->job_id);
@@ -575,10 +677,17 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   reply->token = g_steal_pointer (&token);
   reply->channel_address = g_strdup (m->channel_address);
   reply->console_path = g_steal_pointer (&console);
-  reply->disk_path = agent_msg_strdup ("");
+  reply->disk_path = agent_msg_strdup (disk_path ? disk_path : "");
   return (ProtobufCMessage *)reply;
 
 fail:
+  if (disk_path)
+    {
+      g_autofree char *mark = incoming_mark (disk_path);
+
+      (void)stor_disk_remove (disk_path, NULL);
+      (void)g_unlink (mark);
+    }
   agent_vm_release (agent, spec->name);
   return NULL;
 }
@@ -751,6 +860,12 @@ on_progress (const MigProgress *p, gpointer user_data)
 
   if (p->final)
     op->sent_final = TRUE;
+  /* MigrationProgress has no disk fields: the disk copy's figures go to
+   * the log (its bytes are in wire/payload and QEMU's bytes). */
+  if (p->final && p->disk_total)
+    g_message ("migration %s: disk %s: %" G_GUINT64_FORMAT " of %"
+               G_GUINT64_FORMAT " bytes copied", op->req->job_id,
+               MIG_DISK_TARGET, p->disk_processed, p->disk_total);
   out_push (op, progress_msg (p), FALSE, 0, NULL);
 }
 
@@ -786,6 +901,32 @@ mig_status (const GError *error)
   return agent_error_to_status (error);
 }
 
+/* After a completed migration: the VM runs on the destination with its
+ * own copy of the disk, so the image here is garbage. Removed only once
+ * libvirt no longer knows the VM here (UNDEFINE_SOURCE), never before. */
+static void
+remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
+                    const char *path)
+{
+  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+  g_autoptr (GError) error = NULL;
+  virErrorPtr err = dom ? NULL : virGetLastError ();
+
+  /* Only libvirt's "no such domain" proves it gone (a lookup that failed
+   * for another reason proves nothing). */
+  if (dom || !err || err->code != VIR_ERR_NO_DOMAIN)
+    {
+      g_message ("migration %s: VM %s may still be defined here; keeping %s",
+                 job_id, name, path);
+      return;
+    }
+  if (!stor_disk_remove (path, &error))
+    g_message ("migration %s: %s", job_id, error->message);
+  else
+    g_message ("migration %s: removed the disk image %s left behind",
+               job_id, path);
+}
+
 static gboolean
 migrate_out (OutOp *op, GError **error)
 {
@@ -796,6 +937,7 @@ migrate_out (OutOp *op, GError **error)
   g_autoptr (virDomain) dom = NULL;
   g_autofree char *xml = NULL, *host = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autofree char *disk_path = NULL;
   MigSrcConfig cfg = { 0 };
   gboolean ok;
 
@@ -830,9 +972,17 @@ migrate_out (OutOp *op, GError **error)
   spec = xml ? agent_domain_xml_parse (xml, NULL) : NULL;
   if (spec && spec->disk > 0)
     {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                           "migrating VMs with local disks is not supported yet");
-      goto out_release;
+      if (!g_path_is_absolute (req->dest_disk_path))
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "VM %s has a disk but the destination gave no disk "
+                       "path",
+                       req->name);
+          goto out_release;
+        }
+      disk_path = stor_disk_path (agent->config.data_dir, req->name, error);
+      if (!disk_path)
+        goto out_release;
     }
 
   cfg.job_id = req->job_id;
@@ -840,7 +990,7 @@ migrate_out (OutOp *op, GError **error)
   cfg.token = req->token;
   cfg.creds = agent->migration->creds;
   cfg.dest_console_path = req->dest_console_path;
-  cfg.dest_disk_path = req->dest_disk_path;
+  cfg.dest_disk_path = disk_path ? req->dest_disk_path : NULL;
   cfg.compress = MIG_COMPRESS_AUTO;
   if (params)
     {
@@ -866,6 +1016,8 @@ migrate_out (OutOp *op, GError **error)
   if (ok)
     g_message ("migration %s: VM %s left for %s", req->job_id, req->name,
                *req->dest_host ? req->dest_host : "?");
+  if (ok && disk_path)
+    remove_source_disk (conn, req->job_id, req->name, disk_path);
   agent_vm_release (agent, req->name);
   kick (agent);
   return ok;
@@ -973,6 +1125,7 @@ agent_migration_start (Agent *agent, GError **error)
   swept = mig_sweep_sockets ();
   if (swept)
     g_message ("removed %u stale migration sockets", swept);
+  reclaim_incoming_disks (agent);
   dc.creds = m->creds;
   dc.address = ip;
   dc.port = agent->config.migration_port;

@@ -217,8 +217,12 @@ agent_stats_collect (AgentStats *stats, virConnectPtr conn, GError **error)
                         | VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_VCPU
                         | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
 
-  /* Without ENFORCE_STATS, groups a driver lacks are simply absent. */
-  n = virConnectGetAllDomainStats (conn, groups, &records, 0);
+  /* Without ENFORCE_STATS, groups a driver lacks are simply absent.
+   * NOWAIT: a domain busy in a job that admits no queries (an incoming
+   * migration) would otherwise block the report for libvirt's 30 s job
+   * wait, and the scheduler would take the host for dead. */
+  n = virConnectGetAllDomainStats (conn, groups, &records,
+                                   VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT);
   if (n < 0)
     {
       agent_libvirt_error (error, "cannot read domain statistics");

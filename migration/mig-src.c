@@ -15,9 +15,9 @@
  *                                          (VIR_MIGRATE_NON_SHARED_DISK)
  * Each connection accepted on them becomes one MigChannel to the
  * destination agent, which connects it to its libvirtd, to its QEMU's
- * incoming socket or to its QEMU's NBD socket. virDomainMigrateToURI3 runs on its own thread while
- * this thread polls the job every MIG_POLL_MS and applies MigCtl's
- * decisions. No libvirtd listens on TCP anywhere.
+ * incoming socket or to its QEMU's NBD socket. virDomainMigrateToURI3
+ * runs on its own thread while this thread polls the job every
+ * MIG_POLL_MS and applies MigCtl's decisions. No libvirtd listens on TCP anywhere.
  *
  * Threads: the caller's (controller loop), one running the libvirt call,
  * one accept thread per socket, two pumps per channel, and libvirt's

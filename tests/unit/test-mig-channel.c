@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "mig-channel-private.h"
+#include "mig-migrate.h"
 
 #define DATA_LEN (3 * 1024 * 1024 + 12345)
 #define HELLO_WIRE (MIG_FRAME_HEADER_SIZE + 1 + 64)
@@ -994,6 +995,94 @@ test_auth_expired_and_kind (void)
   server_free (s);
 }
 
+static void
+test_auth_disk_kind (void)
+{
+  Server *s = server_new (creds_b);
+  g_autofree char *disk
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_DISK, 10000);
+  g_autofree char *mem
+      = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  g_autoptr (GError) error = NULL;
+  MigChannel *client, *accepted;
+  const GError *refusal;
+
+  /* A disk token opens no memory stream, a memory token no disk stream. */
+  assert_refused (s, disk, MIG_CHANNEL_KIND_MEMORY, "another stream kind");
+  assert_refused (s, mem, MIG_CHANNEL_KIND_DISK, "another stream kind");
+  g_assert_cmpuint (s->n_accepted, ==, 0);
+
+  g_free (disk);
+  disk = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_DISK, 10000);
+  client = mig_channel_connect (creds_a, "127.0.0.1", s->port,
+                                MIG_CHANNEL_KIND_DISK, disk, NULL, &error);
+  g_assert_no_error (error);
+  accepted = server_take (s);
+  g_assert_cmpint (mig_channel_get_kind (accepted), ==, MIG_CHANNEL_KIND_DISK);
+  mig_channel_free (accepted);
+  mig_channel_free (client);
+  assert_refused (s, disk, MIG_CHANNEL_KIND_DISK, "already used");
+
+  /* A kind past the last one is a malformed HELLO, whatever the token. */
+  g_free (mem);
+  mem = mig_token_table_issue (s->tokens, MIG_CHANNEL_KIND_MEMORY, 10000);
+  client = mig_channel_connect (creds_a, "127.0.0.1", s->port,
+                                (MigChannelKind)(MIG_CHANNEL_KIND_LAST + 1),
+                                mem, NULL, &error);
+  g_assert_null (client);
+  g_assert_nonnull (error);
+  refusal = server_refusal (s);
+  g_assert_error (refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
+  g_assert_nonnull (strstr (refusal->message, "malformed HELLO"));
+  g_assert_cmpuint (s->n_accepted, ==, 1);
+  server_free (s);
+}
+
+/* MigDst admits a disk stream only for a job expected with a disk. */
+static void
+test_dst_disk_token (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *no_disk = NULL, *with_disk = NULL;
+  MigDstConfig cfg = { 0 };
+  MigDst *dst;
+  MigChannel *ch;
+
+  cfg.address = "127.0.0.1";
+  cfg.libvirt_sock = "/nonexistent/drover-test-libvirt-sock";
+  dst = mig_dst_new (&cfg, &error);
+  g_assert_no_error (error);
+  no_disk = mig_dst_expect (dst, "test-no-disk", FALSE, 10000, &error);
+  g_assert_no_error (error);
+  with_disk = mig_dst_expect (dst, "test-disk", TRUE, 10000, &error);
+  g_assert_no_error (error);
+
+  ch = mig_channel_connect (NULL, "127.0.0.1", mig_dst_get_port (dst),
+                            MIG_CHANNEL_KIND_DISK, no_disk, NULL, &error);
+  g_assert_null (ch);
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH);
+  g_assert_nonnull (strstr (error->message, "no disk stream"));
+  g_clear_error (&error);
+
+  /* Admitted (the local NBD socket is missing here, so the destination
+   * drops the stream after the handshake), then used up. */
+  ch = mig_channel_connect (NULL, "127.0.0.1", mig_dst_get_port (dst),
+                            MIG_CHANNEL_KIND_DISK, with_disk, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (ch);
+  mig_channel_free (ch);
+  ch = mig_channel_connect (NULL, "127.0.0.1", mig_dst_get_port (dst),
+                            MIG_CHANNEL_KIND_DISK, with_disk, NULL, &error);
+  g_assert_null (ch);
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH);
+  g_assert_nonnull (strstr (error->message, "already used"));
+  g_clear_error (&error);
+
+  g_assert_true (mig_dst_forget (dst, "test-disk", with_disk, &error));
+  g_assert_no_error (error);
+  mig_dst_free (dst);
+}
+
 /* ---- tests: TLS ------------------------------------------------------- */
 
 static void
@@ -1219,6 +1308,8 @@ main (int argc, char **argv)
   g_test_add_func ("/mig-channel/auth/reused-token", test_auth_reused_token);
   g_test_add_func ("/mig-channel/auth/expired-and-kind",
                    test_auth_expired_and_kind);
+  g_test_add_func ("/mig-channel/auth/disk-kind", test_auth_disk_kind);
+  g_test_add_func ("/mig-channel/dst/disk-token", test_dst_disk_token);
   g_test_add_func ("/mig-channel/tls/foreign-client", test_tls_foreign_client);
   g_test_add_func ("/mig-channel/tls/untrusted-server",
                    test_tls_untrusted_server);
