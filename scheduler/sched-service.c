@@ -218,6 +218,23 @@ free_client_idle (gpointer client)
   return G_SOURCE_REMOVE;
 }
 
+/* Forgets the cached client of host NAME. Freeing a client runs its
+ * pending callbacks; that happens from the main loop, not under our
+ * caller. */
+static void
+drop_client (SchedService *svc, const char *name)
+{
+  ProtoClient *client = g_hash_table_lookup (svc->clients, name);
+  g_autoptr(GSource) idle = NULL;
+
+  if (client == NULL)
+    return;
+  g_hash_table_steal (svc->clients, name);
+  idle = g_idle_source_new ();
+  g_source_set_callback (idle, free_client_idle, client, NULL);
+  g_source_attach (idle, svc->ctx);
+}
+
 /* The cached client for HOST, (re)created if its address changed. */
 static ProtoClient *
 agent_client (SchedService *svc, const SchedHost *host, GError **error)
@@ -227,16 +244,7 @@ agent_client (SchedService *svc, const SchedHost *host, GError **error)
   if (client != NULL
       && strcmp (proto_client_get_target (client), host->address) == 0)
     return client;
-  if (client != NULL)
-    {
-      /* Freeing a client runs its pending callbacks; do it from the main
-       * loop, not under our caller. */
-      g_autoptr(GSource) idle = g_idle_source_new ();
-
-      g_hash_table_steal (svc->clients, host->name);
-      g_source_set_callback (idle, free_client_idle, client, NULL);
-      g_source_attach (idle, svc->ctx);
-    }
+  drop_client (svc, host->name);
   client = proto_client_new (host->address, svc->tls, svc->ctx, error);
   if (client == NULL)
     {
@@ -459,6 +467,10 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
       call_fail (call, error);
       return;
     }
+  /* A (re)registering agent is a new process: a cached channel to its
+   * predecessor may sit in gRPC's reconnect backoff and fail the next
+   * calls fast, so start afresh. */
+  drop_client (svc, req->host->name);
   reply.report_interval_ms = svc->report_interval_ms;
   proto_server_call_reply (call, &reply.base);
 }

@@ -39,8 +39,9 @@ Before each pair the guest has been running its workload since
 Links:
   unshaped  loopback as is
   1gbit     htb root qdisc on lo, one 1gbit class per path (same
-            parameters), u32 filters on the destination port: 7402 (Drover
-            channel) and the native migration port. Unmatched traffic is
+            parameters), u32 filters on destination 127.0.0.2-3 and the
+            destination port: 7402 (Drover channel) and the native
+            migration port. Unmatched traffic is
             not shaped. Removed on exit, always. The classes' byte counters
             are printed as an independent "wire" figure for both paths.
 
@@ -221,9 +222,14 @@ class Shaper:
             # keeps htb from stalling the flow below the rate.
             "class add dev lo parent 1: classid 1:10 htb rate %s ceil %s burst 256k cburst 256k quantum 65536" % (self.rate, self.rate),
             "class add dev lo parent 1: classid 1:20 htb rate %s ceil %s burst 256k cburst 256k quantum 65536" % (self.rate, self.rate),
-            "filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport %d 0xffff flowid 1:10" % DROVER_PORT,
-            "filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport %d 0xffff flowid 1:20" % self.native_port,
         ]
+        # Only this cluster's hosts (127.0.0.2, .3) and the link check's
+        # sink (127.0.0.4): other helpers' clusters on other loopback
+        # addresses use the same ports.
+        for dst in ("127.0.0.2/31", "127.0.0.4/32"):
+            for port, cls in ((DROVER_PORT, "1:10"), (self.native_port, "1:20")):
+                cmds.append("filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst %s "
+                            "match ip dport %d 0xffff flowid %s" % (dst, port, cls))
         for c in cmds:
             run(["tc"] + c.split())
 
