@@ -23,7 +23,16 @@
 #define AUTO_WINDOW_FRAMES 64
 #define AUTO_WINDOW_NS (100 * G_GINT64_CONSTANT (1000000))
 #define AUTO_SAMPLE_MAX (64 * 1024) /* bytes lz4'd to probe when off */
-#define AUTO_MIN_RATIO 1.1
+/* Decision thresholds, paired for hysteresis (see auto_evaluate()). */
+#define AUTO_RATIO_ON 1.2    /* payload/lz4 bytes needed to turn on */
+#define AUTO_RATIO_OFF 1.15  /* ... and below which it turns off */
+#define AUTO_GAIN_ON 1.15    /* predicted speed-up needed to turn on */
+#define AUTO_GAIN_OFF 1.05   /* ... and below which it turns off */
+#define AUTO_BLOCKED_MIN 0.3 /* share of a window blocked on the peer */
+#define AUTO_CARRY 0.9       /* hint: demand reaches the link at L*this */
+#define AUTO_CONFIRM 2       /* windows in a row that must agree to switch */
+#define AUTO_BACKOFF_MIN 8   /* windows off after lz4 did not pay, ... */
+#define AUTO_BACKOFF_MAX 128 /* ... doubling per failed try up to this */
 
 struct _MigChannel
 {
@@ -551,24 +560,86 @@ typedef struct
   gboolean on;
   gboolean decided; /* first evaluation done */
   guint evaluations;
+  guint streak;     /* windows in a row that disagreed with ON */
+  guint backoff;    /* windows before lz4 may be tried again */
+  guint backoff_len; /* next backoff */
+  double link;      /* estimated link wire bytes/s, 0 = unknown */
   gint64 win_start; /* ns */
   guint win_frames;
-  guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
-  gint64 s_ns;         /* time spent in lz4 */
-  guint64 w_bytes;     /* wire bytes written in the window */
-  gint64 w_ns;         /* time spent writing them (incl. rate limit) */
+  guint64 s_in, s_out;  /* lz4 input/output bytes sampled in the window */
+  gint64 s_ns;          /* time spent in lz4 */
+  guint64 p_bytes;      /* payload bytes sent in the window */
+  guint64 w_bytes;      /* wire bytes written in the window */
+  gint64 in_wait_ns;    /* blocked waiting for local input */
+  gint64 out_wait_ns;   /* blocked on the peer or the rate limit */
 } AutoState;
 
-/* Decides whether lz4 makes the transfer faster. The pump compresses and
- * writes in turn, so per payload byte it costs 1/cs + 1/(L*r) seconds
- * with lz4 and 1/L without (cs: lz4 speed, L: link wire rate, r: ratio).
- * L is the configured link rate, else what the writer drained (a socket
- * that takes bytes faster than the peer moves them blocks the writer, so
- * the drain rate is the real bottleneck), capped by the rate limit. */
+/* Payload speed-up lz4 brings when the link (L wire bytes/s) is the
+ * bottleneck: 1/L seconds per byte raw against 1/cs + 1/(L*r) with lz4
+ * (cs: lz4 speed, r: ratio). Counting lz4 time as if it could not overlap
+ * with the link draining the socket buffer is pessimistic on purpose: on
+ * 2 cores the CPU lz4 takes is taken from QEMU, TLS or the peer. It also
+ * keeps lz4 off when it cannot keep up with L*r by a margin. */
+static double
+auto_gain (double link, double cs, double ratio)
+{
+  if (link <= 0 || cs <= 0 || ratio <= 0)
+    return 0;
+  return (1.0 / link) / (1.0 / cs + 1.0 / (link * ratio));
+}
+
+/* Decides, once per window, whether lz4 makes the transfer faster.
+ *
+ * Compression can only help when the output side is the bottleneck: it
+ * trades our CPU for wire bytes. The measured TCG migration showed the
+ * trap: QEMU produced data slower than loopback carries it, so the old
+ * "wire bytes / time spent writing" link estimate measured QEMU, looked
+ * slow, and lz4 ran on every link, stealing the CPU QEMU needed. So the
+ * out pump measures where it waits, in wall time minus its own CPU time
+ * (TLS encryption and copying are work, not waiting):
+ *   in_wait  - reading the local fd found no data (producer-limited);
+ *   out_wait - writing to the peer blocked (full send buffer, slow or
+ *              shaped link) or the token bucket made us sleep (the rate
+ *              limit is the link then).
+ * Backpressured = out_wait is at least AUTO_BLOCKED_MIN of the window and
+ * at least twice in_wait. Only then, and with lz4 off, is the wire rate
+ * of the window the raw rate L the path takes (the buffer was drained
+ * all along); otherwise the wire rate is only a lower bound of L.
+ * Backpressure does not say where the bottleneck is: the link, or the
+ * destination QEMU reading its socket slower than the link carries (seen
+ * with TCG on loopback). Only the first is helped by lz4, so turning it
+ * on is a trial that must pay: with lz4 on, the payload rate has to beat
+ * L by AUTO_GAIN_OFF.
+ *
+ * Rules (mode AUTO):
+ *   - OFF -> ON only when the demand exceeds the link: backpressured, or,
+ *     with a configured link_rate hint, the payload rate reaches
+ *     AUTO_CARRY x hint (the hint stands in for the measurement); and the
+ *     sampled ratio >= AUTO_RATIO_ON; and auto_gain() >= AUTO_GAIN_ON,
+ *     which is off when lz4 is slower than about L*r.
+ *   - ON -> OFF when the ratio falls below AUTO_RATIO_OFF (data turned
+ *     incompressible: at once), or the gain with the current figures falls
+ *     below AUTO_GAIN_OFF, or the payload rate is below AUTO_GAIN_OFF x L:
+ *     the raw path would carry as much, because the producer, lz4 itself
+ *     or the destination is the bottleneck, and lz4 only burns CPU. Such
+ *     a failed trial keeps lz4 off for AUTO_BACKOFF_MIN windows, doubling
+ *     up to AUTO_BACKOFF_MAX while trials keep failing.
+ *   - A switch needs AUTO_CONFIRM windows in a row that want it (a
+ *     transient, e.g. the backlog queued before the channel started, is
+ *     not enough), except the first decision (made on the hint before
+ *     any window) and a ratio collapse; with the paired thresholds this
+ *     keeps the decision from flapping at the edges.
+ *   - While off, the first frame of each window is still sampled (at most
+ *     AUTO_SAMPLE_MAX bytes), so the ratio and lz4 speed stay current.
+ * Without a hint and before any backpressured window L is unknown and lz4
+ * stays off; the rate limit caps L. */
 static void
 auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
 {
-  double ratio = 0, cs = 0, link = 0, measured = 0;
+  double ratio = 0, cs = 0, link, gain, fin = 0, fout = 0, wire_rate = 0;
+  double payload_rate = 0;
+  gint64 win = now - a->win_start;
+  gboolean backpressured, demand, want;
 
   g_mutex_lock (&ch->lock);
   ratio = ch->stats.ratio;
@@ -580,31 +651,78 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
       ratio = (double)a->s_in / a->s_out;
       cs = a->s_in / (a->s_ns / 1e9);
     }
-  if (a->w_ns > 0)
-    measured = a->w_bytes / (a->w_ns / 1e9);
-  link = ch->opts.link_rate > 0 ? (double)ch->opts.link_rate : measured;
-  if (ch->opts.rate_limit > 0 && (link == 0 || ch->opts.rate_limit < link))
-    link = ch->opts.rate_limit;
+  if (a->win_frames > 0 && win > 0)
+    {
+      fin = (double)a->in_wait_ns / win;
+      fout = (double)a->out_wait_ns / win;
+      wire_rate = a->w_bytes / (win / 1e9);
+      payload_rate = a->p_bytes / (win / 1e9);
+    }
+  backpressured = fout >= AUTO_BLOCKED_MIN && fout >= 2 * fin;
+
+  if (ch->opts.link_rate > 0)
+    a->link = ch->opts.link_rate;
+  else if (backpressured && !a->on)
+    a->link = wire_rate;
+  else if (a->link > 0)
+    a->link = MAX (a->link, wire_rate);
+  if (ch->opts.rate_limit > 0 && a->link > ch->opts.rate_limit)
+    a->link = ch->opts.rate_limit;
+  link = a->link;
+  gain = auto_gain (link, cs, ratio);
+  if (ch->opts.link_rate > 0)
+    demand = a->win_frames == 0 || payload_rate >= AUTO_CARRY * link;
+  else
+    demand = backpressured;
 
   if (ch->opts.compress == MIG_COMPRESS_ON)
-    a->on = TRUE; /* only the figures are of interest */
-  else if (link <= 0 || cs <= 0 || ratio < AUTO_MIN_RATIO)
-    a->on = FALSE;
+    want = TRUE; /* only the figures are of interest */
+  else if (!a->on)
+    want = a->backoff == 0 && demand && link > 0 && ratio >= AUTO_RATIO_ON
+           && gain >= AUTO_GAIN_ON;
   else
-    a->on = 1.0 / cs + 1.0 / (link * ratio) < 0.95 / link;
+    want = ratio >= AUTO_RATIO_OFF && gain >= AUTO_GAIN_OFF
+           && payload_rate >= AUTO_GAIN_OFF * link;
+  if (a->on && want)
+    a->backoff_len = 0; /* it pays */
+  if (a->backoff > 0)
+    a->backoff--;
+  if (want == a->on)
+    a->streak = 0;
+  else if (ch->opts.compress == MIG_COMPRESS_ON || !a->decided
+           || ratio < AUTO_RATIO_OFF || ++a->streak >= AUTO_CONFIRM)
+    {
+      if (a->on && ratio >= AUTO_RATIO_OFF)
+        {
+          /* A failed trial, not a change of data: wait before the next. */
+          a->backoff_len = CLAMP (a->backoff_len * 2, AUTO_BACKOFF_MIN,
+                                  AUTO_BACKOFF_MAX);
+          a->backoff = a->backoff_len;
+        }
+      a->on = want;
+      a->streak = 0;
+    }
+
+  g_debug ("channel auto: %s ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
+           "wire %.0f MB/s payload %.0f MB/s blocked out %.2f in %.2f "
+           "backoff %u",
+           a->on ? "lz4" : "raw", ratio, cs / 1e6, link / 1e6,
+           wire_rate / 1e6, payload_rate / 1e6, fout, fin, a->backoff);
 
   a->decided = TRUE;
   a->evaluations++;
   a->win_start = now;
   a->win_frames = 0;
-  a->s_in = a->s_out = a->w_bytes = 0;
-  a->s_ns = a->w_ns = 0;
+  a->s_in = a->s_out = a->w_bytes = a->p_bytes = 0;
+  a->s_ns = a->in_wait_ns = a->out_wait_ns = 0;
 
   g_mutex_lock (&ch->lock);
   ch->stats.compressing = a->on;
   ch->stats.ratio = ratio;
   ch->stats.compress_speed = cs;
   ch->stats.link_rate = link;
+  ch->stats.out_blocked = fout;
+  ch->stats.in_waiting = fin;
   ch->stats.decisions++;
   g_mutex_unlock (&ch->lock);
 }
@@ -664,13 +782,24 @@ out_pump (gpointer data)
 
   for (;;)
     {
+      /* Auto: wall time minus own CPU time = time blocked (see
+       * auto_evaluate()). */
+      gboolean measure = ch->opts.compress != MIG_COMPRESS_OFF;
+      gint64 r0 = measure ? now_ns () : 0;
+      gint64 rc0 = measure ? thread_cpu_ns () : 0;
       gssize n = local_read (ch, buf, chunk, &error);
       const guint8 *wire = buf;
       guint32 wire_len;
       guint16 flags = 0;
       guint32 crc;
-      gint64 t0, t1;
+      gint64 t0, t1, wc0 = 0;
       gboolean ok;
+
+      if (measure && n > 0)
+        {
+          gint64 blocked = (now_ns () - r0) - (thread_cpu_ns () - rc0);
+          a.in_wait_ns += MAX (blocked, 0);
+        }
 
       if (n < 0)
         {
@@ -733,6 +862,8 @@ out_pump (gpointer data)
         }
 
       t0 = now_ns ();
+      if (measure)
+        wc0 = thread_cpu_ns ();
       if (b.rate > 0
           && !bucket_take (ch, &b, MIG_FRAME_HEADER_SIZE + wire_len, &error))
         break;
@@ -755,10 +886,12 @@ out_pump (gpointer data)
         ch->stats.compressed_frames_out++;
       g_mutex_unlock (&ch->lock);
 
-      if (ch->opts.compress != MIG_COMPRESS_OFF)
+      if (measure)
         {
+          gint64 blocked = (t1 - t0) - (thread_cpu_ns () - wc0);
+          a.out_wait_ns += MAX (blocked, 0);
           a.w_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
-          a.w_ns += t1 - t0;
+          a.p_bytes += n;
           a.win_frames++;
           /* Short windows at first: the first sample may be a small,
            * cold-cache frame. */

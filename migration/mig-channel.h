@@ -178,8 +178,13 @@ typedef struct {
   gboolean compressing;  /* current decision for outgoing frames */
   double ratio;          /* payload/lz4 bytes of the last sampled window */
   double compress_speed; /* lz4 input bytes/s of the last window */
-  double link_rate;      /* wire bytes/s the last auto decision used */
+  double link_rate;      /* link wire bytes/s the last auto decision used:
+                            the configured link_rate, else measured while
+                            backpressured (0 = unknown yet) */
   guint decisions;       /* auto evaluations so far */
+  double out_blocked;    /* share of the last window the out pump was
+                            blocked on the peer or the rate limit */
+  double in_waiting;     /* ... and waiting for local input */
 } MigChannelStats;
 
 /* Called once when the channel has finished: ERROR is NULL for a clean end

@@ -2,7 +2,12 @@
  *
  * QEMU switches over once the memory left fits in bandwidth x downtime
  * limit. The controller starts with a small limit (a short pause is
- * worth a few more rounds), raises it one step per round up to the
+ * worth a few more rounds) and keeps it while rounds make good progress:
+ * remaining memory at least halved since the previous round, or falling
+ * and projected (from the round's dirty rate and throughput) to fit under
+ * the limit within PROJECT_ROUNDS more rounds. Raising the limit there
+ * would only buy a longer pause for a migration that converges anyway.
+ * Only a round with poor progress raises the limit, one step, up to the
  * operator's maximum (Nova raises in steps to 500 ms), and when remaining
  * memory stops falling for stall_rounds rounds (KubeVirt's per-iteration
  * progress check) it forces the switchover by pausing the guest. A hard
@@ -11,12 +16,19 @@
  */
 #include "mig-migrate.h"
 
+#include <math.h>
+
+/* A round converges "soon" if the projection reaches the limit within
+ * this many further rounds. */
+#define PROJECT_ROUNDS 3
+
 struct _MigCtl {
   MigCtlConfig config;
   guint32 downtime_ms;
   guint32 steps_done;
   guint32 last_iteration;   /* highest iteration counted */
   guint32 noted_iteration;  /* highest from iteration events */
+  guint64 prev_remaining;   /* remaining at the previous round's sample */
   guint64 best_remaining;   /* lowest remaining at a round start */
   gboolean have_best;
   guint32 no_progress;      /* consecutive rounds without a new best */
@@ -96,9 +108,43 @@ downtime_at_step (const MigCtlConfig *c, guint32 step)
   return c->initial_downtime_ms + (guint32)(span * step / c->downtime_steps);
 }
 
+/* Rounds until REMAINING fits in throughput x LIMIT_MS if every round
+ * sends what is left at the sample's throughput while the guest dirties
+ * at its dirty rate (ratio dirty/throughput per round); G_MAXDOUBLE when
+ * it does not converge or the figures are missing. */
+static double
+rounds_to_converge (const MigCtlSample *s, guint32 limit_ms)
+{
+  double threshold = s->throughput * limit_ms / 1000.0;
+  double r;
+
+  if (s->throughput <= 0)
+    return G_MAXDOUBLE;
+  if ((double)s->remaining <= threshold)
+    return 0;
+  r = s->dirty_rate / s->throughput;
+  if (r >= 0.95)
+    return G_MAXDOUBLE;
+  if (r <= 0)
+    return 1; /* nothing is dirtied: the next round sends the rest */
+  return log (threshold / (double)s->remaining) / log (r);
+}
+
+/* TRUE if the round now sampled (S) makes good progress over the
+ * previous one (PREV remaining): see the top of the file. */
+static gboolean
+good_progress (MigCtl *ctl, guint64 prev, const MigCtlSample *s)
+{
+  if (s->remaining * 2 <= prev)
+    return TRUE;
+  return s->remaining < prev
+         && rounds_to_converge (s, ctl->downtime_ms) <= PROJECT_ROUNDS;
+}
+
 void
 mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
 {
+  guint64 prev;
   guint32 iteration;
   guint32 new_rounds;
 
@@ -129,14 +175,16 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
                       s->elapsed_ms };
     g_array_append_val (ctl->rounds, r);
   }
+  prev = ctl->prev_remaining;
+  ctl->prev_remaining = s->remaining;
   /* Iteration 1 is the first full pass: there is nothing to compare. */
-  if (iteration == 1)
+  if (iteration == 1 || !ctl->have_best)
     {
       ctl->best_remaining = s->remaining;
       ctl->have_best = TRUE;
       return;
     }
-  if (!ctl->have_best || s->remaining < ctl->best_remaining)
+  if (s->remaining < ctl->best_remaining)
     {
       ctl->best_remaining = s->remaining;
       ctl->have_best = TRUE;
@@ -154,14 +202,14 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
       d->reason = "remaining memory stopped falling";
       return;
     }
-  if (ctl->steps_done < ctl->config.downtime_steps)
+  if (ctl->steps_done < ctl->config.downtime_steps
+      && !good_progress (ctl, prev, s))
     {
-      ctl->steps_done = MIN (ctl->steps_done + new_rounds,
-                             ctl->config.downtime_steps);
+      ctl->steps_done++;
       ctl->downtime_ms = downtime_at_step (&ctl->config, ctl->steps_done);
       d->action = MIG_CTL_SET_DOWNTIME;
       d->downtime_ms = ctl->downtime_ms;
-      d->reason = "new round";
+      d->reason = "round with poor progress";
     }
 }
 

@@ -80,7 +80,8 @@ guint mig_sweep_sockets (void);
 typedef struct {
   guint32 initial_downtime_ms; /* first limit set (50) */
   guint32 max_downtime_ms;     /* raised in steps up to this (500) */
-  guint32 downtime_steps;      /* number of raises (5), one per round */
+  guint32 downtime_steps;      /* number of raises (5), one per round
+                                * with poor progress */
   guint32 stall_rounds;        /* rounds without progress -> force (3) */
   guint64 timeout_ms;          /* abort after this (timeout_per_gib x RAM) */
 } MigCtlConfig;
@@ -135,7 +136,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigCtl, mig_ctl_free)
 guint32 mig_ctl_initial_downtime (MigCtl *ctl);
 
 /* Feeds one sample and returns what to do now. A new iteration records a
- * round, raises the limit by one step (until max) and checks for a stall:
+ * round, raises the limit by one step (until max) if the round made poor
+ * progress (remaining not halved since the previous round and not
+ * projected to converge within a few rounds) and checks for a stall:
  * remaining bytes at the start of STALL_ROUNDS consecutive rounds not
  * below the best seen -> FORCE (once). Elapsed >= timeout -> ABORT (once;
  * later calls CONTINUE). Samples without a running job (total == 0) only

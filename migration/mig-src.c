@@ -40,6 +40,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 
 typedef struct _Src Src;
 
+/* Phase timestamps for finding where a migration's time goes
+ * (G_MESSAGES_DEBUG=drover-mig). */
+#define PHASE(src, what)                                                     \
+  g_debug ("migration %s: +%" G_GINT64_FORMAT " ms %s",                     \
+           (src)->config->job_id,                                            \
+           (g_get_monotonic_time () - (src)->t0) / 1000, (what))
+
 typedef struct {
   Src *src;
   MigChannelKind kind;
@@ -50,6 +57,7 @@ typedef struct {
 
 struct _Src {
   const MigSrcConfig *config;
+  gint64 t0;          /* monotonic us at the start, for PHASE */
   GCancellable *stop; /* stops the accept threads */
   GMutex lock;
   GCond cond;
@@ -177,6 +185,9 @@ carry (Fwd *fwd, GSocketConnection *conn)
       return;
     }
 
+  PHASE (src, fwd->kind == MIG_CHANNEL_KIND_MEMORY ? "memory accepted"
+              : fwd->kind == MIG_CHANNEL_KIND_CONTROL ? "control accepted"
+                                                      : "disk accepted");
   t = mig_transport_connect (c->creds, c->channel_host, c->channel_port,
                              src->stop, &error);
   if (t && fwd->kind == MIG_CHANNEL_KIND_MEMORY && c->fault_cut_memory_at)
@@ -208,6 +219,8 @@ carry (Fwd *fwd, GSocketConnection *conn)
       src_set_error (src, error);
       mig_channel_close (ch);
     }
+  else
+    PHASE (src, "channel up");
 }
 
 static gpointer
@@ -448,6 +461,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
   g_mutex_init (&mc.lock);
   g_cond_init (&mc.cond);
   src.config = c;
+  src.t0 = t0;
   src.stop = g_cancellable_new ();
   src.channels = g_ptr_array_new ();
 
@@ -557,6 +571,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
 
   p.phase = phase;
   emit (progress, user_data, &p, &src, ctl, NULL, t0);
+  PHASE (&src, "starting the libvirt call");
   thread = g_thread_new ("mig-src-libvirt", migrate_thread, &mc);
 
   /* The controller loop: every migration ends. */
@@ -584,6 +599,12 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
         }
       if (running && js.sample.total > 0)
         {
+          if (js.sample.iteration != last.sample.iteration)
+            g_debug ("migration %s: +%" G_GINT64_FORMAT " ms iteration %u, "
+                     "%" G_GUINT64_FORMAT " bytes left, limit %u ms",
+                     c->job_id, (g_get_monotonic_time () - t0) / 1000,
+                     js.sample.iteration, js.sample.remaining,
+                     mig_ctl_get_downtime (ctl));
           last = js;
           have_last = TRUE;
           if (!paused)
@@ -622,6 +643,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
     }
   g_thread_join (thread);
   thread = NULL;
+  PHASE (&src, "libvirt call returned");
 
   if (mc.rc == 0)
     {
@@ -663,6 +685,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
         }
       else
         p.qemu_bytes = last.sample.processed;
+      PHASE (&src, completed ? "completed stats" : "no completed stats");
       /* Let the channels flush their last bytes and end cleanly. */
       g_mutex_lock (&src.lock);
       until = g_get_monotonic_time () + CHANNEL_END_WAIT_MS * 1000;
@@ -670,6 +693,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
              && g_cond_wait_until (&src.cond, &src.lock, until))
         ;
       g_mutex_unlock (&src.lock);
+      PHASE (&src, "channels ended");
     }
   else
     {
@@ -705,6 +729,7 @@ out:
   g_cancellable_cancel (src.stop);
   for (guint i = 0; i < G_N_ELEMENTS (src.fwd); i++)
     fwd_close (&src.fwd[i]);
+  PHASE (&src, "sockets closed");
   /* Totals before the channels go. */
   ok = local == NULL;
   if (ctl)

@@ -156,7 +156,10 @@ typedef struct
   GBytes *send;     /* what the app writes */
   GByteArray *recv; /* what reached it */
   GThread *feeder, *consumer;
-  gboolean shut; /* feeder shut down its write side */
+  gboolean shut;   /* feeder shut down its write side */
+  gsize piece;     /* feeder's write size; 0 = 128 KiB */
+  guint pause_us;  /* feeder sleeps this long after each write: a slow
+                      producer (set before app_start) */
 } App;
 
 static gpointer
@@ -168,13 +171,16 @@ feeder_thread (gpointer data)
 
   while (len > 0)
     {
-      gssize n = send (app->fd, p, MIN (len, 128 * 1024), MSG_NOSIGNAL);
+      gssize n = send (app->fd, p, MIN (len, app->piece ? app->piece : 128 * 1024),
+                       MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
         return NULL; /* channel went away: expected in fault tests */
       p += n;
       len -= n;
+      if (app->pause_us > 0)
+        g_usleep (app->pause_us);
     }
   if (app->shut)
     shutdown (app->fd, SHUT_WR);
@@ -375,9 +381,12 @@ typedef struct
   gboolean ok_c, ok_s;
 } Pair;
 
+typedef MigTransport *(*WrapFunc) (MigTransport *inner, gpointer data);
+
 static void
-pair_connect (Pair *p, MigChannelCreds *server_creds,
-              MigChannelCreds *client_creds, MigFaultKind fault, guint64 offset)
+pair_connect_wrapped (Pair *p, MigChannelCreds *server_creds,
+                      MigChannelCreds *client_creds, MigFaultKind fault,
+                      guint64 offset, WrapFunc wrap, gpointer wrap_data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *token = NULL;
@@ -391,6 +400,8 @@ pair_connect (Pair *p, MigChannelCreds *server_creds,
   g_assert_no_error (error);
   if (fault != MIG_FAULT_NONE)
     t = mig_transport_fault_new (t, fault, offset);
+  if (wrap != NULL)
+    t = wrap (t, wrap_data);
   p->client = mig_channel_new_client (t, MIG_CHANNEL_KIND_MEMORY, token, NULL,
                                       &error);
   if (error != NULL)
@@ -398,6 +409,14 @@ pair_connect (Pair *p, MigChannelCreds *server_creds,
   g_assert_no_error (error);
   p->srv = server_take (p->server);
   g_assert_cmpint (mig_channel_get_kind (p->srv), ==, MIG_CHANNEL_KIND_MEMORY);
+}
+
+static void
+pair_connect (Pair *p, MigChannelCreds *server_creds,
+              MigChannelCreds *client_creds, MigFaultKind fault, guint64 offset)
+{
+  pair_connect_wrapped (p, server_creds, client_creds, fault, offset, NULL,
+                        NULL);
 }
 
 static void
@@ -690,6 +709,203 @@ test_auto_turns_on (void)
   run_auto_switch (DATA_RANDOM, DATA_TEXT, &st);
   g_assert_true (st.compressing);
   g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+}
+
+/* Auto without a link_rate hint: only measured backpressure may turn lz4
+ * on. */
+
+/* A slow link: writes pass through, then sleep as long as RATE bytes/s
+ * needs to carry them (the writer blocks, as on a full send buffer). */
+typedef struct
+{
+  MigTransport parent;
+  MigTransport *inner;
+  double rate;
+} SlowTransport;
+
+static gssize
+slow_read (MigTransport *t, void *buf, gsize len, GCancellable *cancellable,
+           GError **error)
+{
+  SlowTransport *st = (SlowTransport *)t;
+  return st->inner->ops->read (st->inner, buf, len, cancellable, error);
+}
+
+static gboolean
+slow_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
+                 GCancellable *cancellable, GError **error)
+{
+  SlowTransport *st = (SlowTransport *)t;
+  gsize bytes = 0;
+
+  for (gsize i = 0; i < n_vectors; i++)
+    bytes += vectors[i].size;
+  if (!st->inner->ops->writev_all (st->inner, vectors, n_vectors, cancellable,
+                                   error))
+    return FALSE;
+  g_usleep ((gulong)(bytes / st->rate * 1e6));
+  return TRUE;
+}
+
+static void
+slow_close (MigTransport *t)
+{
+  SlowTransport *st = (SlowTransport *)t;
+  st->inner->ops->close (st->inner);
+}
+
+static void
+slow_set_timeout (MigTransport *t, guint seconds)
+{
+  SlowTransport *st = (SlowTransport *)t;
+  mig_transport_set_timeout (st->inner, seconds);
+}
+
+static void
+slow_free (MigTransport *t)
+{
+  SlowTransport *st = (SlowTransport *)t;
+  mig_transport_free (st->inner);
+  g_free (st);
+}
+
+static const MigTransportOps slow_ops = {
+  .name = "slow",
+  .read = slow_read,
+  .writev_all = slow_writev_all,
+  .close = slow_close,
+  .set_timeout = slow_set_timeout,
+  .free = slow_free,
+};
+
+static MigTransport *
+slow_wrap (MigTransport *inner, gpointer data)
+{
+  SlowTransport *st = g_new0 (SlowTransport, 1);
+
+  st->parent.ops = &slow_ops;
+  st->inner = inner;
+  st->rate = *(const double *)data;
+  return &st->parent;
+}
+
+typedef struct
+{
+  DataKind data;
+  gsize len;
+  guint64 rate_limit;  /* channel's token bucket, 0 = none */
+  double slow_link;    /* SlowTransport bytes/s, 0 = none */
+  gsize piece;         /* slow producer: write size ... */
+  guint pause_us;      /* ... and pause after each write */
+} AutoCase;
+
+static void
+run_auto_measured (const AutoCase *c, MigChannelStats *st)
+{
+  g_autoptr (GBytes) up = make_data (c->data, c->len, 11);
+  g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
+  MigChannelOptions opts;
+  Pair p = { 0 };
+  gint64 t0;
+
+  mig_channel_options_init (&opts);
+  opts.compress = MIG_COMPRESS_AUTO;
+  opts.rate_limit = c->rate_limit;
+  opts.chunk_size = 32 * 1024; /* several windows in a short run */
+  pair_connect_wrapped (&p, NULL, NULL, MIG_FAULT_NONE, 0,
+                        c->slow_link > 0 ? slow_wrap : NULL,
+                        (gpointer)&c->slow_link);
+  p.app_c.piece = c->piece;
+  p.app_c.pause_us = c->pause_us;
+  t0 = g_get_monotonic_time ();
+  pair_run (&p, &opts, NULL, up, none);
+  g_assert_no_error (p.err_c);
+  g_assert_no_error (p.err_s);
+  assert_received (&p.app_s, up, TRUE);
+  mig_channel_get_stats (p.client, st);
+  g_test_message ("%.2f s: lz4 %s, %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
+                  " frames compressed, wire/payload %.2f, ratio %.2f, lz4 "
+                  "%.0f MB/s, link %.1f MB/s, blocked out %.2f in %.2f, "
+                  "decisions %u",
+                  (g_get_monotonic_time () - t0) / 1e6,
+                  st->compressing ? "on" : "off", st->compressed_frames_out,
+                  st->frames_out, (double)st->wire_out / st->payload_out,
+                  st->ratio, st->compress_speed / 1e6, st->link_rate / 1e6,
+                  st->out_blocked, st->in_waiting, st->decisions);
+  pair_clear (&p);
+}
+
+/* The channel's own rate limit is the bottleneck: text gets lz4, and the
+ * measured link rate is the limit. */
+static void
+test_auto_rate_limited_text (void)
+{
+  AutoCase c = { .data = DATA_TEXT, .len = 6 * 1024 * 1024,
+                 .rate_limit = 10 * 1000 * 1000 };
+  MigChannelStats st;
+
+  run_auto_measured (&c, &st);
+  g_assert_true (st.compressing);
+  g_assert_cmpfloat (st.ratio, >, 1.5);
+  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+  g_assert_cmpuint (st.wire_out, <, st.payload_out * 4 / 5);
+  g_assert_cmpfloat (st.link_rate, >, 5e6);
+  g_assert_cmpfloat (st.link_rate, <=, 10e6);
+}
+
+/* A slow link (writes block) without any configured rate: same. */
+static void
+test_auto_slow_link_text (void)
+{
+  AutoCase c = { .data = DATA_TEXT, .len = 6 * 1024 * 1024,
+                 .slow_link = 10e6 };
+  MigChannelStats st;
+
+  run_auto_measured (&c, &st);
+  g_assert_true (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+  g_assert_cmpuint (st.wire_out, <, st.payload_out * 4 / 5);
+  g_assert_cmpfloat (st.link_rate, >, 5e6);
+  g_assert_cmpfloat (st.link_rate, <, 15e6);
+}
+
+/* Throttled, but the data does not compress: lz4 stays off, although the
+ * link was measured. */
+static void
+test_auto_rate_limited_random (void)
+{
+  AutoCase c = { .data = DATA_RANDOM, .len = 2 * 1024 * 1024,
+                 .rate_limit = 10 * 1000 * 1000 };
+  MigChannelStats st;
+
+  run_auto_measured (&c, &st);
+  g_assert_false (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+  g_assert_cmpfloat (st.ratio, <, 1.1);
+  g_assert_cmpfloat (st.link_rate, >, 0);
+}
+
+/* The producer is slow (16 KiB per ms at most) and the output fast: the
+ * link is not the bottleneck, so text is sent raw. Also with a rate limit
+ * well above what the producer makes, and with a link that is slower than
+ * the local socket but still faster than the producer (writes take 40% of
+ * the time: the old "bytes / time in writes" estimate saw a 40 MB/s link
+ * and turned lz4 on). */
+static void
+test_auto_slow_producer_text (gconstpointer data)
+{
+  const AutoCase *variant = data;
+  AutoCase c = { .data = DATA_TEXT, .len = 2 * 1024 * 1024,
+                 .piece = 16 * 1024, .pause_us = 1000,
+                 .rate_limit = variant->rate_limit,
+                 .slow_link = variant->slow_link };
+  MigChannelStats st;
+
+  run_auto_measured (&c, &st);
+  g_assert_false (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+  g_assert_cmpfloat (st.ratio, >, 1.5); /* still sampled while off */
+  g_assert_cmpuint (st.decisions, >=, 3);
 }
 
 /* ---- tests: faults ---------------------------------------------------- */
@@ -1246,6 +1462,10 @@ test_abort (void)
 int
 main (int argc, char **argv)
 {
+  static const AutoCase slow_producer_plain = { 0 };
+  static const AutoCase slow_producer_limited
+      = { .rate_limit = 100 * 1000 * 1000 };
+  static const AutoCase slow_producer_slowish = { .slow_link = 40e6 };
   static const struct
   {
     const char *name;
@@ -1293,6 +1513,20 @@ main (int argc, char **argv)
   g_test_add_func ("/mig-channel/auto/fast-link", test_auto_fast_link);
   g_test_add_func ("/mig-channel/auto/backs-off", test_auto_backs_off);
   g_test_add_func ("/mig-channel/auto/turns-on", test_auto_turns_on);
+  g_test_add_func ("/mig-channel/auto/measured/rate-limited-text",
+                   test_auto_rate_limited_text);
+  g_test_add_func ("/mig-channel/auto/measured/slow-link-text",
+                   test_auto_slow_link_text);
+  g_test_add_func ("/mig-channel/auto/measured/rate-limited-random",
+                   test_auto_rate_limited_random);
+  g_test_add_data_func ("/mig-channel/auto/measured/slow-producer-text",
+                        &slow_producer_plain, test_auto_slow_producer_text);
+  g_test_add_data_func (
+      "/mig-channel/auto/measured/slow-producer-text-rate-limit",
+      &slow_producer_limited, test_auto_slow_producer_text);
+  g_test_add_data_func (
+      "/mig-channel/auto/measured/slow-producer-text-slowish-link",
+      &slow_producer_slowish, test_auto_slow_producer_text);
   g_test_add_data_func ("/mig-channel/fault/corrupt/off",
                         GINT_TO_POINTER (MIG_COMPRESS_OFF), test_fault_corrupt);
   g_test_add_data_func ("/mig-channel/fault/corrupt/on",

@@ -18,15 +18,25 @@ new_ctl (guint32 max_downtime, guint32 stall_rounds, guint64 timeout_ms)
   return mig_ctl_new (&c);
 }
 
+/* One poll with the given rates (bytes/s). */
 static MigCtlDecision
-feed (MigCtl *ctl, gint64 ms, guint32 iteration, guint64 remaining)
+feed_rates (MigCtl *ctl, gint64 ms, guint32 iteration, guint64 remaining,
+            double dirty_rate, double throughput)
 {
   MigCtlSample s = { ms, iteration, 1 * GiB, 1 * GiB - remaining, remaining,
-                     8 * MiB, 100 * MiB };
+                     dirty_rate, throughput };
   MigCtlDecision d;
 
   mig_ctl_update (ctl, &s, &d);
   return d;
+}
+
+/* A guest that dirties almost as fast as the link sends: a round only
+ * shaves a little off and the projection never converges. */
+static MigCtlDecision
+feed (MigCtl *ctl, gint64 ms, guint32 iteration, guint64 remaining)
+{
+  return feed_rates (ctl, ms, iteration, remaining, 90 * MiB, 100 * MiB);
 }
 
 static void
@@ -69,7 +79,8 @@ test_downtime_steps (void)
   /* Same iteration again: still nothing. */
   d = feed (ctl, 500, 1, 800 * MiB);
   g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
-  /* Each new round raises by one step (remaining keeps falling). */
+  /* Each round with poor progress raises by one step (remaining falls by
+   * a tenth, dirty rate close to throughput). */
   for (guint i = 0; i < G_N_ELEMENTS (expect); i++)
     {
       d = feed (ctl, 750 + 250 * i, 2 + i, (500 - 50 * i) * MiB);
@@ -95,15 +106,65 @@ test_skipped_iterations (void)
   MigCtlDecision d;
 
   feed (ctl, 0, 1, 900 * MiB);
-  /* Three rounds between two polls count as three steps. */
-  d = feed (ctl, 250, 4, 300 * MiB);
+  /* Three rounds between two polls with poor progress: one step (the
+   * progress is judged between the two samples). */
+  d = feed (ctl, 250, 4, 850 * MiB);
   g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
-  g_assert_cmpuint (d.downtime_ms, ==, 320);
-  /* An iteration event ahead of the stats counts too. */
+  g_assert_cmpuint (d.downtime_ms, ==, 140);
+  /* An iteration event ahead of the stats counts as a new round too. */
   mig_ctl_note_iteration (ctl, 5);
-  d = feed (ctl, 500, 4, 200 * MiB);
+  d = feed (ctl, 500, 4, 800 * MiB);
   g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
-  g_assert_cmpuint (d.downtime_ms, ==, 410);
+  g_assert_cmpuint (d.downtime_ms, ==, 230);
+  g_assert_cmpuint (mig_ctl_get_rounds (ctl)->len, ==, 3);
+}
+
+static void
+test_geometric_never_raises (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 3, 0);
+  guint64 remaining = 900 * MiB;
+
+  /* Halving every round: QEMU's own limit converges, keep it. */
+  for (guint it = 1; it <= 12; it++)
+    {
+      MigCtlDecision d
+          = feed_rates (ctl, it * 250, it, remaining, 8 * MiB, 100 * MiB);
+      g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+      g_assert_cmpuint (d.downtime_ms, ==, 50);
+      remaining /= 2;
+    }
+  g_assert_cmpuint (mig_ctl_get_downtime (ctl), ==, 50);
+  g_assert_false (mig_ctl_get_forced (ctl));
+}
+
+static void
+test_projection_keeps_limit (void)
+{
+  g_autoptr (MigCtl) ctl = new_ctl (500, 3, 0);
+  MigCtlDecision d;
+
+  feed_rates (ctl, 0, 1, 900 * MiB, 30 * MiB, 100 * MiB);
+  d = feed_rates (ctl, 250, 2, 120 * MiB, 30 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  /* Down by only a sixth, but at 30% dirtied per round 100 MiB fits
+   * under 100 MiB/s x 50 ms in about 2.5 rounds: good progress. */
+  d = feed_rates (ctl, 500, 3, 100 * MiB, 30 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  g_assert_cmpuint (mig_ctl_get_downtime (ctl), ==, 50);
+  /* The same fall with the guest dirtying at 70%: ~8 rounds, raise. */
+  d = feed_rates (ctl, 750, 4, 85 * MiB, 70 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  g_assert_cmpuint (d.downtime_ms, ==, 140);
+  /* A projection that converges does not excuse a round that did not
+   * fall at all. */
+  d = feed_rates (ctl, 1000, 5, 90 * MiB, 10 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  g_assert_cmpuint (d.downtime_ms, ==, 230);
+  /* Already under throughput x limit: converges now. */
+  d = feed_rates (ctl, 1250, 6, 20 * MiB, 90 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  g_assert_cmpuint (mig_ctl_get_downtime (ctl), ==, 230);
 }
 
 static void
@@ -113,8 +174,8 @@ test_stall_forces_switchover (void)
   MigCtlDecision d;
 
   feed (ctl, 0, 1, 900 * MiB);
-  d = feed (ctl, 250, 2, 300 * MiB); /* progress */
-  g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
+  d = feed (ctl, 250, 2, 300 * MiB); /* good progress: no raise */
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
   d = feed (ctl, 500, 3, 310 * MiB); /* no progress 1 */
   g_assert_cmpint (d.action, ==, MIG_CTL_SET_DOWNTIME);
   d = feed (ctl, 750, 4, 299 * MiB); /* new best: counter resets */
@@ -239,6 +300,10 @@ main (int argc, char **argv)
   g_test_add_func ("/mig/ctl/config-defaults", test_config_defaults);
   g_test_add_func ("/mig/ctl/downtime-steps", test_downtime_steps);
   g_test_add_func ("/mig/ctl/skipped-iterations", test_skipped_iterations);
+  g_test_add_func ("/mig/ctl/geometric-never-raises",
+                   test_geometric_never_raises);
+  g_test_add_func ("/mig/ctl/projection-keeps-limit",
+                   test_projection_keeps_limit);
   g_test_add_func ("/mig/ctl/stall-forces-switchover",
                    test_stall_forces_switchover);
   g_test_add_func ("/mig/ctl/converging-never-forced",
