@@ -621,9 +621,10 @@ auto_gain (double link, double cs, double ratio)
  *     incompressible: at once), or the gain with the current figures falls
  *     below AUTO_GAIN_OFF, or the payload rate is below AUTO_GAIN_OFF x L:
  *     the raw path would carry as much, because the producer, lz4 itself
- *     or the destination is the bottleneck, and lz4 only burns CPU. Such
- *     a failed trial keeps lz4 off for AUTO_BACKOFF_MIN windows, doubling
- *     up to AUTO_BACKOFF_MAX while trials keep failing.
+ *     or the destination is the bottleneck, and lz4 only burns CPU. If we
+ *     were still backpressured (the destination, not the producer, is the
+ *     bottleneck: a failed trial), lz4 stays off for AUTO_BACKOFF_MIN
+ *     windows, doubling up to AUTO_BACKOFF_MAX while trials keep failing.
  *   - A switch needs AUTO_CONFIRM windows in a row that want it (a
  *     transient, e.g. the backlog queued before the channel started, is
  *     not enough), except the first decision (made on the hint before
@@ -692,9 +693,11 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
   else if (ch->opts.compress == MIG_COMPRESS_ON || !a->decided
            || ratio < AUTO_RATIO_OFF || ++a->streak >= AUTO_CONFIRM)
     {
-      if (a->on && ratio >= AUTO_RATIO_OFF)
+      if (a->on && ratio >= AUTO_RATIO_OFF && backpressured)
         {
-          /* A failed trial, not a change of data: wait before the next. */
+          /* A failed trial: blocked on the output although lz4 runs, so
+           * the bottleneck is past the link. Wait before the next. (A
+           * producer pause or a change of data is no verdict on lz4.) */
           a->backoff_len = CLAMP (a->backoff_len * 2, AUTO_BACKOFF_MIN,
                                   AUTO_BACKOFF_MAX);
           a->backoff = a->backoff_len;
