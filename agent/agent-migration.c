@@ -1008,14 +1008,6 @@ migrate_out (OutOp *op, GError **error)
    * well as with our channel; QEMU's default 300 ms did not. */
   if (agent->accel == AGENT_ACCEL_TCG)
     cfg.initial_downtime_ms = 300;
-  /* Under TCG the guest hung or oopsed after the 4th-5th move whenever
-   * lz4 ran (3 of 3 series, auto and on), never with it off (0 of 14
-   * moves). Frames are CRC-checked after decompression, so the bytes
-   * QEMU gets are the same: lz4's CPU use on the cores the emulated vCPU
-   * needs changes QEMU's timing and exposes its TCG dirty-tracking race.
-   * So auto means off there; an explicit "on" is still honoured. */
-  if (agent->accel == AGENT_ACCEL_TCG && cfg.compress == MIG_COMPRESS_AUTO)
-    cfg.compress = MIG_COMPRESS_OFF;
   if (agent_fault ("mig-cut-channel"))
     cfg.fault_cut_memory_at = FAULT_CUT_AT;
   g_message ("migration %s: VM %s to %s (channel %s)", req->job_id, req->name,
