@@ -55,6 +55,9 @@ typedef struct {
   GThread *thread;
 } Fwd;
 
+/* How long an abort may take before the channels are cut under it. */
+#define MIG_ABORT_GRACE_US (3 * G_USEC_PER_SEC)
+
 struct _Src {
   const MigSrcConfig *config;
   gint64 t0;          /* monotonic us at the start, for PHASE */
@@ -448,6 +451,8 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
   MigJobStats js = { 0 }, last = { 0 };
   gboolean have_last = FALSE;
   gboolean abort_wanted = FALSE, abort_sent = FALSE, paused = FALSE;
+  gboolean channels_cut = FALSE;
+  gint64 abort_sent_us = 0;
   const char *abort_reason = NULL;
   const char *phase = "preparing";
   gboolean ok;
@@ -587,7 +592,29 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
           abort_reason = "cancelled by the caller";
         }
       if (abort_wanted && !abort_sent)
-        abort_sent = virDomainAbortJob (dom) == 0;
+        {
+          abort_sent = virDomainAbortJob (dom) == 0;
+          abort_sent_us = g_get_monotonic_time ();
+        }
+      /* An abort can hang on an unreachable peer: libvirt's Finish call
+       * to the destination waits on a control stream nobody answers.
+       * Cutting our channels breaks those streams and lets libvirt give
+       * up; the VM stays here either way. */
+      if (abort_sent && !channels_cut
+          && g_get_monotonic_time () - abort_sent_us > MIG_ABORT_GRACE_US)
+        {
+          channels_cut = TRUE;
+          PHASE (&src, "abort still pending: cutting the channels");
+          /* Closing joins the pump threads, whose done callback takes
+           * src.lock: close outside it. Channels are only freed below,
+           * by this thread. */
+          g_autoptr (GPtrArray) cut = NULL;
+          g_mutex_lock (&src.lock);
+          cut = g_ptr_array_copy (src.channels, NULL, NULL);
+          g_mutex_unlock (&src.lock);
+          for (guint i = 0; i < cut->len; i++)
+            mig_channel_close (cut->pdata[i]);
+        }
 
       running = mig_job_stats_get (dom, 0, &js);
       if (running && js.disk_total > 0)
