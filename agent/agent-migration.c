@@ -51,7 +51,7 @@ typedef struct
   char *token;
   char *name;
   char *source_address;
-  char *disk_path;     /* image made for the VM here, NULL without a disk */
+  char *disk_path; /* image made for the VM here, NULL without a disk */
   guint64 memory;
   guint expiry_source; /* main context */
   gboolean finishing;  /* lock */
@@ -213,8 +213,7 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
     {
       (void)g_unlink (hist);
       (void)g_unlink (log);
-      g_message ("console log of VM %s handed over; removed here",
-                 req->name);
+      g_message ("console log of VM %s handed over; removed here", req->name);
     }
 
   chunk = g_new0 (Drover__V1__ConsoleChunk, 1);
@@ -442,8 +441,8 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
               g_usleep (100 * 1000);
             }
           if (state == VIR_DOMAIN_PAUSED)
-            g_message ("migration %s: VM %s arrived paused (reason %d)",
-                       job_id, r->name, reason);
+            g_message ("migration %s: VM %s arrived paused (reason %d)", job_id,
+                       r->name, reason);
         }
       else
         remove_transient (conn, r->name);
@@ -478,8 +477,8 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
   g_mutex_unlock (&m->lock);
   if (r->expiry_source)
     {
-      GSource *s = g_main_context_find_source_by_id (agent->ctx,
-                                                     r->expiry_source);
+      GSource *s
+          = g_main_context_find_source_by_id (agent->ctx, r->expiry_source);
       if (s)
         g_source_destroy (s);
     }
@@ -655,8 +654,7 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   r->job_id = g_strdup (req->job_id);
   r->token = g_strdup (token);
   r->name = g_strdup (spec->name);
-  r->source_address = g_strdup (req->source_address ? req->source_address
-                                                     : "");
+  r->source_address = g_strdup (req->source_address ? req->source_address : "");
   r->memory = spec->memory;
   r->disk_path = g_strdup (disk_path);
   e = g_new0 (Expiry, 1);
@@ -720,7 +718,8 @@ op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
   return empty_reply ();
 }
 
-/* --- source ----------------------------------------------------------------- */
+/* --- source -----------------------------------------------------------------
+ */
 
 typedef struct
 {
@@ -729,7 +728,7 @@ typedef struct
   const Drover__V1__MigrateOutRequest *req; /* owned by CALL */
   GCancellable *cancel;
   GMutex lock;
-  GQueue queue; /* ProtobufCMessage to send, lock */
+  GQueue queue;           /* ProtobufCMessage to send, lock */
   gboolean drain_pending; /* lock */
   gboolean ended;         /* the worker queued its last item, lock */
   ProtoStatus status;     /* lock, valid once ended */
@@ -825,8 +824,8 @@ progress_msg (const MigProgress *p)
   m->wire_bytes = p->wire_bytes;
   m->payload_bytes = p->payload_bytes;
   m->compression_ratio = p->compression_ratio;
-  m->compress_mode = agent_msg_strdup (p->compress_mode ? p->compress_mode
-                                                        : "");
+  m->compress_mode
+      = agent_msg_strdup (p->compress_mode ? p->compress_mode : "");
   m->total_s = p->total_s;
   m->downtime_ms = p->downtime_ms;
   m->qemu_bytes = p->qemu_bytes;
@@ -839,7 +838,8 @@ progress_msg (const MigProgress *p)
       for (guint i = 0; i < p->rounds->len; i++)
         {
           const MigCtlRound *cr = &g_array_index (p->rounds, MigCtlRound, i);
-          Drover__V1__MigrationRound *r = g_new0 (Drover__V1__MigrationRound, 1);
+          Drover__V1__MigrationRound *r
+              = g_new0 (Drover__V1__MigrationRound, 1);
 
           drover__v1__migration_round__init (r);
           r->iteration = cr->iteration;
@@ -863,9 +863,10 @@ on_progress (const MigProgress *p, gpointer user_data)
   /* MigrationProgress has no disk fields: the disk copy's figures go to
    * the log (its bytes are in wire/payload and QEMU's bytes). */
   if (p->final && p->disk_total)
-    g_message ("migration %s: disk %s: %" G_GUINT64_FORMAT " of %"
-               G_GUINT64_FORMAT " bytes copied", op->req->job_id,
-               MIG_DISK_TARGET, p->disk_processed, p->disk_total);
+    g_message ("migration %s: disk %s: %" G_GUINT64_FORMAT
+               " of %" G_GUINT64_FORMAT " bytes copied",
+               op->req->job_id, MIG_DISK_TARGET, p->disk_processed,
+               p->disk_total);
   out_push (op, progress_msg (p), FALSE, 0, NULL);
 }
 
@@ -923,8 +924,8 @@ remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
   if (!stor_disk_remove (path, &error))
     g_message ("migration %s: %s", job_id, error->message);
   else
-    g_message ("migration %s: removed the disk image %s left behind",
-               job_id, path);
+    g_message ("migration %s: removed the disk image %s left behind", job_id,
+               path);
 }
 
 static gboolean
@@ -945,8 +946,7 @@ migrate_out (OutOp *op, GError **error)
     return FALSE;
   if (!mig_job_id_valid (req->job_id) || !*req->token
       || !split_address (req->channel_address, &host, &cfg.channel_port)
-      || cfg.channel_port == 0
-      || !g_path_is_absolute (req->dest_console_path))
+      || cfg.channel_port == 0 || !g_path_is_absolute (req->dest_console_path))
     {
       g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
                            "MigrateOut needs a job id, a token, a channel "
@@ -1138,8 +1138,7 @@ agent_migration_start (Agent *agent, GError **error)
                       agent->config.migration_port);
       goto fail;
     }
-  m->channel_address
-      = g_strdup_printf ("%s:%u", ip, mig_dst_get_port (m->dst));
+  m->channel_address = g_strdup_printf ("%s:%u", ip, mig_dst_get_port (m->dst));
   agent->migration = m;
   g_message ("accepting migrations on %s", m->channel_address);
   return TRUE;

@@ -693,8 +693,7 @@ agent_lookup_vm (Agent *agent, virConnectPtr conn, const char *name,
 }
 
 gboolean
-agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
-                  GError **error)
+agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec, GError **error)
 {
   return check_spec (agent, spec, error);
 }

@@ -163,7 +163,8 @@ apply_record (AgentStats *stats, Drover__V1__VmStatus *status,
   /* What the guest has touched (plus QEMU's own overhead): the cost model
    * uses it as the most memory a migration has to send in its first
    * round, since never-written pages go as zero-page markers. */
-  status->memory_rss = param_ull (rec->params, rec->nparams, "balloon.rss") * 1024;
+  status->memory_rss
+      = param_ull (rec->params, rec->nparams, "balloon.rss") * 1024;
   status->has_disk
       = param_sum (rec->params, rec->nparams, "block", "rd.bytes", &rd);
   (void)param_sum (rec->params, rec->nparams, "block", "wr.bytes", &wr);

@@ -32,28 +32,29 @@ main (int argc, char **argv)
   gboolean insecure = FALSE;
   int report_interval_ms = 0;
   int migration_port = 7402;
-  GOptionEntry entries[]
-      = { { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
-          { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
-            "AgentService address", "ADDR:PORT" },
-          { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler,
-            "Scheduler address", "ADDR:PORT" },
-          { "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &uri,
-            "libvirt connection URI", "URI" },
-          { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Guest accelerator",
-            "kvm|tcg|auto" },
-          { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir,
-            "Disks and console logs", "DIR" },
-          { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
-            "ca.pem, cert.pem, key.pem", "DIR" },
-          { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
-            "No TLS (local testing only)", NULL },
-          { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
-            "Report interval when the scheduler gives none", "MS" },
-          { "migration-port", 0, 0, G_OPTION_ARG_INT, &migration_port,
-            "Migration listener port on the --listen IP (default 7402, 0 = any)",
-            "PORT" },
-          { NULL } };
+  GOptionEntry entries[] = {
+    { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
+    { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "AgentService address",
+      "ADDR:PORT" },
+    { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler, "Scheduler address",
+      "ADDR:PORT" },
+    { "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &uri, "libvirt connection URI",
+      "URI" },
+    { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Guest accelerator",
+      "kvm|tcg|auto" },
+    { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir,
+      "Disks and console logs", "DIR" },
+    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
+      "ca.pem, cert.pem, key.pem", "DIR" },
+    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
+      "No TLS (local testing only)", NULL },
+    { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
+      "Report interval when the scheduler gives none", "MS" },
+    { "migration-port", 0, 0, G_OPTION_ARG_INT, &migration_port,
+      "Migration listener port on the --listen IP (default 7402, 0 = any)",
+      "PORT" },
+    { NULL }
+  };
   g_autoptr (GOptionContext) opts
       = g_option_context_new ("- Drover node agent");
   g_autoptr (GError) error = NULL;

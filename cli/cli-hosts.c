@@ -7,10 +7,9 @@ int
 ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
 {
   gboolean json = FALSE;
-  const GOptionEntry entries[] = {
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-    { NULL }
-  };
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+          { NULL } };
   Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
@@ -18,55 +17,59 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
   g_autofree char *text = NULL;
   const Drover__V1__ListHostsReply *reply;
   int rc;
-  static const char *const headers[] = {
-    "NAME", "STATE", "ADDRESS", "ACCEL", ">CPUS", ">VCPUS", "MEMORY",
-    ">FREE-MEM", ">DATA-FREE", ">VMS", "LIBVIRT", "QEMU", "KVM", NULL
-  };
+  static const char *const headers[]
+      = { "NAME",    "STATE",  "ADDRESS",   "ACCEL",      ">CPUS",
+          ">VCPUS",  "MEMORY", ">FREE-MEM", ">DATA-FREE", ">VMS",
+          "LIBVIRT", "QEMU",   "KVM",       NULL };
 
-  if ((rc = ctl_parse_options ("hosts", "[--json]", "List the hosts the scheduler knows.",
-                               entries, &argc, &argv)) >= 0)
+  if ((rc = ctl_parse_options ("hosts", "[--json]",
+                               "List the hosts the scheduler knows.", entries,
+                               &argc, &argv))
+      >= 0)
     return rc;
   if (argc > 1)
-    return ctl_usage_error ("hosts [--json]", "unexpected argument '%s'", argv[1]);
+    return ctl_usage_error ("hosts [--json]", "unexpected argument '%s'",
+                            argv[1]);
 
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__ListHostsReply *) msg;
-  if (json) {
-    ctl_print_message_json (msg);
-    return CTL_EXIT_OK;
-  }
+  reply = (const Drover__V1__ListHostsReply *)msg;
+  if (json)
+    {
+      ctl_print_message_json (msg);
+      return CTL_EXIT_OK;
+    }
 
   table = cli_table_new (headers);
-  for (size_t i = 0; i < reply->n_hosts; i++) {
-    const Drover__V1__Host *h = reply->hosts[i];
-    const Drover__V1__HostInfo *info = h->info;
-    g_autofree char *used = cli_format_size (h->memory_used);
-    g_autofree char *total = cli_format_size (info ? info->memory_total : 0);
+  for (size_t i = 0; i < reply->n_hosts; i++)
+    {
+      const Drover__V1__Host *h = reply->hosts[i];
+      const Drover__V1__HostInfo *info = h->info;
+      g_autofree char *used = cli_format_size (h->memory_used);
+      g_autofree char *total = cli_format_size (info ? info->memory_total : 0);
 
-    if (info == NULL) {
-      /* The scheduler always fills info; be robust anyway. */
-      cli_table_add_take (table, g_strdup ("?"), g_strdup (h->state),
-                          NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                          g_strdup_printf ("%u", h->vm_count), NULL, NULL, NULL);
-      continue;
+      if (info == NULL)
+        {
+          /* The scheduler always fills info; be robust anyway. */
+          cli_table_add_take (table, g_strdup ("?"), g_strdup (h->state), NULL,
+                              NULL, NULL, NULL, NULL, NULL, NULL,
+                              g_strdup_printf ("%u", h->vm_count), NULL, NULL,
+                              NULL);
+          continue;
+        }
+      cli_table_add_take (table, g_strdup (info->name), g_strdup (h->state),
+                          g_strdup (info->address), g_strdup (info->accel),
+                          g_strdup_printf ("%u", info->cpus),
+                          g_strdup_printf ("%u", h->vcpus_used),
+                          g_strdup_printf ("%s/%s", used, total),
+                          cli_format_size (info->memory_free),
+                          cli_format_size (info->data_free),
+                          g_strdup_printf ("%u", h->vm_count),
+                          g_strdup (info->libvirt_version),
+                          g_strdup (info->qemu_version),
+                          g_strdup (info->kvm_usable ? "yes" : "no"));
     }
-    cli_table_add_take (table,
-                        g_strdup (info->name),
-                        g_strdup (h->state),
-                        g_strdup (info->address),
-                        g_strdup (info->accel),
-                        g_strdup_printf ("%u", info->cpus),
-                        g_strdup_printf ("%u", h->vcpus_used),
-                        g_strdup_printf ("%s/%s", used, total),
-                        cli_format_size (info->memory_free),
-                        cli_format_size (info->data_free),
-                        g_strdup_printf ("%u", h->vm_count),
-                        g_strdup (info->libvirt_version),
-                        g_strdup (info->qemu_version),
-                        g_strdup (info->kvm_usable ? "yes" : "no"));
-  }
   text = cli_table_render (table);
   fputs (text, stdout);
   return CTL_EXIT_OK;

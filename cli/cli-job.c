@@ -15,20 +15,18 @@ format_progress (double p)
     p = 0;
   if (p > 1)
     p = 1;
-  return g_strdup_printf ("%d%%", (int) floor (p * 100 + 0.5));
+  return g_strdup_printf ("%d%%", (int)floor (p * 100 + 0.5));
 }
 
 int
 ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
 {
   gboolean json = FALSE;
-  const GOptionEntry entries[] = {
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-    { NULL }
-  };
-  static const char *const headers[] = {
-    "ID", "KIND", "VM", "STATE", ">PROGRESS", ">AGE", "MESSAGE", NULL
-  };
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+          { NULL } };
+  static const char *const headers[]
+      = { "ID", "KIND", "VM", "STATE", ">PROGRESS", ">AGE", "MESSAGE", NULL };
   Drover__V1__ListJobsRequest req = DROVER__V1__LIST_JOBS_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
@@ -37,44 +35,48 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   const Drover__V1__ListJobsReply *reply;
   int rc;
 
-  if ((rc = ctl_parse_options ("jobs", "[--json]", "List jobs.", entries,
-                               &argc, &argv)) >= 0)
+  if ((rc = ctl_parse_options ("jobs", "[--json]", "List jobs.", entries, &argc,
+                               &argv))
+      >= 0)
     return rc;
   if (argc > 1)
-    return ctl_usage_error ("jobs [--json]", "unexpected argument '%s'", argv[1]);
+    return ctl_usage_error ("jobs [--json]", "unexpected argument '%s'",
+                            argv[1]);
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_JOBS, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__ListJobsReply *) msg;
-  if (json) {
-    ctl_print_message_json (msg);
-    return CTL_EXIT_OK;
-  }
+  reply = (const Drover__V1__ListJobsReply *)msg;
+  if (json)
+    {
+      ctl_print_message_json (msg);
+      return CTL_EXIT_OK;
+    }
   table = cli_table_new (headers);
-  for (size_t i = 0; i < reply->n_jobs; i++) {
-    const Drover__V1__Job *job = reply->jobs[i];
-    const char *text_msg = job->error[0] ? job->error : job->message;
-    cli_table_add_take (table, g_strdup (job->id), g_strdup (job->kind),
-                        g_strdup (job->vm), g_strdup (job->state),
-                        format_progress (job->progress),
-                        ctl_format_age (job->created_ms),
-                        g_strdup (text_msg));
-  }
+  for (size_t i = 0; i < reply->n_jobs; i++)
+    {
+      const Drover__V1__Job *job = reply->jobs[i];
+      const char *text_msg = job->error[0] ? job->error : job->message;
+      cli_table_add_take (
+          table, g_strdup (job->id), g_strdup (job->kind), g_strdup (job->vm),
+          g_strdup (job->state), format_progress (job->progress),
+          ctl_format_age (job->created_ms), g_strdup (text_msg));
+    }
   text = cli_table_render (table);
   fputs (text, stdout);
   return CTL_EXIT_OK;
 }
 
 /* What a job watch remembers between stream messages. */
-typedef struct {
+typedef struct
+{
   gboolean json;
   gboolean tty;
-  gboolean migration;      /* a migrate job: progress bar and summary */
-  gboolean line_open;      /* a TTY progress line is drawn, no newline yet */
-  gint64 last_line_us;     /* monotonic time of the last progress line */
+  gboolean migration;  /* a migrate job: progress bar and summary */
+  gboolean line_open;  /* a TTY progress line is drawn, no newline yet */
+  gint64 last_line_us; /* monotonic time of the last progress line */
   int percent;
   guint n_seen;
-  ProtobufCMessage *last;  /* copy of the last Job */
+  ProtobufCMessage *last; /* copy of the last Job */
 } WatchState;
 
 static ProtobufCMessage *
@@ -101,30 +103,33 @@ show_migration (WatchState *ws, const Drover__V1__Job *job)
 
   if (ws->json)
     return;
-  if (ws->tty) {
-    /* Redrawn in place; the summary follows on its own lines. */
-    struct winsize ws_size = { 0 };
+  if (ws->tty)
+    {
+      /* Redrawn in place; the summary follows on its own lines. */
+      struct winsize ws_size = { 0 };
 
-    line = cli_migration_progress_line (job, 24);
-    /* A wrapped line cannot be redrawn with \r: cut it to the terminal. */
-    if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws_size) == 0 && ws_size.ws_col > 1
-        && strlen (line) >= ws_size.ws_col)
-      line[ws_size.ws_col - 1] = '\0';
-    printf ("\r%s\033[K", line);
-    ws->line_open = TRUE;
-  } else if (ws->n_seen == 0 || job_over (job)
-             || now - ws->last_line_us >= G_USEC_PER_SEC) {
-    line = cli_migration_progress_line (job, 0);
-    printf ("%s\n", line);
-    ws->last_line_us = now;
-  }
+      line = cli_migration_progress_line (job, 24);
+      /* A wrapped line cannot be redrawn with \r: cut it to the terminal. */
+      if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws_size) == 0 && ws_size.ws_col > 1
+          && strlen (line) >= ws_size.ws_col)
+        line[ws_size.ws_col - 1] = '\0';
+      printf ("\r%s\033[K", line);
+      ws->line_open = TRUE;
+    }
+  else if (ws->n_seen == 0 || job_over (job)
+           || now - ws->last_line_us >= G_USEC_PER_SEC)
+    {
+      line = cli_migration_progress_line (job, 0);
+      printf ("%s\n", line);
+      ws->last_line_us = now;
+    }
   fflush (stdout);
 }
 
 static void
 show_plain (WatchState *ws, const Drover__V1__Job *job)
 {
-  const Drover__V1__Job *prev = (const Drover__V1__Job *) ws->last;
+  const Drover__V1__Job *prev = (const Drover__V1__Job *)ws->last;
   g_autofree char *progress = format_progress (job->progress);
   int percent = atoi (progress);
 
@@ -132,12 +137,13 @@ show_plain (WatchState *ws, const Drover__V1__Job *job)
   if (!ws->json
       && (prev == NULL || g_strcmp0 (prev->state, job->state) != 0
           || g_strcmp0 (prev->message, job->message) != 0
-          || ws->percent != percent)) {
-    printf ("job %s (%s %s): %s %s%s%s\n", job->id, job->kind,
-            job->vm[0] ? job->vm : "-", job->state, progress,
-            job->message[0] ? " " : "", job->message);
-    fflush (stdout);
-  }
+          || ws->percent != percent))
+    {
+      printf ("job %s (%s %s): %s %s%s%s\n", job->id, job->kind,
+              job->vm[0] ? job->vm : "-", job->state, progress,
+              job->message[0] ? " " : "", job->message);
+      fflush (stdout);
+    }
   ws->percent = percent;
 }
 
@@ -145,7 +151,7 @@ static gboolean
 on_job (const ProtobufCMessage *msg, gpointer user_data)
 {
   WatchState *ws = user_data;
-  const Drover__V1__Job *job = (const Drover__V1__Job *) msg;
+  const Drover__V1__Job *job = (const Drover__V1__Job *)msg;
 
   if (ws->n_seen == 0)
     ws->migration = g_str_equal (job->kind, "migrate");
@@ -177,36 +183,46 @@ ctl_watch_job (Ctl *ctl, const char *id, gboolean json)
     return ctl_fail (error);
   ws.json = json;
   ws.tty = isatty (STDOUT_FILENO);
-  req.id = (char *) id;
+  req.id = (char *)id;
   ok = proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
                                  DROVER_SCHED_METHOD_WATCH_JOB, &req.base,
                                  on_job, &ws, &error);
-  if (ws.line_open) {
-    fputc ('\n', stdout);
-    fflush (stdout);
-  }
-  job = (const Drover__V1__Job *) ws.last;
+  if (ws.line_open)
+    {
+      fputc ('\n', stdout);
+      fflush (stdout);
+    }
+  job = (const Drover__V1__Job *)ws.last;
   if (json && job != NULL)
     ctl_print_message_json (ws.last);
-  else if (ws.migration && job != NULL && job_over (job)) {
-    g_autofree char *summary = cli_migration_summary (job);
-    fputs (summary, stdout);
-  }
+  else if (ws.migration && job != NULL && job_over (job))
+    {
+      g_autofree char *summary = cli_migration_summary (job);
+      fputs (summary, stdout);
+    }
 
-  if (!ok) {
-    rc = ctl_fail (error);
-  } else if (job != NULL && g_str_equal (job->state, "done")) {
-    rc = CTL_EXIT_OK;
-  } else if (job != NULL && g_str_equal (job->state, "failed")) {
-    ctl_print_error ("job %s failed: %s", id,
-                     job->error[0] ? job->error
-                     : job->message[0] ? job->message : "no reason given");
-    rc = CTL_EXIT_FAILURE;
-  } else {
-    ctl_print_error ("job %s: stream ended with the job %s", id,
-                     job ? job->state : "never reported");
-    rc = CTL_EXIT_FAILURE;
-  }
+  if (!ok)
+    {
+      rc = ctl_fail (error);
+    }
+  else if (job != NULL && g_str_equal (job->state, "done"))
+    {
+      rc = CTL_EXIT_OK;
+    }
+  else if (job != NULL && g_str_equal (job->state, "failed"))
+    {
+      ctl_print_error ("job %s failed: %s", id,
+                       job->error[0]     ? job->error
+                       : job->message[0] ? job->message
+                                         : "no reason given");
+      rc = CTL_EXIT_FAILURE;
+    }
+  else
+    {
+      ctl_print_error ("job %s: stream ended with the job %s", id,
+                       job ? job->state : "never reported");
+      rc = CTL_EXIT_FAILURE;
+    }
   if (ws.last != NULL)
     protobuf_c_message_free_unpacked (ws.last, NULL);
   return rc;
@@ -217,18 +233,18 @@ ctl_cmd_job (Ctl *ctl, int argc, char **argv)
 {
   const char *usage = "job watch ID [--json]";
   gboolean json = FALSE;
-  const GOptionEntry entries[] = {
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
-      "Print the final job as JSON instead of progress", NULL },
-    { NULL }
-  };
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+            "Print the final job as JSON instead of progress", NULL },
+          { NULL } };
   int rc;
 
   if ((rc = ctl_parse_options ("job", "watch ID [--json]",
                                "Follow a job until it ends (a migration shows "
                                "its progress and summary); exit 0 if it is "
                                "done, 1 if it failed.",
-                               entries, &argc, &argv)) >= 0)
+                               entries, &argc, &argv))
+      >= 0)
     return rc;
   if (argc < 2)
     return ctl_usage_error (usage, "missing job subcommand");

@@ -16,9 +16,10 @@ parse_count (const char *option, const char *text, guint64 max, guint64 *out,
     return TRUE;
   if (!g_ascii_string_to_unsigned (text, 10, 0, max, &value, NULL))
     {
-      g_set_error (error, CLI_ERROR, CLI_ERROR_USAGE,
-                   "%s: '%s' is not a whole number from 0 to %" G_GUINT64_FORMAT,
-                   option, text, max);
+      g_set_error (
+          error, CLI_ERROR, CLI_ERROR_USAGE,
+          "%s: '%s' is not a whole number from 0 to %" G_GUINT64_FORMAT, option,
+          text, max);
       return FALSE;
     }
   *out = value;
@@ -37,24 +38,25 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   g_autofree char *compress = NULL;
   g_autofree char *timeout_per_gib = NULL;
   gboolean strict = FALSE, json = FALSE;
-  const GOptionEntry entries[] = {
-    { "to", 0, 0, G_OPTION_ARG_STRING, &to,
-      "Destination host (default: the scheduler picks one)", "HOST" },
-    { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &max_downtime,
-      "Downtime limit the controller may raise to (default 500)", "MS" },
-    { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
-      "Rate limit on the migration channel, megabits per second "
-      "(default: none)", "MBIT" },
-    { "compress", 0, 0, G_OPTION_ARG_STRING, &compress,
-      "lz4 on the channel: auto (default), on, off", "MODE" },
-    { "timeout-per-gib", 0, 0, G_OPTION_ARG_STRING, &timeout_per_gib,
-      "Abort after this many seconds per GiB of RAM", "S" },
-    { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
-      "Refuse if the cost model predicts no convergence", NULL },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
-      "Print the final job (with progress and prediction) as JSON", NULL },
-    { NULL }
-  };
+  const GOptionEntry entries[]
+      = { { "to", 0, 0, G_OPTION_ARG_STRING, &to,
+            "Destination host (default: the scheduler picks one)", "HOST" },
+          { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &max_downtime,
+            "Downtime limit the controller may raise to (default 500)", "MS" },
+          { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
+            "Rate limit on the migration channel, megabits per second "
+            "(default: none)",
+            "MBIT" },
+          { "compress", 0, 0, G_OPTION_ARG_STRING, &compress,
+            "lz4 on the channel: auto (default), on, off", "MODE" },
+          { "timeout-per-gib", 0, 0, G_OPTION_ARG_STRING, &timeout_per_gib,
+            "Abort after this many seconds per GiB of RAM", "S" },
+          { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
+            "Refuse if the cost model predicts no convergence", NULL },
+          { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+            "Print the final job (with progress and prediction) as JSON",
+            NULL },
+          { NULL } };
   Drover__V1__MigrateVmRequest req = DROVER__V1__MIGRATE_VM_REQUEST__INIT;
   Drover__V1__MigrationParams params = DROVER__V1__MIGRATION_PARAMS__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
@@ -66,7 +68,8 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   if ((rc = ctl_parse_options ("migrate", usage + strlen ("migrate "),
                                "Live-migrate a running VM and follow it; exit "
                                "0 when it is done, 1 if it failed.",
-                               entries, &argc, &argv)) >= 0)
+                               entries, &argc, &argv))
+      >= 0)
     return rc;
   if (argc < 2)
     return ctl_usage_error (usage, "missing VM name");
@@ -80,9 +83,10 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
       && !g_str_equal (compress, "on") && !g_str_equal (compress, "off"))
     return ctl_usage_error (usage, "--compress must be auto, on or off");
 
-  if (!parse_count ("--max-downtime", max_downtime, G_MAXUINT32, &value, &error))
+  if (!parse_count ("--max-downtime", max_downtime, G_MAXUINT32, &value,
+                    &error))
     return ctl_fail (error);
-  params.max_downtime_ms = (guint32) value;
+  params.max_downtime_ms = (guint32)value;
   value = 0;
   /* Megabits to bytes: 1 Mbit/s = 125000 B/s. */
   if (!parse_count ("--bandwidth", bandwidth, G_MAXUINT64 / 125000, &value,
@@ -93,17 +97,17 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   if (!parse_count ("--timeout-per-gib", timeout_per_gib, G_MAXUINT32, &value,
                     &error))
     return ctl_fail (error);
-  params.timeout_per_gib_s = (guint32) value;
-  params.compress = compress ? compress : (char *) "";
+  params.timeout_per_gib_s = (guint32)value;
+  params.compress = compress ? compress : (char *)"";
   params.strict = strict;
 
   req.name = argv[1];
-  req.to_host = to ? to : (char *) "";
+  req.to_host = to ? to : (char *)"";
   req.params = &params;
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_MIGRATE_VM, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  job = (const Drover__V1__Job *) msg;
+  job = (const Drover__V1__Job *)msg;
   if (!json)
     {
       printf ("job %s: migrating %s from %s to %s\n", job->id, job->vm,

@@ -12,7 +12,7 @@ cli_format_rate (double bytes_per_second)
 
   if (!isfinite (bytes_per_second) || bytes_per_second < 0)
     bytes_per_second = 0;
-  size = cli_format_size ((guint64) llround (bytes_per_second));
+  size = cli_format_size ((guint64)llround (bytes_per_second));
   return g_strdup_printf ("%s/s", size);
 }
 
@@ -25,13 +25,13 @@ cli_format_duration (double s)
   if (!isfinite (s) || s < 0)
     return g_strdup ("-");
   if (s < 1.0)
-    return g_strdup_printf ("%dms", (int) llround (s * 1000));
+    return g_strdup_printf ("%dms", (int)llround (s * 1000));
   if (s < 60.0)
     {
       g_ascii_formatd (buf, sizeof buf, "%.1f", s);
       return g_strdup_printf ("%ss", buf);
     }
-  whole = (guint64) llround (s);
+  whole = (guint64)llround (s);
   if (whole < 3600)
     return g_strdup_printf ("%" G_GUINT64_FORMAT "m%02" G_GUINT64_FORMAT "s",
                             whole / 60, whole % 60);
@@ -45,8 +45,9 @@ sent_fraction (const Drover__V1__MigrationProgress *p)
 {
   if (p->memory_total == 0)
     return 0;
-  return 1.0 - (double) MIN (p->memory_remaining, p->memory_total)
-                 / (double) p->memory_total;
+  return 1.0
+         - (double)MIN (p->memory_remaining, p->memory_total)
+               / (double)p->memory_total;
 }
 
 char *
@@ -59,7 +60,8 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
       || strcmp (p->phase, "queued") == 0)
     {
       g_string_append (line, strcmp (job->state, "queued") == 0 || p != NULL
-                               ? "queued" : job->state);
+                                 ? "queued"
+                                 : job->state);
       if (job->message[0] != '\0')
         g_string_append_printf (line, ": %s", job->message);
       return g_string_free (line, FALSE);
@@ -68,10 +70,11 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
   if (strcmp (p->phase, "precopy") == 0 || strcmp (p->phase, "switchover") == 0
       || strcmp (p->phase, "completed") == 0)
     {
-      double frac = strcmp (p->phase, "completed") == 0 ? 1.0 : sent_fraction (p);
+      double frac
+          = strcmp (p->phase, "completed") == 0 ? 1.0 : sent_fraction (p);
       g_autofree char *sent = cli_format_size (p->memory_processed);
       g_autofree char *total = cli_format_size (p->memory_total);
-      guint filled = (guint) floor (frac * bar_width + 1e-9);
+      guint filled = (guint)floor (frac * bar_width + 1e-9);
 
       if (bar_width > 0)
         {
@@ -80,7 +83,7 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
             g_string_append_c (line, i < filled ? '#' : '-');
           g_string_append (line, "]  ");
         }
-      g_string_append_printf (line, "%3d%%  %s of %s", (int) floor (frac * 100),
+      g_string_append_printf (line, "%3d%%  %s of %s", (int)floor (frac * 100),
                               sent, total);
       if (strcmp (p->phase, "precopy") == 0)
         {
@@ -102,7 +105,8 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
   /* preparing, aborted, failed or something newer: the scheduler's
    * message says it best; the phase if there is none. */
   g_string_append (line, job->message[0] ? job->message
-                         : p->phase[0] ? p->phase : job->state);
+                         : p->phase[0]   ? p->phase
+                                         : job->state);
   return g_string_free (line, FALSE);
 }
 
@@ -116,10 +120,11 @@ cli_migration_prediction (const Drover__V1__MigrationPrediction *pred)
 
   return g_strdup_printf ("%s in %u round%s, ~%s, downtime ~%.0f ms, %s to "
                           "send (assuming dirty %s over %s)",
-                          pred->converges ? "converges" : "DOES NOT CONVERGE "
-                          "(forced switchover)", pred->rounds,
-                          pred->rounds == 1 ? "" : "s", dur, pred->downtime_ms,
-                          sent, dirty, bw);
+                          pred->converges ? "converges"
+                                          : "DOES NOT CONVERGE "
+                                            "(forced switchover)",
+                          pred->rounds, pred->rounds == 1 ? "" : "s", dur,
+                          pred->downtime_ms, sent, dirty, bw);
 }
 
 char *
@@ -134,11 +139,11 @@ cli_migration_summary (const Drover__V1__Job *job)
     g_string_append_printf (out, "migrated %s: %s -> %s\n", job->vm,
                             job->source_host, job->dest_host);
   else
-    g_string_append_printf (out, "migration of %s (%s -> %s) %s: %s\n",
-                            job->vm, job->source_host, job->dest_host,
-                            job->state,
-                            job->error[0] ? job->error
-                            : job->message[0] ? job->message : "no reason given");
+    g_string_append_printf (out, "migration of %s (%s -> %s) %s: %s\n", job->vm,
+                            job->source_host, job->dest_host, job->state,
+                            job->error[0]     ? job->error
+                            : job->message[0] ? job->message
+                                              : "no reason given");
   /* Failed while queued or preparing: there is nothing to measure. */
   if (p == NULL
       || (p->iteration == 0 && p->n_rounds == 0 && p->qemu_bytes == 0
@@ -157,13 +162,13 @@ cli_migration_summary (const Drover__V1__Job *job)
       }
     g_string_append_c (out, '\n');
   }
-  g_string_append_printf (out, "  downtime      %" G_GUINT64_FORMAT " ms (QEMU)",
-                          p->downtime_ms);
+  g_string_append_printf (
+      out, "  downtime      %" G_GUINT64_FORMAT " ms (QEMU)", p->downtime_ms);
   if (pred != NULL)
     g_string_append_printf (out, " (predicted %.0f ms)", pred->downtime_ms);
   g_string_append_c (out, '\n');
   {
-    guint rounds = MAX (p->iteration, (guint) p->n_rounds);
+    guint rounds = MAX (p->iteration, (guint)p->n_rounds);
 
     g_string_append_printf (out, "  rounds        %u", rounds);
     if (pred != NULL)
@@ -178,7 +183,7 @@ cli_migration_summary (const Drover__V1__Job *job)
     double ratio = p->compression_ratio;
 
     if (!(ratio > 0) && p->wire_bytes > 0)
-      ratio = (double) p->payload_bytes / (double) p->wire_bytes;
+      ratio = (double)p->payload_bytes / (double)p->wire_bytes;
     g_string_append_printf (out, "  QEMU sent     %s", qemu);
     if (pred != NULL)
       {

@@ -4,11 +4,12 @@
 #include <stdarg.h>
 #include <string.h>
 
-struct _CliTable {
+struct _CliTable
+{
   guint n_cols;
-  char **headers;      /* without the '>' marker */
-  gboolean *right;     /* per column: right-aligned */
-  GPtrArray *rows;     /* of char ** (n_cols strings each) */
+  char **headers;  /* without the '>' marker */
+  gboolean *right; /* per column: right-aligned */
+  GPtrArray *rows; /* of char ** (n_cols strings each) */
 };
 
 CliTable *
@@ -16,18 +17,20 @@ cli_table_new (const char *const *headers)
 {
   CliTable *t = g_new0 (CliTable, 1);
 
-  t->n_cols = g_strv_length ((char **) headers);
+  t->n_cols = g_strv_length ((char **)headers);
   t->headers = g_new0 (char *, t->n_cols + 1);
   t->right = g_new0 (gboolean, t->n_cols);
-  for (guint i = 0; i < t->n_cols; i++) {
-    const char *h = headers[i];
-    if (h[0] == '>') {
-      t->right[i] = TRUE;
-      h++;
+  for (guint i = 0; i < t->n_cols; i++)
+    {
+      const char *h = headers[i];
+      if (h[0] == '>')
+        {
+          t->right[i] = TRUE;
+          h++;
+        }
+      t->headers[i] = g_strdup (h);
     }
-    t->headers[i] = g_strdup (h);
-  }
-  t->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  t->rows = g_ptr_array_new_with_free_func ((GDestroyNotify)g_strfreev);
   return t;
 }
 
@@ -47,10 +50,11 @@ cli_table_add_row (CliTable *table, const char *const *cells)
 {
   char **row = g_new0 (char *, table->n_cols + 1);
 
-  for (guint i = 0; i < table->n_cols; i++) {
-    const char *c = cells[i];
-    row[i] = g_strdup (c != NULL && *c != '\0' ? c : "-");
-  }
+  for (guint i = 0; i < table->n_cols; i++)
+    {
+      const char *c = cells[i];
+      row[i] = g_strdup (c != NULL && *c != '\0' ? c : "-");
+    }
   g_ptr_array_add (table->rows, row);
 }
 
@@ -61,14 +65,16 @@ cli_table_add_take (CliTable *table, ...)
   va_list ap;
 
   va_start (ap, table);
-  for (guint i = 0; i < table->n_cols; i++) {
-    char *c = va_arg (ap, char *);
-    if (c == NULL || *c == '\0') {
-      g_free (c);
-      c = g_strdup ("-");
+  for (guint i = 0; i < table->n_cols; i++)
+    {
+      char *c = va_arg (ap, char *);
+      if (c == NULL || *c == '\0')
+        {
+          g_free (c);
+          c = g_strdup ("-");
+        }
+      row[i] = c;
     }
-    row[i] = c;
-  }
   va_end (ap);
   g_ptr_array_add (table->rows, row);
 }
@@ -88,19 +94,20 @@ render_row (GString *out, CliTable *t, char **cells, const gsize *widths)
 {
   gsize line_start = out->len;
 
-  for (guint i = 0; i < t->n_cols; i++) {
-    gsize w = cell_width (cells[i]);
-    gsize pad = widths[i] > w ? widths[i] - w : 0;
-    if (i > 0)
-      g_string_append (out, "  ");
-    if (t->right[i])
-      for (gsize k = 0; k < pad; k++)
-        g_string_append_c (out, ' ');
-    g_string_append (out, cells[i]);
-    if (!t->right[i])
-      for (gsize k = 0; k < pad; k++)
-        g_string_append_c (out, ' ');
-  }
+  for (guint i = 0; i < t->n_cols; i++)
+    {
+      gsize w = cell_width (cells[i]);
+      gsize pad = widths[i] > w ? widths[i] - w : 0;
+      if (i > 0)
+        g_string_append (out, "  ");
+      if (t->right[i])
+        for (gsize k = 0; k < pad; k++)
+          g_string_append_c (out, ' ');
+      g_string_append (out, cells[i]);
+      if (!t->right[i])
+        for (gsize k = 0; k < pad; k++)
+          g_string_append_c (out, ' ');
+    }
   /* No trailing spaces from padding the last column. */
   while (out->len > line_start && out->str[out->len - 1] == ' ')
     g_string_truncate (out, out->len - 1);
@@ -115,11 +122,12 @@ cli_table_render (CliTable *table)
 
   for (guint i = 0; i < table->n_cols; i++)
     widths[i] = cell_width (table->headers[i]);
-  for (guint r = 0; r < table->rows->len; r++) {
-    char **row = table->rows->pdata[r];
-    for (guint i = 0; i < table->n_cols; i++)
-      widths[i] = MAX (widths[i], cell_width (row[i]));
-  }
+  for (guint r = 0; r < table->rows->len; r++)
+    {
+      char **row = table->rows->pdata[r];
+      for (guint i = 0; i < table->n_cols; i++)
+        widths[i] = MAX (widths[i], cell_width (row[i]));
+    }
   render_row (out, table, table->headers, widths);
   for (guint r = 0; r < table->rows->len; r++)
     render_row (out, table, table->rows->pdata[r], widths);

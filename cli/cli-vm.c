@@ -7,20 +7,22 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char vm_usage_text[] =
-  "Usage: droverctl vm SUBCOMMAND [ARGS...]\n"
-  "\n"
-  "  create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K --initrd I\n"
-  "         --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
-  "  list [--json]\n"
-  "  show NAME [--json]\n"
-  "  start NAME\n"
-  "  stop NAME [--force] [--timeout S]\n"
-  "  destroy NAME\n"
-  "  delete NAME [--force]\n"
-  "  console NAME [-f] [--tail BYTES]\n"
-  "\n"
-  "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n";
+static const char vm_usage_text[]
+    = "Usage: droverctl vm SUBCOMMAND [ARGS...]\n"
+      "\n"
+      "  create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K "
+      "--initrd I\n"
+      "         --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
+      "  list [--json]\n"
+      "  show NAME [--json]\n"
+      "  start NAME\n"
+      "  stop NAME [--force] [--timeout S]\n"
+      "  destroy NAME\n"
+      "  delete NAME [--force]\n"
+      "  console NAME [-f] [--tail BYTES]\n"
+      "\n"
+      "Sizes: bytes or a number with K, M, G or T (binary units): 512M, "
+      "1.5G.\n";
 
 /* Checks that ARGV holds exactly one positional argument, a valid VM
  * name, and returns it; or prints the error and sets *RC. */
@@ -29,18 +31,21 @@ one_name (const char *usage, int argc, char **argv, int *rc)
 {
   g_autoptr (GError) error = NULL;
 
-  if (argc < 2) {
-    *rc = ctl_usage_error (usage, "missing VM name");
-    return NULL;
-  }
-  if (argc > 2) {
-    *rc = ctl_usage_error (usage, "unexpected argument '%s'", argv[2]);
-    return NULL;
-  }
-  if (!proto_name_validate ("VM", argv[1], &error)) {
-    *rc = ctl_usage_error (usage, "%s", error->message);
-    return NULL;
-  }
+  if (argc < 2)
+    {
+      *rc = ctl_usage_error (usage, "missing VM name");
+      return NULL;
+    }
+  if (argc > 2)
+    {
+      *rc = ctl_usage_error (usage, "unexpected argument '%s'", argv[2]);
+      return NULL;
+    }
+  if (!proto_name_validate ("VM", argv[1], &error))
+    {
+      *rc = ctl_usage_error (usage, "%s", error->message);
+      return NULL;
+    }
   return argv[1];
 }
 
@@ -59,7 +64,8 @@ format_ms_time (gint64 ms)
 
 /* --- create ------------------------------------------------------------ */
 
-#define CREATE_USAGE "vm create NAME --vcpus N --memory SIZE [--disk SIZE] " \
+#define CREATE_USAGE                                                           \
+  "vm create NAME --vcpus N --memory SIZE [--disk SIZE] "                      \
   "[--kernel K --initrd I --cmdline C] [--host H] [--accel kvm|tcg] [--json]"
 
 static int
@@ -76,13 +82,18 @@ vm_create (Ctl *ctl, int argc, char **argv)
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
     { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs", "N" },
-    { "memory", 0, 0, G_OPTION_ARG_STRING, &memory, "Memory (512M, 1G, ...)", "SIZE" },
+    { "memory", 0, 0, G_OPTION_ARG_STRING, &memory, "Memory (512M, 1G, ...)",
+      "SIZE" },
     { "disk", 0, 0, G_OPTION_ARG_STRING, &disk, "Disk size", "SIZE" },
-    { "kernel", 0, 0, G_OPTION_ARG_FILENAME, &kernel, "Kernel image on the host", "K" },
-    { "initrd", 0, 0, G_OPTION_ARG_FILENAME, &initrd, "Initrd on the host", "I" },
-    { "cmdline", 0, 0, G_OPTION_ARG_STRING, &cmdline, "Kernel command line", "C" },
+    { "kernel", 0, 0, G_OPTION_ARG_FILENAME, &kernel,
+      "Kernel image on the host", "K" },
+    { "initrd", 0, 0, G_OPTION_ARG_FILENAME, &initrd, "Initrd on the host",
+      "I" },
+    { "cmdline", 0, 0, G_OPTION_ARG_STRING, &cmdline, "Kernel command line",
+      "C" },
     { "host", 0, 0, G_OPTION_ARG_STRING, &host, "Place on this host", "H" },
-    { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Required accelerator: kvm or tcg", "ACCEL" },
+    { "accel", 0, 0, G_OPTION_ARG_STRING, &accel,
+      "Required accelerator: kvm or tcg", "ACCEL" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the VM as JSON", NULL },
     { NULL }
   };
@@ -97,26 +108,33 @@ vm_create (Ctl *ctl, int argc, char **argv)
   guint64 mem_bytes = 0, disk_bytes = 0;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm create", CREATE_USAGE + strlen ("vm create "),
-                               "Create a VM (the scheduler places it unless --host).",
-                               entries, &argc, &argv)) >= 0)
+  if ((rc = ctl_parse_options (
+           "vm create", CREATE_USAGE + strlen ("vm create "),
+           "Create a VM (the scheduler places it unless --host).", entries,
+           &argc, &argv))
+      >= 0)
     return rc;
   if ((name = one_name (CREATE_USAGE, argc, argv, &rc)) == NULL)
     return rc;
   if (vcpus <= 0)
-    return ctl_usage_error (CREATE_USAGE, vcpus == 0 ? "--vcpus N is required"
-                            : "--vcpus must be a positive number");
+    return ctl_usage_error (CREATE_USAGE,
+                            vcpus == 0 ? "--vcpus N is required"
+                                       : "--vcpus must be a positive number");
   if (memory == NULL)
     return ctl_usage_error (CREATE_USAGE, "--memory SIZE is required");
-  if (!cli_parse_size ("--memory", memory, &mem_bytes, &error) ||
-      (disk != NULL && !cli_parse_size ("--disk", disk, &disk_bytes, &error)))
+  if (!cli_parse_size ("--memory", memory, &mem_bytes, &error)
+      || (disk != NULL
+          && !cli_parse_size ("--disk", disk, &disk_bytes, &error)))
     return ctl_usage_error (CREATE_USAGE, "%s", error->message);
-  if (accel != NULL && !g_str_equal (accel, "kvm") && !g_str_equal (accel, "tcg"))
-    return ctl_usage_error (CREATE_USAGE, "--accel must be kvm or tcg, not '%s'", accel);
+  if (accel != NULL && !g_str_equal (accel, "kvm")
+      && !g_str_equal (accel, "tcg"))
+    return ctl_usage_error (CREATE_USAGE,
+                            "--accel must be kvm or tcg, not '%s'", accel);
   if (host != NULL && !proto_name_validate ("host", host, &error))
     return ctl_usage_error (CREATE_USAGE, "%s", error->message);
   if ((initrd != NULL || cmdline != NULL) && kernel == NULL)
-    return ctl_usage_error (CREATE_USAGE, "--initrd and --cmdline need --kernel");
+    return ctl_usage_error (CREATE_USAGE,
+                            "--initrd and --cmdline need --kernel");
 
   /* The agent resolves nothing against our working directory. */
   if (kernel != NULL)
@@ -124,8 +142,8 @@ vm_create (Ctl *ctl, int argc, char **argv)
   if (initrd != NULL)
     initrd_abs = g_canonicalize_filename (initrd, NULL);
 
-  spec.name = (char *) name;
-  spec.vcpus = (uint32_t) vcpus;
+  spec.name = (char *)name;
+  spec.vcpus = (uint32_t)vcpus;
   spec.memory = mem_bytes;
   spec.disk = disk_bytes;
   if (kernel_abs)
@@ -143,16 +161,18 @@ vm_create (Ctl *ctl, int argc, char **argv)
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_CREATE_VM, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__VmReply *) msg;
-  if (json) {
-    if (reply->vm != NULL)
-      ctl_print_message_json (&reply->vm->base);
-    else
-      fputs ("null\n", stdout);
-    return CTL_EXIT_OK;
-  }
+  reply = (const Drover__V1__VmReply *)msg;
+  if (json)
+    {
+      if (reply->vm != NULL)
+        ctl_print_message_json (&reply->vm->base);
+      else
+        fputs ("null\n", stdout);
+      return CTL_EXIT_OK;
+    }
   printf ("created VM %s on %s\n", name,
-          reply->vm != NULL && reply->vm->host[0] ? reply->vm->host : "(unplaced)");
+          reply->vm != NULL && reply->vm->host[0] ? reply->vm->host
+                                                  : "(unplaced)");
   return CTL_EXIT_OK;
 }
 
@@ -162,13 +182,11 @@ static int
 vm_list (Ctl *ctl, int argc, char **argv)
 {
   gboolean json = FALSE;
-  const GOptionEntry entries[] = {
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-    { NULL }
-  };
-  static const char *const headers[] = {
-    "NAME", "HOST", "STATE", ">VCPUS", ">MEMORY", ">CPU%", NULL
-  };
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+          { NULL } };
+  static const char *const headers[]
+      = { "NAME", "HOST", "STATE", ">VCPUS", ">MEMORY", ">CPU%", NULL };
   Drover__V1__ListVmsRequest req = DROVER__V1__LIST_VMS_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
@@ -178,36 +196,38 @@ vm_list (Ctl *ctl, int argc, char **argv)
   int rc;
 
   if ((rc = ctl_parse_options ("vm list", "[--json]", "List VMs.", entries,
-                               &argc, &argv)) >= 0)
+                               &argc, &argv))
+      >= 0)
     return rc;
   if (argc > 1)
-    return ctl_usage_error ("vm list [--json]", "unexpected argument '%s'", argv[1]);
+    return ctl_usage_error ("vm list [--json]", "unexpected argument '%s'",
+                            argv[1]);
 
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_VMS, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__ListVmsReply *) msg;
-  if (json) {
-    ctl_print_message_json (msg);
-    return CTL_EXIT_OK;
-  }
+  reply = (const Drover__V1__ListVmsReply *)msg;
+  if (json)
+    {
+      ctl_print_message_json (msg);
+      return CTL_EXIT_OK;
+    }
   table = cli_table_new (headers);
-  for (size_t i = 0; i < reply->n_vms; i++) {
-    const Drover__V1__Vm *vm = reply->vms[i];
-    const Drover__V1__VmSpec *spec = vm->spec;
-    const char *name = spec ? spec->name : (vm->status ? vm->status->name : "?");
-    char cpu[G_ASCII_DTOSTR_BUF_SIZE] = "-";
+  for (size_t i = 0; i < reply->n_vms; i++)
+    {
+      const Drover__V1__Vm *vm = reply->vms[i];
+      const Drover__V1__VmSpec *spec = vm->spec;
+      const char *name
+          = spec ? spec->name : (vm->status ? vm->status->name : "?");
+      char cpu[G_ASCII_DTOSTR_BUF_SIZE] = "-";
 
-    if (vm->status != NULL && g_str_equal (vm->state, "running"))
-      g_ascii_formatd (cpu, sizeof cpu, "%.1f", vm->status->cpu_percent);
-    cli_table_add_take (table,
-                        g_strdup (name),
-                        g_strdup (vm->host),
-                        g_strdup (vm->state),
-                        spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
-                        spec ? cli_format_size (spec->memory) : NULL,
-                        g_strdup (cpu));
-  }
+      if (vm->status != NULL && g_str_equal (vm->state, "running"))
+        g_ascii_formatd (cpu, sizeof cpu, "%.1f", vm->status->cpu_percent);
+      cli_table_add_take (
+          table, g_strdup (name), g_strdup (vm->host), g_strdup (vm->state),
+          spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
+          spec ? cli_format_size (spec->memory) : NULL, g_strdup (cpu));
+    }
   text = cli_table_render (table);
   fputs (text, stdout);
   return CTL_EXIT_OK;
@@ -230,10 +250,9 @@ static int
 vm_show (Ctl *ctl, int argc, char **argv)
 {
   gboolean json = FALSE;
-  const GOptionEntry entries[] = {
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-    { NULL }
-  };
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+          { NULL } };
   Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
@@ -244,59 +263,67 @@ vm_show (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm show", "NAME [--json]", "Show one VM.", entries,
-                               &argc, &argv)) >= 0)
+  if ((rc = ctl_parse_options ("vm show", "NAME [--json]", "Show one VM.",
+                               entries, &argc, &argv))
+      >= 0)
     return rc;
   if ((name = one_name ("vm show NAME [--json]", argc, argv, &rc)) == NULL)
     return rc;
-  req.name = (char *) name;
+  req.name = (char *)name;
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_GET_VM, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__VmReply *) msg;
+  reply = (const Drover__V1__VmReply *)msg;
   vm = reply->vm;
-  if (json) {
-    if (vm != NULL)
-      ctl_print_message_json (&vm->base);
-    else
-      fputs ("null\n", stdout);
-    return CTL_EXIT_OK;
-  }
-  if (vm == NULL) {
-    ctl_print_error ("the scheduler returned no VM for '%s'", name);
-    return CTL_EXIT_FAILURE;
-  }
+  if (json)
+    {
+      if (vm != NULL)
+        ctl_print_message_json (&vm->base);
+      else
+        fputs ("null\n", stdout);
+      return CTL_EXIT_OK;
+    }
+  if (vm == NULL)
+    {
+      ctl_print_error ("the scheduler returned no VM for '%s'", name);
+      return CTL_EXIT_FAILURE;
+    }
   spec = vm->spec;
   st = vm->status;
   kv ("name", spec ? spec->name : name);
   kv ("host", vm->host);
   kv ("state", vm->state);
-  if (spec != NULL) {
-    kv_take ("vcpus", g_strdup_printf ("%u", spec->vcpus));
-    kv_take ("memory", cli_format_size (spec->memory));
-    kv_take ("disk", spec->disk ? cli_format_size (spec->disk) : g_strdup ("none"));
-    kv ("accel", spec->accel);
-    kv ("kernel", spec->kernel);
-    kv ("initrd", spec->initrd);
-    kv ("cmdline", spec->cmdline);
-  }
-  if (st != NULL) {
-    char buf[G_ASCII_DTOSTR_BUF_SIZE];
-    kv ("uuid", st->uuid);
-    kv ("libvirt-state", st->state);
-    g_ascii_formatd (buf, sizeof buf, "%.1f", st->cpu_percent);
-    kv_take ("cpu", g_strconcat (buf, "%", NULL));
-    g_ascii_formatd (buf, sizeof buf, "%.3f s", st->cpu_time_ns / 1e9);
-    kv ("cpu-time", buf);
-    if (st->has_disk) {
-      kv_take ("disk-read", cli_format_size (st->disk_rd_bytes));
-      kv_take ("disk-written", cli_format_size (st->disk_wr_bytes));
+  if (spec != NULL)
+    {
+      kv_take ("vcpus", g_strdup_printf ("%u", spec->vcpus));
+      kv_take ("memory", cli_format_size (spec->memory));
+      kv_take ("disk",
+               spec->disk ? cli_format_size (spec->disk) : g_strdup ("none"));
+      kv ("accel", spec->accel);
+      kv ("kernel", spec->kernel);
+      kv ("initrd", spec->initrd);
+      kv ("cmdline", spec->cmdline);
     }
-    if (st->has_net) {
-      kv_take ("net-rx", cli_format_size (st->net_rx_bytes));
-      kv_take ("net-tx", cli_format_size (st->net_tx_bytes));
+  if (st != NULL)
+    {
+      char buf[G_ASCII_DTOSTR_BUF_SIZE];
+      kv ("uuid", st->uuid);
+      kv ("libvirt-state", st->state);
+      g_ascii_formatd (buf, sizeof buf, "%.1f", st->cpu_percent);
+      kv_take ("cpu", g_strconcat (buf, "%", NULL));
+      g_ascii_formatd (buf, sizeof buf, "%.3f s", st->cpu_time_ns / 1e9);
+      kv ("cpu-time", buf);
+      if (st->has_disk)
+        {
+          kv_take ("disk-read", cli_format_size (st->disk_rd_bytes));
+          kv_take ("disk-written", cli_format_size (st->disk_wr_bytes));
+        }
+      if (st->has_net)
+        {
+          kv_take ("net-rx", cli_format_size (st->net_rx_bytes));
+          kv_take ("net-tx", cli_format_size (st->net_tx_bytes));
+        }
     }
-  }
   kv_take ("updated", format_ms_time (vm->updated_ms));
   return CTL_EXIT_OK;
 }
@@ -320,13 +347,14 @@ vm_simple (Ctl *ctl, const char *sub, guint method, const char *done_verb,
     return rc;
   if ((name = one_name (usage, argc, argv, &rc)) == NULL)
     return rc;
-  req.name = (char *) name;
+  req.name = (char *)name;
   msg = ctl_call (ctl, method, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__VmReply *) msg;
+  reply = (const Drover__V1__VmReply *)msg;
   printf ("%s VM %s (state: %s)\n", done_verb, name,
-          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state : "unknown");
+          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state
+                                                   : "unknown");
   return CTL_EXIT_OK;
 }
 
@@ -335,11 +363,12 @@ vm_stop (Ctl *ctl, int argc, char **argv)
 {
   gboolean force = FALSE;
   int timeout_s = 0;
-  const GOptionEntry entries[] = {
-    { "force", 0, 0, G_OPTION_ARG_NONE, &force, "Destroy at once instead of a graceful shutdown", NULL },
-    { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Grace period before forcing (default: the agent's)", "S" },
-    { NULL }
-  };
+  const GOptionEntry entries[]
+      = { { "force", 0, 0, G_OPTION_ARG_NONE, &force,
+            "Destroy at once instead of a graceful shutdown", NULL },
+          { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s,
+            "Grace period before forcing (default: the agent's)", "S" },
+          { NULL } };
   Drover__V1__StopVmRequest req = DROVER__V1__STOP_VM_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
@@ -348,24 +377,28 @@ vm_stop (Ctl *ctl, int argc, char **argv)
   int rc = 0;
 
   if ((rc = ctl_parse_options ("vm stop", "NAME [--force] [--timeout S]",
-                               "Shut a VM down.", entries, &argc, &argv)) >= 0)
+                               "Shut a VM down.", entries, &argc, &argv))
+      >= 0)
     return rc;
-  if ((name = one_name ("vm stop NAME [--force] [--timeout S]", argc, argv, &rc)) == NULL)
+  if ((name
+       = one_name ("vm stop NAME [--force] [--timeout S]", argc, argv, &rc))
+      == NULL)
     return rc;
   if (timeout_s < 0 || timeout_s > 24 * 3600)
     return ctl_usage_error ("vm stop NAME [--force] [--timeout S]",
                             "--timeout must be between 0 and 86400 seconds");
-  req.name = (char *) name;
+  req.name = (char *)name;
   req.force = force;
-  req.timeout_ms = (uint32_t) timeout_s * 1000;
+  req.timeout_ms = (uint32_t)timeout_s * 1000;
   /* The call lasts as long as the grace period: give it room. */
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_STOP_VM, &req.base,
-                  ((gint64) timeout_s + 30) * 1000, &error);
+                  ((gint64)timeout_s + 30) * 1000, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__VmReply *) msg;
+  reply = (const Drover__V1__VmReply *)msg;
   printf ("stopped VM %s (state: %s)\n", name,
-          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state : "unknown");
+          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state
+                                                   : "unknown");
   return CTL_EXIT_OK;
 }
 
@@ -373,22 +406,23 @@ static int
 vm_delete (Ctl *ctl, int argc, char **argv)
 {
   gboolean force = FALSE;
-  const GOptionEntry entries[] = {
-    { "force", 0, 0, G_OPTION_ARG_NONE, &force, "Destroy a running VM first", NULL },
-    { NULL }
-  };
+  const GOptionEntry entries[] = { { "force", 0, 0, G_OPTION_ARG_NONE, &force,
+                                     "Destroy a running VM first", NULL },
+                                   { NULL } };
   Drover__V1__DeleteVmRequest req = DROVER__V1__DELETE_VM_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm delete", "NAME [--force]",
-                               "Delete a VM and its disk.", entries, &argc, &argv)) >= 0)
+  if ((rc
+       = ctl_parse_options ("vm delete", "NAME [--force]",
+                            "Delete a VM and its disk.", entries, &argc, &argv))
+      >= 0)
     return rc;
   if ((name = one_name ("vm delete NAME [--force]", argc, argv, &rc)) == NULL)
     return rc;
-  req.name = (char *) name;
+  req.name = (char *)name;
   req.force = force;
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_DELETE_VM, &req.base, 0, &error);
   if (msg == NULL)
@@ -411,16 +445,18 @@ static gboolean
 write_all (const guint8 *data, gsize len)
 {
   /* stdout may be a pipe or a terminal: loop on short writes. */
-  while (len > 0) {
-    ssize_t n = write (STDOUT_FILENO, data, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return FALSE;
+  while (len > 0)
+    {
+      ssize_t n = write (STDOUT_FILENO, data, len);
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return FALSE;
+        }
+      data += n;
+      len -= (gsize)n;
     }
-    data += n;
-    len -= (gsize) n;
-  }
   return TRUE;
 }
 
@@ -429,11 +465,12 @@ vm_console (Ctl *ctl, int argc, char **argv)
 {
   gboolean follow = FALSE;
   gint64 tail = -1;
-  const GOptionEntry entries[] = {
-    { "follow", 'f', 0, G_OPTION_ARG_NONE, &follow, "Keep printing new output until interrupted", NULL },
-    { "tail", 0, 0, G_OPTION_ARG_INT64, &tail, "Start this many bytes before the end", "BYTES" },
-    { NULL }
-  };
+  const GOptionEntry entries[]
+      = { { "follow", 'f', 0, G_OPTION_ARG_NONE, &follow,
+            "Keep printing new output until interrupted", NULL },
+          { "tail", 0, 0, G_OPTION_ARG_INT64, &tail,
+            "Start this many bytes before the end", "BYTES" },
+          { NULL } };
   const char *usage = "vm console NAME [-f] [--tail BYTES]";
   Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
   const char *name;
@@ -442,7 +479,8 @@ vm_console (Ctl *ctl, int argc, char **argv)
 
   if ((rc = ctl_parse_options ("vm console", "NAME [-f] [--tail BYTES]",
                                "Print the VM's serial console log.", entries,
-                               &argc, &argv)) >= 0)
+                               &argc, &argv))
+      >= 0)
     return rc;
   if ((name = one_name (usage, argc, argv, &rc)) == NULL)
     return rc;
@@ -450,45 +488,50 @@ vm_console (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "--tail must be a positive number of bytes");
   offset = tail > 0 ? -tail : 0;
 
-  if (follow) {
-    struct sigaction sa = { 0 };
-    /* No SA_RESTART: the poll sleep must end at once. */
-    sa.sa_handler = on_stop_signal;
-    sigemptyset (&sa.sa_mask);
-    sigaction (SIGINT, &sa, NULL);
-    sigaction (SIGTERM, &sa, NULL);
-  }
+  if (follow)
+    {
+      struct sigaction sa = { 0 };
+      /* No SA_RESTART: the poll sleep must end at once. */
+      sa.sa_handler = on_stop_signal;
+      sigemptyset (&sa.sa_mask);
+      sigaction (SIGINT, &sa, NULL);
+      sigaction (SIGTERM, &sa, NULL);
+    }
 
-  req.name = (char *) name;
-  while (!console_stop) {
-    g_autoptr (ProtobufCMessage) msg = NULL;
-    g_autoptr (GError) error = NULL;
-    const Drover__V1__ConsoleChunk *chunk;
+  req.name = (char *)name;
+  while (!console_stop)
+    {
+      g_autoptr (ProtobufCMessage) msg = NULL;
+      g_autoptr (GError) error = NULL;
+      const Drover__V1__ConsoleChunk *chunk;
 
-    req.offset = offset;
-    msg = ctl_call (ctl, DROVER_SCHED_METHOD_READ_CONSOLE, &req.base, 0, &error);
-    if (msg == NULL) {
-      if (console_stop)
+      req.offset = offset;
+      msg = ctl_call (ctl, DROVER_SCHED_METHOD_READ_CONSOLE, &req.base, 0,
+                      &error);
+      if (msg == NULL)
+        {
+          if (console_stop)
+            break;
+          return ctl_fail (error);
+        }
+      chunk = (const Drover__V1__ConsoleChunk *)msg;
+      if (chunk->data.len > 0 && !write_all (chunk->data.data, chunk->data.len))
+        {
+          ctl_print_error ("writing to stdout: %s", g_strerror (errno));
+          return CTL_EXIT_FAILURE;
+        }
+      if (chunk->next_offset > offset || offset < 0)
+        offset = chunk->next_offset;
+      if (chunk->data.len > 0 && offset < chunk->size)
+        continue; /* more is already there */
+      if (!follow)
         break;
-      return ctl_fail (error);
+      if (chunk->size < offset)
+        offset = 0; /* the log was truncated (VM recreated): start over */
+      /* Poll every 250 ms, waking early on a signal. */
+      for (int i = 0; i < 5 && !console_stop; i++)
+        g_usleep (50 * 1000);
     }
-    chunk = (const Drover__V1__ConsoleChunk *) msg;
-    if (chunk->data.len > 0 && !write_all (chunk->data.data, chunk->data.len)) {
-      ctl_print_error ("writing to stdout: %s", g_strerror (errno));
-      return CTL_EXIT_FAILURE;
-    }
-    if (chunk->next_offset > offset || offset < 0)
-      offset = chunk->next_offset;
-    if (chunk->data.len > 0 && offset < chunk->size)
-      continue;  /* more is already there */
-    if (!follow)
-      break;
-    if (chunk->size < offset)
-      offset = 0;  /* the log was truncated (VM recreated): start over */
-    /* Poll every 250 ms, waking early on a signal. */
-    for (int i = 0; i < 5 && !console_stop; i++)
-      g_usleep (50 * 1000);
-  }
   return CTL_EXIT_OK;
 }
 
@@ -499,15 +542,18 @@ ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
   const char *sub;
 
-  if (argc < 2) {
-    fputs (vm_usage_text, stderr);
-    return ctl_usage_error (NULL, "missing vm subcommand");
-  }
+  if (argc < 2)
+    {
+      fputs (vm_usage_text, stderr);
+      return ctl_usage_error (NULL, "missing vm subcommand");
+    }
   sub = argv[1];
-  if (g_str_equal (sub, "--help") || g_str_equal (sub, "-h") || g_str_equal (sub, "help")) {
-    fputs (vm_usage_text, stdout);
-    return CTL_EXIT_OK;
-  }
+  if (g_str_equal (sub, "--help") || g_str_equal (sub, "-h")
+      || g_str_equal (sub, "help"))
+    {
+      fputs (vm_usage_text, stdout);
+      return CTL_EXIT_OK;
+    }
   /* From here the subcommand plays argv[0]. */
   argc--;
   argv++;
@@ -518,9 +564,11 @@ ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
   if (g_str_equal (sub, "show"))
     return vm_show (ctl, argc, argv);
   if (g_str_equal (sub, "start"))
-    return vm_simple (ctl, "start", DROVER_SCHED_METHOD_START_VM, "started", argc, argv);
+    return vm_simple (ctl, "start", DROVER_SCHED_METHOD_START_VM, "started",
+                      argc, argv);
   if (g_str_equal (sub, "destroy"))
-    return vm_simple (ctl, "destroy", DROVER_SCHED_METHOD_DESTROY_VM, "destroyed", argc, argv);
+    return vm_simple (ctl, "destroy", DROVER_SCHED_METHOD_DESTROY_VM,
+                      "destroyed", argc, argv);
   if (g_str_equal (sub, "stop"))
     return vm_stop (ctl, argc, argv);
   if (g_str_equal (sub, "delete"))

@@ -13,7 +13,8 @@ G_BEGIN_DECLS
 #define CLI_ERROR (cli_error_quark ())
 GQuark cli_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   CLI_ERROR_USAGE, /* bad option value or argument: exit code 2 */
 } CliError;
 

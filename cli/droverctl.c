@@ -11,33 +11,38 @@
 #define DEFAULT_SCHEDULER "127.0.0.1:7400"
 #define DEFAULT_TIMEOUT_S 200
 
-static const char usage_text[] =
-  "Usage: droverctl [GLOBAL OPTIONS] VERB [ARGS...]\n"
-  "\n"
-  "Global options (before the verb):\n"
-  "  --scheduler ADDR   scheduler address (default $DROVER_SCHEDULER, else " DEFAULT_SCHEDULER ")\n"
-  "  --tls-dir DIR      ca.pem, cert.pem, key.pem for mutual TLS (default $DROVER_TLS_DIR)\n"
-  "  --insecure         talk to the scheduler without TLS\n"
-  "  --timeout SECONDS  deadline of each call (default 200)\n"
-  "\n"
-  "Verbs:\n"
-  "  hosts [--json]                      list hosts\n"
-  "  vm create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K --initrd I\n"
-  "            --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
-  "  vm list [--json]                    list VMs\n"
-  "  vm show NAME [--json]               details and stats of one VM\n"
-  "  vm start|destroy NAME\n"
-  "  vm stop NAME [--force] [--timeout S]\n"
-  "  vm delete NAME [--force]\n"
-  "  vm console NAME [-f] [--tail BYTES] print the serial console log\n"
-  "  jobs [--json]                       list jobs\n"
-  "  job watch ID [--json]               follow a job until it ends\n"
-  "  migrate VM [--to HOST] [--max-downtime MS] [--bandwidth MBIT]\n"
-  "          [--compress auto|on|off] [--timeout-per-gib S] [--strict] [--json]\n"
-  "                                      live-migrate a running VM and follow it\n"
-  "\n"
-  "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
-  "Run 'droverctl VERB --help' for a verb's options.\n";
+static const char usage_text[]
+    = "Usage: droverctl [GLOBAL OPTIONS] VERB [ARGS...]\n"
+      "\n"
+      "Global options (before the verb):\n"
+      "  --scheduler ADDR   scheduler address (default $DROVER_SCHEDULER, "
+      "else " DEFAULT_SCHEDULER ")\n"
+      "  --tls-dir DIR      ca.pem, cert.pem, key.pem for mutual TLS (default "
+      "$DROVER_TLS_DIR)\n"
+      "  --insecure         talk to the scheduler without TLS\n"
+      "  --timeout SECONDS  deadline of each call (default 200)\n"
+      "\n"
+      "Verbs:\n"
+      "  hosts [--json]                      list hosts\n"
+      "  vm create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K "
+      "--initrd I\n"
+      "            --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
+      "  vm list [--json]                    list VMs\n"
+      "  vm show NAME [--json]               details and stats of one VM\n"
+      "  vm start|destroy NAME\n"
+      "  vm stop NAME [--force] [--timeout S]\n"
+      "  vm delete NAME [--force]\n"
+      "  vm console NAME [-f] [--tail BYTES] print the serial console log\n"
+      "  jobs [--json]                       list jobs\n"
+      "  job watch ID [--json]               follow a job until it ends\n"
+      "  migrate VM [--to HOST] [--max-downtime MS] [--bandwidth MBIT]\n"
+      "          [--compress auto|on|off] [--timeout-per-gib S] [--strict] "
+      "[--json]\n"
+      "                                      live-migrate a running VM and "
+      "follow it\n"
+      "\n"
+      "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
+      "Run 'droverctl VERB --help' for a verb's options.\n";
 
 void
 ctl_print_error (const char *format, ...)
@@ -66,7 +71,8 @@ ctl_usage_error (const char *usage, const char *format, ...)
   if (usage != NULL)
     fprintf (stderr, "Usage: droverctl %s\n", usage);
   else
-    fprintf (stderr, "Usage: droverctl [--scheduler ADDR] [--tls-dir DIR | --insecure] "
+    fprintf (stderr,
+             "Usage: droverctl [--scheduler ADDR] [--tls-dir DIR | --insecure] "
              "[--timeout S] hosts|vm|jobs|job ...\n");
   fprintf (stderr, "Run 'droverctl --help' for usage.\n");
   return CTL_EXIT_USAGE;
@@ -106,20 +112,23 @@ ctl_client (Ctl *ctl, GError **error)
 
   if (ctl->client != NULL)
     return ctl->client;
-  if (ctl->tls_dir == NULL && !ctl->insecure) {
-    /* Never fall back to plaintext silently. */
-    g_set_error (error, CLI_ERROR, CLI_ERROR_USAGE,
-                 "no TLS material: pass --tls-dir DIR or set DROVER_TLS_DIR, "
-                 "or --insecure");
-    return NULL;
-  }
-  if (ctl->tls_dir != NULL) {
-    tls = proto_tls_load (ctl->tls_dir, error);
-    if (tls == NULL) {
-      g_prefix_error (error, "TLS material in %s: ", ctl->tls_dir);
+  if (ctl->tls_dir == NULL && !ctl->insecure)
+    {
+      /* Never fall back to plaintext silently. */
+      g_set_error (error, CLI_ERROR, CLI_ERROR_USAGE,
+                   "no TLS material: pass --tls-dir DIR or set DROVER_TLS_DIR, "
+                   "or --insecure");
       return NULL;
     }
-  }
+  if (ctl->tls_dir != NULL)
+    {
+      tls = proto_tls_load (ctl->tls_dir, error);
+      if (tls == NULL)
+        {
+          g_prefix_error (error, "TLS material in %s: ", ctl->tls_dir);
+          return NULL;
+        }
+    }
   proto_init ();
   ctl->client = proto_client_new (ctl->scheduler, tls, NULL, error);
   if (ctl->client == NULL)
@@ -133,16 +142,16 @@ ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
 {
   ProtoClient *client = ctl_client (ctl, error);
   ProtobufCMessage *reply;
-  gint64 deadline = (gint64) ctl->timeout_s * 1000;
+  gint64 deadline = (gint64)ctl->timeout_s * 1000;
 
   if (client == NULL)
     return NULL;
-  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, method,
-                                  request, MAX (deadline, timeout_ms), error);
-  if (reply == NULL && error != NULL && *error != NULL &&
-      (*error)->domain == PROTO_ERROR &&
-      ((*error)->code == PROTO_STATUS_UNAVAILABLE ||
-       (*error)->code == PROTO_STATUS_DEADLINE_EXCEEDED))
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, method, request,
+                                  MAX (deadline, timeout_ms), error);
+  if (reply == NULL && error != NULL && *error != NULL
+      && (*error)->domain == PROTO_ERROR
+      && ((*error)->code == PROTO_STATUS_UNAVAILABLE
+          || (*error)->code == PROTO_STATUS_DEADLINE_EXCEEDED))
     /* Say where we tried to go: the bare gRPC text does not. */
     g_prefix_error (error, "scheduler %s: ", ctl->scheduler);
   return reply;
@@ -197,14 +206,16 @@ main (int argc, char **argv)
   gboolean insecure = FALSE;
   gboolean help = FALSE;
   int timeout_s = DEFAULT_TIMEOUT_S;
-  GOptionEntry entries[] = {
-    { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler, "Scheduler address", "ADDR" },
-    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir, "TLS directory", "DIR" },
-    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
-    { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Call deadline", "SECONDS" },
-    { "help", 'h', 0, G_OPTION_ARG_NONE, &help, "Show help", NULL },
-    { NULL }
-  };
+  GOptionEntry entries[]
+      = { { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler,
+            "Scheduler address", "ADDR" },
+          { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir, "TLS directory",
+            "DIR" },
+          { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
+          { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Call deadline",
+            "SECONDS" },
+          { "help", 'h', 0, G_OPTION_ARG_NONE, &help, "Show help", NULL },
+          { NULL } };
   g_autoptr (GOptionContext) octx = g_option_context_new ("VERB [ARGS...]");
   g_autoptr (GError) error = NULL;
   Ctl ctl = { 0 };
@@ -218,22 +229,27 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (octx, entries, NULL);
   if (!g_option_context_parse (octx, &argc, &argv, &error))
     return ctl_usage_error (NULL, "%s", error->message);
-  if (help || (argc >= 2 && g_str_equal (argv[1], "help"))) {
-    fputs (usage_text, stdout);
-    return CTL_EXIT_OK;
-  }
+  if (help || (argc >= 2 && g_str_equal (argv[1], "help")))
+    {
+      fputs (usage_text, stdout);
+      return CTL_EXIT_OK;
+    }
   if (argc < 2)
     return ctl_usage_error (NULL, "no verb given");
   if (timeout_s <= 0)
-    return ctl_usage_error (NULL, "--timeout must be a positive number of seconds");
+    return ctl_usage_error (NULL,
+                            "--timeout must be a positive number of seconds");
   if (tls_dir != NULL && insecure)
-    return ctl_usage_error (NULL, "--tls-dir and --insecure exclude each other");
+    return ctl_usage_error (NULL,
+                            "--tls-dir and --insecure exclude each other");
 
-  ctl.scheduler = g_strdup (scheduler ? scheduler : env_or ("DROVER_SCHEDULER", DEFAULT_SCHEDULER));
+  ctl.scheduler = g_strdup (
+      scheduler ? scheduler : env_or ("DROVER_SCHEDULER", DEFAULT_SCHEDULER));
   ctl.insecure = insecure;
   /* An explicit --insecure beats $DROVER_TLS_DIR. */
   if (!insecure)
-    ctl.tls_dir = g_strdup (tls_dir ? tls_dir : env_or ("DROVER_TLS_DIR", NULL));
+    ctl.tls_dir
+        = g_strdup (tls_dir ? tls_dir : env_or ("DROVER_TLS_DIR", NULL));
   ctl.timeout_s = timeout_s;
 
   verb = argv[1];
@@ -254,10 +270,11 @@ main (int argc, char **argv)
     rc = ctl_usage_error (NULL, "unknown verb '%s'", verb);
 
   fflush (stdout);
-  if (ctl.client != NULL) {
-    proto_client_free (ctl.client);
-    proto_shutdown ();
-  }
+  if (ctl.client != NULL)
+    {
+      proto_client_free (ctl.client);
+      proto_shutdown ();
+    }
   g_free (ctl.scheduler);
   g_free (ctl.tls_dir);
   return rc;

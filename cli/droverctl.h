@@ -5,18 +5,20 @@
 #include "proto.h"
 
 /* Exit codes. */
-enum {
+enum
+{
   CTL_EXIT_OK = 0,
   CTL_EXIT_FAILURE = 1, /* the scheduler (or the connection) said no */
   CTL_EXIT_USAGE = 2,   /* the command line is wrong */
 };
 
 /* Global options and the lazily opened connection. */
-typedef struct {
-  char *scheduler;   /* host:port */
-  char *tls_dir;     /* NULL with insecure */
+typedef struct
+{
+  char *scheduler; /* host:port */
+  char *tls_dir;   /* NULL with insecure */
   gboolean insecure;
-  int timeout_s;     /* per-call deadline */
+  int timeout_s; /* per-call deadline */
   ProtoClient *client;
 } Ctl;
 
@@ -41,8 +43,9 @@ int ctl_parse_options (const char *verb, const char *params,
 /* One blocking call to the scheduler, with the --timeout deadline (or
  * TIMEOUT_MS if larger). Connects on first use. The reply is freed by
  * the caller with protobuf_c_message_free_unpacked. */
-ProtobufCMessage *ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
-                            gint64 timeout_ms, GError **error);
+ProtobufCMessage *ctl_call (Ctl *ctl, guint method,
+                            const ProtobufCMessage *request, gint64 timeout_ms,
+                            GError **error);
 
 /* The connection (for streaming calls), opened on first use. */
 ProtoClient *ctl_client (Ctl *ctl, GError **error);

@@ -9,9 +9,10 @@ G_BEGIN_DECLS
 #define MIG_FRAME_MAGIC 0x43565244u /* "DRVC" little-endian */
 #define MIG_FRAME_VERSION 1
 #define MIG_FRAME_FLAG_COMPRESSED 0x0001u
-#define MIG_ERROR_TEXT_MAX 1024     /* ERROR frame payload */
+#define MIG_ERROR_TEXT_MAX 1024 /* ERROR frame payload */
 
-typedef enum {
+typedef enum
+{
   MIG_FRAME_HELLO = 1, /* client -> server: kind u8 + token bytes */
   MIG_FRAME_OK = 2,    /* server -> client: HELLO accepted, empty */
   MIG_FRAME_ERROR = 3, /* either way: UTF-8 reason, then the sender closes */
@@ -21,14 +22,15 @@ typedef enum {
                         * delivered; only now may the peer end cleanly */
 } MigFrameType;
 
-typedef struct {
+typedef struct
+{
   guint8 type;
   guint8 version;
   guint16 flags;
   guint32 payload_len; /* bytes after decompression */
   guint32 wire_len;    /* bytes that follow the header */
   guint64 seq;
-  guint32 crc;         /* crc32c of the (decompressed) payload */
+  guint32 crc; /* crc32c of the (decompressed) payload */
 } MigFrameHeader;
 
 /* Writes H into OUT (version and header crc filled in). */
@@ -49,10 +51,8 @@ guint32 mig_crc32c_sw (guint32 crc, const void *buf, gsize len);
 /* Server side of the handshake on a fresh TRANSPORT (ownership taken):
  * reads HELLO, asks AUTH, answers OK or ERROR. */
 MigChannel *mig_channel_new_server (MigTransport *transport,
-                                    MigChannelAuthFunc auth,
-                                    gpointer auth_data,
-                                    GCancellable *cancellable,
-                                    GError **error);
+                                    MigChannelAuthFunc auth, gpointer auth_data,
+                                    GCancellable *cancellable, GError **error);
 
 /* Transport timeout for blocking I/O (0 = none), used around handshakes. */
 void mig_transport_set_timeout (MigTransport *t, guint seconds);

@@ -560,18 +560,18 @@ typedef struct
   gboolean on;
   gboolean decided; /* first evaluation done */
   guint evaluations;
-  guint streak;     /* windows in a row that disagreed with ON */
-  guint backoff;    /* windows before lz4 may be tried again */
+  guint streak;      /* windows in a row that disagreed with ON */
+  guint backoff;     /* windows before lz4 may be tried again */
   guint backoff_len; /* next backoff */
-  double link;      /* estimated link wire bytes/s, 0 = unknown */
-  gint64 win_start; /* ns */
+  double link;       /* estimated link wire bytes/s, 0 = unknown */
+  gint64 win_start;  /* ns */
   guint win_frames;
-  guint64 s_in, s_out;  /* lz4 input/output bytes sampled in the window */
-  gint64 s_ns;          /* time spent in lz4 */
-  guint64 p_bytes;      /* payload bytes sent in the window */
-  guint64 w_bytes;      /* wire bytes written in the window */
-  gint64 in_wait_ns;    /* blocked waiting for local input */
-  gint64 out_wait_ns;   /* blocked on the peer or the rate limit */
+  guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
+  gint64 s_ns;         /* time spent in lz4 */
+  guint64 p_bytes;     /* payload bytes sent in the window */
+  guint64 w_bytes;     /* wire bytes written in the window */
+  gint64 in_wait_ns;   /* blocked waiting for local input */
+  gint64 out_wait_ns;  /* blocked on the peer or the rate limit */
 } AutoState;
 
 /* Payload speed-up lz4 brings when the link (L wire bytes/s) is the
@@ -698,8 +698,8 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
           /* A failed trial: blocked on the output although lz4 runs, so
            * the bottleneck is past the link. Wait before the next. (A
            * producer pause or a change of data is no verdict on lz4.) */
-          a->backoff_len = CLAMP (a->backoff_len * 2, AUTO_BACKOFF_MIN,
-                                  AUTO_BACKOFF_MAX);
+          a->backoff_len
+              = CLAMP (a->backoff_len * 2, AUTO_BACKOFF_MIN, AUTO_BACKOFF_MAX);
           a->backoff = a->backoff_len;
         }
       a->on = want;
@@ -709,8 +709,8 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
   g_debug ("channel auto: %s ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
            "wire %.0f MB/s payload %.0f MB/s blocked out %.2f in %.2f "
            "backoff %u",
-           a->on ? "lz4" : "raw", ratio, cs / 1e6, link / 1e6,
-           wire_rate / 1e6, payload_rate / 1e6, fout, fin, a->backoff);
+           a->on ? "lz4" : "raw", ratio, cs / 1e6, link / 1e6, wire_rate / 1e6,
+           payload_rate / 1e6, fout, fin, a->backoff);
 
   a->decided = TRUE;
   a->evaluations++;

@@ -32,7 +32,8 @@ G_BEGIN_DECLS
 
 /* Error codes of MigChannel in the module's MIG_ERROR domain. They start at
  * 100 so they never collide with MigError. */
-typedef enum {
+typedef enum
+{
   MIG_ERROR_CHANNEL_PROTOCOL = 100, /* malformed or corrupt frame */
   MIG_ERROR_CHANNEL_AUTH,           /* HELLO refused: bad/reused token */
   MIG_ERROR_CHANNEL_CLOSED,         /* peer went away before END */
@@ -43,12 +44,13 @@ typedef enum {
 } MigChannelError;
 
 #define MIG_FRAME_HEADER_SIZE 32
-#define MIG_FRAME_MAX (1024 * 1024)   /* payload and wire length cap */
-#define MIG_HELLO_MAX 4096            /* cap before authentication */
-#define MIG_TOKEN_MAX 256             /* token bytes in HELLO */
+#define MIG_FRAME_MAX (1024 * 1024) /* payload and wire length cap */
+#define MIG_HELLO_MAX 4096          /* cap before authentication */
+#define MIG_TOKEN_MAX 256           /* token bytes in HELLO */
 #define MIG_CHANNEL_CHUNK_DEFAULT (256 * 1024)
 
-typedef enum {
+typedef enum
+{
   MIG_CHANNEL_KIND_CONTROL = 1, /* libvirt's migration control connection */
   MIG_CHANNEL_KIND_MEMORY = 2,  /* QEMU's memory stream */
   MIG_CHANNEL_KIND_DISK = 3,    /* QEMU's NBD stream (non-shared storage:
@@ -58,7 +60,8 @@ typedef enum {
 
 #define MIG_CHANNEL_KIND_LAST MIG_CHANNEL_KIND_DISK
 
-typedef enum {
+typedef enum
+{
   MIG_COMPRESS_OFF = 0, /* passthrough */
   MIG_COMPRESS_ON,      /* lz4 every frame (raw if not smaller) */
   MIG_COMPRESS_AUTO,    /* lz4 only when it makes the transfer faster */
@@ -74,7 +77,8 @@ guint32 mig_crc32c (guint32 crc, const void *buf, gsize len);
 
 typedef struct _MigTransport MigTransport;
 
-typedef struct {
+typedef struct
+{
   const char *name;
   /* Reads up to LEN bytes: >0 bytes read, 0 on EOF, -1 with ERROR set. */
   gssize (*read) (MigTransport *t, void *buf, gsize len,
@@ -92,7 +96,8 @@ typedef struct {
   void (*free) (MigTransport *t);
 } MigTransportOps;
 
-struct _MigTransport {
+struct _MigTransport
+{
   const MigTransportOps *ops;
 };
 
@@ -100,7 +105,8 @@ struct _MigTransport {
  * GTlsConnection). Takes a reference on STREAM. */
 MigTransport *mig_transport_socket_new (GIOStream *stream);
 
-typedef enum {
+typedef enum
+{
   MIG_FAULT_NONE = 0,
   MIG_FAULT_CUT,      /* fail the write that would cross OFFSET */
   MIG_FAULT_TRUNCATE, /* write exactly OFFSET bytes, then fail (mid-frame) */
@@ -162,17 +168,19 @@ gboolean mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
 
 typedef struct _MigChannel MigChannel;
 
-typedef struct {
+typedef struct
+{
   MigCompressMode compress;
-  guint64 rate_limit;  /* outgoing wire bytes/s; 0 = unlimited */
-  guint64 link_rate;   /* auto: link bytes/s if known; 0 = measure */
-  gsize chunk_size;    /* local read size = max payload per frame */
+  guint64 rate_limit; /* outgoing wire bytes/s; 0 = unlimited */
+  guint64 link_rate;  /* auto: link bytes/s if known; 0 = measure */
+  gsize chunk_size;   /* local read size = max payload per frame */
 } MigChannelOptions;
 
 /* Off, unlimited, measured link, 256 KiB chunks. */
 void mig_channel_options_init (MigChannelOptions *opts);
 
-typedef struct {
+typedef struct
+{
   guint64 payload_out, wire_out, frames_out, compressed_frames_out;
   guint64 payload_in, wire_in, frames_in, compressed_frames_in;
   gboolean compressing;  /* current decision for outgoing frames */
@@ -249,29 +257,30 @@ typedef gboolean (*MigChannelAuthFunc) (MigChannelKind kind, const char *token,
  * thread. */
 typedef void (*MigChannelAcceptFunc) (MigChannel *channel, gpointer user_data);
 /* A connection was refused (TLS, HELLO or auth failure). */
-typedef void (*MigChannelRefusedFunc) (const GError *error,
-                                       gpointer user_data);
+typedef void (*MigChannelRefusedFunc) (const GError *error, gpointer user_data);
 /* Tests: wrap each accepted transport (fault injection). */
 typedef MigTransport *(*MigTransportWrapFunc) (MigTransport *transport,
                                                gpointer user_data);
 
-typedef struct {
-  MigChannelCreds *creds;   /* NULL: plain TCP (tests only) */
-  const char *address;      /* IP to bind; NULL = 127.0.0.1 */
-  guint16 port;             /* 0 = any free port */
-  guint handshake_timeout_s; /* 0 = 10 s: TLS + HELLO must finish in it */
-  MigChannelAuthFunc auth;  /* NULL: mig_token_table_consume on TOKENS */
-  MigTokenTable *tokens;    /* used when AUTH is NULL (not owned) */
-  MigChannelAcceptFunc accept;     /* required */
-  MigChannelRefusedFunc refused;   /* nullable */
-  MigTransportWrapFunc wrap;       /* nullable */
+typedef struct
+{
+  MigChannelCreds *creds;        /* NULL: plain TCP (tests only) */
+  const char *address;           /* IP to bind; NULL = 127.0.0.1 */
+  guint16 port;                  /* 0 = any free port */
+  guint handshake_timeout_s;     /* 0 = 10 s: TLS + HELLO must finish in it */
+  MigChannelAuthFunc auth;       /* NULL: mig_token_table_consume on TOKENS */
+  MigTokenTable *tokens;         /* used when AUTH is NULL (not owned) */
+  MigChannelAcceptFunc accept;   /* required */
+  MigChannelRefusedFunc refused; /* nullable */
+  MigTransportWrapFunc wrap;     /* nullable */
   gpointer user_data;
 } MigChannelListenerConfig;
 
 /* Listens on CONFIG->address:port and handshakes each connection on its
  * own thread. CONFIG is copied (creds referenced). */
-MigChannelListener *mig_channel_listener_new (
-    const MigChannelListenerConfig *config, GError **error);
+MigChannelListener *
+mig_channel_listener_new (const MigChannelListenerConfig *config,
+                          GError **error);
 
 /* The port actually bound. */
 guint16 mig_channel_listener_get_port (MigChannelListener *listener);

@@ -22,19 +22,20 @@
  * this many further rounds. */
 #define PROJECT_ROUNDS 3
 
-struct _MigCtl {
+struct _MigCtl
+{
   MigCtlConfig config;
   guint32 downtime_ms;
   guint32 steps_done;
-  guint32 last_iteration;   /* highest iteration counted */
-  guint32 noted_iteration;  /* highest from iteration events */
-  guint64 prev_remaining;   /* remaining at the previous round's sample */
-  guint64 best_remaining;   /* lowest remaining at a round start */
+  guint32 last_iteration;  /* highest iteration counted */
+  guint32 noted_iteration; /* highest from iteration events */
+  guint64 prev_remaining;  /* remaining at the previous round's sample */
+  guint64 best_remaining;  /* lowest remaining at a round start */
   gboolean have_best;
-  guint32 no_progress;      /* consecutive rounds without a new best */
+  guint32 no_progress; /* consecutive rounds without a new best */
   gboolean forced;
   gboolean aborted;
-  GArray *rounds;           /* MigCtlRound */
+  GArray *rounds; /* MigCtlRound */
 };
 
 void
@@ -51,14 +52,13 @@ mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
       = MIN (MIG_INITIAL_DOWNTIME_MS, config->max_downtime_ms);
   config->downtime_steps = MIG_DEFAULT_DOWNTIME_STEPS;
   config->stall_rounds = stall_rounds ? stall_rounds : MIG_DEFAULT_STALL_ROUNDS;
-  timeout = (timeout_per_gib_s ? timeout_per_gib_s
-                               : MIG_DEFAULT_TIMEOUT_PER_GIB_S)
-            * gib * 1000.0;
+  timeout
+      = (timeout_per_gib_s ? timeout_per_gib_s : MIG_DEFAULT_TIMEOUT_PER_GIB_S)
+        * gib * 1000.0;
   /* A tiny guest still needs a few seconds of setup; a huge one must
    * still end within hours. */
-  config->timeout_ms
-      = (guint64)CLAMP (timeout, (double)MIG_MIN_TIMEOUT_MS,
-                        (double)MIG_MAX_TIMEOUT_MS);
+  config->timeout_ms = (guint64)CLAMP (timeout, (double)MIG_MIN_TIMEOUT_MS,
+                                       (double)MIG_MAX_TIMEOUT_MS);
 }
 
 MigCtl *

@@ -31,7 +31,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-typedef struct {
+typedef struct
+{
   MigDst *dst;
   char *job_id; /* immutable */
   char *token;  /* immutable */
@@ -41,7 +42,8 @@ typedef struct {
   GPtrArray *channels; /* MigChannel */
 } Incoming;
 
-struct _MigDst {
+struct _MigDst
+{
   MigDstConfig config;
   char *libvirt_sock;
   MigChannelListener *listener;
@@ -143,8 +145,8 @@ connect_unix (const char *path, GError **error)
       int saved = errno;
       if (fd >= 0)
         close (fd);
-      g_set_error (error, MIG_ERROR, MIG_ERROR_LOCAL, "cannot connect to %s: %s",
-                   path, g_strerror (saved));
+      g_set_error (error, MIG_ERROR, MIG_ERROR_LOCAL,
+                   "cannot connect to %s: %s", path, g_strerror (saved));
       return -1;
     }
   return fd;
@@ -204,9 +206,8 @@ mig_dst_new (const MigDstConfig *config, GError **error)
   MigChannelListenerConfig lc = { 0 };
 
   dst->config = *config;
-  dst->libvirt_sock
-      = g_strdup (config->libvirt_sock ? config->libvirt_sock
-                                       : MIG_LIBVIRT_SOCK);
+  dst->libvirt_sock = g_strdup (config->libvirt_sock ? config->libvirt_sock
+                                                     : MIG_LIBVIRT_SOCK);
   g_mutex_init (&dst->lock);
   dst->jobs = g_hash_table_new (g_str_hash, g_str_equal);
   lc.creds = config->creds;

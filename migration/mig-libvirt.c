@@ -48,8 +48,8 @@ mig_mem_sock_path (const char *job_id)
 char *
 mig_ctl_sock_path (const char *job_id)
 {
-  return g_strdup_printf ("%s/" MIG_SOCK_PREFIX "%s-ctl.sock",
-                          MIG_CTL_SOCK_DIR, job_id);
+  return g_strdup_printf ("%s/" MIG_SOCK_PREFIX "%s-ctl.sock", MIG_CTL_SOCK_DIR,
+                          job_id);
 }
 
 char *
@@ -106,8 +106,8 @@ child (xmlNodePtr parent, const char *name)
 }
 
 char *
-mig_xml_rewrite (const char *xml, const char *new_console,
-                 const char *new_disk, GError **error)
+mig_xml_rewrite (const char *xml, const char *new_console, const char *new_disk,
+                 GError **error)
 {
   g_autoptr (xmlDoc) doc = NULL;
   xmlNodePtr root, devices;
@@ -116,7 +116,8 @@ mig_xml_rewrite (const char *xml, const char *new_console,
   char *result;
 
   doc = xmlReadMemory (xml, strlen (xml), "domain.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+                       XML_PARSE_NONET | XML_PARSE_NOERROR
+                           | XML_PARSE_NOWARNING);
   root = doc ? xmlDocGetRootElement (doc) : NULL;
   if (!root || !is_element (root, "domain"))
     {

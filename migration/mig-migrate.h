@@ -31,12 +31,13 @@ G_BEGIN_DECLS
 
 /* Error codes of the migration orchestration in MIG_ERROR. They start at
  * 200 (MigError below 100, MigChannelError from 100). */
-typedef enum {
-  MIG_ERROR_FAILED = 200,   /* libvirt or QEMU failed the migration */
-  MIG_ERROR_ABORTED,        /* the controller or the caller aborted it */
-  MIG_ERROR_UNSUPPORTED,    /* e.g. a VM with a local disk */
-  MIG_ERROR_AUTH,           /* unknown, expired or reused token */
-  MIG_ERROR_LOCAL,          /* a local socket could not be made */
+typedef enum
+{
+  MIG_ERROR_FAILED = 200, /* libvirt or QEMU failed the migration */
+  MIG_ERROR_ABORTED,      /* the controller or the caller aborted it */
+  MIG_ERROR_UNSUPPORTED,  /* e.g. a VM with a local disk */
+  MIG_ERROR_AUTH,         /* unknown, expired or reused token */
+  MIG_ERROR_LOCAL,        /* a local socket could not be made */
 } MigMigrateError;
 
 /* Where libvirt lets QEMU create/connect its migration socket, and where
@@ -77,7 +78,8 @@ guint mig_sweep_sockets (void);
 
 /* ---- convergence controller (pure policy) ----------------------------- */
 
-typedef struct {
+typedef struct
+{
   guint32 initial_downtime_ms; /* first limit set (50) */
   guint32 max_downtime_ms;     /* raised in steps up to this (500) */
   guint32 downtime_steps;      /* number of raises (5), one per round
@@ -94,18 +96,20 @@ void mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
                           guint32 stall_rounds);
 
 /* One poll of the migration job. */
-typedef struct {
-  gint64 elapsed_ms;   /* since the migration started */
-  guint32 iteration;   /* QEMU's pass over memory (1 = first full pass) */
-  guint64 total;       /* memory bytes */
+typedef struct
+{
+  gint64 elapsed_ms; /* since the migration started */
+  guint32 iteration; /* QEMU's pass over memory (1 = first full pass) */
+  guint64 total;     /* memory bytes */
   guint64 processed;
   guint64 remaining;
-  double dirty_rate;   /* bytes/s */
-  double throughput;   /* bytes/s */
+  double dirty_rate; /* bytes/s */
+  double throughput; /* bytes/s */
 } MigCtlSample;
 
 /* One pre-copy round as seen at its first sample. */
-typedef struct {
+typedef struct
+{
   guint32 iteration;
   guint64 remaining;
   double dirty_rate;
@@ -113,14 +117,16 @@ typedef struct {
   gint64 elapsed_ms;
 } MigCtlRound;
 
-typedef enum {
+typedef enum
+{
   MIG_CTL_CONTINUE = 0,
   MIG_CTL_SET_DOWNTIME, /* set the limit to MigCtlDecision.downtime_ms */
   MIG_CTL_FORCE,        /* pause the guest so the last round completes */
   MIG_CTL_ABORT,        /* give up: cancel the job, VM stays on the source */
 } MigCtlAction;
 
-typedef struct {
+typedef struct
+{
   MigCtlAction action;
   guint32 downtime_ms; /* limit in force after this decision */
   const char *reason;  /* static string for logs and errors */
@@ -175,14 +181,15 @@ char *mig_xml_rewrite (const char *xml, const char *new_console,
 
 /* Reads a job's statistics into SAMPLE (+ downtime/bytes when present).
  * Returns FALSE when no job is running (or on error). */
-typedef struct {
-  int type;              /* virDomainJobType */
+typedef struct
+{
+  int type; /* virDomainJobType */
   MigCtlSample sample;
-  guint64 downtime_ms;   /* VIR_DOMAIN_JOB_DOWNTIME, 0 if absent */
-  guint64 data_processed;/* VIR_DOMAIN_JOB_DATA_PROCESSED */
+  guint64 downtime_ms;    /* VIR_DOMAIN_JOB_DOWNTIME, 0 if absent */
+  guint64 data_processed; /* VIR_DOMAIN_JOB_DATA_PROCESSED */
   guint64 time_elapsed_ms;
-  guint64 disk_total;    /* VIR_DOMAIN_JOB_DISK_TOTAL (storage copy) */
-  guint64 disk_processed;/* VIR_DOMAIN_JOB_DISK_PROCESSED */
+  guint64 disk_total;     /* VIR_DOMAIN_JOB_DISK_TOTAL (storage copy) */
+  guint64 disk_processed; /* VIR_DOMAIN_JOB_DISK_PROCESSED */
 } MigJobStats;
 void mig_job_stats_parse (virTypedParameterPtr params, int nparams,
                           MigJobStats *stats);
@@ -191,25 +198,28 @@ gboolean mig_job_stats_get (virDomainPtr dom, unsigned int flags,
 
 /* ---- source ------------------------------------------------------------ */
 
-typedef struct {
+typedef struct
+{
   const char *job_id;
-  const char *channel_host;   /* destination migration listener */
+  const char *channel_host; /* destination migration listener */
   guint16 channel_port;
   const char *token;
-  MigChannelCreds *creds;     /* NULL: plain TCP (tests only) */
+  MigChannelCreds *creds; /* NULL: plain TCP (tests only) */
   const char *dest_console_path;
   const char *dest_disk_path; /* NULL/"" = no disk; else MIG_DISK_TARGET
                                  is copied there (non-shared storage) */
   MigCompressMode compress;
-  guint64 bandwidth_bps;      /* channel rate limit, 0 = none */
+  guint64 bandwidth_bps; /* channel rate limit, 0 = none */
   guint32 max_downtime_ms, timeout_per_gib_s, stall_rounds; /* 0 = default */
   guint32 initial_downtime_ms; /* first limit; 0 = MIG_INITIAL_DOWNTIME_MS */
   guint64 fault_cut_memory_at; /* tests: cut the memory stream at this many
                                   bytes written (0 = off) */
 } MigSrcConfig;
 
-typedef struct {
-  const char *phase; /* preparing, precopy, switchover, completed, aborted, failed */
+typedef struct
+{
+  const char
+      *phase; /* preparing, precopy, switchover, completed, aborted, failed */
   guint64 memory_total, memory_processed, memory_remaining;
   guint64 disk_total, disk_processed; /* storage copy, 0 without a disk */
   guint32 iteration;
@@ -254,10 +264,11 @@ typedef struct _MigDst MigDst;
 typedef void (*MigDstEndFunc) (const char *job_id, const GError *error,
                                gpointer user_data);
 
-typedef struct {
-  MigChannelCreds *creds; /* NULL: plain TCP (tests only) */
-  const char *address;    /* IP to listen on */
-  guint16 port;           /* 0 = any */
+typedef struct
+{
+  MigChannelCreds *creds;   /* NULL: plain TCP (tests only) */
+  const char *address;      /* IP to listen on */
+  guint16 port;             /* 0 = any */
   const char *libvirt_sock; /* NULL = MIG_LIBVIRT_SOCK */
   MigDstEndFunc ended;
   gpointer user_data;
@@ -274,8 +285,8 @@ char *mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
 /* TRUE once a control stream of JOB_ID was accepted. */
 gboolean mig_dst_started (MigDst *dst, const char *job_id);
 /* Forgets JOB_ID: closes its channels (waiting for the pumps) and removes
- * its memory and disk socket paths. TOKEN, when non-NULL, must match. FALSE with
- * MIG_ERROR_AUTH on a mismatch, NOT found is fine (TRUE). */
+ * its memory and disk socket paths. TOKEN, when non-NULL, must match. FALSE
+ * with MIG_ERROR_AUTH on a mismatch, NOT found is fine (TRUE). */
 gboolean mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
                          GError **error);
 /* Stops listening, forgets every job. */

@@ -12,7 +12,7 @@
 
 #include <math.h>
 
-G_DEFINE_QUARK (drover-mig-error-quark, mig_error)
+G_DEFINE_QUARK (drover - mig - error - quark, mig_error)
 
 void
 mig_model_input_init (MigModelInput *input)
@@ -26,28 +26,32 @@ mig_model_input_init (MigModelInput *input)
 }
 
 gboolean
-mig_model_predict (const MigModelInput *in, MigModelResult *out,
-                   GError **error)
+mig_model_predict (const MigModelInput *in, MigModelResult *out, GError **error)
 {
   if (in->ram_bytes == 0 || !(in->bandwidth > 0) || !(in->dirty_rate >= 0)
       || isnan (in->compression_ratio) || in->compression_ratio < 0)
     {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_INVALID,
-                   "cost model needs RAM > 0, bandwidth > 0 and a dirty rate >= 0");
+      g_set_error (
+          error, MIG_ERROR, MIG_ERROR_INVALID,
+          "cost model needs RAM > 0, bandwidth > 0 and a dirty rate >= 0");
       return FALSE;
     }
 
   double ratio = in->compression_ratio >= 1.0 ? in->compression_ratio : 1.0;
   /* Compression lets the same link carry more payload per second. */
   double payload_bw = in->bandwidth * ratio;
-  double ws = (double) (in->working_set_bytes && in->working_set_bytes < in->ram_bytes
-                        ? in->working_set_bytes : in->ram_bytes);
+  double ws
+      = (double)(in->working_set_bytes && in->working_set_bytes < in->ram_bytes
+                     ? in->working_set_bytes
+                     : in->ram_bytes);
   double threshold = payload_bw * in->downtime_limit_ms / 1000.0;
   guint32 max_rounds = in->max_rounds ? in->max_rounds : 1;
 
   /* Round 0 sends every page that holds data; zero pages go as markers. */
-  double remaining = (double) (in->touched_bytes && in->touched_bytes < in->ram_bytes
-                               ? in->touched_bytes : in->ram_bytes);
+  double remaining
+      = (double)(in->touched_bytes && in->touched_bytes < in->ram_bytes
+                     ? in->touched_bytes
+                     : in->ram_bytes);
   double sent = 0, elapsed = in->setup_ms / 1000.0, prev_remaining = INFINITY;
   guint32 rounds = 0;
   gboolean converges = FALSE;
@@ -79,7 +83,7 @@ mig_model_predict (const MigModelInput *in, MigModelResult *out,
   out->rounds = rounds;
   out->total_s = elapsed;
   out->downtime_ms = stop_s * 1000.0 + in->switchover_ms;
-  out->bytes_sent = (guint64) llround (sent);
-  out->bytes_wire = (guint64) llround (sent / ratio);
+  out->bytes_sent = (guint64)llround (sent);
+  out->bytes_wire = (guint64)llround (sent / ratio);
   return TRUE;
 }

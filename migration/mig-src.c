@@ -17,7 +17,8 @@
  * destination agent, which connects it to its libvirtd, to its QEMU's
  * incoming socket or to its QEMU's NBD socket. virDomainMigrateToURI3
  * runs on its own thread while this thread polls the job every
- * MIG_POLL_MS and applies MigCtl's decisions. No libvirtd listens on TCP anywhere.
+ * MIG_POLL_MS and applies MigCtl's decisions. No libvirtd listens on TCP
+ * anywhere.
  *
  * Threads: the caller's (controller loop), one running the libvirt call,
  * one accept thread per socket, two pumps per channel, and libvirt's
@@ -42,12 +43,12 @@ typedef struct _Src Src;
 
 /* Phase timestamps for finding where a migration's time goes
  * (G_MESSAGES_DEBUG=drover-mig). */
-#define PHASE(src, what)                                                     \
-  g_debug ("migration %s: +%" G_GINT64_FORMAT " ms %s",                     \
-           (src)->config->job_id,                                            \
+#define PHASE(src, what)                                                       \
+  g_debug ("migration %s: +%" G_GINT64_FORMAT " ms %s", (src)->config->job_id, \
            (g_get_monotonic_time () - (src)->t0) / 1000, (what))
 
-typedef struct {
+typedef struct
+{
   Src *src;
   MigChannelKind kind;
   char *path;
@@ -58,15 +59,16 @@ typedef struct {
 /* How long an abort may take before the channels are cut under it. */
 #define MIG_ABORT_GRACE_US (3 * G_USEC_PER_SEC)
 
-struct _Src {
+struct _Src
+{
   const MigSrcConfig *config;
   gint64 t0;          /* monotonic us at the start, for PHASE */
   GCancellable *stop; /* stops the accept threads */
   GMutex lock;
   GCond cond;
-  GPtrArray *channels; /* MigChannel, lock */
-  MigChannel *memory;  /* borrowed from channels, lock */
-  guint ended;         /* channels that called done, lock */
+  GPtrArray *channels;   /* MigChannel, lock */
+  MigChannel *memory;    /* borrowed from channels, lock */
+  guint ended;           /* channels that called done, lock */
   GError *channel_error; /* first channel error, lock */
   gboolean used[MIG_CHANNEL_KIND_LAST + 1]; /* a stream of that kind was
                                               carried, lock */
@@ -74,12 +76,13 @@ struct _Src {
 };
 
 /* Shared with libvirt's event thread; freed by the event's freecb. */
-typedef struct {
+typedef struct
+{
   gint ref_count;
   GMutex lock;
-  guint32 iteration;    /* lock */
-  gboolean completed;   /* lock */
-  MigJobStats final;    /* lock */
+  guint32 iteration;  /* lock */
+  gboolean completed; /* lock */
+  MigJobStats final;  /* lock */
 } Events;
 
 static Events *
@@ -101,8 +104,7 @@ events_unref (void *data)
 }
 
 static void
-on_iteration (virConnectPtr conn, virDomainPtr dom, int iteration,
-              void *opaque)
+on_iteration (virConnectPtr conn, virDomainPtr dom, int iteration, void *opaque)
 {
   Events *ev = opaque;
 
@@ -188,7 +190,7 @@ carry (Fwd *fwd, GSocketConnection *conn)
       return;
     }
 
-  PHASE (src, fwd->kind == MIG_CHANNEL_KIND_MEMORY ? "memory accepted"
+  PHASE (src, fwd->kind == MIG_CHANNEL_KIND_MEMORY    ? "memory accepted"
               : fwd->kind == MIG_CHANNEL_KIND_CONTROL ? "control accepted"
                                                       : "disk accepted");
   t = mig_transport_connect (c->creds, c->channel_host, c->channel_port,
@@ -213,8 +215,8 @@ carry (Fwd *fwd, GSocketConnection *conn)
   if (fwd->kind == MIG_CHANNEL_KIND_MEMORY)
     src->memory = ch;
   g_mutex_unlock (&src->lock);
-  if (fd < 0 || !mig_channel_start (ch, fd, &opts, on_channel_done, src,
-                                    &error))
+  if (fd < 0
+      || !mig_channel_start (ch, fd, &opts, on_channel_done, src, &error))
     {
       if (fd < 0)
         g_set_error (&error, MIG_ERROR, MIG_ERROR_LOCAL, "dup: %s",
@@ -315,7 +317,8 @@ channel_totals (Src *src, guint64 *wire, guint64 *payload, gboolean *lz4)
 
 /* ---- the libvirt call ---------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   virDomainPtr dom;
   char *dconnuri;
   virTypedParameterPtr params;
@@ -371,12 +374,10 @@ dest_xml (virDomainPtr dom, unsigned int flags, const MigSrcConfig *c,
 
   if (!xml)
     {
-      mig_libvirt_error (error, MIG_ERROR_FAILED,
-                         "cannot read the domain XML");
+      mig_libvirt_error (error, MIG_ERROR_FAILED, "cannot read the domain XML");
       return NULL;
     }
-  return mig_xml_rewrite (xml, c->dest_console_path, c->dest_disk_path,
-                          error);
+  return mig_xml_rewrite (xml, c->dest_console_path, c->dest_disk_path, error);
 }
 
 static void
@@ -431,8 +432,8 @@ ensure_running (virDomainPtr dom)
 
 gboolean
 mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
-             GCancellable *cancel, MigProgressFunc progress,
-             gpointer user_data, GError **error)
+             GCancellable *cancel, MigProgressFunc progress, gpointer user_data,
+             GError **error)
 {
   Src src = { 0 };
   MigCall mc = { 0 };
@@ -536,15 +537,14 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
     events_unref (ev);
 
   /* Start with the smallest limit; the controller raises it per round. */
-  (void)virDomainMigrateSetMaxDowntime (dom, mig_ctl_initial_downtime (ctl),
-                                        0);
+  (void)virDomainMigrateSetMaxDowntime (dom, mig_ctl_initial_downtime (ctl), 0);
 
   mem_uri = g_strdup_printf ("unix://%s", src.fwd[1].path);
   mc.dom = dom;
-  mc.dconnuri = g_strdup_printf ("qemu+unix:///system?socket=%s",
-                                 src.fwd[0].path);
-  mc.flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER
-             | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+  mc.dconnuri
+      = g_strdup_printf ("qemu+unix:///system?socket=%s", src.fwd[0].path);
+  mc.flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST
+             | VIR_MIGRATE_UNDEFINE_SOURCE;
   if (with_disk)
     {
       /* Full copy of the one Drover disk into the empty image the
@@ -553,9 +553,11 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
       disk_uri = g_strdup_printf ("unix://%s", src.fwd[2].path);
     }
   if (virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
-                               VIR_MIGRATE_PARAM_URI, mem_uri) < 0
+                               VIR_MIGRATE_PARAM_URI, mem_uri)
+          < 0
       || virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
-                                  VIR_MIGRATE_PARAM_DEST_XML, xml) < 0
+                                  VIR_MIGRATE_PARAM_DEST_XML, xml)
+             < 0
       || virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
                                   VIR_MIGRATE_PARAM_PERSIST_XML, persist_xml)
              < 0
@@ -563,8 +565,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
           && (virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
                                        VIR_MIGRATE_PARAM_DISKS_URI, disk_uri)
                   < 0
-              || virTypedParamsAddString (&mc.params, &mc.nparams,
-                                          &maxparams,
+              || virTypedParamsAddString (&mc.params, &mc.nparams, &maxparams,
                                           VIR_MIGRATE_PARAM_MIGRATE_DISKS,
                                           MIG_DISK_TARGET)
                      < 0)))
@@ -690,8 +691,8 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
             break;
           g_usleep (20 * 1000);
         }
-      if (!completed && mig_job_stats_get (dom, VIR_DOMAIN_JOB_STATS_COMPLETED,
-                                           &fin))
+      if (!completed
+          && mig_job_stats_get (dom, VIR_DOMAIN_JOB_STATS_COMPLETED, &fin))
         completed = TRUE;
       if (completed)
         {
@@ -734,9 +735,8 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
         }
       else if (src.channel_error)
         {
-          local = g_error_new (MIG_ERROR, MIG_ERROR_FAILED,
-                               "%s (channel: %s)", mc.error->message,
-                               src.channel_error->message);
+          local = g_error_new (MIG_ERROR, MIG_ERROR_FAILED, "%s (channel: %s)",
+                               mc.error->message, src.channel_error->message);
           g_clear_error (&mc.error);
         }
       else

@@ -15,12 +15,14 @@ G_BEGIN_DECLS
 #define MIG_ERROR (mig_error_quark ())
 GQuark mig_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   MIG_ERROR_INVALID, /* inputs out of range */
 } MigError;
 
 /* What the model needs to know. Rates are bytes per second. */
-typedef struct {
+typedef struct
+{
   guint64 ram_bytes;         /* guest RAM */
   guint64 touched_bytes;     /* RAM that holds data; the rest is zero pages,
                               * which cost next to nothing. 0 = all of it */
@@ -35,13 +37,14 @@ typedef struct {
                               * the destination, connecting, starting QEMU */
 } MigModelInput;
 
-typedef struct {
-  gboolean converges;     /* TRUE if the limit is met within max_rounds */
-  guint32 rounds;         /* pre-copy rounds before stop-and-copy */
-  double total_s;         /* start to resumed on the destination */
-  double downtime_ms;     /* VM paused: last dirty pages + switchover */
-  guint64 bytes_sent;     /* payload bytes (what QEMU sends) */
-  guint64 bytes_wire;     /* bytes on the wire after compression */
+typedef struct
+{
+  gboolean converges; /* TRUE if the limit is met within max_rounds */
+  guint32 rounds;     /* pre-copy rounds before stop-and-copy */
+  double total_s;     /* start to resumed on the destination */
+  double downtime_ms; /* VM paused: last dirty pages + switchover */
+  guint64 bytes_sent; /* payload bytes (what QEMU sends) */
+  guint64 bytes_wire; /* bytes on the wire after compression */
 } MigModelResult;
 
 /* Fills INPUT with the defaults QEMU and Drover use: 300 ms downtime

@@ -8,7 +8,8 @@
 
 #include "proto-private.h"
 
-struct _ProtoClient {
+struct _ProtoClient
+{
   char *target;
   grpc_channel *channel;
   ProtoCq *cq;
@@ -20,7 +21,8 @@ struct _ProtoClient {
 
 /* Everything a client call's batches point at; must live until the
  * batches complete. */
-typedef struct {
+typedef struct
+{
   grpc_call *call;
   grpc_byte_buffer *send_buf;
   grpc_byte_buffer *recv_buf;
@@ -68,8 +70,9 @@ proto_client_create_call (ProtoClient *client, grpc_completion_queue *cq,
   grpc_slice method = grpc_slice_from_copied_string (path);
   grpc_call *call;
 
-  call = grpc_channel_create_call (client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                   cq, method, NULL, proto_deadline (timeout_ms), NULL);
+  call = grpc_channel_create_call (client->channel, NULL,
+                                   GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
+                                   proto_deadline (timeout_ms), NULL);
   grpc_slice_unref (method);
   return call;
 }
@@ -119,8 +122,9 @@ proto_recv_message_op (ProtoCallState *st, grpc_op *op)
 }
 
 static gboolean
-proto_check_method (const ProtobufCServiceDescriptor *service, guint method_index,
-                    const ProtobufCMessage *request, GError **error)
+proto_check_method (const ProtobufCServiceDescriptor *service,
+                    guint method_index, const ProtobufCMessage *request,
+                    GError **error)
 {
   if (method_index >= service->n_methods)
     {
@@ -234,9 +238,11 @@ proto_client_free (ProtoClient *client)
   proto_unref_grpc ();
 }
 
-/* --- asynchronous unary ---------------------------------------------------- */
+/* --- asynchronous unary ----------------------------------------------------
+ */
 
-typedef struct {
+typedef struct
+{
   ProtoClient *client;
   ProtoTag tag;
   ProtoCallState st;
@@ -256,11 +262,13 @@ proto_unary_done (ProtoTag *tag, gboolean ok)
   if (u->st.call)
     g_hash_table_remove (u->client->calls, u->st.call);
   if (!error && !ok)
-    error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_CANCELLED, "call failed");
+    error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                                 "call failed");
   if (!error)
     error = proto_status_to_error (u->st.status, u->st.details);
   if (!error && !u->st.recv_buf)
-    error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_INTERNAL, "no reply message");
+    error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_INTERNAL,
+                                 "no reply message");
   if (!error)
     reply = proto_buffer_unpack (u->output, u->st.recv_buf, &error);
   u->callback (reply, error, u->user_data);
@@ -272,9 +280,11 @@ proto_unary_done (ProtoTag *tag, gboolean ok)
 }
 
 void
-proto_client_call (ProtoClient *client, const ProtobufCServiceDescriptor *service,
+proto_client_call (ProtoClient *client,
+                   const ProtobufCServiceDescriptor *service,
                    guint method_index, const ProtobufCMessage *request,
-                   gint64 timeout_ms, ProtoReplyFunc callback, gpointer user_data)
+                   gint64 timeout_ms, ProtoReplyFunc callback,
+                   gpointer user_data)
 {
   ProtoUnary *u = g_new0 (ProtoUnary, 1);
   g_autofree char *path = NULL;
@@ -295,13 +305,15 @@ proto_client_call (ProtoClient *client, const ProtobufCServiceDescriptor *servic
   path = proto_method_path (service, method_index);
   if (client->closing)
     {
-      g_set_error_literal (&u->error, PROTO_ERROR, PROTO_STATUS_CANCELLED, "client closed");
+      g_set_error_literal (&u->error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                           "client closed");
       goto fail;
     }
   u->st.send_buf = proto_buffer_pack (request, &u->error);
   if (!u->st.send_buf)
     goto fail;
-  u->st.call = proto_client_create_call (client, proto_cq_get (client->cq), path, timeout_ms);
+  u->st.call = proto_client_create_call (client, proto_cq_get (client->cq),
+                                         path, timeout_ms);
   n = proto_call_ops (&u->st, ops, TRUE);
   err = grpc_call_start_batch (u->st.call, ops, n, &u->tag, NULL);
   if (err != GRPC_CALL_OK)
@@ -318,7 +330,8 @@ fail:
   proto_cq_post (client->cq, &u->tag, TRUE);
 }
 
-/* --- blocking unary -------------------------------------------------------- */
+/* --- blocking unary --------------------------------------------------------
+ */
 
 static grpc_completion_queue *
 proto_pluck_cq_new (void)
@@ -330,7 +343,9 @@ static void
 proto_pluck_cq_free (grpc_completion_queue *cq)
 {
   grpc_completion_queue_shutdown (cq);
-  while (grpc_completion_queue_pluck (cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL).type
+  while (grpc_completion_queue_pluck (cq, NULL,
+                                      gpr_inf_future (GPR_CLOCK_REALTIME), NULL)
+             .type
          != GRPC_QUEUE_SHUTDOWN)
     ;
   grpc_completion_queue_destroy (cq);
@@ -338,8 +353,8 @@ proto_pluck_cq_free (grpc_completion_queue *cq)
 
 /* Runs one batch and waits for it. */
 static gboolean
-proto_pluck_batch (grpc_completion_queue *cq, grpc_call *call, const grpc_op *ops,
-                   size_t n, GError **error)
+proto_pluck_batch (grpc_completion_queue *cq, grpc_call *call,
+                   const grpc_op *ops, size_t n, GError **error)
 {
   int marker;
   grpc_call_error err = grpc_call_start_batch (call, ops, n, &marker, NULL);
@@ -351,7 +366,8 @@ proto_pluck_batch (grpc_completion_queue *cq, grpc_call *call, const grpc_op *op
                    "cannot start call (error %d)", err);
       return FALSE;
     }
-  ev = grpc_completion_queue_pluck (cq, &marker, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+  ev = grpc_completion_queue_pluck (cq, &marker,
+                                    gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
   return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
@@ -375,7 +391,8 @@ proto_unary_sync (ProtoClient *client, const char *path, ProtoCallState *st,
   if (!ok)
     {
       if (error && !*error)
-        g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_CANCELLED, "call failed");
+        g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                             "call failed");
       return FALSE;
     }
   status_error = proto_status_to_error (st->status, st->details);
@@ -386,14 +403,16 @@ proto_unary_sync (ProtoClient *client, const char *path, ProtoCallState *st,
     }
   if (!st->recv_buf)
     {
-      g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_INTERNAL, "no reply message");
+      g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_INTERNAL,
+                           "no reply message");
       return FALSE;
     }
   return TRUE;
 }
 
 ProtobufCMessage *
-proto_client_call_sync (ProtoClient *client, const ProtobufCServiceDescriptor *service,
+proto_client_call_sync (ProtoClient *client,
+                        const ProtobufCServiceDescriptor *service,
                         guint method_index, const ProtobufCMessage *request,
                         gint64 timeout_ms, GError **error)
 {
@@ -407,19 +426,20 @@ proto_client_call_sync (ProtoClient *client, const ProtobufCServiceDescriptor *s
   proto_call_state_init (&st);
   st.send_buf = proto_buffer_pack (request, error);
   if (st.send_buf && proto_unary_sync (client, path, &st, timeout_ms, error))
-    reply = proto_buffer_unpack (service->methods[method_index].output, st.recv_buf, error);
+    reply = proto_buffer_unpack (service->methods[method_index].output,
+                                 st.recv_buf, error);
   proto_call_state_clear (&st);
   return reply;
 }
 
 GBytes *
-proto_client_call_raw_sync (ProtoClient *client, const char *path, GBytes *request,
-                            gint64 timeout_ms, GError **error)
+proto_client_call_raw_sync (ProtoClient *client, const char *path,
+                            GBytes *request, gint64 timeout_ms, GError **error)
 {
   ProtoCallState st;
   GBytes *reply = NULL;
-  grpc_slice slice = grpc_slice_from_copied_buffer (g_bytes_get_data (request, NULL),
-                                                    g_bytes_get_size (request));
+  grpc_slice slice = grpc_slice_from_copied_buffer (
+      g_bytes_get_data (request, NULL), g_bytes_get_size (request));
 
   proto_call_state_init (&st);
   st.send_buf = grpc_raw_byte_buffer_create (&slice, 1);
@@ -432,12 +452,14 @@ proto_client_call_raw_sync (ProtoClient *client, const char *path, GBytes *reque
         {
           grpc_slice all = grpc_byte_buffer_reader_readall (&reader);
 
-          reply = g_bytes_new (GRPC_SLICE_START_PTR (all), GRPC_SLICE_LENGTH (all));
+          reply = g_bytes_new (GRPC_SLICE_START_PTR (all),
+                               GRPC_SLICE_LENGTH (all));
           grpc_slice_unref (all);
           grpc_byte_buffer_reader_destroy (&reader);
         }
       else
-        g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_INTERNAL, "cannot read reply");
+        g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_INTERNAL,
+                             "cannot read reply");
     }
   proto_call_state_clear (&st);
   return reply;
@@ -445,7 +467,8 @@ proto_client_call_raw_sync (ProtoClient *client, const char *path, GBytes *reque
 
 /* --- asynchronous server stream ------------------------------------------ */
 
-struct _ProtoClientStream {
+struct _ProtoClientStream
+{
   ProtoClient *client;
   ProtoCallState st;
   const ProtobufCMessageDescriptor *output;
@@ -475,7 +498,8 @@ proto_stream_maybe_end (ProtoClientStream *stream)
   if (stream->user_cancelled)
     {
       g_clear_error (&stream->error);
-      error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_CANCELLED, "stream cancelled");
+      error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                                   "stream cancelled");
     }
   else if (stream->error)
     error = g_steal_pointer (&stream->error);
@@ -555,7 +579,8 @@ proto_stream_read (ProtoClientStream *stream)
       return;
     }
   proto_recv_message_op (&stream->st, &op);
-  if (grpc_call_start_batch (stream->st.call, &op, 1, &stream->recv_tag, NULL) != GRPC_CALL_OK)
+  if (grpc_call_start_batch (stream->st.call, &op, 1, &stream->recv_tag, NULL)
+      != GRPC_CALL_OK)
     {
       stream->reading_done = TRUE;
       return;
@@ -564,10 +589,11 @@ proto_stream_read (ProtoClientStream *stream)
 }
 
 ProtoClientStream *
-proto_client_stream (ProtoClient *client, const ProtobufCServiceDescriptor *service,
+proto_client_stream (ProtoClient *client,
+                     const ProtobufCServiceDescriptor *service,
                      guint method_index, const ProtobufCMessage *request,
-                     ProtoStreamMessageFunc on_message, ProtoStreamEndFunc on_end,
-                     gpointer user_data)
+                     ProtoStreamMessageFunc on_message,
+                     ProtoStreamEndFunc on_end, gpointer user_data)
 {
   ProtoClientStream *stream = g_new0 (ProtoClientStream, 1);
   g_autofree char *path = NULL;
@@ -578,9 +604,12 @@ proto_client_stream (ProtoClient *client, const ProtobufCServiceDescriptor *serv
   stream->on_message = on_message;
   stream->on_end = on_end;
   stream->user_data = user_data;
-  stream->start_tag = (ProtoTag) { .func = proto_stream_start_done, .data = stream };
-  stream->recv_tag = (ProtoTag) { .func = proto_stream_recv_done, .data = stream };
-  stream->status_tag = (ProtoTag) { .func = proto_stream_status_done, .data = stream };
+  stream->start_tag
+      = (ProtoTag){ .func = proto_stream_start_done, .data = stream };
+  stream->recv_tag
+      = (ProtoTag){ .func = proto_stream_recv_done, .data = stream };
+  stream->status_tag
+      = (ProtoTag){ .func = proto_stream_status_done, .data = stream };
   proto_call_state_init (&stream->st);
 
   if (!proto_check_method (service, method_index, request, &stream->error))
@@ -589,15 +618,18 @@ proto_client_stream (ProtoClient *client, const ProtobufCServiceDescriptor *serv
   path = proto_method_path (service, method_index);
   if (client->closing)
     {
-      g_set_error_literal (&stream->error, PROTO_ERROR, PROTO_STATUS_CANCELLED, "client closed");
+      g_set_error_literal (&stream->error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                           "client closed");
       goto fail;
     }
   stream->st.send_buf = proto_buffer_pack (request, &stream->error);
   if (!stream->st.send_buf)
     goto fail;
-  stream->st.call = proto_client_create_call (client, proto_cq_get (client->cq), path, 0);
+  stream->st.call
+      = proto_client_create_call (client, proto_cq_get (client->cq), path, 0);
   n = proto_call_ops (&stream->st, ops, FALSE);
-  if (grpc_call_start_batch (stream->st.call, ops, n, &stream->start_tag, NULL) != GRPC_CALL_OK)
+  if (grpc_call_start_batch (stream->st.call, ops, n, &stream->start_tag, NULL)
+      != GRPC_CALL_OK)
     {
       g_set_error (&stream->error, PROTO_ERROR, PROTO_STATUS_INTERNAL,
                    "cannot start stream %s", path);
@@ -606,7 +638,8 @@ proto_client_stream (ProtoClient *client, const ProtobufCServiceDescriptor *serv
   stream->pending++;
   g_hash_table_add (client->calls, stream->st.call);
   proto_recv_status_op (&stream->st, &ops[0]);
-  if (grpc_call_start_batch (stream->st.call, ops, 1, &stream->status_tag, NULL) == GRPC_CALL_OK)
+  if (grpc_call_start_batch (stream->st.call, ops, 1, &stream->status_tag, NULL)
+      == GRPC_CALL_OK)
     stream->pending++;
   else
     {
@@ -633,10 +666,12 @@ proto_client_stream_cancel (ProtoClientStream *stream)
     grpc_call_cancel (stream->st.call, NULL);
 }
 
-/* --- blocking server stream ------------------------------------------------ */
+/* --- blocking server stream ------------------------------------------------
+ */
 
 gboolean
-proto_client_stream_sync (ProtoClient *client, const ProtobufCServiceDescriptor *service,
+proto_client_stream_sync (ProtoClient *client,
+                          const ProtobufCServiceDescriptor *service,
                           guint method_index, const ProtobufCMessage *request,
                           ProtoStreamSyncFunc on_message, gpointer user_data,
                           GError **error)
@@ -672,8 +707,8 @@ proto_client_stream_sync (ProtoClient *client, const ProtobufCServiceDescriptor 
       proto_recv_message_op (&st, &ops[0]);
       if (!proto_pluck_batch (cq, st.call, ops, 1, NULL) || !st.recv_buf)
         break;
-      msg = proto_buffer_unpack (service->methods[method_index].output, st.recv_buf,
-                                 &local_error);
+      msg = proto_buffer_unpack (service->methods[method_index].output,
+                                 st.recv_buf, &local_error);
       g_clear_pointer (&st.recv_buf, grpc_byte_buffer_destroy);
       if (!msg)
         {
@@ -692,7 +727,8 @@ proto_client_stream_sync (ProtoClient *client, const ProtobufCServiceDescriptor 
   g_clear_pointer (&st.recv_buf, grpc_byte_buffer_destroy);
   proto_recv_status_op (&st, &ops[0]);
   if (!proto_pluck_batch (cq, st.call, ops, 1, NULL) && !local_error)
-    local_error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_CANCELLED, "call failed");
+    local_error = g_error_new_literal (PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                                       "call failed");
   g_clear_pointer (&st.call, grpc_call_unref);
   proto_pluck_cq_free (cq);
   if (!local_error && !stopped)

@@ -16,7 +16,8 @@ proto_pack (const ProtobufCMessage *msg, GError **error)
   if (size > PROTO_MAX_MESSAGE_SIZE)
     {
       g_set_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED,
-                   "%s message of %" G_GSIZE_FORMAT " bytes exceeds the limit of %d bytes",
+                   "%s message of %" G_GSIZE_FORMAT
+                   " bytes exceeds the limit of %d bytes",
                    msg->descriptor->short_name, size, PROTO_MAX_MESSAGE_SIZE);
       return NULL;
     }
@@ -35,7 +36,8 @@ proto_unpack (const ProtobufCMessageDescriptor *desc, const guint8 *data,
   if (len > max_size)
     {
       g_set_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED,
-                   "%s message of %" G_GSIZE_FORMAT " bytes exceeds the limit of %" G_GSIZE_FORMAT " bytes",
+                   "%s message of %" G_GSIZE_FORMAT
+                   " bytes exceeds the limit of %" G_GSIZE_FORMAT " bytes",
                    desc->short_name, len, max_size);
       return NULL;
     }
@@ -51,7 +53,8 @@ proto_unpack (const ProtobufCMessageDescriptor *desc, const guint8 *data,
 }
 
 char *
-proto_method_path (const ProtobufCServiceDescriptor *service, guint method_index)
+proto_method_path (const ProtobufCServiceDescriptor *service,
+                   guint method_index)
 {
   if (method_index >= service->n_methods)
     return NULL;
@@ -69,7 +72,8 @@ proto_buffer_pack (const ProtobufCMessage *msg, GError **error)
   if (size > PROTO_MAX_MESSAGE_SIZE)
     {
       g_set_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED,
-                   "%s message of %" G_GSIZE_FORMAT " bytes exceeds the limit of %d bytes",
+                   "%s message of %" G_GSIZE_FORMAT
+                   " bytes exceeds the limit of %d bytes",
                    msg->descriptor->short_name, size, PROTO_MAX_MESSAGE_SIZE);
       return NULL;
     }
@@ -106,8 +110,8 @@ proto_buffer_unpack (const ProtobufCMessageDescriptor *desc,
     }
   slice = grpc_byte_buffer_reader_readall (&reader);
   grpc_byte_buffer_reader_destroy (&reader);
-  msg = proto_unpack (desc, GRPC_SLICE_START_PTR (slice), GRPC_SLICE_LENGTH (slice),
-                      PROTO_MAX_MESSAGE_SIZE, error);
+  msg = proto_unpack (desc, GRPC_SLICE_START_PTR (slice),
+                      GRPC_SLICE_LENGTH (slice), PROTO_MAX_MESSAGE_SIZE, error);
   grpc_slice_unref (slice);
   return msg;
 }
@@ -116,13 +120,26 @@ const char *
 proto_status_name (int status)
 {
   static const char *const names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
   };
 
-  if (status >= 0 && status < (int) G_N_ELEMENTS (names))
+  if (status >= 0 && status < (int)G_N_ELEMENTS (names))
     return names[status];
   return "UNKNOWN";
 }
@@ -138,7 +155,7 @@ proto_status_to_error (grpc_status_code status, grpc_slice details)
   /* Details come from the peer: keep them bounded and valid UTF-8. */
   len = MIN (len, 4096);
   if (len > 0)
-    msg = g_utf8_make_valid ((const char *) GRPC_SLICE_START_PTR (details), len);
+    msg = g_utf8_make_valid ((const char *)GRPC_SLICE_START_PTR (details), len);
   else
     msg = g_strdup (proto_status_name (status));
   return g_error_new_literal (PROTO_ERROR, status, msg);

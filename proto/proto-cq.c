@@ -8,7 +8,8 @@
  * the main context has not dispatched yet (and nothing dangles). */
 #include "proto-private.h"
 
-typedef struct {
+typedef struct
+{
   ProtoCq *cq;
   ProtoTag *tag;
   gboolean ok;
@@ -16,7 +17,8 @@ typedef struct {
   GList link;      /* in ProtoCq.pending */
 } ProtoCqEvent;
 
-struct _ProtoCq {
+struct _ProtoCq
+{
   grpc_completion_queue *cq;
   GMainContext *ctx;
   GThread *thread;
@@ -97,7 +99,8 @@ proto_cq_new (GMainContext *ctx, const char *thread_name)
   ProtoCq *cq = g_new0 (ProtoCq, 1);
 
   cq->cq = grpc_completion_queue_create_for_next (NULL);
-  cq->ctx = ctx ? g_main_context_ref (ctx) : g_main_context_ref_thread_default ();
+  cq->ctx
+      = ctx ? g_main_context_ref (ctx) : g_main_context_ref_thread_default ();
   g_mutex_init (&cq->lock);
   g_cond_init (&cq->cond);
   g_queue_init (&cq->pending);

@@ -16,7 +16,8 @@ typedef void (*ProtoTagFunc) (ProtoTag *tag, gboolean ok);
  * with the operation's success flag. A tag with FUNC NULL is a "wait tag":
  * the queue thread marks it done (under the queue lock) and wakes
  * proto_cq_wait() instead of going through the main context. */
-struct _ProtoTag {
+struct _ProtoTag
+{
   ProtoTagFunc func;
   gpointer data;
   /* wait tags only, guarded by the ProtoCq lock */
@@ -52,7 +53,8 @@ void proto_cq_free (ProtoCq *cq);
 char *proto_method_path (const ProtobufCServiceDescriptor *service,
                          guint method_index);
 /* Packs MSG into a gRPC byte buffer (NULL + ERROR if it is too large). */
-grpc_byte_buffer *proto_buffer_pack (const ProtobufCMessage *msg, GError **error);
+grpc_byte_buffer *proto_buffer_pack (const ProtobufCMessage *msg,
+                                     GError **error);
 /* Reads BUF (capped at PROTO_MAX_MESSAGE_SIZE) and unpacks it as DESC. */
 ProtobufCMessage *proto_buffer_unpack (const ProtobufCMessageDescriptor *desc,
                                        grpc_byte_buffer *buf, GError **error);
@@ -79,7 +81,8 @@ GBytes *proto_client_call_raw_sync (ProtoClient *client, const char *path,
                                     GBytes *request, gint64 timeout_ms,
                                     GError **error);
 /* Like proto_client_new() but without the client-side send size cap. */
-ProtoClient *proto_client_new_unlimited (const char *target, const ProtoTls *tls,
-                                         GMainContext *ctx, GError **error);
+ProtoClient *proto_client_new_unlimited (const char *target,
+                                         const ProtoTls *tls, GMainContext *ctx,
+                                         GError **error);
 
 G_END_DECLS

@@ -22,14 +22,16 @@
  * between two turns of the main loop. */
 #define PROTO_SERVER_SLOTS 8
 
-typedef struct {
+typedef struct
+{
   char *path;
   const ProtobufCMessageDescriptor *input;
   ProtoHandler handler;
   gpointer user_data;
 } ProtoMethod;
 
-typedef struct {
+typedef struct
+{
   ProtoServer *server;
   ProtoTag tag;
   gboolean active;
@@ -38,7 +40,8 @@ typedef struct {
   grpc_metadata_array md;
 } ProtoSlot;
 
-struct _ProtoServer {
+struct _ProtoServer
+{
   GHashTable *methods; /* path -> ProtoMethod */
   GMainContext *ctx;
   grpc_server *server;
@@ -52,7 +55,8 @@ struct _ProtoServer {
   gboolean cq_dead;  /* the queue is shut down: no batch may start */
 };
 
-struct _ProtoServerCall {
+struct _ProtoServerCall
+{
   ProtoServer *server; /* NULL once the server stopped */
   grpc_call *call;     /* NULL once the server stopped */
   ProtoMethod *method; /* NULL for an unknown method */
@@ -81,7 +85,7 @@ struct _ProtoServerCall {
   gboolean writing;
   gboolean write_failed;
   gboolean md_sent;
-  GQueue queue; /* GBytes waiting to be written */
+  GQueue queue;       /* GBytes waiting to be written */
   GError *send_error; /* a message could not be packed: ends the stream */
 
   gboolean finishing; /* the handler has finished the call */
@@ -112,7 +116,7 @@ proto_server_call_unref (ProtoServerCall *call)
     grpc_call_unref (call->call);
   if (call->request)
     protobuf_c_message_free_unpacked (call->request, NULL);
-  g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+  g_queue_clear_full (&call->queue, (GDestroyNotify)g_bytes_unref);
   g_clear_error (&call->send_error);
   g_free (call->path);
   g_free (call->peer);
@@ -194,7 +198,7 @@ proto_server_call_send_done (ProtoTag *tag, gboolean ok)
     {
       /* The client has gone; nothing queued will reach it. */
       call->write_failed = TRUE;
-      g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+      g_queue_clear_full (&call->queue, (GDestroyNotify)g_bytes_unref);
     }
   proto_server_call_pump (call);
   proto_server_call_unref (call);
@@ -236,13 +240,17 @@ proto_server_call_pump (ProtoServerCall *call)
     }
   if (with_status)
     {
-      call->status_details = grpc_slice_from_copied_string (call->message ? call->message : "");
+      call->status_details
+          = grpc_slice_from_copied_string (call->message ? call->message : "");
       call->status_in_batch = TRUE;
       ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
       ops[n].data.send_status_from_server.trailing_metadata_count = 0;
-      ops[n].data.send_status_from_server.status = (grpc_status_code) call->status;
-      ops[n].data.send_status_from_server.status_details =
-          call->status == PROTO_STATUS_OK && !call->message ? NULL : &call->status_details;
+      ops[n].data.send_status_from_server.status
+          = (grpc_status_code)call->status;
+      ops[n].data.send_status_from_server.status_details
+          = call->status == PROTO_STATUS_OK && !call->message
+                ? NULL
+                : &call->status_details;
       n++;
       call->status_sent = TRUE;
     }
@@ -261,7 +269,7 @@ proto_server_call_pump (ProtoServerCall *call)
           grpc_slice_unref (call->status_details);
           call->status_in_batch = FALSE;
         }
-      g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+      g_queue_clear_full (&call->queue, (GDestroyNotify)g_bytes_unref);
       if (call->finishing)
         call->status_sent = TRUE;
     }
@@ -321,7 +329,8 @@ proto_server_call_fail_error (ProtoServerCall *call, const GError *error)
   ProtoStatus status = PROTO_STATUS_INTERNAL;
 
   g_return_if_fail (call != NULL && !call->finishing);
-  if (error->domain == PROTO_ERROR && error->code > 0 && error->code <= PROTO_STATUS_UNAUTHENTICATED)
+  if (error->domain == PROTO_ERROR && error->code > 0
+      && error->code <= PROTO_STATUS_UNAUTHENTICATED)
     status = error->code;
   proto_server_call_end (call, status, g_strdup (error->message));
 }
@@ -438,16 +447,18 @@ proto_call_peer_cn (grpc_call *gcall)
 
   if (!actx)
     return NULL;
-  it = grpc_auth_context_find_properties_by_name (actx, GRPC_X509_CN_PROPERTY_NAME);
+  it = grpc_auth_context_find_properties_by_name (actx,
+                                                  GRPC_X509_CN_PROPERTY_NAME);
   prop = grpc_auth_property_iterator_next (&it);
   if (prop && prop->value && prop->value_length > 0)
-    cn = g_strndup (prop->value, MIN (prop->value_length, (size_t) 256));
+    cn = g_strndup (prop->value, MIN (prop->value_length, (size_t)256));
   grpc_auth_context_release (actx);
   return cn;
 }
 
 static void
-proto_server_call_start (ProtoServer *server, grpc_call *gcall, const char *path)
+proto_server_call_start (ProtoServer *server, grpc_call *gcall,
+                         const char *path)
 {
   ProtoServerCall *call = g_new0 (ProtoServerCall, 1);
   grpc_op op;
@@ -545,8 +556,10 @@ proto_server_new (GMainContext *ctx)
   ProtoServer *server = g_new0 (ProtoServer, 1);
 
   proto_ref_grpc ();
-  server->ctx = ctx ? g_main_context_ref (ctx) : g_main_context_ref_thread_default ();
-  server->methods = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, proto_method_free);
+  server->ctx
+      = ctx ? g_main_context_ref (ctx) : g_main_context_ref_thread_default ();
+  server->methods = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                           proto_method_free);
   server->calls = g_hash_table_new (NULL, NULL);
   for (guint i = 0; i < PROTO_SERVER_SLOTS; i++)
     server->slots[i].server = server;
@@ -580,7 +593,8 @@ proto_server_start (ProtoServer *server, const char *addr, const ProtoTls *tls,
   g_return_val_if_fail (server != NULL && !server->started, FALSE);
   server->cq = proto_cq_new (server->ctx, "drover-grpc-srv");
   server->server = grpc_server_create (proto_channel_args (TRUE), NULL);
-  grpc_server_register_completion_queue (server->server, proto_cq_get (server->cq), NULL);
+  grpc_server_register_completion_queue (server->server,
+                                         proto_cq_get (server->cq), NULL);
   if (tls)
     {
       grpc_ssl_pem_key_cert_pair pair = { tls->key_pem, tls->cert_pem };
@@ -601,7 +615,8 @@ proto_server_start (ProtoServer *server, const char *addr, const ProtoTls *tls,
       server->port = 0;
       g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE,
                    "cannot listen on %s%s", addr,
-                   tls ? " (address in use, or bad TLS certificate/key)" : " (address in use?)");
+                   tls ? " (address in use, or bad TLS certificate/key)"
+                       : " (address in use?)");
       return FALSE;
     }
   grpc_server_start (server->server);
@@ -652,7 +667,7 @@ proto_server_stop (ProtoServer *server)
       call->server = NULL;
       call->cancelled = TRUE;
       g_clear_pointer (&call->call, grpc_call_unref);
-      g_queue_clear_full (&call->queue, (GDestroyNotify) g_bytes_unref);
+      g_queue_clear_full (&call->queue, (GDestroyNotify)g_bytes_unref);
       g_hash_table_iter_remove (&iter);
     }
   grpc_server_destroy (g_steal_pointer (&server->server));

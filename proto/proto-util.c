@@ -6,7 +6,7 @@
 
 #include "proto-private.h"
 
-G_DEFINE_QUARK (drover-proto-error-quark, proto_error)
+G_DEFINE_QUARK (drover - proto - error - quark, proto_error)
 
 /* gRPC logs from its own threads; GLib logging is thread-safe. gRPC's
  * errors are mostly about peers (bad handshakes, resets), which the
@@ -57,32 +57,64 @@ proto_channel_args (gboolean server)
    * pings every 10 s, so it never answers GOAWAY too_many_pings. The
    * server pings too, to notice clients that vanished mid-stream. */
   static grpc_arg client_args[] = {
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_KEEPALIVE_TIME_MS, { .integer = 20000 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_KEEPALIVE_TIMEOUT_MS, { .integer = 10000 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, { .integer = 1 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, { .integer = 0 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+      { .integer = PROTO_MAX_MESSAGE_SIZE } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+      { .integer = PROTO_MAX_MESSAGE_SIZE } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+      { .integer = 20000 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      { .integer = 10000 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+      { .integer = 1 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+      { .integer = 0 } },
     /* Daemons restart: reconnect within seconds, not minutes. */
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, { .integer = 500 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, { .integer = 5000 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+      { .integer = 500 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+      { .integer = 5000 } },
     /* No service config lookups, no proxies: loopback / cluster only. */
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_ENABLE_HTTP_PROXY, { .integer = 0 } },
+    { GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_HTTP_PROXY, { .integer = 0 } },
   };
   static grpc_arg server_args[] = {
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_KEEPALIVE_TIME_MS, { .integer = 30000 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_KEEPALIVE_TIMEOUT_MS, { .integer = 10000 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, { .integer = 1 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, { .integer = 10000 } },
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, { .integer = 0 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+      { .integer = PROTO_MAX_MESSAGE_SIZE } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+      { .integer = PROTO_MAX_MESSAGE_SIZE } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+      { .integer = 30000 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      { .integer = 10000 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+      { .integer = 1 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      { .integer = 10000 } },
+    { GRPC_ARG_INTEGER,
+      (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+      { .integer = 0 } },
     /* gRPC sets SO_REUSEPORT by default: a second daemon on the same
      * port would then start fine and silently share the connections. */
-    { GRPC_ARG_INTEGER, (char *) GRPC_ARG_ALLOW_REUSEPORT, { .integer = 0 } },
+    { GRPC_ARG_INTEGER, (char *)GRPC_ARG_ALLOW_REUSEPORT, { .integer = 0 } },
   };
-  static const grpc_channel_args cargs = { G_N_ELEMENTS (client_args), client_args };
-  static const grpc_channel_args sargs = { G_N_ELEMENTS (server_args), server_args };
+  static const grpc_channel_args cargs
+      = { G_N_ELEMENTS (client_args), client_args };
+  static const grpc_channel_args sargs
+      = { G_N_ELEMENTS (server_args), server_args };
 
   return server ? &sargs : &cargs;
 }
@@ -108,9 +140,10 @@ proto_name_validate (const char *what, const char *name, GError **error)
 
       g_string_replace (esc, "'", "\\'", 0);
 
-      g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
-                   "invalid %s name '%s%s': must be 1-63 characters of a-z, 0-9 and '-'",
-                   what ? what : "", esc->str, len > 64 ? "..." : "");
+      g_set_error (
+          error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+          "invalid %s name '%s%s': must be 1-63 characters of a-z, 0-9 and '-'",
+          what ? what : "", esc->str, len > 64 ? "..." : "");
     }
   return ok;
 }

@@ -25,7 +25,8 @@ G_BEGIN_DECLS
 GQuark proto_error_quark (void);
 
 /* Same numbers as grpc_status_code, so callers need not include grpc.h. */
-typedef enum {
+typedef enum
+{
   PROTO_STATUS_OK = 0,
   PROTO_STATUS_CANCELLED = 1,
   PROTO_STATUS_UNKNOWN = 2,
@@ -50,7 +51,8 @@ typedef enum {
 #define PROTO_MAX_MESSAGE_SIZE (4 * 1024 * 1024)
 
 /* Method indexes into the generated service descriptors, in .proto order. */
-enum {
+enum
+{
   DROVER_SCHED_METHOD_REGISTER_HOST,
   DROVER_SCHED_METHOD_REPORT_HOST,
   DROVER_SCHED_METHOD_LIST_HOSTS,
@@ -67,7 +69,8 @@ enum {
   DROVER_SCHED_METHOD_MIGRATE_VM,
   DROVER_SCHED_N_METHODS
 };
-enum {
+enum
+{
   DROVER_AGENT_METHOD_CREATE_VM,
   DROVER_AGENT_METHOD_START_VM,
   DROVER_AGENT_METHOD_STOP_VM,
@@ -92,7 +95,8 @@ void proto_shutdown (void);
 /* --- TLS --------------------------------------------------------------- */
 
 /* PEM material read from DIR/ca.pem, DIR/cert.pem, DIR/key.pem. */
-typedef struct {
+typedef struct
+{
   char *ca_pem;
   char *cert_pem;
   char *key_pem;
@@ -177,8 +181,8 @@ void proto_server_call_finish (ProtoServerCall *call, ProtoStatus status,
 
 /* Called once, in the main context, if the client cancels or goes away
  * before the call is finished. The call must still be finished. */
-void proto_server_call_set_cancel_func (ProtoServerCall *call,
-                                        GFunc func, gpointer user_data);
+void proto_server_call_set_cancel_func (ProtoServerCall *call, GFunc func,
+                                        gpointer user_data);
 gboolean proto_server_call_is_cancelled (ProtoServerCall *call);
 
 /* Common name of the client certificate, or NULL when insecure. */
@@ -222,11 +226,11 @@ void proto_client_call (ProtoClient *client,
 /* Blocking unary call for tools (droverctl, tests): iterates nothing,
  * does not need a running main loop. Returns the reply (free with
  * protobuf_c_message_free_unpacked) or NULL with ERROR set. */
-ProtobufCMessage *proto_client_call_sync (ProtoClient *client,
-                                          const ProtobufCServiceDescriptor *service,
-                                          guint method_index,
-                                          const ProtobufCMessage *request,
-                                          gint64 timeout_ms, GError **error);
+ProtobufCMessage *
+proto_client_call_sync (ProtoClient *client,
+                        const ProtobufCServiceDescriptor *service,
+                        guint method_index, const ProtobufCMessage *request,
+                        gint64 timeout_ms, GError **error);
 
 /* Server-streaming call. ON_MESSAGE runs for each message (owned by the
  * library); ON_END runs exactly once at the end, with ERROR NULL for a
@@ -235,13 +239,12 @@ ProtobufCMessage *proto_client_call_sync (ProtoClient *client,
 typedef void (*ProtoStreamMessageFunc) (const ProtobufCMessage *msg,
                                         gpointer user_data);
 typedef void (*ProtoStreamEndFunc) (const GError *error, gpointer user_data);
-ProtoClientStream *proto_client_stream (ProtoClient *client,
-                                        const ProtobufCServiceDescriptor *service,
-                                        guint method_index,
-                                        const ProtobufCMessage *request,
-                                        ProtoStreamMessageFunc on_message,
-                                        ProtoStreamEndFunc on_end,
-                                        gpointer user_data);
+ProtoClientStream *
+proto_client_stream (ProtoClient *client,
+                     const ProtobufCServiceDescriptor *service,
+                     guint method_index, const ProtobufCMessage *request,
+                     ProtoStreamMessageFunc on_message,
+                     ProtoStreamEndFunc on_end, gpointer user_data);
 /* Cancels the stream; ON_END still runs (with CANCELLED), later, from the
  * main loop. Not allowed once ON_END has run (the stream is freed). */
 void proto_client_stream_cancel (ProtoClientStream *stream);
@@ -262,7 +265,8 @@ gboolean proto_client_stream_sync (ProtoClient *client,
 
 /* TRUE if NAME is a valid VM or host name: 1-63 characters of [a-z0-9-].
  * Sets PROTO_STATUS_INVALID_ARGUMENT with a message saying why not. */
-gboolean proto_name_validate (const char *what, const char *name, GError **error);
+gboolean proto_name_validate (const char *what, const char *name,
+                              GError **error);
 
 /* Milliseconds since the Unix epoch. */
 gint64 proto_now_ms (void);

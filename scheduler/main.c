@@ -44,18 +44,19 @@ main (int argc, char **argv)
       "Memory of each host kept from VMs (default 256M)", "SIZE" },
     { "link-bandwidth", 0, 0, G_OPTION_ARG_STRING, &link_bandwidth,
       "Host-to-host link speed the migration cost model assumes, "
-      "bytes per second (default 1G)", "SIZE" },
+      "bytes per second (default 1G)",
+      "SIZE" },
     { "max-migrations-out", 0, 0, G_OPTION_ARG_INT, &max_mig_out,
       "Migrations leaving one host at once; more queue (default 2)", "N" },
     { "max-migrations-in", 0, 0, G_OPTION_ARG_INT, &max_mig_in,
       "Migrations arriving at one host at once; more queue (default 2)", "N" },
     { NULL }
   };
-  g_autoptr(GOptionContext) octx = g_option_context_new ("- Drover scheduler");
-  g_autoptr(GError) error = NULL;
-  g_autoptr(ProtoTls) tls = NULL;
-  g_autoptr(SchedService) svc = NULL;
-  g_autoptr(GMainLoop) loop = NULL;
+  g_autoptr (GOptionContext) octx = g_option_context_new ("- Drover scheduler");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ProtoTls) tls = NULL;
+  g_autoptr (SchedService) svc = NULL;
+  g_autoptr (GMainLoop) loop = NULL;
   SchedConfig config = { 0 };
 
   setlocale (LC_ALL, "");

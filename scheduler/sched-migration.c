@@ -15,7 +15,7 @@ double
 sched_migration_dirty_rate (const SchedVm *vm,
                             const Drover__V1__MigrationProgress *last)
 {
-  double ram = (double) vm->spec->memory;
+  double ram = (double)vm->spec->memory;
   double activity = 1.0;
   double rate;
 
@@ -45,18 +45,18 @@ gboolean
 sched_migration_predict (const SchedVm *vm,
                          const Drover__V1__MigrationParams *params,
                          double dirty_rate, double link_bandwidth,
-                         double setup_s,
-                         Drover__V1__MigrationPrediction *out, GError **error)
+                         double setup_s, Drover__V1__MigrationPrediction *out,
+                         GError **error)
 {
   MigModelInput in;
   MigModelResult res;
-  g_autoptr(GError) local = NULL;
+  g_autoptr (GError) local = NULL;
   double bandwidth = link_bandwidth;
 
   /* A channel rate limit below the link is what the data will see. */
   if (params != NULL && params->bandwidth_bps > 0
-      && (!(bandwidth > 0) || (double) params->bandwidth_bps < bandwidth))
-    bandwidth = (double) params->bandwidth_bps;
+      && (!(bandwidth > 0) || (double)params->bandwidth_bps < bandwidth))
+    bandwidth = (double)params->bandwidth_bps;
 
   mig_model_input_init (&in);
   in.ram_bytes = vm->spec->memory;
@@ -65,14 +65,14 @@ sched_migration_predict (const SchedVm *vm,
   in.dirty_rate = dirty_rate;
   in.bandwidth = bandwidth;
   in.compression_ratio = 1.0;
-  in.setup_ms = (guint32) CLAMP (setup_s * 1000.0, 0.0, 600000.0);
+  in.setup_ms = (guint32)CLAMP (setup_s * 1000.0, 0.0, 600000.0);
   in.downtime_limit_ms = params != NULL && params->max_downtime_ms > 0
-                           ? params->max_downtime_ms
-                           : SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS;
+                             ? params->max_downtime_ms
+                             : SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS;
   if (!mig_model_predict (&in, &res, &local))
     {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "VM '%s': %s", vm->name, local->message);
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID, "VM '%s': %s",
+                   vm->name, local->message);
       return FALSE;
     }
 
@@ -98,7 +98,7 @@ sched_migration_predict (const SchedVm *vm,
 static int
 cmp_double (gconstpointer a, gconstpointer b)
 {
-  double x = *(const double *) a, y = *(const double *) b;
+  double x = *(const double *)a, y = *(const double *)b;
 
   return (x > y) - (x < y);
 }
@@ -147,7 +147,7 @@ sched_migration_learn_link (GPtrArray *jobs, double default_bw,
       if (!(tp > 0) || !isfinite (tp))
         continue;
       bws[n] = tp;
-      setups[n] = MAX (0.0, m->total_s - (double) m->qemu_bytes / tp
+      setups[n] = MAX (0.0, m->total_s - (double)m->qemu_bytes / tp
                                 - m->downtime_ms / 1000.0);
       n++;
     }
@@ -183,8 +183,8 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
 {
   const SchedHost *source = find_host (hosts, vm->host);
   Drover__V1__VmSpec spec = *vm->spec;
-  g_autoptr(GPtrArray) others = NULL;
-  g_autoptr(GError) local = NULL;
+  g_autoptr (GPtrArray) others = NULL;
+  g_autoptr (GError) local = NULL;
   char *chosen;
 
   /* A running guest can only continue under the accelerator it has. */
@@ -228,8 +228,8 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
   if (chosen == NULL)
     {
       g_set_error (error, local->domain, local->code,
-                   "cannot migrate VM '%s' away from host '%s': %s",
-                   vm->name, vm->host, local->message);
+                   "cannot migrate VM '%s' away from host '%s': %s", vm->name,
+                   vm->host, local->message);
       return NULL;
     }
   return chosen;
@@ -266,8 +266,11 @@ sched_migration_fraction (const Drover__V1__MigrationProgress *p)
    * "remaining" cannot. */
   if (p->memory_total == 0)
     return 0.05;
-  return 0.05 + 0.9 * (1.0 - (double) MIN (p->memory_remaining, p->memory_total)
-                               / (double) p->memory_total);
+  return 0.05
+         + 0.9
+               * (1.0
+                  - (double)MIN (p->memory_remaining, p->memory_total)
+                        / (double)p->memory_total);
 }
 
 char *
@@ -282,9 +285,9 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
     return g_strdup_printf ("switching over to host %s%s", dest,
                             p->forced_switchover ? " (forced)" : "");
   if (strcmp (phase, SCHED_MIG_PHASE_COMPLETED) == 0)
-    return g_strdup_printf ("migrated to host %s in %.1f s, downtime %"
-                            G_GUINT64_FORMAT " ms", dest, p->total_s,
-                            p->downtime_ms);
+    return g_strdup_printf (
+        "migrated to host %s in %.1f s, downtime %" G_GUINT64_FORMAT " ms",
+        dest, p->total_s, p->downtime_ms);
   if (strcmp (phase, SCHED_MIG_PHASE_ABORTED) == 0
       || strcmp (phase, SCHED_MIG_PHASE_FAILED) == 0)
     return g_strdup_printf ("%s: %s", phase,
@@ -303,17 +306,19 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
 
 /* --- limits and queue -------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   char *id;
   char *source;
   char *dest;
   gboolean running;
 } QueueEntry;
 
-struct _SchedMigQueue {
+struct _SchedMigQueue
+{
   guint max_out;
   guint max_in;
-  GPtrArray *entries;           /* QueueEntry, in arrival order */
+  GPtrArray *entries; /* QueueEntry, in arrival order */
 };
 
 static void
@@ -332,7 +337,8 @@ sched_mig_queue_new (guint max_out, guint max_in)
 
   q->max_out = MAX (max_out, 1);
   q->max_in = MAX (max_in, 1);
-  q->entries = g_ptr_array_new_with_free_func ((GDestroyNotify) queue_entry_free);
+  q->entries
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)queue_entry_free);
   return q;
 }
 
@@ -377,8 +383,8 @@ static GPtrArray *
 queue_schedule (SchedMigQueue *q)
 {
   GPtrArray *started = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GHashTable) held_out = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr(GHashTable) held_in = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) held_out = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) held_in = g_hash_table_new (g_str_hash, g_str_equal);
 
   for (guint i = 0; i < q->entries->len; i++)
     {
@@ -407,7 +413,7 @@ sched_mig_queue_add (SchedMigQueue *q, const char *id, const char *source,
                      const char *dest)
 {
   QueueEntry *e = g_new0 (QueueEntry, 1);
-  g_autoptr(GPtrArray) started = NULL;
+  g_autoptr (GPtrArray) started = NULL;
 
   e->id = g_strdup (id);
   e->source = g_strdup (source);

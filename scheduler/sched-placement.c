@@ -67,8 +67,8 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
   sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used,
                     &disk_reserved);
 
-  vcpu_cap = (guint64) floor (info->cpus * MAX (policy->cpu_overcommit, 0.0));
-  if ((guint64) vcpus_used + spec->vcpus > vcpu_cap)
+  vcpu_cap = (guint64)floor (info->cpus * MAX (policy->cpu_overcommit, 0.0));
+  if ((guint64)vcpus_used + spec->vcpus > vcpu_cap)
     return g_strdup_printf ("not enough vCPUs (need %u, %" G_GUINT64_FORMAT
                             " of %" G_GUINT64_FORMAT " free)",
                             spec->vcpus,
@@ -76,18 +76,19 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
                             vcpu_cap);
 
   memory_cap = info->memory_total > policy->memory_reserve
-                 ? info->memory_total - policy->memory_reserve : 0;
+                   ? info->memory_total - policy->memory_reserve
+                   : 0;
   if (memory_used > memory_cap || spec->memory > memory_cap - memory_used)
     {
       g_autofree char *need = sched_format_size (spec->memory);
       g_autofree char *avail = sched_format_size (
-        memory_cap > memory_used ? memory_cap - memory_used : 0);
+          memory_cap > memory_used ? memory_cap - memory_used : 0);
       return g_strdup_printf ("not enough memory (need %s, %s free)", need,
                               avail);
     }
 
-  disk_free = info->data_free > disk_reserved
-                ? info->data_free - disk_reserved : 0;
+  disk_free
+      = info->data_free > disk_reserved ? info->data_free - disk_reserved : 0;
   if (spec->disk > disk_free)
     {
       g_autofree char *need = sched_format_size (spec->disk);
@@ -97,11 +98,11 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
     }
 
   /* Both capacities are > 0 here unless the VM asks for nothing. */
-  vcpu_frac = vcpu_cap
-                ? (double) (vcpu_cap - vcpus_used - spec->vcpus) / vcpu_cap : 0;
-  memory_frac = memory_cap
-                  ? (double) (memory_cap - memory_used - spec->memory) / memory_cap
-                  : 0;
+  vcpu_frac
+      = vcpu_cap ? (double)(vcpu_cap - vcpus_used - spec->vcpus) / vcpu_cap : 0;
+  memory_frac = memory_cap ? (double)(memory_cap - memory_used - spec->memory)
+                                 / memory_cap
+                           : 0;
   *score = vcpu_frac + memory_frac;
   return NULL;
 }
@@ -109,8 +110,8 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
 static int
 compare_host_names (gconstpointer a, gconstpointer b)
 {
-  const SchedHost *ha = *(const SchedHost *const *) a;
-  const SchedHost *hb = *(const SchedHost *const *) b;
+  const SchedHost *ha = *(const SchedHost *const *)a;
+  const SchedHost *hb = *(const SchedHost *const *)b;
 
   return strcmp (ha->name, hb->name);
 }
@@ -131,8 +132,8 @@ char *
 sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
              const Drover__V1__VmSpec *spec, const char *pin, GError **error)
 {
-  g_autoptr(GPtrArray) order = NULL;
-  g_autoptr(GString) why = NULL;
+  g_autoptr (GPtrArray) order = NULL;
+  g_autoptr (GString) why = NULL;
   const SchedHost *best = NULL;
   double best_score = 0;
 

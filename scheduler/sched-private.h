@@ -13,37 +13,40 @@ G_BEGIN_DECLS
 #define SCHED_HOST_UP "up"
 #define SCHED_HOST_DOWN "down"
 
-#define SCHED_VM_CREATING "creating"  /* placed, the agent is creating it */
-#define SCHED_VM_MISSING "missing"    /* its host stopped reporting it */
+#define SCHED_VM_CREATING "creating" /* placed, the agent is creating it */
+#define SCHED_VM_MISSING "missing"   /* its host stopped reporting it */
 
 #define SCHED_JOB_QUEUED "queued"
 #define SCHED_JOB_RUNNING "running"
 #define SCHED_JOB_DONE "done"
 #define SCHED_JOB_FAILED "failed"
 
-typedef struct {
+typedef struct
+{
   char *name;
-  char *address;                 /* the agent's AgentService host:port */
-  Drover__V1__HostInfo *info;    /* never NULL */
-  char *state;                   /* SCHED_HOST_UP / SCHED_HOST_DOWN */
+  char *address;              /* the agent's AgentService host:port */
+  Drover__V1__HostInfo *info; /* never NULL */
+  char *state;                /* SCHED_HOST_UP / SCHED_HOST_DOWN */
   gint64 last_seen_ms;
 } SchedHost;
 
-typedef struct {
+typedef struct
+{
   char *name;
   char *host;
-  Drover__V1__VmSpec *spec;      /* never NULL */
-  char *state;                   /* libvirt state, creating or missing */
-  Drover__V1__VmStatus *status;  /* last report; NULL before the first */
+  Drover__V1__VmSpec *spec;     /* never NULL */
+  char *state;                  /* libvirt state, creating or missing */
+  Drover__V1__VmStatus *status; /* last report; NULL before the first */
   gint64 updated_ms;
 } SchedVm;
 
-typedef struct {
+typedef struct
+{
   char *id;
-  char *kind;                    /* create, delete, migrate */
+  char *kind; /* create, delete, migrate */
   char *vm;
-  char *state;                   /* SCHED_JOB_* */
-  double progress;               /* 0..1 */
+  char *state;     /* SCHED_JOB_* */
+  double progress; /* 0..1 */
   char *message;
   char *error;
   gint64 created_ms;
@@ -61,14 +64,13 @@ gpointer sched_msg_copy (const ProtobufCMessage *msg);
 void sched_msg_free (gpointer msg);
 
 /* Constructors copy their arguments. */
-SchedHost *sched_host_new (const Drover__V1__HostInfo *info,
-                           const char *state, gint64 last_seen_ms);
+SchedHost *sched_host_new (const Drover__V1__HostInfo *info, const char *state,
+                           gint64 last_seen_ms);
 void sched_host_free (SchedHost *host);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedHost, sched_host_free)
 
 SchedVm *sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
-                       const char *state,
-                       const Drover__V1__VmStatus *status,
+                       const char *state, const Drover__V1__VmStatus *status,
                        gint64 updated_ms);
 void sched_vm_free (SchedVm *vm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedVm, sched_vm_free)
@@ -91,10 +93,12 @@ SchedJob *sched_job_copy (const SchedJob *job);
 
 typedef struct _SchedStore SchedStore;
 
-typedef struct {
+typedef struct
+{
   const char *name;
   void (*close) (SchedStore *store);
-  gboolean (*put_host) (SchedStore *store, const SchedHost *host, GError **error);
+  gboolean (*put_host) (SchedStore *store, const SchedHost *host,
+                        GError **error);
   SchedHost *(*get_host) (SchedStore *store, const char *name, GError **error);
   GPtrArray *(*list_hosts) (SchedStore *store, GError **error);
   gboolean (*delete_host) (SchedStore *store, const char *name, GError **error);
@@ -112,7 +116,8 @@ typedef struct {
   void (*rollback) (SchedStore *store);
 } SchedStoreOps;
 
-struct _SchedStore {
+struct _SchedStore
+{
   const SchedStoreOps *ops;
 };
 
@@ -123,17 +128,26 @@ void sched_store_close (SchedStore *store);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
 
 /* Upserts by name / id. */
-gboolean sched_store_put_host (SchedStore *store, const SchedHost *host, GError **error);
-SchedHost *sched_store_get_host (SchedStore *store, const char *name, GError **error);
+gboolean sched_store_put_host (SchedStore *store, const SchedHost *host,
+                               GError **error);
+SchedHost *sched_store_get_host (SchedStore *store, const char *name,
+                                 GError **error);
 /* GPtrArray of SchedHost, freeing its elements. */
 GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
-gboolean sched_store_delete_host (SchedStore *store, const char *name, GError **error);
-gboolean sched_store_put_vm (SchedStore *store, const SchedVm *vm, GError **error);
-SchedVm *sched_store_get_vm (SchedStore *store, const char *name, GError **error);
-GPtrArray *sched_store_list_vms (SchedStore *store, const char *host, GError **error);
-gboolean sched_store_delete_vm (SchedStore *store, const char *name, GError **error);
-gboolean sched_store_put_job (SchedStore *store, const SchedJob *job, GError **error);
-SchedJob *sched_store_get_job (SchedStore *store, const char *id, GError **error);
+gboolean sched_store_delete_host (SchedStore *store, const char *name,
+                                  GError **error);
+gboolean sched_store_put_vm (SchedStore *store, const SchedVm *vm,
+                             GError **error);
+SchedVm *sched_store_get_vm (SchedStore *store, const char *name,
+                             GError **error);
+GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
+                                 GError **error);
+gboolean sched_store_delete_vm (SchedStore *store, const char *name,
+                                GError **error);
+gboolean sched_store_put_job (SchedStore *store, const SchedJob *job,
+                              GError **error);
+SchedJob *sched_store_get_job (SchedStore *store, const char *id,
+                               GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
 gboolean sched_store_begin (SchedStore *store, GError **error);
 gboolean sched_store_commit (SchedStore *store, GError **error);
@@ -144,7 +158,8 @@ void sched_store_rollback (SchedStore *store);
  *
  * Pure functions over the host and VM tables. */
 
-typedef struct {
+typedef struct
+{
   double cpu_overcommit;
   guint64 memory_reserve;
 } SchedPolicy;

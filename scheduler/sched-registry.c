@@ -24,15 +24,17 @@
 /* A host is down after this many report intervals without a report. */
 #define MISSED_INTERVALS 3
 
-typedef struct {
+typedef struct
+{
   guint64 last_seq;
 } HostSession;
 
-typedef struct {
+typedef struct
+{
   char *source;
   char *dest;
-  char *settled;                /* NULL while running; then where it went */
-  gint64 until_ms;              /* guard ends (settled only) */
+  char *settled;   /* NULL while running; then where it went */
+  gint64 until_ms; /* guard ends (settled only) */
 } RegMigration;
 
 static void
@@ -44,15 +46,16 @@ reg_migration_free (RegMigration *m)
   g_free (m);
 }
 
-struct _SchedRegistry {
-  SchedStore *store;            /* borrowed */
+struct _SchedRegistry
+{
+  SchedStore *store; /* borrowed */
   guint interval_ms;
   SchedClockFunc clock;
   gpointer clock_data;
   gint64 start_ms;
-  GHashTable *sessions;         /* host name -> HostSession */
-  GHashTable *forgotten;        /* VM name -> deleted at (gint64 *) */
-  GHashTable *migrations;       /* VM name -> RegMigration */
+  GHashTable *sessions;   /* host name -> HostSession */
+  GHashTable *forgotten;  /* VM name -> deleted at (gint64 *) */
+  GHashTable *migrations; /* VM name -> RegMigration */
 };
 
 static gint64
@@ -72,12 +75,12 @@ sched_registry_new (SchedStore *store, guint report_interval_ms,
   reg->clock = clock ? clock : wall_clock_ms;
   reg->clock_data = clock_data;
   reg->start_ms = reg->clock (reg->clock_data);
-  reg->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                         g_free);
-  reg->forgotten = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                          g_free);
+  reg->sessions
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  reg->forgotten
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   reg->migrations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                           (GDestroyNotify) reg_migration_free);
+                                           (GDestroyNotify)reg_migration_free);
   return reg;
 }
 
@@ -110,18 +113,18 @@ sched_registry_deadline (SchedRegistry *reg, const SchedHost *host)
   /* Hosts loaded from the store get a full deadline from our start
    * rather than being declared down by a clock that ran while we did not. */
   return MAX (host->last_seen_ms, reg->start_ms)
-         + (gint64) MISSED_INTERVALS * reg->interval_ms;
+         + (gint64)MISSED_INTERVALS * reg->interval_ms;
 }
 
 /* Fetches host NAME; NULL without error if there is none. */
 static SchedHost *
 lookup_host (SchedRegistry *reg, const char *name, GError **error)
 {
-  g_autoptr(GError) local = NULL;
+  g_autoptr (GError) local = NULL;
   SchedHost *host = sched_store_get_host (reg->store, name, &local);
 
-  if (host == NULL && !g_error_matches (local, SCHED_ERROR,
-                                        SCHED_ERROR_NOT_FOUND))
+  if (host == NULL
+      && !g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
     g_propagate_error (error, g_steal_pointer (&local));
   return host;
 }
@@ -130,9 +133,9 @@ gboolean
 sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
                          GError **error)
 {
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedHost) old = lookup_host (reg, info->name, &local);
-  g_autoptr(SchedHost) host = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedHost) old = lookup_host (reg, info->name, &local);
+  g_autoptr (SchedHost) host = NULL;
   HostSession *session;
 
   if (local != NULL)
@@ -182,7 +185,7 @@ recently_forgotten (SchedRegistry *reg, const char *name, gint64 now)
 
   if (when == NULL)
     return FALSE;
-  if (now - *when <= (gint64) MISSED_INTERVALS * reg->interval_ms)
+  if (now - *when <= (gint64)MISSED_INTERVALS * reg->interval_ms)
     return TRUE;
   g_hash_table_remove (reg->forgotten, name);
   return FALSE;
@@ -223,8 +226,8 @@ sched_registry_migration_end (SchedRegistry *reg, const char *name,
     }
   g_free (m->settled);
   m->settled = g_strdup (host);
-  m->until_ms = sched_registry_now (reg)
-                + (gint64) MISSED_INTERVALS * reg->interval_ms;
+  m->until_ms
+      = sched_registry_now (reg) + (gint64)MISSED_INTERVALS * reg->interval_ms;
 }
 
 /* The guard of VM NAME, if one is active; drops an expired one. */
@@ -243,8 +246,8 @@ migration_guard (SchedRegistry *reg, const char *name, gint64 now)
 
 /* TRUE if HOST_NAME's report of VM NAME must not change its record. */
 static gboolean
-migration_ignores (SchedRegistry *reg, const char *name,
-                   const char *host_name, gint64 now)
+migration_ignores (SchedRegistry *reg, const char *name, const char *host_name,
+                   gint64 now)
 {
   RegMigration *m = migration_guard (reg, name, now);
 
@@ -259,13 +262,14 @@ static gboolean
 reconcile_vm (SchedRegistry *reg, const char *host_name,
               const Drover__V1__VmStatus *status, gint64 now, GError **error)
 {
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedVm) vm = sched_store_get_vm (reg->store, status->name, &local);
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm
+      = sched_store_get_vm (reg->store, status->name, &local);
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
   const char *state = status->state[0] ? status->state : "unknown";
 
-  if (vm == NULL && !g_error_matches (local, SCHED_ERROR,
-                                      SCHED_ERROR_NOT_FOUND))
+  if (vm == NULL
+      && !g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
     {
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
@@ -295,8 +299,8 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
     {
       if (recently_forgotten (reg, status->name, now))
         {
-          g_debug ("ignoring deleted VM %s in a report from %s",
-                   status->name, host_name);
+          g_debug ("ignoring deleted VM %s in a report from %s", status->name,
+                   host_name);
           return TRUE;
         }
       g_message ("VM %s found on host %s: adopted", status->name, host_name);
@@ -330,8 +334,8 @@ reconcile (SchedRegistry *reg, const char *host_name,
            Drover__V1__VmStatus *const *vms, gsize n_vms, gint64 now,
            GError **error)
 {
-  g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr(GPtrArray) recorded = NULL;
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GPtrArray) recorded = NULL;
 
   for (gsize i = 0; i < n_vms; i++)
     {
@@ -357,8 +361,8 @@ reconcile (SchedRegistry *reg, const char *host_name,
           || strcmp (vm->state, SCHED_VM_MISSING) == 0
           || migration_guard (reg, vm->name, now) != NULL)
         continue;
-      g_message ("VM %s is missing from host %s (was %s)", vm->name,
-                 host_name, vm->state);
+      g_message ("VM %s is missing from host %s (was %s)", vm->name, host_name,
+                 vm->state);
       sched_vm_set_state (vm, SCHED_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (reg->store, vm, error))
@@ -373,9 +377,9 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
                        guint64 seq, gboolean *reregister, GError **error)
 {
   HostSession *session = g_hash_table_lookup (reg->sessions, info->name);
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedHost) old = NULL;
-  g_autoptr(SchedHost) host = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedHost) old = NULL;
+  g_autoptr (SchedHost) host = NULL;
   gint64 now = sched_registry_now (reg);
 
   *reregister = FALSE;
@@ -389,8 +393,8 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
   if (seq != 0 && seq <= session->last_seq)
     {
       g_debug ("host %s: ignoring report %" G_GUINT64_FORMAT
-               " older than %" G_GUINT64_FORMAT, info->name, seq,
-               session->last_seq);
+               " older than %" G_GUINT64_FORMAT,
+               info->name, seq, session->last_seq);
       return TRUE;
     }
 
@@ -434,7 +438,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
 guint
 sched_registry_check_liveness (SchedRegistry *reg, GError **error)
 {
-  g_autoptr(GPtrArray) hosts = sched_store_list_hosts (reg->store, error);
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (reg->store, error);
   gint64 now = sched_registry_now (reg);
   guint n_down = 0;
 

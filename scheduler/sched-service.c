@@ -47,20 +47,21 @@
 #define MIN_VM_MEMORY (32 * G_GUINT64_CONSTANT (1024) * 1024)
 #define MAX_VM_VCPUS 1024
 
-struct _SchedService {
+struct _SchedService
+{
   char *state_dir;
   guint report_interval_ms;
   SchedPolicy policy;
-  ProtoTls *tls;                /* NULL = insecure */
+  ProtoTls *tls; /* NULL = insecure */
   GMainContext *ctx;
   SchedStore *store;
   SchedRegistry *registry;
   ProtoServer *server;
-  GHashTable *clients;          /* host name -> ProtoClient (one per agent) */
-  GHashTable *watchers;         /* job id -> GPtrArray of ProtoServerCall */
-  GHashTable *migrations;       /* job id -> Migration (queued or running) */
-  SchedMigQueue *mig_queue;     /* per-host limits, waiting migrations */
-  double link_bandwidth;        /* bytes/s, for the cost model */
+  GHashTable *clients;      /* host name -> ProtoClient (one per agent) */
+  GHashTable *watchers;     /* job id -> GPtrArray of ProtoServerCall */
+  GHashTable *migrations;   /* job id -> Migration (queued or running) */
+  SchedMigQueue *mig_queue; /* per-host limits, waiting migrations */
+  double link_bandwidth;    /* bytes/s, for the cost model */
   GSource *liveness;
   gboolean stopped;
 };
@@ -74,18 +75,26 @@ sched_error_to_status (const GError *error)
     return error->code;
   if (error->domain != SCHED_ERROR)
     return PROTO_STATUS_INTERNAL;
-  switch ((SchedError) error->code)
+  switch ((SchedError)error->code)
     {
-    case SCHED_ERROR_NOT_FOUND: return PROTO_STATUS_NOT_FOUND;
-    case SCHED_ERROR_EXISTS: return PROTO_STATUS_ALREADY_EXISTS;
-    case SCHED_ERROR_INVALID: return PROTO_STATUS_INVALID_ARGUMENT;
-    case SCHED_ERROR_NO_CAPACITY: return PROTO_STATUS_RESOURCE_EXHAUSTED;
-    case SCHED_ERROR_PRECONDITION: return PROTO_STATUS_FAILED_PRECONDITION;
-    case SCHED_ERROR_UNAVAILABLE: return PROTO_STATUS_UNAVAILABLE;
-    case SCHED_ERROR_CORRUPT: return PROTO_STATUS_DATA_LOSS;
+    case SCHED_ERROR_NOT_FOUND:
+      return PROTO_STATUS_NOT_FOUND;
+    case SCHED_ERROR_EXISTS:
+      return PROTO_STATUS_ALREADY_EXISTS;
+    case SCHED_ERROR_INVALID:
+      return PROTO_STATUS_INVALID_ARGUMENT;
+    case SCHED_ERROR_NO_CAPACITY:
+      return PROTO_STATUS_RESOURCE_EXHAUSTED;
+    case SCHED_ERROR_PRECONDITION:
+      return PROTO_STATUS_FAILED_PRECONDITION;
+    case SCHED_ERROR_UNAVAILABLE:
+      return PROTO_STATUS_UNAVAILABLE;
+    case SCHED_ERROR_CORRUPT:
+      return PROTO_STATUS_DATA_LOSS;
     case SCHED_ERROR_STORE:
     case SCHED_ERROR_FAILED:
-    default: return PROTO_STATUS_INTERNAL;
+    default:
+      return PROTO_STATUS_INTERNAL;
     }
 }
 
@@ -128,8 +137,8 @@ job_msg (const SchedJob *job, Drover__V1__Job *msg)
   msg->error = job->error;
   msg->created_ms = job->created_ms;
   msg->updated_ms = job->updated_ms;
-  msg->source_host = job->source_host ? job->source_host : (char *) "";
-  msg->dest_host = job->dest_host ? job->dest_host : (char *) "";
+  msg->source_host = job->source_host ? job->source_host : (char *)"";
+  msg->dest_host = job->dest_host ? job->dest_host : (char *)"";
   msg->migration = job->migration;
   msg->prediction = job->prediction;
 }
@@ -145,7 +154,8 @@ reply_vm (ProtoServerCall *call, const SchedVm *vm)
   proto_server_call_reply (call, &reply.base);
 }
 
-/* --- jobs ------------------------------------------------------------------ */
+/* --- jobs ------------------------------------------------------------------
+ */
 
 static gboolean
 job_is_over (const SchedJob *job)
@@ -159,7 +169,7 @@ job_is_over (const SchedJob *job)
 static void
 job_update (SchedService *svc, SchedJob *job, gboolean store)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   GPtrArray *calls;
   Drover__V1__Job msg;
 
@@ -209,7 +219,8 @@ job_set (SchedService *svc, SchedJob *job, const char *state, double progress,
   job_changed (svc, job);
 }
 
-/* --- agent clients --------------------------------------------------------- */
+/* --- agent clients ---------------------------------------------------------
+ */
 
 static gboolean
 free_client_idle (gpointer client)
@@ -225,7 +236,7 @@ static void
 drop_client (SchedService *svc, const char *name)
 {
   ProtoClient *client = g_hash_table_lookup (svc->clients, name);
-  g_autoptr(GSource) idle = NULL;
+  g_autoptr (GSource) idle = NULL;
 
   if (client == NULL)
     return;
@@ -259,17 +270,18 @@ agent_client (SchedService *svc, const SchedHost *host, GError **error)
 static void
 call_fail_agent (ProtoServerCall *call, const char *host, const GError *error)
 {
-  proto_server_call_fail (call, sched_error_to_status (error),
-                          "host '%s': %s", host, error->message);
+  proto_server_call_fail (call, sched_error_to_status (error), "host '%s': %s",
+                          host, error->message);
 }
 
 /* A command in flight to an agent. */
-typedef struct {
+typedef struct
+{
   SchedService *svc;
   ProtoServerCall *call;
   char *vm;
   char *host;
-  SchedJob *job;                /* create and delete have one */
+  SchedJob *job; /* create and delete have one */
 } Pending;
 
 static Pending *
@@ -302,9 +314,9 @@ static gboolean
 lookup_vm (SchedService *svc, const char *name, gboolean allow_no_host,
            SchedVm **vm_out, SchedHost **host_out, GError **error)
 {
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedVm) vm = NULL;
-  g_autoptr(SchedHost) host = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) host = NULL;
 
   if (!proto_name_validate ("VM", name, error))
     return FALSE;
@@ -342,8 +354,8 @@ host_is_up (const SchedHost *host, GError **error)
 {
   if (strcmp (host->state, SCHED_HOST_UP) == 0)
     return TRUE;
-  g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE,
-               "host '%s' is down", host->name);
+  g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE, "host '%s' is down",
+               host->name);
   return FALSE;
 }
 
@@ -351,17 +363,18 @@ host_is_up (const SchedHost *host, GError **error)
  * svc->migrations, freed when it ends (mig_finish). At most one agent
  * call of it is in flight at a time (PrepareIncoming, then MigrateOut), and
  * only that call's completion ends it. */
-typedef struct {
+typedef struct
+{
   SchedService *svc;
-  SchedJob *job;                        /* the live job (store lags, see
-                                           MIG_STORE_INTERVAL_MS) */
-  Drover__V1__VmSpec *spec;             /* the VM's, at MigrateVm */
-  Drover__V1__MigrationParams *params;  /* never NULL */
-  char *warning;                        /* the cost model's, or NULL */
-  gboolean prepare_sent;                /* PrepareIncoming was called */
-  char *token;                          /* from PrepareIncoming */
-  ProtoClientStream *stream;            /* MigrateOut, while open */
-  gboolean silent;                      /* the watchdog cancelled it */
+  SchedJob *job;                       /* the live job (store lags, see
+                                          MIG_STORE_INTERVAL_MS) */
+  Drover__V1__VmSpec *spec;            /* the VM's, at MigrateVm */
+  Drover__V1__MigrationParams *params; /* never NULL */
+  char *warning;                       /* the cost model's, or NULL */
+  gboolean prepare_sent;               /* PrepareIncoming was called */
+  char *token;                         /* from PrepareIncoming */
+  ProtoClientStream *stream;           /* MigrateOut, while open */
+  gboolean silent;                     /* the watchdog cancelled it */
   gint64 last_store_ms;
   gint64 last_msg_ms;
   GSource *watchdog;
@@ -391,7 +404,7 @@ migration_of_vm (SchedService *svc, const char *name)
   Migration *m;
 
   g_hash_table_iter_init (&iter, svc->migrations);
-  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &m))
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&m))
     if (strcmp (m->job->vm, name) == 0)
       return m;
   return NULL;
@@ -399,16 +412,15 @@ migration_of_vm (SchedService *svc, const char *name)
 
 /* Fails CALL and returns TRUE if VM NAME is migrating. */
 static gboolean
-refuse_if_migrating (SchedService *svc, ProtoServerCall *call,
-                     const char *name)
+refuse_if_migrating (SchedService *svc, ProtoServerCall *call, const char *name)
 {
   Migration *m = migration_of_vm (svc, name);
 
   if (m == NULL)
     return FALSE;
   proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
-                          "VM '%s' is migrating to host '%s' (job %s)",
-                          name, m->job->dest_host, m->job->id);
+                          "VM '%s' is migrating to host '%s' (job %s)", name,
+                          m->job->dest_host, m->job->id);
   return TRUE;
 }
 
@@ -421,12 +433,13 @@ add_migration_reservations (SchedService *svc, GPtrArray *vms)
   Migration *m;
 
   g_hash_table_iter_init (&iter, svc->migrations);
-  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &m))
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&m))
     g_ptr_array_add (vms, sched_vm_new (m->spec, m->job->dest_host,
                                         SCHED_VM_CREATING, NULL, 0));
 }
 
-/* --- agent-facing handlers ------------------------------------------------- */
+/* --- agent-facing handlers -------------------------------------------------
+ */
 
 static gboolean
 check_host_info (const Drover__V1__HostInfo *info, GError **error)
@@ -445,9 +458,9 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
                       gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__RegisterHostRequest *req = (const void *) request;
+  const Drover__V1__RegisterHostRequest *req = (const void *)request;
   Drover__V1__RegisterHostReply reply = DROVER__V1__REGISTER_HOST_REPLY__INIT;
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   if (!check_host_info (req->host, &error))
     {
@@ -480,9 +493,9 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
                     gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__ReportHostRequest *req = (const void *) request;
+  const Drover__V1__ReportHostRequest *req = (const void *)request;
   Drover__V1__ReportHostReply reply = DROVER__V1__REPORT_HOST_REPLY__INIT;
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   gboolean reregister = FALSE;
 
   if (!check_host_info (req->host, &error))
@@ -501,7 +514,8 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_reply (call, &reply.base);
 }
 
-/* --- queries ----------------------------------------------------------------- */
+/* --- queries -----------------------------------------------------------------
+ */
 
 static void
 handle_list_hosts (ProtoServerCall *call, const ProtobufCMessage *request,
@@ -509,9 +523,9 @@ handle_list_hosts (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   SchedService *svc = user_data;
   Drover__V1__ListHostsReply reply = DROVER__V1__LIST_HOSTS_REPLY__INIT;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) hosts = sched_store_list_hosts (svc->store, &error);
-  g_autoptr(GPtrArray) vms = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, &error);
+  g_autoptr (GPtrArray) vms = NULL;
   g_autofree Drover__V1__Host *msgs = NULL;
   g_autofree Drover__V1__Host **ptrs = NULL;
 
@@ -552,8 +566,8 @@ handle_list_vms (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   SchedService *svc = user_data;
   Drover__V1__ListVmsReply reply = DROVER__V1__LIST_VMS_REPLY__INIT;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) vms = sched_store_list_vms (svc->store, NULL, &error);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) vms = sched_store_list_vms (svc->store, NULL, &error);
   g_autofree Drover__V1__Vm *msgs = NULL;
   g_autofree Drover__V1__Vm **ptrs = NULL;
 
@@ -579,9 +593,9 @@ handle_get_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__GetVmRequest *req = (const void *) request;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = NULL;
+  const Drover__V1__GetVmRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
 
   if (!proto_name_validate ("VM", req->name, &error))
     {
@@ -603,8 +617,8 @@ handle_list_jobs (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   SchedService *svc = user_data;
   Drover__V1__ListJobsReply reply = DROVER__V1__LIST_JOBS_REPLY__INIT;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) jobs = sched_store_list_jobs (svc->store, &error);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (svc->store, &error);
   g_autofree Drover__V1__Job *msgs = NULL;
   g_autofree Drover__V1__Job **ptrs = NULL;
 
@@ -634,7 +648,7 @@ watch_cancelled (gpointer data, gpointer user_data)
   GPtrArray *calls;
 
   g_hash_table_iter_init (&iter, svc->watchers);
-  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &calls))
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&calls))
     if (g_ptr_array_remove (calls, call))
       {
         if (calls->len == 0)
@@ -649,9 +663,9 @@ handle_watch_job (ProtoServerCall *call, const ProtobufCMessage *request,
                   gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__WatchJobRequest *req = (const void *) request;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedJob) job = NULL;
+  const Drover__V1__WatchJobRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
   GPtrArray *calls;
   Drover__V1__Job msg;
 
@@ -686,7 +700,8 @@ handle_watch_job (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_set_cancel_func (call, watch_cancelled, svc);
 }
 
-/* --- CreateVm ---------------------------------------------------------------- */
+/* --- CreateVm ----------------------------------------------------------------
+ */
 
 static gboolean
 check_spec (const Drover__V1__VmSpec *spec, GError **error)
@@ -725,16 +740,16 @@ static void
 create_done (const ProtobufCMessage *reply, const GError *error,
              gpointer user_data)
 {
-  g_autoptr(Pending) p = user_data;
+  g_autoptr (Pending) p = user_data;
   SchedService *svc = p->svc;
-  const Drover__V1__AgentVmReply *agent = (const void *) reply;
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedVm) vm = sched_store_get_vm (svc->store, p->vm, &local);
+  const Drover__V1__AgentVmReply *agent = (const void *)reply;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm = sched_store_get_vm (svc->store, p->vm, &local);
 
   if (error != NULL)
     {
-      g_autofree char *msg = g_strdup_printf ("host '%s': %s", p->host,
-                                              error->message);
+      g_autofree char *msg
+          = g_strdup_printf ("host '%s': %s", p->host, error->message);
       g_message ("creating VM %s on host %s failed: %s", p->vm, p->host,
                  error->message);
       /* Only our own reservation goes: a report may have moved the VM. */
@@ -761,8 +776,8 @@ create_done (const ProtobufCMessage *reply, const GError *error,
   if (agent->vm != NULL)
     {
       sched_vm_set_status (vm, agent->vm);
-      sched_vm_set_state (vm, agent->vm->state[0] ? agent->vm->state
-                                                  : "unknown");
+      sched_vm_set_state (vm,
+                          agent->vm->state[0] ? agent->vm->state : "unknown");
     }
   else if (strcmp (vm->state, SCHED_VM_CREATING) == 0)
     sched_vm_set_state (vm, "unknown");
@@ -782,15 +797,15 @@ handle_create_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                   gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__CreateVmRequest *req = (const void *) request;
-  Drover__V1__AgentCreateVmRequest agent_req =
-    DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) existing = NULL;
-  g_autoptr(GPtrArray) hosts = NULL;
-  g_autoptr(GPtrArray) vms = NULL;
-  g_autoptr(SchedHost) host = NULL;
-  g_autoptr(SchedVm) vm = NULL;
+  const Drover__V1__CreateVmRequest *req = (const void *)request;
+  Drover__V1__AgentCreateVmRequest agent_req
+      = DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) existing = NULL;
+  g_autoptr (GPtrArray) hosts = NULL;
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (SchedVm) vm = NULL;
   g_autofree char *chosen = NULL;
   g_autofree char *msg = NULL;
   SchedJob *job;
@@ -864,22 +879,24 @@ handle_create_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   g_message ("VM %s: placed on host %s, job %s", vm->name, chosen, job->id);
 
   agent_req.spec = req->spec;
-  proto_client_call (client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_CREATE_VM,
-                     &agent_req.base, AGENT_CREATE_TIMEOUT_MS, create_done,
+  proto_client_call (client, DROVER_AGENT_SERVICE,
+                     DROVER_AGENT_METHOD_CREATE_VM, &agent_req.base,
+                     AGENT_CREATE_TIMEOUT_MS, create_done,
                      pending_new (svc, call, vm->name, chosen, job));
 }
 
-/* --- Start / Stop / Destroy ---------------------------------------------------- */
+/* --- Start / Stop / Destroy
+ * ---------------------------------------------------- */
 
 static void
 lifecycle_done (const ProtobufCMessage *reply, const GError *error,
                 gpointer user_data)
 {
-  g_autoptr(Pending) p = user_data;
+  g_autoptr (Pending) p = user_data;
   SchedService *svc = p->svc;
-  const Drover__V1__AgentVmReply *agent = (const void *) reply;
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedVm) vm = NULL;
+  const Drover__V1__AgentVmReply *agent = (const void *)reply;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm = NULL;
 
   if (error != NULL)
     {
@@ -910,12 +927,12 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
  * VM NAME; DONE finishes CALL. */
 static void
 forward (SchedService *svc, ProtoServerCall *call, const char *name,
-         guint agent_method, const ProtobufCMessage *request,
-         gint64 timeout_ms, ProtoReplyFunc done)
+         guint agent_method, const ProtobufCMessage *request, gint64 timeout_ms,
+         ProtoReplyFunc done)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = NULL;
-  g_autoptr(SchedHost) host = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) host = NULL;
   ProtoClient *client;
 
   if (!lookup_vm (svc, name, FALSE, &vm, &host, &error)
@@ -934,7 +951,7 @@ static void
 handle_start_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                  gpointer user_data)
 {
-  const Drover__V1__VmRequest *req = (const void *) request;
+  const Drover__V1__VmRequest *req = (const void *)request;
 
   if (refuse_if_migrating (user_data, call, req->name))
     return;
@@ -946,7 +963,7 @@ static void
 handle_stop_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                 gpointer user_data)
 {
-  const Drover__V1__StopVmRequest *req = (const void *) request;
+  const Drover__V1__StopVmRequest *req = (const void *)request;
 
   if (refuse_if_migrating (user_data, call, req->name))
     return;
@@ -959,7 +976,7 @@ static void
 handle_destroy_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                    gpointer user_data)
 {
-  const Drover__V1__VmRequest *req = (const void *) request;
+  const Drover__V1__VmRequest *req = (const void *)request;
 
   if (refuse_if_migrating (user_data, call, req->name))
     return;
@@ -971,7 +988,7 @@ static void
 console_done (const ProtobufCMessage *reply, const GError *error,
               gpointer user_data)
 {
-  g_autoptr(Pending) p = user_data;
+  g_autoptr (Pending) p = user_data;
 
   if (error != NULL)
     {
@@ -985,13 +1002,14 @@ static void
 handle_read_console (ProtoServerCall *call, const ProtobufCMessage *request,
                      gpointer user_data)
 {
-  const Drover__V1__ConsoleRequest *req = (const void *) request;
+  const Drover__V1__ConsoleRequest *req = (const void *)request;
 
   forward (user_data, call, req->name, DROVER_AGENT_METHOD_READ_CONSOLE,
            request, AGENT_CALL_TIMEOUT_MS, console_done);
 }
 
-/* --- DeleteVm ----------------------------------------------------------------- */
+/* --- DeleteVm
+ * ----------------------------------------------------------------- */
 
 /* Removes VM NAME's record and ends JOB and CALL successfully. */
 static void
@@ -999,7 +1017,7 @@ delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
                const char *name, const char *how)
 {
   Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   if (!sched_store_delete_vm (svc->store, name, &error))
     {
@@ -1017,13 +1035,13 @@ static void
 delete_done (const ProtobufCMessage *reply, const GError *error,
              gpointer user_data)
 {
-  g_autoptr(Pending) p = user_data;
+  g_autoptr (Pending) p = user_data;
 
   if (error != NULL
       && !g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND))
     {
-      g_autofree char *msg = g_strdup_printf ("host '%s': %s", p->host,
-                                              error->message);
+      g_autofree char *msg
+          = g_strdup_printf ("host '%s': %s", p->host, error->message);
       job_set (p->svc, p->job, SCHED_JOB_FAILED, p->job->progress, NULL, msg);
       call_fail_agent (p->call, p->host, error);
       return;
@@ -1037,11 +1055,11 @@ handle_delete_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                   gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__DeleteVmRequest *req = (const void *) request;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = NULL;
-  g_autoptr(SchedHost) host = NULL;
-  g_autoptr(SchedJob) job = NULL;
+  const Drover__V1__DeleteVmRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (SchedJob) job = NULL;
   ProtoClient *client;
   gboolean missing;
 
@@ -1079,14 +1097,14 @@ handle_delete_vm (ProtoServerCall *call, const ProtobufCMessage *request,
     g_autofree char *msg = g_strdup_printf ("deleting on host %s", host->name);
     job_set (svc, job, SCHED_JOB_RUNNING, 0.1, msg, NULL);
   }
-  proto_client_call (client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_DELETE_VM,
-                     request, AGENT_CALL_TIMEOUT_MS + AGENT_STOP_EXTRA_MS,
-                     delete_done,
-                     pending_new (svc, call, vm->name, host->name,
-                                  g_steal_pointer (&job)));
+  proto_client_call (
+      client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_DELETE_VM, request,
+      AGENT_CALL_TIMEOUT_MS + AGENT_STOP_EXTRA_MS, delete_done,
+      pending_new (svc, call, vm->name, host->name, g_steal_pointer (&job)));
 }
 
-/* --- MigrateVm ------------------------------------------------------------------
+/* --- MigrateVm
+ * ------------------------------------------------------------------
  *
  * Timeline of one migration (job kind "migrate"):
  *   MigrateVm: validate, choose the destination, run the cost model, create
@@ -1121,9 +1139,10 @@ static void
 mig_cancel_incoming (Migration *m)
 {
   SchedService *svc = m->svc;
-  Drover__V1__CancelIncomingRequest req = DROVER__V1__CANCEL_INCOMING_REQUEST__INIT;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedHost) host = NULL;
+  Drover__V1__CancelIncomingRequest req
+      = DROVER__V1__CANCEL_INCOMING_REQUEST__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedHost) host = NULL;
   ProtoClient *client;
 
   host = sched_store_get_host (svc->store, m->job->dest_host, &error);
@@ -1134,12 +1153,11 @@ mig_cancel_incoming (Migration *m)
       return;
     }
   req.job_id = m->job->id;
-  req.token = m->token ? m->token : (char *) "";
-  proto_client_call (client, DROVER_AGENT_SERVICE,
-                     DROVER_AGENT_METHOD_CANCEL_INCOMING, &req.base,
-                     AGENT_CALL_TIMEOUT_MS, cancel_incoming_done,
-                     g_strdup_printf ("job %s, host %s", m->job->id,
-                                      m->job->dest_host));
+  req.token = m->token ? m->token : (char *)"";
+  proto_client_call (
+      client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_CANCEL_INCOMING,
+      &req.base, AGENT_CALL_TIMEOUT_MS, cancel_incoming_done,
+      g_strdup_printf ("job %s, host %s", m->job->id, m->job->dest_host));
 }
 
 /* Ends M: job done (OK) or failed with ERROR_MSG, frees M and starts
@@ -1149,14 +1167,14 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
 {
   SchedService *svc = m->svc;
   SchedJob *job = m->job;
-  g_autoptr(GPtrArray) started = NULL;
+  g_autoptr (GPtrArray) started = NULL;
   g_autofree char *id = g_strdup (job->id);
   g_autofree char *message = NULL;
 
   if (ok)
     {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(SchedVm) vm = sched_store_get_vm (svc->store, job->vm, &error);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (SchedVm) vm = sched_store_get_vm (svc->store, job->vm, &error);
 
       /* The destination's reports will confirm it; until then the record
        * must already point there (commands go to the VM's host). */
@@ -1172,8 +1190,8 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
         }
       sched_registry_migration_end (svc->registry, job->vm, job->dest_host);
       message = job->migration
-                  ? sched_migration_describe (job->migration, job->dest_host)
-                  : g_strdup_printf ("migrated to host %s", job->dest_host);
+                    ? sched_migration_describe (job->migration, job->dest_host)
+                    : g_strdup_printf ("migrated to host %s", job->dest_host);
       if (m->warning != NULL)
         {
           char *with = g_strdup_printf ("%s (%s)", message, m->warning);
@@ -1191,8 +1209,8 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
                  job->dest_host, job->id, error_msg);
       if (m->prepare_sent && !svc->stopped)
         mig_cancel_incoming (m);
-      job_set (svc, job, SCHED_JOB_FAILED, job->progress,
-               "migration failed", error_msg);
+      job_set (svc, job, SCHED_JOB_FAILED, job->progress, "migration failed",
+               error_msg);
     }
 
   started = sched_mig_queue_remove (svc->mig_queue, id);
@@ -1201,15 +1219,16 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
     return;
   for (guint i = 0; i < started->len; i++)
     {
-      Migration *next = g_hash_table_lookup (svc->migrations, started->pdata[i]);
+      Migration *next
+          = g_hash_table_lookup (svc->migrations, started->pdata[i]);
 
       if (next != NULL)
         mig_start (next);
     }
 }
 
-static void
-mig_fail (Migration *m, const char *format, ...) G_GNUC_PRINTF (2, 3);
+static void mig_fail (Migration *m, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
 
 static void
 mig_fail (Migration *m, const char *format, ...)
@@ -1228,7 +1247,7 @@ mig_on_progress (const ProtobufCMessage *msg, gpointer user_data)
 {
   Migration *m = user_data;
   SchedService *svc = m->svc;
-  const Drover__V1__MigrationProgress *p = (const void *) msg;
+  const Drover__V1__MigrationProgress *p = (const void *)msg;
   g_autofree char *message = NULL;
   gboolean phase_changed;
   double fraction;
@@ -1282,11 +1301,12 @@ mig_on_end (const GError *error, gpointer user_data)
   else if (m->svc->stopped)
     mig_fail (m, "the scheduler stopped during the migration");
   else if (error != NULL)
-    mig_fail (m, "host '%s': the MigrateOut stream broke (%s); the VM stays "
-              "where its hosts report it", source, error->message);
+    mig_fail (m,
+              "host '%s': the MigrateOut stream broke (%s); the VM stays "
+              "where its hosts report it",
+              source, error->message);
   else
-    mig_fail (m, "host '%s' ended the migration without a final state",
-              source);
+    mig_fail (m, "host '%s' ended the migration without a final state", source);
 }
 
 static gboolean
@@ -1298,7 +1318,8 @@ mig_watchdog (gpointer user_data)
       && now_ms (m->svc) - m->last_msg_ms > MIG_SILENCE_TIMEOUT_MS)
     {
       g_message ("job %s: host %s silent for %d s, cancelling the migration",
-                 m->job->id, m->job->source_host, MIG_SILENCE_TIMEOUT_MS / 1000);
+                 m->job->id, m->job->source_host,
+                 MIG_SILENCE_TIMEOUT_MS / 1000);
       m->silent = TRUE;
       proto_client_stream_cancel (m->stream);
     }
@@ -1310,7 +1331,7 @@ static ProtoClient *
 mig_host_client (SchedService *svc, const char *name, SchedHost **host_out,
                  GError **error)
 {
-  g_autoptr(SchedHost) host = sched_store_get_host (svc->store, name, error);
+  g_autoptr (SchedHost) host = sched_store_get_host (svc->store, name, error);
   ProtoClient *client;
 
   if (host == NULL || !host_is_up (host, error))
@@ -1327,10 +1348,10 @@ mig_prepare_done (const ProtobufCMessage *reply, const GError *error,
 {
   Migration *m = user_data;
   SchedService *svc = m->svc;
-  const Drover__V1__PrepareIncomingReply *prep = (const void *) reply;
+  const Drover__V1__PrepareIncomingReply *prep = (const void *)reply;
   Drover__V1__MigrateOutRequest req = DROVER__V1__MIGRATE_OUT_REQUEST__INIT;
-  g_autoptr(GError) local = NULL;
-  g_autoptr(SchedHost) dest = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedHost) dest = NULL;
   ProtoClient *client;
 
   if (svc->stopped)
@@ -1353,8 +1374,8 @@ mig_prepare_done (const ProtobufCMessage *reply, const GError *error,
   m->token = g_strdup (prep->token);
 
   dest = sched_store_get_host (svc->store, m->job->dest_host, &local);
-  client = dest ? mig_host_client (svc, m->job->source_host, NULL, &local)
-                : NULL;
+  client
+      = dest ? mig_host_client (svc, m->job->source_host, NULL, &local) : NULL;
   if (client == NULL)
     {
       mig_fail (m, "cannot start the migration on the source: %s",
@@ -1372,8 +1393,8 @@ mig_prepare_done (const ProtobufCMessage *reply, const GError *error,
   req.dest_console_path = prep->console_path;
   req.dest_disk_path = prep->disk_path;
   {
-    g_autofree char *msg = g_strdup_printf ("starting on host %s",
-                                            m->job->source_host);
+    g_autofree char *msg
+        = g_strdup_printf ("starting on host %s", m->job->source_host);
     g_free (m->job->message);
     m->job->message = g_steal_pointer (&msg);
     job_changed (svc, m->job);
@@ -1392,16 +1413,16 @@ static void
 mig_start (Migration *m)
 {
   SchedService *svc = m->svc;
-  Drover__V1__PrepareIncomingRequest req =
-    DROVER__V1__PREPARE_INCOMING_REQUEST__INIT;
+  Drover__V1__PrepareIncomingRequest req
+      = DROVER__V1__PREPARE_INCOMING_REQUEST__INIT;
   Drover__V1__MigrationProgress progress = DROVER__V1__MIGRATION_PROGRESS__INIT;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = NULL;
-  g_autoptr(SchedHost) source = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) source = NULL;
   g_autofree char *msg = NULL;
   ProtoClient *client;
 
-  progress.phase = (char *) SCHED_MIG_PHASE_PREPARING;
+  progress.phase = (char *)SCHED_MIG_PHASE_PREPARING;
   progress.memory_total = m->spec->memory;
   progress.memory_remaining = m->spec->memory;
   sched_msg_free (m->job->migration);
@@ -1421,8 +1442,8 @@ mig_start (Migration *m)
     }
   if (strcmp (vm->host, m->job->source_host) != 0)
     {
-      mig_fail (m, "VM '%s' is now on host '%s', not '%s'", vm->name,
-                vm->host, m->job->source_host);
+      mig_fail (m, "VM '%s' is now on host '%s', not '%s'", vm->name, vm->host,
+                m->job->source_host);
       return;
     }
   if (strcmp (vm->state, "running") != 0)
@@ -1431,7 +1452,8 @@ mig_start (Migration *m)
       return;
     }
   if (mig_host_client (svc, m->job->source_host, &source, &error) == NULL
-      || (client = mig_host_client (svc, m->job->dest_host, NULL, &error)) == NULL)
+      || (client = mig_host_client (svc, m->job->dest_host, NULL, &error))
+             == NULL)
     {
       mig_fail (m, "%s", error->message);
       return;
@@ -1490,19 +1512,19 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                    gpointer user_data)
 {
   SchedService *svc = user_data;
-  const Drover__V1__MigrateVmRequest *req = (const void *) request;
+  const Drover__V1__MigrateVmRequest *req = (const void *)request;
   Drover__V1__MigrationParams no_params = DROVER__V1__MIGRATION_PARAMS__INIT;
-  const Drover__V1__MigrationParams *params = req->params ? req->params
-                                                          : &no_params;
+  const Drover__V1__MigrationParams *params
+      = req->params ? req->params : &no_params;
   Drover__V1__MigrationPrediction prediction;
   double link_bw = 0, setup_s = 0;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = NULL;
-  g_autoptr(SchedHost) source = NULL;
-  g_autoptr(GPtrArray) hosts = NULL;
-  g_autoptr(GPtrArray) vms = NULL;
-  g_autoptr(GPtrArray) jobs = NULL;
-  g_autoptr(SchedJob) reply_job = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) source = NULL;
+  g_autoptr (GPtrArray) hosts = NULL;
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autoptr (GPtrArray) jobs = NULL;
+  g_autoptr (SchedJob) reply_job = NULL;
   g_autofree char *dest = NULL;
   g_autofree char *id = NULL;
   Drover__V1__Job msg;
@@ -1527,15 +1549,16 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
     {
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
                               "VM '%s' is already migrating to host '%s' "
-                              "(job %s)", vm->name, busy->job->dest_host,
-                              busy->job->id);
+                              "(job %s)",
+                              vm->name, busy->job->dest_host, busy->job->id);
       return;
     }
   if (strcmp (vm->state, "running") != 0)
     {
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
                               "VM '%s' is %s: only a running VM can be "
-                              "live-migrated", vm->name, vm->state);
+                              "live-migrated",
+                              vm->name, vm->state);
       return;
     }
   source = sched_store_get_host (svc->store, vm->host, &error);
@@ -1567,18 +1590,19 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   dest = sched_migration_pick_dest (&svc->policy, hosts, vms, vm, req->to_host,
                                     &error);
   if (dest == NULL
-      || !sched_migration_predict (vm, params,
-                                   sched_migration_dirty_rate (
-                                     vm, last_migration (jobs, vm->name)),
-                                   link_bw, setup_s, &prediction, &error))
+      || !sched_migration_predict (
+          vm, params,
+          sched_migration_dirty_rate (vm, last_migration (jobs, vm->name)),
+          link_bw, setup_s, &prediction, &error))
     {
       call_fail (call, error);
       return;
     }
   if (!prediction.converges && params->strict)
     {
-      g_autofree char *dirty = sched_format_size ((guint64) prediction.dirty_rate);
-      g_autofree char *bw = sched_format_size ((guint64) prediction.bandwidth);
+      g_autofree char *dirty
+          = sched_format_size ((guint64)prediction.dirty_rate);
+      g_autofree char *bw = sched_format_size ((guint64)prediction.bandwidth);
 
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
                               "VM '%s' would not converge (cost model: dirty "
@@ -1610,10 +1634,11 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   start = sched_mig_queue_add (svc->mig_queue, id, vm->host, dest);
   if (!start)
     {
-      Drover__V1__MigrationProgress progress = DROVER__V1__MIGRATION_PROGRESS__INIT;
+      Drover__V1__MigrationProgress progress
+          = DROVER__V1__MIGRATION_PROGRESS__INIT;
       g_autofree char *text = NULL;
 
-      progress.phase = (char *) SCHED_MIG_PHASE_QUEUED;
+      progress.phase = (char *)SCHED_MIG_PHASE_QUEUED;
       progress.memory_total = vm->spec->memory;
       progress.memory_remaining = vm->spec->memory;
       m->job->migration = sched_msg_copy (&progress.base);
@@ -1622,15 +1647,15 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                               sched_mig_queue_position (svc->mig_queue, id),
                               vm->host, dest, m->warning ? "; " : "",
                               m->warning ? m->warning : "");
-      g_message ("VM %s: migration to host %s queued (job %s)", vm->name,
-                 dest, id);
+      g_message ("VM %s: migration to host %s queued (job %s)", vm->name, dest,
+                 id);
       job_set (svc, m->job, SCHED_JOB_QUEUED, 0.0, text, NULL);
     }
   else
     {
       if (m->warning != NULL)
         g_message ("VM %s: %s", vm->name, m->warning);
-      mig_start (m);          /* may end it at once (m freed) */
+      mig_start (m); /* may end it at once (m freed) */
     }
 
   /* The job as it stands now (the store has every state change). */
@@ -1644,13 +1669,14 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_reply (call, &msg.base);
 }
 
-/* --- setup ---------------------------------------------------------------------- */
+/* --- setup
+ * ---------------------------------------------------------------------- */
 
 static gboolean
 liveness_tick (gpointer user_data)
 {
   SchedService *svc = user_data;
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   sched_registry_check_liveness (svc->registry, &error);
   if (error != NULL)
@@ -1662,8 +1688,8 @@ liveness_tick (gpointer user_data)
 static gboolean
 recover (SchedService *svc, GError **error)
 {
-  g_autoptr(GPtrArray) jobs = sched_store_list_jobs (svc->store, error);
-  g_autoptr(GPtrArray) vms = NULL;
+  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (svc->store, error);
+  g_autoptr (GPtrArray) vms = NULL;
   gint64 now = now_ms (svc);
 
   if (jobs == NULL)
@@ -1680,10 +1706,10 @@ recover (SchedService *svc, GError **error)
       /* A migration's source agent aborts when its MigrateOut call breaks;
        * if it had completed, the destination's reports move the VM. */
       job->error = g_strdup (strcmp (job->kind, "migrate") == 0
-                               ? "the scheduler restarted during the "
-                                 "migration; the VM is where its hosts "
-                                 "report it"
-                               : "the scheduler restarted during the job");
+                                 ? "the scheduler restarted during the "
+                                   "migration; the VM is where its hosts "
+                                   "report it"
+                                 : "the scheduler restarted during the job");
       job->updated_ms = now;
       if (!sched_store_put_job (svc->store, job, error))
         return FALSE;
@@ -1698,7 +1724,8 @@ recover (SchedService *svc, GError **error)
       if (strcmp (vm->state, SCHED_VM_CREATING) != 0)
         continue;
       g_message ("VM %s: create interrupted by a restart; missing until "
-                 "host %s reports it", vm->name, vm->host);
+                 "host %s reports it",
+                 vm->name, vm->host);
       sched_vm_set_state (vm, SCHED_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (svc->store, vm, error))
@@ -1711,24 +1738,24 @@ SchedService *
 sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                    GError **error)
 {
-  g_autoptr(SchedService) svc = g_new0 (SchedService, 1);
+  g_autoptr (SchedService) svc = g_new0 (SchedService, 1);
 
   svc->state_dir = g_strdup (config->state_dir);
   svc->report_interval_ms = config->report_interval_ms
-                              ? config->report_interval_ms
-                              : SCHED_DEFAULT_REPORT_INTERVAL_MS;
+                                ? config->report_interval_ms
+                                : SCHED_DEFAULT_REPORT_INTERVAL_MS;
   svc->policy.cpu_overcommit = config->cpu_overcommit;
   svc->policy.memory_reserve = config->memory_reserve;
-  svc->link_bandwidth = (double) (config->link_bandwidth
-                                    ? config->link_bandwidth
-                                    : SCHED_DEFAULT_LINK_BANDWIDTH);
+  svc->link_bandwidth
+      = (double)(config->link_bandwidth ? config->link_bandwidth
+                                        : SCHED_DEFAULT_LINK_BANDWIDTH);
   svc->mig_queue = sched_mig_queue_new (
-    config->max_migrations_out ? config->max_migrations_out
-                               : SCHED_DEFAULT_MAX_MIGRATIONS,
-    config->max_migrations_in ? config->max_migrations_in
-                              : SCHED_DEFAULT_MAX_MIGRATIONS);
+      config->max_migrations_out ? config->max_migrations_out
+                                 : SCHED_DEFAULT_MAX_MIGRATIONS,
+      config->max_migrations_in ? config->max_migrations_in
+                                : SCHED_DEFAULT_MAX_MIGRATIONS);
   svc->migrations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                           (GDestroyNotify) migration_free);
+                                           (GDestroyNotify)migration_free);
   if (tls != NULL)
     {
       svc->tls = g_new0 (ProtoTls, 1);
@@ -1738,15 +1765,15 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
     }
   svc->ctx = g_main_context_ref_thread_default ();
   svc->clients = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                        (GDestroyNotify) proto_client_free);
+                                        (GDestroyNotify)proto_client_free);
   svc->watchers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                         (GDestroyNotify) g_ptr_array_unref);
+                                         (GDestroyNotify)g_ptr_array_unref);
 
   svc->store = sched_store_open_sqlite (config->state_dir, error);
   if (svc->store == NULL)
     return NULL;
-  svc->registry = sched_registry_new (svc->store, svc->report_interval_ms,
-                                      NULL, NULL);
+  svc->registry
+      = sched_registry_new (svc->store, svc->report_interval_ms, NULL, NULL);
   if (!recover (svc, error))
     return NULL;
   return g_steal_pointer (&svc);
@@ -1755,7 +1782,8 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
 gboolean
 sched_service_start (SchedService *svc, const char *listen, GError **error)
 {
-  static const struct {
+  static const struct
+  {
     guint method;
     ProtoHandler handler;
   } methods[] = {
@@ -1810,12 +1838,12 @@ sched_service_stop (SchedService *svc)
   /* Waiting migrations will not start: end their jobs now. Running ones
    * end below when their agent calls are cancelled. */
   {
-    g_autoptr(GPtrArray) queued = g_ptr_array_new_with_free_func (g_free);
+    g_autoptr (GPtrArray) queued = g_ptr_array_new_with_free_func (g_free);
     GHashTableIter miter;
     Migration *m;
 
     g_hash_table_iter_init (&miter, svc->migrations);
-    while (g_hash_table_iter_next (&miter, NULL, (gpointer *) &m))
+    while (g_hash_table_iter_next (&miter, NULL, (gpointer *)&m))
       if (strcmp (m->job->state, SCHED_JOB_QUEUED) == 0)
         g_ptr_array_add (queued, g_strdup (m->job->id));
     for (guint i = 0; i < queued->len; i++)
@@ -1833,7 +1861,7 @@ sched_service_stop (SchedService *svc)
   /* Watch streams: finish them ourselves (stopping the server detaches
    * open calls; finishing a detached one just frees it). */
   g_hash_table_iter_init (&iter, svc->watchers);
-  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &calls))
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&calls))
     for (guint i = 0; i < calls->len; i++)
       proto_server_call_finish (calls->pdata[i], PROTO_STATUS_UNAVAILABLE,
                                 "the scheduler is shutting down");

@@ -21,16 +21,17 @@ GQuark sched_error_quark (void);
 
 /* Codes map one to one onto gRPC status codes at the service boundary
  * (sched_error_to_status). */
-typedef enum {
-  SCHED_ERROR_FAILED,        /* INTERNAL */
-  SCHED_ERROR_NOT_FOUND,     /* NOT_FOUND */
-  SCHED_ERROR_EXISTS,        /* ALREADY_EXISTS */
-  SCHED_ERROR_INVALID,       /* INVALID_ARGUMENT */
-  SCHED_ERROR_NO_CAPACITY,   /* RESOURCE_EXHAUSTED */
-  SCHED_ERROR_PRECONDITION,  /* FAILED_PRECONDITION */
-  SCHED_ERROR_UNAVAILABLE,   /* UNAVAILABLE */
-  SCHED_ERROR_STORE,         /* INTERNAL: the state store failed */
-  SCHED_ERROR_CORRUPT,       /* DATA_LOSS: the state store is unreadable */
+typedef enum
+{
+  SCHED_ERROR_FAILED,       /* INTERNAL */
+  SCHED_ERROR_NOT_FOUND,    /* NOT_FOUND */
+  SCHED_ERROR_EXISTS,       /* ALREADY_EXISTS */
+  SCHED_ERROR_INVALID,      /* INVALID_ARGUMENT */
+  SCHED_ERROR_NO_CAPACITY,  /* RESOURCE_EXHAUSTED */
+  SCHED_ERROR_PRECONDITION, /* FAILED_PRECONDITION */
+  SCHED_ERROR_UNAVAILABLE,  /* UNAVAILABLE */
+  SCHED_ERROR_STORE,        /* INTERNAL: the state store failed */
+  SCHED_ERROR_CORRUPT,      /* DATA_LOSS: the state store is unreadable */
 } SchedError;
 
 /* The gRPC status for ERROR: PROTO_ERROR codes as they are, SCHED_ERROR
@@ -47,14 +48,15 @@ ProtoStatus sched_error_to_status (const GError *error);
 #define SCHED_DEFAULT_LINK_BANDWIDTH (G_GUINT64_CONSTANT (1024) * 1024 * 1024)
 #define SCHED_DEFAULT_MAX_MIGRATIONS 2
 
-typedef struct {
-  const char *state_dir;      /* holds drover.db; created if missing */
-  guint report_interval_ms;   /* what agents are told; liveness = 3 of them */
-  double cpu_overcommit;      /* vCPUs per host CPU placement allows */
-  guint64 memory_reserve;     /* bytes of each host kept from VMs */
-  guint64 link_bandwidth;     /* 0 = SCHED_DEFAULT_LINK_BANDWIDTH */
-  guint max_migrations_out;   /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
-  guint max_migrations_in;    /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
+typedef struct
+{
+  const char *state_dir;    /* holds drover.db; created if missing */
+  guint report_interval_ms; /* what agents are told; liveness = 3 of them */
+  double cpu_overcommit;    /* vCPUs per host CPU placement allows */
+  guint64 memory_reserve;   /* bytes of each host kept from VMs */
+  guint64 link_bandwidth;   /* 0 = SCHED_DEFAULT_LINK_BANDWIDTH */
+  guint max_migrations_out; /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
+  guint max_migrations_in;  /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;
@@ -63,8 +65,8 @@ typedef struct _SchedService SchedService;
  * means insecure (server and agent clients); otherwise it is copied and
  * used for both: the scheduler's certificate is its client certificate
  * towards agents too. Runs in the thread-default main context. */
-SchedService *sched_service_new (const SchedConfig *config,
-                                 const ProtoTls *tls, GError **error);
+SchedService *sched_service_new (const SchedConfig *config, const ProtoTls *tls,
+                                 GError **error);
 
 /* Binds LISTEN ("127.0.0.1:7400"), starts serving and the liveness timer. */
 gboolean sched_service_start (SchedService *svc, const char *listen,

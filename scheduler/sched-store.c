@@ -156,8 +156,8 @@ sched_job_copy (const SchedJob *job)
   copy->updated_ms = job->updated_ms;
   copy->source_host = dup_str (job->source_host);
   copy->dest_host = dup_str (job->dest_host);
-  copy->migration = sched_msg_copy ((const ProtobufCMessage *) job->migration);
-  copy->prediction = sched_msg_copy ((const ProtobufCMessage *) job->prediction);
+  copy->migration = sched_msg_copy ((const ProtobufCMessage *)job->migration);
+  copy->prediction = sched_msg_copy ((const ProtobufCMessage *)job->prediction);
   return copy;
 }
 
@@ -274,7 +274,8 @@ sched_store_rollback (SchedStore *store)
 
 /* --- SQLite backend ------------------------------------------------------ */
 
-enum {
+enum
+{
   STMT_PUT_HOST,
   STMT_GET_HOST,
   STMT_LIST_HOSTS,
@@ -291,82 +292,83 @@ enum {
 };
 
 static const char *const stmt_sql[N_STMTS] = {
-  [STMT_PUT_HOST] =
-    "INSERT INTO hosts (name, address, info, state, last_seen_ms)"
+  [STMT_PUT_HOST]
+  = "INSERT INTO hosts (name, address, info, state, last_seen_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?5)"
     " ON CONFLICT (name) DO UPDATE SET address = ?2, info = ?3, state = ?4,"
     " last_seen_ms = ?5",
-  [STMT_GET_HOST] =
-    "SELECT name, address, info, state, last_seen_ms FROM hosts WHERE name = ?1",
-  [STMT_LIST_HOSTS] =
-    "SELECT name, address, info, state, last_seen_ms FROM hosts ORDER BY name",
+  [STMT_GET_HOST] = "SELECT name, address, info, state, last_seen_ms FROM "
+                    "hosts WHERE name = ?1",
+  [STMT_LIST_HOSTS]
+  = "SELECT name, address, info, state, last_seen_ms FROM hosts ORDER BY name",
   [STMT_DELETE_HOST] = "DELETE FROM hosts WHERE name = ?1",
-  [STMT_PUT_VM] =
-    "INSERT INTO vms (name, host, spec, state, status, updated_ms)"
+  [STMT_PUT_VM]
+  = "INSERT INTO vms (name, host, spec, state, status, updated_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
     " ON CONFLICT (name) DO UPDATE SET host = ?2, spec = ?3, state = ?4,"
     " status = ?5, updated_ms = ?6",
-  [STMT_GET_VM] =
-    "SELECT name, host, spec, state, status, updated_ms FROM vms WHERE name = ?1",
-  [STMT_LIST_VMS] =
-    "SELECT name, host, spec, state, status, updated_ms FROM vms ORDER BY name",
-  [STMT_LIST_VMS_ON_HOST] =
-    "SELECT name, host, spec, state, status, updated_ms FROM vms"
+  [STMT_GET_VM] = "SELECT name, host, spec, state, status, updated_ms FROM vms "
+                  "WHERE name = ?1",
+  [STMT_LIST_VMS]
+  = "SELECT name, host, spec, state, status, updated_ms FROM vms ORDER BY name",
+  [STMT_LIST_VMS_ON_HOST]
+  = "SELECT name, host, spec, state, status, updated_ms FROM vms"
     " WHERE host = ?1 ORDER BY name",
   [STMT_DELETE_VM] = "DELETE FROM vms WHERE name = ?1",
-  [STMT_PUT_JOB] =
-    "INSERT INTO jobs (id, kind, vm, state, progress, message, error,"
+  [STMT_PUT_JOB]
+  = "INSERT INTO jobs (id, kind, vm, state, progress, message, error,"
     " created_ms, updated_ms, source_host, dest_host, migration, prediction)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     " ON CONFLICT (id) DO UPDATE SET kind = ?2, vm = ?3, state = ?4,"
-    " progress = ?5, message = ?6, error = ?7, created_ms = ?8, updated_ms = ?9,"
+    " progress = ?5, message = ?6, error = ?7, created_ms = ?8, updated_ms = "
+    "?9,"
     " source_host = ?10, dest_host = ?11, migration = ?12, prediction = ?13",
-  [STMT_GET_JOB] =
-    "SELECT id, kind, vm, state, progress, message, error, created_ms,"
+  [STMT_GET_JOB]
+  = "SELECT id, kind, vm, state, progress, message, error, created_ms,"
     " updated_ms, source_host, dest_host, migration, prediction"
     " FROM jobs WHERE id = ?1",
-  [STMT_LIST_JOBS] =
-    "SELECT id, kind, vm, state, progress, message, error, created_ms,"
+  [STMT_LIST_JOBS]
+  = "SELECT id, kind, vm, state, progress, message, error, created_ms,"
     " updated_ms, source_host, dest_host, migration, prediction"
     " FROM jobs ORDER BY created_ms, id",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
  * database make this fail rather than be reused. */
-static const char schema_v1[] =
-  "CREATE TABLE hosts ("
-  "  name TEXT PRIMARY KEY NOT NULL,"
-  "  address TEXT NOT NULL,"
-  "  info BLOB NOT NULL,"
-  "  state TEXT NOT NULL,"
-  "  last_seen_ms INTEGER NOT NULL);"
-  "CREATE TABLE vms ("
-  "  name TEXT PRIMARY KEY NOT NULL,"
-  "  host TEXT NOT NULL,"
-  "  spec BLOB NOT NULL,"
-  "  state TEXT NOT NULL,"
-  "  status BLOB,"
-  "  updated_ms INTEGER NOT NULL);"
-  "CREATE INDEX vms_by_host ON vms (host);"
-  "CREATE TABLE jobs ("
-  "  id TEXT PRIMARY KEY NOT NULL,"
-  "  kind TEXT NOT NULL,"
-  "  vm TEXT NOT NULL,"
-  "  state TEXT NOT NULL,"
-  "  progress REAL NOT NULL,"
-  "  message TEXT NOT NULL,"
-  "  error TEXT NOT NULL,"
-  "  created_ms INTEGER NOT NULL,"
-  "  updated_ms INTEGER NOT NULL);";
+static const char schema_v1[] = "CREATE TABLE hosts ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
+                                "  address TEXT NOT NULL,"
+                                "  info BLOB NOT NULL,"
+                                "  state TEXT NOT NULL,"
+                                "  last_seen_ms INTEGER NOT NULL);"
+                                "CREATE TABLE vms ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
+                                "  host TEXT NOT NULL,"
+                                "  spec BLOB NOT NULL,"
+                                "  state TEXT NOT NULL,"
+                                "  status BLOB,"
+                                "  updated_ms INTEGER NOT NULL);"
+                                "CREATE INDEX vms_by_host ON vms (host);"
+                                "CREATE TABLE jobs ("
+                                "  id TEXT PRIMARY KEY NOT NULL,"
+                                "  kind TEXT NOT NULL,"
+                                "  vm TEXT NOT NULL,"
+                                "  state TEXT NOT NULL,"
+                                "  progress REAL NOT NULL,"
+                                "  message TEXT NOT NULL,"
+                                "  error TEXT NOT NULL,"
+                                "  created_ms INTEGER NOT NULL,"
+                                "  updated_ms INTEGER NOT NULL);";
 
 /* Version 1 -> 2: what a migration job records. */
-static const char schema_v2[] =
-  "ALTER TABLE jobs ADD COLUMN source_host TEXT NOT NULL DEFAULT '';"
-  "ALTER TABLE jobs ADD COLUMN dest_host TEXT NOT NULL DEFAULT '';"
-  "ALTER TABLE jobs ADD COLUMN migration BLOB;"
-  "ALTER TABLE jobs ADD COLUMN prediction BLOB;";
+static const char schema_v2[]
+    = "ALTER TABLE jobs ADD COLUMN source_host TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE jobs ADD COLUMN dest_host TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE jobs ADD COLUMN migration BLOB;"
+      "ALTER TABLE jobs ADD COLUMN prediction BLOB;";
 
-typedef struct {
+typedef struct
+{
   SchedStore parent;
   sqlite3 *db;
   char *path;
@@ -380,7 +382,8 @@ static gboolean
 sqlite_fail (SqliteStore *self, int rc, const char *what, GError **error)
 {
   int code = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
-               ? SCHED_ERROR_CORRUPT : SCHED_ERROR_STORE;
+                 ? SCHED_ERROR_CORRUPT
+                 : SCHED_ERROR_STORE;
 
   g_set_error (error, SCHED_ERROR, code, "%s: %s: %s", self->path, what,
                self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (rc));
@@ -445,10 +448,10 @@ sqlite_migrate (SqliteStore *self, GError **error)
       || (app_id == SCHED_DB_APPLICATION_ID && version >= 1
           && version < SCHED_DB_SCHEMA_VERSION))
     {
-      set_version = g_strdup_printf ("PRAGMA application_id = %d;"
-                                     " PRAGMA user_version = %d;",
-                                     SCHED_DB_APPLICATION_ID,
-                                     SCHED_DB_SCHEMA_VERSION);
+      set_version
+          = g_strdup_printf ("PRAGMA application_id = %d;"
+                             " PRAGMA user_version = %d;",
+                             SCHED_DB_APPLICATION_ID, SCHED_DB_SCHEMA_VERSION);
       if (!sqlite_exec (self, "BEGIN IMMEDIATE", error))
         return FALSE;
       if ((version < 1 && !sqlite_exec (self, schema_v1, error))
@@ -465,15 +468,15 @@ sqlite_migrate (SqliteStore *self, GError **error)
     return sqlite_not_drover (self, "foreign SQLite database", error);
   g_set_error (error, SCHED_ERROR, SCHED_ERROR_CORRUPT,
                "%s has schema version %" G_GINT64_FORMAT
-               ", this scheduler knows %d", self->path, version,
-               SCHED_DB_SCHEMA_VERSION);
+               ", this scheduler knows %d",
+               self->path, version, SCHED_DB_SCHEMA_VERSION);
   return FALSE;
 }
 
 static void
 sqlite_close (SchedStore *store)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
 
   for (int i = 0; i < N_STMTS; i++)
     sqlite3_finalize (self->stmts[i]);
@@ -487,7 +490,7 @@ SchedStore *
 sched_store_open_sqlite (const char *dir, GError **error)
 {
   SqliteStore *self = g_new0 (SqliteStore, 1);
-  g_autoptr(SchedStore) store = &self->parent;
+  g_autoptr (SchedStore) store = &self->parent;
   g_autofree char *journal = NULL;
   int rc;
 
@@ -518,8 +521,10 @@ sched_store_open_sqlite (const char *dir, GError **error)
   if (!sqlite_migrate (self, error))
     return NULL;
 
-  if (!sqlite_exec (self, "PRAGMA journal_mode = WAL;"
-                          " PRAGMA synchronous = NORMAL;", error))
+  if (!sqlite_exec (self,
+                    "PRAGMA journal_mode = WAL;"
+                    " PRAGMA synchronous = NORMAL;",
+                    error))
     return NULL;
 
   for (int i = 0; i < N_STMTS; i++)
@@ -586,7 +591,7 @@ bind_msg (sqlite3_stmt *stmt, int i, const ProtobufCMessage *msg)
 static char *
 column_text (sqlite3_stmt *stmt, int i)
 {
-  const char *text = (const char *) sqlite3_column_text (stmt, i);
+  const char *text = (const char *)sqlite3_column_text (stmt, i);
 
   return g_strdup (text ? text : "");
 }
@@ -630,7 +635,7 @@ column_msg (SqliteStore *self, sqlite3_stmt *stmt, int i,
 static SchedHost *
 row_host (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 {
-  g_autoptr(SchedHost) host = g_new0 (SchedHost, 1);
+  g_autoptr (SchedHost) host = g_new0 (SchedHost, 1);
   g_autofree char *what = NULL;
 
   host->name = column_text (stmt, 0);
@@ -639,7 +644,7 @@ row_host (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
   host->last_seen_ms = sqlite3_column_int64 (stmt, 4);
   what = g_strdup_printf ("info of host '%s'", host->name);
   if (!column_msg (self, stmt, 2, &drover__v1__host_info__descriptor, FALSE,
-                   what, (gpointer *) &host->info, error))
+                   what, (gpointer *)&host->info, error))
     return NULL;
   return g_steal_pointer (&host);
 }
@@ -647,7 +652,7 @@ row_host (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 static SchedVm *
 row_vm (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 {
-  g_autoptr(SchedVm) vm = g_new0 (SchedVm, 1);
+  g_autoptr (SchedVm) vm = g_new0 (SchedVm, 1);
   g_autofree char *what = NULL;
 
   vm->name = column_text (stmt, 0);
@@ -655,13 +660,13 @@ row_vm (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
   vm->state = column_text (stmt, 3);
   vm->updated_ms = sqlite3_column_int64 (stmt, 5);
   what = g_strdup_printf ("spec of VM '%s'", vm->name);
-  if (!column_msg (self, stmt, 2, &drover__v1__vm_spec__descriptor, FALSE,
-                   what, (gpointer *) &vm->spec, error))
+  if (!column_msg (self, stmt, 2, &drover__v1__vm_spec__descriptor, FALSE, what,
+                   (gpointer *)&vm->spec, error))
     return NULL;
   g_free (what);
   what = g_strdup_printf ("status of VM '%s'", vm->name);
   if (!column_msg (self, stmt, 4, &drover__v1__vm_status__descriptor, TRUE,
-                   what, (gpointer *) &vm->status, error))
+                   what, (gpointer *)&vm->status, error))
     return NULL;
   return g_steal_pointer (&vm);
 }
@@ -669,7 +674,7 @@ row_vm (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 static SchedJob *
 row_job (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
 {
-  g_autoptr(SchedJob) job = g_new0 (SchedJob, 1);
+  g_autoptr (SchedJob) job = g_new0 (SchedJob, 1);
   g_autofree char *what = NULL;
 
   job->id = column_text (stmt, 0);
@@ -685,13 +690,13 @@ row_job (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
   job->dest_host = column_text (stmt, 10);
   what = g_strdup_printf ("migration progress of job '%s'", job->id);
   if (!column_msg (self, stmt, 11, &drover__v1__migration_progress__descriptor,
-                   TRUE, what, (gpointer *) &job->migration, error))
+                   TRUE, what, (gpointer *)&job->migration, error))
     return NULL;
   g_free (what);
   what = g_strdup_printf ("migration prediction of job '%s'", job->id);
   if (!column_msg (self, stmt, 12,
                    &drover__v1__migration_prediction__descriptor, TRUE, what,
-                   (gpointer *) &job->prediction, error))
+                   (gpointer *)&job->prediction, error))
     return NULL;
   return g_steal_pointer (&job);
 }
@@ -702,8 +707,8 @@ typedef gpointer (*RowFunc) (SqliteStore *self, sqlite3_stmt *stmt,
 /* Steps STMT (already bound) and returns its one row, NOT_FOUND naming
  * WHAT if there is none. */
 static gpointer
-stmt_one (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row,
-          const char *what, GError **error)
+stmt_one (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row, const char *what,
+          GError **error)
 {
   int rc = sqlite3_step (stmt);
   gpointer result = NULL;
@@ -722,7 +727,7 @@ static GPtrArray *
 stmt_all (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row,
           GDestroyNotify free_func, GError **error)
 {
-  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func (free_func);
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func (free_func);
   int rc;
 
   while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
@@ -747,7 +752,7 @@ stmt_all (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row,
 static gboolean
 sqlite_put_host (SchedStore *store, const SchedHost *host, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_HOST);
 
   bind_text (stmt, 1, host->name);
@@ -761,27 +766,27 @@ sqlite_put_host (SchedStore *store, const SchedHost *host, GError **error)
 static SchedHost *
 sqlite_get_host (SchedStore *store, const char *name, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_GET_HOST);
   g_autofree char *what = g_strdup_printf ("host named '%s'", name);
 
   bind_text (stmt, 1, name);
-  return stmt_one (self, stmt, (RowFunc) row_host, what, error);
+  return stmt_one (self, stmt, (RowFunc)row_host, what, error);
 }
 
 static GPtrArray *
 sqlite_list_hosts (SchedStore *store, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
 
-  return stmt_all (self, stmt_get (self, STMT_LIST_HOSTS), (RowFunc) row_host,
-                   (GDestroyNotify) sched_host_free, error);
+  return stmt_all (self, stmt_get (self, STMT_LIST_HOSTS), (RowFunc)row_host,
+                   (GDestroyNotify)sched_host_free, error);
 }
 
 static gboolean
 sqlite_delete_host (SchedStore *store, const char *name, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_DELETE_HOST);
 
   bind_text (stmt, 1, name);
@@ -791,7 +796,7 @@ sqlite_delete_host (SchedStore *store, const char *name, GError **error)
 static gboolean
 sqlite_put_vm (SchedStore *store, const SchedVm *vm, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_VM);
 
   bind_text (stmt, 1, vm->name);
@@ -806,18 +811,18 @@ sqlite_put_vm (SchedStore *store, const SchedVm *vm, GError **error)
 static SchedVm *
 sqlite_get_vm (SchedStore *store, const char *name, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_GET_VM);
   g_autofree char *what = g_strdup_printf ("VM named '%s'", name);
 
   bind_text (stmt, 1, name);
-  return stmt_one (self, stmt, (RowFunc) row_vm, what, error);
+  return stmt_one (self, stmt, (RowFunc)row_vm, what, error);
 }
 
 static GPtrArray *
 sqlite_list_vms (SchedStore *store, const char *host, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt;
 
   if (host != NULL)
@@ -827,14 +832,14 @@ sqlite_list_vms (SchedStore *store, const char *host, GError **error)
     }
   else
     stmt = stmt_get (self, STMT_LIST_VMS);
-  return stmt_all (self, stmt, (RowFunc) row_vm,
-                   (GDestroyNotify) sched_vm_free, error);
+  return stmt_all (self, stmt, (RowFunc)row_vm, (GDestroyNotify)sched_vm_free,
+                   error);
 }
 
 static gboolean
 sqlite_delete_vm (SchedStore *store, const char *name, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_DELETE_VM);
 
   bind_text (stmt, 1, name);
@@ -844,7 +849,7 @@ sqlite_delete_vm (SchedStore *store, const char *name, GError **error)
 static gboolean
 sqlite_put_job (SchedStore *store, const SchedJob *job, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_JOB);
 
   bind_text (stmt, 1, job->id);
@@ -858,47 +863,47 @@ sqlite_put_job (SchedStore *store, const SchedJob *job, GError **error)
   sqlite3_bind_int64 (stmt, 9, job->updated_ms);
   bind_text (stmt, 10, job->source_host);
   bind_text (stmt, 11, job->dest_host);
-  bind_msg (stmt, 12, (const ProtobufCMessage *) job->migration);
-  bind_msg (stmt, 13, (const ProtobufCMessage *) job->prediction);
+  bind_msg (stmt, 12, (const ProtobufCMessage *)job->migration);
+  bind_msg (stmt, 13, (const ProtobufCMessage *)job->prediction);
   return stmt_run (self, stmt, "cannot store a job", error);
 }
 
 static SchedJob *
 sqlite_get_job (SchedStore *store, const char *id, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt = stmt_get (self, STMT_GET_JOB);
   g_autofree char *what = g_strdup_printf ("job with id '%s'", id);
 
   bind_text (stmt, 1, id);
-  return stmt_one (self, stmt, (RowFunc) row_job, what, error);
+  return stmt_one (self, stmt, (RowFunc)row_job, what, error);
 }
 
 static GPtrArray *
 sqlite_list_jobs (SchedStore *store, GError **error)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
 
-  return stmt_all (self, stmt_get (self, STMT_LIST_JOBS), (RowFunc) row_job,
-                   (GDestroyNotify) sched_job_free, error);
+  return stmt_all (self, stmt_get (self, STMT_LIST_JOBS), (RowFunc)row_job,
+                   (GDestroyNotify)sched_job_free, error);
 }
 
 static gboolean
 sqlite_begin (SchedStore *store, GError **error)
 {
-  return sqlite_exec ((SqliteStore *) store, "BEGIN IMMEDIATE", error);
+  return sqlite_exec ((SqliteStore *)store, "BEGIN IMMEDIATE", error);
 }
 
 static gboolean
 sqlite_commit (SchedStore *store, GError **error)
 {
-  return sqlite_exec ((SqliteStore *) store, "COMMIT", error);
+  return sqlite_exec ((SqliteStore *)store, "COMMIT", error);
 }
 
 static void
 sqlite_rollback (SchedStore *store)
 {
-  SqliteStore *self = (SqliteStore *) store;
+  SqliteStore *self = (SqliteStore *)store;
 
   if (!sqlite3_get_autocommit (self->db))
     sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-G_DEFINE_QUARK (drover-sched-error-quark, sched_error)
+G_DEFINE_QUARK (drover - sched - error - quark, sched_error)
 
 char *
 sched_format_size (guint64 bytes)
@@ -16,7 +16,7 @@ sched_format_size (guint64 bytes)
 
   if (bytes < 1024)
     return g_strdup_printf ("%" G_GUINT64_FORMAT " B", bytes);
-  while (value >= 1024 && unit < (int) G_N_ELEMENTS (units) - 1)
+  while (value >= 1024 && unit < (int)G_N_ELEMENTS (units) - 1)
     {
       value /= 1024;
       unit++;
@@ -30,15 +30,14 @@ sched_format_size (guint64 bytes)
 gboolean
 sched_parse_size (const char *text, guint64 *out, GError **error)
 {
-  static const struct {
+  static const struct
+  {
     const char *suffix;
     guint shift;
   } suffixes[] = {
-    { "", 0 }, { "B", 0 },
-    { "K", 10 }, { "KiB", 10 }, { "k", 10 },
-    { "M", 20 }, { "MiB", 20 },
-    { "G", 30 }, { "GiB", 30 },
-    { "T", 40 }, { "TiB", 40 },
+    { "", 0 },     { "B", 0 },  { "K", 10 },   { "KiB", 10 },
+    { "k", 10 },   { "M", 20 }, { "MiB", 20 }, { "G", 30 },
+    { "GiB", 30 }, { "T", 40 }, { "TiB", 40 },
   };
   char *end = NULL;
   guint64 value;

@@ -10,7 +10,8 @@
  * count.
  *
  * Prints (after a registration line):
- *   report: agents=N duration=Ds reports=R reports/s=X p50=Ams p99=Bms max=... channels=C ...
+ *   report: agents=N duration=Ds reports=R reports/s=X p50=Ams p99=Bms max=...
+ * channels=C ...
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,10 +25,11 @@
 
 typedef struct _Bench Bench;
 
-typedef struct {
+typedef struct
+{
   Bench *bench;
   guint index;
-  ProtoClient *client;            /* borrowed from the pool */
+  ProtoClient *client; /* borrowed from the pool */
   char name[32];
   char address[32];
   char uuid[8][40];
@@ -38,30 +40,31 @@ typedef struct {
   Drover__V1__VmStatus *vm_ptrs[8];
   guint n_vms;
   guint64 seq;
-  gint64 issued_us;               /* monotonic time of the call in flight */
+  gint64 issued_us; /* monotonic time of the call in flight */
   gboolean registered;
   gboolean in_flight;
 } SimAgent;
 
-struct _Bench {
+struct _Bench
+{
   GMainLoop *loop;
   SimAgent *agents;
   guint n_agents;
   GPtrArray *clients;
   int interval_ms;
-  gint64 window_start_us;         /* 0 until every agent has registered */
+  gint64 window_start_us; /* 0 until every agent has registered */
   gint64 window_end_us;
   gboolean stopping;
   guint n_registered;
   guint n_in_flight;
-  guint64 reports;                /* completed inside the window */
+  guint64 reports; /* completed inside the window */
   guint64 errors;
   guint64 reregisters;
-  GArray *latencies_us;           /* guint32, calls completed in the window */
+  GArray *latencies_us; /* guint32, calls completed in the window */
   gint64 started_us;
   gint64 registered_us;
   guint duration_s;
-  guint give_up_id;               /* registration deadline */
+  guint give_up_id; /* registration deadline */
   char *first_error;
 };
 
@@ -83,9 +86,9 @@ sim_agent_init (SimAgent *a, Bench *b, guint index, guint n_vms)
   drover__v1__host_info__init (&a->info);
   a->info.name = a->name;
   a->info.address = a->address;
-  a->info.cpus = 16 << g_rand_int_range (rand, 0, 3);        /* 16, 32, 64 */
+  a->info.cpus = 16 << g_rand_int_range (rand, 0, 3); /* 16, 32, 64 */
   a->info.cpu_model = "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz";
-  a->info.memory_total = ((guint64) a->info.cpus * 8) << 30;
+  a->info.memory_total = ((guint64)a->info.cpus * 8) << 30;
   a->info.memory_free = a->info.memory_total / 2;
   a->info.kvm_usable = TRUE;
   a->info.accel = "kvm";
@@ -95,34 +98,37 @@ sim_agent_init (SimAgent *a, Bench *b, guint index, guint n_vms)
   a->info.data_free = (1ULL << 40) + g_rand_int (rand) * 4096ULL;
 
   a->n_vms = MIN (n_vms, G_N_ELEMENTS (a->vms));
-  for (guint v = 0; v < a->n_vms; v++) {
-    Drover__V1__VmSpec *spec = &a->specs[v];
-    Drover__V1__VmStatus *st = &a->vms[v];
+  for (guint v = 0; v < a->n_vms; v++)
+    {
+      Drover__V1__VmSpec *spec = &a->specs[v];
+      Drover__V1__VmStatus *st = &a->vms[v];
 
-    g_snprintf (a->vm_names[v], sizeof a->vm_names[v], "%s-vm-%u", a->name, v);
-    g_snprintf (a->uuid[v], sizeof a->uuid[v], "%08x-%04x-4%03x-8%03x-%08x%04x",
-                g_rand_int (rand), g_rand_int (rand) & 0xffff,
-                g_rand_int (rand) & 0xfff, g_rand_int (rand) & 0xfff,
-                g_rand_int (rand), g_rand_int (rand) & 0xffff);
-    drover__v1__vm_spec__init (spec);
-    spec->name = a->vm_names[v];
-    spec->vcpus = 2 << (v % 3);
-    spec->memory = (guint64) spec->vcpus << 31;
-    spec->disk = 20ULL << 30;
-    spec->kernel = "/var/lib/drover/images/vmlinuz";
-    spec->initrd = "/var/lib/drover/images/initrd.img";
-    spec->cmdline = "console=ttyS0 quiet";
-    drover__v1__vm_status__init (st);
-    st->name = a->vm_names[v];
-    st->uuid = a->uuid[v];
-    st->state = "running";
-    st->vcpus = spec->vcpus;
-    st->memory = spec->memory;
-    st->has_disk = TRUE;
-    st->has_net = TRUE;
-    st->spec = spec;
-    a->vm_ptrs[v] = st;
-  }
+      g_snprintf (a->vm_names[v], sizeof a->vm_names[v], "%s-vm-%u", a->name,
+                  v);
+      g_snprintf (a->uuid[v], sizeof a->uuid[v],
+                  "%08x-%04x-4%03x-8%03x-%08x%04x", g_rand_int (rand),
+                  g_rand_int (rand) & 0xffff, g_rand_int (rand) & 0xfff,
+                  g_rand_int (rand) & 0xfff, g_rand_int (rand),
+                  g_rand_int (rand) & 0xffff);
+      drover__v1__vm_spec__init (spec);
+      spec->name = a->vm_names[v];
+      spec->vcpus = 2 << (v % 3);
+      spec->memory = (guint64)spec->vcpus << 31;
+      spec->disk = 20ULL << 30;
+      spec->kernel = "/var/lib/drover/images/vmlinuz";
+      spec->initrd = "/var/lib/drover/images/initrd.img";
+      spec->cmdline = "console=ttyS0 quiet";
+      drover__v1__vm_status__init (st);
+      st->name = a->vm_names[v];
+      st->uuid = a->uuid[v];
+      st->state = "running";
+      st->vcpus = spec->vcpus;
+      st->memory = spec->memory;
+      st->has_disk = TRUE;
+      st->has_net = TRUE;
+      st->spec = spec;
+      a->vm_ptrs[v] = st;
+    }
   g_rand_free (rand);
 }
 
@@ -132,15 +138,16 @@ sim_agent_tick (SimAgent *a)
 {
   a->seq++;
   a->info.memory_free = a->info.memory_total / 2 + (a->seq % 97) * 4096;
-  for (guint v = 0; v < a->n_vms; v++) {
-    Drover__V1__VmStatus *st = &a->vms[v];
-    st->cpu_percent = (double) ((a->seq * 7 + v * 13) % 200) / 2.0;
-    st->cpu_time_ns += 10000000;
-    st->disk_rd_bytes += 4096 * (v + 1);
-    st->disk_wr_bytes += 8192;
-    st->net_rx_bytes += 1500 * (v + 2);
-    st->net_tx_bytes += 900;
-  }
+  for (guint v = 0; v < a->n_vms; v++)
+    {
+      Drover__V1__VmStatus *st = &a->vms[v];
+      st->cpu_percent = (double)((a->seq * 7 + v * 13) % 200) / 2.0;
+      st->cpu_time_ns += 10000000;
+      st->disk_rd_bytes += 4096 * (v + 1);
+      st->disk_wr_bytes += 8192;
+      st->net_rx_bytes += 1500 * (v + 2);
+      st->net_tx_bytes += 900;
+    }
 }
 
 static void
@@ -173,7 +180,8 @@ call_done (SimAgent *a)
 }
 
 static void
-on_registered (const ProtobufCMessage *reply, const GError *error, gpointer data)
+on_registered (const ProtobufCMessage *reply, const GError *error,
+               gpointer data)
 {
   SimAgent *a = data;
   Bench *b = a->bench;
@@ -181,22 +189,25 @@ on_registered (const ProtobufCMessage *reply, const GError *error, gpointer data
   call_done (a);
   if (b->stopping)
     return;
-  if (error != NULL) {
-    note_error (b, error);
-    g_timeout_add (200, retry_cb, a);
-    return;
-  }
-  if (!a->registered) {
-    a->registered = TRUE;
-    if (++b->n_registered == b->n_agents) {
-      /* The window starts when the last agent is in. */
-      b->registered_us = g_get_monotonic_time ();
-      b->window_start_us = b->registered_us;
-      b->window_end_us = 0;
-      g_source_remove (b->give_up_id);
-      g_timeout_add (b->duration_s * 1000, on_window_end, b);
+  if (error != NULL)
+    {
+      note_error (b, error);
+      g_timeout_add (200, retry_cb, a);
+      return;
     }
-  }
+  if (!a->registered)
+    {
+      a->registered = TRUE;
+      if (++b->n_registered == b->n_agents)
+        {
+          /* The window starts when the last agent is in. */
+          b->registered_us = g_get_monotonic_time ();
+          b->window_start_us = b->registered_us;
+          b->window_end_us = 0;
+          g_source_remove (b->give_up_id);
+          g_timeout_add (b->duration_s * 1000, on_window_end, b);
+        }
+    }
   agent_report (a);
 }
 
@@ -221,26 +232,31 @@ on_reported (const ProtobufCMessage *reply, const GError *error, gpointer data)
   gint64 now = g_get_monotonic_time ();
 
   call_done (a);
-  if (error != NULL) {
-    note_error (b, error);
-  } else if (b->window_start_us != 0 && a->issued_us >= b->window_start_us &&
-             (b->window_end_us == 0 || now <= b->window_end_us)) {
-    guint32 lat = (guint32) MIN (now - a->issued_us, (gint64) G_MAXUINT32);
-    g_array_append_val (b->latencies_us, lat);
-    b->reports++;
-  }
+  if (error != NULL)
+    {
+      note_error (b, error);
+    }
+  else if (b->window_start_us != 0 && a->issued_us >= b->window_start_us
+           && (b->window_end_us == 0 || now <= b->window_end_us))
+    {
+      guint32 lat = (guint32)MIN (now - a->issued_us, (gint64)G_MAXUINT32);
+      g_array_append_val (b->latencies_us, lat);
+      b->reports++;
+    }
   if (b->stopping)
     return;
-  if (error != NULL) {
-    g_timeout_add (200, retry_cb, a);
-    return;
-  }
-  if (((const Drover__V1__ReportHostReply *) reply)->reregister) {
-    b->reregisters++;
-    a->registered = FALSE;
-    agent_register (a);
-    return;
-  }
+  if (error != NULL)
+    {
+      g_timeout_add (200, retry_cb, a);
+      return;
+    }
+  if (((const Drover__V1__ReportHostReply *)reply)->reregister)
+    {
+      b->reregisters++;
+      a->registered = FALSE;
+      agent_register (a);
+      return;
+    }
   if (b->interval_ms > 0)
     g_timeout_add (b->interval_ms, retry_cb, a);
   else
@@ -279,7 +295,7 @@ on_window_end (gpointer data)
   b->stopping = TRUE;
   if (b->n_in_flight == 0)
     g_main_loop_quit (b->loop);
-  else  /* let the calls in flight finish, but not forever */
+  else /* let the calls in flight finish, but not forever */
     g_timeout_add_seconds (CALL_TIMEOUT_MS / 1000 + 5, on_give_up, b);
   return G_SOURCE_REMOVE;
 }
@@ -296,7 +312,7 @@ on_give_up (gpointer data)
 static int
 cmp_u32 (const void *x, const void *y)
 {
-  guint32 a = *(const guint32 *) x, b = *(const guint32 *) y;
+  guint32 a = *(const guint32 *)x, b = *(const guint32 *)y;
   return a < b ? -1 : a > b;
 }
 
@@ -306,7 +322,7 @@ percentile_ms (GArray *sorted, double p)
   gsize idx;
   if (sorted->len == 0)
     return 0;
-  idx = (gsize) ceil (p * sorted->len);
+  idx = (gsize)ceil (p * sorted->len);
   if (idx > 0)
     idx--;
   if (idx >= sorted->len)
@@ -326,19 +342,27 @@ main (int argc, char **argv)
   int n_vms = VMS_PER_AGENT_DEFAULT;
   int interval_ms = 0;
   int register_timeout_s = 120;
-  GOptionEntry entries[] = {
-    { "target", 0, 0, G_OPTION_ARG_STRING, &target, "Scheduler address", "ADDR" },
-    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir, "ca.pem, cert.pem, key.pem", "DIR" },
-    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
-    { "agents", 0, 0, G_OPTION_ARG_INT, &n_agents, "Simulated agents (1000)", "N" },
-    { "duration", 0, 0, G_OPTION_ARG_INT, &duration_s, "Measurement window in seconds (20)", "S" },
-    { "channels", 0, 0, G_OPTION_ARG_INT, &n_channels, "gRPC channels (default: one per agent)", "C" },
-    { "vms", 0, 0, G_OPTION_ARG_INT, &n_vms, "VMs per simulated agent (3, max 8)", "K" },
-    { "interval-ms", 0, 0, G_OPTION_ARG_INT, &interval_ms, "Pause between an agent's reports (0: back to back)", "MS" },
-    { "register-timeout", 0, 0, G_OPTION_ARG_INT, &register_timeout_s, "Give up if not all registered after S s (120)", "S" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) octx = g_option_context_new ("- simulated agents reporting to a scheduler");
+  GOptionEntry entries[]
+      = { { "target", 0, 0, G_OPTION_ARG_STRING, &target, "Scheduler address",
+            "ADDR" },
+          { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
+            "ca.pem, cert.pem, key.pem", "DIR" },
+          { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
+          { "agents", 0, 0, G_OPTION_ARG_INT, &n_agents,
+            "Simulated agents (1000)", "N" },
+          { "duration", 0, 0, G_OPTION_ARG_INT, &duration_s,
+            "Measurement window in seconds (20)", "S" },
+          { "channels", 0, 0, G_OPTION_ARG_INT, &n_channels,
+            "gRPC channels (default: one per agent)", "C" },
+          { "vms", 0, 0, G_OPTION_ARG_INT, &n_vms,
+            "VMs per simulated agent (3, max 8)", "K" },
+          { "interval-ms", 0, 0, G_OPTION_ARG_INT, &interval_ms,
+            "Pause between an agent's reports (0: back to back)", "MS" },
+          { "register-timeout", 0, 0, G_OPTION_ARG_INT, &register_timeout_s,
+            "Give up if not all registered after S s (120)", "S" },
+          { NULL } };
+  g_autoptr (GOptionContext) octx
+      = g_option_context_new ("- simulated agents reporting to a scheduler");
   g_autoptr (GError) error = NULL;
   g_autoptr (ProtoTls) tls = NULL;
   Bench b = { 0 };
@@ -346,47 +370,55 @@ main (int argc, char **argv)
   gint64 t_drain;
 
   g_option_context_add_main_entries (octx, entries, NULL);
-  if (!g_option_context_parse (octx, &argc, &argv, &error)) {
-    fprintf (stderr, "bench-report: %s\n", error->message);
-    return 2;
-  }
-  if (target == NULL || n_agents <= 0 || duration_s <= 0 || n_vms < 0 ||
-      n_vms > 8 || interval_ms < 0 || (tls_dir == NULL && !insecure)) {
-    fprintf (stderr, "bench-report: need --target ADDR and --tls-dir DIR (or "
-             "--insecure); counts must be positive\n");
-    return 2;
-  }
+  if (!g_option_context_parse (octx, &argc, &argv, &error))
+    {
+      fprintf (stderr, "bench-report: %s\n", error->message);
+      return 2;
+    }
+  if (target == NULL || n_agents <= 0 || duration_s <= 0 || n_vms < 0
+      || n_vms > 8 || interval_ms < 0 || (tls_dir == NULL && !insecure))
+    {
+      fprintf (stderr, "bench-report: need --target ADDR and --tls-dir DIR (or "
+                       "--insecure); counts must be positive\n");
+      return 2;
+    }
   if (n_channels <= 0 || n_channels > n_agents)
     n_channels = n_agents;
 
-  if (tls_dir != NULL) {
-    tls = proto_tls_load (tls_dir, &error);
-    if (tls == NULL) {
-      fprintf (stderr, "bench-report: %s\n", error->message);
-      return 1;
+  if (tls_dir != NULL)
+    {
+      tls = proto_tls_load (tls_dir, &error);
+      if (tls == NULL)
+        {
+          fprintf (stderr, "bench-report: %s\n", error->message);
+          return 1;
+        }
     }
-  }
   proto_init ();
 
   b.loop = g_main_loop_new (NULL, FALSE);
-  b.n_agents = (guint) n_agents;
+  b.n_agents = (guint)n_agents;
   b.interval_ms = interval_ms;
-  b.duration_s = (guint) duration_s;
+  b.duration_s = (guint)duration_s;
   b.latencies_us = g_array_sized_new (FALSE, FALSE, sizeof (guint32), 1 << 20);
-  b.clients = g_ptr_array_new_with_free_func ((GDestroyNotify) proto_client_free);
-  for (int i = 0; i < n_channels; i++) {
-    ProtoClient *c = proto_client_new (target, tls, NULL, &error);
-    if (c == NULL) {
-      fprintf (stderr, "bench-report: channel %d: %s\n", i, error->message);
-      return 1;
+  b.clients
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)proto_client_free);
+  for (int i = 0; i < n_channels; i++)
+    {
+      ProtoClient *c = proto_client_new (target, tls, NULL, &error);
+      if (c == NULL)
+        {
+          fprintf (stderr, "bench-report: channel %d: %s\n", i, error->message);
+          return 1;
+        }
+      g_ptr_array_add (b.clients, c);
     }
-    g_ptr_array_add (b.clients, c);
-  }
   b.agents = g_new0 (SimAgent, n_agents);
-  for (int i = 0; i < n_agents; i++) {
-    sim_agent_init (&b.agents[i], &b, (guint) i, (guint) n_vms);
-    b.agents[i].client = b.clients->pdata[i % n_channels];
-  }
+  for (int i = 0; i < n_agents; i++)
+    {
+      sim_agent_init (&b.agents[i], &b, (guint)i, (guint)n_vms);
+      b.agents[i].client = b.clients->pdata[i % n_channels];
+    }
 
   b.started_us = g_get_monotonic_time ();
   for (int i = 0; i < n_agents; i++)
@@ -394,24 +426,29 @@ main (int argc, char **argv)
 
   /* Registration that never completes (scheduler down, TLS refused)
    * must not hang the benchmark. */
-  b.give_up_id = g_timeout_add_seconds ((guint) register_timeout_s, on_give_up, &b);
+  b.give_up_id
+      = g_timeout_add_seconds ((guint)register_timeout_s, on_give_up, &b);
   g_main_loop_run (b.loop);
   t_drain = g_get_monotonic_time ();
 
-  if (b.window_start_us == 0) {
-    fprintf (stderr, "bench-report: only %u of %u agents registered (errors=%"
-             G_GUINT64_FORMAT ", first: %s)\n", b.n_registered, b.n_agents,
-             b.errors, b.first_error ? b.first_error : "none");
-    return 1;
-  }
+  if (b.window_start_us == 0)
+    {
+      fprintf (stderr,
+               "bench-report: only %u of %u agents registered "
+               "(errors=%" G_GUINT64_FORMAT ", first: %s)\n",
+               b.n_registered, b.n_agents, b.errors,
+               b.first_error ? b.first_error : "none");
+      return 1;
+    }
   window_s = (b.window_end_us - b.window_start_us) / 1e6;
   g_array_sort (b.latencies_us, cmp_u32);
   printf ("report: registered %u agents over %d channels in %.0f ms\n",
-          b.n_registered, n_channels, (b.registered_us - b.started_us) / 1000.0);
+          b.n_registered, n_channels,
+          (b.registered_us - b.started_us) / 1000.0);
   printf ("report: agents=%u duration=%ds reports=%" G_GUINT64_FORMAT
           " reports/s=%.0f p50=%.2fms p99=%.2fms max=%.2fms channels=%d"
-          " vms/agent=%d errors=%" G_GUINT64_FORMAT " reregisters=%"
-          G_GUINT64_FORMAT "\n",
+          " vms/agent=%d errors=%" G_GUINT64_FORMAT
+          " reregisters=%" G_GUINT64_FORMAT "\n",
           b.n_agents, duration_s, b.reports, b.reports / window_s,
           percentile_ms (b.latencies_us, 0.50),
           percentile_ms (b.latencies_us, 0.99),

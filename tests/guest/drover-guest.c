@@ -53,417 +53,482 @@
 #define PAGE_SZ 4096
 #define MIB (1024UL * 1024UL)
 
-enum data_kind { DATA_ZERO, DATA_TEXT, DATA_RANDOM };
+enum data_kind
+{
+  DATA_ZERO,
+  DATA_TEXT,
+  DATA_RANDOM
+};
 
 static const char *const data_names[] = { "zero", "text", "random" };
 
-struct config {
-    unsigned long hb_ms;
-    unsigned long ws_mib;
-    unsigned long rate_mib;
-    enum data_kind data;
+struct config
+{
+  unsigned long hb_ms;
+  unsigned long ws_mib;
+  unsigned long rate_mib;
+  enum data_kind data;
 };
 
 static int out_fd = -1;
 
 /* One write() per line so a line is never split by our own writes. */
-static void out_line(const char *fmt, ...)
+static void
+out_line (const char *fmt, ...)
 {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof buf - 2)
-        n = sizeof buf - 2;
-    buf[n++] = '\n';
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(out_fd, p, (size_t)n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
+  char buf[256];
+  va_list ap;
+  va_start (ap, fmt);
+  int n = vsnprintf (buf, sizeof buf - 1, fmt, ap);
+  va_end (ap);
+  if (n < 0)
+    return;
+  if ((size_t)n > sizeof buf - 2)
+    n = sizeof buf - 2;
+  buf[n++] = '\n';
+  const char *p = buf;
+  while (n > 0)
+    {
+      ssize_t w = write (out_fd, p, (size_t)n);
+      if (w < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return;
         }
-        p += w;
-        n -= (int)w;
+      p += w;
+      n -= (int)w;
     }
 }
 
-static uint64_t now_ms(void)
+static uint64_t
+now_ms (void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void ts_add_ns(struct timespec *ts, uint64_t ns)
+static void
+ts_add_ns (struct timespec *ts, uint64_t ns)
 {
-    ns += (uint64_t)ts->tv_nsec;
-    ts->tv_sec += (time_t)(ns / 1000000000u);
-    ts->tv_nsec = (long)(ns % 1000000000u);
+  ns += (uint64_t)ts->tv_nsec;
+  ts->tv_sec += (time_t)(ns / 1000000000u);
+  ts->tv_nsec = (long)(ns % 1000000000u);
 }
 
-static int ts_before(const struct timespec *a, const struct timespec *b)
+static int
+ts_before (const struct timespec *a, const struct timespec *b)
 {
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+  return a->tv_sec < b->tv_sec
+         || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-static void sleep_until(const struct timespec *t)
+static void
+sleep_until (const struct timespec *t)
 {
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, t, NULL) == EINTR)
-        ;
+  while (clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, t, NULL) == EINTR)
+    ;
 }
 
 /* ---- configuration ---------------------------------------------------- */
 
-static unsigned long parse_ul(const char *s, unsigned long def)
+static unsigned long
+parse_ul (const char *s, unsigned long def)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s)
-        return def;
-    return v;
+  char *end = NULL;
+  errno = 0;
+  unsigned long v = strtoul (s, &end, 10);
+  if (errno != 0 || end == s)
+    return def;
+  return v;
 }
 
-static void config_parse(struct config *cfg, const char *cmdline)
+static void
+config_parse (struct config *cfg, const char *cmdline)
 {
-    cfg->hb_ms = 1000;
-    cfg->ws_mib = 0;
-    cfg->rate_mib = 0;
-    cfg->data = DATA_ZERO;
+  cfg->hb_ms = 1000;
+  cfg->ws_mib = 0;
+  cfg->rate_mib = 0;
+  cfg->data = DATA_ZERO;
 
-    char *copy = strdup(cmdline);
-    if (copy == NULL)
-        return;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, " \t\n", &save); tok != NULL;
-         tok = strtok_r(NULL, " \t\n", &save)) {
-        if (strncmp(tok, "drover.hb_ms=", 13) == 0)
-            cfg->hb_ms = parse_ul(tok + 13, 1000);
-        else if (strncmp(tok, "drover.ws_mib=", 14) == 0)
-            cfg->ws_mib = parse_ul(tok + 14, 0);
-        else if (strncmp(tok, "drover.rate_mib=", 16) == 0)
-            cfg->rate_mib = parse_ul(tok + 16, 0);
-        else if (strncmp(tok, "drover.data=", 12) == 0) {
-            const char *d = tok + 12;
-            if (strcmp(d, "text") == 0)
-                cfg->data = DATA_TEXT;
-            else if (strcmp(d, "random") == 0)
-                cfg->data = DATA_RANDOM;
-            else
-                cfg->data = DATA_ZERO;
+  char *copy = strdup (cmdline);
+  if (copy == NULL)
+    return;
+  char *save = NULL;
+  for (char *tok = strtok_r (copy, " \t\n", &save); tok != NULL;
+       tok = strtok_r (NULL, " \t\n", &save))
+    {
+      if (strncmp (tok, "drover.hb_ms=", 13) == 0)
+        cfg->hb_ms = parse_ul (tok + 13, 1000);
+      else if (strncmp (tok, "drover.ws_mib=", 14) == 0)
+        cfg->ws_mib = parse_ul (tok + 14, 0);
+      else if (strncmp (tok, "drover.rate_mib=", 16) == 0)
+        cfg->rate_mib = parse_ul (tok + 16, 0);
+      else if (strncmp (tok, "drover.data=", 12) == 0)
+        {
+          const char *d = tok + 12;
+          if (strcmp (d, "text") == 0)
+            cfg->data = DATA_TEXT;
+          else if (strcmp (d, "random") == 0)
+            cfg->data = DATA_RANDOM;
+          else
+            cfg->data = DATA_ZERO;
         }
     }
-    free(copy);
-    if (cfg->hb_ms == 0)
-        cfg->hb_ms = 1;
+  free (copy);
+  if (cfg->hb_ms == 0)
+    cfg->hb_ms = 1;
 }
 
-static char *read_cmdline(void)
+static char *
+read_cmdline (void)
 {
-    static char buf[4096];
-    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return strcpy(buf, "");
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    return buf;
+  static char buf[4096];
+  int fd = open ("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return strcpy (buf, "");
+  ssize_t n = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  buf[n > 0 ? n : 0] = '\0';
+  return buf;
 }
 
 /* ---- page content ----------------------------------------------------- */
 
-struct filler {
-    enum data_kind kind;
-    uint64_t rng;
-    uint64_t line_no;
+struct filler
+{
+  enum data_kind kind;
+  uint64_t rng;
+  uint64_t line_no;
 };
 
-static inline uint64_t xorshift64s(uint64_t *s)
+static inline uint64_t
+xorshift64s (uint64_t *s)
 {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545F4914F6CDD1DULL;
 }
 
 static const char *const words[] = {
-    "request", "served", "worker", "session", "client", "upstream", "cache",
-    "miss", "hit", "latency", "bytes", "status", "ok", "retry", "timeout",
-    "connect", "closed", "queue", "depth", "flush", "commit", "journal",
-    "index", "lookup", "user", "admin", "GET", "POST", "/api/v1/items",
-    "/healthz", "/static/app.js", "200", "404", "503", "info", "debug",
-    "warn", "checkpoint", "compaction", "segment", "replica", "leader",
+  "request",        "served",  "worker",     "session",       "client",
+  "upstream",       "cache",   "miss",       "hit",           "latency",
+  "bytes",          "status",  "ok",         "retry",         "timeout",
+  "connect",        "closed",  "queue",      "depth",         "flush",
+  "commit",         "journal", "index",      "lookup",        "user",
+  "admin",          "GET",     "POST",       "/api/v1/items", "/healthz",
+  "/static/app.js", "200",     "404",        "503",           "info",
+  "debug",          "warn",    "checkpoint", "compaction",    "segment",
+  "replica",        "leader",
 };
 #define N_WORDS (sizeof words / sizeof words[0])
 
-static char *put_str(char *p, const char *end, const char *s)
+static char *
+put_str (char *p, const char *end, const char *s)
 {
-    while (*s != '\0' && p < end)
-        *p++ = *s++;
-    return p;
+  while (*s != '\0' && p < end)
+    *p++ = *s++;
+  return p;
 }
 
-static char *put_num(char *p, const char *end, uint64_t v, int width)
+static char *
+put_num (char *p, const char *end, uint64_t v, int width)
 {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0 && n < (int)sizeof tmp);
-    while (n < width && n < (int)sizeof tmp)
-        tmp[n++] = '0';
-    while (n > 0 && p < end)
-        *p++ = tmp[--n];
-    return p;
+  char tmp[24];
+  int n = 0;
+  do
+    {
+      tmp[n++] = (char)('0' + v % 10);
+      v /= 10;
+    }
+  while (v != 0 && n < (int)sizeof tmp);
+  while (n < width && n < (int)sizeof tmp)
+    tmp[n++] = '0';
+  while (n > 0 && p < end)
+    *p++ = tmp[--n];
+  return p;
 }
 
 /* Log-like lines: a fixed-format prefix with a counting timestamp, a few
  * words from a small dictionary and a couple of random numbers. lz4 finds
  * the repeated prefix and words, the numbers keep it from collapsing. */
-static void fill_text(struct filler *f, char *page)
+static void
+fill_text (struct filler *f, char *page)
 {
-    char *p = page;
-    const char *end = page + PAGE_SZ;
-    while (p < end) {
-        uint64_t r = xorshift64s(&f->rng);
-        f->line_no++;
-        p = put_str(p, end, "2024-05-");
-        p = put_num(p, end, 10 + (f->line_no / 86400000u) % 18, 2);
-        p = put_str(p, end, "T");
-        p = put_num(p, end, (f->line_no / 3600000u) % 24, 2);
-        p = put_str(p, end, ":");
-        p = put_num(p, end, (f->line_no / 60000u) % 60, 2);
-        p = put_str(p, end, ":");
-        p = put_num(p, end, (f->line_no / 1000u) % 60, 2);
-        p = put_str(p, end, ".");
-        p = put_num(p, end, f->line_no % 1000, 3);
-        p = put_str(p, end, " node-7 app[1042]: ");
-        int nw = 3 + (int)(r & 3);
-        r >>= 2;
-        for (int i = 0; i < nw; i++) {
-            p = put_str(p, end, words[r % N_WORDS]);
-            r /= N_WORDS;
-            p = put_str(p, end, " ");
+  char *p = page;
+  const char *end = page + PAGE_SZ;
+  while (p < end)
+    {
+      uint64_t r = xorshift64s (&f->rng);
+      f->line_no++;
+      p = put_str (p, end, "2024-05-");
+      p = put_num (p, end, 10 + (f->line_no / 86400000u) % 18, 2);
+      p = put_str (p, end, "T");
+      p = put_num (p, end, (f->line_no / 3600000u) % 24, 2);
+      p = put_str (p, end, ":");
+      p = put_num (p, end, (f->line_no / 60000u) % 60, 2);
+      p = put_str (p, end, ":");
+      p = put_num (p, end, (f->line_no / 1000u) % 60, 2);
+      p = put_str (p, end, ".");
+      p = put_num (p, end, f->line_no % 1000, 3);
+      p = put_str (p, end, " node-7 app[1042]: ");
+      int nw = 3 + (int)(r & 3);
+      r >>= 2;
+      for (int i = 0; i < nw; i++)
+        {
+          p = put_str (p, end, words[r % N_WORDS]);
+          r /= N_WORDS;
+          p = put_str (p, end, " ");
         }
-        p = put_str(p, end, "id=");
-        p = put_num(p, end, xorshift64s(&f->rng) % 100000u, 5);
-        p = put_str(p, end, " ms=");
-        p = put_num(p, end, r % 1000u, 1);
-        p = put_str(p, end, "\n");
+      p = put_str (p, end, "id=");
+      p = put_num (p, end, xorshift64s (&f->rng) % 100000u, 5);
+      p = put_str (p, end, " ms=");
+      p = put_num (p, end, r % 1000u, 1);
+      p = put_str (p, end, "\n");
     }
 }
 
-static void fill_page(struct filler *f, char *page)
+static void
+fill_page (struct filler *f, char *page)
 {
-    switch (f->kind) {
+  switch (f->kind)
+    {
     case DATA_ZERO:
-        memset(page, 0, PAGE_SZ);
-        break;
-    case DATA_RANDOM: {
+      memset (page, 0, PAGE_SZ);
+      break;
+    case DATA_RANDOM:
+      {
         uint64_t *q = (uint64_t *)(void *)page;
         for (size_t i = 0; i < PAGE_SZ / sizeof *q; i++)
-            q[i] = xorshift64s(&f->rng);
+          q[i] = xorshift64s (&f->rng);
         break;
-    }
+      }
     case DATA_TEXT:
-        fill_text(f, page);
-        break;
+      fill_text (f, page);
+      break;
     }
 }
 
-static void filler_init(struct filler *f, enum data_kind kind)
+static void
+filler_init (struct filler *f, enum data_kind kind)
 {
-    f->kind = kind;
-    f->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
-    if (f->rng == 0)
-        f->rng = 1;
-    f->line_no = 0;
+  f->kind = kind;
+  f->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)now_ms ()
+           ^ ((uint64_t)getpid () << 32);
+  if (f->rng == 0)
+    f->rng = 1;
+  f->line_no = 0;
 }
 
 /* ---- dirtying thread -------------------------------------------------- */
 
-struct dirtier {
-    struct config cfg;
-    char *mem;
-    size_t len;
+struct dirtier
+{
+  struct config cfg;
+  char *mem;
+  size_t len;
 };
 
 /* Pages are written in bursts of this size between rate checks. */
 #define BURST_PAGES 64
 
-static void *dirtier_main(void *arg)
+static void *
+dirtier_main (void *arg)
 {
-    struct dirtier *d = arg;
-    struct filler f;
-    filler_init(&f, d->cfg.data);
+  struct dirtier *d = arg;
+  struct filler f;
+  filler_init (&f, d->cfg.data);
 
-    /* Lowest priority: on one vCPU the heartbeat thread must win. */
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+  /* Lowest priority: on one vCPU the heartbeat thread must win. */
+  setpriority (PRIO_PROCESS, (id_t)syscall (SYS_gettid), 19);
 
-    size_t npages = d->len / PAGE_SZ;
-    size_t idx = 0;
-    int announced = 0;
-    uint64_t ns_per_burst = 0;
-    if (d->cfg.rate_mib > 0)
-        ns_per_burst = (uint64_t)BURST_PAGES * PAGE_SZ * 1000000000ULL / (d->cfg.rate_mib * MIB);
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
+  size_t npages = d->len / PAGE_SZ;
+  size_t idx = 0;
+  int announced = 0;
+  uint64_t ns_per_burst = 0;
+  if (d->cfg.rate_mib > 0)
+    ns_per_burst = (uint64_t)BURST_PAGES * PAGE_SZ * 1000000000ULL
+                   / (d->cfg.rate_mib * MIB);
+  struct timespec next;
+  clock_gettime (CLOCK_MONOTONIC, &next);
 
-    for (;;) {
-        for (int i = 0; i < BURST_PAGES; i++) {
-            fill_page(&f, d->mem + idx * PAGE_SZ);
-            if (++idx == npages) {
-                idx = 0;
-                if (!announced) {
-                    announced = 1;
-                    out_line("DROVER-GUEST ws-ready");
+  for (;;)
+    {
+      for (int i = 0; i < BURST_PAGES; i++)
+        {
+          fill_page (&f, d->mem + idx * PAGE_SZ);
+          if (++idx == npages)
+            {
+              idx = 0;
+              if (!announced)
+                {
+                  announced = 1;
+                  out_line ("DROVER-GUEST ws-ready");
                 }
             }
         }
-        if (ns_per_burst > 0) {
-            ts_add_ns(&next, ns_per_burst);
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            /* After a long stall do not try to catch up in a rush. */
-            if (ts_before(&next, &now)) {
-                struct timespec late = next;
-                ts_add_ns(&late, 200000000ULL);
-                if (ts_before(&late, &now))
-                    next = now;
-            } else {
-                sleep_until(&next);
+      if (ns_per_burst > 0)
+        {
+          ts_add_ns (&next, ns_per_burst);
+          struct timespec now;
+          clock_gettime (CLOCK_MONOTONIC, &now);
+          /* After a long stall do not try to catch up in a rush. */
+          if (ts_before (&next, &now))
+            {
+              struct timespec late = next;
+              ts_add_ns (&late, 200000000ULL);
+              if (ts_before (&late, &now))
+                next = now;
+            }
+          else
+            {
+              sleep_until (&next);
             }
         }
     }
-    return NULL;
+  return NULL;
 }
 
-static int start_dirtier(const struct config *cfg)
+static int
+start_dirtier (const struct config *cfg)
 {
-    static struct dirtier d;
-    d.cfg = *cfg;
-    d.len = cfg->ws_mib * MIB;
-    d.mem = mmap(NULL, d.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (d.mem == MAP_FAILED) {
-        out_line("DROVER-GUEST error mmap %lu MiB: %s", cfg->ws_mib, strerror(errno));
-        return -1;
+  static struct dirtier d;
+  d.cfg = *cfg;
+  d.len = cfg->ws_mib * MIB;
+  d.mem = mmap (NULL, d.len, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (d.mem == MAP_FAILED)
+    {
+      out_line ("DROVER-GUEST error mmap %lu MiB: %s", cfg->ws_mib,
+                strerror (errno));
+      return -1;
     }
-    pthread_t th;
-    int rc = pthread_create(&th, NULL, dirtier_main, &d);
-    if (rc != 0) {
-        out_line("DROVER-GUEST error pthread_create: %s", strerror(rc));
-        return -1;
+  pthread_t th;
+  int rc = pthread_create (&th, NULL, dirtier_main, &d);
+  if (rc != 0)
+    {
+      out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+      return -1;
     }
-    pthread_detach(th);
-    return 0;
+  pthread_detach (th);
+  return 0;
 }
 
 /* ---- heartbeat -------------------------------------------------------- */
 
-static int open_console(void)
+static int
+open_console (void)
 {
-    static const char *const paths[] = { "/dev/ttyS0", "/dev/console" };
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        int fd = open(paths[i], O_WRONLY | O_NOCTTY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        /* Plain "\n" line ends: no "\r" inserted by the tty. */
-        struct termios t;
-        if (tcgetattr(fd, &t) == 0) {
-            t.c_oflag &= ~(tcflag_t)OPOST;
-            tcsetattr(fd, TCSANOW, &t);
+  static const char *const paths[] = { "/dev/ttyS0", "/dev/console" };
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    {
+      int fd = open (paths[i], O_WRONLY | O_NOCTTY | O_CLOEXEC);
+      if (fd < 0)
+        continue;
+      /* Plain "\n" line ends: no "\r" inserted by the tty. */
+      struct termios t;
+      if (tcgetattr (fd, &t) == 0)
+        {
+          t.c_oflag &= ~(tcflag_t)OPOST;
+          tcsetattr (fd, TCSANOW, &t);
         }
-        return fd;
+      return fd;
     }
-    return STDOUT_FILENO;
+  return STDOUT_FILENO;
 }
 
-static void heartbeat_loop(unsigned long hb_ms)
+static void
+heartbeat_loop (unsigned long hb_ms)
 {
-    uint64_t period_ns = (uint64_t)hb_ms * 1000000ULL;
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    unsigned long long counter = 0;
-    for (;;) {
-        out_line("HB %llu %llu", ++counter, (unsigned long long)now_ms());
-        ts_add_ns(&next, period_ns);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        /* Skip slots missed while stopped rather than bursting. */
-        while (ts_before(&next, &now))
-            ts_add_ns(&next, period_ns);
-        sleep_until(&next);
+  uint64_t period_ns = (uint64_t)hb_ms * 1000000ULL;
+  struct timespec next;
+  clock_gettime (CLOCK_MONOTONIC, &next);
+  unsigned long long counter = 0;
+  for (;;)
+    {
+      out_line ("HB %llu %llu", ++counter, (unsigned long long)now_ms ());
+      ts_add_ns (&next, period_ns);
+      struct timespec now;
+      clock_gettime (CLOCK_MONOTONIC, &now);
+      /* Skip slots missed while stopped rather than bursting. */
+      while (ts_before (&next, &now))
+        ts_add_ns (&next, period_ns);
+      sleep_until (&next);
     }
 }
 
 /* MemAvailable in MiB, or 0 when unknown. */
-static unsigned long mem_available_mib(void)
+static unsigned long
+mem_available_mib (void)
 {
-    FILE *f = fopen("/proc/meminfo", "re");
-    if (f == NULL)
-        return 0;
-    char line[128];
-    unsigned long kib = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "MemAvailable: %lu kB", &kib) == 1)
-            break;
+  FILE *f = fopen ("/proc/meminfo", "re");
+  if (f == NULL)
+    return 0;
+  char line[128];
+  unsigned long kib = 0;
+  while (fgets (line, sizeof line, f) != NULL)
+    {
+      if (sscanf (line, "MemAvailable: %lu kB", &kib) == 1)
+        break;
     }
-    fclose(f);
-    return kib / 1024;
+  fclose (f);
+  return kib / 1024;
 }
 
-static int dump_main(int argc, char **argv)
+static int
+dump_main (int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s --dump zero|text|random MIB\n", argv[0]);
-        return 2;
+  if (argc != 4)
+    {
+      fprintf (stderr, "usage: %s --dump zero|text|random MIB\n", argv[0]);
+      return 2;
     }
-    struct config cfg;
-    char arg[64];
-    snprintf(arg, sizeof arg, "drover.data=%s", argv[2]);
-    config_parse(&cfg, arg);
-    struct filler f;
-    filler_init(&f, cfg.data);
-    unsigned long pages = parse_ul(argv[3], 1) * (MIB / PAGE_SZ);
-    static char page[PAGE_SZ];
-    for (unsigned long i = 0; i < pages; i++) {
-        fill_page(&f, page);
-        if (fwrite(page, 1, PAGE_SZ, stdout) != PAGE_SZ)
-            return 1;
+  struct config cfg;
+  char arg[64];
+  snprintf (arg, sizeof arg, "drover.data=%s", argv[2]);
+  config_parse (&cfg, arg);
+  struct filler f;
+  filler_init (&f, cfg.data);
+  unsigned long pages = parse_ul (argv[3], 1) * (MIB / PAGE_SZ);
+  static char page[PAGE_SZ];
+  for (unsigned long i = 0; i < pages; i++)
+    {
+      fill_page (&f, page);
+      if (fwrite (page, 1, PAGE_SZ, stdout) != PAGE_SZ)
+        return 1;
     }
-    return 0;
+  return 0;
 }
 
-int main(int argc, char **argv)
+int
+main (int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--dump") == 0)
-        return dump_main(argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--dump") == 0)
+    return dump_main (argc, argv);
 
-    struct config cfg;
-    config_parse(&cfg, read_cmdline());
-    out_fd = open_console();
+  struct config cfg;
+  config_parse (&cfg, read_cmdline ());
+  out_fd = open_console ();
 
-    /* Being OOM-killed would also end the heartbeat: keep W within what
-     * the guest has, leaving some room for the kernel and busybox. */
-    unsigned long avail = mem_available_mib();
-    if (cfg.ws_mib > 0 && avail > 0 && cfg.ws_mib + 12 > avail) {
-        unsigned long fit = avail > 12 ? avail - 12 : 0;
-        out_line("DROVER-GUEST error ws=%lu MiB does not fit (MemAvailable %lu MiB), using %lu",
-                 cfg.ws_mib, avail, fit);
-        cfg.ws_mib = fit;
+  /* Being OOM-killed would also end the heartbeat: keep W within what
+   * the guest has, leaving some room for the kernel and busybox. */
+  unsigned long avail = mem_available_mib ();
+  if (cfg.ws_mib > 0 && avail > 0 && cfg.ws_mib + 12 > avail)
+    {
+      unsigned long fit = avail > 12 ? avail - 12 : 0;
+      out_line ("DROVER-GUEST error ws=%lu MiB does not fit (MemAvailable %lu "
+                "MiB), using %lu",
+                cfg.ws_mib, avail, fit);
+      cfg.ws_mib = fit;
     }
-    out_line("DROVER-GUEST up ws=%lu rate=%lu data=%s hb=%lu", cfg.ws_mib, cfg.rate_mib,
-             data_names[cfg.data], cfg.hb_ms);
-    if (cfg.ws_mib > 0)
-        start_dirtier(&cfg);
-    heartbeat_loop(cfg.hb_ms);
-    return 0;
+  out_line ("DROVER-GUEST up ws=%lu rate=%lu data=%s hb=%lu", cfg.ws_mib,
+            cfg.rate_mib, data_names[cfg.data], cfg.hb_ms);
+  if (cfg.ws_mib > 0)
+    start_dirtier (&cfg);
+  heartbeat_loop (cfg.hb_ms);
+  return 0;
 }

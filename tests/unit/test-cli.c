@@ -9,7 +9,11 @@
 static void
 test_size_valid (void)
 {
-  static const struct { const char *text; guint64 bytes; } cases[] = {
+  static const struct
+  {
+    const char *text;
+    guint64 bytes;
+  } cases[] = {
     { "1048576", 1048576 },
     { "1", 1 },
     { "512M", 512ULL << 20 },
@@ -26,19 +30,24 @@ test_size_valid (void)
     { "18446744073709551615", G_MAXUINT64 },
   };
 
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_autoptr (GError) error = NULL;
-    guint64 v = 0;
-    g_assert_true (cli_parse_size ("--memory", cases[i].text, &v, &error));
-    g_assert_no_error (error);
-    g_assert_cmpuint (v, ==, cases[i].bytes);
-  }
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      guint64 v = 0;
+      g_assert_true (cli_parse_size ("--memory", cases[i].text, &v, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (v, ==, cases[i].bytes);
+    }
 }
 
 static void
 test_size_invalid (void)
 {
-  static const struct { const char *text; const char *says; } cases[] = {
+  static const struct
+  {
+    const char *text;
+    const char *says;
+  } cases[] = {
     { "", "empty" },
     { "abc", "not a size" },
     { "12X", "not a size" },
@@ -59,23 +68,28 @@ test_size_invalid (void)
     { "99999999999999999999999G", "too large" },
   };
 
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_autoptr (GError) error = NULL;
-    guint64 v = 42;
-    g_assert_false (cli_parse_size ("--memory", cases[i].text, &v, &error));
-    g_assert_error (error, CLI_ERROR, CLI_ERROR_USAGE);
-    g_assert_nonnull (strstr (error->message, "--memory"));
-    if (strstr (error->message, cases[i].says) == NULL)
-      g_error ("'%s': message '%s' lacks '%s'", cases[i].text, error->message,
-               cases[i].says);
-    g_assert_cmpuint (v, ==, 42);
-  }
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      guint64 v = 42;
+      g_assert_false (cli_parse_size ("--memory", cases[i].text, &v, &error));
+      g_assert_error (error, CLI_ERROR, CLI_ERROR_USAGE);
+      g_assert_nonnull (strstr (error->message, "--memory"));
+      if (strstr (error->message, cases[i].says) == NULL)
+        g_error ("'%s': message '%s' lacks '%s'", cases[i].text, error->message,
+                 cases[i].says);
+      g_assert_cmpuint (v, ==, 42);
+    }
 }
 
 static void
 test_size_format (void)
 {
-  static const struct { guint64 bytes; const char *text; } cases[] = {
+  static const struct
+  {
+    guint64 bytes;
+    const char *text;
+  } cases[] = {
     { 0, "0 B" },
     { 1023, "1023 B" },
     { 1024, "1.0 KiB" },
@@ -87,10 +101,11 @@ test_size_format (void)
     { G_MAXUINT64, "16.0 EiB" },
   };
 
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_autofree char *s = cli_format_size (cases[i].bytes);
-    g_assert_cmpstr (s, ==, cases[i].text);
-  }
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *s = cli_format_size (cases[i].bytes);
+      g_assert_cmpstr (s, ==, cases[i].text);
+    }
 }
 
 static char *
@@ -104,7 +119,11 @@ escaped (const char *text)
 static void
 test_json_escape (void)
 {
-  static const struct { const char *in; const char *out; } cases[] = {
+  static const struct
+  {
+    const char *in;
+    const char *out;
+  } cases[] = {
     { "", "\"\"" },
     { "plain", "\"plain\"" },
     { "q\"b\\s/", "\"q\\\"b\\\\s/\"" },
@@ -115,10 +134,11 @@ test_json_escape (void)
     { "trunc\xc3", "\"trunc\\ufffd\"" },
   };
 
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_autofree char *s = escaped (cases[i].in);
-    g_assert_cmpstr (s, ==, cases[i].out);
-  }
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *s = escaped (cases[i].in);
+      g_assert_cmpstr (s, ==, cases[i].out);
+    }
   /* NULL is written as an empty string, not a crash. */
   g_autofree char *n = escaped (NULL);
   g_assert_cmpstr (n, ==, "\"\"");
@@ -187,13 +207,14 @@ test_json_message (void)
   h1.state = "up";
   h1.last_seen_ms = 1700000000123;
   h1.memory_used = 1ULL << 30;
-  h2.state = "down";      /* h2.info stays NULL */
+  h2.state = "down"; /* h2.info stays NULL */
   reply.n_hosts = 2;
   reply.hosts = hosts;
 
   cli_json_message (j, &reply.base);
   out = cli_json_get (j);
-  g_assert_true (g_str_has_prefix (out, "{\n  \"hosts\": [\n    {\n      \"info\": {\n"));
+  g_assert_true (
+      g_str_has_prefix (out, "{\n  \"hosts\": [\n    {\n      \"info\": {\n"));
   g_assert_nonnull (strstr (out, "\"name\": \"node-1\""));
   g_assert_nonnull (strstr (out, "\"memory_total\": 8589934592,"));
   g_assert_nonnull (strstr (out, "\"kvm_usable\": true,"));
@@ -205,13 +226,14 @@ test_json_message (void)
   g_assert_nonnull (strstr (out, "\"data_free\": 0"));
   g_assert_true (g_str_has_suffix (out, "  ]\n}\n"));
 
-  chunk.data.data = (guint8 *) "hi\n";
+  chunk.data.data = (guint8 *)"hi\n";
   chunk.data.len = 3;
   chunk.next_offset = 3;
   chunk.size = 3;
   cli_json_message (jc, &chunk.base);
-  g_assert_cmpstr (cli_json_get (jc), ==,
-                   "{\n  \"data\": \"aGkK\",\n  \"next_offset\": 3,\n  \"size\": 3\n}\n");
+  g_assert_cmpstr (
+      cli_json_get (jc), ==,
+      "{\n  \"data\": \"aGkK\",\n  \"next_offset\": 3,\n  \"size\": 3\n}\n");
 }
 
 static void
@@ -243,7 +265,8 @@ test_table_empty (void)
   g_assert_cmpstr (text, ==, "ID  KIND\n");
 }
 
-/* --- migration progress ---------------------------------------------------- */
+/* --- migration progress ----------------------------------------------------
+ */
 
 #define MIB (1024ull * 1024)
 #define GIB (1024ull * MIB)
@@ -251,14 +274,19 @@ test_table_empty (void)
 static void
 test_duration_rate (void)
 {
-  struct { double s; const char *text; } cases[] = {
-    { 0.045, "45ms" }, { 8.24, "8.2s" }, { 65, "1m05s" }, { 7380, "2h03m" },
-    { -1, "-" }, { NAN, "-" }, { INFINITY, "-" },
+  struct
+  {
+    double s;
+    const char *text;
+  } cases[] = {
+    { 0.045, "45ms" }, { 8.24, "8.2s" }, { 65, "1m05s" },   { 7380, "2h03m" },
+    { -1, "-" },       { NAN, "-" },     { INFINITY, "-" },
   };
-  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_autofree char *text = cli_format_duration (cases[i].s);
-    g_assert_cmpstr (text, ==, cases[i].text);
-  }
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *text = cli_format_duration (cases[i].s);
+      g_assert_cmpstr (text, ==, cases[i].text);
+    }
   g_autofree char *rate = cli_format_rate (12.0 * MIB);
   g_assert_cmpstr (rate, ==, "12.0 MiB/s");
   g_autofree char *zero = cli_format_rate (NAN);
@@ -272,28 +300,30 @@ test_migration_line (void)
   Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
   g_autofree char *line = NULL;
 
-  job.kind = (char *) "migrate";
-  job.vm = (char *) "web";
-  job.state = (char *) "queued";
-  job.message = (char *) "queued (position 1): hosts a and b are at their migration limits";
+  job.kind = (char *)"migrate";
+  job.vm = (char *)"web";
+  job.state = (char *)"queued";
+  job.message = (char *)"queued (position 1): hosts a and b are at their "
+                        "migration limits";
   line = cli_migration_progress_line (&job, 10);
-  g_assert_cmpstr (line, ==, "queued: queued (position 1): hosts a and b are "
+  g_assert_cmpstr (line, ==,
+                   "queued: queued (position 1): hosts a and b are "
                    "at their migration limits");
   g_clear_pointer (&line, g_free);
 
-  job.state = (char *) "running";
-  job.message = (char *) "preparing host b";
+  job.state = (char *)"running";
+  job.message = (char *)"preparing host b";
   job.migration = &p;
-  p.phase = (char *) "preparing";
+  p.phase = (char *)"preparing";
   line = cli_migration_progress_line (&job, 10);
   g_assert_cmpstr (line, ==, "preparing host b");
   g_clear_pointer (&line, g_free);
-  job.message = (char *) "";
+  job.message = (char *)"";
   line = cli_migration_progress_line (&job, 10);
   g_assert_cmpstr (line, ==, "preparing");
   g_clear_pointer (&line, g_free);
 
-  p.phase = (char *) "precopy";
+  p.phase = (char *)"precopy";
   p.memory_total = GIB;
   p.memory_processed = 768 * MIB;
   p.memory_remaining = 256 * MIB;
@@ -302,7 +332,8 @@ test_migration_line (void)
   p.throughput = 80 * MIB;
   p.eta_s = 8.24;
   line = cli_migration_progress_line (&job, 10);
-  g_assert_cmpstr (line, ==, "[#######---]   75%  768.0 MiB of 1.0 GiB  round 2  "
+  g_assert_cmpstr (line, ==,
+                   "[#######---]   75%  768.0 MiB of 1.0 GiB  round 2  "
                    "dirty 12.0 MiB/s  80.0 MiB/s  ETA 8.2s");
   g_clear_pointer (&line, g_free);
   /* No bar when not on a TTY; re-sent pages may pass the total. */
@@ -312,10 +343,11 @@ test_migration_line (void)
   g_assert_true (g_str_has_prefix (line, "100%  2.0 GiB of 1.0 GiB  round 2"));
   g_clear_pointer (&line, g_free);
 
-  p.phase = (char *) "switchover";
+  p.phase = (char *)"switchover";
   p.forced_switchover = TRUE;
   line = cli_migration_progress_line (&job, 4);
-  g_assert_cmpstr (line, ==, "[####]  100%  2.0 GiB of 1.0 GiB  switching over (forced)");
+  g_assert_cmpstr (line, ==,
+                   "[####]  100%  2.0 GiB of 1.0 GiB  switching over (forced)");
 }
 
 static void
@@ -326,14 +358,14 @@ test_migration_summary (void)
   Drover__V1__MigrationPrediction pred = DROVER__V1__MIGRATION_PREDICTION__INIT;
   g_autofree char *text = NULL;
 
-  job.kind = (char *) "migrate";
-  job.vm = (char *) "web";
-  job.state = (char *) "done";
-  job.source_host = (char *) "a";
-  job.dest_host = (char *) "b";
+  job.kind = (char *)"migrate";
+  job.vm = (char *)"web";
+  job.state = (char *)"done";
+  job.source_host = (char *)"a";
+  job.dest_host = (char *)"b";
   job.migration = &p;
   job.prediction = &pred;
-  p.phase = (char *) "completed";
+  p.phase = (char *)"completed";
   p.total_s = 12.34;
   p.downtime_ms = 45;
   p.iteration = 3;
@@ -341,7 +373,7 @@ test_migration_summary (void)
   p.wire_bytes = 768 * MIB;
   p.payload_bytes = 1536 * MIB;
   p.compression_ratio = 2.0;
-  p.compress_mode = (char *) "lz4";
+  p.compress_mode = (char *)"lz4";
   pred.converges = TRUE;
   pred.rounds = 2;
   pred.total_s = 10.1;
@@ -359,14 +391,15 @@ test_migration_summary (void)
   g_clear_pointer (&text, g_free);
 
   /* Failed, no prediction, ratio derived from the counters. */
-  job.state = (char *) "failed";
-  job.error = (char *) "migration aborted on host 'a': stalled";
+  job.state = (char *)"failed";
+  job.error = (char *)"migration aborted on host 'a': stalled";
   job.prediction = NULL;
   p.compression_ratio = 0;
   p.wire_bytes = 1024 * MIB;
-  p.compress_mode = (char *) "";
+  p.compress_mode = (char *)"";
   text = cli_migration_summary (&job);
-  g_assert_true (g_str_has_prefix (text, "migration of web (a -> b) failed: "
+  g_assert_true (g_str_has_prefix (text,
+                                   "migration of web (a -> b) failed: "
                                    "migration aborted on host 'a': stalled\n"));
   g_assert_nonnull (strstr (text, "  compression   1.50x (off)\n"));
   g_assert_null (strstr (text, "predicted"));
@@ -375,13 +408,14 @@ test_migration_summary (void)
   /* Failed before any progress: one line. */
   job.migration = NULL;
   text = cli_migration_summary (&job);
-  g_assert_cmpstr (text, ==, "migration of web (a -> b) failed: "
+  g_assert_cmpstr (text, ==,
+                   "migration of web (a -> b) failed: "
                    "migration aborted on host 'a': stalled\n");
   g_clear_pointer (&text, g_free);
   {
     Drover__V1__MigrationProgress prep = DROVER__V1__MIGRATION_PROGRESS__INIT;
 
-    prep.phase = (char *) "preparing";
+    prep.phase = (char *)"preparing";
     prep.memory_total = GIB;
     job.migration = &prep;
     text = cli_migration_summary (&job);
@@ -394,7 +428,8 @@ test_migration_summary (void)
   pred.bandwidth = GIB;
   pred.dirty_rate = 2 * GIB;
   text = cli_migration_prediction (&pred);
-  g_assert_true (g_str_has_prefix (text, "DOES NOT CONVERGE (forced switchover) in 30 rounds"));
+  g_assert_true (g_str_has_prefix (
+      text, "DOES NOT CONVERGE (forced switchover) in 30 rounds"));
   g_assert_nonnull (strstr (text, "dirty 2.0 GiB/s over 1.0 GiB/s"));
 }
 

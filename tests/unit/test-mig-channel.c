@@ -156,10 +156,10 @@ typedef struct
   GBytes *send;     /* what the app writes */
   GByteArray *recv; /* what reached it */
   GThread *feeder, *consumer;
-  gboolean shut;   /* feeder shut down its write side */
-  gsize piece;     /* feeder's write size; 0 = 128 KiB */
-  guint pause_us;  /* feeder sleeps this long after each write: a slow
-                      producer (set before app_start) */
+  gboolean shut;  /* feeder shut down its write side */
+  gsize piece;    /* feeder's write size; 0 = 128 KiB */
+  guint pause_us; /* feeder sleeps this long after each write: a slow
+                     producer (set before app_start) */
 } App;
 
 static gpointer
@@ -171,8 +171,9 @@ feeder_thread (gpointer data)
 
   while (len > 0)
     {
-      gssize n = send (app->fd, p, MIN (len, app->piece ? app->piece : 128 * 1024),
-                       MSG_NOSIGNAL);
+      gssize n
+          = send (app->fd, p, MIN (len, app->piece ? app->piece : 128 * 1024),
+                  MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
@@ -793,10 +794,10 @@ typedef struct
 {
   DataKind data;
   gsize len;
-  guint64 rate_limit;  /* channel's token bucket, 0 = none */
-  double slow_link;    /* SlowTransport bytes/s, 0 = none */
-  gsize piece;         /* slow producer: write size ... */
-  guint pause_us;      /* ... and pause after each write */
+  guint64 rate_limit; /* channel's token bucket, 0 = none */
+  double slow_link;   /* SlowTransport bytes/s, 0 = none */
+  gsize piece;        /* slow producer: write size ... */
+  guint pause_us;     /* ... and pause after each write */
 } AutoCase;
 
 static void
@@ -840,7 +841,8 @@ run_auto_measured (const AutoCase *c, MigChannelStats *st)
 static void
 test_auto_rate_limited_text (void)
 {
-  AutoCase c = { .data = DATA_TEXT, .len = 6 * 1024 * 1024,
+  AutoCase c = { .data = DATA_TEXT,
+                 .len = 6 * 1024 * 1024,
                  .rate_limit = 10 * 1000 * 1000 };
   MigChannelStats st;
 
@@ -857,8 +859,7 @@ test_auto_rate_limited_text (void)
 static void
 test_auto_slow_link_text (void)
 {
-  AutoCase c = { .data = DATA_TEXT, .len = 6 * 1024 * 1024,
-                 .slow_link = 10e6 };
+  AutoCase c = { .data = DATA_TEXT, .len = 6 * 1024 * 1024, .slow_link = 10e6 };
   MigChannelStats st;
 
   run_auto_measured (&c, &st);
@@ -874,7 +875,8 @@ test_auto_slow_link_text (void)
 static void
 test_auto_rate_limited_random (void)
 {
-  AutoCase c = { .data = DATA_RANDOM, .len = 2 * 1024 * 1024,
+  AutoCase c = { .data = DATA_RANDOM,
+                 .len = 2 * 1024 * 1024,
                  .rate_limit = 10 * 1000 * 1000 };
   MigChannelStats st;
 
@@ -895,8 +897,10 @@ static void
 test_auto_slow_producer_text (gconstpointer data)
 {
   const AutoCase *variant = data;
-  AutoCase c = { .data = DATA_TEXT, .len = 2 * 1024 * 1024,
-                 .piece = 16 * 1024, .pause_us = 1000,
+  AutoCase c = { .data = DATA_TEXT,
+                 .len = 2 * 1024 * 1024,
+                 .piece = 16 * 1024,
+                 .pause_us = 1000,
                  .rate_limit = variant->rate_limit,
                  .slow_link = variant->slow_link };
   MigChannelStats st;

@@ -23,8 +23,8 @@ static MigCtlDecision
 feed_rates (MigCtl *ctl, gint64 ms, guint32 iteration, guint64 remaining,
             double dirty_rate, double throughput)
 {
-  MigCtlSample s = { ms, iteration, 1 * GiB, 1 * GiB - remaining, remaining,
-                     dirty_rate, throughput };
+  MigCtlSample s = { ms,        iteration,  1 * GiB,   1 * GiB - remaining,
+                     remaining, dirty_rate, throughput };
   MigCtlDecision d;
 
   mig_ctl_update (ctl, &s, &d);
@@ -265,9 +265,8 @@ test_xml_rewrite (void)
         "<serial type='pty'><source path='/dev/pts/3'/></serial>"
         "</devices></domain>";
   g_autoptr (GError) error = NULL;
-  g_autofree char *out
-      = mig_xml_rewrite (xml, "/b/console/vm1.log", "/b/disks/vm1.qcow2",
-                         &error);
+  g_autofree char *out = mig_xml_rewrite (xml, "/b/console/vm1.log",
+                                          "/b/disks/vm1.qcow2", &error);
 
   g_assert_no_error (error);
   g_assert_null (strstr (out, "/a/console"));

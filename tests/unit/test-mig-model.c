@@ -9,7 +9,7 @@ base_input (void)
 {
   MigModelInput in;
   mig_model_input_init (&in);
-  in.ram_bytes = (guint64) GiB;
+  in.ram_bytes = (guint64)GiB;
   in.bandwidth = GiB; /* 1 GiB/s */
   in.switchover_ms = 0;
   return in;
@@ -26,7 +26,7 @@ test_idle (void)
   g_assert_cmpuint (r.rounds, ==, 1);
   g_assert_cmpfloat_with_epsilon (r.total_s, 1.0, 1e-9);
   g_assert_cmpfloat_with_epsilon (r.downtime_ms, 0.0, 1e-9);
-  g_assert_cmpuint (r.bytes_sent, ==, (guint64) GiB);
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64)GiB);
 }
 
 /* Dirtying at a quarter of the link: the dirty set shrinks 4x a round.
@@ -44,7 +44,7 @@ test_geometric (void)
   g_assert_cmpuint (r.rounds, ==, 3);
   g_assert_cmpfloat_with_epsilon (r.total_s, 1.328125, 1e-9);
   g_assert_cmpfloat_with_epsilon (r.downtime_ms, 15.625, 1e-6);
-  g_assert_cmpuint (r.bytes_sent, ==, (guint64) (1360 * MiB));
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64)(1360 * MiB));
 
   /* The default 300 ms limit is met after the first round. */
   in.downtime_limit_ms = 300;
@@ -58,9 +58,9 @@ static void
 test_working_set (void)
 {
   MigModelInput in = base_input ();
-  in.dirty_rate = 2 * GiB;          /* faster than the link ... */
-  in.working_set_bytes = 64 * MiB;  /* ... but only 64 MiB of it */
-  in.downtime_limit_ms = 100;       /* 64 MiB takes 62.5 ms: fits */
+  in.dirty_rate = 2 * GiB;         /* faster than the link ... */
+  in.working_set_bytes = 64 * MiB; /* ... but only 64 MiB of it */
+  in.downtime_limit_ms = 100;      /* 64 MiB takes 62.5 ms: fits */
   MigModelResult r;
   g_assert_true (mig_model_predict (&in, &r, NULL));
   g_assert_true (r.converges);
@@ -95,8 +95,8 @@ test_compression (void)
   MigModelResult r;
   g_assert_true (mig_model_predict (&in, &r, NULL));
   g_assert_cmpfloat_with_epsilon (r.total_s, 0.5, 1e-9);
-  g_assert_cmpuint (r.bytes_wire, ==, (guint64) (512 * MiB));
-  g_assert_cmpuint (r.bytes_sent, ==, (guint64) GiB);
+  g_assert_cmpuint (r.bytes_wire, ==, (guint64)(512 * MiB));
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64)GiB);
 }
 
 /* Only touched memory costs a full send in the first round. */
@@ -105,14 +105,14 @@ test_touched (void)
 {
   MigModelInput in = base_input ();
   MigModelResult r;
-  in.touched_bytes = (guint64) (256 * MiB);
+  in.touched_bytes = (guint64)(256 * MiB);
   g_assert_true (mig_model_predict (&in, &r, NULL));
   g_assert_cmpfloat_with_epsilon (r.total_s, 0.25, 1e-9);
-  g_assert_cmpuint (r.bytes_sent, ==, (guint64) (256 * MiB));
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64)(256 * MiB));
   /* More than RAM (QEMU's own overhead counted in) is capped at RAM. */
-  in.touched_bytes = (guint64) (2 * GiB);
+  in.touched_bytes = (guint64)(2 * GiB);
   g_assert_true (mig_model_predict (&in, &r, NULL));
-  g_assert_cmpuint (r.bytes_sent, ==, (guint64) GiB);
+  g_assert_cmpuint (r.bytes_sent, ==, (guint64)GiB);
 }
 
 /* A fixed setup cost adds to the total and nothing else. */

@@ -18,14 +18,14 @@ add_host (GPtrArray *hosts, const char *name, const char *state, guint cpus,
 {
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
 
-  info.name = (char *) name;
-  info.address = (char *) "127.0.0.2:7500";
+  info.name = (char *)name;
+  info.address = (char *)"127.0.0.2:7500";
   info.cpus = cpus;
   info.memory_total = memory;
   info.memory_free = memory;
   info.data_total = data_free;
   info.data_free = data_free;
-  info.accel = (char *) accel;
+  info.accel = (char *)accel;
   g_ptr_array_add (hosts, sched_host_new (&info, state, 0));
 }
 
@@ -35,7 +35,7 @@ add_vm (GPtrArray *vms, const char *name, const char *host, const char *state,
 {
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
-  spec.name = (char *) name;
+  spec.name = (char *)name;
   spec.vcpus = vcpus;
   spec.memory = memory;
   spec.disk = disk;
@@ -48,32 +48,37 @@ make_spec (const char *name, guint vcpus, guint64 memory, guint64 disk,
 {
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
-  spec.name = (char *) name;
+  spec.name = (char *)name;
   spec.vcpus = vcpus;
   spec.memory = memory;
   spec.disk = disk;
-  spec.accel = (char *) accel;
+  spec.accel = (char *)accel;
   return spec;
 }
 
 static GPtrArray *
 new_hosts (void)
 {
-  return g_ptr_array_new_with_free_func ((GDestroyNotify) sched_host_free);
+  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_host_free);
 }
 
 static GPtrArray *
 new_vms (void)
 {
-  return g_ptr_array_new_with_free_func ((GDestroyNotify) sched_vm_free);
+  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
 }
 
 static void
 test_format_size (void)
 {
-  struct { guint64 bytes; const char *text; } cases[] = {
-    { 0, "0 B" }, { 1023, "1023 B" }, { 1024, "1.0 KiB" },
-    { 200 * MiB, "200 MiB" }, { GiB, "1.0 GiB" }, { 1536 * MiB, "1.5 GiB" },
+  struct
+  {
+    guint64 bytes;
+    const char *text;
+  } cases[] = {
+    { 0, "0 B" },           { 1023, "1023 B" },
+    { 1024, "1.0 KiB" },    { 200 * MiB, "200 MiB" },
+    { GiB, "1.0 GiB" },     { 1536 * MiB, "1.5 GiB" },
     { 12 * GiB, "12 GiB" },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -86,7 +91,7 @@ test_format_size (void)
 static void
 test_parse_size (void)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   guint64 v = 0;
 
   g_assert_true (sched_parse_size ("256M", &v, &error));
@@ -109,7 +114,7 @@ test_parse_size (void)
 static void
 test_usage (void)
 {
-  g_autoptr(GPtrArray) vms = new_vms ();
+  g_autoptr (GPtrArray) vms = new_vms ();
   guint count, vcpus;
   guint64 memory, disk;
 
@@ -128,9 +133,9 @@ test_usage (void)
 static void
 test_spread (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("web", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 
@@ -168,9 +173,9 @@ test_spread (void)
 static void
 test_memory_filter (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("big", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 
@@ -197,15 +202,16 @@ test_memory_filter (void)
   spec.memory = 257 * MiB;
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
-  g_assert_nonnull (strstr (error->message, "h0: not enough memory (need 257 MiB, 0 B free)"));
+  g_assert_nonnull (strstr (error->message,
+                            "h0: not enough memory (need 257 MiB, 0 B free)"));
 }
 
 static void
 test_vcpu_filter (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("cpu", 3, 64 * MiB, 0, "");
   g_autofree char *chosen = NULL;
 
@@ -238,9 +244,9 @@ test_vcpu_filter (void)
 static void
 test_disk_filter (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("disky", 1, 64 * MiB, 20 * GiB, "");
   g_autofree char *chosen = NULL;
 
@@ -264,9 +270,9 @@ test_disk_filter (void)
 static void
 test_accel_filter (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("k", 1, 64 * MiB, 0, "kvm");
   g_autofree char *chosen = NULL;
 
@@ -278,25 +284,26 @@ test_accel_filter (void)
   g_assert_cmpstr (chosen, ==, "h2");
   g_clear_pointer (&chosen, g_free);
 
-  spec.accel = (char *) "";
+  spec.accel = (char *)"";
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_cmpstr (chosen, ==, "h1");
   g_clear_pointer (&chosen, g_free);
 
-  spec.accel = (char *) "tcg";
+  spec.accel = (char *)"tcg";
   chosen = sched_place (&policy, hosts, vms, &spec, "h2", &error);
   g_assert_null (chosen);
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
-  g_assert_cmpstr (error->message, ==,
-                   "host 'h2' cannot run VM 'k': accelerator is kvm, VM needs tcg");
+  g_assert_cmpstr (
+      error->message, ==,
+      "host 'h2' cannot run VM 'k': accelerator is kvm, VM needs tcg");
 }
 
 static void
 test_pin (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("p", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 
@@ -334,16 +341,17 @@ test_pin (void)
 static void
 test_full_cluster (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("x", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 
   /* host1: 1 GiB - 256 MiB reserve ... make 200 MiB free. */
   add_host (hosts, "host2", SCHED_HOST_DOWN, 8, 16 * GiB, 100 * GiB, "tcg");
   add_host (hosts, "host1", SCHED_HOST_UP, 8, 2 * GiB, 100 * GiB, "tcg");
-  add_vm (vms, "fat", "host1", "running", 1, 2 * GiB - 256 * MiB - 200 * MiB, 0);
+  add_vm (vms, "fat", "host1", "running", 1, 2 * GiB - 256 * MiB - 200 * MiB,
+          0);
 
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
@@ -365,9 +373,9 @@ test_full_cluster (void)
 static void
 test_creating_counts (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = make_spec ("n", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 

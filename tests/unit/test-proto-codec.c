@@ -6,7 +6,8 @@
 static ProtobufCMessage *
 make_report (void)
 {
-  Drover__V1__ReportHostRequest *req = g_new0 (Drover__V1__ReportHostRequest, 1);
+  Drover__V1__ReportHostRequest *req
+      = g_new0 (Drover__V1__ReportHostRequest, 1);
   Drover__V1__HostInfo *host = g_new0 (Drover__V1__HostInfo, 1);
 
   drover__v1__report_host_request__init (req);
@@ -38,7 +39,7 @@ make_report (void)
 static void
 free_report (ProtobufCMessage *msg)
 {
-  Drover__V1__ReportHostRequest *req = (Drover__V1__ReportHostRequest *) msg;
+  Drover__V1__ReportHostRequest *req = (Drover__V1__ReportHostRequest *)msg;
 
   for (size_t i = 0; i < req->n_vms; i++)
     {
@@ -64,16 +65,19 @@ test_round_trip (void)
 
   g_assert_no_error (error);
   g_assert_nonnull (bytes);
-  g_assert_cmpuint (g_bytes_get_size (bytes), ==, protobuf_c_message_get_packed_size (msg));
-  out = (Drover__V1__ReportHostRequest *) proto_unpack (
-      &drover__v1__report_host_request__descriptor, g_bytes_get_data (bytes, NULL),
-      g_bytes_get_size (bytes), PROTO_MAX_MESSAGE_SIZE, &error);
+  g_assert_cmpuint (g_bytes_get_size (bytes), ==,
+                    protobuf_c_message_get_packed_size (msg));
+  out = (Drover__V1__ReportHostRequest *)proto_unpack (
+      &drover__v1__report_host_request__descriptor,
+      g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes),
+      PROTO_MAX_MESSAGE_SIZE, &error);
   g_assert_no_error (error);
   g_assert_nonnull (out);
   g_assert_cmpstr (out->host->name, ==, "node-1");
   g_assert_cmpstr (out->host->address, ==, "127.0.0.1:7401");
   g_assert_cmpuint (out->host->cpus, ==, 8);
-  g_assert_cmpuint (out->host->memory_total, ==, G_GUINT64_CONSTANT (17179869184));
+  g_assert_cmpuint (out->host->memory_total, ==,
+                    G_GUINT64_CONSTANT (17179869184));
   g_assert_true (out->host->kvm_usable);
   g_assert_cmpuint (out->seq, ==, 42);
   g_assert_cmpuint (out->n_vms, ==, 2);
@@ -89,7 +93,8 @@ test_round_trip (void)
 
     g_assert_no_error (error);
     g_assert_cmpuint (g_bytes_get_size (eb), ==, 0);
-    e = proto_unpack (&drover__v1__empty__descriptor, NULL, 0, PROTO_MAX_MESSAGE_SIZE, &error);
+    e = proto_unpack (&drover__v1__empty__descriptor, NULL, 0,
+                      PROTO_MAX_MESSAGE_SIZE, &error);
     g_assert_no_error (error);
     g_assert_nonnull (e);
     protobuf_c_message_free_unpacked (e, NULL);
@@ -113,8 +118,9 @@ test_truncated (void)
     {
       g_autofree guint8 *copy = g_memdup2 (data, i);
       g_autoptr (GError) error = NULL;
-      ProtobufCMessage *out = proto_unpack (&drover__v1__report_host_request__descriptor,
-                                            copy, i, PROTO_MAX_MESSAGE_SIZE, &error);
+      ProtobufCMessage *out
+          = proto_unpack (&drover__v1__report_host_request__descriptor, copy, i,
+                          PROTO_MAX_MESSAGE_SIZE, &error);
 
       if (out)
         {
@@ -150,7 +156,8 @@ test_oversized (void)
   g_clear_error (&error);
 
   /* A caller-chosen smaller cap applies too. */
-  out = proto_unpack (&drover__v1__console_chunk__descriptor, data, 100, 99, &error);
+  out = proto_unpack (&drover__v1__console_chunk__descriptor, data, 100, 99,
+                      &error);
   g_assert_null (out);
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
 }
@@ -160,17 +167,18 @@ test_garbage (void)
 {
   static const guint8 bad[][8] = {
     { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, /* endless varint key */
-    { 0x0a, 0x7f, 'a', 'b' },                           /* length past the end */
-    { 0x0f, 0x00 },                                     /* wire type 7 */
-    { 0x00, 0x01 },                                     /* field number 0 */
+    { 0x0a, 0x7f, 'a', 'b' }, /* length past the end */
+    { 0x0f, 0x00 },           /* wire type 7 */
+    { 0x00, 0x01 },           /* field number 0 */
   };
   GRand *rand = g_rand_new_with_seed (1234);
 
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
     {
       g_autoptr (GError) error = NULL;
-      ProtobufCMessage *out = proto_unpack (&drover__v1__host_info__descriptor, bad[i],
-                                            i == 0 ? 8 : 4, PROTO_MAX_MESSAGE_SIZE, &error);
+      ProtobufCMessage *out
+          = proto_unpack (&drover__v1__host_info__descriptor, bad[i],
+                          i == 0 ? 8 : 4, PROTO_MAX_MESSAGE_SIZE, &error);
 
       g_assert_null (out);
       g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
@@ -231,7 +239,8 @@ assert_name (const char *name, gboolean valid)
     {
       g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
       g_assert_true (g_str_has_prefix (error->message, "invalid VM name '"));
-      g_assert_nonnull (strstr (error->message, "must be 1-63 characters of a-z, 0-9 and '-'"));
+      g_assert_nonnull (strstr (error->message,
+                                "must be 1-63 characters of a-z, 0-9 and '-'"));
       g_assert_true (g_utf8_validate (error->message, -1, NULL));
     }
 }
@@ -261,7 +270,8 @@ test_names (void)
   /* The echoed name is escaped and cut short. */
   g_assert_false (proto_name_validate ("host", "a\nb'", &error));
   g_assert_cmpstr (error->message, ==,
-                   "invalid host name 'a\\nb\\'': must be 1-63 characters of a-z, 0-9 and '-'");
+                   "invalid host name 'a\\nb\\'': must be 1-63 characters of "
+                   "a-z, 0-9 and '-'");
   g_clear_error (&error);
   g_assert_false (proto_name_validate ("host", huge, &error));
   g_assert_cmpuint (strlen (error->message), <, 200);

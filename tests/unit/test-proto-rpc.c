@@ -12,7 +12,8 @@
 
 /* --- test service ------------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   GThread *thread;
   GMainContext *ctx;
   GMainLoop *loop;
@@ -24,13 +25,14 @@ typedef struct {
   gboolean ready;
   GError *start_error;
   /* counters the test polls (atomic) */
-  gint cancels;        /* cancel funcs run */
-  gint late_replies;   /* delayed replies sent */
-  gint streams_open;   /* "forever" streams not yet finished */
+  gint cancels;      /* cancel funcs run */
+  gint late_replies; /* delayed replies sent */
+  gint streams_open; /* "forever" streams not yet finished */
 } TestServer;
 
 static void
-list_hosts (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+list_hosts (ProtoServerCall *call, const ProtobufCMessage *request,
+            gpointer user_data)
 {
   Drover__V1__ListHostsReply reply = DROVER__V1__LIST_HOSTS_REPLY__INIT;
   Drover__V1__Host host = DROVER__V1__HOST__INIT;
@@ -39,16 +41,17 @@ list_hosts (ProtoServerCall *call, const ProtobufCMessage *request, gpointer use
   const char *cn = proto_server_call_get_peer_cn (call);
 
   /* Echo who is calling: the client's certificate CN and its address. */
-  info.name = (char *) (cn ? cn : "-");
-  info.address = (char *) proto_server_call_get_peer (call);
+  info.name = (char *)(cn ? cn : "-");
+  info.address = (char *)proto_server_call_get_peer (call);
   host.info = &info;
-  host.state = (char *) "up";
+  host.state = (char *)"up";
   reply.n_hosts = 1;
   reply.hosts = hosts;
   proto_server_call_reply (call, &reply.base);
 }
 
-typedef struct {
+typedef struct
+{
   ProtoServerCall *call;
   TestServer *ts;
   char *name;
@@ -72,7 +75,7 @@ late_reply (gpointer data)
   Drover__V1__Vm vm = DROVER__V1__VM__INIT;
 
   vm.host = p->name;
-  vm.state = (char *) "running";
+  vm.state = (char *)"running";
   reply.vm = &vm;
   proto_server_call_reply (p->call, &reply.base);
   g_atomic_int_inc (&p->ts->late_replies);
@@ -92,9 +95,11 @@ attach_timeout (guint ms, GSourceFunc func, gpointer data)
 }
 
 static void
-get_vm (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+get_vm (ProtoServerCall *call, const ProtobufCMessage *request,
+        gpointer user_data)
 {
-  const Drover__V1__GetVmRequest *req = (const Drover__V1__GetVmRequest *) request;
+  const Drover__V1__GetVmRequest *req
+      = (const Drover__V1__GetVmRequest *)request;
   TestServer *ts = user_data;
 
   if (g_str_has_prefix (req->name, "later-"))
@@ -105,17 +110,20 @@ get_vm (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_da
       p->call = call;
       p->ts = ts;
       p->name = g_strdup (req->name);
-      attach_timeout (strcmp (req->name, "later-slow") == 0 ? 400 : 50, late_reply, p);
+      attach_timeout (strcmp (req->name, "later-slow") == 0 ? 400 : 50,
+                      late_reply, p);
       return;
     }
   if (strcmp (req->name, "missing") == 0)
     {
-      proto_server_call_fail (call, PROTO_STATUS_NOT_FOUND, "vm '%s' not found", req->name);
+      proto_server_call_fail (call, PROTO_STATUS_NOT_FOUND, "vm '%s' not found",
+                              req->name);
       return;
     }
   if (strcmp (req->name, "gerror") == 0)
     {
-      g_autoptr (GError) error = g_error_new (G_FILE_ERROR, G_FILE_ERROR_FAILED, "disk on fire");
+      g_autoptr (GError) error
+          = g_error_new (G_FILE_ERROR, G_FILE_ERROR_FAILED, "disk on fire");
 
       proto_server_call_fail_error (call, error);
       return;
@@ -131,9 +139,11 @@ get_vm (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_da
 }
 
 static void
-read_console (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+read_console (ProtoServerCall *call, const ProtobufCMessage *request,
+              gpointer user_data)
 {
-  const Drover__V1__ConsoleRequest *req = (const Drover__V1__ConsoleRequest *) request;
+  const Drover__V1__ConsoleRequest *req
+      = (const Drover__V1__ConsoleRequest *)request;
   Drover__V1__ConsoleChunk chunk = DROVER__V1__CONSOLE_CHUNK__INIT;
   g_autofree guint8 *data = g_malloc0 (req->max_bytes);
 
@@ -151,7 +161,7 @@ send_job (ProtoServerCall *call, guint i)
   g_autofree char *id = g_strdup_printf ("job-%u", i);
 
   job.id = id;
-  job.state = (char *) "running";
+  job.state = (char *)"running";
   job.progress = i / 100.0;
   proto_server_call_send (call, &job.base);
 }
@@ -165,7 +175,8 @@ stream_cancelled (gpointer data, gpointer user_data)
   g_assert_true (proto_server_call_is_cancelled (p->call));
   g_atomic_int_inc (&p->ts->cancels);
   g_atomic_int_add (&p->ts->streams_open, -1);
-  proto_server_call_finish (p->call, PROTO_STATUS_CANCELLED, "client went away");
+  proto_server_call_finish (p->call, PROTO_STATUS_CANCELLED,
+                            "client went away");
   pending_free_stream (p);
 }
 
@@ -179,9 +190,11 @@ stream_tick (gpointer data)
 }
 
 static void
-watch_job (ProtoServerCall *call, const ProtobufCMessage *request, gpointer user_data)
+watch_job (ProtoServerCall *call, const ProtobufCMessage *request,
+           gpointer user_data)
 {
-  const Drover__V1__WatchJobRequest *req = (const Drover__V1__WatchJobRequest *) request;
+  const Drover__V1__WatchJobRequest *req
+      = (const Drover__V1__WatchJobRequest *)request;
   TestServer *ts = user_data;
 
   if (strcmp (req->id, "forever") == 0)
@@ -223,14 +236,14 @@ server_thread (gpointer data)
 
   g_main_context_push_thread_default (ts->ctx);
   ts->server = proto_server_new (NULL);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS,
-                           list_hosts, ts);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
-                           get_vm, ts);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_READ_CONSOLE,
-                           read_console, ts);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB,
-                           watch_job, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
+                           DROVER_SCHED_METHOD_LIST_HOSTS, list_hosts, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
+                           DROVER_SCHED_METHOD_GET_VM, get_vm, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
+                           DROVER_SCHED_METHOD_READ_CONSOLE, read_console, ts);
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
+                           DROVER_SCHED_METHOD_WATCH_JOB, watch_job, ts);
   proto_server_start (ts->server, "127.0.0.1:0", ts->tls, &error);
 
   g_mutex_lock (&ts->lock);
@@ -336,16 +349,18 @@ wait_atomic (gint *counter, gint value)
 
 /* --- async unary ---------------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   gboolean done;
   GError *error;
-  char *host;     /* VmReply.vm.host or ListHostsReply.hosts[0].info.name */
+  char *host; /* VmReply.vm.host or ListHostsReply.hosts[0].info.name */
   char *address;
   GThread *thread;
 } Result;
 
 static void
-on_reply (const ProtobufCMessage *reply, const GError *error, gpointer user_data)
+on_reply (const ProtobufCMessage *reply, const GError *error,
+          gpointer user_data)
 {
   Result *r = user_data;
 
@@ -354,10 +369,11 @@ on_reply (const ProtobufCMessage *reply, const GError *error, gpointer user_data
   if (error)
     r->error = g_error_copy (error);
   else if (reply->descriptor == &drover__v1__vm_reply__descriptor)
-    r->host = g_strdup (((const Drover__V1__VmReply *) reply)->vm->host);
+    r->host = g_strdup (((const Drover__V1__VmReply *)reply)->vm->host);
   else if (reply->descriptor == &drover__v1__list_hosts_reply__descriptor)
     {
-      const Drover__V1__ListHostsReply *l = (const Drover__V1__ListHostsReply *) reply;
+      const Drover__V1__ListHostsReply *l
+          = (const Drover__V1__ListHostsReply *)reply;
 
       g_assert_cmpuint (l->n_hosts, ==, 1);
       r->host = g_strdup (l->hosts[0]->info->name);
@@ -376,14 +392,15 @@ result_clear (Result *r)
 }
 
 static void
-call_get_vm (ProtoClient *client, const char *name, gint64 timeout_ms, Result *r)
+call_get_vm (ProtoClient *client, const char *name, gint64 timeout_ms,
+             Result *r)
 {
   Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
 
   result_clear (r);
-  req.name = (char *) name;
-  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM, &req.base,
-                     timeout_ms, on_reply, r);
+  req.name = (char *)name;
+  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
+                     &req.base, timeout_ms, on_reply, r);
   /* Never completes in place: always from the main loop. */
   g_assert_false (r->done);
   run_until (&r->done);
@@ -395,7 +412,8 @@ test_unary (void)
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
   g_autoptr (GError) error = NULL;
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, &error);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, NULL, &error);
   Drover__V1__ListHostsRequest lh = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
   Result r = { 0 };
 
@@ -409,8 +427,9 @@ test_unary (void)
 
   /* Insecure: no peer CN; the peer address is the client's. */
   result_clear (&r);
-  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &lh.base,
-                     5000, on_reply, &r);
+  proto_client_call (client, DROVER_SCHED_SERVICE,
+                     DROVER_SCHED_METHOD_LIST_HOSTS, &lh.base, 5000, on_reply,
+                     &r);
   run_until (&r.done);
   g_assert_no_error (r.error);
   g_assert_cmpstr (r.host, ==, "-");
@@ -426,8 +445,9 @@ test_unary (void)
         g_autofree char *name = g_strdup_printf ("vm-%u", i);
 
         req.name = name;
-        proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
-                           &req.base, 5000, on_reply, &many[i]);
+        proto_client_call (client, DROVER_SCHED_SERVICE,
+                           DROVER_SCHED_METHOD_GET_VM, &req.base, 5000,
+                           on_reply, &many[i]);
       }
     for (guint i = 0; i < G_N_ELEMENTS (many); i++)
       {
@@ -491,16 +511,18 @@ test_errors (void)
 
   /* ListVms is not registered on this server. */
   result_clear (&r);
-  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_VMS, &lv.base,
-                     5000, on_reply, &r);
+  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_VMS,
+                     &lv.base, 5000, on_reply, &r);
   run_until (&r.done);
   g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED);
-  g_assert_nonnull (strstr (r.error->message, "/drover.v1.SchedulerService/ListVms"));
+  g_assert_nonnull (
+      strstr (r.error->message, "/drover.v1.SchedulerService/ListVms"));
 
   /* Wrong request type for the method: refused locally, still async. */
   result_clear (&r);
-  proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &gv.base,
-                     5000, on_reply, &r);
+  proto_client_call (client, DROVER_SCHED_SERVICE,
+                     DROVER_SCHED_METHOD_LIST_HOSTS, &gv.base, 5000, on_reply,
+                     &r);
   g_assert_false (r.done);
   run_until (&r.done);
   g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
@@ -551,9 +573,10 @@ test_unavailable (void)
   g_assert_error (r.error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
   result_clear (&r);
 
-  req.name = (char *) "x";
-  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
-                                  &req.base, 5000, &error);
+  req.name = (char *)"x";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
+                                  DROVER_SCHED_METHOD_GET_VM, &req.base, 5000,
+                                  &error);
   g_assert_null (reply);
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
   g_clear_error (&error);
@@ -573,7 +596,8 @@ test_unavailable (void)
   }
 }
 
-/* --- size caps -------------------------------------------------------------- */
+/* --- size caps --------------------------------------------------------------
+ */
 
 static void
 test_size_cap (void)
@@ -581,7 +605,8 @@ test_size_cap (void)
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
   g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
-  g_autoptr (ProtoClient) unlimited = proto_client_new_unlimited (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) unlimited
+      = proto_client_new_unlimited (target, NULL, NULL, NULL);
   g_autofree char *big = g_strnfill (PROTO_MAX_MESSAGE_SIZE + 10, 'a');
   g_autoptr (GError) error = NULL;
   Result r = { 0 };
@@ -603,8 +628,8 @@ test_size_cap (void)
     buf = g_malloc (len);
     protobuf_c_message_pack (&req.base, buf);
     bytes = g_bytes_new_take (g_steal_pointer (&buf), len);
-    reply = proto_client_call_raw_sync (unlimited, "/drover.v1.SchedulerService/GetVm",
-                                        bytes, 5000, &error);
+    reply = proto_client_call_raw_sync (
+        unlimited, "/drover.v1.SchedulerService/GetVm", bytes, 5000, &error);
     g_assert_null (reply);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
     g_clear_error (&error);
@@ -615,10 +640,11 @@ test_size_cap (void)
     Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
     ProtobufCMessage *reply;
 
-    req.name = (char *) "vm";
+    req.name = (char *)"vm";
     req.max_bytes = PROTO_MAX_MESSAGE_SIZE + 1;
     reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
-                                    DROVER_SCHED_METHOD_READ_CONSOLE, &req.base, 5000, &error);
+                                    DROVER_SCHED_METHOD_READ_CONSOLE, &req.base,
+                                    5000, &error);
     g_assert_null (reply);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
     g_clear_error (&error);
@@ -626,9 +652,11 @@ test_size_cap (void)
     /* Just under the cap goes through. */
     req.max_bytes = PROTO_MAX_MESSAGE_SIZE - 64;
     reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
-                                    DROVER_SCHED_METHOD_READ_CONSOLE, &req.base, 5000, &error);
+                                    DROVER_SCHED_METHOD_READ_CONSOLE, &req.base,
+                                    5000, &error);
     g_assert_no_error (error);
-    g_assert_cmpuint (((Drover__V1__ConsoleChunk *) reply)->data.len, ==, req.max_bytes);
+    g_assert_cmpuint (((Drover__V1__ConsoleChunk *)reply)->data.len, ==,
+                      req.max_bytes);
     protobuf_c_message_free_unpacked (reply, NULL);
   }
 
@@ -642,9 +670,11 @@ test_size_cap (void)
   test_server_stop (ts);
 }
 
-/* --- streams ---------------------------------------------------------------- */
+/* --- streams ----------------------------------------------------------------
+ */
 
-typedef struct {
+typedef struct
+{
   GPtrArray *ids;
   gboolean ended;
   GError *error;
@@ -658,7 +688,7 @@ on_stream_message (const ProtobufCMessage *msg, gpointer user_data)
   StreamResult *s = user_data;
 
   g_assert_false (s->ended);
-  g_ptr_array_add (s->ids, g_strdup (((const Drover__V1__Job *) msg)->id));
+  g_ptr_array_add (s->ids, g_strdup (((const Drover__V1__Job *)msg)->id));
   if (s->cancel_after && s->ids->len == s->cancel_after)
     proto_client_stream_cancel (s->stream);
 }
@@ -692,9 +722,10 @@ watch (ProtoClient *client, const char *id, StreamResult *s)
 {
   Drover__V1__WatchJobRequest req = DROVER__V1__WATCH_JOB_REQUEST__INIT;
 
-  req.id = (char *) id;
-  s->stream = proto_client_stream (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB,
-                                   &req.base, on_stream_message, on_stream_end, s);
+  req.id = (char *)id;
+  s->stream = proto_client_stream (client, DROVER_SCHED_SERVICE,
+                                   DROVER_SCHED_METHOD_WATCH_JOB, &req.base,
+                                   on_stream_message, on_stream_end, s);
   g_assert_nonnull (s->stream);
 }
 
@@ -800,21 +831,22 @@ test_stream_server_stop (void)
   test_server_stop (ts);
 }
 
-/* --- blocking calls, no main loop ------------------------------------------- */
+/* --- blocking calls, no main loop -------------------------------------------
+ */
 
 static gboolean
 stop_after_three (const ProtobufCMessage *msg, gpointer user_data)
 {
   GPtrArray *ids = user_data;
 
-  g_ptr_array_add (ids, g_strdup (((const Drover__V1__Job *) msg)->id));
+  g_ptr_array_add (ids, g_strdup (((const Drover__V1__Job *)msg)->id));
   return ids->len < 3;
 }
 
 static gboolean
 collect_all (const ProtobufCMessage *msg, gpointer user_data)
 {
-  g_ptr_array_add (user_data, g_strdup (((const Drover__V1__Job *) msg)->id));
+  g_ptr_array_add (user_data, g_strdup (((const Drover__V1__Job *)msg)->id));
   return TRUE;
 }
 
@@ -826,57 +858,61 @@ test_sync (void)
   g_autoptr (GError) error = NULL;
   /* A context nobody iterates: blocking calls must not need it. */
   g_autoptr (GMainContext) idle_ctx = g_main_context_new ();
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, idle_ctx, &error);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, idle_ctx, &error);
   Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
   Drover__V1__WatchJobRequest wreq = DROVER__V1__WATCH_JOB_REQUEST__INIT;
   g_autoptr (GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
   ProtobufCMessage *reply;
 
-  req.name = (char *) "sync-1";
-  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
-                                  &req.base, 5000, &error);
+  req.name = (char *)"sync-1";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
+                                  DROVER_SCHED_METHOD_GET_VM, &req.base, 5000,
+                                  &error);
   g_assert_no_error (error);
-  g_assert_cmpstr (((Drover__V1__VmReply *) reply)->vm->host, ==, "sync-1");
+  g_assert_cmpstr (((Drover__V1__VmReply *)reply)->vm->host, ==, "sync-1");
   protobuf_c_message_free_unpacked (reply, NULL);
 
-  req.name = (char *) "later-2";
-  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
-                                  &req.base, 0, &error);
+  req.name = (char *)"later-2";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
+                                  DROVER_SCHED_METHOD_GET_VM, &req.base, 0,
+                                  &error);
   g_assert_no_error (error);
-  g_assert_cmpstr (((Drover__V1__VmReply *) reply)->vm->host, ==, "later-2");
+  g_assert_cmpstr (((Drover__V1__VmReply *)reply)->vm->host, ==, "later-2");
   protobuf_c_message_free_unpacked (reply, NULL);
 
-  req.name = (char *) "missing";
-  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_GET_VM,
-                                  &req.base, 5000, &error);
+  req.name = (char *)"missing";
+  reply = proto_client_call_sync (client, DROVER_SCHED_SERVICE,
+                                  DROVER_SCHED_METHOD_GET_VM, &req.base, 5000,
+                                  &error);
   g_assert_null (reply);
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
   g_clear_error (&error);
 
-  wreq.id = (char *) "count:50";
-  g_assert_true (proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
-                                           DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
-                                           collect_all, ids, &error));
+  wreq.id = (char *)"count:50";
+  g_assert_true (proto_client_stream_sync (
+      client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
+      collect_all, ids, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (ids->len, ==, 50);
   g_assert_cmpstr (g_ptr_array_index (ids, 49), ==, "job-49");
 
   /* ON_MESSAGE returning FALSE cancels; that is a success. */
   g_ptr_array_set_size (ids, 0);
-  wreq.id = (char *) "forever";
-  g_assert_true (proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
-                                           DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
-                                           stop_after_three, ids, &error));
+  wreq.id = (char *)"forever";
+  g_assert_true (proto_client_stream_sync (
+      client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
+      stop_after_three, ids, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (ids->len, ==, 3);
   g_assert_cmpstr (g_ptr_array_index (ids, 2), ==, "job-2");
   wait_atomic (&ts->cancels, 1);
 
   g_ptr_array_set_size (ids, 0);
-  wreq.id = (char *) "broken";
-  g_assert_false (proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
-                                            DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
-                                            collect_all, ids, &error));
+  wreq.id = (char *)"broken";
+  g_assert_false (proto_client_stream_sync (
+      client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB, &wreq.base,
+      collect_all, ids, &error));
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_ABORTED);
   g_assert_cmpuint (ids->len, ==, 1);
   g_clear_error (&error);
@@ -885,7 +921,8 @@ test_sync (void)
   test_server_stop (ts);
 }
 
-/* --- mutual TLS ---------------------------------------------------------------- */
+/* --- mutual TLS
+ * ---------------------------------------------------------------- */
 
 static void
 run_openssl (const char *dir, const char *const *args)
@@ -895,13 +932,13 @@ run_openssl (const char *dir, const char *const *args)
   g_autofree char *err_out = NULL;
   int status = 0;
 
-  g_ptr_array_add (argv, (char *) "openssl");
+  g_ptr_array_add (argv, (char *)"openssl");
   for (guint i = 0; args[i]; i++)
-    g_ptr_array_add (argv, (char *) args[i]);
+    g_ptr_array_add (argv, (char *)args[i]);
   g_ptr_array_add (argv, NULL);
-  g_spawn_sync (dir, (char **) argv->pdata, NULL,
-                G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
-                &err_out, &status, &error);
+  g_spawn_sync (dir, (char **)argv->pdata, NULL,
+                G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
+                NULL, &err_out, &status, &error);
   g_assert_no_error (error);
   if (!g_spawn_check_wait_status (status, NULL))
     g_error ("openssl failed: %s", err_out);
@@ -913,9 +950,12 @@ make_ca (const char *dir, const char *name)
   g_autofree char *key = g_strdup_printf ("%s.key", name);
   g_autofree char *pem = g_strdup_printf ("%s.pem", name);
   g_autofree char *subj = g_strdup_printf ("/CN=%s", name);
-  const char *args[] = { "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-                         "-out", pem, "-days", "2", "-subj", subj, NULL };
+  const char *args[] = { "req",    "-x509",    "-newkey",
+                         "ec",     "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                         "-nodes", "-keyout",  key,
+                         "-out",   pem,        "-days",
+                         "2",      "-subj",    subj,
+                         NULL };
 
   run_openssl (dir, args);
 }
@@ -932,15 +972,35 @@ make_leaf (const char *dir, const char *sub, const char *cn, const char *san,
   g_autofree char *subj = g_strdup_printf ("/CN=%s", cn);
   g_autofree char *ca_pem = g_strdup_printf ("%s.pem", ca);
   g_autofree char *ca_key = g_strdup_printf ("%s.key", ca);
-  g_autofree char *san_ext = san ? g_strdup_printf ("subjectAltName=%s", san) : NULL;
+  g_autofree char *san_ext
+      = san ? g_strdup_printf ("subjectAltName=%s", san) : NULL;
   g_autofree char *trust_src = g_strdup_printf ("%s/%s.pem", dir, trust);
   g_autofree char *trust_dst = g_build_filename (subdir, "ca.pem", NULL);
   g_autofree char *contents = NULL;
-  const char *args[] = { "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-                         "-out", cert, "-days", "2", "-subj", subj, "-CA", ca_pem,
-                         "-CAkey", ca_key, "-addext", "basicConstraints=critical,CA:FALSE",
-                         san_ext ? "-addext" : NULL, san_ext, NULL };
+  const char *args[] = { "req",
+                         "-x509",
+                         "-newkey",
+                         "ec",
+                         "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1",
+                         "-nodes",
+                         "-keyout",
+                         key,
+                         "-out",
+                         cert,
+                         "-days",
+                         "2",
+                         "-subj",
+                         subj,
+                         "-CA",
+                         ca_pem,
+                         "-CAkey",
+                         ca_key,
+                         "-addext",
+                         "basicConstraints=critical,CA:FALSE",
+                         san_ext ? "-addext" : NULL,
+                         san_ext,
+                         NULL };
 
   g_assert_cmpint (g_mkdir_with_parents (subdir, 0700), ==, 0);
   run_openssl (dir, args);
@@ -987,7 +1047,8 @@ tls_setup (void)
   /* Good client cert, but trusts only the other CA: refuses the server. */
   make_leaf (tls_dir, "distrust", "drover-client", NULL, "ca", "other-ca");
   /* A server certificate for a DNS name only: not valid for 127.0.0.1. */
-  make_leaf (tls_dir, "dns-server", "example.com", "DNS:example.com", "ca", "ca");
+  make_leaf (tls_dir, "dns-server", "example.com", "DNS:example.com", "ca",
+             "ca");
 }
 
 static ProtoClient *
@@ -1015,8 +1076,9 @@ list_hosts_sync (ProtoClient *client, char **cn, GError **error)
   Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
   Drover__V1__ListHostsReply *reply;
 
-  reply = (Drover__V1__ListHostsReply *) proto_client_call_sync (
-      client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, 5000, error);
+  reply = (Drover__V1__ListHostsReply *)proto_client_call_sync (
+      client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base,
+      5000, error);
   if (reply)
     {
       *cn = g_strdup (reply->hosts[0]->info->name);
@@ -1046,8 +1108,9 @@ test_tls (void)
     list_hosts_sync (client, &cn, &error);
     g_assert_no_error (error);
     g_assert_cmpstr (cn, ==, "drover-client");
-    proto_client_call (client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base,
-                       5000, on_reply, &r);
+    proto_client_call (client, DROVER_SCHED_SERVICE,
+                       DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, 5000,
+                       on_reply, &r);
     run_until (&r.done);
     g_assert_no_error (r.error);
     g_assert_cmpstr (r.host, ==, "drover-client");

@@ -7,7 +7,8 @@
 
 #define INTERVAL 1000
 
-typedef struct {
+typedef struct
+{
   char *dir;
   SchedStore *store;
   SchedRegistry *reg;
@@ -17,13 +18,13 @@ typedef struct {
 static gint64
 fake_clock (gpointer user_data)
 {
-  return ((Fixture *) user_data)->now;
+  return ((Fixture *)user_data)->now;
 }
 
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   f->now = 1000000;
   f->dir = g_dir_make_tmp ("drover-registry-XXXXXX", &error);
@@ -36,7 +37,7 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GDir) d = g_dir_open (f->dir, 0, NULL);
+  g_autoptr (GDir) d = g_dir_open (f->dir, 0, NULL);
   const char *name;
 
   sched_registry_free (f->reg);
@@ -54,7 +55,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
 static void
 restart (Fixture *f)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   sched_registry_free (f->reg);
   sched_store_close (f->store);
@@ -68,18 +69,18 @@ host_info (const char *name)
 {
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
 
-  info.name = (char *) name;
-  info.address = (char *) "127.0.0.2:7500";
+  info.name = (char *)name;
+  info.address = (char *)"127.0.0.2:7500";
   info.cpus = 4;
   info.memory_total = 8ull << 30;
-  info.accel = (char *) "tcg";
+  info.accel = (char *)"tcg";
   return info;
 }
 
 static SchedHost *
 get_host (Fixture *f, const char *name)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   SchedHost *host = sched_store_get_host (f->store, name, &error);
 
   g_assert_no_error (error);
@@ -89,7 +90,7 @@ get_host (Fixture *f, const char *name)
 static SchedVm *
 get_vm (Fixture *f, const char *name)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   SchedVm *vm = sched_store_get_vm (f->store, name, &error);
 
   g_assert_no_error (error);
@@ -99,14 +100,14 @@ get_vm (Fixture *f, const char *name)
 static void
 assert_host_state (Fixture *f, const char *name, const char *state)
 {
-  g_autoptr(SchedHost) host = get_host (f, name);
+  g_autoptr (SchedHost) host = get_host (f, name);
   g_assert_cmpstr (host->state, ==, state);
 }
 
 static void
 assert_vm (Fixture *f, const char *name, const char *host, const char *state)
 {
-  g_autoptr(SchedVm) vm = get_vm (f, name);
+  g_autoptr (SchedVm) vm = get_vm (f, name);
   g_assert_cmpstr (vm->host, ==, host);
   g_assert_cmpstr (vm->state, ==, state);
 }
@@ -114,7 +115,7 @@ assert_vm (Fixture *f, const char *name, const char *host, const char *state)
 static void
 do_register (Fixture *f, const char *name)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   Drover__V1__HostInfo info = host_info (name);
 
   g_assert_true (sched_registry_register (f->reg, &info, &error));
@@ -126,14 +127,15 @@ do_register (Fixture *f, const char *name)
 static gboolean
 do_report (Fixture *f, const char *host, guint64 seq, const char *const *names)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   Drover__V1__HostInfo info = host_info (host);
-  guint n = names ? g_strv_length ((char **) names) : 0;
+  guint n = names ? g_strv_length ((char **)names) : 0;
   g_autofree Drover__V1__VmStatus *statuses = g_new0 (Drover__V1__VmStatus, n);
   g_autofree Drover__V1__VmSpec *specs = g_new0 (Drover__V1__VmSpec, n);
-  g_autofree Drover__V1__VmStatus **ptrs = g_new0 (Drover__V1__VmStatus *, n + 1);
-  g_auto(GStrv) parts = NULL;
-  g_autoptr(GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
+  g_autofree Drover__V1__VmStatus **ptrs
+      = g_new0 (Drover__V1__VmStatus *, n + 1);
+  g_auto (GStrv) parts = NULL;
+  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
   gboolean reregister = FALSE;
 
   for (guint i = 0; i < n; i++)
@@ -154,8 +156,8 @@ do_report (Fixture *f, const char *host, guint64 seq, const char *const *names)
       g_ptr_array_add (strings, kv[1]);
       g_free (kv);
     }
-  g_assert_true (sched_registry_report (f->reg, &info, ptrs, n, seq,
-                                        &reregister, &error));
+  g_assert_true (
+      sched_registry_report (f->reg, &info, ptrs, n, seq, &reregister, &error));
   g_assert_no_error (error);
   return reregister;
 }
@@ -163,7 +165,7 @@ do_report (Fixture *f, const char *host, guint64 seq, const char *const *names)
 static guint
 check (Fixture *f)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   guint n = sched_registry_check_liveness (f->reg, &error);
 
   g_assert_no_error (error);
@@ -173,7 +175,7 @@ check (Fixture *f)
 static void
 test_register (Fixture *f, gconstpointer data)
 {
-  g_autoptr(SchedHost) host = NULL;
+  g_autoptr (SchedHost) host = NULL;
 
   do_register (f, "h1");
   host = get_host (f, "h1");
@@ -187,7 +189,7 @@ test_register (Fixture *f, gconstpointer data)
 static void
 test_report (Fixture *f, gconstpointer data)
 {
-  g_autoptr(SchedHost) host = NULL;
+  g_autoptr (SchedHost) host = NULL;
 
   do_register (f, "h1");
   f->now += 500;
@@ -200,7 +202,7 @@ test_report (Fixture *f, gconstpointer data)
 static void
 test_reregister_unknown (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   /* Never registered: told to register, nothing stored. */
   g_assert_true (do_report (f, "stranger", 1, NULL));
@@ -284,7 +286,7 @@ static void
 test_adopt (Fixture *f, gconstpointer data)
 {
   const char *const vms[] = { "web:running", "db:paused", NULL };
-  g_autoptr(SchedVm) vm = NULL;
+  g_autoptr (SchedVm) vm = NULL;
 
   do_register (f, "h1");
   do_report (f, "h1", 1, vms);
@@ -302,15 +304,15 @@ test_missing (Fixture *f, gconstpointer data)
 {
   const char *const both[] = { "web:running", "db:running", NULL };
   const char *const web[] = { "web:running", NULL };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) pending = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) pending = NULL;
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
   do_register (f, "h1");
   do_report (f, "h1", 1, both);
 
   /* A VM being created on h1 is not reported yet: it stays creating. */
-  spec.name = (char *) "new";
+  spec.name = (char *)"new";
   spec.vcpus = 1;
   spec.memory = 64ull << 20;
   pending = sched_vm_new (&spec, "h1", SCHED_VM_CREATING, NULL, f->now);
@@ -352,7 +354,7 @@ test_stale_and_forgotten (Fixture *f, gconstpointer data)
 {
   const char *const web[] = { "web:running", NULL };
   const char *const none[] = { NULL };
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   do_register (f, "h1");
   do_report (f, "h1", 5, web);
@@ -378,23 +380,24 @@ test_stale_and_forgotten (Fixture *f, gconstpointer data)
 static void
 test_bad_names_ignored (Fixture *f, gconstpointer data)
 {
-  const char *const vms[] = { "Bad_Name:running", ":running", "ok:running", NULL };
-  g_autoptr(GPtrArray) all = NULL;
-  g_autoptr(GError) error = NULL;
+  const char *const vms[]
+      = { "Bad_Name:running", ":running", "ok:running", NULL };
+  g_autoptr (GPtrArray) all = NULL;
+  g_autoptr (GError) error = NULL;
 
   do_register (f, "h1");
   do_report (f, "h1", 1, vms);
   all = sched_store_list_vms (f->store, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (all->len, ==, 1);
-  g_assert_cmpstr (((SchedVm *) all->pdata[0])->name, ==, "ok");
+  g_assert_cmpstr (((SchedVm *)all->pdata[0])->name, ==, "ok");
 }
 
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-#define ADD(path, func) \
+#define ADD(path, func)                                                        \
   g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
   ADD ("/registry/register", test_register);
   ADD ("/registry/report", test_report);

@@ -21,7 +21,7 @@ static const SchedPolicy policy = {
 static void
 assert_ids (GPtrArray *ids, const char *const *expected)
 {
-  guint n = g_strv_length ((char **) expected);
+  guint n = g_strv_length ((char **)expected);
 
   g_assert_cmpuint (ids->len, ==, n);
   for (guint i = 0; i < n; i++)
@@ -31,8 +31,8 @@ assert_ids (GPtrArray *ids, const char *const *expected)
 static void
 test_queue_limits (void)
 {
-  g_autoptr(SchedMigQueue) q = sched_mig_queue_new (2, 2);
-  g_autoptr(GPtrArray) started = NULL;
+  g_autoptr (SchedMigQueue) q = sched_mig_queue_new (2, 2);
+  g_autoptr (GPtrArray) started = NULL;
 
   /* Two may leave a; the third waits. */
   g_assert_true (sched_mig_queue_add (q, "j1", "a", "b"));
@@ -70,8 +70,8 @@ test_queue_limits (void)
 static void
 test_queue_fifo (void)
 {
-  g_autoptr(SchedMigQueue) q = sched_mig_queue_new (1, 1);
-  g_autoptr(GPtrArray) started = NULL;
+  g_autoptr (SchedMigQueue) q = sched_mig_queue_new (1, 1);
+  g_autoptr (GPtrArray) started = NULL;
 
   g_assert_true (sched_mig_queue_add (q, "j1", "a", "b"));
   /* Waits for a's outgoing slot. */
@@ -103,14 +103,14 @@ add_host (GPtrArray *hosts, const char *name, const char *state, guint cpus,
 {
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
 
-  info.name = (char *) name;
-  info.address = (char *) "127.0.0.2:7500";
+  info.name = (char *)name;
+  info.address = (char *)"127.0.0.2:7500";
   info.cpus = cpus;
   info.memory_total = memory;
   info.memory_free = memory;
   info.data_total = 100 * GiB;
   info.data_free = 100 * GiB;
-  info.accel = (char *) accel;
+  info.accel = (char *)accel;
   g_ptr_array_add (hosts, sched_host_new (&info, state, 0));
 }
 
@@ -120,7 +120,7 @@ make_vm (const char *name, const char *host, const char *state, guint vcpus,
 {
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
-  spec.name = (char *) name;
+  spec.name = (char *)name;
   spec.vcpus = vcpus;
   spec.memory = memory;
   return sched_vm_new (&spec, host, state, NULL, 0);
@@ -129,21 +129,21 @@ make_vm (const char *name, const char *host, const char *state, guint vcpus,
 static GPtrArray *
 new_hosts (void)
 {
-  return g_ptr_array_new_with_free_func ((GDestroyNotify) sched_host_free);
+  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_host_free);
 }
 
 static GPtrArray *
 new_vms (void)
 {
-  return g_ptr_array_new_with_free_func ((GDestroyNotify) sched_vm_free);
+  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
 }
 
 static void
 test_dest_choice (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
   g_autofree char *dest = NULL;
   SchedVm *vm;
 
@@ -198,10 +198,10 @@ test_dest_choice (void)
 static void
 test_dest_nowhere (void)
 {
-  g_autoptr(GPtrArray) hosts = new_hosts ();
-  g_autoptr(GPtrArray) vms = new_vms ();
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = make_vm ("web", "a", "running", 1, GiB);
+  g_autoptr (GPtrArray) hosts = new_hosts ();
+  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = make_vm ("web", "a", "running", 1, GiB);
   g_autofree char *dest = NULL;
 
   add_host (hosts, "a", SCHED_HOST_UP, 4, 8 * GiB, "tcg");
@@ -221,12 +221,12 @@ test_dest_nowhere (void)
 static void
 test_dirty_rate (void)
 {
-  g_autoptr(SchedVm) vm = make_vm ("web", "a", "running", 2, GiB);
+  g_autoptr (SchedVm) vm = make_vm ("web", "a", "running", 2, GiB);
   Drover__V1__VmStatus status = DROVER__V1__VM_STATUS__INIT;
   Drover__V1__MigrationProgress last = DROVER__V1__MIGRATION_PROGRESS__INIT;
   Drover__V1__MigrationRound round = DROVER__V1__MIGRATION_ROUND__INIT;
   Drover__V1__MigrationRound *rounds[] = { &round };
-  g_autoptr(SchedVm) huge = make_vm ("huge", "a", "running", 2, 64 * GiB);
+  g_autoptr (SchedVm) huge = make_vm ("huge", "a", "running", 2, 64 * GiB);
 
   /* No report: 10% of RAM per second. */
   g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, NULL),
@@ -236,7 +236,7 @@ test_dirty_rate (void)
   sched_vm_set_status (vm, &status);
   g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, NULL),
                                   0.01 * GiB, 1);
-  status.cpu_percent = 100;   /* one of two vCPUs */
+  status.cpu_percent = 100; /* one of two vCPUs */
   sched_vm_set_status (vm, &status);
   g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, NULL),
                                   0.05 * GiB, 1);
@@ -255,15 +255,15 @@ test_dirty_rate (void)
 static void
 test_predict (void)
 {
-  g_autoptr(SchedVm) vm = make_vm ("web", "a", "running", 2, GiB);
+  g_autoptr (SchedVm) vm = make_vm ("web", "a", "running", 2, GiB);
   Drover__V1__MigrationParams params = DROVER__V1__MIGRATION_PARAMS__INIT;
   Drover__V1__MigrationPrediction pred;
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   /* 1 GiB over 1 GiB/s, dirtying 10%/s: round 0 takes 1 s and leaves
    * 102 MiB, under the 500 ms x 1 GiB/s threshold. */
-  g_assert_true (sched_migration_predict (vm, NULL, 0.1 * GiB, GiB, 0.0, &pred,
-                                          &error));
+  g_assert_true (
+      sched_migration_predict (vm, NULL, 0.1 * GiB, GiB, 0.0, &pred, &error));
   g_assert_no_error (error);
   g_assert_true (pred.converges);
   g_assert_cmpuint (pred.rounds, ==, 1);
@@ -276,20 +276,20 @@ test_predict (void)
 
   /* A rate limit below the dirty rate cannot converge. */
   params.bandwidth_bps = 8 * MiB;
-  g_assert_true (sched_migration_predict (vm, &params, 0.1 * GiB, GiB, 0.0, &pred,
-                                          &error));
+  g_assert_true (sched_migration_predict (vm, &params, 0.1 * GiB, GiB, 0.0,
+                                          &pred, &error));
   g_assert_false (pred.converges);
   g_assert_cmpfloat (pred.bandwidth, ==, 8 * MiB);
   /* ...nor a tiny downtime limit with a busy guest. */
   params.bandwidth_bps = 0;
   params.max_downtime_ms = 1;
-  g_assert_true (sched_migration_predict (vm, &params, 0.9 * GiB, GiB, 0.0, &pred,
-                                          &error));
+  g_assert_true (sched_migration_predict (vm, &params, 0.9 * GiB, GiB, 0.0,
+                                          &pred, &error));
   g_assert_false (pred.converges);
 
   /* Nonsense input is an error. */
-  g_assert_false (sched_migration_predict (vm, NULL, 0.1 * GiB, 0, 0.0, &pred,
-                                           &error));
+  g_assert_false (
+      sched_migration_predict (vm, NULL, 0.1 * GiB, 0, 0.0, &pred, &error));
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
 }
 
@@ -299,27 +299,28 @@ test_progress (void)
   Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
   g_autofree char *text = NULL;
 
-  p.phase = (char *) "preparing";
+  p.phase = (char *)"preparing";
   g_assert_cmpfloat (sched_migration_fraction (&p), ==, 0.02);
   text = sched_migration_describe (&p, "b");
   g_assert_cmpstr (text, ==, "preparing host b");
   g_clear_pointer (&text, g_free);
 
-  p.phase = (char *) "precopy";
+  p.phase = (char *)"precopy";
   p.memory_total = GiB;
   p.memory_remaining = GiB / 2;
   p.memory_processed = GiB / 2;
   p.iteration = 1;
   g_assert_cmpfloat_with_epsilon (sched_migration_fraction (&p), 0.5, 1e-9);
   text = sched_migration_describe (&p, "b");
-  g_assert_cmpstr (text, ==, "pre-copy round 1: 512 MiB of 1.0 GiB sent, 512 MiB left");
+  g_assert_cmpstr (text, ==,
+                   "pre-copy round 1: 512 MiB of 1.0 GiB sent, 512 MiB left");
   g_clear_pointer (&text, g_free);
   /* Re-sent pages push "processed" past the total; remaining decides. */
   p.memory_processed = 3 * GiB;
   p.memory_remaining = 0;
   g_assert_cmpfloat_with_epsilon (sched_migration_fraction (&p), 0.95, 1e-9);
 
-  p.phase = (char *) "completed";
+  p.phase = (char *)"completed";
   p.total_s = 2.5;
   p.downtime_ms = 42;
   g_assert_cmpfloat (sched_migration_fraction (&p), ==, 1.0);
@@ -328,8 +329,8 @@ test_progress (void)
   g_assert_cmpstr (text, ==, "migrated to host b in 2.5 s, downtime 42 ms");
   g_clear_pointer (&text, g_free);
 
-  p.phase = (char *) "aborted";
-  p.error = (char *) "stalled";
+  p.phase = (char *)"aborted";
+  p.error = (char *)"stalled";
   g_assert_cmpfloat (sched_migration_fraction (&p), <, 0);
   text = sched_migration_describe (&p, "b");
   g_assert_cmpstr (text, ==, "aborted: stalled");
@@ -338,7 +339,8 @@ test_progress (void)
 
 /* --- registry guard ------------------------------------------------------ */
 
-typedef struct {
+typedef struct
+{
   char *dir;
   SchedStore *store;
   SchedRegistry *reg;
@@ -348,13 +350,13 @@ typedef struct {
 static gint64
 fake_clock (gpointer data)
 {
-  return ((Fixture *) data)->now;
+  return ((Fixture *)data)->now;
 }
 
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   f->dir = g_dir_make_tmp ("drover-schedmig-XXXXXX", &error);
   g_assert_no_error (error);
@@ -384,13 +386,13 @@ static void
 register_host (Fixture *f, const char *name)
 {
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
-  info.name = (char *) name;
-  info.address = (char *) "127.0.0.2:7500";
+  info.name = (char *)name;
+  info.address = (char *)"127.0.0.2:7500";
   info.cpus = 4;
   info.memory_total = 8 * GiB;
-  info.accel = (char *) "tcg";
+  info.accel = (char *)"tcg";
   g_assert_true (sched_registry_register (f->reg, &info, &error));
   g_assert_no_error (error);
 }
@@ -402,14 +404,14 @@ report (Fixture *f, const char *host, const char *vm, const char *state)
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
   Drover__V1__VmStatus status = DROVER__V1__VM_STATUS__INIT;
   Drover__V1__VmStatus *list[] = { &status };
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   gboolean rereg;
 
-  info.name = (char *) host;
+  info.name = (char *)host;
   info.cpus = 4;
   info.memory_total = 8 * GiB;
-  status.name = (char *) vm;
-  status.state = (char *) state;
+  status.name = (char *)vm;
+  status.state = (char *)state;
   status.vcpus = 1;
   status.memory = GiB;
   g_assert_true (sched_registry_report (f->reg, &info, list, vm ? 1 : 0, 0,
@@ -421,8 +423,8 @@ report (Fixture *f, const char *host, const char *vm, const char *state)
 static void
 assert_vm (Fixture *f, const char *name, const char *host, const char *state)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = sched_store_get_vm (f->store, name, &error);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = sched_store_get_vm (f->store, name, &error);
 
   g_assert_no_error (error);
   g_assert_cmpstr (vm->host, ==, host);
@@ -432,8 +434,8 @@ assert_vm (Fixture *f, const char *name, const char *host, const char *state)
 static void
 test_registry_guard (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) vm = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
 
   register_host (f, "a");
   register_host (f, "b");
@@ -454,9 +456,9 @@ test_registry_guard (Fixture *f, gconstpointer data)
   vm->host = g_strdup ("b");
   g_assert_true (sched_store_put_vm (f->store, vm, &error));
   sched_registry_migration_end (f->reg, "web", "b");
-  report (f, "a", "web", "paused");          /* generated before the switch */
+  report (f, "a", "web", "paused"); /* generated before the switch */
   assert_vm (f, "web", "b", "running");
-  report (f, "b", NULL, NULL);               /* same */
+  report (f, "b", NULL, NULL); /* same */
   assert_vm (f, "web", "b", "running");
   report (f, "b", "web", "running");
   assert_vm (f, "web", "b", "running");
@@ -484,7 +486,7 @@ make_done_migration (gint64 updated_ms, double throughput, guint64 bytes,
   Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
 
   job->updated_ms = updated_ms;
-  p.phase = (char *) "completed";
+  p.phase = (char *)"completed";
   p.throughput = throughput;
   p.qemu_bytes = bytes;
   p.total_s = total_s;
@@ -496,7 +498,8 @@ make_done_migration (gint64 updated_ms, double throughput, guint64 bytes,
 static void
 test_learn_link (void)
 {
-  g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) sched_job_free);
+  g_autoptr (GPtrArray) jobs
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)sched_job_free);
   double bw, setup;
 
   /* No history: the configured link and the default setup cost. */
@@ -505,14 +508,17 @@ test_learn_link (void)
   g_assert_cmpfloat (setup, ==, SCHED_MIG_DEFAULT_SETUP_S);
 
   /* 100 MiB at 100 MiB/s in 3.1 s with 100 ms downtime: 2 s of setup. */
-  g_ptr_array_add (jobs, make_done_migration (10, 100 * MiB, 100 * MiB, 3.1, 100));
+  g_ptr_array_add (jobs,
+                   make_done_migration (10, 100 * MiB, 100 * MiB, 3.1, 100));
   sched_migration_learn_link (jobs, GiB, &bw, &setup);
   g_assert_cmpfloat_with_epsilon (bw, 100 * MiB, 1);
   g_assert_cmpfloat_with_epsilon (setup, 2.0, 1e-9);
 
   /* The median of three: one outlier on either side does not move it. */
-  g_ptr_array_add (jobs, make_done_migration (20, 10 * MiB, 100 * MiB, 30.0, 0));
-  g_ptr_array_add (jobs, make_done_migration (30, 900 * MiB, 900 * MiB, 1.5, 0));
+  g_ptr_array_add (jobs,
+                   make_done_migration (20, 10 * MiB, 100 * MiB, 30.0, 0));
+  g_ptr_array_add (jobs,
+                   make_done_migration (30, 900 * MiB, 900 * MiB, 1.5, 0));
   sched_migration_learn_link (jobs, GiB, &bw, &setup);
   g_assert_cmpfloat_with_epsilon (bw, 100 * MiB, 1);
   g_assert_cmpfloat_with_epsilon (setup, 2.0, 1e-9);
@@ -544,10 +550,10 @@ make_migration_job (const char *state)
   job->source_host = g_strdup ("a");
   g_free (job->dest_host);
   job->dest_host = g_strdup ("b");
-  p.phase = (char *) "precopy";
+  p.phase = (char *)"precopy";
   p.memory_total = GiB;
   p.iteration = 2;
-  p.compress_mode = (char *) "lz4";
+  p.compress_mode = (char *)"lz4";
   round.iteration = 1;
   round.remaining = 12345;
   p.rounds = rounds;
@@ -563,12 +569,12 @@ make_migration_job (const char *state)
 static void
 test_store_job_fields (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedJob) job = make_migration_job (SCHED_JOB_RUNNING);
-  g_autoptr(SchedJob) back = NULL;
-  g_autoptr(SchedJob) copy = NULL;
-  g_autoptr(SchedJob) plain = sched_job_new ("create", "x", SCHED_JOB_DONE, 1);
-  g_autoptr(SchedJob) plain_back = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = make_migration_job (SCHED_JOB_RUNNING);
+  g_autoptr (SchedJob) back = NULL;
+  g_autoptr (SchedJob) copy = NULL;
+  g_autoptr (SchedJob) plain = sched_job_new ("create", "x", SCHED_JOB_DONE, 1);
+  g_autoptr (SchedJob) plain_back = NULL;
 
   g_assert_true (sched_store_put_job (f->store, job, &error));
   g_assert_true (sched_store_put_job (f->store, plain, &error));
@@ -600,29 +606,33 @@ test_store_job_fields (Fixture *f, gconstpointer data)
 static void
 test_store_upgrade (void)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   g_autofree char *dir = g_dir_make_tmp ("drover-schedmig-XXXXXX", &error);
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autofree char *wal = g_strconcat (path, "-wal", NULL);
   g_autofree char *shm = g_strconcat (path, "-shm", NULL);
-  g_autoptr(SchedStore) store = NULL;
-  g_autoptr(SchedJob) old = NULL;
-  g_autoptr(SchedJob) job = make_migration_job (SCHED_JOB_RUNNING);
+  g_autoptr (SchedStore) store = NULL;
+  g_autoptr (SchedJob) old = NULL;
+  g_autoptr (SchedJob) job = make_migration_job (SCHED_JOB_RUNNING);
   sqlite3 *db = NULL;
-  const char *v1 =
-    "CREATE TABLE hosts (name TEXT PRIMARY KEY NOT NULL, address TEXT NOT NULL,"
-    " info BLOB NOT NULL, state TEXT NOT NULL, last_seen_ms INTEGER NOT NULL);"
-    "CREATE TABLE vms (name TEXT PRIMARY KEY NOT NULL, host TEXT NOT NULL,"
-    " spec BLOB NOT NULL, state TEXT NOT NULL, status BLOB,"
-    " updated_ms INTEGER NOT NULL);"
-    "CREATE INDEX vms_by_host ON vms (host);"
-    "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL,"
-    " vm TEXT NOT NULL, state TEXT NOT NULL, progress REAL NOT NULL,"
-    " message TEXT NOT NULL, error TEXT NOT NULL, created_ms INTEGER NOT NULL,"
-    " updated_ms INTEGER NOT NULL);"
-    "INSERT INTO jobs VALUES ('old-job', 'create', 'x', 'done', 1.0, 'created',"
-    " '', 1, 2);"
-    "PRAGMA application_id = 1146246738; PRAGMA user_version = 1;";
+  const char *v1
+      = "CREATE TABLE hosts (name TEXT PRIMARY KEY NOT NULL, address TEXT NOT "
+        "NULL,"
+        " info BLOB NOT NULL, state TEXT NOT NULL, last_seen_ms INTEGER NOT "
+        "NULL);"
+        "CREATE TABLE vms (name TEXT PRIMARY KEY NOT NULL, host TEXT NOT NULL,"
+        " spec BLOB NOT NULL, state TEXT NOT NULL, status BLOB,"
+        " updated_ms INTEGER NOT NULL);"
+        "CREATE INDEX vms_by_host ON vms (host);"
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL,"
+        " vm TEXT NOT NULL, state TEXT NOT NULL, progress REAL NOT NULL,"
+        " message TEXT NOT NULL, error TEXT NOT NULL, created_ms INTEGER NOT "
+        "NULL,"
+        " updated_ms INTEGER NOT NULL);"
+        "INSERT INTO jobs VALUES ('old-job', 'create', 'x', 'done', 1.0, "
+        "'created',"
+        " '', 1, 2);"
+        "PRAGMA application_id = 1146246738; PRAGMA user_version = 1;";
 
   g_assert_no_error (error);
   g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
@@ -660,14 +670,14 @@ test_store_upgrade (void)
 static void
 test_recovery (void)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   g_autofree char *dir = g_dir_make_tmp ("drover-schedmig-XXXXXX", &error);
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autofree char *wal = g_strconcat (path, "-wal", NULL);
   g_autofree char *shm = g_strconcat (path, "-shm", NULL);
-  g_autoptr(SchedJob) running = make_migration_job (SCHED_JOB_RUNNING);
-  g_autoptr(SchedJob) queued = make_migration_job (SCHED_JOB_QUEUED);
-  g_autoptr(SchedJob) done = make_migration_job (SCHED_JOB_DONE);
+  g_autoptr (SchedJob) running = make_migration_job (SCHED_JOB_RUNNING);
+  g_autoptr (SchedJob) queued = make_migration_job (SCHED_JOB_QUEUED);
+  g_autoptr (SchedJob) done = make_migration_job (SCHED_JOB_DONE);
   SchedConfig config = { 0 };
   SchedStore *store;
   SchedService *svc;
@@ -690,7 +700,8 @@ test_recovery (void)
   g_assert_no_error (error);
   for (gsize i = 0; i < G_N_ELEMENTS (jobs); i++)
     {
-      g_autoptr(SchedJob) back = sched_store_get_job (store, jobs[i]->id, &error);
+      g_autoptr (SchedJob) back
+          = sched_store_get_job (store, jobs[i]->id, &error);
 
       g_assert_no_error (error);
       if (jobs[i] == done)
@@ -726,8 +737,8 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-migration/progress", test_progress);
   g_test_add ("/sched-migration/registry-guard", Fixture, NULL, fixture_setup,
               test_registry_guard, fixture_teardown);
-  g_test_add ("/sched-migration/store/job-fields", Fixture, NULL,
-              fixture_setup, test_store_job_fields, fixture_teardown);
+  g_test_add ("/sched-migration/store/job-fields", Fixture, NULL, fixture_setup,
+              test_store_job_fields, fixture_teardown);
   g_test_add_func ("/sched-migration/store/upgrade", test_store_upgrade);
   g_test_add_func ("/sched-migration/recovery", test_recovery);
   return g_test_run ();

@@ -4,7 +4,8 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-typedef struct {
+typedef struct
+{
   char *dir;
   SchedStore *store;
 } Fixture;
@@ -12,7 +13,7 @@ typedef struct {
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   f->dir = g_dir_make_tmp ("drover-store-XXXXXX", &error);
   g_assert_no_error (error);
@@ -24,7 +25,7 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 remove_tree (const char *dir)
 {
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
   const char *name;
 
   while (d && (name = g_dir_read_name (d)) != NULL)
@@ -46,7 +47,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
 static void
 reopen (Fixture *f)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
   sched_store_close (f->store);
   f->store = sched_store_open_sqlite (f->dir, &error);
@@ -60,12 +61,12 @@ make_host (const char *name, const char *state, gint64 seen)
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
   g_autofree char *address = g_strdup_printf ("127.0.0.2:%d", 7500);
 
-  info.name = (char *) name;
+  info.name = (char *)name;
   info.address = address;
   info.cpus = 8;
   info.memory_total = 16ull << 30;
   info.memory_free = 12ull << 30;
-  info.accel = (char *) "tcg";
+  info.accel = (char *)"tcg";
   info.data_free = 100ull << 30;
   return sched_host_new (&info, state, seen);
 }
@@ -76,14 +77,14 @@ make_vm (const char *name, const char *host, const char *state)
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
   Drover__V1__VmStatus status = DROVER__V1__VM_STATUS__INIT;
 
-  spec.name = (char *) name;
+  spec.name = (char *)name;
   spec.vcpus = 2;
   spec.memory = 512ull << 20;
   spec.disk = 1ull << 30;
-  spec.kernel = (char *) "/boot/vmlinuz";
-  spec.cmdline = (char *) "console=ttyS0";
-  status.name = (char *) name;
-  status.state = (char *) "running";
+  spec.kernel = (char *)"/boot/vmlinuz";
+  spec.cmdline = (char *)"console=ttyS0";
+  status.name = (char *)name;
+  status.state = (char *)"running";
   status.vcpus = 2;
   status.cpu_percent = 12.5;
   status.spec = &spec;
@@ -93,11 +94,11 @@ make_vm (const char *name, const char *host, const char *state)
 static void
 test_hosts (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedHost) a = make_host ("host-a", SCHED_HOST_UP, 100);
-  g_autoptr(SchedHost) b = make_host ("host-b", SCHED_HOST_DOWN, 50);
-  g_autoptr(SchedHost) got = NULL;
-  g_autoptr(GPtrArray) list = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedHost) a = make_host ("host-a", SCHED_HOST_UP, 100);
+  g_autoptr (SchedHost) b = make_host ("host-b", SCHED_HOST_DOWN, 50);
+  g_autoptr (SchedHost) got = NULL;
+  g_autoptr (GPtrArray) list = NULL;
 
   g_assert_true (sched_store_put_host (f->store, b, &error));
   g_assert_no_error (error);
@@ -129,8 +130,8 @@ test_hosts (Fixture *f, gconstpointer data)
   list = sched_store_list_hosts (f->store, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (list->len, ==, 2);
-  g_assert_cmpstr (((SchedHost *) list->pdata[0])->name, ==, "host-a");
-  g_assert_cmpstr (((SchedHost *) list->pdata[1])->name, ==, "host-b");
+  g_assert_cmpstr (((SchedHost *)list->pdata[0])->name, ==, "host-a");
+  g_assert_cmpstr (((SchedHost *)list->pdata[1])->name, ==, "host-b");
 
   g_assert_null (sched_store_get_host (f->store, "nope", &error));
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
@@ -147,12 +148,12 @@ test_hosts (Fixture *f, gconstpointer data)
 static void
 test_vms (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) v1 = make_vm ("vm-1", "host-a", "running");
-  g_autoptr(SchedVm) v2 = make_vm ("vm-2", "host-b", SCHED_VM_CREATING);
-  g_autoptr(SchedVm) v3 = make_vm ("vm-3", "host-a", "shutoff");
-  g_autoptr(SchedVm) got = NULL;
-  g_autoptr(GPtrArray) list = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) v1 = make_vm ("vm-1", "host-a", "running");
+  g_autoptr (SchedVm) v2 = make_vm ("vm-2", "host-b", SCHED_VM_CREATING);
+  g_autoptr (SchedVm) v3 = make_vm ("vm-3", "host-a", "shutoff");
+  g_autoptr (SchedVm) got = NULL;
+  g_autoptr (GPtrArray) list = NULL;
 
   /* A VM without status (not reported yet) stores a NULL status. */
   g_clear_pointer (&v2->status, sched_msg_free);
@@ -185,8 +186,8 @@ test_vms (Fixture *f, gconstpointer data)
   list = sched_store_list_vms (f->store, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (list->len, ==, 3);
-  g_assert_cmpstr (((SchedVm *) list->pdata[0])->name, ==, "vm-1");
-  g_assert_cmpstr (((SchedVm *) list->pdata[2])->name, ==, "vm-3");
+  g_assert_cmpstr (((SchedVm *)list->pdata[0])->name, ==, "vm-1");
+  g_assert_cmpstr (((SchedVm *)list->pdata[2])->name, ==, "vm-3");
   g_clear_pointer (&list, g_ptr_array_unref);
 
   list = sched_store_list_vms (f->store, "host-a", &error);
@@ -215,11 +216,13 @@ test_vms (Fixture *f, gconstpointer data)
 static void
 test_jobs (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedJob) j1 = sched_job_new ("create", "vm-1", SCHED_JOB_RUNNING, 10);
-  g_autoptr(SchedJob) j2 = sched_job_new ("delete", "vm-2", SCHED_JOB_QUEUED, 20);
-  g_autoptr(SchedJob) got = NULL;
-  g_autoptr(GPtrArray) list = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) j1
+      = sched_job_new ("create", "vm-1", SCHED_JOB_RUNNING, 10);
+  g_autoptr (SchedJob) j2
+      = sched_job_new ("delete", "vm-2", SCHED_JOB_QUEUED, 20);
+  g_autoptr (SchedJob) got = NULL;
+  g_autoptr (GPtrArray) list = NULL;
 
   g_assert_cmpstr (j1->id, !=, j2->id);
   g_assert_true (sched_store_put_job (f->store, j2, &error));
@@ -249,7 +252,7 @@ test_jobs (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpuint (list->len, ==, 2);
   /* By creation time. */
-  g_assert_cmpstr (((SchedJob *) list->pdata[0])->id, ==, j1->id);
+  g_assert_cmpstr (((SchedJob *)list->pdata[0])->id, ==, j1->id);
 
   g_assert_null (sched_store_get_job (f->store, "no-such-job", &error));
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
@@ -258,13 +261,14 @@ test_jobs (Fixture *f, gconstpointer data)
 static void
 test_reopen (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedHost) host = make_host ("host-a", SCHED_HOST_UP, 77);
-  g_autoptr(SchedVm) vm = make_vm ("vm-1", "host-a", "running");
-  g_autoptr(SchedJob) job = sched_job_new ("create", "vm-1", SCHED_JOB_DONE, 5);
-  g_autoptr(SchedHost) h = NULL;
-  g_autoptr(SchedVm) v = NULL;
-  g_autoptr(SchedJob) j = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedHost) host = make_host ("host-a", SCHED_HOST_UP, 77);
+  g_autoptr (SchedVm) vm = make_vm ("vm-1", "host-a", "running");
+  g_autoptr (SchedJob) job
+      = sched_job_new ("create", "vm-1", SCHED_JOB_DONE, 5);
+  g_autoptr (SchedHost) h = NULL;
+  g_autoptr (SchedVm) v = NULL;
+  g_autoptr (SchedJob) j = NULL;
 
   g_assert_true (sched_store_put_host (f->store, host, &error));
   g_assert_true (sched_store_put_vm (f->store, vm, &error));
@@ -289,10 +293,10 @@ test_reopen (Fixture *f, gconstpointer data)
 static void
 test_transaction (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SchedVm) v1 = make_vm ("vm-1", "host-a", "running");
-  g_autoptr(SchedVm) v2 = make_vm ("vm-2", "host-a", "running");
-  g_autoptr(GPtrArray) list = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) v1 = make_vm ("vm-1", "host-a", "running");
+  g_autoptr (SchedVm) v2 = make_vm ("vm-2", "host-a", "running");
+  g_autoptr (GPtrArray) list = NULL;
 
   g_assert_true (sched_store_begin (f->store, &error));
   g_assert_true (sched_store_put_vm (f->store, v1, &error));
@@ -308,16 +312,16 @@ test_transaction (Fixture *f, gconstpointer data)
   list = sched_store_list_vms (f->store, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (list->len, ==, 1);
-  g_assert_cmpstr (((SchedVm *) list->pdata[0])->name, ==, "vm-2");
+  g_assert_cmpstr (((SchedVm *)list->pdata[0])->name, ==, "vm-2");
 }
 
 static void
 test_not_a_database (void)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   g_autofree char *dir = g_dir_make_tmp ("drover-store-XXXXXX", &error);
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
-  g_autoptr(SchedStore) store = NULL;
+  g_autoptr (SchedStore) store = NULL;
   /* Longer than SQLite's 100-byte header so it is read, not treated as
    * an empty file. */
   g_autofree char *junk = g_strnfill (4096, 'x');
@@ -344,11 +348,11 @@ test_not_a_database (void)
 static void
 test_foreign_database (void)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   g_autofree char *dir = g_dir_make_tmp ("drover-store-XXXXXX", &error);
   g_autofree char *cmd = NULL;
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
-  g_autoptr(SchedStore) store = NULL;
+  g_autoptr (SchedStore) store = NULL;
   int status;
 
   cmd = g_strdup_printf ("sqlite3 %s 'CREATE TABLE hosts (x INTEGER)'", path);
@@ -370,11 +374,16 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_test_add ("/store/hosts", Fixture, NULL, fixture_setup, test_hosts, fixture_teardown);
-  g_test_add ("/store/vms", Fixture, NULL, fixture_setup, test_vms, fixture_teardown);
-  g_test_add ("/store/jobs", Fixture, NULL, fixture_setup, test_jobs, fixture_teardown);
-  g_test_add ("/store/reopen", Fixture, NULL, fixture_setup, test_reopen, fixture_teardown);
-  g_test_add ("/store/transaction", Fixture, NULL, fixture_setup, test_transaction, fixture_teardown);
+  g_test_add ("/store/hosts", Fixture, NULL, fixture_setup, test_hosts,
+              fixture_teardown);
+  g_test_add ("/store/vms", Fixture, NULL, fixture_setup, test_vms,
+              fixture_teardown);
+  g_test_add ("/store/jobs", Fixture, NULL, fixture_setup, test_jobs,
+              fixture_teardown);
+  g_test_add ("/store/reopen", Fixture, NULL, fixture_setup, test_reopen,
+              fixture_teardown);
+  g_test_add ("/store/transaction", Fixture, NULL, fixture_setup,
+              test_transaction, fixture_teardown);
   g_test_add_func ("/store/not-a-database", test_not_a_database);
   g_test_add_func ("/store/foreign-database", test_foreign_database);
   return g_test_run ();
