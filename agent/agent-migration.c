@@ -577,7 +577,6 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   const Drover__V1__PrepareIncomingRequest *req = (const void *)request;
   AgentMigration *m = agent->migration;
   g_autoptr (virConnect) conn = NULL;
-  g_autoptr (virDomain) dom = NULL;
   g_autofree char *token = NULL;
   g_autoptr (GError) local = NULL;
   Drover__V1__PrepareIncomingReply *reply;
@@ -604,18 +603,8 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
-  if (!agent_vm_claim (agent, spec->name, error))
+  if (!agent_vm_admit (agent, conn, spec, error))
     return NULL;
-  dom = virDomainLookupByName (conn, spec->name);
-  if (dom)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
-                   "a VM named '%s' already exists on host '%s'", spec->name,
-                   agent->config.name);
-      goto fail;
-    }
-  if (!agent_check_memory (agent, conn, spec, error))
-    goto fail;
   if (spec->disk > 0)
     {
       /* Same virtual size as the source's image: QEMU's NBD server

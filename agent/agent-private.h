@@ -187,9 +187,12 @@ virDomainPtr agent_lookup_vm (Agent *agent, virConnectPtr conn,
                               const char *name, GError **error);
 gboolean agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
                            GError **error);
-/* Memory of SPEC fits next to running VMs and incoming reservations. */
-gboolean agent_check_memory (Agent *agent, virConnectPtr conn,
-                             const Drover__V1__VmSpec *spec, GError **error);
+/* Claims SPEC's name, refuses an existing domain of that name and checks
+ * its memory fits next to running VMs and incoming reservations. On
+ * success the caller holds the claim (agent_vm_release); on failure
+ * nothing is held. */
+gboolean agent_vm_admit (Agent *agent, virConnectPtr conn,
+                         const Drover__V1__VmSpec *spec, GError **error);
 
 /* --- live migration (agent-migration.c) -------------------------------- */
 

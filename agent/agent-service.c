@@ -281,6 +281,36 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 
 /* --- operations (worker threads) --------------------------------------- */
 
+/* Admits a new VM named after SPEC on this host, for CreateVm and for an
+ * incoming migration alike: claims the name (so two requests cannot race
+ * for it), refuses a domain that already exists, and checks memory. On
+ * success the caller owns the claim and must vm_release it; on failure
+ * nothing is held. */
+static gboolean
+vm_admit (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
+          GError **error)
+{
+  g_autoptr (virDomain) dom = NULL;
+
+  if (!vm_claim (agent, spec->name, error))
+    return FALSE;
+  dom = virDomainLookupByName (conn, spec->name);
+  if (dom)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                   "a VM named '%s' already exists on host '%s'", spec->name,
+                   agent->config.name);
+      vm_release (agent, spec->name);
+      return FALSE;
+    }
+  if (!check_memory (agent, conn, spec, error))
+    {
+      vm_release (agent, spec->name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static ProtobufCMessage *
 op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
@@ -304,19 +334,8 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
-  if (!vm_claim (agent, spec->name, error))
+  if (!vm_admit (agent, conn, spec, error))
     return NULL;
-
-  dom = virDomainLookupByName (conn, spec->name);
-  if (dom)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
-                   "a VM named '%s' already exists on host '%s'", spec->name,
-                   agent->config.name);
-      goto fail;
-    }
-  if (!check_memory (agent, conn, spec, error))
-    goto fail;
 
   console_path = agent_console_path (agent, spec->name);
   console_existed = g_file_test (console_path, G_FILE_TEST_EXISTS);
@@ -699,8 +718,8 @@ agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec, GError **error)
 }
 
 gboolean
-agent_check_memory (Agent *agent, virConnectPtr conn,
-                    const Drover__V1__VmSpec *spec, GError **error)
+agent_vm_admit (Agent *agent, virConnectPtr conn,
+                const Drover__V1__VmSpec *spec, GError **error)
 {
-  return check_memory (agent, conn, spec, error);
+  return vm_admit (agent, conn, spec, error);
 }
