@@ -107,6 +107,11 @@ DIRTY = {
 LINKS = ("unshaped", "1gbit")
 DATAS = ("zero", "text", "random")
 
+# The integration suite's guest command line (pti=on: see GUEST_CMDLINE in
+# tests/integration/drover_harness.py for the QEMU TCG bug it avoids).
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from drover_harness import GUEST_CMDLINE  # noqa: E402
+
 HB_RE = re.compile(rb"^HB (\d+) (\d+)\r?$", re.M)
 
 
@@ -423,8 +428,8 @@ class Vm:
 
 def create_vm(vm, ready_timeout):
     d = DIRTY[vm.dirty]
-    cmdline = "console=ttyS0 quiet drover.hb_ms=%d drover.ws_mib=%d drover.rate_mib=%d drover.data=%s" % (
-        HB_MS, d["ws"], d["rate"], vm.data)
+    cmdline = "%s drover.hb_ms=%d drover.ws_mib=%d drover.rate_mib=%d drover.data=%s" % (
+        GUEST_CMDLINE, HB_MS, d["ws"], d["rate"], vm.data)
     t0 = time.monotonic()
     ctl("vm", "create", vm.name, "--vcpus", "1", "--memory", MEMORY, "--kernel", KERNEL,
         "--initrd", INITRD, "--cmdline", cmdline, "--host", "host1")

@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (GUEST_DIR, Cluster, Tap, log, run,  # noqa: E402
+from drover_harness import (GUEST_CMDLINE, GUEST_DIR, Cluster, Tap, log, run,  # noqa: E402
                             wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
@@ -20,7 +20,7 @@ INITRD = os.path.join(GUEST_DIR, "initramfs.img")
 def create_args(name, *extra, hb_ms=200):
     return ["vm", "create", name, "--vcpus", "1", "--memory", "128M",
             "--kernel", KERNEL, "--initrd", INITRD,
-            "--cmdline", f"console=ttyS0 quiet drover.hb_ms={hb_ms}", *extra]
+            "--cmdline", f"{GUEST_CMDLINE} drover.hb_ms={hb_ms}", *extra]
 
 
 def host_index(name):

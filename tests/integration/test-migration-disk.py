@@ -26,12 +26,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (CLUSTER, GUEST_DIR, Cluster, Tap, log,  # noqa: E402
+from drover_harness import (CLUSTER, GUEST_CMDLINE, GUEST_DIR, Cluster, Tap, log,  # noqa: E402
                             run, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
-CMDLINE = "console=ttyS0 quiet drover.hb_ms=10 drover.disk_write_mib=8"
+CMDLINE = GUEST_CMDLINE + " drover.hb_ms=10 drover.disk_write_mib=8"
 VM = "migdisk1"
 DISK = 64 * 1024 * 1024
 WRITTEN = 8 * 1024 * 1024
