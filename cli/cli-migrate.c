@@ -31,12 +31,14 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
 {
   const char *usage = "migrate VM [--to HOST] [--max-downtime MS] "
                       "[--bandwidth MBIT] [--compress auto|on|off] "
-                      "[--timeout-per-gib S] [--strict] [--json]";
+                      "[--timeout-per-gib S] [--stall-rounds N] [--strict] "
+                      "[--json]";
   g_autofree char *to = NULL;
   g_autofree char *max_downtime = NULL;
   g_autofree char *bandwidth = NULL;
   g_autofree char *compress = NULL;
   g_autofree char *timeout_per_gib = NULL;
+  g_autofree char *stall_rounds = NULL;
   gboolean strict = FALSE, json = FALSE;
   const GOptionEntry entries[]
       = { { "to", 0, 0, G_OPTION_ARG_STRING, &to,
@@ -51,6 +53,10 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
             "lz4 on the channel: auto (default), on, off", "MODE" },
           { "timeout-per-gib", 0, 0, G_OPTION_ARG_STRING, &timeout_per_gib,
             "Abort after this many seconds per GiB of RAM", "S" },
+          { "stall-rounds", 0, 0, G_OPTION_ARG_STRING, &stall_rounds,
+            "Force the switchover (pause the VM) after this many rounds "
+            "in which the memory left did not fall (default 3)",
+            "N" },
           { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
             "Refuse if the cost model predicts no convergence", NULL },
           { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -98,6 +104,10 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
                     &error))
     return ctl_fail (error);
   params.timeout_per_gib_s = (guint32)value;
+  value = 0;
+  if (!parse_count ("--stall-rounds", stall_rounds, 1000, &value, &error))
+    return ctl_fail (error);
+  params.stall_rounds = (guint32)value;
   params.compress = compress ? compress : (char *)"";
   params.strict = strict;
 
