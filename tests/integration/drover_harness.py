@@ -59,7 +59,9 @@ class Tap:
 
 
 def log(msg):
-    print(f"# {msg}")
+    # Every line a TAP comment: error texts (e.g. QEMU's) carry newlines.
+    for line in str(msg).splitlines() or [""]:
+        print(f"# {line}")
     sys.stdout.flush()
 
 

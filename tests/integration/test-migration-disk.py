@@ -144,7 +144,8 @@ def main():
     try:
         c.up()
     except Exception as e:  # noqa: BLE001
-        print(f"not ok 1 - cluster up\n# {e}")
+        print("not ok 1 - cluster up")
+        log(e)
         print("1..1")
         c.down()
         return 1
