@@ -1,8 +1,10 @@
 /* MigChannel transports (socket over GIOStream, fault injection), TLS
  * credentials and the client-side connect. */
+#include <linux/tcp.h> /* struct tcp_info with the chrono fields */
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "mig-channel-private.h"
 
@@ -76,6 +78,28 @@ socket_set_timeout (MigTransport *t, guint seconds)
     g_socket_set_timeout (st->socket, seconds);
 }
 
+static gboolean
+socket_send_times (MigTransport *t, guint64 *busy_us, guint64 *rwnd_limited_us)
+{
+  SocketTransport *st = (SocketTransport *)t;
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+
+  if (st->socket == NULL)
+    return FALSE;
+  memset (&ti, 0, sizeof ti);
+  /* Older kernels return a shorter struct without the chronos (4.10+). */
+  if (getsockopt (g_socket_get_fd (st->socket), IPPROTO_TCP, TCP_INFO, &ti,
+                  &len)
+          < 0
+      || len < offsetof (struct tcp_info, tcpi_rwnd_limited)
+                   + sizeof ti.tcpi_rwnd_limited)
+    return FALSE;
+  *busy_us = ti.tcpi_busy_time;
+  *rwnd_limited_us = ti.tcpi_rwnd_limited;
+  return TRUE;
+}
+
 static void
 socket_free (MigTransport *t)
 {
@@ -91,6 +115,7 @@ static const MigTransportOps socket_ops = {
   .writev_all = socket_writev_all,
   .close = socket_close,
   .set_timeout = socket_set_timeout,
+  .send_times = socket_send_times,
   .free = socket_free,
 };
 
@@ -245,6 +270,14 @@ fault_set_timeout (MigTransport *t, guint seconds)
   mig_transport_set_timeout (ft->inner, seconds);
 }
 
+static gboolean
+fault_send_times (MigTransport *t, guint64 *busy_us, guint64 *rwnd_limited_us)
+{
+  FaultTransport *ft = (FaultTransport *)t;
+  return ft->inner->ops->send_times != NULL
+         && ft->inner->ops->send_times (ft->inner, busy_us, rwnd_limited_us);
+}
+
 static void
 fault_free (MigTransport *t)
 {
@@ -259,6 +292,7 @@ static const MigTransportOps fault_ops = {
   .writev_all = fault_writev_all,
   .close = fault_close,
   .set_timeout = fault_set_timeout,
+  .send_times = fault_send_times,
   .free = fault_free,
 };
 

@@ -29,6 +29,10 @@
 #define AUTO_GAIN_ON 1.15    /* predicted speed-up needed to turn on */
 #define AUTO_GAIN_OFF 1.05   /* ... and below which it turns off */
 #define AUTO_BLOCKED_MIN 0.3 /* share of a window blocked on the peer */
+#define AUTO_RWND_BOUND 0.25 /* share of sending time the receiver held */
+#define AUTO_RWND_MIN_US                                                       \
+  8000                       /* sending time a window's share needs (the       \
+                                kernel counts in jiffies) */
 #define AUTO_CARRY 0.9       /* hint: demand reaches the link at L*this */
 #define AUTO_CONFIRM 2       /* windows in a row that must agree to switch */
 #define AUTO_BACKOFF_MIN 8   /* windows off after lz4 did not pay, ... */
@@ -89,6 +93,7 @@ channel_new (MigTransport *transport)
   ch->cancel = g_cancellable_new ();
   ch->cancel_fd = g_cancellable_get_fd (ch->cancel);
   ch->local_fd = -1;
+  ch->stats.rwnd_limited = -1;
   g_mutex_init (&ch->write_lock);
   g_mutex_init (&ch->lock);
   g_cond_init (&ch->cond);
@@ -572,6 +577,8 @@ typedef struct
   guint64 w_bytes;     /* wire bytes written in the window */
   gint64 in_wait_ns;   /* blocked waiting for local input */
   gint64 out_wait_ns;  /* blocked on the peer or the rate limit */
+  gboolean have_times; /* busy_us, rwnd_us hold the transport's totals */
+  guint64 busy_us, rwnd_us;
 } AutoState;
 
 /* Payload speed-up lz4 brings when the link (L wire bytes/s) is the
@@ -605,17 +612,26 @@ auto_gain (double link, double cs, double ratio)
  * at least twice in_wait. Only then, and with lz4 off, is the wire rate
  * of the window the raw rate L the path takes (the buffer was drained
  * all along); otherwise the wire rate is only a lower bound of L.
- * Backpressure does not say where the bottleneck is: the link, or the
- * destination QEMU reading its socket slower than the link carries (seen
- * with TCG on loopback). Only the first is helped by lz4, so turning it
- * on is a trial that must pay: with lz4 on, the payload rate has to beat
- * L by AUTO_GAIN_OFF.
+ * Backpressure alone does not say where the bottleneck is: the link, or
+ * the receiver (the peer agent's TLS, the destination QEMU) reading
+ * slower than the link carries. TCP says which: the kernel keeps how long
+ * the connection had data in flight and how much of that the peer's
+ * receive window was closed (TCP_INFO's busy and rwnd-limited times; a
+ * shaped or slow network shows ~0, a slow reader most of the time). When
+ * the receiver held us back for AUTO_RWND_BOUND of the window's sending
+ * time, lz4 is not started: the wire is not what is short, and on hosts
+ * where the agents share cores with QEMU the compressor's CPU only slows
+ * the migration (measured on the unshaped loopback: text moved faster
+ * raw). Where TCP cannot tell (no socket, an old kernel), and as a second
+ * check, turning lz4 on is a trial that must pay: with lz4 on, the
+ * payload rate has to beat L by AUTO_GAIN_OFF.
  *
  * Rules (mode AUTO):
  *   - OFF -> ON only when the demand exceeds the link: backpressured, or,
  *     with a configured link_rate hint, the payload rate reaches
  *     AUTO_CARRY x hint (the hint stands in for the measurement); and the
- *     sampled ratio >= AUTO_RATIO_ON; and auto_gain() >= AUTO_GAIN_ON,
+ *     receiver did not hold the window back; and the sampled ratio >=
+ *     AUTO_RATIO_ON; and auto_gain() >= AUTO_GAIN_ON,
  *     which is off when lz4 is slower than about L*r.
  *   - ON -> OFF when the ratio falls below AUTO_RATIO_OFF (data turned
  *     incompressible: at once), or the gain with the current figures falls
@@ -638,9 +654,10 @@ static void
 auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
 {
   double ratio = 0, cs = 0, link, gain, fin = 0, fout = 0, wire_rate = 0;
-  double payload_rate = 0;
+  double payload_rate = 0, rwnd = -1;
   gint64 win = now - a->win_start;
-  gboolean backpressured, demand, want;
+  gboolean backpressured, demand, want, receiver_bound;
+  guint64 busy_us = 0, rwnd_us = 0;
 
   g_mutex_lock (&ch->lock);
   ratio = ch->stats.ratio;
@@ -660,10 +677,21 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
       payload_rate = a->p_bytes / (win / 1e9);
     }
   backpressured = fout >= AUTO_BLOCKED_MIN && fout >= 2 * fin;
+  if (ch->transport->ops->send_times != NULL
+      && ch->transport->ops->send_times (ch->transport, &busy_us, &rwnd_us))
+    {
+      if (a->have_times && busy_us >= a->busy_us + AUTO_RWND_MIN_US
+          && rwnd_us >= a->rwnd_us)
+        rwnd = (double)(rwnd_us - a->rwnd_us) / (double)(busy_us - a->busy_us);
+      a->have_times = TRUE;
+      a->busy_us = busy_us;
+      a->rwnd_us = rwnd_us;
+    }
+  receiver_bound = rwnd >= AUTO_RWND_BOUND;
 
   if (ch->opts.link_rate > 0)
     a->link = ch->opts.link_rate;
-  else if (backpressured && !a->on)
+  else if (backpressured && !a->on && !receiver_bound)
     a->link = wire_rate;
   else if (a->link > 0)
     a->link = MAX (a->link, wire_rate);
@@ -679,8 +707,8 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
   if (ch->opts.compress == MIG_COMPRESS_ON)
     want = TRUE; /* only the figures are of interest */
   else if (!a->on)
-    want = a->backoff == 0 && demand && link > 0 && ratio >= AUTO_RATIO_ON
-           && gain >= AUTO_GAIN_ON;
+    want = a->backoff == 0 && demand && !receiver_bound && link > 0
+           && ratio >= AUTO_RATIO_ON && gain >= AUTO_GAIN_ON;
   else
     want = ratio >= AUTO_RATIO_OFF && gain >= AUTO_GAIN_OFF
            && payload_rate >= AUTO_GAIN_OFF * link;
@@ -708,9 +736,9 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
 
   g_debug ("channel auto: %s ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
            "wire %.0f MB/s payload %.0f MB/s blocked out %.2f in %.2f "
-           "backoff %u",
+           "receiver-limited %.2f backoff %u",
            a->on ? "lz4" : "raw", ratio, cs / 1e6, link / 1e6, wire_rate / 1e6,
-           payload_rate / 1e6, fout, fin, a->backoff);
+           payload_rate / 1e6, fout, fin, rwnd, a->backoff);
 
   a->decided = TRUE;
   a->evaluations++;
@@ -726,6 +754,7 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
   ch->stats.link_rate = link;
   ch->stats.out_blocked = fout;
   ch->stats.in_waiting = fin;
+  ch->stats.rwnd_limited = rwnd;
   ch->stats.decisions++;
   g_mutex_unlock (&ch->lock);
 }

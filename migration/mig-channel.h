@@ -93,6 +93,12 @@ typedef struct
   void (*close) (MigTransport *t);
   /* Timeout in seconds for blocking I/O, 0 = none. Nullable. */
   void (*set_timeout) (MigTransport *t, guint seconds);
+  /* Microseconds the connection has spent with data in flight and, of
+   * those, held back by the peer's receive window (TCP_INFO's busy and
+   * rwnd-limited times): the share says whether the network or the
+   * receiver is what we wait for. FALSE if unknown. Nullable. */
+  gboolean (*send_times) (MigTransport *t, guint64 *busy_us,
+                          guint64 *rwnd_limited_us);
   void (*free) (MigTransport *t);
 } MigTransportOps;
 
@@ -192,6 +198,10 @@ typedef struct
   guint decisions;       /* auto evaluations so far */
   double out_blocked;    /* share of the last window the out pump was
                             blocked on the peer or the rate limit */
+  double rwnd_limited;   /* share of the last window's sending time the
+                            peer's receive window held us back (-1 =
+                            unknown): the receiver, not the network, is
+                            the bottleneck */
   double in_waiting;     /* ... and waiting for local input */
 } MigChannelStats;
 

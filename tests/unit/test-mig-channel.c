@@ -156,10 +156,13 @@ typedef struct
   GBytes *send;     /* what the app writes */
   GByteArray *recv; /* what reached it */
   GThread *feeder, *consumer;
-  gboolean shut;  /* feeder shut down its write side */
-  gsize piece;    /* feeder's write size; 0 = 128 KiB */
-  guint pause_us; /* feeder sleeps this long after each write: a slow
-                     producer (set before app_start) */
+  gboolean shut;       /* feeder shut down its write side */
+  gsize piece;         /* feeder's write size; 0 = 128 KiB */
+  guint pause_us;      /* feeder sleeps this long after each write: a slow
+                          producer (set before app_start) */
+  gsize read_piece;    /* consumer's read size; 0 = 256 KiB */
+  guint read_pause_us; /* consumer sleeps this long after each read: a
+                          slow receiver */
 } App;
 
 static gpointer
@@ -196,12 +199,15 @@ consumer_thread (gpointer data)
 
   for (;;)
     {
-      gssize n = read (app->fd, buf, 256 * 1024);
+      gssize n
+          = read (app->fd, buf, app->read_piece ? app->read_piece : 256 * 1024);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
         break;
       g_byte_array_append (app->recv, buf, n);
+      if (app->read_pause_us > 0)
+        g_usleep (app->read_pause_us);
     }
   return NULL;
 }
@@ -794,10 +800,12 @@ typedef struct
 {
   DataKind data;
   gsize len;
-  guint64 rate_limit; /* channel's token bucket, 0 = none */
-  double slow_link;   /* SlowTransport bytes/s, 0 = none */
-  gsize piece;        /* slow producer: write size ... */
-  guint pause_us;     /* ... and pause after each write */
+  guint64 rate_limit;  /* channel's token bucket, 0 = none */
+  double slow_link;    /* SlowTransport bytes/s, 0 = none */
+  gsize piece;         /* slow producer: write size ... */
+  guint pause_us;      /* ... and pause after each write */
+  gsize read_piece;    /* slow receiver: read size ... */
+  guint read_pause_us; /* ... and pause after each read */
 } AutoCase;
 
 static void
@@ -818,6 +826,8 @@ run_auto_measured (const AutoCase *c, MigChannelStats *st)
                         (gpointer)&c->slow_link);
   p.app_c.piece = c->piece;
   p.app_c.pause_us = c->pause_us;
+  p.app_s.read_piece = c->read_piece;
+  p.app_s.read_pause_us = c->read_pause_us;
   t0 = g_get_monotonic_time ();
   pair_run (&p, &opts, NULL, up, none);
   g_assert_no_error (p.err_c);
@@ -827,12 +837,13 @@ run_auto_measured (const AutoCase *c, MigChannelStats *st)
   g_test_message ("%.2f s: lz4 %s, %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
                   " frames compressed, wire/payload %.2f, ratio %.2f, lz4 "
                   "%.0f MB/s, link %.1f MB/s, blocked out %.2f in %.2f, "
-                  "decisions %u",
+                  "receiver-limited %.2f, decisions %u",
                   (g_get_monotonic_time () - t0) / 1e6,
                   st->compressing ? "on" : "off", st->compressed_frames_out,
                   st->frames_out, (double)st->wire_out / st->payload_out,
                   st->ratio, st->compress_speed / 1e6, st->link_rate / 1e6,
-                  st->out_blocked, st->in_waiting, st->decisions);
+                  st->out_blocked, st->in_waiting, st->rwnd_limited,
+                  st->decisions);
   pair_clear (&p);
 }
 
@@ -913,6 +924,28 @@ test_auto_slow_producer_text (gconstpointer data)
   g_assert_cmpuint (st.compressed_frames_out, ==, 0);
   g_assert_cmpfloat (st.ratio, >, 1.5); /* still sampled while off */
   g_assert_cmpuint (st.decisions, >=, 3);
+}
+
+/* The receiver is the bottleneck (its application reads 64 KiB every
+ * 4 ms, ~16 MB/s), the producer and the network are fast: the sender is
+ * blocked, but by the peer's closed receive window, not by the wire.
+ * lz4 would only spend CPU, so it is never started, not even as a trial
+ * (it was, before TCP_INFO was read). */
+static void
+test_auto_slow_receiver_text (void)
+{
+  AutoCase c = { .data = DATA_TEXT,
+                 .len = 24 * 1024 * 1024,
+                 .read_piece = 64 * 1024,
+                 .read_pause_us = 4000 };
+  MigChannelStats st;
+
+  run_auto_measured (&c, &st);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+  g_assert_false (st.compressing);
+  g_assert_cmpfloat (st.ratio, >, 1.5); /* it would have compressed well */
+  g_assert_cmpfloat (st.rwnd_limited, >=, 0.25);
+  g_assert_cmpfloat (st.out_blocked, >=, 0.3); /* backpressured all along */
 }
 
 /* ---- tests: faults ---------------------------------------------------- */
@@ -1524,6 +1557,8 @@ main (int argc, char **argv)
                    test_auto_rate_limited_text);
   g_test_add_func ("/mig-channel/auto/measured/slow-link-text",
                    test_auto_slow_link_text);
+  g_test_add_func ("/mig-channel/auto/measured/slow-receiver-text",
+                   test_auto_slow_receiver_text);
   g_test_add_func ("/mig-channel/auto/measured/rate-limited-random",
                    test_auto_rate_limited_random);
   g_test_add_data_func ("/mig-channel/auto/measured/slow-producer-text",
