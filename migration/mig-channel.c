@@ -629,10 +629,11 @@ auto_gain (double link, double cs, double ratio)
  * Rules (mode AUTO):
  *   - OFF -> ON only when the demand exceeds the link: backpressured, or,
  *     with a configured link_rate hint, the payload rate reaches
- *     AUTO_CARRY x hint (the hint stands in for the measurement); and the
- *     receiver did not hold the window back; and the sampled ratio >=
- *     AUTO_RATIO_ON; and auto_gain() >= AUTO_GAIN_ON,
- *     which is off when lz4 is slower than about L*r.
+ *     AUTO_CARRY x hint (the hint stands in for the measurement, of the
+ *     receive window too); and, without a hint, the receiver did not
+ *     hold the window back; and the sampled ratio >= AUTO_RATIO_ON; and
+ *     auto_gain() >= AUTO_GAIN_ON, which is off when lz4 is slower than
+ *     about L*r.
  *   - ON -> OFF when the ratio falls below AUTO_RATIO_OFF (data turned
  *     incompressible: at once), or the gain with the current figures falls
  *     below AUTO_GAIN_OFF, or the payload rate is below AUTO_GAIN_OFF x L:
@@ -687,7 +688,8 @@ auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
       a->busy_us = busy_us;
       a->rwnd_us = rwnd_us;
     }
-  receiver_bound = rwnd >= AUTO_RWND_BOUND;
+  /* A configured link_rate stands in for the measurement, this one too. */
+  receiver_bound = ch->opts.link_rate == 0 && rwnd >= AUTO_RWND_BOUND;
 
   if (ch->opts.link_rate > 0)
     a->link = ch->opts.link_rate;
