@@ -54,6 +54,10 @@ typedef struct
   char *path;
   GSocket *socket;
   GThread *thread;
+  /* A connection to the destination made ahead of the local one, so the
+   * TLS handshake is not in the migration's critical path. */
+  GThread *early_thread;
+  MigTransport *early; /* joined early_thread's result; taken by carry */
 } Fwd;
 
 /* How long an abort may take before the channels are cut under it. */
@@ -193,12 +197,37 @@ carry (Fwd *fwd, GSocketConnection *conn)
   PHASE (src, fwd->kind == MIG_CHANNEL_KIND_MEMORY    ? "memory accepted"
               : fwd->kind == MIG_CHANNEL_KIND_CONTROL ? "control accepted"
                                                       : "disk accepted");
+  if (fwd->early_thread)
+    {
+      fwd->early = g_thread_join (fwd->early_thread);
+      fwd->early_thread = NULL;
+    }
+  t = g_steal_pointer (&fwd->early);
+  if (t)
+    {
+      if (fwd->kind == MIG_CHANNEL_KIND_MEMORY && c->fault_cut_memory_at)
+        t = mig_transport_fault_new (t, MIG_FAULT_CUT, c->fault_cut_memory_at);
+      ch = mig_channel_new_client (t, fwd->kind, c->token, src->stop, &error);
+      /* The early connection can have gone (the listener drops one that
+       * stays silent past its handshake timeout): one fresh try. */
+      if (!ch && !g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH)
+          && !g_cancellable_is_cancelled (src->stop))
+        {
+          g_debug ("early %s connection unusable (%s): connecting again",
+                   kind_name (fwd->kind), error->message);
+          g_clear_error (&error);
+          t = NULL;
+        }
+      else
+        goto have_channel;
+    }
   t = mig_transport_connect (c->creds, c->channel_host, c->channel_port,
                              src->stop, &error);
   if (t && fwd->kind == MIG_CHANNEL_KIND_MEMORY && c->fault_cut_memory_at)
     t = mig_transport_fault_new (t, MIG_FAULT_CUT, c->fault_cut_memory_at);
   ch = t ? mig_channel_new_client (t, fwd->kind, c->token, src->stop, &error)
          : NULL;
+have_channel:
   if (!ch)
     {
       g_prefix_error (&error, "%s stream to %s:%u: ", kind_name (fwd->kind),
@@ -254,8 +283,26 @@ accept_thread (gpointer data)
   return NULL;
 }
 
+/* Connects to the destination's listener (TCP + TLS) before anything
+ * local asks for it; NULL if that fails (carry then tries again and
+ * reports). */
+static gpointer
+early_thread (gpointer data)
+{
+  Fwd *fwd = data;
+  const MigSrcConfig *c = fwd->src->config;
+  g_autoptr (GError) error = NULL;
+  MigTransport *t = mig_transport_connect (
+      c->creds, c->channel_host, c->channel_port, fwd->src->stop, &error);
+
+  if (!t)
+    g_debug ("early %s connection: %s", kind_name (fwd->kind), error->message);
+  return t;
+}
+
 static gboolean
-fwd_open (Src *src, Fwd *fwd, MigChannelKind kind, char *path, GError **error)
+fwd_open (Src *src, Fwd *fwd, MigChannelKind kind, char *path, gboolean early,
+          GError **error)
 {
   g_autoptr (GSocketAddress) addr = NULL;
 
@@ -278,6 +325,8 @@ fwd_open (Src *src, Fwd *fwd, MigChannelKind kind, char *path, GError **error)
   /* libvirtd and QEMU (root in the cluster, the qemu user elsewhere with
    * dynamic ownership off) must be able to connect. */
   (void)g_chmod (path, 0666);
+  if (early)
+    fwd->early_thread = g_thread_new ("mig-src-early", early_thread, fwd);
   fwd->thread = g_thread_new ("mig-src-accept", accept_thread, fwd);
   return TRUE;
 }
@@ -288,6 +337,12 @@ fwd_close (Fwd *fwd)
   if (fwd->thread)
     g_thread_join (fwd->thread);
   fwd->thread = NULL;
+  /* Never carried: close what was made ahead (src->stop is cancelled by
+   * now, so a connect still running returns at once). */
+  if (fwd->early_thread)
+    fwd->early = g_thread_join (fwd->early_thread);
+  fwd->early_thread = NULL;
+  g_clear_pointer (&fwd->early, mig_transport_free);
   if (fwd->socket)
     g_socket_close (fwd->socket, NULL);
   g_clear_object (&fwd->socket);
@@ -515,13 +570,16 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
   persist_xml = dest_xml (dom, VIR_DOMAIN_XML_INACTIVE, c, &local);
   if (!persist_xml)
     goto out;
+  /* Connections ahead for the streams that start within a second of the
+   * libvirt call; with a disk, the memory stream waits for the disk copy,
+   * longer than the listener holds a silent connection. */
   if (!fwd_open (&src, &src.fwd[0], MIG_CHANNEL_KIND_CONTROL,
-                 mig_ctl_sock_path (c->job_id), &local)
+                 mig_ctl_sock_path (c->job_id), TRUE, &local)
       || !fwd_open (&src, &src.fwd[1], MIG_CHANNEL_KIND_MEMORY,
-                    mig_mem_sock_path (c->job_id), &local)
+                    mig_mem_sock_path (c->job_id), !with_disk, &local)
       || (with_disk
           && !fwd_open (&src, &src.fwd[2], MIG_CHANNEL_KIND_DISK,
-                        mig_disk_sock_path (c->job_id), &local)))
+                        mig_disk_sock_path (c->job_id), TRUE, &local)))
     goto out;
 
   ev_iter = virConnectDomainEventRegisterAny (
