@@ -51,7 +51,6 @@ handshake_thread (gpointer data)
   GSocket *socket = g_socket_connection_get_socket (hs->conn);
   g_autoptr (GSocketAddress) remote = NULL;
   g_autofree char *peer = NULL;
-  g_autoptr (GIOStream) stream = NULL;
   MigTransport *transport;
   MigChannel *ch;
   GError *error = NULL;
@@ -72,9 +71,10 @@ handshake_thread (gpointer data)
   g_socket_set_timeout (socket, l->config.handshake_timeout_s);
   if (l->config.creds != NULL)
     {
-      stream = mig_channel_creds_server_handshake (
-          l->config.creds, G_IO_STREAM (hs->conn), l->cancel, &error);
-      if (stream == NULL)
+      transport = mig_transport_tls_server (l->config.creds, hs->conn,
+                                            l->config.handshake_timeout_s,
+                                            l->cancel, &error);
+      if (transport == NULL)
         {
           g_prefix_error (&error, "TLS handshake: ");
           refuse (l, error, peer);
@@ -82,9 +82,7 @@ handshake_thread (gpointer data)
         }
     }
   else
-    stream = G_IO_STREAM (g_object_ref (hs->conn));
-
-  transport = mig_transport_socket_new (stream);
+    transport = mig_transport_socket_new (G_IO_STREAM (hs->conn));
   if (l->config.wrap != NULL)
     transport = l->config.wrap (transport, l->config.user_data);
   mig_transport_set_timeout (transport, l->config.handshake_timeout_s);

@@ -57,11 +57,23 @@ MigChannel *mig_channel_new_server (MigTransport *transport,
 /* Transport timeout for blocking I/O (0 = none), used around handshakes. */
 void mig_transport_set_timeout (MigTransport *t, guint seconds);
 
-/* TLS server side of CREDS over BASE (mutual: client cert required). */
-GIOStream *mig_channel_creds_server_handshake (MigChannelCreds *creds,
-                                               GIOStream *base,
-                                               GCancellable *cancellable,
-                                               GError **error);
+/* TLS (GnuTLS on CONN's socket, TLS 1.3, mutual) as client of HOST, or
+ * as server with TIMEOUT_S for the handshake; CONN is referenced. */
+MigTransport *mig_transport_tls_client (MigChannelCreds *creds,
+                                        GSocketConnection *conn,
+                                        const char *host,
+                                        GCancellable *cancellable,
+                                        GError **error);
+MigTransport *mig_transport_tls_server (MigChannelCreds *creds,
+                                        GSocketConnection *conn,
+                                        guint timeout_s,
+                                        GCancellable *cancellable,
+                                        GError **error);
+
+/* TCP_INFO's busy and receive-window-limited times of FD (FALSE if the
+ * kernel has no such fields). */
+gboolean mig_tcp_send_times (int fd, guint64 *busy_us,
+                             guint64 *rwnd_limited_us);
 
 /* Socket options every channel connection gets (TCP_NODELAY). */
 void mig_channel_socket_tune (GSocket *socket);

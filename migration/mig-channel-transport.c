@@ -1,5 +1,5 @@
-/* MigChannel transports (socket over GIOStream, fault injection), TLS
- * credentials and the client-side connect. */
+/* MigChannel transports (socket over GIOStream, fault injection) and the
+ * client-side connect; TLS is in mig-channel-tls.c. */
 #include <linux/tcp.h> /* struct tcp_info with the chrono fields */
 #include <netinet/in.h>
 #include <stddef.h>
@@ -29,7 +29,7 @@ mig_transport_set_timeout (MigTransport *t, guint seconds)
 typedef struct
 {
   MigTransport parent;
-  GIOStream *stream; /* GSocketConnection or GTlsConnection over one */
+  GIOStream *stream; /* a GSocketConnection */
   GSocket *socket;   /* the TCP socket underneath, for shutdown/timeout */
   gint closed;       /* atomic */
 } SocketTransport;
@@ -78,26 +78,32 @@ socket_set_timeout (MigTransport *t, guint seconds)
     g_socket_set_timeout (st->socket, seconds);
 }
 
-static gboolean
-socket_send_times (MigTransport *t, guint64 *busy_us, guint64 *rwnd_limited_us)
+gboolean
+mig_tcp_send_times (int fd, guint64 *busy_us, guint64 *rwnd_limited_us)
 {
-  SocketTransport *st = (SocketTransport *)t;
   struct tcp_info ti;
   socklen_t len = sizeof ti;
 
-  if (st->socket == NULL)
-    return FALSE;
   memset (&ti, 0, sizeof ti);
   /* Older kernels return a shorter struct without the chronos (4.10+). */
-  if (getsockopt (g_socket_get_fd (st->socket), IPPROTO_TCP, TCP_INFO, &ti,
-                  &len)
-          < 0
+  if (getsockopt (fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0
       || len < offsetof (struct tcp_info, tcpi_rwnd_limited)
                    + sizeof ti.tcpi_rwnd_limited)
     return FALSE;
   *busy_us = ti.tcpi_busy_time;
   *rwnd_limited_us = ti.tcpi_rwnd_limited;
   return TRUE;
+}
+
+static gboolean
+socket_send_times (MigTransport *t, guint64 *busy_us, guint64 *rwnd_limited_us)
+{
+  SocketTransport *st = (SocketTransport *)t;
+
+  if (st->socket == NULL)
+    return FALSE;
+  return mig_tcp_send_times (g_socket_get_fd (st->socket), busy_us,
+                             rwnd_limited_us);
 }
 
 static void
@@ -308,131 +314,6 @@ mig_transport_fault_new (MigTransport *inner, MigFaultKind kind, guint64 offset)
   return &ft->parent;
 }
 
-/* ---- credentials ------------------------------------------------------ */
-
-struct _MigChannelCreds
-{
-  gatomicrefcount ref;
-  GTlsCertificate *cert; /* ours, presented as client and server */
-  GTlsDatabase *ca;      /* the only anchor trusted for peers */
-};
-
-MigChannelCreds *
-mig_channel_creds_new (const char *dir, GError **error)
-{
-  g_autofree char *ca_path = g_build_filename (dir, "ca.pem", NULL);
-  g_autofree char *cert_path = g_build_filename (dir, "cert.pem", NULL);
-  g_autofree char *key_path = g_build_filename (dir, "key.pem", NULL);
-  g_autoptr (GTlsCertificate) cert = NULL;
-  g_autoptr (GTlsDatabase) ca = NULL;
-  MigChannelCreds *creds;
-  const char *paths[] = { ca_path, cert_path, key_path };
-
-  if (!g_tls_backend_supports_tls (g_tls_backend_get_default ()))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                   "no TLS backend in GIO (install glib-networking)");
-      return NULL;
-    }
-  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
-    if (!g_file_test (paths[i], G_FILE_TEST_IS_REGULAR))
-      {
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                     "TLS file %s is missing", paths[i]);
-        return NULL;
-      }
-  cert = g_tls_certificate_new_from_files (cert_path, key_path, error);
-  if (cert == NULL)
-    {
-      g_prefix_error (error, "loading %s: ", cert_path);
-      return NULL;
-    }
-  ca = g_tls_file_database_new (ca_path, error);
-  if (ca == NULL)
-    {
-      g_prefix_error (error, "loading %s: ", ca_path);
-      return NULL;
-    }
-  creds = g_new0 (MigChannelCreds, 1);
-  g_atomic_ref_count_init (&creds->ref);
-  creds->cert = g_steal_pointer (&cert);
-  creds->ca = g_steal_pointer (&ca);
-  return creds;
-}
-
-MigChannelCreds *
-mig_channel_creds_ref (MigChannelCreds *creds)
-{
-  g_atomic_ref_count_inc (&creds->ref);
-  return creds;
-}
-
-void
-mig_channel_creds_unref (MigChannelCreds *creds)
-{
-  if (creds == NULL || !g_atomic_ref_count_dec (&creds->ref))
-    return;
-  g_clear_object (&creds->cert);
-  g_clear_object (&creds->ca);
-  g_free (creds);
-}
-
-/* A GTlsServerConnection hands every client certificate to
- * accept-certificate, even one that verified; accept exactly those the
- * database verified without any error. */
-static gboolean
-server_accept_certificate (GTlsConnection *conn, GTlsCertificate *peer,
-                           GTlsCertificateFlags errors, gpointer user_data)
-{
-  GTlsCertificateFlags *seen = user_data;
-  *seen = errors;
-  return errors == 0;
-}
-
-static const char *
-cert_flags_reason (GTlsCertificateFlags flags)
-{
-  if (flags & G_TLS_CERTIFICATE_UNKNOWN_CA)
-    return "client certificate is not signed by our CA";
-  if (flags & G_TLS_CERTIFICATE_EXPIRED)
-    return "client certificate expired";
-  if (flags & G_TLS_CERTIFICATE_NOT_ACTIVATED)
-    return "client certificate not yet valid";
-  if (flags & G_TLS_CERTIFICATE_REVOKED)
-    return "client certificate revoked";
-  return "client certificate rejected";
-}
-
-GIOStream *
-mig_channel_creds_server_handshake (MigChannelCreds *creds, GIOStream *base,
-                                    GCancellable *cancellable, GError **error)
-{
-  g_autoptr (GIOStream) tls = NULL;
-  GTlsCertificateFlags seen = 0;
-  gulong handler;
-  gboolean ok;
-
-  tls = G_IO_STREAM (g_tls_server_connection_new (base, creds->cert, error));
-  if (tls == NULL)
-    return NULL;
-  /* Mutual TLS: the client must present a certificate from our CA. */
-  g_object_set (tls, "authentication-mode", G_TLS_AUTHENTICATION_REQUIRED,
-                NULL);
-  g_tls_connection_set_database (G_TLS_CONNECTION (tls), creds->ca);
-  handler = g_signal_connect (tls, "accept-certificate",
-                              G_CALLBACK (server_accept_certificate), &seen);
-  ok = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, error);
-  g_signal_handler_disconnect (tls, handler);
-  if (!ok)
-    {
-      if (seen != 0)
-        g_prefix_error (error, "%s (flags 0x%x): ", cert_flags_reason (seen),
-                        seen);
-      return NULL;
-    }
-  return g_steal_pointer (&tls);
-}
-
 /* ---- connect ---------------------------------------------------------- */
 
 void
@@ -450,7 +331,7 @@ mig_transport_connect (MigChannelCreds *creds, const char *host, guint16 port,
   g_autoptr (GSocketClient) client = g_socket_client_new ();
   g_autoptr (GSocketConnectable) addr = g_network_address_new (host, port);
   g_autoptr (GSocketConnection) conn = NULL;
-  g_autoptr (GIOStream) tls = NULL;
+  MigTransport *t;
 
   /* Agent to agent, always direct: no proxy lookup (libproxy, dconf). */
   g_socket_client_set_enable_proxy (client, FALSE);
@@ -464,18 +345,8 @@ mig_transport_connect (MigChannelCreds *creds, const char *host, guint16 port,
   if (creds == NULL)
     return mig_transport_socket_new (G_IO_STREAM (conn));
 
-  tls = G_IO_STREAM (
-      g_tls_client_connection_new (G_IO_STREAM (conn), addr, error));
-  if (tls == NULL)
-    return NULL;
-  g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), creds->cert);
-  g_tls_connection_set_database (G_TLS_CONNECTION (tls), creds->ca);
-  g_socket_set_timeout (g_socket_connection_get_socket (conn), 10);
-  if (!g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, error))
-    {
-      g_prefix_error (error, "TLS handshake with %s:%u: ", host, port);
-      return NULL;
-    }
-  g_socket_set_timeout (g_socket_connection_get_socket (conn), 0);
-  return mig_transport_socket_new (tls);
+  t = mig_transport_tls_client (creds, conn, host, cancellable, error);
+  if (t == NULL)
+    g_prefix_error (error, "TLS handshake with %s:%u: ", host, port);
+  return t;
 }

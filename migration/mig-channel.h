@@ -9,8 +9,8 @@
  *   local fd --read--> [out pump: frame, crc32c, lz4?, rate limit] --> peer
  *   local fd <-write-- [in pump: check header, crc32c, unlz4]       <-- peer
  *
- * Transport: TCP with mutual TLS (GIO + glib-networking), or plain TCP for
- * tests, behind an ops table (MigTransportOps) so a fault-injecting
+ * Transport: TCP with mutual TLS 1.3 (GnuTLS on the socket, records
+ * batched per frame; mig-channel-tls.c), or plain TCP for tests, behind an ops table (MigTransportOps) so a fault-injecting
  * transport can be slid in. The connecting side first sends HELLO with a
  * one-time token and the stream kind; the accepting side checks it with a
  * callback (e.g. MigTokenTable) and answers OK or ERROR.
@@ -107,8 +107,8 @@ struct _MigTransport
   const MigTransportOps *ops;
 };
 
-/* Transport over a connected GIOStream (GSocketConnection or
- * GTlsConnection). Takes a reference on STREAM. */
+/* Plain transport over a connected GIOStream (a GSocketConnection). Takes
+ * a reference on STREAM. */
 MigTransport *mig_transport_socket_new (GIOStream *stream);
 
 typedef enum
@@ -136,8 +136,7 @@ typedef struct _MigChannelCreds MigChannelCreds;
 
 /* Loads DIR/ca.pem (the only CA trusted for peers), DIR/cert.pem and
  * DIR/key.pem (this host's certificate, used as client and as server).
- * Fails if a file is missing or unreadable or no TLS backend is installed
- * (Debian: glib-networking). */
+ * Fails if a file is missing or does not load. */
 MigChannelCreds *mig_channel_creds_new (const char *dir, GError **error);
 MigChannelCreds *mig_channel_creds_ref (MigChannelCreds *creds);
 void mig_channel_creds_unref (MigChannelCreds *creds);
