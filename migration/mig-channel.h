@@ -10,10 +10,11 @@
  *   local fd <-write-- [in pump: check header, crc32c, unlz4]       <-- peer
  *
  * Transport: TCP with mutual TLS 1.3 (GnuTLS on the socket, records
- * batched per frame; mig-channel-tls.c), or plain TCP for tests, behind an ops table (MigTransportOps) so a fault-injecting
- * transport can be slid in. The connecting side first sends HELLO with a
- * one-time token and the stream kind; the accepting side checks it with a
- * callback (e.g. MigTokenTable) and answers OK or ERROR.
+ * batched per frame; mig-channel-tls.c), or plain TCP for tests, behind an ops
+ * table (MigTransportOps) so a fault-injecting transport can be slid in. The
+ * connecting side first sends HELLO with a one-time token and the stream kind;
+ * the accepting side checks it with a callback (e.g. MigTokenTable) and answers
+ * OK or ERROR.
  *
  * Frame: 32-byte little-endian header, then wire_len bytes:
  *   magic u32 | version u8 | type u8 | flags u16 | payload_len u32 |
