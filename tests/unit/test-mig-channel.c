@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1443,6 +1444,61 @@ test_creds_missing (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
 }
 
+/* ---- tests: local send buffer ----------------------------------------- */
+
+/* The in pump may queue megabytes for a slow local reader (the
+ * destination QEMU), not just one frame: with the kernel's default send
+ * buffer (~208 KiB) this stalls far below 3 MiB. */
+static void
+test_local_sndbuf (void)
+{
+  const gsize len = 3 << 20;
+  g_autoptr (GBytes) up = make_data (DATA_RANDOM, len, 3);
+  g_autoptr (GError) error = NULL;
+  g_autofree guint8 *buf = g_malloc (1 << 20);
+  Pair p = { 0 };
+  int sv[2], queued = 0, fd;
+  gsize got = 0;
+
+  if (geteuid () != 0)
+    {
+      g_test_skip ("raising a send buffer past wmem_max needs root");
+      return;
+    }
+  p.app_s.recv = g_byte_array_new ();
+  pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+  mig_channel_start (p.srv, sv[0], NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  fd = app_start (&p.app_c, up, TRUE);
+  mig_channel_start (p.client, fd, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  /* Nobody reads sv[1] yet. */
+  for (int i = 0; i < 250 && (gsize)queued < len; i++)
+    {
+      g_usleep (20 * 1000);
+      g_assert_cmpint (ioctl (sv[1], FIONREAD, &queued), ==, 0);
+    }
+  g_test_message ("queued for the local reader: %d bytes", queued);
+  g_assert_cmpint (queued, ==, (int)len);
+
+  while (got < len)
+    {
+      gssize n = read (sv[1], buf + 0, 1 << 20);
+      g_assert_cmpint (n, >, 0);
+      g_assert_cmpmem (buf, n,
+                       (const guint8 *)g_bytes_get_data (up, NULL) + got, n);
+      got += n;
+    }
+  g_assert_cmpint (shutdown (sv[1], SHUT_WR), ==, 0);
+  app_join (&p.app_c);
+  g_assert_true (mig_channel_wait (p.client, &p.err_c));
+  g_assert_true (mig_channel_wait (p.srv, &p.err_s));
+  close (sv[1]);
+  pair_clear (&p);
+}
+
 /* ---- tests: rate limit and abort -------------------------------------- */
 
 static void
@@ -1591,6 +1647,7 @@ main (int argc, char **argv)
                    test_tls_untrusted_server);
   g_test_add_func ("/mig-channel/tls/plain-client", test_tls_plain_client);
   g_test_add_func ("/mig-channel/tls/creds-missing", test_creds_missing);
+  g_test_add_func ("/mig-channel/local-sndbuf", test_local_sndbuf);
   g_test_add_func ("/mig-channel/handshake-timeout", test_handshake_timeout);
   g_test_add_func ("/mig-channel/rate-limit", test_rate_limit);
   g_test_add_func ("/mig-channel/abort", test_abort);
