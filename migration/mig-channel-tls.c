@@ -252,24 +252,12 @@ tls_push (gnutls_transport_ptr_t ptr, const void *buf, size_t len)
       tt->wlen += len;
       return (ssize_t)len;
     }
-  for (;;)
+  if (!send_raw (tt, buf, len))
     {
-      ssize_t n = send (tt->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-      int err;
-
-      if (n >= 0)
-        return n;
-      if (errno == EINTR)
-        continue;
-      err = errno;
-      if (err == EAGAIN || err == EWOULDBLOCK)
-        err = wait_fd (tt, POLLOUT, tt->wr_cancel);
-      if (err == 0)
-        continue;
-      tt->wr_errno = err;
-      gnutls_transport_set_errno (tt->session, err);
+      gnutls_transport_set_errno (tt->session, tt->wr_errno);
       return -1;
     }
+  return (ssize_t)len;
 }
 
 /* Turns GnuTLS result RC (with the errno our pull/push saw, if any) into
