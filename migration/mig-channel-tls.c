@@ -159,6 +159,20 @@ wait_fd (TlsTransport *tt, short events, GCancellable *cancellable)
   return err;
 }
 
+/* After a failed recv/send (errno set): 0 to try again (interrupted, or
+ * the socket became ready for EVENTS), else the errno to report. */
+static int
+io_retry (TlsTransport *tt, short events, GCancellable *cancellable)
+{
+  int err = errno;
+
+  if (err == EINTR)
+    return 0;
+  if (err == EAGAIN || err == EWOULDBLOCK)
+    return wait_fd (tt, events, cancellable);
+  return err;
+}
+
 static ssize_t
 tls_pull (gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
@@ -187,11 +201,7 @@ tls_pull (gnutls_transport_ptr_t ptr, void *buf, size_t len)
         }
       if (n == 0)
         return 0;
-      if (errno == EINTR)
-        continue;
-      err = errno;
-      if (err == EAGAIN || err == EWOULDBLOCK)
-        err = wait_fd (tt, POLLIN, tt->rd_cancel);
+      err = io_retry (tt, POLLIN, tt->rd_cancel);
       if (err == 0)
         continue;
       tt->rd_errno = err;
@@ -215,11 +225,7 @@ send_raw (TlsTransport *tt, const guint8 *buf, gsize len)
           len -= n;
           continue;
         }
-      if (errno == EINTR)
-        continue;
-      err = errno;
-      if (err == EAGAIN || err == EWOULDBLOCK)
-        err = wait_fd (tt, POLLOUT, tt->wr_cancel);
+      err = io_retry (tt, POLLOUT, tt->wr_cancel);
       if (err == 0)
         continue;
       tt->wr_errno = err;

@@ -29,7 +29,6 @@
 #define AUTO_GAIN_ON 1.15    /* predicted speed-up needed to turn on */
 #define AUTO_GAIN_OFF 1.05   /* ... and below which it turns off */
 #define AUTO_BLOCKED_MIN 0.3 /* share of a window blocked on the peer */
-#define MIG_LOCAL_SNDBUF (4 * 1024 * 1024)
 #define AUTO_RWND_BOUND 0.25 /* share of sending time the receiver held */
 #define AUTO_RWND_MIN_US                                                       \
   8000                       /* sending time a window's share needs (the       \
@@ -1057,6 +1056,8 @@ tell_peer:
  * Raising it past net.core.wmem_max needs CAP_NET_ADMIN; without it the
  * kernel caps the size, and a non-socket (a pipe in tests) is left
  * alone. */
+#define MIG_LOCAL_SNDBUF (4 * 1024 * 1024)
+
 static void
 local_sndbuf (int fd)
 {

@@ -170,6 +170,17 @@ on_channel_done (MigChannel *ch, const GError *error, gpointer user_data)
   g_mutex_unlock (&src->lock);
 }
 
+/* Opens the channel of FWD's kind over T (ownership taken). */
+static MigChannel *
+hello (Fwd *fwd, MigTransport *t, GError **error)
+{
+  const MigSrcConfig *c = fwd->src->config;
+
+  if (fwd->kind == MIG_CHANNEL_KIND_MEMORY && c->fault_cut_memory_at)
+    t = mig_transport_fault_new (t, MIG_FAULT_CUT, c->fault_cut_memory_at);
+  return mig_channel_new_client (t, fwd->kind, c->token, fwd->src->stop, error);
+}
+
 /* Carries one accepted local connection to the destination. */
 static void
 carry (Fwd *fwd, GSocketConnection *conn)
@@ -203,31 +214,23 @@ carry (Fwd *fwd, GSocketConnection *conn)
       fwd->early_thread = NULL;
     }
   t = g_steal_pointer (&fwd->early);
-  if (t)
+  ch = t ? hello (fwd, t, &error) : NULL;
+  /* The early connection can have gone (the listener drops one that
+   * stays silent past its handshake timeout): one fresh try. */
+  if (t && !ch && !g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH)
+      && !g_cancellable_is_cancelled (src->stop))
     {
-      if (fwd->kind == MIG_CHANNEL_KIND_MEMORY && c->fault_cut_memory_at)
-        t = mig_transport_fault_new (t, MIG_FAULT_CUT, c->fault_cut_memory_at);
-      ch = mig_channel_new_client (t, fwd->kind, c->token, src->stop, &error);
-      /* The early connection can have gone (the listener drops one that
-       * stays silent past its handshake timeout): one fresh try. */
-      if (!ch && !g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH)
-          && !g_cancellable_is_cancelled (src->stop))
-        {
-          g_debug ("early %s connection unusable (%s): connecting again",
-                   kind_name (fwd->kind), error->message);
-          g_clear_error (&error);
-          t = NULL;
-        }
-      else
-        goto have_channel;
+      g_debug ("early %s connection unusable (%s): connecting again",
+               kind_name (fwd->kind), error->message);
+      g_clear_error (&error);
+      t = NULL;
     }
-  t = mig_transport_connect (c->creds, c->channel_host, c->channel_port,
-                             src->stop, &error);
-  if (t && fwd->kind == MIG_CHANNEL_KIND_MEMORY && c->fault_cut_memory_at)
-    t = mig_transport_fault_new (t, MIG_FAULT_CUT, c->fault_cut_memory_at);
-  ch = t ? mig_channel_new_client (t, fwd->kind, c->token, src->stop, &error)
-         : NULL;
-have_channel:
+  if (!t)
+    {
+      t = mig_transport_connect (c->creds, c->channel_host, c->channel_port,
+                                 src->stop, &error);
+      ch = t ? hello (fwd, t, &error) : NULL;
+    }
   if (!ch)
     {
       g_prefix_error (&error, "%s stream to %s:%u: ", kind_name (fwd->kind),
