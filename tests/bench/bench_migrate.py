@@ -65,6 +65,11 @@ Per migration (per case the median over the reps):
              data_processed (what goes into its TCP stream). On the
              shaped link also the htb classes' byte counters.
   wall       the `droverctl migrate` / `virsh migrate` command, end to end.
+  pause      QEMU's pause split by QEMU's own events on both hosts (`virsh
+             qemu-monitor-event`): stop (source STOP -> MIGRATION
+             "device"), final ("device" -> source "completed": the last
+             pages and the device state loaded by the destination) and
+             hand-over (-> destination RESUME: libvirt's Finish).
 
 Targets (checked and printed PASS/MISS, never tuned):
   T1 link=1gbit data=text: drover total <= 0.8x native and wire <= 0.6x
@@ -507,6 +512,78 @@ def parse_json_tail(text):
     raise RuntimeError("no JSON in droverctl output: %s" % text[-500:])
 
 
+class QemuEvents:
+    """QEMU's STOP, RESUME and MIGRATION events on both hosts during one
+    migration, stamped by QEMU itself (`virsh qemu-monitor-event`; both
+    hosts share this machine's clock), to split the guest's pause:
+
+      stop      source STOP -> source MIGRATION "device": QEMU sends what
+                is left of RAM (long when a switchover is forced);
+      final     "device" -> source "completed": the last RAM pages and the
+                device state reach the destination QEMU, which loads them
+                (QEMU's return path makes the source wait for that);
+      handover  source "completed" -> destination RESUME: libvirt's Finish
+                call to the destination, which starts the vCPUs.
+
+    None where an event is missing, and handover None after a forced
+    switchover (the guest arrives paused and is resumed later)."""
+
+    PAT = re.compile(r"event (\w+) at (\d+)\.(\d+) for domain '([^']*)': ?(.*)")
+
+    def __init__(self, name):
+        self.name = name
+        self.procs = {}
+
+    def start(self):
+        for h in (1, 2):
+            self.procs[h] = subprocess.Popen(
+                ["virsh", "-q", "-c", host_uri(h), "qemu-monitor-event", "--loop",
+                 "--regex", "--event", "^(STOP|RESUME|MIGRATION)$"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # registered before the migration starts
+        return self
+
+    def stop(self, src, forced):
+        texts = {}
+        for h, p in self.procs.items():
+            p.send_signal(signal.SIGINT)
+            try:
+                text, _ = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                text, _ = p.communicate()
+            texts[h] = text.decode(errors="replace")
+        return self.phases(texts, self.name, src, forced)
+
+    @classmethod
+    def phases(cls, texts, name, src, forced):
+        """TEXTS: {host: virsh output}; the first event of each kind counts."""
+        ev = {}
+        for h, text in texts.items():
+            for line in text.splitlines():
+                m = cls.PAT.search(line)
+                if not m or m.group(4) != name:
+                    continue
+                what = m.group(1)
+                if what == "MIGRATION":
+                    st = re.search(r'"status": ?"([\w-]+)"', m.group(5))
+                    if not st:
+                        continue
+                    what = st.group(1)
+                t = int(m.group(2)) + int(m.group(3)) / 1e6
+                ev.setdefault(("src" if h == src else "dst", what), t)
+
+        def ms(a, b):
+            if a not in ev or b not in ev:
+                return None
+            return (ev[b] - ev[a]) * 1000.0
+        return {
+            "stop_ms": ms(("src", "STOP"), ("src", "device")),
+            "final_ms": ms(("src", "device"), ("src", "completed")),
+            "handover_ms": None if forced else ms(("src", "completed"), ("dst", "RESUME")),
+        }
+
+
 def migrate_drover(vm, shaper):
     src, dst = vm.host, 3 - vm.host
     src_path = serial_path(src, vm.name)
@@ -515,14 +592,17 @@ def migrate_drover(vm, shaper):
     c0 = settle_counter(src_path)
     tc0 = shaper.counters()
     tail = ConsoleTail([src_path, dst_guess]).start()
+    events = QemuEvents(vm.name).start()
     t0 = time.monotonic()
     r = ctl("migrate", vm.name, "--to", "host%d" % dst, "--json", timeout=900, check=False)
     wall = time.monotonic() - t0
     if r.returncode != 0:
+        events.stop(src, True)
         raise RuntimeError("droverctl migrate %s failed (rc %d): %s" % (
             vm.name, r.returncode, (r.stderr + r.stdout).decode(errors="replace")[-1500:]))
     doc = parse_json_tail(r.stdout.decode())
     job = doc.get("job", doc)
+    pause = events.stop(src, bool((job.get("migration") or {}).get("forced_switchover")))
     if job.get("state") != "done":
         raise RuntimeError("migration job %s ended %s: %s" % (job.get("id"), job.get("state"), job.get("error")))
     tc1 = shaper.counters()
@@ -559,6 +639,7 @@ def migrate_drover(vm, shaper):
         "rounds": st["iterations"],
         "stats": st["raw"],
         "forced": bool(m.get("forced_switchover")),
+        "pause": pause,
         "pred_total_s": pred.get("total_s"),
         "pred_downtime_ms": pred.get("downtime_ms"),
         "job": job.get("id"),
@@ -615,6 +696,7 @@ def migrate_native(vm, shaper, port, native_timeout):
     c0 = settle_counter(src_path)
     tc0 = shaper.counters()
     tail = ConsoleTail([src_path, dst_path]).start()
+    events = QemuEvents(vm.name).start()
     t0 = time.monotonic()
     args = ["migrate", "--live", "--p2p", "--persistent", "--undefinesource",
             "--xml", xml_file]
@@ -629,6 +711,8 @@ def migrate_native(vm, shaper, port, native_timeout):
         os.unlink(xml_file)
     wall = time.monotonic() - t0
     if r.returncode != 0:
+        events.stop(src, True)
+    if r.returncode != 0:
         raise RuntimeError("virsh migrate %s failed: %s" % (
             vm.name, (r.stderr + r.stdout).decode(errors="replace")[-1500:]))
     tc1 = shaper.counters()
@@ -638,6 +722,7 @@ def migrate_native(vm, shaper, port, native_timeout):
     # switchover; it must run (Drover's destination does the same).
     state = virsh(dst, "domstate", vm.name).stdout.decode().strip()
     forced = state.startswith("paused")
+    pause = events.stop(src, forced)
     if forced:
         virsh(dst, "resume", vm.name, check=False)
     c1 = settle_counter(dst_path)
@@ -662,6 +747,7 @@ def migrate_native(vm, shaper, port, native_timeout):
         "ratio": 1.0,
         "rounds": st["iterations"],
         "forced": forced,
+        "pause": pause,
         "src": src, "dst": dst,
         "stats": st["raw"],
     }
@@ -725,6 +811,8 @@ def summarize(results):
                 "forced": sum(1 for r in rs if r["forced"]),
                 "crashed": sum(1 for r in rs if r.get("guest_crashed")),
             }
+            for k in ("stop_ms", "final_ms", "handover_ms"):
+                s[path][k] = med([(r.get("pause") or {}).get(k) for r in rs])
         summ[key] = s
     return summ
 
@@ -783,6 +871,23 @@ def table(summ, reps):
                  "native QEMU's data_processed; tc-counted: bytes through the 1gbit htb classes (incl. "
                  "headers). Command wall: `droverctl migrate` vs `virsh migrate`, end to end. Guest crashed: migrations after which "
                  "the guest oopsed or stopped writing heartbeats (then recreated; its downtime figures are left out)." % (HB_MS, reps))
+    lines.append("")
+    lines.append("Where QEMU's pause goes, from QEMU's own events (median ms, Drover / native): "
+                 "stop = source STOP to MIGRATION \"device\" (RAM still to send; long after a forced "
+                 "switchover), final = \"device\" to the source's \"completed\" (last pages and device "
+                 "state loaded by the destination QEMU), hand-over = source \"completed\" to the "
+                 "destination's RESUME (libvirt's Finish; left out after a forced switchover).")
+    lines.append("")
+    lines.append("| link | data | dirty | stop (ms) | final (ms) | hand-over (ms) |")
+    lines.append("|---|---|---|---|---|---|")
+    for key in sorted(summ, key=lambda k: (LINKS.index(k[0]), DATAS.index(k[1]), list(DIRTY).index(k[2]))):
+        d, n = summ[key].get("drover"), summ[key].get("native")
+        if not d or not n:
+            continue
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            key[0], key[1], key[2],
+            *["%s / %s" % (fx(d[k], "%.0f"), fx(n[k], "%.0f"))
+              for k in ("stop_ms", "final_ms", "handover_ms")]))
     return "\n".join(lines)
 
 
@@ -929,11 +1034,15 @@ def main():
                             # figures of the transfer still stand.
                             r["guest_ms"] = r["host_ms"] = None
                         results.append(r)
+                        pz = r.get("pause") or {}
                         out("migrate:   %-6s host%d->host%d link=%s data=%s dirty=%s rep=%d: total %.2fs%s "
-                            "downtime %.0fms guest %sms host-seen %sms rounds %d wire %.1fMiB qemu %.1fMiB%s wall %.2fs%s%s%s" % (
+                            "downtime %.0fms (stop/final/hand-over %s/%s/%sms) guest %sms host-seen %sms "
+                            "rounds %d wire %.1fMiB qemu %.1fMiB%s wall %.2fs%s%s%s" % (
                                 path, r["src"], r["dst"], link, data, dirty, rep, r["total_s"],
                                 " (job %.2fs)" % r["own_total_s"] if "own_total_s" in r else "",
-                                r["downtime_ms"], fx(r["guest_ms"], "%.0f"), fx(r["host_ms"], "%.0f"),
+                                r["downtime_ms"],
+                                *[fx(pz.get(k), "%.0f") for k in ("stop_ms", "final_ms", "handover_ms")],
+                                fx(r["guest_ms"], "%.0f"), fx(r["host_ms"], "%.0f"),
                                 r["rounds"], mib(r["wire_bytes"]),
                                 mib(r["qemu_bytes"]),
                                 "" if r["tc_bytes"] is None else " tc %.1fMiB" % mib(r["tc_bytes"]),
