@@ -4,6 +4,10 @@
  *   raw: producer -> TCP -> consumer
  *   fwd: producer -> unix -> copy -> TCP -> copy -> unix -> consumer
  *        (a naive forwarder: the topology the channel has, no framing)
+ *   fwd tls=yes: the same forwarder over the channel's TLS transport,
+ *        writing 256 KiB at a time as the channel does (no frames, no CRC,
+ *        no lz4): what TLS and the topology cost, so the channel's own
+ *        overhead is the gap between this and the channel with TLS
  *   channel: producer -> unix -> MigChannel -> TCP(+TLS) -> MigChannel
  *        -> unix -> consumer
  *
@@ -18,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mig-channel-private.h"
 #include "mig-channel.h"
 
 #define BUF_LEN (4 * 1024 * 1024)
@@ -229,6 +234,140 @@ bench_fwd (GBytes *data, guint64 len)
   return secs;
 }
 
+/* ---- forwarder over the channel's TLS transport ------------------------ */
+
+typedef struct
+{
+  int fd;
+  MigTransport *t;
+} TlsCopier;
+
+/* unix FD -> TLS */
+static gpointer
+tls_send_thread (gpointer c_)
+{
+  TlsCopier *c = c_;
+  g_autofree guint8 *buf = g_malloc (IO_LEN);
+  g_autoptr (GError) error = NULL;
+
+  for (;;)
+    {
+      gssize n = read (c->fd, buf, IO_LEN);
+      GOutputVector v = { buf, 0 };
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      v.size = (gsize)n;
+      if (!c->t->ops->writev_all (c->t, &v, 1, NULL, &error))
+        g_error ("tls forwarder: %s", error->message);
+    }
+  c->t->ops->close (c->t);
+  return NULL;
+}
+
+/* TLS -> unix FD, IO_LEN at a time as the channel writes a frame (a TLS
+ * read returns one 16 KiB record) */
+static gpointer
+tls_recv_thread (gpointer c_)
+{
+  TlsCopier *c = c_;
+  g_autofree guint8 *buf = g_malloc (IO_LEN);
+  gboolean eof = FALSE;
+
+  while (!eof)
+    {
+      gssize n = 0, off = 0;
+      while (n < IO_LEN)
+        {
+          gssize r = c->t->ops->read (c->t, buf + n, IO_LEN - n, NULL, NULL);
+          if (r <= 0)
+            {
+              eof = TRUE;
+              break;
+            }
+          n += r;
+        }
+      while (off < n)
+        {
+          gssize w = send (c->fd, buf + off, n - off, MSG_NOSIGNAL);
+          if (w < 0)
+            g_error ("tls forwarder: %s", g_strerror (errno));
+          off += w;
+        }
+    }
+  shutdown (c->fd, SHUT_WR);
+  return NULL;
+}
+
+typedef struct
+{
+  MigChannelCreds *creds;
+  GSocketConnection *conn;
+  MigTransport *t;
+  GError *error;
+} TlsServer;
+
+static gpointer
+tls_server_thread (gpointer s_)
+{
+  TlsServer *s = s_;
+  s->t = mig_transport_tls_server (s->creds, s->conn, 10, NULL, &s->error);
+  return NULL;
+}
+
+static GSocketConnection *
+conn_from_fd (int fd)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocket) sock = g_socket_new_from_fd (fd, &error);
+
+  if (sock == NULL)
+    g_error ("socket: %s", error->message);
+  return g_socket_connection_factory_create_connection (sock);
+}
+
+static double
+bench_fwd_tls (MigChannelCreds *creds, GBytes *data, guint64 len)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocketConnection) cconn = NULL;
+  g_autoptr (GSocketConnection) sconn = NULL;
+  int in[2], out[2], tcp[2];
+  TlsServer srv = { creds, NULL, NULL, NULL };
+  TlsCopier c1, c2;
+  MigTransport *client;
+  GThread *st, *t1, *t2;
+  double secs;
+
+  socketpair (AF_UNIX, SOCK_STREAM, 0, in);
+  socketpair (AF_UNIX, SOCK_STREAM, 0, out);
+  tcp_pair (tcp);
+  cconn = conn_from_fd (tcp[0]);
+  sconn = conn_from_fd (tcp[1]);
+  srv.conn = sconn;
+  st = g_thread_new ("tls-hs", tls_server_thread, &srv);
+  client = mig_transport_tls_client (creds, cconn, "127.0.0.1", NULL, &error);
+  g_thread_join (st);
+  if (client == NULL || srv.t == NULL)
+    g_error ("TLS handshake: %s", error ? error->message : srv.error->message);
+  c1 = (TlsCopier){ in[1], client };
+  c2 = (TlsCopier){ out[1], srv.t };
+  t1 = g_thread_new ("fwd1", tls_send_thread, &c1);
+  t2 = g_thread_new ("fwd2", tls_recv_thread, &c2);
+  secs = run_pipe (in[0], out[0], data, len);
+  g_thread_join (t1);
+  g_thread_join (t2);
+  client->ops->free (client);
+  srv.t->ops->free (srv.t);
+  for (int i = 0; i < 2; i++)
+    {
+      close (in[i]);
+      close (out[i]);
+    }
+  return secs;
+}
+
 /* ---- channel ---------------------------------------------------------- */
 
 typedef struct
@@ -355,7 +494,7 @@ main (int argc, char **argv)
   g_autofree char *certdir = NULL;
   g_autoptr (MigChannelCreds) creds = NULL;
   guint64 len, llen, rate;
-  double raw_mbs, secs;
+  double raw_mbs, tls_fwd_mbs, secs;
   struct
   {
     MigCompressMode mode;
@@ -398,6 +537,14 @@ main (int argc, char **argv)
       "MiB MB/s=%.0f vs raw=%.2fx (naive unix->tcp->unix forwarder)\n",
       size_mib, len / secs / 1e6, len / secs / 1e6 / raw_mbs);
   fflush (stdout);
+  secs = bench_fwd_tls (creds, data_random, len);
+  tls_fwd_mbs = len / secs / 1e6;
+  printf (
+      "channel: mode=fwd tls=yes data=random rate=none size=%" G_GINT64_FORMAT
+      "MiB MB/s=%.0f vs raw=%.2fx (the forwarder over the channel's TLS "
+      "transport, 256 KiB writes)\n",
+      size_mib, len / secs / 1e6, len / secs / 1e6 / raw_mbs);
+  fflush (stdout);
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
@@ -406,6 +553,7 @@ main (int argc, char **argv)
       guint64 n = cases[i].limited ? llen : len;
       double mbs;
       g_autofree char *rate_s = NULL;
+      g_autofree char *vs_fwd = NULL;
 
       mig_channel_options_init (&opts);
       opts.compress = cases[i].mode;
@@ -416,12 +564,18 @@ main (int argc, char **argv)
       mbs = n / secs / 1e6;
       rate_s = cases[i].limited ? g_strdup_printf ("%.3gGbit", rate_gbit)
                                 : g_strdup ("none");
+      /* The channel's own cost: against the TLS forwarder where both
+       * carry the same bytes over the same transport. */
+      vs_fwd = cases[i].tls && !cases[i].limited
+                   ? g_strdup_printf (" vs tls-fwd=%.2fx", mbs / tls_fwd_mbs)
+                   : g_strdup ("");
       printf ("channel: mode=%s tls=%s data=%s rate=%s size=%" G_GUINT64_FORMAT
-              "MiB MB/s=%.0f vs raw=%.2fx wire/payload=%.2f lz4=%s"
+              "MiB MB/s=%.0f vs raw=%.2fx%s wire/payload=%.2f lz4=%s"
               " lz4-frames=%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n",
               mode_name (cases[i].mode), cases[i].tls ? "yes" : "no",
               cases[i].text ? "text" : "random", rate_s, n >> 20, mbs,
-              mbs / raw_mbs, (double)st.wire_out / MAX (st.payload_out, 1),
+              mbs / raw_mbs, vs_fwd,
+              (double)st.wire_out / MAX (st.payload_out, 1),
               st.compressing ? "on" : "off", st.compressed_frames_out,
               st.frames_out);
       fflush (stdout);
