@@ -594,7 +594,11 @@ def migrate_drover(vm, shaper):
     tail = ConsoleTail([src_path, dst_guess]).start()
     events = QemuEvents(vm.name).start()
     t0 = time.monotonic()
-    r = ctl("migrate", vm.name, "--to", "host%d" % dst, "--json", timeout=900, check=False)
+    try:
+        r = ctl("migrate", vm.name, "--to", "host%d" % dst, "--json", timeout=900, check=False)
+    except BaseException:
+        events.stop(src, True)
+        raise
     wall = time.monotonic() - t0
     if r.returncode != 0:
         events.stop(src, True)
@@ -707,6 +711,9 @@ def migrate_native(vm, shaper, port, native_timeout):
     args += [vm.name, host_uri(dst), "tcp://%s:%d" % (host_ip(dst), port)]
     try:
         r = virsh(src, *args, timeout=native_timeout + 900, check=False)
+    except BaseException:
+        events.stop(src, True)
+        raise
     finally:
         os.unlink(xml_file)
     wall = time.monotonic() - t0
