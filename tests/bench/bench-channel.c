@@ -128,6 +128,23 @@ typedef struct
   int from, to;
 } Copier;
 
+/* Sends all N bytes of BUF to FD; WHO names the thread in the error. */
+static void
+send_all (int fd, const guint8 *buf, gssize n, const char *who)
+{
+  gssize off = 0;
+
+  while (off < n)
+    {
+      gssize w = send (fd, buf + off, n - off, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        g_error ("%s: %s", who, g_strerror (errno));
+      off += w;
+    }
+}
+
 static gpointer
 copier_thread (gpointer c_)
 {
@@ -136,18 +153,12 @@ copier_thread (gpointer c_)
 
   for (;;)
     {
-      gssize n = read (c->from, buf, IO_LEN), off = 0;
+      gssize n = read (c->from, buf, IO_LEN);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
         break;
-      while (off < n)
-        {
-          gssize w = send (c->to, buf + off, n - off, MSG_NOSIGNAL);
-          if (w < 0)
-            g_error ("copier: %s", g_strerror (errno));
-          off += w;
-        }
+      send_all (c->to, buf, n, "copier");
     }
   shutdown (c->to, SHUT_WR);
   return NULL;
@@ -277,7 +288,7 @@ tls_recv_thread (gpointer c_)
 
   while (!eof)
     {
-      gssize n = 0, off = 0;
+      gssize n = 0;
       while (n < IO_LEN)
         {
           gssize r = c->t->ops->read (c->t, buf + n, IO_LEN - n, NULL, NULL);
@@ -288,13 +299,7 @@ tls_recv_thread (gpointer c_)
             }
           n += r;
         }
-      while (off < n)
-        {
-          gssize w = send (c->fd, buf + off, n - off, MSG_NOSIGNAL);
-          if (w < 0)
-            g_error ("tls forwarder: %s", g_strerror (errno));
-          off += w;
-        }
+      send_all (c->fd, buf, n, "tls forwarder");
     }
   shutdown (c->fd, SHUT_WR);
   return NULL;
