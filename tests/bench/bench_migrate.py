@@ -30,6 +30,13 @@ host:
           the migration; with --undefinesource the source has no domain
           left to ask).
 
+  relay   (with --relay) native's migration, but QEMU's stream goes
+          through relay_floor.py: a unix socket on each host (the same
+          path in both namespaces, as with Drover) joined by one TCP
+          connection, bytes moved by splice(2), no TLS, no frames, no
+          checks. The cost of the topology alone: the least any
+          agent-carried stream can cost on this machine.
+
 Pairing: one fresh guest per (data, dirty); per link condition REPS pairs;
 pair k runs drover then native for even k and native then drover for odd
 k (so neither path always gets the first or the host1->host2 move).
@@ -69,7 +76,12 @@ Per migration (per case the median over the reps):
              qemu-monitor-event`): stop (source STOP -> MIGRATION
              "device"), final ("device" -> source "completed": the last
              pages and the device state loaded by the destination) and
-             hand-over (-> destination RESUME: libvirt's Finish).
+             hand-over (-> destination RESUME: libvirt's Finish). The JSON
+             also keeps live_ms (source "setup" -> STOP: the pre-copy
+             rounds) and every first event in ms after the source's
+             "setup" (events_ms); libvirt's time_elapsed minus the
+             source's "completed" is what came before QEMU's migration
+             (Begin, the connection to the destination, Prepare).
 
 Targets (checked and printed PASS/MISS, never tuned):
   T1 link=1gbit data=text: drover total <= 0.8x native and wire <= 0.6x
@@ -218,6 +230,7 @@ class Shaper:
 
     def __init__(self, native_port, rate="1gbit"):
         self.native_port = native_port
+        self.relay_port = native_port + 1  # --relay: shaped like native
         self.rate = rate
         self.active = False
 
@@ -237,7 +250,8 @@ class Shaper:
         # sink (127.0.0.4): other helpers' clusters on other loopback
         # addresses use the same ports.
         for dst in ("127.0.0.2/31", "127.0.0.4/32"):
-            for port, cls in ((DROVER_PORT, "1:10"), (self.native_port, "1:20")):
+            for port, cls in ((DROVER_PORT, "1:10"), (self.native_port, "1:20"),
+                              (self.relay_port, "1:20")):
                 cmds.append("filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst %s "
                             "match ip dport %d 0xffff flowid %s" % (dst, port, cls))
         for c in cmds:
@@ -577,7 +591,13 @@ class QemuEvents:
             if a not in ev or b not in ev:
                 return None
             return (ev[b] - ev[a]) * 1000.0
+        base = ev.get(("src", "setup"))
         return {
+            # every first event, in ms after the source's "setup" (when
+            # libvirt's Perform starts QEMU's migration), for offline study
+            "events_ms": None if base is None else {
+                "%s:%s" % k: round((t - base) * 1000.0, 1) for k, t in sorted(ev.items(), key=lambda kv: kv[1])},
+            "live_ms": ms(("src", "setup"), ("src", "STOP")),
             "stop_ms": ms(("src", "STOP"), ("src", "device")),
             "final_ms": ms(("src", "device"), ("src", "completed")),
             "handover_ms": None if forced else ms(("src", "completed"), ("dst", "RESUME")),
@@ -680,7 +700,36 @@ def completed_stats(host, name):
     }
 
 
-def migrate_native(vm, shaper, port, native_timeout):
+RELAY_SOCK = "/var/lib/libvirt/qemu/bench-relay.sock"
+
+
+def start_relay(src, dst, port):
+    """Both ends of relay_floor.py, each in its host's mount namespace."""
+    script = os.path.join(REPO, "tests", "bench", "relay_floor.py")
+    procs = []
+    for h, args in ((dst, ["dst", host_ip(dst), str(port), RELAY_SOCK]),
+                    (src, ["src", RELAY_SOCK, host_ip(dst), str(port)])):
+        holder = open(os.path.join(D, "pids", "host%d-holder.pid" % h)).read().strip()
+        p = subprocess.Popen(["nsenter", "-t", holder, "-m", "--", "/usr/bin/python3", script] + args,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(p)
+        if p.stdout.readline().strip() != b"ready":
+            for q in procs:
+                q.kill()
+            raise RuntimeError("relay_floor %s: %s" % (args[0], p.stderr.read().decode(errors="replace")))
+    return procs
+
+
+def stop_relay(procs):
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def migrate_native(vm, shaper, port, native_timeout, relay=False):
     src, dst = vm.host, 3 - vm.host
     src_path = serial_path(src, vm.name)
     dst_path = os.path.join(host_data(dst), "console", vm.name + ".log")
@@ -708,7 +757,12 @@ def migrate_native(vm, shaper, port, native_timeout):
         # libvirt's own way out of a migration that does not converge:
         # pause the guest after this long (a forced switchover).
         args += ["--timeout", str(native_timeout), "--timeout-suspend"]
-    args += [vm.name, host_uri(dst), "tcp://%s:%d" % (host_ip(dst), port)]
+    if relay:
+        relays = start_relay(src, dst, port + 1)
+        args += [vm.name, host_uri(dst), "unix://" + RELAY_SOCK]
+    else:
+        relays = []
+        args += [vm.name, host_uri(dst), "tcp://%s:%d" % (host_ip(dst), port)]
     try:
         r = virsh(src, *args, timeout=native_timeout + 900, check=False)
     except BaseException:
@@ -716,6 +770,7 @@ def migrate_native(vm, shaper, port, native_timeout):
         raise
     finally:
         os.unlink(xml_file)
+        stop_relay(relays)
     wall = time.monotonic() - t0
     if r.returncode != 0:
         events.stop(src, True)
@@ -741,7 +796,7 @@ def migrate_native(vm, shaper, port, native_timeout):
         if src_path.endswith(".log") and os.path.exists(p):
             os.unlink(p)
     return {
-        "path": "native",
+        "path": "relay" if relay else "native",
         "total_s": st["time_elapsed_s"],
         "downtime_ms": st["downtime_ms"],
         "guest_ms": gap,
@@ -799,7 +854,7 @@ def summarize(results):
     cases = {}
     for r in results:
         key = (r["link"], r["data"], r["dirty"])
-        cases.setdefault(key, {"drover": [], "native": []})[r["path"]].append(r)
+        cases.setdefault(key, {}).setdefault(r["path"], []).append(r)
     summ = {}
     for key, d in cases.items():
         s = {}
@@ -898,6 +953,25 @@ def table(summ, reps):
     return "\n".join(lines)
 
 
+def relay_table(summ):
+    """Total time of the three paths: what the bare topology costs
+    (relay / native) against what Drover costs (drover / native)."""
+    lines = ["Relay floor: native's stream through a bare splice relay with Drover's topology "
+             "(unix -> TCP -> unix, no TLS), median total (s):", "",
+             "| link | data | dirty | drover | native | relay | relay / native | drover / native | drover / relay |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(summ, key=lambda k: (LINKS.index(k[0]), DATAS.index(k[1]), list(DIRTY).index(k[2]))):
+        d, n, r = (summ[key].get(p) for p in ("drover", "native", "relay"))
+        if not (d and n and r):
+            continue
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            key[0], key[1], key[2],
+            fx(d["total_s"], "%.2f"), fx(n["total_s"], "%.2f"), fx(r["total_s"], "%.2f"),
+            fx(ratio(r["total_s"], n["total_s"]), "%.2f"), fx(ratio(d["total_s"], n["total_s"]), "%.2f"),
+            fx(ratio(d["total_s"], r["total_s"]), "%.2f")))
+    return "\n".join(lines)
+
+
 def checks(summ):
     res = []
 
@@ -951,6 +1025,8 @@ def main():
                     help="native: `virsh migrate --timeout S --timeout-suspend` (0 = none)")
     ap.add_argument("--native-only", action="store_true",
                     help="only the native path (to check the harness while droverctl migrate is not there)")
+    ap.add_argument("--relay", action="store_true",
+                    help="a third path per pair: native's migration through relay_floor.py (port native+1)")
     ap.add_argument("--ready-timeout", type=int, default=300)
     ap.add_argument("--wait-machine", type=int, default=1800,
                     help="seconds to wait for another cluster to go away")
@@ -972,6 +1048,8 @@ def main():
     if os.geteuid() != 0:
         ap.error("must run as root (cluster, tc)")
     paths = ["native"] if a.native_only else ["drover", "native"]
+    if a.relay:
+        paths.append("relay")
 
     shaper = Shaper(a.native_port)
     vms = []
@@ -1033,7 +1111,8 @@ def main():
                         if path == "drover":
                             r = migrate_drover(vm, shaper)
                         else:
-                            r = migrate_native(vm, shaper, a.native_port, a.native_timeout)
+                            r = migrate_native(vm, shaper, a.native_port, a.native_timeout,
+                                               relay=path == "relay")
                         r.update(link=link, data=data, dirty=dirty, rep=rep, inventory_wait_s=inv)
                         r["guest_crashed"] = not guest_alive(vm)
                         if r["guest_crashed"]:
@@ -1072,6 +1151,9 @@ def main():
     out("")
     out(table(summ, a.reps))
     out("")
+    if a.relay:
+        out(relay_table(summ))
+        out("")
     for name, verdict, detail in checks(summ):
         out("migrate: check %-62s %s  (%s)" % (name, verdict, detail))
     out("migrate: %d migrations in %.0f s; load average at end: %s" % (
