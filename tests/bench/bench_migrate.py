@@ -40,6 +40,9 @@ host:
 Pairing: one fresh guest per (data, dirty); per link condition REPS pairs;
 pair k runs drover then native for even k and native then drover for odd
 k (so neither path always gets the first or the host1->host2 move).
+Each case line also gives the range of the pairs' own Drover / native
+total ratios: on this shared 2-core machine single pairs swing far more
+than the medians do.
 Before each pair the guest has been running its workload since
 `DROVER-GUEST ws-ready`, so both paths see the same steady state.
 
@@ -875,6 +878,14 @@ def summarize(results):
             }
             for k in ("stop_ms", "final_ms", "handover_ms"):
                 s[path][k] = med([(r.get("pause") or {}).get(k) for r in rs])
+        # Drover / native total of each pair (same rep: the same guest,
+        # minutes apart), to show how far single pairs swing.
+        by_rep = {}
+        for path in ("drover", "native"):
+            for r in d.get(path, []):
+                by_rep.setdefault(r["rep"], {})[path] = r["total_s"]
+        s["pair_ratios"] = sorted(v["drover"] / v["native"] for v in by_rep.values()
+                                  if v.get("drover") and v.get("native"))
         summ[key] = s
     return summ
 
@@ -886,7 +897,7 @@ def case_line(key, s):
         return "migrate: link=%s data=%s dirty=%s  incomplete" % key
     return ("migrate: link=%s data=%s dirty=%s  total drover=%ss native=%ss %sx | "
             "downtime qemu %s/%sms %sx | guest %s/%sms %sx | host-seen %s/%sms %sx | "
-            "wire %s/%sMiB %sx | wall %s/%ss %sx | lz4 %s%s" % (
+            "wire %s/%sMiB %sx | wall %s/%ss %sx | pairs %s | lz4 %s%s" % (
                 link, data, dirty,
                 fx(d["total_s"], "%.2f"), fx(n["total_s"], "%.2f"), fx(ratio(d["total_s"], n["total_s"]), "%.2f"),
                 fx(d["downtime_ms"], "%.0f"), fx(n["downtime_ms"], "%.0f"), fx(ratio(d["downtime_ms"], n["downtime_ms"]), "%.2f"),
@@ -894,6 +905,8 @@ def case_line(key, s):
                 fx(d["host_ms"], "%.0f"), fx(n["host_ms"], "%.0f"), fx(ratio(d["host_ms"], n["host_ms"]), "%.2f"),
                 fx(d["wire_mib"], "%.0f"), fx(n["wire_mib"], "%.0f"), fx(ratio(d["wire_mib"], n["wire_mib"]), "%.2f"),
                 fx(d["wall_s"], "%.2f"), fx(n["wall_s"], "%.2f"), fx(ratio(d["wall_s"], n["wall_s"]), "%.2f"),
+                "total %s-%sx" % (fx(min(s["pair_ratios"], default=None), "%.2f"),
+                                  fx(max(s["pair_ratios"], default=None), "%.2f")),
                 d["compress"] or "-",
                 ("" if not (d["forced"] or n["forced"]) else
                  " | forced switchover drover %d native %d" % (d["forced"], n["forced"]))
