@@ -733,6 +733,7 @@ def stop_relay(procs):
 
 
 def migrate_native(vm, shaper, port, native_timeout, relay=False):
+    """RELAY: QEMU's stream through relay_floor.py on shaper.relay_port."""
     src, dst = vm.host, 3 - vm.host
     src_path = serial_path(src, vm.name)
     dst_path = os.path.join(host_data(dst), "console", vm.name + ".log")
@@ -751,6 +752,13 @@ def migrate_native(vm, shaper, port, native_timeout, relay=False):
         xml_file = f.name
     c0 = settle_counter(src_path)
     tc0 = shaper.counters()
+    # Started (and ready) before the clock and the watchers: not timed,
+    # and a relay that fails to start leaves nothing running.
+    try:
+        relays = start_relay(src, dst, shaper.relay_port) if relay else []
+    except BaseException:
+        os.unlink(xml_file)
+        raise
     tail = ConsoleTail([src_path, dst_path]).start()
     events = QemuEvents(vm.name).start()
     t0 = time.monotonic()
@@ -761,10 +769,8 @@ def migrate_native(vm, shaper, port, native_timeout, relay=False):
         # pause the guest after this long (a forced switchover).
         args += ["--timeout", str(native_timeout), "--timeout-suspend"]
     if relay:
-        relays = start_relay(src, dst, port + 1)
         args += [vm.name, host_uri(dst), "unix://" + RELAY_SOCK]
     else:
-        relays = []
         args += [vm.name, host_uri(dst), "tcp://%s:%d" % (host_ip(dst), port)]
     try:
         r = virsh(src, *args, timeout=native_timeout + 900, check=False)
@@ -777,7 +783,6 @@ def migrate_native(vm, shaper, port, native_timeout, relay=False):
     wall = time.monotonic() - t0
     if r.returncode != 0:
         events.stop(src, True)
-    if r.returncode != 0:
         raise RuntimeError("virsh migrate %s failed: %s" % (
             vm.name, (r.stderr + r.stdout).decode(errors="replace")[-1500:]))
     tc1 = shaper.counters()
