@@ -8,11 +8,11 @@
  * converge: we count rounds up to max_rounds and then model the forced
  * switchover (the controller pauses the VM and sends the rest).
  */
-#include "mig.h"
+#include "mig-model.h"
 
 #include <math.h>
 
-G_DEFINE_QUARK (drover - mig - error - quark, mig_error)
+G_DEFINE_QUARK (drover - mig - model - error - quark, mig_model_error)
 
 void
 mig_model_input_init (MigModelInput *input)
@@ -32,7 +32,7 @@ mig_model_predict (const MigModelInput *in, MigModelResult *out, GError **error)
       || isnan (in->compression_ratio) || in->compression_ratio < 0)
     {
       g_set_error (
-          error, MIG_ERROR, MIG_ERROR_INVALID,
+          error, MIG_MODEL_ERROR, MIG_MODEL_ERROR_INVALID,
           "cost model needs RAM > 0, bandwidth > 0 and a dirty rate >= 0");
       return FALSE;
     }

@@ -1,5 +1,5 @@
 /* The pre-copy cost model against cases worked out by hand. */
-#include "mig.h"
+#include "mig-model.h"
 
 #define MiB (1024.0 * 1024.0)
 #define GiB (1024.0 * MiB)
@@ -136,7 +136,7 @@ test_invalid (void)
   g_autoptr (GError) error = NULL;
   in.bandwidth = 0;
   g_assert_false (mig_model_predict (&in, &r, &error));
-  g_assert_error (error, MIG_ERROR, MIG_ERROR_INVALID);
+  g_assert_error (error, MIG_MODEL_ERROR, MIG_MODEL_ERROR_INVALID);
 }
 
 int
