@@ -46,8 +46,9 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
     {
       const Drover__V1__Host *h = reply->hosts[i];
       const Drover__V1__HostInfo *info = h->info;
-      g_autofree char *used = cli_format_size (h->memory_used);
-      g_autofree char *total = cli_format_size (info ? info->memory_total : 0);
+      g_autofree char *used = proto_format_size (h->memory_used);
+      g_autofree char *total
+          = proto_format_size (info ? info->memory_total : 0);
 
       if (info == NULL)
         {
@@ -63,8 +64,8 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
                           g_strdup_printf ("%u", info->cpus),
                           g_strdup_printf ("%u", h->vcpus_used),
                           g_strdup_printf ("%s/%s", used, total),
-                          cli_format_size (info->memory_free),
-                          cli_format_size (info->data_free),
+                          proto_format_size (info->memory_free),
+                          proto_format_size (info->data_free),
                           g_strdup_printf ("%u", h->vm_count),
                           g_strdup (info->libvirt_version),
                           g_strdup (info->qemu_version),

@@ -92,7 +92,7 @@ copy_message (const ProtobufCMessage *msg)
 static gboolean
 job_over (const Drover__V1__Job *job)
 {
-  return g_str_equal (job->state, "done") || g_str_equal (job->state, "failed");
+  return proto_job_state_is_final (job->state);
 }
 
 static void
@@ -154,7 +154,7 @@ on_job (const ProtobufCMessage *msg, gpointer user_data)
   const Drover__V1__Job *job = (const Drover__V1__Job *)msg;
 
   if (ws->n_seen == 0)
-    ws->migration = g_str_equal (job->kind, "migrate");
+    ws->migration = g_str_equal (job->kind, PROTO_JOB_KIND_MIGRATE);
   if (ws->migration)
     show_migration (ws, job);
   else
@@ -205,11 +205,11 @@ ctl_watch_job (Ctl *ctl, const char *id, gboolean json)
     {
       rc = ctl_fail (error);
     }
-  else if (job != NULL && g_str_equal (job->state, "done"))
+  else if (job != NULL && g_str_equal (job->state, PROTO_JOB_DONE))
     {
       rc = CTL_EXIT_OK;
     }
-  else if (job != NULL && g_str_equal (job->state, "failed"))
+  else if (job != NULL && g_str_equal (job->state, PROTO_JOB_FAILED))
     {
       ctl_print_error ("job %s failed: %s", id,
                        job->error[0]     ? job->error

@@ -2,6 +2,8 @@
  * `droverctl migrate` and `droverctl job watch`. Pure text formatting. */
 #include "cli.h"
 
+#include "proto.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -12,7 +14,7 @@ cli_format_rate (double bytes_per_second)
 
   if (!isfinite (bytes_per_second) || bytes_per_second < 0)
     bytes_per_second = 0;
-  size = cli_format_size ((guint64)llround (bytes_per_second));
+  size = proto_format_size ((guint64)llround (bytes_per_second));
   return g_strdup_printf ("%s/s", size);
 }
 
@@ -56,24 +58,27 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
   const Drover__V1__MigrationProgress *p = job->migration;
   GString *line = g_string_new (NULL);
 
-  if (strcmp (job->state, "queued") == 0 || p == NULL
-      || strcmp (p->phase, "queued") == 0)
+  if (strcmp (job->state, PROTO_JOB_QUEUED) == 0 || p == NULL
+      || strcmp (p->phase, PROTO_MIG_QUEUED) == 0)
     {
-      g_string_append (line, strcmp (job->state, "queued") == 0 || p != NULL
-                                 ? "queued"
-                                 : job->state);
+      g_string_append (line,
+                       strcmp (job->state, PROTO_JOB_QUEUED) == 0 || p != NULL
+                           ? "queued"
+                           : job->state);
       if (job->message[0] != '\0')
         g_string_append_printf (line, ": %s", job->message);
       return g_string_free (line, FALSE);
     }
 
-  if (strcmp (p->phase, "precopy") == 0 || strcmp (p->phase, "switchover") == 0
-      || strcmp (p->phase, "completed") == 0)
+  if (strcmp (p->phase, PROTO_MIG_PRECOPY) == 0
+      || strcmp (p->phase, PROTO_MIG_SWITCHOVER) == 0
+      || strcmp (p->phase, PROTO_MIG_COMPLETED) == 0)
     {
-      double frac
-          = strcmp (p->phase, "completed") == 0 ? 1.0 : sent_fraction (p);
-      g_autofree char *sent = cli_format_size (p->memory_processed);
-      g_autofree char *total = cli_format_size (p->memory_total);
+      double frac = strcmp (p->phase, PROTO_MIG_COMPLETED) == 0
+                        ? 1.0
+                        : sent_fraction (p);
+      g_autofree char *sent = proto_format_size (p->memory_processed);
+      g_autofree char *total = proto_format_size (p->memory_total);
       guint filled = (guint)floor (frac * bar_width + 1e-9);
 
       if (bar_width > 0)
@@ -85,7 +90,7 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
         }
       g_string_append_printf (line, "%3d%%  %s of %s", (int)floor (frac * 100),
                               sent, total);
-      if (strcmp (p->phase, "precopy") == 0)
+      if (strcmp (p->phase, PROTO_MIG_PRECOPY) == 0)
         {
           g_autofree char *dirty = cli_format_rate (p->dirty_rate);
           g_autofree char *bps = cli_format_rate (p->throughput);
@@ -94,7 +99,7 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
           g_string_append_printf (line, "  round %u  dirty %s  %s  ETA %s",
                                   p->iteration, dirty, bps, eta);
         }
-      else if (strcmp (p->phase, "switchover") == 0)
+      else if (strcmp (p->phase, PROTO_MIG_SWITCHOVER) == 0)
         g_string_append_printf (line, "  switching over%s",
                                 p->forced_switchover ? " (forced)" : "");
       else
@@ -114,7 +119,7 @@ char *
 cli_migration_prediction (const Drover__V1__MigrationPrediction *pred)
 {
   g_autofree char *dur = cli_format_duration (pred->total_s);
-  g_autofree char *sent = cli_format_size (pred->bytes_sent);
+  g_autofree char *sent = proto_format_size (pred->bytes_sent);
   g_autofree char *dirty = cli_format_rate (pred->dirty_rate);
   g_autofree char *bw = cli_format_rate (pred->bandwidth);
 
@@ -133,7 +138,7 @@ cli_migration_summary (const Drover__V1__Job *job)
   const Drover__V1__MigrationProgress *p = job->migration;
   const Drover__V1__MigrationPrediction *pred = job->prediction;
   GString *out = g_string_new (NULL);
-  gboolean done = strcmp (job->state, "done") == 0;
+  gboolean done = strcmp (job->state, PROTO_JOB_DONE) == 0;
 
   if (done)
     g_string_append_printf (out, "migrated %s: %s -> %s\n", job->vm,
@@ -178,8 +183,8 @@ cli_migration_summary (const Drover__V1__Job *job)
     g_string_append_c (out, '\n');
   }
   {
-    g_autofree char *qemu = cli_format_size (p->qemu_bytes);
-    g_autofree char *wire = cli_format_size (p->wire_bytes);
+    g_autofree char *qemu = proto_format_size (p->qemu_bytes);
+    g_autofree char *wire = proto_format_size (p->wire_bytes);
     double ratio = p->compression_ratio;
 
     if (!(ratio > 0) && p->wire_bytes > 0)
@@ -187,7 +192,7 @@ cli_migration_summary (const Drover__V1__Job *job)
     g_string_append_printf (out, "  QEMU sent     %s", qemu);
     if (pred != NULL)
       {
-        g_autofree char *predicted = cli_format_size (pred->bytes_sent);
+        g_autofree char *predicted = proto_format_size (pred->bytes_sent);
         g_string_append_printf (out, " (predicted %s)", predicted);
       }
     g_string_append_printf (out, "\n  on the wire   %s\n", wire);

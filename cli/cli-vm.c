@@ -221,12 +221,12 @@ vm_list (Ctl *ctl, int argc, char **argv)
           = spec ? spec->name : (vm->status ? vm->status->name : "?");
       char cpu[G_ASCII_DTOSTR_BUF_SIZE] = "-";
 
-      if (vm->status != NULL && g_str_equal (vm->state, "running"))
+      if (vm->status != NULL && g_str_equal (vm->state, PROTO_VM_RUNNING))
         g_ascii_formatd (cpu, sizeof cpu, "%.1f", vm->status->cpu_percent);
       cli_table_add_take (
           table, g_strdup (name), g_strdup (vm->host), g_strdup (vm->state),
           spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
-          spec ? cli_format_size (spec->memory) : NULL, g_strdup (cpu));
+          spec ? proto_format_size (spec->memory) : NULL, g_strdup (cpu));
     }
   text = cli_table_render (table);
   fputs (text, stdout);
@@ -296,9 +296,9 @@ vm_show (Ctl *ctl, int argc, char **argv)
   if (spec != NULL)
     {
       kv_take ("vcpus", g_strdup_printf ("%u", spec->vcpus));
-      kv_take ("memory", cli_format_size (spec->memory));
+      kv_take ("memory", proto_format_size (spec->memory));
       kv_take ("disk",
-               spec->disk ? cli_format_size (spec->disk) : g_strdup ("none"));
+               spec->disk ? proto_format_size (spec->disk) : g_strdup ("none"));
       kv ("accel", spec->accel);
       kv ("kernel", spec->kernel);
       kv ("initrd", spec->initrd);
@@ -315,13 +315,13 @@ vm_show (Ctl *ctl, int argc, char **argv)
       kv ("cpu-time", buf);
       if (st->has_disk)
         {
-          kv_take ("disk-read", cli_format_size (st->disk_rd_bytes));
-          kv_take ("disk-written", cli_format_size (st->disk_wr_bytes));
+          kv_take ("disk-read", proto_format_size (st->disk_rd_bytes));
+          kv_take ("disk-written", proto_format_size (st->disk_wr_bytes));
         }
       if (st->has_net)
         {
-          kv_take ("net-rx", cli_format_size (st->net_rx_bytes));
-          kv_take ("net-tx", cli_format_size (st->net_tx_bytes));
+          kv_take ("net-rx", proto_format_size (st->net_rx_bytes));
+          kv_take ("net-tx", proto_format_size (st->net_tx_bytes));
         }
     }
   kv_take ("updated", format_ms_time (vm->updated_ms));

@@ -1,4 +1,4 @@
-/* droverctl's testable parts: size parsing and formatting, a small JSON
+/* droverctl's testable parts: size flags, a small JSON
  * emitter (with a generic protobuf-c message writer), aligned tables and
  * migration progress lines. Nothing here talks to the network. */
 #pragma once
@@ -20,16 +20,11 @@ typedef enum
 
 /* --- sizes ------------------------------------------------------------- */
 
-/* Parses a size given by a human: "1048576" (bytes), "512M", "1G", "1.5G",
- * "2T", "64k", optionally followed by "B" or "iB" ("512MiB"). Units are
- * binary (K = 1024). Fails with CLI_ERROR_USAGE, naming WHAT, on empty
- * input, garbage, signs, zero, a fraction that is not a whole number of
- * bytes, or a value above G_MAXUINT64. */
+/* Parses a size flag with proto_parse_size ("512M", "1.5G", ...) and
+ * refuses zero. Fails with CLI_ERROR_USAGE, naming WHAT. Sizes print with
+ * proto_format_size. */
 gboolean cli_parse_size (const char *what, const char *text, guint64 *out,
                          GError **error);
-
-/* "512 B", "1.0 KiB", "1.5 GiB": one decimal above bytes. Caller frees. */
-char *cli_format_size (guint64 bytes);
 
 /* --- JSON -------------------------------------------------------------- */
 
@@ -86,7 +81,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (CliTable, cli_table_free)
 /* Adds a row of exactly as many cells as there are headers (copied). */
 void cli_table_add_row (CliTable *table, const char *const *cells);
 /* Same with the cells as arguments; takes ownership of each (char *,
- * g_free'd), which suits g_strdup_printf and cli_format_size results. */
+ * g_free'd), which suits g_strdup_printf and proto_format_size results. */
 void cli_table_add_take (CliTable *table, ...);
 
 /* The whole table, header line first, each line ending in '\n', no
@@ -95,7 +90,7 @@ char *cli_table_render (CliTable *table);
 
 /* --- migration progress ------------------------------------------------ */
 
-/* "12.0 MiB/s" (cli_format_size per second). Caller frees. */
+/* "12.0 MiB/s" (proto_format_size per second). Caller frees. */
 char *cli_format_rate (double bytes_per_second);
 
 /* "850ms", "8.2s", "1m05s", "2h03m"; "-" if negative or not finite. */

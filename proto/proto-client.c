@@ -238,8 +238,7 @@ proto_client_free (ProtoClient *client)
   proto_unref_grpc ();
 }
 
-/* --- asynchronous unary ----------------------------------------------------
- */
+/* --- asynchronous unary --------------------------------------------------- */
 
 typedef struct
 {
@@ -330,8 +329,7 @@ fail:
   proto_cq_post (client->cq, &u->tag, TRUE);
 }
 
-/* --- blocking unary --------------------------------------------------------
- */
+/* --- blocking unary ------------------------------------------------------- */
 
 static grpc_completion_queue *
 proto_pluck_cq_new (void)
@@ -666,8 +664,7 @@ proto_client_stream_cancel (ProtoClientStream *stream)
     grpc_call_cancel (stream->st.call, NULL);
 }
 
-/* --- blocking server stream ------------------------------------------------
- */
+/* --- blocking server stream ----------------------------------------------- */
 
 gboolean
 proto_client_stream_sync (ProtoClient *client,

@@ -17,6 +17,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "drover.pb-c.h"
+#include "proto-names.h"
 
 G_BEGIN_DECLS
 
@@ -261,6 +262,61 @@ gboolean proto_client_stream_sync (ProtoClient *client,
                                    ProtoStreamSyncFunc on_message,
                                    gpointer user_data, GError **error);
 
+/* --- messages ---------------------------------------------------------- */
+
+/* Frees a protobuf-c message: one unpacked by protobuf-c, or one built
+ * field by field with g_malloc (GLib allocates with malloc). NULL is
+ * fine. */
+void proto_msg_free (gpointer msg);
+
+/* Deep copy of MSG through pack and unpack; NULL for NULL. Free the copy
+ * with proto_msg_free. */
+gpointer proto_msg_copy (const ProtobufCMessage *msg);
+
+/* A string for a field of a message built by hand: NULL and "" become
+ * protobuf-c's shared empty string (which proto_msg_free leaves alone),
+ * anything else a g_strdup. */
+char *proto_msg_strdup (const char *str);
+
+#define PROTO_MSG_AUTOPTR(T) G_DEFINE_AUTOPTR_CLEANUP_FUNC (T, proto_msg_free)
+PROTO_MSG_AUTOPTR (Drover__V1__Empty)
+PROTO_MSG_AUTOPTR (Drover__V1__HostInfo)
+PROTO_MSG_AUTOPTR (Drover__V1__VmSpec)
+PROTO_MSG_AUTOPTR (Drover__V1__VmStatus)
+PROTO_MSG_AUTOPTR (Drover__V1__Host)
+PROTO_MSG_AUTOPTR (Drover__V1__Vm)
+PROTO_MSG_AUTOPTR (Drover__V1__Job)
+PROTO_MSG_AUTOPTR (Drover__V1__MigrationParams)
+PROTO_MSG_AUTOPTR (Drover__V1__MigrationPrediction)
+PROTO_MSG_AUTOPTR (Drover__V1__MigrationRound)
+PROTO_MSG_AUTOPTR (Drover__V1__MigrationProgress)
+PROTO_MSG_AUTOPTR (Drover__V1__MigrateVmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__PrepareIncomingRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__PrepareIncomingReply)
+PROTO_MSG_AUTOPTR (Drover__V1__MigrateOutRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__CancelIncomingRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__RegisterHostRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__RegisterHostReply)
+PROTO_MSG_AUTOPTR (Drover__V1__ReportHostRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__ReportHostReply)
+PROTO_MSG_AUTOPTR (Drover__V1__ListHostsRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__ListHostsReply)
+PROTO_MSG_AUTOPTR (Drover__V1__ListVmsRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__ListVmsReply)
+PROTO_MSG_AUTOPTR (Drover__V1__GetVmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__CreateVmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__VmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__StopVmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__DeleteVmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__VmReply)
+PROTO_MSG_AUTOPTR (Drover__V1__ConsoleRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__ConsoleChunk)
+PROTO_MSG_AUTOPTR (Drover__V1__WatchJobRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__ListJobsRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__ListJobsReply)
+PROTO_MSG_AUTOPTR (Drover__V1__AgentCreateVmRequest)
+PROTO_MSG_AUTOPTR (Drover__V1__AgentVmReply)
+
 /* --- helpers shared by daemons and the CLI ------------------------------ */
 
 /* TRUE if NAME is a valid VM or host name: 1-63 characters of [a-z0-9-].
@@ -268,7 +324,56 @@ gboolean proto_client_stream_sync (ProtoClient *client,
 gboolean proto_name_validate (const char *what, const char *name,
                               GError **error);
 
+/* Checks what every component requires of a VmSpec: present, a valid
+ * name, PROTO_VM_MIN/MAX_VCPUS, at least PROTO_VM_MIN_MEMORY, accel empty,
+ * "kvm" or "tcg", and an initrd or command line only with a kernel.
+ * PROTO_STATUS_INVALID_ARGUMENT saying what is wrong. */
+gboolean proto_vm_spec_check (const Drover__V1__VmSpec *spec, GError **error);
+
+/* Parses a size: a whole or decimal number with an optional unit K, M,
+ * G or T (powers of 1024, either case), optionally followed by "i" and
+ * "B" ("512M", "1.5G", "64KiB", "1GB"), or plain bytes ("4096", "4096B").
+ * 0 is a size. The result must be a whole number of bytes that fits in
+ * 64 bits. Errors are PROTO_STATUS_INVALID_ARGUMENT and start with WHAT
+ * ("--memory: ..."). */
+gboolean proto_parse_size (const char *what, const char *text, guint64 *out,
+                           GError **error);
+
+/* "1023 B", "1.0 KiB", "512.0 MiB": one decimal from KiB up, for tables.
+ * Free with g_free. */
+char *proto_format_size (guint64 bytes);
+/* "1.0 KiB", "1.5 GiB", "512 MiB": like ls -h (one decimal below ten),
+ * for messages. Free with g_free. */
+char *proto_format_size_brief (guint64 bytes);
+
 /* Milliseconds since the Unix epoch. */
 gint64 proto_now_ms (void);
+
+/* --- logging ------------------------------------------------------------
+
+ * Structured GLib logging with the object a message is about as fields:
+ * DROVER_VM, DROVER_JOB, DROVER_HOST. Journald keeps them as fields; on
+ * stderr the writer proto_log_install() sets up appends them to the
+ * message ("... [vm=web1 job=5f2c]"). Any of VM, JOB and HOST may be NULL
+ * (or "") and is then left out. */
+void proto_log (const char *domain, GLogLevelFlags level, const char *vm,
+                const char *job, const char *host, const char *format, ...)
+    G_GNUC_PRINTF (6, 7);
+
+#define DROVER_LOG(level, vm, job, host, ...)                                  \
+  proto_log (G_LOG_DOMAIN, (level), (vm), (job), (host), __VA_ARGS__)
+#define drover_message(vm, job, host, ...)                                     \
+  DROVER_LOG (G_LOG_LEVEL_MESSAGE, vm, job, host, __VA_ARGS__)
+#define drover_info(vm, job, host, ...)                                        \
+  DROVER_LOG (G_LOG_LEVEL_INFO, vm, job, host, __VA_ARGS__)
+#define drover_debug(vm, job, host, ...)                                       \
+  DROVER_LOG (G_LOG_LEVEL_DEBUG, vm, job, host, __VA_ARGS__)
+#define drover_warning(vm, job, host, ...)                                     \
+  DROVER_LOG (G_LOG_LEVEL_WARNING, vm, job, host, __VA_ARGS__)
+
+/* Installs the daemons' log writer (once per process, before anything
+ * logs): journald when stderr is the journal, otherwise GLib's default
+ * text format with the Drover fields appended to the message. */
+void proto_log_install (void);
 
 G_END_DECLS

@@ -82,32 +82,6 @@ test_size_invalid (void)
     }
 }
 
-static void
-test_size_format (void)
-{
-  static const struct
-  {
-    guint64 bytes;
-    const char *text;
-  } cases[] = {
-    { 0, "0 B" },
-    { 1023, "1023 B" },
-    { 1024, "1.0 KiB" },
-    { 1536, "1.5 KiB" },
-    { 512ULL << 20, "512.0 MiB" },
-    { 3ULL << 29, "1.5 GiB" },
-    { (1ULL << 30) - 1, "1.0 GiB" },
-    { 2ULL << 40, "2.0 TiB" },
-    { G_MAXUINT64, "16.0 EiB" },
-  };
-
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-    {
-      g_autofree char *s = cli_format_size (cases[i].bytes);
-      g_assert_cmpstr (s, ==, cases[i].text);
-    }
-}
-
 static char *
 escaped (const char *text)
 {
@@ -265,8 +239,7 @@ test_table_empty (void)
   g_assert_cmpstr (text, ==, "ID  KIND\n");
 }
 
-/* --- migration progress ----------------------------------------------------
- */
+/* --- migration progress --------------------------------------------------- */
 
 #define MIB (1024ull * 1024)
 #define GIB (1024ull * MIB)
@@ -439,7 +412,6 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/cli/size/valid", test_size_valid);
   g_test_add_func ("/cli/size/invalid", test_size_invalid);
-  g_test_add_func ("/cli/size/format", test_size_format);
   g_test_add_func ("/cli/json/escape", test_json_escape);
   g_test_add_func ("/cli/json/writer", test_json_writer);
   g_test_add_func ("/cli/json/message", test_json_message);

@@ -1,0 +1,91 @@
+/* One name for each string the wire carries as a state, kind or phase.
+ *
+ * drover.proto keeps these fields as strings (so the JSON droverctl prints
+ * and old clients stay as they are); this header is the one place their
+ * values are spelled. Scheduler, agents, the migration engine and the CLI
+ * all use these, never literals. No dependencies: any module may include
+ * it. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Job.kind */
+#define PROTO_JOB_KIND_CREATE "create"
+#define PROTO_JOB_KIND_DELETE "delete"
+#define PROTO_JOB_KIND_MIGRATE "migrate"
+
+/* Job.state. A job only moves forward: queued -> running -> done | failed. */
+#define PROTO_JOB_QUEUED "queued"
+#define PROTO_JOB_RUNNING "running"
+#define PROTO_JOB_DONE "done"
+#define PROTO_JOB_FAILED "failed"
+
+/* Host.state */
+#define PROTO_HOST_UP "up"
+#define PROTO_HOST_DOWN "down"
+
+/* Vm.state and VmStatus.state: libvirt's domain states as the agent
+ * reports them, plus two the scheduler adds. */
+#define PROTO_VM_NOSTATE "nostate"
+#define PROTO_VM_RUNNING "running"
+#define PROTO_VM_BLOCKED "blocked"
+#define PROTO_VM_PAUSED "paused"
+#define PROTO_VM_SHUTDOWN "shutdown" /* shutting down */
+#define PROTO_VM_SHUTOFF "shutoff"
+#define PROTO_VM_CRASHED "crashed"
+#define PROTO_VM_PMSUSPENDED "pmsuspended"
+#define PROTO_VM_CREATING "creating" /* placed, the agent is creating it */
+#define PROTO_VM_MISSING "missing"   /* its host stopped reporting it */
+
+/* MigrationProgress.phase. Phases only move forward, in this order; the
+ * last three are final. */
+#define PROTO_MIG_QUEUED "queued"
+#define PROTO_MIG_PREPARING "preparing"
+#define PROTO_MIG_PRECOPY "precopy"
+#define PROTO_MIG_SWITCHOVER "switchover"
+#define PROTO_MIG_COMPLETED "completed"
+#define PROTO_MIG_ABORTED "aborted"
+#define PROTO_MIG_FAILED "failed"
+
+/* MigrationParams.compress, and MigrationProgress.compress_mode (what
+ * "auto" chose: lz4 or off). */
+#define PROTO_COMPRESS_AUTO "auto"
+#define PROTO_COMPRESS_ON "on"
+#define PROTO_COMPRESS_OFF "off"
+#define PROTO_COMPRESS_LZ4 "lz4"
+
+/* VmSpec.accel and HostInfo.accel. */
+#define PROTO_ACCEL_KVM "kvm"
+#define PROTO_ACCEL_TCG "tcg"
+
+/* MigrationParams.max_downtime_ms when 0: the limit the convergence
+ * controller may raise the downtime to, and what the cost model assumes. */
+#define PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS 500
+
+/* Limits of a VmSpec, the same on the scheduler and the agents. */
+#define PROTO_VM_MIN_VCPUS 1
+#define PROTO_VM_MAX_VCPUS 512
+#define PROTO_VM_MIN_MEMORY (32 * G_GUINT64_CONSTANT (1024) * 1024)
+
+/* TRUE for completed, aborted and failed. */
+static inline gboolean
+proto_mig_phase_is_final (const char *phase)
+{
+  return phase != NULL
+         && (g_str_equal (phase, PROTO_MIG_COMPLETED)
+             || g_str_equal (phase, PROTO_MIG_ABORTED)
+             || g_str_equal (phase, PROTO_MIG_FAILED));
+}
+
+/* TRUE for done and failed. */
+static inline gboolean
+proto_job_state_is_final (const char *state)
+{
+  return state != NULL
+         && (g_str_equal (state, PROTO_JOB_DONE)
+             || g_str_equal (state, PROTO_JOB_FAILED));
+}
+
+G_END_DECLS
