@@ -372,7 +372,7 @@ agent_domain_xml_parse (const char *xml, GError **error)
 
   spec = g_new0 (Drover__V1__VmSpec, 1);
   drover__v1__vm_spec__init (spec);
-  spec->name = agent_msg_strdup (name);
+  spec->name = proto_msg_strdup (name);
   if (!child_number (root, "vcpu", NULL, G_MAXUINT32, &vcpus, error)
       || !domain_memory (root, &memory, error)
       || !child_number (vm, "disk", AGENT_XMLNS, G_MAXUINT64, &disk, error))
@@ -386,10 +386,10 @@ agent_domain_xml_parse (const char *xml, GError **error)
     g_autofree char *cmdline = child_text (vm, "cmdline", AGENT_XMLNS);
     g_autofree char *accel = child_text (vm, "accel", AGENT_XMLNS);
 
-    spec->kernel = agent_msg_strdup (kernel);
-    spec->initrd = agent_msg_strdup (initrd);
-    spec->cmdline = agent_msg_strdup (cmdline);
-    spec->accel = agent_msg_strdup (accel);
+    spec->kernel = proto_msg_strdup (kernel);
+    spec->initrd = proto_msg_strdup (initrd);
+    spec->cmdline = proto_msg_strdup (cmdline);
+    spec->accel = proto_msg_strdup (accel);
   }
   return g_steal_pointer (&spec);
 }

@@ -131,15 +131,15 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
   if (!model)
     model = cpuinfo_model ();
 
-  info->name = agent_msg_strdup (name);
-  info->address = agent_msg_strdup (address);
+  info->name = proto_msg_strdup (name);
+  info->address = proto_msg_strdup (address);
   info->cpus = node.cpus;
-  info->cpu_model = agent_msg_strdup (model ? model : node.model);
+  info->cpu_model = proto_msg_strdup (model ? model : node.model);
   info->memory_total = (guint64)node.memory * 1024;
   info->memory_free = free_mem;
   info->kvm_usable = agent_kvm_usable ();
   info->accel
-      = agent_msg_strdup (agent_accel_to_string (agent_accel_resolve (accel)));
+      = proto_msg_strdup (agent_accel_to_string (agent_accel_resolve (accel)));
   info->libvirt_version = agent_version_string (lib_version);
   info->qemu_version = agent_version_string (hv_version);
   info->data_total = total;

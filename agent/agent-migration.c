@@ -664,7 +664,7 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   reply->token = g_steal_pointer (&token);
   reply->channel_address = g_strdup (m->channel_address);
   reply->console_path = g_steal_pointer (&console);
-  reply->disk_path = agent_msg_strdup (disk_path ? disk_path : "");
+  reply->disk_path = proto_msg_strdup (disk_path ? disk_path : "");
   return (ProtobufCMessage *)reply;
 
 fail:
@@ -728,7 +728,7 @@ typedef struct
 static void
 out_op_free (OutOp *op)
 {
-  g_queue_clear_full (&op->queue, agent_msg_free);
+  g_queue_clear_full (&op->queue, proto_msg_free);
   g_object_unref (op->cancel);
   g_free (op->message);
   g_mutex_clear (&op->lock);
@@ -755,7 +755,7 @@ drain_cb (gpointer data)
       if (!msg)
         break;
       (void)proto_server_call_send (op->call, msg);
-      agent_msg_free (msg);
+      proto_msg_free (msg);
     }
   if (ended)
     {
@@ -800,7 +800,7 @@ progress_msg (const MigProgress *p)
   Drover__V1__MigrationProgress *m = g_new0 (Drover__V1__MigrationProgress, 1);
 
   drover__v1__migration_progress__init (m);
-  m->phase = agent_msg_strdup (p->phase);
+  m->phase = proto_msg_strdup (p->phase);
   m->memory_total = p->memory_total;
   m->memory_processed = p->memory_processed;
   m->memory_remaining = p->memory_remaining;
@@ -814,11 +814,11 @@ progress_msg (const MigProgress *p)
   m->payload_bytes = p->payload_bytes;
   m->compression_ratio = p->compression_ratio;
   m->compress_mode
-      = agent_msg_strdup (p->compress_mode ? p->compress_mode : "");
+      = proto_msg_strdup (p->compress_mode ? p->compress_mode : "");
   m->total_s = p->total_s;
   m->downtime_ms = p->downtime_ms;
   m->qemu_bytes = p->qemu_bytes;
-  m->error = agent_msg_strdup (p->error ? p->error : "");
+  m->error = proto_msg_strdup (p->error ? p->error : "");
   m->elapsed_ms = p->elapsed_ms;
   if (p->rounds && p->rounds->len)
     {

@@ -8,35 +8,20 @@
 
 G_DEFINE_QUARK (drover - agent - error - quark, agent_error)
 
-void
-agent_msg_free (gpointer msg)
-{
-  if (msg)
-    protobuf_c_message_free_unpacked (msg, NULL);
-}
-
-char *
-agent_msg_strdup (const char *str)
-{
-  if (!str || !*str)
-    return (char *)protobuf_c_empty_string;
-  return g_strdup (str);
-}
-
 Drover__V1__VmSpec *
 agent_vm_spec_copy (const Drover__V1__VmSpec *spec)
 {
   Drover__V1__VmSpec *copy = g_new0 (Drover__V1__VmSpec, 1);
 
   drover__v1__vm_spec__init (copy);
-  copy->name = agent_msg_strdup (spec->name);
+  copy->name = proto_msg_strdup (spec->name);
   copy->vcpus = spec->vcpus;
   copy->memory = spec->memory;
   copy->disk = spec->disk;
-  copy->kernel = agent_msg_strdup (spec->kernel);
-  copy->initrd = agent_msg_strdup (spec->initrd);
-  copy->cmdline = agent_msg_strdup (spec->cmdline);
-  copy->accel = agent_msg_strdup (spec->accel);
+  copy->kernel = proto_msg_strdup (spec->kernel);
+  copy->initrd = proto_msg_strdup (spec->initrd);
+  copy->cmdline = proto_msg_strdup (spec->cmdline);
+  copy->accel = proto_msg_strdup (spec->accel);
   return copy;
 }
 

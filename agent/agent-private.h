@@ -25,14 +25,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 /* --- messages (agent-msg.c) ------------------------------------------- */
 
 /* Messages the agent builds are g_malloc'd field by field and freed with
- * protobuf_c_message_free_unpacked (GLib allocates with malloc). */
-void agent_msg_free (gpointer msg);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Drover__V1__VmSpec, agent_msg_free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Drover__V1__VmStatus, agent_msg_free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Drover__V1__HostInfo, agent_msg_free)
+ * proto_msg_free (autoptrs in proto.h). */
 Drover__V1__VmSpec *agent_vm_spec_copy (const Drover__V1__VmSpec *spec);
-/* A string field value: "" stays protobuf-c's shared empty string. */
-char *agent_msg_strdup (const char *str);
 /* gRPC status for ERROR, whatever its domain. */
 ProtoStatus agent_error_to_status (const GError *error);
 /* TRUE when fault point NAME is listed in $DROVER_FAULTS (comma

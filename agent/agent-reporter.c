@@ -72,7 +72,7 @@ collected_free (gpointer data)
 {
   Collected *c = data;
 
-  agent_msg_free (c->host);
+  proto_msg_free (c->host);
   if (c->vms)
     g_ptr_array_unref (c->vms);
   g_free (c);

@@ -329,7 +329,7 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   spec = agent_vm_spec_copy (req->spec);
   /* Record the accelerator the VM actually runs with. */
   g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
-  spec->accel = agent_msg_strdup (agent_accel_to_string (agent->accel));
+  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
 
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
@@ -599,7 +599,7 @@ op_thread (GTask *task, gpointer source, gpointer task_data,
   ProtobufCMessage *reply = op->func (op->agent, op->request, &error);
 
   if (reply)
-    g_task_return_pointer (task, reply, agent_msg_free);
+    g_task_return_pointer (task, reply, proto_msg_free);
   else
     g_task_return_error (task, error);
 }
@@ -614,7 +614,7 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (reply)
     {
       proto_server_call_reply (op->call, reply);
-      agent_msg_free (reply);
+      proto_msg_free (reply);
     }
   else
     {

@@ -58,8 +58,8 @@ status_new (virDomainPtr dom, GError **error)
   if (!status->spec)
     return NULL;
   (void)virDomainGetUUIDString (dom, uuid);
-  status->name = agent_msg_strdup (virDomainGetName (dom));
-  status->uuid = agent_msg_strdup (uuid);
+  status->name = proto_msg_strdup (virDomainGetName (dom));
+  status->uuid = proto_msg_strdup (uuid);
   status->vcpus = status->spec->vcpus;
   status->memory = status->spec->memory;
   return g_steal_pointer (&status);
@@ -79,7 +79,7 @@ agent_vm_status_from_domain (virDomainPtr dom, GError **error)
                            status->name);
       return NULL;
     }
-  status->state = agent_msg_strdup (agent_domain_state_string (info.state));
+  status->state = proto_msg_strdup (agent_domain_state_string (info.state));
   status->cpu_time_ns = info.cpuTime;
   if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED)
     {
@@ -151,7 +151,7 @@ apply_record (AgentStats *stats, Drover__V1__VmStatus *status,
   if (virTypedParamsGetInt (rec->params, rec->nparams, "state.state", &state)
       <= 0)
     state = VIR_DOMAIN_NOSTATE;
-  status->state = agent_msg_strdup (agent_domain_state_string (state));
+  status->state = proto_msg_strdup (agent_domain_state_string (state));
   status->cpu_time_ns = param_ull (rec->params, rec->nparams, "cpu.time");
   if (virTypedParamsGetUInt (rec->params, rec->nparams, "vcpu.current", &vcpus)
           > 0
@@ -211,7 +211,7 @@ GPtrArray *
 agent_stats_collect (AgentStats *stats, virConnectPtr conn, GError **error)
 {
   g_autoptr (GPtrArray) result
-      = g_ptr_array_new_with_free_func (agent_msg_free);
+      = g_ptr_array_new_with_free_func (proto_msg_free);
   virDomainStatsRecordPtr *records = NULL;
   int n;
   unsigned int groups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL

@@ -1,5 +1,4 @@
 /* drover-agent: options, signals, setup, run. */
-#define G_LOG_DOMAIN "drover-agent"
 #include <glib-unix.h>
 #include <locale.h>
 #include <stdlib.h>
@@ -64,6 +63,7 @@ main (int argc, char **argv)
   AgentConfig config = { 0 };
 
   setlocale (LC_ALL, "");
+  proto_log_install ();
   g_option_context_add_main_entries (opts, entries, NULL);
   if (!g_option_context_parse (opts, &argc, &argv, &error))
     goto fail;

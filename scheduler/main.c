@@ -60,6 +60,7 @@ main (int argc, char **argv)
   SchedConfig config = { 0 };
 
   setlocale (LC_ALL, "");
+  proto_log_install ();
   g_option_context_add_main_entries (octx, entries, NULL);
   if (!g_option_context_parse (octx, &argc, &argv, &error))
     {
@@ -85,16 +86,18 @@ main (int argc, char **argv)
       return 2;
     }
   if (memory_reserve != NULL
-      && !sched_parse_size (memory_reserve, &config.memory_reserve, &error))
+      && !proto_parse_size ("--memory-reserve", memory_reserve,
+                            &config.memory_reserve, &error))
     {
-      g_printerr ("drover-scheduler: --memory-reserve: %s\n", error->message);
+      g_printerr ("drover-scheduler: %s\n", error->message);
       return 2;
     }
   config.link_bandwidth = SCHED_DEFAULT_LINK_BANDWIDTH;
   if (link_bandwidth != NULL
-      && !sched_parse_size (link_bandwidth, &config.link_bandwidth, &error))
+      && !proto_parse_size ("--link-bandwidth", link_bandwidth,
+                            &config.link_bandwidth, &error))
     {
-      g_printerr ("drover-scheduler: --link-bandwidth: %s\n", error->message);
+      g_printerr ("drover-scheduler: %s\n", error->message);
       return 2;
     }
   if (max_mig_out < 1 || max_mig_in < 1 || config.link_bandwidth == 0)

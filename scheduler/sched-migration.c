@@ -4,7 +4,7 @@
  */
 #include "sched-private.h"
 
-#include "mig.h"
+#include "mig-model.h"
 
 #include <math.h>
 #include <string.h>
@@ -294,9 +294,9 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
                             p->error[0] ? p->error : "no reason given");
   if (strcmp (phase, SCHED_MIG_PHASE_PRECOPY) == 0)
     {
-      g_autofree char *sent = sched_format_size (p->memory_processed);
-      g_autofree char *total = sched_format_size (p->memory_total);
-      g_autofree char *left = sched_format_size (p->memory_remaining);
+      g_autofree char *sent = proto_format_size_brief (p->memory_processed);
+      g_autofree char *total = proto_format_size_brief (p->memory_total);
+      g_autofree char *left = proto_format_size_brief (p->memory_remaining);
 
       return g_strdup_printf ("pre-copy round %u: %s of %s sent, %s left",
                               p->iteration, sent, total, left);

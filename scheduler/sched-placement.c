@@ -80,8 +80,8 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
                    : 0;
   if (memory_used > memory_cap || spec->memory > memory_cap - memory_used)
     {
-      g_autofree char *need = sched_format_size (spec->memory);
-      g_autofree char *avail = sched_format_size (
+      g_autofree char *need = proto_format_size_brief (spec->memory);
+      g_autofree char *avail = proto_format_size_brief (
           memory_cap > memory_used ? memory_cap - memory_used : 0);
       return g_strdup_printf ("not enough memory (need %s, %s free)", need,
                               avail);
@@ -91,8 +91,8 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
       = info->data_free > disk_reserved ? info->data_free - disk_reserved : 0;
   if (spec->disk > disk_free)
     {
-      g_autofree char *need = sched_format_size (spec->disk);
-      g_autofree char *avail = sched_format_size (disk_free);
+      g_autofree char *need = proto_format_size_brief (spec->disk);
+      g_autofree char *avail = proto_format_size_brief (disk_free);
       return g_strdup_printf ("not enough disk (need %s, %s free)", need,
                               avail);
     }

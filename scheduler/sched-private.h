@@ -58,11 +58,6 @@ typedef struct
   Drover__V1__MigrationPrediction *prediction; /* cost model; may be NULL */
 } SchedJob;
 
-/* Deep copy of a protobuf-c message (pack + unpack); NULL for NULL. The
- * result is freed with protobuf_c_message_free_unpacked. */
-gpointer sched_msg_copy (const ProtobufCMessage *msg);
-void sched_msg_free (gpointer msg);
-
 /* Constructors copy their arguments. */
 SchedHost *sched_host_new (const Drover__V1__HostInfo *info, const char *state,
                            gint64 last_seen_ms);
@@ -178,9 +173,6 @@ void sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
 char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
                    const Drover__V1__VmSpec *spec, const char *pin,
                    GError **error);
-
-/* "1.0 GiB", "200 MiB", "512 B". */
-char *sched_format_size (guint64 bytes);
 
 /* --- migration ----------------------------------------------------------
  *

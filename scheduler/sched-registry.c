@@ -320,8 +320,8 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
 
   if (status->spec != NULL)
     {
-      sched_msg_free (vm->spec);
-      vm->spec = sched_msg_copy (&spec.base);
+      proto_msg_free (vm->spec);
+      vm->spec = proto_msg_copy (&spec.base);
     }
   sched_vm_set_state (vm, state);
   sched_vm_set_status (vm, status);

@@ -389,8 +389,8 @@ migration_free (Migration *m)
       g_source_unref (m->watchdog);
     }
   sched_job_free (m->job);
-  sched_msg_free (m->spec);
-  sched_msg_free (m->params);
+  proto_msg_free (m->spec);
+  proto_msg_free (m->params);
   g_free (m->warning);
   g_free (m->token);
   g_free (m);
@@ -1256,8 +1256,8 @@ mig_on_progress (const ProtobufCMessage *msg, gpointer user_data)
   m->last_msg_ms = now;
   phase_changed = m->job->migration == NULL
                   || g_strcmp0 (m->job->migration->phase, p->phase) != 0;
-  sched_msg_free (m->job->migration);
-  m->job->migration = sched_msg_copy (msg);
+  proto_msg_free (m->job->migration);
+  m->job->migration = proto_msg_copy (msg);
   /* Later rounds start with more to send again: never move backwards. */
   fraction = sched_migration_fraction (p);
   if (fraction >= 0)
@@ -1425,8 +1425,8 @@ mig_start (Migration *m)
   progress.phase = (char *)SCHED_MIG_PHASE_PREPARING;
   progress.memory_total = m->spec->memory;
   progress.memory_remaining = m->spec->memory;
-  sched_msg_free (m->job->migration);
-  m->job->migration = sched_msg_copy (&progress.base);
+  proto_msg_free (m->job->migration);
+  m->job->migration = proto_msg_copy (&progress.base);
   msg = sched_migration_describe (&progress, m->job->dest_host);
   job_set (svc, m->job, SCHED_JOB_RUNNING, sched_migration_fraction (&progress),
            msg, NULL);
@@ -1601,8 +1601,9 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   if (!prediction.converges && params->strict)
     {
       g_autofree char *dirty
-          = sched_format_size ((guint64)prediction.dirty_rate);
-      g_autofree char *bw = sched_format_size ((guint64)prediction.bandwidth);
+          = proto_format_size_brief ((guint64)prediction.dirty_rate);
+      g_autofree char *bw
+          = proto_format_size_brief ((guint64)prediction.bandwidth);
 
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
                               "VM '%s' would not converge (cost model: dirty "
@@ -1615,14 +1616,14 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
 
   m = g_new0 (Migration, 1);
   m->svc = svc;
-  m->spec = sched_msg_copy (&vm->spec->base);
-  m->params = sched_msg_copy (&params->base);
+  m->spec = proto_msg_copy (&vm->spec->base);
+  m->params = proto_msg_copy (&params->base);
   m->job = sched_job_new ("migrate", vm->name, SCHED_JOB_QUEUED, now_ms (svc));
   g_free (m->job->source_host);
   m->job->source_host = g_strdup (vm->host);
   g_free (m->job->dest_host);
   m->job->dest_host = g_strdup (dest);
-  m->job->prediction = sched_msg_copy (&prediction.base);
+  m->job->prediction = proto_msg_copy (&prediction.base);
   if (!prediction.converges)
     m->warning = g_strdup_printf ("warning: the cost model predicts no "
                                   "convergence, forced switchover after %u "
@@ -1641,7 +1642,7 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
       progress.phase = (char *)SCHED_MIG_PHASE_QUEUED;
       progress.memory_total = vm->spec->memory;
       progress.memory_remaining = vm->spec->memory;
-      m->job->migration = sched_msg_copy (&progress.base);
+      m->job->migration = proto_msg_copy (&progress.base);
       text = g_strdup_printf ("queued (position %u): hosts %s and %s are at "
                               "their migration limits%s%s",
                               sched_mig_queue_position (svc->mig_queue, id),

@@ -79,8 +79,4 @@ void sched_service_stop (SchedService *svc);
 void sched_service_free (SchedService *svc);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedService, sched_service_free)
 
-/* Parses a size such as "256M", "256MiB", "1G", "1048576" (bytes; the
- * suffixes are binary: K/KiB, M/MiB, G/GiB, T/TiB). */
-gboolean sched_parse_size (const char *text, guint64 *out, GError **error);
-
 G_END_DECLS

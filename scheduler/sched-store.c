@@ -25,28 +25,6 @@
 
 /* --- rows ---------------------------------------------------------------- */
 
-gpointer
-sched_msg_copy (const ProtobufCMessage *msg)
-{
-  g_autofree guint8 *buf = NULL;
-  gsize len;
-
-  if (msg == NULL)
-    return NULL;
-  len = protobuf_c_message_get_packed_size (msg);
-  buf = g_malloc (MAX (len, 1));
-  protobuf_c_message_pack (msg, buf);
-  /* Our own freshly packed bytes: unpacking cannot fail but for OOM. */
-  return protobuf_c_message_unpack (msg->descriptor, NULL, len, buf);
-}
-
-void
-sched_msg_free (gpointer msg)
-{
-  if (msg != NULL)
-    protobuf_c_message_free_unpacked (msg, NULL);
-}
-
 static char *
 dup_str (const char *s)
 {
@@ -59,7 +37,7 @@ sched_host_new (const Drover__V1__HostInfo *info, const char *state,
 {
   SchedHost *host = g_new0 (SchedHost, 1);
 
-  host->info = sched_msg_copy (&info->base);
+  host->info = proto_msg_copy (&info->base);
   host->name = dup_str (info->name);
   host->address = dup_str (info->address);
   host->state = dup_str (state);
@@ -74,7 +52,7 @@ sched_host_free (SchedHost *host)
     return;
   g_free (host->name);
   g_free (host->address);
-  sched_msg_free (host->info);
+  proto_msg_free (host->info);
   g_free (host->state);
   g_free (host);
 }
@@ -86,11 +64,11 @@ sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
 {
   SchedVm *vm = g_new0 (SchedVm, 1);
 
-  vm->spec = sched_msg_copy (&spec->base);
+  vm->spec = proto_msg_copy (&spec->base);
   vm->name = dup_str (spec->name);
   vm->host = dup_str (host);
   vm->state = dup_str (state);
-  vm->status = status ? sched_msg_copy (&status->base) : NULL;
+  vm->status = status ? proto_msg_copy (&status->base) : NULL;
   vm->updated_ms = updated_ms;
   return vm;
 }
@@ -98,8 +76,8 @@ sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
 void
 sched_vm_set_status (SchedVm *vm, const Drover__V1__VmStatus *status)
 {
-  sched_msg_free (vm->status);
-  vm->status = status ? sched_msg_copy (&status->base) : NULL;
+  proto_msg_free (vm->status);
+  vm->status = status ? proto_msg_copy (&status->base) : NULL;
 }
 
 void
@@ -116,9 +94,9 @@ sched_vm_free (SchedVm *vm)
     return;
   g_free (vm->name);
   g_free (vm->host);
-  sched_msg_free (vm->spec);
+  proto_msg_free (vm->spec);
   g_free (vm->state);
-  sched_msg_free (vm->status);
+  proto_msg_free (vm->status);
   g_free (vm);
 }
 
@@ -156,8 +134,8 @@ sched_job_copy (const SchedJob *job)
   copy->updated_ms = job->updated_ms;
   copy->source_host = dup_str (job->source_host);
   copy->dest_host = dup_str (job->dest_host);
-  copy->migration = sched_msg_copy ((const ProtobufCMessage *)job->migration);
-  copy->prediction = sched_msg_copy ((const ProtobufCMessage *)job->prediction);
+  copy->migration = proto_msg_copy ((const ProtobufCMessage *)job->migration);
+  copy->prediction = proto_msg_copy ((const ProtobufCMessage *)job->prediction);
   return copy;
 }
 
@@ -174,8 +152,8 @@ sched_job_free (SchedJob *job)
   g_free (job->error);
   g_free (job->source_host);
   g_free (job->dest_host);
-  sched_msg_free (job->migration);
-  sched_msg_free (job->prediction);
+  proto_msg_free (job->migration);
+  proto_msg_free (job->prediction);
   g_free (job);
 }
 

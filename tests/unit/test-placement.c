@@ -69,49 +69,6 @@ new_vms (void)
 }
 
 static void
-test_format_size (void)
-{
-  struct
-  {
-    guint64 bytes;
-    const char *text;
-  } cases[] = {
-    { 0, "0 B" },           { 1023, "1023 B" },
-    { 1024, "1.0 KiB" },    { 200 * MiB, "200 MiB" },
-    { GiB, "1.0 GiB" },     { 1536 * MiB, "1.5 GiB" },
-    { 12 * GiB, "12 GiB" },
-  };
-  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
-    {
-      g_autofree char *s = sched_format_size (cases[i].bytes);
-      g_assert_cmpstr (s, ==, cases[i].text);
-    }
-}
-
-static void
-test_parse_size (void)
-{
-  g_autoptr (GError) error = NULL;
-  guint64 v = 0;
-
-  g_assert_true (sched_parse_size ("256M", &v, &error));
-  g_assert_cmpuint (v, ==, 256 * MiB);
-  g_assert_true (sched_parse_size ("1GiB", &v, &error));
-  g_assert_cmpuint (v, ==, GiB);
-  g_assert_true (sched_parse_size ("4096", &v, &error));
-  g_assert_cmpuint (v, ==, 4096);
-  g_assert_no_error (error);
-  g_assert_false (sched_parse_size ("12X", &v, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
-  g_clear_error (&error);
-  g_assert_false (sched_parse_size ("-1M", &v, &error));
-  g_clear_error (&error);
-  g_assert_false (sched_parse_size ("99999999999999999999", &v, &error));
-  g_clear_error (&error);
-  g_assert_false (sched_parse_size ("17179869184T", &v, &error));
-}
-
-static void
 test_usage (void)
 {
   g_autoptr (GPtrArray) vms = new_vms ();
@@ -404,8 +361,6 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_test_add_func ("/placement/format-size", test_format_size);
-  g_test_add_func ("/placement/parse-size", test_parse_size);
   g_test_add_func ("/placement/usage", test_usage);
   g_test_add_func ("/placement/spread", test_spread);
   g_test_add_func ("/placement/memory", test_memory_filter);

@@ -596,8 +596,7 @@ test_unavailable (void)
   }
 }
 
-/* --- size caps --------------------------------------------------------------
- */
+/* --- size caps ------------------------------------------------------------ */
 
 static void
 test_size_cap (void)
@@ -670,8 +669,7 @@ test_size_cap (void)
   test_server_stop (ts);
 }
 
-/* --- streams ----------------------------------------------------------------
- */
+/* --- streams -------------------------------------------------------------- */
 
 typedef struct
 {
@@ -831,8 +829,7 @@ test_stream_server_stop (void)
   test_server_stop (ts);
 }
 
-/* --- blocking calls, no main loop -------------------------------------------
- */
+/* --- blocking calls, no main loop ----------------------------------------- */
 
 static gboolean
 stop_after_three (const ProtobufCMessage *msg, gpointer user_data)

@@ -491,7 +491,7 @@ make_done_migration (gint64 updated_ms, double throughput, guint64 bytes,
   p.qemu_bytes = bytes;
   p.total_s = total_s;
   p.downtime_ms = downtime_ms;
-  job->migration = sched_msg_copy (&p.base);
+  job->migration = proto_msg_copy (&p.base);
   return job;
 }
 
@@ -558,11 +558,11 @@ make_migration_job (const char *state)
   round.remaining = 12345;
   p.rounds = rounds;
   p.n_rounds = 2;
-  job->migration = sched_msg_copy (&p.base);
+  job->migration = proto_msg_copy (&p.base);
   pred.converges = TRUE;
   pred.rounds = 3;
   pred.total_s = 1.5;
-  job->prediction = sched_msg_copy (&pred.base);
+  job->prediction = proto_msg_copy (&pred.base);
   return job;
 }
 

@@ -156,7 +156,7 @@ test_vms (Fixture *f, gconstpointer data)
   g_autoptr (GPtrArray) list = NULL;
 
   /* A VM without status (not reported yet) stores a NULL status. */
-  g_clear_pointer (&v2->status, sched_msg_free);
+  g_clear_pointer (&v2->status, proto_msg_free);
   g_assert_true (sched_store_put_vm (f->store, v3, &error));
   g_assert_true (sched_store_put_vm (f->store, v1, &error));
   g_assert_true (sched_store_put_vm (f->store, v2, &error));

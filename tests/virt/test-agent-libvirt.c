@@ -120,7 +120,7 @@ test_host_info (Fixture *f, gconstpointer data)
   g_assert_cmpuint (info->data_free, <=, info->data_total);
   g_assert_true (info->kvm_usable == agent_kvm_usable ());
 
-  g_clear_pointer (&info, agent_msg_free);
+  g_clear_pointer (&info, proto_msg_free);
   info = agent_host_info_collect (f->conn, "host-1", "x", AGENT_ACCEL_AUTO,
                                   f->dir, &error);
   g_assert_no_error (error);
@@ -152,7 +152,7 @@ test_lifecycle (Fixture *f, gconstpointer data)
       g_assert_cmpstr (status->spec->cmdline, ==, "console=ttyS0 <&'\">");
       g_assert_cmpuint (status->spec->memory, ==, 128 * 1024 * 1024);
       g_assert_cmpint (strlen (status->uuid), ==, 36);
-      g_clear_pointer (&status, agent_msg_free);
+      g_clear_pointer (&status, proto_msg_free);
 
       g_assert_cmpint (virDomainCreate (dom), ==, 0);
       status = agent_vm_status_from_domain (dom, &error);
@@ -160,7 +160,7 @@ test_lifecycle (Fixture *f, gconstpointer data)
       g_assert_cmpstr (status->state, ==, "running");
       g_assert_cmpuint (status->vcpus, ==, 2);
       g_assert_cmpuint (status->memory, ==, 128 * 1024 * 1024);
-      g_clear_pointer (&status, agent_msg_free);
+      g_clear_pointer (&status, proto_msg_free);
 
       g_assert_cmpint (virDomainShutdown (dom), ==, 0);
       status = agent_vm_status_from_domain (dom, &error);

@@ -209,7 +209,7 @@ create_vm (Fixture *f, const char *name, guint64 memory, guint64 disk,
   if (!reply)
     return NULL;
   status = g_steal_pointer (&reply->vm);
-  agent_msg_free (reply);
+  proto_msg_free (reply);
   return status;
 }
 
@@ -231,7 +231,7 @@ vm_call (Fixture *f, guint method, const char *name, gboolean force,
   if (!reply)
     return NULL;
   status = g_steal_pointer (&reply->vm);
-  agent_msg_free (reply);
+  proto_msg_free (reply);
   return status;
 }
 
@@ -244,7 +244,7 @@ delete_vm (Fixture *f, const char *name, gboolean force, GError **error)
   req.name = (char *)name;
   req.force = force;
   reply = call (f, DROVER_AGENT_METHOD_DELETE_VM, &req.base, error);
-  agent_msg_free (reply);
+  proto_msg_free (reply);
   return reply != NULL;
 }
 
@@ -291,7 +291,7 @@ test_lifecycle (Fixture *f, gconstpointer data)
   g_assert_nonnull (dom);
   g_assert_cmpint (virDomainIsActive (dom), ==, 1);
   virDomainFree (dom);
-  g_clear_pointer (&st, agent_msg_free);
+  g_clear_pointer (&st, proto_msg_free);
 
   /* Duplicate. */
   g_assert_null (create_vm (f, "vm-1", 64 * MiB, 0, &error));
@@ -317,25 +317,25 @@ test_lifecycle (Fixture *f, gconstpointer data)
   st = vm_call (f, DROVER_AGENT_METHOD_STOP_VM, "vm-1", FALSE, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, agent_msg_free);
+  g_clear_pointer (&st, proto_msg_free);
 
   st = vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (st->state, ==, "running");
-  g_clear_pointer (&st, agent_msg_free);
+  g_clear_pointer (&st, proto_msg_free);
 
   st = vm_call (f, DROVER_AGENT_METHOD_STOP_VM, "vm-1", TRUE, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, agent_msg_free);
+  g_clear_pointer (&st, proto_msg_free);
 
   st = vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error);
   g_assert_no_error (error);
-  g_clear_pointer (&st, agent_msg_free);
+  g_clear_pointer (&st, proto_msg_free);
   st = vm_call (f, DROVER_AGENT_METHOD_DESTROY_VM, "vm-1", FALSE, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, agent_msg_free);
+  g_clear_pointer (&st, proto_msg_free);
 
   g_assert_true (delete_vm (f, "vm-1", FALSE, &error));
   g_assert_no_error (error);
@@ -526,7 +526,7 @@ test_console (Fixture *f, gconstpointer data)
                        strlen (cases[i].data));
       g_assert_cmpint (chunk->next_offset, ==, cases[i].next);
       g_assert_cmpint (chunk->size, ==, 11);
-      agent_msg_free (chunk);
+      proto_msg_free (chunk);
     }
   g_assert_true (delete_vm (f, "con", TRUE, &error));
   g_assert_no_error (error);
