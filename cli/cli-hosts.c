@@ -6,41 +6,22 @@
 int
 ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
 {
-  gboolean json = FALSE;
-  const GOptionEntry entries[]
-      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-          { NULL } };
-  Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
-  g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (CliTable) table = NULL;
-  g_autofree char *text = NULL;
-  const Drover__V1__ListHostsReply *reply;
-  int rc;
   static const char *const headers[]
       = { "NAME",    "STATE",  "ADDRESS",   "ACCEL",      ">CPUS",
           ">VCPUS",  "MEMORY", ">FREE-MEM", ">DATA-FREE", ">VMS",
           "LIBVIRT", "QEMU",   "KVM",       NULL };
+  Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (CliTable) table = NULL;
+  const Drover__V1__ListHostsReply *reply;
+  int rc;
 
-  if ((rc = ctl_parse_options ("hosts", "[--json]",
-                               "List the hosts the scheduler knows.", entries,
-                               &argc, &argv))
+  if ((rc
+       = ctl_list (ctl, "hosts", "List the hosts the scheduler knows.",
+                   DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, argc, argv, &msg))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error ("hosts [--json]", "unexpected argument '%s'",
-                            argv[1]);
-
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
   reply = (const Drover__V1__ListHostsReply *)msg;
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
-
   table = cli_table_new (headers);
   for (size_t i = 0; i < reply->n_hosts; i++)
     {
@@ -71,7 +52,5 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
                           g_strdup (info->qemu_version),
                           g_strdup (info->kvm_usable ? "yes" : "no"));
     }
-  text = cli_table_render (table);
-  fputs (text, stdout);
-  return CTL_EXIT_OK;
+  return ctl_print_table (table);
 }

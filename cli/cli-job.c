@@ -21,36 +21,19 @@ format_progress (double p)
 int
 ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
 {
-  gboolean json = FALSE;
-  const GOptionEntry entries[]
-      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-          { NULL } };
   static const char *const headers[]
       = { "ID", "KIND", "VM", "STATE", ">PROGRESS", ">AGE", "MESSAGE", NULL };
   Drover__V1__ListJobsRequest req = DROVER__V1__LIST_JOBS_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (GError) error = NULL;
   g_autoptr (CliTable) table = NULL;
-  g_autofree char *text = NULL;
   const Drover__V1__ListJobsReply *reply;
   int rc;
 
-  if ((rc = ctl_parse_options ("jobs", "[--json]", "List jobs.", entries, &argc,
-                               &argv))
+  if ((rc = ctl_list (ctl, "jobs", "List jobs.", DROVER_SCHED_METHOD_LIST_JOBS,
+                      &req.base, argc, argv, &msg))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error ("jobs [--json]", "unexpected argument '%s'",
-                            argv[1]);
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_JOBS, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
   reply = (const Drover__V1__ListJobsReply *)msg;
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
   table = cli_table_new (headers);
   for (size_t i = 0; i < reply->n_jobs; i++)
     {
@@ -61,9 +44,7 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
           g_strdup (job->state), format_progress (job->progress),
           ctl_format_age (job->created_ms), g_strdup (text_msg));
     }
-  text = cli_table_render (table);
-  fputs (text, stdout);
-  return CTL_EXIT_OK;
+  return ctl_print_table (table);
 }
 
 /* What a job watch remembers between stream messages. */

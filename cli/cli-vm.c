@@ -181,37 +181,19 @@ vm_create (Ctl *ctl, int argc, char **argv)
 static int
 vm_list (Ctl *ctl, int argc, char **argv)
 {
-  gboolean json = FALSE;
-  const GOptionEntry entries[]
-      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-          { NULL } };
   static const char *const headers[]
       = { "NAME", "HOST", "STATE", ">VCPUS", ">MEMORY", ">CPU%", NULL };
   Drover__V1__ListVmsRequest req = DROVER__V1__LIST_VMS_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (GError) error = NULL;
   g_autoptr (CliTable) table = NULL;
-  g_autofree char *text = NULL;
   const Drover__V1__ListVmsReply *reply;
   int rc;
 
-  if ((rc = ctl_parse_options ("vm list", "[--json]", "List VMs.", entries,
-                               &argc, &argv))
+  if ((rc = ctl_list (ctl, "vm list", "List VMs.", DROVER_SCHED_METHOD_LIST_VMS,
+                      &req.base, argc, argv, &msg))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error ("vm list [--json]", "unexpected argument '%s'",
-                            argv[1]);
-
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_VMS, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
   reply = (const Drover__V1__ListVmsReply *)msg;
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
   table = cli_table_new (headers);
   for (size_t i = 0; i < reply->n_vms; i++)
     {
@@ -228,9 +210,7 @@ vm_list (Ctl *ctl, int argc, char **argv)
           spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
           spec ? proto_format_size (spec->memory) : NULL, g_strdup (cpu));
     }
-  text = cli_table_render (table);
-  fputs (text, stdout);
-  return CTL_EXIT_OK;
+  return ctl_print_table (table);
 }
 
 static void

@@ -172,6 +172,47 @@ ctl_print_message_json (const ProtobufCMessage *msg)
   ctl_print_json (json);
 }
 
+int
+ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
+          const ProtobufCMessage *request, int argc, char **argv,
+          ProtobufCMessage **reply)
+{
+  gboolean json = FALSE;
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+          { NULL } };
+  g_autofree char *usage = g_strdup_printf ("%s [--json]", verb);
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  int rc;
+
+  if ((rc
+       = ctl_parse_options (verb, "[--json]", summary, entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if (argc > 1)
+    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
+  msg = ctl_call (ctl, method, request, 0, &error);
+  if (msg == NULL)
+    return ctl_fail (error);
+  if (json)
+    {
+      ctl_print_message_json (msg);
+      return CTL_EXIT_OK;
+    }
+  *reply = g_steal_pointer (&msg);
+  return -1;
+}
+
+int
+ctl_print_table (CliTable *table)
+{
+  g_autofree char *text = cli_table_render (table);
+
+  fputs (text, stdout);
+  return CTL_EXIT_OK;
+}
+
 char *
 ctl_format_age (gint64 ms)
 {

@@ -42,7 +42,7 @@ int ctl_parse_options (const char *verb, const char *params,
 
 /* One blocking call to the scheduler, with the --timeout deadline (or
  * TIMEOUT_MS if larger). Connects on first use. The reply is freed by
- * the caller with protobuf_c_message_free_unpacked. */
+ * the caller (g_autoptr (ProtobufCMessage)). */
 ProtobufCMessage *ctl_call (Ctl *ctl, guint method,
                             const ProtobufCMessage *request, gint64 timeout_ms,
                             GError **error);
@@ -53,6 +53,18 @@ ProtoClient *ctl_client (Ctl *ctl, GError **error);
 /* Prints JSON held in JSON to stdout. */
 void ctl_print_json (CliJson *json);
 void ctl_print_message_json (const ProtobufCMessage *msg);
+
+/* The common part of every listing verb (VERB takes no arguments but
+ * [--json]): parses the options, calls METHOD with REQUEST and, with
+ * --json, prints the reply as JSON. Returns -1 with *REPLY set when the
+ * caller should print its table (ctl_print_table), else the exit code to
+ * return at once. */
+int ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
+              const ProtobufCMessage *request, int argc, char **argv,
+              ProtobufCMessage **reply);
+
+/* Renders TABLE to stdout; returns CTL_EXIT_OK. */
+int ctl_print_table (CliTable *table);
 
 /* "12s", "5m", "3h", "2d" since MS (unix milliseconds); "-" if 0. */
 char *ctl_format_age (gint64 ms);
@@ -69,12 +81,3 @@ int ctl_cmd_migrate (Ctl *ctl, int argc, char **argv);
  * second otherwise) and a summary; JSON prints only the final Job as
  * JSON. Returns the exit code: 0 done, 1 failed or the stream broke. */
 int ctl_watch_job (Ctl *ctl, const char *id, gboolean json);
-
-/* Replies are unpacked protobuf-c messages: g_autoptr (ProtobufCMessage). */
-static inline void
-ctl_message_free (ProtobufCMessage *msg)
-{
-  if (msg != NULL)
-    protobuf_c_message_free_unpacked (msg, NULL);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtobufCMessage, ctl_message_free)

@@ -279,6 +279,7 @@ gpointer proto_msg_copy (const ProtobufCMessage *msg);
 char *proto_msg_strdup (const char *str);
 
 #define PROTO_MSG_AUTOPTR(T) G_DEFINE_AUTOPTR_CLEANUP_FUNC (T, proto_msg_free)
+PROTO_MSG_AUTOPTR (ProtobufCMessage)
 PROTO_MSG_AUTOPTR (Drover__V1__Empty)
 PROTO_MSG_AUTOPTR (Drover__V1__HostInfo)
 PROTO_MSG_AUTOPTR (Drover__V1__VmSpec)
