@@ -238,6 +238,37 @@ proto_client_free (ProtoClient *client)
   proto_unref_grpc ();
 }
 
+/* The common start of an asynchronous call on the client's queue: checks
+ * METHOD_INDEX against REQUEST, packs REQUEST into ST->send_buf and creates
+ * ST->call (TIMEOUT_MS <= 0: no deadline). Sets *OUTPUT (the reply type)
+ * and *PATH (caller frees). FALSE with ERROR when the call cannot start:
+ * a wrong method or message, a closing client, an oversized request. */
+static gboolean
+proto_client_begin (ProtoClient *client,
+                    const ProtobufCServiceDescriptor *service,
+                    guint method_index, const ProtobufCMessage *request,
+                    gint64 timeout_ms, ProtoCallState *st,
+                    const ProtobufCMessageDescriptor **output, char **path,
+                    GError **error)
+{
+  if (!proto_check_method (service, method_index, request, error))
+    return FALSE;
+  *output = service->methods[method_index].output;
+  *path = proto_method_path (service, method_index);
+  if (client->closing)
+    {
+      g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                           "client closed");
+      return FALSE;
+    }
+  st->send_buf = proto_buffer_pack (request, error);
+  if (st->send_buf == NULL)
+    return FALSE;
+  st->call = proto_client_create_call (client, proto_cq_get (client->cq), *path,
+                                       timeout_ms);
+  return TRUE;
+}
+
 /* --- asynchronous unary --------------------------------------------------- */
 
 typedef struct
@@ -298,21 +329,9 @@ proto_client_call (ProtoClient *client,
   u->tag.data = u;
   proto_call_state_init (&u->st);
 
-  if (!proto_check_method (service, method_index, request, &u->error))
+  if (!proto_client_begin (client, service, method_index, request, timeout_ms,
+                           &u->st, &u->output, &path, &u->error))
     goto fail;
-  u->output = service->methods[method_index].output;
-  path = proto_method_path (service, method_index);
-  if (client->closing)
-    {
-      g_set_error_literal (&u->error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
-                           "client closed");
-      goto fail;
-    }
-  u->st.send_buf = proto_buffer_pack (request, &u->error);
-  if (!u->st.send_buf)
-    goto fail;
-  u->st.call = proto_client_create_call (client, proto_cq_get (client->cq),
-                                         path, timeout_ms);
   n = proto_call_ops (&u->st, ops, TRUE);
   err = grpc_call_start_batch (u->st.call, ops, n, &u->tag, NULL);
   if (err != GRPC_CALL_OK)
@@ -610,21 +629,9 @@ proto_client_stream (ProtoClient *client,
       = (ProtoTag){ .func = proto_stream_status_done, .data = stream };
   proto_call_state_init (&stream->st);
 
-  if (!proto_check_method (service, method_index, request, &stream->error))
+  if (!proto_client_begin (client, service, method_index, request, 0,
+                           &stream->st, &stream->output, &path, &stream->error))
     goto fail;
-  stream->output = service->methods[method_index].output;
-  path = proto_method_path (service, method_index);
-  if (client->closing)
-    {
-      g_set_error_literal (&stream->error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
-                           "client closed");
-      goto fail;
-    }
-  stream->st.send_buf = proto_buffer_pack (request, &stream->error);
-  if (!stream->st.send_buf)
-    goto fail;
-  stream->st.call
-      = proto_client_create_call (client, proto_cq_get (client->cq), path, 0);
   n = proto_call_ops (&stream->st, ops, FALSE);
   if (grpc_call_start_batch (stream->st.call, ops, n, &stream->start_tag, NULL)
       != GRPC_CALL_OK)

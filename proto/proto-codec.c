@@ -7,20 +7,29 @@
 
 #include "proto-private.h"
 
+/* The packed size of MSG, or FALSE with RESOURCE_EXHAUSTED when it is
+ * over PROTO_MAX_MESSAGE_SIZE. */
+static gboolean
+packed_size (const ProtobufCMessage *msg, gsize *size, GError **error)
+{
+  *size = protobuf_c_message_get_packed_size (msg);
+  if (*size <= PROTO_MAX_MESSAGE_SIZE)
+    return TRUE;
+  g_set_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED,
+               "%s message of %" G_GSIZE_FORMAT
+               " bytes exceeds the limit of %d bytes",
+               msg->descriptor->short_name, *size, PROTO_MAX_MESSAGE_SIZE);
+  return FALSE;
+}
+
 GBytes *
 proto_pack (const ProtobufCMessage *msg, GError **error)
 {
-  gsize size = protobuf_c_message_get_packed_size (msg);
+  gsize size;
   guint8 *buf;
 
-  if (size > PROTO_MAX_MESSAGE_SIZE)
-    {
-      g_set_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED,
-                   "%s message of %" G_GSIZE_FORMAT
-                   " bytes exceeds the limit of %d bytes",
-                   msg->descriptor->short_name, size, PROTO_MAX_MESSAGE_SIZE);
-      return NULL;
-    }
+  if (!packed_size (msg, &size, error))
+    return NULL;
   buf = g_malloc (size ? size : 1);
   protobuf_c_message_pack (msg, buf);
   return g_bytes_new_take (buf, size);
@@ -65,18 +74,12 @@ proto_method_path (const ProtobufCServiceDescriptor *service,
 grpc_byte_buffer *
 proto_buffer_pack (const ProtobufCMessage *msg, GError **error)
 {
-  gsize size = protobuf_c_message_get_packed_size (msg);
+  gsize size;
   grpc_slice slice;
   grpc_byte_buffer *buf;
 
-  if (size > PROTO_MAX_MESSAGE_SIZE)
-    {
-      g_set_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED,
-                   "%s message of %" G_GSIZE_FORMAT
-                   " bytes exceeds the limit of %d bytes",
-                   msg->descriptor->short_name, size, PROTO_MAX_MESSAGE_SIZE);
-      return NULL;
-    }
+  if (!packed_size (msg, &size, error))
+    return NULL;
   slice = grpc_slice_malloc (size);
   protobuf_c_message_pack (msg, GRPC_SLICE_START_PTR (slice));
   buf = grpc_raw_byte_buffer_create (&slice, 1);

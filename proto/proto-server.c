@@ -145,6 +145,19 @@ proto_server_call_batch (ProtoServerCall *call, const grpc_op *ops, size_t n,
 
 /* --- cancel detection ---------------------------------------------------- */
 
+/* Runs the cancel callback once, unless the handler is already finishing
+ * the call. */
+static void
+proto_server_call_run_cancel_func (ProtoServerCall *call)
+{
+  GFunc func = call->cancel_func;
+
+  if (call->finishing || func == NULL)
+    return;
+  call->cancel_func = NULL;
+  func (call, call->cancel_data);
+}
+
 static void
 proto_server_call_close_done (ProtoTag *tag, gboolean ok)
 {
@@ -154,13 +167,7 @@ proto_server_call_close_done (ProtoTag *tag, gboolean ok)
   if (call->close_cancelled || !ok)
     {
       call->cancelled = TRUE;
-      if (!call->finishing && call->cancel_func)
-        {
-          GFunc func = call->cancel_func;
-
-          call->cancel_func = NULL;
-          func (call, call->cancel_data);
-        }
+      proto_server_call_run_cancel_func (call);
     }
   proto_server_call_unref (call);
 }
@@ -170,13 +177,7 @@ proto_server_call_cancel_notify (ProtoTag *tag, gboolean ok)
 {
   ProtoServerCall *call = tag->data;
 
-  if (!call->finishing && call->cancel_func)
-    {
-      GFunc func = call->cancel_func;
-
-      call->cancel_func = NULL;
-      func (call, call->cancel_data);
-    }
+  proto_server_call_run_cancel_func (call);
   proto_server_call_unref (call);
 }
 
