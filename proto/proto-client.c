@@ -146,15 +146,68 @@ proto_check_method (const ProtobufCServiceDescriptor *service,
 
 /* --- client -------------------------------------------------------------- */
 
+/* What the verify callback of a TLS channel needs: the trust and the
+ * roles the server may have. Owned by gRPC's credentials (destruct). */
+typedef struct
+{
+  ProtoTrust *trust;
+  guint server_roles;
+  char *target;
+} ProtoServerCheck;
+
+static void
+proto_server_check_free (void *data)
+{
+  ProtoServerCheck *check = data;
+
+  proto_trust_unref (check->trust);
+  g_free (check->target);
+  g_free (check);
+}
+
+/* Runs in a gRPC thread after the TLS handshake verified the chain and
+ * the target name: the server's certificate must not be revoked and must
+ * name one of the expected roles. Non-zero refuses the connection (calls
+ * then fail UNAVAILABLE; the reason goes to the log). */
+static int
+proto_server_check_cb (const char *target_name, const char *peer_pem,
+                       void *data)
+{
+  ProtoServerCheck *check = data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *name = NULL;
+  ProtoRole role = PROTO_ROLE_NONE;
+
+  if (!proto_trust_identify (check->trust, peer_pem,
+                             peer_pem ? strlen (peer_pem) : 0, &role, &name,
+                             &error))
+    {
+      g_message ("refusing server %s: %s", check->target, error->message);
+      return 1;
+    }
+  if ((role & check->server_roles) == 0)
+    {
+      g_autofree char *want = proto_roles_describe (check->server_roles);
+
+      g_message ("refusing server %s: its certificate (%s) has role %s, "
+                 "expected %s",
+                 check->target, name, proto_role_to_string (role), want);
+      return 1;
+    }
+  return 0;
+}
+
 static ProtoClient *
 proto_client_new_full (const char *target, const ProtoTls *tls,
-                       GMainContext *ctx, gboolean unlimited, GError **error)
+                       guint server_roles, GMainContext *ctx,
+                       gboolean unlimited, GError **error)
 {
   ProtoClient *client;
   grpc_channel_credentials *creds;
   const grpc_channel_args *args = proto_channel_args (FALSE);
   g_autofree grpc_arg *copy = NULL;
   grpc_channel_args copy_args;
+  ProtoTrust *trust;
 
   if (!target || !*target)
     {
@@ -173,21 +226,35 @@ proto_client_new_full (const char *target, const ProtoTls *tls,
       args = &copy_args;
     }
 
+  trust = tls ? proto_trust_new (tls->ca_pem, tls->crl_pem, error) : NULL;
+  if (tls && trust == NULL)
+    return NULL;
   proto_ref_grpc ();
-  client = g_new0 (ProtoClient, 1);
-  client->target = g_strdup (target);
-  client->calls = g_hash_table_new (NULL, NULL);
   if (tls)
     {
       grpc_ssl_pem_key_cert_pair pair = { tls->key_pem, tls->cert_pem };
+      grpc_ssl_verify_peer_options verify = { 0 };
+      ProtoServerCheck *check;
 
+      check = g_new0 (ProtoServerCheck, 1);
+      check->trust = trust;
+      check->server_roles = server_roles;
+      check->target = g_strdup (target);
+      verify.verify_peer_callback = proto_server_check_cb;
+      verify.verify_peer_callback_userdata = check;
+      verify.verify_peer_destruct = proto_server_check_free;
       /* The server is checked against TARGET's host: an IP literal such
        * as 127.0.0.1 must appear as an IP SAN in its certificate, which
-       * gRPC 1.51 matches (tsi_ssl_peer_matches_name). */
-      creds = grpc_ssl_credentials_create (tls->ca_pem, &pair, NULL, NULL);
+       * gRPC 1.51 matches (tsi_ssl_peer_matches_name). The callback then
+       * checks revocation and the role. */
+      creds
+          = grpc_ssl_credentials_create_ex (tls->ca_pem, &pair, &verify, NULL);
     }
   else
     creds = grpc_insecure_credentials_create ();
+  client = g_new0 (ProtoClient, 1);
+  client->target = g_strdup (target);
+  client->calls = g_hash_table_new (NULL, NULL);
   client->channel = grpc_channel_create (target, creds, args);
   grpc_channel_credentials_release (creds);
   client->cq = proto_cq_new (ctx, "drover-grpc-cli");
@@ -195,17 +262,17 @@ proto_client_new_full (const char *target, const ProtoTls *tls,
 }
 
 ProtoClient *
-proto_client_new (const char *target, const ProtoTls *tls, GMainContext *ctx,
-                  GError **error)
+proto_client_new (const char *target, const ProtoTls *tls, guint server_roles,
+                  GMainContext *ctx, GError **error)
 {
-  return proto_client_new_full (target, tls, ctx, FALSE, error);
+  return proto_client_new_full (target, tls, server_roles, ctx, FALSE, error);
 }
 
 ProtoClient *
 proto_client_new_unlimited (const char *target, const ProtoTls *tls,
                             GMainContext *ctx, GError **error)
 {
-  return proto_client_new_full (target, tls, ctx, TRUE, error);
+  return proto_client_new_full (target, tls, PROTO_ROLES_ALL, ctx, TRUE, error);
 }
 
 const char *

@@ -43,6 +43,7 @@ typedef struct
 struct _ProtoServer
 {
   GHashTable *methods; /* path -> ProtoMethod */
+  GHashTable *authz;   /* path -> roles (GUINT_TO_POINTER), see set_authz */
   GMainContext *ctx;
   grpc_server *server;
   ProtoCq *cq;
@@ -53,6 +54,13 @@ struct _ProtoServer
   gboolean started;
   gboolean stopping; /* no new calls are handed out */
   gboolean cq_dead;  /* the queue is shut down: no batch may start */
+
+  /* TLS. The certificate fetcher runs in gRPC's threads, at each new
+   * handshake; the rest in the main context. */
+  gboolean secure;
+  ProtoTrust *trust; /* main context: checks each call's certificate */
+  GMutex tls_lock;
+  ProtoTls *tls_next; /* tls_lock: for the fetcher, NULL when handed over */
 };
 
 struct _ProtoServerCall
@@ -63,7 +71,8 @@ struct _ProtoServerCall
   char *path;
   ProtobufCMessage *request;
   char *peer;
-  char *peer_cn;
+  char *peer_name;     /* the certificate's CN; NULL when insecure */
+  ProtoRole peer_role; /* its O; PROTO_ROLES_ALL when insecure */
   int refs;
 
   ProtoTag close_tag;
@@ -120,7 +129,7 @@ proto_server_call_unref (ProtoServerCall *call)
   g_clear_error (&call->send_error);
   g_free (call->path);
   g_free (call->peer);
-  g_free (call->peer_cn);
+  g_free (call->peer_name);
   g_free (call->message);
   g_free (call);
 }
@@ -390,10 +399,16 @@ proto_server_call_is_cancelled (ProtoServerCall *call)
   return call->cancelled || call->write_failed || !call->call;
 }
 
-const char *
-proto_server_call_get_peer_cn (ProtoServerCall *call)
+ProtoRole
+proto_server_call_get_peer_role (ProtoServerCall *call)
 {
-  return call->peer_cn;
+  return call->peer_role;
+}
+
+const char *
+proto_server_call_get_peer_name (ProtoServerCall *call)
+{
+  return call->peer_name;
 }
 
 const char *
@@ -438,23 +453,68 @@ proto_server_call_recv_done (ProtoTag *tag, gboolean ok)
   proto_server_call_unref (call);
 }
 
+/* The peer's certificate (PEM) from the call's auth context, or NULL. */
 static char *
-proto_call_peer_cn (grpc_call *gcall)
+proto_call_peer_pem (grpc_call *gcall, gsize *len)
 {
   grpc_auth_context *actx = grpc_call_auth_context (gcall);
   grpc_auth_property_iterator it;
   const grpc_auth_property *prop;
-  char *cn = NULL;
+  char *pem = NULL;
 
   if (!actx)
     return NULL;
-  it = grpc_auth_context_find_properties_by_name (actx,
-                                                  GRPC_X509_CN_PROPERTY_NAME);
+  it = grpc_auth_context_find_properties_by_name (
+      actx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
   prop = grpc_auth_property_iterator_next (&it);
-  if (prop && prop->value && prop->value_length > 0)
-    cn = g_strndup (prop->value, MIN (prop->value_length, (size_t)256));
+  if (prop && prop->value && prop->value_length > 0
+      && prop->value_length <= 64 * 1024)
+    {
+      pem = g_strndup (prop->value, prop->value_length);
+      *len = prop->value_length;
+    }
   grpc_auth_context_release (actx);
-  return cn;
+  return pem;
+}
+
+/* Who CALL comes from, and whether its method's row lets that role in.
+ * FALSE with the status to end it with. */
+static gboolean
+proto_server_call_authorize (ProtoServer *server, ProtoServerCall *call,
+                             grpc_call *gcall, GError **error)
+{
+  gpointer roles;
+
+  if (!server->secure)
+    call->peer_role = PROTO_ROLES_ALL;
+  else
+    {
+      gsize len = 0;
+      g_autofree char *pem = proto_call_peer_pem (gcall, &len);
+
+      if (!proto_trust_identify (server->trust, pem, len, &call->peer_role,
+                                 &call->peer_name, error))
+        {
+          g_prefix_error (error, "%s: ", call->path);
+          g_message ("refused %s from %s: %s", call->path, call->peer,
+                     (*error)->message);
+          return FALSE;
+        }
+    }
+  if (!g_hash_table_lookup_extended (server->authz, call->path, NULL, &roles)
+      || (GPOINTER_TO_UINT (roles) & call->peer_role) == 0)
+    {
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED,
+                   "%s: role %s may not call this method", call->path,
+                   server->secure ? proto_role_to_string (call->peer_role)
+                                  : "(insecure peer)");
+      proto_log (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, NULL, NULL, call->peer_name,
+                 "denied %s to %s %s from %s", call->path,
+                 proto_role_to_string (call->peer_role),
+                 call->peer_name ? call->peer_name : "", call->peer);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void
@@ -462,6 +522,7 @@ proto_server_call_start (ProtoServer *server, grpc_call *gcall,
                          const char *path)
 {
   ProtoServerCall *call = g_new0 (ProtoServerCall, 1);
+  g_autoptr (GError) error = NULL;
   grpc_op op;
   char *peer;
 
@@ -474,7 +535,6 @@ proto_server_call_start (ProtoServer *server, grpc_call *gcall,
   peer = grpc_call_get_peer (gcall);
   call->peer = g_strdup (peer);
   gpr_free (peer);
-  call->peer_cn = proto_call_peer_cn (gcall);
   g_hash_table_add (server->calls, call);
 
   memset (&op, 0, sizeof op);
@@ -489,6 +549,11 @@ proto_server_call_start (ProtoServer *server, grpc_call *gcall,
     {
       proto_server_call_fail (call, PROTO_STATUS_UNIMPLEMENTED,
                               "unknown method %s", path);
+      return;
+    }
+  if (!proto_server_call_authorize (server, call, gcall, &error))
+    {
+      proto_server_call_fail_error (call, error);
       return;
     }
 
@@ -561,6 +626,8 @@ proto_server_new (GMainContext *ctx)
       = ctx ? g_main_context_ref (ctx) : g_main_context_ref_thread_default ();
   server->methods = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                            proto_method_free);
+  server->authz = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_init (&server->tls_lock);
   server->calls = g_hash_table_new (NULL, NULL);
   for (guint i = 0; i < PROTO_SERVER_SLOTS; i++)
     server->slots[i].server = server;
@@ -585,6 +652,66 @@ proto_server_add_method (ProtoServer *server,
   g_hash_table_replace (server->methods, m->path, m);
 }
 
+void
+proto_server_set_authz (ProtoServer *server,
+                        const ProtobufCServiceDescriptor *service,
+                        const ProtoAuthzRule *rules, gsize n_rules)
+{
+  g_return_if_fail (server != NULL && !server->started);
+  for (gsize i = 0; i < n_rules; i++)
+    {
+      char *path = proto_method_path (service, rules[i].method_index);
+
+      g_return_if_fail (path != NULL);
+      g_hash_table_replace (server->authz, path,
+                            GUINT_TO_POINTER (rules[i].roles));
+    }
+}
+
+/* gRPC asks at start and at every new handshake whether the certificate
+ * changed (gRPC threads). */
+static grpc_ssl_certificate_config_reload_status
+proto_server_fetch_cert (void *data, grpc_ssl_server_certificate_config **out)
+{
+  ProtoServer *server = data;
+  g_autoptr (ProtoTls) tls = NULL;
+
+  g_mutex_lock (&server->tls_lock);
+  tls = g_steal_pointer (&server->tls_next);
+  g_mutex_unlock (&server->tls_lock);
+  if (tls == NULL)
+    return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+  /* gRPC copies the strings. */
+  grpc_ssl_pem_key_cert_pair pair = { tls->key_pem, tls->cert_pem };
+  *out = grpc_ssl_server_certificate_config_create (tls->ca_pem, &pair, 1);
+  return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+gboolean
+proto_server_reload_tls (ProtoServer *server, const ProtoTls *tls,
+                         GError **error)
+{
+  ProtoTrust *trust;
+
+  g_return_val_if_fail (server != NULL && tls != NULL, FALSE);
+  if (!server->secure)
+    {
+      g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_FAILED_PRECONDITION,
+                           "the server runs without TLS");
+      return FALSE;
+    }
+  trust = proto_trust_new (tls->ca_pem, tls->crl_pem, error);
+  if (trust == NULL)
+    return FALSE;
+  proto_trust_unref (server->trust);
+  server->trust = trust;
+  g_mutex_lock (&server->tls_lock);
+  proto_tls_free (server->tls_next);
+  server->tls_next = proto_tls_copy (tls);
+  g_mutex_unlock (&server->tls_lock);
+  return TRUE;
+}
+
 gboolean
 proto_server_start (ProtoServer *server, const char *addr, const ProtoTls *tls,
                     GError **error)
@@ -592,18 +719,23 @@ proto_server_start (ProtoServer *server, const char *addr, const ProtoTls *tls,
   grpc_server_credentials *creds;
 
   g_return_val_if_fail (server != NULL && !server->started, FALSE);
+  if (tls)
+    {
+      server->trust = proto_trust_new (tls->ca_pem, tls->crl_pem, error);
+      if (server->trust == NULL)
+        return FALSE;
+      server->secure = TRUE;
+      server->tls_next = proto_tls_copy (tls);
+    }
   server->cq = proto_cq_new (server->ctx, "drover-grpc-srv");
   server->server = grpc_server_create (proto_channel_args (TRUE), NULL);
   grpc_server_register_completion_queue (server->server,
                                          proto_cq_get (server->cq), NULL);
   if (tls)
-    {
-      grpc_ssl_pem_key_cert_pair pair = { tls->key_pem, tls->cert_pem };
-
-      creds = grpc_ssl_server_credentials_create_ex (
-          tls->ca_pem, &pair, 1,
-          GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
-    }
+    creds = grpc_ssl_server_credentials_create_with_options (
+        grpc_ssl_server_credentials_create_options_using_config_fetcher (
+            GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY,
+            proto_server_fetch_cert, server));
   else
     creds = grpc_insecure_server_credentials_create ();
   server->port = grpc_server_add_http2_port (server->server, addr, creds);
@@ -683,6 +815,10 @@ proto_server_free (ProtoServer *server)
   proto_server_stop (server);
   g_hash_table_destroy (server->calls);
   g_hash_table_destroy (server->methods);
+  g_hash_table_destroy (server->authz);
+  proto_trust_unref (server->trust);
+  proto_tls_free (server->tls_next);
+  g_mutex_clear (&server->tls_lock);
   g_main_context_unref (server->ctx);
   g_free (server);
   proto_unref_grpc ();

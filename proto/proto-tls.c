@@ -19,6 +19,7 @@ ProtoTls *
 proto_tls_load (const char *dir, GError **error)
 {
   g_autoptr (ProtoTls) tls = g_new0 (ProtoTls, 1);
+  g_autofree char *crl = NULL;
 
   tls->ca_pem = proto_tls_read (dir, "ca.pem", error);
   if (!tls->ca_pem)
@@ -29,7 +30,26 @@ proto_tls_load (const char *dir, GError **error)
   tls->key_pem = proto_tls_read (dir, "key.pem", error);
   if (!tls->key_pem)
     return NULL;
+  crl = g_build_filename (dir, "crl.pem", NULL);
+  if (g_file_test (crl, G_FILE_TEST_EXISTS))
+    {
+      tls->crl_pem = proto_tls_read (dir, "crl.pem", error);
+      if (!tls->crl_pem)
+        return NULL;
+    }
   return g_steal_pointer (&tls);
+}
+
+ProtoTls *
+proto_tls_copy (const ProtoTls *tls)
+{
+  ProtoTls *copy = g_new0 (ProtoTls, 1);
+
+  copy->ca_pem = g_strdup (tls->ca_pem);
+  copy->cert_pem = g_strdup (tls->cert_pem);
+  copy->key_pem = g_strdup (tls->key_pem);
+  copy->crl_pem = g_strdup (tls->crl_pem);
+  return copy;
 }
 
 void
@@ -39,6 +59,7 @@ proto_tls_free (ProtoTls *tls)
     return;
   g_free (tls->ca_pem);
   g_free (tls->cert_pem);
+  g_free (tls->crl_pem);
   if (tls->key_pem)
     memset (tls->key_pem, 0, strlen (tls->key_pem));
   g_free (tls->key_pem);

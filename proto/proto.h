@@ -95,18 +95,66 @@ void proto_shutdown (void);
 
 /* --- TLS --------------------------------------------------------------- */
 
-/* PEM material read from DIR/ca.pem, DIR/cert.pem, DIR/key.pem. */
+/* PEM material read from DIR/ca.pem, DIR/cert.pem, DIR/key.pem and, when
+ * present, DIR/crl.pem (certificates the CA revoked). */
 typedef struct
 {
   char *ca_pem;
   char *cert_pem;
   char *key_pem;
+  char *crl_pem; /* NULL without crl.pem */
 } ProtoTls;
 
-/* Loads the three files; fails with G_FILE_ERROR naming the missing one. */
+/* Loads the files; fails with G_FILE_ERROR naming a missing one (crl.pem
+ * may be missing). */
 ProtoTls *proto_tls_load (const char *dir, GError **error);
+ProtoTls *proto_tls_copy (const ProtoTls *tls);
 void proto_tls_free (ProtoTls *tls);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoTls, proto_tls_free)
+
+/* --- identities -----------------------------------------------------------
+
+ * A certificate's subject says who a peer is: O (organization) is its
+ * role, CN its name (a host's name for role host). Roles are bits so that
+ * an authorization rule can name several. */
+typedef enum
+{
+  PROTO_ROLE_NONE = 0,
+  PROTO_ROLE_HOST = 1 << 0,      /* an agent, acting for the host in its CN */
+  PROTO_ROLE_SCHEDULER = 1 << 1, /* the scheduler */
+  PROTO_ROLE_OPERATOR = 1 << 2,  /* droverctl: may change things */
+  PROTO_ROLE_VIEWER = 1 << 3,    /* droverctl: may only look */
+} ProtoRole;
+#define PROTO_ROLES_ALL                                                        \
+  (PROTO_ROLE_HOST | PROTO_ROLE_SCHEDULER | PROTO_ROLE_OPERATOR                \
+   | PROTO_ROLE_VIEWER)
+
+/* "host", "scheduler", "operator", "viewer"; "none" and "any" (all). */
+const char *proto_role_to_string (ProtoRole role);
+/* PROTO_ROLE_NONE for anything but the four names. */
+ProtoRole proto_role_from_string (const char *name);
+/* "operator, viewer" for a mask; "none" for 0. Free with g_free. */
+char *proto_roles_describe (guint roles);
+
+/* The CA certificates and revocation list a component trusts, compiled
+ * once; reference counted, usable from any thread. */
+typedef struct _ProtoTrust ProtoTrust;
+
+/* From PEM text. CRL_PEM may be NULL; a CRL not issued by one of the CAs
+ * is refused. PROTO_STATUS_INVALID_ARGUMENT naming the file. */
+ProtoTrust *proto_trust_new (const char *ca_pem, const char *crl_pem,
+                             GError **error);
+ProtoTrust *proto_trust_ref (ProtoTrust *trust);
+void proto_trust_unref (ProtoTrust *trust);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoTrust, proto_trust_unref)
+
+/* Who the certificate PEM (LEN bytes) belongs to: it must chain to one of
+ * TRUST's CAs, be valid now and not be revoked; its subject must have one
+ * O naming a role and one CN. Sets *ROLE and *NAME (the CN; caller frees).
+ * PROTO_STATUS_UNAUTHENTICATED (revoked, untrusted, no CN or O) or
+ * PERMISSION_DENIED (an O that is no role) saying why. */
+gboolean proto_trust_identify (ProtoTrust *trust, const char *pem, gsize len,
+                               ProtoRole *role, char **name, GError **error);
 
 /* --- message codec ----------------------------------------------------- */
 
@@ -140,6 +188,23 @@ typedef void (*ProtoHandler) (ProtoServerCall *call,
 /* CTX NULL means the thread-default main context at creation. */
 ProtoServer *proto_server_new (GMainContext *ctx);
 
+/* One row of a server's authorization table: the roles that may call
+ * method METHOD_INDEX. */
+typedef struct
+{
+  guint method_index;
+  guint roles; /* ProtoRole bits */
+} ProtoAuthzRule;
+
+/* The server's authorization table for SERVICE (before start; the rules
+ * are copied). Every call is checked against it before its request is
+ * read: a method without a row is denied to everyone, a role not in its
+ * row is denied; both end PERMISSION_DENIED naming the role and are
+ * logged. On an insecure server a peer has every role. */
+void proto_server_set_authz (ProtoServer *server,
+                             const ProtobufCServiceDescriptor *service,
+                             const ProtoAuthzRule *rules, gsize n_rules);
+
 /* Registers HANDLER for method METHOD_INDEX of SERVICE. Before start. */
 void proto_server_add_method (ProtoServer *server,
                               const ProtobufCServiceDescriptor *service,
@@ -148,10 +213,18 @@ void proto_server_add_method (ProtoServer *server,
 
 /* Binds ADDR ("127.0.0.1:7400"; port 0 picks one, see _get_port) and
  * starts serving. TLS NULL serves insecure; otherwise mutual TLS: clients
- * must present a certificate signed by TLS->ca_pem. */
+ * must present a certificate signed by TLS->ca_pem and not revoked by
+ * TLS->crl_pem, whose subject names a role (see ProtoRole). */
 gboolean proto_server_start (ProtoServer *server, const char *addr,
                              const ProtoTls *tls, GError **error);
 int proto_server_get_port (ProtoServer *server);
+
+/* Replaces the certificate, key, CA and CRL of a TLS server: new
+ * handshakes use the new certificate, every call from now on is checked
+ * against the new CA and CRL, and connections already open stay. FALSE
+ * with ERROR (and nothing changed) when TLS does not make a usable trust. */
+gboolean proto_server_reload_tls (ProtoServer *server, const ProtoTls *tls,
+                                  GError **error);
 
 /* Shuts the server down, cancelling open calls (their cancel callbacks
  * run, inside this function), and waits for gRPC to let go. Idempotent.
@@ -186,8 +259,10 @@ void proto_server_call_set_cancel_func (ProtoServerCall *call, GFunc func,
                                         gpointer user_data);
 gboolean proto_server_call_is_cancelled (ProtoServerCall *call);
 
-/* Common name of the client certificate, or NULL when insecure. */
-const char *proto_server_call_get_peer_cn (ProtoServerCall *call);
+/* The caller's role and name (its certificate's O and CN). On an
+ * insecure server the role is PROTO_ROLES_ALL and the name NULL. */
+ProtoRole proto_server_call_get_peer_role (ProtoServerCall *call);
+const char *proto_server_call_get_peer_name (ProtoServerCall *call);
 /* "ipv4:127.0.0.1:34567" */
 const char *proto_server_call_get_peer (ProtoServerCall *call);
 
@@ -198,11 +273,15 @@ typedef struct _ProtoClientStream ProtoClientStream;
 
 /* A channel to TARGET ("127.0.0.1:7400"). TLS NULL is insecure; otherwise
  * the client presents TLS->cert_pem and verifies the server against
- * TLS->ca_pem (certificates carry IP SANs for loopback addresses).
- * Connecting is lazy: errors surface on the first call.
- * CTX NULL means the thread-default main context at creation. */
+ * TLS->ca_pem (certificates carry IP SANs for loopback addresses) and
+ * TLS->crl_pem, and the server's certificate must name one of
+ * SERVER_ROLES (ProtoRole bits): an agent talks only to a scheduler, the
+ * scheduler only to hosts. Connecting is lazy: errors surface on the
+ * first call. CTX NULL means the thread-default main context at
+ * creation. */
 ProtoClient *proto_client_new (const char *target, const ProtoTls *tls,
-                               GMainContext *ctx, GError **error);
+                               guint server_roles, GMainContext *ctx,
+                               GError **error);
 /* Cancels the asynchronous calls and streams still in flight; their
  * callbacks run inside this function with CANCELLED. Call it in the
  * client's main context thread (asynchronous calls are started there too;

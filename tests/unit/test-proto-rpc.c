@@ -38,11 +38,14 @@ list_hosts (ProtoServerCall *call, const ProtobufCMessage *request,
   Drover__V1__Host host = DROVER__V1__HOST__INIT;
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
   Drover__V1__Host *hosts[1] = { &host };
-  const char *cn = proto_server_call_get_peer_cn (call);
+  const char *cn = proto_server_call_get_peer_name (call);
 
-  /* Echo who is calling: the client's certificate CN and its address. */
+  /* Echo who is calling: the client's certificate CN and role, and its
+   * address. */
   info.name = (char *)(cn ? cn : "-");
   info.address = (char *)proto_server_call_get_peer (call);
+  info.accel
+      = (char *)proto_role_to_string (proto_server_call_get_peer_role (call));
   host.info = &info;
   host.state = (char *)"up";
   reply.n_hosts = 1;
@@ -228,6 +231,14 @@ watch_job (ProtoServerCall *call, const ProtobufCMessage *request,
   }
 }
 
+/* GetVm is for operators; the rest for every role. */
+static const ProtoAuthzRule test_authz[] = {
+  { DROVER_SCHED_METHOD_LIST_HOSTS, PROTO_ROLES_ALL },
+  { DROVER_SCHED_METHOD_GET_VM, PROTO_ROLE_OPERATOR },
+  { DROVER_SCHED_METHOD_READ_CONSOLE, PROTO_ROLES_ALL },
+  { DROVER_SCHED_METHOD_WATCH_JOB, PROTO_ROLES_ALL },
+};
+
 static gpointer
 server_thread (gpointer data)
 {
@@ -244,6 +255,11 @@ server_thread (gpointer data)
                            DROVER_SCHED_METHOD_READ_CONSOLE, read_console, ts);
   proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
                            DROVER_SCHED_METHOD_WATCH_JOB, watch_job, ts);
+  /* StopVm has a handler but no row: nobody may call it. */
+  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
+                           DROVER_SCHED_METHOD_STOP_VM, list_hosts, ts);
+  proto_server_set_authz (ts->server, DROVER_SCHED_SERVICE, test_authz,
+                          G_N_ELEMENTS (test_authz));
   proto_server_start (ts->server, "127.0.0.1:0", ts->tls, &error);
 
   g_mutex_lock (&ts->lock);
@@ -413,7 +429,7 @@ test_unary (void)
   g_autofree char *target = test_server_target (ts);
   g_autoptr (GError) error = NULL;
   g_autoptr (ProtoClient) client
-      = proto_client_new (target, NULL, NULL, &error);
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, &error);
   Drover__V1__ListHostsRequest lh = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
   Result r = { 0 };
 
@@ -469,7 +485,8 @@ test_async_reply (void)
 {
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, NULL);
   Result r = { 0 };
 
   call_get_vm (client, "later-1", 5000, &r);
@@ -495,7 +512,8 @@ test_errors (void)
 {
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, NULL);
   Drover__V1__ListVmsRequest lv = DROVER__V1__LIST_VMS_REQUEST__INIT;
   Drover__V1__GetVmRequest gv = DROVER__V1__GET_VM_REQUEST__INIT;
   Result r = { 0 };
@@ -566,7 +584,7 @@ test_unavailable (void)
   {
     g_autofree char *target = g_strdup_printf ("127.0.0.1:%d", port);
 
-    client = proto_client_new (target, NULL, NULL, &error);
+    client = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, &error);
   }
   g_assert_no_error (error);
   call_get_vm (client, "x", 5000, &r);
@@ -603,7 +621,8 @@ test_size_cap (void)
 {
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, NULL);
   g_autoptr (ProtoClient) unlimited
       = proto_client_new_unlimited (target, NULL, NULL, NULL);
   g_autofree char *big = g_strnfill (PROTO_MAX_MESSAGE_SIZE + 10, 'a');
@@ -732,7 +751,8 @@ test_stream (void)
 {
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, NULL);
   StreamResult s;
 
   /* N messages in order, then a clean end. */
@@ -787,7 +807,8 @@ test_stream_server_stop (void)
 {
   TestServer *ts = test_server_start (NULL);
   g_autofree char *target = test_server_target (ts);
-  g_autoptr (ProtoClient) client = proto_client_new (target, NULL, NULL, NULL);
+  g_autoptr (ProtoClient) client
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, NULL);
   StreamResult s, s2;
 
   /* Stopping the server cancels open streams: the handler's cancel func
@@ -813,7 +834,7 @@ test_stream_server_stop (void)
   g_free (target);
   target = test_server_target (ts);
   g_clear_pointer (&client, proto_client_free);
-  client = proto_client_new (target, NULL, NULL, NULL);
+  client = proto_client_new (target, NULL, PROTO_ROLES_ALL, NULL, NULL);
   stream_result_init (&s2);
   watch (client, "forever", &s2);
   while (s2.ids->len < 1)
@@ -856,7 +877,7 @@ test_sync (void)
   /* A context nobody iterates: blocking calls must not need it. */
   g_autoptr (GMainContext) idle_ctx = g_main_context_new ();
   g_autoptr (ProtoClient) client
-      = proto_client_new (target, NULL, idle_ctx, &error);
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, idle_ctx, &error);
   Drover__V1__GetVmRequest req = DROVER__V1__GET_VM_REQUEST__INIT;
   Drover__V1__WatchJobRequest wreq = DROVER__V1__WATCH_JOB_REQUEST__INIT;
   g_autoptr (GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
@@ -918,8 +939,7 @@ test_sync (void)
   test_server_stop (ts);
 }
 
-/* --- mutual TLS
- * ---------------------------------------------------------------- */
+/* --- mutual TLS, identities and authorization ---------------------------- */
 
 static void
 run_openssl (const char *dir, const char *const *args)
@@ -941,32 +961,55 @@ run_openssl (const char *dir, const char *const *args)
     g_error ("openssl failed: %s", err_out);
 }
 
+/* DIR/NAME.{key,pem}: a CA, and what `openssl ca` needs to revoke
+ * certificates it signed (DIR/NAME.db/). */
 static void
 make_ca (const char *dir, const char *name)
 {
   g_autofree char *key = g_strdup_printf ("%s.key", name);
   g_autofree char *pem = g_strdup_printf ("%s.pem", name);
   g_autofree char *subj = g_strdup_printf ("/CN=%s", name);
-  const char *args[] = { "req",    "-x509",    "-newkey",
-                         "ec",     "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                         "-nodes", "-keyout",  key,
-                         "-out",   pem,        "-days",
-                         "2",      "-subj",    subj,
+  g_autofree char *db = g_strdup_printf ("%s/%s.db", dir, name);
+  g_autofree char *index = g_build_filename (db, "index.txt", NULL);
+  g_autofree char *cnf = g_build_filename (db, "ca.cnf", NULL);
+  g_autofree char *conf
+      = g_strdup_printf ("[ca]\ndefault_ca = drover\n[drover]\ndatabase = %s\n"
+                         "default_md = sha256\ndefault_crl_days = 2\n",
+                         index);
+  const char *args[] = { "req",
+                         "-x509",
+                         "-newkey",
+                         "ec",
+                         "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1",
+                         "-nodes",
+                         "-keyout",
+                         key,
+                         "-out",
+                         pem,
+                         "-days",
+                         "2",
+                         "-subj",
+                         subj,
+                         "-addext",
+                         "keyUsage=critical,keyCertSign,cRLSign",
                          NULL };
 
   run_openssl (dir, args);
+  g_assert_cmpint (g_mkdir_with_parents (db, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (index, "", 0, NULL));
+  g_assert_true (g_file_set_contents (cnf, conf, -1, NULL));
 }
 
-/* Writes DIR/SUB/{ca,cert,key}.pem: a leaf for CN signed by CA, trusting
- * TRUST. */
+/* Writes DIR/SUB/{ca,cert,key}.pem: a leaf with SUBJECT signed by CA,
+ * trusting TRUST. */
 static void
-make_leaf (const char *dir, const char *sub, const char *cn, const char *san,
-           const char *ca, const char *trust)
+make_leaf (const char *dir, const char *sub, const char *subject,
+           const char *san, const char *ca, const char *trust)
 {
   g_autofree char *subdir = g_build_filename (dir, sub, NULL);
   g_autofree char *key = g_build_filename (subdir, "key.pem", NULL);
   g_autofree char *cert = g_build_filename (subdir, "cert.pem", NULL);
-  g_autofree char *subj = g_strdup_printf ("/CN=%s", cn);
   g_autofree char *ca_pem = g_strdup_printf ("%s.pem", ca);
   g_autofree char *ca_key = g_strdup_printf ("%s.key", ca);
   g_autofree char *san_ext
@@ -988,7 +1031,7 @@ make_leaf (const char *dir, const char *sub, const char *cn, const char *san,
                          "-days",
                          "2",
                          "-subj",
-                         subj,
+                         subject,
                          "-CA",
                          ca_pem,
                          "-CAkey",
@@ -1003,6 +1046,25 @@ make_leaf (const char *dir, const char *sub, const char *cn, const char *san,
   run_openssl (dir, args);
   g_assert_true (g_file_get_contents (trust_src, &contents, NULL, NULL));
   g_assert_true (g_file_set_contents (trust_dst, contents, -1, NULL));
+}
+
+/* Revokes DIR/SUB/cert.pem in CA's database and writes the CA's new CRL
+ * to DIR/<CA>.crl. */
+static void
+revoke_cert (const char *dir, const char *ca, const char *sub)
+{
+  g_autofree char *cnf = g_strdup_printf ("%s.db/ca.cnf", ca);
+  g_autofree char *ca_pem = g_strdup_printf ("%s.pem", ca);
+  g_autofree char *ca_key = g_strdup_printf ("%s.key", ca);
+  g_autofree char *cert = g_build_filename (sub, "cert.pem", NULL);
+  g_autofree char *crl = g_strdup_printf ("%s.crl", ca);
+  const char *rev[] = { "ca",    "-config", cnf,       "-keyfile", ca_key,
+                        "-cert", ca_pem,    "-revoke", cert,       NULL };
+  const char *gen[] = { "ca",   "-config", cnf,    "-keyfile", ca_key, "-cert",
+                        ca_pem, "-gencrl", "-out", crl,        NULL };
+
+  run_openssl (dir, rev);
+  run_openssl (dir, gen);
 }
 
 static char *tls_dir;
@@ -1037,19 +1099,31 @@ tls_setup (void)
   g_assert_no_error (error);
   make_ca (tls_dir, "ca");
   make_ca (tls_dir, "other-ca");
-  make_leaf (tls_dir, "server", "drover-scheduler", "IP:127.0.0.1", "ca", "ca");
-  make_leaf (tls_dir, "client", "drover-client", NULL, "ca", "ca");
-  /* Signed by another CA, trusting ours: the server must refuse it. */
-  make_leaf (tls_dir, "stranger", "stranger", NULL, "other-ca", "ca");
-  /* Good client cert, but trusts only the other CA: refuses the server. */
-  make_leaf (tls_dir, "distrust", "drover-client", NULL, "ca", "other-ca");
-  /* A server certificate for a DNS name only: not valid for 127.0.0.1. */
-  make_leaf (tls_dir, "dns-server", "example.com", "DNS:example.com", "ca",
+  make_leaf (tls_dir, "server", "/O=scheduler/CN=drover-scheduler",
+             "IP:127.0.0.1", "ca", "ca");
+  /* The same address with another role, for the reload test. */
+  make_leaf (tls_dir, "server-as-host", "/O=host/CN=host9", "IP:127.0.0.1",
+             "ca", "ca");
+  make_leaf (tls_dir, "client", "/O=operator/CN=drover-client", NULL, "ca",
              "ca");
+  make_leaf (tls_dir, "viewer", "/O=viewer/CN=someone", NULL, "ca", "ca");
+  make_leaf (tls_dir, "revoked", "/O=operator/CN=former", NULL, "ca", "ca");
+  /* Signed by our CA but naming no role, or a role that does not exist. */
+  make_leaf (tls_dir, "no-role", "/CN=drover-client", NULL, "ca", "ca");
+  make_leaf (tls_dir, "bad-role", "/O=root/CN=drover-client", NULL, "ca", "ca");
+  /* Signed by another CA, trusting ours: the server must refuse it. */
+  make_leaf (tls_dir, "stranger", "/O=operator/CN=stranger", NULL, "other-ca",
+             "ca");
+  /* Good client cert, but trusts only the other CA: refuses the server. */
+  make_leaf (tls_dir, "distrust", "/O=operator/CN=drover-client", NULL, "ca",
+             "other-ca");
+  /* A server certificate for a DNS name only: not valid for 127.0.0.1. */
+  make_leaf (tls_dir, "dns-server", "/O=scheduler/CN=example.com",
+             "DNS:example.com", "ca", "ca");
 }
 
 static ProtoClient *
-tls_client (TestServer *ts, const char *sub)
+tls_client (TestServer *ts, const char *sub, guint server_roles)
 {
   g_autofree char *target = test_server_target (ts);
   g_autofree char *dir = sub ? g_build_filename (tls_dir, sub, NULL) : NULL;
@@ -1062,23 +1136,26 @@ tls_client (TestServer *ts, const char *sub)
       tls = proto_tls_load (dir, &error);
       g_assert_no_error (error);
     }
-  client = proto_client_new (target, tls, NULL, &error);
+  client = proto_client_new (target, tls, server_roles, NULL, &error);
   g_assert_no_error (error);
   return client;
 }
 
+/* ListHosts as the server saw the caller: "CN role". */
 static void
-list_hosts_sync (ProtoClient *client, char **cn, GError **error)
+list_hosts_sync (ProtoClient *client, char **who, GError **error)
 {
   Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
   Drover__V1__ListHostsReply *reply;
 
+  g_clear_pointer (who, g_free);
   reply = (Drover__V1__ListHostsReply *)proto_client_call_sync (
       client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_LIST_HOSTS, &req.base,
       5000, error);
   if (reply)
     {
-      *cn = g_strdup (reply->hosts[0]->info->name);
+      *who = g_strdup_printf ("%s %s", reply->hosts[0]->info->name,
+                              reply->hosts[0]->info->accel);
       protobuf_c_message_free_unpacked (&reply->base, NULL);
     }
 }
@@ -1089,22 +1166,23 @@ test_tls (void)
   g_autofree char *server_dir = NULL;
   TestServer *ts;
   g_autoptr (GError) error = NULL;
-  g_autofree char *cn = NULL;
+  g_autofree char *who = NULL;
 
   tls_setup ();
   server_dir = g_build_filename (tls_dir, "server", NULL);
   ts = test_server_start (server_dir);
 
-  /* Good client: the call works and the server sees our CN (async and
-   * blocking). */
+  /* Good client: the call works and the server sees our CN and role
+   * (async and blocking). */
   {
-    g_autoptr (ProtoClient) client = tls_client (ts, "client");
+    g_autoptr (ProtoClient) client
+        = tls_client (ts, "client", PROTO_ROLE_SCHEDULER);
     Drover__V1__ListHostsRequest req = DROVER__V1__LIST_HOSTS_REQUEST__INIT;
     Result r = { 0 };
 
-    list_hosts_sync (client, &cn, &error);
+    list_hosts_sync (client, &who, &error);
     g_assert_no_error (error);
-    g_assert_cmpstr (cn, ==, "drover-client");
+    g_assert_cmpstr (who, ==, "drover-client operator");
     proto_client_call (client, DROVER_SCHED_SERVICE,
                        DROVER_SCHED_METHOD_LIST_HOSTS, &req.base, 5000,
                        on_reply, &r);
@@ -1116,25 +1194,36 @@ test_tls (void)
 
   /* Certificate from a different CA: refused. */
   {
-    g_autoptr (ProtoClient) client = tls_client (ts, "stranger");
+    g_autoptr (ProtoClient) client
+        = tls_client (ts, "stranger", PROTO_ROLES_ALL);
 
-    list_hosts_sync (client, &cn, &error);
+    list_hosts_sync (client, &who, &error);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
     g_clear_error (&error);
   }
   /* No TLS at all: refused. */
   {
-    g_autoptr (ProtoClient) client = tls_client (ts, NULL);
+    g_autoptr (ProtoClient) client = tls_client (ts, NULL, PROTO_ROLES_ALL);
 
-    list_hosts_sync (client, &cn, &error);
+    list_hosts_sync (client, &who, &error);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
     g_clear_error (&error);
   }
   /* The client does not trust the server's CA: refused. */
   {
-    g_autoptr (ProtoClient) client = tls_client (ts, "distrust");
+    g_autoptr (ProtoClient) client
+        = tls_client (ts, "distrust", PROTO_ROLES_ALL);
 
-    list_hosts_sync (client, &cn, &error);
+    list_hosts_sync (client, &who, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+  }
+  /* The server is a scheduler; a client that only talks to hosts refuses
+   * it. */
+  {
+    g_autoptr (ProtoClient) client = tls_client (ts, "client", PROTO_ROLE_HOST);
+
+    list_hosts_sync (client, &who, &error);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
     g_clear_error (&error);
   }
@@ -1146,12 +1235,232 @@ test_tls (void)
   server_dir = g_build_filename (tls_dir, "dns-server", NULL);
   ts = test_server_start (server_dir);
   {
-    g_autoptr (ProtoClient) client = tls_client (ts, "client");
+    g_autoptr (ProtoClient) client = tls_client (ts, "client", PROTO_ROLES_ALL);
 
-    list_hosts_sync (client, &cn, &error);
+    list_hosts_sync (client, &who, &error);
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
     g_clear_error (&error);
   }
+  test_server_stop (ts);
+}
+
+/* GetVm as CLIENT; returns the error (or NULL). */
+static GError *
+get_vm_error (ProtoClient *client)
+{
+  Result r = { 0 };
+  GError *error;
+
+  call_get_vm (client, "x", 5000, &r);
+  error = g_steal_pointer (&r.error);
+  result_clear (&r);
+  return error;
+}
+
+static void
+test_tls_roles (void)
+{
+  g_autofree char *server_dir = NULL;
+  g_autofree char *who = NULL;
+  g_autoptr (GError) error = NULL;
+  TestServer *ts;
+
+  tls_setup ();
+  server_dir = g_build_filename (tls_dir, "server", NULL);
+  ts = test_server_start (server_dir);
+
+  /* GetVm is for operators: a viewer is denied, naming its role. */
+  {
+    g_autoptr (ProtoClient) op = tls_client (ts, "client", PROTO_ROLES_ALL);
+    g_autoptr (ProtoClient) viewer = tls_client (ts, "viewer", PROTO_ROLES_ALL);
+
+    error = get_vm_error (op);
+    g_assert_no_error (error);
+    error = get_vm_error (viewer);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+    g_assert_nonnull (strstr (error->message, "role viewer"));
+    g_clear_error (&error);
+    list_hosts_sync (viewer, &who, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (who, ==, "someone viewer");
+  }
+  /* A method without a row in the table: denied to everyone. */
+  {
+    g_autoptr (ProtoClient) op = tls_client (ts, "client", PROTO_ROLES_ALL);
+    Drover__V1__StopVmRequest req = DROVER__V1__STOP_VM_REQUEST__INIT;
+    ProtobufCMessage *reply = proto_client_call_sync (
+        op, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_STOP_VM, &req.base, 5000,
+        &error);
+
+    g_assert_null (reply);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+    g_clear_error (&error);
+  }
+  /* Certificates of the right CA but without a usable role. */
+  {
+    g_autoptr (ProtoClient) none = tls_client (ts, "no-role", PROTO_ROLES_ALL);
+    g_autoptr (ProtoClient) bad = tls_client (ts, "bad-role", PROTO_ROLES_ALL);
+
+    list_hosts_sync (none, &who, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAUTHENTICATED);
+    g_assert_nonnull (strstr (error->message, "no O"));
+    g_clear_error (&error);
+    list_hosts_sync (bad, &who, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+    g_assert_nonnull (strstr (error->message, "O=root"));
+    g_clear_error (&error);
+  }
+  test_server_stop (ts);
+}
+
+typedef struct
+{
+  TestServer *ts;
+  ProtoTls *tls;
+  GError *error;
+  gboolean ok;
+  gboolean done;
+} Reload;
+
+static gboolean
+reload_in_server (gpointer data)
+{
+  Reload *r = data;
+
+  r->ok = proto_server_reload_tls (r->ts->server, r->tls, &r->error);
+  g_mutex_lock (&r->ts->lock);
+  r->done = TRUE;
+  g_cond_broadcast (&r->ts->cond);
+  g_mutex_unlock (&r->ts->lock);
+  return G_SOURCE_REMOVE;
+}
+
+/* What SIGHUP does in a daemon, in the server's own context: reload SUB's
+ * certificate and key, the CA and, when CRL names a file in tls_dir, that
+ * revocation list. */
+static void
+test_server_reload (TestServer *ts, const char *sub, const char *crl)
+{
+  g_autofree char *dir = g_build_filename (tls_dir, sub, NULL);
+  g_autoptr (GError) error = NULL;
+  Reload r = { ts, NULL, NULL, FALSE, FALSE };
+  GSource *src = g_idle_source_new ();
+
+  r.tls = proto_tls_load (dir, &error);
+  g_assert_no_error (error);
+  if (crl != NULL)
+    {
+      g_autofree char *path = g_build_filename (tls_dir, crl, NULL);
+
+      g_assert_true (g_file_get_contents (path, &r.tls->crl_pem, NULL, NULL));
+    }
+  g_source_set_callback (src, reload_in_server, &r, NULL);
+  g_source_attach (src, ts->ctx);
+  g_source_unref (src);
+  g_mutex_lock (&ts->lock);
+  while (!r.done)
+    g_cond_wait (&ts->cond, &ts->lock);
+  g_mutex_unlock (&ts->lock);
+  g_assert_no_error (r.error);
+  g_assert_true (r.ok);
+  proto_tls_free (r.tls);
+}
+
+static void
+test_tls_reload (void)
+{
+  g_autofree char *server_dir = NULL;
+  g_autofree char *who = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ProtoClient) former = NULL;
+  g_autoptr (ProtoClient) early = NULL;
+  TestServer *ts;
+
+  tls_setup ();
+  server_dir = g_build_filename (tls_dir, "server", NULL);
+  ts = test_server_start (server_dir);
+
+  /* A client whose certificate will be revoked, connected before. */
+  former = tls_client (ts, "revoked", PROTO_ROLE_SCHEDULER);
+  list_hosts_sync (former, &who, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (who, ==, "former operator");
+
+  /* The CA revokes it; SIGHUP brings the CRL and a new server
+   * certificate (here one with another role, so that new handshakes can
+   * tell which certificate they got). */
+  revoke_cert (tls_dir, "ca", "revoked");
+  early = tls_client (ts, "client", PROTO_ROLE_SCHEDULER);
+  list_hosts_sync (early, &who, &error);
+  g_assert_no_error (error);
+  test_server_reload (ts, "server-as-host", "ca.crl");
+
+  /* The revoked certificate is refused on its open connection... */
+  list_hosts_sync (former, &who, &error);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAUTHENTICATED);
+  g_assert_nonnull (strstr (error->message, "revoked"));
+  g_clear_error (&error);
+  /* ...a healthy connection made before the reload stays and works... */
+  list_hosts_sync (early, &who, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (who, ==, "drover-client operator");
+  /* ...and new connections get the new certificate. */
+  {
+    g_autoptr (ProtoClient) to_sched
+        = tls_client (ts, "client", PROTO_ROLE_SCHEDULER);
+    g_autoptr (ProtoClient) to_host
+        = tls_client (ts, "client", PROTO_ROLE_HOST);
+    g_autoptr (ProtoClient) revoked_new
+        = tls_client (ts, "revoked", PROTO_ROLE_HOST);
+
+    list_hosts_sync (to_sched, &who, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+    list_hosts_sync (to_host, &who, &error);
+    g_assert_no_error (error);
+    list_hosts_sync (revoked_new, &who, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAUTHENTICATED);
+    g_clear_error (&error);
+  }
+  /* A client that loads the CRL refuses a revoked server the same way:
+   * trust with the CRL identifies the revoked certificate as revoked. */
+  {
+    g_autofree char *crl_path = g_build_filename (tls_dir, "ca.crl", NULL);
+    g_autofree char *ca_path = g_build_filename (tls_dir, "ca.pem", NULL);
+    g_autofree char *cert_path
+        = g_build_filename (tls_dir, "revoked", "cert.pem", NULL);
+    g_autofree char *crl = NULL, *ca = NULL, *cert = NULL, *name = NULL;
+    g_autoptr (ProtoTrust) trust = NULL;
+    ProtoRole role;
+
+    g_assert_true (g_file_get_contents (crl_path, &crl, NULL, NULL));
+    g_assert_true (g_file_get_contents (ca_path, &ca, NULL, NULL));
+    g_assert_true (g_file_get_contents (cert_path, &cert, NULL, NULL));
+    trust = proto_trust_new (ca, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_true (proto_trust_identify (trust, cert, strlen (cert), &role,
+                                         &name, &error));
+    g_assert_cmpint (role, ==, PROTO_ROLE_OPERATOR);
+    g_assert_cmpstr (name, ==, "former");
+    g_clear_pointer (&trust, proto_trust_unref);
+    trust = proto_trust_new (ca, crl, &error);
+    g_assert_no_error (error);
+    g_assert_false (proto_trust_identify (trust, cert, strlen (cert), &role,
+                                          &name, &error));
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAUTHENTICATED);
+    g_clear_error (&error);
+    /* A CRL from another CA is not taken. */
+    g_clear_pointer (&trust, proto_trust_unref);
+    g_free (ca);
+    g_free (ca_path);
+    ca_path = g_build_filename (tls_dir, "other-ca.pem", NULL);
+    g_assert_true (g_file_get_contents (ca_path, &ca, NULL, NULL));
+    trust = proto_trust_new (ca, crl, &error);
+    g_assert_null (trust);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
+  }
+  g_clear_pointer (&former, proto_client_free);
+  g_clear_pointer (&early, proto_client_free);
   test_server_stop (ts);
 }
 
@@ -1204,6 +1513,8 @@ main (int argc, char **argv)
   g_test_add_func ("/proto/rpc/stream-stop", test_stream_server_stop);
   g_test_add_func ("/proto/rpc/sync", test_sync);
   g_test_add_func ("/proto/rpc/tls", test_tls);
+  g_test_add_func ("/proto/rpc/tls-roles", test_tls_roles);
+  g_test_add_func ("/proto/rpc/tls-reload", test_tls_reload);
   g_test_add_func ("/proto/rpc/tls-load", test_tls_load);
   ret = g_test_run ();
   if (tls_dir)
