@@ -216,7 +216,7 @@ def run_cases(c, tap):
         if not os.path.isdir(foreign):
             run([os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
                 os.path.abspath(__file__)))), "scripts", "pki"),
-                os.path.join(c.env["DROVER_CLUSTER_DIR"], "pki"), "--foreign", "foreign"])
+                os.path.join(c.env["DROVER_CLUSTER_DIR"], "pki"), "--foreign", "operator", "foreign"])
         p = c.ctl("hosts", check=False, tls_dir=foreign, timeout=60)
         assert p.returncode != 0, p.stdout
         p = c.ctl("--insecure", "hosts", check=False, timeout=60, extra=())
