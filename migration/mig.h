@@ -14,6 +14,8 @@ GQuark mig_error_quark (void);
 typedef enum
 {
   MIG_ERROR_INVALID, /* inputs out of range */
+  MIG_ERROR_RPC_REFUSED = 300, /* the control stream carried a call that is
+                                * not part of a migration */
 } MigError;
 
 G_END_DECLS
