@@ -50,6 +50,9 @@ typedef enum
 /* Largest message either side accepts or sends (4 MiB). A larger one is
  * refused before it is unpacked. */
 #define PROTO_MAX_MESSAGE_SIZE (4 * 1024 * 1024)
+/* Most elements of repeated fields, at every depth together, that one
+ * decoded message may hold (each becomes a struct in memory). */
+#define PROTO_MAX_REPEATED 65536
 
 /* Method indexes into the generated service descriptors, in .proto order. */
 enum
@@ -162,8 +165,9 @@ gboolean proto_trust_identify (ProtoTrust *trust, const char *pem, gsize len,
  * PROTO_STATUS_RESOURCE_EXHAUSTED if it would exceed PROTO_MAX_MESSAGE_SIZE. */
 GBytes *proto_pack (const ProtobufCMessage *msg, GError **error);
 
-/* Unpacks DATA as DESC. Refuses data longer than MAX_SIZE before touching
- * it (PROTO_STATUS_RESOURCE_EXHAUSTED) and reports truncated or malformed
+/* Unpacks DATA as DESC. Refuses data longer than MAX_SIZE, or holding
+ * more than PROTO_MAX_REPEATED repeated elements, before unpacking it
+ * (PROTO_STATUS_RESOURCE_EXHAUSTED) and reports truncated or malformed
  * input as PROTO_STATUS_INVALID_ARGUMENT.
  * Free the result with protobuf_c_message_free_unpacked (msg, NULL). */
 ProtobufCMessage *proto_unpack (const ProtobufCMessageDescriptor *desc,

@@ -162,6 +162,75 @@ test_oversized (void)
   g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
 }
 
+/* A report of empty VmStatus elements: two bytes each on the wire, a
+ * struct each in memory. */
+static GByteArray *
+empty_vms (guint n)
+{
+  GByteArray *b = g_byte_array_new ();
+  static const guint8 empty_vm[] = { 0x12, 0x00 }; /* field 2, length 0 */
+
+  for (guint i = 0; i < n; i++)
+    g_byte_array_append (b, empty_vm, sizeof empty_vm);
+  return b;
+}
+
+static void
+test_repeated_cap (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GByteArray) ok = empty_vms (PROTO_MAX_REPEATED);
+  g_autoptr (GByteArray) bad = empty_vms (PROTO_MAX_REPEATED + 1);
+  g_autoptr (GByteArray) nested = g_byte_array_new ();
+  Drover__V1__ReportHostRequest *msg;
+
+  msg = (Drover__V1__ReportHostRequest *)proto_unpack (
+      &drover__v1__report_host_request__descriptor, ok->data, ok->len,
+      PROTO_MAX_MESSAGE_SIZE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (msg->n_vms, ==, PROTO_MAX_REPEATED);
+  protobuf_c_message_free_unpacked (&msg->base, NULL);
+
+  /* One more is refused before anything is allocated for it. */
+  g_assert_null (proto_unpack (&drover__v1__report_host_request__descriptor,
+                               bad->data, bad->len, PROTO_MAX_MESSAGE_SIZE,
+                               &error));
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
+  g_assert_nonnull (strstr (error->message, "repeated"));
+  g_clear_error (&error);
+
+  /* The count runs across depths: a ListJobsReply whose one job carries
+   * a progress with too many rounds. */
+  {
+    g_autoptr (GByteArray) rounds = g_byte_array_new ();
+    static const guint8 empty_round[] = { 0x7a, 0x00 }; /* field 15, len 0 */
+    guint8 hdr[12];
+    gsize h = 0;
+    guint64 v;
+
+    for (guint i = 0; i <= PROTO_MAX_REPEATED; i++)
+      g_byte_array_append (rounds, empty_round, sizeof empty_round);
+    /* Job.migration (field 12) = the progress. */
+    hdr[h++] = 0x62;
+    for (v = rounds->len; v >= 0x80; v >>= 7)
+      hdr[h++] = (guint8)(v | 0x80);
+    hdr[h++] = (guint8)v;
+    g_byte_array_append (nested, hdr, h);
+    g_byte_array_append (nested, rounds->data, rounds->len);
+    /* ListJobsReply.jobs (field 1) = that job. */
+    h = 0;
+    hdr[h++] = 0x0a;
+    for (v = nested->len; v >= 0x80; v >>= 7)
+      hdr[h++] = (guint8)(v | 0x80);
+    hdr[h++] = (guint8)v;
+    g_byte_array_prepend (nested, hdr, h);
+  }
+  g_assert_null (proto_unpack (&drover__v1__list_jobs_reply__descriptor,
+                               nested->data, nested->len,
+                               PROTO_MAX_MESSAGE_SIZE, &error));
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_RESOURCE_EXHAUSTED);
+}
+
 static void
 test_garbage (void)
 {
@@ -295,6 +364,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proto/codec/round-trip", test_round_trip);
   g_test_add_func ("/proto/codec/truncated", test_truncated);
   g_test_add_func ("/proto/codec/oversized", test_oversized);
+  g_test_add_func ("/proto/codec/repeated-cap", test_repeated_cap);
   g_test_add_func ("/proto/codec/garbage", test_garbage);
   g_test_add_func ("/proto/codec/pack-oversized", test_pack_oversized);
   g_test_add_func ("/proto/codec/names", test_names);
