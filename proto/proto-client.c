@@ -152,6 +152,7 @@ typedef struct
 {
   ProtoTrust *trust;
   guint server_roles;
+  char *server_name; /* NULL: any name */
   char *target;
 } ProtoServerCheck;
 
@@ -161,6 +162,7 @@ proto_server_check_free (void *data)
   ProtoServerCheck *check = data;
 
   proto_trust_unref (check->trust);
+  g_free (check->server_name);
   g_free (check->target);
   g_free (check);
 }
@@ -194,13 +196,19 @@ proto_server_check_cb (const char *target_name, const char *peer_pem,
                  check->target, name, proto_role_to_string (role), want);
       return 1;
     }
+  if (check->server_name != NULL && strcmp (name, check->server_name) != 0)
+    {
+      g_message ("refusing server %s: its certificate names %s, expected %s",
+                 check->target, name, check->server_name);
+      return 1;
+    }
   return 0;
 }
 
 static ProtoClient *
 proto_client_new_full (const char *target, const ProtoTls *tls,
-                       guint server_roles, GMainContext *ctx,
-                       gboolean unlimited, GError **error)
+                       guint server_roles, const char *server_name,
+                       GMainContext *ctx, gboolean unlimited, GError **error)
 {
   ProtoClient *client;
   grpc_channel_credentials *creds;
@@ -239,6 +247,7 @@ proto_client_new_full (const char *target, const ProtoTls *tls,
       check = g_new0 (ProtoServerCheck, 1);
       check->trust = trust;
       check->server_roles = server_roles;
+      check->server_name = g_strdup (server_name);
       check->target = g_strdup (target);
       verify.verify_peer_callback = proto_server_check_cb;
       verify.verify_peer_callback_userdata = check;
@@ -265,14 +274,25 @@ ProtoClient *
 proto_client_new (const char *target, const ProtoTls *tls, guint server_roles,
                   GMainContext *ctx, GError **error)
 {
-  return proto_client_new_full (target, tls, server_roles, ctx, FALSE, error);
+  return proto_client_new_full (target, tls, server_roles, NULL, ctx, FALSE,
+                                error);
+}
+
+ProtoClient *
+proto_client_new_for (const char *target, const ProtoTls *tls,
+                      guint server_roles, const char *server_name,
+                      GMainContext *ctx, GError **error)
+{
+  return proto_client_new_full (target, tls, server_roles, server_name, ctx,
+                                FALSE, error);
 }
 
 ProtoClient *
 proto_client_new_unlimited (const char *target, const ProtoTls *tls,
                             GMainContext *ctx, GError **error)
 {
-  return proto_client_new_full (target, tls, PROTO_ROLES_ALL, ctx, TRUE, error);
+  return proto_client_new_full (target, tls, PROTO_ROLES_ALL, NULL, ctx, TRUE,
+                                error);
 }
 
 const char *

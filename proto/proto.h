@@ -286,6 +286,11 @@ typedef struct _ProtoClientStream ProtoClientStream;
 ProtoClient *proto_client_new (const char *target, const ProtoTls *tls,
                                guint server_roles, GMainContext *ctx,
                                GError **error);
+/* The same, and the server's certificate must also name SERVER_NAME (its
+ * CN): the scheduler talks to host X's agent only if that agent is X. */
+ProtoClient *proto_client_new_for (const char *target, const ProtoTls *tls,
+                                   guint server_roles, const char *server_name,
+                                   GMainContext *ctx, GError **error);
 /* Cancels the asynchronous calls and streams still in flight; their
  * callbacks run inside this function with CANCELLED. Call it in the
  * client's main context thread (asynchronous calls are started there too;

@@ -1218,6 +1218,24 @@ test_tls (void)
     g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
     g_clear_error (&error);
   }
+  /* A client that wants this very server by name, and one that wants
+   * another. */
+  {
+    g_autofree char *target = test_server_target (ts);
+    g_autofree char *dir = g_build_filename (tls_dir, "client", NULL);
+    g_autoptr (ProtoTls) tls = proto_tls_load (dir, &error);
+    g_autoptr (ProtoClient) right = proto_client_new_for (
+        target, tls, PROTO_ROLE_SCHEDULER, "drover-scheduler", NULL, &error);
+    g_autoptr (ProtoClient) wrong = proto_client_new_for (
+        target, tls, PROTO_ROLE_SCHEDULER, "host2", NULL, &error);
+
+    g_assert_no_error (error);
+    list_hosts_sync (right, &who, &error);
+    g_assert_no_error (error);
+    list_hosts_sync (wrong, &who, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE);
+    g_clear_error (&error);
+  }
   /* The server is a scheduler; a client that only talks to hosts refuses
    * it. */
   {
