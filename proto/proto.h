@@ -115,9 +115,9 @@ ProtoTls *proto_tls_copy (const ProtoTls *tls);
 void proto_tls_free (ProtoTls *tls);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ProtoTls, proto_tls_free)
 
-/* --- identities -----------------------------------------------------------
+/* --- identities --------------------------------------------------------- */
 
- * A certificate's subject says who a peer is: O (organization) is its
+/* A certificate's subject says who a peer is: O (organization) is its
  * role, CN its name (a host's name for role host). Roles are bits so that
  * an authorization rule can name several. */
 typedef enum
@@ -438,9 +438,9 @@ char *proto_format_size_brief (guint64 bytes);
 /* Milliseconds since the Unix epoch. */
 gint64 proto_now_ms (void);
 
-/* --- logging ------------------------------------------------------------
+/* --- logging ------------------------------------------------------------ */
 
- * Structured GLib logging with the object a message is about as fields:
+/* Structured GLib logging with the object a message is about as fields:
  * DROVER_VM, DROVER_JOB, DROVER_HOST. Journald keeps them as fields; on
  * stderr the writer proto_log_install() sets up appends them to the
  * message ("... [vm=web1 job=5f2c]"). Any of VM, JOB and HOST may be NULL
