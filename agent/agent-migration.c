@@ -873,24 +873,6 @@ split_address (const char *address, char **host, guint16 *port)
   return TRUE;
 }
 
-static ProtoStatus
-mig_status (const GError *error)
-{
-  if (error->domain == MIG_ERROR)
-    switch (error->code)
-      {
-      case MIG_ERROR_ABORTED:
-        return PROTO_STATUS_ABORTED;
-      case MIG_ERROR_INVALID:
-        return PROTO_STATUS_INVALID_ARGUMENT;
-      case MIG_ERROR_UNSUPPORTED:
-        return PROTO_STATUS_FAILED_PRECONDITION;
-      default:
-        return PROTO_STATUS_INTERNAL;
-      }
-  return agent_error_to_status (error);
-}
-
 /* After a completed migration: the VM runs on the destination with its
  * own copy of the disk, so the image here is garbage. Removed only once
  * libvirt no longer knows the VM here (UNDEFINE_SOURCE), never before. */
@@ -1036,7 +1018,7 @@ migrate_out_thread (gpointer data)
           p.final = TRUE;
           on_progress (&p, op);
         }
-      out_push (op, NULL, TRUE, mig_status (error), error->message);
+      out_push (op, NULL, TRUE, agent_error_to_status (error), error->message);
     }
   return NULL;
 }

@@ -22,17 +22,21 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 #define AGENT_CONSOLE_DEFAULT_BYTES (64 * 1024)
 #define AGENT_CONSOLE_MAX_BYTES (1024 * 1024)
 
-/* --- messages (agent-msg.c) ------------------------------------------- */
+/* --- errors and fault points (agent-error.c, agent-fault.c) ----------- */
 
-/* Messages the agent builds are g_malloc'd field by field and freed with
- * proto_msg_free (autoptrs in proto.h). */
-Drover__V1__VmSpec *agent_vm_spec_copy (const Drover__V1__VmSpec *spec);
-/* gRPC status for ERROR, whatever its domain. */
+/* The gRPC status a call that failed with ERROR ends with, whatever the
+ * domain: PROTO_ERROR codes as they are, AGENT_ERROR, STOR_ERROR and
+ * MIG_ERROR codes by their meaning, anything else INTERNAL. */
 ProtoStatus agent_error_to_status (const GError *error);
+
 /* TRUE when fault point NAME is listed in $DROVER_FAULTS (comma
- * separated, read once) or in the last agent_fault_set (). Used by tests
- * to fail an operation at a chosen step: create-after-disk,
- * create-after-define, create-after-start. */
+ * separated, read once) or in the last agent_fault_set (). Tests use them
+ * to fail an operation at a chosen step. The agent's fault points:
+ * - create-after-disk, create-after-define, create-after-start: CreateVm
+ *   fails (INTERNAL, rolled back) after making the disk, after defining
+ *   the domain, after starting it;
+ * - mig-cut-channel: MigrateOut cuts the memory stream of the migration
+ *   after 4 MiB. */
 gboolean agent_fault (const char *name);
 void agent_fault_set (const char *faults);
 
@@ -89,12 +93,15 @@ virConnectPtr agent_libvirt_get (AgentLibvirt *lv, GError **error);
 /* Closes the connection and stops reconnecting; no callback runs after. */
 void agent_libvirt_free (AgentLibvirt *lv);
 
-/* --- host and VM state (agent-host.c, agent-stats.c) ------------------- */
+/* --- accelerator (agent-accel.c) --------------------------------------- */
 
 /* TRUE when /dev/kvm opens and reports KVM API version 12. */
 gboolean agent_kvm_usable (void);
 /* AUTO becomes KVM or TCG; other values stay. */
 AgentAccel agent_accel_resolve (AgentAccel accel);
+
+/* --- host and VM state (agent-host.c, agent-stats.c) ------------------- */
+
 /* "9.0.0" from libvirt's major * 1000000 + minor * 1000 + micro. */
 char *agent_version_string (unsigned long version);
 

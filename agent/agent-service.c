@@ -326,7 +326,7 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
 
   if (!check_spec (agent, req->spec, error))
     return NULL;
-  spec = agent_vm_spec_copy (req->spec);
+  spec = proto_msg_copy (&req->spec->base);
   /* Record the accelerator the VM actually runs with. */
   g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
   spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
