@@ -176,7 +176,7 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
-  dom = agent_lookup_vm (agent, conn, req->name, &local);
+  dom = agent_vm_lookup (agent, conn, req->name, &local);
   if (!dom && local->code != AGENT_ERROR_NOT_FOUND)
     {
       g_propagate_error (error, g_steal_pointer (&local));
@@ -598,7 +598,7 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
                            "job id must be 1-64 characters of [A-Za-z0-9_-]");
       return NULL;
     }
-  if (!agent_check_spec (agent, spec, error))
+  if (!agent_vm_check_spec (agent, spec, error))
     return NULL;
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
@@ -936,7 +936,7 @@ migrate_out (OutOp *op, GError **error)
     return FALSE;
   if (!agent_vm_claim (agent, req->name, error))
     return FALSE;
-  dom = agent_lookup_vm (agent, conn, req->name, error);
+  dom = agent_vm_lookup (agent, conn, req->name, error);
   if (!dom)
     goto out_release;
   xml = virDomainGetXMLDesc (dom, 0);

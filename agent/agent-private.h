@@ -169,29 +169,47 @@ struct _Agent
   GHashTable *busy;
 };
 
-/* AgentService handlers on SERVER. */
-void agent_service_register (Agent *agent, ProtoServer *server);
 /* Disk and console paths of VM NAME (NAME already validated). */
 char *agent_console_path (Agent *agent, const char *name);
 
-/* Helpers of agent-service.c that the migration calls share. */
+/* --- AgentService (agent-service.c) ------------------------------------ */
+
+/* Registers the AgentService methods on SERVER. */
+void agent_service_register (Agent *agent, ProtoServer *server);
+
+/* One unary AgentService call: runs in a worker thread, returns the
+ * reply (freed with proto_msg_free after sending) or NULL with ERROR. */
 typedef ProtobufCMessage *(*AgentOpFunc) (Agent *agent,
                                           const ProtobufCMessage *request,
                                           GError **error);
-/* Runs FUNC in a worker thread and answers CALL from the main context. */
+/* Runs FUNC (AGENT, REQUEST) in a worker thread and answers CALL from the
+ * agent's main context: the reply, or the status of the error
+ * (agent_error_to_status). Holds a reference to AGENT until then. */
 void agent_service_run (Agent *agent, ProtoServerCall *call,
                         const ProtobufCMessage *request, AgentOpFunc func);
+
+/* --- the VMs of this host (agent-vm.c) --------------------------------- */
+
+/* Claims VM NAME for one operation: AGENT_ERROR_BUSY while another
+ * operation holds it. Release with agent_vm_release. */
 gboolean agent_vm_claim (Agent *agent, const char *name, GError **error);
 void agent_vm_release (Agent *agent, const char *name);
-/* The Drover domain NAME (NOT_FOUND for missing and foreign ones). */
-virDomainPtr agent_lookup_vm (Agent *agent, virConnectPtr conn,
+/* The Drover domain NAME: AGENT_ERROR_NOT_FOUND ("no VM named ... on host
+ * ...") for a missing and for a foreign domain. Free with virDomainFree. */
+virDomainPtr agent_vm_lookup (Agent *agent, virConnectPtr conn,
                               const char *name, GError **error);
-gboolean agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
-                           GError **error);
-/* Claims SPEC's name, refuses an existing domain of that name and checks
- * its memory fits next to running VMs and incoming reservations. On
- * success the caller holds the claim (agent_vm_release); on failure
- * nothing is held. */
+/* Checks SPEC before a VM is made from it here (CreateVm, an incoming
+ * migration): present, valid name, vCPU and memory limits, kernel and
+ * initrd readable files, initrd and command line only with a kernel
+ * (AGENT_ERROR_INVALID), the accelerator this host runs guests with
+ * (AGENT_ERROR_PRECONDITION). */
+gboolean agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
+                              GError **error);
+/* Admits a new VM named after SPEC: claims the name (so two requests
+ * cannot race for it), refuses an existing domain of that name
+ * (AGENT_ERROR_EXISTS) and checks its memory fits next to the running VMs
+ * and incoming reservations (AGENT_ERROR_NO_RESOURCES). On success the
+ * caller holds the claim (agent_vm_release); on failure nothing is held. */
 gboolean agent_vm_admit (Agent *agent, virConnectPtr conn,
                          const Drover__V1__VmSpec *spec, GError **error);
 
