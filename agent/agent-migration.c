@@ -710,88 +710,22 @@ op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
 /* --- source -----------------------------------------------------------------
  */
 
+/* One MigrateOut call. */
 typedef struct
 {
   Agent *agent;
-  ProtoServerCall *call;
-  const Drover__V1__MigrateOutRequest *req; /* owned by CALL */
-  GCancellable *cancel;
-  GMutex lock;
-  GQueue queue;           /* ProtobufCMessage to send, lock */
-  gboolean drain_pending; /* lock */
-  gboolean ended;         /* the worker queued its last item, lock */
-  ProtoStatus status;     /* lock, valid once ended */
-  char *message;          /* lock */
-  gboolean sent_final;    /* worker only */
-} OutOp;
+  const Drover__V1__MigrateOutRequest *req; /* owned by the call */
+  AgentStream *stream;                      /* worker only, like below */
+  gboolean sent_final;
+} MigOut;
 
 static void
-out_op_free (OutOp *op)
+mig_out_free (gpointer data)
 {
-  g_queue_clear_full (&op->queue, proto_msg_free);
-  g_object_unref (op->cancel);
-  g_free (op->message);
-  g_mutex_clear (&op->lock);
-  agent_unref (op->agent);
-  g_free (op);
-}
+  MigOut *out = data;
 
-static gboolean
-drain_cb (gpointer data)
-{
-  OutOp *op = data;
-  gboolean ended;
-
-  for (;;)
-    {
-      ProtobufCMessage *msg;
-
-      g_mutex_lock (&op->lock);
-      msg = g_queue_pop_head (&op->queue);
-      ended = op->ended;
-      if (!msg)
-        op->drain_pending = FALSE;
-      g_mutex_unlock (&op->lock);
-      if (!msg)
-        break;
-      (void)proto_server_call_send (op->call, msg);
-      proto_msg_free (msg);
-    }
-  if (ended)
-    {
-      proto_server_call_finish (op->call, op->status, op->message);
-      out_op_free (op);
-    }
-  return G_SOURCE_REMOVE;
-}
-
-/* Queues MSG (or the end) and makes sure the main context drains. */
-static void
-out_push (OutOp *op, ProtobufCMessage *msg, gboolean end, ProtoStatus status,
-          const char *message)
-{
-  gboolean schedule;
-
-  g_mutex_lock (&op->lock);
-  if (msg)
-    g_queue_push_tail (&op->queue, msg);
-  if (end)
-    {
-      op->ended = TRUE;
-      op->status = status;
-      op->message = g_strdup (message);
-    }
-  schedule = !op->drain_pending;
-  op->drain_pending = TRUE;
-  g_mutex_unlock (&op->lock);
-  if (schedule)
-    {
-      GSource *s = g_idle_source_new ();
-
-      g_source_set_callback (s, drain_cb, op, NULL);
-      g_source_attach (s, op->agent->ctx);
-      g_source_unref (s);
-    }
+  agent_unref (out->agent);
+  g_free (out);
 }
 
 static ProtobufCMessage *
@@ -845,18 +779,18 @@ progress_msg (const MigProgress *p)
 static void
 on_progress (const MigProgress *p, gpointer user_data)
 {
-  OutOp *op = user_data;
+  MigOut *out = user_data;
 
   if (p->final)
-    op->sent_final = TRUE;
+    out->sent_final = TRUE;
   /* MigrationProgress has no disk fields: the disk copy's figures go to
    * the log (its bytes are in wire/payload and QEMU's bytes). */
   if (p->final && p->disk_total)
     g_message ("migration %s: disk %s: %" G_GUINT64_FORMAT
                " of %" G_GUINT64_FORMAT " bytes copied",
-               op->req->job_id, MIG_DISK_TARGET, p->disk_processed,
+               out->req->job_id, MIG_DISK_TARGET, p->disk_processed,
                p->disk_total);
-  out_push (op, progress_msg (p), FALSE, 0, NULL);
+  agent_stream_push (out->stream, progress_msg (p));
 }
 
 static gboolean
@@ -900,10 +834,10 @@ remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
 }
 
 static gboolean
-migrate_out (OutOp *op, GError **error)
+migrate_out (MigOut *out, GError **error)
 {
-  Agent *agent = op->agent;
-  const Drover__V1__MigrateOutRequest *req = op->req;
+  Agent *agent = out->agent;
+  const Drover__V1__MigrateOutRequest *req = out->req;
   const Drover__V1__MigrationParams *params = req->params;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (virDomain) dom = NULL;
@@ -983,7 +917,8 @@ migrate_out (OutOp *op, GError **error)
     cfg.fault_cut_memory_at = FAULT_CUT_AT;
   g_message ("migration %s: VM %s to %s (channel %s)", req->job_id, req->name,
              *req->dest_host ? req->dest_host : "?", req->channel_address);
-  ok = mig_src_run (conn, dom, &cfg, op->cancel, on_progress, op, error);
+  ok = mig_src_run (conn, dom, &cfg, agent_stream_get_cancellable (out->stream),
+                    on_progress, out, error);
   if (ok)
     g_message ("migration %s: VM %s left for %s", req->job_id, req->name,
                *req->dest_host ? req->dest_host : "?");
@@ -998,37 +933,25 @@ out_release:
   return FALSE;
 }
 
-static gpointer
-migrate_out_thread (gpointer data)
+static gboolean
+migrate_out_run (AgentStream *stream, gpointer data, GError **error)
 {
-  OutOp *op = data;
-  g_autoptr (GError) error = NULL;
+  MigOut *out = data;
 
-  if (migrate_out (op, &error))
-    out_push (op, NULL, TRUE, PROTO_STATUS_OK, NULL);
-  else
+  out->stream = stream;
+  if (migrate_out (out, error))
+    return TRUE;
+  g_message ("migration %s: %s", out->req->job_id, (*error)->message);
+  if (!out->sent_final)
     {
-      g_message ("migration %s: %s", op->req->job_id, error->message);
-      if (!op->sent_final)
-        {
-          MigProgress p = { 0 };
+      MigProgress p = { 0 };
 
-          p.phase = "failed";
-          p.error = error->message;
-          p.final = TRUE;
-          on_progress (&p, op);
-        }
-      out_push (op, NULL, TRUE, agent_error_to_status (error), error->message);
+      p.phase = "failed";
+      p.error = (*error)->message;
+      p.final = TRUE;
+      on_progress (&p, out);
     }
-  return NULL;
-}
-
-static void
-on_out_cancelled (gpointer call, gpointer user_data)
-{
-  OutOp *op = user_data;
-
-  g_cancellable_cancel (op->cancel);
+  return FALSE;
 }
 
 void
@@ -1036,16 +959,12 @@ agent_handle_migrate_out (ProtoServerCall *call, const ProtobufCMessage *req,
                           gpointer data)
 {
   Agent *agent = data;
-  OutOp *op = g_new0 (OutOp, 1);
+  MigOut *out = g_new0 (MigOut, 1);
 
-  op->agent = agent_ref (agent);
-  op->call = call;
-  op->req = (const void *)req;
-  op->cancel = g_cancellable_new ();
-  g_mutex_init (&op->lock);
-  g_queue_init (&op->queue);
-  proto_server_call_set_cancel_func (call, on_out_cancelled, op);
-  g_thread_unref (g_thread_new ("mig-out", migrate_out_thread, op));
+  out->agent = agent_ref (agent);
+  out->req = (const void *)req;
+  agent_stream_start (call, agent->ctx, "mig-out", migrate_out_run, out,
+                      mig_out_free);
 }
 
 void

@@ -1,6 +1,7 @@
 /* libdrover-agent internals, shared by its files and its tests. */
 #pragma once
 
+#include <gio/gio.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
@@ -212,6 +213,37 @@ gboolean agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
  * caller holds the claim (agent_vm_release); on failure nothing is held. */
 gboolean agent_vm_admit (Agent *agent, virConnectPtr conn,
                          const Drover__V1__VmSpec *spec, GError **error);
+
+/* --- progress streams (agent-stream.c) -------------------------------- */
+
+/* A server-streaming call fed by a worker thread, for long operations
+ * that report progress (MigrateOut; snapshots, clones and backups next):
+ * - a new thread runs FUNC, which produces messages in order with
+ *   agent_stream_push;
+ * - the main context sends them on the call one at a time, in that order;
+ * - when FUNC returns, the call ends after the last message with OK
+ *   (TRUE) or with the status and message of its error (FALSE:
+ *   agent_error_to_status);
+ * - the client's cancel (or its going away) cancels the stream's
+ *   GCancellable, which FUNC watches to stop early. */
+typedef struct _AgentStream AgentStream;
+
+/* Runs on the stream's own thread. */
+typedef gboolean (*AgentStreamFunc) (AgentStream *stream, gpointer user_data,
+                                     GError **error);
+
+/* Serves CALL (in CTX's main context, whose thread calls this) with a
+ * thread named THREAD_NAME running FUNC (stream, USER_DATA). DESTROY
+ * frees USER_DATA in CTX after the call has ended; CALL and its request
+ * stay valid until then. */
+void agent_stream_start (ProtoServerCall *call, GMainContext *ctx,
+                         const char *thread_name, AgentStreamFunc func,
+                         gpointer user_data, GDestroyNotify destroy);
+/* Queues MSG (taken, freed once sent) behind every message pushed
+ * before. From FUNC only. */
+void agent_stream_push (AgentStream *stream, ProtobufCMessage *msg);
+/* Cancelled when the client cancels; owned by STREAM. */
+GCancellable *agent_stream_get_cancellable (AgentStream *stream);
 
 /* --- live migration (agent-migration.c) -------------------------------- */
 
