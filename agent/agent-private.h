@@ -6,6 +6,7 @@
 #include <libvirt/virterror.h>
 
 #include "agent.h"
+#include "mig-channel.h"
 #include "proto.h"
 
 G_BEGIN_DECLS
@@ -130,7 +131,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentStats, agent_stats_free)
 GPtrArray *agent_stats_collect (AgentStats *stats, virConnectPtr conn,
                                 GError **error);
 
-/* --- the agent (agent.c, agent-service.c, agent-reporter.c) ------------ */
+/* --- the agent (agent.c) ----------------------------------------------- */
 
 struct _Agent
 {
@@ -162,16 +163,16 @@ struct _Agent
   guint64 seq;
   char *last_problem; /* logged once until it changes */
 
-  /* Live migration (agent-migration.c); NULL when not started. */
-  struct _AgentMigration *migration;
+  /* Live migration (agent-migration.c): set by agent_start, immutable
+   * until the last unref. mig_dst NULL: this agent does not migrate
+   * (libvirt's test driver). mig_creds NULL: plain TCP (insecure). */
+  struct _AgentMigDst *mig_dst;
+  MigChannelCreds *mig_creds;
 
   /* Names of VMs with an operation in progress; guarded by lock. */
   GMutex lock;
   GHashTable *busy;
 };
-
-/* Disk and console paths of VM NAME (NAME already validated). */
-char *agent_console_path (Agent *agent, const char *name);
 
 /* --- AgentService (agent-service.c) ------------------------------------ */
 
@@ -188,6 +189,8 @@ typedef ProtobufCMessage *(*AgentOpFunc) (Agent *agent,
  * (agent_error_to_status). Holds a reference to AGENT until then. */
 void agent_service_run (Agent *agent, ProtoServerCall *call,
                         const ProtobufCMessage *request, AgentOpFunc func);
+/* A new Empty reply, for an AgentOpFunc that has nothing to return. */
+ProtobufCMessage *agent_service_empty_reply (void);
 
 /* --- the VMs of this host (agent-vm.c) --------------------------------- */
 
@@ -245,32 +248,69 @@ void agent_stream_push (AgentStream *stream, ProtobufCMessage *msg);
 /* Cancelled when the client cancels; owned by STREAM. */
 GCancellable *agent_stream_get_cancellable (AgentStream *stream);
 
-/* --- live migration (agent-migration.c) -------------------------------- */
+/* --- console logs (agent-console.c) ------------------------------------ */
 
-typedef struct _AgentMigration AgentMigration;
-/* Starts the migration listener on the AgentService IP (port
- * config.migration_port, 0 = any) and removes stale migration sockets.
- * Does nothing with the test driver. */
-gboolean agent_migration_start (Agent *agent, GError **error);
-/* Stops the listener and forgets incoming jobs. */
-void agent_migration_free (Agent *agent);
-/* Memory reserved by prepared incoming migrations. */
-guint64 agent_migration_reserved_memory (Agent *agent);
-void agent_handle_prepare_incoming (ProtoServerCall *call,
-                                    const ProtobufCMessage *req, gpointer data);
-void agent_handle_migrate_out (ProtoServerCall *call,
-                               const ProtobufCMessage *req, gpointer data);
-void agent_handle_cancel_incoming (ProtoServerCall *call,
-                                   const ProtobufCMessage *req, gpointer data);
-/* ReadConsole: NAME.history then NAME.log as one stream; on a host the
- * VM has left, a read at the end removes both. */
+/* console/NAME.log, where QEMU appends what VM NAME writes on its serial
+ * console (NAME already validated). Free with g_free. */
+char *agent_console_path (Agent *agent, const char *name);
+/* Removes the console log of VM NAME and its history from earlier hosts
+ * (missing files are fine). FALSE with ERROR ("console log PATH stays:
+ * ...") when the log cannot be removed; the history goes regardless. */
+gboolean agent_console_remove (Agent *agent, const char *name, GError **error);
+/* ReadConsole (worker thread): NAME.history then NAME.log as one stream;
+ * on a host the VM has left, a read at the end removes both. */
 ProtobufCMessage *agent_console_serve (Agent *agent,
                                        const Drover__V1__ConsoleRequest *req,
                                        GError **error);
+/* Copies the console stream of VM NAME from the agent at ADDRESS (where
+ * it ran before) into NAME.history, then reads at its end there until
+ * that agent has dropped its copy (at most 10 s). Blocks: worker threads
+ * only. */
+gboolean agent_console_fetch_history (Agent *agent, const char *address,
+                                      const char *name, GError **error);
+
+/* --- live migration (agent-migration.c, agent-mig-dst.c, -src.c) ------- */
+
+/* Removes stale migration sockets, takes back the disk images of
+ * incoming migrations an earlier run left undecided and starts the
+ * migration listener on the AgentService IP (port config.migration_port,
+ * 0 = any). Does nothing with the test driver. */
+gboolean agent_migration_start (Agent *agent, GError **error);
+/* Stops the listener and forgets incoming jobs (the last unref). */
+void agent_migration_stop (Agent *agent);
+/* Splits "HOST:PORT" at its last colon; FALSE when it has no port. */
+gboolean agent_migration_split_address (const char *address, char **host,
+                                        guint16 *port);
+
+/* The destination side: reservations of prepared incoming migrations and
+ * the listener their streams come in on. */
+typedef struct _AgentMigDst AgentMigDst;
+/* Takes back undecided incoming disk images, then listens on IP:PORT
+ * with AGENT->mig_creds. */
+AgentMigDst *agent_mig_dst_new (Agent *agent, const char *ip, guint16 port,
+                                GError **error);
+void agent_mig_dst_free (AgentMigDst *dst);
+/* Memory reserved by prepared incoming migrations; 0 for NULL (any
+ * thread). */
+guint64 agent_mig_dst_reserved_memory (AgentMigDst *dst);
+/* PrepareIncoming and CancelIncoming (ProtoHandler, data: the Agent). */
+void agent_mig_dst_prepare_incoming (ProtoServerCall *call,
+                                     const ProtobufCMessage *req,
+                                     gpointer data);
+void agent_mig_dst_cancel_incoming (ProtoServerCall *call,
+                                    const ProtobufCMessage *req, gpointer data);
+
+/* The source side: MigrateOut (ProtoHandler, data: the Agent). */
+void agent_mig_src_migrate_out (ProtoServerCall *call,
+                                const ProtobufCMessage *req, gpointer data);
+
+/* --- reporting to the scheduler (agent-reporter.c) --------------------- */
 
 void agent_reporter_start (Agent *agent);
 void agent_reporter_stop (Agent *agent);
-/* Sends a report soon (debounced), e.g. after a lifecycle event. */
+/* Sends a report soon (debounced), e.g. after a lifecycle event. Main
+ * context only; agent_reporter_kick_from_thread from anywhere else. */
 void agent_reporter_kick (Agent *agent);
+void agent_reporter_kick_from_thread (Agent *agent);
 
 G_END_DECLS

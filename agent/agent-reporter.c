@@ -335,6 +335,24 @@ agent_reporter_kick (Agent *agent)
   agent->debounce_source = add_timeout (agent, DEBOUNCE_MS, debounce_cb);
 }
 
+static gboolean
+kick_cb (gpointer data)
+{
+  agent_reporter_kick (data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+agent_reporter_kick_from_thread (Agent *agent)
+{
+  GSource *s = g_idle_source_new ();
+
+  g_source_set_callback (s, kick_cb, agent_ref (agent),
+                         (GDestroyNotify)agent_unref);
+  g_source_attach (s, agent->ctx);
+  g_source_unref (s);
+}
+
 void
 agent_reporter_start (Agent *agent)
 {

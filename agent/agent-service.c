@@ -8,13 +8,8 @@
  */
 #include "agent-private.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "stor.h"
 
@@ -285,11 +280,6 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   const Drover__V1__DeleteVmRequest *req = (const void *)request;
   const char *name = virDomainGetName (dom);
   g_autofree char *disk_path = NULL;
-  g_autofree char *console_path = agent_console_path (agent, name);
-  g_autofree char *history_file = g_strconcat (name, ".history", NULL);
-  g_autofree char *history_path
-      = g_build_filename (agent->console_dir, history_file, NULL);
-  Drover__V1__Empty *reply;
 
   if (virDomainIsActive (dom) == 1)
     {
@@ -313,19 +303,13 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       g_prefix_error (error, "VM %s is undefined but: ", name);
       return NULL;
     }
-  if (g_unlink (console_path) < 0 && errno != ENOENT)
+  /* Its console log and the history from earlier hosts. */
+  if (!agent_console_remove (agent, name, error))
     {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "VM %s is undefined but its console log %s stays: %s", name,
-                   console_path, g_strerror (saved));
+      g_prefix_error (error, "VM %s is undefined but its ", name);
       return NULL;
     }
-  /* Console history from earlier hosts (agent-migration.c). */
-  (void)g_unlink (history_path);
-  reply = g_new0 (Drover__V1__Empty, 1);
-  drover__v1__empty__init (reply);
-  return (ProtobufCMessage *)reply;
+  return agent_service_empty_reply ();
 }
 
 static ProtobufCMessage *
@@ -339,7 +323,7 @@ op_delete (Agent *agent, const ProtobufCMessage *request, GError **error)
 static ProtobufCMessage *
 op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  /* History from earlier hosts + the live log (agent-migration.c). */
+  /* History from earlier hosts + the live log (agent-console.c). */
   return agent_console_serve (agent, (const void *)request, error);
 }
 
@@ -400,6 +384,15 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_free (op);
 }
 
+ProtobufCMessage *
+agent_service_empty_reply (void)
+{
+  Drover__V1__Empty *reply = g_new0 (Drover__V1__Empty, 1);
+
+  drover__v1__empty__init (reply);
+  return (ProtobufCMessage *)reply;
+}
+
 void
 agent_service_run (Agent *agent, ProtoServerCall *call,
                    const ProtobufCMessage *request, AgentOpFunc func)
@@ -448,9 +441,9 @@ agent_service_register (Agent *agent, ProtoServer *server)
     { DROVER_AGENT_METHOD_DELETE_VM, handle_delete },
     { DROVER_AGENT_METHOD_READ_CONSOLE, handle_console },
     { DROVER_AGENT_METHOD_GET_HOST_INFO, handle_host_info },
-    { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_handle_prepare_incoming },
-    { DROVER_AGENT_METHOD_MIGRATE_OUT, agent_handle_migrate_out },
-    { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_handle_cancel_incoming },
+    { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_mig_dst_prepare_incoming },
+    { DROVER_AGENT_METHOD_MIGRATE_OUT, agent_mig_src_migrate_out },
+    { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_mig_dst_cancel_incoming },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (methods); i++)

@@ -179,7 +179,7 @@ check_memory (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
     }
   free (doms);
   /* Incoming migrations hold their memory from PrepareIncoming on. */
-  used += agent_migration_reserved_memory (agent);
+  used += agent_mig_dst_reserved_memory (agent->mig_dst);
   total = (guint64)node.memory * 1024;
   if (used > total || spec->memory > total - used)
     {

@@ -192,7 +192,7 @@ agent_unref (Agent *agent)
     return;
   agent_stop (agent);
   /* Workers hold references, so none can be using the connection now. */
-  agent_migration_free (agent);
+  agent_migration_stop (agent);
   g_clear_pointer (&agent->lv, agent_libvirt_free);
   g_clear_pointer (&agent->server, proto_server_free);
   g_clear_pointer (&agent->sched, proto_client_free);
@@ -206,12 +206,4 @@ agent_unref (Agent *agent)
   g_free (agent->last_problem);
   config_clear (&agent->config);
   g_free (agent);
-}
-
-char *
-agent_console_path (Agent *agent, const char *name)
-{
-  g_autofree char *file = g_strconcat (name, ".log", NULL);
-
-  return g_build_filename (agent->console_dir, file, NULL);
 }
