@@ -41,6 +41,8 @@ check_text (const char *what, const char *text, GError **error)
   return TRUE;
 }
 
+/* libvirt's <domain type>: its own vocabulary, not the wire's accel
+ * names (TCG is "qemu"). */
 static const char *
 domain_type (AgentAccel accel)
 {

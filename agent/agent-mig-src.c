@@ -193,9 +193,9 @@ migrate_out (MigOut *out, GError **error)
   cfg.compress = MIG_COMPRESS_AUTO;
   if (params)
     {
-      if (g_strcmp0 (params->compress, "on") == 0)
+      if (g_strcmp0 (params->compress, PROTO_COMPRESS_ON) == 0)
         cfg.compress = MIG_COMPRESS_ON;
-      else if (g_strcmp0 (params->compress, "off") == 0)
+      else if (g_strcmp0 (params->compress, PROTO_COMPRESS_OFF) == 0)
         cfg.compress = MIG_COMPRESS_OFF;
       cfg.bandwidth_bps = params->bandwidth_bps;
       cfg.max_downtime_ms = params->max_downtime_ms;
@@ -240,7 +240,7 @@ migrate_out_run (AgentStream *stream, gpointer data, GError **error)
     {
       MigProgress p = { 0 };
 
-      p.phase = "failed";
+      p.phase = PROTO_MIG_FAILED;
       p.error = (*error)->message;
       p.final = TRUE;
       on_progress (&p, out);

@@ -18,7 +18,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 #define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
 #define AGENT_XMLNS_PREFIX "drover"
 
-#define AGENT_MIN_MEMORY (32 * 1024 * 1024)
 #define AGENT_DEFAULT_REPORT_INTERVAL_MS 5000
 #define AGENT_DEFAULT_STOP_TIMEOUT_MS 10000
 #define AGENT_CONSOLE_DEFAULT_BYTES (64 * 1024)
@@ -112,7 +111,7 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
                          const char *address, AgentAccel accel,
                          const char *data_dir, GError **error);
 
-/* "running", "shutoff", ... for a virDomainState. */
+/* PROTO_VM_RUNNING, PROTO_VM_SHUTOFF, ... for a virDomainState. */
 const char *agent_domain_state_string (int state);
 
 /* Status of one Drover domain (state, vcpus, memory, cpu time, spec);
@@ -203,9 +202,9 @@ void agent_vm_release (Agent *agent, const char *name);
 virDomainPtr agent_vm_lookup (Agent *agent, virConnectPtr conn,
                               const char *name, GError **error);
 /* Checks SPEC before a VM is made from it here (CreateVm, an incoming
- * migration): present, valid name, vCPU and memory limits, kernel and
- * initrd readable files, initrd and command line only with a kernel
- * (AGENT_ERROR_INVALID), the accelerator this host runs guests with
+ * migration): what proto_vm_spec_check checks (PROTO_ERROR
+ * INVALID_ARGUMENT), kernel and initrd readable files
+ * (AGENT_ERROR_INVALID) and the accelerator this host runs guests with
  * (AGENT_ERROR_PRECONDITION). */
 gboolean agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
                               GError **error);

@@ -8,8 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_VCPUS 512
-
 static void
 set_not_found (Agent *agent, const char *name, GError **error)
 {
@@ -103,38 +101,13 @@ agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
 {
   const char *accel = agent_accel_to_string (agent->accel);
 
-  if (!spec)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                           "no VM spec given");
-      return FALSE;
-    }
-  if (!proto_name_validate ("VM", spec->name, error))
+  /* What every component requires; then what only this host can tell. */
+  if (!proto_vm_spec_check (spec, error))
     return FALSE;
-  if (spec->vcpus < 1 || spec->vcpus > MAX_VCPUS)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "VM %s: vcpus must be between 1 and %d", spec->name,
-                   MAX_VCPUS);
-      return FALSE;
-    }
-  if (spec->memory < AGENT_MIN_MEMORY)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "VM %s: memory must be at least 32 MiB", spec->name);
-      return FALSE;
-    }
   if (*spec->kernel && !check_file ("kernel", spec->name, spec->kernel, error))
     return FALSE;
   if (*spec->initrd && !check_file ("initrd", spec->name, spec->initrd, error))
     return FALSE;
-  if (!*spec->kernel && (*spec->initrd || *spec->cmdline))
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "VM %s: an initrd or a kernel command line needs a kernel",
-                   spec->name);
-      return FALSE;
-    }
   if (*spec->accel && strcmp (spec->accel, accel) != 0)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
