@@ -144,7 +144,8 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
   if (!here && want == 0 && start == size)
     {
       (void)agent_console_remove (agent, req->name, NULL);
-      g_message ("console log of VM %s handed over; removed here", req->name);
+      drover_message (req->name, NULL, NULL,
+                      "console log handed over; removed here");
     }
 
   chunk = g_new0 (Drover__V1__ConsoleChunk, 1);

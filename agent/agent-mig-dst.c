@@ -77,7 +77,7 @@ agent_mig_dst_reserved_memory (AgentMigDst *m)
 /* Removes a domain NAME that is not persistent: a half-made incoming VM
  * (libvirt normally kills it itself when the source's connection goes). */
 static void
-remove_transient (virConnectPtr conn, const char *name)
+remove_transient (virConnectPtr conn, const char *job_id, const char *name)
 {
   for (int i = 0; i < 50; i++)
     {
@@ -87,7 +87,7 @@ remove_transient (virConnectPtr conn, const char *name)
         return;
       if (i >= 20)
         {
-          g_message ("removing half-migrated domain %s", name);
+          drover_message (name, job_id, NULL, "removing half-migrated domain");
           (void)virDomainDestroy (dom);
         }
       g_usleep (100 * 1000);
@@ -129,8 +129,9 @@ reclaim_incoming_disk (virConnectPtr conn, const char *name,
   if (stor_disk_remove (disk_path, NULL))
     {
       (void)g_unlink (mark);
-      g_message ("removed %s, left by an unfinished incoming migration",
-                 disk_path);
+      drover_message (name, NULL, NULL,
+                      "removed %s, left by an unfinished incoming migration",
+                      disk_path);
     }
 }
 
@@ -203,11 +204,11 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
               g_usleep (100 * 1000);
             }
           if (state == VIR_DOMAIN_PAUSED)
-            g_message ("migration %s: VM %s arrived paused (reason %d)", job_id,
-                       r->name, reason);
+            drover_message (r->name, job_id, NULL,
+                            "migration: VM arrived paused (reason %d)", reason);
         }
       else
-        remove_transient (conn, r->name);
+        remove_transient (conn, job_id, r->name);
     }
   /* The image PrepareIncoming made holds nothing of value unless the VM
    * arrived (then it is the VM's disk). Without a libvirt connection
@@ -218,22 +219,23 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
       g_autoptr (GError) e = NULL;
 
       if (!arrived && !stor_disk_remove (r->disk_path, &e))
-        g_message ("migration %s: %s", job_id, e->message);
+        drover_message (r->name, job_id, NULL, "migration: %s", e->message);
       else
         (void)g_unlink (mark);
     }
   if (arrived && !cancelled)
     {
-      g_message ("migration %s: VM %s arrived", job_id, r->name);
+      drover_message (r->name, job_id, NULL, "migration: VM arrived");
       if (*r->source_address
           && !agent_console_fetch_history (agent, r->source_address, r->name,
                                            &error))
-        g_message ("migration %s: console history of VM %s not copied: %s",
-                   job_id, r->name, error->message);
+        drover_message (r->name, job_id, NULL,
+                        "migration: console history not copied: %s",
+                        error->message);
     }
   else
-    g_message ("migration %s: VM %s did not arrive%s", job_id, r->name,
-               cancelled ? " (cancelled)" : "");
+    drover_message (r->name, job_id, NULL, "migration: VM did not arrive%s",
+                    cancelled ? " (cancelled)" : "");
 
   g_mutex_lock (&m->lock);
   g_hash_table_remove (m->incoming, job_id);
@@ -291,7 +293,8 @@ on_control_ended (const char *job_id, const GError *error, gpointer user_data)
   if (g_atomic_int_get (&m->stopping))
     return;
   if (error)
-    g_debug ("migration %s: control stream: %s", job_id, error->message);
+    drover_debug (NULL, job_id, NULL, "migration: control stream: %s",
+                  error->message);
   finish_async (agent, job_id, FALSE);
 }
 
@@ -326,8 +329,8 @@ on_expiry (gpointer data)
   /* Once the control stream runs, its end finishes the job. */
   if (r && !mig_dst_started (m->dst, e->job_id))
     {
-      g_message ("migration %s: nobody came; dropping the reservation",
-                 e->job_id);
+      drover_message (NULL, e->job_id, NULL,
+                      "migration: nobody came; dropping the reservation");
       finish_async (e->agent, e->job_id, TRUE);
     }
   return G_SOURCE_REMOVE;
@@ -417,8 +420,8 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   r->expiry_source = g_source_attach (s, agent->ctx);
   g_mutex_unlock (&m->lock);
   g_source_unref (s);
-  g_message ("migration %s: expecting VM %s from %s", req->job_id, spec->name,
-             *req->source_host ? req->source_host : "?");
+  drover_message (spec->name, req->job_id, req->source_host,
+                  "migration: expecting the VM from the source host");
 
   reply = g_new0 (Drover__V1__PrepareIncomingReply, 1);
   drover__v1__prepare_incoming_reply__init (reply);

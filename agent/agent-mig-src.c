@@ -93,10 +93,10 @@ on_progress (const MigProgress *p, gpointer user_data)
   /* MigrationProgress has no disk fields: the disk copy's figures go to
    * the log (its bytes are in wire/payload and QEMU's bytes). */
   if (p->final && p->disk_total)
-    g_message ("migration %s: disk %s: %" G_GUINT64_FORMAT
-               " of %" G_GUINT64_FORMAT " bytes copied",
-               out->req->job_id, MIG_DISK_TARGET, p->disk_processed,
-               p->disk_total);
+    drover_message (out->req->name, out->req->job_id, NULL,
+                    "migration: disk %s: %" G_GUINT64_FORMAT
+                    " of %" G_GUINT64_FORMAT " bytes copied",
+                    MIG_DISK_TARGET, p->disk_processed, p->disk_total);
   agent_stream_push (out->stream, progress_msg (p));
 }
 
@@ -115,15 +115,16 @@ remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
    * for another reason proves nothing). */
   if (dom || !err || err->code != VIR_ERR_NO_DOMAIN)
     {
-      g_message ("migration %s: VM %s may still be defined here; keeping %s",
-                 job_id, name, path);
+      drover_message (name, job_id, NULL,
+                      "migration: VM may still be defined here; keeping %s",
+                      path);
       return;
     }
   if (!stor_disk_remove (path, &error))
-    g_message ("migration %s: %s", job_id, error->message);
+    drover_message (name, job_id, NULL, "migration: %s", error->message);
   else
-    g_message ("migration %s: removed the disk image %s left behind", job_id,
-               path);
+    drover_message (name, job_id, NULL,
+                    "migration: removed the disk image %s left behind", path);
 }
 
 static gboolean
@@ -209,13 +210,14 @@ migrate_out (MigOut *out, GError **error)
     cfg.initial_downtime_ms = 300;
   if (agent_fault ("mig-cut-channel"))
     cfg.fault_cut_memory_at = FAULT_CUT_AT;
-  g_message ("migration %s: VM %s to %s (channel %s)", req->job_id, req->name,
-             *req->dest_host ? req->dest_host : "?", req->channel_address);
+  drover_message (req->name, req->job_id, req->dest_host,
+                  "migration: VM to the destination host (channel %s)",
+                  req->channel_address);
   ok = mig_src_run (conn, dom, &cfg, agent_stream_get_cancellable (out->stream),
                     on_progress, out, error);
   if (ok)
-    g_message ("migration %s: VM %s left for %s", req->job_id, req->name,
-               *req->dest_host ? req->dest_host : "?");
+    drover_message (req->name, req->job_id, req->dest_host,
+                    "migration: VM left for the destination host");
   if (ok && disk_path)
     remove_source_disk (conn, req->job_id, req->name, disk_path);
   agent_vm_release (agent, req->name);
@@ -235,7 +237,8 @@ migrate_out_run (AgentStream *stream, gpointer data, GError **error)
   out->stream = stream;
   if (migrate_out (out, error))
     return TRUE;
-  g_message ("migration %s: %s", out->req->job_id, (*error)->message);
+  drover_message (out->req->name, out->req->job_id, out->req->dest_host,
+                  "migration: %s", (*error)->message);
   if (!out->sent_final)
     {
       MigProgress p = { 0 };

@@ -50,7 +50,7 @@ on_lifecycle (const char *name, int event, int detail, gpointer user_data)
 {
   Agent *agent = user_data;
 
-  g_debug ("lifecycle event %d/%d for domain %s", event, detail, name);
+  drover_debug (name, NULL, NULL, "lifecycle event %d/%d", event, detail);
   agent_reporter_kick (agent);
 }
 
@@ -152,10 +152,12 @@ agent_start (Agent *agent, GError **error)
           error, "cannot serve AgentService on %s: ", agent->config.listen);
       return FALSE;
     }
-  g_message ("agent %s serving on %s, port %d (%s, accel %s, libvirt %s)",
-             agent->config.name, agent->config.listen, agent_get_port (agent),
-             agent->tls ? "mutual TLS" : "insecure",
-             agent_accel_to_string (agent->accel), agent->config.libvirt_uri);
+  drover_message (NULL, NULL, agent->config.name,
+                  "agent serving on %s, port %d (%s, accel %s, libvirt %s)",
+                  agent->config.listen, agent_get_port (agent),
+                  agent->tls ? "mutual TLS" : "insecure",
+                  agent_accel_to_string (agent->accel),
+                  agent->config.libvirt_uri);
   if (agent->config.scheduler)
     agent_reporter_start (agent);
   return TRUE;
