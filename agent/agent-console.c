@@ -15,6 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* ReadConsole: bytes per read when the request names none, and at most. */
+#define CONSOLE_DEFAULT_BYTES (64 * 1024)
+#define CONSOLE_MAX_BYTES (1024 * 1024)
+/* Fetching the history from the previous host: what is kept of it, the
+ * bytes asked for per read, and how long one read may take. */
 #define HISTORY_MAX_BYTES (64 * 1024 * 1024)
 #define HISTORY_CHUNK (1024 * 1024)
 #define SOURCE_CALL_TIMEOUT_MS 10000
@@ -98,7 +103,7 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
   g_autofree char *log = NULL, *hist = NULL;
   g_autofree guint8 *data = NULL;
   Drover__V1__ConsoleChunk *chunk;
-  guint32 max = req->max_bytes ? req->max_bytes : AGENT_CONSOLE_DEFAULT_BYTES;
+  guint32 max = req->max_bytes ? req->max_bytes : CONSOLE_DEFAULT_BYTES;
   gint64 hsize, lsize, size, start;
   gsize got = 0, want;
   gboolean here;
@@ -115,7 +120,7 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
       return NULL;
     }
   here = dom != NULL;
-  max = MIN (max, AGENT_CONSOLE_MAX_BYTES);
+  max = MIN (max, CONSOLE_MAX_BYTES);
   log = agent_console_path (agent, req->name);
   hist = history_path (agent, req->name);
   hsize = file_size (hist);

@@ -72,7 +72,7 @@ agent_mig_dst_reserved_memory (AgentMigDst *m)
   return sum;
 }
 
-/* --- incoming migrations --------------------------------------------- */
+/* --- incoming migrations ----------------------------------------------- */
 
 /* Removes a domain NAME that is not persistent: a half-made incoming VM
  * (libvirt normally kills it itself when the source's connection goes). */
@@ -485,7 +485,7 @@ agent_mig_dst_cancel_incoming (ProtoServerCall *call,
   agent_service_run (data, call, req, op_cancel_incoming);
 }
 
-/* --- lifecycle ----------------------------------------------------------- */
+/* --- lifecycle --------------------------------------------------------- */
 
 AgentMigDst *
 agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)

@@ -14,16 +14,7 @@ G_BEGIN_DECLS
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (virConnect, virConnectClose)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 
-/* Namespace of the <metadata> element holding a Drover VM's spec. */
-#define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
-#define AGENT_XMLNS_PREFIX "drover"
-
-#define AGENT_DEFAULT_REPORT_INTERVAL_MS 5000
-#define AGENT_DEFAULT_STOP_TIMEOUT_MS 10000
-#define AGENT_CONSOLE_DEFAULT_BYTES (64 * 1024)
-#define AGENT_CONSOLE_MAX_BYTES (1024 * 1024)
-
-/* --- errors and fault points (agent-error.c, agent-fault.c) ----------- */
+/* --- errors and fault points (agent-error.c, agent-fault.c) ------------ */
 
 /* The gRPC status a call that failed with ERROR ends with, whatever the
  * domain: PROTO_ERROR codes as they are, AGENT_ERROR, STOR_ERROR and
@@ -216,7 +207,7 @@ gboolean agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
 gboolean agent_vm_admit (Agent *agent, virConnectPtr conn,
                          const Drover__V1__VmSpec *spec, GError **error);
 
-/* --- progress streams (agent-stream.c) -------------------------------- */
+/* --- progress streams (agent-stream.c) --------------------------------- */
 
 /* A server-streaming call fed by a worker thread, for long operations
  * that report progress (MigrateOut; snapshots, clones and backups next):

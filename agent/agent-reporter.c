@@ -15,6 +15,7 @@
 #define REGISTER_RETRY_MS 2000
 #define DEBOUNCE_MS 200
 #define CALL_TIMEOUT_MS 5000
+#define DEFAULT_REPORT_INTERVAL_MS 5000
 
 static void send_register (Agent *agent);
 static void send_report (Agent *agent);
@@ -163,7 +164,7 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
   if (!agent->report_interval_ms)
     agent->report_interval_ms = agent->config.report_interval_ms;
   if (!agent->report_interval_ms)
-    agent->report_interval_ms = AGENT_DEFAULT_REPORT_INTERVAL_MS;
+    agent->report_interval_ms = DEFAULT_REPORT_INTERVAL_MS;
   g_message ("registered with scheduler %s; reporting every %u ms",
              agent->config.scheduler, agent->report_interval_ms);
   g_clear_pointer (&agent->last_problem, g_free);

@@ -15,6 +15,7 @@
 
 #define STOP_POLL_MS 100
 #define STOP_MAX_TIMEOUT_MS (10 * 60 * 1000)
+#define STOP_DEFAULT_TIMEOUT_MS 10000
 
 /* --- helpers ----------------------------------------------------------- */
 
@@ -230,7 +231,7 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 {
   const Drover__V1__StopVmRequest *req = (const void *)request;
   guint timeout_ms
-      = req->timeout_ms ? req->timeout_ms : AGENT_DEFAULT_STOP_TIMEOUT_MS;
+      = req->timeout_ms ? req->timeout_ms : STOP_DEFAULT_TIMEOUT_MS;
   gint64 deadline;
 
   if (virDomainIsActive (dom) != 1)
