@@ -40,13 +40,15 @@ struct _AgentMigDst
   MigDst *dst;
   char *channel_address;
   GMutex lock;
-  GHashTable *incoming; /* job id -> Reservation, lock */
+  GHashTable *incoming; /* job id -> Reservation (owned), lock */
   gint stopping;        /* atomic: channel ends no longer finish jobs */
 };
 
 static void
-reservation_free (Reservation *r)
+reservation_free (gpointer data)
 {
+  Reservation *r = data;
+
   g_free (r->job_id);
   g_free (r->token);
   g_free (r->name);
@@ -238,7 +240,7 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
                     cancelled ? " (cancelled)" : "");
 
   g_mutex_lock (&m->lock);
-  g_hash_table_remove (m->incoming, job_id);
+  g_hash_table_steal (m->incoming, job_id);
   g_mutex_unlock (&m->lock);
   if (r->expiry_source)
     {
@@ -252,36 +254,50 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
   agent_reporter_kick_from_thread (agent);
 }
 
+/* Incoming job JOB_ID, for the thread or the timer that finishes it. */
 typedef struct
 {
   Agent *agent;
   char *job_id;
-  char *token;
   gboolean cancelled;
-} FinishJob;
+} JobRef;
+
+static JobRef *
+job_ref_new (Agent *agent, const char *job_id, gboolean cancelled)
+{
+  JobRef *j = g_new0 (JobRef, 1);
+
+  j->agent = agent_ref (agent);
+  j->job_id = g_strdup (job_id);
+  j->cancelled = cancelled;
+  return j;
+}
+
+static void
+job_ref_free (gpointer data)
+{
+  JobRef *j = data;
+
+  agent_unref (j->agent);
+  g_free (j->job_id);
+  g_free (j);
+}
 
 static gpointer
 finish_thread (gpointer data)
 {
-  FinishJob *f = data;
+  JobRef *j = data;
 
-  finish_incoming (f->agent, f->job_id, f->token, f->cancelled);
-  agent_unref (f->agent);
-  g_free (f->job_id);
-  g_free (f->token);
-  g_free (f);
+  finish_incoming (j->agent, j->job_id, NULL, j->cancelled);
+  job_ref_free (j);
   return NULL;
 }
 
 static void
 finish_async (Agent *agent, const char *job_id, gboolean cancelled)
 {
-  FinishJob *f = g_new0 (FinishJob, 1);
-
-  f->agent = agent_ref (agent);
-  f->job_id = g_strdup (job_id);
-  f->cancelled = cancelled;
-  g_thread_unref (g_thread_new ("mig-finish", finish_thread, f));
+  g_thread_unref (g_thread_new ("mig-finish", finish_thread,
+                                job_ref_new (agent, job_id, cancelled)));
 }
 
 static void
@@ -298,26 +314,10 @@ on_control_ended (const char *job_id, const GError *error, gpointer user_data)
   finish_async (agent, job_id, FALSE);
 }
 
-typedef struct
-{
-  Agent *agent;
-  char *job_id;
-} Expiry;
-
-static void
-expiry_free (gpointer data)
-{
-  Expiry *e = data;
-
-  agent_unref (e->agent);
-  g_free (e->job_id);
-  g_free (e);
-}
-
 static gboolean
 on_expiry (gpointer data)
 {
-  Expiry *e = data;
+  JobRef *e = data;
   AgentMigDst *m = e->agent->mig_dst;
   Reservation *r;
 
@@ -347,7 +347,6 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   g_autoptr (GError) local = NULL;
   Drover__V1__PrepareIncomingReply *reply;
   Reservation *r;
-  Expiry *e;
   GSource *s;
   const Drover__V1__VmSpec *spec = req->spec;
   g_autofree char *console = NULL, *disk_path = NULL;
@@ -410,11 +409,9 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   r->source_address = g_strdup (req->source_address ? req->source_address : "");
   r->memory = spec->memory;
   r->disk_path = g_strdup (disk_path);
-  e = g_new0 (Expiry, 1);
-  e->agent = agent_ref (agent);
-  e->job_id = g_strdup (req->job_id);
   s = g_timeout_source_new (INCOMING_TTL_MS + 1000);
-  g_source_set_callback (s, on_expiry, e, expiry_free);
+  g_source_set_callback (s, on_expiry, job_ref_new (agent, req->job_id, TRUE),
+                         job_ref_free);
   g_mutex_lock (&m->lock);
   g_hash_table_insert (m->incoming, r->job_id, r);
   r->expiry_source = g_source_attach (s, agent->ctx);
@@ -495,7 +492,8 @@ agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
 
   m->agent = agent;
   g_mutex_init (&m->lock);
-  m->incoming = g_hash_table_new (g_str_hash, g_str_equal);
+  m->incoming
+      = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, reservation_free);
   reclaim_incoming_disks (agent);
   dc.creds = agent->mig_creds;
   dc.address = ip;
@@ -518,17 +516,11 @@ agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
 void
 agent_mig_dst_free (AgentMigDst *m)
 {
-  GHashTableIter it;
-  gpointer value;
-
   if (!m)
     return;
   g_atomic_int_set (&m->stopping, TRUE);
   if (m->dst)
     mig_dst_free (m->dst);
-  g_hash_table_iter_init (&it, m->incoming);
-  while (g_hash_table_iter_next (&it, NULL, &value))
-    reservation_free (value);
   g_hash_table_destroy (m->incoming);
   g_free (m->channel_address);
   g_mutex_clear (&m->lock);

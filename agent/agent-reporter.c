@@ -20,10 +20,20 @@
 static void send_register (Agent *agent);
 static void send_report (Agent *agent);
 
-/* Logs PROBLEM once until a different problem or success (NULL). */
-static void
-note_problem (Agent *agent, const char *problem)
+/* Logs the problem FORMAT says once until a different problem or success
+ * (FORMAT NULL). */
+static void G_GNUC_PRINTF (2, 3)
+    note_problem (Agent *agent, const char *format, ...)
 {
+  g_autofree char *problem = NULL;
+  va_list ap;
+
+  if (format)
+    {
+      va_start (ap, format);
+      problem = g_strdup_vprintf (format, ap);
+      va_end (ap);
+    }
   if (g_strcmp0 (agent->last_problem, problem) == 0)
     return;
   if (problem)
@@ -32,7 +42,7 @@ note_problem (Agent *agent, const char *problem)
     g_message ("reporting to scheduler %s works again",
                agent->config.scheduler);
   g_free (agent->last_problem);
-  agent->last_problem = g_strdup (problem);
+  agent->last_problem = g_steal_pointer (&problem);
 }
 
 static void
@@ -110,6 +120,18 @@ collect_thread (GTask *task, gpointer source, gpointer task_data,
   g_task_return_pointer (task, c, collected_free);
 }
 
+/* Collects in a worker thread, then calls DONE in the main context with
+ * a reference to AGENT that DONE drops. */
+static void
+collect_async (Agent *agent, GAsyncReadyCallback done)
+{
+  GTask *task = g_task_new (NULL, NULL, done, agent_ref (agent));
+
+  g_task_set_task_data (task, agent, NULL);
+  g_task_run_in_thread (task, collect_thread);
+  g_object_unref (task);
+}
+
 /* --- registering ------------------------------------------------------- */
 
 static gboolean
@@ -151,10 +173,9 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   if (error)
     {
-      g_autofree char *problem = g_strdup_printf (
-          "cannot register with scheduler %s: %s; retrying every %d ms",
+      note_problem (
+          agent, "cannot register with scheduler %s: %s; retrying every %d ms",
           agent->config.scheduler, error->message, REGISTER_RETRY_MS);
-      note_problem (agent, problem);
       retry_register_later (agent);
       agent_unref (agent);
       return;
@@ -188,10 +209,9 @@ register_collected (GObject *source, GAsyncResult *result, gpointer data)
       agent->register_in_flight = FALSE;
       if (error)
         {
-          g_autofree char *problem = g_strdup_printf (
-              "cannot register with scheduler %s: %s; retrying",
-              agent->config.scheduler, error->message);
-          note_problem (agent, problem);
+          note_problem (agent,
+                        "cannot register with scheduler %s: %s; retrying",
+                        agent->config.scheduler, error->message);
           retry_register_later (agent);
         }
       agent_unref (agent);
@@ -207,15 +227,10 @@ register_collected (GObject *source, GAsyncResult *result, gpointer data)
 static void
 send_register (Agent *agent)
 {
-  GTask *task;
-
   if (agent->stopped || agent->registered || agent->register_in_flight)
     return;
   agent->register_in_flight = TRUE;
-  task = g_task_new (NULL, NULL, register_collected, agent_ref (agent));
-  g_task_set_task_data (task, agent, NULL);
-  g_task_run_in_thread (task, collect_thread);
-  g_object_unref (task);
+  collect_async (agent, register_collected);
 }
 
 static void
@@ -248,10 +263,8 @@ report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   else if (error)
     {
-      g_autofree char *problem
-          = g_strdup_printf ("cannot report to scheduler %s: %s",
-                             agent->config.scheduler, error->message);
-      note_problem (agent, problem);
+      note_problem (agent, "cannot report to scheduler %s: %s",
+                    agent->config.scheduler, error->message);
     }
   else if (reply->reregister)
     {
@@ -281,9 +294,8 @@ report_collected (GObject *source, GAsyncResult *result, gpointer data)
       agent->report_in_flight = FALSE;
       if (error)
         {
-          g_autofree char *problem = g_strdup_printf (
-              "cannot collect a host report: %s", error->message);
-          note_problem (agent, problem);
+          note_problem (agent, "cannot collect a host report: %s",
+                        error->message);
         }
       agent_unref (agent);
       return;
@@ -301,8 +313,6 @@ report_collected (GObject *source, GAsyncResult *result, gpointer data)
 static void
 send_report (Agent *agent)
 {
-  GTask *task;
-
   if (agent->stopped || !agent->registered)
     return;
   if (agent->report_in_flight)
@@ -312,10 +322,7 @@ send_report (Agent *agent)
     }
   agent->report_pending = FALSE;
   agent->report_in_flight = TRUE;
-  task = g_task_new (NULL, NULL, report_collected, agent_ref (agent));
-  g_task_set_task_data (task, agent, NULL);
-  g_task_run_in_thread (task, collect_thread);
-  g_object_unref (task);
+  collect_async (agent, report_collected);
 }
 
 static gboolean

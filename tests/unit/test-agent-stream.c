@@ -248,42 +248,39 @@ assert_in_order (GArray *iterations, guint n)
 }
 
 static void
-test_order (void)
+test_order_and_end (void)
 {
+  /* Every message pushed arrives, in order, and only then the end: OK, or
+   * the status and message of the worker's error. */
+  const struct
+  {
+    const char *what;
+    guint n;
+    ProtoStatus status;
+    const char *message;
+  } cases[] = {
+    { "count:2000", 2000, PROTO_STATUS_OK, NULL },
+    { "count:0", 0, PROTO_STATUS_OK, NULL },
+    { "busy:300", 300, PROTO_STATUS_ABORTED, "busy after 300" },
+    { "mig", 0, PROTO_STATUS_FAILED_PRECONDITION, "no" },
+  };
   Server *s = server_start ();
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GArray) got = call (s, "count:2000", FALSE, &error);
 
-  /* All of them, in order, and only then a clean end. */
-  g_assert_no_error (error);
-  assert_in_order (got, 2000);
-  g_clear_pointer (&got, g_array_unref);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (GArray) got = call (s, cases[i].what, FALSE, &error);
 
-  got = call (s, "count:0", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpuint (got->len, ==, 0);
-  wait_freed (s, 2);
-  server_stop (s);
-}
-
-static void
-test_end_status (void)
-{
-  Server *s = server_start ();
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GArray) got = call (s, "busy:300", FALSE, &error);
-
-  /* The messages before the error all arrive, then its status. */
-  assert_in_order (got, 300);
-  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_ABORTED);
-  g_assert_cmpstr (error->message, ==, "busy after 300");
-  g_clear_error (&error);
-  g_clear_pointer (&got, g_array_unref);
-
-  got = call (s, "mig", FALSE, &error);
-  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_FAILED_PRECONDITION);
-  g_assert_cmpstr (error->message, ==, "no");
-  wait_freed (s, 2);
+      assert_in_order (got, cases[i].n);
+      if (cases[i].status == PROTO_STATUS_OK)
+        g_assert_no_error (error);
+      else
+        {
+          g_assert_error (error, PROTO_ERROR, (gint)cases[i].status);
+          g_assert_cmpstr (error->message, ==, cases[i].message);
+        }
+    }
+  wait_freed (s, G_N_ELEMENTS (cases));
   server_stop (s);
 }
 
@@ -310,8 +307,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   proto_init ();
-  g_test_add_func ("/agent/stream/order", test_order);
-  g_test_add_func ("/agent/stream/end-status", test_end_status);
+  g_test_add_func ("/agent/stream/order-and-end", test_order_and_end);
   g_test_add_func ("/agent/stream/cancel", test_cancel);
   return g_test_run ();
 }
