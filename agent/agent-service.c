@@ -3,8 +3,8 @@
  * Every call runs in a GTask worker thread (libvirt calls can take
  * seconds: a graceful shutdown waits up to its timeout) and is answered
  * from the agent's GMainContext, so reports keep flowing meanwhile.
- * Operations on one VM name are serialised by Agent.busy: a second one
- * fails with ABORTED instead of racing the first.
+ * Operations on one VM name are serialised by agent_vm_claim (agent-vm.c):
+ * a second one fails with ABORTED instead of racing the first.
  */
 #include "agent-private.h"
 
