@@ -68,7 +68,7 @@ sched_migration_predict (const SchedVm *vm,
   in.setup_ms = (guint32)CLAMP (setup_s * 1000.0, 0.0, 600000.0);
   in.downtime_limit_ms = params != NULL && params->max_downtime_ms > 0
                              ? params->max_downtime_ms
-                             : SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS;
+                             : PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS;
   if (!mig_model_predict (&in, &res, &local))
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID, "VM '%s': %s",
@@ -124,8 +124,8 @@ sched_migration_learn_link (GPtrArray *jobs, double default_bw,
           const SchedJob *job = jobs->pdata[i];
           gboolean used = FALSE;
 
-          if (strcmp (job->kind, "migrate") != 0
-              || strcmp (job->state, SCHED_JOB_DONE) != 0
+          if (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) != 0
+              || strcmp (job->state, PROTO_JOB_DONE) != 0
               || job->migration == NULL || job->migration->qemu_bytes == 0
               || !(job->migration->total_s > 0))
             continue;
@@ -237,29 +237,21 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
 
 /* --- progress ---------------------------------------------------------- */
 
-gboolean
-sched_migration_phase_is_final (const char *phase)
-{
-  return g_strcmp0 (phase, SCHED_MIG_PHASE_COMPLETED) == 0
-         || g_strcmp0 (phase, SCHED_MIG_PHASE_ABORTED) == 0
-         || g_strcmp0 (phase, SCHED_MIG_PHASE_FAILED) == 0;
-}
-
 double
 sched_migration_fraction (const Drover__V1__MigrationProgress *p)
 {
   const char *phase = p->phase;
 
-  if (strcmp (phase, SCHED_MIG_PHASE_QUEUED) == 0)
+  if (strcmp (phase, PROTO_MIG_QUEUED) == 0)
     return 0.0;
-  if (strcmp (phase, SCHED_MIG_PHASE_PREPARING) == 0)
+  if (strcmp (phase, PROTO_MIG_PREPARING) == 0)
     return 0.02;
-  if (strcmp (phase, SCHED_MIG_PHASE_SWITCHOVER) == 0)
+  if (strcmp (phase, PROTO_MIG_SWITCHOVER) == 0)
     return 0.97;
-  if (strcmp (phase, SCHED_MIG_PHASE_COMPLETED) == 0)
+  if (strcmp (phase, PROTO_MIG_COMPLETED) == 0)
     return 1.0;
-  if (strcmp (phase, SCHED_MIG_PHASE_ABORTED) == 0
-      || strcmp (phase, SCHED_MIG_PHASE_FAILED) == 0)
+  if (strcmp (phase, PROTO_MIG_ABORTED) == 0
+      || strcmp (phase, PROTO_MIG_FAILED) == 0)
     return -1.0;
   /* Pre-copy (and anything unknown): memory already sent and not dirtied
    * again. Later rounds re-send pages, so "processed" can pass the total;
@@ -279,20 +271,20 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
 {
   const char *phase = p->phase;
 
-  if (strcmp (phase, SCHED_MIG_PHASE_PREPARING) == 0)
+  if (strcmp (phase, PROTO_MIG_PREPARING) == 0)
     return g_strdup_printf ("preparing host %s", dest);
-  if (strcmp (phase, SCHED_MIG_PHASE_SWITCHOVER) == 0)
+  if (strcmp (phase, PROTO_MIG_SWITCHOVER) == 0)
     return g_strdup_printf ("switching over to host %s%s", dest,
                             p->forced_switchover ? " (forced)" : "");
-  if (strcmp (phase, SCHED_MIG_PHASE_COMPLETED) == 0)
+  if (strcmp (phase, PROTO_MIG_COMPLETED) == 0)
     return g_strdup_printf (
         "migrated to host %s in %.1f s, downtime %" G_GUINT64_FORMAT " ms",
         dest, p->total_s, p->downtime_ms);
-  if (strcmp (phase, SCHED_MIG_PHASE_ABORTED) == 0
-      || strcmp (phase, SCHED_MIG_PHASE_FAILED) == 0)
+  if (strcmp (phase, PROTO_MIG_ABORTED) == 0
+      || strcmp (phase, PROTO_MIG_FAILED) == 0)
     return g_strdup_printf ("%s: %s", phase,
                             p->error[0] ? p->error : "no reason given");
-  if (strcmp (phase, SCHED_MIG_PHASE_PRECOPY) == 0)
+  if (strcmp (phase, PROTO_MIG_PRECOPY) == 0)
     {
       g_autofree char *sent = proto_format_size_brief (p->memory_processed);
       g_autofree char *total = proto_format_size_brief (p->memory_total);

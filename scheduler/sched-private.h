@@ -10,23 +10,12 @@ G_BEGIN_DECLS
  * What the store holds. Message members are unpacked protobuf-c messages
  * owned by the row (freed with protobuf_c_message_free_unpacked). */
 
-#define SCHED_HOST_UP "up"
-#define SCHED_HOST_DOWN "down"
-
-#define SCHED_VM_CREATING "creating" /* placed, the agent is creating it */
-#define SCHED_VM_MISSING "missing"   /* its host stopped reporting it */
-
-#define SCHED_JOB_QUEUED "queued"
-#define SCHED_JOB_RUNNING "running"
-#define SCHED_JOB_DONE "done"
-#define SCHED_JOB_FAILED "failed"
-
 typedef struct
 {
   char *name;
   char *address;              /* the agent's AgentService host:port */
   Drover__V1__HostInfo *info; /* never NULL */
-  char *state;                /* SCHED_HOST_UP / SCHED_HOST_DOWN */
+  char *state;                /* PROTO_HOST_UP / PROTO_HOST_DOWN */
   gint64 last_seen_ms;
 } SchedHost;
 
@@ -35,7 +24,7 @@ typedef struct
   char *name;
   char *host;
   Drover__V1__VmSpec *spec;     /* never NULL */
-  char *state;                  /* libvirt state, creating or missing */
+  char *state;                  /* PROTO_VM_*: libvirt's, creating, missing */
   Drover__V1__VmStatus *status; /* last report; NULL before the first */
   gint64 updated_ms;
 } SchedVm;
@@ -43,9 +32,9 @@ typedef struct
 typedef struct
 {
   char *id;
-  char *kind; /* create, delete, migrate */
+  char *kind; /* PROTO_JOB_KIND_* */
   char *vm;
-  char *state;     /* SCHED_JOB_* */
+  char *state;     /* PROTO_JOB_* */
   double progress; /* 0..1 */
   char *message;
   char *error;
@@ -180,21 +169,11 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
  * cost model's prediction, and the per-host limits with their FIFO queue.
  * The orchestration (agent calls, job updates) is in sched-service.c. */
 
-#define SCHED_MIG_PHASE_QUEUED "queued"
-#define SCHED_MIG_PHASE_PREPARING "preparing"
-#define SCHED_MIG_PHASE_PRECOPY "precopy"
-#define SCHED_MIG_PHASE_SWITCHOVER "switchover"
-#define SCHED_MIG_PHASE_COMPLETED "completed"
-#define SCHED_MIG_PHASE_ABORTED "aborted"
-#define SCHED_MIG_PHASE_FAILED "failed"
-
 /* Without a measurement the model assumes the guest dirties this share of
  * its RAM per second, scaled by how busy its vCPUs were in the last report
  * (at least a tenth of it), and never more than SCHED_MIG_DIRTY_CAP. */
 #define SCHED_MIG_DIRTY_FRACTION 0.10
 #define SCHED_MIG_DIRTY_CAP (256.0 * 1024 * 1024)
-/* MigrationParams.max_downtime_ms when 0 (the proto's default). */
-#define SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS 500
 
 /* Bytes per second VM is expected to dirty. LAST, the progress of the
  * VM's most recent finished migration (may be NULL), is a measurement
@@ -204,8 +183,8 @@ double sched_migration_dirty_rate (const SchedVm *vm,
 
 /* Runs the pre-copy cost model for VM (RAM = its memory) at DIRTY_RATE
  * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
- * with PARAMS->max_downtime_ms (0 = 500) as the downtime limit, no
- * compression. Fills OUT (initialised here; no pointers). */
+ * with PARAMS->max_downtime_ms (0 = PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS) as the
+ * downtime limit, no compression. Fills OUT (initialised here; no pointers). */
 /* Link throughput (bytes/s) and fixed setup cost (s) learned from the
  * latest completed migrations in JOBS; defaults when there are none. */
 #define SCHED_MIG_LEARN_SAMPLES 5
@@ -238,9 +217,6 @@ double sched_migration_fraction (const Drover__V1__MigrationProgress *p);
 /* The job message for P (migration to DEST). Caller frees. */
 char *sched_migration_describe (const Drover__V1__MigrationProgress *p,
                                 const char *dest);
-
-/* TRUE for completed, aborted and failed. */
-gboolean sched_migration_phase_is_final (const char *phase);
 
 /* Per-host limits on concurrent migrations: at most MAX_OUT leaving and
  * MAX_IN arriving at any one host. Others wait in arrival order; a

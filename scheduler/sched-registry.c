@@ -143,13 +143,13 @@ sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
-  host = sched_host_new (info, SCHED_HOST_UP, sched_registry_now (reg));
+  host = sched_host_new (info, PROTO_HOST_UP, sched_registry_now (reg));
   if (!sched_store_put_host (reg->store, host, error))
     return FALSE;
 
   if (old == NULL)
     g_message ("host %s registered (agent at %s)", host->name, host->address);
-  else if (strcmp (old->state, SCHED_HOST_UP) != 0)
+  else if (strcmp (old->state, PROTO_HOST_UP) != 0)
     g_message ("host %s is up again (registered, agent at %s)", host->name,
                host->address);
   else
@@ -315,7 +315,7 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
       g_free (vm->host);
       vm->host = g_strdup (host_name);
     }
-  else if (strcmp (vm->state, SCHED_VM_MISSING) == 0)
+  else if (strcmp (vm->state, PROTO_VM_MISSING) == 0)
     g_message ("VM %s is back on host %s", vm->name, host_name);
 
   if (status->spec != NULL)
@@ -357,13 +357,13 @@ reconcile (SchedRegistry *reg, const char *host_name,
 
       /* A VM being created may not exist on the host yet. */
       if (g_hash_table_contains (seen, vm->name)
-          || strcmp (vm->state, SCHED_VM_CREATING) == 0
-          || strcmp (vm->state, SCHED_VM_MISSING) == 0
+          || strcmp (vm->state, PROTO_VM_CREATING) == 0
+          || strcmp (vm->state, PROTO_VM_MISSING) == 0
           || migration_guard (reg, vm->name, now) != NULL)
         continue;
       g_message ("VM %s is missing from host %s (was %s)", vm->name, host_name,
                  vm->state);
-      sched_vm_set_state (vm, SCHED_VM_MISSING);
+      sched_vm_set_state (vm, PROTO_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (reg->store, vm, error))
         return FALSE;
@@ -412,7 +412,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       return TRUE;
     }
 
-  host = sched_host_new (info, SCHED_HOST_UP, now);
+  host = sched_host_new (info, PROTO_HOST_UP, now);
   if (host->address[0] == '\0')
     {
       g_free (host->address);
@@ -429,7 +429,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       return FALSE;
     }
 
-  if (strcmp (old->state, SCHED_HOST_UP) != 0)
+  if (strcmp (old->state, PROTO_HOST_UP) != 0)
     g_message ("host %s is up again", host->name);
   session->last_seq = seq;
   return TRUE;
@@ -448,11 +448,11 @@ sched_registry_check_liveness (SchedRegistry *reg, GError **error)
     {
       SchedHost *host = hosts->pdata[i];
 
-      if (strcmp (host->state, SCHED_HOST_UP) != 0
+      if (strcmp (host->state, PROTO_HOST_UP) != 0
           || now <= sched_registry_deadline (reg, host))
         continue;
       g_free (host->state);
-      host->state = g_strdup (SCHED_HOST_DOWN);
+      host->state = g_strdup (PROTO_HOST_DOWN);
       if (!sched_store_put_host (reg->store, host, error))
         return n_down;
       g_message ("host %s is down: no report for %" G_GINT64_FORMAT " ms",

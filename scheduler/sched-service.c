@@ -44,8 +44,6 @@
  * (which aborts the migration there) and the job fails. */
 #define MIG_SILENCE_TIMEOUT_MS (300 * 1000)
 #define MIG_WATCHDOG_PERIOD_MS (5 * 1000)
-#define MIN_VM_MEMORY (32 * G_GUINT64_CONSTANT (1024) * 1024)
-#define MAX_VM_VCPUS 1024
 
 struct _SchedService
 {
@@ -160,8 +158,8 @@ reply_vm (ProtoServerCall *call, const SchedVm *vm)
 static gboolean
 job_is_over (const SchedJob *job)
 {
-  return strcmp (job->state, SCHED_JOB_DONE) == 0
-         || strcmp (job->state, SCHED_JOB_FAILED) == 0;
+  return strcmp (job->state, PROTO_JOB_DONE) == 0
+         || strcmp (job->state, PROTO_JOB_FAILED) == 0;
 }
 
 /* Tells JOB's watchers, storing it first if STORE (always once it is
@@ -323,7 +321,7 @@ lookup_vm (SchedService *svc, const char *name, gboolean allow_no_host,
   vm = sched_store_get_vm (svc->store, name, error);
   if (vm == NULL)
     return FALSE;
-  if (strcmp (vm->state, SCHED_VM_CREATING) == 0)
+  if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                    "VM '%s' is being created", name);
@@ -352,7 +350,7 @@ lookup_vm (SchedService *svc, const char *name, gboolean allow_no_host,
 static gboolean
 host_is_up (const SchedHost *host, GError **error)
 {
-  if (strcmp (host->state, SCHED_HOST_UP) == 0)
+  if (strcmp (host->state, PROTO_HOST_UP) == 0)
     return TRUE;
   g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE, "host '%s' is down",
                host->name);
@@ -435,7 +433,7 @@ add_migration_reservations (SchedService *svc, GPtrArray *vms)
   g_hash_table_iter_init (&iter, svc->migrations);
   while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&m))
     g_ptr_array_add (vms, sched_vm_new (m->spec, m->job->dest_host,
-                                        SCHED_VM_CREATING, NULL, 0));
+                                        PROTO_VM_CREATING, NULL, 0));
 }
 
 /* --- agent-facing handlers -------------------------------------------------
@@ -703,39 +701,6 @@ handle_watch_job (ProtoServerCall *call, const ProtobufCMessage *request,
 /* --- CreateVm ----------------------------------------------------------------
  */
 
-static gboolean
-check_spec (const Drover__V1__VmSpec *spec, GError **error)
-{
-  if (spec == NULL)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID, "VM spec missing");
-      return FALSE;
-    }
-  if (!proto_name_validate ("VM", spec->name, error))
-    return FALSE;
-  if (spec->vcpus < 1 || spec->vcpus > MAX_VM_VCPUS)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "VM '%s': vcpus must be 1-%d, not %u", spec->name,
-                   MAX_VM_VCPUS, spec->vcpus);
-      return FALSE;
-    }
-  if (spec->memory < MIN_VM_MEMORY)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "VM '%s': memory must be at least 32 MiB", spec->name);
-      return FALSE;
-    }
-  if (spec->accel[0] != '\0' && strcmp (spec->accel, "kvm") != 0
-      && strcmp (spec->accel, "tcg") != 0)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "VM '%s': accel must be kvm, tcg or empty", spec->name);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 static void
 create_done (const ProtobufCMessage *reply, const GError *error,
              gpointer user_data)
@@ -754,10 +719,10 @@ create_done (const ProtobufCMessage *reply, const GError *error,
                  error->message);
       /* Only our own reservation goes: a report may have moved the VM. */
       if (vm != NULL && strcmp (vm->host, p->host) == 0
-          && strcmp (vm->state, SCHED_VM_CREATING) == 0
+          && strcmp (vm->state, PROTO_VM_CREATING) == 0
           && !sched_store_delete_vm (svc->store, p->vm, &local))
         g_warning ("VM %s: %s", p->vm, local->message);
-      job_set (svc, p->job, SCHED_JOB_FAILED, p->job->progress, NULL, msg);
+      job_set (svc, p->job, PROTO_JOB_FAILED, p->job->progress, NULL, msg);
       call_fail_agent (p->call, p->host, error);
       return;
     }
@@ -766,7 +731,7 @@ create_done (const ProtobufCMessage *reply, const GError *error,
     {
       /* Cannot happen while creating VMs refuse deletion; the host's next
        * report adopts the VM. */
-      job_set (svc, p->job, SCHED_JOB_DONE, 1.0, "created, record lost", NULL);
+      job_set (svc, p->job, PROTO_JOB_DONE, 1.0, "created, record lost", NULL);
       proto_server_call_fail (p->call, PROTO_STATUS_ABORTED,
                               "VM '%s' was created on host '%s' but "
                               "its record went away meanwhile",
@@ -779,7 +744,7 @@ create_done (const ProtobufCMessage *reply, const GError *error,
       sched_vm_set_state (vm,
                           agent->vm->state[0] ? agent->vm->state : "unknown");
     }
-  else if (strcmp (vm->state, SCHED_VM_CREATING) == 0)
+  else if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
     sched_vm_set_state (vm, "unknown");
   vm->updated_ms = now_ms (svc);
   if (!sched_store_put_vm (svc->store, vm, &local))
@@ -787,7 +752,7 @@ create_done (const ProtobufCMessage *reply, const GError *error,
   g_message ("VM %s created on host %s", p->vm, p->host);
   {
     g_autofree char *msg = g_strdup_printf ("created on host %s", p->host);
-    job_set (svc, p->job, SCHED_JOB_DONE, 1.0, msg, NULL);
+    job_set (svc, p->job, PROTO_JOB_DONE, 1.0, msg, NULL);
   }
   reply_vm (p->call, vm);
 }
@@ -812,7 +777,7 @@ handle_create_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   ProtoClient *client;
   gint64 now = now_ms (svc);
 
-  if (!check_spec (req->spec, &error))
+  if (!proto_vm_spec_check (req->spec, &error))
     {
       call_fail (call, error);
       return;
@@ -867,15 +832,15 @@ handle_create_vm (ProtoServerCall *call, const ProtobufCMessage *request,
     }
 
   /* The "creating" row is the reservation that later placements see. */
-  vm = sched_vm_new (req->spec, chosen, SCHED_VM_CREATING, NULL, now);
+  vm = sched_vm_new (req->spec, chosen, PROTO_VM_CREATING, NULL, now);
   if (!sched_store_put_vm (svc->store, vm, &error))
     {
       call_fail (call, error);
       return;
     }
-  job = sched_job_new ("create", vm->name, SCHED_JOB_RUNNING, now);
+  job = sched_job_new (PROTO_JOB_KIND_CREATE, vm->name, PROTO_JOB_RUNNING, now);
   msg = g_strdup_printf ("creating on host %s", chosen);
-  job_set (svc, job, SCHED_JOB_RUNNING, 0.1, msg, NULL);
+  job_set (svc, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
   g_message ("VM %s: placed on host %s, job %s", vm->name, chosen, job->id);
 
   agent_req.spec = req->spec;
@@ -1021,13 +986,13 @@ delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
 
   if (!sched_store_delete_vm (svc->store, name, &error))
     {
-      job_set (svc, job, SCHED_JOB_FAILED, job->progress, NULL, error->message);
+      job_set (svc, job, PROTO_JOB_FAILED, job->progress, NULL, error->message);
       call_fail (call, error);
       return;
     }
   sched_registry_forget_vm (svc->registry, name);
   g_message ("VM %s deleted (%s)", name, how);
-  job_set (svc, job, SCHED_JOB_DONE, 1.0, how, NULL);
+  job_set (svc, job, PROTO_JOB_DONE, 1.0, how, NULL);
   proto_server_call_reply (call, &empty.base);
 }
 
@@ -1042,7 +1007,7 @@ delete_done (const ProtobufCMessage *reply, const GError *error,
     {
       g_autofree char *msg
           = g_strdup_printf ("host '%s': %s", p->host, error->message);
-      job_set (p->svc, p->job, SCHED_JOB_FAILED, p->job->progress, NULL, msg);
+      job_set (p->svc, p->job, PROTO_JOB_FAILED, p->job->progress, NULL, msg);
       call_fail_agent (p->call, p->host, error);
       return;
     }
@@ -1070,16 +1035,17 @@ handle_delete_vm (ProtoServerCall *call, const ProtobufCMessage *request,
       call_fail (call, error);
       return;
     }
-  missing = strcmp (vm->state, SCHED_VM_MISSING) == 0;
-  if (host != NULL && strcmp (host->state, SCHED_HOST_UP) != 0 && !missing)
+  missing = strcmp (vm->state, PROTO_VM_MISSING) == 0;
+  if (host != NULL && strcmp (host->state, PROTO_HOST_UP) != 0 && !missing)
     {
       proto_server_call_fail (call, PROTO_STATUS_UNAVAILABLE,
                               "host '%s' is down", host->name);
       return;
     }
 
-  job = sched_job_new ("delete", vm->name, SCHED_JOB_RUNNING, now_ms (svc));
-  if (host == NULL || strcmp (host->state, SCHED_HOST_UP) != 0)
+  job = sched_job_new (PROTO_JOB_KIND_DELETE, vm->name, PROTO_JOB_RUNNING,
+                       now_ms (svc));
+  if (host == NULL || strcmp (host->state, PROTO_HOST_UP) != 0)
     {
       delete_record (svc, call, job, vm->name,
                      host == NULL ? "its host is unknown"
@@ -1095,7 +1061,7 @@ handle_delete_vm (ProtoServerCall *call, const ProtobufCMessage *request,
     }
   {
     g_autofree char *msg = g_strdup_printf ("deleting on host %s", host->name);
-    job_set (svc, job, SCHED_JOB_RUNNING, 0.1, msg, NULL);
+    job_set (svc, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
   }
   proto_client_call (
       client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_DELETE_VM, request,
@@ -1183,7 +1149,7 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
           g_free (vm->host);
           vm->host = g_strdup (job->dest_host);
           /* The source may have reported it paused for the switchover. */
-          sched_vm_set_state (vm, "running");
+          sched_vm_set_state (vm, PROTO_VM_RUNNING);
           vm->updated_ms = now_ms (svc);
           if (!sched_store_put_vm (svc->store, vm, &error))
             g_warning ("VM %s: %s", job->vm, error->message);
@@ -1200,7 +1166,7 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
         }
       g_message ("VM %s: migrated from host %s to host %s (job %s)", job->vm,
                  job->source_host, job->dest_host, job->id);
-      job_set (svc, job, SCHED_JOB_DONE, 1.0, message, NULL);
+      job_set (svc, job, PROTO_JOB_DONE, 1.0, message, NULL);
     }
   else
     {
@@ -1209,7 +1175,7 @@ mig_finish (Migration *m, gboolean ok, const char *error_msg)
                  job->dest_host, job->id, error_msg);
       if (m->prepare_sent && !svc->stopped)
         mig_cancel_incoming (m);
-      job_set (svc, job, SCHED_JOB_FAILED, job->progress, "migration failed",
+      job_set (svc, job, PROTO_JOB_FAILED, job->progress, "migration failed",
                error_msg);
     }
 
@@ -1266,7 +1232,7 @@ mig_on_progress (const ProtobufCMessage *msg, gpointer user_data)
   g_free (m->job->message);
   m->job->message = g_steal_pointer (&message);
 
-  if (phase_changed || sched_migration_phase_is_final (p->phase)
+  if (phase_changed || proto_mig_phase_is_final (p->phase)
       || now - m->last_store_ms >= MIG_STORE_INTERVAL_MS)
     {
       m->last_store_ms = now;
@@ -1284,12 +1250,12 @@ mig_on_end (const GError *error, gpointer user_data)
   const char *source = m->job->source_host;
 
   m->stream = NULL;
-  if (last != NULL && strcmp (last->phase, SCHED_MIG_PHASE_COMPLETED) == 0)
+  if (last != NULL && strcmp (last->phase, PROTO_MIG_COMPLETED) == 0)
     {
       mig_finish (m, TRUE, NULL);
       return;
     }
-  if (last != NULL && sched_migration_phase_is_final (last->phase))
+  if (last != NULL && proto_mig_phase_is_final (last->phase))
     {
       mig_fail (m, "migration %s on host '%s': %s", last->phase, source,
                 last->error[0] ? last->error : "no reason given");
@@ -1422,13 +1388,13 @@ mig_start (Migration *m)
   g_autofree char *msg = NULL;
   ProtoClient *client;
 
-  progress.phase = (char *)SCHED_MIG_PHASE_PREPARING;
+  progress.phase = (char *)PROTO_MIG_PREPARING;
   progress.memory_total = m->spec->memory;
   progress.memory_remaining = m->spec->memory;
   proto_msg_free (m->job->migration);
   m->job->migration = proto_msg_copy (&progress.base);
   msg = sched_migration_describe (&progress, m->job->dest_host);
-  job_set (svc, m->job, SCHED_JOB_RUNNING, sched_migration_fraction (&progress),
+  job_set (svc, m->job, PROTO_JOB_RUNNING, sched_migration_fraction (&progress),
            msg, NULL);
   sched_registry_migration_begin (svc->registry, m->job->vm,
                                   m->job->source_host, m->job->dest_host);
@@ -1446,7 +1412,7 @@ mig_start (Migration *m)
                 m->job->source_host);
       return;
     }
-  if (strcmp (vm->state, "running") != 0)
+  if (strcmp (vm->state, PROTO_VM_RUNNING) != 0)
     {
       mig_fail (m, "VM '%s' is %s, not running", vm->name, vm->state);
       return;
@@ -1476,9 +1442,10 @@ check_mig_params (const Drover__V1__MigrationParams *params, GError **error)
 {
   if (params == NULL)
     return TRUE;
-  if (params->compress[0] != '\0' && strcmp (params->compress, "auto") != 0
-      && strcmp (params->compress, "on") != 0
-      && strcmp (params->compress, "off") != 0)
+  if (params->compress[0] != '\0'
+      && strcmp (params->compress, PROTO_COMPRESS_AUTO) != 0
+      && strcmp (params->compress, PROTO_COMPRESS_ON) != 0
+      && strcmp (params->compress, PROTO_COMPRESS_OFF) != 0)
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
                    "compress must be auto, on or off, not '%.32s'",
@@ -1499,8 +1466,9 @@ last_migration (GPtrArray *jobs, const char *name)
     {
       const SchedJob *job = jobs->pdata[i];
 
-      if (strcmp (job->kind, "migrate") == 0 && strcmp (job->vm, name) == 0
-          && strcmp (job->state, SCHED_JOB_DONE) == 0 && job->migration != NULL
+      if (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) == 0
+          && strcmp (job->vm, name) == 0
+          && strcmp (job->state, PROTO_JOB_DONE) == 0 && job->migration != NULL
           && (best == NULL || job->updated_ms >= best->updated_ms))
         best = job;
     }
@@ -1553,7 +1521,7 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                               vm->name, busy->job->dest_host, busy->job->id);
       return;
     }
-  if (strcmp (vm->state, "running") != 0)
+  if (strcmp (vm->state, PROTO_VM_RUNNING) != 0)
     {
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
                               "VM '%s' is %s: only a running VM can be "
@@ -1618,7 +1586,8 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
   m->svc = svc;
   m->spec = proto_msg_copy (&vm->spec->base);
   m->params = proto_msg_copy (&params->base);
-  m->job = sched_job_new ("migrate", vm->name, SCHED_JOB_QUEUED, now_ms (svc));
+  m->job = sched_job_new (PROTO_JOB_KIND_MIGRATE, vm->name, PROTO_JOB_QUEUED,
+                          now_ms (svc));
   g_free (m->job->source_host);
   m->job->source_host = g_strdup (vm->host);
   g_free (m->job->dest_host);
@@ -1639,7 +1608,7 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
           = DROVER__V1__MIGRATION_PROGRESS__INIT;
       g_autofree char *text = NULL;
 
-      progress.phase = (char *)SCHED_MIG_PHASE_QUEUED;
+      progress.phase = (char *)PROTO_MIG_QUEUED;
       progress.memory_total = vm->spec->memory;
       progress.memory_remaining = vm->spec->memory;
       m->job->migration = proto_msg_copy (&progress.base);
@@ -1650,7 +1619,7 @@ handle_migrate_vm (ProtoServerCall *call, const ProtobufCMessage *request,
                               m->warning ? m->warning : "");
       g_message ("VM %s: migration to host %s queued (job %s)", vm->name, dest,
                  id);
-      job_set (svc, m->job, SCHED_JOB_QUEUED, 0.0, text, NULL);
+      job_set (svc, m->job, PROTO_JOB_QUEUED, 0.0, text, NULL);
     }
   else
     {
@@ -1702,11 +1671,11 @@ recover (SchedService *svc, GError **error)
       if (job_is_over (job))
         continue;
       g_free (job->state);
-      job->state = g_strdup (SCHED_JOB_FAILED);
+      job->state = g_strdup (PROTO_JOB_FAILED);
       g_free (job->error);
       /* A migration's source agent aborts when its MigrateOut call breaks;
        * if it had completed, the destination's reports move the VM. */
-      job->error = g_strdup (strcmp (job->kind, "migrate") == 0
+      job->error = g_strdup (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) == 0
                                  ? "the scheduler restarted during the "
                                    "migration; the VM is where its hosts "
                                    "report it"
@@ -1722,12 +1691,12 @@ recover (SchedService *svc, GError **error)
     {
       SchedVm *vm = vms->pdata[i];
 
-      if (strcmp (vm->state, SCHED_VM_CREATING) != 0)
+      if (strcmp (vm->state, PROTO_VM_CREATING) != 0)
         continue;
       g_message ("VM %s: create interrupted by a restart; missing until "
                  "host %s reports it",
                  vm->name, vm->host);
-      sched_vm_set_state (vm, SCHED_VM_MISSING);
+      sched_vm_set_state (vm, PROTO_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (svc->store, vm, error))
         return FALSE;
@@ -1845,7 +1814,7 @@ sched_service_stop (SchedService *svc)
 
     g_hash_table_iter_init (&miter, svc->migrations);
     while (g_hash_table_iter_next (&miter, NULL, (gpointer *)&m))
-      if (strcmp (m->job->state, SCHED_JOB_QUEUED) == 0)
+      if (strcmp (m->job->state, PROTO_JOB_QUEUED) == 0)
         g_ptr_array_add (queued, g_strdup (m->job->id));
     for (guint i = 0; i < queued->len; i++)
       {
