@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-/* --- cost model -------------------------------------------------------- */
+/* --- cost model ---------------------------------------------------------- */
 
 double
 sched_migration_dirty_rate (const SchedVm *vm,
@@ -161,7 +161,7 @@ sched_migration_learn_link (GPtrArray *jobs, double default_bw,
   *setup_s = setups[n / 2];
 }
 
-/* --- destination ------------------------------------------------------- */
+/* --- destination --------------------------------------------------------- */
 
 static const SchedHost *
 find_host (GPtrArray *hosts, const char *name)
@@ -235,7 +235,7 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
   return chosen;
 }
 
-/* --- progress ---------------------------------------------------------- */
+/* --- progress ------------------------------------------------------------ */
 
 double
 sched_migration_fraction (const Drover__V1__MigrationProgress *p)
@@ -296,7 +296,7 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
   return g_strdup_printf ("%s", phase[0] ? phase : "migrating");
 }
 
-/* --- limits and queue -------------------------------------------------- */
+/* --- limits and queue ---------------------------------------------------- */
 
 typedef struct
 {

@@ -152,8 +152,7 @@ reply_vm (ProtoServerCall *call, const SchedVm *vm)
   proto_server_call_reply (call, &reply.base);
 }
 
-/* --- jobs ------------------------------------------------------------------
- */
+/* --- jobs ---------------------------------------------------------------- */
 
 static gboolean
 job_is_over (const SchedJob *job)
@@ -217,8 +216,7 @@ job_set (SchedService *svc, SchedJob *job, const char *state, double progress,
   job_changed (svc, job);
 }
 
-/* --- agent clients ---------------------------------------------------------
- */
+/* --- agent clients ------------------------------------------------------- */
 
 static gboolean
 free_client_idle (gpointer client)
@@ -436,8 +434,7 @@ add_migration_reservations (SchedService *svc, GPtrArray *vms)
                                         PROTO_VM_CREATING, NULL, 0));
 }
 
-/* --- agent-facing handlers -------------------------------------------------
- */
+/* --- agent-facing handlers ----------------------------------------------- */
 
 static gboolean
 check_host_info (const Drover__V1__HostInfo *info, GError **error)
@@ -512,8 +509,7 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_reply (call, &reply.base);
 }
 
-/* --- queries -----------------------------------------------------------------
- */
+/* --- queries ------------------------------------------------------------- */
 
 static void
 handle_list_hosts (ProtoServerCall *call, const ProtobufCMessage *request,
@@ -698,8 +694,7 @@ handle_watch_job (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_set_cancel_func (call, watch_cancelled, svc);
 }
 
-/* --- CreateVm ----------------------------------------------------------------
- */
+/* --- CreateVm ------------------------------------------------------------ */
 
 static void
 create_done (const ProtobufCMessage *reply, const GError *error,
