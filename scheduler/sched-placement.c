@@ -116,8 +116,8 @@ compare_host_names (gconstpointer a, gconstpointer b)
   return strcmp (ha->name, hb->name);
 }
 
-static const SchedHost *
-find_host (GPtrArray *hosts, const char *name)
+const SchedHost *
+sched_host_find (GPtrArray *hosts, const char *name)
 {
   for (guint i = 0; i < hosts->len; i++)
     {
@@ -139,7 +139,7 @@ sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
 
   if (pin != NULL && pin[0] != '\0')
     {
-      const SchedHost *host = find_host (hosts, pin);
+      const SchedHost *host = sched_host_find (hosts, pin);
       g_autofree char *misfit = NULL;
       double score;
 

@@ -22,6 +22,9 @@ void sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
                        guint *vcpus_used, guint64 *memory_used,
                        guint64 *disk_reserved);
 
+/* The host named NAME in HOSTS (SchedHost), borrowed; NULL if none. */
+const SchedHost *sched_host_find (GPtrArray *hosts, const char *name);
+
 /* Picks the host for SPEC among HOSTS (SchedHost) given the VMS already
  * placed. PIN non-empty means only that host. Returns the host name, or
  * NULL with SCHED_ERROR_NOT_FOUND (unknown pin), _PRECONDITION (pinned
@@ -32,9 +35,9 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
 
 /* --- migration ----------------------------------------------------------- */
 
-/* Pure helpers of MigrateVm (sched-migration.c): destination choice, the
- * cost model's prediction, and the per-host limits with their FIFO queue.
- * The orchestration (agent calls, job updates) is in sched-service.c. */
+/* The migrator's pure helpers (sched-migration.c): destination choice, the
+ * cost model's prediction and progress wording. The orchestration (agent
+ * calls, job updates) is SchedMigrator (sched-migrator.h). */
 
 /* Without a measurement the model assumes the guest dirties this share of
  * its RAM per second, scaled by how busy its vCPUs were in the last report
@@ -48,17 +51,20 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
 double sched_migration_dirty_rate (const SchedVm *vm,
                                    const Drover__V1__MigrationProgress *last);
 
-/* Runs the pre-copy cost model for VM (RAM = its memory) at DIRTY_RATE
- * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
- * with PARAMS->max_downtime_ms (0 = PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS) as the
- * downtime limit, no compression. Fills OUT (initialised here; no pointers). */
 /* Link throughput (bytes/s) and fixed setup cost (s) learned from the
- * latest completed migrations in JOBS; defaults when there are none. */
+ * latest completed migrations in JOBS; DEFAULT_BW and
+ * SCHED_MIG_DEFAULT_SETUP_S when there are none. */
 #define SCHED_MIG_LEARN_SAMPLES 5
 #define SCHED_MIG_DEFAULT_SETUP_S 1.0
 void sched_migration_learn_link (GPtrArray *jobs, double default_bw,
                                  double *bandwidth, double *setup_s);
 
+/* Runs the pre-copy cost model for VM (RAM = its memory) at DIRTY_RATE
+ * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
+ * with PARAMS->max_downtime_ms (0 = PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS) as
+ * the downtime limit, no compression and SETUP_S of fixed cost. Fills OUT
+ * (initialised here; no pointers). SCHED_ERROR_INVALID if the model
+ * refuses the input. */
 gboolean sched_migration_predict (const SchedVm *vm,
                                   const Drover__V1__MigrationParams *params,
                                   double dirty_rate, double link_bandwidth,
@@ -84,6 +90,8 @@ double sched_migration_fraction (const Drover__V1__MigrationProgress *p);
 /* The job message for P (migration to DEST). Caller frees. */
 char *sched_migration_describe (const Drover__V1__MigrationProgress *p,
                                 const char *dest);
+
+/* --- migration queue ----------------------------------------------------- */
 
 /* Per-host limits on concurrent migrations: at most MAX_OUT leaving and
  * MAX_IN arriving at any one host. Others wait in arrival order; a
