@@ -1,6 +1,9 @@
-/* Internals of libdrover-scheduler shared with the unit tests. */
+/* Internals of libdrover-scheduler: what its files share with each other
+ * and with the unit tests. Rows and the store are in sched-store.h, the
+ * migrator in sched-migrator.h. */
 #pragma once
 
+#include "sched-migrator.h"
 #include "sched-store.h"
 
 G_BEGIN_DECLS
@@ -178,5 +181,161 @@ void sched_registry_migration_end (SchedRegistry *reg, const char *name,
 /* Remembers that VM NAME was just deleted so that a report generated
  * before the deletion does not adopt it again (for three intervals). */
 void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
+
+/* --- service -------------------------------------------------------------- */
+
+/* Deadlines of the scheduler's calls to agents. */
+#define SCHED_AGENT_CREATE_TIMEOUT_MS (180 * 1000)
+#define SCHED_AGENT_CALL_TIMEOUT_MS (60 * 1000)
+/* StopVm waits for a graceful shutdown; allow for the grace period. */
+#define SCHED_AGENT_STOP_EXTRA_MS (30 * 1000)
+
+typedef struct _SchedJobs SchedJobs;
+typedef struct _SchedAgents SchedAgents;
+
+/* The service and the objects it owns. Everything here runs in CTX (the
+ * thread-default main context at sched_service_new): handlers, agent call
+ * completions and timers. gRPC's own threads only queue events into CTX,
+ * so no field needs a lock. */
+struct _SchedService
+{
+  guint report_interval_ms; /* set at new; told to agents */
+  SchedPolicy policy;       /* set at new; placement */
+  ProtoTls *tls;            /* set at new; NULL = insecure */
+  GMainContext *ctx;        /* set at new */
+  SchedStore *store;        /* main context */
+  SchedRegistry *registry;  /* main context; its clock is the service's */
+  ProtoServer *server;      /* main context; from start */
+  SchedJobs *jobs;          /* main context; job board and watchers */
+  SchedAgents *agents;      /* main context; agent clients */
+  SchedMigrator *migrator;  /* main context; migrations */
+  GSource *liveness;        /* main context; from start to stop */
+  gboolean stopped;         /* main context; sched_service_stop ran */
+};
+
+/* Fails CALL with ERROR's message and its status (sched_error_to_status). */
+void sched_call_fail (ProtoServerCall *call, const GError *error);
+
+/* --- job board (sched-jobs.c) --------------------------------------------- */
+
+/* STORE and REGISTRY (whose clock stamps updates) are borrowed. */
+SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry);
+void sched_jobs_free (SchedJobs *jobs);
+
+/* Stamps JOB (updated_ms), stores it if STORE or if it is over, and sends
+ * it to its watchers; ends their streams once it is over. A store failure
+ * is logged: the job lives on in its owner. */
+void sched_jobs_update (SchedJobs *jobs, SchedJob *job, gboolean store);
+/* Sets JOB's state and progress, and its message and error unless NULL,
+ * then sched_jobs_update (stored). */
+void sched_jobs_set (SchedJobs *jobs, SchedJob *job, const char *state,
+                     double progress, const char *message, const char *error);
+/* Ends every open WatchJob stream (UNAVAILABLE). */
+void sched_jobs_stop (SchedJobs *jobs);
+
+/* A Job message borrowing JOB's memory. */
+void sched_job_msg (const SchedJob *job, Drover__V1__Job *msg);
+
+/* ListJobs and WatchJob; USER_DATA is the SchedJobs. */
+void sched_jobs_handle_list (ProtoServerCall *call,
+                             const ProtobufCMessage *request,
+                             gpointer user_data);
+void sched_jobs_handle_watch (ProtoServerCall *call,
+                              const ProtobufCMessage *request,
+                              gpointer user_data);
+
+/* --- agent clients (sched-agents.c) --------------------------------------- */
+
+/* STORE and TLS (NULL = insecure) are borrowed; CTX is where the clients
+ * deliver completions. */
+SchedAgents *sched_agents_new (SchedStore *store, const ProtoTls *tls,
+                               GMainContext *ctx);
+void sched_agents_free (SchedAgents *agents);
+
+/* The cached client for HOST, (re)created if its address changed. */
+ProtoClient *sched_agents_client (SchedAgents *agents, const SchedHost *host,
+                                  GError **error);
+/* Host NAME from the store, which must be up (SCHED_ERROR_UNAVAILABLE),
+ * and its client. *HOST_OUT (may be NULL) gets the host. */
+ProtoClient *sched_agents_client_up (SchedAgents *agents, const char *name,
+                                     SchedHost **host_out, GError **error);
+/* Forgets the cached client of host NAME. Freeing a client runs its
+ * pending callbacks; that happens from the main loop, not under our
+ * caller. */
+void sched_agents_drop (SchedAgents *agents, const char *name);
+/* Frees every client now: their calls in flight complete with CANCELLED
+ * inside this call. */
+void sched_agents_cancel_all (SchedAgents *agents);
+
+/* Finds VM NAME (validated) and its host for a command. A VM being
+ * created is _PRECONDITION. The host may be NULL (unknown to the store)
+ * only if ALLOW_NO_HOST, else _UNAVAILABLE. */
+gboolean sched_agents_lookup_vm (SchedAgents *agents, const char *name,
+                                 gboolean allow_no_host, SchedVm **vm_out,
+                                 SchedHost **host_out, GError **error);
+
+/* Fails CALL with an agent's ERROR, for the operator: "host 'h': ..."
+ * with its status. */
+void sched_agents_call_fail (ProtoServerCall *call, const char *host,
+                             const GError *error);
+
+/* An operator's command in flight to an agent: the user data of the agent
+ * call's completion, which finishes CALL. */
+typedef struct
+{
+  SchedService *svc;
+  ProtoServerCall *call;
+  char *vm;
+  char *host;
+  SchedJob *job; /* create and delete have one; owned */
+} SchedPending;
+
+/* Takes JOB (may be NULL); copies the strings. */
+SchedPending *sched_pending_new (SchedService *svc, ProtoServerCall *call,
+                                 const char *vm, const char *host,
+                                 SchedJob *job);
+void sched_pending_free (SchedPending *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedPending, sched_pending_free)
+
+/* Sends REQUEST (a message the agent's method takes as is) to the agent of
+ * VM NAME, which must be up; DONE gets a SchedPending for SVC and
+ * finishes CALL. Errors before the call fail CALL at once. */
+void sched_agents_forward (SchedAgents *agents, SchedService *svc,
+                           ProtoServerCall *call, const char *name,
+                           guint agent_method, const ProtobufCMessage *request,
+                           gint64 timeout_ms, ProtoReplyFunc done);
+
+/* --- VM handlers (sched-vm-handlers.c) ------------------------------------ */
+
+/* ListHosts, ListVms, GetVm, CreateVm, StartVm, StopVm, DestroyVm,
+ * ReadConsole, DeleteVm and MigrateVm; USER_DATA is the SchedService. */
+void sched_vm_handle_list_hosts (ProtoServerCall *call,
+                                 const ProtobufCMessage *request,
+                                 gpointer user_data);
+void sched_vm_handle_list_vms (ProtoServerCall *call,
+                               const ProtobufCMessage *request,
+                               gpointer user_data);
+void sched_vm_handle_get (ProtoServerCall *call,
+                          const ProtobufCMessage *request, gpointer user_data);
+void sched_vm_handle_create (ProtoServerCall *call,
+                             const ProtobufCMessage *request,
+                             gpointer user_data);
+void sched_vm_handle_start (ProtoServerCall *call,
+                            const ProtobufCMessage *request,
+                            gpointer user_data);
+void sched_vm_handle_stop (ProtoServerCall *call,
+                           const ProtobufCMessage *request, gpointer user_data);
+void sched_vm_handle_destroy (ProtoServerCall *call,
+                              const ProtobufCMessage *request,
+                              gpointer user_data);
+void sched_vm_handle_read_console (ProtoServerCall *call,
+                                   const ProtobufCMessage *request,
+                                   gpointer user_data);
+void sched_vm_handle_delete (ProtoServerCall *call,
+                             const ProtobufCMessage *request,
+                             gpointer user_data);
+void sched_vm_handle_migrate (ProtoServerCall *call,
+                              const ProtobufCMessage *request,
+                              gpointer user_data);
 
 G_END_DECLS

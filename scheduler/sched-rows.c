@@ -2,6 +2,8 @@
  * setters and destructors. Rows own their strings and messages. */
 #include "sched-store.h"
 
+#include <string.h>
+
 static char *
 dup_str (const char *s)
 {
@@ -132,4 +134,14 @@ sched_job_free (SchedJob *job)
   proto_msg_free (job->migration);
   proto_msg_free (job->prediction);
   g_free (job);
+}
+
+gboolean
+sched_host_check_up (const SchedHost *host, GError **error)
+{
+  if (strcmp (host->state, PROTO_HOST_UP) == 0)
+    return TRUE;
+  g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE, "host '%s' is down",
+               host->name);
+  return FALSE;
 }

@@ -65,6 +65,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedVm, sched_vm_free)
 void sched_vm_set_status (SchedVm *vm, const Drover__V1__VmStatus *status);
 void sched_vm_set_state (SchedVm *vm, const char *state);
 
+/* TRUE if HOST is up, else SCHED_ERROR_UNAVAILABLE "host '...' is down". */
+gboolean sched_host_check_up (const SchedHost *host, GError **error);
+
 /* A new job with a random id, created_ms = updated_ms = NOW_MS. */
 SchedJob *sched_job_new (const char *kind, const char *vm, const char *state,
                          gint64 now_ms);
