@@ -85,7 +85,8 @@ sched_jobs_update (SchedJobs *jobs, SchedJob *job, gboolean store)
 
   job->updated_ms = sched_registry_now (jobs->registry);
   if ((store || over) && !sched_store_put_job (jobs->store, job, &error))
-    g_warning ("job %s: %s", job->id, error->message);
+    drover_warning (job->vm, job->id, NULL, "job not stored: %s",
+                    error->message);
 
   calls = g_hash_table_lookup (jobs->watchers, job->id);
   if (calls != NULL)

@@ -159,10 +159,11 @@ static void
 sched_mig_cancel_incoming_done (const ProtobufCMessage *reply,
                                 const GError *error, gpointer user_data)
 {
-  g_autofree char *what = user_data;
+  g_auto (GStrv) ids = user_data; /* VM, job, host */
 
   if (error != NULL)
-    g_message ("%s: CancelIncoming failed: %s", what, error->message);
+    drover_message (ids[0], ids[1], ids[2], "CancelIncoming failed: %s",
+                    error->message);
 }
 
 /* Tells the destination to drop what it prepared; best effort (the agent
@@ -181,8 +182,8 @@ sched_mig_cancel_incoming (SchedMig *m)
   if (host == NULL
       || (client = sched_agents_client (svc->agents, host, &error)) == NULL)
     {
-      g_message ("job %s: cannot cancel the incoming VM on host %s: %s",
-                 m->job->id, m->job->dest_host, error->message);
+      drover_message (m->job->vm, m->job->id, m->job->dest_host,
+                      "cannot cancel the incoming VM: %s", error->message);
       return;
     }
   req.job_id = m->job->id;
@@ -190,7 +191,8 @@ sched_mig_cancel_incoming (SchedMig *m)
   proto_client_call (
       client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_CANCEL_INCOMING,
       &req.base, SCHED_AGENT_CALL_TIMEOUT_MS, sched_mig_cancel_incoming_done,
-      g_strdup_printf ("job %s, host %s", m->job->id, m->job->dest_host));
+      g_strdupv (
+          (char *[]){ m->job->vm, m->job->id, m->job->dest_host, NULL }));
 }
 
 /* The VM of a completed migration: the destination's reports will confirm
@@ -212,7 +214,7 @@ sched_mig_move_record (SchedMig *m)
   sched_vm_set_state (vm, PROTO_VM_RUNNING);
   vm->updated_ms = now_ms (m->migrator);
   if (!sched_store_put_vm (svc->store, vm, &error))
-    g_warning ("VM %s: %s", job->vm, error->message);
+    drover_warning (job->vm, job->id, NULL, "%s", error->message);
 }
 
 /* Ends M: job done (OK) or failed with ERROR_MSG, frees M and starts
@@ -240,15 +242,16 @@ sched_mig_finish (SchedMig *m, gboolean ok, const char *error_msg)
           g_free (message);
           message = with;
         }
-      g_message ("VM %s: migrated from host %s to host %s (job %s)", job->vm,
-                 job->source_host, job->dest_host, job->id);
+      drover_message (job->vm, job->id, NULL,
+                      "migrated from host %s to host %s", job->source_host,
+                      job->dest_host);
       sched_jobs_set (svc->jobs, job, PROTO_JOB_DONE, 1.0, message, NULL);
     }
   else
     {
       sched_registry_migration_end (svc->registry, job->vm, NULL);
-      g_message ("VM %s: migration to host %s failed (job %s): %s", job->vm,
-                 job->dest_host, job->id, error_msg);
+      drover_message (job->vm, job->id, NULL, "migration to host %s failed: %s",
+                      job->dest_host, error_msg);
       if (m->prepare_sent && !migrator->stopped)
         sched_mig_cancel_incoming (m);
       sched_jobs_set (svc->jobs, job, PROTO_JOB_FAILED, job->progress,
@@ -357,9 +360,9 @@ sched_mig_watchdog (gpointer user_data)
   if (m->stream != NULL && !m->silent
       && now_ms (m->migrator) - m->last_msg_ms > SCHED_MIG_SILENCE_TIMEOUT_MS)
     {
-      g_message ("job %s: host %s silent for %d s, cancelling the migration",
-                 m->job->id, m->job->source_host,
-                 SCHED_MIG_SILENCE_TIMEOUT_MS / 1000);
+      drover_message (m->job->vm, m->job->id, m->job->source_host,
+                      "source host silent for %d s, cancelling the migration",
+                      SCHED_MIG_SILENCE_TIMEOUT_MS / 1000);
       m->silent = TRUE;
       proto_client_stream_cancel (m->stream);
     }
@@ -489,8 +492,9 @@ sched_mig_start (SchedMig *m)
   req.source_host = source->name;
   req.source_address = source->address;
   m->prepare_sent = TRUE;
-  g_message ("VM %s: migrating from host %s to host %s (job %s)", vm->name,
-             source->name, m->job->dest_host, m->job->id);
+  drover_message (vm->name, m->job->id, NULL,
+                  "migrating from host %s to host %s", source->name,
+                  m->job->dest_host);
   proto_client_call (client, DROVER_AGENT_SERVICE,
                      DROVER_AGENT_METHOD_PREPARE_INCOMING, &req.base,
                      SCHED_MIG_PREPARE_TIMEOUT_MS, sched_mig_prepare_done, m);
@@ -636,8 +640,8 @@ sched_mig_enqueue (SchedMig *m)
                          sched_mig_queue_position (migrator->queue, m->job->id),
                          m->job->source_host, m->job->dest_host,
                          m->warning ? "; " : "", m->warning ? m->warning : "");
-  g_message ("VM %s: migration to host %s queued (job %s)", m->job->vm,
-             m->job->dest_host, m->job->id);
+  drover_message (m->job->vm, m->job->id, NULL, "migration to host %s queued",
+                  m->job->dest_host);
   sched_jobs_set (migrator->svc->jobs, m->job, PROTO_JOB_QUEUED, 0.0, text,
                   NULL);
 }
@@ -701,7 +705,7 @@ sched_migrator_submit (SchedMigrator *migrator, const char *vm_name,
   else
     {
       if (m->warning != NULL)
-        g_message ("VM %s: %s", vm->name, m->warning);
+        drover_message (vm->name, id, NULL, "%s", m->warning);
       sched_mig_start (m); /* may end it at once (m freed) */
     }
 

@@ -54,7 +54,8 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
     }
   if (!sched_registry_register (svc->registry, req->host, &error))
     {
-      g_warning ("RegisterHost %s: %s", req->host->name, error->message);
+      drover_warning (NULL, NULL, req->host->name, "RegisterHost: %s",
+                      error->message);
       sched_call_fail (call, error);
       return;
     }
@@ -84,7 +85,8 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   if (!sched_registry_report (svc->registry, req->host, req->vms, req->n_vms,
                               req->seq, &reregister, &error))
     {
-      g_warning ("ReportHost %s: %s", req->host->name, error->message);
+      drover_warning (NULL, NULL, req->host->name, "ReportHost: %s",
+                      error->message);
       sched_call_fail (call, error);
       return;
     }
@@ -145,9 +147,9 @@ recover (SchedService *svc, GError **error)
 
       if (strcmp (vm->state, PROTO_VM_CREATING) != 0)
         continue;
-      g_message ("VM %s: create interrupted by a restart; missing until "
-                 "host %s reports it",
-                 vm->name, vm->host);
+      drover_message (vm->name, NULL, vm->host,
+                      "create interrupted by a restart; missing until its "
+                      "host reports it");
       sched_vm_set_state (vm, PROTO_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (svc->store, vm, error))

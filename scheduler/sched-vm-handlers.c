@@ -178,13 +178,13 @@ create_done (const ProtobufCMessage *reply, const GError *error,
   if (error != NULL)
     {
       msg = g_strdup_printf ("host '%s': %s", p->host, error->message);
-      g_message ("creating VM %s on host %s failed: %s", p->vm, p->host,
-                 error->message);
+      drover_message (p->vm, p->job->id, p->host, "creating the VM failed: %s",
+                      error->message);
       /* Only our own reservation goes: a report may have moved the VM. */
       if (vm != NULL && strcmp (vm->host, p->host) == 0
           && strcmp (vm->state, PROTO_VM_CREATING) == 0
           && !sched_store_delete_vm (svc->store, p->vm, &local))
-        g_warning ("VM %s: %s", p->vm, local->message);
+        drover_warning (p->vm, p->job->id, NULL, "%s", local->message);
       sched_jobs_set (svc->jobs, p->job, PROTO_JOB_FAILED, p->job->progress,
                       NULL, msg);
       sched_agents_call_fail (p->call, p->host, error);
@@ -213,8 +213,8 @@ create_done (const ProtobufCMessage *reply, const GError *error,
     sched_vm_set_state (vm, "unknown");
   vm->updated_ms = now_ms (svc);
   if (!sched_store_put_vm (svc->store, vm, &local))
-    g_warning ("VM %s: %s", p->vm, local->message);
-  g_message ("VM %s created on host %s", p->vm, p->host);
+    drover_warning (p->vm, p->job->id, NULL, "%s", local->message);
+  drover_message (p->vm, p->job->id, p->host, "VM created");
   msg = g_strdup_printf ("created on host %s", p->host);
   sched_jobs_set (svc->jobs, p->job, PROTO_JOB_DONE, 1.0, msg, NULL);
   reply_vm (p->call, vm);
@@ -304,7 +304,7 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
   job = sched_job_new (PROTO_JOB_KIND_CREATE, vm->name, PROTO_JOB_RUNNING, now);
   msg = g_strdup_printf ("creating on host %s", chosen);
   sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
-  g_message ("VM %s: placed on host %s, job %s", vm->name, chosen, job->id);
+  drover_message (vm->name, job->id, chosen, "VM placed");
 
   agent_req.spec = req->spec;
   proto_client_call (client, DROVER_AGENT_SERVICE,
@@ -345,7 +345,7 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
         sched_vm_set_state (vm, agent->vm->state);
       vm->updated_ms = now_ms (svc);
       if (!sched_store_put_vm (svc->store, vm, &local))
-        g_warning ("VM %s: %s", p->vm, local->message);
+        drover_warning (p->vm, NULL, NULL, "%s", local->message);
     }
   reply_vm (p->call, vm);
 }
@@ -438,7 +438,7 @@ delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
       return;
     }
   sched_registry_forget_vm (svc->registry, name);
-  g_message ("VM %s deleted (%s)", name, how);
+  drover_message (name, job->id, NULL, "VM deleted (%s)", how);
   sched_jobs_set (svc->jobs, job, PROTO_JOB_DONE, 1.0, how, NULL);
   proto_server_call_reply (call, &empty.base);
 }
