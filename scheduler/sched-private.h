@@ -213,6 +213,11 @@ struct _SchedService
   gboolean stopped;         /* main context; sched_service_stop ran */
 };
 
+/* The type of every RPC handler of the service (a ProtoHandler), so that
+ * the files holding them can declare them in one line each. */
+typedef void SchedHandler (ProtoServerCall *call,
+                           const ProtobufCMessage *request, gpointer user_data);
+
 /* Fails CALL with ERROR's message and its status (sched_error_to_status). */
 void sched_call_fail (ProtoServerCall *call, const GError *error);
 
@@ -237,12 +242,8 @@ void sched_jobs_stop (SchedJobs *jobs);
 void sched_job_msg (const SchedJob *job, Drover__V1__Job *msg);
 
 /* ListJobs and WatchJob; USER_DATA is the SchedJobs. */
-void sched_jobs_handle_list (ProtoServerCall *call,
-                             const ProtobufCMessage *request,
-                             gpointer user_data);
-void sched_jobs_handle_watch (ProtoServerCall *call,
-                              const ProtobufCMessage *request,
-                              gpointer user_data);
+SchedHandler sched_jobs_handle_list;
+SchedHandler sched_jobs_handle_watch;
 
 /* --- agent clients (sched-agents.c) --------------------------------------- */
 
@@ -309,33 +310,15 @@ void sched_agents_forward (SchedAgents *agents, SchedService *svc,
 
 /* ListHosts, ListVms, GetVm, CreateVm, StartVm, StopVm, DestroyVm,
  * ReadConsole, DeleteVm and MigrateVm; USER_DATA is the SchedService. */
-void sched_vm_handle_list_hosts (ProtoServerCall *call,
-                                 const ProtobufCMessage *request,
-                                 gpointer user_data);
-void sched_vm_handle_list_vms (ProtoServerCall *call,
-                               const ProtobufCMessage *request,
-                               gpointer user_data);
-void sched_vm_handle_get (ProtoServerCall *call,
-                          const ProtobufCMessage *request, gpointer user_data);
-void sched_vm_handle_create (ProtoServerCall *call,
-                             const ProtobufCMessage *request,
-                             gpointer user_data);
-void sched_vm_handle_start (ProtoServerCall *call,
-                            const ProtobufCMessage *request,
-                            gpointer user_data);
-void sched_vm_handle_stop (ProtoServerCall *call,
-                           const ProtobufCMessage *request, gpointer user_data);
-void sched_vm_handle_destroy (ProtoServerCall *call,
-                              const ProtobufCMessage *request,
-                              gpointer user_data);
-void sched_vm_handle_read_console (ProtoServerCall *call,
-                                   const ProtobufCMessage *request,
-                                   gpointer user_data);
-void sched_vm_handle_delete (ProtoServerCall *call,
-                             const ProtobufCMessage *request,
-                             gpointer user_data);
-void sched_vm_handle_migrate (ProtoServerCall *call,
-                              const ProtobufCMessage *request,
-                              gpointer user_data);
+SchedHandler sched_vm_handle_list_hosts;
+SchedHandler sched_vm_handle_list_vms;
+SchedHandler sched_vm_handle_get;
+SchedHandler sched_vm_handle_create;
+SchedHandler sched_vm_handle_start;
+SchedHandler sched_vm_handle_stop;
+SchedHandler sched_vm_handle_destroy;
+SchedHandler sched_vm_handle_read_console;
+SchedHandler sched_vm_handle_delete;
+SchedHandler sched_vm_handle_migrate;
 
 G_END_DECLS

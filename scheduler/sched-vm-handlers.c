@@ -350,47 +350,48 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
   reply_vm (p->call, vm);
 }
 
+/* Forwards a lifecycle command for VM NAME to its agent, unless the VM is
+ * migrating. */
+static void
+lifecycle (SchedService *svc, ProtoServerCall *call, const char *name,
+           guint agent_method, const ProtobufCMessage *request,
+           gint64 timeout_ms)
+{
+  if (refuse_if_migrating (svc, call, name))
+    return;
+  sched_agents_forward (svc->agents, svc, call, name, agent_method, request,
+                        timeout_ms, lifecycle_done);
+}
+
 void
 sched_vm_handle_start (ProtoServerCall *call, const ProtobufCMessage *request,
                        gpointer user_data)
 {
-  SchedService *svc = user_data;
   const Drover__V1__VmRequest *req = (const void *)request;
 
-  if (refuse_if_migrating (svc, call, req->name))
-    return;
-  sched_agents_forward (svc->agents, svc, call, req->name,
-                        DROVER_AGENT_METHOD_START_VM, request,
-                        SCHED_AGENT_CALL_TIMEOUT_MS, lifecycle_done);
+  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_START_VM, request,
+             SCHED_AGENT_CALL_TIMEOUT_MS);
 }
 
 void
 sched_vm_handle_stop (ProtoServerCall *call, const ProtobufCMessage *request,
                       gpointer user_data)
 {
-  SchedService *svc = user_data;
   const Drover__V1__StopVmRequest *req = (const void *)request;
 
-  if (refuse_if_migrating (svc, call, req->name))
-    return;
-  sched_agents_forward (
-      svc->agents, svc, call, req->name, DROVER_AGENT_METHOD_STOP_VM, request,
-      SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS + req->timeout_ms,
-      lifecycle_done);
+  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_STOP_VM, request,
+             SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS
+                 + req->timeout_ms);
 }
 
 void
 sched_vm_handle_destroy (ProtoServerCall *call, const ProtobufCMessage *request,
                          gpointer user_data)
 {
-  SchedService *svc = user_data;
   const Drover__V1__VmRequest *req = (const void *)request;
 
-  if (refuse_if_migrating (svc, call, req->name))
-    return;
-  sched_agents_forward (svc->agents, svc, call, req->name,
-                        DROVER_AGENT_METHOD_DESTROY_VM, request,
-                        SCHED_AGENT_CALL_TIMEOUT_MS, lifecycle_done);
+  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_DESTROY_VM,
+             request, SCHED_AGENT_CALL_TIMEOUT_MS);
 }
 
 static void
