@@ -153,7 +153,7 @@ sched_agents_call_fail (ProtoServerCall *call, const char *host,
                           host, error->message);
 }
 
-/* --- commands in flight --------------------------------------------------- */
+/* --- commands in flight ------------------------------------------------ */
 
 SchedPending *
 sched_pending_new (SchedService *svc, ProtoServerCall *call, const char *vm,

@@ -135,7 +135,7 @@ sched_jobs_stop (SchedJobs *jobs)
   g_hash_table_remove_all (jobs->watchers);
 }
 
-/* --- ListJobs and WatchJob ------------------------------------------------ */
+/* --- ListJobs and WatchJob --------------------------------------------- */
 
 void
 sched_jobs_handle_list (ProtoServerCall *call, const ProtobufCMessage *request,

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-/* --- cost model ---------------------------------------------------------- */
+/* --- cost model -------------------------------------------------------- */
 
 double
 sched_migration_dirty_rate (const SchedVm *vm,
@@ -161,7 +161,7 @@ sched_migration_learn_link (GPtrArray *jobs, double default_bw,
   *setup_s = setups[n / 2];
 }
 
-/* --- destination --------------------------------------------------------- */
+/* --- destination ------------------------------------------------------- */
 
 char *
 sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
@@ -222,7 +222,7 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
   return chosen;
 }
 
-/* --- progress ------------------------------------------------------------ */
+/* --- progress ---------------------------------------------------------- */
 
 double
 sched_migration_fraction (const Drover__V1__MigrationProgress *p)

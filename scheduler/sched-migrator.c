@@ -151,7 +151,7 @@ sched_migrator_add_reservations (SchedMigrator *migrator, GPtrArray *vms)
                                         PROTO_VM_CREATING, NULL, 0));
 }
 
-/* --- one migration -------------------------------------------------------- */
+/* --- one migration ----------------------------------------------------- */
 
 static void sched_mig_start (SchedMig *m);
 
@@ -500,7 +500,7 @@ sched_mig_start (SchedMig *m)
                      SCHED_MIG_PREPARE_TIMEOUT_MS, sched_mig_prepare_done, m);
 }
 
-/* --- submit --------------------------------------------------------------- */
+/* --- submit ------------------------------------------------------------ */
 
 static gboolean
 sched_mig_check_params (const Drover__V1__MigrationParams *params,

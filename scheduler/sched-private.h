@@ -8,7 +8,7 @@
 
 G_BEGIN_DECLS
 
-/* --- placement ----------------------------------------------------------- */
+/* --- placement --------------------------------------------------------- */
 
 /* Pure functions over the host and VM tables. */
 
@@ -36,7 +36,7 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
                    const Drover__V1__VmSpec *spec, const char *pin,
                    GError **error);
 
-/* --- migration ----------------------------------------------------------- */
+/* --- migration --------------------------------------------------------- */
 
 /* The migrator's pure helpers (sched-migration.c): destination choice, the
  * cost model's prediction and progress wording. The orchestration (agent
@@ -94,7 +94,7 @@ double sched_migration_fraction (const Drover__V1__MigrationProgress *p);
 char *sched_migration_describe (const Drover__V1__MigrationProgress *p,
                                 const char *dest);
 
-/* --- migration queue ----------------------------------------------------- */
+/* --- migration queue --------------------------------------------------- */
 
 /* Per-host limits on concurrent migrations: at most MAX_OUT leaving and
  * MAX_IN arriving at any one host. Others wait in arrival order; a
@@ -120,7 +120,7 @@ guint sched_mig_queue_position (SchedMigQueue *queue, const char *id);
 guint sched_mig_queue_running_out (SchedMigQueue *queue, const char *host);
 guint sched_mig_queue_running_in (SchedMigQueue *queue, const char *host);
 
-/* --- registry ------------------------------------------------------------ */
+/* --- registry ---------------------------------------------------------- */
 
 /* Host registration, heartbeats, liveness and VM inventory reconciliation
  * on top of a store. The clock is injectable so tests need not sleep. */
@@ -182,7 +182,7 @@ void sched_registry_migration_end (SchedRegistry *reg, const char *name,
  * before the deletion does not adopt it again (for three intervals). */
 void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
 
-/* --- service -------------------------------------------------------------- */
+/* --- service ----------------------------------------------------------- */
 
 /* Deadlines of the scheduler's calls to agents. */
 #define SCHED_AGENT_CREATE_TIMEOUT_MS (180 * 1000)
@@ -221,7 +221,7 @@ typedef void SchedHandler (ProtoServerCall *call,
 /* Fails CALL with ERROR's message and its status (sched_error_to_status). */
 void sched_call_fail (ProtoServerCall *call, const GError *error);
 
-/* --- job board (sched-jobs.c) --------------------------------------------- */
+/* --- job board (sched-jobs.c) ------------------------------------------ */
 
 /* STORE and REGISTRY (whose clock stamps updates) are borrowed. */
 SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry);
@@ -245,7 +245,7 @@ void sched_job_msg (const SchedJob *job, Drover__V1__Job *msg);
 SchedHandler sched_jobs_handle_list;
 SchedHandler sched_jobs_handle_watch;
 
-/* --- agent clients (sched-agents.c) --------------------------------------- */
+/* --- agent clients (sched-agents.c) ------------------------------------ */
 
 /* STORE and TLS (NULL = insecure) are borrowed; CTX is where the clients
  * deliver completions. */
@@ -306,7 +306,7 @@ void sched_agents_forward (SchedAgents *agents, SchedService *svc,
                            guint agent_method, const ProtobufCMessage *request,
                            gint64 timeout_ms, ProtoReplyFunc done);
 
-/* --- VM handlers (sched-vm-handlers.c) ------------------------------------ */
+/* --- VM handlers (sched-vm-handlers.c) --------------------------------- */
 
 /* ListHosts, ListVms, GetVm, CreateVm, StartVm, StopVm, DestroyVm,
  * ReadConsole, DeleteVm and MigrateVm; USER_DATA is the SchedService. */

@@ -17,7 +17,7 @@
 
 #include <string.h>
 
-/* --- agent-facing handlers ------------------------------------------------ */
+/* --- agent-facing handlers --------------------------------------------- */
 
 static gboolean
 check_host_info (const Drover__V1__HostInfo *info, GError **error)
@@ -94,7 +94,7 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_reply (call, &reply.base);
 }
 
-/* --- setup ---------------------------------------------------------------- */
+/* --- setup ------------------------------------------------------------- */
 
 static gboolean
 liveness_tick (gpointer user_data)

@@ -8,7 +8,7 @@
 
 G_BEGIN_DECLS
 
-/* --- rows ---------------------------------------------------------------- */
+/* --- rows -------------------------------------------------------------- */
 
 /* What the store holds. Message members are unpacked protobuf-c messages
  * owned by the row (freed with proto_msg_free). */
@@ -75,7 +75,7 @@ void sched_job_free (SchedJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedJob, sched_job_free)
 SchedJob *sched_job_copy (const SchedJob *job);
 
-/* --- store --------------------------------------------------------------- */
+/* --- store ------------------------------------------------------------- */
 
 /* A backend is an ops table plus an open function, in a file of its own
  * (sched-store-sqlite.c); callers use the sched_store_* calls below, which

@@ -66,7 +66,7 @@ refuse_if_migrating (SchedService *svc, ProtoServerCall *call, const char *name)
   return TRUE;
 }
 
-/* --- queries -------------------------------------------------------------- */
+/* --- queries ----------------------------------------------------------- */
 
 void
 sched_vm_handle_list_hosts (ProtoServerCall *call,
@@ -162,7 +162,7 @@ sched_vm_handle_get (ProtoServerCall *call, const ProtobufCMessage *request,
   reply_vm (call, vm);
 }
 
-/* --- CreateVm ------------------------------------------------------------- */
+/* --- CreateVm ---------------------------------------------------------- */
 
 static void
 create_done (const ProtobufCMessage *reply, const GError *error,
@@ -313,7 +313,7 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
                      sched_pending_new (svc, call, vm->name, chosen, job));
 }
 
-/* --- StartVm, StopVm, DestroyVm, ReadConsole ------------------------------ */
+/* --- StartVm, StopVm, DestroyVm, ReadConsole --------------------------- */
 
 static void
 lifecycle_done (const ProtobufCMessage *reply, const GError *error,
@@ -421,7 +421,7 @@ sched_vm_handle_read_console (ProtoServerCall *call,
                         SCHED_AGENT_CALL_TIMEOUT_MS, console_done);
 }
 
-/* --- DeleteVm ------------------------------------------------------------- */
+/* --- DeleteVm ---------------------------------------------------------- */
 
 /* Removes VM NAME's record and ends JOB and CALL successfully. */
 static void
@@ -520,7 +520,7 @@ sched_vm_handle_delete (ProtoServerCall *call, const ProtobufCMessage *request,
                          g_steal_pointer (&job)));
 }
 
-/* --- MigrateVm ------------------------------------------------------------ */
+/* --- MigrateVm --------------------------------------------------------- */
 
 /* Answers at once with the job (see sched_migrator_submit); the migration
  * goes on from agent call completions. */

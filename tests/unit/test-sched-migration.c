@@ -16,7 +16,7 @@ static const SchedPolicy policy = {
   .memory_reserve = 256 * MiB,
 };
 
-/* --- queue ---------------------------------------------------------------- */
+/* --- queue ------------------------------------------------------------- */
 
 static void
 assert_ids (GPtrArray *ids, const char *const *expected)
@@ -95,7 +95,7 @@ test_queue_fifo (void)
   assert_ids (started, (const char *const[]){ "j3", "j4", NULL });
 }
 
-/* --- destination ---------------------------------------------------------- */
+/* --- destination ------------------------------------------------------- */
 
 static void
 add_host (GPtrArray *hosts, const char *name, const char *state, guint cpus,
@@ -216,7 +216,7 @@ test_dest_nowhere (void)
   g_assert_nonnull (strstr (error->message, "b: down"));
 }
 
-/* --- cost model ---------------------------------------------------------- */
+/* --- cost model -------------------------------------------------------- */
 
 static void
 test_dirty_rate (void)
@@ -337,7 +337,7 @@ test_progress (void)
   g_assert_false (proto_mig_phase_is_final ("precopy"));
 }
 
-/* --- registry guard ------------------------------------------------------ */
+/* --- registry guard ---------------------------------------------------- */
 
 typedef struct
 {
@@ -535,7 +535,7 @@ test_learn_link (void)
   g_assert_cmpfloat (bw, ==, GiB);
 }
 
-/* --- store and recovery -------------------------------------------------- */
+/* --- store and recovery ------------------------------------------------ */
 
 static SchedJob *
 make_migration_job (const char *state)

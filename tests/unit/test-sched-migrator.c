@@ -16,7 +16,7 @@
 
 #define CHANNEL_ADDRESS "127.0.0.1:9"
 
-/* --- fake agent ----------------------------------------------------------- */
+/* --- fake agent -------------------------------------------------------- */
 
 typedef struct
 {
@@ -122,7 +122,7 @@ fake_agent_free (FakeAgent *fake)
   g_free (fake);
 }
 
-/* --- fixture -------------------------------------------------------------- */
+/* --- fixture ----------------------------------------------------------- */
 
 typedef struct
 {
@@ -237,7 +237,7 @@ assert_events (Fixture *f, const char *const *expected)
     g_assert_cmpstr (f->fake->events->pdata[i], ==, expected[i]);
 }
 
-/* --- tests ---------------------------------------------------------------- */
+/* --- tests ------------------------------------------------------------- */
 
 /* What submit refuses, it refuses before any job or agent call. */
 static void
