@@ -237,6 +237,38 @@ assert_events (Fixture *f, const char *const *expected)
     g_assert_cmpstr (f->fake->events->pdata[i], ==, expected[i]);
 }
 
+/* Submits VM to TO with PARAMS and checks the refusal: DOMAIN and CODE,
+ * WORDS in the message (unless NULL), no job. */
+static void
+assert_refused (Fixture *f, const char *vm, const char *to,
+                const Drover__V1__MigrationParams *params, GQuark domain,
+                int code, const char *words)
+{
+  g_autoptr (GError) error = NULL;
+  SchedJob *job = NULL;
+
+  g_assert_false (
+      sched_migrator_submit (f->svc->migrator, vm, to, params, &job, &error));
+  g_assert_error (error, domain, code);
+  if (words != NULL)
+    g_assert_nonnull (strstr (error->message, words));
+  g_assert_null (job);
+}
+
+/* Submits VM to TO (NULL: anywhere); it must be accepted. The job. */
+static SchedJob *
+submit_ok (Fixture *f, const char *vm, const char *to)
+{
+  g_autoptr (GError) error = NULL;
+  SchedJob *job = NULL;
+
+  g_assert_true (
+      sched_migrator_submit (f->svc->migrator, vm, to, NULL, &job, &error));
+  g_assert_no_error (error);
+  g_assert_nonnull (job);
+  return job;
+}
+
 /* --- tests ------------------------------------------------------------- */
 
 /* What submit refuses, it refuses before any job or agent call. */
@@ -246,41 +278,21 @@ test_refuses (Fixture *f, gconstpointer data)
   Drover__V1__MigrationParams params = DROVER__V1__MIGRATION_PARAMS__INIT;
   g_autoptr (GPtrArray) jobs = NULL;
   g_autoptr (GError) error = NULL;
-  SchedJob *job = NULL;
 
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "nope", NULL, NULL,
-                                         &job, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
-  g_clear_error (&error);
-
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "off", NULL, NULL,
-                                         &job, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION);
-  g_assert_nonnull (strstr (error->message, "only a running VM"));
-  g_clear_error (&error);
-
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "Bad/", NULL, NULL,
-                                         &job, &error));
-  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
-  g_clear_error (&error);
-
-  g_assert_false (
-      sched_migrator_submit (f->svc->migrator, "web", "a", NULL, &job, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
-  g_clear_error (&error);
-
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "web", "zz", NULL,
-                                         &job, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
-  g_clear_error (&error);
-
+  assert_refused (f, "nope", NULL, NULL, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                  "nope");
+  assert_refused (f, "off", NULL, NULL, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                  "only a running VM");
+  assert_refused (f, "Bad/", NULL, NULL, PROTO_ERROR,
+                  PROTO_STATUS_INVALID_ARGUMENT, NULL);
+  assert_refused (f, "web", "a", NULL, SCHED_ERROR, SCHED_ERROR_INVALID,
+                  "already on host 'a'");
+  assert_refused (f, "web", "zz", NULL, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                  "zz");
   params.compress = (char *)"zstd";
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "web", NULL, &params,
-                                         &job, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
-  g_clear_error (&error);
+  assert_refused (f, "web", NULL, &params, SCHED_ERROR, SCHED_ERROR_INVALID,
+                  "compress");
 
-  g_assert_null (job);
   jobs = sched_store_list_jobs (f->svc->store, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (jobs->len, ==, 0);
@@ -297,14 +309,10 @@ static void
 test_runs (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) job = NULL;
-  g_autoptr (SchedJob) again = NULL;
+  g_autoptr (SchedJob) job = submit_ok (f, "web", NULL);
   g_autoptr (SchedJob) over = NULL;
   g_autoptr (SchedVm) vm = NULL;
 
-  g_assert_true (sched_migrator_submit (f->svc->migrator, "web", NULL, NULL,
-                                        &job, &error));
-  g_assert_no_error (error);
   g_assert_cmpstr (job->kind, ==, PROTO_JOB_KIND_MIGRATE);
   g_assert_cmpstr (job->vm, ==, "web");
   g_assert_cmpstr (job->state, ==, PROTO_JOB_RUNNING);
@@ -317,12 +325,8 @@ test_runs (Fixture *f, gconstpointer data)
                    job->id);
 
   /* One migration per VM at a time. */
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "web", NULL, NULL,
-                                         &again, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION);
-  g_assert_nonnull (strstr (error->message, "already migrating"));
-  g_assert_null (again);
-  g_clear_error (&error);
+  assert_refused (f, "web", NULL, NULL, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                  "already migrating");
 
   over = wait_job_over (f, job->id);
   g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
@@ -344,19 +348,13 @@ static void
 test_queues (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) first = NULL;
-  g_autoptr (SchedJob) second = NULL;
+  g_autoptr (SchedJob) first = submit_ok (f, "web", "b");
+  g_autoptr (SchedJob) second = submit_ok (f, "db", "b");
   g_autoptr (SchedJob) first_over = NULL;
   g_autoptr (SchedJob) second_over = NULL;
   g_autoptr (SchedVm) vm = NULL;
 
-  g_assert_true (sched_migrator_submit (f->svc->migrator, "web", "b", NULL,
-                                        &first, &error));
-  g_assert_no_error (error);
   g_assert_cmpstr (first->state, ==, PROTO_JOB_RUNNING);
-  g_assert_true (sched_migrator_submit (f->svc->migrator, "db", "b", NULL,
-                                        &second, &error));
-  g_assert_no_error (error);
   g_assert_cmpstr (second->state, ==, PROTO_JOB_QUEUED);
   g_assert_cmpstr (second->migration->phase, ==, PROTO_MIG_QUEUED);
   g_assert_nonnull (strstr (second->message, "queued (position 1)"));
@@ -379,17 +377,11 @@ static void
 test_stop (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) running = NULL;
-  g_autoptr (SchedJob) queued = NULL;
-  g_autoptr (SchedJob) late = NULL;
+  g_autoptr (SchedJob) running = submit_ok (f, "web", NULL);
+  g_autoptr (SchedJob) queued = submit_ok (f, "db", NULL);
   g_autoptr (SchedJob) running_over = NULL;
   g_autoptr (SchedJob) queued_over = NULL;
 
-  g_assert_true (sched_migrator_submit (f->svc->migrator, "web", NULL, NULL,
-                                        &running, &error));
-  g_assert_true (sched_migrator_submit (f->svc->migrator, "db", NULL, NULL,
-                                        &queued, &error));
-  g_assert_no_error (error);
   g_assert_cmpstr (queued->state, ==, PROTO_JOB_QUEUED);
 
   /* The agent calls in flight complete (cancelled) inside stop. */
@@ -406,9 +398,8 @@ test_stop (Fixture *f, gconstpointer data)
   g_assert_null (sched_migrator_find (f->svc->migrator, "web"));
   g_assert_null (sched_migrator_find (f->svc->migrator, "db"));
 
-  g_assert_false (sched_migrator_submit (f->svc->migrator, "web", NULL, NULL,
-                                         &late, &error));
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE);
+  assert_refused (f, "web", NULL, NULL, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE,
+                  "shutting down");
 }
 
 int
