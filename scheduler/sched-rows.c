@@ -1,5 +1,6 @@
 /* The store's rows: SchedHost, SchedVm and SchedJob constructors, copies,
- * setters and destructors. Rows own their strings and messages. */
+ * setters and destructors, and the check that a host is up. Rows own
+ * their strings and messages. */
 #include "sched-store.h"
 
 #include <string.h>

@@ -26,8 +26,10 @@ typedef struct
 {
   char *name;
   char *host;
-  Drover__V1__VmSpec *spec;     /* never NULL */
-  char *state;                  /* PROTO_VM_*: libvirt's, creating, missing */
+  Drover__V1__VmSpec *spec; /* never NULL */
+  /* PROTO_VM_*: the state its agent reports ("unknown" if none), or
+   * PROTO_VM_CREATING / PROTO_VM_MISSING, which the scheduler sets */
+  char *state;
   Drover__V1__VmStatus *status; /* last report; NULL before the first */
   gint64 updated_ms;
 } SchedVm;
@@ -43,7 +45,7 @@ typedef struct
   char *error;
   gint64 created_ms;
   gint64 updated_ms;
-  /* kind "migrate" ("" / NULL otherwise) */
+  /* kind PROTO_JOB_KIND_MIGRATE ("" / NULL otherwise) */
   char *source_host;
   char *dest_host;
   Drover__V1__MigrationProgress *migration;    /* last progress; may be NULL */
