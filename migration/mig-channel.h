@@ -31,19 +31,6 @@
 
 G_BEGIN_DECLS
 
-/* Error codes of MigChannel in the module's MIG_ERROR domain. They start at
- * 100 so they never collide with MigError. */
-typedef enum
-{
-  MIG_ERROR_CHANNEL_PROTOCOL = 100, /* malformed or corrupt frame */
-  MIG_ERROR_CHANNEL_AUTH,           /* HELLO refused: bad/reused token */
-  MIG_ERROR_CHANNEL_CLOSED,         /* peer went away before END */
-  MIG_ERROR_CHANNEL_PEER,           /* the peer reported an error */
-  MIG_ERROR_CHANNEL_ABORTED,        /* mig_channel_close() before the end */
-  MIG_ERROR_CHANNEL_LOCAL,          /* local fd failed */
-  MIG_ERROR_CHANNEL_FAULT,          /* injected by the fault transport */
-} MigChannelError;
-
 #define MIG_FRAME_HEADER_SIZE 32
 #define MIG_FRAME_MAX (1024 * 1024) /* payload and wire length cap */
 #define MIG_HELLO_MAX 4096          /* cap before authentication */

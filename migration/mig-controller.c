@@ -18,8 +18,6 @@
 
 #include <math.h>
 
-G_DEFINE_QUARK (drover - mig - error - quark, mig_error)
-
 /* A round converges "soon" if the projection reaches the limit within
  * this many further rounds. */
 #define PROJECT_ROUNDS 3

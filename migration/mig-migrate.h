@@ -29,17 +29,6 @@
 
 G_BEGIN_DECLS
 
-/* Error codes of the migration orchestration in MIG_ERROR. They start at
- * 200 (MigError below 100, MigChannelError from 100). */
-typedef enum
-{
-  MIG_ERROR_FAILED = 200, /* libvirt or QEMU failed the migration */
-  MIG_ERROR_ABORTED,      /* the controller or the caller aborted it */
-  MIG_ERROR_UNSUPPORTED,  /* e.g. a VM with a local disk */
-  MIG_ERROR_AUTH,         /* unknown, expired or reused token */
-  MIG_ERROR_LOCAL,        /* a local socket could not be made */
-} MigMigrateError;
-
 /* Where libvirt lets QEMU create/connect its migration socket, and where
  * libvirtd listens, inside each host's namespace. */
 #define MIG_QEMU_SOCK_DIR "/var/lib/libvirt/qemu"
