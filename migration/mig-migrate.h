@@ -39,7 +39,6 @@ G_BEGIN_DECLS
  * migration copies. */
 #define MIG_DISK_TARGET "vda"
 
-#define MIG_DEFAULT_MAX_DOWNTIME_MS 500
 #define MIG_INITIAL_DOWNTIME_MS 50
 #define MIG_DEFAULT_DOWNTIME_STEPS 5
 #define MIG_DEFAULT_STALL_ROUNDS 3
@@ -70,7 +69,8 @@ guint mig_sweep_sockets (void);
 typedef struct
 {
   guint32 initial_downtime_ms; /* first limit set (50) */
-  guint32 max_downtime_ms;     /* raised in steps up to this (500) */
+  guint32 max_downtime_ms;     /* raised in steps up to this
+                                  (PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS) */
   guint32 downtime_steps;      /* number of raises (5), one per round
                                 * with poor progress */
   guint32 stall_rounds;        /* rounds without progress -> force (3) */
@@ -207,8 +207,8 @@ typedef struct
 
 typedef struct
 {
-  const char
-      *phase; /* preparing, precopy, switchover, completed, aborted, failed */
+  const char *phase; /* PROTO_MIG_PREPARING, _PRECOPY, _SWITCHOVER, then
+                        one of the final _COMPLETED, _ABORTED, _FAILED */
   guint64 memory_total, memory_processed, memory_remaining;
   guint64 disk_total, disk_processed; /* storage copy, 0 without a disk */
   guint32 iteration;
@@ -217,7 +217,7 @@ typedef struct
   gboolean forced_switchover;
   guint64 wire_bytes, payload_bytes;
   double compression_ratio;
-  const char *compress_mode; /* "lz4" or "off" */
+  const char *compress_mode; /* PROTO_COMPRESS_LZ4 or PROTO_COMPRESS_OFF */
   const GArray *rounds;      /* MigCtlRound */
   /* final */
   double total_s;

@@ -26,6 +26,7 @@
  * channel list and the first channel error.
  */
 #include "mig-migrate.h"
+#include "proto-names.h"
 
 #include <errno.h>
 #include <gio/gunixsocketaddress.h>
@@ -447,7 +448,7 @@ emit (MigProgressFunc progress, gpointer user_data, MigProgress *p, Src *src,
   if (!progress)
     return;
   channel_totals (src, &p->wire_bytes, &p->payload_bytes, &lz4);
-  p->compress_mode = lz4 ? "lz4" : "off";
+  p->compress_mode = lz4 ? PROTO_COMPRESS_LZ4 : PROTO_COMPRESS_OFF;
   p->compression_ratio
       = p->wire_bytes ? (double)p->payload_bytes / (double)p->wire_bytes : 1.0;
   if (js)
@@ -513,7 +514,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
   gboolean channels_cut = FALSE;
   gint64 abort_sent_us = 0;
   const char *abort_reason = NULL;
-  const char *phase = "preparing";
+  const char *phase = PROTO_MIG_PREPARING;
   gboolean ok;
   GError *local = NULL;
   MigProgress p = { 0 };
@@ -697,7 +698,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
           last = js;
           have_last = TRUE;
           if (!paused)
-            phase = "precopy";
+            phase = PROTO_MIG_PRECOPY;
         }
       js.sample.elapsed_ms = (g_get_monotonic_time () - t0) / 1000;
       g_mutex_lock (&ev->lock);
@@ -717,7 +718,7 @@ mig_src_run (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
           if (virDomainSuspend (dom) == 0)
             {
               paused = TRUE;
-              phase = "switchover";
+              phase = PROTO_MIG_SWITCHOVER;
             }
           break;
         case MIG_CTL_ABORT:
@@ -822,10 +823,10 @@ out:
   ok = local == NULL;
   if (ctl)
     {
-      p.phase = ok ? "completed"
+      p.phase = ok ? PROTO_MIG_COMPLETED
                    : (g_error_matches (local, MIG_ERROR, MIG_ERROR_ABORTED)
-                          ? "aborted"
-                          : "failed");
+                          ? PROTO_MIG_ABORTED
+                          : PROTO_MIG_FAILED);
       p.final = TRUE;
       p.error = local ? local->message : NULL;
       p.total_s = (g_get_monotonic_time () - t0) / 1e6;
