@@ -38,34 +38,6 @@
 #define AUTO_BACKOFF_MIN 8   /* windows off after lz4 did not pay, ... */
 #define AUTO_BACKOFF_MAX 128 /* ... doubling per failed try up to this */
 
-struct _MigChannel
-{
-  MigTransport *transport;
-  MigChannelKind kind;
-  GCancellable *cancel;
-  int cancel_fd; /* pollable fd of CANCEL, for the local fd waits */
-
-  GMutex write_lock; /* serialises frame writes; guards out_seq, end_sent */
-  guint64 out_seq;   /* next sequence number we send */
-  gboolean end_sent; /* our END is out: an ACK may come */
-  guint64 in_seq;    /* next we expect; handshake, then in pump only */
-
-  /* Set by mig_channel_start(), read-only afterwards. */
-  int local_fd;
-  MigChannelOptions opts;
-  MigChannelDoneFunc done;
-  gpointer done_data;
-  GThread *out_thread, *in_thread; /* joined by close/free */
-
-  GMutex lock; /* guards everything below */
-  GCond cond;
-  GError *error;       /* first error, sticky */
-  gboolean error_weak; /* ERROR is a write failure the peer may explain */
-  guint running;       /* pumps still running */
-  gboolean started, finished;
-  MigChannelStats stats;
-};
-
 static gint64
 now_ns (void)
 {
@@ -84,8 +56,8 @@ thread_cpu_ns (void)
   return (gint64)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static MigChannel *
-channel_new (MigTransport *transport)
+MigChannel *
+mig_channel_new (MigTransport *transport)
 {
   MigChannel *ch = g_new0 (MigChannel, 1);
 
@@ -107,286 +79,6 @@ mig_channel_options_init (MigChannelOptions *opts)
   memset (opts, 0, sizeof *opts);
   opts->compress = MIG_COMPRESS_OFF;
   opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
-}
-
-/* ---- frame I/O -------------------------------------------------------- */
-
-/* Writes one frame; caller holds write_lock. */
-static gboolean
-write_frame (MigChannel *ch, MigFrameType type, guint16 flags,
-             guint32 payload_len, guint32 crc, const void *wire,
-             guint32 wire_len, GCancellable *cancellable, GError **error)
-{
-  guint8 hdr[MIG_FRAME_HEADER_SIZE];
-  MigFrameHeader h = {
-    .type = type,
-    .flags = flags,
-    .payload_len = payload_len,
-    .wire_len = wire_len,
-    .seq = ch->out_seq,
-    .crc = crc,
-  };
-  GOutputVector v[2] = { { hdr, sizeof hdr }, { wire, wire_len } };
-
-  mig_frame_header_encode (&h, hdr);
-  if (!ch->transport->ops->writev_all (ch->transport, v, wire_len ? 2 : 1,
-                                       cancellable, error))
-    return FALSE;
-  ch->out_seq++;
-  return TRUE;
-}
-
-static gboolean
-write_simple_frame (MigChannel *ch, MigFrameType type, const void *payload,
-                    guint32 len, GCancellable *cancellable, GError **error)
-{
-  return write_frame (ch, type, 0, len, mig_crc32c (0, payload, len), payload,
-                      len, cancellable, error);
-}
-
-/* Best effort: tells the peer why we stop. The out pump may be in the
- * middle of a frame; give it a moment, but never wait on a writer that is
- * stuck on a peer that does not read (the connection is then cut). */
-static gboolean
-try_send_error (MigChannel *ch, const GError *why)
-{
-  char msg[MIG_ERROR_TEXT_MAX];
-  gboolean sent;
-  guint tries = 0;
-
-  while (!g_mutex_trylock (&ch->write_lock))
-    {
-      if (++tries > 50)
-        return FALSE;
-      g_usleep (2000);
-    }
-  g_strlcpy (msg, why->message, sizeof msg);
-  mig_transport_set_timeout (ch->transport, 2);
-  sent
-      = write_simple_frame (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL, NULL);
-  g_mutex_unlock (&ch->write_lock);
-  return sent;
-}
-
-/* Reads exactly LEN bytes. EOF is MIG_ERROR_CHANNEL_CLOSED. */
-static gboolean
-read_exact (MigChannel *ch, void *buf, gsize len, const char *what,
-            GCancellable *cancellable, GError **error)
-{
-  gsize got = 0;
-
-  while (got < len)
-    {
-      g_autoptr (GError) local = NULL;
-      gssize n = ch->transport->ops->read (ch->transport, (guint8 *)buf + got,
-                                           len - got, cancellable, &local);
-      if (n > 0)
-        {
-          got += n;
-          continue;
-        }
-      if (n < 0 && !g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_EOF))
-        {
-          g_propagate_prefixed_error (error, g_steal_pointer (&local),
-                                      "reading %s from peer: ", what);
-          return FALSE;
-        }
-      if (got == 0)
-        g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
-                     "connection closed by peer before end of stream "
-                     "(waiting for %s)",
-                     what);
-      else
-        g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
-                     "truncated %s: connection closed after %" G_GSIZE_FORMAT
-                     " of %" G_GSIZE_FORMAT " bytes",
-                     what, got, len);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* Reads and fully checks one frame of at most MAX_LEN bytes. On success
- * *PAYLOAD points at the payload inside WBUF or PBUF (both MAX_LEN big);
- * nothing of a bad frame is returned. */
-static gboolean
-read_frame (MigChannel *ch, guint32 max_len, MigFrameHeader *h, guint8 *wbuf,
-            guint8 *pbuf, guint8 **payload, GCancellable *cancellable,
-            GError **error)
-{
-  guint8 hdr[MIG_FRAME_HEADER_SIZE];
-
-  if (!read_exact (ch, hdr, sizeof hdr, "frame header", cancellable, error))
-    return FALSE;
-  if (!mig_frame_header_decode (hdr, ch->in_seq, max_len, h, error))
-    return FALSE;
-  if (!read_exact (ch, wbuf, h->wire_len, "frame body", cancellable, error))
-    return FALSE;
-
-  *payload = wbuf;
-  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
-    {
-      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
-                                   (int)h->wire_len, (int)h->payload_len);
-      if (n < 0 || (guint32)n != h->payload_len)
-        {
-          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                       "frame %" G_GUINT64_FORMAT " does not decompress",
-                       h->seq);
-          return FALSE;
-        }
-      *payload = pbuf;
-    }
-  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
-                   h->seq);
-      return FALSE;
-    }
-  ch->in_seq++;
-  return TRUE;
-}
-
-/* ---- handshake -------------------------------------------------------- */
-
-MigChannel *
-mig_channel_new_client (MigTransport *transport, MigChannelKind kind,
-                        const char *token, GCancellable *cancellable,
-                        GError **error)
-{
-  g_autoptr (MigChannel) ch = channel_new (transport);
-  gsize token_len = strlen (token);
-  guint8 hello[1 + MIG_TOKEN_MAX];
-  guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
-  guint8 *payload = NULL;
-  MigFrameHeader h;
-  gboolean ok;
-
-  if (token_len == 0 || token_len > MIG_TOKEN_MAX)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
-                   "token must be 1-%d bytes", MIG_TOKEN_MAX);
-      return NULL;
-    }
-  ch->kind = kind;
-  hello[0] = (guint8)kind;
-  memcpy (hello + 1, token, token_len);
-
-  mig_transport_set_timeout (transport, 10);
-  g_mutex_lock (&ch->write_lock);
-  ok = write_simple_frame (ch, MIG_FRAME_HELLO, hello, 1 + token_len,
-                           cancellable, error);
-  g_mutex_unlock (&ch->write_lock);
-  if (!ok)
-    {
-      g_prefix_error (error, "channel HELLO: ");
-      return NULL;
-    }
-  if (!read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload, cancellable,
-                   error))
-    {
-      /* With TLS 1.3 the server checks our certificate after our side of
-       * the handshake is done: a refusal shows up here as a reset. */
-      if ((*error)->domain != MIG_ERROR)
-        g_prefix_error (error, "channel HELLO: no answer (TLS client "
-                               "certificate refused?): ");
-      else
-        g_prefix_error (error, "channel HELLO: ");
-      return NULL;
-    }
-  if (h.type == MIG_FRAME_ERROR)
-    {
-      g_autofree char *text
-          = g_utf8_make_valid ((char *)payload, h.payload_len);
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
-                   "channel refused by peer: %s", text);
-      return NULL;
-    }
-  if (h.type != MIG_FRAME_OK)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                   "channel HELLO: unexpected answer frame type %u", h.type);
-      return NULL;
-    }
-  mig_transport_set_timeout (transport, 0);
-  return g_steal_pointer (&ch);
-}
-
-MigChannel *
-mig_channel_connect (MigChannelCreds *creds, const char *host, guint16 port,
-                     MigChannelKind kind, const char *token,
-                     GCancellable *cancellable, GError **error)
-{
-  MigTransport *t
-      = mig_transport_connect (creds, host, port, cancellable, error);
-  if (t == NULL)
-    return NULL;
-  return mig_channel_new_client (t, kind, token, cancellable, error);
-}
-
-static gboolean
-token_is_sane (const guint8 *p, gsize len)
-{
-  if (len == 0 || len > MIG_TOKEN_MAX)
-    return FALSE;
-  for (gsize i = 0; i < len; i++)
-    if (p[i] < 0x21 || p[i] > 0x7e)
-      return FALSE;
-  return TRUE;
-}
-
-MigChannel *
-mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
-                        gpointer auth_data, GCancellable *cancellable,
-                        GError **error)
-{
-  g_autoptr (MigChannel) ch = channel_new (transport);
-  guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
-  guint8 *payload = NULL;
-  g_autofree char *token = NULL;
-  g_autoptr (GError) refusal = NULL;
-  MigFrameHeader h;
-  gboolean ok;
-
-  /* Until HELLO is accepted the peer is unknown: small frames only. */
-  if (!read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload, cancellable,
-                   error))
-    {
-      g_prefix_error (error, "channel HELLO: ");
-      return NULL;
-    }
-  if (h.type != MIG_FRAME_HELLO || h.payload_len < 2
-      || payload[0] < MIG_CHANNEL_KIND_CONTROL
-      || payload[0] > MIG_CHANNEL_KIND_LAST
-      || !token_is_sane (payload + 1, h.payload_len - 1))
-    g_set_error (&refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                 "malformed HELLO");
-  else
-    {
-      ch->kind = payload[0];
-      token = g_strndup ((char *)payload + 1, h.payload_len - 1);
-      if (!auth (ch->kind, token, auth_data, &refusal))
-        g_assert (refusal != NULL);
-    }
-
-  g_mutex_lock (&ch->write_lock);
-  if (refusal != NULL)
-    write_simple_frame (ch, MIG_FRAME_ERROR, refusal->message,
-                        strlen (refusal->message), cancellable, NULL);
-  ok = refusal != NULL
-       || write_simple_frame (ch, MIG_FRAME_OK, "", 0, cancellable, error);
-  g_mutex_unlock (&ch->write_lock);
-  if (refusal != NULL)
-    {
-      g_propagate_prefixed_error (error, g_steal_pointer (&refusal),
-                                  "channel HELLO refused: ");
-      return NULL;
-    }
-  if (!ok)
-    return NULL;
-  mig_transport_set_timeout (transport, 0);
-  return g_steal_pointer (&ch);
 }
 
 /* ---- local fd I/O ----------------------------------------------------- */
@@ -500,6 +192,30 @@ channel_fail (MigChannel *ch, GError *error)
   record_error (ch, error, FALSE);
   g_mutex_unlock (&ch->lock);
   g_cancellable_cancel (ch->cancel);
+}
+
+/* Best effort: tells the peer why we stop. The out pump may be in the
+ * middle of a frame; give it a moment, but never wait on a writer that is
+ * stuck on a peer that does not read (the connection is then cut). */
+static gboolean
+try_send_error (MigChannel *ch, const GError *why)
+{
+  char msg[MIG_ERROR_TEXT_MAX];
+  gboolean sent;
+  guint tries = 0;
+
+  while (!g_mutex_trylock (&ch->write_lock))
+    {
+      if (++tries > 50)
+        return FALSE;
+      g_usleep (2000);
+    }
+  g_strlcpy (msg, why->message, sizeof msg);
+  mig_transport_set_timeout (ch->transport, 2);
+  sent = mig_channel_write_simple (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL,
+                                   NULL);
+  g_mutex_unlock (&ch->write_lock);
+  return sent;
 }
 
 /* After sending ERROR: keep reading (and dropping) what the peer still
@@ -844,8 +560,8 @@ out_pump (gpointer data)
       if (n == 0)
         {
           g_mutex_lock (&ch->write_lock);
-          ok = write_simple_frame (ch, MIG_FRAME_END, "", 0, ch->cancel,
-                                   &error);
+          ok = mig_channel_write_simple (ch, MIG_FRAME_END, "", 0, ch->cancel,
+                                         &error);
           ch->end_sent = ok;
           g_mutex_unlock (&ch->write_lock);
           if (ok)
@@ -902,8 +618,8 @@ out_pump (gpointer data)
           && !bucket_take (ch, &b, MIG_FRAME_HEADER_SIZE + wire_len, &error))
         break;
       g_mutex_lock (&ch->write_lock);
-      ok = write_frame (ch, MIG_FRAME_DATA, flags, (guint32)n, crc, wire,
-                        wire_len, ch->cancel, &error);
+      ok = mig_channel_write_frame (ch, MIG_FRAME_DATA, flags, (guint32)n, crc,
+                                    wire, wire_len, ch->cancel, &error);
       g_mutex_unlock (&ch->write_lock);
       if (!ok)
         {
@@ -959,8 +675,8 @@ in_pump (gpointer data)
       guint8 *payload = NULL;
       gboolean ok;
 
-      if (!read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload, ch->cancel,
-                       &error))
+      if (!mig_channel_read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload,
+                                   ch->cancel, &error))
         {
           if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
             goto tell_peer;
@@ -991,8 +707,8 @@ in_pump (gpointer data)
               goto tell_peer;
             }
           g_mutex_lock (&ch->write_lock);
-          ok = write_simple_frame (ch, MIG_FRAME_ACK, "", 0, ch->cancel,
-                                   &error);
+          ok = mig_channel_write_simple (ch, MIG_FRAME_ACK, "", 0, ch->cancel,
+                                         &error);
           g_mutex_unlock (&ch->write_lock);
           if (!ok)
             break;
