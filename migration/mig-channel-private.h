@@ -3,6 +3,7 @@
  * server-side handshake, transport helpers. */
 #pragma once
 
+#include "mig-auto.h"
 #include "mig-channel.h"
 
 G_BEGIN_DECLS
@@ -53,6 +54,25 @@ guint32 mig_crc32c_sw (guint32 crc, const void *buf, gsize len);
 
 /* --- the channel ------------------------------------------------------- */
 
+/* Tests: takes over the adaptive compression policy's inputs and
+ * outputs (mig_channel_set_auto_hook()). */
+typedef void (*MigChannelDecideFunc) (MigAuto *policy, MigAutoSample *sample,
+                                      MigAutoDecision *decision,
+                                      gpointer user_data);
+typedef struct
+{
+  /* Called at the end of every window instead of mig_auto_evaluate
+   * (POLICY, SAMPLE, DECISION), on the out pump. It may rewrite the
+   * measured SAMPLE (synthetic figures), call mig_auto_evaluate() and
+   * rewrite the DECISION it gets (a scripted policy); the channel then
+   * applies DECISION. */
+  MigChannelDecideFunc decide;
+  /* Windows end by frame count only, never after MIG_AUTO_WINDOW_NS, so
+   * that they hold the same frames however busy the machine is. */
+  gboolean frames_only;
+  gpointer user_data;
+} MigChannelAutoHook;
+
 /* mig-channel.c; the handshake (mig-channel-hello.c) fills in KIND. */
 struct _MigChannel
 {
@@ -72,6 +92,7 @@ struct _MigChannel
   MigChannelDoneFunc done;
   gpointer done_data;
   GThread *out_thread, *in_thread; /* joined by close/free */
+  MigChannelAutoHook auto_hook;    /* tests; set before the start */
 
   GMutex lock; /* guards everything below */
   GCond cond;
@@ -84,6 +105,9 @@ struct _MigChannel
 
 /* A channel over TRANSPORT (ownership taken), before its handshake. */
 MigChannel *mig_channel_new (MigTransport *transport);
+
+/* Tests: installs HOOK (copied) on a channel not started yet. */
+void mig_channel_set_auto_hook (MigChannel *ch, const MigChannelAutoHook *hook);
 
 /* Frame I/O over the channel's transport.
  *

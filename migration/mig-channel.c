@@ -19,25 +19,6 @@
 
 #include "mig-channel-private.h"
 
-/* Auto compression re-evaluates after this many frames or this long. */
-#define AUTO_WINDOW_FRAMES 64
-#define AUTO_WINDOW_NS (100 * G_GINT64_CONSTANT (1000000))
-#define AUTO_SAMPLE_MAX (64 * 1024) /* bytes lz4'd to probe when off */
-/* Decision thresholds, paired for hysteresis (see auto_evaluate()). */
-#define AUTO_RATIO_ON 1.2    /* payload/lz4 bytes needed to turn on */
-#define AUTO_RATIO_OFF 1.15  /* ... and below which it turns off */
-#define AUTO_GAIN_ON 1.15    /* predicted speed-up needed to turn on */
-#define AUTO_GAIN_OFF 1.05   /* ... and below which it turns off */
-#define AUTO_BLOCKED_MIN 0.3 /* share of a window blocked on the peer */
-#define AUTO_RWND_BOUND 0.25 /* share of sending time the receiver held */
-#define AUTO_RWND_MIN_US                                                       \
-  8000                       /* sending time a window's share needs (the       \
-                                kernel counts in jiffies) */
-#define AUTO_CARRY 0.9       /* hint: demand reaches the link at L*this */
-#define AUTO_CONFIRM 2       /* windows in a row that must agree to switch */
-#define AUTO_BACKOFF_MIN 8   /* windows off after lz4 did not pay, ... */
-#define AUTO_BACKOFF_MAX 128 /* ... doubling per failed try up to this */
-
 static gint64
 now_ns (void)
 {
@@ -276,205 +257,63 @@ pump_finish (MigChannel *ch, GError *error, gboolean weak)
 
 /* ---- out pump: local -> peer ------------------------------------------ */
 
+/* Adaptive compression (MIG_COMPRESS_ON and AUTO): the out pump measures
+ * each window of frames and hands it to the policy (MigAuto, or a test's
+ * decide function); the decision holds until the next window ends. */
 typedef struct
 {
-  gboolean on;
-  gboolean decided; /* first evaluation done */
-  guint evaluations;
-  guint streak;      /* windows in a row that disagreed with ON */
-  guint backoff;     /* windows before lz4 may be tried again */
-  guint backoff_len; /* next backoff */
-  double link;       /* estimated link wire bytes/s, 0 = unknown */
-  gint64 win_start;  /* ns */
-  guint win_frames;
-  guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
-  gint64 s_ns;         /* time spent in lz4 */
-  guint64 p_bytes;     /* payload bytes sent in the window */
-  guint64 w_bytes;     /* wire bytes written in the window */
-  gint64 in_wait_ns;   /* blocked waiting for local input */
-  gint64 out_wait_ns;  /* blocked on the peer or the rate limit */
-  gboolean have_times; /* busy_us, rwnd_us hold the transport's totals */
-  guint64 busy_us, rwnd_us;
-} AutoState;
+  MigAuto *policy;
+  MigAutoSample window; /* being measured */
+  gint64 start;         /* ns, of the window */
+  gboolean decided;     /* a first decision was made */
+  gboolean on;          /* the decision in force */
+} Auto;
 
-/* Payload speed-up lz4 brings when the link (L wire bytes/s) is the
- * bottleneck: 1/L seconds per byte raw against 1/cs + 1/(L*r) with lz4
- * (cs: lz4 speed, r: ratio). Counting lz4 time as if it could not overlap
- * with the link draining the socket buffer is pessimistic on purpose: on
- * 2 cores the CPU lz4 takes is taken from QEMU, TLS or the peer. It also
- * keeps lz4 off when it cannot keep up with L*r by a margin. */
-static double
-auto_gain (double link, double cs, double ratio)
-{
-  if (link <= 0 || cs <= 0 || ratio <= 0)
-    return 0;
-  return (1.0 / link) / (1.0 / cs + 1.0 / (link * ratio));
-}
-
-/* Decides, once per window, whether lz4 makes the transfer faster.
- *
- * Compression can only help when the output side is the bottleneck: it
- * trades our CPU for wire bytes. The measured TCG migration showed the
- * trap: QEMU produced data slower than loopback carries it, so the old
- * "wire bytes / time spent writing" link estimate measured QEMU, looked
- * slow, and lz4 ran on every link, stealing the CPU QEMU needed. So the
- * out pump measures where it waits, in wall time minus its own CPU time
- * (TLS encryption and copying are work, not waiting):
- *   in_wait  - reading the local fd found no data (producer-limited);
- *   out_wait - writing to the peer blocked (full send buffer, slow or
- *              shaped link) or the token bucket made us sleep (the rate
- *              limit is the link then).
- * Backpressured = out_wait is at least AUTO_BLOCKED_MIN of the window and
- * at least twice in_wait. Only then, and with lz4 off, is the wire rate
- * of the window the raw rate L the path takes (the buffer was drained
- * all along); otherwise the wire rate is only a lower bound of L.
- * Backpressure alone does not say where the bottleneck is: the link, or
- * the receiver (the peer agent's TLS, the destination QEMU) reading
- * slower than the link carries. TCP says which: the kernel keeps how long
- * the connection had data in flight and how much of that the peer's
- * receive window was closed (TCP_INFO's busy and rwnd-limited times; a
- * shaped or slow network shows ~0, a slow reader most of the time). When
- * the receiver held us back for AUTO_RWND_BOUND of the window's sending
- * time, lz4 is not started: the wire is not what is short, and on hosts
- * where the agents share cores with QEMU the compressor's CPU only slows
- * the migration (measured on the unshaped loopback: text moved faster
- * raw). Where TCP cannot tell (no socket, an old kernel), and as a second
- * check, turning lz4 on is a trial that must pay: with lz4 on, the
- * payload rate has to beat L by AUTO_GAIN_OFF.
- *
- * Rules (mode AUTO):
- *   - OFF -> ON only when the demand exceeds the link: backpressured, or,
- *     with a configured link_rate hint, the payload rate reaches
- *     AUTO_CARRY x hint (the hint stands in for the measurement, of the
- *     receive window too); and, without a hint, the receiver did not
- *     hold the window back; and the sampled ratio >= AUTO_RATIO_ON; and
- *     auto_gain() >= AUTO_GAIN_ON, which is off when lz4 is slower than
- *     about L*r.
- *   - ON -> OFF when the ratio falls below AUTO_RATIO_OFF (data turned
- *     incompressible: at once), or the gain with the current figures falls
- *     below AUTO_GAIN_OFF, or the payload rate is below AUTO_GAIN_OFF x L:
- *     the raw path would carry as much, because the producer, lz4 itself
- *     or the destination is the bottleneck, and lz4 only burns CPU. If we
- *     were still backpressured (the destination, not the producer, is the
- *     bottleneck: a failed trial), lz4 stays off for AUTO_BACKOFF_MIN
- *     windows, doubling up to AUTO_BACKOFF_MAX while trials keep failing.
- *   - A switch needs AUTO_CONFIRM windows in a row that want it (a
- *     transient, e.g. the backlog queued before the channel started, is
- *     not enough), except the first decision (made on the hint before
- *     any window) and a ratio collapse; with the paired thresholds this
- *     keeps the decision from flapping at the edges.
- *   - While off, the first frame of each window is still sampled (at most
- *     AUTO_SAMPLE_MAX bytes), so the ratio and lz4 speed stay current.
- * Without a hint and before any backpressured window L is unknown and lz4
- * stays off; the rate limit caps L. */
 static void
-auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
+auto_decide (MigChannel *ch, Auto *a, gint64 now)
 {
-  double ratio = 0, cs = 0, link, gain, fin = 0, fout = 0, wire_rate = 0;
-  double payload_rate = 0, rwnd = -1;
-  gint64 win = now - a->win_start;
-  gboolean backpressured, demand, want, receiver_bound;
-  guint64 busy_us = 0, rwnd_us = 0;
+  MigAutoSample *w = &a->window;
+  MigAutoDecision d;
 
-  g_mutex_lock (&ch->lock);
-  ratio = ch->stats.ratio;
-  cs = ch->stats.compress_speed;
-  g_mutex_unlock (&ch->lock);
-
-  if (a->s_in > 0 && a->s_out > 0 && a->s_ns > 0)
-    {
-      ratio = (double)a->s_in / a->s_out;
-      cs = a->s_in / (a->s_ns / 1e9);
-    }
-  if (a->win_frames > 0 && win > 0)
-    {
-      fin = (double)a->in_wait_ns / win;
-      fout = (double)a->out_wait_ns / win;
-      wire_rate = a->w_bytes / (win / 1e9);
-      payload_rate = a->p_bytes / (win / 1e9);
-    }
-  backpressured = fout >= AUTO_BLOCKED_MIN && fout >= 2 * fin;
-  if (ch->transport->ops->send_times != NULL
-      && ch->transport->ops->send_times (ch->transport, &busy_us, &rwnd_us))
-    {
-      if (a->have_times && busy_us >= a->busy_us + AUTO_RWND_MIN_US
-          && rwnd_us >= a->rwnd_us)
-        rwnd = (double)(rwnd_us - a->rwnd_us) / (double)(busy_us - a->busy_us);
-      a->have_times = TRUE;
-      a->busy_us = busy_us;
-      a->rwnd_us = rwnd_us;
-    }
-  /* A configured link_rate stands in for the measurement, this one too. */
-  receiver_bound = ch->opts.link_rate == 0 && rwnd >= AUTO_RWND_BOUND;
-
-  if (ch->opts.link_rate > 0)
-    a->link = ch->opts.link_rate;
-  else if (backpressured && !a->on && !receiver_bound)
-    a->link = wire_rate;
-  else if (a->link > 0)
-    a->link = MAX (a->link, wire_rate);
-  if (ch->opts.rate_limit > 0 && a->link > ch->opts.rate_limit)
-    a->link = ch->opts.rate_limit;
-  link = a->link;
-  gain = auto_gain (link, cs, ratio);
-  if (ch->opts.link_rate > 0)
-    demand = a->win_frames == 0 || payload_rate >= AUTO_CARRY * link;
+  w->window_ns = now - a->start;
+  w->have_send_times = ch->transport->ops->send_times != NULL
+                       && ch->transport->ops->send_times (
+                           ch->transport, &w->busy_us, &w->rwnd_limited_us);
+  if (ch->auto_hook.decide != NULL)
+    ch->auto_hook.decide (a->policy, w, &d, ch->auto_hook.user_data);
   else
-    demand = backpressured;
+    mig_auto_evaluate (a->policy, w, &d);
 
-  if (ch->opts.compress == MIG_COMPRESS_ON)
-    want = TRUE; /* only the figures are of interest */
-  else if (!a->on)
-    want = a->backoff == 0 && demand && !receiver_bound && link > 0
-           && ratio >= AUTO_RATIO_ON && gain >= AUTO_GAIN_ON;
-  else
-    want = ratio >= AUTO_RATIO_OFF && gain >= AUTO_GAIN_OFF
-           && payload_rate >= AUTO_GAIN_OFF * link;
-  if (a->on && want)
-    a->backoff_len = 0; /* it pays */
-  if (a->backoff > 0)
-    a->backoff--;
-  if (want == a->on)
-    a->streak = 0;
-  else if (ch->opts.compress == MIG_COMPRESS_ON || !a->decided
-           || ratio < AUTO_RATIO_OFF || ++a->streak >= AUTO_CONFIRM)
-    {
-      if (a->on && ratio >= AUTO_RATIO_OFF && backpressured)
-        {
-          /* A failed trial: blocked on the output although lz4 runs, so
-           * the bottleneck is past the link. Wait before the next. (A
-           * producer pause or a change of data is no verdict on lz4.) */
-          a->backoff_len
-              = CLAMP (a->backoff_len * 2, AUTO_BACKOFF_MIN, AUTO_BACKOFF_MAX);
-          a->backoff = a->backoff_len;
-        }
-      a->on = want;
-      a->streak = 0;
-    }
-
-  g_debug ("channel auto: %s ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
+  g_debug ("channel auto: %s (%s) ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
            "wire %.0f MB/s payload %.0f MB/s blocked out %.2f in %.2f "
            "receiver-limited %.2f backoff %u",
-           a->on ? "lz4" : "raw", ratio, cs / 1e6, link / 1e6, wire_rate / 1e6,
-           payload_rate / 1e6, fout, fin, rwnd, a->backoff);
+           d.compress ? "lz4" : "raw", mig_auto_reason_to_string (d.reason),
+           d.ratio, d.compress_speed / 1e6, d.link_rate / 1e6,
+           d.wire_rate / 1e6, d.payload_rate / 1e6, d.out_blocked, d.in_waiting,
+           d.rwnd_limited, d.backoff);
 
   a->decided = TRUE;
-  a->evaluations++;
-  a->win_start = now;
-  a->win_frames = 0;
-  a->s_in = a->s_out = a->w_bytes = a->p_bytes = 0;
-  a->s_ns = a->in_wait_ns = a->out_wait_ns = 0;
+  a->on = d.compress;
+  a->start = now;
+  memset (w, 0, sizeof *w);
 
   g_mutex_lock (&ch->lock);
-  ch->stats.compressing = a->on;
-  ch->stats.ratio = ratio;
-  ch->stats.compress_speed = cs;
-  ch->stats.link_rate = link;
-  ch->stats.out_blocked = fout;
-  ch->stats.in_waiting = fin;
-  ch->stats.rwnd_limited = rwnd;
+  ch->stats.compressing = d.compress;
+  ch->stats.ratio = d.ratio;
+  ch->stats.compress_speed = d.compress_speed;
+  ch->stats.link_rate = d.link_rate;
+  ch->stats.out_blocked = d.out_blocked;
+  ch->stats.in_waiting = d.in_waiting;
+  ch->stats.rwnd_limited = d.rwnd_limited;
   ch->stats.decisions++;
   g_mutex_unlock (&ch->lock);
+}
+
+void
+mig_channel_set_auto_hook (MigChannel *ch, const MigChannelAutoHook *hook)
+{
+  g_return_if_fail (!ch->started);
+  ch->auto_hook = *hook;
 }
 
 typedef struct
@@ -506,18 +345,49 @@ bucket_take (MigChannel *ch, Bucket *b, gsize n, GError **error)
   return TRUE;
 }
 
+/* Lz4s what the policy asks for of the frame in BUF (N bytes) into ZBUF
+ * and adds it to the window's sample. Returns the compressed length to
+ * send, or 0 to send BUF as it is. */
+static gsize
+auto_compress (MigChannel *ch, Auto *a, const guint8 *buf, gsize n,
+               guint8 *zbuf, int zbuf_len)
+{
+  gboolean use = ch->opts.compress == MIG_COMPRESS_ON || a->on || !a->decided;
+  /* When off, a slice of the first frame of each window is still lz4'd
+   * to learn whether the data turned compressible. */
+  gsize in = use ? n : MIN (n, MIG_AUTO_SAMPLE_MAX);
+  gint64 c0;
+  int z;
+
+  if (!use && a->window.frames > 0)
+    return 0;
+  c0 = thread_cpu_ns ();
+  z = LZ4_compress_fast ((const char *)buf, (char *)zbuf, (int)in, zbuf_len, 1);
+  a->window.lz4_ns += MAX (thread_cpu_ns () - c0, 1);
+  a->window.lz4_in += in;
+  a->window.lz4_out += z > 0 ? (guint64)z : in;
+  if (ch->opts.compress == MIG_COMPRESS_AUTO && !a->decided)
+    {
+      /* The first decision: on the hint and this frame, before it goes. */
+      auto_decide (ch, a, now_ns ());
+      use = a->on;
+    }
+  return use && z > 0 && (gsize)z < n ? (gsize)z : 0;
+}
+
 static gpointer
 out_pump (gpointer data)
 {
   MigChannel *ch = data;
   gsize chunk = ch->opts.chunk_size;
+  int zbuf_len = LZ4_compressBound ((int)chunk);
   g_autofree guint8 *buf = g_malloc (chunk);
   /* Touched now so page faults do not count as lz4 time in the first
    * sample. */
-  g_autofree guint8 *zbuf = g_malloc0 (LZ4_compressBound ((int)chunk));
+  g_autofree guint8 *zbuf = g_malloc0 (zbuf_len);
   GError *error = NULL;
   gboolean weak = FALSE;
-  AutoState a = { 0 };
+  Auto a = { 0 };
   Bucket b = { 0 };
 
   if (ch->opts.rate_limit > 0)
@@ -528,13 +398,18 @@ out_pump (gpointer data)
       b.tokens = b.burst;
       b.last = now_ns ();
     }
-  a.win_start = now_ns ();
+  if (ch->opts.compress != MIG_COMPRESS_OFF)
+    {
+      a.policy = mig_auto_new (ch->opts.compress, ch->opts.link_rate,
+                               ch->opts.rate_limit);
+      a.start = now_ns ();
+    }
 
   for (;;)
     {
-      /* Auto: wall time minus own CPU time = time blocked (see
-       * auto_evaluate()). */
-      gboolean measure = ch->opts.compress != MIG_COMPRESS_OFF;
+      /* With a policy: wall time minus own CPU time = time blocked (see
+       * mig-auto.c). */
+      gboolean measure = a.policy != NULL;
       gint64 r0 = measure ? now_ns () : 0;
       gint64 rc0 = measure ? thread_cpu_ns () : 0;
       gssize n = local_read (ch, buf, chunk, &error);
@@ -543,12 +418,13 @@ out_pump (gpointer data)
       guint16 flags = 0;
       guint32 crc;
       gint64 t0, t1, wc0 = 0;
+      gsize z;
       gboolean ok;
 
       if (measure && n > 0)
         {
           gint64 blocked = (now_ns () - r0) - (thread_cpu_ns () - rc0);
-          a.in_wait_ns += MAX (blocked, 0);
+          a.window.in_wait_ns += MAX (blocked, 0);
         }
 
       if (n < 0)
@@ -575,40 +451,12 @@ out_pump (gpointer data)
         }
       wire_len = (guint32)n;
       crc = mig_crc32c (0, buf, n);
-
-      if (ch->opts.compress != MIG_COMPRESS_OFF)
+      z = measure ? auto_compress (ch, &a, buf, n, zbuf, zbuf_len) : 0;
+      if (z > 0)
         {
-          gboolean use
-              = ch->opts.compress == MIG_COMPRESS_ON || a.on || !a.decided;
-          /* When off, auto still lz4s a slice of the first frame of each
-           * window to learn whether the data turned compressible. */
-          gsize in = use ? (gsize)n : MIN ((gsize)n, AUTO_SAMPLE_MAX);
-          gboolean sample = use || a.win_frames == 0;
-          if (use || sample)
-            {
-              gint64 c0 = thread_cpu_ns ();
-              int z
-                  = LZ4_compress_fast ((const char *)buf, (char *)zbuf, (int)in,
-                                       LZ4_compressBound ((int)chunk), 1);
-              gint64 c1 = thread_cpu_ns ();
-              if (sample)
-                {
-                  a.s_in += in;
-                  a.s_out += z > 0 ? (guint64)z : in;
-                  a.s_ns += MAX (c1 - c0, 1);
-                }
-              if (ch->opts.compress == MIG_COMPRESS_AUTO && !a.decided)
-                {
-                  auto_evaluate (ch, &a, now_ns ());
-                  use = a.on;
-                }
-              if (use && z > 0 && (gsize)z < (gsize)n)
-                {
-                  wire = zbuf;
-                  wire_len = (guint32)z;
-                  flags = MIG_FRAME_FLAG_COMPRESSED;
-                }
-            }
+          wire = zbuf;
+          wire_len = (guint32)z;
+          flags = MIG_FRAME_FLAG_COMPRESSED;
         }
 
       t0 = now_ns ();
@@ -639,17 +487,17 @@ out_pump (gpointer data)
       if (measure)
         {
           gint64 blocked = (t1 - t0) - (thread_cpu_ns () - wc0);
-          a.out_wait_ns += MAX (blocked, 0);
-          a.w_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
-          a.p_bytes += n;
-          a.win_frames++;
-          /* Short windows at first: the first sample may be a small,
-           * cold-cache frame. */
-          if (a.win_frames >= (a.evaluations < 4 ? 8 : AUTO_WINDOW_FRAMES)
-              || t1 - a.win_start >= AUTO_WINDOW_NS)
-            auto_evaluate (ch, &a, t1);
+          a.window.out_wait_ns += MAX (blocked, 0);
+          a.window.wire_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
+          a.window.payload_bytes += n;
+          a.window.frames++;
+          if (mig_auto_window_full (a.policy, a.window.frames,
+                                    ch->auto_hook.frames_only ? 0
+                                                              : t1 - a.start))
+            auto_decide (ch, &a, t1);
         }
     }
+  g_clear_pointer (&a.policy, mig_auto_free);
   if (error != NULL)
     g_prefix_error (&error, "sending to peer: ");
   pump_finish (ch, error, weak);
