@@ -134,6 +134,16 @@ gboolean mig_channel_read_frame (MigChannel *ch, guint32 max_len,
                                  guint8 **payload, GCancellable *cancellable,
                                  GError **error);
 
+/* --- tokens (mig-channel-token.c) ------------------------------------- */
+
+/* A fresh one-time token: 32 random bytes from the kernel, in hex.
+ * Owned by the caller. */
+char *mig_token_new (void);
+
+/* TRUE if A equals B; compares without an early exit so that timing
+ * does not leak a prefix. */
+gboolean mig_token_equal (const char *a, const char *b);
+
 /* --- handshake (mig-channel-hello.c) ----------------------------------- */
 
 /* Server side of the handshake on a fresh TRANSPORT (ownership taken):

@@ -394,24 +394,32 @@ mig_src_prepare_forwarders (MigSrc *src, GError **error)
   return src->fwd[FWD_DISK] != NULL;
 }
 
+/* Registers CB for event ID with a reference on SRC->ev; -1 if libvirt
+ * refused. */
+static int
+mig_src_register_event (MigSrc *src, int id,
+                        virConnectDomainEventGenericCallback cb)
+{
+  int rc = virConnectDomainEventRegisterAny (
+      src->conn, src->dom, id, cb, events_ref (src->ev), events_unref);
+
+  if (rc < 0)
+    events_unref (src->ev);
+  return rc;
+}
+
 static void
 mig_src_register_events (MigSrc *src)
 {
   src->ev = g_new0 (Events, 1);
   src->ev->ref_count = 1;
   g_mutex_init (&src->ev->lock);
-  src->ev_iter = virConnectDomainEventRegisterAny (
-      src->conn, src->dom, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
-      VIR_DOMAIN_EVENT_CALLBACK (on_iteration), events_ref (src->ev),
-      events_unref);
-  if (src->ev_iter < 0)
-    events_unref (src->ev);
-  src->ev_done = virConnectDomainEventRegisterAny (
-      src->conn, src->dom, VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
-      VIR_DOMAIN_EVENT_CALLBACK (on_job_completed), events_ref (src->ev),
-      events_unref);
-  if (src->ev_done < 0)
-    events_unref (src->ev);
+  src->ev_iter
+      = mig_src_register_event (src, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+                                VIR_DOMAIN_EVENT_CALLBACK (on_iteration));
+  src->ev_done
+      = mig_src_register_event (src, VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+                                VIR_DOMAIN_EVENT_CALLBACK (on_job_completed));
 }
 
 /* The libvirt call's flags and parameters: the memory (and disk) URIs

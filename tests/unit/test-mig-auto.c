@@ -118,8 +118,21 @@ static const Win net_text
     = { .mbs = 10, .in_wait = 0.05, .out_wait = 0.8, .ratio = 3 };
 static const Win net_random
     = { .mbs = 10, .in_wait = 0.05, .out_wait = 0.8, .ratio = 1.0 };
+/* ... and with lz4 on, the payload moves at 2.5 times that. */
+static const Win net_text_paying
+    = { .mbs = 25, .in_wait = 0.05, .out_wait = 0.8, .ratio = 3 };
 static const Win first_text = { .first = TRUE, .ratio = 3 };
 static const Win first_random = { .first = TRUE, .ratio = 1.0 };
+
+/* A policy that a network-bound sender of text has turned on. */
+static void
+feed_init_on (Feed *f)
+{
+  feed_init (f, MIG_COMPRESS_AUTO, 0, 0);
+  feed (f, first_text);
+  feed_n (f, net_text, MIG_AUTO_CONFIRM);
+  g_assert_true (f->on);
+}
 
 /* --- network-bound: lz4 goes on --------------------------------------- */
 
@@ -147,8 +160,7 @@ test_network_bound_turns_on (void)
   assert_decision (d, TRUE, MIG_AUTO_PAYS);
 
   /* With lz4 the payload moves at twice the link: it pays, it stays. */
-  d = feed_n (
-      &f, (Win){ .mbs = 25, .in_wait = 0.05, .out_wait = 0.8, .ratio = 3 }, 20);
+  d = feed_n (&f, net_text_paying, 20);
   assert_decision (d, TRUE, MIG_AUTO_PAYS);
   /* The wire rate of a compressed window (8.3 MB/s) is no link figure. */
   g_assert_cmpfloat_with_epsilon (d.link_rate, 10 * MB, 1);
@@ -324,10 +336,7 @@ test_ratio_collapse (void)
   Feed f;
   MigAutoDecision d;
 
-  feed_init (&f, MIG_COMPRESS_AUTO, 0, 0);
-  feed (&f, first_text);
-  feed_n (&f, net_text, 2);
-  g_assert_true (f.on);
+  feed_init_on (&f);
   d = feed (&f, net_random);
   assert_decision (d, FALSE, MIG_AUTO_INCOMPRESSIBLE);
   g_assert_cmpuint (d.backoff, ==, 0);
@@ -344,8 +353,8 @@ test_ratio_collapse (void)
 static void
 test_backs_off_after_failed_trial (void)
 {
+  /* lz4 on, the wire full, the payload no faster than raw. */
   Win stuck = { .mbs = 10, .in_wait = 0.05, .out_wait = 0.8, .ratio = 3 };
-  Win paying = { .mbs = 25, .in_wait = 0.05, .out_wait = 0.8, .ratio = 3 };
   guint expect[] = { 8, 16, 32, 64, 128, 128 };
   Feed f;
   MigAutoDecision d;
@@ -374,7 +383,7 @@ test_backs_off_after_failed_trial (void)
   /* Past the backoff a trial that pays resets it. */
   while (!(d = feed (&f, net_text)).compress)
     ;
-  d = feed_n (&f, paying, 3);
+  d = feed_n (&f, net_text_paying, 3);
   assert_decision (d, TRUE, MIG_AUTO_PAYS);
   feed (&f, stuck);
   d = feed (&f, stuck);
@@ -392,10 +401,7 @@ test_producer_pause_no_backoff (void)
   Feed f;
   MigAutoDecision d;
 
-  feed_init (&f, MIG_COMPRESS_AUTO, 0, 0);
-  feed (&f, first_text);
-  feed_n (&f, net_text, 2);
-  g_assert_true (f.on);
+  feed_init_on (&f);
   d = feed_n (&f, pause, 2);
   assert_decision (d, FALSE, MIG_AUTO_NOT_PAYING);
   g_assert_cmpuint (d.backoff, ==, 0);
@@ -408,7 +414,6 @@ static void
 test_confirmation_windows (void)
 {
   Win idle = { .mbs = 10, .in_wait = 0.9, .out_wait = 0.02, .ratio = 3 };
-  Win paying = { .mbs = 25, .in_wait = 0.05, .out_wait = 0.8, .ratio = 3 };
   Feed f;
   MigAutoDecision d;
 
@@ -421,7 +426,7 @@ test_confirmation_windows (void)
   assert_decision (feed (&f, net_text), TRUE, MIG_AUTO_PAYS);
   /* On -> off the same way (the producer slowed: no backoff). */
   assert_decision (feed (&f, idle), TRUE, MIG_AUTO_CONFIRMING);
-  assert_decision (feed (&f, paying), TRUE, MIG_AUTO_PAYS);
+  assert_decision (feed (&f, net_text_paying), TRUE, MIG_AUTO_PAYS);
   assert_decision (feed (&f, idle), TRUE, MIG_AUTO_CONFIRMING);
   d = feed (&f, idle);
   assert_decision (d, FALSE, MIG_AUTO_NOT_PAYING);
