@@ -290,7 +290,7 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
   return TRUE;
 }
 
-/* --- frame I/O over the transport ------------------------------------- */
+/* --- frame I/O over the transport ----------------------------------------- */
 
 gboolean
 mig_channel_write_frame (MigChannel *ch, MigFrameType type, guint16 flags,

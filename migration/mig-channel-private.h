@@ -8,7 +8,7 @@
 
 G_BEGIN_DECLS
 
-/* --- frames and CRC32C (mig-channel-frame.c) -------------------------- */
+/* --- frames and CRC32C (mig-channel-frame.c) ------------------------------ */
 
 #define MIG_FRAME_MAGIC 0x43565244u /* "DRVC" little-endian */
 #define MIG_FRAME_VERSION 1
@@ -52,7 +52,7 @@ gboolean mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
  * hardware path. */
 guint32 mig_crc32c_sw (guint32 crc, const void *buf, gsize len);
 
-/* --- the channel ------------------------------------------------------- */
+/* --- the channel ---------------------------------------------------------- */
 
 /* Tests: takes over the adaptive compression policy's inputs and
  * outputs (mig_channel_set_auto_hook()). */
@@ -134,7 +134,7 @@ gboolean mig_channel_read_frame (MigChannel *ch, guint32 max_len,
                                  guint8 **payload, GCancellable *cancellable,
                                  GError **error);
 
-/* --- tokens (mig-channel-token.c) ------------------------------------- */
+/* --- tokens (mig-channel-token.c) ----------------------------------------- */
 
 /* A fresh one-time token: 32 random bytes from the kernel, in hex.
  * Owned by the caller. */
@@ -144,7 +144,7 @@ char *mig_token_new (void);
  * does not leak a prefix. */
 gboolean mig_token_equal (const char *a, const char *b);
 
-/* --- handshake (mig-channel-hello.c) ----------------------------------- */
+/* --- handshake (mig-channel-hello.c) -------------------------------------- */
 
 /* Server side of the handshake on a fresh TRANSPORT (ownership taken):
  * reads HELLO, asks AUTH, answers OK or ERROR. */
@@ -152,7 +152,7 @@ MigChannel *mig_channel_new_server (MigTransport *transport,
                                     MigChannelAuthFunc auth, gpointer auth_data,
                                     GCancellable *cancellable, GError **error);
 
-/* --- transports (mig-channel-transport.c, mig-channel-tls.c) ---------- */
+/* --- transports (mig-channel-transport.c, mig-channel-tls.c) -------------- */
 
 /* Transport timeout for blocking I/O (0 = none), used around handshakes. */
 void mig_transport_set_timeout (MigTransport *t, guint seconds);

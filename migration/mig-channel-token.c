@@ -1,9 +1,11 @@
 /* One-time tokens for MigChannel HELLO.
  *
- * The destination agent issues one token per stream when it prepares an
- * incoming migration and hands it to the source through the scheduler; a
- * token opens exactly one channel before it expires. Used tokens are kept
- * until they expire so that a replay gets "already used", not "unknown".
+ * MigTokenTable holds tokens issued one per stream, each valid for one
+ * channel of its kind before it expires: the check a MigChannelListener
+ * makes when given no auth callback (tests and the channel bench use it;
+ * the agent's MigDst keeps one token per migration, see mig-dst.c, with
+ * the generator and the comparison below). Used tokens are kept until
+ * they expire so that a replay gets "already used", not "unknown".
  */
 #include <errno.h>
 #include <string.h>

@@ -1,12 +1,15 @@
 /* MigChannel: carries one bidirectional byte stream between a local fd and
- * a peer agent. See mig-channel.h for the frame format.
+ * a peer agent. See mig-channel.h for the frame format; the handshake is
+ * in mig-channel-hello.c, frame I/O in mig-channel-frame.c.
  *
  * Threads: one pump per direction, blocking I/O.
  *   out pump: read(local) -> [lz4] -> crc -> token bucket -> writev(peer)
  *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc -> write(local)
- * The first error sticks (later ones are consequences), cancels the other
- * pump and shuts the transport down; the last pump to exit closes the
- * local fd and reports completion once.
+ * With compression ON or AUTO the out pump measures each window of frames
+ * and asks MigAuto (mig-auto.c) whether to lz4 the next ones. The first
+ * error sticks (later ones are consequences) and cancels the other pump;
+ * the last pump to exit closes the transport and the local fd and reports
+ * completion once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +65,7 @@ mig_channel_options_init (MigChannelOptions *opts)
   opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
 }
 
-/* ---- local fd I/O ----------------------------------------------------- */
+/* --- local fd I/O --------------------------------------------------------- */
 
 /* Waits until FD is ready for EVENTS or the channel is cancelled. */
 static gboolean
@@ -139,12 +142,8 @@ local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
   return TRUE;
 }
 
-/* ---- completion ------------------------------------------------------- */
+/* --- completion ----------------------------------------------------------- */
 
-/* Records how a pump ended (ERROR NULL = clean; ownership taken). WEAK
- * marks a transport write failure: the connection broke under the out
- * pump, and the in pump is about to read why (the peer's ERROR frame, a
- * truncated frame, EOF), which then replaces it. */
 /* Makes ERROR the channel's result if it is the first (ownership taken).
  * WEAK marks a transport write failure: the connection broke under the
  * out pump, and the in pump is about to read why (the peer's ERROR frame,
@@ -214,7 +213,9 @@ linger (MigChannel *ch, guint8 *buf)
       break;
 }
 
-/* Records how a pump ended (ERROR NULL = clean; ownership taken). */
+/* Records how a pump ended (ERROR NULL = clean; ownership taken; WEAK as
+ * for record_error()); the last pump out closes the connection and the
+ * local fd and reports completion. */
 static void
 pump_finish (MigChannel *ch, GError *error, gboolean weak)
 {
@@ -255,7 +256,7 @@ pump_finish (MigChannel *ch, GError *error, gboolean weak)
     ch->done (ch, ch->error, ch->done_data);
 }
 
-/* ---- out pump: local -> peer ------------------------------------------ */
+/* --- out pump: local -> peer ---------------------------------------------- */
 
 /* Adaptive compression (MIG_COMPRESS_ON and AUTO): the out pump measures
  * each window of frames and hands it to the policy (MigAuto, or a test's
@@ -504,7 +505,7 @@ out_pump (gpointer data)
   return NULL;
 }
 
-/* ---- in pump: peer -> local ------------------------------------------- */
+/* --- in pump: peer -> local ----------------------------------------------- */
 
 /* Ends when the peer's END has been delivered (and ACKed) and the peer
  * has ACKed ours: a clean end means both sides checked every byte. */
@@ -609,7 +610,7 @@ tell_peer:
   return NULL;
 }
 
-/* ---- lifecycle -------------------------------------------------------- */
+/* --- lifecycle ------------------------------------------------------------ */
 
 /* What the in pump writes to the local side waits in the socket's send
  * buffer until the local reader (the destination QEMU, the bottleneck of
@@ -725,20 +726,6 @@ mig_channel_get_stats (MigChannel *ch, MigChannelStats *stats)
   g_mutex_lock (&ch->lock);
   *stats = ch->stats;
   g_mutex_unlock (&ch->lock);
-}
-
-gboolean
-mig_channel_get_compressing (MigChannel *ch, double *ratio)
-{
-  gboolean on;
-
-  g_mutex_lock (&ch->lock);
-  on = ch->opts.compress == MIG_COMPRESS_ON
-       || (ch->opts.compress == MIG_COMPRESS_AUTO && ch->stats.compressing);
-  if (ratio != NULL)
-    *ratio = ch->stats.ratio;
-  g_mutex_unlock (&ch->lock);
-  return on;
 }
 
 void

@@ -55,13 +55,13 @@ typedef enum
   MIG_COMPRESS_AUTO,    /* lz4 only when it makes the transfer faster */
 } MigCompressMode;
 
-/* ---- CRC32C (Castagnoli) ---------------------------------------------- */
+/* --- CRC32C (Castagnoli) -------------------------------------------------- */
 
 /* CRC32C of LEN bytes, continuing from CRC (start with 0). Uses the SSE4.2
  * crc32 instruction when the CPU has it, a table otherwise. */
 guint32 mig_crc32c (guint32 crc, const void *buf, gsize len);
 
-/* ---- Transport: pluggable byte pipe to the peer ----------------------- */
+/* --- Transport: pluggable byte pipe to the peer --------------------------- */
 
 typedef struct _MigTransport MigTransport;
 
@@ -118,7 +118,7 @@ MigTransport *mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
 void mig_transport_free (MigTransport *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigTransport, mig_transport_free)
 
-/* ---- TLS credentials -------------------------------------------------- */
+/* --- TLS credentials ------------------------------------------------------ */
 
 typedef struct _MigChannelCreds MigChannelCreds;
 
@@ -138,7 +138,7 @@ MigTransport *mig_transport_connect (MigChannelCreds *creds, const char *host,
                                      guint16 port, GCancellable *cancellable,
                                      GError **error);
 
-/* ---- Tokens: one-time HELLO credentials ------------------------------- */
+/* --- Tokens: one-time HELLO credentials ----------------------------------- */
 
 typedef struct _MigTokenTable MigTokenTable;
 
@@ -157,7 +157,7 @@ char *mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
 gboolean mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
                                   const char *token, GError **error);
 
-/* ---- Channel ---------------------------------------------------------- */
+/* --- Channel -------------------------------------------------------------- */
 
 typedef struct _MigChannel MigChannel;
 
@@ -234,15 +234,11 @@ MigChannelKind mig_channel_get_kind (MigChannel *channel);
 /* Copies the byte counters and the compression decision. */
 void mig_channel_get_stats (MigChannel *channel, MigChannelStats *stats);
 
-/* TRUE if outgoing frames are being compressed now; RATIO (nullable) gets
- * the last measured payload/compressed ratio (0 if never sampled). */
-gboolean mig_channel_get_compressing (MigChannel *channel, double *ratio);
-
 /* Closes (aborting if running) and frees. NULL is fine. */
 void mig_channel_free (MigChannel *channel);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannel, mig_channel_free)
 
-/* ---- Listener: accepting side ----------------------------------------- */
+/* --- Listener: accepting side --------------------------------------------- */
 
 typedef struct _MigChannelListener MigChannelListener;
 

@@ -4,17 +4,19 @@
  *   statistics samples, it records rounds and decides when to raise the
  *   downtime limit, when to force a switchover (pause) and when to abort.
  *   No libvirt, so it is unit-tested with synthetic sequences.
- * - mig_src_run (mig-src.c): the source side. Owns two unix sockets in
- *   the host's namespace (libvirt control connection, QEMU memory stream)
- *   and, for a VM with a local disk, a third one (QEMU's NBD stream of
- *   the disk copy), carries each accepted connection to the destination
- *   agent over a MigChannel, runs virDomainMigrateToURI3 and the
- *   controller loop.
+ * - mig_src_run (mig-src.c): the source side, the steps of one MigSrc:
+ *   prepare, virDomainMigrateToURI3 on a thread, the controller loop,
+ *   the results. A MigSrcForward (mig-src-forward.c) per unix socket in
+ *   the host's namespace (libvirt control connection, QEMU memory
+ *   stream and, for a VM with a local disk, QEMU's NBD stream of the
+ *   disk copy) carries the connection accepted there to the destination
+ *   agent over a MigChannel.
  * - MigDst (mig-dst.c): the destination side. A MigChannelListener that
  *   accepts the streams of expected migrations (one-time tokens) and
- *   connects them to the local libvirtd socket and the destination QEMU's
- *   incoming socket.
- * - mig-libvirt.c: libvirt glue (XML rewriting, job statistics).
+ *   connects them to the local libvirtd socket, the destination QEMU's
+ *   incoming socket and its NBD socket.
+ * - mig-libvirt.c: libvirt glue (errors, XML rewriting, job statistics)
+ *   and the job's socket paths.
  *
  * Where each runs: mig_src_* on the source agent, mig_dst_* on the
  * destination agent; both agents run inside their host's mount namespace,
@@ -64,7 +66,7 @@ char *mig_disk_sock_path (const char *job_id);
  * that starts has no migration running). Returns how many it removed. */
 guint mig_sweep_sockets (void);
 
-/* ---- convergence controller (pure policy) ----------------------------- */
+/* --- convergence controller (pure policy) --------------------------------- */
 
 typedef struct
 {
@@ -154,17 +156,17 @@ const GArray *mig_ctl_get_rounds (MigCtl *ctl);
  * while that converges, remaining / throughput otherwise; -1 unknown. */
 double mig_ctl_eta (const MigCtlSample *sample);
 
-/* ---- libvirt glue (mig-libvirt.c) ------------------------------------- */
+/* --- libvirt glue (mig-libvirt.c) ----------------------------------------- */
 
 /* Sets ERROR (MIG_ERROR, CODE) from libvirt's last error of this thread,
  * prefixed by FORMAT. */
 void mig_libvirt_error (GError **error, int code, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
 
-/* Rewrites domain XML for the destination: the serial/console file paths
- * equal to OLD_CONSOLE (any file-backed serial/console if OLD_CONSOLE is
- * NULL) become NEW_CONSOLE, and when NEW_DISK is given every file disk
- * source becomes NEW_DISK. libxml2 tree edits only. */
+/* Rewrites domain XML for the destination: the path of every
+ * file-backed serial or console becomes NEW_CONSOLE, and the source of
+ * every file disk NEW_DISK (each only when given). libxml2 tree edits
+ * only. */
 char *mig_xml_rewrite (const char *xml, const char *new_console,
                        const char *new_disk, GError **error);
 
@@ -185,7 +187,7 @@ void mig_job_stats_parse (virTypedParameterPtr params, int nparams,
 gboolean mig_job_stats_get (virDomainPtr dom, unsigned int flags,
                             MigJobStats *stats);
 
-/* ---- source ------------------------------------------------------------ */
+/* --- source --------------------------------------------------------------- */
 
 typedef struct
 {
@@ -242,7 +244,7 @@ gboolean mig_src_run (virConnectPtr conn, virDomainPtr dom,
                       MigProgressFunc progress, gpointer user_data,
                       GError **error);
 
-/* ---- destination ------------------------------------------------------- */
+/* --- destination ---------------------------------------------------------- */
 
 typedef struct _MigDst MigDst;
 

@@ -13,7 +13,7 @@ G_BEGIN_DECLS
                 "migration: +%" G_GINT64_FORMAT " ms %s",                      \
                 (g_get_monotonic_time () - (t0)) / 1000, (what))
 
-/* --- MigSrcForward: one stream from a local socket to the destination -- */
+/* --- MigSrcForward: one stream from a local socket to the destination ----- */
 
 /* Listens on a unix socket in the host's namespace and carries the one
  * connection of its kind that libvirt or QEMU makes there to the

@@ -105,7 +105,7 @@ on_job_completed (virConnectPtr conn, virDomainPtr dom,
   g_mutex_unlock (&ev->lock);
 }
 
-/* --- the libvirt call -------------------------------------------------- */
+/* --- the libvirt call ----------------------------------------------------- */
 
 typedef struct
 {
@@ -170,7 +170,7 @@ dest_xml (virDomainPtr dom, unsigned int flags, const MigSrcConfig *c,
   return mig_xml_rewrite (xml, c->dest_console_path, c->dest_disk_path, error);
 }
 
-/* --- the source object ------------------------------------------------- */
+/* --- the source object ---------------------------------------------------- */
 
 typedef struct
 {
@@ -250,7 +250,7 @@ mig_src_new (virConnectPtr conn, virDomainPtr dom, const MigSrcConfig *c,
 #define PHASE(src, what)                                                       \
   MIG_SRC_PHASE ((src)->vm, (src)->config->job_id, (src)->t0, (what))
 
-/* --- progress ---------------------------------------------------------- */
+/* --- progress ------------------------------------------------------------- */
 
 static void
 channel_totals (MigSrc *src, guint64 *wire, guint64 *payload, gboolean *lz4)
@@ -322,7 +322,7 @@ ensure_running (virDomainPtr dom)
     }
 }
 
-/* --- prepare ---------------------------------------------------------- */
+/* --- prepare -------------------------------------------------------------- */
 
 /* Sizes the controller: the completion timeout counts RAM and the disk
  * copy alike. */
@@ -500,7 +500,7 @@ mig_src_prepare (MigSrc *src, GError **error)
   return mig_src_prepare_call (src, xml, persist_xml, error);
 }
 
-/* --- start ------------------------------------------------------------- */
+/* --- start ---------------------------------------------------------------- */
 
 static void
 mig_src_start (MigSrc *src)
@@ -510,7 +510,7 @@ mig_src_start (MigSrc *src)
   src->thread = g_thread_new ("mig-src-libvirt", migrate_thread, &src->call);
 }
 
-/* --- control ----------------------------------------------------------- */
+/* --- control -------------------------------------------------------------- */
 
 /* Asks libvirt to abort once wanted; if the abort hangs on an
  * unreachable peer (libvirt's Finish call to the destination waits on a
@@ -615,7 +615,7 @@ mig_src_control (MigSrc *src)
   PHASE (src, "libvirt call returned");
 }
 
-/* --- collect ----------------------------------------------------------- */
+/* --- collect -------------------------------------------------------------- */
 
 /* After a completed call: QEMU's downtime is only in the completed job's
  * statistics; the domain is undefined here by now, so they come with the
@@ -696,7 +696,7 @@ mig_src_collect (MigSrc *src, GError **error)
   return FALSE;
 }
 
-/* --- finish ------------------------------------------------------------ */
+/* --- finish --------------------------------------------------------------- */
 
 /* The one cleanup, after whichever step ended the migration: events,
  * sockets, then the final report (ERROR NULL = completed) with the

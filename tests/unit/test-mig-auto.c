@@ -134,7 +134,7 @@ feed_init_on (Feed *f)
   g_assert_true (f->on);
 }
 
-/* --- network-bound: lz4 goes on --------------------------------------- */
+/* --- network-bound: lz4 goes on ------------------------------------------- */
 
 static void
 test_network_bound_turns_on (void)
@@ -203,7 +203,7 @@ test_network_bound_without_tcp (void)
   feed_clear (&f);
 }
 
-/* --- reasons to stay off ---------------------------------------------- */
+/* --- reasons to stay off -------------------------------------------------- */
 
 /* Blocked as much, but by the receiver's closed window, not the wire: it
  * never starts, not even as a trial, and the link stays unknown. */
@@ -326,7 +326,7 @@ test_lz4_too_slow (void)
   feed_clear (&f);
 }
 
-/* --- lz4 on, then off ------------------------------------------------- */
+/* --- lz4 on, then off ----------------------------------------------------- */
 
 /* Turns on; the data turns incompressible: off at once, no backoff (a
  * change of data is no verdict on lz4), on again when it compresses. */
@@ -434,7 +434,7 @@ test_confirmation_windows (void)
   feed_clear (&f);
 }
 
-/* --- the link-rate hint ----------------------------------------------- */
+/* --- the link-rate hint --------------------------------------------------- */
 
 /* A slow link given as a hint: the first decision, before any window,
  * turns lz4 on for text at once, and it stays on while the payload
@@ -520,7 +520,7 @@ test_link_hint_follows_data (void)
   feed_clear (&f);
 }
 
-/* --- mode ON, windows, figures ---------------------------------------- */
+/* --- mode ON, windows, figures -------------------------------------------- */
 
 static void
 test_mode_on (void)

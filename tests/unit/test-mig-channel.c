@@ -22,7 +22,7 @@
 static char *cert_root;
 static MigChannelCreds *creds_a, *creds_b, *creds_foreign, *creds_lost;
 
-/* ---- certificates ----------------------------------------------------- */
+/* --- certificates --------------------------------------------------------- */
 
 static const char cert_script[]
     = "set -e\n"
@@ -92,7 +92,7 @@ remove_certs (void)
                 NULL, NULL, NULL, NULL);
 }
 
-/* ---- data ------------------------------------------------------------- */
+/* --- data ----------------------------------------------------------------- */
 
 typedef enum
 {
@@ -151,7 +151,7 @@ sha256 (const void *data, gsize len)
   return g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
 }
 
-/* ---- apps on the local side ------------------------------------------- */
+/* --- apps on the local side ----------------------------------------------- */
 
 typedef struct
 {
@@ -273,7 +273,7 @@ assert_received (App *app, GBytes *expected, gboolean full)
     }
 }
 
-/* ---- server side ------------------------------------------------------ */
+/* --- server side ---------------------------------------------------------- */
 
 typedef struct
 {
@@ -385,7 +385,7 @@ server_refusal (Server *s)
   return e;
 }
 
-/* ---- synthetic measurements for the adaptive policy ------------------- */
+/* --- synthetic measurements for the adaptive policy ----------------------- */
 
 /* Where the sender waits, as a test wants it seen on any machine: the
  * channel's own wall-clock figures of each window are replaced by these
@@ -503,7 +503,7 @@ synth_frames_on (Synth *sy, guint64 frames_out)
   return on_frames + (on ? frames_out - counted : 0);
 }
 
-/* ---- a connected pair ------------------------------------------------- */
+/* --- a connected pair ----------------------------------------------------- */
 
 typedef struct
 {
@@ -594,7 +594,7 @@ pair_clear (Pair *p)
   synth_clear (&p->synth_s);
 }
 
-/* ---- tests: crc and frame codec --------------------------------------- */
+/* --- tests: crc and frame codec ------------------------------------------- */
 
 static void
 test_crc32c (void)
@@ -681,7 +681,7 @@ test_frame_header (void)
   g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
 }
 
-/* ---- tests: round trips ----------------------------------------------- */
+/* --- tests: round trips --------------------------------------------------- */
 
 typedef struct
 {
@@ -742,7 +742,7 @@ test_round_trip (gconstpointer data)
   pair_clear (&p);
 }
 
-/* ---- tests: auto compression ------------------------------------------ */
+/* --- tests: auto compression ---------------------------------------------- */
 
 /* The policy itself (when lz4 pays, when not, confirmation, backoff) is
  * tested in test-mig-auto.c. Here: that the channel measures each window
@@ -1004,7 +1004,7 @@ test_auto_slow_receiver_text (void)
   g_assert_cmpfloat (st.out_blocked, >=, 0.3); /* backpressured all along */
 }
 
-/* --- what the channel measures ---------------------------------------- */
+/* --- what the channel measures -------------------------------------------- */
 
 /* A link that blocks: every write sleeps as long as RATE bytes/s needs
  * to carry it (the writer blocks, as on a full send buffer). */
@@ -1179,7 +1179,7 @@ test_auto_receiver_window (void)
   g_assert_cmpuint (busy1 - busy0, >=, rwnd1 - rwnd0);
 }
 
-/* ---- tests: faults ---------------------------------------------------- */
+/* --- tests: faults -------------------------------------------------------- */
 
 static void
 run_fault (MigFaultKind fault, guint64 offset, MigCompressMode mode, Pair *p)
@@ -1409,7 +1409,7 @@ test_bad_sequence (void)
   server_free (s);
 }
 
-/* ---- tests: authentication -------------------------------------------- */
+/* --- tests: authentication ------------------------------------------------ */
 
 static void
 assert_refused (Server *s, const char *token, MigChannelKind kind,
@@ -1570,7 +1570,7 @@ test_dst_disk_token (void)
   mig_dst_free (dst);
 }
 
-/* ---- tests: TLS ------------------------------------------------------- */
+/* --- tests: TLS ----------------------------------------------------------- */
 
 static void
 test_tls_foreign_client (void)
@@ -1674,7 +1674,7 @@ test_creds_missing (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
 }
 
-/* ---- tests: local send buffer ----------------------------------------- */
+/* --- tests: local send buffer --------------------------------------------- */
 
 /* The in pump may queue megabytes for a slow local reader (the
  * destination QEMU), not just one frame: with the kernel's default send
@@ -1729,7 +1729,7 @@ test_local_sndbuf (void)
   pair_clear (&p);
 }
 
-/* ---- tests: rate limit and abort -------------------------------------- */
+/* --- tests: rate limit and abort ------------------------------------------ */
 
 static void
 test_rate_limit (void)
