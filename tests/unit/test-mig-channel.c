@@ -1,5 +1,6 @@
-/* MigChannel: framing, crc32c, TLS + token handshake, compression modes,
- * faults and rate limit, over real loopback TCP.
+/* MigChannel: framing, crc32c, TLS + token handshake, compression modes
+ * (the channel's side of adaptive lz4; the policy itself is tested in
+ * test-mig-auto.c), faults and rate limit, over real loopback TCP.
  *
  * Each "app" stands for QEMU or libvirt on one host: it writes its data
  * into its end of a socketpair (the channel holds the other end), shuts
