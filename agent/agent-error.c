@@ -6,7 +6,7 @@
 #include "mig-migrate.h"
 #include "stor.h"
 
-G_DEFINE_QUARK (drover - agent - error - quark, agent_error)
+G_DEFINE_QUARK (drover_agent_error, agent_error)
 
 static ProtoStatus
 agent_code_status (AgentError code)

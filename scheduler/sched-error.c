@@ -2,13 +2,9 @@
  * status codes, used wherever a handler fails a call. */
 #include "sched-private.h"
 
-/* Spelled out rather than G_DEFINE_QUARK: the formatter puts spaces into
- * the dashed name that macro stringifies. */
-GQuark
-sched_error_quark (void)
-{
-  return g_quark_from_static_string ("drover-sched-error-quark");
-}
+/* An underscored name: the formatter would put spaces into a dashed one,
+ * which the macro stringifies. */
+G_DEFINE_QUARK (drover_sched_error, sched_error)
 
 ProtoStatus
 sched_error_to_status (const GError *error)

@@ -268,7 +268,7 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
   g_autoptr (SchedVm) vm
       = sched_store_get_vm (reg->store, status->name, &local);
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-  const char *state = status->state[0] ? status->state : "unknown";
+  const char *state = status->state[0] ? status->state : PROTO_VM_UNKNOWN;
 
   if (vm == NULL
       && !g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))

@@ -206,11 +206,11 @@ create_done (const ProtobufCMessage *reply, const GError *error,
   if (agent->vm != NULL)
     {
       sched_vm_set_status (vm, agent->vm);
-      sched_vm_set_state (vm,
-                          agent->vm->state[0] ? agent->vm->state : "unknown");
+      sched_vm_set_state (vm, agent->vm->state[0] ? agent->vm->state
+                                                  : PROTO_VM_UNKNOWN);
     }
   else if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
-    sched_vm_set_state (vm, "unknown");
+    sched_vm_set_state (vm, PROTO_VM_UNKNOWN);
   vm->updated_ms = now_ms (svc);
   if (!sched_store_put_vm (svc->store, vm, &local))
     drover_warning (p->vm, p->job->id, NULL, "%s", local->message);
