@@ -12,6 +12,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
 /* Longest string field the builder accepts (paths, cmdline). */
 #define AGENT_XML_MAX_TEXT 4096
 
+/* Namespace of the <metadata> element holding a Drover VM's spec. */
+#define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
+#define AGENT_XMLNS_PREFIX "drover"
+
 /* XML 1.0 cannot carry most control characters at all (not even as
  * character references), and libvirt would refuse them later anyway. */
 static gboolean
@@ -41,6 +45,8 @@ check_text (const char *what, const char *text, GError **error)
   return TRUE;
 }
 
+/* libvirt's <domain type>: its own vocabulary, not the wire's accel
+ * names (TCG is "qemu"). */
 static const char *
 domain_type (AgentAccel accel)
 {

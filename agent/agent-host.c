@@ -1,38 +1,11 @@
 /* Host inventory: what the agent tells the scheduler about its host. */
 #include "agent-private.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
-#include <linux/kvm.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include "stor.h"
-
-gboolean
-agent_kvm_usable (void)
-{
-  int fd = open ("/dev/kvm", O_RDWR | O_CLOEXEC);
-  int version;
-
-  if (fd < 0)
-    return FALSE;
-  version = ioctl (fd, KVM_GET_API_VERSION, 0);
-  close (fd);
-  /* 12 is the only stable KVM API version there has ever been. */
-  return version == 12;
-}
-
-AgentAccel
-agent_accel_resolve (AgentAccel accel)
-{
-  if (accel != AGENT_ACCEL_AUTO)
-    return accel;
-  return agent_kvm_usable () ? AGENT_ACCEL_KVM : AGENT_ACCEL_TCG;
-}
 
 char *
 agent_version_string (unsigned long version)

@@ -1,10 +1,12 @@
 /* libdrover-agent internals, shared by its files and its tests. */
 #pragma once
 
+#include <gio/gio.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
 #include "agent.h"
+#include "mig-channel.h"
 #include "proto.h"
 
 G_BEGIN_DECLS
@@ -12,27 +14,21 @@ G_BEGIN_DECLS
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (virConnect, virConnectClose)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 
-/* Namespace of the <metadata> element holding a Drover VM's spec. */
-#define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
-#define AGENT_XMLNS_PREFIX "drover"
+/* --- errors and fault points (agent-error.c, agent-fault.c) ------------ */
 
-#define AGENT_MIN_MEMORY (32 * 1024 * 1024)
-#define AGENT_DEFAULT_REPORT_INTERVAL_MS 5000
-#define AGENT_DEFAULT_STOP_TIMEOUT_MS 10000
-#define AGENT_CONSOLE_DEFAULT_BYTES (64 * 1024)
-#define AGENT_CONSOLE_MAX_BYTES (1024 * 1024)
-
-/* --- messages (agent-msg.c) ------------------------------------------- */
-
-/* Messages the agent builds are g_malloc'd field by field and freed with
- * proto_msg_free (autoptrs in proto.h). */
-Drover__V1__VmSpec *agent_vm_spec_copy (const Drover__V1__VmSpec *spec);
-/* gRPC status for ERROR, whatever its domain. */
+/* The gRPC status a call that failed with ERROR ends with, whatever the
+ * domain: PROTO_ERROR codes as they are, AGENT_ERROR, STOR_ERROR and
+ * MIG_ERROR codes by their meaning, anything else INTERNAL. */
 ProtoStatus agent_error_to_status (const GError *error);
+
 /* TRUE when fault point NAME is listed in $DROVER_FAULTS (comma
- * separated, read once) or in the last agent_fault_set (). Used by tests
- * to fail an operation at a chosen step: create-after-disk,
- * create-after-define, create-after-start. */
+ * separated, read once) or in the last agent_fault_set (). Tests use them
+ * to fail an operation at a chosen step. The agent's fault points:
+ * - create-after-disk, create-after-define, create-after-start: CreateVm
+ *   fails (INTERNAL, rolled back) after making the disk, after defining
+ *   the domain, after starting it;
+ * - mig-cut-channel: MigrateOut cuts the memory stream of the migration
+ *   after 4 MiB. */
 gboolean agent_fault (const char *name);
 void agent_fault_set (const char *faults);
 
@@ -89,12 +85,15 @@ virConnectPtr agent_libvirt_get (AgentLibvirt *lv, GError **error);
 /* Closes the connection and stops reconnecting; no callback runs after. */
 void agent_libvirt_free (AgentLibvirt *lv);
 
-/* --- host and VM state (agent-host.c, agent-stats.c) ------------------- */
+/* --- accelerator (agent-accel.c) --------------------------------------- */
 
 /* TRUE when /dev/kvm opens and reports KVM API version 12. */
 gboolean agent_kvm_usable (void);
 /* AUTO becomes KVM or TCG; other values stay. */
 AgentAccel agent_accel_resolve (AgentAccel accel);
+
+/* --- host and VM state (agent-host.c, agent-stats.c) ------------------- */
+
 /* "9.0.0" from libvirt's major * 1000000 + minor * 1000 + micro. */
 char *agent_version_string (unsigned long version);
 
@@ -103,7 +102,7 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
                          const char *address, AgentAccel accel,
                          const char *data_dir, GError **error);
 
-/* "running", "shutoff", ... for a virDomainState. */
+/* PROTO_VM_RUNNING, PROTO_VM_SHUTOFF, ... for a virDomainState. */
 const char *agent_domain_state_string (int state);
 
 /* Status of one Drover domain (state, vcpus, memory, cpu time, spec);
@@ -122,7 +121,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentStats, agent_stats_free)
 GPtrArray *agent_stats_collect (AgentStats *stats, virConnectPtr conn,
                                 GError **error);
 
-/* --- the agent (agent.c, agent-service.c, agent-reporter.c) ------------ */
+/* --- the agent (agent.c) ----------------------------------------------- */
 
 struct _Agent
 {
@@ -154,66 +153,154 @@ struct _Agent
   guint64 seq;
   char *last_problem; /* logged once until it changes */
 
-  /* Live migration (agent-migration.c); NULL when not started. */
-  struct _AgentMigration *migration;
+  /* Live migration (agent-migration.c): set by agent_start, immutable
+   * until the last unref. mig_dst NULL: this agent does not migrate
+   * (libvirt's test driver). mig_creds NULL: plain TCP (insecure). */
+  struct _AgentMigDst *mig_dst;
+  MigChannelCreds *mig_creds;
 
   /* Names of VMs with an operation in progress; guarded by lock. */
   GMutex lock;
   GHashTable *busy;
 };
 
-/* AgentService handlers on SERVER. */
-void agent_service_register (Agent *agent, ProtoServer *server);
-/* Disk and console paths of VM NAME (NAME already validated). */
-char *agent_console_path (Agent *agent, const char *name);
+/* --- AgentService (agent-service.c) ------------------------------------ */
 
-/* Helpers of agent-service.c that the migration calls share. */
+/* Registers the AgentService methods on SERVER. */
+void agent_service_register (Agent *agent, ProtoServer *server);
+
+/* One unary AgentService call: runs in a worker thread, returns the
+ * reply (freed with proto_msg_free after sending) or NULL with ERROR. */
 typedef ProtobufCMessage *(*AgentOpFunc) (Agent *agent,
                                           const ProtobufCMessage *request,
                                           GError **error);
-/* Runs FUNC in a worker thread and answers CALL from the main context. */
+/* Runs FUNC (AGENT, REQUEST) in a worker thread and answers CALL from the
+ * agent's main context: the reply, or the status of the error
+ * (agent_error_to_status). Holds a reference to AGENT until then. */
 void agent_service_run (Agent *agent, ProtoServerCall *call,
                         const ProtobufCMessage *request, AgentOpFunc func);
+/* A new Empty reply, for an AgentOpFunc that has nothing to return. */
+ProtobufCMessage *agent_service_empty_reply (void);
+
+/* --- the VMs of this host (agent-vm.c) --------------------------------- */
+
+/* Claims VM NAME for one operation: AGENT_ERROR_BUSY while another
+ * operation holds it. Release with agent_vm_release. */
 gboolean agent_vm_claim (Agent *agent, const char *name, GError **error);
 void agent_vm_release (Agent *agent, const char *name);
-/* The Drover domain NAME (NOT_FOUND for missing and foreign ones). */
-virDomainPtr agent_lookup_vm (Agent *agent, virConnectPtr conn,
+/* The Drover domain NAME: AGENT_ERROR_NOT_FOUND ("no VM named ... on host
+ * ...") for a missing and for a foreign domain. Free with virDomainFree. */
+virDomainPtr agent_vm_lookup (Agent *agent, virConnectPtr conn,
                               const char *name, GError **error);
-gboolean agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
-                           GError **error);
-/* Claims SPEC's name, refuses an existing domain of that name and checks
- * its memory fits next to running VMs and incoming reservations. On
- * success the caller holds the claim (agent_vm_release); on failure
- * nothing is held. */
+/* Checks SPEC before a VM is made from it here (CreateVm, an incoming
+ * migration): what proto_vm_spec_check checks (PROTO_ERROR
+ * INVALID_ARGUMENT), kernel and initrd readable files
+ * (AGENT_ERROR_INVALID) and the accelerator this host runs guests with
+ * (AGENT_ERROR_PRECONDITION). */
+gboolean agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
+                              GError **error);
+/* Admits a new VM named after SPEC: claims the name (so two requests
+ * cannot race for it), refuses an existing domain of that name
+ * (AGENT_ERROR_EXISTS) and checks its memory fits next to the running VMs
+ * and incoming reservations (AGENT_ERROR_NO_RESOURCES). On success the
+ * caller holds the claim (agent_vm_release); on failure nothing is held. */
 gboolean agent_vm_admit (Agent *agent, virConnectPtr conn,
                          const Drover__V1__VmSpec *spec, GError **error);
 
-/* --- live migration (agent-migration.c) -------------------------------- */
+/* --- progress streams (agent-stream.c) --------------------------------- */
 
-typedef struct _AgentMigration AgentMigration;
-/* Starts the migration listener on the AgentService IP (port
- * config.migration_port, 0 = any) and removes stale migration sockets.
- * Does nothing with the test driver. */
-gboolean agent_migration_start (Agent *agent, GError **error);
-/* Stops the listener and forgets incoming jobs. */
-void agent_migration_free (Agent *agent);
-/* Memory reserved by prepared incoming migrations. */
-guint64 agent_migration_reserved_memory (Agent *agent);
-void agent_handle_prepare_incoming (ProtoServerCall *call,
-                                    const ProtobufCMessage *req, gpointer data);
-void agent_handle_migrate_out (ProtoServerCall *call,
-                               const ProtobufCMessage *req, gpointer data);
-void agent_handle_cancel_incoming (ProtoServerCall *call,
-                                   const ProtobufCMessage *req, gpointer data);
-/* ReadConsole: NAME.history then NAME.log as one stream; on a host the
- * VM has left, a read at the end removes both. */
+/* A server-streaming call fed by a worker thread, for long operations
+ * that report progress (MigrateOut; snapshots, clones and backups next):
+ * - a new thread runs FUNC, which produces messages in order with
+ *   agent_stream_push;
+ * - the main context sends them on the call one at a time, in that order;
+ * - when FUNC returns, the call ends after the last message with OK
+ *   (TRUE) or with the status and message of its error (FALSE:
+ *   agent_error_to_status);
+ * - the client's cancel (or its going away) cancels the stream's
+ *   GCancellable, which FUNC watches to stop early. */
+typedef struct _AgentStream AgentStream;
+
+/* Runs on the stream's own thread. */
+typedef gboolean (*AgentStreamFunc) (AgentStream *stream, gpointer user_data,
+                                     GError **error);
+
+/* Serves CALL (in CTX's main context, whose thread calls this) with a
+ * thread named THREAD_NAME running FUNC (stream, USER_DATA). DESTROY
+ * frees USER_DATA in CTX after the call has ended; CALL and its request
+ * stay valid until then. */
+void agent_stream_start (ProtoServerCall *call, GMainContext *ctx,
+                         const char *thread_name, AgentStreamFunc func,
+                         gpointer user_data, GDestroyNotify destroy);
+/* Queues MSG (taken, freed once sent) behind every message pushed
+ * before. From FUNC only. */
+void agent_stream_push (AgentStream *stream, ProtobufCMessage *msg);
+/* Cancelled when the client cancels; owned by STREAM. */
+GCancellable *agent_stream_get_cancellable (AgentStream *stream);
+
+/* --- console logs (agent-console.c) ------------------------------------ */
+
+/* console/NAME.log, where QEMU appends what VM NAME writes on its serial
+ * console (NAME already validated). Free with g_free. */
+char *agent_console_path (Agent *agent, const char *name);
+/* Removes the console log of VM NAME and its history from earlier hosts
+ * (missing files are fine). FALSE with ERROR ("console log PATH stays:
+ * ...") when the log cannot be removed; the history goes regardless. */
+gboolean agent_console_remove (Agent *agent, const char *name, GError **error);
+/* ReadConsole (worker thread): NAME.history then NAME.log as one stream;
+ * on a host the VM has left, a read at the end removes both. */
 ProtobufCMessage *agent_console_serve (Agent *agent,
                                        const Drover__V1__ConsoleRequest *req,
                                        GError **error);
+/* Copies the console stream of VM NAME from the agent at ADDRESS (where
+ * it ran before) into NAME.history, then reads at its end there until
+ * that agent has dropped its copy (at most 10 s). Blocks: worker threads
+ * only. */
+gboolean agent_console_fetch_history (Agent *agent, const char *address,
+                                      const char *name, GError **error);
+
+/* --- live migration (agent-migration.c, agent-mig-dst.c, -src.c) ------- */
+
+/* Removes stale migration sockets, takes back the disk images of
+ * incoming migrations an earlier run left undecided and starts the
+ * migration listener on the AgentService IP (port config.migration_port,
+ * 0 = any). Does nothing with the test driver. */
+gboolean agent_migration_start (Agent *agent, GError **error);
+/* Stops the listener and forgets incoming jobs (the last unref). */
+void agent_migration_stop (Agent *agent);
+/* Splits "HOST:PORT" at its last colon; FALSE when it has no port. */
+gboolean agent_migration_split_address (const char *address, char **host,
+                                        guint16 *port);
+
+/* The destination side: reservations of prepared incoming migrations and
+ * the listener their streams come in on. */
+typedef struct _AgentMigDst AgentMigDst;
+/* Takes back undecided incoming disk images, then listens on IP:PORT
+ * with AGENT->mig_creds. */
+AgentMigDst *agent_mig_dst_new (Agent *agent, const char *ip, guint16 port,
+                                GError **error);
+void agent_mig_dst_free (AgentMigDst *dst);
+/* Memory reserved by prepared incoming migrations; 0 for NULL (any
+ * thread). */
+guint64 agent_mig_dst_reserved_memory (AgentMigDst *dst);
+/* PrepareIncoming and CancelIncoming (ProtoHandler, data: the Agent). */
+void agent_mig_dst_prepare_incoming (ProtoServerCall *call,
+                                     const ProtobufCMessage *req,
+                                     gpointer data);
+void agent_mig_dst_cancel_incoming (ProtoServerCall *call,
+                                    const ProtobufCMessage *req, gpointer data);
+
+/* The source side: MigrateOut (ProtoHandler, data: the Agent). */
+void agent_mig_src_migrate_out (ProtoServerCall *call,
+                                const ProtobufCMessage *req, gpointer data);
+
+/* --- reporting to the scheduler (agent-reporter.c) --------------------- */
 
 void agent_reporter_start (Agent *agent);
 void agent_reporter_stop (Agent *agent);
-/* Sends a report soon (debounced), e.g. after a lifecycle event. */
+/* Sends a report soon (debounced), e.g. after a lifecycle event. Main
+ * context only; agent_reporter_kick_from_thread from anywhere else. */
 void agent_reporter_kick (Agent *agent);
+void agent_reporter_kick_from_thread (Agent *agent);
 
 G_END_DECLS

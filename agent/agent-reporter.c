@@ -15,14 +15,25 @@
 #define REGISTER_RETRY_MS 2000
 #define DEBOUNCE_MS 200
 #define CALL_TIMEOUT_MS 5000
+#define DEFAULT_REPORT_INTERVAL_MS 5000
 
 static void send_register (Agent *agent);
 static void send_report (Agent *agent);
 
-/* Logs PROBLEM once until a different problem or success (NULL). */
-static void
-note_problem (Agent *agent, const char *problem)
+/* Logs the problem FORMAT says once until a different problem or success
+ * (FORMAT NULL). */
+static void G_GNUC_PRINTF (2, 3)
+    note_problem (Agent *agent, const char *format, ...)
 {
+  g_autofree char *problem = NULL;
+  va_list ap;
+
+  if (format)
+    {
+      va_start (ap, format);
+      problem = g_strdup_vprintf (format, ap);
+      va_end (ap);
+    }
   if (g_strcmp0 (agent->last_problem, problem) == 0)
     return;
   if (problem)
@@ -31,7 +42,7 @@ note_problem (Agent *agent, const char *problem)
     g_message ("reporting to scheduler %s works again",
                agent->config.scheduler);
   g_free (agent->last_problem);
-  agent->last_problem = g_strdup (problem);
+  agent->last_problem = g_steal_pointer (&problem);
 }
 
 static void
@@ -109,6 +120,18 @@ collect_thread (GTask *task, gpointer source, gpointer task_data,
   g_task_return_pointer (task, c, collected_free);
 }
 
+/* Collects in a worker thread, then calls DONE in the main context with
+ * a reference to AGENT that DONE drops. */
+static void
+collect_async (Agent *agent, GAsyncReadyCallback done)
+{
+  GTask *task = g_task_new (NULL, NULL, done, agent_ref (agent));
+
+  g_task_set_task_data (task, agent, NULL);
+  g_task_run_in_thread (task, collect_thread);
+  g_object_unref (task);
+}
+
 /* --- registering ------------------------------------------------------- */
 
 static gboolean
@@ -150,10 +173,9 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   if (error)
     {
-      g_autofree char *problem = g_strdup_printf (
-          "cannot register with scheduler %s: %s; retrying every %d ms",
+      note_problem (
+          agent, "cannot register with scheduler %s: %s; retrying every %d ms",
           agent->config.scheduler, error->message, REGISTER_RETRY_MS);
-      note_problem (agent, problem);
       retry_register_later (agent);
       agent_unref (agent);
       return;
@@ -163,7 +185,7 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
   if (!agent->report_interval_ms)
     agent->report_interval_ms = agent->config.report_interval_ms;
   if (!agent->report_interval_ms)
-    agent->report_interval_ms = AGENT_DEFAULT_REPORT_INTERVAL_MS;
+    agent->report_interval_ms = DEFAULT_REPORT_INTERVAL_MS;
   g_message ("registered with scheduler %s; reporting every %u ms",
              agent->config.scheduler, agent->report_interval_ms);
   g_clear_pointer (&agent->last_problem, g_free);
@@ -187,10 +209,9 @@ register_collected (GObject *source, GAsyncResult *result, gpointer data)
       agent->register_in_flight = FALSE;
       if (error)
         {
-          g_autofree char *problem = g_strdup_printf (
-              "cannot register with scheduler %s: %s; retrying",
-              agent->config.scheduler, error->message);
-          note_problem (agent, problem);
+          note_problem (agent,
+                        "cannot register with scheduler %s: %s; retrying",
+                        agent->config.scheduler, error->message);
           retry_register_later (agent);
         }
       agent_unref (agent);
@@ -206,15 +227,10 @@ register_collected (GObject *source, GAsyncResult *result, gpointer data)
 static void
 send_register (Agent *agent)
 {
-  GTask *task;
-
   if (agent->stopped || agent->registered || agent->register_in_flight)
     return;
   agent->register_in_flight = TRUE;
-  task = g_task_new (NULL, NULL, register_collected, agent_ref (agent));
-  g_task_set_task_data (task, agent, NULL);
-  g_task_run_in_thread (task, collect_thread);
-  g_object_unref (task);
+  collect_async (agent, register_collected);
 }
 
 static void
@@ -247,10 +263,8 @@ report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   else if (error)
     {
-      g_autofree char *problem
-          = g_strdup_printf ("cannot report to scheduler %s: %s",
-                             agent->config.scheduler, error->message);
-      note_problem (agent, problem);
+      note_problem (agent, "cannot report to scheduler %s: %s",
+                    agent->config.scheduler, error->message);
     }
   else if (reply->reregister)
     {
@@ -280,9 +294,8 @@ report_collected (GObject *source, GAsyncResult *result, gpointer data)
       agent->report_in_flight = FALSE;
       if (error)
         {
-          g_autofree char *problem = g_strdup_printf (
-              "cannot collect a host report: %s", error->message);
-          note_problem (agent, problem);
+          note_problem (agent, "cannot collect a host report: %s",
+                        error->message);
         }
       agent_unref (agent);
       return;
@@ -300,8 +313,6 @@ report_collected (GObject *source, GAsyncResult *result, gpointer data)
 static void
 send_report (Agent *agent)
 {
-  GTask *task;
-
   if (agent->stopped || !agent->registered)
     return;
   if (agent->report_in_flight)
@@ -311,10 +322,7 @@ send_report (Agent *agent)
     }
   agent->report_pending = FALSE;
   agent->report_in_flight = TRUE;
-  task = g_task_new (NULL, NULL, report_collected, agent_ref (agent));
-  g_task_set_task_data (task, agent, NULL);
-  g_task_run_in_thread (task, collect_thread);
-  g_object_unref (task);
+  collect_async (agent, report_collected);
 }
 
 static gboolean
@@ -333,6 +341,24 @@ agent_reporter_kick (Agent *agent)
   if (agent->stopped || !agent->sched || agent->debounce_source)
     return;
   agent->debounce_source = add_timeout (agent, DEBOUNCE_MS, debounce_cb);
+}
+
+static gboolean
+kick_cb (gpointer data)
+{
+  agent_reporter_kick (data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+agent_reporter_kick_from_thread (Agent *agent)
+{
+  GSource *s = g_idle_source_new ();
+
+  g_source_set_callback (s, kick_cb, agent_ref (agent),
+                         (GDestroyNotify)agent_unref);
+  g_source_attach (s, agent->ctx);
+  g_source_unref (s);
 }
 
 void

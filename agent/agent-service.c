@@ -3,101 +3,21 @@
  * Every call runs in a GTask worker thread (libvirt calls can take
  * seconds: a graceful shutdown waits up to its timeout) and is answered
  * from the agent's GMainContext, so reports keep flowing meanwhile.
- * Operations on one VM name are serialised by Agent.busy: a second one
- * fails with ABORTED instead of racing the first.
+ * Operations on one VM name are serialised by agent_vm_claim (agent-vm.c):
+ * a second one fails with ABORTED instead of racing the first.
  */
 #include "agent-private.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "stor.h"
 
 #define STOP_POLL_MS 100
 #define STOP_MAX_TIMEOUT_MS (10 * 60 * 1000)
-#define MAX_VCPUS 512
-
-typedef ProtobufCMessage *(*OpFunc) (Agent *agent,
-                                     const ProtobufCMessage *request,
-                                     GError **error);
+#define STOP_DEFAULT_TIMEOUT_MS 10000
 
 /* --- helpers ----------------------------------------------------------- */
-
-static gboolean
-check_name (const char *name, GError **error)
-{
-  return proto_name_validate ("VM", name, error);
-}
-
-static void
-set_not_found (Agent *agent, const char *name, GError **error)
-{
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_FOUND,
-               "no VM named '%s' on host '%s'", name, agent->config.name);
-}
-
-/* Claims NAME for one operation (any thread). */
-static gboolean
-vm_claim (Agent *agent, const char *name, GError **error)
-{
-  gboolean ok;
-
-  g_mutex_lock (&agent->lock);
-  ok = !g_hash_table_contains (agent->busy, name);
-  if (ok)
-    g_hash_table_add (agent->busy, g_strdup (name));
-  g_mutex_unlock (&agent->lock);
-  if (!ok)
-    g_set_error (error, AGENT_ERROR, AGENT_ERROR_BUSY,
-                 "another operation on VM %s is in progress", name);
-  return ok;
-}
-
-static void
-vm_release (Agent *agent, const char *name)
-{
-  g_mutex_lock (&agent->lock);
-  g_hash_table_remove (agent->busy, name);
-  g_mutex_unlock (&agent->lock);
-}
-
-/* The Drover domain NAME; foreign domains count as missing. */
-static virDomainPtr
-lookup_vm (Agent *agent, virConnectPtr conn, const char *name, GError **error)
-{
-  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
-  g_autofree char *xml = NULL;
-  g_autoptr (Drover__V1__VmSpec) spec = NULL;
-  g_autoptr (GError) local = NULL;
-
-  if (!dom)
-    {
-      agent_libvirt_error (&local, "cannot look up VM %s", name);
-      if (local->code == AGENT_ERROR_NOT_FOUND)
-        set_not_found (agent, name, error);
-      else
-        g_propagate_error (error, g_steal_pointer (&local));
-      return NULL;
-    }
-  xml = virDomainGetXMLDesc (dom, 0);
-  if (!xml)
-    {
-      agent_libvirt_error (error, "cannot read the XML of VM %s", name);
-      return NULL;
-    }
-  spec = agent_domain_xml_parse (xml, &local);
-  if (!spec)
-    {
-      set_not_found (agent, name, error);
-      return NULL;
-    }
-  return g_steal_pointer (&dom);
-}
 
 static ProtobufCMessage *
 vm_reply (virDomainPtr dom, GError **error)
@@ -111,125 +31,6 @@ vm_reply (virDomainPtr dom, GError **error)
   drover__v1__agent_vm_reply__init (reply);
   reply->vm = status;
   return (ProtobufCMessage *)reply;
-}
-
-static gboolean
-check_file (const char *what, const char *name, const char *path,
-            GError **error)
-{
-  struct stat st;
-
-  if (!g_path_is_absolute (path))
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "%s of VM %s must be an absolute path, not '%s'", what, name,
-                   path);
-      return FALSE;
-    }
-  if (stat (path, &st) < 0 || !S_ISREG (st.st_mode) || access (path, R_OK) < 0)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "%s %s of VM %s is not a readable file", what, path, name);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-check_spec (Agent *agent, const Drover__V1__VmSpec *spec, GError **error)
-{
-  const char *accel = agent_accel_to_string (agent->accel);
-
-  if (!spec)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                           "no VM spec given");
-      return FALSE;
-    }
-  if (!check_name (spec->name, error))
-    return FALSE;
-  if (spec->vcpus < 1 || spec->vcpus > MAX_VCPUS)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "VM %s: vcpus must be between 1 and %d", spec->name,
-                   MAX_VCPUS);
-      return FALSE;
-    }
-  if (spec->memory < AGENT_MIN_MEMORY)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "VM %s: memory must be at least 32 MiB", spec->name);
-      return FALSE;
-    }
-  if (*spec->kernel && !check_file ("kernel", spec->name, spec->kernel, error))
-    return FALSE;
-  if (*spec->initrd && !check_file ("initrd", spec->name, spec->initrd, error))
-    return FALSE;
-  if (!*spec->kernel && (*spec->initrd || *spec->cmdline))
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "VM %s: an initrd or a kernel command line needs a kernel",
-                   spec->name);
-      return FALSE;
-    }
-  if (*spec->accel && strcmp (spec->accel, accel) != 0)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s needs accelerator %s but host %s runs guests with %s",
-                   spec->name, spec->accel, agent->config.name, accel);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* Refuses SPEC when its memory does not fit next to the running Drover
- * VMs. TCG guests allocate lazily, so this is the configured total, not
- * the kernel's free memory (which page cache keeps low). */
-static gboolean
-check_memory (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
-              GError **error)
-{
-  virNodeInfo node;
-  virDomainPtr *doms = NULL;
-  guint64 total, used = 0;
-  int n;
-
-  if (virNodeGetInfo (conn, &node) < 0)
-    {
-      agent_libvirt_error (error, "cannot read node info");
-      return FALSE;
-    }
-  n = virConnectListAllDomains (conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-  if (n < 0)
-    {
-      agent_libvirt_error (error, "cannot list domains");
-      return FALSE;
-    }
-  for (int i = 0; i < n; i++)
-    {
-      g_autoptr (Drover__V1__VmStatus) status
-          = agent_vm_status_from_domain (doms[i], NULL);
-
-      if (status)
-        used += status->memory;
-      virDomainFree (doms[i]);
-    }
-  free (doms);
-  /* Incoming migrations hold their memory from PrepareIncoming on. */
-  used += agent_migration_reserved_memory (agent);
-  total = (guint64)node.memory * 1024;
-  if (used > total || spec->memory > total - used)
-    {
-      g_autofree char *need
-          = g_format_size_full (spec->memory, G_FORMAT_SIZE_IEC_UNITS);
-      g_autofree char *left = g_format_size_full (
-          used > total ? 0 : total - used, G_FORMAT_SIZE_IEC_UNITS);
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_NO_RESOURCES,
-                   "VM %s needs %s of memory but host %s has %s left",
-                   spec->name, need, agent->config.name, left);
-      return FALSE;
-    }
-  return TRUE;
 }
 
 static int
@@ -281,36 +82,6 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 
 /* --- operations (worker threads) --------------------------------------- */
 
-/* Admits a new VM named after SPEC on this host, for CreateVm and for an
- * incoming migration alike: claims the name (so two requests cannot race
- * for it), refuses a domain that already exists, and checks memory. On
- * success the caller owns the claim and must vm_release it; on failure
- * nothing is held. */
-static gboolean
-vm_admit (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
-          GError **error)
-{
-  g_autoptr (virDomain) dom = NULL;
-
-  if (!vm_claim (agent, spec->name, error))
-    return FALSE;
-  dom = virDomainLookupByName (conn, spec->name);
-  if (dom)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
-                   "a VM named '%s' already exists on host '%s'", spec->name,
-                   agent->config.name);
-      vm_release (agent, spec->name);
-      return FALSE;
-    }
-  if (!check_memory (agent, conn, spec, error))
-    {
-      vm_release (agent, spec->name);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 static ProtobufCMessage *
 op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
@@ -324,9 +95,9 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   gboolean disk_made = FALSE, console_existed = TRUE;
   ProtobufCMessage *reply;
 
-  if (!check_spec (agent, req->spec, error))
+  if (!agent_vm_check_spec (agent, req->spec, error))
     return NULL;
-  spec = agent_vm_spec_copy (req->spec);
+  spec = proto_msg_copy (&req->spec->base);
   /* Record the accelerator the VM actually runs with. */
   g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
   spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
@@ -334,7 +105,7 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
-  if (!vm_admit (agent, conn, spec, error))
+  if (!agent_vm_admit (agent, conn, spec, error))
     return NULL;
 
   console_path = agent_console_path (agent, spec->name);
@@ -383,13 +154,13 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   reply = vm_reply (dom, error);
   if (!reply)
     goto rollback;
-  vm_release (agent, spec->name);
+  agent_vm_release (agent, spec->name);
   return reply;
 
 rollback:
   rollback_create (dom, disk_path, disk_made, console_path, console_existed);
 fail:
-  vm_release (agent, spec->name);
+  agent_vm_release (agent, spec->name);
   return NULL;
 }
 
@@ -407,17 +178,17 @@ with_vm (Agent *agent, const char *name, const ProtobufCMessage *request,
   g_autoptr (virDomain) dom = NULL;
   ProtobufCMessage *reply = NULL;
 
-  if (!check_name (name, error))
+  if (!proto_name_validate ("VM", name, error))
     return NULL;
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
-  if (!vm_claim (agent, name, error))
+  if (!agent_vm_claim (agent, name, error))
     return NULL;
-  dom = lookup_vm (agent, conn, name, error);
+  dom = agent_vm_lookup (agent, conn, name, error);
   if (dom)
     reply = func (agent, conn, dom, request, error);
-  vm_release (agent, name);
+  agent_vm_release (agent, name);
   return reply;
 }
 
@@ -460,7 +231,7 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 {
   const Drover__V1__StopVmRequest *req = (const void *)request;
   guint timeout_ms
-      = req->timeout_ms ? req->timeout_ms : AGENT_DEFAULT_STOP_TIMEOUT_MS;
+      = req->timeout_ms ? req->timeout_ms : STOP_DEFAULT_TIMEOUT_MS;
   gint64 deadline;
 
   if (virDomainIsActive (dom) != 1)
@@ -510,11 +281,6 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   const Drover__V1__DeleteVmRequest *req = (const void *)request;
   const char *name = virDomainGetName (dom);
   g_autofree char *disk_path = NULL;
-  g_autofree char *console_path = agent_console_path (agent, name);
-  g_autofree char *history_file = g_strconcat (name, ".history", NULL);
-  g_autofree char *history_path
-      = g_build_filename (agent->console_dir, history_file, NULL);
-  Drover__V1__Empty *reply;
 
   if (virDomainIsActive (dom) == 1)
     {
@@ -538,19 +304,13 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       g_prefix_error (error, "VM %s is undefined but: ", name);
       return NULL;
     }
-  if (g_unlink (console_path) < 0 && errno != ENOENT)
+  /* Its console log and the history from earlier hosts. */
+  if (!agent_console_remove (agent, name, error))
     {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "VM %s is undefined but its console log %s stays: %s", name,
-                   console_path, g_strerror (saved));
+      g_prefix_error (error, "VM %s is undefined but its ", name);
       return NULL;
     }
-  /* Console history from earlier hosts (agent-migration.c). */
-  (void)g_unlink (history_path);
-  reply = g_new0 (Drover__V1__Empty, 1);
-  drover__v1__empty__init (reply);
-  return (ProtobufCMessage *)reply;
+  return agent_service_empty_reply ();
 }
 
 static ProtobufCMessage *
@@ -564,7 +324,7 @@ op_delete (Agent *agent, const ProtobufCMessage *request, GError **error)
 static ProtobufCMessage *
 op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
 {
-  /* History from earlier hosts + the live log (agent-migration.c). */
+  /* History from earlier hosts + the live log (agent-console.c). */
   return agent_console_serve (agent, (const void *)request, error);
 }
 
@@ -587,7 +347,7 @@ typedef struct
   Agent *agent;
   ProtoServerCall *call;
   const ProtobufCMessage *request;
-  OpFunc func;
+  AgentOpFunc func;
 } ServiceOp;
 
 static void
@@ -625,9 +385,18 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_free (op);
 }
 
-static void
-run_op (Agent *agent, ProtoServerCall *call, const ProtobufCMessage *request,
-        OpFunc func)
+ProtobufCMessage *
+agent_service_empty_reply (void)
+{
+  Drover__V1__Empty *reply = g_new0 (Drover__V1__Empty, 1);
+
+  drover__v1__empty__init (reply);
+  return (ProtobufCMessage *)reply;
+}
+
+void
+agent_service_run (Agent *agent, ProtoServerCall *call,
+                   const ProtobufCMessage *request, AgentOpFunc func)
 {
   ServiceOp *op = g_new0 (ServiceOp, 1);
   GTask *task;
@@ -647,7 +416,7 @@ run_op (Agent *agent, ProtoServerCall *call, const ProtobufCMessage *request,
   static void handle_##op (ProtoServerCall *call, const ProtobufCMessage *req, \
                            gpointer data)                                      \
   {                                                                            \
-    run_op (data, call, req, op_##op);                                         \
+    agent_service_run (data, call, req, op_##op);                              \
   }
 
 HANDLER (create)
@@ -673,53 +442,12 @@ agent_service_register (Agent *agent, ProtoServer *server)
     { DROVER_AGENT_METHOD_DELETE_VM, handle_delete },
     { DROVER_AGENT_METHOD_READ_CONSOLE, handle_console },
     { DROVER_AGENT_METHOD_GET_HOST_INFO, handle_host_info },
-    { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_handle_prepare_incoming },
-    { DROVER_AGENT_METHOD_MIGRATE_OUT, agent_handle_migrate_out },
-    { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_handle_cancel_incoming },
+    { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_mig_dst_prepare_incoming },
+    { DROVER_AGENT_METHOD_MIGRATE_OUT, agent_mig_src_migrate_out },
+    { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_mig_dst_cancel_incoming },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (methods); i++)
     proto_server_add_method (server, DROVER_AGENT_SERVICE, methods[i].method,
                              methods[i].handler, agent);
-}
-
-/* --- shared with agent-migration.c ------------------------------------- */
-
-void
-agent_service_run (Agent *agent, ProtoServerCall *call,
-                   const ProtobufCMessage *request, AgentOpFunc func)
-{
-  run_op (agent, call, request, func);
-}
-
-gboolean
-agent_vm_claim (Agent *agent, const char *name, GError **error)
-{
-  return vm_claim (agent, name, error);
-}
-
-void
-agent_vm_release (Agent *agent, const char *name)
-{
-  vm_release (agent, name);
-}
-
-virDomainPtr
-agent_lookup_vm (Agent *agent, virConnectPtr conn, const char *name,
-                 GError **error)
-{
-  return lookup_vm (agent, conn, name, error);
-}
-
-gboolean
-agent_check_spec (Agent *agent, const Drover__V1__VmSpec *spec, GError **error)
-{
-  return check_spec (agent, spec, error);
-}
-
-gboolean
-agent_vm_admit (Agent *agent, virConnectPtr conn,
-                const Drover__V1__VmSpec *spec, GError **error)
-{
-  return vm_admit (agent, conn, spec, error);
 }

@@ -21,21 +21,21 @@ agent_domain_state_string (int state)
   switch (state)
     {
     case VIR_DOMAIN_RUNNING:
-      return "running";
+      return PROTO_VM_RUNNING;
     case VIR_DOMAIN_BLOCKED:
-      return "blocked";
+      return PROTO_VM_BLOCKED;
     case VIR_DOMAIN_PAUSED:
-      return "paused";
+      return PROTO_VM_PAUSED;
     case VIR_DOMAIN_SHUTDOWN:
-      return "shutdown";
+      return PROTO_VM_SHUTDOWN;
     case VIR_DOMAIN_SHUTOFF:
-      return "shutoff";
+      return PROTO_VM_SHUTOFF;
     case VIR_DOMAIN_CRASHED:
-      return "crashed";
+      return PROTO_VM_CRASHED;
     case VIR_DOMAIN_PMSUSPENDED:
-      return "pmsuspended";
+      return PROTO_VM_PMSUSPENDED;
     default:
-      return "nostate";
+      return PROTO_VM_NOSTATE;
     }
 }
 

@@ -50,7 +50,7 @@ on_lifecycle (const char *name, int event, int detail, gpointer user_data)
 {
   Agent *agent = user_data;
 
-  g_debug ("lifecycle event %d/%d for domain %s", event, detail, name);
+  drover_debug (name, NULL, NULL, "lifecycle event %d/%d", event, detail);
   agent_reporter_kick (agent);
 }
 
@@ -152,10 +152,12 @@ agent_start (Agent *agent, GError **error)
           error, "cannot serve AgentService on %s: ", agent->config.listen);
       return FALSE;
     }
-  g_message ("agent %s serving on %s, port %d (%s, accel %s, libvirt %s)",
-             agent->config.name, agent->config.listen, agent_get_port (agent),
-             agent->tls ? "mutual TLS" : "insecure",
-             agent_accel_to_string (agent->accel), agent->config.libvirt_uri);
+  drover_message (NULL, NULL, agent->config.name,
+                  "agent serving on %s, port %d (%s, accel %s, libvirt %s)",
+                  agent->config.listen, agent_get_port (agent),
+                  agent->tls ? "mutual TLS" : "insecure",
+                  agent_accel_to_string (agent->accel),
+                  agent->config.libvirt_uri);
   if (agent->config.scheduler)
     agent_reporter_start (agent);
   return TRUE;
@@ -192,7 +194,7 @@ agent_unref (Agent *agent)
     return;
   agent_stop (agent);
   /* Workers hold references, so none can be using the connection now. */
-  agent_migration_free (agent);
+  agent_migration_stop (agent);
   g_clear_pointer (&agent->lv, agent_libvirt_free);
   g_clear_pointer (&agent->server, proto_server_free);
   g_clear_pointer (&agent->sched, proto_client_free);
@@ -206,12 +208,4 @@ agent_unref (Agent *agent)
   g_free (agent->last_problem);
   config_clear (&agent->config);
   g_free (agent);
-}
-
-char *
-agent_console_path (Agent *agent, const char *name)
-{
-  g_autofree char *file = g_strconcat (name, ".log", NULL);
-
-  return g_build_filename (agent->console_dir, file, NULL);
 }

@@ -15,13 +15,17 @@ typedef enum
 {
   AGENT_ERROR_FAILED,       /* INTERNAL */
   AGENT_ERROR_INVALID,      /* INVALID_ARGUMENT */
-  AGENT_ERROR_NOT_FOUND,    /* NOT_FOUND */
-  AGENT_ERROR_EXISTS,       /* ALREADY_EXISTS */
-  AGENT_ERROR_PRECONDITION, /* FAILED_PRECONDITION: wrong state for that */
-  AGENT_ERROR_NO_RESOURCES, /* RESOURCE_EXHAUSTED: memory or disk */
+  AGENT_ERROR_NOT_FOUND,    /* NOT_FOUND: no such (Drover) VM here */
+  AGENT_ERROR_EXISTS,       /* ALREADY_EXISTS: a VM of that name, or a
+                             * migration job id already expected */
+  AGENT_ERROR_PRECONDITION, /* FAILED_PRECONDITION: wrong state for that
+                             * (a running VM, another accelerator) */
+  AGENT_ERROR_NO_RESOURCES, /* RESOURCE_EXHAUSTED: not enough memory (disk
+                             * space is STOR_ERROR_NO_SPACE) */
   AGENT_ERROR_BUSY,         /* ABORTED: another operation on that VM */
-  AGENT_ERROR_UNAVAILABLE,  /* UNAVAILABLE: libvirt is not connected */
-  AGENT_ERROR_NOT_DROVER,   /* a domain without Drover metadata */
+  AGENT_ERROR_UNAVAILABLE,  /* UNAVAILABLE: libvirt is not connected, or
+                             * this agent does not migrate */
+  AGENT_ERROR_NOT_DROVER,   /* NOT_FOUND: a domain without Drover metadata */
 } AgentError;
 
 typedef enum

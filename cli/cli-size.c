@@ -3,7 +3,7 @@
 
 #include "proto.h"
 
-G_DEFINE_QUARK (drover - cli - error - quark, cli_error)
+G_DEFINE_QUARK (drover_cli_error, cli_error)
 
 gboolean
 cli_parse_size (const char *what, const char *text, guint64 *out,

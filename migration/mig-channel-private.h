@@ -1,10 +1,14 @@
-/* MigChannel internals shared by its source files and its tests
- * (frame codec, software crc32c, server-side handshake). */
+/* MigChannel internals shared by its source files (mig-channel*.c) and
+ * its tests: the channel struct, the frame codec and frame I/O, the
+ * server-side handshake, transport helpers. */
 #pragma once
 
+#include "mig-auto.h"
 #include "mig-channel.h"
 
 G_BEGIN_DECLS
+
+/* --- frames and CRC32C (mig-channel-frame.c) ------------------------------ */
 
 #define MIG_FRAME_MAGIC 0x43565244u /* "DRVC" little-endian */
 #define MIG_FRAME_VERSION 1
@@ -48,11 +52,107 @@ gboolean mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
  * hardware path. */
 guint32 mig_crc32c_sw (guint32 crc, const void *buf, gsize len);
 
+/* --- the channel ---------------------------------------------------------- */
+
+/* Tests: takes over the adaptive compression policy's inputs and
+ * outputs (mig_channel_set_auto_hook()). */
+typedef void (*MigChannelDecideFunc) (MigAuto *policy, MigAutoSample *sample,
+                                      MigAutoDecision *decision,
+                                      gpointer user_data);
+typedef struct
+{
+  /* Called at the end of every window instead of mig_auto_evaluate
+   * (POLICY, SAMPLE, DECISION), on the out pump. It may rewrite the
+   * measured SAMPLE (synthetic figures), call mig_auto_evaluate() and
+   * rewrite the DECISION it gets (a scripted policy); the channel then
+   * applies DECISION. */
+  MigChannelDecideFunc decide;
+  /* Windows end by frame count only, never after MIG_AUTO_WINDOW_NS, so
+   * that they hold the same frames however busy the machine is. */
+  gboolean frames_only;
+  gpointer user_data;
+} MigChannelAutoHook;
+
+/* mig-channel.c; the handshake (mig-channel-hello.c) fills in KIND. */
+struct _MigChannel
+{
+  MigTransport *transport;
+  MigChannelKind kind;
+  GCancellable *cancel;
+  int cancel_fd; /* pollable fd of CANCEL, for the local fd waits */
+
+  GMutex write_lock; /* serialises frame writes; guards out_seq, end_sent */
+  guint64 out_seq;   /* next sequence number we send */
+  gboolean end_sent; /* our END is out: an ACK may come */
+  guint64 in_seq;    /* next we expect; handshake, then in pump only */
+
+  /* Set by mig_channel_start(), read-only afterwards. */
+  int local_fd;
+  MigChannelOptions opts;
+  MigChannelDoneFunc done;
+  gpointer done_data;
+  GThread *out_thread, *in_thread; /* joined by close/free */
+  MigChannelAutoHook auto_hook;    /* tests; set before the start */
+
+  GMutex lock; /* guards everything below */
+  GCond cond;
+  GError *error;       /* first error, sticky */
+  gboolean error_weak; /* ERROR is a write failure the peer may explain */
+  guint running;       /* pumps still running */
+  gboolean started, finished;
+  MigChannelStats stats;
+};
+
+/* A channel over TRANSPORT (ownership taken), before its handshake. */
+MigChannel *mig_channel_new (MigTransport *transport);
+
+/* Tests: installs HOOK (copied) on a channel not started yet. */
+void mig_channel_set_auto_hook (MigChannel *ch, const MigChannelAutoHook *hook);
+
+/* Frame I/O over the channel's transport.
+ *
+ * Writes one frame: header (sequence number out_seq, then incremented)
+ * and WIRE_LEN bytes of WIRE. Caller holds write_lock. */
+gboolean mig_channel_write_frame (MigChannel *ch, MigFrameType type,
+                                  guint16 flags, guint32 payload_len,
+                                  guint32 crc, const void *wire,
+                                  guint32 wire_len, GCancellable *cancellable,
+                                  GError **error);
+
+/* mig_channel_write_frame() of an uncompressed PAYLOAD. Caller holds
+ * write_lock. */
+gboolean mig_channel_write_simple (MigChannel *ch, MigFrameType type,
+                                   const void *payload, guint32 len,
+                                   GCancellable *cancellable, GError **error);
+
+/* Reads and fully checks one frame of at most MAX_LEN bytes (sequence
+ * number in_seq, then incremented). On success *PAYLOAD points at the
+ * payload inside WBUF or PBUF (both MAX_LEN big); nothing of a bad frame
+ * is returned. EOF is MIG_ERROR_CHANNEL_CLOSED. */
+gboolean mig_channel_read_frame (MigChannel *ch, guint32 max_len,
+                                 MigFrameHeader *h, guint8 *wbuf, guint8 *pbuf,
+                                 guint8 **payload, GCancellable *cancellable,
+                                 GError **error);
+
+/* --- tokens (mig-channel-token.c) ----------------------------------------- */
+
+/* A fresh one-time token: 32 random bytes from the kernel, in hex.
+ * Owned by the caller. */
+char *mig_token_new (void);
+
+/* TRUE if A equals B; compares without an early exit so that timing
+ * does not leak a prefix. */
+gboolean mig_token_equal (const char *a, const char *b);
+
+/* --- handshake (mig-channel-hello.c) -------------------------------------- */
+
 /* Server side of the handshake on a fresh TRANSPORT (ownership taken):
  * reads HELLO, asks AUTH, answers OK or ERROR. */
 MigChannel *mig_channel_new_server (MigTransport *transport,
                                     MigChannelAuthFunc auth, gpointer auth_data,
                                     GCancellable *cancellable, GError **error);
+
+/* --- transports (mig-channel-transport.c, mig-channel-tls.c) -------------- */
 
 /* Transport timeout for blocking I/O (0 = none), used around handshakes. */
 void mig_transport_set_timeout (MigTransport *t, guint seconds);

@@ -106,7 +106,7 @@ mig_channel_creds_unref (MigChannelCreds *creds)
   g_free (creds);
 }
 
-/* ---- transport -------------------------------------------------------- */
+/* --- transport ------------------------------------------------------------ */
 
 typedef struct
 {

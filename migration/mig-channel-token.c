@@ -1,9 +1,11 @@
 /* One-time tokens for MigChannel HELLO.
  *
- * The destination agent issues one token per stream when it prepares an
- * incoming migration and hands it to the source through the scheduler; a
- * token opens exactly one channel before it expires. Used tokens are kept
- * until they expire so that a replay gets "already used", not "unknown".
+ * MigTokenTable holds tokens issued one per stream, each valid for one
+ * channel of its kind before it expires: the check a MigChannelListener
+ * makes when given no auth callback (tests and the channel bench use it;
+ * the agent's MigDst keeps one token per migration, see mig-dst.c, with
+ * the generator and the comparison below). Used tokens are kept until
+ * they expire so that a replay gets "already used", not "unknown".
  */
 #include <errno.h>
 #include <string.h>
@@ -85,16 +87,24 @@ fill_random (guint8 *buf, gsize len)
 }
 
 char *
-mig_token_table_issue (MigTokenTable *table, MigChannelKind kind, guint ttl_ms)
+mig_token_new (void)
 {
   guint8 raw[TOKEN_BYTES];
   char *hex = g_malloc (TOKEN_BYTES * 2 + 1);
-  TokenEntry *e = g_new0 (TokenEntry, 1);
-  gint64 now = g_get_monotonic_time ();
 
   fill_random (raw, sizeof raw);
   for (guint i = 0; i < TOKEN_BYTES; i++)
     g_snprintf (hex + 2 * i, 3, "%02x", raw[i]);
+  return hex;
+}
+
+char *
+mig_token_table_issue (MigTokenTable *table, MigChannelKind kind, guint ttl_ms)
+{
+  char *hex = mig_token_new ();
+  TokenEntry *e = g_new0 (TokenEntry, 1);
+  gint64 now = g_get_monotonic_time ();
+
   e->token = g_strdup (hex);
   e->kind = kind;
   e->expires_us = now + (gint64)ttl_ms * 1000;
@@ -106,9 +116,8 @@ mig_token_table_issue (MigTokenTable *table, MigChannelKind kind, guint ttl_ms)
   return hex;
 }
 
-/* Compares without an early exit so timing does not leak a prefix. */
-static gboolean
-token_equal (const char *a, const char *b)
+gboolean
+mig_token_equal (const char *a, const char *b)
 {
   gsize la = strlen (a), lb = strlen (b);
   guint8 diff = la != lb;
@@ -129,7 +138,7 @@ mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
   for (guint i = 0; i < table->entries->len; i++)
     {
       TokenEntry *e = g_ptr_array_index (table->entries, i);
-      if (!token_equal (e->token, token))
+      if (!mig_token_equal (e->token, token))
         continue;
       if (e->expires_us <= now)
         refusal = "token expired";

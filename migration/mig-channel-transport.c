@@ -24,7 +24,7 @@ mig_transport_set_timeout (MigTransport *t, guint seconds)
     t->ops->set_timeout (t, seconds);
 }
 
-/* ---- socket transport ------------------------------------------------- */
+/* --- socket transport ----------------------------------------------------- */
 
 typedef struct
 {
@@ -158,7 +158,7 @@ mig_transport_socket_new (GIOStream *stream)
   return &st->parent;
 }
 
-/* ---- fault transport -------------------------------------------------- */
+/* --- fault transport ------------------------------------------------------ */
 
 typedef struct
 {
@@ -314,7 +314,7 @@ mig_transport_fault_new (MigTransport *inner, MigFaultKind kind, guint64 offset)
   return &ft->parent;
 }
 
-/* ---- connect ---------------------------------------------------------- */
+/* --- connect -------------------------------------------------------------- */
 
 void
 mig_channel_socket_tune (GSocket *socket)

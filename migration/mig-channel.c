@@ -1,12 +1,15 @@
 /* MigChannel: carries one bidirectional byte stream between a local fd and
- * a peer agent. See mig-channel.h for the frame format.
+ * a peer agent. See mig-channel.h for the frame format; the handshake is
+ * in mig-channel-hello.c, frame I/O in mig-channel-frame.c.
  *
  * Threads: one pump per direction, blocking I/O.
  *   out pump: read(local) -> [lz4] -> crc -> token bucket -> writev(peer)
  *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc -> write(local)
- * The first error sticks (later ones are consequences), cancels the other
- * pump and shuts the transport down; the last pump to exit closes the
- * local fd and reports completion once.
+ * With compression ON or AUTO the out pump measures each window of frames
+ * and asks MigAuto (mig-auto.c) whether to lz4 the next ones. The first
+ * error sticks (later ones are consequences) and cancels the other pump;
+ * the last pump to exit closes the transport and the local fd and reports
+ * completion once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,53 +21,6 @@
 #include <unistd.h>
 
 #include "mig-channel-private.h"
-
-/* Auto compression re-evaluates after this many frames or this long. */
-#define AUTO_WINDOW_FRAMES 64
-#define AUTO_WINDOW_NS (100 * G_GINT64_CONSTANT (1000000))
-#define AUTO_SAMPLE_MAX (64 * 1024) /* bytes lz4'd to probe when off */
-/* Decision thresholds, paired for hysteresis (see auto_evaluate()). */
-#define AUTO_RATIO_ON 1.2    /* payload/lz4 bytes needed to turn on */
-#define AUTO_RATIO_OFF 1.15  /* ... and below which it turns off */
-#define AUTO_GAIN_ON 1.15    /* predicted speed-up needed to turn on */
-#define AUTO_GAIN_OFF 1.05   /* ... and below which it turns off */
-#define AUTO_BLOCKED_MIN 0.3 /* share of a window blocked on the peer */
-#define AUTO_RWND_BOUND 0.25 /* share of sending time the receiver held */
-#define AUTO_RWND_MIN_US                                                       \
-  8000                       /* sending time a window's share needs (the       \
-                                kernel counts in jiffies) */
-#define AUTO_CARRY 0.9       /* hint: demand reaches the link at L*this */
-#define AUTO_CONFIRM 2       /* windows in a row that must agree to switch */
-#define AUTO_BACKOFF_MIN 8   /* windows off after lz4 did not pay, ... */
-#define AUTO_BACKOFF_MAX 128 /* ... doubling per failed try up to this */
-
-struct _MigChannel
-{
-  MigTransport *transport;
-  MigChannelKind kind;
-  GCancellable *cancel;
-  int cancel_fd; /* pollable fd of CANCEL, for the local fd waits */
-
-  GMutex write_lock; /* serialises frame writes; guards out_seq, end_sent */
-  guint64 out_seq;   /* next sequence number we send */
-  gboolean end_sent; /* our END is out: an ACK may come */
-  guint64 in_seq;    /* next we expect; handshake, then in pump only */
-
-  /* Set by mig_channel_start(), read-only afterwards. */
-  int local_fd;
-  MigChannelOptions opts;
-  MigChannelDoneFunc done;
-  gpointer done_data;
-  GThread *out_thread, *in_thread; /* joined by close/free */
-
-  GMutex lock; /* guards everything below */
-  GCond cond;
-  GError *error;       /* first error, sticky */
-  gboolean error_weak; /* ERROR is a write failure the peer may explain */
-  guint running;       /* pumps still running */
-  gboolean started, finished;
-  MigChannelStats stats;
-};
 
 static gint64
 now_ns (void)
@@ -84,8 +40,8 @@ thread_cpu_ns (void)
   return (gint64)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static MigChannel *
-channel_new (MigTransport *transport)
+MigChannel *
+mig_channel_new (MigTransport *transport)
 {
   MigChannel *ch = g_new0 (MigChannel, 1);
 
@@ -109,287 +65,7 @@ mig_channel_options_init (MigChannelOptions *opts)
   opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
 }
 
-/* ---- frame I/O -------------------------------------------------------- */
-
-/* Writes one frame; caller holds write_lock. */
-static gboolean
-write_frame (MigChannel *ch, MigFrameType type, guint16 flags,
-             guint32 payload_len, guint32 crc, const void *wire,
-             guint32 wire_len, GCancellable *cancellable, GError **error)
-{
-  guint8 hdr[MIG_FRAME_HEADER_SIZE];
-  MigFrameHeader h = {
-    .type = type,
-    .flags = flags,
-    .payload_len = payload_len,
-    .wire_len = wire_len,
-    .seq = ch->out_seq,
-    .crc = crc,
-  };
-  GOutputVector v[2] = { { hdr, sizeof hdr }, { wire, wire_len } };
-
-  mig_frame_header_encode (&h, hdr);
-  if (!ch->transport->ops->writev_all (ch->transport, v, wire_len ? 2 : 1,
-                                       cancellable, error))
-    return FALSE;
-  ch->out_seq++;
-  return TRUE;
-}
-
-static gboolean
-write_simple_frame (MigChannel *ch, MigFrameType type, const void *payload,
-                    guint32 len, GCancellable *cancellable, GError **error)
-{
-  return write_frame (ch, type, 0, len, mig_crc32c (0, payload, len), payload,
-                      len, cancellable, error);
-}
-
-/* Best effort: tells the peer why we stop. The out pump may be in the
- * middle of a frame; give it a moment, but never wait on a writer that is
- * stuck on a peer that does not read (the connection is then cut). */
-static gboolean
-try_send_error (MigChannel *ch, const GError *why)
-{
-  char msg[MIG_ERROR_TEXT_MAX];
-  gboolean sent;
-  guint tries = 0;
-
-  while (!g_mutex_trylock (&ch->write_lock))
-    {
-      if (++tries > 50)
-        return FALSE;
-      g_usleep (2000);
-    }
-  g_strlcpy (msg, why->message, sizeof msg);
-  mig_transport_set_timeout (ch->transport, 2);
-  sent
-      = write_simple_frame (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL, NULL);
-  g_mutex_unlock (&ch->write_lock);
-  return sent;
-}
-
-/* Reads exactly LEN bytes. EOF is MIG_ERROR_CHANNEL_CLOSED. */
-static gboolean
-read_exact (MigChannel *ch, void *buf, gsize len, const char *what,
-            GCancellable *cancellable, GError **error)
-{
-  gsize got = 0;
-
-  while (got < len)
-    {
-      g_autoptr (GError) local = NULL;
-      gssize n = ch->transport->ops->read (ch->transport, (guint8 *)buf + got,
-                                           len - got, cancellable, &local);
-      if (n > 0)
-        {
-          got += n;
-          continue;
-        }
-      if (n < 0 && !g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_EOF))
-        {
-          g_propagate_prefixed_error (error, g_steal_pointer (&local),
-                                      "reading %s from peer: ", what);
-          return FALSE;
-        }
-      if (got == 0)
-        g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
-                     "connection closed by peer before end of stream "
-                     "(waiting for %s)",
-                     what);
-      else
-        g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_CLOSED,
-                     "truncated %s: connection closed after %" G_GSIZE_FORMAT
-                     " of %" G_GSIZE_FORMAT " bytes",
-                     what, got, len);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* Reads and fully checks one frame of at most MAX_LEN bytes. On success
- * *PAYLOAD points at the payload inside WBUF or PBUF (both MAX_LEN big);
- * nothing of a bad frame is returned. */
-static gboolean
-read_frame (MigChannel *ch, guint32 max_len, MigFrameHeader *h, guint8 *wbuf,
-            guint8 *pbuf, guint8 **payload, GCancellable *cancellable,
-            GError **error)
-{
-  guint8 hdr[MIG_FRAME_HEADER_SIZE];
-
-  if (!read_exact (ch, hdr, sizeof hdr, "frame header", cancellable, error))
-    return FALSE;
-  if (!mig_frame_header_decode (hdr, ch->in_seq, max_len, h, error))
-    return FALSE;
-  if (!read_exact (ch, wbuf, h->wire_len, "frame body", cancellable, error))
-    return FALSE;
-
-  *payload = wbuf;
-  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
-    {
-      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
-                                   (int)h->wire_len, (int)h->payload_len);
-      if (n < 0 || (guint32)n != h->payload_len)
-        {
-          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                       "frame %" G_GUINT64_FORMAT " does not decompress",
-                       h->seq);
-          return FALSE;
-        }
-      *payload = pbuf;
-    }
-  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
-                   h->seq);
-      return FALSE;
-    }
-  ch->in_seq++;
-  return TRUE;
-}
-
-/* ---- handshake -------------------------------------------------------- */
-
-MigChannel *
-mig_channel_new_client (MigTransport *transport, MigChannelKind kind,
-                        const char *token, GCancellable *cancellable,
-                        GError **error)
-{
-  g_autoptr (MigChannel) ch = channel_new (transport);
-  gsize token_len = strlen (token);
-  guint8 hello[1 + MIG_TOKEN_MAX];
-  guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
-  guint8 *payload = NULL;
-  MigFrameHeader h;
-  gboolean ok;
-
-  if (token_len == 0 || token_len > MIG_TOKEN_MAX)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
-                   "token must be 1-%d bytes", MIG_TOKEN_MAX);
-      return NULL;
-    }
-  ch->kind = kind;
-  hello[0] = (guint8)kind;
-  memcpy (hello + 1, token, token_len);
-
-  mig_transport_set_timeout (transport, 10);
-  g_mutex_lock (&ch->write_lock);
-  ok = write_simple_frame (ch, MIG_FRAME_HELLO, hello, 1 + token_len,
-                           cancellable, error);
-  g_mutex_unlock (&ch->write_lock);
-  if (!ok)
-    {
-      g_prefix_error (error, "channel HELLO: ");
-      return NULL;
-    }
-  if (!read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload, cancellable,
-                   error))
-    {
-      /* With TLS 1.3 the server checks our certificate after our side of
-       * the handshake is done: a refusal shows up here as a reset. */
-      if ((*error)->domain != MIG_ERROR)
-        g_prefix_error (error, "channel HELLO: no answer (TLS client "
-                               "certificate refused?): ");
-      else
-        g_prefix_error (error, "channel HELLO: ");
-      return NULL;
-    }
-  if (h.type == MIG_FRAME_ERROR)
-    {
-      g_autofree char *text
-          = g_utf8_make_valid ((char *)payload, h.payload_len);
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
-                   "channel refused by peer: %s", text);
-      return NULL;
-    }
-  if (h.type != MIG_FRAME_OK)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                   "channel HELLO: unexpected answer frame type %u", h.type);
-      return NULL;
-    }
-  mig_transport_set_timeout (transport, 0);
-  return g_steal_pointer (&ch);
-}
-
-MigChannel *
-mig_channel_connect (MigChannelCreds *creds, const char *host, guint16 port,
-                     MigChannelKind kind, const char *token,
-                     GCancellable *cancellable, GError **error)
-{
-  MigTransport *t
-      = mig_transport_connect (creds, host, port, cancellable, error);
-  if (t == NULL)
-    return NULL;
-  return mig_channel_new_client (t, kind, token, cancellable, error);
-}
-
-static gboolean
-token_is_sane (const guint8 *p, gsize len)
-{
-  if (len == 0 || len > MIG_TOKEN_MAX)
-    return FALSE;
-  for (gsize i = 0; i < len; i++)
-    if (p[i] < 0x21 || p[i] > 0x7e)
-      return FALSE;
-  return TRUE;
-}
-
-MigChannel *
-mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
-                        gpointer auth_data, GCancellable *cancellable,
-                        GError **error)
-{
-  g_autoptr (MigChannel) ch = channel_new (transport);
-  guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
-  guint8 *payload = NULL;
-  g_autofree char *token = NULL;
-  g_autoptr (GError) refusal = NULL;
-  MigFrameHeader h;
-  gboolean ok;
-
-  /* Until HELLO is accepted the peer is unknown: small frames only. */
-  if (!read_frame (ch, MIG_HELLO_MAX, &h, wbuf, pbuf, &payload, cancellable,
-                   error))
-    {
-      g_prefix_error (error, "channel HELLO: ");
-      return NULL;
-    }
-  if (h.type != MIG_FRAME_HELLO || h.payload_len < 2
-      || payload[0] < MIG_CHANNEL_KIND_CONTROL
-      || payload[0] > MIG_CHANNEL_KIND_LAST
-      || !token_is_sane (payload + 1, h.payload_len - 1))
-    g_set_error (&refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                 "malformed HELLO");
-  else
-    {
-      ch->kind = payload[0];
-      token = g_strndup ((char *)payload + 1, h.payload_len - 1);
-      if (!auth (ch->kind, token, auth_data, &refusal))
-        g_assert (refusal != NULL);
-    }
-
-  g_mutex_lock (&ch->write_lock);
-  if (refusal != NULL)
-    write_simple_frame (ch, MIG_FRAME_ERROR, refusal->message,
-                        strlen (refusal->message), cancellable, NULL);
-  ok = refusal != NULL
-       || write_simple_frame (ch, MIG_FRAME_OK, "", 0, cancellable, error);
-  g_mutex_unlock (&ch->write_lock);
-  if (refusal != NULL)
-    {
-      g_propagate_prefixed_error (error, g_steal_pointer (&refusal),
-                                  "channel HELLO refused: ");
-      return NULL;
-    }
-  if (!ok)
-    return NULL;
-  mig_transport_set_timeout (transport, 0);
-  return g_steal_pointer (&ch);
-}
-
-/* ---- local fd I/O ----------------------------------------------------- */
+/* --- local fd I/O --------------------------------------------------------- */
 
 /* Waits until FD is ready for EVENTS or the channel is cancelled. */
 static gboolean
@@ -466,12 +142,8 @@ local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
   return TRUE;
 }
 
-/* ---- completion ------------------------------------------------------- */
+/* --- completion ----------------------------------------------------------- */
 
-/* Records how a pump ended (ERROR NULL = clean; ownership taken). WEAK
- * marks a transport write failure: the connection broke under the out
- * pump, and the in pump is about to read why (the peer's ERROR frame, a
- * truncated frame, EOF), which then replaces it. */
 /* Makes ERROR the channel's result if it is the first (ownership taken).
  * WEAK marks a transport write failure: the connection broke under the
  * out pump, and the in pump is about to read why (the peer's ERROR frame,
@@ -502,6 +174,30 @@ channel_fail (MigChannel *ch, GError *error)
   g_cancellable_cancel (ch->cancel);
 }
 
+/* Best effort: tells the peer why we stop. The out pump may be in the
+ * middle of a frame; give it a moment, but never wait on a writer that is
+ * stuck on a peer that does not read (the connection is then cut). */
+static gboolean
+try_send_error (MigChannel *ch, const GError *why)
+{
+  char msg[MIG_ERROR_TEXT_MAX];
+  gboolean sent;
+  guint tries = 0;
+
+  while (!g_mutex_trylock (&ch->write_lock))
+    {
+      if (++tries > 50)
+        return FALSE;
+      g_usleep (2000);
+    }
+  g_strlcpy (msg, why->message, sizeof msg);
+  mig_transport_set_timeout (ch->transport, 2);
+  sent = mig_channel_write_simple (ch, MIG_FRAME_ERROR, msg, strlen (msg), NULL,
+                                   NULL);
+  g_mutex_unlock (&ch->write_lock);
+  return sent;
+}
+
 /* After sending ERROR: keep reading (and dropping) what the peer still
  * sends until it has read our ERROR and closed, so that closing first
  * does not reset the connection and destroy the ERROR in flight. */
@@ -517,7 +213,9 @@ linger (MigChannel *ch, guint8 *buf)
       break;
 }
 
-/* Records how a pump ended (ERROR NULL = clean; ownership taken). */
+/* Records how a pump ended (ERROR NULL = clean; ownership taken; WEAK as
+ * for record_error()); the last pump out closes the connection and the
+ * local fd and reports completion. */
 static void
 pump_finish (MigChannel *ch, GError *error, gboolean weak)
 {
@@ -558,207 +256,65 @@ pump_finish (MigChannel *ch, GError *error, gboolean weak)
     ch->done (ch, ch->error, ch->done_data);
 }
 
-/* ---- out pump: local -> peer ------------------------------------------ */
+/* --- out pump: local -> peer ---------------------------------------------- */
 
+/* Adaptive compression (MIG_COMPRESS_ON and AUTO): the out pump measures
+ * each window of frames and hands it to the policy (MigAuto, or a test's
+ * decide function); the decision holds until the next window ends. */
 typedef struct
 {
-  gboolean on;
-  gboolean decided; /* first evaluation done */
-  guint evaluations;
-  guint streak;      /* windows in a row that disagreed with ON */
-  guint backoff;     /* windows before lz4 may be tried again */
-  guint backoff_len; /* next backoff */
-  double link;       /* estimated link wire bytes/s, 0 = unknown */
-  gint64 win_start;  /* ns */
-  guint win_frames;
-  guint64 s_in, s_out; /* lz4 input/output bytes sampled in the window */
-  gint64 s_ns;         /* time spent in lz4 */
-  guint64 p_bytes;     /* payload bytes sent in the window */
-  guint64 w_bytes;     /* wire bytes written in the window */
-  gint64 in_wait_ns;   /* blocked waiting for local input */
-  gint64 out_wait_ns;  /* blocked on the peer or the rate limit */
-  gboolean have_times; /* busy_us, rwnd_us hold the transport's totals */
-  guint64 busy_us, rwnd_us;
-} AutoState;
+  MigAuto *policy;
+  MigAutoSample window; /* being measured */
+  gint64 start;         /* ns, of the window */
+  gboolean decided;     /* a first decision was made */
+  gboolean on;          /* the decision in force */
+} Auto;
 
-/* Payload speed-up lz4 brings when the link (L wire bytes/s) is the
- * bottleneck: 1/L seconds per byte raw against 1/cs + 1/(L*r) with lz4
- * (cs: lz4 speed, r: ratio). Counting lz4 time as if it could not overlap
- * with the link draining the socket buffer is pessimistic on purpose: on
- * 2 cores the CPU lz4 takes is taken from QEMU, TLS or the peer. It also
- * keeps lz4 off when it cannot keep up with L*r by a margin. */
-static double
-auto_gain (double link, double cs, double ratio)
-{
-  if (link <= 0 || cs <= 0 || ratio <= 0)
-    return 0;
-  return (1.0 / link) / (1.0 / cs + 1.0 / (link * ratio));
-}
-
-/* Decides, once per window, whether lz4 makes the transfer faster.
- *
- * Compression can only help when the output side is the bottleneck: it
- * trades our CPU for wire bytes. The measured TCG migration showed the
- * trap: QEMU produced data slower than loopback carries it, so the old
- * "wire bytes / time spent writing" link estimate measured QEMU, looked
- * slow, and lz4 ran on every link, stealing the CPU QEMU needed. So the
- * out pump measures where it waits, in wall time minus its own CPU time
- * (TLS encryption and copying are work, not waiting):
- *   in_wait  - reading the local fd found no data (producer-limited);
- *   out_wait - writing to the peer blocked (full send buffer, slow or
- *              shaped link) or the token bucket made us sleep (the rate
- *              limit is the link then).
- * Backpressured = out_wait is at least AUTO_BLOCKED_MIN of the window and
- * at least twice in_wait. Only then, and with lz4 off, is the wire rate
- * of the window the raw rate L the path takes (the buffer was drained
- * all along); otherwise the wire rate is only a lower bound of L.
- * Backpressure alone does not say where the bottleneck is: the link, or
- * the receiver (the peer agent's TLS, the destination QEMU) reading
- * slower than the link carries. TCP says which: the kernel keeps how long
- * the connection had data in flight and how much of that the peer's
- * receive window was closed (TCP_INFO's busy and rwnd-limited times; a
- * shaped or slow network shows ~0, a slow reader most of the time). When
- * the receiver held us back for AUTO_RWND_BOUND of the window's sending
- * time, lz4 is not started: the wire is not what is short, and on hosts
- * where the agents share cores with QEMU the compressor's CPU only slows
- * the migration (measured on the unshaped loopback: text moved faster
- * raw). Where TCP cannot tell (no socket, an old kernel), and as a second
- * check, turning lz4 on is a trial that must pay: with lz4 on, the
- * payload rate has to beat L by AUTO_GAIN_OFF.
- *
- * Rules (mode AUTO):
- *   - OFF -> ON only when the demand exceeds the link: backpressured, or,
- *     with a configured link_rate hint, the payload rate reaches
- *     AUTO_CARRY x hint (the hint stands in for the measurement, of the
- *     receive window too); and, without a hint, the receiver did not
- *     hold the window back; and the sampled ratio >= AUTO_RATIO_ON; and
- *     auto_gain() >= AUTO_GAIN_ON, which is off when lz4 is slower than
- *     about L*r.
- *   - ON -> OFF when the ratio falls below AUTO_RATIO_OFF (data turned
- *     incompressible: at once), or the gain with the current figures falls
- *     below AUTO_GAIN_OFF, or the payload rate is below AUTO_GAIN_OFF x L:
- *     the raw path would carry as much, because the producer, lz4 itself
- *     or the destination is the bottleneck, and lz4 only burns CPU. If we
- *     were still backpressured (the destination, not the producer, is the
- *     bottleneck: a failed trial), lz4 stays off for AUTO_BACKOFF_MIN
- *     windows, doubling up to AUTO_BACKOFF_MAX while trials keep failing.
- *   - A switch needs AUTO_CONFIRM windows in a row that want it (a
- *     transient, e.g. the backlog queued before the channel started, is
- *     not enough), except the first decision (made on the hint before
- *     any window) and a ratio collapse; with the paired thresholds this
- *     keeps the decision from flapping at the edges.
- *   - While off, the first frame of each window is still sampled (at most
- *     AUTO_SAMPLE_MAX bytes), so the ratio and lz4 speed stay current.
- * Without a hint and before any backpressured window L is unknown and lz4
- * stays off; the rate limit caps L. */
 static void
-auto_evaluate (MigChannel *ch, AutoState *a, gint64 now)
+auto_decide (MigChannel *ch, Auto *a, gint64 now)
 {
-  double ratio = 0, cs = 0, link, gain, fin = 0, fout = 0, wire_rate = 0;
-  double payload_rate = 0, rwnd = -1;
-  gint64 win = now - a->win_start;
-  gboolean backpressured, demand, want, receiver_bound;
-  guint64 busy_us = 0, rwnd_us = 0;
+  MigAutoSample *w = &a->window;
+  MigAutoDecision d;
 
-  g_mutex_lock (&ch->lock);
-  ratio = ch->stats.ratio;
-  cs = ch->stats.compress_speed;
-  g_mutex_unlock (&ch->lock);
-
-  if (a->s_in > 0 && a->s_out > 0 && a->s_ns > 0)
-    {
-      ratio = (double)a->s_in / a->s_out;
-      cs = a->s_in / (a->s_ns / 1e9);
-    }
-  if (a->win_frames > 0 && win > 0)
-    {
-      fin = (double)a->in_wait_ns / win;
-      fout = (double)a->out_wait_ns / win;
-      wire_rate = a->w_bytes / (win / 1e9);
-      payload_rate = a->p_bytes / (win / 1e9);
-    }
-  backpressured = fout >= AUTO_BLOCKED_MIN && fout >= 2 * fin;
-  if (ch->transport->ops->send_times != NULL
-      && ch->transport->ops->send_times (ch->transport, &busy_us, &rwnd_us))
-    {
-      if (a->have_times && busy_us >= a->busy_us + AUTO_RWND_MIN_US
-          && rwnd_us >= a->rwnd_us)
-        rwnd = (double)(rwnd_us - a->rwnd_us) / (double)(busy_us - a->busy_us);
-      a->have_times = TRUE;
-      a->busy_us = busy_us;
-      a->rwnd_us = rwnd_us;
-    }
-  /* A configured link_rate stands in for the measurement, this one too. */
-  receiver_bound = ch->opts.link_rate == 0 && rwnd >= AUTO_RWND_BOUND;
-
-  if (ch->opts.link_rate > 0)
-    a->link = ch->opts.link_rate;
-  else if (backpressured && !a->on && !receiver_bound)
-    a->link = wire_rate;
-  else if (a->link > 0)
-    a->link = MAX (a->link, wire_rate);
-  if (ch->opts.rate_limit > 0 && a->link > ch->opts.rate_limit)
-    a->link = ch->opts.rate_limit;
-  link = a->link;
-  gain = auto_gain (link, cs, ratio);
-  if (ch->opts.link_rate > 0)
-    demand = a->win_frames == 0 || payload_rate >= AUTO_CARRY * link;
+  w->window_ns = now - a->start;
+  w->have_send_times = ch->transport->ops->send_times != NULL
+                       && ch->transport->ops->send_times (
+                           ch->transport, &w->busy_us, &w->rwnd_limited_us);
+  if (ch->auto_hook.decide != NULL)
+    ch->auto_hook.decide (a->policy, w, &d, ch->auto_hook.user_data);
   else
-    demand = backpressured;
+    mig_auto_evaluate (a->policy, w, &d);
 
-  if (ch->opts.compress == MIG_COMPRESS_ON)
-    want = TRUE; /* only the figures are of interest */
-  else if (!a->on)
-    want = a->backoff == 0 && demand && !receiver_bound && link > 0
-           && ratio >= AUTO_RATIO_ON && gain >= AUTO_GAIN_ON;
-  else
-    want = ratio >= AUTO_RATIO_OFF && gain >= AUTO_GAIN_OFF
-           && payload_rate >= AUTO_GAIN_OFF * link;
-  if (a->on && want)
-    a->backoff_len = 0; /* it pays */
-  if (a->backoff > 0)
-    a->backoff--;
-  if (want == a->on)
-    a->streak = 0;
-  else if (ch->opts.compress == MIG_COMPRESS_ON || !a->decided
-           || ratio < AUTO_RATIO_OFF || ++a->streak >= AUTO_CONFIRM)
-    {
-      if (a->on && ratio >= AUTO_RATIO_OFF && backpressured)
-        {
-          /* A failed trial: blocked on the output although lz4 runs, so
-           * the bottleneck is past the link. Wait before the next. (A
-           * producer pause or a change of data is no verdict on lz4.) */
-          a->backoff_len
-              = CLAMP (a->backoff_len * 2, AUTO_BACKOFF_MIN, AUTO_BACKOFF_MAX);
-          a->backoff = a->backoff_len;
-        }
-      a->on = want;
-      a->streak = 0;
-    }
-
-  g_debug ("channel auto: %s ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
+  g_debug ("channel auto: %s (%s) ratio %.2f lz4 %.0f MB/s link %.0f MB/s "
            "wire %.0f MB/s payload %.0f MB/s blocked out %.2f in %.2f "
            "receiver-limited %.2f backoff %u",
-           a->on ? "lz4" : "raw", ratio, cs / 1e6, link / 1e6, wire_rate / 1e6,
-           payload_rate / 1e6, fout, fin, rwnd, a->backoff);
+           d.compress ? "lz4" : "raw", mig_auto_reason_to_string (d.reason),
+           d.ratio, d.compress_speed / 1e6, d.link_rate / 1e6,
+           d.wire_rate / 1e6, d.payload_rate / 1e6, d.out_blocked, d.in_waiting,
+           d.rwnd_limited, d.backoff);
 
   a->decided = TRUE;
-  a->evaluations++;
-  a->win_start = now;
-  a->win_frames = 0;
-  a->s_in = a->s_out = a->w_bytes = a->p_bytes = 0;
-  a->s_ns = a->in_wait_ns = a->out_wait_ns = 0;
+  a->on = d.compress;
+  a->start = now;
+  memset (w, 0, sizeof *w);
 
   g_mutex_lock (&ch->lock);
-  ch->stats.compressing = a->on;
-  ch->stats.ratio = ratio;
-  ch->stats.compress_speed = cs;
-  ch->stats.link_rate = link;
-  ch->stats.out_blocked = fout;
-  ch->stats.in_waiting = fin;
-  ch->stats.rwnd_limited = rwnd;
+  ch->stats.compressing = d.compress;
+  ch->stats.ratio = d.ratio;
+  ch->stats.compress_speed = d.compress_speed;
+  ch->stats.link_rate = d.link_rate;
+  ch->stats.out_blocked = d.out_blocked;
+  ch->stats.in_waiting = d.in_waiting;
+  ch->stats.rwnd_limited = d.rwnd_limited;
   ch->stats.decisions++;
   g_mutex_unlock (&ch->lock);
+}
+
+void
+mig_channel_set_auto_hook (MigChannel *ch, const MigChannelAutoHook *hook)
+{
+  g_return_if_fail (!ch->started);
+  ch->auto_hook = *hook;
 }
 
 typedef struct
@@ -790,18 +346,49 @@ bucket_take (MigChannel *ch, Bucket *b, gsize n, GError **error)
   return TRUE;
 }
 
+/* Lz4s what the policy asks for of the frame in BUF (N bytes) into ZBUF
+ * and adds it to the window's sample. Returns the compressed length to
+ * send, or 0 to send BUF as it is. */
+static gsize
+auto_compress (MigChannel *ch, Auto *a, const guint8 *buf, gsize n,
+               guint8 *zbuf, int zbuf_len)
+{
+  gboolean use = ch->opts.compress == MIG_COMPRESS_ON || a->on || !a->decided;
+  /* When off, a slice of the first frame of each window is still lz4'd
+   * to learn whether the data turned compressible. */
+  gsize in = use ? n : MIN (n, MIG_AUTO_SAMPLE_MAX);
+  gint64 c0;
+  int z;
+
+  if (!use && a->window.frames > 0)
+    return 0;
+  c0 = thread_cpu_ns ();
+  z = LZ4_compress_fast ((const char *)buf, (char *)zbuf, (int)in, zbuf_len, 1);
+  a->window.lz4_ns += MAX (thread_cpu_ns () - c0, 1);
+  a->window.lz4_in += in;
+  a->window.lz4_out += z > 0 ? (guint64)z : in;
+  if (ch->opts.compress == MIG_COMPRESS_AUTO && !a->decided)
+    {
+      /* The first decision: on the hint and this frame, before it goes. */
+      auto_decide (ch, a, now_ns ());
+      use = a->on;
+    }
+  return use && z > 0 && (gsize)z < n ? (gsize)z : 0;
+}
+
 static gpointer
 out_pump (gpointer data)
 {
   MigChannel *ch = data;
   gsize chunk = ch->opts.chunk_size;
+  int zbuf_len = LZ4_compressBound ((int)chunk);
   g_autofree guint8 *buf = g_malloc (chunk);
   /* Touched now so page faults do not count as lz4 time in the first
    * sample. */
-  g_autofree guint8 *zbuf = g_malloc0 (LZ4_compressBound ((int)chunk));
+  g_autofree guint8 *zbuf = g_malloc0 (zbuf_len);
   GError *error = NULL;
   gboolean weak = FALSE;
-  AutoState a = { 0 };
+  Auto a = { 0 };
   Bucket b = { 0 };
 
   if (ch->opts.rate_limit > 0)
@@ -812,13 +399,18 @@ out_pump (gpointer data)
       b.tokens = b.burst;
       b.last = now_ns ();
     }
-  a.win_start = now_ns ();
+  if (ch->opts.compress != MIG_COMPRESS_OFF)
+    {
+      a.policy = mig_auto_new (ch->opts.compress, ch->opts.link_rate,
+                               ch->opts.rate_limit);
+      a.start = now_ns ();
+    }
 
   for (;;)
     {
-      /* Auto: wall time minus own CPU time = time blocked (see
-       * auto_evaluate()). */
-      gboolean measure = ch->opts.compress != MIG_COMPRESS_OFF;
+      /* With a policy: wall time minus own CPU time = time blocked (see
+       * mig-auto.c). */
+      gboolean measure = a.policy != NULL;
       gint64 r0 = measure ? now_ns () : 0;
       gint64 rc0 = measure ? thread_cpu_ns () : 0;
       gssize n = local_read (ch, buf, chunk, &error);
@@ -827,12 +419,13 @@ out_pump (gpointer data)
       guint16 flags = 0;
       guint32 crc;
       gint64 t0, t1, wc0 = 0;
+      gsize z;
       gboolean ok;
 
       if (measure && n > 0)
         {
           gint64 blocked = (now_ns () - r0) - (thread_cpu_ns () - rc0);
-          a.in_wait_ns += MAX (blocked, 0);
+          a.window.in_wait_ns += MAX (blocked, 0);
         }
 
       if (n < 0)
@@ -844,8 +437,8 @@ out_pump (gpointer data)
       if (n == 0)
         {
           g_mutex_lock (&ch->write_lock);
-          ok = write_simple_frame (ch, MIG_FRAME_END, "", 0, ch->cancel,
-                                   &error);
+          ok = mig_channel_write_simple (ch, MIG_FRAME_END, "", 0, ch->cancel,
+                                         &error);
           ch->end_sent = ok;
           g_mutex_unlock (&ch->write_lock);
           if (ok)
@@ -859,40 +452,12 @@ out_pump (gpointer data)
         }
       wire_len = (guint32)n;
       crc = mig_crc32c (0, buf, n);
-
-      if (ch->opts.compress != MIG_COMPRESS_OFF)
+      z = measure ? auto_compress (ch, &a, buf, n, zbuf, zbuf_len) : 0;
+      if (z > 0)
         {
-          gboolean use
-              = ch->opts.compress == MIG_COMPRESS_ON || a.on || !a.decided;
-          /* When off, auto still lz4s a slice of the first frame of each
-           * window to learn whether the data turned compressible. */
-          gsize in = use ? (gsize)n : MIN ((gsize)n, AUTO_SAMPLE_MAX);
-          gboolean sample = use || a.win_frames == 0;
-          if (use || sample)
-            {
-              gint64 c0 = thread_cpu_ns ();
-              int z
-                  = LZ4_compress_fast ((const char *)buf, (char *)zbuf, (int)in,
-                                       LZ4_compressBound ((int)chunk), 1);
-              gint64 c1 = thread_cpu_ns ();
-              if (sample)
-                {
-                  a.s_in += in;
-                  a.s_out += z > 0 ? (guint64)z : in;
-                  a.s_ns += MAX (c1 - c0, 1);
-                }
-              if (ch->opts.compress == MIG_COMPRESS_AUTO && !a.decided)
-                {
-                  auto_evaluate (ch, &a, now_ns ());
-                  use = a.on;
-                }
-              if (use && z > 0 && (gsize)z < (gsize)n)
-                {
-                  wire = zbuf;
-                  wire_len = (guint32)z;
-                  flags = MIG_FRAME_FLAG_COMPRESSED;
-                }
-            }
+          wire = zbuf;
+          wire_len = (guint32)z;
+          flags = MIG_FRAME_FLAG_COMPRESSED;
         }
 
       t0 = now_ns ();
@@ -902,8 +467,8 @@ out_pump (gpointer data)
           && !bucket_take (ch, &b, MIG_FRAME_HEADER_SIZE + wire_len, &error))
         break;
       g_mutex_lock (&ch->write_lock);
-      ok = write_frame (ch, MIG_FRAME_DATA, flags, (guint32)n, crc, wire,
-                        wire_len, ch->cancel, &error);
+      ok = mig_channel_write_frame (ch, MIG_FRAME_DATA, flags, (guint32)n, crc,
+                                    wire, wire_len, ch->cancel, &error);
       g_mutex_unlock (&ch->write_lock);
       if (!ok)
         {
@@ -923,24 +488,24 @@ out_pump (gpointer data)
       if (measure)
         {
           gint64 blocked = (t1 - t0) - (thread_cpu_ns () - wc0);
-          a.out_wait_ns += MAX (blocked, 0);
-          a.w_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
-          a.p_bytes += n;
-          a.win_frames++;
-          /* Short windows at first: the first sample may be a small,
-           * cold-cache frame. */
-          if (a.win_frames >= (a.evaluations < 4 ? 8 : AUTO_WINDOW_FRAMES)
-              || t1 - a.win_start >= AUTO_WINDOW_NS)
-            auto_evaluate (ch, &a, t1);
+          a.window.out_wait_ns += MAX (blocked, 0);
+          a.window.wire_bytes += MIG_FRAME_HEADER_SIZE + wire_len;
+          a.window.payload_bytes += n;
+          a.window.frames++;
+          if (mig_auto_window_full (a.policy, a.window.frames,
+                                    ch->auto_hook.frames_only ? 0
+                                                              : t1 - a.start))
+            auto_decide (ch, &a, t1);
         }
     }
+  g_clear_pointer (&a.policy, mig_auto_free);
   if (error != NULL)
     g_prefix_error (&error, "sending to peer: ");
   pump_finish (ch, error, weak);
   return NULL;
 }
 
-/* ---- in pump: peer -> local ------------------------------------------- */
+/* --- in pump: peer -> local ----------------------------------------------- */
 
 /* Ends when the peer's END has been delivered (and ACKed) and the peer
  * has ACKed ours: a clean end means both sides checked every byte. */
@@ -959,8 +524,8 @@ in_pump (gpointer data)
       guint8 *payload = NULL;
       gboolean ok;
 
-      if (!read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload, ch->cancel,
-                       &error))
+      if (!mig_channel_read_frame (ch, MIG_FRAME_MAX, &h, wbuf, pbuf, &payload,
+                                   ch->cancel, &error))
         {
           if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
             goto tell_peer;
@@ -991,8 +556,8 @@ in_pump (gpointer data)
               goto tell_peer;
             }
           g_mutex_lock (&ch->write_lock);
-          ok = write_simple_frame (ch, MIG_FRAME_ACK, "", 0, ch->cancel,
-                                   &error);
+          ok = mig_channel_write_simple (ch, MIG_FRAME_ACK, "", 0, ch->cancel,
+                                         &error);
           g_mutex_unlock (&ch->write_lock);
           if (!ok)
             break;
@@ -1045,7 +610,7 @@ tell_peer:
   return NULL;
 }
 
-/* ---- lifecycle -------------------------------------------------------- */
+/* --- lifecycle ------------------------------------------------------------ */
 
 /* What the in pump writes to the local side waits in the socket's send
  * buffer until the local reader (the destination QEMU, the bottleneck of
@@ -1161,20 +726,6 @@ mig_channel_get_stats (MigChannel *ch, MigChannelStats *stats)
   g_mutex_lock (&ch->lock);
   *stats = ch->stats;
   g_mutex_unlock (&ch->lock);
-}
-
-gboolean
-mig_channel_get_compressing (MigChannel *ch, double *ratio)
-{
-  gboolean on;
-
-  g_mutex_lock (&ch->lock);
-  on = ch->opts.compress == MIG_COMPRESS_ON
-       || (ch->opts.compress == MIG_COMPRESS_AUTO && ch->stats.compressing);
-  if (ratio != NULL)
-    *ratio = ch->stats.ratio;
-  g_mutex_unlock (&ch->lock);
-  return on;
 }
 
 void

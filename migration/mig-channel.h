@@ -31,19 +31,6 @@
 
 G_BEGIN_DECLS
 
-/* Error codes of MigChannel in the module's MIG_ERROR domain. They start at
- * 100 so they never collide with MigError. */
-typedef enum
-{
-  MIG_ERROR_CHANNEL_PROTOCOL = 100, /* malformed or corrupt frame */
-  MIG_ERROR_CHANNEL_AUTH,           /* HELLO refused: bad/reused token */
-  MIG_ERROR_CHANNEL_CLOSED,         /* peer went away before END */
-  MIG_ERROR_CHANNEL_PEER,           /* the peer reported an error */
-  MIG_ERROR_CHANNEL_ABORTED,        /* mig_channel_close() before the end */
-  MIG_ERROR_CHANNEL_LOCAL,          /* local fd failed */
-  MIG_ERROR_CHANNEL_FAULT,          /* injected by the fault transport */
-} MigChannelError;
-
 #define MIG_FRAME_HEADER_SIZE 32
 #define MIG_FRAME_MAX (1024 * 1024) /* payload and wire length cap */
 #define MIG_HELLO_MAX 4096          /* cap before authentication */
@@ -68,13 +55,13 @@ typedef enum
   MIG_COMPRESS_AUTO,    /* lz4 only when it makes the transfer faster */
 } MigCompressMode;
 
-/* ---- CRC32C (Castagnoli) ---------------------------------------------- */
+/* --- CRC32C (Castagnoli) -------------------------------------------------- */
 
 /* CRC32C of LEN bytes, continuing from CRC (start with 0). Uses the SSE4.2
  * crc32 instruction when the CPU has it, a table otherwise. */
 guint32 mig_crc32c (guint32 crc, const void *buf, gsize len);
 
-/* ---- Transport: pluggable byte pipe to the peer ----------------------- */
+/* --- Transport: pluggable byte pipe to the peer --------------------------- */
 
 typedef struct _MigTransport MigTransport;
 
@@ -131,7 +118,7 @@ MigTransport *mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
 void mig_transport_free (MigTransport *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigTransport, mig_transport_free)
 
-/* ---- TLS credentials -------------------------------------------------- */
+/* --- TLS credentials ------------------------------------------------------ */
 
 typedef struct _MigChannelCreds MigChannelCreds;
 
@@ -151,7 +138,7 @@ MigTransport *mig_transport_connect (MigChannelCreds *creds, const char *host,
                                      guint16 port, GCancellable *cancellable,
                                      GError **error);
 
-/* ---- Tokens: one-time HELLO credentials ------------------------------- */
+/* --- Tokens: one-time HELLO credentials ----------------------------------- */
 
 typedef struct _MigTokenTable MigTokenTable;
 
@@ -170,7 +157,7 @@ char *mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
 gboolean mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
                                   const char *token, GError **error);
 
-/* ---- Channel ---------------------------------------------------------- */
+/* --- Channel -------------------------------------------------------------- */
 
 typedef struct _MigChannel MigChannel;
 
@@ -247,15 +234,11 @@ MigChannelKind mig_channel_get_kind (MigChannel *channel);
 /* Copies the byte counters and the compression decision. */
 void mig_channel_get_stats (MigChannel *channel, MigChannelStats *stats);
 
-/* TRUE if outgoing frames are being compressed now; RATIO (nullable) gets
- * the last measured payload/compressed ratio (0 if never sampled). */
-gboolean mig_channel_get_compressing (MigChannel *channel, double *ratio);
-
 /* Closes (aborting if running) and frees. NULL is fine. */
 void mig_channel_free (MigChannel *channel);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannel, mig_channel_free)
 
-/* ---- Listener: accepting side ----------------------------------------- */
+/* --- Listener: accepting side --------------------------------------------- */
 
 typedef struct _MigChannelListener MigChannelListener;
 

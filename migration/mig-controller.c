@@ -15,10 +15,9 @@
  * source. Pure policy: no libvirt here.
  */
 #include "mig-migrate.h"
+#include "proto-names.h"
 
 #include <math.h>
-
-G_DEFINE_QUARK (drover - mig - error - quark, mig_error)
 
 /* A round converges "soon" if the projection reaches the limit within
  * this many further rounds. */
@@ -49,7 +48,7 @@ mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
   double timeout;
 
   config->max_downtime_ms
-      = max_downtime_ms ? max_downtime_ms : MIG_DEFAULT_MAX_DOWNTIME_MS;
+      = max_downtime_ms ? max_downtime_ms : PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS;
   config->initial_downtime_ms
       = MIN (MIG_INITIAL_DOWNTIME_MS, config->max_downtime_ms);
   config->downtime_steps = MIG_DEFAULT_DOWNTIME_STEPS;

@@ -20,11 +20,11 @@
  * A job is freed only by mig_dst_forget(), after its channels are closed,
  * so channel callbacks may use it.
  */
+#include "mig-channel-private.h"
 #include "mig-migrate.h"
+#include "proto.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -76,8 +76,7 @@ find_token (MigDst *dst, const char *token)
     {
       Incoming *inc = value;
 
-      if (strlen (inc->token) == strlen (token)
-          && memcmp (inc->token, token, strlen (token)) == 0)
+      if (mig_token_equal (inc->token, token))
         return inc;
     }
   return NULL;
@@ -184,7 +183,7 @@ on_accept (MigChannel *ch, gpointer user_data)
   if (fd < 0 || !mig_channel_start (ch, fd, NULL, on_channel_done, inc, &error))
     {
       g_mutex_unlock (&dst->lock);
-      g_message ("migration %s: %s", job_id, error->message);
+      drover_message (NULL, job_id, NULL, "migration: %s", error->message);
       mig_channel_free (ch);
       return;
     }
@@ -237,8 +236,7 @@ mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
                 guint ttl_ms, GError **error)
 {
   Incoming *inc;
-  guint8 raw[32];
-  GString *token;
+  g_autofree char *token = NULL;
 
   if (!mig_job_id_valid (job_id))
     {
@@ -246,29 +244,11 @@ mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
                            "invalid migration job id");
       return NULL;
     }
-  for (guint i = 0; i < sizeof raw; i += 4)
-    {
-      guint32 r = g_random_int ();
-      memcpy (raw + i, &r, 4);
-    }
-  /* Prefer the kernel's randomness for a credential. */
-  {
-    int fd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0)
-      {
-        (void)!read (fd, raw, sizeof raw);
-        close (fd);
-      }
-  }
-  token = g_string_new (NULL);
-  for (guint i = 0; i < sizeof raw; i++)
-    g_string_append_printf (token, "%02x", raw[i]);
-
+  token = mig_token_new ();
   g_mutex_lock (&dst->lock);
   if (g_hash_table_contains (dst->jobs, job_id))
     {
       g_mutex_unlock (&dst->lock);
-      g_string_free (token, TRUE);
       g_set_error (error, MIG_ERROR, MIG_ERROR_INVALID,
                    "migration %s is already expected here", job_id);
       return NULL;
@@ -276,13 +256,13 @@ mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
   inc = g_new0 (Incoming, 1);
   inc->dst = dst;
   inc->job_id = g_strdup (job_id);
-  inc->token = g_strdup (token->str);
+  inc->token = g_strdup (token);
   inc->expires_us = g_get_monotonic_time () + (gint64)ttl_ms * 1000;
   inc->with_disk = with_disk;
   inc->channels = g_ptr_array_new ();
   g_hash_table_insert (dst->jobs, inc->job_id, inc);
   g_mutex_unlock (&dst->lock);
-  return g_string_free (token, FALSE);
+  return g_steal_pointer (&token);
 }
 
 gboolean

@@ -87,7 +87,7 @@ mig_sweep_sockets (void)
   return n;
 }
 
-/* ---- XML ---------------------------------------------------------------- */
+/* --- XML ------------------------------------------------------------------ */
 
 static gboolean
 is_element (xmlNodePtr node, const char *name)
@@ -159,7 +159,7 @@ mig_xml_rewrite (const char *xml, const char *new_console, const char *new_disk,
   return result;
 }
 
-/* ---- job statistics ----------------------------------------------------- */
+/* --- job statistics ------------------------------------------------------- */
 
 static guint64
 param_u64 (virTypedParameterPtr params, int n, const char *name)

@@ -4,17 +4,19 @@
  *   statistics samples, it records rounds and decides when to raise the
  *   downtime limit, when to force a switchover (pause) and when to abort.
  *   No libvirt, so it is unit-tested with synthetic sequences.
- * - mig_src_run (mig-src.c): the source side. Owns two unix sockets in
- *   the host's namespace (libvirt control connection, QEMU memory stream)
- *   and, for a VM with a local disk, a third one (QEMU's NBD stream of
- *   the disk copy), carries each accepted connection to the destination
- *   agent over a MigChannel, runs virDomainMigrateToURI3 and the
- *   controller loop.
+ * - mig_src_run (mig-src.c): the source side, the steps of one MigSrc:
+ *   prepare, virDomainMigrateToURI3 on a thread, the controller loop,
+ *   the results. A MigSrcForward (mig-src-forward.c) per unix socket in
+ *   the host's namespace (libvirt control connection, QEMU memory
+ *   stream and, for a VM with a local disk, QEMU's NBD stream of the
+ *   disk copy) carries the connection accepted there to the destination
+ *   agent over a MigChannel.
  * - MigDst (mig-dst.c): the destination side. A MigChannelListener that
  *   accepts the streams of expected migrations (one-time tokens) and
- *   connects them to the local libvirtd socket and the destination QEMU's
- *   incoming socket.
- * - mig-libvirt.c: libvirt glue (XML rewriting, job statistics).
+ *   connects them to the local libvirtd socket, the destination QEMU's
+ *   incoming socket and its NBD socket.
+ * - mig-libvirt.c: libvirt glue (errors, XML rewriting, job statistics)
+ *   and the job's socket paths.
  *
  * Where each runs: mig_src_* on the source agent, mig_dst_* on the
  * destination agent; both agents run inside their host's mount namespace,
@@ -29,17 +31,6 @@
 
 G_BEGIN_DECLS
 
-/* Error codes of the migration orchestration in MIG_ERROR. They start at
- * 200 (MigError below 100, MigChannelError from 100). */
-typedef enum
-{
-  MIG_ERROR_FAILED = 200, /* libvirt or QEMU failed the migration */
-  MIG_ERROR_ABORTED,      /* the controller or the caller aborted it */
-  MIG_ERROR_UNSUPPORTED,  /* e.g. a VM with a local disk */
-  MIG_ERROR_AUTH,         /* unknown, expired or reused token */
-  MIG_ERROR_LOCAL,        /* a local socket could not be made */
-} MigMigrateError;
-
 /* Where libvirt lets QEMU create/connect its migration socket, and where
  * libvirtd listens, inside each host's namespace. */
 #define MIG_QEMU_SOCK_DIR "/var/lib/libvirt/qemu"
@@ -50,7 +41,6 @@ typedef enum
  * migration copies. */
 #define MIG_DISK_TARGET "vda"
 
-#define MIG_DEFAULT_MAX_DOWNTIME_MS 500
 #define MIG_INITIAL_DOWNTIME_MS 50
 #define MIG_DEFAULT_DOWNTIME_STEPS 5
 #define MIG_DEFAULT_STALL_ROUNDS 3
@@ -76,12 +66,13 @@ char *mig_disk_sock_path (const char *job_id);
  * that starts has no migration running). Returns how many it removed. */
 guint mig_sweep_sockets (void);
 
-/* ---- convergence controller (pure policy) ----------------------------- */
+/* --- convergence controller (pure policy) --------------------------------- */
 
 typedef struct
 {
   guint32 initial_downtime_ms; /* first limit set (50) */
-  guint32 max_downtime_ms;     /* raised in steps up to this (500) */
+  guint32 max_downtime_ms;     /* raised in steps up to this
+                                  (PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS) */
   guint32 downtime_steps;      /* number of raises (5), one per round
                                 * with poor progress */
   guint32 stall_rounds;        /* rounds without progress -> force (3) */
@@ -165,17 +156,17 @@ const GArray *mig_ctl_get_rounds (MigCtl *ctl);
  * while that converges, remaining / throughput otherwise; -1 unknown. */
 double mig_ctl_eta (const MigCtlSample *sample);
 
-/* ---- libvirt glue (mig-libvirt.c) ------------------------------------- */
+/* --- libvirt glue (mig-libvirt.c) ----------------------------------------- */
 
 /* Sets ERROR (MIG_ERROR, CODE) from libvirt's last error of this thread,
  * prefixed by FORMAT. */
 void mig_libvirt_error (GError **error, int code, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
 
-/* Rewrites domain XML for the destination: the serial/console file paths
- * equal to OLD_CONSOLE (any file-backed serial/console if OLD_CONSOLE is
- * NULL) become NEW_CONSOLE, and when NEW_DISK is given every file disk
- * source becomes NEW_DISK. libxml2 tree edits only. */
+/* Rewrites domain XML for the destination: the path of every
+ * file-backed serial or console becomes NEW_CONSOLE, and the source of
+ * every file disk NEW_DISK (each only when given). libxml2 tree edits
+ * only. */
 char *mig_xml_rewrite (const char *xml, const char *new_console,
                        const char *new_disk, GError **error);
 
@@ -196,7 +187,7 @@ void mig_job_stats_parse (virTypedParameterPtr params, int nparams,
 gboolean mig_job_stats_get (virDomainPtr dom, unsigned int flags,
                             MigJobStats *stats);
 
-/* ---- source ------------------------------------------------------------ */
+/* --- source --------------------------------------------------------------- */
 
 typedef struct
 {
@@ -218,8 +209,8 @@ typedef struct
 
 typedef struct
 {
-  const char
-      *phase; /* preparing, precopy, switchover, completed, aborted, failed */
+  const char *phase; /* PROTO_MIG_PREPARING, _PRECOPY, _SWITCHOVER, then
+                        one of the final _COMPLETED, _ABORTED, _FAILED */
   guint64 memory_total, memory_processed, memory_remaining;
   guint64 disk_total, disk_processed; /* storage copy, 0 without a disk */
   guint32 iteration;
@@ -228,7 +219,7 @@ typedef struct
   gboolean forced_switchover;
   guint64 wire_bytes, payload_bytes;
   double compression_ratio;
-  const char *compress_mode; /* "lz4" or "off" */
+  const char *compress_mode; /* PROTO_COMPRESS_LZ4 or PROTO_COMPRESS_OFF */
   const GArray *rounds;      /* MigCtlRound */
   /* final */
   double total_s;
@@ -253,7 +244,7 @@ gboolean mig_src_run (virConnectPtr conn, virDomainPtr dom,
                       MigProgressFunc progress, gpointer user_data,
                       GError **error);
 
-/* ---- destination ------------------------------------------------------- */
+/* --- destination ---------------------------------------------------------- */
 
 typedef struct _MigDst MigDst;
 

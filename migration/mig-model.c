@@ -12,7 +12,7 @@
 
 #include <math.h>
 
-G_DEFINE_QUARK (drover - mig - model - error - quark, mig_model_error)
+G_DEFINE_QUARK (drover_mig_model_error, mig_model_error)
 
 void
 mig_model_input_init (MigModelInput *input)

@@ -36,6 +36,7 @@ G_BEGIN_DECLS
 #define PROTO_VM_SHUTOFF "shutoff"
 #define PROTO_VM_CRASHED "crashed"
 #define PROTO_VM_PMSUSPENDED "pmsuspended"
+#define PROTO_VM_UNKNOWN "unknown"   /* the agent reported no state */
 #define PROTO_VM_CREATING "creating" /* placed, the agent is creating it */
 #define PROTO_VM_MISSING "missing"   /* its host stopped reporting it */
 

@@ -6,7 +6,7 @@
 
 #include "proto-private.h"
 
-G_DEFINE_QUARK (drover - proto - error - quark, proto_error)
+G_DEFINE_QUARK (drover_proto_error, proto_error)
 
 /* gRPC logs from its own threads; GLib logging is thread-safe. gRPC's
  * errors are mostly about peers (bad handshakes, resets), which the

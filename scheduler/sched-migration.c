@@ -1,7 +1,7 @@
-/* MigrateVm's pure parts: destination choice, the cost model's
- * prediction, job progress wording, and the per-host migration limits.
- * No store, no network, no clock: the unit tests drive them directly.
- */
+/* The migrator's pure parts: destination choice, the cost model's
+ * prediction, what past migrations say about the link, and job progress
+ * wording. No store, no network, no clock: the unit tests drive them
+ * directly. */
 #include "sched-private.h"
 
 #include "mig-model.h"
@@ -68,7 +68,7 @@ sched_migration_predict (const SchedVm *vm,
   in.setup_ms = (guint32)CLAMP (setup_s * 1000.0, 0.0, 600000.0);
   in.downtime_limit_ms = params != NULL && params->max_downtime_ms > 0
                              ? params->max_downtime_ms
-                             : SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS;
+                             : PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS;
   if (!mig_model_predict (&in, &res, &local))
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID, "VM '%s': %s",
@@ -88,13 +88,6 @@ sched_migration_predict (const SchedVm *vm,
   return TRUE;
 }
 
-/* What past migrations say about the data path: the best throughput a
- * completed migration reached (what the channel and QEMU together
- * sustain; on TCG hosts far below the link) and the fixed cost around
- * the copy (prepare, connect, QEMU start, finish). The median of the
- * last SCHED_MIG_LEARN_SAMPLES completed migrations, so one outlier does
- * not swing the estimate. Without history: DEFAULT_BW and
- * SCHED_MIG_DEFAULT_SETUP_S. */
 static int
 cmp_double (gconstpointer a, gconstpointer b)
 {
@@ -103,6 +96,13 @@ cmp_double (gconstpointer a, gconstpointer b)
   return (x > y) - (x < y);
 }
 
+/* What past migrations say about the data path: the best throughput a
+ * completed migration reached (what the channel and QEMU together
+ * sustain; on TCG hosts far below the link) and the fixed cost around
+ * the copy (prepare, connect, QEMU start, finish). The median of the
+ * last SCHED_MIG_LEARN_SAMPLES completed migrations, so one outlier does
+ * not swing the estimate. Without history: DEFAULT_BW and
+ * SCHED_MIG_DEFAULT_SETUP_S. */
 void
 sched_migration_learn_link (GPtrArray *jobs, double default_bw,
                             double *bandwidth, double *setup_s)
@@ -124,8 +124,8 @@ sched_migration_learn_link (GPtrArray *jobs, double default_bw,
           const SchedJob *job = jobs->pdata[i];
           gboolean used = FALSE;
 
-          if (strcmp (job->kind, "migrate") != 0
-              || strcmp (job->state, SCHED_JOB_DONE) != 0
+          if (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) != 0
+              || strcmp (job->state, PROTO_JOB_DONE) != 0
               || job->migration == NULL || job->migration->qemu_bytes == 0
               || !(job->migration->total_s > 0))
             continue;
@@ -163,25 +163,12 @@ sched_migration_learn_link (GPtrArray *jobs, double default_bw,
 
 /* --- destination ------------------------------------------------------- */
 
-static const SchedHost *
-find_host (GPtrArray *hosts, const char *name)
-{
-  for (guint i = 0; i < hosts->len; i++)
-    {
-      const SchedHost *host = hosts->pdata[i];
-
-      if (strcmp (host->name, name) == 0)
-        return host;
-    }
-  return NULL;
-}
-
 char *
 sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
                            GPtrArray *vms, const SchedVm *vm, const char *to,
                            GError **error)
 {
-  const SchedHost *source = find_host (hosts, vm->host);
+  const SchedHost *source = sched_host_find (hosts, vm->host);
   Drover__V1__VmSpec spec = *vm->spec;
   g_autoptr (GPtrArray) others = NULL;
   g_autoptr (GError) local = NULL;
@@ -193,7 +180,7 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
 
   if (to != NULL && to[0] != '\0')
     {
-      if (find_host (hosts, to) == NULL)
+      if (sched_host_find (hosts, to) == NULL)
         {
           g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
                        "no host named '%s'", to);
@@ -237,29 +224,21 @@ sched_migration_pick_dest (const SchedPolicy *policy, GPtrArray *hosts,
 
 /* --- progress ---------------------------------------------------------- */
 
-gboolean
-sched_migration_phase_is_final (const char *phase)
-{
-  return g_strcmp0 (phase, SCHED_MIG_PHASE_COMPLETED) == 0
-         || g_strcmp0 (phase, SCHED_MIG_PHASE_ABORTED) == 0
-         || g_strcmp0 (phase, SCHED_MIG_PHASE_FAILED) == 0;
-}
-
 double
 sched_migration_fraction (const Drover__V1__MigrationProgress *p)
 {
   const char *phase = p->phase;
 
-  if (strcmp (phase, SCHED_MIG_PHASE_QUEUED) == 0)
+  if (strcmp (phase, PROTO_MIG_QUEUED) == 0)
     return 0.0;
-  if (strcmp (phase, SCHED_MIG_PHASE_PREPARING) == 0)
+  if (strcmp (phase, PROTO_MIG_PREPARING) == 0)
     return 0.02;
-  if (strcmp (phase, SCHED_MIG_PHASE_SWITCHOVER) == 0)
+  if (strcmp (phase, PROTO_MIG_SWITCHOVER) == 0)
     return 0.97;
-  if (strcmp (phase, SCHED_MIG_PHASE_COMPLETED) == 0)
+  if (strcmp (phase, PROTO_MIG_COMPLETED) == 0)
     return 1.0;
-  if (strcmp (phase, SCHED_MIG_PHASE_ABORTED) == 0
-      || strcmp (phase, SCHED_MIG_PHASE_FAILED) == 0)
+  if (strcmp (phase, PROTO_MIG_ABORTED) == 0
+      || strcmp (phase, PROTO_MIG_FAILED) == 0)
     return -1.0;
   /* Pre-copy (and anything unknown): memory already sent and not dirtied
    * again. Later rounds re-send pages, so "processed" can pass the total;
@@ -279,20 +258,20 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
 {
   const char *phase = p->phase;
 
-  if (strcmp (phase, SCHED_MIG_PHASE_PREPARING) == 0)
+  if (strcmp (phase, PROTO_MIG_PREPARING) == 0)
     return g_strdup_printf ("preparing host %s", dest);
-  if (strcmp (phase, SCHED_MIG_PHASE_SWITCHOVER) == 0)
+  if (strcmp (phase, PROTO_MIG_SWITCHOVER) == 0)
     return g_strdup_printf ("switching over to host %s%s", dest,
                             p->forced_switchover ? " (forced)" : "");
-  if (strcmp (phase, SCHED_MIG_PHASE_COMPLETED) == 0)
+  if (strcmp (phase, PROTO_MIG_COMPLETED) == 0)
     return g_strdup_printf (
         "migrated to host %s in %.1f s, downtime %" G_GUINT64_FORMAT " ms",
         dest, p->total_s, p->downtime_ms);
-  if (strcmp (phase, SCHED_MIG_PHASE_ABORTED) == 0
-      || strcmp (phase, SCHED_MIG_PHASE_FAILED) == 0)
+  if (strcmp (phase, PROTO_MIG_ABORTED) == 0
+      || strcmp (phase, PROTO_MIG_FAILED) == 0)
     return g_strdup_printf ("%s: %s", phase,
                             p->error[0] ? p->error : "no reason given");
-  if (strcmp (phase, SCHED_MIG_PHASE_PRECOPY) == 0)
+  if (strcmp (phase, PROTO_MIG_PRECOPY) == 0)
     {
       g_autofree char *sent = proto_format_size_brief (p->memory_processed);
       g_autofree char *total = proto_format_size_brief (p->memory_total);
@@ -302,157 +281,4 @@ sched_migration_describe (const Drover__V1__MigrationProgress *p,
                               p->iteration, sent, total, left);
     }
   return g_strdup_printf ("%s", phase[0] ? phase : "migrating");
-}
-
-/* --- limits and queue -------------------------------------------------- */
-
-typedef struct
-{
-  char *id;
-  char *source;
-  char *dest;
-  gboolean running;
-} QueueEntry;
-
-struct _SchedMigQueue
-{
-  guint max_out;
-  guint max_in;
-  GPtrArray *entries; /* QueueEntry, in arrival order */
-};
-
-static void
-queue_entry_free (QueueEntry *e)
-{
-  g_free (e->id);
-  g_free (e->source);
-  g_free (e->dest);
-  g_free (e);
-}
-
-SchedMigQueue *
-sched_mig_queue_new (guint max_out, guint max_in)
-{
-  SchedMigQueue *q = g_new0 (SchedMigQueue, 1);
-
-  q->max_out = MAX (max_out, 1);
-  q->max_in = MAX (max_in, 1);
-  q->entries
-      = g_ptr_array_new_with_free_func ((GDestroyNotify)queue_entry_free);
-  return q;
-}
-
-void
-sched_mig_queue_free (SchedMigQueue *q)
-{
-  if (q == NULL)
-    return;
-  g_ptr_array_unref (q->entries);
-  g_free (q);
-}
-
-static guint
-count_running (SchedMigQueue *q, const char *host, gboolean out)
-{
-  guint n = 0;
-
-  for (guint i = 0; i < q->entries->len; i++)
-    {
-      QueueEntry *e = q->entries->pdata[i];
-
-      if (e->running && strcmp (out ? e->source : e->dest, host) == 0)
-        n++;
-    }
-  return n;
-}
-
-guint
-sched_mig_queue_running_out (SchedMigQueue *q, const char *host)
-{
-  return count_running (q, host, TRUE);
-}
-
-guint
-sched_mig_queue_running_in (SchedMigQueue *q, const char *host)
-{
-  return count_running (q, host, FALSE);
-}
-
-/* Starts what may start; returns their ids. */
-static GPtrArray *
-queue_schedule (SchedMigQueue *q)
-{
-  GPtrArray *started = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GHashTable) held_out = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GHashTable) held_in = g_hash_table_new (g_str_hash, g_str_equal);
-
-  for (guint i = 0; i < q->entries->len; i++)
-    {
-      QueueEntry *e = q->entries->pdata[i];
-
-      if (e->running)
-        continue;
-      if (!g_hash_table_contains (held_out, e->source)
-          && !g_hash_table_contains (held_in, e->dest)
-          && count_running (q, e->source, TRUE) < q->max_out
-          && count_running (q, e->dest, FALSE) < q->max_in)
-        {
-          e->running = TRUE;
-          g_ptr_array_add (started, g_strdup (e->id));
-          continue;
-        }
-      /* First come first served on the hosts this one waits for. */
-      g_hash_table_add (held_out, e->source);
-      g_hash_table_add (held_in, e->dest);
-    }
-  return started;
-}
-
-gboolean
-sched_mig_queue_add (SchedMigQueue *q, const char *id, const char *source,
-                     const char *dest)
-{
-  QueueEntry *e = g_new0 (QueueEntry, 1);
-  g_autoptr (GPtrArray) started = NULL;
-
-  e->id = g_strdup (id);
-  e->source = g_strdup (source);
-  e->dest = g_strdup (dest);
-  g_ptr_array_add (q->entries, e);
-  started = queue_schedule (q);
-  return e->running;
-}
-
-GPtrArray *
-sched_mig_queue_remove (SchedMigQueue *q, const char *id)
-{
-  for (guint i = 0; i < q->entries->len; i++)
-    {
-      QueueEntry *e = q->entries->pdata[i];
-
-      if (strcmp (e->id, id) == 0)
-        {
-          g_ptr_array_remove_index (q->entries, i);
-          break;
-        }
-    }
-  return queue_schedule (q);
-}
-
-guint
-sched_mig_queue_position (SchedMigQueue *q, const char *id)
-{
-  guint pos = 0;
-
-  for (guint i = 0; i < q->entries->len; i++)
-    {
-      QueueEntry *e = q->entries->pdata[i];
-
-      if (e->running)
-        continue;
-      pos++;
-      if (strcmp (e->id, id) == 0)
-        return pos;
-    }
-  return 0;
 }

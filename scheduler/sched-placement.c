@@ -25,14 +25,14 @@ sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
       const SchedVm *vm = vms->pdata[i];
 
       if (strcmp (vm->host, host) != 0
-          || strcmp (vm->state, SCHED_VM_MISSING) == 0)
+          || strcmp (vm->state, PROTO_VM_MISSING) == 0)
         continue;
       count++;
       vcpus += vm->spec->vcpus;
       memory += vm->spec->memory;
       /* The agent's data_free already shows the disks of VMs it has; a VM
        * being created may not have its disk yet, so reserve that. */
-      if (strcmp (vm->state, SCHED_VM_CREATING) == 0)
+      if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
         disk += vm->spec->disk;
     }
   if (vm_count)
@@ -56,8 +56,8 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
   guint64 vcpu_cap, memory_cap, disk_free;
   double vcpu_frac, memory_frac;
 
-  if (strcmp (host->state, SCHED_HOST_UP) != 0)
-    return g_strdup (host->state[0] ? host->state : "down");
+  if (strcmp (host->state, PROTO_HOST_UP) != 0)
+    return g_strdup (host->state[0] ? host->state : PROTO_HOST_DOWN);
 
   if (spec->accel[0] != '\0' && strcmp (spec->accel, info->accel) != 0)
     return g_strdup_printf ("accelerator is %s, VM needs %s",
@@ -116,8 +116,8 @@ compare_host_names (gconstpointer a, gconstpointer b)
   return strcmp (ha->name, hb->name);
 }
 
-static const SchedHost *
-find_host (GPtrArray *hosts, const char *name)
+const SchedHost *
+sched_host_find (GPtrArray *hosts, const char *name)
 {
   for (guint i = 0; i < hosts->len; i++)
     {
@@ -139,7 +139,7 @@ sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
 
   if (pin != NULL && pin[0] != '\0')
     {
-      const SchedHost *host = find_host (hosts, pin);
+      const SchedHost *host = sched_host_find (hosts, pin);
       g_autofree char *misfit = NULL;
       double score;
 
@@ -149,11 +149,11 @@ sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
                        "no host named '%s'", pin);
           return NULL;
         }
-      if (strcmp (host->state, SCHED_HOST_UP) != 0)
+      if (strcmp (host->state, PROTO_HOST_UP) != 0)
         {
           g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                        "host '%s' is %s", pin,
-                       host->state[0] ? host->state : "down");
+                       host->state[0] ? host->state : PROTO_HOST_DOWN);
           return NULL;
         }
       misfit = host_misfit (policy, host, vms, spec, &score);

@@ -1,157 +1,16 @@
-/* Internals of libdrover-scheduler shared with the unit tests. */
+/* Internals of libdrover-scheduler: what its files share with each other
+ * and with the unit tests. Rows and the store are in sched-store.h, the
+ * migrator in sched-migrator.h. */
 #pragma once
 
-#include "sched-service.h"
+#include "sched-migrator.h"
+#include "sched-store.h"
 
 G_BEGIN_DECLS
 
-/* --- rows ---------------------------------------------------------------
- *
- * What the store holds. Message members are unpacked protobuf-c messages
- * owned by the row (freed with protobuf_c_message_free_unpacked). */
+/* --- placement --------------------------------------------------------- */
 
-#define SCHED_HOST_UP "up"
-#define SCHED_HOST_DOWN "down"
-
-#define SCHED_VM_CREATING "creating" /* placed, the agent is creating it */
-#define SCHED_VM_MISSING "missing"   /* its host stopped reporting it */
-
-#define SCHED_JOB_QUEUED "queued"
-#define SCHED_JOB_RUNNING "running"
-#define SCHED_JOB_DONE "done"
-#define SCHED_JOB_FAILED "failed"
-
-typedef struct
-{
-  char *name;
-  char *address;              /* the agent's AgentService host:port */
-  Drover__V1__HostInfo *info; /* never NULL */
-  char *state;                /* SCHED_HOST_UP / SCHED_HOST_DOWN */
-  gint64 last_seen_ms;
-} SchedHost;
-
-typedef struct
-{
-  char *name;
-  char *host;
-  Drover__V1__VmSpec *spec;     /* never NULL */
-  char *state;                  /* libvirt state, creating or missing */
-  Drover__V1__VmStatus *status; /* last report; NULL before the first */
-  gint64 updated_ms;
-} SchedVm;
-
-typedef struct
-{
-  char *id;
-  char *kind; /* create, delete, migrate */
-  char *vm;
-  char *state;     /* SCHED_JOB_* */
-  double progress; /* 0..1 */
-  char *message;
-  char *error;
-  gint64 created_ms;
-  gint64 updated_ms;
-  /* kind "migrate" ("" / NULL otherwise) */
-  char *source_host;
-  char *dest_host;
-  Drover__V1__MigrationProgress *migration;    /* last progress; may be NULL */
-  Drover__V1__MigrationPrediction *prediction; /* cost model; may be NULL */
-} SchedJob;
-
-/* Constructors copy their arguments. */
-SchedHost *sched_host_new (const Drover__V1__HostInfo *info, const char *state,
-                           gint64 last_seen_ms);
-void sched_host_free (SchedHost *host);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedHost, sched_host_free)
-
-SchedVm *sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
-                       const char *state, const Drover__V1__VmStatus *status,
-                       gint64 updated_ms);
-void sched_vm_free (SchedVm *vm);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedVm, sched_vm_free)
-/* Replaces VM->status with a copy of STATUS (may be NULL). */
-void sched_vm_set_status (SchedVm *vm, const Drover__V1__VmStatus *status);
-void sched_vm_set_state (SchedVm *vm, const char *state);
-
-/* A new job with a random id, created_ms = updated_ms = NOW_MS. */
-SchedJob *sched_job_new (const char *kind, const char *vm, const char *state,
-                         gint64 now_ms);
-void sched_job_free (SchedJob *job);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedJob, sched_job_free)
-SchedJob *sched_job_copy (const SchedJob *job);
-
-/* --- store --------------------------------------------------------------
- *
- * A backend is an ops table; SQLite is the one there is. Lookups of
- * something absent fail with SCHED_ERROR_NOT_FOUND; _delete of something
- * absent is not an error. Lists are sorted by name (jobs by creation). */
-
-typedef struct _SchedStore SchedStore;
-
-typedef struct
-{
-  const char *name;
-  void (*close) (SchedStore *store);
-  gboolean (*put_host) (SchedStore *store, const SchedHost *host,
-                        GError **error);
-  SchedHost *(*get_host) (SchedStore *store, const char *name, GError **error);
-  GPtrArray *(*list_hosts) (SchedStore *store, GError **error);
-  gboolean (*delete_host) (SchedStore *store, const char *name, GError **error);
-  gboolean (*put_vm) (SchedStore *store, const SchedVm *vm, GError **error);
-  SchedVm *(*get_vm) (SchedStore *store, const char *name, GError **error);
-  /* HOST NULL lists every VM. */
-  GPtrArray *(*list_vms) (SchedStore *store, const char *host, GError **error);
-  gboolean (*delete_vm) (SchedStore *store, const char *name, GError **error);
-  gboolean (*put_job) (SchedStore *store, const SchedJob *job, GError **error);
-  SchedJob *(*get_job) (SchedStore *store, const char *id, GError **error);
-  GPtrArray *(*list_jobs) (SchedStore *store, GError **error);
-  /* A transaction groups the writes of one report (one sync, all or none). */
-  gboolean (*begin) (SchedStore *store, GError **error);
-  gboolean (*commit) (SchedStore *store, GError **error);
-  void (*rollback) (SchedStore *store);
-} SchedStoreOps;
-
-struct _SchedStore
-{
-  const SchedStoreOps *ops;
-};
-
-/* Opens (creating if needed) the SQLite store DIR/drover.db. A file that
- * is not a Drover database fails with SCHED_ERROR_CORRUPT naming it. */
-SchedStore *sched_store_open_sqlite (const char *dir, GError **error);
-void sched_store_close (SchedStore *store);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
-
-/* Upserts by name / id. */
-gboolean sched_store_put_host (SchedStore *store, const SchedHost *host,
-                               GError **error);
-SchedHost *sched_store_get_host (SchedStore *store, const char *name,
-                                 GError **error);
-/* GPtrArray of SchedHost, freeing its elements. */
-GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
-gboolean sched_store_delete_host (SchedStore *store, const char *name,
-                                  GError **error);
-gboolean sched_store_put_vm (SchedStore *store, const SchedVm *vm,
-                             GError **error);
-SchedVm *sched_store_get_vm (SchedStore *store, const char *name,
-                             GError **error);
-GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
-                                 GError **error);
-gboolean sched_store_delete_vm (SchedStore *store, const char *name,
-                                GError **error);
-gboolean sched_store_put_job (SchedStore *store, const SchedJob *job,
-                              GError **error);
-SchedJob *sched_store_get_job (SchedStore *store, const char *id,
-                               GError **error);
-GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
-gboolean sched_store_begin (SchedStore *store, GError **error);
-gboolean sched_store_commit (SchedStore *store, GError **error);
-/* Undoes an open transaction; nothing if none is open. */
-void sched_store_rollback (SchedStore *store);
-
-/* --- placement ----------------------------------------------------------
- *
- * Pure functions over the host and VM tables. */
+/* Pure functions over the host and VM tables. */
 
 typedef struct
 {
@@ -166,6 +25,9 @@ void sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
                        guint *vcpus_used, guint64 *memory_used,
                        guint64 *disk_reserved);
 
+/* The host named NAME in HOSTS (SchedHost), borrowed; NULL if none. */
+const SchedHost *sched_host_find (GPtrArray *hosts, const char *name);
+
 /* Picks the host for SPEC among HOSTS (SchedHost) given the VMS already
  * placed. PIN non-empty means only that host. Returns the host name, or
  * NULL with SCHED_ERROR_NOT_FOUND (unknown pin), _PRECONDITION (pinned
@@ -174,27 +36,17 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
                    const Drover__V1__VmSpec *spec, const char *pin,
                    GError **error);
 
-/* --- migration ----------------------------------------------------------
- *
- * Pure helpers of MigrateVm (sched-migration.c): destination choice, the
- * cost model's prediction, and the per-host limits with their FIFO queue.
- * The orchestration (agent calls, job updates) is in sched-service.c. */
+/* --- migration --------------------------------------------------------- */
 
-#define SCHED_MIG_PHASE_QUEUED "queued"
-#define SCHED_MIG_PHASE_PREPARING "preparing"
-#define SCHED_MIG_PHASE_PRECOPY "precopy"
-#define SCHED_MIG_PHASE_SWITCHOVER "switchover"
-#define SCHED_MIG_PHASE_COMPLETED "completed"
-#define SCHED_MIG_PHASE_ABORTED "aborted"
-#define SCHED_MIG_PHASE_FAILED "failed"
+/* The migrator's pure helpers (sched-migration.c): destination choice, the
+ * cost model's prediction and progress wording. The orchestration (agent
+ * calls, job updates) is SchedMigrator (sched-migrator.h). */
 
 /* Without a measurement the model assumes the guest dirties this share of
  * its RAM per second, scaled by how busy its vCPUs were in the last report
  * (at least a tenth of it), and never more than SCHED_MIG_DIRTY_CAP. */
 #define SCHED_MIG_DIRTY_FRACTION 0.10
 #define SCHED_MIG_DIRTY_CAP (256.0 * 1024 * 1024)
-/* MigrationParams.max_downtime_ms when 0 (the proto's default). */
-#define SCHED_MIG_DEFAULT_MAX_DOWNTIME_MS 500
 
 /* Bytes per second VM is expected to dirty. LAST, the progress of the
  * VM's most recent finished migration (may be NULL), is a measurement
@@ -202,17 +54,20 @@ char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
 double sched_migration_dirty_rate (const SchedVm *vm,
                                    const Drover__V1__MigrationProgress *last);
 
-/* Runs the pre-copy cost model for VM (RAM = its memory) at DIRTY_RATE
- * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
- * with PARAMS->max_downtime_ms (0 = 500) as the downtime limit, no
- * compression. Fills OUT (initialised here; no pointers). */
 /* Link throughput (bytes/s) and fixed setup cost (s) learned from the
- * latest completed migrations in JOBS; defaults when there are none. */
+ * latest completed migrations in JOBS; DEFAULT_BW and
+ * SCHED_MIG_DEFAULT_SETUP_S when there are none. */
 #define SCHED_MIG_LEARN_SAMPLES 5
 #define SCHED_MIG_DEFAULT_SETUP_S 1.0
 void sched_migration_learn_link (GPtrArray *jobs, double default_bw,
                                  double *bandwidth, double *setup_s);
 
+/* Runs the pre-copy cost model for VM (RAM = its memory) at DIRTY_RATE
+ * over min(PARAMS->bandwidth_bps, LINK_BANDWIDTH) (either 0 = absent),
+ * with PARAMS->max_downtime_ms (0 = PROTO_MIG_DEFAULT_MAX_DOWNTIME_MS) as
+ * the downtime limit, no compression and SETUP_S of fixed cost. Fills OUT
+ * (initialised here; no pointers). SCHED_ERROR_INVALID if the model
+ * refuses the input. */
 gboolean sched_migration_predict (const SchedVm *vm,
                                   const Drover__V1__MigrationParams *params,
                                   double dirty_rate, double link_bandwidth,
@@ -239,8 +94,7 @@ double sched_migration_fraction (const Drover__V1__MigrationProgress *p);
 char *sched_migration_describe (const Drover__V1__MigrationProgress *p,
                                 const char *dest);
 
-/* TRUE for completed, aborted and failed. */
-gboolean sched_migration_phase_is_final (const char *phase);
+/* --- migration queue --------------------------------------------------- */
 
 /* Per-host limits on concurrent migrations: at most MAX_OUT leaving and
  * MAX_IN arriving at any one host. Others wait in arrival order; a
@@ -266,9 +120,9 @@ guint sched_mig_queue_position (SchedMigQueue *queue, const char *id);
 guint sched_mig_queue_running_out (SchedMigQueue *queue, const char *host);
 guint sched_mig_queue_running_in (SchedMigQueue *queue, const char *host);
 
-/* --- registry -----------------------------------------------------------
- *
- * Host registration, heartbeats, liveness and VM inventory reconciliation
+/* --- registry ---------------------------------------------------------- */
+
+/* Host registration, heartbeats, liveness and VM inventory reconciliation
  * on top of a store. The clock is injectable so tests need not sleep. */
 
 typedef gint64 (*SchedClockFunc) (gpointer user_data);
@@ -327,5 +181,144 @@ void sched_registry_migration_end (SchedRegistry *reg, const char *name,
 /* Remembers that VM NAME was just deleted so that a report generated
  * before the deletion does not adopt it again (for three intervals). */
 void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
+
+/* --- service ----------------------------------------------------------- */
+
+/* Deadlines of the scheduler's calls to agents. */
+#define SCHED_AGENT_CREATE_TIMEOUT_MS (180 * 1000)
+#define SCHED_AGENT_CALL_TIMEOUT_MS (60 * 1000)
+/* StopVm waits for a graceful shutdown; allow for the grace period. */
+#define SCHED_AGENT_STOP_EXTRA_MS (30 * 1000)
+
+typedef struct _SchedJobs SchedJobs;
+typedef struct _SchedAgents SchedAgents;
+
+/* The service and the objects it owns. Everything here runs in CTX (the
+ * thread-default main context at sched_service_new): handlers, agent call
+ * completions and timers. gRPC's own threads only queue events into CTX,
+ * so no field needs a lock. */
+struct _SchedService
+{
+  guint report_interval_ms; /* set at new; told to agents */
+  SchedPolicy policy;       /* set at new; placement */
+  ProtoTls *tls;            /* set at new; NULL = insecure */
+  GMainContext *ctx;        /* set at new */
+  SchedStore *store;        /* main context */
+  SchedRegistry *registry;  /* main context; its clock is the service's */
+  ProtoServer *server;      /* main context; from start */
+  SchedJobs *jobs;          /* main context; job board and watchers */
+  SchedAgents *agents;      /* main context; agent clients */
+  SchedMigrator *migrator;  /* main context; migrations */
+  GSource *liveness;        /* main context; from start to stop */
+  gboolean stopped;         /* main context; sched_service_stop ran */
+};
+
+/* The type of every RPC handler of the service (a ProtoHandler), so that
+ * the files holding them can declare them in one line each. */
+typedef void SchedHandler (ProtoServerCall *call,
+                           const ProtobufCMessage *request, gpointer user_data);
+
+/* Fails CALL with ERROR's message and its status (sched_error_to_status). */
+void sched_call_fail (ProtoServerCall *call, const GError *error);
+
+/* --- job board (sched-jobs.c) ------------------------------------------ */
+
+/* STORE and REGISTRY (whose clock stamps updates) are borrowed. */
+SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry);
+void sched_jobs_free (SchedJobs *jobs);
+
+/* Stamps JOB (updated_ms), stores it if STORE or if it is over, and sends
+ * it to its watchers; ends their streams once it is over. A store failure
+ * is logged: the job lives on in its owner. */
+void sched_jobs_update (SchedJobs *jobs, SchedJob *job, gboolean store);
+/* Sets JOB's state and progress, and its message and error unless NULL,
+ * then sched_jobs_update (stored). */
+void sched_jobs_set (SchedJobs *jobs, SchedJob *job, const char *state,
+                     double progress, const char *message, const char *error);
+/* Ends every open WatchJob stream (UNAVAILABLE). */
+void sched_jobs_stop (SchedJobs *jobs);
+
+/* A Job message borrowing JOB's memory. */
+void sched_job_msg (const SchedJob *job, Drover__V1__Job *msg);
+
+/* ListJobs and WatchJob; USER_DATA is the SchedJobs. */
+SchedHandler sched_jobs_handle_list;
+SchedHandler sched_jobs_handle_watch;
+
+/* --- agent clients (sched-agents.c) ------------------------------------ */
+
+/* STORE and TLS (NULL = insecure) are borrowed; CTX is where the clients
+ * deliver completions. */
+SchedAgents *sched_agents_new (SchedStore *store, const ProtoTls *tls,
+                               GMainContext *ctx);
+void sched_agents_free (SchedAgents *agents);
+
+/* The cached client for HOST, (re)created if its address changed. */
+ProtoClient *sched_agents_client (SchedAgents *agents, const SchedHost *host,
+                                  GError **error);
+/* Host NAME from the store, which must be up (SCHED_ERROR_UNAVAILABLE),
+ * and its client. *HOST_OUT (may be NULL) gets the host. */
+ProtoClient *sched_agents_client_up (SchedAgents *agents, const char *name,
+                                     SchedHost **host_out, GError **error);
+/* Forgets the cached client of host NAME. Freeing a client runs its
+ * pending callbacks; that happens from the main loop, not under our
+ * caller. */
+void sched_agents_drop (SchedAgents *agents, const char *name);
+/* Frees every client now: their calls in flight complete with CANCELLED
+ * inside this call. */
+void sched_agents_cancel_all (SchedAgents *agents);
+
+/* Finds VM NAME (validated) and its host for a command. A VM being
+ * created is _PRECONDITION. The host may be NULL (unknown to the store)
+ * only if ALLOW_NO_HOST, else _UNAVAILABLE. */
+gboolean sched_agents_lookup_vm (SchedAgents *agents, const char *name,
+                                 gboolean allow_no_host, SchedVm **vm_out,
+                                 SchedHost **host_out, GError **error);
+
+/* Fails CALL with an agent's ERROR, for the operator: "host 'h': ..."
+ * with its status. */
+void sched_agents_call_fail (ProtoServerCall *call, const char *host,
+                             const GError *error);
+
+/* An operator's command in flight to an agent: the user data of the agent
+ * call's completion, which finishes CALL. */
+typedef struct
+{
+  SchedService *svc;
+  ProtoServerCall *call;
+  char *vm;
+  char *host;
+  SchedJob *job; /* create and delete have one; owned */
+} SchedPending;
+
+/* Takes JOB (may be NULL); copies the strings. */
+SchedPending *sched_pending_new (SchedService *svc, ProtoServerCall *call,
+                                 const char *vm, const char *host,
+                                 SchedJob *job);
+void sched_pending_free (SchedPending *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedPending, sched_pending_free)
+
+/* Sends REQUEST (a message the agent's method takes as is) to the agent of
+ * VM NAME, which must be up; DONE gets a SchedPending for SVC and
+ * finishes CALL. Errors before the call fail CALL at once. */
+void sched_agents_forward (SchedAgents *agents, SchedService *svc,
+                           ProtoServerCall *call, const char *name,
+                           guint agent_method, const ProtobufCMessage *request,
+                           gint64 timeout_ms, ProtoReplyFunc done);
+
+/* --- VM handlers (sched-vm-handlers.c) --------------------------------- */
+
+/* ListHosts, ListVms, GetVm, CreateVm, StartVm, StopVm, DestroyVm,
+ * ReadConsole, DeleteVm and MigrateVm; USER_DATA is the SchedService. */
+SchedHandler sched_vm_handle_list_hosts;
+SchedHandler sched_vm_handle_list_vms;
+SchedHandler sched_vm_handle_get;
+SchedHandler sched_vm_handle_create;
+SchedHandler sched_vm_handle_start;
+SchedHandler sched_vm_handle_stop;
+SchedHandler sched_vm_handle_destroy;
+SchedHandler sched_vm_handle_read_console;
+SchedHandler sched_vm_handle_delete;
+SchedHandler sched_vm_handle_migrate;
 
 G_END_DECLS

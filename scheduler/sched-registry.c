@@ -143,17 +143,19 @@ sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
-  host = sched_host_new (info, SCHED_HOST_UP, sched_registry_now (reg));
+  host = sched_host_new (info, PROTO_HOST_UP, sched_registry_now (reg));
   if (!sched_store_put_host (reg->store, host, error))
     return FALSE;
 
   if (old == NULL)
-    g_message ("host %s registered (agent at %s)", host->name, host->address);
-  else if (strcmp (old->state, SCHED_HOST_UP) != 0)
-    g_message ("host %s is up again (registered, agent at %s)", host->name,
-               host->address);
+    drover_message (NULL, NULL, host->name, "host registered (agent at %s)",
+                    host->address);
+  else if (strcmp (old->state, PROTO_HOST_UP) != 0)
+    drover_message (NULL, NULL, host->name,
+                    "host is up again (registered, agent at %s)",
+                    host->address);
   else
-    g_debug ("host %s registered again", host->name);
+    drover_debug (NULL, NULL, host->name, "host registered again");
 
   session = g_new0 (HostSession, 1);
   g_hash_table_replace (reg->sessions, g_strdup (info->name), session);
@@ -266,7 +268,7 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
   g_autoptr (SchedVm) vm
       = sched_store_get_vm (reg->store, status->name, &local);
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-  const char *state = status->state[0] ? status->state : "unknown";
+  const char *state = status->state[0] ? status->state : PROTO_VM_UNKNOWN;
 
   if (vm == NULL
       && !g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
@@ -290,8 +292,8 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
 
   if (migration_ignores (reg, status->name, host_name, now))
     {
-      g_debug ("VM %s is migrating: not taking host %s's report of it",
-               status->name, host_name);
+      drover_debug (status->name, NULL, host_name,
+                    "VM is migrating: not taking the host's report of it");
       return TRUE;
     }
 
@@ -299,24 +301,25 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
     {
       if (recently_forgotten (reg, status->name, now))
         {
-          g_debug ("ignoring deleted VM %s in a report from %s", status->name,
-                   host_name);
+          drover_debug (status->name, NULL, host_name,
+                        "ignoring deleted VM in a report");
           return TRUE;
         }
-      g_message ("VM %s found on host %s: adopted", status->name, host_name);
+      drover_message (status->name, NULL, host_name,
+                      "VM found on the host: adopted");
       vm = sched_vm_new (&spec, host_name, state, status, now);
       return sched_store_put_vm (reg->store, vm, error);
     }
 
   if (strcmp (vm->host, host_name) != 0)
     {
-      g_message ("VM %s is now on host %s (was %s)", vm->name, host_name,
-                 vm->host);
+      drover_message (vm->name, NULL, NULL, "VM is now on host %s (was %s)",
+                      host_name, vm->host);
       g_free (vm->host);
       vm->host = g_strdup (host_name);
     }
-  else if (strcmp (vm->state, SCHED_VM_MISSING) == 0)
-    g_message ("VM %s is back on host %s", vm->name, host_name);
+  else if (strcmp (vm->state, PROTO_VM_MISSING) == 0)
+    drover_message (vm->name, NULL, host_name, "VM is back on its host");
 
   if (status->spec != NULL)
     {
@@ -357,13 +360,13 @@ reconcile (SchedRegistry *reg, const char *host_name,
 
       /* A VM being created may not exist on the host yet. */
       if (g_hash_table_contains (seen, vm->name)
-          || strcmp (vm->state, SCHED_VM_CREATING) == 0
-          || strcmp (vm->state, SCHED_VM_MISSING) == 0
+          || strcmp (vm->state, PROTO_VM_CREATING) == 0
+          || strcmp (vm->state, PROTO_VM_MISSING) == 0
           || migration_guard (reg, vm->name, now) != NULL)
         continue;
-      g_message ("VM %s is missing from host %s (was %s)", vm->name, host_name,
-                 vm->state);
-      sched_vm_set_state (vm, SCHED_VM_MISSING);
+      drover_message (vm->name, NULL, host_name,
+                      "VM is missing from its host (was %s)", vm->state);
+      sched_vm_set_state (vm, PROTO_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (reg->store, vm, error))
         return FALSE;
@@ -392,9 +395,10 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
    * inventory. 0 means the agent does not number its reports. */
   if (seq != 0 && seq <= session->last_seq)
     {
-      g_debug ("host %s: ignoring report %" G_GUINT64_FORMAT
-               " older than %" G_GUINT64_FORMAT,
-               info->name, seq, session->last_seq);
+      drover_debug (NULL, NULL, info->name,
+                    "ignoring report %" G_GUINT64_FORMAT
+                    " older than %" G_GUINT64_FORMAT,
+                    seq, session->last_seq);
       return TRUE;
     }
 
@@ -412,7 +416,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       return TRUE;
     }
 
-  host = sched_host_new (info, SCHED_HOST_UP, now);
+  host = sched_host_new (info, PROTO_HOST_UP, now);
   if (host->address[0] == '\0')
     {
       g_free (host->address);
@@ -429,8 +433,8 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       return FALSE;
     }
 
-  if (strcmp (old->state, SCHED_HOST_UP) != 0)
-    g_message ("host %s is up again", host->name);
+  if (strcmp (old->state, PROTO_HOST_UP) != 0)
+    drover_message (NULL, NULL, host->name, "host is up again");
   session->last_seq = seq;
   return TRUE;
 }
@@ -448,15 +452,16 @@ sched_registry_check_liveness (SchedRegistry *reg, GError **error)
     {
       SchedHost *host = hosts->pdata[i];
 
-      if (strcmp (host->state, SCHED_HOST_UP) != 0
+      if (strcmp (host->state, PROTO_HOST_UP) != 0
           || now <= sched_registry_deadline (reg, host))
         continue;
       g_free (host->state);
-      host->state = g_strdup (SCHED_HOST_DOWN);
+      host->state = g_strdup (PROTO_HOST_DOWN);
       if (!sched_store_put_host (reg->store, host, error))
         return n_down;
-      g_message ("host %s is down: no report for %" G_GINT64_FORMAT " ms",
-                 host->name, now - MAX (host->last_seen_ms, reg->start_ms));
+      drover_message (NULL, NULL, host->name,
+                      "host is down: no report for %" G_GINT64_FORMAT " ms",
+                      now - MAX (host->last_seen_ms, reg->start_ms));
       n_down++;
     }
   return n_down;

@@ -19,8 +19,8 @@ G_BEGIN_DECLS
 #define SCHED_ERROR (sched_error_quark ())
 GQuark sched_error_quark (void);
 
-/* Codes map one to one onto gRPC status codes at the service boundary
- * (sched_error_to_status). */
+/* Each code maps onto a gRPC status at the service boundary
+ * (sched_error_to_status, the one place that maps them). */
 typedef enum
 {
   SCHED_ERROR_FAILED,       /* INTERNAL */

@@ -8,7 +8,7 @@
 
 #include "proto.h"
 
-G_DEFINE_QUARK (drover - stor - error - quark, stor_error)
+G_DEFINE_QUARK (drover_stor_error, stor_error)
 
 char *
 stor_disk_path (const char *data_dir, const char *name, GError **error)

@@ -66,7 +66,7 @@ make_data (gboolean text)
   return g_bytes_new_take (p, BUF_LEN);
 }
 
-/* ---- producer / consumer / copier threads ----------------------------- */
+/* --- producer / consumer / copier threads --------------------------------- */
 
 typedef struct
 {
@@ -245,7 +245,7 @@ bench_fwd (GBytes *data, guint64 len)
   return secs;
 }
 
-/* ---- forwarder over the channel's TLS transport ------------------------ */
+/* --- forwarder over the channel's TLS transport --------------------------- */
 
 typedef struct
 {
@@ -373,7 +373,7 @@ bench_fwd_tls (MigChannelCreds *creds, GBytes *data, guint64 len)
   return secs;
 }
 
-/* ---- channel ---------------------------------------------------------- */
+/* --- channel -------------------------------------------------------------- */
 
 typedef struct
 {

@@ -18,7 +18,7 @@ make_spec (const char *name, const char *cmdline)
   base.initrd = (char *)"/boot/initrd.img";
   base.cmdline = (char *)cmdline;
   base.accel = (char *)"tcg";
-  return agent_vm_spec_copy (&base);
+  return proto_msg_copy (&base.base);
 }
 
 static void

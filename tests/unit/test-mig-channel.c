@@ -1,13 +1,16 @@
-/* MigChannel: framing, crc32c, TLS + token handshake, compression modes,
- * faults and rate limit, over real loopback TCP.
+/* MigChannel: framing, crc32c, TLS + token handshake, compression modes
+ * (the channel's side of adaptive lz4; the policy itself is tested in
+ * test-mig-auto.c), faults and rate limit, over real loopback TCP.
  *
  * Each "app" stands for QEMU or libvirt on one host: it writes its data
  * into its end of a socketpair (the channel holds the other end), shuts
  * down its write side, and collects whatever arrives until EOF.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,7 +23,7 @@
 static char *cert_root;
 static MigChannelCreds *creds_a, *creds_b, *creds_foreign, *creds_lost;
 
-/* ---- certificates ----------------------------------------------------- */
+/* --- certificates --------------------------------------------------------- */
 
 static const char cert_script[]
     = "set -e\n"
@@ -90,7 +93,7 @@ remove_certs (void)
                 NULL, NULL, NULL, NULL);
 }
 
-/* ---- data ------------------------------------------------------------- */
+/* --- data ----------------------------------------------------------------- */
 
 typedef enum
 {
@@ -149,7 +152,7 @@ sha256 (const void *data, gsize len)
   return g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
 }
 
-/* ---- apps on the local side ------------------------------------------- */
+/* --- apps on the local side ----------------------------------------------- */
 
 typedef struct
 {
@@ -157,13 +160,10 @@ typedef struct
   GBytes *send;     /* what the app writes */
   GByteArray *recv; /* what reached it */
   GThread *feeder, *consumer;
-  gboolean shut;       /* feeder shut down its write side */
-  gsize piece;         /* feeder's write size; 0 = 128 KiB */
-  guint pause_us;      /* feeder sleeps this long after each write: a slow
-                          producer (set before app_start) */
-  gsize read_piece;    /* consumer's read size; 0 = 256 KiB */
-  guint read_pause_us; /* consumer sleeps this long after each read: a
-                          slow receiver */
+  gboolean shut; /* feeder shut down its write side */
+  gboolean file; /* the channel reads SEND from a memory file instead
+                    (every read a full chunk: the same frames on any
+                    machine) and the app receives nothing */
 } App;
 
 static gpointer
@@ -175,17 +175,13 @@ feeder_thread (gpointer data)
 
   while (len > 0)
     {
-      gssize n
-          = send (app->fd, p, MIN (len, app->piece ? app->piece : 128 * 1024),
-                  MSG_NOSIGNAL);
+      gssize n = send (app->fd, p, MIN (len, 128 * 1024), MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
         return NULL; /* channel went away: expected in fault tests */
       p += n;
       len -= n;
-      if (app->pause_us > 0)
-        g_usleep (app->pause_us);
     }
   if (app->shut)
     shutdown (app->fd, SHUT_WR);
@@ -200,30 +196,40 @@ consumer_thread (gpointer data)
 
   for (;;)
     {
-      gssize n
-          = read (app->fd, buf, app->read_piece ? app->read_piece : 256 * 1024);
+      gssize n = read (app->fd, buf, 256 * 1024);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
         break;
       g_byte_array_append (app->recv, buf, n);
-      if (app->read_pause_us > 0)
-        g_usleep (app->read_pause_us);
     }
   return NULL;
 }
 
-/* Returns the channel's end of a fresh socketpair; the app gets the other. */
+/* Returns the channel's end of a fresh socketpair; the app gets the other.
+ * A FILE app hands over a memory file holding SEND instead. */
 static int
 app_start (App *app, GBytes *send, gboolean shut)
 {
   int sv[2];
 
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-  app->fd = sv[1];
   app->send = g_bytes_ref (send);
   app->recv = g_byte_array_new ();
   app->shut = shut;
+  if (app->file)
+    {
+      gsize len = 0;
+      const guint8 *p = g_bytes_get_data (send, &len);
+      int fd = memfd_create ("app", MFD_CLOEXEC);
+
+      g_assert_cmpint (fd, >=, 0);
+      g_assert_cmpint (write (fd, p, len), ==, (gssize)len);
+      g_assert_cmpint (lseek (fd, 0, SEEK_SET), ==, 0);
+      app->fd = -1;
+      return fd;
+    }
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+  app->fd = sv[1];
   app->feeder = g_thread_new ("feeder", feeder_thread, app);
   app->consumer = g_thread_new ("consumer", consumer_thread, app);
   return sv[0];
@@ -232,6 +238,8 @@ app_start (App *app, GBytes *send, gboolean shut)
 static void
 app_join (App *app)
 {
+  if (app->file)
+    return;
   g_thread_join (app->feeder);
   g_thread_join (app->consumer);
   close (app->fd);
@@ -266,7 +274,7 @@ assert_received (App *app, GBytes *expected, gboolean full)
     }
 }
 
-/* ---- server side ------------------------------------------------------ */
+/* --- server side ---------------------------------------------------------- */
 
 typedef struct
 {
@@ -378,7 +386,125 @@ server_refusal (Server *s)
   return e;
 }
 
-/* ---- a connected pair ------------------------------------------------- */
+/* --- synthetic measurements for the adaptive policy ----------------------- */
+
+/* Where the sender waits, as a test wants it seen on any machine: the
+ * channel's own wall-clock figures of each window are replaced by these
+ * (the bytes, frames and lz4 ratio stay the measured ones), then MigAuto
+ * decides. Like a transport that reports being blocked, minus the
+ * clock. */
+typedef struct
+{
+  double link_mbs;     /* the path carries this many wire MB/s (0 = fast) */
+  double producer_mbs; /* the producer makes this many payload MB/s */
+  double in_wait;      /* share of each window waiting for local input */
+  double out_wait;     /* ... and blocked on the peer or the rate limit */
+  double rwnd;         /* receiver share of the sending time; <0: the
+                          transport has no TCP figures */
+} Scene;
+
+#define SCENE_LZ4_MBS 500.0
+
+/* A path the payload keeps busy: 50 MB/s of it, well above the hints. */
+static const Scene scene_hint_kept_up
+    = { .producer_mbs = 50, .in_wait = 0.1, .out_wait = 0.1 };
+/* The sender blocked on a 10 MB/s wire (a slow link or the rate limit). */
+static const Scene scene_network_bound
+    = { .link_mbs = 10, .in_wait = 0.05, .out_wait = 0.8 };
+/* As blocked, by a receiver that reads 16 MB/s: TCP says so. */
+static const Scene scene_receiver_bound
+    = { .link_mbs = 16, .in_wait = 0.05, .out_wait = 0.8, .rwnd = 0.7 };
+
+typedef struct
+{
+  guint frames;         /* in the window that ended */
+  gboolean compress;    /* the decision taken then */
+  MigAutoSample sample; /* as measured */
+} Window;
+
+typedef struct
+{
+  const Scene *scene; /* NULL: MigAuto gets the measured figures */
+  guint64 busy_us, rwnd_us;
+  GArray *windows; /* Window, every decision in order */
+} Synth;
+
+static void
+synth_decide (MigAuto *policy, MigAutoSample *s, MigAutoDecision *d,
+              gpointer data)
+{
+  Synth *sy = data;
+  const Scene *sc = sy->scene;
+  Window w = { .frames = s->frames, .sample = *s };
+
+  if (sc != NULL)
+    {
+      double secs = 1e-3; /* the first decision: before any frame */
+      guint64 us;
+
+      if (s->frames > 0)
+        secs = MAX (sc->link_mbs > 0 ? s->wire_bytes / (sc->link_mbs * 1e6) : 0,
+                    sc->producer_mbs > 0
+                        ? s->payload_bytes / (sc->producer_mbs * 1e6)
+                        : 0);
+      s->window_ns = MAX ((gint64)(secs * 1e9), 1);
+      s->in_wait_ns = (gint64)(sc->in_wait * s->window_ns);
+      s->out_wait_ns = (gint64)(sc->out_wait * s->window_ns);
+      if (s->lz4_in > 0)
+        s->lz4_ns = MAX ((gint64)(s->lz4_in / (SCENE_LZ4_MBS * 1e6) * 1e9), 1);
+      us = (guint64)(s->window_ns / 1000);
+      sy->busy_us += us;
+      sy->rwnd_us += (guint64)(MAX (sc->rwnd, 0) * us);
+      s->have_send_times = sc->rwnd >= 0;
+      s->busy_us = sy->busy_us;
+      s->rwnd_limited_us = sy->rwnd_us;
+    }
+  mig_auto_evaluate (policy, s, d);
+  w.compress = d->compress;
+  g_array_append_val (sy->windows, w);
+}
+
+/* Installs the synthetic SCENE (or, NULL, a recorder of what the channel
+ * measured) on CH. */
+static void
+synth_install (Synth *sy, MigChannel *ch, const Scene *scene)
+{
+  MigChannelAutoHook hook
+      = { .decide = synth_decide, .frames_only = TRUE, .user_data = sy };
+
+  sy->scene = scene;
+  sy->windows = g_array_new (FALSE, TRUE, sizeof (Window));
+  mig_channel_set_auto_hook (ch, &hook);
+}
+
+static void
+synth_clear (Synth *sy)
+{
+  g_clear_pointer (&sy->windows, g_array_unref);
+}
+
+/* Frames sent while the decisions in force said lz4: window k's frames
+ * went out under decision k - 1, the frames after the last window under
+ * the last decision. */
+static guint64
+synth_frames_on (Synth *sy, guint64 frames_out)
+{
+  guint64 on_frames = 0, counted = 0;
+  gboolean on = FALSE;
+
+  for (guint i = 0; i < sy->windows->len; i++)
+    {
+      Window *w = &g_array_index (sy->windows, Window, i);
+      if (on)
+        on_frames += w->frames;
+      counted += w->frames;
+      on = w->compress;
+    }
+  g_assert_cmpuint (counted, <=, frames_out);
+  return on_frames + (on ? frames_out - counted : 0);
+}
+
+/* --- a connected pair ----------------------------------------------------- */
 
 typedef struct
 {
@@ -387,7 +513,9 @@ typedef struct
   App app_c, app_s; /* client-side and server-side apps */
   GError *err_c, *err_s;
   gboolean ok_c, ok_s;
-  int srv_sndbuf; /* >0: SO_SNDBUF for the server channel's local end */
+  const Scene *scene; /* auto: synthetic measurements on both sides */
+  gboolean record;    /* auto: record what the channels measured */
+  Synth synth_c, synth_s;
 } Pair;
 
 typedef MigTransport *(*WrapFunc) (MigTransport *inner, gpointer data);
@@ -435,16 +563,17 @@ pair_run (Pair *p, const MigChannelOptions *opts_c,
   g_autoptr (GError) error = NULL;
   int fd;
 
+  if (p->scene != NULL || p->record)
+    {
+      synth_install (&p->synth_c, p->client, p->scene);
+      synth_install (&p->synth_s, p->srv, p->scene);
+    }
   fd = app_start (&p->app_c, to_server, TRUE);
   mig_channel_start (p->client, fd, opts_c, NULL, NULL, &error);
   g_assert_no_error (error);
   fd = app_start (&p->app_s, to_client, TRUE);
   mig_channel_start (p->srv, fd, opts_s, NULL, NULL, &error);
   g_assert_no_error (error);
-  if (p->srv_sndbuf > 0)
-    g_assert_cmpint (setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &p->srv_sndbuf,
-                                 sizeof p->srv_sndbuf),
-                     ==, 0);
 
   app_join (&p->app_c);
   app_join (&p->app_s);
@@ -462,9 +591,11 @@ pair_clear (Pair *p)
   app_clear (&p->app_s);
   g_clear_error (&p->err_c);
   g_clear_error (&p->err_s);
+  synth_clear (&p->synth_c);
+  synth_clear (&p->synth_s);
 }
 
-/* ---- tests: crc and frame codec --------------------------------------- */
+/* --- tests: crc and frame codec ------------------------------------------- */
 
 static void
 test_crc32c (void)
@@ -551,7 +682,7 @@ test_frame_header (void)
   g_assert_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL);
 }
 
-/* ---- tests: round trips ----------------------------------------------- */
+/* --- tests: round trips --------------------------------------------------- */
 
 typedef struct
 {
@@ -573,9 +704,10 @@ test_round_trip (gconstpointer data)
 
   mig_channel_options_init (&opts);
   opts.compress = rt->mode;
-  opts.link_rate = 2 * 1000 * 1000; /* auto: a slow link */
+  opts.link_rate = 2 * 1000 * 1000; /* auto: a slow link ... */
   pair_connect (&p, rt->tls ? creds_b : NULL, rt->tls ? creds_a : NULL,
                 MIG_FAULT_NONE, 0);
+  p.scene = &scene_hint_kept_up; /* ... that the data keeps busy */
   pair_run (&p, &opts, &opts, up, down);
 
   g_assert_no_error (p.err_c);
@@ -611,124 +743,272 @@ test_round_trip (gconstpointer data)
   pair_clear (&p);
 }
 
-/* ---- tests: auto compression ------------------------------------------ */
+/* --- tests: auto compression ---------------------------------------------- */
 
-static void
-run_auto (DataKind kind, guint64 link_rate, MigChannelStats *stats)
+/* The policy itself (when lz4 pays, when not, confirmation, backoff) is
+ * tested in test-mig-auto.c. Here: that the channel measures each window
+ * and does what the decisions say. The tests that make lz4 go on or off
+ * feed the real policy synthetic timings (Scene) and read their input
+ * from a memory file, so that they see the same frames, windows and
+ * decisions on a busy machine as on an idle one. */
+
+static GBytes *
+concat (GBytes *a, GBytes *b)
 {
-  g_autoptr (GBytes) up = make_data (kind, DATA_LEN, 3);
+  g_autoptr (GByteArray) all = g_byte_array_new ();
+
+  g_byte_array_append (all, g_bytes_get_data (a, NULL), g_bytes_get_size (a));
+  g_byte_array_append (all, g_bytes_get_data (b, NULL), g_bytes_get_size (b));
+  return g_byte_array_free_to_bytes (g_steal_pointer (&all));
+}
+
+typedef struct
+{
+  guint64 link_rate;  /* hint, 0 = none */
+  guint64 rate_limit; /* 0 = none */
+  gsize chunk;        /* 0 = 32 KiB: several windows in a short run */
+  gboolean socket;    /* input over a socketpair, not a memory file */
+} AutoRun;
+
+/* Sends UP one way with compress AUTO under SCENE (NULL: measured), on
+ * plain TCP; checks it arrived whole and returns the client's stats and
+ * the frames it sent while the decisions said lz4. */
+static void
+run_auto_scene (const Scene *scene, const AutoRun *run, GBytes *up,
+                MigChannelStats *st, guint64 *frames_on)
+{
   g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
   MigChannelOptions opts;
   Pair p = { 0 };
 
   mig_channel_options_init (&opts);
   opts.compress = MIG_COMPRESS_AUTO;
-  opts.link_rate = link_rate;
-  pair_connect (&p, creds_b, creds_a, MIG_FAULT_NONE, 0);
-  pair_run (&p, &opts, &opts, up, none);
+  opts.link_rate = run->link_rate;
+  opts.rate_limit = run->rate_limit;
+  opts.chunk_size = run->chunk ? run->chunk : 32 * 1024;
+  pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
+  p.scene = scene;
+  p.record = TRUE;
+  p.app_c.file = !run->socket;
+  pair_run (&p, &opts, NULL, up, none);
   g_assert_no_error (p.err_c);
   g_assert_no_error (p.err_s);
   assert_received (&p.app_s, up, TRUE);
-  mig_channel_get_stats (p.client, stats);
+  mig_channel_get_stats (p.client, st);
+  if (frames_on != NULL)
+    *frames_on = synth_frames_on (&p.synth_c, st->frames_out);
+  g_test_message ("lz4 %s, %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
+                  " frames compressed, wire/payload %.2f, ratio %.2f, lz4 "
+                  "%.0f MB/s, link %.1f MB/s, blocked out %.2f in %.2f, "
+                  "receiver-limited %.2f, decisions %u",
+                  st->compressing ? "on" : "off", st->compressed_frames_out,
+                  st->frames_out, (double)st->wire_out / st->payload_out,
+                  st->ratio, st->compress_speed / 1e6, st->link_rate / 1e6,
+                  st->out_blocked, st->in_waiting, st->rwnd_limited,
+                  st->decisions);
   pair_clear (&p);
 }
 
+/* A slow link given as a hint: text is compressed from the first frame. */
 static void
 test_auto_text_slow_link (void)
 {
+  AutoRun run = { .link_rate = 5 * 1000 * 1000 };
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 3);
   MigChannelStats st;
+  guint64 on;
 
-  run_auto (DATA_TEXT, 5 * 1000 * 1000, &st);
-  g_test_message ("text: ratio %.2f lz4 %.0f MB/s frames %" G_GUINT64_FORMAT
-                  "/%" G_GUINT64_FORMAT " compressed",
-                  st.ratio, st.compress_speed / 1e6, st.compressed_frames_out,
-                  st.frames_out);
+  run_auto_scene (&scene_hint_kept_up, &run, up, &st, &on);
   g_assert_true (st.compressing);
   g_assert_cmpfloat (st.ratio, >, 1.5);
   g_assert_cmpuint (st.decisions, >=, 1);
+  g_assert_cmpuint (on, ==, st.frames_out);
   g_assert_cmpuint (st.compressed_frames_out, ==, st.frames_out);
   g_assert_cmpuint (st.wire_out, <, st.payload_out * 3 / 4);
 }
 
+/* Random data with the same hint, as measured: never compressed. */
 static void
 test_auto_random (void)
 {
+  AutoRun run = { .link_rate = 5 * 1000 * 1000,
+                  .socket = TRUE,
+                  .chunk = MIG_CHANNEL_CHUNK_DEFAULT };
+  g_autoptr (GBytes) up = make_data (DATA_RANDOM, DATA_LEN, 3);
   MigChannelStats st;
 
-  run_auto (DATA_RANDOM, 5 * 1000 * 1000, &st);
-  g_test_message ("random: ratio %.3f", st.ratio);
+  run_auto_scene (NULL, &run, up, &st, NULL);
   g_assert_false (st.compressing);
   g_assert_cmpfloat (st.ratio, <, 1.1);
   g_assert_cmpuint (st.compressed_frames_out, ==, 0);
 }
 
+/* A link far faster than lz4 (1 TB/s), as measured: text is sent raw. */
 static void
 test_auto_fast_link (void)
 {
+  AutoRun run = { .link_rate = G_GUINT64_CONSTANT (1000000000000),
+                  .socket = TRUE,
+                  .chunk = MIG_CHANNEL_CHUNK_DEFAULT };
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 3);
   MigChannelStats st;
 
-  /* A link far faster than lz4 (1 TB/s): text is sent raw. */
-  run_auto (DATA_TEXT, G_GUINT64_CONSTANT (1000000000000), &st);
+  run_auto_scene (NULL, &run, up, &st, NULL);
   g_assert_false (st.compressing);
   g_assert_cmpfloat (st.ratio, >, 1.5);
   g_assert_cmpuint (st.compressed_frames_out, ==, 0);
 }
 
-/* The data changes character mid-stream: auto follows it. */
+/* The data changes character mid-stream (2 MiB of FIRST, 12 MiB of
+ * SECOND) on a hinted slow link: auto follows it. */
 static void
-run_auto_switch (DataKind first, DataKind second, MigChannelStats *st)
+run_auto_switch (DataKind first, DataKind second, MigChannelStats *st,
+                 guint64 *frames_on)
 {
   g_autoptr (GBytes) a = make_data (first, 2 * 1024 * 1024, 4);
   g_autoptr (GBytes) b = make_data (second, 12 * 1024 * 1024, 5);
-  g_autoptr (GByteArray) all = g_byte_array_new ();
-  g_autoptr (GBytes) up = NULL;
-  g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
-  MigChannelOptions opts;
-  Pair p = { 0 };
+  g_autoptr (GBytes) up = concat (a, b);
+  AutoRun run = { .link_rate = 5 * 1000 * 1000 };
 
-  g_byte_array_append (all, g_bytes_get_data (a, NULL), g_bytes_get_size (a));
-  g_byte_array_append (all, g_bytes_get_data (b, NULL), g_bytes_get_size (b));
-  up = g_byte_array_free_to_bytes (g_steal_pointer (&all));
-  mig_channel_options_init (&opts);
-  opts.compress = MIG_COMPRESS_AUTO;
-  opts.link_rate = 5 * 1000 * 1000;
-  opts.chunk_size = 32 * 1024; /* enough frames for several windows */
-  pair_connect (&p, NULL, NULL, MIG_FAULT_NONE, 0);
-  pair_run (&p, &opts, &opts, up, none);
-  g_assert_no_error (p.err_c);
-  g_assert_no_error (p.err_s);
-  assert_received (&p.app_s, up, TRUE);
-  mig_channel_get_stats (p.client, st);
+  run_auto_scene (&scene_hint_kept_up, &run, up, st, frames_on);
   g_assert_cmpuint (st->decisions, >=, 3);
-  pair_clear (&p);
+  g_assert_cmpuint (st->frames_out, ==, 14 * 1024 / 32);
 }
 
 static void
 test_auto_backs_off (void)
 {
   MigChannelStats st;
+  guint64 on;
 
-  run_auto_switch (DATA_TEXT, DATA_RANDOM, &st);
+  run_auto_switch (DATA_TEXT, DATA_RANDOM, &st, &on);
   g_assert_cmpuint (st.compressed_frames_out, >, 0); /* was on for text */
   g_assert_false (st.compressing);                   /* off for random */
   g_assert_cmpuint (st.compressed_frames_out, <, st.frames_out / 2);
+  /* Random frames do not shrink: sent raw even while lz4 was on. */
+  g_assert_cmpuint (st.compressed_frames_out, <=, on);
 }
 
 static void
 test_auto_turns_on (void)
 {
   MigChannelStats st;
+  guint64 on;
 
-  run_auto_switch (DATA_RANDOM, DATA_TEXT, &st);
+  run_auto_switch (DATA_RANDOM, DATA_TEXT, &st, &on);
   g_assert_true (st.compressing);
   g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+  /* Every frame sent while the decision said lz4, and no other. */
+  g_assert_cmpuint (st.compressed_frames_out, ==, on);
 }
 
-/* Auto without a link_rate hint: only measured backpressure may turn lz4
- * on. */
+/* Auto without a link_rate hint: only backpressure may turn lz4 on. */
 
-/* A slow link: writes pass through, then sleep as long as RATE bytes/s
- * needs to carry them (the writer blocks, as on a full send buffer). */
+/* The channel's own rate limit is the bottleneck: text gets lz4, and the
+ * link rate is the limit. */
+static void
+test_auto_rate_limited_text (void)
+{
+  AutoRun run = { .rate_limit = 10 * 1000 * 1000 };
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, 6 * 1024 * 1024, 11);
+  MigChannelStats st;
+  guint64 on;
+
+  run_auto_scene (&scene_network_bound, &run, up, &st, &on);
+  g_assert_true (st.compressing);
+  g_assert_cmpfloat (st.ratio, >, 1.5);
+  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+  g_assert_cmpuint (st.compressed_frames_out, ==, on);
+  g_assert_cmpuint (st.wire_out, <, st.payload_out * 4 / 5);
+  g_assert_cmpfloat (st.link_rate, >, 5e6);
+  g_assert_cmpfloat (st.link_rate, <=, 10e6);
+}
+
+/* A slow link (writes block) without any configured rate: same. */
+static void
+test_auto_slow_link_text (void)
+{
+  AutoRun run = { 0 };
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, 6 * 1024 * 1024, 11);
+  MigChannelStats st;
+  guint64 on;
+
+  run_auto_scene (&scene_network_bound, &run, up, &st, &on);
+  g_assert_true (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
+  g_assert_cmpuint (st.compressed_frames_out, ==, on);
+  g_assert_cmpuint (st.wire_out, <, st.payload_out * 4 / 5);
+  g_assert_cmpfloat (st.link_rate, >, 5e6);
+  g_assert_cmpfloat (st.link_rate, <, 15e6);
+}
+
+/* Throttled, but the data does not compress: lz4 stays off, although the
+ * link was measured. */
+static void
+test_auto_rate_limited_random (void)
+{
+  AutoRun run = { .rate_limit = 10 * 1000 * 1000 };
+  g_autoptr (GBytes) up = make_data (DATA_RANDOM, 2 * 1024 * 1024, 11);
+  MigChannelStats st;
+
+  run_auto_scene (&scene_network_bound, &run, up, &st, NULL);
+  g_assert_false (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+  g_assert_cmpfloat (st.ratio, <, 1.1);
+  g_assert_cmpfloat (st.link_rate, >, 0);
+}
+
+/* The producer is slow (8 MB/s) and the output fast: the link is not the
+ * bottleneck, so text is sent raw. Also with a rate limit well above
+ * what the producer makes, and with a link that is slower than the local
+ * socket but still faster than the producer (writes take 40% of the
+ * time: the old "bytes / time in writes" estimate saw a 40 MB/s link and
+ * turned lz4 on). */
+typedef struct
+{
+  Scene scene;
+  guint64 rate_limit;
+} SlowProducer;
+
+static void
+test_auto_slow_producer_text (gconstpointer data)
+{
+  const SlowProducer *variant = data;
+  AutoRun run = { .rate_limit = variant->rate_limit };
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, 2 * 1024 * 1024, 11);
+  MigChannelStats st;
+
+  run_auto_scene (&variant->scene, &run, up, &st, NULL);
+  g_assert_false (st.compressing);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+  g_assert_cmpfloat (st.ratio, >, 1.5); /* still sampled while off */
+  g_assert_cmpuint (st.decisions, >=, 3);
+}
+
+/* The receiver is the bottleneck, the producer and the network are
+ * fast: the sender is blocked, but by the peer's closed receive window
+ * (TCP_INFO), not by the wire. lz4 would only spend CPU, so it is never
+ * started, not even as a trial. That TCP reports such a receiver is
+ * tested below (receiver-window). */
+static void
+test_auto_slow_receiver_text (void)
+{
+  AutoRun run = { 0 };
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, 24 * 1024 * 1024, 11);
+  MigChannelStats st;
+
+  run_auto_scene (&scene_receiver_bound, &run, up, &st, NULL);
+  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
+  g_assert_false (st.compressing);
+  g_assert_cmpfloat (st.ratio, >, 1.5); /* it would have compressed well */
+  g_assert_cmpfloat (st.rwnd_limited, >=, 0.25);
+  g_assert_cmpfloat (st.out_blocked, >=, 0.3); /* backpressured all along */
+}
+
+/* --- what the channel measures -------------------------------------------- */
+
+/* A link that blocks: every write sleeps as long as RATE bytes/s needs
+ * to carry it (the writer blocks, as on a full send buffer). */
 typedef struct
 {
   MigTransport parent;
@@ -802,165 +1082,105 @@ slow_wrap (MigTransport *inner, gpointer data)
   return &st->parent;
 }
 
-typedef struct
-{
-  DataKind data;
-  gsize len;
-  guint64 rate_limit;  /* channel's token bucket, 0 = none */
-  double slow_link;    /* SlowTransport bytes/s, 0 = none */
-  gsize piece;         /* slow producer: write size ... */
-  guint pause_us;      /* ... and pause after each write */
-  gsize read_piece;    /* slow receiver: read size ... */
-  guint read_pause_us; /* ... and pause after each read */
-  int srv_sndbuf;      /* receiving channel local SO_SNDBUF, 0 = its own */
-} AutoCase;
-
+/* Time blocked on the peer counts as out_wait: through a slow link each
+ * window shows at least the time its writes slept, however busy the
+ * machine (a sleep only gets longer, and takes no CPU). The windows add
+ * up to what was sent, and their waits never exceed them. */
 static void
-run_auto_measured (const AutoCase *c, MigChannelStats *st)
+test_auto_measures_blocked (void)
 {
-  g_autoptr (GBytes) up = make_data (c->data, c->len, 11);
+  static const double rate = 20e6;
+  g_autoptr (GBytes) up = make_data (DATA_TEXT, 2 * 1024 * 1024, 12);
   g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
   MigChannelOptions opts;
+  MigChannelStats st;
+  guint64 frames = 0, payload = 0, wire = 0;
   Pair p = { 0 };
-  gint64 t0;
 
   mig_channel_options_init (&opts);
   opts.compress = MIG_COMPRESS_AUTO;
-  opts.rate_limit = c->rate_limit;
-  opts.chunk_size = 32 * 1024; /* several windows in a short run */
-  pair_connect_wrapped (&p, NULL, NULL, MIG_FAULT_NONE, 0,
-                        c->slow_link > 0 ? slow_wrap : NULL,
-                        (gpointer)&c->slow_link);
-  p.app_c.piece = c->piece;
-  p.app_c.pause_us = c->pause_us;
-  p.app_s.read_piece = c->read_piece;
-  p.app_s.read_pause_us = c->read_pause_us;
-  p.srv_sndbuf = c->srv_sndbuf;
-  t0 = g_get_monotonic_time ();
+  opts.chunk_size = 32 * 1024;
+  pair_connect_wrapped (&p, NULL, NULL, MIG_FAULT_NONE, 0, slow_wrap,
+                        (gpointer)&rate);
+  p.record = TRUE;
+  p.app_c.file = TRUE;
   pair_run (&p, &opts, NULL, up, none);
   g_assert_no_error (p.err_c);
   g_assert_no_error (p.err_s);
   assert_received (&p.app_s, up, TRUE);
-  mig_channel_get_stats (p.client, st);
-  g_test_message ("%.2f s: lz4 %s, %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
-                  " frames compressed, wire/payload %.2f, ratio %.2f, lz4 "
-                  "%.0f MB/s, link %.1f MB/s, blocked out %.2f in %.2f, "
-                  "receiver-limited %.2f, decisions %u",
-                  (g_get_monotonic_time () - t0) / 1e6,
-                  st->compressing ? "on" : "off", st->compressed_frames_out,
-                  st->frames_out, (double)st->wire_out / st->payload_out,
-                  st->ratio, st->compress_speed / 1e6, st->link_rate / 1e6,
-                  st->out_blocked, st->in_waiting, st->rwnd_limited,
-                  st->decisions);
+  mig_channel_get_stats (p.client, &st);
+
+  g_assert_cmpuint (p.synth_c.windows->len, ==, st.decisions);
+  g_assert_cmpuint (st.decisions, >=, MIG_AUTO_SHORT_WINDOWS);
+  for (guint i = 0; i < p.synth_c.windows->len; i++)
+    {
+      const MigAutoSample *s
+          = &g_array_index (p.synth_c.windows, Window, i).sample;
+      /* g_usleep() of whole microseconds per frame. */
+      double slept_ns = s->wire_bytes / rate * 1e9 - s->frames * 1000.0;
+
+      g_assert_false (s->have_send_times); /* this transport has none */
+      g_assert_cmpfloat ((double)s->out_wait_ns, >=, slept_ns);
+      g_assert_cmpint (s->in_wait_ns + s->out_wait_ns, <=, s->window_ns);
+      /* Each window lz4s a sample, but the one after the first
+       * decision: its first frame was the first decision's sample. */
+      if (i != 1)
+        g_assert_cmpuint (s->lz4_in, >, 0);
+      frames += s->frames;
+      payload += s->payload_bytes;
+      wire += s->wire_bytes;
+    }
+  g_assert_cmpuint (frames, <=, st.frames_out);
+  g_assert_cmpuint (payload, <=, st.payload_out);
+  g_assert_cmpuint (wire, <=, st.wire_out);
+  g_assert_cmpuint (st.frames_out - frames, <, MIG_AUTO_WINDOW_FRAMES);
   pair_clear (&p);
 }
 
-/* The channel's own rate limit is the bottleneck: text gets lz4, and the
- * measured link rate is the limit. */
+/* A receiver that stops reading closes TCP's window: the sender's
+ * TCP_INFO counts the stall as receive-window-limited, which is how the
+ * channel tells a slow receiver from a slow link. The stall is wall
+ * time, so the check holds on a busy machine. */
 static void
-test_auto_rate_limited_text (void)
+test_auto_receiver_window (void)
 {
-  AutoCase c = { .data = DATA_TEXT,
-                 .len = 6 * 1024 * 1024,
-                 .rate_limit = 10 * 1000 * 1000 };
-  MigChannelStats st;
+  g_autoptr (GSocketListener) listener = g_socket_listener_new ();
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) c = NULL, s = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MigTransport) t = NULL;
+  static guint8 buf[64 * 1024];
+  guint64 busy0 = 0, rwnd0 = 0, busy1 = 0, rwnd1 = 0;
+  guint16 port;
+  int fd;
 
-  run_auto_measured (&c, &st);
-  g_assert_true (st.compressing);
-  g_assert_cmpfloat (st.ratio, >, 1.5);
-  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
-  g_assert_cmpuint (st.wire_out, <, st.payload_out * 4 / 5);
-  g_assert_cmpfloat (st.link_rate, >, 5e6);
-  g_assert_cmpfloat (st.link_rate, <=, 10e6);
+  port = g_socket_listener_add_any_inet_port (listener, NULL, &error);
+  g_assert_no_error (error);
+  c = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
+  g_assert_no_error (error);
+  s = g_socket_listener_accept (listener, NULL, NULL, &error);
+  g_assert_no_error (error);
+  t = mig_transport_socket_new (G_IO_STREAM (c));
+  g_assert_nonnull (t->ops->send_times);
+
+  /* Fill everything up to the receiver's closed window. */
+  fd = g_socket_get_fd (g_socket_connection_get_socket (c));
+  g_assert_cmpint (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NONBLOCK), ==,
+                   0);
+  while (write (fd, buf, sizeof buf) > 0)
+    ;
+  g_assert_cmpint (errno, ==, EAGAIN);
+  g_assert_true (t->ops->send_times (t, &busy0, &rwnd0));
+  g_usleep (200 * 1000);
+  g_assert_true (t->ops->send_times (t, &busy1, &rwnd1));
+  g_test_message ("stalled 200 ms: busy +%" G_GUINT64_FORMAT
+                  " us, receiver-limited +%" G_GUINT64_FORMAT " us",
+                  busy1 - busy0, rwnd1 - rwnd0);
+  g_assert_cmpuint (rwnd1 - rwnd0, >=, 150 * 1000);
+  g_assert_cmpuint (busy1 - busy0, >=, rwnd1 - rwnd0);
 }
 
-/* A slow link (writes block) without any configured rate: same. */
-static void
-test_auto_slow_link_text (void)
-{
-  AutoCase c = { .data = DATA_TEXT, .len = 6 * 1024 * 1024, .slow_link = 10e6 };
-  MigChannelStats st;
-
-  run_auto_measured (&c, &st);
-  g_assert_true (st.compressing);
-  g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
-  g_assert_cmpuint (st.wire_out, <, st.payload_out * 4 / 5);
-  g_assert_cmpfloat (st.link_rate, >, 5e6);
-  g_assert_cmpfloat (st.link_rate, <, 15e6);
-}
-
-/* Throttled, but the data does not compress: lz4 stays off, although the
- * link was measured. */
-static void
-test_auto_rate_limited_random (void)
-{
-  AutoCase c = { .data = DATA_RANDOM,
-                 .len = 2 * 1024 * 1024,
-                 .rate_limit = 10 * 1000 * 1000 };
-  MigChannelStats st;
-
-  run_auto_measured (&c, &st);
-  g_assert_false (st.compressing);
-  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
-  g_assert_cmpfloat (st.ratio, <, 1.1);
-  g_assert_cmpfloat (st.link_rate, >, 0);
-}
-
-/* The producer is slow (16 KiB per 2 ms at most) and the output fast: the
- * link is not the bottleneck, so text is sent raw. Also with a rate limit
- * well above what the producer makes, and with a link that is slower than
- * the local socket but still faster than the producer (writes take 40% of
- * the time: the old "bytes / time in writes" estimate saw a 40 MB/s link
- * and turned lz4 on). */
-static void
-test_auto_slow_producer_text (gconstpointer data)
-{
-  const AutoCase *variant = data;
-  AutoCase c = { .data = DATA_TEXT,
-                 .len = 2 * 1024 * 1024,
-                 .piece = 16 * 1024,
-                 /* 8 MB/s: five times below the slowest link variant, so
-                  * sanitizer builds, which slow the output side, keep
-                  * the producer the bottleneck. */
-                 .pause_us = 2000,
-                 .rate_limit = variant->rate_limit,
-                 .slow_link = variant->slow_link };
-  MigChannelStats st;
-
-  run_auto_measured (&c, &st);
-  g_assert_false (st.compressing);
-  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
-  g_assert_cmpfloat (st.ratio, >, 1.5); /* still sampled while off */
-  g_assert_cmpuint (st.decisions, >=, 3);
-}
-
-/* The receiver is the bottleneck (its application reads 64 KiB every
- * 4 ms, ~16 MB/s), the producer and the network are fast: the sender is
- * blocked, but by the peer's closed receive window, not by the wire.
- * lz4 would only spend CPU, so it is never started, not even as a trial
- * (it was, before TCP_INFO was read). The receiving channel's local send
- * buffer is put back near the kernel default (the kernel doubles the
- * value): with the channel's 4 MiB the backpressure arrives in bursts and
- * the last window, which the stats show, may be an unblocked one. */
-static void
-test_auto_slow_receiver_text (void)
-{
-  AutoCase c = { .data = DATA_TEXT,
-                 .len = 24 * 1024 * 1024,
-                 .read_piece = 64 * 1024,
-                 .read_pause_us = 4000,
-                 .srv_sndbuf = 104 * 1024 };
-  MigChannelStats st;
-
-  run_auto_measured (&c, &st);
-  g_assert_cmpuint (st.compressed_frames_out, ==, 0);
-  g_assert_false (st.compressing);
-  g_assert_cmpfloat (st.ratio, >, 1.5); /* it would have compressed well */
-  g_assert_cmpfloat (st.rwnd_limited, >=, 0.25);
-  g_assert_cmpfloat (st.out_blocked, >=, 0.3); /* backpressured all along */
-}
-
-/* ---- tests: faults ---------------------------------------------------- */
+/* --- tests: faults -------------------------------------------------------- */
 
 static void
 run_fault (MigFaultKind fault, guint64 offset, MigCompressMode mode, Pair *p)
@@ -1190,7 +1410,7 @@ test_bad_sequence (void)
   server_free (s);
 }
 
-/* ---- tests: authentication -------------------------------------------- */
+/* --- tests: authentication ------------------------------------------------ */
 
 static void
 assert_refused (Server *s, const char *token, MigChannelKind kind,
@@ -1351,7 +1571,7 @@ test_dst_disk_token (void)
   mig_dst_free (dst);
 }
 
-/* ---- tests: TLS ------------------------------------------------------- */
+/* --- tests: TLS ----------------------------------------------------------- */
 
 static void
 test_tls_foreign_client (void)
@@ -1455,7 +1675,7 @@ test_creds_missing (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
 }
 
-/* ---- tests: local send buffer ----------------------------------------- */
+/* --- tests: local send buffer --------------------------------------------- */
 
 /* The in pump may queue megabytes for a slow local reader (the
  * destination QEMU), not just one frame: with the kernel's default send
@@ -1510,7 +1730,7 @@ test_local_sndbuf (void)
   pair_clear (&p);
 }
 
-/* ---- tests: rate limit and abort -------------------------------------- */
+/* --- tests: rate limit and abort ------------------------------------------ */
 
 static void
 test_rate_limit (void)
@@ -1569,10 +1789,13 @@ test_abort (void)
 int
 main (int argc, char **argv)
 {
-  static const AutoCase slow_producer_plain = { 0 };
-  static const AutoCase slow_producer_limited
-      = { .rate_limit = 100 * 1000 * 1000 };
-  static const AutoCase slow_producer_slowish = { .slow_link = 40e6 };
+  static const SlowProducer slow_producer_plain
+      = { { .producer_mbs = 8, .in_wait = 0.9, .out_wait = 0.02 } };
+  static const SlowProducer slow_producer_limited
+      = { { .producer_mbs = 8, .in_wait = 0.9, .out_wait = 0.05 },
+          100 * 1000 * 1000 };
+  static const SlowProducer slow_producer_slowish
+      = { { .producer_mbs = 8, .in_wait = 0.55, .out_wait = 0.4 } };
   static const struct
   {
     const char *name;
@@ -1628,6 +1851,10 @@ main (int argc, char **argv)
                    test_auto_slow_receiver_text);
   g_test_add_func ("/mig-channel/auto/measured/rate-limited-random",
                    test_auto_rate_limited_random);
+  g_test_add_func ("/mig-channel/auto/measured/blocked",
+                   test_auto_measures_blocked);
+  g_test_add_func ("/mig-channel/auto/measured/receiver-window",
+                   test_auto_receiver_window);
   g_test_add_data_func ("/mig-channel/auto/measured/slow-producer-text",
                         &slow_producer_plain, test_auto_slow_producer_text);
   g_test_add_data_func (

@@ -76,8 +76,8 @@ test_usage (void)
   guint64 memory, disk;
 
   add_vm (vms, "a", "h1", "running", 2, GiB, 10 * GiB);
-  add_vm (vms, "b", "h1", SCHED_VM_CREATING, 1, 512 * MiB, 5 * GiB);
-  add_vm (vms, "c", "h1", SCHED_VM_MISSING, 8, 8 * GiB, 0);
+  add_vm (vms, "b", "h1", PROTO_VM_CREATING, 1, 512 * MiB, 5 * GiB);
+  add_vm (vms, "c", "h1", PROTO_VM_MISSING, 8, 8 * GiB, 0);
   add_vm (vms, "d", "h2", "shutoff", 4, 4 * GiB, 0);
   sched_host_usage ("h1", vms, &count, &vcpus, &memory, &disk);
   g_assert_cmpuint (count, ==, 2);
@@ -96,9 +96,9 @@ test_spread (void)
   Drover__V1__VmSpec spec = make_spec ("web", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 
-  add_host (hosts, "h2", SCHED_HOST_UP, 4, 8 * GiB, 100 * GiB, "tcg");
-  add_host (hosts, "h1", SCHED_HOST_UP, 4, 8 * GiB, 100 * GiB, "tcg");
-  add_host (hosts, "h3", SCHED_HOST_UP, 4, 8 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h2", PROTO_HOST_UP, 4, 8 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h1", PROTO_HOST_UP, 4, 8 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h3", PROTO_HOST_UP, 4, 8 * GiB, 100 * GiB, "tcg");
 
   /* All equal: the smallest name wins, whatever the order given. */
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
@@ -122,7 +122,7 @@ test_spread (void)
   g_clear_pointer (&chosen, g_free);
 
   /* A bigger host takes the next one: more free after placement. */
-  add_host (hosts, "h0", SCHED_HOST_UP, 16, 64 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h0", PROTO_HOST_UP, 16, 64 * GiB, 100 * GiB, "tcg");
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_cmpstr (chosen, ==, "h0");
 }
@@ -137,7 +137,7 @@ test_memory_filter (void)
   g_autofree char *chosen = NULL;
 
   /* 2 GiB - 256 MiB reserve - 1.5 GiB used = 256 MiB free. */
-  add_host (hosts, "h1", SCHED_HOST_UP, 8, 2 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h1", PROTO_HOST_UP, 8, 2 * GiB, 100 * GiB, "tcg");
   add_vm (vms, "a", "h1", "running", 1, 1536 * MiB, 0);
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
@@ -155,7 +155,7 @@ test_memory_filter (void)
   g_clear_pointer (&chosen, g_free);
 
   /* A host smaller than the reserve fits nothing. */
-  add_host (hosts, "h0", SCHED_HOST_UP, 8, 128 * MiB, 100 * GiB, "tcg");
+  add_host (hosts, "h0", PROTO_HOST_UP, 8, 128 * MiB, 100 * GiB, "tcg");
   spec.memory = 257 * MiB;
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
@@ -173,7 +173,7 @@ test_vcpu_filter (void)
   g_autofree char *chosen = NULL;
 
   /* 2 CPUs x 4.0 = 8 vCPUs; 6 used. */
-  add_host (hosts, "h1", SCHED_HOST_UP, 2, 64 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h1", PROTO_HOST_UP, 2, 64 * GiB, 100 * GiB, "tcg");
   add_vm (vms, "a", "h1", "running", 6, 64 * MiB, 0);
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
@@ -207,15 +207,15 @@ test_disk_filter (void)
   Drover__V1__VmSpec spec = make_spec ("disky", 1, 64 * MiB, 20 * GiB, "");
   g_autofree char *chosen = NULL;
 
-  add_host (hosts, "h1", SCHED_HOST_UP, 4, 8 * GiB, 10 * GiB, "tcg");
-  add_host (hosts, "h2", SCHED_HOST_UP, 4, 8 * GiB, 30 * GiB, "tcg");
+  add_host (hosts, "h1", PROTO_HOST_UP, 4, 8 * GiB, 10 * GiB, "tcg");
+  add_host (hosts, "h2", PROTO_HOST_UP, 4, 8 * GiB, 30 * GiB, "tcg");
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (chosen, ==, "h2");
   g_clear_pointer (&chosen, g_free);
 
   /* A VM being created on h2 reserves 15 GiB of its disk. */
-  add_vm (vms, "pending", "h2", SCHED_VM_CREATING, 1, 64 * MiB, 15 * GiB);
+  add_vm (vms, "pending", "h2", PROTO_VM_CREATING, 1, 64 * MiB, 15 * GiB);
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
   g_assert_cmpstr (error->message, ==,
@@ -234,8 +234,8 @@ test_accel_filter (void)
   g_autofree char *chosen = NULL;
 
   /* h1 would win on spread but runs TCG only. */
-  add_host (hosts, "h1", SCHED_HOST_UP, 32, 64 * GiB, 100 * GiB, "tcg");
-  add_host (hosts, "h2", SCHED_HOST_UP, 2, 4 * GiB, 100 * GiB, "kvm");
+  add_host (hosts, "h1", PROTO_HOST_UP, 32, 64 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "h2", PROTO_HOST_UP, 2, 4 * GiB, 100 * GiB, "kvm");
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (chosen, ==, "h2");
@@ -264,9 +264,9 @@ test_pin (void)
   Drover__V1__VmSpec spec = make_spec ("p", 1, GiB, 0, "");
   g_autofree char *chosen = NULL;
 
-  add_host (hosts, "big", SCHED_HOST_UP, 32, 64 * GiB, 100 * GiB, "tcg");
-  add_host (hosts, "small", SCHED_HOST_UP, 2, 2 * GiB, 100 * GiB, "tcg");
-  add_host (hosts, "gone", SCHED_HOST_DOWN, 32, 64 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "big", PROTO_HOST_UP, 32, 64 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "small", PROTO_HOST_UP, 2, 2 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "gone", PROTO_HOST_DOWN, 32, 64 * GiB, 100 * GiB, "tcg");
 
   /* Pinning overrides the weight. */
   chosen = sched_place (&policy, hosts, vms, &spec, "small", &error);
@@ -305,8 +305,8 @@ test_full_cluster (void)
   g_autofree char *chosen = NULL;
 
   /* host1: 1 GiB - 256 MiB reserve ... make 200 MiB free. */
-  add_host (hosts, "host2", SCHED_HOST_DOWN, 8, 16 * GiB, 100 * GiB, "tcg");
-  add_host (hosts, "host1", SCHED_HOST_UP, 8, 2 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "host2", PROTO_HOST_DOWN, 8, 16 * GiB, 100 * GiB, "tcg");
+  add_host (hosts, "host1", PROTO_HOST_UP, 8, 2 * GiB, 100 * GiB, "tcg");
   add_vm (vms, "fat", "host1", "running", 1, 2 * GiB - 256 * MiB - 200 * MiB,
           0);
 
@@ -337,21 +337,21 @@ test_creating_counts (void)
   g_autofree char *chosen = NULL;
 
   /* Room for exactly one 1 GiB VM. */
-  add_host (hosts, "h1", SCHED_HOST_UP, 8, GiB + 256 * MiB, 100 * GiB, "tcg");
+  add_host (hosts, "h1", PROTO_HOST_UP, 8, GiB + 256 * MiB, 100 * GiB, "tcg");
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (chosen, ==, "h1");
   g_clear_pointer (&chosen, g_free);
 
   /* Once that one is being created, a second does not fit... */
-  add_vm (vms, "first", "h1", SCHED_VM_CREATING, 1, GiB, 0);
+  add_vm (vms, "first", "h1", PROTO_VM_CREATING, 1, GiB, 0);
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_null (chosen);
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
   g_clear_error (&error);
 
   /* ...while a missing VM holds nothing. */
-  sched_vm_set_state (vms->pdata[0], SCHED_VM_MISSING);
+  sched_vm_set_state (vms->pdata[0], PROTO_VM_MISSING);
   chosen = sched_place (&policy, hosts, vms, &spec, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (chosen, ==, "h1");

@@ -179,7 +179,7 @@ test_register (Fixture *f, gconstpointer data)
 
   do_register (f, "h1");
   host = get_host (f, "h1");
-  g_assert_cmpstr (host->state, ==, SCHED_HOST_UP);
+  g_assert_cmpstr (host->state, ==, PROTO_HOST_UP);
   g_assert_cmpint (host->last_seen_ms, ==, f->now);
   g_assert_cmpstr (host->address, ==, "127.0.0.2:7500");
   g_assert_cmpuint (host->info->cpus, ==, 4);
@@ -196,7 +196,7 @@ test_report (Fixture *f, gconstpointer data)
   g_assert_false (do_report (f, "h1", 1, NULL));
   host = get_host (f, "h1");
   g_assert_cmpint (host->last_seen_ms, ==, f->now);
-  g_assert_cmpstr (host->state, ==, SCHED_HOST_UP);
+  g_assert_cmpstr (host->state, ==, PROTO_HOST_UP);
 }
 
 static void
@@ -230,14 +230,14 @@ test_down_after_three_intervals (Fixture *f, gconstpointer data)
       f->now += INTERVAL;
       do_report (f, "h2", i, NULL);
       g_assert_cmpuint (check (f), ==, 0);
-      assert_host_state (f, "h1", SCHED_HOST_UP);
+      assert_host_state (f, "h1", PROTO_HOST_UP);
     }
   /* Exactly three intervals is still alive; one ms more is not. */
   f->now += 1;
   do_report (f, "h2", 4, NULL);
   g_assert_cmpuint (check (f), ==, 1);
-  assert_host_state (f, "h1", SCHED_HOST_DOWN);
-  assert_host_state (f, "h2", SCHED_HOST_UP);
+  assert_host_state (f, "h1", PROTO_HOST_DOWN);
+  assert_host_state (f, "h2", PROTO_HOST_UP);
   /* Turning down happens (and is logged) once. */
   f->now += INTERVAL;
   do_report (f, "h2", 5, NULL);
@@ -250,17 +250,17 @@ test_back_up (Fixture *f, gconstpointer data)
   do_register (f, "h1");
   f->now += 4 * INTERVAL;
   g_assert_cmpuint (check (f), ==, 1);
-  assert_host_state (f, "h1", SCHED_HOST_DOWN);
+  assert_host_state (f, "h1", PROTO_HOST_DOWN);
 
   /* Its next report brings it back (it registered with this process). */
   g_assert_false (do_report (f, "h1", 1, NULL));
-  assert_host_state (f, "h1", SCHED_HOST_UP);
+  assert_host_state (f, "h1", PROTO_HOST_UP);
 
   f->now += 4 * INTERVAL;
   g_assert_cmpuint (check (f), ==, 1);
   /* So does a new registration. */
   do_register (f, "h1");
-  assert_host_state (f, "h1", SCHED_HOST_UP);
+  assert_host_state (f, "h1", PROTO_HOST_UP);
   g_assert_cmpuint (check (f), ==, 0);
 }
 
@@ -274,12 +274,12 @@ test_restart_deadline (Fixture *f, gconstpointer data)
 
   /* Loaded hosts keep their state until the deadline from our start. */
   g_assert_cmpuint (check (f), ==, 0);
-  assert_host_state (f, "h1", SCHED_HOST_UP);
+  assert_host_state (f, "h1", PROTO_HOST_UP);
   f->now += 3 * INTERVAL;
   g_assert_cmpuint (check (f), ==, 0);
   f->now += 1;
   g_assert_cmpuint (check (f), ==, 1);
-  assert_host_state (f, "h1", SCHED_HOST_DOWN);
+  assert_host_state (f, "h1", PROTO_HOST_DOWN);
 }
 
 static void
@@ -315,15 +315,15 @@ test_missing (Fixture *f, gconstpointer data)
   spec.name = (char *)"new";
   spec.vcpus = 1;
   spec.memory = 64ull << 20;
-  pending = sched_vm_new (&spec, "h1", SCHED_VM_CREATING, NULL, f->now);
+  pending = sched_vm_new (&spec, "h1", PROTO_VM_CREATING, NULL, f->now);
   g_assert_true (sched_store_put_vm (f->store, pending, &error));
   g_assert_no_error (error);
 
   f->now += INTERVAL;
   do_report (f, "h1", 2, web);
   assert_vm (f, "web", "h1", "running");
-  assert_vm (f, "db", "h1", SCHED_VM_MISSING);
-  assert_vm (f, "new", "h1", SCHED_VM_CREATING);
+  assert_vm (f, "db", "h1", PROTO_VM_MISSING);
+  assert_vm (f, "new", "h1", PROTO_VM_CREATING);
 
   /* It comes back. */
   do_report (f, "h1", 3, both);

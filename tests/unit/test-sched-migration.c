@@ -16,7 +16,7 @@ static const SchedPolicy policy = {
   .memory_reserve = 256 * MiB,
 };
 
-/* --- queue ---------------------------------------------------------------- */
+/* --- queue ------------------------------------------------------------- */
 
 static void
 assert_ids (GPtrArray *ids, const char *const *expected)
@@ -95,7 +95,7 @@ test_queue_fifo (void)
   assert_ids (started, (const char *const[]){ "j3", "j4", NULL });
 }
 
-/* --- destination ---------------------------------------------------------- */
+/* --- destination ------------------------------------------------------- */
 
 static void
 add_host (GPtrArray *hosts, const char *name, const char *state, guint cpus,
@@ -147,11 +147,11 @@ test_dest_choice (void)
   g_autofree char *dest = NULL;
   SchedVm *vm;
 
-  add_host (hosts, "a", SCHED_HOST_UP, 4, 8 * GiB, "tcg");
-  add_host (hosts, "b", SCHED_HOST_UP, 4, 8 * GiB, "tcg");
-  add_host (hosts, "c", SCHED_HOST_UP, 4, 8 * GiB, "tcg");
-  add_host (hosts, "d", SCHED_HOST_DOWN, 64, 256 * GiB, "tcg");
-  add_host (hosts, "k", SCHED_HOST_UP, 64, 256 * GiB, "kvm");
+  add_host (hosts, "a", PROTO_HOST_UP, 4, 8 * GiB, "tcg");
+  add_host (hosts, "b", PROTO_HOST_UP, 4, 8 * GiB, "tcg");
+  add_host (hosts, "c", PROTO_HOST_UP, 4, 8 * GiB, "tcg");
+  add_host (hosts, "d", PROTO_HOST_DOWN, 64, 256 * GiB, "tcg");
+  add_host (hosts, "k", PROTO_HOST_UP, 64, 256 * GiB, "kvm");
   vm = make_vm ("web", "a", "running", 2, 2 * GiB);
   g_ptr_array_add (vms, vm);
   g_ptr_array_add (vms, make_vm ("big", "b", "running", 2, 4 * GiB));
@@ -164,7 +164,7 @@ test_dest_choice (void)
   g_clear_pointer (&dest, g_free);
 
   /* A migration in flight to c reserves its VM there: now b wins. */
-  g_ptr_array_add (vms, make_vm ("other", "c", SCHED_VM_CREATING, 2, 6 * GiB));
+  g_ptr_array_add (vms, make_vm ("other", "c", PROTO_VM_CREATING, 2, 6 * GiB));
   dest = sched_migration_pick_dest (&policy, hosts, vms, vm, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (dest, ==, "b");
@@ -204,19 +204,19 @@ test_dest_nowhere (void)
   g_autoptr (SchedVm) vm = make_vm ("web", "a", "running", 1, GiB);
   g_autofree char *dest = NULL;
 
-  add_host (hosts, "a", SCHED_HOST_UP, 4, 8 * GiB, "tcg");
+  add_host (hosts, "a", PROTO_HOST_UP, 4, 8 * GiB, "tcg");
   dest = sched_migration_pick_dest (&policy, hosts, vms, vm, NULL, &error);
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
   g_assert_nonnull (strstr (error->message, "nowhere"));
   g_clear_error (&error);
 
-  add_host (hosts, "b", SCHED_HOST_DOWN, 4, 8 * GiB, "tcg");
+  add_host (hosts, "b", PROTO_HOST_DOWN, 4, 8 * GiB, "tcg");
   dest = sched_migration_pick_dest (&policy, hosts, vms, vm, NULL, &error);
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
   g_assert_nonnull (strstr (error->message, "b: down"));
 }
 
-/* --- cost model ---------------------------------------------------------- */
+/* --- cost model -------------------------------------------------------- */
 
 static void
 test_dirty_rate (void)
@@ -324,7 +324,7 @@ test_progress (void)
   p.total_s = 2.5;
   p.downtime_ms = 42;
   g_assert_cmpfloat (sched_migration_fraction (&p), ==, 1.0);
-  g_assert_true (sched_migration_phase_is_final (p.phase));
+  g_assert_true (proto_mig_phase_is_final (p.phase));
   text = sched_migration_describe (&p, "b");
   g_assert_cmpstr (text, ==, "migrated to host b in 2.5 s, downtime 42 ms");
   g_clear_pointer (&text, g_free);
@@ -334,10 +334,10 @@ test_progress (void)
   g_assert_cmpfloat (sched_migration_fraction (&p), <, 0);
   text = sched_migration_describe (&p, "b");
   g_assert_cmpstr (text, ==, "aborted: stalled");
-  g_assert_false (sched_migration_phase_is_final ("precopy"));
+  g_assert_false (proto_mig_phase_is_final ("precopy"));
 }
 
-/* --- registry guard ------------------------------------------------------ */
+/* --- registry guard ---------------------------------------------------- */
 
 typedef struct
 {
@@ -466,7 +466,7 @@ test_registry_guard (Fixture *f, gconstpointer data)
   /* Three intervals later the guard is gone: reports rule again. */
   f->now += 3001;
   report (f, "b", NULL, NULL);
-  assert_vm (f, "web", "b", SCHED_VM_MISSING);
+  assert_vm (f, "web", "b", PROTO_VM_MISSING);
   report (f, "b", "web", "running");
 
   /* A failed migration drops the guard at once. */
@@ -482,7 +482,7 @@ static SchedJob *
 make_done_migration (gint64 updated_ms, double throughput, guint64 bytes,
                      double total_s, guint64 downtime_ms)
 {
-  SchedJob *job = sched_job_new ("migrate", "web", SCHED_JOB_DONE, updated_ms);
+  SchedJob *job = sched_job_new ("migrate", "web", PROTO_JOB_DONE, updated_ms);
   Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
 
   job->updated_ms = updated_ms;
@@ -529,13 +529,13 @@ test_learn_link (void)
 
   /* Failed jobs and other kinds teach nothing. */
   g_ptr_array_set_size (jobs, 0);
-  g_ptr_array_add (jobs, sched_job_new ("migrate", "web", SCHED_JOB_FAILED, 5));
-  g_ptr_array_add (jobs, sched_job_new ("create", "web", SCHED_JOB_DONE, 6));
+  g_ptr_array_add (jobs, sched_job_new ("migrate", "web", PROTO_JOB_FAILED, 5));
+  g_ptr_array_add (jobs, sched_job_new ("create", "web", PROTO_JOB_DONE, 6));
   sched_migration_learn_link (jobs, GiB, &bw, &setup);
   g_assert_cmpfloat (bw, ==, GiB);
 }
 
-/* --- store and recovery -------------------------------------------------- */
+/* --- store and recovery ------------------------------------------------ */
 
 static SchedJob *
 make_migration_job (const char *state)
@@ -570,10 +570,10 @@ static void
 test_store_job_fields (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) job = make_migration_job (SCHED_JOB_RUNNING);
+  g_autoptr (SchedJob) job = make_migration_job (PROTO_JOB_RUNNING);
   g_autoptr (SchedJob) back = NULL;
   g_autoptr (SchedJob) copy = NULL;
-  g_autoptr (SchedJob) plain = sched_job_new ("create", "x", SCHED_JOB_DONE, 1);
+  g_autoptr (SchedJob) plain = sched_job_new ("create", "x", PROTO_JOB_DONE, 1);
   g_autoptr (SchedJob) plain_back = NULL;
 
   g_assert_true (sched_store_put_job (f->store, job, &error));
@@ -613,7 +613,7 @@ test_store_upgrade (void)
   g_autofree char *shm = g_strconcat (path, "-shm", NULL);
   g_autoptr (SchedStore) store = NULL;
   g_autoptr (SchedJob) old = NULL;
-  g_autoptr (SchedJob) job = make_migration_job (SCHED_JOB_RUNNING);
+  g_autoptr (SchedJob) job = make_migration_job (PROTO_JOB_RUNNING);
   sqlite3 *db = NULL;
   const char *v1
       = "CREATE TABLE hosts (name TEXT PRIMARY KEY NOT NULL, address TEXT NOT "
@@ -675,9 +675,9 @@ test_recovery (void)
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autofree char *wal = g_strconcat (path, "-wal", NULL);
   g_autofree char *shm = g_strconcat (path, "-shm", NULL);
-  g_autoptr (SchedJob) running = make_migration_job (SCHED_JOB_RUNNING);
-  g_autoptr (SchedJob) queued = make_migration_job (SCHED_JOB_QUEUED);
-  g_autoptr (SchedJob) done = make_migration_job (SCHED_JOB_DONE);
+  g_autoptr (SchedJob) running = make_migration_job (PROTO_JOB_RUNNING);
+  g_autoptr (SchedJob) queued = make_migration_job (PROTO_JOB_QUEUED);
+  g_autoptr (SchedJob) done = make_migration_job (PROTO_JOB_DONE);
   SchedConfig config = { 0 };
   SchedStore *store;
   SchedService *svc;
@@ -706,11 +706,11 @@ test_recovery (void)
       g_assert_no_error (error);
       if (jobs[i] == done)
         {
-          g_assert_cmpstr (back->state, ==, SCHED_JOB_DONE);
+          g_assert_cmpstr (back->state, ==, PROTO_JOB_DONE);
           g_assert_cmpstr (back->error, ==, "");
           continue;
         }
-      g_assert_cmpstr (back->state, ==, SCHED_JOB_FAILED);
+      g_assert_cmpstr (back->state, ==, PROTO_JOB_FAILED);
       g_assert_nonnull (strstr (back->error, "restarted during the migration"));
       /* What it knew survives for the operator. */
       g_assert_cmpstr (back->dest_host, ==, "b");

@@ -95,8 +95,8 @@ static void
 test_hosts (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedHost) a = make_host ("host-a", SCHED_HOST_UP, 100);
-  g_autoptr (SchedHost) b = make_host ("host-b", SCHED_HOST_DOWN, 50);
+  g_autoptr (SchedHost) a = make_host ("host-a", PROTO_HOST_UP, 100);
+  g_autoptr (SchedHost) b = make_host ("host-b", PROTO_HOST_DOWN, 50);
   g_autoptr (SchedHost) got = NULL;
   g_autoptr (GPtrArray) list = NULL;
 
@@ -108,7 +108,7 @@ test_hosts (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpstr (got->name, ==, "host-a");
   g_assert_cmpstr (got->address, ==, "127.0.0.2:7500");
-  g_assert_cmpstr (got->state, ==, SCHED_HOST_UP);
+  g_assert_cmpstr (got->state, ==, PROTO_HOST_UP);
   g_assert_cmpint (got->last_seen_ms, ==, 100);
   g_assert_cmpuint (got->info->cpus, ==, 8);
   g_assert_cmpuint (got->info->memory_total, ==, 16ull << 30);
@@ -117,13 +117,13 @@ test_hosts (Fixture *f, gconstpointer data)
 
   /* Upsert replaces. */
   g_free (a->state);
-  a->state = g_strdup (SCHED_HOST_DOWN);
+  a->state = g_strdup (PROTO_HOST_DOWN);
   a->last_seen_ms = 200;
   a->info->cpus = 4;
   g_assert_true (sched_store_put_host (f->store, a, &error));
   got = sched_store_get_host (f->store, "host-a", &error);
   g_assert_no_error (error);
-  g_assert_cmpstr (got->state, ==, SCHED_HOST_DOWN);
+  g_assert_cmpstr (got->state, ==, PROTO_HOST_DOWN);
   g_assert_cmpint (got->last_seen_ms, ==, 200);
   g_assert_cmpuint (got->info->cpus, ==, 4);
 
@@ -150,7 +150,7 @@ test_vms (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedVm) v1 = make_vm ("vm-1", "host-a", "running");
-  g_autoptr (SchedVm) v2 = make_vm ("vm-2", "host-b", SCHED_VM_CREATING);
+  g_autoptr (SchedVm) v2 = make_vm ("vm-2", "host-b", PROTO_VM_CREATING);
   g_autoptr (SchedVm) v3 = make_vm ("vm-3", "host-a", "shutoff");
   g_autoptr (SchedVm) got = NULL;
   g_autoptr (GPtrArray) list = NULL;
@@ -180,7 +180,7 @@ test_vms (Fixture *f, gconstpointer data)
   got = sched_store_get_vm (f->store, "vm-2", &error);
   g_assert_no_error (error);
   g_assert_null (got->status);
-  g_assert_cmpstr (got->state, ==, SCHED_VM_CREATING);
+  g_assert_cmpstr (got->state, ==, PROTO_VM_CREATING);
   g_clear_pointer (&got, sched_vm_free);
 
   list = sched_store_list_vms (f->store, NULL, &error);
@@ -198,7 +198,7 @@ test_vms (Fixture *f, gconstpointer data)
   /* Move vm-3 and update its state. */
   g_free (v3->host);
   v3->host = g_strdup ("host-b");
-  sched_vm_set_state (v3, SCHED_VM_MISSING);
+  sched_vm_set_state (v3, PROTO_VM_MISSING);
   g_assert_true (sched_store_put_vm (f->store, v3, &error));
   list = sched_store_list_vms (f->store, "host-b", &error);
   g_assert_cmpuint (list->len, ==, 2);
@@ -218,9 +218,9 @@ test_jobs (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedJob) j1
-      = sched_job_new ("create", "vm-1", SCHED_JOB_RUNNING, 10);
+      = sched_job_new ("create", "vm-1", PROTO_JOB_RUNNING, 10);
   g_autoptr (SchedJob) j2
-      = sched_job_new ("delete", "vm-2", SCHED_JOB_QUEUED, 20);
+      = sched_job_new ("delete", "vm-2", PROTO_JOB_QUEUED, 20);
   g_autoptr (SchedJob) got = NULL;
   g_autoptr (GPtrArray) list = NULL;
 
@@ -230,7 +230,7 @@ test_jobs (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
 
   g_free (j1->state);
-  j1->state = g_strdup (SCHED_JOB_FAILED);
+  j1->state = g_strdup (PROTO_JOB_FAILED);
   j1->progress = 0.5;
   g_free (j1->error);
   j1->error = g_strdup ("host 'h': boom");
@@ -241,7 +241,7 @@ test_jobs (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpstr (got->kind, ==, "create");
   g_assert_cmpstr (got->vm, ==, "vm-1");
-  g_assert_cmpstr (got->state, ==, SCHED_JOB_FAILED);
+  g_assert_cmpstr (got->state, ==, PROTO_JOB_FAILED);
   g_assert_cmpfloat (got->progress, ==, 0.5);
   g_assert_cmpstr (got->error, ==, "host 'h': boom");
   g_assert_cmpstr (got->message, ==, "");
@@ -262,10 +262,10 @@ static void
 test_reopen (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedHost) host = make_host ("host-a", SCHED_HOST_UP, 77);
+  g_autoptr (SchedHost) host = make_host ("host-a", PROTO_HOST_UP, 77);
   g_autoptr (SchedVm) vm = make_vm ("vm-1", "host-a", "running");
   g_autoptr (SchedJob) job
-      = sched_job_new ("create", "vm-1", SCHED_JOB_DONE, 5);
+      = sched_job_new ("create", "vm-1", PROTO_JOB_DONE, 5);
   g_autoptr (SchedHost) h = NULL;
   g_autoptr (SchedVm) v = NULL;
   g_autoptr (SchedJob) j = NULL;
@@ -287,7 +287,7 @@ test_reopen (Fixture *f, gconstpointer data)
   g_assert_cmpuint (v->spec->disk, ==, 1ull << 30);
   j = sched_store_get_job (f->store, job->id, &error);
   g_assert_no_error (error);
-  g_assert_cmpstr (j->state, ==, SCHED_JOB_DONE);
+  g_assert_cmpstr (j->state, ==, PROTO_JOB_DONE);
 }
 
 static void

@@ -73,7 +73,7 @@ make_spec (const char *name)
   base.cmdline = (char *)"console=ttyS0 <&'\">";
   base.kernel = (char *)"/boot/vmlinuz";
   base.accel = (char *)"tcg";
-  return agent_vm_spec_copy (&base);
+  return proto_msg_copy (&base.base);
 }
 
 static virDomainPtr

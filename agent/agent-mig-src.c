@@ -1,0 +1,265 @@
+/* The source side of live migrations on this host: MigrateOut.
+ *
+ * MigrateOut claims the VM and runs mig_src_run on the thread of an
+ * AgentStream, which sends its progress (MigrationProgress) in order;
+ * cancelling the call cancels the migration (the libvirt job is
+ * aborted). A VM with a disk takes its disk along (non-shared storage
+ * migration); once it runs on the destination and is undefined here, the
+ * disk image here is garbage and is removed. A failed migration never
+ * touches it.
+ */
+#include "agent-private.h"
+
+#include <string.h>
+
+#include "mig-migrate.h"
+#include "stor.h"
+
+#define FAULT_CUT_AT (4 * 1024 * 1024)
+
+/* One MigrateOut call. */
+typedef struct
+{
+  Agent *agent;
+  const Drover__V1__MigrateOutRequest *req; /* owned by the call */
+  AgentStream *stream;                      /* worker only */
+  gboolean sent_final;                      /* worker only */
+} MigOut;
+
+static void
+mig_out_free (gpointer data)
+{
+  MigOut *out = data;
+
+  agent_unref (out->agent);
+  g_free (out);
+}
+
+static ProtobufCMessage *
+progress_msg (const MigProgress *p)
+{
+  Drover__V1__MigrationProgress *m = g_new0 (Drover__V1__MigrationProgress, 1);
+
+  drover__v1__migration_progress__init (m);
+  m->phase = proto_msg_strdup (p->phase);
+  m->memory_total = p->memory_total;
+  m->memory_processed = p->memory_processed;
+  m->memory_remaining = p->memory_remaining;
+  m->iteration = p->iteration;
+  m->dirty_rate = p->dirty_rate;
+  m->throughput = p->throughput;
+  m->eta_s = p->eta_s;
+  m->downtime_limit_ms = p->downtime_limit_ms;
+  m->forced_switchover = p->forced_switchover;
+  m->wire_bytes = p->wire_bytes;
+  m->payload_bytes = p->payload_bytes;
+  m->compression_ratio = p->compression_ratio;
+  m->compress_mode
+      = proto_msg_strdup (p->compress_mode ? p->compress_mode : "");
+  m->total_s = p->total_s;
+  m->downtime_ms = p->downtime_ms;
+  m->qemu_bytes = p->qemu_bytes;
+  m->error = proto_msg_strdup (p->error ? p->error : "");
+  m->elapsed_ms = p->elapsed_ms;
+  if (p->rounds && p->rounds->len)
+    {
+      m->n_rounds = p->rounds->len;
+      m->rounds = g_new0 (Drover__V1__MigrationRound *, p->rounds->len);
+      for (guint i = 0; i < p->rounds->len; i++)
+        {
+          const MigCtlRound *cr = &g_array_index (p->rounds, MigCtlRound, i);
+          Drover__V1__MigrationRound *r
+              = g_new0 (Drover__V1__MigrationRound, 1);
+
+          drover__v1__migration_round__init (r);
+          r->iteration = cr->iteration;
+          r->remaining = cr->remaining;
+          r->dirty_rate = cr->dirty_rate;
+          r->throughput = cr->throughput;
+          r->elapsed_ms = cr->elapsed_ms;
+          m->rounds[i] = r;
+        }
+    }
+  return (ProtobufCMessage *)m;
+}
+
+static void
+on_progress (const MigProgress *p, gpointer user_data)
+{
+  MigOut *out = user_data;
+
+  if (p->final)
+    out->sent_final = TRUE;
+  /* MigrationProgress has no disk fields: the disk copy's figures go to
+   * the log (its bytes are in wire/payload and QEMU's bytes). */
+  if (p->final && p->disk_total)
+    drover_message (out->req->name, out->req->job_id, NULL,
+                    "migration: disk %s: %" G_GUINT64_FORMAT
+                    " of %" G_GUINT64_FORMAT " bytes copied",
+                    MIG_DISK_TARGET, p->disk_processed, p->disk_total);
+  agent_stream_push (out->stream, progress_msg (p));
+}
+
+/* After a completed migration: the VM runs on the destination with its
+ * own copy of the disk, so the image here is garbage. Removed only once
+ * libvirt no longer knows the VM here (UNDEFINE_SOURCE), never before. */
+static void
+remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
+                    const char *path)
+{
+  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+  g_autoptr (GError) error = NULL;
+  virErrorPtr err = dom ? NULL : virGetLastError ();
+
+  /* Only libvirt's "no such domain" proves it gone (a lookup that failed
+   * for another reason proves nothing). */
+  if (dom || !err || err->code != VIR_ERR_NO_DOMAIN)
+    {
+      drover_message (name, job_id, NULL,
+                      "migration: VM may still be defined here; keeping %s",
+                      path);
+      return;
+    }
+  if (!stor_disk_remove (path, &error))
+    drover_message (name, job_id, NULL, "migration: %s", error->message);
+  else
+    drover_message (name, job_id, NULL,
+                    "migration: removed the disk image %s left behind", path);
+}
+
+static gboolean
+migrate_out (MigOut *out, GError **error)
+{
+  Agent *agent = out->agent;
+  const Drover__V1__MigrateOutRequest *req = out->req;
+  const Drover__V1__MigrationParams *params = req->params;
+  g_autoptr (virConnect) conn = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  g_autofree char *xml = NULL, *host = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autofree char *disk_path = NULL;
+  MigSrcConfig cfg = { 0 };
+  gboolean ok;
+
+  if (!proto_name_validate ("VM", req->name, error))
+    return FALSE;
+  if (!mig_job_id_valid (req->job_id) || !*req->token
+      || !agent_migration_split_address (req->channel_address, &host,
+                                         &cfg.channel_port)
+      || cfg.channel_port == 0 || !g_path_is_absolute (req->dest_console_path))
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "MigrateOut needs a job id, a token, a channel "
+                           "address host:port and the destination console "
+                           "path");
+      return FALSE;
+    }
+  if (!agent->mig_dst)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_UNAVAILABLE,
+                           "this agent does not migrate");
+      return FALSE;
+    }
+  conn = agent_libvirt_get (agent->lv, error);
+  if (!conn)
+    return FALSE;
+  if (!agent_vm_claim (agent, req->name, error))
+    return FALSE;
+  dom = agent_vm_lookup (agent, conn, req->name, error);
+  if (!dom)
+    goto out_release;
+  xml = virDomainGetXMLDesc (dom, 0);
+  spec = xml ? agent_domain_xml_parse (xml, NULL) : NULL;
+  if (spec && spec->disk > 0)
+    {
+      if (!g_path_is_absolute (req->dest_disk_path))
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "VM %s has a disk but the destination gave no disk "
+                       "path",
+                       req->name);
+          goto out_release;
+        }
+      disk_path = stor_disk_path (agent->config.data_dir, req->name, error);
+      if (!disk_path)
+        goto out_release;
+    }
+
+  cfg.job_id = req->job_id;
+  cfg.channel_host = host;
+  cfg.token = req->token;
+  cfg.creds = agent->mig_creds;
+  cfg.dest_console_path = req->dest_console_path;
+  cfg.dest_disk_path = disk_path ? req->dest_disk_path : NULL;
+  cfg.compress = MIG_COMPRESS_AUTO;
+  if (params)
+    {
+      if (g_strcmp0 (params->compress, PROTO_COMPRESS_ON) == 0)
+        cfg.compress = MIG_COMPRESS_ON;
+      else if (g_strcmp0 (params->compress, PROTO_COMPRESS_OFF) == 0)
+        cfg.compress = MIG_COMPRESS_OFF;
+      cfg.bandwidth_bps = params->bandwidth_bps;
+      cfg.max_downtime_ms = params->max_downtime_ms;
+      cfg.timeout_per_gib_s = params->timeout_per_gib_s;
+      cfg.stall_rounds = params->stall_rounds;
+    }
+  /* QEMU 7.2 under TCG corrupted guest memory (kernel oops after the
+   * move) when the limit started at 50 ms, with plain socat forwarding as
+   * well as with our channel; QEMU's default 300 ms did not. */
+  if (agent->accel == AGENT_ACCEL_TCG)
+    cfg.initial_downtime_ms = 300;
+  if (agent_fault ("mig-cut-channel"))
+    cfg.fault_cut_memory_at = FAULT_CUT_AT;
+  drover_message (req->name, req->job_id, req->dest_host,
+                  "migration: VM to the destination host (channel %s)",
+                  req->channel_address);
+  ok = mig_src_run (conn, dom, &cfg, agent_stream_get_cancellable (out->stream),
+                    on_progress, out, error);
+  if (ok)
+    drover_message (req->name, req->job_id, req->dest_host,
+                    "migration: VM left for the destination host");
+  if (ok && disk_path)
+    remove_source_disk (conn, req->job_id, req->name, disk_path);
+  agent_vm_release (agent, req->name);
+  agent_reporter_kick_from_thread (agent);
+  return ok;
+
+out_release:
+  agent_vm_release (agent, req->name);
+  return FALSE;
+}
+
+static gboolean
+migrate_out_run (AgentStream *stream, gpointer data, GError **error)
+{
+  MigOut *out = data;
+
+  out->stream = stream;
+  if (migrate_out (out, error))
+    return TRUE;
+  drover_message (out->req->name, out->req->job_id, out->req->dest_host,
+                  "migration: %s", (*error)->message);
+  if (!out->sent_final)
+    {
+      MigProgress p = { 0 };
+
+      p.phase = PROTO_MIG_FAILED;
+      p.error = (*error)->message;
+      p.final = TRUE;
+      on_progress (&p, out);
+    }
+  return FALSE;
+}
+
+void
+agent_mig_src_migrate_out (ProtoServerCall *call, const ProtobufCMessage *req,
+                           gpointer data)
+{
+  Agent *agent = data;
+  MigOut *out = g_new0 (MigOut, 1);
+
+  out->agent = agent_ref (agent);
+  out->req = (const void *)req;
+  agent_stream_start (call, agent->ctx, "mig-out", migrate_out_run, out,
+                      mig_out_free);
+}

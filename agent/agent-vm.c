@@ -1,0 +1,194 @@
+/* The VMs of this host as AgentService and the migration calls see them:
+ * one operation per VM name at a time (Agent.busy), lookup of Drover
+ * domains, the checks a spec must pass here and admission of a new VM.
+ * Every function may run on any thread. */
+#include "agent-private.h"
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void
+set_not_found (Agent *agent, const char *name, GError **error)
+{
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_FOUND,
+               "no VM named '%s' on host '%s'", name, agent->config.name);
+}
+
+gboolean
+agent_vm_claim (Agent *agent, const char *name, GError **error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&agent->lock);
+  ok = !g_hash_table_contains (agent->busy, name);
+  if (ok)
+    g_hash_table_add (agent->busy, g_strdup (name));
+  g_mutex_unlock (&agent->lock);
+  if (!ok)
+    g_set_error (error, AGENT_ERROR, AGENT_ERROR_BUSY,
+                 "another operation on VM %s is in progress", name);
+  return ok;
+}
+
+void
+agent_vm_release (Agent *agent, const char *name)
+{
+  g_mutex_lock (&agent->lock);
+  g_hash_table_remove (agent->busy, name);
+  g_mutex_unlock (&agent->lock);
+}
+
+virDomainPtr
+agent_vm_lookup (Agent *agent, virConnectPtr conn, const char *name,
+                 GError **error)
+{
+  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+  g_autofree char *xml = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autoptr (GError) local = NULL;
+
+  if (!dom)
+    {
+      agent_libvirt_error (&local, "cannot look up VM %s", name);
+      if (local->code == AGENT_ERROR_NOT_FOUND)
+        set_not_found (agent, name, error);
+      else
+        g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  xml = virDomainGetXMLDesc (dom, 0);
+  if (!xml)
+    {
+      agent_libvirt_error (error, "cannot read the XML of VM %s", name);
+      return NULL;
+    }
+  /* Foreign domains count as missing. */
+  spec = agent_domain_xml_parse (xml, &local);
+  if (!spec)
+    {
+      set_not_found (agent, name, error);
+      return NULL;
+    }
+  return g_steal_pointer (&dom);
+}
+
+static gboolean
+check_file (const char *what, const char *name, const char *path,
+            GError **error)
+{
+  struct stat st;
+
+  if (!g_path_is_absolute (path))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "%s of VM %s must be an absolute path, not '%s'", what, name,
+                   path);
+      return FALSE;
+    }
+  if (stat (path, &st) < 0 || !S_ISREG (st.st_mode) || access (path, R_OK) < 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "%s %s of VM %s is not a readable file", what, path, name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
+                     GError **error)
+{
+  const char *accel = agent_accel_to_string (agent->accel);
+
+  /* What every component requires; then what only this host can tell. */
+  if (!proto_vm_spec_check (spec, error))
+    return FALSE;
+  if (*spec->kernel && !check_file ("kernel", spec->name, spec->kernel, error))
+    return FALSE;
+  if (*spec->initrd && !check_file ("initrd", spec->name, spec->initrd, error))
+    return FALSE;
+  if (*spec->accel && strcmp (spec->accel, accel) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s needs accelerator %s but host %s runs guests with %s",
+                   spec->name, spec->accel, agent->config.name, accel);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Refuses SPEC when its memory does not fit next to the running Drover
+ * VMs. TCG guests allocate lazily, so this is the configured total, not
+ * the kernel's free memory (which page cache keeps low). */
+static gboolean
+check_memory (Agent *agent, virConnectPtr conn, const Drover__V1__VmSpec *spec,
+              GError **error)
+{
+  virNodeInfo node;
+  virDomainPtr *doms = NULL;
+  guint64 total, used = 0;
+  int n;
+
+  if (virNodeGetInfo (conn, &node) < 0)
+    {
+      agent_libvirt_error (error, "cannot read node info");
+      return FALSE;
+    }
+  n = virConnectListAllDomains (conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (n < 0)
+    {
+      agent_libvirt_error (error, "cannot list domains");
+      return FALSE;
+    }
+  for (int i = 0; i < n; i++)
+    {
+      g_autoptr (Drover__V1__VmStatus) status
+          = agent_vm_status_from_domain (doms[i], NULL);
+
+      if (status)
+        used += status->memory;
+      virDomainFree (doms[i]);
+    }
+  free (doms);
+  /* Incoming migrations hold their memory from PrepareIncoming on. */
+  used += agent_mig_dst_reserved_memory (agent->mig_dst);
+  total = (guint64)node.memory * 1024;
+  if (used > total || spec->memory > total - used)
+    {
+      g_autofree char *need
+          = g_format_size_full (spec->memory, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *left = g_format_size_full (
+          used > total ? 0 : total - used, G_FORMAT_SIZE_IEC_UNITS);
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_NO_RESOURCES,
+                   "VM %s needs %s of memory but host %s has %s left",
+                   spec->name, need, agent->config.name, left);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+agent_vm_admit (Agent *agent, virConnectPtr conn,
+                const Drover__V1__VmSpec *spec, GError **error)
+{
+  g_autoptr (virDomain) dom = NULL;
+
+  if (!agent_vm_claim (agent, spec->name, error))
+    return FALSE;
+  dom = virDomainLookupByName (conn, spec->name);
+  if (dom)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                   "a VM named '%s' already exists on host '%s'", spec->name,
+                   agent->config.name);
+      agent_vm_release (agent, spec->name);
+      return FALSE;
+    }
+  if (!check_memory (agent, conn, spec, error))
+    {
+      agent_vm_release (agent, spec->name);
+      return FALSE;
+    }
+  return TRUE;
+}

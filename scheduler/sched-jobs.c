@@ -1,0 +1,227 @@
+/* SchedJobs: the job board. Every change of a job goes through here: it
+ * is stamped, stored, and sent to the WatchJob streams open on it; a job
+ * that is over ends those streams. ListJobs and WatchJob read the board.
+ *
+ * The store is the record (ListJobs and a new WatchJob read it); a
+ * migration's progress reaches watchers at once but the store less often
+ * (sched_jobs_update with STORE FALSE), and always once the job is over.
+ */
+#include "sched-private.h"
+
+#include <string.h>
+
+/* A job id is a UUID; anything much longer is not one of ours. */
+#define SCHED_JOB_ID_MAX 64
+
+struct _SchedJobs
+{
+  SchedStore *store;       /* borrowed */
+  SchedRegistry *registry; /* borrowed: its clock stamps updates */
+  GHashTable *watchers;    /* job id -> GPtrArray of ProtoServerCall */
+};
+
+SchedJobs *
+sched_jobs_new (SchedStore *store, SchedRegistry *registry)
+{
+  SchedJobs *jobs = g_new0 (SchedJobs, 1);
+
+  jobs->store = store;
+  jobs->registry = registry;
+  jobs->watchers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify)g_ptr_array_unref);
+  return jobs;
+}
+
+void
+sched_jobs_free (SchedJobs *jobs)
+{
+  if (jobs == NULL)
+    return;
+  sched_jobs_stop (jobs);
+  g_hash_table_unref (jobs->watchers);
+  g_free (jobs);
+}
+
+void
+sched_job_msg (const SchedJob *job, Drover__V1__Job *msg)
+{
+  drover__v1__job__init (msg);
+  msg->id = job->id;
+  msg->kind = job->kind;
+  msg->vm = job->vm;
+  msg->state = job->state;
+  msg->progress = job->progress;
+  msg->message = job->message;
+  msg->error = job->error;
+  msg->created_ms = job->created_ms;
+  msg->updated_ms = job->updated_ms;
+  msg->source_host = job->source_host ? job->source_host : (char *)"";
+  msg->dest_host = job->dest_host ? job->dest_host : (char *)"";
+  msg->migration = job->migration;
+  msg->prediction = job->prediction;
+}
+
+/* JOB is over (and stored): its watch streams end. Retention of old jobs
+ * belongs here too; today every job is kept (ListJobs lists them all). */
+static void
+jobs_ended (SchedJobs *jobs, const SchedJob *job)
+{
+  GPtrArray *calls = g_hash_table_lookup (jobs->watchers, job->id);
+
+  if (calls == NULL)
+    return;
+  for (guint i = 0; i < calls->len; i++)
+    proto_server_call_finish (calls->pdata[i], PROTO_STATUS_OK, NULL);
+  g_hash_table_remove (jobs->watchers, job->id);
+}
+
+void
+sched_jobs_update (SchedJobs *jobs, SchedJob *job, gboolean store)
+{
+  g_autoptr (GError) error = NULL;
+  gboolean over = proto_job_state_is_final (job->state);
+  GPtrArray *calls;
+  Drover__V1__Job msg;
+
+  job->updated_ms = sched_registry_now (jobs->registry);
+  if ((store || over) && !sched_store_put_job (jobs->store, job, &error))
+    drover_warning (job->vm, job->id, NULL, "job not stored: %s",
+                    error->message);
+
+  calls = g_hash_table_lookup (jobs->watchers, job->id);
+  if (calls != NULL)
+    {
+      sched_job_msg (job, &msg);
+      for (guint i = 0; i < calls->len; i++)
+        proto_server_call_send (calls->pdata[i], &msg.base);
+    }
+  if (over)
+    jobs_ended (jobs, job);
+}
+
+void
+sched_jobs_set (SchedJobs *jobs, SchedJob *job, const char *state,
+                double progress, const char *message, const char *error)
+{
+  g_free (job->state);
+  job->state = g_strdup (state);
+  job->progress = progress;
+  if (message != NULL)
+    {
+      g_free (job->message);
+      job->message = g_strdup (message);
+    }
+  if (error != NULL)
+    {
+      g_free (job->error);
+      job->error = g_strdup (error);
+    }
+  sched_jobs_update (jobs, job, TRUE);
+}
+
+void
+sched_jobs_stop (SchedJobs *jobs)
+{
+  GHashTableIter iter;
+  GPtrArray *calls;
+
+  /* Finishing a call that a stopped server has detached only frees it,
+   * so this is safe on either side of proto_server_stop. */
+  g_hash_table_iter_init (&iter, jobs->watchers);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&calls))
+    for (guint i = 0; i < calls->len; i++)
+      proto_server_call_finish (calls->pdata[i], PROTO_STATUS_UNAVAILABLE,
+                                "the scheduler is shutting down");
+  g_hash_table_remove_all (jobs->watchers);
+}
+
+/* --- ListJobs and WatchJob --------------------------------------------- */
+
+void
+sched_jobs_handle_list (ProtoServerCall *call, const ProtobufCMessage *request,
+                        gpointer user_data)
+{
+  SchedJobs *jobs = user_data;
+  Drover__V1__ListJobsReply reply = DROVER__V1__LIST_JOBS_REPLY__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) all = sched_store_list_jobs (jobs->store, &error);
+  g_autofree Drover__V1__Job *msgs = NULL;
+  g_autofree Drover__V1__Job **ptrs = NULL;
+
+  if (all == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  msgs = g_new0 (Drover__V1__Job, all->len);
+  ptrs = g_new0 (Drover__V1__Job *, all->len + 1);
+  for (guint i = 0; i < all->len; i++)
+    {
+      sched_job_msg (all->pdata[i], &msgs[i]);
+      ptrs[i] = &msgs[i];
+    }
+  reply.jobs = ptrs;
+  reply.n_jobs = all->len;
+  proto_server_call_reply (call, &reply.base);
+}
+
+static void
+watch_cancelled (gpointer data, gpointer user_data)
+{
+  ProtoServerCall *call = data;
+  SchedJobs *jobs = user_data;
+  GHashTableIter iter;
+  GPtrArray *calls;
+
+  g_hash_table_iter_init (&iter, jobs->watchers);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&calls))
+    if (g_ptr_array_remove (calls, call))
+      {
+        if (calls->len == 0)
+          g_hash_table_iter_remove (&iter);
+        break;
+      }
+  proto_server_call_finish (call, PROTO_STATUS_CANCELLED, "cancelled");
+}
+
+void
+sched_jobs_handle_watch (ProtoServerCall *call, const ProtobufCMessage *request,
+                         gpointer user_data)
+{
+  SchedJobs *jobs = user_data;
+  const Drover__V1__WatchJobRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  GPtrArray *calls;
+  Drover__V1__Job msg;
+
+  if (strlen (req->id) > SCHED_JOB_ID_MAX)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
+                              "job id too long");
+      return;
+    }
+  job = sched_store_get_job (jobs->store, req->id, &error);
+  if (job == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+
+  sched_job_msg (job, &msg);
+  proto_server_call_send (call, &msg.base);
+  if (proto_job_state_is_final (job->state))
+    {
+      proto_server_call_finish (call, PROTO_STATUS_OK, NULL);
+      return;
+    }
+
+  calls = g_hash_table_lookup (jobs->watchers, job->id);
+  if (calls == NULL)
+    {
+      calls = g_ptr_array_new ();
+      g_hash_table_insert (jobs->watchers, g_strdup (job->id), calls);
+    }
+  g_ptr_array_add (calls, call);
+  proto_server_call_set_cancel_func (call, watch_cancelled, jobs);
+}

@@ -1,0 +1,545 @@
+/* The operators' VM calls of drover.v1.SchedulerService: ListHosts,
+ * ListVms and GetVm answer from the store; CreateVm places the VM and
+ * asks the chosen host's agent to create it; Start/Stop/DestroyVm,
+ * ReadConsole and DeleteVm go to the VM's agent (SchedAgents); MigrateVm
+ * hands over to the migrator. Every handler finishes its call exactly
+ * once: at once for errors found here, else in the agent call's
+ * completion.
+ *
+ * Decisions worth knowing:
+ * - VMs in state "creating" refuse lifecycle commands and deletion
+ *   (FAILED_PRECONDITION) until their create finishes.
+ * - DeleteVm of a VM whose host is unknown to the store, or that is
+ *   "missing" while its host is down, only removes the record: there is
+ *   no agent that could have it. If the host is down and the VM was last
+ *   seen there, it is UNAVAILABLE (deleting the record would leave a VM
+ *   that gets adopted again when the host returns). An agent answering
+ *   NOT_FOUND to DeleteVm counts as success.
+ * - GetVm answers from the store (agents report every interval); it does
+ *   not need the host to be up.
+ * - A VM migrating refuses start/stop/destroy/delete (FAILED_PRECONDITION).
+ */
+#include "sched-private.h"
+
+#include <string.h>
+
+/* A Vm message borrowing VM's memory. */
+static void
+vm_msg (const SchedVm *vm, Drover__V1__Vm *msg)
+{
+  drover__v1__vm__init (msg);
+  msg->spec = vm->spec;
+  msg->host = vm->host;
+  msg->state = vm->state;
+  msg->status = vm->status;
+  msg->updated_ms = vm->updated_ms;
+}
+
+static void
+reply_vm (ProtoServerCall *call, const SchedVm *vm)
+{
+  Drover__V1__VmReply reply = DROVER__V1__VM_REPLY__INIT;
+  Drover__V1__Vm msg;
+
+  vm_msg (vm, &msg);
+  reply.vm = &msg;
+  proto_server_call_reply (call, &reply.base);
+}
+
+static gint64
+now_ms (SchedService *svc)
+{
+  return sched_registry_now (svc->registry);
+}
+
+/* Fails CALL and returns TRUE if VM NAME is migrating. */
+static gboolean
+refuse_if_migrating (SchedService *svc, ProtoServerCall *call, const char *name)
+{
+  const SchedJob *job = sched_migrator_find (svc->migrator, name);
+
+  if (job == NULL)
+    return FALSE;
+  proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                          "VM '%s' is migrating to host '%s' (job %s)", name,
+                          job->dest_host, job->id);
+  return TRUE;
+}
+
+/* --- queries ----------------------------------------------------------- */
+
+void
+sched_vm_handle_list_hosts (ProtoServerCall *call,
+                            const ProtobufCMessage *request, gpointer user_data)
+{
+  SchedService *svc = user_data;
+  Drover__V1__ListHostsReply reply = DROVER__V1__LIST_HOSTS_REPLY__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, &error);
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autofree Drover__V1__Host *msgs = NULL;
+  g_autofree Drover__V1__Host **ptrs = NULL;
+
+  if (hosts != NULL)
+    vms = sched_store_list_vms (svc->store, NULL, &error);
+  if (vms == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+
+  msgs = g_new0 (Drover__V1__Host, hosts->len);
+  ptrs = g_new0 (Drover__V1__Host *, hosts->len + 1);
+  for (guint i = 0; i < hosts->len; i++)
+    {
+      const SchedHost *host = hosts->pdata[i];
+      guint count, vcpus;
+      guint64 memory;
+
+      drover__v1__host__init (&msgs[i]);
+      sched_host_usage (host->name, vms, &count, &vcpus, &memory, NULL);
+      msgs[i].info = host->info;
+      msgs[i].state = host->state;
+      msgs[i].last_seen_ms = host->last_seen_ms;
+      msgs[i].vm_count = count;
+      msgs[i].vcpus_used = vcpus;
+      msgs[i].memory_used = memory;
+      ptrs[i] = &msgs[i];
+    }
+  reply.hosts = ptrs;
+  reply.n_hosts = hosts->len;
+  proto_server_call_reply (call, &reply.base);
+}
+
+void
+sched_vm_handle_list_vms (ProtoServerCall *call,
+                          const ProtobufCMessage *request, gpointer user_data)
+{
+  SchedService *svc = user_data;
+  Drover__V1__ListVmsReply reply = DROVER__V1__LIST_VMS_REPLY__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) vms = sched_store_list_vms (svc->store, NULL, &error);
+  g_autofree Drover__V1__Vm *msgs = NULL;
+  g_autofree Drover__V1__Vm **ptrs = NULL;
+
+  if (vms == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  msgs = g_new0 (Drover__V1__Vm, vms->len);
+  ptrs = g_new0 (Drover__V1__Vm *, vms->len + 1);
+  for (guint i = 0; i < vms->len; i++)
+    {
+      vm_msg (vms->pdata[i], &msgs[i]);
+      ptrs[i] = &msgs[i];
+    }
+  reply.vms = ptrs;
+  reply.n_vms = vms->len;
+  proto_server_call_reply (call, &reply.base);
+}
+
+void
+sched_vm_handle_get (ProtoServerCall *call, const ProtobufCMessage *request,
+                     gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__GetVmRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+
+  if (!proto_name_validate ("VM", req->name, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  vm = sched_store_get_vm (svc->store, req->name, &error);
+  if (vm == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  reply_vm (call, vm);
+}
+
+/* --- CreateVm ---------------------------------------------------------- */
+
+static void
+create_done (const ProtobufCMessage *reply, const GError *error,
+             gpointer user_data)
+{
+  g_autoptr (SchedPending) p = user_data;
+  SchedService *svc = p->svc;
+  const Drover__V1__AgentVmReply *agent = (const void *)reply;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm = sched_store_get_vm (svc->store, p->vm, &local);
+  g_autofree char *msg = NULL;
+
+  if (error != NULL)
+    {
+      msg = g_strdup_printf ("host '%s': %s", p->host, error->message);
+      drover_message (p->vm, p->job->id, p->host, "creating the VM failed: %s",
+                      error->message);
+      /* Only our own reservation goes: a report may have moved the VM. */
+      if (vm != NULL && strcmp (vm->host, p->host) == 0
+          && strcmp (vm->state, PROTO_VM_CREATING) == 0
+          && !sched_store_delete_vm (svc->store, p->vm, &local))
+        drover_warning (p->vm, p->job->id, NULL, "%s", local->message);
+      sched_jobs_set (svc->jobs, p->job, PROTO_JOB_FAILED, p->job->progress,
+                      NULL, msg);
+      sched_agents_call_fail (p->call, p->host, error);
+      return;
+    }
+
+  if (vm == NULL)
+    {
+      /* Cannot happen while creating VMs refuse deletion; the host's next
+       * report adopts the VM. */
+      sched_jobs_set (svc->jobs, p->job, PROTO_JOB_DONE, 1.0,
+                      "created, record lost", NULL);
+      proto_server_call_fail (p->call, PROTO_STATUS_ABORTED,
+                              "VM '%s' was created on host '%s' but "
+                              "its record went away meanwhile",
+                              p->vm, p->host);
+      return;
+    }
+  if (agent->vm != NULL)
+    {
+      sched_vm_set_status (vm, agent->vm);
+      sched_vm_set_state (vm, agent->vm->state[0] ? agent->vm->state
+                                                  : PROTO_VM_UNKNOWN);
+    }
+  else if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
+    sched_vm_set_state (vm, PROTO_VM_UNKNOWN);
+  vm->updated_ms = now_ms (svc);
+  if (!sched_store_put_vm (svc->store, vm, &local))
+    drover_warning (p->vm, p->job->id, NULL, "%s", local->message);
+  drover_message (p->vm, p->job->id, p->host, "VM created");
+  msg = g_strdup_printf ("created on host %s", p->host);
+  sched_jobs_set (svc->jobs, p->job, PROTO_JOB_DONE, 1.0, msg, NULL);
+  reply_vm (p->call, vm);
+}
+
+void
+sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
+                        gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__CreateVmRequest *req = (const void *)request;
+  Drover__V1__AgentCreateVmRequest agent_req
+      = DROVER__V1__AGENT_CREATE_VM_REQUEST__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) existing = NULL;
+  g_autoptr (GPtrArray) hosts = NULL;
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autofree char *chosen = NULL;
+  g_autofree char *msg = NULL;
+  SchedJob *job;
+  ProtoClient *client;
+  gint64 now = now_ms (svc);
+
+  if (!proto_vm_spec_check (req->spec, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  if (req->host[0] != '\0' && !proto_name_validate ("host", req->host, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+
+  existing = sched_store_get_vm (svc->store, req->spec->name, &error);
+  if (existing != NULL)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_ALREADY_EXISTS,
+                              "VM '%s' already exists (on host '%s')",
+                              existing->name, existing->host);
+      return;
+    }
+  if (!g_error_matches (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  g_clear_error (&error);
+
+  hosts = sched_store_list_hosts (svc->store, &error);
+  if (hosts != NULL)
+    vms = sched_store_list_vms (svc->store, NULL, &error);
+  if (vms == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  sched_migrator_add_reservations (svc->migrator, vms);
+  chosen = sched_place (&svc->policy, hosts, vms, req->spec, req->host, &error);
+  if (chosen == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  host = sched_store_get_host (svc->store, chosen, &error);
+  if (host == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  client = sched_agents_client (svc->agents, host, &error);
+  if (client == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+
+  /* The "creating" row is the reservation that later placements see. */
+  vm = sched_vm_new (req->spec, chosen, PROTO_VM_CREATING, NULL, now);
+  if (!sched_store_put_vm (svc->store, vm, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  job = sched_job_new (PROTO_JOB_KIND_CREATE, vm->name, PROTO_JOB_RUNNING, now);
+  msg = g_strdup_printf ("creating on host %s", chosen);
+  sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
+  drover_message (vm->name, job->id, chosen, "VM placed");
+
+  agent_req.spec = req->spec;
+  proto_client_call (client, DROVER_AGENT_SERVICE,
+                     DROVER_AGENT_METHOD_CREATE_VM, &agent_req.base,
+                     SCHED_AGENT_CREATE_TIMEOUT_MS, create_done,
+                     sched_pending_new (svc, call, vm->name, chosen, job));
+}
+
+/* --- StartVm, StopVm, DestroyVm, ReadConsole --------------------------- */
+
+static void
+lifecycle_done (const ProtobufCMessage *reply, const GError *error,
+                gpointer user_data)
+{
+  g_autoptr (SchedPending) p = user_data;
+  SchedService *svc = p->svc;
+  const Drover__V1__AgentVmReply *agent = (const void *)reply;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+
+  if (error != NULL)
+    {
+      sched_agents_call_fail (p->call, p->host, error);
+      return;
+    }
+
+  vm = sched_store_get_vm (svc->store, p->vm, &local);
+  if (vm == NULL)
+    {
+      proto_server_call_fail (p->call, PROTO_STATUS_NOT_FOUND,
+                              "VM '%s' was deleted meanwhile", p->vm);
+      return;
+    }
+  if (agent->vm != NULL && strcmp (vm->host, p->host) == 0)
+    {
+      sched_vm_set_status (vm, agent->vm);
+      if (agent->vm->state[0] != '\0')
+        sched_vm_set_state (vm, agent->vm->state);
+      vm->updated_ms = now_ms (svc);
+      if (!sched_store_put_vm (svc->store, vm, &local))
+        drover_warning (p->vm, NULL, NULL, "%s", local->message);
+    }
+  reply_vm (p->call, vm);
+}
+
+/* Forwards a lifecycle command for VM NAME to its agent, unless the VM is
+ * migrating. */
+static void
+lifecycle (SchedService *svc, ProtoServerCall *call, const char *name,
+           guint agent_method, const ProtobufCMessage *request,
+           gint64 timeout_ms)
+{
+  if (refuse_if_migrating (svc, call, name))
+    return;
+  sched_agents_forward (svc->agents, svc, call, name, agent_method, request,
+                        timeout_ms, lifecycle_done);
+}
+
+void
+sched_vm_handle_start (ProtoServerCall *call, const ProtobufCMessage *request,
+                       gpointer user_data)
+{
+  const Drover__V1__VmRequest *req = (const void *)request;
+
+  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_START_VM, request,
+             SCHED_AGENT_CALL_TIMEOUT_MS);
+}
+
+void
+sched_vm_handle_stop (ProtoServerCall *call, const ProtobufCMessage *request,
+                      gpointer user_data)
+{
+  const Drover__V1__StopVmRequest *req = (const void *)request;
+
+  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_STOP_VM, request,
+             SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS
+                 + req->timeout_ms);
+}
+
+void
+sched_vm_handle_destroy (ProtoServerCall *call, const ProtobufCMessage *request,
+                         gpointer user_data)
+{
+  const Drover__V1__VmRequest *req = (const void *)request;
+
+  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_DESTROY_VM,
+             request, SCHED_AGENT_CALL_TIMEOUT_MS);
+}
+
+static void
+console_done (const ProtobufCMessage *reply, const GError *error,
+              gpointer user_data)
+{
+  g_autoptr (SchedPending) p = user_data;
+
+  if (error != NULL)
+    {
+      sched_agents_call_fail (p->call, p->host, error);
+      return;
+    }
+  proto_server_call_reply (p->call, reply);
+}
+
+void
+sched_vm_handle_read_console (ProtoServerCall *call,
+                              const ProtobufCMessage *request,
+                              gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__ConsoleRequest *req = (const void *)request;
+
+  sched_agents_forward (svc->agents, svc, call, req->name,
+                        DROVER_AGENT_METHOD_READ_CONSOLE, request,
+                        SCHED_AGENT_CALL_TIMEOUT_MS, console_done);
+}
+
+/* --- DeleteVm ---------------------------------------------------------- */
+
+/* Removes VM NAME's record and ends JOB and CALL successfully. */
+static void
+delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
+               const char *name, const char *how)
+{
+  Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
+  g_autoptr (GError) error = NULL;
+
+  if (!sched_store_delete_vm (svc->store, name, &error))
+    {
+      sched_jobs_set (svc->jobs, job, PROTO_JOB_FAILED, job->progress, NULL,
+                      error->message);
+      sched_call_fail (call, error);
+      return;
+    }
+  sched_registry_forget_vm (svc->registry, name);
+  drover_message (name, job->id, NULL, "VM deleted (%s)", how);
+  sched_jobs_set (svc->jobs, job, PROTO_JOB_DONE, 1.0, how, NULL);
+  proto_server_call_reply (call, &empty.base);
+}
+
+static void
+delete_done (const ProtobufCMessage *reply, const GError *error,
+             gpointer user_data)
+{
+  g_autoptr (SchedPending) p = user_data;
+
+  if (error != NULL
+      && !g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND))
+    {
+      g_autofree char *msg
+          = g_strdup_printf ("host '%s': %s", p->host, error->message);
+
+      sched_jobs_set (p->svc->jobs, p->job, PROTO_JOB_FAILED, p->job->progress,
+                      NULL, msg);
+      sched_agents_call_fail (p->call, p->host, error);
+      return;
+    }
+  delete_record (p->svc, p->call, p->job, p->vm,
+                 error ? "the host did not have it" : "deleted on its host");
+}
+
+void
+sched_vm_handle_delete (ProtoServerCall *call, const ProtobufCMessage *request,
+                        gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__DeleteVmRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  g_autofree char *msg = NULL;
+  ProtoClient *client;
+  gboolean missing;
+
+  if (refuse_if_migrating (svc, call, req->name))
+    return;
+  if (!sched_agents_lookup_vm (svc->agents, req->name, TRUE, &vm, &host,
+                               &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  missing = strcmp (vm->state, PROTO_VM_MISSING) == 0;
+  if (host != NULL && strcmp (host->state, PROTO_HOST_UP) != 0 && !missing)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_UNAVAILABLE,
+                              "host '%s' is down", host->name);
+      return;
+    }
+
+  job = sched_job_new (PROTO_JOB_KIND_DELETE, vm->name, PROTO_JOB_RUNNING,
+                       now_ms (svc));
+  if (host == NULL || strcmp (host->state, PROTO_HOST_UP) != 0)
+    {
+      delete_record (svc, call, job, vm->name,
+                     host == NULL ? "its host is unknown"
+                                  : "missing, its host is down");
+      return;
+    }
+
+  client = sched_agents_client (svc->agents, host, &error);
+  if (client == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  msg = g_strdup_printf ("deleting on host %s", host->name);
+  sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
+  proto_client_call (
+      client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_DELETE_VM, request,
+      SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS, delete_done,
+      sched_pending_new (svc, call, vm->name, host->name,
+                         g_steal_pointer (&job)));
+}
+
+/* --- MigrateVm --------------------------------------------------------- */
+
+/* Answers at once with the job (see sched_migrator_submit); the migration
+ * goes on from agent call completions. */
+void
+sched_vm_handle_migrate (ProtoServerCall *call, const ProtobufCMessage *request,
+                         gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__MigrateVmRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  Drover__V1__Job msg;
+
+  if (!sched_migrator_submit (svc->migrator, req->name, req->to_host,
+                              req->params, &job, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  sched_job_msg (job, &msg);
+  proto_server_call_reply (call, &msg.base);
+}
