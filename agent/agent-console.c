@@ -166,8 +166,9 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
 }
 
 gboolean
-agent_console_fetch_history (Agent *agent, const char *address,
-                             const char *name, GError **error)
+agent_console_fetch_history (Agent *agent, const char *host,
+                             const char *address, const char *name,
+                             GError **error)
 {
   g_autoptr (GMainContext) ctx = g_main_context_new ();
   g_autoptr (ProtoClient) client = NULL;
@@ -179,7 +180,9 @@ agent_console_fetch_history (Agent *agent, const char *address,
   gint64 deadline;
 
   g_main_context_push_thread_default (ctx);
-  client = proto_client_new (address, agent->tls, ctx, error);
+  /* The source agent must be the host the scheduler named. */
+  client = proto_client_new_for (address, agent->tls, PROTO_ROLE_HOST, host,
+                                 ctx, error);
   g_main_context_pop_thread_default (ctx);
   if (!client)
     return FALSE;

@@ -27,6 +27,7 @@ typedef struct
   char *job_id;
   char *token;
   char *name;
+  char *source_host;
   char *source_address;
   char *disk_path; /* image made for the VM here, NULL without a disk */
   guint64 memory;
@@ -52,6 +53,7 @@ reservation_free (gpointer data)
   g_free (r->job_id);
   g_free (r->token);
   g_free (r->name);
+  g_free (r->source_host);
   g_free (r->source_address);
   g_free (r->disk_path);
   g_free (r);
@@ -229,8 +231,8 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
     {
       drover_message (r->name, job_id, NULL, "migration: VM arrived");
       if (*r->source_address
-          && !agent_console_fetch_history (agent, r->source_address, r->name,
-                                           &error))
+          && !agent_console_fetch_history (agent, r->source_host,
+                                           r->source_address, r->name, &error))
         drover_message (r->name, job_id, NULL,
                         "migration: console history not copied: %s",
                         error->message);
@@ -406,6 +408,7 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   r->job_id = g_strdup (req->job_id);
   r->token = g_strdup (token);
   r->name = g_strdup (spec->name);
+  r->source_host = g_strdup (req->source_host ? req->source_host : "");
   r->source_address = g_strdup (req->source_address ? req->source_address : "");
   r->memory = spec->memory;
   r->disk_path = g_strdup (disk_path);

@@ -252,12 +252,13 @@ gboolean agent_console_remove (Agent *agent, const char *name, GError **error);
 ProtobufCMessage *agent_console_serve (Agent *agent,
                                        const Drover__V1__ConsoleRequest *req,
                                        GError **error);
-/* Copies the console stream of VM NAME from the agent at ADDRESS (where
- * it ran before) into NAME.history, then reads at its end there until
- * that agent has dropped its copy (at most 10 s). Blocks: worker threads
- * only. */
-gboolean agent_console_fetch_history (Agent *agent, const char *address,
-                                      const char *name, GError **error);
+/* Copies the console stream of VM NAME from the agent of host HOST at
+ * ADDRESS (where it ran before; its certificate must name HOST) into
+ * NAME.history, then reads at its end there until that agent has dropped
+ * its copy (at most 10 s). Blocks: worker threads only. */
+gboolean agent_console_fetch_history (Agent *agent, const char *host,
+                                      const char *address, const char *name,
+                                      GError **error);
 
 /* --- live migration (agent-migration.c, agent-mig-dst.c, -src.c) ------- */
 

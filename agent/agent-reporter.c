@@ -367,7 +367,7 @@ agent_reporter_start (Agent *agent)
   g_autoptr (GError) error = NULL;
 
   agent->sched = proto_client_new (agent->config.scheduler, agent->tls,
-                                   agent->ctx, &error);
+                                   PROTO_ROLE_SCHEDULER, agent->ctx, &error);
   if (!agent->sched)
     {
       g_message ("cannot create a client for scheduler %s: %s",

@@ -450,4 +450,6 @@ agent_service_register (Agent *agent, ProtoServer *server)
   for (guint i = 0; i < G_N_ELEMENTS (methods); i++)
     proto_server_add_method (server, DROVER_AGENT_SERVICE, methods[i].method,
                              methods[i].handler, agent);
+  proto_server_set_authz (server, DROVER_AGENT_SERVICE, proto_agent_authz,
+                          proto_agent_authz_len);
 }

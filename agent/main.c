@@ -29,6 +29,7 @@ main (int argc, char **argv)
   g_autofree char *name = NULL, *listen = NULL, *scheduler = NULL, *uri = NULL;
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
   gboolean insecure = FALSE;
+  gboolean print_authz = FALSE;
   int report_interval_ms = 0;
   int migration_port = 7402;
   GOptionEntry entries[] = {
@@ -52,6 +53,8 @@ main (int argc, char **argv)
     { "migration-port", 0, 0, G_OPTION_ARG_INT, &migration_port,
       "Migration listener port on the --listen IP (default 7402, 0 = any)",
       "PORT" },
+    { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
+      "Print which roles may call each method, and exit", NULL },
     { NULL }
   };
   g_autoptr (GOptionContext) opts
@@ -67,6 +70,14 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (opts, entries, NULL);
   if (!g_option_context_parse (opts, &argc, &argv, &error))
     goto fail;
+  if (print_authz)
+    {
+      g_autofree char *table = proto_authz_describe (
+          DROVER_AGENT_SERVICE, proto_agent_authz, proto_agent_authz_len);
+
+      g_print ("%s", table);
+      return EXIT_SUCCESS;
+    }
   if (!name || !listen || !scheduler || !uri || !accel || !data_dir)
     {
       g_printerr (

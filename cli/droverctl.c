@@ -130,7 +130,8 @@ ctl_client (Ctl *ctl, GError **error)
         }
     }
   proto_init ();
-  ctl->client = proto_client_new (ctl->scheduler, tls, NULL, error);
+  ctl->client = proto_client_new (ctl->scheduler, tls, PROTO_ROLE_SCHEDULER,
+                                  NULL, error);
   if (ctl->client == NULL)
     g_prefix_error (error, "scheduler %s: ", ctl->scheduler);
   return ctl->client;

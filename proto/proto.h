@@ -215,6 +215,18 @@ void proto_server_add_method (ProtoServer *server,
                               guint method_index, ProtoHandler handler,
                               gpointer user_data);
 
+/* The two services' tables (proto-authz.c). */
+extern const ProtoAuthzRule proto_sched_authz[];
+extern const gsize proto_sched_authz_len;
+extern const ProtoAuthzRule proto_agent_authz[];
+extern const gsize proto_agent_authz_len;
+
+/* The table as text, one line per method of SERVICE in .proto order:
+ * "SchedulerService/ListVms operator,viewer", or "... -" for a method no
+ * role may call. What a daemon's --print-authz prints. Free with g_free. */
+char *proto_authz_describe (const ProtobufCServiceDescriptor *service,
+                            const ProtoAuthzRule *rules, gsize n_rules);
+
 /* Binds ADDR ("127.0.0.1:7400"; port 0 picks one, see _get_port) and
  * starts serving. TLS NULL serves insecure; otherwise mutual TLS: clients
  * must present a certificate signed by TLS->ca_pem and not revoked by

@@ -25,6 +25,7 @@ main (int argc, char **argv)
   gint max_mig_out = SCHED_DEFAULT_MAX_MIGRATIONS;
   gint max_mig_in = SCHED_DEFAULT_MAX_MIGRATIONS;
   gboolean insecure = FALSE;
+  gboolean print_authz = FALSE;
   gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
   gdouble cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
   const GOptionEntry entries[] = {
@@ -50,6 +51,8 @@ main (int argc, char **argv)
       "Migrations leaving one host at once; more queue (default 2)", "N" },
     { "max-migrations-in", 0, 0, G_OPTION_ARG_INT, &max_mig_in,
       "Migrations arriving at one host at once; more queue (default 2)", "N" },
+    { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
+      "Print which roles may call each method, and exit", NULL },
     { NULL }
   };
   g_autoptr (GOptionContext) octx = g_option_context_new ("- Drover scheduler");
@@ -66,6 +69,14 @@ main (int argc, char **argv)
     {
       g_printerr ("drover-scheduler: %s\n", error->message);
       return 2;
+    }
+  if (print_authz)
+    {
+      g_autofree char *table = proto_authz_describe (
+          DROVER_SCHED_SERVICE, proto_sched_authz, proto_sched_authz_len);
+
+      g_print ("%s", table);
+      return 0;
     }
   config.memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
   if (listen == NULL || state_dir == NULL)

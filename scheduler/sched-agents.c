@@ -79,7 +79,9 @@ sched_agents_client (SchedAgents *agents, const SchedHost *host, GError **error)
       && strcmp (proto_client_get_target (client), host->address) == 0)
     return client;
   sched_agents_drop (agents, host->name);
-  client = proto_client_new (host->address, agents->tls, agents->ctx, error);
+  /* The agent at that address must be that host. */
+  client = proto_client_new_for (host->address, agents->tls, PROTO_ROLE_HOST,
+                                 host->name, agents->ctx, error);
   if (client == NULL)
     {
       g_prefix_error (error, "host '%s': ", host->name);

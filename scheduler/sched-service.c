@@ -230,6 +230,8 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     proto_server_add_method (svc->server, DROVER_SCHED_SERVICE,
                              methods[i].method, methods[i].handler,
                              methods[i].data);
+  proto_server_set_authz (svc->server, DROVER_SCHED_SERVICE, proto_sched_authz,
+                          proto_sched_authz_len);
   if (!proto_server_start (svc->server, listen, svc->tls, error))
     return FALSE;
 

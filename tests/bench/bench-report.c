@@ -405,7 +405,8 @@ main (int argc, char **argv)
       = g_ptr_array_new_with_free_func ((GDestroyNotify)proto_client_free);
   for (int i = 0; i < n_channels; i++)
     {
-      ProtoClient *c = proto_client_new (target, tls, NULL, &error);
+      ProtoClient *c
+          = proto_client_new (target, tls, PROTO_ROLE_SCHEDULER, NULL, &error);
       if (c == NULL)
         {
           fprintf (stderr, "bench-report: channel %d: %s\n", i, error->message);

@@ -42,19 +42,21 @@ def run(argv, cwd=None):
 
 
 def make_certs(tmp):
-    """CA, scheduler cert (IP SAN 127.0.0.1), client cert; one dir each
-    with ca.pem / cert.pem / key.pem like drover's --tls-dir."""
+    """CA, scheduler cert (IP SAN 127.0.0.1), an operator's client cert and
+    a host's (py-host); one dir each with ca.pem / cert.pem / key.pem like
+    drover's --tls-dir. Subjects say the role (O) and name (CN)."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
     run(["openssl", "req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem",
                                           "-subj", "/CN=drover-test-ca"], cwd=tmp)
     dirs = {}
-    for name, cn, san in (("sched", "drover-scheduler", "IP:127.0.0.1"),
-                          ("client", "drover-py-client", None)):
+    for name, subj, san in (("sched", "/O=scheduler/CN=drover-scheduler", "IP:127.0.0.1"),
+                            ("client", "/O=operator/CN=drover-py-client", None),
+                            ("host", "/O=host/CN=py-host", None)):
         d = os.path.join(tmp, name)
         os.mkdir(d)
         argv = ["openssl", "req", "-x509"] + ec + [
             "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem"),
-            "-subj", "/CN=" + cn, "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-subj", subj, "-CA", "ca.pem", "-CAkey", "ca.key",
             "-addext", "basicConstraints=critical,CA:FALSE"]
         if san:
             argv += ["-addext", "subjectAltName=" + san]
@@ -136,20 +138,26 @@ def main():
         if not up:
             return 1
 
-        client = dirs["client"]
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=read(os.path.join(client, "ca.pem")),
-            private_key=read(os.path.join(client, "key.pem")),
-            certificate_chain=read(os.path.join(client, "cert.pem")))
-        channel = grpc.secure_channel(target, creds)
+        def creds_of(d):
+            return grpc.ssl_channel_credentials(
+                root_certificates=read(os.path.join(d, "ca.pem")),
+                private_key=read(os.path.join(d, "key.pem")),
+                certificate_chain=read(os.path.join(d, "cert.pem")))
 
-        def method(name, req, rep):
-            return channel.unary_unary(SERVICE + name,
-                                       request_serializer=req.SerializeToString,
-                                       response_deserializer=rep.FromString)
+        client = dirs["client"]
+        # An operator lists; the host registers itself, with its own
+        # certificate (only a host may register, and only as itself).
+        channel = grpc.secure_channel(target, creds_of(client))
+        host_channel = grpc.secure_channel(target, creds_of(dirs["host"]))
+
+        def method(name, req, rep, ch=channel):
+            return ch.unary_unary(SERVICE + name,
+                                  request_serializer=req.SerializeToString,
+                                  response_deserializer=rep.FromString)
 
         list_hosts = method("ListHosts", pb.ListHostsRequest, pb.ListHostsReply)
-        register = method("RegisterHost", pb.RegisterHostRequest, pb.RegisterHostReply)
+        register = method("RegisterHost", pb.RegisterHostRequest, pb.RegisterHostReply,
+                          host_channel)
 
         try:
             reply = list_hosts(pb.ListHostsRequest(), timeout=10)
@@ -175,7 +183,7 @@ def main():
             ok(False, "ListHosts shows py-host", e)
 
         # Garbage bytes where a message should be: refused, not a crash.
-        raw = channel.unary_unary(SERVICE + "RegisterHost")
+        raw = host_channel.unary_unary(SERVICE + "RegisterHost")
         code = rpc_code(lambda: raw(b"\x0a\x7f\x01", timeout=10))
         ok(code == grpc.StatusCode.INVALID_ARGUMENT, "malformed request -> INVALID_ARGUMENT",
            code)
@@ -184,6 +192,7 @@ def main():
         code = rpc_code(lambda: raw(b"", timeout=10))
         ok(code == grpc.StatusCode.UNIMPLEMENTED, "unknown method -> UNIMPLEMENTED", code)
         channel.close()
+        host_channel.close()
 
         # TLS with our CA but no client certificate: refused.
         anon = grpc.secure_channel(target, grpc.ssl_channel_credentials(

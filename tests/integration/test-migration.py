@@ -292,14 +292,15 @@ def load_pb(tmp):
 
 
 class Agents:
-    """AgentService spoken directly (python3-grpcio), with droverctl's
-    certificate, at the addresses the hosts registered."""
+    """AgentService spoken directly (python3-grpcio), with the scheduler's
+    certificate (only the scheduler may command agents), at the addresses
+    the hosts registered."""
 
     def __init__(self, c, pb):
         import grpc
         self.grpc = grpc
         self.pb = pb
-        pki = c.env["DROVER_TLS_DIR"]
+        pki = os.path.join(c.env["DROVER_CLUSTER_DIR"], "pki", "scheduler")
         rd = lambda f: open(os.path.join(pki, f), "rb").read()  # noqa: E731
         self.creds = grpc.ssl_channel_credentials(rd("ca.pem"), rd("key.pem"),
                                                   rd("cert.pem"))

@@ -137,6 +137,8 @@ server_thread (gpointer data)
   proto_server_add_method (s->server, DROVER_AGENT_SERVICE,
                            DROVER_AGENT_METHOD_MIGRATE_OUT, handle_migrate_out,
                            s);
+  proto_server_set_authz (s->server, DROVER_AGENT_SERVICE, proto_agent_authz,
+                          proto_agent_authz_len);
   g_assert_true (proto_server_start (s->server, "127.0.0.1:0", NULL, &error));
   g_mutex_lock (&s->lock);
   s->port = proto_server_get_port (s->server);
@@ -230,7 +232,7 @@ call (Server *s, const char *what, gboolean cancel, GError **error)
   Drover__V1__MigrateOutRequest req = DROVER__V1__MIGRATE_OUT_REQUEST__INIT;
   Received r = { g_array_new (FALSE, FALSE, sizeof (guint32)), cancel };
 
-  client = proto_client_new (target, NULL, ctx, NULL);
+  client = proto_client_new (target, NULL, PROTO_ROLES_ALL, ctx, NULL);
   g_assert_nonnull (client);
   req.job_id = (char *)what;
   (void)proto_client_stream_sync (client, DROVER_AGENT_SERVICE,

@@ -105,6 +105,8 @@ fake_agent_new (void)
   proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
                            DROVER_AGENT_METHOD_CANCEL_INCOMING, fake_cancel,
                            fake);
+  proto_server_set_authz (fake->server, DROVER_AGENT_SERVICE, proto_agent_authz,
+                          proto_agent_authz_len);
   g_assert_true (
       proto_server_start (fake->server, "127.0.0.1:0", NULL, &error));
   g_assert_no_error (error);

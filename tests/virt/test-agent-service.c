@@ -98,6 +98,8 @@ agent_thread (gpointer data)
       proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
                                DROVER_SCHED_METHOD_REPORT_HOST, sched_report,
                                f);
+      proto_server_set_authz (f->sched, DROVER_SCHED_SERVICE, proto_sched_authz,
+                              proto_sched_authz_len);
       g_assert_true (
           proto_server_start (f->sched, "127.0.0.1:0", NULL, &error));
       sched_addr
@@ -158,7 +160,8 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_nonnull (f->conn);
   target = g_strdup_printf ("127.0.0.1:%d", f->port);
   f->client_ctx = g_main_context_new ();
-  f->client = proto_client_new (target, NULL, f->client_ctx, &error);
+  f->client
+      = proto_client_new (target, NULL, PROTO_ROLES_ALL, f->client_ctx, &error);
   g_assert_no_error (error);
 }
 

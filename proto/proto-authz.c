@@ -1,0 +1,96 @@
+/* The authorization tables: which roles may call each method of the two
+ * services. A method without a row is denied to everyone
+ * (proto_server_set_authz), so a new RPC starts out closed until it gets
+ * its row here, and the authorization matrix test (generated from these
+ * tables, see --print-authz) covers it. */
+#include <string.h>
+
+#include "proto.h"
+
+#define OPERATOR PROTO_ROLE_OPERATOR
+#define READERS (PROTO_ROLE_OPERATOR | PROTO_ROLE_VIEWER)
+
+/* SchedulerService: agents register and report (as themselves, which the
+ * handlers check against the certificate's CN); operators change things;
+ * viewers only look. */
+const ProtoAuthzRule proto_sched_authz[] = {
+  { DROVER_SCHED_METHOD_REGISTER_HOST, PROTO_ROLE_HOST },
+  { DROVER_SCHED_METHOD_REPORT_HOST, PROTO_ROLE_HOST },
+  { DROVER_SCHED_METHOD_LIST_HOSTS, READERS },
+  { DROVER_SCHED_METHOD_LIST_VMS, READERS },
+  { DROVER_SCHED_METHOD_GET_VM, READERS },
+  { DROVER_SCHED_METHOD_CREATE_VM, OPERATOR },
+  { DROVER_SCHED_METHOD_START_VM, OPERATOR },
+  { DROVER_SCHED_METHOD_STOP_VM, OPERATOR },
+  { DROVER_SCHED_METHOD_DESTROY_VM, OPERATOR },
+  { DROVER_SCHED_METHOD_DELETE_VM, OPERATOR },
+  { DROVER_SCHED_METHOD_READ_CONSOLE, READERS },
+  { DROVER_SCHED_METHOD_LIST_JOBS, READERS },
+  { DROVER_SCHED_METHOD_WATCH_JOB, READERS },
+  { DROVER_SCHED_METHOD_MIGRATE_VM, OPERATOR },
+};
+const gsize proto_sched_authz_len = G_N_ELEMENTS (proto_sched_authz);
+
+/* AgentService: only the scheduler commands an agent. Another host's
+ * agent may read a console, to carry its history along with a VM that
+ * migrated (the handler serves only VMs that left for that host... see
+ * agent-console.c). Operators never talk to agents. */
+const ProtoAuthzRule proto_agent_authz[] = {
+  { DROVER_AGENT_METHOD_CREATE_VM, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_START_VM, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_STOP_VM, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_DESTROY_VM, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_DELETE_VM, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_READ_CONSOLE, PROTO_ROLE_SCHEDULER | PROTO_ROLE_HOST },
+  { DROVER_AGENT_METHOD_GET_HOST_INFO, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_PREPARE_INCOMING, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_MIGRATE_OUT, PROTO_ROLE_SCHEDULER },
+  { DROVER_AGENT_METHOD_CANCEL_INCOMING, PROTO_ROLE_SCHEDULER },
+};
+const gsize proto_agent_authz_len = G_N_ELEMENTS (proto_agent_authz);
+
+char *
+proto_authz_describe (const ProtobufCServiceDescriptor *service,
+                      const ProtoAuthzRule *rules, gsize n_rules)
+{
+  GString *out = g_string_new (NULL);
+  const char *short_name = strrchr (service->name, '.');
+
+  short_name = short_name ? short_name + 1 : service->name;
+  for (guint m = 0; m < service->n_methods; m++)
+    {
+      guint roles = 0;
+      gboolean listed = FALSE;
+
+      for (gsize i = 0; i < n_rules; i++)
+        if (rules[i].method_index == m)
+          {
+            roles |= rules[i].roles;
+            listed = TRUE;
+          }
+      g_string_append_printf (out, "%s/%s ", short_name,
+                              service->methods[m].name);
+      if (!listed || roles == 0)
+        g_string_append (out, "-\n");
+      else
+        {
+          static const ProtoRole order[] = {
+            PROTO_ROLE_HOST,
+            PROTO_ROLE_SCHEDULER,
+            PROTO_ROLE_OPERATOR,
+            PROTO_ROLE_VIEWER,
+          };
+          gboolean first = TRUE;
+
+          for (gsize r = 0; r < G_N_ELEMENTS (order); r++)
+            if (roles & order[r])
+              {
+                g_string_append_printf (out, "%s%s", first ? "" : ",",
+                                        proto_role_to_string (order[r]));
+                first = FALSE;
+              }
+          g_string_append_c (out, '\n');
+        }
+    }
+  return g_string_free (out, FALSE);
+}
