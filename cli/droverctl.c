@@ -44,30 +44,35 @@ static const char usage_text[]
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
       "Run 'droverctl VERB --help' for a verb's options.\n";
 
+static void print_error_va (const char *format, va_list ap)
+    G_GNUC_PRINTF (1, 0);
+static void
+print_error_va (const char *format, va_list ap)
+{
+  g_autofree char *msg = g_strdup_vprintf (format, ap);
+
+  fflush (stdout);
+  fprintf (stderr, "droverctl: error: %s\n", msg);
+}
+
 void
 ctl_print_error (const char *format, ...)
 {
   va_list ap;
-  g_autofree char *msg = NULL;
 
   va_start (ap, format);
-  msg = g_strdup_vprintf (format, ap);
+  print_error_va (format, ap);
   va_end (ap);
-  fflush (stdout);
-  fprintf (stderr, "droverctl: error: %s\n", msg);
 }
 
 int
 ctl_usage_error (const char *usage, const char *format, ...)
 {
   va_list ap;
-  g_autofree char *msg = NULL;
 
   va_start (ap, format);
-  msg = g_strdup_vprintf (format, ap);
+  print_error_va (format, ap);
   va_end (ap);
-  fflush (stdout);
-  fprintf (stderr, "droverctl: error: %s\n", msg);
   if (usage != NULL)
     fprintf (stderr, "Usage: droverctl %s\n", usage);
   else

@@ -49,74 +49,69 @@ proto_unref_grpc (void)
   grpc_shutdown ();
 }
 
+/* Every channel argument Drover sets, with its value on clients and on
+ * servers (NONE: not set on that side).
+ *
+ * Keepalive: clients ping every 20 s of idleness (also without calls:
+ * agents keep long-lived channels to the scheduler), the server allows
+ * pings every 10 s, so it never answers GOAWAY too_many_pings. The server
+ * pings too, to notice clients that vanished mid-stream. */
+#define NONE G_MININT
+static const struct
+{
+  const char *key;
+  int client, server;
+} channel_args[] = {
+  { GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, PROTO_MAX_MESSAGE_SIZE,
+    PROTO_MAX_MESSAGE_SIZE },
+  { GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, PROTO_MAX_MESSAGE_SIZE,
+    PROTO_MAX_MESSAGE_SIZE },
+  { GRPC_ARG_KEEPALIVE_TIME_MS, 20000, 30000 },
+  { GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000, 10000 },
+  { GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1, 1 },
+  { GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, NONE, 10000 },
+  { GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0, 0 },
+  /* Daemons restart: reconnect within seconds, not minutes. */
+  { GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500, NONE },
+  { GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000, NONE },
+  /* No service config lookups, no proxies: loopback / cluster only. */
+  { GRPC_ARG_ENABLE_HTTP_PROXY, 0, NONE },
+  /* gRPC sets SO_REUSEPORT by default: a second daemon on the same port
+   * would then start fine and silently share the connections. */
+  { GRPC_ARG_ALLOW_REUSEPORT, NONE, 0 },
+};
+
+/* Builds one side's grpc_channel_args from the table. */
+static grpc_channel_args *
+channel_args_new (gboolean server)
+{
+  grpc_channel_args *args = g_new0 (grpc_channel_args, 1);
+
+  args->args = g_new0 (grpc_arg, G_N_ELEMENTS (channel_args));
+  for (gsize i = 0; i < G_N_ELEMENTS (channel_args); i++)
+    {
+      int value = server ? channel_args[i].server : channel_args[i].client;
+
+      if (value == NONE)
+        continue;
+      args->args[args->num_args++] = (grpc_arg){
+        .type = GRPC_ARG_INTEGER,
+        .key = (char *)channel_args[i].key,
+        .value.integer = value,
+      };
+    }
+  return args;
+}
+
 const grpc_channel_args *
 proto_channel_args (gboolean server)
 {
-  /* Keepalive: clients ping every 20 s of idleness (also without calls:
-   * agents keep long-lived channels to the scheduler), the server allows
-   * pings every 10 s, so it never answers GOAWAY too_many_pings. The
-   * server pings too, to notice clients that vanished mid-stream. */
-  static grpc_arg client_args[] = {
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-      { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-      { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
-      { .integer = 20000 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-      { .integer = 10000 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-      { .integer = 1 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
-      { .integer = 0 } },
-    /* Daemons restart: reconnect within seconds, not minutes. */
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-      { .integer = 500 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-      { .integer = 5000 } },
-    /* No service config lookups, no proxies: loopback / cluster only. */
-    { GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_HTTP_PROXY, { .integer = 0 } },
-  };
-  static grpc_arg server_args[] = {
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-      { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-      { .integer = PROTO_MAX_MESSAGE_SIZE } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
-      { .integer = 30000 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-      { .integer = 10000 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-      { .integer = 1 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-      { .integer = 10000 } },
-    { GRPC_ARG_INTEGER,
-      (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
-      { .integer = 0 } },
-    /* gRPC sets SO_REUSEPORT by default: a second daemon on the same
-     * port would then start fine and silently share the connections. */
-    { GRPC_ARG_INTEGER, (char *)GRPC_ARG_ALLOW_REUSEPORT, { .integer = 0 } },
-  };
-  static const grpc_channel_args cargs
-      = { G_N_ELEMENTS (client_args), client_args };
-  static const grpc_channel_args sargs
-      = { G_N_ELEMENTS (server_args), server_args };
+  /* Built once per side and kept for the process. */
+  static grpc_channel_args *sides[2];
 
-  return server ? &sargs : &cargs;
+  if (g_once_init_enter (&sides[server != 0]))
+    g_once_init_leave (&sides[server != 0], channel_args_new (server));
+  return sides[server != 0];
 }
 
 gboolean
