@@ -1,0 +1,36 @@
+/* In-process gRPC servers for the tests: a ProtoServer made from a table
+ * of handlers, on 127.0.0.1 on a free port. Run it in a TestThread
+ * (test-support.h) when the test calls it with blocking client calls. */
+#pragma once
+
+#include "proto.h"
+#include "test-support.h"
+
+/* One method of a test server: method index (DROVER_..._METHOD_...) and
+ * its handler. */
+typedef struct
+{
+  guint method;
+  ProtoHandler handler;
+} TestMethod;
+
+/* A service as a test serves it: METHODS of SERVICE, under the
+ * authorization table AUTHZ (a method without a row is denied to all). */
+typedef struct
+{
+  const ProtobufCServiceDescriptor *service;
+  const TestMethod *methods;
+  gsize n_methods;
+  const ProtoAuthzRule *authz;
+  gsize n_authz;
+} TestService;
+
+/* Serves SERVICE (every handler called with DATA) in CTX (NULL: the
+ * thread default), with TLS (NULL: insecure). NULL with ERROR when it
+ * does not start. Free with proto_server_free in CTX's thread. */
+ProtoServer *test_server_new (const TestService *service, gpointer data,
+                              GMainContext *ctx, const ProtoTls *tls,
+                              GError **error);
+
+/* "127.0.0.1:PORT" of a started SERVER. Free with g_free. */
+char *test_server_address (ProtoServer *server);
