@@ -1,5 +1,5 @@
 /* Helpers every Drover test binary may use: GLib only (no module of the
- * tree). The gRPC ones are in test-server.h, the scheduler's row
+ * tree). The gRPC ones are in test-rpc.h, the scheduler's row
  * builders in test-sched.h. */
 #pragma once
 
@@ -63,15 +63,19 @@ typedef struct _TestThread TestThread;
 /* Runs in a TestThread's own context: FALSE with ERROR when the thing it
  * starts does not start. */
 typedef gboolean (*TestThreadStartFunc) (gpointer data, GError **error);
+typedef void (*TestThreadFunc) (gpointer data);
 
 /* A thread NAME with a main context of its own, pushed as its thread
  * default. START (DATA) runs there first and this returns once it has,
  * failing the test if START failed. Then the thread runs the context's
  * loop until test_thread_stop(). */
 TestThread *test_thread_start (const char *name, TestThreadStartFunc start,
-                               GFunc stop, gpointer data);
+                               TestThreadFunc stop, gpointer data);
 
-/* Quits the loop; STOP (DATA, NULL) (if not NULL) runs in the thread's
+/* Runs FUNC (DATA) in T's context and returns once it has. */
+void test_thread_call (TestThread *t, TestThreadFunc func, gpointer data);
+
+/* Quits the loop; STOP (DATA) (if not NULL) runs in the thread's
  * context, which then dispatches what it still has pending (timers and
  * idles that own memory); joins the thread and frees T. */
 void test_thread_stop (TestThread *t);

@@ -8,7 +8,7 @@ struct _TestThread
   GMainContext *ctx;
   GMainLoop *loop;
   TestThreadStartFunc start;
-  GFunc stop;
+  TestThreadFunc stop;
   gpointer data;
   GMutex lock;
   GCond cond;
@@ -35,7 +35,7 @@ thread_main (gpointer data)
     {
       g_main_loop_run (t->loop);
       if (t->stop)
-        t->stop (t->data, NULL);
+        t->stop (t->data);
     }
   while (g_main_context_iteration (t->ctx, FALSE))
     ;
@@ -44,8 +44,8 @@ thread_main (gpointer data)
 }
 
 TestThread *
-test_thread_start (const char *name, TestThreadStartFunc start, GFunc stop,
-                   gpointer data)
+test_thread_start (const char *name, TestThreadStartFunc start,
+                   TestThreadFunc stop, gpointer data)
 {
   TestThread *t = g_new0 (TestThread, 1);
 
@@ -65,6 +65,49 @@ test_thread_start (const char *name, TestThreadStartFunc start, GFunc stop,
   return t;
 }
 
+static void
+attach_idle (TestThread *t, GSourceFunc func, gpointer data)
+{
+  GSource *src = g_idle_source_new ();
+
+  g_source_set_callback (src, func, data, NULL);
+  g_source_attach (src, t->ctx);
+  g_source_unref (src);
+}
+
+typedef struct
+{
+  TestThread *t;
+  TestThreadFunc func;
+  gpointer data;
+  gboolean done; /* t->lock */
+} Call;
+
+static gboolean
+call_in_thread (gpointer data)
+{
+  Call *c = data;
+
+  c->func (c->data);
+  g_mutex_lock (&c->t->lock);
+  c->done = TRUE;
+  g_cond_broadcast (&c->t->cond);
+  g_mutex_unlock (&c->t->lock);
+  return G_SOURCE_REMOVE;
+}
+
+void
+test_thread_call (TestThread *t, TestThreadFunc func, gpointer data)
+{
+  Call c = { t, func, data, FALSE };
+
+  attach_idle (t, call_in_thread, &c);
+  g_mutex_lock (&t->lock);
+  while (!c.done)
+    g_cond_wait (&t->cond, &t->lock);
+  g_mutex_unlock (&t->lock);
+}
+
 static gboolean
 quit_loop (gpointer data)
 {
@@ -77,11 +120,7 @@ test_thread_stop (TestThread *t)
 {
   /* From the loop itself: a g_main_loop_quit() from here before the
    * thread reached g_main_loop_run() would be lost. */
-  GSource *src = g_idle_source_new ();
-
-  g_source_set_callback (src, quit_loop, t->loop, NULL);
-  g_source_attach (src, t->ctx);
-  g_source_unref (src);
+  attach_idle (t, quit_loop, t->loop);
   g_thread_join (t->thread);
   g_main_loop_unref (t->loop);
   g_main_context_unref (t->ctx);

@@ -7,6 +7,7 @@
  * Waiting is by events, never by time: the main context is iterated
  * until the job's stored state is final. */
 #include "sched-private.h"
+#include "test-rpc.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
@@ -91,27 +92,22 @@ fake_cancel (ProtoServerCall *call, const ProtobufCMessage *request,
 static FakeAgent *
 fake_agent_new (void)
 {
+  const TestRpcMethod methods[] = {
+    { DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare },
+    { DROVER_AGENT_METHOD_MIGRATE_OUT, fake_migrate_out },
+    { DROVER_AGENT_METHOD_CANCEL_INCOMING, fake_cancel },
+  };
+  const TestRpcService service = {
+    DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
+    proto_agent_authz_len,
+  };
   FakeAgent *fake = g_new0 (FakeAgent, 1);
   g_autoptr (GError) error = NULL;
 
   fake->events = g_ptr_array_new_with_free_func (g_free);
-  fake->server = proto_server_new (NULL);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare,
-                           fake);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_MIGRATE_OUT, fake_migrate_out,
-                           fake);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_CANCEL_INCOMING, fake_cancel,
-                           fake);
-  proto_server_set_authz (fake->server, DROVER_AGENT_SERVICE, proto_agent_authz,
-                          proto_agent_authz_len);
-  g_assert_true (
-      proto_server_start (fake->server, "127.0.0.1:0", NULL, &error));
+  fake->server = test_rpc_server_new (&service, fake, NULL, NULL, &error);
   g_assert_no_error (error);
-  fake->address
-      = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (fake->server));
+  fake->address = test_rpc_address (fake->server);
   return fake;
 }
 

@@ -12,25 +12,25 @@ typedef struct
 {
   guint method;
   ProtoHandler handler;
-} TestMethod;
+} TestRpcMethod;
 
 /* A service as a test serves it: METHODS of SERVICE, under the
  * authorization table AUTHZ (a method without a row is denied to all). */
 typedef struct
 {
   const ProtobufCServiceDescriptor *service;
-  const TestMethod *methods;
+  const TestRpcMethod *methods;
   gsize n_methods;
   const ProtoAuthzRule *authz;
   gsize n_authz;
-} TestService;
+} TestRpcService;
 
 /* Serves SERVICE (every handler called with DATA) in CTX (NULL: the
  * thread default), with TLS (NULL: insecure). NULL with ERROR when it
  * does not start. Free with proto_server_free in CTX's thread. */
-ProtoServer *test_server_new (const TestService *service, gpointer data,
-                              GMainContext *ctx, const ProtoTls *tls,
-                              GError **error);
+ProtoServer *test_rpc_server_new (const TestRpcService *service, gpointer data,
+                                  GMainContext *ctx, const ProtoTls *tls,
+                                  GError **error);
 
 /* "127.0.0.1:PORT" of a started SERVER. Free with g_free. */
-char *test_server_address (ProtoServer *server);
+char *test_rpc_address (ProtoServer *server);

@@ -1,9 +1,9 @@
 /* A ProtoServer made from a table of handlers. */
-#include "test-server.h"
+#include "test-rpc.h"
 
 ProtoServer *
-test_server_new (const TestService *service, gpointer data, GMainContext *ctx,
-                 const ProtoTls *tls, GError **error)
+test_rpc_server_new (const TestRpcService *service, gpointer data,
+                     GMainContext *ctx, const ProtoTls *tls, GError **error)
 {
   g_autoptr (ProtoServer) server = proto_server_new (ctx);
 
@@ -19,7 +19,7 @@ test_server_new (const TestService *service, gpointer data, GMainContext *ctx,
 }
 
 char *
-test_server_address (ProtoServer *server)
+test_rpc_address (ProtoServer *server)
 {
   return g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (server));
 }
