@@ -6,14 +6,11 @@
  *
  * Waiting is by events, never by time: the main context is iterated
  * until the job's stored state is final. */
-#include "sched-private.h"
 #include "test-rpc.h"
+#include "test-sched.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
-
-#define MiB (1024ull * 1024)
-#define GiB (1024ull * MiB)
 
 #define CHANNEL_ADDRESS "127.0.0.1:9"
 
@@ -132,18 +129,12 @@ typedef struct
 static void
 put_host (Fixture *f, const char *name)
 {
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__HostInfo info
+      = test_host_info (name, 8, 8 * GiB, 100 * GiB, PROTO_ACCEL_TCG);
   g_autoptr (SchedHost) host = NULL;
   g_autoptr (GError) error = NULL;
 
-  info.name = (char *)name;
   info.address = f->fake->address;
-  info.cpus = 8;
-  info.memory_total = 8 * GiB;
-  info.memory_free = 8 * GiB;
-  info.data_total = 100 * GiB;
-  info.data_free = 100 * GiB;
-  info.accel = (char *)PROTO_ACCEL_TCG;
   host = sched_host_new (&info, PROTO_HOST_UP,
                          sched_registry_now (f->svc->registry));
   g_assert_true (sched_store_put_host (f->svc->store, host, &error));
@@ -153,14 +144,10 @@ put_host (Fixture *f, const char *name)
 static void
 put_vm (Fixture *f, const char *name, const char *host, const char *state)
 {
-  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedVm) vm
+      = test_sched_vm_new (name, host, state, 1, 256 * MiB, 0);
   g_autoptr (GError) error = NULL;
 
-  spec.name = (char *)name;
-  spec.vcpus = 1;
-  spec.memory = 256 * MiB;
-  vm = sched_vm_new (&spec, host, state, NULL, 0);
   g_assert_true (sched_store_put_vm (f->svc->store, vm, &error));
   g_assert_no_error (error);
 }
@@ -174,8 +161,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   SchedConfig config = { 0 };
 
-  f->dir = g_dir_make_tmp ("drover-migrator-XXXXXX", &error);
-  g_assert_no_error (error);
+  f->dir = test_tmp_dir_new ("drover-migrator-XXXXXX");
   f->fake = fake_agent_new ();
   config.state_dir = f->dir;
   config.cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
@@ -194,16 +180,9 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  const char *files[] = { "drover.db", "drover.db-wal", "drover.db-shm" };
-
   sched_service_free (f->svc);
   fake_agent_free (f->fake);
-  for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
-    {
-      g_autofree char *path = g_build_filename (f->dir, files[i], NULL);
-      g_unlink (path);
-    }
-  g_rmdir (f->dir);
+  test_tmp_dir_remove (f->dir);
   g_free (f->dir);
 }
 
@@ -403,18 +382,19 @@ test_stop (Fixture *f, gconstpointer data)
 int
 main (int argc, char **argv)
 {
+  static const TestCase cases[] = {
+    TEST_WITH_FIXTURE ("/sched-migrator/submit/refuses", test_refuses),
+    TEST_WITH_FIXTURE ("/sched-migrator/submit/runs", test_runs),
+    TEST_WITH_FIXTURE ("/sched-migrator/submit/queues", test_queues),
+    TEST_WITH_FIXTURE ("/sched-migrator/submit/stop", test_stop),
+  };
+  static const TestFixture fixture
+      = TEST_FIXTURE (Fixture, fixture_setup, fixture_teardown);
   int rc;
 
   g_test_init (&argc, &argv, NULL);
   proto_init ();
-  g_test_add ("/sched-migrator/submit/refuses", Fixture, NULL, fixture_setup,
-              test_refuses, fixture_teardown);
-  g_test_add ("/sched-migrator/submit/runs", Fixture, NULL, fixture_setup,
-              test_runs, fixture_teardown);
-  g_test_add ("/sched-migrator/submit/queues", Fixture, NULL, fixture_setup,
-              test_queues, fixture_teardown);
-  g_test_add ("/sched-migrator/submit/stop", Fixture, NULL, fixture_setup,
-              test_stop, fixture_teardown);
+  test_add_cases (cases, G_N_ELEMENTS (cases), &fixture);
   rc = g_test_run ();
   proto_shutdown ();
   return rc;
