@@ -14,6 +14,11 @@ test_add_cases (const TestCase *cases, gsize n_cases,
           g_test_add_func (c->path, c->func);
           continue;
         }
+      if (c->data_func)
+        {
+          g_test_add_data_func (c->path, c->data, c->data_func);
+          continue;
+        }
       g_assert_nonnull (fixture);
       g_test_add_vtable (c->path, fixture->size, c->data, fixture->setup,
                          c->fixture_func, fixture->teardown);

@@ -7,15 +7,23 @@
 
 /* --- test cases ---------------------------------------------------------- */
 
-/* One GTest case of a table: a plain test (FUNC), or a test run with the
- * table's fixture (FIXTURE_FUNC, given DATA). */
+/* One GTest case of a table: a plain test (FUNC), a test given DATA
+ * (DATA_FUNC), or a test run with the table's fixture (FIXTURE_FUNC,
+ * given DATA). */
 typedef struct
 {
   const char *path;
   GTestFunc func;
+  GTestDataFunc data_func;
   GTestFixtureFunc fixture_func;
   gconstpointer data;
 } TestCase;
+
+/* A row that runs FUNC (DATA). */
+#define TEST_WITH_DATA(path, func, data)                                       \
+  {                                                                            \
+    (path), NULL, (func), NULL, (data)                                         \
+  }
 
 /* The fixture of a table: its size and how to set it up and tear it
  * down (GTest's g_test_add, without the macro). */
@@ -31,7 +39,7 @@ typedef struct
 #define TEST_WITH_FIXTURE(path, func) TEST_WITH_FIXTURE_DATA (path, func, NULL)
 #define TEST_WITH_FIXTURE_DATA(path, func, data)                               \
   {                                                                            \
-    (path), NULL, (GTestFixtureFunc)(func), (data)                             \
+    (path), NULL, NULL, (GTestFixtureFunc)(func), (data)                       \
   }
 
 /* FIXTURE for the struct TYPE set up and torn down by SETUP / TEARDOWN. */

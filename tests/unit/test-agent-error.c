@@ -3,6 +3,7 @@
 #include "agent-private.h"
 #include "mig-migrate.h"
 #include "stor.h"
+#include "test-support.h"
 
 static void
 test_to_status (void)
@@ -55,7 +56,11 @@ test_to_status (void)
 int
 main (int argc, char **argv)
 {
+  static const TestCase cases[] = {
+    { "/agent/error/to-status", test_to_status },
+  };
+
   g_test_init (&argc, &argv, NULL);
-  g_test_add_func ("/agent/error/to-status", test_to_status);
+  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
   return g_test_run ();
 }
