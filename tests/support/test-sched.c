@@ -66,8 +66,7 @@ test_sched_add_host (GPtrArray *hosts, const char *name, const char *state,
 
 void
 test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
-                   const char *state, guint vcpus, guint64 memory,
-                   guint64 disk)
+                   const char *state, guint vcpus, guint64 memory, guint64 disk)
 {
   g_ptr_array_add (vms,
                    test_sched_vm_new (name, host, state, vcpus, memory, disk));
@@ -89,8 +88,7 @@ open_store (TestSchedStore *f)
   f->store = sched_store_open_sqlite (f->dir, &error);
   g_assert_no_error (error);
   g_assert_nonnull (f->store);
-  f->reg = sched_registry_new (f->store, TEST_SCHED_INTERVAL_MS, fake_clock,
-                               f);
+  f->reg = sched_registry_new (f->store, TEST_SCHED_INTERVAL_MS, fake_clock, f);
 }
 
 static void
@@ -122,6 +120,3 @@ test_sched_store_restart (TestSchedStore *f)
   close_store (f);
   open_store (f);
 }
-
-const TestFixture test_sched_store_fixture = TEST_FIXTURE (
-    TestSchedStore, test_sched_store_setup, test_sched_store_teardown);

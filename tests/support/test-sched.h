@@ -18,9 +18,8 @@ Drover__V1__HostInfo test_host_info (const char *name, guint cpus,
 
 /* A spec NAME with VCPUS, MEMORY, DISK and ACCEL (NULL: none); the
  * strings are not copied. */
-Drover__V1__VmSpec test_vm_spec (const char *name, guint vcpus,
-                                 guint64 memory, guint64 disk,
-                                 const char *accel);
+Drover__V1__VmSpec test_vm_spec (const char *name, guint vcpus, guint64 memory,
+                                 guint64 disk, const char *accel);
 
 /* The VM NAME of test_vm_spec (no accel) on HOST in STATE, not reported
  * yet. Free with sched_vm_free. */
@@ -32,9 +31,9 @@ SchedVm *test_sched_vm_new (const char *name, const char *host,
  * (seen at time 0) to them. */
 GPtrArray *test_sched_hosts_new (void);
 GPtrArray *test_sched_vms_new (void);
-void test_sched_add_host (GPtrArray *hosts, const char *name,
-                          const char *state, guint cpus, guint64 memory,
-                          guint64 data, const char *accel);
+void test_sched_add_host (GPtrArray *hosts, const char *name, const char *state,
+                          guint cpus, guint64 memory, guint64 data,
+                          const char *accel);
 void test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
                         const char *state, guint vcpus, guint64 memory,
                         guint64 disk);
@@ -56,6 +55,3 @@ void test_sched_store_setup (TestSchedStore *f, gconstpointer data);
 void test_sched_store_teardown (TestSchedStore *f, gconstpointer data);
 /* A scheduler restart: a new registry over the store reopened. */
 void test_sched_store_restart (TestSchedStore *f);
-
-/* The fixture of a test table over TestSchedStore. */
-extern const TestFixture test_sched_store_fixture;

@@ -5,54 +5,6 @@
 
 #include <glib.h>
 
-/* --- test cases ---------------------------------------------------------- */
-
-/* One GTest case of a table: a plain test (FUNC), a test given DATA
- * (DATA_FUNC), or a test run with the table's fixture (FIXTURE_FUNC,
- * given DATA). */
-typedef struct
-{
-  const char *path;
-  GTestFunc func;
-  GTestDataFunc data_func;
-  GTestFixtureFunc fixture_func;
-  gconstpointer data;
-} TestCase;
-
-/* A row that runs FUNC (DATA). */
-#define TEST_WITH_DATA(path, func, data)                                       \
-  {                                                                            \
-    (path), NULL, (func), NULL, (data)                                         \
-  }
-
-/* The fixture of a table: its size and how to set it up and tear it
- * down (GTest's g_test_add, without the macro). */
-typedef struct
-{
-  gsize size;
-  GTestFixtureFunc setup;
-  GTestFixtureFunc teardown;
-} TestFixture;
-
-/* A row that runs FUNC (void (*) (Fixture *, gconstpointer)) with the
- * table's fixture, and the same with DATA. */
-#define TEST_WITH_FIXTURE(path, func) TEST_WITH_FIXTURE_DATA (path, func, NULL)
-#define TEST_WITH_FIXTURE_DATA(path, func, data)                               \
-  {                                                                            \
-    (path), NULL, NULL, (GTestFixtureFunc)(func), (data)                       \
-  }
-
-/* FIXTURE for the struct TYPE set up and torn down by SETUP / TEARDOWN. */
-#define TEST_FIXTURE(type, setup, teardown)                                    \
-  {                                                                            \
-    sizeof (type), (GTestFixtureFunc)(setup), (GTestFixtureFunc)(teardown)     \
-  }
-
-/* Registers the N_CASES CASES with GTest (after g_test_init). FIXTURE may
- * be NULL when no case uses one. */
-void test_add_cases (const TestCase *cases, gsize n_cases,
-                     const TestFixture *fixture);
-
 /* --- temporary directories ----------------------------------------------- */
 
 /* A new directory under the temporary directory, from TEMPLATE

@@ -3,7 +3,6 @@
 #include "agent-private.h"
 #include "mig-migrate.h"
 #include "stor.h"
-#include "test-support.h"
 
 static void
 test_to_status (void)
@@ -56,11 +55,7 @@ test_to_status (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/agent/error/to-status", test_to_status },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/agent/error/to-status", test_to_status);
   return g_test_run ();
 }

@@ -286,13 +286,9 @@ test_cancel (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/agent/stream/order-and-end", test_order_and_end },
-    { "/agent/stream/cancel", test_cancel },
-  };
-
   g_test_init (&argc, &argv, NULL);
   proto_init ();
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/agent/stream/order-and-end", test_order_and_end);
+  g_test_add_func ("/agent/stream/cancel", test_cancel);
   return g_test_run ();
 }

@@ -5,7 +5,6 @@
 
 #include "cli.h"
 #include "drover.pb-c.h"
-#include "test-support.h"
 
 static void
 test_size_valid (void)
@@ -410,20 +409,16 @@ test_migration_summary (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/cli/size/valid", test_size_valid },
-    { "/cli/size/invalid", test_size_invalid },
-    { "/cli/json/escape", test_json_escape },
-    { "/cli/json/writer", test_json_writer },
-    { "/cli/json/message", test_json_message },
-    { "/cli/table/render", test_table },
-    { "/cli/table/empty", test_table_empty },
-    { "/cli/migration/duration-rate", test_duration_rate },
-    { "/cli/migration/line", test_migration_line },
-    { "/cli/migration/summary", test_migration_summary },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/cli/size/valid", test_size_valid);
+  g_test_add_func ("/cli/size/invalid", test_size_invalid);
+  g_test_add_func ("/cli/json/escape", test_json_escape);
+  g_test_add_func ("/cli/json/writer", test_json_writer);
+  g_test_add_func ("/cli/json/message", test_json_message);
+  g_test_add_func ("/cli/table/render", test_table);
+  g_test_add_func ("/cli/table/empty", test_table_empty);
+  g_test_add_func ("/cli/migration/duration-rate", test_duration_rate);
+  g_test_add_func ("/cli/migration/line", test_migration_line);
+  g_test_add_func ("/cli/migration/summary", test_migration_summary);
   return g_test_run ();
 }

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "agent-private.h"
-#include "test-support.h"
 
 static Drover__V1__VmSpec *
 make_spec (const char *name, const char *cmdline)
@@ -219,15 +218,12 @@ test_parse_foreign (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/agent/domain-xml/round-trip", test_round_trip },
-    { "/agent/domain-xml/types-and-no-disk", test_types_and_no_disk },
-    { "/agent/domain-xml/hostile-strings", test_hostile_strings },
-    { "/agent/domain-xml/parse-foreign", test_parse_foreign },
-  };
-
   xmlInitParser ();
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/agent/domain-xml/round-trip", test_round_trip);
+  g_test_add_func ("/agent/domain-xml/types-and-no-disk",
+                   test_types_and_no_disk);
+  g_test_add_func ("/agent/domain-xml/hostile-strings", test_hostile_strings);
+  g_test_add_func ("/agent/domain-xml/parse-foreign", test_parse_foreign);
   return g_test_run ();
 }

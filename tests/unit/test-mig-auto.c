@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "mig-auto.h"
-#include "test-support.h"
 
 #define MB 1e6
 #define SAMPLE (64 * 1024) /* lz4 sample bytes per window */
@@ -582,31 +581,34 @@ test_figures_kept (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/mig-auto/network-bound/turns-on", test_network_bound_turns_on },
-    { "/mig-auto/network-bound/rate-limit-caps-link",
-      test_rate_limit_caps_link },
-    { "/mig-auto/network-bound/without-tcp", test_network_bound_without_tcp },
-    { "/mig-auto/off/receiver-bound", test_receiver_bound_stays_off },
-    { "/mig-auto/off/receiver-share-needs-time",
-      test_receiver_share_needs_time },
-    { "/mig-auto/off/incompressible", test_incompressible_stays_off },
-    { "/mig-auto/off/producer-bound", test_producer_bound_stays_off },
-    { "/mig-auto/off/lz4-too-slow", test_lz4_too_slow },
-    { "/mig-auto/switch/ratio-collapse", test_ratio_collapse },
-    { "/mig-auto/switch/backs-off", test_backs_off_after_failed_trial },
-    { "/mig-auto/switch/producer-pause", test_producer_pause_no_backoff },
-    { "/mig-auto/switch/confirmation", test_confirmation_windows },
-    { "/mig-auto/hint/slow-fast-random", test_link_hint },
-    { "/mig-auto/hint/demand", test_link_hint_demand },
-    { "/mig-auto/hint/follows-data", test_link_hint_follows_data },
-    { "/mig-auto/mode-on", test_mode_on },
-    { "/mig-auto/windows", test_windows },
-    { "/mig-auto/figures-kept", test_figures_kept },
-  };
-
   g_test_init (&argc, &argv, NULL);
 
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/mig-auto/network-bound/turns-on",
+                   test_network_bound_turns_on);
+  g_test_add_func ("/mig-auto/network-bound/rate-limit-caps-link",
+                   test_rate_limit_caps_link);
+  g_test_add_func ("/mig-auto/network-bound/without-tcp",
+                   test_network_bound_without_tcp);
+  g_test_add_func ("/mig-auto/off/receiver-bound",
+                   test_receiver_bound_stays_off);
+  g_test_add_func ("/mig-auto/off/receiver-share-needs-time",
+                   test_receiver_share_needs_time);
+  g_test_add_func ("/mig-auto/off/incompressible",
+                   test_incompressible_stays_off);
+  g_test_add_func ("/mig-auto/off/producer-bound",
+                   test_producer_bound_stays_off);
+  g_test_add_func ("/mig-auto/off/lz4-too-slow", test_lz4_too_slow);
+  g_test_add_func ("/mig-auto/switch/ratio-collapse", test_ratio_collapse);
+  g_test_add_func ("/mig-auto/switch/backs-off",
+                   test_backs_off_after_failed_trial);
+  g_test_add_func ("/mig-auto/switch/producer-pause",
+                   test_producer_pause_no_backoff);
+  g_test_add_func ("/mig-auto/switch/confirmation", test_confirmation_windows);
+  g_test_add_func ("/mig-auto/hint/slow-fast-random", test_link_hint);
+  g_test_add_func ("/mig-auto/hint/demand", test_link_hint_demand);
+  g_test_add_func ("/mig-auto/hint/follows-data", test_link_hint_follows_data);
+  g_test_add_func ("/mig-auto/mode-on", test_mode_on);
+  g_test_add_func ("/mig-auto/windows", test_windows);
+  g_test_add_func ("/mig-auto/figures-kept", test_figures_kept);
   return g_test_run ();
 }

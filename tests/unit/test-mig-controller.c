@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "mig-migrate.h"
-#include "test-support.h"
 
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
@@ -296,21 +295,21 @@ test_job_ids (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/mig/ctl/config-defaults", test_config_defaults },
-    { "/mig/ctl/downtime-steps", test_downtime_steps },
-    { "/mig/ctl/skipped-iterations", test_skipped_iterations },
-    { "/mig/ctl/geometric-never-raises", test_geometric_never_raises },
-    { "/mig/ctl/projection-keeps-limit", test_projection_keeps_limit },
-    { "/mig/ctl/stall-forces-switchover", test_stall_forces_switchover },
-    { "/mig/ctl/converging-never-forced", test_converging_never_forced },
-    { "/mig/ctl/timeout-aborts", test_timeout_aborts },
-    { "/mig/ctl/eta", test_eta },
-    { "/mig/xml/rewrite", test_xml_rewrite },
-    { "/mig/job-ids", test_job_ids },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/mig/ctl/config-defaults", test_config_defaults);
+  g_test_add_func ("/mig/ctl/downtime-steps", test_downtime_steps);
+  g_test_add_func ("/mig/ctl/skipped-iterations", test_skipped_iterations);
+  g_test_add_func ("/mig/ctl/geometric-never-raises",
+                   test_geometric_never_raises);
+  g_test_add_func ("/mig/ctl/projection-keeps-limit",
+                   test_projection_keeps_limit);
+  g_test_add_func ("/mig/ctl/stall-forces-switchover",
+                   test_stall_forces_switchover);
+  g_test_add_func ("/mig/ctl/converging-never-forced",
+                   test_converging_never_forced);
+  g_test_add_func ("/mig/ctl/timeout-aborts", test_timeout_aborts);
+  g_test_add_func ("/mig/ctl/eta", test_eta);
+  g_test_add_func ("/mig/xml/rewrite", test_xml_rewrite);
+  g_test_add_func ("/mig/job-ids", test_job_ids);
   return g_test_run ();
 }

@@ -1,6 +1,5 @@
 /* The pre-copy cost model against cases worked out by hand. */
 #include "mig-model.h"
-#include "test-support.h"
 
 #define MiB (1024.0 * 1024.0)
 #define GiB (1024.0 * MiB)
@@ -143,18 +142,14 @@ test_invalid (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/mig-model/idle", test_idle },
-    { "/mig-model/geometric", test_geometric },
-    { "/mig-model/working-set", test_working_set },
-    { "/mig-model/no-convergence", test_no_convergence },
-    { "/mig-model/compression", test_compression },
-    { "/mig-model/setup", test_setup },
-    { "/mig-model/touched", test_touched },
-    { "/mig-model/invalid", test_invalid },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/mig-model/idle", test_idle);
+  g_test_add_func ("/mig-model/geometric", test_geometric);
+  g_test_add_func ("/mig-model/working-set", test_working_set);
+  g_test_add_func ("/mig-model/no-convergence", test_no_convergence);
+  g_test_add_func ("/mig-model/compression", test_compression);
+  g_test_add_func ("/mig-model/setup", test_setup);
+  g_test_add_func ("/mig-model/touched", test_touched);
+  g_test_add_func ("/mig-model/invalid", test_invalid);
   return g_test_run ();
 }

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "mig.h"
-#include "test-support.h"
 
 static void
 put32 (GByteArray *b, guint32 v)
@@ -320,14 +319,10 @@ test_malformed (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/mig/rpc-filter/migration-passes", test_migration_passes },
-    { "/mig/rpc-filter/refused", test_refused },
-    { "/mig/rpc-filter/xml-check", test_xml_check },
-    { "/mig/rpc-filter/malformed", test_malformed },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/mig/rpc-filter/migration-passes", test_migration_passes);
+  g_test_add_func ("/mig/rpc-filter/refused", test_refused);
+  g_test_add_func ("/mig/rpc-filter/xml-check", test_xml_check);
+  g_test_add_func ("/mig/rpc-filter/malformed", test_malformed);
   return g_test_run ();
 }

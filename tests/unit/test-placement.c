@@ -273,19 +273,15 @@ test_creating_counts (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/placement/usage", test_usage },
-    { "/placement/spread", test_spread },
-    { "/placement/memory", test_memory_filter },
-    { "/placement/vcpus", test_vcpu_filter },
-    { "/placement/disk", test_disk_filter },
-    { "/placement/accel", test_accel_filter },
-    { "/placement/pin", test_pin },
-    { "/placement/full-cluster", test_full_cluster },
-    { "/placement/creating-counts", test_creating_counts },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/placement/usage", test_usage);
+  g_test_add_func ("/placement/spread", test_spread);
+  g_test_add_func ("/placement/memory", test_memory_filter);
+  g_test_add_func ("/placement/vcpus", test_vcpu_filter);
+  g_test_add_func ("/placement/disk", test_disk_filter);
+  g_test_add_func ("/placement/accel", test_accel_filter);
+  g_test_add_func ("/placement/pin", test_pin);
+  g_test_add_func ("/placement/full-cluster", test_full_cluster);
+  g_test_add_func ("/placement/creating-counts", test_creating_counts);
   return g_test_run ();
 }

@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "proto.h"
-#include "test-support.h"
 
 static ProtobufCMessage *
 make_report (void)
@@ -361,18 +360,14 @@ test_now (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/proto/codec/round-trip", test_round_trip },
-    { "/proto/codec/truncated", test_truncated },
-    { "/proto/codec/oversized", test_oversized },
-    { "/proto/codec/repeated-cap", test_repeated_cap },
-    { "/proto/codec/garbage", test_garbage },
-    { "/proto/codec/pack-oversized", test_pack_oversized },
-    { "/proto/codec/names", test_names },
-    { "/proto/codec/now", test_now },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/proto/codec/round-trip", test_round_trip);
+  g_test_add_func ("/proto/codec/truncated", test_truncated);
+  g_test_add_func ("/proto/codec/oversized", test_oversized);
+  g_test_add_func ("/proto/codec/repeated-cap", test_repeated_cap);
+  g_test_add_func ("/proto/codec/garbage", test_garbage);
+  g_test_add_func ("/proto/codec/pack-oversized", test_pack_oversized);
+  g_test_add_func ("/proto/codec/names", test_names);
+  g_test_add_func ("/proto/codec/now", test_now);
   return g_test_run ();
 }

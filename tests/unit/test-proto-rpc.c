@@ -1450,25 +1450,22 @@ test_tls_load (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/proto/rpc/unary", test_unary },
-    { "/proto/rpc/async-reply", test_async_reply },
-    { "/proto/rpc/errors", test_errors },
-    { "/proto/rpc/unavailable", test_unavailable },
-    { "/proto/rpc/size-cap", test_size_cap },
-    { "/proto/rpc/stream", test_stream },
-    { "/proto/rpc/stream-stop", test_stream_server_stop },
-    { "/proto/rpc/sync", test_sync },
-    { "/proto/rpc/tls", test_tls },
-    { "/proto/rpc/tls-roles", test_tls_roles },
-    { "/proto/rpc/tls-reload", test_tls_reload },
-    { "/proto/rpc/tls-load", test_tls_load },
-  };
   int ret;
 
   g_test_init (&argc, &argv, NULL);
   proto_init ();
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/proto/rpc/unary", test_unary);
+  g_test_add_func ("/proto/rpc/async-reply", test_async_reply);
+  g_test_add_func ("/proto/rpc/errors", test_errors);
+  g_test_add_func ("/proto/rpc/unavailable", test_unavailable);
+  g_test_add_func ("/proto/rpc/size-cap", test_size_cap);
+  g_test_add_func ("/proto/rpc/stream", test_stream);
+  g_test_add_func ("/proto/rpc/stream-stop", test_stream_server_stop);
+  g_test_add_func ("/proto/rpc/sync", test_sync);
+  g_test_add_func ("/proto/rpc/tls", test_tls);
+  g_test_add_func ("/proto/rpc/tls-roles", test_tls_roles);
+  g_test_add_func ("/proto/rpc/tls-reload", test_tls_reload);
+  g_test_add_func ("/proto/rpc/tls-load", test_tls_load);
   ret = g_test_run ();
   test_tmp_dir_remove (tls_dir);
   g_free (tls_dir);

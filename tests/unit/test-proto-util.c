@@ -1,7 +1,6 @@
 /* The helpers every component shares through libdrover-proto: sizes,
  * message copies, VmSpec limits, the shared names and structured logging. */
 #include "proto.h"
-#include "test-support.h"
 
 #include <string.h>
 
@@ -302,19 +301,15 @@ test_log_stderr (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/proto/util/parse-size", test_parse_size },
-    { "/proto/util/parse-size-invalid", test_parse_size_invalid },
-    { "/proto/util/format-size", test_format_size },
-    { "/proto/util/format-size-brief", test_format_size_brief },
-    { "/proto/util/msg-copy", test_msg_copy },
-    { "/proto/util/spec-check", test_spec_check },
-    { "/proto/util/names", test_names },
-    { "/proto/util/log-fields", test_log_fields },
-    { "/proto/util/log-stderr", test_log_stderr },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), NULL);
+  g_test_add_func ("/proto/util/parse-size", test_parse_size);
+  g_test_add_func ("/proto/util/parse-size-invalid", test_parse_size_invalid);
+  g_test_add_func ("/proto/util/format-size", test_format_size);
+  g_test_add_func ("/proto/util/format-size-brief", test_format_size_brief);
+  g_test_add_func ("/proto/util/msg-copy", test_msg_copy);
+  g_test_add_func ("/proto/util/spec-check", test_spec_check);
+  g_test_add_func ("/proto/util/names", test_names);
+  g_test_add_func ("/proto/util/log-fields", test_log_fields);
+  g_test_add_func ("/proto/util/log-stderr", test_log_stderr);
   return g_test_run ();
 }

@@ -334,23 +334,20 @@ test_bad_names_ignored (Fixture *f, gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    TEST_WITH_FIXTURE ("/registry/register", test_register),
-    TEST_WITH_FIXTURE ("/registry/report", test_report),
-    TEST_WITH_FIXTURE ("/registry/reregister-unknown", test_reregister_unknown),
-    TEST_WITH_FIXTURE ("/registry/down-after-three-intervals",
-                       test_down_after_three_intervals),
-    TEST_WITH_FIXTURE ("/registry/back-up", test_back_up),
-    TEST_WITH_FIXTURE ("/registry/restart-deadline", test_restart_deadline),
-    TEST_WITH_FIXTURE ("/registry/reconcile/adopt", test_adopt),
-    TEST_WITH_FIXTURE ("/registry/reconcile/missing", test_missing),
-    TEST_WITH_FIXTURE ("/registry/reconcile/move", test_move),
-    TEST_WITH_FIXTURE ("/registry/reconcile/stale-and-forgotten",
-                       test_stale_and_forgotten),
-    TEST_WITH_FIXTURE ("/registry/reconcile/bad-names", test_bad_names_ignored),
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), &test_sched_store_fixture);
+#define ADD(path, func)                                                        \
+  g_test_add (path, Fixture, NULL, test_sched_store_setup, func,               \
+              test_sched_store_teardown)
+  ADD ("/registry/register", test_register);
+  ADD ("/registry/report", test_report);
+  ADD ("/registry/reregister-unknown", test_reregister_unknown);
+  ADD ("/registry/down-after-three-intervals", test_down_after_three_intervals);
+  ADD ("/registry/back-up", test_back_up);
+  ADD ("/registry/restart-deadline", test_restart_deadline);
+  ADD ("/registry/reconcile/adopt", test_adopt);
+  ADD ("/registry/reconcile/missing", test_missing);
+  ADD ("/registry/reconcile/move", test_move);
+  ADD ("/registry/reconcile/stale-and-forgotten", test_stale_and_forgotten);
+  ADD ("/registry/reconcile/bad-names", test_bad_names_ignored);
   return g_test_run ();
 }

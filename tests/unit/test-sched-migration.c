@@ -640,23 +640,22 @@ test_recovery (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    { "/sched-migration/queue/limits", test_queue_limits },
-    { "/sched-migration/queue/fifo", test_queue_fifo },
-    { "/sched-migration/dest/choice", test_dest_choice },
-    { "/sched-migration/dest/nowhere", test_dest_nowhere },
-    { "/sched-migration/model/dirty-rate", test_dirty_rate },
-    { "/sched-migration/model/predict", test_predict },
-    { "/sched-migration/model/learn-link", test_learn_link },
-    { "/sched-migration/progress", test_progress },
-    TEST_WITH_FIXTURE ("/sched-migration/registry-guard", test_registry_guard),
-    TEST_WITH_FIXTURE ("/sched-migration/store/job-fields",
-                       test_store_job_fields),
-    { "/sched-migration/store/upgrade", test_store_upgrade },
-    { "/sched-migration/recovery", test_recovery },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), &test_sched_store_fixture);
+  g_test_add_func ("/sched-migration/queue/limits", test_queue_limits);
+  g_test_add_func ("/sched-migration/queue/fifo", test_queue_fifo);
+  g_test_add_func ("/sched-migration/dest/choice", test_dest_choice);
+  g_test_add_func ("/sched-migration/dest/nowhere", test_dest_nowhere);
+  g_test_add_func ("/sched-migration/model/dirty-rate", test_dirty_rate);
+  g_test_add_func ("/sched-migration/model/predict", test_predict);
+  g_test_add_func ("/sched-migration/model/learn-link", test_learn_link);
+  g_test_add_func ("/sched-migration/progress", test_progress);
+  g_test_add ("/sched-migration/registry-guard", Fixture, NULL,
+              test_sched_store_setup, test_registry_guard,
+              test_sched_store_teardown);
+  g_test_add ("/sched-migration/store/job-fields", Fixture, NULL,
+              test_sched_store_setup, test_store_job_fields,
+              test_sched_store_teardown);
+  g_test_add_func ("/sched-migration/store/upgrade", test_store_upgrade);
+  g_test_add_func ("/sched-migration/recovery", test_recovery);
   return g_test_run ();
 }

@@ -382,19 +382,18 @@ test_stop (Fixture *f, gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    TEST_WITH_FIXTURE ("/sched-migrator/submit/refuses", test_refuses),
-    TEST_WITH_FIXTURE ("/sched-migrator/submit/runs", test_runs),
-    TEST_WITH_FIXTURE ("/sched-migrator/submit/queues", test_queues),
-    TEST_WITH_FIXTURE ("/sched-migrator/submit/stop", test_stop),
-  };
-  static const TestFixture fixture
-      = TEST_FIXTURE (Fixture, fixture_setup, fixture_teardown);
   int rc;
 
   g_test_init (&argc, &argv, NULL);
   proto_init ();
-  test_add_cases (cases, G_N_ELEMENTS (cases), &fixture);
+  g_test_add ("/sched-migrator/submit/refuses", Fixture, NULL, fixture_setup,
+              test_refuses, fixture_teardown);
+  g_test_add ("/sched-migrator/submit/runs", Fixture, NULL, fixture_setup,
+              test_runs, fixture_teardown);
+  g_test_add ("/sched-migrator/submit/queues", Fixture, NULL, fixture_setup,
+              test_queues, fixture_teardown);
+  g_test_add ("/sched-migrator/submit/stop", Fixture, NULL, fixture_setup,
+              test_stop, fixture_teardown);
   rc = g_test_run ();
   proto_shutdown ();
   return rc;

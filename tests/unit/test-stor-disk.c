@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "stor.h"
-#include "test-support.h"
 
 typedef struct
 {
@@ -164,17 +163,14 @@ test_failure_leaves_nothing (Fixture *f, gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    TEST_WITH_FIXTURE ("/stor/disk/create", test_create),
-    TEST_WITH_FIXTURE ("/stor/disk/bad-names", test_bad_names),
-    TEST_WITH_FIXTURE ("/stor/disk/no-space", test_no_space),
-    TEST_WITH_FIXTURE ("/stor/disk/failure-leaves-nothing",
-                       test_failure_leaves_nothing),
-  };
-  static const TestFixture fixture
-      = TEST_FIXTURE (Fixture, fixture_set_up, fixture_tear_down);
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), &fixture);
+  g_test_add ("/stor/disk/create", Fixture, NULL, fixture_set_up, test_create,
+              fixture_tear_down);
+  g_test_add ("/stor/disk/bad-names", Fixture, NULL, fixture_set_up,
+              test_bad_names, fixture_tear_down);
+  g_test_add ("/stor/disk/no-space", Fixture, NULL, fixture_set_up,
+              test_no_space, fixture_tear_down);
+  g_test_add ("/stor/disk/failure-leaves-nothing", Fixture, NULL,
+              fixture_set_up, test_failure_leaves_nothing, fixture_tear_down);
   return g_test_run ();
 }

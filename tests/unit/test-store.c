@@ -314,17 +314,18 @@ test_foreign_database (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    TEST_WITH_FIXTURE ("/store/hosts", test_hosts),
-    TEST_WITH_FIXTURE ("/store/vms", test_vms),
-    TEST_WITH_FIXTURE ("/store/jobs", test_jobs),
-    TEST_WITH_FIXTURE ("/store/reopen", test_reopen),
-    TEST_WITH_FIXTURE ("/store/transaction", test_transaction),
-    { "/store/not-a-database", test_not_a_database },
-    { "/store/foreign-database", test_foreign_database },
-  };
-
   g_test_init (&argc, &argv, NULL);
-  test_add_cases (cases, G_N_ELEMENTS (cases), &test_sched_store_fixture);
+  g_test_add ("/store/hosts", Fixture, NULL, test_sched_store_setup, test_hosts,
+              test_sched_store_teardown);
+  g_test_add ("/store/vms", Fixture, NULL, test_sched_store_setup, test_vms,
+              test_sched_store_teardown);
+  g_test_add ("/store/jobs", Fixture, NULL, test_sched_store_setup, test_jobs,
+              test_sched_store_teardown);
+  g_test_add ("/store/reopen", Fixture, NULL, test_sched_store_setup,
+              test_reopen, test_sched_store_teardown);
+  g_test_add ("/store/transaction", Fixture, NULL, test_sched_store_setup,
+              test_transaction, test_sched_store_teardown);
+  g_test_add_func ("/store/not-a-database", test_not_a_database);
+  g_test_add_func ("/store/foreign-database", test_foreign_database);
   return g_test_run ();
 }

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "agent-private.h"
-#include "test-support.h"
 
 typedef struct
 {
@@ -290,18 +289,16 @@ test_unreachable (void)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    TEST_WITH_FIXTURE ("/agent/libvirt/host-info", test_host_info),
-    TEST_WITH_FIXTURE ("/agent/libvirt/lifecycle", test_lifecycle),
-    TEST_WITH_FIXTURE ("/agent/libvirt/drover-only", test_drover_only),
-    TEST_WITH_FIXTURE ("/agent/libvirt/events", test_events),
-    { "/agent/libvirt/unreachable", test_unreachable },
-  };
-  static const TestFixture fixture
-      = TEST_FIXTURE (Fixture, fixture_set_up, fixture_tear_down);
-
   g_test_init (&argc, &argv, NULL);
   agent_libvirt_init ();
-  test_add_cases (cases, G_N_ELEMENTS (cases), &fixture);
+  g_test_add ("/agent/libvirt/host-info", Fixture, NULL, fixture_set_up,
+              test_host_info, fixture_tear_down);
+  g_test_add ("/agent/libvirt/lifecycle", Fixture, NULL, fixture_set_up,
+              test_lifecycle, fixture_tear_down);
+  g_test_add ("/agent/libvirt/drover-only", Fixture, NULL, fixture_set_up,
+              test_drover_only, fixture_tear_down);
+  g_test_add ("/agent/libvirt/events", Fixture, NULL, fixture_set_up,
+              test_events, fixture_tear_down);
+  g_test_add_func ("/agent/libvirt/unreachable", test_unreachable);
   return g_test_run ();
 }

@@ -567,20 +567,18 @@ test_reporter (Fixture *f, gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  static const TestCase cases[] = {
-    TEST_WITH_FIXTURE ("/agent/service/lifecycle", test_lifecycle),
-    TEST_WITH_FIXTURE ("/agent/service/refused", test_refused),
-    TEST_WITH_FIXTURE ("/agent/service/rollback", test_rollback),
-    TEST_WITH_FIXTURE ("/agent/service/console", test_console),
-    TEST_WITH_FIXTURE_DATA ("/agent/service/reporter", test_reporter,
-                            "scheduler"),
-  };
-  static const TestFixture fixture
-      = TEST_FIXTURE (Fixture, fixture_set_up, fixture_tear_down);
-
   g_test_init (&argc, &argv, NULL);
   proto_init ();
   agent_libvirt_init ();
-  test_add_cases (cases, G_N_ELEMENTS (cases), &fixture);
+  g_test_add ("/agent/service/lifecycle", Fixture, NULL, fixture_set_up,
+              test_lifecycle, fixture_tear_down);
+  g_test_add ("/agent/service/refused", Fixture, NULL, fixture_set_up,
+              test_refused, fixture_tear_down);
+  g_test_add ("/agent/service/rollback", Fixture, NULL, fixture_set_up,
+              test_rollback, fixture_tear_down);
+  g_test_add ("/agent/service/console", Fixture, NULL, fixture_set_up,
+              test_console, fixture_tear_down);
+  g_test_add ("/agent/service/reporter", Fixture, "scheduler", fixture_set_up,
+              test_reporter, fixture_tear_down);
   return g_test_run ();
 }
