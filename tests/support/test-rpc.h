@@ -34,3 +34,27 @@ ProtoServer *test_rpc_server_new (const TestRpcService *service, gpointer data,
 
 /* "127.0.0.1:PORT" of a started SERVER. Free with g_free. */
 char *test_rpc_address (ProtoServer *server);
+
+/* SERVICE served (handlers called with DATA, TLS NULL: insecure) in a
+ * TestThread of its own, for tests that call it with blocking client
+ * calls. */
+typedef struct
+{
+  TestThread *thread;
+  ProtoServer *server; /* lives in THREAD's context */
+  int port;
+  char *address; /* "127.0.0.1:PORT" */
+  /* what it serves */
+  TestRpcService service; /* a copy */
+  gpointer data;
+  const ProtoTls *tls;
+} TestRpcServer;
+
+/* Starts serving (the test fails if it cannot). SERVICE's tables and
+ * TLS must live until test_rpc_server_stop. */
+TestRpcServer *test_rpc_server_start (const TestRpcService *service,
+                                      gpointer data, const ProtoTls *tls);
+
+/* Frees the server in its own context (its open calls' cancel callbacks
+ * run there), stops the thread and frees RS. */
+void test_rpc_server_stop (TestRpcServer *rs);

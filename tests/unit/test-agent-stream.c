@@ -13,10 +13,8 @@
 
 typedef struct
 {
-  TestThread *thread;
-  GMainContext *ctx;   /* the thread's */
-  ProtoServer *server; /* the thread's */
-  char *address;
+  TestRpcServer *rpc;
+  GMainContext *ctx; /* the server's */
   GMutex lock;
   GCond cond;
   /* lock */
@@ -79,7 +77,7 @@ work_run (AgentStream *stream, gpointer data, GError **error)
   guint n = colon ? (guint)atoi (colon + 1) : 0;
 
   g_mutex_lock (&s->lock);
-  if (g_thread_self () == test_thread_get_thread (s->thread))
+  if (g_thread_self () == test_thread_get_thread (s->rpc->thread))
     s->wrong_thread = TRUE;
   g_mutex_unlock (&s->lock);
   for (guint i = 0; i < n; i++)
@@ -125,52 +123,32 @@ handle_migrate_out (ProtoServerCall *call, const ProtobufCMessage *msg,
                       work_free);
 }
 
-static gboolean
-server_serve (gpointer data, GError **error)
-{
-  Server *s = data;
-  const TestRpcMethod methods[] = {
-    { DROVER_AGENT_METHOD_MIGRATE_OUT, handle_migrate_out },
-  };
-  const TestRpcService service = {
-    DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
-    proto_agent_authz_len,
-  };
-
-  s->ctx = g_main_context_get_thread_default ();
-  s->server = test_rpc_server_new (&service, s, s->ctx, NULL, error);
-  if (!s->server)
-    return FALSE;
-  s->address = test_rpc_address (s->server);
-  return TRUE;
-}
-
-static void
-server_close (gpointer data)
-{
-  Server *s = data;
-
-  g_clear_pointer (&s->server, proto_server_free);
-}
+static const TestRpcMethod methods[] = {
+  { DROVER_AGENT_METHOD_MIGRATE_OUT, handle_migrate_out },
+};
 
 static Server *
 server_start (void)
 {
+  const TestRpcService service = {
+    DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
+    proto_agent_authz_len,
+  };
   Server *s = g_new0 (Server, 1);
 
   g_mutex_init (&s->lock);
   g_cond_init (&s->cond);
-  s->thread = test_thread_start ("test-server", server_serve, server_close, s);
+  s->rpc = test_rpc_server_start (&service, s, NULL);
+  s->ctx = test_thread_get_context (s->rpc->thread);
   return s;
 }
 
 static void
 server_stop (Server *s)
 {
-  test_thread_stop (s->thread);
+  test_rpc_server_stop (s->rpc);
   g_mutex_clear (&s->lock);
   g_cond_clear (&s->cond);
-  g_free (s->address);
   g_free (s);
 }
 
@@ -211,7 +189,7 @@ call (Server *s, const char *what, gboolean cancel, GError **error)
   Drover__V1__MigrateOutRequest req = DROVER__V1__MIGRATE_OUT_REQUEST__INIT;
   Received r = { g_array_new (FALSE, FALSE, sizeof (guint32)), cancel };
 
-  client = proto_client_new (s->address, NULL, PROTO_ROLES_ALL, ctx, NULL);
+  client = proto_client_new (s->rpc->address, NULL, PROTO_ROLES_ALL, ctx, NULL);
   g_assert_nonnull (client);
   req.job_id = (char *)what;
   (void)proto_client_stream_sync (client, DROVER_AGENT_SERVICE,

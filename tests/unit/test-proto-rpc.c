@@ -15,10 +15,8 @@
 
 typedef struct
 {
-  TestThread *thread;
-  ProtoServer *server; /* the thread's */
+  TestRpcServer *rpc;
   ProtoTls *tls;
-  int port;
   /* counters the test polls (atomic) */
   gint cancels;      /* cancel funcs run */
   gint late_replies; /* delayed replies sent */
@@ -249,27 +247,6 @@ static const TestRpcService test_service = {
   G_N_ELEMENTS (test_authz),
 };
 
-static gboolean
-server_start (gpointer data, GError **error)
-{
-  TestServer *ts = data;
-
-  ts->server = test_rpc_server_new (&test_service, ts, NULL, ts->tls, error);
-  if (!ts->server)
-    return FALSE;
-  ts->port = proto_server_get_port (ts->server);
-  return TRUE;
-}
-
-/* In the server's own context (cancel callbacks run there). */
-static void
-server_stop (gpointer data)
-{
-  TestServer *ts = data;
-
-  g_clear_pointer (&ts->server, proto_server_free);
-}
-
 static TestServer *
 test_server_start (const char *tls_dir)
 {
@@ -282,15 +259,14 @@ test_server_start (const char *tls_dir)
       ts->tls = proto_tls_load (tls_dir, &error);
       g_assert_no_error (error);
     }
-  ts->thread = test_thread_start ("test-server", server_start, server_stop, ts);
-  g_assert_cmpint (ts->port, >, 0);
+  ts->rpc = test_rpc_server_start (&test_service, ts, ts->tls);
   return ts;
 }
 
 static void
 test_server_stop (TestServer *ts)
 {
-  test_thread_stop (ts->thread);
+  test_rpc_server_stop (ts->rpc);
   proto_tls_free (ts->tls);
   g_free (ts);
 }
@@ -298,7 +274,7 @@ test_server_stop (TestServer *ts)
 static char *
 test_server_target (TestServer *ts)
 {
-  return g_strdup_printf ("127.0.0.1:%d", ts->port);
+  return g_strdup (ts->rpc->address);
 }
 
 /* Iterates the default context until *FLAG or 10 s pass. */
@@ -1289,7 +1265,7 @@ reload_in_server (gpointer data)
 {
   Reload *r = data;
 
-  r->ok = proto_server_reload_tls (r->ts->server, r->tls, &r->error);
+  r->ok = proto_server_reload_tls (r->ts->rpc->server, r->tls, &r->error);
 }
 
 /* What SIGHUP does in a daemon, in the server's own context: reload SUB's
@@ -1310,7 +1286,7 @@ test_server_reload (TestServer *ts, const char *sub, const char *crl)
 
       g_assert_true (g_file_get_contents (path, &r.tls->crl_pem, NULL, NULL));
     }
-  test_thread_call (ts->thread, reload_in_server, &r);
+  test_thread_call (ts->rpc->thread, reload_in_server, &r);
   g_assert_no_error (r.error);
   g_assert_true (r.ok);
   proto_tls_free (r.tls);
