@@ -42,3 +42,15 @@ void test_thread_stop (TestThread *t);
 
 GMainContext *test_thread_get_context (TestThread *t);
 GThread *test_thread_get_thread (TestThread *t);
+
+/* --- data ---------------------------------------------------------------- */
+
+typedef enum
+{
+  TEST_DATA_RANDOM, /* incompressible */
+  TEST_DATA_TEXT,   /* log-like lines: lz4 halves it or better */
+  TEST_DATA_ZERO,
+} TestDataKind;
+
+/* LEN bytes of KIND, the same for the same SEED. */
+GBytes *test_data_new (TestDataKind kind, gsize len, guint32 seed);
