@@ -249,6 +249,18 @@ test_lifecycle (Fixture *f, gconstpointer data)
   Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
   int before = n_domains (f);
   virDomainPtr dom;
+  const struct
+  {
+    guint method;
+    gboolean force;
+    const char *state;
+  } steps[] = {
+    { DROVER_AGENT_METHOD_STOP_VM, FALSE, "shutoff" },
+    { DROVER_AGENT_METHOD_START_VM, FALSE, "running" },
+    { DROVER_AGENT_METHOD_STOP_VM, TRUE, "shutoff" },
+    { DROVER_AGENT_METHOD_START_VM, FALSE, "running" },
+    { DROVER_AGENT_METHOD_DESTROY_VM, FALSE, "shutoff" },
+  };
 
   st = create_vm (f, "vm-1", 64 * MiB, 16 * MiB, &error);
   g_assert_no_error (error);
@@ -288,28 +300,14 @@ test_lifecycle (Fixture *f, gconstpointer data)
   g_clear_error (&error);
   g_assert_true (g_file_test (disk, G_FILE_TEST_IS_REGULAR));
 
-  st = vm_call (f, DROVER_AGENT_METHOD_STOP_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, proto_msg_free);
-
-  st = vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "running");
-  g_clear_pointer (&st, proto_msg_free);
-
-  st = vm_call (f, DROVER_AGENT_METHOD_STOP_VM, "vm-1", TRUE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, proto_msg_free);
-
-  st = vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_clear_pointer (&st, proto_msg_free);
-  st = vm_call (f, DROVER_AGENT_METHOD_DESTROY_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, proto_msg_free);
+  /* Stop, start, forced stop, start, destroy: the state after each. */
+  for (guint i = 0; i < G_N_ELEMENTS (steps); i++)
+    {
+      st = vm_call (f, steps[i].method, "vm-1", steps[i].force, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (st->state, ==, steps[i].state);
+      g_clear_pointer (&st, proto_msg_free);
+    }
 
   g_assert_true (delete_vm (f, "vm-1", FALSE, &error));
   g_assert_no_error (error);
