@@ -424,13 +424,12 @@ make_creds (char **dir_out)
 {
   g_autoptr (GError) error = NULL;
   const char *argv[] = { "/bin/sh", "-c", cert_script, NULL };
-  char *dir = g_dir_make_tmp ("bench-channel-XXXXXX", &error);
+  char *dir = test_tmp_dir_new ("bench-channel-XXXXXX");
   MigChannelCreds *creds;
   int status = 0;
 
-  if (dir == NULL
-      || !g_spawn_sync (dir, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                        NULL, NULL, &status, &error)
+  if (!g_spawn_sync (dir, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                     NULL, NULL, &status, &error)
       || !g_spawn_check_wait_status (status, &error))
     g_error ("making certificates: %s", error->message);
   creds = mig_channel_creds_new (dir, &error);
@@ -551,10 +550,6 @@ main (int argc, char **argv)
       fflush (stdout);
     }
 
-  {
-    const char *rm[] = { "rm", "-rf", certdir, NULL };
-    g_spawn_sync (NULL, (char **)rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                  NULL, NULL, NULL, NULL);
-  }
+  test_tmp_dir_remove (certdir);
   return 0;
 }
