@@ -52,6 +52,54 @@ typedef struct
   Drover__V1__MigrationPrediction *prediction; /* cost model; may be NULL */
 } SchedJob;
 
+/* The three row types, one per table of the store. */
+typedef enum
+{
+  SCHED_TABLE_HOSTS, /* SchedHost rows, keyed by name */
+  SCHED_TABLE_VMS,   /* SchedVm rows, keyed by name */
+  SCHED_TABLE_JOBS,  /* SchedJob rows, keyed by id */
+  SCHED_N_TABLES
+} SchedTable;
+
+/* A row type described by its fields, so that what treats every row
+ * alike (freeing, copying, a store backend's reading and writing) is
+ * written once and a new field is added in one place (sched-rows.c). */
+typedef enum
+{
+  SCHED_FIELD_TEXT,    /* char *; "" for none, never NULL in a row */
+  SCHED_FIELD_INT64,   /* gint64 */
+  SCHED_FIELD_DOUBLE,  /* double */
+  SCHED_FIELD_MSG,     /* a protobuf-c message, never NULL */
+  SCHED_FIELD_MSG_OPT, /* a protobuf-c message or NULL */
+} SchedFieldKind;
+
+typedef struct
+{
+  const char *name; /* also the store's column name */
+  SchedFieldKind kind;
+  gsize offset;
+  const ProtobufCMessageDescriptor *desc; /* messages only */
+} SchedField;
+
+typedef struct
+{
+  const char *noun;  /* "host", "VM", "job" */
+  const char *table; /* the store's table: "hosts", "vms", "jobs" */
+  gsize size;
+  const SchedField *fields; /* the key first */
+  guint n_fields;
+} SchedRowType;
+
+/* Indexed by SchedTable. */
+extern const SchedRowType sched_row_types[SCHED_N_TABLES];
+
+/* The key of ROW, a row of TYPE (borrowed). */
+const char *sched_row_key (const SchedRowType *type, gconstpointer row);
+/* A deep copy of ROW, a row of TYPE; a NULL text becomes "". */
+gpointer sched_row_copy (const SchedRowType *type, gconstpointer row);
+/* Frees ROW (may be NULL), a row of TYPE, and what it owns. */
+void sched_row_free (const SchedRowType *type, gpointer row);
+
 /* Constructors copy their arguments. */
 SchedHost *sched_host_new (const Drover__V1__HostInfo *info, const char *state,
                            gint64 last_seen_ms);
@@ -77,12 +125,14 @@ void sched_job_free (SchedJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedJob, sched_job_free)
 SchedJob *sched_job_copy (const SchedJob *job);
 
-/* --- store ------------------------------------------------------------- */
+/* --- store ------------------------------------------------------------ */
 
 /* A backend is an ops table plus an open function, in a file of its own
- * (sched-store-sqlite.c); callers use the sched_store_* calls below, which
+ * (sched-store-sqlite.c). It stores three tables of rows, each keyed by a
+ * string (hosts and VMs by name, jobs by id), through four generic
+ * operations; callers use the typed sched_store_* calls below, which
  * dispatch through the table. Lookups of something absent fail with
- * SCHED_ERROR_NOT_FOUND; _delete of something absent is not an error.
+ * SCHED_ERROR_NOT_FOUND; deleting something absent is not an error.
  * Lists are sorted by name (jobs by creation). */
 
 typedef struct _SchedStore SchedStore;
@@ -91,19 +141,18 @@ typedef struct
 {
   const char *name;
   void (*close) (SchedStore *store);
-  gboolean (*put_host) (SchedStore *store, const SchedHost *host,
-                        GError **error);
-  SchedHost *(*get_host) (SchedStore *store, const char *name, GError **error);
-  GPtrArray *(*list_hosts) (SchedStore *store, GError **error);
-  gboolean (*delete_host) (SchedStore *store, const char *name, GError **error);
-  gboolean (*put_vm) (SchedStore *store, const SchedVm *vm, GError **error);
-  SchedVm *(*get_vm) (SchedStore *store, const char *name, GError **error);
-  /* HOST NULL lists every VM. */
-  GPtrArray *(*list_vms) (SchedStore *store, const char *host, GError **error);
-  gboolean (*delete_vm) (SchedStore *store, const char *name, GError **error);
-  gboolean (*put_job) (SchedStore *store, const SchedJob *job, GError **error);
-  SchedJob *(*get_job) (SchedStore *store, const char *id, GError **error);
-  GPtrArray *(*list_jobs) (SchedStore *store, GError **error);
+  /* Upserts ROW, a row of TABLE, by its key. */
+  gboolean (*put) (SchedStore *store, SchedTable table, gconstpointer row,
+                   GError **error);
+  /* The row of TABLE with KEY; the caller frees it. */
+  gpointer (*get) (SchedStore *store, SchedTable table, const char *key,
+                   GError **error);
+  /* Every row of TABLE, in a GPtrArray that frees them. HOST non-NULL
+   * (SCHED_TABLE_VMS only) lists only the VMs on that host. */
+  GPtrArray *(*list) (SchedStore *store, SchedTable table, const char *host,
+                      GError **error);
+  gboolean (*remove) (SchedStore *store, SchedTable table, const char *key,
+                      GError **error);
   /* A transaction groups the writes of one report (one sync, all or none). */
   gboolean (*begin) (SchedStore *store, GError **error);
   gboolean (*commit) (SchedStore *store, GError **error);
@@ -121,28 +170,40 @@ SchedStore *sched_store_open_sqlite (const char *dir, GError **error);
 void sched_store_close (SchedStore *store);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
 
-/* Upserts by name / id. */
-gboolean sched_store_put_host (SchedStore *store, const SchedHost *host,
-                               GError **error);
-SchedHost *sched_store_get_host (SchedStore *store, const char *name,
-                                 GError **error);
-/* GPtrArray of SchedHost, freeing its elements. */
+/* The typed calls on the table of TYPE rows, one set per table:
+ *   gboolean sched_store_put_NOUN (store, const TYPE *row, error)
+ *     upserts ROW by its key;
+ *   TYPE *sched_store_get_NOUN (store, const char *key, error)
+ *     the row with KEY (caller frees), SCHED_ERROR_NOT_FOUND if none;
+ *   gboolean sched_store_delete_NOUN (store, const char *key, error). */
+#define SCHED_STORE_DEFINE_TABLE(Type, noun, table)                            \
+  static inline gboolean sched_store_put_##noun (                              \
+      SchedStore *store, const Type *row, GError **error)                      \
+  {                                                                            \
+    return store->ops->put (store, table, row, error);                         \
+  }                                                                            \
+  static inline Type *sched_store_get_##noun (SchedStore *store,               \
+                                              const char *key, GError **error) \
+  {                                                                            \
+    return store->ops->get (store, table, key, error);                         \
+  }                                                                            \
+  static inline gboolean sched_store_delete_##noun (                           \
+      SchedStore *store, const char *key, GError **error)                      \
+  {                                                                            \
+    return store->ops->remove (store, table, key, error);                      \
+  }
+
+SCHED_STORE_DEFINE_TABLE (SchedHost, host, SCHED_TABLE_HOSTS)
+SCHED_STORE_DEFINE_TABLE (SchedVm, vm, SCHED_TABLE_VMS)
+SCHED_STORE_DEFINE_TABLE (SchedJob, job, SCHED_TABLE_JOBS)
+
+/* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
+ * every VM), every job. */
 GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
-gboolean sched_store_delete_host (SchedStore *store, const char *name,
-                                  GError **error);
-gboolean sched_store_put_vm (SchedStore *store, const SchedVm *vm,
-                             GError **error);
-SchedVm *sched_store_get_vm (SchedStore *store, const char *name,
-                             GError **error);
 GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
                                  GError **error);
-gboolean sched_store_delete_vm (SchedStore *store, const char *name,
-                                GError **error);
-gboolean sched_store_put_job (SchedStore *store, const SchedJob *job,
-                              GError **error);
-SchedJob *sched_store_get_job (SchedStore *store, const char *id,
-                               GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+
 gboolean sched_store_begin (SchedStore *store, GError **error);
 gboolean sched_store_commit (SchedStore *store, GError **error);
 /* Undoes an open transaction; nothing if none is open. */
