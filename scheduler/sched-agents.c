@@ -36,8 +36,6 @@ sched_agents_new (SchedStore *store, const ProtoTls *tls, GMainContext *ctx)
 void
 sched_agents_free (SchedAgents *agents)
 {
-  if (agents == NULL)
-    return;
   g_hash_table_unref (agents->clients);
   g_main_context_unref (agents->ctx);
   g_free (agents);

@@ -35,8 +35,6 @@ sched_jobs_new (SchedStore *store, SchedRegistry *registry)
 void
 sched_jobs_free (SchedJobs *jobs)
 {
-  if (jobs == NULL)
-    return;
   sched_jobs_stop (jobs);
   g_hash_table_unref (jobs->watchers);
   g_free (jobs);
@@ -137,6 +135,13 @@ sched_jobs_stop (SchedJobs *jobs)
 
 /* --- ListJobs and WatchJob --------------------------------------------- */
 
+/* sched_job_msg as a SchedMsgFill. */
+static void
+job_msg (gconstpointer row, gpointer msg, gpointer user_data)
+{
+  sched_job_msg (row, msg);
+}
+
 void
 sched_jobs_handle_list (ProtoServerCall *call, const ProtobufCMessage *request,
                         gpointer user_data)
@@ -145,24 +150,8 @@ sched_jobs_handle_list (ProtoServerCall *call, const ProtobufCMessage *request,
   Drover__V1__ListJobsReply reply = DROVER__V1__LIST_JOBS_REPLY__INIT;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) all = sched_store_list_jobs (jobs->store, &error);
-  g_autofree Drover__V1__Job *msgs = NULL;
-  g_autofree Drover__V1__Job **ptrs = NULL;
 
-  if (all == NULL)
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  msgs = g_new0 (Drover__V1__Job, all->len);
-  ptrs = g_new0 (Drover__V1__Job *, all->len + 1);
-  for (guint i = 0; i < all->len; i++)
-    {
-      sched_job_msg (all->pdata[i], &msgs[i]);
-      ptrs[i] = &msgs[i];
-    }
-  reply.jobs = ptrs;
-  reply.n_jobs = all->len;
-  proto_server_call_reply (call, &reply.base);
+  sched_call_reply_rows (call, &reply.base, all, job_msg, NULL, error);
 }
 
 static void

@@ -110,8 +110,6 @@ sched_migrator_new (SchedService *svc, guint64 link_bandwidth, guint max_out,
 void
 sched_migrator_free (SchedMigrator *migrator)
 {
-  if (migrator == NULL)
-    return;
   g_hash_table_unref (migrator->migrations);
   sched_mig_queue_free (migrator->queue);
   g_free (migrator);

@@ -1,6 +1,10 @@
 /* Internals of libdrover-scheduler: what its files share with each other
  * and with the unit tests. Rows and the store are in sched-store.h, the
- * migrator in sched-migrator.h. */
+ * migrator in sched-migrator.h.
+ *
+ * The objects here are freed by their _free function, which takes a
+ * non-NULL object: whoever may hold NULL frees through g_clear_pointer or
+ * g_autoptr, which check. */
 #pragma once
 
 #include "sched-migrator.h"
@@ -220,6 +224,18 @@ typedef void SchedHandler (ProtoServerCall *call,
 
 /* Fails CALL with ERROR's message and its status (sched_error_to_status). */
 void sched_call_fail (ProtoServerCall *call, const GError *error);
+
+/* Fills MSG (initialised), a message of a reply's repeated field, from
+ * ROW; MSG may borrow ROW's memory. */
+typedef void (*SchedMsgFill) (gconstpointer row, gpointer msg,
+                              gpointer user_data);
+
+/* Replies to CALL with REPLY, whose one repeated field of messages gets a
+ * message per row of ROWS, filled by FILL (sched-reply.c). ROWS NULL fails
+ * CALL with ERROR instead. */
+void sched_call_reply_rows (ProtoServerCall *call, ProtobufCMessage *reply,
+                            GPtrArray *rows, SchedMsgFill fill,
+                            gpointer user_data, const GError *error);
 
 /* --- job board (sched-jobs.c) ------------------------------------------ */
 

@@ -87,8 +87,6 @@ sched_registry_new (SchedStore *store, guint report_interval_ms,
 void
 sched_registry_free (SchedRegistry *reg)
 {
-  if (reg == NULL)
-    return;
   g_hash_table_unref (reg->sessions);
   g_hash_table_unref (reg->forgotten);
   g_hash_table_unref (reg->migrations);

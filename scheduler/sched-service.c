@@ -19,16 +19,30 @@
 
 /* --- agent-facing handlers --------------------------------------------- */
 
+/* Checks the HostInfo an agent's call carries: present, with a valid
+ * name. Fails CALL and returns FALSE otherwise. */
 static gboolean
-check_host_info (const Drover__V1__HostInfo *info, GError **error)
+host_call_check (ProtoServerCall *call, const Drover__V1__HostInfo *info)
 {
+  g_autoptr (GError) error = NULL;
+
   if (info == NULL)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "host info missing");
-      return FALSE;
-    }
-  return proto_name_validate ("host", info->name, error);
+    g_set_error (&error, SCHED_ERROR, SCHED_ERROR_INVALID, "host info missing");
+  else
+    proto_name_validate ("host", info->name, &error);
+  if (error == NULL)
+    return TRUE;
+  sched_call_fail (call, error);
+  return FALSE;
+}
+
+/* The registry refused host HOST's call METHOD: logs it, fails CALL. */
+static void
+host_call_fail (ProtoServerCall *call, const char *method, const char *host,
+                const GError *error)
+{
+  drover_warning (NULL, NULL, host, "%s: %s", method, error->message);
+  sched_call_fail (call, error);
 }
 
 static void
@@ -40,11 +54,8 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
   Drover__V1__RegisterHostReply reply = DROVER__V1__REGISTER_HOST_REPLY__INIT;
   g_autoptr (GError) error = NULL;
 
-  if (!check_host_info (req->host, &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
+  if (!host_call_check (call, req->host))
+    return;
   if (req->host->address[0] == '\0')
     {
       proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
@@ -54,9 +65,7 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
     }
   if (!sched_registry_register (svc->registry, req->host, &error))
     {
-      drover_warning (NULL, NULL, req->host->name, "RegisterHost: %s",
-                      error->message);
-      sched_call_fail (call, error);
+      host_call_fail (call, "RegisterHost", req->host->name, error);
       return;
     }
   /* A (re)registering agent is a new process: a cached channel to its
@@ -77,17 +86,12 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   g_autoptr (GError) error = NULL;
   gboolean reregister = FALSE;
 
-  if (!check_host_info (req->host, &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
+  if (!host_call_check (call, req->host))
+    return;
   if (!sched_registry_report (svc->registry, req->host, req->vms, req->n_vms,
                               req->seq, &reregister, &error))
     {
-      drover_warning (NULL, NULL, req->host->name, "ReportHost: %s",
-                      error->message);
-      sched_call_fail (call, error);
+      host_call_fail (call, "ReportHost", req->host->name, error);
       return;
     }
   reply.reregister = reregister;
@@ -280,12 +284,12 @@ sched_service_free (SchedService *svc)
     return;
   sched_service_stop (svc);
   g_clear_pointer (&svc->server, proto_server_free);
-  sched_agents_free (svc->agents);
-  sched_migrator_free (svc->migrator);
-  sched_jobs_free (svc->jobs);
-  sched_registry_free (svc->registry);
-  sched_store_close (svc->store);
-  proto_tls_free (svc->tls);
+  g_clear_pointer (&svc->agents, sched_agents_free);
+  g_clear_pointer (&svc->migrator, sched_migrator_free);
+  g_clear_pointer (&svc->jobs, sched_jobs_free);
+  g_clear_pointer (&svc->registry, sched_registry_free);
+  g_clear_pointer (&svc->store, sched_store_close);
+  g_clear_pointer (&svc->tls, proto_tls_free);
   g_main_context_unref (svc->ctx);
   g_free (svc);
 }
