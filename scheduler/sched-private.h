@@ -124,6 +124,14 @@ guint sched_mig_queue_position (SchedMigQueue *queue, const char *id);
 guint sched_mig_queue_running_out (SchedMigQueue *queue, const char *host);
 guint sched_mig_queue_running_in (SchedMigQueue *queue, const char *host);
 
+/* --- agent addresses (sched-address.c) -------------------------------- */
+
+/* TRUE if ADDRESS is what an agent may register as its address: an IPv4
+ * literal or a bracketed IPv6 literal, and a port 1..65535
+ * ("127.0.0.2:7401", "[::1]:7401"). Anything else (names, "unix:" and the
+ * other gRPC target forms, zones, lists) is SCHED_ERROR_INVALID. */
+gboolean sched_address_check (const char *address, GError **error);
+
 /* --- registry ---------------------------------------------------------- */
 
 /* Host registration, heartbeats, liveness and VM inventory reconciliation

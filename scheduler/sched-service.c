@@ -19,17 +19,41 @@
 
 /* --- agent-facing handlers --------------------------------------------- */
 
-/* Checks the HostInfo an agent's call carries: present, with a valid
- * name. Fails CALL and returns FALSE otherwise. */
+/* Checks the HostInfo an agent's call METHOD carries: present, with a
+ * valid name that is the caller's own (its certificate's CN; an insecure
+ * server has no names and skips this), and an agent address that is an
+ * IP literal and port (sched_address_check). The address is required when
+ * REGISTERING; a report may leave it empty (the registered one stays).
+ * Fails CALL and returns FALSE otherwise. */
 static gboolean
-host_call_check (ProtoServerCall *call, const Drover__V1__HostInfo *info)
+host_call_check (ProtoServerCall *call, const char *method,
+                 const Drover__V1__HostInfo *info, gboolean registering)
 {
+  const char *caller = proto_server_call_get_peer_name (call);
   g_autoptr (GError) error = NULL;
 
   if (info == NULL)
     g_set_error (&error, SCHED_ERROR, SCHED_ERROR_INVALID, "host info missing");
-  else
-    proto_name_validate ("host", info->name, &error);
+  else if (!proto_name_validate ("host", info->name, &error))
+    ;
+  else if (caller != NULL && strcmp (caller, info->name) != 0)
+    {
+      /* A host acts only as itself: nobody else's registration, address,
+       * inventory or report sequence. */
+      drover_message (NULL, NULL, caller, "denied %s as host '%s'", method,
+                      info->name);
+      proto_server_call_fail (call, PROTO_STATUS_PERMISSION_DENIED,
+                              "%s: host '%s' (the certificate's CN) may not "
+                              "act as host '%s'",
+                              method, caller, info->name);
+      return FALSE;
+    }
+  else if (registering && info->address[0] == '\0')
+    g_set_error (&error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                 "host '%s': agent address missing", info->name);
+  else if (info->address[0] != '\0'
+           && !sched_address_check (info->address, &error))
+    g_prefix_error (&error, "host '%s': ", info->name);
   if (error == NULL)
     return TRUE;
   sched_call_fail (call, error);
@@ -54,15 +78,8 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
   Drover__V1__RegisterHostReply reply = DROVER__V1__REGISTER_HOST_REPLY__INIT;
   g_autoptr (GError) error = NULL;
 
-  if (!host_call_check (call, req->host))
+  if (!host_call_check (call, "RegisterHost", req->host, TRUE))
     return;
-  if (req->host->address[0] == '\0')
-    {
-      proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
-                              "host '%s': agent address missing",
-                              req->host->name);
-      return;
-    }
   if (!sched_registry_register (svc->registry, req->host, &error))
     {
       host_call_fail (call, "RegisterHost", req->host->name, error);
@@ -86,7 +103,7 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   g_autoptr (GError) error = NULL;
   gboolean reregister = FALSE;
 
-  if (!host_call_check (call, req->host))
+  if (!host_call_check (call, "ReportHost", req->host, FALSE))
     return;
   if (!sched_registry_report (svc->registry, req->host, req->vms, req->n_vms,
                               req->seq, &reregister, &error))
