@@ -24,6 +24,8 @@ main (int argc, char **argv)
   g_autofree char *link_bandwidth = NULL;
   gint max_mig_out = SCHED_DEFAULT_MAX_MIGRATIONS;
   gint max_mig_in = SCHED_DEFAULT_MAX_MIGRATIONS;
+  gint job_retention_days = SCHED_DEFAULT_JOB_RETENTION_MS / (24 * 3600 * 1000);
+  gint max_jobs = SCHED_DEFAULT_MAX_JOBS;
   gboolean insecure = FALSE;
   gboolean print_authz = FALSE;
   gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
@@ -51,6 +53,10 @@ main (int argc, char **argv)
       "Migrations leaving one host at once; more queue (default 2)", "N" },
     { "max-migrations-in", 0, 0, G_OPTION_ARG_INT, &max_mig_in,
       "Migrations arriving at one host at once; more queue (default 2)", "N" },
+    { "job-retention-days", 0, 0, G_OPTION_ARG_INT, &job_retention_days,
+      "Days a finished job is kept (default 7)", "N" },
+    { "max-jobs", 0, 0, G_OPTION_ARG_INT, &max_jobs,
+      "Finished jobs kept at most; older ones go (default 1000)", "N" },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -117,6 +123,15 @@ main (int argc, char **argv)
                   "and --link-bandwidth > 0\n");
       return 2;
     }
+  if (job_retention_days < 1 || job_retention_days > 36500 || max_jobs < 1)
+    {
+      g_printerr ("drover-scheduler: --job-retention-days must be 1..36500 "
+                  "and --max-jobs >= 1\n");
+      return 2;
+    }
+  config.job_retention_ms
+      = (gint64)job_retention_days * 24 * 3600 * G_GINT64_CONSTANT (1000);
+  config.max_jobs = max_jobs;
   config.max_migrations_out = max_mig_out;
   config.max_migrations_in = max_mig_in;
   config.state_dir = state_dir;

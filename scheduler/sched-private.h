@@ -201,6 +201,9 @@ void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
 #define SCHED_AGENT_CALL_TIMEOUT_MS (60 * 1000)
 /* StopVm waits for a graceful shutdown; allow for the grace period. */
 #define SCHED_AGENT_STOP_EXTRA_MS (30 * 1000)
+/* The liveness timer prunes old jobs this often (jobs that end do it at
+ * once). */
+#define SCHED_JOBS_PRUNE_PERIOD_MS (3600 * 1000)
 
 typedef struct _SchedJobs SchedJobs;
 typedef struct _SchedAgents SchedAgents;
@@ -222,6 +225,7 @@ struct _SchedService
   SchedAgents *agents;      /* main context; agent clients */
   SchedMigrator *migrator;  /* main context; migrations */
   GSource *liveness;        /* main context; from start to stop */
+  gint64 last_prune_ms;     /* main context; when the timer pruned jobs */
   gboolean stopped;         /* main context; sched_service_stop ran */
 };
 
@@ -247,9 +251,18 @@ void sched_call_reply_rows (ProtoServerCall *call, ProtobufCMessage *reply,
 
 /* --- job board (sched-jobs.c) ------------------------------------------ */
 
-/* STORE and REGISTRY (whose clock stamps updates) are borrowed. */
-SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry);
+/* STORE and REGISTRY (whose clock stamps updates) are borrowed. Finished
+ * jobs older than RETENTION_MS, or beyond the newest MAX_JOBS finished
+ * ones, are pruned (0 = SCHED_DEFAULT_JOB_RETENTION_MS,
+ * SCHED_DEFAULT_MAX_JOBS). */
+SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry,
+                           gint64 retention_ms, guint max_jobs);
 void sched_jobs_free (SchedJobs *jobs);
+
+/* Deletes the finished jobs the retention no longer keeps (queued and
+ * running ones always stay); runs whenever a job ends. Returns how many
+ * went; a store failure is logged. */
+guint sched_jobs_prune (SchedJobs *jobs);
 
 /* Stamps JOB (updated_ms), stores it if STORE or if it is over, and sends
  * it to its watchers; ends their streams once it is over. A store failure
@@ -264,6 +277,19 @@ void sched_jobs_stop (SchedJobs *jobs);
 
 /* A Job message borrowing JOB's memory. */
 void sched_job_msg (const SchedJob *job, Drover__V1__Job *msg);
+
+/* ListJobs pages: PAGE_DEFAULT jobs when the request gives no size, never
+ * more than PAGE_MAX. */
+#define SCHED_JOBS_PAGE_DEFAULT 100
+#define SCHED_JOBS_PAGE_MAX 1000
+
+/* The next_page_token after LAST, the last job of a page ("<created_ms>/
+ * <id>"). Caller frees. */
+char *sched_jobs_page_token (const SchedJob *last);
+/* Reads a token sched_jobs_page_token wrote into *AFTER_MS and *AFTER_ID
+ * (caller frees); anything else is SCHED_ERROR_INVALID. */
+gboolean sched_jobs_parse_page_token (const char *token, gint64 *after_ms,
+                                      char **after_id, GError **error);
 
 /* ListJobs and WatchJob; USER_DATA is the SchedJobs. */
 SchedHandler sched_jobs_handle_list;

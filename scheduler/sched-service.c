@@ -117,15 +117,23 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
 
 /* --- setup ------------------------------------------------------------- */
 
+/* Also prunes old jobs, at most every SCHED_JOBS_PRUNE_PERIOD_MS: jobs
+ * that end prune at once, this catches the age limit on a quiet system. */
 static gboolean
 liveness_tick (gpointer user_data)
 {
   SchedService *svc = user_data;
   g_autoptr (GError) error = NULL;
+  gint64 now = sched_registry_now (svc->registry);
 
   sched_registry_check_liveness (svc->registry, &error);
   if (error != NULL)
     g_warning ("liveness check: %s", error->message);
+  if (now - svc->last_prune_ms >= SCHED_JOBS_PRUNE_PERIOD_MS)
+    {
+      svc->last_prune_ms = now;
+      sched_jobs_prune (svc->jobs);
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -209,13 +217,17 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
     return NULL;
   svc->registry
       = sched_registry_new (svc->store, svc->report_interval_ms, NULL, NULL);
-  svc->jobs = sched_jobs_new (svc->store, svc->registry);
+  svc->jobs = sched_jobs_new (svc->store, svc->registry,
+                              config->job_retention_ms, config->max_jobs);
   svc->agents = sched_agents_new (svc->store, svc->tls, svc->ctx);
   svc->migrator = sched_migrator_new (svc, config->link_bandwidth,
                                       config->max_migrations_out,
                                       config->max_migrations_in);
   if (!recover (svc, error))
     return NULL;
+  /* The table was bounded when the last process stopped: the first prune
+   * comes with the first job that ends, or a period from now. */
+  svc->last_prune_ms = sched_registry_now (svc->registry);
   return g_steal_pointer (&svc);
 }
 

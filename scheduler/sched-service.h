@@ -48,6 +48,11 @@ ProtoStatus sched_error_to_status (const GError *error);
 #define SCHED_DEFAULT_LINK_BANDWIDTH (G_GUINT64_CONSTANT (1024) * 1024 * 1024)
 #define SCHED_DEFAULT_MAX_MIGRATIONS 2
 
+/* Finished jobs are kept this long, and at most this many of them. */
+#define SCHED_DEFAULT_JOB_RETENTION_MS                                         \
+  (7 * 24 * 3600 * G_GINT64_CONSTANT (1000))
+#define SCHED_DEFAULT_MAX_JOBS 1000
+
 typedef struct
 {
   const char *state_dir;    /* holds drover.db; created if missing */
@@ -57,6 +62,8 @@ typedef struct
   guint64 link_bandwidth;   /* 0 = SCHED_DEFAULT_LINK_BANDWIDTH */
   guint max_migrations_out; /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
   guint max_migrations_in;  /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
+  gint64 job_retention_ms;  /* 0 = SCHED_DEFAULT_JOB_RETENTION_MS */
+  guint max_jobs;           /* 0 = SCHED_DEFAULT_MAX_JOBS */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;

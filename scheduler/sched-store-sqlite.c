@@ -1,7 +1,8 @@
 /* The SQLite store backend (sched_store_open_sqlite): the scheduler's
  * persistent state (hosts, VMs, jobs) in one embedded database file.
  *
- * SQLite file DIR/drover.db in WAL mode. The schema version is PRAGMA
+ * SQLite file DIR/drover.db in WAL mode with synchronous=FULL (see the
+ * open function: crash consistency). The schema version is PRAGMA
  * user_version; PRAGMA application_id marks the file as Drover's so a
  * foreign database is refused instead of being written into. Every
  * statement is made from the rows' fields (sched_row_types: a column per
@@ -39,6 +40,8 @@ enum
 enum
 {
   STMT_LIST_VMS_ON_HOST = SCHED_N_TABLES * N_OPS,
+  STMT_LIST_JOBS_AFTER,
+  STMT_PRUNE_JOBS,
   N_STMTS
 };
 
@@ -108,10 +111,24 @@ stmt_sql (int i)
   const char *key;
   GString *sql = g_string_new (NULL);
 
-  if (i == STMT_LIST_VMS_ON_HOST)
+  switch (i)
     {
+    case STMT_LIST_VMS_ON_HOST:
       append_select (sql, &sched_row_types[SCHED_TABLE_VMS]);
       g_string_append (sql, " WHERE host = ?1 ORDER BY name");
+      return g_string_free (sql, FALSE);
+    case STMT_LIST_JOBS_AFTER:
+      append_select (sql, &sched_row_types[SCHED_TABLE_JOBS]);
+      g_string_append (sql, " WHERE created_ms > ?1"
+                            " OR (created_ms = ?1 AND id > ?2)"
+                            " ORDER BY created_ms, id LIMIT ?3");
+      return g_string_free (sql, FALSE);
+    case STMT_PRUNE_JOBS:
+      /* ?3, ?4: the finished states. */
+      g_string_append (sql, "DELETE FROM jobs WHERE state IN (?3, ?4)"
+                            " AND (updated_ms < ?1 OR id NOT IN"
+                            " (SELECT id FROM jobs WHERE state IN (?3, ?4)"
+                            " ORDER BY updated_ms DESC, id DESC LIMIT ?2))");
       return g_string_free (sql, FALSE);
     }
   type = &sched_row_types[i / N_OPS];
@@ -301,9 +318,13 @@ sched_store_open_sqlite (const char *dir, GError **error)
   if (!sqlite_migrate (self, error))
     return NULL;
 
+  /* Crash consistency: in WAL mode synchronous=NORMAL syncs only at
+   * checkpoints, so a power cut can lose transactions that were already
+   * committed, and with them records the agents acted on (a VM created, a
+   * migration's outcome, a job). FULL syncs the WAL at every commit. */
   if (!sqlite_exec (self,
                     "PRAGMA journal_mode = WAL;"
-                    " PRAGMA synchronous = NORMAL;",
+                    " PRAGMA synchronous = FULL;",
                     error))
     return NULL;
 
@@ -594,6 +615,56 @@ sqlite_remove (SchedStore *store, SchedTable table, const char *key,
   return stmt_run (self, stmt, what, error);
 }
 
+static GPtrArray *
+sqlite_list_jobs_after (SchedStore *store, gint64 after_ms,
+                        const char *after_id, guint limit, GError **error)
+{
+  SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_LIST_JOBS_AFTER);
+
+  if (after_id == NULL)
+    {
+      after_ms = G_MININT64;
+      after_id = "";
+    }
+  sqlite3_bind_int64 (stmt, 1, after_ms);
+  bind_text (stmt, 2, after_id);
+  sqlite3_bind_int64 (stmt, 3, limit);
+  return stmt_all (self, stmt, SCHED_TABLE_JOBS, error);
+}
+
+static gboolean
+sqlite_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
+                   guint *n_deleted, GError **error)
+{
+  SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_PRUNE_JOBS);
+
+  sqlite3_bind_int64 (stmt, 1, before_ms);
+  sqlite3_bind_int64 (stmt, 2, keep);
+  bind_text (stmt, 3, PROTO_JOB_DONE);
+  bind_text (stmt, 4, PROTO_JOB_FAILED);
+  if (!stmt_run (self, stmt, "cannot prune jobs", error))
+    return FALSE;
+  if (n_deleted != NULL)
+    *n_deleted = sqlite3_changes (self->db);
+  return TRUE;
+}
+
+gboolean
+sched_store_sqlite_pragma (SchedStore *store, const char *name, gint64 *value,
+                           GError **error)
+{
+  g_autofree char *sql = NULL;
+
+  g_return_val_if_fail (store->ops == &sqlite_ops, FALSE);
+  g_return_val_if_fail (name[0] != '\0', FALSE);
+  for (const char *p = name; *p; p++)
+    g_return_val_if_fail (g_ascii_isalpha (*p) || *p == '_', FALSE);
+  sql = g_strdup_printf ("PRAGMA %s", name);
+  return sqlite_pragma_int ((SqliteStore *)store, sql, value, error);
+}
+
 static gboolean
 sqlite_begin (SchedStore *store, GError **error)
 {
@@ -622,6 +693,8 @@ static const SchedStoreOps sqlite_ops = {
   .get = sqlite_get,
   .list = sqlite_list,
   .remove = sqlite_remove,
+  .list_jobs_after = sqlite_list_jobs_after,
+  .prune_jobs = sqlite_prune_jobs,
   .begin = sqlite_begin,
   .commit = sqlite_commit,
   .rollback = sqlite_rollback,

@@ -29,6 +29,20 @@ sched_store_list_jobs (SchedStore *store, GError **error)
   return store->ops->list (store, SCHED_TABLE_JOBS, NULL, error);
 }
 
+GPtrArray *
+sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
+                             const char *after_id, guint limit, GError **error)
+{
+  return store->ops->list_jobs_after (store, after_ms, after_id, limit, error);
+}
+
+gboolean
+sched_store_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
+                        guint *n_deleted, GError **error)
+{
+  return store->ops->prune_jobs (store, before_ms, keep, n_deleted, error);
+}
+
 gboolean
 sched_store_begin (SchedStore *store, GError **error)
 {

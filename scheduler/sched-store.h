@@ -153,6 +153,17 @@ typedef struct
                       GError **error);
   gboolean (*remove) (SchedStore *store, SchedTable table, const char *key,
                       GError **error);
+  /* At most LIMIT jobs in creation order (created_ms, then id), starting
+   * after the job created at AFTER_MS with id AFTER_ID (NULL: from the
+   * first). */
+  GPtrArray *(*list_jobs_after) (SchedStore *store, gint64 after_ms,
+                                 const char *after_id, guint limit,
+                                 GError **error);
+  /* Deletes the finished jobs (PROTO_JOB_DONE, _FAILED) last updated
+   * before BEFORE_MS and then those past the KEEP most recently updated
+   * finished ones; sets *N_DELETED (may be NULL) to how many went. */
+  gboolean (*prune_jobs) (SchedStore *store, gint64 before_ms, guint keep,
+                          guint *n_deleted, GError **error);
   /* A transaction groups the writes of one report (one sync, all or none). */
   gboolean (*begin) (SchedStore *store, GError **error);
   gboolean (*commit) (SchedStore *store, GError **error);
@@ -167,6 +178,11 @@ struct _SchedStore
 /* Opens (creating if needed) the SQLite store DIR/drover.db. A file that
  * is not a Drover database fails with SCHED_ERROR_CORRUPT naming it. */
 SchedStore *sched_store_open_sqlite (const char *dir, GError **error);
+/* The value of PRAGMA NAME (letters and '_') on STORE's SQLite connection,
+ * which must be one sched_store_open_sqlite opened: how tests see the
+ * settings the connection runs with (they are per connection). */
+gboolean sched_store_sqlite_pragma (SchedStore *store, const char *name,
+                                    gint64 *value, GError **error);
 void sched_store_close (SchedStore *store);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
 
@@ -203,6 +219,12 @@ GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
 GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
                                  GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+/* A page of jobs and the job retention: see SchedStoreOps. */
+GPtrArray *sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
+                                        const char *after_id, guint limit,
+                                        GError **error);
+gboolean sched_store_prune_jobs (SchedStore *store, gint64 before_ms,
+                                 guint keep, guint *n_deleted, GError **error);
 
 gboolean sched_store_begin (SchedStore *store, GError **error);
 gboolean sched_store_commit (SchedStore *store, GError **error);
