@@ -1,4 +1,5 @@
-/* drover-scheduler: options, signals, setup, main loop. */
+/* drover-scheduler: options, signals (SIGINT/SIGTERM stop, SIGHUP reloads
+ * the TLS material), setup, main loop. */
 #include "sched-service.h"
 
 #include <glib-unix.h>
@@ -11,6 +12,32 @@ on_signal (gpointer loop)
 {
   g_message ("signal received, shutting down");
   g_main_loop_quit (loop);
+  return G_SOURCE_CONTINUE;
+}
+
+/* What SIGHUP reloads, and into what. */
+typedef struct
+{
+  SchedService *svc;
+  const char *tls_dir; /* NULL: insecure */
+} Reload;
+
+static gboolean
+on_reload (gpointer user_data)
+{
+  Reload *r = user_data;
+  g_autoptr (ProtoTls) tls = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (r->tls_dir == NULL)
+    g_message ("SIGHUP: insecure, no TLS material to reload");
+  else if ((tls = proto_tls_load (r->tls_dir, &error)) == NULL
+           || !sched_service_reload_tls (r->svc, tls, &error))
+    g_warning ("SIGHUP: TLS material not reloaded, the old stays: %s",
+               error->message);
+  else
+    g_message ("SIGHUP: reloaded certificate, key, CA and CRL from %s",
+               r->tls_dir);
   return G_SOURCE_CONTINUE;
 }
 
@@ -36,7 +63,9 @@ main (int argc, char **argv)
     { "state", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
       "State directory, holds drover.db (required)", "DIR" },
     { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
-      "ca.pem, cert.pem, key.pem for mutual TLS", "DIR" },
+      "ca.pem, cert.pem, key.pem (and crl.pem) for mutual TLS; SIGHUP "
+      "reloads them",
+      "DIR" },
     { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
       "Serve and call agents without TLS", NULL },
     { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
@@ -67,6 +96,7 @@ main (int argc, char **argv)
   g_autoptr (SchedService) svc = NULL;
   g_autoptr (GMainLoop) loop = NULL;
   SchedConfig config = { 0 };
+  Reload reload = { 0 };
 
   setlocale (LC_ALL, "");
   proto_log_install ();
@@ -149,8 +179,11 @@ main (int argc, char **argv)
              state_dir);
 
   loop = g_main_loop_new (NULL, FALSE);
+  reload.svc = svc;
+  reload.tls_dir = tls_dir;
   g_unix_signal_add (SIGINT, on_signal, loop);
   g_unix_signal_add (SIGTERM, on_signal, loop);
+  g_unix_signal_add (SIGHUP, on_reload, &reload);
   g_main_loop_run (loop);
 
   g_clear_pointer (&svc, sched_service_free);

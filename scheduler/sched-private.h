@@ -303,19 +303,37 @@ SchedAgents *sched_agents_new (SchedStore *store, const ProtoTls *tls,
                                GMainContext *ctx);
 void sched_agents_free (SchedAgents *agents);
 
-/* The cached client for HOST, (re)created if its address changed. */
+/* The cached client for HOST, (re)created if its address changed.
+ * SCHED_ERROR_UNAVAILABLE once sched_agents_cancel_all ran. */
 ProtoClient *sched_agents_client (SchedAgents *agents, const SchedHost *host,
                                   GError **error);
 /* Host NAME from the store, which must be up (SCHED_ERROR_UNAVAILABLE),
  * and its client. *HOST_OUT (may be NULL) gets the host. */
 ProtoClient *sched_agents_client_up (SchedAgents *agents, const char *name,
                                      SchedHost **host_out, GError **error);
-/* Forgets the cached client of host NAME. Freeing a client runs its
- * pending callbacks; that happens from the main loop, not under our
- * caller. */
+/* Calls METHOD of the AgentService on CLIENT (from sched_agents_client*),
+ * like proto_client_call: CLIENT lives until DONE has run, even if it is
+ * dropped meanwhile. */
+void sched_agents_call (SchedAgents *agents, ProtoClient *client, guint method,
+                        const ProtobufCMessage *request, gint64 timeout_ms,
+                        ProtoReplyFunc done, gpointer user_data);
+/* The same for a server stream (proto_client_stream). */
+ProtoClientStream *sched_agents_stream (SchedAgents *agents,
+                                        ProtoClient *client, guint method,
+                                        const ProtobufCMessage *request,
+                                        ProtoStreamMessageFunc on_message,
+                                        ProtoStreamEndFunc on_end,
+                                        gpointer user_data);
+/* Host NAME's cached client is no longer handed out; it is freed once the
+ * calls it carries have ended. For an agent that registers again: a new
+ * process, whose predecessor's channel may sit in reconnect backoff. */
 void sched_agents_drop (SchedAgents *agents, const char *name);
+/* New clients use TLS (borrowed; reloaded material); every cached client
+ * is dropped, so new calls connect with it while calls in flight finish
+ * on their connections. */
+void sched_agents_set_tls (SchedAgents *agents, const ProtoTls *tls);
 /* Frees every client now: their calls in flight complete with CANCELLED
- * inside this call. */
+ * inside this call. Afterwards no client is handed out. */
 void sched_agents_cancel_all (SchedAgents *agents);
 
 /* Finds VM NAME (validated) and its host for a command. A VM being

@@ -1,8 +1,10 @@
 /* SchedService: drover.v1.SchedulerService. This file sets the service up
  * (store, registry, job board, agent clients, migrator), registers the
  * handlers, starts and stops serving, recovers what a previous process
- * left half done and runs the liveness timer. It also serves the agents'
- * calls (RegisterHost, ReportHost), which go to the registry; the
+ * left half done, runs the timer for liveness (and job pruning) and
+ * reloads the TLS material. It also serves the agents' calls
+ * (RegisterHost, ReportHost: each host only as itself), which go to the
+ * registry; the
  * operators' calls are in sched-vm-handlers.c (VMs, MigrateVm through
  * sched-migrator.c) and sched-jobs.c (ListJobs, WatchJob).
  *
@@ -187,17 +189,6 @@ recover (SchedService *svc, GError **error)
   return TRUE;
 }
 
-static ProtoTls *
-tls_copy (const ProtoTls *tls)
-{
-  ProtoTls *copy = g_new0 (ProtoTls, 1);
-
-  copy->ca_pem = g_strdup (tls->ca_pem);
-  copy->cert_pem = g_strdup (tls->cert_pem);
-  copy->key_pem = g_strdup (tls->key_pem);
-  return copy;
-}
-
 SchedService *
 sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                    GError **error)
@@ -209,7 +200,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                 : SCHED_DEFAULT_REPORT_INTERVAL_MS;
   svc->policy.cpu_overcommit = config->cpu_overcommit;
   svc->policy.memory_reserve = config->memory_reserve;
-  svc->tls = tls ? tls_copy (tls) : NULL;
+  svc->tls = tls ? proto_tls_copy (tls) : NULL;
   svc->ctx = g_main_context_ref_thread_default ();
 
   svc->store = sched_store_open_sqlite (config->state_dir, error);
@@ -273,6 +264,26 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
   svc->liveness = g_timeout_source_new (MAX (svc->report_interval_ms / 2, 10));
   g_source_set_callback (svc->liveness, liveness_tick, svc, NULL);
   g_source_attach (svc->liveness, svc->ctx);
+  return TRUE;
+}
+
+gboolean
+sched_service_reload_tls (SchedService *svc, const ProtoTls *tls,
+                          GError **error)
+{
+  if (svc->tls == NULL || svc->server == NULL)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                   "the scheduler is not serving with TLS");
+      return FALSE;
+    }
+  if (!proto_server_reload_tls (svc->server, tls, error))
+    return FALSE;
+  /* The agent clients borrow svc->tls: hand them the new copy before the
+   * old one goes. */
+  proto_tls_free (g_steal_pointer (&svc->tls));
+  svc->tls = proto_tls_copy (tls);
+  sched_agents_set_tls (svc->agents, svc->tls);
   return TRUE;
 }
 

@@ -80,6 +80,15 @@ gboolean sched_service_start (SchedService *svc, const char *listen,
                               GError **error);
 int sched_service_get_port (SchedService *svc);
 
+/* Replaces the certificate, key, CA and CRL with TLS (copied) on a
+ * started TLS service: new handshakes and every call from now on are
+ * checked with it (proto_server_reload_tls), open connections stay; agent
+ * clients connect anew with it while their calls in flight finish on the
+ * old connections. FALSE with ERROR and nothing changed if TLS is not
+ * usable or the service is insecure (SCHED_ERROR_PRECONDITION). */
+gboolean sched_service_reload_tls (SchedService *svc, const ProtoTls *tls,
+                                   GError **error);
+
 /* Stops serving: open calls are cancelled (and finished), watch streams
  * end. Idempotent; sched_service_free calls it. */
 void sched_service_stop (SchedService *svc);

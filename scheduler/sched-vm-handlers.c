@@ -288,9 +288,9 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
   drover_message (vm->name, job->id, chosen, "VM placed");
 
   agent_req.spec = req->spec;
-  proto_client_call (client, DROVER_AGENT_SERVICE,
-                     DROVER_AGENT_METHOD_CREATE_VM, &agent_req.base,
-                     SCHED_AGENT_CREATE_TIMEOUT_MS, create_done,
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_CREATE_VM,
+                     &agent_req.base, SCHED_AGENT_CREATE_TIMEOUT_MS,
+                     create_done,
                      sched_pending_new (svc, call, vm->name, chosen, job));
 }
 
@@ -494,8 +494,8 @@ sched_vm_handle_delete (ProtoServerCall *call, const ProtobufCMessage *request,
     }
   msg = g_strdup_printf ("deleting on host %s", host->name);
   sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
-  proto_client_call (
-      client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_DELETE_VM, request,
+  sched_agents_call (
+      svc->agents, client, DROVER_AGENT_METHOD_DELETE_VM, request,
       SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS, delete_done,
       sched_pending_new (svc, call, vm->name, host->name,
                          g_steal_pointer (&job)));
