@@ -2,7 +2,10 @@
  * register and report as which host (mutual TLS with certificates from
  * scripts/pki: the role in O, the host in CN), what counts as an agent
  * address, revocation, reloading the TLS material while a migration's
- * agent call is in flight, and ListJobs' pages as droverctl follows them.
+ * agent call is in flight; the job board, bounded (pruned by age and
+ * count, never a job still running) and read a page at a time (the page
+ * token against hostile input), ListJobs' pages as droverctl follows
+ * them; and the SQLite connection's crash-consistency setting.
  *
  * The service runs in this thread's main context; calls to it are
  * asynchronous and the context is iterated until they complete, so
@@ -130,10 +133,15 @@ typedef struct
   char *target;
 } Fixture;
 
+/* The job board's limits for the fixture that tests them. */
+#define RETENTION_MS (3600 * 1000)
+#define MAX_JOBS 3
+
 /* A started service; TLS_DIR names its certificate under pki_dir, or NULL
- * for an insecure one. */
+ * for an insecure one. MAX_JOBS 0: the default job retention, else
+ * MAX_JOBS and RETENTION_MS. */
 static void
-fixture_start (Fixture *f, const char *tls_dir)
+fixture_start (Fixture *f, const char *tls_dir, guint max_jobs)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (ProtoTls) tls = tls_dir ? tls_of (tls_dir) : NULL;
@@ -144,6 +152,8 @@ fixture_start (Fixture *f, const char *tls_dir)
   config.state_dir = f->dir;
   config.cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
   config.memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
+  config.max_jobs = max_jobs;
+  config.job_retention_ms = max_jobs ? RETENTION_MS : 0;
   f->svc = sched_service_new (&config, tls, &error);
   g_assert_no_error (error);
   g_assert_true (sched_service_start (f->svc, "127.0.0.1:0", &error));
@@ -154,13 +164,19 @@ fixture_start (Fixture *f, const char *tls_dir)
 static void
 fixture_tls (Fixture *f, gconstpointer data)
 {
-  fixture_start (f, "scheduler");
+  fixture_start (f, "scheduler", 0);
 }
 
 static void
 fixture_insecure (Fixture *f, gconstpointer data)
 {
-  fixture_start (f, NULL);
+  fixture_start (f, NULL, 0);
+}
+
+static void
+fixture_jobs (Fixture *f, gconstpointer data)
+{
+  fixture_start (f, NULL, MAX_JOBS);
 }
 
 static void
@@ -375,13 +391,11 @@ test_insecure (Fixture *f, gconstpointer data)
 
 /* --- reloading the TLS material ---------------------------------------- */
 
-/* A fake agent with host NAME's certificate: it notes the CN of the
- * scheduler behind each call ("PrepareIncoming scheduler"), holds
- * PrepareIncoming until released, and completes MigrateOut at once. */
+/* A fake agent: it notes the CN of the scheduler behind each call
+ * ("PrepareIncoming scheduler"), holds PrepareIncoming until released, and
+ * completes MigrateOut at once. */
 typedef struct
 {
-  ProtoServer *server;
-  char *address;
   GPtrArray *seen;
   ProtoServerCall *held;
 } FakeAgent;
@@ -426,40 +440,33 @@ fake_migrate_out (ProtoServerCall *call, const ProtobufCMessage *request,
   proto_server_call_finish (call, PROTO_STATUS_OK, NULL);
 }
 
-static FakeAgent *
-fake_agent_new (const char *name)
+/* Serves a fake agent with host NAME's certificate that notes what it
+ * sees into FAKE->seen. Its address goes into *ADDRESS (caller frees). */
+static ProtoServer *
+fake_agent_serve (FakeAgent *fake, const char *name, char **address)
 {
-  FakeAgent *fake = g_new0 (FakeAgent, 1);
+  static const struct
+  {
+    guint method;
+    ProtoHandler handler;
+  } methods[] = {
+    { DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare },
+    { DROVER_AGENT_METHOD_MIGRATE_OUT, fake_migrate_out },
+  };
+  g_autoptr (ProtoServer) server = proto_server_new (NULL);
   g_autoptr (ProtoTls) tls = tls_of (name);
   g_autoptr (GError) error = NULL;
 
-  fake->seen = g_ptr_array_new_with_free_func (g_free);
-  fake->server = proto_server_new (NULL);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare,
-                           fake);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_MIGRATE_OUT, fake_migrate_out,
-                           fake);
-  proto_server_set_authz (fake->server, DROVER_AGENT_SERVICE, proto_agent_authz,
+  for (gsize i = 0; i < G_N_ELEMENTS (methods); i++)
+    proto_server_add_method (server, DROVER_AGENT_SERVICE, methods[i].method,
+                             methods[i].handler, fake);
+  proto_server_set_authz (server, DROVER_AGENT_SERVICE, proto_agent_authz,
                           proto_agent_authz_len);
-  g_assert_true (proto_server_start (fake->server, "127.0.0.1:0", tls, &error));
+  g_assert_true (proto_server_start (server, "127.0.0.1:0", tls, &error));
   g_assert_no_error (error);
-  fake->address
-      = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (fake->server));
-  return fake;
+  *address = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (server));
+  return g_steal_pointer (&server);
 }
-
-static void
-fake_agent_free (FakeAgent *fake)
-{
-  proto_server_free (fake->server);
-  g_ptr_array_unref (fake->seen);
-  g_free (fake->address);
-  g_free (fake);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (FakeAgent, fake_agent_free)
 
 static void
 put_host (Fixture *f, const char *name, const char *address)
@@ -493,8 +500,14 @@ assert_seen (FakeAgent *fake, const char *what)
 static void
 test_reload (Fixture *f, gconstpointer data)
 {
-  g_autoptr (FakeAgent) a = fake_agent_new ("a");
-  g_autoptr (FakeAgent) b = fake_agent_new ("b");
+  g_autoptr (GPtrArray) a_seen = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) b_seen = g_ptr_array_new_with_free_func (g_free);
+  FakeAgent a = { a_seen, NULL }, b = { b_seen, NULL };
+  g_autofree char *a_address = NULL;
+  g_autofree char *b_address = NULL;
+  /* Freed before what they note into. */
+  g_autoptr (ProtoServer) a_server = fake_agent_serve (&a, "a", &a_address);
+  g_autoptr (ProtoServer) b_server = fake_agent_serve (&b, "b", &b_address);
   g_autoptr (ProtoTls) new_tls = tls_of ("scheduler-2");
   g_autoptr (ProtoTls) bad_tls = tls_of ("scheduler-2");
   g_autoptr (ProtoTls) host_tls = tls_of ("a");
@@ -504,8 +517,8 @@ test_reload (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
-  put_host (f, "a", a->address);
-  put_host (f, "b", b->address);
+  put_host (f, "a", a_address);
+  put_host (f, "b", b_address);
   spec.name = (char *)"web";
   spec.vcpus = 1;
   spec.memory = 256 * MiB;
@@ -515,7 +528,7 @@ test_reload (Fixture *f, gconstpointer data)
   g_assert_true (
       sched_migrator_submit (f->svc->migrator, "web", "b", NULL, &job, &error));
   g_assert_no_error (error);
-  while (b->held == NULL)
+  while (b.held == NULL)
     g_main_context_iteration (NULL, TRUE);
 
   /* Unusable material changes nothing. */
@@ -527,7 +540,7 @@ test_reload (Fixture *f, gconstpointer data)
 
   g_assert_true (sched_service_reload_tls (f->svc, new_tls, &error));
   g_assert_no_error (error);
-  fake_release (b);
+  fake_release (&b);
   for (;;)
     {
       g_autoptr (SchedJob) now
@@ -541,14 +554,14 @@ test_reload (Fixture *f, gconstpointer data)
         }
       g_main_context_iteration (NULL, TRUE);
     }
-  assert_seen (b, "PrepareIncoming scheduler");
-  assert_seen (a, "MigrateOut scheduler-2");
+  assert_seen (&b, "PrepareIncoming scheduler");
+  assert_seen (&a, "MigrateOut scheduler-2");
 
   /* A new client of the scheduler gets the new certificate. */
   after = proto_client_new_for (f->target, host_tls, PROTO_ROLE_SCHEDULER,
                                 "scheduler-2", NULL, &error);
   g_assert_no_error (error);
-  g_assert_null (register_as (after, "a", a->address));
+  g_assert_null (register_as (after, "a", a_address));
 }
 
 /* An insecure scheduler has nothing to reload. */
@@ -560,6 +573,287 @@ test_reload_insecure (Fixture *f, gconstpointer data)
 
   g_assert_false (sched_service_reload_tls (f->svc, tls, &error));
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION);
+}
+
+/* Stores a job for VM in STATE, created at CREATED_MS and last updated at
+ * UPDATED_MS, with id ID (NULL: a random one). Returns the id (caller
+ * frees). */
+static char *
+put_job_id (Fixture *f, const char *id, const char *vm, const char *state,
+            gint64 created_ms, gint64 updated_ms)
+{
+  g_autoptr (SchedJob) job
+      = sched_job_new (PROTO_JOB_KIND_CREATE, vm, state, created_ms);
+  g_autoptr (GError) error = NULL;
+
+  if (id != NULL)
+    {
+      g_free (job->id);
+      job->id = g_strdup (id);
+    }
+  job->updated_ms = updated_ms;
+  g_assert_true (sched_store_put_job (f->svc->store, job, &error));
+  g_assert_no_error (error);
+  return g_strdup (job->id);
+}
+
+static char *
+put_job (Fixture *f, const char *vm, const char *state, gint64 created_ms,
+         gint64 updated_ms)
+{
+  return put_job_id (f, NULL, vm, state, created_ms, updated_ms);
+}
+
+/* The VMs of the stored jobs in creation order, "a,b,c". */
+static char *
+stored_vms (Fixture *f)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) all = sched_store_list_jobs (f->svc->store, &error);
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < all->len; i++)
+    g_string_append_printf (out, "%s%s", i ? "," : "",
+                            ((SchedJob *)all->pdata[i])->vm);
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+/* --- the job board -----------------------------------------------------------
+ */
+
+/* Finished jobs older than the retention go; queued and running ones stay
+ * however old. (The service's clock is the wall clock: the ages are far
+ * from the limit on either side.) */
+static void
+test_prune_age (Fixture *f, gconstpointer data)
+{
+  gint64 now = sched_registry_now (f->svc->registry);
+  g_autofree char *vms = NULL;
+
+  g_free (put_job (f, "old-done", PROTO_JOB_DONE, 1, 10));
+  g_free (put_job (f, "old-failed", PROTO_JOB_FAILED, 2, 20));
+  g_free (put_job (f, "old-running", PROTO_JOB_RUNNING, 3, 30));
+  g_free (put_job (f, "old-queued", PROTO_JOB_QUEUED, 4, 40));
+  g_free (put_job (f, "aged", PROTO_JOB_DONE, 5, now - 2 * RETENTION_MS));
+  g_free (put_job (f, "recent", PROTO_JOB_DONE, 6, now - RETENTION_MS / 2));
+
+  g_assert_cmpuint (sched_jobs_prune (f->svc->jobs), ==, 3);
+  vms = stored_vms (f);
+  g_assert_cmpstr (vms, ==, "old-running,old-queued,recent");
+  g_assert_cmpuint (sched_jobs_prune (f->svc->jobs), ==, 0);
+}
+
+/* Beyond MAX_JOBS finished jobs the least recently finished go, whenever a
+ * job ends; running ones neither count nor go. */
+static void
+test_prune_count (Fixture *f, gconstpointer data)
+{
+  g_autoptr (SchedJob) ending = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *vms = NULL;
+  g_autofree char *after = NULL;
+  gint64 now = sched_registry_now (f->svc->registry);
+  g_autofree char *running = put_job (f, "r1", PROTO_JOB_RUNNING, 1, 1);
+
+  for (int i = 0; i < MAX_JOBS; i++)
+    {
+      g_autofree char *vm = g_strdup_printf ("d%d", i);
+
+      g_free (put_job (f, vm, PROTO_JOB_DONE, 10 + i, now - 100 + i));
+    }
+  g_assert_cmpuint (sched_jobs_prune (f->svc->jobs), ==, 0);
+
+  /* The running job ends: now MAX_JOBS + 1 are finished, d0 (the least
+   * recently updated) goes. */
+  ending = sched_store_get_job (f->svc->store, running, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (ending->vm, ==, "r1");
+  sched_jobs_set (f->svc->jobs, ending, PROTO_JOB_FAILED, 0.5, NULL, "gone");
+  vms = stored_vms (f);
+  g_assert_cmpstr (vms, ==, "r1,d1,d2");
+
+  /* A flood of jobs ending leaves MAX_JOBS finished ones: the newest
+   * (r1 and the flood end within the same milliseconds; d1 and d2 are
+   * older than all of them). */
+  for (int i = 0; i < 20; i++)
+    {
+      g_autoptr (SchedJob) job = sched_job_new (PROTO_JOB_KIND_DELETE, "flood",
+                                                PROTO_JOB_RUNNING, now + i);
+
+      sched_jobs_set (f->svc->jobs, job, PROTO_JOB_DONE, 1.0, "done", NULL);
+    }
+  after = stored_vms (f);
+  g_assert_cmpuint (strlen (after), ==, strlen ("flood,flood,flood"));
+  g_assert_null (strstr (after, "d1"));
+  g_assert_null (strstr (after, "d2"));
+}
+
+/* --- pages ------------------------------------------------------------- */
+
+/* Every job exactly once, in creation order, page after page, even when
+ * jobs come and go between the pages. */
+static void
+test_pages (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GPtrArray) seen = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *first_id = NULL;
+  g_autofree char *token = NULL;
+  gint64 after_ms = 0;
+  g_autofree char *after_id = NULL;
+  guint pages = 0;
+
+  /* Pairs of jobs share a creation time: the id breaks the tie, also
+   * across the end of a page (v08 | v09). */
+  for (int i = 0; i < 25; i++)
+    {
+      g_autofree char *vm = g_strdup_printf ("v%02d", i);
+      g_autofree char *want = g_strdup_printf ("%08x", i);
+      char *id = put_job_id (f, want, vm, PROTO_JOB_DONE, 1000 + i / 2, 1);
+
+      if (i == 0)
+        first_id = id;
+      else
+        g_free (id);
+    }
+
+  for (;;)
+    {
+      g_autoptr (GPtrArray) page = sched_store_list_jobs_after (
+          f->svc->store, after_ms, after_id, 9, &error);
+      SchedJob *last;
+
+      g_assert_no_error (error);
+      if (page->len == 0)
+        break;
+      pages++;
+      for (guint i = 0; i < page->len; i++)
+        g_ptr_array_add (seen, g_strdup (((SchedJob *)page->pdata[i])->vm));
+      last = page->pdata[page->len - 1];
+      /* The token round-trips. */
+      g_free (token);
+      token = sched_jobs_page_token (last);
+      g_clear_pointer (&after_id, g_free);
+      g_assert_true (
+          sched_jobs_parse_page_token (token, &after_ms, &after_id, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (after_ms, ==, last->created_ms);
+      g_assert_cmpstr (after_id, ==, last->id);
+      if (pages == 1)
+        {
+          /* Between pages: the first job goes, a new one comes last. */
+          g_assert_true (
+              sched_store_delete_job (f->svc->store, first_id, &error));
+          g_free (put_job_id (f, "ffffffff", "v25", PROTO_JOB_DONE, 5000, 1));
+        }
+    }
+  g_assert_cmpuint (pages, ==, 3);
+  g_assert_cmpuint (seen->len, ==, 26);
+  for (guint i = 0; i < seen->len; i++)
+    {
+      g_autofree char *vm = g_strdup_printf ("v%02u", i);
+
+      g_assert_cmpstr (seen->pdata[i], ==, vm);
+    }
+  /* NULL: from the first job. */
+  {
+    g_autoptr (GPtrArray) again
+        = sched_store_list_jobs_after (f->svc->store, 0, NULL, 1, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (again->len, ==, 1);
+    g_assert_cmpstr (((SchedJob *)again->pdata[0])->vm, ==, "v01");
+  }
+}
+
+/* Only what sched_jobs_page_token writes is a token. */
+static void
+test_page_token (void)
+{
+  g_autofree char *long_id = g_strnfill (65, 'a');
+  g_autofree char *long_token = g_strconcat ("1/", long_id, NULL);
+  g_autofree char *huge = g_strnfill (100000, '9');
+  const struct
+  {
+    const char *token;
+    gint64 ms;
+    const char *id;
+  } good[] = {
+    { "0/a", 0, "a" },
+    { "1700000000000/5b1e2c3d-0f00-4a6b-9c1d-2e3f4a5b6c7d", 1700000000000,
+      "5b1e2c3d-0f00-4a6b-9c1d-2e3f4a5b6c7d" },
+    { "-5/0", -5, "0" },
+    { "999999999999999999/f", 999999999999999999, "f" },
+  };
+  const char *const bad[] = {
+    "abc",
+    "123",
+    "123/",
+    "/abc",
+    "-/abc",
+    "--1/a",
+    "+1/a",
+    " 1/a",
+    "1 /a",
+    "1/ a",
+    "1/a ",
+    "1/a\n",
+    "0x10/a",
+    "1//a",
+    "1/a/b",
+    "1/ABC",
+    "1/g",
+    "1/a;DROP TABLE jobs",
+    "1/%",
+    "1.5/a",
+    "9999999999999999999/a",
+    "99999999999999999999999/a",
+    long_token,
+    huge,
+    "1/\xc3\xa9",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (good); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *id = NULL;
+      gint64 ms = 42;
+
+      g_assert_true (
+          sched_jobs_parse_page_token (good[i].token, &ms, &id, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (ms, ==, good[i].ms);
+      g_assert_cmpstr (id, ==, good[i].id);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *id = NULL;
+      gint64 ms = 42;
+
+      g_test_message ("'%.40s'", bad[i]);
+      g_assert_false (sched_jobs_parse_page_token (bad[i], &ms, &id, &error));
+      g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
+      g_assert_null (id);
+      g_assert_cmpint (ms, ==, 42);
+    }
+}
+
+/* --- crash consistency ------------------------------------------------- */
+
+/* The store's connection syncs every commit (synchronous=FULL, 2) in WAL
+ * mode; the setting is per connection, so it is read on the store's own. */
+static void
+test_synchronous_full (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 value = -1;
+
+  g_assert_true (
+      sched_store_sqlite_pragma (f->svc->store, "synchronous", &value, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (value, ==, 2);
 }
 
 /* --- ListJobs and droverctl jobs --------------------------------------- */
@@ -575,10 +869,8 @@ put_jobs (Fixture *f)
   for (int i = 0; i < N_JOBS; i++)
     {
       g_autofree char *vm = g_strdup_printf ("vm%04d", i);
-      g_autoptr (SchedJob) job
-          = sched_job_new (PROTO_JOB_KIND_CREATE, vm, PROTO_JOB_DONE, 1000 + i);
 
-      g_assert_true (sched_store_put_job (f->svc->store, job, &error));
+      g_free (put_job (f, vm, PROTO_JOB_DONE, 1000 + i, 1000 + i));
     }
   g_assert_true (sched_store_commit (f->svc->store, &error));
   g_assert_no_error (error);
@@ -716,6 +1008,12 @@ main (int argc, char **argv)
   ADD ("/sched-service/reload", fixture_tls, test_reload);
   ADD ("/sched-service/reload-insecure", fixture_insecure,
        test_reload_insecure);
+  ADD ("/sched-service/jobs/prune-age", fixture_jobs, test_prune_age);
+  ADD ("/sched-service/jobs/prune-count", fixture_jobs, test_prune_count);
+  ADD ("/sched-service/jobs/pages", fixture_jobs, test_pages);
+  g_test_add_func ("/sched-service/jobs/page-token", test_page_token);
+  ADD ("/sched-service/jobs/synchronous-full", fixture_jobs,
+       test_synchronous_full);
   ADD ("/sched-service/list-jobs", fixture_insecure, test_list_jobs);
   ADD ("/sched-service/droverctl-jobs", fixture_insecure, test_droverctl_jobs);
   rc = g_test_run ();
