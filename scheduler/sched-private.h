@@ -124,7 +124,7 @@ guint sched_mig_queue_position (SchedMigQueue *queue, const char *id);
 guint sched_mig_queue_running_out (SchedMigQueue *queue, const char *host);
 guint sched_mig_queue_running_in (SchedMigQueue *queue, const char *host);
 
-/* --- agent addresses (sched-address.c) -------------------------------- */
+/* --- agent addresses (sched-address.c) --------------------------------- */
 
 /* TRUE if ADDRESS is what an agent may register as its address: an IPv4
  * literal or a bracketed IPv6 literal, and a port 1..65535

@@ -125,7 +125,7 @@ void sched_job_free (SchedJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedJob, sched_job_free)
 SchedJob *sched_job_copy (const SchedJob *job);
 
-/* --- store ------------------------------------------------------------ */
+/* --- store ------------------------------------------------------------- */
 
 /* A backend is an ops table plus an open function, in a file of its own
  * (sched-store-sqlite.c). It stores three tables of rows, each keyed by a
