@@ -1,4 +1,4 @@
-/* droverctl jobs, job watch */
+/* droverctl jobs (every page of ListJobs), job watch */
 #include "droverctl.h"
 
 #include <math.h>
@@ -18,33 +18,95 @@ format_progress (double p)
   return g_strdup_printf ("%d%%", (int)floor (p * 100 + 0.5));
 }
 
+/* Jobs asked for per ListJobs call; the scheduler caps pages at 1000. */
+#define CTL_JOBS_PAGE_SIZE 500
+
+/* Every job, following ListJobs' pages: the replies (ListJobsReply), which
+ * own the jobs, in order; NULL with ERROR. */
+static GPtrArray *
+list_all_jobs (Ctl *ctl, GError **error)
+{
+  g_autoptr (GPtrArray) pages = g_ptr_array_new_with_free_func (proto_msg_free);
+  const char *token = "";
+
+  for (;;)
+    {
+      Drover__V1__ListJobsRequest req = DROVER__V1__LIST_JOBS_REQUEST__INIT;
+      const Drover__V1__ListJobsReply *reply;
+
+      req.page_size = CTL_JOBS_PAGE_SIZE;
+      req.page_token = (char *)token;
+      reply = (const void *)ctl_call (ctl, DROVER_SCHED_METHOD_LIST_JOBS,
+                                      &req.base, 0, error);
+      if (reply == NULL)
+        return NULL;
+      g_ptr_array_add (pages, (gpointer)reply);
+      if (reply->next_page_token[0] == '\0')
+        return g_steal_pointer (&pages);
+      /* Each page must move on, or this would never end. */
+      if (strcmp (reply->next_page_token, token) == 0)
+        {
+          g_set_error (error, PROTO_ERROR, PROTO_STATUS_INTERNAL,
+                       "ListJobs returned the same page token twice");
+          return NULL;
+        }
+      token = reply->next_page_token;
+    }
+}
+
 int
 ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
 {
   static const char *const headers[]
       = { "ID", "KIND", "VM", "STATE", ">PROGRESS", ">AGE", "MESSAGE", NULL };
-  Drover__V1__ListJobsRequest req = DROVER__V1__LIST_JOBS_REQUEST__INIT;
-  g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (CliTable) table = NULL;
-  const Drover__V1__ListJobsReply *reply;
+  gboolean json = FALSE;
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+          { NULL } };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) pages = NULL;
+  g_autoptr (CliTable) table = cli_table_new (headers);
+  g_autoptr (CliJson) out = cli_json_new ();
   int rc;
 
-  if ((rc = ctl_list (ctl, "jobs", "List jobs.", DROVER_SCHED_METHOD_LIST_JOBS,
-                      &req.base, argc, argv, &msg))
+  if ((rc = ctl_parse_options ("jobs", "[--json]", "List jobs.", entries, &argc,
+                               &argv))
       >= 0)
     return rc;
-  reply = (const Drover__V1__ListJobsReply *)msg;
-  table = cli_table_new (headers);
-  for (size_t i = 0; i < reply->n_jobs; i++)
+  if (argc > 1)
+    return ctl_usage_error ("jobs [--json]", "unexpected argument '%s'",
+                            argv[1]);
+  pages = list_all_jobs (ctl, &error);
+  if (pages == NULL)
+    return ctl_fail (error);
+
+  /* One listing of every page: {"jobs": [...]} as one reply would be. */
+  cli_json_begin_object (out);
+  cli_json_key (out, "jobs");
+  cli_json_begin_array (out);
+  for (guint p = 0; p < pages->len; p++)
     {
-      const Drover__V1__Job *job = reply->jobs[i];
-      const char *text_msg = job->error[0] ? job->error : job->message;
-      cli_table_add_take (
-          table, g_strdup (job->id), g_strdup (job->kind), g_strdup (job->vm),
-          g_strdup (job->state), format_progress (job->progress),
-          ctl_format_age (job->created_ms), g_strdup (text_msg));
+      const Drover__V1__ListJobsReply *reply = pages->pdata[p];
+
+      for (size_t i = 0; i < reply->n_jobs; i++)
+        {
+          const Drover__V1__Job *job = reply->jobs[i];
+          const char *text_msg = job->error[0] ? job->error : job->message;
+
+          cli_json_message (out, &job->base);
+          cli_table_add_take (table, g_strdup (job->id), g_strdup (job->kind),
+                              g_strdup (job->vm), g_strdup (job->state),
+                              format_progress (job->progress),
+                              ctl_format_age (job->created_ms),
+                              g_strdup (text_msg));
+        }
     }
-  return ctl_print_table (table);
+  cli_json_end_array (out);
+  cli_json_end_object (out);
+  if (!json)
+    return ctl_print_table (table);
+  ctl_print_json (out);
+  return CTL_EXIT_OK;
 }
 
 /* What a job watch remembers between stream messages. */

@@ -1,4 +1,5 @@
-/* drover-scheduler: options, signals, setup, main loop. */
+/* drover-scheduler: options, signals (SIGINT/SIGTERM stop, SIGHUP reloads
+ * the TLS material), setup, main loop. */
 #include "sched-service.h"
 
 #include <glib-unix.h>
@@ -14,6 +15,32 @@ on_signal (gpointer loop)
   return G_SOURCE_CONTINUE;
 }
 
+/* What SIGHUP reloads, and into what. */
+typedef struct
+{
+  SchedService *svc;
+  const char *tls_dir; /* NULL: insecure */
+} Reload;
+
+static gboolean
+on_reload (gpointer user_data)
+{
+  Reload *r = user_data;
+  g_autoptr (ProtoTls) tls = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (r->tls_dir == NULL)
+    g_message ("SIGHUP: insecure, no TLS material to reload");
+  else if ((tls = proto_tls_load (r->tls_dir, &error)) == NULL
+           || !sched_service_reload_tls (r->svc, tls, &error))
+    g_warning ("SIGHUP: TLS material not reloaded, the old stays: %s",
+               error->message);
+  else
+    g_message ("SIGHUP: reloaded certificate, key, CA and CRL from %s",
+               r->tls_dir);
+  return G_SOURCE_CONTINUE;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -24,6 +51,8 @@ main (int argc, char **argv)
   g_autofree char *link_bandwidth = NULL;
   gint max_mig_out = SCHED_DEFAULT_MAX_MIGRATIONS;
   gint max_mig_in = SCHED_DEFAULT_MAX_MIGRATIONS;
+  gint job_retention_days = SCHED_DEFAULT_JOB_RETENTION_MS / (24 * 3600 * 1000);
+  gint max_jobs = SCHED_DEFAULT_MAX_JOBS;
   gboolean insecure = FALSE;
   gboolean print_authz = FALSE;
   gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
@@ -34,7 +63,9 @@ main (int argc, char **argv)
     { "state", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
       "State directory, holds drover.db (required)", "DIR" },
     { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
-      "ca.pem, cert.pem, key.pem for mutual TLS", "DIR" },
+      "ca.pem, cert.pem, key.pem (and crl.pem) for mutual TLS; SIGHUP "
+      "reloads them",
+      "DIR" },
     { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
       "Serve and call agents without TLS", NULL },
     { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
@@ -51,6 +82,10 @@ main (int argc, char **argv)
       "Migrations leaving one host at once; more queue (default 2)", "N" },
     { "max-migrations-in", 0, 0, G_OPTION_ARG_INT, &max_mig_in,
       "Migrations arriving at one host at once; more queue (default 2)", "N" },
+    { "job-retention-days", 0, 0, G_OPTION_ARG_INT, &job_retention_days,
+      "Days a finished job is kept (default 7)", "N" },
+    { "max-jobs", 0, 0, G_OPTION_ARG_INT, &max_jobs,
+      "Finished jobs kept at most; older ones go (default 1000)", "N" },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -61,6 +96,7 @@ main (int argc, char **argv)
   g_autoptr (SchedService) svc = NULL;
   g_autoptr (GMainLoop) loop = NULL;
   SchedConfig config = { 0 };
+  Reload reload = { 0 };
 
   setlocale (LC_ALL, "");
   proto_log_install ();
@@ -117,6 +153,15 @@ main (int argc, char **argv)
                   "and --link-bandwidth > 0\n");
       return 2;
     }
+  if (job_retention_days < 1 || job_retention_days > 36500 || max_jobs < 1)
+    {
+      g_printerr ("drover-scheduler: --job-retention-days must be 1..36500 "
+                  "and --max-jobs >= 1\n");
+      return 2;
+    }
+  config.job_retention_ms
+      = (gint64)job_retention_days * 24 * 3600 * G_GINT64_CONSTANT (1000);
+  config.max_jobs = max_jobs;
   config.max_migrations_out = max_mig_out;
   config.max_migrations_in = max_mig_in;
   config.state_dir = state_dir;
@@ -134,8 +179,11 @@ main (int argc, char **argv)
              state_dir);
 
   loop = g_main_loop_new (NULL, FALSE);
+  reload.svc = svc;
+  reload.tls_dir = tls_dir;
   g_unix_signal_add (SIGINT, on_signal, loop);
   g_unix_signal_add (SIGTERM, on_signal, loop);
+  g_unix_signal_add (SIGHUP, on_reload, &reload);
   g_main_loop_run (loop);
 
   g_clear_pointer (&svc, sched_service_free);

@@ -45,8 +45,6 @@ sched_mig_queue_new (guint max_out, guint max_in)
 void
 sched_mig_queue_free (SchedMigQueue *q)
 {
-  if (q == NULL)
-    return;
   g_ptr_array_unref (q->entries);
   g_free (q);
 }

@@ -110,8 +110,6 @@ sched_migrator_new (SchedService *svc, guint64 link_bandwidth, guint max_out,
 void
 sched_migrator_free (SchedMigrator *migrator)
 {
-  if (migrator == NULL)
-    return;
   g_hash_table_unref (migrator->migrations);
   sched_mig_queue_free (migrator->queue);
   g_free (migrator);
@@ -188,11 +186,11 @@ sched_mig_cancel_incoming (SchedMig *m)
     }
   req.job_id = m->job->id;
   req.token = m->token ? m->token : (char *)"";
-  proto_client_call (
-      client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_CANCEL_INCOMING,
-      &req.base, SCHED_AGENT_CALL_TIMEOUT_MS, sched_mig_cancel_incoming_done,
-      g_strdupv (
-          (char *[]){ m->job->vm, m->job->id, m->job->dest_host, NULL }));
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_CANCEL_INCOMING,
+                     &req.base, SCHED_AGENT_CALL_TIMEOUT_MS,
+                     sched_mig_cancel_incoming_done,
+                     g_strdupv ((char *[]){ m->job->vm, m->job->id,
+                                            m->job->dest_host, NULL }));
 }
 
 /* The VM of a completed migration: the destination's reports will confirm
@@ -426,7 +424,7 @@ sched_mig_prepare_done (const ProtobufCMessage *reply, const GError *error,
       = g_strdup_printf ("starting on host %s", m->job->source_host);
   sched_jobs_update (svc->jobs, m->job, TRUE);
   m->last_msg_ms = now_ms (m->migrator);
-  m->stream = proto_client_stream (client, DROVER_AGENT_SERVICE,
+  m->stream = sched_agents_stream (svc->agents, client,
                                    DROVER_AGENT_METHOD_MIGRATE_OUT, &req.base,
                                    sched_mig_on_progress, sched_mig_on_end, m);
   m->watchdog = g_timeout_source_new (SCHED_MIG_WATCHDOG_PERIOD_MS);
@@ -495,9 +493,9 @@ sched_mig_start (SchedMig *m)
   drover_message (vm->name, m->job->id, NULL,
                   "migrating from host %s to host %s", source->name,
                   m->job->dest_host);
-  proto_client_call (client, DROVER_AGENT_SERVICE,
-                     DROVER_AGENT_METHOD_PREPARE_INCOMING, &req.base,
-                     SCHED_MIG_PREPARE_TIMEOUT_MS, sched_mig_prepare_done, m);
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_PREPARE_INCOMING,
+                     &req.base, SCHED_MIG_PREPARE_TIMEOUT_MS,
+                     sched_mig_prepare_done, m);
 }
 
 /* --- submit ------------------------------------------------------------ */

@@ -16,6 +16,7 @@ typedef struct _SchedMigrator SchedMigrator;
  * SCHED_DEFAULT_LINK_BANDWIDTH and SCHED_DEFAULT_MAX_MIGRATIONS). */
 SchedMigrator *sched_migrator_new (SchedService *svc, guint64 link_bandwidth,
                                    guint max_out, guint max_in);
+/* MIGRATOR must not be NULL (see sched-private.h). */
 void sched_migrator_free (SchedMigrator *migrator);
 
 /* Starts live-migrating VM to host TO (NULL or "" = the best other host)

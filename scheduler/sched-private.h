@@ -1,6 +1,10 @@
 /* Internals of libdrover-scheduler: what its files share with each other
  * and with the unit tests. Rows and the store are in sched-store.h, the
- * migrator in sched-migrator.h. */
+ * migrator in sched-migrator.h.
+ *
+ * The objects here are freed by their _free function, which takes a
+ * non-NULL object: whoever may hold NULL frees through g_clear_pointer or
+ * g_autoptr, which check. */
 #pragma once
 
 #include "sched-migrator.h"
@@ -120,6 +124,14 @@ guint sched_mig_queue_position (SchedMigQueue *queue, const char *id);
 guint sched_mig_queue_running_out (SchedMigQueue *queue, const char *host);
 guint sched_mig_queue_running_in (SchedMigQueue *queue, const char *host);
 
+/* --- agent addresses (sched-address.c) --------------------------------- */
+
+/* TRUE if ADDRESS is what an agent may register as its address: an IPv4
+ * literal or a bracketed IPv6 literal, and a port 1..65535
+ * ("127.0.0.2:7401", "[::1]:7401"). Anything else (names, "unix:" and the
+ * other gRPC target forms, zones, lists) is SCHED_ERROR_INVALID. */
+gboolean sched_address_check (const char *address, GError **error);
+
 /* --- registry ---------------------------------------------------------- */
 
 /* Host registration, heartbeats, liveness and VM inventory reconciliation
@@ -189,6 +201,9 @@ void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
 #define SCHED_AGENT_CALL_TIMEOUT_MS (60 * 1000)
 /* StopVm waits for a graceful shutdown; allow for the grace period. */
 #define SCHED_AGENT_STOP_EXTRA_MS (30 * 1000)
+/* The liveness timer prunes old jobs this often (jobs that end do it at
+ * once). */
+#define SCHED_JOBS_PRUNE_PERIOD_MS (3600 * 1000)
 
 typedef struct _SchedJobs SchedJobs;
 typedef struct _SchedAgents SchedAgents;
@@ -210,6 +225,7 @@ struct _SchedService
   SchedAgents *agents;      /* main context; agent clients */
   SchedMigrator *migrator;  /* main context; migrations */
   GSource *liveness;        /* main context; from start to stop */
+  gint64 last_prune_ms;     /* main context; when the timer pruned jobs */
   gboolean stopped;         /* main context; sched_service_stop ran */
 };
 
@@ -221,11 +237,32 @@ typedef void SchedHandler (ProtoServerCall *call,
 /* Fails CALL with ERROR's message and its status (sched_error_to_status). */
 void sched_call_fail (ProtoServerCall *call, const GError *error);
 
+/* Fills MSG (initialised), a message of a reply's repeated field, from
+ * ROW; MSG may borrow ROW's memory. */
+typedef void (*SchedMsgFill) (gconstpointer row, gpointer msg,
+                              gpointer user_data);
+
+/* Replies to CALL with REPLY, whose one repeated field of messages gets a
+ * message per row of ROWS, filled by FILL (sched-reply.c). ROWS NULL fails
+ * CALL with ERROR instead. */
+void sched_call_reply_rows (ProtoServerCall *call, ProtobufCMessage *reply,
+                            GPtrArray *rows, SchedMsgFill fill,
+                            gpointer user_data, const GError *error);
+
 /* --- job board (sched-jobs.c) ------------------------------------------ */
 
-/* STORE and REGISTRY (whose clock stamps updates) are borrowed. */
-SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry);
+/* STORE and REGISTRY (whose clock stamps updates) are borrowed. Finished
+ * jobs older than RETENTION_MS, or beyond the newest MAX_JOBS finished
+ * ones, are pruned (0 = SCHED_DEFAULT_JOB_RETENTION_MS,
+ * SCHED_DEFAULT_MAX_JOBS). */
+SchedJobs *sched_jobs_new (SchedStore *store, SchedRegistry *registry,
+                           gint64 retention_ms, guint max_jobs);
 void sched_jobs_free (SchedJobs *jobs);
+
+/* Deletes the finished jobs the retention no longer keeps (queued and
+ * running ones always stay); runs whenever a job ends. Returns how many
+ * went; a store failure is logged. */
+guint sched_jobs_prune (SchedJobs *jobs);
 
 /* Stamps JOB (updated_ms), stores it if STORE or if it is over, and sends
  * it to its watchers; ends their streams once it is over. A store failure
@@ -241,6 +278,19 @@ void sched_jobs_stop (SchedJobs *jobs);
 /* A Job message borrowing JOB's memory. */
 void sched_job_msg (const SchedJob *job, Drover__V1__Job *msg);
 
+/* ListJobs pages: PAGE_DEFAULT jobs when the request gives no size, never
+ * more than PAGE_MAX. */
+#define SCHED_JOBS_PAGE_DEFAULT 100
+#define SCHED_JOBS_PAGE_MAX 1000
+
+/* The next_page_token after LAST, the last job of a page ("<created_ms>/
+ * <id>"). Caller frees. */
+char *sched_jobs_page_token (const SchedJob *last);
+/* Reads a token sched_jobs_page_token wrote into *AFTER_MS and *AFTER_ID
+ * (caller frees); anything else is SCHED_ERROR_INVALID. */
+gboolean sched_jobs_parse_page_token (const char *token, gint64 *after_ms,
+                                      char **after_id, GError **error);
+
 /* ListJobs and WatchJob; USER_DATA is the SchedJobs. */
 SchedHandler sched_jobs_handle_list;
 SchedHandler sched_jobs_handle_watch;
@@ -253,19 +303,37 @@ SchedAgents *sched_agents_new (SchedStore *store, const ProtoTls *tls,
                                GMainContext *ctx);
 void sched_agents_free (SchedAgents *agents);
 
-/* The cached client for HOST, (re)created if its address changed. */
+/* The cached client for HOST, (re)created if its address changed.
+ * SCHED_ERROR_UNAVAILABLE once sched_agents_cancel_all ran. */
 ProtoClient *sched_agents_client (SchedAgents *agents, const SchedHost *host,
                                   GError **error);
 /* Host NAME from the store, which must be up (SCHED_ERROR_UNAVAILABLE),
  * and its client. *HOST_OUT (may be NULL) gets the host. */
 ProtoClient *sched_agents_client_up (SchedAgents *agents, const char *name,
                                      SchedHost **host_out, GError **error);
-/* Forgets the cached client of host NAME. Freeing a client runs its
- * pending callbacks; that happens from the main loop, not under our
- * caller. */
+/* Calls METHOD of the AgentService on CLIENT (from sched_agents_client*),
+ * like proto_client_call: CLIENT lives until DONE has run, even if it is
+ * dropped meanwhile. */
+void sched_agents_call (SchedAgents *agents, ProtoClient *client, guint method,
+                        const ProtobufCMessage *request, gint64 timeout_ms,
+                        ProtoReplyFunc done, gpointer user_data);
+/* The same for a server stream (proto_client_stream). */
+ProtoClientStream *sched_agents_stream (SchedAgents *agents,
+                                        ProtoClient *client, guint method,
+                                        const ProtobufCMessage *request,
+                                        ProtoStreamMessageFunc on_message,
+                                        ProtoStreamEndFunc on_end,
+                                        gpointer user_data);
+/* Host NAME's cached client is no longer handed out; it is freed once the
+ * calls it carries have ended. For an agent that registers again: a new
+ * process, whose predecessor's channel may sit in reconnect backoff. */
 void sched_agents_drop (SchedAgents *agents, const char *name);
+/* New clients use TLS (borrowed; reloaded material); every cached client
+ * is dropped, so new calls connect with it while calls in flight finish
+ * on their connections. */
+void sched_agents_set_tls (SchedAgents *agents, const ProtoTls *tls);
 /* Frees every client now: their calls in flight complete with CANCELLED
- * inside this call. */
+ * inside this call. Afterwards no client is handed out. */
 void sched_agents_cancel_all (SchedAgents *agents);
 
 /* Finds VM NAME (validated) and its host for a command. A VM being

@@ -8,6 +8,10 @@
  * VMs (so a report generated before a deletion does not adopt the VM
  * again), and VMs being live-migrated. Time comes from an injectable clock.
  *
+ * A report moves a VM recorded on another host only if that host has
+ * lost it (the VM is "missing") or is down or gone: a host cannot take
+ * another's live VM by reporting it (vm_may_move).
+ *
  * Migrations: while a VM moves from S to D, D may already report the
  * incoming (paused, not yet real) domain and S may stop reporting it just
  * before the scheduler hears that the migration completed. So while the
@@ -87,8 +91,6 @@ sched_registry_new (SchedStore *store, guint report_interval_ms,
 void
 sched_registry_free (SchedRegistry *reg)
 {
-  if (reg == NULL)
-    return;
   g_hash_table_unref (reg->sessions);
   g_hash_table_unref (reg->forgotten);
   g_hash_table_unref (reg->migrations);
@@ -260,6 +262,30 @@ migration_ignores (SchedRegistry *reg, const char *name, const char *host_name,
   return strcmp (host_name, m->settled) != 0;
 }
 
+/* Whether another host's report may take VM: only when VM's own host has
+ * lost it (reports it no more: "missing") or is down or gone. A host never
+ * takes a VM that is alive on its host, whatever it reports; the
+ * scheduler's own migrations move the record themselves. */
+static gboolean
+vm_may_move (SchedRegistry *reg, const SchedVm *vm, gboolean *may,
+             GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedHost) owner = NULL;
+
+  *may = TRUE;
+  if (strcmp (vm->state, PROTO_VM_MISSING) == 0)
+    return TRUE;
+  owner = lookup_host (reg, vm->host, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  *may = owner == NULL || strcmp (owner->state, PROTO_HOST_UP) != 0;
+  return TRUE;
+}
+
 static gboolean
 reconcile_vm (SchedRegistry *reg, const char *host_name,
               const Drover__V1__VmStatus *status, gint64 now, GError **error)
@@ -313,6 +339,18 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
 
   if (strcmp (vm->host, host_name) != 0)
     {
+      gboolean may;
+
+      if (!vm_may_move (reg, vm, &may, error))
+        return FALSE;
+      if (!may)
+        {
+          drover_message (vm->name, NULL, host_name,
+                          "host reports the VM, which is %s on host %s: "
+                          "not taken",
+                          vm->state, vm->host);
+          return TRUE;
+        }
       drover_message (vm->name, NULL, NULL, "VM is now on host %s (was %s)",
                       host_name, vm->host);
       g_free (vm->host);

@@ -1,15 +1,130 @@
-/* The store's rows: SchedHost, SchedVm and SchedJob constructors, copies,
- * setters and destructors, and the check that a host is up. Rows own
- * their strings and messages. */
+/* The store's rows: SchedHost, SchedVm and SchedJob. Each row type is
+ * described once by its fields (sched_row_types); freeing and copying go
+ * through that description, and so do the store backends' reading and
+ * writing. Rows own their strings and messages. The constructors, setters
+ * and the check that a host is up are typed. */
 #include "sched-store.h"
 
 #include <string.h>
+
+#define FIELD(Type, member, kind)                                              \
+  {                                                                            \
+#member, SCHED_FIELD_##kind, G_STRUCT_OFFSET(Type, member), NULL           \
+  }
+#define MSG_FIELD(Type, member, kind, desc)                                    \
+  {                                                                            \
+#member, SCHED_FIELD_##kind, G_STRUCT_OFFSET(Type, member), &desc          \
+  }
+
+static const SchedField host_fields[] = {
+  FIELD (SchedHost, name, TEXT),
+  FIELD (SchedHost, address, TEXT),
+  MSG_FIELD (SchedHost, info, MSG, drover__v1__host_info__descriptor),
+  FIELD (SchedHost, state, TEXT),
+  FIELD (SchedHost, last_seen_ms, INT64),
+};
+
+static const SchedField vm_fields[] = {
+  FIELD (SchedVm, name, TEXT),
+  FIELD (SchedVm, host, TEXT),
+  MSG_FIELD (SchedVm, spec, MSG, drover__v1__vm_spec__descriptor),
+  FIELD (SchedVm, state, TEXT),
+  MSG_FIELD (SchedVm, status, MSG_OPT, drover__v1__vm_status__descriptor),
+  FIELD (SchedVm, updated_ms, INT64),
+};
+
+static const SchedField job_fields[] = {
+  FIELD (SchedJob, id, TEXT),
+  FIELD (SchedJob, kind, TEXT),
+  FIELD (SchedJob, vm, TEXT),
+  FIELD (SchedJob, state, TEXT),
+  FIELD (SchedJob, progress, DOUBLE),
+  FIELD (SchedJob, message, TEXT),
+  FIELD (SchedJob, error, TEXT),
+  FIELD (SchedJob, created_ms, INT64),
+  FIELD (SchedJob, updated_ms, INT64),
+  FIELD (SchedJob, source_host, TEXT),
+  FIELD (SchedJob, dest_host, TEXT),
+  MSG_FIELD (SchedJob, migration, MSG_OPT,
+             drover__v1__migration_progress__descriptor),
+  MSG_FIELD (SchedJob, prediction, MSG_OPT,
+             drover__v1__migration_prediction__descriptor),
+};
+
+const SchedRowType sched_row_types[SCHED_N_TABLES] = {
+  [SCHED_TABLE_HOSTS] = { "host", "hosts", sizeof (SchedHost), host_fields,
+                          G_N_ELEMENTS (host_fields) },
+  [SCHED_TABLE_VMS]
+  = { "VM", "vms", sizeof (SchedVm), vm_fields, G_N_ELEMENTS (vm_fields) },
+  [SCHED_TABLE_JOBS]
+  = { "job", "jobs", sizeof (SchedJob), job_fields, G_N_ELEMENTS (job_fields) },
+};
+
+#define HOST_TYPE (&sched_row_types[SCHED_TABLE_HOSTS])
+#define VM_TYPE (&sched_row_types[SCHED_TABLE_VMS])
+#define JOB_TYPE (&sched_row_types[SCHED_TABLE_JOBS])
 
 static char *
 dup_str (const char *s)
 {
   return g_strdup (s ? s : "");
 }
+
+const char *
+sched_row_key (const SchedRowType *type, gconstpointer row)
+{
+  return G_STRUCT_MEMBER (const char *, row, type->fields[0].offset);
+}
+
+gpointer
+sched_row_copy (const SchedRowType *type, gconstpointer row)
+{
+  gpointer copy = g_malloc0 (type->size);
+
+  for (guint i = 0; i < type->n_fields; i++)
+    {
+      const SchedField *f = &type->fields[i];
+      gconstpointer from = G_STRUCT_MEMBER_P (row, f->offset);
+      gpointer to = G_STRUCT_MEMBER_P (copy, f->offset);
+
+      switch (f->kind)
+        {
+        case SCHED_FIELD_TEXT:
+          *(char **)to = dup_str (*(const char *const *)from);
+          break;
+        case SCHED_FIELD_INT64:
+          *(gint64 *)to = *(const gint64 *)from;
+          break;
+        case SCHED_FIELD_DOUBLE:
+          *(double *)to = *(const double *)from;
+          break;
+        case SCHED_FIELD_MSG:
+        case SCHED_FIELD_MSG_OPT:
+          *(gpointer *)to = proto_msg_copy (*(const gconstpointer *)from);
+          break;
+        }
+    }
+  return copy;
+}
+
+void
+sched_row_free (const SchedRowType *type, gpointer row)
+{
+  if (row == NULL)
+    return;
+  for (guint i = 0; i < type->n_fields; i++)
+    {
+      const SchedField *f = &type->fields[i];
+
+      if (f->kind == SCHED_FIELD_TEXT)
+        g_free (G_STRUCT_MEMBER (char *, row, f->offset));
+      else if (f->kind == SCHED_FIELD_MSG || f->kind == SCHED_FIELD_MSG_OPT)
+        proto_msg_free (G_STRUCT_MEMBER (gpointer, row, f->offset));
+    }
+  g_free (row);
+}
+
+/* --- hosts ------------------------------------------------------------- */
 
 SchedHost *
 sched_host_new (const Drover__V1__HostInfo *info, const char *state,
@@ -28,14 +143,20 @@ sched_host_new (const Drover__V1__HostInfo *info, const char *state,
 void
 sched_host_free (SchedHost *host)
 {
-  if (host == NULL)
-    return;
-  g_free (host->name);
-  g_free (host->address);
-  proto_msg_free (host->info);
-  g_free (host->state);
-  g_free (host);
+  sched_row_free (HOST_TYPE, host);
 }
+
+gboolean
+sched_host_check_up (const SchedHost *host, GError **error)
+{
+  if (strcmp (host->state, PROTO_HOST_UP) == 0)
+    return TRUE;
+  g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE, "host '%s' is down",
+               host->name);
+  return FALSE;
+}
+
+/* --- VMs --------------------------------------------------------------- */
 
 SchedVm *
 sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
@@ -70,15 +191,10 @@ sched_vm_set_state (SchedVm *vm, const char *state)
 void
 sched_vm_free (SchedVm *vm)
 {
-  if (vm == NULL)
-    return;
-  g_free (vm->name);
-  g_free (vm->host);
-  proto_msg_free (vm->spec);
-  g_free (vm->state);
-  proto_msg_free (vm->status);
-  g_free (vm);
+  sched_row_free (VM_TYPE, vm);
 }
+
+/* --- jobs -------------------------------------------------------------- */
 
 SchedJob *
 sched_job_new (const char *kind, const char *vm, const char *state,
@@ -101,48 +217,11 @@ sched_job_new (const char *kind, const char *vm, const char *state,
 SchedJob *
 sched_job_copy (const SchedJob *job)
 {
-  SchedJob *copy = g_new0 (SchedJob, 1);
-
-  copy->id = dup_str (job->id);
-  copy->kind = dup_str (job->kind);
-  copy->vm = dup_str (job->vm);
-  copy->state = dup_str (job->state);
-  copy->progress = job->progress;
-  copy->message = dup_str (job->message);
-  copy->error = dup_str (job->error);
-  copy->created_ms = job->created_ms;
-  copy->updated_ms = job->updated_ms;
-  copy->source_host = dup_str (job->source_host);
-  copy->dest_host = dup_str (job->dest_host);
-  copy->migration = proto_msg_copy ((const ProtobufCMessage *)job->migration);
-  copy->prediction = proto_msg_copy ((const ProtobufCMessage *)job->prediction);
-  return copy;
+  return sched_row_copy (JOB_TYPE, job);
 }
 
 void
 sched_job_free (SchedJob *job)
 {
-  if (job == NULL)
-    return;
-  g_free (job->id);
-  g_free (job->kind);
-  g_free (job->vm);
-  g_free (job->state);
-  g_free (job->message);
-  g_free (job->error);
-  g_free (job->source_host);
-  g_free (job->dest_host);
-  proto_msg_free (job->migration);
-  proto_msg_free (job->prediction);
-  g_free (job);
-}
-
-gboolean
-sched_host_check_up (const SchedHost *host, GError **error)
-{
-  if (strcmp (host->state, PROTO_HOST_UP) == 0)
-    return TRUE;
-  g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE, "host '%s' is down",
-               host->name);
-  return FALSE;
+  sched_row_free (JOB_TYPE, job);
 }

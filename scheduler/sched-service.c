@@ -1,8 +1,10 @@
 /* SchedService: drover.v1.SchedulerService. This file sets the service up
  * (store, registry, job board, agent clients, migrator), registers the
  * handlers, starts and stops serving, recovers what a previous process
- * left half done and runs the liveness timer. It also serves the agents'
- * calls (RegisterHost, ReportHost), which go to the registry; the
+ * left half done, runs the timer for liveness (and job pruning) and
+ * reloads the TLS material. It also serves the agents' calls
+ * (RegisterHost, ReportHost: each host only as itself), which go to the
+ * registry; the
  * operators' calls are in sched-vm-handlers.c (VMs, MigrateVm through
  * sched-migrator.c) and sched-jobs.c (ListJobs, WatchJob).
  *
@@ -19,16 +21,54 @@
 
 /* --- agent-facing handlers --------------------------------------------- */
 
+/* Checks the HostInfo an agent's call METHOD carries: present, with a
+ * valid name that is the caller's own (its certificate's CN; an insecure
+ * server has no names and skips this), and an agent address that is an
+ * IP literal and port (sched_address_check). The address is required when
+ * REGISTERING; a report may leave it empty (the registered one stays).
+ * Fails CALL and returns FALSE otherwise. */
 static gboolean
-check_host_info (const Drover__V1__HostInfo *info, GError **error)
+host_call_check (ProtoServerCall *call, const char *method,
+                 const Drover__V1__HostInfo *info, gboolean registering)
 {
+  const char *caller = proto_server_call_get_peer_name (call);
+  g_autoptr (GError) error = NULL;
+
   if (info == NULL)
+    g_set_error (&error, SCHED_ERROR, SCHED_ERROR_INVALID, "host info missing");
+  else if (!proto_name_validate ("host", info->name, &error))
+    ;
+  else if (caller != NULL && strcmp (caller, info->name) != 0)
     {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "host info missing");
+      /* A host acts only as itself: nobody else's registration, address,
+       * inventory or report sequence. */
+      drover_message (NULL, NULL, caller, "denied %s as host '%s'", method,
+                      info->name);
+      proto_server_call_fail (call, PROTO_STATUS_PERMISSION_DENIED,
+                              "%s: host '%s' (the certificate's CN) may not "
+                              "act as host '%s'",
+                              method, caller, info->name);
       return FALSE;
     }
-  return proto_name_validate ("host", info->name, error);
+  else if (registering && info->address[0] == '\0')
+    g_set_error (&error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                 "host '%s': agent address missing", info->name);
+  else if (info->address[0] != '\0'
+           && !sched_address_check (info->address, &error))
+    g_prefix_error (&error, "host '%s': ", info->name);
+  if (error == NULL)
+    return TRUE;
+  sched_call_fail (call, error);
+  return FALSE;
+}
+
+/* The registry refused host HOST's call METHOD: logs it, fails CALL. */
+static void
+host_call_fail (ProtoServerCall *call, const char *method, const char *host,
+                const GError *error)
+{
+  drover_warning (NULL, NULL, host, "%s: %s", method, error->message);
+  sched_call_fail (call, error);
 }
 
 static void
@@ -40,23 +80,11 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
   Drover__V1__RegisterHostReply reply = DROVER__V1__REGISTER_HOST_REPLY__INIT;
   g_autoptr (GError) error = NULL;
 
-  if (!check_host_info (req->host, &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  if (req->host->address[0] == '\0')
-    {
-      proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
-                              "host '%s': agent address missing",
-                              req->host->name);
-      return;
-    }
+  if (!host_call_check (call, "RegisterHost", req->host, TRUE))
+    return;
   if (!sched_registry_register (svc->registry, req->host, &error))
     {
-      drover_warning (NULL, NULL, req->host->name, "RegisterHost: %s",
-                      error->message);
-      sched_call_fail (call, error);
+      host_call_fail (call, "RegisterHost", req->host->name, error);
       return;
     }
   /* A (re)registering agent is a new process: a cached channel to its
@@ -77,17 +105,12 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
   g_autoptr (GError) error = NULL;
   gboolean reregister = FALSE;
 
-  if (!check_host_info (req->host, &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
+  if (!host_call_check (call, "ReportHost", req->host, FALSE))
+    return;
   if (!sched_registry_report (svc->registry, req->host, req->vms, req->n_vms,
                               req->seq, &reregister, &error))
     {
-      drover_warning (NULL, NULL, req->host->name, "ReportHost: %s",
-                      error->message);
-      sched_call_fail (call, error);
+      host_call_fail (call, "ReportHost", req->host->name, error);
       return;
     }
   reply.reregister = reregister;
@@ -96,15 +119,23 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
 
 /* --- setup ------------------------------------------------------------- */
 
+/* Also prunes old jobs, at most every SCHED_JOBS_PRUNE_PERIOD_MS: jobs
+ * that end prune at once, this catches the age limit on a quiet system. */
 static gboolean
 liveness_tick (gpointer user_data)
 {
   SchedService *svc = user_data;
   g_autoptr (GError) error = NULL;
+  gint64 now = sched_registry_now (svc->registry);
 
   sched_registry_check_liveness (svc->registry, &error);
   if (error != NULL)
     g_warning ("liveness check: %s", error->message);
+  if (now - svc->last_prune_ms >= SCHED_JOBS_PRUNE_PERIOD_MS)
+    {
+      svc->last_prune_ms = now;
+      sched_jobs_prune (svc->jobs);
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -158,17 +189,6 @@ recover (SchedService *svc, GError **error)
   return TRUE;
 }
 
-static ProtoTls *
-tls_copy (const ProtoTls *tls)
-{
-  ProtoTls *copy = g_new0 (ProtoTls, 1);
-
-  copy->ca_pem = g_strdup (tls->ca_pem);
-  copy->cert_pem = g_strdup (tls->cert_pem);
-  copy->key_pem = g_strdup (tls->key_pem);
-  return copy;
-}
-
 SchedService *
 sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                    GError **error)
@@ -180,7 +200,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                 : SCHED_DEFAULT_REPORT_INTERVAL_MS;
   svc->policy.cpu_overcommit = config->cpu_overcommit;
   svc->policy.memory_reserve = config->memory_reserve;
-  svc->tls = tls ? tls_copy (tls) : NULL;
+  svc->tls = tls ? proto_tls_copy (tls) : NULL;
   svc->ctx = g_main_context_ref_thread_default ();
 
   svc->store = sched_store_open_sqlite (config->state_dir, error);
@@ -188,13 +208,17 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
     return NULL;
   svc->registry
       = sched_registry_new (svc->store, svc->report_interval_ms, NULL, NULL);
-  svc->jobs = sched_jobs_new (svc->store, svc->registry);
+  svc->jobs = sched_jobs_new (svc->store, svc->registry,
+                              config->job_retention_ms, config->max_jobs);
   svc->agents = sched_agents_new (svc->store, svc->tls, svc->ctx);
   svc->migrator = sched_migrator_new (svc, config->link_bandwidth,
                                       config->max_migrations_out,
                                       config->max_migrations_in);
   if (!recover (svc, error))
     return NULL;
+  /* The table was bounded when the last process stopped: the first prune
+   * comes with the first job that ends, or a period from now. */
+  svc->last_prune_ms = sched_registry_now (svc->registry);
   return g_steal_pointer (&svc);
 }
 
@@ -243,6 +267,26 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
   return TRUE;
 }
 
+gboolean
+sched_service_reload_tls (SchedService *svc, const ProtoTls *tls,
+                          GError **error)
+{
+  if (svc->tls == NULL || svc->server == NULL)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                   "the scheduler is not serving with TLS");
+      return FALSE;
+    }
+  if (!proto_server_reload_tls (svc->server, tls, error))
+    return FALSE;
+  /* The agent clients borrow svc->tls: hand them the new copy before the
+   * old one goes. */
+  proto_tls_free (g_steal_pointer (&svc->tls));
+  svc->tls = proto_tls_copy (tls);
+  sched_agents_set_tls (svc->agents, svc->tls);
+  return TRUE;
+}
+
 int
 sched_service_get_port (SchedService *svc)
 {
@@ -280,12 +324,12 @@ sched_service_free (SchedService *svc)
     return;
   sched_service_stop (svc);
   g_clear_pointer (&svc->server, proto_server_free);
-  sched_agents_free (svc->agents);
-  sched_migrator_free (svc->migrator);
-  sched_jobs_free (svc->jobs);
-  sched_registry_free (svc->registry);
-  sched_store_close (svc->store);
-  proto_tls_free (svc->tls);
+  g_clear_pointer (&svc->agents, sched_agents_free);
+  g_clear_pointer (&svc->migrator, sched_migrator_free);
+  g_clear_pointer (&svc->jobs, sched_jobs_free);
+  g_clear_pointer (&svc->registry, sched_registry_free);
+  g_clear_pointer (&svc->store, sched_store_close);
+  g_clear_pointer (&svc->tls, proto_tls_free);
   g_main_context_unref (svc->ctx);
   g_free (svc);
 }

@@ -48,6 +48,11 @@ ProtoStatus sched_error_to_status (const GError *error);
 #define SCHED_DEFAULT_LINK_BANDWIDTH (G_GUINT64_CONSTANT (1024) * 1024 * 1024)
 #define SCHED_DEFAULT_MAX_MIGRATIONS 2
 
+/* Finished jobs are kept this long, and at most this many of them. */
+#define SCHED_DEFAULT_JOB_RETENTION_MS                                         \
+  (7 * 24 * 3600 * G_GINT64_CONSTANT (1000))
+#define SCHED_DEFAULT_MAX_JOBS 1000
+
 typedef struct
 {
   const char *state_dir;    /* holds drover.db; created if missing */
@@ -57,6 +62,8 @@ typedef struct
   guint64 link_bandwidth;   /* 0 = SCHED_DEFAULT_LINK_BANDWIDTH */
   guint max_migrations_out; /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
   guint max_migrations_in;  /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
+  gint64 job_retention_ms;  /* 0 = SCHED_DEFAULT_JOB_RETENTION_MS */
+  guint max_jobs;           /* 0 = SCHED_DEFAULT_MAX_JOBS */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;
@@ -72,6 +79,15 @@ SchedService *sched_service_new (const SchedConfig *config, const ProtoTls *tls,
 gboolean sched_service_start (SchedService *svc, const char *listen,
                               GError **error);
 int sched_service_get_port (SchedService *svc);
+
+/* Replaces the certificate, key, CA and CRL with TLS (copied) on a
+ * started TLS service: new handshakes and every call from now on are
+ * checked with it (proto_server_reload_tls), open connections stay; agent
+ * clients connect anew with it while their calls in flight finish on the
+ * old connections. FALSE with ERROR and nothing changed if TLS is not
+ * usable or the service is insecure (SCHED_ERROR_PRECONDITION). */
+gboolean sched_service_reload_tls (SchedService *svc, const ProtoTls *tls,
+                                   GError **error);
 
 /* Stops serving: open calls are cancelled (and finished), watch streams
  * end. Idempotent; sched_service_free calls it. */

@@ -1,12 +1,14 @@
 /* The SQLite store backend (sched_store_open_sqlite): the scheduler's
  * persistent state (hosts, VMs, jobs) in one embedded database file.
  *
- * SQLite file DIR/drover.db in WAL mode. The schema version is PRAGMA
+ * SQLite file DIR/drover.db in WAL mode with synchronous=FULL (see the
+ * open function: crash consistency). The schema version is PRAGMA
  * user_version; PRAGMA application_id marks the file as Drover's so a
  * foreign database is refused instead of being written into. Every
- * statement is prepared once at open and takes bound parameters only.
- * Messages (HostInfo, VmSpec, VmStatus, a migration job's progress and
- * prediction) are stored packed.
+ * statement is made from the rows' fields (sched_row_types: a column per
+ * field, named after it, in field order), prepared once at open and takes
+ * bound parameters only. Messages (HostInfo, VmSpec, VmStatus, a migration
+ * job's progress and prediction) are stored packed.
  *
  * Schema history: 1 = hosts, vms, jobs; 2 = jobs gain source_host,
  * dest_host, migration, prediction (live migration). Opening an older
@@ -23,63 +25,31 @@
 #define SCHED_DB_SCHEMA_VERSION 2
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
+/* Each table has the same four statements; statement OP of TABLE is
+ * stmts[STMT (TABLE, OP)]. */
 enum
 {
-  STMT_PUT_HOST,
-  STMT_GET_HOST,
-  STMT_LIST_HOSTS,
-  STMT_DELETE_HOST,
-  STMT_PUT_VM,
-  STMT_GET_VM,
-  STMT_LIST_VMS,
-  STMT_LIST_VMS_ON_HOST,
-  STMT_DELETE_VM,
-  STMT_PUT_JOB,
-  STMT_GET_JOB,
-  STMT_LIST_JOBS,
+  OP_PUT,
+  OP_GET,
+  OP_LIST,
+  OP_DELETE,
+  N_OPS
+};
+#define STMT(table, op) ((table)*N_OPS + (op))
+
+enum
+{
+  STMT_LIST_VMS_ON_HOST = SCHED_N_TABLES * N_OPS,
+  STMT_LIST_JOBS_AFTER,
+  STMT_PRUNE_JOBS,
   N_STMTS
 };
 
-static const char *const stmt_sql[N_STMTS] = {
-  [STMT_PUT_HOST]
-  = "INSERT INTO hosts (name, address, info, state, last_seen_ms)"
-    " VALUES (?1, ?2, ?3, ?4, ?5)"
-    " ON CONFLICT (name) DO UPDATE SET address = ?2, info = ?3, state = ?4,"
-    " last_seen_ms = ?5",
-  [STMT_GET_HOST] = "SELECT name, address, info, state, last_seen_ms FROM "
-                    "hosts WHERE name = ?1",
-  [STMT_LIST_HOSTS]
-  = "SELECT name, address, info, state, last_seen_ms FROM hosts ORDER BY name",
-  [STMT_DELETE_HOST] = "DELETE FROM hosts WHERE name = ?1",
-  [STMT_PUT_VM]
-  = "INSERT INTO vms (name, host, spec, state, status, updated_ms)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-    " ON CONFLICT (name) DO UPDATE SET host = ?2, spec = ?3, state = ?4,"
-    " status = ?5, updated_ms = ?6",
-  [STMT_GET_VM] = "SELECT name, host, spec, state, status, updated_ms FROM vms "
-                  "WHERE name = ?1",
-  [STMT_LIST_VMS]
-  = "SELECT name, host, spec, state, status, updated_ms FROM vms ORDER BY name",
-  [STMT_LIST_VMS_ON_HOST]
-  = "SELECT name, host, spec, state, status, updated_ms FROM vms"
-    " WHERE host = ?1 ORDER BY name",
-  [STMT_DELETE_VM] = "DELETE FROM vms WHERE name = ?1",
-  [STMT_PUT_JOB]
-  = "INSERT INTO jobs (id, kind, vm, state, progress, message, error,"
-    " created_ms, updated_ms, source_host, dest_host, migration, prediction)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-    " ON CONFLICT (id) DO UPDATE SET kind = ?2, vm = ?3, state = ?4,"
-    " progress = ?5, message = ?6, error = ?7, created_ms = ?8, updated_ms = "
-    "?9,"
-    " source_host = ?10, dest_host = ?11, migration = ?12, prediction = ?13",
-  [STMT_GET_JOB]
-  = "SELECT id, kind, vm, state, progress, message, error, created_ms,"
-    " updated_ms, source_host, dest_host, migration, prediction"
-    " FROM jobs WHERE id = ?1",
-  [STMT_LIST_JOBS]
-  = "SELECT id, kind, vm, state, progress, message, error, created_ms,"
-    " updated_ms, source_host, dest_host, migration, prediction"
-    " FROM jobs ORDER BY created_ms, id",
+/* How each table's rows are listed. */
+static const char *const list_order[SCHED_N_TABLES] = {
+  [SCHED_TABLE_HOSTS] = "name",
+  [SCHED_TABLE_VMS] = "name",
+  [SCHED_TABLE_JOBS] = "created_ms, id",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -115,6 +85,84 @@ static const char schema_v2[]
       "ALTER TABLE jobs ADD COLUMN dest_host TEXT NOT NULL DEFAULT '';"
       "ALTER TABLE jobs ADD COLUMN migration BLOB;"
       "ALTER TABLE jobs ADD COLUMN prediction BLOB;";
+
+/* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
+static void
+append_select (GString *out, const SchedRowType *type)
+{
+  g_string_append (out, "SELECT ");
+  for (guint i = 0; i < type->n_fields; i++)
+    g_string_append_printf (out, "%s%s", i ? ", " : "", type->fields[i].name);
+  g_string_append_printf (out, " FROM %s", type->table);
+}
+
+/* The SQL of statement I, made from the fields of the rows (the key first,
+ * columns named after the fields). For hosts:
+ *   OP_PUT    INSERT INTO hosts (name, address, info, state, last_seen_ms)
+ *             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET
+ *             address = ?2, info = ?3, state = ?4, last_seen_ms = ?5
+ *   OP_GET    SELECT name, address, ... FROM hosts WHERE name = ?1
+ *   OP_LIST   SELECT name, address, ... FROM hosts ORDER BY name
+ *   OP_DELETE DELETE FROM hosts WHERE name = ?1 */
+static char *
+stmt_sql (int i)
+{
+  const SchedRowType *type;
+  const char *key;
+  GString *sql = g_string_new (NULL);
+
+  switch (i)
+    {
+    case STMT_LIST_VMS_ON_HOST:
+      append_select (sql, &sched_row_types[SCHED_TABLE_VMS]);
+      g_string_append (sql, " WHERE host = ?1 ORDER BY name");
+      return g_string_free (sql, FALSE);
+    case STMT_LIST_JOBS_AFTER:
+      append_select (sql, &sched_row_types[SCHED_TABLE_JOBS]);
+      g_string_append (sql, " WHERE created_ms > ?1"
+                            " OR (created_ms = ?1 AND id > ?2)"
+                            " ORDER BY created_ms, id LIMIT ?3");
+      return g_string_free (sql, FALSE);
+    case STMT_PRUNE_JOBS:
+      /* ?3, ?4: the finished states. */
+      g_string_append (sql, "DELETE FROM jobs WHERE state IN (?3, ?4)"
+                            " AND (updated_ms < ?1 OR id NOT IN"
+                            " (SELECT id FROM jobs WHERE state IN (?3, ?4)"
+                            " ORDER BY updated_ms DESC, id DESC LIMIT ?2))");
+      return g_string_free (sql, FALSE);
+    }
+  type = &sched_row_types[i / N_OPS];
+  key = type->fields[0].name;
+  switch (i % N_OPS)
+    {
+    case OP_PUT:
+      g_string_append_printf (sql, "INSERT INTO %s (", type->table);
+      for (guint f = 0; f < type->n_fields; f++)
+        g_string_append_printf (sql, "%s%s", f ? ", " : "",
+                                type->fields[f].name);
+      g_string_append (sql, ") VALUES (");
+      for (guint f = 0; f < type->n_fields; f++)
+        g_string_append_printf (sql, "%s?%u", f ? ", " : "", f + 1);
+      g_string_append_printf (sql, ") ON CONFLICT (%s) DO UPDATE SET ", key);
+      for (guint f = 1; f < type->n_fields; f++)
+        g_string_append_printf (sql, "%s%s = ?%u", f > 1 ? ", " : "",
+                                type->fields[f].name, f + 1);
+      break;
+    case OP_GET:
+      append_select (sql, type);
+      g_string_append_printf (sql, " WHERE %s = ?1", key);
+      break;
+    case OP_LIST:
+      append_select (sql, type);
+      g_string_append_printf (sql, " ORDER BY %s", list_order[i / N_OPS]);
+      break;
+    case OP_DELETE:
+      g_string_append_printf (sql, "DELETE FROM %s WHERE %s = ?1", type->table,
+                              key);
+      break;
+    }
+  return g_string_free (sql, FALSE);
+}
 
 typedef struct
 {
@@ -270,17 +318,22 @@ sched_store_open_sqlite (const char *dir, GError **error)
   if (!sqlite_migrate (self, error))
     return NULL;
 
+  /* Crash consistency: in WAL mode synchronous=NORMAL syncs only at
+   * checkpoints, so a power cut can lose transactions that were already
+   * committed, and with them records the agents acted on (a VM created, a
+   * migration's outcome, a job). FULL syncs the WAL at every commit. */
   if (!sqlite_exec (self,
                     "PRAGMA journal_mode = WAL;"
-                    " PRAGMA synchronous = NORMAL;",
+                    " PRAGMA synchronous = FULL;",
                     error))
     return NULL;
 
   for (int i = 0; i < N_STMTS; i++)
     {
-      rc = sqlite3_prepare_v3 (self->db, stmt_sql[i], -1,
-                               SQLITE_PREPARE_PERSISTENT, &self->stmts[i],
-                               NULL);
+      g_autofree char *sql = stmt_sql (i);
+
+      rc = sqlite3_prepare_v3 (self->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                               &self->stmts[i], NULL);
       if (rc != SQLITE_OK)
         {
           sqlite_fail (self, rc, "cannot prepare a statement", error);
@@ -381,107 +434,116 @@ column_msg (SqliteStore *self, sqlite3_stmt *stmt, int i,
   return TRUE;
 }
 
-static SchedHost *
-row_host (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
-{
-  g_autoptr (SchedHost) host = g_new0 (SchedHost, 1);
-  g_autofree char *what = NULL;
+/* What frees a row of each table (a list's GPtrArray frees its rows). */
+static const GDestroyNotify row_free[SCHED_N_TABLES] = {
+  [SCHED_TABLE_HOSTS] = (GDestroyNotify)sched_host_free,
+  [SCHED_TABLE_VMS] = (GDestroyNotify)sched_vm_free,
+  [SCHED_TABLE_JOBS] = (GDestroyNotify)sched_job_free,
+};
 
-  host->name = column_text (stmt, 0);
-  host->address = column_text (stmt, 1);
-  host->state = column_text (stmt, 3);
-  host->last_seen_ms = sqlite3_column_int64 (stmt, 4);
-  what = g_strdup_printf ("info of host '%s'", host->name);
-  if (!column_msg (self, stmt, 2, &drover__v1__host_info__descriptor, FALSE,
-                   what, (gpointer *)&host->info, error))
-    return NULL;
-  return g_steal_pointer (&host);
+/* Binds ROW, a row of TYPE, to STMT's parameters ?1.. in field order. */
+static void
+bind_row (sqlite3_stmt *stmt, const SchedRowType *type, gconstpointer row)
+{
+  for (guint i = 0; i < type->n_fields; i++)
+    {
+      const SchedField *f = &type->fields[i];
+      gconstpointer p = G_STRUCT_MEMBER_P (row, f->offset);
+
+      switch (f->kind)
+        {
+        case SCHED_FIELD_TEXT:
+          bind_text (stmt, i + 1, *(const char *const *)p);
+          break;
+        case SCHED_FIELD_INT64:
+          sqlite3_bind_int64 (stmt, i + 1, *(const gint64 *)p);
+          break;
+        case SCHED_FIELD_DOUBLE:
+          sqlite3_bind_double (stmt, i + 1, *(const double *)p);
+          break;
+        case SCHED_FIELD_MSG:
+        case SCHED_FIELD_MSG_OPT:
+          bind_msg (stmt, i + 1, *(const ProtobufCMessage *const *)p);
+          break;
+        }
+    }
 }
 
-static SchedVm *
-row_vm (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
-{
-  g_autoptr (SchedVm) vm = g_new0 (SchedVm, 1);
-  g_autofree char *what = NULL;
-
-  vm->name = column_text (stmt, 0);
-  vm->host = column_text (stmt, 1);
-  vm->state = column_text (stmt, 3);
-  vm->updated_ms = sqlite3_column_int64 (stmt, 5);
-  what = g_strdup_printf ("spec of VM '%s'", vm->name);
-  if (!column_msg (self, stmt, 2, &drover__v1__vm_spec__descriptor, FALSE, what,
-                   (gpointer *)&vm->spec, error))
-    return NULL;
-  g_free (what);
-  what = g_strdup_printf ("status of VM '%s'", vm->name);
-  if (!column_msg (self, stmt, 4, &drover__v1__vm_status__descriptor, TRUE,
-                   what, (gpointer *)&vm->status, error))
-    return NULL;
-  return g_steal_pointer (&vm);
-}
-
-static SchedJob *
-row_job (SqliteStore *self, sqlite3_stmt *stmt, GError **error)
-{
-  g_autoptr (SchedJob) job = g_new0 (SchedJob, 1);
-  g_autofree char *what = NULL;
-
-  job->id = column_text (stmt, 0);
-  job->kind = column_text (stmt, 1);
-  job->vm = column_text (stmt, 2);
-  job->state = column_text (stmt, 3);
-  job->progress = sqlite3_column_double (stmt, 4);
-  job->message = column_text (stmt, 5);
-  job->error = column_text (stmt, 6);
-  job->created_ms = sqlite3_column_int64 (stmt, 7);
-  job->updated_ms = sqlite3_column_int64 (stmt, 8);
-  job->source_host = column_text (stmt, 9);
-  job->dest_host = column_text (stmt, 10);
-  what = g_strdup_printf ("migration progress of job '%s'", job->id);
-  if (!column_msg (self, stmt, 11, &drover__v1__migration_progress__descriptor,
-                   TRUE, what, (gpointer *)&job->migration, error))
-    return NULL;
-  g_free (what);
-  what = g_strdup_printf ("migration prediction of job '%s'", job->id);
-  if (!column_msg (self, stmt, 12,
-                   &drover__v1__migration_prediction__descriptor, TRUE, what,
-                   (gpointer *)&job->prediction, error))
-    return NULL;
-  return g_steal_pointer (&job);
-}
-
-typedef gpointer (*RowFunc) (SqliteStore *self, sqlite3_stmt *stmt,
-                             GError **error);
-
-/* Steps STMT (already bound) and returns its one row, NOT_FOUND naming
- * WHAT if there is none. */
+/* Reads the row of TYPE that STMT (a SELECT of every column in field
+ * order) is on. A message that does not decode is corruption. */
 static gpointer
-stmt_one (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row, const char *what,
+read_row (SqliteStore *self, sqlite3_stmt *stmt, const SchedRowType *type,
           GError **error)
+{
+  gpointer row = g_malloc0 (type->size);
+
+  /* Text and numbers first: the key names the row in errors. */
+  for (guint i = 0; i < type->n_fields; i++)
+    {
+      const SchedField *f = &type->fields[i];
+      gpointer p = G_STRUCT_MEMBER_P (row, f->offset);
+
+      if (f->kind == SCHED_FIELD_TEXT)
+        *(char **)p = column_text (stmt, i);
+      else if (f->kind == SCHED_FIELD_INT64)
+        *(gint64 *)p = sqlite3_column_int64 (stmt, i);
+      else if (f->kind == SCHED_FIELD_DOUBLE)
+        *(double *)p = sqlite3_column_double (stmt, i);
+    }
+  for (guint i = 0; i < type->n_fields; i++)
+    {
+      const SchedField *f = &type->fields[i];
+      g_autofree char *what = NULL;
+
+      if (f->kind != SCHED_FIELD_MSG && f->kind != SCHED_FIELD_MSG_OPT)
+        continue;
+      what = g_strdup_printf ("%s of %s '%s'", f->name, type->noun,
+                              sched_row_key (type, row));
+      if (!column_msg (self, stmt, i, f->desc, f->kind == SCHED_FIELD_MSG_OPT,
+                       what, G_STRUCT_MEMBER_P (row, f->offset), error))
+        {
+          sched_row_free (type, row);
+          return NULL;
+        }
+    }
+  return row;
+}
+
+/* Steps STMT (already bound) and returns its one row, of TYPE; NOT_FOUND
+ * naming KEY if there is none. */
+static gpointer
+stmt_one (SqliteStore *self, sqlite3_stmt *stmt, const SchedRowType *type,
+          const char *key, GError **error)
 {
   int rc = sqlite3_step (stmt);
   gpointer result = NULL;
 
   if (rc == SQLITE_ROW)
-    result = row (self, stmt, error);
+    result = read_row (self, stmt, type, error);
+  else if (rc == SQLITE_DONE && strcmp (type->fields[0].name, "name") == 0)
+    g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND, "no %s named '%s'",
+                 type->noun, key);
   else if (rc == SQLITE_DONE)
-    g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND, "no %s", what);
+    g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                 "no %s with %s '%s'", type->noun, type->fields[0].name, key);
   else
     sqlite_fail (self, rc, "cannot read", error);
   sqlite3_reset (stmt);
   return result;
 }
 
+/* Steps STMT (already bound) through its rows, of TYPE. */
 static GPtrArray *
-stmt_all (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row,
-          GDestroyNotify free_func, GError **error)
+stmt_all (SqliteStore *self, sqlite3_stmt *stmt, SchedTable table,
+          GError **error)
 {
-  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func (free_func);
+  const SchedRowType *type = &sched_row_types[table];
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func (row_free[table]);
   int rc;
 
   while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
     {
-      gpointer item = row (self, stmt, error);
+      gpointer item = read_row (self, stmt, type, error);
       if (item == NULL)
         {
           sqlite3_reset (stmt);
@@ -499,142 +561,108 @@ stmt_all (SqliteStore *self, sqlite3_stmt *stmt, RowFunc row,
 }
 
 static gboolean
-sqlite_put_host (SchedStore *store, const SchedHost *host, GError **error)
+sqlite_put (SchedStore *store, SchedTable table, gconstpointer row,
+            GError **error)
 {
   SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_HOST);
+  sqlite3_stmt *stmt = stmt_get (self, STMT (table, OP_PUT));
+  g_autofree char *what
+      = g_strdup_printf ("cannot store a %s", sched_row_types[table].noun);
 
-  bind_text (stmt, 1, host->name);
-  bind_text (stmt, 2, host->address);
-  bind_msg (stmt, 3, &host->info->base);
-  bind_text (stmt, 4, host->state);
-  sqlite3_bind_int64 (stmt, 5, host->last_seen_ms);
-  return stmt_run (self, stmt, "cannot store a host", error);
+  bind_row (stmt, &sched_row_types[table], row);
+  return stmt_run (self, stmt, what, error);
 }
 
-static SchedHost *
-sqlite_get_host (SchedStore *store, const char *name, GError **error)
+static gpointer
+sqlite_get (SchedStore *store, SchedTable table, const char *key,
+            GError **error)
 {
   SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_GET_HOST);
-  g_autofree char *what = g_strdup_printf ("host named '%s'", name);
+  sqlite3_stmt *stmt = stmt_get (self, STMT (table, OP_GET));
 
-  bind_text (stmt, 1, name);
-  return stmt_one (self, stmt, (RowFunc)row_host, what, error);
-}
-
-static GPtrArray *
-sqlite_list_hosts (SchedStore *store, GError **error)
-{
-  SqliteStore *self = (SqliteStore *)store;
-
-  return stmt_all (self, stmt_get (self, STMT_LIST_HOSTS), (RowFunc)row_host,
-                   (GDestroyNotify)sched_host_free, error);
-}
-
-static gboolean
-sqlite_delete_host (SchedStore *store, const char *name, GError **error)
-{
-  SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_DELETE_HOST);
-
-  bind_text (stmt, 1, name);
-  return stmt_run (self, stmt, "cannot delete a host", error);
-}
-
-static gboolean
-sqlite_put_vm (SchedStore *store, const SchedVm *vm, GError **error)
-{
-  SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_VM);
-
-  bind_text (stmt, 1, vm->name);
-  bind_text (stmt, 2, vm->host);
-  bind_msg (stmt, 3, &vm->spec->base);
-  bind_text (stmt, 4, vm->state);
-  bind_msg (stmt, 5, vm->status ? &vm->status->base : NULL);
-  sqlite3_bind_int64 (stmt, 6, vm->updated_ms);
-  return stmt_run (self, stmt, "cannot store a VM", error);
-}
-
-static SchedVm *
-sqlite_get_vm (SchedStore *store, const char *name, GError **error)
-{
-  SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_GET_VM);
-  g_autofree char *what = g_strdup_printf ("VM named '%s'", name);
-
-  bind_text (stmt, 1, name);
-  return stmt_one (self, stmt, (RowFunc)row_vm, what, error);
+  bind_text (stmt, 1, key);
+  return stmt_one (self, stmt, &sched_row_types[table], key, error);
 }
 
 static GPtrArray *
-sqlite_list_vms (SchedStore *store, const char *host, GError **error)
+sqlite_list (SchedStore *store, SchedTable table, const char *host,
+             GError **error)
 {
   SqliteStore *self = (SqliteStore *)store;
   sqlite3_stmt *stmt;
 
   if (host != NULL)
     {
+      g_return_val_if_fail (table == SCHED_TABLE_VMS, NULL);
       stmt = stmt_get (self, STMT_LIST_VMS_ON_HOST);
       bind_text (stmt, 1, host);
     }
   else
-    stmt = stmt_get (self, STMT_LIST_VMS);
-  return stmt_all (self, stmt, (RowFunc)row_vm, (GDestroyNotify)sched_vm_free,
-                   error);
+    stmt = stmt_get (self, STMT (table, OP_LIST));
+  return stmt_all (self, stmt, table, error);
 }
 
 static gboolean
-sqlite_delete_vm (SchedStore *store, const char *name, GError **error)
+sqlite_remove (SchedStore *store, SchedTable table, const char *key,
+               GError **error)
 {
   SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_DELETE_VM);
+  sqlite3_stmt *stmt = stmt_get (self, STMT (table, OP_DELETE));
+  g_autofree char *what
+      = g_strdup_printf ("cannot delete a %s", sched_row_types[table].noun);
 
-  bind_text (stmt, 1, name);
-  return stmt_run (self, stmt, "cannot delete a VM", error);
-}
-
-static gboolean
-sqlite_put_job (SchedStore *store, const SchedJob *job, GError **error)
-{
-  SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_JOB);
-
-  bind_text (stmt, 1, job->id);
-  bind_text (stmt, 2, job->kind);
-  bind_text (stmt, 3, job->vm);
-  bind_text (stmt, 4, job->state);
-  sqlite3_bind_double (stmt, 5, job->progress);
-  bind_text (stmt, 6, job->message);
-  bind_text (stmt, 7, job->error);
-  sqlite3_bind_int64 (stmt, 8, job->created_ms);
-  sqlite3_bind_int64 (stmt, 9, job->updated_ms);
-  bind_text (stmt, 10, job->source_host);
-  bind_text (stmt, 11, job->dest_host);
-  bind_msg (stmt, 12, (const ProtobufCMessage *)job->migration);
-  bind_msg (stmt, 13, (const ProtobufCMessage *)job->prediction);
-  return stmt_run (self, stmt, "cannot store a job", error);
-}
-
-static SchedJob *
-sqlite_get_job (SchedStore *store, const char *id, GError **error)
-{
-  SqliteStore *self = (SqliteStore *)store;
-  sqlite3_stmt *stmt = stmt_get (self, STMT_GET_JOB);
-  g_autofree char *what = g_strdup_printf ("job with id '%s'", id);
-
-  bind_text (stmt, 1, id);
-  return stmt_one (self, stmt, (RowFunc)row_job, what, error);
+  bind_text (stmt, 1, key);
+  return stmt_run (self, stmt, what, error);
 }
 
 static GPtrArray *
-sqlite_list_jobs (SchedStore *store, GError **error)
+sqlite_list_jobs_after (SchedStore *store, gint64 after_ms,
+                        const char *after_id, guint limit, GError **error)
 {
   SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_LIST_JOBS_AFTER);
 
-  return stmt_all (self, stmt_get (self, STMT_LIST_JOBS), (RowFunc)row_job,
-                   (GDestroyNotify)sched_job_free, error);
+  if (after_id == NULL)
+    {
+      after_ms = G_MININT64;
+      after_id = "";
+    }
+  sqlite3_bind_int64 (stmt, 1, after_ms);
+  bind_text (stmt, 2, after_id);
+  sqlite3_bind_int64 (stmt, 3, limit);
+  return stmt_all (self, stmt, SCHED_TABLE_JOBS, error);
+}
+
+static gboolean
+sqlite_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
+                   guint *n_deleted, GError **error)
+{
+  SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_PRUNE_JOBS);
+
+  sqlite3_bind_int64 (stmt, 1, before_ms);
+  sqlite3_bind_int64 (stmt, 2, keep);
+  bind_text (stmt, 3, PROTO_JOB_DONE);
+  bind_text (stmt, 4, PROTO_JOB_FAILED);
+  if (!stmt_run (self, stmt, "cannot prune jobs", error))
+    return FALSE;
+  if (n_deleted != NULL)
+    *n_deleted = sqlite3_changes (self->db);
+  return TRUE;
+}
+
+gboolean
+sched_store_sqlite_pragma (SchedStore *store, const char *name, gint64 *value,
+                           GError **error)
+{
+  g_autofree char *sql = NULL;
+
+  g_return_val_if_fail (store->ops == &sqlite_ops, FALSE);
+  g_return_val_if_fail (name[0] != '\0', FALSE);
+  for (const char *p = name; *p; p++)
+    g_return_val_if_fail (g_ascii_isalpha (*p) || *p == '_', FALSE);
+  sql = g_strdup_printf ("PRAGMA %s", name);
+  return sqlite_pragma_int ((SqliteStore *)store, sql, value, error);
 }
 
 static gboolean
@@ -659,20 +687,15 @@ sqlite_rollback (SchedStore *store)
 }
 
 static const SchedStoreOps sqlite_ops = {
+  .name = "sqlite",
+  .close = sqlite_close,
+  .put = sqlite_put,
+  .get = sqlite_get,
+  .list = sqlite_list,
+  .remove = sqlite_remove,
+  .list_jobs_after = sqlite_list_jobs_after,
+  .prune_jobs = sqlite_prune_jobs,
   .begin = sqlite_begin,
   .commit = sqlite_commit,
   .rollback = sqlite_rollback,
-  .name = "sqlite",
-  .close = sqlite_close,
-  .put_host = sqlite_put_host,
-  .get_host = sqlite_get_host,
-  .list_hosts = sqlite_list_hosts,
-  .delete_host = sqlite_delete_host,
-  .put_vm = sqlite_put_vm,
-  .get_vm = sqlite_get_vm,
-  .list_vms = sqlite_list_vms,
-  .delete_vm = sqlite_delete_vm,
-  .put_job = sqlite_put_job,
-  .get_job = sqlite_get_job,
-  .list_jobs = sqlite_list_jobs,
 };

@@ -1,6 +1,7 @@
 /* SchedStore: the generic store API. Every call dispatches through the
- * backend's ops table (SchedStoreOps, sched-store.h); the backends are
- * sched-store-sqlite.c and whatever comes next (one file each). */
+ * backend's ops table (SchedStoreOps, sched-store.h); the put, get and
+ * delete calls of each table are generated in sched-store.h. The backends
+ * are sched-store-sqlite.c and whatever comes next (one file each). */
 #include "sched-store.h"
 
 void
@@ -10,70 +11,36 @@ sched_store_close (SchedStore *store)
     store->ops->close (store);
 }
 
-gboolean
-sched_store_put_host (SchedStore *store, const SchedHost *host, GError **error)
-{
-  return store->ops->put_host (store, host, error);
-}
-
-SchedHost *
-sched_store_get_host (SchedStore *store, const char *name, GError **error)
-{
-  return store->ops->get_host (store, name, error);
-}
-
 GPtrArray *
 sched_store_list_hosts (SchedStore *store, GError **error)
 {
-  return store->ops->list_hosts (store, error);
-}
-
-gboolean
-sched_store_delete_host (SchedStore *store, const char *name, GError **error)
-{
-  return store->ops->delete_host (store, name, error);
-}
-
-gboolean
-sched_store_put_vm (SchedStore *store, const SchedVm *vm, GError **error)
-{
-  return store->ops->put_vm (store, vm, error);
-}
-
-SchedVm *
-sched_store_get_vm (SchedStore *store, const char *name, GError **error)
-{
-  return store->ops->get_vm (store, name, error);
+  return store->ops->list (store, SCHED_TABLE_HOSTS, NULL, error);
 }
 
 GPtrArray *
 sched_store_list_vms (SchedStore *store, const char *host, GError **error)
 {
-  return store->ops->list_vms (store, host, error);
-}
-
-gboolean
-sched_store_delete_vm (SchedStore *store, const char *name, GError **error)
-{
-  return store->ops->delete_vm (store, name, error);
-}
-
-gboolean
-sched_store_put_job (SchedStore *store, const SchedJob *job, GError **error)
-{
-  return store->ops->put_job (store, job, error);
-}
-
-SchedJob *
-sched_store_get_job (SchedStore *store, const char *id, GError **error)
-{
-  return store->ops->get_job (store, id, error);
+  return store->ops->list (store, SCHED_TABLE_VMS, host, error);
 }
 
 GPtrArray *
 sched_store_list_jobs (SchedStore *store, GError **error)
 {
-  return store->ops->list_jobs (store, error);
+  return store->ops->list (store, SCHED_TABLE_JOBS, NULL, error);
+}
+
+GPtrArray *
+sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
+                             const char *after_id, guint limit, GError **error)
+{
+  return store->ops->list_jobs_after (store, after_ms, after_id, limit, error);
+}
+
+gboolean
+sched_store_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
+                        guint *n_deleted, GError **error)
+{
+  return store->ops->prune_jobs (store, before_ms, keep, n_deleted, error);
 }
 
 gboolean

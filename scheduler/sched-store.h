@@ -52,6 +52,54 @@ typedef struct
   Drover__V1__MigrationPrediction *prediction; /* cost model; may be NULL */
 } SchedJob;
 
+/* The three row types, one per table of the store. */
+typedef enum
+{
+  SCHED_TABLE_HOSTS, /* SchedHost rows, keyed by name */
+  SCHED_TABLE_VMS,   /* SchedVm rows, keyed by name */
+  SCHED_TABLE_JOBS,  /* SchedJob rows, keyed by id */
+  SCHED_N_TABLES
+} SchedTable;
+
+/* A row type described by its fields, so that what treats every row
+ * alike (freeing, copying, a store backend's reading and writing) is
+ * written once and a new field is added in one place (sched-rows.c). */
+typedef enum
+{
+  SCHED_FIELD_TEXT,    /* char *; "" for none, never NULL in a row */
+  SCHED_FIELD_INT64,   /* gint64 */
+  SCHED_FIELD_DOUBLE,  /* double */
+  SCHED_FIELD_MSG,     /* a protobuf-c message, never NULL */
+  SCHED_FIELD_MSG_OPT, /* a protobuf-c message or NULL */
+} SchedFieldKind;
+
+typedef struct
+{
+  const char *name; /* also the store's column name */
+  SchedFieldKind kind;
+  gsize offset;
+  const ProtobufCMessageDescriptor *desc; /* messages only */
+} SchedField;
+
+typedef struct
+{
+  const char *noun;  /* "host", "VM", "job" */
+  const char *table; /* the store's table: "hosts", "vms", "jobs" */
+  gsize size;
+  const SchedField *fields; /* the key first */
+  guint n_fields;
+} SchedRowType;
+
+/* Indexed by SchedTable. */
+extern const SchedRowType sched_row_types[SCHED_N_TABLES];
+
+/* The key of ROW, a row of TYPE (borrowed). */
+const char *sched_row_key (const SchedRowType *type, gconstpointer row);
+/* A deep copy of ROW, a row of TYPE; a NULL text becomes "". */
+gpointer sched_row_copy (const SchedRowType *type, gconstpointer row);
+/* Frees ROW (may be NULL), a row of TYPE, and what it owns. */
+void sched_row_free (const SchedRowType *type, gpointer row);
+
 /* Constructors copy their arguments. */
 SchedHost *sched_host_new (const Drover__V1__HostInfo *info, const char *state,
                            gint64 last_seen_ms);
@@ -80,9 +128,11 @@ SchedJob *sched_job_copy (const SchedJob *job);
 /* --- store ------------------------------------------------------------- */
 
 /* A backend is an ops table plus an open function, in a file of its own
- * (sched-store-sqlite.c); callers use the sched_store_* calls below, which
+ * (sched-store-sqlite.c). It stores three tables of rows, each keyed by a
+ * string (hosts and VMs by name, jobs by id), through four generic
+ * operations; callers use the typed sched_store_* calls below, which
  * dispatch through the table. Lookups of something absent fail with
- * SCHED_ERROR_NOT_FOUND; _delete of something absent is not an error.
+ * SCHED_ERROR_NOT_FOUND; deleting something absent is not an error.
  * Lists are sorted by name (jobs by creation). */
 
 typedef struct _SchedStore SchedStore;
@@ -91,19 +141,29 @@ typedef struct
 {
   const char *name;
   void (*close) (SchedStore *store);
-  gboolean (*put_host) (SchedStore *store, const SchedHost *host,
-                        GError **error);
-  SchedHost *(*get_host) (SchedStore *store, const char *name, GError **error);
-  GPtrArray *(*list_hosts) (SchedStore *store, GError **error);
-  gboolean (*delete_host) (SchedStore *store, const char *name, GError **error);
-  gboolean (*put_vm) (SchedStore *store, const SchedVm *vm, GError **error);
-  SchedVm *(*get_vm) (SchedStore *store, const char *name, GError **error);
-  /* HOST NULL lists every VM. */
-  GPtrArray *(*list_vms) (SchedStore *store, const char *host, GError **error);
-  gboolean (*delete_vm) (SchedStore *store, const char *name, GError **error);
-  gboolean (*put_job) (SchedStore *store, const SchedJob *job, GError **error);
-  SchedJob *(*get_job) (SchedStore *store, const char *id, GError **error);
-  GPtrArray *(*list_jobs) (SchedStore *store, GError **error);
+  /* Upserts ROW, a row of TABLE, by its key. */
+  gboolean (*put) (SchedStore *store, SchedTable table, gconstpointer row,
+                   GError **error);
+  /* The row of TABLE with KEY; the caller frees it. */
+  gpointer (*get) (SchedStore *store, SchedTable table, const char *key,
+                   GError **error);
+  /* Every row of TABLE, in a GPtrArray that frees them. HOST non-NULL
+   * (SCHED_TABLE_VMS only) lists only the VMs on that host. */
+  GPtrArray *(*list) (SchedStore *store, SchedTable table, const char *host,
+                      GError **error);
+  gboolean (*remove) (SchedStore *store, SchedTable table, const char *key,
+                      GError **error);
+  /* At most LIMIT jobs in creation order (created_ms, then id), starting
+   * after the job created at AFTER_MS with id AFTER_ID (NULL: from the
+   * first). */
+  GPtrArray *(*list_jobs_after) (SchedStore *store, gint64 after_ms,
+                                 const char *after_id, guint limit,
+                                 GError **error);
+  /* Deletes the finished jobs (PROTO_JOB_DONE, _FAILED) last updated
+   * before BEFORE_MS and then those past the KEEP most recently updated
+   * finished ones; sets *N_DELETED (may be NULL) to how many went. */
+  gboolean (*prune_jobs) (SchedStore *store, gint64 before_ms, guint keep,
+                          guint *n_deleted, GError **error);
   /* A transaction groups the writes of one report (one sync, all or none). */
   gboolean (*begin) (SchedStore *store, GError **error);
   gboolean (*commit) (SchedStore *store, GError **error);
@@ -118,31 +178,54 @@ struct _SchedStore
 /* Opens (creating if needed) the SQLite store DIR/drover.db. A file that
  * is not a Drover database fails with SCHED_ERROR_CORRUPT naming it. */
 SchedStore *sched_store_open_sqlite (const char *dir, GError **error);
+/* The value of PRAGMA NAME (letters and '_') on STORE's SQLite connection,
+ * which must be one sched_store_open_sqlite opened: how tests see the
+ * settings the connection runs with (they are per connection). */
+gboolean sched_store_sqlite_pragma (SchedStore *store, const char *name,
+                                    gint64 *value, GError **error);
 void sched_store_close (SchedStore *store);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
 
-/* Upserts by name / id. */
-gboolean sched_store_put_host (SchedStore *store, const SchedHost *host,
-                               GError **error);
-SchedHost *sched_store_get_host (SchedStore *store, const char *name,
-                                 GError **error);
-/* GPtrArray of SchedHost, freeing its elements. */
+/* The typed calls on the table of TYPE rows, one set per table:
+ *   gboolean sched_store_put_NOUN (store, const TYPE *row, error)
+ *     upserts ROW by its key;
+ *   TYPE *sched_store_get_NOUN (store, const char *key, error)
+ *     the row with KEY (caller frees), SCHED_ERROR_NOT_FOUND if none;
+ *   gboolean sched_store_delete_NOUN (store, const char *key, error). */
+#define SCHED_STORE_DEFINE_TABLE(Type, noun, table)                            \
+  static inline gboolean sched_store_put_##noun (                              \
+      SchedStore *store, const Type *row, GError **error)                      \
+  {                                                                            \
+    return store->ops->put (store, table, row, error);                         \
+  }                                                                            \
+  static inline Type *sched_store_get_##noun (SchedStore *store,               \
+                                              const char *key, GError **error) \
+  {                                                                            \
+    return store->ops->get (store, table, key, error);                         \
+  }                                                                            \
+  static inline gboolean sched_store_delete_##noun (                           \
+      SchedStore *store, const char *key, GError **error)                      \
+  {                                                                            \
+    return store->ops->remove (store, table, key, error);                      \
+  }
+
+SCHED_STORE_DEFINE_TABLE (SchedHost, host, SCHED_TABLE_HOSTS)
+SCHED_STORE_DEFINE_TABLE (SchedVm, vm, SCHED_TABLE_VMS)
+SCHED_STORE_DEFINE_TABLE (SchedJob, job, SCHED_TABLE_JOBS)
+
+/* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
+ * every VM), every job. */
 GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
-gboolean sched_store_delete_host (SchedStore *store, const char *name,
-                                  GError **error);
-gboolean sched_store_put_vm (SchedStore *store, const SchedVm *vm,
-                             GError **error);
-SchedVm *sched_store_get_vm (SchedStore *store, const char *name,
-                             GError **error);
 GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
                                  GError **error);
-gboolean sched_store_delete_vm (SchedStore *store, const char *name,
-                                GError **error);
-gboolean sched_store_put_job (SchedStore *store, const SchedJob *job,
-                              GError **error);
-SchedJob *sched_store_get_job (SchedStore *store, const char *id,
-                               GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+/* A page of jobs and the job retention: see SchedStoreOps. */
+GPtrArray *sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
+                                        const char *after_id, guint limit,
+                                        GError **error);
+gboolean sched_store_prune_jobs (SchedStore *store, gint64 before_ms,
+                                 guint keep, guint *n_deleted, GError **error);
+
 gboolean sched_store_begin (SchedStore *store, GError **error);
 gboolean sched_store_commit (SchedStore *store, GError **error);
 /* Undoes an open transaction; nothing if none is open. */

@@ -23,11 +23,14 @@
 
 #include <string.h>
 
-/* A Vm message borrowing VM's memory. */
+/* Fills the (initialised) Vm message MSG_OUT with VM's memory, borrowed
+ * (a SchedMsgFill). */
 static void
-vm_msg (const SchedVm *vm, Drover__V1__Vm *msg)
+vm_msg (gconstpointer row, gpointer msg_out, gpointer user_data)
 {
-  drover__v1__vm__init (msg);
+  const SchedVm *vm = row;
+  Drover__V1__Vm *msg = msg_out;
+
   msg->spec = vm->spec;
   msg->host = vm->host;
   msg->state = vm->state;
@@ -41,7 +44,8 @@ reply_vm (ProtoServerCall *call, const SchedVm *vm)
   Drover__V1__VmReply reply = DROVER__V1__VM_REPLY__INIT;
   Drover__V1__Vm msg;
 
-  vm_msg (vm, &msg);
+  drover__v1__vm__init (&msg);
+  vm_msg (vm, &msg, NULL);
   reply.vm = &msg;
   proto_server_call_reply (call, &reply.base);
 }
@@ -68,6 +72,26 @@ refuse_if_migrating (SchedService *svc, ProtoServerCall *call, const char *name)
 
 /* --- queries ----------------------------------------------------------- */
 
+/* Fills the (initialised) Host message MSG_OUT with HOST's memory,
+ * borrowed, and the usage of the VMS (GPtrArray of SchedVm) placed on it
+ * (a SchedMsgFill). */
+static void
+host_msg (gconstpointer row, gpointer msg_out, gpointer vms)
+{
+  const SchedHost *host = row;
+  Drover__V1__Host *msg = msg_out;
+  guint count, vcpus;
+  guint64 memory;
+
+  sched_host_usage (host->name, vms, &count, &vcpus, &memory, NULL);
+  msg->info = host->info;
+  msg->state = host->state;
+  msg->last_seen_ms = host->last_seen_ms;
+  msg->vm_count = count;
+  msg->vcpus_used = vcpus;
+  msg->memory_used = memory;
+}
+
 void
 sched_vm_handle_list_hosts (ProtoServerCall *call,
                             const ProtobufCMessage *request, gpointer user_data)
@@ -77,38 +101,11 @@ sched_vm_handle_list_hosts (ProtoServerCall *call,
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, &error);
   g_autoptr (GPtrArray) vms = NULL;
-  g_autofree Drover__V1__Host *msgs = NULL;
-  g_autofree Drover__V1__Host **ptrs = NULL;
 
   if (hosts != NULL)
     vms = sched_store_list_vms (svc->store, NULL, &error);
-  if (vms == NULL)
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-
-  msgs = g_new0 (Drover__V1__Host, hosts->len);
-  ptrs = g_new0 (Drover__V1__Host *, hosts->len + 1);
-  for (guint i = 0; i < hosts->len; i++)
-    {
-      const SchedHost *host = hosts->pdata[i];
-      guint count, vcpus;
-      guint64 memory;
-
-      drover__v1__host__init (&msgs[i]);
-      sched_host_usage (host->name, vms, &count, &vcpus, &memory, NULL);
-      msgs[i].info = host->info;
-      msgs[i].state = host->state;
-      msgs[i].last_seen_ms = host->last_seen_ms;
-      msgs[i].vm_count = count;
-      msgs[i].vcpus_used = vcpus;
-      msgs[i].memory_used = memory;
-      ptrs[i] = &msgs[i];
-    }
-  reply.hosts = ptrs;
-  reply.n_hosts = hosts->len;
-  proto_server_call_reply (call, &reply.base);
+  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL, host_msg, vms,
+                         error);
 }
 
 void
@@ -119,24 +116,8 @@ sched_vm_handle_list_vms (ProtoServerCall *call,
   Drover__V1__ListVmsReply reply = DROVER__V1__LIST_VMS_REPLY__INIT;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) vms = sched_store_list_vms (svc->store, NULL, &error);
-  g_autofree Drover__V1__Vm *msgs = NULL;
-  g_autofree Drover__V1__Vm **ptrs = NULL;
 
-  if (vms == NULL)
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  msgs = g_new0 (Drover__V1__Vm, vms->len);
-  ptrs = g_new0 (Drover__V1__Vm *, vms->len + 1);
-  for (guint i = 0; i < vms->len; i++)
-    {
-      vm_msg (vms->pdata[i], &msgs[i]);
-      ptrs[i] = &msgs[i];
-    }
-  reply.vms = ptrs;
-  reply.n_vms = vms->len;
-  proto_server_call_reply (call, &reply.base);
+  sched_call_reply_rows (call, &reply.base, vms, vm_msg, NULL, error);
 }
 
 void
@@ -307,9 +288,9 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
   drover_message (vm->name, job->id, chosen, "VM placed");
 
   agent_req.spec = req->spec;
-  proto_client_call (client, DROVER_AGENT_SERVICE,
-                     DROVER_AGENT_METHOD_CREATE_VM, &agent_req.base,
-                     SCHED_AGENT_CREATE_TIMEOUT_MS, create_done,
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_CREATE_VM,
+                     &agent_req.base, SCHED_AGENT_CREATE_TIMEOUT_MS,
+                     create_done,
                      sched_pending_new (svc, call, vm->name, chosen, job));
 }
 
@@ -513,8 +494,8 @@ sched_vm_handle_delete (ProtoServerCall *call, const ProtobufCMessage *request,
     }
   msg = g_strdup_printf ("deleting on host %s", host->name);
   sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
-  proto_client_call (
-      client, DROVER_AGENT_SERVICE, DROVER_AGENT_METHOD_DELETE_VM, request,
+  sched_agents_call (
+      svc->agents, client, DROVER_AGENT_METHOD_DELETE_VM, request,
       SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS, delete_done,
       sched_pending_new (svc, call, vm->name, host->name,
                          g_steal_pointer (&job)));

@@ -278,12 +278,19 @@ test_move (Fixture *f, gconstpointer data)
   do_report (f, "h1", 1, vms);
   assert_vm (f, "web", "h1", "running");
 
-  /* h2 reports it: it lives on h2 now. */
+  /* h2 reports it while h1 still has it: a host cannot take another's
+   * VM by reporting it. */
   do_report (f, "h2", 1, vms);
+  assert_vm (f, "web", "h1", "running");
+
+  /* h1 lost it; then h2's report says where it went. */
+  do_report (f, "h1", 2, NULL);
+  assert_vm (f, "web", "h1", "missing");
+  do_report (f, "h2", 2, vms);
   assert_vm (f, "web", "h2", "running");
 
   /* h1 no longer has it; it is not h1's to mark missing. */
-  do_report (f, "h1", 2, NULL);
+  do_report (f, "h1", 3, NULL);
   assert_vm (f, "web", "h2", "running");
 }
 
