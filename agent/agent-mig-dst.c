@@ -244,13 +244,7 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
   g_mutex_lock (&m->lock);
   g_hash_table_steal (m->incoming, job_id);
   g_mutex_unlock (&m->lock);
-  if (r->expiry_source)
-    {
-      GSource *s
-          = g_main_context_find_source_by_id (agent->ctx, r->expiry_source);
-      if (s)
-        g_source_destroy (s);
-    }
+  agent_source_clear (agent->ctx, &r->expiry_source);
   agent_vm_release (agent, r->name);
   reservation_free (r);
   agent_reporter_kick_from_thread (agent);
@@ -338,9 +332,9 @@ on_expiry (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-static ProtobufCMessage *
-op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
-                     GError **error)
+ProtobufCMessage *
+agent_mig_dst_prepare (Agent *agent, const ProtobufCMessage *request,
+                       GError **error)
 {
   const Drover__V1__PrepareIncomingRequest *req = (const void *)request;
   AgentMigDst *m = agent->mig_dst;
@@ -349,7 +343,6 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   g_autoptr (GError) local = NULL;
   Drover__V1__PrepareIncomingReply *reply;
   Reservation *r;
-  GSource *s;
   const Drover__V1__VmSpec *spec = req->spec;
   g_autofree char *console = NULL, *disk_path = NULL;
 
@@ -412,14 +405,12 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
   r->source_address = g_strdup (req->source_address ? req->source_address : "");
   r->memory = spec->memory;
   r->disk_path = g_strdup (disk_path);
-  s = g_timeout_source_new (INCOMING_TTL_MS + 1000);
-  g_source_set_callback (s, on_expiry, job_ref_new (agent, req->job_id, TRUE),
-                         job_ref_free);
   g_mutex_lock (&m->lock);
   g_hash_table_insert (m->incoming, r->job_id, r);
-  r->expiry_source = g_source_attach (s, agent->ctx);
+  r->expiry_source
+      = agent_source_add (agent->ctx, INCOMING_TTL_MS + 1000, on_expiry,
+                          job_ref_new (agent, req->job_id, TRUE), job_ref_free);
   g_mutex_unlock (&m->lock);
-  g_source_unref (s);
   drover_message (spec->name, req->job_id, req->source_host,
                   "migration: expecting the VM from the source host");
 
@@ -443,9 +434,9 @@ fail:
   return NULL;
 }
 
-static ProtobufCMessage *
-op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
-                    GError **error)
+ProtobufCMessage *
+agent_mig_dst_cancel (Agent *agent, const ProtobufCMessage *request,
+                      GError **error)
 {
   const Drover__V1__CancelIncomingRequest *req = (const void *)request;
   AgentMigDst *m = agent->mig_dst;
@@ -469,20 +460,6 @@ op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
   if (known)
     finish_incoming (agent, req->job_id, req->token, TRUE);
   return agent_service_empty_reply ();
-}
-
-void
-agent_mig_dst_prepare_incoming (ProtoServerCall *call,
-                                const ProtobufCMessage *req, gpointer data)
-{
-  agent_service_run (data, call, req, op_prepare_incoming);
-}
-
-void
-agent_mig_dst_cancel_incoming (ProtoServerCall *call,
-                               const ProtobufCMessage *req, gpointer data)
-{
-  agent_service_run (data, call, req, op_cancel_incoming);
 }
 
 /* --- lifecycle --------------------------------------------------------- */

@@ -32,6 +32,16 @@ ProtoStatus agent_error_to_status (const GError *error);
 gboolean agent_fault (const char *name);
 void agent_fault_set (const char *faults);
 
+/* --- sources on another thread's context (agent-source.c) ------------- */
+
+/* Attaches FUNC (DATA, freed with DESTROY) to CTX from any thread: a
+ * timer of TIMEOUT_MS, or an idle source when 0 (both at
+ * G_PRIORITY_DEFAULT). Returns the source id. */
+guint agent_source_add (GMainContext *ctx, guint timeout_ms, GSourceFunc func,
+                        gpointer data, GDestroyNotify destroy);
+/* Destroys source *ID of CTX if it is still there, and zeroes *ID. */
+void agent_source_clear (GMainContext *ctx, guint *id);
+
 /* --- domain XML (agent-domain-xml.c) ----------------------------------- */
 
 /* Domain XML for SPEC, built with libxml2's tree API: domain type from
@@ -134,8 +144,9 @@ struct _Agent
   GMainContext *ctx;
   ProtoTls *tls;
 
-  AgentLibvirt *lv;    /* thread-safe */
-  ProtoServer *server; /* main context only */
+  AgentLibvirt *lv;              /* thread-safe */
+  ProtoServer *server;           /* main context only */
+  struct _AgentService *service; /* what SERVER's handlers are given */
 
   /* Reporter: main context only, except stats (owned by the collecting
    * worker while report_in_flight). */
@@ -166,19 +177,27 @@ struct _Agent
 
 /* --- AgentService (agent-service.c) ------------------------------------ */
 
-/* Registers the AgentService methods on SERVER. */
-void agent_service_register (Agent *agent, ProtoServer *server);
+/* The AgentService methods, bound to one agent. */
+typedef struct _AgentService AgentService;
+
+/* Registers the AgentService methods of AGENT on SERVER; the result must
+ * outlive the server. Calls are served in worker threads and answered
+ * from the agent's main context, holding a reference to AGENT until then;
+ * a failed call ends with agent_error_to_status of its error. */
+AgentService *agent_service_register (Agent *agent, ProtoServer *server);
+void agent_service_free (AgentService *svc);
 
 /* One unary AgentService call: runs in a worker thread, returns the
  * reply (freed with proto_msg_free after sending) or NULL with ERROR. */
 typedef ProtobufCMessage *(*AgentOpFunc) (Agent *agent,
                                           const ProtobufCMessage *request,
                                           GError **error);
-/* Runs FUNC (AGENT, REQUEST) in a worker thread and answers CALL from the
- * agent's main context: the reply, or the status of the error
- * (agent_error_to_status). Holds a reference to AGENT until then. */
-void agent_service_run (Agent *agent, ProtoServerCall *call,
-                        const ProtobufCMessage *request, AgentOpFunc func);
+/* One unary call on the VM its request names: as AgentOpFunc, with the
+ * VM claimed (agent_vm_claim) and looked up (agent_vm_lookup). */
+typedef ProtobufCMessage *(*AgentVmFunc) (Agent *agent, virConnectPtr conn,
+                                          virDomainPtr dom,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
 /* A new Empty reply, for an AgentOpFunc that has nothing to return. */
 ProtobufCMessage *agent_service_empty_reply (void);
 
@@ -284,12 +303,13 @@ void agent_mig_dst_free (AgentMigDst *dst);
 /* Memory reserved by prepared incoming migrations; 0 for NULL (any
  * thread). */
 guint64 agent_mig_dst_reserved_memory (AgentMigDst *dst);
-/* PrepareIncoming and CancelIncoming (ProtoHandler, data: the Agent). */
-void agent_mig_dst_prepare_incoming (ProtoServerCall *call,
-                                     const ProtobufCMessage *req,
-                                     gpointer data);
-void agent_mig_dst_cancel_incoming (ProtoServerCall *call,
-                                    const ProtobufCMessage *req, gpointer data);
+/* PrepareIncoming and CancelIncoming (AgentOpFunc). */
+ProtobufCMessage *agent_mig_dst_prepare (Agent *agent,
+                                         const ProtobufCMessage *request,
+                                         GError **error);
+ProtobufCMessage *agent_mig_dst_cancel (Agent *agent,
+                                        const ProtobufCMessage *request,
+                                        GError **error);
 
 /* The source side: MigrateOut (ProtoHandler, data: the Agent). */
 void agent_mig_src_migrate_out (ProtoServerCall *call,

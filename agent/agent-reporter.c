@@ -19,6 +19,7 @@
 
 static void send_register (Agent *agent);
 static void send_report (Agent *agent);
+static void retry_register_later (Agent *agent);
 
 /* Logs the problem FORMAT says once until a different problem or success
  * (FORMAT NULL). */
@@ -43,31 +44,6 @@ static void G_GNUC_PRINTF (2, 3)
                agent->config.scheduler);
   g_free (agent->last_problem);
   agent->last_problem = g_steal_pointer (&problem);
-}
-
-static void
-clear_source (Agent *agent, guint *id)
-{
-  if (*id)
-    {
-      GSource *source = g_main_context_find_source_by_id (agent->ctx, *id);
-
-      if (source)
-        g_source_destroy (source);
-      *id = 0;
-    }
-}
-
-static guint
-add_timeout (Agent *agent, guint ms, GSourceFunc func)
-{
-  GSource *source = g_timeout_source_new (ms);
-  guint id;
-
-  g_source_set_callback (source, func, agent, NULL);
-  id = g_source_attach (source, agent->ctx);
-  g_source_unref (source);
-  return id;
 }
 
 /* --- collecting (worker thread) ---------------------------------------- */
@@ -120,13 +96,112 @@ collect_thread (GTask *task, gpointer source, gpointer task_data,
   g_task_return_pointer (task, c, collected_free);
 }
 
-/* Collects in a worker thread, then calls DONE in the main context with
- * a reference to AGENT that DONE drops. */
-static void
-collect_async (Agent *agent, GAsyncReadyCallback done)
+/* One exchange with the scheduler, RegisterHost or ReportHost: host
+ * info and VM stats collected in a worker thread, then the call. Holds a
+ * reference to the agent until the reply. */
+typedef struct
 {
-  GTask *task = g_task_new (NULL, NULL, done, agent_ref (agent));
+  Agent *agent;
+  gboolean report; /* ReportHost, else RegisterHost */
+} Exchange;
 
+static void register_reply (const ProtobufCMessage *msg, const GError *error,
+                            gpointer data);
+static void report_reply (const ProtobufCMessage *msg, const GError *error,
+                          gpointer data);
+
+static void
+exchange_free (Exchange *x)
+{
+  agent_unref (x->agent);
+  g_free (x);
+}
+
+/* Ends X: its call is no longer in flight. FALSE (and X freed) when the
+ * agent has stopped meanwhile. */
+static gboolean
+exchange_land (Exchange *x)
+{
+  if (x->report)
+    x->agent->report_in_flight = FALSE;
+  else
+    x->agent->register_in_flight = FALSE;
+  if (!x->agent->stopped)
+    return TRUE;
+  exchange_free (x);
+  return FALSE;
+}
+
+static void
+collected (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Exchange *x = data;
+  Agent *agent = x->agent;
+  g_autoptr (GError) error = NULL;
+  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (!c)
+    {
+      if (!exchange_land (x))
+        return;
+      if (x->report)
+        note_problem (agent, "cannot collect a host report: %s",
+                      error->message);
+      else
+        {
+          note_problem (agent,
+                        "cannot register with scheduler %s: %s; retrying",
+                        agent->config.scheduler, error->message);
+          retry_register_later (agent);
+        }
+      exchange_free (x);
+      return;
+    }
+  if (agent->stopped)
+    {
+      collected_free (c);
+      exchange_land (x);
+      return;
+    }
+  if (x->report)
+    {
+      Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
+
+      req.host = c->host;
+      req.n_vms = c->vms->len;
+      req.vms = (Drover__V1__VmStatus **)c->vms->pdata;
+      req.seq = ++agent->seq;
+      proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
+                         DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
+                         CALL_TIMEOUT_MS, report_reply, x);
+    }
+  else
+    {
+      Drover__V1__RegisterHostRequest req
+          = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
+
+      req.host = c->host;
+      proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
+                         DROVER_SCHED_METHOD_REGISTER_HOST, &req.base,
+                         CALL_TIMEOUT_MS, register_reply, x);
+    }
+  collected_free (c);
+}
+
+/* Starts an exchange (REPORT or not): its call is in flight from now. */
+static void
+exchange_start (Agent *agent, gboolean report)
+{
+  Exchange *x = g_new0 (Exchange, 1);
+  GTask *task;
+
+  x->agent = agent_ref (agent);
+  x->report = report;
+  if (report)
+    agent->report_in_flight = TRUE;
+  else
+    agent->register_in_flight = TRUE;
+  task = g_task_new (NULL, NULL, collected, x);
   g_task_set_task_data (task, agent, NULL);
   g_task_run_in_thread (task, collect_thread);
   g_object_unref (task);
@@ -148,8 +223,8 @@ static void
 retry_register_later (Agent *agent)
 {
   if (!agent->stopped && !agent->register_source)
-    agent->register_source
-        = add_timeout (agent, REGISTER_RETRY_MS, register_retry_cb);
+    agent->register_source = agent_source_add (agent->ctx, REGISTER_RETRY_MS,
+                                               register_retry_cb, agent, NULL);
 }
 
 static gboolean
@@ -162,22 +237,19 @@ report_timer_cb (gpointer data)
 static void
 register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
 {
-  Agent *agent = data;
+  Exchange *x = data;
+  Agent *agent = x->agent;
   const Drover__V1__RegisterHostReply *reply = (const void *)msg;
 
-  agent->register_in_flight = FALSE;
-  if (agent->stopped)
-    {
-      agent_unref (agent);
-      return;
-    }
+  if (!exchange_land (x))
+    return;
   if (error)
     {
       note_problem (
           agent, "cannot register with scheduler %s: %s; retrying every %d ms",
           agent->config.scheduler, error->message, REGISTER_RETRY_MS);
       retry_register_later (agent);
-      agent_unref (agent);
+      exchange_free (x);
       return;
     }
   agent->registered = TRUE;
@@ -189,39 +261,11 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
   g_message ("registered with scheduler %s; reporting every %u ms",
              agent->config.scheduler, agent->report_interval_ms);
   g_clear_pointer (&agent->last_problem, g_free);
-  clear_source (agent, &agent->report_source);
-  agent->report_source
-      = add_timeout (agent, agent->report_interval_ms, report_timer_cb);
+  agent_source_clear (agent->ctx, &agent->report_source);
+  agent->report_source = agent_source_add (
+      agent->ctx, agent->report_interval_ms, report_timer_cb, agent, NULL);
   send_report (agent);
-  agent_unref (agent);
-}
-
-static void
-register_collected (GObject *source, GAsyncResult *result, gpointer data)
-{
-  Agent *agent = data;
-  g_autoptr (GError) error = NULL;
-  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
-  Drover__V1__RegisterHostRequest req = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
-
-  if (agent->stopped || !c)
-    {
-      agent->register_in_flight = FALSE;
-      if (error)
-        {
-          note_problem (agent,
-                        "cannot register with scheduler %s: %s; retrying",
-                        agent->config.scheduler, error->message);
-          retry_register_later (agent);
-        }
-      agent_unref (agent);
-      return;
-    }
-  req.host = c->host;
-  proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
-                     DROVER_SCHED_METHOD_REGISTER_HOST, &req.base,
-                     CALL_TIMEOUT_MS, register_reply, agent);
-  collected_free (c);
+  exchange_free (x);
 }
 
 static void
@@ -229,15 +273,14 @@ send_register (Agent *agent)
 {
   if (agent->stopped || agent->registered || agent->register_in_flight)
     return;
-  agent->register_in_flight = TRUE;
-  collect_async (agent, register_collected);
+  exchange_start (agent, FALSE);
 }
 
 static void
 become_unregistered (Agent *agent)
 {
   agent->registered = FALSE;
-  clear_source (agent, &agent->report_source);
+  agent_source_clear (agent->ctx, &agent->report_source);
   send_register (agent);
 }
 
@@ -246,15 +289,12 @@ become_unregistered (Agent *agent)
 static void
 report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
 {
-  Agent *agent = data;
+  Exchange *x = data;
+  Agent *agent = x->agent;
   const Drover__V1__ReportHostReply *reply = (const void *)msg;
 
-  agent->report_in_flight = FALSE;
-  if (agent->stopped)
-    {
-      agent_unref (agent);
-      return;
-    }
+  if (!exchange_land (x))
+    return;
   if (error && g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND))
     {
       g_message ("scheduler %s does not know this host; registering again",
@@ -278,36 +318,7 @@ report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   if (agent->registered && agent->report_pending)
     send_report (agent);
-  agent_unref (agent);
-}
-
-static void
-report_collected (GObject *source, GAsyncResult *result, gpointer data)
-{
-  Agent *agent = data;
-  g_autoptr (GError) error = NULL;
-  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
-  Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
-
-  if (agent->stopped || !c)
-    {
-      agent->report_in_flight = FALSE;
-      if (error)
-        {
-          note_problem (agent, "cannot collect a host report: %s",
-                        error->message);
-        }
-      agent_unref (agent);
-      return;
-    }
-  req.host = c->host;
-  req.n_vms = c->vms->len;
-  req.vms = (Drover__V1__VmStatus **)c->vms->pdata;
-  req.seq = ++agent->seq;
-  proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
-                     DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
-                     CALL_TIMEOUT_MS, report_reply, agent);
-  collected_free (c);
+  exchange_free (x);
 }
 
 static void
@@ -321,8 +332,7 @@ send_report (Agent *agent)
       return;
     }
   agent->report_pending = FALSE;
-  agent->report_in_flight = TRUE;
-  collect_async (agent, report_collected);
+  exchange_start (agent, TRUE);
 }
 
 static gboolean
@@ -340,7 +350,8 @@ agent_reporter_kick (Agent *agent)
 {
   if (agent->stopped || !agent->sched || agent->debounce_source)
     return;
-  agent->debounce_source = add_timeout (agent, DEBOUNCE_MS, debounce_cb);
+  agent->debounce_source
+      = agent_source_add (agent->ctx, DEBOUNCE_MS, debounce_cb, agent, NULL);
 }
 
 static gboolean
@@ -353,12 +364,8 @@ kick_cb (gpointer data)
 void
 agent_reporter_kick_from_thread (Agent *agent)
 {
-  GSource *s = g_idle_source_new ();
-
-  g_source_set_callback (s, kick_cb, agent_ref (agent),
-                         (GDestroyNotify)agent_unref);
-  g_source_attach (s, agent->ctx);
-  g_source_unref (s);
+  agent_source_add (agent->ctx, 0, kick_cb, agent_ref (agent),
+                    (GDestroyNotify)agent_unref);
 }
 
 void
@@ -380,7 +387,7 @@ agent_reporter_start (Agent *agent)
 void
 agent_reporter_stop (Agent *agent)
 {
-  clear_source (agent, &agent->report_source);
-  clear_source (agent, &agent->register_source);
-  clear_source (agent, &agent->debounce_source);
+  agent_source_clear (agent->ctx, &agent->report_source);
+  agent_source_clear (agent->ctx, &agent->register_source);
+  agent_source_clear (agent->ctx, &agent->debounce_source);
 }

@@ -144,7 +144,7 @@ agent_start (Agent *agent, GError **error)
   if (!agent_migration_start (agent, error))
     return FALSE;
   agent->server = proto_server_new (agent->ctx);
-  agent_service_register (agent, agent->server);
+  agent->service = agent_service_register (agent, agent->server);
   if (!proto_server_start (agent->server, agent->config.listen, agent->tls,
                            error))
     {
@@ -197,6 +197,7 @@ agent_unref (Agent *agent)
   agent_migration_stop (agent);
   g_clear_pointer (&agent->lv, agent_libvirt_free);
   g_clear_pointer (&agent->server, proto_server_free);
+  g_clear_pointer (&agent->service, agent_service_free);
   g_clear_pointer (&agent->sched, proto_client_free);
   g_clear_pointer (&agent->tls, proto_tls_free);
   agent_stats_free (agent->stats);
