@@ -20,6 +20,7 @@
 static void send_register (Agent *agent);
 static void send_report (Agent *agent);
 static void retry_register_later (Agent *agent);
+static gboolean make_client (Agent *agent);
 
 /* Logs the problem FORMAT says once until a different problem or success
  * (FORMAT NULL). */
@@ -163,6 +164,10 @@ collected (GObject *source, GAsyncResult *result, gpointer data)
       exchange_land (x);
       return;
     }
+  /* New TLS material (SIGHUP): no call is in flight now, the next one
+   * goes over a new connection. */
+  if (agent->sched_stale)
+    make_client (agent);
   if (x->report)
     {
       Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
@@ -368,20 +373,33 @@ agent_reporter_kick_from_thread (Agent *agent)
                     (GDestroyNotify)agent_unref);
 }
 
-void
-agent_reporter_start (Agent *agent)
+/* (Re-)creates the client to the scheduler with the current TLS
+ * material; on failure the old one, if any, stays. */
+static gboolean
+make_client (Agent *agent)
 {
   g_autoptr (GError) error = NULL;
+  g_autoptr (ProtoTls) tls = agent_tls_get (agent);
+  ProtoClient *client = proto_client_new (
+      agent->config.scheduler, tls, PROTO_ROLE_SCHEDULER, agent->ctx, &error);
 
-  agent->sched = proto_client_new (agent->config.scheduler, agent->tls,
-                                   PROTO_ROLE_SCHEDULER, agent->ctx, &error);
-  if (!agent->sched)
+  agent->sched_stale = FALSE;
+  if (!client)
     {
       g_message ("cannot create a client for scheduler %s: %s",
                  agent->config.scheduler, error->message);
-      return;
+      return FALSE;
     }
-  send_register (agent);
+  g_clear_pointer (&agent->sched, proto_client_free);
+  agent->sched = client;
+  return TRUE;
+}
+
+void
+agent_reporter_start (Agent *agent)
+{
+  if (make_client (agent))
+    send_register (agent);
 }
 
 void

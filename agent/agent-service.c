@@ -83,7 +83,8 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 /* --- operations (worker threads) --------------------------------------- */
 
 static ProtobufCMessage *
-op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
+op_create (Agent *agent, const AgentCaller *caller,
+           const ProtobufCMessage *request, GError **error)
 {
   const Drover__V1__AgentCreateVmRequest *req = (const void *)request;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
@@ -95,9 +96,12 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   gboolean disk_made = FALSE, console_existed = TRUE;
   ProtobufCMessage *reply;
 
-  if (!agent_vm_check_spec (agent, req->spec, error))
+  /* Checked before anything is made, kernel and initrd included. */
+  if (!proto_vm_spec_check (req->spec, error))
     return NULL;
   spec = proto_msg_copy (&req->spec->base);
+  if (!agent_vm_check_spec (agent, spec, error))
+    return NULL;
   /* Record the accelerator the VM actually runs with. */
   g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
   spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
@@ -116,7 +120,12 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
       if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
         goto fail;
       disk_made = TRUE;
+      /* QEMU writes it, nobody else reads it. */
+      if (!agent_protect (agent, disk_path, 0660, error))
+        goto rollback;
     }
+  if (!agent_console_prepare (agent, spec->name, error))
+    goto rollback;
   if (agent_fault ("create-after-disk"))
     {
       g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
@@ -301,14 +310,16 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 }
 
 static ProtobufCMessage *
-op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
+op_console (Agent *agent, const AgentCaller *caller,
+            const ProtobufCMessage *request, GError **error)
 {
   /* History from earlier hosts + the live log (agent-console.c). */
-  return agent_console_serve (agent, (const void *)request, error);
+  return agent_console_serve (agent, caller, (const void *)request, error);
 }
 
 static ProtobufCMessage *
-op_host_info (Agent *agent, const ProtobufCMessage *request, GError **error)
+op_host_info (Agent *agent, const AgentCaller *caller,
+              const ProtobufCMessage *request, GError **error)
 {
   g_autoptr (virConnect) conn = agent_libvirt_get (agent->lv, error);
 
@@ -363,6 +374,7 @@ typedef struct
   ProtoServerCall *call;
   const ProtobufCMessage *request;
   const AgentMethod *method;
+  AgentCaller caller; /* its name owned */
 } ServiceOp;
 
 static void
@@ -373,7 +385,7 @@ op_thread (GTask *task, gpointer source, gpointer task_data,
   GError *error = NULL;
   ProtobufCMessage *reply
       = op->method->op
-            ? op->method->op (op->agent, op->request, &error)
+            ? op->method->op (op->agent, &op->caller, op->request, &error)
             : with_vm (op->agent, op->request, op->method->vm, &error);
 
   if (reply)
@@ -400,6 +412,7 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
                               error->message);
     }
   agent_unref (op->agent);
+  g_free ((char *)op->caller.name);
   g_free (op);
 }
 
@@ -433,6 +446,8 @@ handle (ProtoServerCall *call, const ProtobufCMessage *request, gpointer data)
   op->call = call;
   op->request = request;
   op->method = b->method;
+  op->caller.role = proto_server_call_get_peer_role (call);
+  op->caller.name = g_strdup (proto_server_call_get_peer_name (call));
   /* The callback runs in the thread-default context: the agent's. */
   task = g_task_new (NULL, NULL, op_done, op);
   g_task_set_task_data (task, op, NULL);

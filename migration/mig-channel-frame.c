@@ -230,7 +230,7 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
                    h->payload_len, h->wire_len, max_len);
       return FALSE;
     }
-  if (h->type < MIG_FRAME_HELLO || h->type > MIG_FRAME_ACK)
+  if (h->type < MIG_FRAME_HELLO || h->type > MIG_FRAME_TYPE_LAST)
     {
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                    "unknown frame type %u", h->type);

@@ -95,9 +95,9 @@ token_is_sane (const guint8 *p, gsize len)
 }
 
 MigChannel *
-mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
-                        gpointer auth_data, GCancellable *cancellable,
-                        GError **error)
+mig_channel_new_server (MigTransport *transport, const MigChannelPeer *peer,
+                        MigChannelAuthFunc auth, gpointer auth_data,
+                        GCancellable *cancellable, GError **error)
 {
   g_autoptr (MigChannel) ch = mig_channel_new (transport);
   guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
@@ -124,7 +124,7 @@ mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
     {
       ch->kind = payload[0];
       token = g_strndup ((char *)payload + 1, h.payload_len - 1);
-      if (!auth (ch->kind, token, auth_data, &refusal))
+      if (!auth (ch->kind, token, peer, auth_data, &refusal))
         g_assert (refusal != NULL);
     }
 

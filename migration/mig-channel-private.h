@@ -24,7 +24,10 @@ typedef enum
   MIG_FRAME_END = 5,   /* sender's local side reached EOF, empty */
   MIG_FRAME_ACK = 6,   /* every frame up to the peer's END checked and
                         * delivered; only now may the peer end cleanly */
+  MIG_FRAME_PING = 7,  /* keepalive: nothing to send for a while, empty */
 } MigFrameType;
+
+#define MIG_FRAME_TYPE_LAST MIG_FRAME_PING
 
 typedef struct
 {
@@ -140,15 +143,12 @@ gboolean mig_channel_read_frame (MigChannel *ch, guint32 max_len,
  * Owned by the caller. */
 char *mig_token_new (void);
 
-/* TRUE if A equals B; compares without an early exit so that timing
- * does not leak a prefix. */
-gboolean mig_token_equal (const char *a, const char *b);
-
 /* --- handshake (mig-channel-hello.c) -------------------------------------- */
 
-/* Server side of the handshake on a fresh TRANSPORT (ownership taken):
- * reads HELLO, asks AUTH, answers OK or ERROR. */
+/* Server side of the handshake on a fresh TRANSPORT (ownership taken)
+ * from PEER: reads HELLO, asks AUTH, answers OK or ERROR. */
 MigChannel *mig_channel_new_server (MigTransport *transport,
+                                    const MigChannelPeer *peer,
                                     MigChannelAuthFunc auth, gpointer auth_data,
                                     GCancellable *cancellable, GError **error);
 
@@ -158,7 +158,8 @@ MigChannel *mig_channel_new_server (MigTransport *transport,
 void mig_transport_set_timeout (MigTransport *t, guint seconds);
 
 /* TLS (GnuTLS on CONN's socket, TLS 1.3, mutual) as client of HOST, or
- * as server with TIMEOUT_S for the handshake; CONN is referenced. */
+ * as server with TIMEOUT_S for each wait of the handshake; CONN is
+ * referenced, CANCELLABLE cancels the handshake. */
 MigTransport *mig_transport_tls_client (MigChannelCreds *creds,
                                         GSocketConnection *conn,
                                         const char *host,
@@ -169,6 +170,9 @@ MigTransport *mig_transport_tls_server (MigChannelCreds *creds,
                                         guint timeout_s,
                                         GCancellable *cancellable,
                                         GError **error);
+/* Who the peer of TLS transport T is (pointing into T, valid while it
+ * lives). */
+void mig_transport_tls_get_peer (MigTransport *t, MigChannelPeer *peer);
 
 /* TCP_INFO's busy and receive-window-limited times of FD (FALSE if the
  * kernel has no such fields). */

@@ -63,25 +63,62 @@ mig_channel_options_init (MigChannelOptions *opts)
   memset (opts, 0, sizeof *opts);
   opts->compress = MIG_COMPRESS_OFF;
   opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
+  opts->keepalive_s = MIG_CHANNEL_KEEPALIVE_S;
+  opts->idle_timeout_s = MIG_CHANNEL_IDLE_TIMEOUT_S;
 }
 
 /* --- local fd I/O --------------------------------------------------------- */
 
-/* Waits until FD is ready for EVENTS or the channel is cancelled. */
+/* Sends a PING: the local side had nothing for keepalive_s. */
 static gboolean
-wait_local (MigChannel *ch, short events, GError **error)
+send_ping (MigChannel *ch, GError **error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&ch->write_lock);
+  ok = mig_channel_write_simple (ch, MIG_FRAME_PING, "", 0, ch->cancel, error);
+  g_mutex_unlock (&ch->write_lock);
+  if (ok)
+    {
+      g_mutex_lock (&ch->lock);
+      ch->stats.wire_out += MIG_FRAME_HEADER_SIZE;
+      g_mutex_unlock (&ch->lock);
+    }
+  else
+    g_prefix_error (error, "sending keepalive: ");
+  return ok;
+}
+
+/* Waits until FD is ready for EVENTS or the channel is cancelled. With
+ * KEEPALIVE (the out pump), sends a PING whenever the wait reaches
+ * opts.keepalive_s; a failure to send it sets *PEER_FAILED. */
+static gboolean
+wait_local (MigChannel *ch, short events, gboolean keepalive,
+            gboolean *peer_failed, GError **error)
 {
   struct pollfd p[2]
       = { { ch->local_fd, events, 0 }, { ch->cancel_fd, POLLIN, 0 } };
+  int timeout = keepalive && ch->opts.keepalive_s > 0
+                    ? (int)MIN (ch->opts.keepalive_s, 3600u) * 1000
+                    : -1;
 
   for (;;)
     {
-      if (poll (p, 2, -1) < 0)
+      int r = poll (p, 2, timeout);
+
+      if (r < 0)
         {
           if (errno == EINTR)
             continue;
           g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL, "poll: %s",
                        g_strerror (errno));
+          return FALSE;
+        }
+      if (r == 0)
+        {
+          if (send_ping (ch, error))
+            continue;
+          *peer_failed = TRUE;
           return FALSE;
         }
       if (p[1].revents != 0)
@@ -90,8 +127,11 @@ wait_local (MigChannel *ch, short events, GError **error)
     }
 }
 
+/* Reads from the local fd, sending keepalives while it is quiet; a
+ * failure to send one sets *PEER_FAILED. */
 static gssize
-local_read (MigChannel *ch, void *buf, gsize len, GError **error)
+local_read (MigChannel *ch, void *buf, gsize len, gboolean *peer_failed,
+            GError **error)
 {
   for (;;)
     {
@@ -102,7 +142,7 @@ local_read (MigChannel *ch, void *buf, gsize len, GError **error)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         {
-          if (!wait_local (ch, POLLIN, error))
+          if (!wait_local (ch, POLLIN, TRUE, peer_failed, error))
             return -1;
           continue;
         }
@@ -131,7 +171,7 @@ local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         {
-          if (!wait_local (ch, POLLOUT, error))
+          if (!wait_local (ch, POLLOUT, FALSE, NULL, error))
             return FALSE;
           continue;
         }
@@ -413,7 +453,8 @@ out_pump (gpointer data)
       gboolean measure = a.policy != NULL;
       gint64 r0 = measure ? now_ns () : 0;
       gint64 rc0 = measure ? thread_cpu_ns () : 0;
-      gssize n = local_read (ch, buf, chunk, &error);
+      gboolean ping_failed = FALSE;
+      gssize n = local_read (ch, buf, chunk, &ping_failed, &error);
       const guint8 *wire = buf;
       guint32 wire_len;
       guint16 flags = 0;
@@ -430,7 +471,10 @@ out_pump (gpointer data)
 
       if (n < 0)
         {
-          if (error->domain == MIG_ERROR)
+          /* A keepalive that could not go out is a write failure the
+           * peer may explain, as for a DATA frame. */
+          weak = ping_failed;
+          if (!ping_failed && error->domain == MIG_ERROR)
             try_send_error (ch, error);
           break;
         }
@@ -515,6 +559,8 @@ in_pump (gpointer data)
   MigChannel *ch = data;
   g_autofree guint8 *wbuf = g_malloc (MIG_FRAME_MAX);
   g_autofree guint8 *pbuf = g_malloc (MIG_FRAME_MAX);
+  g_autoptr (GByteArray) filtered
+      = ch->opts.in_filter ? g_byte_array_new () : NULL;
   gboolean got_end = FALSE, got_ack = FALSE;
   GError *error = NULL;
 
@@ -529,11 +575,41 @@ in_pump (gpointer data)
         {
           if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
             goto tell_peer;
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+            {
+              /* After the peer's END only our local side can move on
+               * (its EOF sends our END, which the peer ACKs): no
+               * keepalive comes meanwhile, and none is owed. */
+              g_mutex_lock (&ch->write_lock);
+              ok = got_end && !ch->end_sent;
+              g_mutex_unlock (&ch->write_lock);
+              if (ok)
+                {
+                  g_clear_error (&error);
+                  continue;
+                }
+              g_prefix_error (&error,
+                              "no frame for %u s: ", ch->opts.idle_timeout_s);
+            }
           break;
         }
+      if (h.type == MIG_FRAME_PING)
+        continue;
       if (h.type == MIG_FRAME_DATA && !got_end)
         {
-          if (!local_write_all (ch, payload, h.payload_len, &error))
+          const guint8 *out = payload;
+          gsize out_len = h.payload_len;
+
+          if (filtered)
+            {
+              g_byte_array_set_size (filtered, 0);
+              if (!ch->opts.in_filter (payload, h.payload_len, filtered,
+                                       ch->opts.in_filter_data, &error))
+                goto tell_peer;
+              out = filtered->data;
+              out_len = filtered->len;
+            }
+          if (!local_write_all (ch, out, out_len, &error))
             goto tell_peer;
           g_mutex_lock (&ch->lock);
           ch->stats.payload_in += h.payload_len;
@@ -664,6 +740,9 @@ mig_channel_start (MigChannel *ch, int local_fd, const MigChannelOptions *opts,
     }
   local_sndbuf (local_fd);
   ch->local_fd = local_fd;
+  /* Both pumps wait on the peer at most this long (the idle timeout):
+   * the peer sends keepalives while it has nothing else to send. */
+  mig_transport_set_timeout (ch->transport, ch->opts.idle_timeout_s);
   ch->stats.compressing = ch->opts.compress == MIG_COMPRESS_ON;
   ch->done = done;
   ch->done_data = user_data;
