@@ -137,6 +137,21 @@ gboolean mig_channel_read_frame (MigChannel *ch, guint32 max_len,
                                  guint8 **payload, GCancellable *cancellable,
                                  GError **error);
 
+/* --- the local fd (mig-channel-local.c) ----------------------------------- */
+
+/* Reads up to LEN bytes of the local fd (0 at its EOF), waiting as needed
+ * and sending PING frames while it is quiet; -1 with ERROR when the fd
+ * fails, the channel is cancelled, or (*PEER_FAILED set) a PING cannot
+ * be sent. The out pump's. */
+gssize mig_channel_local_read (MigChannel *ch, void *buf, gsize len,
+                               gboolean *peer_failed, GError **error);
+/* Writes all LEN bytes to the local fd, waiting as needed. The in
+ * pump's. */
+gboolean mig_channel_local_write_all (MigChannel *ch, const guint8 *buf,
+                                      gsize len, GError **error);
+/* Gives socket FD a send buffer that keeps a slow local reader fed. */
+void mig_channel_local_sndbuf (int fd);
+
 /* --- tokens (mig-channel-token.c) ----------------------------------------- */
 
 /* A fresh one-time token: 32 random bytes from the kernel, in hex.

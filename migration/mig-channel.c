@@ -1,10 +1,13 @@
 /* MigChannel: carries one bidirectional byte stream between a local fd and
  * a peer agent. See mig-channel.h for the frame format; the handshake is
- * in mig-channel-hello.c, frame I/O in mig-channel-frame.c.
+ * in mig-channel-hello.c, frame I/O in mig-channel-frame.c, the local
+ * fd's I/O (and the keepalives sent while it is quiet) in
+ * mig-channel-local.c.
  *
  * Threads: one pump per direction, blocking I/O.
  *   out pump: read(local) -> [lz4] -> crc -> token bucket -> writev(peer)
- *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc -> write(local)
+ *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc ->
+ *             [in_filter] -> write(local)
  * With compression ON or AUTO the out pump measures each window of frames
  * and asks MigAuto (mig-auto.c) whether to lz4 the next ones. The first
  * error sticks (later ones are consequences) and cancels the other pump;
@@ -65,121 +68,6 @@ mig_channel_options_init (MigChannelOptions *opts)
   opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
   opts->keepalive_s = MIG_CHANNEL_KEEPALIVE_S;
   opts->idle_timeout_s = MIG_CHANNEL_IDLE_TIMEOUT_S;
-}
-
-/* --- local fd I/O --------------------------------------------------------- */
-
-/* Sends a PING: the local side had nothing for keepalive_s. */
-static gboolean
-send_ping (MigChannel *ch, GError **error)
-{
-  gboolean ok;
-
-  g_mutex_lock (&ch->write_lock);
-  ok = mig_channel_write_simple (ch, MIG_FRAME_PING, "", 0, ch->cancel, error);
-  g_mutex_unlock (&ch->write_lock);
-  if (ok)
-    {
-      g_mutex_lock (&ch->lock);
-      ch->stats.wire_out += MIG_FRAME_HEADER_SIZE;
-      g_mutex_unlock (&ch->lock);
-    }
-  else
-    g_prefix_error (error, "sending keepalive: ");
-  return ok;
-}
-
-/* Waits until FD is ready for EVENTS or the channel is cancelled. With
- * KEEPALIVE (the out pump), sends a PING whenever the wait reaches
- * opts.keepalive_s; a failure to send it sets *PEER_FAILED. */
-static gboolean
-wait_local (MigChannel *ch, short events, gboolean keepalive,
-            gboolean *peer_failed, GError **error)
-{
-  struct pollfd p[2]
-      = { { ch->local_fd, events, 0 }, { ch->cancel_fd, POLLIN, 0 } };
-  int timeout = keepalive && ch->opts.keepalive_s > 0
-                    ? (int)MIN (ch->opts.keepalive_s, 3600u) * 1000
-                    : -1;
-
-  for (;;)
-    {
-      int r = poll (p, 2, timeout);
-
-      if (r < 0)
-        {
-          if (errno == EINTR)
-            continue;
-          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL, "poll: %s",
-                       g_strerror (errno));
-          return FALSE;
-        }
-      if (r == 0)
-        {
-          if (send_ping (ch, error))
-            continue;
-          *peer_failed = TRUE;
-          return FALSE;
-        }
-      if (p[1].revents != 0)
-        return !g_cancellable_set_error_if_cancelled (ch->cancel, error);
-      return TRUE;
-    }
-}
-
-/* Reads from the local fd, sending keepalives while it is quiet; a
- * failure to send one sets *PEER_FAILED. */
-static gssize
-local_read (MigChannel *ch, void *buf, gsize len, gboolean *peer_failed,
-            GError **error)
-{
-  for (;;)
-    {
-      gssize n = read (ch->local_fd, buf, len);
-      if (n >= 0)
-        return n;
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        {
-          if (!wait_local (ch, POLLIN, TRUE, peer_failed, error))
-            return -1;
-          continue;
-        }
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
-                   "reading local socket: %s", g_strerror (errno));
-      return -1;
-    }
-}
-
-static gboolean
-local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
-{
-  while (len > 0)
-    {
-      /* MSG_NOSIGNAL: a vanished local reader is an error, not SIGPIPE. */
-      gssize n = send (ch->local_fd, buf, len, MSG_NOSIGNAL);
-      if (n < 0 && errno == ENOTSOCK)
-        n = write (ch->local_fd, buf, len);
-      if (n >= 0)
-        {
-          buf += n;
-          len -= n;
-          continue;
-        }
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        {
-          if (!wait_local (ch, POLLOUT, FALSE, NULL, error))
-            return FALSE;
-          continue;
-        }
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
-                   "writing local socket: %s", g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
 }
 
 /* --- completion ----------------------------------------------------------- */
@@ -454,7 +342,7 @@ out_pump (gpointer data)
       gint64 r0 = measure ? now_ns () : 0;
       gint64 rc0 = measure ? thread_cpu_ns () : 0;
       gboolean ping_failed = FALSE;
-      gssize n = local_read (ch, buf, chunk, &ping_failed, &error);
+      gssize n = mig_channel_local_read (ch, buf, chunk, &ping_failed, &error);
       const guint8 *wire = buf;
       guint32 wire_len;
       guint16 flags = 0;
@@ -609,7 +497,7 @@ in_pump (gpointer data)
               out = filtered->data;
               out_len = filtered->len;
             }
-          if (!local_write_all (ch, out, out_len, &error))
+          if (!mig_channel_local_write_all (ch, out, out_len, &error))
             goto tell_peer;
           g_mutex_lock (&ch->lock);
           ch->stats.payload_in += h.payload_len;
@@ -688,27 +576,6 @@ tell_peer:
 
 /* --- lifecycle ------------------------------------------------------------ */
 
-/* What the in pump writes to the local side waits in the socket's send
- * buffer until the local reader (the destination QEMU, the bottleneck of
- * a migration) takes it. The default (~208 KiB) holds less than one
- * frame, so QEMU ran dry whenever the pump was reading the next frame
- * from the peer; 4 MiB keeps it fed (unshaped link, random data: Drover
- * total / native total 1.19x -> 0.98x, means of 4 interleaved A/B runs).
- * Raising it past net.core.wmem_max needs CAP_NET_ADMIN; without it the
- * kernel caps the size, and a non-socket (a pipe in tests) is left
- * alone. */
-#define MIG_LOCAL_SNDBUF (4 * 1024 * 1024)
-
-static void
-local_sndbuf (int fd)
-{
-  int size = MIG_LOCAL_SNDBUF;
-
-  if (setsockopt (fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0
-      && errno != ENOTSOCK)
-    (void)setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-}
-
 gboolean
 mig_channel_start (MigChannel *ch, int local_fd, const MigChannelOptions *opts,
                    MigChannelDoneFunc done, gpointer user_data, GError **error)
@@ -738,7 +605,7 @@ mig_channel_start (MigChannel *ch, int local_fd, const MigChannelOptions *opts,
       close (local_fd);
       return FALSE;
     }
-  local_sndbuf (local_fd);
+  mig_channel_local_sndbuf (local_fd);
   ch->local_fd = local_fd;
   /* Both pumps wait on the peer at most this long (the idle timeout):
    * the peer sends keepalives while it has nothing else to send. */

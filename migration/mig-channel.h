@@ -22,6 +22,13 @@
  * Lengths are capped (MIG_FRAME_MAX) before anything is read or allocated;
  * a bad magic/version/header crc/sequence/length/payload crc is a sticky
  * stream error and no byte of a bad frame reaches the local fd.
+ *
+ * An established channel holds the peer to a rhythm: a side with nothing
+ * to send sends a PING frame every keepalive_s, and a channel that
+ * receives nothing for idle_timeout_s (or cannot send for as long) fails.
+ * What the peer sends may pass a filter (MigChannelOptions.in_filter)
+ * before it reaches the local fd: the destination's libvirt control
+ * stream passes MigRpcFilter.
  */
 #pragma once
 
