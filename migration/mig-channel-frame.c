@@ -263,6 +263,34 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
   return TRUE;
 }
 
+gboolean
+mig_frame_body_decode (const MigFrameHeader *h, guint8 *wbuf, guint8 *pbuf,
+                       guint8 **payload, GError **error)
+{
+  *payload = wbuf;
+  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
+    {
+      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
+                                   (int)h->wire_len, (int)h->payload_len);
+      if (n < 0 || (guint32)n != h->payload_len)
+        {
+          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                       "frame %" G_GUINT64_FORMAT " does not decompress",
+                       h->seq);
+          return FALSE;
+        }
+      *payload = pbuf;
+    }
+  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
+                   h->seq);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* --- frame I/O over the transport ----------------------------------------- */
 
 gboolean
@@ -352,27 +380,8 @@ mig_channel_read_frame (MigChannel *ch, guint32 max_len, MigFrameHeader *h,
   if (!read_exact (ch, wbuf, h->wire_len, "frame body", cancellable, error))
     return FALSE;
 
-  *payload = wbuf;
-  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
-    {
-      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
-                                   (int)h->wire_len, (int)h->payload_len);
-      if (n < 0 || (guint32)n != h->payload_len)
-        {
-          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                       "frame %" G_GUINT64_FORMAT " does not decompress",
-                       h->seq);
-          return FALSE;
-        }
-      *payload = pbuf;
-    }
-  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
-                   h->seq);
-      return FALSE;
-    }
+  if (!mig_frame_body_decode (h, wbuf, pbuf, payload, error))
+    return FALSE;
   ch->in_seq++;
   return TRUE;
 }

@@ -51,6 +51,15 @@ gboolean mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
                                   guint64 expected_seq, guint32 max_len,
                                   MigFrameHeader *h, GError **error);
 
+/* Checks the WIRE_LEN bytes of a frame body in WBUF against H (already
+ * decoded): decompresses them into PBUF (H->payload_len bytes of room)
+ * when H says they are lz4, then checks the payload's crc. *PAYLOAD
+ * points at the payload, in WBUF or PBUF. A body that does not
+ * decompress to exactly payload_len bytes or fails its crc is a
+ * MIG_ERROR_CHANNEL_PROTOCOL error. Nothing is allocated. */
+gboolean mig_frame_body_decode (const MigFrameHeader *h, guint8 *wbuf,
+                                guint8 *pbuf, guint8 **payload, GError **error);
+
 /* Table-driven crc32c (the fallback), exposed to test it against the
  * hardware path. */
 guint32 mig_crc32c_sw (guint32 crc, const void *buf, gsize len);
@@ -159,6 +168,12 @@ void mig_channel_local_sndbuf (int fd);
 char *mig_token_new (void);
 
 /* --- handshake (mig-channel-hello.c) -------------------------------------- */
+
+/* Parses a HELLO frame's payload (LEN bytes): the stream kind and a
+ * token of printable ASCII. FALSE (MIG_ERROR_CHANNEL_PROTOCOL "malformed
+ * HELLO") for anything else. *TOKEN is the caller's to free. */
+gboolean mig_hello_parse (const guint8 *payload, gsize len,
+                          MigChannelKind *kind, char **token, GError **error);
 
 /* Server side of the handshake on a fresh TRANSPORT (ownership taken)
  * from PEER: reads HELLO, asks AUTH, answers OK or ERROR. */
