@@ -194,16 +194,18 @@ kind_name (MigChannelKind kind)
 }
 
 /* Why PEER may not use E, or NULL. Over plain TCP (tests, an insecure
- * agent) nobody is identified and the binding cannot be checked. */
+ * agent) nobody is identified and the binding cannot be checked; an
+ * unknown peer (NULL) is refused. */
 static char *
 peer_refusal (const TokenEntry *e, const MigChannelPeer *peer)
 {
-  if (e->peer == NULL || peer == NULL || !peer->tls)
+  if (e->peer == NULL || (peer != NULL && !peer->tls))
     return NULL;
-  if (peer->name == NULL)
+  if (peer == NULL || peer->name == NULL)
     return g_strdup_printf ("the migration comes from host %s; the peer's "
                             "certificate names no host (%s)",
-                            e->peer, peer->problem ? peer->problem : "?");
+                            e->peer,
+                            peer && peer->problem ? peer->problem : "unknown");
   if (peer->role != PROTO_ROLE_HOST || strcmp (peer->name, e->peer) != 0)
     return g_strdup_printf ("the migration comes from host %s, not from %s "
                             "%s",

@@ -194,7 +194,7 @@ char *mig_token_table_issue_job (MigTokenTable *table, const char *job_id,
 char *mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
                              guint ttl_ms);
 
-/* Consumes TOKEN for a stream of KIND from PEER (nullable): fails
+/* Consumes TOKEN for a stream of KIND from PEER (NULL: unknown): fails
  * (MIG_ERROR_CHANNEL_AUTH) if it is unknown, expired, issued for other
  * kinds, already used for KIND, or bound to another peer. On success
  * *JOB_ID (nullable) is the token's job (NULL for a job-less one; caller
