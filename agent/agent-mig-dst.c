@@ -259,7 +259,7 @@ on_control_ended (const char *job_id, const GError *error, gpointer user_data)
   if (g_atomic_int_get (&m->stopping))
     return;
   if (g_error_matches (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED))
-    drover_warning (NULL, job_id, NULL,
+    drover_message (NULL, job_id, NULL,
                     "migration: %s; the control stream is closed",
                     error->message);
   else if (error)

@@ -211,7 +211,7 @@ accept_thread (gpointer data)
         }
       if (!peer_allowed (fwd, s, &uid))
         {
-          drover_warning (fwd->config->vm, fwd->config->config->job_id, NULL,
+          drover_message (fwd->config->vm, fwd->config->config->job_id, NULL,
                           "migration: refused a connection from uid %u to "
                           "%s",
                           (guint)uid, fwd->path);
