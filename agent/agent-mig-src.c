@@ -7,6 +7,12 @@
  * migration); once it runs on the destination and is undefined here, the
  * disk image here is garbage and is removed. A failed migration never
  * touches it.
+ *
+ * With TLS the channel goes only to the destination host the scheduler
+ * named (its listener's certificate must be that host's), and that host
+ * may read the VM's console from the start of the migration on (to carry
+ * the history along, agent-console.c); a failed migration takes that
+ * back.
  */
 #include "agent-private.h"
 

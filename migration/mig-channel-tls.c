@@ -3,7 +3,10 @@
  * Both ends are Drover agents with certificates from the cluster CA, so
  * the session is TLS 1.3 only, mutual, and verified by GnuTLS during the
  * handshake (the server's IP or name against the address dialled, the
- * client's chain against the CA). No session tickets and no automatic
+ * client's chain against the CA, both against the CA's CRL). Then the
+ * peer is identified with the credentials' ProtoTrust (O is the role, CN
+ * the name), for the listener's token check and the client's check that
+ * the server is the destination host. No session tickets and no automatic
  * key updates: either would make the receiving thread write, and the
  * two pumps use one session from two threads, one reading and one
  * writing, which GnuTLS allows for TLS.

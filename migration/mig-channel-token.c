@@ -178,21 +178,6 @@ mig_token_table_issue (MigTokenTable *table, MigChannelKind kind, guint ttl_ms)
   return g_strdup (e->token);
 }
 
-static const char *
-kind_name (MigChannelKind kind)
-{
-  switch (kind)
-    {
-    case MIG_CHANNEL_KIND_CONTROL:
-      return "control";
-    case MIG_CHANNEL_KIND_MEMORY:
-      return "memory";
-    case MIG_CHANNEL_KIND_DISK:
-      return "disk";
-    }
-  return "unknown";
-}
-
 /* Why PEER may not use E, or NULL. Over plain TCP (tests, an insecure
  * agent) nobody is identified and the binding cannot be checked; an
  * unknown peer (NULL) is refused. */
@@ -240,10 +225,10 @@ mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
       else if (!(match->kinds & MIG_TOKEN_KIND (kind)))
         refusal = g_strdup_printf ("token was issued for another stream "
                                    "kind: it admits no %s stream",
-                                   kind_name (kind));
+                                   mig_channel_kind_to_string (kind));
       else if (match->used & MIG_TOKEN_KIND (kind))
         refusal = g_strdup_printf ("token already used for a %s stream",
-                                   kind_name (kind));
+                                   mig_channel_kind_to_string (kind));
       else if ((refusal = peer_refusal (match, peer)) == NULL)
         {
           match->used |= MIG_TOKEN_KIND (kind);

@@ -666,6 +666,21 @@ mig_channel_get_kind (MigChannel *ch)
   return ch->kind;
 }
 
+const char *
+mig_channel_kind_to_string (MigChannelKind kind)
+{
+  switch (kind)
+    {
+    case MIG_CHANNEL_KIND_CONTROL:
+      return "control";
+    case MIG_CHANNEL_KIND_MEMORY:
+      return "memory";
+    case MIG_CHANNEL_KIND_DISK:
+      return "disk";
+    }
+  return "unknown";
+}
+
 void
 mig_channel_get_stats (MigChannel *ch, MigChannelStats *stats)
 {

@@ -56,6 +56,9 @@ typedef enum
 
 #define MIG_CHANNEL_KIND_LAST MIG_CHANNEL_KIND_DISK
 
+/* "control", "memory", "disk" (for logs and errors). */
+const char *mig_channel_kind_to_string (MigChannelKind kind);
+
 typedef enum
 {
   MIG_COMPRESS_OFF = 0, /* passthrough */

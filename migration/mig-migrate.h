@@ -12,9 +12,10 @@
  *   disk copy) carries the connection accepted there to the destination
  *   agent over a MigChannel.
  * - MigDst (mig-dst.c): the destination side. A MigChannelListener that
- *   accepts the streams of expected migrations (one-time tokens) and
- *   connects them to the local libvirtd socket, the destination QEMU's
- *   incoming socket and its NBD socket.
+ *   accepts the streams of expected migrations (one-time tokens bound to
+ *   the job and the source host's certificate) and connects them to the
+ *   local libvirtd socket (through a MigRpcFilter: only a migration's
+ *   calls), the destination QEMU's incoming socket and its NBD socket.
  * - mig-libvirt.c: libvirt glue (errors, XML rewriting, job statistics)
  *   and the job's socket paths.
  *

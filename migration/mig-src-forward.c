@@ -44,21 +44,6 @@ struct _MigSrcForward
   gboolean ended;      /* ... and its pumps are done */
 };
 
-static const char *
-kind_name (MigChannelKind kind)
-{
-  switch (kind)
-    {
-    case MIG_CHANNEL_KIND_CONTROL:
-      return "control";
-    case MIG_CHANNEL_KIND_MEMORY:
-      return "memory";
-    case MIG_CHANNEL_KIND_DISK:
-      return "disk";
-    }
-  return "?";
-}
-
 static void
 report (MigSrcForward *fwd, const GError *error)
 {
@@ -125,7 +110,7 @@ carry (MigSrcForward *fwd, GSocketConnection *conn)
       /* The token admits one stream per kind. */
       drover_debug (fc->vm, c->job_id, NULL,
                     "migration: refusing a second %s connection",
-                    kind_name (fwd->kind));
+                    mig_channel_kind_to_string (fwd->kind));
       return;
     }
   fwd->used = TRUE;
@@ -146,7 +131,7 @@ carry (MigSrcForward *fwd, GSocketConnection *conn)
       drover_debug (fc->vm, c->job_id, NULL,
                     "migration: early %s connection unusable (%s): "
                     "connecting again",
-                    kind_name (fwd->kind), error->message);
+                    mig_channel_kind_to_string (fwd->kind), error->message);
       g_clear_error (&error);
       t = NULL;
     }
@@ -159,8 +144,9 @@ carry (MigSrcForward *fwd, GSocketConnection *conn)
     }
   if (!ch)
     {
-      g_prefix_error (&error, "%s stream to %s:%u: ", kind_name (fwd->kind),
-                      c->channel_host, c->channel_port);
+      g_prefix_error (&error, "%s stream to %s:%u: ",
+                      mig_channel_kind_to_string (fwd->kind), c->channel_host,
+                      c->channel_port);
       report (fwd, error);
       return; /* closing CONN makes libvirt/QEMU fail at once */
     }
@@ -240,7 +226,7 @@ early_thread (gpointer data)
 
   if (!t)
     drover_debug (fc->vm, c->job_id, NULL, "migration: early %s connection: %s",
-                  kind_name (fwd->kind), error->message);
+                  mig_channel_kind_to_string (fwd->kind), error->message);
   return t;
 }
 

@@ -7,17 +7,14 @@
 
 #include "agent-private.h"
 
+/* The agent and the test's clients share the thread and its main
+ * context: a call is made, then the context iterated until its reply. */
 typedef struct
 {
   char *dir;
   char *pki;
   GMainContext *ctx;
-  GMainLoop *loop;
-  GThread *thread;
   Agent *agent;
-  GMutex lock;
-  GCond cond;
-  int port; /* lock; -1 when start failed */
 } Fixture;
 
 static void
@@ -42,15 +39,21 @@ pki (Fixture *f, const char *const *args)
   g_assert_no_error (error);
 }
 
-static gpointer
-agent_thread (gpointer data)
+static void
+fixture_set_up (Fixture *f, gconstpointer data)
 {
-  Fixture *f = data;
   g_autoptr (GError) error = NULL;
-  g_autofree char *tls_dir = g_build_filename (f->pki, "h1", NULL);
+  g_autofree char *tls_dir = NULL;
   AgentConfig config = { 0 };
-  int port = -1;
 
+  f->dir = g_dir_make_tmp ("drover-reload-XXXXXX", &error);
+  g_assert_no_error (error);
+  f->pki = g_build_filename (f->dir, "pki", NULL);
+  pki (f, (const char *[]){ "host", "h1", "127.0.0.1", NULL });
+  pki (f, (const char *[]){ "scheduler", "scheduler", "127.0.0.1", NULL });
+  pki (f, (const char *[]){ "scheduler", "spare", "127.0.0.1", NULL });
+  tls_dir = g_build_filename (f->pki, "h1", NULL);
+  f->ctx = g_main_context_new ();
   g_main_context_push_thread_default (f->ctx);
   config.name = (char *)"h1";
   config.listen = (char *)"127.0.0.1:0";
@@ -60,43 +63,8 @@ agent_thread (gpointer data)
   config.tls_dir = tls_dir;
   f->agent = agent_new (&config, f->ctx, &error);
   g_assert_no_error (error);
-  if (agent_start (f->agent, &error))
-    port = agent_get_port (f->agent);
+  g_assert_true (agent_start (f->agent, &error));
   g_assert_no_error (error);
-  g_mutex_lock (&f->lock);
-  f->port = port;
-  g_cond_signal (&f->cond);
-  g_mutex_unlock (&f->lock);
-  g_main_loop_run (f->loop);
-  agent_stop (f->agent);
-  g_clear_pointer (&f->agent, agent_unref);
-  while (g_main_context_iteration (f->ctx, FALSE))
-    ;
-  g_main_context_pop_thread_default (f->ctx);
-  return NULL;
-}
-
-static void
-fixture_set_up (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-
-  f->dir = g_dir_make_tmp ("drover-reload-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->pki = g_build_filename (f->dir, "pki", NULL);
-  pki (f, (const char *[]){ "host", "h1", "127.0.0.1", NULL });
-  pki (f, (const char *[]){ "scheduler", "scheduler", "127.0.0.1", NULL });
-  pki (f, (const char *[]){ "scheduler", "spare", "127.0.0.1", NULL });
-  f->ctx = g_main_context_new ();
-  f->loop = g_main_loop_new (f->ctx, FALSE);
-  g_mutex_init (&f->lock);
-  g_cond_init (&f->cond);
-  f->thread = g_thread_new ("agent", agent_thread, f);
-  g_mutex_lock (&f->lock);
-  while (f->port == 0)
-    g_cond_wait (&f->cond, &f->lock);
-  g_mutex_unlock (&f->lock);
-  g_assert_cmpint (f->port, >, 0);
 }
 
 static void
@@ -104,14 +72,31 @@ fixture_tear_down (Fixture *f, gconstpointer data)
 {
   const char *argv[] = { "rm", "-rf", f->dir, NULL };
 
-  g_main_loop_quit (f->loop);
-  g_thread_join (f->thread);
-  g_main_loop_unref (f->loop);
+  agent_stop (f->agent);
+  agent_unref (f->agent);
+  while (g_main_context_iteration (f->ctx, FALSE))
+    ;
+  g_main_context_pop_thread_default (f->ctx);
   g_main_context_unref (f->ctx);
   g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
                 NULL, NULL, NULL, NULL);
   g_free (f->pki);
   g_free (f->dir);
+}
+
+typedef struct
+{
+  gboolean done;
+  GError *error;
+} Reply;
+
+static void
+on_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+{
+  Reply *r = data;
+
+  r->error = error ? g_error_copy (error) : NULL;
+  r->done = TRUE;
 }
 
 /* GetHostInfo with WHO's certificate; the status it ends with. */
@@ -120,62 +105,37 @@ host_info_as (Fixture *f, const char *who)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *dir = g_build_filename (f->pki, who, NULL);
-  g_autofree char *target = g_strdup_printf ("127.0.0.1:%d", f->port);
+  g_autofree char *target
+      = g_strdup_printf ("127.0.0.1:%d", agent_get_port (f->agent));
   g_autoptr (ProtoTls) tls = proto_tls_load (dir, &error);
-  g_autoptr (GMainContext) ctx = g_main_context_new ();
   g_autoptr (ProtoClient) client = NULL;
   Drover__V1__Empty req = DROVER__V1__EMPTY__INIT;
-  ProtobufCMessage *reply;
+  Reply r = { 0 };
+  ProtoStatus status = PROTO_STATUS_OK;
 
   g_assert_no_error (error);
-  client = proto_client_new (target, tls, PROTO_ROLE_HOST, ctx, &error);
+  client = proto_client_new (target, tls, PROTO_ROLE_HOST, f->ctx, &error);
   g_assert_no_error (error);
-  reply = proto_client_call_sync (client, DROVER_AGENT_SERVICE,
-                                  DROVER_AGENT_METHOD_GET_HOST_INFO, &req.base,
-                                  20000, &error);
-  proto_msg_free (reply);
-  if (!error)
-    return PROTO_STATUS_OK;
-  g_test_message ("%s: %s", who, error->message);
-  return error->domain == PROTO_ERROR ? (ProtoStatus)error->code
-                                      : PROTO_STATUS_UNKNOWN;
+  proto_client_call (client, DROVER_AGENT_SERVICE,
+                     DROVER_AGENT_METHOD_GET_HOST_INFO, &req.base, 20000,
+                     on_reply, &r);
+  while (!r.done)
+    g_main_context_iteration (f->ctx, TRUE);
+  if (r.error)
+    {
+      g_test_message ("%s: %s", who, r.error->message);
+      status = r.error->domain == PROTO_ERROR ? (ProtoStatus)r.error->code
+                                              : PROTO_STATUS_UNKNOWN;
+      g_error_free (r.error);
+    }
+  return status;
 }
 
-typedef struct
-{
-  Fixture *f;
-  gboolean ok;
-  GError *error;
-  gboolean done;
-} Reload;
-
-static gboolean
-reload_in_ctx (gpointer data)
-{
-  Reload *r = data;
-
-  r->ok = agent_reload_tls (r->f->agent, &r->error);
-  g_mutex_lock (&r->f->lock);
-  r->done = TRUE;
-  g_cond_broadcast (&r->f->cond);
-  g_mutex_unlock (&r->f->lock);
-  return G_SOURCE_REMOVE;
-}
-
-/* What SIGHUP does, in the agent's main context. */
+/* What SIGHUP does (the agent's context is this thread's). */
 static gboolean
 reload (Fixture *f, GError **error)
 {
-  Reload r = { f };
-
-  g_main_context_invoke (f->ctx, reload_in_ctx, &r);
-  g_mutex_lock (&f->lock);
-  while (!r.done)
-    g_cond_wait (&f->cond, &f->lock);
-  g_mutex_unlock (&f->lock);
-  if (r.error)
-    g_propagate_error (error, r.error);
-  return r.ok;
+  return agent_reload_tls (f->agent, error);
 }
 
 static void
