@@ -103,6 +103,11 @@ char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
  * that is not domain XML. */
 Drover__V1__VmSpec *agent_domain_xml_parse (const char *xml, GError **error);
 
+/* The string value of XPath expression EXPR (an absolute path such as
+ * "/capabilities/host/cpu/model") in libvirt's XML document XML, or
+ * NULL when XML does not parse or the value is empty. Free with g_free. */
+char *agent_xml_string (const char *xml, const char *expr);
+
 /* --- libvirt connection (agent-libvirt.c) ------------------------------ */
 
 typedef struct _AgentLibvirt AgentLibvirt;

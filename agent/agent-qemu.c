@@ -13,8 +13,6 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <grp.h>
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,34 +23,16 @@
  * none. */
 #define QEMU_DEFAULT_ID "libvirt-qemu"
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlXPathContext, xmlXPathFreeContext)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlXPathObject, xmlXPathFreeObject)
-
 gboolean
 agent_qemu_ids_from_caps (const char *caps, uid_t *uid, gid_t *gid)
 {
-  g_autoptr (xmlDoc) doc = NULL;
-  g_autoptr (xmlXPathContext) xpath = NULL;
-  g_autoptr (xmlXPathObject) obj = NULL;
+  g_autofree char *label
+      = agent_xml_string (caps, "/capabilities/host/secmodel[model='dac']"
+                                "/baselabel[@type='kvm' or @type='qemu'][1]");
   unsigned int u, g;
   char end;
 
-  if (!caps)
-    return FALSE;
-  doc = xmlReadMemory (caps, strlen (caps), "caps.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR
-                           | XML_PARSE_NOWARNING);
-  if (!doc)
-    return FALSE;
-  xpath = xmlXPathNewContext (doc);
-  obj = xmlXPathEvalExpression (
-      BAD_CAST "string(/capabilities/host/secmodel[model='dac']"
-               "/baselabel[@type='kvm' or @type='qemu'][1])",
-      xpath);
-  if (!obj || obj->type != XPATH_STRING || !obj->stringval)
-    return FALSE;
-  if (sscanf ((const char *)obj->stringval, "+%u:+%u%c", &u, &g, &end) != 2)
+  if (!label || sscanf (label, "+%u:+%u%c", &u, &g, &end) != 2)
     return FALSE;
   *uid = u;
   *gid = g;
@@ -87,37 +67,46 @@ conf_value (const char *conf, const char *key)
   return value;
 }
 
+/* The id TEXT names: "+N", or a user (GROUP FALSE) or group name. */
+static gboolean
+resolve_id (const char *text, gboolean group, guint *id)
+{
+  guint64 n;
+
+  if (*text == '+'
+      && g_ascii_string_to_unsigned (text + 1, 10, 0, G_MAXUINT32, &n, NULL))
+    *id = n;
+  else if (group)
+    {
+      struct group *gr = getgrnam (text);
+
+      if (!gr)
+        return FALSE;
+      *id = gr->gr_gid;
+    }
+  else
+    {
+      struct passwd *pw = getpwnam (text);
+
+      if (!pw)
+        return FALSE;
+      *id = pw->pw_uid;
+    }
+  return TRUE;
+}
+
 gboolean
 agent_qemu_ids_from_conf (const char *conf, uid_t *uid, gid_t *gid)
 {
   g_autofree char *user = conf_value (conf, "user");
   g_autofree char *group = conf_value (conf, "group");
-  const char *u = user ? user : QEMU_DEFAULT_ID;
-  const char *g = group ? group : QEMU_DEFAULT_ID;
-  guint64 n;
+  guint u, g;
 
-  if (*u == '+'
-      && g_ascii_string_to_unsigned (u + 1, 10, 0, G_MAXUINT32, &n, NULL))
-    *uid = n;
-  else
-    {
-      struct passwd *pw = getpwnam (u);
-
-      if (!pw)
-        return FALSE;
-      *uid = pw->pw_uid;
-    }
-  if (*g == '+'
-      && g_ascii_string_to_unsigned (g + 1, 10, 0, G_MAXUINT32, &n, NULL))
-    *gid = n;
-  else
-    {
-      struct group *gr = getgrnam (g);
-
-      if (!gr)
-        return FALSE;
-      *gid = gr->gr_gid;
-    }
+  if (!resolve_id (user ? user : QEMU_DEFAULT_ID, FALSE, &u)
+      || !resolve_id (group ? group : QEMU_DEFAULT_ID, TRUE, &g))
+    return FALSE;
+  *uid = u;
+  *gid = g;
   return TRUE;
 }
 
@@ -169,21 +158,6 @@ agent_qemu_emulator (Agent *agent, virConnectPtr conn)
   const char *virttype = agent->accel == AGENT_ACCEL_KVM ? "kvm" : "qemu";
   g_autofree char *caps = virConnectGetDomainCapabilities (conn, NULL, "x86_64",
                                                            NULL, virttype, 0);
-  g_autoptr (xmlDoc) doc = NULL;
-  g_autoptr (xmlXPathContext) xpath = NULL;
-  g_autoptr (xmlXPathObject) obj = NULL;
 
-  if (!caps)
-    return NULL;
-  doc = xmlReadMemory (caps, strlen (caps), "domcaps.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR
-                           | XML_PARSE_NOWARNING);
-  if (!doc)
-    return NULL;
-  xpath = xmlXPathNewContext (doc);
-  obj = xmlXPathEvalExpression (BAD_CAST "string(/domainCapabilities/path)",
-                                xpath);
-  if (!obj || obj->type != XPATH_STRING || !obj->stringval || !*obj->stringval)
-    return NULL;
-  return g_strdup ((const char *)obj->stringval);
+  return agent_xml_string (caps, "/domainCapabilities/path");
 }

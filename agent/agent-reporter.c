@@ -106,10 +106,8 @@ typedef struct
   gboolean report; /* ReportHost, else RegisterHost */
 } Exchange;
 
-static void register_reply (const ProtobufCMessage *msg, const GError *error,
-                            gpointer data);
-static void report_reply (const ProtobufCMessage *msg, const GError *error,
-                          gpointer data);
+static void replied (const ProtobufCMessage *msg, const GError *error,
+                     gpointer data);
 
 static void
 exchange_free (Exchange *x)
@@ -178,7 +176,7 @@ collected (GObject *source, GAsyncResult *result, gpointer data)
       req.seq = ++agent->seq;
       proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
                          DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
-                         CALL_TIMEOUT_MS, report_reply, x);
+                         CALL_TIMEOUT_MS, replied, x);
     }
   else
     {
@@ -188,7 +186,7 @@ collected (GObject *source, GAsyncResult *result, gpointer data)
       req.host = c->host;
       proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
                          DROVER_SCHED_METHOD_REGISTER_HOST, &req.base,
-                         CALL_TIMEOUT_MS, register_reply, x);
+                         CALL_TIMEOUT_MS, replied, x);
     }
   collected_free (c);
 }
@@ -240,21 +238,15 @@ report_timer_cb (gpointer data)
 }
 
 static void
-register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+register_reply (Agent *agent, const Drover__V1__RegisterHostReply *reply,
+                const GError *error)
 {
-  Exchange *x = data;
-  Agent *agent = x->agent;
-  const Drover__V1__RegisterHostReply *reply = (const void *)msg;
-
-  if (!exchange_land (x))
-    return;
   if (error)
     {
       note_problem (
           agent, "cannot register with scheduler %s: %s; retrying every %d ms",
           agent->config.scheduler, error->message, REGISTER_RETRY_MS);
       retry_register_later (agent);
-      exchange_free (x);
       return;
     }
   agent->registered = TRUE;
@@ -270,7 +262,6 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
   agent->report_source = agent_source_add (
       agent->ctx, agent->report_interval_ms, report_timer_cb, agent, NULL);
   send_report (agent);
-  exchange_free (x);
 }
 
 static void
@@ -292,14 +283,9 @@ become_unregistered (Agent *agent)
 /* --- reporting --------------------------------------------------------- */
 
 static void
-report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+report_reply (Agent *agent, const Drover__V1__ReportHostReply *reply,
+              const GError *error)
 {
-  Exchange *x = data;
-  Agent *agent = x->agent;
-  const Drover__V1__ReportHostReply *reply = (const void *)msg;
-
-  if (!exchange_land (x))
-    return;
   if (error && g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND))
     {
       g_message ("scheduler %s does not know this host; registering again",
@@ -323,6 +309,20 @@ report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   if (agent->registered && agent->report_pending)
     send_report (agent);
+}
+
+/* The end of an exchange, in the main context. */
+static void
+replied (const ProtobufCMessage *msg, const GError *error, gpointer data)
+{
+  Exchange *x = data;
+
+  if (!exchange_land (x))
+    return;
+  if (x->report)
+    report_reply (x->agent, (const void *)msg, error);
+  else
+    register_reply (x->agent, (const void *)msg, error);
   exchange_free (x);
 }
 

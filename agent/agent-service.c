@@ -82,6 +82,16 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 
 /* --- operations (worker threads) --------------------------------------- */
 
+/* TRUE, with ERROR, when fault point NAME fires (test builds). */
+static gboolean
+fault_point (const char *name, GError **error)
+{
+  if (!agent_fault (name))
+    return FALSE;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
+  return TRUE;
+}
+
 static ProtobufCMessage *
 op_create (Agent *agent, const AgentCaller *caller,
            const ProtobufCMessage *request, GError **error)
@@ -126,12 +136,8 @@ op_create (Agent *agent, const AgentCaller *caller,
     }
   if (!agent_console_prepare (agent, spec->name, error))
     goto rollback;
-  if (agent_fault ("create-after-disk"))
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "fault: create-after-disk");
-      goto rollback;
-    }
+  if (fault_point ("create-after-disk", error))
+    goto rollback;
 
   xml = agent_domain_xml_build (spec, agent->accel, disk_path, console_path,
                                 error);
@@ -143,23 +149,15 @@ op_create (Agent *agent, const AgentCaller *caller,
       agent_libvirt_error (error, "cannot define VM %s", spec->name);
       goto rollback;
     }
-  if (agent_fault ("create-after-define"))
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "fault: create-after-define");
-      goto rollback;
-    }
+  if (fault_point ("create-after-define", error))
+    goto rollback;
   if (virDomainCreate (dom) < 0)
     {
       agent_libvirt_error (error, "cannot start VM %s", spec->name);
       goto rollback;
     }
-  if (agent_fault ("create-after-start"))
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "fault: create-after-start");
-      goto rollback;
-    }
+  if (fault_point ("create-after-start", error))
+    goto rollback;
   reply = vm_reply (dom, error);
   if (!reply)
     goto rollback;

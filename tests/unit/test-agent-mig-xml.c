@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent-private.h"
+#include "test-pki.h"
 
 #define EMULATOR "/usr/bin/qemu-system-x86_64"
 
@@ -132,12 +133,9 @@ fixture_set_up (Fixture *f, gconstpointer data)
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
-  const char *argv[] = { "rm", "-rf", f->dir, NULL };
-
   agent_unref (f->agent);
   g_main_context_unref (f->ctx);
-  g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                NULL, NULL, NULL, NULL);
+  test_rmtree (f->dir);
   g_free (f->dir);
   g_free (f->images);
   g_free (f->kernel);

@@ -13,6 +13,7 @@
 #include "mig-channel-private.h"
 #include "mig-migrate.h"
 #include "mig-rpc-filter.h"
+#include "test-pki.h"
 
 static char *pki;
 
@@ -25,28 +26,6 @@ creds_of (const char *name)
 
   g_assert_no_error (error);
   return creds;
-}
-
-static void
-run_pki (const char *const *args)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *script = g_build_filename (
-      g_getenv ("DROVER_TEST_DATA"), "..", "..", "scripts", "pki", NULL);
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  int status = 0;
-
-  g_ptr_array_add (argv, script);
-  g_ptr_array_add (argv, pki);
-  for (guint i = 0; args[i]; i++)
-    g_ptr_array_add (argv, (char *)args[i]);
-  g_ptr_array_add (argv, NULL);
-  g_spawn_sync (NULL, (char **)argv->pdata, NULL,
-                G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
-                NULL, NULL, NULL, &status, &error);
-  g_assert_no_error (error);
-  g_spawn_check_wait_status (status, &error);
-  g_assert_no_error (error);
 }
 
 static void
@@ -66,7 +45,7 @@ make_pki (void)
   pki = g_dir_make_tmp ("test-mig-dst-XXXXXX", &error);
   g_assert_no_error (error);
   for (guint i = 0; i < G_N_ELEMENTS (certs); i++)
-    run_pki (certs[i]);
+    test_pki (pki, certs[i]);
 }
 
 /* --- a fake libvirtd: records what reaches it ----------------------------- */
@@ -740,10 +719,6 @@ main (int argc, char **argv)
                    test_listener_handshake_deadline);
   g_test_add_func ("/mig/channel/idle", test_channel_idle);
   rc = g_test_run ();
-  {
-    const char *argv_rm[] = { "rm", "-rf", pki, NULL };
-    g_spawn_sync (NULL, (char **)argv_rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                  NULL, NULL, NULL, NULL);
-  }
+  test_rmtree (pki);
   return rc;
 }

@@ -5,7 +5,7 @@
  * load changes nothing. */
 #include <string.h>
 
-#include "agent-private.h"
+#include "agent-fixture.h"
 
 /* The agent and the test's clients share the thread and its main
  * context: a call is made, then the context iterated until its reply. */
@@ -18,68 +18,27 @@ typedef struct
 } Fixture;
 
 static void
-pki (Fixture *f, const char *const *args)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *script = g_build_filename (
-      g_getenv ("DROVER_TEST_DATA"), "..", "..", "scripts", "pki", NULL);
-  g_autoptr (GStrvBuilder) b = g_strv_builder_new ();
-  g_auto (GStrv) argv = NULL;
-  int status = 0;
-
-  g_strv_builder_add (b, script);
-  g_strv_builder_add (b, f->pki);
-  g_strv_builder_addv (b, (const char **)args);
-  argv = g_strv_builder_end (b);
-  g_spawn_sync (NULL, argv, NULL,
-                G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
-                NULL, NULL, NULL, &status, &error);
-  g_assert_no_error (error);
-  g_spawn_check_wait_status (status, &error);
-  g_assert_no_error (error);
-}
-
-static void
 fixture_set_up (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *tls_dir = NULL;
-  AgentConfig config = { 0 };
 
   f->dir = g_dir_make_tmp ("drover-reload-XXXXXX", &error);
   g_assert_no_error (error);
   f->pki = g_build_filename (f->dir, "pki", NULL);
-  pki (f, (const char *[]){ "host", "h1", "127.0.0.1", NULL });
-  pki (f, (const char *[]){ "scheduler", "scheduler", "127.0.0.1", NULL });
-  pki (f, (const char *[]){ "scheduler", "spare", "127.0.0.1", NULL });
+  test_pki (f->pki, (const char *[]){ "host", "h1", "127.0.0.1", NULL });
+  test_pki (f->pki,
+            (const char *[]){ "scheduler", "scheduler", "127.0.0.1", NULL });
+  test_pki (f->pki,
+            (const char *[]){ "scheduler", "spare", "127.0.0.1", NULL });
   tls_dir = g_build_filename (f->pki, "h1", NULL);
-  f->ctx = g_main_context_new ();
-  g_main_context_push_thread_default (f->ctx);
-  config.name = (char *)"h1";
-  config.listen = (char *)"127.0.0.1:0";
-  config.libvirt_uri = (char *)"test:///default";
-  config.accel = AGENT_ACCEL_TCG;
-  config.data_dir = f->dir;
-  config.tls_dir = tls_dir;
-  f->agent = agent_new (&config, f->ctx, &error);
-  g_assert_no_error (error);
-  g_assert_true (agent_start (f->agent, &error));
-  g_assert_no_error (error);
+  f->agent = agent_fixture_start (f->dir, NULL, tls_dir, &f->ctx);
 }
 
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
-  const char *argv[] = { "rm", "-rf", f->dir, NULL };
-
-  agent_stop (f->agent);
-  agent_unref (f->agent);
-  while (g_main_context_iteration (f->ctx, FALSE))
-    ;
-  g_main_context_pop_thread_default (f->ctx);
-  g_main_context_unref (f->ctx);
-  g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                NULL, NULL, NULL, NULL);
+  agent_fixture_stop (f->agent, f->ctx, f->dir);
   g_free (f->pki);
   g_free (f->dir);
 }
@@ -149,7 +108,7 @@ test_revoked_after_reload (Fixture *f, gconstpointer data)
   g_autofree char *saved = NULL;
 
   g_assert_cmpint (host_info_as (f, "scheduler"), ==, PROTO_STATUS_OK);
-  pki (f, (const char *[]){ "--revoke", "scheduler", NULL });
+  test_pki (f->pki, (const char *[]){ "--revoke", "scheduler", NULL });
   g_assert_true (g_file_test (crl, G_FILE_TEST_EXISTS));
   /* Read only on SIGHUP. */
   g_assert_cmpint (host_info_as (f, "scheduler"), ==, PROTO_STATUS_OK);

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent-private.h"
+#include "agent-fixture.h"
 #include "stor.h"
 
 #define MiB (1024ULL * 1024)
@@ -60,7 +60,6 @@ fixture_set_up (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *kernel = NULL, *outside = NULL, *escape = NULL;
-  AgentConfig config = { 0 };
 
   f->dir = g_dir_make_tmp ("drover-sec-XXXXXX", &error);
   g_assert_no_error (error);
@@ -74,20 +73,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_cmpint (symlink (outside, escape), ==, 0);
   leave_disks (f);
 
-  f->ctx = g_main_context_new ();
-  g_main_context_push_thread_default (f->ctx);
-  config.name = (char *)"h1";
-  config.listen = (char *)"127.0.0.1:0";
-  config.libvirt_uri = (char *)"test:///default";
-  config.accel = AGENT_ACCEL_TCG; /* migrates: AgentMigDst exists */
-  config.data_dir = f->dir;
-  config.image_dir = f->images;
-  config.insecure = TRUE;
-  config.migration_port = 0;
-  f->agent = agent_new (&config, f->ctx, &error);
-  g_assert_no_error (error);
-  g_assert_true (agent_start (f->agent, &error));
-  g_assert_no_error (error);
+  f->agent = agent_fixture_start (f->dir, f->images, NULL, &f->ctx);
   f->conn = virConnectOpen ("test:///default");
   g_assert_nonnull (f->conn);
 }
@@ -95,17 +81,8 @@ fixture_set_up (Fixture *f, gconstpointer data)
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
-  const char *argv[] = { "rm", "-rf", f->dir, NULL };
-
-  agent_stop (f->agent);
-  agent_unref (f->agent);
-  while (g_main_context_iteration (f->ctx, FALSE))
-    ;
-  g_main_context_pop_thread_default (f->ctx);
-  g_main_context_unref (f->ctx);
   virConnectClose (f->conn);
-  g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                NULL, NULL, NULL, NULL);
+  agent_fixture_stop (f->agent, f->ctx, f->dir);
   g_free (f->dir);
   g_free (f->images);
 }
