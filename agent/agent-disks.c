@@ -133,8 +133,13 @@ agent_disks_reclaim (Agent *agent, virConnectPtr conn)
       g_autofree char *name = name_of (names->pdata[i], MARK_SUFFIX);
       g_autofree char *path = NULL;
 
-      if (name && (path = stor_disk_path (agent->config.data_dir, name, NULL)))
+      /* Not a migration being prepared or decided right now. */
+      if (!name || !agent_vm_claim (agent, name, NULL))
+        continue;
+      path = stor_disk_path (agent->config.data_dir, name, NULL);
+      if (path)
         agent_disks_reclaim_incoming (conn, name, path);
+      agent_vm_release (agent, name);
     }
   for (guint i = 0; i < names->len; i++)
     {
