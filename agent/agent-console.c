@@ -247,14 +247,14 @@ agent_console_fetch_history (Agent *agent, const char *host,
   g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
   g_autoptr (GByteArray) buf = g_byte_array_new ();
   Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
-  g_autoptr (ProtoTls) tls = agent_tls_get (agent);
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
   gint64 offset = 0;
   gint64 deadline;
 
   g_main_context_push_thread_default (ctx);
   /* The source agent must be the host the scheduler named. */
-  client
-      = proto_client_new_for (address, tls, PROTO_ROLE_HOST, host, ctx, error);
+  client = proto_client_new_for (address, tls ? tls->tls : NULL,
+                                 PROTO_ROLE_HOST, host, ctx, error);
   g_main_context_pop_thread_default (ctx);
   if (!client)
     return FALSE;

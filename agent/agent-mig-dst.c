@@ -390,7 +390,7 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   g_autofree char *token = NULL, *console = NULL, *disk_path = NULL;
   g_autofree char *emulator = NULL;
   g_autoptr (GError) local = NULL;
-  g_autoptr (MigChannelCreds) creds = NULL;
+  g_autoptr (AgentTls) tls = NULL;
   Drover__V1__PrepareIncomingReply *reply;
   Reservation *r;
 
@@ -407,8 +407,8 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
       return NULL;
     }
   /* The streams must come from the source host's certificate. */
-  creds = agent_tls_get_mig_creds (agent);
-  if (creds && !proto_name_validate ("host", req->source_host, error))
+  tls = agent_tls_get (agent);
+  if (tls && !proto_name_validate ("host", req->source_host, error))
     return NULL;
   if (!proto_vm_spec_check (req->spec, error))
     return NULL;
@@ -431,7 +431,7 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   if (!agent_console_prepare (agent, spec->name, error))
     goto fail;
   emulator = agent_qemu_emulator (agent, conn);
-  token = mig_dst_expect (m->dst, req->job_id, creds ? req->source_host : NULL,
+  token = mig_dst_expect (m->dst, req->job_id, tls ? req->source_host : NULL,
                           disk_path != NULL, INCOMING_TTL_MS, &local);
   if (!token)
     {
@@ -548,13 +548,13 @@ agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
 {
   AgentMigDst *m = g_new0 (AgentMigDst, 1);
   MigDstConfig dc = { 0 };
-  g_autoptr (MigChannelCreds) creds = agent_tls_get_mig_creds (agent);
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
 
   m->agent = agent;
   g_mutex_init (&m->lock);
   m->incoming
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, reservation_free);
-  dc.creds = creds;
+  dc.creds = tls ? tls->mig_creds : NULL;
   dc.address = ip;
   dc.port = port;
   dc.ended = on_control_ended;

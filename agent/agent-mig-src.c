@@ -144,7 +144,8 @@ migrate_out (MigOut *out, GError **error)
   g_autofree char *xml = NULL, *host = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *disk_path = NULL;
-  g_autoptr (MigChannelCreds) creds = agent_tls_get_mig_creds (agent);
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
+  MigChannelCreds *creds = tls ? tls->mig_creds : NULL;
   MigSrcConfig cfg = { 0 };
   gboolean ok;
 

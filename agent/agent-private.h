@@ -194,11 +194,10 @@ struct _Agent
   GMainContext *ctx;
 
   /* TLS material (agent-tls.c): replaced by agent_reload_tls; read with
-   * agent_tls_get () and agent_tls_get_mig_creds (). */
+   * agent_tls_get (). */
   GMutex tls_lock;
-  ProtoTls *tls;              /* tls_lock; NULL: insecure */
-  MigChannelCreds *mig_creds; /* tls_lock; NULL: plain TCP (insecure) */
-  gboolean sched_stale;       /* main context: re-create the client */
+  struct _AgentTls *tls; /* tls_lock; NULL: insecure */
+  gboolean sched_stale;  /* main context: re-create the client */
 
   /* QEMU's user and group (agent-qemu.c); atomic. */
   gint qemu_uid;
@@ -441,14 +440,22 @@ void agent_disks_reclaim (Agent *agent, virConnectPtr conn);
 
 /* --- TLS material (agent-tls.c) ------------------------------------------ */
 
+/* The agent's TLS material as it was loaded once: immutable, reference
+ * counted, any thread. */
+typedef struct _AgentTls
+{
+  gatomicrefcount ref;
+  ProtoTls *tls;              /* for AgentService and gRPC clients */
+  MigChannelCreds *mig_creds; /* for the migration channel */
+} AgentTls;
+
 /* Loads the TLS directory's material into AGENT (agent_new). */
 gboolean agent_tls_load (Agent *agent, GError **error);
-/* A copy of the current material (NULL: insecure); free with
- * proto_tls_free. Any thread. */
-ProtoTls *agent_tls_get (Agent *agent);
-/* The migration channel's current credentials (a reference, NULL: plain
- * TCP). Any thread. */
-MigChannelCreds *agent_tls_get_mig_creds (Agent *agent);
+/* A reference to the current material; NULL: insecure (plain TCP and
+ * insecure gRPC). Any thread. */
+AgentTls *agent_tls_get (Agent *agent);
+void agent_tls_unref (AgentTls *tls);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentTls, agent_tls_unref)
 void agent_tls_clear (Agent *agent);
 
 /* --- reporting to the scheduler (agent-reporter.c) --------------------- */

@@ -379,9 +379,10 @@ static gboolean
 make_client (Agent *agent)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (ProtoTls) tls = agent_tls_get (agent);
-  ProtoClient *client = proto_client_new (
-      agent->config.scheduler, tls, PROTO_ROLE_SCHEDULER, agent->ctx, &error);
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
+  ProtoClient *client
+      = proto_client_new (agent->config.scheduler, tls ? tls->tls : NULL,
+                          PROTO_ROLE_SCHEDULER, agent->ctx, &error);
 
   agent->sched_stale = FALSE;
   if (!client)

@@ -193,7 +193,7 @@ gboolean
 agent_start (Agent *agent, GError **error)
 {
   g_autoptr (GError) local = NULL;
-  g_autoptr (ProtoTls) tls = agent_tls_get (agent);
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
 
   agent->lv = agent_libvirt_new (agent->config.libvirt_uri, agent->ctx,
                                  on_lifecycle, on_connected, agent);
@@ -205,7 +205,8 @@ agent_start (Agent *agent, GError **error)
     return FALSE;
   agent->server = proto_server_new (agent->ctx);
   agent->service = agent_service_register (agent, agent->server);
-  if (!proto_server_start (agent->server, agent->config.listen, tls, error))
+  if (!proto_server_start (agent->server, agent->config.listen,
+                           tls ? tls->tls : NULL, error))
     {
       g_prefix_error (
           error, "cannot serve AgentService on %s: ", agent->config.listen);
