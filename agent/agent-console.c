@@ -6,6 +6,12 @@
  * a host the VM has left, the same files stay readable until a read at
  * their end, which the destination agent makes once it has copied them:
  * then they are removed.
+ *
+ * Only the scheduler reads any VM's console. The agent of another host
+ * reads one only to carry the history along with a VM that migrates to
+ * it: console/NAME.departure, written before the migration starts and
+ * dropped if it fails, names that host. All these files are readable by
+ * root only (the log by QEMU's group too, QEMU writes it).
  */
 #include "agent-private.h"
 
@@ -13,6 +19,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <sys/stat.h>
+#include <string.h>
 #include <unistd.h>
 
 /* ReadConsole: bytes per read when the request names none, and at most. */
@@ -44,16 +51,79 @@ history_path (Agent *agent, const char *name)
   return console_file (agent, name, ".history");
 }
 
+static char *
+departure_path (Agent *agent, const char *name)
+{
+  return console_file (agent, name, ".departure");
+}
+
+gboolean
+agent_console_prepare (Agent *agent, const char *name, GError **error)
+{
+  g_autofree char *log = agent_console_path (agent, name);
+  int fd = g_open (log, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
+
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot make console log %s: %s", log, g_strerror (saved));
+      return FALSE;
+    }
+  close (fd);
+  return agent_protect (agent, log, 0660, error);
+}
+
+gboolean
+agent_console_set_departure (Agent *agent, const char *name, const char *host,
+                             GError **error)
+{
+  g_autofree char *path = departure_path (agent, name);
+
+  if (!host)
+    {
+      (void)g_unlink (path);
+      return TRUE;
+    }
+  /* Written (mode 0600, then renamed) before the migration starts, so
+   * that the destination's history fetch right after it finds it. */
+  return g_file_set_contents_full (path, host, -1,
+                                   G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+}
+
+/* May CALLER read VM NAME's console? PERMISSION_DENIED if not. */
+static gboolean
+may_read (Agent *agent, const AgentCaller *caller, const char *name,
+          GError **error)
+{
+  g_autofree char *path = NULL, *host = NULL;
+
+  if (caller->role & PROTO_ROLE_SCHEDULER)
+    return TRUE;
+  path = departure_path (agent, name);
+  if (caller->role == PROTO_ROLE_HOST && caller->name
+      && g_file_get_contents (path, &host, NULL, NULL)
+      && strcmp (host, caller->name) == 0)
+    return TRUE;
+  g_set_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED,
+               "host %s may read the console of VM %s only when the VM "
+               "migrates from here to it",
+               caller->name ? caller->name : "?", name);
+  return FALSE;
+}
+
 gboolean
 agent_console_remove (Agent *agent, const char *name, GError **error)
 {
   g_autofree char *log = agent_console_path (agent, name);
   g_autofree char *hist = history_path (agent, name);
+  g_autofree char *dep = departure_path (agent, name);
   int saved = 0;
 
   if (g_unlink (log) < 0 && errno != ENOENT)
     saved = errno;
   (void)g_unlink (hist);
+  (void)g_unlink (dep);
   if (saved)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
@@ -94,8 +164,8 @@ read_at (const char *path, gint64 offset, guint8 *buf, gsize len)
 }
 
 ProtobufCMessage *
-agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
-                     GError **error)
+agent_console_serve (Agent *agent, const AgentCaller *caller,
+                     const Drover__V1__ConsoleRequest *req, GError **error)
 {
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (virDomain) dom = NULL;
@@ -108,7 +178,8 @@ agent_console_serve (Agent *agent, const Drover__V1__ConsoleRequest *req,
   gsize got = 0, want;
   gboolean here;
 
-  if (!proto_name_validate ("VM", req->name, error))
+  if (!proto_name_validate ("VM", req->name, error)
+      || !may_read (agent, caller, req->name, error))
     return NULL;
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
@@ -176,13 +247,14 @@ agent_console_fetch_history (Agent *agent, const char *host,
   g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
   g_autoptr (GByteArray) buf = g_byte_array_new ();
   Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
   gint64 offset = 0;
   gint64 deadline;
 
   g_main_context_push_thread_default (ctx);
   /* The source agent must be the host the scheduler named. */
-  client = proto_client_new_for (address, agent->tls, PROTO_ROLE_HOST, host,
-                                 ctx, error);
+  client = proto_client_new_for (address, tls ? tls->tls : NULL,
+                                 PROTO_ROLE_HOST, host, ctx, error);
   g_main_context_pop_thread_default (ctx);
   if (!client)
     return FALSE;
@@ -208,7 +280,8 @@ agent_console_fetch_history (Agent *agent, const char *host,
       if (n == 0)
         break;
     }
-  if (!g_file_set_contents (tmp, (const char *)buf->data, buf->len, error))
+  if (!g_file_set_contents_full (tmp, (const char *)buf->data, buf->len,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
     return FALSE;
   if (g_rename (tmp, path) < 0)
     {

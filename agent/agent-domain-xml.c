@@ -5,9 +5,12 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xpath.h>
 #include <string.h>
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlXPathContext, xmlXPathFreeContext)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlXPathObject, xmlXPathFreeObject)
 
 /* Longest string field the builder accepts (paths, cmdline). */
 #define AGENT_XML_MAX_TEXT 4096
@@ -398,4 +401,28 @@ agent_domain_xml_parse (const char *xml, GError **error)
     spec->accel = proto_msg_strdup (accel);
   }
   return g_steal_pointer (&spec);
+}
+
+/* --- reading libvirt's other XML documents ------------------------------ */
+
+char *
+agent_xml_string (const char *xml, const char *expr)
+{
+  g_autoptr (xmlDoc) doc = NULL;
+  g_autoptr (xmlXPathContext) xpath = NULL;
+  g_autoptr (xmlXPathObject) obj = NULL;
+  g_autofree char *string_expr = g_strdup_printf ("string(%s)", expr);
+
+  if (!xml)
+    return NULL;
+  doc = xmlReadMemory (xml, strlen (xml), "libvirt.xml", NULL,
+                       XML_PARSE_NONET | XML_PARSE_NOERROR
+                           | XML_PARSE_NOWARNING);
+  if (!doc)
+    return NULL;
+  xpath = xmlXPathNewContext (doc);
+  obj = xmlXPathEvalExpression (BAD_CAST string_expr, xpath);
+  if (!obj || obj->type != XPATH_STRING || !obj->stringval || !*obj->stringval)
+    return NULL;
+  return g_strdup ((const char *)obj->stringval);
 }

@@ -3,6 +3,8 @@
  * engine's) to a gRPC status. */
 #include "agent-private.h"
 
+#include <gio/gio.h>
+
 #include "mig-migrate.h"
 #include "stor.h"
 
@@ -64,6 +66,11 @@ mig_code_status (int code)
       return PROTO_STATUS_INVALID_ARGUMENT;
     case MIG_ERROR_UNSUPPORTED:
       return PROTO_STATUS_FAILED_PRECONDITION;
+    case MIG_ERROR_RPC_REFUSED:
+      return PROTO_STATUS_PERMISSION_DENIED;
+    case MIG_ERROR_CHANNEL_AUTH:
+    case MIG_ERROR_AUTH:
+      return PROTO_STATUS_UNAUTHENTICATED;
     default:
       return PROTO_STATUS_INTERNAL;
     }
@@ -80,5 +87,10 @@ agent_error_to_status (const GError *error)
     return stor_code_status ((StorError)error->code);
   if (error->domain == MIG_ERROR)
     return mig_code_status (error->code);
+  /* A peer's certificate refused in a TLS handshake. */
+  if (error->domain == G_TLS_ERROR
+      && (error->code == G_TLS_ERROR_BAD_CERTIFICATE
+          || error->code == G_TLS_ERROR_CERTIFICATE_REQUIRED))
+    return PROTO_STATUS_UNAUTHENTICATED;
   return PROTO_STATUS_INTERNAL;
 }

@@ -1,7 +1,19 @@
-/* Named fault points (see agent_fault in agent-private.h): read from
- * $DROVER_FAULTS once, or set by tests with agent_fault_set (setenv is
- * not safe once threads run). */
+/* Named fault points (see agent_fault in agent-private.h), only in a
+ * build with -Dfaults=true: read from $DROVER_FAULTS once, or set by
+ * tests with agent_fault_set (setenv is not safe once threads run). */
 #include "agent-private.h"
+
+gboolean
+agent_fault_compiled (void)
+{
+#ifdef DROVER_FAULTS
+  return TRUE;
+#else
+  return FALSE;
+#endif
+}
+
+#ifdef DROVER_FAULTS
 
 static GMutex fault_lock;
 static char **fault_list;     /* fault_lock */
@@ -34,3 +46,13 @@ agent_fault (const char *name)
   g_mutex_unlock (&fault_lock);
   return hit;
 }
+
+#else
+
+void
+agent_fault_set (const char *faults)
+{
+  /* No fault points in this build. */
+}
+
+#endif

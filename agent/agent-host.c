@@ -1,8 +1,6 @@
 /* Host inventory: what the agent tells the scheduler about its host. */
 #include "agent-private.h"
 
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
 #include <string.h>
 
 #include "stor.h"
@@ -19,27 +17,8 @@ static char *
 caps_cpu_model (virConnectPtr conn)
 {
   g_autofree char *caps = virConnectGetCapabilities (conn);
-  xmlDocPtr doc;
-  xmlXPathContextPtr xpath;
-  xmlXPathObjectPtr obj;
-  char *model = NULL;
 
-  if (!caps)
-    return NULL;
-  doc = xmlReadMemory (caps, strlen (caps), "caps.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR
-                           | XML_PARSE_NOWARNING);
-  if (!doc)
-    return NULL;
-  xpath = xmlXPathNewContext (doc);
-  obj = xmlXPathEvalExpression (BAD_CAST "string(/capabilities/host/cpu/model)",
-                                xpath);
-  if (obj && obj->type == XPATH_STRING && obj->stringval && *obj->stringval)
-    model = g_strdup ((const char *)obj->stringval);
-  xmlXPathFreeObject (obj);
-  xmlXPathFreeContext (xpath);
-  xmlFreeDoc (doc);
-  return model;
+  return agent_xml_string (caps, "/capabilities/host/cpu/model");
 }
 
 /* "model name" from /proc/cpuinfo, or NULL. */

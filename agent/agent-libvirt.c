@@ -132,42 +132,41 @@ agent_libvirt_init (void)
 
 /* --- delivering into the GMainContext ---------------------------------- */
 
-static void
-invoke_in_ctx (AgentLibvirt *lv, GSourceFunc func, gpointer data,
-               GDestroyNotify destroy)
-{
-  /* An idle source, not g_main_context_invoke: from this thread that
-   * would run FUNC right here whenever nobody iterates CTX. */
-  GSource *source = g_idle_source_new ();
-
-  g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, func, data, destroy);
-  g_source_attach (source, lv->ctx);
-  g_source_unref (source);
-}
-
+/* What libvirt's event thread hands to the GMainContext: a lifecycle
+ * event of domain NAME, or the close of CONN. */
 typedef struct
 {
   AgentLibvirt *lv;
-  char *name;
+  virConnectPtr conn; /* close: our own reference, only compared */
+  char *name;         /* lifecycle */
   int event;
   int detail;
-} LifecycleEvent;
+} LvEvent;
 
 static void
-lifecycle_event_free (gpointer data)
+lv_event_free (gpointer data)
 {
-  LifecycleEvent *ev = data;
+  LvEvent *ev = data;
 
+  if (ev->conn)
+    virConnectClose (ev->conn);
   lv_unref (ev->lv);
   g_free (ev->name);
   g_free (ev);
 }
 
+/* Runs DISPATCH (EV) in LV's context (any thread). */
+static void
+lv_event_queue (AgentLibvirt *lv, LvEvent *ev, GSourceFunc dispatch)
+{
+  ev->lv = lv_ref (lv);
+  agent_source_add (lv->ctx, 0, dispatch, ev, lv_event_free);
+}
+
 static gboolean
 lifecycle_dispatch (gpointer data)
 {
-  LifecycleEvent *ev = data;
+  LvEvent *ev = data;
 
   if (!ev->lv->freed && ev->lv->lifecycle)
     ev->lv->lifecycle (ev->name, ev->event, ev->detail, ev->lv->user_data);
@@ -178,14 +177,12 @@ static int
 lifecycle_cb (virConnectPtr conn, virDomainPtr dom, int event, int detail,
               void *opaque)
 {
-  AgentLibvirt *lv = opaque;
-  LifecycleEvent *ev = g_new0 (LifecycleEvent, 1);
+  LvEvent *ev = g_new0 (LvEvent, 1);
 
-  ev->lv = lv_ref (lv);
   ev->name = g_strdup (virDomainGetName (dom));
   ev->event = event;
   ev->detail = detail;
-  invoke_in_ctx (lv, lifecycle_dispatch, ev, lifecycle_event_free);
+  lv_event_queue (opaque, ev, lifecycle_dispatch);
   return 0;
 }
 
@@ -196,13 +193,8 @@ schedule_reconnect (AgentLibvirt *lv)
 {
   if (lv->reconnect_source || lv->freed)
     return;
-  {
-    GSource *source = g_timeout_source_new (RECONNECT_INTERVAL_MS);
-
-    g_source_set_callback (source, reconnect_cb, lv_ref (lv), lv_unref);
-    lv->reconnect_source = g_source_attach (source, lv->ctx);
-    g_source_unref (source);
-  }
+  lv->reconnect_source = agent_source_add (lv->ctx, RECONNECT_INTERVAL_MS,
+                                           reconnect_cb, lv_ref (lv), lv_unref);
 }
 
 static void close_cb (virConnectPtr conn, int reason, void *opaque);
@@ -225,26 +217,10 @@ drop_connection (AgentLibvirt *lv)
   virConnectClose (conn);
 }
 
-typedef struct
-{
-  AgentLibvirt *lv;
-  virConnectPtr conn;
-} CloseEvent;
-
-static void
-close_event_free (gpointer data)
-{
-  CloseEvent *ev = data;
-
-  virConnectClose (ev->conn);
-  lv_unref (ev->lv);
-  g_free (ev);
-}
-
 static gboolean
 close_dispatch (gpointer data)
 {
-  CloseEvent *ev = data;
+  LvEvent *ev = data;
   AgentLibvirt *lv = ev->lv;
   gboolean current;
 
@@ -265,15 +241,13 @@ close_dispatch (gpointer data)
 static void
 close_cb (virConnectPtr conn, int reason, void *opaque)
 {
-  AgentLibvirt *lv = opaque;
-  CloseEvent *ev = g_new0 (CloseEvent, 1);
+  LvEvent *ev = g_new0 (LvEvent, 1);
 
-  ev->lv = lv_ref (lv);
   /* Our own reference: the connection may be closed by the time the
    * idle runs. Only compared, never used for calls. */
   virConnectRef (conn);
   ev->conn = conn;
-  invoke_in_ctx (lv, close_dispatch, ev, close_event_free);
+  lv_event_queue (opaque, ev, close_dispatch);
 }
 
 /* Opens and sets up a connection (ctx only). */
@@ -402,15 +376,7 @@ agent_libvirt_free (AgentLibvirt *lv)
   if (!lv)
     return;
   lv->freed = TRUE;
-  if (lv->reconnect_source)
-    {
-      GSource *source
-          = g_main_context_find_source_by_id (lv->ctx, lv->reconnect_source);
-
-      if (source)
-        g_source_destroy (source);
-      lv->reconnect_source = 0;
-    }
+  agent_source_clear (lv->ctx, &lv->reconnect_source);
   drop_connection (lv);
   lv_unref (lv);
 }

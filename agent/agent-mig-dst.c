@@ -1,16 +1,26 @@
 /* AgentMigDst: the destination side of live migrations on this host.
  *
- * PrepareIncoming checks capacity, claims the VM name, reserves the
- * memory, creates an empty disk image of the VM's size when it has a disk
- * (libvirt's storage copy fills it) and registers a one-time token with
- * the migration listener (MigDst). When the control stream of the job
- * ends (the source libvirtd closed its connection: the migration is over
- * either way), finish_incoming decides: the VM arrived (persistent,
- * active: resume it if it came paused, fetch its console history from
- * the source) or it did not (remove any half-made transient domain and
- * the disk image PrepareIncoming made). Either way the reservation, the
- * name claim and the sockets go. CancelIncoming and the token's expiry
- * take the same path.
+ * PrepareIncoming (from the scheduler) reserves the job id, checks the
+ * spec (kernel and initrd in the image directory) and capacity, claims
+ * the VM name, reserves the memory, creates an empty disk image of the
+ * VM's size when it has a disk (libvirt's storage copy fills it; its mark
+ * is written first, see agent-disks.c) and registers the job with the
+ * migration listener (MigDst): a one-time token bound to the job, its
+ * stream kinds and the source host the scheduler named. The domain the
+ * migration brings is checked against the paths chosen here
+ * (agent-mig-xml.c) before libvirtd sees it. When the control stream of
+ * the job ends (the source libvirtd closed its connection: the migration
+ * is over either way), finish_incoming decides: the VM arrived
+ * (persistent, active: resume it if it came paused, fetch its console
+ * history from the source) or it did not (remove any half-made transient
+ * domain and the disk image PrepareIncoming made). Either way the
+ * reservation, the name claim and the sockets go. CancelIncoming, the
+ * token's expiry and the longest a migration may run take the same path.
+ *
+ * A job id is taken for good from the first moment of its PrepareIncoming
+ * until its reservation is freed: a second PrepareIncoming with it is
+ * refused (ALREADY_EXISTS), so a reservation that a finishing thread
+ * uses is never replaced under it.
  */
 #include "agent-private.h"
 
@@ -21,17 +31,24 @@
 #include "stor.h"
 
 #define INCOMING_TTL_MS (120 * 1000)
+/* Past this a started incoming migration is over whatever its streams do
+ * (the source's controller gives up within MIG_MAX_TIMEOUT_MS). */
+#define INCOMING_MAX_MS (MIG_MAX_TIMEOUT_MS + 10 * 60 * 1000)
 
 typedef struct
 {
   char *job_id;
+  gboolean preparing; /* lock: PrepareIncoming still runs; only job_id set */
   char *token;
   char *name;
   char *source_host;
   char *source_address;
-  char *disk_path; /* image made for the VM here, NULL without a disk */
+  char *disk_path;    /* image made for the VM here, NULL without a disk */
+  char *console_path; /* the console log chosen here */
+  char *emulator;     /* the QEMU binary libvirt runs here, or NULL */
   guint64 memory;
   guint expiry_source; /* main context */
+  gboolean started;    /* main context: the TTL passed with streams up */
   gboolean finishing;  /* lock */
 } Reservation;
 
@@ -56,6 +73,8 @@ reservation_free (gpointer data)
   g_free (r->source_host);
   g_free (r->source_address);
   g_free (r->disk_path);
+  g_free (r->console_path);
+  g_free (r->emulator);
   g_free (r);
 }
 
@@ -98,72 +117,6 @@ remove_transient (virConnectPtr conn, const char *job_id, const char *name)
     }
 }
 
-/* An image PrepareIncoming made carries a mark, DISK.incoming, until its
- * migration is decided, so one that an agent which died meanwhile left
- * behind is known for what it is and taken back. */
-static char *
-incoming_mark (const char *disk_path)
-{
-  return g_strconcat (disk_path, ".incoming", NULL);
-}
-
-/* Takes back DISK_PATH if it is the marked image of an undecided incoming
- * migration of VM NAME: removed when no VM NAME is here, kept (unmarked)
- * when the VM arrived, left alone when libvirt cannot tell. */
-static void
-reclaim_incoming_disk (virConnectPtr conn, const char *name,
-                       const char *disk_path)
-{
-  g_autofree char *mark = incoming_mark (disk_path);
-  g_autoptr (virDomain) dom = NULL;
-  virErrorPtr err;
-
-  if (!g_file_test (mark, G_FILE_TEST_EXISTS))
-    return;
-  dom = virDomainLookupByName (conn, name);
-  if (dom)
-    {
-      if (virDomainIsPersistent (dom) == 1)
-        (void)g_unlink (mark);
-      return; /* a transient one: a half-made incoming VM, not decided */
-    }
-  err = virGetLastError ();
-  if (!err || err->code != VIR_ERR_NO_DOMAIN)
-    return;
-  if (stor_disk_remove (disk_path, NULL))
-    {
-      (void)g_unlink (mark);
-      drover_message (name, NULL, NULL,
-                      "removed %s, left by an unfinished incoming migration",
-                      disk_path);
-    }
-}
-
-/* Agent start: takes back the images of incoming migrations an earlier
- * run left undecided. */
-static void
-reclaim_incoming_disks (Agent *agent)
-{
-  g_autoptr (GDir) dir = g_dir_open (agent->disk_dir, 0, NULL);
-  g_autoptr (virConnect) conn = NULL;
-  const char *file;
-
-  while (dir && (file = g_dir_read_name (dir)))
-    {
-      g_autofree char *name = NULL, *path = NULL;
-
-      if (!g_str_has_suffix (file, ".qcow2.incoming"))
-        continue;
-      name = g_strndup (file, strlen (file) - strlen (".qcow2.incoming"));
-      path = stor_disk_path (agent->config.data_dir, name, NULL);
-      if (!path)
-        continue;
-      if (!conn && !(conn = agent_libvirt_get (agent->lv, NULL)))
-        return; /* libvirt not up yet: the next PrepareIncoming decides */
-      reclaim_incoming_disk (conn, name, path);
-    }
-}
-
 /* Ends incoming job JOB_ID: any thread but a channel's. */
 static void
 finish_incoming (Agent *agent, const char *job_id, const char *token,
@@ -177,7 +130,8 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
 
   g_mutex_lock (&m->lock);
   r = g_hash_table_lookup (m->incoming, job_id);
-  if (!r || r->finishing || (token && strcmp (token, r->token) != 0))
+  if (!r || r->preparing || r->finishing
+      || (token && !mig_token_equal (token, r->token)))
     r = NULL;
   else
     r->finishing = TRUE;
@@ -219,7 +173,7 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
    * whether it arrived is unknown: keep it, marked. */
   if (r->disk_path && (arrived || conn))
     {
-      g_autofree char *mark = incoming_mark (r->disk_path);
+      g_autofree char *mark = agent_disks_incoming_mark (r->disk_path);
       g_autoptr (GError) e = NULL;
 
       if (!arrived && !stor_disk_remove (r->disk_path, &e))
@@ -244,13 +198,7 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
   g_mutex_lock (&m->lock);
   g_hash_table_steal (m->incoming, job_id);
   g_mutex_unlock (&m->lock);
-  if (r->expiry_source)
-    {
-      GSource *s
-          = g_main_context_find_source_by_id (agent->ctx, r->expiry_source);
-      if (s)
-        g_source_destroy (s);
-    }
+  agent_source_clear (agent->ctx, &r->expiry_source);
   agent_vm_release (agent, r->name);
   reservation_free (r);
   agent_reporter_kick_from_thread (agent);
@@ -310,7 +258,11 @@ on_control_ended (const char *job_id, const GError *error, gpointer user_data)
 
   if (g_atomic_int_get (&m->stopping))
     return;
-  if (error)
+  if (g_error_matches (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED))
+    drover_message (NULL, job_id, NULL,
+                    "migration: %s; the control stream is closed",
+                    error->message);
+  else if (error)
     drover_debug (NULL, job_id, NULL, "migration: control stream: %s",
                   error->message);
   finish_async (agent, job_id, FALSE);
@@ -320,38 +272,127 @@ static gboolean
 on_expiry (gpointer data)
 {
   JobRef *e = data;
-  AgentMigDst *m = e->agent->mig_dst;
+  Agent *agent = e->agent;
+  AgentMigDst *m = agent->mig_dst;
   Reservation *r;
+  gboolean started = mig_dst_started (m->dst, e->job_id);
+  gboolean was_started = FALSE;
 
   g_mutex_lock (&m->lock);
   r = g_hash_table_lookup (m->incoming, e->job_id);
   if (r)
-    r->expiry_source = 0;
+    {
+      was_started = r->started;
+      r->started = started;
+      r->expiry_source = 0;
+      /* Once the control stream runs, its end finishes the job; but not
+       * later than any migration may take. */
+      if (started && !was_started)
+        r->expiry_source = agent_source_add (
+            agent->ctx, INCOMING_MAX_MS, on_expiry,
+            job_ref_new (agent, e->job_id, TRUE), job_ref_free);
+    }
   g_mutex_unlock (&m->lock);
-  /* Once the control stream runs, its end finishes the job. */
-  if (r && !mig_dst_started (m->dst, e->job_id))
+  if (r && (!started || was_started))
     {
       drover_message (NULL, e->job_id, NULL,
-                      "migration: nobody came; dropping the reservation");
-      finish_async (e->agent, e->job_id, TRUE);
+                      started ? "migration: still running after %u s; "
+                                "dropping it"
+                              : "migration: nobody came in %u s; dropping "
+                                "the reservation",
+                      (started ? INCOMING_MAX_MS : INCOMING_TTL_MS) / 1000);
+      finish_async (agent, e->job_id, TRUE);
     }
   return G_SOURCE_REMOVE;
 }
 
-static ProtobufCMessage *
-op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
-                     GError **error)
+/* --- PrepareIncoming and CancelIncoming ---------------------------------- */
+
+/* Takes JOB_ID for a new incoming job: AGENT_ERROR_EXISTS while a job of
+ * that id is here in any state. */
+static gboolean
+reserve_job (AgentMigDst *m, const char *job_id, GError **error)
+{
+  Reservation *r;
+
+  g_mutex_lock (&m->lock);
+  if (g_hash_table_contains (m->incoming, job_id))
+    {
+      g_mutex_unlock (&m->lock);
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                   "migration %s is already expected here", job_id);
+      return FALSE;
+    }
+  r = g_new0 (Reservation, 1);
+  r->job_id = g_strdup (job_id);
+  r->preparing = TRUE;
+  g_hash_table_insert (m->incoming, r->job_id, r);
+  g_mutex_unlock (&m->lock);
+  return TRUE;
+}
+
+static void
+unreserve_job (AgentMigDst *m, const char *job_id)
+{
+  g_mutex_lock (&m->lock);
+  g_hash_table_remove (m->incoming, job_id);
+  g_mutex_unlock (&m->lock);
+}
+
+/* The empty image an incoming VM's disk is copied into, at the same
+ * virtual size as the source's (QEMU's NBD server exports it and the
+ * source mirrors its disk into it). Its mark comes first, so that a crash
+ * at any point leaves something agent_disks_reclaim cleans up. An image
+ * already there is refused (stor_disk_create), never overwritten: no VM
+ * of that name is here, but the file may be someone's data. */
+static char *
+make_disk (Agent *agent, virConnectPtr conn, const char *job_id,
+           const Drover__V1__VmSpec *spec, GError **error)
+{
+  g_autofree char *path = NULL, *mark = NULL;
+  g_autoptr (GError) local = NULL;
+
+  path = stor_disk_path (agent->config.data_dir, spec->name, error);
+  if (!path)
+    return NULL;
+  agent_disks_reclaim_incoming (conn, spec->name, path);
+  mark = agent_disks_incoming_mark (path);
+  if (g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
+                   "disk image %s already exists", path);
+      return NULL;
+    }
+  if (!g_file_set_contents_full (mark, job_id, -1,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
+    return NULL;
+  if (!stor_disk_create (path, spec->disk, &local)
+      || !agent_protect (agent, path, 0660, &local))
+    {
+      /* Not an image someone else put there meanwhile. */
+      if (!g_error_matches (local, STOR_ERROR, STOR_ERROR_EXISTS))
+        (void)stor_disk_remove (path, NULL);
+      (void)g_unlink (mark);
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  return g_steal_pointer (&path);
+}
+
+ProtobufCMessage *
+agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
+                       const ProtobufCMessage *request, GError **error)
 {
   const Drover__V1__PrepareIncomingRequest *req = (const void *)request;
   AgentMigDst *m = agent->mig_dst;
   g_autoptr (virConnect) conn = NULL;
-  g_autofree char *token = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autofree char *token = NULL, *console = NULL, *disk_path = NULL;
+  g_autofree char *emulator = NULL;
   g_autoptr (GError) local = NULL;
+  g_autoptr (AgentTls) tls = NULL;
   Drover__V1__PrepareIncomingReply *reply;
   Reservation *r;
-  GSource *s;
-  const Drover__V1__VmSpec *spec = req->spec;
-  g_autofree char *console = NULL, *disk_path = NULL;
 
   if (!m)
     {
@@ -365,61 +406,55 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
                            "job id must be 1-64 characters of [A-Za-z0-9_-]");
       return NULL;
     }
-  if (!agent_vm_check_spec (agent, spec, error))
+  /* The streams must come from the source host's certificate. */
+  tls = agent_tls_get (agent);
+  if (tls && !proto_name_validate ("host", req->source_host, error))
+    return NULL;
+  if (!proto_vm_spec_check (req->spec, error))
+    return NULL;
+  spec = proto_msg_copy (&req->spec->base);
+  if (!agent_vm_check_spec (agent, spec, error)
+      || !reserve_job (m, req->job_id, error))
     return NULL;
   conn = agent_libvirt_get (agent->lv, error);
-  if (!conn)
-    return NULL;
-  if (!agent_vm_admit (agent, conn, spec, error))
-    return NULL;
-  if (spec->disk > 0)
+  if (!conn || !agent_vm_admit (agent, conn, spec, error))
     {
-      /* Same virtual size as the source's image: QEMU's NBD server
-       * exports it and the source mirrors its disk into it. An image
-       * already there is refused (stor_disk_create), never overwritten:
-       * no VM of that name is here, but the file may be someone's data. */
-      g_autofree char *mark = NULL;
-
-      disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
-      if (disk_path)
-        reclaim_incoming_disk (conn, spec->name, disk_path);
-      if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
-        {
-          g_clear_pointer (&disk_path, g_free);
-          goto fail;
-        }
-      mark = incoming_mark (disk_path);
-      if (!g_file_set_contents (mark, req->job_id, -1, error))
-        goto fail;
+      unreserve_job (m, req->job_id);
+      return NULL;
     }
-  token = mig_dst_expect (m->dst, req->job_id, disk_path != NULL,
-                          INCOMING_TTL_MS, &local);
+  if (spec->disk > 0
+      && !(disk_path = make_disk (agent, conn, req->job_id, spec, error)))
+    goto fail;
+  /* Leftovers of an earlier stay here would mix into the console. */
+  (void)agent_console_remove (agent, spec->name, NULL);
+  console = agent_console_path (agent, spec->name);
+  if (!agent_console_prepare (agent, spec->name, error))
+    goto fail;
+  emulator = agent_qemu_emulator (agent, conn);
+  token = mig_dst_expect (m->dst, req->job_id, tls ? req->source_host : NULL,
+                          disk_path != NULL, INCOMING_TTL_MS, &local);
   if (!token)
     {
       g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
                            local->message);
       goto fail;
     }
-  /* Leftovers of an earlier stay here would mix into the console. */
-  (void)agent_console_remove (agent, spec->name, NULL);
-  console = agent_console_path (agent, spec->name);
 
-  r = g_new0 (Reservation, 1);
-  r->job_id = g_strdup (req->job_id);
+  g_mutex_lock (&m->lock);
+  r = g_hash_table_lookup (m->incoming, req->job_id);
   r->token = g_strdup (token);
   r->name = g_strdup (spec->name);
   r->source_host = g_strdup (req->source_host ? req->source_host : "");
   r->source_address = g_strdup (req->source_address ? req->source_address : "");
   r->memory = spec->memory;
   r->disk_path = g_strdup (disk_path);
-  s = g_timeout_source_new (INCOMING_TTL_MS + 1000);
-  g_source_set_callback (s, on_expiry, job_ref_new (agent, req->job_id, TRUE),
-                         job_ref_free);
-  g_mutex_lock (&m->lock);
-  g_hash_table_insert (m->incoming, r->job_id, r);
-  r->expiry_source = g_source_attach (s, agent->ctx);
+  r->console_path = g_strdup (console);
+  r->emulator = g_steal_pointer (&emulator);
+  r->preparing = FALSE;
+  r->expiry_source
+      = agent_source_add (agent->ctx, INCOMING_TTL_MS + 1000, on_expiry,
+                          job_ref_new (agent, req->job_id, TRUE), job_ref_free);
   g_mutex_unlock (&m->lock);
-  g_source_unref (s);
   drover_message (spec->name, req->job_id, req->source_host,
                   "migration: expecting the VM from the source host");
 
@@ -434,18 +469,19 @@ op_prepare_incoming (Agent *agent, const ProtobufCMessage *request,
 fail:
   if (disk_path)
     {
-      g_autofree char *mark = incoming_mark (disk_path);
+      g_autofree char *mark = agent_disks_incoming_mark (disk_path);
 
       (void)stor_disk_remove (disk_path, NULL);
       (void)g_unlink (mark);
     }
   agent_vm_release (agent, spec->name);
+  unreserve_job (m, req->job_id);
   return NULL;
 }
 
-static ProtobufCMessage *
-op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
-                    GError **error)
+ProtobufCMessage *
+agent_mig_dst_cancel (Agent *agent, const AgentCaller *caller,
+                      const ProtobufCMessage *request, GError **error)
 {
   const Drover__V1__CancelIncomingRequest *req = (const void *)request;
   AgentMigDst *m = agent->mig_dst;
@@ -456,8 +492,8 @@ op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
   g_mutex_lock (&m->lock);
   {
     Reservation *r = g_hash_table_lookup (m->incoming, req->job_id);
-    known = r != NULL;
-    match = r && strcmp (r->token, req->token) == 0;
+    known = r != NULL && !r->preparing;
+    match = known && req->token && mig_token_equal (r->token, req->token);
   }
   g_mutex_unlock (&m->lock);
   if (known && !match)
@@ -471,18 +507,38 @@ op_cancel_incoming (Agent *agent, const ProtobufCMessage *request,
   return agent_service_empty_reply ();
 }
 
-void
-agent_mig_dst_prepare_incoming (ProtoServerCall *call,
-                                const ProtobufCMessage *req, gpointer data)
+/* What the domain a migration brings may name (MigDstCheckFunc). */
+static gboolean
+on_check (const char *job_id, const char *what, const char *value,
+          gpointer user_data, GError **error)
 {
-  agent_service_run (data, call, req, op_prepare_incoming);
-}
+  AgentMigDst *m = user_data;
+  AgentMigXmlPaths paths = { 0 };
+  g_autofree char *name = NULL, *disk = NULL, *console = NULL;
+  g_autofree char *emulator = NULL;
+  Reservation *r;
 
-void
-agent_mig_dst_cancel_incoming (ProtoServerCall *call,
-                               const ProtobufCMessage *req, gpointer data)
-{
-  agent_service_run (data, call, req, op_cancel_incoming);
+  g_mutex_lock (&m->lock);
+  r = g_hash_table_lookup (m->incoming, job_id);
+  if (r && !r->preparing)
+    {
+      name = g_strdup (r->name);
+      disk = g_strdup (r->disk_path);
+      console = g_strdup (r->console_path);
+      emulator = g_strdup (r->emulator);
+    }
+  g_mutex_unlock (&m->lock);
+  if (!name)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_FOUND,
+                   "migration %s is not expected here", job_id);
+      return FALSE;
+    }
+  paths.name = name;
+  paths.disk_path = disk;
+  paths.console_path = console;
+  paths.emulator = emulator;
+  return agent_mig_xml_check (m->agent, &paths, what, value, error);
 }
 
 /* --- lifecycle --------------------------------------------------------- */
@@ -492,16 +548,17 @@ agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
 {
   AgentMigDst *m = g_new0 (AgentMigDst, 1);
   MigDstConfig dc = { 0 };
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
 
   m->agent = agent;
   g_mutex_init (&m->lock);
   m->incoming
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, reservation_free);
-  reclaim_incoming_disks (agent);
-  dc.creds = agent->mig_creds;
+  dc.creds = tls ? tls->mig_creds : NULL;
   dc.address = ip;
   dc.port = port;
   dc.ended = on_control_ended;
+  dc.check = on_check;
   dc.user_data = m;
   m->dst = mig_dst_new (&dc, error);
   if (!m->dst)
@@ -514,6 +571,12 @@ agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
   m->channel_address = g_strdup_printf ("%s:%u", ip, mig_dst_get_port (m->dst));
   g_message ("accepting migrations on %s", m->channel_address);
   return m;
+}
+
+void
+agent_mig_dst_set_creds (AgentMigDst *m, MigChannelCreds *creds)
+{
+  mig_dst_set_creds (m->dst, creds);
 }
 
 void

@@ -7,6 +7,12 @@
  * migration); once it runs on the destination and is undefined here, the
  * disk image here is garbage and is removed. A failed migration never
  * touches it.
+ *
+ * With TLS the channel goes only to the destination host the scheduler
+ * named (its listener's certificate must be that host's), and that host
+ * may read the VM's console from the start of the migration on (to carry
+ * the history along, agent-console.c); a failed migration takes that
+ * back.
  */
 #include "agent-private.h"
 
@@ -138,10 +144,15 @@ migrate_out (MigOut *out, GError **error)
   g_autofree char *xml = NULL, *host = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *disk_path = NULL;
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
+  MigChannelCreds *creds = tls ? tls->mig_creds : NULL;
   MigSrcConfig cfg = { 0 };
   gboolean ok;
 
   if (!proto_name_validate ("VM", req->name, error))
+    return FALSE;
+  /* With TLS the destination listener's certificate must be its host's. */
+  if (creds && !proto_name_validate ("host", req->dest_host, error))
     return FALSE;
   if (!mig_job_id_valid (req->job_id) || !*req->token
       || !agent_migration_split_address (req->channel_address, &host,
@@ -187,8 +198,11 @@ migrate_out (MigOut *out, GError **error)
 
   cfg.job_id = req->job_id;
   cfg.channel_host = host;
+  cfg.dest_host = creds ? req->dest_host : NULL;
   cfg.token = req->token;
-  cfg.creds = agent->mig_creds;
+  cfg.creds = creds;
+  cfg.qemu_uid = g_atomic_int_get (&agent->qemu_uid);
+  cfg.qemu_gid = g_atomic_int_get (&agent->qemu_gid);
   cfg.dest_console_path = req->dest_console_path;
   cfg.dest_disk_path = disk_path ? req->dest_disk_path : NULL;
   cfg.compress = MIG_COMPRESS_AUTO;
@@ -210,11 +224,17 @@ migrate_out (MigOut *out, GError **error)
     cfg.initial_downtime_ms = 300;
   if (agent_fault ("mig-cut-channel"))
     cfg.fault_cut_memory_at = FAULT_CUT_AT;
+  /* The destination fetches the console history right after the
+   * migration: it may, from now on. */
+  if (!agent_console_set_departure (agent, req->name, req->dest_host, error))
+    goto out_release;
   drover_message (req->name, req->job_id, req->dest_host,
                   "migration: VM to the destination host (channel %s)",
                   req->channel_address);
   ok = mig_src_run (conn, dom, &cfg, agent_stream_get_cancellable (out->stream),
                     on_progress, out, error);
+  if (!ok)
+    (void)agent_console_set_departure (agent, req->name, NULL, NULL);
   if (ok)
     drover_message (req->name, req->job_id, req->dest_host,
                     "migration: VM left for the destination host");

@@ -1,7 +1,8 @@
-/* The agent's live migration setup: the credentials of the migration
- * channel and the destination side (AgentMigDst, with its listener),
- * started by agent_start and gone with the agent's last reference. The
- * source side (agent-mig-src.c) needs nothing of its own. */
+/* The agent's live migration setup: the destination side (AgentMigDst,
+ * with its listener), started by agent_start and gone with the agent's
+ * last reference. The channel's credentials are the agent's TLS material
+ * (agent-tls.c); the source side (agent-mig-src.c) needs nothing of its
+ * own. */
 #include "agent-private.h"
 
 #include <string.h>
@@ -38,29 +39,17 @@ agent_migration_start (Agent *agent, GError **error)
                    agent->config.listen);
       return FALSE;
     }
-  if (agent->config.tls_dir)
-    {
-      agent->mig_creds = mig_channel_creds_new (agent->config.tls_dir, error);
-      if (!agent->mig_creds)
-        return FALSE;
-    }
   /* No migration survives an agent restart. */
   swept = mig_sweep_sockets ();
   if (swept)
     g_message ("removed %u stale migration sockets", swept);
   agent->mig_dst
       = agent_mig_dst_new (agent, ip, agent->config.migration_port, error);
-  if (!agent->mig_dst)
-    {
-      g_clear_pointer (&agent->mig_creds, mig_channel_creds_unref);
-      return FALSE;
-    }
-  return TRUE;
+  return agent->mig_dst != NULL;
 }
 
 void
 agent_migration_stop (Agent *agent)
 {
   g_clear_pointer (&agent->mig_dst, agent_mig_dst_free);
-  g_clear_pointer (&agent->mig_creds, mig_channel_creds_unref);
 }

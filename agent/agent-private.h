@@ -23,14 +23,68 @@ ProtoStatus agent_error_to_status (const GError *error);
 
 /* TRUE when fault point NAME is listed in $DROVER_FAULTS (comma
  * separated, read once) or in the last agent_fault_set (). Tests use them
- * to fail an operation at a chosen step. The agent's fault points:
+ * to fail an operation at a chosen step. Fault points exist only in a
+ * build with meson option -Dfaults=true (test builds); in any other
+ * agent_fault () is FALSE whatever is set. The agent's fault points:
  * - create-after-disk, create-after-define, create-after-start: CreateVm
  *   fails (INTERNAL, rolled back) after making the disk, after defining
  *   the domain, after starting it;
  * - mig-cut-channel: MigrateOut cuts the memory stream of the migration
  *   after 4 MiB. */
+#ifdef DROVER_FAULTS
 gboolean agent_fault (const char *name);
+#else
+#define agent_fault(name) ((void)(name), FALSE)
+#endif
 void agent_fault_set (const char *faults);
+/* TRUE in a build with fault points (-Dfaults=true). */
+gboolean agent_fault_compiled (void);
+
+/* --- sources on another thread's context (agent-source.c) ------------- */
+
+/* Attaches FUNC (DATA, freed with DESTROY) to CTX from any thread: a
+ * timer of TIMEOUT_MS, or an idle source when 0 (both at
+ * G_PRIORITY_DEFAULT). Returns the source id. */
+guint agent_source_add (GMainContext *ctx, guint timeout_ms, GSourceFunc func,
+                        gpointer data, GDestroyNotify destroy);
+/* Destroys source *ID of CTX if it is still there, and zeroes *ID. */
+void agent_source_clear (GMainContext *ctx, guint *id);
+
+/* --- QEMU's user, and files only it and root may read (agent-qemu.c) -- */
+
+/* The user and group QEMU runs as on this host, from libvirt's DAC
+ * security model in the capabilities XML CAPS ("+UID:+GID" base label of
+ * the qemu or kvm type). FALSE when CAPS names none. */
+gboolean agent_qemu_ids_from_caps (const char *caps, uid_t *uid, gid_t *gid);
+/* ... or from the text of /etc/libvirt/qemu.conf (its user and group
+ * settings, names or "+N"; libvirt-qemu for one it leaves unset, as
+ * libvirt on Debian does). FALSE when a name is unknown here. */
+gboolean agent_qemu_ids_from_conf (const char *conf, uid_t *uid, gid_t *gid);
+/* Sets AGENT's idea of QEMU's user and group: from CONN's capabilities
+ * when CONN is given and they say, else from qemu.conf, else root. Any
+ * thread. */
+void agent_qemu_ids_update (Agent *agent, virConnectPtr conn);
+/* The QEMU binary libvirt runs this host's guests with (its domain
+ * capabilities for x86_64 and the agent's accelerator), or NULL. */
+char *agent_qemu_emulator (Agent *agent, virConnectPtr conn);
+/* Makes PATH owned by root and QEMU's group with MODE (0750 for a
+ * directory QEMU must enter, 0660 for a file QEMU must write, 0600 for
+ * one only the agent reads). */
+gboolean agent_protect (Agent *agent, const char *path, mode_t mode,
+                        GError **error);
+
+/* --- the image directory (agent-image.c) -------------------------------- */
+
+/* The file a VM's kernel or initrd (WHAT) names: PATH relative to the
+ * image directory, or absolute and inside it once links are resolved; a
+ * readable regular file. Returns the resolved absolute path (free with
+ * g_free), or NULL with AGENT_ERROR_INVALID naming PATH and the
+ * directory. */
+char *agent_image_resolve (Agent *agent, const char *what, const char *path,
+                           GError **error);
+/* TRUE when PATH, once links are resolved, lies inside the image
+ * directory (an absolute path only). */
+gboolean agent_image_contains (Agent *agent, const char *path);
 
 /* --- domain XML (agent-domain-xml.c) ----------------------------------- */
 
@@ -48,6 +102,11 @@ char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
  * for a domain without that metadata, AGENT_ERROR_INVALID for anything
  * that is not domain XML. */
 Drover__V1__VmSpec *agent_domain_xml_parse (const char *xml, GError **error);
+
+/* The string value of XPath expression EXPR (an absolute path such as
+ * "/capabilities/host/cpu/model") in libvirt's XML document XML, or
+ * NULL when XML does not parse or the value is empty. Free with g_free. */
+char *agent_xml_string (const char *xml, const char *expr);
 
 /* --- libvirt connection (agent-libvirt.c) ------------------------------ */
 
@@ -131,11 +190,22 @@ struct _Agent
   AgentAccel accel;  /* resolved: KVM, TCG or TEST */
   char *disk_dir;    /* DATA/disks */
   char *console_dir; /* DATA/console */
+  char *image_dir;   /* config.image_dir or DATA/images, links resolved */
   GMainContext *ctx;
-  ProtoTls *tls;
 
-  AgentLibvirt *lv;    /* thread-safe */
-  ProtoServer *server; /* main context only */
+  /* TLS material (agent-tls.c): replaced by agent_reload_tls; read with
+   * agent_tls_get (). */
+  GMutex tls_lock;
+  struct _AgentTls *tls; /* tls_lock; NULL: insecure */
+  gboolean sched_stale;  /* main context: re-create the client */
+
+  /* QEMU's user and group (agent-qemu.c); atomic. */
+  gint qemu_uid;
+  gint qemu_gid;
+
+  AgentLibvirt *lv;              /* thread-safe */
+  ProtoServer *server;           /* main context only */
+  struct _AgentService *service; /* what SERVER's handlers are given */
 
   /* Reporter: main context only, except stats (owned by the collecting
    * worker while report_in_flight). */
@@ -155,9 +225,9 @@ struct _Agent
 
   /* Live migration (agent-migration.c): set by agent_start, immutable
    * until the last unref. mig_dst NULL: this agent does not migrate
-   * (libvirt's test driver). mig_creds NULL: plain TCP (insecure). */
+   * (libvirt's test driver). */
   struct _AgentMigDst *mig_dst;
-  MigChannelCreds *mig_creds;
+  gboolean reclaimed; /* the disks were reclaimed once (agent-disks.c) */
 
   /* Names of VMs with an operation in progress; guarded by lock. */
   GMutex lock;
@@ -166,19 +236,37 @@ struct _Agent
 
 /* --- AgentService (agent-service.c) ------------------------------------ */
 
-/* Registers the AgentService methods on SERVER. */
-void agent_service_register (Agent *agent, ProtoServer *server);
+/* The AgentService methods, bound to one agent. */
+typedef struct _AgentService AgentService;
 
-/* One unary AgentService call: runs in a worker thread, returns the
- * reply (freed with proto_msg_free after sending) or NULL with ERROR. */
+/* Registers the AgentService methods of AGENT on SERVER; the result must
+ * outlive the server. Calls are served in worker threads and answered
+ * from the agent's main context, holding a reference to AGENT until then;
+ * a failed call ends with agent_error_to_status of its error. */
+AgentService *agent_service_register (Agent *agent, ProtoServer *server);
+void agent_service_free (AgentService *svc);
+
+/* Who makes a call: its certificate's role and CN (PROTO_ROLES_ALL and
+ * NULL on an insecure agent). */
+typedef struct
+{
+  ProtoRole role;
+  const char *name;
+} AgentCaller;
+
+/* One unary AgentService call from CALLER: runs in a worker thread,
+ * returns the reply (freed with proto_msg_free after sending) or NULL
+ * with ERROR. */
 typedef ProtobufCMessage *(*AgentOpFunc) (Agent *agent,
+                                          const AgentCaller *caller,
                                           const ProtobufCMessage *request,
                                           GError **error);
-/* Runs FUNC (AGENT, REQUEST) in a worker thread and answers CALL from the
- * agent's main context: the reply, or the status of the error
- * (agent_error_to_status). Holds a reference to AGENT until then. */
-void agent_service_run (Agent *agent, ProtoServerCall *call,
-                        const ProtobufCMessage *request, AgentOpFunc func);
+/* One unary call on the VM its request names: as AgentOpFunc, with the
+ * VM claimed (agent_vm_claim) and looked up (agent_vm_lookup). */
+typedef ProtobufCMessage *(*AgentVmFunc) (Agent *agent, virConnectPtr conn,
+                                          virDomainPtr dom,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
 /* A new Empty reply, for an AgentOpFunc that has nothing to return. */
 ProtobufCMessage *agent_service_empty_reply (void);
 
@@ -194,10 +282,11 @@ virDomainPtr agent_vm_lookup (Agent *agent, virConnectPtr conn,
                               const char *name, GError **error);
 /* Checks SPEC before a VM is made from it here (CreateVm, an incoming
  * migration): what proto_vm_spec_check checks (PROTO_ERROR
- * INVALID_ARGUMENT), kernel and initrd readable files
- * (AGENT_ERROR_INVALID) and the accelerator this host runs guests with
- * (AGENT_ERROR_PRECONDITION). */
-gboolean agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
+ * INVALID_ARGUMENT), kernel and initrd readable files in the image
+ * directory (AGENT_ERROR_INVALID naming the path and the directory;
+ * both are rewritten to the absolute paths they resolve to) and the
+ * accelerator this host runs guests with (AGENT_ERROR_PRECONDITION). */
+gboolean agent_vm_check_spec (Agent *agent, Drover__V1__VmSpec *spec,
                               GError **error);
 /* Admits a new VM named after SPEC: claims the name (so two requests
  * cannot race for it), refuses an existing domain of that name
@@ -243,13 +332,26 @@ GCancellable *agent_stream_get_cancellable (AgentStream *stream);
 /* console/NAME.log, where QEMU appends what VM NAME writes on its serial
  * console (NAME already validated). Free with g_free. */
 char *agent_console_path (Agent *agent, const char *name);
-/* Removes the console log of VM NAME and its history from earlier hosts
- * (missing files are fine). FALSE with ERROR ("console log PATH stays:
- * ...") when the log cannot be removed; the history goes regardless. */
+/* Makes an empty console log for VM NAME unless there is one, owned by
+ * root and QEMU's group, 0660 (QEMU appends to it, nobody else reads
+ * it). */
+gboolean agent_console_prepare (Agent *agent, const char *name, GError **error);
+/* Removes the console log of VM NAME, its history from earlier hosts and
+ * the record of its departure (missing files are fine). FALSE with ERROR
+ * ("console log PATH stays: ...") when the log cannot be removed; the
+ * rest goes regardless. */
 gboolean agent_console_remove (Agent *agent, const char *name, GError **error);
-/* ReadConsole (worker thread): NAME.history then NAME.log as one stream;
- * on a host the VM has left, a read at the end removes both. */
-ProtobufCMessage *agent_console_serve (Agent *agent,
+/* Records, before VM NAME starts migrating to host HOST, that the agent
+ * of HOST may read its console (to carry the history along). NULL HOST
+ * drops the record (the migration failed). */
+gboolean agent_console_set_departure (Agent *agent, const char *name,
+                                      const char *host, GError **error);
+/* ReadConsole (worker thread) from CALLER: NAME.history then NAME.log as
+ * one stream; on a host the VM has left, a read at the end removes both.
+ * The scheduler may read any VM's; another host only that of a VM that
+ * left (or is leaving) this host for it (PROTO_ERROR PERMISSION_DENIED
+ * otherwise). */
+ProtobufCMessage *agent_console_serve (Agent *agent, const AgentCaller *caller,
                                        const Drover__V1__ConsoleRequest *req,
                                        GError **error);
 /* Copies the console stream of VM NAME from the agent of host HOST at
@@ -262,10 +364,9 @@ gboolean agent_console_fetch_history (Agent *agent, const char *host,
 
 /* --- live migration (agent-migration.c, agent-mig-dst.c, -src.c) ------- */
 
-/* Removes stale migration sockets, takes back the disk images of
- * incoming migrations an earlier run left undecided and starts the
- * migration listener on the AgentService IP (port config.migration_port,
- * 0 = any). Does nothing with the test driver. */
+/* Removes stale migration sockets and starts the migration listener on
+ * the AgentService IP (port config.migration_port, 0 = any). Does nothing
+ * with the test driver. */
 gboolean agent_migration_start (Agent *agent, GError **error);
 /* Stops the listener and forgets incoming jobs (the last unref). */
 void agent_migration_stop (Agent *agent);
@@ -276,24 +377,86 @@ gboolean agent_migration_split_address (const char *address, char **host,
 /* The destination side: reservations of prepared incoming migrations and
  * the listener their streams come in on. */
 typedef struct _AgentMigDst AgentMigDst;
-/* Takes back undecided incoming disk images, then listens on IP:PORT
- * with AGENT->mig_creds. */
+/* Listens on IP:PORT with the agent's migration credentials. */
 AgentMigDst *agent_mig_dst_new (Agent *agent, const char *ip, guint16 port,
                                 GError **error);
 void agent_mig_dst_free (AgentMigDst *dst);
+/* New channel connections use CREDS from now on (agent_reload_tls). */
+void agent_mig_dst_set_creds (AgentMigDst *dst, MigChannelCreds *creds);
 /* Memory reserved by prepared incoming migrations; 0 for NULL (any
  * thread). */
 guint64 agent_mig_dst_reserved_memory (AgentMigDst *dst);
-/* PrepareIncoming and CancelIncoming (ProtoHandler, data: the Agent). */
-void agent_mig_dst_prepare_incoming (ProtoServerCall *call,
-                                     const ProtobufCMessage *req,
-                                     gpointer data);
-void agent_mig_dst_cancel_incoming (ProtoServerCall *call,
-                                    const ProtobufCMessage *req, gpointer data);
+/* PrepareIncoming and CancelIncoming (AgentOpFunc). */
+ProtobufCMessage *agent_mig_dst_prepare (Agent *agent,
+                                         const AgentCaller *caller,
+                                         const ProtobufCMessage *request,
+                                         GError **error);
+ProtobufCMessage *agent_mig_dst_cancel (Agent *agent, const AgentCaller *caller,
+                                        const ProtobufCMessage *request,
+                                        GError **error);
 
 /* The source side: MigrateOut (ProtoHandler, data: the Agent). */
 void agent_mig_src_migrate_out (ProtoServerCall *call,
                                 const ProtobufCMessage *req, gpointer data);
+
+/* What an incoming VM's domain may name here (agent-mig-xml.c). */
+typedef struct
+{
+  const char *name;         /* the VM PrepareIncoming admitted */
+  const char *disk_path;    /* the image it made; NULL: the VM has no disk */
+  const char *console_path; /* the console log it chose */
+  const char *emulator;     /* the QEMU binary libvirt runs here; NULL:
+                               none is known, and none may be named */
+} AgentMigXmlPaths;
+
+/* Checks VALUE, what a migration's Prepare3 or Finish3 bring (WHAT:
+ * "destination_xml", "persistent_xml", "cookie" or "destination_name",
+ * see MigDstCheckFunc), against PATHS: the name is the VM's, every domain
+ * in it (the cookie may hold one) is made only of what Drover's domains
+ * are made of, with the disk and console paths of PATHS, kernel, initrd
+ * and firmware inside the image directory, and no other host path.
+ * FALSE with AGENT_ERROR_INVALID saying what is wrong. */
+gboolean agent_mig_xml_check (Agent *agent, const AgentMigXmlPaths *paths,
+                              const char *what, const char *value,
+                              GError **error);
+
+/* --- the disk images of this host (agent-disks.c) ---------------------- */
+
+/* DISK.incoming: the mark of an image PrepareIncoming makes, written
+ * before the image and removed once its migration is decided. Free with
+ * g_free. */
+char *agent_disks_incoming_mark (const char *disk_path);
+/* Takes back DISK_PATH if it is the marked image of an undecided incoming
+ * migration of VM NAME: removed when no VM NAME is here, kept (unmarked)
+ * when the VM arrived, left alone when libvirt cannot tell. A mark
+ * without its image just goes. */
+void agent_disks_reclaim_incoming (virConnectPtr conn, const char *name,
+                                   const char *disk_path);
+/* Once per agent, with a libvirt connection (any thread): takes back the
+ * images of incoming migrations an earlier run left undecided and removes
+ * orphan images, those of VMs libvirt does not know here that no
+ * operation holds. */
+void agent_disks_reclaim (Agent *agent, virConnectPtr conn);
+
+/* --- TLS material (agent-tls.c) ------------------------------------------ */
+
+/* The agent's TLS material as it was loaded once: immutable, reference
+ * counted, any thread. */
+typedef struct _AgentTls
+{
+  gatomicrefcount ref;
+  ProtoTls *tls;              /* for AgentService and gRPC clients */
+  MigChannelCreds *mig_creds; /* for the migration channel */
+} AgentTls;
+
+/* Loads the TLS directory's material into AGENT (agent_new). */
+gboolean agent_tls_load (Agent *agent, GError **error);
+/* A reference to the current material; NULL: insecure (plain TCP and
+ * insecure gRPC). Any thread. */
+AgentTls *agent_tls_get (Agent *agent);
+void agent_tls_unref (AgentTls *tls);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentTls, agent_tls_unref)
+void agent_tls_clear (Agent *agent);
 
 /* --- reporting to the scheduler (agent-reporter.c) --------------------- */
 

@@ -19,6 +19,8 @@
 
 static void send_register (Agent *agent);
 static void send_report (Agent *agent);
+static void retry_register_later (Agent *agent);
+static gboolean make_client (Agent *agent);
 
 /* Logs the problem FORMAT says once until a different problem or success
  * (FORMAT NULL). */
@@ -43,31 +45,6 @@ static void G_GNUC_PRINTF (2, 3)
                agent->config.scheduler);
   g_free (agent->last_problem);
   agent->last_problem = g_steal_pointer (&problem);
-}
-
-static void
-clear_source (Agent *agent, guint *id)
-{
-  if (*id)
-    {
-      GSource *source = g_main_context_find_source_by_id (agent->ctx, *id);
-
-      if (source)
-        g_source_destroy (source);
-      *id = 0;
-    }
-}
-
-static guint
-add_timeout (Agent *agent, guint ms, GSourceFunc func)
-{
-  GSource *source = g_timeout_source_new (ms);
-  guint id;
-
-  g_source_set_callback (source, func, agent, NULL);
-  id = g_source_attach (source, agent->ctx);
-  g_source_unref (source);
-  return id;
 }
 
 /* --- collecting (worker thread) ---------------------------------------- */
@@ -120,13 +97,114 @@ collect_thread (GTask *task, gpointer source, gpointer task_data,
   g_task_return_pointer (task, c, collected_free);
 }
 
-/* Collects in a worker thread, then calls DONE in the main context with
- * a reference to AGENT that DONE drops. */
-static void
-collect_async (Agent *agent, GAsyncReadyCallback done)
+/* One exchange with the scheduler, RegisterHost or ReportHost: host
+ * info and VM stats collected in a worker thread, then the call. Holds a
+ * reference to the agent until the reply. */
+typedef struct
 {
-  GTask *task = g_task_new (NULL, NULL, done, agent_ref (agent));
+  Agent *agent;
+  gboolean report; /* ReportHost, else RegisterHost */
+} Exchange;
 
+static void replied (const ProtobufCMessage *msg, const GError *error,
+                     gpointer data);
+
+static void
+exchange_free (Exchange *x)
+{
+  agent_unref (x->agent);
+  g_free (x);
+}
+
+/* Ends X: its call is no longer in flight. FALSE (and X freed) when the
+ * agent has stopped meanwhile. */
+static gboolean
+exchange_land (Exchange *x)
+{
+  if (x->report)
+    x->agent->report_in_flight = FALSE;
+  else
+    x->agent->register_in_flight = FALSE;
+  if (!x->agent->stopped)
+    return TRUE;
+  exchange_free (x);
+  return FALSE;
+}
+
+static void
+collected (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Exchange *x = data;
+  Agent *agent = x->agent;
+  g_autoptr (GError) error = NULL;
+  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (!c)
+    {
+      if (!exchange_land (x))
+        return;
+      if (x->report)
+        note_problem (agent, "cannot collect a host report: %s",
+                      error->message);
+      else
+        {
+          note_problem (agent,
+                        "cannot register with scheduler %s: %s; retrying",
+                        agent->config.scheduler, error->message);
+          retry_register_later (agent);
+        }
+      exchange_free (x);
+      return;
+    }
+  if (agent->stopped)
+    {
+      collected_free (c);
+      exchange_land (x);
+      return;
+    }
+  /* New TLS material (SIGHUP): no call is in flight now, the next one
+   * goes over a new connection. */
+  if (agent->sched_stale)
+    make_client (agent);
+  if (x->report)
+    {
+      Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
+
+      req.host = c->host;
+      req.n_vms = c->vms->len;
+      req.vms = (Drover__V1__VmStatus **)c->vms->pdata;
+      req.seq = ++agent->seq;
+      proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
+                         DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
+                         CALL_TIMEOUT_MS, replied, x);
+    }
+  else
+    {
+      Drover__V1__RegisterHostRequest req
+          = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
+
+      req.host = c->host;
+      proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
+                         DROVER_SCHED_METHOD_REGISTER_HOST, &req.base,
+                         CALL_TIMEOUT_MS, replied, x);
+    }
+  collected_free (c);
+}
+
+/* Starts an exchange (REPORT or not): its call is in flight from now. */
+static void
+exchange_start (Agent *agent, gboolean report)
+{
+  Exchange *x = g_new0 (Exchange, 1);
+  GTask *task;
+
+  x->agent = agent_ref (agent);
+  x->report = report;
+  if (report)
+    agent->report_in_flight = TRUE;
+  else
+    agent->register_in_flight = TRUE;
+  task = g_task_new (NULL, NULL, collected, x);
   g_task_set_task_data (task, agent, NULL);
   g_task_run_in_thread (task, collect_thread);
   g_object_unref (task);
@@ -148,8 +226,8 @@ static void
 retry_register_later (Agent *agent)
 {
   if (!agent->stopped && !agent->register_source)
-    agent->register_source
-        = add_timeout (agent, REGISTER_RETRY_MS, register_retry_cb);
+    agent->register_source = agent_source_add (agent->ctx, REGISTER_RETRY_MS,
+                                               register_retry_cb, agent, NULL);
 }
 
 static gboolean
@@ -160,24 +238,15 @@ report_timer_cb (gpointer data)
 }
 
 static void
-register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+register_reply (Agent *agent, const Drover__V1__RegisterHostReply *reply,
+                const GError *error)
 {
-  Agent *agent = data;
-  const Drover__V1__RegisterHostReply *reply = (const void *)msg;
-
-  agent->register_in_flight = FALSE;
-  if (agent->stopped)
-    {
-      agent_unref (agent);
-      return;
-    }
   if (error)
     {
       note_problem (
           agent, "cannot register with scheduler %s: %s; retrying every %d ms",
           agent->config.scheduler, error->message, REGISTER_RETRY_MS);
       retry_register_later (agent);
-      agent_unref (agent);
       return;
     }
   agent->registered = TRUE;
@@ -189,39 +258,10 @@ register_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
   g_message ("registered with scheduler %s; reporting every %u ms",
              agent->config.scheduler, agent->report_interval_ms);
   g_clear_pointer (&agent->last_problem, g_free);
-  clear_source (agent, &agent->report_source);
-  agent->report_source
-      = add_timeout (agent, agent->report_interval_ms, report_timer_cb);
+  agent_source_clear (agent->ctx, &agent->report_source);
+  agent->report_source = agent_source_add (
+      agent->ctx, agent->report_interval_ms, report_timer_cb, agent, NULL);
   send_report (agent);
-  agent_unref (agent);
-}
-
-static void
-register_collected (GObject *source, GAsyncResult *result, gpointer data)
-{
-  Agent *agent = data;
-  g_autoptr (GError) error = NULL;
-  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
-  Drover__V1__RegisterHostRequest req = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
-
-  if (agent->stopped || !c)
-    {
-      agent->register_in_flight = FALSE;
-      if (error)
-        {
-          note_problem (agent,
-                        "cannot register with scheduler %s: %s; retrying",
-                        agent->config.scheduler, error->message);
-          retry_register_later (agent);
-        }
-      agent_unref (agent);
-      return;
-    }
-  req.host = c->host;
-  proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
-                     DROVER_SCHED_METHOD_REGISTER_HOST, &req.base,
-                     CALL_TIMEOUT_MS, register_reply, agent);
-  collected_free (c);
 }
 
 static void
@@ -229,32 +269,23 @@ send_register (Agent *agent)
 {
   if (agent->stopped || agent->registered || agent->register_in_flight)
     return;
-  agent->register_in_flight = TRUE;
-  collect_async (agent, register_collected);
+  exchange_start (agent, FALSE);
 }
 
 static void
 become_unregistered (Agent *agent)
 {
   agent->registered = FALSE;
-  clear_source (agent, &agent->report_source);
+  agent_source_clear (agent->ctx, &agent->report_source);
   send_register (agent);
 }
 
 /* --- reporting --------------------------------------------------------- */
 
 static void
-report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
+report_reply (Agent *agent, const Drover__V1__ReportHostReply *reply,
+              const GError *error)
 {
-  Agent *agent = data;
-  const Drover__V1__ReportHostReply *reply = (const void *)msg;
-
-  agent->report_in_flight = FALSE;
-  if (agent->stopped)
-    {
-      agent_unref (agent);
-      return;
-    }
   if (error && g_error_matches (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND))
     {
       g_message ("scheduler %s does not know this host; registering again",
@@ -278,36 +309,21 @@ report_reply (const ProtobufCMessage *msg, const GError *error, gpointer data)
     }
   if (agent->registered && agent->report_pending)
     send_report (agent);
-  agent_unref (agent);
 }
 
+/* The end of an exchange, in the main context. */
 static void
-report_collected (GObject *source, GAsyncResult *result, gpointer data)
+replied (const ProtobufCMessage *msg, const GError *error, gpointer data)
 {
-  Agent *agent = data;
-  g_autoptr (GError) error = NULL;
-  Collected *c = g_task_propagate_pointer (G_TASK (result), &error);
-  Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
+  Exchange *x = data;
 
-  if (agent->stopped || !c)
-    {
-      agent->report_in_flight = FALSE;
-      if (error)
-        {
-          note_problem (agent, "cannot collect a host report: %s",
-                        error->message);
-        }
-      agent_unref (agent);
-      return;
-    }
-  req.host = c->host;
-  req.n_vms = c->vms->len;
-  req.vms = (Drover__V1__VmStatus **)c->vms->pdata;
-  req.seq = ++agent->seq;
-  proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
-                     DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
-                     CALL_TIMEOUT_MS, report_reply, agent);
-  collected_free (c);
+  if (!exchange_land (x))
+    return;
+  if (x->report)
+    report_reply (x->agent, (const void *)msg, error);
+  else
+    register_reply (x->agent, (const void *)msg, error);
+  exchange_free (x);
 }
 
 static void
@@ -321,8 +337,7 @@ send_report (Agent *agent)
       return;
     }
   agent->report_pending = FALSE;
-  agent->report_in_flight = TRUE;
-  collect_async (agent, report_collected);
+  exchange_start (agent, TRUE);
 }
 
 static gboolean
@@ -340,7 +355,8 @@ agent_reporter_kick (Agent *agent)
 {
   if (agent->stopped || !agent->sched || agent->debounce_source)
     return;
-  agent->debounce_source = add_timeout (agent, DEBOUNCE_MS, debounce_cb);
+  agent->debounce_source
+      = agent_source_add (agent->ctx, DEBOUNCE_MS, debounce_cb, agent, NULL);
 }
 
 static gboolean
@@ -353,34 +369,44 @@ kick_cb (gpointer data)
 void
 agent_reporter_kick_from_thread (Agent *agent)
 {
-  GSource *s = g_idle_source_new ();
+  agent_source_add (agent->ctx, 0, kick_cb, agent_ref (agent),
+                    (GDestroyNotify)agent_unref);
+}
 
-  g_source_set_callback (s, kick_cb, agent_ref (agent),
-                         (GDestroyNotify)agent_unref);
-  g_source_attach (s, agent->ctx);
-  g_source_unref (s);
+/* (Re-)creates the client to the scheduler with the current TLS
+ * material; on failure the old one, if any, stays. */
+static gboolean
+make_client (Agent *agent)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
+  ProtoClient *client
+      = proto_client_new (agent->config.scheduler, tls ? tls->tls : NULL,
+                          PROTO_ROLE_SCHEDULER, agent->ctx, &error);
+
+  agent->sched_stale = FALSE;
+  if (!client)
+    {
+      g_message ("cannot create a client for scheduler %s: %s",
+                 agent->config.scheduler, error->message);
+      return FALSE;
+    }
+  g_clear_pointer (&agent->sched, proto_client_free);
+  agent->sched = client;
+  return TRUE;
 }
 
 void
 agent_reporter_start (Agent *agent)
 {
-  g_autoptr (GError) error = NULL;
-
-  agent->sched = proto_client_new (agent->config.scheduler, agent->tls,
-                                   PROTO_ROLE_SCHEDULER, agent->ctx, &error);
-  if (!agent->sched)
-    {
-      g_message ("cannot create a client for scheduler %s: %s",
-                 agent->config.scheduler, error->message);
-      return;
-    }
-  send_register (agent);
+  if (make_client (agent))
+    send_register (agent);
 }
 
 void
 agent_reporter_stop (Agent *agent)
 {
-  clear_source (agent, &agent->report_source);
-  clear_source (agent, &agent->register_source);
-  clear_source (agent, &agent->debounce_source);
+  agent_source_clear (agent->ctx, &agent->report_source);
+  agent_source_clear (agent->ctx, &agent->register_source);
+  agent_source_clear (agent->ctx, &agent->debounce_source);
 }

@@ -82,8 +82,19 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 
 /* --- operations (worker threads) --------------------------------------- */
 
+/* TRUE, with ERROR, when fault point NAME fires (test builds). */
+static gboolean
+fault_point (const char *name, GError **error)
+{
+  if (!agent_fault (name))
+    return FALSE;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
+  return TRUE;
+}
+
 static ProtobufCMessage *
-op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
+op_create (Agent *agent, const AgentCaller *caller,
+           const ProtobufCMessage *request, GError **error)
 {
   const Drover__V1__AgentCreateVmRequest *req = (const void *)request;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
@@ -95,9 +106,12 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
   gboolean disk_made = FALSE, console_existed = TRUE;
   ProtobufCMessage *reply;
 
-  if (!agent_vm_check_spec (agent, req->spec, error))
+  /* Checked before anything is made, kernel and initrd included. */
+  if (!proto_vm_spec_check (req->spec, error))
     return NULL;
   spec = proto_msg_copy (&req->spec->base);
+  if (!agent_vm_check_spec (agent, spec, error))
+    return NULL;
   /* Record the accelerator the VM actually runs with. */
   g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
   spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
@@ -116,13 +130,14 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
       if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
         goto fail;
       disk_made = TRUE;
+      /* QEMU writes it, nobody else reads it. */
+      if (!agent_protect (agent, disk_path, 0660, error))
+        goto rollback;
     }
-  if (agent_fault ("create-after-disk"))
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "fault: create-after-disk");
-      goto rollback;
-    }
+  if (!agent_console_prepare (agent, spec->name, error))
+    goto rollback;
+  if (fault_point ("create-after-disk", error))
+    goto rollback;
 
   xml = agent_domain_xml_build (spec, agent->accel, disk_path, console_path,
                                 error);
@@ -134,23 +149,15 @@ op_create (Agent *agent, const ProtobufCMessage *request, GError **error)
       agent_libvirt_error (error, "cannot define VM %s", spec->name);
       goto rollback;
     }
-  if (agent_fault ("create-after-define"))
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "fault: create-after-define");
-      goto rollback;
-    }
+  if (fault_point ("create-after-define", error))
+    goto rollback;
   if (virDomainCreate (dom) < 0)
     {
       agent_libvirt_error (error, "cannot start VM %s", spec->name);
       goto rollback;
     }
-  if (agent_fault ("create-after-start"))
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "fault: create-after-start");
-      goto rollback;
-    }
+  if (fault_point ("create-after-start", error))
+    goto rollback;
   reply = vm_reply (dom, error);
   if (!reply)
     goto rollback;
@@ -164,16 +171,27 @@ fail:
   return NULL;
 }
 
-/* Runs FUNC on the Drover VM NAME with the name claimed. */
-typedef ProtobufCMessage *(*VmFunc) (Agent *agent, virConnectPtr conn,
-                                     virDomainPtr dom,
-                                     const ProtobufCMessage *request,
-                                     GError **error);
-
-static ProtobufCMessage *
-with_vm (Agent *agent, const char *name, const ProtobufCMessage *request,
-         VmFunc func, GError **error)
+/* The VM a request names: its string field "name" (VmRequest,
+ * StopVmRequest, DeleteVmRequest, ...), or NULL. */
+static const char *
+request_vm_name (const ProtobufCMessage *request)
 {
+  const ProtobufCFieldDescriptor *field
+      = protobuf_c_message_descriptor_get_field_by_name (request->descriptor,
+                                                         "name");
+
+  if (!field || field->type != PROTOBUF_C_TYPE_STRING
+      || field->label == PROTOBUF_C_LABEL_REPEATED)
+    return NULL;
+  return *(const char *const *)((const char *)request + field->offset);
+}
+
+/* Runs FUNC on the Drover VM REQUEST names, with the name claimed. */
+static ProtobufCMessage *
+with_vm (Agent *agent, const ProtobufCMessage *request, AgentVmFunc func,
+         GError **error)
+{
+  const char *name = request_vm_name (request);
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (virDomain) dom = NULL;
   ProtobufCMessage *reply = NULL;
@@ -202,14 +220,6 @@ vm_start (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       return NULL;
     }
   return vm_reply (dom, error);
-}
-
-static ProtobufCMessage *
-op_start (Agent *agent, const ProtobufCMessage *request, GError **error)
-{
-  const Drover__V1__VmRequest *req = (const void *)request;
-
-  return with_vm (agent, req->name, request, vm_start, error);
 }
 
 /* Destroys DOM; a domain that stopped by itself meanwhile is fine. */
@@ -250,28 +260,12 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 }
 
 static ProtobufCMessage *
-op_stop (Agent *agent, const ProtobufCMessage *request, GError **error)
-{
-  const Drover__V1__StopVmRequest *req = (const void *)request;
-
-  return with_vm (agent, req->name, request, vm_stop, error);
-}
-
-static ProtobufCMessage *
 vm_destroy (Agent *agent, virConnectPtr conn, virDomainPtr dom,
             const ProtobufCMessage *request, GError **error)
 {
   if (virDomainIsActive (dom) == 1 && !destroy (dom, error))
     return NULL;
   return vm_reply (dom, error);
-}
-
-static ProtobufCMessage *
-op_destroy (Agent *agent, const ProtobufCMessage *request, GError **error)
-{
-  const Drover__V1__VmRequest *req = (const void *)request;
-
-  return with_vm (agent, req->name, request, vm_destroy, error);
 }
 
 static ProtobufCMessage *
@@ -314,22 +308,16 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 }
 
 static ProtobufCMessage *
-op_delete (Agent *agent, const ProtobufCMessage *request, GError **error)
-{
-  const Drover__V1__DeleteVmRequest *req = (const void *)request;
-
-  return with_vm (agent, req->name, request, vm_delete, error);
-}
-
-static ProtobufCMessage *
-op_console (Agent *agent, const ProtobufCMessage *request, GError **error)
+op_console (Agent *agent, const AgentCaller *caller,
+            const ProtobufCMessage *request, GError **error)
 {
   /* History from earlier hosts + the live log (agent-console.c). */
-  return agent_console_serve (agent, (const void *)request, error);
+  return agent_console_serve (agent, caller, (const void *)request, error);
 }
 
 static ProtobufCMessage *
-op_host_info (Agent *agent, const ProtobufCMessage *request, GError **error)
+op_host_info (Agent *agent, const AgentCaller *caller,
+              const ProtobufCMessage *request, GError **error)
 {
   g_autoptr (virConnect) conn = agent_libvirt_get (agent->lv, error);
 
@@ -342,12 +330,49 @@ op_host_info (Agent *agent, const ProtobufCMessage *request, GError **error)
 
 /* --- dispatch ---------------------------------------------------------- */
 
+/* How each method is served: by OP in a worker thread, by VM in a worker
+ * thread on the VM the request names (claimed), or by HANDLER itself (a
+ * stream). */
+typedef struct
+{
+  guint method;
+  AgentOpFunc op;
+  AgentVmFunc vm;
+  ProtoHandler handler;
+} AgentMethod;
+
+static const AgentMethod agent_methods[] = {
+  { DROVER_AGENT_METHOD_CREATE_VM, op_create },
+  { DROVER_AGENT_METHOD_START_VM, NULL, vm_start },
+  { DROVER_AGENT_METHOD_STOP_VM, NULL, vm_stop },
+  { DROVER_AGENT_METHOD_DESTROY_VM, NULL, vm_destroy },
+  { DROVER_AGENT_METHOD_DELETE_VM, NULL, vm_delete },
+  { DROVER_AGENT_METHOD_READ_CONSOLE, op_console },
+  { DROVER_AGENT_METHOD_GET_HOST_INFO, op_host_info },
+  { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_mig_dst_prepare },
+  { DROVER_AGENT_METHOD_MIGRATE_OUT, NULL, NULL, agent_mig_src_migrate_out },
+  { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_mig_dst_cancel },
+};
+
+/* What a registered handler is given: the agent and its method. */
+typedef struct
+{
+  Agent *agent;
+  const AgentMethod *method;
+} AgentBinding;
+
+struct _AgentService
+{
+  AgentBinding bindings[G_N_ELEMENTS (agent_methods)];
+};
+
 typedef struct
 {
   Agent *agent;
   ProtoServerCall *call;
   const ProtobufCMessage *request;
-  AgentOpFunc func;
+  const AgentMethod *method;
+  AgentCaller caller; /* its name owned */
 } ServiceOp;
 
 static void
@@ -356,7 +381,10 @@ op_thread (GTask *task, gpointer source, gpointer task_data,
 {
   ServiceOp *op = task_data;
   GError *error = NULL;
-  ProtobufCMessage *reply = op->func (op->agent, op->request, &error);
+  ProtobufCMessage *reply
+      = op->method->op
+            ? op->method->op (op->agent, &op->caller, op->request, &error)
+            : with_vm (op->agent, op->request, op->method->vm, &error);
 
   if (reply)
     g_task_return_pointer (task, reply, proto_msg_free);
@@ -382,6 +410,7 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
                               error->message);
     }
   agent_unref (op->agent);
+  g_free ((char *)op->caller.name);
   g_free (op);
 }
 
@@ -394,17 +423,29 @@ agent_service_empty_reply (void)
   return (ProtobufCMessage *)reply;
 }
 
-void
-agent_service_run (Agent *agent, ProtoServerCall *call,
-                   const ProtobufCMessage *request, AgentOpFunc func)
+/* Serves one call: a stream by its handler, anything else in a worker
+ * thread answered from the agent's main context (the reply, or the
+ * status of the error, agent_error_to_status), holding a reference to
+ * the agent until then. */
+static void
+handle (ProtoServerCall *call, const ProtobufCMessage *request, gpointer data)
 {
-  ServiceOp *op = g_new0 (ServiceOp, 1);
+  const AgentBinding *b = data;
+  ServiceOp *op;
   GTask *task;
 
-  op->agent = agent_ref (agent);
+  if (b->method->handler)
+    {
+      b->method->handler (call, request, b->agent);
+      return;
+    }
+  op = g_new0 (ServiceOp, 1);
+  op->agent = agent_ref (b->agent);
   op->call = call;
   op->request = request;
-  op->func = func;
+  op->method = b->method;
+  op->caller.role = proto_server_call_get_peer_role (call);
+  op->caller.name = g_strdup (proto_server_call_get_peer_name (call));
   /* The callback runs in the thread-default context: the agent's. */
   task = g_task_new (NULL, NULL, op_done, op);
   g_task_set_task_data (task, op, NULL);
@@ -412,44 +453,26 @@ agent_service_run (Agent *agent, ProtoServerCall *call,
   g_object_unref (task);
 }
 
-#define HANDLER(op)                                                            \
-  static void handle_##op (ProtoServerCall *call, const ProtobufCMessage *req, \
-                           gpointer data)                                      \
-  {                                                                            \
-    agent_service_run (data, call, req, op_##op);                              \
-  }
-
-HANDLER (create)
-HANDLER (start)
-HANDLER (stop)
-HANDLER (destroy)
-HANDLER (delete)
-HANDLER (console)
-HANDLER (host_info)
-
-void
+AgentService *
 agent_service_register (Agent *agent, ProtoServer *server)
 {
-  static const struct
-  {
-    guint method;
-    ProtoHandler handler;
-  } methods[] = {
-    { DROVER_AGENT_METHOD_CREATE_VM, handle_create },
-    { DROVER_AGENT_METHOD_START_VM, handle_start },
-    { DROVER_AGENT_METHOD_STOP_VM, handle_stop },
-    { DROVER_AGENT_METHOD_DESTROY_VM, handle_destroy },
-    { DROVER_AGENT_METHOD_DELETE_VM, handle_delete },
-    { DROVER_AGENT_METHOD_READ_CONSOLE, handle_console },
-    { DROVER_AGENT_METHOD_GET_HOST_INFO, handle_host_info },
-    { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_mig_dst_prepare_incoming },
-    { DROVER_AGENT_METHOD_MIGRATE_OUT, agent_mig_src_migrate_out },
-    { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_mig_dst_cancel_incoming },
-  };
+  AgentService *svc = g_new0 (AgentService, 1);
 
-  for (guint i = 0; i < G_N_ELEMENTS (methods); i++)
-    proto_server_add_method (server, DROVER_AGENT_SERVICE, methods[i].method,
-                             methods[i].handler, agent);
+  for (guint i = 0; i < G_N_ELEMENTS (agent_methods); i++)
+    {
+      svc->bindings[i].agent = agent;
+      svc->bindings[i].method = &agent_methods[i];
+      proto_server_add_method (server, DROVER_AGENT_SERVICE,
+                               agent_methods[i].method, handle,
+                               &svc->bindings[i]);
+    }
   proto_server_set_authz (server, DROVER_AGENT_SERVICE, proto_agent_authz,
                           proto_agent_authz_len);
+  return svc;
+}
+
+void
+agent_service_free (AgentService *svc)
+{
+  g_free (svc);
 }

@@ -5,8 +5,6 @@
 #include "agent-private.h"
 
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static void
 set_not_found (Agent *agent, const char *name, GError **error)
@@ -73,40 +71,32 @@ agent_vm_lookup (Agent *agent, virConnectPtr conn, const char *name,
   return g_steal_pointer (&dom);
 }
 
+/* Replaces *FIELD (kernel or initrd WHAT) by the image it names. */
 static gboolean
-check_file (const char *what, const char *name, const char *path,
-            GError **error)
+resolve_image (Agent *agent, const char *what, char **field, GError **error)
 {
-  struct stat st;
+  g_autofree char *real = NULL;
 
-  if (!g_path_is_absolute (path))
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "%s of VM %s must be an absolute path, not '%s'", what, name,
-                   path);
-      return FALSE;
-    }
-  if (stat (path, &st) < 0 || !S_ISREG (st.st_mode) || access (path, R_OK) < 0)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "%s %s of VM %s is not a readable file", what, path, name);
-      return FALSE;
-    }
+  if (!*field || !**field)
+    return TRUE;
+  real = agent_image_resolve (agent, what, *field, error);
+  if (!real)
+    return FALSE;
+  if (*field != protobuf_c_empty_string)
+    g_free (*field);
+  *field = proto_msg_strdup (real);
   return TRUE;
 }
 
 gboolean
-agent_vm_check_spec (Agent *agent, const Drover__V1__VmSpec *spec,
-                     GError **error)
+agent_vm_check_spec (Agent *agent, Drover__V1__VmSpec *spec, GError **error)
 {
   const char *accel = agent_accel_to_string (agent->accel);
 
   /* What every component requires; then what only this host can tell. */
-  if (!proto_vm_spec_check (spec, error))
-    return FALSE;
-  if (*spec->kernel && !check_file ("kernel", spec->name, spec->kernel, error))
-    return FALSE;
-  if (*spec->initrd && !check_file ("initrd", spec->name, spec->initrd, error))
+  if (!proto_vm_spec_check (spec, error)
+      || !resolve_image (agent, "kernel", &spec->kernel, error)
+      || !resolve_image (agent, "initrd", &spec->initrd, error))
     return FALSE;
   if (*spec->accel && strcmp (spec->accel, accel) != 0)
     {

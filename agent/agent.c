@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <libxml/parser.h>
+#include <stdlib.h>
 
 static void
 config_copy (AgentConfig *dst, const AgentConfig *src)
@@ -15,6 +16,7 @@ config_copy (AgentConfig *dst, const AgentConfig *src)
   dst->scheduler = g_strdup (src->scheduler);
   dst->libvirt_uri = g_strdup (src->libvirt_uri);
   dst->data_dir = g_strdup (src->data_dir);
+  dst->image_dir = g_strdup (src->image_dir);
   dst->tls_dir = g_strdup (src->tls_dir);
 }
 
@@ -26,22 +28,47 @@ config_clear (AgentConfig *config)
   g_free (config->scheduler);
   g_free (config->libvirt_uri);
   g_free (config->data_dir);
+  g_free (config->image_dir);
   g_free (config->tls_dir);
 }
 
+/* Makes directory PATH for root and QEMU's group only (QEMU must reach
+ * the disks and console logs inside; nobody else may read them). */
 static gboolean
-make_dir (const char *path, GError **error)
+make_dir (Agent *agent, const char *path, GError **error)
 {
-  if (g_mkdir_with_parents (path, 0755) < 0)
+  if (g_mkdir_with_parents (path, 0750) < 0)
     {
       int saved = errno;
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
                    "cannot create directory %s: %s", path, g_strerror (saved));
       return FALSE;
     }
-  /* QEMU runs as root in the local cluster, but must still reach the
-   * files if it does not: 0755 whatever the umask. */
-  (void)g_chmod (path, 0755);
+  return agent_protect (agent, path, 0750, error);
+}
+
+/* The image directory, made when it is the default, links resolved. */
+static gboolean
+find_image_dir (Agent *agent, GError **error)
+{
+  g_autofree char *dir
+      = agent->config.image_dir
+            ? g_strdup (agent->config.image_dir)
+            : g_build_filename (agent->config.data_dir, "images", NULL);
+  char *real;
+
+  if (!agent->config.image_dir && !make_dir (agent, dir, error))
+    return FALSE;
+  real = realpath (dir, NULL);
+  if (!real || !g_file_test (real, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "image directory %s is not a directory", dir);
+      free (real);
+      return FALSE;
+    }
+  agent->image_dir = g_strdup (real);
+  free (real);
   return TRUE;
 }
 
@@ -54,10 +81,32 @@ on_lifecycle (const char *name, int event, int detail, gpointer user_data)
   agent_reporter_kick (agent);
 }
 
+/* The first time libvirt is there: who QEMU runs as, and the disks an
+ * earlier run left (agent-disks.c). */
+static gpointer
+reclaim_thread (gpointer data)
+{
+  Agent *agent = data;
+  g_autoptr (virConnect) conn = agent_libvirt_get (agent->lv, NULL);
+
+  if (conn)
+    {
+      agent_qemu_ids_update (agent, conn);
+      agent_disks_reclaim (agent, conn);
+    }
+  agent_unref (agent);
+  return NULL;
+}
+
 static void
 on_connected (gpointer user_data)
 {
-  agent_reporter_kick (user_data);
+  Agent *agent = user_data;
+
+  agent_reporter_kick (agent);
+  if (!g_atomic_int_get (&agent->reclaimed))
+    g_thread_unref (
+        g_thread_new ("agent-reclaim", reclaim_thread, agent_ref (agent)));
 }
 
 Agent *
@@ -83,6 +132,13 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
       g_set_error_literal (
           error, AGENT_ERROR, AGENT_ERROR_INVALID,
           "exactly one of a TLS directory and insecure mode is required");
+      return NULL;
+    }
+  if (config->image_dir && !g_path_is_absolute (config->image_dir))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "image directory %s is not an absolute path",
+                   config->image_dir);
       return NULL;
     }
   if (!g_path_is_absolute (config->data_dir))
@@ -114,19 +170,22 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
   agent->stats = agent_stats_new ();
   agent->busy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_mutex_init (&agent->lock);
+  g_mutex_init (&agent->tls_lock);
+  agent->qemu_uid = agent->qemu_gid = -1;
+  /* From qemu.conf until libvirt says (on_connected). */
+  agent_qemu_ids_update (agent, NULL);
 
   if (config->accel == AGENT_ACCEL_KVM && !agent_kvm_usable ())
     g_message ("--accel kvm given but /dev/kvm is not usable; guests will fail "
                "to start");
-  if (!make_dir (config->data_dir, error) || !make_dir (agent->disk_dir, error)
-      || !make_dir (agent->console_dir, error))
+  if (!agent_fault_compiled () && g_getenv ("DROVER_FAULTS"))
+    g_message ("DROVER_FAULTS is ignored: this agent has no fault points "
+               "(they exist in builds with -Dfaults=true only)");
+  if (!make_dir (agent, config->data_dir, error)
+      || !make_dir (agent, agent->disk_dir, error)
+      || !make_dir (agent, agent->console_dir, error)
+      || !find_image_dir (agent, error) || !agent_tls_load (agent, error))
     return NULL;
-  if (config->tls_dir)
-    {
-      agent->tls = proto_tls_load (config->tls_dir, error);
-      if (!agent->tls)
-        return NULL;
-    }
   return g_steal_pointer (&agent);
 }
 
@@ -134,6 +193,7 @@ gboolean
 agent_start (Agent *agent, GError **error)
 {
   g_autoptr (GError) local = NULL;
+  g_autoptr (AgentTls) tls = agent_tls_get (agent);
 
   agent->lv = agent_libvirt_new (agent->config.libvirt_uri, agent->ctx,
                                  on_lifecycle, on_connected, agent);
@@ -144,9 +204,9 @@ agent_start (Agent *agent, GError **error)
   if (!agent_migration_start (agent, error))
     return FALSE;
   agent->server = proto_server_new (agent->ctx);
-  agent_service_register (agent, agent->server);
-  if (!proto_server_start (agent->server, agent->config.listen, agent->tls,
-                           error))
+  agent->service = agent_service_register (agent, agent->server);
+  if (!proto_server_start (agent->server, agent->config.listen,
+                           tls ? tls->tls : NULL, error))
     {
       g_prefix_error (
           error, "cannot serve AgentService on %s: ", agent->config.listen);
@@ -155,7 +215,7 @@ agent_start (Agent *agent, GError **error)
   drover_message (NULL, NULL, agent->config.name,
                   "agent serving on %s, port %d (%s, accel %s, libvirt %s)",
                   agent->config.listen, agent_get_port (agent),
-                  agent->tls ? "mutual TLS" : "insecure",
+                  tls ? "mutual TLS" : "insecure",
                   agent_accel_to_string (agent->accel),
                   agent->config.libvirt_uri);
   if (agent->config.scheduler)
@@ -197,14 +257,17 @@ agent_unref (Agent *agent)
   agent_migration_stop (agent);
   g_clear_pointer (&agent->lv, agent_libvirt_free);
   g_clear_pointer (&agent->server, proto_server_free);
+  g_clear_pointer (&agent->service, agent_service_free);
   g_clear_pointer (&agent->sched, proto_client_free);
-  g_clear_pointer (&agent->tls, proto_tls_free);
+  agent_tls_clear (agent);
+  g_mutex_clear (&agent->tls_lock);
   agent_stats_free (agent->stats);
   g_hash_table_destroy (agent->busy);
   g_mutex_clear (&agent->lock);
   g_main_context_unref (agent->ctx);
   g_free (agent->disk_dir);
   g_free (agent->console_dir);
+  g_free (agent->image_dir);
   g_free (agent->last_problem);
   config_clear (&agent->config);
   g_free (agent);

@@ -48,7 +48,9 @@ typedef struct
   char *libvirt_uri;
   AgentAccel accel;
   char *data_dir;
-  char *tls_dir; /* ca.pem, cert.pem, key.pem; NULL with insecure */
+  char *image_dir; /* kernels and initrds VMs may boot; NULL = DATA/images */
+  char *tls_dir;   /* ca.pem, cert.pem, key.pem, crl.pem (optional); NULL
+                      with insecure */
   gboolean insecure;
   guint report_interval_ms; /* used when the scheduler names none; 0 = 5000 */
   guint16 migration_port;   /* migration listener on the listen IP; 0 = any */
@@ -56,8 +58,9 @@ typedef struct
 
 typedef struct _Agent Agent;
 
-/* Checks CONFIG (copied), resolves the accelerator, creates DATA/disks
- * and DATA/console, loads TLS material. Nothing runs yet. CTX NULL is
+/* Checks CONFIG (copied), resolves the accelerator, creates DATA/disks,
+ * DATA/console and (by default) the image directory, readable by root and
+ * QEMU's group only, loads TLS material. Nothing runs yet. CTX NULL is
  * the thread-default context; all callbacks run there. It must not be
  * GLib's global default context, which libvirt's event loop thread
  * iterates: create one and push it as thread-default. */
@@ -75,6 +78,15 @@ int agent_get_port (Agent *agent);
 /* Stops serving and reporting; in-flight operations finish in the
  * background. Idempotent. */
 void agent_stop (Agent *agent);
+
+/* Loads the certificate, key, CA and CRL again from the TLS directory
+ * (SIGHUP): AgentService's new handshakes and every call from now on use
+ * them, so do new migration channels and the next connection to the
+ * scheduler (the client is re-created when no call is in flight);
+ * connections already open stay. FALSE with ERROR, and nothing changed,
+ * when the files do not load. TRUE and nothing done when insecure. Main
+ * context only. */
+gboolean agent_reload_tls (Agent *agent, GError **error);
 
 Agent *agent_ref (Agent *agent);
 void agent_unref (Agent *agent);

@@ -13,12 +13,23 @@ on_signal (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* SIGHUP: new certificate, key, CA and CRL; open connections stay. */
+static gboolean
+on_reload (gpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!agent_reload_tls (data, &error))
+    g_message ("%s; keeping the old material", error->message);
+  return G_SOURCE_CONTINUE;
+}
+
 static void
-add_signal (GMainContext *ctx, int signum, GMainLoop *loop)
+add_signal (GMainContext *ctx, int signum, GSourceFunc func, gpointer data)
 {
   GSource *source = g_unix_signal_source_new (signum);
 
-  g_source_set_callback (source, on_signal, loop, NULL);
+  g_source_set_callback (source, func, data, NULL);
   g_source_attach (source, ctx);
   g_source_unref (source);
 }
@@ -28,6 +39,7 @@ main (int argc, char **argv)
 {
   g_autofree char *name = NULL, *listen = NULL, *scheduler = NULL, *uri = NULL;
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
+  g_autofree char *image_dir = NULL;
   gboolean insecure = FALSE;
   gboolean print_authz = FALSE;
   int report_interval_ms = 0;
@@ -44,8 +56,10 @@ main (int argc, char **argv)
       "kvm|tcg|auto" },
     { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir,
       "Disks and console logs", "DIR" },
+    { "image-dir", 0, 0, G_OPTION_ARG_FILENAME, &image_dir,
+      "Kernels and initrds VMs may boot (default DATA-DIR/images)", "DIR" },
     { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
-      "ca.pem, cert.pem, key.pem", "DIR" },
+      "ca.pem, cert.pem, key.pem, crl.pem (reloaded on SIGHUP)", "DIR" },
     { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure,
       "No TLS (local testing only)", NULL },
     { "report-interval-ms", 0, 0, G_OPTION_ARG_INT, &report_interval_ms,
@@ -112,6 +126,7 @@ main (int argc, char **argv)
   config.scheduler = scheduler;
   config.libvirt_uri = uri;
   config.data_dir = data_dir;
+  config.image_dir = image_dir;
   config.tls_dir = tls_dir;
   config.insecure = insecure;
   config.report_interval_ms = report_interval_ms;
@@ -123,10 +138,13 @@ main (int argc, char **argv)
   ctx = g_main_context_new ();
   g_main_context_push_thread_default (ctx);
   loop = g_main_loop_new (ctx, FALSE);
-  add_signal (ctx, SIGINT, loop);
-  add_signal (ctx, SIGTERM, loop);
+  add_signal (ctx, SIGINT, on_signal, loop);
+  add_signal (ctx, SIGTERM, on_signal, loop);
   agent = agent_new (&config, ctx, &error);
-  if (!agent || !agent_start (agent, &error))
+  if (!agent)
+    goto fail;
+  add_signal (ctx, SIGHUP, on_reload, agent);
+  if (!agent_start (agent, &error))
     goto fail;
   g_main_loop_run (loop);
   g_message ("stopping");

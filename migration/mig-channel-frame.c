@@ -144,48 +144,21 @@ mig_crc32c (guint32 crc, const void *buf, gsize len)
   return mig_crc32c_sw (crc, buf, len);
 }
 
+/* N-byte little-endian fields of the header. */
 static void
-put_le16 (guint8 *p, guint16 v)
+put_le (guint8 *p, guint64 v, guint n)
 {
-  p[0] = v & 0xff;
-  p[1] = v >> 8;
-}
-
-static void
-put_le32 (guint8 *p, guint32 v)
-{
-  for (int i = 0; i < 4; i++)
+  for (guint i = 0; i < n; i++)
     p[i] = (v >> (8 * i)) & 0xff;
-}
-
-static void
-put_le64 (guint8 *p, guint64 v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (v >> (8 * i)) & 0xff;
-}
-
-static guint16
-get_le16 (const guint8 *p)
-{
-  return (guint16)(p[0] | (p[1] << 8));
-}
-
-static guint32
-get_le32 (const guint8 *p)
-{
-  guint32 v = 0;
-  for (int i = 3; i >= 0; i--)
-    v = (v << 8) | p[i];
-  return v;
 }
 
 static guint64
-get_le64 (const guint8 *p)
+get_le (const guint8 *p, guint n)
 {
   guint64 v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = (v << 8) | p[i];
+
+  for (guint i = n; i > 0; i--)
+    v = (v << 8) | p[i - 1];
   return v;
 }
 
@@ -195,15 +168,15 @@ void
 mig_frame_header_encode (const MigFrameHeader *h,
                          guint8 out[MIG_FRAME_HEADER_SIZE])
 {
-  put_le32 (out + 0, MIG_FRAME_MAGIC);
+  put_le (out + 0, MIG_FRAME_MAGIC, 4);
   out[4] = MIG_FRAME_VERSION;
   out[5] = h->type;
-  put_le16 (out + 6, h->flags);
-  put_le32 (out + 8, h->payload_len);
-  put_le32 (out + 12, h->wire_len);
-  put_le64 (out + 16, h->seq);
-  put_le32 (out + 24, h->crc);
-  put_le32 (out + 28, mig_crc32c (0, out, 28));
+  put_le (out + 6, h->flags, 2);
+  put_le (out + 8, h->payload_len, 4);
+  put_le (out + 12, h->wire_len, 4);
+  put_le (out + 16, h->seq, 8);
+  put_le (out + 24, h->crc, 4);
+  put_le (out + 28, mig_crc32c (0, out, 28), 4);
 }
 
 gboolean
@@ -211,7 +184,7 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
                          guint64 expected_seq, guint32 max_len,
                          MigFrameHeader *h, GError **error)
 {
-  guint32 magic = get_le32 (in);
+  guint32 magic = get_le (in, 4);
 
   if (magic != MIG_FRAME_MAGIC)
     {
@@ -220,7 +193,7 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
                    magic, expected_seq);
       return FALSE;
     }
-  if (get_le32 (in + 28) != mig_crc32c (0, in, 28))
+  if (get_le (in + 28, 4) != mig_crc32c (0, in, 28))
     {
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                    "frame header checksum mismatch (frame %" G_GUINT64_FORMAT
@@ -230,11 +203,11 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
     }
   h->version = in[4];
   h->type = in[5];
-  h->flags = get_le16 (in + 6);
-  h->payload_len = get_le32 (in + 8);
-  h->wire_len = get_le32 (in + 12);
-  h->seq = get_le64 (in + 16);
-  h->crc = get_le32 (in + 24);
+  h->flags = get_le (in + 6, 2);
+  h->payload_len = get_le (in + 8, 4);
+  h->wire_len = get_le (in + 12, 4);
+  h->seq = get_le (in + 16, 8);
+  h->crc = get_le (in + 24, 4);
 
   if (h->version != MIG_FRAME_VERSION)
     {
@@ -257,7 +230,7 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
                    h->payload_len, h->wire_len, max_len);
       return FALSE;
     }
-  if (h->type < MIG_FRAME_HELLO || h->type > MIG_FRAME_ACK)
+  if (h->type < MIG_FRAME_HELLO || h->type > MIG_FRAME_TYPE_LAST)
     {
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                    "unknown frame type %u", h->type);
@@ -285,6 +258,34 @@ mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
     {
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                    "frame length mismatch %u/%u", h->payload_len, h->wire_len);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+mig_frame_body_decode (const MigFrameHeader *h, guint8 *wbuf, guint8 *pbuf,
+                       guint8 **payload, GError **error)
+{
+  *payload = wbuf;
+  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
+    {
+      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
+                                   (int)h->wire_len, (int)h->payload_len);
+      if (n < 0 || (guint32)n != h->payload_len)
+        {
+          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                       "frame %" G_GUINT64_FORMAT " does not decompress",
+                       h->seq);
+          return FALSE;
+        }
+      *payload = pbuf;
+    }
+  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
+                   h->seq);
       return FALSE;
     }
   return TRUE;
@@ -379,27 +380,8 @@ mig_channel_read_frame (MigChannel *ch, guint32 max_len, MigFrameHeader *h,
   if (!read_exact (ch, wbuf, h->wire_len, "frame body", cancellable, error))
     return FALSE;
 
-  *payload = wbuf;
-  if (h->flags & MIG_FRAME_FLAG_COMPRESSED)
-    {
-      int n = LZ4_decompress_safe ((const char *)wbuf, (char *)pbuf,
-                                   (int)h->wire_len, (int)h->payload_len);
-      if (n < 0 || (guint32)n != h->payload_len)
-        {
-          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                       "frame %" G_GUINT64_FORMAT " does not decompress",
-                       h->seq);
-          return FALSE;
-        }
-      *payload = pbuf;
-    }
-  if (mig_crc32c (0, *payload, h->payload_len) != h->crc)
-    {
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
-                   "payload checksum mismatch in frame %" G_GUINT64_FORMAT,
-                   h->seq);
-      return FALSE;
-    }
+  if (!mig_frame_body_decode (h, wbuf, pbuf, payload, error))
+    return FALSE;
   ch->in_seq++;
   return TRUE;
 }

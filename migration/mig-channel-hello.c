@@ -94,10 +94,27 @@ token_is_sane (const guint8 *p, gsize len)
   return TRUE;
 }
 
+gboolean
+mig_hello_parse (const guint8 *payload, gsize len, MigChannelKind *kind,
+                 char **token, GError **error)
+{
+  if (len < 2 || payload[0] < MIG_CHANNEL_KIND_CONTROL
+      || payload[0] > MIG_CHANNEL_KIND_LAST
+      || !token_is_sane (payload + 1, len - 1))
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
+                   "malformed HELLO");
+      return FALSE;
+    }
+  *kind = payload[0];
+  *token = g_strndup ((const char *)payload + 1, len - 1);
+  return TRUE;
+}
+
 MigChannel *
-mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
-                        gpointer auth_data, GCancellable *cancellable,
-                        GError **error)
+mig_channel_new_server (MigTransport *transport, const MigChannelPeer *peer,
+                        MigChannelAuthFunc auth, gpointer auth_data,
+                        GCancellable *cancellable, GError **error)
 {
   g_autoptr (MigChannel) ch = mig_channel_new (transport);
   guint8 wbuf[MIG_HELLO_MAX], pbuf[MIG_HELLO_MAX];
@@ -114,19 +131,12 @@ mig_channel_new_server (MigTransport *transport, MigChannelAuthFunc auth,
       g_prefix_error (error, "channel HELLO: ");
       return NULL;
     }
-  if (h.type != MIG_FRAME_HELLO || h.payload_len < 2
-      || payload[0] < MIG_CHANNEL_KIND_CONTROL
-      || payload[0] > MIG_CHANNEL_KIND_LAST
-      || !token_is_sane (payload + 1, h.payload_len - 1))
+  if (h.type != MIG_FRAME_HELLO)
     g_set_error (&refusal, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL,
                  "malformed HELLO");
-  else
-    {
-      ch->kind = payload[0];
-      token = g_strndup ((char *)payload + 1, h.payload_len - 1);
-      if (!auth (ch->kind, token, auth_data, &refusal))
-        g_assert (refusal != NULL);
-    }
+  else if (mig_hello_parse (payload, h.payload_len, &ch->kind, &token, &refusal)
+           && !auth (ch->kind, token, peer, auth_data, &refusal))
+    g_assert (refusal != NULL);
 
   g_mutex_lock (&ch->write_lock);
   if (refusal != NULL)

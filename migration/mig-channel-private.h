@@ -24,7 +24,10 @@ typedef enum
   MIG_FRAME_END = 5,   /* sender's local side reached EOF, empty */
   MIG_FRAME_ACK = 6,   /* every frame up to the peer's END checked and
                         * delivered; only now may the peer end cleanly */
+  MIG_FRAME_PING = 7,  /* keepalive: nothing to send for a while, empty */
 } MigFrameType;
+
+#define MIG_FRAME_TYPE_LAST MIG_FRAME_PING
 
 typedef struct
 {
@@ -47,6 +50,15 @@ void mig_frame_header_encode (const MigFrameHeader *h,
 gboolean mig_frame_header_decode (const guint8 in[MIG_FRAME_HEADER_SIZE],
                                   guint64 expected_seq, guint32 max_len,
                                   MigFrameHeader *h, GError **error);
+
+/* Checks the WIRE_LEN bytes of a frame body in WBUF against H (already
+ * decoded): decompresses them into PBUF (H->payload_len bytes of room)
+ * when H says they are lz4, then checks the payload's crc. *PAYLOAD
+ * points at the payload, in WBUF or PBUF. A body that does not
+ * decompress to exactly payload_len bytes or fails its crc is a
+ * MIG_ERROR_CHANNEL_PROTOCOL error. Nothing is allocated. */
+gboolean mig_frame_body_decode (const MigFrameHeader *h, guint8 *wbuf,
+                                guint8 *pbuf, guint8 **payload, GError **error);
 
 /* Table-driven crc32c (the fallback), exposed to test it against the
  * hardware path. */
@@ -134,21 +146,39 @@ gboolean mig_channel_read_frame (MigChannel *ch, guint32 max_len,
                                  guint8 **payload, GCancellable *cancellable,
                                  GError **error);
 
+/* --- the local fd (mig-channel-local.c) ----------------------------------- */
+
+/* Reads up to LEN bytes of the local fd (0 at its EOF), waiting as needed
+ * and sending PING frames while it is quiet; -1 with ERROR when the fd
+ * fails, the channel is cancelled, or (*PEER_FAILED set) a PING cannot
+ * be sent. The out pump's. */
+gssize mig_channel_local_read (MigChannel *ch, void *buf, gsize len,
+                               gboolean *peer_failed, GError **error);
+/* Writes all LEN bytes to the local fd, waiting as needed. The in
+ * pump's. */
+gboolean mig_channel_local_write_all (MigChannel *ch, const guint8 *buf,
+                                      gsize len, GError **error);
+/* Gives socket FD a send buffer that keeps a slow local reader fed. */
+void mig_channel_local_sndbuf (int fd);
+
 /* --- tokens (mig-channel-token.c) ----------------------------------------- */
 
 /* A fresh one-time token: 32 random bytes from the kernel, in hex.
  * Owned by the caller. */
 char *mig_token_new (void);
 
-/* TRUE if A equals B; compares without an early exit so that timing
- * does not leak a prefix. */
-gboolean mig_token_equal (const char *a, const char *b);
-
 /* --- handshake (mig-channel-hello.c) -------------------------------------- */
 
-/* Server side of the handshake on a fresh TRANSPORT (ownership taken):
- * reads HELLO, asks AUTH, answers OK or ERROR. */
+/* Parses a HELLO frame's payload (LEN bytes): the stream kind and a
+ * token of printable ASCII. FALSE (MIG_ERROR_CHANNEL_PROTOCOL "malformed
+ * HELLO") for anything else. *TOKEN is the caller's to free. */
+gboolean mig_hello_parse (const guint8 *payload, gsize len,
+                          MigChannelKind *kind, char **token, GError **error);
+
+/* Server side of the handshake on a fresh TRANSPORT (ownership taken)
+ * from PEER: reads HELLO, asks AUTH, answers OK or ERROR. */
 MigChannel *mig_channel_new_server (MigTransport *transport,
+                                    const MigChannelPeer *peer,
                                     MigChannelAuthFunc auth, gpointer auth_data,
                                     GCancellable *cancellable, GError **error);
 
@@ -158,7 +188,8 @@ MigChannel *mig_channel_new_server (MigTransport *transport,
 void mig_transport_set_timeout (MigTransport *t, guint seconds);
 
 /* TLS (GnuTLS on CONN's socket, TLS 1.3, mutual) as client of HOST, or
- * as server with TIMEOUT_S for the handshake; CONN is referenced. */
+ * as server with TIMEOUT_S for each wait of the handshake; CONN is
+ * referenced, CANCELLABLE cancels the handshake. */
 MigTransport *mig_transport_tls_client (MigChannelCreds *creds,
                                         GSocketConnection *conn,
                                         const char *host,
@@ -169,6 +200,9 @@ MigTransport *mig_transport_tls_server (MigChannelCreds *creds,
                                         guint timeout_s,
                                         GCancellable *cancellable,
                                         GError **error);
+/* Who the peer of TLS transport T is (pointing into T, valid while it
+ * lives). */
+void mig_transport_tls_get_peer (MigTransport *t, MigChannelPeer *peer);
 
 /* TCP_INFO's busy and receive-window-limited times of FD (FALSE if the
  * kernel has no such fields). */

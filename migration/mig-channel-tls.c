@@ -3,7 +3,10 @@
  * Both ends are Drover agents with certificates from the cluster CA, so
  * the session is TLS 1.3 only, mutual, and verified by GnuTLS during the
  * handshake (the server's IP or name against the address dialled, the
- * client's chain against the CA). No session tickets and no automatic
+ * client's chain against the CA, both against the CA's CRL). Then the
+ * peer is identified with the credentials' ProtoTrust (O is the role, CN
+ * the name), for the listener's token check and the client's check that
+ * the server is the destination host. No session tickets and no automatic
  * key updates: either would make the receiving thread write, and the
  * two pumps use one session from two threads, one reading and one
  * writing, which GnuTLS allows for TLS.
@@ -38,56 +41,94 @@
 struct _MigChannelCreds
 {
   gatomicrefcount ref;
-  gnutls_certificate_credentials_t xcred; /* our cert + key, the CA */
+  gnutls_certificate_credentials_t xcred; /* our cert + key, the CA, CRL */
+  ProtoTrust *trust;                      /* who a peer is */
 };
 
-MigChannelCreds *
-mig_channel_creds_new (const char *dir, GError **error)
+/* Loads PEM text WHAT into X with LOAD; FALSE with ERROR. */
+static gboolean
+load_pem (gnutls_certificate_credentials_t x, const char *what, const char *pem,
+          GError **error)
 {
-  g_autofree char *ca_path = g_build_filename (dir, "ca.pem", NULL);
-  g_autofree char *cert_path = g_build_filename (dir, "cert.pem", NULL);
-  g_autofree char *key_path = g_build_filename (dir, "key.pem", NULL);
-  const char *paths[] = { ca_path, cert_path, key_path };
+  gnutls_datum_t d = { (unsigned char *)pem, (unsigned int)strlen (pem) };
+  int rc = 0;
+
+  if (strcmp (what, "ca.pem") == 0)
+    rc = gnutls_certificate_set_x509_trust_mem (x, &d, GNUTLS_X509_FMT_PEM);
+  else if (strcmp (what, "crl.pem") == 0)
+    rc = gnutls_certificate_set_x509_crl_mem (x, &d, GNUTLS_X509_FMT_PEM);
+  if (rc < 0 || (rc == 0 && strcmp (what, "ca.pem") == 0))
+    {
+      g_set_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
+                   "loading %s: %s", what,
+                   rc == 0 ? "no certificate in it" : gnutls_strerror (rc));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+MigChannelCreds *
+mig_channel_creds_new_tls (const ProtoTls *tls, GError **error)
+{
   gnutls_certificate_credentials_t x = NULL;
+  gnutls_datum_t cert = { (unsigned char *)tls->cert_pem,
+                          (unsigned int)strlen (tls->cert_pem) };
+  gnutls_datum_t key
+      = { (unsigned char *)tls->key_pem, (unsigned int)strlen (tls->key_pem) };
+  g_autoptr (ProtoTrust) trust = NULL;
   MigChannelCreds *creds;
   int rc;
 
-  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
-    if (!g_file_test (paths[i], G_FILE_TEST_IS_REGULAR))
-      {
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                     "TLS file %s is missing", paths[i]);
-        return NULL;
-      }
+  trust = proto_trust_new (tls->ca_pem, tls->crl_pem, error);
+  if (!trust)
+    return NULL;
   if (gnutls_certificate_allocate_credentials (&x) < 0)
     {
       g_set_error (error, G_TLS_ERROR, G_TLS_ERROR_MISC,
                    "cannot allocate TLS credentials");
       return NULL;
     }
-  rc = gnutls_certificate_set_x509_trust_file (x, ca_path, GNUTLS_X509_FMT_PEM);
-  if (rc <= 0)
+  if (!load_pem (x, "ca.pem", tls->ca_pem, error)
+      || (tls->crl_pem && !load_pem (x, "crl.pem", tls->crl_pem, error)))
     {
-      g_set_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
-                   "loading %s: %s", ca_path,
-                   rc == 0 ? "no certificate in it" : gnutls_strerror (rc));
       gnutls_certificate_free_credentials (x);
       return NULL;
     }
-  rc = gnutls_certificate_set_x509_key_file (x, cert_path, key_path,
-                                             GNUTLS_X509_FMT_PEM);
+  rc = gnutls_certificate_set_x509_key_mem (x, &cert, &key,
+                                            GNUTLS_X509_FMT_PEM);
   if (rc < 0)
     {
       g_set_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
-                   "loading %s with %s: %s", cert_path, key_path,
-                   gnutls_strerror (rc));
+                   "loading cert.pem with key.pem: %s", gnutls_strerror (rc));
       gnutls_certificate_free_credentials (x);
       return NULL;
     }
   creds = g_new0 (MigChannelCreds, 1);
   g_atomic_ref_count_init (&creds->ref);
   creds->xcred = x;
+  creds->trust = g_steal_pointer (&trust);
   return creds;
+}
+
+MigChannelCreds *
+mig_channel_creds_new (const char *dir, GError **error)
+{
+  static const char *const required[] = { "ca.pem", "cert.pem", "key.pem" };
+  g_autoptr (ProtoTls) tls = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (required); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, required[i], NULL);
+
+      if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                       "TLS file %s is missing", path);
+          return NULL;
+        }
+    }
+  tls = proto_tls_load (dir, error);
+  return tls ? mig_channel_creds_new_tls (tls, error) : NULL;
 }
 
 MigChannelCreds *
@@ -103,6 +144,7 @@ mig_channel_creds_unref (MigChannelCreds *creds)
   if (creds == NULL || !g_atomic_ref_count_dec (&creds->ref))
     return;
   gnutls_certificate_free_credentials (creds->xcred);
+  proto_trust_unref (creds->trust);
   g_free (creds);
 }
 
@@ -125,6 +167,10 @@ typedef struct
   guint8 *wbuf; /* records written by GnuTLS, not yet sent */
   gsize wlen;
   gboolean batching; /* inside writev_all: push appends to wbuf */
+  /* The peer's certificate as ProtoTrust reads it, after the handshake. */
+  ProtoRole peer_role;
+  char *peer_name;    /* NULL: not identified */
+  char *peer_problem; /* why not, or NULL */
 } TlsTransport;
 
 /* Waits until FD is ready for EVENTS: 0, or an errno (ECANCELED,
@@ -411,6 +457,8 @@ tls_free (MigTransport *t)
 
   gnutls_deinit (tt->session);
   g_clear_object (&tt->conn);
+  g_free (tt->peer_name);
+  g_free (tt->peer_problem);
   g_free (tt->rbuf);
   g_free (tt->wbuf);
   g_free (tt);
@@ -436,6 +484,30 @@ verify_reason (gnutls_session_t session, gnutls_datum_t *out)
       < 0)
     return "verification failed";
   return (const char *)out->data;
+}
+
+/* Reads who the peer is from its certificate (the handshake has checked
+ * its chain already; ProtoTrust checks it again with the CRL and reads
+ * O and CN). */
+static void
+identify_peer (TlsTransport *tt, MigChannelCreds *creds)
+{
+  const gnutls_datum_t *der;
+  unsigned int n = 0;
+  gnutls_datum_t pem = { NULL, 0 };
+  g_autoptr (GError) error = NULL;
+
+  der = gnutls_certificate_get_peers (tt->session, &n);
+  if (der == NULL || n == 0
+      || gnutls_pem_base64_encode2 ("CERTIFICATE", &der[0], &pem) < 0)
+    {
+      tt->peer_problem = g_strdup ("no peer certificate");
+      return;
+    }
+  if (!proto_trust_identify (creds->trust, (const char *)pem.data, pem.size,
+                             &tt->peer_role, &tt->peer_name, &error))
+    tt->peer_problem = g_strdup (error->message);
+  gnutls_free (pem.data);
 }
 
 static MigTransport *
@@ -506,6 +578,7 @@ tls_handshake (MigChannelCreds *creds, GSocketConnection *conn, gboolean server,
     }
   tls_set_timeout (&tt->parent, 0);
   tt->rd_cancel = tt->wr_cancel = NULL;
+  identify_peer (tt, creds);
   return &tt->parent;
 }
 
@@ -523,4 +596,16 @@ mig_transport_tls_server (MigChannelCreds *creds, GSocketConnection *conn,
                           GError **error)
 {
   return tls_handshake (creds, conn, TRUE, NULL, timeout_s, cancellable, error);
+}
+
+void
+mig_transport_tls_get_peer (MigTransport *t, MigChannelPeer *peer)
+{
+  TlsTransport *tt = (TlsTransport *)t;
+
+  g_return_if_fail (t->ops == &tls_ops);
+  peer->tls = TRUE;
+  peer->role = tt->peer_name ? tt->peer_role : PROTO_ROLE_NONE;
+  peer->name = tt->peer_name;
+  peer->problem = tt->peer_problem;
 }

@@ -325,8 +325,9 @@ mig_channel_socket_tune (GSocket *socket)
 }
 
 MigTransport *
-mig_transport_connect (MigChannelCreds *creds, const char *host, guint16 port,
-                       GCancellable *cancellable, GError **error)
+mig_transport_connect_host (MigChannelCreds *creds, const char *host,
+                            guint16 port, const char *peer_host,
+                            GCancellable *cancellable, GError **error)
 {
   g_autoptr (GSocketClient) client = g_socket_client_new ();
   g_autoptr (GSocketConnectable) addr = g_network_address_new (host, port);
@@ -347,6 +348,33 @@ mig_transport_connect (MigChannelCreds *creds, const char *host, guint16 port,
 
   t = mig_transport_tls_client (creds, conn, host, cancellable, error);
   if (t == NULL)
-    g_prefix_error (error, "TLS handshake with %s:%u: ", host, port);
+    {
+      g_prefix_error (error, "TLS handshake with %s:%u: ", host, port);
+      return NULL;
+    }
+  if (peer_host)
+    {
+      MigChannelPeer peer;
+
+      mig_transport_tls_get_peer (t, &peer);
+      if (peer.role != PROTO_ROLE_HOST || g_strcmp0 (peer.name, peer_host) != 0)
+        {
+          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH,
+                       "%s:%u is not host %s: %s%s%s", host, port, peer_host,
+                       peer.name ? proto_role_to_string (peer.role)
+                                 : peer.problem,
+                       peer.name ? " " : "", peer.name ? peer.name : "");
+          mig_transport_free (t);
+          return NULL;
+        }
+    }
   return t;
+}
+
+MigTransport *
+mig_transport_connect (MigChannelCreds *creds, const char *host, guint16 port,
+                       GCancellable *cancellable, GError **error)
+{
+  return mig_transport_connect_host (creds, host, port, NULL, cancellable,
+                                     error);
 }

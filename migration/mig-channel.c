@@ -1,10 +1,13 @@
 /* MigChannel: carries one bidirectional byte stream between a local fd and
  * a peer agent. See mig-channel.h for the frame format; the handshake is
- * in mig-channel-hello.c, frame I/O in mig-channel-frame.c.
+ * in mig-channel-hello.c, frame I/O in mig-channel-frame.c, the local
+ * fd's I/O (and the keepalives sent while it is quiet) in
+ * mig-channel-local.c.
  *
  * Threads: one pump per direction, blocking I/O.
  *   out pump: read(local) -> [lz4] -> crc -> token bucket -> writev(peer)
- *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc -> write(local)
+ *   in pump:  read(peer) header+body -> check -> [unlz4] -> crc ->
+ *             [in_filter] -> write(local)
  * With compression ON or AUTO the out pump measures each window of frames
  * and asks MigAuto (mig-auto.c) whether to lz4 the next ones. The first
  * error sticks (later ones are consequences) and cancels the other pump;
@@ -63,83 +66,8 @@ mig_channel_options_init (MigChannelOptions *opts)
   memset (opts, 0, sizeof *opts);
   opts->compress = MIG_COMPRESS_OFF;
   opts->chunk_size = MIG_CHANNEL_CHUNK_DEFAULT;
-}
-
-/* --- local fd I/O --------------------------------------------------------- */
-
-/* Waits until FD is ready for EVENTS or the channel is cancelled. */
-static gboolean
-wait_local (MigChannel *ch, short events, GError **error)
-{
-  struct pollfd p[2]
-      = { { ch->local_fd, events, 0 }, { ch->cancel_fd, POLLIN, 0 } };
-
-  for (;;)
-    {
-      if (poll (p, 2, -1) < 0)
-        {
-          if (errno == EINTR)
-            continue;
-          g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL, "poll: %s",
-                       g_strerror (errno));
-          return FALSE;
-        }
-      if (p[1].revents != 0)
-        return !g_cancellable_set_error_if_cancelled (ch->cancel, error);
-      return TRUE;
-    }
-}
-
-static gssize
-local_read (MigChannel *ch, void *buf, gsize len, GError **error)
-{
-  for (;;)
-    {
-      gssize n = read (ch->local_fd, buf, len);
-      if (n >= 0)
-        return n;
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        {
-          if (!wait_local (ch, POLLIN, error))
-            return -1;
-          continue;
-        }
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
-                   "reading local socket: %s", g_strerror (errno));
-      return -1;
-    }
-}
-
-static gboolean
-local_write_all (MigChannel *ch, const guint8 *buf, gsize len, GError **error)
-{
-  while (len > 0)
-    {
-      /* MSG_NOSIGNAL: a vanished local reader is an error, not SIGPIPE. */
-      gssize n = send (ch->local_fd, buf, len, MSG_NOSIGNAL);
-      if (n < 0 && errno == ENOTSOCK)
-        n = write (ch->local_fd, buf, len);
-      if (n >= 0)
-        {
-          buf += n;
-          len -= n;
-          continue;
-        }
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        {
-          if (!wait_local (ch, POLLOUT, error))
-            return FALSE;
-          continue;
-        }
-      g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_LOCAL,
-                   "writing local socket: %s", g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
+  opts->keepalive_s = MIG_CHANNEL_KEEPALIVE_S;
+  opts->idle_timeout_s = MIG_CHANNEL_IDLE_TIMEOUT_S;
 }
 
 /* --- completion ----------------------------------------------------------- */
@@ -413,7 +341,8 @@ out_pump (gpointer data)
       gboolean measure = a.policy != NULL;
       gint64 r0 = measure ? now_ns () : 0;
       gint64 rc0 = measure ? thread_cpu_ns () : 0;
-      gssize n = local_read (ch, buf, chunk, &error);
+      gboolean ping_failed = FALSE;
+      gssize n = mig_channel_local_read (ch, buf, chunk, &ping_failed, &error);
       const guint8 *wire = buf;
       guint32 wire_len;
       guint16 flags = 0;
@@ -430,7 +359,10 @@ out_pump (gpointer data)
 
       if (n < 0)
         {
-          if (error->domain == MIG_ERROR)
+          /* A keepalive that could not go out is a write failure the
+           * peer may explain, as for a DATA frame. */
+          weak = ping_failed;
+          if (!ping_failed && error->domain == MIG_ERROR)
             try_send_error (ch, error);
           break;
         }
@@ -515,6 +447,8 @@ in_pump (gpointer data)
   MigChannel *ch = data;
   g_autofree guint8 *wbuf = g_malloc (MIG_FRAME_MAX);
   g_autofree guint8 *pbuf = g_malloc (MIG_FRAME_MAX);
+  g_autoptr (GByteArray) filtered
+      = ch->opts.in_filter ? g_byte_array_new () : NULL;
   gboolean got_end = FALSE, got_ack = FALSE;
   GError *error = NULL;
 
@@ -529,11 +463,41 @@ in_pump (gpointer data)
         {
           if (g_error_matches (error, MIG_ERROR, MIG_ERROR_CHANNEL_PROTOCOL))
             goto tell_peer;
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+            {
+              /* After the peer's END only our local side can move on
+               * (its EOF sends our END, which the peer ACKs): no
+               * keepalive comes meanwhile, and none is owed. */
+              g_mutex_lock (&ch->write_lock);
+              ok = got_end && !ch->end_sent;
+              g_mutex_unlock (&ch->write_lock);
+              if (ok)
+                {
+                  g_clear_error (&error);
+                  continue;
+                }
+              g_prefix_error (&error,
+                              "no frame for %u s: ", ch->opts.idle_timeout_s);
+            }
           break;
         }
+      if (h.type == MIG_FRAME_PING)
+        continue;
       if (h.type == MIG_FRAME_DATA && !got_end)
         {
-          if (!local_write_all (ch, payload, h.payload_len, &error))
+          const guint8 *out = payload;
+          gsize out_len = h.payload_len;
+
+          if (filtered)
+            {
+              g_byte_array_set_size (filtered, 0);
+              if (!ch->opts.in_filter (payload, h.payload_len, filtered,
+                                       ch->opts.in_filter_data, &error))
+                goto tell_peer;
+              out = filtered->data;
+              out_len = filtered->len;
+            }
+          if (!mig_channel_local_write_all (ch, out, out_len, &error))
             goto tell_peer;
           g_mutex_lock (&ch->lock);
           ch->stats.payload_in += h.payload_len;
@@ -612,27 +576,6 @@ tell_peer:
 
 /* --- lifecycle ------------------------------------------------------------ */
 
-/* What the in pump writes to the local side waits in the socket's send
- * buffer until the local reader (the destination QEMU, the bottleneck of
- * a migration) takes it. The default (~208 KiB) holds less than one
- * frame, so QEMU ran dry whenever the pump was reading the next frame
- * from the peer; 4 MiB keeps it fed (unshaped link, random data: Drover
- * total / native total 1.19x -> 0.98x, means of 4 interleaved A/B runs).
- * Raising it past net.core.wmem_max needs CAP_NET_ADMIN; without it the
- * kernel caps the size, and a non-socket (a pipe in tests) is left
- * alone. */
-#define MIG_LOCAL_SNDBUF (4 * 1024 * 1024)
-
-static void
-local_sndbuf (int fd)
-{
-  int size = MIG_LOCAL_SNDBUF;
-
-  if (setsockopt (fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0
-      && errno != ENOTSOCK)
-    (void)setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-}
-
 gboolean
 mig_channel_start (MigChannel *ch, int local_fd, const MigChannelOptions *opts,
                    MigChannelDoneFunc done, gpointer user_data, GError **error)
@@ -662,8 +605,11 @@ mig_channel_start (MigChannel *ch, int local_fd, const MigChannelOptions *opts,
       close (local_fd);
       return FALSE;
     }
-  local_sndbuf (local_fd);
+  mig_channel_local_sndbuf (local_fd);
   ch->local_fd = local_fd;
+  /* Both pumps wait on the peer at most this long (the idle timeout):
+   * the peer sends keepalives while it has nothing else to send. */
+  mig_transport_set_timeout (ch->transport, ch->opts.idle_timeout_s);
   ch->stats.compressing = ch->opts.compress == MIG_COMPRESS_ON;
   ch->done = done;
   ch->done_data = user_data;
@@ -718,6 +664,21 @@ MigChannelKind
 mig_channel_get_kind (MigChannel *ch)
 {
   return ch->kind;
+}
+
+const char *
+mig_channel_kind_to_string (MigChannelKind kind)
+{
+  switch (kind)
+    {
+    case MIG_CHANNEL_KIND_CONTROL:
+      return "control";
+    case MIG_CHANNEL_KIND_MEMORY:
+      return "memory";
+    case MIG_CHANNEL_KIND_DISK:
+      return "disk";
+    }
+  return "unknown";
 }
 
 void

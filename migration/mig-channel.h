@@ -22,12 +22,20 @@
  * Lengths are capped (MIG_FRAME_MAX) before anything is read or allocated;
  * a bad magic/version/header crc/sequence/length/payload crc is a sticky
  * stream error and no byte of a bad frame reaches the local fd.
+ *
+ * An established channel holds the peer to a rhythm: a side with nothing
+ * to send sends a PING frame every keepalive_s, and a channel that
+ * receives nothing for idle_timeout_s (or cannot send for as long) fails.
+ * What the peer sends may pass a filter (MigChannelOptions.in_filter)
+ * before it reaches the local fd: the destination's libvirt control
+ * stream passes MigRpcFilter.
  */
 #pragma once
 
 #include <gio/gio.h>
 
 #include "mig.h"
+#include "proto.h"
 
 G_BEGIN_DECLS
 
@@ -47,6 +55,9 @@ typedef enum
 } MigChannelKind;
 
 #define MIG_CHANNEL_KIND_LAST MIG_CHANNEL_KIND_DISK
+
+/* "control", "memory", "disk" (for logs and errors). */
+const char *mig_channel_kind_to_string (MigChannelKind kind);
 
 typedef enum
 {
@@ -118,17 +129,33 @@ MigTransport *mig_transport_fault_new (MigTransport *inner, MigFaultKind kind,
 void mig_transport_free (MigTransport *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigTransport, mig_transport_free)
 
-/* --- TLS credentials ------------------------------------------------------ */
+/* --- TLS credentials and peers ------------------------------------------- */
 
 typedef struct _MigChannelCreds MigChannelCreds;
 
-/* Loads DIR/ca.pem (the only CA trusted for peers), DIR/cert.pem and
- * DIR/key.pem (this host's certificate, used as client and as server).
- * Fails if a file is missing or does not load. */
+/* From TLS (copied): its CA and CRL are the only trust for peers, its
+ * certificate and key this host's, used as client and as server. Fails if
+ * a PEM does not load. */
+MigChannelCreds *mig_channel_creds_new_tls (const ProtoTls *tls,
+                                            GError **error);
+/* mig_channel_creds_new_tls () of DIR/ca.pem, DIR/cert.pem, DIR/key.pem
+ * and DIR/crl.pem (optional); G_IO_ERROR_NOT_FOUND naming a file that is
+ * missing. */
 MigChannelCreds *mig_channel_creds_new (const char *dir, GError **error);
 MigChannelCreds *mig_channel_creds_ref (MigChannelCreds *creds);
 void mig_channel_creds_unref (MigChannelCreds *creds);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannelCreds, mig_channel_creds_unref)
+
+/* Who is at the other end of a channel connection: the subject of the
+ * certificate it presented, read with the credentials' ProtoTrust (chain,
+ * validity, CRL; O is the role, CN the name). */
+typedef struct
+{
+  gboolean tls;        /* FALSE: plain TCP (tests), nobody identified */
+  ProtoRole role;      /* PROTO_ROLE_NONE when not identified */
+  const char *name;    /* the CN; NULL when not identified */
+  const char *problem; /* why not identified, or NULL */
+} MigChannelPeer;
 
 /* Connects to HOST:PORT over TCP and, unless CREDS is NULL (plain, tests
  * only), does a TLS handshake that checks the server's certificate against
@@ -137,29 +164,76 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannelCreds, mig_channel_creds_unref)
 MigTransport *mig_transport_connect (MigChannelCreds *creds, const char *host,
                                      guint16 port, GCancellable *cancellable,
                                      GError **error);
+/* mig_transport_connect (), and with TLS the server's certificate must
+ * also be a host certificate whose CN is PEER_HOST (NULL: any role and
+ * name). MIG_ERROR_CHANNEL_AUTH when it is not. */
+MigTransport *mig_transport_connect_host (MigChannelCreds *creds,
+                                          const char *host, guint16 port,
+                                          const char *peer_host,
+                                          GCancellable *cancellable,
+                                          GError **error);
 
 /* --- Tokens: one-time HELLO credentials ----------------------------------- */
 
 typedef struct _MigTokenTable MigTokenTable;
 
+/* The bit of stream kind K in a token's kinds. */
+#define MIG_TOKEN_KIND(k) (1u << (k))
+
 MigTokenTable *mig_token_table_new (void);
 void mig_token_table_free (MigTokenTable *table);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigTokenTable, mig_token_table_free)
 
-/* Issues a fresh token (32 random bytes, hex) for one stream of KIND,
- * valid once within TTL_MS. Returns a string owned by the caller. */
+/* Issues the token of migration JOB_ID (32 random bytes, hex; the caller
+ * frees it): it admits one stream of each kind in KINDS (MIG_TOKEN_KIND
+ * bits) within TTL_MS, over TLS only from a host certificate whose CN is
+ * PEER (NULL: from anyone). MIG_ERROR_INVALID when JOB_ID has a token
+ * already. It stays until mig_token_table_revoke (). */
+char *mig_token_table_issue_job (MigTokenTable *table, const char *job_id,
+                                 guint kinds, const char *peer, guint ttl_ms,
+                                 GError **error);
+/* A job-less token for one stream of KIND from anyone, valid once within
+ * TTL_MS (tests and the channel bench). */
 char *mig_token_table_issue (MigTokenTable *table, MigChannelKind kind,
                              guint ttl_ms);
 
-/* Consumes TOKEN for KIND: fails (MIG_ERROR_CHANNEL_AUTH) if it is
- * unknown, already used, expired or issued for another kind.
- * Thread-safe. */
+/* Consumes TOKEN for a stream of KIND from PEER (NULL: unknown): fails
+ * (MIG_ERROR_CHANNEL_AUTH) if it is unknown, expired, issued for other
+ * kinds, already used for KIND, or bound to another peer. On success
+ * *JOB_ID (nullable) is the token's job (NULL for a job-less one; caller
+ * frees). Thread-safe. */
 gboolean mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
-                                  const char *token, GError **error);
+                                  const char *token, const MigChannelPeer *peer,
+                                  char **job_id, GError **error);
+/* TRUE if tokens A and B are equal; compares without an early exit so
+ * that timing does not leak a prefix. */
+gboolean mig_token_equal (const char *a, const char *b);
+/* TRUE once a stream of KIND was admitted with JOB_ID's token. */
+gboolean mig_token_table_used (MigTokenTable *table, const char *job_id,
+                               MigChannelKind kind);
+/* Forgets JOB_ID's token; with TOKEN non-NULL only if it is that token
+ * (FALSE, and nothing forgotten, otherwise). An unknown job is fine. */
+gboolean mig_token_table_revoke (MigTokenTable *table, const char *job_id,
+                                 const char *token);
 
 /* --- Channel -------------------------------------------------------------- */
 
 typedef struct _MigChannel MigChannel;
+
+/* Passes LEN bytes the peer sent on their way to the local fd: appends
+ * to OUT what may go on now (held bytes come out with later calls).
+ * FALSE with ERROR ends the channel (the peer is told why); nothing more
+ * reaches the local fd. Runs on the in pump. */
+typedef gboolean (*MigChannelFilterFunc) (const guint8 *buf, gsize len,
+                                          GByteArray *out, gpointer user_data,
+                                          GError **error);
+
+/* Keepalive and idle timeout on an established channel: a side with
+ * nothing to send for MIG_CHANNEL_KEEPALIVE_S sends a PING frame; a
+ * channel that receives no frame at all for MIG_CHANNEL_IDLE_TIMEOUT_S
+ * (or cannot send for as long) fails. */
+#define MIG_CHANNEL_KEEPALIVE_S 10
+#define MIG_CHANNEL_IDLE_TIMEOUT_S 60
 
 typedef struct
 {
@@ -167,9 +241,15 @@ typedef struct
   guint64 rate_limit; /* outgoing wire bytes/s; 0 = unlimited */
   guint64 link_rate;  /* auto: link bytes/s if known; 0 = measure */
   gsize chunk_size;   /* local read size = max payload per frame */
+  guint keepalive_s;  /* PING after this long with nothing to send; 0 = never */
+  guint idle_timeout_s; /* fail after this long without a frame; 0 = never */
+  MigChannelFilterFunc in_filter; /* nullable: peer -> local bytes */
+  gpointer in_filter_data;
 } MigChannelOptions;
 
-/* Off, unlimited, measured link, 256 KiB chunks. */
+/* Off, unlimited, measured link, 256 KiB chunks, keepalive every
+ * MIG_CHANNEL_KEEPALIVE_S, idle timeout MIG_CHANNEL_IDLE_TIMEOUT_S, no
+ * filter. */
 void mig_channel_options_init (MigChannelOptions *opts);
 
 typedef struct
@@ -242,9 +322,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigChannel, mig_channel_free)
 
 typedef struct _MigChannelListener MigChannelListener;
 
-/* Checks a HELLO; FALSE with ERROR refuses it (the message goes back to the
- * peer). Called on a handshake thread. */
+/* Checks a HELLO from PEER; FALSE with ERROR refuses it (the message
+ * goes back to the peer). Called on a handshake thread. */
 typedef gboolean (*MigChannelAuthFunc) (MigChannelKind kind, const char *token,
+                                        const MigChannelPeer *peer,
                                         gpointer user_data, GError **error);
 /* An authenticated, unstarted channel (transfer full), on a handshake
  * thread. */
@@ -255,12 +336,19 @@ typedef void (*MigChannelRefusedFunc) (const GError *error, gpointer user_data);
 typedef MigTransport *(*MigTransportWrapFunc) (MigTransport *transport,
                                                gpointer user_data);
 
+/* Connections a listener handshakes at once by default; more are closed
+ * at once (a peer is unknown, and costs a thread, until its HELLO is
+ * accepted). */
+#define MIG_LISTENER_MAX_HANDSHAKES 8
+
 typedef struct
 {
   MigChannelCreds *creds;        /* NULL: plain TCP (tests only) */
   const char *address;           /* IP to bind; NULL = 127.0.0.1 */
   guint16 port;                  /* 0 = any free port */
-  guint handshake_timeout_s;     /* 0 = 10 s: TLS + HELLO must finish in it */
+  guint handshake_timeout_s;     /* 0 = 10 s: TLS + HELLO must finish in it,
+                                    however slowly the peer trickles */
+  guint max_handshakes;          /* 0 = MIG_LISTENER_MAX_HANDSHAKES */
   MigChannelAuthFunc auth;       /* NULL: mig_token_table_consume on TOKENS */
   MigTokenTable *tokens;         /* used when AUTH is NULL (not owned) */
   MigChannelAcceptFunc accept;   /* required */
@@ -277,6 +365,11 @@ mig_channel_listener_new (const MigChannelListenerConfig *config,
 
 /* The port actually bound. */
 guint16 mig_channel_listener_get_port (MigChannelListener *listener);
+
+/* New connections handshake with CREDS (referenced) from now on; those
+ * already accepted keep theirs. */
+void mig_channel_listener_set_creds (MigChannelListener *listener,
+                                     MigChannelCreds *creds);
 
 /* Stops accepting, waits for running handshakes, frees. */
 void mig_channel_listener_free (MigChannelListener *listener);

@@ -1,27 +1,36 @@
 /* Destination side of a live migration: the migration listener.
  *
- * PrepareIncoming registers an expected job with a one-time token. The
- * source agent then opens one MigChannel per stream with that token: the
- * control stream is connected to the local libvirtd socket (libvirt's
- * peer-to-peer connection from the source libvirtd), the memory stream to
+ * PrepareIncoming registers an expected job: a one-time token from the
+ * MigTokenTable, bound to the job, its stream kinds and the source host
+ * the scheduler named. The source agent then opens one MigChannel per
+ * stream with that token, from its host certificate: the control stream
+ * is connected to the local libvirtd socket (libvirt's peer-to-peer
+ * connection from the source libvirtd), the memory stream to
  * /var/lib/libvirt/qemu/drover-mig-JOB.sock, where the destination QEMU
  * listens (libvirt started it with that incoming URI during Prepare), and
  * the disk stream of a VM with a local disk to .../drover-mig-JOB-disk.sock,
  * where the destination QEMU's NBD server listens (libvirt started it
  * with the disks URI during Prepare).
  *
- * The token admits exactly one stream of each kind before it expires; a
- * disk stream only when the job was expected with a disk.
+ * The control stream is the dangerous one: it ends at the root libvirtd.
+ * What the source sends on it passes a MigRpcFilter (mig-rpc-filter.h)
+ * first: only the calls of a peer-to-peer migration, Prepare3 and
+ * Finish3 only with the parameters Drover's migrations use, their URIs
+ * naming this job's sockets and their domain XML, cookie and name
+ * checked by the caller (MigDstConfig.check). Anything else ends the
+ * stream before a byte of it reaches libvirtd.
+ *
  * MigChannelListener checks HELLO (auth) and hands the channel over
  * (accept) on the same handshake thread; the job matched in auth reaches
  * accept through a thread-local, since accept is not told the token.
  *
- * MigDst.lock guards the job table and each job's channel list and flags.
- * A job is freed only by mig_dst_forget(), after its channels are closed,
- * so channel callbacks may use it.
+ * MigDst.lock guards the job table and each job's channel list. A job is
+ * freed only by mig_dst_forget(), after its channels are closed, so
+ * channel callbacks and filters may use it.
  */
 #include "mig-channel-private.h"
 #include "mig-migrate.h"
+#include "mig-rpc-filter.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -34,12 +43,12 @@
 typedef struct
 {
   MigDst *dst;
-  char *job_id; /* immutable */
-  char *token;  /* immutable */
-  gint64 expires_us;
-  gboolean with_disk; /* immutable: a disk stream is admitted */
-  gboolean used[MIG_CHANNEL_KIND_LAST + 1];
+  char *job_id;        /* immutable */
+  gboolean with_disk;  /* immutable: a disk stream is admitted */
+  char *mem_uri;       /* immutable: the memory URI Prepare3 must name */
+  char *disk_uri;      /* immutable: ... and the disks URI */
   GPtrArray *channels; /* MigChannel */
+  GPtrArray *filters;  /* MigRpcFilter, one per control channel */
 } Incoming;
 
 struct _MigDst
@@ -47,6 +56,7 @@ struct _MigDst
   MigDstConfig config;
   char *libvirt_sock;
   MigChannelListener *listener;
+  MigTokenTable *tokens;
   GMutex lock;
   GHashTable *jobs; /* job id -> Incoming */
 };
@@ -60,58 +70,24 @@ incoming_free (Incoming *inc)
   for (guint i = 0; i < inc->channels->len; i++)
     mig_channel_free (inc->channels->pdata[i]);
   g_ptr_array_unref (inc->channels);
+  g_ptr_array_unref (inc->filters);
   g_free (inc->job_id);
-  g_free (inc->token);
+  g_free (inc->mem_uri);
+  g_free (inc->disk_uri);
   g_free (inc);
 }
 
-static Incoming *
-find_token (MigDst *dst, const char *token)
-{
-  GHashTableIter it;
-  gpointer value;
-
-  g_hash_table_iter_init (&it, dst->jobs);
-  while (g_hash_table_iter_next (&it, NULL, &value))
-    {
-      Incoming *inc = value;
-
-      if (mig_token_equal (inc->token, token))
-        return inc;
-    }
-  return NULL;
-}
-
 static gboolean
-on_auth (MigChannelKind kind, const char *token, gpointer user_data,
-         GError **error)
+on_auth (MigChannelKind kind, const char *token, const MigChannelPeer *peer,
+         gpointer user_data, GError **error)
 {
   MigDst *dst = user_data;
-  Incoming *inc;
-  const char *refusal = NULL;
+  char *job_id = NULL;
 
   g_private_replace (&matched_job, NULL);
-  g_mutex_lock (&dst->lock);
-  inc = find_token (dst, token);
-  if (!inc)
-    refusal = "unknown migration token";
-  else if (g_get_monotonic_time () > inc->expires_us)
-    refusal = "migration token expired";
-  else if (kind == MIG_CHANNEL_KIND_DISK && !inc->with_disk)
-    refusal = "migration token admits no disk stream";
-  else if (inc->used[kind])
-    refusal = "migration token already used for this stream";
-  else
-    {
-      inc->used[kind] = TRUE;
-      g_private_replace (&matched_job, g_strdup (inc->job_id));
-    }
-  g_mutex_unlock (&dst->lock);
-  if (refusal)
-    {
-      g_set_error_literal (error, MIG_ERROR, MIG_ERROR_CHANNEL_AUTH, refusal);
-      return FALSE;
-    }
+  if (!mig_token_table_consume (dst->tokens, kind, token, peer, &job_id, error))
+    return FALSE;
+  g_private_replace (&matched_job, job_id);
   return TRUE;
 }
 
@@ -124,6 +100,71 @@ on_channel_done (MigChannel *ch, const GError *error, gpointer user_data)
       && inc->dst->config.ended)
     inc->dst->config.ended (inc->job_id, error, inc->dst->config.user_data);
 }
+
+/* --- the control stream's filter ------------------------------------------ */
+
+static gboolean
+check_xml (const char *what, const char *xml, gpointer user_data,
+           GError **error)
+{
+  Incoming *inc = user_data;
+  MigDst *dst = inc->dst;
+
+  return !dst->config.check
+         || dst->config.check (inc->job_id, what, xml, dst->config.user_data,
+                               error);
+}
+
+/* The parameters Drover's migrations give Prepare3 and Finish3 (seen
+ * with libvirt 9.0: the two XML ones, the URIs, the disk list, and
+ * Finish3's destination name), each a string. */
+static gboolean
+check_param (const char *call, const char *name, int type, const char *value,
+             gpointer user_data, GError **error)
+{
+  Incoming *inc = user_data;
+  const char *want = NULL;
+
+  if (type != VIR_TYPED_PARAM_STRING)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED,
+                   "not a parameter Drover's migrations use");
+      return FALSE;
+    }
+  if (strcmp (name, "destination_xml") == 0
+      || strcmp (name, "persistent_xml") == 0)
+    return TRUE; /* the XML check sees them */
+  if (strcmp (name, "destination_name") == 0)
+    return check_xml (name, value, inc, error);
+  if (strcmp (name, "migrate_uri") == 0)
+    want = inc->mem_uri;
+  else if (strcmp (name, "disks_uri") == 0 && inc->with_disk)
+    want = inc->disk_uri;
+  else if (strcmp (name, "migrate_disks") == 0 && inc->with_disk)
+    want = MIG_DISK_TARGET;
+  else
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED,
+                   "not a parameter Drover's migrations use");
+      return FALSE;
+    }
+  if (strcmp (value, want) != 0)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED, "'%s' is not '%s'",
+                   value, want);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+filter_feed (const guint8 *buf, gsize len, GByteArray *out, gpointer data,
+             GError **error)
+{
+  return mig_rpc_filter_feed (data, buf, len, out, error);
+}
+
+/* --- accepting ------------------------------------------------------------ */
 
 static int
 connect_unix (const char *path, GError **error)
@@ -159,6 +200,7 @@ on_accept (MigChannel *ch, gpointer user_data)
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
   MigChannelKind kind = mig_channel_get_kind (ch);
+  MigChannelOptions opts;
   Incoming *inc;
   int fd;
 
@@ -173,14 +215,24 @@ on_accept (MigChannel *ch, gpointer user_data)
   /* Under the lock: mig_dst_forget either sees this channel in the list
    * or the job is gone before we look. Connecting a local socket is
    * quick. */
+  mig_channel_options_init (&opts);
   if (kind == MIG_CHANNEL_KIND_CONTROL)
-    path = g_strdup (dst->libvirt_sock);
+    {
+      MigRpcFilter *filter = mig_rpc_filter_new (check_xml, inc);
+
+      mig_rpc_filter_set_param_check (filter, check_param, inc);
+      g_ptr_array_add (inc->filters, filter);
+      opts.in_filter = filter_feed;
+      opts.in_filter_data = filter;
+      path = g_strdup (dst->libvirt_sock);
+    }
   else if (kind == MIG_CHANNEL_KIND_DISK)
     path = mig_disk_sock_path (inc->job_id);
   else
     path = mig_mem_sock_path (inc->job_id);
   fd = connect_unix (path, &error);
-  if (fd < 0 || !mig_channel_start (ch, fd, NULL, on_channel_done, inc, &error))
+  if (fd < 0
+      || !mig_channel_start (ch, fd, &opts, on_channel_done, inc, &error))
     {
       g_mutex_unlock (&dst->lock);
       drover_message (NULL, job_id, NULL, "migration: %s", error->message);
@@ -198,6 +250,8 @@ on_refused (const GError *error, gpointer user_data)
   g_message ("migration listener: %s", error->message);
 }
 
+/* --- the object ----------------------------------------------------------- */
+
 MigDst *
 mig_dst_new (const MigDstConfig *config, GError **error)
 {
@@ -209,6 +263,7 @@ mig_dst_new (const MigDstConfig *config, GError **error)
                                                      : MIG_LIBVIRT_SOCK);
   g_mutex_init (&dst->lock);
   dst->jobs = g_hash_table_new (g_str_hash, g_str_equal);
+  dst->tokens = mig_token_table_new ();
   lc.creds = config->creds;
   lc.address = config->address;
   lc.port = config->port;
@@ -231,12 +286,21 @@ mig_dst_get_port (MigDst *dst)
   return mig_channel_listener_get_port (dst->listener);
 }
 
-char *
-mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
-                guint ttl_ms, GError **error)
+void
+mig_dst_set_creds (MigDst *dst, MigChannelCreds *creds)
 {
+  mig_channel_listener_set_creds (dst->listener, creds);
+}
+
+char *
+mig_dst_expect (MigDst *dst, const char *job_id, const char *source_host,
+                gboolean with_disk, guint ttl_ms, GError **error)
+{
+  guint kinds = MIG_TOKEN_KIND (MIG_CHANNEL_KIND_CONTROL)
+                | MIG_TOKEN_KIND (MIG_CHANNEL_KIND_MEMORY);
+  g_autofree char *mem = NULL, *disk = NULL;
   Incoming *inc;
-  g_autofree char *token = NULL;
+  char *token;
 
   if (!mig_job_id_valid (job_id))
     {
@@ -244,38 +308,43 @@ mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
                            "invalid migration job id");
       return NULL;
     }
-  token = mig_token_new ();
+  if (with_disk)
+    kinds |= MIG_TOKEN_KIND (MIG_CHANNEL_KIND_DISK);
   g_mutex_lock (&dst->lock);
-  if (g_hash_table_contains (dst->jobs, job_id))
+  /* The token table refuses a job it knows; so does the job table, which
+   * keeps a job until its channels are closed. */
+  token = g_hash_table_contains (dst->jobs, job_id)
+              ? NULL
+              : mig_token_table_issue_job (dst->tokens, job_id, kinds,
+                                           source_host, ttl_ms, error);
+  if (!token)
     {
       g_mutex_unlock (&dst->lock);
-      g_set_error (error, MIG_ERROR, MIG_ERROR_INVALID,
-                   "migration %s is already expected here", job_id);
+      if (error && !*error)
+        g_set_error (error, MIG_ERROR, MIG_ERROR_INVALID,
+                     "migration %s is already expected here", job_id);
       return NULL;
     }
+  mem = mig_mem_sock_path (job_id);
+  disk = mig_disk_sock_path (job_id);
   inc = g_new0 (Incoming, 1);
   inc->dst = dst;
   inc->job_id = g_strdup (job_id);
-  inc->token = g_strdup (token);
-  inc->expires_us = g_get_monotonic_time () + (gint64)ttl_ms * 1000;
   inc->with_disk = with_disk;
+  inc->mem_uri = g_strconcat ("unix://", mem, NULL);
+  inc->disk_uri = g_strconcat ("unix://", disk, NULL);
   inc->channels = g_ptr_array_new ();
+  inc->filters
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)mig_rpc_filter_free);
   g_hash_table_insert (dst->jobs, inc->job_id, inc);
   g_mutex_unlock (&dst->lock);
-  return g_steal_pointer (&token);
+  return token;
 }
 
 gboolean
 mig_dst_started (MigDst *dst, const char *job_id)
 {
-  Incoming *inc;
-  gboolean started;
-
-  g_mutex_lock (&dst->lock);
-  inc = g_hash_table_lookup (dst->jobs, job_id);
-  started = inc && inc->used[MIG_CHANNEL_KIND_CONTROL];
-  g_mutex_unlock (&dst->lock);
-  return started;
+  return mig_token_table_used (dst->tokens, job_id, MIG_CHANNEL_KIND_CONTROL);
 }
 
 gboolean
@@ -286,14 +355,14 @@ mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
   g_autofree char *mem_path = NULL, *disk_path = NULL;
 
   g_mutex_lock (&dst->lock);
-  inc = g_hash_table_lookup (dst->jobs, job_id);
-  if (inc && token && strcmp (token, inc->token) != 0)
+  if (!mig_token_table_revoke (dst->tokens, job_id, token))
     {
       g_mutex_unlock (&dst->lock);
       g_set_error (error, MIG_ERROR, MIG_ERROR_AUTH,
                    "wrong token for migration %s", job_id);
       return FALSE;
     }
+  inc = g_hash_table_lookup (dst->jobs, job_id);
   if (inc)
     g_hash_table_remove (dst->jobs, job_id);
   g_mutex_unlock (&dst->lock);
@@ -325,6 +394,7 @@ mig_dst_free (MigDst *dst)
     mig_dst_forget (dst, l->data, NULL, NULL);
   g_list_free_full (ids, g_free);
   g_hash_table_destroy (dst->jobs);
+  mig_token_table_free (dst->tokens);
   g_mutex_clear (&dst->lock);
   g_free (dst->libvirt_sock);
   g_free (dst);

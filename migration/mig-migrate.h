@@ -12,9 +12,10 @@
  *   disk copy) carries the connection accepted there to the destination
  *   agent over a MigChannel.
  * - MigDst (mig-dst.c): the destination side. A MigChannelListener that
- *   accepts the streams of expected migrations (one-time tokens) and
- *   connects them to the local libvirtd socket, the destination QEMU's
- *   incoming socket and its NBD socket.
+ *   accepts the streams of expected migrations (one-time tokens bound to
+ *   the job and the source host's certificate) and connects them to the
+ *   local libvirtd socket (through a MigRpcFilter: only a migration's
+ *   calls), the destination QEMU's incoming socket and its NBD socket.
  * - mig-libvirt.c: libvirt glue (errors, XML rewriting, job statistics)
  *   and the job's socket paths.
  *
@@ -194,8 +195,14 @@ typedef struct
   const char *job_id;
   const char *channel_host; /* destination migration listener */
   guint16 channel_port;
+  const char *dest_host; /* with TLS, the listener's certificate must be
+                            this host's; NULL: any host */
   const char *token;
-  MigChannelCreds *creds; /* NULL: plain TCP (tests only) */
+  MigChannelCreds *creds;  /* NULL: plain TCP (tests only) */
+  gint qemu_uid, qemu_gid; /* QEMU's user and group: the memory and disk
+                              sockets are 0660 root:qemu_gid and admit
+                              root and qemu_uid; the control socket 0600
+                              and root only (-1: root) */
   const char *dest_console_path;
   const char *dest_disk_path; /* NULL/"" = no disk; else MIG_DISK_TARGET
                                  is copied there (non-shared storage) */
@@ -250,10 +257,21 @@ typedef struct _MigDst MigDst;
 
 /* The control stream of JOB_ID has ended (libvirt on the source closed
  * its connection to our libvirtd: the migration is over, one way or the
- * other). ERROR is the channel's error or NULL. Runs on a channel thread:
- * hand real work to another thread. */
+ * other). ERROR is the channel's error or NULL; MIG_ERROR_RPC_REFUSED
+ * when the stream carried a call that is not part of a migration. Runs
+ * on a channel thread: hand real work to another thread. */
 typedef void (*MigDstEndFunc) (const char *job_id, const GError *error,
                                gpointer user_data);
+
+/* Checks what a migration JOB_ID brings in its Prepare3 and Finish3
+ * calls: WHAT is "destination_xml" or "persistent_xml" (a domain),
+ * "cookie" (libvirt's migration cookie, which may hold the persistent
+ * domain) or "destination_name" (the name the domain gets here); VALUE is
+ * the XML or the name. FALSE with ERROR refuses the call, and the control
+ * stream ends before it reaches libvirtd. Runs on a channel thread. */
+typedef gboolean (*MigDstCheckFunc) (const char *job_id, const char *what,
+                                     const char *value, gpointer user_data,
+                                     GError **error);
 
 typedef struct
 {
@@ -262,22 +280,35 @@ typedef struct
   guint16 port;             /* 0 = any */
   const char *libvirt_sock; /* NULL = MIG_LIBVIRT_SOCK */
   MigDstEndFunc ended;
+  MigDstCheckFunc check; /* NULL: domain XML and names unchecked */
   gpointer user_data;
 } MigDstConfig;
 
+/* Listens for the streams of expected migrations. Each control stream
+ * passes through a MigRpcFilter on its way to libvirtd: only the calls a
+ * peer-to-peer migration makes, their parameters limited to the ones
+ * Drover's migrations use (the memory and disk URIs naming this job's
+ * sockets), their XML and names through CONFIG->check. */
 MigDst *mig_dst_new (const MigDstConfig *config, GError **error);
 guint16 mig_dst_get_port (MigDst *dst);
 
-/* Expects a migration JOB_ID: returns a fresh token (caller frees) that
- * admits one control and one memory stream within TTL_MS, and one disk
- * stream (connected to mig_disk_sock_path) when WITH_DISK. */
-char *mig_dst_expect (MigDst *dst, const char *job_id, gboolean with_disk,
-                      guint ttl_ms, GError **error);
+/* New connections handshake with CREDS from now on (a reload). */
+void mig_dst_set_creds (MigDst *dst, MigChannelCreds *creds);
+
+/* Expects migration JOB_ID from host SOURCE_HOST (with TLS, only a host
+ * certificate with that CN may open its streams; NULL: any peer): returns
+ * a fresh token (caller frees) that admits one control and one memory
+ * stream within TTL_MS, and one disk stream (connected to
+ * mig_disk_sock_path) when WITH_DISK. MIG_ERROR_INVALID for a job id
+ * that is not valid or is expected already. */
+char *mig_dst_expect (MigDst *dst, const char *job_id, const char *source_host,
+                      gboolean with_disk, guint ttl_ms, GError **error);
 /* TRUE once a control stream of JOB_ID was accepted. */
 gboolean mig_dst_started (MigDst *dst, const char *job_id);
-/* Forgets JOB_ID: closes its channels (waiting for the pumps) and removes
- * its memory and disk socket paths. TOKEN, when non-NULL, must match. FALSE
- * with MIG_ERROR_AUTH on a mismatch, NOT found is fine (TRUE). */
+/* Forgets JOB_ID: revokes its token, closes its channels (waiting for the
+ * pumps) and removes its memory and disk socket paths. TOKEN, when
+ * non-NULL, must match: FALSE with MIG_ERROR_AUTH on a mismatch. An
+ * unknown job is fine (TRUE). */
 gboolean mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
                          GError **error);
 /* Stops listening, forgets every job. */

@@ -23,6 +23,8 @@ enum
 /* More typed parameters than this in one call is not a migration
  * (libvirt's own limit, REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX, is 64). */
 #define MAX_PARAMS 64
+/* Longer parameter names than this are none of libvirt's. */
+#define MAX_PARAM_NAME 64
 
 typedef enum
 {
@@ -35,6 +37,8 @@ struct _MigRpcFilter
 {
   MigRpcXmlCheckFunc check;
   gpointer user_data;
+  MigRpcParamCheckFunc param_check;
+  gpointer param_data;
   State state;
   GByteArray *held;
   guint32 remaining; /* body bytes of the current packet still to come */
@@ -52,6 +56,14 @@ mig_rpc_filter_new (MigRpcXmlCheckFunc check, gpointer user_data)
   filter->user_data = user_data;
   filter->held = g_byte_array_new ();
   return filter;
+}
+
+void
+mig_rpc_filter_set_param_check (MigRpcFilter *filter,
+                                MigRpcParamCheckFunc check, gpointer user_data)
+{
+  filter->param_check = check;
+  filter->param_data = user_data;
 }
 
 void
@@ -108,6 +120,8 @@ remote_proc_allowed (guint32 proc)
     case MIG_RPC_PROC_AUTH_LIST:
     case MIG_RPC_PROC_DOMAIN_MIGRATE_PREPARE3_PARAMS:
     case MIG_RPC_PROC_DOMAIN_MIGRATE_FINISH3_PARAMS:
+    case MIG_RPC_PROC_CONNECT_REGISTER_CLOSE_CALLBACK:
+    case MIG_RPC_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK:
       return TRUE;
     default:
       return FALSE;
@@ -235,12 +249,17 @@ check_migration_body (MigRpcFilter *filter, GError **error)
   for (guint32 i = 0; i < n; i++)
     {
       const guint8 *field;
-      guint32 field_len, type, skip;
+      guint32 field_len, type, skip = 0;
       g_autofree char *name = NULL;
+      g_autofree char *value = NULL;
+      g_autoptr (GError) local = NULL;
 
       if (!xdr_opaque (&x, &field, &field_len) || !xdr_u32 (&x, &type))
         return refuse (filter, error, "%s: truncated parameter", call);
-      name = g_strndup ((const char *)field, MIN (field_len, 64));
+      if (field_len == 0 || field_len > MAX_PARAM_NAME
+          || memchr (field, '\0', field_len) != NULL)
+        return refuse (filter, error, "%s: bad parameter name", call);
+      name = g_strndup ((const char *)field, field_len);
       switch (type)
         {
         case PARAM_INT:
@@ -257,17 +276,27 @@ check_migration_body (MigRpcFilter *filter, GError **error)
           if (!xdr_opaque (&x, &data, &len))
             return refuse (filter, error, "%s: truncated parameter %s", call,
                            name);
-          if ((strcmp (name, "destination_xml") == 0
-               || strcmp (name, "persistent_xml") == 0)
-              && !check_xml (filter, name, data, len, error))
-            return FALSE;
-          continue;
+          if (memchr (data, '\0', len) != NULL)
+            return refuse (filter, error, "%s: parameter %s holds a NUL byte",
+                           call, name);
+          value = g_strndup ((const char *)data, len);
+          break;
         default:
           return refuse (filter, error, "%s: parameter %s has type %u", call,
                          name, type);
         }
       if (!xdr_skip (&x, skip))
         return refuse (filter, error, "%s: truncated parameter %s", call, name);
+      if (filter->param_check
+          && !filter->param_check (call, name, (int)type, value,
+                                   filter->param_data, &local))
+        return refuse (filter, error, "%s: parameter %s refused: %s", call,
+                       name, local->message);
+      if (value
+          && (strcmp (name, "destination_xml") == 0
+              || strcmp (name, "persistent_xml") == 0)
+          && !check_xml (filter, name, data, len, error))
+        return FALSE;
     }
   if (!xdr_opaque (&x, &data, &len))
     return refuse (filter, error, "%s: truncated cookie", call);

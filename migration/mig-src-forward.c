@@ -9,6 +9,12 @@
  * destination can be made ahead (early thread), so that the TCP and TLS
  * handshakes are not in the migration's critical path.
  *
+ * The sockets are not for anyone on the host: the control socket is
+ * root's only (0600: libvirtd connects), the memory and disk sockets
+ * root's and QEMU's group's (0660), and a connection whose peer (its
+ * SO_PEERCRED) is not root or, for those two, QEMU's user is closed
+ * before it can take the stream.
+ *
  * Threads: the accept thread owns USED and EARLY; LOCK guards the
  * channel and whether it ended, which the source's controller loop reads
  * and the channel's pumps set.
@@ -18,6 +24,7 @@
 #include <errno.h>
 #include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct _MigSrcForward
@@ -36,21 +43,6 @@ struct _MigSrcForward
   MigChannel *channel; /* the stream carried, NULL before */
   gboolean ended;      /* ... and its pumps are done */
 };
-
-static const char *
-kind_name (MigChannelKind kind)
-{
-  switch (kind)
-    {
-    case MIG_CHANNEL_KIND_CONTROL:
-      return "control";
-    case MIG_CHANNEL_KIND_MEMORY:
-      return "memory";
-    case MIG_CHANNEL_KIND_DISK:
-      return "disk";
-    }
-  return "?";
-}
 
 static void
 report (MigSrcForward *fwd, const GError *error)
@@ -83,6 +75,24 @@ hello (MigSrcForward *fwd, MigTransport *t, GError **error)
                                  error);
 }
 
+/* May the process at the other end of S use FWD's socket? Root always;
+ * QEMU's user on the memory and disk sockets. */
+static gboolean
+peer_allowed (MigSrcForward *fwd, GSocket *s, uid_t *uid)
+{
+  const MigSrcConfig *c = fwd->config->config;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+
+  if (getsockopt (g_socket_get_fd (s), SOL_SOCKET, SO_PEERCRED, &cred, &len)
+      < 0)
+    return FALSE;
+  *uid = cred.uid;
+  return cred.uid == 0
+         || (fwd->kind != MIG_CHANNEL_KIND_CONTROL && c->qemu_uid >= 0
+             && cred.uid == (uid_t)c->qemu_uid);
+}
+
 /* Carries one accepted local connection to the destination. */
 static void
 carry (MigSrcForward *fwd, GSocketConnection *conn)
@@ -100,7 +110,7 @@ carry (MigSrcForward *fwd, GSocketConnection *conn)
       /* The token admits one stream per kind. */
       drover_debug (fc->vm, c->job_id, NULL,
                     "migration: refusing a second %s connection",
-                    kind_name (fwd->kind));
+                    mig_channel_kind_to_string (fwd->kind));
       return;
     }
   fwd->used = TRUE;
@@ -121,20 +131,22 @@ carry (MigSrcForward *fwd, GSocketConnection *conn)
       drover_debug (fc->vm, c->job_id, NULL,
                     "migration: early %s connection unusable (%s): "
                     "connecting again",
-                    kind_name (fwd->kind), error->message);
+                    mig_channel_kind_to_string (fwd->kind), error->message);
       g_clear_error (&error);
       t = NULL;
     }
   if (!t)
     {
-      t = mig_transport_connect (c->creds, c->channel_host, c->channel_port,
-                                 fc->stop, &error);
+      t = mig_transport_connect_host (c->creds, c->channel_host,
+                                      c->channel_port, c->dest_host, fc->stop,
+                                      &error);
       ch = t ? hello (fwd, t, &error) : NULL;
     }
   if (!ch)
     {
-      g_prefix_error (&error, "%s stream to %s:%u: ", kind_name (fwd->kind),
-                      c->channel_host, c->channel_port);
+      g_prefix_error (&error, "%s stream to %s:%u: ",
+                      mig_channel_kind_to_string (fwd->kind), c->channel_host,
+                      c->channel_port);
       report (fwd, error);
       return; /* closing CONN makes libvirt/QEMU fail at once */
     }
@@ -174,12 +186,21 @@ accept_thread (gpointer data)
       g_autoptr (GSocket) s
           = g_socket_accept (fwd->socket, fwd->config->stop, &error);
       g_autoptr (GSocketConnection) conn = NULL;
+      uid_t uid = G_MAXUINT;
 
       if (!s)
         {
           if (g_cancellable_is_cancelled (fwd->config->stop))
             break;
           g_usleep (20 * 1000);
+          continue;
+        }
+      if (!peer_allowed (fwd, s, &uid))
+        {
+          drover_message (fwd->config->vm, fwd->config->config->job_id, NULL,
+                          "migration: refused a connection from uid %u to "
+                          "%s",
+                          (guint)uid, fwd->path);
           continue;
         }
       g_socket_set_blocking (s, TRUE);
@@ -199,13 +220,34 @@ early_thread (gpointer data)
   const MigSrcForwardConfig *fc = fwd->config;
   const MigSrcConfig *c = fc->config;
   g_autoptr (GError) error = NULL;
-  MigTransport *t = mig_transport_connect (c->creds, c->channel_host,
-                                           c->channel_port, fc->stop, &error);
+  MigTransport *t
+      = mig_transport_connect_host (c->creds, c->channel_host, c->channel_port,
+                                    c->dest_host, fc->stop, &error);
 
   if (!t)
     drover_debug (fc->vm, c->job_id, NULL, "migration: early %s connection: %s",
-                  kind_name (fwd->kind), error->message);
+                  mig_channel_kind_to_string (fwd->kind), error->message);
   return t;
+}
+
+/* Owner root, group QEMU's, mode 0600 (control) or 0660. */
+static gboolean
+restrict_socket (MigSrcForward *fwd, GError **error)
+{
+  const MigSrcConfig *c = fwd->config->config;
+  gboolean control = fwd->kind == MIG_CHANNEL_KIND_CONTROL;
+  gid_t gid = control || c->qemu_gid < 0 ? 0 : (gid_t)c->qemu_gid;
+
+  if ((geteuid () == 0 && chown (fwd->path, 0, gid) < 0)
+      || g_chmod (fwd->path, control ? 0600 : 0660) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, MIG_ERROR, MIG_ERROR_LOCAL,
+                   "cannot restrict %s to root and QEMU: %s", fwd->path,
+                   g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
 }
 
 MigSrcForward *
@@ -232,9 +274,11 @@ mig_src_forward_new (const MigSrcForwardConfig *config, MigChannelKind kind,
       g_prefix_error (error, "cannot listen on %s: ", path);
       return NULL;
     }
-  /* libvirtd and QEMU (root in the cluster, the qemu user elsewhere with
-   * dynamic ownership off) must be able to connect. */
-  (void)g_chmod (path, 0666);
+  /* libvirtd (root) connects to the control socket, QEMU (its own user,
+   * root in the local cluster) to the others. A connection made before
+   * the mode is set is refused by its peer's uid (peer_allowed). */
+  if (!restrict_socket (fwd, error))
+    return NULL;
   if (early)
     fwd->early_thread = g_thread_new ("mig-src-early", early_thread, fwd);
   fwd->thread = g_thread_new ("mig-src-accept", accept_thread, fwd);

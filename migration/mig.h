@@ -30,7 +30,10 @@ typedef enum
   MIG_ERROR_CHANNEL_PROTOCOL = 100, /* malformed or corrupt frame, bad
                                        HELLO, unexpected frame type */
   MIG_ERROR_CHANNEL_AUTH,           /* HELLO refused: bad, reused or
-                                       expired token, wrong stream kind */
+                                       expired token, wrong stream kind,
+                                       a peer certificate not the host's
+                                       the token is for; a listener that
+                                       is not the destination host's */
   MIG_ERROR_CHANNEL_CLOSED,         /* peer went away before END */
   MIG_ERROR_CHANNEL_PEER,           /* the peer reported an error */
   MIG_ERROR_CHANNEL_ABORTED,        /* mig_channel_close() before the end */

@@ -1481,9 +1481,9 @@ test_dst_disk_token (void)
   cfg.libvirt_sock = "/nonexistent/drover-test-libvirt-sock";
   dst = mig_dst_new (&cfg, &error);
   g_assert_no_error (error);
-  no_disk = mig_dst_expect (dst, "test-no-disk", FALSE, 10000, &error);
+  no_disk = mig_dst_expect (dst, "test-no-disk", NULL, FALSE, 10000, &error);
   g_assert_no_error (error);
-  with_disk = mig_dst_expect (dst, "test-disk", TRUE, 10000, &error);
+  with_disk = mig_dst_expect (dst, "test-disk", NULL, TRUE, 10000, &error);
   g_assert_no_error (error);
 
   ch = mig_channel_connect (NULL, "127.0.0.1", mig_dst_get_port (dst),
