@@ -4,9 +4,12 @@ cluster harness, droverctl and virsh wrappers. Runs under /usr/bin/python3
 
 import json
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -42,7 +45,7 @@ class Tap:
         t0 = time.monotonic()
         try:
             fn(*args)
-        except Exception as e:  # noqa: BLE001 - report every failure
+        except Exception:  # noqa: BLE001 - report every failure
             self.failed += 1
             print(f"not ok {self.n} - {name}")
             for line in traceback.format_exc().splitlines():
@@ -126,11 +129,50 @@ class Cluster:
         out = self.virsh(i, "list", "--all", "--name").stdout
         return sorted(x.strip() for x in out.splitlines() if x.strip())
 
+    def where(self, vm):
+        """{host index: (persistent, state)} of VM per each host's libvirt."""
+        out = {}
+        for i in range(1, self.hosts + 1):
+            p = self.virsh(i, "dominfo", vm, check=False)
+            if p.returncode != 0:
+                continue
+            info = dict(re.findall(r"^([^:]+):\s*(.*)$", p.stdout, re.M))
+            out[i] = (info.get("Persistent"), info.get("State"))
+        return out
+
     def hosts_by_name(self):
         return {h["info"]["name"]: h for h in self.ctl_json("hosts")["hosts"]}
 
     def vms_by_name(self):
         return {v["spec"]["name"]: v for v in self.ctl_json("vm", "list")["vms"]}
+
+
+def run_on_cluster(c, cases, with_pb=False, tmp_prefix="drover-test-"):
+    """The whole of an integration test: brings cluster C up, runs
+    CASES (c, tap, tmp[, pb]) with a scratch directory TMP (and drover_pb2
+    when WITH_PB), takes the cluster down and removes TMP. A cluster that
+    does not come up is one failed case. Returns the exit status."""
+    tap = Tap()
+    tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+    t0 = time.monotonic()
+    try:
+        try:
+            extra = (load_pb(tmp),) if with_pb else ()
+            c.up()
+        except Exception as e:  # noqa: BLE001 - reported as a case
+            print("not ok 1 - cluster up")
+            log(e)
+            print("1..1")
+            c.down()
+            return 1
+        try:
+            cases(c, tap, tmp, *extra)
+        finally:
+            log(f"whole run {time.monotonic() - t0:.0f}s")
+            c.down()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tap.done()
 
 
 def wait_for(what, pred, timeout=60, interval=0.5):

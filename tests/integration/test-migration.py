@@ -28,16 +28,14 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, Agents,  # noqa: E402
-                            Cluster, Tap, load_pb, log, wait_for)
+                            Cluster, log, run_on_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
@@ -119,15 +117,7 @@ def wait_heartbeats_past(c, n, vm=VM, more=20, timeout=60):
 
 
 def where(c, vm=VM):
-    """{host index: (persistent, state)} of VM per libvirt."""
-    out = {}
-    for i in (1, 2):
-        p = c.virsh(i, "dominfo", vm, check=False)
-        if p.returncode != 0:
-            continue
-        info = dict(re.findall(r"^([^:]+):\s*(.*)$", p.stdout, re.M))
-        out[i] = (info.get("Persistent"), info.get("State"))
-    return out
+    return c.where(vm)
 
 
 def qemu_pids(c, i, vm):
@@ -293,27 +283,10 @@ def main():
     c = Cluster(hosts=2, report_interval_ms=1000)
     c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
                                                  "/tmp/drover-cluster-mig")
-    tap = Tap()
-    tmp = tempfile.mkdtemp(prefix="drover-mig-test-")
-    t0 = time.monotonic()
-    try:
-        pb = load_pb(tmp)
-        c.up()
-    except Exception as e:  # noqa: BLE001
-        print(f"not ok 1 - cluster up\n# {e}")
-        print("1..1")
-        c.down()
-        return 1
-    try:
-        run_cases(c, tap, pb)
-    finally:
-        log(f"whole run {time.monotonic() - t0:.0f}s")
-        c.down()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tap.done()
+    return run_on_cluster(c, run_cases, with_pb=True, tmp_prefix="drover-mig-test-")
 
 
-def run_cases(c, tap, pb):
+def run_cases(c, tap, tmp, pb):
     st = {"at": None, "moves": [], "faults": [], "restarted": 0.0}
     d = c.env["DROVER_CLUSTER_DIR"]
 

@@ -24,14 +24,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, AGENT,  # noqa: E402
-                            Agents, Cluster, Tap, grpc_creds, load_pb,
-                            log, run, wait_for)
+                            Agents, Cluster, grpc_creds, log, run, run_on_cluster,
+                            wait_for)
 
 import grpc  # noqa: E402
 
@@ -108,19 +107,10 @@ def main():
     c = Cluster(hosts=2, report_interval_ms=1000)
     c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
                                                  "/tmp/drover-cluster-sec")
-    tap = Tap()
-    tmp = tempfile.mkdtemp(prefix="drover-sec-test-")
-    try:
-        c.up()
-        pb = load_pb(tmp)
-        run_cases(c, tap, pb, tmp)
-    finally:
-        c.down()
-        subprocess.run(["rm", "-rf", tmp])
-    return tap.done()
+    return run_on_cluster(c, run_cases, with_pb=True, tmp_prefix="drover-sec-test-")
 
 
-def run_cases(c, tap, pb, tmp):
+def run_cases(c, tap, tmp, pb):
     d = c.env["DROVER_CLUSTER_DIR"]
     pki = os.path.join(d, "pki")
     sched_addr = c.env["DROVER_SCHEDULER"]
