@@ -24,47 +24,12 @@
 
 #include "mig-channel-private.h"
 #include "mig-channel.h"
+#include "test-support.h"
 
 #define BUF_LEN (4 * 1024 * 1024)
 #define IO_LEN (256 * 1024)
 
 static GBytes *data_random, *data_text;
-
-static GBytes *
-make_data (gboolean text)
-{
-  static const char *words[] = {
-    "migration", "page",    "dirty",  "bitmap", "guest", "memory",
-    "vcpu",      "iter",    "remain", "bytes",  "total", "downtime",
-    "qemu",      "libvirt", "drover", "host",   "sched", "ok",
-  };
-  g_autoptr (GRand) rand = g_rand_new_with_seed (42);
-  guint8 *p = g_malloc (BUF_LEN);
-  gsize at = 0;
-
-  if (!text)
-    for (; at < BUF_LEN; at += 4)
-      {
-        guint32 v = g_rand_int (rand);
-        memcpy (p + at, &v, 4);
-      }
-  while (at < BUF_LEN)
-    {
-      char line[160];
-      int n = g_snprintf (
-          line, sizeof line, "12:%02u:%02u %s=%u %s %s/%u\n",
-          g_rand_int_range (rand, 0, 60), g_rand_int_range (rand, 0, 60),
-          words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
-          g_rand_int_range (rand, 0, 4096),
-          words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
-          words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
-          g_rand_int_range (rand, 0, 64));
-      gsize take = MIN ((gsize)n, BUF_LEN - at);
-      memcpy (p + at, line, take);
-      at += take;
-    }
-  return g_bytes_new_take (p, BUF_LEN);
-}
 
 /* --- producer / consumer / copier threads --------------------------------- */
 
@@ -459,13 +424,12 @@ make_creds (char **dir_out)
 {
   g_autoptr (GError) error = NULL;
   const char *argv[] = { "/bin/sh", "-c", cert_script, NULL };
-  char *dir = g_dir_make_tmp ("bench-channel-XXXXXX", &error);
+  char *dir = test_tmp_dir_new ("bench-channel-XXXXXX");
   MigChannelCreds *creds;
   int status = 0;
 
-  if (dir == NULL
-      || !g_spawn_sync (dir, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                        NULL, NULL, &status, &error)
+  if (!g_spawn_sync (dir, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                     NULL, NULL, &status, &error)
       || !g_spawn_check_wait_status (status, &error))
     g_error ("making certificates: %s", error->message);
   creds = mig_channel_creds_new (dir, &error);
@@ -525,8 +489,8 @@ main (int argc, char **argv)
   len = (guint64)size_mib << 20;
   llen = (guint64)limited_mib << 20;
   rate = (guint64)(rate_gbit * 1e9 / 8);
-  data_random = make_data (FALSE);
-  data_text = make_data (TRUE);
+  data_random = test_data_new (TEST_DATA_RANDOM, BUF_LEN, 42);
+  data_text = test_data_new (TEST_DATA_TEXT, BUF_LEN, 42);
   creds = make_creds (&certdir);
 
   secs = bench_raw (data_random, len);
@@ -586,10 +550,6 @@ main (int argc, char **argv)
       fflush (stdout);
     }
 
-  {
-    const char *rm[] = { "rm", "-rf", certdir, NULL };
-    g_spawn_sync (NULL, (char **)rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                  NULL, NULL, NULL, NULL);
-  }
+  test_tmp_dir_remove (certdir);
   return 0;
 }

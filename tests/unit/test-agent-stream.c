@@ -9,18 +9,15 @@
 
 #include "agent-private.h"
 #include "mig-migrate.h"
+#include "test-rpc.h"
 
 typedef struct
 {
-  GThread *thread;
-  GMainContext *ctx;
-  GMainLoop *loop;
-  ProtoServer *server;
-  int port;
+  TestRpcServer *rpc;
+  GMainContext *ctx; /* the server's */
   GMutex lock;
   GCond cond;
   /* lock */
-  gboolean ready;
   guint freed;           /* worker data freed (in the main context) */
   gboolean wrong_thread; /* a worker ran on the main context's thread */
   gboolean saw_cancel;   /* a "wait-cancel" worker was cancelled */
@@ -80,7 +77,7 @@ work_run (AgentStream *stream, gpointer data, GError **error)
   guint n = colon ? (guint)atoi (colon + 1) : 0;
 
   g_mutex_lock (&s->lock);
-  if (g_thread_self () == s->thread)
+  if (g_thread_self () == test_thread_get_thread (s->rpc->thread))
     s->wrong_thread = TRUE;
   g_mutex_unlock (&s->lock);
   for (guint i = 0; i < n; i++)
@@ -126,69 +123,30 @@ handle_migrate_out (ProtoServerCall *call, const ProtobufCMessage *msg,
                       work_free);
 }
 
-static gpointer
-server_thread (gpointer data)
-{
-  Server *s = data;
-  g_autoptr (GError) error = NULL;
-
-  g_main_context_push_thread_default (s->ctx);
-  s->server = proto_server_new (s->ctx);
-  proto_server_add_method (s->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_MIGRATE_OUT, handle_migrate_out,
-                           s);
-  proto_server_set_authz (s->server, DROVER_AGENT_SERVICE, proto_agent_authz,
-                          proto_agent_authz_len);
-  g_assert_true (proto_server_start (s->server, "127.0.0.1:0", NULL, &error));
-  g_mutex_lock (&s->lock);
-  s->port = proto_server_get_port (s->server);
-  s->ready = TRUE;
-  g_cond_broadcast (&s->cond);
-  g_mutex_unlock (&s->lock);
-  g_main_loop_run (s->loop);
-  proto_server_stop (s->server);
-  g_clear_pointer (&s->server, proto_server_free);
-  while (g_main_context_iteration (s->ctx, FALSE))
-    ;
-  g_main_context_pop_thread_default (s->ctx);
-  return NULL;
-}
+static const TestRpcMethod methods[] = {
+  { DROVER_AGENT_METHOD_MIGRATE_OUT, handle_migrate_out },
+};
 
 static Server *
 server_start (void)
 {
+  const TestRpcService service = {
+    DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
+    proto_agent_authz_len,
+  };
   Server *s = g_new0 (Server, 1);
 
   g_mutex_init (&s->lock);
   g_cond_init (&s->cond);
-  s->ctx = g_main_context_new ();
-  s->loop = g_main_loop_new (s->ctx, FALSE);
-  s->thread = g_thread_new ("test-server", server_thread, s);
-  g_mutex_lock (&s->lock);
-  while (!s->ready)
-    g_cond_wait (&s->cond, &s->lock);
-  g_mutex_unlock (&s->lock);
+  s->rpc = test_rpc_server_start (&service, s, NULL);
+  s->ctx = test_thread_get_context (s->rpc->thread);
   return s;
-}
-
-static gboolean
-quit_cb (gpointer data)
-{
-  g_main_loop_quit (data);
-  return G_SOURCE_REMOVE;
 }
 
 static void
 server_stop (Server *s)
 {
-  GSource *src = g_idle_source_new ();
-
-  g_source_set_callback (src, quit_cb, s->loop, NULL);
-  g_source_attach (src, s->ctx);
-  g_source_unref (src);
-  g_thread_join (s->thread);
-  g_main_loop_unref (s->loop);
-  g_main_context_unref (s->ctx);
+  test_rpc_server_stop (s->rpc);
   g_mutex_clear (&s->lock);
   g_cond_clear (&s->cond);
   g_free (s);
@@ -226,13 +184,12 @@ on_message (const ProtobufCMessage *msg, gpointer data)
 static GArray *
 call (Server *s, const char *what, gboolean cancel, GError **error)
 {
-  g_autofree char *target = g_strdup_printf ("127.0.0.1:%d", s->port);
   g_autoptr (GMainContext) ctx = g_main_context_new ();
   g_autoptr (ProtoClient) client = NULL;
   Drover__V1__MigrateOutRequest req = DROVER__V1__MIGRATE_OUT_REQUEST__INIT;
   Received r = { g_array_new (FALSE, FALSE, sizeof (guint32)), cancel };
 
-  client = proto_client_new (target, NULL, PROTO_ROLES_ALL, ctx, NULL);
+  client = proto_client_new (s->rpc->address, NULL, PROTO_ROLES_ALL, ctx, NULL);
   g_assert_nonnull (client);
   req.job_id = (char *)what;
   (void)proto_client_stream_sync (client, DROVER_AGENT_SERVICE,

@@ -16,6 +16,7 @@
 
 #include "mig-channel-private.h"
 #include "mig-migrate.h"
+#include "test-support.h"
 
 #define DATA_LEN (3 * 1024 * 1024 + 12345)
 #define HELLO_WIRE (MIG_FRAME_HEADER_SIZE + 1 + 64)
@@ -72,8 +73,7 @@ make_certs (void)
   const char *argv[] = { "/bin/sh", "-c", cert_script, NULL };
   int status = 0;
 
-  cert_root = g_dir_make_tmp ("test-mig-channel-XXXXXX", &error);
-  g_assert_no_error (error);
+  cert_root = test_tmp_dir_new ("test-mig-channel-XXXXXX");
   g_spawn_sync (cert_root, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
                 NULL, NULL, &status, &error);
   g_assert_no_error (error);
@@ -85,66 +85,7 @@ make_certs (void)
   creds_lost = load_creds ("lost");
 }
 
-static void
-remove_certs (void)
-{
-  const char *argv[] = { "rm", "-rf", cert_root, NULL };
-  g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                NULL, NULL, NULL, NULL);
-}
-
 /* --- data ----------------------------------------------------------------- */
-
-typedef enum
-{
-  DATA_RANDOM,
-  DATA_TEXT,
-  DATA_ZERO
-} DataKind;
-
-static GBytes *
-make_data (DataKind kind, gsize len, guint32 seed)
-{
-  static const char *words[] = {
-    "migration", "page",    "dirty",  "bitmap", "guest", "memory",
-    "vcpu",      "iter",    "remain", "bytes",  "total", "downtime",
-    "qemu",      "libvirt", "drover", "host",   "sched", "ok",
-  };
-  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
-  guint8 *p = g_malloc0 (len);
-  gsize at = 0;
-
-  switch (kind)
-    {
-    case DATA_RANDOM:
-      for (; at + 4 <= len; at += 4)
-        {
-          guint32 v = g_rand_int (rand);
-          memcpy (p + at, &v, 4);
-        }
-      break;
-    case DATA_TEXT:
-      while (at < len)
-        {
-          char line[160];
-          int n = g_snprintf (
-              line, sizeof line, "12:%02u:%02u %s=%u %s %s/%u\n",
-              g_rand_int_range (rand, 0, 60), g_rand_int_range (rand, 0, 60),
-              words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
-              g_rand_int_range (rand, 0, 4096),
-              words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
-              words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))],
-              g_rand_int_range (rand, 0, 64));
-          gsize take = MIN ((gsize)n, len - at);
-          memcpy (p + at, line, take);
-          at += take;
-        }
-      break;
-    case DATA_ZERO:
-      break;
-    }
-  return g_bytes_new_take (p, len);
-}
 
 static char *
 sha256 (const void *data, gsize len)
@@ -600,7 +541,7 @@ pair_clear (Pair *p)
 static void
 test_crc32c (void)
 {
-  g_autoptr (GBytes) data = make_data (DATA_RANDOM, 200000, 7);
+  g_autoptr (GBytes) data = test_data_new (TEST_DATA_RANDOM, 200000, 7);
   static const gsize long_lens[]
       = { 12287, 12288, 12289, 24576 + 77, 100000, 199990 };
   gint64 t0;
@@ -689,15 +630,15 @@ typedef struct
   const char *path;
   gboolean tls;
   MigCompressMode mode;
-  DataKind data;
+  TestDataKind data;
 } RoundTrip;
 
 static void
 test_round_trip (gconstpointer data)
 {
   const RoundTrip *rt = data;
-  g_autoptr (GBytes) up = make_data (rt->data, DATA_LEN, 1);
-  g_autoptr (GBytes) down = make_data (rt->data, DATA_LEN / 2 + 7, 2);
+  g_autoptr (GBytes) up = test_data_new (rt->data, DATA_LEN, 1);
+  g_autoptr (GBytes) down = test_data_new (rt->data, DATA_LEN / 2 + 7, 2);
   MigChannelOptions opts;
   MigChannelStats sc, ss;
   Pair p = { 0 };
@@ -728,7 +669,7 @@ test_round_trip (gconstpointer data)
   g_assert_cmpuint (sc.wire_out, ==, ss.wire_in + MIG_FRAME_HEADER_SIZE);
   g_assert_cmpuint (sc.frames_out, ==, ss.frames_in);
   g_assert_cmpuint (sc.compressed_frames_out, ==, ss.compressed_frames_in);
-  if (rt->mode == MIG_COMPRESS_OFF || rt->data == DATA_RANDOM)
+  if (rt->mode == MIG_COMPRESS_OFF || rt->data == TEST_DATA_RANDOM)
     g_assert_cmpuint (sc.compressed_frames_out, ==, 0);
   else
     {
@@ -814,7 +755,7 @@ static void
 test_auto_text_slow_link (void)
 {
   AutoRun run = { .link_rate = 5 * 1000 * 1000 };
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 3);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, DATA_LEN, 3);
   MigChannelStats st;
   guint64 on;
 
@@ -834,7 +775,7 @@ test_auto_random (void)
   AutoRun run = { .link_rate = 5 * 1000 * 1000,
                   .socket = TRUE,
                   .chunk = MIG_CHANNEL_CHUNK_DEFAULT };
-  g_autoptr (GBytes) up = make_data (DATA_RANDOM, DATA_LEN, 3);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_RANDOM, DATA_LEN, 3);
   MigChannelStats st;
 
   run_auto_scene (NULL, &run, up, &st, NULL);
@@ -850,7 +791,7 @@ test_auto_fast_link (void)
   AutoRun run = { .link_rate = G_GUINT64_CONSTANT (1000000000000),
                   .socket = TRUE,
                   .chunk = MIG_CHANNEL_CHUNK_DEFAULT };
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 3);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, DATA_LEN, 3);
   MigChannelStats st;
 
   run_auto_scene (NULL, &run, up, &st, NULL);
@@ -862,11 +803,11 @@ test_auto_fast_link (void)
 /* The data changes character mid-stream (2 MiB of FIRST, 12 MiB of
  * SECOND) on a hinted slow link: auto follows it. */
 static void
-run_auto_switch (DataKind first, DataKind second, MigChannelStats *st,
+run_auto_switch (TestDataKind first, TestDataKind second, MigChannelStats *st,
                  guint64 *frames_on)
 {
-  g_autoptr (GBytes) a = make_data (first, 2 * 1024 * 1024, 4);
-  g_autoptr (GBytes) b = make_data (second, 12 * 1024 * 1024, 5);
+  g_autoptr (GBytes) a = test_data_new (first, 2 * 1024 * 1024, 4);
+  g_autoptr (GBytes) b = test_data_new (second, 12 * 1024 * 1024, 5);
   g_autoptr (GBytes) up = concat (a, b);
   AutoRun run = { .link_rate = 5 * 1000 * 1000 };
 
@@ -881,7 +822,7 @@ test_auto_backs_off (void)
   MigChannelStats st;
   guint64 on;
 
-  run_auto_switch (DATA_TEXT, DATA_RANDOM, &st, &on);
+  run_auto_switch (TEST_DATA_TEXT, TEST_DATA_RANDOM, &st, &on);
   g_assert_cmpuint (st.compressed_frames_out, >, 0); /* was on for text */
   g_assert_false (st.compressing);                   /* off for random */
   g_assert_cmpuint (st.compressed_frames_out, <, st.frames_out / 2);
@@ -895,7 +836,7 @@ test_auto_turns_on (void)
   MigChannelStats st;
   guint64 on;
 
-  run_auto_switch (DATA_RANDOM, DATA_TEXT, &st, &on);
+  run_auto_switch (TEST_DATA_RANDOM, TEST_DATA_TEXT, &st, &on);
   g_assert_true (st.compressing);
   g_assert_cmpuint (st.compressed_frames_out, >, st.frames_out / 2);
   /* Every frame sent while the decision said lz4, and no other. */
@@ -910,7 +851,7 @@ static void
 test_auto_rate_limited_text (void)
 {
   AutoRun run = { .rate_limit = 10 * 1000 * 1000 };
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, 6 * 1024 * 1024, 11);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, 6 * 1024 * 1024, 11);
   MigChannelStats st;
   guint64 on;
 
@@ -929,7 +870,7 @@ static void
 test_auto_slow_link_text (void)
 {
   AutoRun run = { 0 };
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, 6 * 1024 * 1024, 11);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, 6 * 1024 * 1024, 11);
   MigChannelStats st;
   guint64 on;
 
@@ -948,7 +889,7 @@ static void
 test_auto_rate_limited_random (void)
 {
   AutoRun run = { .rate_limit = 10 * 1000 * 1000 };
-  g_autoptr (GBytes) up = make_data (DATA_RANDOM, 2 * 1024 * 1024, 11);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_RANDOM, 2 * 1024 * 1024, 11);
   MigChannelStats st;
 
   run_auto_scene (&scene_network_bound, &run, up, &st, NULL);
@@ -975,7 +916,7 @@ test_auto_slow_producer_text (gconstpointer data)
 {
   const SlowProducer *variant = data;
   AutoRun run = { .rate_limit = variant->rate_limit };
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, 2 * 1024 * 1024, 11);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, 2 * 1024 * 1024, 11);
   MigChannelStats st;
 
   run_auto_scene (&variant->scene, &run, up, &st, NULL);
@@ -994,7 +935,7 @@ static void
 test_auto_slow_receiver_text (void)
 {
   AutoRun run = { 0 };
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, 24 * 1024 * 1024, 11);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, 24 * 1024 * 1024, 11);
   MigChannelStats st;
 
   run_auto_scene (&scene_receiver_bound, &run, up, &st, NULL);
@@ -1090,7 +1031,7 @@ static void
 test_auto_measures_blocked (void)
 {
   static const double rate = 20e6;
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, 2 * 1024 * 1024, 12);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, 2 * 1024 * 1024, 12);
   g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
   MigChannelOptions opts;
   MigChannelStats st;
@@ -1185,8 +1126,8 @@ test_auto_receiver_window (void)
 static void
 run_fault (MigFaultKind fault, guint64 offset, MigCompressMode mode, Pair *p)
 {
-  g_autoptr (GBytes) up = make_data (DATA_TEXT, DATA_LEN, 6);
-  g_autoptr (GBytes) down = make_data (DATA_RANDOM, 100000, 7);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_TEXT, DATA_LEN, 6);
+  g_autoptr (GBytes) down = test_data_new (TEST_DATA_RANDOM, 100000, 7);
   MigChannelOptions opts;
 
   mig_channel_options_init (&opts);
@@ -1684,7 +1625,7 @@ static void
 test_local_sndbuf (void)
 {
   const gsize len = 3 << 20;
-  g_autoptr (GBytes) up = make_data (DATA_RANDOM, len, 3);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_RANDOM, len, 3);
   g_autoptr (GError) error = NULL;
   g_autofree guint8 *buf = g_malloc (1 << 20);
   Pair p = { 0 };
@@ -1735,7 +1676,7 @@ test_local_sndbuf (void)
 static void
 test_rate_limit (void)
 {
-  g_autoptr (GBytes) up = make_data (DATA_RANDOM, 4 * 1024 * 1024, 8);
+  g_autoptr (GBytes) up = test_data_new (TEST_DATA_RANDOM, 4 * 1024 * 1024, 8);
   g_autoptr (GBytes) none = g_bytes_new (NULL, 0);
   MigChannelOptions opts;
   Pair p = { 0 };
@@ -1760,7 +1701,7 @@ test_rate_limit (void)
 static void
 test_abort (void)
 {
-  g_autoptr (GBytes) some = make_data (DATA_TEXT, 100000, 9);
+  g_autoptr (GBytes) some = test_data_new (TEST_DATA_TEXT, 100000, 9);
   g_autoptr (GError) error = NULL;
   Pair p = { 0 };
   int fd;
@@ -1806,10 +1747,10 @@ main (int argc, char **argv)
   static const struct
   {
     const char *name;
-    DataKind kind;
-  } kinds[] = { { "random", DATA_RANDOM },
-                { "text", DATA_TEXT },
-                { "zero", DATA_ZERO } };
+    TestDataKind kind;
+  } kinds[] = { { "random", TEST_DATA_RANDOM },
+                { "text", TEST_DATA_TEXT },
+                { "zero", TEST_DATA_ZERO } };
   g_autoptr (GPtrArray) cases = g_ptr_array_new_with_free_func (g_free);
   int ret;
 
@@ -1823,7 +1764,7 @@ main (int argc, char **argv)
       for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
         {
           RoundTrip *rt;
-          if (!tls && kinds[k].kind != DATA_TEXT)
+          if (!tls && kinds[k].kind != TEST_DATA_TEXT)
             continue;
           rt = g_new0 (RoundTrip, 1);
           rt->tls = tls;
@@ -1895,7 +1836,7 @@ main (int argc, char **argv)
   mig_channel_creds_unref (creds_b);
   mig_channel_creds_unref (creds_foreign);
   mig_channel_creds_unref (creds_lost);
-  remove_certs ();
+  test_tmp_dir_remove (cert_root);
   g_free (cert_root);
   return ret;
 }

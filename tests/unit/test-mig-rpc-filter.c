@@ -263,57 +263,54 @@ test_xml_check (void)
   }
 }
 
+/* Feeds PKT to a filter without a checker, CHUNK bytes at a time: it is
+ * refused, nothing is passed on, and the message has WORDS (unless
+ * NULL). */
+static void
+assert_malformed (GByteArray *pkt, gsize chunk, const char *words)
+{
+  g_autoptr (MigRpcFilter) f = mig_rpc_filter_new (NULL, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GByteArray) out = feed_all (f, pkt, chunk, &error);
+
+  g_assert_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED);
+  if (words)
+    g_assert_nonnull (strstr (error->message, words));
+  g_assert_cmpuint (out->len, ==, 0);
+}
+
 /* Malformed packets: lengths out of range, bodies that lie. */
 static void
 test_malformed (void)
 {
-  g_autoptr (GError) error = NULL;
+  const guint32 bad_lengths[] = { 12, MIG_RPC_MAX_PACKET + 1 };
+  g_autoptr (GByteArray) body = g_byte_array_new ();
+  g_autoptr (GByteArray) pkt = NULL;
 
   /* A length below the header's, and one above the cap. */
-  for (guint i = 0; i < 2; i++)
+  for (guint i = 0; i < G_N_ELEMENTS (bad_lengths); i++)
     {
-      g_autoptr (MigRpcFilter) f = mig_rpc_filter_new (NULL, NULL);
-      g_autoptr (GByteArray) pkt
-          = remote_call (MIG_RPC_PROC_CONNECT_OPEN, NULL);
-      g_autoptr (GByteArray) out = NULL;
-      guint32 bad = i == 0 ? 12 : MIG_RPC_MAX_PACKET + 1;
+      guint32 bad = bad_lengths[i];
       guint8 be[4] = { bad >> 24, bad >> 16, bad >> 8, bad };
 
+      g_clear_pointer (&pkt, g_byte_array_unref);
+      pkt = remote_call (MIG_RPC_PROC_CONNECT_OPEN, NULL);
       memcpy (pkt->data, be, 4);
-      out = feed_all (f, pkt, pkt->len, &error);
-      g_assert_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED);
-      g_assert_nonnull (strstr (error->message, "length"));
-      g_assert_cmpuint (out->len, ==, 0);
-      g_clear_error (&error);
+      assert_malformed (pkt, pkt->len, "length");
     }
   /* Prepare3 with a parameter count past the limit, and a string whose
    * length runs past the packet. */
-  {
-    g_autoptr (MigRpcFilter) f = mig_rpc_filter_new (NULL, NULL);
-    g_autoptr (GByteArray) body = g_byte_array_new ();
-    g_autoptr (GByteArray) out = NULL;
-    g_autoptr (GByteArray) pkt = NULL;
+  put32 (body, 100000);
+  g_clear_pointer (&pkt, g_byte_array_unref);
+  pkt = remote_call (MIG_RPC_PROC_DOMAIN_MIGRATE_PREPARE3_PARAMS, body);
+  assert_malformed (pkt, pkt->len, NULL);
 
-    put32 (body, 100000);
-    pkt = remote_call (MIG_RPC_PROC_DOMAIN_MIGRATE_PREPARE3_PARAMS, body);
-    out = feed_all (f, pkt, pkt->len, &error);
-    g_assert_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED);
-    g_assert_cmpuint (out->len, ==, 0);
-    g_clear_error (&error);
-  }
-  {
-    g_autoptr (MigRpcFilter) f = mig_rpc_filter_new (NULL, NULL);
-    g_autoptr (GByteArray) body = g_byte_array_new ();
-    g_autoptr (GByteArray) out = NULL;
-    g_autoptr (GByteArray) pkt = NULL;
-
-    put32 (body, 1);
-    put32 (body, 0x7fffffff); /* field name length */
-    pkt = remote_call (MIG_RPC_PROC_DOMAIN_MIGRATE_FINISH3_PARAMS, body);
-    out = feed_all (f, pkt, 3, &error);
-    g_assert_error (error, MIG_ERROR, MIG_ERROR_RPC_REFUSED);
-    g_assert_cmpuint (out->len, ==, 0);
-  }
+  g_byte_array_set_size (body, 0);
+  put32 (body, 1);
+  put32 (body, 0x7fffffff); /* field name length */
+  g_clear_pointer (&pkt, g_byte_array_unref);
+  pkt = remote_call (MIG_RPC_PROC_DOMAIN_MIGRATE_FINISH3_PARAMS, body);
+  assert_malformed (pkt, 3, NULL);
 }
 
 int

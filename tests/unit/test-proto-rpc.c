@@ -9,21 +9,14 @@
 #include <glib/gstdio.h>
 
 #include "proto-private.h"
+#include "test-rpc.h"
 
 /* --- test service ------------------------------------------------------- */
 
 typedef struct
 {
-  GThread *thread;
-  GMainContext *ctx;
-  GMainLoop *loop;
-  ProtoServer *server;
+  TestRpcServer *rpc;
   ProtoTls *tls;
-  int port;
-  GMutex lock;
-  GCond cond;
-  gboolean ready;
-  GError *start_error;
   /* counters the test polls (atomic) */
   gint cancels;      /* cancel funcs run */
   gint late_replies; /* delayed replies sent */
@@ -239,46 +232,20 @@ static const ProtoAuthzRule test_authz[] = {
   { DROVER_SCHED_METHOD_WATCH_JOB, PROTO_ROLES_ALL },
 };
 
-static gpointer
-server_thread (gpointer data)
-{
-  TestServer *ts = data;
-  GError *error = NULL;
-
-  g_main_context_push_thread_default (ts->ctx);
-  ts->server = proto_server_new (NULL);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
-                           DROVER_SCHED_METHOD_LIST_HOSTS, list_hosts, ts);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
-                           DROVER_SCHED_METHOD_GET_VM, get_vm, ts);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
-                           DROVER_SCHED_METHOD_READ_CONSOLE, read_console, ts);
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
-                           DROVER_SCHED_METHOD_WATCH_JOB, watch_job, ts);
+static const TestRpcMethod test_methods[] = {
+  { DROVER_SCHED_METHOD_LIST_HOSTS, list_hosts },
+  { DROVER_SCHED_METHOD_GET_VM, get_vm },
+  { DROVER_SCHED_METHOD_READ_CONSOLE, read_console },
+  { DROVER_SCHED_METHOD_WATCH_JOB, watch_job },
   /* StopVm has a handler but no row: nobody may call it. */
-  proto_server_add_method (ts->server, DROVER_SCHED_SERVICE,
-                           DROVER_SCHED_METHOD_STOP_VM, list_hosts, ts);
-  proto_server_set_authz (ts->server, DROVER_SCHED_SERVICE, test_authz,
-                          G_N_ELEMENTS (test_authz));
-  proto_server_start (ts->server, "127.0.0.1:0", ts->tls, &error);
+  { DROVER_SCHED_METHOD_STOP_VM, list_hosts },
+};
 
-  g_mutex_lock (&ts->lock);
-  ts->port = error ? 0 : proto_server_get_port (ts->server);
-  ts->start_error = error;
-  ts->ready = TRUE;
-  g_cond_broadcast (&ts->cond);
-  g_mutex_unlock (&ts->lock);
-
-  if (!ts->start_error)
-    g_main_loop_run (ts->loop);
-  /* Stop in the server's own context (cancel callbacks run here). */
-  g_clear_pointer (&ts->server, proto_server_free);
-  /* Let detached handlers' timers finish what they own. */
-  while (g_main_context_iteration (ts->ctx, FALSE))
-    ;
-  g_main_context_pop_thread_default (ts->ctx);
-  return NULL;
-}
+static const TestRpcService test_service = {
+  DROVER_SCHED_SERVICE,        test_methods,
+  G_N_ELEMENTS (test_methods), test_authz,
+  G_N_ELEMENTS (test_authz),
+};
 
 static TestServer *
 test_server_start (const char *tls_dir)
@@ -292,48 +259,22 @@ test_server_start (const char *tls_dir)
       ts->tls = proto_tls_load (tls_dir, &error);
       g_assert_no_error (error);
     }
-  g_mutex_init (&ts->lock);
-  g_cond_init (&ts->cond);
-  ts->ctx = g_main_context_new ();
-  ts->loop = g_main_loop_new (ts->ctx, FALSE);
-  ts->thread = g_thread_new ("test-server", server_thread, ts);
-  g_mutex_lock (&ts->lock);
-  while (!ts->ready)
-    g_cond_wait (&ts->cond, &ts->lock);
-  g_mutex_unlock (&ts->lock);
-  g_assert_no_error (ts->start_error);
-  g_assert_cmpint (ts->port, >, 0);
+  ts->rpc = test_rpc_server_start (&test_service, ts, ts->tls);
   return ts;
-}
-
-static gboolean
-quit_loop (gpointer data)
-{
-  g_main_loop_quit (data);
-  return G_SOURCE_REMOVE;
 }
 
 static void
 test_server_stop (TestServer *ts)
 {
-  GSource *src = g_idle_source_new ();
-
-  g_source_set_callback (src, quit_loop, ts->loop, NULL);
-  g_source_attach (src, ts->ctx);
-  g_source_unref (src);
-  g_thread_join (ts->thread);
-  g_main_loop_unref (ts->loop);
-  g_main_context_unref (ts->ctx);
+  test_rpc_server_stop (ts->rpc);
   proto_tls_free (ts->tls);
-  g_mutex_clear (&ts->lock);
-  g_cond_clear (&ts->cond);
   g_free (ts);
 }
 
 static char *
 test_server_target (TestServer *ts)
 {
-  return g_strdup_printf ("127.0.0.1:%d", ts->port);
+  return g_strdup (ts->rpc->address);
 }
 
 /* Iterates the default context until *FLAG or 10 s pass. */
@@ -1070,33 +1011,13 @@ revoke_cert (const char *dir, const char *ca, const char *sub)
 static char *tls_dir;
 
 static void
-rm_rf (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  if (dir)
-    {
-      while ((name = g_dir_read_name (dir)))
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-
-          rm_rf (child);
-        }
-      g_dir_close (dir);
-    }
-  g_remove (path);
-}
-
-static void
 tls_setup (void)
 {
   g_autoptr (GError) error = NULL;
 
   if (tls_dir)
     return;
-  tls_dir = g_dir_make_tmp ("drover-proto-tls-XXXXXX", &error);
-  g_assert_no_error (error);
+  tls_dir = test_tmp_dir_new ("drover-proto-tls-XXXXXX");
   make_ca (tls_dir, "ca");
   make_ca (tls_dir, "other-ca");
   make_leaf (tls_dir, "server", "/O=scheduler/CN=drover-scheduler",
@@ -1337,20 +1258,14 @@ typedef struct
   ProtoTls *tls;
   GError *error;
   gboolean ok;
-  gboolean done;
 } Reload;
 
-static gboolean
+static void
 reload_in_server (gpointer data)
 {
   Reload *r = data;
 
-  r->ok = proto_server_reload_tls (r->ts->server, r->tls, &r->error);
-  g_mutex_lock (&r->ts->lock);
-  r->done = TRUE;
-  g_cond_broadcast (&r->ts->cond);
-  g_mutex_unlock (&r->ts->lock);
-  return G_SOURCE_REMOVE;
+  r->ok = proto_server_reload_tls (r->ts->rpc->server, r->tls, &r->error);
 }
 
 /* What SIGHUP does in a daemon, in the server's own context: reload SUB's
@@ -1361,8 +1276,7 @@ test_server_reload (TestServer *ts, const char *sub, const char *crl)
 {
   g_autofree char *dir = g_build_filename (tls_dir, sub, NULL);
   g_autoptr (GError) error = NULL;
-  Reload r = { ts, NULL, NULL, FALSE, FALSE };
-  GSource *src = g_idle_source_new ();
+  Reload r = { ts, NULL, NULL, FALSE };
 
   r.tls = proto_tls_load (dir, &error);
   g_assert_no_error (error);
@@ -1372,13 +1286,7 @@ test_server_reload (TestServer *ts, const char *sub, const char *crl)
 
       g_assert_true (g_file_get_contents (path, &r.tls->crl_pem, NULL, NULL));
     }
-  g_source_set_callback (src, reload_in_server, &r, NULL);
-  g_source_attach (src, ts->ctx);
-  g_source_unref (src);
-  g_mutex_lock (&ts->lock);
-  while (!r.done)
-    g_cond_wait (&ts->cond, &ts->lock);
-  g_mutex_unlock (&ts->lock);
+  test_thread_call (ts->rpc->thread, reload_in_server, &r);
   g_assert_no_error (r.error);
   g_assert_true (r.ok);
   proto_tls_free (r.tls);
@@ -1535,8 +1443,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proto/rpc/tls-reload", test_tls_reload);
   g_test_add_func ("/proto/rpc/tls-load", test_tls_load);
   ret = g_test_run ();
-  if (tls_dir)
-    rm_rf (tls_dir);
+  test_tmp_dir_remove (tls_dir);
   g_free (tls_dir);
   proto_shutdown ();
   return ret;

@@ -1,80 +1,18 @@
 /* SchedRegistry: registration, heartbeats, liveness with an injected
  * clock, and VM inventory reconciliation, over a real SQLite store. */
-#include "sched-private.h"
+#include "test-sched.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
 
-#define INTERVAL 1000
+#define INTERVAL TEST_SCHED_INTERVAL_MS
 
-typedef struct
-{
-  char *dir;
-  SchedStore *store;
-  SchedRegistry *reg;
-  gint64 now;
-} Fixture;
-
-static gint64
-fake_clock (gpointer user_data)
-{
-  return ((Fixture *)user_data)->now;
-}
-
-static void
-fixture_setup (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-
-  f->now = 1000000;
-  f->dir = g_dir_make_tmp ("drover-registry-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->store = sched_store_open_sqlite (f->dir, &error);
-  g_assert_no_error (error);
-  f->reg = sched_registry_new (f->store, INTERVAL, fake_clock, f);
-}
-
-static void
-fixture_teardown (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GDir) d = g_dir_open (f->dir, 0, NULL);
-  const char *name;
-
-  sched_registry_free (f->reg);
-  sched_store_close (f->store);
-  while (d && (name = g_dir_read_name (d)) != NULL)
-    {
-      g_autofree char *path = g_build_filename (f->dir, name, NULL);
-      g_unlink (path);
-    }
-  g_rmdir (f->dir);
-  g_free (f->dir);
-}
-
-/* Simulates a scheduler restart: a new registry over a reopened store. */
-static void
-restart (Fixture *f)
-{
-  g_autoptr (GError) error = NULL;
-
-  sched_registry_free (f->reg);
-  sched_store_close (f->store);
-  f->store = sched_store_open_sqlite (f->dir, &error);
-  g_assert_no_error (error);
-  f->reg = sched_registry_new (f->store, INTERVAL, fake_clock, f);
-}
+typedef TestSchedStore Fixture;
 
 static Drover__V1__HostInfo
 host_info (const char *name)
 {
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
-
-  info.name = (char *)name;
-  info.address = (char *)"127.0.0.2:7500";
-  info.cpus = 4;
-  info.memory_total = 8ull << 30;
-  info.accel = (char *)"tcg";
-  return info;
+  return test_host_info (name, 4, 8 * GiB, 0, "tcg");
 }
 
 static SchedHost *
@@ -212,7 +150,7 @@ test_reregister_unknown (Fixture *f, gconstpointer data)
   /* Registered with the previous scheduler process only. */
   do_register (f, "h1");
   g_assert_false (do_report (f, "h1", 1, NULL));
-  restart (f);
+  test_sched_store_restart (f);
   g_assert_true (do_report (f, "h1", 2, NULL));
   do_register (f, "h1");
   g_assert_false (do_report (f, "h1", 1, NULL));
@@ -270,7 +208,7 @@ test_restart_deadline (Fixture *f, gconstpointer data)
   do_register (f, "h1");
   /* The scheduler is away for a long time, then restarts. */
   f->now += 100 * INTERVAL;
-  restart (f);
+  test_sched_store_restart (f);
 
   /* Loaded hosts keep their state until the deadline from our start. */
   g_assert_cmpuint (check (f), ==, 0);
@@ -398,7 +336,8 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 #define ADD(path, func)                                                        \
-  g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+  g_test_add (path, Fixture, NULL, test_sched_store_setup, func,               \
+              test_sched_store_teardown)
   ADD ("/registry/register", test_register);
   ADD ("/registry/report", test_report);
   ADD ("/registry/reregister-unknown", test_reregister_unknown);

@@ -2,14 +2,11 @@
  * FIFO queue, destination choice, the cost model's prediction, progress
  * wording, the registry's guard against reports during a migration, the
  * store (schema upgrade, job fields) and recovery after a restart. */
-#include "sched-private.h"
+#include "test-sched.h"
 
 #include <glib/gstdio.h>
 #include <sqlite3.h>
 #include <string.h>
-
-#define MiB (1024ull * 1024)
-#define GiB (1024ull * MiB)
 
 static const SchedPolicy policy = {
   .cpu_overcommit = 4.0,
@@ -101,48 +98,21 @@ static void
 add_host (GPtrArray *hosts, const char *name, const char *state, guint cpus,
           guint64 memory, const char *accel)
 {
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
-
-  info.name = (char *)name;
-  info.address = (char *)"127.0.0.2:7500";
-  info.cpus = cpus;
-  info.memory_total = memory;
-  info.memory_free = memory;
-  info.data_total = 100 * GiB;
-  info.data_free = 100 * GiB;
-  info.accel = (char *)accel;
-  g_ptr_array_add (hosts, sched_host_new (&info, state, 0));
+  test_sched_add_host (hosts, name, state, cpus, memory, 100 * GiB, accel);
 }
 
 static SchedVm *
 make_vm (const char *name, const char *host, const char *state, guint vcpus,
          guint64 memory)
 {
-  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-
-  spec.name = (char *)name;
-  spec.vcpus = vcpus;
-  spec.memory = memory;
-  return sched_vm_new (&spec, host, state, NULL, 0);
-}
-
-static GPtrArray *
-new_hosts (void)
-{
-  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_host_free);
-}
-
-static GPtrArray *
-new_vms (void)
-{
-  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
+  return test_sched_vm_new (name, host, state, vcpus, memory, 0);
 }
 
 static void
 test_dest_choice (void)
 {
-  g_autoptr (GPtrArray) hosts = new_hosts ();
-  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
+  g_autoptr (GPtrArray) vms = test_sched_vms_new ();
   g_autoptr (GError) error = NULL;
   g_autofree char *dest = NULL;
   SchedVm *vm;
@@ -198,8 +168,8 @@ test_dest_choice (void)
 static void
 test_dest_nowhere (void)
 {
-  g_autoptr (GPtrArray) hosts = new_hosts ();
-  g_autoptr (GPtrArray) vms = new_vms ();
+  g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
+  g_autoptr (GPtrArray) vms = test_sched_vms_new ();
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedVm) vm = make_vm ("web", "a", "running", 1, GiB);
   g_autofree char *dest = NULL;
@@ -339,60 +309,14 @@ test_progress (void)
 
 /* --- registry guard ---------------------------------------------------- */
 
-typedef struct
-{
-  char *dir;
-  SchedStore *store;
-  SchedRegistry *reg;
-  gint64 now;
-} Fixture;
-
-static gint64
-fake_clock (gpointer data)
-{
-  return ((Fixture *)data)->now;
-}
-
-static void
-fixture_setup (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-
-  f->dir = g_dir_make_tmp ("drover-schedmig-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->store = sched_store_open_sqlite (f->dir, &error);
-  g_assert_no_error (error);
-  f->now = 1000000;
-  f->reg = sched_registry_new (f->store, 1000, fake_clock, f);
-}
-
-static void
-fixture_teardown (Fixture *f, gconstpointer data)
-{
-  g_autofree char *db = g_build_filename (f->dir, "drover.db", NULL);
-  g_autofree char *wal = g_strconcat (db, "-wal", NULL);
-  g_autofree char *shm = g_strconcat (db, "-shm", NULL);
-
-  sched_registry_free (f->reg);
-  sched_store_close (f->store);
-  g_unlink (db);
-  g_unlink (wal);
-  g_unlink (shm);
-  g_rmdir (f->dir);
-  g_free (f->dir);
-}
+typedef TestSchedStore Fixture;
 
 static void
 register_host (Fixture *f, const char *name)
 {
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__HostInfo info = test_host_info (name, 4, 8 * GiB, 0, "tcg");
   g_autoptr (GError) error = NULL;
 
-  info.name = (char *)name;
-  info.address = (char *)"127.0.0.2:7500";
-  info.cpus = 4;
-  info.memory_total = 8 * GiB;
-  info.accel = (char *)"tcg";
   g_assert_true (sched_registry_register (f->reg, &info, &error));
   g_assert_no_error (error);
 }
@@ -607,10 +531,8 @@ static void
 test_store_upgrade (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *dir = g_dir_make_tmp ("drover-schedmig-XXXXXX", &error);
+  g_autofree char *dir = test_tmp_dir_new ("drover-schedmig-XXXXXX");
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
-  g_autofree char *wal = g_strconcat (path, "-wal", NULL);
-  g_autofree char *shm = g_strconcat (path, "-shm", NULL);
   g_autoptr (SchedStore) store = NULL;
   g_autoptr (SchedJob) old = NULL;
   g_autoptr (SchedJob) job = make_migration_job (PROTO_JOB_RUNNING);
@@ -659,10 +581,7 @@ test_store_upgrade (void)
   g_assert_cmpstr (old->migration->phase, ==, "precopy");
   g_clear_pointer (&store, sched_store_close);
 
-  g_unlink (path);
-  g_unlink (wal);
-  g_unlink (shm);
-  g_rmdir (dir);
+  test_tmp_dir_remove (dir);
 }
 
 /* A migration job left queued or running by a previous process fails on
@@ -671,10 +590,8 @@ static void
 test_recovery (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *dir = g_dir_make_tmp ("drover-schedmig-XXXXXX", &error);
+  g_autofree char *dir = test_tmp_dir_new ("drover-schedmig-XXXXXX");
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
-  g_autofree char *wal = g_strconcat (path, "-wal", NULL);
-  g_autofree char *shm = g_strconcat (path, "-shm", NULL);
   g_autoptr (SchedJob) running = make_migration_job (PROTO_JOB_RUNNING);
   g_autoptr (SchedJob) queued = make_migration_job (PROTO_JOB_QUEUED);
   g_autoptr (SchedJob) done = make_migration_job (PROTO_JOB_DONE);
@@ -717,10 +634,7 @@ test_recovery (void)
       g_assert_nonnull (back->prediction);
     }
   sched_store_close (store);
-  g_unlink (path);
-  g_unlink (wal);
-  g_unlink (shm);
-  g_rmdir (dir);
+  test_tmp_dir_remove (dir);
 }
 
 int
@@ -735,10 +649,12 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-migration/model/predict", test_predict);
   g_test_add_func ("/sched-migration/model/learn-link", test_learn_link);
   g_test_add_func ("/sched-migration/progress", test_progress);
-  g_test_add ("/sched-migration/registry-guard", Fixture, NULL, fixture_setup,
-              test_registry_guard, fixture_teardown);
-  g_test_add ("/sched-migration/store/job-fields", Fixture, NULL, fixture_setup,
-              test_store_job_fields, fixture_teardown);
+  g_test_add ("/sched-migration/registry-guard", Fixture, NULL,
+              test_sched_store_setup, test_registry_guard,
+              test_sched_store_teardown);
+  g_test_add ("/sched-migration/store/job-fields", Fixture, NULL,
+              test_sched_store_setup, test_store_job_fields,
+              test_sched_store_teardown);
   g_test_add_func ("/sched-migration/store/upgrade", test_store_upgrade);
   g_test_add_func ("/sched-migration/recovery", test_recovery);
   return g_test_run ();

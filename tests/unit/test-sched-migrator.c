@@ -6,13 +6,11 @@
  *
  * Waiting is by events, never by time: the main context is iterated
  * until the job's stored state is final. */
-#include "sched-private.h"
+#include "test-rpc.h"
+#include "test-sched.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
-
-#define MiB (1024ull * 1024)
-#define GiB (1024ull * MiB)
 
 #define CHANNEL_ADDRESS "127.0.0.1:9"
 
@@ -91,27 +89,22 @@ fake_cancel (ProtoServerCall *call, const ProtobufCMessage *request,
 static FakeAgent *
 fake_agent_new (void)
 {
+  const TestRpcMethod methods[] = {
+    { DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare },
+    { DROVER_AGENT_METHOD_MIGRATE_OUT, fake_migrate_out },
+    { DROVER_AGENT_METHOD_CANCEL_INCOMING, fake_cancel },
+  };
+  const TestRpcService service = {
+    DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
+    proto_agent_authz_len,
+  };
   FakeAgent *fake = g_new0 (FakeAgent, 1);
   g_autoptr (GError) error = NULL;
 
   fake->events = g_ptr_array_new_with_free_func (g_free);
-  fake->server = proto_server_new (NULL);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare,
-                           fake);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_MIGRATE_OUT, fake_migrate_out,
-                           fake);
-  proto_server_add_method (fake->server, DROVER_AGENT_SERVICE,
-                           DROVER_AGENT_METHOD_CANCEL_INCOMING, fake_cancel,
-                           fake);
-  proto_server_set_authz (fake->server, DROVER_AGENT_SERVICE, proto_agent_authz,
-                          proto_agent_authz_len);
-  g_assert_true (
-      proto_server_start (fake->server, "127.0.0.1:0", NULL, &error));
+  fake->server = test_rpc_server_new (&service, fake, NULL, NULL, &error);
   g_assert_no_error (error);
-  fake->address
-      = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (fake->server));
+  fake->address = test_rpc_address (fake->server);
   return fake;
 }
 
@@ -136,18 +129,12 @@ typedef struct
 static void
 put_host (Fixture *f, const char *name)
 {
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__HostInfo info
+      = test_host_info (name, 8, 8 * GiB, 100 * GiB, PROTO_ACCEL_TCG);
   g_autoptr (SchedHost) host = NULL;
   g_autoptr (GError) error = NULL;
 
-  info.name = (char *)name;
   info.address = f->fake->address;
-  info.cpus = 8;
-  info.memory_total = 8 * GiB;
-  info.memory_free = 8 * GiB;
-  info.data_total = 100 * GiB;
-  info.data_free = 100 * GiB;
-  info.accel = (char *)PROTO_ACCEL_TCG;
   host = sched_host_new (&info, PROTO_HOST_UP,
                          sched_registry_now (f->svc->registry));
   g_assert_true (sched_store_put_host (f->svc->store, host, &error));
@@ -157,14 +144,10 @@ put_host (Fixture *f, const char *name)
 static void
 put_vm (Fixture *f, const char *name, const char *host, const char *state)
 {
-  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
-  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedVm) vm
+      = test_sched_vm_new (name, host, state, 1, 256 * MiB, 0);
   g_autoptr (GError) error = NULL;
 
-  spec.name = (char *)name;
-  spec.vcpus = 1;
-  spec.memory = 256 * MiB;
-  vm = sched_vm_new (&spec, host, state, NULL, 0);
   g_assert_true (sched_store_put_vm (f->svc->store, vm, &error));
   g_assert_no_error (error);
 }
@@ -178,8 +161,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   SchedConfig config = { 0 };
 
-  f->dir = g_dir_make_tmp ("drover-migrator-XXXXXX", &error);
-  g_assert_no_error (error);
+  f->dir = test_tmp_dir_new ("drover-migrator-XXXXXX");
   f->fake = fake_agent_new ();
   config.state_dir = f->dir;
   config.cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
@@ -198,16 +180,9 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  const char *files[] = { "drover.db", "drover.db-wal", "drover.db-shm" };
-
   sched_service_free (f->svc);
   fake_agent_free (f->fake);
-  for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
-    {
-      g_autofree char *path = g_build_filename (f->dir, files[i], NULL);
-      g_unlink (path);
-    }
-  g_rmdir (f->dir);
+  test_tmp_dir_remove (f->dir);
   g_free (f->dir);
 }
 

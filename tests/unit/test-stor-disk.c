@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "stor.h"
+#include "test-support.h"
 
 typedef struct
 {
@@ -17,8 +18,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   g_autofree char *disks = NULL;
 
-  f->dir = g_dir_make_tmp ("drover-stor-XXXXXX", &error);
-  g_assert_no_error (error);
+  f->dir = test_tmp_dir_new ("drover-stor-XXXXXX");
   disks = g_build_filename (f->dir, "disks", NULL);
   g_assert_cmpint (g_mkdir (disks, 0755), ==, 0);
 }
@@ -26,9 +26,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
-  g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", f->dir);
-  g_assert_true (g_str_has_prefix (f->dir, g_get_tmp_dir ()));
-  g_assert_cmpint (system (cmd), ==, 0);
+  test_tmp_dir_remove (f->dir);
   g_free (f->dir);
 }
 

@@ -1,86 +1,27 @@
 /* SchedStore (SQLite backend) against a real database file. */
-#include "sched-private.h"
+#include "test-sched.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
 
-typedef struct
-{
-  char *dir;
-  SchedStore *store;
-} Fixture;
-
-static void
-fixture_setup (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-
-  f->dir = g_dir_make_tmp ("drover-store-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->store = sched_store_open_sqlite (f->dir, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (f->store);
-}
-
-static void
-remove_tree (const char *dir)
-{
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d)) != NULL)
-    {
-      g_autofree char *path = g_build_filename (dir, name, NULL);
-      g_unlink (path);
-    }
-  g_rmdir (dir);
-}
-
-static void
-fixture_teardown (Fixture *f, gconstpointer data)
-{
-  sched_store_close (f->store);
-  remove_tree (f->dir);
-  g_free (f->dir);
-}
-
-static void
-reopen (Fixture *f)
-{
-  g_autoptr (GError) error = NULL;
-
-  sched_store_close (f->store);
-  f->store = sched_store_open_sqlite (f->dir, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (f->store);
-}
+typedef TestSchedStore Fixture;
 
 static SchedHost *
 make_host (const char *name, const char *state, gint64 seen)
 {
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
-  g_autofree char *address = g_strdup_printf ("127.0.0.2:%d", 7500);
+  Drover__V1__HostInfo info = test_host_info (name, 8, 16 * GiB, 0, "tcg");
 
-  info.name = (char *)name;
-  info.address = address;
-  info.cpus = 8;
-  info.memory_total = 16ull << 30;
-  info.memory_free = 12ull << 30;
-  info.accel = (char *)"tcg";
-  info.data_free = 100ull << 30;
+  info.memory_free = 12 * GiB;
+  info.data_free = 100 * GiB;
   return sched_host_new (&info, state, seen);
 }
 
 static SchedVm *
 make_vm (const char *name, const char *host, const char *state)
 {
-  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
+  Drover__V1__VmSpec spec = test_vm_spec (name, 2, 512 * MiB, GiB, NULL);
   Drover__V1__VmStatus status = DROVER__V1__VM_STATUS__INIT;
 
-  spec.name = (char *)name;
-  spec.vcpus = 2;
-  spec.memory = 512ull << 20;
-  spec.disk = 1ull << 30;
   spec.kernel = (char *)"/boot/vmlinuz";
   spec.cmdline = (char *)"console=ttyS0";
   status.name = (char *)name;
@@ -275,7 +216,7 @@ test_reopen (Fixture *f, gconstpointer data)
   g_assert_true (sched_store_put_job (f->store, job, &error));
   g_assert_no_error (error);
 
-  reopen (f);
+  test_sched_store_restart (f);
 
   h = sched_store_get_host (f->store, "host-a", &error);
   g_assert_no_error (error);
@@ -308,7 +249,7 @@ test_transaction (Fixture *f, gconstpointer data)
   g_assert_true (sched_store_commit (f->store, &error));
   g_assert_no_error (error);
 
-  reopen (f);
+  test_sched_store_restart (f);
   list = sched_store_list_vms (f->store, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (list->len, ==, 1);
@@ -319,7 +260,7 @@ static void
 test_not_a_database (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *dir = g_dir_make_tmp ("drover-store-XXXXXX", &error);
+  g_autofree char *dir = test_tmp_dir_new ("drover-store-XXXXXX");
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autoptr (SchedStore) store = NULL;
   /* Longer than SQLite's 100-byte header so it is read, not treated as
@@ -342,14 +283,14 @@ test_not_a_database (void)
     g_assert_cmpuint (len, ==, 4096);
     g_assert_cmpint (memcmp (after, junk, 4096), ==, 0);
   }
-  remove_tree (dir);
+  test_tmp_dir_remove (dir);
 }
 
 static void
 test_foreign_database (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *dir = g_dir_make_tmp ("drover-store-XXXXXX", &error);
+  g_autofree char *dir = test_tmp_dir_new ("drover-store-XXXXXX");
   g_autofree char *cmd = NULL;
   g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autoptr (SchedStore) store = NULL;
@@ -360,30 +301,30 @@ test_foreign_database (void)
       || !g_spawn_check_wait_status (status, NULL))
     {
       g_test_skip ("no sqlite3 command");
-      remove_tree (dir);
+      test_tmp_dir_remove (dir);
       return;
     }
   store = sched_store_open_sqlite (dir, &error);
   g_assert_null (store);
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_CORRUPT);
   g_assert_nonnull (strstr (error->message, "not a Drover database"));
-  remove_tree (dir);
+  test_tmp_dir_remove (dir);
 }
 
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_test_add ("/store/hosts", Fixture, NULL, fixture_setup, test_hosts,
-              fixture_teardown);
-  g_test_add ("/store/vms", Fixture, NULL, fixture_setup, test_vms,
-              fixture_teardown);
-  g_test_add ("/store/jobs", Fixture, NULL, fixture_setup, test_jobs,
-              fixture_teardown);
-  g_test_add ("/store/reopen", Fixture, NULL, fixture_setup, test_reopen,
-              fixture_teardown);
-  g_test_add ("/store/transaction", Fixture, NULL, fixture_setup,
-              test_transaction, fixture_teardown);
+  g_test_add ("/store/hosts", Fixture, NULL, test_sched_store_setup, test_hosts,
+              test_sched_store_teardown);
+  g_test_add ("/store/vms", Fixture, NULL, test_sched_store_setup, test_vms,
+              test_sched_store_teardown);
+  g_test_add ("/store/jobs", Fixture, NULL, test_sched_store_setup, test_jobs,
+              test_sched_store_teardown);
+  g_test_add ("/store/reopen", Fixture, NULL, test_sched_store_setup,
+              test_reopen, test_sched_store_teardown);
+  g_test_add ("/store/transaction", Fixture, NULL, test_sched_store_setup,
+              test_transaction, test_sched_store_teardown);
   g_test_add_func ("/store/not-a-database", test_not_a_database);
   g_test_add_func ("/store/foreign-database", test_foreign_database);
   return g_test_run ();

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent-private.h"
+#include "test-support.h"
 
 typedef struct
 {
@@ -37,8 +38,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
   f->ctx = g_main_context_new ();
   g_main_context_push_thread_default (f->ctx);
   f->events = g_ptr_array_new_with_free_func (g_free);
-  f->dir = g_dir_make_tmp ("drover-virt-XXXXXX", &error);
-  g_assert_no_error (error);
+  f->dir = test_tmp_dir_new ("drover-virt-XXXXXX");
   f->lv = agent_libvirt_new ("test:///default", NULL, on_lifecycle, NULL, f);
   g_assert_true (agent_libvirt_connect (f->lv, &error));
   g_assert_no_error (error);
@@ -58,7 +58,7 @@ fixture_tear_down (Fixture *f, gconstpointer data)
   g_main_context_pop_thread_default (f->ctx);
   g_main_context_unref (f->ctx);
   g_ptr_array_unref (f->events);
-  g_rmdir (f->dir);
+  test_tmp_dir_remove (f->dir);
   g_free (f->dir);
 }
 

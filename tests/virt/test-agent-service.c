@@ -8,19 +8,17 @@
 
 #include "agent-private.h"
 #include "stor.h"
+#include "test-rpc.h"
 
 #define CALL_TIMEOUT_MS 20000
 
 typedef struct
 {
   char *dir;
-  GMainContext *agent_ctx;
-  GMainLoop *loop;
-  GThread *thread;
+  TestThread *thread; /* the agent's */
   Agent *agent;
+  int port; /* set in the agent's thread before it runs */
   GMutex lock;
-  GCond cond;
-  int port; /* guarded by lock; -1 when start failed */
   ProtoClient *client;
   GMainContext *client_ctx;
   gboolean sched_wanted;
@@ -76,63 +74,53 @@ sched_report (ProtoServerCall *call, const ProtobufCMessage *msg, gpointer data)
   proto_server_call_reply (call, &reply.base);
 }
 
-static gpointer
-agent_thread (gpointer data)
+/* In the agent's thread: the fake scheduler (if wanted) and the agent. */
+static gboolean
+agent_serve (gpointer data, GError **error)
 {
   Fixture *f = data;
-  g_autoptr (GError) error = NULL;
+  const TestRpcMethod methods[] = {
+    { DROVER_SCHED_METHOD_REGISTER_HOST, sched_register },
+    { DROVER_SCHED_METHOD_REPORT_HOST, sched_report },
+  };
+  const TestRpcService sched = {
+    DROVER_SCHED_SERVICE,  methods, G_N_ELEMENTS (methods), proto_sched_authz,
+    proto_sched_authz_len,
+  };
+  GMainContext *ctx = g_main_context_get_thread_default ();
   AgentConfig config = { 0 };
   g_autofree char *sched_addr = NULL;
-  int port = -1;
 
-  g_main_context_push_thread_default (f->agent_ctx);
   config.name = (char *)"h1";
   config.listen = (char *)"127.0.0.1:0";
   config.scheduler = NULL; /* no reporting unless with a fake scheduler */
   if (f->sched_wanted)
     {
-      f->sched = proto_server_new (f->agent_ctx);
-      proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
-                               DROVER_SCHED_METHOD_REGISTER_HOST,
-                               sched_register, f);
-      proto_server_add_method (f->sched, DROVER_SCHED_SERVICE,
-                               DROVER_SCHED_METHOD_REPORT_HOST, sched_report,
-                               f);
-      proto_server_set_authz (f->sched, DROVER_SCHED_SERVICE, proto_sched_authz,
-                              proto_sched_authz_len);
-      g_assert_true (
-          proto_server_start (f->sched, "127.0.0.1:0", NULL, &error));
-      sched_addr
-          = g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (f->sched));
+      f->sched = test_rpc_server_new (&sched, f, ctx, NULL, error);
+      if (!f->sched)
+        return FALSE;
+      sched_addr = test_rpc_address (f->sched);
       config.scheduler = sched_addr;
     }
   config.libvirt_uri = (char *)"test:///default";
   config.accel = AGENT_ACCEL_TCG;
   config.data_dir = f->dir;
   config.insecure = TRUE;
-  f->agent = agent_new (&config, f->agent_ctx, &error);
-  g_assert_no_error (error);
-  if (agent_start (f->agent, &error))
-    port = agent_get_port (f->agent);
-  g_assert_no_error (error);
+  f->agent = agent_new (&config, ctx, error);
+  if (!f->agent || !agent_start (f->agent, error))
+    return FALSE;
+  f->port = agent_get_port (f->agent);
+  return TRUE;
+}
 
-  g_mutex_lock (&f->lock);
-  f->port = port;
-  g_cond_signal (&f->cond);
-  g_mutex_unlock (&f->lock);
+static void
+agent_close (gpointer data)
+{
+  Fixture *f = data;
 
-  g_main_loop_run (f->loop);
   agent_stop (f->agent);
   g_clear_pointer (&f->agent, agent_unref);
-  if (f->sched)
-    {
-      proto_server_stop (f->sched);
-      g_clear_pointer (&f->sched, proto_server_free);
-    }
-  while (g_main_context_iteration (f->agent_ctx, FALSE))
-    ;
-  g_main_context_pop_thread_default (f->agent_ctx);
-  return NULL;
+  g_clear_pointer (&f->sched, proto_server_free);
 }
 
 static void
@@ -142,19 +130,9 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_autofree char *target = NULL;
 
   f->sched_wanted = data != NULL;
-  f->dir = g_dir_make_tmp ("drover-svc-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->agent_ctx = g_main_context_new ();
-  f->loop = g_main_loop_new (f->agent_ctx, FALSE);
+  f->dir = test_tmp_dir_new ("drover-svc-XXXXXX");
   g_mutex_init (&f->lock);
-  g_cond_init (&f->cond);
-  f->port = 0;
-  f->thread = g_thread_new ("agent", agent_thread, f);
-  g_mutex_lock (&f->lock);
-  while (f->port == 0)
-    g_cond_wait (&f->cond, &f->lock);
-  g_mutex_unlock (&f->lock);
-  g_assert_cmpint (f->port, >, 0);
+  f->thread = test_thread_start ("agent", agent_serve, agent_close, f);
 
   f->conn = virConnectOpen ("test:///default");
   g_assert_nonnull (f->conn);
@@ -168,19 +146,12 @@ fixture_set_up (Fixture *f, gconstpointer data)
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
-  g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", f->dir);
-
   proto_client_free (f->client);
   g_main_context_unref (f->client_ctx);
-  g_main_loop_quit (f->loop);
-  g_thread_join (f->thread);
+  test_thread_stop (f->thread);
   virConnectClose (f->conn);
-  g_main_loop_unref (f->loop);
-  g_main_context_unref (f->agent_ctx);
   g_mutex_clear (&f->lock);
-  g_cond_clear (&f->cond);
-  g_assert_true (g_str_has_prefix (f->dir, g_get_tmp_dir ()));
-  g_assert_cmpint (system (cmd), ==, 0);
+  test_tmp_dir_remove (f->dir);
   g_free (f->dir);
   g_free (f->last_vms);
 }
@@ -278,6 +249,18 @@ test_lifecycle (Fixture *f, gconstpointer data)
   Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
   int before = n_domains (f);
   virDomainPtr dom;
+  const struct
+  {
+    guint method;
+    gboolean force;
+    const char *state;
+  } steps[] = {
+    { DROVER_AGENT_METHOD_STOP_VM, FALSE, "shutoff" },
+    { DROVER_AGENT_METHOD_START_VM, FALSE, "running" },
+    { DROVER_AGENT_METHOD_STOP_VM, TRUE, "shutoff" },
+    { DROVER_AGENT_METHOD_START_VM, FALSE, "running" },
+    { DROVER_AGENT_METHOD_DESTROY_VM, FALSE, "shutoff" },
+  };
 
   st = create_vm (f, "vm-1", 64 * MiB, 16 * MiB, &error);
   g_assert_no_error (error);
@@ -317,28 +300,14 @@ test_lifecycle (Fixture *f, gconstpointer data)
   g_clear_error (&error);
   g_assert_true (g_file_test (disk, G_FILE_TEST_IS_REGULAR));
 
-  st = vm_call (f, DROVER_AGENT_METHOD_STOP_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, proto_msg_free);
-
-  st = vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "running");
-  g_clear_pointer (&st, proto_msg_free);
-
-  st = vm_call (f, DROVER_AGENT_METHOD_STOP_VM, "vm-1", TRUE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, proto_msg_free);
-
-  st = vm_call (f, DROVER_AGENT_METHOD_START_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_clear_pointer (&st, proto_msg_free);
-  st = vm_call (f, DROVER_AGENT_METHOD_DESTROY_VM, "vm-1", FALSE, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (st->state, ==, "shutoff");
-  g_clear_pointer (&st, proto_msg_free);
+  /* Stop, start, forced stop, start, destroy: the state after each. */
+  for (guint i = 0; i < G_N_ELEMENTS (steps); i++)
+    {
+      st = vm_call (f, steps[i].method, "vm-1", steps[i].force, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (st->state, ==, steps[i].state);
+      g_clear_pointer (&st, proto_msg_free);
+    }
 
   g_assert_true (delete_vm (f, "vm-1", FALSE, &error));
   g_assert_no_error (error);

@@ -1,0 +1,68 @@
+/* A ProtoServer made from a table of handlers. */
+#include "test-rpc.h"
+
+ProtoServer *
+test_rpc_server_new (const TestRpcService *service, gpointer data,
+                     GMainContext *ctx, const ProtoTls *tls, GError **error)
+{
+  g_autoptr (ProtoServer) server = proto_server_new (ctx);
+
+  for (gsize i = 0; i < service->n_methods; i++)
+    proto_server_add_method (server, service->service,
+                             service->methods[i].method,
+                             service->methods[i].handler, data);
+  proto_server_set_authz (server, service->service, service->authz,
+                          service->n_authz);
+  if (!proto_server_start (server, "127.0.0.1:0", tls, error))
+    return NULL;
+  return g_steal_pointer (&server);
+}
+
+char *
+test_rpc_address (ProtoServer *server)
+{
+  return g_strdup_printf ("127.0.0.1:%d", proto_server_get_port (server));
+}
+
+static gboolean
+serve (gpointer data, GError **error)
+{
+  TestRpcServer *rs = data;
+
+  rs->server
+      = test_rpc_server_new (&rs->service, rs->data, NULL, rs->tls, error);
+  if (!rs->server)
+    return FALSE;
+  rs->port = proto_server_get_port (rs->server);
+  rs->address = test_rpc_address (rs->server);
+  return TRUE;
+}
+
+static void
+close_server (gpointer data)
+{
+  TestRpcServer *rs = data;
+
+  g_clear_pointer (&rs->server, proto_server_free);
+}
+
+TestRpcServer *
+test_rpc_server_start (const TestRpcService *service, gpointer data,
+                       const ProtoTls *tls)
+{
+  TestRpcServer *rs = g_new0 (TestRpcServer, 1);
+
+  rs->service = *service;
+  rs->data = data;
+  rs->tls = tls;
+  rs->thread = test_thread_start ("test-server", serve, close_server, rs);
+  return rs;
+}
+
+void
+test_rpc_server_stop (TestRpcServer *rs)
+{
+  test_thread_stop (rs->thread);
+  g_free (rs->address);
+  g_free (rs);
+}

@@ -1,0 +1,122 @@
+/* The scheduler's rows and store for the tests. */
+#include "test-sched.h"
+
+Drover__V1__HostInfo
+test_host_info (const char *name, guint cpus, guint64 memory, guint64 data,
+                const char *accel)
+{
+  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+
+  info.name = (char *)name;
+  info.address = (char *)"127.0.0.2:7500";
+  info.cpus = cpus;
+  info.memory_total = memory;
+  info.memory_free = memory;
+  info.data_total = data;
+  info.data_free = data;
+  info.accel = (char *)accel;
+  return info;
+}
+
+Drover__V1__VmSpec
+test_vm_spec (const char *name, guint vcpus, guint64 memory, guint64 disk,
+              const char *accel)
+{
+  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
+
+  spec.name = (char *)name;
+  spec.vcpus = vcpus;
+  spec.memory = memory;
+  spec.disk = disk;
+  if (accel)
+    spec.accel = (char *)accel;
+  return spec;
+}
+
+SchedVm *
+test_sched_vm_new (const char *name, const char *host, const char *state,
+                   guint vcpus, guint64 memory, guint64 disk)
+{
+  Drover__V1__VmSpec spec = test_vm_spec (name, vcpus, memory, disk, NULL);
+
+  return sched_vm_new (&spec, host, state, NULL, 0);
+}
+
+GPtrArray *
+test_sched_hosts_new (void)
+{
+  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_host_free);
+}
+
+GPtrArray *
+test_sched_vms_new (void)
+{
+  return g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
+}
+
+void
+test_sched_add_host (GPtrArray *hosts, const char *name, const char *state,
+                     guint cpus, guint64 memory, guint64 data,
+                     const char *accel)
+{
+  Drover__V1__HostInfo info = test_host_info (name, cpus, memory, data, accel);
+
+  g_ptr_array_add (hosts, sched_host_new (&info, state, 0));
+}
+
+void
+test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
+                   const char *state, guint vcpus, guint64 memory, guint64 disk)
+{
+  g_ptr_array_add (vms,
+                   test_sched_vm_new (name, host, state, vcpus, memory, disk));
+}
+
+/* --- store ---------------------------------------------------------------- */
+
+static gint64
+fake_clock (gpointer data)
+{
+  return ((TestSchedStore *)data)->now;
+}
+
+static void
+open_store (TestSchedStore *f)
+{
+  g_autoptr (GError) error = NULL;
+
+  f->store = sched_store_open_sqlite (f->dir, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (f->store);
+  f->reg = sched_registry_new (f->store, TEST_SCHED_INTERVAL_MS, fake_clock, f);
+}
+
+static void
+close_store (TestSchedStore *f)
+{
+  g_clear_pointer (&f->reg, sched_registry_free);
+  g_clear_pointer (&f->store, sched_store_close);
+}
+
+void
+test_sched_store_setup (TestSchedStore *f, gconstpointer data)
+{
+  f->now = 1000000;
+  f->dir = test_tmp_dir_new ("drover-sched-XXXXXX");
+  open_store (f);
+}
+
+void
+test_sched_store_teardown (TestSchedStore *f, gconstpointer data)
+{
+  close_store (f);
+  test_tmp_dir_remove (f->dir);
+  g_free (f->dir);
+}
+
+void
+test_sched_store_restart (TestSchedStore *f)
+{
+  close_store (f);
+  open_store (f);
+}
