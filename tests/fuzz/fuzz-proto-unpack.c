@@ -1,5 +1,7 @@
-/* libFuzzer target: every drover.v1 message type through proto_unpack().
- * The first input byte picks the type, the rest is the message.
+/* libFuzzer target: every drover.v1 message type (all of drover.proto, in
+ * its order, the migration ones included) through proto_unpack(), which
+ * also counts repeated elements before unpacking. The first input byte
+ * picks the type, the rest is the message.
  * Build: meson setup build-fuzz -Db_sanitize=address,undefined with
  * CC=clang (tests/fuzz/meson.build adds -fsanitize=fuzzer), then
  * build-fuzz/tests/fuzz/fuzz-proto-unpack [corpus dir]. */
@@ -16,6 +18,15 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
   &drover__v1__host__descriptor,
   &drover__v1__vm__descriptor,
   &drover__v1__job__descriptor,
+  &drover__v1__migration_params__descriptor,
+  &drover__v1__migration_prediction__descriptor,
+  &drover__v1__migration_round__descriptor,
+  &drover__v1__migration_progress__descriptor,
+  &drover__v1__migrate_vm_request__descriptor,
+  &drover__v1__prepare_incoming_request__descriptor,
+  &drover__v1__prepare_incoming_reply__descriptor,
+  &drover__v1__migrate_out_request__descriptor,
+  &drover__v1__cancel_incoming_request__descriptor,
   &drover__v1__register_host_request__descriptor,
   &drover__v1__register_host_reply__descriptor,
   &drover__v1__report_host_request__descriptor,

@@ -4,9 +4,12 @@ cluster harness, droverctl and virsh wrappers. Runs under /usr/bin/python3
 
 import json
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -42,7 +45,7 @@ class Tap:
         t0 = time.monotonic()
         try:
             fn(*args)
-        except Exception as e:  # noqa: BLE001 - report every failure
+        except Exception:  # noqa: BLE001 - report every failure
             self.failed += 1
             print(f"not ok {self.n} - {name}")
             for line in traceback.format_exc().splitlines():
@@ -126,11 +129,50 @@ class Cluster:
         out = self.virsh(i, "list", "--all", "--name").stdout
         return sorted(x.strip() for x in out.splitlines() if x.strip())
 
+    def where(self, vm):
+        """{host index: (persistent, state)} of VM per each host's libvirt."""
+        out = {}
+        for i in range(1, self.hosts + 1):
+            p = self.virsh(i, "dominfo", vm, check=False)
+            if p.returncode != 0:
+                continue
+            info = dict(re.findall(r"^([^:]+):\s*(.*)$", p.stdout, re.M))
+            out[i] = (info.get("Persistent"), info.get("State"))
+        return out
+
     def hosts_by_name(self):
         return {h["info"]["name"]: h for h in self.ctl_json("hosts")["hosts"]}
 
     def vms_by_name(self):
         return {v["spec"]["name"]: v for v in self.ctl_json("vm", "list")["vms"]}
+
+
+def run_on_cluster(c, cases, with_pb=False, tmp_prefix="drover-test-"):
+    """The whole of an integration test: brings cluster C up, runs
+    CASES (c, tap, tmp[, pb]) with a scratch directory TMP (and drover_pb2
+    when WITH_PB), takes the cluster down and removes TMP. A cluster that
+    does not come up is one failed case. Returns the exit status."""
+    tap = Tap()
+    tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+    t0 = time.monotonic()
+    try:
+        try:
+            extra = (load_pb(tmp),) if with_pb else ()
+            c.up()
+        except Exception as e:  # noqa: BLE001 - reported as a case
+            print("not ok 1 - cluster up")
+            log(e)
+            print("1..1")
+            c.down()
+            return 1
+        try:
+            cases(c, tap, tmp, *extra)
+        finally:
+            log(f"whole run {time.monotonic() - t0:.0f}s")
+            c.down()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tap.done()
 
 
 def wait_for(what, pred, timeout=60, interval=0.5):
@@ -145,3 +187,78 @@ def wait_for(what, pred, timeout=60, interval=0.5):
             last = e
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# --- speaking the services directly (python3-grpcio) ------------------------
+
+AGENT = "/drover.v1.AgentService/"
+SCHEDULER = "/drover.v1.SchedulerService/"
+
+
+def load_pb(tmp):
+    """drover_pb2 made from proto/drover.proto into TMP (Debian's protoc)."""
+    subprocess.run(["protoc", "--proto_path=" + os.path.join(ROOT, "proto"),
+                    "--python_out=" + tmp, "drover.proto"], check=True)
+    sys.path.insert(0, tmp)
+    import drover_pb2  # noqa: E402
+    return drover_pb2
+
+
+def grpc_creds(pki_dir):
+    """Channel credentials from a --tls-dir (ca.pem, key.pem, cert.pem)."""
+    import grpc
+    rd = lambda f: open(os.path.join(pki_dir, f), "rb").read()  # noqa: E731
+    return grpc.ssl_channel_credentials(rd("ca.pem"), rd("key.pem"), rd("cert.pem"))
+
+
+class Agents:
+    """AgentService spoken directly, with the certificate of component
+    PKI_NAME of the cluster (default the scheduler's: only the scheduler
+    may command agents), at the addresses the hosts registered."""
+
+    def __init__(self, c, pb, pki_name="scheduler"):
+        import grpc
+        self.grpc = grpc
+        self.pb = pb
+        self.creds = grpc_creds(os.path.join(c.env["DROVER_CLUSTER_DIR"], "pki", pki_name))
+        hosts = c.hosts_by_name()
+        self.addrs = {int(n[len("host"):]): h["info"]["address"]
+                      for n, h in hosts.items() if n.startswith("host")}
+
+    def unary(self, i, method, req, reply_cls, timeout=30):
+        with self.grpc.secure_channel(self.addrs[i], self.creds) as ch:
+            f = ch.unary_unary(AGENT + method,
+                               request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=reply_cls.FromString)
+            return f(req, timeout=timeout)
+
+    def prepare(self, job, src, dst, spec):
+        req = self.pb.PrepareIncomingRequest(job_id=job, spec=spec,
+                                             source_host=f"host{src}",
+                                             source_address=self.addrs[src])
+        return self.unary(dst, "PrepareIncoming", req, self.pb.PrepareIncomingReply)
+
+    def cancel_incoming(self, job, token, dst):
+        return self.unary(dst, "CancelIncoming",
+                          self.pb.CancelIncomingRequest(job_id=job, token=token),
+                          self.pb.Empty)
+
+    def migrate_out(self, job, name, src, dst, prep, token, timeout=120, params=None):
+        pb = self.pb
+        req = pb.MigrateOutRequest(
+            job_id=job, name=name, dest_host=f"host{dst}",
+            dest_address=self.addrs[dst],
+            channel_address=prep.channel_address, token=token,
+            dest_console_path=prep.console_path, dest_disk_path=prep.disk_path,
+            params=params)
+        msgs = []
+        with self.grpc.secure_channel(self.addrs[src], self.creds) as ch:
+            f = ch.unary_stream(AGENT + "MigrateOut",
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.MigrationProgress.FromString)
+            try:
+                for m in f(req, timeout=timeout):
+                    msgs.append(m)
+            except self.grpc.RpcError as e:
+                return msgs, e
+        return msgs, None

@@ -10,8 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (GUEST_CMDLINE, GUEST_DIR, Cluster, Tap, log, run,  # noqa: E402
-                            wait_for)
+from drover_harness import (GUEST_CMDLINE, GUEST_DIR, Cluster, log, run,  # noqa: E402
+                            run_on_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
@@ -35,24 +35,10 @@ def heartbeats(c, vm):
 
 
 def main():
-    c = Cluster(hosts=2, report_interval_ms=1000)
-    tap = Tap()
-    try:
-        c.up()
-    except Exception as e:  # noqa: BLE001
-        print("not ok 1 - cluster up")
-        log(e)
-        print("1..1")
-        c.down()
-        return 1
-    try:
-        run_cases(c, tap)
-    finally:
-        c.down()
-    return tap.done()
+    return run_on_cluster(Cluster(hosts=2, report_interval_ms=1000), run_cases)
 
 
-def run_cases(c, tap):
+def run_cases(c, tap, tmp):
     state = {}
 
     def hosts_up():

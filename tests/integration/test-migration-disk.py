@@ -22,12 +22,11 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (CLUSTER, GUEST_CMDLINE, GUEST_DIR, Cluster, Tap, log,  # noqa: E402
-                            run, wait_for)
+from drover_harness import (CLUSTER, GUEST_CMDLINE, GUEST_DIR, Cluster, log,  # noqa: E402
+                            run, run_on_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
@@ -64,15 +63,7 @@ def check_console(c, min_count=1, since=0):
 
 
 def where(c):
-    """{host index: (persistent, state)} for the VM, from virsh."""
-    out = {}
-    for i in (1, 2):
-        p = c.virsh(i, "dominfo", VM, check=False)
-        if p.returncode != 0:
-            continue
-        info = dict(re.findall(r"^([^:]+):\s*(.*)$", p.stdout, re.M))
-        out[i] = (info.get("Persistent"), info.get("State"))
-    return out
+    return c.where(VM)
 
 
 def disk_path(c, i):
@@ -140,22 +131,7 @@ def main():
     c = Cluster(hosts=2, report_interval_ms=1000)
     c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
                                                  "/tmp/drover-cluster-migdisk")
-    tap = Tap()
-    try:
-        c.up()
-    except Exception as e:  # noqa: BLE001
-        print("not ok 1 - cluster up")
-        log(e)
-        print("1..1")
-        c.down()
-        return 1
-    tmp = tempfile.mkdtemp(prefix="drover-migdisk-")
-    try:
-        run_cases(c, tap, tmp)
-    finally:
-        c.down()
-        subprocess.run(["rm", "-rf", tmp], check=False)
-    return tap.done()
+    return run_on_cluster(c, run_cases, tmp_prefix="drover-migdisk-")
 
 
 def run_cases(c, tap, tmp):

@@ -28,16 +28,14 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, Cluster,  # noqa: E402
-                            Tap, log, wait_for)
+from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, Agents,  # noqa: E402
+                            Cluster, log, run_on_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
@@ -54,7 +52,6 @@ MOVES = int(os.environ.get("DROVER_MIG_MOVES", "20"))
 # Slow enough (150 Mbit/s for ~100 MiB) that a fault lands mid-migration.
 # A timeout of 60 s/GiB (15 s here) bounds the unreachable-destination case.
 SLOW = ["--bandwidth", "150", "--timeout-per-gib", "60"]
-AGENT = "/drover.v1.AgentService/"
 CTL_TIMEOUT = 180  # hard limit on any droverctl migrate / job watch
 
 
@@ -120,15 +117,7 @@ def wait_heartbeats_past(c, n, vm=VM, more=20, timeout=60):
 
 
 def where(c, vm=VM):
-    """{host index: (persistent, state)} of VM per libvirt."""
-    out = {}
-    for i in (1, 2):
-        p = c.virsh(i, "dominfo", vm, check=False)
-        if p.returncode != 0:
-            continue
-        info = dict(re.findall(r"^([^:]+):\s*(.*)$", p.stdout, re.M))
-        out[i] = (info.get("Persistent"), info.get("State"))
-    return out
+    return c.where(vm)
 
 
 def qemu_pids(c, i, vm):
@@ -283,69 +272,9 @@ def assert_job_failed(c, jid):
 
 # --- grpcio, for the token case ---------------------------------------------
 
-def load_pb(tmp):
-    subprocess.run(["protoc", "--proto_path=" + os.path.join(ROOT, "proto"),
-                    "--python_out=" + tmp, "drover.proto"], check=True)
-    sys.path.insert(0, tmp)
-    import drover_pb2  # noqa: E402
-    return drover_pb2
-
-
-class Agents:
-    """AgentService spoken directly (python3-grpcio), with the scheduler's
-    certificate (only the scheduler may command agents), at the addresses
-    the hosts registered."""
-
-    def __init__(self, c, pb):
-        import grpc
-        self.grpc = grpc
-        self.pb = pb
-        pki = os.path.join(c.env["DROVER_CLUSTER_DIR"], "pki", "scheduler")
-        rd = lambda f: open(os.path.join(pki, f), "rb").read()  # noqa: E731
-        self.creds = grpc.ssl_channel_credentials(rd("ca.pem"), rd("key.pem"),
-                                                  rd("cert.pem"))
-        hosts = c.hosts_by_name()
-        self.addrs = {i: hosts[f"host{i}"]["info"]["address"] for i in (1, 2)}
-
-    def unary(self, i, method, req, reply_cls, timeout=30):
-        with self.grpc.secure_channel(self.addrs[i], self.creds) as ch:
-            f = ch.unary_unary(AGENT + method,
-                               request_serializer=lambda m: m.SerializeToString(),
-                               response_deserializer=reply_cls.FromString)
-            return f(req, timeout=timeout)
-
-    def prepare(self, job, src, dst):
-        pb = self.pb
-        spec = pb.VmSpec(name=VM, vcpus=1, memory=MEMORY, kernel=KERNEL,
-                         initrd=INITRD, cmdline=CMDLINE, accel="tcg")
-        req = pb.PrepareIncomingRequest(job_id=job, spec=spec,
-                                        source_host=f"host{src}",
-                                        source_address=self.addrs[src])
-        return self.unary(dst, "PrepareIncoming", req, pb.PrepareIncomingReply)
-
-    def cancel_incoming(self, job, token, dst):
-        return self.unary(dst, "CancelIncoming",
-                          self.pb.CancelIncomingRequest(job_id=job, token=token),
-                          self.pb.Empty)
-
-    def migrate_out(self, job, src, dst, prep, token, timeout=120):
-        pb = self.pb
-        req = pb.MigrateOutRequest(
-            job_id=job, name=VM, dest_host=f"host{dst}",
-            dest_address=self.addrs[dst],
-            channel_address=prep.channel_address, token=token,
-            dest_console_path=prep.console_path, dest_disk_path=prep.disk_path)
-        msgs = []
-        with self.grpc.secure_channel(self.addrs[src], self.creds) as ch:
-            f = ch.unary_stream(AGENT + "MigrateOut",
-                                request_serializer=lambda m: m.SerializeToString(),
-                                response_deserializer=pb.MigrationProgress.FromString)
-            try:
-                for m in f(req, timeout=timeout):
-                    msgs.append(m)
-            except self.grpc.RpcError as e:
-                return msgs, e
-        return msgs, None
+def vm_spec(pb):
+    return pb.VmSpec(name=VM, vcpus=1, memory=MEMORY, kernel=KERNEL,
+                     initrd=INITRD, cmdline=CMDLINE, accel="tcg")
 
 
 # --- the run ----------------------------------------------------------------
@@ -354,27 +283,10 @@ def main():
     c = Cluster(hosts=2, report_interval_ms=1000)
     c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
                                                  "/tmp/drover-cluster-mig")
-    tap = Tap()
-    tmp = tempfile.mkdtemp(prefix="drover-mig-test-")
-    t0 = time.monotonic()
-    try:
-        pb = load_pb(tmp)
-        c.up()
-    except Exception as e:  # noqa: BLE001
-        print(f"not ok 1 - cluster up\n# {e}")
-        print("1..1")
-        c.down()
-        return 1
-    try:
-        run_cases(c, tap, pb)
-    finally:
-        log(f"whole run {time.monotonic() - t0:.0f}s")
-        c.down()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tap.done()
+    return run_on_cluster(c, run_cases, with_pb=True, tmp_prefix="drover-mig-test-")
 
 
-def run_cases(c, tap, pb):
+def run_cases(c, tap, tmp, pb):
     st = {"at": None, "moves": [], "faults": [], "restarted": 0.0}
     d = c.env["DROVER_CLUSTER_DIR"]
 
@@ -577,17 +489,18 @@ def run_cases(c, tap, pb):
     def tokens():
         assert_alive()
         ag = Agents(c, pb)
+        spec = vm_spec(pb)
         src = st["at"]
         dst = 3 - src
         jid = f"tok-{os.getpid()}"
-        prep = ag.prepare(jid + "-a", src, dst)
+        prep = ag.prepare(jid + "-a", src, dst, spec)
         ag.cancel_incoming(jid + "-a", prep.token, dst)
         old = prep.token
         for kind, token in (("invalid", "0" * 64), ("reused", old)):
             j = f"{jid}-{kind}"
-            prep = ag.prepare(j, src, dst)
+            prep = ag.prepare(j, src, dst, spec)
             assert prep.channel_address and prep.token != old
-            msgs, err = ag.migrate_out(j, src, dst, prep, token)
+            msgs, err = ag.migrate_out(j, VM, src, dst, prep, token)
             assert err is not None, f"MigrateOut with a {kind} token succeeded"
             assert msgs and msgs[-1].phase == "failed", msgs[-1:]
             assert "token" in msgs[-1].error, msgs[-1].error
