@@ -22,6 +22,7 @@ Prints TAP. Run with /usr/bin/python3 (python3-grpcio).
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, AGENT,  # noq
 import grpc  # noqa: E402
 
 PKI_SCRIPT = os.path.join(ROOT, "scripts", "pki")
-PROBE = os.path.join(BUILD, "tests", "integration", "drover-channel-probe")
+RELAY = os.path.join(BUILD, "tests", "virt", "mig-relay")
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
 CMDLINE = GUEST_CMDLINE + " drover.hb_ms=100"
@@ -92,15 +93,37 @@ def expect_code(err, code, *words):
     log(f"{code.name}: {err.details()}")
 
 
-def probe(tls_dir, channel_address, kind, token, unix=None, timeout=30):
-    argv = [PROBE, "--tls-dir", tls_dir, "--connect", channel_address,
-            "--kind", kind, "--token", token]
-    if unix:
-        argv += ["--unix", unix]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    return p.returncode, (p.stdout + p.stderr).strip()
+def relay(tls_dir, channel_address, kind, token, sock, peer_host="host2"):
+    """tests/virt/mig-relay: carries the first connection to SOCK over a
+    migration stream of KIND with TOKEN, with the certificate in TLS_DIR,
+    to the destination host PEER_HOST's listener. Returns the process."""
+    p = subprocess.Popen([RELAY, "--tls-dir", tls_dir, "--to", channel_address,
+                          "--peer-host", peer_host, "--kind", kind, "--token", token,
+                          "--socket", sock], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    wait_for("the relay listening", lambda: os.path.exists(sock) or p.poll() is not None,
+             15)
+    return p
+
+
+def probe(tls_dir, channel_address, kind, token, tmp, peer_host="host2"):
+    """Whether the destination admits a stream of KIND with TOKEN from the
+    certificate in TLS_DIR: (0, output) admitted (still carrying after 5 s),
+    (1, output) refused."""
+    sock = os.path.join(tmp, f"probe-{time.monotonic_ns()}.sock")
+    p = relay(tls_dir, channel_address, kind, token, sock, peer_host)
+    client = socket.socket(socket.AF_UNIX)
+    try:
+        client.connect(sock)
+        try:
+            out, _ = p.communicate(timeout=5)
+            return (1 if p.returncode else 0), out.strip()
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            return 0, out.strip()
+    finally:
+        client.close()
 
 
 def main():
@@ -295,15 +318,18 @@ def run_cases(c, tap, tmp, pb):
         prep = ag.prepare("sec-tok-1", 1, 2, ghost)
         try:
             for who in ("host2", "operator", "host9"):
-                rc, out = probe(dirs[who], prep.channel_address, "control", prep.token)
+                rc, out = probe(dirs[who], prep.channel_address, "control", prep.token,
+                                tmp)
                 assert rc != 0, f"{who}'s certificate was accepted: {out}"
                 log(f"{who}: {out}")
-            rc, out = probe(dirs["host"], prep.channel_address, "memory", "f" * 64)
-            assert rc == 3, out
-            rc, out = probe(dirs["host"], prep.channel_address, "control", prep.token)
+            rc, out = probe(dirs["host"], prep.channel_address, "memory", "f" * 64, tmp)
+            assert rc == 1, out
+            rc, out = probe(dirs["host"], prep.channel_address, "control", prep.token,
+                            tmp)
             assert rc == 0, f"the source host's certificate was refused: {out}"
-            rc, out = probe(dirs["host"], prep.channel_address, "control", prep.token)
-            assert rc == 3, f"a used token was accepted again: {out}"
+            rc, out = probe(dirs["host"], prep.channel_address, "control", prep.token,
+                            tmp)
+            assert rc == 1, f"a used token was accepted again: {out}"
             log(f"replayed: {out}")
         finally:
             ag.cancel_incoming("sec-tok-1", prep.token, 2)
@@ -321,17 +347,15 @@ def run_cases(c, tap, tmp, pb):
             job = f"sec-virsh-{attempt}"
             prep = ag.prepare(job, 1, 2, ghost)
             sock = os.path.join(tmp, f"{attempt}.sock")
-            p = probe(dirs["host"], prep.channel_address, "control", prep.token,
-                      unix=sock)
+            p = relay(dirs["host"], prep.channel_address, "control", prep.token, sock)
             try:
-                wait_for("the probe listening", lambda: os.path.exists(sock), 15)
                 v = subprocess.run(["virsh", "-c", f"qemu+unix:///system?socket={sock}",
                                     *args], capture_output=True, text=True, timeout=60)
                 out, _ = p.communicate(timeout=30)
                 log(f"virsh {attempt}: exit {v.returncode}: {v.stderr.strip()}")
-                log(f"probe: {out.strip()}")
+                log(f"relay: exit {p.returncode}: {out.strip()}")
                 assert v.returncode != 0, f"virsh {attempt} through the stream worked"
-                assert "stream: ended" not in out, out
+                assert p.returncode != 0 and "not part of a migration" in out, out
             finally:
                 if p.poll() is None:
                     p.kill()
@@ -357,24 +381,24 @@ def run_cases(c, tap, tmp, pb):
         t.start()
         try:
             qemu_dir = os.path.join(d, "host1", "lib", "qemu")
-            relay = os.path.join(qemu_dir, "drover-mig-sec-mig-1.sock")
+            relay_sock = os.path.join(qemu_dir, "drover-mig-sec-mig-1.sock")
             wait_for("the relay socket of the running migration",
-                     lambda: os.path.exists(relay), 60)
+                     lambda: os.path.exists(relay_sock), 60)
             for kind in ("memory", "control"):
-                rc, out = probe(dirs["host"], prep.channel_address, kind, prep.token)
-                assert rc == 3, f"token replayed for {kind} while running: {out}"
+                rc, out = probe(dirs["host"], prep.channel_address, kind, prep.token, tmp)
+                assert rc == 1, f"token replayed for {kind} while running: {out}"
                 log(f"replay {kind}: {out}")
             # A local user who is neither root nor QEMU's cannot reach it:
             # the socket is not world-writable, and connecting as nobody
             # fails (also where nobody can reach the directory).
-            mode = os.stat(relay).st_mode & 0o777
+            mode = os.stat(relay_sock).st_mode & 0o777
             log(f"relay socket mode {mode:o}")
             assert not mode & 0o002, f"relay socket is world-writable ({mode:o})"
             r = subprocess.run(
                 ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                  "/usr/bin/python3", "-c",
                  "import socket,sys; s=socket.socket(socket.AF_UNIX);"
-                 f"s.connect({relay!r})"], capture_output=True, text=True, timeout=30)
+                 f"s.connect({relay_sock!r})"], capture_output=True, text=True, timeout=30)
             log(f"nobody connecting: exit {r.returncode}: {r.stderr.strip()[-200:]}")
             assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr
         finally:
