@@ -96,6 +96,7 @@ on_progress (const MigProgress *p, gpointer user_data)
 
   if (p->final)
     out->sent_final = TRUE;
+  agent_metrics_migration (out->agent->metrics, out->req->name, p);
   /* MigrationProgress has no disk fields: the disk copy's figures go to
    * the log (its bytes are in wire/payload and QEMU's bytes). */
   if (p->final && p->disk_total)

@@ -7,6 +7,7 @@
 
 #include "agent.h"
 #include "mig-channel.h"
+#include "mig-migrate.h"
 #include "proto.h"
 
 G_BEGIN_DECLS
@@ -203,6 +204,7 @@ struct _Agent
   gint qemu_uid;
   gint qemu_gid;
 
+  struct _AgentMetrics *metrics; /* thread-safe; from agent_new */
   AgentLibvirt *lv;              /* thread-safe */
   ProtoServer *server;           /* main context only */
   struct _AgentService *service; /* what SERVER's handlers are given */
@@ -457,6 +459,33 @@ AgentTls *agent_tls_get (Agent *agent);
 void agent_tls_unref (AgentTls *tls);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentTls, agent_tls_unref)
 void agent_tls_clear (Agent *agent);
+
+/* --- Prometheus metrics (agent-metrics.c) ------------------------------ */
+
+/* The agent's series (see docs/metrics.md), labelled with host HOST.
+ * Updates are thread-safe and never call libvirt; a scrape renders what
+ * the last poll and the last progress sample left. */
+typedef struct _AgentMetrics AgentMetrics;
+AgentMetrics *agent_metrics_new (const char *host);
+void agent_metrics_free (AgentMetrics *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentMetrics, agent_metrics_free)
+/* The registry (for the gRPC server's counters too); owned by M. */
+ProtoMetrics *agent_metrics_registry (AgentMetrics *m);
+/* After a poll: HOST (may be NULL) and the N_VMS Drover VMs it found.
+ * The series of VMs missing from VMS are removed. */
+void agent_metrics_update (AgentMetrics *m, const Drover__V1__HostInfo *host,
+                           Drover__V1__VmStatus *const *vms, gsize n_vms);
+/* A progress sample P of the migration of VM leaving this host: its
+ * gauges while it runs, its result, downtime and channel bytes at the
+ * end (P->final), when its gauges go. */
+void agent_metrics_migration (AgentMetrics *m, const char *vm,
+                              const MigProgress *p);
+/* Serves /metrics on ADDR (HTTPS with TLS, plain HTTP with NULL) in the
+ * thread-default main context; agent_metrics_stop (same context) ends it. */
+gboolean agent_metrics_listen (AgentMetrics *m, const char *addr,
+                               const ProtoTls *tls, GError **error);
+int agent_metrics_get_port (AgentMetrics *m);
+void agent_metrics_stop (AgentMetrics *m);
 
 /* --- reporting to the scheduler (agent-reporter.c) --------------------- */
 

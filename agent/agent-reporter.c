@@ -162,6 +162,9 @@ collected (GObject *source, GAsyncResult *result, gpointer data)
       exchange_land (x);
       return;
     }
+  agent_metrics_update (agent->metrics, c->host,
+                        (Drover__V1__VmStatus *const *)c->vms->pdata,
+                        c->vms->len);
   /* New TLS material (SIGHUP): no call is in flight now, the next one
    * goes over a new connection. */
   if (agent->sched_stale)

@@ -18,6 +18,7 @@ config_copy (AgentConfig *dst, const AgentConfig *src)
   dst->data_dir = g_strdup (src->data_dir);
   dst->image_dir = g_strdup (src->image_dir);
   dst->tls_dir = g_strdup (src->tls_dir);
+  dst->metrics_listen = g_strdup (src->metrics_listen);
 }
 
 static void
@@ -30,6 +31,7 @@ config_clear (AgentConfig *config)
   g_free (config->data_dir);
   g_free (config->image_dir);
   g_free (config->tls_dir);
+  g_free (config->metrics_listen);
 }
 
 /* Makes directory PATH for root and QEMU's group only (QEMU must reach
@@ -141,6 +143,12 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
                    config->image_dir);
       return NULL;
     }
+  if (config->metrics_tls && !config->tls_dir)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                           "metrics over TLS need a TLS directory");
+      return NULL;
+    }
   if (!g_path_is_absolute (config->data_dir))
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
@@ -168,6 +176,7 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
   agent->disk_dir = g_build_filename (config->data_dir, "disks", NULL);
   agent->console_dir = g_build_filename (config->data_dir, "console", NULL);
   agent->stats = agent_stats_new ();
+  agent->metrics = agent_metrics_new (config->name);
   agent->busy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_mutex_init (&agent->lock);
   g_mutex_init (&agent->tls_lock);
@@ -204,6 +213,8 @@ agent_start (Agent *agent, GError **error)
   if (!agent_migration_start (agent, error))
     return FALSE;
   agent->server = proto_server_new (agent->ctx);
+  proto_server_set_metrics (agent->server,
+                            agent_metrics_registry (agent->metrics));
   agent->service = agent_service_register (agent, agent->server);
   if (!proto_server_start (agent->server, agent->config.listen,
                            tls ? tls->tls : NULL, error))
@@ -218,6 +229,17 @@ agent_start (Agent *agent, GError **error)
                   tls ? "mutual TLS" : "insecure",
                   agent_accel_to_string (agent->accel),
                   agent->config.libvirt_uri);
+  if (agent->config.metrics_listen)
+    {
+      if (!agent_metrics_listen (
+              agent->metrics, agent->config.metrics_listen,
+              agent->config.metrics_tls && tls ? tls->tls : NULL, error))
+        return FALSE;
+      drover_message (
+          NULL, NULL, agent->config.name, "metrics on %s, port %d (%s)",
+          agent->config.metrics_listen, agent_metrics_get_port (agent->metrics),
+          agent->config.metrics_tls ? "HTTPS" : "HTTP");
+    }
   if (agent->config.scheduler)
     agent_reporter_start (agent);
   return TRUE;
@@ -229,6 +251,12 @@ agent_get_port (Agent *agent)
   return agent->server ? proto_server_get_port (agent->server) : -1;
 }
 
+int
+agent_get_metrics_port (Agent *agent)
+{
+  return agent_metrics_get_port (agent->metrics);
+}
+
 void
 agent_stop (Agent *agent)
 {
@@ -236,6 +264,7 @@ agent_stop (Agent *agent)
     return;
   agent->stopped = TRUE;
   agent_reporter_stop (agent);
+  agent_metrics_stop (agent->metrics);
   if (agent->server)
     proto_server_stop (agent->server);
 }
@@ -262,6 +291,8 @@ agent_unref (Agent *agent)
   agent_tls_clear (agent);
   g_mutex_clear (&agent->tls_lock);
   agent_stats_free (agent->stats);
+  /* After the server, whose counters live in its registry. */
+  agent_metrics_free (agent->metrics);
   g_hash_table_destroy (agent->busy);
   g_mutex_clear (&agent->lock);
   g_main_context_unref (agent->ctx);

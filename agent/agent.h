@@ -54,6 +54,9 @@ typedef struct
   gboolean insecure;
   guint report_interval_ms; /* used when the scheduler names none; 0 = 5000 */
   guint16 migration_port;   /* migration listener on the listen IP; 0 = any */
+  char *metrics_listen;     /* /metrics address; NULL: none */
+  gboolean metrics_tls;     /* /metrics over HTTPS with the agent's
+                               certificate (needs tls_dir) */
 } AgentConfig;
 
 typedef struct _Agent Agent;
@@ -74,6 +77,8 @@ gboolean agent_start (Agent *agent, GError **error);
 
 /* Port AgentService listens on (useful with port 0). */
 int agent_get_port (Agent *agent);
+/* Port /metrics listens on; -1 without config.metrics_listen. */
+int agent_get_metrics_port (Agent *agent);
 
 /* Stops serving and reporting; in-flight operations finish in the
  * background. Idempotent. */

@@ -39,8 +39,8 @@ main (int argc, char **argv)
 {
   g_autofree char *name = NULL, *listen = NULL, *scheduler = NULL, *uri = NULL;
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
-  g_autofree char *image_dir = NULL;
-  gboolean insecure = FALSE;
+  g_autofree char *image_dir = NULL, *metrics_listen = NULL;
+  gboolean insecure = FALSE, metrics_tls = FALSE;
   gboolean print_authz = FALSE;
   int report_interval_ms = 0;
   int migration_port = 7402;
@@ -67,6 +67,10 @@ main (int argc, char **argv)
     { "migration-port", 0, 0, G_OPTION_ARG_INT, &migration_port,
       "Migration listener port on the --listen IP (default 7402, 0 = any)",
       "PORT" },
+    { "metrics-listen", 0, 0, G_OPTION_ARG_STRING, &metrics_listen,
+      "Serve Prometheus metrics on /metrics at this address", "ADDR:PORT" },
+    { "metrics-tls", 0, 0, G_OPTION_ARG_NONE, &metrics_tls,
+      "Serve the metrics over HTTPS with the agent's certificate", NULL },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -105,6 +109,12 @@ main (int argc, char **argv)
           "drover-agent: give exactly one of --tls-dir DIR and --insecure\n");
       return EXIT_FAILURE;
     }
+  if (metrics_tls && (!tls_dir || !metrics_listen))
+    {
+      g_printerr ("drover-agent: --metrics-tls needs --metrics-listen and "
+                  "--tls-dir\n");
+      return EXIT_FAILURE;
+    }
   if (report_interval_ms < 0)
     {
       g_printerr ("drover-agent: --report-interval-ms must be positive\n");
@@ -131,6 +141,8 @@ main (int argc, char **argv)
   config.insecure = insecure;
   config.report_interval_ms = report_interval_ms;
   config.migration_port = (guint16)migration_port;
+  config.metrics_listen = metrics_listen;
+  config.metrics_tls = metrics_tls;
 
   proto_init ();
   /* libvirt's event thread iterates the global default context; the

@@ -25,6 +25,7 @@
 typedef struct
 {
   char *path;
+  char *label; /* "Service/Method", the metrics' method label */
   const ProtobufCMessageDescriptor *input;
   ProtoHandler handler;
   gpointer user_data;
@@ -48,7 +49,9 @@ struct _ProtoServer
   grpc_server *server;
   ProtoCq *cq;
   ProtoSlot slots[PROTO_SERVER_SLOTS];
-  GHashTable *calls; /* live ProtoServerCalls (set) */
+  GHashTable *calls;     /* live ProtoServerCalls (set) */
+  ProtoMetric *handled;  /* NULL without metrics; set before start */
+  ProtoMetric *handling; /* histogram of the same calls */
   ProtoTag shutdown_tag;
   int port;
   gboolean started;
@@ -73,6 +76,7 @@ struct _ProtoServerCall
   char *peer;
   char *peer_name;     /* the certificate's CN; NULL when insecure */
   ProtoRole peer_role; /* its O; PROTO_ROLES_ALL when insecure */
+  gint64 started_us;   /* monotonic, arrival (handling time) */
   int refs;
 
   ProtoTag close_tag;
@@ -111,6 +115,7 @@ proto_method_free (gpointer data)
   ProtoMethod *m = data;
 
   g_free (m->path);
+  g_free (m->label);
   g_free (m);
 }
 
@@ -285,6 +290,47 @@ proto_server_call_pump (ProtoServerCall *call)
     }
 }
 
+/* --- metrics ------------------------------------------------------------- */
+
+/* The gRPC code names, as gRPC spells them (grpc/status.h). */
+static const char *const status_names[] = {
+  "OK",
+  "CANCELLED",
+  "UNKNOWN",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  "PERMISSION_DENIED",
+  "RESOURCE_EXHAUSTED",
+  "FAILED_PRECONDITION",
+  "ABORTED",
+  "OUT_OF_RANGE",
+  "UNIMPLEMENTED",
+  "INTERNAL",
+  "UNAVAILABLE",
+  "DATA_LOSS",
+  "UNAUTHENTICATED",
+};
+
+/* Counts CALL, ending with STATUS, in the server's metrics (if any). */
+static void
+proto_server_call_observe (ProtoServerCall *call, ProtoStatus status)
+{
+  ProtoServer *server = call->server;
+  const char *method = call->method ? call->method->label : "unknown";
+  const char *code = (guint)status < G_N_ELEMENTS (status_names)
+                         ? status_names[status]
+                         : "UNKNOWN";
+
+  if (server == NULL || server->handled == NULL)
+    return;
+  proto_metric_add (server->handled, (const char *const[]){ method, code }, 1);
+  proto_metric_observe (server->handling, (const char *const[]){ method },
+                        (double)(g_get_monotonic_time () - call->started_us)
+                            / G_USEC_PER_SEC);
+}
+
 static void
 proto_server_call_end (ProtoServerCall *call, ProtoStatus status, char *message)
 {
@@ -298,6 +344,7 @@ proto_server_call_end (ProtoServerCall *call, ProtoStatus status, char *message)
     }
   call->status = status;
   call->message = message;
+  proto_server_call_observe (call, status);
   proto_server_call_pump (call);
   proto_server_call_unref (call); /* the handler's reference */
 }
@@ -437,6 +484,7 @@ proto_server_call_recv_done (ProtoTag *tag, gboolean ok)
         {
           /* Cancelled before the handler saw it (or the server is going
            * away): end it without a handler. */
+          proto_server_call_observe (call, PROTO_STATUS_CANCELLED);
           call->finishing = TRUE;
           call->status_sent = TRUE;
           proto_server_call_unref (call);
@@ -531,6 +579,7 @@ proto_server_call_start (ProtoServer *server, grpc_call *gcall,
   call->path = g_strdup (path);
   call->method = g_hash_table_lookup (server->methods, path);
   call->refs = 1;
+  call->started_us = g_get_monotonic_time ();
   g_queue_init (&call->queue);
   peer = grpc_call_get_peer (gcall);
   call->peer = g_strdup (peer);
@@ -646,10 +695,30 @@ proto_server_add_method (ProtoServer *server,
   g_return_if_fail (method_index < service->n_methods);
   m = g_new0 (ProtoMethod, 1);
   m->path = proto_method_path (service, method_index);
+  m->label = g_strdup_printf ("%s/%s", service->short_name,
+                              service->methods[method_index].name);
   m->input = service->methods[method_index].input;
   m->handler = handler;
   m->user_data = user_data;
   g_hash_table_replace (server->methods, m->path, m);
+}
+
+void
+proto_server_set_metrics (ProtoServer *server, ProtoMetrics *metrics)
+{
+  static const char *const handled_labels[] = { "method", "code", NULL };
+  static const char *const handling_labels[] = { "method", NULL };
+
+  g_return_if_fail (server != NULL && !server->started);
+  server->handled = proto_metrics_declare (
+      metrics, "drover_grpc_server_handled_total",
+      "gRPC calls the server ended, by method and status code",
+      PROTO_METRIC_COUNTER, handled_labels, NULL, 0);
+  server->handling = proto_metrics_declare (
+      metrics, "drover_grpc_server_handling_seconds",
+      "Time from a gRPC call's arrival to its status, by method",
+      PROTO_METRIC_HISTOGRAM, handling_labels, proto_metrics_duration_buckets,
+      proto_metrics_duration_buckets_len);
 }
 
 void

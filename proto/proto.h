@@ -17,6 +17,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "drover.pb-c.h"
+#include "proto-metrics.h"
 #include "proto-names.h"
 
 G_BEGIN_DECLS
@@ -208,6 +209,13 @@ typedef struct
 void proto_server_set_authz (ProtoServer *server,
                              const ProtobufCServiceDescriptor *service,
                              const ProtoAuthzRule *rules, gsize n_rules);
+
+/* Counts every call the server ends in METRICS (borrowed; it must outlive
+ * the server), before start: drover_grpc_server_handled_total{method,code}
+ * and drover_grpc_server_handling_seconds{method}, from the call's arrival
+ * to its status. METHOD is "Service/Method" for registered methods and
+ * "unknown" for any other path, so a client cannot make new series. */
+void proto_server_set_metrics (ProtoServer *server, ProtoMetrics *metrics);
 
 /* Registers HANDLER for method METHOD_INDEX of SERVICE. Before start. */
 void proto_server_add_method (ProtoServer *server,
