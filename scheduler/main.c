@@ -49,6 +49,8 @@ main (int argc, char **argv)
   g_autofree char *tls_dir = NULL;
   g_autofree char *memory_reserve = NULL;
   g_autofree char *link_bandwidth = NULL;
+  g_autofree char *metrics_listen = NULL;
+  gboolean metrics_tls = FALSE;
   gint max_mig_out = SCHED_DEFAULT_MAX_MIGRATIONS;
   gint max_mig_in = SCHED_DEFAULT_MAX_MIGRATIONS;
   gint job_retention_days = SCHED_DEFAULT_JOB_RETENTION_MS / (24 * 3600 * 1000);
@@ -86,6 +88,10 @@ main (int argc, char **argv)
       "Days a finished job is kept (default 7)", "N" },
     { "max-jobs", 0, 0, G_OPTION_ARG_INT, &max_jobs,
       "Finished jobs kept at most; older ones go (default 1000)", "N" },
+    { "metrics-listen", 0, 0, G_OPTION_ARG_STRING, &metrics_listen,
+      "Serve Prometheus metrics on /metrics at this address", "HOST:PORT" },
+    { "metrics-tls", 0, 0, G_OPTION_ARG_NONE, &metrics_tls,
+      "Serve the metrics over HTTPS with the scheduler's certificate", NULL },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -124,6 +130,12 @@ main (int argc, char **argv)
     {
       g_printerr ("drover-scheduler: give exactly one of --tls-dir DIR "
                   "and --insecure\n");
+      return 2;
+    }
+  if (metrics_tls && (tls_dir == NULL || metrics_listen == NULL))
+    {
+      g_printerr ("drover-scheduler: --metrics-tls needs --metrics-listen "
+                  "and --tls-dir\n");
       return 2;
     }
   if (report_interval_ms < 10 || cpu_overcommit <= 0)
@@ -167,6 +179,8 @@ main (int argc, char **argv)
   config.state_dir = state_dir;
   config.report_interval_ms = report_interval_ms;
   config.cpu_overcommit = cpu_overcommit;
+  config.metrics = metrics_listen;
+  config.metrics_tls = metrics_tls;
 
   proto_init ();
   if (tls_dir != NULL && (tls = proto_tls_load (tls_dir, &error)) == NULL)
@@ -177,6 +191,10 @@ main (int argc, char **argv)
   g_message ("serving on %s (port %d, %s), state in %s", listen,
              sched_service_get_port (svc), tls ? "mutual TLS" : "insecure",
              state_dir);
+  if (metrics_listen != NULL)
+    g_message ("metrics on %s, port %d (%s)", metrics_listen,
+               sched_service_get_metrics_port (svc),
+               metrics_tls ? "HTTPS" : "HTTP");
 
   loop = g_main_loop_new (NULL, FALSE);
   reload.svc = svc;

@@ -227,6 +227,7 @@ sched_mig_finish (SchedMig *m, gboolean ok, const char *error_msg)
   g_autofree char *id = g_strdup (job->id);
   g_autofree char *message = NULL;
 
+  sched_metrics_migration_end (svc->metrics, job, ok);
   if (ok)
     {
       sched_mig_move_record (m);

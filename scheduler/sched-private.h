@@ -207,6 +207,7 @@ void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
 
 typedef struct _SchedJobs SchedJobs;
 typedef struct _SchedAgents SchedAgents;
+typedef struct _SchedMetrics SchedMetrics;
 
 /* The service and the objects it owns. Everything here runs in CTX (the
  * thread-default main context at sched_service_new): handlers, agent call
@@ -224,6 +225,9 @@ struct _SchedService
   SchedJobs *jobs;          /* main context; job board and watchers */
   SchedAgents *agents;      /* main context; agent clients */
   SchedMigrator *migrator;  /* main context; migrations */
+  SchedMetrics *metrics;    /* set at new; thread-safe registry */
+  char *metrics_listen;     /* set at new; NULL: no /metrics */
+  gboolean metrics_tls;     /* set at new */
   GSource *liveness;        /* main context; from start to stop */
   gint64 last_prune_ms;     /* main context; when the timer pruned jobs */
   gboolean stopped;         /* main context; sched_service_stop ran */
@@ -373,6 +377,35 @@ void sched_agents_forward (SchedAgents *agents, SchedService *svc,
                            ProtoServerCall *call, const char *name,
                            guint agent_method, const ProtobufCMessage *request,
                            gint64 timeout_ms, ProtoReplyFunc done);
+
+/* --- Prometheus metrics (sched-metrics.c) ------------------------------ */
+
+/* The scheduler's series (see docs/metrics.md). */
+SchedMetrics *sched_metrics_new (void);
+void sched_metrics_free (SchedMetrics *m);
+/* The registry (for the gRPC server's counters too); owned by M. */
+ProtoMetrics *sched_metrics_registry (SchedMetrics *m);
+/* One ReportHost accepted. */
+void sched_metrics_report (SchedMetrics *m);
+/* The result label of the migration JOB that ended (OK: it completed). */
+const char *sched_metrics_migration_result (const SchedJob *job, gboolean ok);
+/* The migration JOB ended (OK: it completed): its result, and for a
+ * completed one its duration and measured over predicted duration. */
+void sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job,
+                                  gboolean ok);
+/* The gauges of hosts, VMs and jobs by state become the counts in HOSTS
+ * (SchedHost), VMS (SchedVm) and JOBS (SchedJob); a NULL array leaves
+ * its gauge as it was. */
+void sched_metrics_refresh (SchedMetrics *m, GPtrArray *hosts, GPtrArray *vms,
+                            GPtrArray *jobs);
+/* Serves /metrics on ADDR (HTTPS with TLS, plain HTTP with NULL) in the
+ * thread-default main context; each scrape counts STORE's rows
+ * (borrowed). sched_metrics_stop ends it. */
+gboolean sched_metrics_listen (SchedMetrics *m, SchedStore *store,
+                               const char *addr, const ProtoTls *tls,
+                               GError **error);
+int sched_metrics_get_port (SchedMetrics *m);
+void sched_metrics_stop (SchedMetrics *m);
 
 /* --- VM handlers (sched-vm-handlers.c) --------------------------------- */
 

@@ -113,6 +113,7 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
       host_call_fail (call, "ReportHost", req->host->name, error);
       return;
     }
+  sched_metrics_report (svc->metrics);
   reply.reregister = reregister;
   proto_server_call_reply (call, &reply.base);
 }
@@ -202,6 +203,9 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
   svc->policy.memory_reserve = config->memory_reserve;
   svc->tls = tls ? proto_tls_copy (tls) : NULL;
   svc->ctx = g_main_context_ref_thread_default ();
+  svc->metrics = sched_metrics_new ();
+  svc->metrics_listen = g_strdup (config->metrics);
+  svc->metrics_tls = config->metrics_tls;
 
   svc->store = sched_store_open_sqlite (config->state_dir, error);
   if (svc->store == NULL)
@@ -256,7 +260,12 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
                              methods[i].data);
   proto_server_set_authz (svc->server, DROVER_SCHED_SERVICE, proto_sched_authz,
                           proto_sched_authz_len);
+  proto_server_set_metrics (svc->server, sched_metrics_registry (svc->metrics));
   if (!proto_server_start (svc->server, listen, svc->tls, error))
+    return FALSE;
+  if (svc->metrics_listen != NULL
+      && !sched_metrics_listen (svc->metrics, svc->store, svc->metrics_listen,
+                                svc->metrics_tls ? svc->tls : NULL, error))
     return FALSE;
 
   /* Checking every half interval keeps "down" within half an interval of
@@ -293,12 +302,20 @@ sched_service_get_port (SchedService *svc)
   return svc->server ? proto_server_get_port (svc->server) : -1;
 }
 
+int
+sched_service_get_metrics_port (SchedService *svc)
+{
+  return sched_metrics_get_port (svc->metrics);
+}
+
 void
 sched_service_stop (SchedService *svc)
 {
   if (svc == NULL || svc->stopped)
     return;
   svc->stopped = TRUE;
+  if (svc->metrics != NULL)
+    sched_metrics_stop (svc->metrics);
   if (svc->migrator != NULL)
     sched_migrator_stop (svc->migrator);
   if (svc->liveness != NULL)
@@ -330,6 +347,9 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->registry, sched_registry_free);
   g_clear_pointer (&svc->store, sched_store_close);
   g_clear_pointer (&svc->tls, proto_tls_free);
+  /* After the server, whose counters live in its registry. */
+  g_clear_pointer (&svc->metrics, sched_metrics_free);
+  g_free (svc->metrics_listen);
   g_main_context_unref (svc->ctx);
   g_free (svc);
 }

@@ -64,6 +64,8 @@ typedef struct
   guint max_migrations_in;  /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
   gint64 job_retention_ms;  /* 0 = SCHED_DEFAULT_JOB_RETENTION_MS */
   guint max_jobs;           /* 0 = SCHED_DEFAULT_MAX_JOBS */
+  const char *metrics;      /* /metrics address; NULL: none */
+  gboolean metrics_tls;     /* /metrics over HTTPS with the service's TLS */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;
@@ -75,10 +77,13 @@ typedef struct _SchedService SchedService;
 SchedService *sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                  GError **error);
 
-/* Binds LISTEN ("127.0.0.1:7400"), starts serving and the liveness timer. */
+/* Binds LISTEN ("127.0.0.1:7400"), starts serving and the liveness timer,
+ * and /metrics when the config names an address. */
 gboolean sched_service_start (SchedService *svc, const char *listen,
                               GError **error);
 int sched_service_get_port (SchedService *svc);
+/* The port of /metrics; -1 when not serving it. */
+int sched_service_get_metrics_port (SchedService *svc);
 
 /* Replaces the certificate, key, CA and CRL with TLS (copied) on a
  * started TLS service: new handshakes and every call from now on are

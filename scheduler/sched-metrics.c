@@ -1,0 +1,269 @@
+/* SchedMetrics: the scheduler's Prometheus series.
+ *
+ * Counters and histograms grow as things happen (a report, a migration's
+ * end); the gauges of how many hosts, VMs and jobs are in each state are
+ * counted from the store when /metrics is scraped, so they cannot drift
+ * from it. The scrape runs in the service's main context, like every
+ * other reader of the store, and never waits on an agent.
+ */
+#include "sched-private.h"
+
+#include <string.h>
+
+#include "proto-http.h"
+
+struct _SchedMetrics
+{
+  ProtoMetrics *registry;
+  ProtoMetric *reports, *hosts, *vms, *jobs, *migrations, *duration, *ratio;
+  ProtoHttp *http;   /* main context; NULL until sched_metrics_listen */
+  SchedStore *store; /* borrowed, for the scrape's gauges */
+};
+
+/* Measured over predicted duration: 1 is a perfect prediction. */
+static const double ratio_buckets[]
+    = { 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2, 3, 5, 10 };
+
+/* The states every scrape shows (0 when none), so a state that empties
+ * reads 0 rather than vanishing; a state or kind not listed here still
+ * shows while something is in it. */
+static const char *const host_states[] = { PROTO_HOST_UP, PROTO_HOST_DOWN };
+static const char *const vm_states[]
+    = { PROTO_VM_RUNNING,     PROTO_VM_BLOCKED, PROTO_VM_PAUSED,
+        PROTO_VM_SHUTDOWN,    PROTO_VM_SHUTOFF, PROTO_VM_CRASHED,
+        PROTO_VM_PMSUSPENDED, PROTO_VM_NOSTATE, PROTO_VM_UNKNOWN,
+        PROTO_VM_CREATING,    PROTO_VM_MISSING };
+static const char *const job_kinds[]
+    = { PROTO_JOB_KIND_CREATE, PROTO_JOB_KIND_DELETE, PROTO_JOB_KIND_MIGRATE };
+static const char *const mig_results[]
+    = { PROTO_MIG_COMPLETED, PROTO_MIG_ABORTED, PROTO_MIG_FAILED };
+static const char *const job_states[]
+    = { PROTO_JOB_QUEUED, PROTO_JOB_RUNNING, PROTO_JOB_DONE, PROTO_JOB_FAILED };
+
+SchedMetrics *
+sched_metrics_new (void)
+{
+  static const char *const state[] = { "state", NULL };
+  static const char *const kind_state[] = { "kind", "state", NULL };
+  static const char *const result[] = { "result", NULL };
+  SchedMetrics *m = g_new0 (SchedMetrics, 1);
+
+  m->registry = proto_metrics_new ();
+  m->reports = proto_metrics_declare (
+      m->registry, "drover_scheduler_reports_total",
+      "Host reports (ReportHost) the scheduler accepted", PROTO_METRIC_COUNTER,
+      NULL, NULL, 0);
+  m->hosts = proto_metrics_declare (m->registry, "drover_scheduler_hosts",
+                                    "Hosts the scheduler knows, by state",
+                                    PROTO_METRIC_GAUGE, state, NULL, 0);
+  m->vms = proto_metrics_declare (m->registry, "drover_scheduler_vms",
+                                  "VMs the scheduler knows, by state",
+                                  PROTO_METRIC_GAUGE, state, NULL, 0);
+  m->jobs = proto_metrics_declare (
+      m->registry, "drover_scheduler_jobs",
+      "Jobs the scheduler holds (finished ones until pruned), by kind and "
+      "state",
+      PROTO_METRIC_GAUGE, kind_state, NULL, 0);
+  m->migrations = proto_metrics_declare (
+      m->registry, "drover_migrations_total",
+      "Migrations that ended, by result (completed, aborted, failed)",
+      PROTO_METRIC_COUNTER, result, NULL, 0);
+  m->duration = proto_metrics_declare (
+      m->registry, "drover_migration_duration_seconds",
+      "Duration of completed migrations, as their source measured it",
+      PROTO_METRIC_HISTOGRAM, NULL, proto_metrics_duration_buckets,
+      proto_metrics_duration_buckets_len);
+  m->ratio = proto_metrics_declare (
+      m->registry, "drover_migration_duration_predicted_ratio",
+      "Measured over predicted duration of completed migrations (1 = the "
+      "cost model was right)",
+      PROTO_METRIC_HISTOGRAM, NULL, ratio_buckets,
+      G_N_ELEMENTS (ratio_buckets));
+  /* Counters start at 0 rather than appearing with the first event. */
+  proto_metric_add (m->reports, NULL, 0);
+  for (gsize i = 0; i < G_N_ELEMENTS (mig_results); i++)
+    proto_metric_add (m->migrations, (const char *const[]){ mig_results[i] },
+                      0);
+  return m;
+}
+
+void
+sched_metrics_free (SchedMetrics *m)
+{
+  g_clear_pointer (&m->http, proto_http_free);
+  proto_metrics_free (m->registry);
+  g_free (m);
+}
+
+ProtoMetrics *
+sched_metrics_registry (SchedMetrics *m)
+{
+  return m->registry;
+}
+
+void
+sched_metrics_report (SchedMetrics *m)
+{
+  proto_metric_add (m->reports, NULL, 1);
+}
+
+/* --- migrations ---------------------------------------------------------- */
+
+const char *
+sched_metrics_migration_result (const SchedJob *job, gboolean ok)
+{
+  if (ok)
+    return PROTO_MIG_COMPLETED;
+  if (job->migration != NULL
+      && g_strcmp0 (job->migration->phase, PROTO_MIG_ABORTED) == 0)
+    return PROTO_MIG_ABORTED;
+  return PROTO_MIG_FAILED;
+}
+
+void
+sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job, gboolean ok)
+{
+  const char *result = sched_metrics_migration_result (job, ok);
+  double measured;
+
+  proto_metric_add (m->migrations, (const char *const[]){ result }, 1);
+  /* Durations only of migrations that completed: a failure's time says
+   * when it failed, not how long moving the VM takes. */
+  if (!ok || job->migration == NULL || job->migration->total_s <= 0)
+    return;
+  measured = job->migration->total_s;
+  proto_metric_observe (m->duration, NULL, measured);
+  if (job->prediction != NULL && job->prediction->total_s > 0)
+    proto_metric_observe (m->ratio, NULL, measured / job->prediction->total_s);
+}
+
+/* --- gauges from the store ----------------------------------------------- */
+
+/* COUNTS (key -> count) with every key of ALWAYS present. */
+static GHashTable *
+counts_new (const char *const *always, gsize n)
+{
+  GHashTable *counts
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  for (gsize i = 0; i < n; i++)
+    g_hash_table_insert (counts, g_strdup (always[i]), GUINT_TO_POINTER (0));
+  return counts;
+}
+
+static void
+counts_inc (GHashTable *counts, const char *key)
+{
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (counts, key));
+
+  g_hash_table_insert (counts, g_strdup (key), GUINT_TO_POINTER (n + 1));
+}
+
+/* METRIC's series become COUNTS: keys are the label values, joined by
+ * '\n' for two labels. Series of keys not in COUNTS go. */
+static void
+counts_apply (ProtoMetric *metric, GHashTable *counts)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  proto_metric_remove (metric, NULL);
+  g_hash_table_iter_init (&iter, counts);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      g_auto (GStrv) labels = g_strsplit (key, "\n", 2);
+
+      proto_metric_set (metric, (const char *const *)labels,
+                        GPOINTER_TO_UINT (value));
+    }
+}
+
+void
+sched_metrics_refresh (SchedMetrics *m, GPtrArray *hosts, GPtrArray *vms,
+                       GPtrArray *jobs)
+{
+  g_autoptr (GHashTable) h
+      = counts_new (host_states, G_N_ELEMENTS (host_states));
+  g_autoptr (GHashTable) v = counts_new (vm_states, G_N_ELEMENTS (vm_states));
+  g_autoptr (GHashTable) j = counts_new (NULL, 0);
+
+  for (gsize k = 0; k < G_N_ELEMENTS (job_kinds); k++)
+    for (gsize s = 0; s < G_N_ELEMENTS (job_states); s++)
+      {
+        g_autofree char *key
+            = g_strconcat (job_kinds[k], "\n", job_states[s], NULL);
+
+        g_hash_table_insert (j, g_steal_pointer (&key), GUINT_TO_POINTER (0));
+      }
+  for (guint i = 0; hosts != NULL && i < hosts->len; i++)
+    counts_inc (h, ((SchedHost *)hosts->pdata[i])->state);
+  for (guint i = 0; vms != NULL && i < vms->len; i++)
+    counts_inc (v, ((SchedVm *)vms->pdata[i])->state);
+  for (guint i = 0; jobs != NULL && i < jobs->len; i++)
+    {
+      const SchedJob *job = jobs->pdata[i];
+      g_autofree char *key = g_strconcat (job->kind, "\n", job->state, NULL);
+
+      counts_inc (j, key);
+    }
+  if (hosts != NULL)
+    counts_apply (m->hosts, h);
+  if (vms != NULL)
+    counts_apply (m->vms, v);
+  if (jobs != NULL)
+    counts_apply (m->jobs, j);
+}
+
+/* --- /metrics --------------------------------------------------------------
+ */
+
+static void
+scrape_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
+           GHashTable *query, gpointer user_data)
+{
+  SchedMetrics *m = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (m->store, &error);
+  g_autoptr (GPtrArray) vms = sched_store_list_vms (m->store, NULL, &error);
+  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (m->store, &error);
+  char *text;
+
+  /* A store that fails keeps the gauges of the last scrape that worked. */
+  if (error != NULL)
+    g_warning ("metrics: %s", error->message);
+  sched_metrics_refresh (m, hosts, vms, jobs);
+  text = proto_metrics_render (m->registry);
+  soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+  soup_server_message_set_response (msg, "text/plain; version=0.0.4",
+                                    SOUP_MEMORY_TAKE, text, strlen (text));
+}
+
+gboolean
+sched_metrics_listen (SchedMetrics *m, SchedStore *store, const char *addr,
+                      const ProtoTls *tls, GError **error)
+{
+  g_autoptr (ProtoHttp) http = proto_http_new ();
+
+  g_return_val_if_fail (m->http == NULL, FALSE);
+  m->store = store;
+  proto_http_add_handler (http, "/metrics", scrape_cb, m);
+  if (!proto_http_listen (http, addr, tls, error))
+    {
+      g_prefix_error (error, "metrics: ");
+      return FALSE;
+    }
+  m->http = g_steal_pointer (&http);
+  return TRUE;
+}
+
+int
+sched_metrics_get_port (SchedMetrics *m)
+{
+  return m->http ? proto_http_get_port (m->http) : -1;
+}
+
+void
+sched_metrics_stop (SchedMetrics *m)
+{
+  g_clear_pointer (&m->http, proto_http_free);
+}
