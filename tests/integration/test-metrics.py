@@ -80,18 +80,22 @@ def promtool(body):
     assert p.returncode == 0, f"promtool: {p.stdout} {p.stderr}"
 
 
-def raw(addr, data, read=True):
-    """Sends DATA over a new connection to ADDR; the status line's code, or
-    0 when the server closed without an answer."""
+def raw(addr, data, read=True, timeout=30, body=0):
+    """Sends DATA, then BODY bytes, over a new connection to ADDR; the
+    status line's code, or 0 when the server closed (or said nothing
+    within TIMEOUT seconds)."""
     host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    buf = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
         try:
             s.sendall(data)
+            chunk = b"x" * 65536
+            for _ in range(body // len(chunk)):
+                s.sendall(chunk)
         except OSError:
             pass  # the server may close while we still send
         if not read:
             return None
-        buf = b""
         try:
             while b"\r\n" not in buf:
                 chunk = s.recv(4096)
@@ -356,11 +360,23 @@ def run_cases(c, tap, tmp):
             code = raw(addr, f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n"
                        f"X-Junk: {junk}\r\nConnection: close\r\n\r\n".encode())
             assert code != 200, code
-            # A 64 MiB body announced: 413 before a byte of it is read.
-            code = raw(addr, f"POST /metrics HTTP/1.1\r\nHost: {host}\r\n"
-                       "Content-Length: 67108864\r\nConnection: close\r\n\r\n"
-                       .encode())
+            # A body over 64 KiB: 413 at once when the client asks first
+            # (Expect: 100-continue), else once the body is sent.
+            big = (f"POST /metrics HTTP/1.1\r\nHost: {host}\r\n"
+                   "Content-Length: 4194304\r\nConnection: close\r\n")
+            assert raw(addr, (big + "Expect: 100-continue\r\n\r\n").encode()) == 413
+            code = raw(addr, (big + "\r\n").encode(), body=4194304)
             assert code in (413, 0), code
+            # A client that announces 64 MiB and sends none of it holds
+            # only its own connection: others are served meanwhile.
+            host_, port_ = addr.rsplit(":", 1)
+            with socket.create_connection((host_, int(port_)), timeout=30) as stall:
+                stall.sendall(f"POST /metrics HTTP/1.1\r\nHost: {host}\r\n"
+                              "Content-Length: 67108864\r\n\r\n".encode())
+                t0 = time.monotonic()
+                promtool(metrics(addr))
+                took = time.monotonic() - t0
+                assert took < SCRAPE_LIMIT_S, f"scrape beside a stalled client: {took:.2f}s"
             # Garbage, and a client that connects and vanishes.
             raw(addr, b"\x16\x03\x01\x00\xff garbage\r\n\r\n")
             raw(addr, b"GET /metr", read=False)
