@@ -292,36 +292,13 @@ proto_server_call_pump (ProtoServerCall *call)
 
 /* --- metrics ------------------------------------------------------------- */
 
-/* The gRPC code names, as gRPC spells them (grpc/status.h). */
-static const char *const status_names[] = {
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-};
-
 /* Counts CALL, ending with STATUS, in the server's metrics (if any). */
 static void
 proto_server_call_observe (ProtoServerCall *call, ProtoStatus status)
 {
   ProtoServer *server = call->server;
   const char *method = call->method ? call->method->label : "unknown";
-  const char *code = (guint)status < G_N_ELEMENTS (status_names)
-                         ? status_names[status]
-                         : "UNKNOWN";
+  const char *code = proto_status_name (status);
 
   if (server == NULL || server->handled == NULL)
     return;

@@ -20,6 +20,11 @@ struct _SchedMetrics
   SchedStore *store; /* borrowed, for the scrape's gauges */
 };
 
+/* Migrations take from a second (an idle small guest) to many minutes (a
+ * large busy one over a slow link). */
+static const double duration_buckets[]
+    = { 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800 };
+
 /* Measured over predicted duration: 1 is a perfect prediction. */
 static const double ratio_buckets[]
     = { 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2, 3, 5, 10 };
@@ -71,8 +76,8 @@ sched_metrics_new (void)
   m->duration = proto_metrics_declare (
       m->registry, "drover_migration_duration_seconds",
       "Duration of completed migrations, as their source measured it",
-      PROTO_METRIC_HISTOGRAM, NULL, proto_metrics_duration_buckets,
-      proto_metrics_duration_buckets_len);
+      PROTO_METRIC_HISTOGRAM, NULL, duration_buckets,
+      G_N_ELEMENTS (duration_buckets));
   m->ratio = proto_metrics_declare (
       m->registry, "drover_migration_duration_predicted_ratio",
       "Measured over predicted duration of completed migrations (1 = the "

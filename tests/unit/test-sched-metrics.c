@@ -125,8 +125,8 @@ test_migration_end (void)
   /* Only the completed one has a duration: 3 s, 1.5 of the prediction. */
   g_assert_true (has_line (text, "drover_migration_duration_seconds_count 1"));
   g_assert_true (has_line (text, "drover_migration_duration_seconds_sum 3"));
-  g_assert_true (has_line (
-      text, "drover_migration_duration_seconds_bucket{le=\"2.5\"} 0"));
+  g_assert_true (
+      has_line (text, "drover_migration_duration_seconds_bucket{le=\"2\"} 0"));
   g_assert_true (
       has_line (text, "drover_migration_duration_seconds_bucket{le=\"5\"} 1"));
   g_assert_true (
