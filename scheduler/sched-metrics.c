@@ -227,15 +227,16 @@ scrape_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
            GHashTable *query, gpointer user_data)
 {
   SchedMetrics *m = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (m->store, &error);
-  g_autoptr (GPtrArray) vms = sched_store_list_vms (m->store, NULL, &error);
-  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (m->store, &error);
+  g_autoptr (GError) e1 = NULL, e2 = NULL, e3 = NULL;
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (m->store, &e1);
+  g_autoptr (GPtrArray) vms = sched_store_list_vms (m->store, NULL, &e2);
+  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (m->store, &e3);
   char *text;
 
-  /* A store that fails keeps the gauges of the last scrape that worked. */
-  if (error != NULL)
-    g_warning ("metrics: %s", error->message);
+  /* A table the store fails to list keeps the gauges of the last scrape
+   * that listed it. */
+  if (e1 != NULL || e2 != NULL || e3 != NULL)
+    g_warning ("metrics: %s", (e1 ? e1 : e2 ? e2 : e3)->message);
   sched_metrics_refresh (m, hosts, vms, jobs);
   text = proto_metrics_render (m->registry);
   soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
