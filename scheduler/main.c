@@ -45,6 +45,7 @@ int
 main (int argc, char **argv)
 {
   g_autofree char *listen = NULL;
+  g_autofree char *http_listen = NULL;
   g_autofree char *state_dir = NULL;
   g_autofree char *tls_dir = NULL;
   g_autofree char *memory_reserve = NULL;
@@ -86,6 +87,8 @@ main (int argc, char **argv)
       "Days a finished job is kept (default 7)", "N" },
     { "max-jobs", 0, 0, G_OPTION_ARG_INT, &max_jobs,
       "Finished jobs kept at most; older ones go (default 1000)", "N" },
+    { "http-listen", 0, 0, G_OPTION_ARG_STRING, &http_listen,
+      "Serve the web dashboard here (HTTPS with --tls-dir)", "HOST:PORT" },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -177,6 +180,13 @@ main (int argc, char **argv)
   g_message ("serving on %s (port %d, %s), state in %s", listen,
              sched_service_get_port (svc), tls ? "mutual TLS" : "insecure",
              state_dir);
+  if (http_listen != NULL)
+    {
+      if (!sched_service_listen_http (svc, http_listen, &error))
+        goto fail;
+      g_message ("dashboard on %s://%s (port %d)", tls ? "https" : "http",
+                 http_listen, sched_service_get_http_port (svc));
+    }
 
   loop = g_main_loop_new (NULL, FALSE);
   reload.svc = svc;

@@ -10,6 +10,8 @@
  */
 #pragma once
 
+#include <json-glib/json-glib.h>
+
 #include "sched-private.h"
 
 G_BEGIN_DECLS
@@ -69,6 +71,29 @@ void sched_logins_handle_token (ProtoServerCall *call,
  * VMS are SchedHost / SchedVm. */
 double sched_imbalance (const SchedPolicy *policy, GPtrArray *hosts,
                         GPtrArray *vms);
+
+/* --- JSON (sched-dashboard-json.c) ------------------------------------ */
+
+/* One point of the imbalance chart. */
+typedef struct
+{
+  gint64 time_ms;
+  double value;
+} SchedSample;
+
+/* Adds MSG to B as an object: the .proto field names, every field,
+ * absent sub-messages null, repeated fields arrays, 64-bit integers
+ * numbers, bytes base64, non-finite doubles null. */
+void sched_json_message (JsonBuilder *b, const ProtobufCMessage *msg);
+/* EVENT as one line of JSON. Caller frees. */
+char *sched_dashboard_event_json (const Drover__V1__Event *event);
+/* The page's whole state as JSON: who is looking (ROLE, NAME), hosts with
+ * their loads, VMs, jobs not over, the last finished migrations with
+ * predicted and measured times, the imbalance now and HISTORY
+ * (SchedSample). NULL with ERROR if the store fails. Caller frees. */
+char *sched_dashboard_state_json (SchedService *svc, GArray *history,
+                                  ProtoRole role, const char *name,
+                                  GError **error);
 
 /* --- the dashboard ----------------------------------------------------- */
 

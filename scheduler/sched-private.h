@@ -230,9 +230,10 @@ struct _SchedService
   SchedMigrator *migrator;     /* main context; migrations */
   SchedEvents *events;         /* main context; the event stream */
   struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */
-  GSource *liveness;           /* main context; from start to stop */
-  gint64 last_prune_ms;        /* main context; when the timer pruned jobs */
-  gboolean stopped;            /* main context; sched_service_stop ran */
+  struct _SchedDashboard *dashboard; /* main context; the web dashboard */
+  GSource *liveness;                 /* main context; from start to stop */
+  gint64 last_prune_ms; /* main context; when the timer pruned jobs */
+  gboolean stopped;     /* main context; sched_service_stop ran */
 };
 
 /* The type of every RPC handler of the service (a ProtoHandler), so that

@@ -214,6 +214,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
   sched_registry_set_events (svc->registry, svc->events);
   sched_jobs_set_events (svc->jobs, svc->events);
   svc->logins = sched_logins_new (NULL, NULL);
+  svc->dashboard = sched_dashboard_new (svc);
   svc->agents = sched_agents_new (svc->store, svc->tls, svc->ctx);
   svc->migrator = sched_migrator_new (svc, config->link_bandwidth,
                                       config->max_migrations_out,
@@ -295,6 +296,18 @@ sched_service_reload_tls (SchedService *svc, const ProtoTls *tls,
   return TRUE;
 }
 
+gboolean
+sched_service_listen_http (SchedService *svc, const char *addr, GError **error)
+{
+  return sched_dashboard_listen (svc->dashboard, addr, error);
+}
+
+int
+sched_service_get_http_port (SchedService *svc)
+{
+  return sched_dashboard_get_port (svc->dashboard);
+}
+
 int
 sched_service_get_port (SchedService *svc)
 {
@@ -318,6 +331,8 @@ sched_service_stop (SchedService *svc)
     sched_jobs_stop (svc->jobs);
   if (svc->events != NULL)
     sched_events_stop (svc->events);
+  if (svc->dashboard != NULL)
+    sched_dashboard_stop (svc->dashboard);
   if (svc->server != NULL)
     proto_server_stop (svc->server);
   /* Pending agent calls complete (CANCELLED) while their clients are
@@ -337,6 +352,7 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->agents, sched_agents_free);
   g_clear_pointer (&svc->migrator, sched_migrator_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);
+  g_clear_pointer (&svc->dashboard, sched_dashboard_free);
   g_clear_pointer (&svc->events, sched_events_free);
   g_clear_pointer (&svc->logins, sched_logins_free);
   g_clear_pointer (&svc->registry, sched_registry_free);
