@@ -480,7 +480,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       host->address = g_strdup (old->address);
     }
 
-  if (!sched_store_begin (reg->store, error))
+  if (!sched_store_begin (reg->store, SCHED_STORE_SYNC_RESTATED, error))
     return FALSE;
   if (!sched_store_put_host (reg->store, host, error)
       || !reconcile (reg, host->name, vms, n_vms, now, error)

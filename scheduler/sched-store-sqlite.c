@@ -321,7 +321,8 @@ sched_store_open_sqlite (const char *dir, GError **error)
   /* Crash consistency: in WAL mode synchronous=NORMAL syncs only at
    * checkpoints, so a power cut can lose transactions that were already
    * committed, and with them records the agents acted on (a VM created, a
-   * migration's outcome, a job). FULL syncs the WAL at every commit. */
+   * migration's outcome, a job). FULL syncs the WAL at every commit;
+   * only a RESTATED transaction (a report) commits without the sync. */
   if (!sqlite_exec (self,
                     "PRAGMA journal_mode = WAL;"
                     " PRAGMA synchronous = FULL;",
@@ -665,16 +666,36 @@ sched_store_sqlite_pragma (SchedStore *store, const char *name, gint64 *value,
   return sqlite_pragma_int ((SqliteStore *)store, sql, value, error);
 }
 
+/* A RESTATED transaction commits with synchronous=NORMAL (the WAL is
+ * written, not synced); the connection goes back to FULL after it. The
+ * level cannot change inside a transaction, so it is set around it. */
 static gboolean
-sqlite_begin (SchedStore *store, GError **error)
+sqlite_begin (SchedStore *store, SchedStoreSync sync, GError **error)
 {
-  return sqlite_exec ((SqliteStore *)store, "BEGIN IMMEDIATE", error);
+  SqliteStore *self = (SqliteStore *)store;
+
+  if (sync == SCHED_STORE_SYNC_RESTATED
+      && !sqlite_exec (self, "PRAGMA synchronous = NORMAL", error))
+    return FALSE;
+  if (!sqlite_exec (self, "BEGIN IMMEDIATE", error))
+    {
+      sqlite3_exec (self->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
 sqlite_commit (SchedStore *store, GError **error)
 {
-  return sqlite_exec ((SqliteStore *)store, "COMMIT", error);
+  SqliteStore *self = (SqliteStore *)store;
+  gboolean ok = sqlite_exec (self, "COMMIT", error);
+
+  /* After a failed COMMIT the transaction is still open; the caller's
+   * rollback restores the level. */
+  if (ok)
+    ok = sqlite_exec (self, "PRAGMA synchronous = FULL", error);
+  return ok;
 }
 
 static void
@@ -684,6 +705,7 @@ sqlite_rollback (SchedStore *store)
 
   if (!sqlite3_get_autocommit (self->db))
     sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_exec (self->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 }
 
 static const SchedStoreOps sqlite_ops = {

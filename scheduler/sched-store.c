@@ -44,9 +44,9 @@ sched_store_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
 }
 
 gboolean
-sched_store_begin (SchedStore *store, GError **error)
+sched_store_begin (SchedStore *store, SchedStoreSync sync, GError **error)
 {
-  return store->ops->begin (store, error);
+  return store->ops->begin (store, sync, error);
 }
 
 gboolean

@@ -13,6 +13,21 @@ G_BEGIN_DECLS
 /* What the store holds. Message members are unpacked protobuf-c messages
  * owned by the row (freed with proto_msg_free). */
 
+/* How durable a transaction's commit is. Every write outside a
+ * transaction, and a FULL transaction, is on disk when the call returns:
+ * it survives a power cut. A RESTATED transaction holds only what a host
+ * states again in its next report (its resources, its VMs' states): it
+ * survives a crash of the scheduler but a power cut may lose it, and the
+ * host's next report restores it. Its commit does not wait for the disk,
+ * which is what lets one scheduler take thousands of reports a second;
+ * the next FULL commit makes it durable too (the log is written in
+ * order). */
+typedef enum
+{
+  SCHED_STORE_SYNC_FULL,
+  SCHED_STORE_SYNC_RESTATED,
+} SchedStoreSync;
+
 typedef struct
 {
   char *name;
@@ -164,8 +179,9 @@ typedef struct
    * finished ones; sets *N_DELETED (may be NULL) to how many went. */
   gboolean (*prune_jobs) (SchedStore *store, gint64 before_ms, guint keep,
                           guint *n_deleted, GError **error);
-  /* A transaction groups the writes of one report (one sync, all or none). */
-  gboolean (*begin) (SchedStore *store, GError **error);
+  /* A transaction groups writes (all or none); SYNC says how durable
+   * its commit is (see SchedStoreSync). */
+  gboolean (*begin) (SchedStore *store, SchedStoreSync sync, GError **error);
   gboolean (*commit) (SchedStore *store, GError **error);
   void (*rollback) (SchedStore *store);
 } SchedStoreOps;
@@ -226,7 +242,8 @@ GPtrArray *sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
 gboolean sched_store_prune_jobs (SchedStore *store, gint64 before_ms,
                                  guint keep, guint *n_deleted, GError **error);
 
-gboolean sched_store_begin (SchedStore *store, GError **error);
+gboolean sched_store_begin (SchedStore *store, SchedStoreSync sync,
+                            GError **error);
 gboolean sched_store_commit (SchedStore *store, GError **error);
 /* Undoes an open transaction; nothing if none is open. */
 void sched_store_rollback (SchedStore *store);

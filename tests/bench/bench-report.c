@@ -3,15 +3,16 @@
  * Each simulated agent has its own host name (sim-0001 ...), its own
  * HostInfo and a few VmStatus entries. It registers, then sends
  * ReportHost back to back (or every --interval-ms) for --duration
- * seconds, with at most one call in flight. Agents share --channels gRPC
- * channels round-robin (default: one channel per agent, as real agents
- * would have). Latency is measured per call, from issue to reply, on the
- * monotonic clock; only calls that complete inside the measurement window
- * count.
+ * seconds, with at most one call in flight. Each agent has its own gRPC
+ * channel and its own host certificate (TLS-DIR/sim-NNNN, O=host,
+ * CN=sim-NNNN), as real agents do: the scheduler lets a host act only as
+ * the name in its certificate, so agents cannot share one. Latency is measured
+ * per call, from issue to reply, on the monotonic clock; only calls that
+ * complete inside the measurement window count.
  *
  * Prints (after a registration line):
  *   report: agents=N duration=Ds reports=R reports/s=X p50=Ams p99=Bms max=...
- * channels=C ...
+ * channels=N ...
  */
 #include <math.h>
 #include <stdio.h>
@@ -338,33 +339,31 @@ main (int argc, char **argv)
   gboolean insecure = FALSE;
   int n_agents = 1000;
   int duration_s = 20;
-  int n_channels = 0;
   int n_vms = VMS_PER_AGENT_DEFAULT;
   int interval_ms = 0;
   int register_timeout_s = 120;
-  GOptionEntry entries[]
-      = { { "target", 0, 0, G_OPTION_ARG_STRING, &target, "Scheduler address",
-            "ADDR" },
-          { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
-            "ca.pem, cert.pem, key.pem", "DIR" },
-          { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
-          { "agents", 0, 0, G_OPTION_ARG_INT, &n_agents,
-            "Simulated agents (1000)", "N" },
-          { "duration", 0, 0, G_OPTION_ARG_INT, &duration_s,
-            "Measurement window in seconds (20)", "S" },
-          { "channels", 0, 0, G_OPTION_ARG_INT, &n_channels,
-            "gRPC channels (default: one per agent)", "C" },
-          { "vms", 0, 0, G_OPTION_ARG_INT, &n_vms,
-            "VMs per simulated agent (3, max 8)", "K" },
-          { "interval-ms", 0, 0, G_OPTION_ARG_INT, &interval_ms,
-            "Pause between an agent's reports (0: back to back)", "MS" },
-          { "register-timeout", 0, 0, G_OPTION_ARG_INT, &register_timeout_s,
-            "Give up if not all registered after S s (120)", "S" },
-          { NULL } };
+  GOptionEntry entries[] = {
+    { "target", 0, 0, G_OPTION_ARG_STRING, &target, "Scheduler address",
+      "ADDR" },
+    { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
+      "PKI directory holding sim-0001/ ... (scripts/pki DIR host sim-0001)",
+      "DIR" },
+    { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "No TLS", NULL },
+    { "agents", 0, 0, G_OPTION_ARG_INT, &n_agents, "Simulated agents (1000)",
+      "N" },
+    { "duration", 0, 0, G_OPTION_ARG_INT, &duration_s,
+      "Measurement window in seconds (20)", "S" },
+    { "vms", 0, 0, G_OPTION_ARG_INT, &n_vms,
+      "VMs per simulated agent (3, max 8)", "K" },
+    { "interval-ms", 0, 0, G_OPTION_ARG_INT, &interval_ms,
+      "Pause between an agent's reports (0: back to back)", "MS" },
+    { "register-timeout", 0, 0, G_OPTION_ARG_INT, &register_timeout_s,
+      "Give up if not all registered after S s (120)", "S" },
+    { NULL }
+  };
   g_autoptr (GOptionContext) octx
       = g_option_context_new ("- simulated agents reporting to a scheduler");
   g_autoptr (GError) error = NULL;
-  g_autoptr (ProtoTls) tls = NULL;
   Bench b = { 0 };
   double window_s;
   gint64 t_drain;
@@ -382,18 +381,6 @@ main (int argc, char **argv)
                        "--insecure); counts must be positive\n");
       return 2;
     }
-  if (n_channels <= 0 || n_channels > n_agents)
-    n_channels = n_agents;
-
-  if (tls_dir != NULL)
-    {
-      tls = proto_tls_load (tls_dir, &error);
-      if (tls == NULL)
-        {
-          fprintf (stderr, "bench-report: %s\n", error->message);
-          return 1;
-        }
-    }
   proto_init ();
 
   b.loop = g_main_loop_new (NULL, FALSE);
@@ -403,22 +390,34 @@ main (int argc, char **argv)
   b.latencies_us = g_array_sized_new (FALSE, FALSE, sizeof (guint32), 1 << 20);
   b.clients
       = g_ptr_array_new_with_free_func ((GDestroyNotify)proto_client_free);
-  for (int i = 0; i < n_channels; i++)
-    {
-      ProtoClient *c
-          = proto_client_new (target, tls, PROTO_ROLE_SCHEDULER, NULL, &error);
-      if (c == NULL)
-        {
-          fprintf (stderr, "bench-report: channel %d: %s\n", i, error->message);
-          return 1;
-        }
-      g_ptr_array_add (b.clients, c);
-    }
   b.agents = g_new0 (SimAgent, n_agents);
   for (int i = 0; i < n_agents; i++)
     {
+      g_autoptr (ProtoTls) tls = NULL;
+      ProtoClient *c;
+
       sim_agent_init (&b.agents[i], &b, (guint)i, (guint)n_vms);
-      b.agents[i].client = b.clients->pdata[i % n_channels];
+      if (tls_dir != NULL)
+        {
+          g_autofree char *dir
+              = g_build_filename (tls_dir, b.agents[i].name, NULL);
+
+          tls = proto_tls_load (dir, &error);
+          if (tls == NULL)
+            {
+              fprintf (stderr, "bench-report: %s\n", error->message);
+              return 1;
+            }
+        }
+      c = proto_client_new (target, tls, PROTO_ROLE_SCHEDULER, NULL, &error);
+      if (c == NULL)
+        {
+          fprintf (stderr, "bench-report: %s: %s\n", b.agents[i].name,
+                   error->message);
+          return 1;
+        }
+      g_ptr_array_add (b.clients, c);
+      b.agents[i].client = c;
     }
 
   b.started_us = g_get_monotonic_time ();
@@ -444,8 +443,7 @@ main (int argc, char **argv)
   window_s = (b.window_end_us - b.window_start_us) / 1e6;
   g_array_sort (b.latencies_us, cmp_u32);
   printf ("report: registered %u agents over %d channels in %.0f ms\n",
-          b.n_registered, n_channels,
-          (b.registered_us - b.started_us) / 1000.0);
+          b.n_registered, n_agents, (b.registered_us - b.started_us) / 1000.0);
   printf ("report: agents=%u duration=%ds reports=%" G_GUINT64_FORMAT
           " reports/s=%.0f p50=%.2fms p99=%.2fms max=%.2fms channels=%d"
           " vms/agent=%d errors=%" G_GUINT64_FORMAT
@@ -453,7 +451,7 @@ main (int argc, char **argv)
           b.n_agents, duration_s, b.reports, b.reports / window_s,
           percentile_ms (b.latencies_us, 0.50),
           percentile_ms (b.latencies_us, 0.99),
-          percentile_ms (b.latencies_us, 1.0), n_channels, n_vms, b.errors,
+          percentile_ms (b.latencies_us, 1.0), n_agents, n_vms, b.errors,
           b.reregisters);
   if (b.first_error != NULL)
     printf ("report: first error: %s\n", b.first_error);

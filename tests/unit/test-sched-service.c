@@ -864,7 +864,8 @@ put_jobs (Fixture *f)
 {
   g_autoptr (GError) error = NULL;
 
-  g_assert_true (sched_store_begin (f->svc->store, &error));
+  g_assert_true (
+      sched_store_begin (f->svc->store, SCHED_STORE_SYNC_FULL, &error));
   for (int i = 0; i < N_JOBS; i++)
     {
       g_autofree char *vm = g_strdup_printf ("vm%04d", i);

@@ -239,12 +239,13 @@ test_transaction (Fixture *f, gconstpointer data)
   g_autoptr (SchedVm) v2 = make_vm ("vm-2", "host-a", "running");
   g_autoptr (GPtrArray) list = NULL;
 
-  g_assert_true (sched_store_begin (f->store, &error));
+  g_assert_true (sched_store_begin (f->store, SCHED_STORE_SYNC_FULL, &error));
   g_assert_true (sched_store_put_vm (f->store, v1, &error));
   sched_store_rollback (f->store);
   g_assert_no_error (error);
 
-  g_assert_true (sched_store_begin (f->store, &error));
+  g_assert_true (
+      sched_store_begin (f->store, SCHED_STORE_SYNC_RESTATED, &error));
   g_assert_true (sched_store_put_vm (f->store, v2, &error));
   g_assert_true (sched_store_commit (f->store, &error));
   g_assert_no_error (error);
@@ -254,6 +255,47 @@ test_transaction (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpuint (list->len, ==, 1);
   g_assert_cmpstr (((SchedVm *)list->pdata[0])->name, ==, "vm-2");
+}
+
+static gint64
+synchronous_level (Fixture *f)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 value = -1;
+
+  g_assert_true (
+      sched_store_sqlite_pragma (f->store, "synchronous", &value, &error));
+  g_assert_no_error (error);
+  return value;
+}
+
+/* A report's transaction (RESTATED) commits without waiting for the
+ * disk; everything else, before and after it, does (2 = FULL, 1 =
+ * NORMAL), whether it commits or rolls back. */
+static void
+test_restated_sync (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) v1 = make_vm ("vm-1", "host-a", "running");
+
+  g_assert_cmpint (synchronous_level (f), ==, 2);
+  g_assert_true (
+      sched_store_begin (f->store, SCHED_STORE_SYNC_RESTATED, &error));
+  g_assert_cmpint (synchronous_level (f), ==, 1);
+  g_assert_true (sched_store_put_vm (f->store, v1, &error));
+  g_assert_true (sched_store_commit (f->store, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (synchronous_level (f), ==, 2);
+
+  g_assert_true (
+      sched_store_begin (f->store, SCHED_STORE_SYNC_RESTATED, &error));
+  sched_store_rollback (f->store);
+  g_assert_cmpint (synchronous_level (f), ==, 2);
+
+  g_assert_true (sched_store_begin (f->store, SCHED_STORE_SYNC_FULL, &error));
+  g_assert_cmpint (synchronous_level (f), ==, 2);
+  g_assert_true (sched_store_commit (f->store, &error));
+  g_assert_no_error (error);
 }
 
 static void
@@ -325,6 +367,8 @@ main (int argc, char **argv)
               test_reopen, test_sched_store_teardown);
   g_test_add ("/store/transaction", Fixture, NULL, test_sched_store_setup,
               test_transaction, test_sched_store_teardown);
+  g_test_add ("/store/restated-sync", Fixture, NULL, test_sched_store_setup,
+              test_restated_sync, test_sched_store_teardown);
   g_test_add_func ("/store/not-a-database", test_not_a_database);
   g_test_add_func ("/store/foreign-database", test_foreign_database);
   return g_test_run ();
