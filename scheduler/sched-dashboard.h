@@ -31,8 +31,8 @@ typedef struct _SchedDashboard SchedDashboard;
 
 /* --- tokens and sessions (pure) ---------------------------------------- */
 
-/* One-time login tokens and the sessions they open. CLOCK NULL: wall
- * clock (ms). */
+/* One-time login tokens and the sessions they open. CLOCK: unix ms (the
+ * service's is its registry's). */
 typedef struct _SchedLogins SchedLogins;
 
 SchedLogins *sched_logins_new (gint64 (*clock) (gpointer), gpointer data);

@@ -45,12 +45,6 @@ struct _SchedEvents
   gboolean stopped;
 };
 
-static gint64
-wall_clock_ms (gpointer user_data)
-{
-  return g_get_real_time () / 1000;
-}
-
 static void
 job_seen_free (gpointer data)
 {
@@ -67,7 +61,7 @@ sched_events_new (guint queue_max, gint64 (*clock) (gpointer),
   SchedEvents *events = g_new0 (SchedEvents, 1);
 
   events->queue_max = queue_max > 0 ? queue_max : SCHED_EVENTS_QUEUE_MAX;
-  events->clock = clock ? clock : wall_clock_ms;
+  events->clock = clock;
   events->clock_data = clock_data;
   events->next_seq = 1;
   g_queue_init (&events->backlog);

@@ -10,6 +10,11 @@
  * event that says how many it missed. A slow reader so never holds more
  * than its queue in the scheduler's memory, nor slows anyone else down.
  *
+ * The registry publishes while it reconciles a report, inside the
+ * report's transaction: if the store then fails to commit, events may
+ * have told of changes that did not stick (the host's next report states
+ * them again). Events are news, the store is the record.
+ *
  * Runs in the service's main context (no locks). Publishing into a NULL
  * SchedEvents does nothing, so the objects that publish work without one
  * (unit tests).
@@ -60,8 +65,8 @@ typedef struct
   void (*finish) (gpointer target, gboolean dropped);
 } SchedEventsSinkOps;
 
-/* CLOCK (NULL = wall clock) stamps events; QUEUE_MAX 0 means
- * SCHED_EVENTS_QUEUE_MAX. */
+/* CLOCK (unix ms; the service's is its registry's) stamps events;
+ * QUEUE_MAX 0 means SCHED_EVENTS_QUEUE_MAX. */
 SchedEvents *sched_events_new (guint queue_max, gint64 (*clock) (gpointer),
                                gpointer clock_data);
 void sched_events_free (SchedEvents *events);

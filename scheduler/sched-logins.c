@@ -29,12 +29,6 @@ struct _SchedLogins
   guint64 next_serial;
 };
 
-static gint64
-wall_clock_ms (gpointer user_data)
-{
-  return g_get_real_time () / 1000;
-}
-
 static void
 login_free (gpointer data)
 {
@@ -49,7 +43,7 @@ sched_logins_new (gint64 (*clock) (gpointer), gpointer data)
 {
   SchedLogins *logins = g_new0 (SchedLogins, 1);
 
-  logins->clock = clock ? clock : wall_clock_ms;
+  logins->clock = clock;
   logins->clock_data = data;
   logins->tokens
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, login_free);

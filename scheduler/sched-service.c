@@ -189,6 +189,13 @@ recover (SchedService *svc, GError **error)
   return TRUE;
 }
 
+/* The service's one clock, for the objects that take a clock function. */
+static gint64
+registry_clock (gpointer registry)
+{
+  return sched_registry_now (registry);
+}
+
 SchedService *
 sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                    GError **error)
@@ -210,10 +217,10 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
       = sched_registry_new (svc->store, svc->report_interval_ms, NULL, NULL);
   svc->jobs = sched_jobs_new (svc->store, svc->registry,
                               config->job_retention_ms, config->max_jobs);
-  svc->events = sched_events_new (0, NULL, NULL);
+  svc->events = sched_events_new (0, registry_clock, svc->registry);
   sched_registry_set_events (svc->registry, svc->events);
   sched_jobs_set_events (svc->jobs, svc->events);
-  svc->logins = sched_logins_new (NULL, NULL);
+  svc->logins = sched_logins_new (registry_clock, svc->registry);
   svc->dashboard = sched_dashboard_new (svc);
   svc->agents = sched_agents_new (svc->store, svc->tls, svc->ctx);
   svc->migrator = sched_migrator_new (svc, config->link_bandwidth,
