@@ -101,14 +101,16 @@ function svg(tag, attrs, text) {
   return e;
 }
 
-// The imbalance over time: a polyline in a 600x160 box, y from 0 to the
-// larger of 0.5 and the highest sample.
+// The imbalance over time: a polyline as wide as the chart is drawn (so
+// that text is not stretched), y from 0 to the larger of 0.5 and the
+// highest sample.
 function renderChart(d) {
   const chart = document.getElementById("imbalance-chart");
   const pts = d.imbalance_history.filter(p => p[1] !== null);
   document.getElementById("imbalance-now").textContent =
     isFinite(d.imbalance) ? d.imbalance.toFixed(3) : "-";
-  const W = 600, H = 160, pad = 18;
+  const W = Math.max(200, Math.round(chart.getBoundingClientRect().width) || 600), H = 160, pad = 18;
+  chart.setAttribute("viewBox", "0 0 " + W + " " + H);
   const top = Math.max(0.5, ...pts.map(p => p[1]));
   const children = [];
   for (const g of [0, 0.5, 1]) {
@@ -126,7 +128,7 @@ function renderChart(d) {
     if (xy.length === 1) xy.push((W - 2) + "," + xy[0].split(",")[1]);
     children.push(svg("polyline", { points: xy.join(" ") }));
     children.push(svg("text", { x: 30, y: H - 3 }, fmtTime(t0)));
-    children.push(svg("text", { x: W - 60, y: H - 3 }, fmtTime(t1)));
+    children.push(svg("text", { x: W - 2, y: H - 3, "text-anchor": "end" }, fmtTime(t1)));
   }
   chart.replaceChildren(...children);
 }
