@@ -58,6 +58,16 @@ print_event_line (const Drover__V1__Event *ev)
   if (ev->job != NULL && ev->job->kind[0] != '\0')
     g_string_append_printf (subject, "(%s %d%%) ", ev->job->kind,
                             (int)(ev->job->progress * 100 + 0.5));
+  if (ev->job != NULL && ev->job->migration != NULL
+      && g_str_equal (ev->kind, "job.progress"))
+    {
+      /* A migration's progress says more than its message. */
+      g_autofree char *line = cli_migration_progress_line (ev->job, 0);
+
+      printf ("%s  %-15s %s%s\n", when ? when : "-", ev->kind, subject->str,
+              line);
+      return;
+    }
   printf ("%s  %-15s %s%s\n", when ? when : "-", ev->kind, subject->str,
           ev->message);
 }
