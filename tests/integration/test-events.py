@@ -127,6 +127,9 @@ def cases(c, tap, tmp, pb):
         assert started[0]["seq"] < progress[0]["seq"] < ended[0]["seq"]
         assert ended[0]["job"]["dest_host"] == "host2"
         assert ended[0]["job"]["migration"]["phase"] == "completed", ended
+        moved = follower.find(lambda e: e["kind"] == "vm.moved" and e["vm"] == VM
+                              and e["host"] == "host2" and e["seq"] > started[0]["seq"])
+        assert moved and moved[0]["state"] == "running", moved
 
     def last_n():
         p = c.ctl("events", "-n", "5", "--json")
