@@ -137,8 +137,9 @@ def cases(c, tap, tmp, pb):
         assert len(lines) == 5, p.stdout
         seqs = [json.loads(x)["seq"] for x in lines]
         assert seqs == sorted(seqs) and seqs[-1] - seqs[0] == 4, seqs
-        text = c.ctl("events", "-n", "3").stdout.splitlines()
-        assert len(text) == 3, text
+        text = c.ctl("events", "-n", "12").stdout.splitlines()
+        assert len(text) == 12, text
+        log("\n".join(text))
 
     def slow_reader_dropped():
         import grpc
