@@ -1,5 +1,5 @@
 /* SchedEvents (stream, backlog, bounded queues, job events), SchedLogins
- * (tokens and sessions) and sched_imbalance. */
+ * (tokens and sessions), sched_imbalance and the dashboard's JSON. */
 #include "sched-dashboard.h"
 
 #include <math.h>
@@ -388,6 +388,66 @@ test_imbalance (void)
                                   sqrt ((0.0625 + 0.015625) / 2), 1e-9);
 }
 
+/* --- JSON ---------------------------------------------------------------- */
+
+static void
+test_event_json (void)
+{
+  Drover__V1__Event ev = DROVER__V1__EVENT__INIT;
+  Drover__V1__Job job = DROVER__V1__JOB__INIT;
+  Drover__V1__MigrationProgress mig = DROVER__V1__MIGRATION_PROGRESS__INIT;
+  Drover__V1__MigrationRound rounds[2] = { DROVER__V1__MIGRATION_ROUND__INIT,
+                                           DROVER__V1__MIGRATION_ROUND__INIT };
+  Drover__V1__MigrationRound *round_ptrs[2] = { &rounds[0], &rounds[1] };
+  g_autofree char *text = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *obj, *jobj, *mobj;
+  JsonArray *arr;
+
+  ev.seq = 42;
+  ev.time_ms = G_GINT64_CONSTANT (1796358504462);
+  ev.kind = (char *)SCHED_EVENT_JOB_PROGRESS;
+  /* Invalid UTF-8 from an agent must not break the document. */
+  ev.message = (char *)"bad \xff byte and \"quotes\"\n";
+  job.id = (char *)"j1";
+  job.progress = 0.5;
+  job.migration = &mig;
+  mig.phase = (char *)"precopy";
+  mig.memory_remaining = G_GUINT64_CONSTANT (1) << 40;
+  mig.eta_s = INFINITY;
+  rounds[0].iteration = 1;
+  rounds[1].iteration = 2;
+  mig.n_rounds = 2;
+  mig.rounds = round_ptrs;
+  ev.job = &job;
+
+  text = sched_dashboard_event_json (&ev);
+  /* One line: server-sent events end a message at a newline. */
+  g_assert_null (strchr (text, '\n'));
+  g_assert_true (json_parser_load_from_data (parser, text, -1, NULL));
+  obj = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpint (json_object_get_int_member (obj, "seq"), ==, 42);
+  g_assert_cmpint (json_object_get_int_member (obj, "time_ms"), ==,
+                   G_GINT64_CONSTANT (1796358504462));
+  g_assert_cmpstr (json_object_get_string_member (obj, "kind"), ==,
+                   SCHED_EVENT_JOB_PROGRESS);
+  g_assert_true (g_str_has_prefix (
+      json_object_get_string_member (obj, "message"), "bad "));
+  g_assert_cmpstr (json_object_get_string_member (obj, "vm"), ==, "");
+  jobj = json_object_get_object_member (obj, "job");
+  g_assert_cmpfloat (json_object_get_double_member (jobj, "progress"), ==, 0.5);
+  g_assert_true (json_object_get_null_member (jobj, "prediction"));
+  mobj = json_object_get_object_member (jobj, "migration");
+  g_assert_cmpint (json_object_get_int_member (mobj, "memory_remaining"), ==,
+                   G_GINT64_CONSTANT (1) << 40);
+  g_assert_true (json_object_get_null_member (mobj, "eta_s"));
+  arr = json_object_get_array_member (mobj, "rounds");
+  g_assert_cmpuint (json_array_get_length (arr), ==, 2);
+  g_assert_cmpint (json_object_get_int_member (
+                       json_array_get_object_element (arr, 1), "iteration"),
+                   ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -403,5 +463,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-logins/tokens-and-sessions", test_logins);
   g_test_add_func ("/sched-logins/bounded", test_logins_bounded);
   g_test_add_func ("/sched-imbalance/stddev", test_imbalance);
+  g_test_add_func ("/sched-dashboard/event-json", test_event_json);
   return g_test_run ();
 }
