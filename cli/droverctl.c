@@ -40,6 +40,10 @@ static const char usage_text[]
       "[--json]\n"
       "                                      live-migrate a running VM and "
       "follow it\n"
+      "  events [-f] [-n N] [--json]         the cluster's events (last N, "
+      "then follow)\n"
+      "  dashboard-token [--ttl S]           one-time login for the web "
+      "dashboard\n"
       "\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
       "Run 'droverctl VERB --help' for a verb's options.\n";
@@ -313,6 +317,10 @@ main (int argc, char **argv)
     rc = ctl_cmd_job (&ctl, argc, argv);
   else if (g_str_equal (verb, "migrate"))
     rc = ctl_cmd_migrate (&ctl, argc, argv);
+  else if (g_str_equal (verb, "events"))
+    rc = ctl_cmd_events (&ctl, argc, argv);
+  else if (g_str_equal (verb, "dashboard-token"))
+    rc = ctl_cmd_dashboard_token (&ctl, argc, argv);
   else
     rc = ctl_usage_error (NULL, "unknown verb '%s'", verb);
 

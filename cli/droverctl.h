@@ -75,6 +75,8 @@ int ctl_cmd_vm (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_jobs (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_job (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_migrate (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_events (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv);
 
 /* Follows job ID with WatchJob until it ends: one line per change, or for
  * a migration a progress bar (redrawn in place on a TTY, at most a line a

@@ -28,6 +28,8 @@ const ProtoAuthzRule proto_sched_authz[] = {
   { DROVER_SCHED_METHOD_LIST_JOBS, READERS },
   { DROVER_SCHED_METHOD_WATCH_JOB, READERS },
   { DROVER_SCHED_METHOD_MIGRATE_VM, OPERATOR },
+  { DROVER_SCHED_METHOD_WATCH_EVENTS, READERS },
+  { DROVER_SCHED_METHOD_CREATE_DASHBOARD_TOKEN, OPERATOR },
 };
 const gsize proto_sched_authz_len = G_N_ELEMENTS (proto_sched_authz);
 

@@ -423,6 +423,12 @@ proto_server_call_is_cancelled (ProtoServerCall *call)
   return call->cancelled || call->write_failed || !call->call;
 }
 
+guint
+proto_server_call_get_queued (ProtoServerCall *call)
+{
+  return g_queue_get_length (&call->queue) + (call->writing ? 1 : 0);
+}
+
 ProtoRole
 proto_server_call_get_peer_role (ProtoServerCall *call)
 {

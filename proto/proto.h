@@ -72,6 +72,8 @@ enum
   DROVER_SCHED_METHOD_LIST_JOBS,
   DROVER_SCHED_METHOD_WATCH_JOB,
   DROVER_SCHED_METHOD_MIGRATE_VM,
+  DROVER_SCHED_METHOD_WATCH_EVENTS,
+  DROVER_SCHED_METHOD_CREATE_DASHBOARD_TOKEN,
   DROVER_SCHED_N_METHODS
 };
 enum
@@ -282,6 +284,10 @@ void proto_server_call_finish (ProtoServerCall *call, ProtoStatus status,
 void proto_server_call_set_cancel_func (ProtoServerCall *call, GFunc func,
                                         gpointer user_data);
 gboolean proto_server_call_is_cancelled (ProtoServerCall *call);
+/* Messages of a stream sent but not yet written to the transport (the
+ * one being written included): a reader that does not keep up makes it
+ * grow, so a sender can bound it. */
+guint proto_server_call_get_queued (ProtoServerCall *call);
 
 /* The caller's role and name (its certificate's O and CN). On an
  * insecure server the role is PROTO_ROLES_ALL and the name NULL. */

@@ -45,6 +45,7 @@ int
 main (int argc, char **argv)
 {
   g_autofree char *listen = NULL;
+  g_autofree char *http_listen = NULL;
   g_autofree char *state_dir = NULL;
   g_autofree char *tls_dir = NULL;
   g_autofree char *memory_reserve = NULL;
@@ -92,6 +93,8 @@ main (int argc, char **argv)
       "Serve Prometheus metrics on /metrics at this address", "HOST:PORT" },
     { "metrics-tls", 0, 0, G_OPTION_ARG_NONE, &metrics_tls,
       "Serve the metrics over HTTPS with the scheduler's certificate", NULL },
+    { "http-listen", 0, 0, G_OPTION_ARG_STRING, &http_listen,
+      "Serve the web dashboard here (HTTPS with --tls-dir)", "HOST:PORT" },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -195,6 +198,13 @@ main (int argc, char **argv)
     g_message ("metrics on %s, port %d (%s)", metrics_listen,
                sched_service_get_metrics_port (svc),
                metrics_tls ? "HTTPS" : "HTTP");
+  if (http_listen != NULL)
+    {
+      if (!sched_service_listen_http (svc, http_listen, &error))
+        goto fail;
+      g_message ("dashboard on %s://%s (port %d)", tls ? "https" : "http",
+                 http_listen, sched_service_get_http_port (svc));
+    }
 
   loop = g_main_loop_new (NULL, FALSE);
   reload.svc = svc;

@@ -27,7 +27,14 @@ struct _SchedJobs
   gint64 retention_ms;     /* finished jobs older than this go */
   guint max_jobs;          /* finished jobs kept at most */
   GHashTable *watchers;    /* job id -> GPtrArray of ProtoServerCall */
+  SchedEvents *events;     /* borrowed; NULL: none */
 };
+
+void
+sched_jobs_set_events (SchedJobs *jobs, SchedEvents *events)
+{
+  jobs->events = events;
+}
 
 SchedJobs *
 sched_jobs_new (SchedStore *store, SchedRegistry *registry, gint64 retention_ms,
@@ -116,6 +123,7 @@ sched_jobs_update (SchedJobs *jobs, SchedJob *job, gboolean store)
     drover_warning (job->vm, job->id, NULL, "job not stored: %s",
                     error->message);
 
+  sched_events_job (jobs->events, job);
   calls = g_hash_table_lookup (jobs->watchers, job->id);
   if (calls != NULL)
     {

@@ -206,6 +206,10 @@ sched_mig_move_record (SchedMig *m)
 
   if (vm == NULL)
     return;
+  sched_events_emit (svc->events, SCHED_EVENT_VM_MOVED, vm->name,
+                     job->dest_host, PROTO_VM_RUNNING, vm->state,
+                     "migrated from host %s to host %s", vm->host,
+                     job->dest_host);
   g_free (vm->host);
   vm->host = g_strdup (job->dest_host);
   /* The source may have reported it paused for the switchover. */

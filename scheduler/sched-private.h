@@ -7,6 +7,7 @@
  * g_autoptr, which check. */
 #pragma once
 
+#include "sched-events.h"
 #include "sched-migrator.h"
 #include "sched-store.h"
 
@@ -190,6 +191,9 @@ void sched_registry_migration_begin (SchedRegistry *reg, const char *name,
 void sched_registry_migration_end (SchedRegistry *reg, const char *name,
                                    const char *host);
 
+/* Where the registry publishes host and VM events (borrowed; NULL: none). */
+void sched_registry_set_events (SchedRegistry *reg, SchedEvents *events);
+
 /* Remembers that VM NAME was just deleted so that a report generated
  * before the deletion does not adopt it again (for three intervals). */
 void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
@@ -215,22 +219,25 @@ typedef struct _SchedMetrics SchedMetrics;
  * so no field needs a lock. */
 struct _SchedService
 {
-  guint report_interval_ms; /* set at new; told to agents */
-  SchedPolicy policy;       /* set at new; placement */
-  ProtoTls *tls;            /* set at new; NULL = insecure */
-  GMainContext *ctx;        /* set at new */
-  SchedStore *store;        /* main context */
-  SchedRegistry *registry;  /* main context; its clock is the service's */
-  ProtoServer *server;      /* main context; from start */
-  SchedJobs *jobs;          /* main context; job board and watchers */
-  SchedAgents *agents;      /* main context; agent clients */
-  SchedMigrator *migrator;  /* main context; migrations */
-  SchedMetrics *metrics;    /* set at new; thread-safe registry */
-  char *metrics_listen;     /* set at new; NULL: no /metrics */
-  gboolean metrics_tls;     /* set at new */
-  GSource *liveness;        /* main context; from start to stop */
-  gint64 last_prune_ms;     /* main context; when the timer pruned jobs */
-  gboolean stopped;         /* main context; sched_service_stop ran */
+  guint report_interval_ms;    /* set at new; told to agents */
+  SchedPolicy policy;          /* set at new; placement */
+  ProtoTls *tls;               /* set at new; NULL = insecure */
+  GMainContext *ctx;           /* set at new */
+  SchedStore *store;           /* main context */
+  SchedRegistry *registry;     /* main context; its clock is the service's */
+  ProtoServer *server;         /* main context; from start */
+  SchedJobs *jobs;             /* main context; job board and watchers */
+  SchedAgents *agents;         /* main context; agent clients */
+  SchedMigrator *migrator;     /* main context; migrations */
+  SchedEvents *events;         /* main context; the event stream */
+  struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */
+  struct _SchedDashboard *dashboard; /* main context; the web dashboard */
+  SchedMetrics *metrics;             /* set at new; thread-safe registry */
+  char *metrics_listen;              /* set at new; NULL: no /metrics */
+  gboolean metrics_tls;              /* set at new */
+  GSource *liveness;                 /* main context; from start to stop */
+  gint64 last_prune_ms; /* main context; when the timer pruned jobs */
+  gboolean stopped;     /* main context; sched_service_stop ran */
 };
 
 /* The type of every RPC handler of the service (a ProtoHandler), so that
@@ -276,6 +283,8 @@ void sched_jobs_update (SchedJobs *jobs, SchedJob *job, gboolean store);
  * then sched_jobs_update (stored). */
 void sched_jobs_set (SchedJobs *jobs, SchedJob *job, const char *state,
                      double progress, const char *message, const char *error);
+/* Where the board publishes job events (borrowed; NULL: none). */
+void sched_jobs_set_events (SchedJobs *jobs, SchedEvents *events);
 /* Ends every open WatchJob stream (UNAVAILABLE). */
 void sched_jobs_stop (SchedJobs *jobs);
 

@@ -60,6 +60,7 @@ struct _SchedRegistry
   GHashTable *sessions;   /* host name -> HostSession */
   GHashTable *forgotten;  /* VM name -> deleted at (gint64 *) */
   GHashTable *migrations; /* VM name -> RegMigration */
+  SchedEvents *events;    /* borrowed; NULL: none */
 };
 
 static gint64
@@ -86,6 +87,12 @@ sched_registry_new (SchedStore *store, guint report_interval_ms,
   reg->migrations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                            (GDestroyNotify)reg_migration_free);
   return reg;
+}
+
+void
+sched_registry_set_events (SchedRegistry *reg, SchedEvents *events)
+{
+  reg->events = events;
 }
 
 void
@@ -149,6 +156,9 @@ sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
   if (!sched_store_put_host (reg->store, host, error))
     return FALSE;
 
+  sched_events_emit (reg->events, SCHED_EVENT_HOST_REGISTERED, NULL, host->name,
+                     PROTO_HOST_UP, old ? old->state : NULL,
+                     "host registered (agent at %s)", host->address);
   if (old == NULL)
     drover_message (NULL, NULL, host->name, "host registered (agent at %s)",
                     host->address);
@@ -333,6 +343,8 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
         }
       drover_message (status->name, NULL, host_name,
                       "VM found on the host: adopted");
+      sched_events_emit (reg->events, SCHED_EVENT_VM_CREATED, status->name,
+                         host_name, state, NULL, "found on the host: adopted");
       vm = sched_vm_new (&spec, host_name, state, status, now);
       return sched_store_put_vm (reg->store, vm, error);
     }
@@ -353,6 +365,9 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
         }
       drover_message (vm->name, NULL, NULL, "VM is now on host %s (was %s)",
                       host_name, vm->host);
+      sched_events_emit (reg->events, SCHED_EVENT_VM_MOVED, vm->name, host_name,
+                         state, vm->state, "now on host %s (was %s)", host_name,
+                         vm->host);
       g_free (vm->host);
       vm->host = g_strdup (host_name);
     }
@@ -364,6 +379,7 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
       proto_msg_free (vm->spec);
       vm->spec = proto_msg_copy (&spec.base);
     }
+  sched_events_vm_state (reg->events, vm->name, host_name, vm->state, state);
   sched_vm_set_state (vm, state);
   sched_vm_set_status (vm, status);
   vm->updated_ms = now;
@@ -404,6 +420,9 @@ reconcile (SchedRegistry *reg, const char *host_name,
         continue;
       drover_message (vm->name, NULL, host_name,
                       "VM is missing from its host (was %s)", vm->state);
+      sched_events_emit (reg->events, SCHED_EVENT_VM_MISSING, vm->name,
+                         host_name, PROTO_VM_MISSING, vm->state,
+                         "missing from its host (was %s)", vm->state);
       sched_vm_set_state (vm, PROTO_VM_MISSING);
       vm->updated_ms = now;
       if (!sched_store_put_vm (reg->store, vm, error))
@@ -472,7 +491,11 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
     }
 
   if (strcmp (old->state, PROTO_HOST_UP) != 0)
-    drover_message (NULL, NULL, host->name, "host is up again");
+    {
+      drover_message (NULL, NULL, host->name, "host is up again");
+      sched_events_emit (reg->events, SCHED_EVENT_HOST_UP, NULL, host->name,
+                         PROTO_HOST_UP, old->state, "host is up again");
+    }
   session->last_seq = seq;
   return TRUE;
 }
@@ -500,6 +523,10 @@ sched_registry_check_liveness (SchedRegistry *reg, GError **error)
       drover_message (NULL, NULL, host->name,
                       "host is down: no report for %" G_GINT64_FORMAT " ms",
                       now - MAX (host->last_seen_ms, reg->start_ms));
+      sched_events_emit (reg->events, SCHED_EVENT_HOST_DOWN, NULL, host->name,
+                         PROTO_HOST_DOWN, PROTO_HOST_UP,
+                         "no report for %" G_GINT64_FORMAT " ms",
+                         now - MAX (host->last_seen_ms, reg->start_ms));
       n_down++;
     }
   return n_down;

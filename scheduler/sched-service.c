@@ -15,7 +15,7 @@
  * jobs are failed the same way; the source agent aborts when its
  * MigrateOut call breaks, and reports say where the VM is.
  */
-#include "sched-private.h"
+#include "sched-dashboard.h"
 
 #include <string.h>
 
@@ -190,6 +190,13 @@ recover (SchedService *svc, GError **error)
   return TRUE;
 }
 
+/* The service's one clock, for the objects that take a clock function. */
+static gint64
+registry_clock (gpointer registry)
+{
+  return sched_registry_now (registry);
+}
+
 SchedService *
 sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                    GError **error)
@@ -214,6 +221,11 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
       = sched_registry_new (svc->store, svc->report_interval_ms, NULL, NULL);
   svc->jobs = sched_jobs_new (svc->store, svc->registry,
                               config->job_retention_ms, config->max_jobs);
+  svc->events = sched_events_new (0, registry_clock, svc->registry);
+  sched_registry_set_events (svc->registry, svc->events);
+  sched_jobs_set_events (svc->jobs, svc->events);
+  svc->logins = sched_logins_new (registry_clock, svc->registry);
+  svc->dashboard = sched_dashboard_new (svc);
   svc->agents = sched_agents_new (svc->store, svc->tls, svc->ctx);
   svc->migrator = sched_migrator_new (svc, config->link_bandwidth,
                                       config->max_migrations_out,
@@ -249,6 +261,10 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_LIST_JOBS, sched_jobs_handle_list, svc->jobs },
     { DROVER_SCHED_METHOD_WATCH_JOB, sched_jobs_handle_watch, svc->jobs },
     { DROVER_SCHED_METHOD_MIGRATE_VM, sched_vm_handle_migrate, svc },
+    { DROVER_SCHED_METHOD_WATCH_EVENTS, sched_events_handle_watch,
+      svc->events },
+    { DROVER_SCHED_METHOD_CREATE_DASHBOARD_TOKEN, sched_logins_handle_token,
+      svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
@@ -296,6 +312,18 @@ sched_service_reload_tls (SchedService *svc, const ProtoTls *tls,
   return TRUE;
 }
 
+gboolean
+sched_service_listen_http (SchedService *svc, const char *addr, GError **error)
+{
+  return sched_dashboard_listen (svc->dashboard, addr, error);
+}
+
+int
+sched_service_get_http_port (SchedService *svc)
+{
+  return sched_dashboard_get_port (svc->dashboard);
+}
+
 int
 sched_service_get_port (SchedService *svc)
 {
@@ -325,6 +353,10 @@ sched_service_stop (SchedService *svc)
     }
   if (svc->jobs != NULL)
     sched_jobs_stop (svc->jobs);
+  if (svc->events != NULL)
+    sched_events_stop (svc->events);
+  if (svc->dashboard != NULL)
+    sched_dashboard_stop (svc->dashboard);
   if (svc->server != NULL)
     proto_server_stop (svc->server);
   /* Pending agent calls complete (CANCELLED) while their clients are
@@ -344,6 +376,9 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->agents, sched_agents_free);
   g_clear_pointer (&svc->migrator, sched_migrator_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);
+  g_clear_pointer (&svc->dashboard, sched_dashboard_free);
+  g_clear_pointer (&svc->events, sched_events_free);
+  g_clear_pointer (&svc->logins, sched_logins_free);
   g_clear_pointer (&svc->registry, sched_registry_free);
   g_clear_pointer (&svc->store, sched_store_close);
   g_clear_pointer (&svc->tls, proto_tls_free);

@@ -85,6 +85,14 @@ int sched_service_get_port (SchedService *svc);
 /* The port of /metrics; -1 when not serving it. */
 int sched_service_get_metrics_port (SchedService *svc);
 
+/* Serves the web dashboard on ADDR ("127.0.0.1:9200"; port 0 picks one):
+ * HTTPS with the service's certificate when it has TLS, else plain HTTP.
+ * See sched-dashboard.h. */
+gboolean sched_service_listen_http (SchedService *svc, const char *addr,
+                                    GError **error);
+/* Its port; -1 when not serving it. */
+int sched_service_get_http_port (SchedService *svc);
+
 /* Replaces the certificate, key, CA and CRL with TLS (copied) on a
  * started TLS service: new handshakes and every call from now on are
  * checked with it (proto_server_reload_tls), open connections stay; agent

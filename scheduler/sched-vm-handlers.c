@@ -196,6 +196,8 @@ create_done (const ProtobufCMessage *reply, const GError *error,
   if (!sched_store_put_vm (svc->store, vm, &local))
     drover_warning (p->vm, p->job->id, NULL, "%s", local->message);
   drover_message (p->vm, p->job->id, p->host, "VM created");
+  sched_events_emit (svc->events, SCHED_EVENT_VM_CREATED, p->vm, p->host,
+                     vm->state, NULL, "created on host %s", p->host);
   msg = g_strdup_printf ("created on host %s", p->host);
   sched_jobs_set (svc->jobs, p->job, PROTO_JOB_DONE, 1.0, msg, NULL);
   reply_vm (p->call, vm);
@@ -323,7 +325,11 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
     {
       sched_vm_set_status (vm, agent->vm);
       if (agent->vm->state[0] != '\0')
-        sched_vm_set_state (vm, agent->vm->state);
+        {
+          sched_events_vm_state (svc->events, vm->name, vm->host, vm->state,
+                                 agent->vm->state);
+          sched_vm_set_state (vm, agent->vm->state);
+        }
       vm->updated_ms = now_ms (svc);
       if (!sched_store_put_vm (svc->store, vm, &local))
         drover_warning (p->vm, NULL, NULL, "%s", local->message);
@@ -421,6 +427,8 @@ delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
     }
   sched_registry_forget_vm (svc->registry, name);
   drover_message (name, job->id, NULL, "VM deleted (%s)", how);
+  sched_events_emit (svc->events, SCHED_EVENT_VM_DELETED, name, NULL, NULL,
+                     NULL, "deleted (%s)", how);
   sched_jobs_set (svc->jobs, job, PROTO_JOB_DONE, 1.0, how, NULL);
   proto_server_call_reply (call, &empty.base);
 }
