@@ -27,6 +27,7 @@ const ProtoAuthzRule proto_sched_authz[] = {
   { DROVER_SCHED_METHOD_READ_CONSOLE, READERS },
   { DROVER_SCHED_METHOD_LIST_JOBS, READERS },
   { DROVER_SCHED_METHOD_WATCH_JOB, READERS },
+  { DROVER_SCHED_METHOD_CANCEL_JOB, OPERATOR },
   { DROVER_SCHED_METHOD_MIGRATE_VM, OPERATOR },
 };
 const gsize proto_sched_authz_len = G_N_ELEMENTS (proto_sched_authz);
