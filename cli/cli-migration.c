@@ -202,3 +202,14 @@ cli_migration_summary (const Drover__V1__Job *job)
   }
   return g_string_free (out, FALSE);
 }
+
+void
+cli_interrupt_text (const char *id, const char *kind, char *buf, gsize size)
+{
+  g_snprintf (buf, size,
+              "droverctl: interrupted: the %s job %s goes on on the "
+              "scheduler (this command only followed it).\n"
+              "  follow it again:  droverctl job watch %s\n"
+              "  cancel it:        droverctl job cancel %s\n",
+              kind, id, id, id);
+}

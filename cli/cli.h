@@ -18,6 +18,16 @@ typedef enum
   CLI_ERROR_USAGE, /* bad option value or argument: exit code 2 */
 } CliError;
 
+/* --- connection ------------------------------------------------------- */
+
+/* A hint for a call that failed with gRPC status CODE and MESSAGE (may be
+ * NULL), or NULL: a refused connection means nothing listens; a call
+ * without TLS (INSECURE) that the server cut off reached a scheduler that
+ * wants TLS (gRPC says only "Socket closed"); one with TLS may have
+ * reached a plaintext one. Static text. */
+const char *cli_transport_hint (gboolean insecure, int code,
+                                const char *message);
+
 /* --- sizes ------------------------------------------------------------- */
 
 /* Parses a size flag with proto_parse_size ("512M", "1.5G", ...) and
@@ -103,6 +113,12 @@ char *cli_format_duration (double seconds);
  * and its message; a job without migration progress its state and
  * message. Caller frees. */
 char *cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width);
+
+/* What droverctl prints on stderr when Ctrl-C interrupts it while it
+ * follows job ID (a KIND: "migration", "job"): the job goes on, and the
+ * commands that follow or cancel it. Into BUF (SIZE bytes, truncated). */
+void cli_interrupt_text (const char *id, const char *kind, char *buf,
+                         gsize size);
 
 /* The cost model's prediction in one line. Caller frees. */
 char *cli_migration_prediction (const Drover__V1__MigrationPrediction *pred);
