@@ -70,8 +70,11 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   g_autoptr (CliJson) out = cli_json_new ();
   int rc;
 
-  if ((rc = ctl_parse_options ("jobs", "[--json]", "List jobs.", entries, &argc,
-                               &argv))
+  if ((rc = ctl_parse_options ("jobs", "[--json]",
+                               "List every job: create, delete, start, stop, "
+                               "destroy, migrate; queued, running, done or "
+                               "failed, with what happened.",
+                               entries, &argc, &argv))
       >= 0)
     return rc;
   if (argc > 1)

@@ -84,10 +84,14 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   guint64 value = 0;
   int rc;
 
-  if ((rc = ctl_parse_options ("migrate", usage + strlen ("migrate "),
-                               "Live-migrate a running VM and follow it; exit "
-                               "0 when it is done, 1 if it failed.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options (
+           "migrate", usage + strlen ("migrate "),
+           "Live-migrate a running VM (and its disk) and follow it; exit "
+           "0 when it is done, 1 if it failed (the VM then "
+           "runs on the source). Ctrl-C stops following, "
+           "not the migration: 'droverctl job cancel ID' "
+           "cancels it.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if (argc < 2)

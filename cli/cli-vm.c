@@ -81,12 +81,14 @@ vm_create (Ctl *ctl, int argc, char **argv)
   g_autofree char *accel = NULL;
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
-    { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs", "N" },
+    { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs, 1-512 (required)",
+      "N" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &memory, "Memory (512M, 1G, ...)",
       "SIZE" },
-    { "disk", 0, 0, G_OPTION_ARG_STRING, &disk, "Disk size", "SIZE" },
+    { "disk", 0, 0, G_OPTION_ARG_STRING, &disk,
+      "Disk: an empty qcow2 image of this size", "SIZE" },
     { "kernel", 0, 0, G_OPTION_ARG_FILENAME, &kernel,
-      "Kernel image on the host", "K" },
+      "Kernel image on the host, inside the agent's image directory", "K" },
     { "initrd", 0, 0, G_OPTION_ARG_FILENAME, &initrd, "Initrd on the host",
       "I" },
     { "cmdline", 0, 0, G_OPTION_ARG_STRING, &cmdline, "Kernel command line",
@@ -110,8 +112,10 @@ vm_create (Ctl *ctl, int argc, char **argv)
 
   if ((rc = ctl_parse_options (
            "vm create", CREATE_USAGE + strlen ("vm create "),
-           "Create a VM (the scheduler places it unless --host).", entries,
-           &argc, &argv))
+           "Create and start a VM; the scheduler places it on a host with room "
+           "unless --host. It needs something to boot: --kernel (with "
+           "--initrd, --cmdline) or --disk; with neither it is refused.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name = one_name (CREATE_USAGE, argc, argv, &rc)) == NULL)
@@ -192,8 +196,12 @@ vm_list (Ctl *ctl, int argc, char **argv)
   const Drover__V1__ListVmsReply *reply;
   int rc;
 
-  if ((rc = ctl_list (ctl, "vm list", "List VMs.", DROVER_SCHED_METHOD_LIST_VMS,
-                      &req.base, argc, argv, &msg))
+  if ((rc
+       = ctl_list (ctl, "vm list",
+                   "List VMs. STATE is libvirt's on the VM's host, or "
+                   "creating, missing (its host reported without it) or "
+                   "unknown (its host is down).",
+                   DROVER_SCHED_METHOD_LIST_VMS, &req.base, argc, argv, &msg))
       >= 0)
     return rc;
   reply = (const Drover__V1__ListVmsReply *)msg;
@@ -246,8 +254,11 @@ vm_show (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm show", "NAME [--json]", "Show one VM.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options (
+           "vm show", "NAME [--json]",
+           "Show one VM: its spec, state and the last stats its "
+           "host reported.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name = one_name ("vm show NAME [--json]", argc, argv, &rc)) == NULL)
@@ -408,9 +419,9 @@ vm_delete (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc
-       = ctl_parse_options ("vm delete", "NAME [--force]",
-                            "Delete a VM and its disk.", entries, &argc, &argv))
+  if ((rc = ctl_parse_options ("vm delete", "NAME [--force]",
+                               "Delete a VM and its disk (a delete job).",
+                               entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name = one_name ("vm delete NAME [--force]", argc, argv, &rc)) == NULL)
