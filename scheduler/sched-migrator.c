@@ -743,14 +743,15 @@ sched_migrator_cancel (SchedMigrator *migrator, const char *id, GError **error)
                    "no migration in progress with job id '%s'", id);
       return FALSE;
     }
-  /* Past the pause the destination may already run the VM: aborting now
-   * could leave it nowhere. The switchover takes at most a few seconds. */
+  /* The controller paused the VM to force the switchover: the hand-over
+   * may happen at any moment, and an abort would race it. The switchover
+   * ends on its own (completed, or aborted by the per-GiB timeout). */
   if (m->job->migration != NULL
       && strcmp (m->job->migration->phase, PROTO_MIG_SWITCHOVER) == 0)
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                    "job %s is switching VM '%s' over to host '%s': too late "
-                   "to cancel",
+                   "to cancel, it ends on its own",
                    id, m->job->vm, m->job->dest_host);
       return FALSE;
     }
