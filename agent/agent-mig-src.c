@@ -41,6 +41,29 @@ mig_out_free (gpointer data)
   g_free (out);
 }
 
+/* The dirty rate (bytes/s) to report: QEMU's, or when QEMU has none yet
+ * (it measures only at a bitmap sync, so the whole first round, which may
+ * be all of a short migration, reads 0) what the rounds show: the memory
+ * left at the start of a round was dirtied during the round before. */
+static double
+dirty_rate (const MigProgress *p)
+{
+  double best = p->dirty_rate > 0 ? p->dirty_rate : 0;
+
+  if (best > 0 || p->rounds == NULL)
+    return best;
+  for (guint i = 1; i < p->rounds->len; i++)
+    {
+      const MigCtlRound *a = &g_array_index (p->rounds, MigCtlRound, i - 1);
+      const MigCtlRound *b = &g_array_index (p->rounds, MigCtlRound, i);
+      gint64 ms = b->elapsed_ms - a->elapsed_ms;
+
+      if (ms > 0)
+        best = (double)b->remaining * 1000.0 / (double)ms;
+    }
+  return best;
+}
+
 static ProtobufCMessage *
 progress_msg (const MigProgress *p)
 {
@@ -52,7 +75,7 @@ progress_msg (const MigProgress *p)
   m->memory_processed = p->memory_processed;
   m->memory_remaining = p->memory_remaining;
   m->iteration = p->iteration;
-  m->dirty_rate = p->dirty_rate;
+  m->dirty_rate = dirty_rate (p);
   m->throughput = p->throughput;
   m->eta_s = p->eta_s;
   m->downtime_limit_ms = p->downtime_limit_ms;
@@ -67,6 +90,8 @@ progress_msg (const MigProgress *p)
   m->qemu_bytes = p->qemu_bytes;
   m->error = proto_msg_strdup (p->error ? p->error : "");
   m->elapsed_ms = p->elapsed_ms;
+  m->disk_total = p->disk_total;
+  m->disk_processed = p->disk_processed;
   if (p->rounds && p->rounds->len)
     {
       m->n_rounds = p->rounds->len;
@@ -97,8 +122,8 @@ on_progress (const MigProgress *p, gpointer user_data)
   if (p->final)
     out->sent_final = TRUE;
   agent_metrics_migration (out->agent->metrics, out->req->name, p);
-  /* MigrationProgress has no disk fields: the disk copy's figures go to
-   * the log (its bytes are in wire/payload and QEMU's bytes). */
+  /* The disk copy's figures go to the job too (disk_total,
+   * disk_processed); the log keeps the final ones. */
   if (p->final && p->disk_total)
     drover_message (out->req->name, out->req->job_id, NULL,
                     "migration: disk %s: %" G_GUINT64_FORMAT

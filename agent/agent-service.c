@@ -243,6 +243,8 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   guint timeout_ms
       = req->timeout_ms ? req->timeout_ms : STOP_DEFAULT_TIMEOUT_MS;
   gint64 deadline;
+  gboolean forced = FALSE;
+  ProtobufCMessage *reply;
 
   if (virDomainIsActive (dom) != 1)
     return vm_reply (dom, error);
@@ -254,9 +256,17 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       while (virDomainIsActive (dom) == 1 && g_get_monotonic_time () < deadline)
         g_usleep (STOP_POLL_MS * 1000);
     }
-  if (virDomainIsActive (dom) == 1 && !destroy (dom, error))
-    return NULL;
-  return vm_reply (dom, error);
+  if (virDomainIsActive (dom) == 1)
+    {
+      if (!destroy (dom, error))
+        return NULL;
+      forced = TRUE;
+    }
+  reply = vm_reply (dom, error);
+  /* The operator must learn that the guest did not shut down itself. */
+  if (reply != NULL)
+    ((Drover__V1__AgentVmReply *)reply)->forced = forced;
+  return reply;
 }
 
 static ProtobufCMessage *

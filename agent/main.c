@@ -42,9 +42,12 @@ main (int argc, char **argv)
   g_autofree char *image_dir = NULL, *metrics_listen = NULL;
   gboolean insecure = FALSE, metrics_tls = FALSE;
   gboolean print_authz = FALSE;
+  gboolean version = FALSE;
   int report_interval_ms = 0;
   int migration_port = 7402;
   GOptionEntry entries[] = {
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version,
+      "Print the version and exit", NULL },
     { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Host name", "NAME" },
     { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "AgentService address",
       "ADDR:PORT" },
@@ -88,6 +91,11 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (opts, entries, NULL);
   if (!g_option_context_parse (opts, &argc, &argv, &error))
     goto fail;
+  if (version)
+    {
+      g_print ("%s %s\n", "drover-agent", DROVER_VERSION);
+      return EXIT_SUCCESS;
+    }
   if (print_authz)
     {
       g_autofree char *table = proto_authz_describe (

@@ -1,7 +1,8 @@
-/* droverctl jobs (every page of ListJobs), job watch */
+/* droverctl jobs (every page of ListJobs), job watch, job cancel */
 #include "droverctl.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -69,8 +70,11 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   g_autoptr (CliJson) out = cli_json_new ();
   int rc;
 
-  if ((rc = ctl_parse_options ("jobs", "[--json]", "List jobs.", entries, &argc,
-                               &argv))
+  if ((rc = ctl_parse_options ("jobs", "[--json]",
+                               "List every job: create, delete, start, stop, "
+                               "destroy, migrate; queued, running, done or "
+                               "failed, with what happened.",
+                               entries, &argc, &argv))
       >= 0)
     return rc;
   if (argc > 1)
@@ -109,6 +113,12 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   return CTL_EXIT_OK;
 }
 
+/* What an interrupted watch prints: the job goes on without us, and how
+ * to follow or cancel it. Written before the watch starts, so that the
+ * handler only calls async-signal-safe functions. */
+static char interrupt_text[512];
+static volatile sig_atomic_t interrupt_line_open;
+
 /* What a job watch remembers between stream messages. */
 typedef struct
 {
@@ -119,6 +129,7 @@ typedef struct
   gint64 last_line_us; /* monotonic time of the last progress line */
   int percent;
   guint n_seen;
+  const char *kind;       /* "migration" or "job", for the Ctrl-C text */
   ProtobufCMessage *last; /* copy of the last Job */
 } WatchState;
 
@@ -158,6 +169,7 @@ show_migration (WatchState *ws, const Drover__V1__Job *job)
         line[ws_size.ws_col - 1] = '\0';
       printf ("\r%s\033[K", line);
       ws->line_open = TRUE;
+      interrupt_line_open = TRUE;
     }
   else if (ws->n_seen == 0 || job_over (job)
            || now - ws->last_line_us >= G_USEC_PER_SEC)
@@ -210,8 +222,33 @@ on_job (const ProtobufCMessage *msg, gpointer user_data)
   return !job_over (job);
 }
 
+/* --- Ctrl-C while following a job ------------------------------------- */
+
+static void
+on_interrupt (int sig)
+{
+  ssize_t n G_GNUC_UNUSED;
+
+  if (interrupt_line_open)
+    n = write (STDOUT_FILENO, "\n", 1);
+  n = write (STDERR_FILENO, interrupt_text, strlen (interrupt_text));
+  _exit (128 + sig);
+}
+
+static void
+watch_catch_interrupt (const char *id, const char *kind)
+{
+  struct sigaction sa = { 0 };
+
+  cli_interrupt_text (id, kind, interrupt_text, sizeof interrupt_text);
+  sa.sa_handler = on_interrupt;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+}
+
 int
-ctl_watch_job (Ctl *ctl, const char *id, gboolean json)
+ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json)
 {
   Drover__V1__WatchJobRequest req = DROVER__V1__WATCH_JOB_REQUEST__INIT;
   g_autoptr (GError) error = NULL;
@@ -226,10 +263,14 @@ ctl_watch_job (Ctl *ctl, const char *id, gboolean json)
     return ctl_fail (error);
   ws.json = json;
   ws.tty = isatty (STDOUT_FILENO);
+  ws.kind = kind;
   req.id = (char *)id;
+  watch_catch_interrupt (id, kind);
   ok = proto_client_stream_sync (client, DROVER_SCHED_SERVICE,
                                  DROVER_SCHED_METHOD_WATCH_JOB, &req.base,
                                  on_job, &ws, &error);
+  signal (SIGINT, SIG_DFL);
+  signal (SIGTERM, SIG_DFL);
   if (ws.line_open)
     {
       fputc ('\n', stdout);
@@ -271,10 +312,88 @@ ctl_watch_job (Ctl *ctl, const char *id, gboolean json)
   return rc;
 }
 
+/* --- job cancel --------------------------------------------------------- */
+
+/* Keeps a copy of the last Job of a WatchJob stream; ends at a final one. */
+static gboolean
+on_job_quiet (const ProtobufCMessage *msg, gpointer user_data)
+{
+  ProtobufCMessage **last = user_data;
+
+  if (*last != NULL)
+    protobuf_c_message_free_unpacked (*last, NULL);
+  *last = copy_message (msg);
+  return !job_over ((const Drover__V1__Job *)msg);
+}
+
+/* CancelJob, then (for a migration being aborted) waits until the job has
+ * ended, so that the exit code says what happened: 0 cancelled, 1 the
+ * scheduler refused or the job finished anyway. */
+static int
+job_cancel (Ctl *ctl, const char *id, gboolean json)
+{
+  Drover__V1__CancelJobRequest req = DROVER__V1__CANCEL_JOB_REQUEST__INIT;
+  Drover__V1__WatchJobRequest wreq = DROVER__V1__WATCH_JOB_REQUEST__INIT;
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  ProtobufCMessage *last = NULL;
+  const Drover__V1__Job *job;
+  ProtoClient *client;
+  int rc;
+
+  req.id = (char *)id;
+  msg = ctl_call (ctl, DROVER_SCHED_METHOD_CANCEL_JOB, &req.base, 0, &error);
+  if (msg == NULL)
+    return ctl_fail (error);
+  job = (const Drover__V1__Job *)msg;
+  if (!job_over (job))
+    {
+      if (!json)
+        {
+          printf ("job %s: cancel requested, waiting for the %s to stop\n", id,
+                  job->kind);
+          fflush (stdout);
+        }
+      client = ctl_client (ctl, &error);
+      wreq.id = (char *)id;
+      if (client == NULL
+          || !proto_client_stream_sync (
+              client, DROVER_SCHED_SERVICE, DROVER_SCHED_METHOD_WATCH_JOB,
+              &wreq.base, on_job_quiet, &last, &error))
+        {
+          if (last != NULL)
+            protobuf_c_message_free_unpacked (last, NULL);
+          return ctl_fail (error);
+        }
+      if (last != NULL)
+        job = (const Drover__V1__Job *)last;
+    }
+  if (json)
+    ctl_print_message_json (&job->base);
+  if (g_str_equal (job->state, PROTO_JOB_FAILED))
+    {
+      if (!json)
+        printf ("job %s (%s of %s) cancelled: %s\n", id, job->kind, job->vm,
+                job->error[0] ? job->error : job->message);
+      rc = CTL_EXIT_OK;
+    }
+  else
+    {
+      ctl_print_error ("job %s is %s: %s", id, job->state,
+                       g_str_equal (job->state, PROTO_JOB_DONE)
+                           ? "it finished before the cancel took effect"
+                           : "the stream ended before it stopped");
+      rc = CTL_EXIT_FAILURE;
+    }
+  if (last != NULL)
+    protobuf_c_message_free_unpacked (last, NULL);
+  return rc;
+}
+
 int
 ctl_cmd_job (Ctl *ctl, int argc, char **argv)
 {
-  const char *usage = "job watch ID [--json]";
+  const char *usage = "job watch|cancel ID [--json]";
   gboolean json = FALSE;
   const GOptionEntry entries[]
       = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -282,16 +401,23 @@ ctl_cmd_job (Ctl *ctl, int argc, char **argv)
           { NULL } };
   int rc;
 
-  if ((rc = ctl_parse_options ("job", "watch ID [--json]",
-                               "Follow a job until it ends (a migration shows "
-                               "its progress and summary); exit 0 if it is "
-                               "done, 1 if it failed.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options (
+           "job", "watch|cancel ID [--json]",
+           "watch: follow a job until it ends (a migration shows its "
+           "progress and summary); exit 0 if it is done, 1 if it failed. "
+           "Ctrl-C stops following, not the job.\n"
+           "cancel: cancel a job (operator). A queued migration is dropped; "
+           "a running one is aborted and its VM stays running on the "
+           "source; a finished job, a migration switching over and the "
+           "single-call jobs (create, delete, start, stop, destroy) are "
+           "refused. Waits until the job has stopped; exit 0 once it is "
+           "cancelled.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if (argc < 2)
-    return ctl_usage_error (usage, "missing job subcommand");
-  if (!g_str_equal (argv[1], "watch"))
+    return ctl_usage_error (usage, "missing job subcommand (watch or cancel)");
+  if (!g_str_equal (argv[1], "watch") && !g_str_equal (argv[1], "cancel"))
     return ctl_usage_error (usage, "unknown job subcommand '%s'", argv[1]);
   if (argc < 3)
     return ctl_usage_error (usage, "missing job id");
@@ -299,5 +425,7 @@ ctl_cmd_job (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "unexpected argument '%s'", argv[3]);
   if (argv[2][0] == '\0' || strlen (argv[2]) > 128)
     return ctl_usage_error (usage, "bad job id");
-  return ctl_watch_job (ctl, argv[2], json);
+  if (g_str_equal (argv[1], "cancel"))
+    return job_cancel (ctl, argv[2], json);
+  return ctl_watch_job (ctl, argv[2], "job", json);
 }

@@ -5,21 +5,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Parses a whole non-negative number for OPTION into *OUT (<= MAX). */
+/* Upper bounds of the migration knobs: a minute of downtime, a day per
+ * GiB, a thousand stalled rounds are far past anything useful. */
+#define CLI_MAX_DOWNTIME_MS 60000
+#define CLI_MAX_TIMEOUT_PER_GIB_S 86400
+#define CLI_MAX_STALL_ROUNDS 1000
+
+/* Parses a whole number for OPTION from MIN to MAX (UNIT names what it
+ * counts) into *OUT; TEXT NULL (not given) leaves *OUT alone. The wire
+ * reads 0 as "the default", so an option whose MIN is 1 refuses 0 rather
+ * than have it mean something the operator did not ask for. */
 static gboolean
-parse_count (const char *option, const char *text, guint64 max, guint64 *out,
-             GError **error)
+parse_count (const char *option, const char *text, guint64 min, guint64 max,
+             const char *unit, guint64 *out, GError **error)
 {
   guint64 value;
 
   if (text == NULL)
     return TRUE;
-  if (!g_ascii_string_to_unsigned (text, 10, 0, max, &value, NULL))
+  if (!g_ascii_string_to_unsigned (text, 10, min, max, &value, NULL))
     {
-      g_set_error (
-          error, CLI_ERROR, CLI_ERROR_USAGE,
-          "%s: '%s' is not a whole number from 0 to %" G_GUINT64_FORMAT, option,
-          text, max);
+      g_set_error (error, CLI_ERROR, CLI_ERROR_USAGE,
+                   "%s: '%s' is not valid: give a whole number of %s from "
+                   "%" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT,
+                   option, text, unit, min, max);
       return FALSE;
     }
   *out = value;
@@ -44,7 +53,9 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
       = { { "to", 0, 0, G_OPTION_ARG_STRING, &to,
             "Destination host (default: the scheduler picks one)", "HOST" },
           { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &max_downtime,
-            "Downtime limit the controller may raise to (default 500)", "MS" },
+            "Downtime limit the controller may raise to, 1-60000 (default "
+            "500)",
+            "MS" },
           { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
             "Rate limit on the migration channel, megabits per second "
             "(default: none)",
@@ -52,10 +63,12 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
           { "compress", 0, 0, G_OPTION_ARG_STRING, &compress,
             "lz4 on the channel: auto (default), on, off", "MODE" },
           { "timeout-per-gib", 0, 0, G_OPTION_ARG_STRING, &timeout_per_gib,
-            "Abort after this many seconds per GiB of RAM", "S" },
+            "Abort after this many seconds per GiB of RAM (and disk), "
+            "1-86400 (default 800)",
+            "S" },
           { "stall-rounds", 0, 0, G_OPTION_ARG_STRING, &stall_rounds,
             "Force the switchover (pause the VM) after this many rounds "
-            "in which the memory left did not fall (default 3)",
+            "in which the memory left did not fall, 1-1000 (default 3)",
             "N" },
           { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
             "Refuse if the cost model predicts no convergence", NULL },
@@ -71,10 +84,14 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   guint64 value = 0;
   int rc;
 
-  if ((rc = ctl_parse_options ("migrate", usage + strlen ("migrate "),
-                               "Live-migrate a running VM and follow it; exit "
-                               "0 when it is done, 1 if it failed.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options (
+           "migrate", usage + strlen ("migrate "),
+           "Live-migrate a running VM (and its disk) and follow it; exit "
+           "0 when it is done, 1 if it failed (the VM then "
+           "runs on the source). Ctrl-C stops following, "
+           "not the migration: 'droverctl job cancel ID' "
+           "cancels it.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if (argc < 2)
@@ -89,23 +106,24 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
       && !g_str_equal (compress, "on") && !g_str_equal (compress, "off"))
     return ctl_usage_error (usage, "--compress must be auto, on or off");
 
-  if (!parse_count ("--max-downtime", max_downtime, G_MAXUINT32, &value,
-                    &error))
+  if (!parse_count ("--max-downtime", max_downtime, 1, CLI_MAX_DOWNTIME_MS,
+                    "milliseconds", &value, &error))
     return ctl_fail (error);
   params.max_downtime_ms = (guint32)value;
   value = 0;
-  /* Megabits to bytes: 1 Mbit/s = 125000 B/s. */
-  if (!parse_count ("--bandwidth", bandwidth, G_MAXUINT64 / 125000, &value,
-                    &error))
+  /* Megabits to bytes: 1 Mbit/s = 125000 B/s; 0 = no limit. */
+  if (!parse_count ("--bandwidth", bandwidth, 0, G_MAXUINT64 / 125000,
+                    "megabits per second (0 = no limit)", &value, &error))
     return ctl_fail (error);
   params.bandwidth_bps = value * 125000;
   value = 0;
-  if (!parse_count ("--timeout-per-gib", timeout_per_gib, G_MAXUINT32, &value,
-                    &error))
+  if (!parse_count ("--timeout-per-gib", timeout_per_gib, 1,
+                    CLI_MAX_TIMEOUT_PER_GIB_S, "seconds", &value, &error))
     return ctl_fail (error);
   params.timeout_per_gib_s = (guint32)value;
   value = 0;
-  if (!parse_count ("--stall-rounds", stall_rounds, 1000, &value, &error))
+  if (!parse_count ("--stall-rounds", stall_rounds, 1, CLI_MAX_STALL_ROUNDS,
+                    "rounds", &value, &error))
     return ctl_fail (error);
   params.stall_rounds = (guint32)value;
   params.compress = compress ? compress : (char *)"";
@@ -129,5 +147,5 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
         }
       fflush (stdout);
     }
-  return ctl_watch_job (ctl, job->id, json);
+  return ctl_watch_job (ctl, job->id, "migration", json);
 }

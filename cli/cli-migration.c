@@ -41,9 +41,13 @@ cli_format_duration (double s)
                           whole / 3600, whole / 60 % 60);
 }
 
-/* Memory sent and not dirtied again, 0..1. */
+/* Memory QEMU is done with, 0..1: sent, or found to be zero pages (which
+ * cost a flag each, not a page), and not dirtied again. QEMU's
+ * memory_remaining is what it still has to deal with; memory_processed
+ * counts only the bytes it sent, resends included, so it is no measure
+ * of how far the copy is. */
 static double
-sent_fraction (const Drover__V1__MigrationProgress *p)
+done_fraction (const Drover__V1__MigrationProgress *p)
 {
   if (p->memory_total == 0)
     return 0;
@@ -52,11 +56,45 @@ sent_fraction (const Drover__V1__MigrationProgress *p)
                / (double)p->memory_total;
 }
 
+static void
+append_bar (GString *line, double frac, guint bar_width)
+{
+  guint filled = (guint)floor (CLAMP (frac, 0.0, 1.0) * bar_width + 1e-9);
+
+  if (bar_width == 0)
+    return;
+  g_string_append_c (line, '[');
+  for (guint i = 0; i < bar_width; i++)
+    g_string_append_c (line, i < filled ? '#' : '-');
+  g_string_append (line, "]  ");
+}
+
+/* "disk 64.0 MiB of 256.0 MiB" for a VM whose disk is copied. */
+static void
+append_disk (GString *line, const Drover__V1__MigrationProgress *p)
+{
+  g_autofree char *copied = proto_format_size (p->disk_processed);
+  g_autofree char *total = proto_format_size (p->disk_total);
+
+  g_string_append_printf (line, "disk %s of %s", copied, total);
+}
+
+char *
+cli_migration_dirty_text (const Drover__V1__MigrationProgress *p)
+{
+  /* QEMU measures the dirty rate only at a bitmap sync: through the first
+   * round it reads 0, which is "not measured yet", not "idle". */
+  if (!(p->dirty_rate > 0) && p->iteration <= 1)
+    return g_strdup ("-");
+  return cli_format_rate (p->dirty_rate);
+}
+
 char *
 cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
 {
   const Drover__V1__MigrationProgress *p = job->migration;
   GString *line = g_string_new (NULL);
+  gboolean precopy, switchover, completed;
 
   if (strcmp (job->state, PROTO_JOB_QUEUED) == 0 || p == NULL
       || strcmp (p->phase, PROTO_MIG_QUEUED) == 0)
@@ -70,36 +108,56 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
       return g_string_free (line, FALSE);
     }
 
-  if (strcmp (p->phase, PROTO_MIG_PRECOPY) == 0
-      || strcmp (p->phase, PROTO_MIG_SWITCHOVER) == 0
-      || strcmp (p->phase, PROTO_MIG_COMPLETED) == 0)
+  /* A VM with a disk copies it before the memory moves. */
+  if (strcmp (p->phase, PROTO_MIG_PREPARING) == 0 && p->disk_total > 0)
     {
-      double frac = strcmp (p->phase, PROTO_MIG_COMPLETED) == 0
-                        ? 1.0
-                        : sent_fraction (p);
-      g_autofree char *sent = proto_format_size (p->memory_processed);
-      g_autofree char *total = proto_format_size (p->memory_total);
-      guint filled = (guint)floor (frac * bar_width + 1e-9);
+      double frac = (double)MIN (p->disk_processed, p->disk_total)
+                    / (double)p->disk_total;
 
-      if (bar_width > 0)
+      append_bar (line, frac, bar_width);
+      g_string_append_printf (line, "%3d%%  ", (int)floor (frac * 100));
+      append_disk (line, p);
+      g_string_append (line, " copied, memory next");
+      return g_string_free (line, FALSE);
+    }
+
+  precopy = strcmp (p->phase, PROTO_MIG_PRECOPY) == 0;
+  switchover = strcmp (p->phase, PROTO_MIG_SWITCHOVER) == 0;
+  completed = strcmp (p->phase, PROTO_MIG_COMPLETED) == 0;
+  if (precopy || switchover || completed)
+    {
+      double frac = completed ? 1.0 : done_fraction (p);
+      g_autofree char *done = NULL;
+      g_autofree char *total = proto_format_size (p->memory_total);
+      g_autofree char *sent = proto_format_size (p->memory_processed);
+      int percent = (int)floor (frac * 100);
+
+      /* Nothing is 100 % before the VM runs on the destination. */
+      if (!completed)
+        percent = MIN (percent, 99);
+      done = proto_format_size (
+          completed
+              ? p->memory_total
+              : p->memory_total - MIN (p->memory_remaining, p->memory_total));
+      append_bar (line, frac, bar_width);
+      g_string_append_printf (line, "%3d%%  memory %s of %s done, %s sent",
+                              percent, done, total, sent);
+      if (p->disk_total > 0)
         {
-          g_string_append_c (line, '[');
-          for (guint i = 0; i < bar_width; i++)
-            g_string_append_c (line, i < filled ? '#' : '-');
-          g_string_append (line, "]  ");
+          g_string_append (line, ", ");
+          append_disk (line, p);
         }
-      g_string_append_printf (line, "%3d%%  %s of %s", (int)floor (frac * 100),
-                              sent, total);
-      if (strcmp (p->phase, PROTO_MIG_PRECOPY) == 0)
+      if (precopy)
         {
-          g_autofree char *dirty = cli_format_rate (p->dirty_rate);
+          g_autofree char *dirty = cli_migration_dirty_text (p);
           g_autofree char *bps = cli_format_rate (p->throughput);
           g_autofree char *eta = cli_format_duration (p->eta_s);
 
-          g_string_append_printf (line, "  round %u  dirty %s  %s  ETA %s",
+          g_string_append_printf (line,
+                                  "  round %u  dirty %s  sending %s  ETA %s",
                                   p->iteration, dirty, bps, eta);
         }
-      else if (strcmp (p->phase, PROTO_MIG_SWITCHOVER) == 0)
+      else if (switchover)
         g_string_append_printf (line, "  switching over%s",
                                 p->forced_switchover ? " (forced)" : "");
       else
@@ -183,22 +241,63 @@ cli_migration_summary (const Drover__V1__Job *job)
     g_string_append_c (out, '\n');
   }
   {
-    g_autofree char *qemu = proto_format_size (p->qemu_bytes);
+    /* Three counts that measure different things: the memory QEMU sent
+     * (zero pages cost a flag, not a page), the disk the copy went
+     * through (every block counts, unallocated ones too, though they
+     * travel as a "zeroes" note), and what the channel carried from QEMU
+     * and put on the wire after compression. */
+    guint64 mem_sent = p->memory_processed;
+    g_autofree char *mem = NULL;
+    g_autofree char *payload = proto_format_size (p->payload_bytes);
     g_autofree char *wire = proto_format_size (p->wire_bytes);
     double ratio = p->compression_ratio;
+    gboolean lz4 = g_strcmp0 (p->compress_mode, PROTO_COMPRESS_LZ4) == 0;
 
-    if (!(ratio > 0) && p->wire_bytes > 0)
-      ratio = (double)p->payload_bytes / (double)p->wire_bytes;
-    g_string_append_printf (out, "  QEMU sent     %s", qemu);
+    if (mem_sent == 0)
+      mem_sent = p->qemu_bytes > p->disk_processed
+                     ? p->qemu_bytes - p->disk_processed
+                     : p->qemu_bytes;
+    mem = proto_format_size (mem_sent);
+    g_string_append_printf (out, "  memory sent   %s by QEMU", mem);
     if (pred != NULL)
       {
         g_autofree char *predicted = proto_format_size (pred->bytes_sent);
         g_string_append_printf (out, " (predicted %s)", predicted);
       }
-    g_string_append_printf (out, "\n  on the wire   %s\n", wire);
-    g_string_append_printf (out, "  compression   %.2fx (%s)\n",
-                            ratio > 0 ? ratio : 1.0,
-                            p->compress_mode[0] ? p->compress_mode : "off");
+    g_string_append (out, "; zero pages cost nothing\n");
+    if (p->disk_total > 0)
+      {
+        g_autofree char *copied = proto_format_size (p->disk_processed);
+        g_autofree char *total = proto_format_size (p->disk_total);
+        g_autofree char *qemu = proto_format_size (p->qemu_bytes);
+
+        g_string_append_printf (out,
+                                "  disk copied   %s of %s; unallocated blocks "
+                                "travel as a note\n"
+                                "  QEMU counted  %s (memory sent + disk "
+                                "copied)\n",
+                                copied, total, qemu);
+      }
+    if (!(ratio > 0) && p->wire_bytes > 0)
+      ratio = (double)p->payload_bytes / (double)p->wire_bytes;
+    g_string_append_printf (out, "  channel       %s from QEMU, %s on the wire",
+                            payload, wire);
+    if (lz4)
+      g_string_append_printf (out, " (lz4: %.2fx smaller)\n",
+                              ratio > 0 ? ratio : 1.0);
+    else
+      g_string_append (out, " (not compressed)\n");
   }
   return g_string_free (out, FALSE);
+}
+
+void
+cli_interrupt_text (const char *id, const char *kind, char *buf, gsize size)
+{
+  g_snprintf (buf, size,
+              "droverctl: interrupted: the %s job %s goes on on the "
+              "scheduler (this command only followed it).\n"
+              "  follow it again:  droverctl job watch %s\n"
+              "  cancel it:        droverctl job cancel %s\n",
+              kind, id, id, id);
 }

@@ -71,7 +71,7 @@ format_ms_time (gint64 ms)
 static int
 vm_create (Ctl *ctl, int argc, char **argv)
 {
-  int vcpus = 0;
+  int vcpus = G_MININT; /* not given */
   g_autofree char *memory = NULL;
   g_autofree char *disk = NULL;
   g_autofree char *kernel = NULL;
@@ -81,12 +81,14 @@ vm_create (Ctl *ctl, int argc, char **argv)
   g_autofree char *accel = NULL;
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
-    { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs", "N" },
+    { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs, 1-512 (required)",
+      "N" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &memory, "Memory (512M, 1G, ...)",
       "SIZE" },
-    { "disk", 0, 0, G_OPTION_ARG_STRING, &disk, "Disk size", "SIZE" },
+    { "disk", 0, 0, G_OPTION_ARG_STRING, &disk,
+      "Disk: an empty qcow2 image of this size", "SIZE" },
     { "kernel", 0, 0, G_OPTION_ARG_FILENAME, &kernel,
-      "Kernel image on the host", "K" },
+      "Kernel image on the host, inside the agent's image directory", "K" },
     { "initrd", 0, 0, G_OPTION_ARG_FILENAME, &initrd, "Initrd on the host",
       "I" },
     { "cmdline", 0, 0, G_OPTION_ARG_STRING, &cmdline, "Kernel command line",
@@ -110,16 +112,21 @@ vm_create (Ctl *ctl, int argc, char **argv)
 
   if ((rc = ctl_parse_options (
            "vm create", CREATE_USAGE + strlen ("vm create "),
-           "Create a VM (the scheduler places it unless --host).", entries,
-           &argc, &argv))
+           "Create and start a VM; the scheduler places it on a host with room "
+           "unless --host. It needs something to boot: --kernel (with "
+           "--initrd, --cmdline) or --disk; with neither it is refused.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name = one_name (CREATE_USAGE, argc, argv, &rc)) == NULL)
     return rc;
-  if (vcpus <= 0)
+  if (vcpus == G_MININT)
+    return ctl_usage_error (CREATE_USAGE, "--vcpus N is required");
+  if (vcpus < PROTO_VM_MIN_VCPUS || vcpus > PROTO_VM_MAX_VCPUS)
     return ctl_usage_error (CREATE_USAGE,
-                            vcpus == 0 ? "--vcpus N is required"
-                                       : "--vcpus must be a positive number");
+                            "--vcpus: %d is not valid: give a whole number of "
+                            "virtual CPUs from %d to %d",
+                            vcpus, PROTO_VM_MIN_VCPUS, PROTO_VM_MAX_VCPUS);
   if (memory == NULL)
     return ctl_usage_error (CREATE_USAGE, "--memory SIZE is required");
   if (!cli_parse_size ("--memory", memory, &mem_bytes, &error)
@@ -189,8 +196,12 @@ vm_list (Ctl *ctl, int argc, char **argv)
   const Drover__V1__ListVmsReply *reply;
   int rc;
 
-  if ((rc = ctl_list (ctl, "vm list", "List VMs.", DROVER_SCHED_METHOD_LIST_VMS,
-                      &req.base, argc, argv, &msg))
+  if ((rc
+       = ctl_list (ctl, "vm list",
+                   "List VMs. STATE is libvirt's on the VM's host, or "
+                   "creating, missing (its host reported without it) or "
+                   "unknown (its host is down).",
+                   DROVER_SCHED_METHOD_LIST_VMS, &req.base, argc, argv, &msg))
       >= 0)
     return rc;
   reply = (const Drover__V1__ListVmsReply *)msg;
@@ -243,8 +254,11 @@ vm_show (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm show", "NAME [--json]", "Show one VM.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options (
+           "vm show", "NAME [--json]",
+           "Show one VM: its spec, state and the last stats its "
+           "host reported.",
+           entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name = one_name ("vm show NAME [--json]", argc, argv, &rc)) == NULL)
@@ -310,9 +324,23 @@ vm_show (Ctl *ctl, int argc, char **argv)
 
 /* --- lifecycle --------------------------------------------------------- */
 
+/* "stopped VM web-1 (state: shutoff): forced off: ... [job ID]": the
+ * job's outcome says how (a stop that had to destroy the VM says so). */
+static void
+print_lifecycle (const char *done_verb, const char *name,
+                 const Drover__V1__VmReply *reply)
+{
+  printf ("%s VM %s (state: %s)", done_verb, name,
+          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state
+                                                   : "unknown");
+  if (reply->job != NULL && reply->job->message[0] != '\0')
+    printf (": %s [job %s]", reply->job->message, reply->job->id);
+  putchar ('\n');
+}
+
 static int
-vm_simple (Ctl *ctl, const char *sub, guint method, const char *done_verb,
-           int argc, char **argv)
+vm_simple (Ctl *ctl, const char *sub, const char *summary, guint method,
+           const char *done_verb, int argc, char **argv)
 {
   Drover__V1__VmRequest req = DROVER__V1__VM_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
@@ -320,10 +348,9 @@ vm_simple (Ctl *ctl, const char *sub, guint method, const char *done_verb,
   g_autofree char *usage = g_strdup_printf ("vm %s NAME", sub);
   g_autofree char *verb = g_strdup_printf ("vm %s", sub);
   const char *name;
-  const Drover__V1__VmReply *reply;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (verb, "NAME", NULL, NULL, &argc, &argv)) >= 0)
+  if ((rc = ctl_parse_options (verb, "NAME", summary, NULL, &argc, &argv)) >= 0)
     return rc;
   if ((name = one_name (usage, argc, argv, &rc)) == NULL)
     return rc;
@@ -331,10 +358,7 @@ vm_simple (Ctl *ctl, const char *sub, guint method, const char *done_verb,
   msg = ctl_call (ctl, method, &req.base, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__VmReply *)msg;
-  printf ("%s VM %s (state: %s)\n", done_verb, name,
-          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state
-                                                   : "unknown");
+  print_lifecycle (done_verb, name, (const Drover__V1__VmReply *)msg);
   return CTL_EXIT_OK;
 }
 
@@ -352,12 +376,15 @@ vm_stop (Ctl *ctl, int argc, char **argv)
   Drover__V1__StopVmRequest req = DROVER__V1__STOP_VM_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
-  const Drover__V1__VmReply *reply;
   const char *name;
   int rc = 0;
 
   if ((rc = ctl_parse_options ("vm stop", "NAME [--force] [--timeout S]",
-                               "Shut a VM down.", entries, &argc, &argv))
+                               "Shut a VM down: ask the guest (ACPI) and wait "
+                               "the grace period, then force it off. The "
+                               "output and the job list (kind stop) say "
+                               "whether it had to be forced.",
+                               entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name
@@ -375,10 +402,7 @@ vm_stop (Ctl *ctl, int argc, char **argv)
                   ((gint64)timeout_s + 30) * 1000, &error);
   if (msg == NULL)
     return ctl_fail (error);
-  reply = (const Drover__V1__VmReply *)msg;
-  printf ("stopped VM %s (state: %s)\n", name,
-          reply->vm != NULL && reply->vm->state[0] ? reply->vm->state
-                                                   : "unknown");
+  print_lifecycle ("stopped", name, (const Drover__V1__VmReply *)msg);
   return CTL_EXIT_OK;
 }
 
@@ -395,9 +419,9 @@ vm_delete (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc
-       = ctl_parse_options ("vm delete", "NAME [--force]",
-                            "Delete a VM and its disk.", entries, &argc, &argv))
+  if ((rc = ctl_parse_options ("vm delete", "NAME [--force]",
+                               "Delete a VM and its disk (a delete job).",
+                               entries, &argc, &argv))
       >= 0)
     return rc;
   if ((name = one_name ("vm delete NAME [--force]", argc, argv, &rc)) == NULL)
@@ -544,11 +568,16 @@ ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
   if (g_str_equal (sub, "show"))
     return vm_show (ctl, argc, argv);
   if (g_str_equal (sub, "start"))
-    return vm_simple (ctl, "start", DROVER_SCHED_METHOD_START_VM, "started",
-                      argc, argv);
+    return vm_simple (ctl, "start",
+                      "Start a stopped VM on its host. The job list records "
+                      "the start (kind start).",
+                      DROVER_SCHED_METHOD_START_VM, "started", argc, argv);
   if (g_str_equal (sub, "destroy"))
-    return vm_simple (ctl, "destroy", DROVER_SCHED_METHOD_DESTROY_VM,
-                      "destroyed", argc, argv);
+    return vm_simple (ctl, "destroy",
+                      "Force a VM off at once (like pulling the plug; the VM "
+                      "stays defined and can be started again). The job "
+                      "list records it (kind destroy).",
+                      DROVER_SCHED_METHOD_DESTROY_VM, "destroyed", argc, argv);
   if (g_str_equal (sub, "stop"))
     return vm_stop (ctl, argc, argv);
   if (g_str_equal (sub, "delete"))

@@ -18,6 +18,16 @@ typedef enum
   CLI_ERROR_USAGE, /* bad option value or argument: exit code 2 */
 } CliError;
 
+/* --- connection ------------------------------------------------------- */
+
+/* A hint for a call that failed with gRPC status CODE and MESSAGE (may be
+ * NULL), or NULL: a refused connection means nothing listens; a call
+ * without TLS (INSECURE) that the server cut off reached a scheduler that
+ * wants TLS (gRPC says only "Socket closed"); one with TLS may have
+ * reached a plaintext one. Static text. */
+const char *cli_transport_hint (gboolean insecure, int code,
+                                const char *message);
+
 /* --- sizes ------------------------------------------------------------- */
 
 /* Parses a size flag with proto_parse_size ("512M", "1.5G", ...) and
@@ -96,21 +106,35 @@ char *cli_format_rate (double bytes_per_second);
 /* "850ms", "8.2s", "1m05s", "2h03m"; "-" if negative or not finite. */
 char *cli_format_duration (double seconds);
 
+/* The dirty rate of P for people: "12.0 MiB/s", or "-" while QEMU has
+ * not measured it (0 in the first round). Caller frees. */
+char *cli_migration_dirty_text (const Drover__V1__MigrationProgress *p);
+
 /* One line (no newline) for a migration job in flight, e.g.
- * "[######--------------]  30%  512.0 MiB of 1.0 GiB  round 2  dirty
- * 12.0 MiB/s  80.0 MiB/s  ETA 8.2s". The bar (BAR_WIDTH cells, 0 = none)
- * shows memory sent and not dirtied again. A queued job shows "queued"
- * and its message; a job without migration progress its state and
- * message. Caller frees. */
+ * "[######--------------]  30%  memory 307.2 MiB of 1.0 GiB done,
+ * 120.0 MiB sent  round 2  dirty 12.0 MiB/s  sending 80.0 MiB/s  ETA
+ * 8.2s". The bar (BAR_WIDTH cells, 0 = none) and the percentage show the
+ * memory QEMU is done with (sent, or zero pages, and not dirtied again),
+ * never 100 % before the migration completed; "sent" is what QEMU sent
+ * of it. A VM with a disk shows the disk copy, first on its own while
+ * the phase is preparing. A queued job shows "queued" and its message; a
+ * job without migration progress its state and message. Caller frees. */
 char *cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width);
+
+/* What droverctl prints on stderr when Ctrl-C interrupts it while it
+ * follows job ID (a KIND: "migration", "job"): the job goes on, and the
+ * commands that follow or cancel it. Into BUF (SIZE bytes, truncated). */
+void cli_interrupt_text (const char *id, const char *kind, char *buf,
+                         gsize size);
 
 /* The cost model's prediction in one line. Caller frees. */
 char *cli_migration_prediction (const Drover__V1__MigrationPrediction *pred);
 
 /* The end of a migration job, several lines each ending in '\n': outcome,
- * total time, downtime (QEMU's), rounds, bytes QEMU sent, bytes on the
- * wire, compression ratio and mode, each against the prediction where
- * there is one. Caller frees. */
+ * total time, downtime (QEMU's), rounds, memory QEMU sent, for a VM with
+ * a disk the disk copied and QEMU's total of both, and what the channel
+ * took from QEMU and put on the wire (with lz4, how much smaller), each
+ * against the prediction where there is one. Caller frees. */
 char *cli_migration_summary (const Drover__V1__Job *job);
 
 G_END_DECLS

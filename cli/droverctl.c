@@ -14,39 +14,67 @@
 static const char usage_text[]
     = "Usage: droverctl [GLOBAL OPTIONS] VERB [ARGS...]\n"
       "\n"
+      "droverctl talks to the Drover scheduler, which places VMs on the "
+      "hosts'\n"
+      "agents, records every command as a job and live-migrates VMs.\n"
+      "\n"
       "Global options (before the verb):\n"
       "  --scheduler ADDR   scheduler address (default $DROVER_SCHEDULER, "
       "else " DEFAULT_SCHEDULER ")\n"
       "  --tls-dir DIR      ca.pem, cert.pem, key.pem for mutual TLS (default "
       "$DROVER_TLS_DIR)\n"
-      "  --insecure         talk to the scheduler without TLS\n"
+      "  --insecure         talk to the scheduler without TLS (only to a "
+      "scheduler\n"
+      "                     started with --insecure)\n"
       "  --timeout SECONDS  deadline of each call (default 200)\n"
+      "  --version          print droverctl's version and exit\n"
+      "  -h, --help         this text\n"
       "\n"
       "Verbs:\n"
-      "  hosts [--json]                      list hosts\n"
+      "  hosts [--json]                      list hosts (state, load, "
+      "accelerator)\n"
       "  vm create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K "
       "--initrd I\n"
       "            --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
-      "  vm list [--json]                    list VMs\n"
+      "                                      create and start a VM (a kernel "
+      "or a disk\n"
+      "                                      is required)\n"
+      "  vm list [--json]                    list VMs (unknown: its host is "
+      "down)\n"
       "  vm show NAME [--json]               details and stats of one VM\n"
-      "  vm start|destroy NAME\n"
+      "  vm start|destroy NAME               start it, or force it off\n"
       "  vm stop NAME [--force] [--timeout S]\n"
-      "  vm delete NAME [--force]\n"
+      "                                      shut it down (says if it had "
+      "to be forced)\n"
+      "  vm delete NAME [--force]            delete it and its disk\n"
       "  vm console NAME [-f] [--tail BYTES] print the serial console log\n"
-      "  jobs [--json]                       list jobs\n"
+      "  jobs [--json]                       list jobs (create, delete, "
+      "start, stop,\n"
+      "                                      destroy, migrate)\n"
       "  job watch ID [--json]               follow a job until it ends\n"
+      "  job cancel ID [--json]              cancel a queued or running "
+      "migration\n"
       "  migrate VM [--to HOST] [--max-downtime MS] [--bandwidth MBIT]\n"
-      "          [--compress auto|on|off] [--timeout-per-gib S] [--strict] "
-      "[--json]\n"
+      "          [--compress auto|on|off] [--timeout-per-gib S] "
+      "[--stall-rounds N]\n"
+      "          [--strict] [--json]\n"
       "                                      live-migrate a running VM and "
-      "follow it\n"
+      "follow it;\n"
+      "                                      Ctrl-C stops following, not the "
+      "migration\n"
       "  events [-f] [-n N] [--json]         the cluster's events (last N, "
       "then follow)\n"
       "  dashboard-token [--ttl S]           one-time login for the web "
       "dashboard\n"
       "\n"
+      "Roles: viewers may list, show, watch and read consoles; changes need "
+      "an\n"
+      "operator certificate (--tls-dir).\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, 1.5G.\n"
-      "Run 'droverctl VERB --help' for a verb's options.\n";
+      "Exit codes: 0 done, 1 the scheduler (or the job) said no, 2 bad "
+      "command line.\n"
+      "Run 'droverctl VERB --help' for a verb's options; 'man droverctl' for "
+      "more.\n";
 
 static void print_error_va (const char *format, va_list ap)
     G_GNUC_PRINTF (1, 0);
@@ -82,7 +110,7 @@ ctl_usage_error (const char *usage, const char *format, ...)
   else
     fprintf (stderr,
              "Usage: droverctl [--scheduler ADDR] [--tls-dir DIR | --insecure] "
-             "[--timeout S] hosts|vm|jobs|job ...\n");
+             "[--timeout S] hosts|vm|jobs|job|migrate ...\n");
   fprintf (stderr, "Run 'droverctl --help' for usage.\n");
   return CTL_EXIT_USAGE;
 }
@@ -146,6 +174,21 @@ ctl_client (Ctl *ctl, GError **error)
   return ctl->client;
 }
 
+void
+ctl_hint_transport (const Ctl *ctl, GError *error)
+{
+  const char *hint
+      = cli_transport_hint (ctl->insecure, error->code, error->message);
+
+  if (hint != NULL)
+    {
+      char *with = g_strdup_printf ("%s\n  hint: %s", error->message, hint);
+
+      g_free (error->message);
+      error->message = with;
+    }
+}
+
 ProtobufCMessage *
 ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
           gint64 timeout_ms, GError **error)
@@ -162,8 +205,11 @@ ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
       && (*error)->domain == PROTO_ERROR
       && ((*error)->code == PROTO_STATUS_UNAVAILABLE
           || (*error)->code == PROTO_STATUS_DEADLINE_EXCEEDED))
-    /* Say where we tried to go: the bare gRPC text does not. */
-    g_prefix_error (error, "scheduler %s: ", ctl->scheduler);
+    {
+      /* Say where we tried to go: the bare gRPC text does not. */
+      g_prefix_error (error, "scheduler %s: ", ctl->scheduler);
+      ctl_hint_transport (ctl, *error);
+    }
   return reply;
 }
 
@@ -256,6 +302,7 @@ main (int argc, char **argv)
   g_autofree char *tls_dir = NULL;
   gboolean insecure = FALSE;
   gboolean help = FALSE;
+  gboolean version = FALSE;
   int timeout_s = DEFAULT_TIMEOUT_S;
   GOptionEntry entries[]
       = { { "scheduler", 0, 0, G_OPTION_ARG_STRING, &scheduler,
@@ -266,6 +313,8 @@ main (int argc, char **argv)
           { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Call deadline",
             "SECONDS" },
           { "help", 'h', 0, G_OPTION_ARG_NONE, &help, "Show help", NULL },
+          { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Show the version",
+            NULL },
           { NULL } };
   g_autoptr (GOptionContext) octx = g_option_context_new ("VERB [ARGS...]");
   g_autoptr (GError) error = NULL;
@@ -280,6 +329,11 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (octx, entries, NULL);
   if (!g_option_context_parse (octx, &argc, &argv, &error))
     return ctl_usage_error (NULL, "%s", error->message);
+  if (version)
+    {
+      printf ("droverctl %s\n", DROVER_VERSION);
+      return CTL_EXIT_OK;
+    }
   if (help || (argc >= 2 && g_str_equal (argv[1], "help")))
     {
       fputs (usage_text, stdout);

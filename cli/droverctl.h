@@ -47,6 +47,10 @@ ProtobufCMessage *ctl_call (Ctl *ctl, guint method,
                             const ProtobufCMessage *request, gint64 timeout_ms,
                             GError **error);
 
+/* Appends to ERROR (a failed call's) a hint when the transport is the
+ * likely cause (cli_transport_hint). */
+void ctl_hint_transport (const Ctl *ctl, GError *error);
+
 /* The connection (for streaming calls), opened on first use. */
 ProtoClient *ctl_client (Ctl *ctl, GError **error);
 
@@ -81,5 +85,7 @@ int ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv);
 /* Follows job ID with WatchJob until it ends: one line per change, or for
  * a migration a progress bar (redrawn in place on a TTY, at most a line a
  * second otherwise) and a summary; JSON prints only the final Job as
- * JSON. Returns the exit code: 0 done, 1 failed or the stream broke. */
-int ctl_watch_job (Ctl *ctl, const char *id, gboolean json);
+ * JSON. Ctrl-C (or SIGTERM) ends droverctl with a note that the job (a
+ * KIND: "migration", "job") goes on and how to follow or cancel it.
+ * Returns the exit code: 0 done, 1 failed or the stream broke. */
+int ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json);

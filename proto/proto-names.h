@@ -15,6 +15,10 @@ G_BEGIN_DECLS
 #define PROTO_JOB_KIND_CREATE "create"
 #define PROTO_JOB_KIND_DELETE "delete"
 #define PROTO_JOB_KIND_MIGRATE "migrate"
+/* Lifecycle commands leave a job too, so the job list shows them. */
+#define PROTO_JOB_KIND_START "start"
+#define PROTO_JOB_KIND_STOP "stop"
+#define PROTO_JOB_KIND_DESTROY "destroy"
 
 /* Job.state. A job only moves forward: queued -> running -> done | failed. */
 #define PROTO_JOB_QUEUED "queued"

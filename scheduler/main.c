@@ -58,9 +58,12 @@ main (int argc, char **argv)
   gint max_jobs = SCHED_DEFAULT_MAX_JOBS;
   gboolean insecure = FALSE;
   gboolean print_authz = FALSE;
+  gboolean version = FALSE;
   gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
   gdouble cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
   const GOptionEntry entries[] = {
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version,
+      "Print the version and exit", NULL },
     { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
       "Address to serve on (required)", "HOST:PORT" },
     { "state", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
@@ -114,6 +117,11 @@ main (int argc, char **argv)
     {
       g_printerr ("drover-scheduler: %s\n", error->message);
       return 2;
+    }
+  if (version)
+    {
+      g_print ("%s %s\n", "drover-scheduler", DROVER_VERSION);
+      return 0;
     }
   if (print_authz)
     {

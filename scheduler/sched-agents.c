@@ -354,7 +354,7 @@ sched_pending_free (SchedPending *p)
   g_free (p);
 }
 
-void
+SchedPending *
 sched_agents_forward (SchedAgents *agents, SchedService *svc,
                       ProtoServerCall *call, const char *name,
                       guint agent_method, const ProtobufCMessage *request,
@@ -364,14 +364,18 @@ sched_agents_forward (SchedAgents *agents, SchedService *svc,
   g_autoptr (SchedVm) vm = NULL;
   g_autoptr (SchedHost) host = NULL;
   ProtoClient *client;
+  SchedPending *p;
 
   if (!sched_agents_lookup_vm (agents, name, FALSE, &vm, &host, &error)
       || !sched_host_check_up (host, &error)
       || (client = sched_agents_client (agents, host, &error)) == NULL)
     {
       sched_call_fail (call, error);
-      return;
+      return NULL;
     }
+  p = sched_pending_new (svc, call, vm->name, host->name, NULL);
+  /* Completions run from the main loop, never inside this call. */
   sched_agents_call (agents, client, agent_method, request, timeout_ms, done,
-                     sched_pending_new (svc, call, vm->name, host->name, NULL));
+                     p);
+  return p;
 }

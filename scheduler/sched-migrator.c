@@ -62,6 +62,7 @@ typedef struct
   char *token;                         /* from PrepareIncoming */
   ProtoClientStream *stream;           /* MigrateOut, while open */
   gboolean silent;                     /* the watchdog cancelled it */
+  gboolean cancelled;                  /* CancelJob asked to abort it */
   gint64 last_store_ms;
   gint64 last_msg_ms;
   GSource *watchdog;
@@ -258,7 +259,8 @@ sched_mig_finish (SchedMig *m, gboolean ok, const char *error_msg)
       if (m->prepare_sent && !migrator->stopped)
         sched_mig_cancel_incoming (m);
       sched_jobs_set (svc->jobs, job, PROTO_JOB_FAILED, job->progress,
-                      "migration failed", error_msg);
+                      m->cancelled ? "migration cancelled" : "migration failed",
+                      error_msg);
     }
 
   started = sched_mig_queue_remove (migrator->queue, id);
@@ -333,6 +335,16 @@ sched_mig_on_end (const GError *error, gpointer user_data)
       sched_mig_finish (m, TRUE, NULL);
       return;
     }
+  if (m->cancelled)
+    {
+      /* The source agent aborts when its MigrateOut call breaks, and
+       * leaves the VM running there. */
+      sched_mig_fail (m,
+                      "cancelled by the operator: the migration was aborted "
+                      "and the VM stays running on host '%s'",
+                      source);
+      return;
+    }
   if (last != NULL && proto_mig_phase_is_final (last->phase))
     {
       sched_mig_fail (m, "migration %s on host '%s': %s", last->phase, source,
@@ -387,6 +399,14 @@ sched_mig_prepare_done (const ProtobufCMessage *reply, const GError *error,
   if (m->migrator->stopped)
     {
       sched_mig_fail (m, "the scheduler stopped during the migration");
+      return;
+    }
+  if (m->cancelled)
+    {
+      sched_mig_fail (m,
+                      "cancelled by the operator before the copy began: the "
+                      "VM stays running on host '%s'",
+                      m->job->source_host);
       return;
     }
   if (error != NULL)
@@ -715,6 +735,45 @@ sched_migrator_submit (SchedMigrator *migrator, const char *vm_name,
   /* The job as it stands now (the store has every state change). */
   *job = sched_store_get_job (svc->store, id, error);
   return *job != NULL;
+}
+
+gboolean
+sched_migrator_cancel (SchedMigrator *migrator, const char *id, GError **error)
+{
+  SchedMig *m = g_hash_table_lookup (migrator->migrations, id);
+
+  if (m == NULL)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                   "no migration in progress with job id '%s'", id);
+      return FALSE;
+    }
+  /* The controller paused the VM to force the switchover: the hand-over
+   * may happen at any moment, and an abort would race it. The switchover
+   * ends on its own (completed, or aborted by the per-GiB timeout). */
+  if (m->job->migration != NULL
+      && strcmp (m->job->migration->phase, PROTO_MIG_SWITCHOVER) == 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                   "job %s is switching VM '%s' over to host '%s': too late "
+                   "to cancel, it ends on its own",
+                   id, m->job->vm, m->job->dest_host);
+      return FALSE;
+    }
+  if (m->cancelled)
+    return TRUE;
+  m->cancelled = TRUE;
+  drover_message (m->job->vm, id, NULL, "migration to host %s cancelled",
+                  m->job->dest_host);
+  if (strcmp (m->job->state, PROTO_JOB_QUEUED) == 0)
+    sched_mig_fail (m,
+                    "cancelled by the operator before it started: the VM "
+                    "stays on host '%s'",
+                    m->job->source_host);
+  else if (m->stream != NULL)
+    proto_client_stream_cancel (m->stream); /* sched_mig_on_end follows */
+  /* Otherwise PrepareIncoming is in flight: its completion ends it. */
+  return TRUE;
 }
 
 void

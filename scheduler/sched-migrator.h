@@ -44,6 +44,16 @@ const SchedJob *sched_migrator_find (SchedMigrator *migrator, const char *vm);
  * reservation ("creating": its memory, vCPUs and disk count there). */
 void sched_migrator_add_reservations (SchedMigrator *migrator, GPtrArray *vms);
 
+/* Cancels the migration of job ID (CancelJob): a queued one fails at
+ * once; a running one is aborted (its MigrateOut call is cancelled, which
+ * makes the source agent abort and leave the VM running there; the job
+ * fails when the call has ended, or PrepareIncoming's completion ends it)
+ * and says it was cancelled. SCHED_ERROR_NOT_FOUND if no migration of
+ * that job is in progress, _PRECONDITION during the switchover. Cancelling
+ * twice is fine. */
+gboolean sched_migrator_cancel (SchedMigrator *migrator, const char *id,
+                                GError **error);
+
 /* Fails the queued migrations and refuses new ones. Running ones end when
  * their agent calls are cancelled. Idempotent. */
 void sched_migrator_stop (SchedMigrator *migrator);

@@ -369,7 +369,8 @@ typedef struct
   ProtoServerCall *call;
   char *vm;
   char *host;
-  SchedJob *job; /* create and delete have one; owned */
+  SchedJob *job;  /* create, delete and lifecycle commands; owned */
+  gboolean force; /* StopVm asked for a forced stop */
 } SchedPending;
 
 /* Takes JOB (may be NULL); copies the strings. */
@@ -381,11 +382,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedPending, sched_pending_free)
 
 /* Sends REQUEST (a message the agent's method takes as is) to the agent of
  * VM NAME, which must be up; DONE gets a SchedPending for SVC and
- * finishes CALL. Errors before the call fail CALL at once. */
-void sched_agents_forward (SchedAgents *agents, SchedService *svc,
-                           ProtoServerCall *call, const char *name,
-                           guint agent_method, const ProtobufCMessage *request,
-                           gint64 timeout_ms, ProtoReplyFunc done);
+ * finishes CALL. Errors before the call fail CALL at once and return
+ * NULL; otherwise the SchedPending is returned, borrowed (DONE never runs
+ * before this returns), for the caller to attach a job. */
+SchedPending *sched_agents_forward (SchedAgents *agents, SchedService *svc,
+                                    ProtoServerCall *call, const char *name,
+                                    guint agent_method,
+                                    const ProtobufCMessage *request,
+                                    gint64 timeout_ms, ProtoReplyFunc done);
 
 /* --- Prometheus metrics (sched-metrics.c) ------------------------------ */
 
@@ -419,7 +423,8 @@ void sched_metrics_stop (SchedMetrics *m);
 /* --- VM handlers (sched-vm-handlers.c) --------------------------------- */
 
 /* ListHosts, ListVms, GetVm, CreateVm, StartVm, StopVm, DestroyVm,
- * ReadConsole, DeleteVm and MigrateVm; USER_DATA is the SchedService. */
+ * ReadConsole, DeleteVm, MigrateVm and CancelJob; USER_DATA is the
+ * SchedService. */
 SchedHandler sched_vm_handle_list_hosts;
 SchedHandler sched_vm_handle_list_vms;
 SchedHandler sched_vm_handle_get;
@@ -430,5 +435,6 @@ SchedHandler sched_vm_handle_destroy;
 SchedHandler sched_vm_handle_read_console;
 SchedHandler sched_vm_handle_delete;
 SchedHandler sched_vm_handle_migrate;
+SchedHandler sched_vm_handle_cancel_job;
 
 G_END_DECLS

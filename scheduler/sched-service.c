@@ -260,6 +260,7 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_READ_CONSOLE, sched_vm_handle_read_console, svc },
     { DROVER_SCHED_METHOD_LIST_JOBS, sched_jobs_handle_list, svc->jobs },
     { DROVER_SCHED_METHOD_WATCH_JOB, sched_jobs_handle_watch, svc->jobs },
+    { DROVER_SCHED_METHOD_CANCEL_JOB, sched_vm_handle_cancel_job, svc },
     { DROVER_SCHED_METHOD_MIGRATE_VM, sched_vm_handle_migrate, svc },
     { DROVER_SCHED_METHOD_WATCH_EVENTS, sched_events_handle_watch,
       svc->events },

@@ -2,8 +2,10 @@
  * ListVms and GetVm answer from the store; CreateVm places the VM and
  * asks the chosen host's agent to create it; Start/Stop/DestroyVm,
  * ReadConsole and DeleteVm go to the VM's agent (SchedAgents); MigrateVm
- * hands over to the migrator. Every handler finishes its call exactly
- * once: at once for errors found here, else in the agent call's
+ * and CancelJob hand over to the migrator. Start, stop and destroy leave
+ * a job each (kind start/stop/destroy), so the job list shows them, and a
+ * stop that had to destroy the VM says so. Every handler finishes its call
+ * exactly once: at once for errors found here, else in the agent call's
  * completion.
  *
  * Decisions worth knowing:
@@ -18,22 +20,29 @@
  * - GetVm answers from the store (agents report every interval); it does
  *   not need the host to be up.
  * - A VM migrating refuses start/stop/destroy/delete (FAILED_PRECONDITION).
+ * - ListVms and GetVm show a VM whose host is down as "unknown" (the
+ *   record keeps its last report until the host reports again).
  */
 #include "sched-private.h"
 
 #include <string.h>
 
 /* Fills the (initialised) Vm message MSG_OUT with VM's memory, borrowed
- * (a SchedMsgFill). */
+ * (a SchedMsgFill). HOSTS (SchedHost, may be NULL) are the known hosts: a
+ * VM whose host is down shows "unknown", whatever it last reported, until
+ * its host reports again (the record keeps the last report). */
 static void
-vm_msg (gconstpointer row, gpointer msg_out, gpointer user_data)
+vm_msg (gconstpointer row, gpointer msg_out, gpointer hosts)
 {
   const SchedVm *vm = row;
   Drover__V1__Vm *msg = msg_out;
+  const SchedHost *host = hosts ? sched_host_find (hosts, vm->host) : NULL;
 
   msg->spec = vm->spec;
   msg->host = vm->host;
   msg->state = vm->state;
+  if (host != NULL && strcmp (host->state, PROTO_HOST_UP) != 0)
+    msg->state = (char *)PROTO_VM_UNKNOWN;
   msg->status = vm->status;
   msg->updated_ms = vm->updated_ms;
 }
@@ -116,8 +125,12 @@ sched_vm_handle_list_vms (ProtoServerCall *call,
   Drover__V1__ListVmsReply reply = DROVER__V1__LIST_VMS_REPLY__INIT;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) vms = sched_store_list_vms (svc->store, NULL, &error);
+  g_autoptr (GPtrArray) hosts = NULL;
 
-  sched_call_reply_rows (call, &reply.base, vms, vm_msg, NULL, error);
+  if (vms != NULL)
+    hosts = sched_store_list_hosts (svc->store, &error);
+  sched_call_reply_rows (call, &reply.base, hosts ? vms : NULL, vm_msg, hosts,
+                         error);
 }
 
 void
@@ -126,8 +139,11 @@ sched_vm_handle_get (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   SchedService *svc = user_data;
   const Drover__V1__GetVmRequest *req = (const void *)request;
+  Drover__V1__VmReply reply = DROVER__V1__VM_REPLY__INIT;
+  Drover__V1__Vm msg;
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (GPtrArray) hosts = NULL;
 
   if (!proto_name_validate ("VM", req->name, &error))
     {
@@ -140,7 +156,16 @@ sched_vm_handle_get (ProtoServerCall *call, const ProtobufCMessage *request,
       sched_call_fail (call, error);
       return;
     }
-  reply_vm (call, vm);
+  hosts = sched_store_list_hosts (svc->store, &error);
+  if (hosts == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  drover__v1__vm__init (&msg);
+  vm_msg (vm, &msg, hosts);
+  reply.vm = &msg;
+  proto_server_call_reply (call, &reply.base);
 }
 
 /* --- CreateVm ---------------------------------------------------------- */
@@ -264,6 +289,18 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
       sched_call_fail (call, error);
       return;
     }
+  /* Without either the guest has nothing to boot and QEMU spins on an
+   * empty machine. Checked after placement, so that a VM that fits
+   * nowhere hears that first. */
+  if (req->spec->kernel[0] == '\0' && req->spec->disk == 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
+                              "VM '%s' has nothing to boot: give a kernel "
+                              "(--kernel, with --initrd and --cmdline) or a "
+                              "disk (--disk SIZE)",
+                              req->spec->name);
+      return;
+    }
   host = sched_store_get_host (svc->store, chosen, &error);
   if (host == NULL)
     {
@@ -298,6 +335,26 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
 
 /* --- StartVm, StopVm, DestroyVm, ReadConsole --------------------------- */
 
+/* What a lifecycle job of KIND says once the agent answered; FORCED is
+ * the agent's word that a stop had to destroy the VM. Caller frees. */
+static char *
+lifecycle_outcome (const SchedPending *p, const char *kind, gboolean forced)
+{
+  if (strcmp (kind, PROTO_JOB_KIND_START) == 0)
+    return g_strdup_printf ("started on host %s", p->host);
+  if (strcmp (kind, PROTO_JOB_KIND_DESTROY) == 0)
+    return g_strdup_printf ("destroyed (forced off) on host %s", p->host);
+  if (!forced)
+    return g_strdup_printf ("shut down by the guest on host %s", p->host);
+  if (p->force)
+    return g_strdup_printf ("forced off (--force: destroyed without a guest "
+                            "shutdown) on host %s",
+                            p->host);
+  return g_strdup_printf ("forced off: the guest did not shut down within "
+                          "the grace period, destroyed on host %s",
+                          p->host);
+}
+
 static void
 lifecycle_done (const ProtobufCMessage *reply, const GError *error,
                 gpointer user_data)
@@ -305,15 +362,27 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
   g_autoptr (SchedPending) p = user_data;
   SchedService *svc = p->svc;
   const Drover__V1__AgentVmReply *agent = (const void *)reply;
+  Drover__V1__VmReply out = DROVER__V1__VM_REPLY__INIT;
+  Drover__V1__Vm vm_out;
+  Drover__V1__Job job_out;
   g_autoptr (GError) local = NULL;
   g_autoptr (SchedVm) vm = NULL;
+  g_autofree char *outcome = NULL;
 
   if (error != NULL)
     {
+      g_autofree char *msg
+          = g_strdup_printf ("host '%s': %s", p->host, error->message);
+
+      sched_jobs_set (svc->jobs, p->job, PROTO_JOB_FAILED, p->job->progress,
+                      NULL, msg);
       sched_agents_call_fail (p->call, p->host, error);
       return;
     }
 
+  outcome = lifecycle_outcome (p, p->job->kind, agent->forced);
+  drover_message (p->vm, p->job->id, p->host, "VM %s", outcome);
+  sched_jobs_set (svc->jobs, p->job, PROTO_JOB_DONE, 1.0, outcome, NULL);
   vm = sched_store_get_vm (svc->store, p->vm, &local);
   if (vm == NULL)
     {
@@ -334,20 +403,40 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
       if (!sched_store_put_vm (svc->store, vm, &local))
         drover_warning (p->vm, NULL, NULL, "%s", local->message);
     }
-  reply_vm (p->call, vm);
+  drover__v1__vm__init (&vm_out);
+  vm_msg (vm, &vm_out, NULL);
+  sched_job_msg (p->job, &job_out);
+  out.vm = &vm_out;
+  out.job = &job_out;
+  proto_server_call_reply (p->call, &out.base);
 }
 
 /* Forwards a lifecycle command for VM NAME to its agent, unless the VM is
- * migrating. */
+ * migrating, with a job of KIND that records it (FORCE: a stop asked for
+ * --force). */
 static void
 lifecycle (SchedService *svc, ProtoServerCall *call, const char *name,
-           guint agent_method, const ProtobufCMessage *request,
-           gint64 timeout_ms)
+           const char *kind, gboolean force, guint agent_method,
+           const ProtobufCMessage *request, gint64 timeout_ms)
 {
+  SchedPending *p;
+  g_autofree char *msg = NULL;
+
   if (refuse_if_migrating (svc, call, name))
     return;
-  sched_agents_forward (svc->agents, svc, call, name, agent_method, request,
-                        timeout_ms, lifecycle_done);
+  p = sched_agents_forward (svc->agents, svc, call, name, agent_method, request,
+                            timeout_ms, lifecycle_done);
+  if (p == NULL)
+    return;
+  p->force = force;
+  p->job = sched_job_new (kind, p->vm, PROTO_JOB_RUNNING, now_ms (svc));
+  msg = g_strdup_printf ("%s on host %s",
+                         strcmp (kind, PROTO_JOB_KIND_START) == 0 ? "starting"
+                         : strcmp (kind, PROTO_JOB_KIND_STOP) == 0
+                             ? "stopping"
+                             : "destroying",
+                         p->host);
+  sched_jobs_set (svc->jobs, p->job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
 }
 
 void
@@ -356,7 +445,8 @@ sched_vm_handle_start (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   const Drover__V1__VmRequest *req = (const void *)request;
 
-  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_START_VM, request,
+  lifecycle (user_data, call, req->name, PROTO_JOB_KIND_START, FALSE,
+             DROVER_AGENT_METHOD_START_VM, request,
              SCHED_AGENT_CALL_TIMEOUT_MS);
 }
 
@@ -366,7 +456,8 @@ sched_vm_handle_stop (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   const Drover__V1__StopVmRequest *req = (const void *)request;
 
-  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_STOP_VM, request,
+  lifecycle (user_data, call, req->name, PROTO_JOB_KIND_STOP, req->force,
+             DROVER_AGENT_METHOD_STOP_VM, request,
              SCHED_AGENT_CALL_TIMEOUT_MS + SCHED_AGENT_STOP_EXTRA_MS
                  + req->timeout_ms);
 }
@@ -377,8 +468,9 @@ sched_vm_handle_destroy (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   const Drover__V1__VmRequest *req = (const void *)request;
 
-  lifecycle (user_data, call, req->name, DROVER_AGENT_METHOD_DESTROY_VM,
-             request, SCHED_AGENT_CALL_TIMEOUT_MS);
+  lifecycle (user_data, call, req->name, PROTO_JOB_KIND_DESTROY, TRUE,
+             DROVER_AGENT_METHOD_DESTROY_VM, request,
+             SCHED_AGENT_CALL_TIMEOUT_MS);
 }
 
 static void
@@ -525,6 +617,67 @@ sched_vm_handle_migrate (ProtoServerCall *call, const ProtobufCMessage *request,
 
   if (!sched_migrator_submit (svc->migrator, req->name, req->to_host,
                               req->params, &job, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  sched_job_msg (job, &msg);
+  proto_server_call_reply (call, &msg.base);
+}
+
+/* --- CancelJob --------------------------------------------------------- */
+
+/* Only a migration can stop halfway: create, delete and the lifecycle
+ * commands are one agent call each and end on their own. The reply is
+ * the job as it stands after the cancel: a queued migration has failed
+ * already, a running one fails once its source agent has aborted. */
+void
+sched_vm_handle_cancel_job (ProtoServerCall *call,
+                            const ProtobufCMessage *request, gpointer user_data)
+{
+  SchedService *svc = user_data;
+  const Drover__V1__CancelJobRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  Drover__V1__Job msg;
+
+  if (req->id[0] == '\0' || strlen (req->id) > 64)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
+                              "give the id of a job (droverctl jobs)");
+      return;
+    }
+  job = sched_store_get_job (svc->store, req->id, &error);
+  if (job == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  if (proto_job_state_is_final (job->state))
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "job %s is already %s: nothing to cancel",
+                              job->id, job->state);
+      return;
+    }
+  if (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) != 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "job %s (%s of VM '%s') cannot be cancelled: "
+                              "it is a single call to the VM's host and "
+                              "ends on its own; only migrations can be "
+                              "cancelled",
+                              job->id, job->kind, job->vm);
+      return;
+    }
+  if (!sched_migrator_cancel (svc->migrator, job->id, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  g_clear_pointer (&job, sched_job_free);
+  job = sched_store_get_job (svc->store, req->id, &error);
+  if (job == NULL)
     {
       sched_call_fail (call, error);
       return;

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "drover.pb-c.h"
+#include "proto.h"
 
 static void
 test_size_valid (void)
@@ -298,7 +299,7 @@ test_migration_line (void)
 
   p.phase = (char *)"precopy";
   p.memory_total = GIB;
-  p.memory_processed = 768 * MIB;
+  p.memory_processed = 300 * MIB;
   p.memory_remaining = 256 * MIB;
   p.iteration = 2;
   p.dirty_rate = 12 * MIB;
@@ -306,21 +307,75 @@ test_migration_line (void)
   p.eta_s = 8.24;
   line = cli_migration_progress_line (&job, 10);
   g_assert_cmpstr (line, ==,
-                   "[#######---]   75%  768.0 MiB of 1.0 GiB  round 2  "
-                   "dirty 12.0 MiB/s  80.0 MiB/s  ETA 8.2s");
+                   "[#######---]   75%  memory 768.0 MiB of 1.0 GiB done, "
+                   "300.0 MiB sent  round 2  dirty 12.0 MiB/s  sending "
+                   "80.0 MiB/s  ETA 8.2s");
   g_clear_pointer (&line, g_free);
-  /* No bar when not on a TTY; re-sent pages may pass the total. */
-  p.memory_processed = 2 * GIB;
+
+  /* A guest that touched a third of its RAM: QEMU is done with all of it
+   * (the rest are zero pages) while it sent a third. The line says both,
+   * and nothing reads 100 % before the VM has moved. */
+  p.memory_processed = 341 * MIB;
   p.memory_remaining = 0;
   line = cli_migration_progress_line (&job, 0);
-  g_assert_true (g_str_has_prefix (line, "100%  2.0 GiB of 1.0 GiB  round 2"));
+  g_assert_true (g_str_has_prefix (
+      line, " 99%  memory 1.0 GiB of 1.0 GiB done, 341.0 MiB sent  round 2"));
   g_clear_pointer (&line, g_free);
+
+  /* Round 1: QEMU has not measured the dirty rate yet. */
+  p.iteration = 1;
+  p.dirty_rate = 0;
+  line = cli_migration_progress_line (&job, 0);
+  g_assert_nonnull (strstr (line, "  round 1  dirty -  sending"));
+  g_clear_pointer (&line, g_free);
+  p.iteration = 2;
 
   p.phase = (char *)"switchover";
   p.forced_switchover = TRUE;
   line = cli_migration_progress_line (&job, 4);
   g_assert_cmpstr (line, ==,
-                   "[####]  100%  2.0 GiB of 1.0 GiB  switching over (forced)");
+                   "[####]   99%  memory 1.0 GiB of 1.0 GiB done, 341.0 MiB "
+                   "sent  switching over (forced)");
+  g_clear_pointer (&line, g_free);
+  p.phase = (char *)"completed";
+  line = cli_migration_progress_line (&job, 4);
+  g_assert_true (g_str_has_prefix (line, "[####]  100%  memory 1.0 GiB"));
+  g_clear_pointer (&line, g_free);
+}
+
+/* A VM with a disk: the disk copy shows while the phase is preparing,
+ * then beside the memory. */
+static void
+test_migration_line_disk (void)
+{
+  Drover__V1__Job job = DROVER__V1__JOB__INIT;
+  Drover__V1__MigrationProgress p = DROVER__V1__MIGRATION_PROGRESS__INIT;
+  g_autofree char *line = NULL;
+
+  job.kind = (char *)"migrate";
+  job.vm = (char *)"db";
+  job.state = (char *)"running";
+  job.message = (char *)"preparing host b";
+  job.migration = &p;
+  p.phase = (char *)"preparing";
+  p.disk_total = 256 * MIB;
+  p.disk_processed = 64 * MIB;
+  line = cli_migration_progress_line (&job, 4);
+  g_assert_cmpstr (line, ==,
+                   "[#---]   25%  disk 64.0 MiB of 256.0 MiB copied, "
+                   "memory next");
+  g_clear_pointer (&line, g_free);
+
+  p.phase = (char *)"precopy";
+  p.disk_processed = 256 * MIB;
+  p.memory_total = 256 * MIB;
+  p.memory_remaining = 128 * MIB;
+  p.memory_processed = 100 * MIB;
+  p.iteration = 1;
+  line = cli_migration_progress_line (&job, 0);
+  g_assert_true (g_str_has_prefix (
+      line, " 50%  memory 128.0 MiB of 256.0 MiB done, 100.0 MiB sent, "
+            "disk 256.0 MiB of 256.0 MiB  round 1  dirty -"));
 }
 
 static void
@@ -352,16 +407,43 @@ test_migration_summary (void)
   pred.total_s = 10.1;
   pred.downtime_ms = 120.4;
   pred.bytes_sent = 1200 * MIB;
+  p.memory_processed = 1536 * MIB;
   text = cli_migration_summary (&job);
   g_assert_cmpstr (text, ==,
                    "migrated web: a -> b\n"
                    "  total time    12.3s (predicted 10.1s)\n"
                    "  downtime      45 ms (QEMU) (predicted 120 ms)\n"
                    "  rounds        3 (predicted 2)\n"
-                   "  QEMU sent     1.5 GiB (predicted 1.2 GiB)\n"
-                   "  on the wire   768.0 MiB\n"
-                   "  compression   2.00x (lz4)\n");
+                   "  memory sent   1.5 GiB by QEMU (predicted 1.2 GiB); "
+                   "zero pages cost nothing\n"
+                   "  channel       1.5 GiB from QEMU, 768.0 MiB on the wire "
+                   "(lz4: 2.00x smaller)\n");
   g_clear_pointer (&text, g_free);
+
+  /* The issue's case: a VM with a mostly unallocated disk. QEMU counts
+   * 1.1 GiB, the wire carried 33 MiB: the summary says what each is. */
+  p.memory_processed = 100 * MIB;
+  p.disk_total = GIB;
+  p.disk_processed = GIB;
+  p.qemu_bytes = GIB + 100 * MIB;
+  p.payload_bytes = 69 * MIB;
+  p.wire_bytes = 33 * MIB;
+  p.compression_ratio = 69.0 / 33.0;
+  text = cli_migration_summary (&job);
+  g_assert_nonnull (strstr (text, "  memory sent   100.0 MiB by QEMU"));
+  g_assert_nonnull (strstr (text, "  disk copied   1.0 GiB of 1.0 GiB; "
+                                  "unallocated blocks travel as a note\n"));
+  g_assert_nonnull (
+      strstr (text, "  QEMU counted  1.1 GiB (memory sent + disk copied)\n"));
+  g_assert_nonnull (strstr (text, "  channel       69.0 MiB from QEMU, "
+                                  "33.0 MiB on the wire (lz4: 2.09x "
+                                  "smaller)\n"));
+  g_clear_pointer (&text, g_free);
+  p.disk_total = 0;
+  p.disk_processed = 0;
+  p.memory_processed = 0; /* an older agent: QEMU's total stands in */
+  p.qemu_bytes = 1536 * MIB;
+  p.payload_bytes = 1536 * MIB;
 
   /* Failed, no prediction, ratio derived from the counters. */
   job.state = (char *)"failed";
@@ -369,13 +451,17 @@ test_migration_summary (void)
   job.prediction = NULL;
   p.compression_ratio = 0;
   p.wire_bytes = 1024 * MIB;
-  p.compress_mode = (char *)"";
   text = cli_migration_summary (&job);
   g_assert_true (g_str_has_prefix (text,
                                    "migration of web (a -> b) failed: "
                                    "migration aborted on host 'a': stalled\n"));
-  g_assert_nonnull (strstr (text, "  compression   1.50x (off)\n"));
+  g_assert_nonnull (strstr (text, "  memory sent   1.5 GiB by QEMU; "));
+  g_assert_nonnull (strstr (text, "on the wire (lz4: 1.50x smaller)\n"));
   g_assert_null (strstr (text, "predicted"));
+  g_clear_pointer (&text, g_free);
+  p.compress_mode = (char *)"";
+  text = cli_migration_summary (&job);
+  g_assert_nonnull (strstr (text, "1.0 GiB on the wire (not compressed)\n"));
   g_clear_pointer (&text, g_free);
 
   /* Failed before any progress: one line. */
@@ -406,6 +492,52 @@ test_migration_summary (void)
   g_assert_nonnull (strstr (text, "dirty 2.0 GiB/s over 1.0 GiB/s"));
 }
 
+/* --- what droverctl says when things go wrong --------------------------- */
+
+static void
+test_transport_hint (void)
+{
+  const char *hint;
+
+  /* --insecure against a TLS scheduler: gRPC says only "Socket closed". */
+  hint = cli_transport_hint (TRUE, PROTO_STATUS_UNAVAILABLE,
+                             "failed to connect to all addresses; last "
+                             "error: UNAVAILABLE: ipv4:127.0.0.1:7400: "
+                             "Socket closed");
+  g_assert_nonnull (hint);
+  g_assert_nonnull (strstr (hint, "serves TLS"));
+  g_assert_nonnull (strstr (hint, "--tls-dir"));
+  /* TLS against a plaintext scheduler. */
+  hint = cli_transport_hint (FALSE, PROTO_STATUS_UNAVAILABLE, "Handshake");
+  g_assert_nonnull (strstr (hint, "droverctl --insecure"));
+  /* Nobody there: neither flag is the problem. */
+  hint = cli_transport_hint (TRUE, PROTO_STATUS_UNAVAILABLE,
+                             "Failed to connect to remote host: Connection "
+                             "refused");
+  g_assert_nonnull (strstr (hint, "nothing listens"));
+  g_assert_null (strstr (hint, "TLS"));
+  /* The scheduler answered: no transport hint. */
+  g_assert_null (cli_transport_hint (TRUE, PROTO_STATUS_NOT_FOUND, "x"));
+  g_assert_null (
+      cli_transport_hint (FALSE, PROTO_STATUS_PERMISSION_DENIED, NULL));
+}
+
+static void
+test_interrupt_text (void)
+{
+  char buf[512];
+  char tiny[16];
+
+  cli_interrupt_text ("1234-abcd", "migration", buf, sizeof buf);
+  g_assert_true (g_str_has_prefix (
+      buf, "droverctl: interrupted: the migration job 1234-abcd goes on"));
+  g_assert_nonnull (strstr (buf, "droverctl job cancel 1234-abcd\n"));
+  g_assert_nonnull (strstr (buf, "droverctl job watch 1234-abcd\n"));
+  /* Truncated, never overrun. */
+  cli_interrupt_text ("1234-abcd", "migration", tiny, sizeof tiny);
+  g_assert_cmpuint (strlen (tiny), ==, sizeof tiny - 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -419,6 +551,9 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/table/empty", test_table_empty);
   g_test_add_func ("/cli/migration/duration-rate", test_duration_rate);
   g_test_add_func ("/cli/migration/line", test_migration_line);
+  g_test_add_func ("/cli/migration/line-disk", test_migration_line_disk);
   g_test_add_func ("/cli/migration/summary", test_migration_summary);
+  g_test_add_func ("/cli/transport-hint", test_transport_hint);
+  g_test_add_func ("/cli/interrupt-text", test_interrupt_text);
   return g_test_run ();
 }

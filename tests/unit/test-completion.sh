@@ -1,0 +1,38 @@
+#!/bin/bash
+# contrib/bash-completion/droverctl: verbs, subcommands and options
+# complete without a scheduler (names would need one: not tested here).
+set -u
+. "$(dirname "$0")/../../contrib/bash-completion/droverctl"
+
+n=0 failed=0
+check() {
+  # check "WORDS..." EXPECTED: completing the last word offers exactly EXPECTED
+  local want="$2"
+  read -r -a COMP_WORDS <<<"$1"
+  [[ "$1" == *" " ]] && COMP_WORDS+=("")
+  COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+  COMPREPLY=()
+  _droverctl
+  local got="${COMPREPLY[*]}"
+  n=$((n + 1))
+  if [ "$got" = "$want" ]; then
+    echo "ok $n - '$1' -> $want"
+  else
+    failed=$((failed + 1))
+    echo "not ok $n - '$1': want '$want', got '$got'"
+  fi
+}
+
+check "droverctl " "hosts vm jobs job migrate help"
+check "droverctl --ve" "--version"
+check "droverctl --insecure j" "jobs job"
+check "droverctl job " "watch cancel"
+check "droverctl job c" "cancel"
+check "droverctl vm st" "start stop"
+check "droverctl vm stop web-1 --f" "--force"
+check "droverctl migrate web-1 --st" "--stall-rounds --strict"
+check "droverctl migrate web-1 --compress " "auto on off"
+check "droverctl vm create x --accel " "kvm tcg"
+check "droverctl --scheduler 127.0.0.1:7400 hosts --j" "--json"
+echo "1..$n"
+[ "$failed" = 0 ]
