@@ -55,19 +55,19 @@ print_event_line (const Drover__V1__Event *ev)
     g_string_append_printf (subject, "host=%s ", ev->host);
   if (ev->job_id[0] != '\0')
     g_string_append_printf (subject, "job=%.8s ", ev->job_id);
-  if (ev->job != NULL && ev->job->kind[0] != '\0')
-    g_string_append_printf (subject, "(%s %d%%) ", ev->job->kind,
-                            (int)(ev->job->progress * 100 + 0.5));
   if (ev->job != NULL && ev->job->migration != NULL
       && g_str_equal (ev->kind, "job.progress"))
     {
-      /* A migration's progress says more than its message. */
+      /* A migration's progress line says more than its message. */
       g_autofree char *line = cli_migration_progress_line (ev->job, 0);
 
-      printf ("%s  %-15s %s%s\n", when ? when : "-", ev->kind, subject->str,
-              line);
+      printf ("%s  %-15s %s(%s) %s\n", when ? when : "-", ev->kind,
+              subject->str, ev->job->kind, g_strstrip (line));
       return;
     }
+  if (ev->job != NULL && ev->job->kind[0] != '\0')
+    g_string_append_printf (subject, "(%s %d%%) ", ev->job->kind,
+                            (int)(ev->job->progress * 100 + 0.5));
   printf ("%s  %-15s %s%s\n", when ? when : "-", ev->kind, subject->str,
           ev->message);
 }
