@@ -187,6 +187,24 @@ MigChannel *mig_channel_new_server (MigTransport *transport,
 /* Transport timeout for blocking I/O (0 = none), used around handshakes. */
 void mig_transport_set_timeout (MigTransport *t, guint seconds);
 
+/* The start of a transport around INNER (owned), such as the fault
+ * transport: the mig_transport_wrapper_* ops pass a call on to INNER
+ * unchanged, so a wrapper writes only the ops it changes. */
+typedef struct
+{
+  MigTransport parent;
+  MigTransport *inner;
+} MigTransportWrapper;
+
+gssize mig_transport_wrapper_read (MigTransport *t, void *buf, gsize len,
+                                   GCancellable *cancellable, GError **error);
+void mig_transport_wrapper_close (MigTransport *t);
+void mig_transport_wrapper_set_timeout (MigTransport *t, guint seconds);
+gboolean mig_transport_wrapper_send_times (MigTransport *t, guint64 *busy_us,
+                                           guint64 *rwnd_limited_us);
+/* Frees INNER (closed already: the wrapper's close reached it) and T. */
+void mig_transport_wrapper_free (MigTransport *t);
+
 /* TLS (GnuTLS on CONN's socket, TLS 1.3, mutual) as client of HOST, or
  * as server with TIMEOUT_S for each wait of the handshake; CONN is
  * referenced, CANCELLABLE cancels the handshake. */

@@ -158,25 +158,60 @@ mig_transport_socket_new (GIOStream *stream)
   return &st->parent;
 }
 
+/* --- transports around another one --------------------------------------- */
+
+gssize
+mig_transport_wrapper_read (MigTransport *t, void *buf, gsize len,
+                            GCancellable *cancellable, GError **error)
+{
+  MigTransport *inner = ((MigTransportWrapper *)t)->inner;
+
+  return inner->ops->read (inner, buf, len, cancellable, error);
+}
+
+void
+mig_transport_wrapper_close (MigTransport *t)
+{
+  MigTransport *inner = ((MigTransportWrapper *)t)->inner;
+
+  inner->ops->close (inner);
+}
+
+void
+mig_transport_wrapper_set_timeout (MigTransport *t, guint seconds)
+{
+  mig_transport_set_timeout (((MigTransportWrapper *)t)->inner, seconds);
+}
+
+gboolean
+mig_transport_wrapper_send_times (MigTransport *t, guint64 *busy_us,
+                                  guint64 *rwnd_limited_us)
+{
+  MigTransport *inner = ((MigTransportWrapper *)t)->inner;
+
+  return inner->ops->send_times != NULL
+         && inner->ops->send_times (inner, busy_us, rwnd_limited_us);
+}
+
+void
+mig_transport_wrapper_free (MigTransport *t)
+{
+  MigTransport *inner = ((MigTransportWrapper *)t)->inner;
+
+  inner->ops->free (inner);
+  g_free (t);
+}
+
 /* --- fault transport ------------------------------------------------------ */
 
 typedef struct
 {
-  MigTransport parent;
-  MigTransport *inner;
+  MigTransportWrapper wrap;
   MigFaultKind kind;
   guint64 offset;
   guint64 written; /* writes are serialised by the channel */
   gboolean fired;
 } FaultTransport;
-
-static gssize
-fault_read (MigTransport *t, void *buf, gsize len, GCancellable *cancellable,
-            GError **error)
-{
-  FaultTransport *ft = (FaultTransport *)t;
-  return ft->inner->ops->read (ft->inner, buf, len, cancellable, error);
-}
 
 static guint8 *
 flatten (GOutputVector *vectors, gsize n_vectors, gsize total)
@@ -197,6 +232,7 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
                   GCancellable *cancellable, GError **error)
 {
   FaultTransport *ft = (FaultTransport *)t;
+  MigTransport *inner = ft->wrap.inner;
   gsize total = 0;
   g_autofree guint8 *flat = NULL;
   GOutputVector one;
@@ -215,8 +251,8 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
       || ft->written + total <= ft->offset)
     {
       ft->written += total;
-      return ft->inner->ops->writev_all (ft->inner, vectors, n_vectors,
-                                         cancellable, error);
+      return inner->ops->writev_all (inner, vectors, n_vectors, cancellable,
+                                     error);
     }
 
   ft->fired = TRUE;
@@ -236,9 +272,7 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
       flat = flatten (vectors, n_vectors, total);
       one.buffer = flat;
       one.size = k;
-      if (k > 0
-          && !ft->inner->ops->writev_all (ft->inner, &one, 1, cancellable,
-                                          error))
+      if (k > 0 && !inner->ops->writev_all (inner, &one, 1, cancellable, error))
         return FALSE;
       ft->written += k;
       g_set_error (error, MIG_ERROR, MIG_ERROR_CHANNEL_FAULT,
@@ -253,8 +287,7 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
       one.buffer = flat;
       one.size = total;
       ft->written += total;
-      return ft->inner->ops->writev_all (ft->inner, &one, 1, cancellable,
-                                         error);
+      return inner->ops->writev_all (inner, &one, 1, cancellable, error);
 
     case MIG_FAULT_NONE:
     default:
@@ -262,44 +295,14 @@ fault_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
     }
 }
 
-static void
-fault_close (MigTransport *t)
-{
-  FaultTransport *ft = (FaultTransport *)t;
-  ft->inner->ops->close (ft->inner);
-}
-
-static void
-fault_set_timeout (MigTransport *t, guint seconds)
-{
-  FaultTransport *ft = (FaultTransport *)t;
-  mig_transport_set_timeout (ft->inner, seconds);
-}
-
-static gboolean
-fault_send_times (MigTransport *t, guint64 *busy_us, guint64 *rwnd_limited_us)
-{
-  FaultTransport *ft = (FaultTransport *)t;
-  return ft->inner->ops->send_times != NULL
-         && ft->inner->ops->send_times (ft->inner, busy_us, rwnd_limited_us);
-}
-
-static void
-fault_free (MigTransport *t)
-{
-  FaultTransport *ft = (FaultTransport *)t;
-  ft->inner->ops->free (ft->inner);
-  g_free (ft);
-}
-
 static const MigTransportOps fault_ops = {
   .name = "fault",
-  .read = fault_read,
+  .read = mig_transport_wrapper_read,
   .writev_all = fault_writev_all,
-  .close = fault_close,
-  .set_timeout = fault_set_timeout,
-  .send_times = fault_send_times,
-  .free = fault_free,
+  .close = mig_transport_wrapper_close,
+  .set_timeout = mig_transport_wrapper_set_timeout,
+  .send_times = mig_transport_wrapper_send_times,
+  .free = mig_transport_wrapper_free,
 };
 
 MigTransport *
@@ -307,11 +310,11 @@ mig_transport_fault_new (MigTransport *inner, MigFaultKind kind, guint64 offset)
 {
   FaultTransport *ft = g_new0 (FaultTransport, 1);
 
-  ft->parent.ops = &fault_ops;
-  ft->inner = inner;
+  ft->wrap.parent.ops = &fault_ops;
+  ft->wrap.inner = inner;
   ft->kind = kind;
   ft->offset = offset;
-  return &ft->parent;
+  return &ft->wrap.parent;
 }
 
 /* --- connect -------------------------------------------------------------- */

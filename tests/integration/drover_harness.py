@@ -175,6 +175,14 @@ def run_on_cluster(c, cases, with_pb=False, tmp_prefix="drover-test-"):
     return tap.done()
 
 
+def two_host_cluster(cluster_dir):
+    """The cluster the migration tests run on: two hosts reporting every
+    second, in $DROVER_CLUSTER_DIR or else CLUSTER_DIR."""
+    c = Cluster(hosts=2, report_interval_ms=1000)
+    c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR", cluster_dir)
+    return c
+
+
 def wait_for(what, pred, timeout=60, interval=0.5):
     deadline = time.monotonic() + timeout
     last = None

@@ -197,17 +197,13 @@ def main():
         # TLS with our CA but no client certificate: refused.
         anon = grpc.secure_channel(target, grpc.ssl_channel_credentials(
             root_certificates=read(os.path.join(client, "ca.pem"))))
-        anon_list = anon.unary_unary(SERVICE + "ListHosts",
-                                     request_serializer=pb.ListHostsRequest.SerializeToString,
-                                     response_deserializer=pb.ListHostsReply.FromString)
+        anon_list = method("ListHosts", pb.ListHostsRequest, pb.ListHostsReply, anon)
         code = rpc_code(lambda: anon_list(pb.ListHostsRequest(), timeout=10))
         ok(code == grpc.StatusCode.UNAVAILABLE, "client without certificate is refused", code)
         anon.close()
 
         plain = grpc.insecure_channel(target)
-        plain_list = plain.unary_unary(SERVICE + "ListHosts",
-                                       request_serializer=pb.ListHostsRequest.SerializeToString,
-                                       response_deserializer=pb.ListHostsReply.FromString)
+        plain_list = method("ListHosts", pb.ListHostsRequest, pb.ListHostsReply, plain)
         code = rpc_code(lambda: plain_list(pb.ListHostsRequest(), timeout=10))
         ok(code == grpc.StatusCode.UNAVAILABLE, "plaintext client is refused", code)
         plain.close()

@@ -25,8 +25,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (CLUSTER, GUEST_CMDLINE, GUEST_DIR, Cluster, log,  # noqa: E402
-                            run, run_on_cluster, wait_for)
+from drover_harness import (CLUSTER, GUEST_CMDLINE, GUEST_DIR, log,  # noqa: E402
+                            run, run_on_cluster, two_host_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
@@ -128,9 +128,7 @@ def settle_after_restart():
 
 
 def main():
-    c = Cluster(hosts=2, report_interval_ms=1000)
-    c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
-                                                 "/tmp/drover-cluster-migdisk")
+    c = two_host_cluster("/tmp/drover-cluster-migdisk")
     return run_on_cluster(c, run_cases, tmp_prefix="drover-migdisk-")
 
 

@@ -35,7 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, Agents,  # noqa: E402
-                            Cluster, log, run_on_cluster, wait_for)
+                            log, run_on_cluster, two_host_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
@@ -280,9 +280,7 @@ def vm_spec(pb):
 # --- the run ----------------------------------------------------------------
 
 def main():
-    c = Cluster(hosts=2, report_interval_ms=1000)
-    c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
-                                                 "/tmp/drover-cluster-mig")
+    c = two_host_cluster("/tmp/drover-cluster-mig")
     return run_on_cluster(c, run_cases, with_pb=True, tmp_prefix="drover-mig-test-")
 
 

@@ -30,8 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_DIR, ROOT, AGENT,  # noqa: E402
-                            Agents, Cluster, grpc_creds, log, run, run_on_cluster,
-                            wait_for)
+                            Agents, grpc_creds, log, run, run_on_cluster,
+                            two_host_cluster, wait_for)
 
 import grpc  # noqa: E402
 
@@ -127,9 +127,7 @@ def probe(tls_dir, channel_address, kind, token, tmp, peer_host="host2"):
 
 
 def main():
-    c = Cluster(hosts=2, report_interval_ms=1000)
-    c.env["DROVER_CLUSTER_DIR"] = os.environ.get("DROVER_CLUSTER_DIR",
-                                                 "/tmp/drover-cluster-sec")
+    c = two_host_cluster("/tmp/drover-cluster-sec")
     return run_on_cluster(c, run_cases, with_pb=True, tmp_prefix="drover-sec-test-")
 
 

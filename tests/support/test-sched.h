@@ -53,5 +53,10 @@ typedef struct
 
 void test_sched_store_setup (TestSchedStore *f, gconstpointer data);
 void test_sched_store_teardown (TestSchedStore *f, gconstpointer data);
+/* Adds the test PATH: FUNC (TestSchedStore *f, gconstpointer data) on a
+ * fresh TestSchedStore. */
+#define TEST_SCHED_STORE_ADD(path, func)                                       \
+  g_test_add (path, TestSchedStore, NULL, test_sched_store_setup, func,        \
+              test_sched_store_teardown)
 /* A scheduler restart: a new registry over the store reopened. */
 void test_sched_store_restart (TestSchedStore *f);

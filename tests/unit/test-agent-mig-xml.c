@@ -291,10 +291,20 @@ test_refuses_foreign_paths (Fixture *f, gconstpointer data)
     }
 }
 
+/* check() refuses VALUE for WHAT, saying SAYS. */
+static void
+assert_refused (Fixture *f, gboolean with_disk, const char *what,
+                const char *value, const char *says)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_false (check (f, with_disk, what, value, &error));
+  g_assert_nonnull (strstr (error->message, says));
+}
+
 static void
 test_refuses_other_vms (Fixture *f, gconstpointer data)
 {
-  g_autoptr (GError) error = NULL;
   g_autofree char *domain = fill (f, domain_xml, (const char *[]){ NULL });
   g_autofree char *other = g_strdup (domain);
   g_autofree char *bad_disk
@@ -307,26 +317,15 @@ test_refuses_other_vms (Fixture *f, gconstpointer data)
                        "<domain><name>vm</name></domain>";
 
   memcpy (strstr (other, "<name>vm</name>"), "<name>xx</name>", 15);
-  g_assert_false (check (f, TRUE, "destination_xml", other, &error));
-  g_assert_nonnull (strstr (error->message, "named 'xx', not 'vm'"));
-  g_clear_error (&error);
-  g_assert_false (check (f, TRUE, "destination_name", "xx", &error));
-  g_assert_nonnull (strstr (error->message, "would be named 'xx'"));
-  g_clear_error (&error);
-  g_assert_false (check (f, FALSE, "destination_xml", domain, &error));
-  g_assert_nonnull (strstr (error->message, "a disk, but the VM has none"));
-  g_clear_error (&error);
-  g_assert_false (check (f, TRUE, "cookie", cookie_bad, &error));
-  g_assert_nonnull (strstr (error->message, "disk path /etc/shadow"));
-  g_clear_error (&error);
-  g_assert_false (check (f, TRUE, "cookie", cookie_vdb, &error));
-  g_assert_nonnull (strstr (error->message, "exports disk vdb"));
-  g_clear_error (&error);
-  g_assert_false (check (f, TRUE, "persistent_xml", entity, &error));
-  g_assert_nonnull (strstr (error->message, "document type declaration"));
-  g_clear_error (&error);
-  g_assert_false (check (f, TRUE, "destination_xml", "<not-xml", &error));
-  g_assert_nonnull (strstr (error->message, "does not parse"));
+  assert_refused (f, TRUE, "destination_xml", other, "named 'xx', not 'vm'");
+  assert_refused (f, TRUE, "destination_name", "xx", "would be named 'xx'");
+  assert_refused (f, FALSE, "destination_xml", domain,
+                  "a disk, but the VM has none");
+  assert_refused (f, TRUE, "cookie", cookie_bad, "disk path /etc/shadow");
+  assert_refused (f, TRUE, "cookie", cookie_vdb, "exports disk vdb");
+  assert_refused (f, TRUE, "persistent_xml", entity,
+                  "document type declaration");
+  assert_refused (f, TRUE, "destination_xml", "<not-xml", "does not parse");
 }
 
 int

@@ -34,6 +34,18 @@ assert_spec_equal (const Drover__V1__VmSpec *a, const Drover__V1__VmSpec *b)
   g_assert_cmpstr (a->accel, ==, b->accel);
 }
 
+/* The builder refuses SPEC (with DISK and CONSOLE paths) as invalid. */
+static void
+assert_build_invalid (const Drover__V1__VmSpec *spec, const char *disk,
+                      const char *console)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_null (
+      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, disk, console, &error));
+  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
+}
+
 static void
 test_round_trip (void)
 {
@@ -98,9 +110,7 @@ test_types_and_no_disk (void)
 
   /* A disk without a path is a caller bug, refused. */
   spec->disk = 1;
-  g_assert_null (
-      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, NULL, "/c/a.log", &error));
-  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
+  assert_build_invalid (spec, NULL, "/c/a.log");
 }
 
 static void
@@ -138,25 +148,17 @@ test_hostile_strings (void)
   /* Control characters cannot be carried by XML: refused up front. */
   g_free (spec->cmdline);
   spec->cmdline = g_strdup ("console=ttyS0\x01");
-  g_assert_null (
-      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
-  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
-  g_clear_error (&error);
+  assert_build_invalid (spec, "/d", "/c");
   g_free (spec->cmdline);
   spec->cmdline = g_strdup ("bad utf8 \xff\xfe");
-  g_assert_null (
-      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
-  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
-  g_clear_error (&error);
+  assert_build_invalid (spec, "/d", "/c");
 
   /* Names are checked by the builder too. */
   g_free (spec->cmdline);
   spec->cmdline = g_strdup ("");
   g_free (spec->name);
   spec->name = g_strdup ("Bad/..");
-  g_assert_null (
-      agent_domain_xml_build (spec, AGENT_ACCEL_TCG, "/d", "/c", &error));
-  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
+  assert_build_invalid (spec, "/d", "/c");
 }
 
 static void

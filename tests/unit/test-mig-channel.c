@@ -952,64 +952,33 @@ test_auto_slow_receiver_text (void)
  * to carry it (the writer blocks, as on a full send buffer). */
 typedef struct
 {
-  MigTransport parent;
-  MigTransport *inner;
+  MigTransportWrapper wrap;
   double rate;
 } SlowTransport;
-
-static gssize
-slow_read (MigTransport *t, void *buf, gsize len, GCancellable *cancellable,
-           GError **error)
-{
-  SlowTransport *st = (SlowTransport *)t;
-  return st->inner->ops->read (st->inner, buf, len, cancellable, error);
-}
 
 static gboolean
 slow_writev_all (MigTransport *t, GOutputVector *vectors, gsize n_vectors,
                  GCancellable *cancellable, GError **error)
 {
   SlowTransport *st = (SlowTransport *)t;
+  MigTransport *inner = st->wrap.inner;
   gsize bytes = 0;
 
   for (gsize i = 0; i < n_vectors; i++)
     bytes += vectors[i].size;
-  if (!st->inner->ops->writev_all (st->inner, vectors, n_vectors, cancellable,
-                                   error))
+  if (!inner->ops->writev_all (inner, vectors, n_vectors, cancellable, error))
     return FALSE;
   g_usleep ((gulong)(bytes / st->rate * 1e6));
   return TRUE;
 }
 
-static void
-slow_close (MigTransport *t)
-{
-  SlowTransport *st = (SlowTransport *)t;
-  st->inner->ops->close (st->inner);
-}
-
-static void
-slow_set_timeout (MigTransport *t, guint seconds)
-{
-  SlowTransport *st = (SlowTransport *)t;
-  mig_transport_set_timeout (st->inner, seconds);
-}
-
-static void
-slow_free (MigTransport *t)
-{
-  SlowTransport *st = (SlowTransport *)t;
-  mig_transport_free (st->inner);
-  g_free (st);
-}
-
 static const MigTransportOps slow_ops = {
   .name = "slow",
-  .read = slow_read,
+  .read = mig_transport_wrapper_read,
   .writev_all = slow_writev_all,
-  .close = slow_close,
-  .set_timeout = slow_set_timeout,
-  .free = slow_free,
+  .close = mig_transport_wrapper_close,
+  .set_timeout = mig_transport_wrapper_set_timeout,
+  .free = mig_transport_wrapper_free,
 };
 
 static MigTransport *
@@ -1017,10 +986,10 @@ slow_wrap (MigTransport *inner, gpointer data)
 {
   SlowTransport *st = g_new0 (SlowTransport, 1);
 
-  st->parent.ops = &slow_ops;
-  st->inner = inner;
+  st->wrap.parent.ops = &slow_ops;
+  st->wrap.inner = inner;
   st->rate = *(const double *)data;
-  return &st->parent;
+  return &st->wrap.parent;
 }
 
 /* Time blocked on the peer counts as out_wait: through a slow link each

@@ -342,19 +342,20 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-#define ADD(path, func)                                                        \
-  g_test_add (path, Fixture, NULL, test_sched_store_setup, func,               \
-              test_sched_store_teardown)
-  ADD ("/registry/register", test_register);
-  ADD ("/registry/report", test_report);
-  ADD ("/registry/reregister-unknown", test_reregister_unknown);
-  ADD ("/registry/down-after-three-intervals", test_down_after_three_intervals);
-  ADD ("/registry/back-up", test_back_up);
-  ADD ("/registry/restart-deadline", test_restart_deadline);
-  ADD ("/registry/reconcile/adopt", test_adopt);
-  ADD ("/registry/reconcile/missing", test_missing);
-  ADD ("/registry/reconcile/move", test_move);
-  ADD ("/registry/reconcile/stale-and-forgotten", test_stale_and_forgotten);
-  ADD ("/registry/reconcile/bad-names", test_bad_names_ignored);
+  TEST_SCHED_STORE_ADD ("/registry/register", test_register);
+  TEST_SCHED_STORE_ADD ("/registry/report", test_report);
+  TEST_SCHED_STORE_ADD ("/registry/reregister-unknown",
+                        test_reregister_unknown);
+  TEST_SCHED_STORE_ADD ("/registry/down-after-three-intervals",
+                        test_down_after_three_intervals);
+  TEST_SCHED_STORE_ADD ("/registry/back-up", test_back_up);
+  TEST_SCHED_STORE_ADD ("/registry/restart-deadline", test_restart_deadline);
+  TEST_SCHED_STORE_ADD ("/registry/reconcile/adopt", test_adopt);
+  TEST_SCHED_STORE_ADD ("/registry/reconcile/missing", test_missing);
+  TEST_SCHED_STORE_ADD ("/registry/reconcile/move", test_move);
+  TEST_SCHED_STORE_ADD ("/registry/reconcile/stale-and-forgotten",
+                        test_stale_and_forgotten);
+  TEST_SCHED_STORE_ADD ("/registry/reconcile/bad-names",
+                        test_bad_names_ignored);
   return g_test_run ();
 }

@@ -653,12 +653,9 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-migration/model/predict", test_predict);
   g_test_add_func ("/sched-migration/model/learn-link", test_learn_link);
   g_test_add_func ("/sched-migration/progress", test_progress);
-  g_test_add ("/sched-migration/registry-guard", Fixture, NULL,
-              test_sched_store_setup, test_registry_guard,
-              test_sched_store_teardown);
-  g_test_add ("/sched-migration/store/job-fields", Fixture, NULL,
-              test_sched_store_setup, test_store_job_fields,
-              test_sched_store_teardown);
+  TEST_SCHED_STORE_ADD ("/sched-migration/registry-guard", test_registry_guard);
+  TEST_SCHED_STORE_ADD ("/sched-migration/store/job-fields",
+                        test_store_job_fields);
   g_test_add_func ("/sched-migration/store/upgrade", test_store_upgrade);
   g_test_add_func ("/sched-migration/recovery", test_recovery);
   return g_test_run ();

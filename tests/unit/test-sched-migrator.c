@@ -386,14 +386,12 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   proto_init ();
-  g_test_add ("/sched-migrator/submit/refuses", Fixture, NULL, fixture_setup,
-              test_refuses, fixture_teardown);
-  g_test_add ("/sched-migrator/submit/runs", Fixture, NULL, fixture_setup,
-              test_runs, fixture_teardown);
-  g_test_add ("/sched-migrator/submit/queues", Fixture, NULL, fixture_setup,
-              test_queues, fixture_teardown);
-  g_test_add ("/sched-migrator/submit/stop", Fixture, NULL, fixture_setup,
-              test_stop, fixture_teardown);
+#define ADD(path, func)                                                        \
+  g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+  ADD ("/sched-migrator/submit/refuses", test_refuses);
+  ADD ("/sched-migrator/submit/runs", test_runs);
+  ADD ("/sched-migrator/submit/queues", test_queues);
+  ADD ("/sched-migrator/submit/stop", test_stop);
   rc = g_test_run ();
   proto_shutdown ();
   return rc;

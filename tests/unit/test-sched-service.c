@@ -11,6 +11,8 @@
  * asynchronous and the context is iterated until they complete, so
  * nothing waits on time. */
 #include "sched-private.h"
+#include "test-pki.h"
+#include "test-support.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -24,57 +26,18 @@
 static char *pki_dir;
 
 static void
-run_pki (const char *const *args)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GError) error = NULL;
-  g_autofree char *err = NULL;
-  g_autofree char *pki = NULL;
-  int status = 0;
-
-  pki = g_build_filename (g_getenv ("DROVER_TEST_DATA"), "..", "..", "scripts",
-                          "pki", NULL);
-  g_ptr_array_add (argv, pki);
-  g_ptr_array_add (argv, pki_dir);
-  for (guint i = 0; args[i] != NULL; i++)
-    g_ptr_array_add (argv, (char *)args[i]);
-  g_ptr_array_add (argv, NULL);
-  g_spawn_sync (NULL, (char **)argv->pdata, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
-                NULL, NULL, NULL, &err, &status, &error);
-  g_assert_no_error (error);
-  if (!g_spawn_check_wait_status (status, NULL))
-    g_error ("scripts/pki failed: %s", err);
-}
-
-static void
 make_pki (void)
 {
-  g_autoptr (GError) error = NULL;
-
-  pki_dir = g_dir_make_tmp ("drover-sched-pki-XXXXXX", &error);
-  g_assert_no_error (error);
-  run_pki ((const char *[]){ "scheduler", "scheduler", "127.0.0.1", NULL });
-  run_pki ((const char *[]){ "scheduler", "scheduler-2", "127.0.0.1", NULL });
-  run_pki ((const char *[]){ "host", "a", "127.0.0.1", NULL });
-  run_pki ((const char *[]){ "host", "b", "127.0.0.1", NULL });
-  run_pki ((const char *[]){ "host", "c", "127.0.0.1", NULL });
-  run_pki ((const char *[]){ "operator", "ops", NULL });
-  run_pki ((const char *[]){ "--revoke", "c", NULL });
-}
-
-static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-
-      rm_rf (child);
-    }
-  g_remove (path);
+  pki_dir = test_tmp_dir_new ("drover-sched-pki-XXXXXX");
+  test_pki (pki_dir,
+            (const char *[]){ "scheduler", "scheduler", "127.0.0.1", NULL });
+  test_pki (pki_dir,
+            (const char *[]){ "scheduler", "scheduler-2", "127.0.0.1", NULL });
+  test_pki (pki_dir, (const char *[]){ "host", "a", "127.0.0.1", NULL });
+  test_pki (pki_dir, (const char *[]){ "host", "b", "127.0.0.1", NULL });
+  test_pki (pki_dir, (const char *[]){ "host", "c", "127.0.0.1", NULL });
+  test_pki (pki_dir, (const char *[]){ "operator", "ops", NULL });
+  test_pki (pki_dir, (const char *[]){ "--revoke", "c", NULL });
 }
 
 static ProtoTls *
@@ -147,8 +110,7 @@ fixture_start (Fixture *f, const char *tls_dir, guint max_jobs)
   g_autoptr (ProtoTls) tls = tls_dir ? tls_of (tls_dir) : NULL;
   SchedConfig config = { 0 };
 
-  f->dir = g_dir_make_tmp ("drover-sched-svc-XXXXXX", &error);
-  g_assert_no_error (error);
+  f->dir = test_tmp_dir_new ("drover-sched-svc-XXXXXX");
   config.state_dir = f->dir;
   config.cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
   config.memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
@@ -183,7 +145,7 @@ static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
   sched_service_free (f->svc);
-  rm_rf (f->dir);
+  test_tmp_dir_remove (f->dir);
   g_free (f->dir);
   g_free (f->target);
 }
@@ -1017,7 +979,7 @@ main (int argc, char **argv)
   ADD ("/sched-service/list-jobs", fixture_insecure, test_list_jobs);
   ADD ("/sched-service/droverctl-jobs", fixture_insecure, test_droverctl_jobs);
   rc = g_test_run ();
-  rm_rf (pki_dir);
+  test_tmp_dir_remove (pki_dir);
   g_free (pki_dir);
   proto_shutdown ();
   return rc;

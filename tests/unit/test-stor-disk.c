@@ -162,13 +162,11 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_test_add ("/stor/disk/create", Fixture, NULL, fixture_set_up, test_create,
-              fixture_tear_down);
-  g_test_add ("/stor/disk/bad-names", Fixture, NULL, fixture_set_up,
-              test_bad_names, fixture_tear_down);
-  g_test_add ("/stor/disk/no-space", Fixture, NULL, fixture_set_up,
-              test_no_space, fixture_tear_down);
-  g_test_add ("/stor/disk/failure-leaves-nothing", Fixture, NULL,
-              fixture_set_up, test_failure_leaves_nothing, fixture_tear_down);
+#define ADD(path, func)                                                        \
+  g_test_add (path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
+  ADD ("/stor/disk/create", test_create);
+  ADD ("/stor/disk/bad-names", test_bad_names);
+  ADD ("/stor/disk/no-space", test_no_space);
+  ADD ("/stor/disk/failure-leaves-nothing", test_failure_leaves_nothing);
   return g_test_run ();
 }

@@ -357,18 +357,12 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_test_add ("/store/hosts", Fixture, NULL, test_sched_store_setup, test_hosts,
-              test_sched_store_teardown);
-  g_test_add ("/store/vms", Fixture, NULL, test_sched_store_setup, test_vms,
-              test_sched_store_teardown);
-  g_test_add ("/store/jobs", Fixture, NULL, test_sched_store_setup, test_jobs,
-              test_sched_store_teardown);
-  g_test_add ("/store/reopen", Fixture, NULL, test_sched_store_setup,
-              test_reopen, test_sched_store_teardown);
-  g_test_add ("/store/transaction", Fixture, NULL, test_sched_store_setup,
-              test_transaction, test_sched_store_teardown);
-  g_test_add ("/store/restated-sync", Fixture, NULL, test_sched_store_setup,
-              test_restated_sync, test_sched_store_teardown);
+  TEST_SCHED_STORE_ADD ("/store/hosts", test_hosts);
+  TEST_SCHED_STORE_ADD ("/store/vms", test_vms);
+  TEST_SCHED_STORE_ADD ("/store/jobs", test_jobs);
+  TEST_SCHED_STORE_ADD ("/store/reopen", test_reopen);
+  TEST_SCHED_STORE_ADD ("/store/transaction", test_transaction);
+  TEST_SCHED_STORE_ADD ("/store/restated-sync", test_restated_sync);
   g_test_add_func ("/store/not-a-database", test_not_a_database);
   g_test_add_func ("/store/foreign-database", test_foreign_database);
   return g_test_run ();

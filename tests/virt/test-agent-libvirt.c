@@ -291,14 +291,12 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   agent_libvirt_init ();
-  g_test_add ("/agent/libvirt/host-info", Fixture, NULL, fixture_set_up,
-              test_host_info, fixture_tear_down);
-  g_test_add ("/agent/libvirt/lifecycle", Fixture, NULL, fixture_set_up,
-              test_lifecycle, fixture_tear_down);
-  g_test_add ("/agent/libvirt/drover-only", Fixture, NULL, fixture_set_up,
-              test_drover_only, fixture_tear_down);
-  g_test_add ("/agent/libvirt/events", Fixture, NULL, fixture_set_up,
-              test_events, fixture_tear_down);
+#define ADD(path, func)                                                        \
+  g_test_add (path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
+  ADD ("/agent/libvirt/host-info", test_host_info);
+  ADD ("/agent/libvirt/lifecycle", test_lifecycle);
+  ADD ("/agent/libvirt/drover-only", test_drover_only);
+  ADD ("/agent/libvirt/events", test_events);
   g_test_add_func ("/agent/libvirt/unreachable", test_unreachable);
   return g_test_run ();
 }

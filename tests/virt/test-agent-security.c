@@ -334,17 +334,13 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   proto_init ();
   agent_libvirt_init ();
-  g_test_add ("/agent/security/image-dir", Fixture, NULL, fixture_set_up,
-              test_image_dir, fixture_tear_down);
-  g_test_add ("/agent/security/console-readers", Fixture, NULL, fixture_set_up,
-              test_console_readers, fixture_tear_down);
-  g_test_add ("/agent/security/job-prepared-once", Fixture, NULL,
-              fixture_set_up, test_job_prepared_once, fixture_tear_down);
-  g_test_add ("/agent/security/file-modes", Fixture, NULL, fixture_set_up,
-              test_file_modes, fixture_tear_down);
-  g_test_add ("/agent/security/reclaim-at-start", Fixture, NULL, fixture_set_up,
-              test_reclaim_at_start, fixture_tear_down);
-  g_test_add ("/agent/security/fault-points", Fixture, NULL, fixture_set_up,
-              test_fault_points, fixture_tear_down);
+#define ADD(path, func)                                                        \
+  g_test_add (path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
+  ADD ("/agent/security/image-dir", test_image_dir);
+  ADD ("/agent/security/console-readers", test_console_readers);
+  ADD ("/agent/security/job-prepared-once", test_job_prepared_once);
+  ADD ("/agent/security/file-modes", test_file_modes);
+  ADD ("/agent/security/reclaim-at-start", test_reclaim_at_start);
+  ADD ("/agent/security/fault-points", test_fault_points);
   return g_test_run ();
 }

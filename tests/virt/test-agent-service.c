@@ -573,14 +573,12 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   proto_init ();
   agent_libvirt_init ();
-  g_test_add ("/agent/service/lifecycle", Fixture, NULL, fixture_set_up,
-              test_lifecycle, fixture_tear_down);
-  g_test_add ("/agent/service/refused", Fixture, NULL, fixture_set_up,
-              test_refused, fixture_tear_down);
-  g_test_add ("/agent/service/rollback", Fixture, NULL, fixture_set_up,
-              test_rollback, fixture_tear_down);
-  g_test_add ("/agent/service/console", Fixture, NULL, fixture_set_up,
-              test_console, fixture_tear_down);
+#define ADD(path, func)                                                        \
+  g_test_add (path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
+  ADD ("/agent/service/lifecycle", test_lifecycle);
+  ADD ("/agent/service/refused", test_refused);
+  ADD ("/agent/service/rollback", test_rollback);
+  ADD ("/agent/service/console", test_console);
   g_test_add ("/agent/service/reporter", Fixture, "scheduler", fixture_set_up,
               test_reporter, fixture_tear_down);
   return g_test_run ();
