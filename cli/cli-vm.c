@@ -111,7 +111,7 @@ vm_create (Ctl *ctl, int argc, char **argv)
   int rc = 0;
 
   if ((rc = ctl_parse_options (
-           "vm create", CREATE_USAGE + strlen ("vm create "),
+           "vm create", &CREATE_USAGE[strlen ("vm create ")],
            "Create and start a VM; the scheduler places it on a host with room "
            "unless --host. It needs something to boot: --kernel (with "
            "--initrd, --cmdline) or --disk; with neither it is refused.",

@@ -70,6 +70,9 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
       soup_message_headers_append (
           soup_server_message_get_response_headers (msg), "Connection",
           "close");
+      /* And should any of it be read, none of it is kept. */
+      soup_message_body_set_accumulate (
+          soup_server_message_get_request_body (msg), FALSE);
     }
 }
 

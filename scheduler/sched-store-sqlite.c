@@ -288,7 +288,6 @@ sched_store_open_sqlite (const char *dir, GError **error)
 {
   SqliteStore *self = g_new0 (SqliteStore, 1);
   g_autoptr (SchedStore) store = &self->parent;
-  g_autofree char *journal = NULL;
   int rc;
 
   self->parent.ops = &sqlite_ops;

@@ -251,7 +251,11 @@ class Agents:
                           self.pb.CancelIncomingRequest(job_id=job, token=token),
                           self.pb.Empty)
 
-    def migrate_out(self, job, name, src, dst, prep, token, timeout=120, params=None):
+    def migrate_out(self, job, name, src, dst, prep, token, timeout=120, params=None,
+                    msgs=None):
+        """MigrateOut to the end: (progress messages, RpcError or None).
+        MSGS, when given, is the list the messages are appended to as they
+        arrive (another thread may watch it)."""
         pb = self.pb
         req = pb.MigrateOutRequest(
             job_id=job, name=name, dest_host=f"host{dst}",
@@ -259,7 +263,7 @@ class Agents:
             channel_address=prep.channel_address, token=token,
             dest_console_path=prep.console_path, dest_disk_path=prep.disk_path,
             params=params)
-        msgs = []
+        msgs = [] if msgs is None else msgs
         with self.grpc.secure_channel(self.addrs[src], self.creds) as ch:
             f = ch.unary_stream(AGENT + "MigrateOut",
                                 request_serializer=lambda m: m.SerializeToString(),

@@ -40,7 +40,7 @@ BAD_CONSOLE = re.compile(r"I/O error|blk_update_request|Buffer I/O|BUG:|Oops|"
 
 def heartbeats(c):
     out = c.ctl("vm", "console", VM).stdout
-    return [int(m.group(1)) for m in re.finditer(r"^HB (\d+) \d+", out, re.M)]
+    return [int(m.group(1)) for m in re.finditer(r"^HB (\d+) \d+\r?\n", out, re.M)]
 
 
 def check_console(c, min_count=1, since=0):
@@ -51,7 +51,7 @@ def check_console(c, min_count=1, since=0):
     bad = [line for line in out.splitlines() if BAD_CONSOLE.search(line)]
     assert not bad, f"guest console shows errors: {bad}"
     hb = [(int(m.group(1)), int(m.group(2)))
-          for m in re.finditer(r"^HB (\d+) (\d+)$", out, re.M)]
+          for m in re.finditer(r"^HB (\d+) (\d+)\r?\n", out, re.M)]
     assert len(hb) >= min_count, f"only {len(hb)} heartbeats"
     gap = 0
     for (a, ta), (b, tb) in zip(hb, hb[1:]):

@@ -42,7 +42,8 @@ INITRD = os.path.join(GUEST_DIR, "initramfs.img")
 CMDLINE = GUEST_CMDLINE + " drover.hb_ms=100"
 MEMORY = 256 * 1024 * 1024
 # The two streaming methods; every other is unary.
-STREAMING = {"SchedulerService/WatchJob", "AgentService/MigrateOut"}
+STREAMING = {"SchedulerService/WatchJob", "SchedulerService/WatchEvents",
+             "AgentService/MigrateOut"}
 TABLE_DENIAL = "may not call this method"
 
 
@@ -369,11 +370,13 @@ def run_cases(c, tap, tmp, pb):
             name="sec-vm", vcpus=1, memory=MEMORY, kernel=KERNEL, initrd=INITRD,
             cmdline=CMDLINE, accel="tcg"))
         result = {}
+        progress = []
 
         def migrate():
             result["msgs"], result["err"] = ag.migrate_out(
                 "sec-mig-1", "sec-vm", 1, 2, prep, prep.token, timeout=180,
-                params=pb.MigrationParams(bandwidth_bps=2 * 1024 * 1024))
+                params=pb.MigrationParams(bandwidth_bps=2 * 1024 * 1024),
+                msgs=progress)
 
         t = threading.Thread(target=migrate)
         t.start()
@@ -382,6 +385,13 @@ def run_cases(c, tap, tmp, pb):
             relay_sock = os.path.join(qemu_dir, "drover-mig-sec-mig-1.sock")
             wait_for("the relay socket of the running migration",
                      lambda: os.path.exists(relay_sock), 60)
+            # Both of the migration's own streams are open once memory is
+            # on the wire; before that a probe would race them for the token.
+            wait_for("memory on the migration channel",
+                     lambda: any(m.wire_bytes > 0 or m.memory_processed > 0
+                                 for m in list(progress))
+                     or not t.is_alive(), 120)
+            assert t.is_alive(), f"migration ended before the probe: {result.get('err')}"
             for kind in ("memory", "control"):
                 rc, out = probe(dirs["host"], prep.channel_address, kind, prep.token, tmp)
                 assert rc == 1, f"token replayed for {kind} while running: {out}"

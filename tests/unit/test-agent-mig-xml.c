@@ -187,7 +187,6 @@ static void
 test_accepts_drover_domains (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *escape = g_build_filename (f->images, "escape", NULL);
   const char *no_disk[] = { "DISK_ELEMENT", "", NULL };
   const char *dynamic[]
       = { "DOMAIN",

@@ -1013,7 +1013,6 @@ static char *tls_dir;
 static void
 tls_setup (void)
 {
-  g_autoptr (GError) error = NULL;
 
   if (tls_dir)
     return;

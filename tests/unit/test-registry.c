@@ -72,7 +72,6 @@ do_report (Fixture *f, const char *host, guint64 seq, const char *const *names)
   g_autofree Drover__V1__VmSpec *specs = g_new0 (Drover__V1__VmSpec, n);
   g_autofree Drover__V1__VmStatus **ptrs
       = g_new0 (Drover__V1__VmStatus *, n + 1);
-  g_auto (GStrv) parts = NULL;
   g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
   gboolean reregister = FALSE;
 

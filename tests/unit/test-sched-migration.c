@@ -595,7 +595,6 @@ test_recovery (void)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *dir = test_tmp_dir_new ("drover-schedmig-XXXXXX");
-  g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autoptr (SchedJob) running = make_migration_job (PROTO_JOB_RUNNING);
   g_autoptr (SchedJob) queued = make_migration_job (PROTO_JOB_QUEUED);
   g_autoptr (SchedJob) done = make_migration_job (PROTO_JOB_DONE);

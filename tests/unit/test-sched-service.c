@@ -479,6 +479,8 @@ test_reload (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
+  g_assert_nonnull (a_server);
+  g_assert_nonnull (b_server);
   put_host (f, "a", a_address);
   put_host (f, "b", b_address);
   spec.name = (char *)"web";

@@ -15,7 +15,6 @@ typedef struct
 static void
 fixture_set_up (Fixture *f, gconstpointer data)
 {
-  g_autoptr (GError) error = NULL;
   g_autofree char *disks = NULL;
 
   f->dir = test_tmp_dir_new ("drover-stor-XXXXXX");

@@ -486,6 +486,7 @@ test_console (Fixture *f, gconstpointer data)
   };
 
   g_assert_no_error (error);
+  g_assert_cmpstr (st->name, ==, "con");
   /* The test driver runs no QEMU: write the log ourselves. */
   g_assert_true (g_file_set_contents (log, "hello world", -1, &error));
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
