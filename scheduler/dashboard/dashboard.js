@@ -68,6 +68,13 @@ function renderVms(d) {
     td(fmtBytes(v.memory), "num"), td(v.memory_rss ? fmtBytes(v.memory_rss) : "-", "num"))));
 }
 
+// QEMU measures the dirty rate only at a bitmap sync: through the first
+// round it reads 0, which means "not measured yet", not "idle" (as the CLI).
+function dirtyText(m) {
+  if (!(m.dirty_rate > 0) && (m.iteration || 0) <= 1) return "measuring";
+  return fmtRate(m.dirty_rate);
+}
+
 function renderJobs() {
   const jobs = [...state.jobs.values()].sort((a, b) => a.created_ms - b.created_ms);
   fillBody("#jobs", jobs.map(j => {
@@ -77,7 +84,7 @@ function renderJobs() {
       td(j.id.slice(0, 8), "id"), td(j.kind), td(j.vm, "vm"), td(route),
       stateCell(j.state), td(m.phase || "-", "phase"), td(m.iteration || "-", "num round"),
       td(j.migration ? fmtBytes(m.memory_remaining) : "-", "num remaining"),
-      td(j.migration ? fmtRate(m.dirty_rate) : "-", "num dirty"),
+      td(j.migration ? dirtyText(m) : "-", "num dirty"),
       td(j.migration ? fmtSeconds(m.eta_s) : "-", "num eta"),
       bar(j.progress, pct(j.progress) + (j.message ? "  " + j.message : "")));
   }));
