@@ -89,8 +89,11 @@ emit_n (SchedEvents *events, guint n)
 static void
 test_publish_and_backlog (void)
 {
-  g_autoptr (SchedEvents) events = sched_events_new (100, fake_clock, NULL);
+  /* Sinks are declared before the events in every test here, so that
+   * they outlive its cleanup (which finishes each reader still
+   * subscribed). */
   Sink a, b;
+  g_autoptr (SchedEvents) events = sched_events_new (100, fake_clock, NULL);
 
   sink_init (&a, TRUE);
   sink_init (&b, TRUE);
@@ -147,8 +150,8 @@ test_publish_and_backlog (void)
 static void
 test_slow_reader_dropped (void)
 {
-  g_autoptr (SchedEvents) events = sched_events_new (10, fake_clock, NULL);
   Sink slow, fast;
+  g_autoptr (SchedEvents) events = sched_events_new (10, fake_clock, NULL);
   const Drover__V1__Event *last;
 
   sink_init (&slow, FALSE);
@@ -182,8 +185,8 @@ test_slow_reader_dropped (void)
 static void
 test_stalled_reader_ended (void)
 {
-  g_autoptr (SchedEvents) events = sched_events_new (4, fake_clock, NULL);
   Sink stalled, gone;
+  g_autoptr (SchedEvents) events = sched_events_new (4, fake_clock, NULL);
 
   sink_init (&stalled, FALSE);
   sink_init (&gone, TRUE);
@@ -212,8 +215,8 @@ test_stalled_reader_ended (void)
 static void
 test_unsubscribe (void)
 {
-  g_autoptr (SchedEvents) events = sched_events_new (0, fake_clock, NULL);
   Sink s;
+  g_autoptr (SchedEvents) events = sched_events_new (0, fake_clock, NULL);
   SchedEventsSink *sink;
 
   sink_init (&s, TRUE);
@@ -228,10 +231,10 @@ test_unsubscribe (void)
 static void
 test_job_events (void)
 {
+  Sink s;
   g_autoptr (SchedEvents) events = sched_events_new (0, fake_clock, NULL);
   g_autoptr (SchedJob) job
       = sched_job_new (PROTO_JOB_KIND_MIGRATE, "vm1", PROTO_JOB_QUEUED, 0);
-  Sink s;
 
   sink_init (&s, TRUE);
   sched_events_subscribe (events, &sink_ops, &s, 0);
