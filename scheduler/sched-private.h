@@ -437,4 +437,13 @@ SchedHandler sched_vm_handle_delete;
 SchedHandler sched_vm_handle_migrate;
 SchedHandler sched_vm_handle_cancel_job;
 
+/* CreateSnapshot, ListSnapshots, RevertSnapshot, DeleteSnapshot, CloneVm
+ * and MakeTemplate (sched-snapshots.c); USER_DATA is the SchedService. */
+SchedHandler sched_snap_handle_create;
+SchedHandler sched_snap_handle_list;
+SchedHandler sched_snap_handle_revert;
+SchedHandler sched_snap_handle_delete;
+SchedHandler sched_snap_handle_clone;
+SchedHandler sched_snap_handle_template;
+
 G_END_DECLS

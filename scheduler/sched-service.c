@@ -266,6 +266,12 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
       svc->events },
     { DROVER_SCHED_METHOD_CREATE_DASHBOARD_TOKEN, sched_logins_handle_token,
       svc },
+    { DROVER_SCHED_METHOD_CREATE_SNAPSHOT, sched_snap_handle_create, svc },
+    { DROVER_SCHED_METHOD_LIST_SNAPSHOTS, sched_snap_handle_list, svc },
+    { DROVER_SCHED_METHOD_REVERT_SNAPSHOT, sched_snap_handle_revert, svc },
+    { DROVER_SCHED_METHOD_DELETE_SNAPSHOT, sched_snap_handle_delete, svc },
+    { DROVER_SCHED_METHOD_CLONE_VM, sched_snap_handle_clone, svc },
+    { DROVER_SCHED_METHOD_MAKE_TEMPLATE, sched_snap_handle_template, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
