@@ -20,6 +20,7 @@
 #include "test-rpc.h"
 #include "test-support.h"
 
+#include <gio/gio.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -57,6 +58,7 @@ typedef struct
   char *held_kind; /* "create", ... */
   Drover__V1__AgentCloneRequest *last_clone; /* owned */
   ProtoServerCall *held_prepare; /* PrepareIncoming, never answered */
+  char *description;             /* of the last create */
 } FakeAgent;
 
 static void fake_note (FakeAgent *fake, const char *format, ...)
@@ -112,6 +114,7 @@ fake_apply (FakeAgent *fake, const char *kind, const char *name)
       s.created_ms = 1000 + fake->tree->len;
       s.size_bytes = 4 * MiB;
       s.vm_state = (char *)PROTO_VM_RUNNING;
+      s.description = fake->description ? fake->description : (char *)"";
       g_ptr_array_add (fake->tree, proto_msg_copy (&s.base));
       g_free (fake->current);
       fake->current = g_strdup (name);
@@ -230,6 +233,8 @@ fake_create (ProtoServerCall *call, const ProtobufCMessage *request,
   fake_note (user_data, "create %s %s%s%s [%s]", req->vm, req->name,
              req->memory ? " memory" : "", req->quiesce ? " quiesce" : "",
              req->description);
+  g_free (((FakeAgent *)user_data)->description);
+  ((FakeAgent *)user_data)->description = g_strdup (req->description);
   fake_run (user_data, call, "create", req->name, PROTO_STOR_PHASE_MEMORY);
 }
 
@@ -447,6 +452,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_ptr_array_unref (f->fake.tree);
   g_free (f->fake.current);
   g_free (f->fake.fail_with);
+  g_free (f->fake.description);
   g_free (f->fake.held_kind);
   g_free (f->fake.held_name);
   proto_msg_free (f->fake.last_clone);
@@ -1092,6 +1098,125 @@ test_authz (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->fake.calls->len, ==, 0);
 }
 
+/* --- droverctl against the scheduler ---------------------------------- */
+
+static void
+on_exited (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  *(GAsyncResult **)user_data = g_object_ref (result);
+}
+
+/* Runs droverctl as the operator with ARGS; its exit status, and its
+ * stdout and stderr into *OUT and *ERR (caller frees). */
+static int
+droverctl (Fixture *f, const char *const *args, char **out, char **err)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocess) proc = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tls_dir = g_build_filename (pki_dir, "ops", NULL);
+
+  g_ptr_array_add (argv, (char *)g_getenv ("DROVERCTL"));
+  g_ptr_array_add (argv, (char *)"--tls-dir");
+  g_ptr_array_add (argv, tls_dir);
+  g_ptr_array_add (argv, (char *)"--scheduler");
+  g_ptr_array_add (argv, f->target);
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (char *)args[i]);
+  g_ptr_array_add (argv, NULL);
+  proc = g_subprocess_newv (
+      (const char *const *)argv->pdata,
+      G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  /* The scheduler answers from this thread's main context meanwhile. */
+  g_subprocess_communicate_utf8_async (proc, NULL, NULL, on_exited, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (
+      g_subprocess_communicate_utf8_finish (proc, result, out, err, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  return g_subprocess_get_exit_status (proc);
+}
+
+/* droverctl, replacing the output of the previous run. */
+static int
+run (Fixture *f, const char *const *args, char **out, char **err)
+{
+  g_clear_pointer (out, g_free);
+  g_clear_pointer (err, g_free);
+  return droverctl (f, args, out, err);
+}
+
+/* droverctl snapshot and vm clone end to end: a snapshot followed to its
+ * end, the tree listed with the current one marked, show and --json,
+ * --detach, a clone; bad command lines exit 2 without a call, a refusal
+ * of the scheduler exits 1 with its message. */
+static void
+test_droverctl (Fixture *f, gconstpointer data)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int status;
+
+  g_assert_nonnull (g_getenv ("DROVERCTL"));
+#define RUN(...) run (f, (const char *[]){ __VA_ARGS__, NULL }, &out, &err)
+
+  status = RUN ("snapshot", "create", "web", "s1", "--memory", "--description",
+                "before the upgrade");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "snapshot s1 of VM web (with memory)"));
+  g_assert_nonnull (strstr (out, "snapshot s1 of VM web created on host a"));
+  g_assert_cmpstr (f->fake.calls->pdata[0], ==,
+                   "create web s1 memory [before the upgrade]");
+
+  status = RUN ("snapshot", "create", "web", "s2", "--detach");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "droverctl job watch "));
+  while (f->fake.calls->len < 2)
+    g_main_context_iteration (NULL, TRUE);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+
+  status = RUN ("snapshot", "list", "web");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "\n  s1 "));
+  g_assert_nonnull (strstr (out, "\n*   s2 "));
+  status = RUN ("snapshot", "list", "web", "--json");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "\"current\": \"s2\""));
+  status = RUN ("snapshot", "show", "web", "s1");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "before the upgrade"));
+  g_assert_nonnull (strstr (out, "s2"));
+
+  status = RUN ("vm", "clone", "web", "web2", "--from-snapshot", "s1");
+  g_assert_cmpint (status, ==, 0);
+  g_assert_cmpstr (f->fake.calls->pdata[2], ==, "clone web web2 full at s1");
+
+  /* Bad command lines: exit 2, nothing sent. */
+  status = RUN ("snapshot", "create", "web", "../etc");
+  g_assert_cmpint (status, ==, 2);
+  status = RUN ("vm", "clone", "web", "web3", "--linked", "--full");
+  g_assert_cmpint (status, ==, 2);
+  g_assert_nonnull (strstr (err, "exclude each other"));
+  status = RUN ("snapshot", "revert", "web");
+  g_assert_cmpint (status, ==, 2);
+  g_assert_nonnull (strstr (err, "missing snapshot name"));
+  g_assert_cmpuint (f->fake.calls->len, ==, 3);
+
+  /* The scheduler's refusal: exit 1 with its words. */
+  status = RUN ("snapshot", "delete", "web", "nope");
+  g_assert_cmpint (status, ==, 1);
+  g_assert_nonnull (strstr (err, "no snapshot 'nope'"));
+  f->fake.fail_with = g_strdup ("no space left on device");
+  status = RUN ("snapshot", "create", "web", "s3");
+  g_assert_cmpint (status, ==, 1);
+  g_assert_nonnull (strstr (err, "no space left on device"));
+#undef RUN
+}
+
 /* --- pure parts and the store ------------------------------------------ */
 
 static SchedSnapshot *
@@ -1248,6 +1373,7 @@ main (int argc, char **argv)
   ADD ("/sched/snapshots/template", test_template);
   ADD ("/sched/snapshots/report-refresh", test_report_refresh);
   ADD ("/sched/snapshots/authz", test_authz);
+  ADD ("/sched/snapshots/droverctl", test_droverctl);
 #undef ADD
   g_test_add_func ("/sched/snapshots/tree-order", test_tree_order);
   g_test_add_func ("/sched/snapshots/store-upgrade", test_store_upgrade);
