@@ -384,8 +384,23 @@ on_progress (const ProtobufCMessage *msg, gpointer user_data)
   sched_jobs_update (s->svc->jobs, op->job, store);
 }
 
-/* Stores the tree and the VM of the final progress P of OP. */
-static void
+static void refresh_start (SchedSnapshots *s, ProtoClient *client,
+                           const char *vm, const char *host);
+
+/* TRUE if the tree of P has snapshot NAME. */
+static gboolean
+tree_has (const Drover__V1__StorageProgress *p, const char *name)
+{
+  for (gsize i = 0; i < p->n_snapshots; i++)
+    if (strcmp (p->snapshots[i]->name, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Stores the tree and the VM of the final progress P of OP. FALSE if the
+ * tree contradicts what was done (a host that sent no tree): then the
+ * stored one is kept and should be read from the host again. */
+static gboolean
 record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
 {
   SchedService *svc = op->owner->svc;
@@ -394,6 +409,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedVm) vm = NULL;
   const char *current = "";
+  gboolean consistent = TRUE;
 
   if (p->vm != NULL && !clone)
     current = p->vm->current_snapshot;
@@ -401,10 +417,21 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
     if (p->snapshots[i]->current)
       current = p->snapshots[i]->name;
   /* A clone has no snapshots of its own yet; an op on a VM states its
-   * whole tree (none left is an empty tree). */
+   * whole tree (none left is an empty tree), which must show what was
+   * done. */
   if (!clone
-      && !sched_store_replace_snapshots (svc->store, vm_name, p->snapshots,
-                                         p->n_snapshots, current, &error))
+      && tree_has (p, op->name)
+             == (strcmp (op->job->kind, PROTO_JOB_KIND_SNAPSHOT_DELETE) == 0))
+    {
+      drover_message (vm_name, op->job->id, op->host,
+                      "the host's final tree does not show the %s of "
+                      "snapshot %s: reading the tree again",
+                      op->job->kind, op->name);
+      consistent = FALSE;
+    }
+  else if (!clone
+           && !sched_store_replace_snapshots (svc->store, vm_name, p->snapshots,
+                                              p->n_snapshots, current, &error))
     {
       drover_warning (vm_name, op->job->id, NULL, "snapshots not stored: %s",
                       error->message);
@@ -412,7 +439,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
     }
   vm = sched_store_get_vm (svc->store, vm_name, &error);
   if (vm == NULL)
-    return;
+    return consistent;
   if (p->vm != NULL && strcmp (vm->host, op->host) == 0)
     {
       sched_vm_set_status (vm, p->vm);
@@ -429,6 +456,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   vm->updated_ms = now_ms (op->owner);
   if (!sched_store_put_vm (svc->store, vm, &error))
     drover_warning (vm_name, op->job->id, NULL, "%s", error->message);
+  return consistent;
 }
 
 /* The outcome of a successful OP for its job and event. Caller frees. */
@@ -471,13 +499,19 @@ finish (SnapOp *op, gboolean ok, const char *error_msg)
   gboolean clone = strcmp (op->job->kind, PROTO_JOB_KIND_CLONE) == 0;
   double seconds = (g_get_monotonic_time () - op->started_us) / 1e6;
   g_autofree char *id = g_strdup (op->job->id);
+  g_autofree char *refresh_vm = NULL;
+  g_autofree char *refresh_host = NULL;
 
   sched_metrics_snapshot_op (svc->metrics, op->op, ok, seconds);
   if (ok)
     {
       g_autofree char *text = outcome (op);
 
-      record_result (op, op->job->storage);
+      if (!record_result (op, op->job->storage))
+        {
+          refresh_vm = g_strdup (op->vm);
+          refresh_host = g_strdup (op->host);
+        }
       drover_message (clone ? op->name : op->vm, op->job->id, op->host, "%s",
                       text);
       if (clone)
@@ -509,6 +543,15 @@ finish (SnapOp *op, gboolean ok, const char *error_msg)
     }
   g_hash_table_remove (s->busy, op->vm);
   g_hash_table_remove (s->ops, id);
+  if (refresh_vm != NULL && !s->stopped)
+    {
+      g_autoptr (GError) error = NULL;
+      ProtoClient *client
+          = sched_agents_client_up (svc->agents, refresh_host, NULL, &error);
+
+      if (client != NULL)
+        refresh_start (s, client, refresh_vm, refresh_host);
+    }
 }
 
 static void
@@ -876,11 +919,8 @@ sched_snapshots_after_report (SchedService *svc, const char *host,
   for (gsize i = 0; i < n_vms; i++)
     {
       const Drover__V1__VmStatus *status = vms[i];
-      Drover__V1__ListSnapshotsRequest req
-          = DROVER__V1__LIST_SNAPSHOTS_REQUEST__INIT;
       g_autoptr (SchedVm) vm = NULL;
       g_autoptr (GError) error = NULL;
-      Refresh *r;
 
       /* Most VMs have no snapshots and are no templates: no store read. */
       if (status == NULL
@@ -908,16 +948,28 @@ sched_snapshots_after_report (SchedService *svc, const char *host,
           && (client = sched_agents_client_up (svc->agents, host, NULL, &error))
                  == NULL)
         return;
-      r = g_new0 (Refresh, 1);
-      r->owner = s;
-      r->vm = g_strdup (status->name);
-      r->host = g_strdup (host);
-      g_hash_table_add (s->refreshes, g_strdup (status->name));
-      req.vm = status->name;
-      sched_agents_call (svc->agents, client,
-                         DROVER_AGENT_METHOD_LIST_SNAPSHOTS, &req.base,
-                         SCHED_AGENT_CALL_TIMEOUT_MS, refresh_done, r);
+      refresh_start (s, client, status->name, host);
     }
+}
+
+/* Asks HOST (through CLIENT) for VM's tree, unless that is in flight. */
+static void
+refresh_start (SchedSnapshots *s, ProtoClient *client, const char *vm,
+               const char *host)
+{
+  Drover__V1__ListSnapshotsRequest req
+      = DROVER__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+  Refresh *r;
+
+  if (!g_hash_table_add (s->refreshes, g_strdup (vm)))
+    return;
+  r = g_new0 (Refresh, 1);
+  r->owner = s;
+  r->vm = g_strdup (vm);
+  r->host = g_strdup (host);
+  req.vm = (char *)vm;
+  sched_agents_call (s->svc->agents, client, DROVER_AGENT_METHOD_LIST_SNAPSHOTS,
+                     &req.base, SCHED_AGENT_CALL_TIMEOUT_MS, refresh_done, r);
 }
 
 /* --- CloneVm ----------------------------------------------------------- */

@@ -59,6 +59,7 @@ typedef struct
   Drover__V1__AgentCloneRequest *last_clone; /* owned */
   ProtoServerCall *held_prepare; /* PrepareIncoming, never answered */
   char *description;             /* of the last create */
+  gboolean no_tree;              /* the next final message lacks the tree */
 } FakeAgent;
 
 static void fake_note (FakeAgent *fake, const char *format, ...)
@@ -180,7 +181,9 @@ fake_end (FakeAgent *fake, ProtoServerCall *call, const char *kind,
   else
     {
       fake_apply (fake, kind, name);
-      fake_fill_tree (fake, &p);
+      if (!fake->no_tree)
+        fake_fill_tree (fake, &p);
+      fake->no_tree = FALSE;
       vm.name = (char *)"web";
       vm.state = (char *)PROTO_VM_RUNNING;
       vm.current_snapshot = fake->current;
@@ -757,6 +760,33 @@ test_failed (Fixture *f, gconstpointer data)
   g_assert_null (vm);
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
   g_clear_error (&error);
+}
+
+/* A final message whose tree does not show what was done (a host that
+ * sent none) does not wipe the stored tree: the scheduler reads the tree
+ * from the host instead. */
+static void
+test_final_without_tree (Fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+
+  assert_job_done (f, create_snapshot (f, "web", "s1", NULL, &error), error);
+  f->fake.no_tree = TRUE;
+  assert_job_done (f, create_snapshot (f, "web", "s2", NULL, &error), error);
+  for (;;)
+    {
+      g_autoptr (SchedVm) vm = stored_vm (f, "web");
+
+      if (vm->snapshots == 2)
+        {
+          g_assert_cmpstr (vm->current_snapshot, ==, "s2");
+          break;
+        }
+      /* Never the empty tree of the final message. */
+      g_assert_cmpint (vm->snapshots, ==, 1);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_cmpstr (f->fake.calls->pdata[2], ==, "list web");
 }
 
 /* --- validation -------------------------------------------------------- */
@@ -1367,6 +1397,7 @@ main (int argc, char **argv)
   ADD ("/sched/snapshots/create-flow", test_create_flow);
   ADD ("/sched/snapshots/tree", test_tree);
   ADD ("/sched/snapshots/failed", test_failed);
+  ADD ("/sched/snapshots/final-without-tree", test_final_without_tree);
   ADD ("/sched/snapshots/validation", test_validation);
   ADD ("/sched/snapshots/busy", test_busy);
   ADD ("/sched/snapshots/clone", test_clone);
