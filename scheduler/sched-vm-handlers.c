@@ -678,6 +678,17 @@ sched_vm_handle_cancel_job (ProtoServerCall *call,
                               job->id, job->state);
       return;
     }
+  if (g_str_has_prefix (job->kind, "snapshot-")
+      || strcmp (job->kind, PROTO_JOB_KIND_CLONE) == 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "job %s (%s of VM '%s') cannot be cancelled: "
+                              "the host finishes or rolls back a snapshot or "
+                              "clone on its own; only migrations can be "
+                              "cancelled",
+                              job->id, job->kind, job->vm);
+      return;
+    }
   if (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) != 0)
     {
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,

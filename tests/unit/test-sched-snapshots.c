@@ -892,6 +892,17 @@ test_busy (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (error->message, job->id));
   g_clear_error (&error);
   g_assert_cmpuint (f->fake.calls->len, ==, calls);
+  /* It runs to its end: CancelJob refuses it. */
+  {
+    Drover__V1__CancelJobRequest cancel = DROVER__V1__CANCEL_JOB_REQUEST__INIT;
+
+    cancel.id = job->id;
+    g_assert_null (
+        call (f->ops, DROVER_SCHED_METHOD_CANCEL_JOB, &cancel, &error));
+    assert_refused (error, PROTO_STATUS_FAILED_PRECONDITION,
+                    "cannot be cancelled");
+    error = NULL;
+  }
 
   fake_release (&f->fake);
   over = wait_job (f, job->id);
