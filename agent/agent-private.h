@@ -496,4 +496,28 @@ void agent_reporter_stop (Agent *agent);
 void agent_reporter_kick (Agent *agent);
 void agent_reporter_kick_from_thread (Agent *agent);
 
+/* --- snapshots, clones and templates (issue 12) ------------------------ */
+
+/* agent-snapshot.c. CreateSnapshot, RevertSnapshot and DeleteSnapshot
+ * stream StorageProgress (ProtoHandler, data: the Agent); ListSnapshots
+ * is an AgentOpFunc. */
+void agent_snapshot_create (ProtoServerCall *call, const ProtobufCMessage *req,
+                            gpointer data);
+void agent_snapshot_revert (ProtoServerCall *call, const ProtobufCMessage *req,
+                            gpointer data);
+void agent_snapshot_delete (ProtoServerCall *call, const ProtobufCMessage *req,
+                            gpointer data);
+ProtobufCMessage *agent_snapshot_list (Agent *agent, const AgentCaller *caller,
+                                       const ProtobufCMessage *request,
+                                       GError **error);
+
+/* agent-clone.c. CloneVm streams StorageProgress (ProtoHandler, data: the
+ * Agent); MakeTemplate is an AgentVmFunc. */
+void agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
+                     gpointer data);
+ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
+                                             virDomainPtr dom,
+                                             const ProtobufCMessage *request,
+                                             GError **error);
+
 G_END_DECLS

@@ -362,7 +362,14 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_PREPARE_INCOMING, agent_mig_dst_prepare },
   { DROVER_AGENT_METHOD_MIGRATE_OUT, NULL, NULL, agent_mig_src_migrate_out },
   { DROVER_AGENT_METHOD_CANCEL_INCOMING, agent_mig_dst_cancel },
+  { DROVER_AGENT_METHOD_CREATE_SNAPSHOT, NULL, NULL, agent_snapshot_create },
+  { DROVER_AGENT_METHOD_LIST_SNAPSHOTS, agent_snapshot_list },
+  { DROVER_AGENT_METHOD_REVERT_SNAPSHOT, NULL, NULL, agent_snapshot_revert },
+  { DROVER_AGENT_METHOD_DELETE_SNAPSHOT, NULL, NULL, agent_snapshot_delete },
+  { DROVER_AGENT_METHOD_CLONE_VM, NULL, NULL, agent_clone_vm },
+  { DROVER_AGENT_METHOD_MAKE_TEMPLATE, NULL, agent_clone_make_template },
 };
+G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 
 /* What a registered handler is given: the agent and its method. */
 typedef struct

@@ -72,8 +72,10 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
 
   if ((rc = ctl_parse_options ("jobs", "[--json]",
                                "List every job: create, delete, start, stop, "
-                               "destroy, migrate; queued, running, done or "
-                               "failed, with what happened.",
+                               "destroy, migrate, snapshot-create, "
+                               "snapshot-revert, snapshot-delete, clone; "
+                               "queued, running, done or failed, with what "
+                               "happened.",
                                entries, &argc, &argv))
       >= 0)
     return rc;
@@ -125,6 +127,7 @@ typedef struct
   gboolean json;
   gboolean tty;
   gboolean migration;  /* a migrate job: progress bar and summary */
+  gboolean storage;    /* a snapshot-* or clone job: progress bar */
   gboolean line_open;  /* a TTY progress line is drawn, no newline yet */
   gint64 last_line_us; /* monotonic time of the last progress line */
   int percent;
@@ -181,6 +184,47 @@ show_migration (WatchState *ws, const Drover__V1__Job *job)
   fflush (stdout);
 }
 
+/* A snapshot or clone job: one progress line, redrawn in place on a TTY,
+ * else at most a line a second (and every phase change). */
+static void
+show_storage (WatchState *ws, const Drover__V1__Job *job)
+{
+  const Drover__V1__Job *prev = (const Drover__V1__Job *)ws->last;
+  gint64 now = g_get_monotonic_time ();
+  g_autofree char *line = NULL;
+  gboolean phase_changed;
+
+  if (ws->json)
+    return;
+  if (ws->tty)
+    {
+      struct winsize ws_size = { 0 };
+
+      line = cli_storage_progress_line (job, 24);
+      if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws_size) == 0 && ws_size.ws_col > 1
+          && strlen (line) >= ws_size.ws_col)
+        line[ws_size.ws_col - 1] = '\0';
+      printf ("\r%s\033[K", line);
+      ws->line_open = TRUE;
+      interrupt_line_open = TRUE;
+    }
+  else
+    {
+      phase_changed
+          = prev == NULL || (prev->storage == NULL) != (job->storage == NULL)
+            || (prev->storage != NULL
+                && g_strcmp0 (prev->storage->phase, job->storage->phase) != 0);
+      if (phase_changed || job_over (job)
+          || now - ws->last_line_us >= G_USEC_PER_SEC)
+        {
+          line = cli_storage_progress_line (job, 0);
+          printf ("%s\n", line);
+          ws->last_line_us = now;
+        }
+    }
+  fflush (stdout);
+}
+
 static void
 show_plain (WatchState *ws, const Drover__V1__Job *job)
 {
@@ -209,9 +253,15 @@ on_job (const ProtobufCMessage *msg, gpointer user_data)
   const Drover__V1__Job *job = (const Drover__V1__Job *)msg;
 
   if (ws->n_seen == 0)
-    ws->migration = g_str_equal (job->kind, PROTO_JOB_KIND_MIGRATE);
+    {
+      ws->migration = g_str_equal (job->kind, PROTO_JOB_KIND_MIGRATE);
+      ws->storage = g_str_has_prefix (job->kind, "snapshot-")
+                    || g_str_equal (job->kind, PROTO_JOB_KIND_CLONE);
+    }
   if (ws->migration)
     show_migration (ws, job);
+  else if (ws->storage)
+    show_storage (ws, job);
   else
     show_plain (ws, job);
   ws->n_seen++;
@@ -284,6 +334,9 @@ ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json)
       g_autofree char *summary = cli_migration_summary (job);
       fputs (summary, stdout);
     }
+  else if (ws.storage && job != NULL && ws.tty
+           && g_str_equal (job->state, PROTO_JOB_DONE))
+    printf ("%s\n", job->message);
 
   if (!ok)
     {
@@ -404,7 +457,8 @@ ctl_cmd_job (Ctl *ctl, int argc, char **argv)
   if ((rc = ctl_parse_options (
            "job", "watch|cancel ID [--json]",
            "watch: follow a job until it ends (a migration shows its "
-           "progress and summary); exit 0 if it is done, 1 if it failed. "
+           "progress and summary, a snapshot or clone its progress); exit "
+           "0 if it is done, 1 if it failed. "
            "Ctrl-C stops following, not the job.\n"
            "cancel: cancel a job (operator). A queued migration is dropped; "
            "a running one is aborted and its VM stays running on the "

@@ -294,10 +294,17 @@ cli_migration_summary (const Drover__V1__Job *job)
 void
 cli_interrupt_text (const char *id, const char *kind, char *buf, gsize size)
 {
+  /* Only migrations can be cancelled; a snapshot or clone job runs to its
+   * end on the host. */
+  gboolean cancellable
+      = g_str_equal (kind, "migration") || g_str_equal (kind, "job");
+
   g_snprintf (buf, size,
               "droverctl: interrupted: the %s job %s goes on on the "
               "scheduler (this command only followed it).\n"
               "  follow it again:  droverctl job watch %s\n"
-              "  cancel it:        droverctl job cancel %s\n",
-              kind, id, id, id);
+              "%s%s%s",
+              kind, id, id,
+              cancellable ? "  cancel it:        droverctl job cancel " : "",
+              cancellable ? id : "", cancellable ? "\n" : "");
 }

@@ -1,4 +1,5 @@
-/* droverctl vm create|list|show|start|stop|destroy|delete|console */
+/* droverctl vm create|list|show|start|stop|destroy|delete|console|clone|
+ * template */
 #include "droverctl.h"
 
 #include <errno.h>
@@ -20,6 +21,10 @@ static const char vm_usage_text[]
       "  destroy NAME\n"
       "  delete NAME [--force]\n"
       "  console NAME [-f] [--tail BYTES]\n"
+      "  clone SRC NEW [--linked|--full] [--from-snapshot S] [--host H] "
+      "[--start]\n"
+      "        [--detach] [--json]\n"
+      "  template NAME [--json]\n"
       "\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, "
       "1.5G.\n";
@@ -185,11 +190,18 @@ vm_create (Ctl *ctl, int argc, char **argv)
 
 /* --- list / show ------------------------------------------------------- */
 
+static void add_vm_row (CliTable *table, const Drover__V1__Vm *vm);
+
 static int
 vm_list (Ctl *ctl, int argc, char **argv)
 {
   static const char *const headers[]
-      = { "NAME", "HOST", "STATE", ">VCPUS", ">MEMORY", ">CPU%", NULL };
+      = { "NAME",    "HOST",  "STATE",      ">VCPUS",
+          ">MEMORY", ">CPU%", ">SNAPSHOTS", NULL };
+  static const char *const template_headers[]
+      = { "TEMPLATE", "HOST", ">VCPUS", ">MEMORY", ">DISK", NULL };
+  g_autoptr (CliTable) table2 = NULL;
+  guint n_templates = 0;
   Drover__V1__ListVmsRequest req = DROVER__V1__LIST_VMS_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (CliTable) table = NULL;
@@ -200,7 +212,8 @@ vm_list (Ctl *ctl, int argc, char **argv)
        = ctl_list (ctl, "vm list",
                    "List VMs. STATE is libvirt's on the VM's host, or "
                    "creating, missing (its host reported without it) or "
-                   "unknown (its host is down).",
+                   "unknown (its host is down). Templates are listed apart "
+                   "after the VMs.",
                    DROVER_SCHED_METHOD_LIST_VMS, &req.base, argc, argv, &msg))
       >= 0)
     return rc;
@@ -209,19 +222,52 @@ vm_list (Ctl *ctl, int argc, char **argv)
   for (size_t i = 0; i < reply->n_vms; i++)
     {
       const Drover__V1__Vm *vm = reply->vms[i];
-      const Drover__V1__VmSpec *spec = vm->spec;
-      const char *name
-          = spec ? spec->name : (vm->status ? vm->status->name : "?");
-      char cpu[G_ASCII_DTOSTR_BUF_SIZE] = "-";
 
-      if (vm->status != NULL && g_str_equal (vm->state, PROTO_VM_RUNNING))
-        g_ascii_formatd (cpu, sizeof cpu, "%.1f", vm->status->cpu_percent);
-      cli_table_add_take (
-          table, g_strdup (name), g_strdup (vm->host), g_strdup (vm->state),
-          spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
-          spec ? proto_format_size (spec->memory) : NULL, g_strdup (cpu));
+      if (vm->template_)
+        n_templates++;
+      else
+        add_vm_row (table, vm);
     }
-  return ctl_print_table (table);
+  rc = ctl_print_table (table);
+  if (n_templates == 0)
+    return rc;
+  /* Templates are no VMs to run: a table of their own. */
+  table2 = cli_table_new (template_headers);
+  for (size_t i = 0; i < reply->n_vms; i++)
+    {
+      const Drover__V1__Vm *vm = reply->vms[i];
+      const Drover__V1__VmSpec *spec = vm->spec;
+
+      if (!vm->template_)
+        continue;
+      cli_table_add_take (
+          table2, g_strdup (spec ? spec->name : "?"), g_strdup (vm->host),
+          spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
+          spec ? proto_format_size (spec->memory) : NULL,
+          spec && spec->disk ? proto_format_size (spec->disk) : NULL);
+    }
+  printf ("\nTemplates (clone them: droverctl vm clone TEMPLATE NEW):\n");
+  return ctl_print_table (table2);
+}
+
+/* A row of the VM table for VM. */
+static void
+add_vm_row (CliTable *table, const Drover__V1__Vm *vm)
+{
+  {
+    const Drover__V1__VmSpec *spec = vm->spec;
+    const char *name
+        = spec ? spec->name : (vm->status ? vm->status->name : "?");
+    char cpu[G_ASCII_DTOSTR_BUF_SIZE] = "-";
+
+    if (vm->status != NULL && g_str_equal (vm->state, PROTO_VM_RUNNING))
+      g_ascii_formatd (cpu, sizeof cpu, "%.1f", vm->status->cpu_percent);
+    cli_table_add_take (
+        table, g_strdup (name), g_strdup (vm->host), g_strdup (vm->state),
+        spec ? g_strdup_printf ("%u", spec->vcpus) : NULL,
+        spec ? proto_format_size (spec->memory) : NULL, g_strdup (cpu),
+        vm->snapshots ? g_strdup_printf ("%u", vm->snapshots) : NULL);
+  }
 }
 
 static void
@@ -287,6 +333,10 @@ vm_show (Ctl *ctl, int argc, char **argv)
   kv ("name", spec ? spec->name : name);
   kv ("host", vm->host);
   kv ("state", vm->state);
+  if (vm->template_)
+    kv ("template", "yes: never started; clone it");
+  kv_take ("snapshots", g_strdup_printf ("%u", vm->snapshots));
+  kv ("current-snap", vm->current_snapshot);
   if (spec != NULL)
     {
       kv_take ("vcpus", g_strdup_printf ("%u", spec->vcpus));
@@ -432,6 +482,124 @@ vm_delete (Ctl *ctl, int argc, char **argv)
   if (msg == NULL)
     return ctl_fail (error);
   printf ("deleted VM %s\n", name);
+  return CTL_EXIT_OK;
+}
+
+/* --- clone, template --------------------------------------------------- */
+
+#define CLONE_USAGE                                                            \
+  "vm clone SRC NEW [--linked|--full] [--from-snapshot S] [--host H] "         \
+  "[--start] [--detach] [--json]"
+
+static int
+vm_clone (Ctl *ctl, int argc, char **argv)
+{
+  gboolean linked = FALSE, full = FALSE, start = FALSE, detach = FALSE,
+           json = FALSE;
+  g_autofree char *from = NULL;
+  g_autofree char *host = NULL;
+  const GOptionEntry entries[]
+      = { { "linked", 0, 0, G_OPTION_ARG_NONE, &linked,
+            "A qcow2 overlay on SRC's image, which becomes a protected base "
+            "(the default for a template)",
+            NULL },
+          { "full", 0, 0, G_OPTION_ARG_NONE, &full,
+            "An independent copy (the default for a VM)", NULL },
+          { "from-snapshot", 0, 0, G_OPTION_ARG_STRING, &from,
+            "Clone the disk as it was in this snapshot of SRC", "S" },
+          { "host", 0, 0, G_OPTION_ARG_STRING, &host,
+            "Where the clone goes (default and, for now, only: SRC's host)",
+            "H" },
+          { "start", 0, 0, G_OPTION_ARG_NONE, &start,
+            "Start the clone once it is made", NULL },
+          { "detach", 0, 0, G_OPTION_ARG_NONE, &detach,
+            "Print the job and return at once", NULL },
+          { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+            "Print the final job as JSON", NULL },
+          { NULL } };
+  Drover__V1__CloneVmRequest req = DROVER__V1__CLONE_VM_REQUEST__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *what = NULL;
+  const char *mode = "";
+  int rc = 0;
+
+  if ((rc = ctl_parse_options (
+           "vm clone", strchr (CLONE_USAGE + 3, ' ') + 1,
+           "Make a new VM from SRC's disk: a new UUID, new MAC addresses, "
+           "its own console log and disk. Linked clones share SRC's image "
+           "as a read-only base and take seconds; full clones copy it. "
+           "Follows the job; Ctrl-C stops following, not the clone.",
+           entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if (argc < 2)
+    return ctl_usage_error (CLONE_USAGE, "missing source VM name");
+  if (argc < 3)
+    return ctl_usage_error (CLONE_USAGE, "missing the new VM's name");
+  if (argc > 3)
+    return ctl_usage_error (CLONE_USAGE, "unexpected argument '%s'", argv[3]);
+  if (!proto_name_validate ("VM", argv[1], &error)
+      || !proto_name_validate ("VM", argv[2], &error))
+    return ctl_usage_error (CLONE_USAGE, "%s", error->message);
+  if (from != NULL && !proto_name_validate ("snapshot", from, &error))
+    return ctl_usage_error (CLONE_USAGE, "--from-snapshot: %s", error->message);
+  if (host != NULL && !proto_name_validate ("host", host, &error))
+    return ctl_usage_error (CLONE_USAGE, "--host: %s", error->message);
+  if (!cli_clone_mode (linked, full, &mode, &error))
+    return ctl_usage_error (CLONE_USAGE, "%s", error->message);
+  req.source = argv[1];
+  req.name = argv[2];
+  req.mode = (char *)mode;
+  req.from_snapshot = from ? from : (char *)"";
+  req.host = host ? host : (char *)"";
+  req.start = start;
+  what = g_strdup_printf (
+      "cloning %s into %s%s%s", argv[1], argv[2], mode[0] ? " as a " : "",
+      mode[0] ? (linked ? "linked clone" : "full copy") : "");
+  return ctl_start_storage_job (ctl, DROVER_SCHED_METHOD_CLONE_VM, &req.base,
+                                what, detach, json);
+}
+
+static int
+vm_template (Ctl *ctl, int argc, char **argv)
+{
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+                                     "Print the VM as JSON", NULL },
+                                   { NULL } };
+  Drover__V1__VmRequest req = DROVER__V1__VM_REQUEST__INIT;
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  const Drover__V1__VmReply *reply;
+  const char *name;
+  int rc = 0;
+
+  if ((rc = ctl_parse_options (
+           "vm template", "NAME [--json]",
+           "Make a stopped VM a template: its image becomes a protected, "
+           "read-only base; it is never started again, only cloned (its "
+           "clones are linked by default). There is no way back.",
+           entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if ((name = one_name ("vm template NAME [--json]", argc, argv, &rc)) == NULL)
+    return rc;
+  req.name = (char *)name;
+  msg = ctl_call (ctl, DROVER_SCHED_METHOD_MAKE_TEMPLATE, &req.base, 0, &error);
+  if (msg == NULL)
+    return ctl_fail (error);
+  reply = (const Drover__V1__VmReply *)msg;
+  if (json)
+    {
+      if (reply->vm != NULL)
+        ctl_print_message_json (&reply->vm->base);
+      else
+        fputs ("null\n", stdout);
+      return CTL_EXIT_OK;
+    }
+  printf ("VM %s is now a template; clone it with: droverctl vm clone %s "
+          "NEW\n",
+          name, name);
   return CTL_EXIT_OK;
 }
 
@@ -584,6 +752,10 @@ ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
     return vm_delete (ctl, argc, argv);
   if (g_str_equal (sub, "console"))
     return vm_console (ctl, argc, argv);
+  if (g_str_equal (sub, "clone"))
+    return vm_clone (ctl, argc, argv);
+  if (g_str_equal (sub, "template"))
+    return vm_template (ctl, argc, argv);
   fputs (vm_usage_text, stderr);
   return ctl_usage_error (NULL, "unknown vm subcommand '%s'", sub);
 }

@@ -137,4 +137,36 @@ char *cli_migration_prediction (const Drover__V1__MigrationPrediction *pred);
  * against the prediction where there is one. Caller frees. */
 char *cli_migration_summary (const Drover__V1__Job *job);
 
+/* --- snapshots and clones (cli-storage.c) ------------------------------ */
+
+/* Longest snapshot description the scheduler takes. */
+#define CLI_SNAPSHOT_DESCRIPTION_MAX 1024
+
+/* The CloneVmRequest mode for --linked / --full: "linked", "full", or ""
+ * (neither: the scheduler's default, linked for a template and full
+ * otherwise). Both is CLI_ERROR_USAGE. *MODE is static. */
+gboolean cli_clone_mode (gboolean linked, gboolean full, const char **mode,
+                         GError **error);
+
+/* TEXT (NULL: none) is a description the scheduler takes: at most
+ * CLI_SNAPSHOT_DESCRIPTION_MAX bytes of UTF-8; else CLI_ERROR_USAGE. */
+gboolean cli_snapshot_check_description (const char *text, GError **error);
+
+/* "2026-12-04 10:00:00" (local time) of unix MS; "-" for 0. Caller
+ * frees. */
+char *cli_format_time (gint64 ms);
+
+/* REPLY's snapshots as a table (cli_table_render): NAME indented two
+ * spaces per level under its parent (the reply lists parents first), the
+ * current one marked "* ", then CREATED, SIZE, MEMORY (yes/no, and
+ * whether quiesced), STATE (the VM's when taken) and DESCRIPTION (one
+ * line, cut at 40 characters). Caller frees. */
+char *cli_snapshot_tree (const Drover__V1__ListSnapshotsReply *reply);
+
+/* One line (no newline) for a storage job (snapshot-*, clone) in flight:
+ * the bar (BAR_WIDTH cells, 0 = none), the percentage (never 100 before
+ * the job is over) and the job's message (the scheduler words the phase
+ * and bytes), or its error once failed. Caller frees. */
+char *cli_storage_progress_line (const Drover__V1__Job *job, guint bar_width);
+
 G_END_DECLS

@@ -1,7 +1,7 @@
 /* droverctl: the operator's command line. Talks only to the scheduler's
  * SchedulerService. main() parses the global options and hands the rest
  * to one function per verb (cli-hosts.c, cli-vm.c, cli-job.c,
- * cli-migrate.c). */
+ * cli-migrate.c, cli-snapshot.c). */
 #include "droverctl.h"
 
 #include <stdarg.h>
@@ -48,9 +48,31 @@ static const char usage_text[]
       "to be forced)\n"
       "  vm delete NAME [--force]            delete it and its disk\n"
       "  vm console NAME [-f] [--tail BYTES] print the serial console log\n"
+      "  vm clone SRC NEW [--linked|--full] [--from-snapshot S] [--host H] "
+      "[--start]\n"
+      "          [--detach] [--json]\n"
+      "                                      a new VM from SRC's disk (a "
+      "template's\n"
+      "                                      clones are linked by default)\n"
+      "  vm template NAME [--json]           a stopped VM becomes a template "
+      "(never\n"
+      "                                      started, cloned)\n"
+      "  snapshot create VM NAME [--memory] [--quiesce] [--description "
+      "TEXT]\n"
+      "          [--detach] [--json]         take a snapshot (disk-only by "
+      "default)\n"
+      "  snapshot list VM [--json]           the VM's snapshot tree ('*': "
+      "current)\n"
+      "  snapshot show VM NAME [--json]      one snapshot\n"
+      "  snapshot revert VM NAME [--paused] [--detach] [--json]\n"
+      "                                      go back to a snapshot\n"
+      "  snapshot delete VM NAME [--detach] [--json]\n"
+      "                                      delete one, merging its data "
+      "live\n"
       "  jobs [--json]                       list jobs (create, delete, "
       "start, stop,\n"
-      "                                      destroy, migrate)\n"
+      "                                      destroy, migrate, snapshot-*, "
+      "clone)\n"
       "  job watch ID [--json]               follow a job until it ends\n"
       "  job cancel ID [--json]              cancel a queued or running "
       "migration\n"
@@ -110,7 +132,7 @@ ctl_usage_error (const char *usage, const char *format, ...)
   else
     fprintf (stderr,
              "Usage: droverctl [--scheduler ADDR] [--tls-dir DIR | --insecure] "
-             "[--timeout S] hosts|vm|jobs|job|migrate ...\n");
+             "[--timeout S] hosts|vm|snapshot|jobs|job|migrate ...\n");
   fprintf (stderr, "Run 'droverctl --help' for usage.\n");
   return CTL_EXIT_USAGE;
 }
@@ -371,6 +393,8 @@ main (int argc, char **argv)
     rc = ctl_cmd_job (&ctl, argc, argv);
   else if (g_str_equal (verb, "migrate"))
     rc = ctl_cmd_migrate (&ctl, argc, argv);
+  else if (g_str_equal (verb, "snapshot"))
+    rc = ctl_cmd_snapshot (&ctl, argc, argv);
   else if (g_str_equal (verb, "events"))
     rc = ctl_cmd_events (&ctl, argc, argv);
   else if (g_str_equal (verb, "dashboard-token"))

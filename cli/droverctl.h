@@ -79,6 +79,7 @@ int ctl_cmd_vm (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_jobs (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_job (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_migrate (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_snapshot (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_events (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv);
 
@@ -89,3 +90,12 @@ int ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv);
  * KIND: "migration", "job") goes on and how to follow or cancel it.
  * Returns the exit code: 0 done, 1 failed or the stream broke. */
 int ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json);
+
+/* Calls METHOD (one that returns a Job: CreateSnapshot, RevertSnapshot,
+ * DeleteSnapshot, CloneVm) with REQUEST; prints "job ID: WHAT" and
+ * follows it with ctl_watch_job (a progress line), or with DETACH prints
+ * the job and how to follow it and returns 0 at once. JSON: only the
+ * final job (with DETACH: the job as started) as JSON. */
+int ctl_start_storage_job (Ctl *ctl, guint method,
+                           const ProtobufCMessage *request, const char *what,
+                           gboolean detach, gboolean json);

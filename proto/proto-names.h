@@ -19,6 +19,11 @@ G_BEGIN_DECLS
 #define PROTO_JOB_KIND_START "start"
 #define PROTO_JOB_KIND_STOP "stop"
 #define PROTO_JOB_KIND_DESTROY "destroy"
+/* Snapshots and clones (issue 12). */
+#define PROTO_JOB_KIND_SNAPSHOT_CREATE "snapshot-create"
+#define PROTO_JOB_KIND_SNAPSHOT_REVERT "snapshot-revert"
+#define PROTO_JOB_KIND_SNAPSHOT_DELETE "snapshot-delete"
+#define PROTO_JOB_KIND_CLONE "clone"
 
 /* Job.state. A job only moves forward: queued -> running -> done | failed. */
 #define PROTO_JOB_QUEUED "queued"
@@ -53,6 +58,22 @@ G_BEGIN_DECLS
 #define PROTO_MIG_COMPLETED "completed"
 #define PROTO_MIG_ABORTED "aborted"
 #define PROTO_MIG_FAILED "failed"
+
+/* StorageProgress.phase: preparing, then the operation's own phases
+ * (writing memory, merging, copying, ...), then one final phase. */
+#define PROTO_STOR_PHASE_PREPARING "preparing"
+#define PROTO_STOR_PHASE_FREEZING "freezing"       /* guest agent quiesce */
+#define PROTO_STOR_PHASE_OVERLAY "overlay"         /* disk-only: new overlay */
+#define PROTO_STOR_PHASE_MEMORY "memory"           /* writing RAM and devices */
+#define PROTO_STOR_PHASE_RESTORING "restoring"     /* revert: memory state back */
+#define PROTO_STOR_PHASE_MERGING "merging"         /* delete: block commit/pull */
+#define PROTO_STOR_PHASE_COPYING "copying"         /* full clone */
+#define PROTO_STOR_PHASE_COMPLETED "completed"
+#define PROTO_STOR_PHASE_FAILED "failed"
+
+/* CloneVmRequest.mode */
+#define PROTO_CLONE_LINKED "linked"
+#define PROTO_CLONE_FULL "full"
 
 /* MigrationParams.compress, and MigrationProgress.compress_mode (what
  * "auto" chose: lz4 or off). */

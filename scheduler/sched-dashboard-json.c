@@ -247,6 +247,10 @@ add_vms (JsonBuilder *b, GPtrArray *vms)
       member_int (b, "memory_rss",
                   vm->status ? (gint64)vm->status->memory_rss : 0);
       member_int (b, "updated_ms", vm->updated_ms);
+      json_builder_set_member_name (b, "template");
+      json_builder_add_boolean_value (b, vm->template != 0);
+      member_int (b, "snapshots", vm->snapshots);
+      member_string (b, "current_snapshot", vm->current_snapshot);
       json_builder_end_object (b);
     }
   json_builder_end_array (b);

@@ -77,6 +77,7 @@ sched_job_msg (const SchedJob *job, Drover__V1__Job *msg)
   msg->dest_host = job->dest_host ? job->dest_host : (char *)"";
   msg->migration = job->migration;
   msg->prediction = job->prediction;
+  msg->storage = job->storage;
 }
 
 guint

@@ -16,6 +16,7 @@ struct _SchedMetrics
 {
   ProtoMetrics *registry;
   ProtoMetric *reports, *hosts, *vms, *jobs, *migrations, *duration, *ratio;
+  ProtoMetric *snap_ops, *snap_duration;
   ProtoHttp *http;   /* main context; NULL until sched_metrics_listen */
   SchedStore *store; /* borrowed, for the scrape's gauges */
 };
@@ -24,6 +25,11 @@ struct _SchedMetrics
  * large busy one over a slow link). */
 static const double duration_buckets[]
     = { 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800 };
+
+/* Snapshot operations take from a fraction of a second (a disk-only
+ * snapshot, a linked clone) to many minutes (a merge, a full copy). */
+static const double snap_duration_buckets[]
+    = { 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800 };
 
 /* Measured over predicted duration: 1 is a perfect prediction. */
 static const double ratio_buckets[]
@@ -38,8 +44,14 @@ static const char *const vm_states[]
         PROTO_VM_SHUTDOWN,    PROTO_VM_SHUTOFF, PROTO_VM_CRASHED,
         PROTO_VM_PMSUSPENDED, PROTO_VM_NOSTATE, PROTO_VM_UNKNOWN,
         PROTO_VM_CREATING,    PROTO_VM_MISSING };
-static const char *const job_kinds[]
-    = { PROTO_JOB_KIND_CREATE, PROTO_JOB_KIND_DELETE, PROTO_JOB_KIND_MIGRATE };
+static const char *const job_kinds[] = {
+  PROTO_JOB_KIND_CREATE,          PROTO_JOB_KIND_DELETE,
+  PROTO_JOB_KIND_MIGRATE,         PROTO_JOB_KIND_SNAPSHOT_CREATE,
+  PROTO_JOB_KIND_SNAPSHOT_REVERT, PROTO_JOB_KIND_SNAPSHOT_DELETE,
+  PROTO_JOB_KIND_CLONE,
+};
+static const char *const snap_ops[]
+    = { "create", "revert", "delete", "clone", "template" };
 static const char *const mig_results[]
     = { PROTO_MIG_COMPLETED, PROTO_MIG_ABORTED, PROTO_MIG_FAILED };
 static const char *const job_states[]
@@ -51,6 +63,8 @@ sched_metrics_new (void)
   static const char *const state[] = { "state", NULL };
   static const char *const kind_state[] = { "kind", "state", NULL };
   static const char *const result[] = { "result", NULL };
+  static const char *const op_result[] = { "op", "result", NULL };
+  static const char *const op[] = { "op", NULL };
   SchedMetrics *m = g_new0 (SchedMetrics, 1);
 
   m->registry = proto_metrics_new ();
@@ -84,7 +98,26 @@ sched_metrics_new (void)
       "cost model was right)",
       PROTO_METRIC_HISTOGRAM, NULL, ratio_buckets,
       G_N_ELEMENTS (ratio_buckets));
+  m->snap_ops = proto_metrics_declare (
+      m->registry, "drover_snapshot_operations_total",
+      "Snapshot, clone and template operations that ended, by op (create, "
+      "revert, delete, clone, template) and result (done, failed)",
+      PROTO_METRIC_COUNTER, op_result, NULL, 0);
+  m->snap_duration = proto_metrics_declare (
+      m->registry, "drover_snapshot_operation_duration_seconds",
+      "Duration of snapshot, clone and template operations that succeeded, "
+      "by op, from the scheduler's call to the agent's final answer",
+      PROTO_METRIC_HISTOGRAM, op, snap_duration_buckets,
+      G_N_ELEMENTS (snap_duration_buckets));
   /* Counters start at 0 rather than appearing with the first event. */
+  for (gsize i = 0; i < G_N_ELEMENTS (snap_ops); i++)
+    {
+      proto_metric_add (
+          m->snap_ops, (const char *const[]){ snap_ops[i], PROTO_JOB_DONE }, 0);
+      proto_metric_add (m->snap_ops,
+                        (const char *const[]){ snap_ops[i], PROTO_JOB_FAILED },
+                        0);
+    }
   proto_metric_add (m->reports, NULL, 0);
   for (gsize i = 0; i < G_N_ELEMENTS (mig_results); i++)
     proto_metric_add (m->migrations, (const char *const[]){ mig_results[i] },
@@ -110,6 +143,21 @@ void
 sched_metrics_report (SchedMetrics *m)
 {
   proto_metric_add (m->reports, NULL, 1);
+}
+
+/* --- snapshots ----------------------------------------------------------- */
+
+void
+sched_metrics_snapshot_op (SchedMetrics *m, const char *op, gboolean ok,
+                           double seconds)
+{
+  proto_metric_add (
+      m->snap_ops,
+      (const char *const[]){ op, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED }, 1);
+  /* Like migrations: a failure's time says when it failed. */
+  if (ok)
+    proto_metric_observe (m->snap_duration, (const char *const[]){ op },
+                          seconds);
 }
 
 /* --- migrations ---------------------------------------------------------- */

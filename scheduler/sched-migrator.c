@@ -579,6 +579,8 @@ sched_mig_check_vm (SchedMigrator *migrator, const SchedVm *vm, GError **error)
                    vm->name, busy->job->dest_host, busy->job->id);
       return FALSE;
     }
+  if (!sched_snapshots_check_migrate (migrator->svc, vm, error))
+    return FALSE;
   if (strcmp (vm->state, PROTO_VM_RUNNING) != 0)
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,

@@ -212,6 +212,7 @@ void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
 typedef struct _SchedJobs SchedJobs;
 typedef struct _SchedAgents SchedAgents;
 typedef struct _SchedMetrics SchedMetrics;
+typedef struct _SchedSnapshots SchedSnapshots;
 
 /* The service and the objects it owns. Everything here runs in CTX (the
  * thread-default main context at sched_service_new): handlers, agent call
@@ -229,6 +230,7 @@ struct _SchedService
   SchedJobs *jobs;             /* main context; job board and watchers */
   SchedAgents *agents;         /* main context; agent clients */
   SchedMigrator *migrator;     /* main context; migrations */
+  SchedSnapshots *snapshots;   /* main context; snapshots, clones, templates */
   SchedEvents *events;         /* main context; the event stream */
   struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */
   struct _SchedDashboard *dashboard; /* main context; the web dashboard */
@@ -391,6 +393,65 @@ SchedPending *sched_agents_forward (SchedAgents *agents, SchedService *svc,
                                     const ProtobufCMessage *request,
                                     gint64 timeout_ms, ProtoReplyFunc done);
 
+/* --- snapshots, clones and templates (sched-snapshots.c) --------------- */
+
+/* The storage jobs of SVC (borrowed; it owns the result). */
+SchedSnapshots *sched_snapshots_new (SchedService *svc);
+/* New operations are refused from now on; running ones end when their
+ * agent calls are cancelled. */
+void sched_snapshots_stop (SchedSnapshots *s);
+void sched_snapshots_free (SchedSnapshots *s);
+
+/* The internal entry point for a snapshot (CreateSnapshot without a gRPC
+ * call; later DR schedules): snapshot NAME of VM, with RAM and device
+ * state if MEMORY, filesystems frozen if QUIESCE, DESCRIPTION (NULL: none;
+ * at most 1 KiB). Checks the names (PROTO_ERROR INVALID_ARGUMENT), that
+ * the VM exists (SCHED_ERROR_NOT_FOUND), is no template, is neither
+ * migrating nor busy with another storage job (_PRECONDITION), that its
+ * host is up (_UNAVAILABLE) and the name is new (_EXISTS). Then starts
+ * the job; *JOB is a copy of it as stored (caller frees). The job goes on
+ * from the agent's stream in the main context. */
+gboolean sched_snapshots_submit (SchedService *svc, const char *vm,
+                                 const char *name, gboolean memory,
+                                 gboolean quiesce, const char *description,
+                                 SchedJob **job, GError **error);
+/* The same for CloneVm: REQ as the operator sent it. */
+gboolean sched_snapshots_clone (SchedService *svc,
+                                const Drover__V1__CloneVmRequest *req,
+                                SchedJob **job, GError **error);
+/* The storage job running on VM (a clone: on its source), borrowed; NULL
+ * if none. */
+const SchedJob *sched_snapshots_busy (SchedSnapshots *s, const char *vm);
+
+/* The refusals other commands ask for: StartVm of a template; DeleteVm of
+ * a VM that linked clones use as their base, or that a storage job is
+ * working on; MigrateVm of a template, a linked clone, a base of linked
+ * clones, or a VM with a storage job running. FALSE with
+ * SCHED_ERROR_PRECONDITION saying why. */
+gboolean sched_snapshots_check_start (SchedService *svc, const char *name,
+                                      GError **error);
+gboolean sched_snapshots_check_delete (SchedService *svc, const char *name,
+                                       GError **error);
+gboolean sched_snapshots_check_migrate (SchedService *svc, const SchedVm *vm,
+                                        GError **error);
+
+/* After a report from HOST was taken: VMs whose snapshot count or current
+ * snapshot differs from the store's copy get their tree from the agent
+ * (ListSnapshots, in the background); the agent's template flag is
+ * taken. */
+void sched_snapshots_after_report (SchedService *svc, const char *host,
+                                   Drover__V1__VmStatus *const *vms,
+                                   gsize n_vms);
+
+/* ROWS (SchedSnapshot of one VM, in creation order) as a tree listing:
+ * each parent before its children, children in creation order. The array
+ * borrows the rows; caller frees it. */
+GPtrArray *sched_snapshots_tree_order (GPtrArray *rows);
+/* The job message for progress P of a job of KIND on NAME (the snapshot,
+ * or the new VM of a clone). Caller frees. */
+char *sched_snapshots_describe (const char *kind, const char *name,
+                                const Drover__V1__StorageProgress *p);
+
 /* --- Prometheus metrics (sched-metrics.c) ------------------------------ */
 
 /* The scheduler's series (see docs/metrics.md). */
@@ -406,6 +467,10 @@ const char *sched_metrics_migration_result (const SchedJob *job, gboolean ok);
  * completed one its duration and measured over predicted duration. */
 void sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job,
                                   gboolean ok);
+/* A snapshot operation OP (create, revert, delete, clone, template)
+ * ended, OK or not, after SECONDS. */
+void sched_metrics_snapshot_op (SchedMetrics *m, const char *op, gboolean ok,
+                                double seconds);
 /* The gauges of hosts, VMs and jobs by state become the counts in HOSTS
  * (SchedHost), VMS (SchedVm) and JOBS (SchedJob); a NULL array leaves
  * its gauge as it was. */
@@ -436,5 +501,17 @@ SchedHandler sched_vm_handle_read_console;
 SchedHandler sched_vm_handle_delete;
 SchedHandler sched_vm_handle_migrate;
 SchedHandler sched_vm_handle_cancel_job;
+
+/* Fills the (initialised) Vm message MSG with VM's memory, borrowed. */
+void sched_vm_msg (const SchedVm *vm, Drover__V1__Vm *msg);
+
+/* CreateSnapshot, ListSnapshots, RevertSnapshot, DeleteSnapshot, CloneVm
+ * and MakeTemplate (sched-snapshots.c); USER_DATA is the SchedService. */
+SchedHandler sched_snap_handle_create;
+SchedHandler sched_snap_handle_list;
+SchedHandler sched_snap_handle_revert;
+SchedHandler sched_snap_handle_delete;
+SchedHandler sched_snap_handle_clone;
+SchedHandler sched_snap_handle_template;
 
 G_END_DECLS

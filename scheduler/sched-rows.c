@@ -1,6 +1,6 @@
-/* The store's rows: SchedHost, SchedVm and SchedJob. Each row type is
- * described once by its fields (sched_row_types); freeing and copying go
- * through that description, and so do the store backends' reading and
+/* The store's rows: SchedHost, SchedVm, SchedJob and SchedSnapshot. Each row
+ * type is described once by its fields (sched_row_types); freeing and copying
+ * go through that description, and so do the store backends' reading and
  * writing. Rows own their strings and messages. The constructors, setters
  * and the check that a host is up are typed. */
 #include "sched-store.h"
@@ -31,6 +31,10 @@ static const SchedField vm_fields[] = {
   FIELD (SchedVm, state, TEXT),
   MSG_FIELD (SchedVm, status, MSG_OPT, drover__v1__vm_status__descriptor),
   FIELD (SchedVm, updated_ms, INT64),
+  FIELD (SchedVm, template, INT64),
+  FIELD (SchedVm, base, TEXT),
+  FIELD (SchedVm, current_snapshot, TEXT),
+  FIELD (SchedVm, snapshots, INT64),
 };
 
 static const SchedField job_fields[] = {
@@ -49,6 +53,16 @@ static const SchedField job_fields[] = {
              drover__v1__migration_progress__descriptor),
   MSG_FIELD (SchedJob, prediction, MSG_OPT,
              drover__v1__migration_prediction__descriptor),
+  MSG_FIELD (SchedJob, storage, MSG_OPT,
+             drover__v1__storage_progress__descriptor),
+};
+
+static const SchedField snapshot_fields[] = {
+  FIELD (SchedSnapshot, id, TEXT),
+  FIELD (SchedSnapshot, vm, TEXT),
+  FIELD (SchedSnapshot, name, TEXT),
+  FIELD (SchedSnapshot, created_ms, INT64),
+  MSG_FIELD (SchedSnapshot, info, MSG, drover__v1__snapshot__descriptor),
 };
 
 const SchedRowType sched_row_types[SCHED_N_TABLES] = {
@@ -58,11 +72,14 @@ const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   = { "VM", "vms", sizeof (SchedVm), vm_fields, G_N_ELEMENTS (vm_fields) },
   [SCHED_TABLE_JOBS]
   = { "job", "jobs", sizeof (SchedJob), job_fields, G_N_ELEMENTS (job_fields) },
+  [SCHED_TABLE_SNAPSHOTS] = { "snapshot", "snapshots", sizeof (SchedSnapshot),
+                              snapshot_fields, G_N_ELEMENTS (snapshot_fields) },
 };
 
 #define HOST_TYPE (&sched_row_types[SCHED_TABLE_HOSTS])
 #define VM_TYPE (&sched_row_types[SCHED_TABLE_VMS])
 #define JOB_TYPE (&sched_row_types[SCHED_TABLE_JOBS])
+#define SNAPSHOT_TYPE (&sched_row_types[SCHED_TABLE_SNAPSHOTS])
 
 static char *
 dup_str (const char *s)
@@ -171,6 +188,10 @@ sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
   vm->state = dup_str (state);
   vm->status = status ? proto_msg_copy (&status->base) : NULL;
   vm->updated_ms = updated_ms;
+  vm->base = g_strdup ("");
+  vm->current_snapshot = dup_str (status ? status->current_snapshot : NULL);
+  vm->template = status && status->template_;
+  vm->snapshots = status ? status->snapshots : 0;
   return vm;
 }
 
@@ -224,4 +245,31 @@ void
 sched_job_free (SchedJob *job)
 {
   sched_row_free (JOB_TYPE, job);
+}
+
+/* --- snapshots --------------------------------------------------------- */
+
+char *
+sched_snapshot_key (const char *vm, const char *name)
+{
+  return g_strconcat (vm, "/", name, NULL);
+}
+
+SchedSnapshot *
+sched_snapshot_new (const char *vm, const Drover__V1__Snapshot *info)
+{
+  SchedSnapshot *snap = g_new0 (SchedSnapshot, 1);
+
+  snap->id = sched_snapshot_key (vm, info->name);
+  snap->vm = dup_str (vm);
+  snap->name = dup_str (info->name);
+  snap->created_ms = info->created_ms;
+  snap->info = proto_msg_copy (&info->base);
+  return snap;
+}
+
+void
+sched_snapshot_free (SchedSnapshot *snap)
+{
+  sched_row_free (SNAPSHOT_TYPE, snap);
 }

@@ -114,6 +114,8 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
       return;
     }
   sched_metrics_report (svc->metrics);
+  if (!reregister)
+    sched_snapshots_after_report (svc, req->host->name, req->vms, req->n_vms);
   reply.reregister = reregister;
   proto_server_call_reply (call, &reply.base);
 }
@@ -230,6 +232,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
   svc->migrator = sched_migrator_new (svc, config->link_bandwidth,
                                       config->max_migrations_out,
                                       config->max_migrations_in);
+  svc->snapshots = sched_snapshots_new (svc);
   if (!recover (svc, error))
     return NULL;
   /* The table was bounded when the last process stopped: the first prune
@@ -266,6 +269,12 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
       svc->events },
     { DROVER_SCHED_METHOD_CREATE_DASHBOARD_TOKEN, sched_logins_handle_token,
       svc },
+    { DROVER_SCHED_METHOD_CREATE_SNAPSHOT, sched_snap_handle_create, svc },
+    { DROVER_SCHED_METHOD_LIST_SNAPSHOTS, sched_snap_handle_list, svc },
+    { DROVER_SCHED_METHOD_REVERT_SNAPSHOT, sched_snap_handle_revert, svc },
+    { DROVER_SCHED_METHOD_DELETE_SNAPSHOT, sched_snap_handle_delete, svc },
+    { DROVER_SCHED_METHOD_CLONE_VM, sched_snap_handle_clone, svc },
+    { DROVER_SCHED_METHOD_MAKE_TEMPLATE, sched_snap_handle_template, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
@@ -347,6 +356,8 @@ sched_service_stop (SchedService *svc)
     sched_metrics_stop (svc->metrics);
   if (svc->migrator != NULL)
     sched_migrator_stop (svc->migrator);
+  if (svc->snapshots != NULL)
+    sched_snapshots_stop (svc->snapshots);
   if (svc->liveness != NULL)
     {
       g_source_destroy (svc->liveness);
@@ -376,6 +387,7 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->server, proto_server_free);
   g_clear_pointer (&svc->agents, sched_agents_free);
   g_clear_pointer (&svc->migrator, sched_migrator_free);
+  g_clear_pointer (&svc->snapshots, sched_snapshots_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);
   g_clear_pointer (&svc->dashboard, sched_dashboard_free);
   g_clear_pointer (&svc->events, sched_events_free);

@@ -11,8 +11,10 @@
  * job's progress and prediction) are stored packed.
  *
  * Schema history: 1 = hosts, vms, jobs; 2 = jobs gain source_host,
- * dest_host, migration, prediction (live migration). Opening an older
- * database upgrades it in one transaction.
+ * dest_host, migration, prediction (live migration); 3 = snapshots and
+ * clones: a snapshots table, VMs gain template, base, current_snapshot
+ * and snapshots, jobs gain storage. Opening an older database upgrades it
+ * in one transaction.
  */
 #include "sched-store.h"
 
@@ -22,7 +24,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 2
+#define SCHED_DB_SCHEMA_VERSION 3
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -40,6 +42,8 @@ enum
 enum
 {
   STMT_LIST_VMS_ON_HOST = SCHED_N_TABLES * N_OPS,
+  STMT_LIST_SNAPSHOTS_OF_VM,
+  STMT_DELETE_SNAPSHOTS_OF_VM,
   STMT_LIST_JOBS_AFTER,
   STMT_PRUNE_JOBS,
   N_STMTS
@@ -50,6 +54,7 @@ static const char *const list_order[SCHED_N_TABLES] = {
   [SCHED_TABLE_HOSTS] = "name",
   [SCHED_TABLE_VMS] = "name",
   [SCHED_TABLE_JOBS] = "created_ms, id",
+  [SCHED_TABLE_SNAPSHOTS] = "vm, created_ms, name",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -86,6 +91,21 @@ static const char schema_v2[]
       "ALTER TABLE jobs ADD COLUMN migration BLOB;"
       "ALTER TABLE jobs ADD COLUMN prediction BLOB;";
 
+/* Version 2 -> 3: snapshots, templates and linked clones (issue 12). */
+static const char schema_v3[]
+    = "ALTER TABLE vms ADD COLUMN template INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE vms ADD COLUMN base TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE vms ADD COLUMN current_snapshot TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE vms ADD COLUMN snapshots INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE jobs ADD COLUMN storage BLOB;"
+      "CREATE TABLE snapshots ("
+      "  id TEXT PRIMARY KEY NOT NULL,"
+      "  vm TEXT NOT NULL,"
+      "  name TEXT NOT NULL,"
+      "  created_ms INTEGER NOT NULL,"
+      "  info BLOB NOT NULL);"
+      "CREATE INDEX snapshots_by_vm ON snapshots (vm);";
+
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
 append_select (GString *out, const SchedRowType *type)
@@ -116,6 +136,13 @@ stmt_sql (int i)
     case STMT_LIST_VMS_ON_HOST:
       append_select (sql, &sched_row_types[SCHED_TABLE_VMS]);
       g_string_append (sql, " WHERE host = ?1 ORDER BY name");
+      return g_string_free (sql, FALSE);
+    case STMT_LIST_SNAPSHOTS_OF_VM:
+      append_select (sql, &sched_row_types[SCHED_TABLE_SNAPSHOTS]);
+      g_string_append (sql, " WHERE vm = ?1 ORDER BY created_ms, name");
+      return g_string_free (sql, FALSE);
+    case STMT_DELETE_SNAPSHOTS_OF_VM:
+      g_string_append (sql, "DELETE FROM snapshots WHERE vm = ?1");
       return g_string_free (sql, FALSE);
     case STMT_LIST_JOBS_AFTER:
       append_select (sql, &sched_row_types[SCHED_TABLE_JOBS]);
@@ -253,6 +280,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
         return FALSE;
       if ((version < 1 && !sqlite_exec (self, schema_v1, error))
           || (version < 2 && !sqlite_exec (self, schema_v2, error))
+          || (version < 3 && !sqlite_exec (self, schema_v3, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -439,6 +467,7 @@ static const GDestroyNotify row_free[SCHED_N_TABLES] = {
   [SCHED_TABLE_HOSTS] = (GDestroyNotify)sched_host_free,
   [SCHED_TABLE_VMS] = (GDestroyNotify)sched_vm_free,
   [SCHED_TABLE_JOBS] = (GDestroyNotify)sched_job_free,
+  [SCHED_TABLE_SNAPSHOTS] = (GDestroyNotify)sched_snapshot_free,
 };
 
 /* Binds ROW, a row of TYPE, to STMT's parameters ?1.. in field order. */
@@ -593,8 +622,11 @@ sqlite_list (SchedStore *store, SchedTable table, const char *host,
 
   if (host != NULL)
     {
-      g_return_val_if_fail (table == SCHED_TABLE_VMS, NULL);
-      stmt = stmt_get (self, STMT_LIST_VMS_ON_HOST);
+      g_return_val_if_fail (
+          table == SCHED_TABLE_VMS || table == SCHED_TABLE_SNAPSHOTS, NULL);
+      stmt = stmt_get (self, table == SCHED_TABLE_VMS
+                                 ? STMT_LIST_VMS_ON_HOST
+                                 : STMT_LIST_SNAPSHOTS_OF_VM);
       bind_text (stmt, 1, host);
     }
   else
@@ -613,6 +645,16 @@ sqlite_remove (SchedStore *store, SchedTable table, const char *key,
 
   bind_text (stmt, 1, key);
   return stmt_run (self, stmt, what, error);
+}
+
+static gboolean
+sqlite_remove_snapshots (SchedStore *store, const char *vm, GError **error)
+{
+  SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_DELETE_SNAPSHOTS_OF_VM);
+
+  bind_text (stmt, 1, vm);
+  return stmt_run (self, stmt, "cannot delete snapshots", error);
 }
 
 static GPtrArray *
@@ -714,6 +756,7 @@ static const SchedStoreOps sqlite_ops = {
   .get = sqlite_get,
   .list = sqlite_list,
   .remove = sqlite_remove,
+  .remove_snapshots = sqlite_remove_snapshots,
   .list_jobs_after = sqlite_list_jobs_after,
   .prune_jobs = sqlite_prune_jobs,
   .begin = sqlite_begin,

@@ -30,6 +30,59 @@ sched_store_list_jobs (SchedStore *store, GError **error)
 }
 
 GPtrArray *
+sched_store_list_snapshots (SchedStore *store, const char *vm, GError **error)
+{
+  return store->ops->list (store, SCHED_TABLE_SNAPSHOTS, vm, error);
+}
+
+gboolean
+sched_store_delete_snapshots (SchedStore *store, const char *vm, GError **error)
+{
+  return store->ops->remove_snapshots (store, vm, error);
+}
+
+gboolean
+sched_store_replace_snapshots (SchedStore *store, const char *vm,
+                               Drover__V1__Snapshot *const *snaps, gsize n,
+                               const char *current, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) row = NULL;
+
+  if (!sched_store_begin (store, SCHED_STORE_SYNC_FULL, error))
+    return FALSE;
+  if (!store->ops->remove_snapshots (store, vm, error))
+    goto fail;
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr (SchedSnapshot) snap = sched_snapshot_new (vm, snaps[i]);
+
+      if (!sched_store_put_snapshot (store, snap, error))
+        goto fail;
+    }
+  row = sched_store_get_vm (store, vm, &local);
+  if (row == NULL
+      && !g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      goto fail;
+    }
+  if (row != NULL)
+    {
+      g_free (row->current_snapshot);
+      row->current_snapshot = g_strdup (current ? current : "");
+      row->snapshots = (gint64)n;
+      if (!sched_store_put_vm (store, row, error))
+        goto fail;
+    }
+  if (sched_store_commit (store, error))
+    return TRUE;
+fail:
+  sched_store_rollback (store);
+  return FALSE;
+}
+
+GPtrArray *
 sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
                              const char *after_id, guint limit, GError **error)
 {

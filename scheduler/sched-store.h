@@ -47,6 +47,12 @@ typedef struct
   char *state;
   Drover__V1__VmStatus *status; /* last report; NULL before the first */
   gint64 updated_ms;
+  /* Snapshots and clones (issue 12). */
+  gint64 template;        /* 1: a template (a protected base, never started) */
+  char *base;             /* a linked clone: the VM its disk is an overlay
+                           * on ("" = none) */
+  char *current_snapshot; /* the snapshot it runs on ("" = none) */
+  gint64 snapshots;       /* how many it has (rows in the snapshots table) */
 } SchedVm;
 
 typedef struct
@@ -65,14 +71,28 @@ typedef struct
   char *dest_host;
   Drover__V1__MigrationProgress *migration;    /* last progress; may be NULL */
   Drover__V1__MigrationPrediction *prediction; /* cost model; may be NULL */
+  /* kind PROTO_JOB_KIND_SNAPSHOT_* and _CLONE: the agent's last progress;
+   * may be NULL */
+  Drover__V1__StorageProgress *storage;
 } SchedJob;
 
-/* The three row types, one per table of the store. */
+/* One snapshot of a VM, as its agent last told it (issue 12). */
+typedef struct
+{
+  char *id; /* "<vm>/<name>": the key */
+  char *vm;
+  char *name;
+  gint64 created_ms;
+  Drover__V1__Snapshot *info; /* never NULL */
+} SchedSnapshot;
+
+/* The row types, one per table of the store. */
 typedef enum
 {
-  SCHED_TABLE_HOSTS, /* SchedHost rows, keyed by name */
-  SCHED_TABLE_VMS,   /* SchedVm rows, keyed by name */
-  SCHED_TABLE_JOBS,  /* SchedJob rows, keyed by id */
+  SCHED_TABLE_HOSTS,     /* SchedHost rows, keyed by name */
+  SCHED_TABLE_VMS,       /* SchedVm rows, keyed by name */
+  SCHED_TABLE_JOBS,      /* SchedJob rows, keyed by id */
+  SCHED_TABLE_SNAPSHOTS, /* SchedSnapshot rows, keyed by "<vm>/<name>" */
   SCHED_N_TABLES
 } SchedTable;
 
@@ -98,8 +118,8 @@ typedef struct
 
 typedef struct
 {
-  const char *noun;  /* "host", "VM", "job" */
-  const char *table; /* the store's table: "hosts", "vms", "jobs" */
+  const char *noun;  /* "host", "VM", "job", "snapshot" */
+  const char *table; /* the store's table: "hosts", "vms", "jobs", ... */
   gsize size;
   const SchedField *fields; /* the key first */
   guint n_fields;
@@ -140,11 +160,20 @@ void sched_job_free (SchedJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedJob, sched_job_free)
 SchedJob *sched_job_copy (const SchedJob *job);
 
+/* A row for snapshot INFO (copied) of VM. */
+SchedSnapshot *sched_snapshot_new (const char *vm,
+                                   const Drover__V1__Snapshot *info);
+void sched_snapshot_free (SchedSnapshot *snap);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedSnapshot, sched_snapshot_free)
+/* The key of snapshot NAME of VM. Caller frees. */
+char *sched_snapshot_key (const char *vm, const char *name);
+
 /* --- store ------------------------------------------------------------- */
 
 /* A backend is an ops table plus an open function, in a file of its own
- * (sched-store-sqlite.c). It stores three tables of rows, each keyed by a
- * string (hosts and VMs by name, jobs by id), through four generic
+ * (sched-store-sqlite.c). It stores four tables of rows, each keyed by a
+ * string (hosts and VMs by name, jobs by id, snapshots by "vm/name"),
+ * through four generic
  * operations; callers use the typed sched_store_* calls below, which
  * dispatch through the table. Lookups of something absent fail with
  * SCHED_ERROR_NOT_FOUND; deleting something absent is not an error.
@@ -163,11 +192,15 @@ typedef struct
   gpointer (*get) (SchedStore *store, SchedTable table, const char *key,
                    GError **error);
   /* Every row of TABLE, in a GPtrArray that frees them. HOST non-NULL
-   * (SCHED_TABLE_VMS only) lists only the VMs on that host. */
+   * lists only the VMs on that host (SCHED_TABLE_VMS) or the snapshots of
+   * that VM (SCHED_TABLE_SNAPSHOTS, in creation order). */
   GPtrArray *(*list) (SchedStore *store, SchedTable table, const char *host,
                       GError **error);
   gboolean (*remove) (SchedStore *store, SchedTable table, const char *key,
                       GError **error);
+  /* Deletes every snapshot of VM. */
+  gboolean (*remove_snapshots) (SchedStore *store, const char *vm,
+                                GError **error);
   /* At most LIMIT jobs in creation order (created_ms, then id), starting
    * after the job created at AFTER_MS with id AFTER_ID (NULL: from the
    * first). */
@@ -228,6 +261,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
 SCHED_STORE_DEFINE_TABLE (SchedHost, host, SCHED_TABLE_HOSTS)
 SCHED_STORE_DEFINE_TABLE (SchedVm, vm, SCHED_TABLE_VMS)
 SCHED_STORE_DEFINE_TABLE (SchedJob, job, SCHED_TABLE_JOBS)
+SCHED_STORE_DEFINE_TABLE (SchedSnapshot, snapshot, SCHED_TABLE_SNAPSHOTS)
 
 /* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
  * every VM), every job. */
@@ -235,6 +269,20 @@ GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
 GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
                                  GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+/* The snapshots of VM (SchedSnapshot), in creation order. */
+GPtrArray *sched_store_list_snapshots (SchedStore *store, const char *vm,
+                                       GError **error);
+/* Replaces VM's snapshots with the N ones of SNAPS (borrowed), in one
+ * transaction, and sets the VM row's current_snapshot and snapshots count
+ * (CURRENT: the snapshot it runs on, "" none) if the VM has a row. Must
+ * not be called inside a transaction. */
+gboolean sched_store_replace_snapshots (SchedStore *store, const char *vm,
+                                        Drover__V1__Snapshot *const *snaps,
+                                        gsize n, const char *current,
+                                        GError **error);
+/* Deletes every snapshot of VM (its record goes). */
+gboolean sched_store_delete_snapshots (SchedStore *store, const char *vm,
+                                       GError **error);
 /* A page of jobs and the job retention: see SchedStoreOps. */
 GPtrArray *sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
                                         const char *after_id, guint limit,

@@ -45,6 +45,15 @@ vm_msg (gconstpointer row, gpointer msg_out, gpointer hosts)
     msg->state = (char *)PROTO_VM_UNKNOWN;
   msg->status = vm->status;
   msg->updated_ms = vm->updated_ms;
+  msg->template_ = vm->template != 0;
+  msg->current_snapshot = vm->current_snapshot;
+  msg->snapshots = (uint32_t)MAX (vm->snapshots, 0);
+}
+
+void
+sched_vm_msg (const SchedVm *vm, Drover__V1__Vm *msg)
+{
+  vm_msg (vm, msg, NULL);
 }
 
 static void
@@ -421,9 +430,16 @@ lifecycle (SchedService *svc, ProtoServerCall *call, const char *name,
 {
   SchedPending *p;
   g_autofree char *msg = NULL;
+  g_autoptr (GError) error = NULL;
 
   if (refuse_if_migrating (svc, call, name))
     return;
+  if (strcmp (kind, PROTO_JOB_KIND_START) == 0
+      && !sched_snapshots_check_start (svc, name, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
   p = sched_agents_forward (svc->agents, svc, call, name, agent_method, request,
                             timeout_ms, lifecycle_done);
   if (p == NULL)
@@ -510,7 +526,9 @@ delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
   Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
   g_autoptr (GError) error = NULL;
 
-  if (!sched_store_delete_vm (svc->store, name, &error))
+  /* Its snapshots go with it (their files went with the VM). */
+  if (!sched_store_delete_vm (svc->store, name, &error)
+      || !sched_store_delete_snapshots (svc->store, name, &error))
     {
       sched_jobs_set (svc->jobs, job, PROTO_JOB_FAILED, job->progress, NULL,
                       error->message);
@@ -562,8 +580,8 @@ sched_vm_handle_delete (ProtoServerCall *call, const ProtobufCMessage *request,
 
   if (refuse_if_migrating (svc, call, req->name))
     return;
-  if (!sched_agents_lookup_vm (svc->agents, req->name, TRUE, &vm, &host,
-                               &error))
+  if (!sched_agents_lookup_vm (svc->agents, req->name, TRUE, &vm, &host, &error)
+      || !sched_snapshots_check_delete (svc, req->name, &error))
     {
       sched_call_fail (call, error);
       return;
@@ -658,6 +676,17 @@ sched_vm_handle_cancel_job (ProtoServerCall *call,
       proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
                               "job %s is already %s: nothing to cancel",
                               job->id, job->state);
+      return;
+    }
+  if (g_str_has_prefix (job->kind, "snapshot-")
+      || strcmp (job->kind, PROTO_JOB_KIND_CLONE) == 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "job %s (%s of VM '%s') cannot be cancelled: "
+                              "the host finishes or rolls back a snapshot or "
+                              "clone on its own; only migrations can be "
+                              "cancelled",
+                              job->id, job->kind, job->vm);
       return;
     }
   if (strcmp (job->kind, PROTO_JOB_KIND_MIGRATE) != 0)

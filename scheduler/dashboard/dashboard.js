@@ -63,7 +63,7 @@ function renderHosts(d) {
 
 function renderVms(d) {
   fillBody("#vms", d.vms.map(v => el("tr", { "data-vm": v.name },
-    td(v.name, "name"), stateCell(v.state), td(v.host, "host"), td(v.vcpus, "num"),
+    td(v.template ? v.name + " (template)" : v.name, "name"), stateCell(v.state), td(v.host, "host"), td(v.vcpus, "num"),
     td(isFinite(v.cpu_percent) ? v.cpu_percent.toFixed(1) + "%" : "-", "num"),
     td(fmtBytes(v.memory), "num"), td(v.memory_rss ? fmtBytes(v.memory_rss) : "-", "num"))));
 }
@@ -82,7 +82,7 @@ function renderJobs() {
     const route = j.source_host || j.dest_host ? (j.source_host || "?") + " → " + (j.dest_host || "?") : "-";
     return el("tr", { "data-job": j.id, "data-kind": j.kind, "data-vm": j.vm },
       td(j.id.slice(0, 8), "id"), td(j.kind), td(j.vm, "vm"), td(route),
-      stateCell(j.state), td(m.phase || "-", "phase"), td(m.iteration || "-", "num round"),
+      stateCell(j.state), td(m.phase || (j.storage && j.storage.phase) || "-", "phase"), td(m.iteration || "-", "num round"),
       td(j.migration ? fmtBytes(m.memory_remaining) : "-", "num remaining"),
       td(j.migration ? dirtyText(m) : "-", "num dirty"),
       td(j.migration ? fmtSeconds(m.eta_s) : "-", "num eta"),

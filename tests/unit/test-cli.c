@@ -536,6 +536,131 @@ test_interrupt_text (void)
   /* Truncated, never overrun. */
   cli_interrupt_text ("1234-abcd", "migration", tiny, sizeof tiny);
   g_assert_cmpuint (strlen (tiny), ==, sizeof tiny - 1);
+
+  /* A snapshot job cannot be cancelled: only how to follow it again. */
+  cli_interrupt_text ("5678-ef", "snapshot", buf, sizeof buf);
+  g_assert_nonnull (strstr (buf, "the snapshot job 5678-ef goes on"));
+  g_assert_nonnull (strstr (buf, "droverctl job watch 5678-ef\n"));
+  g_assert_null (strstr (buf, "cancel"));
+}
+
+/* --linked / --full: one, the other, or neither (the scheduler's
+ * default); both is a usage error. Descriptions: 1 KiB of UTF-8. */
+static void
+test_snapshot_args (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *max = g_strnfill (1024, 'd');
+  g_autofree char *over = g_strnfill (1025, 'd');
+  const char *mode = NULL;
+
+  g_assert_true (cli_clone_mode (TRUE, FALSE, &mode, &error));
+  g_assert_cmpstr (mode, ==, "linked");
+  g_assert_true (cli_clone_mode (FALSE, TRUE, &mode, &error));
+  g_assert_cmpstr (mode, ==, "full");
+  g_assert_true (cli_clone_mode (FALSE, FALSE, &mode, &error));
+  g_assert_cmpstr (mode, ==, "");
+  g_assert_false (cli_clone_mode (TRUE, TRUE, &mode, &error));
+  g_assert_error (error, CLI_ERROR, CLI_ERROR_USAGE);
+  g_assert_nonnull (strstr (error->message, "exclude"));
+  g_clear_error (&error);
+
+  g_assert_true (cli_snapshot_check_description (NULL, &error));
+  g_assert_true (cli_snapshot_check_description ("", &error));
+  g_assert_true (cli_snapshot_check_description (max, &error));
+  g_assert_false (cli_snapshot_check_description (over, &error));
+  g_assert_error (error, CLI_ERROR, CLI_ERROR_USAGE);
+  g_assert_nonnull (strstr (error->message, "at most 1024"));
+  g_clear_error (&error);
+  g_assert_false (cli_snapshot_check_description ("bad \xff byte", &error));
+  g_assert_error (error, CLI_ERROR, CLI_ERROR_USAGE);
+}
+
+/* The tree: children two spaces deeper than their parent, the current
+ * one marked, long descriptions cut to one line. */
+static void
+test_snapshot_tree (void)
+{
+  Drover__V1__Snapshot s[5];
+  Drover__V1__Snapshot *list[5];
+  Drover__V1__ListSnapshotsReply reply = DROVER__V1__LIST_SNAPSHOTS_REPLY__INIT;
+  const char *const names[] = { "base", "upgrade", "after", "other", "root2" };
+  const char *const parents[] = { "", "base", "upgrade", "base", "" };
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  g_autofree char *created = NULL;
+
+  for (int i = 0; i < 5; i++)
+    {
+      drover__v1__snapshot__init (&s[i]);
+      s[i].name = (char *)names[i];
+      s[i].parent = (char *)parents[i];
+      s[i].created_ms = 1700000000000 + i * 60000;
+      s[i].size_bytes = (i + 1) * 1048576;
+      s[i].vm_state = (char *)"running";
+      list[i] = &s[i];
+    }
+  s[1].memory = TRUE;
+  s[3].quiesced = TRUE;
+  s[0].description = (char *)"first\nof all, a description much longer "
+                             "than forty characters";
+  reply.snapshots = list;
+  reply.n_snapshots = 5;
+  reply.current = (char *)"after";
+  text = cli_snapshot_tree (&reply);
+  lines = g_strsplit (text, "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), ==, 7); /* header, 5, "" */
+  g_assert_true (g_str_has_prefix (lines[0], "NAME "));
+  g_assert_nonnull (strstr (lines[0], "CREATED"));
+  g_assert_nonnull (strstr (lines[0], "MEMORY"));
+  g_assert_true (g_str_has_prefix (lines[1], "  base "));
+  g_assert_true (g_str_has_prefix (lines[2], "    upgrade "));
+  g_assert_true (g_str_has_prefix (lines[3], "*     after "));
+  g_assert_true (g_str_has_prefix (lines[4], "    other "));
+  g_assert_true (g_str_has_prefix (lines[5], "  root2 "));
+  g_assert_nonnull (
+      strstr (lines[1], "first of all, a description much long..."));
+  g_assert_null (strstr (lines[1], "forty"));
+  g_assert_nonnull (strstr (lines[2], "2.0 MiB"));
+  g_assert_nonnull (strstr (lines[2], " yes "));
+  g_assert_nonnull (strstr (lines[4], "no, quiesced"));
+  created = cli_format_time (s[2].created_ms);
+  g_assert_nonnull (strstr (lines[3], created));
+  g_assert_cmpstr (lines[6], ==, "");
+}
+
+/* The progress line of a storage job: bar, percentage, the scheduler's
+ * message; never 100 % before the end; the error once failed. */
+static void
+test_storage_line (void)
+{
+  Drover__V1__Job job = DROVER__V1__JOB__INIT;
+  g_autofree char *a = NULL;
+  g_autofree char *b = NULL;
+  g_autofree char *c = NULL;
+  g_autofree char *d = NULL;
+
+  job.kind = (char *)"snapshot-create";
+  job.state = (char *)"running";
+  job.progress = 0.5;
+  job.message = (char *)"snapshot s1: memory 32.0 MiB of 64.0 MiB (50%)";
+  a = cli_storage_progress_line (&job, 10);
+  g_assert_cmpstr (a, ==,
+                   "[#####-----]   50%  snapshot s1: memory 32.0 MiB of 64.0 "
+                   "MiB (50%)");
+  job.progress = 1.0;
+  b = cli_storage_progress_line (&job, 0);
+  g_assert_true (g_str_has_prefix (b, " 99%  snapshot s1"));
+  job.state = (char *)"done";
+  job.message = (char *)"snapshot s1 of VM web created on host a";
+  c = cli_storage_progress_line (&job, 4);
+  g_assert_cmpstr (c, ==,
+                   "[####]  100%  snapshot s1 of VM web created on host a");
+  job.state = (char *)"failed";
+  job.progress = 0.3;
+  job.error = (char *)"host 'a': no space left on device";
+  d = cli_storage_progress_line (&job, 0);
+  g_assert_cmpstr (d, ==, " 30%  failed: host 'a': no space left on device");
 }
 
 int
@@ -555,5 +680,8 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/migration/summary", test_migration_summary);
   g_test_add_func ("/cli/transport-hint", test_transport_hint);
   g_test_add_func ("/cli/interrupt-text", test_interrupt_text);
+  g_test_add_func ("/cli/snapshot/args", test_snapshot_args);
+  g_test_add_func ("/cli/snapshot/tree", test_snapshot_tree);
+  g_test_add_func ("/cli/snapshot/progress-line", test_storage_line);
   return g_test_run ();
 }

@@ -23,7 +23,7 @@ check() {
   fi
 }
 
-check "droverctl " "hosts vm jobs job migrate help"
+check "droverctl " "hosts vm snapshot jobs job migrate help"
 check "droverctl --ve" "--version"
 check "droverctl --insecure j" "jobs job"
 check "droverctl job " "watch cancel"
@@ -34,5 +34,14 @@ check "droverctl migrate web-1 --st" "--stall-rounds --strict"
 check "droverctl migrate web-1 --compress " "auto on off"
 check "droverctl vm create x --accel " "kvm tcg"
 check "droverctl --scheduler 127.0.0.1:7400 hosts --j" "--json"
+check "droverctl snapshot " "create list show revert delete"
+check "droverctl snapshot r" "revert"
+check "droverctl snapshot create web s1 --m" "--memory"
+check "droverctl snapshot revert web s1 --p" "--paused"
+check "droverctl snapshot delete web s1 --d" "--detach"
+check "droverctl vm cl" "clone"
+check "droverctl vm t" "template"
+check "droverctl vm clone web web2 --f" "--full --from-snapshot"
+check "droverctl vm clone web web2 --l" "--linked"
 echo "1..$n"
 [ "$failed" = 0 ]

@@ -45,7 +45,7 @@ test_refresh (void)
   g_ptr_array_add (jobs, job_new (PROTO_JOB_KIND_CREATE, PROTO_JOB_DONE));
   g_ptr_array_add (jobs, job_new (PROTO_JOB_KIND_CREATE, PROTO_JOB_DONE));
   /* A kind this file does not list still counts. */
-  g_ptr_array_add (jobs, job_new ("snapshot", PROTO_JOB_QUEUED));
+  g_ptr_array_add (jobs, job_new ("backup", PROTO_JOB_QUEUED));
   sched_metrics_refresh (m, hosts, vms, jobs);
   text = render (m);
   g_assert_true (has_line (text, "drover_scheduler_hosts{state=\"up\"} 2"));
@@ -60,10 +60,10 @@ test_refresh (void)
   g_assert_true (has_line (
       text, "drover_scheduler_jobs{kind=\"delete\",state=\"failed\"} 0"));
   g_assert_true (has_line (
-      text, "drover_scheduler_jobs{kind=\"snapshot\",state=\"queued\"} 1"));
+      text, "drover_scheduler_jobs{kind=\"backup\",state=\"queued\"} 1"));
   g_clear_pointer (&text, g_free);
 
-  /* The next refresh replaces the counts; the snapshot job is gone. */
+  /* The next refresh replaces the counts; the backup job is gone. */
   g_ptr_array_set_size (jobs, 1);
   g_ptr_array_remove_index (hosts, 2);
   sched_metrics_refresh (m, hosts, NULL, jobs);
@@ -72,7 +72,7 @@ test_refresh (void)
   g_assert_true (has_line (text, "drover_scheduler_vms{state=\"running\"} 2"));
   g_assert_true (has_line (
       text, "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 0"));
-  g_assert_null (strstr (text, "snapshot"));
+  g_assert_null (strstr (text, "backup"));
   sched_metrics_free (m);
 }
 
