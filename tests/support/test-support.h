@@ -67,3 +67,7 @@ gboolean test_text_has_line (const char *text, const char *line);
  * line in the test's log. */
 void test_assert_lines (const char *text, ...) G_GNUC_NULL_TERMINATED;
 void test_assert_lines_valist (const char *text, va_list lines);
+
+/* Asserts that TEXT contains each string of the NULL-terminated list
+ * somewhere; a missing one fails the test, named in the test's log. */
+void test_assert_contains (const char *text, ...) G_GNUC_NULL_TERMINATED;

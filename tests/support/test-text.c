@@ -36,3 +36,21 @@ test_assert_lines (const char *text, ...)
   test_assert_lines_valist (text, lines);
   va_end (lines);
 }
+
+void
+test_assert_contains (const char *text, ...)
+{
+  va_list parts;
+  const char *part;
+
+  va_start (parts, text);
+  while ((part = va_arg (parts, const char *)) != NULL)
+    {
+      gboolean found = strstr (text, part) != NULL;
+
+      if (!found)
+        g_test_message ("no \"%s\" in:\n%s", part, text);
+      g_assert_true (found);
+    }
+  va_end (parts);
+}
