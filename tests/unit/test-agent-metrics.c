@@ -30,6 +30,20 @@ has_prefix (AgentMetrics *m, const char *prefix)
   return strstr (text, needle) != NULL;
 }
 
+/* No line of M's rendered registry starts with any prefix of the
+ * NULL-terminated list: those series are gone, or never were. */
+static void G_GNUC_NULL_TERMINATED
+assert_no_series (AgentMetrics *m, ...)
+{
+  va_list prefixes;
+  const char *prefix;
+
+  va_start (prefixes, m);
+  while ((prefix = va_arg (prefixes, const char *)) != NULL)
+    g_assert_false (has_prefix (m, prefix));
+  va_end (prefixes);
+}
+
 static Drover__V1__VmStatus *
 vm_status (const char *name, const char *state, guint64 cpu_ns)
 {
@@ -105,10 +119,8 @@ test_host_and_vms (void)
       "drover_vm_network_transmit_bytes_total{vm=\"db1\",host=\"host1\"} 20",
       NULL);
   /* A VM without a disk or an interface has no such series. */
-  g_assert_false (
-      has_prefix (m, "drover_vm_storage_read_traffic_bytes_total{vm=\"web1\""));
-  g_assert_false (
-      has_prefix (m, "drover_vm_network_receive_bytes_total{vm=\"web1\""));
+  assert_no_series (m, "drover_vm_storage_read_traffic_bytes_total{vm=\"web1\"",
+                    "drover_vm_network_receive_bytes_total{vm=\"web1\"", NULL);
   status_free (vms[0]);
   status_free (vms[1]);
 }
@@ -167,11 +179,10 @@ test_state_and_leaving (void)
   /* b left (migrated away, deleted). */
   agent_metrics_update (m, NULL, vms, 1);
   assert_lines (m, "drover_host_vms{host=\"h\"} 1", NULL);
-  g_assert_false (has_prefix (m, "drover_vm_state{vm=\"b\""));
-  g_assert_false (has_prefix (m, "drover_vm_cpu_usage_seconds_total{vm=\"b\""));
-  g_assert_false (has_prefix (m, "drover_vm_vcpus{vm=\"b\""));
-  g_assert_false (
-      has_prefix (m, "drover_vm_network_receive_bytes_total{vm=\"b\""));
+  assert_no_series (m, "drover_vm_state{vm=\"b\"",
+                    "drover_vm_cpu_usage_seconds_total{vm=\"b\"",
+                    "drover_vm_vcpus{vm=\"b\"",
+                    "drover_vm_network_receive_bytes_total{vm=\"b\"", NULL);
   g_assert_true (has_prefix (m, "drover_vm_vcpus{vm=\"a\""));
   /* Back again: its counters start from its figures. */
   agent_metrics_update (m, NULL, vms, 2);
@@ -209,8 +220,8 @@ test_migration (void)
   p.downtime_ms = 42;
   p.final = TRUE;
   agent_metrics_migration (m, "web1", &p);
-  g_assert_false (has_prefix (m, "drover_migration_data_remaining_bytes{"));
-  g_assert_false (has_prefix (m, "drover_migration_iteration{"));
+  assert_no_series (m, "drover_migration_data_remaining_bytes{",
+                    "drover_migration_iteration{", NULL);
   assert_lines (
       m, "drover_migration_channel_wire_bytes_total{host=\"h\"} 250",
       "drover_migration_channel_payload_bytes_total{host=\"h\"} 700",
