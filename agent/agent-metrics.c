@@ -193,7 +193,7 @@ agent_metrics_listen (AgentMetrics *m, const char *addr, const ProtoTls *tls,
 int
 agent_metrics_get_port (AgentMetrics *m)
 {
-  return m->http ? proto_http_get_port (m->http) : -1;
+  return proto_http_get_port (m->http);
 }
 
 void

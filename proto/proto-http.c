@@ -236,7 +236,7 @@ proto_http_listen (ProtoHttp *http, const char *addr, const ProtoTls *tls,
 int
 proto_http_get_port (ProtoHttp *http)
 {
-  return http->port;
+  return http != NULL ? http->port : -1;
 }
 
 gboolean

@@ -51,6 +51,8 @@ void proto_http_serve_metrics (ProtoHttp *http, const char *path,
  * client certificates checked against TLS->ca_pem/crl_pem when offered. */
 gboolean proto_http_listen (ProtoHttp *http, const char *addr,
                             const ProtoTls *tls, GError **error);
+/* The port HTTP listens on; -1 for NULL (no server), so that an owner
+ * whose server is optional can ask without checking. */
 int proto_http_get_port (ProtoHttp *http);
 
 /* The role and name of the client certificate of MSG, if one was offered

@@ -242,27 +242,15 @@ proto_metric_remove (ProtoMetric *metric, const char *const *label_values)
 
 /* --- exposition ---------------------------------------------------------- */
 
-/* HELP text: backslash and newline escaped. */
+/* TEXT with backslash and newline escaped; in a label value (QUOTE) the
+ * double quote too, which HELP text keeps as it is. */
 static void
-append_help (GString *out, const char *help)
+append_escaped (GString *out, const char *text, gboolean quote)
 {
-  for (const char *p = help ? help : ""; *p; p++)
+  for (const char *p = text ? text : ""; *p; p++)
     if (*p == '\\')
       g_string_append (out, "\\\\");
-    else if (*p == '\n')
-      g_string_append (out, "\\n");
-    else
-      g_string_append_c (out, *p);
-}
-
-/* A label value: backslash, double quote and newline escaped. */
-static void
-append_label_value (GString *out, const char *value)
-{
-  for (const char *p = value; *p; p++)
-    if (*p == '\\')
-      g_string_append (out, "\\\\");
-    else if (*p == '"')
+    else if (*p == '"' && quote)
       g_string_append (out, "\\\"");
     else if (*p == '\n')
       g_string_append (out, "\\n");
@@ -307,7 +295,7 @@ append_sample (GString *out, const ProtoMetric *m, const char *suffix,
     {
       g_string_append_printf (out, "%s%s=\"", any ? "," : "{",
                               m->label_names[i]);
-      append_label_value (out, s->label_values[i]);
+      append_escaped (out, s->label_values[i], TRUE);
       g_string_append_c (out, '"');
       any = TRUE;
     }
@@ -374,7 +362,7 @@ proto_metrics_render (ProtoMetrics *metrics)
       RenderCtx ctx = { out, m };
 
       g_string_append_printf (out, "# HELP %s ", m->name);
-      append_help (out, m->help);
+      append_escaped (out, m->help, FALSE);
       g_string_append_printf (out, "\n# TYPE %s %s\n", m->name,
                               type_names[m->type]);
       g_tree_foreach (m->series, render_series, &ctx);

@@ -139,12 +139,16 @@ proto_server_call_unref (ProtoServerCall *call)
   g_free (call);
 }
 
+/* Starts OPS on CALL; TAG (one of CALL's) completes them, running FUNC
+ * with CALL as its data. A started batch holds a reference on CALL. */
 static gboolean
 proto_server_call_batch (ProtoServerCall *call, const grpc_op *ops, size_t n,
-                         ProtoTag *tag)
+                         ProtoTag *tag, ProtoTagFunc func)
 {
   grpc_call_error err;
 
+  tag->func = func;
+  tag->data = call;
   if (!call->call || !call->server || call->server->cq_dead)
     return FALSE;
   err = grpc_call_start_batch (call->call, ops, n, tag, NULL);
@@ -271,9 +275,8 @@ proto_server_call_pump (ProtoServerCall *call)
     }
   call->md_sent = TRUE;
   call->writing = TRUE;
-  call->send_tag.func = proto_server_call_send_done;
-  call->send_tag.data = call;
-  if (!proto_server_call_batch (call, ops, n, &call->send_tag))
+  if (!proto_server_call_batch (call, ops, n, &call->send_tag,
+                                proto_server_call_send_done))
     {
       /* Server stopped or call dead: drop everything, as a failed write. */
       call->writing = FALSE;
@@ -572,9 +575,8 @@ proto_server_call_start (ProtoServer *server, grpc_call *gcall,
   memset (&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &call->close_cancelled;
-  call->close_tag.func = proto_server_call_close_done;
-  call->close_tag.data = call;
-  if (!proto_server_call_batch (call, &op, 1, &call->close_tag))
+  if (!proto_server_call_batch (call, &op, 1, &call->close_tag,
+                                proto_server_call_close_done))
     call->cancelled = TRUE;
 
   if (!call->method)
@@ -592,9 +594,8 @@ proto_server_call_start (ProtoServer *server, grpc_call *gcall,
   memset (&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_MESSAGE;
   op.data.recv_message.recv_message = &call->recv_buf;
-  call->recv_tag.func = proto_server_call_recv_done;
-  call->recv_tag.data = call;
-  if (!proto_server_call_batch (call, &op, 1, &call->recv_tag))
+  if (!proto_server_call_batch (call, &op, 1, &call->recv_tag,
+                                proto_server_call_recv_done))
     proto_server_call_fail (call, PROTO_STATUS_INTERNAL, "cannot read request");
 }
 

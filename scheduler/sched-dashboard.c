@@ -517,7 +517,7 @@ sched_dashboard_listen (SchedDashboard *dash, const char *addr, GError **error)
 int
 sched_dashboard_get_port (SchedDashboard *dash)
 {
-  return dash->http ? proto_http_get_port (dash->http) : -1;
+  return proto_http_get_port (dash->http);
 }
 
 void

@@ -313,7 +313,7 @@ sched_metrics_listen (SchedMetrics *m, SchedStore *store, const char *addr,
 int
 sched_metrics_get_port (SchedMetrics *m)
 {
-  return m->http ? proto_http_get_port (m->http) : -1;
+  return proto_http_get_port (m->http);
 }
 
 void

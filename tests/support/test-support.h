@@ -4,6 +4,7 @@
 #pragma once
 
 #include <glib.h>
+#include <stdarg.h>
 
 /* --- temporary directories ----------------------------------------------- */
 
@@ -54,3 +55,19 @@ typedef enum
 
 /* LEN bytes of KIND, the same for the same SEED. */
 GBytes *test_data_new (TestDataKind kind, gsize len, guint32 seed);
+
+/* --- text ---------------------------------------------------------------- */
+
+/* TRUE when TEXT holds LINE as a whole line, after a newline (so never
+ * its first line) and before one. */
+gboolean test_text_has_line (const char *text, const char *line);
+
+/* Asserts that TEXT holds each line of the NULL-terminated list as
+ * test_text_has_line finds it; a missing one fails the test, naming the
+ * line in the test's log. */
+void test_assert_lines (const char *text, ...) G_GNUC_NULL_TERMINATED;
+void test_assert_lines_valist (const char *text, va_list lines);
+
+/* Asserts that TEXT contains each string of the NULL-terminated list
+ * somewhere; a missing one fails the test, named in the test's log. */
+void test_assert_contains (const char *text, ...) G_GNUC_NULL_TERMINATED;

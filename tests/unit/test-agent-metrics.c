@@ -3,17 +3,21 @@
  * series of VMs that left and of migrations that ended removed), checked
  * on the rendered text. */
 #include "agent-private.h"
+#include "test-support.h"
 
 #include <string.h>
 
-/* The rendered registry of M contains LINE as a whole line. */
-static gboolean
-has_line (AgentMetrics *m, const char *line)
+/* The rendered registry of M contains each line of the NULL-terminated
+ * list as a whole line. */
+static void G_GNUC_NULL_TERMINATED
+assert_lines (AgentMetrics *m, ...)
 {
   g_autofree char *text = proto_metrics_render (agent_metrics_registry (m));
-  g_autofree char *needle = g_strconcat ("\n", line, "\n", NULL);
+  va_list lines;
 
-  return strstr (text, needle) != NULL;
+  va_start (lines, m);
+  test_assert_lines_valist (text, lines);
+  va_end (lines);
 }
 
 /* ... or any line starting with PREFIX. */
@@ -24,6 +28,20 @@ has_prefix (AgentMetrics *m, const char *prefix)
   g_autofree char *needle = g_strconcat ("\n", prefix, NULL);
 
   return strstr (text, needle) != NULL;
+}
+
+/* No line of M's rendered registry starts with any prefix of the
+ * NULL-terminated list: those series are gone, or never were. */
+static void G_GNUC_NULL_TERMINATED
+assert_no_series (AgentMetrics *m, ...)
+{
+  va_list prefixes;
+  const char *prefix;
+
+  va_start (prefixes, m);
+  while ((prefix = va_arg (prefixes, const char *)) != NULL)
+    g_assert_false (has_prefix (m, prefix));
+  va_end (prefixes);
 }
 
 static Drover__V1__VmStatus *
@@ -79,46 +97,30 @@ test_host_and_vms (void)
   vms[1]->net_tx_bytes = 20;
   agent_metrics_update (m, &host, vms, 2);
 
-  g_assert_true (has_line (m, "drover_host_cpus{host=\"host1\"} 8"));
-  g_assert_true (has_line (
-      m, "drover_host_memory_total_bytes{host=\"host1\"} 17179869184"));
-  g_assert_true (
-      has_line (m, "drover_host_memory_free_bytes{host=\"host1\"} 1073741824"));
-  g_assert_true (
-      has_line (m, "drover_host_data_free_bytes{host=\"host1\"} 5000"));
-  g_assert_true (has_line (m, "drover_host_vms{host=\"host1\"} 2"));
-  g_assert_true (has_line (
-      m, "drover_vm_cpu_usage_seconds_total{vm=\"web1\",host=\"host1\"} 1.5"));
-  g_assert_true (has_line (
-      m,
-      "drover_vm_memory_resident_bytes{vm=\"web1\",host=\"host1\"} 104857600"));
-  /* Configured memory is the spec's, not the balloon's. */
-  g_assert_true (has_line (m, "drover_vm_memory_configured_bytes{vm=\"web1\","
-                              "host=\"host1\"} 536870912"));
-  g_assert_true (has_line (m, "drover_vm_vcpus{vm=\"web1\",host=\"host1\"} 2"));
-  g_assert_true (has_line (
-      m, "drover_vm_state{vm=\"web1\",host=\"host1\",state=\"running\"} 1"));
-  g_assert_true (has_line (
-      m, "drover_vm_state{vm=\"db1\",host=\"host1\",state=\"paused\"} 1"));
-  g_assert_true (has_line (
-      m,
+  assert_lines (
+      m, "drover_host_cpus{host=\"host1\"} 8",
+      "drover_host_memory_total_bytes{host=\"host1\"} 17179869184",
+      "drover_host_memory_free_bytes{host=\"host1\"} 1073741824",
+      "drover_host_data_free_bytes{host=\"host1\"} 5000",
+      "drover_host_vms{host=\"host1\"} 2",
+      "drover_vm_cpu_usage_seconds_total{vm=\"web1\",host=\"host1\"} 1.5",
+      "drover_vm_memory_resident_bytes{vm=\"web1\",host=\"host1\"} 104857600",
+      /* Configured memory is the spec's, not the balloon's. */
+      "drover_vm_memory_configured_bytes{vm=\"web1\","
+      "host=\"host1\"} 536870912",
+      "drover_vm_vcpus{vm=\"web1\",host=\"host1\"} 2",
+      "drover_vm_state{vm=\"web1\",host=\"host1\",state=\"running\"} 1",
+      "drover_vm_state{vm=\"db1\",host=\"host1\",state=\"paused\"} 1",
       "drover_vm_storage_read_traffic_bytes_total{vm=\"db1\",host=\"host1\"} "
-      "4096"));
-  g_assert_true (has_line (
-      m,
+      "4096",
       "drover_vm_storage_write_traffic_bytes_total{vm=\"db1\",host=\"host1\"} "
-      "512"));
-  g_assert_true (has_line (
-      m,
-      "drover_vm_network_receive_bytes_total{vm=\"db1\",host=\"host1\"} 10"));
-  g_assert_true (has_line (
-      m,
-      "drover_vm_network_transmit_bytes_total{vm=\"db1\",host=\"host1\"} 20"));
+      "512",
+      "drover_vm_network_receive_bytes_total{vm=\"db1\",host=\"host1\"} 10",
+      "drover_vm_network_transmit_bytes_total{vm=\"db1\",host=\"host1\"} 20",
+      NULL);
   /* A VM without a disk or an interface has no such series. */
-  g_assert_false (
-      has_prefix (m, "drover_vm_storage_read_traffic_bytes_total{vm=\"web1\""));
-  g_assert_false (
-      has_prefix (m, "drover_vm_network_receive_bytes_total{vm=\"web1\""));
+  assert_no_series (m, "drover_vm_storage_read_traffic_bytes_total{vm=\"web1\"",
+                    "drover_vm_network_receive_bytes_total{vm=\"web1\"", NULL);
   status_free (vms[0]);
   status_free (vms[1]);
 }
@@ -132,27 +134,27 @@ test_counters (void)
   Drover__V1__VmStatus *vm = vm_status ("a", PROTO_VM_RUNNING, 2000000000);
 
   agent_metrics_update (m, NULL, &vm, 1);
-  g_assert_true (
-      has_line (m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 2"));
+  assert_lines (m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 2",
+                NULL);
   vm->cpu_time_ns = 5000000000;
   agent_metrics_update (m, NULL, &vm, 1);
-  g_assert_true (
-      has_line (m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 5"));
+  assert_lines (m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 5",
+                NULL);
   vm->cpu_time_ns = 1000000000;
   agent_metrics_update (m, NULL, &vm, 1);
-  g_assert_true (
-      has_line (m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 1"));
+  assert_lines (m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 1",
+                NULL);
   vm->cpu_time_ns = 1250000000;
   agent_metrics_update (m, NULL, &vm, 1);
-  g_assert_true (has_line (
-      m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 1.25"));
+  assert_lines (
+      m, "drover_vm_cpu_usage_seconds_total{vm=\"a\",host=\"h\"} 1.25", NULL);
   /* A disk that shows up later starts from its figure. */
   vm->has_disk = TRUE;
   vm->disk_rd_bytes = 100;
   agent_metrics_update (m, NULL, &vm, 1);
-  g_assert_true (has_line (
-      m,
-      "drover_vm_storage_read_traffic_bytes_total{vm=\"a\",host=\"h\"} 100"));
+  assert_lines (
+      m, "drover_vm_storage_read_traffic_bytes_total{vm=\"a\",host=\"h\"} 100",
+      NULL);
   status_free (vm);
 }
 
@@ -169,24 +171,23 @@ test_state_and_leaving (void)
   g_free (vms[0]->state);
   vms[0]->state = g_strdup (PROTO_VM_SHUTOFF);
   agent_metrics_update (m, NULL, vms, 2);
-  g_assert_true (
-      has_line (m, "drover_vm_state{vm=\"a\",host=\"h\",state=\"shutoff\"} 1"));
+  assert_lines (m, "drover_vm_state{vm=\"a\",host=\"h\",state=\"shutoff\"} 1",
+                NULL);
   g_assert_false (
       has_prefix (m, "drover_vm_state{vm=\"a\",host=\"h\",state=\"running\"}"));
 
   /* b left (migrated away, deleted). */
   agent_metrics_update (m, NULL, vms, 1);
-  g_assert_true (has_line (m, "drover_host_vms{host=\"h\"} 1"));
-  g_assert_false (has_prefix (m, "drover_vm_state{vm=\"b\""));
-  g_assert_false (has_prefix (m, "drover_vm_cpu_usage_seconds_total{vm=\"b\""));
-  g_assert_false (has_prefix (m, "drover_vm_vcpus{vm=\"b\""));
-  g_assert_false (
-      has_prefix (m, "drover_vm_network_receive_bytes_total{vm=\"b\""));
+  assert_lines (m, "drover_host_vms{host=\"h\"} 1", NULL);
+  assert_no_series (m, "drover_vm_state{vm=\"b\"",
+                    "drover_vm_cpu_usage_seconds_total{vm=\"b\"",
+                    "drover_vm_vcpus{vm=\"b\"",
+                    "drover_vm_network_receive_bytes_total{vm=\"b\"", NULL);
   g_assert_true (has_prefix (m, "drover_vm_vcpus{vm=\"a\""));
   /* Back again: its counters start from its figures. */
   agent_metrics_update (m, NULL, vms, 2);
-  g_assert_true (has_line (
-      m, "drover_vm_network_receive_bytes_total{vm=\"b\",host=\"h\"} 0"));
+  assert_lines (
+      m, "drover_vm_network_receive_bytes_total{vm=\"b\",host=\"h\"} 0", NULL);
   status_free (vms[0]);
   status_free (vms[1]);
 }
@@ -205,17 +206,13 @@ test_migration (void)
   p.wire_bytes = 100;
   p.payload_bytes = 300;
   agent_metrics_migration (m, "web1", &p);
-  g_assert_true (has_line (
-      m, "drover_migration_data_remaining_bytes{vm=\"web1\",host=\"h\"} 1000"));
-  g_assert_true (has_line (
-      m, "drover_migration_data_processed_bytes{vm=\"web1\",host=\"h\"} 24"));
-  g_assert_true (has_line (
-      m, "drover_migration_dirty_memory_rate_bytes{vm=\"web1\",host=\"h\"} "
-         "8388608"));
-  g_assert_true (
-      has_line (m, "drover_migration_iteration{vm=\"web1\",host=\"h\"} 3"));
-  g_assert_true (has_line (
-      m, "drover_migration_channel_wire_bytes_total{host=\"h\"} 100"));
+  assert_lines (
+      m, "drover_migration_data_remaining_bytes{vm=\"web1\",host=\"h\"} 1000",
+      "drover_migration_data_processed_bytes{vm=\"web1\",host=\"h\"} 24",
+      "drover_migration_dirty_memory_rate_bytes{vm=\"web1\",host=\"h\"} "
+      "8388608",
+      "drover_migration_iteration{vm=\"web1\",host=\"h\"} 3",
+      "drover_migration_channel_wire_bytes_total{host=\"h\"} 100", NULL);
 
   p.wire_bytes = 250;
   p.payload_bytes = 700;
@@ -223,21 +220,15 @@ test_migration (void)
   p.downtime_ms = 42;
   p.final = TRUE;
   agent_metrics_migration (m, "web1", &p);
-  g_assert_false (has_prefix (m, "drover_migration_data_remaining_bytes{"));
-  g_assert_false (has_prefix (m, "drover_migration_iteration{"));
-  g_assert_true (has_line (
-      m, "drover_migration_channel_wire_bytes_total{host=\"h\"} 250"));
-  g_assert_true (has_line (
-      m, "drover_migration_channel_payload_bytes_total{host=\"h\"} 700"));
-  g_assert_true (has_line (
-      m, "drover_migrations_total{host=\"h\",result=\"completed\"} 1"));
-  g_assert_true (has_line (
-      m,
-      "drover_migration_downtime_seconds_bucket{host=\"h\",le=\"0.025\"} 0"));
-  g_assert_true (has_line (
-      m, "drover_migration_downtime_seconds_bucket{host=\"h\",le=\"0.05\"} 1"));
-  g_assert_true (
-      has_line (m, "drover_migration_downtime_seconds_count{host=\"h\"} 1"));
+  assert_no_series (m, "drover_migration_data_remaining_bytes{",
+                    "drover_migration_iteration{", NULL);
+  assert_lines (
+      m, "drover_migration_channel_wire_bytes_total{host=\"h\"} 250",
+      "drover_migration_channel_payload_bytes_total{host=\"h\"} 700",
+      "drover_migrations_total{host=\"h\",result=\"completed\"} 1",
+      "drover_migration_downtime_seconds_bucket{host=\"h\",le=\"0.025\"} 0",
+      "drover_migration_downtime_seconds_bucket{host=\"h\",le=\"0.05\"} 1",
+      "drover_migration_downtime_seconds_count{host=\"h\"} 1", NULL);
 
   /* A second migration's channel bytes add to the host's totals; a failed
    * one counts as failed and has no downtime. */
@@ -246,12 +237,9 @@ test_migration (void)
   p.wire_bytes = 50;
   p.final = TRUE;
   agent_metrics_migration (m, "web1", &p);
-  g_assert_true (has_line (
-      m, "drover_migration_channel_wire_bytes_total{host=\"h\"} 300"));
-  g_assert_true (
-      has_line (m, "drover_migrations_total{host=\"h\",result=\"failed\"} 1"));
-  g_assert_true (
-      has_line (m, "drover_migration_downtime_seconds_count{host=\"h\"} 1"));
+  assert_lines (m, "drover_migration_channel_wire_bytes_total{host=\"h\"} 300",
+                "drover_migrations_total{host=\"h\",result=\"failed\"} 1",
+                "drover_migration_downtime_seconds_count{host=\"h\"} 1", NULL);
 }
 
 int

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "drover.pb-c.h"
 #include "proto.h"
+#include "test-support.h"
 
 static void
 test_size_valid (void)
@@ -190,15 +191,11 @@ test_json_message (void)
   out = cli_json_get (j);
   g_assert_true (
       g_str_has_prefix (out, "{\n  \"hosts\": [\n    {\n      \"info\": {\n"));
-  g_assert_nonnull (strstr (out, "\"name\": \"node-1\""));
-  g_assert_nonnull (strstr (out, "\"memory_total\": 8589934592,"));
-  g_assert_nonnull (strstr (out, "\"kvm_usable\": true,"));
-  g_assert_nonnull (strstr (out, "\"cpu_model\": \"Quoted \\\"CPU\\\"\""));
-  g_assert_nonnull (strstr (out, "\"last_seen_ms\": 1700000000123,"));
-  g_assert_nonnull (strstr (out, "\"memory_used\": 1073741824\n"));
-  g_assert_nonnull (strstr (out, "\"info\": null,"));
-  g_assert_nonnull (strstr (out, "\"state\": \"down\""));
-  g_assert_nonnull (strstr (out, "\"data_free\": 0"));
+  test_assert_contains (
+      out, "\"name\": \"node-1\"", "\"memory_total\": 8589934592,",
+      "\"kvm_usable\": true,", "\"cpu_model\": \"Quoted \\\"CPU\\\"\"",
+      "\"last_seen_ms\": 1700000000123,", "\"memory_used\": 1073741824\n",
+      "\"info\": null,", "\"state\": \"down\"", "\"data_free\": 0", NULL);
   g_assert_true (g_str_has_suffix (out, "  ]\n}\n"));
 
   chunk.data.data = (guint8 *)"hi\n";
@@ -430,14 +427,14 @@ test_migration_summary (void)
   p.wire_bytes = 33 * MIB;
   p.compression_ratio = 69.0 / 33.0;
   text = cli_migration_summary (&job);
-  g_assert_nonnull (strstr (text, "  memory sent   100.0 MiB by QEMU"));
-  g_assert_nonnull (strstr (text, "  disk copied   1.0 GiB of 1.0 GiB; "
-                                  "unallocated blocks travel as a note\n"));
-  g_assert_nonnull (
-      strstr (text, "  QEMU counted  1.1 GiB (memory sent + disk copied)\n"));
-  g_assert_nonnull (strstr (text, "  channel       69.0 MiB from QEMU, "
-                                  "33.0 MiB on the wire (lz4: 2.09x "
-                                  "smaller)\n"));
+  test_assert_contains (text, "  memory sent   100.0 MiB by QEMU",
+                        "  disk copied   1.0 GiB of 1.0 GiB; "
+                        "unallocated blocks travel as a note\n",
+                        "  QEMU counted  1.1 GiB (memory sent + disk copied)\n",
+                        "  channel       69.0 MiB from QEMU, "
+                        "33.0 MiB on the wire (lz4: 2.09x "
+                        "smaller)\n",
+                        NULL);
   g_clear_pointer (&text, g_free);
   p.disk_total = 0;
   p.disk_processed = 0;
@@ -455,8 +452,8 @@ test_migration_summary (void)
   g_assert_true (g_str_has_prefix (text,
                                    "migration of web (a -> b) failed: "
                                    "migration aborted on host 'a': stalled\n"));
-  g_assert_nonnull (strstr (text, "  memory sent   1.5 GiB by QEMU; "));
-  g_assert_nonnull (strstr (text, "on the wire (lz4: 1.50x smaller)\n"));
+  test_assert_contains (text, "  memory sent   1.5 GiB by QEMU; ",
+                        "on the wire (lz4: 1.50x smaller)\n", NULL);
   g_assert_null (strstr (text, "predicted"));
   g_clear_pointer (&text, g_free);
   p.compress_mode = (char *)"";
@@ -505,8 +502,7 @@ test_transport_hint (void)
                              "error: UNAVAILABLE: ipv4:127.0.0.1:7400: "
                              "Socket closed");
   g_assert_nonnull (hint);
-  g_assert_nonnull (strstr (hint, "serves TLS"));
-  g_assert_nonnull (strstr (hint, "--tls-dir"));
+  test_assert_contains (hint, "serves TLS", "--tls-dir", NULL);
   /* TLS against a plaintext scheduler. */
   hint = cli_transport_hint (FALSE, PROTO_STATUS_UNAVAILABLE, "Handshake");
   g_assert_nonnull (strstr (hint, "droverctl --insecure"));
@@ -531,8 +527,8 @@ test_interrupt_text (void)
   cli_interrupt_text ("1234-abcd", "migration", buf, sizeof buf);
   g_assert_true (g_str_has_prefix (
       buf, "droverctl: interrupted: the migration job 1234-abcd goes on"));
-  g_assert_nonnull (strstr (buf, "droverctl job cancel 1234-abcd\n"));
-  g_assert_nonnull (strstr (buf, "droverctl job watch 1234-abcd\n"));
+  test_assert_contains (buf, "droverctl job cancel 1234-abcd\n",
+                        "droverctl job watch 1234-abcd\n", NULL);
   /* Truncated, never overrun. */
   cli_interrupt_text ("1234-abcd", "migration", tiny, sizeof tiny);
   g_assert_cmpuint (strlen (tiny), ==, sizeof tiny - 1);

@@ -15,15 +15,25 @@ base_input (void)
   return in;
 }
 
+/* Predicts IN, which must succeed and converge in ROUNDS rounds. */
+static MigModelResult
+predict_converging (const MigModelInput *in, guint rounds)
+{
+  MigModelResult r;
+
+  g_assert_true (mig_model_predict (in, &r, NULL));
+  g_assert_true (r.converges);
+  g_assert_cmpuint (r.rounds, ==, rounds);
+  return r;
+}
+
 /* An idle guest: one pass over RAM, nothing left to stop-and-copy. */
 static void
 test_idle (void)
 {
   MigModelInput in = base_input ();
-  MigModelResult r;
-  g_assert_true (mig_model_predict (&in, &r, NULL));
-  g_assert_true (r.converges);
-  g_assert_cmpuint (r.rounds, ==, 1);
+  MigModelResult r = predict_converging (&in, 1);
+
   g_assert_cmpfloat_with_epsilon (r.total_s, 1.0, 1e-9);
   g_assert_cmpfloat_with_epsilon (r.downtime_ms, 0.0, 1e-9);
   g_assert_cmpuint (r.bytes_sent, ==, (guint64)GiB);
@@ -36,12 +46,11 @@ static void
 test_geometric (void)
 {
   MigModelInput in = base_input ();
+  MigModelResult r;
+
   in.dirty_rate = 256 * MiB;
   in.downtime_limit_ms = 50;
-  MigModelResult r;
-  g_assert_true (mig_model_predict (&in, &r, NULL));
-  g_assert_true (r.converges);
-  g_assert_cmpuint (r.rounds, ==, 3);
+  r = predict_converging (&in, 3);
   g_assert_cmpfloat_with_epsilon (r.total_s, 1.328125, 1e-9);
   g_assert_cmpfloat_with_epsilon (r.downtime_ms, 15.625, 1e-6);
   g_assert_cmpuint (r.bytes_sent, ==, (guint64)(1360 * MiB));
@@ -61,10 +70,7 @@ test_working_set (void)
   in.dirty_rate = 2 * GiB;         /* faster than the link ... */
   in.working_set_bytes = 64 * MiB; /* ... but only 64 MiB of it */
   in.downtime_limit_ms = 100;      /* 64 MiB takes 62.5 ms: fits */
-  MigModelResult r;
-  g_assert_true (mig_model_predict (&in, &r, NULL));
-  g_assert_true (r.converges);
-  g_assert_cmpuint (r.rounds, ==, 1);
+  MigModelResult r = predict_converging (&in, 1);
   g_assert_cmpfloat_with_epsilon (r.downtime_ms, 62.5, 1e-6);
 }
 

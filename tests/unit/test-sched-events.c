@@ -68,6 +68,26 @@ sink_event (Sink *s, guint i)
   return s->events->pdata[i];
 }
 
+/* Initialises S and subscribes it to EVENTS, without a backlog. */
+static SchedEventsSink *
+sink_subscribe (Sink *s, SchedEvents *events, gboolean draining)
+{
+  sink_init (s, draining);
+  return sched_events_subscribe (events, &sink_ops, s, 0);
+}
+
+/* S got COUNT events so far, the last of KIND; returns that one. */
+static const Drover__V1__Event *
+assert_last_event (Sink *s, guint count, const char *kind)
+{
+  const Drover__V1__Event *last;
+
+  g_assert_cmpuint (s->events->len, ==, count);
+  last = sink_event (s, count - 1);
+  g_assert_cmpstr (last->kind, ==, kind);
+  return last;
+}
+
 static gint64 fake_now = 1000000;
 
 static gint64
@@ -154,10 +174,8 @@ test_slow_reader_dropped (void)
   g_autoptr (SchedEvents) events = sched_events_new (10, fake_clock, NULL);
   const Drover__V1__Event *last;
 
-  sink_init (&slow, FALSE);
-  sink_init (&fast, TRUE);
-  sched_events_subscribe (events, &sink_ops, &slow, 0);
-  sched_events_subscribe (events, &sink_ops, &fast, 0);
+  sink_subscribe (&slow, events, FALSE);
+  sink_subscribe (&fast, events, TRUE);
 
   /* Ten fill the slow one's queue; the next 25 it misses. */
   emit_n (events, 35);
@@ -188,10 +206,8 @@ test_stalled_reader_ended (void)
   Sink stalled, gone;
   g_autoptr (SchedEvents) events = sched_events_new (4, fake_clock, NULL);
 
-  sink_init (&stalled, FALSE);
-  sink_init (&gone, TRUE);
-  sched_events_subscribe (events, &sink_ops, &stalled, 0);
-  sched_events_subscribe (events, &sink_ops, &gone, 0);
+  sink_subscribe (&stalled, events, FALSE);
+  sink_subscribe (&gone, events, TRUE);
 
   emit_n (events, 6);
   g_assert_cmpint (stalled.finished, ==, 0);
@@ -219,8 +235,7 @@ test_unsubscribe (void)
   g_autoptr (SchedEvents) events = sched_events_new (0, fake_clock, NULL);
   SchedEventsSink *sink;
 
-  sink_init (&s, TRUE);
-  sink = sched_events_subscribe (events, &sink_ops, &s, 0);
+  sink = sink_subscribe (&s, events, TRUE);
   sched_events_unsubscribe (events, sink);
   emit_n (events, 2);
   g_assert_cmpuint (s.events->len, ==, 0);
@@ -235,22 +250,20 @@ test_job_events (void)
   g_autoptr (SchedEvents) events = sched_events_new (0, fake_clock, NULL);
   g_autoptr (SchedJob) job
       = sched_job_new (PROTO_JOB_KIND_MIGRATE, "vm1", PROTO_JOB_QUEUED, 0);
+  const Drover__V1__Event *e;
 
-  sink_init (&s, TRUE);
-  sched_events_subscribe (events, &sink_ops, &s, 0);
+  sink_subscribe (&s, events, TRUE);
   sched_events_job (events, job);
-  g_assert_cmpuint (s.events->len, ==, 1);
-  g_assert_cmpstr (sink_event (&s, 0)->kind, ==, SCHED_EVENT_JOB_STARTED);
-  g_assert_cmpstr (sink_event (&s, 0)->job_id, ==, job->id);
-  g_assert_cmpstr (sink_event (&s, 0)->job->kind, ==, PROTO_JOB_KIND_MIGRATE);
+  e = assert_last_event (&s, 1, SCHED_EVENT_JOB_STARTED);
+  g_assert_cmpstr (e->job_id, ==, job->id);
+  g_assert_cmpstr (e->job->kind, ==, PROTO_JOB_KIND_MIGRATE);
 
   /* A state change goes out at once... */
   g_free (job->state);
   job->state = g_strdup (PROTO_JOB_RUNNING);
   sched_events_job (events, job);
-  g_assert_cmpuint (s.events->len, ==, 2);
-  g_assert_cmpstr (sink_event (&s, 1)->kind, ==, SCHED_EVENT_JOB_PROGRESS);
-  g_assert_cmpstr (sink_event (&s, 1)->old_state, ==, PROTO_JOB_QUEUED);
+  e = assert_last_event (&s, 2, SCHED_EVENT_JOB_PROGRESS);
+  g_assert_cmpstr (e->old_state, ==, PROTO_JOB_QUEUED);
   /* ... progress at most once a period. */
   job->progress = 0.5;
   sched_events_job (events, job);
@@ -263,9 +276,8 @@ test_job_events (void)
   g_free (job->state);
   job->state = g_strdup (PROTO_JOB_DONE);
   sched_events_job (events, job);
-  g_assert_cmpuint (s.events->len, ==, 4);
-  g_assert_cmpstr (sink_event (&s, 3)->kind, ==, SCHED_EVENT_JOB_ENDED);
-  g_assert_cmpstr (sink_event (&s, 3)->state, ==, PROTO_JOB_DONE);
+  e = assert_last_event (&s, 4, SCHED_EVENT_JOB_ENDED);
+  g_assert_cmpstr (e->state, ==, PROTO_JOB_DONE);
   sink_clear (&s);
 }
 

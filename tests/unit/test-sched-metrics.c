@@ -11,14 +11,6 @@ render (SchedMetrics *m)
   return proto_metrics_render (sched_metrics_registry (m));
 }
 
-static gboolean
-has_line (const char *text, const char *line)
-{
-  g_autofree char *needle = g_strconcat ("\n", line, "\n", NULL);
-
-  return strstr (text, needle) != NULL;
-}
-
 static SchedJob *
 job_new (const char *kind, const char *state)
 {
@@ -48,19 +40,16 @@ test_refresh (void)
   g_ptr_array_add (jobs, job_new ("backup", PROTO_JOB_QUEUED));
   sched_metrics_refresh (m, hosts, vms, jobs);
   text = render (m);
-  g_assert_true (has_line (text, "drover_scheduler_hosts{state=\"up\"} 2"));
-  g_assert_true (has_line (text, "drover_scheduler_hosts{state=\"down\"} 1"));
-  g_assert_true (has_line (text, "drover_scheduler_vms{state=\"running\"} 2"));
-  g_assert_true (has_line (text, "drover_scheduler_vms{state=\"missing\"} 1"));
-  g_assert_true (has_line (text, "drover_scheduler_vms{state=\"paused\"} 0"));
-  g_assert_true (has_line (
-      text, "drover_scheduler_jobs{kind=\"migrate\",state=\"running\"} 1"));
-  g_assert_true (has_line (
-      text, "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 2"));
-  g_assert_true (has_line (
-      text, "drover_scheduler_jobs{kind=\"delete\",state=\"failed\"} 0"));
-  g_assert_true (has_line (
-      text, "drover_scheduler_jobs{kind=\"backup\",state=\"queued\"} 1"));
+  test_assert_lines (
+      text, "drover_scheduler_hosts{state=\"up\"} 2",
+      "drover_scheduler_hosts{state=\"down\"} 1",
+      "drover_scheduler_vms{state=\"running\"} 2",
+      "drover_scheduler_vms{state=\"missing\"} 1",
+      "drover_scheduler_vms{state=\"paused\"} 0",
+      "drover_scheduler_jobs{kind=\"migrate\",state=\"running\"} 1",
+      "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 2",
+      "drover_scheduler_jobs{kind=\"delete\",state=\"failed\"} 0",
+      "drover_scheduler_jobs{kind=\"backup\",state=\"queued\"} 1", NULL);
   g_clear_pointer (&text, g_free);
 
   /* The next refresh replaces the counts; the backup job is gone. */
@@ -68,11 +57,11 @@ test_refresh (void)
   g_ptr_array_remove_index (hosts, 2);
   sched_metrics_refresh (m, hosts, NULL, jobs);
   text = render (m);
-  g_assert_true (has_line (text, "drover_scheduler_hosts{state=\"down\"} 0"));
-  g_assert_true (has_line (text, "drover_scheduler_vms{state=\"running\"} 2"));
-  g_assert_true (has_line (
-      text, "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 0"));
-  g_assert_null (strstr (text, "backup"));
+  test_assert_lines (text, "drover_scheduler_hosts{state=\"down\"} 0",
+                     "drover_scheduler_vms{state=\"running\"} 2",
+                     "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 0",
+                     NULL);
+  g_assert_null (strstr (text, "snapshot"));
   sched_metrics_free (m);
 }
 
@@ -90,9 +79,8 @@ test_migration_end (void)
   g_autofree char *text = render (m);
 
   /* Every result reads 0 before the first migration. */
-  g_assert_true (
-      has_line (text, "drover_migrations_total{result=\"completed\"} 0"));
-  g_assert_true (has_line (text, "drover_scheduler_reports_total 0"));
+  test_assert_lines (text, "drover_migrations_total{result=\"completed\"} 0",
+                     "drover_scheduler_reports_total 0", NULL);
   g_clear_pointer (&text, g_free);
 
   p.phase = (char *)PROTO_MIG_COMPLETED;
@@ -115,26 +103,19 @@ test_migration_end (void)
   sched_metrics_migration_end (m, failed, FALSE);
   sched_metrics_report (m);
   text = render (m);
-  g_assert_true (
-      has_line (text, "drover_migrations_total{result=\"completed\"} 1"));
-  g_assert_true (
-      has_line (text, "drover_migrations_total{result=\"aborted\"} 1"));
-  g_assert_true (
-      has_line (text, "drover_migrations_total{result=\"failed\"} 1"));
-  g_assert_true (has_line (text, "drover_scheduler_reports_total 1"));
-  /* Only the completed one has a duration: 3 s, 1.5 of the prediction. */
-  g_assert_true (has_line (text, "drover_migration_duration_seconds_count 1"));
-  g_assert_true (has_line (text, "drover_migration_duration_seconds_sum 3"));
-  g_assert_true (
-      has_line (text, "drover_migration_duration_seconds_bucket{le=\"2\"} 0"));
-  g_assert_true (
-      has_line (text, "drover_migration_duration_seconds_bucket{le=\"5\"} 1"));
-  g_assert_true (
-      has_line (text, "drover_migration_duration_predicted_ratio_sum 1.5"));
-  g_assert_true (has_line (
-      text, "drover_migration_duration_predicted_ratio_bucket{le=\"1.25\"} 0"));
-  g_assert_true (has_line (
-      text, "drover_migration_duration_predicted_ratio_bucket{le=\"1.5\"} 1"));
+  test_assert_lines (
+      text, "drover_migrations_total{result=\"completed\"} 1",
+      "drover_migrations_total{result=\"aborted\"} 1",
+      "drover_migrations_total{result=\"failed\"} 1",
+      "drover_scheduler_reports_total 1",
+      /* Only the completed one has a duration: 3 s, 1.5 of the prediction. */
+      "drover_migration_duration_seconds_count 1",
+      "drover_migration_duration_seconds_sum 3",
+      "drover_migration_duration_seconds_bucket{le=\"2\"} 0",
+      "drover_migration_duration_seconds_bucket{le=\"5\"} 1",
+      "drover_migration_duration_predicted_ratio_sum 1.5",
+      "drover_migration_duration_predicted_ratio_bucket{le=\"1.25\"} 0",
+      "drover_migration_duration_predicted_ratio_bucket{le=\"1.5\"} 1", NULL);
   sched_metrics_free (m);
 }
 
@@ -200,7 +181,7 @@ test_scrape (TestSchedStore *f, gconstpointer data)
                          sched_metrics_get_port (m));
   scrape (&s, uri);
   g_assert_cmpuint (s.status, ==, 200);
-  g_assert_true (has_line (s.body, "drover_scheduler_hosts{state=\"up\"} 1"));
+  test_assert_lines (s.body, "drover_scheduler_hosts{state=\"up\"} 1", NULL);
   g_free (s.body);
 
   /* Counted anew at each scrape. */
@@ -208,7 +189,7 @@ test_scrape (TestSchedStore *f, gconstpointer data)
   f->now += 10 * TEST_SCHED_INTERVAL_MS;
   g_assert_true (sched_registry_check_liveness (f->reg, &error) == 1);
   scrape (&s, uri);
-  g_assert_true (has_line (s.body, "drover_scheduler_hosts{state=\"down\"} 1"));
+  test_assert_lines (s.body, "drover_scheduler_hosts{state=\"down\"} 1", NULL);
   g_free (s.body);
 
   g_clear_pointer (&uri, g_free);
