@@ -108,7 +108,7 @@ snapshot_create (Ctl *ctl, int argc, char **argv)
   int rc = 0;
 
   if ((rc = ctl_parse_options (
-           "snapshot create", strchr (CREATE_USAGE + 9, ' ') + 1,
+           "snapshot create", strchr (&CREATE_USAGE[9], ' ') + 1,
            "Take a snapshot of a VM, running or stopped: disk-only by "
            "default (an external qcow2 overlay, the guest keeps running), "
            "with --memory also its RAM and devices. Follows the job to the "

@@ -524,7 +524,7 @@ vm_clone (Ctl *ctl, int argc, char **argv)
   int rc = 0;
 
   if ((rc = ctl_parse_options (
-           "vm clone", strchr (CLONE_USAGE + 3, ' ') + 1,
+           "vm clone", strchr (&CLONE_USAGE[3], ' ') + 1,
            "Make a new VM from SRC's disk: a new UUID, new MAC addresses, "
            "its own console log and disk. Linked clones share SRC's image "
            "as a read-only base and take seconds; full clones copy it. "

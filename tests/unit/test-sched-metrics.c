@@ -61,7 +61,7 @@ test_refresh (void)
                      "drover_scheduler_vms{state=\"running\"} 2",
                      "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 0",
                      NULL);
-  g_assert_null (strstr (text, "snapshot"));
+  g_assert_null (strstr (text, "kind=\"backup\""));
   sched_metrics_free (m);
 }
 

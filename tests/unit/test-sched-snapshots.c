@@ -1071,7 +1071,6 @@ test_report_refresh (Fixture *f, gconstpointer data)
 {
   Drover__V1__VmStatus status = DROVER__V1__VM_STATUS__INIT;
   Drover__V1__VmStatus *list[] = { &status };
-  g_autoptr (GError) error = NULL;
 
   /* The agent has a tree the store does not know. */
   fake_apply (&f->fake, "create", "s1");
