@@ -62,12 +62,12 @@ G_BEGIN_DECLS
 /* StorageProgress.phase: preparing, then the operation's own phases
  * (writing memory, merging, copying, ...), then one final phase. */
 #define PROTO_STOR_PHASE_PREPARING "preparing"
-#define PROTO_STOR_PHASE_FREEZING "freezing"       /* guest agent quiesce */
-#define PROTO_STOR_PHASE_OVERLAY "overlay"         /* disk-only: new overlay */
-#define PROTO_STOR_PHASE_MEMORY "memory"           /* writing RAM and devices */
-#define PROTO_STOR_PHASE_RESTORING "restoring"     /* revert: memory state back */
-#define PROTO_STOR_PHASE_MERGING "merging"         /* delete: block commit/pull */
-#define PROTO_STOR_PHASE_COPYING "copying"         /* full clone */
+#define PROTO_STOR_PHASE_FREEZING "freezing"   /* guest agent quiesce */
+#define PROTO_STOR_PHASE_OVERLAY "overlay"     /* disk-only: new overlay */
+#define PROTO_STOR_PHASE_MEMORY "memory"       /* writing RAM and devices */
+#define PROTO_STOR_PHASE_RESTORING "restoring" /* revert: memory state back */
+#define PROTO_STOR_PHASE_MERGING "merging"     /* delete: block commit/pull */
+#define PROTO_STOR_PHASE_COPYING "copying"     /* full clone */
 #define PROTO_STOR_PHASE_COMPLETED "completed"
 #define PROTO_STOR_PHASE_FAILED "failed"
 
