@@ -305,7 +305,8 @@ stor_image_commit (const char *top, GError **error)
   g_autoptr (GPtrArray) chain = stor_chain_read (top, error);
   g_autofree char *dir = NULL;
   g_autofree char *what = g_strdup_printf ("qemu-img commit %s", top);
-  const char *argv[] = { "qemu-img", "commit", "-q", "-f", "qcow2", top, NULL };
+  const char *argv[]
+      = { "qemu-img", "commit", "-q", "-d", "-f", "qcow2", top, NULL };
   StorImage *img;
 
   if (!chain)
