@@ -62,6 +62,8 @@ status_new (virDomainPtr dom, GError **error)
   status->uuid = proto_msg_strdup (uuid);
   status->vcpus = status->spec->vcpus;
   status->memory = status->spec->memory;
+  /* The clone record (agent-clone.c). */
+  status->template_ = agent_clone_xml_is_template (xml);
   return g_steal_pointer (&status);
 }
 

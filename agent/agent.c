@@ -95,6 +95,7 @@ reclaim_thread (gpointer data)
     {
       agent_qemu_ids_update (agent, conn);
       agent_disks_reclaim (agent, conn);
+      agent_clone_reclaim (agent, conn);
     }
   agent_unref (agent);
   return NULL;

@@ -12,7 +12,9 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /* qemu-img's error text is for the operator; cap what we keep of it. */
@@ -163,6 +165,14 @@ fail:
   return FALSE;
 }
 
+/* qemu-img dies with the thread that started it (which waits for it): an
+ * agent killed midway leaves no copy still being written behind it. */
+static void
+die_with_parent (gpointer data)
+{
+  (void)prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
 /* "    (12.34/100%)": the percentage, or -1. */
 static double
 parse_percent (const char *line)
@@ -223,6 +233,7 @@ stor_copy_full (const char *src, const char *dst, GCancellable *cancellable,
                 GError **error)
 {
   g_autofree char *tmp = stor_copy_temp_path (dst);
+  g_autoptr (GSubprocessLauncher) launcher = NULL;
   g_autoptr (GSubprocess) proc = NULL;
   g_autoptr (GError) local = NULL;
   g_autofree char *err_out = NULL;
@@ -242,10 +253,12 @@ stor_copy_full (const char *src, const char *dst, GCancellable *cancellable,
   /* A leftover of a copy killed earlier is not ours to keep. */
   (void)g_unlink (tmp);
 
-  proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
-                               | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                           &local, "qemu-img", "convert", "-p", "-f", "qcow2",
-                           "-O", "qcow2", src, tmp, NULL);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                        | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  proc = g_subprocess_launcher_spawn (launcher, &local, "qemu-img", "convert",
+                                      "-p", "-f", "qcow2", "-O", "qcow2", src,
+                                      tmp, NULL);
   if (!proc)
     {
       g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
