@@ -189,6 +189,18 @@ list_marks (Agent *agent)
   return names;
 }
 
+/* lc2 before lc10: names as an operator sorts them. */
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  g_autofree char *ka
+      = g_utf8_collate_key_for_filename (*(const char *const *)a, -1);
+  g_autofree char *kb
+      = g_utf8_collate_key_for_filename (*(const char *const *)b, -1);
+
+  return strcmp (ka, kb);
+}
+
 /* The VMs whose disks are overlays on VM BASE's image (linked clones,
  * from their records), and the clones of BASE being made now (from their
  * marks, named "NAME (being made)"). */
@@ -225,6 +237,7 @@ base_users (Agent *agent, virConnectPtr conn, const char *base, GError **error)
         g_ptr_array_add (users, g_strdup_printf ("%s (being made)",
                                                  (char *)marks->pdata[i]));
     }
+  g_ptr_array_sort (users, compare_names);
   return g_steal_pointer (&users);
 }
 
