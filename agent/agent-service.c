@@ -214,6 +214,9 @@ static ProtobufCMessage *
 vm_start (Agent *agent, virConnectPtr conn, virDomainPtr dom,
           const ProtobufCMessage *request, GError **error)
 {
+  /* Templates are never started (agent-clone.c). */
+  if (!agent_clone_check_start (agent, dom, error))
+    return NULL;
   if (virDomainIsActive (dom) != 1 && virDomainCreate (dom) < 0)
     {
       agent_libvirt_error (error, "cannot start VM %s", virDomainGetName (dom));
@@ -286,6 +289,9 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   const char *name = virDomainGetName (dom);
   g_autofree char *disk_path = NULL;
 
+  /* Not a base linked clones still use (agent-clone.c). */
+  if (!agent_clone_check_delete (agent, conn, dom, error))
+    return NULL;
   if (virDomainIsActive (dom) == 1)
     {
       if (!req->force)

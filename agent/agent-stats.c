@@ -73,6 +73,8 @@ status_new (virDomainPtr dom, GError **error)
         status->snapshots = count;
       }
   }
+  /* The clone record (agent-clone.c). */
+  status->template_ = agent_clone_xml_is_template (xml);
   return g_steal_pointer (&status);
 }
 

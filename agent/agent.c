@@ -97,6 +97,7 @@ reclaim_thread (gpointer data)
       /* Snapshot operations first: they say which images are in use. */
       agent_snapshot_reclaim (agent, conn);
       agent_disks_reclaim (agent, conn);
+      agent_clone_reclaim (agent, conn);
     }
   agent_unref (agent);
   return NULL;

@@ -1,7 +1,7 @@
 /* libdrover-storage: VM disk images on the agent's data directory. */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h> /* GCancellable (copies) */
 
 G_BEGIN_DECLS
 
@@ -116,5 +116,42 @@ gboolean stor_image_rebase (const char *path, const char *backing,
 
 /* Bytes PATH occupies on disk (allocated blocks); 0 for a missing file. */
 guint64 stor_file_allocated (const char *path);
+
+/* --- copies (stor-copy.c) ---------------------------------------------- */
+
+/* Called from the copying thread with bytes written so far and the total
+ * expected (qemu-img measure's "required"; 0 when unknown). */
+typedef void (*StorCopyProgressFunc) (guint64 processed, guint64 total,
+                                      gpointer user_data);
+
+/* DST.part: where a copy or an overlay is made before it is renamed to
+ * DST, so that DST is either whole or absent. Crash recovery removes it.
+ * Free with g_free. */
+char *stor_copy_temp_path (const char *dst);
+
+/* Bytes a full copy of the chain whose top image is SRC needs (qemu-img
+ * measure's "required": allocated data plus metadata). */
+gboolean stor_copy_measure (const char *src, guint64 *required, GError **error);
+
+/* Copies the qcow2 chain whose top image is SRC into one independent,
+ * sparse qcow2 image DST (no backing file) with `qemu-img convert`,
+ * reporting progress through PROGRESS (may be NULL). Refuses an existing
+ * DST (STOR_ERROR_EXISTS) and a filesystem without room for the copy plus
+ * STOR_MIN_FREE_SPACE (STOR_ERROR_NO_SPACE); a disk that fills up midway
+ * is STOR_ERROR_NO_SPACE too. The copy is written to DST.part, synced and
+ * renamed; on failure or when CANCELLABLE fires (G_IO_ERROR_CANCELLED)
+ * neither DST nor DST.part is left. Blocks: worker threads only. */
+gboolean stor_copy_full (const char *src, const char *dst,
+                         GCancellable *cancellable,
+                         StorCopyProgressFunc progress, gpointer user_data,
+                         GError **error);
+
+/* Makes DST a new qcow2 overlay of SIZE bytes (virtual) whose backing
+ * file is BASE (an absolute path, qcow2): a linked copy that shares BASE's
+ * data and writes only its own changes. BASE must never be written again
+ * while DST exists. Same refusals, temp name and no-leftover rule as
+ * stor_copy_full. */
+gboolean stor_copy_linked (const char *base, const char *dst, guint64 size,
+                           GError **error);
 
 G_END_DECLS
