@@ -1,21 +1,769 @@
 /* Clones and templates on this host (issue 12).
  *
- * Not built yet: every method answers UNIMPLEMENTED. */
+ * A template is a stopped VM made into a protected base: its image is
+ * read-only (0444) and a <clone template="yes"/> record in the domain's
+ * metadata (namespace CLONE_XMLNS, next to the Drover spec) says so; it
+ * is never started. A linked clone's disk is a qcow2 overlay on its
+ * template's image, and its own record names that base (base-vm,
+ * base-image), so the agent can tell which VMs a base still serves and
+ * refuse to delete it. A full clone's disk is an independent copy of the
+ * source's whole chain (stor_copy_full), streamed with progress.
+ *
+ * Crash safety: before anything is made, CloneVm writes the mark
+ * DATA/disks/NEW.qcow2.clone (holding the source's name); the clone's
+ * disk is made under a temporary name, then its domain is defined (and
+ * started); removing the mark is the commit. An agent killed anywhere
+ * before that leaves the mark, and agent_clone_reclaim at the next start
+ * takes everything of NEW away again: domain, disk, temporary copy,
+ * console log. While the mark exists it also counts as a user of the
+ * source's image (a DeleteVm of the base waits for the clone to end). */
 #include "agent-private.h"
 
-void
-agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
-                gpointer data)
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "stor.h"
+
+#define CLONE_XMLNS "https://drover.dev/xmlns/clone/1"
+#define CLONE_XMLNS_PREFIX "drover-clone"
+#define MARK_SUFFIX ".qcow2.clone"
+/* How long a hold fault point keeps the clone still (tests kill the
+ * agent meanwhile). */
+#define HOLD_MAX_S 120
+/* Clones listed by name in a refusal; the rest are counted. */
+#define MAX_NAMED_USERS 10
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
+
+/* --- the clone record in a domain's metadata ---------------------------- */
+
+/* The value of attribute ATTR of DOMXML's clone record, or NULL. */
+static char *
+record_attr (const char *domxml, const char *attr)
 {
-  proto_server_call_fail (call, PROTO_STATUS_UNIMPLEMENTED,
-                          "clones are not built yet");
+  g_autofree char *expr
+      = g_strdup_printf ("/domain/metadata/*[local-name()='clone' and "
+                         "namespace-uri()='" CLONE_XMLNS "']/@%s",
+                         attr);
+
+  return agent_xml_string (domxml, expr);
+}
+
+gboolean
+agent_clone_xml_is_template (const char *domxml)
+{
+  g_autofree char *t = record_attr (domxml, "template");
+
+  return g_strcmp0 (t, "yes") == 0;
+}
+
+/* The file of DOMXML's disk vda, or NULL. */
+static char *
+disk_source (const char *domxml)
+{
+  return agent_xml_string (domxml,
+                           "/domain/devices/disk[@device='disk']/source/@file");
+}
+
+/* DOMXML with the clone's identity: UUID (none: libvirt picks one), a
+ * clone record (NULL BASE_VM: a full clone, recorded as SOURCE), and a
+ * new MAC address on every network interface, so that it never shares
+ * one with its source. */
+static char *
+with_identity (const char *domxml, const char *uuid, const char *source,
+               const char *base_vm, const char *base_image, GError **error)
+{
+  g_autoptr (xmlDoc) doc = xmlReadMemory (
+      domxml, strlen (domxml), "domain.xml", NULL,
+      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  xmlNodePtr root, meta = NULL, rec, devices = NULL;
+  xmlNsPtr ns;
+  xmlChar *out = NULL;
+  int out_len = 0;
+  char *result;
+
+  root = doc ? xmlDocGetRootElement (doc) : NULL;
+  if (!root)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                           "cannot read the clone's domain XML");
+      return NULL;
+    }
+  for (xmlNodePtr n = root->children; n; n = n->next)
+    {
+      if (n->type != XML_ELEMENT_NODE)
+        continue;
+      if (strcmp ((const char *)n->name, "metadata") == 0)
+        meta = n;
+      else if (strcmp ((const char *)n->name, "devices") == 0)
+        devices = n;
+    }
+  if (uuid && *uuid)
+    {
+      /* Right after <name>: where libvirt itself puts it. */
+      xmlNodePtr u = xmlNewDocNode (doc, NULL, BAD_CAST "uuid", NULL);
+
+      xmlNodeAddContent (u, BAD_CAST uuid);
+      if (root->children)
+        xmlAddNextSibling (root->children, u);
+      else
+        xmlAddChild (root, u);
+    }
+  if (!meta)
+    meta = xmlNewChild (root, NULL, BAD_CAST "metadata", NULL);
+  rec = xmlNewChild (meta, NULL, BAD_CAST "clone", NULL);
+  ns = xmlNewNs (rec, BAD_CAST CLONE_XMLNS, BAD_CAST CLONE_XMLNS_PREFIX);
+  xmlSetNs (rec, ns);
+  xmlNewProp (rec, BAD_CAST "source", BAD_CAST source);
+  xmlNewProp (rec, BAD_CAST "mode",
+              BAD_CAST (base_vm ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL));
+  if (base_vm)
+    {
+      xmlNewProp (rec, BAD_CAST "base-vm", BAD_CAST base_vm);
+      xmlNewProp (rec, BAD_CAST "base-image", BAD_CAST base_image);
+    }
+  for (xmlNodePtr n = devices ? devices->children : NULL; n; n = n->next)
+    {
+      xmlNodePtr mac = NULL;
+      char addr[18];
+
+      if (n->type != XML_ELEMENT_NODE
+          || strcmp ((const char *)n->name, "interface") != 0)
+        continue;
+      for (xmlNodePtr c = n->children; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE
+            && strcmp ((const char *)c->name, "mac") == 0)
+          mac = c;
+      if (!mac)
+        mac = xmlNewChild (n, NULL, BAD_CAST "mac", NULL);
+      /* QEMU's locally administered prefix, as libvirt would choose. */
+      g_snprintf (addr, sizeof addr, "52:54:00:%02x:%02x:%02x",
+                  g_random_int_range (0, 256), g_random_int_range (0, 256),
+                  g_random_int_range (0, 256));
+      xmlSetProp (mac, BAD_CAST "address", BAD_CAST addr);
+    }
+  xmlDocDumpFormatMemoryEnc (doc, &out, &out_len, "UTF-8", 1);
+  if (!out)
+    {
+      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                           "cannot serialise the clone's domain XML");
+      return NULL;
+    }
+  result = g_strndup ((const char *)out, out_len);
+  xmlFree (out);
+  return result;
+}
+
+/* --- marks and users of a base ------------------------------------------ */
+
+static char *
+mark_path (Agent *agent, const char *name)
+{
+  g_autofree char *file = g_strconcat (name, MARK_SUFFIX, NULL);
+
+  return g_build_filename (agent->disk_dir, file, NULL);
+}
+
+/* The VM names of the clone marks in the disk directory. */
+static GPtrArray *
+list_marks (Agent *agent)
+{
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GDir) dir = g_dir_open (agent->disk_dir, 0, NULL);
+  const char *file;
+
+  while (dir && (file = g_dir_read_name (dir)))
+    {
+      g_autofree char *name = NULL;
+
+      if (!g_str_has_suffix (file, MARK_SUFFIX))
+        continue;
+      name = g_strndup (file, strlen (file) - strlen (MARK_SUFFIX));
+      if (proto_name_validate ("VM", name, NULL))
+        g_ptr_array_add (names, g_steal_pointer (&name));
+    }
+  return names;
+}
+
+/* lc2 before lc10: names as an operator sorts them. */
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  g_autofree char *ka
+      = g_utf8_collate_key_for_filename (*(const char *const *)a, -1);
+  g_autofree char *kb
+      = g_utf8_collate_key_for_filename (*(const char *const *)b, -1);
+
+  return strcmp (ka, kb);
+}
+
+/* The VMs whose disks are overlays on VM BASE's image (linked clones,
+ * from their records), and the clones of BASE being made now (from their
+ * marks, named "NAME (being made)"). */
+static GPtrArray *
+base_users (Agent *agent, virConnectPtr conn, const char *base, GError **error)
+{
+  g_autoptr (GPtrArray) users = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) marks = list_marks (agent);
+  virDomainPtr *doms = NULL;
+  int n = virConnectListAllDomains (conn, &doms, 0);
+
+  if (n < 0)
+    {
+      agent_libvirt_error (error, "cannot list domains");
+      return NULL;
+    }
+  for (int i = 0; i < n; i++)
+    {
+      g_autofree char *xml = virDomainGetXMLDesc (doms[i], 0);
+      g_autofree char *of = xml ? record_attr (xml, "base-vm") : NULL;
+
+      if (g_strcmp0 (of, base) == 0)
+        g_ptr_array_add (users, g_strdup (virDomainGetName (doms[i])));
+      virDomainFree (doms[i]);
+    }
+  free (doms);
+  for (guint i = 0; i < marks->len; i++)
+    {
+      g_autofree char *path = mark_path (agent, marks->pdata[i]);
+      g_autofree char *source = NULL;
+
+      if (g_file_get_contents (path, &source, NULL, NULL)
+          && g_strcmp0 (g_strstrip (source), base) == 0)
+        g_ptr_array_add (users, g_strdup_printf ("%s (being made)",
+                                                 (char *)marks->pdata[i]));
+    }
+  g_ptr_array_sort (users, compare_names);
+  return g_steal_pointer (&users);
+}
+
+gboolean
+agent_clone_check_start (Agent *agent, virDomainPtr dom, GError **error)
+{
+  g_autofree char *xml = virDomainGetXMLDesc (dom, 0);
+
+  if (xml && agent_clone_xml_is_template (xml))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s is a template: templates are never started; clone "
+                   "it and start the clone",
+                   virDomainGetName (dom));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+agent_clone_check_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
+                          GError **error)
+{
+  const char *name = virDomainGetName (dom);
+  g_autoptr (GPtrArray) users = base_users (agent, conn, name, error);
+  g_autoptr (GString) list = NULL;
+
+  if (!users)
+    return FALSE;
+  if (users->len == 0)
+    return TRUE;
+  list = g_string_new (NULL);
+  for (guint i = 0; i < users->len && i < MAX_NAMED_USERS; i++)
+    g_string_append_printf (list, "%s%s", i ? ", " : "",
+                            (char *)users->pdata[i]);
+  if (users->len > MAX_NAMED_USERS)
+    g_string_append_printf (list, " and %u more", users->len - MAX_NAMED_USERS);
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+               "VM %s is the base of %u linked clone%s: %s; delete %s first",
+               name, users->len, users->len == 1 ? "" : "s", list->str,
+               users->len == 1 ? "it" : "them");
+  return FALSE;
+}
+
+/* --- MakeTemplate --------------------------------------------------------- */
+
+/* Makes PATH read-only for everyone: nothing may write a base. */
+static gboolean
+protect_base (const char *path, GError **error)
+{
+  if (g_chmod (path, 0444) < 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot make %s read-only: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static ProtobufCMessage *
+status_reply (virDomainPtr dom, GError **error)
+{
+  Drover__V1__AgentVmReply *reply;
+  Drover__V1__VmStatus *status = agent_vm_status_from_domain (dom, error);
+
+  if (!status)
+    return NULL;
+  reply = g_new0 (Drover__V1__AgentVmReply, 1);
+  drover__v1__agent_vm_reply__init (reply);
+  reply->vm = status;
+  return (ProtobufCMessage *)reply;
 }
 
 ProtobufCMessage *
 agent_clone_make_template (Agent *agent, virConnectPtr conn, virDomainPtr dom,
                            const ProtobufCMessage *request, GError **error)
 {
-  g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
-               "templates are not built yet");
-  return NULL;
+  const char *name = virDomainGetName (dom);
+  g_autofree char *xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+  g_autofree char *disk = NULL;
+
+  if (!xml)
+    {
+      agent_libvirt_error (error, "cannot read the XML of VM %s", name);
+      return NULL;
+    }
+  if (virDomainIsActive (dom) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s is running: stop it before making it a template",
+                   name);
+      return NULL;
+    }
+  if (virDomainIsPersistent (dom) != 1)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s is not defined persistently here", name);
+      return NULL;
+    }
+  disk = disk_source (xml);
+  /* The record first: a template whose image is still writable is
+   * finished by the next MakeTemplate or by the start-up reclaim; an
+   * image made read-only without the record would stay so for nothing. */
+  if (!agent_clone_xml_is_template (xml)
+      && virDomainSetMetadata (dom, VIR_DOMAIN_METADATA_ELEMENT,
+                               "<clone template=\"yes\"/>", CLONE_XMLNS_PREFIX,
+                               CLONE_XMLNS, VIR_DOMAIN_AFFECT_CONFIG)
+             < 0)
+    {
+      agent_libvirt_error (error, "cannot record VM %s as a template", name);
+      return NULL;
+    }
+  if (disk && !protect_base (disk, error))
+    {
+      g_prefix_error (error, "VM %s is recorded as a template but ", name);
+      return NULL;
+    }
+  drover_message (name, NULL, NULL, "VM is a template now%s%s",
+                  disk ? "; its image is read-only: " : "", disk ? disk : "");
+  agent_reporter_kick_from_thread (agent);
+  return status_reply (dom, error);
+}
+
+/* --- CloneVm ------------------------------------------------------------- */
+
+typedef struct
+{
+  Agent *agent;
+  const Drover__V1__AgentCloneRequest *req;
+  AgentStream *stream;
+  gint64 started_us;
+} CloneOp;
+
+static void
+clone_op_free (gpointer data)
+{
+  CloneOp *op = data;
+
+  agent_unref (op->agent);
+  g_free (op);
+}
+
+static Drover__V1__StorageProgress *
+progress_new (const char *phase)
+{
+  Drover__V1__StorageProgress *p = g_new0 (Drover__V1__StorageProgress, 1);
+
+  drover__v1__storage_progress__init (p);
+  p->phase = proto_msg_strdup (phase);
+  return p;
+}
+
+static void
+on_copy_progress (guint64 processed, guint64 total, gpointer user_data)
+{
+  CloneOp *op = user_data;
+  Drover__V1__StorageProgress *p = progress_new (PROTO_STOR_PHASE_COPYING);
+  double secs = (g_get_monotonic_time () - op->started_us) / 1e6;
+
+  p->processed = processed;
+  p->total = total;
+  p->throughput = secs > 0 ? processed / secs : 0;
+  agent_stream_push (op->stream, &p->base);
+  /* A test kills the agent here: the copy is under way. */
+  if (agent_fault ("clone-hold-copying"))
+    for (int i = 0; i < HOLD_MAX_S * 10; i++)
+      g_usleep (100000);
+}
+
+/* Undoes a clone NAME that was not committed: each step regardless of
+ * the others, errors ignored (the caller's error is the one that
+ * matters); the mark goes last, once the rest is gone. */
+static void
+rollback_clone (Agent *agent, virConnectPtr conn, const char *name)
+{
+  g_autofree char *disk = stor_disk_path (agent->config.data_dir, name, NULL);
+  g_autofree char *part = disk ? stor_copy_temp_path (disk) : NULL;
+  g_autofree char *mark = mark_path (agent, name);
+  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+
+  if (dom)
+    {
+      if (virDomainIsActive (dom) == 1)
+        (void)virDomainDestroy (dom);
+      if (virDomainUndefineFlags (dom,
+                                  VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                                      | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                                      | VIR_DOMAIN_UNDEFINE_NVRAM)
+          < 0)
+        (void)virDomainUndefine (dom);
+    }
+  if (disk)
+    {
+      (void)stor_disk_remove (disk, NULL);
+      (void)g_unlink (part);
+    }
+  (void)agent_console_remove (agent, name, NULL);
+  (void)g_unlink (mark);
+}
+
+/* FALSE with ERROR when fault point NAME fires (test builds). */
+static gboolean
+fault_point (const char *name, GError **error)
+{
+  if (!agent_fault (name))
+    return FALSE;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
+  return TRUE;
+}
+
+/* What a clone request must hold before anything is looked at. */
+static gboolean
+check_request (const Drover__V1__AgentCloneRequest *req, GError **error)
+{
+  if (!proto_name_validate ("VM", req->source, error))
+    return FALSE;
+  if (!req->spec)
+    {
+      g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                           "a clone needs the new VM's spec");
+      return FALSE;
+    }
+  if (!proto_vm_spec_check (req->spec, error))
+    return FALSE;
+  if (strcmp (req->spec->name, req->source) == 0)
+    {
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                   "a clone of VM %s needs a name of its own", req->source);
+      return FALSE;
+    }
+  if (*req->uuid && !g_uuid_string_is_valid (req->uuid))
+    {
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                   "the UUID for clone %s is not a UUID", req->spec->name);
+      return FALSE;
+    }
+  if (*req->mode && strcmp (req->mode, PROTO_CLONE_LINKED) != 0
+      && strcmp (req->mode, PROTO_CLONE_FULL) != 0)
+    {
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                   "clone mode must be \"%s\" or \"%s\"", PROTO_CLONE_LINKED,
+                   PROTO_CLONE_FULL);
+      return FALSE;
+    }
+  if (*req->from_snapshot)
+    {
+      if (!proto_name_validate ("snapshot", req->from_snapshot, error))
+        return FALSE;
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
+                   "cloning VM %s from snapshot %s is not built yet: clone "
+                   "the VM itself",
+                   req->source, req->from_snapshot);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* What the source is and holds. */
+typedef struct
+{
+  gboolean is_template;
+  char *disk;        /* its active image, NULL: no disk */
+  guint64 disk_size; /* from its spec */
+} CloneSource;
+
+static gboolean
+read_source (Agent *agent, virConnectPtr conn, const char *name,
+             CloneSource *src, GError **error)
+{
+  g_autoptr (virDomain) dom = agent_vm_lookup (agent, conn, name, error);
+  g_autofree char *xml = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+
+  if (!dom)
+    return FALSE;
+  xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+  spec = xml ? agent_domain_xml_parse (xml, error) : NULL;
+  if (!spec)
+    {
+      if (!xml)
+        agent_libvirt_error (error, "cannot read the XML of VM %s", name);
+      return FALSE;
+    }
+  src->is_template = agent_clone_xml_is_template (xml);
+  src->disk_size = spec->disk;
+  src->disk = spec->disk > 0 ? disk_source (xml) : NULL;
+  if (spec->disk > 0 && !src->disk)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "VM %s has a disk but its domain names no image", name);
+      return FALSE;
+    }
+  if (virDomainIsActive (dom) != 0 && !src->is_template)
+    {
+      /* Its image changes under a copy; a snapshot's would not. */
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s is running: stop it before cloning it", name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+clone_run (AgentStream *stream, gpointer data, GError **error)
+{
+  CloneOp *op = data;
+  Agent *agent = op->agent;
+  const Drover__V1__AgentCloneRequest *req = op->req;
+  const char *job = *req->job_id ? req->job_id : NULL;
+  g_autoptr (virConnect) conn = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autofree char *disk = NULL, *console = NULL, *mark = NULL;
+  g_autofree char *xml = NULL, *clone_xml = NULL;
+  CloneSource src = { 0 };
+  gboolean linked, source_held = FALSE, admitted = FALSE, marked = FALSE;
+  Drover__V1__StorageProgress *final;
+  const char *name;
+
+  op->stream = stream;
+  op->started_us = g_get_monotonic_time ();
+  if (!check_request (req, error))
+    goto fail;
+  spec = proto_msg_copy (&req->spec->base);
+  name = spec->name;
+  if (!agent_vm_check_spec (agent, spec, error))
+    goto fail;
+  g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
+  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
+  conn = agent_libvirt_get (agent->lv, error);
+  if (!conn)
+    goto fail;
+  agent_stream_push (stream, &progress_new (PROTO_STOR_PHASE_PREPARING)->base);
+
+  /* The source stays as it is while it is read (and, unless it is a
+   * template, which nothing changes, while it is copied). */
+  if (!agent_vm_claim (agent, req->source, error))
+    goto fail;
+  source_held = TRUE;
+  if (!read_source (agent, conn, req->source, &src, error))
+    goto fail;
+  linked = *req->mode ? strcmp (req->mode, PROTO_CLONE_LINKED) == 0
+                      : src.is_template;
+  if (linked && !src.is_template)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "a linked clone needs a template as its base: make VM %s "
+                   "a template first, or make a full clone",
+                   req->source);
+      goto fail;
+    }
+  if (spec->disk != src.disk_size)
+    {
+      g_set_error (
+          error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+          "clone %s must have the disk size of VM %s (%" G_GUINT64_FORMAT
+          " bytes)",
+          name, req->source, src.disk_size);
+      goto fail;
+    }
+  if (!agent_vm_admit (agent, conn, spec, error))
+    goto fail;
+  admitted = TRUE;
+
+  /* Mark before make: from here on a restart takes NAME away again. */
+  mark = mark_path (agent, name);
+  if (!g_file_set_contents_full (mark, req->source, -1,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
+    goto fail;
+  marked = TRUE;
+  if (src.is_template)
+    {
+      /* The mark keeps the template from being deleted meanwhile. */
+      agent_vm_release (agent, req->source);
+      source_held = FALSE;
+    }
+
+  console = agent_console_path (agent, name);
+  (void)agent_console_remove (agent, name, NULL);
+  if (src.disk)
+    {
+      disk = stor_disk_path (agent->config.data_dir, name, error);
+      if (!disk)
+        goto rollback;
+      if (linked)
+        {
+          if (!protect_base (src.disk, error)
+              || !stor_copy_linked (src.disk, disk, src.disk_size, error))
+            goto rollback;
+        }
+      else if (!stor_copy_full (src.disk, disk,
+                                agent_stream_get_cancellable (stream),
+                                on_copy_progress, op, error))
+        goto rollback;
+      /* QEMU writes it, nobody else reads it. */
+      if (!agent_protect (agent, disk, 0660, error))
+        goto rollback;
+    }
+  if (!agent_console_prepare (agent, name, error))
+    goto rollback;
+
+  xml = agent_domain_xml_build (spec, agent->accel, disk, console, error);
+  clone_xml = xml ? with_identity (xml, req->uuid, req->source,
+                                   linked ? req->source : NULL, src.disk, error)
+                  : NULL;
+  if (!clone_xml)
+    goto rollback;
+  dom = virDomainDefineXMLFlags (conn, clone_xml, VIR_DOMAIN_DEFINE_VALIDATE);
+  if (!dom)
+    {
+      agent_libvirt_error (error, "cannot define clone %s", name);
+      goto rollback;
+    }
+  if (fault_point ("clone-fail-after-define", error))
+    goto rollback;
+  /* A test kills the agent here: defined, not committed. */
+  if (agent_fault ("clone-hold-after-define"))
+    for (int i = 0; i < HOLD_MAX_S * 10; i++)
+      g_usleep (100000);
+  if (req->start && virDomainCreate (dom) < 0)
+    {
+      agent_libvirt_error (error, "cannot start clone %s", name);
+      goto rollback;
+    }
+  final = progress_new (PROTO_STOR_PHASE_COMPLETED);
+  final->vm = agent_vm_status_from_domain (dom, error);
+  if (!final->vm)
+    {
+      proto_msg_free (final);
+      goto rollback;
+    }
+  /* The commit. */
+  if (g_unlink (mark) < 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot remove clone mark %s: %s", mark, g_strerror (saved));
+      proto_msg_free (final);
+      goto rollback;
+    }
+  drover_message (name, job, NULL, "cloned from VM %s (%s%s)", req->source,
+                  linked ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL,
+                  req->start ? ", started" : "");
+  if (source_held)
+    agent_vm_release (agent, req->source);
+  agent_vm_release (agent, name);
+  agent_stream_push (stream, &final->base);
+  agent_reporter_kick_from_thread (agent);
+  g_free (src.disk);
+  return TRUE;
+
+rollback:
+  rollback_clone (agent, conn, spec->name);
+  marked = FALSE;
+fail:
+  if (marked)
+    (void)g_unlink (mark);
+  if (admitted)
+    agent_vm_release (agent, spec->name);
+  if (source_held)
+    agent_vm_release (agent, req->source);
+  g_free (src.disk);
+  {
+    Drover__V1__StorageProgress *p = progress_new (PROTO_STOR_PHASE_FAILED);
+
+    if (g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      {
+        g_clear_error (error);
+        g_set_error (error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                     "clone of VM %s cancelled", req->source);
+      }
+    p->error = proto_msg_strdup ((*error)->message);
+    agent_stream_push (stream, &p->base);
+    drover_message (req->source, job, NULL, "clone failed: %s",
+                    (*error)->message);
+  }
+  return FALSE;
+}
+
+void
+agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
+                gpointer data)
+{
+  Agent *agent = data;
+  CloneOp *op = g_new0 (CloneOp, 1);
+
+  op->agent = agent_ref (agent);
+  op->req = (const void *)req;
+  agent_stream_start (call, agent->ctx, "clone", clone_run, op, clone_op_free);
+}
+
+/* --- start-up cleanup ----------------------------------------------------- */
+
+void
+agent_clone_reclaim (Agent *agent, virConnectPtr conn)
+{
+  g_autoptr (GPtrArray) marks = list_marks (agent);
+  virDomainPtr *doms = NULL;
+  int n;
+
+  for (guint i = 0; i < marks->len; i++)
+    {
+      const char *name = marks->pdata[i];
+
+      if (!agent_vm_claim (agent, name, NULL))
+        continue;
+      rollback_clone (agent, conn, name);
+      agent_vm_release (agent, name);
+      drover_message (name, NULL, NULL,
+                      "removed the clone an earlier run left unfinished");
+    }
+  /* A template whose image is still writable: finish MakeTemplate. */
+  n = virConnectListAllDomains (conn, &doms,
+                                VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+  for (int i = 0; i < n; i++)
+    {
+      g_autofree char *xml
+          = virDomainGetXMLDesc (doms[i], VIR_DOMAIN_XML_INACTIVE);
+      g_autofree char *disk = xml ? disk_source (xml) : NULL;
+
+      if (disk && agent_clone_xml_is_template (xml))
+        (void)protect_base (disk, NULL);
+      virDomainFree (doms[i]);
+    }
+  free (doms);
 }

@@ -510,6 +510,17 @@ void agent_snapshot_delete (ProtoServerCall *call, const ProtobufCMessage *req,
 ProtobufCMessage *agent_snapshot_list (Agent *agent, const AgentCaller *caller,
                                        const ProtobufCMessage *request,
                                        GError **error);
+/* At start, with libvirt connected (any thread): finishes or rolls back
+ * the snapshot operations an earlier run left halfway (their record is
+ * in each domain's snapshot metadata). */
+void agent_snapshot_reclaim (Agent *agent, virConnectPtr conn);
+/* The current snapshot (free with g_free) and the number of snapshots
+ * recorded in domain XML DOMXML; FALSE when its record is unreadable. */
+gboolean agent_snapshot_count (const char *domxml, char **current,
+                               guint *count);
+/* Removes DATA/snapshots/NAME and everything in it (VM NAME is gone). */
+gboolean agent_snapshot_remove_all (Agent *agent, const char *name,
+                                    GError **error);
 
 /* agent-clone.c. CloneVm streams StorageProgress (ProtoHandler, data: the
  * Agent); MakeTemplate is an AgentVmFunc. */
@@ -519,5 +530,23 @@ ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
                                              virDomainPtr dom,
                                              const ProtobufCMessage *request,
                                              GError **error);
+/* TRUE when the domain XML DOMXML is recorded as a template
+ * (VmStatus.template). */
+gboolean agent_clone_xml_is_template (const char *domxml);
+/* StartVm's check: AGENT_ERROR_PRECONDITION for a template. */
+gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
+                                  GError **error);
+/* DeleteVm's check: AGENT_ERROR_PRECONDITION naming the linked clones
+ * (made or being made) whose disks are overlays on DOM's image. */
+gboolean agent_clone_check_delete (Agent *agent, virConnectPtr conn,
+                                   virDomainPtr dom, GError **error);
+/* At start, with libvirt connected: removes every clone an earlier run
+ * left uncommitted (its domain, disk, temporary copy, console log and
+ * mark) and makes the images of templates read-only again. The clone
+ * fault points (test builds): clone-fail-after-define (CloneVm fails and
+ * rolls back after defining the clone), clone-hold-after-define and
+ * clone-hold-copying (CloneVm stands still there for 120 s, for a test to
+ * kill the agent). */
+void agent_clone_reclaim (Agent *agent, virConnectPtr conn);
 
 G_END_DECLS

@@ -214,6 +214,9 @@ static ProtobufCMessage *
 vm_start (Agent *agent, virConnectPtr conn, virDomainPtr dom,
           const ProtobufCMessage *request, GError **error)
 {
+  /* Templates are never started (agent-clone.c). */
+  if (!agent_clone_check_start (agent, dom, error))
+    return NULL;
   if (virDomainIsActive (dom) != 1 && virDomainCreate (dom) < 0)
     {
       agent_libvirt_error (error, "cannot start VM %s", virDomainGetName (dom));
@@ -286,6 +289,9 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   const char *name = virDomainGetName (dom);
   g_autofree char *disk_path = NULL;
 
+  /* Not a base linked clones still use (agent-clone.c). */
+  if (!agent_clone_check_delete (agent, conn, dom, error))
+    return NULL;
   if (virDomainIsActive (dom) == 1)
     {
       if (!req->force)
@@ -306,6 +312,13 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   if (!disk_path || !stor_disk_remove (disk_path, error))
     {
       g_prefix_error (error, "VM %s is undefined but: ", name);
+      return NULL;
+    }
+  /* Its snapshots' images and memory files (issue 12). */
+  if (!agent_snapshot_remove_all (agent, name, error))
+    {
+      g_prefix_error (error,
+                      "VM %s is undefined but its snapshots stay: ", name);
       return NULL;
     }
   /* Its console log and the history from earlier hosts. */

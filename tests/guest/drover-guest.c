@@ -12,6 +12,9 @@
  *                      zero   - zeros
  *                      text   - log-like lines (lz4 ratio ~2-3)
  *                      random - incompressible (xorshift64*)
+ *   drover.disk=check  treat /dev/vda as a checkable data disk (below)
+ *   drover.disk_blocks=N      at most N data blocks (default 256 = 16 MiB)
+ *   drover.disk_pause_ms=P    pause after each generation (default 1000)
  *
  * Output on the serial console (/dev/ttyS0, fallback /dev/console), one
  * write() per line, "\n" line ends (output post-processing is switched
@@ -21,6 +24,25 @@
  *   HB <counter> <monotonic_ms>        counter 1, 2, ...; CLOCK_MONOTONIC
  *   DROVER-GUEST ws-ready              after the first full pass over W
  *   DROVER-GUEST error <text>          e.g. the working set did not fit
+ *   DROVER-GUEST disk found blocks=<N> ok=<K> bad=<M> blank=<B> gen_min=<G1>
+ *     gen_max=<G2>                     (one line) what the boot-time check of
+ *                                      vda found, before anything is written
+ *   DROVER-GUEST disk gen <G> written  every data block now holds gen G
+ *
+ * The checkable disk (drover.disk=check): 64 KiB blocks; block 0 is a
+ * header, blocks 1..N hold data, N = disk size / 64 KiB - 1 capped by
+ * drover.disk_blocks. A data block is 8192 little-endian u64 words:
+ * magic, generation, index, a payload derived from (generation, index)
+ * and, last, a checksum of the words before it, so every block verifies on
+ * its own. A block of zeros is blank; anything else that does not verify
+ * is bad; gen_min/gen_max are over the good blocks (0 when there are
+ * none). After the check the guest writes generation gen_max + 1 into
+ * blocks 1..N in order (O_DIRECT, then fdatasync so QEMU has it), prints
+ * "disk gen G written", sleeps drover.disk_pause_ms, and goes on with
+ * G + 1 forever. A snapshot taken in the pause therefore shows ok=N
+ * gen_min=gen_max=G at the next boot; one taken mid-pass shows gen_min=G,
+ * gen_max=G+1 and still bad=0. The writer runs at nice 19, like the
+ * memory dirtier, so it does not delay heartbeats.
  *
  * A working set larger than MemAvailable - 12 MiB is reduced to that (an
  * error line says so, and the "up" line shows the value used): the Debian
@@ -35,6 +57,7 @@
  * Host-side helper: `drover-guest --dump DATA MIB` writes MIB MiB of the
  * given content to stdout, to measure e.g. the lz4 ratio of "text".
  */
+#define _GNU_SOURCE /* O_DIRECT */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -43,6 +66,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -68,6 +93,9 @@ struct config
   unsigned long ws_mib;
   unsigned long rate_mib;
   enum data_kind data;
+  int disk_check;
+  unsigned long disk_blocks;
+  unsigned long disk_pause_ms;
 };
 
 static int out_fd = -1;
@@ -151,6 +179,9 @@ config_parse (struct config *cfg, const char *cmdline)
   cfg->ws_mib = 0;
   cfg->rate_mib = 0;
   cfg->data = DATA_ZERO;
+  cfg->disk_check = 0;
+  cfg->disk_blocks = 256;
+  cfg->disk_pause_ms = 1000;
 
   char *copy = strdup (cmdline);
   if (copy == NULL)
@@ -175,6 +206,12 @@ config_parse (struct config *cfg, const char *cmdline)
           else
             cfg->data = DATA_ZERO;
         }
+      else if (strcmp (tok, "drover.disk=check") == 0)
+        cfg->disk_check = 1;
+      else if (strncmp (tok, "drover.disk_blocks=", 19) == 0)
+        cfg->disk_blocks = parse_ul (tok + 19, 256);
+      else if (strncmp (tok, "drover.disk_pause_ms=", 21) == 0)
+        cfg->disk_pause_ms = parse_ul (tok + 21, 1000);
     }
   free (copy);
   if (cfg->hb_ms == 0)
@@ -418,6 +455,241 @@ start_dirtier (const struct config *cfg)
   return 0;
 }
 
+/* ---- checkable data disk ---------------------------------------------- */
+
+#define DISK_DEV "/dev/vda"
+#define DISK_BLOCK (64u * 1024u)
+#define DISK_WORDS (DISK_BLOCK / 8u)
+#define DISK_DATA_MAGIC 0x4b4c42444b534944ULL /* "DISKDBLK" */
+#define DISK_HEAD_MAGIC 0x44484b534944524dULL /* "MRDISKHD" */
+
+/* Order-dependent hash of words: a swapped, changed or missing word gives
+ * another value (multiply-xorshift, cheap enough for TCG). */
+static uint64_t
+disk_checksum (const uint64_t *w, size_t n)
+{
+  uint64_t h = 0x6a09e667f3bcc909ULL ^ (uint64_t)n;
+  for (size_t i = 0; i < n; i++)
+    {
+      h ^= w[i] + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+      h *= 0xff51afd7ed558ccdULL;
+      h ^= h >> 33;
+    }
+  return h;
+}
+
+static uint64_t
+disk_seed (uint64_t gen, uint64_t index)
+{
+  uint64_t z = gen * 0x9E3779B97F4A7C15ULL + index * 0xC2B2AE3D27D4EB4FULL
+               + 0x165667B19E3779F9ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return z != 0 ? z : 1;
+}
+
+static void
+disk_fill_block (uint64_t *w, uint64_t gen, uint64_t index)
+{
+  uint64_t rng = disk_seed (gen, index);
+  w[0] = DISK_DATA_MAGIC;
+  w[1] = gen;
+  w[2] = index;
+  for (size_t i = 3; i < DISK_WORDS - 1; i++)
+    w[i] = xorshift64s (&rng);
+  w[DISK_WORDS - 1] = disk_checksum (w, DISK_WORDS - 1);
+}
+
+enum disk_verdict
+{
+  DISK_BLANK,
+  DISK_OK,
+  DISK_BAD
+};
+
+/* A block verifies when its checksum, magic and index hold and its payload
+ * is the one its generation and index give. */
+static enum disk_verdict
+disk_verify_block (const uint64_t *w, uint64_t index, uint64_t *gen)
+{
+  int zero = 1;
+  for (size_t i = 0; i < DISK_WORDS && zero; i++)
+    zero = w[i] == 0;
+  if (zero)
+    return DISK_BLANK;
+  if (w[0] != DISK_DATA_MAGIC || w[2] != index
+      || w[DISK_WORDS - 1] != disk_checksum (w, DISK_WORDS - 1))
+    return DISK_BAD;
+  uint64_t rng = disk_seed (w[1], index);
+  for (size_t i = 3; i < DISK_WORDS - 1; i++)
+    if (w[i] != xorshift64s (&rng))
+      return DISK_BAD;
+  *gen = w[1];
+  return DISK_OK;
+}
+
+static int
+disk_pio (int fd, void *buf, uint64_t block, int write_it)
+{
+  size_t done = 0;
+  while (done < DISK_BLOCK)
+    {
+      off_t off = (off_t)(block * DISK_BLOCK + done);
+      ssize_t n = write_it
+                      ? pwrite (fd, (char *)buf + done, DISK_BLOCK - done, off)
+                      : pread (fd, (char *)buf + done, DISK_BLOCK - done, off);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          if (n == 0)
+            errno = EIO;
+          return -1;
+        }
+      done += (size_t)n;
+    }
+  return 0;
+}
+
+struct disk_writer
+{
+  unsigned long pause_ms;
+  unsigned long max_blocks;
+};
+
+static void *
+disk_main (void *arg)
+{
+  const struct disk_writer *d = arg;
+
+  /* Lowest priority: on one vCPU the heartbeat thread must win. */
+  setpriority (PRIO_PROCESS, (id_t)syscall (SYS_gettid), 19);
+
+  /* O_DIRECT: reads see the disk, not a cache, and a finished write has
+   * reached QEMU; fdatasync after a pass flushes QEMU's own cache. */
+  int fd = open (DISK_DEV, O_RDWR | O_DIRECT | O_CLOEXEC);
+  if (fd < 0)
+    {
+      out_line ("DROVER-GUEST error disk: open %s: %s", DISK_DEV,
+                strerror (errno));
+      return NULL;
+    }
+  uint64_t size = 0;
+  if (ioctl (fd, BLKGETSIZE64, &size) != 0)
+    {
+      out_line ("DROVER-GUEST error disk: size of %s: %s", DISK_DEV,
+                strerror (errno));
+      close (fd);
+      return NULL;
+    }
+  uint64_t nblocks = size / DISK_BLOCK;
+  if (nblocks < 2)
+    {
+      out_line ("DROVER-GUEST error disk: %s has %llu bytes, needs %u",
+                DISK_DEV, (unsigned long long)size, 2 * DISK_BLOCK);
+      close (fd);
+      return NULL;
+    }
+  uint64_t n = nblocks - 1;
+  if (d->max_blocks > 0 && n > d->max_blocks)
+    n = d->max_blocks;
+
+  void *mem = NULL;
+  if (posix_memalign (&mem, 4096, DISK_BLOCK) != 0)
+    {
+      out_line ("DROVER-GUEST error disk: no memory");
+      close (fd);
+      return NULL;
+    }
+  uint64_t *w = mem;
+
+  unsigned long long ok = 0, bad = 0, blank = 0;
+  uint64_t gen_min = 0, gen_max = 0;
+  for (uint64_t i = 1; i <= n; i++)
+    {
+      if (disk_pio (fd, w, i, 0) != 0)
+        {
+          out_line ("DROVER-GUEST error disk: read block %llu: %s",
+                    (unsigned long long)i, strerror (errno));
+          bad++;
+          continue;
+        }
+      uint64_t g = 0;
+      switch (disk_verify_block (w, i, &g))
+        {
+        case DISK_BLANK:
+          blank++;
+          break;
+        case DISK_BAD:
+          bad++;
+          break;
+        case DISK_OK:
+          if (ok == 0 || g < gen_min)
+            gen_min = g;
+          if (ok == 0 || g > gen_max)
+            gen_max = g;
+          ok++;
+          break;
+        }
+    }
+  out_line ("DROVER-GUEST disk found blocks=%llu ok=%llu bad=%llu "
+            "blank=%llu gen_min=%llu gen_max=%llu",
+            (unsigned long long)n, ok, bad, blank, (unsigned long long)gen_min,
+            (unsigned long long)gen_max);
+
+  for (uint64_t gen = gen_max + 1;; gen++)
+    {
+      /* The header says what the disk is; only the data blocks count. */
+      memset (w, 0, DISK_BLOCK);
+      w[0] = DISK_HEAD_MAGIC;
+      w[1] = DISK_BLOCK;
+      w[2] = n;
+      w[3] = gen;
+      w[DISK_WORDS - 1] = disk_checksum (w, DISK_WORDS - 1);
+      int failed = disk_pio (fd, w, 0, 1) != 0;
+      for (uint64_t i = 1; i <= n && !failed; i++)
+        {
+          disk_fill_block (w, gen, i);
+          if (disk_pio (fd, w, i, 1) != 0)
+            failed = 1;
+        }
+      if (!failed && fdatasync (fd) != 0)
+        failed = 1;
+      if (failed)
+        {
+          out_line ("DROVER-GUEST error disk: write gen %llu: %s",
+                    (unsigned long long)gen, strerror (errno));
+          break;
+        }
+      out_line ("DROVER-GUEST disk gen %llu written", (unsigned long long)gen);
+      struct timespec t;
+      clock_gettime (CLOCK_MONOTONIC, &t);
+      ts_add_ns (&t, (uint64_t)d->pause_ms * 1000000ULL);
+      sleep_until (&t);
+    }
+  free (mem);
+  close (fd);
+  return NULL;
+}
+
+static int
+start_disk_writer (const struct config *cfg)
+{
+  static struct disk_writer d;
+  d.pause_ms = cfg->disk_pause_ms;
+  d.max_blocks = cfg->disk_blocks;
+  pthread_t th;
+  int rc = pthread_create (&th, NULL, disk_main, &d);
+  if (rc != 0)
+    {
+      out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+      return -1;
+    }
+  pthread_detach (th);
+  return 0;
+}
+
 /* ---- heartbeat -------------------------------------------------------- */
 
 static int
@@ -529,6 +801,8 @@ main (int argc, char **argv)
             cfg.rate_mib, data_names[cfg.data], cfg.hb_ms);
   if (cfg.ws_mib > 0)
     start_dirtier (&cfg);
+  if (cfg.disk_check)
+    start_disk_writer (&cfg);
   heartbeat_loop (cfg.hb_ms);
   return 0;
 }
