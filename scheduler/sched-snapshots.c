@@ -17,17 +17,10 @@
  * such job runs per VM (a clone counts for its source), and none while
  * the VM migrates. MakeTemplate is a single agent call.
  *
- * Decisions worth knowing:
- * - A clone's record is made at once, in state "creating" on the source's
- *   host (a reservation placement sees, as CreateVm does); a failed clone
- *   removes it. A linked clone records its base (the source), which
- *   protects the base: it cannot be deleted, started (a template) or
- *   migrated while clones use it.
- * - A full clone to another host is not built (the agents copy only on
- *   one host): UNIMPLEMENTED, saying how to get there (clone, migrate).
- * - Templates take no snapshots and are never started.
+ * CloneVm and MakeTemplate are in sched-clones.c. Templates take no
+ * snapshots and are never started.
  */
-#include "sched-private.h"
+#include "sched-snapshots-private.h"
 
 #include <string.h>
 
@@ -36,30 +29,6 @@
 /* A job's progress reaches the store at most this often (and at every
  * phase change); watchers see every message. */
 #define SCHED_SNAP_STORE_INTERVAL_MS 1000
-
-/* One storage job in flight. */
-typedef struct
-{
-  SchedSnapshots *owner;
-  SchedJob *job; /* owned */
-  char *op;      /* metrics label: create, revert, delete, clone */
-  char *vm;      /* the VM (a clone: its source) */
-  char *host;
-  char *name;   /* the snapshot (a clone: the new VM) */
-  char *linked; /* a linked clone: its base; else NULL */
-  ProtoClientStream *stream;
-  gint64 started_us; /* monotonic */
-  gint64 last_store_ms;
-} SnapOp;
-
-struct _SchedSnapshots
-{
-  SchedService *svc;     /* borrowed; owns this */
-  GHashTable *busy;      /* VM name -> SnapOp (borrowed; ops owns it) */
-  GHashTable *ops;       /* job id -> SnapOp, owned */
-  GHashTable *refreshes; /* VM names whose ListSnapshots is in flight */
-  gboolean stopped;
-};
 
 static void
 snap_op_free (SnapOp *op)
@@ -101,8 +70,8 @@ sched_snapshots_free (SchedSnapshots *s)
   g_free (s);
 }
 
-static gint64
-now_ms (SchedSnapshots *s)
+gint64
+sched_snap_now_ms (SchedSnapshots *s)
 {
   return sched_registry_now (s->svc->registry);
 }
@@ -118,8 +87,8 @@ sched_snapshots_busy (SchedSnapshots *s, const char *vm)
 /* --- checks ------------------------------------------------------------ */
 
 /* The VM may start a storage job: not migrating, no other storage job. */
-static gboolean
-check_idle (SchedSnapshots *s, const char *vm, GError **error)
+gboolean
+sched_snap_check_idle (SchedSnapshots *s, const char *vm, GError **error)
 {
   const SchedJob *job = sched_migrator_find (s->svc->migrator, vm);
   SnapOp *op = NULL;
@@ -211,7 +180,7 @@ sched_snapshots_check_delete (SchedService *svc, const char *name,
   if (clones == NULL)
     return FALSE;
   if (clones->len == 0)
-    return check_idle (svc->snapshots, name, error);
+    return sched_snap_check_idle (svc->snapshots, name, error);
   list = join_names (clones);
   g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                "VM '%s' is the base of %u linked clone%s: %s; delete them "
@@ -277,9 +246,9 @@ check_names (const char *vm, const char *name, GError **error)
 }
 
 /* The VM NAME, its host (up) and a client for it, for a command. */
-static ProtoClient *
-lookup (SchedSnapshots *s, const char *name, SchedVm **vm_out,
-        SchedHost **host_out, GError **error)
+ProtoClient *
+sched_snap_lookup (SchedSnapshots *s, const char *name, SchedVm **vm_out,
+                   SchedHost **host_out, GError **error)
 {
   SchedService *svc = s->svc;
 
@@ -298,9 +267,9 @@ lookup (SchedSnapshots *s, const char *name, SchedVm **vm_out,
 
 /* TRUE if snapshot NAME of VM is in the store; FALSE and ERROR on a store
  * failure. */
-static gboolean
-snapshot_exists (SchedStore *store, const char *vm, const char *name,
-                 gboolean *exists, GError **error)
+gboolean
+sched_snap_exists (SchedStore *store, const char *vm, const char *name,
+                   gboolean *exists, GError **error)
 {
   g_autofree char *key = sched_snapshot_key (vm, name);
   g_autoptr (GError) local = NULL;
@@ -367,7 +336,7 @@ on_progress (const ProtobufCMessage *msg, gpointer user_data)
   const Drover__V1__StorageProgress *p = (const void *)msg;
   gboolean phase_changed, store;
   double f = fraction (p);
-  gint64 now = now_ms (s);
+  gint64 now = sched_snap_now_ms (s);
 
   phase_changed = op->job->storage == NULL
                   || g_strcmp0 (op->job->storage->phase, p->phase) != 0;
@@ -453,7 +422,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
     }
   else if (clone && strcmp (vm->state, PROTO_VM_CREATING) == 0)
     sched_vm_set_state (vm, PROTO_VM_UNKNOWN);
-  vm->updated_ms = now_ms (op->owner);
+  vm->updated_ms = sched_snap_now_ms (op->owner);
   if (!sched_store_put_vm (svc->store, vm, &error))
     drover_warning (vm_name, op->job->id, NULL, "%s", error->message);
   return consistent;
@@ -584,13 +553,14 @@ on_end (const GError *error, gpointer user_data)
 
 /* Starts OP: its job is stored, the VM marked busy, the stream opened with
  * REQUEST on agent METHOD through CLIENT. */
-static void
-launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client, guint method,
-        const ProtobufCMessage *request, const char *first_message)
+void
+sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
+                   guint method, const ProtobufCMessage *request,
+                   const char *first_message)
 {
   op->owner = s;
   op->started_us = g_get_monotonic_time ();
-  op->last_store_ms = now_ms (s);
+  op->last_store_ms = sched_snap_now_ms (s);
   g_hash_table_insert (s->ops, g_strdup (op->job->id), op);
   g_hash_table_insert (s->busy, g_strdup (op->vm), op);
   sched_jobs_set (s->svc->jobs, op->job, PROTO_JOB_RUNNING, 0.01, first_message,
@@ -600,14 +570,15 @@ launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client, guint method,
                                     on_progress, on_end, op);
 }
 
-static SnapOp *
-snap_op_new (SchedSnapshots *s, const char *kind, const char *op_label,
-             const char *vm, const char *host, const char *name,
-             const char *job_vm)
+SnapOp *
+sched_snap_op_new (SchedSnapshots *s, const char *kind, const char *op_label,
+                   const char *vm, const char *host, const char *name,
+                   const char *job_vm)
 {
   SnapOp *op = g_new0 (SnapOp, 1);
 
-  op->job = sched_job_new (kind, job_vm, PROTO_JOB_RUNNING, now_ms (s));
+  op->job
+      = sched_job_new (kind, job_vm, PROTO_JOB_RUNNING, sched_snap_now_ms (s));
   op->op = g_strdup (op_label);
   op->vm = g_strdup (vm);
   op->host = g_strdup (host);
@@ -648,7 +619,7 @@ submit (SchedSnapshots *s, const char *kind, const char *vm_name,
                    name, strlen (description), SCHED_SNAP_DESCRIPTION_MAX);
       return FALSE;
     }
-  client = lookup (s, vm_name, &vm, &host, error);
+  client = sched_snap_lookup (s, vm_name, &vm, &host, error);
   if (client == NULL)
     return FALSE;
   if (vm->template)
@@ -659,8 +630,8 @@ submit (SchedSnapshots *s, const char *kind, const char *vm_name,
                    vm_name);
       return FALSE;
     }
-  if (!check_idle (s, vm_name, error)
-      || !snapshot_exists (s->svc->store, vm_name, name, &exists, error))
+  if (!sched_snap_check_idle (s, vm_name, error)
+      || !sched_snap_exists (s->svc->store, vm_name, name, &exists, error))
     return FALSE;
   if (create && exists)
     {
@@ -679,21 +650,24 @@ submit (SchedSnapshots *s, const char *kind, const char *vm_name,
   if (create)
     {
       method = DROVER_AGENT_METHOD_CREATE_SNAPSHOT;
-      op = snap_op_new (s, kind, "create", vm_name, host->name, name, vm_name);
+      op = sched_snap_op_new (s, kind, "create", vm_name, host->name, name,
+                              vm_name);
       first = g_strdup_printf ("snapshot %s: starting on host %s", name,
                                host->name);
     }
   else if (strcmp (kind, PROTO_JOB_KIND_SNAPSHOT_REVERT) == 0)
     {
       method = DROVER_AGENT_METHOD_REVERT_SNAPSHOT;
-      op = snap_op_new (s, kind, "revert", vm_name, host->name, name, vm_name);
+      op = sched_snap_op_new (s, kind, "revert", vm_name, host->name, name,
+                              vm_name);
       first = g_strdup_printf ("snapshot %s: reverting on host %s", name,
                                host->name);
     }
   else
     {
       method = DROVER_AGENT_METHOD_DELETE_SNAPSHOT;
-      op = snap_op_new (s, kind, "delete", vm_name, host->name, name, vm_name);
+      op = sched_snap_op_new (s, kind, "delete", vm_name, host->name, name,
+                              vm_name);
       first = g_strdup_printf ("snapshot %s: deleting on host %s", name,
                                host->name);
     }
@@ -705,7 +679,7 @@ submit (SchedSnapshots *s, const char *kind, const char *vm_name,
   req.description = (char *)description;
   req.paused = paused;
   req.created_ms = op->job->created_ms;
-  launch (s, op, client, method, &req.base, first);
+  sched_snap_launch (s, op, client, method, &req.base, first);
   *job_out = sched_job_copy (op->job);
   return TRUE;
 }
@@ -720,8 +694,8 @@ sched_snapshots_submit (SchedService *svc, const char *vm, const char *name,
 }
 
 /* Replies to CALL with the job, or fails it with ERROR. */
-static void
-reply_job (ProtoServerCall *call, SchedJob *job, const GError *error)
+void
+sched_snap_reply_job (ProtoServerCall *call, SchedJob *job, const GError *error)
 {
   Drover__V1__Job msg;
 
@@ -745,7 +719,7 @@ sched_snap_handle_create (ProtoServerCall *call,
 
   sched_snapshots_submit (svc, req->vm, req->name, req->memory, req->quiesce,
                           req->description, &job, &error);
-  reply_job (call, job, error);
+  sched_snap_reply_job (call, job, error);
 }
 
 void
@@ -759,7 +733,7 @@ sched_snap_handle_revert (ProtoServerCall *call,
 
   submit (svc->snapshots, PROTO_JOB_KIND_SNAPSHOT_REVERT, req->vm, req->name,
           FALSE, FALSE, NULL, req->paused, &job, &error);
-  reply_job (call, job, error);
+  sched_snap_reply_job (call, job, error);
 }
 
 void
@@ -773,7 +747,7 @@ sched_snap_handle_delete (ProtoServerCall *call,
 
   submit (svc->snapshots, PROTO_JOB_KIND_SNAPSHOT_DELETE, req->vm, req->name,
           FALSE, FALSE, NULL, FALSE, &job, &error);
-  reply_job (call, job, error);
+  sched_snap_reply_job (call, job, error);
 }
 
 /* --- ListSnapshots ----------------------------------------------------- */
@@ -970,267 +944,4 @@ refresh_start (SchedSnapshots *s, ProtoClient *client, const char *vm,
   req.vm = (char *)vm;
   sched_agents_call (s->svc->agents, client, DROVER_AGENT_METHOD_LIST_SNAPSHOTS,
                      &req.base, SCHED_AGENT_CALL_TIMEOUT_MS, refresh_done, r);
-}
-
-/* --- CloneVm ----------------------------------------------------------- */
-
-gboolean
-sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
-                       SchedJob **job_out, GError **error)
-{
-  SchedSnapshots *s = svc->snapshots;
-  Drover__V1__AgentCloneRequest agent = DROVER__V1__AGENT_CLONE_REQUEST__INIT;
-  g_autoptr (GError) local = NULL;
-  g_autoptr (SchedVm) src = NULL;
-  g_autoptr (SchedHost) host = NULL;
-  g_autoptr (SchedVm) existing = NULL;
-  g_autoptr (SchedVm) clone = NULL;
-  g_autoptr (GPtrArray) hosts = NULL;
-  g_autoptr (GPtrArray) vms = NULL;
-  g_autoptr (Drover__V1__VmSpec) spec = NULL;
-  g_autofree char *uuid = NULL;
-  g_autofree char *placed = NULL;
-  g_autofree char *first = NULL;
-  const char *mode = req->mode;
-  ProtoClient *client;
-  gboolean exists;
-  SnapOp *op;
-
-  if (!proto_name_validate ("VM", req->source, error)
-      || !proto_name_validate ("VM", req->name, error)
-      || (req->from_snapshot[0] != '\0'
-          && !proto_name_validate ("snapshot", req->from_snapshot, error))
-      || (req->host[0] != '\0'
-          && !proto_name_validate ("host", req->host, error)))
-    return FALSE;
-  if (mode[0] != '\0' && strcmp (mode, PROTO_CLONE_LINKED) != 0
-      && strcmp (mode, PROTO_CLONE_FULL) != 0)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "clone mode '%.32s': give \"linked\" or \"full\"", mode);
-      return FALSE;
-    }
-  if (strcmp (req->source, req->name) == 0)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                   "a clone needs a new name, not its source's ('%s')",
-                   req->name);
-      return FALSE;
-    }
-  client = lookup (s, req->source, &src, &host, error);
-  if (client == NULL)
-    return FALSE;
-  existing = sched_store_get_vm (svc->store, req->name, &local);
-  if (existing != NULL)
-    {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_EXISTS,
-                   "VM '%s' already exists (on host '%s')", existing->name,
-                   existing->host);
-      return FALSE;
-    }
-  if (!g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
-    {
-      g_propagate_error (error, g_steal_pointer (&local));
-      return FALSE;
-    }
-  if (mode[0] == '\0')
-    mode = src->template ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL;
-  if (req->host[0] != '\0' && strcmp (req->host, src->host) != 0)
-    {
-      if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
-        {
-          g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
-                       "a linked clone stays on its base's host: '%s' is on "
-                       "host '%s', not '%s' (give --full to copy)",
-                       src->name, src->host, req->host);
-          return FALSE;
-        }
-      g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
-                   "a full clone to another host is not built yet: clone "
-                   "'%s' on its host '%s', then migrate the clone to '%s'",
-                   src->name, src->host, req->host);
-      return FALSE;
-    }
-  if (req->from_snapshot[0] != '\0')
-    {
-      if (!snapshot_exists (svc->store, src->name, req->from_snapshot, &exists,
-                            error))
-        return FALSE;
-      if (!exists)
-        {
-          g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
-                       "VM '%s' has no snapshot '%s' (droverctl snapshot "
-                       "list %s)",
-                       src->name, req->from_snapshot, src->name);
-          return FALSE;
-        }
-    }
-  if (!check_idle (s, src->name, error))
-    return FALSE;
-
-  /* The clone is the source's twin but for its name: same size, same
-   * kernel and command line, same accelerator. */
-  spec = proto_msg_copy (&src->spec->base);
-  g_free (spec->name);
-  spec->name = g_strdup (req->name);
-  hosts = sched_store_list_hosts (svc->store, error);
-  if (hosts != NULL)
-    vms = sched_store_list_vms (svc->store, NULL, error);
-  if (vms == NULL)
-    return FALSE;
-  sched_migrator_add_reservations (svc->migrator, vms);
-  placed = sched_place (&svc->policy, hosts, vms, spec, src->host, error);
-  if (placed == NULL)
-    return FALSE;
-
-  clone = sched_vm_new (spec, src->host, PROTO_VM_CREATING, NULL, now_ms (s));
-  if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
-    {
-      g_free (clone->base);
-      clone->base = g_strdup (src->name);
-    }
-  if (!sched_store_put_vm (svc->store, clone, error))
-    return FALSE;
-
-  uuid = g_uuid_string_random ();
-  op = snap_op_new (s, PROTO_JOB_KIND_CLONE, "clone", src->name, src->host,
-                    req->name, req->name);
-  if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
-    op->linked = g_strdup (src->name);
-  agent.job_id = op->job->id;
-  agent.source = src->name;
-  agent.from_snapshot = req->from_snapshot;
-  agent.spec = spec;
-  agent.uuid = uuid;
-  agent.mode = (char *)mode;
-  agent.start = req->start;
-  first = g_strdup_printf ("clone %s: %s clone of %s%s%s starting on host %s",
-                           req->name, mode, src->name,
-                           req->from_snapshot[0] ? " at snapshot " : "",
-                           req->from_snapshot, src->host);
-  launch (s, op, client, DROVER_AGENT_METHOD_CLONE_VM, &agent.base, first);
-  *job_out = sched_job_copy (op->job);
-  return TRUE;
-}
-
-void
-sched_snap_handle_clone (ProtoServerCall *call, const ProtobufCMessage *request,
-                         gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) job = NULL;
-
-  sched_snapshots_clone (user_data, (const void *)request, &job, &error);
-  reply_job (call, job, error);
-}
-
-/* --- MakeTemplate ------------------------------------------------------ */
-
-typedef struct
-{
-  SchedService *svc;
-  ProtoServerCall *call;
-  char *vm;
-  char *host;
-  gint64 started_us;
-} TemplateCall;
-
-static void
-template_done (const ProtobufCMessage *reply, const GError *error,
-               gpointer user_data)
-{
-  TemplateCall *t = user_data;
-  SchedService *svc = t->svc;
-  const Drover__V1__AgentVmReply *agent = (const void *)reply;
-  Drover__V1__VmReply out = DROVER__V1__VM_REPLY__INIT;
-  Drover__V1__Vm msg;
-  g_autoptr (GError) local = NULL;
-  g_autoptr (SchedVm) vm = NULL;
-  double seconds = (g_get_monotonic_time () - t->started_us) / 1e6;
-
-  g_hash_table_remove (svc->snapshots->busy, t->vm);
-  sched_metrics_snapshot_op (svc->metrics, "template", error == NULL, seconds);
-  if (error != NULL)
-    {
-      sched_agents_call_fail (t->call, t->host, error);
-      goto out;
-    }
-  vm = sched_store_get_vm (svc->store, t->vm, &local);
-  if (vm == NULL)
-    {
-      proto_server_call_fail (t->call, PROTO_STATUS_NOT_FOUND,
-                              "VM '%s' was deleted meanwhile", t->vm);
-      goto out;
-    }
-  vm->template = 1;
-  if (agent->vm != NULL && strcmp (vm->host, t->host) == 0)
-    {
-      sched_vm_set_status (vm, agent->vm);
-      if (agent->vm->state[0] != '\0')
-        sched_vm_set_state (vm, agent->vm->state);
-    }
-  vm->updated_ms = now_ms (svc->snapshots);
-  if (!sched_store_put_vm (svc->store, vm, &local))
-    {
-      sched_call_fail (t->call, local);
-      goto out;
-    }
-  drover_message (t->vm, NULL, t->host, "VM is now a template");
-  sched_events_emit (svc->events, SCHED_EVENT_VM_TEMPLATE, t->vm, t->host,
-                     vm->state, NULL, "now a template");
-  drover__v1__vm__init (&msg);
-  sched_vm_msg (vm, &msg);
-  out.vm = &msg;
-  proto_server_call_reply (t->call, &out.base);
-out:
-  g_free (t->vm);
-  g_free (t->host);
-  g_free (t);
-}
-
-void
-sched_snap_handle_template (ProtoServerCall *call,
-                            const ProtobufCMessage *request, gpointer user_data)
-{
-  SchedService *svc = user_data;
-  SchedSnapshots *s = svc->snapshots;
-  const Drover__V1__VmRequest *req = (const void *)request;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (SchedVm) vm = NULL;
-  g_autoptr (SchedHost) host = NULL;
-  ProtoClient *client;
-  TemplateCall *t;
-
-  client = lookup (s, req->name, &vm, &host, &error);
-  if (client == NULL || !check_idle (s, req->name, &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  if (strcmp (vm->state, PROTO_VM_SHUTOFF) != 0)
-    {
-      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
-                              "VM '%s' is %s: only a stopped VM becomes a "
-                              "template (droverctl vm stop %s)",
-                              vm->name, vm->state, vm->name);
-      return;
-    }
-  if (vm->base[0] != '\0')
-    {
-      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
-                              "VM '%s' is a linked clone of '%s': make a full "
-                              "clone of it the template instead",
-                              vm->name, vm->base);
-      return;
-    }
-  t = g_new0 (TemplateCall, 1);
-  t->svc = svc;
-  t->call = call;
-  t->vm = g_strdup (vm->name);
-  t->host = g_strdup (host->name);
-  t->started_us = g_get_monotonic_time ();
-  /* Busy with no job: nothing else starts on it until the agent answers. */
-  g_hash_table_insert (s->busy, g_strdup (vm->name), NULL);
-  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_MAKE_TEMPLATE,
-                     request, SCHED_AGENT_CALL_TIMEOUT_MS, template_done, t);
 }

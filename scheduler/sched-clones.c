@@ -1,0 +1,280 @@
+/* Clones and templates on the scheduler's side (issue 12), part of
+ * SchedSnapshots (see sched-snapshots.c for the job's course).
+ *
+ * CloneVm is a storage job on the source VM: the new VM's record is made
+ * at once, in state "creating" on the source's host (a reservation
+ * placement sees, as CreateVm does), and a failed clone removes it. A
+ * linked clone records its base (the source), which protects the base:
+ * it cannot be deleted, started (a template) or migrated while clones use
+ * it. A full clone to another host is not built (the agents copy only on
+ * one host): UNIMPLEMENTED, saying how to get there (clone, migrate).
+ * MakeTemplate is one agent call on a stopped VM.
+ */
+#include "sched-snapshots-private.h"
+
+#include <string.h>
+
+/* --- CloneVm ----------------------------------------------------------- */
+
+gboolean
+sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
+                       SchedJob **job_out, GError **error)
+{
+  SchedSnapshots *s = svc->snapshots;
+  Drover__V1__AgentCloneRequest agent = DROVER__V1__AGENT_CLONE_REQUEST__INIT;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) src = NULL;
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (SchedVm) existing = NULL;
+  g_autoptr (SchedVm) clone = NULL;
+  g_autoptr (GPtrArray) hosts = NULL;
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autofree char *uuid = NULL;
+  g_autofree char *placed = NULL;
+  g_autofree char *first = NULL;
+  const char *mode = req->mode;
+  ProtoClient *client;
+  gboolean exists;
+  SnapOp *op;
+
+  if (!proto_name_validate ("VM", req->source, error)
+      || !proto_name_validate ("VM", req->name, error)
+      || (req->from_snapshot[0] != '\0'
+          && !proto_name_validate ("snapshot", req->from_snapshot, error))
+      || (req->host[0] != '\0'
+          && !proto_name_validate ("host", req->host, error)))
+    return FALSE;
+  if (mode[0] != '\0' && strcmp (mode, PROTO_CLONE_LINKED) != 0
+      && strcmp (mode, PROTO_CLONE_FULL) != 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                   "clone mode '%.32s': give \"linked\" or \"full\"", mode);
+      return FALSE;
+    }
+  if (strcmp (req->source, req->name) == 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                   "a clone needs a new name, not its source's ('%s')",
+                   req->name);
+      return FALSE;
+    }
+  client = sched_snap_lookup (s, req->source, &src, &host, error);
+  if (client == NULL)
+    return FALSE;
+  existing = sched_store_get_vm (svc->store, req->name, &local);
+  if (existing != NULL)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_EXISTS,
+                   "VM '%s' already exists (on host '%s')", existing->name,
+                   existing->host);
+      return FALSE;
+    }
+  if (!g_error_matches (local, SCHED_ERROR, SCHED_ERROR_NOT_FOUND))
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  if (mode[0] == '\0')
+    mode = src->template ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL;
+  if (req->host[0] != '\0' && strcmp (req->host, src->host) != 0)
+    {
+      if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
+        {
+          g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                       "a linked clone stays on its base's host: '%s' is on "
+                       "host '%s', not '%s' (give --full to copy)",
+                       src->name, src->host, req->host);
+          return FALSE;
+        }
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
+                   "a full clone to another host is not built yet: clone "
+                   "'%s' on its host '%s', then migrate the clone to '%s'",
+                   src->name, src->host, req->host);
+      return FALSE;
+    }
+  if (req->from_snapshot[0] != '\0')
+    {
+      if (!sched_snap_exists (svc->store, src->name, req->from_snapshot,
+                              &exists, error))
+        return FALSE;
+      if (!exists)
+        {
+          g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                       "VM '%s' has no snapshot '%s' (droverctl snapshot "
+                       "list %s)",
+                       src->name, req->from_snapshot, src->name);
+          return FALSE;
+        }
+    }
+  if (!sched_snap_check_idle (s, src->name, error))
+    return FALSE;
+
+  /* The clone is the source's twin but for its name: same size, same
+   * kernel and command line, same accelerator. */
+  spec = proto_msg_copy (&src->spec->base);
+  g_free (spec->name);
+  spec->name = g_strdup (req->name);
+  hosts = sched_store_list_hosts (svc->store, error);
+  if (hosts != NULL)
+    vms = sched_store_list_vms (svc->store, NULL, error);
+  if (vms == NULL)
+    return FALSE;
+  sched_migrator_add_reservations (svc->migrator, vms);
+  placed = sched_place (&svc->policy, hosts, vms, spec, src->host, error);
+  if (placed == NULL)
+    return FALSE;
+
+  clone = sched_vm_new (spec, src->host, PROTO_VM_CREATING, NULL,
+                        sched_snap_now_ms (s));
+  if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
+    {
+      g_free (clone->base);
+      clone->base = g_strdup (src->name);
+    }
+  if (!sched_store_put_vm (svc->store, clone, error))
+    return FALSE;
+
+  uuid = g_uuid_string_random ();
+  op = sched_snap_op_new (s, PROTO_JOB_KIND_CLONE, "clone", src->name,
+                          src->host, req->name, req->name);
+  if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
+    op->linked = g_strdup (src->name);
+  agent.job_id = op->job->id;
+  agent.source = src->name;
+  agent.from_snapshot = req->from_snapshot;
+  agent.spec = spec;
+  agent.uuid = uuid;
+  agent.mode = (char *)mode;
+  agent.start = req->start;
+  first = g_strdup_printf ("clone %s: %s clone of %s%s%s starting on host %s",
+                           req->name, mode, src->name,
+                           req->from_snapshot[0] ? " at snapshot " : "",
+                           req->from_snapshot, src->host);
+  sched_snap_launch (s, op, client, DROVER_AGENT_METHOD_CLONE_VM, &agent.base,
+                     first);
+  *job_out = sched_job_copy (op->job);
+  return TRUE;
+}
+
+void
+sched_snap_handle_clone (ProtoServerCall *call, const ProtobufCMessage *request,
+                         gpointer user_data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+
+  sched_snapshots_clone (user_data, (const void *)request, &job, &error);
+  sched_snap_reply_job (call, job, error);
+}
+
+/* --- MakeTemplate ------------------------------------------------------ */
+
+typedef struct
+{
+  SchedService *svc;
+  ProtoServerCall *call;
+  char *vm;
+  char *host;
+  gint64 started_us;
+} TemplateCall;
+
+static void
+template_done (const ProtobufCMessage *reply, const GError *error,
+               gpointer user_data)
+{
+  TemplateCall *t = user_data;
+  SchedService *svc = t->svc;
+  const Drover__V1__AgentVmReply *agent = (const void *)reply;
+  Drover__V1__VmReply out = DROVER__V1__VM_REPLY__INIT;
+  Drover__V1__Vm msg;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  double seconds = (g_get_monotonic_time () - t->started_us) / 1e6;
+
+  g_hash_table_remove (svc->snapshots->busy, t->vm);
+  sched_metrics_snapshot_op (svc->metrics, "template", error == NULL, seconds);
+  if (error != NULL)
+    {
+      sched_agents_call_fail (t->call, t->host, error);
+      goto out;
+    }
+  vm = sched_store_get_vm (svc->store, t->vm, &local);
+  if (vm == NULL)
+    {
+      proto_server_call_fail (t->call, PROTO_STATUS_NOT_FOUND,
+                              "VM '%s' was deleted meanwhile", t->vm);
+      goto out;
+    }
+  vm->template = 1;
+  if (agent->vm != NULL && strcmp (vm->host, t->host) == 0)
+    {
+      sched_vm_set_status (vm, agent->vm);
+      if (agent->vm->state[0] != '\0')
+        sched_vm_set_state (vm, agent->vm->state);
+    }
+  vm->updated_ms = sched_snap_now_ms (svc->snapshots);
+  if (!sched_store_put_vm (svc->store, vm, &local))
+    {
+      sched_call_fail (t->call, local);
+      goto out;
+    }
+  drover_message (t->vm, NULL, t->host, "VM is now a template");
+  sched_events_emit (svc->events, SCHED_EVENT_VM_TEMPLATE, t->vm, t->host,
+                     vm->state, NULL, "now a template");
+  drover__v1__vm__init (&msg);
+  sched_vm_msg (vm, &msg);
+  out.vm = &msg;
+  proto_server_call_reply (t->call, &out.base);
+out:
+  g_free (t->vm);
+  g_free (t->host);
+  g_free (t);
+}
+
+void
+sched_snap_handle_template (ProtoServerCall *call,
+                            const ProtobufCMessage *request, gpointer user_data)
+{
+  SchedService *svc = user_data;
+  SchedSnapshots *s = svc->snapshots;
+  const Drover__V1__VmRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (SchedHost) host = NULL;
+  ProtoClient *client;
+  TemplateCall *t;
+
+  client = sched_snap_lookup (s, req->name, &vm, &host, &error);
+  if (client == NULL || !sched_snap_check_idle (s, req->name, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  if (strcmp (vm->state, PROTO_VM_SHUTOFF) != 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "VM '%s' is %s: only a stopped VM becomes a "
+                              "template (droverctl vm stop %s)",
+                              vm->name, vm->state, vm->name);
+      return;
+    }
+  if (vm->base[0] != '\0')
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "VM '%s' is a linked clone of '%s': make a full "
+                              "clone of it the template instead",
+                              vm->name, vm->base);
+      return;
+    }
+  t = g_new0 (TemplateCall, 1);
+  t->svc = svc;
+  t->call = call;
+  t->vm = g_strdup (vm->name);
+  t->host = g_strdup (host->name);
+  t->started_us = g_get_monotonic_time ();
+  /* Busy with no job: nothing else starts on it until the agent answers. */
+  g_hash_table_insert (s->busy, g_strdup (vm->name), NULL);
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_MAKE_TEMPLATE,
+                     request, SCHED_AGENT_CALL_TIMEOUT_MS, template_done, t);
+}

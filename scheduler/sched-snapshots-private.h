@@ -1,0 +1,64 @@
+/* What SchedSnapshots' two files share: sched-snapshots.c (the object,
+ * the checks, a storage job's course, create, revert, delete, list, the
+ * refresh after a report) and sched-clones.c (CloneVm, MakeTemplate).
+ * Nothing else includes this. */
+#pragma once
+
+#include "sched-private.h"
+
+G_BEGIN_DECLS
+
+/* One storage job in flight. */
+typedef struct
+{
+  SchedSnapshots *owner;
+  SchedJob *job; /* owned */
+  char *op;      /* metrics label: create, revert, delete, clone */
+  char *vm;      /* the VM (a clone: its source) */
+  char *host;
+  char *name;   /* the snapshot (a clone: the new VM) */
+  char *linked; /* a linked clone: its base; else NULL */
+  ProtoClientStream *stream;
+  gint64 started_us; /* monotonic */
+  gint64 last_store_ms;
+} SnapOp;
+
+struct _SchedSnapshots
+{
+  SchedService *svc;     /* borrowed; owns this */
+  GHashTable *busy;      /* VM name -> SnapOp (borrowed; ops owns it) */
+  GHashTable *ops;       /* job id -> SnapOp, owned */
+  GHashTable *refreshes; /* VM names whose ListSnapshots is in flight */
+  gboolean stopped;
+};
+
+/* The registry's clock, ms. */
+gint64 sched_snap_now_ms (SchedSnapshots *s);
+/* The VM may start a storage job: not migrating, no other storage job
+ * (nor a template being made). */
+gboolean sched_snap_check_idle (SchedSnapshots *s, const char *vm,
+                                GError **error);
+/* The VM NAME, its host (up) and a client for it, for a command. */
+ProtoClient *sched_snap_lookup (SchedSnapshots *s, const char *name,
+                                SchedVm **vm_out, SchedHost **host_out,
+                                GError **error);
+/* TRUE with *EXISTS when snapshot NAME of VM is (or is not) in the
+ * store; FALSE and ERROR on a store failure. */
+gboolean sched_snap_exists (SchedStore *store, const char *vm, const char *name,
+                            gboolean *exists, GError **error);
+/* A new storage job of KIND (job on JOB_VM) for the metrics label
+ * OP_LABEL, on VM at HOST about NAME; not started. */
+SnapOp *sched_snap_op_new (SchedSnapshots *s, const char *kind,
+                           const char *op_label, const char *vm,
+                           const char *host, const char *name,
+                           const char *job_vm);
+/* Starts OP: its job is stored, the VM marked busy, the stream opened
+ * with REQUEST on agent METHOD through CLIENT. */
+void sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
+                        guint method, const ProtobufCMessage *request,
+                        const char *first_message);
+/* Replies to CALL with the job, or fails it with ERROR. */
+void sched_snap_reply_job (ProtoServerCall *call, SchedJob *job,
+                           const GError *error);
+
+G_END_DECLS
