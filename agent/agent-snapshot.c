@@ -1182,6 +1182,18 @@ snap_delete (SnapCtx *c, GError **error)
       if (keeper < 0 || x->in_chain)
         keeper = (gint)x->n;
     }
+  /* Two branches on the base: the one not running would become a root
+   * of its own, and the VM could end up on an image other than its
+   * base. Deleting that branch's snapshots first makes it possible. */
+  if (n_kids > 1 && s->image == 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "cannot delete snapshot %s of VM %s: %u branches rest on "
+                   "its image, the VM's base; delete the snapshots of the "
+                   "other branches first",
+                   req->name, c->vm, n_kids);
+      return FALSE;
+    }
   if (keeper < 0 && s->image == 0)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
@@ -1338,6 +1350,22 @@ claim (Agent *agent, virConnectPtr conn, const char *name, GError **error)
   return FALSE;
 }
 
+/* A template's image is the base its linked clones rest on: a snapshot
+ * would make it the frozen image of a chain that merges write into. */
+static gboolean
+is_template (SnapCtx *c, virDomainPtr dom, GError **error)
+{
+  g_autofree char *xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+
+  if (!xml || !agent_clone_xml_is_template (xml))
+    return FALSE;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+               "VM %s is a template: its image is a protected base and "
+               "takes no snapshots",
+               c->vm);
+  return TRUE;
+}
+
 static gboolean
 snap_call_run (AgentStream *stream, gpointer data, GError **error)
 {
@@ -1360,6 +1388,8 @@ snap_call_run (AgentStream *stream, gpointer data, GError **error)
   if (!conn || !claim (agent, conn, req->vm, error))
     goto fail;
   dom = agent_vm_lookup (agent, conn, req->vm, error);
+  if (dom && is_template (&c, dom, error))
+    g_clear_pointer (&dom, virDomainFree);
   if (dom)
     {
       c.conn = conn;
