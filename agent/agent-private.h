@@ -35,7 +35,8 @@ ProtoStatus agent_error_to_status (const GError *error);
  * - snapshot-create-fail: CreateSnapshot fails (rolled back) where it
  *   would make the new overlay;
  * - snapshot-create-crash-before, -crash-after, snapshot-revert-crash-
- *   before, -crash-after-define, snapshot-delete-crash-before,
+ *   before, -crash-after-stop, -crash-after-define,
+ *   snapshot-delete-crash-before,
  *   -crash-before-merge, -crash-merging, -crash-after-merge: the agent
  *   kills itself (SIGKILL) at that step of a snapshot operation. */
 #ifdef DROVER_FAULTS

@@ -847,6 +847,7 @@ snap_revert (SnapCtx *c, GError **error)
   if (!stor_overlay_create (new_path, base, error)
       || !agent_protect (c->agent, new_path, 0660, error))
     goto rollback;
+  crash_point ("snapshot-revert-crash-after-stop");
   g_free (t->current);
   t->current = g_strdup (s->name);
   t->active = t->op_image;
@@ -1279,12 +1280,17 @@ recover (SnapCtx *c, AgentSnapTree *t, GError **error)
                       "revert to snapshot %s: left unfinished by an earlier "
                       "run; rolled back",
                       t->op_snap->name);
-      (void)stor_disk_remove (new_path, NULL);
-      clear_op (t);
-      if (!write_tree (c, t, error))
-        return FALSE;
-      if (t->op_running && !is_active (c->dom))
-        (void)virDomainCreate (c->dom);
+      {
+        gboolean was_running = t->op_running;
+
+        (void)stor_disk_remove (new_path, NULL);
+        clear_op (t);
+        if (!write_tree (c, t, error))
+          return FALSE;
+        /* Destroyed before the kill: it boots again on its own image. */
+        if (was_running && !is_active (c->dom))
+          (void)virDomainCreate (c->dom);
+      }
       return TRUE;
     case AGENT_SNAP_OP_DELETE:
       drover_message (c->vm, c->job, NULL,
@@ -1296,6 +1302,45 @@ recover (SnapCtx *c, AgentSnapTree *t, GError **error)
       break;
     }
   return TRUE;
+}
+
+/* DATA/snapshots/VM of a VM libvirt does not know here (a DeleteVm cut
+ * short between the undefine and the files): nothing can use them. */
+static void
+reclaim_orphan_dirs (Agent *agent, virConnectPtr conn)
+{
+  g_autofree char *root
+      = g_build_filename (agent->config.data_dir, "snapshots", NULL);
+  g_autoptr (GDir) dir = g_dir_open (root, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir)))
+    if (proto_name_validate ("VM", name, NULL))
+      g_ptr_array_add (names, g_strdup (name));
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *vm = names->pdata[i];
+      g_autoptr (virDomain) dom = NULL;
+      g_autoptr (GError) error = NULL;
+      virErrorPtr err;
+
+      if (!agent_vm_claim (agent, vm, NULL))
+        continue;
+      dom = virDomainLookupByName (conn, vm);
+      err = dom ? NULL : virGetLastError ();
+      /* Only libvirt's "no such domain" proves it gone. */
+      if (!dom && err && err->code == VIR_ERR_NO_DOMAIN)
+        {
+          if (agent_snapshot_remove_all (agent, vm, &error))
+            drover_message (vm, NULL, NULL,
+                            "removed the snapshot files of a VM no longer "
+                            "here");
+          else
+            drover_message (vm, NULL, NULL, "%s", error->message);
+        }
+      agent_vm_release (agent, vm);
+    }
 }
 
 void
@@ -1326,6 +1371,7 @@ agent_snapshot_reclaim (Agent *agent, virConnectPtr conn)
       virDomainFree (doms[i]);
     }
   free (doms);
+  reclaim_orphan_dirs (agent, conn);
 }
 
 /* --- the calls ------------------------------------------------------------ */
