@@ -261,6 +261,22 @@ def run_cases(c, tap, tmp, pb):
             f"{last}, after the revert HB {resumed}")
         assert hb0 < resumed <= hb1 + 2, (hb0, hb1, resumed)
         assert boots() == boots0, "the guest booted again"
+        st["boots"] = boots0
+        tree_matches_disks()
+
+    def revert_paused():
+        """A memory snapshot reverted with paused: the guest waits where
+        the snapshot left it until it is resumed."""
+        snap("RevertSnapshot", "m1", paused=True)
+        state = lambda: c.where(st["vm"]).get(st["at"], (None, None))[1]  # noqa: E731
+        assert state() == "paused", state()
+        hb = heartbeats()
+        time.sleep(2)
+        assert heartbeats() == hb, "a paused guest wrote heartbeats"
+        c.virsh(st["at"], "resume", st["vm"])
+        wait_for("heartbeats after resume", lambda: len(heartbeats()) > len(hb) + 5,
+                 timeout=60)
+        assert boots() == st.get("boots", boots())
         tree_matches_disks()
 
     def bad_input():
@@ -525,6 +541,8 @@ def run_cases(c, tap, tmp, pb):
              delete_live)
     tap.case("memory snapshot reverted: the counter continues, no boot",
              memory_snapshot)
+    tap.case("memory snapshot reverted paused: waits until resumed",
+             revert_paused)
     tap.case("bad input: clear errors, nothing changed", bad_input)
     tap.case("MigrateOut refuses a VM with snapshots", migrate_refused)
     tap.case("agent killed during create: rolled back / finished", crash_create)
