@@ -389,6 +389,22 @@ def run_cases(c, tap, tmp, pb):
         tree_matches_disks()
         hb = len(heartbeats())
         wait_for("heartbeats go on", lambda: len(heartbeats()) > hb + 10, timeout=60)
+        # Killed after the merge (pivoted), before the record: finished.
+        snap("CreateSnapshot", "c3")
+        n = len(chain(disk()))
+        crash("snapshot-delete-crash-after-merge", "DeleteSnapshot", "c3")
+        assert "c3" not in names(), names()
+        assert len(chain(disk())) == n - 1
+        assert running()
+        tree_matches_disks()
+        # Killed before the merge began: it is done at the restart.
+        snap("CreateSnapshot", "c4")
+        n = len(chain(disk()))
+        crash("snapshot-delete-crash-before", "DeleteSnapshot", "c4")
+        assert "c4" not in names(), names()
+        assert len(chain(disk())) == n - 1
+        assert running()
+        tree_matches_disks()
 
     def delete_all():
         # Children first: a branch's leaf image just goes, and the base
