@@ -31,7 +31,14 @@ ProtoStatus agent_error_to_status (const GError *error);
  *   fails (INTERNAL, rolled back) after making the disk, after defining
  *   the domain, after starting it;
  * - mig-cut-channel: MigrateOut cuts the memory stream of the migration
- *   after 4 MiB. */
+ *   after 4 MiB;
+ * - snapshot-create-fail: CreateSnapshot fails (rolled back) where it
+ *   would make the new overlay;
+ * - snapshot-create-crash-before, -crash-after, snapshot-revert-crash-
+ *   before, -crash-after-stop, -crash-after-define,
+ *   snapshot-delete-crash-before,
+ *   -crash-before-merge, -crash-merging, -crash-after-merge: the agent
+ *   kills itself (SIGKILL) at that step of a snapshot operation. */
 #ifdef DROVER_FAULTS
 gboolean agent_fault (const char *name);
 #else

@@ -847,6 +847,7 @@ snap_revert (SnapCtx *c, GError **error)
   if (!stor_overlay_create (new_path, base, error)
       || !agent_protect (c->agent, new_path, 0660, error))
     goto rollback;
+  crash_point ("snapshot-revert-crash-after-stop");
   g_free (t->current);
   t->current = g_strdup (s->name);
   t->active = t->op_image;
@@ -1182,6 +1183,18 @@ snap_delete (SnapCtx *c, GError **error)
       if (keeper < 0 || x->in_chain)
         keeper = (gint)x->n;
     }
+  /* Two branches on the base: the one not running would become a root
+   * of its own, and the VM could end up on an image other than its
+   * base. Deleting that branch's snapshots first makes it possible. */
+  if (n_kids > 1 && s->image == 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "cannot delete snapshot %s of VM %s: %u branches rest on "
+                   "its image, the VM's base; delete the snapshots of the "
+                   "other branches first",
+                   req->name, c->vm, n_kids);
+      return FALSE;
+    }
   if (keeper < 0 && s->image == 0)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
@@ -1267,12 +1280,17 @@ recover (SnapCtx *c, AgentSnapTree *t, GError **error)
                       "revert to snapshot %s: left unfinished by an earlier "
                       "run; rolled back",
                       t->op_snap->name);
-      (void)stor_disk_remove (new_path, NULL);
-      clear_op (t);
-      if (!write_tree (c, t, error))
-        return FALSE;
-      if (t->op_running && !is_active (c->dom))
-        (void)virDomainCreate (c->dom);
+      {
+        gboolean was_running = t->op_running;
+
+        (void)stor_disk_remove (new_path, NULL);
+        clear_op (t);
+        if (!write_tree (c, t, error))
+          return FALSE;
+        /* Destroyed before the kill: it boots again on its own image. */
+        if (was_running && !is_active (c->dom))
+          (void)virDomainCreate (c->dom);
+      }
       return TRUE;
     case AGENT_SNAP_OP_DELETE:
       drover_message (c->vm, c->job, NULL,
@@ -1284,6 +1302,45 @@ recover (SnapCtx *c, AgentSnapTree *t, GError **error)
       break;
     }
   return TRUE;
+}
+
+/* DATA/snapshots/VM of a VM libvirt does not know here (a DeleteVm cut
+ * short between the undefine and the files): nothing can use them. */
+static void
+reclaim_orphan_dirs (Agent *agent, virConnectPtr conn)
+{
+  g_autofree char *root
+      = g_build_filename (agent->config.data_dir, "snapshots", NULL);
+  g_autoptr (GDir) dir = g_dir_open (root, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir)))
+    if (proto_name_validate ("VM", name, NULL))
+      g_ptr_array_add (names, g_strdup (name));
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *vm = names->pdata[i];
+      g_autoptr (virDomain) dom = NULL;
+      g_autoptr (GError) error = NULL;
+      virErrorPtr err;
+
+      if (!agent_vm_claim (agent, vm, NULL))
+        continue;
+      dom = virDomainLookupByName (conn, vm);
+      err = dom ? NULL : virGetLastError ();
+      /* Only libvirt's "no such domain" proves it gone. */
+      if (!dom && err && err->code == VIR_ERR_NO_DOMAIN)
+        {
+          if (agent_snapshot_remove_all (agent, vm, &error))
+            drover_message (vm, NULL, NULL,
+                            "removed the snapshot files of a VM no longer "
+                            "here");
+          else
+            drover_message (vm, NULL, NULL, "%s", error->message);
+        }
+      agent_vm_release (agent, vm);
+    }
 }
 
 void
@@ -1314,6 +1371,7 @@ agent_snapshot_reclaim (Agent *agent, virConnectPtr conn)
       virDomainFree (doms[i]);
     }
   free (doms);
+  reclaim_orphan_dirs (agent, conn);
 }
 
 /* --- the calls ------------------------------------------------------------ */
@@ -1338,6 +1396,22 @@ claim (Agent *agent, virConnectPtr conn, const char *name, GError **error)
   return FALSE;
 }
 
+/* A template's image is the base its linked clones rest on: a snapshot
+ * would make it the frozen image of a chain that merges write into. */
+static gboolean
+is_template (SnapCtx *c, virDomainPtr dom, GError **error)
+{
+  g_autofree char *xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+
+  if (!xml || !agent_clone_xml_is_template (xml))
+    return FALSE;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+               "VM %s is a template: its image is a protected base and "
+               "takes no snapshots",
+               c->vm);
+  return TRUE;
+}
+
 static gboolean
 snap_call_run (AgentStream *stream, gpointer data, GError **error)
 {
@@ -1360,6 +1434,8 @@ snap_call_run (AgentStream *stream, gpointer data, GError **error)
   if (!conn || !claim (agent, conn, req->vm, error))
     goto fail;
   dom = agent_vm_lookup (agent, conn, req->vm, error);
+  if (dom && is_template (&c, dom, error))
+    g_clear_pointer (&dom, virDomainFree);
   if (dom)
     {
       c.conn = conn;

@@ -62,7 +62,8 @@ def run_cases(c, tap, tmp, pb):
                 return msgs, e
         return msgs, None
 
-    def snap(method, name, vm=VM, ok=True, **kw):
+    def snap(method, name, vm=None, ok=True, **kw):
+        vm = vm or st["vm"]
         req = pb.AgentSnapshotRequest(job_id="job-" + name.replace("/", "-")[:20],
                                       vm=vm, name=name, **kw)
         msgs, err = stream(method, req)
@@ -75,7 +76,7 @@ def run_cases(c, tap, tmp, pb):
 
     def listing():
         a = agents()
-        r = a.unary(st["at"], "ListSnapshots", pb.ListSnapshotsRequest(vm=VM),
+        r = a.unary(st["at"], "ListSnapshots", pb.ListSnapshotsRequest(vm=st["vm"]),
                     pb.ListSnapshotsReply)
         return r
 
@@ -84,11 +85,11 @@ def run_cases(c, tap, tmp, pb):
 
     def vm_call(method):
         a = agents()
-        return a.unary(st["at"], method, pb.VmRequest(name=VM), pb.AgentVmReply,
+        return a.unary(st["at"], method, pb.VmRequest(name=st["vm"]), pb.AgentVmReply,
                        timeout=60)
 
     def disk(live=True):
-        out = c.virsh(st["at"], "domblklist", VM).stdout
+        out = c.virsh(st["at"], "domblklist", st["vm"]).stdout
         m = re.search(r"vda\s+(\S+)", out)
         assert m, out
         return m.group(1)
@@ -105,7 +106,7 @@ def run_cases(c, tap, tmp, pb):
         return p.returncode == 0 and "failed" not in p.stdout + p.stderr
 
     def console():
-        p = os.path.join(c.host_data(st["at"]), "console", VM + ".log")
+        p = os.path.join(c.host_data(st["at"]), "console", st["vm"] + ".log")
         with open(p, errors="replace") as f:
             return f.read()
 
@@ -116,18 +117,18 @@ def run_cases(c, tap, tmp, pb):
         return console().count("DROVER-GUEST boot")
 
     def tree_xml():
-        out = c.virsh(st["at"], "dumpxml", "--inactive", VM).stdout
+        out = c.virsh(st["at"], "dumpxml", "--inactive", st["vm"]).stdout
         root = ET.fromstring(out)
         t = root.find(f"metadata/{NS}snapshots")
         return t
 
     def snap_dir():
-        return os.path.join(c.host_data(st["at"]), "snapshots", VM)
+        return os.path.join(c.host_data(st["at"]), "snapshots", st["vm"])
 
     def image_of(n):
         n = int(n)
         if n == 0:
-            return os.path.join(c.host_data(st["at"]), "disks", VM + ".qcow2")
+            return os.path.join(c.host_data(st["at"]), "disks", st["vm"] + ".qcow2")
         return os.path.join(snap_dir(), f"{n}.qcow2")
 
     def tree_matches_disks():
@@ -155,9 +156,10 @@ def run_cases(c, tap, tmp, pb):
             assert os.path.exists(img)
 
     def running():
-        return c.where(VM).get(st["at"], (None, None))[1] == "running"
+        return c.where(st["vm"]).get(st["at"], (None, None))[1] == "running"
 
     def boot():
+        st["vm"] = VM
         c.ctl("vm", "create", VM, "--vcpus", "1", "--memory", "256M",
               "--disk", "64M", "--kernel", KERNEL, "--initrd", INITRD,
               "--cmdline", CMDLINE)
@@ -259,6 +261,22 @@ def run_cases(c, tap, tmp, pb):
             f"{last}, after the revert HB {resumed}")
         assert hb0 < resumed <= hb1 + 2, (hb0, hb1, resumed)
         assert boots() == boots0, "the guest booted again"
+        st["boots"] = boots0
+        tree_matches_disks()
+
+    def revert_paused():
+        """A memory snapshot reverted with paused: the guest waits where
+        the snapshot left it until it is resumed."""
+        snap("RevertSnapshot", "m1", paused=True)
+        state = lambda: c.where(st["vm"]).get(st["at"], (None, None))[1]  # noqa: E731
+        assert state() == "paused", state()
+        hb = heartbeats()
+        time.sleep(2)
+        assert heartbeats() == hb, "a paused guest wrote heartbeats"
+        c.virsh(st["at"], "resume", st["vm"])
+        wait_for("heartbeats after resume", lambda: len(heartbeats()) > len(hb) + 5,
+                 timeout=60)
+        assert boots() == st.get("boots", boots())
         tree_matches_disks()
 
     def bad_input():
@@ -332,6 +350,36 @@ def run_cases(c, tap, tmp, pb):
         assert running()
         tree_matches_disks()
 
+    def failed_create():
+        before = listing()
+        src = disk()
+        files = sorted(os.listdir(snap_dir()))
+        restart_agent("snapshot-create-fail")
+        try:
+            e = snap("CreateSnapshot", "f1", ok=False)
+            assert e.code().name == "INTERNAL" and "fault" in e.details(), e
+            e = snap("CreateSnapshot", "f2", memory=True, ok=False)
+            assert e.code().name == "INTERNAL", e
+        finally:
+            restart_agent()
+        assert listing() == before
+        assert disk() == src and running()
+        assert sorted(os.listdir(snap_dir())) == files, "a failed create left files"
+        tree_matches_disks()
+
+    def orphan_files():
+        """Snapshot files of a VM libvirt no longer knows go at the
+        agent's next start; those of a VM it knows stay."""
+        orphan = os.path.join(c.host_data(st["at"]), "snapshots", "ghostvm")
+        os.makedirs(orphan, exist_ok=True)
+        with open(os.path.join(orphan, "1.qcow2"), "w") as f:
+            f.write("left behind\n")
+        files = sorted(os.listdir(snap_dir()))
+        restart_agent()
+        wait_for("orphan removed", lambda: not os.path.exists(orphan), timeout=30)
+        assert sorted(os.listdir(snap_dir())) == files
+        tree_matches_disks()
+
     def crash_delete():
         n = len(chain(disk()))
         crash("snapshot-delete-crash-merging", "DeleteSnapshot", "c2")
@@ -341,9 +389,27 @@ def run_cases(c, tap, tmp, pb):
         tree_matches_disks()
         hb = len(heartbeats())
         wait_for("heartbeats go on", lambda: len(heartbeats()) > hb + 10, timeout=60)
+        # Killed after the merge (pivoted), before the record: finished.
+        snap("CreateSnapshot", "c3")
+        n = len(chain(disk()))
+        crash("snapshot-delete-crash-after-merge", "DeleteSnapshot", "c3")
+        assert "c3" not in names(), names()
+        assert len(chain(disk())) == n - 1
+        assert running()
+        tree_matches_disks()
+        # Killed before the merge began: it is done at the restart.
+        snap("CreateSnapshot", "c4")
+        n = len(chain(disk()))
+        crash("snapshot-delete-crash-before", "DeleteSnapshot", "c4")
+        assert "c4" not in names(), names()
+        assert len(chain(disk())) == n - 1
+        assert running()
+        tree_matches_disks()
 
     def delete_all():
-        for name in list(names()):
+        # Children first: a branch's leaf image just goes, and the base
+        # never has two branches on it when its own snapshot goes.
+        for name in reversed(names()):
             snap("DeleteSnapshot", name)
         assert names() == []
         assert disk() == image_of(0), disk()
@@ -356,6 +422,131 @@ def run_cases(c, tap, tmp, pb):
                if re.search(r"I/O error|Buffer I/O|BUG:|Oops|Kernel panic", line)]
         assert not bad, bad
 
+
+    def revert_crash():
+        cur = listing().current
+        crash("snapshot-revert-crash-before", "RevertSnapshot", "s3")
+        assert listing().current == cur
+        wait_for("VM running again", running, timeout=60)
+        tree_matches_disks()
+        # Killed with the VM destroyed and the new overlay made: the VM
+        # boots again on the image it had.
+        crash("snapshot-revert-crash-after-stop", "RevertSnapshot", "s3")
+        assert listing().current == cur
+        wait_for("VM running again", running, timeout=60)
+        tree_matches_disks()
+        crash("snapshot-revert-crash-after-define", "RevertSnapshot", "s3")
+        assert listing().current == "s3"
+        wait_for("VM running on s3", running, timeout=60)
+        tree_matches_disks()
+        hb = len(heartbeats())
+        wait_for("heartbeats go on", lambda: len(heartbeats()) > hb + 10, timeout=120)
+
+    # --- the disk-checking guest (drover.disk=check) -----------------------
+
+    GEN = re.compile(r"^DROVER-GUEST disk gen (\d+) written", re.M)
+    FOUND = re.compile(r"^DROVER-GUEST disk found blocks=(\d+) ok=(\d+) bad=(\d+) "
+                       r"blank=(\d+) gen_min=(\d+) gen_max=(\d+)", re.M)
+
+    def gens():
+        return [int(g) for g in GEN.findall(console())]
+
+    def found():
+        return [tuple(int(x) for x in m) for m in FOUND.findall(console())]
+
+    def snap_in_pause(name):
+        """Snapshot NAME right after a generation is written, in the
+        guest's pause: returns the generation it holds."""
+        n = len(gens())
+        wait_for("a generation written", lambda: len(gens()) > n or None,
+                 timeout=120, interval=0.05)
+        g = gens()[-1]
+        snap("CreateSnapshot", name)
+        assert gens()[-1] == g, f"generation {gens()[-1]} began during {name}"
+        return g
+
+    def expect_found(before, gen):
+        wait_for("the guest's disk report", lambda: len(found()) > before or None,
+                 timeout=120)
+        f = found()[-1]
+        blocks, ok, bad, blank, gmin, gmax = f
+        assert (ok, bad, blank, gmin, gmax) == (blocks, 0, 0, gen, gen), \
+            f"guest found {f}, expected every block at generation {gen}"
+
+    def disk_boot():
+        st["vm"] = "snapdisk1"
+        c.ctl("vm", "create", "snapdisk1", "--vcpus", "1", "--memory", "256M",
+              "--disk", "16M", "--kernel", KERNEL, "--initrd", INITRD,
+              "--cmdline", CMDLINE + " drover.disk=check drover.disk_blocks=64"
+              " drover.disk_pause_ms=3000")
+        w = wait_for("VM defined", lambda: c.where("snapdisk1") or None, timeout=30)
+        st["at"] = list(w)[0]
+        wait_for("disk found", lambda: found() or None, timeout=120)
+        assert found()[-1][3] == found()[-1][0], found()  # a fresh disk: blank
+        st["g0"] = snap_in_pause("d0")
+        st["g1"] = snap_in_pause("d1")
+        st["g2"] = snap_in_pause("d2")
+        log(f"d0, d1, d2 hold generations {st['g0']}, {st['g1']}, {st['g2']}")
+        assert st["g0"] < st["g1"] < st["g2"]
+
+    def disk_reverts():
+        n = len(found())
+        snap("RevertSnapshot", "d1")
+        expect_found(n, st["g1"])
+        wait_for("the guest writes on", lambda: gens()[-1] > st["g1"] + 1, timeout=120)
+        n = len(found())
+        snap("RevertSnapshot", "d2")
+        expect_found(n, st["g2"])
+        n = len(found())
+        snap("RevertSnapshot", "d1")
+        expect_found(n, st["g1"])
+        wait_for("the guest writes on", lambda: gens()[-1] > st["g1"] + 1, timeout=120)
+        tree_matches_disks()
+
+    def disk_delete_branches():
+        # d1's image holds d2's (another branch) and the running overlay.
+        before = chain(disk())
+        snap("DeleteSnapshot", "d1")
+        after = chain(disk())
+        assert len(after) == len(before) - 1, (before, after)
+        assert names() == ["d0", "d2"], names()
+        tree_matches_disks()
+        g = gens()[-1]
+        wait_for("the guest writes on", lambda: gens()[-1] > g + 1, timeout=120)
+        n = len(found())
+        snap("RevertSnapshot", "d2")
+        expect_found(n, st["g2"])
+        n = len(found())
+        snap("RevertSnapshot", "d0")
+        expect_found(n, st["g0"])
+        # Two branches on the base: refused, nothing changed.
+        e = snap("DeleteSnapshot", "d0", ok=False)
+        assert e.code().name == "FAILED_PRECONDITION" and "branches" in e.details(), e
+        assert names() == ["d0", "d2"]
+        tree_matches_disks()
+
+    def disk_delete_all():
+        # Stopped in a pause (no block half-written): the offline merge
+        # (qemu-img commit, the domain redefined on the base).
+        k = len(gens())
+        wait_for("a generation written", lambda: len(gens()) > k or None,
+                 timeout=120, interval=0.05)
+        vm_call("DestroyVm")
+        g = gens()[-1]
+        snap("DeleteSnapshot", "d2")
+        snap("DeleteSnapshot", "d0")
+        assert names() == [] and disk() == image_of(0)
+        assert chain(disk()) == [image_of(0)]
+        tree_matches_disks()
+        assert not os.listdir(snap_dir()), os.listdir(snap_dir())
+        n = len(found())
+        vm_call("StartVm")
+        wait_for("the guest's disk report", lambda: len(found()) > n or None,
+                 timeout=120)
+        blocks, ok, bad, blank, gmin, gmax = found()[-1]
+        assert (ok, bad, blank) == (blocks, 0, 0), found()[-1]
+        assert gmin == gmax == g, (g, found()[-1])
+
     if not tap.case("boot a TCG guest with a 64 MiB disk", boot):
         return
     tap.case("stopped VM: s1 (0x11), s2 (0x22), then 0x33 written", stopped_chain)
@@ -366,12 +557,30 @@ def run_cases(c, tap, tmp, pb):
              delete_live)
     tap.case("memory snapshot reverted: the counter continues, no boot",
              memory_snapshot)
+    tap.case("memory snapshot reverted paused: waits until resumed",
+             revert_paused)
     tap.case("bad input: clear errors, nothing changed", bad_input)
     tap.case("MigrateOut refuses a VM with snapshots", migrate_refused)
     tap.case("agent killed during create: rolled back / finished", crash_create)
+    tap.case("a create that fails leaves nothing, changes nothing",
+             failed_create)
+    tap.case("snapshot files of a VM no longer here go at start",
+             orphan_files)
     tap.case("agent killed during a live merge: finished at restart",
              crash_delete)
+    tap.case("agent killed during a revert: rolled back / finished",
+             revert_crash)
     tap.case("delete every snapshot: one image, the VM's own", delete_all)
+    if not tap.case("disk-checking guest: d0, d1, d2 taken between "
+                    "generations", disk_boot):
+        return
+    tap.case("revert to d1, d2, d1: the guest finds exactly their data",
+             disk_reverts)
+    tap.case("delete d1 (two images on it) while running; d2 and d0 intact; "
+             "two branches on the base refused", disk_delete_branches)
+    tap.case("delete the rest while stopped: one image, the guest's data "
+             "intact",
+             disk_delete_all)
 
 
 if __name__ == "__main__":
