@@ -267,6 +267,18 @@ sched_snap_handle_template (ProtoServerCall *call,
                               vm->name, vm->base);
       return;
     }
+  /* A template's image is a protected base: a chain under it would be
+   * merged away by a later snapshot delete (and templates keep none). */
+  if (vm->snapshots > 0)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "VM '%s' has %" G_GINT64_FORMAT
+                              " snapshot(s): delete them first (droverctl "
+                              "snapshot list %s), or make a full clone of it "
+                              "the template",
+                              vm->name, vm->snapshots, vm->name);
+      return;
+    }
   t = g_new0 (TemplateCall, 1);
   t->svc = svc;
   t->call = call;

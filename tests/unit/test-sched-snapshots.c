@@ -1012,7 +1012,22 @@ test_template (Fixture *f, gconstpointer data)
   assert_refused (error, PROTO_STATUS_FAILED_PRECONDITION, "stopped");
   error = NULL;
 
+  /* A VM with snapshots is refused: its chain would sit under a base. */
   req.name = (char *)"off";
+  {
+    g_autoptr (SchedVm) with = stored_vm (f, "off");
+
+    with->snapshots = 2;
+    g_assert_true (sched_store_put_vm (f->svc->store, with, &error));
+    g_assert_null (
+        call (f->ops, DROVER_SCHED_METHOD_MAKE_TEMPLATE, &req, &error));
+    assert_refused (error, PROTO_STATUS_FAILED_PRECONDITION,
+                    "has 2 snapshot(s): delete them first");
+    error = NULL;
+    with->snapshots = 0;
+    g_assert_true (sched_store_put_vm (f->svc->store, with, &error));
+  }
+  g_assert_cmpuint (f->fake.calls->len, ==, 0);
   reply = call (f->ops, DROVER_SCHED_METHOD_MAKE_TEMPLATE, &req, &error);
   g_assert_no_error (error);
   g_assert_true (reply->vm->template_);
