@@ -33,13 +33,16 @@ import grpc  # noqa: E402
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
-CMDLINE = (GUEST_CMDLINE + " drover.hb_ms=200 drover.disk=check"
+# no_timer_check: with several TCG guests booting on a loaded 2-core host,
+# the kernel's IO-APIC timer check can miss its ticks and panic ("IO-APIC +
+# timer doesn't work"); seen once in 10 boots here.
+CMDLINE = (GUEST_CMDLINE + " no_timer_check drover.hb_ms=200 drover.disk=check"
            " drover.disk_blocks=64 drover.disk_pause_ms=2000")
 MEMORY = 128 * 1024 * 1024
 DISK = 64 * 1024 * 1024
 SRC = "tpl"
 N_LINKED = 10
-BATCH = 5
+BATCH = 4
 FOUND = re.compile(r"^DROVER-GUEST disk found (blocks=\d+ ok=\d+ bad=\d+ blank=\d+ "
                    r"gen_min=\d+ gen_max=\d+)\r?$", re.M)
 HB = re.compile(r"^HB (\d+) \d+\r?$", re.M)
@@ -112,6 +115,18 @@ def run_cases(c, tap, tmp, pb):
 
     def hb_count(name):
         return len(HB.findall(console(name)))
+
+    def wait_booted(name, timeout=300):
+        """Until NAME's guest checked its disk and beats; fails at once
+        when its kernel panics."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = console(name)
+            assert "Kernel panic" not in out, f"{name} panicked: {out[-600:]}"
+            if found_line(name) and hb_count(name) >= 5:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{name} did not boot in {timeout}s: {console(name)[-600:]}")
 
     def destroy(name):
         unary("DestroyVm", pb.VmRequest(name=name), pb.AgentVmReply)
@@ -242,8 +257,7 @@ def run_cases(c, tap, tmp, pb):
                 assert vm.name == n and vm.uuid == uuids[n], vm
                 assert not vm.template and vm.state == "running", vm
             for n in batch:
-                wait_for(f"{n}'s disk check and heartbeats",
-                         lambda: found_line(n) and hb_count(n) >= 5, 300)
+                wait_booted(n)
                 founds[n] = found_line(n)
                 sizes[n] = disk_bytes(n)
                 info = img_info(os.path.join(disks, n + ".qcow2"))
