@@ -34,6 +34,8 @@
 /* How long a hold fault point keeps the clone still (tests kill the
  * agent meanwhile). */
 #define HOLD_MAX_S 120
+/* How long a clone waits for its source to be free. */
+#define CLAIM_WAIT_S 10
 /* Clones listed by name in a refusal; the rest are counted. */
 #define MAX_NAMED_USERS 10
 
@@ -542,6 +544,23 @@ read_source (Agent *agent, virConnectPtr conn, const char *name,
   return TRUE;
 }
 
+/* Claims the source VM NAME, waiting a little for another operation to
+ * let go: clones of one template hold it only while they read it and
+ * write their mark, so a batch of them asked at once all go through. */
+static gboolean
+claim_source (Agent *agent, const char *name, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + CLAIM_WAIT_S * G_USEC_PER_SEC;
+
+  while (!agent_vm_claim (agent, name, NULL))
+    {
+      if (g_get_monotonic_time () > deadline)
+        return agent_vm_claim (agent, name, error);
+      g_usleep (20000);
+    }
+  return TRUE;
+}
+
 static gboolean
 clone_run (AgentStream *stream, gpointer data, GError **error)
 {
@@ -576,7 +595,7 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
 
   /* The source stays as it is while it is read (and, unless it is a
    * template, which nothing changes, while it is copied). */
-  if (!agent_vm_claim (agent, req->source, error))
+  if (!claim_source (agent, req->source, error))
     goto fail;
   source_held = TRUE;
   if (!read_source (agent, conn, req->source, &src, error))

@@ -293,6 +293,30 @@ def run_cases(c, tap, tmp, pb):
                     "UUIDs and find its data", linked_clones):
         return
 
+    def concurrent_clones():
+        names = ["pc1", "pc2", "pc3", "pc4"]
+        results = {}
+
+        def one(n):
+            results[n] = clone(n)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for n in names:
+            msgs, err = results[n]
+            assert err is None, f"{n}: {err.code()} {err.details()}"
+            assert msgs[-1].phase == "completed", msgs[-1]
+            assert msgs[-1].vm.state == "shutoff" and not msgs[-1].vm.template, msgs[-1]
+        for n in names:
+            delete(n)
+            assert not files_of(n), files_of(n)
+
+    tap.case("linked clones of one template asked for at once all succeed",
+             concurrent_clones)
+
     def base_in_use():
         d = expect_error(lambda: delete(SRC), grpc.StatusCode.FAILED_PRECONDITION,
                          f"VM {SRC} is the base of {N_LINKED} linked clones: "
