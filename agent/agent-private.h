@@ -31,7 +31,13 @@ ProtoStatus agent_error_to_status (const GError *error);
  *   fails (INTERNAL, rolled back) after making the disk, after defining
  *   the domain, after starting it;
  * - mig-cut-channel: MigrateOut cuts the memory stream of the migration
- *   after 4 MiB. */
+ *   after 4 MiB;
+ * - snapshot-create-fail: CreateSnapshot fails (rolled back) where it
+ *   would make the new overlay;
+ * - snapshot-create-crash-before, -crash-after, snapshot-revert-crash-
+ *   before, -crash-after-define, snapshot-delete-crash-before,
+ *   -crash-before-merge, -crash-merging, -crash-after-merge: the agent
+ *   kills itself (SIGKILL) at that step of a snapshot operation. */
 #ifdef DROVER_FAULTS
 gboolean agent_fault (const char *name);
 #else
@@ -510,6 +516,17 @@ void agent_snapshot_delete (ProtoServerCall *call, const ProtobufCMessage *req,
 ProtobufCMessage *agent_snapshot_list (Agent *agent, const AgentCaller *caller,
                                        const ProtobufCMessage *request,
                                        GError **error);
+/* At start, with libvirt connected (any thread): finishes or rolls back
+ * the snapshot operations an earlier run left halfway (their record is
+ * in each domain's snapshot metadata). */
+void agent_snapshot_reclaim (Agent *agent, virConnectPtr conn);
+/* The current snapshot (free with g_free) and the number of snapshots
+ * recorded in domain XML DOMXML; FALSE when its record is unreadable. */
+gboolean agent_snapshot_count (const char *domxml, char **current,
+                               guint *count);
+/* Removes DATA/snapshots/NAME and everything in it (VM NAME is gone). */
+gboolean agent_snapshot_remove_all (Agent *agent, const char *name,
+                                    GError **error);
 
 /* agent-clone.c. CloneVm streams StorageProgress (ProtoHandler, data: the
  * Agent); MakeTemplate is an AgentVmFunc. */

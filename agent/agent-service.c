@@ -314,6 +314,13 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       g_prefix_error (error, "VM %s is undefined but: ", name);
       return NULL;
     }
+  /* Its snapshots' images and memory files (issue 12). */
+  if (!agent_snapshot_remove_all (agent, name, error))
+    {
+      g_prefix_error (error,
+                      "VM %s is undefined but its snapshots stay: ", name);
+      return NULL;
+    }
   /* Its console log and the history from earlier hosts. */
   if (!agent_console_remove (agent, name, error))
     {

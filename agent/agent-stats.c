@@ -62,6 +62,17 @@ status_new (virDomainPtr dom, GError **error)
   status->uuid = proto_msg_strdup (uuid);
   status->vcpus = status->spec->vcpus;
   status->memory = status->spec->memory;
+  /* Snapshots (issue 12): what the domain's snapshot record says. */
+  {
+    g_autofree char *current = NULL;
+    guint count = 0;
+
+    if (agent_snapshot_count (xml, &current, &count))
+      {
+        status->current_snapshot = proto_msg_strdup (current);
+        status->snapshots = count;
+      }
+  }
   /* The clone record (agent-clone.c). */
   status->template_ = agent_clone_xml_is_template (xml);
   return g_steal_pointer (&status);

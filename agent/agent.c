@@ -94,6 +94,8 @@ reclaim_thread (gpointer data)
   if (conn)
     {
       agent_qemu_ids_update (agent, conn);
+      /* Snapshot operations first: they say which images are in use. */
+      agent_snapshot_reclaim (agent, conn);
       agent_disks_reclaim (agent, conn);
       agent_clone_reclaim (agent, conn);
     }
