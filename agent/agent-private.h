@@ -546,6 +546,13 @@ gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
  * (made or being made) whose disks are overlays on DOM's image. */
 gboolean agent_clone_check_delete (Agent *agent, virConnectPtr conn,
                                    virDomainPtr dom, GError **error);
+/* For operations that would write or remove image PATH of VM VM (e.g.
+ * DeleteSnapshot's merges): AGENT_ERROR_PRECONDITION naming the linked
+ * clones whose disks are overlays on it (and the clones of VM being
+ * made). */
+gboolean agent_clone_check_image (Agent *agent, virConnectPtr conn,
+                                  const char *vm, const char *path,
+                                  GError **error);
 /* At start, with libvirt connected: removes every clone an earlier run
  * left uncommitted (its domain, disk, temporary copy, console log and
  * mark) and makes the images of templates read-only again. The clone
