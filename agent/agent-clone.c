@@ -72,15 +72,13 @@ disk_source (const char *domxml)
                            "/domain/devices/disk[@device='disk']/source/@file");
 }
 
-/* DOMXML with the clone's identity: UUID (none: libvirt picks one), a
- * clone record (SOURCE and the SNAPSHOT it was cloned from; NULL BASE_VM:
- * a full clone, else linked to BASE_VM's image BASE_IMAGE), and a
- * new MAC address on every network interface, so that it never shares
+/* See agent-private.h; new MAC addresses so that a clone never shares
  * one with its source. */
-static char *
-with_identity (const char *domxml, const char *uuid, const char *source,
-               const char *snapshot, const char *base_vm,
-               const char *base_image, GError **error)
+char *
+agent_clone_xml_identity (const char *domxml, const char *uuid,
+                          const char *source, const char *snapshot,
+                          const char *base_vm, const char *base_image,
+                          GError **error)
 {
   g_autoptr (xmlDoc) doc = xmlReadMemory (
       domxml, strlen (domxml), "domain.xml", NULL,
@@ -732,10 +730,10 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
     goto rollback;
 
   xml = agent_domain_xml_build (spec, agent->accel, disk, console, error);
-  clone_xml
-      = xml ? with_identity (xml, req->uuid, req->source, req->from_snapshot,
-                             linked ? req->source : NULL, src.disk, error)
-            : NULL;
+  clone_xml = xml ? agent_clone_xml_identity (
+                  xml, req->uuid, req->source, req->from_snapshot,
+                  linked ? req->source : NULL, src.disk, error)
+                  : NULL;
   if (!clone_xml)
     goto rollback;
   dom = virDomainDefineXMLFlags (conn, clone_xml, VIR_DOMAIN_DEFINE_VALIDATE);
