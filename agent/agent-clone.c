@@ -18,6 +18,7 @@
  * console log. While the mark exists it also counts as a user of the
  * source's image (a DeleteVm of the base waits for the clone to end). */
 #include "agent-private.h"
+#include "agent-snaptree.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -34,6 +35,8 @@
 /* How long a hold fault point keeps the clone still (tests kill the
  * agent meanwhile). */
 #define HOLD_MAX_S 120
+/* How long a clone waits for its source to be free. */
+#define CLAIM_WAIT_S 10
 /* Clones listed by name in a refusal; the rest are counted. */
 #define MAX_NAMED_USERS 10
 
@@ -69,13 +72,13 @@ disk_source (const char *domxml)
                            "/domain/devices/disk[@device='disk']/source/@file");
 }
 
-/* DOMXML with the clone's identity: UUID (none: libvirt picks one), a
- * clone record (NULL BASE_VM: a full clone, recorded as SOURCE), and a
- * new MAC address on every network interface, so that it never shares
+/* See agent-private.h; new MAC addresses so that a clone never shares
  * one with its source. */
-static char *
-with_identity (const char *domxml, const char *uuid, const char *source,
-               const char *base_vm, const char *base_image, GError **error)
+char *
+agent_clone_xml_identity (const char *domxml, const char *uuid,
+                          const char *source, const char *snapshot,
+                          const char *base_vm, const char *base_image,
+                          GError **error)
 {
   g_autoptr (xmlDoc) doc = xmlReadMemory (
       domxml, strlen (domxml), "domain.xml", NULL,
@@ -119,6 +122,8 @@ with_identity (const char *domxml, const char *uuid, const char *source,
   ns = xmlNewNs (rec, BAD_CAST CLONE_XMLNS, BAD_CAST CLONE_XMLNS_PREFIX);
   xmlSetNs (rec, ns);
   xmlNewProp (rec, BAD_CAST "source", BAD_CAST source);
+  if (snapshot && *snapshot)
+    xmlNewProp (rec, BAD_CAST "snapshot", BAD_CAST snapshot);
   xmlNewProp (rec, BAD_CAST "mode",
               BAD_CAST (base_vm ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL));
   if (base_vm)
@@ -239,6 +244,39 @@ base_users (Agent *agent, virConnectPtr conn, const char *base, GError **error)
     }
   g_ptr_array_sort (users, compare_names);
   return g_steal_pointer (&users);
+}
+
+gboolean
+agent_clone_check_image (Agent *agent, virConnectPtr conn, const char *vm,
+                         const char *path, GError **error)
+{
+  g_autoptr (GPtrArray) users = base_users (agent, conn, vm, error);
+  g_autoptr (GString) list = g_string_new (NULL);
+  guint n = 0;
+
+  if (!users)
+    return FALSE;
+  for (guint i = 0; i < users->len; i++)
+    {
+      const char *user = users->pdata[i];
+      g_autoptr (virDomain) dom = virDomainLookupByName (conn, user);
+      g_autofree char *xml = dom ? virDomainGetXMLDesc (dom, 0) : NULL;
+      g_autofree char *image = xml ? record_attr (xml, "base-image") : NULL;
+
+      /* A clone being made (no domain yet) may be linking to PATH. */
+      if (image && g_strcmp0 (image, path) != 0)
+        continue;
+      if (n++ < MAX_NAMED_USERS)
+        g_string_append_printf (list, "%s%s", n > 1 ? ", " : "", user);
+    }
+  if (n == 0)
+    return TRUE;
+  if (n > MAX_NAMED_USERS)
+    g_string_append_printf (list, " and %u more", n - MAX_NAMED_USERS);
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+               "image %s of VM %s is the base of %u linked clone%s: %s", path,
+               vm, n, n == 1 ? "" : "s", list->str);
+  return FALSE;
 }
 
 gboolean
@@ -484,16 +522,9 @@ check_request (const Drover__V1__AgentCloneRequest *req, GError **error)
                    PROTO_CLONE_FULL);
       return FALSE;
     }
-  if (*req->from_snapshot)
-    {
-      if (!proto_name_validate ("snapshot", req->from_snapshot, error))
-        return FALSE;
-      g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
-                   "cloning VM %s from snapshot %s is not built yet: clone "
-                   "the VM itself",
-                   req->source, req->from_snapshot);
-      return FALSE;
-    }
+  if (*req->from_snapshot
+      && !proto_name_validate ("snapshot", req->from_snapshot, error))
+    return FALSE;
   return TRUE;
 }
 
@@ -501,13 +532,37 @@ check_request (const Drover__V1__AgentCloneRequest *req, GError **error)
 typedef struct
 {
   gboolean is_template;
-  char *disk;        /* its active image, NULL: no disk */
+  gboolean frozen;   /* DISK is a snapshot's image: nothing writes it */
+  char *disk;        /* the image to clone, NULL: no disk */
   guint64 disk_size; /* from its spec */
 } CloneSource;
 
+/* The image snapshot SNAP of VM NAME (domain XML XML) froze: the disk as
+ * it was when SNAP was taken. */
+static char *
+snapshot_image (Agent *agent, const char *name, const char *xml,
+                const char *snap, GError **error)
+{
+  g_autoptr (AgentSnapTree) tree = agent_snaptree_from_domain_xml (xml, error);
+  AgentSnap *s = tree ? agent_snaptree_find (tree, snap) : NULL;
+
+  if (!tree)
+    return NULL;
+  if (!s)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_FOUND,
+                   "VM %s has no snapshot named '%s'", name, snap);
+      return NULL;
+    }
+  if (s->image == 0)
+    return stor_disk_path (agent->config.data_dir, name, error);
+  return stor_snapshot_image_path (agent->config.data_dir, name, s->image,
+                                   error);
+}
+
 static gboolean
 read_source (Agent *agent, virConnectPtr conn, const char *name,
-             CloneSource *src, GError **error)
+             const char *from_snapshot, CloneSource *src, GError **error)
 {
   g_autoptr (virDomain) dom = agent_vm_lookup (agent, conn, name, error);
   g_autofree char *xml = NULL;
@@ -525,6 +580,21 @@ read_source (Agent *agent, virConnectPtr conn, const char *name,
     }
   src->is_template = agent_clone_xml_is_template (xml);
   src->disk_size = spec->disk;
+  if (*from_snapshot)
+    {
+      if (spec->disk == 0)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                       "VM %s has no disk to clone from snapshot %s", name,
+                       from_snapshot);
+          return FALSE;
+        }
+      /* The snapshot's image is frozen: it may be read, and linked to,
+       * while the VM runs on the overlays above it. */
+      src->disk = snapshot_image (agent, name, xml, from_snapshot, error);
+      src->frozen = TRUE;
+      return src->disk != NULL;
+    }
   src->disk = spec->disk > 0 ? disk_source (xml) : NULL;
   if (spec->disk > 0 && !src->disk)
     {
@@ -538,6 +608,23 @@ read_source (Agent *agent, virConnectPtr conn, const char *name,
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
                    "VM %s is running: stop it before cloning it", name);
       return FALSE;
+    }
+  return TRUE;
+}
+
+/* Claims the source VM NAME, waiting a little for another operation to
+ * let go: clones of one template hold it only while they read it and
+ * write their mark, so a batch of them asked at once all go through. */
+static gboolean
+claim_source (Agent *agent, const char *name, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + CLAIM_WAIT_S * G_USEC_PER_SEC;
+
+  while (!agent_vm_claim (agent, name, NULL))
+    {
+      if (g_get_monotonic_time () > deadline)
+        return agent_vm_claim (agent, name, error);
+      g_usleep (20000);
     }
   return TRUE;
 }
@@ -576,18 +663,19 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
 
   /* The source stays as it is while it is read (and, unless it is a
    * template, which nothing changes, while it is copied). */
-  if (!agent_vm_claim (agent, req->source, error))
+  if (!claim_source (agent, req->source, error))
     goto fail;
   source_held = TRUE;
-  if (!read_source (agent, conn, req->source, &src, error))
+  if (!read_source (agent, conn, req->source, req->from_snapshot, &src, error))
     goto fail;
   linked = *req->mode ? strcmp (req->mode, PROTO_CLONE_LINKED) == 0
                       : src.is_template;
-  if (linked && !src.is_template)
+  if (linked && !src.is_template && !src.frozen)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "a linked clone needs a template as its base: make VM %s "
-                   "a template first, or make a full clone",
+                   "a linked clone needs a template or a snapshot as its "
+                   "base: make VM %s a template first, clone from one of "
+                   "its snapshots, or make a full clone",
                    req->source);
       goto fail;
     }
@@ -642,8 +730,9 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
     goto rollback;
 
   xml = agent_domain_xml_build (spec, agent->accel, disk, console, error);
-  clone_xml = xml ? with_identity (xml, req->uuid, req->source,
-                                   linked ? req->source : NULL, src.disk, error)
+  clone_xml = xml ? agent_clone_xml_identity (
+                  xml, req->uuid, req->source, req->from_snapshot,
+                  linked ? req->source : NULL, src.disk, error)
                   : NULL;
   if (!clone_xml)
     goto rollback;
@@ -681,7 +770,8 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
       proto_msg_free (final);
       goto rollback;
     }
-  drover_message (name, job, NULL, "cloned from VM %s (%s%s)", req->source,
+  drover_message (name, job, NULL, "cloned from VM %s%s%s (%s%s)", req->source,
+                  *req->from_snapshot ? " snapshot " : "", req->from_snapshot,
                   linked ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL,
                   req->start ? ", started" : "");
   if (source_held)

@@ -540,6 +540,15 @@ ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
 /* TRUE when the domain XML DOMXML is recorded as a template
  * (VmStatus.template). */
 gboolean agent_clone_xml_is_template (const char *domxml);
+/* DOMXML (a domain built by agent_domain_xml_build) with a clone's
+ * identity: <uuid> UUID (NULL or "": libvirt picks one), the clone record
+ * (SOURCE, the SNAPSHOT it was cloned from or NULL; BASE_VM NULL: a full
+ * clone, else linked to BASE_VM's image BASE_IMAGE) and a new random
+ * 52:54:00 MAC address on every <interface>. Free with g_free. */
+char *agent_clone_xml_identity (const char *domxml, const char *uuid,
+                                const char *source, const char *snapshot,
+                                const char *base_vm, const char *base_image,
+                                GError **error);
 /* StartVm's check: AGENT_ERROR_PRECONDITION for a template. */
 gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
                                   GError **error);
@@ -547,6 +556,13 @@ gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
  * (made or being made) whose disks are overlays on DOM's image. */
 gboolean agent_clone_check_delete (Agent *agent, virConnectPtr conn,
                                    virDomainPtr dom, GError **error);
+/* For operations that would write or remove image PATH of VM VM (e.g.
+ * DeleteSnapshot's merges): AGENT_ERROR_PRECONDITION naming the linked
+ * clones whose disks are overlays on it (and the clones of VM being
+ * made). */
+gboolean agent_clone_check_image (Agent *agent, virConnectPtr conn,
+                                  const char *vm, const char *path,
+                                  GError **error);
 /* At start, with libvirt connected: removes every clone an earlier run
  * left uncommitted (its domain, disk, temporary copy, console log and
  * mark) and makes the images of templates read-only again. The clone

@@ -1,0 +1,177 @@
+/* The clone's domain XML: identity (UUID, fresh MACs) and the clone and
+ * template records, on XML from the real builder. */
+#include <string.h>
+
+#include "agent-private.h"
+
+#define UUID "6f1c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f"
+
+static char *
+built_xml (void)
+{
+  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
+  g_autoptr (GError) error = NULL;
+  char *xml;
+
+  spec.name = (char *)"c1";
+  spec.vcpus = 1;
+  spec.memory = 128 * 1024 * 1024;
+  spec.disk = 64 * 1024 * 1024;
+  spec.kernel = (char *)"/images/vmlinuz";
+  spec.initrd = (char *)"/images/initrd";
+  spec.cmdline = (char *)"console=ttyS0";
+  spec.accel = (char *)"tcg";
+  xml = agent_domain_xml_build (&spec, AGENT_ACCEL_TCG, "/data/disks/c1.qcow2",
+                                "/data/console/c1.log", &error);
+  g_assert_no_error (error);
+  return xml;
+}
+
+/* Every "<mac address='...'" value in XML. */
+static GPtrArray *
+macs (const char *xml)
+{
+  g_autoptr (GRegex) re
+      = g_regex_new ("<mac address=\"([0-9a-f:]+)\"", 0, 0, NULL);
+  g_autoptr (GMatchInfo) m = NULL;
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+
+  g_regex_match (re, xml, 0, &m);
+  while (g_match_info_matches (m))
+    {
+      g_ptr_array_add (out, g_match_info_fetch (m, 1));
+      g_match_info_next (m, NULL);
+    }
+  return out;
+}
+
+static void
+test_linked_identity (void)
+{
+  g_autofree char *xml = built_xml ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *out = agent_clone_xml_identity (
+      xml, UUID, "tpl", NULL, "tpl", "/data/disks/tpl.qcow2", &error);
+  g_autofree char *uuid = NULL, *base = NULL, *image = NULL, *mode = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+
+  g_assert_no_error (error);
+  uuid = agent_xml_string (out, "/domain/uuid");
+  g_assert_cmpstr (uuid, ==, UUID);
+  base = agent_xml_string (out, "/domain/metadata/*[local-name()='clone']"
+                                "/@base-vm");
+  image = agent_xml_string (out, "/domain/metadata/*[local-name()='clone']"
+                                 "/@base-image");
+  mode = agent_xml_string (out,
+                           "/domain/metadata/*[local-name()='clone']/@mode");
+  g_assert_cmpstr (base, ==, "tpl");
+  g_assert_cmpstr (image, ==, "/data/disks/tpl.qcow2");
+  g_assert_cmpstr (mode, ==, "linked");
+  /* A clone is no template, and the Drover spec is still there. */
+  g_assert_false (agent_clone_xml_is_template (out));
+  spec = agent_domain_xml_parse (out, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (spec->name, ==, "c1");
+  g_assert_cmpuint (spec->disk, ==, 64 * 1024 * 1024);
+}
+
+static void
+test_full_identity (void)
+{
+  g_autofree char *xml = built_xml ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *out
+      = agent_clone_xml_identity (xml, "", "src", "s1", NULL, NULL, &error);
+  g_autofree char *uuid = NULL, *base = NULL, *mode = NULL, *snap = NULL;
+
+  g_assert_no_error (error);
+  /* No UUID asked for: libvirt picks one. */
+  uuid = agent_xml_string (out, "/domain/uuid");
+  g_assert_null (uuid);
+  base = agent_xml_string (out, "/domain/metadata/*[local-name()='clone']"
+                                "/@base-vm");
+  g_assert_null (base);
+  mode = agent_xml_string (out,
+                           "/domain/metadata/*[local-name()='clone']/@mode");
+  snap = agent_xml_string (
+      out, "/domain/metadata/*[local-name()='clone']/@snapshot");
+  g_assert_cmpstr (mode, ==, "full");
+  g_assert_cmpstr (snap, ==, "s1");
+}
+
+/* Interfaces (none in today's VMs) get new addresses, with or without a
+ * <mac> of their own. */
+static void
+test_new_macs (void)
+{
+  const char *xml
+      = "<domain type='qemu'><name>c1</name><devices>"
+        "<interface type='network'><mac address='52:54:00:aa:bb:cc'/>"
+        "<source network='default'/></interface>"
+        "<interface type='network'><source network='default'/></interface>"
+        "</devices></domain>";
+  g_autoptr (GError) error = NULL;
+  g_autofree char *a
+      = agent_clone_xml_identity (xml, UUID, "src", NULL, NULL, NULL, &error);
+  g_autofree char *b
+      = agent_clone_xml_identity (xml, UUID, "src", NULL, NULL, NULL, &error);
+  g_autoptr (GPtrArray) ma = macs (a);
+  g_autoptr (GPtrArray) mb = macs (b);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (ma->len, ==, 2);
+  g_assert_cmpuint (mb->len, ==, 2);
+  for (guint i = 0; i < 2; i++)
+    {
+      g_assert_true (g_str_has_prefix (ma->pdata[i], "52:54:00:"));
+      g_assert_cmpuint (strlen (ma->pdata[i]), ==, 17);
+      g_assert_cmpstr (ma->pdata[i], !=, "52:54:00:aa:bb:cc");
+    }
+  /* 24 random bits per address: two clones differ. */
+  g_assert_false (g_str_equal (ma->pdata[0], mb->pdata[0])
+                  && g_str_equal (ma->pdata[1], mb->pdata[1]));
+  g_assert_cmpstr (ma->pdata[0], !=, ma->pdata[1]);
+}
+
+static void
+test_template_record (void)
+{
+  const char *tpl = "<domain><name>t</name><metadata>"
+                    "<drover-clone:clone xmlns:drover-clone="
+                    "'https://drover.dev/xmlns/clone/1' template='yes'/>"
+                    "</metadata></domain>";
+  const char *other_ns
+      = "<domain><name>t</name><metadata>"
+        "<x:clone xmlns:x='https://example.org/clone' template='yes'/>"
+        "</metadata></domain>";
+  g_autofree char *xml = built_xml ();
+
+  g_assert_true (agent_clone_xml_is_template (tpl));
+  /* Only Drover's record counts. */
+  g_assert_false (agent_clone_xml_is_template (other_ns));
+  g_assert_false (agent_clone_xml_is_template (xml));
+  g_assert_false (agent_clone_xml_is_template ("not xml"));
+}
+
+static void
+test_bad_xml (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *out = agent_clone_xml_identity ("<domain", UUID, "s", NULL,
+                                                   NULL, NULL, &error);
+
+  g_assert_null (out);
+  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_FAILED);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/agent/clone/linked-identity", test_linked_identity);
+  g_test_add_func ("/agent/clone/full-identity", test_full_identity);
+  g_test_add_func ("/agent/clone/new-macs", test_new_macs);
+  g_test_add_func ("/agent/clone/template-record", test_template_record);
+  g_test_add_func ("/agent/clone/bad-xml", test_bad_xml);
+  return g_test_run ();
+}
