@@ -377,6 +377,23 @@ agent_clone_make_template (Agent *agent, virConnectPtr conn, virDomainPtr dom,
                    "VM %s is not defined persistently here", name);
       return NULL;
     }
+  /* A template's image is a protected base; a snapshot chain under it
+   * would be merged into by a later snapshot delete. */
+  {
+    g_autoptr (AgentSnapTree) tree
+        = agent_snaptree_from_domain_xml (xml, error);
+
+    if (!tree)
+      return NULL;
+    if (tree->snaps->len > 0)
+      {
+        g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                     "VM %s has %u snapshot%s: delete them before making it a "
+                     "template",
+                     name, tree->snaps->len, tree->snaps->len == 1 ? "" : "s");
+        return NULL;
+      }
+  }
   disk = disk_source (xml);
   /* The record first: a template whose image is still writable is
    * finished by the next MakeTemplate or by the start-up reclaim; an

@@ -1203,6 +1203,21 @@ snap_delete (SnapCtx *c, GError **error)
                    req->name, c->vm);
       return FALSE;
     }
+  /* I receives K's data and K goes: neither may be a linked clone's base
+   * (a clone from a snapshot rests on that snapshot's image). */
+  {
+    g_autofree char *merged = image_path (c, s->image);
+    g_autofree char *removed = keeper < 0 ? NULL : image_path (c, keeper);
+
+    if (!agent_clone_check_image (c->agent, c->conn, c->vm, merged, error)
+        || (removed
+            && !agent_clone_check_image (c->agent, c->conn, c->vm, removed,
+                                         error)))
+      {
+        g_prefix_error (error, "cannot delete snapshot %s: ", req->name);
+        return FALSE;
+      }
+  }
   t->op = AGENT_SNAP_OP_DELETE;
   t->op_snap = agent_snap_copy (s);
   t->op_old = s->image;

@@ -389,9 +389,30 @@ def run_cases(c, tap, tmp, pb):
         assert backing != active and backing.startswith(data), (backing, active)
         assert stat.S_IMODE(os.stat(backing).st_mode) == 0o444
         assert "backing file" not in img_info(os.path.join(disks, "fs1.qcow2"))
+        # Deleting s1 would merge into (or remove) the image ls1 rests on.
+        dreq = pb.AgentSnapshotRequest(job_id="job-snapdel", vm=vm, name="s1")
+        with grpc.secure_channel(agents.addrs[1], agents.creds) as ch:
+            f = ch.unary_stream(AGENT + "DeleteSnapshot",
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.StorageProgress.FromString)
+            try:
+                list(f(dreq, timeout=120))
+                raise AssertionError("DeleteSnapshot of a linked clone's base succeeded")
+            except grpc.RpcError as e:
+                log(f"DeleteSnapshot of the clone's base: {e.code()}: {e.details()}")
+                assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
+                assert "linked clone: ls1" in e.details(), e.details()
+        assert stat.S_IMODE(os.stat(backing).st_mode) == 0o444
         d = expect_error(lambda: delete(vm), grpc.StatusCode.FAILED_PRECONDITION,
                          f"VM {vm} is the base of 1 linked clone: ls1")
         log(f"DeleteVm of the snapshot's VM: {d}")
+        # A VM with snapshots does not become a template, stopped or not.
+        unary("DestroyVm", pb.VmRequest(name=vm), pb.AgentVmReply)
+        t = expect_error(lambda: unary("MakeTemplate", pb.VmRequest(name=vm),
+                                       pb.AgentVmReply),
+                         grpc.StatusCode.FAILED_PRECONDITION,
+                         f"VM {vm} has 1 snapshot: delete them")
+        log(f"MakeTemplate of a VM with a snapshot: {t}")
         for n in ("fs1", "ls1", vm):
             delete(n)
             assert not files_of(n), files_of(n)
