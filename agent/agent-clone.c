@@ -623,7 +623,9 @@ read_source (Agent *agent, virConnectPtr conn, const char *name,
     {
       /* Its image changes under a copy; a snapshot's would not. */
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is running: stop it before cloning it", name);
+                   "VM %s is running: stop it before cloning it, or "
+                   "clone it from a snapshot (--from-snapshot)",
+                   name);
       return FALSE;
     }
   return TRUE;
