@@ -124,7 +124,7 @@ def run_cases(c, tap, tmp):
         log("snapshot list:\n" + text.rstrip())
         assert re.search(r"^\*.*s2", text, re.M), text
 
-        for name, g in (("s1", g1), ("s2", g2), ("s1", g1)):
+        for name, g in (("s1", g1), ("s2", g2), ("s1", g1), ("s2", g2)):
             n = len(founds())
             c.ctl("snapshot", "revert", VM, name, timeout=600)
             blocks, ok, bad, blank, gmin, gmax = found_after_revert(n)
@@ -137,7 +137,8 @@ def run_cases(c, tap, tmp):
         st["chain_before_delete"] = len(chain(disk_of(VM)))
 
     def delete_live():
-        # The VM runs on s1 now (the last revert); delete s1 under it.
+        # The VM runs on s2 now (the last revert), s2 on s1: delete s1
+        # under it (s1's image takes in s2's).
         g = max(written())
         c.ctl("snapshot", "delete", VM, "s1", timeout=600)
         snaps = by_name()
@@ -237,7 +238,7 @@ def run_cases(c, tap, tmp):
 
     if not tap.case("a guest with a checkable disk", boot):
         return
-    if tap.case("s1, s2; revert to s1, s2, s1: each one's data, both kept",
+    if tap.case("s1, s2; revert to s1, s2, s1, s2: each one's data, both kept",
                 two_snapshots_and_reverts):
         tap.case("delete s1 while running: chain one shorter, the guest writes on",
                  delete_live)
