@@ -66,3 +66,35 @@ test_rpc_server_stop (TestRpcServer *rs)
   g_free (rs->address);
   g_free (rs);
 }
+
+typedef struct
+{
+  gboolean done;
+  ProtobufCMessage *reply;
+  GError *error;
+} CallResult;
+
+static void
+call_replied (const ProtobufCMessage *reply, const GError *error,
+              gpointer user_data)
+{
+  CallResult *r = user_data;
+
+  r->done = TRUE;
+  r->reply = reply ? proto_msg_copy (reply) : NULL;
+  r->error = error ? g_error_copy (error) : NULL;
+}
+
+gpointer
+test_rpc_call (ProtoClient *client, const ProtobufCServiceDescriptor *service,
+               guint method, gconstpointer request, GError **error)
+{
+  CallResult r = { 0 };
+
+  proto_client_call (client, service, method, request, 30000, call_replied, &r);
+  while (!r.done)
+    g_main_context_iteration (NULL, TRUE);
+  if (r.error != NULL)
+    g_propagate_error (error, r.error);
+  return r.reply;
+}

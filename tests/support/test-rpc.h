@@ -58,3 +58,10 @@ TestRpcServer *test_rpc_server_start (const TestRpcService *service,
 /* Frees the server in its own context (its open calls' cancel callbacks
  * run there), stops the thread and frees RS. */
 void test_rpc_server_stop (TestRpcServer *rs);
+
+/* Calls METHOD of SERVICE through CLIENT with REQUEST and iterates the
+ * thread-default main context until the reply: the reply (caller frees),
+ * or NULL with ERROR. */
+gpointer test_rpc_call (ProtoClient *client,
+                        const ProtobufCServiceDescriptor *service, guint method,
+                        gconstpointer request, GError **error);

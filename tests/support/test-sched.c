@@ -120,3 +120,19 @@ test_sched_store_restart (TestSchedStore *f)
   close_store (f);
   open_store (f);
 }
+
+SchedJob *
+test_sched_wait_job (SchedStore *store, const char *id)
+{
+  for (;;)
+    {
+      g_autoptr (GError) error = NULL;
+      SchedJob *job = sched_store_get_job (store, id, &error);
+
+      g_assert_no_error (error);
+      if (proto_job_state_is_final (job->state))
+        return job;
+      sched_job_free (job);
+      g_main_context_iteration (NULL, TRUE);
+    }
+}

@@ -60,3 +60,7 @@ void test_sched_store_teardown (TestSchedStore *f, gconstpointer data);
               test_sched_store_teardown)
 /* A scheduler restart: a new registry over the store reopened. */
 void test_sched_store_restart (TestSchedStore *f);
+
+/* Job ID as STORE has it once it is done or failed, iterating the
+ * thread-default main context until then. Free with sched_job_free. */
+SchedJob *test_sched_wait_job (SchedStore *store, const char *id);

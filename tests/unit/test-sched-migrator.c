@@ -186,24 +186,6 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_free (f->dir);
 }
 
-/* The job ID as stored, once it is done or failed (iterating the main
- * context until then). */
-static SchedJob *
-wait_job_over (Fixture *f, const char *id)
-{
-  for (;;)
-    {
-      g_autoptr (GError) error = NULL;
-      SchedJob *job = sched_store_get_job (f->svc->store, id, &error);
-
-      g_assert_no_error (error);
-      if (proto_job_state_is_final (job->state))
-        return job;
-      sched_job_free (job);
-      g_main_context_iteration (NULL, TRUE);
-    }
-}
-
 static void
 assert_events (Fixture *f, const char *const *expected)
 {
@@ -305,7 +287,7 @@ test_runs (Fixture *f, gconstpointer data)
   assert_refused (f, "web", NULL, NULL, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                   "already migrating");
 
-  over = wait_job_over (f, job->id);
+  over = test_sched_wait_job (f->svc->store, job->id);
   g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
   g_assert_cmpstr (over->error, ==, "");
   g_assert_cmpfloat (over->progress, ==, 1.0);
@@ -336,8 +318,8 @@ test_queues (Fixture *f, gconstpointer data)
   g_assert_cmpstr (second->migration->phase, ==, PROTO_MIG_QUEUED);
   g_assert_nonnull (strstr (second->message, "queued (position 1)"));
 
-  first_over = wait_job_over (f, first->id);
-  second_over = wait_job_over (f, second->id);
+  first_over = test_sched_wait_job (f->svc->store, first->id);
+  second_over = test_sched_wait_job (f->svc->store, second->id);
   g_assert_cmpstr (first_over->state, ==, PROTO_JOB_DONE);
   g_assert_cmpstr (second_over->state, ==, PROTO_JOB_DONE);
   /* db's destination was prepared only after web's migration ended. */

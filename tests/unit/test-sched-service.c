@@ -12,6 +12,7 @@
  * nothing waits on time. */
 #include "sched-private.h"
 #include "test-pki.h"
+#include "test-rpc.h"
 #include "test-support.h"
 
 #include <gio/gio.h>
@@ -53,38 +54,12 @@ tls_of (const char *who)
 
 /* --- calls ------------------------------------------------------------- */
 
-typedef struct
-{
-  gboolean done;
-  ProtobufCMessage *reply;
-  GError *error;
-} Result;
-
-static void
-on_reply (const ProtobufCMessage *reply, const GError *error,
-          gpointer user_data)
-{
-  Result *r = user_data;
-
-  r->done = TRUE;
-  r->reply = reply ? proto_msg_copy (reply) : NULL;
-  r->error = error ? g_error_copy (error) : NULL;
-}
-
-/* Calls METHOD of the scheduler with REQUEST and iterates until the reply:
- * the reply (caller frees), or NULL with ERROR. */
+/* Calls METHOD of the scheduler as CLIENT and iterates until the reply
+ * (caller frees), or NULL with ERROR. */
 static gpointer
 call (ProtoClient *client, guint method, gconstpointer request, GError **error)
 {
-  Result r = { 0 };
-
-  proto_client_call (client, DROVER_SCHED_SERVICE, method, request, 30000,
-                     on_reply, &r);
-  while (!r.done)
-    g_main_context_iteration (NULL, TRUE);
-  if (r.error != NULL)
-    g_propagate_error (error, r.error);
-  return r.reply;
+  return test_rpc_call (client, DROVER_SCHED_SERVICE, method, request, error);
 }
 
 /* --- fixture ----------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "sched-private.h"
 #include "test-pki.h"
 #include "test-rpc.h"
+#include "test-sched.h"
 #include "test-support.h"
 
 #include <gio/gio.h>
@@ -25,9 +26,6 @@
 #include <string.h>
 
 PROTO_MSG_AUTOPTR (Drover__V1__ListSnapshotsReply)
-
-#define MiB (1024ull * 1024)
-#define GiB (1024ull * MiB)
 
 /* DIR/scheduler (role scheduler), DIR/{a, b} (role host), DIR/ops
  * (operator), DIR/eve (viewer). */
@@ -466,38 +464,12 @@ fixture_teardown (Fixture *f, gconstpointer data)
 
 /* --- calls ------------------------------------------------------------- */
 
-typedef struct
-{
-  gboolean done;
-  ProtobufCMessage *reply;
-  GError *error;
-} Result;
-
-static void
-on_reply (const ProtobufCMessage *reply, const GError *error,
-          gpointer user_data)
-{
-  Result *r = user_data;
-
-  r->done = TRUE;
-  r->reply = reply ? proto_msg_copy (reply) : NULL;
-  r->error = error ? g_error_copy (error) : NULL;
-}
-
 /* Calls METHOD of the scheduler as CLIENT and iterates until the reply
  * (caller frees), or NULL with ERROR. */
 static gpointer
 call (ProtoClient *client, guint method, gconstpointer request, GError **error)
 {
-  Result r = { 0 };
-
-  proto_client_call (client, DROVER_SCHED_SERVICE, method, request, 30000,
-                     on_reply, &r);
-  while (!r.done)
-    g_main_context_iteration (NULL, TRUE);
-  if (r.error != NULL)
-    g_propagate_error (error, r.error);
-  return r.reply;
+  return test_rpc_call (client, DROVER_SCHED_SERVICE, method, request, error);
 }
 
 static Drover__V1__Job *
@@ -550,23 +522,6 @@ list_snapshots (ProtoClient *client, const char *vm, GError **error)
   return call (client, DROVER_SCHED_METHOD_LIST_SNAPSHOTS, &req, error);
 }
 
-/* The job ID as stored once it is over (iterating until then). */
-static SchedJob *
-wait_job (Fixture *f, const char *id)
-{
-  for (;;)
-    {
-      g_autoptr (GError) error = NULL;
-      SchedJob *job = sched_store_get_job (f->svc->store, id, &error);
-
-      g_assert_no_error (error);
-      if (proto_job_state_is_final (job->state))
-        return job;
-      sched_job_free (job);
-      g_main_context_iteration (NULL, TRUE);
-    }
-}
-
 /* Runs a job-returning call that must succeed and waits until its job is
  * done. */
 static void
@@ -576,7 +531,7 @@ assert_job_done (Fixture *f, Drover__V1__Job *job, GError *error)
 
   g_assert_no_error (error);
   g_assert_nonnull (job);
-  over = wait_job (f, job->id);
+  over = test_sched_wait_job (f->svc->store, job->id);
   g_assert_cmpstr (over->error, ==, "");
   g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
   g_assert_cmpfloat (over->progress, ==, 1.0);
@@ -650,7 +605,7 @@ test_create_flow (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (mid->message, "snapshot s1: memory"));
 
   fake_release (&f->fake);
-  over = wait_job (f, job->id);
+  over = test_sched_wait_job (f->svc->store, job->id);
   g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
   g_assert_cmpfloat (over->progress, ==, 1.0);
   g_assert_cmpstr (over->storage->phase, ==, PROTO_STOR_PHASE_COMPLETED);
@@ -735,7 +690,7 @@ test_failed (Fixture *f, gconstpointer data)
   f->fake.fail_with = g_strdup ("no space left on device for the overlay");
   job = create_snapshot (f, "web", "s2", NULL, &error);
   g_assert_no_error (error);
-  over = wait_job (f, job->id);
+  over = test_sched_wait_job (f->svc->store, job->id);
   g_assert_cmpstr (over->state, ==, PROTO_JOB_FAILED);
   g_assert_nonnull (strstr (over->error, "host 'a'"));
   g_assert_nonnull (strstr (over->error, "no space left on device"));
@@ -753,7 +708,7 @@ test_failed (Fixture *f, gconstpointer data)
   g_clear_pointer (&over, sched_job_free);
   job = clone_vm (f, "web", "web2", NULL, NULL, NULL, &error);
   g_assert_no_error (error);
-  over = wait_job (f, job->id);
+  over = test_sched_wait_job (f->svc->store, job->id);
   g_assert_cmpstr (over->state, ==, PROTO_JOB_FAILED);
   g_clear_pointer (&vm, sched_vm_free);
   vm = sched_store_get_vm (f->svc->store, "web2", &error);
@@ -905,7 +860,7 @@ test_busy (Fixture *f, gconstpointer data)
   }
 
   fake_release (&f->fake);
-  over = wait_job (f, job->id);
+  over = test_sched_wait_job (f->svc->store, job->id);
   g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
 
   /* A migration in progress (PrepareIncoming held) refuses revert,
