@@ -337,20 +337,6 @@ protect_base (const char *path, GError **error)
   return TRUE;
 }
 
-static ProtobufCMessage *
-status_reply (virDomainPtr dom, GError **error)
-{
-  Drover__V1__AgentVmReply *reply;
-  Drover__V1__VmStatus *status = agent_vm_status_from_domain (dom, error);
-
-  if (!status)
-    return NULL;
-  reply = g_new0 (Drover__V1__AgentVmReply, 1);
-  drover__v1__agent_vm_reply__init (reply);
-  reply->vm = status;
-  return (ProtobufCMessage *)reply;
-}
-
 ProtobufCMessage *
 agent_clone_make_template (Agent *agent, virConnectPtr conn, virDomainPtr dom,
                            const ProtobufCMessage *request, GError **error)
@@ -415,7 +401,7 @@ agent_clone_make_template (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   drover_message (name, NULL, NULL, "VM is a template now%s%s",
                   disk ? "; its image is read-only: " : "", disk ? disk : "");
   agent_reporter_kick_from_thread (agent);
-  return status_reply (dom, error);
+  return agent_vm_reply (dom, error);
 }
 
 /* --- CloneVm ------------------------------------------------------------- */

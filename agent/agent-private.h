@@ -278,6 +278,8 @@ typedef ProtobufCMessage *(*AgentVmFunc) (Agent *agent, virConnectPtr conn,
                                           GError **error);
 /* A new Empty reply, for an AgentOpFunc that has nothing to return. */
 ProtobufCMessage *agent_service_empty_reply (void);
+/* An AgentVmReply with DOM's status now, or NULL with ERROR. */
+ProtobufCMessage *agent_vm_reply (virDomainPtr dom, GError **error);
 
 /* --- the VMs of this host (agent-vm.c) --------------------------------- */
 

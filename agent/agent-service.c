@@ -19,8 +19,8 @@
 
 /* --- helpers ----------------------------------------------------------- */
 
-static ProtobufCMessage *
-vm_reply (virDomainPtr dom, GError **error)
+ProtobufCMessage *
+agent_vm_reply (virDomainPtr dom, GError **error)
 {
   Drover__V1__AgentVmReply *reply;
   Drover__V1__VmStatus *status = agent_vm_status_from_domain (dom, error);
@@ -158,7 +158,7 @@ op_create (Agent *agent, const AgentCaller *caller,
     }
   if (fault_point ("create-after-start", error))
     goto rollback;
-  reply = vm_reply (dom, error);
+  reply = agent_vm_reply (dom, error);
   if (!reply)
     goto rollback;
   agent_vm_release (agent, spec->name);
@@ -222,7 +222,7 @@ vm_start (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       agent_libvirt_error (error, "cannot start VM %s", virDomainGetName (dom));
       return NULL;
     }
-  return vm_reply (dom, error);
+  return agent_vm_reply (dom, error);
 }
 
 /* Destroys DOM; a domain that stopped by itself meanwhile is fine. */
@@ -250,7 +250,7 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
   ProtobufCMessage *reply;
 
   if (virDomainIsActive (dom) != 1)
-    return vm_reply (dom, error);
+    return agent_vm_reply (dom, error);
   timeout_ms = MIN (timeout_ms, STOP_MAX_TIMEOUT_MS);
   /* A guest that ignores ACPI is destroyed after the grace period. */
   if (!req->force && virDomainShutdown (dom) == 0)
@@ -265,7 +265,7 @@ vm_stop (Agent *agent, virConnectPtr conn, virDomainPtr dom,
         return NULL;
       forced = TRUE;
     }
-  reply = vm_reply (dom, error);
+  reply = agent_vm_reply (dom, error);
   /* The operator must learn that the guest did not shut down itself. */
   if (reply != NULL)
     ((Drover__V1__AgentVmReply *)reply)->forced = forced;
@@ -278,7 +278,7 @@ vm_destroy (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 {
   if (virDomainIsActive (dom) == 1 && !destroy (dom, error))
     return NULL;
-  return vm_reply (dom, error);
+  return agent_vm_reply (dom, error);
 }
 
 static ProtobufCMessage *
