@@ -1,7 +1,7 @@
-/* What SchedSnapshots' two files share: sched-snapshots.c (the object,
- * the checks, a storage job's course, create, revert, delete, list, the
- * refresh after a report) and sched-clones.c (CloneVm, MakeTemplate).
- * Nothing else includes this. */
+/* What SchedSnapshots' files share: sched-snapshots.c (the object, the
+ * checks, create, revert, delete, list, the refresh after a report),
+ * sched-snap-op.c (a storage job's course) and sched-clones.c (CloneVm,
+ * MakeTemplate). Nothing else includes this. */
 #pragma once
 
 #include "sched-private.h"
@@ -57,6 +57,12 @@ SnapOp *sched_snap_op_new (SchedSnapshots *s, const char *kind,
 void sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
                         guint method, const ProtobufCMessage *request,
                         const char *first_message);
+/* Frees OP (and its job). */
+void sched_snap_op_free (SnapOp *op);
+/* Asks HOST (through CLIENT) for VM's snapshot tree, to replace the
+ * stored one, unless such a request is in flight. */
+void sched_snap_refresh_start (SchedSnapshots *s, ProtoClient *client,
+                               const char *vm, const char *host);
 /* Replies to CALL with the job, or fails it with ERROR. */
 void sched_snap_reply_job (ProtoServerCall *call, SchedJob *job,
                            const GError *error);
