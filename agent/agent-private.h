@@ -507,9 +507,9 @@ void agent_reporter_kick_from_thread (Agent *agent);
 
 /* --- snapshots, clones and templates (issue 12) ------------------------ */
 
-/* agent-snapshot.c. CreateSnapshot, RevertSnapshot and DeleteSnapshot
- * stream StorageProgress (ProtoHandler, data: the Agent); ListSnapshots
- * is an AgentOpFunc. */
+/* agent-snapshot.c (the operations in agent-snap-*.c). CreateSnapshot,
+ * RevertSnapshot and DeleteSnapshot stream StorageProgress (ProtoHandler,
+ * data: the Agent); ListSnapshots is an AgentOpFunc. */
 void agent_snapshot_create (ProtoServerCall *call, const ProtobufCMessage *req,
                             gpointer data);
 void agent_snapshot_revert (ProtoServerCall *call, const ProtobufCMessage *req,
@@ -519,9 +519,9 @@ void agent_snapshot_delete (ProtoServerCall *call, const ProtobufCMessage *req,
 ProtobufCMessage *agent_snapshot_list (Agent *agent, const AgentCaller *caller,
                                        const ProtobufCMessage *request,
                                        GError **error);
-/* At start, with libvirt connected (any thread): finishes or rolls back
- * the snapshot operations an earlier run left halfway (their record is
- * in each domain's snapshot metadata). */
+/* agent-snap-recover.c. At start, with libvirt connected (any thread):
+ * finishes or rolls back the snapshot operations an earlier run left
+ * halfway (their record is in each domain's snapshot metadata). */
 void agent_snapshot_reclaim (Agent *agent, virConnectPtr conn);
 /* The current snapshot (free with g_free) and the number of snapshots
  * recorded in domain XML DOMXML; FALSE when its record is unreadable. */

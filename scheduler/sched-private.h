@@ -505,8 +505,9 @@ SchedHandler sched_vm_handle_cancel_job;
 /* Fills the (initialised) Vm message MSG with VM's memory, borrowed. */
 void sched_vm_msg (const SchedVm *vm, Drover__V1__Vm *msg);
 
-/* CreateSnapshot, ListSnapshots, RevertSnapshot, DeleteSnapshot, CloneVm
- * and MakeTemplate (sched-snapshots.c); USER_DATA is the SchedService. */
+/* CreateSnapshot, ListSnapshots, RevertSnapshot, DeleteSnapshot
+ * (sched-snapshots.c), CloneVm and MakeTemplate (sched-clones.c);
+ * USER_DATA is the SchedService. */
 SchedHandler sched_snap_handle_create;
 SchedHandler sched_snap_handle_list;
 SchedHandler sched_snap_handle_revert;
