@@ -551,6 +551,23 @@ char *agent_clone_xml_identity (const char *domxml, const char *uuid,
                                 const char *source, const char *snapshot,
                                 const char *base_vm, const char *base_image,
                                 GError **error);
+/* agent-clone-remote.c: a full clone to another host. PrepareCloneIn,
+ * CommitCloneIn and AbortCloneIn are AgentOpFuncs on the destination;
+ * CloneOut streams StorageProgress on the source (ProtoHandler, data: the
+ * Agent). */
+ProtobufCMessage *agent_clone_in_prepare (Agent *agent,
+                                          const AgentCaller *caller,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
+ProtobufCMessage *agent_clone_in_commit (Agent *agent,
+                                         const AgentCaller *caller,
+                                         const ProtobufCMessage *request,
+                                         GError **error);
+ProtobufCMessage *agent_clone_in_abort (Agent *agent, const AgentCaller *caller,
+                                        const ProtobufCMessage *request,
+                                        GError **error);
+void agent_clone_out (ProtoServerCall *call, const ProtobufCMessage *req,
+                      gpointer data);
 /* StartVm's check: AGENT_ERROR_PRECONDITION for a template. */
 gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
                                   GError **error);

@@ -21,6 +21,10 @@ typedef struct
   ProtoClientStream *stream;
   gint64 started_us; /* monotonic */
   gint64 last_store_ms;
+  /* A full clone to another host (sched-clones.c): the destination and
+   * the request its three steps share (owned); else NULL. */
+  char *dest_host;
+  Drover__V1__AgentCloneRequest *remote;
 } SnapOp;
 
 struct _SchedSnapshots
@@ -57,6 +61,22 @@ SnapOp *sched_snap_op_new (SchedSnapshots *s, const char *kind,
 void sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
                         guint method, const ProtobufCMessage *request,
                         const char *first_message);
+/* Starts OP without a stream yet: its job is stored and running, the VM
+ * marked busy. sched_snap_launch is this plus the stream. */
+void sched_snap_begin (SchedSnapshots *s, SnapOp *op,
+                       const char *first_message);
+/* Opens OP's stream (begun) with REQUEST on agent METHOD through CLIENT:
+ * its progress goes into the job, its end finishes OP. */
+void sched_snap_stream (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
+                        guint method, const ProtobufCMessage *request);
+/* OP ended (OK, or with ERROR_MSG): the job, the records, the metrics;
+ * OP is freed. */
+void sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg);
+/* The stream of a clone to another host ended: SENT (the source sent
+ * it all) or failed with ERROR_MSG; the clone's next step
+ * (sched-clones.c). */
+void sched_clones_remote_sent (SnapOp *op, gboolean sent,
+                               const char *error_msg);
 /* Replies to CALL with the job, or fails it with ERROR. */
 void sched_snap_reply_job (ProtoServerCall *call, SchedJob *job,
                            const GError *error);
