@@ -30,6 +30,7 @@
  * (the received or temporary image, the domain, the console log). The
  * source VM is never written. */
 #include "agent-clone-private.h"
+#include "agent-image-xfer.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -43,33 +44,86 @@
 
 /* --- the image transfer ------------------------------------------------ */
 
-/* The agents' image transfer (a stream of the migration channel) is built
- * on its own branch; until it is merged here, a clone to another host
- * fails at its first step with this error. */
-static gboolean
-xfer_missing (GError **error)
+/* The one file a clone's transfer carries: a name, never a path. */
+#define CLONE_IMAGE_LABEL "disk.qcow2"
+/* How long a prepared destination waits for the source to connect: the
+ * source may flatten a chain first. */
+#define CLONE_IN_TTL_MS (30 * 60 * 1000)
+
+/* Where the destination of clone writes its one image. */
+typedef struct
 {
-  g_set_error_literal (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
-                       "the image transfer between agents is not built "
-                       "into this agent yet");
-  return FALSE;
+  char *path; /* built from the validated clone name */
+  char *name;
+} CloneInSink;
+
+static void
+clone_in_sink_free (gpointer data)
+{
+  CloneInSink *in = data;
+
+  g_free (in->path);
+  g_free (in->name);
+  g_free (in);
+}
+
+/* AgentImageXferPlaceFunc: the clone's image, and nothing else. */
+static char *
+clone_in_place (const char *label, guint64 size, gpointer user_data,
+                GError **error)
+{
+  CloneInSink *in = user_data;
+
+  if (strcmp (label, CLONE_IMAGE_LABEL) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "clone %s expects one file %s, not '%s'", in->name,
+                   CLONE_IMAGE_LABEL, label);
+      return NULL;
+    }
+  return g_strdup (in->path);
 }
 
 /* Destination: expects the image of clone NAME at PATH, at most MAX
- * bytes. Fills the token and channel address of REPLY. */
+ * bytes, from SOURCE_HOST. Fills the token and channel address of
+ * REPLY. */
 static gboolean
-xfer_expect (Agent *agent, const char *job, const char *name, const char *path,
-             guint64 max, Drover__V1__AgentCloneInReply *reply, GError **error)
+xfer_expect (Agent *agent, const char *job, const char *source_host,
+             const char *name, const char *path, guint64 max,
+             Drover__V1__AgentCloneInReply *reply, GError **error)
 {
-  (void)agent, (void)job, (void)name, (void)path, (void)max, (void)reply;
-  return xfer_missing (error);
+  g_autofree char *what = g_strdup_printf ("clone %s", name);
+  g_autofree char *token = NULL, *address = NULL;
+  AgentImageXferSink sink = { 0 };
+  CloneInSink *in = g_new0 (CloneInSink, 1);
+
+  in->path = g_strdup (path);
+  in->name = g_strdup (name);
+  sink.place = clone_in_place;
+  sink.max_files = 1;
+  sink.max_bytes = max;
+  sink.what = what;
+  sink.user_data = in;
+  sink.destroy = clone_in_sink_free;
+  if (!agent_image_xfer_expect (agent, job, *source_host ? source_host : NULL,
+                                &sink, CLONE_IN_TTL_MS, &token, &address,
+                                error))
+    {
+      clone_in_sink_free (in);
+      return FALSE;
+    }
+  reply->token = g_steal_pointer (&token);
+  reply->channel_address = g_steal_pointer (&address);
+  return TRUE;
 }
 
-/* Destination: no longer expects the image of clone NAME. */
+/* Destination: no longer expects the image of JOB (a transfer still
+ * running fails and leaves nothing); a finished one's file stays. */
 static void
-xfer_forget (Agent *agent, const char *job, const char *name)
+xfer_forget (Agent *agent, const char *job)
 {
-  (void)agent, (void)job, (void)name;
+  if (*job)
+    agent_image_xfer_forget (agent, job);
 }
 
 /* --- destination ------------------------------------------------------- */
@@ -146,7 +200,7 @@ agent_clone_in_prepare (Agent *agent, const AgentCaller *caller,
   reply = g_new0 (Drover__V1__AgentCloneInReply, 1);
   drover__v1__agent_clone_in_reply__init (reply);
   if (disk
-      && !xfer_expect (agent, req->job_id, name, disk,
+      && !xfer_expect (agent, req->job_id, req->source_host, name, disk,
                        max_image_bytes (spec->disk), reply, error))
     {
       proto_msg_free (reply);
@@ -276,6 +330,9 @@ agent_clone_in_commit (Agent *agent, const AgentCaller *caller,
                    name);
       return NULL;
     }
+  /* A transfer still running fails here and leaves nothing; a finished
+   * one has left the image. */
+  xfer_forget (agent, req->job_id);
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
@@ -291,6 +348,15 @@ agent_clone_in_commit (Agent *agent, const AgentCaller *caller,
   if (!dom)
     goto rollback;
   reply = agent_vm_reply (dom, error);
+  if (disk)
+    {
+      /* The image is the clone's now: its .incoming mark goes before the
+       * clone mark, whose removal is the commit. */
+      g_autoptr (GPtrArray) paths = g_ptr_array_new ();
+
+      g_ptr_array_add (paths, disk);
+      agent_image_xfer_keep (paths);
+    }
   mark = agent_clone_mark_path (agent, name);
   if (!reply || !agent_clone_commit_mark (mark, error))
     {
@@ -307,7 +373,7 @@ agent_clone_in_commit (Agent *agent, const AgentCaller *caller,
 
 rollback:
   g_prefix_error (error, "clone %s of VM %s: ", name, req->source);
-  xfer_forget (agent, req->job_id, name);
+  xfer_forget (agent, req->job_id);
   agent_clone_rollback (agent, conn, name);
   agent_vm_release (agent, name);
   return NULL;
@@ -331,7 +397,7 @@ agent_clone_in_abort (Agent *agent, const AgentCaller *caller,
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     return NULL;
-  xfer_forget (agent, req->job_id, name);
+  xfer_forget (agent, req->job_id);
   agent_clone_rollback (agent, conn, name);
   agent_vm_release (agent, name);
   drover_message (name, *req->job_id ? req->job_id : NULL, NULL,
@@ -342,12 +408,41 @@ agent_clone_in_abort (Agent *agent, const AgentCaller *caller,
 
 /* --- source ------------------------------------------------------------ */
 
-/* Source: sends the image at PATH to the destination REQ names. */
+/* Source: sends the image at PATH to the destination OP's request
+ * names, its progress in phase "sending". */
 static gboolean
 xfer_send (AgentCloneOp *op, const char *path, GError **error)
 {
-  (void)op, (void)path;
-  return xfer_missing (error);
+  const Drover__V1__AgentCloneRequest *req = op->req;
+  g_autoptr (AgentTls) tls = agent_tls_get (op->agent);
+  AgentImageXferFile files[] = { { CLONE_IMAGE_LABEL, path } };
+  gint64 t0 = g_get_monotonic_time ();
+  guint64 wire = 0, size = 0;
+  GStatBuf st;
+  double secs;
+
+  op->phase = PROTO_STOR_PHASE_SENDING;
+  op->started_us = t0;
+  if (!agent_image_xfer_send (tls ? tls->mig_creds : NULL, req->channel_address,
+                              req->dest_host, req->token, MIG_COMPRESS_AUTO,
+                              files, G_N_ELEMENTS (files),
+                              agent_stream_get_cancellable (op->stream),
+                              agent_clone_on_progress, op, &wire, error))
+    {
+      g_prefix_error (error, "sending the image of clone %s to host %s: ",
+                      req->spec->name, req->dest_host);
+      return FALSE;
+    }
+  if (g_stat (path, &st) == 0)
+    size = st.st_size;
+  secs = (g_get_monotonic_time () - t0) / 1e6;
+  drover_message (req->source, *req->job_id ? req->job_id : NULL, NULL,
+                  "sent the image of clone %s to host %s: %" G_GUINT64_FORMAT
+                  " bytes (%" G_GUINT64_FORMAT " on the wire) in %.2f s, "
+                  "%.1f MB/s",
+                  req->spec->name, req->dest_host, size, wire, secs,
+                  secs > 0 ? size / secs / 1e6 : 0.0);
+  return TRUE;
 }
 
 /* What CloneOut needs besides a clone request. */
@@ -456,12 +551,8 @@ clone_out_run (AgentStream *stream, gpointer data, GError **error)
         goto fail;
       image = temp;
     }
-  if (image)
-    {
-      op->phase = PROTO_STOR_PHASE_SENDING;
-      if (!xfer_send (op, image, error))
-        goto fail;
-    }
+  if (image && !xfer_send (op, image, error))
+    goto fail;
   final = agent_clone_progress_new (PROTO_STOR_PHASE_COMPLETED);
   final->total = final->processed = image ? stor_file_allocated (image) : 0;
   agent_clone_rollback (agent, conn, name);

@@ -18,6 +18,7 @@
  * console log. While the mark exists it also counts as a user of the
  * source's image (a DeleteVm of the base waits for the clone to end). */
 #include "agent-clone-private.h"
+#include "agent-image-xfer.h"
 #include "agent-snaptree.h"
 
 #include <errno.h>
@@ -485,6 +486,8 @@ agent_clone_rollback (Agent *agent, virConnectPtr conn, const char *name)
     }
   if (disk)
     {
+      /* A received image still marked .incoming goes with its mark. */
+      (void)agent_image_xfer_reclaim (disk);
       (void)stor_disk_remove (disk, NULL);
       (void)g_unlink (part);
     }

@@ -329,6 +329,7 @@ sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
   if (dest_client)
     {
       agent.dest_host = req->host;
+      agent.source_host = src->host;
       op->dest_host = g_strdup (req->host);
       op->remote = proto_msg_copy (&agent.base);
       sched_snap_begin (s, op, first);
