@@ -109,6 +109,22 @@ remote_committed (const ProtobufCMessage *reply, const GError *error,
   sched_snap_finish (op, TRUE, NULL);
 }
 
+double
+sched_clones_remote_fraction (SnapOp *op, const Drover__V1__StorageProgress *p,
+                              double f)
+{
+  if (f < 0.05 || f >= 1.0)
+    return f;
+  if (strcmp (p->phase, PROTO_STOR_PHASE_COPYING) == 0)
+    {
+      op->flattened = TRUE;
+      return 0.05 + (f - 0.05) / 2;
+    }
+  if (op->flattened && strcmp (p->phase, PROTO_STOR_PHASE_SENDING) == 0)
+    return 0.5 + (f - 0.05) / 2;
+  return f;
+}
+
 void
 sched_clones_remote_sent (SnapOp *op, gboolean sent, const char *error_msg)
 {

@@ -25,6 +25,7 @@ typedef struct
    * the request its three steps share (owned); else NULL. */
   char *dest_host;
   Drover__V1__AgentCloneRequest *remote;
+  gboolean flattened; /* the source copied the chain before sending */
 } SnapOp;
 
 struct _SchedSnapshots
@@ -77,6 +78,12 @@ void sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg);
  * (sched-clones.c). */
 void sched_clones_remote_sent (SnapOp *op, gboolean sent,
                                const char *error_msg);
+/* The job's progress (0..1, negative: unknown) of a clone to another
+ * host for P, whose own fraction is F: a copy the source makes first
+ * takes the first half, the sending the rest. */
+double sched_clones_remote_fraction (SnapOp *op,
+                                     const Drover__V1__StorageProgress *p,
+                                     double f);
 /* Replies to CALL with the job, or fails it with ERROR. */
 void sched_snap_reply_job (ProtoServerCall *call, SchedJob *job,
                            const GError *error);

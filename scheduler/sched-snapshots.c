@@ -340,6 +340,9 @@ on_progress (const ProtobufCMessage *msg, gpointer user_data)
   double f = fraction (p);
   gint64 now = sched_snap_now_ms (s);
 
+  if (op->remote != NULL)
+    f = sched_clones_remote_fraction (op, p, f);
+
   phase_changed = op->job->storage == NULL
                   || g_strcmp0 (op->job->storage->phase, p->phase) != 0;
   proto_msg_free (op->job->storage);
