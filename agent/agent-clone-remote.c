@@ -133,7 +133,7 @@ xfer_forget (Agent *agent, const char *job)
 static guint64
 max_image_bytes (guint64 size)
 {
-  return stor_disk_space_needed (size) - STOR_MIN_FREE_SPACE;
+  return size + (stor_disk_space_needed (size) - STOR_MIN_FREE_SPACE);
 }
 
 /* Only a full clone goes to another host. */
