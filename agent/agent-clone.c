@@ -17,7 +17,8 @@
  * takes everything of NEW away again: domain, disk, temporary copy,
  * console log. While the mark exists it also counts as a user of the
  * source's image (a DeleteVm of the base waits for the clone to end). */
-#include "agent-private.h"
+#include "agent-clone-private.h"
+#include "agent-image-xfer.h"
 #include "agent-snaptree.h"
 
 #include <errno.h>
@@ -31,10 +32,6 @@
 
 #define CLONE_XMLNS "https://drover.dev/xmlns/clone/1"
 #define CLONE_XMLNS_PREFIX "drover-clone"
-#define MARK_SUFFIX ".qcow2.clone"
-/* How long a hold fault point keeps the clone still (tests kill the
- * agent meanwhile). */
-#define HOLD_MAX_S 120
 /* How long a clone waits for its source to be free. */
 #define CLAIM_WAIT_S 10
 /* Clones listed by name in a refusal; the rest are counted. */
@@ -165,10 +162,10 @@ agent_clone_xml_identity (const char *domxml, const char *uuid,
 
 /* --- marks and users of a base ------------------------------------------ */
 
-static char *
-mark_path (Agent *agent, const char *name)
+char *
+agent_clone_mark_path (Agent *agent, const char *name)
 {
-  g_autofree char *file = g_strconcat (name, MARK_SUFFIX, NULL);
+  g_autofree char *file = g_strconcat (name, AGENT_CLONE_MARK_SUFFIX, NULL);
 
   return g_build_filename (agent->disk_dir, file, NULL);
 }
@@ -185,9 +182,9 @@ list_marks (Agent *agent)
     {
       g_autofree char *name = NULL;
 
-      if (!g_str_has_suffix (file, MARK_SUFFIX))
+      if (!g_str_has_suffix (file, AGENT_CLONE_MARK_SUFFIX))
         continue;
-      name = g_strndup (file, strlen (file) - strlen (MARK_SUFFIX));
+      name = g_strndup (file, strlen (file) - strlen (AGENT_CLONE_MARK_SUFFIX));
       if (proto_name_validate ("VM", name, NULL))
         g_ptr_array_add (names, g_steal_pointer (&name));
     }
@@ -234,7 +231,7 @@ base_users (Agent *agent, virConnectPtr conn, const char *base, GError **error)
   free (doms);
   for (guint i = 0; i < marks->len; i++)
     {
-      g_autofree char *path = mark_path (agent, marks->pdata[i]);
+      g_autofree char *path = agent_clone_mark_path (agent, marks->pdata[i]);
       g_autofree char *source = NULL;
 
       if (g_file_get_contents (path, &source, NULL, NULL)
@@ -406,25 +403,30 @@ agent_clone_make_template (Agent *agent, virConnectPtr conn, virDomainPtr dom,
 
 /* --- CloneVm ------------------------------------------------------------- */
 
-typedef struct
-{
-  Agent *agent;
-  const Drover__V1__AgentCloneRequest *req;
-  AgentStream *stream;
-  gint64 started_us;
-} CloneOp;
-
 static void
 clone_op_free (gpointer data)
 {
-  CloneOp *op = data;
+  AgentCloneOp *op = data;
 
   agent_unref (op->agent);
   g_free (op);
 }
 
-static Drover__V1__StorageProgress *
-progress_new (const char *phase)
+void
+agent_clone_op_start (ProtoServerCall *call, Agent *agent,
+                      const ProtobufCMessage *req, const char *thread_name,
+                      AgentStreamFunc func)
+{
+  AgentCloneOp *op = g_new0 (AgentCloneOp, 1);
+
+  op->agent = agent_ref (agent);
+  op->req = (const void *)req;
+  op->phase = PROTO_STOR_PHASE_COPYING;
+  agent_stream_start (call, agent->ctx, thread_name, func, op, clone_op_free);
+}
+
+Drover__V1__StorageProgress *
+agent_clone_progress_new (const char *phase)
 {
   Drover__V1__StorageProgress *p = g_new0 (Drover__V1__StorageProgress, 1);
 
@@ -433,11 +435,11 @@ progress_new (const char *phase)
   return p;
 }
 
-static void
-on_copy_progress (guint64 processed, guint64 total, gpointer user_data)
+void
+agent_clone_on_progress (guint64 processed, guint64 total, gpointer user_data)
 {
-  CloneOp *op = user_data;
-  Drover__V1__StorageProgress *p = progress_new (PROTO_STOR_PHASE_COPYING);
+  AgentCloneOp *op = user_data;
+  Drover__V1__StorageProgress *p = agent_clone_progress_new (op->phase);
   double secs = (g_get_monotonic_time () - op->started_us) / 1e6;
 
   p->processed = processed;
@@ -445,20 +447,30 @@ on_copy_progress (guint64 processed, guint64 total, gpointer user_data)
   p->throughput = secs > 0 ? processed / secs : 0;
   agent_stream_push (op->stream, &p->base);
   /* A test kills the agent here: the copy is under way. */
-  if (agent_fault ("clone-hold-copying"))
+  if (strcmp (op->phase, PROTO_STOR_PHASE_COPYING) == 0
+      && agent_fault ("clone-hold-copying"))
     for (int i = 0; i < HOLD_MAX_S * 10; i++)
       g_usleep (100000);
+  /* A test kills the destination's agent while the sender stands still
+   * here, once, the transfer under way. */
+  if (!op->held && processed > 0
+      && strcmp (op->phase, PROTO_STOR_PHASE_SENDING) == 0
+      && agent_fault ("clone-hold-sending"))
+    {
+      op->held = TRUE;
+      g_usleep (HOLD_SENDING_S * G_USEC_PER_SEC);
+    }
 }
 
-/* Undoes a clone NAME that was not committed: each step regardless of
- * the others, errors ignored (the caller's error is the one that
- * matters); the mark goes last, once the rest is gone. */
-static void
-rollback_clone (Agent *agent, virConnectPtr conn, const char *name)
+/* See agent-clone-private.h: each step regardless of the others, errors
+ * ignored (the caller's error is the one that matters); the mark goes
+ * last, once the rest is gone. */
+void
+agent_clone_rollback (Agent *agent, virConnectPtr conn, const char *name)
 {
   g_autofree char *disk = stor_disk_path (agent->config.data_dir, name, NULL);
   g_autofree char *part = disk ? stor_copy_temp_path (disk) : NULL;
-  g_autofree char *mark = mark_path (agent, name);
+  g_autofree char *mark = agent_clone_mark_path (agent, name);
   g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
 
   if (dom)
@@ -474,6 +486,8 @@ rollback_clone (Agent *agent, virConnectPtr conn, const char *name)
     }
   if (disk)
     {
+      /* A received image still marked .incoming goes with its mark. */
+      (void)agent_image_xfer_reclaim (disk);
       (void)stor_disk_remove (disk, NULL);
       (void)g_unlink (part);
     }
@@ -481,9 +495,8 @@ rollback_clone (Agent *agent, virConnectPtr conn, const char *name)
   (void)g_unlink (mark);
 }
 
-/* FALSE with ERROR when fault point NAME fires (test builds). */
-static gboolean
-fault_point (const char *name, GError **error)
+gboolean
+agent_clone_fault_point (const char *name, GError **error)
 {
   if (!agent_fault (name))
     return FALSE;
@@ -491,9 +504,9 @@ fault_point (const char *name, GError **error)
   return TRUE;
 }
 
-/* What a clone request must hold before anything is looked at. */
-static gboolean
-check_request (const Drover__V1__AgentCloneRequest *req, GError **error)
+gboolean
+agent_clone_check_request (const Drover__V1__AgentCloneRequest *req,
+                           GError **error)
 {
   if (!proto_name_validate ("VM", req->source, error))
     return FALSE;
@@ -531,15 +544,6 @@ check_request (const Drover__V1__AgentCloneRequest *req, GError **error)
   return TRUE;
 }
 
-/* What the source is and holds. */
-typedef struct
-{
-  gboolean is_template;
-  gboolean frozen;   /* DISK is a snapshot's image: nothing writes it */
-  char *disk;        /* the image to clone, NULL: no disk */
-  guint64 disk_size; /* from its spec */
-} CloneSource;
-
 /* The image snapshot SNAP of VM NAME (domain XML XML) froze: the disk as
  * it was when SNAP was taken. */
 static char *
@@ -563,9 +567,10 @@ snapshot_image (Agent *agent, const char *name, const char *xml,
                                    error);
 }
 
-static gboolean
-read_source (Agent *agent, virConnectPtr conn, const char *name,
-             const char *from_snapshot, CloneSource *src, GError **error)
+gboolean
+agent_clone_read_source (Agent *agent, virConnectPtr conn, const char *name,
+                         const char *from_snapshot, AgentCloneSource *src,
+                         GError **error)
 {
   g_autoptr (virDomain) dom = agent_vm_lookup (agent, conn, name, error);
   g_autofree char *xml = NULL;
@@ -617,11 +622,11 @@ read_source (Agent *agent, virConnectPtr conn, const char *name,
   return TRUE;
 }
 
-/* Claims the source VM NAME, waiting a little for another operation to
- * let go: clones of one template hold it only while they read it and
- * write their mark, so a batch of them asked at once all go through. */
-static gboolean
-claim_source (Agent *agent, const char *name, GError **error)
+/* See agent-clone-private.h: clones of one template hold it only while
+ * they read it and write their mark, so a batch of them asked at once
+ * all go through. */
+gboolean
+agent_clone_claim_source (Agent *agent, const char *name, GError **error)
 {
   gint64 deadline = g_get_monotonic_time () + CLAIM_WAIT_S * G_USEC_PER_SEC;
 
@@ -634,44 +639,137 @@ claim_source (Agent *agent, const char *name, GError **error)
   return TRUE;
 }
 
+virDomainPtr
+agent_clone_define (Agent *agent, virConnectPtr conn,
+                    const Drover__V1__VmSpec *spec, const char *disk,
+                    const Drover__V1__AgentCloneRequest *req,
+                    const char *base_image, GError **error)
+{
+  g_autofree char *console = agent_console_path (agent, spec->name);
+  g_autofree char *xml = NULL, *clone_xml = NULL;
+  g_autoptr (virDomain) dom = NULL;
+
+  if (!agent_console_prepare (agent, spec->name, error))
+    return NULL;
+  xml = agent_domain_xml_build (spec, agent->accel, disk, console, error);
+  clone_xml = xml ? agent_clone_xml_identity (
+                  xml, req->uuid, req->source, req->from_snapshot,
+                  base_image ? req->source : NULL, base_image, error)
+                  : NULL;
+  if (!clone_xml)
+    return NULL;
+  dom = virDomainDefineXMLFlags (conn, clone_xml, VIR_DOMAIN_DEFINE_VALIDATE);
+  if (!dom)
+    {
+      agent_libvirt_error (error, "cannot define clone %s", spec->name);
+      return NULL;
+    }
+  if (agent_clone_fault_point ("clone-fail-after-define", error))
+    return NULL;
+  /* A test kills the agent here: defined, not committed. */
+  if (agent_fault ("clone-hold-after-define"))
+    for (int i = 0; i < HOLD_MAX_S * 10; i++)
+      g_usleep (100000);
+  if (req->start && virDomainCreate (dom) < 0)
+    {
+      agent_libvirt_error (error, "cannot start clone %s", spec->name);
+      return NULL;
+    }
+  return g_steal_pointer (&dom);
+}
+
+Drover__V1__VmSpec *
+agent_clone_spec (Agent *agent, const Drover__V1__AgentCloneRequest *req,
+                  GError **error)
+{
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+
+  if (!agent_clone_check_request (req, error))
+    return NULL;
+  spec = proto_msg_copy (&req->spec->base);
+  if (!agent_vm_check_spec (agent, spec, error))
+    return NULL;
+  g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
+  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
+  return g_steal_pointer (&spec);
+}
+
+gboolean
+agent_clone_check_size (const Drover__V1__AgentCloneRequest *req,
+                        const AgentCloneSource *src, GError **error)
+{
+  if (req->spec->disk == src->disk_size)
+    return TRUE;
+  g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+               "clone %s must have the disk size of VM %s (%" G_GUINT64_FORMAT
+               " bytes)",
+               req->spec->name, req->source, src->disk_size);
+  return FALSE;
+}
+
+gboolean
+agent_clone_mark_write (Agent *agent, const char *name, const char *source,
+                        char **mark_out, GError **error)
+{
+  g_autofree char *mark = agent_clone_mark_path (agent, name);
+
+  if (!g_file_set_contents_full (mark, source, -1,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
+    return FALSE;
+  if (mark_out)
+    *mark_out = g_steal_pointer (&mark);
+  return TRUE;
+}
+
+gboolean
+agent_clone_commit_mark (const char *mark, GError **error)
+{
+  if (g_unlink (mark) < 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot remove clone mark %s: %s", mark, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 clone_run (AgentStream *stream, gpointer data, GError **error)
 {
-  CloneOp *op = data;
+  AgentCloneOp *op = data;
   Agent *agent = op->agent;
   const Drover__V1__AgentCloneRequest *req = op->req;
   const char *job = *req->job_id ? req->job_id : NULL;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (virDomain) dom = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
-  g_autofree char *disk = NULL, *console = NULL, *mark = NULL;
-  g_autofree char *xml = NULL, *clone_xml = NULL;
-  CloneSource src = { 0 };
+  g_autofree char *disk = NULL, *mark = NULL;
+  AgentCloneSource src = { 0 };
   gboolean linked, source_held = FALSE, admitted = FALSE, marked = FALSE;
   Drover__V1__StorageProgress *final;
   const char *name;
 
   op->stream = stream;
   op->started_us = g_get_monotonic_time ();
-  if (!check_request (req, error))
+  spec = agent_clone_spec (agent, req, error);
+  if (!spec)
     goto fail;
-  spec = proto_msg_copy (&req->spec->base);
   name = spec->name;
-  if (!agent_vm_check_spec (agent, spec, error))
-    goto fail;
-  g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
-  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
     goto fail;
-  agent_stream_push (stream, &progress_new (PROTO_STOR_PHASE_PREPARING)->base);
+  agent_stream_push (
+      stream, &agent_clone_progress_new (PROTO_STOR_PHASE_PREPARING)->base);
 
   /* The source stays as it is while it is read (and, unless it is a
    * template, which nothing changes, while it is copied). */
-  if (!claim_source (agent, req->source, error))
+  if (!agent_clone_claim_source (agent, req->source, error))
     goto fail;
   source_held = TRUE;
-  if (!read_source (agent, conn, req->source, req->from_snapshot, &src, error))
+  if (!agent_clone_read_source (agent, conn, req->source, req->from_snapshot,
+                                &src, error))
     goto fail;
   linked = *req->mode ? strcmp (req->mode, PROTO_CLONE_LINKED) == 0
                       : src.is_template;
@@ -684,23 +782,11 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
                    req->source);
       goto fail;
     }
-  if (spec->disk != src.disk_size)
-    {
-      g_set_error (
-          error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
-          "clone %s must have the disk size of VM %s (%" G_GUINT64_FORMAT
-          " bytes)",
-          name, req->source, src.disk_size);
-      goto fail;
-    }
-  if (!agent_vm_admit (agent, conn, spec, error))
+  if (!agent_clone_check_size (req, &src, error)
+      || !agent_vm_admit (agent, conn, spec, error))
     goto fail;
   admitted = TRUE;
-
-  /* Mark before make: from here on a restart takes NAME away again. */
-  mark = mark_path (agent, name);
-  if (!g_file_set_contents_full (mark, req->source, -1,
-                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
+  if (!agent_clone_mark_write (agent, name, req->source, &mark, error))
     goto fail;
   marked = TRUE;
   if (src.is_template)
@@ -710,7 +796,6 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
       source_held = FALSE;
     }
 
-  console = agent_console_path (agent, name);
   (void)agent_console_remove (agent, name, NULL);
   if (src.disk)
     {
@@ -725,53 +810,25 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
         }
       else if (!stor_copy_full (src.disk, disk,
                                 agent_stream_get_cancellable (stream),
-                                on_copy_progress, op, error))
+                                agent_clone_on_progress, op, error))
         goto rollback;
       /* QEMU writes it, nobody else reads it. */
       if (!agent_protect (agent, disk, 0660, error))
         goto rollback;
     }
-  if (!agent_console_prepare (agent, name, error))
-    goto rollback;
-
-  xml = agent_domain_xml_build (spec, agent->accel, disk, console, error);
-  clone_xml = xml ? agent_clone_xml_identity (
-                  xml, req->uuid, req->source, req->from_snapshot,
-                  linked ? req->source : NULL, src.disk, error)
-                  : NULL;
-  if (!clone_xml)
-    goto rollback;
-  dom = virDomainDefineXMLFlags (conn, clone_xml, VIR_DOMAIN_DEFINE_VALIDATE);
+  dom = agent_clone_define (agent, conn, spec, disk, req,
+                            linked ? src.disk : NULL, error);
   if (!dom)
-    {
-      agent_libvirt_error (error, "cannot define clone %s", name);
-      goto rollback;
-    }
-  if (fault_point ("clone-fail-after-define", error))
     goto rollback;
-  /* A test kills the agent here: defined, not committed. */
-  if (agent_fault ("clone-hold-after-define"))
-    for (int i = 0; i < HOLD_MAX_S * 10; i++)
-      g_usleep (100000);
-  if (req->start && virDomainCreate (dom) < 0)
-    {
-      agent_libvirt_error (error, "cannot start clone %s", name);
-      goto rollback;
-    }
-  final = progress_new (PROTO_STOR_PHASE_COMPLETED);
+  final = agent_clone_progress_new (PROTO_STOR_PHASE_COMPLETED);
   final->vm = agent_vm_status_from_domain (dom, error);
   if (!final->vm)
     {
       proto_msg_free (final);
       goto rollback;
     }
-  /* The commit. */
-  if (g_unlink (mark) < 0)
+  if (!agent_clone_commit_mark (mark, error))
     {
-      int saved = errno;
-
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "cannot remove clone mark %s: %s", mark, g_strerror (saved));
       proto_msg_free (final);
       goto rollback;
     }
@@ -788,7 +845,7 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
   return TRUE;
 
 rollback:
-  rollback_clone (agent, conn, spec->name);
+  agent_clone_rollback (agent, conn, spec->name);
   marked = FALSE;
 fail:
   if (marked)
@@ -798,33 +855,33 @@ fail:
   if (source_held)
     agent_vm_release (agent, req->source);
   g_free (src.disk);
-  {
-    Drover__V1__StorageProgress *p = progress_new (PROTO_STOR_PHASE_FAILED);
-
-    if (g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-      {
-        g_clear_error (error);
-        g_set_error (error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
-                     "clone of VM %s cancelled", req->source);
-      }
-    p->error = proto_msg_strdup ((*error)->message);
-    agent_stream_push (stream, &p->base);
-    drover_message (req->source, job, NULL, "clone failed: %s",
-                    (*error)->message);
-  }
+  agent_clone_stream_failed (stream, req->source, job, error);
   return FALSE;
+}
+
+void
+agent_clone_stream_failed (AgentStream *stream, const char *source,
+                           const char *job, GError **error)
+{
+  Drover__V1__StorageProgress *p
+      = agent_clone_progress_new (PROTO_STOR_PHASE_FAILED);
+
+  if (g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_clear_error (error);
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_CANCELLED,
+                   "clone of VM %s cancelled", source);
+    }
+  p->error = proto_msg_strdup ((*error)->message);
+  agent_stream_push (stream, &p->base);
+  drover_message (source, job, NULL, "clone failed: %s", (*error)->message);
 }
 
 void
 agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
                 gpointer data)
 {
-  Agent *agent = data;
-  CloneOp *op = g_new0 (CloneOp, 1);
-
-  op->agent = agent_ref (agent);
-  op->req = (const void *)req;
-  agent_stream_start (call, agent->ctx, "clone", clone_run, op, clone_op_free);
+  agent_clone_op_start (call, data, req, "clone", clone_run);
 }
 
 /* --- start-up cleanup ----------------------------------------------------- */
@@ -842,7 +899,7 @@ agent_clone_reclaim (Agent *agent, virConnectPtr conn)
 
       if (!agent_vm_claim (agent, name, NULL))
         continue;
-      rollback_clone (agent, conn, name);
+      agent_clone_rollback (agent, conn, name);
       agent_vm_release (agent, name);
       drover_message (name, NULL, NULL,
                       "removed the clone an earlier run left unfinished");

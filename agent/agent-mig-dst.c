@@ -56,6 +56,7 @@ struct _AgentMigDst
 {
   Agent *agent; /* not a reference: the agent owns this */
   MigDst *dst;
+  AgentImageXfers *xfers;
   char *channel_address;
   GMutex lock;
   GHashTable *incoming; /* job id -> Reservation (owned), lock */
@@ -541,7 +542,34 @@ on_check (const char *job_id, const char *what, const char *value,
   return agent_mig_xml_check (m->agent, &paths, what, value, error);
 }
 
+/* An image stream came (MigDstStreamFunc). */
+static void
+on_image (const char *job_id, int fd, gpointer user_data)
+{
+  AgentMigDst *m = user_data;
+
+  agent_image_xfers_accept (m->xfers, job_id, fd);
+}
+
 /* --- lifecycle --------------------------------------------------------- */
+
+AgentImageXfers *
+agent_mig_dst_get_xfers (AgentMigDst *m)
+{
+  return m->xfers;
+}
+
+MigDst *
+agent_mig_dst_get_dst (AgentMigDst *m)
+{
+  return m->dst;
+}
+
+const char *
+agent_mig_dst_get_address (AgentMigDst *m)
+{
+  return m->channel_address;
+}
 
 AgentMigDst *
 agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
@@ -554,11 +582,13 @@ agent_mig_dst_new (Agent *agent, const char *ip, guint16 port, GError **error)
   g_mutex_init (&m->lock);
   m->incoming
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, reservation_free);
+  m->xfers = agent_image_xfers_new ();
   dc.creds = tls ? tls->mig_creds : NULL;
   dc.address = ip;
   dc.port = port;
   dc.ended = on_control_ended;
   dc.check = on_check;
+  dc.image = on_image;
   dc.user_data = m;
   m->dst = mig_dst_new (&dc, error);
   if (!m->dst)
@@ -587,6 +617,8 @@ agent_mig_dst_free (AgentMigDst *m)
   g_atomic_int_set (&m->stopping, TRUE);
   if (m->dst)
     mig_dst_free (m->dst);
+  /* After the listener: its streams are closed, their readers end. */
+  agent_image_xfers_free (m->xfers);
   g_hash_table_destroy (m->incoming);
   g_free (m->channel_address);
   g_mutex_clear (&m->lock);

@@ -397,6 +397,17 @@ void agent_mig_dst_set_creds (AgentMigDst *dst, MigChannelCreds *creds);
 /* Memory reserved by prepared incoming migrations; 0 for NULL (any
  * thread). */
 guint64 agent_mig_dst_reserved_memory (AgentMigDst *dst);
+/* The image streams expected here (agent-image-xfer-dst.c), the listener
+ * and its "ip:port". */
+typedef struct _AgentImageXfers AgentImageXfers;
+AgentImageXfers *agent_image_xfers_new (void);
+void agent_image_xfers_free (AgentImageXfers *xfers);
+/* The image stream of JOB_ID came: FD (taken) is its local end. */
+void agent_image_xfers_accept (AgentImageXfers *xfers, const char *job_id,
+                               int fd);
+AgentImageXfers *agent_mig_dst_get_xfers (AgentMigDst *dst);
+MigDst *agent_mig_dst_get_dst (AgentMigDst *dst);
+const char *agent_mig_dst_get_address (AgentMigDst *dst);
 /* PrepareIncoming and CancelIncoming (AgentOpFunc). */
 ProtobufCMessage *agent_mig_dst_prepare (Agent *agent,
                                          const AgentCaller *caller,
@@ -551,6 +562,23 @@ char *agent_clone_xml_identity (const char *domxml, const char *uuid,
                                 const char *source, const char *snapshot,
                                 const char *base_vm, const char *base_image,
                                 GError **error);
+/* agent-clone-remote.c: a full clone to another host. PrepareCloneIn,
+ * CommitCloneIn and AbortCloneIn are AgentOpFuncs on the destination;
+ * CloneOut streams StorageProgress on the source (ProtoHandler, data: the
+ * Agent). */
+ProtobufCMessage *agent_clone_in_prepare (Agent *agent,
+                                          const AgentCaller *caller,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
+ProtobufCMessage *agent_clone_in_commit (Agent *agent,
+                                         const AgentCaller *caller,
+                                         const ProtobufCMessage *request,
+                                         GError **error);
+ProtobufCMessage *agent_clone_in_abort (Agent *agent, const AgentCaller *caller,
+                                        const ProtobufCMessage *request,
+                                        GError **error);
+void agent_clone_out (ProtoServerCall *call, const ProtobufCMessage *req,
+                      gpointer data);
 /* StartVm's check: AGENT_ERROR_PRECONDITION for a template. */
 gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
                                   GError **error);

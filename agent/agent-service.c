@@ -381,6 +381,10 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_DELETE_SNAPSHOT, NULL, NULL, agent_snapshot_delete },
   { DROVER_AGENT_METHOD_CLONE_VM, NULL, NULL, agent_clone_vm },
   { DROVER_AGENT_METHOD_MAKE_TEMPLATE, NULL, agent_clone_make_template },
+  { DROVER_AGENT_METHOD_PREPARE_CLONE_IN, agent_clone_in_prepare },
+  { DROVER_AGENT_METHOD_CLONE_OUT, NULL, NULL, agent_clone_out },
+  { DROVER_AGENT_METHOD_COMMIT_CLONE_IN, agent_clone_in_commit },
+  { DROVER_AGENT_METHOD_ABORT_CLONE_IN, agent_clone_in_abort },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

@@ -508,7 +508,8 @@ vm_clone (Ctl *ctl, int argc, char **argv)
           { "from-snapshot", 0, 0, G_OPTION_ARG_STRING, &from,
             "Clone the disk as it was in this snapshot of SRC", "S" },
           { "host", 0, 0, G_OPTION_ARG_STRING, &host,
-            "Where the clone goes (default and, for now, only: SRC's host)",
+            "Where the clone goes (default: SRC's host); another host "
+            "takes a full clone, sent over the agents' channel",
             "H" },
           { "start", 0, 0, G_OPTION_ARG_NONE, &start,
             "Start the clone once it is made", NULL },

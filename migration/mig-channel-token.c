@@ -227,7 +227,7 @@ mig_token_table_consume (MigTokenTable *table, MigChannelKind kind,
                                    "kind: it admits no %s stream",
                                    mig_channel_kind_to_string (kind));
       else if (match->used & MIG_TOKEN_KIND (kind))
-        refusal = g_strdup_printf ("token already used for a %s stream",
+        refusal = g_strdup_printf ("token already used for its %s stream",
                                    mig_channel_kind_to_string (kind));
       else if ((refusal = peer_refusal (match, peer)) == NULL)
         {

@@ -677,6 +677,8 @@ mig_channel_kind_to_string (MigChannelKind kind)
       return "memory";
     case MIG_CHANNEL_KIND_DISK:
       return "disk";
+    case MIG_CHANNEL_KIND_IMAGE:
+      return "image";
     }
   return "unknown";
 }

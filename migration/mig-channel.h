@@ -52,11 +52,14 @@ typedef enum
   MIG_CHANNEL_KIND_DISK = 3,    /* QEMU's NBD stream (non-shared storage:
                                    drive-mirror into the destination QEMU's
                                    NBD server) */
+  MIG_CHANNEL_KIND_IMAGE = 4,   /* read-only image files sent whole
+                                   (agent-image-xfer.c): the destination
+                                   agent names and writes them */
 } MigChannelKind;
 
-#define MIG_CHANNEL_KIND_LAST MIG_CHANNEL_KIND_DISK
+#define MIG_CHANNEL_KIND_LAST MIG_CHANNEL_KIND_IMAGE
 
-/* "control", "memory", "disk" (for logs and errors). */
+/* "control", "memory", "disk", "image" (for logs and errors). */
 const char *mig_channel_kind_to_string (MigChannelKind kind);
 
 typedef enum

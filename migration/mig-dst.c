@@ -192,6 +192,29 @@ connect_unix (const char *path, GError **error)
   return fd;
 }
 
+/* A connected socket pair for an image stream: returns the channel's end,
+ * *OTHER the receiver's. */
+static int
+image_pair (MigDst *dst, int *other, GError **error)
+{
+  int sv[2];
+
+  if (!dst->config.image)
+    {
+      g_set_error_literal (error, MIG_ERROR, MIG_ERROR_LOCAL,
+                           "this host takes no image streams");
+      return -1;
+    }
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    {
+      g_set_error (error, MIG_ERROR, MIG_ERROR_LOCAL,
+                   "cannot make a socket pair: %s", g_strerror (errno));
+      return -1;
+    }
+  *other = sv[1];
+  return sv[0];
+}
+
 static void
 on_accept (MigChannel *ch, gpointer user_data)
 {
@@ -202,7 +225,7 @@ on_accept (MigChannel *ch, gpointer user_data)
   MigChannelKind kind = mig_channel_get_kind (ch);
   MigChannelOptions opts;
   Incoming *inc;
-  int fd;
+  int fd, image_fd = -1;
 
   g_mutex_lock (&dst->lock);
   inc = job_id ? g_hash_table_lookup (dst->jobs, job_id) : NULL;
@@ -228,19 +251,28 @@ on_accept (MigChannel *ch, gpointer user_data)
     }
   else if (kind == MIG_CHANNEL_KIND_DISK)
     path = mig_disk_sock_path (inc->job_id);
-  else
+  else if (kind == MIG_CHANNEL_KIND_MEMORY)
     path = mig_mem_sock_path (inc->job_id);
-  fd = connect_unix (path, &error);
+  if (kind == MIG_CHANNEL_KIND_IMAGE)
+    fd = image_pair (dst, &image_fd, &error);
+  else
+    fd = connect_unix (path, &error);
   if (fd < 0
       || !mig_channel_start (ch, fd, &opts, on_channel_done, inc, &error))
     {
       g_mutex_unlock (&dst->lock);
+      if (image_fd >= 0)
+        close (image_fd);
       drover_message (NULL, job_id, NULL, "migration: %s", error->message);
       mig_channel_free (ch);
       return;
     }
   g_ptr_array_add (inc->channels, ch);
   g_mutex_unlock (&dst->lock);
+  /* The receiver reads what the channel writes into the pair; closing the
+   * channel (mig_dst_forget) ends its input. */
+  if (image_fd >= 0)
+    dst->config.image (job_id, image_fd, dst->config.user_data);
   g_private_replace (&matched_job, NULL);
 }
 
@@ -298,18 +330,27 @@ mig_dst_expect (MigDst *dst, const char *job_id, const char *source_host,
 {
   guint kinds = MIG_TOKEN_KIND (MIG_CHANNEL_KIND_CONTROL)
                 | MIG_TOKEN_KIND (MIG_CHANNEL_KIND_MEMORY);
+
+  if (with_disk)
+    kinds |= MIG_TOKEN_KIND (MIG_CHANNEL_KIND_DISK);
+  return mig_dst_expect_kinds (dst, job_id, source_host, kinds, ttl_ms, error);
+}
+
+char *
+mig_dst_expect_kinds (MigDst *dst, const char *job_id, const char *source_host,
+                      guint kinds, guint ttl_ms, GError **error)
+{
+  gboolean with_disk = (kinds & MIG_TOKEN_KIND (MIG_CHANNEL_KIND_DISK)) != 0;
   g_autofree char *mem = NULL, *disk = NULL;
   Incoming *inc;
   char *token;
 
-  if (!mig_job_id_valid (job_id))
+  if (!mig_job_id_valid (job_id) || kinds == 0)
     {
       g_set_error_literal (error, MIG_ERROR, MIG_ERROR_INVALID,
                            "invalid migration job id");
       return NULL;
     }
-  if (with_disk)
-    kinds |= MIG_TOKEN_KIND (MIG_CHANNEL_KIND_DISK);
   g_mutex_lock (&dst->lock);
   /* The token table refuses a job it knows; so does the job table, which
    * keeps a job until its channels are closed. */

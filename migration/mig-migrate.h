@@ -273,6 +273,13 @@ typedef gboolean (*MigDstCheckFunc) (const char *job_id, const char *what,
                                      const char *value, gpointer user_data,
                                      GError **error);
 
+/* An image stream (MIG_CHANNEL_KIND_IMAGE) of JOB_ID was accepted: FD
+ * (ownership passed) is the local end of its channel, a stream socket:
+ * what the peer sends is read from it, the answer written to it. Runs
+ * on a handshake thread: hand the work to another thread. */
+typedef void (*MigDstStreamFunc) (const char *job_id, int fd,
+                                  gpointer user_data);
+
 typedef struct
 {
   MigChannelCreds *creds;   /* NULL: plain TCP (tests only) */
@@ -280,7 +287,8 @@ typedef struct
   guint16 port;             /* 0 = any */
   const char *libvirt_sock; /* NULL = MIG_LIBVIRT_SOCK */
   MigDstEndFunc ended;
-  MigDstCheckFunc check; /* NULL: domain XML and names unchecked */
+  MigDstCheckFunc check;  /* NULL: domain XML and names unchecked */
+  MigDstStreamFunc image; /* NULL: image streams are refused */
   gpointer user_data;
 } MigDstConfig;
 
@@ -303,6 +311,12 @@ void mig_dst_set_creds (MigDst *dst, MigChannelCreds *creds);
  * that is not valid or is expected already. */
 char *mig_dst_expect (MigDst *dst, const char *job_id, const char *source_host,
                       gboolean with_disk, guint ttl_ms, GError **error);
+/* mig_dst_expect () for the stream kinds in KINDS (MIG_TOKEN_KIND bits),
+ * one stream of each: MIG_CHANNEL_KIND_IMAGE alone for a job that only
+ * sends image files (MigDstConfig.image gets them). */
+char *mig_dst_expect_kinds (MigDst *dst, const char *job_id,
+                            const char *source_host, guint kinds, guint ttl_ms,
+                            GError **error);
 /* TRUE once a control stream of JOB_ID was accepted. */
 gboolean mig_dst_started (MigDst *dst, const char *job_id);
 /* Forgets JOB_ID: revokes its token, closes its channels (waiting for the

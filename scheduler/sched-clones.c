@@ -1,18 +1,207 @@
 /* Clones and templates on the scheduler's side (issue 12), part of
- * SchedSnapshots (see sched-snapshots.c for the job's course).
+ * SchedSnapshots (see sched-snap-op.c for the job's course).
  *
  * CloneVm is a storage job on the source VM: the new VM's record is made
  * at once, in state "creating" on the source's host (a reservation
  * placement sees, as CreateVm does), and a failed clone removes it. A
  * linked clone records its base (the source), which protects the base:
  * it cannot be deleted, started (a template) or migrated while clones use
- * it. A full clone to another host is not built (the agents copy only on
- * one host): UNIMPLEMENTED, saying how to get there (clone, migrate).
- * MakeTemplate is one agent call on a stopped VM.
+ * it. MakeTemplate is one agent call on a stopped VM.
+ *
+ * A full clone to another host (--host H) is reserved on H and goes in
+ * three steps, one job: PrepareCloneIn on H (which answers how to reach
+ * its channel), CloneOut on the source's host (the stream whose progress
+ * the job shows: copying, when the source's disk is a chain to flatten
+ * first, then sending), CommitCloneIn on H (the domain is defined and
+ * started there). A failure at any step after the first sends
+ * AbortCloneIn to H, which takes everything of the clone away (a restart
+ * of H's agent does the same from the clone's mark), and the reservation
+ * goes with the failed job.
  */
 #include "sched-snapshots-private.h"
 
 #include <string.h>
+
+/* --- CloneVm to another host ------------------------------------------- */
+
+/* Sets the job's message to TEXT (a step of a clone to another host). */
+static void
+remote_step (SnapOp *op, const char *text)
+{
+  g_free (op->job->message);
+  op->job->message = g_strdup (text);
+  sched_jobs_update (op->owner->svc->jobs, op->job, TRUE);
+  drover_message (op->name, op->job->id, op->dest_host, "%s", text);
+}
+
+static void
+remote_abort_done (const ProtobufCMessage *reply, const GError *error,
+                   gpointer user_data)
+{
+  char **what = user_data; /* clone, job, host */
+
+  if (error != NULL)
+    drover_message (what[0], what[1], what[2],
+                    "the host did not take the failed clone away now (%s); "
+                    "its agent does at its next start",
+                    error->message);
+  g_strfreev (what);
+}
+
+/* Asks the destination to take everything of OP's clone away. */
+static void
+remote_abort (SnapOp *op)
+{
+  SchedService *svc = op->owner->svc;
+  g_autoptr (GError) error = NULL;
+  ProtoClient *client
+      = sched_agents_client_up (svc->agents, op->dest_host, NULL, &error);
+
+  if (client == NULL)
+    {
+      drover_message (op->name, op->job->id, op->dest_host,
+                      "cannot take the failed clone away now (%s); the "
+                      "host's agent does at its next start",
+                      error->message);
+      return;
+    }
+  sched_agents_call (
+      svc->agents, client, DROVER_AGENT_METHOD_ABORT_CLONE_IN,
+      &op->remote->base, SCHED_AGENT_CALL_TIMEOUT_MS, remote_abort_done,
+      g_strdupv ((char *[]){ op->name, op->job->id, op->dest_host, NULL }));
+}
+
+/* Fails OP: a step on HOST ended with ERROR; the destination drops what
+ * it holds of the clone unless ABORT is FALSE (it failed itself and
+ * cleaned up). */
+static void
+remote_fail (SnapOp *op, const char *host, const GError *error, gboolean abort)
+{
+  g_autofree char *msg = NULL;
+
+  if (op->owner->stopped)
+    msg = g_strdup ("the scheduler stopped during the job; the VM is as its "
+                    "host reports it");
+  else
+    msg = g_strdup_printf ("host '%s': %s", host, error->message);
+  if (abort && !op->owner->stopped)
+    remote_abort (op);
+  sched_snap_finish (op, FALSE, msg);
+}
+
+static void
+remote_committed (const ProtobufCMessage *reply, const GError *error,
+                  gpointer user_data)
+{
+  SnapOp *op = user_data;
+  const Drover__V1__AgentVmReply *agent = (const void *)reply;
+
+  if (error != NULL || op->owner->stopped)
+    {
+      remote_fail (op, op->dest_host, error, TRUE);
+      return;
+    }
+  if (op->job->storage != NULL && agent->vm != NULL)
+    {
+      proto_msg_free (op->job->storage->vm);
+      op->job->storage->vm = proto_msg_copy (&agent->vm->base);
+    }
+  sched_snap_finish (op, TRUE, NULL);
+}
+
+double
+sched_clones_remote_fraction (SnapOp *op, const Drover__V1__StorageProgress *p,
+                              double f)
+{
+  if (f < 0.05 || f >= 1.0)
+    return f;
+  if (strcmp (p->phase, PROTO_STOR_PHASE_COPYING) == 0)
+    {
+      op->flattened = TRUE;
+      return 0.05 + (f - 0.05) / 2;
+    }
+  if (op->flattened && strcmp (p->phase, PROTO_STOR_PHASE_SENDING) == 0)
+    return 0.5 + (f - 0.05) / 2;
+  return f;
+}
+
+void
+sched_clones_remote_sent (SnapOp *op, gboolean sent, const char *error_msg)
+{
+  SchedService *svc = op->owner->svc;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+  ProtoClient *client;
+
+  if (!sent || op->owner->stopped)
+    {
+      if (!op->owner->stopped)
+        remote_abort (op);
+      sched_snap_finish (op, FALSE, error_msg);
+      return;
+    }
+  client = sched_agents_client_up (svc->agents, op->dest_host, NULL, &error);
+  if (client == NULL)
+    {
+      remote_fail (op, op->dest_host, error, FALSE);
+      return;
+    }
+  text = g_strdup_printf ("clone %s: sent, defining it on host %s", op->name,
+                          op->dest_host);
+  remote_step (op, text);
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_COMMIT_CLONE_IN,
+                     &op->remote->base, SCHED_AGENT_CALL_TIMEOUT_MS,
+                     remote_committed, op);
+}
+
+static void
+remote_prepared (const ProtobufCMessage *reply, const GError *error,
+                 gpointer user_data)
+{
+  SnapOp *op = user_data;
+  SchedService *svc = op->owner->svc;
+  const Drover__V1__AgentCloneInReply *in = (const void *)reply;
+  g_autoptr (GError) local = NULL;
+  g_autofree char *text = NULL;
+  Drover__V1__AgentCloneRequest *r = op->remote;
+  ProtoClient *client;
+
+  if (error != NULL || op->owner->stopped)
+    {
+      /* A failed prepare left nothing on the destination. */
+      remote_fail (op, op->dest_host, error, error == NULL);
+      return;
+    }
+  client = sched_agents_client_up (svc->agents, op->host, NULL, &local);
+  if (client == NULL)
+    {
+      remote_fail (op, op->host, local, TRUE);
+      return;
+    }
+  g_free (r->token == protobuf_c_empty_string ? NULL : r->token);
+  r->token = proto_msg_strdup (in->token);
+  g_free (r->channel_address == protobuf_c_empty_string ? NULL
+                                                        : r->channel_address);
+  r->channel_address = proto_msg_strdup (in->channel_address);
+  text = g_strdup_printf ("clone %s: host %s is ready, host %s sends", op->name,
+                          op->dest_host, op->host);
+  remote_step (op, text);
+  sched_snap_stream (op->owner, op, client, DROVER_AGENT_METHOD_CLONE_OUT,
+                     &r->base);
+}
+
+/* The first step of OP: the destination prepares (DEST_CLIENT). */
+static void
+remote_prepare (SnapOp *op, ProtoClient *dest_client)
+{
+  g_autofree char *text = g_strdup_printf ("clone %s: preparing host %s",
+                                           op->name, op->dest_host);
+
+  remote_step (op, text);
+  sched_agents_call (op->owner->svc->agents, dest_client,
+                     DROVER_AGENT_METHOD_PREPARE_CLONE_IN, &op->remote->base,
+                     SCHED_AGENT_CALL_TIMEOUT_MS, remote_prepared, op);
+}
 
 /* --- CloneVm ----------------------------------------------------------- */
 
@@ -34,8 +223,9 @@ sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
   g_autofree char *placed = NULL;
   g_autofree char *first = NULL;
   const char *mode = req->mode;
-  ProtoClient *client;
+  ProtoClient *client, *dest_client = NULL;
   gboolean exists;
+  const char *at;
   SnapOp *op;
 
   if (!proto_name_validate ("VM", req->source, error)
@@ -87,12 +277,12 @@ sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
                        src->name, src->host, req->host);
           return FALSE;
         }
-      g_set_error (error, PROTO_ERROR, PROTO_STATUS_UNIMPLEMENTED,
-                   "a full clone to another host is not built yet: clone "
-                   "'%s' on its host '%s', then migrate the clone to '%s'",
-                   src->name, src->host, req->host);
-      return FALSE;
+      dest_client
+          = sched_agents_client_up (svc->agents, req->host, NULL, error);
+      if (dest_client == NULL)
+        return FALSE;
     }
+  at = dest_client ? req->host : src->host;
   if (req->from_snapshot[0] != '\0')
     {
       if (!sched_snap_exists (svc->store, src->name, req->from_snapshot,
@@ -121,12 +311,12 @@ sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
   if (vms == NULL)
     return FALSE;
   sched_migrator_add_reservations (svc->migrator, vms);
-  placed = sched_place (&svc->policy, hosts, vms, spec, src->host, error);
+  placed = sched_place (&svc->policy, hosts, vms, spec, at, error);
   if (placed == NULL)
     return FALSE;
 
-  clone = sched_vm_new (spec, src->host, PROTO_VM_CREATING, NULL,
-                        sched_snap_now_ms (s));
+  clone
+      = sched_vm_new (spec, at, PROTO_VM_CREATING, NULL, sched_snap_now_ms (s));
   if (strcmp (mode, PROTO_CLONE_LINKED) == 0)
     {
       g_free (clone->base);
@@ -147,12 +337,23 @@ sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
   agent.uuid = uuid;
   agent.mode = (char *)mode;
   agent.start = req->start;
-  first = g_strdup_printf ("clone %s: %s clone of %s%s%s starting on host %s",
-                           req->name, mode, src->name,
-                           req->from_snapshot[0] ? " at snapshot " : "",
-                           req->from_snapshot, src->host);
-  sched_snap_launch (s, op, client, DROVER_AGENT_METHOD_CLONE_VM, &agent.base,
-                     first);
+  first = g_strdup_printf (
+      "clone %s: %s clone of %s%s%s starting on host %s%s%s", req->name, mode,
+      src->name, req->from_snapshot[0] ? " at snapshot " : "",
+      req->from_snapshot, src->host, dest_client ? " to host " : "",
+      dest_client ? req->host : "");
+  if (dest_client)
+    {
+      agent.dest_host = req->host;
+      agent.source_host = src->host;
+      op->dest_host = g_strdup (req->host);
+      op->remote = proto_msg_copy (&agent.base);
+      sched_snap_begin (s, op, first);
+      remote_prepare (op, dest_client);
+    }
+  else
+    sched_snap_launch (s, op, client, DROVER_AGENT_METHOD_CLONE_VM, &agent.base,
+                       first);
   *job_out = sched_job_copy (op->job);
   return TRUE;
 }

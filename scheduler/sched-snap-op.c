@@ -28,6 +28,8 @@ sched_snap_op_free (SnapOp *op)
   g_free (op->host);
   g_free (op->name);
   g_free (op->linked);
+  g_free (op->dest_host);
+  proto_msg_free (op->remote);
   g_free (op);
 }
 
@@ -81,6 +83,9 @@ on_progress (const ProtobufCMessage *msg, gpointer user_data)
   double f = fraction (p);
   gint64 now = sched_snap_now_ms (s);
 
+  if (op->remote != NULL)
+    f = sched_clones_remote_fraction (op, p, f);
+
   phase_changed = op->job->storage == NULL
                   || g_strcmp0 (op->job->storage->phase, p->phase) != 0;
   proto_msg_free (op->job->storage);
@@ -115,6 +120,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   SchedService *svc = op->owner->svc;
   gboolean clone = strcmp (op->job->kind, PROTO_JOB_KIND_CLONE) == 0;
   const char *vm_name = clone ? op->name : op->vm;
+  const char *at = op->dest_host ? op->dest_host : op->host;
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedVm) vm = NULL;
   const char *current = "";
@@ -149,7 +155,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   vm = sched_store_get_vm (svc->store, vm_name, &error);
   if (vm == NULL)
     return consistent;
-  if (p->vm != NULL && strcmp (vm->host, op->host) == 0)
+  if (p->vm != NULL && strcmp (vm->host, at) == 0)
     {
       sched_vm_set_status (vm, p->vm);
       if (p->vm->state[0] != '\0')
@@ -183,6 +189,9 @@ outcome (const SnapOp *op)
   if (strcmp (kind, PROTO_JOB_KIND_SNAPSHOT_DELETE) == 0)
     return g_strdup_printf ("snapshot %s of VM %s deleted on host %s", op->name,
                             op->vm, op->host);
+  if (op->dest_host)
+    return g_strdup_printf ("VM %s cloned from %s (full) on host %s to host %s",
+                            op->name, op->vm, op->host, op->dest_host);
   return g_strdup_printf ("VM %s cloned from %s (%s) on host %s", op->name,
                           op->vm, op->linked ? "linked" : "full", op->host);
 }
@@ -199,9 +208,8 @@ event_kind (const char *job_kind)
   return SCHED_EVENT_VM_CLONED;
 }
 
-/* OP ended (OK, or with ERROR_MSG): the job, the records, the metrics. */
-static void
-finish (SnapOp *op, gboolean ok, const char *error_msg)
+void
+sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg)
 {
   SchedSnapshots *s = op->owner;
   SchedService *svc = s->svc;
@@ -221,14 +229,14 @@ finish (SnapOp *op, gboolean ok, const char *error_msg)
           refresh_vm = g_strdup (op->vm);
           refresh_host = g_strdup (op->host);
         }
-      drover_message (clone ? op->name : op->vm, op->job->id, op->host, "%s",
-                      text);
+      const char *at = op->dest_host ? op->dest_host : op->host;
+
+      drover_message (clone ? op->name : op->vm, op->job->id, at, "%s", text);
       if (clone)
-        sched_events_emit (svc->events, SCHED_EVENT_VM_CREATED, op->name,
-                           op->host, NULL, NULL, "cloned from %s", op->vm);
+        sched_events_emit (svc->events, SCHED_EVENT_VM_CREATED, op->name, at,
+                           NULL, NULL, "cloned from %s", op->vm);
       sched_events_emit (svc->events, event_kind (op->job->kind),
-                         clone ? op->name : op->vm, op->host, NULL, NULL, "%s",
-                         text);
+                         clone ? op->name : op->vm, at, NULL, NULL, "%s", text);
       sched_jobs_set (svc->jobs, op->job, PROTO_JOB_DONE, 1.0, text, NULL);
     }
   else
@@ -274,7 +282,10 @@ on_end (const GError *error, gpointer user_data)
   /* Completed is completed, even if the stream broke after saying so. */
   if (last != NULL && strcmp (last->phase, PROTO_STOR_PHASE_COMPLETED) == 0)
     {
-      finish (op, TRUE, NULL);
+      if (op->remote)
+        sched_clones_remote_sent (op, TRUE, NULL);
+      else
+        sched_snap_finish (op, TRUE, NULL);
       return;
     }
   if (last != NULL && strcmp (last->phase, PROTO_STOR_PHASE_FAILED) == 0)
@@ -288,7 +299,10 @@ on_end (const GError *error, gpointer user_data)
   else
     msg = g_strdup_printf ("host '%s' ended the job without a final state",
                            op->host);
-  finish (op, FALSE, msg);
+  if (op->remote)
+    sched_clones_remote_sent (op, FALSE, msg);
+  else
+    sched_snap_finish (op, FALSE, msg);
 }
 
 /* Starts OP: its job is stored, the VM marked busy, the stream opened with
@@ -298,6 +312,21 @@ sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
                    guint method, const ProtobufCMessage *request,
                    const char *first_message)
 {
+  sched_snap_begin (s, op, first_message);
+  sched_snap_stream (s, op, client, method, request);
+}
+
+void
+sched_snap_stream (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
+                   guint method, const ProtobufCMessage *request)
+{
+  op->stream = sched_agents_stream (s->svc->agents, client, method, request,
+                                    on_progress, on_end, op);
+}
+
+void
+sched_snap_begin (SchedSnapshots *s, SnapOp *op, const char *first_message)
+{
   op->owner = s;
   op->started_us = g_get_monotonic_time ();
   op->last_store_ms = sched_snap_now_ms (s);
@@ -306,8 +335,6 @@ sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
   sched_jobs_set (s->svc->jobs, op->job, PROTO_JOB_RUNNING, 0.01, first_message,
                   NULL);
   drover_message (op->vm, op->job->id, op->host, "%s", first_message);
-  op->stream = sched_agents_stream (s->svc->agents, client, method, request,
-                                    on_progress, on_end, op);
 }
 
 SnapOp *

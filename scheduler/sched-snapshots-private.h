@@ -21,6 +21,11 @@ typedef struct
   ProtoClientStream *stream;
   gint64 started_us; /* monotonic */
   gint64 last_store_ms;
+  /* A full clone to another host (sched-clones.c): the destination and
+   * the request its three steps share (owned); else NULL. */
+  char *dest_host;
+  Drover__V1__AgentCloneRequest *remote;
+  gboolean flattened; /* the source copied the chain before sending */
 } SnapOp;
 
 struct _SchedSnapshots
@@ -59,6 +64,28 @@ void sched_snap_launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
                         const char *first_message);
 /* Frees OP (and its job). */
 void sched_snap_op_free (SnapOp *op);
+/* Starts OP without a stream yet: its job is stored and running, the VM
+ * marked busy. sched_snap_launch is this plus the stream. */
+void sched_snap_begin (SchedSnapshots *s, SnapOp *op,
+                       const char *first_message);
+/* Opens OP's stream (begun) with REQUEST on agent METHOD through CLIENT:
+ * its progress goes into the job, its end finishes OP. */
+void sched_snap_stream (SchedSnapshots *s, SnapOp *op, ProtoClient *client,
+                        guint method, const ProtobufCMessage *request);
+/* OP ended (OK, or with ERROR_MSG): the job, the records, the metrics;
+ * OP is freed. */
+void sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg);
+/* The stream of a clone to another host ended: SENT (the source sent
+ * it all) or failed with ERROR_MSG; the clone's next step
+ * (sched-clones.c). */
+void sched_clones_remote_sent (SnapOp *op, gboolean sent,
+                               const char *error_msg);
+/* The job's progress (0..1, negative: unknown) of a clone to another
+ * host for P, whose own fraction is F: a copy the source makes first
+ * takes the first half, the sending the rest. */
+double sched_clones_remote_fraction (SnapOp *op,
+                                     const Drover__V1__StorageProgress *p,
+                                     double f);
 /* Asks HOST (through CLIENT) for VM's snapshot tree, to replace the
  * stored one, unless such a request is in flight. */
 void sched_snap_refresh_start (SchedSnapshots *s, ProtoClient *client,

@@ -1,8 +1,11 @@
 /* The clone's domain XML: identity (UUID, fresh MACs) and the clone and
- * template records, on XML from the real builder. */
+ * template records, on XML from the real builder; the check of an image
+ * received from another host, on real images made by qemu-img. */
+#include <glib/gstdio.h>
 #include <string.h>
 
-#include "agent-private.h"
+#include "agent-clone-private.h"
+#include "test-support.h"
 
 #define UUID "6f1c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f"
 
@@ -164,6 +167,76 @@ test_bad_xml (void)
   g_assert_error (error, AGENT_ERROR, AGENT_ERROR_FAILED);
 }
 
+/* qemu-img ARGV..., which must succeed. */
+static void
+qemu_img (const char *const *argv)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *err = NULL;
+  int status = 0;
+
+  g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                NULL, &err, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("%s failed: %s", argv[1], err);
+}
+
+/* Refused with a message containing WHY. */
+static void
+assert_received_refused (const char *path, guint64 size, const char *why)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_false (agent_clone_check_received (path, size, &error));
+  g_assert_nonnull (error);
+  if (!strstr (error->message, why))
+    g_error ("\"%s\" not in \"%s\"", why, error->message);
+}
+
+/* A received image is one plain qcow2 of the spec's size: a backing
+ * file, an external data file, another format, another size, a short
+ * file and a missing one are refused (a hostile sender could point the
+ * clone at any file of the host). */
+static void
+test_check_received (void)
+{
+  g_autofree char *dir = test_tmp_dir_new ("drover-clone-rx-XXXXXX");
+  g_autofree char *good = g_build_filename (dir, "good.qcow2", NULL);
+  g_autofree char *base = g_build_filename (dir, "base.qcow2", NULL);
+  g_autofree char *over = g_build_filename (dir, "over.qcow2", NULL);
+  g_autofree char *data = g_build_filename (dir, "data.raw", NULL);
+  g_autofree char *ext = g_build_filename (dir, "ext.qcow2", NULL);
+  g_autofree char *raw = g_build_filename (dir, "raw.img", NULL);
+  g_autofree char *opt = g_strdup_printf ("data_file=%s", data);
+  g_autoptr (GError) error = NULL;
+  const guint64 size = 64 * 1024 * 1024;
+
+  qemu_img ((const char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", good,
+                              "64M", NULL });
+  qemu_img ((const char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", base,
+                              "64M", NULL });
+  qemu_img ((const char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", "-F",
+                              "qcow2", "-b", base, over, NULL });
+  qemu_img ((const char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                              opt, ext, "64M", NULL });
+  qemu_img ((const char *[]){ "qemu-img", "create", "-q", "-f", "raw", raw,
+                              "64M", NULL });
+
+  g_assert_true (agent_clone_check_received (good, size, &error));
+  g_assert_no_error (error);
+  assert_received_refused (over, size, "backing file");
+  assert_received_refused (ext, size, "external data file");
+  assert_received_refused (raw, size, "not a qcow2 image");
+  assert_received_refused (good, size * 2, "size");
+  assert_received_refused (data, size, "not a qcow2 image");
+  g_assert_cmpint (g_unlink (data), ==, 0);
+  assert_received_refused (data, size, "missing");
+  g_assert_true (g_file_set_contents (raw, "QFI\xfb", 4, NULL));
+  assert_received_refused (raw, size, "not a qcow2 image");
+  test_tmp_dir_remove (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -173,5 +246,6 @@ main (int argc, char **argv)
   g_test_add_func ("/agent/clone/new-macs", test_new_macs);
   g_test_add_func ("/agent/clone/template-record", test_template_record);
   g_test_add_func ("/agent/clone/bad-xml", test_bad_xml);
+  g_test_add_func ("/agent/clone/check-received", test_check_received);
   return g_test_run ();
 }

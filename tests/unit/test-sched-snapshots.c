@@ -58,6 +58,7 @@ typedef struct
   ProtoServerCall *held_prepare; /* PrepareIncoming, never answered */
   char *description;             /* of the last create */
   gboolean no_tree;              /* the next final message lacks the tree */
+  char *fail_step; /* a clone to another host: "prepare" or "commit" fails */
 } FakeAgent;
 
 static void fake_note (FakeAgent *fake, const char *format, ...)
@@ -318,6 +319,83 @@ fake_prepare (ProtoServerCall *call, const ProtobufCMessage *request,
   fake->held_prepare = call;
 }
 
+/* A clone to another host: the destination's three calls and the
+ * source's stream. A step named in fail_step fails (the agent cleaned up
+ * after itself). */
+static gboolean
+fake_step_fails (FakeAgent *fake, ProtoServerCall *call, const char *step)
+{
+  if (g_strcmp0 (fake->fail_step, step) != 0)
+    return FALSE;
+  g_clear_pointer (&fake->fail_step, g_free);
+  proto_server_call_fail (call, PROTO_STATUS_RESOURCE_EXHAUSTED,
+                          "not enough space for the image of clone");
+  return TRUE;
+}
+
+static void
+fake_clone_in_prepare (ProtoServerCall *call, const ProtobufCMessage *request,
+                       gpointer user_data)
+{
+  FakeAgent *fake = user_data;
+  const Drover__V1__AgentCloneRequest *req = (const void *)request;
+  Drover__V1__AgentCloneInReply reply = DROVER__V1__AGENT_CLONE_IN_REPLY__INIT;
+
+  fake_note (fake, "prepare-in %s %s", req->source, req->spec->name);
+  if (fake_step_fails (fake, call, "prepare"))
+    return;
+  reply.token = (char *)"tok";
+  reply.channel_address = (char *)"127.0.0.1:9";
+  reply.max_bytes = req->spec->disk;
+  proto_server_call_reply (call, &reply.base);
+}
+
+static void
+fake_clone_out (ProtoServerCall *call, const ProtobufCMessage *request,
+                gpointer user_data)
+{
+  FakeAgent *fake = user_data;
+  const Drover__V1__AgentCloneRequest *req = (const void *)request;
+
+  fake_note (fake, "clone-out %s %s to %s via %s %s", req->source,
+             req->spec->name, req->dest_host, req->channel_address, req->token);
+  proto_msg_free (fake->last_clone);
+  fake->last_clone = proto_msg_copy (request);
+  fake_run (fake, call, "clone", req->spec->name, PROTO_STOR_PHASE_SENDING);
+}
+
+static void
+fake_clone_in_commit (ProtoServerCall *call, const ProtobufCMessage *request,
+                      gpointer user_data)
+{
+  FakeAgent *fake = user_data;
+  const Drover__V1__AgentCloneRequest *req = (const void *)request;
+  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
+  Drover__V1__VmStatus vm = DROVER__V1__VM_STATUS__INIT;
+
+  fake_note (fake, "commit-in %s%s", req->spec->name,
+             req->start ? " start" : "");
+  if (fake_step_fails (fake, call, "commit"))
+    return;
+  vm.name = req->spec->name;
+  vm.uuid = req->uuid;
+  vm.state = (char *)(req->start ? PROTO_VM_RUNNING : PROTO_VM_SHUTOFF);
+  vm.spec = req->spec;
+  reply.vm = &vm;
+  proto_server_call_reply (call, &reply.base);
+}
+
+static void
+fake_clone_in_abort (ProtoServerCall *call, const ProtobufCMessage *request,
+                     gpointer user_data)
+{
+  const Drover__V1__AgentCloneRequest *req = (const void *)request;
+  Drover__V1__Empty reply = DROVER__V1__EMPTY__INIT;
+
+  fake_note (user_data, "abort-in %s", req->spec->name);
+  proto_server_call_reply (call, &reply.base);
+}
+
 static ProtoServer *
 fake_serve (FakeAgent *fake, const char *host, char **address)
 {
@@ -329,6 +407,10 @@ fake_serve (FakeAgent *fake, const char *host, char **address)
     { DROVER_AGENT_METHOD_CLONE_VM, fake_clone },
     { DROVER_AGENT_METHOD_MAKE_TEMPLATE, fake_template },
     { DROVER_AGENT_METHOD_PREPARE_INCOMING, fake_prepare },
+    { DROVER_AGENT_METHOD_PREPARE_CLONE_IN, fake_clone_in_prepare },
+    { DROVER_AGENT_METHOD_CLONE_OUT, fake_clone_out },
+    { DROVER_AGENT_METHOD_COMMIT_CLONE_IN, fake_clone_in_commit },
+    { DROVER_AGENT_METHOD_ABORT_CLONE_IN, fake_clone_in_abort },
   };
   const TestRpcService service = {
     DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
@@ -453,6 +535,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_ptr_array_unref (f->fake.tree);
   g_free (f->fake.current);
   g_free (f->fake.fail_with);
+  g_free (f->fake.fail_step);
   g_free (f->fake.description);
   g_free (f->fake.held_kind);
   g_free (f->fake.held_name);
@@ -888,9 +971,8 @@ test_busy (Fixture *f, gconstpointer data)
 
 /* A full clone (the default for a VM): a new UUID, the source's spec
  * under the new name; its record goes from creating to what the agent
- * says. The new name must be free; linked stays on its host; a full
- * clone elsewhere is not built; a bad mode and an unknown snapshot are
- * refused. */
+ * says. The new name must be free; linked stays on its host; a bad mode,
+ * an unknown snapshot and an unknown host are refused. */
 static void
 test_clone (Fixture *f, gconstpointer data)
 {
@@ -931,8 +1013,8 @@ test_clone (Fixture *f, gconstpointer data)
   assert_refused (error, PROTO_STATUS_INVALID_ARGUMENT,
                   "a linked clone stays on its base's host");
   error = NULL;
-  g_assert_null (clone_vm (f, "web", "web3", "full", NULL, "b", &error));
-  assert_refused (error, PROTO_STATUS_UNIMPLEMENTED, "then migrate");
+  g_assert_null (clone_vm (f, "web", "web3", "full", NULL, "zz", &error));
+  assert_refused (error, PROTO_STATUS_NOT_FOUND, "zz");
   error = NULL;
   g_assert_null (clone_vm (f, "web", "web3", "deep", NULL, NULL, &error));
   assert_refused (error, PROTO_STATUS_INVALID_ARGUMENT, "linked");
@@ -943,6 +1025,119 @@ test_clone (Fixture *f, gconstpointer data)
   g_assert_null (clone_vm (f, "nope", "web3", NULL, NULL, NULL, &error));
   assert_refused (error, PROTO_STATUS_NOT_FOUND, "nope");
   error = NULL;
+  g_assert_cmpuint (f->fake.calls->len, ==, calls);
+}
+
+/* Iterates until the fake agent was called with TEXT (calls that end no
+ * job: the abort of a clone to another host). */
+static void
+wait_fake_call (Fixture *f, const char *text)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  for (;;)
+    {
+      for (guint i = 0; i < f->fake.calls->len; i++)
+        if (strcmp (f->fake.calls->pdata[i], text) == 0)
+          return;
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the fake agent was never called with \"%s\"", text);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+/* A clone to another host that fails at STEP ("prepare", "send",
+ * "commit"): the job fails naming the host and the reason, the
+ * reservation goes, and the destination is told to abort unless its own
+ * prepare failed. */
+static void
+assert_remote_clone_fails (Fixture *f, const char *name, const char *step,
+                           const char *host, const char *reason)
+{
+  GError *error = NULL;
+  g_autoptr (Drover__V1__Job) job = NULL;
+  g_autoptr (SchedJob) over = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+  g_autofree char *abort = g_strdup_printf ("abort-in %s", name);
+
+  if (strcmp (step, "send") == 0)
+    f->fake.fail_with = g_strdup (reason);
+  else
+    f->fake.fail_step = g_strdup (step);
+  job = clone_vm (f, "off", name, "full", NULL, "b", &error);
+  g_assert_no_error (error);
+  over = test_sched_wait_job (f->svc->store, job->id);
+  g_assert_cmpstr (over->state, ==, PROTO_JOB_FAILED);
+  g_assert_nonnull (strstr (over->error, host));
+  g_assert_nonnull (strstr (over->error, reason));
+  vm = sched_store_get_vm (f->svc->store, name, &error);
+  g_assert_null (vm);
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+  if (strcmp (step, "prepare") != 0)
+    wait_fake_call (f, abort);
+  else
+    for (guint i = 0; i < f->fake.calls->len; i++)
+      g_assert_cmpstr (f->fake.calls->pdata[i], !=, abort);
+}
+
+/* A full clone to another host: reserved there at once (state creating
+ * on b), then the destination prepares, the source sends (its progress
+ * in the job) with the destination's token and address, the destination
+ * commits; the record ends on b with the agent's state and the
+ * scheduler's UUID. A failure at each step fails the job and drops the
+ * reservation; a linked clone and an unknown host are refused before
+ * anything starts. */
+static void
+test_clone_remote (Fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  g_autoptr (SchedVm) clone = NULL;
+  g_autoptr (SchedVm) reserved = NULL;
+  g_autoptr (Drover__V1__Job) job = NULL;
+  g_autoptr (SchedJob) over = NULL;
+  guint calls;
+
+  assert_job_done (f, create_snapshot (f, "web", "s1", NULL, &error), error);
+  calls = f->fake.calls->len;
+  f->fake.hold = TRUE;
+  job = clone_vm (f, "web", "far", NULL, "s1", "b", &error);
+  g_assert_no_error (error);
+  while (f->fake.held == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  reserved = stored_vm (f, "far");
+  g_assert_cmpstr (reserved->host, ==, "b");
+  g_assert_cmpstr (reserved->state, ==, PROTO_VM_CREATING);
+  fake_release (&f->fake);
+  over = test_sched_wait_job (f->svc->store, job->id);
+  g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
+  g_assert_cmpstr (over->error, ==, "");
+  g_assert_nonnull (strstr (over->message, "to host b"));
+  g_assert_cmpuint (f->fake.calls->len, ==, calls + 3);
+  g_assert_cmpstr (f->fake.calls->pdata[calls], ==, "prepare-in web far");
+  g_assert_cmpstr (f->fake.calls->pdata[calls + 1], ==,
+                   "clone-out web far to b via 127.0.0.1:9 tok");
+  g_assert_cmpstr (f->fake.calls->pdata[calls + 2], ==, "commit-in far");
+  g_assert_cmpstr (f->fake.last_clone->from_snapshot, ==, "s1");
+  g_assert_cmpstr (f->fake.last_clone->mode, ==, PROTO_CLONE_FULL);
+  clone = stored_vm (f, "far");
+  g_assert_cmpstr (clone->host, ==, "b");
+  g_assert_cmpstr (clone->state, ==, PROTO_VM_SHUTOFF);
+  g_assert_cmpstr (clone->status->uuid, ==, f->fake.last_clone->uuid);
+
+  assert_remote_clone_fails (f, "far2", "prepare", "host 'b'",
+                             "not enough space");
+  assert_remote_clone_fails (f, "far3", "send", "host 'a'", "channel broke");
+  assert_remote_clone_fails (f, "far4", "commit", "host 'b'",
+                             "not enough space");
+
+  calls = f->fake.calls->len;
+  g_assert_null (clone_vm (f, "web", "far5", "linked", "s1", "b", &error));
+  assert_refused (error, PROTO_STATUS_INVALID_ARGUMENT, "--full");
+  error = NULL;
+  g_assert_null (clone_vm (f, "web", "far5", "full", NULL, "nohost", &error));
+  assert_refused (error, PROTO_STATUS_NOT_FOUND, "nohost");
   g_assert_cmpuint (f->fake.calls->len, ==, calls);
 }
 
@@ -1381,6 +1576,7 @@ main (int argc, char **argv)
   ADD ("/sched/snapshots/validation", test_validation);
   ADD ("/sched/snapshots/busy", test_busy);
   ADD ("/sched/snapshots/clone", test_clone);
+  ADD ("/sched/snapshots/clone-remote", test_clone_remote);
   ADD ("/sched/snapshots/template", test_template);
   ADD ("/sched/snapshots/report-refresh", test_report_refresh);
   ADD ("/sched/snapshots/authz", test_authz);
