@@ -561,7 +561,7 @@ receive_all (int fd, const char *job_id, const AgentImageXferSink *sink,
   for (guint i = 0; i < made->len; i++)
     if (!fsync_dir (made->pdata[i], error))
       return FALSE;
-  return TRUE;
+  return !sink->finish || sink->finish (job_id, made, sink->user_data, error);
 }
 
 GPtrArray *
