@@ -166,7 +166,8 @@ read_answer (int fd, GError **error)
   if (!read_all (fd, b, sizeof b, &local))
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "image stream: the receiver did not answer (%s)",
+                   "the receiving host went away before it had every file "
+                   "(%s)",
                    local->message);
       return FALSE;
     }

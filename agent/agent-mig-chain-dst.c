@@ -231,6 +231,46 @@ path_of (AgentMigChainSink *s, guint n, GError **error)
                                             error);
 }
 
+/* A memory file's saved domain is the source's (its console log and disk
+ * there) and came from the wire: it is rewritten to this host's paths
+ * and must then pass the check an incoming domain passes, before a
+ * revert here may restore it. */
+static gboolean
+adopt_memory_file (AgentMigChainSink *s, virConnectPtr conn, const char *mem,
+                   GError **error)
+{
+  g_autofree char *saved = NULL, *xml = NULL, *console = NULL;
+  g_autofree char *emulator = NULL;
+  AgentMigXmlPaths paths = { 0 };
+
+  saved = virDomainSaveImageGetXMLDesc (conn, mem,
+                                        VIR_DOMAIN_SAVE_IMAGE_XML_SECURE);
+  if (!saved)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: %s is not a memory state libvirt reads", s->vm, mem);
+      return FALSE;
+    }
+  console = agent_console_path (s->agent, s->vm);
+  xml = mig_xml_rewrite (saved, console, s->base_path, error);
+  if (!xml)
+    return FALSE;
+  emulator = agent_qemu_emulator (s->agent, conn);
+  paths.name = s->vm;
+  paths.disk_path = s->base_path;
+  paths.console_path = console;
+  paths.emulator = emulator;
+  if (!agent_mig_xml_check (s->agent, &paths, "destination_xml", xml, error))
+    return FALSE;
+  if (virDomainSaveImageDefineXML (conn, mem, xml, 0) < 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "VM %s: cannot set the domain saved in %s", s->vm, mem);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Every file is in: the backing paths are set here, never taken from the
  * images' headers. */
 static gboolean
@@ -241,6 +281,7 @@ finish (const char *job_id, const GPtrArray *paths, gpointer user_data,
   GHashTableIter it;
   gpointer key, value;
   g_autofree char *active = NULL;
+  g_autoptr (virConnect) conn = NULL;
 
   if (!s->have_base || s->active < 0)
     {
@@ -281,9 +322,17 @@ finish (const char *job_id, const GPtrArray *paths, gpointer user_data,
       }
   }
   for (guint i = 0; i < paths->len; i++)
-    if (g_str_has_suffix (paths->pdata[i], ".mem")
-        && !agent_protect (s->agent, paths->pdata[i], 0600, error))
-      return FALSE;
+    {
+      const char *mem = paths->pdata[i];
+
+      if (!g_str_has_suffix (mem, ".mem"))
+        continue;
+      if (!conn && !(conn = agent_libvirt_get (s->agent->lv, error)))
+        return FALSE;
+      if (!agent_protect (s->agent, mem, 0600, error)
+          || !adopt_memory_file (s, conn, mem, error))
+        return FALSE;
+    }
   g_mutex_lock (&s->lock);
   s->active_path = g_steal_pointer (&active);
   s->paths = g_ptr_array_new_with_free_func (g_free);
