@@ -15,6 +15,8 @@
 #include "agent-snaptree.h"
 
 #include <glib/gstdio.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -231,6 +233,48 @@ path_of (AgentMigChainSink *s, guint n, GError **error)
                                             error);
 }
 
+/* XML without the <audio> devices libvirt adds when it formats a saved
+ * domain (a migration's domain is formatted without them); libvirt adds
+ * its default again at the restore. NULL if XML does not parse. */
+static char *
+drop_audio (const char *xml)
+{
+  xmlDocPtr doc = xmlReadMemory (xml, strlen (xml), "saved.xml", NULL,
+                                 XML_PARSE_NONET | XML_PARSE_NOERROR
+                                     | XML_PARSE_NOWARNING);
+  xmlNodePtr root = doc ? xmlDocGetRootElement (doc) : NULL;
+  xmlChar *out = NULL;
+  int len = 0;
+  char *result = NULL;
+
+  for (xmlNodePtr d = root ? root->children : NULL; d; d = d->next)
+    {
+      xmlNodePtr next;
+
+      if (d->type != XML_ELEMENT_NODE
+          || strcmp ((const char *)d->name, "devices") != 0)
+        continue;
+      for (xmlNodePtr n = d->children; n; n = next)
+        {
+          next = n->next;
+          if (n->type == XML_ELEMENT_NODE
+              && strcmp ((const char *)n->name, "audio") == 0)
+            {
+              xmlUnlinkNode (n);
+              xmlFreeNode (n);
+            }
+        }
+    }
+  if (root)
+    xmlDocDumpMemoryEnc (doc, &out, &len, "UTF-8");
+  if (out)
+    result = g_strndup ((const char *)out, len);
+  xmlFree (out);
+  if (doc)
+    xmlFreeDoc (doc);
+  return result;
+}
+
 /* A memory file's saved domain is the source's (its console log and disk
  * there) and came from the wire: it is rewritten to this host's paths
  * and must then pass the check an incoming domain passes, before a
@@ -240,7 +284,7 @@ adopt_memory_file (AgentMigChainSink *s, virConnectPtr conn, const char *mem,
                    GError **error)
 {
   g_autofree char *saved = NULL, *xml = NULL, *console = NULL;
-  g_autofree char *emulator = NULL;
+  g_autofree char *emulator = NULL, *plain = NULL;
   AgentMigXmlPaths paths = { 0 };
 
   saved = virDomainSaveImageGetXMLDesc (conn, mem,
@@ -252,9 +296,16 @@ adopt_memory_file (AgentMigChainSink *s, virConnectPtr conn, const char *mem,
       return FALSE;
     }
   console = agent_console_path (s->agent, s->vm);
-  xml = mig_xml_rewrite (saved, console, s->base_path, error);
+  plain = drop_audio (saved);
+  xml = plain ? mig_xml_rewrite (plain, console, s->base_path, error) : NULL;
   if (!xml)
-    return FALSE;
+    {
+      if (error && !*error)
+        g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                     "VM %s: the domain saved in %s does not parse", s->vm,
+                     mem);
+      return FALSE;
+    }
   emulator = agent_qemu_emulator (s->agent, conn);
   paths.name = s->vm;
   paths.disk_path = s->base_path;
