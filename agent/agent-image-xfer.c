@@ -166,7 +166,8 @@ read_answer (int fd, GError **error)
   if (!read_all (fd, b, sizeof b, &local))
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "image stream: the receiver did not answer (%s)",
+                   "the receiving host went away before it had every file "
+                   "(%s)",
                    local->message);
       return FALSE;
     }
@@ -561,7 +562,7 @@ receive_all (int fd, const char *job_id, const AgentImageXferSink *sink,
   for (guint i = 0; i < made->len; i++)
     if (!fsync_dir (made->pdata[i], error))
       return FALSE;
-  return TRUE;
+  return !sink->finish || sink->finish (job_id, made, sink->user_data, error);
 }
 
 GPtrArray *

@@ -98,13 +98,23 @@ typedef void (*AgentImageXferDoneFunc) (const char *job_id,
                                         const GError *error,
                                         gpointer user_data);
 
+/* Every file of the transfer of JOB_ID is written and fsynced (PATHS,
+ * borrowed, still marked): the receiver's last word before the sender is
+ * answered. FALSE with ERROR refuses the transfer after all (the files
+ * and marks are removed, done reports ERROR). */
+typedef gboolean (*AgentImageXferFinishFunc) (const char *job_id,
+                                              const GPtrArray *paths,
+                                              gpointer user_data,
+                                              GError **error);
+
 typedef struct
 {
   AgentImageXferPlaceFunc place;
   guint max_files;   /* 0 = AGENT_IMAGE_XFER_FILES_MAX */
   guint64 max_bytes; /* all files together; 0 = no cap but the disk's */
   const char *what;  /* for messages: "VM vm1", "clone c2" */
-  AgentImageXferDoneFunc done; /* nullable */
+  AgentImageXferFinishFunc finish; /* nullable */
+  AgentImageXferDoneFunc done;     /* nullable */
   gpointer user_data;
   GDestroyNotify destroy; /* of USER_DATA, nullable */
 } AgentImageXferSink;

@@ -22,7 +22,7 @@
  * refused (ALREADY_EXISTS), so a reservation that a finishing thread
  * uses is never replaced under it.
  */
-#include "agent-private.h"
+#include "agent-mig-chain.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
@@ -46,6 +46,7 @@ typedef struct
   char *disk_path;    /* image made for the VM here, NULL without a disk */
   char *console_path; /* the console log chosen here */
   char *emulator;     /* the QEMU binary libvirt runs here, or NULL */
+  AgentMigChainSink *chain; /* the VM's snapshot chain, if it has one */
   guint64 memory;
   guint expiry_source; /* main context */
   gboolean started;    /* main context: the TTL passed with streams up */
@@ -76,6 +77,7 @@ reservation_free (gpointer data)
   g_free (r->disk_path);
   g_free (r->console_path);
   g_free (r->emulator);
+  agent_mig_chain_sink_free (r->chain);
   g_free (r);
 }
 
@@ -127,6 +129,7 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
   Reservation *r;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) chain_paths = NULL;
   gboolean arrived = FALSE;
 
   g_mutex_lock (&m->lock);
@@ -140,8 +143,11 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
   if (!r)
     return;
 
-  /* Closing the channels makes libvirt drop an unfinished incoming VM. */
+  /* Closing the channels makes libvirt drop an unfinished incoming VM;
+   * an image stream still running ends, and its reader with it. */
   mig_dst_forget (m->dst, job_id, NULL, NULL);
+  agent_image_xfer_forget (agent, job_id);
+  chain_paths = r->chain ? agent_mig_chain_sink_steal_paths (r->chain) : NULL;
   conn = agent_libvirt_get (agent->lv, &error);
   if (conn)
     {
@@ -181,6 +187,17 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
         drover_message (r->name, job_id, NULL, "migration: %s", e->message);
       else
         (void)g_unlink (mark);
+    }
+  /* The snapshot chain: the VM's own files now, or nobody's. */
+  if (arrived)
+    agent_image_xfer_keep (chain_paths);
+  else if (conn && chain_paths)
+    {
+      g_autoptr (GError) e = NULL;
+
+      agent_image_xfer_discard (chain_paths);
+      if (!agent_snapshot_remove_all (agent, r->name, &e))
+        drover_message (r->name, job_id, NULL, "migration: %s", e->message);
     }
   if (arrived && !cancelled)
     {
@@ -392,6 +409,9 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   g_autofree char *emulator = NULL;
   g_autoptr (GError) local = NULL;
   g_autoptr (AgentTls) tls = NULL;
+  AgentMigChainSink *chain = NULL;
+  guint kinds = MIG_TOKEN_KIND (MIG_CHANNEL_KIND_CONTROL)
+                | MIG_TOKEN_KIND (MIG_CHANNEL_KIND_MEMORY);
   Drover__V1__PrepareIncomingReply *reply;
   Reservation *r;
 
@@ -432,8 +452,22 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   if (!agent_console_prepare (agent, spec->name, error))
     goto fail;
   emulator = agent_qemu_emulator (agent, conn);
-  token = mig_dst_expect (m->dst, req->job_id, tls ? req->source_host : NULL,
-                          disk_path != NULL, INCOMING_TTL_MS, &local);
+  /* A VM with a disk may bring its snapshot chain on an image stream. */
+  if (disk_path)
+    {
+      AgentImageXferSink sink;
+
+      chain = agent_mig_chain_sink_new (agent, spec->name, disk_path,
+                                        spec->disk, spec->memory);
+      agent_mig_chain_sink_init (chain, &sink);
+      if (!agent_image_xfer_register (agent, req->job_id, &sink, error))
+        goto fail;
+      kinds |= MIG_TOKEN_KIND (MIG_CHANNEL_KIND_DISK)
+               | MIG_TOKEN_KIND (MIG_CHANNEL_KIND_IMAGE);
+    }
+  token = mig_dst_expect_kinds (m->dst, req->job_id,
+                                tls ? req->source_host : NULL, kinds,
+                                INCOMING_TTL_MS, &local);
   if (!token)
     {
       g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
@@ -451,6 +485,7 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   r->disk_path = g_strdup (disk_path);
   r->console_path = g_strdup (console);
   r->emulator = g_steal_pointer (&emulator);
+  r->chain = g_steal_pointer (&chain);
   r->preparing = FALSE;
   r->expiry_source
       = agent_source_add (agent->ctx, INCOMING_TTL_MS + 1000, on_expiry,
@@ -468,6 +503,8 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   return (ProtobufCMessage *)reply;
 
 fail:
+  agent_image_xfer_forget (agent, req->job_id);
+  agent_mig_chain_sink_free (chain);
   if (disk_path)
     {
       g_autofree char *mark = agent_disks_incoming_mark (disk_path);
@@ -524,7 +561,10 @@ on_check (const char *job_id, const char *what, const char *value,
   if (r && !r->preparing)
     {
       name = g_strdup (r->name);
-      disk = g_strdup (r->disk_path);
+      /* With a snapshot chain the VM runs on the overlay made for it. */
+      disk = r->chain ? agent_mig_chain_sink_active_path (r->chain) : NULL;
+      if (!disk)
+        disk = g_strdup (r->disk_path);
       console = g_strdup (r->console_path);
       emulator = g_strdup (r->emulator);
     }

@@ -14,7 +14,7 @@
  * the history along, agent-console.c); a failed migration takes that
  * back.
  */
-#include "agent-private.h"
+#include "agent-mig-chain.h"
 
 #include <string.h>
 
@@ -30,6 +30,7 @@ typedef struct
   const Drover__V1__MigrateOutRequest *req; /* owned by the call */
   AgentStream *stream;                      /* worker only */
   gboolean sent_final;                      /* worker only */
+  gint64 chain_progress_us;                 /* worker only */
 } MigOut;
 
 static void
@@ -135,7 +136,7 @@ on_progress (const MigProgress *p, gpointer user_data)
 /* After a completed migration: the VM runs on the destination with its
  * own copy of the disk, so the image here is garbage. Removed only once
  * libvirt no longer knows the VM here (UNDEFINE_SOURCE), never before. */
-static void
+static gboolean
 remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
                     const char *path)
 {
@@ -150,13 +151,61 @@ remove_source_disk (virConnectPtr conn, const char *job_id, const char *name,
       drover_message (name, job_id, NULL,
                       "migration: VM may still be defined here; keeping %s",
                       path);
-      return;
+      return FALSE;
     }
   if (!stor_disk_remove (path, &error))
     drover_message (name, job_id, NULL, "migration: %s", error->message);
   else
     drover_message (name, job_id, NULL,
                     "migration: removed the disk image %s left behind", path);
+  return TRUE;
+}
+
+/* The chain's bytes count in the job's disk figures, at most every
+ * 500 ms (AgentImageXferProgressFunc). */
+static void
+on_chain_progress (guint64 sent, guint64 total, gpointer user_data)
+{
+  MigOut *out = user_data;
+  gint64 now = g_get_monotonic_time ();
+  MigProgress p = { 0 };
+
+  if (sent < total && now - out->chain_progress_us < 500 * 1000)
+    return;
+  out->chain_progress_us = now;
+  p.phase = PROTO_MIG_PREPARING;
+  p.disk_total = total;
+  p.disk_processed = sent;
+  on_progress (&p, out);
+}
+
+/* Sends the read-only files of the VM's snapshot chain on the job's
+ * image stream; the destination has them, fsynced, when it returns. */
+static gboolean
+send_chain (MigOut *out, const AgentMigChain *chain, MigChannelCreds *creds,
+            MigCompressMode compress, GError **error)
+{
+  const Drover__V1__MigrateOutRequest *req = out->req;
+  guint64 wire = 0;
+  gint64 t0 = g_get_monotonic_time ();
+
+  if (!agent_image_xfer_send (
+          creds, req->channel_address, req->dest_host, req->token, compress,
+          (const AgentImageXferFile *)chain->files->data, chain->files->len,
+          agent_stream_get_cancellable (out->stream), on_chain_progress, out,
+          &wire, error))
+    {
+      g_prefix_error (error,
+                      "VM %s: snapshot chain not sent to %s: ", req->name,
+                      req->dest_host);
+      return FALSE;
+    }
+  drover_message (req->name, req->job_id, req->dest_host,
+                  "migration: snapshot chain sent (%u files, %" G_GUINT64_FORMAT
+                  " wire bytes, %.1f s)",
+                  chain->files->len, wire,
+                  (g_get_monotonic_time () - t0) / 1e6);
+  return TRUE;
 }
 
 static gboolean
@@ -169,7 +218,8 @@ migrate_out (MigOut *out, GError **error)
   g_autoptr (virDomain) dom = NULL;
   g_autofree char *xml = NULL, *host = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
-  g_autofree char *disk_path = NULL;
+  g_autofree char *disk_path = NULL, *dest_active = NULL;
+  g_autoptr (AgentMigChain) chain = NULL;
   g_autoptr (AgentTls) tls = agent_tls_get (agent);
   MigChannelCreds *creds = tls ? tls->mig_creds : NULL;
   MigSrcConfig cfg = { 0 };
@@ -207,20 +257,15 @@ migrate_out (MigOut *out, GError **error)
     goto out_release;
   xml = virDomainGetXMLDesc (dom, 0);
   spec = xml ? agent_domain_xml_parse (xml, NULL) : NULL;
-  /* A chain of snapshot images does not travel yet (issue 12): refused
-   * before anything moves, so nothing is lost. */
+  /* A VM with snapshots takes its chain along: the read-only files
+   * first, the image it runs on by the incremental storage copy. */
   {
     g_autofree char *current = NULL;
     guint count = 0;
 
-    if (xml && agent_snapshot_count (xml, &current, &count) && count > 0)
-      {
-        g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                     "VM %s has %u snapshot%s; live migration of a VM with "
-                     "snapshots is not supported yet (delete them first)",
-                     req->name, count, count == 1 ? "" : "s");
-        goto out_release;
-      }
+    if (xml && agent_snapshot_count (xml, &current, &count) && count > 0
+        && !(chain = agent_mig_chain_collect (agent, req->name, xml, error)))
+      goto out_release;
   }
   if (spec && spec->disk > 0)
     {
@@ -235,6 +280,10 @@ migrate_out (MigOut *out, GError **error)
       disk_path = stor_disk_path (agent->config.data_dir, req->name, error);
       if (!disk_path)
         goto out_release;
+      if (chain
+          && !(dest_active = agent_mig_chain_dest_disk (
+                   chain, req->name, req->dest_disk_path, error)))
+        goto out_release;
     }
 
   cfg.job_id = req->job_id;
@@ -246,6 +295,11 @@ migrate_out (MigOut *out, GError **error)
   cfg.qemu_gid = g_atomic_int_get (&agent->qemu_gid);
   cfg.dest_console_path = req->dest_console_path;
   cfg.dest_disk_path = disk_path ? req->dest_disk_path : NULL;
+  if (dest_active)
+    {
+      cfg.dest_disk_path = dest_active;
+      cfg.disk_incremental = TRUE;
+    }
   cfg.compress = MIG_COMPRESS_AUTO;
   if (params)
     {
@@ -272,6 +326,11 @@ migrate_out (MigOut *out, GError **error)
   drover_message (req->name, req->job_id, req->dest_host,
                   "migration: VM to the destination host (channel %s)",
                   req->channel_address);
+  if (chain && !send_chain (out, chain, creds, cfg.compress, error))
+    {
+      (void)agent_console_set_departure (agent, req->name, NULL, NULL);
+      goto out_release;
+    }
   ok = mig_src_run (conn, dom, &cfg, agent_stream_get_cancellable (out->stream),
                     on_progress, out, error);
   if (!ok)
@@ -279,8 +338,15 @@ migrate_out (MigOut *out, GError **error)
   if (ok)
     drover_message (req->name, req->job_id, req->dest_host,
                     "migration: VM left for the destination host");
-  if (ok && disk_path)
-    remove_source_disk (conn, req->job_id, req->name, disk_path);
+  if (ok && disk_path
+      && remove_source_disk (conn, req->job_id, req->name, disk_path) && chain)
+    {
+      g_autoptr (GError) e = NULL;
+
+      if (!agent_snapshot_remove_all (agent, req->name, &e))
+        drover_message (req->name, req->job_id, NULL, "migration: %s",
+                        e->message);
+    }
   agent_vm_release (agent, req->name);
   agent_reporter_kick_from_thread (agent);
   return ok;

@@ -32,6 +32,8 @@ ProtoStatus agent_error_to_status (const GError *error);
  *   the domain, after starting it;
  * - mig-cut-channel: MigrateOut cuts the memory stream of the migration
  *   after 4 MiB;
+ * - mig-chain-crash-receiving: the destination of a VM with snapshots
+ *   kills itself (SIGKILL) once the first image of the chain is in;
  * - snapshot-create-fail: CreateSnapshot fails (rolled back) where it
  *   would make the new overlay;
  * - snapshot-create-crash-before, -crash-after, snapshot-revert-crash-

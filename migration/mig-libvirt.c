@@ -144,7 +144,18 @@ mig_xml_rewrite (const char *xml, const char *new_console, const char *new_disk,
           && new_console && *new_console)
         xmlSetProp (source, BAD_CAST "path", BAD_CAST new_console);
       else if (is_element (dev, "disk") && new_disk && *new_disk)
-        xmlSetProp (source, BAD_CAST "file", BAD_CAST new_disk);
+        {
+          xmlNodePtr store;
+
+          xmlSetProp (source, BAD_CAST "file", BAD_CAST new_disk);
+          /* The chain below names the source's files: the destination's
+           * libvirt reads its own from the image. */
+          while ((store = child (dev, "backingStore")))
+            {
+              xmlUnlinkNode (store);
+              xmlFreeNode (store);
+            }
+        }
     }
 
   xmlDocDumpMemoryEnc (doc, &out, &out_len, "UTF-8");

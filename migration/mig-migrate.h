@@ -166,8 +166,8 @@ void mig_libvirt_error (GError **error, int code, const char *format, ...)
 
 /* Rewrites domain XML for the destination: the path of every
  * file-backed serial or console becomes NEW_CONSOLE, and the source of
- * every file disk NEW_DISK (each only when given). libxml2 tree edits
- * only. */
+ * every file disk NEW_DISK, its backingStore dropped (each only when
+ * given). libxml2 tree edits only. */
 char *mig_xml_rewrite (const char *xml, const char *new_console,
                        const char *new_disk, GError **error);
 
@@ -206,6 +206,9 @@ typedef struct
   const char *dest_console_path;
   const char *dest_disk_path; /* NULL/"" = no disk; else MIG_DISK_TARGET
                                  is copied there (non-shared storage) */
+  gboolean disk_incremental;  /* only the disk's top image is copied: the
+                                 destination has its backing chain
+                                 (VIR_MIGRATE_NON_SHARED_INC) */
   MigCompressMode compress;
   guint64 bandwidth_bps; /* channel rate limit, 0 = none */
   guint32 max_downtime_ms, timeout_per_gib_s, stall_rounds; /* 0 = default */

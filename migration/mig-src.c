@@ -444,7 +444,8 @@ mig_src_prepare_call (MigSrc *src, const char *xml, const char *persist_xml,
     {
       /* Full copy of the one Drover disk into the empty image the
        * destination agent made; QEMU's NBD stream takes our socket. */
-      mc->flags |= VIR_MIGRATE_NON_SHARED_DISK;
+      mc->flags |= src->config->disk_incremental ? VIR_MIGRATE_NON_SHARED_INC
+                                                 : VIR_MIGRATE_NON_SHARED_DISK;
       disk_uri = g_strdup_printf (
           "unix://%s", mig_src_forward_get_path (src->fwd[FWD_DISK]));
     }

@@ -405,6 +405,40 @@ test_hostile (Fixture *f, gconstpointer data)
   }
 }
 
+static gboolean
+finish_refuses (const char *job_id, const GPtrArray *paths, gpointer user_data,
+                GError **error)
+{
+  g_assert_cmpuint (paths->len, ==, 2);
+  g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "the chain has no active image");
+  return FALSE;
+}
+
+/* Every file came whole, but the receiver's last check refuses: nothing
+ * stays and the sender is told why. */
+static void
+test_finish_refuses (Fixture *f, gconstpointer data)
+{
+  g_autofree char *a = make_file (f, "a", 1000);
+  AgentImageXferFile files[] = { { "1.img", a }, { "2.img", a } };
+  g_autoptr (GPtrArray) paths = NULL;
+  g_autoptr (GError) error = NULL;
+  AgentImageXferSink sink;
+  Sender s = { 0 };
+
+  sink_init (&sink, f);
+  sink.finish = finish_refuses;
+  paths = transfer (f, files, 2, &sink, &s, &error);
+  g_assert_null (paths);
+  g_assert_error (error, AGENT_ERROR, AGENT_ERROR_INVALID);
+  g_assert_true (f->done && !f->done_ok);
+  g_assert_false (s.ok);
+  g_assert_nonnull (strstr (s.error->message, "no active image"));
+  g_clear_error (&s.error);
+  g_assert_cmpuint (count_files (f), ==, 0);
+}
+
 /* A file already there is refused, never overwritten, and stays. */
 static void
 test_no_overwrite (Fixture *f, gconstpointer data)
@@ -630,6 +664,8 @@ main (int argc, char **argv)
               test_roundtrip, fixture_tear_down);
   g_test_add ("/image-xfer/hostile", Fixture, NULL, fixture_set_up,
               test_hostile, fixture_tear_down);
+  g_test_add ("/image-xfer/finish-refuses", Fixture, NULL, fixture_set_up,
+              test_finish_refuses, fixture_tear_down);
   g_test_add ("/image-xfer/no-overwrite", Fixture, NULL, fixture_set_up,
               test_no_overwrite, fixture_tear_down);
   g_test_add ("/image-xfer/reclaim", Fixture, NULL, fixture_set_up,
