@@ -240,6 +240,21 @@ snapshot_list (Ctl *ctl, int argc, char **argv)
   return CTL_EXIT_OK;
 }
 
+/* "a, b, c" of the N names, or "(none)". A repeated field of protobuf-c
+ * is N pointers with no NULL after them: g_strjoinv would read past the
+ * end. */
+static char *
+join_names (char **names, size_t n)
+{
+  GString *text = g_string_new (NULL);
+
+  for (size_t i = 0; i < n; i++)
+    g_string_append_printf (text, "%s%s", i ? ", " : "", names[i]);
+  if (n == 0)
+    g_string_append (text, "(none)");
+  return g_string_free (text, FALSE);
+}
+
 /* Width of the key column in the show output. */
 #define KV_WIDTH 12
 
@@ -284,9 +299,7 @@ snapshot_show (Ctl *ctl, int argc, char **argv)
   ctl_kv (KV_WIDTH, "name", s->name);
   ctl_kv (KV_WIDTH, "vm", argv[1]);
   ctl_kv (KV_WIDTH, "parent", s->parent[0] ? s->parent : "(none: a root)");
-  ctl_kv_take (KV_WIDTH, "children",
-               s->n_children ? g_strjoinv (", ", s->children)
-                             : g_strdup ("(none)"));
+  ctl_kv_take (KV_WIDTH, "children", join_names (s->children, s->n_children));
   ctl_kv (KV_WIDTH, "current",
           s->current || g_str_equal (reply->current, s->name)
               ? "yes: the VM runs on it"
