@@ -42,6 +42,58 @@ test_sched_vm_new (const char *name, const char *host, const char *state,
   return sched_vm_new (&spec, host, state, NULL, 0);
 }
 
+SchedService *
+test_sched_service_new (char **dir, SchedConfig *config, const ProtoTls *tls)
+{
+  g_autoptr (GError) error = NULL;
+  SchedService *svc;
+
+  *dir = test_tmp_dir_new ("drover-sched-svc-XXXXXX");
+  config->state_dir = *dir;
+  config->cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
+  config->memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
+  svc = sched_service_new (config, tls, &error);
+  g_assert_no_error (error);
+  return svc;
+}
+
+void
+test_sched_put_host (SchedService *svc, const char *name, const char *address)
+{
+  Drover__V1__HostInfo info
+      = test_host_info (name, 8, 8 * GiB, 100 * GiB, PROTO_ACCEL_TCG);
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (GError) error = NULL;
+
+  info.address = (char *)address;
+  host = sched_host_new (&info, PROTO_HOST_UP,
+                         sched_registry_now (svc->registry));
+  g_assert_true (sched_store_put_host (svc->store, host, &error));
+  g_assert_no_error (error);
+}
+
+void
+test_sched_put_vm (SchedService *svc, const char *name, const char *host,
+                   const char *state, guint vcpus, guint64 memory, guint64 disk)
+{
+  g_autoptr (SchedVm) vm
+      = test_sched_vm_new (name, host, state, vcpus, memory, disk);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (sched_store_put_vm (svc->store, vm, &error));
+  g_assert_no_error (error);
+}
+
+SchedVm *
+test_sched_stored_vm (SchedService *svc, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  SchedVm *vm = sched_store_get_vm (svc->store, name, &error);
+
+  g_assert_no_error (error);
+  return vm;
+}
+
 GPtrArray *
 test_sched_hosts_new (void)
 {
