@@ -70,18 +70,15 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   g_autoptr (CliJson) out = cli_json_new ();
   int rc;
 
-  if ((rc = ctl_parse_options ("jobs", "[--json]",
-                               "List every job: create, delete, start, stop, "
-                               "destroy, migrate, snapshot-create, "
-                               "snapshot-revert, snapshot-delete, clone; "
-                               "queued, running, done or failed, with what "
-                               "happened.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options_only ("jobs", "[--json]",
+                                    "List every job: create, delete, start, "
+                                    "stop, destroy, migrate, snapshot-create, "
+                                    "snapshot-revert, snapshot-delete, clone; "
+                                    "queued, running, done or failed, with "
+                                    "what happened.",
+                                    entries, argc, argv))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error ("jobs [--json]", "unexpected argument '%s'",
-                            argv[1]);
   pages = list_all_jobs (ctl, &error);
   if (pages == NULL)
     return ctl_fail (error);

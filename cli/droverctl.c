@@ -164,6 +164,22 @@ ctl_parse_options (const char *verb, const char *params, const char *summary,
   return -1;
 }
 
+int
+ctl_parse_options_only (const char *verb, const char *params,
+                        const char *summary, const GOptionEntry *entries,
+                        int argc, char **argv)
+{
+  g_autofree char *usage = g_strdup_printf ("%s %s", verb, params);
+  int rc;
+
+  if ((rc = ctl_parse_options (verb, params, summary, entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if (argc > 1)
+    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
+  return -1;
+}
+
 ProtoClient *
 ctl_client (Ctl *ctl, GError **error)
 {
@@ -259,17 +275,14 @@ ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
   const GOptionEntry entries[]
       = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
           { NULL } };
-  g_autofree char *usage = g_strdup_printf ("%s [--json]", verb);
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   int rc;
 
-  if ((rc
-       = ctl_parse_options (verb, "[--json]", summary, entries, &argc, &argv))
+  if ((rc = ctl_parse_options_only (verb, "[--json]", summary, entries, argc,
+                                    argv))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
   msg = ctl_call (ctl, method, request, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);

@@ -40,6 +40,12 @@ int ctl_parse_options (const char *verb, const char *params,
                        const char *summary, const GOptionEntry *entries,
                        int *argc, char ***argv);
 
+/* ctl_parse_options for a verb that takes options only: a positional
+ * argument is a usage error ("VERB PARAMS" its usage). */
+int ctl_parse_options_only (const char *verb, const char *params,
+                            const char *summary, const GOptionEntry *entries,
+                            int argc, char **argv);
+
 /* One blocking call to the scheduler, with the --timeout deadline (or
  * TIMEOUT_MS if larger). Connects on first use. The reply is freed by
  * the caller (g_autoptr (ProtobufCMessage)). */
