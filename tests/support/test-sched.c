@@ -1,6 +1,8 @@
 /* The scheduler's rows and store for the tests. */
 #include "test-sched.h"
 
+#include <sqlite3.h>
+
 Drover__V1__HostInfo
 test_host_info (const char *name, guint cpus, guint64 memory, guint64 data,
                 const char *accel)
@@ -125,6 +127,22 @@ test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
 }
 
 /* --- store ---------------------------------------------------------------- */
+
+SchedStore *
+test_sched_store_open_sql (const char *dir, const char *sql)
+{
+  g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
+  g_autoptr (GError) error = NULL;
+  SchedStore *store;
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+  store = sched_store_open_sqlite (dir, &error);
+  g_assert_no_error (error);
+  return store;
+}
 
 static gint64
 fake_clock (gpointer data)

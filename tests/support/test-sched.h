@@ -62,6 +62,12 @@ void test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
                         const char *state, guint vcpus, guint64 memory,
                         guint64 disk);
 
+/* The SQLite store in DIR, opened over a drover.db that SQL made first
+ * (an older schema, with rows): how the store upgrades what it finds.
+ * The test fails if SQL or the opening fails. Free with
+ * sched_store_close. */
+SchedStore *test_sched_store_open_sql (const char *dir, const char *sql);
+
 /* The registry's report interval in TestSchedStore. */
 #define TEST_SCHED_INTERVAL_MS 1000
 
