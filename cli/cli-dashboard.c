@@ -21,15 +21,13 @@ ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv)
   const Drover__V1__DashboardTokenReply *reply;
   int rc;
 
-  if ((rc = ctl_parse_options (
+  if ((rc = ctl_parse_options_only (
            "dashboard-token", "[--ttl S] [--json]",
            "Print a one-time login token for the scheduler's web dashboard "
            "(open https://SCHEDULER-HTTP/?token=TOKEN once; operators only).",
-           entries, &argc, &argv))
+           entries, argc, argv))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
   if (ttl_s < 0 || ttl_s > 3600)
     return ctl_usage_error (usage, "--ttl must be 1..3600 seconds, got %d",
                             ttl_s);

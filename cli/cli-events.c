@@ -110,16 +110,14 @@ ctl_cmd_events (Ctl *ctl, int argc, char **argv)
   ProtoClient *client;
   int rc;
 
-  if ((rc = ctl_parse_options (
+  if ((rc = ctl_parse_options_only (
            "events", "[-f] [-n N] [--json]",
            "Show the cluster's events: VM lifecycle, hosts going up and "
            "down, jobs starting, progressing and ending. A reader that "
            "falls too far behind is dropped with a \"dropped\" event.",
-           entries, &argc, &argv))
+           entries, argc, argv))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
   if (last < 0)
     return ctl_usage_error (usage, "--last must be 0 or more, got %d", last);
   client = ctl_client (ctl, &error);

@@ -70,18 +70,15 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   g_autoptr (CliJson) out = cli_json_new ();
   int rc;
 
-  if ((rc = ctl_parse_options ("jobs", "[--json]",
-                               "List every job: create, delete, start, stop, "
-                               "destroy, migrate, snapshot-create, "
-                               "snapshot-revert, snapshot-delete, clone; "
-                               "queued, running, done or failed, with what "
-                               "happened.",
-                               entries, &argc, &argv))
+  if ((rc = ctl_parse_options_only ("jobs", "[--json]",
+                                    "List every job: create, delete, start, "
+                                    "stop, destroy, migrate, snapshot-create, "
+                                    "snapshot-revert, snapshot-delete, clone; "
+                                    "queued, running, done or failed, with "
+                                    "what happened.",
+                                    entries, argc, argv))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error ("jobs [--json]", "unexpected argument '%s'",
-                            argv[1]);
   pages = list_all_jobs (ctl, &error);
   if (pages == NULL)
     return ctl_fail (error);
@@ -152,8 +149,13 @@ job_over (const Drover__V1__Job *job)
   return proto_job_state_is_final (job->state);
 }
 
+/* One progress line for JOB from LINE_OF: on a TTY redrawn in place
+ * (the summary follows on its own lines), else printed at most once a
+ * second, and at once when CHANGED or when the job is over. */
 static void
-show_migration (WatchState *ws, const Drover__V1__Job *job)
+show_progress (WatchState *ws, const Drover__V1__Job *job,
+               char *(*line_of) (const Drover__V1__Job *job, guint bar_width),
+               gboolean changed)
 {
   gint64 now = g_get_monotonic_time ();
   g_autofree char *line = NULL;
@@ -162,10 +164,9 @@ show_migration (WatchState *ws, const Drover__V1__Job *job)
     return;
   if (ws->tty)
     {
-      /* Redrawn in place; the summary follows on its own lines. */
       struct winsize ws_size = { 0 };
 
-      line = cli_migration_progress_line (job, 24);
+      line = line_of (job, 24);
       /* A wrapped line cannot be redrawn with \r: cut it to the terminal. */
       if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws_size) == 0 && ws_size.ws_col > 1
           && strlen (line) >= ws_size.ws_col)
@@ -174,55 +175,34 @@ show_migration (WatchState *ws, const Drover__V1__Job *job)
       ws->line_open = TRUE;
       interrupt_line_open = TRUE;
     }
-  else if (ws->n_seen == 0 || job_over (job)
+  else if (changed || job_over (job)
            || now - ws->last_line_us >= G_USEC_PER_SEC)
     {
-      line = cli_migration_progress_line (job, 0);
+      line = line_of (job, 0);
       printf ("%s\n", line);
       ws->last_line_us = now;
     }
   fflush (stdout);
 }
 
-/* A snapshot or clone job: one progress line, redrawn in place on a TTY,
- * else at most a line a second (and every phase change). */
+/* A migration: a progress bar, and its first line at once. */
+static void
+show_migration (WatchState *ws, const Drover__V1__Job *job)
+{
+  show_progress (ws, job, cli_migration_progress_line, ws->n_seen == 0);
+}
+
+/* A snapshot or clone job: one progress line, and every phase change. */
 static void
 show_storage (WatchState *ws, const Drover__V1__Job *job)
 {
   const Drover__V1__Job *prev = (const Drover__V1__Job *)ws->last;
-  gint64 now = g_get_monotonic_time ();
-  g_autofree char *line = NULL;
-  gboolean phase_changed;
+  gboolean phase_changed
+      = prev == NULL || (prev->storage == NULL) != (job->storage == NULL)
+        || (prev->storage != NULL
+            && g_strcmp0 (prev->storage->phase, job->storage->phase) != 0);
 
-  if (ws->json)
-    return;
-  if (ws->tty)
-    {
-      struct winsize ws_size = { 0 };
-
-      line = cli_storage_progress_line (job, 24);
-      if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws_size) == 0 && ws_size.ws_col > 1
-          && strlen (line) >= ws_size.ws_col)
-        line[ws_size.ws_col - 1] = '\0';
-      printf ("\r%s\033[K", line);
-      ws->line_open = TRUE;
-      interrupt_line_open = TRUE;
-    }
-  else
-    {
-      phase_changed
-          = prev == NULL || (prev->storage == NULL) != (job->storage == NULL)
-            || (prev->storage != NULL
-                && g_strcmp0 (prev->storage->phase, job->storage->phase) != 0);
-      if (phase_changed || job_over (job)
-          || now - ws->last_line_us >= G_USEC_PER_SEC)
-        {
-          line = cli_storage_progress_line (job, 0);
-          printf ("%s\n", line);
-          ws->last_line_us = now;
-        }
-    }
-  fflush (stdout);
+  show_progress (ws, job, cli_storage_progress_line, phase_changed);
 }
 
 static void

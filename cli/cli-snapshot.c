@@ -240,18 +240,23 @@ snapshot_list (Ctl *ctl, int argc, char **argv)
   return CTL_EXIT_OK;
 }
 
-static void
-kv (const char *key, const char *value)
+/* "a, b, c" of the N names, or "(none)". A repeated field of protobuf-c
+ * is N pointers with no NULL after them: g_strjoinv would read past the
+ * end. */
+static char *
+join_names (char **names, size_t n)
 {
-  printf ("%-12s %s\n", key, value != NULL && *value ? value : "-");
+  GString *text = g_string_new (NULL);
+
+  for (size_t i = 0; i < n; i++)
+    g_string_append_printf (text, "%s%s", i ? ", " : "", names[i]);
+  if (n == 0)
+    g_string_append (text, "(none)");
+  return g_string_free (text, FALSE);
 }
 
-static void
-kv_take (const char *key, char *value)
-{
-  kv (key, value);
-  g_free (value);
-}
+/* Width of the key column in the show output. */
+#define KV_WIDTH 12
 
 static int
 snapshot_show (Ctl *ctl, int argc, char **argv)
@@ -291,54 +296,47 @@ snapshot_show (Ctl *ctl, int argc, char **argv)
       ctl_print_message_json (&s->base);
       return CTL_EXIT_OK;
     }
-  kv ("name", s->name);
-  kv ("vm", argv[1]);
-  kv ("parent", s->parent[0] ? s->parent : "(none: a root)");
-  kv_take ("children", s->n_children ? g_strjoinv (", ", s->children)
-                                     : g_strdup ("(none)"));
-  kv ("current", s->current || g_str_equal (reply->current, s->name)
-                     ? "yes: the VM runs on it"
-                     : "no");
-  kv_take ("created", cli_format_time (s->created_ms));
-  kv_take ("size", proto_format_size (s->size_bytes));
-  kv ("memory", s->memory ? "yes: a revert resumes the guest" : "no");
-  kv ("quiesced", s->quiesced ? "yes" : "no");
-  kv ("vm-state", s->vm_state);
-  kv ("description", s->description);
+  ctl_kv (KV_WIDTH, "name", s->name);
+  ctl_kv (KV_WIDTH, "vm", argv[1]);
+  ctl_kv (KV_WIDTH, "parent", s->parent[0] ? s->parent : "(none: a root)");
+  ctl_kv_take (KV_WIDTH, "children", join_names (s->children, s->n_children));
+  ctl_kv (KV_WIDTH, "current",
+          s->current || g_str_equal (reply->current, s->name)
+              ? "yes: the VM runs on it"
+              : "no");
+  ctl_kv_take (KV_WIDTH, "created", cli_format_time (s->created_ms));
+  ctl_kv_take (KV_WIDTH, "size", proto_format_size (s->size_bytes));
+  ctl_kv (KV_WIDTH, "memory",
+          s->memory ? "yes: a revert resumes the guest" : "no");
+  ctl_kv (KV_WIDTH, "quiesced", s->quiesced ? "yes" : "no");
+  ctl_kv (KV_WIDTH, "vm-state", s->vm_state);
+  ctl_kv (KV_WIDTH, "description", s->description);
   return CTL_EXIT_OK;
 }
 
 /* --- dispatch ---------------------------------------------------------- */
 
+static int
+snapshot_revert (Ctl *ctl, int argc, char **argv)
+{
+  return snapshot_revert_delete (ctl, TRUE, argc, argv);
+}
+
+static int
+snapshot_delete (Ctl *ctl, int argc, char **argv)
+{
+  return snapshot_revert_delete (ctl, FALSE, argc, argv);
+}
+
 int
 ctl_cmd_snapshot (Ctl *ctl, int argc, char **argv)
 {
-  const char *sub;
+  static const CtlCommand commands[] = {
+    { "create", snapshot_create }, { "list", snapshot_list },
+    { "show", snapshot_show },     { "revert", snapshot_revert },
+    { "delete", snapshot_delete }, { NULL, NULL },
+  };
 
-  if (argc < 2)
-    {
-      fputs (snapshot_usage_text, stderr);
-      return ctl_usage_error (NULL, "missing snapshot subcommand");
-    }
-  sub = argv[1];
-  if (g_str_equal (sub, "--help") || g_str_equal (sub, "-h")
-      || g_str_equal (sub, "help"))
-    {
-      fputs (snapshot_usage_text, stdout);
-      return CTL_EXIT_OK;
-    }
-  argc--;
-  argv++;
-  if (g_str_equal (sub, "create"))
-    return snapshot_create (ctl, argc, argv);
-  if (g_str_equal (sub, "list"))
-    return snapshot_list (ctl, argc, argv);
-  if (g_str_equal (sub, "show"))
-    return snapshot_show (ctl, argc, argv);
-  if (g_str_equal (sub, "revert"))
-    return snapshot_revert_delete (ctl, TRUE, argc, argv);
-  if (g_str_equal (sub, "delete"))
-    return snapshot_revert_delete (ctl, FALSE, argc, argv);
-  fputs (snapshot_usage_text, stderr);
-  return ctl_usage_error (NULL, "unknown snapshot subcommand '%s'", sub);
+  return ctl_dispatch (ctl, "snapshot", snapshot_usage_text, commands, argc,
+                       argv);
 }

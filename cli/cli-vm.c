@@ -54,18 +54,38 @@ one_name (const char *usage, int argc, char **argv, int *rc)
   return argv[1];
 }
 
-static char *
-format_ms_time (gint64 ms)
+/* Parses the options of the verb that USAGE ("vm SUB PARAMS") describes,
+ * then its one VM name into *NAME. Returns -1 to go on, or the exit
+ * code to return at once. */
+static int
+vm_parse (const char *usage, const char *summary, const GOptionEntry *entries,
+          int argc, char **argv, const char **name)
 {
-  g_autoptr (GDateTime) dt = NULL;
+  const char *params = strchr (usage + strlen ("vm "), ' ') + 1;
+  g_autofree char *verb = g_strndup (usage, (gsize)(params - 1 - usage));
+  int rc;
 
-  if (ms <= 0)
-    return g_strdup ("-");
-  dt = g_date_time_new_from_unix_local (ms / 1000);
-  if (dt == NULL)
-    return g_strdup ("-");
-  return g_date_time_format (dt, "%Y-%m-%d %H:%M:%S");
+  if ((rc = ctl_parse_options (verb, params, summary, entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if ((*name = one_name (usage, argc, argv, &rc)) == NULL)
+    return rc;
+  return -1;
 }
+
+/* The --json output of a call that returns a VM: the VM, or null. */
+static int
+print_vm_json (const Drover__V1__Vm *vm)
+{
+  if (vm != NULL)
+    ctl_print_message_json (&vm->base);
+  else
+    fputs ("null\n", stdout);
+  return CTL_EXIT_OK;
+}
+
+/* Width of the key column in the show output. */
+#define KV_WIDTH 15
 
 /* --- create ------------------------------------------------------------ */
 
@@ -115,15 +135,13 @@ vm_create (Ctl *ctl, int argc, char **argv)
   guint64 mem_bytes = 0, disk_bytes = 0;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (
-           "vm create", &CREATE_USAGE[strlen ("vm create ")],
+  if ((rc = vm_parse (
+           CREATE_USAGE,
            "Create and start a VM; the scheduler places it on a host with room "
            "unless --host. It needs something to boot: --kernel (with "
            "--initrd, --cmdline) or --disk; with neither it is refused.",
-           entries, &argc, &argv))
+           entries, argc, argv, &name))
       >= 0)
-    return rc;
-  if ((name = one_name (CREATE_USAGE, argc, argv, &rc)) == NULL)
     return rc;
   if (vcpus == G_MININT)
     return ctl_usage_error (CREATE_USAGE, "--vcpus N is required");
@@ -175,13 +193,7 @@ vm_create (Ctl *ctl, int argc, char **argv)
     return ctl_fail (error);
   reply = (const Drover__V1__VmReply *)msg;
   if (json)
-    {
-      if (reply->vm != NULL)
-        ctl_print_message_json (&reply->vm->base);
-      else
-        fputs ("null\n", stdout);
-      return CTL_EXIT_OK;
-    }
+    return print_vm_json (reply->vm);
   printf ("created VM %s on %s\n", name,
           reply->vm != NULL && reply->vm->host[0] ? reply->vm->host
                                                   : "(unplaced)");
@@ -270,19 +282,6 @@ add_vm_row (CliTable *table, const Drover__V1__Vm *vm)
   }
 }
 
-static void
-kv (const char *key, const char *value)
-{
-  printf ("%-15s %s\n", key, value != NULL && *value ? value : "-");
-}
-
-static void
-kv_take (const char *key, char *value)
-{
-  kv (key, value);
-  g_free (value);
-}
-
 static int
 vm_show (Ctl *ctl, int argc, char **argv)
 {
@@ -300,14 +299,11 @@ vm_show (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (
-           "vm show", "NAME [--json]",
-           "Show one VM: its spec, state and the last stats its "
-           "host reported.",
-           entries, &argc, &argv))
+  if ((rc = vm_parse ("vm show NAME [--json]",
+                      "Show one VM: its spec, state and the last stats its "
+                      "host reported.",
+                      entries, argc, argv, &name))
       >= 0)
-    return rc;
-  if ((name = one_name ("vm show NAME [--json]", argc, argv, &rc)) == NULL)
     return rc;
   req.name = (char *)name;
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_GET_VM, &req.base, 0, &error);
@@ -316,13 +312,7 @@ vm_show (Ctl *ctl, int argc, char **argv)
   reply = (const Drover__V1__VmReply *)msg;
   vm = reply->vm;
   if (json)
-    {
-      if (vm != NULL)
-        ctl_print_message_json (&vm->base);
-      else
-        fputs ("null\n", stdout);
-      return CTL_EXIT_OK;
-    }
+    return print_vm_json (vm);
   if (vm == NULL)
     {
       ctl_print_error ("the scheduler returned no VM for '%s'", name);
@@ -330,45 +320,50 @@ vm_show (Ctl *ctl, int argc, char **argv)
     }
   spec = vm->spec;
   st = vm->status;
-  kv ("name", spec ? spec->name : name);
-  kv ("host", vm->host);
-  kv ("state", vm->state);
+  ctl_kv (KV_WIDTH, "name", spec ? spec->name : name);
+  ctl_kv (KV_WIDTH, "host", vm->host);
+  ctl_kv (KV_WIDTH, "state", vm->state);
   if (vm->template_)
-    kv ("template", "yes: never started; clone it");
-  kv_take ("snapshots", g_strdup_printf ("%u", vm->snapshots));
-  kv ("current-snap", vm->current_snapshot);
+    ctl_kv (KV_WIDTH, "template", "yes: never started; clone it");
+  ctl_kv_take (KV_WIDTH, "snapshots", g_strdup_printf ("%u", vm->snapshots));
+  ctl_kv (KV_WIDTH, "current-snap", vm->current_snapshot);
   if (spec != NULL)
     {
-      kv_take ("vcpus", g_strdup_printf ("%u", spec->vcpus));
-      kv_take ("memory", proto_format_size (spec->memory));
-      kv_take ("disk",
-               spec->disk ? proto_format_size (spec->disk) : g_strdup ("none"));
-      kv ("accel", spec->accel);
-      kv ("kernel", spec->kernel);
-      kv ("initrd", spec->initrd);
-      kv ("cmdline", spec->cmdline);
+      ctl_kv_take (KV_WIDTH, "vcpus", g_strdup_printf ("%u", spec->vcpus));
+      ctl_kv_take (KV_WIDTH, "memory", proto_format_size (spec->memory));
+      ctl_kv_take (KV_WIDTH, "disk",
+                   spec->disk ? proto_format_size (spec->disk)
+                              : g_strdup ("none"));
+      ctl_kv (KV_WIDTH, "accel", spec->accel);
+      ctl_kv (KV_WIDTH, "kernel", spec->kernel);
+      ctl_kv (KV_WIDTH, "initrd", spec->initrd);
+      ctl_kv (KV_WIDTH, "cmdline", spec->cmdline);
     }
   if (st != NULL)
     {
       char buf[G_ASCII_DTOSTR_BUF_SIZE];
-      kv ("uuid", st->uuid);
-      kv ("libvirt-state", st->state);
+      ctl_kv (KV_WIDTH, "uuid", st->uuid);
+      ctl_kv (KV_WIDTH, "libvirt-state", st->state);
       g_ascii_formatd (buf, sizeof buf, "%.1f", st->cpu_percent);
-      kv_take ("cpu", g_strconcat (buf, "%", NULL));
+      ctl_kv_take (KV_WIDTH, "cpu", g_strconcat (buf, "%", NULL));
       g_ascii_formatd (buf, sizeof buf, "%.3f s", st->cpu_time_ns / 1e9);
-      kv ("cpu-time", buf);
+      ctl_kv (KV_WIDTH, "cpu-time", buf);
       if (st->has_disk)
         {
-          kv_take ("disk-read", proto_format_size (st->disk_rd_bytes));
-          kv_take ("disk-written", proto_format_size (st->disk_wr_bytes));
+          ctl_kv_take (KV_WIDTH, "disk-read",
+                       proto_format_size (st->disk_rd_bytes));
+          ctl_kv_take (KV_WIDTH, "disk-written",
+                       proto_format_size (st->disk_wr_bytes));
         }
       if (st->has_net)
         {
-          kv_take ("net-rx", proto_format_size (st->net_rx_bytes));
-          kv_take ("net-tx", proto_format_size (st->net_tx_bytes));
+          ctl_kv_take (KV_WIDTH, "net-rx",
+                       proto_format_size (st->net_rx_bytes));
+          ctl_kv_take (KV_WIDTH, "net-tx",
+                       proto_format_size (st->net_tx_bytes));
         }
     }
-  kv_take ("updated", format_ms_time (vm->updated_ms));
+  ctl_kv_take (KV_WIDTH, "updated", cli_format_time (vm->updated_ms));
   return CTL_EXIT_OK;
 }
 
@@ -396,13 +391,10 @@ vm_simple (Ctl *ctl, const char *sub, const char *summary, guint method,
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *usage = g_strdup_printf ("vm %s NAME", sub);
-  g_autofree char *verb = g_strdup_printf ("vm %s", sub);
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (verb, "NAME", summary, NULL, &argc, &argv)) >= 0)
-    return rc;
-  if ((name = one_name (usage, argc, argv, &rc)) == NULL)
+  if ((rc = vm_parse (usage, summary, NULL, argc, argv, &name)) >= 0)
     return rc;
   req.name = (char *)name;
   msg = ctl_call (ctl, method, &req.base, 0, &error);
@@ -429,17 +421,13 @@ vm_stop (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm stop", "NAME [--force] [--timeout S]",
-                               "Shut a VM down: ask the guest (ACPI) and wait "
-                               "the grace period, then force it off. The "
-                               "output and the job list (kind stop) say "
-                               "whether it had to be forced.",
-                               entries, &argc, &argv))
+  if ((rc = vm_parse ("vm stop NAME [--force] [--timeout S]",
+                      "Shut a VM down: ask the guest (ACPI) and wait "
+                      "the grace period, then force it off. The "
+                      "output and the job list (kind stop) say "
+                      "whether it had to be forced.",
+                      entries, argc, argv, &name))
       >= 0)
-    return rc;
-  if ((name
-       = one_name ("vm stop NAME [--force] [--timeout S]", argc, argv, &rc))
-      == NULL)
     return rc;
   if (timeout_s < 0 || timeout_s > 24 * 3600)
     return ctl_usage_error ("vm stop NAME [--force] [--timeout S]",
@@ -469,12 +457,10 @@ vm_delete (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm delete", "NAME [--force]",
-                               "Delete a VM and its disk (a delete job).",
-                               entries, &argc, &argv))
+  if ((rc = vm_parse ("vm delete NAME [--force]",
+                      "Delete a VM and its disk (a delete job).", entries, argc,
+                      argv, &name))
       >= 0)
-    return rc;
-  if ((name = one_name ("vm delete NAME [--force]", argc, argv, &rc)) == NULL)
     return rc;
   req.name = (char *)name;
   req.force = force;
@@ -575,15 +561,13 @@ vm_template (Ctl *ctl, int argc, char **argv)
   const char *name;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (
-           "vm template", "NAME [--json]",
+  if ((rc = vm_parse (
+           "vm template NAME [--json]",
            "Make a stopped VM a template: its image becomes a protected, "
            "read-only base; it is never started again, only cloned (its "
            "clones are linked by default). There is no way back.",
-           entries, &argc, &argv))
+           entries, argc, argv, &name))
       >= 0)
-    return rc;
-  if ((name = one_name ("vm template NAME [--json]", argc, argv, &rc)) == NULL)
     return rc;
   req.name = (char *)name;
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_MAKE_TEMPLATE, &req.base, 0, &error);
@@ -591,13 +575,7 @@ vm_template (Ctl *ctl, int argc, char **argv)
     return ctl_fail (error);
   reply = (const Drover__V1__VmReply *)msg;
   if (json)
-    {
-      if (reply->vm != NULL)
-        ctl_print_message_json (&reply->vm->base);
-      else
-        fputs ("null\n", stdout);
-      return CTL_EXIT_OK;
-    }
+    return print_vm_json (reply->vm);
   printf ("VM %s is now a template; clone it with: droverctl vm clone %s "
           "NEW\n",
           name, name);
@@ -650,12 +628,9 @@ vm_console (Ctl *ctl, int argc, char **argv)
   gint64 offset;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("vm console", "NAME [-f] [--tail BYTES]",
-                               "Print the VM's serial console log.", entries,
-                               &argc, &argv))
+  if ((rc = vm_parse (usage, "Print the VM's serial console log.", entries,
+                      argc, argv, &name))
       >= 0)
-    return rc;
-  if ((name = one_name (usage, argc, argv, &rc)) == NULL)
     return rc;
   if (tail == 0 || tail < -1)
     return ctl_usage_error (usage, "--tail must be a positive number of bytes");
@@ -710,53 +685,41 @@ vm_console (Ctl *ctl, int argc, char **argv)
 
 /* --- dispatch ---------------------------------------------------------- */
 
+static int
+vm_start (Ctl *ctl, int argc, char **argv)
+{
+  return vm_simple (ctl, "start",
+                    "Start a stopped VM on its host. The job list records "
+                    "the start (kind start).",
+                    DROVER_SCHED_METHOD_START_VM, "started", argc, argv);
+}
+
+static int
+vm_destroy (Ctl *ctl, int argc, char **argv)
+{
+  return vm_simple (ctl, "destroy",
+                    "Force a VM off at once (like pulling the plug; the VM "
+                    "stays defined and can be started again). The job "
+                    "list records it (kind destroy).",
+                    DROVER_SCHED_METHOD_DESTROY_VM, "destroyed", argc, argv);
+}
+
 int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
-  const char *sub;
+  static const CtlCommand commands[] = {
+    { "create", vm_create },
+    { "list", vm_list },
+    { "show", vm_show },
+    { "start", vm_start },
+    { "destroy", vm_destroy },
+    { "stop", vm_stop },
+    { "delete", vm_delete },
+    { "console", vm_console },
+    { "clone", vm_clone },
+    { "template", vm_template },
+    { NULL, NULL },
+  };
 
-  if (argc < 2)
-    {
-      fputs (vm_usage_text, stderr);
-      return ctl_usage_error (NULL, "missing vm subcommand");
-    }
-  sub = argv[1];
-  if (g_str_equal (sub, "--help") || g_str_equal (sub, "-h")
-      || g_str_equal (sub, "help"))
-    {
-      fputs (vm_usage_text, stdout);
-      return CTL_EXIT_OK;
-    }
-  /* From here the subcommand plays argv[0]. */
-  argc--;
-  argv++;
-  if (g_str_equal (sub, "create"))
-    return vm_create (ctl, argc, argv);
-  if (g_str_equal (sub, "list"))
-    return vm_list (ctl, argc, argv);
-  if (g_str_equal (sub, "show"))
-    return vm_show (ctl, argc, argv);
-  if (g_str_equal (sub, "start"))
-    return vm_simple (ctl, "start",
-                      "Start a stopped VM on its host. The job list records "
-                      "the start (kind start).",
-                      DROVER_SCHED_METHOD_START_VM, "started", argc, argv);
-  if (g_str_equal (sub, "destroy"))
-    return vm_simple (ctl, "destroy",
-                      "Force a VM off at once (like pulling the plug; the VM "
-                      "stays defined and can be started again). The job "
-                      "list records it (kind destroy).",
-                      DROVER_SCHED_METHOD_DESTROY_VM, "destroyed", argc, argv);
-  if (g_str_equal (sub, "stop"))
-    return vm_stop (ctl, argc, argv);
-  if (g_str_equal (sub, "delete"))
-    return vm_delete (ctl, argc, argv);
-  if (g_str_equal (sub, "console"))
-    return vm_console (ctl, argc, argv);
-  if (g_str_equal (sub, "clone"))
-    return vm_clone (ctl, argc, argv);
-  if (g_str_equal (sub, "template"))
-    return vm_template (ctl, argc, argv);
-  fputs (vm_usage_text, stderr);
-  return ctl_usage_error (NULL, "unknown vm subcommand '%s'", sub);
+  return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);
 }

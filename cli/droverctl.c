@@ -164,6 +164,22 @@ ctl_parse_options (const char *verb, const char *params, const char *summary,
   return -1;
 }
 
+int
+ctl_parse_options_only (const char *verb, const char *params,
+                        const char *summary, const GOptionEntry *entries,
+                        int argc, char **argv)
+{
+  g_autofree char *usage = g_strdup_printf ("%s %s", verb, params);
+  int rc;
+
+  if ((rc = ctl_parse_options (verb, params, summary, entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if (argc > 1)
+    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
+  return -1;
+}
+
 ProtoClient *
 ctl_client (Ctl *ctl, GError **error)
 {
@@ -259,17 +275,14 @@ ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
   const GOptionEntry entries[]
       = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
           { NULL } };
-  g_autofree char *usage = g_strdup_printf ("%s [--json]", verb);
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   int rc;
 
-  if ((rc
-       = ctl_parse_options (verb, "[--json]", summary, entries, &argc, &argv))
+  if ((rc = ctl_parse_options_only (verb, "[--json]", summary, entries, argc,
+                                    argv))
       >= 0)
     return rc;
-  if (argc > 1)
-    return ctl_usage_error (usage, "unexpected argument '%s'", argv[1]);
   msg = ctl_call (ctl, method, request, 0, &error);
   if (msg == NULL)
     return ctl_fail (error);
@@ -280,6 +293,57 @@ ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
     }
   *reply = g_steal_pointer (&msg);
   return -1;
+}
+
+const CtlCommand *
+ctl_command_find (const CtlCommand *commands, const char *name)
+{
+  for (const CtlCommand *c = commands; c->name != NULL; c++)
+    if (g_str_equal (c->name, name))
+      return c;
+  return NULL;
+}
+
+int
+ctl_dispatch (Ctl *ctl, const char *verb, const char *usage_text,
+              const CtlCommand *commands, int argc, char **argv)
+{
+  const CtlCommand *command;
+  const char *sub;
+
+  if (argc < 2)
+    {
+      fputs (usage_text, stderr);
+      return ctl_usage_error (NULL, "missing %s subcommand", verb);
+    }
+  sub = argv[1];
+  if (g_str_equal (sub, "--help") || g_str_equal (sub, "-h")
+      || g_str_equal (sub, "help"))
+    {
+      fputs (usage_text, stdout);
+      return CTL_EXIT_OK;
+    }
+  command = ctl_command_find (commands, sub);
+  if (command == NULL)
+    {
+      fputs (usage_text, stderr);
+      return ctl_usage_error (NULL, "unknown %s subcommand '%s'", verb, sub);
+    }
+  /* From here the subcommand plays argv[0]. */
+  return command->run (ctl, argc - 1, argv + 1);
+}
+
+void
+ctl_kv (int width, const char *key, const char *value)
+{
+  printf ("%-*s %s\n", width, key, value != NULL && *value ? value : "-");
+}
+
+void
+ctl_kv_take (int width, const char *key, char *value)
+{
+  ctl_kv (width, key, value);
+  g_free (value);
 }
 
 int
@@ -340,8 +404,19 @@ main (int argc, char **argv)
           { NULL } };
   g_autoptr (GOptionContext) octx = g_option_context_new ("VERB [ARGS...]");
   g_autoptr (GError) error = NULL;
+  static const CtlCommand verbs[] = {
+    { "hosts", ctl_cmd_hosts },
+    { "vm", ctl_cmd_vm },
+    { "jobs", ctl_cmd_jobs },
+    { "job", ctl_cmd_job },
+    { "migrate", ctl_cmd_migrate },
+    { "snapshot", ctl_cmd_snapshot },
+    { "events", ctl_cmd_events },
+    { "dashboard-token", ctl_cmd_dashboard_token },
+    { NULL, NULL },
+  };
   Ctl ctl = { 0 };
-  const char *verb;
+  const CtlCommand *verb;
   int rc;
 
   /* Stop at the verb: its options are its own. Our own --help replaces
@@ -379,28 +454,12 @@ main (int argc, char **argv)
         = g_strdup (tls_dir ? tls_dir : env_or ("DROVER_TLS_DIR", NULL));
   ctl.timeout_s = timeout_s;
 
-  verb = argv[1];
   /* Verbs see argv[0] = the verb, like a program of their own. */
-  argc--;
-  argv++;
-  if (g_str_equal (verb, "hosts"))
-    rc = ctl_cmd_hosts (&ctl, argc, argv);
-  else if (g_str_equal (verb, "vm"))
-    rc = ctl_cmd_vm (&ctl, argc, argv);
-  else if (g_str_equal (verb, "jobs"))
-    rc = ctl_cmd_jobs (&ctl, argc, argv);
-  else if (g_str_equal (verb, "job"))
-    rc = ctl_cmd_job (&ctl, argc, argv);
-  else if (g_str_equal (verb, "migrate"))
-    rc = ctl_cmd_migrate (&ctl, argc, argv);
-  else if (g_str_equal (verb, "snapshot"))
-    rc = ctl_cmd_snapshot (&ctl, argc, argv);
-  else if (g_str_equal (verb, "events"))
-    rc = ctl_cmd_events (&ctl, argc, argv);
-  else if (g_str_equal (verb, "dashboard-token"))
-    rc = ctl_cmd_dashboard_token (&ctl, argc, argv);
+  verb = ctl_command_find (verbs, argv[1]);
+  if (verb == NULL)
+    rc = ctl_usage_error (NULL, "unknown verb '%s'", argv[1]);
   else
-    rc = ctl_usage_error (NULL, "unknown verb '%s'", verb);
+    rc = verb->run (&ctl, argc - 1, argv + 1);
 
   fflush (stdout);
   if (ctl.client != NULL)

@@ -40,6 +40,12 @@ int ctl_parse_options (const char *verb, const char *params,
                        const char *summary, const GOptionEntry *entries,
                        int *argc, char ***argv);
 
+/* ctl_parse_options for a verb that takes options only: a positional
+ * argument is a usage error ("VERB PARAMS" its usage). */
+int ctl_parse_options_only (const char *verb, const char *params,
+                            const char *summary, const GOptionEntry *entries,
+                            int argc, char **argv);
+
 /* One blocking call to the scheduler, with the --timeout deadline (or
  * TIMEOUT_MS if larger). Connects on first use. The reply is freed by
  * the caller (g_autoptr (ProtobufCMessage)). */
@@ -66,6 +72,29 @@ void ctl_print_message_json (const ProtobufCMessage *msg);
 int ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
               const ProtobufCMessage *request, int argc, char **argv,
               ProtobufCMessage **reply);
+
+/* One subcommand of a verb (vm, snapshot, ...) or one verb: its name and
+ * what runs it, with ARGV[0] the subcommand itself. */
+typedef struct
+{
+  const char *name;
+  int (*run) (Ctl *ctl, int argc, char **argv);
+} CtlCommand;
+
+/* The entry named NAME in COMMANDS (ended by a NULL name), or NULL. */
+const CtlCommand *ctl_command_find (const CtlCommand *commands,
+                                    const char *name);
+
+/* Runs VERB's subcommand ARGV[1] from COMMANDS. "help", "-h" and "--help"
+ * print USAGE_TEXT on stdout; a missing or unknown subcommand prints it on
+ * stderr and is a usage error. */
+int ctl_dispatch (Ctl *ctl, const char *verb, const char *usage_text,
+                  const CtlCommand *commands, int argc, char **argv);
+
+/* "KEY    VALUE" (VALUE "-" when empty), KEY padded to WIDTH: the lines of
+ * the show verbs. ctl_kv_take frees VALUE. */
+void ctl_kv (int width, const char *key, const char *value);
+void ctl_kv_take (int width, const char *key, char *value);
 
 /* Renders TABLE to stdout; returns CTL_EXIT_OK. */
 int ctl_print_table (CliTable *table);

@@ -2,7 +2,7 @@
  * rebased with qemu-img. No libvirt here: the agent drives a running VM's
  * chain through libvirt itself and uses this for what QEMU does not hold
  * (stopped VMs, other branches of a snapshot tree). */
-#include "stor.h"
+#include "stor-private.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -20,36 +20,6 @@ stor_image_free (StorImage *image)
   g_free (image->backing);
   g_free (image->format);
   g_free (image);
-}
-
-/* Runs ARGV (argv[0] found on PATH, no shell: paths are never
- * interpreted); its stdout in *OUT when OUT is given. The error names
- * WHAT and carries qemu-img's own message. */
-static gboolean
-run_tool (const char *const *argv, const char *what, char **out, GError **error)
-{
-  g_autofree char *err_out = NULL;
-  g_autofree char *std_out = NULL;
-  g_autoptr (GError) local = NULL;
-  int status = 0;
-
-  if (!g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                     &std_out, &err_out, &status, &local))
-    {
-      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED, "cannot run %s: %s",
-                   argv[0], local->message);
-      return FALSE;
-    }
-  if (!g_spawn_check_wait_status (status, &local))
-    {
-      g_strstrip (err_out);
-      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED, "%s failed (%s)%s%s",
-                   what, local->message, *err_out ? ": " : "", err_out);
-      return FALSE;
-    }
-  if (out)
-    *out = g_steal_pointer (&std_out);
-  return TRUE;
 }
 
 static guint64
@@ -173,7 +143,7 @@ stor_chain_read (const char *path, GError **error)
                    "image %s does not exist", path);
       return NULL;
     }
-  if (!run_tool (argv, what, &out, error))
+  if (!stor_run_tool (argv, what, &out, error))
     return NULL;
   /* --backing-chain prints a list even for one image. */
   chain = stor_chain_parse (out, error);
@@ -262,8 +232,6 @@ stor_space_check (const char *dir, guint64 need, const char *what,
 gboolean
 stor_overlay_create (const char *path, const char *backing, GError **error)
 {
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *what = g_strdup_printf ("qemu-img create %s", path);
   const char *argv[] = { "qemu-img", "create", "-q",    "-f", "qcow2", "-F",
                          "qcow2",    "-b",     backing, path, NULL };
 
@@ -275,12 +243,6 @@ stor_overlay_create (const char *path, const char *backing, GError **error)
                    path, backing);
       return FALSE;
     }
-  if (g_file_test (path, G_FILE_TEST_EXISTS))
-    {
-      g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
-                   "image %s already exists", path);
-      return FALSE;
-    }
   if (!g_file_test (backing, G_FILE_TEST_IS_REGULAR))
     {
       g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
@@ -288,15 +250,8 @@ stor_overlay_create (const char *path, const char *backing, GError **error)
       return FALSE;
     }
   /* An empty overlay is a few hundred KiB of metadata. */
-  if (!stor_space_check (dir, 1024 * 1024, "an overlay", error))
-    return FALSE;
-  if (!run_tool (argv, what, NULL, error))
-    {
-      /* qemu-img may have written part of the file. */
-      (void)g_unlink (path);
-      return FALSE;
-    }
-  return TRUE;
+  return stor_image_make (path, "image", "an overlay", 1024 * 1024, argv,
+                          error);
 }
 
 gboolean
@@ -322,7 +277,7 @@ stor_image_commit (const char *top, GError **error)
   dir = g_path_get_dirname (((StorImage *)chain->pdata[1])->path);
   if (!stor_space_check (dir, img->actual_size, "the merge", error))
     return FALSE;
-  return run_tool (argv, what, NULL, error);
+  return stor_run_tool (argv, what, NULL, error);
 }
 
 gboolean
@@ -362,7 +317,7 @@ stor_image_rebase (const char *path, const char *backing, gboolean unsafe,
   g_ptr_array_add (argv, (char *)(backing ? backing : ""));
   g_ptr_array_add (argv, (char *)path);
   g_ptr_array_add (argv, NULL);
-  return run_tool ((const char *const *)argv->pdata, what, NULL, error);
+  return stor_run_tool ((const char *const *)argv->pdata, what, NULL, error);
 }
 
 guint64

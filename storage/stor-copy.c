@@ -6,7 +6,7 @@
  * is made as NAME.part, synced and renamed, and a failure or a cancel
  * removes NAME.part. An agent killed midway leaves at most NAME.part,
  * which its start-up cleanup removes. */
-#include "stor.h"
+#include "stor-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,37 +26,6 @@ stor_copy_temp_path (const char *dst)
   return g_strconcat (dst, ".part", NULL);
 }
 
-/* Runs ARGV to the end; its stdout in *OUT when OUT is given. */
-static gboolean
-run_qemu_img (const char *const *argv, char **out, GError **error)
-{
-  g_autofree char *err_out = NULL;
-  g_autoptr (GError) local = NULL;
-  int status = 0;
-
-  /* An argv vector, no shell: paths are never interpreted. */
-  if (!g_spawn_sync (NULL, (char **)argv, NULL,
-                     G_SPAWN_SEARCH_PATH
-                         | (out ? 0 : G_SPAWN_STDOUT_TO_DEV_NULL),
-                     NULL, NULL, out, &err_out, &status, &local))
-    {
-      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                   "cannot run qemu-img: %s", local->message);
-      return FALSE;
-    }
-  if (!g_spawn_check_wait_status (status, &local))
-    {
-      g_strchomp (err_out);
-      g_set_error (error, STOR_ERROR,
-                   strstr (err_out, "No space left") ? STOR_ERROR_NO_SPACE
-                                                     : STOR_ERROR_FAILED,
-                   "qemu-img %s failed (%s)%s%s", argv[1], local->message,
-                   *err_out ? ": " : "", err_out);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 gboolean
 stor_copy_measure (const char *src, guint64 *required, GError **error)
 {
@@ -68,7 +37,7 @@ stor_copy_measure (const char *src, guint64 *required, GError **error)
   g_autoptr (GMatchInfo) m = NULL;
   g_autofree char *num = NULL;
 
-  if (!run_qemu_img (argv, &out, error))
+  if (!stor_run_tool (argv, "qemu-img measure", &out, error))
     {
       g_prefix_error (error, "cannot measure %s: ", src);
       return FALSE;
@@ -92,7 +61,6 @@ static gboolean
 check_target (const char *dst, guint64 need, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname (dst);
-  guint64 avail = 0;
 
   if (g_file_test (dst, G_FILE_TEST_EXISTS))
     {
@@ -100,21 +68,7 @@ check_target (const char *dst, guint64 need, GError **error)
                    "disk image %s already exists", dst);
       return FALSE;
     }
-  if (!stor_fs_space (dir, NULL, &avail, error))
-    return FALSE;
-  need += STOR_MIN_FREE_SPACE;
-  if (avail < need)
-    {
-      g_autofree char *need_s
-          = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
-      g_autofree char *have_s
-          = g_format_size_full (avail, G_FORMAT_SIZE_IEC_UNITS);
-      g_set_error (error, STOR_ERROR, STOR_ERROR_NO_SPACE,
-                   "not enough space in %s for a copy: need %s, have %s", dir,
-                   need_s, have_s);
-      return FALSE;
-    }
-  return TRUE;
+  return stor_space_check (dir, need, "a copy", error);
 }
 
 static gboolean
@@ -323,7 +277,7 @@ stor_copy_linked (const char *base, const char *dst, guint64 size,
                      error))
     return FALSE;
   (void)g_unlink (tmp);
-  if (!run_qemu_img (argv, NULL, error))
+  if (!stor_run_tool (argv, "qemu-img create", NULL, error))
     {
       (void)g_unlink (tmp);
       g_prefix_error (error, "cannot make an overlay on %s: ", base);

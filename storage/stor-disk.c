@@ -1,5 +1,5 @@
 /* VM disk images: qcow2 files under DATA/disks, made by qemu-img. */
-#include "stor.h"
+#include "stor-private.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -57,12 +57,7 @@ stor_disk_space_needed (guint64 size)
 gboolean
 stor_disk_create (const char *path, guint64 size, GError **error)
 {
-  g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *size_str = g_strdup_printf ("%" G_GUINT64_FORMAT, size);
-  g_autofree char *err_out = NULL;
-  g_autoptr (GError) local = NULL;
-  guint64 avail = 0, need;
-  int status = 0;
   const char *argv[]
       = { "qemu-img", "create", "-f", "qcow2", "-q", path, size_str, NULL };
 
@@ -72,47 +67,9 @@ stor_disk_create (const char *path, guint64 size, GError **error)
                    "refusing to create an empty disk at %s", path);
       return FALSE;
     }
-  if (g_file_test (path, G_FILE_TEST_EXISTS))
-    {
-      g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
-                   "disk image %s already exists", path);
-      return FALSE;
-    }
-  if (!stor_fs_space (dir, NULL, &avail, error))
-    return FALSE;
-  need = stor_disk_space_needed (size);
-  if (avail < need)
-    {
-      g_autofree char *need_s
-          = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
-      g_autofree char *have_s
-          = g_format_size_full (avail, G_FORMAT_SIZE_IEC_UNITS);
-      g_set_error (error, STOR_ERROR, STOR_ERROR_NO_SPACE,
-                   "not enough space in %s: need %s, have %s", dir, need_s,
-                   have_s);
-      return FALSE;
-    }
-
-  /* An argv vector, no shell: PATH is never interpreted. */
-  if (!g_spawn_sync (NULL, (char **)argv, NULL,
-                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
-                     NULL, NULL, &err_out, &status, &local))
-    {
-      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                   "cannot run qemu-img: %s", local->message);
-      return FALSE;
-    }
-  if (!g_spawn_check_wait_status (status, &local))
-    {
-      /* qemu-img may have written part of the file: take it away again. */
-      (void)g_unlink (path);
-      g_strchomp (err_out);
-      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
-                   "qemu-img create %s failed (%s)%s%s", path, local->message,
-                   *err_out ? ": " : "", err_out);
-      return FALSE;
-    }
-  return TRUE;
+  return stor_image_make (path, "disk image", "a disk image",
+                          stor_disk_space_needed (size) - STOR_MIN_FREE_SPACE,
+                          argv, error);
 }
 
 gboolean

@@ -67,6 +67,17 @@ test_rpc_server_stop (TestRpcServer *rs)
   g_free (rs);
 }
 
+ProtoTls *
+test_rpc_tls (const char *pki_dir, const char *who)
+{
+  g_autofree char *dir = g_build_filename (pki_dir, who, NULL);
+  g_autoptr (GError) error = NULL;
+  ProtoTls *tls = proto_tls_load (dir, &error);
+
+  g_assert_no_error (error);
+  return tls;
+}
+
 typedef struct
 {
   gboolean done;

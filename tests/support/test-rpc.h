@@ -59,6 +59,11 @@ TestRpcServer *test_rpc_server_start (const TestRpcService *service,
  * run there), stops the thread and frees RS. */
 void test_rpc_server_stop (TestRpcServer *rs);
 
+/* The TLS material of WHO in the test PKI in PKI_DIR (PKI_DIR/WHO, as
+ * scripts/pki made it); the test fails if it does not load. Free with
+ * proto_tls_free. */
+ProtoTls *test_rpc_tls (const char *pki_dir, const char *who);
+
 /* Calls METHOD of SERVICE through CLIENT with REQUEST and iterates the
  * thread-default main context until the reply: the reply (caller frees),
  * or NULL with ERROR. */

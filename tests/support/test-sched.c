@@ -1,6 +1,8 @@
 /* The scheduler's rows and store for the tests. */
 #include "test-sched.h"
 
+#include <sqlite3.h>
+
 Drover__V1__HostInfo
 test_host_info (const char *name, guint cpus, guint64 memory, guint64 data,
                 const char *accel)
@@ -42,6 +44,58 @@ test_sched_vm_new (const char *name, const char *host, const char *state,
   return sched_vm_new (&spec, host, state, NULL, 0);
 }
 
+SchedService *
+test_sched_service_new (char **dir, SchedConfig *config, const ProtoTls *tls)
+{
+  g_autoptr (GError) error = NULL;
+  SchedService *svc;
+
+  *dir = test_tmp_dir_new ("drover-sched-svc-XXXXXX");
+  config->state_dir = *dir;
+  config->cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
+  config->memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
+  svc = sched_service_new (config, tls, &error);
+  g_assert_no_error (error);
+  return svc;
+}
+
+void
+test_sched_put_host (SchedService *svc, const char *name, const char *address)
+{
+  Drover__V1__HostInfo info
+      = test_host_info (name, 8, 8 * GiB, 100 * GiB, PROTO_ACCEL_TCG);
+  g_autoptr (SchedHost) host = NULL;
+  g_autoptr (GError) error = NULL;
+
+  info.address = (char *)address;
+  host = sched_host_new (&info, PROTO_HOST_UP,
+                         sched_registry_now (svc->registry));
+  g_assert_true (sched_store_put_host (svc->store, host, &error));
+  g_assert_no_error (error);
+}
+
+void
+test_sched_put_vm (SchedService *svc, const char *name, const char *host,
+                   const char *state, guint vcpus, guint64 memory, guint64 disk)
+{
+  g_autoptr (SchedVm) vm
+      = test_sched_vm_new (name, host, state, vcpus, memory, disk);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (sched_store_put_vm (svc->store, vm, &error));
+  g_assert_no_error (error);
+}
+
+SchedVm *
+test_sched_stored_vm (SchedService *svc, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  SchedVm *vm = sched_store_get_vm (svc->store, name, &error);
+
+  g_assert_no_error (error);
+  return vm;
+}
+
 GPtrArray *
 test_sched_hosts_new (void)
 {
@@ -73,6 +127,22 @@ test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
 }
 
 /* --- store ---------------------------------------------------------------- */
+
+SchedStore *
+test_sched_store_open_sql (const char *dir, const char *sql)
+{
+  g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
+  g_autoptr (GError) error = NULL;
+  SchedStore *store;
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+  store = sched_store_open_sqlite (dir, &error);
+  g_assert_no_error (error);
+  return store;
+}
 
 static gint64
 fake_clock (gpointer data)

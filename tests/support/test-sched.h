@@ -27,6 +27,30 @@ SchedVm *test_sched_vm_new (const char *name, const char *host,
                             const char *state, guint vcpus, guint64 memory,
                             guint64 disk);
 
+/* A scheduler service with its state in a new temporary directory
+ * (*DIR, freed by the caller after test_tmp_dir_remove) from CONFIG,
+ * whose state_dir, cpu_overcommit and memory_reserve this sets (the
+ * daemon's defaults), and TLS (NULL: insecure). Not started; the test
+ * fails if it cannot be made. Free with sched_service_free. */
+SchedService *test_sched_service_new (char **dir, SchedConfig *config,
+                                      const ProtoTls *tls);
+
+/* Puts host NAME at ADDRESS (test_host_info: 8 CPUs, 8 GiB, 100 GiB,
+ * TCG), up as of the registry's clock, into SVC's store; the test fails
+ * if the store refuses it. */
+void test_sched_put_host (SchedService *svc, const char *name,
+                          const char *address);
+
+/* Puts the VM of test_sched_vm_new into SVC's store; the test fails if
+ * the store refuses it. */
+void test_sched_put_vm (SchedService *svc, const char *name, const char *host,
+                        const char *state, guint vcpus, guint64 memory,
+                        guint64 disk);
+
+/* VM NAME as SVC's store has it (NULL: none); the test fails if the
+ * store cannot be read. Free with sched_vm_free. */
+SchedVm *test_sched_stored_vm (SchedService *svc, const char *name);
+
 /* Arrays that own their SchedHost / SchedVm rows, and what adds a row
  * (seen at time 0) to them. */
 GPtrArray *test_sched_hosts_new (void);
@@ -37,6 +61,12 @@ void test_sched_add_host (GPtrArray *hosts, const char *name, const char *state,
 void test_sched_add_vm (GPtrArray *vms, const char *name, const char *host,
                         const char *state, guint vcpus, guint64 memory,
                         guint64 disk);
+
+/* The SQLite store in DIR, opened over a drover.db that SQL made first
+ * (an older schema, with rows): how the store upgrades what it finds.
+ * The test fails if SQL or the opening fails. Free with
+ * sched_store_close. */
+SchedStore *test_sched_store_open_sql (const char *dir, const char *sql);
 
 /* The registry's report interval in TestSchedStore. */
 #define TEST_SCHED_INTERVAL_MS 1000

@@ -5,7 +5,6 @@
 #include "test-sched.h"
 
 #include <glib/gstdio.h>
-#include <sqlite3.h>
 #include <string.h>
 
 static const SchedPolicy policy = {
@@ -536,11 +535,9 @@ test_store_upgrade (void)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *dir = test_tmp_dir_new ("drover-schedmig-XXXXXX");
-  g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autoptr (SchedStore) store = NULL;
   g_autoptr (SchedJob) old = NULL;
   g_autoptr (SchedJob) job = make_migration_job (PROTO_JOB_RUNNING);
-  sqlite3 *db = NULL;
   const char *v1
       = "CREATE TABLE hosts (name TEXT PRIMARY KEY NOT NULL, address TEXT NOT "
         "NULL,"
@@ -561,12 +558,7 @@ test_store_upgrade (void)
         "PRAGMA application_id = 1146246738; PRAGMA user_version = 1;";
 
   g_assert_no_error (error);
-  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
-  g_assert_cmpint (sqlite3_exec (db, v1, NULL, NULL, NULL), ==, SQLITE_OK);
-  sqlite3_close (db);
-
-  store = sched_store_open_sqlite (dir, &error);
-  g_assert_no_error (error);
+  store = test_sched_store_open_sql (dir, v1);
   old = sched_store_get_job (store, "old-job", &error);
   g_assert_no_error (error);
   g_assert_cmpstr (old->message, ==, "created");

@@ -126,55 +126,22 @@ typedef struct
   SchedService *svc;
 } Fixture;
 
-static void
-put_host (Fixture *f, const char *name)
-{
-  Drover__V1__HostInfo info
-      = test_host_info (name, 8, 8 * GiB, 100 * GiB, PROTO_ACCEL_TCG);
-  g_autoptr (SchedHost) host = NULL;
-  g_autoptr (GError) error = NULL;
-
-  info.address = f->fake->address;
-  host = sched_host_new (&info, PROTO_HOST_UP,
-                         sched_registry_now (f->svc->registry));
-  g_assert_true (sched_store_put_host (f->svc->store, host, &error));
-  g_assert_no_error (error);
-}
-
-static void
-put_vm (Fixture *f, const char *name, const char *host, const char *state)
-{
-  g_autoptr (SchedVm) vm
-      = test_sched_vm_new (name, host, state, 1, 256 * MiB, 0);
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (sched_store_put_vm (f->svc->store, vm, &error));
-  g_assert_no_error (error);
-}
-
 /* Two hosts, a and b, both served by the fake agent; on a the running VMs
  * web and db and the shut-off VM off. At most one migration leaves a host
  * at once. */
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr (GError) error = NULL;
   SchedConfig config = { 0 };
 
-  f->dir = test_tmp_dir_new ("drover-migrator-XXXXXX");
   f->fake = fake_agent_new ();
-  config.state_dir = f->dir;
-  config.cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
-  config.memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
   config.max_migrations_out = 1;
-  f->svc = sched_service_new (&config, NULL, &error);
-  g_assert_no_error (error);
-
-  put_host (f, "a");
-  put_host (f, "b");
-  put_vm (f, "web", "a", PROTO_VM_RUNNING);
-  put_vm (f, "db", "a", PROTO_VM_RUNNING);
-  put_vm (f, "off", "a", PROTO_VM_SHUTOFF);
+  f->svc = test_sched_service_new (&f->dir, &config, NULL);
+  test_sched_put_host (f->svc, "a", f->fake->address);
+  test_sched_put_host (f->svc, "b", f->fake->address);
+  test_sched_put_vm (f->svc, "web", "a", PROTO_VM_RUNNING, 1, 256 * MiB, 0);
+  test_sched_put_vm (f->svc, "db", "a", PROTO_VM_RUNNING, 1, 256 * MiB, 0);
+  test_sched_put_vm (f->svc, "off", "a", PROTO_VM_SHUTOFF, 1, 256 * MiB, 0);
 }
 
 static void

@@ -10,17 +10,14 @@
  * The service runs in this thread's main context; calls to it are
  * asynchronous and the context is iterated until they complete, so
  * nothing waits on time. */
-#include "sched-private.h"
 #include "test-pki.h"
 #include "test-rpc.h"
+#include "test-sched.h"
 #include "test-support.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <string.h>
-
-#define MiB (1024ull * 1024)
-#define GiB (1024ull * MiB)
 
 /* The PKI every test shares: DIR/{scheduler, scheduler-2} (role
  * scheduler), DIR/{a, b, c} (role host; c revoked), DIR/ops (operator). */
@@ -44,12 +41,7 @@ make_pki (void)
 static ProtoTls *
 tls_of (const char *who)
 {
-  g_autofree char *dir = g_build_filename (pki_dir, who, NULL);
-  g_autoptr (GError) error = NULL;
-  ProtoTls *tls = proto_tls_load (dir, &error);
-
-  g_assert_no_error (error);
-  return tls;
+  return test_rpc_tls (pki_dir, who);
 }
 
 /* --- calls ------------------------------------------------------------- */
@@ -85,14 +77,9 @@ fixture_start (Fixture *f, const char *tls_dir, guint max_jobs)
   g_autoptr (ProtoTls) tls = tls_dir ? tls_of (tls_dir) : NULL;
   SchedConfig config = { 0 };
 
-  f->dir = test_tmp_dir_new ("drover-sched-svc-XXXXXX");
-  config.state_dir = f->dir;
-  config.cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
-  config.memory_reserve = SCHED_DEFAULT_MEMORY_RESERVE;
   config.max_jobs = max_jobs;
   config.job_retention_ms = max_jobs ? RETENTION_MS : 0;
-  f->svc = sched_service_new (&config, tls, &error);
-  g_assert_no_error (error);
+  f->svc = test_sched_service_new (&f->dir, &config, tls);
   g_assert_true (sched_service_start (f->svc, "127.0.0.1:0", &error));
   g_assert_no_error (error);
   f->target = g_strdup_printf ("127.0.0.1:%d", sched_service_get_port (f->svc));
@@ -196,16 +183,6 @@ assert_denied (GError *error, const char *caller, const char *as)
   g_error_free (error);
 }
 
-static SchedVm *
-stored_vm (Fixture *f, const char *name)
-{
-  g_autoptr (GError) error = NULL;
-  SchedVm *vm = sched_store_get_vm (f->svc->store, name, &error);
-
-  g_assert_no_error (error);
-  return vm;
-}
-
 /* --- who may register and report --------------------------------------- */
 
 /* A host registers and reports as itself; as another host it is refused
@@ -243,7 +220,7 @@ test_report_as_other (Fixture *f, gconstpointer data)
   g_assert_null (report_as (b, "b", 5, "web", ""));
 
   assert_denied (report_as (a, "b", 100, NULL, "127.0.0.1:9"), "a", "b");
-  web = stored_vm (f, "web");
+  web = test_sched_stored_vm (f->svc, "web");
   g_assert_cmpstr (web->host, ==, "b");
   g_assert_cmpstr (web->state, ==, PROTO_VM_RUNNING);
   host = sched_store_get_host (f->svc->store, "b", &error);
@@ -251,13 +228,13 @@ test_report_as_other (Fixture *f, gconstpointer data)
   g_assert_cmpstr (host->address, ==, "127.0.0.1:7402");
 
   g_assert_null (report_as (b, "b", 6, "db", ""));
-  db = stored_vm (f, "db");
+  db = test_sched_stored_vm (f->svc, "db");
   g_assert_cmpstr (db->host, ==, "b");
 
   /* In its own report a cannot take b's live VM either. */
   g_assert_null (report_as (a, "a", 1, "db", ""));
   g_clear_pointer (&db, sched_vm_free);
-  db = stored_vm (f, "db");
+  db = test_sched_stored_vm (f->svc, "db");
   g_assert_cmpstr (db->host, ==, "b");
 }
 
@@ -406,25 +383,6 @@ fake_agent_serve (FakeAgent *fake, const char *name, char **address)
 }
 
 static void
-put_host (Fixture *f, const char *name, const char *address)
-{
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
-  g_autoptr (SchedHost) host = NULL;
-  g_autoptr (GError) error = NULL;
-
-  info.name = (char *)name;
-  info.address = (char *)address;
-  info.cpus = 8;
-  info.memory_total = info.memory_free = 8 * GiB;
-  info.data_total = info.data_free = 100 * GiB;
-  info.accel = (char *)PROTO_ACCEL_TCG;
-  host = sched_host_new (&info, PROTO_HOST_UP,
-                         sched_registry_now (f->svc->registry));
-  g_assert_true (sched_store_put_host (f->svc->store, host, &error));
-  g_assert_no_error (error);
-}
-
-static void
 assert_seen (FakeAgent *fake, const char *what)
 {
   g_assert_cmpuint (fake->seen->len, ==, 1);
@@ -450,19 +408,13 @@ test_reload (Fixture *f, gconstpointer data)
   g_autoptr (ProtoTls) host_tls = tls_of ("a");
   g_autoptr (ProtoClient) after = NULL;
   g_autoptr (SchedJob) job = NULL;
-  g_autoptr (SchedVm) vm = NULL;
   g_autoptr (GError) error = NULL;
-  Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
 
   g_assert_nonnull (a_server);
   g_assert_nonnull (b_server);
-  put_host (f, "a", a_address);
-  put_host (f, "b", b_address);
-  spec.name = (char *)"web";
-  spec.vcpus = 1;
-  spec.memory = 256 * MiB;
-  vm = sched_vm_new (&spec, "a", PROTO_VM_RUNNING, NULL, 0);
-  g_assert_true (sched_store_put_vm (f->svc->store, vm, &error));
+  test_sched_put_host (f->svc, "a", a_address);
+  test_sched_put_host (f->svc, "b", b_address);
+  test_sched_put_vm (f->svc, "web", "a", PROTO_VM_RUNNING, 1, 256 * MiB, 0);
 
   g_assert_true (
       sched_migrator_submit (f->svc->migrator, "web", "b", NULL, &job, &error));

@@ -1,0 +1,20 @@
+/* Storage internals shared by the files of libdrover-storage. */
+#pragma once
+
+#include "stor.h"
+
+/* Runs ARGV to the end: argv[0] found on PATH, no shell (paths are never
+ * interpreted); its stdout in *OUT when OUT is given, else discarded.
+ * The error names WHAT and carries the tool's own message; a tool that
+ * ran out of space fails with STOR_ERROR_NO_SPACE. */
+gboolean stor_run_tool (const char *const *argv, const char *what, char **out,
+                        GError **error);
+
+/* Makes a new image at PATH with the qemu-img command ARGV. Refuses an
+ * existing PATH (STOR_ERROR_EXISTS, calling it NOUN: "disk image") and a
+ * filesystem with less than NEED plus STOR_MIN_FREE_SPACE bytes available
+ * (stor_space_check, naming WHAT: "a disk image"); on failure nothing is
+ * left at PATH. */
+gboolean stor_image_make (const char *path, const char *noun, const char *what,
+                          guint64 need, const char *const *argv,
+                          GError **error);
