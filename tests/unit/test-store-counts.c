@@ -10,15 +10,16 @@ typedef TestSchedStore Fixture;
 static const SchedTable counted[]
     = { SCHED_TABLE_HOSTS, SCHED_TABLE_VMS, SCHED_TABLE_JOBS };
 
-/* The count of KEY in TABLE, as STORE keeps it. */
-static guint
-count_of (SchedStore *store, SchedTable table, const char *key)
+/* The count of KEY in TABLE, as STORE keeps it, is N. */
+static void
+assert_count (SchedStore *store, SchedTable table, const char *key, guint n)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GHashTable) counts = sched_store_count (store, table, &error);
 
   g_assert_no_error (error);
-  return GPOINTER_TO_UINT (g_hash_table_lookup (counts, key));
+  g_assert_cmpuint (GPOINTER_TO_UINT (g_hash_table_lookup (counts, key)), ==,
+                    n);
 }
 
 /* STORE's counts of every counted table equal a recount of its rows. */
@@ -131,18 +132,13 @@ test_follows_registry (Fixture *f, gconstpointer data)
   g_assert_true (sched_registry_register (f->reg, &h1, &error));
   g_assert_true (sched_registry_register (f->reg, &h2, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    2);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 2);
   report (f, "host1", 1, web, PROTO_VM_RUNNING);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING), ==,
-                    3);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 3);
   report (f, "host1", 2, two, PROTO_VM_PAUSED);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED), ==,
-                    2);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_MISSING), ==,
-                    1);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING), ==,
-                    0);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED, 2);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_MISSING, 1);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 0);
   assert_recount (f->store);
 
   /* host2 stops reporting. */
@@ -150,38 +146,32 @@ test_follows_registry (Fixture *f, gconstpointer data)
   report (f, "host1", 3, two, PROTO_VM_RUNNING);
   f->now += 2 * TEST_SCHED_INTERVAL_MS;
   g_assert_cmpuint (sched_registry_check_liveness (f->reg, &error), ==, 1);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN, 1);
   assert_recount (f->store);
 
   g_assert_true (sched_store_delete_vm (f->store, "web3", &error));
   g_assert_true (sched_store_delete_vm (f->store, "nothing", &error));
   g_assert_true (sched_store_delete_host (f->store, "host2", &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_MISSING), ==,
-                    0);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN), ==,
-                    0);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_MISSING, 0);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN, 0);
   assert_recount (f->store);
 
   put_job (f->store, "j1", PROTO_JOB_KIND_MIGRATE, PROTO_JOB_RUNNING, 10);
   put_job (f->store, "j2", PROTO_JOB_KIND_CREATE, PROTO_JOB_DONE, 10);
   put_job (f->store, "j3", PROTO_JOB_KIND_CREATE, PROTO_JOB_DONE, 20);
   put_job (f->store, "j1", PROTO_JOB_KIND_MIGRATE, PROTO_JOB_FAILED, 30);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_JOBS,
-                              PROTO_JOB_KIND_CREATE "\n" PROTO_JOB_DONE),
-                    ==, 2);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_JOBS,
-                              PROTO_JOB_KIND_MIGRATE "\n" PROTO_JOB_RUNNING),
-                    ==, 0);
+  assert_count (f->store, SCHED_TABLE_JOBS,
+                PROTO_JOB_KIND_CREATE "\n" PROTO_JOB_DONE, 2);
+  assert_count (f->store, SCHED_TABLE_JOBS,
+                PROTO_JOB_KIND_MIGRATE "\n" PROTO_JOB_RUNNING, 0);
   assert_recount (f->store);
   /* The backend deletes what it prunes without naming it. */
   g_assert_true (sched_store_prune_jobs (f->store, 15, 100, &pruned, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (pruned, ==, 1);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_JOBS,
-                              PROTO_JOB_KIND_CREATE "\n" PROTO_JOB_DONE),
-                    ==, 1);
+  assert_count (f->store, SCHED_TABLE_JOBS,
+                PROTO_JOB_KIND_CREATE "\n" PROTO_JOB_DONE, 1);
   assert_recount (f->store);
 }
 
@@ -193,10 +183,8 @@ test_rollback (Fixture *f, gconstpointer data)
 
   put_host (f->store, "host1", PROTO_HOST_UP);
   put_vm (f->store, "web1", PROTO_VM_RUNNING);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    1);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 1);
 
   g_assert_true (
       sched_store_begin (f->store, SCHED_STORE_SYNC_RESTATED, &error));
@@ -205,15 +193,11 @@ test_rollback (Fixture *f, gconstpointer data)
   put_vm (f->store, "web1", PROTO_VM_PAUSED);
   put_vm (f->store, "web2", PROTO_VM_PAUSED);
   /* Inside the transaction the counts see its writes. */
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED), ==,
-                    2);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED, 2);
   sched_store_rollback (f->store);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    1);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED), ==,
-                    0);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED, 0);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 1);
   assert_recount (f->store);
 
   /* A committed one stays. */
@@ -221,8 +205,7 @@ test_rollback (Fixture *f, gconstpointer data)
   put_vm (f->store, "web1", PROTO_VM_SHUTOFF);
   g_assert_true (sched_store_commit (f->store, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_VMS, PROTO_VM_SHUTOFF), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_SHUTOFF, 1);
   assert_recount (f->store);
 }
 
@@ -236,22 +219,17 @@ test_kept_in_memory (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
 
   put_host (f->store, "host1", PROTO_HOST_UP);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
   other = sched_store_open_sqlite (f->dir, &error);
   g_assert_no_error (error);
   put_host (other, "host2", PROTO_HOST_UP);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
   /* A write the counts follow moves only its own row. */
   put_host (f->store, "host1", PROTO_HOST_DOWN);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    0);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 0);
   sched_store_counts_forget (f->store->counts, SCHED_TABLE_HOSTS);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP), ==,
-                    1);
-  g_assert_cmpuint (count_of (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN), ==,
-                    1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN, 1);
 }
 
 /* Random puts, deletes, transactions and prunes over a few rows of each
