@@ -195,6 +195,8 @@ static void
 add_hosts (JsonBuilder *b, const SchedPolicy *policy, GPtrArray *hosts,
            GPtrArray *vms)
 {
+  g_autoptr (GHashTable) by_host = sched_vms_by_host (vms);
+
   json_builder_set_member_name (b, "hosts");
   json_builder_begin_array (b);
   for (guint i = 0; i < hosts->len; i++)
@@ -208,7 +210,8 @@ add_hosts (JsonBuilder *b, const SchedPolicy *policy, GPtrArray *hosts,
                 ? (double)(h->info->memory_total - policy->memory_reserve)
                 : 0;
 
-      sched_host_usage (h->name, vms, &count, &vcpus, &memory, NULL);
+      sched_host_usage (h->name, g_hash_table_lookup (by_host, h->name), &count,
+                        &vcpus, &memory, NULL);
       json_builder_begin_object (b);
       member_string (b, "name", h->name);
       member_string (b, "state", h->state);

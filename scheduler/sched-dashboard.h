@@ -71,6 +71,11 @@ void sched_logins_handle_token (ProtoServerCall *call,
  * VMS are SchedHost / SchedVm. */
 double sched_imbalance (const SchedPolicy *policy, GPtrArray *hosts,
                         GPtrArray *vms);
+/* VMS (SchedVm) by host: host name -> GPtrArray of the VMs placed there;
+ * names and VMs are borrowed from VMS. What sched_host_usage of one host
+ * needs to see, found without a pass over every VM (a cluster of 1,000
+ * hosts has thousands). */
+GHashTable *sched_vms_by_host (GPtrArray *vms);
 
 /* --- JSON (sched-dashboard-json.c) ------------------------------------ */
 

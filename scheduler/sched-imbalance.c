@@ -1,13 +1,37 @@
 /* sched_imbalance: how unevenly the cluster is loaded (the dashboard's
- * chart; the balancer will reuse the same measure). */
+ * chart; the balancer will reuse the same measure), and the grouping of
+ * VMs by host that lets it and the dashboard's state find each host's
+ * usage without a pass over every VM per host. */
 #include "sched-dashboard.h"
 
 #include <math.h>
 #include <string.h>
 
+GHashTable *
+sched_vms_by_host (GPtrArray *vms)
+{
+  GHashTable *by_host = g_hash_table_new_full (
+      g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
+
+  for (guint i = 0; i < vms->len; i++)
+    {
+      SchedVm *vm = vms->pdata[i];
+      GPtrArray *on = g_hash_table_lookup (by_host, vm->host);
+
+      if (on == NULL)
+        {
+          on = g_ptr_array_new ();
+          g_hash_table_insert (by_host, vm->host, on);
+        }
+      g_ptr_array_add (on, vm);
+    }
+  return by_host;
+}
+
 double
 sched_imbalance (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms)
 {
+  g_autoptr (GHashTable) by_host = sched_vms_by_host (vms);
   double sum[2] = { 0, 0 }, sum_sq[2] = { 0, 0 };
   guint n = 0;
 
@@ -20,7 +44,8 @@ sched_imbalance (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms)
 
       if (strcmp (host->state, PROTO_HOST_UP) != 0)
         continue;
-      sched_host_usage (host->name, vms, NULL, &vcpus, &memory, NULL);
+      sched_host_usage (host->name, g_hash_table_lookup (by_host, host->name),
+                        NULL, &vcpus, &memory, NULL);
       cpu_cap = host->info->cpus * policy->cpu_overcommit;
       mem_cap
           = host->info->memory_total > policy->memory_reserve

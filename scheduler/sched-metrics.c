@@ -2,9 +2,10 @@
  *
  * Counters and histograms grow as things happen (a report, a migration's
  * end); the gauges of how many hosts, VMs and jobs are in each state are
- * counted from the store when /metrics is scraped, so they cannot drift
- * from it. The scrape runs in the service's main context, like every
- * other reader of the store, and never waits on an agent.
+ * the store's own counts (sched_store_count), which follow every write, so
+ * a scrape neither lists the store nor drifts from it. The scrape runs in
+ * the service's main context, like every other reader of the store, and
+ * never waits on an agent.
  */
 #include "sched-private.h"
 
@@ -17,8 +18,9 @@ struct _SchedMetrics
   ProtoMetrics *registry;
   ProtoMetric *reports, *hosts, *vms, *jobs, *migrations, *duration, *ratio;
   ProtoMetric *snap_ops, *snap_duration;
-  ProtoHttp *http;   /* main context; NULL until sched_metrics_listen */
-  SchedStore *store; /* borrowed, for the scrape's gauges */
+  ProtoHttp *http;     /* main context; NULL until sched_metrics_listen */
+  SchedStore *store;   /* borrowed, for the scrape's gauges */
+  GPtrArray *job_keys; /* "kind\nstate" of every job_kinds x job_states */
 };
 
 /* Migrations take from a second (an idle small guest) to many minutes (a
@@ -122,6 +124,11 @@ sched_metrics_new (void)
   for (gsize i = 0; i < G_N_ELEMENTS (mig_results); i++)
     proto_metric_add (m->migrations, (const char *const[]){ mig_results[i] },
                       0);
+  m->job_keys = g_ptr_array_new_with_free_func (g_free);
+  for (gsize k = 0; k < G_N_ELEMENTS (job_kinds); k++)
+    for (gsize s = 0; s < G_N_ELEMENTS (job_states); s++)
+      g_ptr_array_add (m->job_keys,
+                       g_strconcat (job_kinds[k], "\n", job_states[s], NULL));
   return m;
 }
 
@@ -130,6 +137,7 @@ sched_metrics_free (SchedMetrics *m)
 {
   g_clear_pointer (&m->http, proto_http_free);
   proto_metrics_free (m->registry);
+  g_ptr_array_unref (m->job_keys);
   g_free (m);
 }
 
@@ -190,37 +198,48 @@ sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job, gboolean ok)
     proto_metric_observe (m->ratio, NULL, measured / job->prediction->total_s);
 }
 
-/* --- gauges from the store ----------------------------------------------- */
+/* --- gauges from the store's counts -------------------------------------- */
 
-/* COUNTS (key -> count) with every key of ALWAYS present. */
-static GHashTable *
-counts_new (const char *const *always, gsize n)
-{
-  GHashTable *counts
-      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-
-  for (gsize i = 0; i < n; i++)
-    g_hash_table_insert (counts, g_strdup (always[i]), GUINT_TO_POINTER (0));
-  return counts;
-}
-
+/* The gauge of TABLE becomes COUNTS (sched_store_count's keys: the label
+ * values, joined by '\n' for two labels), with the keys every scrape
+ * shows at 0 when nothing is in them. Series of other keys go. */
 static void
-counts_inc (GHashTable *counts, const char *key)
+gauge_apply (SchedMetrics *m, SchedTable table, GHashTable *counts)
 {
-  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (counts, key));
-
-  g_hash_table_insert (counts, g_strdup (key), GUINT_TO_POINTER (n + 1));
-}
-
-/* METRIC's series become COUNTS: keys are the label values, joined by
- * '\n' for two labels. Series of keys not in COUNTS go. */
-static void
-counts_apply (ProtoMetric *metric, GHashTable *counts)
-{
+  ProtoMetric *metric;
+  const char *const *always;
+  gsize n_always;
   GHashTableIter iter;
   gpointer key, value;
 
+  switch (table)
+    {
+    case SCHED_TABLE_HOSTS:
+      metric = m->hosts;
+      always = host_states;
+      n_always = G_N_ELEMENTS (host_states);
+      break;
+    case SCHED_TABLE_VMS:
+      metric = m->vms;
+      always = vm_states;
+      n_always = G_N_ELEMENTS (vm_states);
+      break;
+    case SCHED_TABLE_JOBS:
+      metric = m->jobs;
+      always = (const char *const *)m->job_keys->pdata;
+      n_always = m->job_keys->len;
+      break;
+    default:
+      g_return_if_reached ();
+    }
   proto_metric_remove (metric, NULL);
+  for (gsize i = 0; i < n_always; i++)
+    if (!g_hash_table_contains (counts, always[i]))
+      {
+        g_auto (GStrv) labels = g_strsplit (always[i], "\n", 2);
+
+        proto_metric_set (metric, (const char *const *)labels, 0);
+      }
   g_hash_table_iter_init (&iter, counts);
   while (g_hash_table_iter_next (&iter, &key, &value))
     {
@@ -235,36 +254,17 @@ void
 sched_metrics_refresh (SchedMetrics *m, GPtrArray *hosts, GPtrArray *vms,
                        GPtrArray *jobs)
 {
-  g_autoptr (GHashTable) h
-      = counts_new (host_states, G_N_ELEMENTS (host_states));
-  g_autoptr (GHashTable) v = counts_new (vm_states, G_N_ELEMENTS (vm_states));
-  g_autoptr (GHashTable) j = counts_new (NULL, 0);
+  GPtrArray *rows[] = { [SCHED_TABLE_HOSTS] = hosts,
+                        [SCHED_TABLE_VMS] = vms,
+                        [SCHED_TABLE_JOBS] = jobs };
 
-  for (gsize k = 0; k < G_N_ELEMENTS (job_kinds); k++)
-    for (gsize s = 0; s < G_N_ELEMENTS (job_states); s++)
+  for (SchedTable t = 0; t < G_N_ELEMENTS (rows); t++)
+    if (rows[t] != NULL)
       {
-        g_autofree char *key
-            = g_strconcat (job_kinds[k], "\n", job_states[s], NULL);
+        g_autoptr (GHashTable) counts = sched_store_counts_of_rows (t, rows[t]);
 
-        g_hash_table_insert (j, g_steal_pointer (&key), GUINT_TO_POINTER (0));
+        gauge_apply (m, t, counts);
       }
-  for (guint i = 0; hosts != NULL && i < hosts->len; i++)
-    counts_inc (h, ((SchedHost *)hosts->pdata[i])->state);
-  for (guint i = 0; vms != NULL && i < vms->len; i++)
-    counts_inc (v, ((SchedVm *)vms->pdata[i])->state);
-  for (guint i = 0; jobs != NULL && i < jobs->len; i++)
-    {
-      const SchedJob *job = jobs->pdata[i];
-      g_autofree char *key = g_strconcat (job->kind, "\n", job->state, NULL);
-
-      counts_inc (j, key);
-    }
-  if (hosts != NULL)
-    counts_apply (m->hosts, h);
-  if (vms != NULL)
-    counts_apply (m->vms, v);
-  if (jobs != NULL)
-    counts_apply (m->jobs, j);
 }
 
 /* --- /metrics --------------------------------------------------------------
@@ -274,18 +274,24 @@ static void
 scrape_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
            GHashTable *query, gpointer user_data)
 {
+  static const SchedTable tables[]
+      = { SCHED_TABLE_HOSTS, SCHED_TABLE_VMS, SCHED_TABLE_JOBS };
   SchedMetrics *m = user_data;
-  g_autoptr (GError) e1 = NULL, e2 = NULL, e3 = NULL;
-  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (m->store, &e1);
-  g_autoptr (GPtrArray) vms = sched_store_list_vms (m->store, NULL, &e2);
-  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (m->store, &e3);
   char *text;
 
-  /* A table the store fails to list keeps the gauges of the last scrape
-   * that listed it. */
-  if (e1 != NULL || e2 != NULL || e3 != NULL)
-    g_warning ("metrics: %s", (e1 ? e1 : e2 ? e2 : e3)->message);
-  sched_metrics_refresh (m, hosts, vms, jobs);
+  for (gsize i = 0; i < G_N_ELEMENTS (tables); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (GHashTable) counts
+          = sched_store_count (m->store, tables[i], &error);
+
+      /* A table the store fails to count keeps the gauge of the last
+       * scrape that counted it. */
+      if (counts == NULL)
+        g_warning ("metrics: %s", error->message);
+      else
+        gauge_apply (m, tables[i], counts);
+    }
   text = proto_metrics_render (m->registry);
   soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
   soup_server_message_set_response (msg, "text/plain; version=0.0.4",

@@ -477,8 +477,8 @@ void sched_metrics_snapshot_op (SchedMetrics *m, const char *op, gboolean ok,
 void sched_metrics_refresh (SchedMetrics *m, GPtrArray *hosts, GPtrArray *vms,
                             GPtrArray *jobs);
 /* Serves /metrics on ADDR (HTTPS with TLS, plain HTTP with NULL) in the
- * thread-default main context; each scrape counts STORE's rows
- * (borrowed). sched_metrics_stop ends it. */
+ * thread-default main context; each scrape takes the gauges from STORE's
+ * counts (borrowed; sched_store_count). sched_metrics_stop ends it. */
 gboolean sched_metrics_listen (SchedMetrics *m, SchedStore *store,
                                const char *addr, const ProtoTls *tls,
                                GError **error);

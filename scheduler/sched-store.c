@@ -1,14 +1,37 @@
 /* SchedStore: the generic store API. Every call dispatches through the
  * backend's ops table (SchedStoreOps, sched-store.h); the put, get and
  * delete calls of each table are generated in sched-store.h. The backends
- * are sched-store-sqlite.c and whatever comes next (one file each). */
+ * are sched-store-sqlite.c and whatever comes next (one file each). The
+ * writes also tell the counts (sched-store-counts.c) what they did. */
 #include "sched-store.h"
 
 void
 sched_store_close (SchedStore *store)
 {
-  if (store != NULL)
-    store->ops->close (store);
+  if (store == NULL)
+    return;
+  g_clear_pointer (&store->counts, sched_store_counts_free);
+  store->ops->close (store);
+}
+
+gboolean
+sched_store_put (SchedStore *store, SchedTable table, gconstpointer row,
+                 GError **error)
+{
+  gboolean ok = store->ops->put (store, table, row, error);
+
+  sched_store_counts_put (store->counts, table, row, ok);
+  return ok;
+}
+
+gboolean
+sched_store_remove (SchedStore *store, SchedTable table, const char *key,
+                    GError **error)
+{
+  gboolean ok = store->ops->remove (store, table, key, error);
+
+  sched_store_counts_remove (store->counts, table, key, ok);
+  return ok;
 }
 
 GPtrArray *
@@ -93,23 +116,41 @@ gboolean
 sched_store_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
                         guint *n_deleted, GError **error)
 {
-  return store->ops->prune_jobs (store, before_ms, keep, n_deleted, error);
+  guint n = 0;
+  gboolean ok = store->ops->prune_jobs (store, before_ms, keep, &n, error);
+
+  /* The backend deleted rows it does not name: count the jobs again. */
+  if (!ok || n > 0)
+    sched_store_counts_forget (store->counts, SCHED_TABLE_JOBS);
+  if (n_deleted != NULL)
+    *n_deleted = n;
+  return ok;
 }
 
 gboolean
 sched_store_begin (SchedStore *store, SchedStoreSync sync, GError **error)
 {
-  return store->ops->begin (store, sync, error);
+  gboolean ok = store->ops->begin (store, sync, error);
+
+  /* A count first asked for inside the transaction must know of it. */
+  if (store->counts == NULL)
+    store->counts = sched_store_counts_new ();
+  sched_store_counts_begin (store->counts, ok);
+  return ok;
 }
 
 gboolean
 sched_store_commit (SchedStore *store, GError **error)
 {
-  return store->ops->commit (store, error);
+  gboolean ok = store->ops->commit (store, error);
+
+  sched_store_counts_commit (store->counts, ok);
+  return ok;
 }
 
 void
 sched_store_rollback (SchedStore *store)
 {
   store->ops->rollback (store);
+  sched_store_counts_rollback (store->counts);
 }

@@ -180,6 +180,7 @@ char *sched_snapshot_key (const char *vm, const char *name);
  * Lists are sorted by name (jobs by creation). */
 
 typedef struct _SchedStore SchedStore;
+typedef struct _SchedStoreCounts SchedStoreCounts;
 
 typedef struct
 {
@@ -222,6 +223,9 @@ typedef struct
 struct _SchedStore
 {
   const SchedStoreOps *ops;
+  /* The rows by state, kept by the generic calls (sched-store-counts.c);
+   * NULL until sched_store_count first asks. Backends leave it alone. */
+  SchedStoreCounts *counts;
 };
 
 /* Opens (creating if needed) the SQLite store DIR/drover.db. A file that
@@ -235,6 +239,14 @@ gboolean sched_store_sqlite_pragma (SchedStore *store, const char *name,
 void sched_store_close (SchedStore *store);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
 
+/* Upserts ROW, a row of TABLE, by its key / deletes the row of TABLE with
+ * KEY: the backend's put and remove, and the counts kept up to date. Every
+ * write of a row goes through these (or the typed calls below). */
+gboolean sched_store_put (SchedStore *store, SchedTable table,
+                          gconstpointer row, GError **error);
+gboolean sched_store_remove (SchedStore *store, SchedTable table,
+                             const char *key, GError **error);
+
 /* The typed calls on the table of TYPE rows, one set per table:
  *   gboolean sched_store_put_NOUN (store, const TYPE *row, error)
  *     upserts ROW by its key;
@@ -245,7 +257,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
   static inline gboolean sched_store_put_##noun (                              \
       SchedStore *store, const Type *row, GError **error)                      \
   {                                                                            \
-    return store->ops->put (store, table, row, error);                         \
+    return sched_store_put (store, table, row, error);                         \
   }                                                                            \
   static inline Type *sched_store_get_##noun (SchedStore *store,               \
                                               const char *key, GError **error) \
@@ -255,7 +267,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedStore, sched_store_close)
   static inline gboolean sched_store_delete_##noun (                           \
       SchedStore *store, const char *key, GError **error)                      \
   {                                                                            \
-    return store->ops->remove (store, table, key, error);                      \
+    return sched_store_remove (store, table, key, error);                      \
   }
 
 SCHED_STORE_DEFINE_TABLE (SchedHost, host, SCHED_TABLE_HOSTS)
@@ -295,5 +307,37 @@ gboolean sched_store_begin (SchedStore *store, SchedStoreSync sync,
 gboolean sched_store_commit (SchedStore *store, GError **error);
 /* Undoes an open transaction; nothing if none is open. */
 void sched_store_rollback (SchedStore *store);
+
+/* --- counts (sched-store-counts.c) ------------------------------------- */
+
+/* How many rows of TABLE (SCHED_TABLE_HOSTS, _VMS or _JOBS) there are by
+ * count key (sched_store_count_key), as a new table of key (char *) ->
+ * count (GUINT_TO_POINTER, > 0) that the caller frees. Kept in memory as
+ * the store is written; the first call, and the first after what the
+ * counts cannot follow (a failed write or commit, a rollback, a prune),
+ * lists the table. NULL with ERROR if that listing fails. */
+GHashTable *sched_store_count (SchedStore *store, SchedTable table,
+                               GError **error);
+/* What ROW, a row of TABLE, counts under: a host's or a VM's state, a
+ * job's kind and state joined by '\n'. Caller frees. */
+char *sched_store_count_key (SchedTable table, gconstpointer row);
+/* ROWS (rows of TABLE) counted as sched_store_count counts them. */
+GHashTable *sched_store_counts_of_rows (SchedTable table, GPtrArray *rows);
+
+/* For sched-store.c: the outcome of each write, so the counts follow
+ * (OK FALSE: it failed). COUNTS may be NULL (nothing counted yet). */
+void sched_store_counts_put (SchedStoreCounts *counts, SchedTable table,
+                             gconstpointer row, gboolean ok);
+void sched_store_counts_remove (SchedStoreCounts *counts, SchedTable table,
+                                const char *key, gboolean ok);
+/* TABLE changed in a way the counts cannot follow. */
+void sched_store_counts_forget (SchedStoreCounts *counts, SchedTable table);
+/* BEGIN needs COUNTS (sched_store_counts_new if NULL): a count first asked
+ * for inside the transaction must know of it. */
+SchedStoreCounts *sched_store_counts_new (void);
+void sched_store_counts_begin (SchedStoreCounts *counts, gboolean ok);
+void sched_store_counts_commit (SchedStoreCounts *counts, gboolean ok);
+void sched_store_counts_rollback (SchedStoreCounts *counts);
+void sched_store_counts_free (SchedStoreCounts *counts);
 
 G_END_DECLS

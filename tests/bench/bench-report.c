@@ -13,11 +13,16 @@
  * Prints (after a registration line):
  *   report: agents=N duration=Ds reports=R reports/s=X p50=Ams p99=Bms max=...
  * channels=N ...
+ * and with --cpu-pid PID (the scheduler's), the CPU time that process
+ * used inside the window, which other load on the machine inflates much
+ * less than it slows the throughput:
+ *   report: cpu pid=PID in the window=S s per 1000 reports=M ms
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto.h"
 
@@ -67,10 +72,35 @@ struct _Bench
   guint duration_s;
   guint give_up_id; /* registration deadline */
   char *first_error;
+  int cpu_pid;            /* 0: not measured */
+  gint64 cpu_start_ticks; /* its CPU time at the window's start */
+  gint64 cpu_ticks;       /* ... used inside the window */
 };
 
 static void agent_register (SimAgent *a);
 static gboolean on_window_end (gpointer data);
+
+/* User plus system CPU time of process PID in clock ticks; -1 if it
+ * cannot be read. The fields after the command name, which may hold
+ * spaces, count from its closing parenthesis. */
+static gint64
+cpu_ticks (int pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", pid);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) fields = NULL;
+  const char *p;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL)
+      || (p = strrchr (text, ')')) == NULL)
+    return -1;
+  fields = g_strsplit (p + 2, " ", 14);
+  if (g_strv_length (fields) < 14)
+    return -1;
+  /* state is the first field here; utime and stime the 12th and 13th. */
+  return g_ascii_strtoll (fields[11], NULL, 10)
+         + g_ascii_strtoll (fields[12], NULL, 10);
+}
 static void agent_report (SimAgent *a);
 
 /* A deterministic but varied host, so no two agents look alike. */
@@ -204,6 +234,8 @@ on_registered (const ProtobufCMessage *reply, const GError *error,
           /* The window starts when the last agent is in. */
           b->registered_us = g_get_monotonic_time ();
           b->window_start_us = b->registered_us;
+          if (b->cpu_pid > 0)
+            b->cpu_start_ticks = cpu_ticks (b->cpu_pid);
           b->window_end_us = 0;
           g_source_remove (b->give_up_id);
           g_timeout_add (b->duration_s * 1000, on_window_end, b);
@@ -294,6 +326,13 @@ on_window_end (gpointer data)
 
   b->window_end_us = g_get_monotonic_time ();
   b->stopping = TRUE;
+  if (b->cpu_pid > 0)
+    {
+      gint64 now = cpu_ticks (b->cpu_pid);
+
+      b->cpu_ticks
+          = now >= 0 && b->cpu_start_ticks >= 0 ? now - b->cpu_start_ticks : -1;
+    }
   if (b->n_in_flight == 0)
     g_main_loop_quit (b->loop);
   else /* let the calls in flight finish, but not forever */
@@ -342,6 +381,7 @@ main (int argc, char **argv)
   int n_vms = VMS_PER_AGENT_DEFAULT;
   int interval_ms = 0;
   int register_timeout_s = 120;
+  int cpu_pid = 0;
   GOptionEntry entries[] = {
     { "target", 0, 0, G_OPTION_ARG_STRING, &target, "Scheduler address",
       "ADDR" },
@@ -359,6 +399,10 @@ main (int argc, char **argv)
       "Pause between an agent's reports (0: back to back)", "MS" },
     { "register-timeout", 0, 0, G_OPTION_ARG_INT, &register_timeout_s,
       "Give up if not all registered after S s (120)", "S" },
+    { "cpu-pid", 0, 0, G_OPTION_ARG_INT, &cpu_pid,
+      "Also print the CPU time process PID (the scheduler) used in the "
+      "window",
+      "PID" },
     { NULL }
   };
   g_autoptr (GOptionContext) octx
@@ -387,6 +431,7 @@ main (int argc, char **argv)
   b.n_agents = (guint)n_agents;
   b.interval_ms = interval_ms;
   b.duration_s = (guint)duration_s;
+  b.cpu_pid = cpu_pid;
   b.latencies_us = g_array_sized_new (FALSE, FALSE, sizeof (guint32), 1 << 20);
   b.clients
       = g_ptr_array_new_with_free_func ((GDestroyNotify)proto_client_free);
@@ -453,6 +498,14 @@ main (int argc, char **argv)
           percentile_ms (b.latencies_us, 0.99),
           percentile_ms (b.latencies_us, 1.0), n_agents, n_vms, b.errors,
           b.reregisters);
+  if (b.cpu_pid > 0 && b.cpu_ticks >= 0)
+    {
+      double cpu_s = (double)b.cpu_ticks / sysconf (_SC_CLK_TCK);
+
+      printf ("report: cpu pid=%d in the window=%.2f s per 1000 reports=%.1f "
+              "ms\n",
+              b.cpu_pid, cpu_s, b.reports > 0 ? cpu_s * 1e6 / b.reports : 0.0);
+    }
   if (b.first_error != NULL)
     printf ("report: first error: %s\n", b.first_error);
   if (b.n_in_flight > 0)
