@@ -12,7 +12,9 @@ on a real two-host local cluster, with the disk-checking test guest
 - the job shows its progress (`droverctl job watch`: the sending phase)
   and fails when host2's agent is killed mid-copy: the reservation goes,
   nothing of the clone is left on host2 after its agent restarts (no
-  file, no domain), the source is untouched (same bytes);
+  file, no domain), the source is untouched (same bytes); with host1's
+  (the sender's) agent killed instead, host2 drops the clone at once (the
+  scheduler's abort) and host1 its marks at its restart;
 - a clone from a snapshot of the running source (a chain the source
   flattens first) goes to host2 and equals the snapshot's disk.
 Prints TAP.
@@ -161,38 +163,47 @@ def run_cases(c, tap, tmp):
                 if j["kind"] == "clone" and j["state"] == "done"]
         assert any("host2" in j.get("message", "") for j in jobs), jobs
 
-    def killed_midway():
-        before = sha(image(1, SRC))
-        restart_agent(1, "clone-hold-sending")
-        job = c.ctl_json("vm", "clone", SRC, "xc-kill", "--full", "--host", "host2",
-                         "--detach")
-        watch = {}
+    def killed_midway(victim, name):
+        """The agent of host VICTIM is killed while clone NAME's image
+        travels to host2."""
+        def case():
+            before = sha(image(1, SRC))
+            restart_agent(1, "clone-hold-sending")
+            job = c.ctl_json("vm", "clone", SRC, name, "--full", "--host", "host2",
+                             "--detach")
+            watch = {}
 
-        def follow():
-            watch["p"] = c.ctl("job", "watch", job["id"], check=False, timeout=300)
-        t = threading.Thread(target=follow, daemon=True)
-        t.start()
-        wait_for("the clone sending", lambda: any(
-            j["id"] == job["id"] and "sending" in j.get("message", "")
-            for j in c.ctl_json("jobs")["jobs"]), 120, 0.2)
-        log(f"sending; on host2: {files_on(2, 'xc-kill')}")
-        assert "xc-kill.qcow2.clone" in files_on(2, "xc-kill"), files_on(2, "xc-kill")
-        c.harness("kill-agent", "2", "KILL")
-        t.join(120)
-        p = watch["p"]
-        log("job watch:\n" + (p.stdout + p.stderr).rstrip())
-        assert p.returncode == 1 and "sending" in p.stdout, p.stdout + p.stderr
-        over = [j for j in c.ctl_json("jobs")["jobs"] if j["id"] == job["id"]][0]
-        log(f"job {over['state']}: {over.get('error')}")
-        assert over["state"] == "failed" and over.get("error"), over
-        assert "xc-kill" not in c.vms_by_name(), "the reservation stayed"
-        restart_agent(2)
-        restart_agent(1)
-        wait_for("nothing of the clone on host2",
-                 lambda: not files_on(2, "xc-kill") and "xc-kill" not in c.domains(2), 60)
-        assert not files_on(1, "xc-kill"), files_on(1, "xc-kill")
-        assert sha(image(1, SRC)) == before, "the source's image changed"
-        assert c.vms_by_name()[SRC]["state"] == "shutoff"
+            def follow():
+                watch["p"] = c.ctl("job", "watch", job["id"], check=False, timeout=300)
+            t = threading.Thread(target=follow, daemon=True)
+            t.start()
+            wait_for("the clone sending", lambda: any(
+                j["id"] == job["id"] and "sending" in j.get("message", "")
+                for j in c.ctl_json("jobs")["jobs"]), 120, 0.2)
+            log(f"sending; on host2: {files_on(2, name)}")
+            assert f"{name}.qcow2.clone" in files_on(2, name), files_on(2, name)
+            c.harness("kill-agent", str(victim), "KILL")
+            t.join(120)
+            p = watch["p"]
+            log("job watch:\n" + (p.stdout + p.stderr).rstrip())
+            assert p.returncode == 1 and "sending" in p.stdout, p.stdout + p.stderr
+            over = [j for j in c.ctl_json("jobs")["jobs"] if j["id"] == job["id"]][0]
+            log(f"job {over['state']}: {over.get('error')}")
+            assert over["state"] == "failed" and over.get("error"), over
+            assert name not in c.vms_by_name(), "the reservation stayed"
+            if victim == 1:
+                # host2 was told to abort: nothing left there at once.
+                wait_for(f"nothing of {name} on host2 before any restart",
+                         lambda: not files_on(2, name) and name not in c.domains(2), 60)
+            restart_agent(victim)
+            if victim != 1:
+                restart_agent(1)
+            wait_for(f"nothing of {name} on host2",
+                     lambda: not files_on(2, name) and name not in c.domains(2), 60)
+            wait_for(f"nothing of {name} on host1", lambda: not files_on(1, name), 60)
+            assert sha(image(1, SRC)) == before, "the source's image changed"
+            assert c.vms_by_name()[SRC]["state"] == "shutoff"
+        return case
 
     def from_snapshot():
         c.ctl("vm", "start", SRC)
@@ -222,7 +233,9 @@ def run_cases(c, tap, tmp):
         tap.case("the clone boots on host2 on the source's data, new UUID and MACs",
                  clone_boots)
     tap.case("host2's agent killed mid-copy: job failed, nothing left, source intact",
-             killed_midway)
+             killed_midway(2, "xc-kill"))
+    tap.case("host1's agent killed mid-copy: job failed, host2 aborts, source intact",
+             killed_midway(1, "xc-kill1"))
     tap.case("full clone from a snapshot of the running VM (a chain) to host2",
              from_snapshot)
 
