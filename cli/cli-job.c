@@ -61,22 +61,19 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   static const char *const headers[]
       = { "ID", "KIND", "VM", "STATE", ">PROGRESS", ">AGE", "MESSAGE", NULL };
   gboolean json = FALSE;
-  const GOptionEntry entries[]
-      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-          { NULL } };
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) pages = NULL;
   g_autoptr (CliTable) table = cli_table_new (headers);
   g_autoptr (CliJson) out = cli_json_new ();
   int rc;
 
-  if ((rc = ctl_parse_options_only ("jobs", "[--json]",
-                                    "List every job: create, delete, start, "
-                                    "stop, destroy, migrate, snapshot-create, "
-                                    "snapshot-revert, snapshot-delete, clone; "
-                                    "queued, running, done or failed, with "
-                                    "what happened.",
-                                    entries, argc, argv))
+  if ((rc = ctl_parse_json_only ("jobs",
+                                 "List every job: create, delete, start, "
+                                 "stop, destroy, migrate, snapshot-create, "
+                                 "snapshot-revert, snapshot-delete, clone; "
+                                 "queued, running, done or failed, with "
+                                 "what happened.",
+                                 argc, argv, &json))
       >= 0)
     return rc;
   pages = list_all_jobs (ctl, &error);

@@ -18,28 +18,36 @@ static const char snapshot_usage_text[]
       "Snapshot names follow the VM name rules: 1-63 characters of "
       "[a-z0-9-].\n";
 
-/* Checks that ARGV holds exactly a VM name and, if WANT_SNAPSHOT, a
- * snapshot name; or prints the error and returns FALSE with *RC set. */
-static gboolean
-vm_and_name (const char *usage, int argc, char **argv, gboolean want_snapshot,
-             int *rc)
+/* Parses the options of the verb that USAGE ("snapshot SUB PARAMS")
+ * describes, then checks that *ARGV holds exactly a VM name and, if
+ * WANT_SNAPSHOT, a snapshot name. Returns -1 to go on (*ARGC, *ARGV
+ * reduced to the positional arguments), or the exit code to return. */
+static int
+snapshot_parse (const char *usage, const char *summary,
+                const GOptionEntry *entries, gboolean want_snapshot, int *argc,
+                char ***argv)
 {
+  const char *params = strchr (usage + strlen ("snapshot "), ' ') + 1;
+  g_autofree char *verb = g_strndup (usage, (gsize)(params - 1 - usage));
   g_autoptr (GError) error = NULL;
   int want = want_snapshot ? 3 : 2;
+  char **args;
+  int rc;
 
-  if (argc < 2)
-    *rc = ctl_usage_error (usage, "missing VM name");
-  else if (argc < want)
-    *rc = ctl_usage_error (usage, "missing snapshot name");
-  else if (argc > want)
-    *rc = ctl_usage_error (usage, "unexpected argument '%s'", argv[want]);
-  else if (!proto_name_validate ("VM", argv[1], &error)
-           || (want_snapshot
-               && !proto_name_validate ("snapshot", argv[2], &error)))
-    *rc = ctl_usage_error (usage, "%s", error->message);
-  else
-    return TRUE;
-  return FALSE;
+  if ((rc = ctl_parse_options (verb, params, summary, entries, argc, argv))
+      >= 0)
+    return rc;
+  args = *argv;
+  if (*argc < 2)
+    return ctl_usage_error (usage, "missing VM name");
+  if (*argc < want)
+    return ctl_usage_error (usage, "missing snapshot name");
+  if (*argc > want)
+    return ctl_usage_error (usage, "unexpected argument '%s'", args[want]);
+  if (!proto_name_validate ("VM", args[1], &error)
+      || (want_snapshot && !proto_name_validate ("snapshot", args[2], &error)))
+    return ctl_usage_error (usage, "%s", error->message);
+  return -1;
 }
 
 int
@@ -107,17 +115,15 @@ snapshot_create (Ctl *ctl, int argc, char **argv)
   g_autofree char *what = NULL;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (
-           "snapshot create", strchr (&CREATE_USAGE[9], ' ') + 1,
+  if ((rc = snapshot_parse (
+           CREATE_USAGE,
            "Take a snapshot of a VM, running or stopped: disk-only by "
            "default (an external qcow2 overlay, the guest keeps running), "
            "with --memory also its RAM and devices. Follows the job to the "
            "end; exit 0 when done, 1 if it failed (the VM then runs as "
            "before). Ctrl-C stops following, not the snapshot.",
-           entries, &argc, &argv))
+           entries, TRUE, &argc, &argv))
       >= 0)
-    return rc;
-  if (!vm_and_name (CREATE_USAGE, argc, argv, TRUE, &rc))
     return rc;
   if (!cli_snapshot_check_description (description, &error))
     return ctl_usage_error (CREATE_USAGE, "%s", error->message);
@@ -154,9 +160,8 @@ snapshot_revert_delete (Ctl *ctl, gboolean revert, int argc, char **argv)
   g_autofree char *what = NULL;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (
-           revert ? "snapshot revert" : "snapshot delete",
-           strchr (usage + 9, ' ') + 1,
+  if ((rc = snapshot_parse (
+           usage,
            revert ? "Return a VM to a snapshot: its disks as they were then "
                     "and, for a memory snapshot, the guest resumed where it "
                     "was (no reboot). Later snapshots stay (a branch). "
@@ -165,10 +170,8 @@ snapshot_revert_delete (Ctl *ctl, gboolean revert, int argc, char **argv)
                     "needs it (live, while the VM runs); no other snapshot "
                     "loses data. Follows the job; Ctrl-C stops following, "
                     "not the merge.",
-           entries, &argc, &argv))
+           entries, TRUE, &argc, &argv))
       >= 0)
-    return rc;
-  if (!vm_and_name (usage, argc, argv, TRUE, &rc))
     return rc;
   req.vm = argv[1];
   req.name = argv[2];
@@ -213,14 +216,12 @@ snapshot_list (Ctl *ctl, int argc, char **argv)
   const Drover__V1__ListSnapshotsReply *reply;
   int rc = 0;
 
-  if ((rc = ctl_parse_options (
-           "snapshot list", "VM [--json]",
+  if ((rc = snapshot_parse (
+           usage,
            "List a VM's snapshots as a tree: children indented under their "
            "parent, the one the VM runs on now marked '*'.",
-           entries, &argc, &argv))
+           entries, FALSE, &argc, &argv))
       >= 0)
-    return rc;
-  if (!vm_and_name (usage, argc, argv, FALSE, &rc))
     return rc;
   if ((rc = list_of (ctl, argv[1], &msg)) >= 0)
     return rc;
@@ -271,12 +272,9 @@ snapshot_show (Ctl *ctl, int argc, char **argv)
   const Drover__V1__Snapshot *s = NULL;
   int rc = 0;
 
-  if ((rc = ctl_parse_options ("snapshot show", "VM NAME [--json]",
-                               "Show one snapshot of a VM.", entries, &argc,
-                               &argv))
+  if ((rc = snapshot_parse (usage, "Show one snapshot of a VM.", entries, TRUE,
+                            &argc, &argv))
       >= 0)
-    return rc;
-  if (!vm_and_name (usage, argc, argv, TRUE, &rc))
     return rc;
   if ((rc = list_of (ctl, argv[1], &msg)) >= 0)
     return rc;

@@ -180,6 +180,18 @@ ctl_parse_options_only (const char *verb, const char *params,
   return -1;
 }
 
+int
+ctl_parse_json_only (const char *verb, const char *summary, int argc,
+                     char **argv, gboolean *json)
+{
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, json, "Print JSON", NULL },
+          { NULL } };
+
+  return ctl_parse_options_only (verb, "[--json]", summary, entries, argc,
+                                 argv);
+}
+
 ProtoClient *
 ctl_client (Ctl *ctl, GError **error)
 {
@@ -272,16 +284,11 @@ ctl_list (Ctl *ctl, const char *verb, const char *summary, guint method,
           ProtobufCMessage **reply)
 {
   gboolean json = FALSE;
-  const GOptionEntry entries[]
-      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
-          { NULL } };
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   int rc;
 
-  if ((rc = ctl_parse_options_only (verb, "[--json]", summary, entries, argc,
-                                    argv))
-      >= 0)
+  if ((rc = ctl_parse_json_only (verb, summary, argc, argv, &json)) >= 0)
     return rc;
   msg = ctl_call (ctl, method, request, 0, &error);
   if (msg == NULL)

@@ -46,6 +46,11 @@ int ctl_parse_options_only (const char *verb, const char *params,
                             const char *summary, const GOptionEntry *entries,
                             int argc, char **argv);
 
+/* ctl_parse_options_only for a verb whose one option is --json (into
+ * *JSON): "VERB [--json]". */
+int ctl_parse_json_only (const char *verb, const char *summary, int argc,
+                         char **argv, gboolean *json);
+
 /* One blocking call to the scheduler, with the --timeout deadline (or
  * TIMEOUT_MS if larger). Connects on first use. The reply is freed by
  * the caller (g_autoptr (ProtobufCMessage)). */

@@ -1,5 +1,6 @@
-/* The external tools the storage library drives (qemu-img), run
- * synchronously with their error text kept for the operator. */
+/* The external tool the storage library drives (qemu-img): run
+ * synchronously with its error text kept for the operator, and the one
+ * way a new image is made (refusals first, no partial file left). */
 #include "stor-private.h"
 
 #include <glib/gstdio.h>
