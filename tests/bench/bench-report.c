@@ -14,8 +14,9 @@
  *   report: agents=N duration=Ds reports=R reports/s=X p50=Ams p99=Bms max=...
  * channels=N ...
  * and with --cpu-pid PID (the scheduler's), the CPU time that process
- * used inside the window, which other load on the machine inflates much
- * less than it slows the throughput:
+ * used inside the window: its own work only, which the load generator
+ * and other work on the machine do not take from it (contention still
+ * inflates it):
  *   report: cpu pid=PID in the window=S s per 1000 reports=M ms
  */
 #include <math.h>
