@@ -3,13 +3,14 @@
 local cluster, through droverctl, with the disk-checking test guest
 (drover.disk=check) telling at each boot which disk state it sees.
 
-- S1, the guest writes on, S2; `migrate --to host2` while the guest
-  writes: it runs on host2 afterwards, `snapshot list` there shows S1 and
-  S2 with S2 current, its disk is DATA2/snapshots/VM/N.qcow2 whose chain
-  lies in host2's data directory only, and host1 has no file of the VM
-  left;
+- S1, the guest writes on, S2, then a memory snapshot M1; `migrate --to
+  host2` while the guest writes: it runs on host2 afterwards, `snapshot
+  list` there shows the same tree (S1 <- S2 <- M1, M1 current), its disk
+  is DATA2/snapshots/VM/N.qcow2 whose chain lies in host2's data
+  directory only, and host1 has no file of the VM left;
 - on host2, revert to S1: the guest boots on exactly S1's data; revert
-  to S2: S2's;
+  to S2: S2's; revert to M1: no boot, the heartbeat counter goes on from
+  M1's value (its memory file came along);
 - the destination agent killed (fault point) while the chain's files come
   in: the migration fails, the VM keeps running on its host with both
   snapshots and goes on writing; host1, restarted, has no file of the VM.
@@ -34,6 +35,8 @@ VM = "mig-snap"
 WRITTEN = re.compile(r"^DROVER-GUEST disk gen (\d+) written\r?$", re.M)
 FOUND = re.compile(r"^DROVER-GUEST disk found blocks=(\d+) ok=(\d+) bad=(\d+) "
                    r"blank=(\d+) gen_min=(\d+) gen_max=(\d+)\r?$", re.M)
+HB = re.compile(r"^HB (\d+) \d+\r?\n", re.M)
+TREE = {"s1", "s2", "m1"}
 BAD_CONSOLE = re.compile(r"I/O error|blk_update_request|Buffer I/O|BUG:|Oops|"
                          r"Kernel panic")
 
@@ -110,8 +113,12 @@ def run_cases(c, tap, tmp):
         st["g1"] = take("s1")
         wait_gen_after(st["g1"] + 1)
         st["g2"] = take("s2")
+        st["hb0"] = int(HB.findall(console())[-1])
+        c.ctl("snapshot", "create", VM, "m1", "--memory", timeout=900)
+        st["hb1"] = int(HB.findall(console())[-1])
         snaps = by_name()
-        assert set(snaps) == {"s1", "s2"} and snaps["s2"].get("current"), snaps
+        assert set(snaps) == TREE and snaps["m1"].get("current"), snaps
+        assert snaps["m1"].get("memory") and snaps["m1"]["parent"] == "s2", snaps
         st["files1"] = files_of(1)
         log(f"s1 after generation {st['g1']}, s2 after {st['g2']}; host1 files "
             f"{st['files1']}")
@@ -141,8 +148,9 @@ def run_cases(c, tap, tmp):
         assert not [f for f in files_of(2) if f.endswith(".incoming")], files_of(2)
         wait_for("no file of the VM left on host1", lambda: files_of(1) == [] or None, 30)
         snaps = wait_for("the tree on host2", lambda: (
-            by_name() if set(by_name()) == {"s1", "s2"} else None), 60)
-        assert snaps["s2"].get("current") and snaps["s2"]["parent"] == "s1", snaps
+            by_name() if set(by_name()) == TREE else None), 60)
+        assert snaps["m1"].get("current") and snaps["m1"]["parent"] == "s2", snaps
+        assert snaps["s2"]["parent"] == "s1" and snaps["m1"].get("memory"), snaps
         text = c.ctl("snapshot", "list", VM).stdout
         log("snapshot list on host2:\n" + text.rstrip())
         wait_gen_after(g + 1)
@@ -161,7 +169,27 @@ def run_cases(c, tap, tmp):
             assert bad == 0 and blank == 0 and ok == blocks, (name, ok, bad, blank)
             assert g <= gmin <= gmax <= g + 1, (name, g, gmin, gmax)
             assert host_index() == 2
-            assert set(by_name()) == {"s1", "s2"}
+            assert set(by_name()) == TREE
+
+    def memory_revert():
+        boots = console().count("DROVER-GUEST up")
+        seen = len(HB.findall(console()))
+        c.ctl("snapshot", "revert", VM, "m1", timeout=900)
+
+        def jumped():
+            """The heartbeats from where the counter stopped counting on
+            by one (the restore: back or forward, the guest ran a while
+            since its last boot)."""
+            hb = [int(x) for x in HB.findall(console())]
+            jump = [i for i in range(max(seen, 1), len(hb)) if hb[i] != hb[i - 1] + 1]
+            return jump and hb[jump[-1]:]
+
+        resumed = wait_for("the heartbeat counter jumping to m1's", jumped, 120)
+        log(f"memory snapshot during HB {st['hb0']}..{st['hb1']}; after the "
+            f"revert on host2 HB {resumed[0]}..")
+        assert console().count("DROVER-GUEST up") == boots, "the guest booted again"
+        assert st["hb0"] <= resumed[0] <= st["hb1"] + 10, (st["hb0"], st["hb1"], resumed[:3])
+        assert by_name()["m1"].get("current")
 
     def restart_agent(i, faults=None):
         c.harness("kill-agent", str(i), "TERM", check=False)
@@ -176,7 +204,7 @@ def run_cases(c, tap, tmp):
         """The VM is on host2 now: migrate it back to host1 whose agent
         dies once the first image of the chain is in."""
         restart_agent(1, "mig-chain-crash-receiving")
-        g = max(written())
+        n = len(written())
         for _ in range(10):
             # The scheduler's channel to a restarted agent backs off a
             # while: only a PrepareIncoming that could not reach it is
@@ -193,8 +221,10 @@ def run_cases(c, tap, tmp):
         w = wait_for("VM still on host2", lambda: (
             c.where(VM) if c.where(VM) == {2: ("yes", "running")} else None), 60)
         assert w == {2: ("yes", "running")}, w
-        assert set(by_name()) == {"s1", "s2"}
-        wait_gen_after(g + 1)
+        assert set(by_name()) == TREE
+        # Still writing (after the memory revert its generation numbers
+        # are m1's, below the highest seen).
+        wait_for("generations written on", lambda: len(written()) > n + 1, 120)
         no_bad_console()
         c.harness("start-agent", "1", check=False)
         wait_for("host1 up", lambda: c.hosts_by_name()["host1"]["state"] == "up"
@@ -202,12 +232,15 @@ def run_cases(c, tap, tmp):
         wait_for("nothing of the VM on host1", lambda: files_of(1) == [] or None, 30)
         assert 1 not in c.where(VM), c.where(VM)
 
-    if not tap.case("a guest with a checkable disk and snapshots s1, s2", boot):
+    if not tap.case("a guest with a checkable disk and snapshots s1, s2, m1 (memory)",
+                    boot):
         return
     if not tap.case("migrate to host2 while writing: the chain and the tree follow, "
                     "host1 keeps nothing", migrate):
         return
     tap.case("on host2 revert to s1, then s2: each one's data", reverts)
+    tap.case("on host2 revert to the memory snapshot m1: no boot, the counter "
+             "goes on from m1's", memory_revert)
     tap.case("destination killed while the chain comes in: the VM stays, "
              "nothing left there", killed_destination)
 
