@@ -21,12 +21,12 @@ typedef struct
 static void
 print_json_line (const ProtobufCMessage *msg)
 {
-  g_autoptr (CliJson) json = cli_json_new ();
+  g_autoptr (ProtoJson) json = proto_json_new (TRUE);
   const char *text;
   g_autoptr (GString) line = g_string_new (NULL);
 
-  cli_json_message (json, msg);
-  text = cli_json_get (json);
+  proto_json_message (json, msg);
+  text = proto_json_get (json);
   for (const char *p = text; *p; p++)
     {
       if (*p == '\n')

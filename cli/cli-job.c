@@ -64,7 +64,7 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) pages = NULL;
   g_autoptr (CliTable) table = cli_table_new (headers);
-  g_autoptr (CliJson) out = cli_json_new ();
+  g_autoptr (ProtoJson) out = proto_json_new (TRUE);
   int rc;
 
   if ((rc = ctl_parse_json_only ("jobs",
@@ -81,9 +81,9 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
     return ctl_fail (error);
 
   /* One listing of every page: {"jobs": [...]} as one reply would be. */
-  cli_json_begin_object (out);
-  cli_json_key (out, "jobs");
-  cli_json_begin_array (out);
+  proto_json_begin_object (out);
+  proto_json_key (out, "jobs");
+  proto_json_begin_array (out);
   for (guint p = 0; p < pages->len; p++)
     {
       const Drover__V1__ListJobsReply *reply = pages->pdata[p];
@@ -93,7 +93,7 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
           const Drover__V1__Job *job = reply->jobs[i];
           const char *text_msg = job->error[0] ? job->error : job->message;
 
-          cli_json_message (out, &job->base);
+          proto_json_message (out, &job->base);
           cli_table_add_take (table, g_strdup (job->id), g_strdup (job->kind),
                               g_strdup (job->vm), g_strdup (job->state),
                               format_progress (job->progress),
@@ -101,8 +101,8 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
                               g_strdup (text_msg));
         }
     }
-  cli_json_end_array (out);
-  cli_json_end_object (out);
+  proto_json_end_array (out);
+  proto_json_end_object (out);
   if (!json)
     return ctl_print_table (table);
   ctl_print_json (out);

@@ -7,6 +7,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "drover.pb-c.h"
+#include "proto-json.h"
 
 G_BEGIN_DECLS
 
@@ -35,46 +36,6 @@ const char *cli_transport_hint (gboolean insecure, int code,
  * proto_format_size. */
 gboolean cli_parse_size (const char *what, const char *text, guint64 *out,
                          GError **error);
-
-/* --- JSON -------------------------------------------------------------- */
-
-/* Appends TEXT to OUT as a JSON string literal (with quotes). Control
- * characters are escaped; invalid UTF-8 becomes U+FFFD, so the result is
- * always valid JSON. */
-void cli_json_escape (GString *out, const char *text);
-
-/* A streaming JSON writer. Commas and two-space indentation are handled
- * by the writer; the caller only opens, closes and writes values. Misuse
- * (a value in an object without a key) is a programming error. */
-typedef struct _CliJson CliJson;
-
-CliJson *cli_json_new (void);
-void cli_json_free (CliJson *json);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (CliJson, cli_json_free)
-
-void cli_json_begin_object (CliJson *json);
-void cli_json_end_object (CliJson *json);
-void cli_json_begin_array (CliJson *json);
-void cli_json_end_array (CliJson *json);
-/* Names the next value inside an object. */
-void cli_json_key (CliJson *json, const char *key);
-void cli_json_string (CliJson *json, const char *value);
-void cli_json_int (CliJson *json, gint64 value);
-void cli_json_uint (CliJson *json, guint64 value);
-/* NaN and infinities become null (JSON has no spelling for them). */
-void cli_json_double (CliJson *json, double value);
-void cli_json_bool (CliJson *json, gboolean value);
-void cli_json_null (CliJson *json);
-
-/* Writes MSG as an object whose keys are the .proto field names (already
- * snake_case). Every field is written, proto3 defaults included; absent
- * sub-messages are null, repeated fields arrays, 64-bit integers numbers,
- * bytes base64 strings, enums their names. */
-void cli_json_message (CliJson *json, const ProtobufCMessage *msg);
-
-/* Returns the text written so far, with a trailing newline, and resets
- * nothing. Valid JSON only once every container is closed. */
-const char *cli_json_get (CliJson *json);
 
 /* --- tables ------------------------------------------------------------ */
 

@@ -264,17 +264,17 @@ ctl_call (Ctl *ctl, guint method, const ProtobufCMessage *request,
 }
 
 void
-ctl_print_json (CliJson *json)
+ctl_print_json (ProtoJson *json)
 {
-  fputs (cli_json_get (json), stdout);
+  fputs (proto_json_get (json), stdout);
 }
 
 void
 ctl_print_message_json (const ProtobufCMessage *msg)
 {
-  g_autoptr (CliJson) json = cli_json_new ();
+  g_autoptr (ProtoJson) json = proto_json_new (TRUE);
 
-  cli_json_message (json, msg);
+  proto_json_message (json, msg);
   ctl_print_json (json);
 }
 

@@ -66,7 +66,7 @@ void ctl_hint_transport (const Ctl *ctl, GError *error);
 ProtoClient *ctl_client (Ctl *ctl, GError **error);
 
 /* Prints JSON held in JSON to stdout. */
-void ctl_print_json (CliJson *json);
+void ctl_print_json (ProtoJson *json);
 void ctl_print_message_json (const ProtobufCMessage *msg);
 
 /* The common part of every listing verb (VERB takes no arguments but

@@ -78,17 +78,13 @@ reply_json (SoupServerMessage *msg, guint status, char *json_take)
 static void
 reply_error (SoupServerMessage *msg, guint status, const char *message)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = NULL;
+  ProtoJson *json = proto_json_new (FALSE);
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "error");
-  json_builder_add_string_value (b, message);
-  json_builder_end_object (b);
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  reply_json (msg, status, json_generator_to_data (gen, NULL));
+  proto_json_begin_object (json);
+  proto_json_key (json, "error");
+  proto_json_string (json, message);
+  proto_json_end_object (json);
+  reply_json (msg, status, proto_json_free_to_string (json));
 }
 
 /* Fails MSG with 401 unless someone is logged in. */
@@ -278,9 +274,7 @@ migrate_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
   const char *vm, *to;
   ProtoRole role = 0;
   Drover__V1__Job jmsg;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) out = NULL;
+  ProtoJson *json;
 
   if (!require_login (dash, msg, &role, &name))
     return;
@@ -320,10 +314,9 @@ migrate_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
                   job->dest_host ? job->dest_host : "?",
                   name && *name ? name : "an operator");
   sched_job_msg (job, &jmsg);
-  sched_json_message (b, &jmsg.base);
-  out = json_builder_get_root (b);
-  json_generator_set_root (gen, out);
-  reply_json (msg, SOUP_STATUS_ACCEPTED, json_generator_to_data (gen, NULL));
+  json = proto_json_new (FALSE);
+  proto_json_message (json, &jmsg.base);
+  reply_json (msg, SOUP_STATUS_ACCEPTED, proto_json_free_to_string (json));
 }
 
 /* --- server-sent events ------------------------------------------------- */

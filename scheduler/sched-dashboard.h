@@ -12,6 +12,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "proto-json.h"
 #include "sched-private.h"
 
 G_BEGIN_DECLS
@@ -86,10 +87,6 @@ typedef struct
   double value;
 } SchedSample;
 
-/* Adds MSG to B as an object: the .proto field names, every field,
- * absent sub-messages null, repeated fields arrays, 64-bit integers
- * numbers, bytes base64, non-finite doubles null. */
-void sched_json_message (JsonBuilder *b, const ProtobufCMessage *msg);
 /* EVENT as one line of JSON. Caller frees. */
 char *sched_dashboard_event_json (const Drover__V1__Event *event);
 /* The page's whole state as JSON: who is looking (ROLE, NAME), hosts with

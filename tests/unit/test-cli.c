@@ -88,7 +88,7 @@ static char *
 escaped (const char *text)
 {
   GString *s = g_string_new (NULL);
-  cli_json_escape (s, text);
+  proto_json_escape (s, text);
   return g_string_free (s, FALSE);
 }
 
@@ -123,29 +123,29 @@ test_json_escape (void)
 static void
 test_json_writer (void)
 {
-  g_autoptr (CliJson) j = cli_json_new ();
+  g_autoptr (ProtoJson) j = proto_json_new (TRUE);
 
-  cli_json_begin_object (j);
-  cli_json_key (j, "name");
-  cli_json_string (j, "a\"b");
-  cli_json_key (j, "list");
-  cli_json_begin_array (j);
-  cli_json_int (j, -3);
-  cli_json_uint (j, G_MAXUINT64);
-  cli_json_double (j, 0.25);
-  cli_json_double (j, NAN);
-  cli_json_bool (j, TRUE);
-  cli_json_null (j);
-  cli_json_end_array (j);
-  cli_json_key (j, "empty");
-  cli_json_begin_object (j);
-  cli_json_end_object (j);
-  cli_json_key (j, "none");
-  cli_json_begin_array (j);
-  cli_json_end_array (j);
-  cli_json_end_object (j);
+  proto_json_begin_object (j);
+  proto_json_key (j, "name");
+  proto_json_string (j, "a\"b");
+  proto_json_key (j, "list");
+  proto_json_begin_array (j);
+  proto_json_int (j, -3);
+  proto_json_uint (j, G_MAXUINT64);
+  proto_json_double (j, 0.25);
+  proto_json_double (j, NAN);
+  proto_json_bool (j, TRUE);
+  proto_json_null (j);
+  proto_json_end_array (j);
+  proto_json_key (j, "empty");
+  proto_json_begin_object (j);
+  proto_json_end_object (j);
+  proto_json_key (j, "none");
+  proto_json_begin_array (j);
+  proto_json_end_array (j);
+  proto_json_end_object (j);
 
-  g_assert_cmpstr (cli_json_get (j), ==,
+  g_assert_cmpstr (proto_json_get (j), ==,
                    "{\n"
                    "  \"name\": \"a\\\"b\",\n"
                    "  \"list\": [\n"
@@ -161,6 +161,27 @@ test_json_writer (void)
                    "}\n");
 }
 
+/* The dashboard's form: one line, no spaces, no trailing newline. */
+static void
+test_json_compact (void)
+{
+  ProtoJson *j = proto_json_new (FALSE);
+  g_autofree char *text = NULL;
+
+  proto_json_begin_object (j);
+  proto_json_key (j, "a");
+  proto_json_begin_array (j);
+  proto_json_int (j, 1);
+  proto_json_string (j, "x\ny");
+  proto_json_end_array (j);
+  proto_json_key (j, "b");
+  proto_json_begin_object (j);
+  proto_json_end_object (j);
+  proto_json_end_object (j);
+  text = proto_json_free_to_string (j);
+  g_assert_cmpstr (text, ==, "{\"a\":[1,\"x\\ny\"],\"b\":{}}");
+}
+
 static void
 test_json_message (void)
 {
@@ -170,8 +191,8 @@ test_json_message (void)
   Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
   Drover__V1__Host *hosts[] = { &h1, &h2 };
   Drover__V1__ConsoleChunk chunk = DROVER__V1__CONSOLE_CHUNK__INIT;
-  g_autoptr (CliJson) j = cli_json_new ();
-  g_autoptr (CliJson) jc = cli_json_new ();
+  g_autoptr (ProtoJson) j = proto_json_new (TRUE);
+  g_autoptr (ProtoJson) jc = proto_json_new (TRUE);
   const char *out;
 
   info.name = "node-1";
@@ -187,8 +208,8 @@ test_json_message (void)
   reply.n_hosts = 2;
   reply.hosts = hosts;
 
-  cli_json_message (j, &reply.base);
-  out = cli_json_get (j);
+  proto_json_message (j, &reply.base);
+  out = proto_json_get (j);
   g_assert_true (
       g_str_has_prefix (out, "{\n  \"hosts\": [\n    {\n      \"info\": {\n"));
   test_assert_contains (
@@ -202,9 +223,9 @@ test_json_message (void)
   chunk.data.len = 3;
   chunk.next_offset = 3;
   chunk.size = 3;
-  cli_json_message (jc, &chunk.base);
+  proto_json_message (jc, &chunk.base);
   g_assert_cmpstr (
-      cli_json_get (jc), ==,
+      proto_json_get (jc), ==,
       "{\n  \"data\": \"aGkK\",\n  \"next_offset\": 3,\n  \"size\": 3\n}\n");
 }
 
@@ -667,6 +688,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/size/invalid", test_size_invalid);
   g_test_add_func ("/cli/json/escape", test_json_escape);
   g_test_add_func ("/cli/json/writer", test_json_writer);
+  g_test_add_func ("/cli/json/compact", test_json_compact);
   g_test_add_func ("/cli/json/message", test_json_message);
   g_test_add_func ("/cli/table/render", test_table);
   g_test_add_func ("/cli/table/empty", test_table_empty);

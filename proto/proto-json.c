@@ -1,6 +1,6 @@
-/* A small JSON writer for droverctl's --json output. Hand-written on
- * GString so the CLI needs no JSON library. */
-#include "cli.h"
+/* A small JSON writer on GString (see proto-json.h): droverctl's --json
+ * output and the scheduler's dashboard documents. */
+#include "proto-json.h"
 
 #include <math.h>
 
@@ -9,17 +9,18 @@ typedef struct
 {
   gboolean is_object;
   guint n_items; /* values written so far in this container */
-} CliJsonLevel;
+} ProtoJsonLevel;
 
-struct _CliJson
+struct _ProtoJson
 {
   GString *out;
-  GArray *stack;     /* CliJsonLevel */
+  GArray *stack;     /* ProtoJsonLevel */
   gboolean have_key; /* a key was written and waits for its value */
+  gboolean pretty;   /* newlines and indentation, ": " after keys */
 };
 
 void
-cli_json_escape (GString *out, const char *text)
+proto_json_escape (GString *out, const char *text)
 {
   const char *p = text ? text : "";
 
@@ -68,17 +69,18 @@ cli_json_escape (GString *out, const char *text)
   g_string_append_c (out, '"');
 }
 
-CliJson *
-cli_json_new (void)
+ProtoJson *
+proto_json_new (gboolean pretty)
 {
-  CliJson *json = g_new0 (CliJson, 1);
+  ProtoJson *json = g_new0 (ProtoJson, 1);
+  json->pretty = pretty;
   json->out = g_string_new (NULL);
-  json->stack = g_array_new (FALSE, FALSE, sizeof (CliJsonLevel));
+  json->stack = g_array_new (FALSE, FALSE, sizeof (ProtoJsonLevel));
   return json;
 }
 
 void
-cli_json_free (CliJson *json)
+proto_json_free (ProtoJson *json)
 {
   if (json == NULL)
     return;
@@ -87,17 +89,19 @@ cli_json_free (CliJson *json)
   g_free (json);
 }
 
-static CliJsonLevel *
-top (CliJson *json)
+static ProtoJsonLevel *
+top (ProtoJson *json)
 {
   if (json->stack->len == 0)
     return NULL;
-  return &g_array_index (json->stack, CliJsonLevel, json->stack->len - 1);
+  return &g_array_index (json->stack, ProtoJsonLevel, json->stack->len - 1);
 }
 
 static void
-newline_indent (CliJson *json)
+newline_indent (ProtoJson *json)
 {
+  if (!json->pretty)
+    return;
   g_string_append_c (json->out, '\n');
   for (guint i = 0; i < json->stack->len; i++)
     g_string_append (json->out, "  ");
@@ -106,9 +110,9 @@ newline_indent (CliJson *json)
 /* Everything that precedes a value: comma and indentation in an array;
  * in an object the key already did that. */
 static void
-before_value (CliJson *json)
+before_value (ProtoJson *json)
 {
-  CliJsonLevel *lvl = top (json);
+  ProtoJsonLevel *lvl = top (json);
 
   if (lvl == NULL)
     return;
@@ -124,23 +128,23 @@ before_value (CliJson *json)
 }
 
 void
-cli_json_key (CliJson *json, const char *key)
+proto_json_key (ProtoJson *json, const char *key)
 {
-  CliJsonLevel *lvl = top (json);
+  ProtoJsonLevel *lvl = top (json);
 
   g_return_if_fail (lvl != NULL && lvl->is_object && !json->have_key);
   if (lvl->n_items++ > 0)
     g_string_append_c (json->out, ',');
   newline_indent (json);
-  cli_json_escape (json->out, key);
-  g_string_append (json->out, ": ");
+  proto_json_escape (json->out, key);
+  g_string_append (json->out, json->pretty ? ": " : ":");
   json->have_key = TRUE;
 }
 
 static void
-begin (CliJson *json, gboolean is_object)
+begin (ProtoJson *json, gboolean is_object)
 {
-  CliJsonLevel lvl = { is_object, 0 };
+  ProtoJsonLevel lvl = { is_object, 0 };
 
   before_value (json);
   g_string_append_c (json->out, is_object ? '{' : '[');
@@ -148,9 +152,9 @@ begin (CliJson *json, gboolean is_object)
 }
 
 static void
-end (CliJson *json, gboolean is_object)
+end (ProtoJson *json, gboolean is_object)
 {
-  CliJsonLevel *lvl = top (json);
+  ProtoJsonLevel *lvl = top (json);
   guint n;
 
   g_return_if_fail (lvl != NULL && lvl->is_object == is_object
@@ -163,49 +167,49 @@ end (CliJson *json, gboolean is_object)
 }
 
 void
-cli_json_begin_object (CliJson *json)
+proto_json_begin_object (ProtoJson *json)
 {
   begin (json, TRUE);
 }
 void
-cli_json_end_object (CliJson *json)
+proto_json_end_object (ProtoJson *json)
 {
   end (json, TRUE);
 }
 void
-cli_json_begin_array (CliJson *json)
+proto_json_begin_array (ProtoJson *json)
 {
   begin (json, FALSE);
 }
 void
-cli_json_end_array (CliJson *json)
+proto_json_end_array (ProtoJson *json)
 {
   end (json, FALSE);
 }
 
 void
-cli_json_string (CliJson *json, const char *value)
+proto_json_string (ProtoJson *json, const char *value)
 {
   before_value (json);
-  cli_json_escape (json->out, value);
+  proto_json_escape (json->out, value);
 }
 
 void
-cli_json_int (CliJson *json, gint64 value)
+proto_json_int (ProtoJson *json, gint64 value)
 {
   before_value (json);
   g_string_append_printf (json->out, "%" G_GINT64_FORMAT, value);
 }
 
 void
-cli_json_uint (CliJson *json, guint64 value)
+proto_json_uint (ProtoJson *json, guint64 value)
 {
   before_value (json);
   g_string_append_printf (json->out, "%" G_GUINT64_FORMAT, value);
 }
 
 void
-cli_json_double (CliJson *json, double value)
+proto_json_double (ProtoJson *json, double value)
 {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
 
@@ -221,14 +225,14 @@ cli_json_double (CliJson *json, double value)
 }
 
 void
-cli_json_bool (CliJson *json, gboolean value)
+proto_json_bool (ProtoJson *json, gboolean value)
 {
   before_value (json);
   g_string_append (json->out, value ? "true" : "false");
 }
 
 void
-cli_json_null (CliJson *json)
+proto_json_null (ProtoJson *json)
 {
   before_value (json);
   g_string_append (json->out, "null");
@@ -237,7 +241,7 @@ cli_json_null (CliJson *json)
 /* One value of FIELD stored at P (a pointer into the message or into a
  * repeated field's array). */
 static void
-field_value (CliJson *json, const ProtobufCFieldDescriptor *field,
+field_value (ProtoJson *json, const ProtobufCFieldDescriptor *field,
              const void *p)
 {
   switch (field->type)
@@ -245,29 +249,29 @@ field_value (CliJson *json, const ProtobufCFieldDescriptor *field,
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-      cli_json_int (json, *(const int32_t *)p);
+      proto_json_int (json, *(const int32_t *)p);
       break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-      cli_json_int (json, *(const int64_t *)p);
+      proto_json_int (json, *(const int64_t *)p);
       break;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-      cli_json_uint (json, *(const uint32_t *)p);
+      proto_json_uint (json, *(const uint32_t *)p);
       break;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-      cli_json_uint (json, *(const uint64_t *)p);
+      proto_json_uint (json, *(const uint64_t *)p);
       break;
     case PROTOBUF_C_TYPE_FLOAT:
-      cli_json_double (json, *(const float *)p);
+      proto_json_double (json, *(const float *)p);
       break;
     case PROTOBUF_C_TYPE_DOUBLE:
-      cli_json_double (json, *(const double *)p);
+      proto_json_double (json, *(const double *)p);
       break;
     case PROTOBUF_C_TYPE_BOOL:
-      cli_json_bool (json, *(const protobuf_c_boolean *)p);
+      proto_json_bool (json, *(const protobuf_c_boolean *)p);
       break;
     case PROTOBUF_C_TYPE_ENUM:
       {
@@ -275,32 +279,32 @@ field_value (CliJson *json, const ProtobufCFieldDescriptor *field,
         const ProtobufCEnumValue *ev
             = protobuf_c_enum_descriptor_get_value (ed, *(const int *)p);
         if (ev != NULL)
-          cli_json_string (json, ev->name);
+          proto_json_string (json, ev->name);
         else
-          cli_json_int (json, *(const int *)p);
+          proto_json_int (json, *(const int *)p);
         break;
       }
     case PROTOBUF_C_TYPE_STRING:
-      cli_json_string (json, *(char *const *)p);
+      proto_json_string (json, *(char *const *)p);
       break;
     case PROTOBUF_C_TYPE_BYTES:
       {
         const ProtobufCBinaryData *bd = p;
         g_autofree char *b64 = g_base64_encode (bd->data, bd->len);
-        cli_json_string (json, b64);
+        proto_json_string (json, b64);
         break;
       }
     case PROTOBUF_C_TYPE_MESSAGE:
       {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)p;
         if (sub == NULL)
-          cli_json_null (json);
+          proto_json_null (json);
         else
-          cli_json_message (json, sub);
+          proto_json_message (json, sub);
         break;
       }
     default:
-      cli_json_null (json);
+      proto_json_null (json);
     }
 }
 
@@ -338,40 +342,52 @@ element_size (ProtobufCType type)
 }
 
 void
-cli_json_message (CliJson *json, const ProtobufCMessage *msg)
+proto_json_message (ProtoJson *json, const ProtobufCMessage *msg)
 {
   const ProtobufCMessageDescriptor *desc = msg->descriptor;
   const char *base = (const char *)msg;
 
-  cli_json_begin_object (json);
+  proto_json_begin_object (json);
   for (unsigned i = 0; i < desc->n_fields; i++)
     {
       const ProtobufCFieldDescriptor *f = &desc->fields[i];
-      cli_json_key (json, f->name);
+      proto_json_key (json, f->name);
       if (f->label == PROTOBUF_C_LABEL_REPEATED)
         {
           gsize n = *(const size_t *)(base + f->quantifier_offset);
           const char *arr = *(char *const *)(base + f->offset);
           gsize esz = element_size (f->type);
-          cli_json_begin_array (json);
+          proto_json_begin_array (json);
           for (gsize j = 0; j < n && esz > 0; j++)
             field_value (json, f, arr + j * esz);
-          cli_json_end_array (json);
+          proto_json_end_array (json);
         }
       else
         {
           field_value (json, f, base + f->offset);
         }
     }
-  cli_json_end_object (json);
+  proto_json_end_object (json);
 }
 
 const char *
-cli_json_get (CliJson *json)
+proto_json_get (ProtoJson *json)
 {
   /* Add the newline once, after the last top-level value. */
-  if (json->stack->len == 0 && json->out->len > 0
+  if (json->pretty && json->stack->len == 0 && json->out->len > 0
       && json->out->str[json->out->len - 1] != '\n')
     g_string_append_c (json->out, '\n');
   return json->out->str;
+}
+
+char *
+proto_json_free_to_string (ProtoJson *json)
+{
+  char *text;
+
+  proto_json_get (json);
+  text = g_string_free (json->out, FALSE);
+  g_array_unref (json->stack);
+  g_free (json);
+  return text;
 }
