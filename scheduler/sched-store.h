@@ -35,7 +35,12 @@ typedef struct
   Drover__V1__HostInfo *info; /* never NULL */
   char *state;                /* PROTO_HOST_UP / PROTO_HOST_DOWN */
   gint64 last_seen_ms;
+  char *maintenance; /* "" in service, SCHED_HOST_DRAINING or
+                      * SCHED_HOST_MAINTENANCE (droverctl host drain) */
 } SchedHost;
+
+#define SCHED_HOST_DRAINING "draining"
+#define SCHED_HOST_MAINTENANCE "maintenance"
 
 typedef struct
 {
