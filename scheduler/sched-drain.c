@@ -110,8 +110,7 @@ set_maintenance (SchedService *svc, SchedHost *host, const char *state,
 {
   g_autofree char *old = g_strdup (host->maintenance);
 
-  g_free (host->maintenance);
-  host->maintenance = g_strdup (state);
+  sched_host_set_maintenance (host, state);
   if (!sched_store_put_host (svc->store, host, error))
     return FALSE;
   sched_events_emit (svc->events, SCHED_EVENT_HOST_MAINTENANCE, NULL,
@@ -505,8 +504,7 @@ drain_check (SchedService *svc, const char *name, gboolean stop_unmovable,
     return FALSE;
   sched_migrator_add_reservations (svc->migrator, vms);
   /* Placement as it will be: the host out of service. */
-  g_free (host->maintenance);
-  host->maintenance = g_strdup (SCHED_HOST_DRAINING);
+  sched_host_set_maintenance (host, SCHED_HOST_DRAINING);
   if (!drain_fits (svc, hosts, vms, name, &local) && !stop_unmovable)
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY,

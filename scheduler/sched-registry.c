@@ -145,8 +145,7 @@ keep_maintenance (SchedHost *host, const SchedHost *old)
 {
   if (old == NULL)
     return;
-  g_free (host->maintenance);
-  host->maintenance = g_strdup (old->maintenance);
+  sched_host_set_maintenance (host, old->maintenance);
 }
 
 gboolean

@@ -212,6 +212,13 @@ sched_vm_set_state (SchedVm *vm, const char *state)
 }
 
 void
+sched_host_set_maintenance (SchedHost *host, const char *state)
+{
+  g_free (host->maintenance);
+  host->maintenance = dup_str (state);
+}
+
+void
 sched_vm_free (SchedVm *vm)
 {
   sched_row_free (VM_TYPE, vm);
