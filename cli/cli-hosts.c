@@ -40,17 +40,20 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
                               NULL);
           continue;
         }
-      cli_table_add_take (table, g_strdup (info->name), g_strdup (h->state),
-                          g_strdup (info->address), g_strdup (info->accel),
-                          g_strdup_printf ("%u", info->cpus),
-                          g_strdup_printf ("%u", h->vcpus_used),
-                          g_strdup_printf ("%s/%s", used, total),
-                          proto_format_size (info->memory_free),
-                          proto_format_size (info->data_free),
-                          g_strdup_printf ("%u", h->vm_count),
-                          g_strdup (info->libvirt_version),
-                          g_strdup (info->qemu_version),
-                          g_strdup (info->kvm_usable ? "yes" : "no"));
+      cli_table_add_take (
+          table, g_strdup (info->name),
+          h->maintenance && h->maintenance[0]
+              ? g_strdup_printf ("%s, %s", h->state, h->maintenance)
+              : g_strdup (h->state),
+          g_strdup (info->address), g_strdup (info->accel),
+          g_strdup_printf ("%u", info->cpus),
+          g_strdup_printf ("%u", h->vcpus_used),
+          g_strdup_printf ("%s/%s", used, total),
+          proto_format_size (info->memory_free),
+          proto_format_size (info->data_free),
+          g_strdup_printf ("%u", h->vm_count), g_strdup (info->libvirt_version),
+          g_strdup (info->qemu_version),
+          g_strdup (info->kvm_usable ? "yes" : "no"));
     }
   return ctl_print_table (table);
 }

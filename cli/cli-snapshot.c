@@ -78,8 +78,7 @@ ctl_start_storage_job (Ctl *ctl, guint method, const ProtobufCMessage *request,
     }
   return ctl_watch_job (
       ctl, job->id,
-      g_str_equal (job->kind, PROTO_JOB_KIND_CLONE) ? "clone" : "snapshot",
-      json);
+      g_str_has_prefix (job->kind, "snapshot") ? "snapshot" : job->kind, json);
 }
 
 /* --- create ------------------------------------------------------------ */

@@ -33,6 +33,11 @@ static const char usage_text[]
       "Verbs:\n"
       "  hosts [--json]                      list hosts (state, load, "
       "accelerator)\n"
+      "  host drain HOST [--wait] [--stop-unmovable] [--json]\n"
+      "                                      move a host's running VMs away "
+      "and put it\n"
+      "                                      in maintenance\n"
+      "  host undrain HOST [--json]          return a host to service\n"
       "  vm create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K "
       "--initrd I\n"
       "            --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
@@ -413,6 +418,7 @@ main (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   static const CtlCommand verbs[] = {
     { "hosts", ctl_cmd_hosts },
+    { "host", ctl_cmd_host },
     { "vm", ctl_cmd_vm },
     { "jobs", ctl_cmd_jobs },
     { "job", ctl_cmd_job },

@@ -109,6 +109,7 @@ char *ctl_format_age (gint64 ms);
 
 /* Verbs. ARGV[0] is the verb itself. */
 int ctl_cmd_hosts (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_host (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_jobs (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_job (Ctl *ctl, int argc, char **argv);
@@ -126,7 +127,7 @@ int ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv);
 int ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json);
 
 /* Calls METHOD (one that returns a Job: CreateSnapshot, RevertSnapshot,
- * DeleteSnapshot, CloneVm) with REQUEST; prints "job ID: WHAT" and
+ * DeleteSnapshot, CloneVm, DrainHost) with REQUEST; prints "job ID: WHAT" and
  * follows it with ctl_watch_job (a progress line), or with DETACH prints
  * the job and how to follow it and returns 0 at once. JSON: only the
  * final job (with DETACH: the job as started) as JSON. */

@@ -24,6 +24,7 @@ G_BEGIN_DECLS
 #define PROTO_JOB_KIND_SNAPSHOT_REVERT "snapshot-revert"
 #define PROTO_JOB_KIND_SNAPSHOT_DELETE "snapshot-delete"
 #define PROTO_JOB_KIND_CLONE "clone"
+#define PROTO_JOB_KIND_DRAIN "drain" /* vm "", source_host the host */
 
 /* Job.state. A job only moves forward: queued -> running -> done | failed. */
 #define PROTO_JOB_QUEUED "queued"

@@ -39,6 +39,7 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_HOST_REGISTERED "host.registered"
 #define SCHED_EVENT_HOST_UP "host.up"
 #define SCHED_EVENT_HOST_DOWN "host.down"
+#define SCHED_EVENT_HOST_MAINTENANCE "host.maintenance"
 #define SCHED_EVENT_JOB_STARTED "job.started"
 #define SCHED_EVENT_JOB_PROGRESS "job.progress"
 #define SCHED_EVENT_JOB_ENDED "job.ended"

@@ -40,7 +40,9 @@ static const double ratio_buckets[]
 /* The states every scrape shows (0 when none), so a state that empties
  * reads 0 rather than vanishing; a state or kind not listed here still
  * shows while something is in it. */
-static const char *const host_states[] = { PROTO_HOST_UP, PROTO_HOST_DOWN };
+static const char *const host_states[]
+    = { PROTO_HOST_UP "\n" SCHED_HOST_IN_SERVICE,
+        PROTO_HOST_DOWN "\n" SCHED_HOST_IN_SERVICE };
 static const char *const vm_states[]
     = { PROTO_VM_RUNNING,     PROTO_VM_BLOCKED, PROTO_VM_PAUSED,
         PROTO_VM_SHUTDOWN,    PROTO_VM_SHUTOFF, PROTO_VM_CRASHED,
@@ -50,7 +52,7 @@ static const char *const job_kinds[] = {
   PROTO_JOB_KIND_CREATE,          PROTO_JOB_KIND_DELETE,
   PROTO_JOB_KIND_MIGRATE,         PROTO_JOB_KIND_SNAPSHOT_CREATE,
   PROTO_JOB_KIND_SNAPSHOT_REVERT, PROTO_JOB_KIND_SNAPSHOT_DELETE,
-  PROTO_JOB_KIND_CLONE,
+  PROTO_JOB_KIND_CLONE,           PROTO_JOB_KIND_DRAIN,
 };
 static const char *const snap_ops[]
     = { "create", "revert", "delete", "clone", "template" };
@@ -64,6 +66,7 @@ sched_metrics_new (void)
 {
   static const char *const state[] = { "state", NULL };
   static const char *const kind_state[] = { "kind", "state", NULL };
+  static const char *const state_service[] = { "state", "service", NULL };
   static const char *const result[] = { "result", NULL };
   static const char *const op_result[] = { "op", "result", NULL };
   static const char *const op[] = { "op", NULL };
@@ -74,9 +77,11 @@ sched_metrics_new (void)
       m->registry, "drover_scheduler_reports_total",
       "Host reports (ReportHost) the scheduler accepted", PROTO_METRIC_COUNTER,
       NULL, NULL, 0);
-  m->hosts = proto_metrics_declare (m->registry, "drover_scheduler_hosts",
-                                    "Hosts the scheduler knows, by state",
-                                    PROTO_METRIC_GAUGE, state, NULL, 0);
+  m->hosts = proto_metrics_declare (
+      m->registry, "drover_scheduler_hosts",
+      "Hosts the scheduler knows, by state (up, down) and service "
+      "(in-service, draining, maintenance)",
+      PROTO_METRIC_GAUGE, state_service, NULL, 0);
   m->vms = proto_metrics_declare (m->registry, "drover_scheduler_vms",
                                   "VMs the scheduler knows, by state",
                                   PROTO_METRIC_GAUGE, state, NULL, 0);

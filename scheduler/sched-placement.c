@@ -1,7 +1,8 @@
 /* Placement: which host runs a new VM. Pure functions over the host and
  * VM tables, so they are tested without a store or a network.
  *
- * Candidates are the hosts that are up. Filters: accelerator, vCPUs
+ * Candidates are the hosts that are up and in service (not draining, not
+ * in maintenance). Filters: accelerator, vCPUs
  * (with overcommit), memory (with a per-host reserve) and disk. Weight:
  * spread, the host with the largest free memory fraction plus free vCPU
  * fraction after placement wins; ties go to the smallest name so the
@@ -58,6 +59,9 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
 
   if (strcmp (host->state, PROTO_HOST_UP) != 0)
     return g_strdup (host->state[0] ? host->state : PROTO_HOST_DOWN);
+  /* Out of service: a drain empties it, maintenance keeps it empty. */
+  if (host->maintenance != NULL && host->maintenance[0] != '\0')
+    return g_strdup_printf ("host is %s", host->maintenance);
 
   if (spec->accel[0] != '\0' && strcmp (spec->accel, info->accel) != 0)
     return g_strdup_printf ("accelerator is %s, VM needs %s",

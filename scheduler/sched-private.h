@@ -231,6 +231,7 @@ struct _SchedService
   SchedAgents *agents;         /* main context; agent clients */
   SchedMigrator *migrator;     /* main context; migrations */
   SchedSnapshots *snapshots;   /* main context; snapshots, clones, templates */
+  struct _SchedDrains *drains; /* main context; host drains */
   SchedEvents *events;         /* main context; the event stream */
   struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */
   struct _SchedDashboard *dashboard; /* main context; the web dashboard */
@@ -246,6 +247,11 @@ struct _SchedService
  * the files holding them can declare them in one line each. */
 typedef void SchedHandler (ProtoServerCall *call,
                            const ProtobufCMessage *request, gpointer user_data);
+
+/* Fills MSG (a Drover__V1__Host, initialised) from ROW (a SchedHost) and
+ * VMS (every SchedVm, for its usage); MSG borrows ROW's memory. A
+ * SchedMsgFill. */
+void sched_host_msg (gconstpointer row, gpointer msg, gpointer vms);
 
 /* Fails CALL with ERROR's message and its status (sched_error_to_status). */
 void sched_call_fail (ProtoServerCall *call, const GError *error);

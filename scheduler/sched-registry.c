@@ -138,6 +138,16 @@ lookup_host (SchedRegistry *reg, const char *name, GError **error)
   return host;
 }
 
+/* An agent's register or report rewrites its host's row: a drain or a
+ * maintenance the operator set outlives it (and the agent's restart). */
+static void
+keep_maintenance (SchedHost *host, const SchedHost *old)
+{
+  if (old == NULL)
+    return;
+  sched_host_set_maintenance (host, old->maintenance);
+}
+
 gboolean
 sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
                          GError **error)
@@ -153,6 +163,7 @@ sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
       return FALSE;
     }
   host = sched_host_new (info, PROTO_HOST_UP, sched_registry_now (reg));
+  keep_maintenance (host, old);
   if (!sched_store_put_host (reg->store, host, error))
     return FALSE;
 
@@ -474,6 +485,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
     }
 
   host = sched_host_new (info, PROTO_HOST_UP, now);
+  keep_maintenance (host, old);
   if (host->address[0] == '\0')
     {
       g_free (host->address);

@@ -22,6 +22,7 @@ static const SchedField host_fields[] = {
   MSG_FIELD (SchedHost, info, MSG, drover__v1__host_info__descriptor),
   FIELD (SchedHost, state, TEXT),
   FIELD (SchedHost, last_seen_ms, INT64),
+  FIELD (SchedHost, maintenance, TEXT),
 };
 
 static const SchedField vm_fields[] = {
@@ -154,6 +155,7 @@ sched_host_new (const Drover__V1__HostInfo *info, const char *state,
   host->address = dup_str (info->address);
   host->state = dup_str (state);
   host->last_seen_ms = last_seen_ms;
+  host->maintenance = g_strdup ("");
   return host;
 }
 
@@ -207,6 +209,13 @@ sched_vm_set_state (SchedVm *vm, const char *state)
 {
   g_free (vm->state);
   vm->state = dup_str (state);
+}
+
+void
+sched_host_set_maintenance (SchedHost *host, const char *state)
+{
+  g_free (host->maintenance);
+  host->maintenance = dup_str (state);
 }
 
 void

@@ -16,6 +16,7 @@
  * MigrateOut call breaks, and reports say where the VM is.
  */
 #include "sched-dashboard.h"
+#include "sched-drain.h"
 
 #include <string.h>
 
@@ -156,7 +157,9 @@ recover (SchedService *svc, GError **error)
     {
       SchedJob *job = jobs->pdata[i];
 
-      if (proto_job_state_is_final (job->state))
+      /* A drain goes on: sched_drains_start resumes it. */
+      if (proto_job_state_is_final (job->state)
+          || strcmp (job->kind, PROTO_JOB_KIND_DRAIN) == 0)
         continue;
       g_free (job->state);
       job->state = g_strdup (PROTO_JOB_FAILED);
@@ -233,6 +236,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                       config->max_migrations_out,
                                       config->max_migrations_in);
   svc->snapshots = sched_snapshots_new (svc);
+  svc->drains = sched_drains_new (svc);
   if (!recover (svc, error))
     return NULL;
   /* The table was bounded when the last process stopped: the first prune
@@ -275,6 +279,8 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_DELETE_SNAPSHOT, sched_snap_handle_delete, svc },
     { DROVER_SCHED_METHOD_CLONE_VM, sched_snap_handle_clone, svc },
     { DROVER_SCHED_METHOD_MAKE_TEMPLATE, sched_snap_handle_template, svc },
+    { DROVER_SCHED_METHOD_DRAIN_HOST, sched_drain_handle_drain, svc },
+    { DROVER_SCHED_METHOD_UNDRAIN_HOST, sched_drain_handle_undrain, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
@@ -287,7 +293,8 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
   proto_server_set_authz (svc->server, DROVER_SCHED_SERVICE, proto_sched_authz,
                           proto_sched_authz_len);
   proto_server_set_metrics (svc->server, sched_metrics_registry (svc->metrics));
-  if (!proto_server_start (svc->server, listen, svc->tls, error))
+  if (!proto_server_start (svc->server, listen, svc->tls, error)
+      || !sched_drains_start (svc->drains, error))
     return FALSE;
   if (svc->metrics_listen != NULL
       && !sched_metrics_listen (svc->metrics, svc->store, svc->metrics_listen,
@@ -354,6 +361,10 @@ sched_service_stop (SchedService *svc)
   svc->stopped = TRUE;
   if (svc->metrics != NULL)
     sched_metrics_stop (svc->metrics);
+  /* Before the migrator fails its queue: a drain must not take those
+   * failures for VMs that cannot move; it resumes in the next process. */
+  if (svc->drains != NULL)
+    sched_drains_stop (svc->drains);
   if (svc->migrator != NULL)
     sched_migrator_stop (svc->migrator);
   if (svc->snapshots != NULL)
@@ -388,6 +399,7 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->agents, sched_agents_free);
   g_clear_pointer (&svc->migrator, sched_migrator_free);
   g_clear_pointer (&svc->snapshots, sched_snapshots_free);
+  g_clear_pointer (&svc->drains, sched_drains_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);
   g_clear_pointer (&svc->dashboard, sched_dashboard_free);
   g_clear_pointer (&svc->events, sched_events_free);

@@ -49,7 +49,15 @@ sched_store_count_key (SchedTable table, gconstpointer row)
   switch (table)
     {
     case SCHED_TABLE_HOSTS:
-      return g_strdup (((const SchedHost *)row)->state);
+      {
+        const SchedHost *host = row;
+
+        return g_strconcat (host->state, "\n",
+                            host->maintenance && host->maintenance[0]
+                                ? host->maintenance
+                                : SCHED_HOST_IN_SERVICE,
+                            NULL);
+      }
     case SCHED_TABLE_VMS:
       return g_strdup (((const SchedVm *)row)->state);
     case SCHED_TABLE_JOBS:

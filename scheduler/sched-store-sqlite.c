@@ -24,7 +24,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 3
+#define SCHED_DB_SCHEMA_VERSION 4
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -105,6 +105,10 @@ static const char schema_v3[]
       "  created_ms INTEGER NOT NULL,"
       "  info BLOB NOT NULL);"
       "CREATE INDEX snapshots_by_vm ON snapshots (vm);";
+
+/* Version 3 -> 4: hosts taken out of service (issue 15). */
+static const char schema_v4[]
+    = "ALTER TABLE hosts ADD COLUMN maintenance TEXT NOT NULL DEFAULT '';";
 
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
@@ -281,6 +285,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
       if ((version < 1 && !sqlite_exec (self, schema_v1, error))
           || (version < 2 && !sqlite_exec (self, schema_v2, error))
           || (version < 3 && !sqlite_exec (self, schema_v3, error))
+          || (version < 4 && !sqlite_exec (self, schema_v4, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {

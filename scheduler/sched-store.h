@@ -35,7 +35,13 @@ typedef struct
   Drover__V1__HostInfo *info; /* never NULL */
   char *state;                /* PROTO_HOST_UP / PROTO_HOST_DOWN */
   gint64 last_seen_ms;
+  char *maintenance; /* "" in service, SCHED_HOST_DRAINING or
+                      * SCHED_HOST_MAINTENANCE (droverctl host drain) */
 } SchedHost;
+
+#define SCHED_HOST_IN_SERVICE "in-service" /* the metrics' word for "" */
+#define SCHED_HOST_DRAINING "draining"
+#define SCHED_HOST_MAINTENANCE "maintenance"
 
 typedef struct
 {
@@ -149,6 +155,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedVm, sched_vm_free)
 /* Replaces VM->status with a copy of STATUS (may be NULL). */
 void sched_vm_set_status (SchedVm *vm, const Drover__V1__VmStatus *status);
 void sched_vm_set_state (SchedVm *vm, const char *state);
+/* HOST's service state: "", SCHED_HOST_DRAINING, SCHED_HOST_MAINTENANCE. */
+void sched_host_set_maintenance (SchedHost *host, const char *state);
 
 /* TRUE if HOST is up, else SCHED_ERROR_UNAVAILABLE "host '...' is down". */
 gboolean sched_host_check_up (const SchedHost *host, GError **error);
@@ -318,8 +326,9 @@ void sched_store_rollback (SchedStore *store);
  * lists the table. NULL with ERROR if that listing fails. */
 GHashTable *sched_store_count (SchedStore *store, SchedTable table,
                                GError **error);
-/* What ROW, a row of TABLE, counts under: a host's or a VM's state, a
- * job's kind and state joined by '\n'. Caller frees. */
+/* What ROW, a row of TABLE, counts under: a host's state and service
+ * state (SCHED_HOST_IN_SERVICE for ""), a VM's state, a job's kind and
+ * state, joined by '\n'. Caller frees. */
 char *sched_store_count_key (SchedTable table, gconstpointer row);
 /* ROWS (rows of TABLE) counted as sched_store_count counts them. */
 GHashTable *sched_store_counts_of_rows (SchedTable table, GPtrArray *rows);

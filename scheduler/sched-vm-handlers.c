@@ -93,8 +93,8 @@ refuse_if_migrating (SchedService *svc, ProtoServerCall *call, const char *name)
 /* Fills the (initialised) Host message MSG_OUT with HOST's memory,
  * borrowed, and the usage of the VMS (GPtrArray of SchedVm) placed on it
  * (a SchedMsgFill). */
-static void
-host_msg (gconstpointer row, gpointer msg_out, gpointer vms)
+void
+sched_host_msg (gconstpointer row, gpointer msg_out, gpointer vms)
 {
   const SchedHost *host = row;
   Drover__V1__Host *msg = msg_out;
@@ -108,6 +108,7 @@ host_msg (gconstpointer row, gpointer msg_out, gpointer vms)
   msg->vm_count = count;
   msg->vcpus_used = vcpus;
   msg->memory_used = memory;
+  msg->maintenance = host->maintenance;
 }
 
 void
@@ -122,8 +123,8 @@ sched_vm_handle_list_hosts (ProtoServerCall *call,
 
   if (hosts != NULL)
     vms = sched_store_list_vms (svc->store, NULL, &error);
-  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL, host_msg, vms,
-                         error);
+  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL, sched_host_msg,
+                         vms, error);
 }
 
 void

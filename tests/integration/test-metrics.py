@@ -228,8 +228,8 @@ def run_cases(c, tap, tmp):
     def scheduler_series():
         body = metrics(sched)
         promtool(body)
-        assert sample(body, 'drover_scheduler_hosts{state="up"}') == 2
-        assert sample(body, 'drover_scheduler_hosts{state="down"}') == 0
+        assert sample(body, 'drover_scheduler_hosts{state="up",service="in-service"}') == 2
+        assert sample(body, 'drover_scheduler_hosts{state="down",service="in-service"}') == 0
         assert sample(body, 'drover_scheduler_vms{state="running"}') == 1
         assert sample(body, 'drover_scheduler_jobs{kind="create",state="done"}') == 1
         assert sample(body, "drover_scheduler_reports_total") > 0

@@ -215,8 +215,9 @@ test_json_message (void)
   test_assert_contains (
       out, "\"name\": \"node-1\"", "\"memory_total\": 8589934592,",
       "\"kvm_usable\": true,", "\"cpu_model\": \"Quoted \\\"CPU\\\"\"",
-      "\"last_seen_ms\": 1700000000123,", "\"memory_used\": 1073741824\n",
-      "\"info\": null,", "\"state\": \"down\"", "\"data_free\": 0", NULL);
+      "\"last_seen_ms\": 1700000000123,", "\"memory_used\": 1073741824,",
+      "\"maintenance\": \"\"\n", "\"info\": null,", "\"state\": \"down\"",
+      "\"data_free\": 0", NULL);
   g_assert_true (g_str_has_suffix (out, "  ]\n}\n"));
 
   chunk.data.data = (guint8 *)"hi\n";

@@ -23,7 +23,9 @@ check() {
   fi
 }
 
-check "droverctl " "hosts vm snapshot jobs job migrate help"
+check "droverctl " "hosts host vm snapshot jobs job migrate help"
+check "droverctl host " "drain undrain"
+check "droverctl host drain h1 --s" "--stop-unmovable"
 check "droverctl --ve" "--version"
 check "droverctl --insecure j" "jobs job"
 check "droverctl job " "watch cancel"

@@ -30,6 +30,8 @@ test_refresh (void)
   test_sched_add_host (hosts, "host1", PROTO_HOST_UP, 4, GiB, GiB, "tcg");
   test_sched_add_host (hosts, "host2", PROTO_HOST_UP, 4, GiB, GiB, "tcg");
   test_sched_add_host (hosts, "host3", PROTO_HOST_DOWN, 4, GiB, GiB, "tcg");
+  test_sched_add_host (hosts, "host4", PROTO_HOST_UP, 4, GiB, GiB, "tcg");
+  sched_host_set_maintenance (hosts->pdata[3], SCHED_HOST_DRAINING);
   test_sched_add_vm (vms, "a", "host1", PROTO_VM_RUNNING, 1, MiB, 0);
   test_sched_add_vm (vms, "b", "host1", PROTO_VM_MISSING, 1, MiB, 0);
   test_sched_add_vm (vms, "c", "host2", PROTO_VM_RUNNING, 1, MiB, 0);
@@ -41,8 +43,9 @@ test_refresh (void)
   sched_metrics_refresh (m, hosts, vms, jobs);
   text = render (m);
   test_assert_lines (
-      text, "drover_scheduler_hosts{state=\"up\"} 2",
-      "drover_scheduler_hosts{state=\"down\"} 1",
+      text, "drover_scheduler_hosts{state=\"up\",service=\"in-service\"} 2",
+      "drover_scheduler_hosts{state=\"down\",service=\"in-service\"} 1",
+      "drover_scheduler_hosts{state=\"up\",service=\"draining\"} 1",
       "drover_scheduler_vms{state=\"running\"} 2",
       "drover_scheduler_vms{state=\"missing\"} 1",
       "drover_scheduler_vms{state=\"paused\"} 0",
@@ -54,13 +57,14 @@ test_refresh (void)
 
   /* The next refresh replaces the counts; the backup job is gone. */
   g_ptr_array_set_size (jobs, 1);
+  g_ptr_array_remove_index (hosts, 3);
   g_ptr_array_remove_index (hosts, 2);
   sched_metrics_refresh (m, hosts, NULL, jobs);
   text = render (m);
-  test_assert_lines (text, "drover_scheduler_hosts{state=\"down\"} 0",
-                     "drover_scheduler_vms{state=\"running\"} 2",
-                     "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 0",
-                     NULL);
+  test_assert_lines (
+      text, "drover_scheduler_hosts{state=\"down\",service=\"in-service\"} 0",
+      "drover_scheduler_vms{state=\"running\"} 2",
+      "drover_scheduler_jobs{kind=\"create\",state=\"done\"} 0", NULL);
   g_assert_null (strstr (text, "kind=\"backup\""));
   sched_metrics_free (m);
 }
@@ -181,7 +185,9 @@ test_scrape (TestSchedStore *f, gconstpointer data)
                          sched_metrics_get_port (m));
   scrape (&s, uri);
   g_assert_cmpuint (s.status, ==, 200);
-  test_assert_lines (s.body, "drover_scheduler_hosts{state=\"up\"} 1", NULL);
+  test_assert_lines (
+      s.body, "drover_scheduler_hosts{state=\"up\",service=\"in-service\"} 1",
+      NULL);
   g_free (s.body);
 
   /* Counted anew at each scrape. */
@@ -189,7 +195,9 @@ test_scrape (TestSchedStore *f, gconstpointer data)
   f->now += 10 * TEST_SCHED_INTERVAL_MS;
   g_assert_true (sched_registry_check_liveness (f->reg, &error) == 1);
   scrape (&s, uri);
-  test_assert_lines (s.body, "drover_scheduler_hosts{state=\"down\"} 1", NULL);
+  test_assert_lines (
+      s.body, "drover_scheduler_hosts{state=\"down\",service=\"in-service\"} 1",
+      NULL);
   g_free (s.body);
 
   g_clear_pointer (&uri, g_free);

@@ -7,6 +7,10 @@
 
 typedef TestSchedStore Fixture;
 
+/* A host's count key: its state and its service state. */
+#define UP_KEY PROTO_HOST_UP "\n" SCHED_HOST_IN_SERVICE
+#define DOWN_KEY PROTO_HOST_DOWN "\n" SCHED_HOST_IN_SERVICE
+
 static const SchedTable counted[]
     = { SCHED_TABLE_HOSTS, SCHED_TABLE_VMS, SCHED_TABLE_JOBS };
 
@@ -132,7 +136,7 @@ test_follows_registry (Fixture *f, gconstpointer data)
   g_assert_true (sched_registry_register (f->reg, &h1, &error));
   g_assert_true (sched_registry_register (f->reg, &h2, &error));
   g_assert_no_error (error);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 2);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 2);
   report (f, "host1", 1, web, PROTO_VM_RUNNING);
   assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 3);
   report (f, "host1", 2, two, PROTO_VM_PAUSED);
@@ -146,7 +150,7 @@ test_follows_registry (Fixture *f, gconstpointer data)
   report (f, "host1", 3, two, PROTO_VM_RUNNING);
   f->now += 2 * TEST_SCHED_INTERVAL_MS;
   g_assert_cmpuint (sched_registry_check_liveness (f->reg, &error), ==, 1);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, DOWN_KEY, 1);
   assert_recount (f->store);
 
   g_assert_true (sched_store_delete_vm (f->store, "web3", &error));
@@ -154,7 +158,7 @@ test_follows_registry (Fixture *f, gconstpointer data)
   g_assert_true (sched_store_delete_host (f->store, "host2", &error));
   g_assert_no_error (error);
   assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_MISSING, 0);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN, 0);
+  assert_count (f->store, SCHED_TABLE_HOSTS, DOWN_KEY, 0);
   assert_recount (f->store);
 
   put_job (f->store, "j1", PROTO_JOB_KIND_MIGRATE, PROTO_JOB_RUNNING, 10);
@@ -183,7 +187,7 @@ test_rollback (Fixture *f, gconstpointer data)
 
   put_host (f->store, "host1", PROTO_HOST_UP);
   put_vm (f->store, "web1", PROTO_VM_RUNNING);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 1);
   assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 1);
 
   g_assert_true (
@@ -195,7 +199,7 @@ test_rollback (Fixture *f, gconstpointer data)
   /* Inside the transaction the counts see its writes. */
   assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED, 2);
   sched_store_rollback (f->store);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 1);
   assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_PAUSED, 0);
   assert_count (f->store, SCHED_TABLE_VMS, PROTO_VM_RUNNING, 1);
   assert_recount (f->store);
@@ -219,17 +223,17 @@ test_kept_in_memory (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
 
   put_host (f->store, "host1", PROTO_HOST_UP);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 1);
   other = sched_store_open_sqlite (f->dir, &error);
   g_assert_no_error (error);
   put_host (other, "host2", PROTO_HOST_UP);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 1);
   /* A write the counts follow moves only its own row. */
   put_host (f->store, "host1", PROTO_HOST_DOWN);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 0);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 0);
   sched_store_counts_forget (f->store->counts, SCHED_TABLE_HOSTS);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_UP, 1);
-  assert_count (f->store, SCHED_TABLE_HOSTS, PROTO_HOST_DOWN, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, UP_KEY, 1);
+  assert_count (f->store, SCHED_TABLE_HOSTS, DOWN_KEY, 1);
 }
 
 /* Random puts, deletes, transactions and prunes over a few rows of each
