@@ -37,9 +37,9 @@ G_BEGIN_DECLS
 
 /* Caps on what a manifest may hold; a manifest beyond any is refused. */
 #define STOR_REPO_MAX_DISKS 64
-#define STOR_REPO_MAX_DISK_SIZE (G_GUINT64_CONSTANT (64) << 40) /* 64 TiB */
+#define STOR_REPO_MAX_DISK_SIZE (G_GUINT64_CONSTANT (16) << 40) /* 16 TiB */
 #define STOR_REPO_MAX_XML (1024 * 1024)                         /* domain XML */
-#define STOR_REPO_MAX_MANIFEST (G_GSIZE_CONSTANT (1) << 30)     /* file bytes */
+#define STOR_REPO_MAX_MANIFEST (512 * 1024 * 1024)              /* file bytes */
 #define STOR_REPO_MAX_ID 96 /* a backup id, see stor_repo_id_validate */
 
 /* gc never sweeps a chunk touched less than this long before the oldest
@@ -345,7 +345,8 @@ typedef struct
   guint64 raw_bytes;    /* raw bytes of those chunks */
   guint64 stored_bytes; /* their file sizes */
   guint backups;
-  guint64 logical_bytes;    /* disk bytes referenced by all manifests */
+  guint64
+      logical_bytes; /* data bytes (holes not counted) all manifests refer to */
   double dedup_ratio;       /* logical_bytes / raw_bytes (0 when empty) */
   double compression_ratio; /* raw_bytes / stored_bytes (0 when empty) */
   gint64 last_verify;       /* seconds since the epoch; 0: never */
