@@ -248,7 +248,13 @@ stor_repo_writer_put (StorRepoWriter *w, guint disk, guint64 index,
 
   now = g_get_real_time () / G_USEC_PER_SEC;
   g_mutex_lock (&w->lock);
-  r = slot (w, disk, index, len, NULL); /* the array may have grown */
+  /* Looked up again: add_disk may have grown the array meanwhile. */
+  r = slot (w, disk, index, len, error);
+  if (!r)
+    {
+      g_mutex_unlock (&w->lock);
+      return FALSE;
+    }
   *r = ref;
   w->bytes_read += len;
   if (is_new)
