@@ -291,23 +291,15 @@ get_string (JsonObject *obj, const char *name, gboolean *is_null)
 
   if (is_null)
     *is_null = node && JSON_NODE_HOLDS_NULL (node);
-  if (!node || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
+  return stor_json_string (obj, name);
 }
 
 static gboolean
 get_uint (JsonObject *obj, const char *name, guint64 max, guint64 *value)
 {
-  JsonNode *node = json_object_get_member (obj, name);
   gint64 v;
 
-  if (!node || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_INT64)
-    return FALSE;
-  v = json_node_get_int (node);
-  if (v < 0 || (guint64)v > max)
+  if (!stor_repo_json_int (obj, name, &v) || v < 0 || (guint64)v > max)
     return FALSE;
   *value = v;
   return TRUE;

@@ -208,23 +208,6 @@ header_check (const guint8 *hdr, guint64 size, const char *hex, guint32 *raw,
   return TRUE;
 }
 
-static gboolean
-read_exact (int fd, guint8 *buf, gsize len)
-{
-  while (len > 0)
-    {
-      ssize_t n = read (fd, buf, len);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return FALSE;
-      buf += n;
-      len -= n;
-    }
-  return TRUE;
-}
-
 /* Opens chunk DIGEST and checks its header; the open fd in *FD. */
 static gboolean
 chunk_open (StorRepo *repo, const StorRepoDigest *digest, const char *hex,
@@ -247,7 +230,7 @@ chunk_open (StorRepo *repo, const StorRepoDigest *digest, const char *hex,
       return FALSE;
     }
   if (fstat (*fd, &st) < 0 || !S_ISREG (st.st_mode) || st.st_size < CHUNK_HEADER
-      || !read_exact (*fd, hdr, CHUNK_HEADER)
+      || !stor_repo_read_exact (*fd, hdr, CHUNK_HEADER)
       || !header_check (hdr, st.st_size, hex, raw, stored, lz4, error))
     {
       if (error && !*error)
@@ -278,7 +261,7 @@ stor_repo_chunk_get (StorRepo *repo, const StorRepoDigest *digest, gsize length,
     return NULL;
   /* Both lengths are capped by header_check: allocation is bounded. */
   payload = g_malloc (stored);
-  ok = read_exact (fd, payload, stored);
+  ok = stor_repo_read_exact (fd, payload, stored);
   close (fd);
   if (!ok)
     {

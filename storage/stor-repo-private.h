@@ -1,6 +1,7 @@
 /* Backup repository internals shared by the stor-repo*.c files. */
 #pragma once
 
+#include "stor-private.h"
 #include "stor-repo.h"
 
 /* The format file at the top of every repository, and its one line. */
@@ -50,9 +51,6 @@ gboolean stor_repo_errno (GError **error, int err, const char *doing,
  * is as it was. */
 gboolean stor_repo_write_file (const char *tmp, const char *dest,
                                const void *data, gsize len, GError **error);
-
-/* fsync of directory DIR. */
-gboolean stor_repo_sync_dir (const char *dir, GError **error);
 
 /* Reads the file at PATH whole, refusing (STOR_ERROR_CORRUPT) one larger
  * than MAX before allocating; missing: STOR_ERROR_NOT_FOUND. */
@@ -112,3 +110,9 @@ GHashTable *stor_repo_uses_new (void);
  * WITH_IDS); returns the data bytes (holes not counted) M refers to. */
 guint64 stor_repo_uses_add (GHashTable *uses, const StorRepoManifest *m,
                             gboolean with_ids);
+
+/* Reads exactly LEN bytes from FD; FALSE on an error or early end. */
+gboolean stor_repo_read_exact (int fd, guint8 *buf, gsize len);
+
+/* Member NAME of OBJ when it is an integer, into *VALUE. */
+gboolean stor_repo_json_int (JsonObject *obj, const char *name, gint64 *value);

@@ -60,25 +60,31 @@ stor_repo_errno (GError **error, int err, const char *doing, const char *path)
   return FALSE;
 }
 
-gboolean
-stor_repo_sync_dir (const char *dir, GError **error)
+/* Reads (WRITING FALSE) or writes exactly LEN bytes at BUF; on failure
+ * the errno in *ERR (ENOSPC for a write that makes no progress, 0 for
+ * an early end of file). */
+static gboolean
+io_exact (int fd, guint8 *buf, gsize len, gboolean writing, int *err)
 {
-  int fd = open (dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  int saved;
-
-  if (fd >= 0 && fsync (fd) == 0)
+  while (len > 0)
     {
-      close (fd);
-      return TRUE;
+      ssize_t n = writing ? write (fd, buf, len) : read (fd, buf, len);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          *err = n < 0 ? errno : writing ? ENOSPC : 0;
+          return FALSE;
+        }
+      buf += n;
+      len -= n;
     }
-  saved = errno;
-  if (fd >= 0)
-    close (fd);
-  return stor_repo_errno (error, saved, "sync directory", dir);
+  return TRUE;
 }
 
 static gboolean
-write_all (int fd, const guint8 *data, gsize len, int *err)
+write_all (int fd, const void *data, gsize len, int *err)
 {
   int inject = g_atomic_int_get (&fail_writes_errno);
 
@@ -87,21 +93,7 @@ write_all (int fd, const guint8 *data, gsize len, int *err)
       *err = inject;
       return FALSE;
     }
-  while (len > 0)
-    {
-      ssize_t n = write (fd, data, len);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        {
-          *err = n < 0 ? errno : ENOSPC;
-          return FALSE;
-        }
-      data += n;
-      len -= n;
-    }
-  return TRUE;
+  return io_exact (fd, (guint8 *)data, len, TRUE, err);
 }
 
 gboolean
@@ -127,7 +119,15 @@ stor_repo_write_file (const char *tmp, const char *dest, const void *data,
       g_unlink (tmp);
       return stor_repo_errno (error, err, "write", dest);
     }
-  return stor_repo_sync_dir (dir, error);
+  return stor_fsync_path (dir, TRUE, error);
+}
+
+gboolean
+stor_repo_read_exact (int fd, guint8 *buf, gsize len)
+{
+  int err = 0;
+
+  return io_exact (fd, buf, len, FALSE, &err);
 }
 
 gboolean
@@ -137,7 +137,7 @@ stor_repo_read_capped (const char *path, gsize max, char **data, gsize *len,
   int fd = open (path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   g_autofree char *buf = NULL;
-  gsize got = 0;
+  gboolean ok;
 
   if (fd < 0)
     {
@@ -157,26 +157,17 @@ stor_repo_read_capped (const char *path, gsize max, char **data, gsize *len,
       return FALSE;
     }
   buf = g_malloc (st.st_size + 1);
-  while (got < (gsize)st.st_size)
-    {
-      ssize_t n = read (fd, buf + got, st.st_size - got);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break;
-      got += n;
-    }
+  ok = stor_repo_read_exact (fd, (guint8 *)buf, st.st_size);
   close (fd);
-  if (got != (gsize)st.st_size)
+  if (!ok)
     {
       g_set_error (error, STOR_ERROR, STOR_ERROR_CORRUPT,
                    "%s changed size while being read", path);
       return FALSE;
     }
-  buf[got] = '\0';
+  buf[st.st_size] = '\0';
   *data = g_steal_pointer (&buf);
-  *len = got;
+  *len = st.st_size;
   return TRUE;
 }
 
@@ -322,19 +313,8 @@ pid_alive (gint64 pid)
          && (kill ((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
-static const char *
-member_string (JsonObject *obj, const char *name)
-{
-  JsonNode *node = json_object_get_member (obj, name);
-
-  if (!node || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
-}
-
-static gboolean
-member_int (JsonObject *obj, const char *name, gint64 *value)
+gboolean
+stor_repo_json_int (JsonObject *obj, const char *name, gint64 *value)
 {
   JsonNode *node = json_object_get_member (obj, name);
 
@@ -369,11 +349,11 @@ writer_info_read (const char *file, GError **error)
       || !JSON_NODE_HOLDS_OBJECT (root))
     goto bad;
   obj = json_node_get_object (root);
-  host = member_string (obj, "host");
-  backup = member_string (obj, "backup");
-  parent = member_string (obj, "parent");
-  if (!host || !backup || !member_int (obj, "pid", &info->pid)
-      || !member_int (obj, "start", &info->start)
+  host = stor_json_string (obj, "host");
+  backup = stor_json_string (obj, "backup");
+  parent = stor_json_string (obj, "parent");
+  if (!host || !backup || !stor_repo_json_int (obj, "pid", &info->pid)
+      || !stor_repo_json_int (obj, "start", &info->start)
       || !stor_repo_id_validate (backup, NULL)
       || (parent && !stor_repo_id_validate (parent, NULL)))
     goto bad;
@@ -514,7 +494,7 @@ stor_repo_state_read (StorRepo *repo, const char *name, const char *key)
       || !json_parser_load_from_data (parser, text, len, NULL)
       || !(root = json_parser_get_root (parser))
       || !JSON_NODE_HOLDS_OBJECT (root)
-      || !member_int (json_node_get_object (root), key, &value))
+      || !stor_repo_json_int (json_node_get_object (root), key, &value))
     return 0;
   return value;
 }

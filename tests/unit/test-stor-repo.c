@@ -99,6 +99,19 @@ count_sub (Fixture *f, const char *sub)
   return count_files (path);
 }
 
+/* Files in backups/, writers/, chunks/ and tmp/ (-1: not checked). */
+static void
+assert_counts (Fixture *f, int backups, int writers, int chunks, int tmp)
+{
+  const char *subs[] = { "backups", "writers", "chunks", "tmp" };
+  int want[] = { backups, writers, chunks, tmp };
+
+  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
+    if (want[i] >= 0 && count_sub (f, subs[i]) != (guint)want[i])
+      g_error ("%s/ holds %u files, expected %d", subs[i],
+               count_sub (f, subs[i]), want[i]);
+}
+
 static void
 test_open (Fixture *f, gconstpointer data)
 {
@@ -352,17 +365,13 @@ test_backup_full_incremental (Fixture *f, gconstpointer data)
   g_assert_false (stor_repo_writer_put (w, 0, 4, a, CHUNK, &error));
   g_clear_error (&error);
   /* Nothing visible before commit. */
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "writers"), ==, 1);
+  assert_counts (f, 0, 1, -1, -1);
   stor_repo_writer_totals (w, &rd, &nw, &st);
   g_assert_cmpuint (rd, ==, 2 * (guint64)CHUNK + 512);
   g_assert_cmpuint (nw, ==, CHUNK + 512);
   full = commit (w);
   stor_repo_writer_free (w);
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 1);
-  g_assert_cmpuint (count_sub (f, "writers"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "chunks"), ==, 2);
-  g_assert_cmpuint (count_sub (f, "tmp"), ==, 0);
+  assert_counts (f, 1, 0, 2, 0);
 
   /* Incremental: chunk 1 and 2 changed; 0 and 3 come from the parent. */
   w = begin (f, full, size);
@@ -426,16 +435,12 @@ test_abort (Fixture *f, gconstpointer data)
   put (w, 0, a, CHUNK);
   stor_repo_writer_abort (w);
   stor_repo_writer_free (w);
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "writers"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "tmp"), ==, 0);
-  /* The chunk stays for gc. */
-  g_assert_cmpuint (count_sub (f, "chunks"), ==, 1);
+  /* No manifest, registration or temp file; the chunk stays for gc. */
+  assert_counts (f, 0, 0, 1, 0);
   /* Freed without commit: aborted too. */
   w = begin (f, NULL, CHUNK);
   stor_repo_writer_free (w);
-  g_assert_cmpuint (count_sub (f, "writers"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 0);
+  assert_counts (f, 0, 0, -1, -1);
 }
 
 static void
@@ -454,8 +459,7 @@ test_no_space (Fixture *f, gconstpointer data)
   g_assert_error (error, STOR_ERROR, STOR_ERROR_NO_SPACE);
   g_clear_error (&error);
   stor_repo_fail_writes (0);
-  g_assert_cmpuint (count_sub (f, "tmp"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "chunks"), ==, 0);
+  assert_counts (f, 0, 0, 0, 0);
 
   /* ... or at the manifest: no manifest, no registration left. */
   w = begin (f, NULL, 2 * (guint64)CHUNK);
@@ -469,10 +473,7 @@ test_no_space (Fixture *f, gconstpointer data)
   g_assert_error (error, STOR_ERROR, STOR_ERROR_NO_SPACE);
   stor_repo_fail_writes (0);
   stor_repo_writer_free (w);
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "writers"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "tmp"), ==, 0);
-  g_assert_cmpuint (count_sub (f, "chunks"), ==, 1);
+  assert_counts (f, 0, 0, 1, 0);
 }
 
 /* Sets the mtime of chunk DIGEST AGE seconds back. */
