@@ -563,6 +563,29 @@ test_gc (Fixture *f, gconstpointer data)
   g_assert_true (chunk_exists (f, &dorphan));
   g_clear_pointer (&res, stor_repo_gc_result_free);
 
+  /* A writer that started 3 hours ago put a chunk an hour ago: older
+   * than gc's start, but not than the writer's, so it stays. */
+  {
+    g_autofree char *name
+        = g_strdup_printf ("%s~%d~web-20260101T000000Z-000001.json",
+                           f->repo->host, (int)getpid ());
+    g_autofree char *reg = stor_repo_sub (f->repo, "writers", name, NULL);
+    g_autofree char *text = g_strdup_printf (
+        "{\"host\": \"%s\", \"pid\": %d, \"start\": %" G_GINT64_FORMAT
+        ", \"backup\": \"web-20260101T000000Z-000001\", \"parent\": null}",
+        f->repo->host, (int)getpid (),
+        g_get_real_time () / G_USEC_PER_SEC - 3 * 3600);
+
+    g_assert_true (g_file_set_contents (reg, text, -1, NULL));
+    age_chunk (f, &dorphan, 3600);
+    res = stor_repo_gc (f->repo, 0, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (res->chunks_swept, ==, 0);
+    g_assert_true (chunk_exists (f, &dorphan));
+    g_clear_pointer (&res, stor_repo_gc_result_free);
+    g_assert_cmpint (g_unlink (reg), ==, 0);
+  }
+
   /* A manifest gc cannot read stops it before any sweep. */
   {
     g_autofree char *bad = stor_repo_sub (
