@@ -1,116 +1,7 @@
 /* stor-repo: the backup repository in a temporary directory: chunks,
- * writers and manifests, restore reads, verify, status, gc, a full disk
- * (injected write failure) and hostile files. */
-#include <errno.h>
-#include <fcntl.h>
-#include <gio/gio.h>
-#include <glib.h>
-#include <glib/gstdio.h>
-#include <string.h>
-#include <sys/stat.h>
-
-#include "stor-repo-private.h"
-#include "test-support.h"
-
-#define CHUNK STOR_REPO_CHUNK_SIZE
-#define UUID "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
-#define XML "<domain type='kvm'><name>web</name></domain>"
-
-typedef struct
-{
-  char *dir;
-  StorRepo *repo;
-} Fixture;
-
-static void
-setup (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *tmp = test_tmp_dir_new ("stor-repo-XXXXXX");
-
-  f->dir = g_build_filename (tmp, "repo", NULL);
-  g_assert_true (stor_repo_init (f->dir, &error));
-  g_assert_no_error (error);
-  f->repo = stor_repo_open (f->dir, &error);
-  g_assert_no_error (error);
-  g_free (f->dir);
-  f->dir = g_steal_pointer (&tmp);
-}
-
-static void
-teardown (Fixture *f, gconstpointer data)
-{
-  stor_repo_fail_writes (0);
-  stor_repo_free (f->repo);
-  test_tmp_dir_remove (f->dir);
-  g_free (f->dir);
-}
-
-/* LEN bytes of data that does not compress (SEED makes it distinct). */
-static guint8 *
-random_data (gsize len, guint32 seed)
-{
-  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
-  guint8 *buf = g_malloc (len);
-
-  for (gsize i = 0; i < len; i += 4)
-    {
-      guint32 v = g_rand_int (rand);
-      memcpy (buf + i, &v, MIN (4, len - i));
-    }
-  return buf;
-}
-
-/* LEN bytes of text-like data that compresses well. */
-static guint8 *
-text_data (gsize len, guint32 seed)
-{
-  guint8 *buf = g_malloc (len);
-
-  for (gsize i = 0; i < len; i++)
-    buf[i] = "drover backup chunk "[(i + seed) % 20];
-  return buf;
-}
-
-static guint
-count_files (const char *dir)
-{
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  guint n = 0;
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d)))
-    {
-      g_autofree char *path = g_build_filename (dir, name, NULL);
-
-      if (g_file_test (path, G_FILE_TEST_IS_DIR))
-        n += count_files (path);
-      else
-        n++;
-    }
-  return n;
-}
-
-static guint
-count_sub (Fixture *f, const char *sub)
-{
-  g_autofree char *path = stor_repo_sub (f->repo, sub, NULL);
-
-  return count_files (path);
-}
-
-/* Files in backups/, writers/, chunks/ and tmp/ (-1: not checked). */
-static void
-assert_counts (Fixture *f, int backups, int writers, int chunks, int tmp)
-{
-  const char *subs[] = { "backups", "writers", "chunks", "tmp" };
-  int want[] = { backups, writers, chunks, tmp };
-
-  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
-    if (want[i] >= 0 && count_sub (f, subs[i]) != (guint)want[i])
-      g_error ("%s/ holds %u files, expected %d", subs[i],
-               count_sub (f, subs[i]), want[i]);
-}
+ * writers and manifests, restore reads, verify and status, a full disk
+ * (injected write failure) and hostile chunk files. */
+#include "test-stor-repo.h"
 
 static void
 test_open (Fixture *f, gconstpointer data)
@@ -200,19 +91,6 @@ test_chunk_roundtrip (Fixture *f, gconstpointer data)
   g_assert_error (error, STOR_ERROR, STOR_ERROR_CORRUPT);
 }
 
-/* Overwrites LEN bytes at OFFSET of chunk DIGEST's file. */
-static void
-patch_chunk (Fixture *f, const StorRepoDigest *digest, off_t offset,
-             const void *bytes, gsize len)
-{
-  g_autofree char *path = stor_repo_chunk_path (f->repo, digest);
-  int fd = open (path, O_WRONLY);
-
-  g_assert_cmpint (fd, >=, 0);
-  g_assert_cmpint (pwrite (fd, bytes, len, offset), ==, (ssize_t)len);
-  close (fd);
-}
-
 static void
 assert_corrupt (Fixture *f, const StorRepoDigest *digest, const char *why)
 {
@@ -265,75 +143,6 @@ test_chunk_hostile (Fixture *f, gconstpointer data)
   g_assert_error (error, STOR_ERROR, STOR_ERROR_NOT_FOUND);
   g_assert_nonnull (
       strstr (error->message, stor_repo_digest_hex (&missing, hex)));
-}
-
-/* Begins a backup of "web" with one disk "vda" of SIZE. */
-static StorRepoWriter *
-begin (Fixture *f, const char *parent, guint64 size)
-{
-  g_autoptr (GError) error = NULL;
-  StorRepoWriter *w
-      = stor_repo_writer_begin (f->repo, "web", UUID, XML, parent, &error);
-  guint index = 99;
-
-  g_assert_no_error (error);
-  g_assert_true (stor_repo_writer_add_disk (w, "vda", size, &index, &error));
-  g_assert_no_error (error);
-  g_assert_cmpuint (index, ==, 0);
-  return w;
-}
-
-static char *
-commit (StorRepoWriter *w)
-{
-  g_autoptr (GError) error = NULL;
-  char *id = g_strdup (stor_repo_writer_id (w));
-
-  g_assert_true (
-      stor_repo_writer_commit (w, "ck-1", STOR_REPO_CONSISTENCY_CRASH, &error));
-  g_assert_no_error (error);
-  return id;
-}
-
-static void
-put (StorRepoWriter *w, guint64 index, const guint8 *data, gsize len)
-{
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (stor_repo_writer_put (w, 0, index, data, len, &error));
-  g_assert_no_error (error);
-}
-
-/* Reads chunk INDEX of backup ID's disk vda: NULL for a hole. */
-static GBytes *
-read_back (Fixture *f, const char *id, guint64 index)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (StorRepoManifest) m
-      = stor_repo_manifest_load (f->repo, id, &error);
-  GBytes *data = NULL;
-
-  g_assert_no_error (error);
-  g_assert_true (stor_repo_disk_read (
-      f->repo, stor_repo_manifest_disk (m, "vda"), index, &data, &error));
-  g_assert_no_error (error);
-  return data;
-}
-
-static void
-assert_chunk (Fixture *f, const char *id, guint64 index, const guint8 *expect,
-              gsize len)
-{
-  g_autoptr (GBytes) data = read_back (f, id, index);
-
-  if (!expect)
-    {
-      g_assert_null (data);
-      return;
-    }
-  g_assert_nonnull (data);
-  g_assert_cmpmem (g_bytes_get_data (data, NULL), g_bytes_get_size (data),
-                   expect, len);
 }
 
 static void
@@ -476,158 +285,6 @@ test_no_space (Fixture *f, gconstpointer data)
   assert_counts (f, 0, 0, 1, 0);
 }
 
-/* Sets the mtime of chunk DIGEST AGE seconds back. */
-static void
-age_chunk (Fixture *f, const StorRepoDigest *digest, gint64 age)
-{
-  g_autofree char *path = stor_repo_chunk_path (f->repo, digest);
-  struct timespec ts[2];
-
-  clock_gettime (CLOCK_REALTIME, &ts[0]);
-  ts[0].tv_sec -= age;
-  ts[1] = ts[0];
-  g_assert_cmpint (utimensat (AT_FDCWD, path, ts, 0), ==, 0);
-}
-
-static gboolean
-chunk_exists (Fixture *f, const StorRepoDigest *digest)
-{
-  g_autofree char *path = stor_repo_chunk_path (f->repo, digest);
-
-  return g_file_test (path, G_FILE_TEST_EXISTS);
-}
-
-static void
-test_gc (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (StorRepoGcResult) res = NULL;
-  g_autofree guint8 *kept = random_data (CHUNK, 40);
-  g_autofree guint8 *orphan = random_data (CHUNK, 41);
-  g_autofree guint8 *fresh = random_data (CHUNK, 42);
-  g_autofree guint8 *reused = random_data (CHUNK, 43);
-  g_autofree char *id = NULL;
-  StorRepoDigest dk, dorphan, dfresh, dreused;
-  StorRepoWriter *w;
-
-  w = begin (f, NULL, CHUNK);
-  put (w, 0, kept, CHUNK);
-  id = commit (w);
-  stor_repo_writer_free (w);
-  stor_repo_digest (kept, CHUNK, &dk);
-  g_assert_true (stor_repo_chunk_put (f->repo, orphan, CHUNK, &dorphan, NULL,
-                                      NULL, &error));
-  g_assert_true (stor_repo_chunk_put (f->repo, reused, CHUNK, &dreused, NULL,
-                                      NULL, &error));
-  age_chunk (f, &dk, 7200);
-  age_chunk (f, &dorphan, 7200);
-  age_chunk (f, &dreused, 7200);
-
-  /* A backup in progress writes FRESH and re-uses REUSED (old and
-   * unreferenced until then): gc must spare both. */
-  w = begin (f, NULL, 2 * (guint64)CHUNK);
-  put (w, 0, fresh, CHUNK);
-  put (w, 1, reused, CHUNK);
-  stor_repo_digest (fresh, CHUNK, &dfresh);
-  res = stor_repo_gc (f->repo, 0, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_cmpuint (res->chunks_marked, ==, 1);
-  g_assert_cmpuint (res->chunks_swept, ==, 1);
-  g_assert_cmpuint (res->bytes_freed, >, 0);
-  g_assert_true (chunk_exists (f, &dk));
-  g_assert_false (chunk_exists (f, &dorphan));
-  g_assert_true (chunk_exists (f, &dfresh));
-  g_assert_true (chunk_exists (f, &dreused));
-  g_clear_pointer (&res, stor_repo_gc_result_free);
-
-  /* Once the writer is gone and its chunks are old, unreferenced ones
-   * go; referenced ones never. */
-  stor_repo_writer_abort (w);
-  stor_repo_writer_free (w);
-  age_chunk (f, &dfresh, 7200);
-  age_chunk (f, &dreused, 7200);
-  res = stor_repo_gc (f->repo, 3600, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_cmpuint (res->chunks_swept, ==, 2);
-  g_assert_true (chunk_exists (f, &dk));
-  g_assert_false (chunk_exists (f, &dfresh));
-  g_clear_pointer (&res, stor_repo_gc_result_free);
-
-  /* The margin: an unreferenced chunk younger than it stays. */
-  g_assert_true (stor_repo_chunk_put (f->repo, orphan, CHUNK, &dorphan, NULL,
-                                      NULL, &error));
-  age_chunk (f, &dorphan, 600);
-  res = stor_repo_gc (f->repo, 3600, NULL, &error);
-  g_assert_cmpuint (res->chunks_swept, ==, 0);
-  g_assert_cmpuint (res->chunks_kept_recent, ==, 1);
-  g_assert_true (chunk_exists (f, &dorphan));
-  g_clear_pointer (&res, stor_repo_gc_result_free);
-
-  /* A writer that started 3 hours ago put a chunk an hour ago: older
-   * than gc's start, but not than the writer's, so it stays. */
-  {
-    g_autofree char *name
-        = g_strdup_printf ("%s~%d~web-20260101T000000Z-000001.json",
-                           f->repo->host, (int)getpid ());
-    g_autofree char *reg = stor_repo_sub (f->repo, "writers", name, NULL);
-    g_autofree char *text = g_strdup_printf (
-        "{\"host\": \"%s\", \"pid\": %d, \"start\": %" G_GINT64_FORMAT
-        ", \"backup\": \"web-20260101T000000Z-000001\", \"parent\": null}",
-        f->repo->host, (int)getpid (),
-        g_get_real_time () / G_USEC_PER_SEC - 3 * 3600);
-
-    g_assert_true (g_file_set_contents (reg, text, -1, NULL));
-    age_chunk (f, &dorphan, 3600);
-    res = stor_repo_gc (f->repo, 0, NULL, &error);
-    g_assert_no_error (error);
-    g_assert_cmpuint (res->chunks_swept, ==, 0);
-    g_assert_true (chunk_exists (f, &dorphan));
-    g_clear_pointer (&res, stor_repo_gc_result_free);
-    g_assert_cmpint (g_unlink (reg), ==, 0);
-  }
-
-  /* A manifest gc cannot read stops it before any sweep. */
-  {
-    g_autofree char *bad = stor_repo_sub (
-        f->repo, "backups", "web-20260101T000000Z-abcdef.json", NULL);
-    g_assert_true (g_file_set_contents (bad, "{", -1, NULL));
-    age_chunk (f, &dorphan, 7200);
-    g_assert_null (stor_repo_gc (f->repo, 0, NULL, &error));
-    g_assert_error (error, STOR_ERROR, STOR_ERROR_CORRUPT);
-    g_assert_nonnull (strstr (error->message, "nothing swept"));
-    g_assert_true (chunk_exists (f, &dorphan));
-  }
-}
-
-static void
-test_delete_busy (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree guint8 *a = random_data (CHUNK, 50);
-  g_autofree char *full = NULL;
-  StorRepoWriter *w = begin (f, NULL, CHUNK);
-
-  put (w, 0, a, CHUNK);
-  full = commit (w);
-  stor_repo_writer_free (w);
-  /* A running incremental on FULL keeps it. */
-  w = begin (f, full, CHUNK);
-  g_assert_false (stor_repo_delete (f->repo, full, &error));
-  g_assert_error (error, STOR_ERROR, STOR_ERROR_BUSY);
-  g_clear_error (&error);
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 1);
-  g_assert_cmpuint (count_sub (f, "tmp"), ==, 0);
-  stor_repo_writer_free (w);
-  g_assert_true (stor_repo_delete (f->repo, full, &error));
-  g_assert_no_error (error);
-  g_assert_cmpuint (count_sub (f, "backups"), ==, 0);
-  g_assert_false (stor_repo_delete (f->repo, full, &error));
-  g_assert_error (error, STOR_ERROR, STOR_ERROR_NOT_FOUND);
-  g_clear_error (&error);
-  g_assert_false (stor_repo_delete (f->repo, "../drover-repository", &error));
-  g_assert_error (error, STOR_ERROR, STOR_ERROR_INVALID_NAME);
-}
-
 static void
 test_verify_status (Fixture *f, gconstpointer data)
 {
@@ -723,43 +380,6 @@ test_verify_status (Fixture *f, gconstpointer data)
   }
 }
 
-static void
-test_recover (Fixture *f, gconstpointer data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *host = NULL;
-  g_autofree char *dead_tmp = NULL;
-  g_autofree char *dead_w = NULL;
-  g_autofree char *other = NULL;
-  g_autofree char *name = NULL;
-  StorRepoWriter *w = begin (f, NULL, CHUNK);
-  guint removed = 0;
-
-  /* A process of this host that is gone (pid 0x7ffffff0 is not a
-   * process), and one of another host: only the first is ours to
-   * clean. */
-  host = g_strdup (f->repo->host);
-  name = g_strdup_printf ("%s~%d~0000.chunk", host, 0x7ffffff0);
-  dead_tmp = stor_repo_sub (f->repo, "tmp", name, NULL);
-  g_free (name);
-  name = g_strdup_printf ("%s~%d~web-20260101T000000Z-000000.json", host,
-                          0x7ffffff0);
-  dead_w = stor_repo_sub (f->repo, "writers", name, NULL);
-  other = stor_repo_sub (f->repo, "tmp", "elsewhere~1~0000.chunk", NULL);
-  g_assert_true (g_file_set_contents (dead_tmp, "x", -1, NULL));
-  g_assert_true (g_file_set_contents (dead_w, "{}", -1, NULL));
-  g_assert_true (g_file_set_contents (other, "x", -1, NULL));
-  g_assert_true (stor_repo_recover (f->repo, &removed, &error));
-  g_assert_no_error (error);
-  g_assert_cmpuint (removed, ==, 2);
-  g_assert_false (g_file_test (dead_tmp, G_FILE_TEST_EXISTS));
-  g_assert_false (g_file_test (dead_w, G_FILE_TEST_EXISTS));
-  g_assert_true (g_file_test (other, G_FILE_TEST_EXISTS));
-  /* Our own running writer stays. */
-  g_assert_cmpuint (count_sub (f, "writers"), ==, 1);
-  stor_repo_writer_free (w);
-}
-
 /* Put throughput of 4 MiB chunks, printed for the report (not asserted:
  * the machine is shared). */
 static void
@@ -803,10 +423,7 @@ main (int argc, char **argv)
   ADD ("backup-full-incremental", test_backup_full_incremental);
   ADD ("abort", test_abort);
   ADD ("no-space", test_no_space);
-  ADD ("gc", test_gc);
-  ADD ("delete-busy", test_delete_busy);
   ADD ("verify-status", test_verify_status);
-  ADD ("recover", test_recover);
   ADD ("throughput", test_throughput);
   return g_test_run ();
 }
