@@ -123,3 +123,6 @@ gboolean stor_repo_json_int (JsonObject *obj, const char *name, gint64 *value);
 GBytes *stor_repo_chunk_decode (const guint8 *file, gsize len,
                                 const StorRepoDigest *digest, gsize length,
                                 GError **error);
+
+/* TRUE for a libvirt UUID: 36 characters, hex digits and four '-'. */
+gboolean stor_repo_uuid_valid (const char *uuid);
