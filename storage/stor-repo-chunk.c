@@ -125,7 +125,13 @@ stor_repo_chunk_put (StorRepo *repo, const void *data, gsize len,
     *is_new = FALSE;
   if (stored)
     *stored = 0;
-  g_return_val_if_fail (len > 0 && len <= STOR_REPO_CHUNK_SIZE, FALSE);
+  if (len == 0 || len > STOR_REPO_CHUNK_SIZE)
+    {
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "a chunk holds 1 to %d bytes, not %" G_GSIZE_FORMAT,
+                   STOR_REPO_CHUNK_SIZE, len);
+      return FALSE;
+    }
 
   stor_repo_digest (data, len, digest);
   path = stor_repo_chunk_path (repo, digest);

@@ -341,6 +341,10 @@ stor_repo_writer_commit (StorRepoWriter *w, const char *checkpoint,
   tmp = stor_repo_tmp_path (w->repo, "manifest");
   if (!stor_repo_write_file (tmp, dest, json, len, error))
     {
+      /* The rename may have happened before the directory fsync failed:
+       * the id is this writer's alone, so whatever is there is ours to
+       * remove, and a failed commit leaves no manifest. */
+      g_unlink (dest);
       g_prefix_error (error, "cannot commit backup %s of VM %s: ", w->id,
                       w->vm);
       stor_repo_writer_abort (w);
