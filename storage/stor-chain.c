@@ -33,8 +33,8 @@ member_uint (JsonObject *obj, const char *name)
   return v < 0 ? 0 : (guint64)v;
 }
 
-static const char *
-member_string (JsonObject *obj, const char *name)
+const char *
+stor_json_string (JsonObject *obj, const char *name)
 {
   JsonNode *node = json_object_get_member (obj, name);
 
@@ -91,13 +91,13 @@ stor_chain_parse (const char *text, GError **error)
           return NULL;
         }
       obj = json_node_get_object (node);
-      path = member_string (obj, "filename");
-      format = member_string (obj, "format");
+      path = stor_json_string (obj, "filename");
+      format = stor_json_string (obj, "format");
       /* The full name is the one QEMU opened; the plain one may be
        * relative to the overlay. */
-      backing = member_string (obj, "full-backing-filename");
+      backing = stor_json_string (obj, "full-backing-filename");
       if (!backing)
-        backing = member_string (obj, "backing-filename");
+        backing = stor_json_string (obj, "backing-filename");
       if (!path || !format)
         {
           g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
@@ -152,8 +152,8 @@ stor_chain_read (const char *path, GError **error)
   return chain;
 }
 
-static gboolean
-check_name (const char *what, const char *name, GError **error)
+gboolean
+stor_name_check (const char *what, const char *name, GError **error)
 {
   g_autoptr (GError) local = NULL;
 
@@ -170,7 +170,7 @@ check_name (const char *what, const char *name, GError **error)
 char *
 stor_snapshot_dir (const char *data_dir, const char *vm, GError **error)
 {
-  if (!check_name ("VM", vm, error))
+  if (!stor_name_check ("VM", vm, error))
     return NULL;
   return g_build_filename (data_dir, "snapshots", vm, NULL);
 }
@@ -201,7 +201,7 @@ stor_snapshot_memory_path (const char *data_dir, const char *vm,
   g_autofree char *dir = stor_snapshot_dir (data_dir, vm, error);
   g_autofree char *file = NULL;
 
-  if (!dir || !check_name ("snapshot", snap, error))
+  if (!dir || !stor_name_check ("snapshot", snap, error))
     return NULL;
   file = g_strconcat (snap, ".mem", NULL);
   return g_build_filename (dir, file, NULL);
