@@ -63,6 +63,7 @@ add_hosts (ProtoJson *b, const SchedPolicy *policy, GPtrArray *hosts,
       proto_json_begin_object (b);
       member_string (b, "name", h->name);
       member_string (b, "state", h->state);
+      member_string (b, "maintenance", h->maintenance);
       member_string (b, "address", h->address);
       member_string (b, "accel", h->info->accel);
       member_int (b, "last_seen_ms", h->last_seen_ms);

@@ -39,6 +39,11 @@ function el(tag, attrs, ...children) {
 }
 function td(text, cls) { return el("td", cls ? { class: cls } : {}, text); }
 function stateCell(s) { return td(s || "-", "state state-" + (s || "none")); }
+// "up", or "up, draining" for a host out of service (coloured by the latter).
+function hostStateCell(h) {
+  if (!h.maintenance) return stateCell(h.state);
+  return td((h.state || "-") + ", " + h.maintenance, "state state-" + h.maintenance);
+}
 function bar(fraction, label) {
   const f = isFinite(fraction) ? Math.max(0, Math.min(1, fraction)) : 0;
   const fill = el("span");
@@ -55,7 +60,7 @@ function fillBody(table, rows) {
 
 function renderHosts(d) {
   fillBody("#hosts", d.hosts.map(h => el("tr", { "data-host": h.name },
-    td(h.name, "name"), stateCell(h.state), td(h.vm_count, "num"),
+    td(h.name, "name"), hostStateCell(h), td(h.vm_count, "num"),
     bar(h.cpu_load, h.vcpus_used + " / " + h.cpus + " CPUs (" + pct(h.cpu_load) + ")"),
     bar(h.memory_load, fmtBytes(h.memory_used) + " / " + fmtBytes(h.memory_total)),
     td(h.accel || "-"))));
@@ -149,7 +154,7 @@ function renderActions(d) {
   const keepVm = vmSel.value, keepTo = toSel.value;
   vmSel.replaceChildren(...d.vms.filter(v => v.state === "running").map(v => el("option", { value: v.name }, v.name)));
   toSel.replaceChildren(el("option", { value: "" }, "best host"),
-    ...d.hosts.filter(h => h.state === "up").map(h => el("option", { value: h.name }, h.name)));
+    ...d.hosts.filter(h => h.state === "up" && !h.maintenance).map(h => el("option", { value: h.name }, h.name)));
   if (keepVm) vmSel.value = keepVm;
   if (keepTo) toSel.value = keepTo;
 }
