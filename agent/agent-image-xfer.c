@@ -28,7 +28,8 @@
 #define XFER_HEADER_SIZE 16
 #define XFER_CHUNK (1024 * 1024)
 #define XFER_HOLE_BLOCK (64 * 1024) /* zero blocks this big become holes */
-#define XFER_MSG_MAX 1024           /* bytes of a refusal */
+#define XFER_WRITE_BEHIND (32 * 1024 * 1024) /* bytes between write-backs */
+#define XFER_MSG_MAX 1024                    /* bytes of a refusal */
 
 typedef struct
 {
@@ -430,6 +431,28 @@ fsync_dir (const char *path, GError **error)
   return ok;
 }
 
+/* Write-behind: the window of OUT just written, [START, END), goes to the
+ * disk now. Left to the fsync at the end, the whole image was written
+ * after its last byte came (0.7-0.9 s of a 2-3 s transfer of 1 GiB here);
+ * this way the disk writes while the stream still comes. Nothing waits
+ * for it (waiting for the window before stalled the stream on a busy
+ * disk): the fsync at the end still makes it durable and reports a
+ * write-back error. */
+static gboolean
+write_behind (int out, guint64 start, guint64 end, const char *path,
+              GError **error)
+{
+  if (sync_file_range (out, start, end - start, SYNC_FILE_RANGE_WRITE) == 0)
+    return TRUE;
+  /* A file system without it: the fsync does it all, as before. */
+  if (errno == EINVAL || errno == ENOSYS)
+    return TRUE;
+  g_set_error (error, STOR_ERROR,
+               errno == ENOSPC ? STOR_ERROR_NO_SPACE : STOR_ERROR_FAILED,
+               "cannot write %s: %s", path, g_strerror (errno));
+  return FALSE;
+}
+
 /* Receives the data of one file into PATH (its mark written first). */
 static gboolean
 receive_file (int fd, const char *job_id, const char *path, guint64 size,
@@ -437,7 +460,7 @@ receive_file (int fd, const char *job_id, const char *path, guint64 size,
 {
   g_autofree char *mark = agent_disks_incoming_mark (path);
   g_autofree char *dir = g_path_get_dirname (path);
-  guint64 left = size;
+  guint64 left = size, flushed = 0;
   int out;
   gboolean ok = TRUE;
 
@@ -470,6 +493,11 @@ receive_file (int fd, const char *job_id, const char *path, guint64 size,
       ok = read_all (fd, buf, n, error)
            && write_sparse (out, buf, n, path, error);
       left -= n;
+      if (ok && size - left - flushed >= XFER_WRITE_BEHIND)
+        {
+          ok = write_behind (out, flushed, size - left, path, error);
+          flushed = size - left;
+        }
     }
   if (ok && (ftruncate (out, size) < 0 || fsync (out) < 0))
     {

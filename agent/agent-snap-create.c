@@ -62,11 +62,15 @@ snapshot_thread (gpointer data)
 }
 
 /* libvirt's external snapshot of the running VM: the disk onto overlay
- * NEW_PATH, and with MEM_PATH the memory first, live. Progress of the
- * memory part comes from the domain job. */
+ * NEW_PATH, and with MEM_PATH the memory (MEM_BYTES of it) first, live.
+ * The progress of the memory part is the size of the memory file, not
+ * the domain job: a job query takes the domain's monitor, which the save
+ * needs for its switch-over while the guest is stopped; a stat of the
+ * file asks libvirt and QEMU nothing. */
 static gboolean
 live_snapshot (AgentSnapCtx *c, const char *snap, const char *new_path,
-               const char *mem_path, gboolean quiesce, GError **error)
+               const char *mem_path, guint64 mem_bytes, gboolean quiesce,
+               GError **error)
 {
   SnapThread st = { 0 };
   GThread *thread;
@@ -96,13 +100,14 @@ live_snapshot (AgentSnapCtx *c, const char *snap, const char *new_path,
   thread = g_thread_new ("snap-create", snapshot_thread, &st);
   while (!g_atomic_int_get (&st.done))
     {
-      virDomainJobInfo info;
+      GStatBuf sb;
 
       g_usleep (AGENT_SNAP_POLL_MS * 1000);
-      if (mem_path && virDomainGetJobInfo (c->dom, &info) == 0
-          && info.type != VIR_DOMAIN_JOB_NONE && info.memTotal > 0)
-        agent_snap_push (c, phase, info.memTotal, info.memProcessed, NULL,
-                         NULL);
+      /* Pages the guest dirtied are written again: the file can outgrow
+       * the memory. */
+      if (mem_path && mem_bytes > 0 && g_stat (mem_path, &sb) == 0)
+        agent_snap_push (c, phase, mem_bytes,
+                         MIN ((guint64)sb.st_size, mem_bytes), NULL, NULL);
     }
   g_thread_join (thread);
   g_free (st.xml);
@@ -270,8 +275,8 @@ agent_snap_create (AgentSnapCtx *c, GError **error)
   if (running)
     {
       ok = !agent_snap_fail_point ("snapshot-create-fail", &local)
-           && live_snapshot (c, req->name, new_path, mem_path, req->quiesce,
-                             &local);
+           && live_snapshot (c, req->name, new_path, mem_path,
+                             (guint64)info.memory * 1024, req->quiesce, &local);
       if (ok)
         {
           agent_snap_crash_point ("snapshot-create-crash-after");

@@ -217,6 +217,29 @@ test_roundtrip (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count_files (f), ==, 0);
 }
 
+/* Past the receiver's write-behind window (32 MiB) twice, ending inside
+ * a third: every window written back early, the file still whole. */
+static void
+test_large (Fixture *f, gconstpointer data)
+{
+  g_autofree char *a = make_file (f, "a", 70 * 1024 * 1024 + 17);
+  AgentImageXferFile files[] = { { "1.img", a } };
+  g_autoptr (GPtrArray) paths = NULL;
+  g_autoptr (GError) error = NULL;
+  AgentImageXferSink sink;
+  Sender s = { 0 };
+
+  sink_init (&sink, f);
+  paths = transfer (f, files, G_N_ELEMENTS (files), &sink, &s, &error);
+  g_assert_no_error (error);
+  g_assert_no_error (s.error);
+  g_assert_true (s.ok && f->done && f->done_ok);
+  g_assert_cmpuint (paths->len, ==, 1);
+  assert_same (a, paths->pdata[0]);
+  agent_image_xfer_discard (paths);
+  g_assert_cmpuint (count_files (f), ==, 0);
+}
+
 static void
 test_labels (void)
 {
@@ -662,6 +685,8 @@ main (int argc, char **argv)
   g_test_add_func ("/image-xfer/labels", test_labels);
   g_test_add ("/image-xfer/roundtrip", Fixture, NULL, fixture_set_up,
               test_roundtrip, fixture_tear_down);
+  g_test_add ("/image-xfer/large", Fixture, NULL, fixture_set_up, test_large,
+              fixture_tear_down);
   g_test_add ("/image-xfer/hostile", Fixture, NULL, fixture_set_up,
               test_hostile, fixture_tear_down);
   g_test_add ("/image-xfer/finish-refuses", Fixture, NULL, fixture_set_up,
