@@ -116,11 +116,13 @@ gboolean agent_clone_mark_write (Agent *agent, const char *name,
                                  GError **error);
 /* Removes the clone mark MARK: the commit of a clone. */
 gboolean agent_clone_commit_mark (const char *mark, GError **error);
-/* Ends a clone stream that failed with ERROR (a cancel becomes
- * PROTO_STATUS_CANCELLED): pushes the "failed" progress and logs it for
- * the source VM SOURCE and JOB. */
-void agent_clone_stream_failed (AgentStream *stream, const char *source,
-                                const char *job, GError **error);
+/* Ends OP's stream STREAM that failed with ERROR: lets go of the source
+ * (SOURCE_HELD: its claim is held), frees SRC->disk, pushes the "failed"
+ * progress (a cancel becomes PROTO_STATUS_CANCELLED) and logs it for the
+ * source VM and the job. FALSE, for the stream function to return. */
+gboolean agent_clone_op_failed (AgentCloneOp *op, AgentStream *stream,
+                                AgentCloneSource *src, gboolean source_held,
+                                GError **error);
 
 /* Checks that the file at PATH, received from another host, is what a
  * clone of SIZE bytes may run on: a qcow2 image of that virtual size with

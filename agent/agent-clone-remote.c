@@ -565,11 +565,7 @@ fail:
     agent_clone_rollback (agent, conn, name);
   if (name_held)
     agent_vm_release (agent, name);
-  if (source_held)
-    agent_vm_release (agent, req->source);
-  g_free (src.disk);
-  agent_clone_stream_failed (stream, req->source, job, error);
-  return FALSE;
+  return agent_clone_op_failed (op, stream, &src, source_held, error);
 }
 
 void

@@ -424,6 +424,7 @@ static gboolean
 clone_run (AgentStream *stream, gpointer data, GError **error)
 {
   AgentCloneOp *op = data;
+  AgentCloneSource src = { 0 };
   Agent *agent = op->agent;
   const Drover__V1__AgentCloneRequest *req = op->req;
   const char *job = *req->job_id ? req->job_id : NULL;
@@ -431,7 +432,6 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
   g_autoptr (virDomain) dom = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *disk = NULL, *mark = NULL;
-  AgentCloneSource src = { 0 };
   gboolean linked, source_held = FALSE, admitted = FALSE, marked = FALSE;
   Drover__V1__StorageProgress *final;
   const char *name;
@@ -530,16 +530,15 @@ fail:
     (void)g_unlink (mark);
   if (admitted)
     agent_vm_release (agent, spec->name);
-  if (source_held)
-    agent_vm_release (agent, req->source);
-  g_free (src.disk);
-  agent_clone_stream_failed (stream, req->source, job, error);
-  return FALSE;
+  return agent_clone_op_failed (op, stream, &src, source_held, error);
 }
 
-void
-agent_clone_stream_failed (AgentStream *stream, const char *source,
-                           const char *job, GError **error)
+/* Ends a clone stream that failed with ERROR (a cancel becomes
+ * PROTO_STATUS_CANCELLED): pushes the "failed" progress and logs it for
+ * the source VM SOURCE and JOB. */
+static void
+clone_stream_failed (AgentStream *stream, const char *source, const char *job,
+                     GError **error)
 {
   Drover__V1__StorageProgress *p
       = agent_clone_progress_new (PROTO_STOR_PHASE_FAILED);
@@ -553,6 +552,21 @@ agent_clone_stream_failed (AgentStream *stream, const char *source,
   p->error = proto_msg_strdup ((*error)->message);
   agent_stream_push (stream, &p->base);
   drover_message (source, job, NULL, "clone failed: %s", (*error)->message);
+}
+
+gboolean
+agent_clone_op_failed (AgentCloneOp *op, AgentStream *stream,
+                       AgentCloneSource *src, gboolean source_held,
+                       GError **error)
+{
+  const Drover__V1__AgentCloneRequest *req = op->req;
+
+  if (source_held)
+    agent_vm_release (op->agent, req->source);
+  g_clear_pointer (&src->disk, g_free);
+  clone_stream_failed (stream, req->source, *req->job_id ? req->job_id : NULL,
+                       error);
+  return FALSE;
 }
 
 void

@@ -115,6 +115,10 @@ char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
  * for a domain without that metadata, AGENT_ERROR_INVALID for anything
  * that is not domain XML. */
 Drover__V1__VmSpec *agent_domain_xml_parse (const char *xml, GError **error);
+/* Parses the domain XML XML with no network, no entity expansion and no
+ * messages on stderr: an xmlDoc (free with xmlFreeDoc), or NULL with
+ * AGENT_ERROR_INVALID for empty or unparsable XML. */
+struct _xmlDoc *agent_domain_xml_read (const char *xml, GError **error);
 
 /* The string value of XPath expression EXPR (an absolute path such as
  * "/capabilities/host/cpu/model") in libvirt's XML document XML, or

@@ -249,6 +249,27 @@ fake_delete (ProtoServerCall *call, const ProtobufCMessage *request,
   fake_run (user_data, call, "delete", req->name, PROTO_STOR_PHASE_MERGING);
 }
 
+/* Keeps REQ as the last clone asked for and runs it (PHASE). */
+static void
+fake_run_clone (FakeAgent *fake, ProtoServerCall *call,
+                const Drover__V1__AgentCloneRequest *req, const char *phase)
+{
+  proto_msg_free (fake->last_clone);
+  fake->last_clone = proto_msg_copy (&req->base);
+  fake_run (fake, call, "clone", req->spec->name, phase);
+}
+
+/* Answers CALL with VM STATUS (its name, state, ... as the caller set
+ * them). */
+static void
+fake_reply_vm (ProtoServerCall *call, Drover__V1__VmStatus *status)
+{
+  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
+
+  reply.vm = status;
+  proto_server_call_reply (call, &reply.base);
+}
+
 static void
 fake_clone (ProtoServerCall *call, const ProtobufCMessage *request,
             gpointer user_data)
@@ -259,9 +280,7 @@ fake_clone (ProtoServerCall *call, const ProtobufCMessage *request,
   fake_note (fake, "clone %s %s %s%s%s", req->source, req->spec->name,
              req->mode, req->from_snapshot[0] ? " at " : "",
              req->from_snapshot);
-  proto_msg_free (fake->last_clone);
-  fake->last_clone = proto_msg_copy (request);
-  fake_run (fake, call, "clone", req->spec->name, PROTO_STOR_PHASE_COPYING);
+  fake_run_clone (fake, call, req, PROTO_STOR_PHASE_COPYING);
 }
 
 static void
@@ -286,15 +305,13 @@ fake_template (ProtoServerCall *call, const ProtobufCMessage *request,
                gpointer user_data)
 {
   const Drover__V1__VmRequest *req = (const void *)request;
-  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
   Drover__V1__VmStatus vm = DROVER__V1__VM_STATUS__INIT;
 
   fake_note (user_data, "template %s", req->name);
   vm.name = req->name;
   vm.state = (char *)PROTO_VM_SHUTOFF;
   vm.template_ = TRUE;
-  reply.vm = &vm;
-  proto_server_call_reply (call, &reply.base);
+  fake_reply_vm (call, &vm);
 }
 
 static void
@@ -347,9 +364,7 @@ fake_clone_out (ProtoServerCall *call, const ProtobufCMessage *request,
 
   fake_note (fake, "clone-out %s %s to %s via %s %s", req->source,
              req->spec->name, req->dest_host, req->channel_address, req->token);
-  proto_msg_free (fake->last_clone);
-  fake->last_clone = proto_msg_copy (request);
-  fake_run (fake, call, "clone", req->spec->name, PROTO_STOR_PHASE_SENDING);
+  fake_run_clone (fake, call, req, PROTO_STOR_PHASE_SENDING);
 }
 
 static void
@@ -358,7 +373,6 @@ fake_clone_in_commit (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   FakeAgent *fake = user_data;
   const Drover__V1__AgentCloneRequest *req = (const void *)request;
-  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
   Drover__V1__VmStatus vm = DROVER__V1__VM_STATUS__INIT;
 
   fake_note (fake, "commit-in %s%s", req->spec->name,
@@ -369,8 +383,7 @@ fake_clone_in_commit (ProtoServerCall *call, const ProtobufCMessage *request,
   vm.uuid = req->uuid;
   vm.state = (char *)(req->start ? PROTO_VM_RUNNING : PROTO_VM_SHUTOFF);
   vm.spec = req->spec;
-  reply.vm = &vm;
-  proto_server_call_reply (call, &reply.base);
+  fake_reply_vm (call, &vm);
 }
 
 static void
