@@ -1,7 +1,8 @@
-/* What the clone's two files share: agent-clone.c (templates, clones on
- * one host, the marks and the start-up cleanup) and agent-clone-remote.c
- * (a full clone to another host: both ends). Nothing else includes
- * this. */
+/* What the clone's files share: agent-clone.c (clones on one host, the
+ * marks and the start-up cleanup), agent-clone-xml.c (the clone record in
+ * a domain's metadata), agent-clone-template.c (MakeTemplate and the
+ * users of a base) and agent-clone-remote.c (a full clone to another
+ * host: both ends). Nothing else includes this. */
 #pragma once
 
 #include "agent-private.h"
@@ -11,6 +12,9 @@ G_BEGIN_DECLS
 /* DATA/disks/NAME.qcow2.clone: while it exists, clone NAME is not
  * committed and a restart takes everything of NAME away again. */
 #define AGENT_CLONE_MARK_SUFFIX ".qcow2.clone"
+/* The namespace of the clone record in a domain's metadata. */
+#define CLONE_XMLNS "https://drover.dev/xmlns/clone/1"
+#define CLONE_XMLNS_PREFIX "drover-clone"
 /* How long a hold fault point keeps the clone still (tests kill the
  * agent meanwhile). */
 #define HOLD_MAX_S 120
@@ -42,19 +46,36 @@ typedef struct
 void agent_clone_op_start (ProtoServerCall *call, Agent *agent,
                            const ProtobufCMessage *req, const char *thread_name,
                            AgentStreamFunc func);
+/* Opens OP's stream STREAM (a clone's request checked): starts its clock,
+ * connects to libvirt and pushes the "preparing" progress. The
+ * connection, or NULL with ERROR. */
+virConnectPtr agent_clone_op_open (AgentCloneOp *op, AgentStream *stream,
+                                   GError **error);
+/* Claims REQ's source VM and reads it into SRC (agent_clone_claim_source,
+ * agent_clone_read_source): on TRUE the caller holds the source's claim
+ * and frees SRC->disk; on FALSE nothing is held. */
+gboolean agent_clone_take_source (Agent *agent, virConnectPtr conn,
+                                  const Drover__V1__AgentCloneRequest *req,
+                                  AgentCloneSource *src, GError **error);
 /* A StorCopyProgressFunc (data: the AgentCloneOp): pushes a progress
  * message of its phase (bytes, total, throughput since its start). */
 void agent_clone_on_progress (guint64 processed, guint64 total,
                               gpointer user_data);
 /* The mark of clone NAME (validated). Free with g_free. */
 char *agent_clone_mark_path (Agent *agent, const char *name);
+/* The VM names of the clone marks in the disk directory (validated). */
+GPtrArray *agent_clone_list_marks (Agent *agent);
+/* The value of attribute ATTR of DOMXML's clone record, or NULL. */
+char *agent_clone_xml_attr (const char *domxml, const char *attr);
+/* The file of DOMXML's disk vda, or NULL. */
+char *agent_clone_xml_disk (const char *domxml);
+/* Makes PATH read-only for everyone: nothing may write a base. */
+gboolean agent_clone_protect_base (const char *path, GError **error);
 /* Undoes clone NAME, not committed: its domain, disk, temporary copy,
  * console log, then its mark. */
 void agent_clone_rollback (Agent *agent, virConnectPtr conn, const char *name);
 /* A new progress message in PHASE. */
 Drover__V1__StorageProgress *agent_clone_progress_new (const char *phase);
-/* FALSE; TRUE with ERROR when fault point NAME fires (test builds). */
-gboolean agent_clone_fault_point (const char *name, GError **error);
 /* What a clone request must hold before anything is looked at. */
 gboolean agent_clone_check_request (const Drover__V1__AgentCloneRequest *req,
                                     GError **error);
@@ -95,11 +116,13 @@ gboolean agent_clone_mark_write (Agent *agent, const char *name,
                                  GError **error);
 /* Removes the clone mark MARK: the commit of a clone. */
 gboolean agent_clone_commit_mark (const char *mark, GError **error);
-/* Ends a clone stream that failed with ERROR (a cancel becomes
- * PROTO_STATUS_CANCELLED): pushes the "failed" progress and logs it for
- * the source VM SOURCE and JOB. */
-void agent_clone_stream_failed (AgentStream *stream, const char *source,
-                                const char *job, GError **error);
+/* Ends OP's stream STREAM that failed with ERROR: lets go of the source
+ * (SOURCE_HELD: its claim is held), frees SRC->disk, pushes the "failed"
+ * progress (a cancel becomes PROTO_STATUS_CANCELLED) and logs it for the
+ * source VM and the job. FALSE, for the stream function to return. */
+gboolean agent_clone_op_failed (AgentCloneOp *op, AgentStream *stream,
+                                AgentCloneSource *src, gboolean source_held,
+                                GError **error);
 
 /* Checks that the file at PATH, received from another host, is what a
  * clone of SIZE bytes may run on: a qcow2 image of that virtual size with

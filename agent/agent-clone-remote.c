@@ -494,16 +494,12 @@ clone_out_run (AgentStream *stream, gpointer data, GError **error)
   const char *name = NULL, *image;
   g_autoptr (GError) probe = NULL;
 
-  op->stream = stream;
-  op->started_us = g_get_monotonic_time ();
   if (!check_out_request (req, error))
     goto fail;
   name = req->spec->name;
-  conn = agent_libvirt_get (agent->lv, error);
+  conn = agent_clone_op_open (op, stream, error);
   if (!conn)
     goto fail;
-  agent_stream_push (
-      stream, &agent_clone_progress_new (PROTO_STOR_PHASE_PREPARING)->base);
   /* NAME's mark and temporary copy live here for the while: nothing of
    * this host may have that name. */
   if (!agent_vm_claim (agent, name, error))
@@ -516,12 +512,9 @@ clone_out_run (AgentStream *stream, gpointer data, GError **error)
                    "a VM named %s exists on this host already", name);
       goto fail;
     }
-  if (!agent_clone_claim_source (agent, req->source, error))
+  if (!agent_clone_take_source (agent, conn, req, &src, error))
     goto fail;
   source_held = TRUE;
-  if (!agent_clone_read_source (agent, conn, req->source, req->from_snapshot,
-                                &src, error))
-    goto fail;
   if (!agent_clone_check_size (req, &src, error)
       || !agent_clone_mark_write (agent, name, req->source, NULL, error))
     goto fail;
@@ -572,11 +565,7 @@ fail:
     agent_clone_rollback (agent, conn, name);
   if (name_held)
     agent_vm_release (agent, name);
-  if (source_held)
-    agent_vm_release (agent, req->source);
-  g_free (src.disk);
-  agent_clone_stream_failed (stream, req->source, job, error);
-  return FALSE;
+  return agent_clone_op_failed (op, stream, &src, source_held, error);
 }
 
 void

@@ -23,144 +23,15 @@
 
 #include <errno.h>
 #include <glib/gstdio.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "stor.h"
 
-#define CLONE_XMLNS "https://drover.dev/xmlns/clone/1"
-#define CLONE_XMLNS_PREFIX "drover-clone"
 /* How long a clone waits for its source to be free. */
 #define CLAIM_WAIT_S 10
-/* Clones listed by name in a refusal; the rest are counted. */
-#define MAX_NAMED_USERS 10
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
-
-/* --- the clone record in a domain's metadata ---------------------------- */
-
-/* The value of attribute ATTR of DOMXML's clone record, or NULL. */
-static char *
-record_attr (const char *domxml, const char *attr)
-{
-  g_autofree char *expr
-      = g_strdup_printf ("/domain/metadata/*[local-name()='clone' and "
-                         "namespace-uri()='" CLONE_XMLNS "']/@%s",
-                         attr);
-
-  return agent_xml_string (domxml, expr);
-}
-
-gboolean
-agent_clone_xml_is_template (const char *domxml)
-{
-  g_autofree char *t = record_attr (domxml, "template");
-
-  return g_strcmp0 (t, "yes") == 0;
-}
-
-/* The file of DOMXML's disk vda, or NULL. */
-static char *
-disk_source (const char *domxml)
-{
-  return agent_xml_string (domxml,
-                           "/domain/devices/disk[@device='disk']/source/@file");
-}
-
-/* See agent-private.h; new MAC addresses so that a clone never shares
- * one with its source. */
-char *
-agent_clone_xml_identity (const char *domxml, const char *uuid,
-                          const char *source, const char *snapshot,
-                          const char *base_vm, const char *base_image,
-                          GError **error)
-{
-  g_autoptr (xmlDoc) doc = xmlReadMemory (
-      domxml, strlen (domxml), "domain.xml", NULL,
-      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-  xmlNodePtr root, meta = NULL, rec, devices = NULL;
-  xmlNsPtr ns;
-  xmlChar *out = NULL;
-  int out_len = 0;
-  char *result;
-
-  root = doc ? xmlDocGetRootElement (doc) : NULL;
-  if (!root)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "cannot read the clone's domain XML");
-      return NULL;
-    }
-  for (xmlNodePtr n = root->children; n; n = n->next)
-    {
-      if (n->type != XML_ELEMENT_NODE)
-        continue;
-      if (strcmp ((const char *)n->name, "metadata") == 0)
-        meta = n;
-      else if (strcmp ((const char *)n->name, "devices") == 0)
-        devices = n;
-    }
-  if (uuid && *uuid)
-    {
-      /* Right after <name>: where libvirt itself puts it. */
-      xmlNodePtr u = xmlNewDocNode (doc, NULL, BAD_CAST "uuid", NULL);
-
-      xmlNodeAddContent (u, BAD_CAST uuid);
-      if (root->children)
-        xmlAddNextSibling (root->children, u);
-      else
-        xmlAddChild (root, u);
-    }
-  if (!meta)
-    meta = xmlNewChild (root, NULL, BAD_CAST "metadata", NULL);
-  rec = xmlNewChild (meta, NULL, BAD_CAST "clone", NULL);
-  ns = xmlNewNs (rec, BAD_CAST CLONE_XMLNS, BAD_CAST CLONE_XMLNS_PREFIX);
-  xmlSetNs (rec, ns);
-  xmlNewProp (rec, BAD_CAST "source", BAD_CAST source);
-  if (snapshot && *snapshot)
-    xmlNewProp (rec, BAD_CAST "snapshot", BAD_CAST snapshot);
-  xmlNewProp (rec, BAD_CAST "mode",
-              BAD_CAST (base_vm ? PROTO_CLONE_LINKED : PROTO_CLONE_FULL));
-  if (base_vm)
-    {
-      xmlNewProp (rec, BAD_CAST "base-vm", BAD_CAST base_vm);
-      xmlNewProp (rec, BAD_CAST "base-image", BAD_CAST base_image);
-    }
-  for (xmlNodePtr n = devices ? devices->children : NULL; n; n = n->next)
-    {
-      xmlNodePtr mac = NULL;
-      char addr[18];
-
-      if (n->type != XML_ELEMENT_NODE
-          || strcmp ((const char *)n->name, "interface") != 0)
-        continue;
-      for (xmlNodePtr c = n->children; c; c = c->next)
-        if (c->type == XML_ELEMENT_NODE
-            && strcmp ((const char *)c->name, "mac") == 0)
-          mac = c;
-      if (!mac)
-        mac = xmlNewChild (n, NULL, BAD_CAST "mac", NULL);
-      /* QEMU's locally administered prefix, as libvirt would choose. */
-      g_snprintf (addr, sizeof addr, "52:54:00:%02x:%02x:%02x",
-                  g_random_int_range (0, 256), g_random_int_range (0, 256),
-                  g_random_int_range (0, 256));
-      xmlSetProp (mac, BAD_CAST "address", BAD_CAST addr);
-    }
-  xmlDocDumpFormatMemoryEnc (doc, &out, &out_len, "UTF-8", 1);
-  if (!out)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                           "cannot serialise the clone's domain XML");
-      return NULL;
-    }
-  result = g_strndup ((const char *)out, out_len);
-  xmlFree (out);
-  return result;
-}
-
-/* --- marks and users of a base ------------------------------------------ */
+/* --- marks ------------------------------------------------------------------
+ */
 
 char *
 agent_clone_mark_path (Agent *agent, const char *name)
@@ -170,9 +41,9 @@ agent_clone_mark_path (Agent *agent, const char *name)
   return g_build_filename (agent->disk_dir, file, NULL);
 }
 
-/* The VM names of the clone marks in the disk directory. */
-static GPtrArray *
-list_marks (Agent *agent)
+/* See agent-clone-private.h. */
+GPtrArray *
+agent_clone_list_marks (Agent *agent)
 {
   GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GDir) dir = g_dir_open (agent->disk_dir, 0, NULL);
@@ -189,216 +60,6 @@ list_marks (Agent *agent)
         g_ptr_array_add (names, g_steal_pointer (&name));
     }
   return names;
-}
-
-/* lc2 before lc10: names as an operator sorts them. */
-static gint
-compare_names (gconstpointer a, gconstpointer b)
-{
-  g_autofree char *ka
-      = g_utf8_collate_key_for_filename (*(const char *const *)a, -1);
-  g_autofree char *kb
-      = g_utf8_collate_key_for_filename (*(const char *const *)b, -1);
-
-  return strcmp (ka, kb);
-}
-
-/* The VMs whose disks are overlays on VM BASE's image (linked clones,
- * from their records), and the clones of BASE being made now (from their
- * marks, named "NAME (being made)"). */
-static GPtrArray *
-base_users (Agent *agent, virConnectPtr conn, const char *base, GError **error)
-{
-  g_autoptr (GPtrArray) users = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GPtrArray) marks = list_marks (agent);
-  virDomainPtr *doms = NULL;
-  int n = virConnectListAllDomains (conn, &doms, 0);
-
-  if (n < 0)
-    {
-      agent_libvirt_error (error, "cannot list domains");
-      return NULL;
-    }
-  for (int i = 0; i < n; i++)
-    {
-      g_autofree char *xml = virDomainGetXMLDesc (doms[i], 0);
-      g_autofree char *of = xml ? record_attr (xml, "base-vm") : NULL;
-
-      if (g_strcmp0 (of, base) == 0)
-        g_ptr_array_add (users, g_strdup (virDomainGetName (doms[i])));
-      virDomainFree (doms[i]);
-    }
-  free (doms);
-  for (guint i = 0; i < marks->len; i++)
-    {
-      g_autofree char *path = agent_clone_mark_path (agent, marks->pdata[i]);
-      g_autofree char *source = NULL;
-
-      if (g_file_get_contents (path, &source, NULL, NULL)
-          && g_strcmp0 (g_strstrip (source), base) == 0)
-        g_ptr_array_add (users, g_strdup_printf ("%s (being made)",
-                                                 (char *)marks->pdata[i]));
-    }
-  g_ptr_array_sort (users, compare_names);
-  return g_steal_pointer (&users);
-}
-
-gboolean
-agent_clone_check_image (Agent *agent, virConnectPtr conn, const char *vm,
-                         const char *path, GError **error)
-{
-  g_autoptr (GPtrArray) users = base_users (agent, conn, vm, error);
-  g_autoptr (GString) list = g_string_new (NULL);
-  guint n = 0;
-
-  if (!users)
-    return FALSE;
-  for (guint i = 0; i < users->len; i++)
-    {
-      const char *user = users->pdata[i];
-      g_autoptr (virDomain) dom = virDomainLookupByName (conn, user);
-      g_autofree char *xml = dom ? virDomainGetXMLDesc (dom, 0) : NULL;
-      g_autofree char *image = xml ? record_attr (xml, "base-image") : NULL;
-
-      /* A clone being made (no domain yet) may be linking to PATH. */
-      if (image && g_strcmp0 (image, path) != 0)
-        continue;
-      if (n++ < MAX_NAMED_USERS)
-        g_string_append_printf (list, "%s%s", n > 1 ? ", " : "", user);
-    }
-  if (n == 0)
-    return TRUE;
-  if (n > MAX_NAMED_USERS)
-    g_string_append_printf (list, " and %u more", n - MAX_NAMED_USERS);
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-               "image %s of VM %s is the base of %u linked clone%s: %s", path,
-               vm, n, n == 1 ? "" : "s", list->str);
-  return FALSE;
-}
-
-gboolean
-agent_clone_check_start (Agent *agent, virDomainPtr dom, GError **error)
-{
-  g_autofree char *xml = virDomainGetXMLDesc (dom, 0);
-
-  if (xml && agent_clone_xml_is_template (xml))
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is a template: templates are never started; clone "
-                   "it and start the clone",
-                   virDomainGetName (dom));
-      return FALSE;
-    }
-  return TRUE;
-}
-
-gboolean
-agent_clone_check_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
-                          GError **error)
-{
-  const char *name = virDomainGetName (dom);
-  g_autoptr (GPtrArray) users = base_users (agent, conn, name, error);
-  g_autoptr (GString) list = NULL;
-
-  if (!users)
-    return FALSE;
-  if (users->len == 0)
-    return TRUE;
-  list = g_string_new (NULL);
-  for (guint i = 0; i < users->len && i < MAX_NAMED_USERS; i++)
-    g_string_append_printf (list, "%s%s", i ? ", " : "",
-                            (char *)users->pdata[i]);
-  if (users->len > MAX_NAMED_USERS)
-    g_string_append_printf (list, " and %u more", users->len - MAX_NAMED_USERS);
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-               "VM %s is the base of %u linked clone%s: %s; delete %s first",
-               name, users->len, users->len == 1 ? "" : "s", list->str,
-               users->len == 1 ? "it" : "them");
-  return FALSE;
-}
-
-/* --- MakeTemplate --------------------------------------------------------- */
-
-/* Makes PATH read-only for everyone: nothing may write a base. */
-static gboolean
-protect_base (const char *path, GError **error)
-{
-  if (g_chmod (path, 0444) < 0)
-    {
-      int saved = errno;
-
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                   "cannot make %s read-only: %s", path, g_strerror (saved));
-      return FALSE;
-    }
-  return TRUE;
-}
-
-ProtobufCMessage *
-agent_clone_make_template (Agent *agent, virConnectPtr conn, virDomainPtr dom,
-                           const ProtobufCMessage *request, GError **error)
-{
-  const char *name = virDomainGetName (dom);
-  g_autofree char *xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
-  g_autofree char *disk = NULL;
-
-  if (!xml)
-    {
-      agent_libvirt_error (error, "cannot read the XML of VM %s", name);
-      return NULL;
-    }
-  if (virDomainIsActive (dom) != 0)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is running: stop it before making it a template",
-                   name);
-      return NULL;
-    }
-  if (virDomainIsPersistent (dom) != 1)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is not defined persistently here", name);
-      return NULL;
-    }
-  /* A template's image is a protected base; a snapshot chain under it
-   * would be merged into by a later snapshot delete. */
-  {
-    g_autoptr (AgentSnapTree) tree
-        = agent_snaptree_from_domain_xml (xml, error);
-
-    if (!tree)
-      return NULL;
-    if (tree->snaps->len > 0)
-      {
-        g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                     "VM %s has %u snapshot%s: delete them before making it a "
-                     "template",
-                     name, tree->snaps->len, tree->snaps->len == 1 ? "" : "s");
-        return NULL;
-      }
-  }
-  disk = disk_source (xml);
-  /* The record first: a template whose image is still writable is
-   * finished by the next MakeTemplate or by the start-up reclaim; an
-   * image made read-only without the record would stay so for nothing. */
-  if (!agent_clone_xml_is_template (xml)
-      && virDomainSetMetadata (dom, VIR_DOMAIN_METADATA_ELEMENT,
-                               "<clone template=\"yes\"/>", CLONE_XMLNS_PREFIX,
-                               CLONE_XMLNS, VIR_DOMAIN_AFFECT_CONFIG)
-             < 0)
-    {
-      agent_libvirt_error (error, "cannot record VM %s as a template", name);
-      return NULL;
-    }
-  if (disk && !protect_base (disk, error))
-    {
-      g_prefix_error (error, "VM %s is recorded as a template but ", name);
-      return NULL;
-    }
-  drover_message (name, NULL, NULL, "VM is a template now%s%s",
-                  disk ? "; its image is read-only: " : "", disk ? disk : "");
-  agent_reporter_kick_from_thread (agent);
-  return agent_vm_reply (dom, error);
 }
 
 /* --- CloneVm ------------------------------------------------------------- */
@@ -423,6 +84,36 @@ agent_clone_op_start (ProtoServerCall *call, Agent *agent,
   op->req = (const void *)req;
   op->phase = PROTO_STOR_PHASE_COPYING;
   agent_stream_start (call, agent->ctx, thread_name, func, op, clone_op_free);
+}
+
+virConnectPtr
+agent_clone_op_open (AgentCloneOp *op, AgentStream *stream, GError **error)
+{
+  virConnectPtr conn;
+
+  op->stream = stream;
+  op->started_us = g_get_monotonic_time ();
+  conn = agent_libvirt_get (op->agent->lv, error);
+  if (conn)
+    agent_stream_push (
+        stream, &agent_clone_progress_new (PROTO_STOR_PHASE_PREPARING)->base);
+  return conn;
+}
+
+gboolean
+agent_clone_take_source (Agent *agent, virConnectPtr conn,
+                         const Drover__V1__AgentCloneRequest *req,
+                         AgentCloneSource *src, GError **error)
+{
+  if (!agent_clone_claim_source (agent, req->source, error))
+    return FALSE;
+  if (!agent_clone_read_source (agent, conn, req->source, req->from_snapshot,
+                                src, error))
+    {
+      agent_vm_release (agent, req->source);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 Drover__V1__StorageProgress *
@@ -493,15 +184,6 @@ agent_clone_rollback (Agent *agent, virConnectPtr conn, const char *name)
     }
   (void)agent_console_remove (agent, name, NULL);
   (void)g_unlink (mark);
-}
-
-gboolean
-agent_clone_fault_point (const char *name, GError **error)
-{
-  if (!agent_fault (name))
-    return FALSE;
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
-  return TRUE;
 }
 
 gboolean
@@ -603,7 +285,7 @@ agent_clone_read_source (Agent *agent, virConnectPtr conn, const char *name,
       src->frozen = TRUE;
       return src->disk != NULL;
     }
-  src->disk = spec->disk > 0 ? disk_source (xml) : NULL;
+  src->disk = spec->disk > 0 ? agent_clone_xml_disk (xml) : NULL;
   if (spec->disk > 0 && !src->disk)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
@@ -639,32 +321,42 @@ agent_clone_claim_source (Agent *agent, const char *name, GError **error)
   return TRUE;
 }
 
+/* What clone_identity needs: the request, and the image of the source a
+ * linked clone is an overlay on (NULL: a full clone). */
+typedef struct
+{
+  const Drover__V1__AgentCloneRequest *req;
+  const char *base_image;
+} CloneIdentity;
+
+/* An AgentDomainEditFunc (data: a CloneIdentity): the clone's identity. */
+static char *
+clone_identity (const char *xml, gpointer data, GError **error)
+{
+  const CloneIdentity *id = data;
+  const Drover__V1__AgentCloneRequest *req = id->req;
+
+  return agent_clone_xml_identity (
+      xml, req->uuid, req->source, req->from_snapshot,
+      id->base_image ? req->source : NULL, id->base_image, error);
+}
+
 virDomainPtr
 agent_clone_define (Agent *agent, virConnectPtr conn,
                     const Drover__V1__VmSpec *spec, const char *disk,
                     const Drover__V1__AgentCloneRequest *req,
                     const char *base_image, GError **error)
 {
-  g_autofree char *console = agent_console_path (agent, spec->name);
-  g_autofree char *xml = NULL, *clone_xml = NULL;
+  CloneIdentity id = { req, base_image };
   g_autoptr (virDomain) dom = NULL;
 
   if (!agent_console_prepare (agent, spec->name, error))
     return NULL;
-  xml = agent_domain_xml_build (spec, agent->accel, disk, console, error);
-  clone_xml = xml ? agent_clone_xml_identity (
-                  xml, req->uuid, req->source, req->from_snapshot,
-                  base_image ? req->source : NULL, base_image, error)
-                  : NULL;
-  if (!clone_xml)
-    return NULL;
-  dom = virDomainDefineXMLFlags (conn, clone_xml, VIR_DOMAIN_DEFINE_VALIDATE);
+  dom = agent_vm_define (agent, conn, spec, disk, clone_identity, &id, "clone",
+                         error);
   if (!dom)
-    {
-      agent_libvirt_error (error, "cannot define clone %s", spec->name);
-      return NULL;
-    }
-  if (agent_clone_fault_point ("clone-fail-after-define", error))
+    return NULL;
+  if (agent_fault_fail ("clone-fail-after-define", error))
     return NULL;
   /* A test kills the agent here: defined, not committed. */
   if (agent_fault ("clone-hold-after-define"))
@@ -682,16 +374,9 @@ Drover__V1__VmSpec *
 agent_clone_spec (Agent *agent, const Drover__V1__AgentCloneRequest *req,
                   GError **error)
 {
-  g_autoptr (Drover__V1__VmSpec) spec = NULL;
-
   if (!agent_clone_check_request (req, error))
     return NULL;
-  spec = proto_msg_copy (&req->spec->base);
-  if (!agent_vm_check_spec (agent, spec, error))
-    return NULL;
-  g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
-  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
-  return g_steal_pointer (&spec);
+  return agent_vm_spec_for_host (agent, req->spec, error);
 }
 
 gboolean
@@ -739,6 +424,7 @@ static gboolean
 clone_run (AgentStream *stream, gpointer data, GError **error)
 {
   AgentCloneOp *op = data;
+  AgentCloneSource src = { 0 };
   Agent *agent = op->agent;
   const Drover__V1__AgentCloneRequest *req = op->req;
   const char *job = *req->job_id ? req->job_id : NULL;
@@ -746,31 +432,23 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
   g_autoptr (virDomain) dom = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *disk = NULL, *mark = NULL;
-  AgentCloneSource src = { 0 };
   gboolean linked, source_held = FALSE, admitted = FALSE, marked = FALSE;
   Drover__V1__StorageProgress *final;
   const char *name;
 
-  op->stream = stream;
-  op->started_us = g_get_monotonic_time ();
   spec = agent_clone_spec (agent, req, error);
   if (!spec)
     goto fail;
   name = spec->name;
-  conn = agent_libvirt_get (agent->lv, error);
+  conn = agent_clone_op_open (op, stream, error);
   if (!conn)
     goto fail;
-  agent_stream_push (
-      stream, &agent_clone_progress_new (PROTO_STOR_PHASE_PREPARING)->base);
 
   /* The source stays as it is while it is read (and, unless it is a
    * template, which nothing changes, while it is copied). */
-  if (!agent_clone_claim_source (agent, req->source, error))
+  if (!agent_clone_take_source (agent, conn, req, &src, error))
     goto fail;
   source_held = TRUE;
-  if (!agent_clone_read_source (agent, conn, req->source, req->from_snapshot,
-                                &src, error))
-    goto fail;
   linked = *req->mode ? strcmp (req->mode, PROTO_CLONE_LINKED) == 0
                       : src.is_template;
   if (linked && !src.is_template && !src.frozen)
@@ -804,7 +482,7 @@ clone_run (AgentStream *stream, gpointer data, GError **error)
         goto rollback;
       if (linked)
         {
-          if (!protect_base (src.disk, error)
+          if (!agent_clone_protect_base (src.disk, error)
               || !stor_copy_linked (src.disk, disk, src.disk_size, error))
             goto rollback;
         }
@@ -852,16 +530,15 @@ fail:
     (void)g_unlink (mark);
   if (admitted)
     agent_vm_release (agent, spec->name);
-  if (source_held)
-    agent_vm_release (agent, req->source);
-  g_free (src.disk);
-  agent_clone_stream_failed (stream, req->source, job, error);
-  return FALSE;
+  return agent_clone_op_failed (op, stream, &src, source_held, error);
 }
 
-void
-agent_clone_stream_failed (AgentStream *stream, const char *source,
-                           const char *job, GError **error)
+/* Ends a clone stream that failed with ERROR (a cancel becomes
+ * PROTO_STATUS_CANCELLED): pushes the "failed" progress and logs it for
+ * the source VM SOURCE and JOB. */
+static void
+clone_stream_failed (AgentStream *stream, const char *source, const char *job,
+                     GError **error)
 {
   Drover__V1__StorageProgress *p
       = agent_clone_progress_new (PROTO_STOR_PHASE_FAILED);
@@ -877,6 +554,21 @@ agent_clone_stream_failed (AgentStream *stream, const char *source,
   drover_message (source, job, NULL, "clone failed: %s", (*error)->message);
 }
 
+gboolean
+agent_clone_op_failed (AgentCloneOp *op, AgentStream *stream,
+                       AgentCloneSource *src, gboolean source_held,
+                       GError **error)
+{
+  const Drover__V1__AgentCloneRequest *req = op->req;
+
+  if (source_held)
+    agent_vm_release (op->agent, req->source);
+  g_clear_pointer (&src->disk, g_free);
+  clone_stream_failed (stream, req->source, *req->job_id ? req->job_id : NULL,
+                       error);
+  return FALSE;
+}
+
 void
 agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
                 gpointer data)
@@ -889,7 +581,7 @@ agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
 void
 agent_clone_reclaim (Agent *agent, virConnectPtr conn)
 {
-  g_autoptr (GPtrArray) marks = list_marks (agent);
+  g_autoptr (GPtrArray) marks = agent_clone_list_marks (agent);
   virDomainPtr *doms = NULL;
   int n;
 
@@ -911,10 +603,10 @@ agent_clone_reclaim (Agent *agent, virConnectPtr conn)
     {
       g_autofree char *xml
           = virDomainGetXMLDesc (doms[i], VIR_DOMAIN_XML_INACTIVE);
-      g_autofree char *disk = xml ? disk_source (xml) : NULL;
+      g_autofree char *disk = xml ? agent_clone_xml_disk (xml) : NULL;
 
       if (disk && agent_clone_xml_is_template (xml))
-        (void)protect_base (disk, NULL);
+        (void)agent_clone_protect_base (disk, NULL);
       virDomainFree (doms[i]);
     }
   free (doms);

@@ -331,15 +331,11 @@ domain_memory (xmlNodePtr root, guint64 *bytes, GError **error)
   return TRUE;
 }
 
-Drover__V1__VmSpec *
-agent_domain_xml_parse (const char *xml, GError **error)
+xmlDocPtr
+agent_domain_xml_read (const char *xml, GError **error)
 {
-  g_autoptr (xmlDoc) doc = NULL;
-  g_autoptr (Drover__V1__VmSpec) spec = NULL;
-  xmlNodePtr root, vm;
-  g_autofree char *name = NULL;
-  guint64 vcpus = 0, memory = 0, disk = 0;
   size_t len = xml ? strlen (xml) : 0;
+  xmlDocPtr doc;
 
   if (len == 0 || len > G_MAXINT)
     {
@@ -352,11 +348,23 @@ agent_domain_xml_parse (const char *xml, GError **error)
                        XML_PARSE_NONET | XML_PARSE_NOERROR
                            | XML_PARSE_NOWARNING);
   if (!doc)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                           "domain XML does not parse");
-      return NULL;
-    }
+    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                         "domain XML does not parse");
+  return doc;
+}
+
+Drover__V1__VmSpec *
+agent_domain_xml_parse (const char *xml, GError **error)
+{
+  g_autoptr (xmlDoc) doc = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  xmlNodePtr root, vm;
+  g_autofree char *name = NULL;
+  guint64 vcpus = 0, memory = 0, disk = 0;
+
+  doc = agent_domain_xml_read (xml, error);
+  if (!doc)
+    return NULL;
   root = xmlDocGetRootElement (doc);
   if (!root || root->ns || strcmp ((const char *)root->name, "domain") != 0)
     {

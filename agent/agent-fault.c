@@ -56,3 +56,13 @@ agent_fault_set (const char *faults)
 }
 
 #endif
+
+/* See agent-private.h. */
+gboolean
+agent_fault_fail (const char *name, GError **error)
+{
+  if (!agent_fault (name))
+    return FALSE;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
+  return TRUE;
+}

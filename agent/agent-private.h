@@ -47,6 +47,9 @@ gboolean agent_fault (const char *name);
 #define agent_fault(name) ((void)(name), FALSE)
 #endif
 void agent_fault_set (const char *faults);
+/* FALSE; TRUE with ERROR (AGENT_ERROR_FAILED "fault: NAME") when fault
+ * point NAME fires: an operation's step that fails on purpose. */
+gboolean agent_fault_fail (const char *name, GError **error);
 /* TRUE in a build with fault points (-Dfaults=true). */
 gboolean agent_fault_compiled (void);
 
@@ -112,6 +115,10 @@ char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
  * for a domain without that metadata, AGENT_ERROR_INVALID for anything
  * that is not domain XML. */
 Drover__V1__VmSpec *agent_domain_xml_parse (const char *xml, GError **error);
+/* Parses the domain XML XML with no network, no entity expansion and no
+ * messages on stderr: an xmlDoc (free with xmlFreeDoc), or NULL with
+ * AGENT_ERROR_INVALID for empty or unparsable XML. */
+struct _xmlDoc *agent_domain_xml_read (const char *xml, GError **error);
 
 /* The string value of XPath expression EXPR (an absolute path such as
  * "/capabilities/host/cpu/model") in libvirt's XML document XML, or
@@ -301,6 +308,25 @@ virDomainPtr agent_vm_lookup (Agent *agent, virConnectPtr conn,
  * accelerator this host runs guests with (AGENT_ERROR_PRECONDITION). */
 gboolean agent_vm_check_spec (Agent *agent, Drover__V1__VmSpec *spec,
                               GError **error);
+/* The spec a new VM (CreateVm, CloneVm) runs with here: a copy of
+ * REQUESTED, checked by agent_vm_check_spec, with the accelerator this
+ * host runs guests with recorded in it. NULL with ERROR. */
+Drover__V1__VmSpec *agent_vm_spec_for_host (Agent *agent,
+                                            const Drover__V1__VmSpec *requested,
+                                            GError **error);
+/* Turns a built domain XML into the one to define (e.g. a clone's
+ * identity); a new string, or NULL with ERROR. */
+typedef char *(*AgentDomainEditFunc) (const char *xml, gpointer data,
+                                      GError **error);
+/* Builds the domain of SPEC on DISK (NULL: no disk) with SPEC->name's
+ * console log (prepared by the caller), passes it through EDIT (NULL: as
+ * built) and defines it; WHAT ("VM", "clone") names it in the error. The
+ * domain, not started, or NULL with ERROR: the caller rolls back what it
+ * made. */
+virDomainPtr agent_vm_define (Agent *agent, virConnectPtr conn,
+                              const Drover__V1__VmSpec *spec, const char *disk,
+                              AgentDomainEditFunc edit, gpointer edit_data,
+                              const char *what, GError **error);
 /* Admits a new VM named after SPEC: claims the name (so two requests
  * cannot race for it), refuses an existing domain of that name
  * (AGENT_ERROR_EXISTS) and checks its memory fits next to the running VMs
@@ -544,16 +570,16 @@ gboolean agent_snapshot_count (const char *domxml, char **current,
 gboolean agent_snapshot_remove_all (Agent *agent, const char *name,
                                     GError **error);
 
-/* agent-clone.c. CloneVm streams StorageProgress (ProtoHandler, data: the
- * Agent); MakeTemplate is an AgentVmFunc. */
+/* agent-clone.c: CloneVm streams StorageProgress (ProtoHandler, data: the
+ * Agent); agent-clone-template.c: MakeTemplate is an AgentVmFunc. */
 void agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
                      gpointer data);
 ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
                                              virDomainPtr dom,
                                              const ProtobufCMessage *request,
                                              GError **error);
-/* TRUE when the domain XML DOMXML is recorded as a template
- * (VmStatus.template). */
+/* agent-clone-xml.c: TRUE when the domain XML DOMXML is recorded as a
+ * template (VmStatus.template). */
 gboolean agent_clone_xml_is_template (const char *domxml);
 /* DOMXML (a domain built by agent_domain_xml_build) with a clone's
  * identity: <uuid> UUID (NULL or "": libvirt picks one), the clone record
@@ -581,7 +607,8 @@ ProtobufCMessage *agent_clone_in_abort (Agent *agent, const AgentCaller *caller,
                                         GError **error);
 void agent_clone_out (ProtoServerCall *call, const ProtobufCMessage *req,
                       gpointer data);
-/* StartVm's check: AGENT_ERROR_PRECONDITION for a template. */
+/* agent-clone-template.c. StartVm's check: AGENT_ERROR_PRECONDITION for a
+ * template. */
 gboolean agent_clone_check_start (Agent *agent, virDomainPtr dom,
                                   GError **error);
 /* DeleteVm's check: AGENT_ERROR_PRECONDITION naming the linked clones
@@ -595,13 +622,12 @@ gboolean agent_clone_check_delete (Agent *agent, virConnectPtr conn,
 gboolean agent_clone_check_image (Agent *agent, virConnectPtr conn,
                                   const char *vm, const char *path,
                                   GError **error);
-/* At start, with libvirt connected: removes every clone an earlier run
- * left uncommitted (its domain, disk, temporary copy, console log and
- * mark) and makes the images of templates read-only again. The clone
- * fault points (test builds): clone-fail-after-define (CloneVm fails and
- * rolls back after defining the clone), clone-hold-after-define and
- * clone-hold-copying (CloneVm stands still there for 120 s, for a test to
- * kill the agent). */
+/* agent-clone.c. At start, with libvirt connected: removes every clone an
+ * earlier run left uncommitted (its domain, disk, temporary copy, console log
+ * and mark) and makes the images of templates read-only again. The clone fault
+ * points (test builds): clone-fail-after-define (CloneVm fails and rolls back
+ * after defining the clone), clone-hold-after-define and clone-hold-copying
+ * (CloneVm stands still there for 120 s, for a test to kill the agent). */
 void agent_clone_reclaim (Agent *agent, virConnectPtr conn);
 
 G_END_DECLS

@@ -82,16 +82,6 @@ rollback_create (virDomainPtr dom, const char *disk_path, gboolean disk_made,
 
 /* --- operations (worker threads) --------------------------------------- */
 
-/* TRUE, with ERROR, when fault point NAME fires (test builds). */
-static gboolean
-fault_point (const char *name, GError **error)
-{
-  if (!agent_fault (name))
-    return FALSE;
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
-  return TRUE;
-}
-
 static ProtobufCMessage *
 op_create (Agent *agent, const AgentCaller *caller,
            const ProtobufCMessage *request, GError **error)
@@ -102,19 +92,15 @@ op_create (Agent *agent, const AgentCaller *caller,
   g_autoptr (virDomain) dom = NULL;
   g_autofree char *disk_path = NULL;
   g_autofree char *console_path = NULL;
-  g_autofree char *xml = NULL;
   gboolean disk_made = FALSE, console_existed = TRUE;
   ProtobufCMessage *reply;
 
   /* Checked before anything is made, kernel and initrd included. */
   if (!proto_vm_spec_check (req->spec, error))
     return NULL;
-  spec = proto_msg_copy (&req->spec->base);
-  if (!agent_vm_check_spec (agent, spec, error))
+  spec = agent_vm_spec_for_host (agent, req->spec, error);
+  if (!spec)
     return NULL;
-  /* Record the accelerator the VM actually runs with. */
-  g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
-  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
 
   conn = agent_libvirt_get (agent->lv, error);
   if (!conn)
@@ -136,27 +122,20 @@ op_create (Agent *agent, const AgentCaller *caller,
     }
   if (!agent_console_prepare (agent, spec->name, error))
     goto rollback;
-  if (fault_point ("create-after-disk", error))
+  if (agent_fault_fail ("create-after-disk", error))
     goto rollback;
 
-  xml = agent_domain_xml_build (spec, agent->accel, disk_path, console_path,
-                                error);
-  if (!xml)
-    goto rollback;
-  dom = virDomainDefineXMLFlags (conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
+  dom = agent_vm_define (agent, conn, spec, disk_path, NULL, NULL, "VM", error);
   if (!dom)
-    {
-      agent_libvirt_error (error, "cannot define VM %s", spec->name);
-      goto rollback;
-    }
-  if (fault_point ("create-after-define", error))
+    goto rollback;
+  if (agent_fault_fail ("create-after-define", error))
     goto rollback;
   if (virDomainCreate (dom) < 0)
     {
       agent_libvirt_error (error, "cannot start VM %s", spec->name);
       goto rollback;
     }
-  if (fault_point ("create-after-start", error))
+  if (agent_fault_fail ("create-after-start", error))
     goto rollback;
   reply = agent_vm_reply (dom, error);
   if (!reply)

@@ -39,10 +39,7 @@ agent_snap_crash_point (const char *name)
 gboolean
 agent_snap_fail_point (const char *name, GError **error)
 {
-  if (!agent_fault (name))
-    return FALSE;
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
-  return TRUE;
+  return agent_fault_fail (name, error);
 }
 
 /* --- paths, tree I/O ---------------------------------------------------- */

@@ -219,27 +219,6 @@ find_tree_node (xmlDocPtr doc)
   return NULL;
 }
 
-static xmlDocPtr
-read_doc (const char *xml, GError **error)
-{
-  size_t len = xml ? strlen (xml) : 0;
-  xmlDocPtr doc;
-
-  if (len == 0 || len > G_MAXINT)
-    {
-      g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                           "empty domain XML");
-      return NULL;
-    }
-  doc = xmlReadMemory (xml, (int)len, "domain.xml", NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR
-                           | XML_PARSE_NOWARNING);
-  if (!doc)
-    g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                         "domain XML does not parse");
-  return doc;
-}
-
 static gboolean
 check_tree (AgentSnapTree *t, GError **error)
 {
@@ -285,7 +264,7 @@ check_tree (AgentSnapTree *t, GError **error)
 AgentSnapTree *
 agent_snaptree_from_domain_xml (const char *domxml, GError **error)
 {
-  g_autoptr (xmlDoc) doc = read_doc (domxml, error);
+  g_autoptr (xmlDoc) doc = agent_domain_xml_read (domxml, error);
   g_autoptr (AgentSnapTree) t = NULL;
   g_autoptr (GError) local = NULL;
   xmlNodePtr node;
@@ -488,7 +467,7 @@ find_vda (xmlDocPtr doc)
 char *
 agent_snaptree_disk_source (const char *domxml)
 {
-  g_autoptr (xmlDoc) doc = read_doc (domxml, NULL);
+  g_autoptr (xmlDoc) doc = agent_domain_xml_read (domxml, NULL);
   xmlNodePtr disk = doc ? find_vda (doc) : NULL;
   xmlNodePtr src = disk ? find_child (disk, "source") : NULL;
 
@@ -499,7 +478,7 @@ char *
 agent_snaptree_edit_domain_xml (const char *domxml, const AgentSnapTree *t,
                                 const char *disk_path, GError **error)
 {
-  g_autoptr (xmlDoc) doc = read_doc (domxml, error);
+  g_autoptr (xmlDoc) doc = agent_domain_xml_read (domxml, error);
   xmlNodePtr root, meta, old;
   xmlChar *out = NULL;
   int out_len = 0;

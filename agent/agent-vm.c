@@ -108,6 +108,43 @@ agent_vm_check_spec (Agent *agent, Drover__V1__VmSpec *spec, GError **error)
   return TRUE;
 }
 
+Drover__V1__VmSpec *
+agent_vm_spec_for_host (Agent *agent, const Drover__V1__VmSpec *requested,
+                        GError **error)
+{
+  g_autoptr (Drover__V1__VmSpec) spec = proto_msg_copy (&requested->base);
+
+  if (!agent_vm_check_spec (agent, spec, error))
+    return NULL;
+  /* Record the accelerator the VM actually runs with. */
+  g_free (spec->accel == protobuf_c_empty_string ? NULL : spec->accel);
+  spec->accel = proto_msg_strdup (agent_accel_to_string (agent->accel));
+  return g_steal_pointer (&spec);
+}
+
+virDomainPtr
+agent_vm_define (Agent *agent, virConnectPtr conn,
+                 const Drover__V1__VmSpec *spec, const char *disk,
+                 AgentDomainEditFunc edit, gpointer edit_data, const char *what,
+                 GError **error)
+{
+  g_autofree char *console = agent_console_path (agent, spec->name);
+  g_autofree char *xml
+      = agent_domain_xml_build (spec, agent->accel, disk, console, error);
+  g_autofree char *edited = NULL;
+  virDomainPtr dom;
+
+  if (xml && edit)
+    edited = edit (xml, edit_data, error);
+  if (!(edit ? edited : xml))
+    return NULL;
+  dom = virDomainDefineXMLFlags (conn, edit ? edited : xml,
+                                 VIR_DOMAIN_DEFINE_VALIDATE);
+  if (!dom)
+    agent_libvirt_error (error, "cannot define %s %s", what, spec->name);
+  return dom;
+}
+
 /* Refuses SPEC when its memory does not fit next to the running Drover
  * VMs. TCG guests allocate lazily, so this is the configured total, not
  * the kernel's free memory (which page cache keeps low). */

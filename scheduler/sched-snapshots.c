@@ -410,32 +410,35 @@ sched_snap_handle_create (ProtoServerCall *call,
   sched_snap_reply_job (call, job, error);
 }
 
-void
-sched_snap_handle_revert (ProtoServerCall *call,
-                          const ProtobufCMessage *request, gpointer user_data)
+/* RevertSnapshot and DeleteSnapshot: a job KIND on REQUEST's snapshot
+ * (a SnapshotRequest; PAUSED: a revert leaves the VM paused). */
+static void
+handle_snapshot_job (ProtoServerCall *call, const ProtobufCMessage *request,
+                     SchedService *svc, const char *kind, gboolean paused)
 {
-  SchedService *svc = user_data;
   const Drover__V1__SnapshotRequest *req = (const void *)request;
   g_autoptr (GError) error = NULL;
   g_autoptr (SchedJob) job = NULL;
 
-  submit (svc->snapshots, PROTO_JOB_KIND_SNAPSHOT_REVERT, req->vm, req->name,
-          FALSE, FALSE, NULL, req->paused, &job, &error);
+  submit (svc->snapshots, kind, req->vm, req->name, FALSE, FALSE, NULL, paused,
+          &job, &error);
   sched_snap_reply_job (call, job, error);
+}
+
+void
+sched_snap_handle_revert (ProtoServerCall *call,
+                          const ProtobufCMessage *request, gpointer user_data)
+{
+  handle_snapshot_job (call, request, user_data, PROTO_JOB_KIND_SNAPSHOT_REVERT,
+                       ((const Drover__V1__SnapshotRequest *)request)->paused);
 }
 
 void
 sched_snap_handle_delete (ProtoServerCall *call,
                           const ProtobufCMessage *request, gpointer user_data)
 {
-  SchedService *svc = user_data;
-  const Drover__V1__SnapshotRequest *req = (const void *)request;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) job = NULL;
-
-  submit (svc->snapshots, PROTO_JOB_KIND_SNAPSHOT_DELETE, req->vm, req->name,
-          FALSE, FALSE, NULL, FALSE, &job, &error);
-  sched_snap_reply_job (call, job, error);
+  handle_snapshot_job (call, request, user_data, PROTO_JOB_KIND_SNAPSHOT_DELETE,
+                       FALSE);
 }
 
 /* --- ListSnapshots ----------------------------------------------------- */

@@ -22,7 +22,6 @@
 #include "test-support.h"
 
 #include <gio/gio.h>
-#include <sqlite3.h>
 #include <string.h>
 
 PROTO_MSG_AUTOPTR (Drover__V1__ListSnapshotsReply)
@@ -30,17 +29,6 @@ PROTO_MSG_AUTOPTR (Drover__V1__ListSnapshotsReply)
 /* DIR/scheduler (role scheduler), DIR/{a, b} (role host), DIR/ops
  * (operator), DIR/eve (viewer). */
 static char *pki_dir;
-
-static ProtoTls *
-tls_of (const char *who)
-{
-  g_autofree char *dir = g_build_filename (pki_dir, who, NULL);
-  g_autoptr (GError) error = NULL;
-  ProtoTls *tls = proto_tls_load (dir, &error);
-
-  g_assert_no_error (error);
-  return tls;
-}
 
 /* --- fake agent -------------------------------------------------------- */
 
@@ -261,6 +249,27 @@ fake_delete (ProtoServerCall *call, const ProtobufCMessage *request,
   fake_run (user_data, call, "delete", req->name, PROTO_STOR_PHASE_MERGING);
 }
 
+/* Keeps REQ as the last clone asked for and runs it (PHASE). */
+static void
+fake_run_clone (FakeAgent *fake, ProtoServerCall *call,
+                const Drover__V1__AgentCloneRequest *req, const char *phase)
+{
+  proto_msg_free (fake->last_clone);
+  fake->last_clone = proto_msg_copy (&req->base);
+  fake_run (fake, call, "clone", req->spec->name, phase);
+}
+
+/* Answers CALL with VM STATUS (its name, state, ... as the caller set
+ * them). */
+static void
+fake_reply_vm (ProtoServerCall *call, Drover__V1__VmStatus *status)
+{
+  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
+
+  reply.vm = status;
+  proto_server_call_reply (call, &reply.base);
+}
+
 static void
 fake_clone (ProtoServerCall *call, const ProtobufCMessage *request,
             gpointer user_data)
@@ -271,9 +280,7 @@ fake_clone (ProtoServerCall *call, const ProtobufCMessage *request,
   fake_note (fake, "clone %s %s %s%s%s", req->source, req->spec->name,
              req->mode, req->from_snapshot[0] ? " at " : "",
              req->from_snapshot);
-  proto_msg_free (fake->last_clone);
-  fake->last_clone = proto_msg_copy (request);
-  fake_run (fake, call, "clone", req->spec->name, PROTO_STOR_PHASE_COPYING);
+  fake_run_clone (fake, call, req, PROTO_STOR_PHASE_COPYING);
 }
 
 static void
@@ -298,15 +305,13 @@ fake_template (ProtoServerCall *call, const ProtobufCMessage *request,
                gpointer user_data)
 {
   const Drover__V1__VmRequest *req = (const void *)request;
-  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
   Drover__V1__VmStatus vm = DROVER__V1__VM_STATUS__INIT;
 
   fake_note (user_data, "template %s", req->name);
   vm.name = req->name;
   vm.state = (char *)PROTO_VM_SHUTOFF;
   vm.template_ = TRUE;
-  reply.vm = &vm;
-  proto_server_call_reply (call, &reply.base);
+  fake_reply_vm (call, &vm);
 }
 
 static void
@@ -359,9 +364,7 @@ fake_clone_out (ProtoServerCall *call, const ProtobufCMessage *request,
 
   fake_note (fake, "clone-out %s %s to %s via %s %s", req->source,
              req->spec->name, req->dest_host, req->channel_address, req->token);
-  proto_msg_free (fake->last_clone);
-  fake->last_clone = proto_msg_copy (request);
-  fake_run (fake, call, "clone", req->spec->name, PROTO_STOR_PHASE_SENDING);
+  fake_run_clone (fake, call, req, PROTO_STOR_PHASE_SENDING);
 }
 
 static void
@@ -370,7 +373,6 @@ fake_clone_in_commit (ProtoServerCall *call, const ProtobufCMessage *request,
 {
   FakeAgent *fake = user_data;
   const Drover__V1__AgentCloneRequest *req = (const void *)request;
-  Drover__V1__AgentVmReply reply = DROVER__V1__AGENT_VM_REPLY__INIT;
   Drover__V1__VmStatus vm = DROVER__V1__VM_STATUS__INIT;
 
   fake_note (fake, "commit-in %s%s", req->spec->name,
@@ -381,8 +383,7 @@ fake_clone_in_commit (ProtoServerCall *call, const ProtobufCMessage *request,
   vm.uuid = req->uuid;
   vm.state = (char *)(req->start ? PROTO_VM_RUNNING : PROTO_VM_SHUTOFF);
   vm.spec = req->spec;
-  reply.vm = &vm;
-  proto_server_call_reply (call, &reply.base);
+  fake_reply_vm (call, &vm);
 }
 
 static void
@@ -416,7 +417,7 @@ fake_serve (FakeAgent *fake, const char *host, char **address)
     DROVER_AGENT_SERVICE,  methods, G_N_ELEMENTS (methods), proto_agent_authz,
     proto_agent_authz_len,
   };
-  g_autoptr (ProtoTls) tls = tls_of (host);
+  g_autoptr (ProtoTls) tls = test_rpc_tls (pki_dir, host);
   g_autoptr (GError) error = NULL;
   ProtoServer *server = test_rpc_server_new (&service, fake, NULL, tls, &error);
 
@@ -438,25 +439,6 @@ typedef struct
 } Fixture;
 
 static void
-put_host (Fixture *f, const char *name, const char *address)
-{
-  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
-  g_autoptr (SchedHost) host = NULL;
-  g_autoptr (GError) error = NULL;
-
-  info.name = (char *)name;
-  info.address = (char *)address;
-  info.cpus = 8;
-  info.memory_total = info.memory_free = 8 * GiB;
-  info.data_total = info.data_free = 100 * GiB;
-  info.accel = (char *)PROTO_ACCEL_TCG;
-  host = sched_host_new (&info, PROTO_HOST_UP,
-                         sched_registry_now (f->svc->registry));
-  g_assert_true (sched_store_put_host (f->svc->store, host, &error));
-  g_assert_no_error (error);
-}
-
-static void
 put_vm (Fixture *f, const char *name, const char *host, const char *state)
 {
   Drover__V1__VmSpec spec = DROVER__V1__VM_SPEC__INIT;
@@ -476,7 +458,7 @@ put_vm (Fixture *f, const char *name, const char *host, const char *state)
 static ProtoClient *
 client_as (Fixture *f, const char *who)
 {
-  g_autoptr (ProtoTls) tls = tls_of (who);
+  g_autoptr (ProtoTls) tls = test_rpc_tls (pki_dir, who);
   g_autoptr (GError) error = NULL;
   ProtoClient *client
       = proto_client_new (f->target, tls, PROTO_ROLE_SCHEDULER, NULL, &error);
@@ -491,7 +473,7 @@ static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (ProtoTls) tls = tls_of ("scheduler");
+  g_autoptr (ProtoTls) tls = test_rpc_tls (pki_dir, "scheduler");
   g_autofree char *a_address = NULL;
   g_autofree char *b_address = NULL;
   SchedConfig config = { 0 };
@@ -513,8 +495,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   f->target = g_strdup_printf ("127.0.0.1:%d", sched_service_get_port (f->svc));
   f->ops = client_as (f, "ops");
 
-  put_host (f, "a", a_address);
-  put_host (f, "b", b_address);
+  test_sched_put_host (f->svc, "a", a_address);
+  test_sched_put_host (f->svc, "b", b_address);
   put_vm (f, "web", "a", PROTO_VM_RUNNING);
   put_vm (f, "off", "a", PROTO_VM_SHUTOFF);
 }
@@ -621,16 +603,6 @@ assert_job_done (Fixture *f, Drover__V1__Job *job, GError *error)
   proto_msg_free (job);
 }
 
-static SchedVm *
-stored_vm (Fixture *f, const char *name)
-{
-  g_autoptr (GError) error = NULL;
-  SchedVm *vm = sched_store_get_vm (f->svc->store, name, &error);
-
-  g_assert_no_error (error);
-  return vm;
-}
-
 /* ERROR has status CODE and its message contains WHAT; frees it. */
 static void
 assert_refused (GError *error, ProtoStatus code, const char *what)
@@ -694,7 +666,7 @@ test_create_flow (Fixture *f, gconstpointer data)
   g_assert_cmpstr (over->storage->phase, ==, PROTO_STOR_PHASE_COMPLETED);
   g_assert_nonnull (strstr (over->message, "snapshot s1 of VM web created"));
 
-  vm = stored_vm (f, "web");
+  vm = test_sched_stored_vm (f->svc, "web");
   g_assert_cmpstr (vm->current_snapshot, ==, "s1");
   g_assert_cmpint (vm->snapshots, ==, 1);
   list = list_snapshots (f->ops, "web", &error);
@@ -779,7 +751,7 @@ test_failed (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (over->error, "no space left on device"));
   g_assert_cmpfloat (over->progress, <, 1.0);
 
-  vm = stored_vm (f, "web");
+  vm = test_sched_stored_vm (f->svc, "web");
   g_assert_cmpstr (vm->current_snapshot, ==, "s1");
   rows = sched_store_list_snapshots (f->svc->store, "web", &error);
   g_assert_no_error (error);
@@ -813,7 +785,7 @@ test_final_without_tree (Fixture *f, gconstpointer data)
   assert_job_done (f, create_snapshot (f, "web", "s2", NULL, &error), error);
   for (;;)
     {
-      g_autoptr (SchedVm) vm = stored_vm (f, "web");
+      g_autoptr (SchedVm) vm = test_sched_stored_vm (f->svc, "web");
 
       if (vm->snapshots == 2)
         {
@@ -978,7 +950,7 @@ test_clone (Fixture *f, gconstpointer data)
 {
   GError *error = NULL;
   g_autoptr (SchedVm) clone = NULL;
-  g_autoptr (SchedVm) src = stored_vm (f, "web");
+  g_autoptr (SchedVm) src = test_sched_stored_vm (f->svc, "web");
   Drover__V1__AgentCloneRequest *sent;
   guint calls;
 
@@ -993,7 +965,7 @@ test_clone (Fixture *f, gconstpointer data)
   g_assert_cmpuint (sent->spec->memory, ==, src->spec->memory);
   g_assert_cmpuint (sent->spec->disk, ==, src->spec->disk);
   g_assert_cmpstr (sent->spec->cmdline, ==, src->spec->cmdline);
-  clone = stored_vm (f, "web2");
+  clone = test_sched_stored_vm (f->svc, "web2");
   g_assert_cmpstr (clone->host, ==, "a");
   g_assert_cmpstr (clone->state, ==, PROTO_VM_SHUTOFF);
   g_assert_cmpstr (clone->base, ==, "");
@@ -1106,7 +1078,7 @@ test_clone_remote (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   while (f->fake.held == NULL)
     g_main_context_iteration (NULL, TRUE);
-  reserved = stored_vm (f, "far");
+  reserved = test_sched_stored_vm (f->svc, "far");
   g_assert_cmpstr (reserved->host, ==, "b");
   g_assert_cmpstr (reserved->state, ==, PROTO_VM_CREATING);
   fake_release (&f->fake);
@@ -1121,7 +1093,7 @@ test_clone_remote (Fixture *f, gconstpointer data)
   g_assert_cmpstr (f->fake.calls->pdata[calls + 2], ==, "commit-in far");
   g_assert_cmpstr (f->fake.last_clone->from_snapshot, ==, "s1");
   g_assert_cmpstr (f->fake.last_clone->mode, ==, PROTO_CLONE_FULL);
-  clone = stored_vm (f, "far");
+  clone = test_sched_stored_vm (f->svc, "far");
   g_assert_cmpstr (clone->host, ==, "b");
   g_assert_cmpstr (clone->state, ==, PROTO_VM_SHUTOFF);
   g_assert_cmpstr (clone->status->uuid, ==, f->fake.last_clone->uuid);
@@ -1165,7 +1137,7 @@ test_template (Fixture *f, gconstpointer data)
   /* A VM with snapshots is refused: its chain would sit under a base. */
   req.name = (char *)"off";
   {
-    g_autoptr (SchedVm) with = stored_vm (f, "off");
+    g_autoptr (SchedVm) with = test_sched_stored_vm (f->svc, "off");
 
     with->snapshots = 2;
     g_assert_true (sched_store_put_vm (f->svc->store, with, &error));
@@ -1182,7 +1154,7 @@ test_template (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_true (reply->vm->template_);
   g_assert_cmpstr (f->fake.calls->pdata[0], ==, "template off");
-  vm = stored_vm (f, "off");
+  vm = test_sched_stored_vm (f->svc, "off");
   g_assert_true (vm->template);
 
   assert_job_done (f, clone_vm (f, "off", "c1", NULL, NULL, NULL, &error),
@@ -1190,7 +1162,7 @@ test_template (Fixture *f, gconstpointer data)
   assert_job_done (f, clone_vm (f, "off", "c2", NULL, NULL, NULL, &error),
                    error);
   g_assert_cmpstr (f->fake.calls->pdata[1], ==, "clone off c1 linked");
-  c1 = stored_vm (f, "c1");
+  c1 = test_sched_stored_vm (f->svc, "c1");
   g_assert_cmpstr (c1->base, ==, "off");
   calls = f->fake.calls->len;
 
@@ -1215,7 +1187,7 @@ test_template (Fixture *f, gconstpointer data)
 
   /* A linked clone cannot go to another host either. */
   {
-    g_autoptr (SchedVm) running = stored_vm (f, "c1");
+    g_autoptr (SchedVm) running = test_sched_stored_vm (f->svc, "c1");
 
     sched_vm_set_state (running, PROTO_VM_RUNNING);
     g_assert_true (sched_store_put_vm (f->svc->store, running, &error));
@@ -1247,7 +1219,7 @@ test_report_refresh (Fixture *f, gconstpointer data)
   sched_snapshots_after_report (f->svc, "a", list, 1);
   for (;;)
     {
-      g_autoptr (SchedVm) vm = stored_vm (f, "web");
+      g_autoptr (SchedVm) vm = test_sched_stored_vm (f->svc, "web");
 
       if (vm->snapshots == 2)
         {
@@ -1466,7 +1438,6 @@ test_store_upgrade (void)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *dir = test_tmp_dir_new ("drover-sched-snap-XXXXXX");
-  g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
   g_autoptr (SchedStore) store = NULL;
   g_autoptr (SchedVm) vm = NULL;
   g_autoptr (SchedJob) job = NULL;
@@ -1477,7 +1448,6 @@ test_store_upgrade (void)
   g_autofree guint8 *packed = NULL;
   g_autofree char *sql = NULL;
   GString *hex = g_string_new (NULL);
-  sqlite3 *db = NULL;
   gsize len;
 
   spec.name = (char *)"old";
@@ -1508,12 +1478,7 @@ test_store_upgrade (void)
       "PRAGMA application_id = 1146246738; PRAGMA user_version = 2;",
       hex->str);
   g_string_free (hex, TRUE);
-  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
-  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
-  sqlite3_close (db);
-
-  store = sched_store_open_sqlite (dir, &error);
-  g_assert_no_error (error);
+  store = test_sched_store_open_sql (dir, sql);
   vm = sched_store_get_vm (store, "old", &error);
   g_assert_no_error (error);
   g_assert_cmpint (vm->template, ==, 0);
