@@ -274,7 +274,7 @@ agent_snap_create (AgentSnapCtx *c, GError **error)
 
   if (running)
     {
-      ok = !agent_snap_fail_point ("snapshot-create-fail", &local)
+      ok = !agent_fault_fail ("snapshot-create-fail", &local)
            && live_snapshot (c, req->name, new_path, mem_path,
                              (guint64)info.memory * 1024, req->quiesce, &local);
       if (ok)
@@ -294,7 +294,7 @@ agent_snap_create (AgentSnapCtx *c, GError **error)
   else
     {
       agent_snap_push (c, PROTO_STOR_PHASE_OVERLAY, 0, 0, NULL, NULL);
-      ok = !agent_snap_fail_point ("snapshot-create-fail", &local)
+      ok = !agent_fault_fail ("snapshot-create-fail", &local)
            && stor_overlay_create (new_path, old_path, &local)
            && agent_protect (c->agent, new_path, 0660, &local);
       if (ok)

@@ -45,10 +45,9 @@ typedef struct
 
 /* --- agent-snapshot.c ---------------------------------------------------- */
 
-/* Fault points (tests): the agent kills itself (SIGKILL) at step NAME;
- * or the operation fails there (TRUE with ERROR set). */
+/* Fault point (tests): the agent kills itself (SIGKILL) at step NAME.
+ * (A step that fails instead: agent_fault_fail.) */
 void agent_snap_crash_point (const char *name);
-gboolean agent_snap_fail_point (const char *name, GError **error);
 /* Image N of the VM (0: its base disk), and snapshot SNAP's memory file
  * (free with g_free; NULL for a name the paths refuse). */
 char *agent_snap_image_path (AgentSnapCtx *c, guint n);

@@ -36,12 +36,6 @@ agent_snap_crash_point (const char *name)
   pause ();
 }
 
-gboolean
-agent_snap_fail_point (const char *name, GError **error)
-{
-  return agent_fault_fail (name, error);
-}
-
 /* --- paths, tree I/O ---------------------------------------------------- */
 
 char *
