@@ -33,8 +33,8 @@ member_uint (JsonObject *obj, const char *name)
   return v < 0 ? 0 : (guint64)v;
 }
 
-static const char *
-member_string (JsonObject *obj, const char *name)
+const char *
+stor_json_string (JsonObject *obj, const char *name)
 {
   JsonNode *node = json_object_get_member (obj, name);
 
@@ -91,13 +91,13 @@ stor_chain_parse (const char *text, GError **error)
           return NULL;
         }
       obj = json_node_get_object (node);
-      path = member_string (obj, "filename");
-      format = member_string (obj, "format");
+      path = stor_json_string (obj, "filename");
+      format = stor_json_string (obj, "format");
       /* The full name is the one QEMU opened; the plain one may be
        * relative to the overlay. */
-      backing = member_string (obj, "full-backing-filename");
+      backing = stor_json_string (obj, "full-backing-filename");
       if (!backing)
-        backing = member_string (obj, "backing-filename");
+        backing = stor_json_string (obj, "backing-filename");
       if (!path || !format)
         {
           g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,

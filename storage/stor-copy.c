@@ -71,8 +71,8 @@ check_target (const char *dst, guint64 need, GError **error)
   return stor_space_check (dir, need, "a copy", error);
 }
 
-static gboolean
-fsync_path (const char *path, gboolean dir, GError **error)
+gboolean
+stor_fsync_path (const char *path, gboolean dir, GError **error)
 {
   int fd = open (path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
   int saved;
@@ -86,7 +86,8 @@ fsync_path (const char *path, gboolean dir, GError **error)
   if (fd >= 0)
     close (fd);
   g_set_error (error, STOR_ERROR,
-               saved == ENOSPC ? STOR_ERROR_NO_SPACE : STOR_ERROR_FAILED,
+               saved == ENOSPC || saved == EDQUOT ? STOR_ERROR_NO_SPACE
+                                                  : STOR_ERROR_FAILED,
                "cannot sync %s: %s", path, g_strerror (saved));
   return FALSE;
 }
@@ -98,7 +99,7 @@ commit_temp (const char *tmp, const char *dst, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname (dst);
 
-  if (!fsync_path (tmp, FALSE, error))
+  if (!stor_fsync_path (tmp, FALSE, error))
     goto fail;
   /* link() rather than rename(): it refuses a DST that appeared
    * meanwhile instead of replacing it. */
@@ -112,7 +113,7 @@ commit_temp (const char *tmp, const char *dst, GError **error)
       goto fail;
     }
   (void)g_unlink (tmp);
-  return fsync_path (dir, TRUE, error);
+  return stor_fsync_path (dir, TRUE, error);
 
 fail:
   (void)g_unlink (tmp);

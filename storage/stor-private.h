@@ -3,6 +3,16 @@
 
 #include "stor.h"
 
+#include <json-glib/json-glib.h>
+
+/* Member NAME of OBJ when it is a string; NULL when missing or of
+ * another type (qemu-img's JSON, repository files: never trusted). */
+const char *stor_json_string (JsonObject *obj, const char *name);
+
+/* fsync of PATH, a directory when DIR; a full disk (ENOSPC, EDQUOT) is
+ * STOR_ERROR_NO_SPACE. */
+gboolean stor_fsync_path (const char *path, gboolean dir, GError **error);
+
 /* Runs ARGV to the end: argv[0] found on PATH, no shell (paths are never
  * interpreted); its stdout in *OUT when OUT is given, else discarded.
  * The error names WHAT and carries the tool's own message; a tool that

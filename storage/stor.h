@@ -14,6 +14,9 @@ typedef enum
   STOR_ERROR_INVALID_NAME, /* name fails proto_name_validate */
   STOR_ERROR_EXISTS,       /* refusing to overwrite an existing image */
   STOR_ERROR_NO_SPACE,     /* not enough free space for the image */
+  STOR_ERROR_CORRUPT,      /* a repository file failed a check (stor-repo.h) */
+  STOR_ERROR_NOT_FOUND,    /* no such backup or chunk */
+  STOR_ERROR_BUSY,         /* a running backup needs it */
 } StorError;
 
 /* Free space every new image must leave room for, on top of its qcow2
