@@ -74,8 +74,11 @@ remove_leftovers (const char *dir)
   g_autofree char *sock = g_build_filename (dir, SOCKET_NAME, NULL);
   g_autofree char *scratch = g_build_filename (dir, SCRATCH_NAME, NULL);
 
+  g_autofree char *restore = g_build_filename (dir, "restore.sock", NULL);
+
   (void)g_unlink (sock);
   (void)g_unlink (scratch);
+  (void)g_unlink (restore);
 }
 
 static gboolean
@@ -225,26 +228,11 @@ delete_checkpoint (virDomainPtr dom, const char *name, const char *vm,
   virDomainCheckpointFree (cp);
 }
 
-void
-agent_backup_job_end (AgentBackupJob *j, gboolean ok)
-{
-  if (j->begun)
-    {
-      end_libvirt_job (j->dom, j->vm, j->job);
-      j->begun = FALSE;
-    }
-  if (!ok && j->dom && j->checkpoint)
-    delete_checkpoint (j->dom, j->checkpoint, j->vm, j->job);
-  if (j->dir)
-    remove_leftovers (j->dir);
-  g_clear_pointer (&j->dir, g_free);
-  g_clear_pointer (&j->sock, g_free);
-  g_clear_pointer (&j->scratch, g_free);
-  g_clear_pointer (&j->checkpoint, g_free);
-}
-
-void
-agent_backup_prune_checkpoints (AgentBackupJob *j)
+/* After a good backup: deletes every drover-bk-* checkpoint of J's VM but
+ * J's own. Failures are logged; a stale checkpoint only costs QEMU a
+ * bitmap. */
+static void
+prune_checkpoints (AgentBackupJob *j)
 {
   virDomainCheckpointPtr *cps = NULL;
   int n = virDomainListAllCheckpoints (j->dom, &cps, 0);
@@ -278,6 +266,26 @@ agent_backup_prune_checkpoints (AgentBackupJob *j)
 }
 
 void
+agent_backup_job_end (AgentBackupJob *j, gboolean ok)
+{
+  if (j->begun)
+    {
+      end_libvirt_job (j->dom, j->vm, j->job);
+      j->begun = FALSE;
+    }
+  if (!ok && j->dom && j->checkpoint)
+    delete_checkpoint (j->dom, j->checkpoint, j->vm, j->job);
+  else if (ok && j->dom && j->checkpoint)
+    prune_checkpoints (j);
+  if (j->dir)
+    remove_leftovers (j->dir);
+  g_clear_pointer (&j->dir, g_free);
+  g_clear_pointer (&j->sock, g_free);
+  g_clear_pointer (&j->scratch, g_free);
+  g_clear_pointer (&j->checkpoint, g_free);
+}
+
+void
 agent_backup_reclaim (Agent *agent, virConnectPtr conn)
 {
   g_autofree char *root
@@ -301,4 +309,5 @@ agent_backup_reclaim (Agent *agent, virConnectPtr conn)
         }
       remove_leftovers (dir);
     }
+  agent_backup_repos_recover (agent);
 }

@@ -278,16 +278,3 @@ agent_backup_nbd_read (AgentBackupNbd *n, guint64 index, guint8 *buf,
   *read += off + *len - pos;
   return TRUE;
 }
-
-gboolean
-agent_backup_is_zero (const guint8 *buf, gsize len)
-{
-  /* The first 16 bytes checked directly, then the buffer against itself
-   * shifted by 16: memcmp runs at memory speed. */
-  gsize head = MIN (len, 16);
-
-  for (gsize i = 0; i < head; i++)
-    if (buf[i])
-      return FALSE;
-  return len <= 16 || memcmp (buf, buf + 16, len - 16) == 0;
-}

@@ -10,7 +10,7 @@
 G_BEGIN_DECLS
 
 /* Backups cut disks in chunks of this size, aligned to disk offsets (the
- * repository's format, docs/backup-format.md). */
+ * repository's format, docs/backup-format.md: STOR_REPO_CHUNK_SIZE). */
 #define AGENT_BACKUP_CHUNK (4 * 1024 * 1024)
 
 typedef enum

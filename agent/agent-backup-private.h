@@ -5,6 +5,7 @@
 #pragma once
 
 #include "agent-backup-nbd.h"
+#include "agent-backup-read.h"
 #include "agent-private.h"
 
 G_BEGIN_DECLS
@@ -53,18 +54,41 @@ gboolean agent_backup_job_init (AgentBackupJob *j, Agent *agent,
  * guest agent answers (J->quiesced). */
 gboolean agent_backup_job_begin (AgentBackupJob *j, const char *parent,
                                  GError **error);
-/* Ends libvirt's job and removes the socket and scratch file; on
- * failure (!OK) also deletes the checkpoint the job made, so that the
- * last good backup's checkpoint stays the parent. Safe to call in any
+/* Ends libvirt's job and removes the socket and scratch file. After a
+ * good backup (OK) deletes the VM's other drover-bk-* checkpoints (J's
+ * is the next parent); after a failed one the checkpoint the job made,
+ * so that the last good backup's stays the parent. Safe to call in any
  * state, more than once; frees J's strings. */
 void agent_backup_job_end (AgentBackupJob *j, gboolean ok);
-/* After a good backup: deletes every drover-bk-* checkpoint of J's VM but
- * J's own. Failures are logged; a stale checkpoint only costs QEMU a
- * bitmap. */
-void agent_backup_prune_checkpoints (AgentBackupJob *j);
 
-/* At start: ends the backup jobs an earlier run left in libvirt and
- * removes their sockets and scratch files. */
-void agent_backup_reclaim (Agent *agent, virConnectPtr conn);
+/* --- agent-backup-repo.c: the repository (storage/stor-repo.h) ---------- */
+
+/* Opens the repository at PATH, making it first when the directory is
+ * missing or empty (a repository given to an agent for the first time). */
+StorRepo *agent_backup_repo_open (const char *path, GError **error);
+
+/* The engine's sink: disk DISK of writer W. */
+typedef struct
+{
+  StorRepoWriter *w;
+  guint disk;
+} AgentBackupSink;
+extern const AgentBackupSinkOps agent_backup_sink_ops;
+
+/* At start: what writers of this host left in each repository. */
+void agent_backup_repos_recover (Agent *agent);
+
+/* --- agent-backup-restore.c ---------------------------------------------- */
+
+/* Restores backup BACKUP_ID of repository REPO to the new disk
+ * DATA/disks/TARGET.qcow2 (TARGET validated; no VM or disk of that name
+ * may exist), sparsely. On failure no file of it stays. */
+gboolean agent_backup_restore_run (Agent *agent, virConnectPtr conn,
+                                   StorRepo *repo, const char *backup_id,
+                                   const char *target,
+                                   GCancellable *cancellable,
+                                   AgentBackupProgressFunc progress,
+                                   gpointer data, AgentBackupStats *st,
+                                   GError **error);
 
 G_END_DECLS

@@ -14,21 +14,12 @@
  */
 #include "agent-backup-read.h"
 
-#include <nettle/sha2.h>
 #include <string.h>
 
 #include "agent.h"
 
-void
-agent_backup_digest (const guint8 *data, gsize len,
-                     guint8 out[AGENT_BACKUP_DIGEST_LEN])
-{
-  struct sha256_ctx ctx;
-
-  sha256_init (&ctx);
-  sha256_update (&ctx, len, data);
-  sha256_digest (&ctx, AGENT_BACKUP_DIGEST_LEN, out);
-}
+/* The reader's chunks are the repository's. */
+G_STATIC_ASSERT (AGENT_BACKUP_CHUNK == STOR_REPO_CHUNK_SIZE);
 
 static void
 report (AgentBackupStats *s, AgentBackupProgressFunc progress, gpointer data)
@@ -80,22 +71,22 @@ check_clean (AgentBackupNbd *n, guint64 index, guint8 *buf,
              const AgentBackupSinkOps *ops, gpointer sink, AgentBackupStats *s,
              gboolean *lied, GError **error)
 {
-  guint8 want[AGENT_BACKUP_DIGEST_LEN], have[AGENT_BACKUP_DIGEST_LEN];
+  StorRepoDigest want, have;
   gboolean parent_hole = FALSE, same;
   gsize len;
   guint64 read;
 
   if (!agent_backup_nbd_read (n, index, buf, &len, &read, error)
-      || !ops->parent_digest (sink, index, want, &parent_hole, error))
+      || !ops->parent_digest (sink, index, &want, &parent_hole, error))
     return FALSE;
   s->bytes_read += read;
   s->sampled++;
   if (parent_hole)
-    same = agent_backup_is_zero (buf, len);
+    same = stor_repo_is_zero (buf, len);
   else
     {
-      agent_backup_digest (buf, len, have);
-      same = memcmp (want, have, sizeof want) == 0;
+      stor_repo_digest (buf, len, &have);
+      same = memcmp (&want, &have, sizeof want) == 0;
     }
   if (!same)
     {
@@ -122,7 +113,7 @@ store_data (AgentBackupNbd *n, guint64 index, guint8 *buf,
   if (!agent_backup_nbd_read (n, index, buf, &len, &read, error))
     return FALSE;
   s->bytes_read += read;
-  if (agent_backup_is_zero (buf, len))
+  if (stor_repo_is_zero (buf, len))
     {
       s->hole_chunks++;
       return ops->hole (sink, index, len, error);
@@ -139,7 +130,8 @@ agent_backup_read_disk (AgentBackupNbd *n, gboolean incremental, guint64 sample,
                         const AgentBackupSinkOps *ops, gpointer sink,
                         AgentBackupProgressFunc progress,
                         gpointer progress_data, AgentBackupStats *stats,
-                        gboolean *lied, GError **error)
+                        gboolean *lied, GCancellable *cancellable,
+                        GError **error)
 {
   AgentBackupStats *s = stats;
   g_autoptr (GArray) kinds = g_array_new (FALSE, FALSE, sizeof (guint8));
@@ -176,6 +168,8 @@ agent_backup_read_disk (AgentBackupNbd *n, gboolean incremental, guint64 sample,
       gint64 key = i;
       gboolean ok = TRUE;
 
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
       switch (g_array_index (kinds, guint8, i))
         {
         case AGENT_BACKUP_CHUNK_HOLE:

@@ -3,11 +3,12 @@
  * incremental backup needs, with a sample check of the dirty bitmap. */
 #pragma once
 
+#include <gio/gio.h>
+
 #include "agent-backup-nbd.h"
+#include "stor-repo.h"
 
 G_BEGIN_DECLS
-
-#define AGENT_BACKUP_DIGEST_LEN 32 /* SHA-256 */
 
 /* Where the chunks go, in disk order, each chunk exactly once. */
 typedef struct
@@ -22,8 +23,8 @@ typedef struct
   gboolean (*reuse) (gpointer sink, guint64 index, GError **error);
   /* The parent's chunk INDEX: its SHA-256 in DIGEST, or *HOLE. */
   gboolean (*parent_digest) (gpointer sink, guint64 index,
-                             guint8 digest[AGENT_BACKUP_DIGEST_LEN],
-                             gboolean *hole, GError **error);
+                             StorRepoDigest *digest, gboolean *hole,
+                             GError **error);
 } AgentBackupSinkOps;
 
 typedef struct
@@ -46,24 +47,17 @@ typedef struct
 typedef void (*AgentBackupProgressFunc) (const AgentBackupStats *stats,
                                          gpointer user_data);
 
-/* Error code of a sampled clean chunk that differs from the parent's:
- * the dirty bitmap lied; the next backup must be full. */
-#define AGENT_BACKUP_BITMAP_LIED "bitmap-lied"
-
 /* Reads disk N into the sink; INCREMENTAL: N offers a dirty bitmap and
  * the sink a parent. SAMPLE: clean chunks to check (the larger of 2 and
  * 1 % when 0; G_MAXUINT64 checks all). On a bitmap that lied, ERROR says
- * which chunk and *LIED is set. */
+ * which chunk and *LIED is set. Stops between chunks once CANCELLABLE
+ * (may be NULL) is cancelled. */
 gboolean agent_backup_read_disk (AgentBackupNbd *n, gboolean incremental,
                                  guint64 sample, const AgentBackupSinkOps *ops,
                                  gpointer sink,
                                  AgentBackupProgressFunc progress,
                                  gpointer progress_data,
                                  AgentBackupStats *stats, gboolean *lied,
-                                 GError **error);
-
-/* SHA-256 of LEN bytes at DATA. */
-void agent_backup_digest (const guint8 *data, gsize len,
-                          guint8 out[AGENT_BACKUP_DIGEST_LEN]);
+                                 GCancellable *cancellable, GError **error);
 
 G_END_DECLS

@@ -40,7 +40,10 @@ ProtoStatus agent_error_to_status (const GError *error);
  *   before, -crash-after-stop, -crash-after-define,
  *   snapshot-delete-crash-before,
  *   -crash-before-merge, -crash-merging, -crash-after-merge: the agent
- *   kills itself (SIGKILL) at that step of a snapshot operation. */
+ *   kills itself (SIGKILL) at that step of a snapshot operation;
+ * - backup-fail-reading: CreateBackup fails once libvirt's job runs;
+ *   backup-crash-reading: the agent kills itself (SIGKILL) once the
+ *   backup's data flows. */
 #ifdef DROVER_FAULTS
 gboolean agent_fault (const char *name);
 #else
@@ -532,6 +535,20 @@ void agent_snapshot_delete (ProtoServerCall *call, const ProtobufCMessage *req,
 ProtobufCMessage *agent_snapshot_list (Agent *agent, const AgentCaller *caller,
                                        const ProtobufCMessage *request,
                                        GError **error);
+/* agent-backup.c (issue 14). CreateBackup and RestoreBackup stream
+ * StorageProgress (ProtoHandler, data: the Agent). */
+void agent_backup_create (ProtoServerCall *call, const ProtobufCMessage *req,
+                          gpointer data);
+void agent_backup_restore (ProtoServerCall *call, const ProtobufCMessage *req,
+                           gpointer data);
+/* Checks the --backup-repo values ("NAME=PATH": a valid name, an
+ * absolute path, each name once). */
+gboolean agent_backup_repos_check (char **repos, GError **error);
+/* agent-backup-job.c. At start, with libvirt connected: ends the backup
+ * jobs an earlier run left in libvirt and removes their sockets and
+ * scratch files. */
+void agent_backup_reclaim (Agent *agent, virConnectPtr conn);
+
 /* agent-snap-recover.c. At start, with libvirt connected (any thread):
  * finishes or rolls back the snapshot operations an earlier run left
  * halfway (their record is in each domain's snapshot metadata). */

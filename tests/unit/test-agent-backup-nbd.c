@@ -140,8 +140,8 @@ test_full (Fixture *f, gconstpointer data)
   g_assert_cmpuint (read, ==, MIB);
   g_assert_cmpint (buf[0], ==, 0x11);
   g_assert_cmpint (buf[MIB - 1], ==, 0x11);
-  g_assert_true (agent_backup_is_zero (buf + MIB, AGENT_BACKUP_CHUNK - MIB));
-  g_assert_false (agent_backup_is_zero (buf, AGENT_BACKUP_CHUNK));
+  g_assert_true (stor_repo_is_zero (buf + MIB, AGENT_BACKUP_CHUNK - MIB));
+  g_assert_false (stor_repo_is_zero (buf, AGENT_BACKUP_CHUNK));
 
   /* Chunk 3: its 64 KiB, the rest zeros. */
   g_assert_true (agent_backup_nbd_read (n, 3, buf, &len, &read, &error));
@@ -149,7 +149,7 @@ test_full (Fixture *f, gconstpointer data)
   g_assert_cmpuint (read, ==, 64 * 1024);
   g_assert_cmpint (buf[0], ==, 0x33);
   g_assert_true (
-      agent_backup_is_zero (buf + 64 * 1024, AGENT_BACKUP_CHUNK - 64 * 1024));
+      stor_repo_is_zero (buf + 64 * 1024, AGENT_BACKUP_CHUNK - 64 * 1024));
 
   /* Chunk 2, read without asking first: all of it. */
   g_autoptr (AgentBackupNbd) again
@@ -200,21 +200,6 @@ test_no_server (void)
   g_assert_nonnull (strstr (error->message, "/nonexistent/drover-nbd.sock"));
 }
 
-static void
-test_is_zero (void)
-{
-  guint8 buf[100] = { 0 };
-
-  g_assert_true (agent_backup_is_zero (buf, sizeof buf));
-  g_assert_true (agent_backup_is_zero (buf, 3));
-  buf[99] = 1;
-  g_assert_false (agent_backup_is_zero (buf, sizeof buf));
-  buf[99] = 0;
-  buf[5] = 1;
-  g_assert_false (agent_backup_is_zero (buf, sizeof buf));
-  g_assert_false (agent_backup_is_zero (buf, 6));
-}
-
 /* A sink that records what it is given; the parent is the disk as the
  * fixture made it before the bitmap. */
 typedef struct
@@ -253,9 +238,8 @@ sink_reuse (gpointer data, guint64 index, GError **error)
 }
 
 static gboolean
-sink_parent_digest (gpointer data, guint64 index,
-                    guint8 digest[AGENT_BACKUP_DIGEST_LEN], gboolean *hole,
-                    GError **error)
+sink_parent_digest (gpointer data, guint64 index, StorRepoDigest *digest,
+                    gboolean *hole, GError **error)
 {
   g_autofree guint8 *buf = g_malloc0 (AGENT_BACKUP_CHUNK);
 
@@ -264,7 +248,7 @@ sink_parent_digest (gpointer data, guint64 index,
     memset (buf, 0x11, MIB);
   else if (index == 2)
     memset (buf, 0x22, AGENT_BACKUP_CHUNK);
-  agent_backup_digest (buf, AGENT_BACKUP_CHUNK, digest);
+  stor_repo_digest (buf, AGENT_BACKUP_CHUNK, digest);
   return TRUE;
 }
 
@@ -292,7 +276,7 @@ test_read_full (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_true (agent_backup_read_disk (n, FALSE, 0, &sink_ops, &sink,
                                          count_progress, &reports, &st, &lied,
-                                         &error));
+                                         NULL, &error));
   g_assert_no_error (error);
   g_assert_cmpstr (log->str, ==,
                    "0:put(11) 1:hole 2:put(22) 3:put(33) 4:hole ");
@@ -317,7 +301,7 @@ test_read_incremental (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   /* Every clean chunk checked: the bitmap told the truth. */
   g_assert_true (agent_backup_read_disk (n, TRUE, G_MAXUINT64, &sink_ops, &sink,
-                                         NULL, NULL, &st, &lied, &error));
+                                         NULL, NULL, &st, &lied, NULL, &error));
   g_assert_no_error (error);
   g_assert_false (lied);
   g_assert_cmpstr (log->str, ==, "0:reuse 1:hole 2:reuse 3:put(33) 4:hole ");
@@ -339,7 +323,7 @@ test_read_bitmap_lied (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   /* The default sample is 2 chunks: both clean ones here. */
   g_assert_false (agent_backup_read_disk (n, TRUE, 0, &sink_ops, &sink, NULL,
-                                          NULL, &st, &lied, &error));
+                                          NULL, &st, &lied, NULL, &error));
   g_assert_true (lied);
   g_assert_nonnull (strstr (error->message, "chunk 2 "));
   g_assert_nonnull (strstr (error->message, "next backup is full"));
@@ -362,6 +346,5 @@ main (int argc, char **argv)
   g_test_add ("/agent-backup-nbd/read-bitmap-lied", Fixture, "lie",
               fixture_set_up, test_read_bitmap_lied, fixture_tear_down);
   g_test_add_func ("/agent-backup-nbd/no-server", test_no_server);
-  g_test_add_func ("/agent-backup-nbd/is-zero", test_is_zero);
   return g_test_run ();
 }
