@@ -195,11 +195,13 @@ backup_running (virDomainPtr dom)
   return out;
 }
 
-/* Ends DOM's backup job, if it runs one. */
+/* Ends DOM's backup job: the one this run began (BEGUN), or one libvirt
+ * says runs. */
 static void
-end_libvirt_job (virDomainPtr dom, const char *vm, const char *job)
+end_libvirt_job (virDomainPtr dom, gboolean begun, const char *vm,
+                 const char *job)
 {
-  if (!backup_running (dom))
+  if (!begun && !backup_running (dom))
     return;
   if (virDomainAbortJob (dom) < 0)
     {
@@ -270,7 +272,7 @@ agent_backup_job_end (AgentBackupJob *j, gboolean ok)
 {
   if (j->begun)
     {
-      end_libvirt_job (j->dom, j->vm, j->job);
+      end_libvirt_job (j->dom, TRUE, j->vm, j->job);
       j->begun = FALSE;
     }
   if (!ok && j->dom && j->checkpoint)
@@ -305,7 +307,7 @@ agent_backup_reclaim (Agent *agent, virConnectPtr conn)
         {
           drover_message (vm, NULL, NULL,
                           "backup: ending the backup job an earlier run left");
-          end_libvirt_job (dom, vm, NULL);
+          end_libvirt_job (dom, FALSE, vm, NULL);
         }
       remove_leftovers (dir);
     }

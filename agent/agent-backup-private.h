@@ -80,6 +80,15 @@ void agent_backup_repos_recover (Agent *agent);
 
 /* --- agent-backup-restore.c ---------------------------------------------- */
 
+/* Writes disk vda of backup BACKUP_ID of REPO into the new qcow2 IMAGE
+ * (missing), through qemu-nbd serving it on SOCK; holes are not
+ * written. On failure IMAGE is removed. */
+gboolean agent_backup_restore_image (StorRepo *repo, const char *backup_id,
+                                     const char *image, const char *sock,
+                                     GCancellable *cancellable,
+                                     AgentBackupProgressFunc progress,
+                                     gpointer data, AgentBackupStats *st,
+                                     GError **error);
 /* Restores backup BACKUP_ID of repository REPO to the new disk
  * DATA/disks/TARGET.qcow2 (TARGET validated; no VM or disk of that name
  * may exist), sparsely. On failure no file of it stays. */

@@ -14,6 +14,7 @@
  */
 #include "agent-backup-private.h"
 
+#include <errno.h>
 #include <glib/gstdio.h>
 #include <libnbd.h>
 #include <signal.h>
@@ -85,6 +86,42 @@ server_start (Server *s, const char *image, const char *sock, GError **error)
   return TRUE;
 }
 
+/* Zero runs of this size inside a chunk are not written either: the
+ * qcow2 cluster size, so they stay unallocated. */
+#define ZERO_GRAIN (64 * 1024)
+
+/* Writes the LEN bytes at BUF to OFF, skipping aligned all-zero grains;
+ * *WRITTEN grows by what was written. */
+static gboolean
+write_sparse (Server *s, const guint8 *buf, gsize len, guint64 off,
+              guint64 *written, const char *image, GError **error)
+{
+  gsize run = 0; /* start of the data run not written yet */
+
+  for (gsize pos = 0;; pos += ZERO_GRAIN)
+    {
+      gsize end = MIN (pos, len); /* the run, if any, ends here */
+      gsize n = pos < len ? MIN (ZERO_GRAIN, len - pos) : 0;
+
+      if (n > 0 && !stor_repo_is_zero (buf + pos, n))
+        continue;
+      if (end > run
+          && nbd_pwrite (s->h, buf + run, end - run, off + run, 0) < 0)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                       "cannot write to %s at %" G_GUINT64_FORMAT ": %s", image,
+                       off + run,
+                       nbd_get_error () ? nbd_get_error () : "unknown");
+          return FALSE;
+        }
+      if (end > run)
+        *written += end - run;
+      if (pos >= len)
+        return TRUE;
+      run = pos + n;
+    }
+}
+
 /* Writes every data chunk of DISK into the server's image. */
 static gboolean
 write_chunks (Server *s, StorRepo *repo, const StorRepoDisk *disk,
@@ -96,7 +133,7 @@ write_chunks (Server *s, StorRepo *repo, const StorRepoDisk *disk,
     {
       g_autoptr (GBytes) chunk = NULL;
       gsize len = 0;
-      const void *buf;
+      const guint8 *buf;
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error)
           || !stor_repo_disk_read (repo, disk, i, &chunk, error))
@@ -104,19 +141,11 @@ write_chunks (Server *s, StorRepo *repo, const StorRepoDisk *disk,
       buf = chunk ? g_bytes_get_data (chunk, &len) : NULL;
       if (!chunk)
         st->hole_chunks++;
-      else if (nbd_pwrite (s->h, buf, len, i * (guint64)AGENT_BACKUP_CHUNK, 0)
-               < 0)
-        {
-          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                       "cannot write chunk %" G_GUINT64_FORMAT " to %s: %s", i,
-                       image, nbd_get_error () ? nbd_get_error () : "unknown");
-          return FALSE;
-        }
+      else if (!write_sparse (s, buf, len, i * (guint64)AGENT_BACKUP_CHUNK,
+                              &st->bytes_read, image, error))
+        return FALSE;
       else
-        {
-          st->data_chunks++;
-          st->bytes_read += len;
-        }
+        st->data_chunks++;
       if (progress)
         progress (st, data);
     }
@@ -148,13 +177,12 @@ target_free (virConnectPtr conn, const char *name, const char *image,
 }
 
 gboolean
-agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
-                          const char *backup_id, const char *target,
-                          GCancellable *cancellable,
-                          AgentBackupProgressFunc progress, gpointer data,
-                          AgentBackupStats *st, GError **error)
+agent_backup_restore_image (StorRepo *repo, const char *backup_id,
+                            const char *image, const char *sock,
+                            GCancellable *cancellable,
+                            AgentBackupProgressFunc progress, gpointer data,
+                            AgentBackupStats *st, GError **error)
 {
-  g_autofree char *image = NULL, *mark = NULL, *dir = NULL, *sock = NULL;
   g_autoptr (StorRepoManifest) m = NULL;
   const StorRepoDisk *disk;
   Server s = { 0 };
@@ -162,10 +190,6 @@ agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
 
   memset (st, 0, sizeof *st);
   st->started_us = g_get_monotonic_time ();
-  image = stor_disk_path (agent->config.data_dir, target, error);
-  dir = image ? agent_backup_dir (agent, target, error) : NULL;
-  if (!dir || !target_free (conn, target, image, error))
-    return FALSE;
   m = stor_repo_manifest_load (repo, backup_id, error);
   if (!m)
     return FALSE;
@@ -181,24 +205,47 @@ agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
   for (guint i = 0; i < disk->chunks->len; i++)
     if (!g_array_index (disk->chunks, StorRepoChunkRef, i).hole)
       st->to_read += stor_repo_chunk_length (disk, i);
-  sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
-  mark = agent_disks_incoming_mark (image);
-  if (g_mkdir_with_parents (dir, 0750) < 0
-      || !g_file_set_contents (mark, "", 0, error))
-    {
-      if (error && !*error)
-        g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s",
-                     dir);
-      return FALSE;
-    }
-  ok = stor_disk_create (image, disk->size, error)
-       && server_start (&s, image, sock, error)
+  if (!stor_disk_create (image, disk->size, error))
+    return FALSE;
+  ok = server_start (&s, image, sock, error)
        && write_chunks (&s, repo, disk, image, cancellable, st, progress, data,
                         error);
   server_stop (&s);
   (void)g_unlink (sock);
-  if (ok)
-    ok = agent_protect (agent, image, 0660, error);
+  if (!ok)
+    (void)g_unlink (image);
+  return ok;
+}
+
+gboolean
+agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
+                          const char *backup_id, const char *target,
+                          GCancellable *cancellable,
+                          AgentBackupProgressFunc progress, gpointer data,
+                          AgentBackupStats *st, GError **error)
+{
+  g_autofree char *image = NULL, *mark = NULL, *dir = NULL, *sock = NULL;
+  gboolean ok;
+
+  memset (st, 0, sizeof *st);
+  image = stor_disk_path (agent->config.data_dir, target, error);
+  dir = image ? agent_backup_dir (agent, target, error) : NULL;
+  if (!dir || !target_free (conn, target, image, error))
+    return FALSE;
+  sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
+  mark = agent_disks_incoming_mark (image);
+  if (g_mkdir_with_parents (dir, 0750) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
+                   dir, g_strerror (saved));
+      return FALSE;
+    }
+  if (!g_file_set_contents (mark, "", 0, error))
+    return FALSE;
+  ok = agent_backup_restore_image (repo, backup_id, image, sock, cancellable,
+                                   progress, data, st, error)
+       && agent_protect (agent, image, 0660, error);
   if (!ok)
     {
       g_prefix_error (error, "restore of backup %s to %s: ", backup_id, target);

@@ -7,8 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "agent-backup-nbd.h"
-#include "agent-backup-read.h"
+#include "agent-backup-private.h"
 #include "test-support.h"
 
 #define MIB (1024 * 1024)
@@ -287,21 +286,31 @@ test_read_full (Fixture *f, gconstpointer data)
   g_assert_cmpuint (reports, ==, 6);
 }
 
+/* An incremental read of the fixture's disk checking SAMPLE clean chunks:
+ * what it did in LOG and ST. */
+static gboolean
+read_incremental (Fixture *f, guint64 sample, GString *log,
+                  AgentBackupStats *st, gboolean *lied, GError **error)
+{
+  g_autoptr (AgentBackupNbd) n
+      = agent_backup_nbd_open (f->sock, "vda", "qemu:dirty-bitmap:bk0", error);
+  Sink sink = { log };
+
+  g_assert_nonnull (n);
+  return agent_backup_read_disk (n, TRUE, sample, &sink_ops, &sink, NULL, NULL,
+                                 st, lied, NULL, error);
+}
+
 static void
 test_read_incremental (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (AgentBackupNbd) n
-      = agent_backup_nbd_open (f->sock, "vda", "qemu:dirty-bitmap:bk0", &error);
   g_autoptr (GString) log = g_string_new ("");
-  Sink sink = { log };
   AgentBackupStats st;
   gboolean lied;
 
-  g_assert_no_error (error);
   /* Every clean chunk checked: the bitmap told the truth. */
-  g_assert_true (agent_backup_read_disk (n, TRUE, G_MAXUINT64, &sink_ops, &sink,
-                                         NULL, NULL, &st, &lied, NULL, &error));
+  g_assert_true (read_incremental (f, G_MAXUINT64, log, &st, &lied, &error));
   g_assert_no_error (error);
   g_assert_false (lied);
   g_assert_cmpstr (log->str, ==, "0:reuse 1:hole 2:reuse 3:put(33) 4:hole ");
@@ -313,20 +322,97 @@ static void
 test_read_bitmap_lied (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (AgentBackupNbd) n
-      = agent_backup_nbd_open (f->sock, "vda", "qemu:dirty-bitmap:bk0", &error);
   g_autoptr (GString) log = g_string_new ("");
-  Sink sink = { log };
+  AgentBackupStats st;
+  gboolean lied;
+
+  /* The default sample is 2 chunks: both clean ones here. */
+  g_assert_false (read_incremental (f, 0, log, &st, &lied, &error));
+  g_assert_true (lied);
+  g_assert_nonnull (strstr (error->message, "chunk 2 "));
+  g_assert_nonnull (strstr (error->message, "next backup is full"));
+}
+
+/* Disk vda of the fixture into REPO (incremental from PARENT through the
+ * bitmap when given): the new backup's id. */
+static char *
+back_up (Fixture *f, StorRepo *repo, const char *parent)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (AgentBackupNbd) n = agent_backup_nbd_open (
+      f->sock, "vda", parent ? "qemu:dirty-bitmap:bk0" : NULL, &error);
+  g_autoptr (StorRepoWriter) w = stor_repo_writer_begin (
+      repo, "vm1", "6a1f6f43-3f3e-4b4e-9a0e-0c5d8f2b7a11", "<domain/>", parent,
+      &error);
+  AgentBackupSink sink = { w };
   AgentBackupStats st;
   gboolean lied;
 
   g_assert_no_error (error);
-  /* The default sample is 2 chunks: both clean ones here. */
-  g_assert_false (agent_backup_read_disk (n, TRUE, 0, &sink_ops, &sink, NULL,
-                                          NULL, &st, &lied, NULL, &error));
-  g_assert_true (lied);
-  g_assert_nonnull (strstr (error->message, "chunk 2 "));
-  g_assert_nonnull (strstr (error->message, "next backup is full"));
+  g_assert_true (stor_repo_writer_add_disk (w, "vda", agent_backup_nbd_size (n),
+                                            &sink.disk, &error));
+  g_assert_true (agent_backup_read_disk (n, parent != NULL, G_MAXUINT64,
+                                         &agent_backup_sink_ops, &sink, NULL,
+                                         NULL, &st, &lied, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (stor_repo_writer_commit (w, "drover-bk-t",
+                                          STOR_REPO_CONSISTENCY_CRASH, &error));
+  g_assert_no_error (error);
+  return g_strdup (stor_repo_writer_id (w));
+}
+
+/* Backups through the repository's writer, restored through qemu-nbd:
+ * the same data, holes kept, a corrupt chunk refused by name. */
+static void
+test_repo_round_trip (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_build_filename (f->dir, "repo", NULL);
+  g_autofree char *out = g_build_filename (f->dir, "restored.qcow2", NULL);
+  g_autofree char *bad = g_build_filename (f->dir, "bad.qcow2", NULL);
+  g_autofree char *sock = g_build_filename (f->dir, "restore.sock", NULL);
+  g_autoptr (StorRepo) repo = agent_backup_repo_open (path, &error);
+  g_autofree char *full = NULL, *inc = NULL, *chunk = NULL;
+  g_autoptr (StorRepoManifest) m = NULL;
+  const char *compare[]
+      = { "qemu-img", "compare", "-U", "-q", f->disk, out, NULL };
+  AgentBackupStats st;
+  GStatBuf sb;
+
+  g_assert_no_error (error);
+  full = back_up (f, repo, NULL);
+  inc = back_up (f, repo, full);
+  g_assert_true (agent_backup_restore_image (repo, inc, out, sock, NULL, NULL,
+                                             NULL, &st, &error));
+  g_assert_no_error (error);
+  run (compare);
+  /* 5 MiB and 64 KiB of data, the rest holes. */
+  g_assert_cmpuint (st.bytes_read, ==, 5 * MIB + 64 * 1024);
+  g_assert_cmpint (g_stat (out, &sb), ==, 0);
+  g_assert_cmpuint (sb.st_blocks * 512, <, 7 * MIB);
+  g_assert_false (g_file_test (sock, G_FILE_TEST_EXISTS));
+
+  /* Chunk 2's file gets a byte changed: the restore fails naming it and
+   * leaves no image. */
+  m = stor_repo_manifest_load (repo, inc, &error);
+  g_assert_no_error (error);
+  chunk = stor_repo_chunk_path (
+      repo, &g_array_index (stor_repo_manifest_disk (m, "vda")->chunks,
+                            StorRepoChunkRef, 2)
+                 .digest);
+  {
+    g_autofree char *bytes = NULL;
+    gsize len;
+
+    g_assert_true (g_file_get_contents (chunk, &bytes, &len, NULL));
+    bytes[len - 1] ^= 0x01;
+    g_assert_true (g_file_set_contents (chunk, bytes, len, NULL));
+  }
+  g_assert_false (agent_backup_restore_image (repo, inc, bad, sock, NULL, NULL,
+                                              NULL, &st, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, strrchr (chunk, '/') + 1));
+  g_assert_false (g_file_test (bad, G_FILE_TEST_EXISTS));
 }
 
 int
@@ -345,6 +431,8 @@ main (int argc, char **argv)
               fixture_set_up, test_read_incremental, fixture_tear_down);
   g_test_add ("/agent-backup-nbd/read-bitmap-lied", Fixture, "lie",
               fixture_set_up, test_read_bitmap_lied, fixture_tear_down);
+  g_test_add ("/agent-backup-nbd/repo-round-trip", Fixture, NULL,
+              fixture_set_up, test_repo_round_trip, fixture_tear_down);
   g_test_add_func ("/agent-backup-nbd/no-server", test_no_server);
   return g_test_run ();
 }
