@@ -276,6 +276,9 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
                                       : STOR_REPO_CONSISTENCY_CRASH,
                                   error))
     ok = TRUE;
+  agent_metrics_backup (call->agent->metrics,
+                        parent_cp ? "incremental" : "full", ok, st.bytes_read,
+                        st.bytes_new);
   if (!ok)
     g_prefix_error (error, "backup %s of VM %s: ", call->backup_id, vm);
   if (lied && mark && !g_file_set_contents (mark, "", 0, NULL))

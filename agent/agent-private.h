@@ -500,6 +500,11 @@ ProtoMetrics *agent_metrics_registry (AgentMetrics *m);
  * The series of VMs missing from VMS are removed. */
 void agent_metrics_update (AgentMetrics *m, const Drover__V1__HostInfo *host,
                            Drover__V1__VmStatus *const *vms, gsize n_vms);
+/* A backup (OP "full", "incremental") or a restore ("restore") ended;
+ * BYTES_READ read from the disk (a restore: written), BYTES_NEW added to
+ * the repository. Any thread. */
+void agent_metrics_backup (AgentMetrics *m, const char *op, gboolean ok,
+                           guint64 bytes_read, guint64 bytes_new);
 /* A progress sample P of the migration of VM leaving this host: its
  * gauges while it runs, its result, downtime and channel bytes at the
  * end (P->final), when its gauges go. */
