@@ -152,8 +152,8 @@ stor_chain_read (const char *path, GError **error)
   return chain;
 }
 
-static gboolean
-check_name (const char *what, const char *name, GError **error)
+gboolean
+stor_name_check (const char *what, const char *name, GError **error)
 {
   g_autoptr (GError) local = NULL;
 
@@ -170,7 +170,7 @@ check_name (const char *what, const char *name, GError **error)
 char *
 stor_snapshot_dir (const char *data_dir, const char *vm, GError **error)
 {
-  if (!check_name ("VM", vm, error))
+  if (!stor_name_check ("VM", vm, error))
     return NULL;
   return g_build_filename (data_dir, "snapshots", vm, NULL);
 }
@@ -201,7 +201,7 @@ stor_snapshot_memory_path (const char *data_dir, const char *vm,
   g_autofree char *dir = stor_snapshot_dir (data_dir, vm, error);
   g_autofree char *file = NULL;
 
-  if (!dir || !check_name ("snapshot", snap, error))
+  if (!dir || !stor_name_check ("snapshot", snap, error))
     return NULL;
   file = g_strconcat (snap, ".mem", NULL);
   return g_build_filename (dir, file, NULL);

@@ -6,23 +6,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "proto.h"
-
 G_DEFINE_QUARK (drover_stor_error, stor_error)
 
 char *
 stor_disk_path (const char *data_dir, const char *name, GError **error)
 {
-  g_autoptr (GError) local = NULL;
   g_autofree char *file = NULL;
 
   /* The name check is what keeps the path inside DATA_DIR/disks. */
-  if (!proto_name_validate ("VM", name, &local))
-    {
-      g_set_error_literal (error, STOR_ERROR, STOR_ERROR_INVALID_NAME,
-                           local->message);
-      return NULL;
-    }
+  if (!stor_name_check ("VM", name, error))
+    return NULL;
   file = g_strconcat (name, ".qcow2", NULL);
   return g_build_filename (data_dir, "disks", file, NULL);
 }

@@ -163,8 +163,8 @@ stor_repo_id_new (const char *vm, gint64 time)
   return g_strdup_printf ("%s-%s-%06x", vm, stamp, g_random_int () & 0xffffff);
 }
 
-static gboolean
-uuid_valid (const char *s)
+gboolean
+stor_repo_uuid_valid (const char *s)
 {
   if (!s || strlen (s) != 36)
     return FALSE;
@@ -475,7 +475,7 @@ stor_repo_manifest_parse (const char *data, gsize length, const char *what,
                "vm (must be the id's VM)");
   m->vm = g_strdup (s);
   s = get_string (obj, "vm_uuid", NULL);
-  FIELD_CHECK (uuid_valid (s), "vm_uuid");
+  FIELD_CHECK (stor_repo_uuid_valid (s), "vm_uuid");
   m->vm_uuid = g_strdup (s);
   kind = get_string (obj, "kind", NULL);
   FIELD_CHECK (kind

@@ -5,6 +5,10 @@
 
 #include <json-glib/json-glib.h>
 
+/* proto_name_validate as a STOR_ERROR_INVALID_NAME error: the check
+ * that keeps every path built from a name inside its directory. */
+gboolean stor_name_check (const char *what, const char *name, GError **error);
+
 /* Member NAME of OBJ when it is a string; NULL when missing or of
  * another type (qemu-img's JSON, repository files: never trusted). */
 const char *stor_json_string (JsonObject *obj, const char *name);

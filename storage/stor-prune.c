@@ -145,12 +145,16 @@ stor_repo_prune (StorRepo *repo, const char *vm, const StorRepoKeep *keep,
                  gboolean dry_run, GError **error)
 {
   g_autoptr (GPtrArray) bad = NULL;
-  g_autoptr (GPtrArray) list = stor_repo_list (repo, vm, &bad, error);
+  g_autoptr (GPtrArray) list = NULL;
   g_autoptr (GPtrArray) items = NULL;
   g_autofree gint64 *times = NULL;
   g_autofree const char **plan = NULL;
   g_autoptr (GError) first = NULL;
 
+  /* One VM's backups at a time: periods mean nothing across VMs. */
+  if (!stor_name_check ("VM", vm, error))
+    return NULL;
+  list = stor_repo_list (repo, vm, &bad, error);
   if (!list)
     return NULL;
   times = g_new (gint64, list->len + 1);

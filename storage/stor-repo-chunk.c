@@ -125,7 +125,13 @@ stor_repo_chunk_put (StorRepo *repo, const void *data, gsize len,
     *is_new = FALSE;
   if (stored)
     *stored = 0;
-  g_return_val_if_fail (len > 0 && len <= STOR_REPO_CHUNK_SIZE, FALSE);
+  if (len == 0 || len > STOR_REPO_CHUNK_SIZE)
+    {
+      g_set_error (error, STOR_ERROR, STOR_ERROR_FAILED,
+                   "a chunk holds 1 to %d bytes, not %" G_GSIZE_FORMAT,
+                   STOR_REPO_CHUNK_SIZE, len);
+      return FALSE;
+    }
 
   stor_repo_digest (data, len, digest);
   path = stor_repo_chunk_path (repo, digest);
@@ -243,14 +249,72 @@ chunk_open (StorRepo *repo, const StorRepoDigest *digest, const char *hex,
   return TRUE;
 }
 
+/* The raw data of a chunk from its checked header's RAW, STORED and LZ4
+ * and its PAYLOAD (STORED bytes), checked against DIGEST and LENGTH (0:
+ * any). Takes PAYLOAD. */
+static GBytes *
+payload_decode (guint8 *payload, guint32 raw, guint32 stored, gboolean lz4,
+                const StorRepoDigest *digest, const char *hex, gsize length,
+                GError **error)
+{
+  g_autofree guint8 *owned = payload;
+  g_autofree guint8 *raw_buf = NULL;
+  StorRepoDigest check;
+
+  if (lz4)
+    {
+      raw_buf = g_malloc (raw);
+      if (LZ4_decompress_safe ((const char *)payload, (char *)raw_buf,
+                               (int)stored, (int)raw)
+          != (int)raw)
+        {
+          corrupt (error, hex, "lz4 data does not decompress to its length");
+          return NULL;
+        }
+    }
+  else
+    raw_buf = g_steal_pointer (&owned);
+  stor_repo_digest (raw_buf, raw, &check);
+  if (memcmp (check.bytes, digest->bytes, STOR_REPO_DIGEST_SIZE) != 0)
+    {
+      corrupt (error, hex, "its data does not match its SHA-256");
+      return NULL;
+    }
+  if (length && length != raw)
+    {
+      corrupt (error, hex, "its length is not the one the backup expects");
+      return NULL;
+    }
+  return g_bytes_new_take (g_steal_pointer (&raw_buf), raw);
+}
+
+GBytes *
+stor_repo_chunk_decode (const guint8 *file, gsize len,
+                        const StorRepoDigest *digest, gsize length,
+                        GError **error)
+{
+  char hex[STOR_REPO_DIGEST_HEX];
+  guint32 raw = 0, stored = 0;
+  gboolean lz4 = FALSE;
+
+  stor_repo_digest_hex (digest, hex);
+  if (len < CHUNK_HEADER)
+    {
+      corrupt (error, hex, "truncated header");
+      return NULL;
+    }
+  if (!header_check (file, len, hex, &raw, &stored, &lz4, error))
+    return NULL;
+  return payload_decode (g_memdup2 (file + CHUNK_HEADER, stored), raw, stored,
+                         lz4, digest, hex, length, error);
+}
+
 GBytes *
 stor_repo_chunk_get (StorRepo *repo, const StorRepoDigest *digest, gsize length,
                      GError **error)
 {
   char hex[STOR_REPO_DIGEST_HEX];
   g_autofree guint8 *payload = NULL;
-  g_autofree guint8 *raw_buf = NULL;
-  StorRepoDigest check;
   guint32 raw = 0, stored = 0;
   gboolean lz4 = FALSE, ok;
   guint64 size;
@@ -268,31 +332,8 @@ stor_repo_chunk_get (StorRepo *repo, const StorRepoDigest *digest, gsize length,
       corrupt (error, hex, "truncated payload");
       return NULL;
     }
-  if (lz4)
-    {
-      raw_buf = g_malloc (raw);
-      if (LZ4_decompress_safe ((const char *)payload, (char *)raw_buf,
-                               (int)stored, (int)raw)
-          != (int)raw)
-        {
-          corrupt (error, hex, "lz4 data does not decompress to its length");
-          return NULL;
-        }
-    }
-  else
-    raw_buf = g_steal_pointer (&payload);
-  stor_repo_digest (raw_buf, raw, &check);
-  if (memcmp (check.bytes, digest->bytes, STOR_REPO_DIGEST_SIZE) != 0)
-    {
-      corrupt (error, hex, "its data does not match its SHA-256");
-      return NULL;
-    }
-  if (length && length != raw)
-    {
-      corrupt (error, hex, "its length is not the one the backup expects");
-      return NULL;
-    }
-  return g_bytes_new_take (g_steal_pointer (&raw_buf), raw);
+  return payload_decode (g_steal_pointer (&payload), raw, stored, lz4, digest,
+                         hex, length, error);
 }
 
 gboolean

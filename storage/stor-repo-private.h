@@ -116,3 +116,13 @@ gboolean stor_repo_read_exact (int fd, guint8 *buf, gsize len);
 
 /* Member NAME of OBJ when it is an integer, into *VALUE. */
 gboolean stor_repo_json_int (JsonObject *obj, const char *name, gint64 *value);
+
+/* Decodes a whole chunk file (FILE, LEN bytes) as stor_repo_chunk_get
+ * does: header checks, lz4, hash against DIGEST, LENGTH (0: any). For
+ * the fuzzer. */
+GBytes *stor_repo_chunk_decode (const guint8 *file, gsize len,
+                                const StorRepoDigest *digest, gsize length,
+                                GError **error);
+
+/* TRUE for a libvirt UUID: 36 characters, hex digits and four '-'. */
+gboolean stor_repo_uuid_valid (const char *uuid);

@@ -106,6 +106,91 @@ bad_chunk_free (StorRepoBadChunk *bad)
   g_free (bad);
 }
 
+/* What the rehashing threads share. */
+typedef struct
+{
+  StorRepo *repo;
+  GPtrArray *keys; /* StorRepoDigest *, the chunks to check */
+  GPtrArray *uses; /* StorRepoChunkUse *, same order */
+  GCancellable *cancellable;
+  gint next; /* next index to take (atomic) */
+  GMutex lock;
+  /* Guarded by LOCK: */
+  StorRepoVerifyResult *res;
+  guint64 done;
+  StorRepoProgressFunc progress;
+  gpointer user_data;
+} Rehash;
+
+static gpointer
+rehash_thread (gpointer data)
+{
+  Rehash *r = data;
+  gint i;
+
+  while ((i = g_atomic_int_add (&r->next, 1)) < (gint)r->keys->len
+         && !g_cancellable_is_cancelled (r->cancellable))
+    {
+      const StorRepoDigest *key = g_ptr_array_index (r->keys, i);
+      StorRepoChunkUse *use = g_ptr_array_index (r->uses, i);
+      g_autoptr (GError) local = NULL;
+      g_autoptr (GBytes) bytes
+          = stor_repo_chunk_get (r->repo, key, use->length, &local);
+      g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&r->lock);
+
+      if (bytes)
+        r->res->bytes += g_bytes_get_size (bytes);
+      else
+        {
+          StorRepoBadChunk *bad = g_new0 (StorRepoBadChunk, 1);
+
+          stor_repo_digest_hex (key, bad->digest);
+          bad->message = g_strdup (local->message);
+          bad->missing
+              = g_error_matches (local, STOR_ERROR, STOR_ERROR_NOT_FOUND);
+          bad->backups = g_steal_pointer (&use->ids);
+          g_ptr_array_add (r->res->bad, bad);
+        }
+      r->res->chunks++;
+      if (r->progress)
+        r->progress (++r->done, r->keys->len, r->user_data);
+    }
+  return NULL;
+}
+
+/* Reads and rehashes every chunk of USES into RES, on one thread per
+ * CPU (at most 8): hashing is the cost, and chunks are independent. */
+static gboolean
+rehash_all (StorRepo *repo, GHashTable *uses, StorRepoVerifyResult *res,
+            StorRepoProgressFunc progress, gpointer user_data,
+            GCancellable *cancellable, GError **error)
+{
+  Rehash r = { repo, g_ptr_array_new (), g_ptr_array_new (), cancellable, 0 };
+  guint n = CLAMP (g_get_num_processors (), 1, 8);
+  g_autofree GThread **threads = g_new0 (GThread *, n);
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_mutex_init (&r.lock);
+  r.res = res;
+  r.progress = progress;
+  r.user_data = user_data;
+  g_hash_table_iter_init (&iter, uses);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      g_ptr_array_add (r.keys, key);
+      g_ptr_array_add (r.uses, value);
+    }
+  for (guint t = 0; t < n; t++)
+    threads[t] = g_thread_new ("stor-verify", rehash_thread, &r);
+  for (guint t = 0; t < n; t++)
+    g_thread_join (threads[t]);
+  g_ptr_array_unref (r.keys);
+  g_ptr_array_unref (r.uses);
+  g_mutex_clear (&r.lock);
+  return !g_cancellable_set_error_if_cancelled (cancellable, error);
+}
+
 StorRepoVerifyResult *
 stor_repo_verify (StorRepo *repo, const char *const *ids,
                   StorRepoProgressFunc progress, gpointer user_data,
@@ -114,9 +199,6 @@ stor_repo_verify (StorRepo *repo, const char *const *ids,
   g_autoptr (StorRepoVerifyResult) res = g_new0 (StorRepoVerifyResult, 1);
   g_autoptr (GHashTable) uses = stor_repo_uses_new ();
   g_autoptr (GPtrArray) all = NULL;
-  GHashTableIter iter;
-  gpointer key, value;
-  guint64 total, done = 0;
 
   res->bad = g_ptr_array_new_with_free_func ((GDestroyNotify)bad_chunk_free);
   res->bad_manifests = g_ptr_array_new_with_free_func (g_free);
@@ -146,34 +228,8 @@ stor_repo_verify (StorRepo *repo, const char *const *ids,
       res->backups = all->len;
     }
 
-  total = g_hash_table_size (uses);
-  g_hash_table_iter_init (&iter, uses);
-  while (g_hash_table_iter_next (&iter, &key, &value))
-    {
-      StorRepoChunkUse *use = value;
-      g_autoptr (GError) local = NULL;
-      g_autoptr (GBytes) data = NULL;
-
-      if (g_cancellable_set_error_if_cancelled (cancellable, error))
-        return NULL;
-      data = stor_repo_chunk_get (repo, key, use->length, &local);
-      if (data)
-        res->bytes += g_bytes_get_size (data);
-      else
-        {
-          StorRepoBadChunk *bad = g_new0 (StorRepoBadChunk, 1);
-
-          stor_repo_digest_hex (key, bad->digest);
-          bad->message = g_strdup (local->message);
-          bad->missing
-              = g_error_matches (local, STOR_ERROR, STOR_ERROR_NOT_FOUND);
-          bad->backups = g_steal_pointer (&use->ids);
-          g_ptr_array_add (res->bad, bad);
-        }
-      res->chunks++;
-      if (progress)
-        progress (++done, total, user_data);
-    }
+  if (!rehash_all (repo, uses, res, progress, user_data, cancellable, error))
+    return NULL;
   /* The record is a convenience for status: failing to write it does
    * not undo the verify. */
   stor_repo_state_write (repo, "verify", "time",

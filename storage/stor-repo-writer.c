@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "proto.h"
-
 struct _StorRepoWriter
 {
   StorRepo *repo; /* borrowed: outlives the writer */
@@ -55,16 +53,11 @@ stor_repo_writer_begin (StorRepo *repo, const char *vm, const char *vm_uuid,
                         GError **error)
 {
   g_autoptr (StorRepoWriter) w = NULL;
-  g_autoptr (GError) local = NULL;
   StorRepoManifest *pm = NULL;
 
-  if (!proto_name_validate ("VM", vm, &local))
-    {
-      g_set_error_literal (error, STOR_ERROR, STOR_ERROR_INVALID_NAME,
-                           local->message);
-      return NULL;
-    }
-  if (!vm_uuid || strlen (vm_uuid) != 36 || !domain_xml
+  if (!stor_name_check ("VM", vm, error))
+    return NULL;
+  if (!stor_repo_uuid_valid (vm_uuid) || !domain_xml
       || strlen (domain_xml) > STOR_REPO_MAX_XML
       || !g_utf8_validate (domain_xml, -1, NULL))
     {
@@ -348,6 +341,10 @@ stor_repo_writer_commit (StorRepoWriter *w, const char *checkpoint,
   tmp = stor_repo_tmp_path (w->repo, "manifest");
   if (!stor_repo_write_file (tmp, dest, json, len, error))
     {
+      /* The rename may have happened before the directory fsync failed:
+       * the id is this writer's alone, so whatever is there is ours to
+       * remove, and a failed commit leaves no manifest. */
+      g_unlink (dest);
       g_prefix_error (error, "cannot commit backup %s of VM %s: ", w->id,
                       w->vm);
       stor_repo_writer_abort (w);

@@ -329,7 +329,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (StorRepoVerifyResult,
  * it affects. Returns NULL with an error only when verify could not run
  * (a bad id, an unknown backup, CANCELLABLE); bad chunks are in the
  * result, not an error. Records the time in the repository's state for
- * stor_repo_status. PROGRESS may be NULL. */
+ * stor_repo_status. Chunks are rehashed on one thread per CPU; PROGRESS
+ * (may be NULL) is called from those threads, one call at a time. */
 StorRepoVerifyResult *stor_repo_verify (StorRepo *repo, const char *const *ids,
                                         StorRepoProgressFunc progress,
                                         gpointer user_data,

@@ -134,6 +134,54 @@ test_delete_busy (Fixture *f, gconstpointer data)
   g_assert_error (error, STOR_ERROR, STOR_ERROR_INVALID_NAME);
 }
 
+/* A registration silent for two days whose process is gone is stale: gc
+ * reports it and does not let its old start time hold chunks forever;
+ * temp files older than a day go too. */
+static void
+test_gc_stale (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StorRepoGcResult) res = NULL;
+  g_autofree guint8 *orphan = random_data (CHUNK, 80);
+  g_autofree char *name = g_strdup_printf (
+      "%s~%d~web-20260101T000000Z-000002.json", f->repo->host, 0x7ffffff0);
+  g_autofree char *reg = stor_repo_sub (f->repo, "writers", name, NULL);
+  g_autofree char *text = g_strdup_printf (
+      "{\"host\": \"%s\", \"pid\": %d, \"start\": %" G_GINT64_FORMAT
+      ", \"backup\": \"web-20260101T000000Z-000002\", \"parent\": null}",
+      f->repo->host, 0x7ffffff0,
+      g_get_real_time () / G_USEC_PER_SEC - 3 * 86400);
+  g_autofree char *old_tmp
+      = stor_repo_sub (f->repo, "tmp", "elsewhere~1~0000.chunk", NULL);
+  g_autofree char *new_tmp
+      = stor_repo_sub (f->repo, "tmp", "elsewhere~1~0001.chunk", NULL);
+  struct timespec ts[2];
+  StorRepoDigest d;
+
+  g_assert_true (
+      stor_repo_chunk_put (f->repo, orphan, CHUNK, &d, NULL, NULL, &error));
+  age_chunk (f, &d, 7200);
+  g_assert_true (g_file_set_contents (reg, text, -1, NULL));
+  g_assert_true (g_file_set_contents (old_tmp, "x", -1, NULL));
+  g_assert_true (g_file_set_contents (new_tmp, "x", -1, NULL));
+  clock_gettime (CLOCK_REALTIME, &ts[0]);
+  ts[0].tv_sec -= 2 * 86400;
+  ts[1] = ts[0];
+  g_assert_cmpint (utimensat (AT_FDCWD, reg, ts, 0), ==, 0);
+  g_assert_cmpint (utimensat (AT_FDCWD, old_tmp, ts, 0), ==, 0);
+
+  res = stor_repo_gc (f->repo, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (res->stale_writers->len, ==, 1);
+  g_assert_nonnull (
+      strstr (g_ptr_array_index (res->stale_writers, 0), "000002"));
+  g_assert_cmpuint (res->chunks_swept, ==, 1);
+  g_assert_false (chunk_exists (f, &d));
+  g_assert_cmpuint (res->tmp_removed, ==, 1);
+  g_assert_false (g_file_test (old_tmp, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (new_tmp, G_FILE_TEST_EXISTS));
+}
+
 static void
 test_recover (Fixture *f, gconstpointer data)
 {
@@ -276,6 +324,7 @@ main (int argc, char **argv)
               teardown)
   ADD ("gc", test_gc);
   ADD ("delete-busy", test_delete_busy);
+  ADD ("gc-stale", test_gc_stale);
   ADD ("recover", test_recover);
   ADD ("threads", test_threads);
   ADD ("processes", test_processes);

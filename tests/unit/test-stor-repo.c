@@ -286,8 +286,18 @@ test_no_space (Fixture *f, gconstpointer data)
 }
 
 static void
+count_progress (guint64 done, guint64 total, gpointer user_data)
+{
+  guint *calls = user_data;
+
+  g_assert_cmpuint (done, <=, total);
+  g_assert_cmpuint (done, ==, ++*calls);
+}
+
+static void
 test_verify_status (Fixture *f, gconstpointer data)
 {
+  guint calls = 0;
   g_autoptr (GError) error = NULL;
   g_autoptr (StorRepoVerifyResult) res = NULL;
   g_autofree guint8 *shared = random_data (CHUNK, 60);
@@ -322,8 +332,9 @@ test_verify_status (Fixture *f, gconstpointer data)
   g_assert_cmpfloat (st.compression_ratio, >, 1.5);
   g_assert_cmpint (st.last_verify, ==, 0);
 
-  res = stor_repo_verify (f->repo, NULL, NULL, NULL, NULL, &error);
+  res = stor_repo_verify (f->repo, NULL, count_progress, &calls, NULL, &error);
   g_assert_no_error (error);
+  g_assert_cmpuint (calls, ==, 2);
   g_assert_cmpuint (res->backups, ==, 2);
   g_assert_cmpuint (res->chunks, ==, 2); /* the shared one once */
   g_assert_cmpuint (res->bad->len, ==, 0);
@@ -356,6 +367,16 @@ test_verify_status (Fixture *f, gconstpointer data)
         }
     }
   g_clear_pointer (&res, stor_repo_verify_result_free);
+  /* A cancelled verify is an error, not a clean result. */
+  {
+    g_autoptr (GCancellable) cancel = g_cancellable_new ();
+
+    g_cancellable_cancel (cancel);
+    g_assert_null (
+        stor_repo_verify (f->repo, NULL, NULL, NULL, cancel, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&error);
+  }
   /* Verify of one backup checks only its chunks. */
   {
     const char *ids[] = { b1, NULL };
