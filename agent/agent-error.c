@@ -47,6 +47,13 @@ stor_code_status (StorError code)
       return PROTO_STATUS_FAILED_PRECONDITION;
     case STOR_ERROR_NO_SPACE:
       return PROTO_STATUS_RESOURCE_EXHAUSTED;
+    /* The backup repository's (issue 14). */
+    case STOR_ERROR_NOT_FOUND:
+      return PROTO_STATUS_NOT_FOUND;
+    case STOR_ERROR_CORRUPT:
+      return PROTO_STATUS_DATA_LOSS;
+    case STOR_ERROR_BUSY:
+      return PROTO_STATUS_ABORTED;
     case STOR_ERROR_FAILED:
       break;
     }

@@ -44,6 +44,7 @@ struct _AgentMetrics
       *host_vms;
   ProtoMetric *mig_remaining, *mig_processed, *mig_dirty, *mig_iteration,
       *mig_downtime, *mig_total, *mig_wire, *mig_payload;
+  ProtoMetric *bk_total, *bk_read, *bk_new;
 
   GMutex lock;      /* guards vms and migs (updates come from threads) */
   GHashTable *vms;  /* VM name -> VmSeen */
@@ -65,6 +66,7 @@ static const char *const vm_labels[] = { "vm", "host", NULL };
 static const char *const vm_state_labels[] = { "vm", "host", "state", NULL };
 static const char *const host_labels[] = { "host", NULL };
 static const char *const result_labels[] = { "host", "result", NULL };
+static const char *const op_result_labels[] = { "host", "op", "result", NULL };
 
 static ProtoMetric *
 declare (AgentMetrics *m, const char *name, const char *help,
@@ -150,6 +152,18 @@ agent_metrics_new (const char *host)
                             "Bytes QEMU and libvirt gave the migration "
                             "channels of this host (before compression)",
                             C, host_labels);
+  m->bk_total = declare (m, "drover_backup_operations_total",
+                         "Backups (op full, incremental) and restores (op "
+                         "restore) on this host that ended, by result (done, "
+                         "failed)",
+                         C, op_result_labels);
+  m->bk_read = declare (m, "drover_backup_read_bytes_total",
+                        "Bytes backups read from VM disks on this host (and "
+                        "restores wrote)",
+                        C, host_labels);
+  m->bk_new = declare (m, "drover_backup_new_bytes_total",
+                       "Bytes backups on this host added to repositories", C,
+                       host_labels);
   return m;
 }
 
@@ -376,4 +390,16 @@ agent_metrics_migration (AgentMetrics *m, const char *vm, const MigProgress *p)
   if (g_strcmp0 (p->phase, PROTO_MIG_COMPLETED) == 0)
     proto_metric_observe (m->mig_downtime, host, p->downtime_ms / 1000.0);
   g_mutex_unlock (&m->lock);
+}
+
+void
+agent_metrics_backup (AgentMetrics *m, const char *op, gboolean ok,
+                      guint64 bytes_read, guint64 bytes_new)
+{
+  const char *const labels[] = { m->host, op, ok ? "done" : "failed", NULL };
+  const char *const host[] = { m->host, NULL };
+
+  proto_metric_add (m->bk_total, labels, 1);
+  proto_metric_add (m->bk_read, host, (double)bytes_read);
+  proto_metric_add (m->bk_new, host, (double)bytes_new);
 }

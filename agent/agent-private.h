@@ -40,7 +40,10 @@ ProtoStatus agent_error_to_status (const GError *error);
  *   before, -crash-after-stop, -crash-after-define,
  *   snapshot-delete-crash-before,
  *   -crash-before-merge, -crash-merging, -crash-after-merge: the agent
- *   kills itself (SIGKILL) at that step of a snapshot operation. */
+ *   kills itself (SIGKILL) at that step of a snapshot operation;
+ * - backup-fail-reading: CreateBackup fails once libvirt's job runs;
+ *   backup-crash-reading: the agent kills itself (SIGKILL) once the
+ *   backup's data flows. */
 #ifdef DROVER_FAULTS
 gboolean agent_fault (const char *name);
 #else
@@ -523,6 +526,11 @@ ProtoMetrics *agent_metrics_registry (AgentMetrics *m);
  * The series of VMs missing from VMS are removed. */
 void agent_metrics_update (AgentMetrics *m, const Drover__V1__HostInfo *host,
                            Drover__V1__VmStatus *const *vms, gsize n_vms);
+/* A backup (OP "full", "incremental") or a restore ("restore") ended;
+ * BYTES_READ read from the disk (a restore: written), BYTES_NEW added to
+ * the repository. Any thread. */
+void agent_metrics_backup (AgentMetrics *m, const char *op, gboolean ok,
+                           guint64 bytes_read, guint64 bytes_new);
 /* A progress sample P of the migration of VM leaving this host: its
  * gauges while it runs, its result, downtime and channel bytes at the
  * end (P->final), when its gauges go. */
@@ -558,6 +566,20 @@ void agent_snapshot_delete (ProtoServerCall *call, const ProtobufCMessage *req,
 ProtobufCMessage *agent_snapshot_list (Agent *agent, const AgentCaller *caller,
                                        const ProtobufCMessage *request,
                                        GError **error);
+/* agent-backup.c (issue 14). CreateBackup and RestoreBackup stream
+ * StorageProgress (ProtoHandler, data: the Agent). */
+void agent_backup_create (ProtoServerCall *call, const ProtobufCMessage *req,
+                          gpointer data);
+void agent_backup_restore (ProtoServerCall *call, const ProtobufCMessage *req,
+                           gpointer data);
+/* Checks the --backup-repo values ("NAME=PATH": a valid name, an
+ * absolute path, each name once). */
+gboolean agent_backup_repos_check (char **repos, GError **error);
+/* agent-backup-job.c. At start, with libvirt connected: ends the backup
+ * jobs an earlier run left in libvirt and removes their sockets and
+ * scratch files. */
+void agent_backup_reclaim (Agent *agent, virConnectPtr conn);
+
 /* agent-snap-recover.c. At start, with libvirt connected (any thread):
  * finishes or rolls back the snapshot operations an earlier run left
  * halfway (their record is in each domain's snapshot metadata). */

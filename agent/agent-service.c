@@ -364,6 +364,8 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_CLONE_OUT, NULL, NULL, agent_clone_out },
   { DROVER_AGENT_METHOD_COMMIT_CLONE_IN, agent_clone_in_commit },
   { DROVER_AGENT_METHOD_ABORT_CLONE_IN, agent_clone_in_abort },
+  { DROVER_AGENT_METHOD_CREATE_BACKUP, NULL, NULL, agent_backup_create },
+  { DROVER_AGENT_METHOD_RESTORE_BACKUP, NULL, NULL, agent_backup_restore },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

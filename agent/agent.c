@@ -19,6 +19,7 @@ config_copy (AgentConfig *dst, const AgentConfig *src)
   dst->image_dir = g_strdup (src->image_dir);
   dst->tls_dir = g_strdup (src->tls_dir);
   dst->metrics_listen = g_strdup (src->metrics_listen);
+  dst->backup_repos = g_strdupv (src->backup_repos);
 }
 
 static void
@@ -32,6 +33,7 @@ config_clear (AgentConfig *config)
   g_free (config->image_dir);
   g_free (config->tls_dir);
   g_free (config->metrics_listen);
+  g_strfreev (config->backup_repos);
 }
 
 /* Makes directory PATH for root and QEMU's group only (QEMU must reach
@@ -96,6 +98,7 @@ reclaim_thread (gpointer data)
       agent_qemu_ids_update (agent, conn);
       /* Snapshot operations first: they say which images are in use. */
       agent_snapshot_reclaim (agent, conn);
+      agent_backup_reclaim (agent, conn);
       agent_disks_reclaim (agent, conn);
       agent_clone_reclaim (agent, conn);
     }
@@ -159,6 +162,8 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
                    config->data_dir);
       return NULL;
     }
+  if (!agent_backup_repos_check (config->backup_repos, error))
+    return NULL;
 
   if (!ctx)
     ctx = g_main_context_get_thread_default ();

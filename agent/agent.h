@@ -57,6 +57,8 @@ typedef struct
   char *metrics_listen;     /* /metrics address; NULL: none */
   gboolean metrics_tls;     /* /metrics over HTTPS with the agent's
                                certificate (needs tls_dir) */
+  char **backup_repos;      /* "NAME=PATH" each: the backup repositories
+                               the wire may name (by NAME); NULL: none */
 } AgentConfig;
 
 typedef struct _Agent Agent;

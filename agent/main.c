@@ -40,6 +40,7 @@ main (int argc, char **argv)
   g_autofree char *name = NULL, *listen = NULL, *scheduler = NULL, *uri = NULL;
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
   g_autofree char *image_dir = NULL, *metrics_listen = NULL;
+  g_auto (GStrv) backup_repos = NULL;
   gboolean insecure = FALSE, metrics_tls = FALSE;
   gboolean print_authz = FALSE;
   gboolean version = FALSE;
@@ -74,6 +75,8 @@ main (int argc, char **argv)
       "Serve Prometheus metrics on /metrics at this address", "ADDR:PORT" },
     { "metrics-tls", 0, 0, G_OPTION_ARG_NONE, &metrics_tls,
       "Serve the metrics over HTTPS with the agent's certificate", NULL },
+    { "backup-repo", 0, 0, G_OPTION_ARG_STRING_ARRAY, &backup_repos,
+      "A backup repository calls may name (repeatable)", "NAME=PATH" },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -151,6 +154,7 @@ main (int argc, char **argv)
   config.migration_port = (guint16)migration_port;
   config.metrics_listen = metrics_listen;
   config.metrics_tls = metrics_tls;
+  config.backup_repos = backup_repos;
 
   proto_init ();
   /* libvirt's event thread iterates the global default context; the

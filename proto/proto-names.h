@@ -69,6 +69,7 @@ G_BEGIN_DECLS
 #define PROTO_STOR_PHASE_RESTORING "restoring" /* revert: memory state back */
 #define PROTO_STOR_PHASE_MERGING "merging"     /* delete: block commit/pull */
 #define PROTO_STOR_PHASE_COPYING "copying"     /* full clone */
+#define PROTO_STOR_PHASE_READING "reading"     /* backup: disk into repo */
 #define PROTO_STOR_PHASE_SENDING "sending"     /* full clone to another host */
 #define PROTO_STOR_PHASE_COMPLETED "completed"
 #define PROTO_STOR_PHASE_FAILED "failed"

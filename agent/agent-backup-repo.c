@@ -1,0 +1,102 @@
+/* The repository (storage/stor-repo.h) as the backup engine uses it:
+ * opened (and made, the first time) from an --backup-repo path, the
+ * writer behind the read loop's sink, and its recovery at start. */
+#include "agent-backup-private.h"
+
+#include <string.h>
+
+StorRepo *
+agent_backup_repo_open (const char *path, GError **error)
+{
+  g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+
+  /* Two agents sharing the mount may both try: the loser's init fails
+   * on the directory the winner filled, and its open then works. */
+  if (!d || !g_dir_read_name (d))
+    (void)stor_repo_init (path, NULL);
+  return stor_repo_open (path, error);
+}
+
+static gboolean
+sink_put (gpointer data, guint64 index, const guint8 *buf, gsize len,
+          guint64 *added, GError **error)
+{
+  AgentBackupSink *s = data;
+  guint64 before = 0, after = 0;
+
+  stor_repo_writer_totals (s->w, NULL, &before, NULL);
+  if (!stor_repo_writer_put (s->w, s->disk, index, buf, len, error))
+    return FALSE;
+  stor_repo_writer_totals (s->w, NULL, &after, NULL);
+  *added = after - before;
+  return TRUE;
+}
+
+static gboolean
+sink_hole (gpointer data, guint64 index, gsize len, GError **error)
+{
+  AgentBackupSink *s = data;
+
+  return stor_repo_writer_put_hole (s->w, s->disk, index, error);
+}
+
+/* An incremental's chunks start as the parent's: nothing to do. */
+static gboolean
+sink_reuse (gpointer data, guint64 index, GError **error)
+{
+  return TRUE;
+}
+
+static gboolean
+sink_parent_digest (gpointer data, guint64 index, StorRepoDigest *digest,
+                    gboolean *hole, GError **error)
+{
+  AgentBackupSink *s = data;
+  const StorRepoManifest *m = stor_repo_writer_parent (s->w);
+  const StorRepoDisk *disk
+      = m ? stor_repo_manifest_disk (m, AGENT_BACKUP_DISK) : NULL;
+  const StorRepoChunkRef *ref;
+
+  if (!disk || index >= disk->chunks->len)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "the parent backup has no chunk %" G_GUINT64_FORMAT
+                   " of disk " AGENT_BACKUP_DISK,
+                   index);
+      return FALSE;
+    }
+  ref = &g_array_index (disk->chunks, StorRepoChunkRef, index);
+  *hole = ref->hole;
+  *digest = ref->digest;
+  return TRUE;
+}
+
+const AgentBackupSinkOps agent_backup_sink_ops
+    = { sink_put, sink_hole, sink_reuse, sink_parent_digest };
+
+void
+agent_backup_repos_recover (Agent *agent)
+{
+  char **repos = agent->config.backup_repos;
+
+  for (guint i = 0; repos && repos[i]; i++)
+    {
+      const char *path = strchr (repos[i], '=') + 1;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StorRepo) repo = stor_repo_open (path, &error);
+      guint removed = 0;
+
+      /* A repository not made yet has nothing to recover. */
+      if (!repo)
+        continue;
+      if (!stor_repo_recover (repo, &removed, &error))
+        drover_warning (NULL, NULL, NULL,
+                        "backup repository %s: cannot recover: %s", path,
+                        error->message);
+      else if (removed)
+        drover_message (NULL, NULL, NULL,
+                        "backup repository %s: removed %u leftovers of a "
+                        "backup an earlier run left",
+                        path, removed);
+    }
+}

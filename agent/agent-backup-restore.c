@@ -1,0 +1,256 @@
+/* RestoreBackup: a backup in a repository becomes the disk of a new VM on
+ * this host, DATA/disks/NEW.qcow2, written sparsely.
+ *
+ * The image is made empty by qemu-img (so it reads as zeros), then
+ * qemu-nbd serves it on DATA/backup/NEW/restore.sock and every data chunk
+ * is written over NBD; holes are never written and stay holes. Each chunk
+ * is checked against its SHA-256 as the repository reads it: a chunk that
+ * fails fails the restore, naming it.
+ *
+ * The disk is marked first (DISK.incoming, agent-disks.c): a restore that
+ * fails removes image and mark, and an agent killed mid-restore finds the
+ * marked image at its next start and removes it, as it does for an
+ * incoming migration that never arrived. No half disk survives.
+ */
+#include "agent-backup-private.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <libnbd.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "stor.h"
+
+#define RESTORE_SOCKET "restore.sock"
+/* How long qemu-nbd may take to listen. */
+#define NBD_START_WAIT_MS 10000
+
+/* qemu-nbd serving IMAGE (qcow2, writable) on SOCK. */
+typedef struct
+{
+  GPid pid;
+  struct nbd_handle *h;
+} Server;
+
+static void
+server_stop (Server *s)
+{
+  if (s->h)
+    {
+      (void)nbd_shutdown (s->h, 0);
+      nbd_close (s->h);
+      s->h = NULL;
+    }
+  if (s->pid > 0)
+    {
+      kill (s->pid, SIGTERM);
+      (void)waitpid (s->pid, NULL, 0);
+      g_spawn_close_pid (s->pid);
+      s->pid = 0;
+    }
+}
+
+static gboolean
+server_start (Server *s, const char *image, const char *sock, GError **error)
+{
+  const char *argv[] = { "qemu-nbd", "-f", "qcow2", "--cache=writeback",
+                         "-k",       sock, image,   NULL };
+
+  (void)g_unlink (sock);
+  if (!g_spawn_async (NULL, (char **)argv, NULL,
+                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
+                          | G_SPAWN_STDOUT_TO_DEV_NULL,
+                      NULL, NULL, &s->pid, error))
+    return FALSE;
+  for (int waited = 0; !g_file_test (sock, G_FILE_TEST_EXISTS); waited += 20)
+    {
+      if (waited >= NBD_START_WAIT_MS
+          || waitpid (s->pid, NULL, WNOHANG) == s->pid)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                       "qemu-nbd did not serve %s", image);
+          return FALSE;
+        }
+      g_usleep (20 * 1000);
+    }
+  s->h = nbd_create ();
+  if (!s->h || nbd_connect_unix (s->h, sock) < 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot write %s over NBD: %s", image,
+                   nbd_get_error () ? nbd_get_error () : "unknown");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Zero runs of this size inside a chunk are not written either: the
+ * qcow2 cluster size, so they stay unallocated. */
+#define ZERO_GRAIN (64 * 1024)
+
+/* Writes the LEN bytes at BUF to OFF, skipping aligned all-zero grains;
+ * *WRITTEN grows by what was written. */
+static gboolean
+write_sparse (Server *s, const guint8 *buf, gsize len, guint64 off,
+              guint64 *written, const char *image, GError **error)
+{
+  gsize run = 0; /* start of the data run not written yet */
+
+  for (gsize pos = 0;; pos += ZERO_GRAIN)
+    {
+      gsize end = MIN (pos, len); /* the run, if any, ends here */
+      gsize n = pos < len ? MIN (ZERO_GRAIN, len - pos) : 0;
+
+      if (n > 0 && !stor_repo_is_zero (buf + pos, n))
+        continue;
+      if (end > run
+          && nbd_pwrite (s->h, buf + run, end - run, off + run, 0) < 0)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                       "cannot write to %s at %" G_GUINT64_FORMAT ": %s", image,
+                       off + run,
+                       nbd_get_error () ? nbd_get_error () : "unknown");
+          return FALSE;
+        }
+      if (end > run)
+        *written += end - run;
+      if (pos >= len)
+        return TRUE;
+      run = pos + n;
+    }
+}
+
+/* Writes every data chunk of DISK into the server's image. */
+static gboolean
+write_chunks (Server *s, StorRepo *repo, const StorRepoDisk *disk,
+              const char *image, GCancellable *cancellable,
+              AgentBackupStats *st, AgentBackupProgressFunc progress,
+              gpointer data, GError **error)
+{
+  for (guint64 i = 0; i < disk->chunks->len; i++)
+    {
+      g_autoptr (GBytes) chunk = NULL;
+      gsize len = 0;
+      const guint8 *buf;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error)
+          || !stor_repo_disk_read (repo, disk, i, &chunk, error))
+        return FALSE;
+      buf = chunk ? g_bytes_get_data (chunk, &len) : NULL;
+      if (!chunk)
+        st->hole_chunks++;
+      else if (!write_sparse (s, buf, len, i * (guint64)AGENT_BACKUP_CHUNK,
+                              &st->bytes_read, image, error))
+        return FALSE;
+      else
+        st->data_chunks++;
+      if (progress)
+        progress (st, data);
+    }
+  if (nbd_flush (s->h, 0) < 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot flush %s: %s", image,
+                   nbd_get_error () ? nbd_get_error () : "unknown");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* TRUE when libvirt has no domain NAME here and no image of that name
+ * exists. */
+static gboolean
+target_free (virConnectPtr conn, const char *name, const char *image,
+             GError **error)
+{
+  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+
+  if (dom || g_file_test (image, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_EXISTS,
+                   "a VM or disk named %s already exists here", name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+agent_backup_restore_image (StorRepo *repo, const char *backup_id,
+                            const char *image, const char *sock,
+                            GCancellable *cancellable,
+                            AgentBackupProgressFunc progress, gpointer data,
+                            AgentBackupStats *st, GError **error)
+{
+  g_autoptr (StorRepoManifest) m = NULL;
+  const StorRepoDisk *disk;
+  Server s = { 0 };
+  gboolean ok;
+
+  memset (st, 0, sizeof *st);
+  st->started_us = g_get_monotonic_time ();
+  m = stor_repo_manifest_load (repo, backup_id, error);
+  if (!m)
+    return FALSE;
+  disk = stor_repo_manifest_disk (m, AGENT_BACKUP_DISK);
+  if (!disk)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "backup %s has no disk " AGENT_BACKUP_DISK, backup_id);
+      return FALSE;
+    }
+  st->disk_size = disk->size;
+  st->chunks = disk->chunks->len;
+  for (guint i = 0; i < disk->chunks->len; i++)
+    if (!g_array_index (disk->chunks, StorRepoChunkRef, i).hole)
+      st->to_read += stor_repo_chunk_length (disk, i);
+  if (!stor_disk_create (image, disk->size, error))
+    return FALSE;
+  ok = server_start (&s, image, sock, error)
+       && write_chunks (&s, repo, disk, image, cancellable, st, progress, data,
+                        error);
+  server_stop (&s);
+  (void)g_unlink (sock);
+  if (!ok)
+    (void)g_unlink (image);
+  return ok;
+}
+
+gboolean
+agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
+                          const char *backup_id, const char *target,
+                          GCancellable *cancellable,
+                          AgentBackupProgressFunc progress, gpointer data,
+                          AgentBackupStats *st, GError **error)
+{
+  g_autofree char *image = NULL, *mark = NULL, *dir = NULL, *sock = NULL;
+  gboolean ok;
+
+  memset (st, 0, sizeof *st);
+  image = stor_disk_path (agent->config.data_dir, target, error);
+  dir = image ? agent_backup_dir (agent, target, error) : NULL;
+  if (!dir || !target_free (conn, target, image, error))
+    return FALSE;
+  sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
+  mark = agent_disks_incoming_mark (image);
+  if (g_mkdir_with_parents (dir, 0750) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
+                   dir, g_strerror (saved));
+      return FALSE;
+    }
+  if (!g_file_set_contents (mark, "", 0, error))
+    return FALSE;
+  ok = agent_backup_restore_image (repo, backup_id, image, sock, cancellable,
+                                   progress, data, st, error)
+       && agent_protect (agent, image, 0660, error);
+  if (!ok)
+    {
+      g_prefix_error (error, "restore of backup %s to %s: ", backup_id, target);
+      (void)g_unlink (image);
+    }
+  (void)g_unlink (mark);
+  return ok;
+}
