@@ -179,29 +179,13 @@ agent_backup_job_begin (AgentBackupJob *j, const char *parent, GError **error)
   return TRUE;
 }
 
-/* TRUE when DOM runs a backup job now. */
-static gboolean
-backup_running (virDomainPtr dom)
-{
-  virTypedParameterPtr params = NULL;
-  int n = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
-  gboolean out;
-
-  if (virDomainGetJobStats (dom, &type, &params, &n, 0) < 0)
-    return FALSE;
-  (void)virTypedParamsGetInt (params, n, VIR_DOMAIN_JOB_OPERATION, &op);
-  out = type != VIR_DOMAIN_JOB_NONE && op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
-  virTypedParamsFree (params, n);
-  return out;
-}
-
 /* Ends DOM's backup job: the one this run began (BEGUN), or one libvirt
  * says runs. */
 static void
 end_libvirt_job (virDomainPtr dom, gboolean begun, const char *vm,
                  const char *job)
 {
-  if (!begun && !backup_running (dom))
+  if (!begun && !agent_domain_job_is (dom, VIR_DOMAIN_JOB_OPERATION_BACKUP))
     return;
   if (virDomainAbortJob (dom) < 0)
     {
@@ -303,7 +287,8 @@ agent_backup_reclaim (Agent *agent, virConnectPtr conn)
       g_autoptr (virDomain) dom = virDomainLookupByName (conn, vm);
 
       /* Only a backup makes the directory, and no backup runs yet. */
-      if (dom && virDomainIsActive (dom) == 1 && backup_running (dom))
+      if (dom && virDomainIsActive (dom) == 1
+          && agent_domain_job_is (dom, VIR_DOMAIN_JOB_OPERATION_BACKUP))
         {
           drover_message (vm, NULL, NULL,
                           "backup: ending the backup job an earlier run left");

@@ -380,3 +380,18 @@ agent_libvirt_free (AgentLibvirt *lv)
   drop_connection (lv);
   lv_unref (lv);
 }
+
+gboolean
+agent_domain_job_is (virDomainPtr dom, int operation)
+{
+  virTypedParameterPtr params = NULL;
+  int n = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
+  gboolean out;
+
+  if (virDomainGetJobStats (dom, &type, &params, &n, 0) < 0)
+    return FALSE;
+  (void)virTypedParamsGetInt (params, n, VIR_DOMAIN_JOB_OPERATION, &op);
+  out = type != VIR_DOMAIN_JOB_NONE && op == operation;
+  virTypedParamsFree (params, n);
+  return out;
+}

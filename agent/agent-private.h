@@ -145,6 +145,11 @@ typedef void (*AgentConnectedFunc) (gpointer user_data);
 void agent_libvirt_error (GError **error, const char *format, ...)
     G_GNUC_PRINTF (2, 3);
 
+/* TRUE when DOM runs a job of OPERATION (a virDomainJobOperation, e.g. an
+ * outgoing migration or a backup) now; FALSE also when libvirt cannot
+ * say. */
+gboolean agent_domain_job_is (virDomainPtr dom, int operation);
+
 /* Registers libvirt's default event loop implementation and starts the
  * thread running it; once per process, before any connection opens. */
 void agent_libvirt_init (void);

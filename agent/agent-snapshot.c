@@ -275,23 +275,6 @@ agent_snap_push (AgentSnapCtx *c, const char *phase, guint64 total,
 
 /* --- the calls ------------------------------------------------------------ */
 
-/* TRUE when a migration of DOM away from here is running. */
-static gboolean
-migrating (virDomainPtr dom)
-{
-  virTypedParameterPtr params = NULL;
-  int n = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
-  gboolean out;
-
-  if (virDomainGetJobStats (dom, &type, &params, &n, 0) < 0)
-    return FALSE;
-  (void)virTypedParamsGetInt (params, n, VIR_DOMAIN_JOB_OPERATION, &op);
-  out = type != VIR_DOMAIN_JOB_NONE
-        && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT;
-  virTypedParamsFree (params, n);
-  return out;
-}
-
 /* Claims VM NAME; a VM busy migrating away is a precondition failure. */
 static gboolean
 claim (Agent *agent, virConnectPtr conn, const char *name, GError **error)
@@ -302,7 +285,7 @@ claim (Agent *agent, virConnectPtr conn, const char *name, GError **error)
   if (agent_vm_claim (agent, name, &local))
     return TRUE;
   dom = virDomainLookupByName (conn, name);
-  if (dom && migrating (dom))
+  if (dom && agent_domain_job_is (dom, VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT))
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
                    "VM %s is migrating; snapshots wait until it is done", name);
