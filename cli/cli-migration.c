@@ -114,8 +114,10 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
       double frac = (double)MIN (p->disk_processed, p->disk_total)
                     / (double)p->disk_total;
 
+      /* The disk copied is not the migration done: never 100 % here. */
       append_bar (line, frac, bar_width);
-      g_string_append_printf (line, "%3d%%  ", (int)floor (frac * 100));
+      g_string_append_printf (line, "%3d%%  ",
+                              MIN ((int)floor (frac * 100), 99));
       append_disk (line, p);
       g_string_append (line, " copied, memory next");
       return g_string_free (line, FALSE);

@@ -385,6 +385,14 @@ test_migration_line_disk (void)
                    "memory next");
   g_clear_pointer (&line, g_free);
 
+  /* The whole disk copied is not the migration done. */
+  p.disk_processed = 256 * MIB;
+  line = cli_migration_progress_line (&job, 4);
+  g_assert_cmpstr (line, ==,
+                   "[####]   99%  disk 256.0 MiB of 256.0 MiB copied, "
+                   "memory next");
+  g_clear_pointer (&line, g_free);
+
   p.phase = (char *)"precopy";
   p.disk_processed = 256 * MIB;
   p.memory_total = 256 * MIB;
