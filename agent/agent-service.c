@@ -366,6 +366,14 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_ABORT_CLONE_IN, agent_clone_in_abort },
   { DROVER_AGENT_METHOD_CREATE_BACKUP, NULL, NULL, agent_backup_create },
   { DROVER_AGENT_METHOD_RESTORE_BACKUP, NULL, NULL, agent_backup_restore },
+  /* Backup repositories (issue 14); no handler: not built yet */
+  { DROVER_AGENT_METHOD_ATTACH_REPO },
+  { DROVER_AGENT_METHOD_GET_REPO_STATUS },
+  { DROVER_AGENT_METHOD_VERIFY_BACKUPS },
+  { DROVER_AGENT_METHOD_PRUNE_BACKUPS },
+  { DROVER_AGENT_METHOD_GC_REPO },
+  { DROVER_AGENT_METHOD_LIST_BACKUPS },
+  { DROVER_AGENT_METHOD_GET_BACKUP },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 
@@ -477,6 +485,9 @@ agent_service_register (Agent *agent, ProtoServer *server)
     {
       svc->bindings[i].agent = agent;
       svc->bindings[i].method = &agent_methods[i];
+      if (!agent_methods[i].op && !agent_methods[i].vm
+          && !agent_methods[i].handler)
+        continue; /* unknown to callers: UNIMPLEMENTED */
       proto_server_add_method (server, DROVER_AGENT_SERVICE,
                                agent_methods[i].method, handle,
                                &svc->bindings[i]);

@@ -281,15 +281,35 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_MAKE_TEMPLATE, sched_snap_handle_template, svc },
     { DROVER_SCHED_METHOD_DRAIN_HOST, sched_drain_handle_drain, svc },
     { DROVER_SCHED_METHOD_UNDRAIN_HOST, sched_drain_handle_undrain, svc },
+    /* backup repositories (issue 14); NULL: not built yet (UNIMPLEMENTED) */
+    { DROVER_SCHED_METHOD_ADD_REPO, NULL, svc },
+    { DROVER_SCHED_METHOD_LIST_REPOS, NULL, svc },
+    { DROVER_SCHED_METHOD_GET_REPO_STATUS, NULL, svc },
+    { DROVER_SCHED_METHOD_GC_REPO, NULL, svc },
+    { DROVER_SCHED_METHOD_VERIFY_BACKUPS, NULL, svc },
+    { DROVER_SCHED_METHOD_PRUNE_BACKUPS, NULL, svc },
+
+    /* backups (issue 14) */
+    { DROVER_SCHED_METHOD_CREATE_BACKUP, NULL, svc },
+    { DROVER_SCHED_METHOD_LIST_BACKUPS, NULL, svc },
+    { DROVER_SCHED_METHOD_GET_BACKUP, NULL, svc },
+    { DROVER_SCHED_METHOD_RESTORE_BACKUP, NULL, svc },
+
+    /* balancing (issue 15) */
+    { DROVER_SCHED_METHOD_PLAN_BALANCE, NULL, svc },
+    { DROVER_SCHED_METHOD_APPLY_BALANCE, NULL, svc },
+    { DROVER_SCHED_METHOD_GET_BALANCE_STATUS, NULL, svc },
+    { DROVER_SCHED_METHOD_SET_BALANCE_MODE, NULL, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
   g_return_val_if_fail (svc->server == NULL, FALSE);
   svc->server = proto_server_new (svc->ctx);
   for (gsize i = 0; i < G_N_ELEMENTS (methods); i++)
-    proto_server_add_method (svc->server, DROVER_SCHED_SERVICE,
-                             methods[i].method, methods[i].handler,
-                             methods[i].data);
+    if (methods[i].handler)
+      proto_server_add_method (svc->server, DROVER_SCHED_SERVICE,
+                               methods[i].method, methods[i].handler,
+                               methods[i].data);
   proto_server_set_authz (svc->server, DROVER_SCHED_SERVICE, proto_sched_authz,
                           proto_sched_authz_len);
   proto_server_set_metrics (svc->server, sched_metrics_registry (svc->metrics));
