@@ -426,6 +426,9 @@ main (int argc, char **argv)
     { "snapshot", ctl_cmd_snapshot },
     { "events", ctl_cmd_events },
     { "dashboard-token", ctl_cmd_dashboard_token },
+    { "backup", ctl_cmd_backup },
+    { "repo", ctl_cmd_repo },
+    { "balance", ctl_cmd_balance },
     { NULL, NULL },
   };
   Ctl ctl = { 0 };

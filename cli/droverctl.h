@@ -117,6 +117,9 @@ int ctl_cmd_migrate (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_snapshot (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_events (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_dashboard_token (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_backup (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_repo (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_balance (Ctl *ctl, int argc, char **argv);
 
 /* Follows job ID with WatchJob until it ends: one line per change, or for
  * a migration a progress bar (redrawn in place on a TTY, at most a line a

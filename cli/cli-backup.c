@@ -1,0 +1,28 @@
+/* droverctl backup: backups of VMs into repositories (issue 14). */
+#include "cli-backup.h"
+
+static const char backup_usage_text[]
+    = "Usage: droverctl backup SUBCOMMAND [ARGS...]\n"
+      "\n"
+      "  create VM [--repo R] [--full]     back up a VM\n"
+      "  list [VM] [--repo R] [--json]     list backups\n"
+      "  show ID [--json]                  one backup\n"
+      "  restore ID --as NEW [--host H] [--start] | --in-place\n"
+      "  verify [ID | --all]               rehash the chunks backups need\n"
+      "  prune VM --keep-last N ... [--dry-run]\n";
+
+int
+ctl_cmd_backup (Ctl *ctl, int argc, char **argv)
+{
+  static const CtlCommand commands[] = {
+    { "create", ctl_backup_create },
+    { "list", ctl_backup_list },
+    { "show", ctl_backup_show },
+    { "restore", ctl_backup_restore },
+    { "verify", ctl_backup_verify },
+    { "prune", ctl_backup_prune },
+    { NULL, NULL },
+  };
+
+  return ctl_dispatch (ctl, "backup", backup_usage_text, commands, argc, argv);
+}
