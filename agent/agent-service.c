@@ -485,12 +485,13 @@ agent_service_register (Agent *agent, ProtoServer *server)
     {
       svc->bindings[i].agent = agent;
       svc->bindings[i].method = &agent_methods[i];
-      if (!agent_methods[i].op && !agent_methods[i].vm
-          && !agent_methods[i].handler)
-        continue; /* unknown to callers: UNIMPLEMENTED */
-      proto_server_add_method (server, DROVER_AGENT_SERVICE,
-                               agent_methods[i].method, handle,
-                               &svc->bindings[i]);
+      /* No way to serve it yet: authorized, then UNIMPLEMENTED. */
+      proto_server_add_method (
+          server, DROVER_AGENT_SERVICE, agent_methods[i].method,
+          agent_methods[i].op || agent_methods[i].vm || agent_methods[i].handler
+              ? handle
+              : NULL,
+          &svc->bindings[i]);
     }
   proto_server_set_authz (server, DROVER_AGENT_SERVICE, proto_agent_authz,
                           proto_agent_authz_len);

@@ -425,6 +425,9 @@ proto_server_call_recv_done (ProtoTag *tag, gboolean ok)
   grpc_byte_buffer_destroy (buf);
   if (!call->request)
     proto_server_call_fail_error (call, error);
+  else if (!call->method->handler)
+    proto_server_call_fail (call, PROTO_STATUS_UNIMPLEMENTED,
+                            "%s is not served yet", call->method->label);
   else
     call->method->handler (call, call->request, call->method->user_data);
   proto_server_call_unref (call);

@@ -263,7 +263,9 @@ void proto_server_set_authz (ProtoServer *server,
  * "unknown" for any other path, so a client cannot make new series. */
 void proto_server_set_metrics (ProtoServer *server, ProtoMetrics *metrics);
 
-/* Registers HANDLER for method METHOD_INDEX of SERVICE. Before start. */
+/* Registers HANDLER for method METHOD_INDEX of SERVICE. Before start.
+ * HANDLER NULL: a method declared but not built yet; its calls are
+ * authorized like any other, then end UNIMPLEMENTED. */
 void proto_server_add_method (ProtoServer *server,
                               const ProtobufCServiceDescriptor *service,
                               guint method_index, ProtoHandler handler,

@@ -306,10 +306,9 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
   g_return_val_if_fail (svc->server == NULL, FALSE);
   svc->server = proto_server_new (svc->ctx);
   for (gsize i = 0; i < G_N_ELEMENTS (methods); i++)
-    if (methods[i].handler)
-      proto_server_add_method (svc->server, DROVER_SCHED_SERVICE,
-                               methods[i].method, methods[i].handler,
-                               methods[i].data);
+    proto_server_add_method (svc->server, DROVER_SCHED_SERVICE,
+                             methods[i].method, methods[i].handler,
+                             methods[i].data);
   proto_server_set_authz (svc->server, DROVER_SCHED_SERVICE, proto_sched_authz,
                           proto_sched_authz_len);
   proto_server_set_metrics (svc->server, sched_metrics_registry (svc->metrics));
