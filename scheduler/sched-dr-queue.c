@@ -248,6 +248,27 @@ sched_dr_queue_next_due (SchedDrQueue *q)
                                      : ((SchedDrRun *)g_sequence_get (it))->due;
 }
 
+/* Orders the probe after every run due at or before its time. */
+static gint
+due_after_cmp (gconstpointer a, gconstpointer b, gpointer data)
+{
+  const SchedDrRun *x = a, *y = b;
+
+  if (x->due != y->due)
+    return x->due < y->due ? -1 : 1;
+  return x->schedule == NULL ? 1 : (y->schedule == NULL ? -1 : 0);
+}
+
+gint64
+sched_dr_queue_next_due_after (SchedDrQueue *q, gint64 after)
+{
+  SchedDrRun probe = { .due = after };
+  GSequenceIter *it = g_sequence_search (q->runs, &probe, due_after_cmp, NULL);
+
+  return g_sequence_iter_is_end (it) ? -1
+                                     : ((SchedDrRun *)g_sequence_get (it))->due;
+}
+
 guint
 sched_dr_queue_length (SchedDrQueue *q)
 {

@@ -72,6 +72,10 @@ void sched_dr_queue_finished (SchedDrQueue *q, const SchedDrRun *run);
 
 /* The earliest due time queued, -1 when empty. */
 gint64 sched_dr_queue_next_due (SchedDrQueue *q);
+/* The earliest due time queued that is later than AFTER, -1 if none: a
+ * caller whose last take_due was at AFTER and that saw no run finish
+ * since has nothing to start before then. */
+gint64 sched_dr_queue_next_due_after (SchedDrQueue *q, gint64 after);
 guint sched_dr_queue_length (SchedDrQueue *q);
 /* Jobs counted as running on HOST / into REPO. */
 guint sched_dr_queue_running_on (SchedDrQueue *q, const char *host);
