@@ -429,6 +429,7 @@ main (int argc, char **argv)
     { "backup", ctl_cmd_backup },
     { "repo", ctl_cmd_repo },
     { "balance", ctl_cmd_balance },
+    { "schedule", ctl_cmd_schedule },
     { NULL, NULL },
   };
   Ctl ctl = { 0 };

@@ -17,7 +17,7 @@ struct _SchedMetrics
 {
   ProtoMetrics *registry;
   ProtoMetric *reports, *hosts, *vms, *jobs, *migrations, *duration, *ratio;
-  ProtoMetric *snap_ops, *snap_duration;
+  ProtoMetric *snap_ops, *snap_duration, *schedule_runs;
   ProtoHttp *http;     /* main context; NULL until sched_metrics_listen */
   SchedStore *store;   /* borrowed, for the scrape's gauges */
   GPtrArray *job_keys; /* "kind\nstate" of every job_kinds x job_states */
@@ -69,6 +69,7 @@ sched_metrics_new (void)
   static const char *const state_service[] = { "state", "service", NULL };
   static const char *const result[] = { "result", NULL };
   static const char *const op_result[] = { "op", "result", NULL };
+  static const char *const action_result[] = { "action", "result", NULL };
   static const char *const op[] = { "op", NULL };
   SchedMetrics *m = g_new0 (SchedMetrics, 1);
 
@@ -116,6 +117,11 @@ sched_metrics_new (void)
       "by op, from the scheduler's call to the agent's final answer",
       PROTO_METRIC_HISTOGRAM, op, snap_duration_buckets,
       G_N_ELEMENTS (snap_duration_buckets));
+  m->schedule_runs = proto_metrics_declare (
+      m->registry, "drover_schedule_runs_total",
+      "Runs of disaster-recovery schedules that ended, by action (snapshot, "
+      "backup) and result (done, failed; each failed attempt counts)",
+      PROTO_METRIC_COUNTER, action_result, NULL, 0);
   /* Counters start at 0 rather than appearing with the first event. */
   for (gsize i = 0; i < G_N_ELEMENTS (snap_ops); i++)
     {
@@ -159,6 +165,15 @@ sched_metrics_report (SchedMetrics *m)
 }
 
 /* --- snapshots ----------------------------------------------------------- */
+
+void
+sched_metrics_schedule_run (SchedMetrics *m, const char *action, gboolean ok)
+{
+  proto_metric_add (
+      m->schedule_runs,
+      (const char *const[]){ action, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED },
+      1);
+}
 
 void
 sched_metrics_snapshot_op (SchedMetrics *m, const char *op, gboolean ok,

@@ -232,7 +232,8 @@ struct _SchedService
   SchedMigrator *migrator;     /* main context; migrations */
   SchedSnapshots *snapshots;   /* main context; snapshots, clones, templates */
   struct _SchedDrains *drains; /* main context; host drains */
-  SchedEvents *events;         /* main context; the event stream */
+  struct _SchedSchedules *schedules; /* main context; DR schedules */
+  SchedEvents *events;               /* main context; the event stream */
   struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */
   struct _SchedDashboard *dashboard; /* main context; the web dashboard */
   SchedMetrics *metrics;             /* set at new; thread-safe registry */
@@ -421,6 +422,17 @@ gboolean sched_snapshots_submit (SchedService *svc, const char *vm,
                                  const char *name, gboolean memory,
                                  gboolean quiesce, const char *description,
                                  SchedJob **job, GError **error);
+/* Deletes snapshot NAME of VM as DeleteSnapshot does (a job; *JOB a copy
+ * of it as stored). */
+gboolean sched_snapshots_submit_delete (SchedService *svc, const char *vm,
+                                        const char *name, SchedJob **job,
+                                        GError **error);
+/* VM may start a storage job now (not migrating, no other storage job). */
+gboolean sched_snapshots_idle (SchedService *svc, const char *vm);
+/* TRUE with *EXISTS when the store could say whether VM has snapshot
+ * NAME. */
+gboolean sched_snapshots_exists (SchedService *svc, const char *vm,
+                                 const char *name, gboolean *exists);
 /* The same for CloneVm: REQ as the operator sent it. */
 gboolean sched_snapshots_clone (SchedService *svc,
                                 const Drover__V1__CloneVmRequest *req,
@@ -475,6 +487,9 @@ void sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job,
                                   gboolean ok);
 /* A snapshot operation OP (create, revert, delete, clone, template)
  * ended, OK or not, after SECONDS. */
+/* A run of a DR schedule of ACTION (snapshot, backup) ended. */
+void sched_metrics_schedule_run (SchedMetrics *m, const char *action,
+                                 gboolean ok);
 void sched_metrics_snapshot_op (SchedMetrics *m, const char *op, gboolean ok,
                                 double seconds);
 /* The gauges of hosts, VMs and jobs by state become the counts in HOSTS

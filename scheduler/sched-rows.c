@@ -66,6 +66,12 @@ static const SchedField snapshot_fields[] = {
   MSG_FIELD (SchedSnapshot, info, MSG, drover__v1__snapshot__descriptor),
 };
 
+static const SchedField schedule_fields[] = {
+  FIELD (SchedScheduleRow, name, TEXT),
+  FIELD (SchedScheduleRow, next_run_ms, INT64),
+  MSG_FIELD (SchedScheduleRow, spec, MSG, drover__v1__schedule__descriptor),
+};
+
 const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   [SCHED_TABLE_HOSTS] = { "host", "hosts", sizeof (SchedHost), host_fields,
                           G_N_ELEMENTS (host_fields) },
@@ -75,6 +81,9 @@ const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   = { "job", "jobs", sizeof (SchedJob), job_fields, G_N_ELEMENTS (job_fields) },
   [SCHED_TABLE_SNAPSHOTS] = { "snapshot", "snapshots", sizeof (SchedSnapshot),
                               snapshot_fields, G_N_ELEMENTS (snapshot_fields) },
+  [SCHED_TABLE_SCHEDULES]
+  = { "schedule", "schedules", sizeof (SchedScheduleRow), schedule_fields,
+      G_N_ELEMENTS (schedule_fields) },
 };
 
 #define HOST_TYPE (&sched_row_types[SCHED_TABLE_HOSTS])
@@ -281,4 +290,23 @@ void
 sched_snapshot_free (SchedSnapshot *snap)
 {
   sched_row_free (SNAPSHOT_TYPE, snap);
+}
+
+/* --- schedules --------------------------------------------------------- */
+
+SchedScheduleRow *
+sched_schedule_row_new (const Drover__V1__Schedule *spec)
+{
+  SchedScheduleRow *row = g_new0 (SchedScheduleRow, 1);
+
+  row->name = dup_str (spec->name);
+  row->next_run_ms = spec->next_run_ms;
+  row->spec = proto_msg_copy (&spec->base);
+  return row;
+}
+
+void
+sched_schedule_row_free (SchedScheduleRow *row)
+{
+  sched_row_free (&sched_row_types[SCHED_TABLE_SCHEDULES], row);
 }

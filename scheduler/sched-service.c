@@ -17,6 +17,7 @@
  */
 #include "sched-dashboard.h"
 #include "sched-drain.h"
+#include "sched-schedules.h"
 
 #include <string.h>
 
@@ -237,6 +238,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                       config->max_migrations_in);
   svc->snapshots = sched_snapshots_new (svc);
   svc->drains = sched_drains_new (svc);
+  svc->schedules = sched_schedules_new (svc);
   if (!recover (svc, error))
     return NULL;
   /* The table was bounded when the last process stopped: the first prune
@@ -300,6 +302,15 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_APPLY_BALANCE, NULL, svc },
     { DROVER_SCHED_METHOD_GET_BALANCE_STATUS, NULL, svc },
     { DROVER_SCHED_METHOD_SET_BALANCE_MODE, NULL, svc },
+
+    /* disaster-recovery schedules (issue 16) */
+    { DROVER_SCHED_METHOD_CREATE_SCHEDULE, sched_schedules_handle_create, svc },
+    { DROVER_SCHED_METHOD_LIST_SCHEDULES, sched_schedules_handle_list, svc },
+    { DROVER_SCHED_METHOD_GET_SCHEDULE, sched_schedules_handle_get, svc },
+    { DROVER_SCHED_METHOD_SET_SCHEDULE_PAUSED, sched_schedules_handle_pause,
+      svc },
+    { DROVER_SCHED_METHOD_DELETE_SCHEDULE, sched_schedules_handle_delete, svc },
+    { DROVER_SCHED_METHOD_RUN_SCHEDULE, sched_schedules_handle_run, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
@@ -313,7 +324,8 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
                           proto_sched_authz_len);
   proto_server_set_metrics (svc->server, sched_metrics_registry (svc->metrics));
   if (!proto_server_start (svc->server, listen, svc->tls, error)
-      || !sched_drains_start (svc->drains, error))
+      || !sched_drains_start (svc->drains, error)
+      || !sched_schedules_start (svc->schedules, error))
     return FALSE;
   if (svc->metrics_listen != NULL
       && !sched_metrics_listen (svc->metrics, svc->store, svc->metrics_listen,
@@ -384,6 +396,8 @@ sched_service_stop (SchedService *svc)
    * failures for VMs that cannot move; it resumes in the next process. */
   if (svc->drains != NULL)
     sched_drains_stop (svc->drains);
+  if (svc->schedules != NULL)
+    sched_schedules_stop (svc->schedules);
   if (svc->migrator != NULL)
     sched_migrator_stop (svc->migrator);
   if (svc->snapshots != NULL)
@@ -419,6 +433,7 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->migrator, sched_migrator_free);
   g_clear_pointer (&svc->snapshots, sched_snapshots_free);
   g_clear_pointer (&svc->drains, sched_drains_free);
+  g_clear_pointer (&svc->schedules, sched_schedules_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);
   g_clear_pointer (&svc->dashboard, sched_dashboard_free);
   g_clear_pointer (&svc->events, sched_events_free);

@@ -381,6 +381,27 @@ sched_snapshots_submit (SchedService *svc, const char *vm, const char *name,
                  memory, quiesce, description, FALSE, job, error);
 }
 
+gboolean
+sched_snapshots_submit_delete (SchedService *svc, const char *vm,
+                               const char *name, SchedJob **job, GError **error)
+{
+  return submit (svc->snapshots, PROTO_JOB_KIND_SNAPSHOT_DELETE, vm, name,
+                 FALSE, FALSE, NULL, FALSE, job, error);
+}
+
+gboolean
+sched_snapshots_idle (SchedService *svc, const char *vm)
+{
+  return sched_snap_check_idle (svc->snapshots, vm, NULL);
+}
+
+gboolean
+sched_snapshots_exists (SchedService *svc, const char *vm, const char *name,
+                        gboolean *exists)
+{
+  return sched_snap_exists (svc->store, vm, name, exists, NULL);
+}
+
 /* Replies to CALL with the job, or fails it with ERROR. */
 void
 sched_snap_reply_job (ProtoServerCall *call, SchedJob *job, const GError *error)

@@ -24,7 +24,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 4
+#define SCHED_DB_SCHEMA_VERSION 7
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -55,6 +55,7 @@ static const char *const list_order[SCHED_N_TABLES] = {
   [SCHED_TABLE_VMS] = "name",
   [SCHED_TABLE_JOBS] = "created_ms, id",
   [SCHED_TABLE_SNAPSHOTS] = "vm, created_ms, name",
+  [SCHED_TABLE_SCHEDULES] = "name",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -109,6 +110,12 @@ static const char schema_v3[]
 /* Version 3 -> 4: hosts taken out of service (issue 15). */
 static const char schema_v4[]
     = "ALTER TABLE hosts ADD COLUMN maintenance TEXT NOT NULL DEFAULT '';";
+
+/* Version 6 -> 7: disaster-recovery schedules (issue 16). */
+static const char schema_v7[] = "CREATE TABLE schedules ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
+                                "  next_run_ms INTEGER NOT NULL,"
+                                "  spec BLOB NOT NULL);";
 
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
@@ -286,6 +293,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 2 && !sqlite_exec (self, schema_v2, error))
           || (version < 3 && !sqlite_exec (self, schema_v3, error))
           || (version < 4 && !sqlite_exec (self, schema_v4, error))
+          || (version < 7 && !sqlite_exec (self, schema_v7, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -473,6 +481,7 @@ static const GDestroyNotify row_free[SCHED_N_TABLES] = {
   [SCHED_TABLE_VMS] = (GDestroyNotify)sched_vm_free,
   [SCHED_TABLE_JOBS] = (GDestroyNotify)sched_job_free,
   [SCHED_TABLE_SNAPSHOTS] = (GDestroyNotify)sched_snapshot_free,
+  [SCHED_TABLE_SCHEDULES] = (GDestroyNotify)sched_schedule_row_free,
 };
 
 /* Binds ROW, a row of TYPE, to STMT's parameters ?1.. in field order. */

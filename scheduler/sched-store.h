@@ -92,6 +92,15 @@ typedef struct
   Drover__V1__Snapshot *info; /* never NULL */
 } SchedSnapshot;
 
+/* A disaster-recovery schedule (issue 16): its definition and what the
+ * scheduler keeps of its runs, all in SPEC. */
+typedef struct
+{
+  char *name;
+  gint64 next_run_ms;         /* SPEC's, as a column (0: none) */
+  Drover__V1__Schedule *spec; /* never NULL */
+} SchedScheduleRow;
+
 /* The row types, one per table of the store. */
 typedef enum
 {
@@ -99,6 +108,7 @@ typedef enum
   SCHED_TABLE_VMS,       /* SchedVm rows, keyed by name */
   SCHED_TABLE_JOBS,      /* SchedJob rows, keyed by id */
   SCHED_TABLE_SNAPSHOTS, /* SchedSnapshot rows, keyed by "<vm>/<name>" */
+  SCHED_TABLE_SCHEDULES, /* SchedScheduleRow rows, keyed by name */
   SCHED_N_TABLES
 } SchedTable;
 
@@ -282,6 +292,7 @@ SCHED_STORE_DEFINE_TABLE (SchedHost, host, SCHED_TABLE_HOSTS)
 SCHED_STORE_DEFINE_TABLE (SchedVm, vm, SCHED_TABLE_VMS)
 SCHED_STORE_DEFINE_TABLE (SchedJob, job, SCHED_TABLE_JOBS)
 SCHED_STORE_DEFINE_TABLE (SchedSnapshot, snapshot, SCHED_TABLE_SNAPSHOTS)
+SCHED_STORE_DEFINE_TABLE (SchedScheduleRow, schedule, SCHED_TABLE_SCHEDULES)
 
 /* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
  * every VM), every job. */
@@ -289,6 +300,12 @@ GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
 GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
                                  GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+/* Every schedule (SchedScheduleRow), by name. */
+GPtrArray *sched_store_list_schedules (SchedStore *store, GError **error);
+/* A row for SPEC (copied). */
+SchedScheduleRow *sched_schedule_row_new (const Drover__V1__Schedule *spec);
+void sched_schedule_row_free (SchedScheduleRow *row);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedScheduleRow, sched_schedule_row_free)
 /* The snapshots of VM (SchedSnapshot), in creation order. */
 GPtrArray *sched_store_list_snapshots (SchedStore *store, const char *vm,
                                        GError **error);

@@ -1,0 +1,479 @@
+/* The schedule engine (see sched-schedules.h): firing slots, starting
+ * runs within the limits, following their jobs, retrying, pruning. The
+ * RPC handlers and the checks of a schedule are in sched-schedule-rpc.c.
+ */
+#include "sched-schedules-private.h"
+
+#include <string.h>
+
+#include "stor-repo.h"
+
+#define TICK_MS 1000
+/* Attempts of one slot of one VM before the slot is given up. */
+#define MAX_ATTEMPTS 3
+
+/* One run started: its job, and the run it came from (owned). */
+typedef struct
+{
+  char *job_id;
+  SchedDrRun *run;
+} Started;
+
+static void
+started_free (Started *st)
+{
+  g_free (st->job_id);
+  sched_dr_run_free (st->run);
+  g_free (st);
+}
+
+SchedSchedules *
+sched_schedules_new (SchedService *svc)
+{
+  SchedSchedules *s = g_new0 (SchedSchedules, 1);
+  SchedDrLimits limits = { SCHED_SCHEDULES_PER_HOST, 0 };
+
+  s->svc = svc;
+  s->queue = sched_dr_queue_new (&limits);
+  s->started = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                      (GDestroyNotify)started_free);
+  s->prunes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                     (GDestroyNotify)g_ptr_array_unref);
+  s->tz = g_time_zone_new_local ();
+  return s;
+}
+
+void
+sched_schedules_stop (SchedSchedules *s)
+{
+  if (s->tick)
+    {
+      g_source_destroy (s->tick);
+      g_clear_pointer (&s->tick, g_source_unref);
+    }
+}
+
+void
+sched_schedules_free (SchedSchedules *s)
+{
+  if (!s)
+    return;
+  sched_schedules_stop (s);
+  sched_dr_queue_free (s->queue);
+  g_hash_table_destroy (s->started);
+  g_hash_table_destroy (s->prunes);
+  g_time_zone_unref (s->tz);
+  g_free (s);
+}
+
+gint64
+sched_schedules_now_ms (SchedSchedules *s)
+{
+  return sched_registry_now (s->svc->registry);
+}
+
+gint64
+sched_schedule_next_slot (SchedSchedules *s, const Drover__V1__Schedule *spec,
+                          gint64 after_ms)
+{
+  g_autoptr (SchedCalendar) cal = NULL;
+  gint64 t;
+
+  if (spec->every_s > 0)
+    {
+      /* Slots on a grid from the schedule's creation: the same slots
+       * whatever the scheduler's restarts. */
+      gint64 period = spec->every_s * 1000;
+      gint64 k = (after_ms - spec->created_ms) / period + 1;
+
+      return spec->created_ms + MAX (k, 1) * period;
+    }
+  cal = sched_calendar_parse (spec->at, NULL);
+  t = cal ? sched_calendar_next (cal, after_ms / 1000, s->tz) : -1;
+  return t < 0 ? 0 : t * 1000;
+}
+
+void
+sched_schedule_set_error (Drover__V1__Schedule *spec, const char *text)
+{
+  /* An unpacked message's empty strings are protobuf-c's shared one,
+   * never to be freed. */
+  if (spec->last_error != NULL
+      && spec->last_error != (char *)protobuf_c_empty_string)
+    g_free (spec->last_error);
+  spec->last_error = g_strdup (text ? text : "");
+}
+
+gboolean
+sched_schedule_matches (const Drover__V1__Schedule *spec, const SchedVm *vm)
+{
+  if (vm->template)
+    return FALSE;
+  for (gsize i = 0; i < spec->n_select; i++)
+    {
+      const char *sel = spec->select[i];
+
+      if (g_str_has_prefix (sel, "host:"))
+        {
+          if (strcmp (sel + 5, vm->host) == 0)
+            return TRUE;
+        }
+      else if (g_pattern_match_simple (sel, vm->name))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+GPtrArray *
+sched_schedule_matched (SchedSchedules *s, const Drover__V1__Schedule *spec)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) vms
+      = sched_store_list_vms (s->svc->store, NULL, &error);
+  GPtrArray *out
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
+
+  for (guint i = 0; vms && i < vms->len; i++)
+    if (sched_schedule_matches (spec, vms->pdata[i]))
+      g_ptr_array_add (out, g_steal_pointer (&vms->pdata[i]));
+  return out;
+}
+
+gboolean
+sched_schedule_save (SchedSchedules *s, const Drover__V1__Schedule *spec,
+                     GError **error)
+{
+  g_autoptr (SchedScheduleRow) row = sched_schedule_row_new (spec);
+
+  return sched_store_put_schedule (s->svc->store, row, error);
+}
+
+guint
+sched_schedule_running (SchedSchedules *s, const char *name)
+{
+  GHashTableIter it;
+  gpointer v;
+  guint n = 0;
+
+  g_hash_table_iter_init (&it, s->started);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    n += strcmp (((Started *)v)->run->schedule, name) == 0;
+  return n;
+}
+
+void
+sched_schedule_enqueue (SchedSchedules *s, const Drover__V1__Schedule *spec,
+                        gint64 slot_ms, gboolean now)
+{
+  g_autoptr (GPtrArray) vms = sched_schedule_matched (s, spec);
+
+  for (guint i = 0; i < vms->len; i++)
+    {
+      const SchedVm *vm = vms->pdata[i];
+
+      /* A VM still waiting from the last slot runs once, for this one. */
+      sched_dr_queue_add (s->queue, spec->name, vm->name, vm->host, spec->repo,
+                          slot_ms / 1000, now ? 0 : spec->window_s, 0, -1);
+    }
+}
+
+/* Fires SPEC's slot if it has come; stores the next slot first. */
+static void
+fire_due (SchedSchedules *s, Drover__V1__Schedule *spec, gint64 now)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 slot = spec->next_run_ms;
+
+  if (spec->paused || slot <= 0 || slot > now)
+    return;
+  spec->last_slot_ms = slot;
+  spec->next_run_ms = sched_schedule_next_slot (s, spec, now);
+  if (!sched_schedule_save (s, spec, &error))
+    {
+      /* Not stored: do not fire, or a restart would fire it again. */
+      drover_warning (NULL, NULL, NULL, "schedule %s: cannot store: %s",
+                      spec->name, error->message);
+      spec->next_run_ms = slot;
+      return;
+    }
+  sched_schedule_enqueue (s, spec, slot, FALSE);
+}
+
+static const char *
+host_now (const char *vm, gpointer data)
+{
+  SchedSchedules *s = data;
+  g_autoptr (SchedVm) row = sched_store_get_vm (s->svc->store, vm, NULL);
+
+  /* The name lives in the hash of hosts seen this tick. */
+  if (!row)
+    return NULL;
+  if (!g_hash_table_contains (s->tick_hosts, row->host))
+    g_hash_table_add (s->tick_hosts, g_strdup (row->host));
+  return g_hash_table_lookup (s->tick_hosts, row->host);
+}
+
+static Drover__V1__Schedule *
+load (SchedSchedules *s, const char *name)
+{
+  g_autoptr (SchedScheduleRow) row
+      = sched_store_get_schedule (s->svc->store, name, NULL);
+
+  return row ? proto_msg_copy (&row->spec->base) : NULL;
+}
+
+static void
+count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
+              const char *error_msg)
+{
+  g_autoptr (Drover__V1__Schedule) spec = load (s, run->schedule);
+  g_autoptr (GError) error = NULL;
+
+  sched_metrics_schedule_run (s->svc->metrics, spec ? spec->action : "", ok);
+  sched_events_emit (s->svc->events, SCHED_EVENT_SCHEDULE_RUN, run->vm,
+                     run->host, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED, NULL,
+                     "schedule %s: %s%s%s", run->schedule,
+                     ok ? "run done" : "run failed", ok ? "" : ": ",
+                     ok ? "" : error_msg);
+  if (!spec) /* deleted while it ran */
+    return;
+  if (ok)
+    {
+      spec->runs_ok++;
+      spec->failures_in_row = 0;
+    }
+  else
+    {
+      spec->runs_failed++;
+      spec->failures_in_row++;
+      g_autofree char *text = g_strdup_printf ("%s: %s", run->vm, error_msg);
+
+      sched_schedule_set_error (spec, text);
+    }
+  if (!sched_schedule_save (s, spec, &error))
+    drover_warning (NULL, NULL, NULL, "schedule %s: cannot store: %s",
+                    spec->name, error->message);
+}
+
+/* RUN failed with MSG: again after a backoff, or given up. */
+static void
+run_failed (SchedSchedules *s, SchedDrRun *run, const char *msg, gint64 now)
+{
+  count_result (s, run, FALSE, msg);
+  drover_warning (run->vm, NULL, NULL,
+                  "schedule %s: run of slot %" G_GINT64_FORMAT
+                  " failed (attempt %u of %d): %s",
+                  run->schedule, run->slot, run->attempts + 1, MAX_ATTEMPTS,
+                  msg);
+  if (run->attempts + 1 < MAX_ATTEMPTS)
+    sched_dr_queue_add (s->queue, run->schedule, run->vm, run->host, run->repo,
+                        run->slot, 0, run->attempts + 1,
+                        now / 1000 + sched_dr_backoff (run->attempts + 1));
+}
+
+/* The snapshots of VM made by SPEC beyond its keep rules, oldest last,
+ * queued for deletion. */
+static void
+plan_prune (SchedSchedules *s, const Drover__V1__Schedule *spec, const char *vm)
+{
+  g_autoptr (GPtrArray) snaps
+      = sched_store_list_snapshots (s->svc->store, vm, NULL);
+  g_autofree char *prefix = g_strconcat (spec->name, "-", NULL);
+  g_autoptr (GArray) times = g_array_new (FALSE, FALSE, sizeof (gint64));
+  g_autoptr (GPtrArray) names = g_ptr_array_new ();
+  StorRepoKeep keep = { 0 };
+  const char **plan;
+  GPtrArray *doomed;
+
+  if (!snaps || !spec->keep)
+    return;
+  keep = (StorRepoKeep){ spec->keep->last,    spec->keep->hourly,
+                         spec->keep->daily,   spec->keep->weekly,
+                         spec->keep->monthly, spec->keep->yearly };
+  if (!keep.last && !keep.hourly && !keep.daily && !keep.weekly && !keep.monthly
+      && !keep.yearly)
+    return; /* no rules: keep everything */
+  for (guint i = 0; i < snaps->len; i++)
+    {
+      const SchedSnapshot *snap = snaps->pdata[i];
+      gint64 t = snap->created_ms / 1000;
+
+      if (!g_str_has_prefix (snap->name, prefix))
+        continue;
+      g_array_append_val (times, t);
+      g_ptr_array_add (names, snap->name);
+    }
+  plan = stor_repo_prune_plan ((const gint64 *)times->data, times->len, &keep);
+  doomed = g_hash_table_lookup (s->prunes, vm);
+  for (guint i = 0; i < names->len; i++)
+    if (plan[i] == NULL)
+      {
+        if (!doomed)
+          {
+            doomed = g_ptr_array_new_with_free_func (g_free);
+            g_hash_table_insert (s->prunes, g_strdup (vm), doomed);
+          }
+        if (!g_ptr_array_find_with_equal_func (doomed, names->pdata[i],
+                                               g_str_equal, NULL))
+          g_ptr_array_add (doomed, g_strdup (names->pdata[i]));
+      }
+  g_free (plan);
+}
+
+/* One deletion of a pruned snapshot per VM that is idle. */
+static void
+prune_step (SchedSchedules *s)
+{
+  GHashTableIter it;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&it, s->prunes);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      GPtrArray *doomed = value;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (SchedJob) job = NULL;
+      gboolean exists = FALSE;
+
+      if (doomed->len == 0)
+        {
+          g_hash_table_iter_remove (&it);
+          continue;
+        }
+      if (!sched_snapshots_idle (s->svc, key))
+        continue;
+      /* Gone already (deleted by hand): nothing to do. */
+      if (sched_snapshots_exists (s->svc, key, doomed->pdata[0], &exists)
+          && exists
+          && !sched_snapshots_submit_delete (s->svc, key, doomed->pdata[0],
+                                             &job, &error))
+        drover_warning (key, NULL, NULL,
+                        "schedule retention: cannot delete snapshot %s: %s",
+                        (const char *)doomed->pdata[0], error->message);
+      g_ptr_array_remove_index (doomed, 0);
+    }
+}
+
+/* Starts RUN's job; FALSE with ERROR when it could not start. */
+static gboolean
+start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
+{
+  g_autoptr (Drover__V1__Schedule) spec = load (s, run->schedule);
+  g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (run->slot);
+  g_autofree char *stamp = g_date_time_format (dt, "%Y%m%d-%H%M%S");
+  g_autofree char *name = NULL;
+  g_autofree char *what = NULL;
+  g_autoptr (SchedJob) job = NULL;
+
+  if (!spec)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND,
+                   "schedule '%s' was deleted", run->schedule);
+      return FALSE;
+    }
+  if (strcmp (spec->action, SCHED_SCHEDULE_BACKUP) == 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                   "schedule '%s': backups cannot be started by the "
+                   "scheduler yet",
+                   spec->name);
+      return FALSE;
+    }
+  name = g_strdup_printf ("%s-%s", spec->name, stamp);
+  what = g_strdup_printf ("schedule %s", spec->name);
+  if (!sched_snapshots_submit (s->svc, run->vm, name, FALSE, FALSE, what, &job,
+                               error))
+    return FALSE;
+  *job_id = g_strdup (job->id);
+  return TRUE;
+}
+
+/* Follows the started runs' jobs to their ends. */
+static void
+follow (SchedSchedules *s, gint64 now)
+{
+  GHashTableIter it;
+  gpointer value;
+
+  g_hash_table_iter_init (&it, s->started);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      Started *st = value;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (SchedJob) job
+          = sched_store_get_job (s->svc->store, st->job_id, &error);
+      g_autoptr (Drover__V1__Schedule) spec = NULL;
+      gboolean ok;
+
+      if (job && strcmp (job->state, PROTO_JOB_DONE) != 0
+          && strcmp (job->state, PROTO_JOB_FAILED) != 0)
+        continue;
+      ok = job && strcmp (job->state, PROTO_JOB_DONE) == 0;
+      sched_dr_queue_finished (s->queue, st->run);
+      if (ok)
+        {
+          count_result (s, st->run, TRUE, NULL);
+          if ((spec = load (s, st->run->schedule)) != NULL)
+            plan_prune (s, spec, st->run->vm);
+        }
+      else
+        run_failed (s, st->run,
+                    job ? (job->error[0] ? job->error : "the job failed")
+                        : error->message,
+                    now);
+      g_hash_table_iter_remove (&it);
+    }
+}
+
+static gboolean
+tick (gpointer data)
+{
+  SchedSchedules *s = data;
+  gint64 now = sched_schedules_now_ms (s);
+  g_autoptr (GPtrArray) rows = NULL;
+  g_autoptr (GPtrArray) taken = NULL;
+  g_autoptr (GError) error = NULL;
+
+  follow (s, now);
+  rows = sched_store_list_schedules (s->svc->store, &error);
+  for (guint i = 0; rows && i < rows->len; i++)
+    fire_due (s, ((SchedScheduleRow *)rows->pdata[i])->spec, now);
+  s->tick_hosts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  taken = sched_dr_queue_take_due (s->queue, now / 1000, host_now, s);
+  for (guint i = 0; i < taken->len; i++)
+    {
+      SchedDrRun *run = g_steal_pointer (&taken->pdata[i]);
+      g_autoptr (GError) start_error = NULL;
+      char *job_id = NULL;
+
+      if (!start_run (s, run, &job_id, &start_error))
+        {
+          sched_dr_queue_finished (s->queue, run);
+          run_failed (s, run, start_error->message, now);
+          sched_dr_run_free (run);
+          continue;
+        }
+      Started *st = g_new0 (Started, 1);
+      st->job_id = job_id;
+      st->run = run;
+      g_hash_table_replace (s->started, st->job_id, st);
+    }
+  g_ptr_array_set_free_func (taken, NULL);
+  g_clear_pointer (&s->tick_hosts, g_hash_table_unref);
+  prune_step (s);
+  return G_SOURCE_CONTINUE;
+}
+
+gboolean
+sched_schedules_start (SchedSchedules *s, GError **error)
+{
+  g_autoptr (GPtrArray) rows
+      = sched_store_list_schedules (s->svc->store, error);
+
+  if (!rows)
+    return FALSE;
+  s->tick = g_timeout_source_new (TICK_MS);
+  g_source_set_callback (s->tick, tick, s, NULL);
+  g_source_attach (s->tick, s->svc->ctx);
+  return TRUE;
+}
