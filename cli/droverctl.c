@@ -93,6 +93,10 @@ static const char usage_text[]
       "          (--every D | --at CAL) [--keep-last N ...] [--json]\n"
       "                                      a disaster-recovery schedule\n"
       "  schedule list|show|pause|resume|delete|run-now [NAME] [--json]\n"
+      "  dr report [--json]                  each scheduled VM's last good "
+      "copy\n"
+      "                                      against its RPO (exit 1: "
+      "outside)\n"
       "  events [-f] [-n N] [--json]         the cluster's events (last N, "
       "then follow)\n"
       "  dashboard-token [--ttl S]           one-time login for the web "
@@ -434,6 +438,7 @@ main (int argc, char **argv)
     { "repo", ctl_cmd_repo },
     { "balance", ctl_cmd_balance },
     { "schedule", ctl_cmd_schedule },
+    { "dr", ctl_cmd_dr },
     { NULL, NULL },
   };
   Ctl ctl = { 0 };

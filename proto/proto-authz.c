@@ -66,6 +66,7 @@ const ProtoAuthzRule proto_sched_authz[] = {
   { DROVER_SCHED_METHOD_SET_SCHEDULE_PAUSED, OPERATOR },
   { DROVER_SCHED_METHOD_DELETE_SCHEDULE, OPERATOR },
   { DROVER_SCHED_METHOD_RUN_SCHEDULE, OPERATOR },
+  { DROVER_SCHED_METHOD_GET_DR_REPORT, READERS },
 };
 const gsize proto_sched_authz_len = G_N_ELEMENTS (proto_sched_authz);
 

@@ -27,6 +27,48 @@ started_free (Started *st)
   g_free (st);
 }
 
+static void
+vm_failures_free (SchedVmFailures *f)
+{
+  g_free (f->last_error);
+  g_free (f);
+}
+
+const SchedVmFailures *
+sched_schedule_vm_failures (SchedSchedules *s, const char *schedule,
+                            const char *vm)
+{
+  g_autofree char *key = g_strconcat (schedule, "\n", vm, NULL);
+
+  return g_hash_table_lookup (s->vm_failures, key);
+}
+
+/* Counts a run of SCHEDULE for VM: OK resets its failures in a row. */
+static void
+note_vm_result (SchedSchedules *s, const char *schedule, const char *vm,
+                gboolean ok, const char *error_msg)
+{
+  char *key = g_strconcat (schedule, "\n", vm, NULL);
+  SchedVmFailures *f;
+
+  if (ok)
+    {
+      g_hash_table_remove (s->vm_failures, key);
+      g_free (key);
+      return;
+    }
+  if (!(f = g_hash_table_lookup (s->vm_failures, key)))
+    {
+      f = g_new0 (SchedVmFailures, 1);
+      g_hash_table_insert (s->vm_failures, key, f);
+    }
+  else
+    g_free (key);
+  f->in_row++;
+  g_free (f->last_error);
+  f->last_error = g_strdup (error_msg);
+}
+
 SchedSchedules *
 sched_schedules_new (SchedService *svc)
 {
@@ -39,6 +81,8 @@ sched_schedules_new (SchedService *svc)
                                       (GDestroyNotify)started_free);
   s->prunes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)g_ptr_array_unref);
+  s->vm_failures = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify)vm_failures_free);
   s->tz = g_time_zone_new_local ();
   return s;
 }
@@ -62,6 +106,7 @@ sched_schedules_free (SchedSchedules *s)
   sched_dr_queue_free (s->queue);
   g_hash_table_destroy (s->started);
   g_hash_table_destroy (s->prunes);
+  g_hash_table_destroy (s->vm_failures);
   g_time_zone_unref (s->tz);
   g_free (s);
 }
@@ -230,6 +275,7 @@ count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
   g_autoptr (GError) error = NULL;
 
   sched_metrics_schedule_run (s->svc->metrics, spec ? spec->action : "", ok);
+  note_vm_result (s, run->schedule, run->vm, ok, error_msg);
   sched_events_emit (s->svc->events, SCHED_EVENT_SCHEDULE_RUN, run->vm,
                      run->host, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED, NULL,
                      "schedule %s: %s%s%s", run->schedule,

@@ -45,5 +45,6 @@ SchedHandler sched_schedules_handle_get;
 SchedHandler sched_schedules_handle_pause;
 SchedHandler sched_schedules_handle_delete;
 SchedHandler sched_schedules_handle_run;
+SchedHandler sched_schedules_handle_report;
 
 G_END_DECLS

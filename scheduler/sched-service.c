@@ -311,6 +311,7 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
       svc },
     { DROVER_SCHED_METHOD_DELETE_SCHEDULE, sched_schedules_handle_delete, svc },
     { DROVER_SCHED_METHOD_RUN_SCHEDULE, sched_schedules_handle_run, svc },
+    { DROVER_SCHED_METHOD_GET_DR_REPORT, sched_schedules_handle_report, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 

@@ -10,10 +10,13 @@ period (10 s) so that a run comes every few seconds.
   taken by hand is never touched);
 - paused, nothing new starts; run-now runs it once at once;
 - the scheduler down for 25 s (two or three slots): after it comes back
-  the missed slots run once, not once each, and no slot ever runs twice.
+  the missed slots run once, not once each, and no slot ever runs twice;
+- dr report: a VM within its RPO is ok; its schedule paused past the RPO,
+  the report says outside-rpo and exits 1.
 Prints TAP.
 """
 import calendar
+import json
 import os
 import re
 import sys
@@ -137,6 +140,24 @@ def run_cases(c, tap, tmp):
         assert s.get("runs_failed", 0) == 0, s
         c.ctl("schedule", "delete", "sch2")
 
+    def report():
+        c.ctl("schedule", "create", "sch3", "--select", VM, "--action", "snapshot",
+              "--every", "10s", "--rpo", "15s")
+        wait_for("a run of sch3", lambda: len(snaps("sch3")) >= 1, 60, 1)
+        p = c.ctl("dr", "report", "--json", check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        row = [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "sch3"][0]
+        assert row["vm"] == VM and row["state"] == "ok", row
+        assert row["last_good"] in snaps("sch3"), row
+        # Paused past its RPO: the report says so and exits 1.
+        c.ctl("schedule", "pause", "sch3")
+        p = wait_for("sch3 outside its RPO",
+                     lambda: (lambda p: p if p.returncode == 1 else None)(
+                         c.ctl("dr", "report", check=False)), 40, 2)
+        assert "outside-rpo" in p.stdout and "not within their RPO" in p.stderr, \
+            p.stdout + p.stderr
+        c.ctl("schedule", "delete", "sch3")
+
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
@@ -145,6 +166,8 @@ def run_cases(c, tap, tmp):
     tap.case("paused: nothing starts; run-now runs it once", pause_and_run_now)
     tap.case("scheduler down 25 s: the missed slots run once, none twice",
              restart_catch_up)
+    tap.case("dr report: ok within the RPO; paused past it, outside and exit 1",
+             report)
 
 
 if __name__ == "__main__":
