@@ -2,8 +2,10 @@
  * VM tables, so they are tested without a store or a network.
  *
  * Candidates are the hosts that are up and in service (not draining, not
- * in maintenance). Filters: accelerator, vCPUs
- * (with overcommit), memory (with a per-host reserve) and disk. Weight:
+ * in maintenance). Filters: accelerator, vCPUs (with the CPU overcommit),
+ * memory (with a per-host reserve and the memory overcommit) and disk.
+ * vCPUs and memory count only what VMs that run (or are being created or
+ * migrated here) hold: a stopped VM keeps only its disk. Weight:
  * spread, the host with the largest free memory fraction plus free vCPU
  * fraction after placement wins; ties go to the smallest name so the
  * choice is deterministic.
@@ -12,6 +14,31 @@
 
 #include <math.h>
 #include <string.h>
+
+guint64
+sched_policy_vcpu_cap (const SchedPolicy *policy, guint cpus)
+{
+  return (guint64)floor (cpus * MAX (policy->cpu_overcommit, 0.0));
+}
+
+guint64
+sched_policy_memory_cap (const SchedPolicy *policy, guint64 memory_total)
+{
+  double ratio
+      = policy->memory_overcommit > 0 ? policy->memory_overcommit : 1.0;
+
+  if (memory_total <= policy->memory_reserve)
+    return 0;
+  return (guint64)((memory_total - policy->memory_reserve) * ratio);
+}
+
+gboolean
+sched_vm_holds_capacity (const SchedVm *vm)
+{
+  return strcmp (vm->state, PROTO_VM_SHUTOFF) != 0
+         && strcmp (vm->state, PROTO_VM_CRASHED) != 0
+         && strcmp (vm->state, PROTO_VM_MISSING) != 0;
+}
 
 void
 sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
@@ -29,8 +56,13 @@ sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
           || strcmp (vm->state, PROTO_VM_MISSING) == 0)
         continue;
       count++;
-      vcpus += vm->spec->vcpus;
-      memory += vm->spec->memory;
+      /* A stopped VM holds its disk but no CPU or memory: starting it
+       * again takes what is free then. */
+      if (sched_vm_holds_capacity (vm))
+        {
+          vcpus += vm->spec->vcpus;
+          memory += vm->spec->memory;
+        }
       /* The agent's data_free already shows the disks of VMs it has; a VM
        * being created may not have its disk yet, so reserve that. */
       if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
@@ -71,7 +103,7 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
   sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used,
                     &disk_reserved);
 
-  vcpu_cap = (guint64)floor (info->cpus * MAX (policy->cpu_overcommit, 0.0));
+  vcpu_cap = sched_policy_vcpu_cap (policy, info->cpus);
   if ((guint64)vcpus_used + spec->vcpus > vcpu_cap)
     return g_strdup_printf ("not enough vCPUs (need %u, %" G_GUINT64_FORMAT
                             " of %" G_GUINT64_FORMAT " free)",
@@ -79,9 +111,7 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
                             vcpu_cap > vcpus_used ? vcpu_cap - vcpus_used : 0,
                             vcpu_cap);
 
-  memory_cap = info->memory_total > policy->memory_reserve
-                   ? info->memory_total - policy->memory_reserve
-                   : 0;
+  memory_cap = sched_policy_memory_cap (policy, info->memory_total);
   if (memory_used > memory_cap || spec->memory > memory_cap - memory_used)
     {
       g_autofree char *need = proto_format_size_brief (spec->memory);

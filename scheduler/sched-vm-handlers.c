@@ -23,7 +23,7 @@
  * - ListVms and GetVm show a VM whose host is down as "unknown" (the
  *   record keeps its last report until the host reports again).
  */
-#include "sched-private.h"
+#include "sched-balancer.h"
 
 #include <string.h>
 
@@ -111,6 +111,33 @@ sched_host_msg (gconstpointer row, gpointer msg_out, gpointer vms)
   msg->maintenance = host->maintenance;
 }
 
+/* What ListHosts fills a host's message from. */
+typedef struct
+{
+  SchedService *svc;
+  GPtrArray *vms;
+} HostsFill;
+
+/* sched_host_msg, and what the policy and the load window say of the host
+ * (issue 15): its overcommit ratios, capacities and CPU load. */
+static void
+host_msg_capacity (gconstpointer row, gpointer msg_out, gpointer user_data)
+{
+  const HostsFill *fill = user_data;
+  const SchedPolicy *policy = &fill->svc->policy;
+  const SchedHost *host = row;
+  Drover__V1__Host *msg = msg_out;
+
+  sched_host_msg (row, msg_out, fill->vms);
+  msg->cpu_overcommit = policy->cpu_overcommit;
+  msg->memory_overcommit = policy->memory_overcommit;
+  msg->vcpu_capacity = sched_policy_vcpu_cap (policy, host->info->cpus);
+  msg->memory_capacity
+      = sched_policy_memory_cap (policy, host->info->memory_total);
+  sched_load_host (sched_balancer_load (fill->svc->balancer), host->name,
+                   &msg->cpu_load, NULL);
+}
+
 void
 sched_vm_handle_list_hosts (ProtoServerCall *call,
                             const ProtobufCMessage *request, gpointer user_data)
@@ -120,11 +147,13 @@ sched_vm_handle_list_hosts (ProtoServerCall *call,
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, &error);
   g_autoptr (GPtrArray) vms = NULL;
+  HostsFill fill = { svc, NULL };
 
   if (hosts != NULL)
     vms = sched_store_list_vms (svc->store, NULL, &error);
-  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL, sched_host_msg,
-                         vms, error);
+  fill.vms = vms;
+  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL,
+                         host_msg_capacity, &fill, error);
 }
 
 void
