@@ -23,7 +23,10 @@ check() {
   fi
 }
 
-check "droverctl " "hosts host vm snapshot jobs job migrate help"
+check "droverctl " "hosts host vm snapshot jobs job migrate balance help"
+check "droverctl balance " "plan apply status mode"
+check "droverctl balance mode " "off recommend auto"
+check "droverctl balance apply --w" "--wait"
 check "droverctl host " "drain undrain"
 check "droverctl host drain h1 --s" "--stop-unmovable"
 check "droverctl --ve" "--version"
