@@ -292,8 +292,7 @@ plan_now (SchedBalancer *b, GError **error)
   return plan;
 }
 
-/* --- moves in flight -------------------------------------------------------
- */
+/* --- moves in flight ----------------------------------------------------- */
 
 static void
 move_end (SchedBalancer *b, Move *m, const char *result, const char *error)
@@ -459,8 +458,7 @@ applying (SchedBalancer *b)
   return b->applies->len ? ((Apply *)b->applies->pdata[0])->job : NULL;
 }
 
-/* --- the tick ----------------------------------------------------------------
- */
+/* --- the tick ------------------------------------------------------------ */
 
 static void
 record (SchedBalancer *b, double imbalance, guint moves)
@@ -553,8 +551,7 @@ sched_balancer_start (SchedBalancer *b, GError **error)
   return TRUE;
 }
 
-/* --- RPCs ------------------------------------------------------------------
- */
+/* --- RPCs ---------------------------------------------------------------- */
 
 /* A BalanceMove borrowing M's memory. */
 static void
