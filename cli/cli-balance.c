@@ -70,6 +70,9 @@ print_plan (const Drover__V1__BalancePlan *plan)
     printf ("; nothing to move: %s\n", plan->note);
   if (plan->n_moves > 0)
     print_moves (plan->moves, plan->n_moves, FALSE);
+  for (size_t i = 0; i < plan->n_held; i++)
+    printf ("%s %s on %s: %s\n", i ? "     " : "held:", plan->held[i]->vm,
+            plan->held[i]->host, plan->held[i]->reason);
 }
 
 static int

@@ -121,8 +121,10 @@ sched_balance_cluster_build (const SchedBalanceInput *in,
       no = vm_unmovable (in, vm, cluster->hosts[h - 1].in_service, busy,
                          cooling);
       out->movable = no == NULL;
-      if (no != NULL && why != NULL)
-        g_hash_table_replace (why, vm->name, (gpointer)no);
+      /* The VM's own row comes before a migration's reservation of it,
+       * and says more ("a job runs on it", not "not running"). */
+      if (no != NULL && why != NULL && !g_hash_table_contains (why, vm->name))
+        g_hash_table_insert (why, vm->name, (gpointer)no);
       cluster->n_vms++;
     }
 }

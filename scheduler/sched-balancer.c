@@ -31,10 +31,18 @@ typedef struct
   gint64 started_ms;
 } Move;
 
+/* A VM a plan could not consider. */
+typedef struct
+{
+  char *vm, *host;
+  const char *reason; /* static */
+} Held;
+
 /* A plan: its moves and the imbalance before and after. */
 typedef struct
 {
   GPtrArray *moves; /* Move */
+  GArray *held;     /* Held, by VM name */
   double before, after;
   char *note;
   gint64 time_ms;
@@ -92,9 +100,23 @@ move_unref (gpointer m)
 }
 
 static void
+held_clear (Held *h)
+{
+  g_free (h->vm);
+  g_free (h->host);
+}
+
+static gint
+held_by_name (gconstpointer a, gconstpointer b)
+{
+  return strcmp (((const Held *)a)->vm, ((const Held *)b)->vm);
+}
+
+static void
 plan_free (Plan *plan)
 {
   g_ptr_array_unref (plan->moves);
+  g_array_unref (plan->held);
   g_free (plan->note);
   g_free (plan);
 }
@@ -219,14 +241,37 @@ sched_balancer_load (SchedBalancer *b)
 
 /* --- planning ------------------------------------------------------------ */
 
-/* A plan of the cluster as it is now; NULL with ERROR if the store fails.
- * WHY (may be NULL) gets why VMs may not move. */
+/* The VMs of CLUSTER that WHY says may not move, into PLAN->held. */
+static void
+plan_held (Plan *plan, const SchedBalanceCluster *cluster, GHashTable *why)
+{
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  plan->held = g_array_new (FALSE, FALSE, sizeof (Held));
+  g_array_set_clear_func (plan->held, (GDestroyNotify)held_clear);
+  for (guint i = 0; i < cluster->n_vms; i++)
+    {
+      const SchedBalanceVm *vm = &cluster->vms[i];
+      Held h;
+
+      if (vm->movable || !g_hash_table_add (seen, (gpointer)vm->name))
+        continue;
+      h.vm = g_strdup (vm->name);
+      h.host = g_strdup (cluster->hosts[vm->host].name);
+      h.reason = g_hash_table_lookup (why, vm->name);
+      g_array_append_val (plan->held, h);
+    }
+  g_array_sort (plan->held, held_by_name);
+}
+
+/* A plan of the cluster as it is now; NULL with ERROR if the store fails. */
 static Plan *
 plan_now (SchedBalancer *b, GError **error)
 {
   SchedService *svc = b->svc;
   g_autoptr (GPtrArray) hosts = NULL, vms = NULL, jobs = NULL;
   g_autoptr (GArray) planned = NULL;
+  g_autoptr (GHashTable) why = g_hash_table_new (g_str_hash, g_str_equal);
   SchedBalanceInput in = { 0 };
   SchedBalanceCluster cluster;
   SchedBalanceParams params;
@@ -246,7 +291,7 @@ plan_now (SchedBalancer *b, GError **error)
                             .last_moved = b->last_moved,
                             .now_ms = sched_registry_now (svc->registry),
                             .cooldown_ms = b->cooldown_ms };
-  sched_balance_cluster_build (&in, &cluster, NULL);
+  sched_balance_cluster_build (&in, &cluster, why);
   sched_balance_params_init (&params);
   /* A threshold below the defaults' target or gain would never plan, or
    * never stop: scale them with it. */
@@ -263,6 +308,7 @@ plan_now (SchedBalancer *b, GError **error)
   plan->before = sched_balance_imbalance (&cluster);
   plan->after = after;
   plan->time_ms = in.now_ms;
+  plan_held (plan, &cluster, why);
   for (guint i = 0; i < planned->len; i++)
     {
       const SchedBalanceMove *pm
@@ -588,18 +634,41 @@ moves_msgs (GPtrArray *moves, Drover__V1__BalanceMove **storage,
   *n_out = moves->len;
 }
 
-/* A BalancePlan borrowing PLAN's memory; free *STORAGE and MSG->moves
- * after. */
+/* A BalancePlan borrowing PLAN's memory; free it with plan_msg_clear. */
 static void
 plan_msg (const Plan *plan, Drover__V1__BalancePlan *msg,
           Drover__V1__BalanceMove **storage)
 {
   drover__v1__balance_plan__init (msg);
   moves_msgs (plan->moves, storage, &msg->moves, &msg->n_moves);
+  msg->held = g_new0 (Drover__V1__BalanceHeld *, MAX (plan->held->len, 1));
+  for (guint i = 0; i < plan->held->len; i++)
+    {
+      const Held *h = &g_array_index (plan->held, Held, i);
+      Drover__V1__BalanceHeld *out = g_new0 (Drover__V1__BalanceHeld, 1);
+
+      drover__v1__balance_held__init (out);
+      out->vm = h->vm;
+      out->host = h->host;
+      out->reason = (char *)h->reason;
+      msg->held[i] = out;
+    }
+  msg->n_held = plan->held->len;
   msg->imbalance_before = plan->before;
   msg->imbalance_after = plan->after;
   msg->note = plan->note ? plan->note : (char *)"";
   msg->time_ms = plan->time_ms;
+}
+
+/* Frees what plan_msg allocated (STORAGE: its moves). */
+static void
+plan_msg_clear (Drover__V1__BalancePlan *msg, Drover__V1__BalanceMove *storage)
+{
+  for (size_t i = 0; i < msg->n_held; i++)
+    g_free (msg->held[i]);
+  g_free (msg->held);
+  g_free (msg->moves);
+  g_free (storage);
 }
 
 void
@@ -609,7 +678,7 @@ sched_balance_handle_plan (ProtoServerCall *call,
   SchedService *svc = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (Plan) plan = plan_now (svc->balancer, &error);
-  g_autofree Drover__V1__BalanceMove *storage = NULL;
+  Drover__V1__BalanceMove *storage = NULL;
   Drover__V1__BalancePlan msg;
 
   if (plan == NULL)
@@ -619,7 +688,7 @@ sched_balance_handle_plan (ProtoServerCall *call,
     }
   plan_msg (plan, &msg, &storage);
   proto_server_call_reply (call, &msg.base);
-  g_free (msg.moves);
+  plan_msg_clear (&msg, storage);
 }
 
 void
@@ -659,7 +728,8 @@ reply_status (ProtoServerCall *call, SchedBalancer *b)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (Plan) now = plan_now (b, &error);
-  g_autofree Drover__V1__BalanceMove *moves = NULL, *planned = NULL;
+  g_autofree Drover__V1__BalanceMove *moves = NULL;
+  Drover__V1__BalanceMove *planned = NULL;
   g_autofree Drover__V1__BalanceTick *ticks = NULL;
   g_autofree Drover__V1__BalanceTick **tick_ptrs = NULL;
   Drover__V1__BalanceStatus msg = DROVER__V1__BALANCE_STATUS__INIT;
@@ -699,7 +769,7 @@ reply_status (ProtoServerCall *call, SchedBalancer *b)
   proto_server_call_reply (call, &msg.base);
   g_free (msg.moves);
   if (msg.plan != NULL)
-    g_free (plan.moves);
+    plan_msg_clear (&plan, planned);
 }
 
 void

@@ -58,8 +58,9 @@ typedef struct
  * may move only if it runs, on a host in service, with no job of any kind
  * running on it (migration, snapshot, clone, backup, ...), and not within
  * its cool-down; WHY (may be NULL) gets VM name -> why it may not (static
- * strings). Hosts down are left out; draining or in maintenance they are
- * counted as out of service (neither source nor destination). */
+ * strings; a VM's own row wins over a migration's reservation of it). Hosts
+ * down are left out; draining or in maintenance they are counted as out of
+ * service (neither source nor destination). */
 void sched_balance_cluster_build (const SchedBalanceInput *in,
                                   SchedBalanceCluster *cluster,
                                   GHashTable *why);

@@ -19,8 +19,9 @@ Checks:
   status lists each move with its migration job, predicted and measured
   time; a balance job lists the migration jobs it started; heartbeats
   are unbroken (live moves, no reboot);
-- `balance mode off` stops the ticks; `balance apply` then starts a
-  balance job (nothing left to do: it is done at once).
+- `balance mode off` stops the ticks; `balance plan` lists the VMs that
+  moved as held (cooling down); `balance apply` then starts a balance job
+  (nothing left to do: it is done at once).
 
 Prints TAP.
 """
@@ -103,6 +104,7 @@ def cases(c, tap, tmp):
             assert int(m["predicted_bytes"]) > 0, m
         now = c.ctl_json("balance", "plan")
         assert now["moves"] and all(m["from_host"] == "host1" for m in now["moves"]), now
+        assert now.get("held", []) == [], now
         text = c.ctl("balance", "plan").stdout
         assert re.search(r"^imbalance \d\.\d+ -> \d\.\d+ after \d move", text, re.M), text
         time.sleep(4)
@@ -166,6 +168,13 @@ def cases(c, tap, tmp):
         n = len(status(c)["history"])
         time.sleep(7)
         assert len(status(c)["history"]) == n, status(c)["history"]
+        plan = c.ctl_json("balance", "plan")
+        moved = {vm for vm, n in st["moves"].items() if n}
+        held = {h["vm"]: h["reason"] for h in plan.get("held", [])}
+        assert held == {vm: "cooling down after a move" for vm in moved}, plan
+        text = c.ctl("balance", "plan").stdout
+        assert re.search(r"^held: bal-\w on host\d: cooling down after a move$",
+                         text, re.M), text
         job = c.ctl_json("balance", "apply", "--wait")
         assert job["kind"] == "balance" and job["state"] == "done", job
         assert "at or below the threshold" in job["message"], job

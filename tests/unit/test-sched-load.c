@@ -168,6 +168,12 @@ test_candidates (void)
   test_sched_add_vm (vms, "new", "h1", PROTO_VM_CREATING, 2, GiB, 0);
   test_sched_add_vm (vms, "drained", "h2", PROTO_VM_RUNNING, 1, GiB, 0);
   test_sched_add_vm (vms, "gone", "h3", PROTO_VM_RUNNING, 1, GiB, 0);
+  /* Migrating from h1, and its reservation on the destination (which
+   * comes after its row, as the migrator appends it). */
+  test_sched_add_vm (vms, "moving", "h1", PROTO_VM_RUNNING, 1, GiB, 0);
+  test_sched_add_vm (vms, "moving", "h2", PROTO_VM_CREATING, 1, GiB, 0);
+  add_job (jobs, PROTO_JOB_KIND_MIGRATE, "moving", PROTO_JOB_RUNNING,
+           now - 20 * min);
   add_job (jobs, PROTO_JOB_KIND_SNAPSHOT_CREATE, "snap", PROTO_JOB_RUNNING,
            now - min);
   add_job (jobs, PROTO_JOB_KIND_MIGRATE, "migrated", PROTO_JOB_DONE,
@@ -185,7 +191,7 @@ test_candidates (void)
   g_assert_cmpfloat (c.hosts[0].vcpu_cap, ==, 8);
   g_assert_cmpuint (c.hosts[0].memory_cap, ==, 12 * GiB);
   /* Counted: what holds capacity on an up host; not "off" nor "gone". */
-  g_assert_cmpuint (c.n_vms, ==, 8);
+  g_assert_cmpuint (c.n_vms, ==, 10);
   g_assert_null (find_vm (&c, "off", NULL));
   g_assert_null (find_vm (&c, "gone", NULL));
   g_assert_true (find_vm (&c, "v", "h1")->movable);
@@ -206,7 +212,11 @@ test_candidates (void)
                    "its host is out of service");
   g_assert_false (find_vm (&c, "snap", NULL)->movable);
   g_assert_false (find_vm (&c, "drained", NULL)->movable);
-  g_assert_cmpuint (g_hash_table_size (why), ==, 6);
+  /* The VM's own row says why, not its reservation ("not running"). */
+  g_assert_cmpstr (g_hash_table_lookup (why, "moving"), ==, "a job runs on it");
+  g_assert_false (find_vm (&c, "moving", "h1")->movable);
+  g_assert_false (find_vm (&c, "moving", "h2")->movable);
+  g_assert_cmpuint (g_hash_table_size (why), ==, 7);
   sched_balance_cluster_clear (&c);
 
   /* Once the cool-down is over, they may move again. */
