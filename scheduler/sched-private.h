@@ -45,6 +45,14 @@ void sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
                        guint *vcpus_used, guint64 *memory_used,
                        guint64 *disk_reserved);
 
+/* TRUE if VM (a row of VMS, the VMs of every host) may start on its host:
+ * it holds capacity already, or its vCPUs and memory fit there beside
+ * what the VMs that run hold. Else SCHED_ERROR_NO_CAPACITY saying what is
+ * short. */
+gboolean sched_check_start_room (const SchedPolicy *policy, GPtrArray *hosts,
+                                 GPtrArray *vms, const SchedVm *vm,
+                                 GError **error);
+
 /* The host named NAME in HOSTS (SchedHost), borrowed; NULL if none. */
 const SchedHost *sched_host_find (GPtrArray *hosts, const char *name);
 

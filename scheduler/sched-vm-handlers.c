@@ -374,6 +374,29 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
 
 /* --- StartVm, StopVm, DestroyVm, ReadConsole --------------------------- */
 
+/* A stopped VM NAME holds no capacity: starting it needs room on its
+ * host (sched_check_start_room). An unknown VM passes (the forward says
+ * so). */
+static gboolean
+start_room (SchedService *svc, const char *name, GError **error)
+{
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, error);
+  g_autoptr (GPtrArray) vms = NULL;
+
+  if (hosts == NULL
+      || (vms = sched_store_list_vms (svc->store, NULL, error)) == NULL)
+    return FALSE;
+  sched_migrator_add_reservations (svc->migrator, vms);
+  for (guint i = 0; i < vms->len; i++)
+    {
+      const SchedVm *vm = vms->pdata[i];
+
+      if (strcmp (vm->name, name) == 0)
+        return sched_check_start_room (&svc->policy, hosts, vms, vm, error);
+    }
+  return TRUE;
+}
+
 /* What a lifecycle job of KIND says once the agent answered; FORCED is
  * the agent's word that a stop had to destroy the VM. Caller frees. */
 static char *
@@ -465,7 +488,8 @@ lifecycle (SchedService *svc, ProtoServerCall *call, const char *name,
   if (refuse_if_migrating (svc, call, name))
     return;
   if (strcmp (kind, PROTO_JOB_KIND_START) == 0
-      && !sched_snapshots_check_start (svc, name, &error))
+      && (!sched_snapshots_check_start (svc, name, &error)
+          || !start_room (svc, name, &error)))
     {
       sched_call_fail (call, error);
       return;

@@ -185,6 +185,18 @@ test_stopped_and_overcommit (void)
   g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
   g_assert_nonnull (strstr (error->message, "not enough vCPUs"));
   g_clear_error (&error);
+  /* Starting a stopped VM takes room: "off" needs 2 vCPUs, 1 is free. */
+  g_assert_false (
+      sched_check_start_room (&tight, hosts, vms, vms->pdata[0], &error));
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
+  g_assert_cmpstr (error->message, ==,
+                   "host 'h1' cannot start VM 'off': not enough vCPUs (need "
+                   "2, 1 of 2 free) (a stopped VM holds no vCPUs or memory; "
+                   "migrate or stop another VM first)");
+  g_clear_error (&error);
+  /* One that holds its capacity already passes. */
+  g_assert_true (
+      sched_check_start_room (&tight, hosts, vms, vms->pdata[2], &error));
 
   /* Room in vCPUs, not in memory (3 + 2 of 4 GiB), until memory may be
    * overcommitted 1.5 times (6 GiB). */
