@@ -17,8 +17,9 @@ Checks:
 - in auto mode the VMs spread to host2 and host3; over the next 30 s no
   VM moves twice and the imbalance stays below the threshold; the
   status lists each move with its migration job, predicted and measured
-  time; a balance job lists the migration jobs it started; heartbeats
-  are unbroken (live moves, no reboot);
+  time; a balance job lists the migration jobs it started; the moves
+  count in drover_balance_moves_total and are balance.move events;
+  heartbeats are unbroken (live moves, no reboot);
 - `balance mode off` stops the ticks; `balance plan` lists the VMs that
   moved as held (cooling down); `balance apply` then starts a balance job
   (nothing left to do: it is done at once).
@@ -26,9 +27,11 @@ Checks:
 Prints TAP.
 """
 import os
+import json
 import re
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from drover_harness import (GUEST_CMDLINE, GUEST_DIR, Cluster,  # noqa: E402
@@ -57,6 +60,15 @@ def migrations(c):
         if j["kind"] == "migrate" and j["vm"] in out:
             out[j["vm"]].append(j)
     return out
+
+
+def metric(c, series):
+    """The value of SERIES on the scheduler's /metrics (None: absent)."""
+    url = f"http://{c.env['DROVER_SCHEDULER_METRICS']}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = r.read().decode()
+    m = re.search(r"^" + re.escape(series) + r" (\S+)$", body, re.M)
+    return float(m.group(1)) if m else None
 
 
 def cases(c, tap, tmp):
@@ -151,6 +163,14 @@ def cases(c, tap, tmp):
             log(f"{m['vm']} {m['from_host']} -> {m['to_host']}: predicted "
                 f"{m['predicted_s']:.1f}s, measured {m['measured_s']:.1f}s")
         assert s["history"] and s["history"][-1]["mode"] == "auto", s["history"]
+        assert metric(c, 'drover_balance_moves_total{result="done"}') == len(made)
+        assert metric(c, 'drover_balance_moves_total{result="failed"}') == 0
+        assert metric(c, "drover_scheduler_imbalance") <= THRESHOLD
+        events = [json.loads(line) for line in
+                  c.ctl("events", "-n", "1000", "--json").stdout.splitlines()]
+        seen = {(e["vm"], e["state"]) for e in events if e["kind"] == "balance.move"}
+        for m in made:
+            assert {(m["vm"], "running"), (m["vm"], "done")} <= seen, (m, seen)
         bal = [j for j in c.ctl_json("jobs")["jobs"] if j["kind"] == "balance"]
         assert bal and all(j["state"] == "done" for j in bal), bal
         for m in made:
