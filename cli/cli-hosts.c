@@ -47,7 +47,11 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
               : g_strdup (h->state),
           g_strdup (info->address), g_strdup (info->accel),
           g_strdup_printf ("%u", info->cpus),
-          g_strdup_printf ("%u", h->vcpus_used),
+          /* The overcommit is a scheduler setting: say what the cap is. */
+          h->vcpu_capacity
+              ? g_strdup_printf ("%u/%u (x%.1f)", h->vcpus_used,
+                                 h->vcpu_capacity, h->cpu_overcommit)
+              : g_strdup_printf ("%u", h->vcpus_used),
           g_strdup_printf ("%s/%s", used, total),
           proto_format_size (info->memory_free),
           proto_format_size (info->data_free),

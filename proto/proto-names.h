@@ -25,6 +25,9 @@ G_BEGIN_DECLS
 #define PROTO_JOB_KIND_SNAPSHOT_DELETE "snapshot-delete"
 #define PROTO_JOB_KIND_CLONE "clone"
 #define PROTO_JOB_KIND_DRAIN "drain" /* vm "", source_host the host */
+/* The balancer carrying out a plan (issue 15): vm "", its message lists
+ * the migration jobs it started. */
+#define PROTO_JOB_KIND_BALANCE "balance"
 
 /* Job.state. A job only moves forward: queued -> running -> done | failed. */
 #define PROTO_JOB_QUEUED "queued"

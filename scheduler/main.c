@@ -1,6 +1,6 @@
 /* drover-scheduler: options, signals (SIGINT/SIGTERM stop, SIGHUP reloads
  * the TLS material), setup, main loop. */
-#include "sched-service.h"
+#include "sched-balancer.h"
 
 #include <glib-unix.h>
 #include <locale.h>
@@ -61,6 +61,11 @@ main (int argc, char **argv)
   gboolean version = FALSE;
   gint report_interval_ms = SCHED_DEFAULT_REPORT_INTERVAL_MS;
   gdouble cpu_overcommit = SCHED_DEFAULT_CPU_OVERCOMMIT;
+  gdouble memory_overcommit = SCHED_DEFAULT_MEMORY_OVERCOMMIT;
+  g_autofree char *balance = NULL;
+  gint balance_interval = SCHED_BALANCE_DEFAULT_INTERVAL_S;
+  gint balance_cooldown = SCHED_BALANCE_DEFAULT_COOLDOWN_S;
+  gdouble balance_threshold = 0.10;
   const GOptionEntry entries[] = {
     { "version", 0, 0, G_OPTION_ARG_NONE, &version,
       "Print the version and exit", NULL },
@@ -78,6 +83,20 @@ main (int argc, char **argv)
       "Agent report interval; a host is down after 3 (default 5000)", "N" },
     { "cpu-overcommit", 0, 0, G_OPTION_ARG_DOUBLE, &cpu_overcommit,
       "vCPUs per host CPU (default 4.0)", "F" },
+    { "memory-overcommit", 0, 0, G_OPTION_ARG_DOUBLE, &memory_overcommit,
+      "VM memory per byte of host memory less the reserve (default 1.0)", "F" },
+    { "balance", 0, 0, G_OPTION_ARG_STRING, &balance,
+      "Balancer mode: off, recommend or auto (default: the mode last set, "
+      "else off)",
+      "MODE" },
+    { "balance-interval", 0, 0, G_OPTION_ARG_INT, &balance_interval,
+      "Seconds between the balancer's ticks (default 60)", "SECONDS" },
+    { "balance-threshold", 0, 0, G_OPTION_ARG_DOUBLE, &balance_threshold,
+      "Imbalance at or below which the balancer plans nothing (default "
+      "0.10)",
+      "F" },
+    { "balance-cooldown", 0, 0, G_OPTION_ARG_INT, &balance_cooldown,
+      "Seconds before the balancer moves a VM again (default 600)", "SECONDS" },
     { "memory-reserve", 0, 0, G_OPTION_ARG_STRING, &memory_reserve,
       "Memory of each host kept from VMs (default 256M)", "SIZE" },
     { "link-bandwidth", 0, 0, G_OPTION_ARG_STRING, &link_bandwidth,
@@ -149,10 +168,29 @@ main (int argc, char **argv)
                   "and --tls-dir\n");
       return 2;
     }
-  if (report_interval_ms < 10 || cpu_overcommit <= 0)
+  if (report_interval_ms < 10 || cpu_overcommit <= 0 || memory_overcommit <= 0)
     {
       g_printerr ("drover-scheduler: --report-interval-ms must be >= 10 "
-                  "and --cpu-overcommit > 0\n");
+                  "and --cpu-overcommit and --memory-overcommit > 0\n");
+      return 2;
+    }
+  if (balance != NULL)
+    {
+      SchedBalanceMode mode;
+
+      if (!sched_balance_mode_parse (balance, &mode, &error))
+        {
+          g_printerr ("drover-scheduler: --balance: %s\n", error->message);
+          return 2;
+        }
+    }
+  if (balance_interval < 1 || balance_interval > 86400 || balance_cooldown < 1
+      || balance_cooldown > 7 * 86400 || balance_threshold <= 0
+      || balance_threshold >= 1)
+    {
+      g_printerr ("drover-scheduler: --balance-interval must be 1..86400, "
+                  "--balance-cooldown 1..604800 and --balance-threshold "
+                  "between 0 and 1\n");
       return 2;
     }
   if (memory_reserve != NULL
@@ -190,6 +228,11 @@ main (int argc, char **argv)
   config.state_dir = state_dir;
   config.report_interval_ms = report_interval_ms;
   config.cpu_overcommit = cpu_overcommit;
+  config.memory_overcommit = memory_overcommit;
+  config.balance_mode = balance;
+  config.balance_interval_s = balance_interval;
+  config.balance_threshold = balance_threshold;
+  config.balance_cooldown_s = balance_cooldown;
   config.metrics = metrics_listen;
   config.metrics_tls = metrics_tls;
 

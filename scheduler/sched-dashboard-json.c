@@ -52,11 +52,9 @@ add_hosts (ProtoJson *b, const SchedPolicy *policy, GPtrArray *hosts,
       const SchedHost *h = hosts->pdata[i];
       guint count = 0, vcpus = 0;
       guint64 memory = 0;
-      double cpu_cap = h->info->cpus * policy->cpu_overcommit;
+      double cpu_cap = (double)sched_policy_vcpu_cap (policy, h->info->cpus);
       double mem_cap
-          = h->info->memory_total > policy->memory_reserve
-                ? (double)(h->info->memory_total - policy->memory_reserve)
-                : 0;
+          = (double)sched_policy_memory_cap (policy, h->info->memory_total);
 
       sched_host_usage (h->name, g_hash_table_lookup (by_host, h->name), &count,
                         &vcpus, &memory, NULL);

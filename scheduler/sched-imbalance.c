@@ -46,11 +46,9 @@ sched_imbalance (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms)
         continue;
       sched_host_usage (host->name, g_hash_table_lookup (by_host, host->name),
                         NULL, &vcpus, &memory, NULL);
-      cpu_cap = host->info->cpus * policy->cpu_overcommit;
+      cpu_cap = (double)sched_policy_vcpu_cap (policy, host->info->cpus);
       mem_cap
-          = host->info->memory_total > policy->memory_reserve
-                ? (double)(host->info->memory_total - policy->memory_reserve)
-                : 0;
+          = (double)sched_policy_memory_cap (policy, host->info->memory_total);
       /* A host with no capacity is full by definition. */
       loads[0] = cpu_cap > 0 ? vcpus / cpu_cap : 1.0;
       loads[1] = mem_cap > 0 ? memory / mem_cap : 1.0;

@@ -2,8 +2,10 @@
  * VM tables, so they are tested without a store or a network.
  *
  * Candidates are the hosts that are up and in service (not draining, not
- * in maintenance). Filters: accelerator, vCPUs
- * (with overcommit), memory (with a per-host reserve) and disk. Weight:
+ * in maintenance). Filters: accelerator, vCPUs (with the CPU overcommit),
+ * memory (with a per-host reserve and the memory overcommit) and disk.
+ * vCPUs and memory count only what VMs that run (or are being created or
+ * migrated here) hold: a stopped VM keeps only its disk. Weight:
  * spread, the host with the largest free memory fraction plus free vCPU
  * fraction after placement wins; ties go to the smallest name so the
  * choice is deterministic.
@@ -12,6 +14,31 @@
 
 #include <math.h>
 #include <string.h>
+
+guint64
+sched_policy_vcpu_cap (const SchedPolicy *policy, guint cpus)
+{
+  return (guint64)floor (cpus * MAX (policy->cpu_overcommit, 0.0));
+}
+
+guint64
+sched_policy_memory_cap (const SchedPolicy *policy, guint64 memory_total)
+{
+  double ratio
+      = policy->memory_overcommit > 0 ? policy->memory_overcommit : 1.0;
+
+  if (memory_total <= policy->memory_reserve)
+    return 0;
+  return (guint64)((memory_total - policy->memory_reserve) * ratio);
+}
+
+gboolean
+sched_vm_holds_capacity (const SchedVm *vm)
+{
+  return strcmp (vm->state, PROTO_VM_SHUTOFF) != 0
+         && strcmp (vm->state, PROTO_VM_CRASHED) != 0
+         && strcmp (vm->state, PROTO_VM_MISSING) != 0;
+}
 
 void
 sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
@@ -29,8 +56,13 @@ sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
           || strcmp (vm->state, PROTO_VM_MISSING) == 0)
         continue;
       count++;
-      vcpus += vm->spec->vcpus;
-      memory += vm->spec->memory;
+      /* A stopped VM holds its disk but no CPU or memory: starting it
+       * again takes what is free then. */
+      if (sched_vm_holds_capacity (vm))
+        {
+          vcpus += vm->spec->vcpus;
+          memory += vm->spec->memory;
+        }
       /* The agent's data_free already shows the disks of VMs it has; a VM
        * being created may not have its disk yet, so reserve that. */
       if (strcmp (vm->state, PROTO_VM_CREATING) == 0)
@@ -46,6 +78,33 @@ sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
     *disk_reserved = disk;
 }
 
+/* NULL if SPEC's vCPUs and memory fit on a host of INFO that has
+ * VCPUS_USED and MEMORY_USED held, else why not. */
+static char *
+capacity_misfit (const SchedPolicy *policy, const Drover__V1__HostInfo *info,
+                 guint vcpus_used, guint64 memory_used,
+                 const Drover__V1__VmSpec *spec)
+{
+  guint64 vcpu_cap = sched_policy_vcpu_cap (policy, info->cpus);
+  guint64 memory_cap = sched_policy_memory_cap (policy, info->memory_total);
+
+  if ((guint64)vcpus_used + spec->vcpus > vcpu_cap)
+    return g_strdup_printf ("not enough vCPUs (need %u, %" G_GUINT64_FORMAT
+                            " of %" G_GUINT64_FORMAT " free)",
+                            spec->vcpus,
+                            vcpu_cap > vcpus_used ? vcpu_cap - vcpus_used : 0,
+                            vcpu_cap);
+  if (memory_used > memory_cap || spec->memory > memory_cap - memory_used)
+    {
+      g_autofree char *need = proto_format_size_brief (spec->memory);
+      g_autofree char *avail = proto_format_size_brief (
+          memory_cap > memory_used ? memory_cap - memory_used : 0);
+      return g_strdup_printf ("not enough memory (need %s, %s free)", need,
+                              avail);
+    }
+  return NULL;
+}
+
 /* NULL if SPEC fits on HOST (and *SCORE is set), else why not. */
 static char *
 host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
@@ -56,6 +115,7 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
   guint64 memory_used, disk_reserved;
   guint64 vcpu_cap, memory_cap, disk_free;
   double vcpu_frac, memory_frac;
+  char *misfit;
 
   if (strcmp (host->state, PROTO_HOST_UP) != 0)
     return g_strdup (host->state[0] ? host->state : PROTO_HOST_DOWN);
@@ -70,26 +130,11 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
 
   sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used,
                     &disk_reserved);
-
-  vcpu_cap = (guint64)floor (info->cpus * MAX (policy->cpu_overcommit, 0.0));
-  if ((guint64)vcpus_used + spec->vcpus > vcpu_cap)
-    return g_strdup_printf ("not enough vCPUs (need %u, %" G_GUINT64_FORMAT
-                            " of %" G_GUINT64_FORMAT " free)",
-                            spec->vcpus,
-                            vcpu_cap > vcpus_used ? vcpu_cap - vcpus_used : 0,
-                            vcpu_cap);
-
-  memory_cap = info->memory_total > policy->memory_reserve
-                   ? info->memory_total - policy->memory_reserve
-                   : 0;
-  if (memory_used > memory_cap || spec->memory > memory_cap - memory_used)
-    {
-      g_autofree char *need = proto_format_size_brief (spec->memory);
-      g_autofree char *avail = proto_format_size_brief (
-          memory_cap > memory_used ? memory_cap - memory_used : 0);
-      return g_strdup_printf ("not enough memory (need %s, %s free)", need,
-                              avail);
-    }
+  misfit = capacity_misfit (policy, info, vcpus_used, memory_used, spec);
+  if (misfit != NULL)
+    return misfit;
+  vcpu_cap = sched_policy_vcpu_cap (policy, info->cpus);
+  memory_cap = sched_policy_memory_cap (policy, info->memory_total);
 
   disk_free
       = info->data_free > disk_reserved ? info->data_free - disk_reserved : 0;
@@ -118,6 +163,31 @@ compare_host_names (gconstpointer a, gconstpointer b)
   const SchedHost *hb = *(const SchedHost *const *)b;
 
   return strcmp (ha->name, hb->name);
+}
+
+gboolean
+sched_check_start_room (const SchedPolicy *policy, GPtrArray *hosts,
+                        GPtrArray *vms, const SchedVm *vm, GError **error)
+{
+  const SchedHost *host = sched_host_find (hosts, vm->host);
+  g_autofree char *misfit = NULL;
+  guint vcpus_used;
+  guint64 memory_used;
+
+  /* Running already (the agent says so), or a host the store does not
+   * know (the call fails there): nothing to check. */
+  if (sched_vm_holds_capacity (vm) || host == NULL)
+    return TRUE;
+  sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used, NULL);
+  misfit
+      = capacity_misfit (policy, host->info, vcpus_used, memory_used, vm->spec);
+  if (misfit == NULL)
+    return TRUE;
+  g_set_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY,
+               "host '%s' cannot start VM '%s': %s (a stopped VM holds no "
+               "vCPUs or memory; migrate or stop another VM first)",
+               host->name, vm->name, misfit);
+  return FALSE;
 }
 
 const SchedHost *

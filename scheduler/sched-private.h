@@ -19,16 +19,39 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  double cpu_overcommit;
+  double cpu_overcommit; /* vCPUs per host CPU */
   guint64 memory_reserve;
+  double memory_overcommit; /* bytes of VM memory per byte of the host's
+                             * memory less the reserve; 0 counts as 1 */
 } SchedPolicy;
+
+/* The vCPUs VMs may have on a host of CPUS, and the bytes of memory on a
+ * host of MEMORY_TOTAL, under POLICY. */
+guint64 sched_policy_vcpu_cap (const SchedPolicy *policy, guint cpus);
+guint64 sched_policy_memory_cap (const SchedPolicy *policy,
+                                 guint64 memory_total);
+
+/* TRUE if VM holds vCPUs and memory on its host: anything but shut off,
+ * crashed or missing (running, paused, being created, a migration's
+ * reservation, a state not reported yet). */
+gboolean sched_vm_holds_capacity (const SchedVm *vm);
 
 /* What the VMs in VMS (SchedVm) placed on HOST use. VMs in state
  * "missing" use nothing (their host does not have them); "creating"
- * ones count (a reservation). Any out pointer may be NULL. */
+ * ones count (a reservation); stopped ones count in VM_COUNT and
+ * DISK_RESERVED only (sched_vm_holds_capacity). Any out pointer may be
+ * NULL. */
 void sched_host_usage (const char *host, GPtrArray *vms, guint *vm_count,
                        guint *vcpus_used, guint64 *memory_used,
                        guint64 *disk_reserved);
+
+/* TRUE if VM (a row of VMS, the VMs of every host) may start on its host:
+ * it holds capacity already, or its vCPUs and memory fit there beside
+ * what the VMs that run hold. Else SCHED_ERROR_NO_CAPACITY saying what is
+ * short. */
+gboolean sched_check_start_room (const SchedPolicy *policy, GPtrArray *hosts,
+                                 GPtrArray *vms, const SchedVm *vm,
+                                 GError **error);
 
 /* The host named NAME in HOSTS (SchedHost), borrowed; NULL if none. */
 const SchedHost *sched_host_find (GPtrArray *hosts, const char *name);
@@ -232,6 +255,7 @@ struct _SchedService
   SchedMigrator *migrator;     /* main context; migrations */
   SchedSnapshots *snapshots;   /* main context; snapshots, clones, templates */
   struct _SchedDrains *drains; /* main context; host drains */
+  struct _SchedBalancer *balancer;   /* main context; the balancer loop */
   struct _SchedSchedules *schedules; /* main context; DR schedules */
   SchedEvents *events;               /* main context; the event stream */
   struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */

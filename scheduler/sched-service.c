@@ -15,6 +15,7 @@
  * jobs are failed the same way; the source agent aborts when its
  * MigrateOut call breaks, and reports say where the VM is.
  */
+#include "sched-balancer.h"
 #include "sched-dashboard.h"
 #include "sched-drain.h"
 #include "sched-schedules.h"
@@ -117,7 +118,10 @@ handle_report_host (ProtoServerCall *call, const ProtobufCMessage *request,
     }
   sched_metrics_report (svc->metrics);
   if (!reregister)
-    sched_snapshots_after_report (svc, req->host->name, req->vms, req->n_vms);
+    {
+      sched_snapshots_after_report (svc, req->host->name, req->vms, req->n_vms);
+      sched_balancer_report (svc->balancer, req->host, req->vms, req->n_vms);
+    }
   reply.reregister = reregister;
   proto_server_call_reply (call, &reply.base);
 }
@@ -214,6 +218,9 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                 : SCHED_DEFAULT_REPORT_INTERVAL_MS;
   svc->policy.cpu_overcommit = config->cpu_overcommit;
   svc->policy.memory_reserve = config->memory_reserve;
+  svc->policy.memory_overcommit = config->memory_overcommit > 0
+                                      ? config->memory_overcommit
+                                      : SCHED_DEFAULT_MEMORY_OVERCOMMIT;
   svc->tls = tls ? proto_tls_copy (tls) : NULL;
   svc->ctx = g_main_context_ref_thread_default ();
   svc->metrics = sched_metrics_new ();
@@ -238,6 +245,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                       config->max_migrations_in);
   svc->snapshots = sched_snapshots_new (svc);
   svc->drains = sched_drains_new (svc);
+  svc->balancer = sched_balancer_new (svc, config);
   svc->schedules = sched_schedules_new (svc);
   if (!recover (svc, error))
     return NULL;
@@ -298,10 +306,11 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_RESTORE_BACKUP, NULL, svc },
 
     /* balancing (issue 15) */
-    { DROVER_SCHED_METHOD_PLAN_BALANCE, NULL, svc },
-    { DROVER_SCHED_METHOD_APPLY_BALANCE, NULL, svc },
-    { DROVER_SCHED_METHOD_GET_BALANCE_STATUS, NULL, svc },
-    { DROVER_SCHED_METHOD_SET_BALANCE_MODE, NULL, svc },
+    { DROVER_SCHED_METHOD_PLAN_BALANCE, sched_balance_handle_plan, svc },
+    { DROVER_SCHED_METHOD_APPLY_BALANCE, sched_balance_handle_apply, svc },
+    { DROVER_SCHED_METHOD_GET_BALANCE_STATUS, sched_balance_handle_status,
+      svc },
+    { DROVER_SCHED_METHOD_SET_BALANCE_MODE, sched_balance_handle_mode, svc },
 
     /* disaster-recovery schedules (issue 16) */
     { DROVER_SCHED_METHOD_CREATE_SCHEDULE, sched_schedules_handle_create, svc },
@@ -326,6 +335,7 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
   proto_server_set_metrics (svc->server, sched_metrics_registry (svc->metrics));
   if (!proto_server_start (svc->server, listen, svc->tls, error)
       || !sched_drains_start (svc->drains, error)
+      || !sched_balancer_start (svc->balancer, error)
       || !sched_schedules_start (svc->schedules, error))
     return FALSE;
   if (svc->metrics_listen != NULL
@@ -397,6 +407,8 @@ sched_service_stop (SchedService *svc)
    * failures for VMs that cannot move; it resumes in the next process. */
   if (svc->drains != NULL)
     sched_drains_stop (svc->drains);
+  if (svc->balancer != NULL)
+    sched_balancer_stop (svc->balancer);
   if (svc->schedules != NULL)
     sched_schedules_stop (svc->schedules);
   if (svc->migrator != NULL)
@@ -434,6 +446,7 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->migrator, sched_migrator_free);
   g_clear_pointer (&svc->snapshots, sched_snapshots_free);
   g_clear_pointer (&svc->drains, sched_drains_free);
+  g_clear_pointer (&svc->balancer, sched_balancer_free);
   g_clear_pointer (&svc->schedules, sched_schedules_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);
   g_clear_pointer (&svc->dashboard, sched_dashboard_free);

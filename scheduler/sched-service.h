@@ -40,6 +40,7 @@ ProtoStatus sched_error_to_status (const GError *error);
 
 #define SCHED_DEFAULT_REPORT_INTERVAL_MS 5000
 #define SCHED_DEFAULT_CPU_OVERCOMMIT 4.0
+#define SCHED_DEFAULT_MEMORY_OVERCOMMIT 1.0
 #define SCHED_DEFAULT_MEMORY_RESERVE (256 * G_GUINT64_CONSTANT (1024) * 1024)
 
 /* Live migration: the link speed the cost model assumes between hosts
@@ -58,6 +59,8 @@ typedef struct
   const char *state_dir;    /* holds drover.db; created if missing */
   guint report_interval_ms; /* what agents are told; liveness = 3 of them */
   double cpu_overcommit;    /* vCPUs per host CPU placement allows */
+  double memory_overcommit; /* VM memory per byte of host memory (less the
+                             * reserve); 0 = SCHED_DEFAULT_MEMORY_OVERCOMMIT */
   guint64 memory_reserve;   /* bytes of each host kept from VMs */
   guint64 link_bandwidth;   /* 0 = SCHED_DEFAULT_LINK_BANDWIDTH */
   guint max_migrations_out; /* 0 = SCHED_DEFAULT_MAX_MIGRATIONS */
@@ -66,6 +69,11 @@ typedef struct
   guint max_jobs;           /* 0 = SCHED_DEFAULT_MAX_JOBS */
   const char *metrics;      /* /metrics address; NULL: none */
   gboolean metrics_tls;     /* /metrics over HTTPS with the service's TLS */
+  /* The balancer (issue 15). */
+  const char *balance_mode; /* off, recommend, auto; NULL: the stored one */
+  guint balance_interval_s; /* 0 = SCHED_BALANCE_DEFAULT_INTERVAL_S */
+  double balance_threshold; /* 0 = the planner's default */
+  guint balance_cooldown_s; /* 0 = SCHED_BALANCE_DEFAULT_COOLDOWN_S */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;

@@ -13,8 +13,10 @@
  * Schema history: 1 = hosts, vms, jobs; 2 = jobs gain source_host,
  * dest_host, migration, prediction (live migration); 3 = snapshots and
  * clones: a snapshots table, VMs gain template, base, current_snapshot
- * and snapshots, jobs gain storage. Opening an older database upgrades it
- * in one transaction.
+ * and snapshots, jobs gain storage; 4 = hosts gain maintenance; 6 = a
+ * settings table (name, value) for what an operator changes at run time
+ * and a restart keeps (the balancer's mode). Opening an older database
+ * upgrades it in one transaction.
  */
 #include "sched-store.h"
 
@@ -46,6 +48,8 @@ enum
   STMT_DELETE_SNAPSHOTS_OF_VM,
   STMT_LIST_JOBS_AFTER,
   STMT_PRUNE_JOBS,
+  STMT_GET_SETTING,
+  STMT_PUT_SETTING,
   N_STMTS
 };
 
@@ -111,6 +115,11 @@ static const char schema_v3[]
 static const char schema_v4[]
     = "ALTER TABLE hosts ADD COLUMN maintenance TEXT NOT NULL DEFAULT '';";
 
+/* Version 5 -> 6: settings an operator changes at run time (issue 15).
+ * Written as its own step so that it applies after any version 5. */
+static const char schema_v6[] = "CREATE TABLE settings ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
+                                "  value TEXT NOT NULL);";
 /* Version 6 -> 7: disaster-recovery schedules (issue 16). */
 static const char schema_v7[] = "CREATE TABLE schedules ("
                                 "  name TEXT PRIMARY KEY NOT NULL,"
@@ -167,6 +176,13 @@ stmt_sql (int i)
                             " AND (updated_ms < ?1 OR id NOT IN"
                             " (SELECT id FROM jobs WHERE state IN (?3, ?4)"
                             " ORDER BY updated_ms DESC, id DESC LIMIT ?2))");
+      return g_string_free (sql, FALSE);
+    case STMT_GET_SETTING:
+      g_string_append (sql, "SELECT value FROM settings WHERE name = ?1");
+      return g_string_free (sql, FALSE);
+    case STMT_PUT_SETTING:
+      g_string_append (sql, "INSERT INTO settings (name, value) VALUES (?1, ?2)"
+                            " ON CONFLICT (name) DO UPDATE SET value = ?2");
       return g_string_free (sql, FALSE);
     }
   type = &sched_row_types[i / N_OPS];
@@ -293,6 +309,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 2 && !sqlite_exec (self, schema_v2, error))
           || (version < 3 && !sqlite_exec (self, schema_v3, error))
           || (version < 4 && !sqlite_exec (self, schema_v4, error))
+          || (version < 6 && !sqlite_exec (self, schema_v6, error))
           || (version < 7 && !sqlite_exec (self, schema_v7, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
@@ -707,6 +724,37 @@ sqlite_prune_jobs (SchedStore *store, gint64 before_ms, guint keep,
   return TRUE;
 }
 
+static gboolean
+sqlite_get_setting (SchedStore *store, const char *name, char **value,
+                    GError **error)
+{
+  SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_GET_SETTING);
+  int rc;
+
+  bind_text (stmt, 1, name);
+  rc = sqlite3_step (stmt);
+  *value = rc == SQLITE_ROW
+               ? g_strdup ((const char *)sqlite3_column_text (stmt, 0))
+               : NULL;
+  sqlite3_reset (stmt);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sqlite_fail (self, rc, "cannot read a setting", error);
+  return TRUE;
+}
+
+static gboolean
+sqlite_put_setting (SchedStore *store, const char *name, const char *value,
+                    GError **error)
+{
+  SqliteStore *self = (SqliteStore *)store;
+  sqlite3_stmt *stmt = stmt_get (self, STMT_PUT_SETTING);
+
+  bind_text (stmt, 1, name);
+  bind_text (stmt, 2, value);
+  return stmt_run (self, stmt, "cannot write a setting", error);
+}
+
 gboolean
 sched_store_sqlite_pragma (SchedStore *store, const char *name, gint64 *value,
                            GError **error)
@@ -773,6 +821,8 @@ static const SchedStoreOps sqlite_ops = {
   .remove_snapshots = sqlite_remove_snapshots,
   .list_jobs_after = sqlite_list_jobs_after,
   .prune_jobs = sqlite_prune_jobs,
+  .get_setting = sqlite_get_setting,
+  .put_setting = sqlite_put_setting,
   .begin = sqlite_begin,
   .commit = sqlite_commit,
   .rollback = sqlite_rollback,

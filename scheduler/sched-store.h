@@ -231,6 +231,12 @@ typedef struct
    * finished ones; sets *N_DELETED (may be NULL) to how many went. */
   gboolean (*prune_jobs) (SchedStore *store, gint64 before_ms, guint keep,
                           guint *n_deleted, GError **error);
+  /* The value of setting NAME (caller frees; NULL if it was never set) /
+   * sets it (issue 15: the balancer's mode). */
+  gboolean (*get_setting) (SchedStore *store, const char *name, char **value,
+                           GError **error);
+  gboolean (*put_setting) (SchedStore *store, const char *name,
+                           const char *value, GError **error);
   /* A transaction groups writes (all or none); SYNC says how durable
    * its commit is (see SchedStoreSync). */
   gboolean (*begin) (SchedStore *store, SchedStoreSync sync, GError **error);
@@ -326,6 +332,21 @@ GPtrArray *sched_store_list_jobs_after (SchedStore *store, gint64 after_ms,
                                         GError **error);
 gboolean sched_store_prune_jobs (SchedStore *store, gint64 before_ms,
                                  guint keep, guint *n_deleted, GError **error);
+
+/* Settings an operator changes at run time and a restart keeps: see
+ * SchedStoreOps. */
+static inline gboolean
+sched_store_get_setting (SchedStore *store, const char *name, char **value,
+                         GError **error)
+{
+  return store->ops->get_setting (store, name, value, error);
+}
+static inline gboolean
+sched_store_put_setting (SchedStore *store, const char *name, const char *value,
+                         GError **error)
+{
+  return store->ops->put_setting (store, name, value, error);
+}
 
 gboolean sched_store_begin (SchedStore *store, SchedStoreSync sync,
                             GError **error);

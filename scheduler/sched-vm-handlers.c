@@ -23,7 +23,7 @@
  * - ListVms and GetVm show a VM whose host is down as "unknown" (the
  *   record keeps its last report until the host reports again).
  */
-#include "sched-private.h"
+#include "sched-balancer.h"
 
 #include <string.h>
 
@@ -111,6 +111,33 @@ sched_host_msg (gconstpointer row, gpointer msg_out, gpointer vms)
   msg->maintenance = host->maintenance;
 }
 
+/* What ListHosts fills a host's message from. */
+typedef struct
+{
+  SchedService *svc;
+  GPtrArray *vms;
+} HostsFill;
+
+/* sched_host_msg, and what the policy and the load window say of the host
+ * (issue 15): its overcommit ratios, capacities and CPU load. */
+static void
+host_msg_capacity (gconstpointer row, gpointer msg_out, gpointer user_data)
+{
+  const HostsFill *fill = user_data;
+  const SchedPolicy *policy = &fill->svc->policy;
+  const SchedHost *host = row;
+  Drover__V1__Host *msg = msg_out;
+
+  sched_host_msg (row, msg_out, fill->vms);
+  msg->cpu_overcommit = policy->cpu_overcommit;
+  msg->memory_overcommit = policy->memory_overcommit;
+  msg->vcpu_capacity = sched_policy_vcpu_cap (policy, host->info->cpus);
+  msg->memory_capacity
+      = sched_policy_memory_cap (policy, host->info->memory_total);
+  sched_load_host (sched_balancer_load (fill->svc->balancer), host->name,
+                   &msg->cpu_load, NULL);
+}
+
 void
 sched_vm_handle_list_hosts (ProtoServerCall *call,
                             const ProtobufCMessage *request, gpointer user_data)
@@ -120,11 +147,13 @@ sched_vm_handle_list_hosts (ProtoServerCall *call,
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, &error);
   g_autoptr (GPtrArray) vms = NULL;
+  HostsFill fill = { svc, NULL };
 
   if (hosts != NULL)
     vms = sched_store_list_vms (svc->store, NULL, &error);
-  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL, sched_host_msg,
-                         vms, error);
+  fill.vms = vms;
+  sched_call_reply_rows (call, &reply.base, vms ? hosts : NULL,
+                         host_msg_capacity, &fill, error);
 }
 
 void
@@ -345,6 +374,29 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
 
 /* --- StartVm, StopVm, DestroyVm, ReadConsole --------------------------- */
 
+/* A stopped VM NAME holds no capacity: starting it needs room on its
+ * host (sched_check_start_room). An unknown VM passes (the forward says
+ * so). */
+static gboolean
+start_room (SchedService *svc, const char *name, GError **error)
+{
+  g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, error);
+  g_autoptr (GPtrArray) vms = NULL;
+
+  if (hosts == NULL
+      || (vms = sched_store_list_vms (svc->store, NULL, error)) == NULL)
+    return FALSE;
+  sched_migrator_add_reservations (svc->migrator, vms);
+  for (guint i = 0; i < vms->len; i++)
+    {
+      const SchedVm *vm = vms->pdata[i];
+
+      if (strcmp (vm->name, name) == 0)
+        return sched_check_start_room (&svc->policy, hosts, vms, vm, error);
+    }
+  return TRUE;
+}
+
 /* What a lifecycle job of KIND says once the agent answered; FORCED is
  * the agent's word that a stop had to destroy the VM. Caller frees. */
 static char *
@@ -436,7 +488,8 @@ lifecycle (SchedService *svc, ProtoServerCall *call, const char *name,
   if (refuse_if_migrating (svc, call, name))
     return;
   if (strcmp (kind, PROTO_JOB_KIND_START) == 0
-      && !sched_snapshots_check_start (svc, name, &error))
+      && (!sched_snapshots_check_start (svc, name, &error)
+          || !start_room (svc, name, &error)))
     {
       sched_call_fail (call, error);
       return;

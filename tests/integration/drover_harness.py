@@ -183,6 +183,23 @@ def two_host_cluster(cluster_dir):
     return c
 
 
+def console_heartbeats(c, vm):
+    """The heartbeat counters VM's test guest printed on its console
+    (drover.hb_ms), in order."""
+    out = c.ctl("vm", "console", vm).stdout
+    return [int(m.group(1)) for m in re.finditer(r"^HB (\d+) \d+$", out, re.M)]
+
+
+def check_unbroken(c, vm):
+    """VM's heartbeats start at 1 and never skip or restart (no reboot, no
+    loss across live migrations); returns the last one."""
+    hb = console_heartbeats(c, vm)
+    assert hb and hb[0] == 1, f"{vm}: heartbeats start at {hb[:1]}"
+    for a, b in zip(hb, hb[1:]):
+        assert b == a + 1, f"{vm}: heartbeat {a} -> {b} (reboot or loss)"
+    return hb[-1]
+
+
 def wait_for(what, pred, timeout=60, interval=0.5):
     deadline = time.monotonic() + timeout
     last = None

@@ -28,26 +28,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (GUEST_CMDLINE, GUEST_DIR, Cluster, log,  # noqa: E402
-                            run_on_cluster, wait_for)
+from drover_harness import (GUEST_CMDLINE, GUEST_DIR, Cluster,  # noqa: E402
+                            check_unbroken, log, run_on_cluster, wait_for)
+from drover_harness import console_heartbeats as heartbeats  # noqa: E402
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
 INITRD = os.path.join(GUEST_DIR, "initramfs.img")
 CMDLINE = GUEST_CMDLINE + " drover.hb_ms=50"
 VMS = {"dr-a": "host1", "dr-b": "host1", "dr-c": "host2"}
-
-
-def heartbeats(c, vm):
-    out = c.ctl("vm", "console", vm).stdout
-    return [int(m.group(1)) for m in re.finditer(r"^HB (\d+) \d+$", out, re.M)]
-
-
-def check_unbroken(c, vm):
-    hb = heartbeats(c, vm)
-    assert hb and hb[0] == 1, f"{vm}: heartbeats start at {hb[:1]}"
-    for a, b in zip(hb, hb[1:]):
-        assert b == a + 1, f"{vm}: heartbeat {a} -> {b} (reboot or loss)"
-    return hb[-1]
 
 
 def create(c, name, host=None, check=True):

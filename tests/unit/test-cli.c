@@ -216,8 +216,8 @@ test_json_message (void)
       out, "\"name\": \"node-1\"", "\"memory_total\": 8589934592,",
       "\"kvm_usable\": true,", "\"cpu_model\": \"Quoted \\\"CPU\\\"\"",
       "\"last_seen_ms\": 1700000000123,", "\"memory_used\": 1073741824,",
-      "\"maintenance\": \"\"\n", "\"info\": null,", "\"state\": \"down\"",
-      "\"data_free\": 0", NULL);
+      "\"maintenance\": \"\",\n", "\"cpu_load\": 0\n", "\"info\": null,",
+      "\"state\": \"down\"", "\"data_free\": 0", NULL);
   g_assert_true (g_str_has_suffix (out, "  ]\n}\n"));
 
   chunk.data.data = (guint8 *)"hi\n";

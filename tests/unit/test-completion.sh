@@ -23,7 +23,12 @@ check() {
   fi
 }
 
-check "droverctl " "hosts host vm snapshot jobs job migrate help"
+check "droverctl " "hosts host vm snapshot schedule dr balance jobs job migrate events dashboard-token help"
+check "droverctl schedule " "create list show pause resume delete run-now"
+check "droverctl schedule create s1 --keep-d" "--keep-daily"
+check "droverctl balance " "plan apply status mode"
+check "droverctl balance mode " "off recommend auto"
+check "droverctl balance apply --w" "--wait"
 check "droverctl host " "drain undrain"
 check "droverctl host drain h1 --s" "--stop-unmovable"
 check "droverctl --ve" "--version"

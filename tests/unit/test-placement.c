@@ -152,6 +152,67 @@ test_vcpu_filter (void)
   }
 }
 
+/* Only VMs that run hold vCPUs and memory (issue 15): a stopped one keeps
+ * its disk only; the memory overcommit scales what a host may carry. */
+static void
+test_stopped_and_overcommit (void)
+{
+  SchedPolicy tight = { .cpu_overcommit = 1.0, .memory_reserve = 0 };
+  g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
+  g_autoptr (GPtrArray) vms = test_sched_vms_new ();
+  Drover__V1__VmSpec spec = test_vm_spec ("new", 2, 2 * GiB, 0, "");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *chosen = NULL;
+  guint count, vcpus;
+  guint64 memory, disk;
+
+  test_sched_add_host (hosts, "h1", PROTO_HOST_UP, 2, 4 * GiB, 10 * GiB, "tcg");
+  test_sched_add_vm (vms, "off", "h1", PROTO_VM_SHUTOFF, 2, 3 * GiB, GiB);
+  test_sched_add_vm (vms, "dead", "h1", PROTO_VM_CRASHED, 2, 3 * GiB, GiB);
+  sched_host_usage ("h1", vms, &count, &vcpus, &memory, &disk);
+  g_assert_cmpuint (count, ==, 2);
+  g_assert_cmpuint (vcpus, ==, 0);
+  g_assert_cmpuint (memory, ==, 0);
+  chosen = sched_place (&tight, hosts, vms, &spec, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (chosen, ==, "h1");
+  g_clear_pointer (&chosen, g_free);
+
+  /* Running (or paused) it holds them. */
+  test_sched_add_vm (vms, "paused", "h1", PROTO_VM_PAUSED, 1, 3 * GiB, 0);
+  chosen = sched_place (&tight, hosts, vms, &spec, NULL, &error);
+  g_assert_null (chosen);
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
+  g_assert_nonnull (strstr (error->message, "not enough vCPUs"));
+  g_clear_error (&error);
+  /* Starting a stopped VM takes room: "off" needs 2 vCPUs, 1 is free. */
+  g_assert_false (
+      sched_check_start_room (&tight, hosts, vms, vms->pdata[0], &error));
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
+  g_assert_cmpstr (error->message, ==,
+                   "host 'h1' cannot start VM 'off': not enough vCPUs (need "
+                   "2, 1 of 2 free) (a stopped VM holds no vCPUs or memory; "
+                   "migrate or stop another VM first)");
+  g_clear_error (&error);
+  /* One that holds its capacity already passes. */
+  g_assert_true (
+      sched_check_start_room (&tight, hosts, vms, vms->pdata[2], &error));
+
+  /* Room in vCPUs, not in memory (3 + 2 of 4 GiB), until memory may be
+   * overcommitted 1.5 times (6 GiB). */
+  tight.cpu_overcommit = 2.0;
+  chosen = sched_place (&tight, hosts, vms, &spec, NULL, &error);
+  g_assert_null (chosen);
+  g_assert_nonnull (strstr (error->message, "not enough memory"));
+  g_clear_error (&error);
+  tight.memory_overcommit = 1.5;
+  g_assert_cmpuint (sched_policy_memory_cap (&tight, 4 * GiB), ==, 6 * GiB);
+  g_assert_cmpuint (sched_policy_vcpu_cap (&tight, 2), ==, 4);
+  chosen = sched_place (&tight, hosts, vms, &spec, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (chosen, ==, "h1");
+}
+
 static void
 test_disk_filter (void)
 {
@@ -283,5 +344,7 @@ main (int argc, char **argv)
   g_test_add_func ("/placement/pin", test_pin);
   g_test_add_func ("/placement/full-cluster", test_full_cluster);
   g_test_add_func ("/placement/creating-counts", test_creating_counts);
+  g_test_add_func ("/placement/stopped-and-overcommit",
+                   test_stopped_and_overcommit);
   return g_test_run ();
 }
