@@ -232,6 +232,7 @@ struct _SchedService
   SchedMigrator *migrator;     /* main context; migrations */
   SchedSnapshots *snapshots;   /* main context; snapshots, clones, templates */
   struct _SchedDrains *drains; /* main context; host drains */
+  struct _SchedRepos *repos;   /* main context; backup repositories */
   SchedEvents *events;         /* main context; the event stream */
   struct _SchedLogins *logins; /* main context; dashboard tokens, sessions */
   struct _SchedDashboard *dashboard; /* main context; the web dashboard */

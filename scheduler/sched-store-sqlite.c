@@ -13,7 +13,8 @@
  * Schema history: 1 = hosts, vms, jobs; 2 = jobs gain source_host,
  * dest_host, migration, prediction (live migration); 3 = snapshots and
  * clones: a snapshots table, VMs gain template, base, current_snapshot
- * and snapshots, jobs gain storage. Opening an older database upgrades it
+ * and snapshots, jobs gain storage; 4 = hosts gain maintenance; 5 = a
+ * repos table (backup repositories). Opening an older database upgrades it
  * in one transaction.
  */
 #include "sched-store.h"
@@ -24,7 +25,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 4
+#define SCHED_DB_SCHEMA_VERSION 5
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -55,6 +56,7 @@ static const char *const list_order[SCHED_N_TABLES] = {
   [SCHED_TABLE_VMS] = "name",
   [SCHED_TABLE_JOBS] = "created_ms, id",
   [SCHED_TABLE_SNAPSHOTS] = "vm, created_ms, name",
+  [SCHED_TABLE_REPOS] = "name",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -109,6 +111,12 @@ static const char schema_v3[]
 /* Version 3 -> 4: hosts taken out of service (issue 15). */
 static const char schema_v4[]
     = "ALTER TABLE hosts ADD COLUMN maintenance TEXT NOT NULL DEFAULT '';";
+
+/* Version 4 -> 5: backup repositories the operator added (issue 14). */
+static const char schema_v5[] = "CREATE TABLE repos ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
+                                "  path TEXT NOT NULL,"
+                                "  created_ms INTEGER NOT NULL);";
 
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
@@ -286,6 +294,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 2 && !sqlite_exec (self, schema_v2, error))
           || (version < 3 && !sqlite_exec (self, schema_v3, error))
           || (version < 4 && !sqlite_exec (self, schema_v4, error))
+          || (version < 5 && !sqlite_exec (self, schema_v5, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -473,6 +482,7 @@ static const GDestroyNotify row_free[SCHED_N_TABLES] = {
   [SCHED_TABLE_VMS] = (GDestroyNotify)sched_vm_free,
   [SCHED_TABLE_JOBS] = (GDestroyNotify)sched_job_free,
   [SCHED_TABLE_SNAPSHOTS] = (GDestroyNotify)sched_snapshot_free,
+  [SCHED_TABLE_REPOS] = (GDestroyNotify)sched_repo_free,
 };
 
 /* Binds ROW, a row of TYPE, to STMT's parameters ?1.. in field order. */
