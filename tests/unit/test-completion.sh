@@ -23,7 +23,7 @@ check() {
   fi
 }
 
-check "droverctl " "hosts host vm snapshot jobs job migrate help"
+check "droverctl " "hosts host vm snapshot jobs job migrate backup repo help"
 check "droverctl host " "drain undrain"
 check "droverctl host drain h1 --s" "--stop-unmovable"
 check "droverctl --ve" "--version"
@@ -37,6 +37,12 @@ check "droverctl migrate web-1 --compress " "auto on off"
 check "droverctl vm create x --accel " "kvm tcg"
 check "droverctl --scheduler 127.0.0.1:7400 hosts --j" "--json"
 check "droverctl snapshot " "create list show revert delete"
+check "droverctl repo " "add list status gc"
+check "droverctl repo gc r1 --w" "--wait"
+check "droverctl backup v" "verify"
+check "droverctl backup verify --a" "--all"
+check "droverctl backup prune web-1 --keep-d" "--keep-daily"
+check "droverctl backup prune web-1 --keep-last 2 --d" "--dry-run"
 check "droverctl snapshot r" "revert"
 check "droverctl snapshot create web s1 --m" "--memory"
 check "droverctl snapshot revert web s1 --p" "--paused"
