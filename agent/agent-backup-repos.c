@@ -140,13 +140,17 @@ agent_repos_new (char **repos, char **roots, GError **error)
   r->roots = g_new0 (char *, n + 1);
   for (guint i = 0; i < n; i++)
     {
+      /* Made when missing, as the data directory is: only root and the
+       * agent write repositories. */
+      if (g_path_is_absolute (roots[i]))
+        (void)g_mkdir_with_parents (roots[i], 0700);
       r->roots[i]
           = g_path_is_absolute (roots[i]) ? realpath (roots[i], NULL) : NULL;
       if (!r->roots[i] || !g_file_test (r->roots[i], G_FILE_TEST_IS_DIR))
         {
           g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                       "backup repository root %s is not an existing "
-                       "absolute directory",
+                       "backup repository root %s is not an absolute path "
+                       "to a directory (made when missing)",
                        roots[i]);
           return NULL;
         }
@@ -243,6 +247,32 @@ recover_one (const char *name, StorRepo *repo)
                     name, stor_repo_path (repo), removed);
 }
 
+/* How long AttachRepo waits for another host making the same repository:
+ * the scheduler asks every host at once, and a directory another agent
+ * is filling has its format file last. */
+#define SETTLE_US (5 * G_USEC_PER_SEC)
+
+static StorRepo *
+open_settled (const char *path, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + SETTLE_US;
+
+  for (;;)
+    {
+      g_autoptr (GError) local = NULL;
+      StorRepo *repo = agent_backup_repo_open (path, &local);
+
+      if (repo)
+        return repo;
+      if (g_get_monotonic_time () >= deadline)
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return NULL;
+        }
+      g_usleep (100 * 1000);
+    }
+}
+
 gboolean
 agent_backup_repos_attach (Agent *agent, const char *name, const char *path,
                            GError **error)
@@ -264,7 +294,7 @@ agent_backup_repos_attach (Agent *agent, const char *name, const char *path,
                    agent->config.name, name, have, real);
       return FALSE;
     }
-  repo = agent_backup_repo_open (real, error);
+  repo = open_settled (real, error);
   if (!repo)
     {
       g_prefix_error (error, "backup repository %s at %s on host %s: ", name,

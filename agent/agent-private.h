@@ -597,7 +597,7 @@ typedef struct _AgentRepos AgentRepos;
 /* Longest repository path AttachRepo takes. */
 #define AGENT_BACKUP_REPO_PATH_MAX 1024
 /* From the --backup-repo values REPOS (checked) and the --backup-repo-root
- * directories ROOTS, which must exist (resolved here). */
+ * directories ROOTS (absolute; made when missing, links resolved here). */
 AgentRepos *agent_repos_new (char **repos, char **roots, GError **error);
 void agent_repos_free (AgentRepos *repos);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentRepos, agent_repos_free)

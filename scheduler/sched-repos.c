@@ -102,8 +102,6 @@ known_names (SchedService *svc, GError **error)
 {
   g_autoptr (GPtrArray) stored = sched_store_list_repos (svc->store, error);
   g_autoptr (GPtrArray) hosts = NULL;
-  g_autoptr (GHashTable) seen
-      = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, NULL);
   g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
 
   if (!stored || !(hosts = sched_store_list_hosts (svc->store, error)))
@@ -118,11 +116,11 @@ known_names (SchedService *svc, GError **error)
         g_ptr_array_add (names, g_strdup (h->info->backup_repos[j]));
     }
   g_ptr_array_sort (names, compare_names);
-  for (guint i = 0; i < names->len;)
-    if (g_hash_table_add (seen, names->pdata[i]))
-      i++;
-    else
+  for (guint i = 1; i < names->len;)
+    if (strcmp (names->pdata[i], names->pdata[i - 1]) == 0)
       g_ptr_array_remove_index (names, i);
+    else
+      i++;
   return g_steal_pointer (&names);
 }
 
