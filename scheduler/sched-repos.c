@@ -636,10 +636,9 @@ on_progress (const ProtobufCMessage *msg, gpointer data)
 
   proto_msg_free (op->job->storage);
   op->job->storage = proto_msg_copy (msg);
-  if (p->total > 0)
+  if (sched_storage_fraction (p) >= 0)
     op->job->progress
-        = MAX (op->job->progress,
-               MIN (0.99, 0.05 + 0.9 * (double)p->processed / p->total));
+        = MAX (op->job->progress, MIN (0.99, sched_storage_fraction (p)));
   g_free (op->job->message);
   op->job->message = describe (op, p);
   if (store)
@@ -673,15 +672,7 @@ on_end (const GError *error, gpointer data)
     }
   else
     {
-      if (last && strcmp (last->phase, PROTO_STOR_PHASE_FAILED) == 0)
-        msg = g_strdup_printf ("host '%s': %s", op->host,
-                               last->error[0] ? last->error
-                                              : "no reason given");
-      else if (error)
-        msg = g_strdup_printf ("host '%s': %s", op->host, error->message);
-      else
-        msg = g_strdup_printf ("host '%s' ended the job without a final state",
-                               op->host);
+      msg = sched_storage_failure (last, error, op->host, op->owner->stopped);
       drover_message (NULL, op->job->id, op->host, "%s of repository %s: %s",
                       op->job->kind, op->repo, msg);
       sched_jobs_set (svc->jobs, op->job, PROTO_JOB_FAILED, op->job->progress,
