@@ -112,8 +112,11 @@ known_names (SchedService *svc, GError **error)
     {
       const SchedHost *h = hosts->pdata[i];
 
+      /* What a host reports is its word only: names that are not
+       * repository names are passed over. */
       for (gsize j = 0; host_up (h) && j < h->info->n_backup_repos; j++)
-        g_ptr_array_add (names, g_strdup (h->info->backup_repos[j]));
+        if (proto_name_validate ("repository", h->info->backup_repos[j], NULL))
+          g_ptr_array_add (names, g_strdup (h->info->backup_repos[j]));
     }
   g_ptr_array_sort (names, compare_names);
   for (guint i = 1; i < names->len;)
