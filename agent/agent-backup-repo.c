@@ -1,6 +1,7 @@
 /* The repository (storage/stor-repo.h) as the backup engine uses it:
  * opened (and made, the first time) from an --backup-repo path, the
- * writer behind the read loop's sink, and its recovery at start. */
+ * writer behind the read loop's sink. Which repositories there are is
+ * agent-backup-repos.c's. */
 #include "agent-backup-private.h"
 
 #include <string.h>
@@ -73,30 +74,3 @@ sink_parent_digest (gpointer data, guint64 index, StorRepoDigest *digest,
 
 const AgentBackupSinkOps agent_backup_sink_ops
     = { sink_put, sink_hole, sink_reuse, sink_parent_digest };
-
-void
-agent_backup_repos_recover (Agent *agent)
-{
-  char **repos = agent->config.backup_repos;
-
-  for (guint i = 0; repos && repos[i]; i++)
-    {
-      const char *path = strchr (repos[i], '=') + 1;
-      g_autoptr (GError) error = NULL;
-      g_autoptr (StorRepo) repo = stor_repo_open (path, &error);
-      guint removed = 0;
-
-      /* A repository not made yet has nothing to recover. */
-      if (!repo)
-        continue;
-      if (!stor_repo_recover (repo, &removed, &error))
-        drover_warning (NULL, NULL, NULL,
-                        "backup repository %s: cannot recover: %s", path,
-                        error->message);
-      else if (removed)
-        drover_message (NULL, NULL, NULL,
-                        "backup repository %s: removed %u leftovers of a "
-                        "backup an earlier run left",
-                        path, removed);
-    }
-}

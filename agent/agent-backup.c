@@ -60,25 +60,6 @@ agent_backup_repos_check (char **repos, GError **error)
   return TRUE;
 }
 
-/* Repository NAME, opened. */
-static StorRepo *
-open_repo (Agent *agent, const char *name, GError **error)
-{
-  char **repos = agent->config.backup_repos;
-  gsize len;
-
-  if (!proto_name_validate ("repository", name, error))
-    return NULL;
-  len = strlen (name);
-  for (guint i = 0; repos && repos[i]; i++)
-    if (strncmp (repos[i], name, len) == 0 && repos[i][len] == '=')
-      return agent_backup_repo_open (repos[i] + len + 1, error);
-  g_set_error (error, AGENT_ERROR, AGENT_ERROR_NOT_FOUND,
-               "host %s has no backup repository named %s", agent->config.name,
-               name);
-  return NULL;
-}
-
 /* --- progress --------------------------------------------------------------
  */
 
@@ -312,7 +293,7 @@ restore_call_run (BackupCall *call, GError **error)
   if (!proto_name_validate ("VM", req->target_vm, error)
       || !stor_repo_id_validate (req->backup_id, error))
     goto fail;
-  repo = open_repo (agent, req->repo, error);
+  repo = agent_backup_repos_lookup (agent, req->repo, error);
   if (!repo)
     goto fail;
   conn = agent_libvirt_get (agent->lv, error);
@@ -360,7 +341,7 @@ backup_call_run (AgentStream *stream, gpointer data, GError **error)
     return restore_call_run (call, error);
   if (!proto_name_validate ("VM", req->vm, error))
     goto fail;
-  repo = open_repo (agent, req->repo, error);
+  repo = agent_backup_repos_lookup (agent, req->repo, error);
   if (!repo)
     goto fail;
   conn = agent_libvirt_get (agent->lv, error);

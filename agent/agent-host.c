@@ -98,3 +98,18 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
   info->data_free = avail;
   return g_steal_pointer (&info);
 }
+
+Drover__V1__HostInfo *
+agent_host_info_for (Agent *agent, virConnectPtr conn, GError **error)
+{
+  Drover__V1__HostInfo *info
+      = agent_host_info_collect (conn, agent->config.name, agent->config.listen,
+                                 agent->accel, agent->config.data_dir, error);
+
+  if (info)
+    {
+      info->backup_repos = agent_backup_repos_names (agent);
+      info->n_backup_repos = g_strv_length (info->backup_repos);
+    }
+  return info;
+}

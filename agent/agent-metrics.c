@@ -45,6 +45,7 @@ struct _AgentMetrics
   ProtoMetric *mig_remaining, *mig_processed, *mig_dirty, *mig_iteration,
       *mig_downtime, *mig_total, *mig_wire, *mig_payload;
   ProtoMetric *bk_total, *bk_read, *bk_new;
+  ProtoMetric *repo_bad, *repo_freed;
 
   GMutex lock;      /* guards vms and migs (updates come from threads) */
   GHashTable *vms;  /* VM name -> VmSeen */
@@ -67,6 +68,7 @@ static const char *const vm_state_labels[] = { "vm", "host", "state", NULL };
 static const char *const host_labels[] = { "host", NULL };
 static const char *const result_labels[] = { "host", "result", NULL };
 static const char *const op_result_labels[] = { "host", "op", "result", NULL };
+static const char *const repo_labels[] = { "host", "repo", NULL };
 
 static ProtoMetric *
 declare (AgentMetrics *m, const char *name, const char *help,
@@ -164,6 +166,14 @@ agent_metrics_new (const char *host)
   m->bk_new = declare (m, "drover_backup_new_bytes_total",
                        "Bytes backups on this host added to repositories", C,
                        host_labels);
+  m->repo_bad = declare (m, "drover_backup_verify_bad_chunks",
+                         "Missing or corrupt chunks (and unreadable "
+                         "manifests) the last verify on this host found in "
+                         "the repository",
+                         G, repo_labels);
+  m->repo_freed = declare (m, "drover_backup_gc_freed_bytes_total",
+                           "Bytes gc on this host freed in the repository", C,
+                           repo_labels);
   return m;
 }
 
@@ -402,4 +412,20 @@ agent_metrics_backup (AgentMetrics *m, const char *op, gboolean ok,
   proto_metric_add (m->bk_total, labels, 1);
   proto_metric_add (m->bk_read, host, (double)bytes_read);
   proto_metric_add (m->bk_new, host, (double)bytes_new);
+}
+
+void
+agent_metrics_repo_verify (AgentMetrics *m, const char *repo, guint bad)
+{
+  const char *const labels[] = { m->host, repo, NULL };
+
+  proto_metric_set (m->repo_bad, labels, (double)bad);
+}
+
+void
+agent_metrics_repo_gc (AgentMetrics *m, const char *repo, guint64 freed)
+{
+  const char *const labels[] = { m->host, repo, NULL };
+
+  proto_metric_add (m->repo_freed, labels, (double)freed);
 }

@@ -186,6 +186,11 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
                          const char *address, AgentAccel accel,
                          const char *data_dir, GError **error);
 
+/* agent_host_info_collect for AGENT, with the backup repositories it has
+ * open. */
+Drover__V1__HostInfo *agent_host_info_for (Agent *agent, virConnectPtr conn,
+                                           GError **error);
+
 /* PROTO_VM_RUNNING, PROTO_VM_SHUTOFF, ... for a virDomainState. */
 const char *agent_domain_state_string (int state);
 
@@ -229,6 +234,7 @@ struct _Agent
   gint qemu_gid;
 
   struct _AgentMetrics *metrics; /* thread-safe; from agent_new */
+  struct _AgentRepos *repos;     /* thread-safe; from agent_new */
   AgentLibvirt *lv;              /* thread-safe */
   ProtoServer *server;           /* main context only */
   struct _AgentService *service; /* what SERVER's handlers are given */
@@ -536,6 +542,10 @@ void agent_metrics_update (AgentMetrics *m, const Drover__V1__HostInfo *host,
  * the repository. Any thread. */
 void agent_metrics_backup (AgentMetrics *m, const char *op, gboolean ok,
                            guint64 bytes_read, guint64 bytes_new);
+/* A verify of repository REPO found BAD missing or corrupt chunks and
+ * unreadable manifests; a gc of it freed FREED bytes. Any thread. */
+void agent_metrics_repo_verify (AgentMetrics *m, const char *repo, guint bad);
+void agent_metrics_repo_gc (AgentMetrics *m, const char *repo, guint64 freed);
 /* A progress sample P of the migration of VM leaving this host: its
  * gauges while it runs, its result, downtime and channel bytes at the
  * end (P->final), when its gauges go. */
@@ -580,6 +590,55 @@ void agent_backup_restore (ProtoServerCall *call, const ProtobufCMessage *req,
 /* Checks the --backup-repo values ("NAME=PATH": a valid name, an
  * absolute path, each name once). */
 gboolean agent_backup_repos_check (char **repos, GError **error);
+
+/* agent-backup-repos.c: the repositories this agent has open, by name
+ * (--backup-repo, and AttachRepo under a --backup-repo-root). */
+typedef struct _AgentRepos AgentRepos;
+/* Longest repository path AttachRepo takes. */
+#define AGENT_BACKUP_REPO_PATH_MAX 1024
+/* From the --backup-repo values REPOS (checked) and the --backup-repo-root
+ * directories ROOTS (absolute; made when missing, links resolved here). */
+AgentRepos *agent_repos_new (char **repos, char **roots, GError **error);
+void agent_repos_free (AgentRepos *repos);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (AgentRepos, agent_repos_free)
+/* PATH canonicalised (links resolved: the existing directory, or its
+ * existing parent plus its last component) when it lies inside one of
+ * ROOTS (canonical, NULL-terminated; /srv/repo2 is not inside /srv/repo);
+ * NULL with AGENT_ERROR_INVALID for a path that is not absolute, holds
+ * "..", is too long or has no parent, PROTO_ERROR PERMISSION_DENIED
+ * (naming the path and the roots) for one outside them. Free with
+ * g_free. */
+char *agent_backup_path_under_roots (const char *path, char *const *roots,
+                                     GError **error);
+/* Repository NAME (validated) of this host, opened (made the first time);
+ * AGENT_ERROR_NOT_FOUND when the host has none of that name. */
+struct _StorRepo *agent_backup_repos_lookup (Agent *agent, const char *name,
+                                             GError **error);
+/* Opens (makes the first time) and recovers the repository at PATH, which
+ * must lie under a --backup-repo-root, as NAME. Attaching the same NAME
+ * and path again is fine; NAME at another path is AGENT_ERROR_EXISTS. */
+gboolean agent_backup_repos_attach (Agent *agent, const char *name,
+                                    const char *path, GError **error);
+/* The names of the repositories open, sorted (free with g_strfreev). */
+char **agent_backup_repos_names (Agent *agent);
+/* agent-backup-maint.c (issue 14): AttachRepo, GetRepoStatus and
+ * PruneBackups (AgentOpFunc); VerifyBackups and GcRepo stream
+ * StorageProgress (ProtoHandler, data: the Agent). */
+ProtobufCMessage *agent_backup_attach_repo (Agent *agent,
+                                            const AgentCaller *caller,
+                                            const ProtobufCMessage *request,
+                                            GError **error);
+ProtobufCMessage *agent_backup_repo_status (Agent *agent,
+                                            const AgentCaller *caller,
+                                            const ProtobufCMessage *request,
+                                            GError **error);
+ProtobufCMessage *agent_backup_prune (Agent *agent, const AgentCaller *caller,
+                                      const ProtobufCMessage *request,
+                                      GError **error);
+void agent_backup_verify (ProtoServerCall *call, const ProtobufCMessage *req,
+                          gpointer data);
+void agent_backup_gc (ProtoServerCall *call, const ProtobufCMessage *req,
+                      gpointer data);
 /* agent-backup-job.c. At start, with libvirt connected: ends the backup
  * jobs an earlier run left in libvirt and removes their sockets and
  * scratch files. */

@@ -82,9 +82,7 @@ collect_thread (GTask *task, gpointer source, gpointer task_data,
       return;
     }
   c = g_new0 (Collected, 1);
-  c->host
-      = agent_host_info_collect (conn, agent->config.name, agent->config.listen,
-                                 agent->accel, agent->config.data_dir, &error);
+  c->host = agent_host_info_for (agent, conn, &error);
   /* stats is only touched here, and one collection runs at a time. */
   if (c->host)
     c->vms = agent_stats_collect (agent->stats, conn, &error);

@@ -325,9 +325,7 @@ op_host_info (Agent *agent, const AgentCaller *caller,
 
   if (!conn)
     return NULL;
-  return (ProtobufCMessage *)agent_host_info_collect (
-      conn, agent->config.name, agent->config.listen, agent->accel,
-      agent->config.data_dir, error);
+  return (ProtobufCMessage *)agent_host_info_for (agent, conn, error);
 }
 
 /* --- dispatch ---------------------------------------------------------- */
@@ -366,12 +364,13 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_ABORT_CLONE_IN, agent_clone_in_abort },
   { DROVER_AGENT_METHOD_CREATE_BACKUP, NULL, NULL, agent_backup_create },
   { DROVER_AGENT_METHOD_RESTORE_BACKUP, NULL, NULL, agent_backup_restore },
-  /* Backup repositories (issue 14); no handler: not built yet */
-  { DROVER_AGENT_METHOD_ATTACH_REPO },
-  { DROVER_AGENT_METHOD_GET_REPO_STATUS },
-  { DROVER_AGENT_METHOD_VERIFY_BACKUPS },
-  { DROVER_AGENT_METHOD_PRUNE_BACKUPS },
-  { DROVER_AGENT_METHOD_GC_REPO },
+  /* Backup repositories (issue 14) */
+  { DROVER_AGENT_METHOD_ATTACH_REPO, agent_backup_attach_repo },
+  { DROVER_AGENT_METHOD_GET_REPO_STATUS, agent_backup_repo_status },
+  { DROVER_AGENT_METHOD_VERIFY_BACKUPS, NULL, NULL, agent_backup_verify },
+  { DROVER_AGENT_METHOD_PRUNE_BACKUPS, agent_backup_prune },
+  { DROVER_AGENT_METHOD_GC_REPO, NULL, NULL, agent_backup_gc },
+  /* no handler: not built yet */
   { DROVER_AGENT_METHOD_LIST_BACKUPS },
   { DROVER_AGENT_METHOD_GET_BACKUP },
 };

@@ -20,6 +20,7 @@ config_copy (AgentConfig *dst, const AgentConfig *src)
   dst->tls_dir = g_strdup (src->tls_dir);
   dst->metrics_listen = g_strdup (src->metrics_listen);
   dst->backup_repos = g_strdupv (src->backup_repos);
+  dst->backup_repo_roots = g_strdupv (src->backup_repo_roots);
 }
 
 static void
@@ -34,6 +35,7 @@ config_clear (AgentConfig *config)
   g_free (config->tls_dir);
   g_free (config->metrics_listen);
   g_strfreev (config->backup_repos);
+  g_strfreev (config->backup_repo_roots);
 }
 
 /* Makes directory PATH for root and QEMU's group only (QEMU must reach
@@ -185,6 +187,13 @@ agent_new (const AgentConfig *config, GMainContext *ctx, GError **error)
   agent->console_dir = g_build_filename (config->data_dir, "console", NULL);
   agent->stats = agent_stats_new ();
   agent->metrics = agent_metrics_new (config->name);
+  agent->repos = agent_repos_new (config->backup_repos,
+                                  config->backup_repo_roots, error);
+  if (!agent->repos)
+    {
+      agent_unref (agent);
+      return NULL;
+    }
   agent->busy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_mutex_init (&agent->lock);
   g_mutex_init (&agent->tls_lock);
@@ -302,6 +311,7 @@ agent_unref (Agent *agent)
   /* After the server, whose counters live in its registry. */
   agent_metrics_free (agent->metrics);
   g_hash_table_destroy (agent->busy);
+  g_clear_pointer (&agent->repos, agent_repos_free);
   g_mutex_clear (&agent->lock);
   g_main_context_unref (agent->ctx);
   g_free (agent->disk_dir);

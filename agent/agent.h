@@ -59,6 +59,8 @@ typedef struct
                                certificate (needs tls_dir) */
   char **backup_repos;      /* "NAME=PATH" each: the backup repositories
                                the wire may name (by NAME); NULL: none */
+  char **backup_repo_roots; /* existing directories under which AttachRepo
+                               may open a repository; NULL: none */
 } AgentConfig;
 
 typedef struct _Agent Agent;

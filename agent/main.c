@@ -40,7 +40,7 @@ main (int argc, char **argv)
   g_autofree char *name = NULL, *listen = NULL, *scheduler = NULL, *uri = NULL;
   g_autofree char *accel = NULL, *data_dir = NULL, *tls_dir = NULL;
   g_autofree char *image_dir = NULL, *metrics_listen = NULL;
-  g_auto (GStrv) backup_repos = NULL;
+  g_auto (GStrv) backup_repos = NULL, backup_repo_roots = NULL;
   gboolean insecure = FALSE, metrics_tls = FALSE;
   gboolean print_authz = FALSE;
   gboolean version = FALSE;
@@ -77,6 +77,10 @@ main (int argc, char **argv)
       "Serve the metrics over HTTPS with the agent's certificate", NULL },
     { "backup-repo", 0, 0, G_OPTION_ARG_STRING_ARRAY, &backup_repos,
       "A backup repository calls may name (repeatable)", "NAME=PATH" },
+    { "backup-repo-root", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &backup_repo_roots,
+      "A directory under which the scheduler may attach backup repositories "
+      "(repeatable)",
+      "DIR" },
     { "print-authz", 0, 0, G_OPTION_ARG_NONE, &print_authz,
       "Print which roles may call each method, and exit", NULL },
     { NULL }
@@ -155,6 +159,7 @@ main (int argc, char **argv)
   config.metrics_listen = metrics_listen;
   config.metrics_tls = metrics_tls;
   config.backup_repos = backup_repos;
+  config.backup_repo_roots = backup_repo_roots;
 
   proto_init ();
   /* libvirt's event thread iterates the global default context; the

@@ -8,8 +8,13 @@ static const char backup_usage_text[]
       "  list [VM] [--repo R] [--json]     list backups\n"
       "  show ID [--json]                  one backup\n"
       "  restore ID --as NEW [--host H] [--start] | --in-place\n"
-      "  verify [ID | --all]               rehash the chunks backups need\n"
-      "  prune VM --keep-last N ... [--dry-run]\n";
+      "  verify [ID... | --all] [--repo R] [--json]\n"
+      "                                    rehash the chunks backups need; "
+      "exit 1 when any is bad\n"
+      "  prune VM --keep-last N --keep-hourly N --keep-daily N --keep-weekly "
+      "N\n"
+      "        --keep-monthly N --keep-yearly N [--dry-run] [--repo R] "
+      "[--json]\n";
 
 int
 ctl_cmd_backup (Ctl *ctl, int argc, char **argv)

@@ -25,6 +25,9 @@ G_BEGIN_DECLS
 #define PROTO_JOB_KIND_SNAPSHOT_DELETE "snapshot-delete"
 #define PROTO_JOB_KIND_CLONE "clone"
 #define PROTO_JOB_KIND_DRAIN "drain" /* vm "", source_host the host */
+/* Backup repositories (issue 14): vm "", source_host the host doing it. */
+#define PROTO_JOB_KIND_VERIFY "verify"
+#define PROTO_JOB_KIND_GC "gc"
 /* The balancer carrying out a plan (issue 15): vm "", its message lists
  * the migration jobs it started. */
 #define PROTO_JOB_KIND_BALANCE "balance"
@@ -74,6 +77,8 @@ G_BEGIN_DECLS
 #define PROTO_STOR_PHASE_COPYING "copying"     /* full clone */
 #define PROTO_STOR_PHASE_READING "reading"     /* backup: disk into repo */
 #define PROTO_STOR_PHASE_SENDING "sending"     /* full clone to another host */
+#define PROTO_STOR_PHASE_VERIFYING "verifying" /* rehashing chunks */
+#define PROTO_STOR_PHASE_COLLECTING "collecting" /* gc: mark and sweep */
 #define PROTO_STOR_PHASE_COMPLETED "completed"
 #define PROTO_STOR_PHASE_FAILED "failed"
 

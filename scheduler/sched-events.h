@@ -36,6 +36,12 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_SNAPSHOT_CREATED "snapshot.created"
 #define SCHED_EVENT_SNAPSHOT_REVERTED "snapshot.reverted"
 #define SCHED_EVENT_SNAPSHOT_DELETED "snapshot.deleted"
+/* Backup repositories (issue 14); the repository's name is in the
+ * message. */
+#define SCHED_EVENT_REPO_ADDED "repo.added"
+#define SCHED_EVENT_BACKUP_VERIFIED "backup.verified"
+#define SCHED_EVENT_BACKUP_PRUNED "backup.pruned"
+#define SCHED_EVENT_REPO_GC "repo.gc"
 #define SCHED_EVENT_SCHEDULE_CREATED "schedule.created"
 #define SCHED_EVENT_SCHEDULE_DELETED "schedule.deleted"
 #define SCHED_EVENT_SCHEDULE_RUN "schedule.run"

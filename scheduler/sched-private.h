@@ -255,6 +255,7 @@ struct _SchedService
   SchedMigrator *migrator;     /* main context; migrations */
   SchedSnapshots *snapshots;   /* main context; snapshots, clones, templates */
   struct _SchedDrains *drains; /* main context; host drains */
+  struct _SchedRepos *repos;   /* main context; backup repositories */
   struct _SchedBalancer *balancer;   /* main context; the balancer loop */
   struct _SchedSchedules *schedules; /* main context; DR schedules */
   SchedEvents *events;               /* main context; the event stream */
@@ -489,6 +490,16 @@ void sched_snapshots_after_report (SchedService *svc, const char *host,
  * each parent before its children, children in creation order. The array
  * borrows the rows; caller frees it. */
 GPtrArray *sched_snapshots_tree_order (GPtrArray *rows);
+/* A storage job's progress (sched-snap-op.c): 0..1 for progress P
+ * (preparing 2%, then 5-95% by bytes or chunks done, completed 100%);
+ * negative when unknown (keep the last value). */
+double sched_storage_fraction (const Drover__V1__StorageProgress *p);
+/* Why a storage job on HOST failed, from its last progress LAST (may be
+ * NULL), the stream's ERROR (may be NULL) and whether the scheduler
+ * STOPPED. Caller frees. */
+char *sched_storage_failure (const Drover__V1__StorageProgress *last,
+                             const GError *error, const char *host,
+                             gboolean stopped);
 /* The job message for progress P of a job of KIND on NAME (the snapshot,
  * or the new VM of a clone). Caller frees. */
 char *sched_snapshots_describe (const char *kind, const char *name,

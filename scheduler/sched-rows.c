@@ -66,6 +66,12 @@ static const SchedField snapshot_fields[] = {
   MSG_FIELD (SchedSnapshot, info, MSG, drover__v1__snapshot__descriptor),
 };
 
+static const SchedField repo_fields[] = {
+  FIELD (SchedRepo, name, TEXT),
+  FIELD (SchedRepo, path, TEXT),
+  FIELD (SchedRepo, created_ms, INT64),
+};
+
 static const SchedField schedule_fields[] = {
   FIELD (SchedScheduleRow, name, TEXT),
   FIELD (SchedScheduleRow, next_run_ms, INT64),
@@ -81,6 +87,8 @@ const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   = { "job", "jobs", sizeof (SchedJob), job_fields, G_N_ELEMENTS (job_fields) },
   [SCHED_TABLE_SNAPSHOTS] = { "snapshot", "snapshots", sizeof (SchedSnapshot),
                               snapshot_fields, G_N_ELEMENTS (snapshot_fields) },
+  [SCHED_TABLE_REPOS] = { "repository", "repos", sizeof (SchedRepo),
+                          repo_fields, G_N_ELEMENTS (repo_fields) },
   [SCHED_TABLE_SCHEDULES]
   = { "schedule", "schedules", sizeof (SchedScheduleRow), schedule_fields,
       G_N_ELEMENTS (schedule_fields) },
@@ -90,6 +98,7 @@ const SchedRowType sched_row_types[SCHED_N_TABLES] = {
 #define VM_TYPE (&sched_row_types[SCHED_TABLE_VMS])
 #define JOB_TYPE (&sched_row_types[SCHED_TABLE_JOBS])
 #define SNAPSHOT_TYPE (&sched_row_types[SCHED_TABLE_SNAPSHOTS])
+#define REPO_TYPE (&sched_row_types[SCHED_TABLE_REPOS])
 
 static char *
 dup_str (const char *s)
@@ -290,6 +299,23 @@ void
 sched_snapshot_free (SchedSnapshot *snap)
 {
   sched_row_free (SNAPSHOT_TYPE, snap);
+}
+
+SchedRepo *
+sched_repo_new (const char *name, const char *path, gint64 created_ms)
+{
+  SchedRepo *repo = g_new0 (SchedRepo, 1);
+
+  repo->name = dup_str (name);
+  repo->path = dup_str (path);
+  repo->created_ms = created_ms;
+  return repo;
+}
+
+void
+sched_repo_free (SchedRepo *repo)
+{
+  sched_row_free (REPO_TYPE, repo);
 }
 
 /* --- schedules --------------------------------------------------------- */

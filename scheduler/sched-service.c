@@ -18,6 +18,7 @@
 #include "sched-balancer.h"
 #include "sched-dashboard.h"
 #include "sched-drain.h"
+#include "sched-repos.h"
 #include "sched-schedules.h"
 
 #include <string.h>
@@ -96,6 +97,9 @@ handle_register_host (ProtoServerCall *call, const ProtobufCMessage *request,
   sched_agents_drop (svc->agents, req->host->name);
   reply.report_interval_ms = svc->report_interval_ms;
   proto_server_call_reply (call, &reply.base);
+  /* After the reply: the agent serves before it registers, and a stored
+   * repository it cannot attach is logged, not a failed registration. */
+  sched_repos_host_registered (svc, req->host->name);
 }
 
 static void
@@ -245,6 +249,7 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
                                       config->max_migrations_in);
   svc->snapshots = sched_snapshots_new (svc);
   svc->drains = sched_drains_new (svc);
+  svc->repos = sched_repos_new (svc);
   svc->balancer = sched_balancer_new (svc, config);
   svc->schedules = sched_schedules_new (svc);
   if (!recover (svc, error))
@@ -291,13 +296,13 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_MAKE_TEMPLATE, sched_snap_handle_template, svc },
     { DROVER_SCHED_METHOD_DRAIN_HOST, sched_drain_handle_drain, svc },
     { DROVER_SCHED_METHOD_UNDRAIN_HOST, sched_drain_handle_undrain, svc },
-    /* backup repositories (issue 14); NULL: not built yet (UNIMPLEMENTED) */
-    { DROVER_SCHED_METHOD_ADD_REPO, NULL, svc },
-    { DROVER_SCHED_METHOD_LIST_REPOS, NULL, svc },
-    { DROVER_SCHED_METHOD_GET_REPO_STATUS, NULL, svc },
-    { DROVER_SCHED_METHOD_GC_REPO, NULL, svc },
-    { DROVER_SCHED_METHOD_VERIFY_BACKUPS, NULL, svc },
-    { DROVER_SCHED_METHOD_PRUNE_BACKUPS, NULL, svc },
+    /* backup repositories (issue 14) */
+    { DROVER_SCHED_METHOD_ADD_REPO, sched_repos_handle_add, svc },
+    { DROVER_SCHED_METHOD_LIST_REPOS, sched_repos_handle_list, svc },
+    { DROVER_SCHED_METHOD_GET_REPO_STATUS, sched_repos_handle_status, svc },
+    { DROVER_SCHED_METHOD_GC_REPO, sched_repos_handle_gc, svc },
+    { DROVER_SCHED_METHOD_VERIFY_BACKUPS, sched_repos_handle_verify, svc },
+    { DROVER_SCHED_METHOD_PRUNE_BACKUPS, sched_repos_handle_prune, svc },
 
     /* backups (issue 14) */
     { DROVER_SCHED_METHOD_CREATE_BACKUP, NULL, svc },
@@ -415,6 +420,8 @@ sched_service_stop (SchedService *svc)
     sched_migrator_stop (svc->migrator);
   if (svc->snapshots != NULL)
     sched_snapshots_stop (svc->snapshots);
+  if (svc->repos != NULL)
+    sched_repos_stop (svc->repos);
   if (svc->liveness != NULL)
     {
       g_source_destroy (svc->liveness);
@@ -446,6 +453,7 @@ sched_service_free (SchedService *svc)
   g_clear_pointer (&svc->migrator, sched_migrator_free);
   g_clear_pointer (&svc->snapshots, sched_snapshots_free);
   g_clear_pointer (&svc->drains, sched_drains_free);
+  g_clear_pointer (&svc->repos, sched_repos_free);
   g_clear_pointer (&svc->balancer, sched_balancer_free);
   g_clear_pointer (&svc->schedules, sched_schedules_free);
   g_clear_pointer (&svc->jobs, sched_jobs_free);

@@ -33,9 +33,8 @@ sched_snap_op_free (SnapOp *op)
   g_free (op);
 }
 
-/* 0..1 of P; negative when unknown (keep the last value). */
-static double
-fraction (const Drover__V1__StorageProgress *p)
+double
+sched_storage_fraction (const Drover__V1__StorageProgress *p)
 {
   if (strcmp (p->phase, PROTO_STOR_PHASE_COMPLETED) == 0)
     return 1.0;
@@ -80,7 +79,7 @@ on_progress (const ProtobufCMessage *msg, gpointer user_data)
   SchedSnapshots *s = op->owner;
   const Drover__V1__StorageProgress *p = (const void *)msg;
   gboolean phase_changed, store;
-  double f = fraction (p);
+  double f = sched_storage_fraction (p);
   gint64 now = sched_snap_now_ms (s);
 
   if (op->remote != NULL)
@@ -271,6 +270,22 @@ sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg)
     }
 }
 
+char *
+sched_storage_failure (const Drover__V1__StorageProgress *last,
+                       const GError *error, const char *host, gboolean stopped)
+{
+  if (last != NULL && strcmp (last->phase, PROTO_STOR_PHASE_FAILED) == 0)
+    return g_strdup_printf ("host '%s': %s", host,
+                            last->error[0] ? last->error : "no reason given");
+  if (stopped)
+    return g_strdup ("the scheduler stopped during the job; the VM is as its "
+                     "host reports it");
+  if (error != NULL)
+    return g_strdup_printf ("host '%s': %s", host, error->message);
+  return g_strdup_printf ("host '%s' ended the job without a final state",
+                          host);
+}
+
 static void
 on_end (const GError *error, gpointer user_data)
 {
@@ -288,17 +303,7 @@ on_end (const GError *error, gpointer user_data)
         sched_snap_finish (op, TRUE, NULL);
       return;
     }
-  if (last != NULL && strcmp (last->phase, PROTO_STOR_PHASE_FAILED) == 0)
-    msg = g_strdup_printf ("host '%s': %s", op->host,
-                           last->error[0] ? last->error : "no reason given");
-  else if (op->owner->stopped)
-    msg = g_strdup ("the scheduler stopped during the job; the VM is as its "
-                    "host reports it");
-  else if (error != NULL)
-    msg = g_strdup_printf ("host '%s': %s", op->host, error->message);
-  else
-    msg = g_strdup_printf ("host '%s' ended the job without a final state",
-                           op->host);
+  msg = sched_storage_failure (last, error, op->host, op->owner->stopped);
   if (op->remote)
     sched_clones_remote_sent (op, FALSE, msg);
   else

@@ -13,10 +13,11 @@
  * Schema history: 1 = hosts, vms, jobs; 2 = jobs gain source_host,
  * dest_host, migration, prediction (live migration); 3 = snapshots and
  * clones: a snapshots table, VMs gain template, base, current_snapshot
- * and snapshots, jobs gain storage; 4 = hosts gain maintenance; 6 = a
- * settings table (name, value) for what an operator changes at run time
- * and a restart keeps (the balancer's mode). Opening an older database
- * upgrades it in one transaction.
+ * and snapshots, jobs gain storage; 4 = hosts gain maintenance; 5 = a
+ * repos table (backup repositories); 6 = a settings table (name, value)
+ * for what an operator changes at run time and a restart keeps (the
+ * balancer's mode); 7 = a schedules table (disaster-recovery schedules).
+ * Opening an older database upgrades it in one transaction.
  */
 #include "sched-store.h"
 
@@ -59,6 +60,7 @@ static const char *const list_order[SCHED_N_TABLES] = {
   [SCHED_TABLE_VMS] = "name",
   [SCHED_TABLE_JOBS] = "created_ms, id",
   [SCHED_TABLE_SNAPSHOTS] = "vm, created_ms, name",
+  [SCHED_TABLE_REPOS] = "name",
   [SCHED_TABLE_SCHEDULES] = "name",
 };
 
@@ -115,6 +117,11 @@ static const char schema_v3[]
 static const char schema_v4[]
     = "ALTER TABLE hosts ADD COLUMN maintenance TEXT NOT NULL DEFAULT '';";
 
+/* Version 4 -> 5: backup repositories the operator added (issue 14). */
+static const char schema_v5[] = "CREATE TABLE repos ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
+                                "  path TEXT NOT NULL,"
+                                "  created_ms INTEGER NOT NULL);";
 /* Version 5 -> 6: settings an operator changes at run time (issue 15).
  * Written as its own step so that it applies after any version 5. */
 static const char schema_v6[] = "CREATE TABLE settings ("
@@ -309,6 +316,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 2 && !sqlite_exec (self, schema_v2, error))
           || (version < 3 && !sqlite_exec (self, schema_v3, error))
           || (version < 4 && !sqlite_exec (self, schema_v4, error))
+          || (version < 5 && !sqlite_exec (self, schema_v5, error))
           || (version < 6 && !sqlite_exec (self, schema_v6, error))
           || (version < 7 && !sqlite_exec (self, schema_v7, error))
           || !sqlite_exec (self, set_version, error)
@@ -498,6 +506,7 @@ static const GDestroyNotify row_free[SCHED_N_TABLES] = {
   [SCHED_TABLE_VMS] = (GDestroyNotify)sched_vm_free,
   [SCHED_TABLE_JOBS] = (GDestroyNotify)sched_job_free,
   [SCHED_TABLE_SNAPSHOTS] = (GDestroyNotify)sched_snapshot_free,
+  [SCHED_TABLE_REPOS] = (GDestroyNotify)sched_repo_free,
   [SCHED_TABLE_SCHEDULES] = (GDestroyNotify)sched_schedule_row_free,
 };
 

@@ -53,6 +53,12 @@ sched_store_list_jobs (SchedStore *store, GError **error)
 }
 
 GPtrArray *
+sched_store_list_repos (SchedStore *store, GError **error)
+{
+  return store->ops->list (store, SCHED_TABLE_REPOS, NULL, error);
+}
+
+GPtrArray *
 sched_store_list_schedules (SchedStore *store, GError **error)
 {
   return store->ops->list (store, SCHED_TABLE_SCHEDULES, NULL, error);

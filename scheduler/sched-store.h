@@ -92,6 +92,14 @@ typedef struct
   Drover__V1__Snapshot *info; /* never NULL */
 } SchedSnapshot;
 
+/* A backup repository the operator added (issue 14): every host that
+ * registers attaches it. */
+typedef struct
+{
+  char *name; /* the key; proto_name_validate rules */
+  char *path; /* absolute, as the hosts see it */
+  gint64 created_ms;
+} SchedRepo;
 /* A disaster-recovery schedule (issue 16): its definition and what the
  * scheduler keeps of its runs, all in SPEC. */
 typedef struct
@@ -108,6 +116,7 @@ typedef enum
   SCHED_TABLE_VMS,       /* SchedVm rows, keyed by name */
   SCHED_TABLE_JOBS,      /* SchedJob rows, keyed by id */
   SCHED_TABLE_SNAPSHOTS, /* SchedSnapshot rows, keyed by "<vm>/<name>" */
+  SCHED_TABLE_REPOS,     /* SchedRepo rows, keyed by name */
   SCHED_TABLE_SCHEDULES, /* SchedScheduleRow rows, keyed by name */
   SCHED_N_TABLES
 } SchedTable;
@@ -185,6 +194,11 @@ void sched_snapshot_free (SchedSnapshot *snap);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedSnapshot, sched_snapshot_free)
 /* The key of snapshot NAME of VM. Caller frees. */
 char *sched_snapshot_key (const char *vm, const char *name);
+
+SchedRepo *sched_repo_new (const char *name, const char *path,
+                           gint64 created_ms);
+void sched_repo_free (SchedRepo *repo);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedRepo, sched_repo_free)
 
 /* --- store ------------------------------------------------------------- */
 
@@ -298,6 +312,7 @@ SCHED_STORE_DEFINE_TABLE (SchedHost, host, SCHED_TABLE_HOSTS)
 SCHED_STORE_DEFINE_TABLE (SchedVm, vm, SCHED_TABLE_VMS)
 SCHED_STORE_DEFINE_TABLE (SchedJob, job, SCHED_TABLE_JOBS)
 SCHED_STORE_DEFINE_TABLE (SchedSnapshot, snapshot, SCHED_TABLE_SNAPSHOTS)
+SCHED_STORE_DEFINE_TABLE (SchedRepo, repo, SCHED_TABLE_REPOS)
 SCHED_STORE_DEFINE_TABLE (SchedScheduleRow, schedule, SCHED_TABLE_SCHEDULES)
 
 /* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
@@ -306,6 +321,8 @@ GPtrArray *sched_store_list_hosts (SchedStore *store, GError **error);
 GPtrArray *sched_store_list_vms (SchedStore *store, const char *host,
                                  GError **error);
 GPtrArray *sched_store_list_jobs (SchedStore *store, GError **error);
+/* Every backup repository added (SchedRepo), by name. */
+GPtrArray *sched_store_list_repos (SchedStore *store, GError **error);
 /* Every schedule (SchedScheduleRow), by name. */
 GPtrArray *sched_store_list_schedules (SchedStore *store, GError **error);
 /* A row for SPEC (copied). */

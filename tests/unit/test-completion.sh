@@ -23,7 +23,7 @@ check() {
   fi
 }
 
-check "droverctl " "hosts host vm snapshot schedule dr balance jobs job migrate events dashboard-token help"
+check "droverctl " "hosts host vm snapshot backup repo schedule dr balance jobs job migrate events dashboard-token help"
 check "droverctl schedule " "create list show pause resume delete run-now"
 check "droverctl schedule create s1 --keep-d" "--keep-daily"
 check "droverctl balance " "plan apply status mode"
@@ -42,6 +42,12 @@ check "droverctl migrate web-1 --compress " "auto on off"
 check "droverctl vm create x --accel " "kvm tcg"
 check "droverctl --scheduler 127.0.0.1:7400 hosts --j" "--json"
 check "droverctl snapshot " "create list show revert delete"
+check "droverctl repo " "add list status gc"
+check "droverctl repo gc r1 --w" "--wait"
+check "droverctl backup v" "verify"
+check "droverctl backup verify --a" "--all"
+check "droverctl backup prune web-1 --keep-d" "--keep-daily"
+check "droverctl backup prune web-1 --keep-last 2 --d" "--dry-run"
 check "droverctl snapshot r" "revert"
 check "droverctl snapshot create web s1 --m" "--memory"
 check "droverctl snapshot revert web s1 --p" "--paused"
