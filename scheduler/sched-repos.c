@@ -598,6 +598,58 @@ sched_repos_handle_prune (ProtoServerCall *call,
                      sched_pending_new (svc, call, req->vm, host, NULL));
 }
 
+/* A prune a schedule started: the outcome goes to the log and the
+ * event stream, nobody waits for it. */
+static void
+pruned_for_schedule (const ProtobufCMessage *msg, const GError *error,
+                     gpointer data)
+{
+  g_autoptr (SchedPending) p = data;
+  const Drover__V1__PruneBackupsReply *pr = (const void *)msg;
+
+  if (error)
+    {
+      drover_warning (p->vm, NULL, p->host,
+                      "schedule retention: prune of the VM's backups "
+                      "failed: %s",
+                      error->message);
+      return;
+    }
+  if (pr->n_removed)
+    sched_events_emit (p->svc->events, SCHED_EVENT_BACKUP_PRUNED, p->vm,
+                       p->host, NULL, NULL,
+                       "%zu backups of VM %s removed from repository %s by "
+                       "its schedule's keep rules",
+                       pr->n_removed, p->vm, pr->repo);
+}
+
+gboolean
+sched_repos_prune_start (SchedService *svc, const char *repo, const char *vm,
+                         const Drover__V1__KeepRules *keep, GError **error)
+{
+  Drover__V1__AgentPruneRequest fwd = DROVER__V1__AGENT_PRUNE_REQUEST__INIT;
+  g_autofree char *name = sched_repos_resolve (svc, repo, error);
+  g_autofree char *host = NULL;
+  ProtoClient *client = NULL;
+
+  if (!name || !sched_repos_pick_host (svc, name, &host, error)
+      || !(client = sched_agents_client_up (svc->agents, host, NULL, error)))
+    return FALSE;
+  fwd.repo = name;
+  fwd.vm = (char *)vm;
+  fwd.keep_last = keep->last;
+  fwd.keep_hourly = keep->hourly;
+  fwd.keep_daily = keep->daily;
+  fwd.keep_weekly = keep->weekly;
+  fwd.keep_monthly = keep->monthly;
+  fwd.keep_yearly = keep->yearly;
+  sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_PRUNE_BACKUPS,
+                     &fwd.base, SCHED_AGENT_CALL_TIMEOUT_MS,
+                     pruned_for_schedule,
+                     sched_pending_new (svc, NULL, vm, host, NULL));
+  return TRUE;
+}
+
 /* --- jobs: VerifyBackups, GcRepo ---------------------------------------------
  */
 

@@ -42,6 +42,14 @@ gboolean sched_repos_pick_host (SchedService *svc, const char *repo,
 
 /* AddRepo, ListRepos, GetRepoStatus, VerifyBackups, GcRepo and
  * PruneBackups (user data: the SchedService). */
+/* Prunes VM's backups in REPO ("": the only one) by KEEP, for a
+ * schedule's retention; FALSE with ERROR when no host can do it now. The
+ * agent's answer is logged and published (backup.pruned). */
+gboolean sched_repos_prune_start (SchedService *svc, const char *repo,
+                                  const char *vm,
+                                  const Drover__V1__KeepRules *keep,
+                                  GError **error);
+
 SchedHandler sched_repos_handle_add;
 SchedHandler sched_repos_handle_list;
 SchedHandler sched_repos_handle_status;
