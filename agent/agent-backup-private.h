@@ -89,15 +89,53 @@ gboolean agent_backup_restore_image (StorRepo *repo, const char *backup_id,
                                      AgentBackupProgressFunc progress,
                                      gpointer data, AgentBackupStats *st,
                                      GError **error);
+/* A restore in place writes here (in DATA/backup/VM) first. */
+#define AGENT_BACKUP_RESTORE_ASIDE "restore-aside.qcow2"
+
 /* Restores backup BACKUP_ID of repository REPO to the new disk
  * DATA/disks/TARGET.qcow2 (TARGET validated; no VM or disk of that name
- * may exist), sparsely. On failure no file of it stays. */
+ * may exist), sparsely. On failure no file of it stays. KEEP_MARK: on
+ * success the disk's .incoming mark stays, for the caller to remove once
+ * a domain owns the disk. */
 gboolean agent_backup_restore_run (Agent *agent, virConnectPtr conn,
                                    StorRepo *repo, const char *backup_id,
-                                   const char *target,
+                                   const char *target, gboolean keep_mark,
                                    GCancellable *cancellable,
                                    AgentBackupProgressFunc progress,
                                    gpointer data, AgentBackupStats *st,
                                    GError **error);
+
+/* Restores backup BACKUP_ID as the new VM REQUESTED (its name, vcpus,
+ * memory, disk size = the backup's, kernel...): admitted here (name
+ * claimed, memory), disk written, domain defined on it, started when
+ * START. The domain, or NULL with ERROR: then nothing of the VM stays
+ * (domain, disk, console log). */
+virDomainPtr agent_backup_restore_vm (Agent *agent, virConnectPtr conn,
+                                      StorRepo *repo, const char *backup_id,
+                                      const Drover__V1__VmSpec *requested,
+                                      gboolean start, GCancellable *cancellable,
+                                      AgentBackupProgressFunc progress,
+                                      gpointer data, AgentBackupStats *st,
+                                      GError **error);
+/* Replaces the disk of the stopped VM VM (DOM, claimed by the caller)
+ * with backup BACKUP_ID of that VM: written aside, renamed over the disk
+ * only once complete. Refuses a running VM and a VM not on its own plain
+ * disk (AGENT_ERROR_PRECONDITION). On failure the disk is as it was. */
+gboolean agent_backup_restore_in_place (
+    Agent *agent, virDomainPtr dom, StorRepo *repo, const char *backup_id,
+    const char *vm, GCancellable *cancellable, AgentBackupProgressFunc progress,
+    gpointer data, AgentBackupStats *st, GError **error);
+
+/* --- agent-backup.c, agent-backup-list.c ---------------------------------- */
+
+/* Repository NAME (validated) of this agent's --backup-repo options,
+ * opened; AGENT_ERROR_NOT_FOUND naming the host when it has none. */
+StorRepo *agent_backup_open_repo (Agent *agent, const char *name,
+                                  GError **error);
+/* The Backup message of manifest M of repository REPO (the VM's spec
+ * from its domain XML's Drover metadata, NULL when it has none). Free
+ * with proto_msg_free. */
+Drover__V1__Backup *agent_backup_msg (const StorRepoManifest *m,
+                                      const char *repo);
 
 G_END_DECLS

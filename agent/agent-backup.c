@@ -60,9 +60,8 @@ agent_backup_repos_check (char **repos, GError **error)
   return TRUE;
 }
 
-/* Repository NAME, opened. */
-static StorRepo *
-open_repo (Agent *agent, const char *name, GError **error)
+StorRepo *
+agent_backup_open_repo (Agent *agent, const char *name, GError **error)
 {
   char **repos = agent->config.backup_repos;
   gsize len;
@@ -93,9 +92,10 @@ typedef struct
   gint64 last_push_us;
 } BackupCall;
 
-static void
-push (BackupCall *call, const char *phase, const AgentBackupStats *st,
-      const char *error_msg, const char *backup_id)
+/* A progress message of CALL in PHASE. */
+static Drover__V1__StorageProgress *
+progress_new (BackupCall *call, const char *phase, const AgentBackupStats *st,
+              const char *error_msg, const char *backup_id)
 {
   Drover__V1__StorageProgress *m = g_new0 (Drover__V1__StorageProgress, 1);
 
@@ -113,6 +113,37 @@ push (BackupCall *call, const char *phase, const AgentBackupStats *st,
       m->throughput = st->rate;
       m->eta_s = st->eta_s;
     }
+  return m;
+}
+
+static void
+push (BackupCall *call, const char *phase, const AgentBackupStats *st,
+      const char *error_msg, const char *backup_id)
+{
+  agent_stream_push (call->stream, (ProtobufCMessage *)progress_new (
+                                       call, phase, st, error_msg, backup_id));
+}
+
+/* The final message of a good backup or restore: backup BACKUP_ID of
+ * REPO as its manifest says, and DOM's status (a restore; may be NULL). */
+static void
+push_completed (BackupCall *call, const AgentBackupStats *st, StorRepo *repo,
+                const char *backup_id, virDomainPtr dom)
+{
+  Drover__V1__StorageProgress *m
+      = progress_new (call, PROTO_STOR_PHASE_COMPLETED, st, NULL, backup_id);
+  g_autoptr (GError) local = NULL;
+  g_autoptr (StorRepoManifest) manifest
+      = stor_repo_manifest_load (repo, backup_id, &local);
+
+  if (manifest)
+    m->backup = agent_backup_msg (manifest, call->req->repo);
+  else
+    drover_warning (call->req->vm, call->req->job_id, NULL,
+                    "backup %s: cannot read it back: %s", backup_id,
+                    local->message);
+  if (dom)
+    m->vm = agent_vm_status_from_domain (dom, NULL);
   agent_stream_push (call->stream, (ProtobufCMessage *)m);
 }
 
@@ -293,7 +324,7 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
                   call->backup_id, parent ? "incremental from " : "full",
                   parent ? parent : "", st.bytes_read, st.bytes_new,
                   j->quiesced ? "application-consistent" : "crash-consistent");
-  push (call, PROTO_STOR_PHASE_COMPLETED, &st, NULL, call->backup_id);
+  push_completed (call, &st, repo, call->backup_id, NULL);
   return TRUE;
 }
 
@@ -305,34 +336,65 @@ restore_call_run (BackupCall *call, GError **error)
   Agent *agent = call->agent;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (StorRepo) repo = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  GCancellable *cancellable = agent_stream_get_cancellable (call->stream);
   const char *job = req->job_id && *req->job_id ? req->job_id : NULL;
-  AgentBackupStats st;
+  AgentBackupStats st = { 0 };
   gboolean ok = FALSE;
 
   if (!proto_name_validate ("VM", req->target_vm, error)
       || !stor_repo_id_validate (req->backup_id, error))
     goto fail;
-  repo = open_repo (agent, req->repo, error);
+  repo = agent_backup_open_repo (agent, req->repo, error);
   if (!repo)
     goto fail;
   conn = agent_libvirt_get (agent->lv, error);
-  /* The claim keeps a CreateVm or an incoming migration of that name out
-   * while the disk is written. */
-  if (!conn || !agent_vm_claim (agent, req->target_vm, error))
+  if (!conn)
     goto fail;
   push (call, PROTO_STOR_PHASE_PREPARING, NULL, NULL, NULL);
-  ok = agent_backup_restore_run (agent, conn, repo, req->backup_id,
-                                 req->target_vm,
-                                 agent_stream_get_cancellable (call->stream),
-                                 on_progress, call, &st, error);
-  agent_vm_release (agent, req->target_vm);
+  if (req->in_place)
+    {
+      /* The VM's claim keeps a start and every other operation out. */
+      if (!agent_vm_claim (agent, req->target_vm, error))
+        goto fail;
+      dom = agent_vm_lookup (agent, conn, req->target_vm, error);
+      ok = dom
+           && agent_backup_restore_in_place (agent, dom, repo, req->backup_id,
+                                             req->target_vm, cancellable,
+                                             on_progress, call, &st, error);
+      agent_vm_release (agent, req->target_vm);
+    }
+  else if (req->spec)
+    {
+      g_autoptr (Drover__V1__VmSpec) spec = proto_msg_copy (&req->spec->base);
+
+      g_free (spec->name == protobuf_c_empty_string ? NULL : spec->name);
+      spec->name = g_strdup (req->target_vm);
+      dom = agent_backup_restore_vm (agent, conn, repo, req->backup_id, spec,
+                                     req->start, cancellable, on_progress, call,
+                                     &st, error);
+      ok = dom != NULL;
+      if (ok)
+        agent_reporter_kick_from_thread (agent);
+    }
+  /* The disk alone. The claim keeps a CreateVm or an incoming migration
+   * of that name out while the disk is written. */
+  else if (agent_vm_claim (agent, req->target_vm, error))
+    {
+      ok = agent_backup_restore_run (agent, conn, repo, req->backup_id,
+                                     req->target_vm, FALSE, cancellable,
+                                     on_progress, call, &st, error);
+      agent_vm_release (agent, req->target_vm);
+    }
+  agent_metrics_backup (agent->metrics, "restore", ok, st.bytes_read, 0);
   if (ok)
     {
       drover_message (req->target_vm, job, NULL,
-                      "restored backup %s: %" G_GUINT64_FORMAT
+                      "restored backup %s%s: %" G_GUINT64_FORMAT
                       " bytes written, %" G_GUINT64_FORMAT " chunks left holes",
-                      req->backup_id, st.bytes_read, st.hole_chunks);
-      push (call, PROTO_STOR_PHASE_COMPLETED, &st, NULL, req->backup_id);
+                      req->backup_id, req->in_place ? " in place" : "",
+                      st.bytes_read, st.hole_chunks);
+      push_completed (call, &st, repo, req->backup_id, dom);
       return TRUE;
     }
 fail:
@@ -360,7 +422,7 @@ backup_call_run (AgentStream *stream, gpointer data, GError **error)
     return restore_call_run (call, error);
   if (!proto_name_validate ("VM", req->vm, error))
     goto fail;
-  repo = open_repo (agent, req->repo, error);
+  repo = agent_backup_open_repo (agent, req->repo, error);
   if (!repo)
     goto fail;
   conn = agent_libvirt_get (agent->lv, error);

@@ -4,10 +4,12 @@
 static const char backup_usage_text[]
     = "Usage: droverctl backup SUBCOMMAND [ARGS...]\n"
       "\n"
-      "  create VM [--repo R] [--full]     back up a VM\n"
+      "  create VM [--repo R] [--full] [--detach] [--json]\n"
+      "                                    back up a VM\n"
       "  list [VM] [--repo R] [--json]     list backups\n"
-      "  show ID [--json]                  one backup\n"
+      "  show ID [--repo R] [--json]       one backup\n"
       "  restore ID --as NEW [--host H] [--start] | --in-place\n"
+      "          [--repo R] [--detach] [--json]\n"
       "  verify [ID | --all]               rehash the chunks backups need\n"
       "  prune VM --keep-last N ... [--dry-run]\n";
 

@@ -25,6 +25,10 @@ G_BEGIN_DECLS
 #define PROTO_JOB_KIND_SNAPSHOT_DELETE "snapshot-delete"
 #define PROTO_JOB_KIND_CLONE "clone"
 #define PROTO_JOB_KIND_DRAIN "drain" /* vm "", source_host the host */
+/* Backups (issue 14): a backup of the VM, a restore (vm: the new VM,
+ * or the VM restored in place). */
+#define PROTO_JOB_KIND_BACKUP "backup"
+#define PROTO_JOB_KIND_RESTORE "restore"
 
 /* Job.state. A job only moves forward: queued -> running -> done | failed. */
 #define PROTO_JOB_QUEUED "queued"
