@@ -23,21 +23,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (AGENT, CLUSTER, GUEST_CMDLINE, GUEST_DIR,  # noqa: E402
-                            Agents, log, run, run_on_cluster,
-                            two_host_cluster, wait_for)
+from drover_harness import (AGENT, BACKUP_GUEST_CMDLINE, CLUSTER,  # noqa: E402
+                            DISK_FOUND, DISK_GEN, GUEST_INITRD, GUEST_KERNEL, Agents,
+                            log, run, run_on_cluster, two_host_cluster,
+                            wait_for)
 
-KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
-INITRD = os.path.join(GUEST_DIR, "initramfs.img")
+KERNEL, INITRD = GUEST_KERNEL, GUEST_INITRD
+GEN, FOUND = DISK_GEN, DISK_FOUND
 VM = "bkvm1"
 MiB = 1024 * 1024
 # The guest checks blocks 1..64 of 64 KiB (the first 4 MiB); the test puts
 # 128 MiB of its own at 64 MiB that the guest never touches.
-CMDLINE = (GUEST_CMDLINE + " drover.hb_ms=200 drover.disk=check"
-           " drover.disk_blocks=64 drover.disk_pause_ms=4000")
-GEN = re.compile(r"^DROVER-GUEST disk gen (\d+) written", re.M)
-FOUND = re.compile(r"^DROVER-GUEST disk found blocks=(\d+) ok=(\d+) bad=(\d+) "
-                   r"blank=(\d+) gen_min=(\d+) gen_max=(\d+)", re.M)
+CMDLINE = BACKUP_GUEST_CMDLINE
 
 
 def main():
