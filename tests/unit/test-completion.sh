@@ -23,7 +23,7 @@ check() {
   fi
 }
 
-check "droverctl " "hosts host vm snapshot jobs job migrate help"
+check "droverctl " "hosts host vm snapshot backup jobs job migrate help"
 check "droverctl host " "drain undrain"
 check "droverctl host drain h1 --s" "--stop-unmovable"
 check "droverctl --ve" "--version"
@@ -45,5 +45,9 @@ check "droverctl vm cl" "clone"
 check "droverctl vm t" "template"
 check "droverctl vm clone web web2 --f" "--full --from-snapshot"
 check "droverctl vm clone web web2 --l" "--linked"
+check "droverctl backup " "create list show restore verify prune"
+check "droverctl backup restore vm1-20261204T211308Z-cf19a4 --i" "--in-place"
+check "droverctl backup create web --f" "--full"
+check "droverctl backup restore x --as new --s" "--start"
 echo "1..$n"
 [ "$failed" = 0 ]
