@@ -85,19 +85,27 @@ remove_leftovers (const char *dir)
   (void)g_unlink (aside);
 }
 
+gboolean
+agent_backup_mkdir (const char *dir, GError **error)
+{
+  if (g_mkdir_with_parents (dir, 0750) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
+                   dir, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 make_dir (AgentBackupJob *j, GError **error)
 {
   g_autofree char *parent = g_path_get_dirname (j->dir);
 
   /* QEMU makes the socket and the scratch file here. */
-  if (g_mkdir_with_parents (j->dir, 0750) < 0)
-    {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
-                   j->dir, g_strerror (saved));
-      return FALSE;
-    }
+  if (!agent_backup_mkdir (j->dir, error))
+    return FALSE;
   return agent_protect (j->agent, parent, 0750, error)
          && agent_protect (j->agent, j->dir, 0770, error);
 }

@@ -38,6 +38,8 @@ typedef struct
 
 /* DATA/backup/VM (VM validated; NULL with ERROR otherwise). */
 char *agent_backup_dir (Agent *agent, const char *vm, GError **error);
+/* Makes directory DIR (and its parents), 0750. */
+gboolean agent_backup_mkdir (const char *dir, GError **error);
 /* "drover-bk-ID" (free with g_free). */
 char *agent_backup_checkpoint_name (const char *backup_id);
 /* TRUE when DOM has libvirt checkpoint NAME. */

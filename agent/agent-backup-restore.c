@@ -242,13 +242,8 @@ agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
     return FALSE;
   sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
   mark = agent_disks_incoming_mark (image);
-  if (g_mkdir_with_parents (dir, 0750) < 0)
-    {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
-                   dir, g_strerror (saved));
-      return FALSE;
-    }
+  if (!agent_backup_mkdir (dir, error))
+    return FALSE;
   if (!g_file_set_contents (mark, "", 0, error))
     return FALSE;
   ok = agent_backup_restore_image (repo, backup_id, image, sock, cancellable,
@@ -408,13 +403,8 @@ agent_backup_restore_in_place (Agent *agent, virDomainPtr dom, StorRepo *repo,
   dir = agent_backup_dir (agent, vm, error);
   if (!dir)
     return FALSE;
-  if (g_mkdir_with_parents (dir, 0750) < 0)
-    {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
-                   dir, g_strerror (saved));
-      return FALSE;
-    }
+  if (!agent_backup_mkdir (dir, error))
+    return FALSE;
   aside = g_build_filename (dir, RESTORE_ASIDE, NULL);
   sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
   (void)g_unlink (aside);

@@ -36,6 +36,23 @@ backup_parse (const char *usage, const char *summary,
   return -1;
 }
 
+/* Calls METHOD with REQ into *MSG; with JSON prints it. Returns -1 to go
+ * on with *MSG (printed as text by the caller), or the exit code. */
+static int
+call_or_json (Ctl *ctl, guint method, const ProtobufCMessage *req,
+              gboolean json, ProtobufCMessage **msg)
+{
+  g_autoptr (GError) error = NULL;
+
+  *msg = ctl_call (ctl, method, req, 0, &error);
+  if (*msg == NULL)
+    return ctl_fail (error);
+  if (!json)
+    return -1;
+  ctl_print_message_json (*msg);
+  return CTL_EXIT_OK;
+}
+
 /* "full", or "incremental from ID", of B. Caller frees. */
 static char *
 kind_text (const Drover__V1__Backup *b)
@@ -168,14 +185,10 @@ ctl_backup_list (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "%s", error->message);
   req.vm = argc > 1 ? argv[1] : (char *)"";
   req.repo = repo ? repo : (char *)"";
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_LIST_BACKUPS, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = call_or_json (ctl, DROVER_SCHED_METHOD_LIST_BACKUPS, &req.base,
+                          json, &msg))
+      >= 0)
+    return rc;
   reply = (const Drover__V1__ListBackupsReply *)msg;
   table = cli_table_new (headers);
   for (size_t i = 0; i < reply->n_backups; i++)
@@ -225,14 +238,10 @@ ctl_backup_show (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "%s", error->message);
   req.id = argv[1];
   req.repo = repo ? repo : (char *)"";
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_GET_BACKUP, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = call_or_json (ctl, DROVER_SCHED_METHOD_GET_BACKUP, &req.base, json,
+                          &msg))
+      >= 0)
+    return rc;
   b = (const Drover__V1__Backup *)msg;
   ctl_kv (KV_WIDTH, "id", b->id);
   ctl_kv (KV_WIDTH, "vm", b->vm);

@@ -120,6 +120,19 @@ repo_host (SchedService *svc, const char *prefer, const char *repo,
   return g_ptr_array_steal_index (hosts, found);
 }
 
+/* Starts OP with the agent's METHOD (REQ) on CLIENT; *JOB_OUT a copy of
+ * its job. */
+static gboolean
+launch (SchedSnapshots *s, SnapOp *op, ProtoClient *client, guint method,
+        Drover__V1__AgentBackupRequest *req, const char *first,
+        SchedJob **job_out)
+{
+  req->job_id = op->job->id;
+  sched_snap_launch (s, op, client, method, &req->base, first);
+  *job_out = sched_job_copy (op->job);
+  return TRUE;
+}
+
 /* --- CreateBackup ------------------------------------------------------ */
 
 gboolean
@@ -153,7 +166,6 @@ sched_backups_create (SchedService *svc,
     return FALSE;
   op = sched_snap_op_new (s, PROTO_JOB_KIND_BACKUP, "backup", vm->name,
                           host->name, vm->name, vm->name);
-  agent.job_id = op->job->id;
   agent.vm = vm->name;
   agent.repo = repo;
   agent.full = req->full;
@@ -161,10 +173,8 @@ sched_backups_create (SchedService *svc,
                            "on host %s",
                            vm->name, repo, req->full ? " (full)" : "",
                            host->name);
-  sched_snap_launch (s, op, client, DROVER_AGENT_METHOD_CREATE_BACKUP,
-                     &agent.base, first);
-  *job_out = sched_job_copy (op->job);
-  return TRUE;
+  return launch (s, op, client, DROVER_AGENT_METHOD_CREATE_BACKUP, &agent,
+                 first, job_out);
 }
 
 void
@@ -417,7 +427,6 @@ restore_start (Forward *f, const Drover__V1__Backup *b, SchedJob **job_out,
   op = sched_snap_op_new (s, PROTO_JOB_KIND_RESTORE, "restore", req->name,
                           placed, req->name, req->name);
   op->new_vm = TRUE;
-  agent.job_id = op->job->id;
   agent.repo = f->repo;
   agent.backup_id = b->id;
   agent.target_vm = req->name;
@@ -425,10 +434,8 @@ restore_start (Forward *f, const Drover__V1__Backup *b, SchedJob **job_out,
   agent.start = req->start;
   first = g_strdup_printf ("restore of backup %s as VM %s: starting on host %s",
                            b->id, req->name, placed);
-  sched_snap_launch (s, op, client, DROVER_AGENT_METHOD_RESTORE_BACKUP,
-                     &agent.base, first);
-  *job_out = sched_job_copy (op->job);
-  return TRUE;
+  return launch (s, op, client, DROVER_AGENT_METHOD_RESTORE_BACKUP, &agent,
+                 first, job_out);
 }
 
 static void
@@ -480,7 +487,6 @@ restore_in_place (SchedService *svc,
     return FALSE;
   op = sched_snap_op_new (s, PROTO_JOB_KIND_RESTORE, "restore", vm, host->name,
                           vm, vm);
-  agent.job_id = op->job->id;
   agent.repo = repo;
   agent.backup_id = req->id;
   agent.target_vm = (char *)vm;
@@ -488,10 +494,8 @@ restore_in_place (SchedService *svc,
   first = g_strdup_printf ("restore of backup %s in place of VM %s: starting "
                            "on host %s",
                            req->id, vm, host->name);
-  sched_snap_launch (s, op, client, DROVER_AGENT_METHOD_RESTORE_BACKUP,
-                     &agent.base, first);
-  *job_out = sched_job_copy (op->job);
-  return TRUE;
+  return launch (s, op, client, DROVER_AGENT_METHOD_RESTORE_BACKUP, &agent,
+                 first, job_out);
 }
 
 void

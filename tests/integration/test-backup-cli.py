@@ -178,6 +178,26 @@ def run_cases(c, tap, tmp):
             out, errout = mig.communicate(timeout=300)
         log(f"migration: exit {mig.returncode} {errout[-300:]}")
 
+    def in_place():
+        last = gens()[-1]
+        assert last > st["gen_inc"], (last, st["gen_inc"])
+        n_found = len(DISK_FOUND.findall(console(VM)))
+        c.ctl("vm", "destroy", VM)
+        wait_for("the VM stopped", lambda: c.vms_by_name()[VM]["state"] == "shutoff",
+                 timeout=30)
+        c.ctl("backup", "restore", st["inc"]["id"], "--in-place", "--repo", "main")
+        c.ctl("vm", "start", VM)
+
+        def found():
+            f = DISK_FOUND.findall(console(VM))
+            return len(f) > n_found and tuple(int(x) for x in f[-1])
+        blocks, ok, bad, blank, gmin, gmax = wait_for("the guest's disk report",
+                                                      found, timeout=180)
+        log(f"in place: generation {st['gen_inc']} restored over {last}: "
+            f"found {(blocks, ok, bad, blank, gmin, gmax)}")
+        assert (ok, bad, blank) == (blocks, 0, 0)
+        assert st["gen_inc"] <= gmin and gmax < last, (gmin, gmax, last)
+
     if not tap.case("boot a guest writing its disk on host1, 128 MiB more", boot):
         return
     if not tap.case("backup create: full, allocated data only, a summary", full):
@@ -188,6 +208,8 @@ def run_cases(c, tap, tmp):
     tap.case("backup restore --as NEW --host host2 --start: every block ok", restore)
     tap.case("bad input: clear errors, nothing made", bad_input)
     tap.case("a backup of a migrating VM is refused", migrating_refused)
+    tap.case("backup restore --in-place of the stopped VM: the backup's "
+             "generation back", in_place)
 
 
 if __name__ == "__main__":
