@@ -74,6 +74,8 @@ remove_leftovers (const char *dir)
   g_autofree char *sock = g_build_filename (dir, SOCKET_NAME, NULL);
   g_autofree char *scratch = g_build_filename (dir, SCRATCH_NAME, NULL);
   g_autofree char *restore = g_build_filename (dir, "restore.sock", NULL);
+  g_autofree char *read
+      = g_build_filename (dir, AGENT_BACKUP_READ_SOCKET, NULL);
   /* A restore in place killed before its rename: the VM's disk is
    * untouched, the half image goes. */
   g_autofree char *aside
@@ -82,6 +84,7 @@ remove_leftovers (const char *dir)
   (void)g_unlink (sock);
   (void)g_unlink (scratch);
   (void)g_unlink (restore);
+  (void)g_unlink (read);
   (void)g_unlink (aside);
 }
 

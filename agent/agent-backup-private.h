@@ -82,6 +82,14 @@ void agent_backup_repos_recover (Agent *agent);
 
 /* --- agent-backup-restore.c ---------------------------------------------- */
 
+/* Starts qemu-nbd serving the qcow2 IMAGE (READ_ONLY, or writable) on
+ * unix socket SOCK, and waits until it listens; its process in *PID. */
+gboolean agent_backup_qemu_nbd_start (const char *image, const char *sock,
+                                      gboolean read_only, GPid *pid,
+                                      GError **error);
+/* Ends the qemu-nbd of *PID (0: none), and clears it. */
+void agent_backup_qemu_nbd_stop (GPid *pid);
+
 /* Writes disk vda of backup BACKUP_ID of REPO into the new qcow2 IMAGE
  * (missing), through qemu-nbd serving it on SOCK; holes are not
  * written. On failure IMAGE is removed. */
@@ -91,6 +99,9 @@ gboolean agent_backup_restore_image (StorRepo *repo, const char *backup_id,
                                      AgentBackupProgressFunc progress,
                                      gpointer data, AgentBackupStats *st,
                                      GError **error);
+/* A stopped VM's disk is served read-only by qemu-nbd here (in
+ * DATA/backup/VM) while it is backed up. */
+#define AGENT_BACKUP_READ_SOCKET "read.sock"
 /* A restore in place writes here (in DATA/backup/VM) first. */
 #define AGENT_BACKUP_RESTORE_ASIDE "restore-aside.qcow2"
 

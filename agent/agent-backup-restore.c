@@ -26,6 +26,7 @@
 #include <libnbd.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "stor.h"
@@ -42,6 +43,54 @@ typedef struct
   struct nbd_handle *h;
 } Server;
 
+void
+agent_backup_qemu_nbd_stop (GPid *pid)
+{
+  if (*pid > 0)
+    {
+      kill (*pid, SIGTERM);
+      (void)waitpid (*pid, NULL, 0);
+      g_spawn_close_pid (*pid);
+      *pid = 0;
+    }
+}
+
+/* qemu-nbd dies with the agent's thread that started it: a killed agent
+ * leaves no server holding the image's lock. */
+static void
+die_with_parent (gpointer data)
+{
+  (void)data;
+  (void)prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
+gboolean
+agent_backup_qemu_nbd_start (const char *image, const char *sock,
+                             gboolean read_only, GPid *pid, GError **error)
+{
+  const char *argv[] = { "qemu-nbd", "-f", "qcow2", "--cache=writeback",
+                         "-k",       sock, image,   read_only ? "-r" : NULL,
+                         NULL };
+
+  (void)g_unlink (sock);
+  if (!g_spawn_async (NULL, (char **)argv, NULL,
+                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
+                          | G_SPAWN_STDOUT_TO_DEV_NULL,
+                      die_with_parent, NULL, pid, error))
+    return FALSE;
+  for (int waited = 0; !g_file_test (sock, G_FILE_TEST_EXISTS); waited += 20)
+    {
+      if (waited >= NBD_START_WAIT_MS || waitpid (*pid, NULL, WNOHANG) == *pid)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                       "qemu-nbd did not serve %s", image);
+          return FALSE;
+        }
+      g_usleep (20 * 1000);
+    }
+  return TRUE;
+}
+
 static void
 server_stop (Server *s)
 {
@@ -51,38 +100,14 @@ server_stop (Server *s)
       nbd_close (s->h);
       s->h = NULL;
     }
-  if (s->pid > 0)
-    {
-      kill (s->pid, SIGTERM);
-      (void)waitpid (s->pid, NULL, 0);
-      g_spawn_close_pid (s->pid);
-      s->pid = 0;
-    }
+  agent_backup_qemu_nbd_stop (&s->pid);
 }
 
 static gboolean
 server_start (Server *s, const char *image, const char *sock, GError **error)
 {
-  const char *argv[] = { "qemu-nbd", "-f", "qcow2", "--cache=writeback",
-                         "-k",       sock, image,   NULL };
-
-  (void)g_unlink (sock);
-  if (!g_spawn_async (NULL, (char **)argv, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
-                          | G_SPAWN_STDOUT_TO_DEV_NULL,
-                      NULL, NULL, &s->pid, error))
+  if (!agent_backup_qemu_nbd_start (image, sock, FALSE, &s->pid, error))
     return FALSE;
-  for (int waited = 0; !g_file_test (sock, G_FILE_TEST_EXISTS); waited += 20)
-    {
-      if (waited >= NBD_START_WAIT_MS
-          || waitpid (s->pid, NULL, WNOHANG) == s->pid)
-        {
-          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                       "qemu-nbd did not serve %s", image);
-          return FALSE;
-        }
-      g_usleep (20 * 1000);
-    }
   s->h = nbd_create ();
   if (!s->h || nbd_connect_unix (s->h, sock) < 0)
     {

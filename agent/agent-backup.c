@@ -253,28 +253,66 @@ begin_writer (BackupCall *call, virDomainPtr dom, StorRepo *repo,
   return stor_repo_writer_begin (repo, vm, uuid, domxml, NULL, error);
 }
 
+/* The stopped VM's disk (DOM), served read-only by qemu-nbd (*PID) on
+ * *SOCK and opened. */
+static AgentBackupNbd *
+open_stopped (BackupCall *call, virDomainPtr dom, const char *vm, GPid *pid,
+              char **sock, GError **error)
+{
+  g_autofree char *domxml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+  g_autofree char *disk = domxml ? agent_clone_xml_disk (domxml) : NULL;
+  g_autofree char *dir = agent_backup_dir (call->agent, vm, error);
+
+  if (!dir)
+    return NULL;
+  if (!disk)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s has no disk to back up", vm);
+      return NULL;
+    }
+  if (!agent_backup_mkdir (dir, error))
+    return NULL;
+  *sock = g_build_filename (dir, AGENT_BACKUP_READ_SOCKET, NULL);
+  if (!agent_backup_qemu_nbd_start (disk, *sock, TRUE, pid, error))
+    return NULL;
+  return agent_backup_nbd_open (*sock, NULL, NULL, error);
+}
+
+/* A stopped VM's backup is full (no libvirt job to export a bitmap
+ * with); when an incremental could have been taken, the note says why
+ * it is not. */
+static void
+note_stopped (BackupCall *call, StorRepo *repo, const char *vm)
+{
+  g_autoptr (GPtrArray) list = stor_repo_list (repo, vm, NULL, NULL);
+
+  if (call->req->full || !list || list->len == 0)
+    return;
+  g_free (call->note);
+  call->note = g_strdup ("full backup: the VM is stopped, and a stopped VM's "
+                         "backup is full");
+}
+
 static gboolean
 backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
             virDomainPtr dom, const char *vm, StorRepo *repo, GError **error)
 {
   const char *job = call->req->job_id;
-  g_autofree char *parent = NULL, *parent_cp = NULL;
+  gboolean running = virDomainIsActive (dom) == 1;
+  g_autofree char *parent = NULL, *parent_cp = NULL, *sock = NULL;
   g_autofree char *mark = full_next_mark (call->agent, vm);
   g_autoptr (StorRepoWriter) w = NULL;
-  g_autoptr (AgentBackupNbd) nbd = NULL;
+  AgentBackupNbd *nbd = NULL;
   AgentBackupSink sink = { 0 };
   AgentBackupStats st = { 0 };
-  gboolean lied = FALSE, ok = FALSE;
+  gboolean lied = FALSE, ok = FALSE, app;
+  GPid pid = 0;
 
-  if (virDomainIsActive (dom) != 1)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is not running: backups of a stopped VM are not "
-                   "supported yet; start it first",
-                   vm);
-      return FALSE;
-    }
-  parent = choose_parent (call, dom, repo, vm, &parent_cp, error);
+  if (running)
+    parent = choose_parent (call, dom, repo, vm, &parent_cp, error);
+  else
+    note_stopped (call, repo, vm);
   if (!parent && error && *error)
     return FALSE;
   w = begin_writer (call, dom, repo, vm, &parent, &parent_cp, error);
@@ -282,9 +320,10 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
     return FALSE;
   call->backup_id = g_strdup (stor_repo_writer_id (w));
   push (call, PROTO_STOR_PHASE_PREPARING, NULL, NULL, NULL);
-  if (!agent_backup_job_init (j, call->agent, conn, dom, vm, job,
-                              call->backup_id, error)
-      || !agent_backup_job_begin (j, parent_cp, error))
+  if (running
+      && (!agent_backup_job_init (j, call->agent, conn, dom, vm, job,
+                                  call->backup_id, error)
+          || !agent_backup_job_begin (j, parent_cp, error)))
     return FALSE;
   if (agent_fault ("backup-fail-reading"))
     {
@@ -292,8 +331,14 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
                    "fault: backup-fail-reading");
       return FALSE;
     }
-  nbd = agent_backup_nbd_open (j->sock, AGENT_BACKUP_DISK,
-                               parent_cp ? AGENT_BACKUP_BITMAP : NULL, error);
+  if (running)
+    nbd = agent_backup_nbd_open (j->sock, AGENT_BACKUP_DISK,
+                                 parent_cp ? AGENT_BACKUP_BITMAP : NULL, error);
+  else
+    nbd = open_stopped (call, dom, vm, &pid, &sock, error);
+  /* A stopped VM's disk is at rest, as its shutdown left it: it is as
+   * consistent as that shutdown, which Drover cannot tell. */
+  app = running && j->quiesced;
   sink.w = w;
   if (nbd
       && stor_repo_writer_add_disk (
@@ -301,12 +346,15 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
       && agent_backup_read_disk (
           nbd, parent_cp != NULL, 0, &agent_backup_sink_ops, &sink, on_progress,
           call, &st, &lied, agent_stream_get_cancellable (call->stream), error)
-      && stor_repo_writer_commit (w, j->checkpoint,
-                                  j->quiesced
-                                      ? STOR_REPO_CONSISTENCY_APPLICATION
+      && stor_repo_writer_commit (w, running ? j->checkpoint : NULL,
+                                  app ? STOR_REPO_CONSISTENCY_APPLICATION
                                       : STOR_REPO_CONSISTENCY_CRASH,
                                   error))
     ok = TRUE;
+  g_clear_pointer (&nbd, agent_backup_nbd_free);
+  agent_backup_qemu_nbd_stop (&pid);
+  if (sock)
+    (void)g_unlink (sock);
   agent_metrics_backup (call->agent->metrics,
                         parent_cp ? "incremental" : "full", ok, st.bytes_read,
                         st.bytes_new);
@@ -320,10 +368,11 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
     (void)g_unlink (mark);
   drover_message (vm, job, NULL,
                   "backup %s: %s%s, %" G_GUINT64_FORMAT
-                  " bytes read, %" G_GUINT64_FORMAT " new, %s",
+                  " bytes read, %" G_GUINT64_FORMAT " new, %s%s",
                   call->backup_id, parent ? "incremental from " : "full",
                   parent ? parent : "", st.bytes_read, st.bytes_new,
-                  j->quiesced ? "application-consistent" : "crash-consistent");
+                  app ? "application-consistent" : "crash-consistent",
+                  running ? "" : ", of the stopped VM");
   push_completed (call, &st, repo, call->backup_id, NULL);
   return TRUE;
 }

@@ -126,9 +126,10 @@ ctl_backup_create (Ctl *ctl, int argc, char **argv)
 
   if ((rc = backup_parse (
            CREATE_USAGE,
-           "Back up a running VM live into a repository: the first backup "
-           "is full, later ones incremental (only what changed since the "
-           "last is read). Follows the job: bytes read, bytes new to the "
+           "Back up a VM into a repository: a running VM live, the first "
+           "backup full, later ones incremental (only what changed since "
+           "the last is read); a stopped VM in full. Follows the job: bytes "
+           "read, bytes new to the "
            "repository, rate, ETA; then a summary. Ctrl-C stops following, "
            "not the backup.",
            entries, 1, FALSE, "missing VM name", &argc, &argv))

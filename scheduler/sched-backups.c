@@ -6,7 +6,8 @@
  * copy of their contents. ListBackups and GetBackup are forwarded to an
  * up host that has the repository, whose agent reads the manifests.
  *
- * CreateBackup and RestoreBackup are storage jobs of SchedSnapshots
+ * CreateBackup (of a running or a stopped VM) and RestoreBackup are
+ * storage jobs of SchedSnapshots
  * (SnapOp, sched-snap-op.c): one at a time per VM, none while the VM
  * migrates; the agent's StorageProgress goes into Job.storage and the
  * final message carries the Backup (Job.storage.backup).
@@ -153,11 +154,12 @@ sched_backups_create (SchedService *svc,
   client = sched_snap_lookup (s, req->vm, &vm, &host, error);
   if (client == NULL)
     return FALSE;
-  if (strcmp (vm->state, PROTO_VM_RUNNING) != 0)
+  if (strcmp (vm->state, PROTO_VM_RUNNING) != 0
+      && strcmp (vm->state, PROTO_VM_SHUTOFF) != 0)
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
-                   "VM '%s' is %s: backups are taken of a running VM (a "
-                   "stopped VM's backup is not built yet); start it first",
+                   "VM '%s' is %s: backups are taken of a running or a "
+                   "stopped VM",
                    vm->name, vm->state);
       return FALSE;
     }

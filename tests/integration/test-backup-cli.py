@@ -178,21 +178,45 @@ def run_cases(c, tap, tmp):
             out, errout = mig.communicate(timeout=300)
         log(f"migration: exit {mig.returncode} {errout[-300:]}")
 
-    def in_place():
-        last = gens()[-1]
-        assert last > st["gen_inc"], (last, st["gen_inc"])
-        n_found = len(DISK_FOUND.findall(console(VM)))
+    def guest_found(vm, after=0):
+        """The guest's next disk report (blocks, ok, bad, blank, gen_min,
+        gen_max) after the first AFTER ones."""
+        def found():
+            f = DISK_FOUND.findall(console(vm))
+            return len(f) > after and tuple(int(x) for x in f[-1])
+        return wait_for(f"{vm}'s disk report", found, timeout=180)
+
+    def stopped():
+        # Stopped in the guest's pause: the disk holds one whole generation.
+        n = len(gens())
+        wait_for("a generation written", lambda: len(gens()) > n or None,
+                 timeout=120, interval=0.1)
         c.ctl("vm", "destroy", VM)
+        st["gen_stop"] = gens()[-1]
         wait_for("the VM stopped", lambda: c.vms_by_name()[VM]["state"] == "shutoff",
                  timeout=30)
+        before = {b["id"] for b in backups(VM)}
+        out = c.ctl("backup", "create", VM, "--repo", "main").stdout
+        new = [b for b in backups(VM) if b["id"] not in before]
+        assert len(new) == 1 and new[0]["kind"] == "full", new
+        assert "stopped" in out and int(new[0]["bytes_read"]) >= 128 * MiB, out
+        assert not new[0]["checkpoint"], new[0]
+        st["stopped"] = new[0]
+
+    def restore_stopped():
+        c.ctl("backup", "restore", st["stopped"]["id"], "--as", NEW + "s",
+              "--host", "host2", "--start", "--repo", "main")
+        blocks, ok, bad, blank, gmin, gmax = f = guest_found(NEW + "s")
+        log(f"stopped backup (generation {st['gen_stop']}) restored: found {f}")
+        assert (ok, bad, blank) == (blocks, 0, 0) and gmin >= st["gen_stop"], f
+
+    def in_place():
+        last = st["gen_stop"]
+        assert last > st["gen_inc"], (last, st["gen_inc"])
+        n_found = len(DISK_FOUND.findall(console(VM)))
         c.ctl("backup", "restore", st["inc"]["id"], "--in-place", "--repo", "main")
         c.ctl("vm", "start", VM)
-
-        def found():
-            f = DISK_FOUND.findall(console(VM))
-            return len(f) > n_found and tuple(int(x) for x in f[-1])
-        blocks, ok, bad, blank, gmin, gmax = wait_for("the guest's disk report",
-                                                      found, timeout=180)
+        blocks, ok, bad, blank, gmin, gmax = guest_found(VM, n_found)
         log(f"in place: generation {st['gen_inc']} restored over {last}: "
             f"found {(blocks, ok, bad, blank, gmin, gmax)}")
         assert (ok, bad, blank) == (blocks, 0, 0)
@@ -208,6 +232,10 @@ def run_cases(c, tap, tmp):
     tap.case("backup restore --as NEW --host host2 --start: every block ok", restore)
     tap.case("bad input: clear errors, nothing made", bad_input)
     tap.case("a backup of a migrating VM is refused", migrating_refused)
+    if not tap.case("backup create of the stopped VM: full, says why", stopped):
+        return
+    tap.case("the stopped VM's backup restored on host2: every block ok",
+             restore_stopped)
     tap.case("backup restore --in-place of the stopped VM: the backup's "
              "generation back", in_place)
 
