@@ -118,6 +118,20 @@ class Cluster:
     def down(self):
         self.harness("down", check=False)
 
+    def restart_agent(self, i, faults=None):
+        """Restarts host I's agent (TERM, then start), with the fault points
+        FAULTS (DROVER_FAULTS) or none, and waits until the scheduler has it
+        up."""
+        self.harness("kill-agent", str(i), "TERM")
+        env = dict(self.env)
+        env.pop("DROVER_FAULTS", None)
+        if faults:
+            env["DROVER_FAULTS"] = faults
+        subprocess.run([CLUSTER, "start-agent", str(i)], env=env, check=True,
+                       capture_output=True, timeout=90)
+        wait_for(f"host{i} up",
+                 lambda: self.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
+
     def ctl(self, *args, check=True, timeout=300, tls_dir=None, extra=()):
         argv = [os.path.join(BUILD, "cli", "droverctl"), *extra]
         if tls_dir is not None:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (BACKUP_GUEST_CMDLINE, BUILD, CLUSTER,  # noqa: E402
+from drover_harness import (BACKUP_GUEST_CMDLINE, BUILD,  # noqa: E402
                             DISK_FOUND, DISK_GEN, GUEST_INITRD, GUEST_KERNEL, log, run,
                             run_on_cluster, two_host_cluster, wait_for)
 
@@ -222,25 +222,15 @@ def run_cases(c, tap, tmp):
         assert (ok, bad, blank) == (blocks, 0, 0)
         assert st["gen_inc"] <= gmin and gmax < last, (gmin, gmax, last)
 
-    def restart_agent(i, faults=None):
-        c.harness("kill-agent", str(i), "TERM")
-        env = dict(c.env)
-        env.pop("DROVER_FAULTS", None)
-        if faults:
-            env["DROVER_FAULTS"] = faults
-        subprocess.run([CLUSTER, "start-agent", str(i)], env=env, check=True,
-                       capture_output=True, timeout=90)
-        wait_for(f"host{i} up", lambda: c.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
-
     def restore_fails():
         name = NEW + "f"
-        restart_agent(2, "restore-fail-after-define")
+        c.restart_agent(2, "restore-fail-after-define")
         try:
             err = ctl_fails("backup", "restore", st["inc"]["id"], "--as", name,
                             "--host", "host2", "--start", "--repo", "main")
             assert "restore-fail-after-define" in err, err
         finally:
-            restart_agent(2)
+            c.restart_agent(2)
         assert name not in c.vms_by_name(), c.vms_by_name().keys()
         assert name not in c.domains(2), c.domains(2)
         left = [f for f in os.listdir(os.path.join(c.host_data(2), "disks"))
