@@ -213,8 +213,9 @@ forward_free (Forward *f)
 }
 
 /* Sends an AgentRepoRequest (REPO, VM, BACKUP_ID) on METHOD to an up host
- * that has REPO (PREFER first); DONE gets the Forward. FALSE with ERROR
- * when no host can be asked. */
+ * that has REPO (PREFER first); DONE gets the Forward (borrowed: DONE
+ * never runs before this returns). NULL with ERROR when no host can be
+ * asked. */
 static Forward *
 forward (SchedService *svc, ProtoServerCall *call, const char *prefer,
          const char *repo, const char *vm, const char *backup_id, guint method,
@@ -405,6 +406,9 @@ restore_start (Forward *f, const Drover__V1__Backup *b, SchedJob **job_out,
   ProtoClient *client;
   SnapOp *op;
 
+  if (spec != NULL && s->stopped)
+    g_set_error (error, SCHED_ERROR, SCHED_ERROR_UNAVAILABLE,
+                 "the scheduler is shutting down");
   if (spec == NULL || s->stopped || !check_new_name (svc, req->name, error))
     return FALSE;
   hosts = sched_store_list_hosts (svc->store, error);
