@@ -73,12 +73,32 @@ remove_leftovers (const char *dir)
 {
   g_autofree char *sock = g_build_filename (dir, SOCKET_NAME, NULL);
   g_autofree char *scratch = g_build_filename (dir, SCRATCH_NAME, NULL);
-
   g_autofree char *restore = g_build_filename (dir, "restore.sock", NULL);
+  g_autofree char *read
+      = g_build_filename (dir, AGENT_BACKUP_READ_SOCKET, NULL);
+  /* A restore in place killed before its rename: the VM's disk is
+   * untouched, the half image goes. */
+  g_autofree char *aside
+      = g_build_filename (dir, AGENT_BACKUP_RESTORE_ASIDE, NULL);
 
   (void)g_unlink (sock);
   (void)g_unlink (scratch);
   (void)g_unlink (restore);
+  (void)g_unlink (read);
+  (void)g_unlink (aside);
+}
+
+gboolean
+agent_backup_mkdir (const char *dir, GError **error)
+{
+  if (g_mkdir_with_parents (dir, 0750) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
+                   dir, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -87,13 +107,8 @@ make_dir (AgentBackupJob *j, GError **error)
   g_autofree char *parent = g_path_get_dirname (j->dir);
 
   /* QEMU makes the socket and the scratch file here. */
-  if (g_mkdir_with_parents (j->dir, 0750) < 0)
-    {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
-                   j->dir, g_strerror (saved));
-      return FALSE;
-    }
+  if (!agent_backup_mkdir (j->dir, error))
+    return FALSE;
   return agent_protect (j->agent, parent, 0750, error)
          && agent_protect (j->agent, j->dir, 0770, error);
 }

@@ -38,6 +38,8 @@ typedef struct
 
 /* DATA/backup/VM (VM validated; NULL with ERROR otherwise). */
 char *agent_backup_dir (Agent *agent, const char *vm, GError **error);
+/* Makes directory DIR (and its parents), 0750. */
+gboolean agent_backup_mkdir (const char *dir, GError **error);
 /* "drover-bk-ID" (free with g_free). */
 char *agent_backup_checkpoint_name (const char *backup_id);
 /* TRUE when DOM has libvirt checkpoint NAME. */
@@ -80,6 +82,14 @@ void agent_backup_repos_recover (Agent *agent);
 
 /* --- agent-backup-restore.c ---------------------------------------------- */
 
+/* Starts qemu-nbd serving the qcow2 IMAGE (READ_ONLY, or writable) on
+ * unix socket SOCK, and waits until it listens; its process in *PID. */
+gboolean agent_backup_qemu_nbd_start (const char *image, const char *sock,
+                                      gboolean read_only, GPid *pid,
+                                      GError **error);
+/* Ends the qemu-nbd of *PID (0: none), and clears it. */
+void agent_backup_qemu_nbd_stop (GPid *pid);
+
 /* Writes disk vda of backup BACKUP_ID of REPO into the new qcow2 IMAGE
  * (missing), through qemu-nbd serving it on SOCK; holes are not
  * written. On failure IMAGE is removed. */
@@ -89,15 +99,52 @@ gboolean agent_backup_restore_image (StorRepo *repo, const char *backup_id,
                                      AgentBackupProgressFunc progress,
                                      gpointer data, AgentBackupStats *st,
                                      GError **error);
+/* A stopped VM's disk is served read-only by qemu-nbd here (in
+ * DATA/backup/VM) while it is backed up. */
+#define AGENT_BACKUP_READ_SOCKET "read.sock"
+/* A restore in place writes here (in DATA/backup/VM) first. */
+#define AGENT_BACKUP_RESTORE_ASIDE "restore-aside.qcow2"
+
 /* Restores backup BACKUP_ID of repository REPO to the new disk
  * DATA/disks/TARGET.qcow2 (TARGET validated; no VM or disk of that name
- * may exist), sparsely. On failure no file of it stays. */
+ * may exist), sparsely. On failure no file of it stays. KEEP_MARK: on
+ * success the disk's .incoming mark stays, for the caller to remove once
+ * a domain owns the disk. */
 gboolean agent_backup_restore_run (Agent *agent, virConnectPtr conn,
                                    StorRepo *repo, const char *backup_id,
-                                   const char *target,
+                                   const char *target, gboolean keep_mark,
                                    GCancellable *cancellable,
                                    AgentBackupProgressFunc progress,
                                    gpointer data, AgentBackupStats *st,
                                    GError **error);
+
+/* Restores backup BACKUP_ID as the new VM REQUESTED (its name, vcpus,
+ * memory, disk size = the backup's, kernel...): admitted here (name
+ * claimed, memory), disk written, domain defined on it, started when
+ * START. The domain, or NULL with ERROR: then nothing of the VM stays
+ * (domain, disk, console log). */
+virDomainPtr agent_backup_restore_vm (Agent *agent, virConnectPtr conn,
+                                      StorRepo *repo, const char *backup_id,
+                                      const Drover__V1__VmSpec *requested,
+                                      gboolean start, GCancellable *cancellable,
+                                      AgentBackupProgressFunc progress,
+                                      gpointer data, AgentBackupStats *st,
+                                      GError **error);
+/* Replaces the disk of the stopped VM VM (DOM, claimed by the caller)
+ * with backup BACKUP_ID of that VM: written aside, renamed over the disk
+ * only once complete. Refuses a running VM and a VM not on its own plain
+ * disk (AGENT_ERROR_PRECONDITION). On failure the disk is as it was. */
+gboolean agent_backup_restore_in_place (
+    Agent *agent, virDomainPtr dom, StorRepo *repo, const char *backup_id,
+    const char *vm, GCancellable *cancellable, AgentBackupProgressFunc progress,
+    gpointer data, AgentBackupStats *st, GError **error);
+
+/* --- agent-backup.c, agent-backup-list.c ---------------------------------- */
+
+/* The Backup message of manifest M of repository REPO (the VM's spec
+ * from its domain XML's Drover metadata, NULL when it has none). Free
+ * with proto_msg_free. */
+Drover__V1__Backup *agent_backup_msg (const StorRepoManifest *m,
+                                      const char *repo);
 
 G_END_DECLS

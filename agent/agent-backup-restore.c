@@ -11,6 +11,13 @@
  * fails removes image and mark, and an agent killed mid-restore finds the
  * marked image at its next start and removes it, as it does for an
  * incoming migration that never arrived. No half disk survives.
+ *
+ * A restore to a new VM keeps that mark until the domain is defined on
+ * the disk (a persistent domain is what the start-up cleanup keeps), so
+ * an agent killed in between leaves neither. A restore in place writes
+ * the image aside (DATA/backup/VM/restore-aside.qcow2) and renames it
+ * over the stopped VM's disk only once it is complete and flushed: a
+ * failure or a kill before the rename leaves the VM's disk as it was.
  */
 #include "agent-backup-private.h"
 
@@ -19,11 +26,13 @@
 #include <libnbd.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "stor.h"
 
 #define RESTORE_SOCKET "restore.sock"
+#define RESTORE_ASIDE AGENT_BACKUP_RESTORE_ASIDE
 /* How long qemu-nbd may take to listen. */
 #define NBD_START_WAIT_MS 10000
 
@@ -34,6 +43,54 @@ typedef struct
   struct nbd_handle *h;
 } Server;
 
+void
+agent_backup_qemu_nbd_stop (GPid *pid)
+{
+  if (*pid > 0)
+    {
+      kill (*pid, SIGTERM);
+      (void)waitpid (*pid, NULL, 0);
+      g_spawn_close_pid (*pid);
+      *pid = 0;
+    }
+}
+
+/* qemu-nbd dies with the agent's thread that started it: a killed agent
+ * leaves no server holding the image's lock. */
+static void
+die_with_parent (gpointer data)
+{
+  (void)data;
+  (void)prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
+gboolean
+agent_backup_qemu_nbd_start (const char *image, const char *sock,
+                             gboolean read_only, GPid *pid, GError **error)
+{
+  const char *argv[] = { "qemu-nbd", "-f", "qcow2", "--cache=writeback",
+                         "-k",       sock, image,   read_only ? "-r" : NULL,
+                         NULL };
+
+  (void)g_unlink (sock);
+  if (!g_spawn_async (NULL, (char **)argv, NULL,
+                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
+                          | G_SPAWN_STDOUT_TO_DEV_NULL,
+                      die_with_parent, NULL, pid, error))
+    return FALSE;
+  for (int waited = 0; !g_file_test (sock, G_FILE_TEST_EXISTS); waited += 20)
+    {
+      if (waited >= NBD_START_WAIT_MS || waitpid (*pid, NULL, WNOHANG) == *pid)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                       "qemu-nbd did not serve %s", image);
+          return FALSE;
+        }
+      g_usleep (20 * 1000);
+    }
+  return TRUE;
+}
+
 static void
 server_stop (Server *s)
 {
@@ -43,38 +100,14 @@ server_stop (Server *s)
       nbd_close (s->h);
       s->h = NULL;
     }
-  if (s->pid > 0)
-    {
-      kill (s->pid, SIGTERM);
-      (void)waitpid (s->pid, NULL, 0);
-      g_spawn_close_pid (s->pid);
-      s->pid = 0;
-    }
+  agent_backup_qemu_nbd_stop (&s->pid);
 }
 
 static gboolean
 server_start (Server *s, const char *image, const char *sock, GError **error)
 {
-  const char *argv[] = { "qemu-nbd", "-f", "qcow2", "--cache=writeback",
-                         "-k",       sock, image,   NULL };
-
-  (void)g_unlink (sock);
-  if (!g_spawn_async (NULL, (char **)argv, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
-                          | G_SPAWN_STDOUT_TO_DEV_NULL,
-                      NULL, NULL, &s->pid, error))
+  if (!agent_backup_qemu_nbd_start (image, sock, FALSE, &s->pid, error))
     return FALSE;
-  for (int waited = 0; !g_file_test (sock, G_FILE_TEST_EXISTS); waited += 20)
-    {
-      if (waited >= NBD_START_WAIT_MS
-          || waitpid (s->pid, NULL, WNOHANG) == s->pid)
-        {
-          g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
-                       "qemu-nbd did not serve %s", image);
-          return FALSE;
-        }
-      g_usleep (20 * 1000);
-    }
   s->h = nbd_create ();
   if (!s->h || nbd_connect_unix (s->h, sock) < 0)
     {
@@ -220,7 +253,7 @@ agent_backup_restore_image (StorRepo *repo, const char *backup_id,
 gboolean
 agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
                           const char *backup_id, const char *target,
-                          GCancellable *cancellable,
+                          gboolean keep_mark, GCancellable *cancellable,
                           AgentBackupProgressFunc progress, gpointer data,
                           AgentBackupStats *st, GError **error)
 {
@@ -234,13 +267,8 @@ agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
     return FALSE;
   sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
   mark = agent_disks_incoming_mark (image);
-  if (g_mkdir_with_parents (dir, 0750) < 0)
-    {
-      int saved = errno;
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "cannot make %s: %s",
-                   dir, g_strerror (saved));
-      return FALSE;
-    }
+  if (!agent_backup_mkdir (dir, error))
+    return FALSE;
   if (!g_file_set_contents (mark, "", 0, error))
     return FALSE;
   ok = agent_backup_restore_image (repo, backup_id, image, sock, cancellable,
@@ -251,6 +279,179 @@ agent_backup_restore_run (Agent *agent, virConnectPtr conn, StorRepo *repo,
       g_prefix_error (error, "restore of backup %s to %s: ", backup_id, target);
       (void)g_unlink (image);
     }
-  (void)g_unlink (mark);
+  if (!ok || !keep_mark)
+    (void)g_unlink (mark);
   return ok;
+}
+
+/* Backup BACKUP_ID must be of VM VM with a disk of SIZE bytes (0: any). */
+static gboolean
+check_backup (StorRepo *repo, const char *backup_id, const char *vm,
+              guint64 size, GError **error)
+{
+  g_autoptr (StorRepoManifest) m
+      = stor_repo_manifest_load (repo, backup_id, error);
+  const StorRepoDisk *disk;
+
+  if (!m)
+    return FALSE;
+  disk = stor_repo_manifest_disk (m, AGENT_BACKUP_DISK);
+  if (vm && strcmp (m->vm, vm) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "backup %s is of VM %s, not of VM %s", backup_id, m->vm, vm);
+      return FALSE;
+    }
+  if (!disk || (size && disk->size != size))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "backup %s has no disk " AGENT_BACKUP_DISK
+                   " of %" G_GUINT64_FORMAT " bytes",
+                   backup_id, size);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+virDomainPtr
+agent_backup_restore_vm (Agent *agent, virConnectPtr conn, StorRepo *repo,
+                         const char *backup_id,
+                         const Drover__V1__VmSpec *requested, gboolean start,
+                         GCancellable *cancellable,
+                         AgentBackupProgressFunc progress, gpointer data,
+                         AgentBackupStats *st, GError **error)
+{
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  g_autofree char *disk = NULL, *mark = NULL;
+  const char *name = requested->name;
+
+  memset (st, 0, sizeof *st);
+  spec = agent_vm_spec_for_host (agent, requested, error);
+  if (!spec || !check_backup (repo, backup_id, NULL, spec->disk, error)
+      || !agent_vm_admit (agent, conn, spec, error))
+    return NULL;
+  if (!agent_backup_restore_run (agent, conn, repo, backup_id, name, TRUE,
+                                 cancellable, progress, data, st, error))
+    {
+      agent_vm_release (agent, name);
+      return NULL;
+    }
+  disk = stor_disk_path (agent->config.data_dir, name, NULL);
+  mark = agent_disks_incoming_mark (disk);
+  if (agent_console_prepare (agent, name, error))
+    dom = agent_vm_define (agent, conn, spec, disk, NULL, NULL, "VM", error);
+  if (dom && agent_fault_fail ("restore-fail-after-define", error))
+    g_clear_pointer (&dom, virDomainFree);
+  /* Defined: the disk is the VM's now. */
+  if (dom)
+    (void)g_unlink (mark);
+  if (dom && start && virDomainCreate (dom) < 0)
+    {
+      agent_libvirt_error (error, "cannot start VM %s", name);
+      g_clear_pointer (&dom, virDomainFree);
+    }
+  if (!dom)
+    {
+      g_prefix_error (error, "restore of backup %s as VM %s: ", backup_id,
+                      name);
+      agent_clone_rollback (agent, conn, name);
+      (void)g_unlink (mark);
+    }
+  agent_vm_release (agent, name);
+  return g_steal_pointer (&dom);
+}
+
+/* Drops DOM's drover-bk-* checkpoints (metadata only: the bitmaps went
+ * with the old image), so that the next backup is full. */
+static void
+forget_checkpoints (virDomainPtr dom, const char *vm)
+{
+  virDomainCheckpointPtr *cps = NULL;
+  int n = virDomainListAllCheckpoints (dom, &cps, 0);
+
+  for (int i = 0; i < n; i++)
+    {
+      const char *name = virDomainCheckpointGetName (cps[i]);
+
+      if (name && g_str_has_prefix (name, AGENT_BACKUP_CHECKPOINT_PREFIX)
+          && virDomainCheckpointDelete (
+                 cps[i], VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+                 < 0)
+        drover_warning (vm, NULL, NULL,
+                        "restore: cannot forget checkpoint %s; the next "
+                        "backup may fail once before it is full",
+                        name);
+      virDomainCheckpointFree (cps[i]);
+    }
+  g_free (cps);
+}
+
+gboolean
+agent_backup_restore_in_place (Agent *agent, virDomainPtr dom, StorRepo *repo,
+                               const char *backup_id, const char *vm,
+                               GCancellable *cancellable,
+                               AgentBackupProgressFunc progress, gpointer data,
+                               AgentBackupStats *st, GError **error)
+{
+  g_autofree char *domxml = NULL, *disk = NULL, *image = NULL;
+  g_autofree char *dir = NULL, *aside = NULL, *sock = NULL;
+  gboolean ok;
+
+  memset (st, 0, sizeof *st);
+  if (virDomainIsActive (dom) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s is running: a restore in place replaces the disk "
+                   "of a stopped VM only; stop it first, or restore as a "
+                   "new VM (--as NEW)",
+                   vm);
+      return FALSE;
+    }
+  domxml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+  disk = domxml ? agent_clone_xml_disk (domxml) : NULL;
+  image = stor_disk_path (agent->config.data_dir, vm, error);
+  if (!image)
+    return FALSE;
+  /* A VM on a snapshot overlay or a linked clone's overlay would lose its
+   * chain: only the plain disk is replaced. */
+  if (!disk || strcmp (disk, image) != 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s runs on %s, not on its own plain disk (snapshots or "
+                   "a linked clone): restore it as a new VM (--as NEW)",
+                   vm, disk ? disk : "no disk");
+      return FALSE;
+    }
+  if (!check_backup (repo, backup_id, vm, 0, error))
+    return FALSE;
+  dir = agent_backup_dir (agent, vm, error);
+  if (!dir)
+    return FALSE;
+  if (!agent_backup_mkdir (dir, error))
+    return FALSE;
+  aside = g_build_filename (dir, RESTORE_ASIDE, NULL);
+  sock = g_build_filename (dir, RESTORE_SOCKET, NULL);
+  (void)g_unlink (aside);
+  ok = agent_backup_restore_image (repo, backup_id, aside, sock, cancellable,
+                                   progress, data, st, error)
+       && agent_protect (agent, aside, 0660, error)
+       && !agent_fault_fail ("restore-fail-before-rename", error);
+  if (ok && g_rename (aside, image) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+                   "cannot move the restored image over %s: %s", image,
+                   g_strerror (saved));
+      ok = FALSE;
+    }
+  if (!ok)
+    {
+      g_prefix_error (
+          error, "restore of backup %s in place of VM %s: ", backup_id, vm);
+      (void)g_unlink (aside);
+      return FALSE;
+    }
+  forget_checkpoints (dom, vm);
+  return TRUE;
 }

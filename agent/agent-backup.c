@@ -74,9 +74,10 @@ typedef struct
   gint64 last_push_us;
 } BackupCall;
 
-static void
-push (BackupCall *call, const char *phase, const AgentBackupStats *st,
-      const char *error_msg, const char *backup_id)
+/* A progress message of CALL in PHASE. */
+static Drover__V1__StorageProgress *
+progress_new (BackupCall *call, const char *phase, const AgentBackupStats *st,
+              const char *error_msg, const char *backup_id)
 {
   Drover__V1__StorageProgress *m = g_new0 (Drover__V1__StorageProgress, 1);
 
@@ -94,6 +95,37 @@ push (BackupCall *call, const char *phase, const AgentBackupStats *st,
       m->throughput = st->rate;
       m->eta_s = st->eta_s;
     }
+  return m;
+}
+
+static void
+push (BackupCall *call, const char *phase, const AgentBackupStats *st,
+      const char *error_msg, const char *backup_id)
+{
+  agent_stream_push (call->stream, (ProtobufCMessage *)progress_new (
+                                       call, phase, st, error_msg, backup_id));
+}
+
+/* The final message of a good backup or restore: backup BACKUP_ID of
+ * REPO as its manifest says, and DOM's status (a restore; may be NULL). */
+static void
+push_completed (BackupCall *call, const AgentBackupStats *st, StorRepo *repo,
+                const char *backup_id, virDomainPtr dom)
+{
+  Drover__V1__StorageProgress *m
+      = progress_new (call, PROTO_STOR_PHASE_COMPLETED, st, NULL, backup_id);
+  g_autoptr (GError) local = NULL;
+  g_autoptr (StorRepoManifest) manifest
+      = stor_repo_manifest_load (repo, backup_id, &local);
+
+  if (manifest)
+    m->backup = agent_backup_msg (manifest, call->req->repo);
+  else
+    drover_warning (call->req->vm, call->req->job_id, NULL,
+                    "backup %s: cannot read it back: %s", backup_id,
+                    local->message);
+  if (dom)
+    m->vm = agent_vm_status_from_domain (dom, NULL);
   agent_stream_push (call->stream, (ProtobufCMessage *)m);
 }
 
@@ -203,28 +235,66 @@ begin_writer (BackupCall *call, virDomainPtr dom, StorRepo *repo,
   return stor_repo_writer_begin (repo, vm, uuid, domxml, NULL, error);
 }
 
+/* The stopped VM's disk (DOM), served read-only by qemu-nbd (*PID) on
+ * *SOCK and opened. */
+static AgentBackupNbd *
+open_stopped (BackupCall *call, virDomainPtr dom, const char *vm, GPid *pid,
+              char **sock, GError **error)
+{
+  g_autofree char *domxml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE);
+  g_autofree char *disk = domxml ? agent_clone_xml_disk (domxml) : NULL;
+  g_autofree char *dir = agent_backup_dir (call->agent, vm, error);
+
+  if (!dir)
+    return NULL;
+  if (!disk)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s has no disk to back up", vm);
+      return NULL;
+    }
+  if (!agent_backup_mkdir (dir, error))
+    return NULL;
+  *sock = g_build_filename (dir, AGENT_BACKUP_READ_SOCKET, NULL);
+  if (!agent_backup_qemu_nbd_start (disk, *sock, TRUE, pid, error))
+    return NULL;
+  return agent_backup_nbd_open (*sock, NULL, NULL, error);
+}
+
+/* A stopped VM's backup is full (no libvirt job to export a bitmap
+ * with); when an incremental could have been taken, the note says why
+ * it is not. */
+static void
+note_stopped (BackupCall *call, StorRepo *repo, const char *vm)
+{
+  g_autoptr (GPtrArray) list = stor_repo_list (repo, vm, NULL, NULL);
+
+  if (call->req->full || !list || list->len == 0)
+    return;
+  g_free (call->note);
+  call->note = g_strdup ("full backup: the VM is stopped, and a stopped VM's "
+                         "backup is full");
+}
+
 static gboolean
 backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
             virDomainPtr dom, const char *vm, StorRepo *repo, GError **error)
 {
   const char *job = call->req->job_id;
-  g_autofree char *parent = NULL, *parent_cp = NULL;
+  gboolean running = virDomainIsActive (dom) == 1;
+  g_autofree char *parent = NULL, *parent_cp = NULL, *sock = NULL;
   g_autofree char *mark = full_next_mark (call->agent, vm);
   g_autoptr (StorRepoWriter) w = NULL;
-  g_autoptr (AgentBackupNbd) nbd = NULL;
+  AgentBackupNbd *nbd = NULL;
   AgentBackupSink sink = { 0 };
   AgentBackupStats st = { 0 };
-  gboolean lied = FALSE, ok = FALSE;
+  gboolean lied = FALSE, ok = FALSE, app;
+  GPid pid = 0;
 
-  if (virDomainIsActive (dom) != 1)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s is not running: backups of a stopped VM are not "
-                   "supported yet; start it first",
-                   vm);
-      return FALSE;
-    }
-  parent = choose_parent (call, dom, repo, vm, &parent_cp, error);
+  if (running)
+    parent = choose_parent (call, dom, repo, vm, &parent_cp, error);
+  else
+    note_stopped (call, repo, vm);
   if (!parent && error && *error)
     return FALSE;
   w = begin_writer (call, dom, repo, vm, &parent, &parent_cp, error);
@@ -232,9 +302,10 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
     return FALSE;
   call->backup_id = g_strdup (stor_repo_writer_id (w));
   push (call, PROTO_STOR_PHASE_PREPARING, NULL, NULL, NULL);
-  if (!agent_backup_job_init (j, call->agent, conn, dom, vm, job,
-                              call->backup_id, error)
-      || !agent_backup_job_begin (j, parent_cp, error))
+  if (running
+      && (!agent_backup_job_init (j, call->agent, conn, dom, vm, job,
+                                  call->backup_id, error)
+          || !agent_backup_job_begin (j, parent_cp, error)))
     return FALSE;
   if (agent_fault ("backup-fail-reading"))
     {
@@ -242,8 +313,14 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
                    "fault: backup-fail-reading");
       return FALSE;
     }
-  nbd = agent_backup_nbd_open (j->sock, AGENT_BACKUP_DISK,
-                               parent_cp ? AGENT_BACKUP_BITMAP : NULL, error);
+  if (running)
+    nbd = agent_backup_nbd_open (j->sock, AGENT_BACKUP_DISK,
+                                 parent_cp ? AGENT_BACKUP_BITMAP : NULL, error);
+  else
+    nbd = open_stopped (call, dom, vm, &pid, &sock, error);
+  /* A stopped VM's disk is at rest, as its shutdown left it: it is as
+   * consistent as that shutdown, which Drover cannot tell. */
+  app = running && j->quiesced;
   sink.w = w;
   if (nbd
       && stor_repo_writer_add_disk (
@@ -251,12 +328,15 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
       && agent_backup_read_disk (
           nbd, parent_cp != NULL, 0, &agent_backup_sink_ops, &sink, on_progress,
           call, &st, &lied, agent_stream_get_cancellable (call->stream), error)
-      && stor_repo_writer_commit (w, j->checkpoint,
-                                  j->quiesced
-                                      ? STOR_REPO_CONSISTENCY_APPLICATION
+      && stor_repo_writer_commit (w, running ? j->checkpoint : NULL,
+                                  app ? STOR_REPO_CONSISTENCY_APPLICATION
                                       : STOR_REPO_CONSISTENCY_CRASH,
                                   error))
     ok = TRUE;
+  g_clear_pointer (&nbd, agent_backup_nbd_free);
+  agent_backup_qemu_nbd_stop (&pid);
+  if (sock)
+    (void)g_unlink (sock);
   agent_metrics_backup (call->agent->metrics,
                         parent_cp ? "incremental" : "full", ok, st.bytes_read,
                         st.bytes_new);
@@ -270,11 +350,12 @@ backup_run (BackupCall *call, AgentBackupJob *j, virConnectPtr conn,
     (void)g_unlink (mark);
   drover_message (vm, job, NULL,
                   "backup %s: %s%s, %" G_GUINT64_FORMAT
-                  " bytes read, %" G_GUINT64_FORMAT " new, %s",
+                  " bytes read, %" G_GUINT64_FORMAT " new, %s%s",
                   call->backup_id, parent ? "incremental from " : "full",
                   parent ? parent : "", st.bytes_read, st.bytes_new,
-                  j->quiesced ? "application-consistent" : "crash-consistent");
-  push (call, PROTO_STOR_PHASE_COMPLETED, &st, NULL, call->backup_id);
+                  app ? "application-consistent" : "crash-consistent",
+                  running ? "" : ", of the stopped VM");
+  push_completed (call, &st, repo, call->backup_id, NULL);
   return TRUE;
 }
 
@@ -286,8 +367,10 @@ restore_call_run (BackupCall *call, GError **error)
   Agent *agent = call->agent;
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (StorRepo) repo = NULL;
+  g_autoptr (virDomain) dom = NULL;
+  GCancellable *cancellable = agent_stream_get_cancellable (call->stream);
   const char *job = req->job_id && *req->job_id ? req->job_id : NULL;
-  AgentBackupStats st;
+  AgentBackupStats st = { 0 };
   gboolean ok = FALSE;
 
   if (!proto_name_validate ("VM", req->target_vm, error)
@@ -297,23 +380,52 @@ restore_call_run (BackupCall *call, GError **error)
   if (!repo)
     goto fail;
   conn = agent_libvirt_get (agent->lv, error);
-  /* The claim keeps a CreateVm or an incoming migration of that name out
-   * while the disk is written. */
-  if (!conn || !agent_vm_claim (agent, req->target_vm, error))
+  if (!conn)
     goto fail;
   push (call, PROTO_STOR_PHASE_PREPARING, NULL, NULL, NULL);
-  ok = agent_backup_restore_run (agent, conn, repo, req->backup_id,
-                                 req->target_vm,
-                                 agent_stream_get_cancellable (call->stream),
-                                 on_progress, call, &st, error);
-  agent_vm_release (agent, req->target_vm);
+  if (req->in_place)
+    {
+      /* The VM's claim keeps a start and every other operation out. */
+      if (!agent_vm_claim (agent, req->target_vm, error))
+        goto fail;
+      dom = agent_vm_lookup (agent, conn, req->target_vm, error);
+      ok = dom
+           && agent_backup_restore_in_place (agent, dom, repo, req->backup_id,
+                                             req->target_vm, cancellable,
+                                             on_progress, call, &st, error);
+      agent_vm_release (agent, req->target_vm);
+    }
+  else if (req->spec)
+    {
+      g_autoptr (Drover__V1__VmSpec) spec = proto_msg_copy (&req->spec->base);
+
+      g_free (spec->name == protobuf_c_empty_string ? NULL : spec->name);
+      spec->name = g_strdup (req->target_vm);
+      dom = agent_backup_restore_vm (agent, conn, repo, req->backup_id, spec,
+                                     req->start, cancellable, on_progress, call,
+                                     &st, error);
+      ok = dom != NULL;
+      if (ok)
+        agent_reporter_kick_from_thread (agent);
+    }
+  /* The disk alone. The claim keeps a CreateVm or an incoming migration
+   * of that name out while the disk is written. */
+  else if (agent_vm_claim (agent, req->target_vm, error))
+    {
+      ok = agent_backup_restore_run (agent, conn, repo, req->backup_id,
+                                     req->target_vm, FALSE, cancellable,
+                                     on_progress, call, &st, error);
+      agent_vm_release (agent, req->target_vm);
+    }
+  agent_metrics_backup (agent->metrics, "restore", ok, st.bytes_read, 0);
   if (ok)
     {
       drover_message (req->target_vm, job, NULL,
-                      "restored backup %s: %" G_GUINT64_FORMAT
+                      "restored backup %s%s: %" G_GUINT64_FORMAT
                       " bytes written, %" G_GUINT64_FORMAT " chunks left holes",
-                      req->backup_id, st.bytes_read, st.hole_chunks);
-      push (call, PROTO_STOR_PHASE_COMPLETED, &st, NULL, req->backup_id);
+                      req->backup_id, req->in_place ? " in place" : "",
+                      st.bytes_read, st.hole_chunks);
+      push_completed (call, &st, repo, req->backup_id, dom);
       return TRUE;
     }
 fail:

@@ -67,13 +67,8 @@ char *agent_clone_mark_path (Agent *agent, const char *name);
 GPtrArray *agent_clone_list_marks (Agent *agent);
 /* The value of attribute ATTR of DOMXML's clone record, or NULL. */
 char *agent_clone_xml_attr (const char *domxml, const char *attr);
-/* The file of DOMXML's disk vda, or NULL. */
-char *agent_clone_xml_disk (const char *domxml);
 /* Makes PATH read-only for everyone: nothing may write a base. */
 gboolean agent_clone_protect_base (const char *path, GError **error);
-/* Undoes clone NAME, not committed: its domain, disk, temporary copy,
- * console log, then its mark. */
-void agent_clone_rollback (Agent *agent, virConnectPtr conn, const char *name);
 /* A new progress message in PHASE. */
 Drover__V1__StorageProgress *agent_clone_progress_new (const char *phase);
 /* What a clone request must hold before anything is looked at. */

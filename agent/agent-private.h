@@ -639,6 +639,13 @@ void agent_backup_verify (ProtoServerCall *call, const ProtobufCMessage *req,
                           gpointer data);
 void agent_backup_gc (ProtoServerCall *call, const ProtobufCMessage *req,
                       gpointer data);
+/* agent-backup-list.c: ListBackups and GetBackup (AgentOpFuncs). */
+ProtobufCMessage *agent_backup_list (Agent *agent, const AgentCaller *caller,
+                                     const ProtobufCMessage *request,
+                                     GError **error);
+ProtobufCMessage *agent_backup_get (Agent *agent, const AgentCaller *caller,
+                                    const ProtobufCMessage *request,
+                                    GError **error);
 /* agent-backup-job.c. At start, with libvirt connected: ends the backup
  * jobs an earlier run left in libvirt and removes their sockets and
  * scratch files. */
@@ -664,6 +671,12 @@ ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
                                              virDomainPtr dom,
                                              const ProtobufCMessage *request,
                                              GError **error);
+/* agent-clone.c: undoes VM NAME, not committed (a clone, a restored
+ * backup): its domain, disk, temporary copy, console log, then its clone
+ * mark. */
+void agent_clone_rollback (Agent *agent, virConnectPtr conn, const char *name);
+/* agent-clone-xml.c: the file of DOMXML's disk vda, or NULL. */
+char *agent_clone_xml_disk (const char *domxml);
 /* agent-clone-xml.c: TRUE when the domain XML DOMXML is recorded as a
  * template (VmStatus.template). */
 gboolean agent_clone_xml_is_template (const char *domxml);

@@ -370,9 +370,9 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_VERIFY_BACKUPS, NULL, NULL, agent_backup_verify },
   { DROVER_AGENT_METHOD_PRUNE_BACKUPS, agent_backup_prune },
   { DROVER_AGENT_METHOD_GC_REPO, NULL, NULL, agent_backup_gc },
-  /* no handler: not built yet */
-  { DROVER_AGENT_METHOD_LIST_BACKUPS },
-  { DROVER_AGENT_METHOD_GET_BACKUP },
+  /* Backups (issue 14) */
+  { DROVER_AGENT_METHOD_LIST_BACKUPS, agent_backup_list },
+  { DROVER_AGENT_METHOD_GET_BACKUP, agent_backup_get },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

@@ -233,7 +233,9 @@ on_job (const ProtobufCMessage *msg, gpointer user_data)
     {
       ws->migration = g_str_equal (job->kind, PROTO_JOB_KIND_MIGRATE);
       ws->storage = g_str_has_prefix (job->kind, "snapshot-")
-                    || g_str_equal (job->kind, PROTO_JOB_KIND_CLONE);
+                    || g_str_equal (job->kind, PROTO_JOB_KIND_CLONE)
+                    || g_str_equal (job->kind, PROTO_JOB_KIND_BACKUP)
+                    || g_str_equal (job->kind, PROTO_JOB_KIND_RESTORE);
     }
   if (ws->migration)
     show_migration (ws, job);
@@ -309,6 +311,13 @@ ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json)
   else if (ws.migration && job != NULL && job_over (job))
     {
       g_autofree char *summary = cli_migration_summary (job);
+      fputs (summary, stdout);
+    }
+  else if (ws.storage && job != NULL && g_str_equal (job->state, PROTO_JOB_DONE)
+           && (g_str_equal (job->kind, PROTO_JOB_KIND_BACKUP)
+               || g_str_equal (job->kind, PROTO_JOB_KIND_RESTORE)))
+    {
+      g_autofree char *summary = ctl_backup_summary (job);
       fputs (summary, stdout);
     }
   else if (ws.storage && job != NULL && ws.tty

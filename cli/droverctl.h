@@ -136,6 +136,10 @@ int ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json);
  * follows it with ctl_watch_job (a progress line), or with DETACH prints
  * the job and how to follow it and returns 0 at once. JSON: only the
  * final job (with DETACH: the job as started) as JSON. */
+/* The summary a finished backup or restore job prints (cli-backup-ops.c):
+ * the backup id, kind (and why a full one was full), consistency, bytes
+ * read, new and stored, the time. Caller frees. */
+char *ctl_backup_summary (const Drover__V1__Job *job);
 int ctl_start_storage_job (Ctl *ctl, guint method,
                            const ProtobufCMessage *request, const char *what,
                            gboolean detach, gboolean json);

@@ -31,6 +31,10 @@ G_BEGIN_DECLS
 /* The balancer carrying out a plan (issue 15): vm "", its message lists
  * the migration jobs it started. */
 #define PROTO_JOB_KIND_BALANCE "balance"
+/* Backups (issue 14): a backup of the VM, a restore (vm: the new VM,
+ * or the VM restored in place). */
+#define PROTO_JOB_KIND_BACKUP "backup"
+#define PROTO_JOB_KIND_RESTORE "restore"
 
 /* Job.state. A job only moves forward: queued -> running -> done | failed. */
 #define PROTO_JOB_QUEUED "queued"

@@ -502,6 +502,13 @@ char *sched_storage_failure (const Drover__V1__StorageProgress *last,
                              gboolean stopped);
 /* The job message for progress P of a job of KIND on NAME (the snapshot,
  * or the new VM of a clone). Caller frees. */
+/* The internal entry point for a backup (CreateBackup without a gRPC
+ * call; later DR schedules): a backup of the running VM REQ->vm into
+ * repository REQ->repo ("" = the one its host reports). Checks as
+ * sched_snapshots_submit does; *JOB is a copy of the started job. */
+gboolean sched_backups_create (SchedService *svc,
+                               const Drover__V1__CreateBackupRequest *req,
+                               SchedJob **job_out, GError **error);
 char *sched_snapshots_describe (const char *kind, const char *name,
                                 const Drover__V1__StorageProgress *p);
 
@@ -570,5 +577,10 @@ SchedHandler sched_snap_handle_revert;
 SchedHandler sched_snap_handle_delete;
 SchedHandler sched_snap_handle_clone;
 SchedHandler sched_snap_handle_template;
+/* sched-backups.c (issue 14) */
+SchedHandler sched_backups_handle_create;
+SchedHandler sched_backups_handle_list;
+SchedHandler sched_backups_handle_get;
+SchedHandler sched_backups_handle_restore;
 
 G_END_DECLS

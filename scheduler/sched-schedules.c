@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "sched-repos.h"
 #include "stor-repo.h"
 
 #define TICK_MS 1000
@@ -366,6 +367,29 @@ plan_prune (SchedSchedules *s, const Drover__V1__Schedule *spec, const char *vm)
   g_free (plan);
 }
 
+/* After a success: SPEC's keep rules on VM's copies. Backups are pruned
+ * by the repository's host (sched_repos_prune_start); snapshots here. */
+static void
+retain (SchedSchedules *s, const Drover__V1__Schedule *spec, const char *vm)
+{
+  const Drover__V1__KeepRules *k = spec->keep;
+  g_autoptr (GError) error = NULL;
+
+  if (strcmp (spec->action, SCHED_SCHEDULE_SNAPSHOT) == 0)
+    {
+      plan_prune (s, spec, vm);
+      return;
+    }
+  if (!k
+      || !(k->last || k->hourly || k->daily || k->weekly || k->monthly
+           || k->yearly))
+    return; /* no rules: keep everything */
+  if (!sched_repos_prune_start (s->svc, spec->repo, vm, k, &error))
+    drover_warning (vm, NULL, NULL,
+                    "schedule %s: cannot prune the VM's backups now: %s",
+                    spec->name, error->message);
+}
+
 /* One deletion of a pruned snapshot per VM that is idle. */
 static void
 prune_step (SchedSchedules *s)
@@ -419,11 +443,15 @@ start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
     }
   if (strcmp (spec->action, SCHED_SCHEDULE_BACKUP) == 0)
     {
-      g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
-                   "schedule '%s': backups cannot be started by the "
-                   "scheduler yet",
-                   spec->name);
-      return FALSE;
+      Drover__V1__CreateBackupRequest req
+          = DROVER__V1__CREATE_BACKUP_REQUEST__INIT;
+
+      req.vm = run->vm;
+      req.repo = spec->repo;
+      if (!sched_backups_create (s->svc, &req, &job, error))
+        return FALSE;
+      *job_id = g_strdup (job->id);
+      return TRUE;
     }
   name = g_strdup_printf ("%s-%s", spec->name, stamp);
   what = g_strdup_printf ("schedule %s", spec->name);
@@ -460,7 +488,7 @@ follow (SchedSchedules *s, gint64 now)
         {
           count_result (s, st->run, TRUE, NULL);
           if ((spec = load (s, st->run->schedule)) != NULL)
-            plan_prune (s, spec, st->run->vm);
+            retain (s, spec, st->run->vm);
         }
       else
         run_failed (s, st->run,

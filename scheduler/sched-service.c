@@ -305,10 +305,10 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_PRUNE_BACKUPS, sched_repos_handle_prune, svc },
 
     /* backups (issue 14) */
-    { DROVER_SCHED_METHOD_CREATE_BACKUP, NULL, svc },
-    { DROVER_SCHED_METHOD_LIST_BACKUPS, NULL, svc },
-    { DROVER_SCHED_METHOD_GET_BACKUP, NULL, svc },
-    { DROVER_SCHED_METHOD_RESTORE_BACKUP, NULL, svc },
+    { DROVER_SCHED_METHOD_CREATE_BACKUP, sched_backups_handle_create, svc },
+    { DROVER_SCHED_METHOD_LIST_BACKUPS, sched_backups_handle_list, svc },
+    { DROVER_SCHED_METHOD_GET_BACKUP, sched_backups_handle_get, svc },
+    { DROVER_SCHED_METHOD_RESTORE_BACKUP, sched_backups_handle_restore, svc },
 
     /* balancing (issue 15) */
     { DROVER_SCHED_METHOD_PLAN_BALANCE, sched_balance_handle_plan, svc },

@@ -1,5 +1,6 @@
 /* SnapOp: one storage job in flight on the scheduler (issue 12), from its
- * launch to its end: a snapshot create, revert or delete, or a clone.
+ * launch to its end: a snapshot create, revert or delete, a clone, or a
+ * backup or restore (issue 14, sched-backups.c).
  *
  * sched_snap_launch stores the job, marks the VM busy and opens the
  * agent's StorageProgress stream; each message is copied into Job.storage
@@ -45,6 +46,22 @@ sched_storage_fraction (const Drover__V1__StorageProgress *p)
   return -1;
 }
 
+/* A backup or a restore (issue 14): no snapshot tree; progress in bytes
+ * read (written), new, and an ETA. */
+static gboolean
+is_backup (const char *kind)
+{
+  return strcmp (kind, PROTO_JOB_KIND_BACKUP) == 0
+         || strcmp (kind, PROTO_JOB_KIND_RESTORE) == 0;
+}
+
+/* OP makes a new VM, whose record it reserved. */
+static gboolean
+makes_vm (const SnapOp *op)
+{
+  return strcmp (op->job->kind, PROTO_JOB_KIND_CLONE) == 0 || op->new_vm;
+}
+
 char *
 sched_snapshots_describe (const char *kind, const char *name,
                           const Drover__V1__StorageProgress *p)
@@ -53,6 +70,8 @@ sched_snapshots_describe (const char *kind, const char *name,
 
   if (strcmp (kind, PROTO_JOB_KIND_CLONE) == 0)
     g_string_append_printf (out, "clone %s: %s", name, p->phase);
+  else if (is_backup (kind))
+    g_string_append_printf (out, "%s of %s: %s", kind, name, p->phase);
   else
     g_string_append_printf (out, "snapshot %s: %s", name, p->phase);
   if (p->total > 0)
@@ -69,6 +88,14 @@ sched_snapshots_describe (const char *kind, const char *name,
 
       g_string_append_printf (out, ", %s/s", rate);
     }
+  if (is_backup (kind) && p->bytes_new > 0)
+    {
+      g_autofree char *fresh = proto_format_size_brief (p->bytes_new);
+
+      g_string_append_printf (out, ", %s new", fresh);
+    }
+  if (is_backup (kind) && p->eta_s >= 0 && p->total > p->processed)
+    g_string_append_printf (out, ", ETA %.0fs", p->eta_s);
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
 
@@ -117,7 +144,8 @@ static gboolean
 record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
 {
   SchedService *svc = op->owner->svc;
-  gboolean clone = strcmp (op->job->kind, PROTO_JOB_KIND_CLONE) == 0;
+  gboolean clone = makes_vm (op);
+  gboolean treeless = clone || is_backup (op->job->kind);
   const char *vm_name = clone ? op->name : op->vm;
   const char *at = op->dest_host ? op->dest_host : op->host;
   g_autoptr (GError) error = NULL;
@@ -125,7 +153,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   const char *current = "";
   gboolean consistent = TRUE;
 
-  if (p->vm != NULL && !clone)
+  if (p->vm != NULL && !treeless)
     current = p->vm->current_snapshot;
   for (gsize i = 0; i < p->n_snapshots; i++)
     if (p->snapshots[i]->current)
@@ -133,7 +161,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   /* A clone has no snapshots of its own yet; an op on a VM states its
    * whole tree (none left is an empty tree), which must show what was
    * done. */
-  if (!clone
+  if (!treeless
       && tree_has (p, op->name)
              == (strcmp (op->job->kind, PROTO_JOB_KIND_SNAPSHOT_DELETE) == 0))
     {
@@ -143,7 +171,7 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
                       op->job->kind, op->name);
       consistent = FALSE;
     }
-  else if (!clone
+  else if (!treeless
            && !sched_store_replace_snapshots (svc->store, vm_name, p->snapshots,
                                               p->n_snapshots, current, &error))
     {
@@ -173,6 +201,29 @@ record_result (SnapOp *op, const Drover__V1__StorageProgress *p)
   return consistent;
 }
 
+/* The outcome of a backup or restore OP: the backup its final message
+ * names. Caller frees. */
+static char *
+backup_outcome (const SnapOp *op)
+{
+  const Drover__V1__StorageProgress *p = op->job->storage;
+  const Drover__V1__Backup *b = p ? p->backup : NULL;
+  const char *id = p && p->backup_id[0] ? p->backup_id : "?";
+  g_autofree char *read = proto_format_size_brief (p ? p->processed : 0);
+  g_autofree char *fresh = proto_format_size_brief (p ? p->bytes_new : 0);
+
+  if (strcmp (op->job->kind, PROTO_JOB_KIND_RESTORE) == 0)
+    return g_strdup_printf ("VM %s restored from backup %s%s on host %s (%s "
+                            "written)",
+                            op->name, id, op->new_vm ? "" : " in place",
+                            op->host, read);
+  return g_strdup_printf (
+      "backup %s of VM %s taken on host %s: %s%s, %s, %s read, %s new", id,
+      op->vm, op->host, b ? b->kind : "?",
+      p && p->note[0] ? " (fell back to full)" : "",
+      b ? b->consistency : "crash", read, fresh);
+}
+
 /* The outcome of a successful OP for its job and event. Caller frees. */
 static char *
 outcome (const SnapOp *op)
@@ -188,6 +239,8 @@ outcome (const SnapOp *op)
   if (strcmp (kind, PROTO_JOB_KIND_SNAPSHOT_DELETE) == 0)
     return g_strdup_printf ("snapshot %s of VM %s deleted on host %s", op->name,
                             op->vm, op->host);
+  if (is_backup (kind))
+    return backup_outcome (op);
   if (op->dest_host)
     return g_strdup_printf ("VM %s cloned from %s (full) on host %s to host %s",
                             op->name, op->vm, op->host, op->dest_host);
@@ -204,6 +257,10 @@ event_kind (const char *job_kind)
     return SCHED_EVENT_SNAPSHOT_REVERTED;
   if (strcmp (job_kind, PROTO_JOB_KIND_SNAPSHOT_DELETE) == 0)
     return SCHED_EVENT_SNAPSHOT_DELETED;
+  if (strcmp (job_kind, PROTO_JOB_KIND_BACKUP) == 0)
+    return SCHED_EVENT_BACKUP_CREATED;
+  if (strcmp (job_kind, PROTO_JOB_KIND_RESTORE) == 0)
+    return SCHED_EVENT_BACKUP_RESTORED;
   return SCHED_EVENT_VM_CLONED;
 }
 
@@ -212,7 +269,7 @@ sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg)
 {
   SchedSnapshots *s = op->owner;
   SchedService *svc = s->svc;
-  gboolean clone = strcmp (op->job->kind, PROTO_JOB_KIND_CLONE) == 0;
+  gboolean clone = makes_vm (op);
   double seconds = (g_get_monotonic_time () - op->started_us) / 1e6;
   g_autofree char *id = g_strdup (op->job->id);
   g_autofree char *refresh_vm = NULL;
@@ -232,8 +289,9 @@ sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg)
 
       drover_message (clone ? op->name : op->vm, op->job->id, at, "%s", text);
       if (clone)
-        sched_events_emit (svc->events, SCHED_EVENT_VM_CREATED, op->name, at,
-                           NULL, NULL, "cloned from %s", op->vm);
+        sched_events_emit (
+            svc->events, SCHED_EVENT_VM_CREATED, op->name, at, NULL, NULL, "%s",
+            op->new_vm ? "restored from a backup" : "cloned from a VM");
       sched_events_emit (svc->events, event_kind (op->job->kind),
                          clone ? op->name : op->vm, at, NULL, NULL, "%s", text);
       sched_jobs_set (svc->jobs, op->job, PROTO_JOB_DONE, 1.0, text, NULL);
@@ -242,6 +300,10 @@ sched_snap_finish (SnapOp *op, gboolean ok, const char *error_msg)
     {
       drover_message (clone ? op->name : op->vm, op->job->id, op->host,
                       "%s failed: %s", op->job->kind, error_msg);
+      if (is_backup (op->job->kind))
+        sched_events_emit (svc->events, SCHED_EVENT_BACKUP_FAILED, op->vm,
+                           op->host, NULL, NULL, "%s of VM %s failed: %s",
+                           op->job->kind, op->vm, error_msg);
       if (clone)
         {
           /* Only our own reservation goes: a report may have adopted the

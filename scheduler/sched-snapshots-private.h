@@ -1,7 +1,8 @@
 /* What SchedSnapshots' files share: sched-snapshots.c (the object, the
  * checks, create, revert, delete, list, the refresh after a report),
- * sched-snap-op.c (a storage job's course) and sched-clones.c (CloneVm,
- * MakeTemplate). Nothing else includes this. */
+ * sched-snap-op.c (a storage job's course), sched-clones.c (CloneVm,
+ * MakeTemplate) and sched-backups.c (backups and restores, issue 14).
+ * Nothing else includes this. */
 #pragma once
 
 #include "sched-private.h"
@@ -26,6 +27,9 @@ typedef struct
   char *dest_host;
   Drover__V1__AgentCloneRequest *remote;
   gboolean flattened; /* the source copied the chain before sending */
+  /* A restore as a new VM (NAME): like a clone, its record was reserved
+   * (creating) and goes if the job fails. */
+  gboolean new_vm;
 } SnapOp;
 
 struct _SchedSnapshots

@@ -30,6 +30,18 @@ GUEST_DIR = os.path.join(ROOT, "tests", "guest", "out")
 # random data rewritten flat out: an oops within the first 3 migrations
 # without it, 20 of 20 clean with it. KVM does not have the bug.
 GUEST_CMDLINE = "console=ttyS0 quiet pti=on"
+GUEST_KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
+GUEST_INITRD = os.path.join(GUEST_DIR, "initramfs.img")
+# The disk-checking guest (drover.disk=check): what it writes, generation
+# after generation, and what it finds on its disk at boot.
+DISK_GEN = re.compile(r"^DROVER-GUEST disk gen (\d+) written", re.M)
+# The backup tests' guest: blocks 1..64 of 64 KiB (the first 4 MiB), a
+# 4 s pause after each generation: a backup begun in the pause holds
+# exactly that generation.
+BACKUP_GUEST_CMDLINE = (GUEST_CMDLINE + " drover.hb_ms=200 drover.disk=check"
+                        " drover.disk_blocks=64 drover.disk_pause_ms=4000")
+DISK_FOUND = re.compile(r"^DROVER-GUEST disk found blocks=(\d+) ok=(\d+) bad=(\d+) "
+                        r"blank=(\d+) gen_min=(\d+) gen_max=(\d+)", re.M)
 
 
 class Tap:
@@ -105,6 +117,20 @@ class Cluster:
 
     def down(self):
         self.harness("down", check=False)
+
+    def restart_agent(self, i, faults=None):
+        """Restarts host I's agent (TERM, then start), with the fault points
+        FAULTS (DROVER_FAULTS) or none, and waits until the scheduler has it
+        up."""
+        self.harness("kill-agent", str(i), "TERM")
+        env = dict(self.env)
+        env.pop("DROVER_FAULTS", None)
+        if faults:
+            env["DROVER_FAULTS"] = faults
+        subprocess.run([CLUSTER, "start-agent", str(i)], env=env, check=True,
+                       capture_output=True, timeout=90)
+        wait_for(f"host{i} up",
+                 lambda: self.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
 
     def ctl(self, *args, check=True, timeout=300, tls_dir=None, extra=()):
         argv = [os.path.join(BUILD, "cli", "droverctl"), *extra]

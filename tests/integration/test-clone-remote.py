@@ -23,13 +23,12 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (CLUSTER, GUEST_CMDLINE, GUEST_DIR, log, run,  # noqa: E402
+from drover_harness import (GUEST_CMDLINE, GUEST_DIR, log, run,  # noqa: E402
                             run_on_cluster, two_host_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
@@ -90,14 +89,7 @@ def run_cases(c, tap, tmp):
         wait_for(f"{vm} stopped", lambda: c.vms_by_name()[vm]["state"] == "shutoff", 60)
 
     def restart_agent(i, faults=None):
-        c.harness("kill-agent", str(i), "TERM")
-        env = dict(c.env)
-        env.pop("DROVER_FAULTS", None)
-        if faults:
-            env["DROVER_FAULTS"] = faults
-        subprocess.run([CLUSTER, "start-agent", str(i)], env=env, check=True,
-                       capture_output=True, timeout=90)
-        wait_for(f"host{i} up", lambda: c.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
+        c.restart_agent(i, faults)
 
     def timed_clone(*args):
         """Runs vm clone ARGS; returns (seconds, its output)."""
