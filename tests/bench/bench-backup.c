@@ -728,6 +728,8 @@ main (int argc, char **argv)
   g_autofree char *parent = NULL, *inc1 = NULL, *inc10 = NULL;
   const char *tools[] = { "qemu-img", "qemu-nbd", "qemu-io", "borg", "restic" };
 
+  /* A row as soon as it is measured, even into a pipe. */
+  setvbuf (stdout, NULL, _IOLBF, 0);
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     die ("options", error);
