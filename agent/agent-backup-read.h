@@ -66,7 +66,7 @@ typedef void (*AgentBackupProgressFunc) (const AgentBackupStats *stats,
  * (may be NULL) is cancelled.
  *
  * Reading overlaps storing: while this thread reads the next chunks over
- * NBD, up to one worker per CPU puts the ones already read, with at most
+ * NBD, up to two workers per CPU put the ones already read, with at most
  * AGENT_BACKUP_READ_BUFFERS chunks in memory. Whatever fails first (a
  * read, a put, the sink, a cancel) is the error returned; the other
  * chunks in flight are dropped, and on return no worker runs and no
