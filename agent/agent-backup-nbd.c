@@ -9,6 +9,7 @@
  */
 #include "agent-backup-nbd.h"
 
+#include <errno.h>
 #include <libnbd.h>
 #include <string.h>
 
@@ -233,20 +234,69 @@ agent_backup_nbd_classify (AgentBackupNbd *n, guint64 index,
   return TRUE;
 }
 
+/* A range is read as requests of this size, several in flight. One
+ * large request costs the server (QEMU) a fresh bounce buffer that it
+ * faults in page by page; small ones overlapping on the same connection
+ * were ten times faster in tests/bench/backup (docs/benchmarks.md). */
+#define READ_REQUEST (128 * 1024)
+#define READ_IN_FLIGHT 16
+
+static int
+on_read_done (void *user_data, int *error)
+{
+  int *failed = user_data;
+
+  if (*error && !*failed)
+    *failed = *error;
+  return 1; /* retire the command */
+}
+
+/* Waits until no request of N is in flight, so that none writes into a
+ * buffer the caller is about to reuse or free. */
+static void
+drain (AgentBackupNbd *n)
+{
+  while (nbd_aio_in_flight (n->h) > 0 && nbd_poll (n->h, -1) >= 0)
+    ;
+}
+
 static gboolean
 pread_range (AgentBackupNbd *n, guint8 *dst, guint64 off, guint64 len,
              guint64 index, GError **error)
 {
-  if (len == 0)
-    return TRUE;
-  if (nbd_pread (n->h, dst, len, off, 0) < 0)
+  guint64 issued = 0;
+  int failed = 0;
+  g_autofree char *what = NULL;
+
+  while ((issued < len && !failed) || nbd_aio_in_flight (n->h) > 0)
     {
-      g_autofree char *what = g_strdup_printf (
-          "cannot read chunk %" G_GUINT64_FORMAT " over NBD", index);
-      nbd_error (error, what);
-      return FALSE;
+      while (issued < len && !failed
+             && nbd_aio_in_flight (n->h) < READ_IN_FLIGHT)
+        {
+          guint64 l = MIN (READ_REQUEST, len - issued);
+          nbd_completion_callback cb = { on_read_done, &failed, NULL };
+
+          if (nbd_aio_pread (n->h, dst + issued, l, off + issued, cb, 0) < 0)
+            goto fail;
+          issued += l;
+        }
+      if (nbd_poll (n->h, -1) < 0)
+        goto fail;
     }
-  return TRUE;
+  if (!failed)
+    return TRUE;
+  errno = failed;
+  g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED,
+               "cannot read chunk %" G_GUINT64_FORMAT " over NBD: %s", index,
+               g_strerror (failed));
+  return FALSE;
+
+fail:
+  what = g_strdup_printf ("cannot read chunk %" G_GUINT64_FORMAT " over NBD",
+                          index);
+  nbd_error (error, what);
+  drain (n);
+  return FALSE;
 }
 
 gboolean

@@ -11,6 +11,21 @@
  * a bitmap): then the incremental would silently miss changes. So a few
  * chunks it calls clean, picked at random, are read and hashed anyway;
  * one that differs from the parent's fails the backup.
+ *
+ * Storing a chunk (SHA-256, lz4, a file written and fsynced) costs more
+ * than reading it, so the two overlap: this thread classifies, reads and
+ * records holes and clean chunks in disk order, and hands each data
+ * chunk to a pool of workers (two per CPU) that put it. The writer
+ * records chunks by index, so the order they land in does not matter.
+ * Buffers come from a fixed set of AGENT_BACKUP_READ_BUFFERS: when all
+ * are in use, reading waits for a worker to give one back, which keeps
+ * memory bounded and the reader from racing ahead of the disk.
+ *
+ * Timeline of an error in a worker W while the reader is at chunk K:
+ *   W: put fails -> first error set (later ones dropped), buffer back
+ *   R: next buffer wait or next chunk sees the error, stops reading
+ *   other workers: chunks not yet started are skipped, buffers back
+ *   R: waits for the pool to drain, frees every buffer, returns W's error
  */
 #include "agent-backup-read.h"
 
@@ -20,6 +35,148 @@
 
 /* The reader's chunks are the repository's. */
 G_STATIC_ASSERT (AGENT_BACKUP_CHUNK == STOR_REPO_CHUNK_SIZE);
+
+/* A worker spends part of each put waiting for its fsyncs (the chunk
+ * file, then its directory): with two per CPU the CPUs keep hashing and
+ * compressing meanwhile. tests/bench/backup, 1 GiB, four alternating
+ * pairs: 1.6-2.9 s against 2.0-3.6 s with one per CPU, faster in each
+ * pair. Memory stays bounded by the buffers, not the workers. */
+#define WORKERS_PER_CPU 2
+
+/* One read: the reader, the workers and what they share. */
+typedef struct
+{
+  const AgentBackupSinkOps *ops;
+  gpointer sink;
+  GThreadPool *pool;
+  guint8 *bufs[AGENT_BACKUP_READ_BUFFERS]; /* every buffer, freed at the end */
+  guint n_bufs;                            /* allocated so far (reader only) */
+
+  GMutex lock;
+  GCond cond;
+  /* Guarded by LOCK: */
+  GPtrArray *free_bufs; /* buffers nobody uses */
+  GError *error;        /* the first failure; later ones are dropped */
+  guint64 data_chunks;  /* put by the workers */
+} Pipeline;
+
+/* A data chunk on its way to a worker. */
+typedef struct
+{
+  guint64 index;
+  guint8 *buf;
+  gsize len;
+} Job;
+
+static void
+pipeline_fail (Pipeline *p, GError *error)
+{
+  g_mutex_lock (&p->lock);
+  if (!p->error)
+    p->error = g_steal_pointer (&error);
+  g_cond_broadcast (&p->cond);
+  g_mutex_unlock (&p->lock);
+  g_clear_error (&error);
+}
+
+static void
+pipeline_give_back (Pipeline *p, guint8 *buf, gboolean stored)
+{
+  g_mutex_lock (&p->lock);
+  g_ptr_array_add (p->free_bufs, buf);
+  p->data_chunks += stored;
+  g_cond_signal (&p->cond);
+  g_mutex_unlock (&p->lock);
+}
+
+static gboolean
+pipeline_failed (Pipeline *p)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&p->lock);
+
+  return p->error != NULL;
+}
+
+static void
+worker (gpointer data, gpointer user_data)
+{
+  g_autofree Job *job = data;
+  Pipeline *p = user_data;
+  GError *error = NULL;
+  gboolean stored = FALSE;
+
+  /* After a failure the chunks still queued are dropped, not stored. */
+  if (!pipeline_failed (p))
+    {
+      stored = p->ops->put (p->sink, job->index, job->buf, job->len, &error);
+      if (!stored)
+        pipeline_fail (p, error);
+    }
+  pipeline_give_back (p, job->buf, stored);
+}
+
+/* A free buffer, or NULL once a failure is recorded. Waits while every
+ * buffer is in use. */
+static guint8 *
+pipeline_take (Pipeline *p)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&p->lock);
+
+  while (!p->error)
+    {
+      if (p->free_bufs->len)
+        return g_ptr_array_steal_index_fast (p->free_bufs,
+                                             p->free_bufs->len - 1);
+      if (p->n_bufs < AGENT_BACKUP_READ_BUFFERS)
+        {
+          /* Allocated only when needed: a small disk uses few. */
+          p->bufs[p->n_bufs] = g_malloc (AGENT_BACKUP_CHUNK);
+          return p->bufs[p->n_bufs++];
+        }
+      g_cond_wait (&p->cond, &p->lock);
+    }
+  return NULL;
+}
+
+static gboolean
+pipeline_init (Pipeline *p, const AgentBackupSinkOps *ops, gpointer sink,
+               GError **error)
+{
+  memset (p, 0, sizeof *p);
+  p->ops = ops;
+  p->sink = sink;
+  g_mutex_init (&p->lock);
+  g_cond_init (&p->cond);
+  p->free_bufs = g_ptr_array_new ();
+  p->pool = g_thread_pool_new (
+      worker, p, WORKERS_PER_CPU * MAX (1, g_get_num_processors ()), FALSE,
+      error);
+  return p->pool != NULL;
+}
+
+/* Waits for every queued chunk to be put (or dropped), then frees all. */
+static void
+pipeline_finish (Pipeline *p)
+{
+  if (p->pool)
+    g_thread_pool_free (p->pool, FALSE, TRUE);
+  for (guint i = 0; i < p->n_bufs; i++)
+    g_free (p->bufs[i]);
+  g_ptr_array_unref (p->free_bufs);
+  g_clear_error (&p->error);
+  g_cond_clear (&p->cond);
+  g_mutex_clear (&p->lock);
+}
+
+/* Brings the workers' counts into S. */
+static void
+pipeline_sync (Pipeline *p, AgentBackupStats *s, guint64 added_before)
+{
+  g_mutex_lock (&p->lock);
+  s->data_chunks = p->data_chunks;
+  g_mutex_unlock (&p->lock);
+  s->bytes_new = p->ops->added (p->sink) - added_before;
+}
 
 static void
 report (AgentBackupStats *s, AgentBackupProgressFunc progress, gpointer data)
@@ -102,26 +259,83 @@ check_clean (AgentBackupNbd *n, guint64 index, guint8 *buf,
   return TRUE;
 }
 
+/* Reads data chunk INDEX into a free buffer and queues it for a worker;
+ * one that reads as zeros is recorded as a hole here instead. FALSE
+ * without ERROR: a worker failed (its error is the pipeline's). */
 static gboolean
-store_data (AgentBackupNbd *n, guint64 index, guint8 *buf,
-            const AgentBackupSinkOps *ops, gpointer sink, AgentBackupStats *s,
-            GError **error)
+read_data (Pipeline *p, AgentBackupNbd *n, guint64 index, AgentBackupStats *s,
+           GError **error)
 {
+  guint8 *buf = pipeline_take (p);
+  Job *job;
   gsize len;
-  guint64 read, added = 0;
+  guint64 read;
 
-  if (!agent_backup_nbd_read (n, index, buf, &len, &read, error))
+  if (!buf)
     return FALSE;
+  if (!agent_backup_nbd_read (n, index, buf, &len, &read, error))
+    {
+      pipeline_give_back (p, buf, FALSE);
+      return FALSE;
+    }
   s->bytes_read += read;
   if (stor_repo_is_zero (buf, len))
     {
+      pipeline_give_back (p, buf, FALSE);
       s->hole_chunks++;
-      return ops->hole (sink, index, len, error);
+      return p->ops->hole (p->sink, index, len, error);
     }
-  if (!ops->put (sink, index, buf, len, &added, error))
-    return FALSE;
-  s->data_chunks++;
-  s->bytes_new += added;
+  job = g_new (Job, 1);
+  *job = (Job){ index, buf, len };
+  /* A pool that cannot start a thread still queues the job for the
+   * threads it has: only the error needs reporting. */
+  return g_thread_pool_push (p->pool, job, error);
+}
+
+/* The chunk loop, in disk order, feeding the pipeline. FALSE without
+ * ERROR: a worker failed. */
+static gboolean
+read_chunks (Pipeline *p, AgentBackupNbd *n, const GArray *kinds,
+             GHashTable *picked, guint8 *check_buf, AgentBackupStats *s,
+             guint64 added_before, AgentBackupProgressFunc progress,
+             gpointer progress_data, gboolean *lied, GCancellable *cancellable,
+             GError **error)
+{
+  const AgentBackupSinkOps *ops = p->ops;
+
+  for (guint64 i = 0; i < s->chunks; i++)
+    {
+      gint64 key = i;
+      gboolean ok = TRUE;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error)
+          || pipeline_failed (p))
+        return FALSE;
+      switch (g_array_index (kinds, guint8, i))
+        {
+        case AGENT_BACKUP_CHUNK_HOLE:
+          s->hole_chunks++;
+          ok = ops->hole (p->sink, i, agent_backup_nbd_chunk_len (n, i), error);
+          break;
+        case AGENT_BACKUP_CHUNK_CLEAN:
+          if (g_hash_table_contains (picked, &key)
+              && !check_clean (n, i, check_buf, ops, p->sink, s, lied, error))
+            return FALSE;
+          s->clean_chunks++;
+          ok = ops->reuse (p->sink, i, error);
+          break;
+        default:
+          ok = read_data (p, n, i, s, error);
+          break;
+        }
+      if (!ok)
+        return FALSE;
+      if (i + 1 < s->chunks)
+        {
+          pipeline_sync (p, s, added_before);
+          report (s, progress, progress_data);
+        }
+    }
   return TRUE;
 }
 
@@ -136,8 +350,11 @@ agent_backup_read_disk (AgentBackupNbd *n, gboolean incremental, guint64 sample,
   AgentBackupStats *s = stats;
   g_autoptr (GArray) kinds = g_array_new (FALSE, FALSE, sizeof (guint8));
   g_autoptr (GHashTable) picked = NULL;
-  g_autofree guint8 *buf = NULL;
-  guint64 clean = 0;
+  g_autofree guint8 *check_buf = NULL;
+  GError *local = NULL;
+  guint64 clean = 0, added_before;
+  Pipeline p;
+  gboolean ok;
 
   memset (s, 0, sizeof *s);
   *lied = FALSE;
@@ -162,34 +379,30 @@ agent_backup_read_disk (AgentBackupNbd *n, gboolean incremental, guint64 sample,
   picked = pick_sample (kinds, clean, sample);
   s->to_read += g_hash_table_size (picked) * (guint64)AGENT_BACKUP_CHUNK;
   report (s, progress, progress_data);
-  buf = g_malloc (AGENT_BACKUP_CHUNK);
-  for (guint64 i = 0; i < s->chunks; i++)
+  /* Sampled clean chunks are compared here, in order, not by workers. */
+  if (g_hash_table_size (picked))
+    check_buf = g_malloc (AGENT_BACKUP_CHUNK);
+  added_before = ops->added (sink);
+  if (!pipeline_init (&p, ops, sink, error))
     {
-      gint64 key = i;
-      gboolean ok = TRUE;
-
-      if (g_cancellable_set_error_if_cancelled (cancellable, error))
-        return FALSE;
-      switch (g_array_index (kinds, guint8, i))
-        {
-        case AGENT_BACKUP_CHUNK_HOLE:
-          s->hole_chunks++;
-          ok = ops->hole (sink, i, agent_backup_nbd_chunk_len (n, i), error);
-          break;
-        case AGENT_BACKUP_CHUNK_CLEAN:
-          if (g_hash_table_contains (picked, &key)
-              && !check_clean (n, i, buf, ops, sink, s, lied, error))
-            return FALSE;
-          s->clean_chunks++;
-          ok = ops->reuse (sink, i, error);
-          break;
-        default:
-          ok = store_data (n, i, buf, ops, sink, s, error);
-          break;
-        }
-      if (!ok)
-        return FALSE;
-      report (s, progress, progress_data);
+      pipeline_finish (&p);
+      return FALSE;
     }
-  return TRUE;
+  /* The reader's own failure goes where the workers' go, so that the
+   * first one wins and the chunks still queued are dropped. */
+  if (!read_chunks (&p, n, kinds, picked, check_buf, s, added_before, progress,
+                    progress_data, lied, cancellable, &local)
+      && local)
+    pipeline_fail (&p, local);
+  /* Every worker done before the result is known: a put that fails
+   * while the reader finishes still fails the read. */
+  g_thread_pool_free (g_steal_pointer (&p.pool), FALSE, TRUE);
+  pipeline_sync (&p, s, added_before);
+  ok = !p.error;
+  if (!ok)
+    g_propagate_error (error, g_steal_pointer (&p.error));
+  pipeline_finish (&p);
+  if (ok)
+    report (s, progress, progress_data);
+  return ok;
 }

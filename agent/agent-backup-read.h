@@ -10,13 +10,19 @@
 
 G_BEGIN_DECLS
 
-/* Where the chunks go, in disk order, each chunk exactly once. */
+/* Chunks held in memory at once by a read (4 MiB each): read and waiting
+ * for a worker, or being put. */
+#define AGENT_BACKUP_READ_BUFFERS 8
+
+/* Where the chunks go, each chunk exactly once. PUT is called from the
+ * read loop's worker threads, several at once and in any order (it is
+ * where hashing, compressing and writing happen); every other op from
+ * the caller's thread, in disk order. */
 typedef struct
 {
-  /* Chunk INDEX has the LEN bytes at DATA; *ADDED: the bytes the
-   * repository did not have yet (0 for a chunk it had). */
+  /* Chunk INDEX has the LEN bytes at DATA. Thread-safe. */
   gboolean (*put) (gpointer sink, guint64 index, const guint8 *data, gsize len,
-                   guint64 *added, GError **error);
+                   GError **error);
   /* Chunk INDEX (LEN bytes) reads as zeros. */
   gboolean (*hole) (gpointer sink, guint64 index, gsize len, GError **error);
   /* Chunk INDEX is the parent backup's (incremental only). */
@@ -25,6 +31,9 @@ typedef struct
   gboolean (*parent_digest) (gpointer sink, guint64 index,
                              StorRepoDigest *digest, gboolean *hole,
                              GError **error);
+  /* Bytes the sink's puts added to the repository so far (a chunk it
+   * already had adds 0). Thread-safe. */
+  guint64 (*added) (gpointer sink);
 } AgentBackupSinkOps;
 
 typedef struct
@@ -43,7 +52,10 @@ typedef struct
   double eta_s;         /* -1: unknown */
 } AgentBackupStats;
 
-/* Called after each chunk (and once at the start). */
+/* Progress of a backup's read (or a restore's write). The read loop
+ * calls it once at the start, after each chunk but the last, and once
+ * more when every chunk is in the sink, always from the caller's
+ * thread. */
 typedef void (*AgentBackupProgressFunc) (const AgentBackupStats *stats,
                                          gpointer user_data);
 
@@ -51,7 +63,14 @@ typedef void (*AgentBackupProgressFunc) (const AgentBackupStats *stats,
  * the sink a parent. SAMPLE: clean chunks to check (the larger of 2 and
  * 1 % when 0; G_MAXUINT64 checks all). On a bitmap that lied, ERROR says
  * which chunk and *LIED is set. Stops between chunks once CANCELLABLE
- * (may be NULL) is cancelled. */
+ * (may be NULL) is cancelled.
+ *
+ * Reading overlaps storing: while this thread reads the next chunks over
+ * NBD, up to two workers per CPU put the ones already read, with at most
+ * AGENT_BACKUP_READ_BUFFERS chunks in memory. Whatever fails first (a
+ * read, a put, the sink, a cancel) is the error returned; the other
+ * chunks in flight are dropped, and on return no worker runs and no
+ * buffer is left. */
 gboolean agent_backup_read_disk (AgentBackupNbd *n, gboolean incremental,
                                  guint64 sample, const AgentBackupSinkOps *ops,
                                  gpointer sink,

@@ -18,19 +18,25 @@ agent_backup_repo_open (const char *path, GError **error)
   return stor_repo_open (path, error);
 }
 
+/* Called from the read loop's workers, several at once: the writer's
+ * put is thread-safe. */
 static gboolean
 sink_put (gpointer data, guint64 index, const guint8 *buf, gsize len,
-          guint64 *added, GError **error)
+          GError **error)
 {
   AgentBackupSink *s = data;
-  guint64 before = 0, after = 0;
 
-  stor_repo_writer_totals (s->w, NULL, &before, NULL);
-  if (!stor_repo_writer_put (s->w, s->disk, index, buf, len, error))
-    return FALSE;
-  stor_repo_writer_totals (s->w, NULL, &after, NULL);
-  *added = after - before;
-  return TRUE;
+  return stor_repo_writer_put (s->w, s->disk, index, buf, len, error);
+}
+
+static guint64
+sink_added (gpointer data)
+{
+  AgentBackupSink *s = data;
+  guint64 added = 0;
+
+  stor_repo_writer_totals (s->w, NULL, &added, NULL);
+  return added;
 }
 
 static gboolean
@@ -73,4 +79,4 @@ sink_parent_digest (gpointer data, guint64 index, StorRepoDigest *digest,
 }
 
 const AgentBackupSinkOps agent_backup_sink_ops
-    = { sink_put, sink_hole, sink_reuse, sink_parent_digest };
+    = { sink_put, sink_hole, sink_reuse, sink_parent_digest, sink_added };

@@ -199,40 +199,85 @@ test_no_server (void)
   g_assert_nonnull (strstr (error->message, "/nonexistent/drover-nbd.sock"));
 }
 
-/* A sink that records what it is given; the parent is the disk as the
- * fixture made it before the bitmap. */
+/* A sink that records what it is given, by chunk (puts come from the
+ * read loop's workers in any order); the parent is the disk as the
+ * fixture made it before the bitmap. FAIL_AT: a put of that chunk fails
+ * (G_MAXUINT64: none). */
 typedef struct
 {
-  GString *log;
+  GMutex lock;
+  char *what[5]; /* per chunk, guarded by LOCK */
+  guint calls;   /* guarded by LOCK */
+  guint64 added; /* guarded by LOCK */
+  guint64 fail_at;
 } Sink;
+
+static void
+sink_init (Sink *s)
+{
+  memset (s, 0, sizeof *s);
+  g_mutex_init (&s->lock);
+  s->fail_at = G_MAXUINT64;
+}
+
+/* What S was given, in chunk order; frees S's records. */
+static char *
+sink_log (Sink *s)
+{
+  GString *log = g_string_new ("");
+
+  for (guint i = 0; i < G_N_ELEMENTS (s->what); i++)
+    if (s->what[i])
+      {
+        g_string_append_printf (log, "%u:%s ", i, s->what[i]);
+        g_free (s->what[i]);
+      }
+  g_mutex_clear (&s->lock);
+  return g_string_free (log, FALSE);
+}
+
+static void
+sink_record (Sink *s, guint64 index, char *what)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&s->lock);
+
+  g_assert_cmpuint (index, <, G_N_ELEMENTS (s->what));
+  /* Each chunk exactly once. */
+  g_assert_null (s->what[index]);
+  s->what[index] = what;
+  s->calls++;
+}
 
 static gboolean
 sink_put (gpointer data, guint64 index, const guint8 *buf, gsize len,
-          guint64 *added, GError **error)
+          GError **error)
 {
   Sink *s = data;
 
-  g_string_append_printf (s->log, "%" G_GUINT64_FORMAT ":put(%02x) ", index,
-                          buf[0]);
-  *added = len;
+  if (index == s->fail_at)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                   "no space for chunk %" G_GUINT64_FORMAT, index);
+      return FALSE;
+    }
+  sink_record (s, index, g_strdup_printf ("put(%02x)", buf[0]));
+  g_mutex_lock (&s->lock);
+  s->added += len;
+  g_mutex_unlock (&s->lock);
   return TRUE;
 }
 
 static gboolean
 sink_hole (gpointer data, guint64 index, gsize len, GError **error)
 {
-  Sink *s = data;
-
-  g_string_append_printf (s->log, "%" G_GUINT64_FORMAT ":hole ", index);
+  sink_record (data, index, g_strdup ("hole"));
   return TRUE;
 }
 
 static gboolean
 sink_reuse (gpointer data, guint64 index, GError **error)
 {
-  Sink *s = data;
-
-  g_string_append_printf (s->log, "%" G_GUINT64_FORMAT ":reuse ", index);
+  sink_record (data, index, g_strdup ("reuse"));
   return TRUE;
 }
 
@@ -251,8 +296,17 @@ sink_parent_digest (gpointer data, guint64 index, StorRepoDigest *digest,
   return TRUE;
 }
 
+static guint64
+sink_added (gpointer data)
+{
+  Sink *s = data;
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&s->lock);
+
+  return s->added;
+}
+
 static const AgentBackupSinkOps sink_ops
-    = { sink_put, sink_hole, sink_reuse, sink_parent_digest };
+    = { sink_put, sink_hole, sink_reuse, sink_parent_digest, sink_added };
 
 static void
 count_progress (const AgentBackupStats *stats, gpointer data)
@@ -260,25 +314,41 @@ count_progress (const AgentBackupStats *stats, gpointer data)
   (*(guint *)data)++;
 }
 
+/* A full read of the fixture's disk into a sink whose put of chunk
+ * FAIL_AT fails (G_MAXUINT64: none): what it did in *LOG and ST. */
+static gboolean
+read_full (Fixture *f, guint64 fail_at, AgentBackupProgressFunc progress,
+           gpointer data, GCancellable *cancel, char **log,
+           AgentBackupStats *st, GError **error)
+{
+  g_autoptr (AgentBackupNbd) n
+      = agent_backup_nbd_open (f->sock, "vda", NULL, error);
+  Sink sink;
+  gboolean lied = FALSE, ok;
+
+  g_assert_nonnull (n);
+  sink_init (&sink);
+  sink.fail_at = fail_at;
+  ok = agent_backup_read_disk (n, FALSE, 0, &sink_ops, &sink, progress, data,
+                               st, &lied, cancel, error);
+  g_assert_false (lied);
+  *log = sink_log (&sink);
+  return ok;
+}
+
 static void
 test_read_full (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (AgentBackupNbd) n
-      = agent_backup_nbd_open (f->sock, "vda", NULL, &error);
-  g_autoptr (GString) log = g_string_new ("");
-  Sink sink = { log };
+  g_autofree char *log = NULL;
   AgentBackupStats st;
-  gboolean lied;
   guint reports = 0;
 
+  g_assert_true (read_full (f, G_MAXUINT64, count_progress, &reports, NULL,
+                            &log, &st, &error));
   g_assert_no_error (error);
-  g_assert_true (agent_backup_read_disk (n, FALSE, 0, &sink_ops, &sink,
-                                         count_progress, &reports, &st, &lied,
-                                         NULL, &error));
-  g_assert_no_error (error);
-  g_assert_cmpstr (log->str, ==,
-                   "0:put(11) 1:hole 2:put(22) 3:put(33) 4:hole ");
+  g_assert_cmpstr (log, ==, "0:put(11) 1:hole 2:put(22) 3:put(33) 4:hole ");
+  g_assert_cmpuint (st.bytes_new, ==, 3 * AGENT_BACKUP_CHUNK);
   g_assert_cmpuint (st.bytes_read, ==, MIB + 4 * MIB + 64 * 1024);
   g_assert_cmpuint (st.to_read, ==, 12 * MIB);
   g_assert_cmpuint (st.data_chunks, ==, 3);
@@ -287,33 +357,37 @@ test_read_full (Fixture *f, gconstpointer data)
 }
 
 /* An incremental read of the fixture's disk checking SAMPLE clean chunks:
- * what it did in LOG and ST. */
+ * what it did in *LOG and ST. */
 static gboolean
-read_incremental (Fixture *f, guint64 sample, GString *log,
-                  AgentBackupStats *st, gboolean *lied, GError **error)
+read_incremental (Fixture *f, guint64 sample, char **log, AgentBackupStats *st,
+                  gboolean *lied, GError **error)
 {
   g_autoptr (AgentBackupNbd) n
       = agent_backup_nbd_open (f->sock, "vda", "qemu:dirty-bitmap:bk0", error);
-  Sink sink = { log };
+  Sink sink;
+  gboolean ok;
 
   g_assert_nonnull (n);
-  return agent_backup_read_disk (n, TRUE, sample, &sink_ops, &sink, NULL, NULL,
-                                 st, lied, NULL, error);
+  sink_init (&sink);
+  ok = agent_backup_read_disk (n, TRUE, sample, &sink_ops, &sink, NULL, NULL,
+                               st, lied, NULL, error);
+  *log = sink_log (&sink);
+  return ok;
 }
 
 static void
 test_read_incremental (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (GString) log = g_string_new ("");
+  g_autofree char *log = NULL;
   AgentBackupStats st;
   gboolean lied;
 
   /* Every clean chunk checked: the bitmap told the truth. */
-  g_assert_true (read_incremental (f, G_MAXUINT64, log, &st, &lied, &error));
+  g_assert_true (read_incremental (f, G_MAXUINT64, &log, &st, &lied, &error));
   g_assert_no_error (error);
   g_assert_false (lied);
-  g_assert_cmpstr (log->str, ==, "0:reuse 1:hole 2:reuse 3:put(33) 4:hole ");
+  g_assert_cmpstr (log, ==, "0:reuse 1:hole 2:reuse 3:put(33) 4:hole ");
   g_assert_cmpuint (st.sampled, ==, 2);
   g_assert_cmpuint (st.clean_chunks, ==, 2);
 }
@@ -322,15 +396,55 @@ static void
 test_read_bitmap_lied (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (GString) log = g_string_new ("");
+  g_autofree char *log = NULL;
   AgentBackupStats st;
   gboolean lied;
 
   /* The default sample is 2 chunks: both clean ones here. */
-  g_assert_false (read_incremental (f, 0, log, &st, &lied, &error));
+  g_assert_false (read_incremental (f, 0, &log, &st, &lied, &error));
   g_assert_true (lied);
   g_assert_nonnull (strstr (error->message, "chunk 2 "));
   g_assert_nonnull (strstr (error->message, "next backup is full"));
+}
+
+/* A put that fails (a full repository) fails the read with its own
+ * error; chunks after it may or may not have been put meanwhile, but
+ * never twice, and the read returns only when no worker runs. */
+static void
+test_read_put_fails (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *log = NULL;
+  AgentBackupStats st;
+
+  g_assert_false (read_full (f, 2, NULL, NULL, NULL, &log, &st, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+  g_assert_cmpstr (error->message, ==, "no space for chunk 2");
+  g_assert_true (g_str_has_prefix (log, "0:put(11) 1:hole "));
+  g_assert_null (strstr (log, "2:"));
+}
+
+static void
+cancel_after_first_chunk (const AgentBackupStats *stats, gpointer data)
+{
+  if (stats->bytes_read > 0)
+    g_cancellable_cancel (data);
+}
+
+/* Cancelled after chunk 0: nothing after it reaches the sink. */
+static void
+test_read_cancel (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GCancellable) cancel = g_cancellable_new ();
+  g_autofree char *log = NULL;
+  AgentBackupStats st;
+
+  g_assert_false (read_full (f, G_MAXUINT64, cancel_after_first_chunk, cancel,
+                             cancel, &log, &st, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  /* Chunk 0 was queued before the cancel: its put may have run. */
+  g_assert_true (g_str_equal (log, "") || g_str_equal (log, "0:put(11) "));
 }
 
 /* Disk vda of the fixture into REPO (incremental from PARENT through the
@@ -431,6 +545,10 @@ main (int argc, char **argv)
               fixture_set_up, test_read_incremental, fixture_tear_down);
   g_test_add ("/agent-backup-nbd/read-bitmap-lied", Fixture, "lie",
               fixture_set_up, test_read_bitmap_lied, fixture_tear_down);
+  g_test_add ("/agent-backup-nbd/read-put-fails", Fixture, NULL, fixture_set_up,
+              test_read_put_fails, fixture_tear_down);
+  g_test_add ("/agent-backup-nbd/read-cancel", Fixture, NULL, fixture_set_up,
+              test_read_cancel, fixture_tear_down);
   g_test_add ("/agent-backup-nbd/repo-round-trip", Fixture, NULL,
               fixture_set_up, test_repo_round_trip, fixture_tear_down);
   g_test_add_func ("/agent-backup-nbd/no-server", test_no_server);
