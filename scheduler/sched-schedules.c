@@ -10,6 +10,10 @@
 #include "stor-repo.h"
 
 #define TICK_MS 1000
+/* A run whose VM's host is down waits this long after its slot, trying
+ * every HOST_RETRY_S, before that counts as a failure. */
+#define HOST_GRACE_MS 60000
+#define HOST_RETRY_S 5
 /* Attempts of one slot of one VM before the slot is given up. */
 #define MAX_ATTEMPTS 3
 
@@ -523,6 +527,19 @@ tick (gpointer data)
       if (!start_run (s, run, &job_id, &start_error))
         {
           sched_dr_queue_finished (s->queue, run);
+          if (g_error_matches (start_error, SCHED_ERROR,
+                               SCHED_ERROR_UNAVAILABLE)
+              && now - run->slot * 1000 < HOST_GRACE_MS)
+            {
+              /* Its host is down, perhaps only for now (a scheduler that
+               * has just started has not heard from the agents yet):
+               * try again shortly, not counted as a failure. */
+              sched_dr_queue_add (s->queue, run->schedule, run->vm, run->host,
+                                  run->repo, run->slot, 0, run->attempts,
+                                  now / 1000 + HOST_RETRY_S);
+              sched_dr_run_free (run);
+              continue;
+            }
           run_failed (s, run, start_error->message, now);
           sched_dr_run_free (run);
           continue;

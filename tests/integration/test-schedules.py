@@ -12,7 +12,9 @@ period (10 s) so that a run comes every few seconds.
 - the scheduler down for 25 s (two or three slots): after it comes back
   the missed slots run once, not once each, and no slot ever runs twice;
 - dr report: a VM within its RPO is ok; its schedule paused past the RPO,
-  the report says outside-rpo and exits 1.
+  the report says outside-rpo and exits 1;
+- a backup schedule every 10 s with --keep-last 2: backups land in the
+  repository the agents share and the older ones are pruned away.
 Prints TAP.
 """
 import calendar
@@ -34,6 +36,9 @@ STAMP = re.compile(r"-(\d{8}-\d{6})$")
 
 def main():
     c = two_host_cluster("/tmp/drover-cluster-schedules")
+    # Both agents back up into one directory, as a shared mount would be.
+    repo = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-main")
+    c.env["DROVER_AGENT_ARGS"] = f"--backup-repo main={repo}"
     return run_on_cluster(c, run_cases, tmp_prefix="drover-schedules-")
 
 
@@ -158,6 +163,21 @@ def run_cases(c, tap, tmp):
             p.stdout + p.stderr
         c.ctl("schedule", "delete", "sch3")
 
+    def backups():
+        def listed():
+            got = c.ctl_json("backup", "list", VM, "--repo", "main").get("backups", [])
+            return [b for b in got if b["vm"] == VM]
+
+        c.ctl("schedule", "create", "bk1", "--select", VM, "--action", "backup",
+              "--repo", "main", "--every", "10s", "--keep-last", "2")
+        wait_for("three backups by bk1",
+                 lambda: schedules()["bk1"].get("runs_ok", 0) >= 3, 120, 2)
+        kept = wait_for("the repository pruned to two",
+                        lambda: (lambda b: b if len(b) == 2 else None)(listed()), 60, 2)
+        log(f"bk1 kept {[b['id'] for b in kept]}; {schedules()['bk1']}")
+        assert schedules()["bk1"].get("runs_failed", 0) == 0, schedules()["bk1"]
+        c.ctl("schedule", "delete", "bk1")
+
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
@@ -168,6 +188,8 @@ def run_cases(c, tap, tmp):
              restart_catch_up)
     tap.case("dr report: ok within the RPO; paused past it, outside and exit 1",
              report)
+    tap.case("a backup schedule: backups into the repository, pruned to keep-last 2",
+             backups)
 
 
 if __name__ == "__main__":
