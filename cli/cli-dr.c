@@ -28,7 +28,7 @@ dr_report (Ctl *ctl, int argc, char **argv)
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   const Drover__V1__DrReport *r;
-  CliTable *table;
+  g_autoptr (CliTable) table = NULL;
   int rc;
 
   if ((rc = ctl_parse_options ("dr report", "[--json]",

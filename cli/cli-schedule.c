@@ -234,7 +234,7 @@ schedule_list (Ctl *ctl, int argc, char **argv)
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
   const Drover__V1__ListSchedulesReply *reply;
-  CliTable *table;
+  g_autoptr (CliTable) table = NULL;
   int rc;
 
   if ((rc = ctl_parse_options ("schedule list", "[--json]",
