@@ -60,6 +60,7 @@ typedef struct
   GByteArray *got; /* lock: bytes of the latest connection */
   gboolean eof;    /* lock: ... and it has ended */
   guint conns;     /* lock */
+  gboolean stop;   /* lock: libvirtd_free's wake-up connection */
 } Libvirtd;
 
 static gpointer
@@ -73,7 +74,14 @@ libvirtd_thread (gpointer data)
       guint8 buf[4096];
       gssize n;
 
+      gboolean stop;
+
       if (!s)
+        return NULL;
+      g_mutex_lock (&l->lock);
+      stop = l->stop;
+      g_mutex_unlock (&l->lock);
+      if (stop)
         return NULL;
       g_mutex_lock (&l->lock);
       g_byte_array_set_size (l->got, 0);
@@ -131,12 +139,24 @@ libvirtd_wait (Libvirtd *l, guint len, gboolean eof)
   g_mutex_unlock (&l->lock);
 }
 
+/* Closing the listening socket does not wake a thread about to poll it
+ * (it would wait forever on the closed descriptor): the thread is woken
+ * by one last connection, which it takes as the order to stop. */
 static void
 libvirtd_free (Libvirtd *l)
 {
-  g_socket_shutdown (l->socket, TRUE, TRUE, NULL);
-  g_socket_close (l->socket, NULL);
+  g_autoptr (GSocket) wake
+      = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM,
+                      G_SOCKET_PROTOCOL_DEFAULT, NULL);
+  g_autoptr (GSocketAddress) addr = g_unix_socket_address_new (l->path);
+
+  g_mutex_lock (&l->lock);
+  l->stop = TRUE;
+  g_mutex_unlock (&l->lock);
+  g_assert_nonnull (wake);
+  g_assert_true (g_socket_connect (wake, addr, NULL, NULL));
   g_thread_join (l->thread);
+  g_socket_close (l->socket, NULL);
   g_object_unref (l->socket);
   unlink (l->path);
   g_free (l->path);
