@@ -54,6 +54,10 @@ typedef enum
 /* Most elements of repeated fields, at every depth together, that one
  * decoded message may hold (each becomes a struct in memory). */
 #define PROTO_MAX_REPEATED 65536
+/* Networks (issue 13): the bridges a host reports at most, and the
+ * longest bridge name (a Linux interface name, IFNAMSIZ less the NUL). */
+#define PROTO_HOST_MAX_BRIDGES 256
+#define PROTO_BRIDGE_NAME_MAX 15
 
 /* Method indexes into the generated service descriptors, in .proto order. */
 enum
@@ -107,6 +111,11 @@ enum
   DROVER_SCHED_METHOD_DELETE_SCHEDULE,
   DROVER_SCHED_METHOD_RUN_SCHEDULE,
   DROVER_SCHED_METHOD_GET_DR_REPORT,
+
+  DROVER_SCHED_METHOD_CREATE_NETWORK,
+  DROVER_SCHED_METHOD_LIST_NETWORKS,
+  DROVER_SCHED_METHOD_GET_NETWORK,
+  DROVER_SCHED_METHOD_DELETE_NETWORK,
   DROVER_SCHED_N_METHODS
 };
 enum

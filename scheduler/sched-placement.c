@@ -8,9 +8,10 @@
  * migrated here) hold: a stopped VM keeps only its disk. Weight:
  * spread, the host with the largest free memory fraction plus free vCPU
  * fraction after placement wins; ties go to the smallest name so the
- * choice is deterministic.
+ * choice is deterministic. Networks (issue 13): a VM that needs networks
+ * goes only to hosts that have every one of them (sched-networks.h).
  */
-#include "sched-private.h"
+#include "sched-networks.h"
 
 #include <math.h>
 #include <string.h>
@@ -108,7 +109,7 @@ capacity_misfit (const SchedPolicy *policy, const Drover__V1__HostInfo *info,
 /* NULL if SPEC fits on HOST (and *SCORE is set), else why not. */
 static char *
 host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
-             const Drover__V1__VmSpec *spec, double *score)
+             const Drover__V1__VmSpec *spec, GPtrArray *networks, double *score)
 {
   const Drover__V1__HostInfo *info = host->info;
   guint vcpus_used;
@@ -127,6 +128,9 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
     return g_strdup_printf ("accelerator is %s, VM needs %s",
                             info->accel[0] ? info->accel : "unknown",
                             spec->accel);
+  misfit = sched_networks_misfit (host, networks);
+  if (misfit != NULL)
+    return misfit;
 
   sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used,
                     &disk_reserved);
@@ -206,6 +210,15 @@ char *
 sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
              const Drover__V1__VmSpec *spec, const char *pin, GError **error)
 {
+  /* VMs have no NICs yet (issue 13's next slice): no networks to need. */
+  return sched_place_on_networks (policy, hosts, vms, spec, pin, NULL, error);
+}
+
+char *
+sched_place_on_networks (const SchedPolicy *policy, GPtrArray *hosts,
+                         GPtrArray *vms, const Drover__V1__VmSpec *spec,
+                         const char *pin, GPtrArray *networks, GError **error)
+{
   g_autoptr (GPtrArray) order = NULL;
   g_autoptr (GString) why = NULL;
   const SchedHost *best = NULL;
@@ -230,7 +243,7 @@ sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
                        host->state[0] ? host->state : PROTO_HOST_DOWN);
           return NULL;
         }
-      misfit = host_misfit (policy, host, vms, spec, &score);
+      misfit = host_misfit (policy, host, vms, spec, networks, &score);
       if (misfit != NULL)
         {
           g_set_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY,
@@ -255,7 +268,7 @@ sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
       g_autofree char *misfit = NULL;
       double score = 0;
 
-      misfit = host_misfit (policy, host, vms, spec, &score);
+      misfit = host_misfit (policy, host, vms, spec, networks, &score);
       if (misfit != NULL)
         {
           g_string_append_printf (why, "%s%s: %s", why->len ? "; " : "",

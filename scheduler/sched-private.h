@@ -63,6 +63,13 @@ const SchedHost *sched_host_find (GPtrArray *hosts, const char *name);
 char *sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
                    const Drover__V1__VmSpec *spec, const char *pin,
                    GError **error);
+/* sched_place for a VM that needs NETWORKS (Drover__V1__Network; NULL or
+ * empty: none): only hosts that have every one of them
+ * (sched_networks_host_has) qualify. */
+char *sched_place_on_networks (const SchedPolicy *policy, GPtrArray *hosts,
+                               GPtrArray *vms, const Drover__V1__VmSpec *spec,
+                               const char *pin, GPtrArray *networks,
+                               GError **error);
 
 /* --- migration --------------------------------------------------------- */
 

@@ -78,6 +78,11 @@ static const SchedField schedule_fields[] = {
   MSG_FIELD (SchedScheduleRow, spec, MSG, drover__v1__schedule__descriptor),
 };
 
+static const SchedField network_fields[] = {
+  FIELD (SchedNetworkRow, name, TEXT),
+  MSG_FIELD (SchedNetworkRow, spec, MSG, drover__v1__network__descriptor),
+};
+
 const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   [SCHED_TABLE_HOSTS] = { "host", "hosts", sizeof (SchedHost), host_fields,
                           G_N_ELEMENTS (host_fields) },
@@ -92,6 +97,8 @@ const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   [SCHED_TABLE_SCHEDULES]
   = { "schedule", "schedules", sizeof (SchedScheduleRow), schedule_fields,
       G_N_ELEMENTS (schedule_fields) },
+  [SCHED_TABLE_NETWORKS] = { "network", "networks", sizeof (SchedNetworkRow),
+                             network_fields, G_N_ELEMENTS (network_fields) },
 };
 
 #define HOST_TYPE (&sched_row_types[SCHED_TABLE_HOSTS])
@@ -335,4 +342,27 @@ void
 sched_schedule_row_free (SchedScheduleRow *row)
 {
   sched_row_free (&sched_row_types[SCHED_TABLE_SCHEDULES], row);
+}
+
+/* --- networks ---------------------------------------------------------- */
+
+SchedNetworkRow *
+sched_network_row_new (const Drover__V1__Network *spec)
+{
+  SchedNetworkRow *row = g_new0 (SchedNetworkRow, 1);
+
+  row->name = dup_str (spec->name);
+  row->spec = proto_msg_copy (&spec->base);
+  /* Where the bridge is comes from the hosts' reports, never the store. */
+  for (gsize i = 0; i < row->spec->n_hosts; i++)
+    proto_msg_free (row->spec->hosts[i]);
+  g_clear_pointer (&row->spec->hosts, g_free);
+  row->spec->n_hosts = 0;
+  return row;
+}
+
+void
+sched_network_row_free (SchedNetworkRow *row)
+{
+  sched_row_free (&sched_row_types[SCHED_TABLE_NETWORKS], row);
 }

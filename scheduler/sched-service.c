@@ -18,6 +18,7 @@
 #include "sched-balancer.h"
 #include "sched-dashboard.h"
 #include "sched-drain.h"
+#include "sched-networks.h"
 #include "sched-repos.h"
 #include "sched-schedules.h"
 
@@ -60,6 +61,9 @@ host_call_check (ProtoServerCall *call, const char *method,
   else if (info->address[0] != '\0'
            && !sched_address_check (info->address, &error))
     g_prefix_error (&error, "host '%s': ", info->name);
+  /* The bridges it has (issue 13): capped and named as interfaces. */
+  if (error == NULL)
+    sched_host_bridges_check (info, &error);
   if (error == NULL)
     return TRUE;
   sched_call_fail (call, error);
@@ -326,6 +330,12 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_DELETE_SCHEDULE, sched_schedules_handle_delete, svc },
     { DROVER_SCHED_METHOD_RUN_SCHEDULE, sched_schedules_handle_run, svc },
     { DROVER_SCHED_METHOD_GET_DR_REPORT, sched_schedules_handle_report, svc },
+
+    /* networks (issue 13) */
+    { DROVER_SCHED_METHOD_CREATE_NETWORK, sched_networks_handle_create, svc },
+    { DROVER_SCHED_METHOD_LIST_NETWORKS, sched_networks_handle_list, svc },
+    { DROVER_SCHED_METHOD_GET_NETWORK, sched_networks_handle_get, svc },
+    { DROVER_SCHED_METHOD_DELETE_NETWORK, sched_networks_handle_delete, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 

@@ -16,7 +16,8 @@
  * and snapshots, jobs gain storage; 4 = hosts gain maintenance; 5 = a
  * repos table (backup repositories); 6 = a settings table (name, value)
  * for what an operator changes at run time and a restart keeps (the
- * balancer's mode); 7 = a schedules table (disaster-recovery schedules).
+ * balancer's mode); 7 = a schedules table (disaster-recovery schedules);
+ * 8 = a networks table (issue 13).
  * Opening an older database upgrades it in one transaction.
  */
 #include "sched-store.h"
@@ -27,7 +28,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 7
+#define SCHED_DB_SCHEMA_VERSION 8
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -62,6 +63,7 @@ static const char *const list_order[SCHED_N_TABLES] = {
   [SCHED_TABLE_SNAPSHOTS] = "vm, created_ms, name",
   [SCHED_TABLE_REPOS] = "name",
   [SCHED_TABLE_SCHEDULES] = "name",
+  [SCHED_TABLE_NETWORKS] = "name",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -131,6 +133,10 @@ static const char schema_v6[] = "CREATE TABLE settings ("
 static const char schema_v7[] = "CREATE TABLE schedules ("
                                 "  name TEXT PRIMARY KEY NOT NULL,"
                                 "  next_run_ms INTEGER NOT NULL,"
+                                "  spec BLOB NOT NULL);";
+/* Version 7 -> 8: networks, bridges that hosts provide (issue 13). */
+static const char schema_v8[] = "CREATE TABLE networks ("
+                                "  name TEXT PRIMARY KEY NOT NULL,"
                                 "  spec BLOB NOT NULL);";
 
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
@@ -319,6 +325,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 5 && !sqlite_exec (self, schema_v5, error))
           || (version < 6 && !sqlite_exec (self, schema_v6, error))
           || (version < 7 && !sqlite_exec (self, schema_v7, error))
+          || (version < 8 && !sqlite_exec (self, schema_v8, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -508,6 +515,7 @@ static const GDestroyNotify row_free[SCHED_N_TABLES] = {
   [SCHED_TABLE_SNAPSHOTS] = (GDestroyNotify)sched_snapshot_free,
   [SCHED_TABLE_REPOS] = (GDestroyNotify)sched_repo_free,
   [SCHED_TABLE_SCHEDULES] = (GDestroyNotify)sched_schedule_row_free,
+  [SCHED_TABLE_NETWORKS] = (GDestroyNotify)sched_network_row_free,
 };
 
 /* Binds ROW, a row of TYPE, to STMT's parameters ?1.. in field order. */

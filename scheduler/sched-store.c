@@ -59,6 +59,12 @@ sched_store_list_repos (SchedStore *store, GError **error)
 }
 
 GPtrArray *
+sched_store_list_networks (SchedStore *store, GError **error)
+{
+  return store->ops->list (store, SCHED_TABLE_NETWORKS, NULL, error);
+}
+
+GPtrArray *
 sched_store_list_schedules (SchedStore *store, GError **error)
 {
   return store->ops->list (store, SCHED_TABLE_SCHEDULES, NULL, error);

@@ -109,6 +109,14 @@ typedef struct
   Drover__V1__Schedule *spec; /* never NULL */
 } SchedScheduleRow;
 
+/* A network (issue 13): a bridge that hosts provide. SPEC holds it all
+ * (no hosts: those are worked out from the hosts' reports). */
+typedef struct
+{
+  char *name;
+  Drover__V1__Network *spec; /* never NULL */
+} SchedNetworkRow;
+
 /* The row types, one per table of the store. */
 typedef enum
 {
@@ -118,6 +126,7 @@ typedef enum
   SCHED_TABLE_SNAPSHOTS, /* SchedSnapshot rows, keyed by "<vm>/<name>" */
   SCHED_TABLE_REPOS,     /* SchedRepo rows, keyed by name */
   SCHED_TABLE_SCHEDULES, /* SchedScheduleRow rows, keyed by name */
+  SCHED_TABLE_NETWORKS,  /* SchedNetworkRow rows, keyed by name */
   SCHED_N_TABLES
 } SchedTable;
 
@@ -314,6 +323,7 @@ SCHED_STORE_DEFINE_TABLE (SchedJob, job, SCHED_TABLE_JOBS)
 SCHED_STORE_DEFINE_TABLE (SchedSnapshot, snapshot, SCHED_TABLE_SNAPSHOTS)
 SCHED_STORE_DEFINE_TABLE (SchedRepo, repo, SCHED_TABLE_REPOS)
 SCHED_STORE_DEFINE_TABLE (SchedScheduleRow, schedule, SCHED_TABLE_SCHEDULES)
+SCHED_STORE_DEFINE_TABLE (SchedNetworkRow, network, SCHED_TABLE_NETWORKS)
 
 /* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
  * every VM), every job. */
@@ -329,6 +339,12 @@ GPtrArray *sched_store_list_schedules (SchedStore *store, GError **error);
 SchedScheduleRow *sched_schedule_row_new (const Drover__V1__Schedule *spec);
 void sched_schedule_row_free (SchedScheduleRow *row);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedScheduleRow, sched_schedule_row_free)
+/* Every network (SchedNetworkRow), by name. */
+GPtrArray *sched_store_list_networks (SchedStore *store, GError **error);
+/* A row for SPEC (copied, without its hosts). */
+SchedNetworkRow *sched_network_row_new (const Drover__V1__Network *spec);
+void sched_network_row_free (SchedNetworkRow *row);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedNetworkRow, sched_network_row_free)
 /* The snapshots of VM (SchedSnapshot), in creation order. */
 GPtrArray *sched_store_list_snapshots (SchedStore *store, const char *vm,
                                        GError **error);
