@@ -97,6 +97,10 @@ static const char usage_text[]
       "copy\n"
       "                                      against its RPO (exit 1: "
       "outside)\n"
+      "  network create NAME --bridge BR [--vlan ID] [--mtu N] [--json]\n"
+      "                                      a network: a bridge the hosts "
+      "provide\n"
+      "  network list|show|delete [NAME] [--json]\n"
       "  events [-f] [-n N] [--json]         the cluster's events (last N, "
       "then follow)\n"
       "  dashboard-token [--ttl S]           one-time login for the web "
@@ -445,6 +449,7 @@ main (int argc, char **argv)
     { "balance", ctl_cmd_balance },
     { "schedule", ctl_cmd_schedule },
     { "dr", ctl_cmd_dr },
+    { "network", ctl_cmd_network },
     { NULL, NULL },
   };
   Ctl ctl = { 0 };
