@@ -35,6 +35,7 @@ make_pki (void)
   test_pki (pki_dir, (const char *[]){ "host", "b", "127.0.0.1", NULL });
   test_pki (pki_dir, (const char *[]){ "host", "c", "127.0.0.1", NULL });
   test_pki (pki_dir, (const char *[]){ "operator", "ops", NULL });
+  test_pki (pki_dir, (const char *[]){ "viewer", "eyes", NULL });
   test_pki (pki_dir, (const char *[]){ "--revoke", "c", NULL });
 }
 
@@ -816,6 +817,48 @@ on_exited (GObject *source, GAsyncResult *result, gpointer user_data)
   *(GAsyncResult **)user_data = g_object_ref (result);
 }
 
+/* Runs droverctl with ARGS against the scheduler (as operator "ops" with
+ * mutual TLS when the fixture has it, AS_OPS); its stdout, its exit status
+ * in *STATUS and its stderr in *ERR. */
+static char *
+droverctl_run (Fixture *f, gboolean as_ops, const char *const *args,
+               int *status, char **err)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocess) proc = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tls = g_build_filename (pki_dir, "ops", NULL);
+  char *out = NULL;
+
+  g_ptr_array_add (argv, (char *)g_getenv ("DROVERCTL"));
+  if (as_ops)
+    {
+      g_ptr_array_add (argv, (char *)"--tls-dir");
+      g_ptr_array_add (argv, tls);
+    }
+  else
+    g_ptr_array_add (argv, (char *)"--insecure");
+  g_ptr_array_add (argv, (char *)"--scheduler");
+  g_ptr_array_add (argv, f->target);
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (char *)args[i]);
+  g_ptr_array_add (argv, NULL);
+  proc = g_subprocess_newv (
+      (const char *const *)argv->pdata,
+      G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8_async (proc, NULL, NULL, on_exited, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (
+      g_subprocess_communicate_utf8_finish (proc, result, &out, err, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  *status = g_subprocess_get_exit_status (proc);
+  return out;
+}
+
 /* Runs droverctl with ARGS against the scheduler; its stdout. */
 static char *
 droverctl (Fixture *f, const char *const *args)
@@ -881,6 +924,278 @@ test_droverctl_jobs (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count (json, "next_page_token"), ==, 0);
 }
 
+/* --- networks (issue 13) ----------------------------------------------- */
+
+/* Registers host NAME (its own certificate) with BRIDGES, pairs of name
+ * and kind ended by NULL. */
+static void
+register_with_bridges (Fixture *f, const char *name, const char *const *bridges)
+{
+  g_autoptr (ProtoClient) client = client_as (f, name);
+  Drover__V1__RegisterHostRequest req = DROVER__V1__REGISTER_HOST_REQUEST__INIT;
+  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__HostBridge br[8];
+  Drover__V1__HostBridge *list[8];
+  g_autoptr (ProtobufCMessage) reply = NULL;
+  g_autoptr (GError) error = NULL;
+  gsize n = 0;
+
+  for (; bridges[2 * n] != NULL; n++)
+    {
+      g_assert_cmpuint (n, <, G_N_ELEMENTS (br));
+      drover__v1__host_bridge__init (&br[n]);
+      br[n].name = (char *)bridges[2 * n];
+      br[n].kind = (char *)bridges[2 * n + 1];
+      list[n] = &br[n];
+    }
+  info.name = (char *)name;
+  info.address = (char *)"127.0.0.1:9";
+  info.cpus = 4;
+  info.memory_total = 8 * GiB;
+  info.bridges = list;
+  info.n_bridges = n;
+  req.host = &info;
+  reply = call (client, DROVER_SCHED_METHOD_REGISTER_HOST, &req, &error);
+  g_assert_no_error (error);
+}
+
+/* A report with a bridge of a bad name, too many bridges, or a kind that
+ * is none is refused, and the host's stored bridges stay. */
+static void
+test_network_bad_bridges (Fixture *f, gconstpointer data)
+{
+  g_autoptr (ProtoClient) a = client_as (f, "a");
+  g_autoptr (SchedHost) host = NULL;
+  Drover__V1__ReportHostRequest req = DROVER__V1__REPORT_HOST_REQUEST__INIT;
+  Drover__V1__HostInfo info = DROVER__V1__HOST_INFO__INIT;
+  Drover__V1__HostBridge many[PROTO_HOST_MAX_BRIDGES + 1];
+  Drover__V1__HostBridge *list[PROTO_HOST_MAX_BRIDGES + 1];
+  g_autofree char *names = g_malloc0 (16 * G_N_ELEMENTS (many));
+  const char *bad[][2] = { { "a/b", "linux" },
+                           { "..", "linux" },
+                           { "br 0", "linux" },
+                           { "", "linux" },
+                           { "abcdefghijklmnop", "ovs" },
+                           { "br0", "vmware" } };
+
+  register_with_bridges (f, "a", (const char *[]){ "br0", "linux", NULL });
+  info.name = (char *)"a";
+  info.address = (char *)"";
+  req.host = &info;
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (ProtobufCMessage) reply = NULL;
+      g_autoptr (GError) error = NULL;
+      Drover__V1__HostBridge br = DROVER__V1__HOST_BRIDGE__INIT;
+      Drover__V1__HostBridge *one[] = { &br };
+
+      br.name = (char *)bad[i][0];
+      br.kind = (char *)bad[i][1];
+      info.bridges = one;
+      info.n_bridges = 1;
+      req.seq = i + 1;
+      reply = call (a, DROVER_SCHED_METHOD_REPORT_HOST, &req, &error);
+      g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (many); i++)
+    {
+      drover__v1__host_bridge__init (&many[i]);
+      many[i].name = names + 16 * i;
+      g_snprintf (many[i].name, 16, "br%zu", i);
+      many[i].kind = (char *)"linux";
+      list[i] = &many[i];
+    }
+  {
+    g_autoptr (ProtobufCMessage) reply = NULL;
+    g_autoptr (GError) error = NULL;
+
+    info.bridges = list;
+    info.n_bridges = G_N_ELEMENTS (many);
+    req.seq = 100;
+    reply = call (a, DROVER_SCHED_METHOD_REPORT_HOST, &req, &error);
+    g_assert_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT);
+    g_assert_nonnull (strstr (error->message, "at most"));
+  }
+  host = sched_store_get_host (f->svc->store, "a", NULL);
+  g_assert_nonnull (host);
+  g_assert_cmpuint (host->info->n_bridges, ==, 1);
+  g_assert_cmpstr (host->info->bridges[0]->name, ==, "br0");
+}
+
+/* Who may: operators create and delete, viewers list and show, hosts
+ * neither. */
+static void
+test_network_authz (Fixture *f, gconstpointer data)
+{
+  g_autoptr (ProtoClient) ops = client_as (f, "ops");
+  g_autoptr (ProtoClient) eyes = client_as (f, "eyes");
+  g_autoptr (ProtoClient) host = client_as (f, "a");
+  Drover__V1__Network net = DROVER__V1__NETWORK__INIT;
+  Drover__V1__NetworkRequest get = DROVER__V1__NETWORK_REQUEST__INIT;
+  Drover__V1__ListNetworksRequest list
+      = DROVER__V1__LIST_NETWORKS_REQUEST__INIT;
+  g_autoptr (GError) error = NULL;
+  gpointer reply;
+
+  net.name = (char *)"lan";
+  net.bridge = (char *)"br0";
+  get.name = (char *)"lan";
+  reply = call (eyes, DROVER_SCHED_METHOD_CREATE_NETWORK, &net, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+  g_clear_error (&error);
+  reply = call (host, DROVER_SCHED_METHOD_CREATE_NETWORK, &net, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+  g_clear_error (&error);
+  g_assert_null (sched_store_get_network (f->svc->store, "lan", NULL));
+
+  reply = call (ops, DROVER_SCHED_METHOD_CREATE_NETWORK, &net, &error);
+  g_assert_no_error (error);
+  proto_msg_free (reply);
+  reply = call (eyes, DROVER_SCHED_METHOD_LIST_NETWORKS, &list, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (((Drover__V1__ListNetworksReply *)reply)->n_networks, ==,
+                    1);
+  proto_msg_free (reply);
+  reply = call (eyes, DROVER_SCHED_METHOD_GET_NETWORK, &get, &error);
+  g_assert_no_error (error);
+  proto_msg_free (reply);
+  reply = call (host, DROVER_SCHED_METHOD_GET_NETWORK, &get, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+  g_clear_error (&error);
+  reply = call (eyes, DROVER_SCHED_METHOD_DELETE_NETWORK, &get, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_PERMISSION_DENIED);
+  g_clear_error (&error);
+  reply = call (ops, DROVER_SCHED_METHOD_DELETE_NETWORK, &get, &error);
+  g_assert_no_error (error);
+  proto_msg_free (reply);
+  g_assert_null (sched_store_get_network (f->svc->store, "lan", NULL));
+}
+
+/* droverctl network create/list/show/delete over mutual TLS, as an
+ * operator, and the bad inputs: each a clear error that changes nothing. */
+static void
+test_droverctl_network (Fixture *f, gconstpointer data)
+{
+  const struct
+  {
+    const char *args[10];
+    int status;
+    const char *err;
+  } bad[] = {
+    { { "network", "create", "v", "--bridge", "br0", "--vlan", "5000" },
+      1,
+      "VLAN 5000 is not 1-4094" },
+    { { "network", "create", "v", "--bridge", "a/b" }, 1, "no '/'" },
+    { { "network", "create", "v", "--bridge", "br0", "--mtu", "20" },
+      1,
+      "MTU 20" },
+    { { "network", "create", "Bad_Name", "--bridge", "br0" }, 2, "" },
+    { { "network", "create", "v" }, 2, "missing --bridge" },
+    { { "network", "create", "lan", "--bridge", "br1" }, 1, "exists" },
+    { { "network", "show", "nope" }, 1, "no network named 'nope'" },
+    { { "network", "delete", "nope" }, 1, "no network named 'nope'" },
+  };
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int status;
+
+  g_assert_nonnull (g_getenv ("DROVERCTL"));
+  register_with_bridges (
+      f, "a", (const char *[]){ "br0", "linux", "ovs0", "ovs", NULL });
+  register_with_bridges (f, "b", (const char *[]){ "ovs0", "ovs", NULL });
+
+  out = droverctl_run (
+      f, TRUE,
+      (const char *[]){ "network", "create", "lan", "--bridge", "br0", NULL },
+      &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "network lan created on bridge br0"));
+  g_assert_nonnull (strstr (out, "1 host(s) cannot offer it yet"));
+  g_assert_true (g_str_has_suffix (out, ": b\n"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* A VLAN network: only the Open vSwitch bridges count. */
+  out = droverctl_run (f, TRUE,
+                       (const char *[]){ "network", "create", "tagged",
+                                         "--bridge", "br0", "--vlan", "12",
+                                         "--mtu", "1400", NULL },
+                       &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "2 host(s) cannot offer it yet"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  out = droverctl_run (f, TRUE,
+                       (const char *[]){ "network", "create", "ovsnet",
+                                         "--bridge", "ovs0", "--vlan", "4094",
+                                         NULL },
+                       &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_null (strstr (out, "cannot offer"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *o = NULL;
+      g_autofree char *e = NULL;
+
+      o = droverctl_run (f, TRUE, bad[i].args, &status, &e);
+      if (status != bad[i].status || strstr (e, bad[i].err) == NULL)
+        g_error ("%s %s %s: status %d, stderr %s", bad[i].args[1],
+                 bad[i].args[2], bad[i].args[3] ? bad[i].args[3] : "", status,
+                 e);
+    }
+
+  out = droverctl_run (f, TRUE, (const char *[]){ "network", "list", NULL },
+                       &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_cmpuint (count (out, "\n"), ==, 4);
+  g_assert_nonnull (strstr (out, "a (ovs), b (ovs)"));
+  g_assert_nonnull (strstr (out, "a (linux)"));
+  g_assert_null (strstr (out, " v "));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  out = droverctl_run (f, TRUE,
+                       (const char *[]){ "network", "show", "tagged", NULL },
+                       &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "VLAN"));
+  g_assert_nonnull (strstr (out, "1400"));
+  g_assert_nonnull (strstr (out, "unusable: a linux bridge cannot carry"));
+  g_assert_nonnull (strstr (out, "lacks the bridge"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  out = droverctl_run (
+      f, TRUE, (const char *[]){ "network", "show", "ovsnet", "--json", NULL },
+      &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "\"vlan\": 4094"));
+  g_assert_cmpuint (count (out, "\"usable\": true"), ==, 2);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  out = droverctl_run (f, TRUE,
+                       (const char *[]){ "network", "delete", "lan", NULL },
+                       &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out, "network lan deleted"));
+  g_assert_null (sched_store_get_network (f->svc->store, "lan", NULL));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  out = droverctl_run (f, TRUE,
+                       (const char *[]){ "network", "list", "--json", NULL },
+                       &status, &err);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_cmpuint (count (out, "\"bridge\": "), ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -907,6 +1222,10 @@ main (int argc, char **argv)
        test_synchronous_full);
   ADD ("/sched-service/list-jobs", fixture_insecure, test_list_jobs);
   ADD ("/sched-service/droverctl-jobs", fixture_insecure, test_droverctl_jobs);
+  ADD ("/sched-service/network/bad-bridges", fixture_tls,
+       test_network_bad_bridges);
+  ADD ("/sched-service/network/authz", fixture_tls, test_network_authz);
+  ADD ("/sched-service/network/droverctl", fixture_tls, test_droverctl_network);
   rc = g_test_run ();
   test_tmp_dir_remove (pki_dir);
   g_free (pki_dir);
