@@ -1053,6 +1053,10 @@ test_network_authz (Fixture *f, gconstpointer data)
   reply = call (ops, DROVER_SCHED_METHOD_CREATE_NETWORK, &net, &error);
   g_assert_no_error (error);
   proto_msg_free (reply);
+  reply = call (ops, DROVER_SCHED_METHOD_CREATE_NETWORK, &net, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_ALREADY_EXISTS);
+  g_clear_error (&error);
   reply = call (eyes, DROVER_SCHED_METHOD_LIST_NETWORKS, &list, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (((Drover__V1__ListNetworksReply *)reply)->n_networks, ==,
@@ -1073,6 +1077,13 @@ test_network_authz (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   proto_msg_free (reply);
   g_assert_null (sched_store_get_network (f->svc->store, "lan", NULL));
+  reply = call (ops, DROVER_SCHED_METHOD_DELETE_NETWORK, &get, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
+  g_clear_error (&error);
+  reply = call (eyes, DROVER_SCHED_METHOD_GET_NETWORK, &get, &error);
+  g_assert_null (reply);
+  g_assert_error (error, PROTO_ERROR, PROTO_STATUS_NOT_FOUND);
 }
 
 /* droverctl network create/list/show/delete over mutual TLS, as an
