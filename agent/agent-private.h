@@ -192,9 +192,8 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
  * at most PROTO_HOST_MAX_BRIDGES, names checked (agent_bridge_name_ok),
  * each name once. Never fails: what cannot be read is left out. A
  * NULL-terminated array of *N messages (free each with proto_msg_free). */
-Drover__V1__HostBridge **agent_bridges_collect (const char *sysfs,
-                                                const char *ovs_vsctl,
-                                                gsize *n);
+Drover__V1__HostBridge **
+agent_bridges_collect (const char *sysfs, const char *ovs_vsctl, gsize *n);
 /* TRUE if NAME may be reported as a bridge: 1-15 printable ASCII
  * characters but '/', ':' and space, not "." or "..". */
 gboolean agent_bridge_name_ok (const char *name);
