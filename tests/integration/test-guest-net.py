@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_INITRD, GUEST_KERNEL,  # noqa: E402
+from drover_harness import (BUILD, CLUSTER, GUEST_CMDLINE, GUEST_INITRD, GUEST_KERNEL,  # noqa: E402
                             Cluster, Tap, log, run, wait_for)
 
 TAG = f"{os.getpid() % 100000}"
@@ -150,6 +150,12 @@ def case_bad_input(c, st):
     p = c.harness("netns-up", "other-ns", check=False)
     assert p.returncode != 0, "a second namespace for one cluster dir was accepted"
     assert not os.path.exists("/run/netns/other-ns")
+    # Another cluster dir may not adopt (and later delete) this namespace.
+    env = dict(c.env, DROVER_CLUSTER_DIR=c.env["DROVER_CLUSTER_DIR"] + "-other")
+    p = run([CLUSTER, "netns-up", NETNS], check=False, env=env)
+    assert p.returncode != 0 and "not this cluster's" in p.stderr, p.stderr
+    run([CLUSTER, "down", "--purge"], check=False, env=env)
+    assert c.netns_exists(), "another cluster dir's down removed the namespace"
 
 
 def case_guests(c, st, tmp):
