@@ -14,7 +14,8 @@ reachable from the first bridge and cannot reach it either, while it
 answers itself; heartbeats go on; `cluster down --purge` leaves no
 namespace, bridge or QEMU behind. Last, a whole 2-host cluster runs in a
 namespace (`cluster up 2 --netns`): every daemon is inside it, droverctl
-through `cluster exec` lists both hosts up, and down removes it.
+through `cluster exec` lists both hosts up, a libvirt domain's tap goes on
+a bridge of the namespace and its echo answers there, and down removes it.
 Prints TAP.
 """
 import os
@@ -237,6 +238,27 @@ def case_cluster_netns(tmp):
         assert len(re.findall(r"^host[12]\s+up\s", p.stdout, re.M)) == 2, p.stdout
         hosts = c.hosts_by_name()
         assert {h["state"] for h in hosts.values()} == {"up"} and len(hosts) == 2, hosts
+        # libvirtd of host 1 runs in the namespace: a domain's tap goes on
+        # a bridge there and its echo service answers a client there.
+        c.bridge_add(f"gc{TAG}b1", "10.77.2.1/24")
+        console = os.path.join(tmp, "console-lv.log")
+        xml = f"""<domain type='qemu'><name>gn-lv{TAG}</name><memory unit='MiB'>128</memory>
+<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type>
+<kernel>{GUEST_KERNEL}</kernel><initrd>{GUEST_INITRD}</initrd>
+<cmdline>{GUEST_CMDLINE} drover.ip=10.77.2.5/24 drover.echo=7</cmdline></os>
+<devices><serial type='file'><source path='{console}'/></serial>
+<interface type='bridge'><source bridge='gc{TAG}b1'/><mac address='52:54:00:77:02:05'/>
+<model type='virtio'/></interface></devices></domain>"""
+        xf = os.path.join(tmp, "lv.xml")
+        with open(xf, "w") as f:
+            f.write(xml)
+        c.virsh(1, "create", xf)
+        links = c.exec("ip", "-o", "link", "show", "master", f"gc{TAG}b1").stdout
+        assert links.strip(), "no port on the bridge after virsh create"
+        wait_for("the libvirt guest's echo service",
+                 lambda: "echo listening" in open(console, errors="replace").read(), 60)
+        p = c.exec("python3", "-c", CLIENT, "10.77.2.5", "7", "2", str(64 * 1024), timeout=60)
+        assert "echoed 65536 bytes on 2 connections" in p.stdout, p.stdout
     finally:
         c.harness("down", "--purge", check=False)
     assert not os.path.exists(f"/run/netns/{ns}"), f"{ns} still there after down"
