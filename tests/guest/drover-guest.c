@@ -749,7 +749,14 @@ echo_main (void *arg)
   pfd[0].events = POLLIN;
   for (int i = 1; i <= ECHO_MAX_CONN; i++)
     pfd[i].fd = -1;
-  static char buf[16384];
+  /* Per connection: bytes read and not yet written back. While a
+   * connection has some, it is polled for POLLOUT only, so a client that
+   * does not read its echo stalls only itself (sockets are non-blocking). */
+  static struct
+  {
+    char buf[16384];
+    size_t off, len;
+  } cs[1 + ECHO_MAX_CONN];
   for (;;)
     {
       if (poll (pfd, 1 + ECHO_MAX_CONN, -1) < 0)
@@ -761,7 +768,7 @@ echo_main (void *arg)
         }
       if (pfd[0].revents & POLLIN)
         {
-          int c = accept4 (ls, NULL, NULL, SOCK_CLOEXEC);
+          int c = accept4 (ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
           if (c >= 0)
             {
               int slot = 0;
@@ -775,6 +782,7 @@ echo_main (void *arg)
                   pfd[slot].fd = c;
                   pfd[slot].events = POLLIN;
                   pfd[slot].revents = 0;
+                  cs[slot].off = cs[slot].len = 0;
                 }
             }
         }
@@ -782,23 +790,38 @@ echo_main (void *arg)
         {
           if (pfd[i].fd < 0 || pfd[i].revents == 0)
             continue;
-          ssize_t n = read (pfd[i].fd, buf, sizeof buf);
-          int ok = n > 0;
-          /* Blocking write of what was read: a client that does not read
-           * its echo holds only its own connection's buffer. */
-          for (ssize_t off = 0; ok && off < n;)
+          int ok = 1;
+          if (cs[i].len == 0)
             {
-              ssize_t w = write (pfd[i].fd, buf + off, (size_t)(n - off));
-              if (w <= 0)
+              ssize_t n = read (pfd[i].fd, cs[i].buf, sizeof cs[i].buf);
+              if (n > 0)
+                {
+                  cs[i].off = 0;
+                  cs[i].len = (size_t)n;
+                }
+              else if (n == 0 || (errno != EINTR && errno != EAGAIN))
                 ok = 0;
-              else
-                off += w;
             }
-          if (!ok && !(n < 0 && (errno == EINTR || errno == EAGAIN)))
+          if (ok && cs[i].len > 0)
+            {
+              /* MSG_NOSIGNAL: a peer gone meanwhile must not raise
+               * SIGPIPE, which would end the heartbeat too. */
+              ssize_t w = send (pfd[i].fd, cs[i].buf + cs[i].off,
+                                cs[i].len - cs[i].off, MSG_NOSIGNAL);
+              if (w > 0)
+                cs[i].off += (size_t)w;
+              else if (w < 0 && errno != EINTR && errno != EAGAIN)
+                ok = 0;
+              if (cs[i].off == cs[i].len)
+                cs[i].off = cs[i].len = 0;
+            }
+          if (!ok)
             {
               close (pfd[i].fd);
               pfd[i].fd = -1;
+              continue;
             }
+          pfd[i].events = cs[i].len > 0 ? POLLOUT : POLLIN;
         }
     }
 }
@@ -827,7 +850,7 @@ probe_once (const struct probe_target *t, unsigned long n, const char **why)
   int rc = -1;
   if (connect (s, (const struct sockaddr *)&t->sa, sizeof t->sa) != 0)
     *why = errno == EINPROGRESS ? "connect timed out" : strerror (errno);
-  else if (write (s, msg, (size_t)len) != len)
+  else if (send (s, msg, (size_t)len, MSG_NOSIGNAL) != len)
     *why = "short write";
   else
     {

@@ -62,6 +62,34 @@ for i, s in enumerate(ss):
 print("echoed", sum(len(x) for x in got), "bytes on", len(ss), "connections")
 """
 
+# A client that fills its connection without reading any echo, then
+# (while it stays stalled) runs CLIENT on 2 other connections, then
+# resets a connection that has echo data in flight.
+STALL = r"""
+import select, socket, struct, subprocess, sys
+host, port, client = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+st = socket.create_connection((host, port), timeout=5)
+st.setblocking(False)
+sent = 0
+# Until every buffer on the way is full: no room for 2 s.
+while sent < 64 << 20:
+    try:
+        sent += st.send(b"x" * 65536)
+    except BlockingIOError:
+        if not select.select([], [st], [], 2.0)[1]:
+            break
+print("stalled after", sent, "bytes")
+r = subprocess.run([sys.executable, "-c", client, host, str(port), "2", str(32 * 1024)],
+                   capture_output=True, text=True, timeout=30)
+print(r.stdout.strip(), r.stderr.strip())
+rs = socket.create_connection((host, port), timeout=5)
+rs.sendall(b"y" * 200000)
+rs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+rs.close()
+st.close()
+sys.exit(r.returncode)
+"""
+
 
 class NetGuest:
     """QEMU inside the namespace with one virtio-net NIC on TAP (on BR)."""
@@ -176,6 +204,18 @@ def case_echo(c, st):
     p = c.exec("python3", "-c", CLIENT, A_IP, "7", "4", str(256 * 1024), timeout=60)
     log(p.stdout.strip())
     assert f"echoed {256 * 1024} bytes on 4 connections" in p.stdout, p.stdout
+    # A client that never reads its echo stalls only its own connection;
+    # one that resets mid-echo does not end the service (or the guest).
+    p = c.exec("python3", "-c", STALL, A_IP, "7", CLIENT, check=False, timeout=60)
+    log(p.stdout.strip())
+    assert p.returncode == 0 and "echoed 32768 bytes on 2 connections" in p.stdout, \
+        f"{p.stdout}\n{p.stderr}"
+    p = c.exec("python3", "-c", CLIENT, A_IP, "7", "1", "8192", timeout=60)
+    assert "echoed 8192 bytes on 1 connections" in p.stdout, p.stdout
+    a = st["guests"]["A"]
+    hb = len(re.findall(r"^HB \d+ \d+$", a.text(), re.M))
+    a.wait("heartbeats going on", lambda t: len(re.findall(r"^HB \d+ \d+$", t, re.M)) >= hb + 2,
+           15)
 
 
 def case_same_bridge(c, st):
@@ -275,7 +315,8 @@ def main():
         if tap.case("namespace and bridges", case_namespace, c, st):
             tap.case("bad bridge names and CIDRs refused, nothing changed", case_bad_input, c, st)
             if tap.case("three guests boot with eth0 and echo", case_guests, c, st, tmp):
-                tap.case("client in the namespace: echo on 4 connections at once", case_echo, c, st)
+                tap.case("client in the namespace: echo on 4 connections at once, a stalled "
+                         "and a reset client harmless", case_echo, c, st)
                 tap.case("two guests on one bridge talk", case_same_bridge, c, st)
                 tap.case("a guest on the other bridge is unreachable", case_other_bridge, c, st)
         tap.case("down removes namespace, bridges, taps and guests", case_teardown, c, st)
