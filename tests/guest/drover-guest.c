@@ -15,6 +15,13 @@
  *   drover.disk=check  treat /dev/vda as a checkable data disk (below)
  *   drover.disk_blocks=N      at most N data blocks (default 256 = 16 MiB)
  *   drover.disk_pause_ms=P    pause after each generation (default 1000)
+ *   drover.echo=PORT   TCP echo service on 0.0.0.0:PORT (default off): each
+ *                      connection gets its bytes back until it closes; one
+ *                      poll loop serves up to ECHO_MAX_CONN at once
+ *   drover.probe=IP:PORT[,IP:PORT...]  (at most PROBE_MAX) once a second,
+ *                      connect to each (2 s timeout), send a line, expect it
+ *                      echoed back; prints the result of every attempt
+ *   (drover.ip=ADDR/LEN configures eth0 in /init before this starts)
  *
  * Output on the serial console (/dev/ttyS0, fallback /dev/console), one
  * write() per line, "\n" line ends (output post-processing is switched
@@ -28,6 +35,8 @@
  *     gen_max=<G2>                     (one line) what the boot-time check of
  *                                      vda found, before anything is written
  *   DROVER-GUEST disk gen <G> written  every data block now holds gen G
+ *   DROVER-GUEST echo listening port=<P>
+ *   DROVER-GUEST probe <IP>:<PORT> ok n=<K> | fail n=<K> <reason>
  *
  * The checkable disk (drover.disk=check): 64 KiB blocks; block 0 is a
  * header, blocks 1..N hold data, N = disk size / 64 KiB - 1 capped by
@@ -66,7 +75,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <linux/fs.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -96,6 +109,8 @@ struct config
   int disk_check;
   unsigned long disk_blocks;
   unsigned long disk_pause_ms;
+  unsigned long echo_port; /* 0 = off */
+  char probe[256];         /* drover.probe value, "" = off */
 };
 
 static int out_fd = -1;
@@ -182,6 +197,8 @@ config_parse (struct config *cfg, const char *cmdline)
   cfg->disk_check = 0;
   cfg->disk_blocks = 256;
   cfg->disk_pause_ms = 1000;
+  cfg->echo_port = 0;
+  cfg->probe[0] = '\0';
 
   char *copy = strdup (cmdline);
   if (copy == NULL)
@@ -212,6 +229,14 @@ config_parse (struct config *cfg, const char *cmdline)
         cfg->disk_blocks = parse_ul (tok + 19, 256);
       else if (strncmp (tok, "drover.disk_pause_ms=", 21) == 0)
         cfg->disk_pause_ms = parse_ul (tok + 21, 1000);
+      else if (strncmp (tok, "drover.echo=", 12) == 0)
+        {
+          cfg->echo_port = parse_ul (tok + 12, 0);
+          if (cfg->echo_port > 65535)
+            cfg->echo_port = 0;
+        }
+      else if (strncmp (tok, "drover.probe=", 13) == 0)
+        snprintf (cfg->probe, sizeof cfg->probe, "%s", tok + 13);
     }
   free (copy);
   if (cfg->hb_ms == 0)
@@ -690,6 +715,236 @@ start_disk_writer (const struct config *cfg)
   return 0;
 }
 
+/* ---- network: echo service and probes ------------------------------- */
+
+#define ECHO_MAX_CONN 64
+#define PROBE_MAX 4
+
+static void *
+echo_main (void *arg)
+{
+  unsigned long port = *(const unsigned long *)arg;
+  int ls = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (ls < 0)
+    {
+      out_line ("DROVER-GUEST error echo socket: %s", strerror (errno));
+      return NULL;
+    }
+  int one = 1;
+  setsockopt (ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in sa = { .sin_family = AF_INET,
+                            .sin_port = htons ((uint16_t)port),
+                            .sin_addr.s_addr = htonl (INADDR_ANY) };
+  if (bind (ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen (ls, 16) != 0)
+    {
+      out_line ("DROVER-GUEST error echo bind port %lu: %s", port,
+                strerror (errno));
+      close (ls);
+      return NULL;
+    }
+  out_line ("DROVER-GUEST echo listening port=%lu", port);
+  /* pfd[0] is the listener, the rest connections (-1 = free slot). */
+  struct pollfd pfd[1 + ECHO_MAX_CONN];
+  pfd[0].fd = ls;
+  pfd[0].events = POLLIN;
+  for (int i = 1; i <= ECHO_MAX_CONN; i++)
+    pfd[i].fd = -1;
+  /* Per connection: bytes read and not yet written back. While a
+   * connection has some, it is polled for POLLOUT only, so a client that
+   * does not read its echo stalls only itself (sockets are non-blocking). */
+  static struct
+  {
+    char buf[16384];
+    size_t off, len;
+  } cs[1 + ECHO_MAX_CONN];
+  for (;;)
+    {
+      if (poll (pfd, 1 + ECHO_MAX_CONN, -1) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          out_line ("DROVER-GUEST error echo poll: %s", strerror (errno));
+          return NULL;
+        }
+      if (pfd[0].revents & POLLIN)
+        {
+          int c = accept4 (ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (c >= 0)
+            {
+              int slot = 0;
+              for (int i = 1; i <= ECHO_MAX_CONN && slot == 0; i++)
+                if (pfd[i].fd < 0)
+                  slot = i;
+              if (slot == 0)
+                close (c); /* full: refuse rather than queue */
+              else
+                {
+                  pfd[slot].fd = c;
+                  pfd[slot].events = POLLIN;
+                  pfd[slot].revents = 0;
+                  cs[slot].off = cs[slot].len = 0;
+                }
+            }
+        }
+      for (int i = 1; i <= ECHO_MAX_CONN; i++)
+        {
+          if (pfd[i].fd < 0 || pfd[i].revents == 0)
+            continue;
+          int ok = 1;
+          if (cs[i].len == 0)
+            {
+              ssize_t n = read (pfd[i].fd, cs[i].buf, sizeof cs[i].buf);
+              if (n > 0)
+                {
+                  cs[i].off = 0;
+                  cs[i].len = (size_t)n;
+                }
+              else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+                ok = 0;
+            }
+          if (ok && cs[i].len > 0)
+            {
+              /* MSG_NOSIGNAL: a peer gone meanwhile must not raise
+               * SIGPIPE, which would end the heartbeat too. */
+              ssize_t w = send (pfd[i].fd, cs[i].buf + cs[i].off,
+                                cs[i].len - cs[i].off, MSG_NOSIGNAL);
+              if (w > 0)
+                cs[i].off += (size_t)w;
+              else if (w < 0 && errno != EINTR && errno != EAGAIN)
+                ok = 0;
+              if (cs[i].off == cs[i].len)
+                cs[i].off = cs[i].len = 0;
+            }
+          if (!ok)
+            {
+              close (pfd[i].fd);
+              pfd[i].fd = -1;
+              continue;
+            }
+          pfd[i].events = cs[i].len > 0 ? POLLOUT : POLLIN;
+        }
+    }
+}
+
+struct probe_target
+{
+  char text[64];
+  struct sockaddr_in sa;
+};
+
+/* One attempt: 0 on an answered echo, else -1 with *why set. */
+static int
+probe_once (const struct probe_target *t, unsigned long n, const char **why)
+{
+  int s = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    {
+      *why = strerror (errno);
+      return -1;
+    }
+  struct timeval tv = { .tv_sec = 2, .tv_usec = 0 };
+  setsockopt (s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt (s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char msg[64], got[64];
+  int len = snprintf (msg, sizeof msg, "drover-probe %lu\n", n);
+  int rc = -1;
+  if (connect (s, (const struct sockaddr *)&t->sa, sizeof t->sa) != 0)
+    *why = errno == EINPROGRESS ? "connect timed out" : strerror (errno);
+  else if (send (s, msg, (size_t)len, MSG_NOSIGNAL) != len)
+    *why = "short write";
+  else
+    {
+      int have = 0;
+      while (have < len)
+        {
+          ssize_t r = read (s, got + have, (size_t)(len - have));
+          if (r <= 0)
+            break;
+          have += (int)r;
+        }
+      if (have == len && memcmp (got, msg, (size_t)len) == 0)
+        rc = 0;
+      else
+        *why = have < len ? "no echo" : "wrong echo";
+    }
+  close (s);
+  return rc;
+}
+
+static void *
+probe_main (void *arg)
+{
+  const char *spec = arg;
+  struct probe_target t[PROBE_MAX];
+  int nt = 0;
+  char copy[256];
+  snprintf (copy, sizeof copy, "%s", spec);
+  char *save = NULL;
+  for (char *tok = strtok_r (copy, ",", &save); tok != NULL;
+       tok = strtok_r (NULL, ",", &save))
+    {
+      char *colon = strrchr (tok, ':');
+      unsigned long port = colon ? parse_ul (colon + 1, 0) : 0;
+      if (colon)
+        *colon = '\0';
+      if (nt == PROBE_MAX || port == 0 || port > 65535 || strlen (tok) > 15)
+        {
+          out_line ("DROVER-GUEST error probe target ignored");
+          continue;
+        }
+      memset (&t[nt].sa, 0, sizeof t[nt].sa);
+      t[nt].sa.sin_family = AF_INET;
+      t[nt].sa.sin_port = htons ((uint16_t)port);
+      if (inet_pton (AF_INET, tok, &t[nt].sa.sin_addr) != 1)
+        {
+          out_line ("DROVER-GUEST error probe target ignored");
+          continue;
+        }
+      snprintf (t[nt].text, sizeof t[nt].text, "%s:%lu", tok, port);
+      nt++;
+    }
+  for (unsigned long n = 1; nt > 0; n++)
+    {
+      for (int i = 0; i < nt; i++)
+        {
+          const char *why = "";
+          if (probe_once (&t[i], n, &why) == 0)
+            out_line ("DROVER-GUEST probe %s ok n=%lu", t[i].text, n);
+          else
+            out_line ("DROVER-GUEST probe %s fail n=%lu %s", t[i].text, n, why);
+        }
+      sleep (1);
+    }
+  return NULL;
+}
+
+static void
+start_net (const struct config *cfg)
+{
+  static unsigned long port;
+  pthread_t th;
+  int rc;
+  if (cfg->echo_port != 0)
+    {
+      port = cfg->echo_port;
+      rc = pthread_create (&th, NULL, echo_main, &port);
+      if (rc != 0)
+        out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+      else
+        pthread_detach (th);
+    }
+  if (cfg->probe[0] != '\0')
+    {
+      static char spec[sizeof cfg->probe];
+      memcpy (spec, cfg->probe, sizeof spec);
+      rc = pthread_create (&th, NULL, probe_main, spec);
+      if (rc != 0)
+        out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+      else
+        pthread_detach (th);
+    }
+}
+
 /* ---- heartbeat -------------------------------------------------------- */
 
 static int
@@ -803,6 +1058,7 @@ main (int argc, char **argv)
     start_dirtier (&cfg);
   if (cfg.disk_check)
     start_disk_writer (&cfg);
+  start_net (&cfg);
   heartbeat_loop (cfg.hb_ms);
   return 0;
 }

@@ -90,13 +90,24 @@ def run(argv, check=True, timeout=300, env=None, input=None):
 
 
 class Cluster:
-    def __init__(self, hosts=2, report_interval_ms=1000):
+    """The local cluster (tests/cluster/cluster). NETNS (optional): run it
+    inside that network namespace (`cluster up N --netns NETNS`); then
+    ctl() runs droverctl inside it, exec() runs any command there, and
+    bridge_add() makes a bridge there. Without NETNS nothing changes."""
+
+    def __init__(self, hosts=2, report_interval_ms=1000, netns=None):
         self.hosts = hosts
+        self.netns = netns
         self.env = dict(os.environ)
         self.env.pop("G_DEBUG", None)
         self.env["DROVER_BUILD_DIR"] = BUILD
         self.env["DROVER_REPORT_INTERVAL_MS"] = str(report_interval_ms)
         self.env.setdefault("DROVER_CLUSTER_DIR", "/tmp/drover-cluster-test")
+        if netns:
+            self.env["DROVER_CLUSTER_NETNS"] = netns
+        else:
+            # The default mode never inherits a namespace from the caller.
+            self.env.pop("DROVER_CLUSTER_NETNS", None)
         self.report_interval_ms = report_interval_ms
 
     def harness(self, *args, check=True, timeout=300):
@@ -118,6 +129,26 @@ class Cluster:
     def down(self):
         self.harness("down", check=False)
 
+    def netns_up(self):
+        """Only the namespace (no daemons): for tests that run QEMU."""
+        assert self.netns, "netns_up needs Cluster(netns=...)"
+        self.harness("netns-up", self.netns)
+
+    def netns_exists(self):
+        return bool(self.netns) and os.path.exists(f"/run/netns/{self.netns}")
+
+    def exec(self, *argv, check=True, timeout=300, input=None):
+        """ARGV inside the cluster's namespace (`cluster exec`)."""
+        return run([CLUSTER, "exec", *argv], check=check, timeout=timeout,
+                   env=self.env, input=input)
+
+    def exec_argv(self, *argv):
+        """ARGV prefixed to run inside the namespace, for Popen."""
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)
+
+    def bridge_add(self, br, cidr):
+        self.harness("bridge", "add", br, cidr)
+
     def restart_agent(self, i, faults=None):
         """Restarts host I's agent (TERM, then start), with the fault points
         FAULTS (DROVER_FAULTS) or none, and waits until the scheduler has it
@@ -133,7 +164,7 @@ class Cluster:
                  lambda: self.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
 
     def ctl(self, *args, check=True, timeout=300, tls_dir=None, extra=()):
-        argv = [os.path.join(BUILD, "cli", "droverctl"), *extra]
+        argv = self.exec_argv(os.path.join(BUILD, "cli", "droverctl"), *extra)
         if tls_dir is not None:
             argv += ["--tls-dir", tls_dir]
         return run(argv + list(args), check=check, timeout=timeout, env=self.env)
