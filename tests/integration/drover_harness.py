@@ -51,6 +51,23 @@ class Tap:
     def __init__(self):
         self.n = 0
         self.failed = 0
+        self.logs = None  # a cluster's logs directory, tailed on failure
+
+    def tail_logs(self, lines=15):
+        """The last LINES lines of each daemon's log, as TAP comments: what
+        the cluster was doing when a case failed."""
+        if not self.logs or not os.path.isdir(self.logs):
+            return
+        for name in sorted(os.listdir(self.logs)):
+            path = os.path.join(self.logs, name)
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.read().splitlines()[-lines:]
+            except OSError:
+                continue
+            print(f"# --- {name}, last {len(tail)} lines:")
+            for line in tail:
+                print(f"#   {line}")
 
     def case(self, name, fn, *args):
         self.n += 1
@@ -62,6 +79,7 @@ class Tap:
             print(f"not ok {self.n} - {name}")
             for line in traceback.format_exc().splitlines():
                 print(f"# {line}")
+            self.tail_logs()
             sys.stdout.flush()
             return False
         print(f"ok {self.n} - {name} ({time.monotonic() - t0:.1f}s)")
@@ -222,6 +240,7 @@ def run_on_cluster(c, cases, with_pb=False, tmp_prefix="drover-test-"):
             print("1..1")
             c.down()
             return 1
+        tap.logs = os.path.join(c.env["DROVER_CLUSTER_DIR"], "logs")
         try:
             cases(c, tap, tmp, *extra)
         finally:
