@@ -102,6 +102,7 @@ typedef struct
 {
   Agent *agent;
   gboolean report; /* ReportHost, else RegisterHost */
+  guint64 seq;     /* a report's number, given when its collection began */
 } Exchange;
 
 static void replied (const ProtobufCMessage *msg, const GError *error,
@@ -174,7 +175,7 @@ collected (GObject *source, GAsyncResult *result, gpointer data)
       req.host = c->host;
       req.n_vms = c->vms->len;
       req.vms = (Drover__V1__VmStatus **)c->vms->pdata;
-      req.seq = ++agent->seq;
+      req.seq = x->seq;
       proto_client_call (agent->sched, DROVER_SCHED_SERVICE,
                          DROVER_SCHED_METHOD_REPORT_HOST, &req.base,
                          CALL_TIMEOUT_MS, replied, x);
@@ -201,6 +202,10 @@ exchange_start (Agent *agent, gboolean report)
 
   x->agent = agent_ref (agent);
   x->report = report;
+  /* Numbered before the VMs are read: a command that ends after this
+   * (agent_service's replies carry agent->seq + 1) is not in it. */
+  if (report)
+    x->seq = ++agent->seq;
   if (report)
     agent->report_in_flight = TRUE;
   else

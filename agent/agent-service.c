@@ -421,6 +421,10 @@ op_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
   ProtobufCMessage *reply = g_task_propagate_pointer (G_TASK (result), &error);
 
+  /* Main context, like the reporter's numbering: reports collected from
+   * now on are numbered seq + 1 and later, and see what this did. */
+  if (reply && reply->descriptor == &drover__v1__agent_vm_reply__descriptor)
+    ((Drover__V1__AgentVmReply *)reply)->fresh_report_seq = op->agent->seq + 1;
   if (reply)
     {
       proto_server_call_reply (op->call, reply);

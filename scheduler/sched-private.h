@@ -227,6 +227,12 @@ void sched_registry_set_events (SchedRegistry *reg, SchedEvents *events);
 /* Remembers that VM NAME was just deleted so that a report generated
  * before the deletion does not adopt it again (for three intervals). */
 void sched_registry_forget_vm (SchedRegistry *reg, const char *name);
+/* A command (start, stop, ...) changed VM NAME on HOST, and the agent's
+ * reports numbered FRESH_FROM and later were collected after it (0:
+ * the agent does not say): earlier reports of HOST, which may still
+ * arrive, do not set the VM's state back. */
+void sched_registry_vm_changed (SchedRegistry *reg, const char *name,
+                                const char *host, guint64 fresh_from);
 
 /* --- service ----------------------------------------------------------- */
 

@@ -31,7 +31,27 @@
 typedef struct
 {
   guint64 last_seq;
+  /* VM name -> the first report (seq) collected after a command changed
+   * the VM (guint64 *): older ones may hold its state from before. */
+  GHashTable *fresh_from;
 } HostSession;
+
+static void
+host_session_free (HostSession *session)
+{
+  g_clear_pointer (&session->fresh_from, g_hash_table_unref);
+  g_free (session);
+}
+
+static HostSession *
+host_session_new (void)
+{
+  HostSession *session = g_new0 (HostSession, 1);
+
+  session->fresh_from
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  return session;
+}
 
 typedef struct
 {
@@ -80,8 +100,8 @@ sched_registry_new (SchedStore *store, guint report_interval_ms,
   reg->clock = clock ? clock : wall_clock_ms;
   reg->clock_data = clock_data;
   reg->start_ms = reg->clock (reg->clock_data);
-  reg->sessions
-      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  reg->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                         (GDestroyNotify)host_session_free);
   reg->forgotten
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   reg->migrations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
@@ -180,7 +200,7 @@ sched_registry_register (SchedRegistry *reg, const Drover__V1__HostInfo *info,
   else
     drover_debug (NULL, NULL, host->name, "host registered again");
 
-  session = g_new0 (HostSession, 1);
+  session = host_session_new ();
   g_hash_table_replace (reg->sessions, g_strdup (info->name), session);
   return TRUE;
 }
@@ -213,6 +233,36 @@ recently_forgotten (SchedRegistry *reg, const char *name, gint64 now)
   if (now - *when <= (gint64)MISSED_INTERVALS * reg->interval_ms)
     return TRUE;
   g_hash_table_remove (reg->forgotten, name);
+  return FALSE;
+}
+
+void
+sched_registry_vm_changed (SchedRegistry *reg, const char *name,
+                           const char *host, guint64 fresh_from)
+{
+  HostSession *session = g_hash_table_lookup (reg->sessions, host);
+  guint64 *seq;
+
+  if (session == NULL || fresh_from == 0)
+    return;
+  seq = g_new (guint64, 1);
+  *seq = fresh_from;
+  g_hash_table_replace (session->fresh_from, g_strdup (name), seq);
+}
+
+/* Whether report SEQ of SESSION's host may predate a command that changed
+ * VM NAME (sched_registry_vm_changed); forgets the mark once a report
+ * that follows it comes. */
+static gboolean
+predates_change (HostSession *session, const char *name, guint64 seq)
+{
+  guint64 *from = g_hash_table_lookup (session->fresh_from, name);
+
+  if (from == NULL || seq == 0)
+    return FALSE;
+  if (seq < *from)
+    return TRUE;
+  g_hash_table_remove (session->fresh_from, name);
   return FALSE;
 }
 
@@ -308,8 +358,9 @@ vm_may_move (SchedRegistry *reg, const SchedVm *vm, gboolean *may,
 }
 
 static gboolean
-reconcile_vm (SchedRegistry *reg, const char *host_name,
-              const Drover__V1__VmStatus *status, gint64 now, GError **error)
+reconcile_vm (SchedRegistry *reg, HostSession *session, guint64 seq,
+              const char *host_name, const Drover__V1__VmStatus *status,
+              gint64 now, GError **error)
 {
   g_autoptr (GError) local = NULL;
   g_autoptr (SchedVm) vm
@@ -341,6 +392,15 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
     {
       drover_debug (status->name, NULL, host_name,
                     "VM is migrating: not taking the host's report of it");
+      return TRUE;
+    }
+  if (vm != NULL && strcmp (vm->host, host_name) == 0
+      && predates_change (session, status->name, seq))
+    {
+      drover_debug (status->name, NULL, host_name,
+                    "report %" G_GUINT64_FORMAT " was collected before the "
+                    "last command on the VM ended: not taken",
+                    seq);
       return TRUE;
     }
 
@@ -398,9 +458,9 @@ reconcile_vm (SchedRegistry *reg, const char *host_name,
 }
 
 static gboolean
-reconcile (SchedRegistry *reg, const char *host_name,
-           Drover__V1__VmStatus *const *vms, gsize n_vms, gint64 now,
-           GError **error)
+reconcile (SchedRegistry *reg, HostSession *session, guint64 seq,
+           const char *host_name, Drover__V1__VmStatus *const *vms, gsize n_vms,
+           gint64 now, GError **error)
 {
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GPtrArray) recorded = NULL;
@@ -412,7 +472,7 @@ reconcile (SchedRegistry *reg, const char *host_name,
       if (status == NULL || !vm_name_ok (status->name)
           || !g_hash_table_add (seen, status->name))
         continue;
-      if (!reconcile_vm (reg, host_name, status, now, error))
+      if (!reconcile_vm (reg, session, seq, host_name, status, now, error))
         return FALSE;
     }
 
@@ -495,7 +555,7 @@ sched_registry_report (SchedRegistry *reg, const Drover__V1__HostInfo *info,
   if (!sched_store_begin (reg->store, SCHED_STORE_SYNC_RESTATED, error))
     return FALSE;
   if (!sched_store_put_host (reg->store, host, error)
-      || !reconcile (reg, host->name, vms, n_vms, now, error)
+      || !reconcile (reg, session, seq, host->name, vms, n_vms, now, error)
       || !sched_store_commit (reg->store, error))
     {
       sched_store_rollback (reg->store);

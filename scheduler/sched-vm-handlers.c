@@ -250,6 +250,8 @@ create_done (const ProtobufCMessage *reply, const GError *error,
     }
   if (agent->vm != NULL)
     {
+      sched_registry_vm_changed (svc->registry, vm->name, p->host,
+                                 agent->fresh_report_seq);
       sched_vm_set_status (vm, agent->vm);
       sched_vm_set_state (vm, agent->vm->state[0] ? agent->vm->state
                                                   : PROTO_VM_UNKNOWN);
@@ -454,6 +456,8 @@ lifecycle_done (const ProtobufCMessage *reply, const GError *error,
     }
   if (agent->vm != NULL && strcmp (vm->host, p->host) == 0)
     {
+      sched_registry_vm_changed (svc->registry, vm->name, p->host,
+                                 agent->fresh_report_seq);
       sched_vm_set_status (vm, agent->vm);
       if (agent->vm->state[0] != '\0')
         {

@@ -321,6 +321,44 @@ test_stale_and_forgotten (Fixture *f, gconstpointer data)
   assert_vm (f, "web", "h1", "running");
 }
 
+/* A command changed the VM (a stop, as the scheduler records from the
+ * agent's reply): a report collected before the command ended, arriving
+ * after it, does not set the old state back; the first report collected
+ * after it does count, and from then on every report does. */
+static void
+test_report_before_command (Fixture *f, gconstpointer data)
+{
+  const char *const running[] = { "web:running", NULL };
+  const char *const shutdown[] = { "web:shutdown", NULL };
+  const char *const shutoff[] = { "web:shutoff", NULL };
+  const char *const paused[] = { "web:paused", NULL };
+  g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (GError) error = NULL;
+
+  do_register (f, "h1");
+  do_report (f, "h1", 1, running);
+  /* The stop ended while report 2 was being collected: the agent says
+   * reports from 3 on see it. */
+  vm = get_vm (f, "web");
+  sched_vm_set_state (vm, "shutoff");
+  g_assert_true (sched_store_put_vm (f->store, vm, &error));
+  sched_registry_vm_changed (f->reg, "web", "h1", 3);
+  do_report (f, "h1", 2, shutdown);
+  assert_vm (f, "web", "h1", "shutoff");
+  do_report (f, "h1", 3, shutoff);
+  assert_vm (f, "web", "h1", "shutoff");
+  /* The mark is gone: any later report counts. */
+  do_report (f, "h1", 4, paused);
+  assert_vm (f, "web", "h1", "paused");
+
+  /* An agent that restarted numbers from 1 again: its registration
+   * clears the marks of the old process. */
+  sched_registry_vm_changed (f->reg, "web", "h1", 100);
+  do_register (f, "h1");
+  do_report (f, "h1", 1, running);
+  assert_vm (f, "web", "h1", "running");
+}
+
 static void
 test_bad_names_ignored (Fixture *f, gconstpointer data)
 {
@@ -354,6 +392,8 @@ main (int argc, char **argv)
   TEST_SCHED_STORE_ADD ("/registry/reconcile/move", test_move);
   TEST_SCHED_STORE_ADD ("/registry/reconcile/stale-and-forgotten",
                         test_stale_and_forgotten);
+  TEST_SCHED_STORE_ADD ("/registry/reconcile/report-before-command",
+                        test_report_before_command);
   TEST_SCHED_STORE_ADD ("/registry/reconcile/bad-names",
                         test_bad_names_ignored);
   return g_test_run ();
