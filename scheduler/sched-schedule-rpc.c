@@ -296,6 +296,7 @@ sched_schedules_handle_delete (ProtoServerCall *call,
       return;
     }
   sched_dr_queue_remove (svc->schedules->queue, name, NULL);
+  sched_schedule_forget_vms (svc->schedules, name);
   sched_events_emit (svc->events, SCHED_EVENT_SCHEDULE_DELETED, NULL, NULL,
                      NULL, NULL, "schedule %s deleted", name);
   proto_server_call_reply (call, &empty.base);

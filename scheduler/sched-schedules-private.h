@@ -25,28 +25,25 @@ PROTO_MSG_AUTOPTR (Drover__V1__Schedule)
 
 struct _SchedSchedules
 {
-  SchedService *svc;       /* borrowed; owns this */
-  SchedDrQueue *queue;     /* runs waiting to start */
-  GHashTable *started;     /* job id (the Started's) -> Started, owned */
-  GHashTable *prunes;      /* VM -> GPtrArray of snapshot names to delete */
-  GHashTable *vm_failures; /* "schedule\nvm" -> SchedVmFailures, owned */
-  GHashTable *tick_hosts;  /* during a tick: host names the queue borrows */
-  GTimeZone *tz;           /* calendars read the local wall clock */
+  SchedService *svc;      /* borrowed; owns this */
+  SchedDrQueue *queue;    /* runs waiting to start */
+  GHashTable *started;    /* job id (the Started's) -> Started, owned */
+  GHashTable *prunes;     /* VM -> GPtrArray of snapshot names to delete */
+  GHashTable *vm_states;  /* "schedule/vm" -> Drover__V1__ScheduleVm,
+                           * owned: the store's schedule_vms, cached */
+  GHashTable *tick_hosts; /* during a tick: host names the queue borrows */
+  GTimeZone *tz;          /* calendars read the local wall clock */
   GSource *tick;
 };
 
-/* A VM's failed runs of a schedule in a row, since this process started. */
-typedef struct
-{
-  guint in_row;
-  char *last_error;
-} SchedVmFailures;
-
 gint64 sched_schedules_now_ms (SchedSchedules *s);
-/* VM's failures in SCHEDULE (NULL: none). */
-const SchedVmFailures *sched_schedule_vm_failures (SchedSchedules *s,
-                                                   const char *schedule,
-                                                   const char *vm);
+/* What is kept of VM's runs of SCHEDULE: its newest good copy and its
+ * failures in a row, as stored (NULL: no run ended yet). */
+const Drover__V1__ScheduleVm *sched_schedule_vm_state (SchedSchedules *s,
+                                                       const char *schedule,
+                                                       const char *vm);
+/* Forgets what is kept of SCHEDULE's VMs (it was deleted). */
+void sched_schedule_forget_vms (SchedSchedules *s, const char *schedule);
 /* SPEC's first slot after AFTER_MS (ms); 0 when its calendar has none. */
 gint64 sched_schedule_next_slot (SchedSchedules *s,
                                  const Drover__V1__Schedule *spec,

@@ -169,13 +169,37 @@ def run_cases(c, tap, tmp):
             return [b for b in got if b["vm"] == VM]
 
         c.ctl("schedule", "create", "bk1", "--select", VM, "--action", "backup",
-              "--repo", "main", "--every", "10s", "--keep-last", "2")
+              "--repo", "main", "--every", "10s", "--keep-last", "2", "--rpo", "5m")
         wait_for("three backups by bk1",
                  lambda: schedules()["bk1"].get("runs_ok", 0) >= 3, 120, 2)
         kept = wait_for("the repository pruned to two",
                         lambda: (lambda b: b if len(b) == 2 else None)(listed()), 60, 2)
         log(f"bk1 kept {[b['id'] for b in kept]}; {schedules()['bk1']}")
         assert schedules()["bk1"].get("runs_failed", 0) == 0, schedules()["bk1"]
+
+        # dr report knows the newest backup a run made, and so does a
+        # scheduler that restarted (the store keeps it).
+        def bk1_row():
+            p = c.ctl("dr", "report", "--json", check=False)
+            return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bk1"][0]
+
+        def settled():
+            # A run that was under way when paused has ended.
+            row = bk1_row()
+            time.sleep(3)
+            newest = max(listed(), key=lambda b: int(b["start_s"]))["id"]
+            return row if row == bk1_row() and row["last_good"] == newest else None
+
+        c.ctl("schedule", "pause", "bk1")
+        row = wait_for("dr report names the newest backup", settled, 60, 1)
+        assert row["state"] == "ok" and row.get("last_good_ms", 0) > 0, row
+        c.harness("restart-scheduler")
+        wait_for("hosts up again", lambda: all(
+            h["state"] == "up" for h in c.hosts_by_name().values()), 60)
+        again = bk1_row()
+        assert (again["last_good"], again["last_good_ms"]) == \
+            (row["last_good"], row["last_good_ms"]), (again, row)
+        log(f"dr report after a restart: {again['last_good']} {again['state']}")
         c.ctl("schedule", "delete", "bk1")
 
     tap.case("bad input: clear errors, nothing stored", bad_input)
