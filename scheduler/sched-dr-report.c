@@ -67,6 +67,11 @@ report_vm (SchedSchedules *s, const Drover__V1__Schedule *spec,
   out->last_good = name ? name : g_strdup ("");
   out->failures_in_row = st ? st->failures_in_row : 0;
   out->last_error = g_strdup (st ? st->last_error : "");
+  out->last_drill = g_strdup (st ? st->last_drill : "");
+  out->last_drill_ms = st ? st->last_drill_ms : 0;
+  out->recovery_ms = st ? st->last_drill_ready_ms : 0;
+  out->last_drill_error = g_strdup (st ? st->last_drill_error : "");
+  out->drill_vm = g_strdup (st ? st->drill_vm : "");
   if (!host || !sched_host_check_up (host, NULL))
     out->state = g_strdup (DR_AT_RISK);
   else if (out->last_good_ms == 0)

@@ -47,6 +47,54 @@ sched_schedule_vm_state (SchedSchedules *s, const char *schedule,
   return g_hash_table_lookup (s->vm_states, key);
 }
 
+Drover__V1__ScheduleVm *
+sched_schedule_vm_state_ensure (SchedSchedules *s, const char *schedule,
+                                const char *vm)
+{
+  char *key = vm_key (schedule, vm);
+  Drover__V1__ScheduleVm *st = g_hash_table_lookup (s->vm_states, key);
+
+  if (st)
+    {
+      g_free (key);
+      return st;
+    }
+  st = g_new0 (Drover__V1__ScheduleVm, 1);
+  drover__v1__schedule_vm__init (st);
+  st->schedule = g_strdup (schedule);
+  st->vm = g_strdup (vm);
+  /* Strings the message owns, so that setters may free them. */
+  st->last_good = g_strdup ("");
+  st->last_error = g_strdup ("");
+  st->drill_vm = g_strdup ("");
+  st->last_drill = g_strdup ("");
+  st->last_drill_backup = g_strdup ("");
+  st->last_drill_error = g_strdup ("");
+  g_hash_table_insert (s->vm_states, key, st);
+  return st;
+}
+
+void
+sched_schedule_vm_state_save (SchedSchedules *s,
+                              const Drover__V1__ScheduleVm *st)
+{
+  g_autoptr (SchedScheduleVmRow) row = sched_schedule_vm_row_new (st);
+  g_autoptr (GError) error = NULL;
+
+  if (!sched_store_put_schedule_vm (s->svc->store, row, &error))
+    drover_warning (st->vm, NULL, NULL,
+                    "schedule %s: cannot store what it keeps of the VM: %s",
+                    st->schedule, error->message);
+}
+
+void
+sched_schedule_set_str (char **field, const char *value)
+{
+  if (*field != protobuf_c_empty_string)
+    g_free (*field);
+  *field = g_strdup (value ? value : "");
+}
+
 /* Counts a run of SCHEDULE for VM, and keeps it in the store: OK resets
  * its failures in a row and, when GOOD names the copy it made (taken at
  * GOOD_MS), makes that the newest good one. */
@@ -55,45 +103,25 @@ note_vm_result (SchedSchedules *s, const char *schedule, const char *vm,
                 gboolean ok, const char *error_msg, const char *good,
                 gint64 good_ms)
 {
-  char *key = vm_key (schedule, vm);
-  Drover__V1__ScheduleVm *st = g_hash_table_lookup (s->vm_states, key);
-  g_autoptr (SchedScheduleVmRow) row = NULL;
-  g_autoptr (GError) error = NULL;
+  Drover__V1__ScheduleVm *st = sched_schedule_vm_state_ensure (s, schedule, vm);
 
-  if (!st)
-    {
-      st = g_new0 (Drover__V1__ScheduleVm, 1);
-      drover__v1__schedule_vm__init (st);
-      st->schedule = g_strdup (schedule);
-      st->vm = g_strdup (vm);
-      st->last_good = g_strdup ("");
-      st->last_error = g_strdup ("");
-      g_hash_table_insert (s->vm_states, key, st);
-    }
-  else
-    g_free (key);
   if (ok)
     {
       st->failures_in_row = 0;
-      g_free (st->last_error);
-      st->last_error = g_strdup ("");
+      sched_schedule_set_str (&st->last_error, NULL);
       if (good && *good)
         {
-          g_free (st->last_good);
-          st->last_good = g_strdup (good);
+          sched_schedule_set_str (&st->last_good, good);
           st->last_good_ms = good_ms;
+          st->good_since_drill++;
         }
     }
   else
     {
       st->failures_in_row++;
-      g_free (st->last_error);
-      st->last_error = g_strdup (error_msg ? error_msg : "");
+      sched_schedule_set_str (&st->last_error, error_msg);
     }
-  row = sched_schedule_vm_row_new (st);
-  if (!sched_store_put_schedule_vm (s->svc->store, row, &error))
-    drover_warning (vm, NULL, NULL, "schedule %s: cannot store its run: %s",
-                    schedule, error->message);
+  sched_schedule_vm_state_save (s, st);
 }
 
 void
@@ -134,6 +162,7 @@ sched_schedules_new (SchedService *svc)
                                      (GDestroyNotify)g_ptr_array_unref);
   s->vm_states
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, proto_msg_free);
+  s->drills = sched_drills_new_table ();
   s->tz = g_time_zone_new_local ();
   return s;
 }
@@ -157,6 +186,7 @@ sched_schedules_free (SchedSchedules *s)
   sched_dr_queue_free (s->queue);
   g_hash_table_destroy (s->started);
   g_hash_table_destroy (s->prunes);
+  sched_drills_free_table (s->drills);
   g_hash_table_destroy (s->vm_states);
   g_time_zone_unref (s->tz);
   g_free (s);
@@ -230,7 +260,8 @@ sched_schedule_matched (SchedSchedules *s, const Drover__V1__Schedule *spec)
       = g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
 
   for (guint i = 0; vms && i < vms->len; i++)
-    if (sched_schedule_matches (spec, vms->pdata[i]))
+    if (sched_schedule_matches (spec, vms->pdata[i])
+        && !sched_drills_is_scratch (s, ((SchedVm *)vms->pdata[i])->name))
       g_ptr_array_add (out, g_steal_pointer (&vms->pdata[i]));
   return out;
 }
@@ -523,6 +554,26 @@ start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
   return TRUE;
 }
 
+/* After a good backup of VM: a drill when SPEC asks for one every so
+ * many. */
+static void
+drill_if_due (SchedSchedules *s, const Drover__V1__Schedule *spec,
+              const char *vm)
+{
+  const Drover__V1__ScheduleVm *st
+      = sched_schedule_vm_state (s, spec->name, vm);
+  g_autoptr (GError) error = NULL;
+
+  if (spec->drill_every == 0 || st == NULL
+      || st->good_since_drill < spec->drill_every
+      || strcmp (spec->action, SCHED_SCHEDULE_BACKUP) != 0
+      || (st->drill_vm && st->drill_vm[0]))
+    return;
+  if (sched_drill_begin (s, spec, vm, &error) == NULL)
+    drover_warning (vm, NULL, NULL, "schedule %s: drill not started: %s",
+                    spec->name, error->message);
+}
+
 /* Follows the started runs' jobs to their ends. */
 static void
 follow (SchedSchedules *s, gint64 now)
@@ -559,7 +610,10 @@ follow (SchedSchedules *s, gint64 now)
           else
             count_result (s, st->run, TRUE, NULL, snap, job->updated_ms);
           if ((spec = load (s, st->run->schedule)) != NULL)
-            retain (s, spec, st->run->vm);
+            {
+              retain (s, spec, st->run->vm);
+              drill_if_due (s, spec, st->run->vm);
+            }
         }
       else
         run_failed (s, st->run,
@@ -619,6 +673,7 @@ tick (gpointer data)
   g_ptr_array_set_free_func (taken, NULL);
   g_clear_pointer (&s->tick_hosts, g_hash_table_unref);
   prune_step (s);
+  sched_drills_tick (s, now);
   return G_SOURCE_CONTINUE;
 }
 
@@ -639,6 +694,7 @@ sched_schedules_start (SchedSchedules *s, GError **error)
       g_hash_table_replace (s->vm_states, g_strdup (row->key),
                             proto_msg_copy (&row->state->base));
     }
+  sched_drills_recover (s);
   s->tick = g_timeout_source_new (TICK_MS);
   g_source_set_callback (s->tick, tick, s, NULL);
   g_source_attach (s->tick, s->svc->ctx);
