@@ -35,6 +35,10 @@
 #define DRILL_CONSOLE_TAIL (64 * 1024)
 /* Attempts to delete the scratch VM before the drill gives up on it. */
 #define DRILL_CLEANUP_TRIES 10
+/* A drill a stopped scheduler left: how long its scratch VM may take to
+ * show up in a report (an agent may finish the restore after the
+ * scheduler went) before the drill takes it that there is none. */
+#define DRILL_ORPHAN_GRACE_MS (30 * 1000)
 
 typedef enum
 {
@@ -61,6 +65,7 @@ struct _SchedDrill
   DrillPhase phase;
   gboolean in_flight; /* an agent call or the restore's start pending */
   guint cleanup_tries;
+  gboolean recovered; /* left by a scheduler that stopped */
   const char *result; /* SCHED_DRILL_* once known */
   char *error;
 };
@@ -309,7 +314,9 @@ console_read (const ProtobufCMessage *reply, const GError *error,
     return;
   if (error != NULL)
     return; /* asked again at the next tick, until the timeout */
-  text = g_strndup ((const char *)chunk->data.data, chunk->data.len);
+  text = chunk->data.len
+             ? g_strndup ((const char *)chunk->data.data, chunk->data.len)
+             : g_strdup ("");
   if (g_regex_match (d->ready, text, 0, NULL))
     {
       d->ready_ms = sched_schedules_now_ms (d->s) - d->started_ms;
@@ -399,7 +406,7 @@ deleted (const ProtobufCMessage *reply, const GError *error, gpointer user_data)
 }
 
 static void
-clean_step (SchedDrill *d)
+clean_step (SchedDrill *d, gint64 now)
 {
   Drover__V1__DeleteVmRequest req = DROVER__V1__DELETE_VM_REQUEST__INIT;
   g_autoptr (SchedVm) row
@@ -409,7 +416,11 @@ clean_step (SchedDrill *d)
 
   if (row == NULL)
     {
-      drill_end (d); /* nothing was made, or it is gone already */
+      /* Nothing was made, or it is gone already; unless an agent may
+       * still be finishing the restore a stopped scheduler asked for. */
+      if (d->recovered && now - d->started_ms < DRILL_ORPHAN_GRACE_MS)
+        return;
+      drill_end (d);
       return;
     }
   /* The restore job may still hold it (creating): wait for its end. */
@@ -502,7 +513,7 @@ sched_drills_tick (SchedSchedules *s, gint64 now)
           boot_step (d, now);
           break;
         case DRILL_CLEANING:
-          clean_step (d);
+          clean_step (d, now);
           break;
         }
     }
@@ -529,8 +540,9 @@ sched_drills_recover (SchedSchedules *s)
       d->scratch = g_strdup (st->drill_vm);
       d->started_ms = sched_schedules_now_ms (s);
       d->result = SCHED_DRILL_FAILED;
-      d->error = g_strdup ("the scheduler stopped during the drill; its "
-                           "scratch VM was deleted at the next start");
+      d->recovered = TRUE;
+      d->error = g_strdup ("the scheduler stopped during the drill (its "
+                           "scratch VM is deleted at the next start)");
       d->phase = DRILL_CLEANING;
       g_hash_table_replace (s->drills, d->key, d);
     }
