@@ -351,6 +351,10 @@ agent_backup_restore_vm (Agent *agent, virConnectPtr conn, StorRepo *repo,
       agent_libvirt_error (error, "cannot start VM %s", name);
       g_clear_pointer (&dom, virDomainFree);
     }
+  /* Its caller went away (a scheduler that stopped): nobody records the
+   * VM, so it goes rather than turn up unasked. */
+  if (dom && g_cancellable_set_error_if_cancelled (cancellable, error))
+    g_clear_pointer (&dom, virDomainFree);
   if (!dom)
     {
       g_prefix_error (error, "restore of backup %s as VM %s: ", backup_id,

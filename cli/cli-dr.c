@@ -11,7 +11,23 @@ static const char dr_usage_text[]
     = "Usage: droverctl dr SUBCOMMAND [ARGS...]\n"
       "\n"
       "  report [--json]   per VM and schedule: the last good copy, its age\n"
-      "                    against the RPO; exit 1 if any VM is outside it\n";
+      "                    against the RPO, the last restore drill and the\n"
+      "                    recovery time it measured; exit 1 if any VM is\n"
+      "                    outside its RPO\n";
+
+/* The DRILL column: one under way, else the last one's result and age. */
+static char *
+drill_text (const Drover__V1__DrVm *v, const Drover__V1__DrReport *r)
+{
+  g_autofree char *age = NULL;
+
+  if (v->drill_vm[0])
+    return g_strdup ("running");
+  if (!v->last_drill[0])
+    return g_strdup ("-");
+  age = sched_duration_format (MAX ((r->time_ms - v->last_drill_ms) / 1000, 1));
+  return g_strdup_printf ("%s %s ago", v->last_drill, age);
+}
 
 static int
 dr_report (Ctl *ctl, int argc, char **argv)
@@ -22,8 +38,8 @@ dr_report (Ctl *ctl, int argc, char **argv)
     { NULL },
   };
   static const char *const headers[]
-      = { "VM",  "HOST", "SCHEDULE", "ACTION",   "LAST GOOD",
-          "AGE", "RPO",  "STATE",    "FAILURES", NULL };
+      = { "VM",  "HOST",  "SCHEDULE", "ACTION", "LAST GOOD", "AGE",
+          "RPO", "STATE", "FAILURES", "DRILL",  "RECOVERY",  NULL };
   Drover__V1__DrReportRequest req = DROVER__V1__DR_REPORT_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
   g_autoptr (GError) error = NULL;
@@ -60,7 +76,10 @@ dr_report (Ctl *ctl, int argc, char **argv)
               v->last_good_ms ? sched_duration_format (MAX (age_s, 1))
                               : g_strdup ("-"),
               sched_duration_format (MAX (v->rpo_s, 1)), g_strdup (v->state),
-              g_strdup_printf ("%u", v->failures_in_row), NULL);
+              g_strdup_printf ("%u", v->failures_in_row), drill_text (v, r),
+              v->recovery_ms ? g_strdup_printf ("%.1fs", v->recovery_ms / 1e3)
+                             : g_strdup ("-"),
+              NULL);
         }
       ctl_print_table (table);
       if (r->outside_rpo)

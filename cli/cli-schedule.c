@@ -13,10 +13,13 @@ static const char schedule_usage_text[]
       "         (--every DURATION | --at CALENDAR) [--keep-last N]\n"
       "         [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
       "         [--keep-monthly N] [--keep-yearly N] [--repo R]\n"
-      "         [--rpo DURATION] [--window DURATION] [--paused] [--json]\n"
+      "         [--rpo DURATION] [--window DURATION] [--paused]\n"
+      "         [--drill-every N] [--drill-ready REGEX]\n"
+      "         [--drill-timeout DURATION] [--json]\n"
       "  list [--json]\n"
       "  show NAME [--json]\n"
       "  pause NAME | resume NAME | delete NAME | run-now NAME\n"
+      "  drill NAME [--vm VM] [--json]   restore drills now (backups)\n"
       "\n"
       "Selectors: VM names, globs of them (web-*), host:NAME. Durations:\n"
       "90s, 15m, 1h30m, 2d, 1w. Calendars: hourly, daily, weekly, monthly,\n"
@@ -97,6 +100,20 @@ print_schedule (const Drover__V1__Schedule *s)
                g_strdup_printf ("%u", s->failures_in_row));
   if (s->last_error[0])
     ctl_kv (KV_WIDTH, "last error", s->last_error);
+  if (strcmp (s->action, "backup") == 0)
+    {
+      g_autofree char *every
+          = s->drill_every
+                ? g_strdup_printf ("every %u good backups", s->drill_every)
+                : g_strdup ("when asked (schedule drill)");
+      g_autofree char *timeout = sched_duration_format (
+          s->drill_timeout_s ? s->drill_timeout_s : 600);
+
+      ctl_kv_take (KV_WIDTH, "drills",
+                   g_strdup_printf (
+                       "%s; ready on /%s/ within %s", every,
+                       s->drill_ready[0] ? s->drill_ready : "login:", timeout));
+    }
 }
 
 /* Exactly one positional argument, the schedule's name. */
@@ -135,7 +152,9 @@ schedule_create (Ctl *ctl, int argc, char **argv)
   g_auto (GStrv) select = NULL;
   g_autofree char *action = NULL, *every = NULL, *at = NULL, *repo = NULL;
   g_autofree char *rpo = NULL, *window = NULL;
+  g_autofree char *drill_ready = NULL, *drill_timeout = NULL;
   gint keep[6] = { 0 };
+  gint drill_every = 0;
   gboolean paused = FALSE, json = FALSE;
   const GOptionEntry entries[] = {
     { "select", 0, 0, G_OPTION_ARG_STRING_ARRAY, &select,
@@ -160,6 +179,16 @@ schedule_create (Ctl *ctl, int argc, char **argv)
       "Spread starts over this (default: a quarter period, at most 10m)",
       "DURATION" },
     { "paused", 0, 0, G_OPTION_ARG_NONE, &paused, "Create it paused", NULL },
+    { "drill-every", 0, 0, G_OPTION_ARG_INT, &drill_every,
+      "Backups: a restore drill every N good backups of a VM", "N" },
+    { "drill-ready", 0, 0, G_OPTION_ARG_STRING, &drill_ready,
+      "A drill's scratch VM is ready when its console shows a line "
+      "matching this (default: login:)",
+      "REGEX" },
+    { "drill-timeout", 0, 0, G_OPTION_ARG_STRING, &drill_timeout,
+      "A drill fails when not ready this long after the restore began "
+      "(default 10m)",
+      "DURATION" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print it as JSON", NULL },
     { NULL },
   };
@@ -186,6 +215,11 @@ schedule_create (Ctl *ctl, int argc, char **argv)
   for (guint i = 0; i < G_N_ELEMENTS (keep); i++)
     if (keep[i] < 0)
       return ctl_usage_error (CREATE_USAGE, "keep counts are 0 or more");
+  if (drill_every < 0)
+    return ctl_usage_error (CREATE_USAGE, "--drill-every is 0 or more");
+  if (drill_timeout
+      && !sched_duration_parse (drill_timeout, &req.drill_timeout_s, &error))
+    return ctl_usage_error (CREATE_USAGE, "%s", error->message);
   if ((every && !sched_duration_parse (every, &req.every_s, &error))
       || (rpo && !sched_duration_parse (rpo, &req.rpo_s, &error))
       || (window && !sched_duration_parse (window, &req.window_s, &error)))
@@ -211,6 +245,8 @@ schedule_create (Ctl *ctl, int argc, char **argv)
   rules.yearly = keep[5];
   req.keep = &rules;
   req.paused = paused;
+  req.drill_every = drill_every;
+  req.drill_ready = drill_ready ? drill_ready : (char *)"";
   msg = ctl_call (ctl, DROVER_SCHED_METHOD_CREATE_SCHEDULE, &req.base, 0,
                   &error);
   if (!msg)
@@ -370,14 +406,76 @@ schedule_run_now (Ctl *ctl, int argc, char **argv)
                           "Run a schedule for every VM it selects, now.");
 }
 
+#define DRILL_USAGE "schedule drill NAME [--vm VM] [--json]"
+
+static int
+schedule_drill (Ctl *ctl, int argc, char **argv)
+{
+  g_autofree char *vm = NULL;
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = {
+    { "vm", 0, 0, G_OPTION_ARG_STRING, &vm, "Only this VM", "VM" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the reply as JSON", NULL },
+    { NULL },
+  };
+  Drover__V1__DrillScheduleRequest req
+      = DROVER__V1__DRILL_SCHEDULE_REQUEST__INIT;
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  const Drover__V1__DrillScheduleReply *reply;
+  int rc;
+
+  if ((rc = ctl_parse_options (
+           "schedule drill", "NAME [--vm VM] [--json]",
+           "Restore the newest backup the schedule made of each VM it "
+           "selects (or of VM) into a scratch VM, boot it and wait for its "
+           "readiness line; droverctl dr report shows the results.",
+           entries, &argc, &argv))
+          >= 0
+      || (rc = name_arg (DRILL_USAGE, argc, argv)) >= 0)
+    return rc;
+  if (vm && !proto_name_validate ("VM", vm, &error))
+    return ctl_usage_error (DRILL_USAGE, "%s", error->message);
+  req.name = argv[1];
+  req.vm = vm ? vm : (char *)"";
+  msg = ctl_call (ctl, DROVER_SCHED_METHOD_DRILL_SCHEDULE, &req.base, 0,
+                  &error);
+  if (!msg)
+    return ctl_fail (error);
+  if (json)
+    {
+      ctl_print_message_json (msg);
+      return CTL_EXIT_OK;
+    }
+  reply = (const void *)msg;
+  if (reply->n_drills == 0)
+    printf ("schedule %s selects no VM now\n", argv[1]);
+  for (gsize i = 0; i < reply->n_drills; i++)
+    {
+      const Drover__V1__DrillStarted *d = reply->drills[i];
+
+      if (d->scratch_vm[0])
+        printf ("VM %s: drill started: backup %s into scratch VM %s\n", d->vm,
+                d->backup, d->scratch_vm);
+      else
+        printf ("VM %s: no drill: %s\n", d->vm, d->message);
+    }
+  return CTL_EXIT_OK;
+}
+
 int
 ctl_cmd_schedule (Ctl *ctl, int argc, char **argv)
 {
   static const CtlCommand commands[] = {
-    { "create", schedule_create },   { "list", schedule_list },
-    { "show", schedule_show },       { "pause", schedule_pause },
-    { "resume", schedule_resume },   { "delete", schedule_delete },
-    { "run-now", schedule_run_now }, { NULL, NULL },
+    { "create", schedule_create },
+    { "list", schedule_list },
+    { "show", schedule_show },
+    { "pause", schedule_pause },
+    { "resume", schedule_resume },
+    { "delete", schedule_delete },
+    { "run-now", schedule_run_now },
+    { "drill", schedule_drill },
+    { NULL, NULL },
   };
 
   return ctl_dispatch (ctl, "schedule", schedule_usage_text, commands, argc,

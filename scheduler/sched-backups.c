@@ -201,6 +201,11 @@ typedef struct
   char *host;
   char *repo;
   Drover__V1__RestoreBackupRequest *restore; /* RestoreBackup; owned */
+  /* An internal restore (CALL NULL): whom to tell, and the host to avoid
+   * when another has room. */
+  SchedRestoreStarted started;
+  gpointer started_data;
+  char *avoid;
 } Forward;
 
 static void
@@ -208,6 +213,7 @@ forward_free (Forward *f)
 {
   g_free (f->host);
   g_free (f->repo);
+  g_free (f->avoid);
   proto_msg_free (f->restore);
   g_free (f);
 }
@@ -421,7 +427,18 @@ restore_start (Forward *f, const Drover__V1__Backup *b, SchedJob **job_out,
     if (!host_may_have (hosts->pdata[i], f->repo))
       g_ptr_array_remove_index (hosts, i);
   sched_migrator_add_reservations (svc->migrator, vms);
-  placed = sched_place (&svc->policy, hosts, vms, spec, req->host, error);
+  if (f->avoid != NULL)
+    {
+      /* Another host than AVOID when one has room, else any. */
+      g_autoptr (GPtrArray) others = g_ptr_array_new ();
+
+      for (guint i = 0; i < hosts->len; i++)
+        if (strcmp (((SchedHost *)hosts->pdata[i])->name, f->avoid) != 0)
+          g_ptr_array_add (others, hosts->pdata[i]);
+      placed = sched_place (&svc->policy, others, vms, spec, "", NULL);
+    }
+  if (placed == NULL)
+    placed = sched_place (&svc->policy, hosts, vms, spec, req->host, error);
   if (placed == NULL
       || (client = sched_agents_client_up (svc->agents, placed, NULL, error))
              == NULL)
@@ -452,13 +469,14 @@ restore_read (const ProtobufCMessage *reply, const GError *error,
   g_autoptr (GError) local = NULL;
   g_autoptr (SchedJob) job = NULL;
 
-  if (error != NULL)
+  if (error == NULL)
+    restore_start (f, (const void *)reply, &job, &local);
+  if (f->call == NULL)
+    f->started (job, error ? error : local, f->started_data);
+  else if (error != NULL)
     sched_agents_call_fail (f->call, f->host, error);
   else
-    {
-      restore_start (f, (const void *)reply, &job, &local);
-      sched_snap_reply_job (f->call, job, local);
-    }
+    sched_snap_reply_job (f->call, job, local);
   forward_free (f);
 }
 
@@ -554,4 +572,31 @@ sched_backups_handle_restore (ProtoServerCall *call,
     }
 fail:
   sched_call_fail (call, error);
+}
+
+gboolean
+sched_backups_restore_new (SchedService *svc, const char *repo, const char *id,
+                           const char *name, const char *avoid,
+                           SchedRestoreStarted started, gpointer user_data,
+                           GError **error)
+{
+  Forward *f;
+
+  if (!check_id (id, error) || !proto_name_validate ("VM", name, error)
+      || !check_new_name (svc, name, error))
+    return FALSE;
+  f = forward (svc, NULL, NULL, repo, "", id, DROVER_AGENT_METHOD_GET_BACKUP,
+               restore_read, error);
+  if (f == NULL)
+    return FALSE;
+  f->started = started;
+  f->started_data = user_data;
+  f->avoid = g_strdup (avoid);
+  f->restore = g_new0 (Drover__V1__RestoreBackupRequest, 1);
+  drover__v1__restore_backup_request__init (f->restore);
+  f->restore->id = g_strdup (id);
+  f->restore->repo = g_strdup (repo);
+  f->restore->name = g_strdup (name);
+  f->restore->start = TRUE;
+  return TRUE;
 }

@@ -2,7 +2,9 @@
  * selects, the newest copy the schedule made and its age against the
  * schedule's RPO. A VM whose host is down is "rpo-at-risk" (its copies
  * may be fine; the next ones cannot be made), one without any copy
- * "never", one whose newest copy is older than the RPO "outside-rpo". */
+ * "never", one whose newest copy is older than the RPO "outside-rpo".
+ * A snapshot schedule's newest copy is read from the store's snapshots,
+ * a backup schedule's from what its runs recorded (schedule_vms). */
 #include "sched-schedules-private.h"
 
 #include <string.h>
@@ -43,8 +45,8 @@ report_vm (SchedSchedules *s, const Drover__V1__Schedule *spec,
   Drover__V1__DrVm *out = g_new0 (Drover__V1__DrVm, 1);
   g_autoptr (SchedHost) host
       = sched_store_get_host (s->svc->store, vm->host, NULL);
-  const SchedVmFailures *f
-      = sched_schedule_vm_failures (s, spec->name, vm->name);
+  const Drover__V1__ScheduleVm *st
+      = sched_schedule_vm_state (s, spec->name, vm->name);
   char *name = NULL;
 
   drover__v1__dr_vm__init (out);
@@ -53,10 +55,23 @@ report_vm (SchedSchedules *s, const Drover__V1__Schedule *spec,
   out->schedule = g_strdup (spec->name);
   out->action = g_strdup (spec->action);
   out->rpo_s = spec->rpo_s;
-  out->last_good_ms = newest_copy (s, spec->name, vm->name, &name);
+  /* The snapshots are in the store (one deleted by hand is gone); the
+   * repository's backups are not: the newest a run made is kept. */
+  if (strcmp (spec->action, SCHED_SCHEDULE_BACKUP) == 0)
+    {
+      out->last_good_ms = st ? st->last_good_ms : 0;
+      name = g_strdup (st ? st->last_good : "");
+    }
+  else
+    out->last_good_ms = newest_copy (s, spec->name, vm->name, &name);
   out->last_good = name ? name : g_strdup ("");
-  out->failures_in_row = f ? f->in_row : 0;
-  out->last_error = g_strdup (f && f->last_error ? f->last_error : "");
+  out->failures_in_row = st ? st->failures_in_row : 0;
+  out->last_error = g_strdup (st ? st->last_error : "");
+  out->last_drill = g_strdup (st ? st->last_drill : "");
+  out->last_drill_ms = st ? st->last_drill_ms : 0;
+  out->recovery_ms = st ? st->last_drill_ready_ms : 0;
+  out->last_drill_error = g_strdup (st ? st->last_drill_error : "");
+  out->drill_vm = g_strdup (st ? st->drill_vm : "");
   if (!host || !sched_host_check_up (host, NULL))
     out->state = g_strdup (DR_AT_RISK);
   else if (out->last_good_ms == 0)

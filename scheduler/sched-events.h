@@ -45,6 +45,7 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_SCHEDULE_CREATED "schedule.created"
 #define SCHED_EVENT_SCHEDULE_DELETED "schedule.deleted"
 #define SCHED_EVENT_SCHEDULE_RUN "schedule.run"
+#define SCHED_EVENT_SCHEDULE_DRILL "schedule.drill"
 #define SCHED_EVENT_BACKUP_CREATED "backup.created"
 #define SCHED_EVENT_BACKUP_FAILED "backup.failed"
 #define SCHED_EVENT_BACKUP_RESTORED "backup.restored"

@@ -18,6 +18,7 @@ struct _SchedMetrics
   ProtoMetrics *registry;
   ProtoMetric *reports, *hosts, *vms, *jobs, *migrations, *duration, *ratio;
   ProtoMetric *snap_ops, *snap_duration, *schedule_runs;
+  ProtoMetric *drills, *drill_recovery;
   ProtoHttp *http;     /* main context; NULL until sched_metrics_listen */
   SchedStore *store;   /* borrowed, for the scrape's gauges */
   GPtrArray *job_keys; /* "kind\nstate" of every job_kinds x job_states */
@@ -56,6 +57,8 @@ static const char *const job_kinds[] = {
 };
 static const char *const snap_ops[]
     = { "create", "revert", "delete", "clone", "template" };
+static const char *const drill_results[]
+    = { SCHED_DRILL_PASSED, SCHED_DRILL_FAILED, SCHED_DRILL_SKIPPED };
 static const char *const mig_results[]
     = { PROTO_MIG_COMPLETED, PROTO_MIG_ABORTED, PROTO_MIG_FAILED };
 static const char *const job_states[]
@@ -122,6 +125,18 @@ sched_metrics_new (void)
       "Runs of disaster-recovery schedules that ended, by action (snapshot, "
       "backup) and result (done, failed; each failed attempt counts)",
       PROTO_METRIC_COUNTER, action_result, NULL, 0);
+  m->drills = proto_metrics_declare (
+      m->registry, "drover_schedule_drills_total",
+      "Restore drills that ended, by result (passed, failed, skipped)",
+      PROTO_METRIC_COUNTER, result, NULL, 0);
+  m->drill_recovery = proto_metrics_declare (
+      m->registry, "drover_schedule_drill_recovery_seconds",
+      "Measured recovery time of the restore drills that passed: from the "
+      "restore's start to the scratch VM's readiness line",
+      PROTO_METRIC_HISTOGRAM, NULL, duration_buckets,
+      G_N_ELEMENTS (duration_buckets));
+  for (gsize i = 0; i < G_N_ELEMENTS (drill_results); i++)
+    proto_metric_add (m->drills, (const char *const[]){ drill_results[i] }, 0);
   /* Counters start at 0 rather than appearing with the first event. */
   for (gsize i = 0; i < G_N_ELEMENTS (snap_ops); i++)
     {
@@ -173,6 +188,15 @@ sched_metrics_schedule_run (SchedMetrics *m, const char *action, gboolean ok)
       m->schedule_runs,
       (const char *const[]){ action, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED },
       1);
+}
+
+void
+sched_metrics_schedule_drill (SchedMetrics *m, const char *result,
+                              double recovery_s)
+{
+  proto_metric_add (m->drills, (const char *const[]){ result }, 1);
+  if (strcmp (result, SCHED_DRILL_PASSED) == 0)
+    proto_metric_observe (m->drill_recovery, NULL, recovery_s);
 }
 
 void

@@ -524,6 +524,20 @@ gboolean sched_backups_create (SchedService *svc,
                                SchedJob **job_out, GError **error);
 char *sched_snapshots_describe (const char *kind, const char *name,
                                 const Drover__V1__StorageProgress *p);
+/* How an internal restore began: its job (a copy the callee frees), or
+ * why it did not. */
+typedef void (*SchedRestoreStarted) (SchedJob *job, const GError *error,
+                                     gpointer user_data);
+/* The internal entry point for a restore as a new VM (RestoreBackup
+ * without a gRPC call; restore drills): backup ID of repository REPO
+ * becomes VM NAME, started, on a host with room other than AVOID when
+ * one has room (AVOID may be NULL). STARTED runs later, once, from the
+ * main context. FALSE with ERROR when nothing could be asked. */
+gboolean sched_backups_restore_new (SchedService *svc, const char *repo,
+                                    const char *id, const char *name,
+                                    const char *avoid,
+                                    SchedRestoreStarted started,
+                                    gpointer user_data, GError **error);
 
 /* --- Prometheus metrics (sched-metrics.c) ------------------------------ */
 
@@ -545,6 +559,19 @@ void sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job,
 /* A run of a DR schedule of ACTION (snapshot, backup) ended. */
 void sched_metrics_schedule_run (SchedMetrics *m, const char *action,
                                  gboolean ok);
+/* Removes VM NAME's record and its snapshots' from the store and the
+ * registry once its host no longer has it (JOB_ID: the job that did it,
+ * for the log; may be NULL), with its event. */
+gboolean sched_vm_forget (SchedService *svc, const char *name,
+                          const char *job_id, const char *how, GError **error);
+/* The results of a restore drill. */
+#define SCHED_DRILL_PASSED "passed"
+#define SCHED_DRILL_FAILED "failed"
+#define SCHED_DRILL_SKIPPED "skipped"
+/* A restore drill ended with RESULT (SCHED_DRILL_*); one that passed took
+ * RECOVERY_S from the restore's start to readiness. */
+void sched_metrics_schedule_drill (SchedMetrics *m, const char *result,
+                                   double recovery_s);
 void sched_metrics_snapshot_op (SchedMetrics *m, const char *op, gboolean ok,
                                 double seconds);
 /* The gauges of hosts, VMs and jobs by state become the counts in HOSTS

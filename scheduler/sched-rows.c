@@ -83,6 +83,14 @@ static const SchedField network_fields[] = {
   MSG_FIELD (SchedNetworkRow, spec, MSG, drover__v1__network__descriptor),
 };
 
+static const SchedField schedule_vm_fields[] = {
+  FIELD (SchedScheduleVmRow, key, TEXT),
+  FIELD (SchedScheduleVmRow, schedule, TEXT),
+  FIELD (SchedScheduleVmRow, vm, TEXT),
+  MSG_FIELD (SchedScheduleVmRow, state, MSG,
+             drover__v1__schedule_vm__descriptor),
+};
+
 const SchedRowType sched_row_types[SCHED_N_TABLES] = {
   [SCHED_TABLE_HOSTS] = { "host", "hosts", sizeof (SchedHost), host_fields,
                           G_N_ELEMENTS (host_fields) },
@@ -99,6 +107,9 @@ const SchedRowType sched_row_types[SCHED_N_TABLES] = {
       G_N_ELEMENTS (schedule_fields) },
   [SCHED_TABLE_NETWORKS] = { "network", "networks", sizeof (SchedNetworkRow),
                              network_fields, G_N_ELEMENTS (network_fields) },
+  [SCHED_TABLE_SCHEDULE_VMS]
+  = { "schedule's VM", "schedule_vms", sizeof (SchedScheduleVmRow),
+      schedule_vm_fields, G_N_ELEMENTS (schedule_vm_fields) },
 };
 
 #define HOST_TYPE (&sched_row_types[SCHED_TABLE_HOSTS])
@@ -365,4 +376,24 @@ void
 sched_network_row_free (SchedNetworkRow *row)
 {
   sched_row_free (&sched_row_types[SCHED_TABLE_NETWORKS], row);
+}
+
+/* --- a VM's runs of a schedule ------------------------------------------ */
+
+SchedScheduleVmRow *
+sched_schedule_vm_row_new (const Drover__V1__ScheduleVm *state)
+{
+  SchedScheduleVmRow *row = g_new0 (SchedScheduleVmRow, 1);
+
+  row->key = g_strconcat (state->schedule, "/", state->vm, NULL);
+  row->schedule = dup_str (state->schedule);
+  row->vm = dup_str (state->vm);
+  row->state = proto_msg_copy (&state->base);
+  return row;
+}
+
+void
+sched_schedule_vm_row_free (SchedScheduleVmRow *row)
+{
+  sched_row_free (&sched_row_types[SCHED_TABLE_SCHEDULE_VMS], row);
 }

@@ -38,6 +38,53 @@ check_selector (const char *sel, GError **error)
   return TRUE;
 }
 
+/* Restore drills: backups only, a readiness pattern that compiles, a
+ * sane timeout. */
+static gboolean
+check_drill (const Drover__V1__Schedule *spec, GError **error)
+{
+  g_autoptr (GRegex) re = NULL;
+  g_autoptr (GError) local = NULL;
+
+  if ((spec->drill_every || spec->drill_ready[0] || spec->drill_timeout_s)
+      && strcmp (spec->action, SCHED_SCHEDULE_BACKUP) != 0)
+    {
+      invalid (error,
+               "schedule '%s': drills restore backups: --drill-every, "
+               "--drill-ready and --drill-timeout need --action backup",
+               spec->name);
+      return FALSE;
+    }
+  if (strlen (spec->drill_ready) > SCHED_SCHEDULE_DRILL_READY_MAX)
+    {
+      invalid (error,
+               "schedule '%s': the readiness pattern is longer than %d "
+               "characters",
+               spec->name, SCHED_SCHEDULE_DRILL_READY_MAX);
+      return FALSE;
+    }
+  if (spec->drill_ready[0]
+      && (re = g_regex_new (spec->drill_ready, G_REGEX_MULTILINE, 0, &local))
+             == NULL)
+    {
+      invalid (error, "schedule '%s': readiness pattern '%s': %s", spec->name,
+               spec->drill_ready, local->message);
+      return FALSE;
+    }
+  if (spec->drill_timeout_s != 0
+      && (spec->drill_timeout_s < SCHED_SCHEDULE_DRILL_MIN_TIMEOUT_S
+          || spec->drill_timeout_s > SCHED_SCHEDULE_DRILL_MAX_TIMEOUT_S))
+    {
+      invalid (error,
+               "schedule '%s': the drill timeout is %d s to %d s, not "
+               "%" G_GINT64_FORMAT " s",
+               spec->name, SCHED_SCHEDULE_DRILL_MIN_TIMEOUT_S,
+               SCHED_SCHEDULE_DRILL_MAX_TIMEOUT_S, spec->drill_timeout_s);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 Drover__V1__Schedule *
 sched_schedule_check (const Drover__V1__Schedule *spec, GError **error)
 {
@@ -120,6 +167,8 @@ sched_schedule_check (const Drover__V1__Schedule *spec, GError **error)
                spec->name);
       return NULL;
     }
+  if (!check_drill (spec, error))
+    return NULL;
   out = proto_msg_copy (&spec->base);
   if (!out->keep)
     {
@@ -296,6 +345,7 @@ sched_schedules_handle_delete (ProtoServerCall *call,
       return;
     }
   sched_dr_queue_remove (svc->schedules->queue, name, NULL);
+  sched_schedule_forget_vms (svc->schedules, name);
   sched_events_emit (svc->events, SCHED_EVENT_SCHEDULE_DELETED, NULL, NULL,
                      NULL, NULL, "schedule %s deleted", name);
   proto_server_call_reply (call, &empty.base);

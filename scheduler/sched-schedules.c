@@ -32,46 +32,120 @@ started_free (Started *st)
   g_free (st);
 }
 
-static void
-vm_failures_free (SchedVmFailures *f)
+static char *
+vm_key (const char *schedule, const char *vm)
 {
-  g_free (f->last_error);
-  g_free (f);
+  return g_strconcat (schedule, "/", vm, NULL);
 }
 
-const SchedVmFailures *
-sched_schedule_vm_failures (SchedSchedules *s, const char *schedule,
-                            const char *vm)
+const Drover__V1__ScheduleVm *
+sched_schedule_vm_state (SchedSchedules *s, const char *schedule,
+                         const char *vm)
 {
-  g_autofree char *key = g_strconcat (schedule, "\n", vm, NULL);
+  g_autofree char *key = vm_key (schedule, vm);
 
-  return g_hash_table_lookup (s->vm_failures, key);
+  return g_hash_table_lookup (s->vm_states, key);
 }
 
-/* Counts a run of SCHEDULE for VM: OK resets its failures in a row. */
+Drover__V1__ScheduleVm *
+sched_schedule_vm_state_ensure (SchedSchedules *s, const char *schedule,
+                                const char *vm)
+{
+  char *key = vm_key (schedule, vm);
+  Drover__V1__ScheduleVm *st = g_hash_table_lookup (s->vm_states, key);
+
+  if (st)
+    {
+      g_free (key);
+      return st;
+    }
+  st = g_new0 (Drover__V1__ScheduleVm, 1);
+  drover__v1__schedule_vm__init (st);
+  st->schedule = g_strdup (schedule);
+  st->vm = g_strdup (vm);
+  /* Strings the message owns, so that setters may free them. */
+  st->last_good = g_strdup ("");
+  st->last_error = g_strdup ("");
+  st->drill_vm = g_strdup ("");
+  st->last_drill = g_strdup ("");
+  st->last_drill_backup = g_strdup ("");
+  st->last_drill_error = g_strdup ("");
+  g_hash_table_insert (s->vm_states, key, st);
+  return st;
+}
+
+void
+sched_schedule_vm_state_save (SchedSchedules *s,
+                              const Drover__V1__ScheduleVm *st)
+{
+  g_autoptr (SchedScheduleVmRow) row = sched_schedule_vm_row_new (st);
+  g_autoptr (GError) error = NULL;
+
+  if (!sched_store_put_schedule_vm (s->svc->store, row, &error))
+    drover_warning (st->vm, NULL, NULL,
+                    "schedule %s: cannot store what it keeps of the VM: %s",
+                    st->schedule, error->message);
+}
+
+void
+sched_schedule_set_str (char **field, const char *value)
+{
+  if (*field != protobuf_c_empty_string)
+    g_free (*field);
+  *field = g_strdup (value ? value : "");
+}
+
+/* Counts a run of SCHEDULE for VM, and keeps it in the store: OK resets
+ * its failures in a row and, when GOOD names the copy it made (taken at
+ * GOOD_MS), makes that the newest good one. */
 static void
 note_vm_result (SchedSchedules *s, const char *schedule, const char *vm,
-                gboolean ok, const char *error_msg)
+                gboolean ok, const char *error_msg, const char *good,
+                gint64 good_ms)
 {
-  char *key = g_strconcat (schedule, "\n", vm, NULL);
-  SchedVmFailures *f;
+  Drover__V1__ScheduleVm *st = sched_schedule_vm_state_ensure (s, schedule, vm);
 
   if (ok)
     {
-      g_hash_table_remove (s->vm_failures, key);
-      g_free (key);
-      return;
-    }
-  if (!(f = g_hash_table_lookup (s->vm_failures, key)))
-    {
-      f = g_new0 (SchedVmFailures, 1);
-      g_hash_table_insert (s->vm_failures, key, f);
+      st->failures_in_row = 0;
+      sched_schedule_set_str (&st->last_error, NULL);
+      if (good && *good)
+        {
+          sched_schedule_set_str (&st->last_good, good);
+          st->last_good_ms = good_ms;
+          st->good_since_drill++;
+        }
     }
   else
-    g_free (key);
-  f->in_row++;
-  g_free (f->last_error);
-  f->last_error = g_strdup (error_msg);
+    {
+      st->failures_in_row++;
+      sched_schedule_set_str (&st->last_error, error_msg);
+    }
+  sched_schedule_vm_state_save (s, st);
+}
+
+void
+sched_schedule_forget_vms (SchedSchedules *s, const char *schedule)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *prefix = g_strconcat (schedule, "/", NULL);
+  GHashTableIter it;
+  gpointer key;
+
+  g_hash_table_iter_init (&it, s->vm_states);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (g_str_has_prefix (key, prefix))
+      {
+        if (!sched_store_delete_schedule_vm (s->svc->store, key, &error))
+          {
+            drover_warning (NULL, NULL, NULL,
+                            "schedule %s: cannot forget its runs of %s: %s",
+                            schedule, (const char *)key + strlen (prefix),
+                            error->message);
+            g_clear_error (&error);
+          }
+        g_hash_table_iter_remove (&it);
+      }
 }
 
 SchedSchedules *
@@ -86,8 +160,9 @@ sched_schedules_new (SchedService *svc)
                                       (GDestroyNotify)started_free);
   s->prunes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)g_ptr_array_unref);
-  s->vm_failures = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                          (GDestroyNotify)vm_failures_free);
+  s->vm_states
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, proto_msg_free);
+  s->drills = sched_drills_new_table ();
   s->tz = g_time_zone_new_local ();
   return s;
 }
@@ -111,7 +186,8 @@ sched_schedules_free (SchedSchedules *s)
   sched_dr_queue_free (s->queue);
   g_hash_table_destroy (s->started);
   g_hash_table_destroy (s->prunes);
-  g_hash_table_destroy (s->vm_failures);
+  sched_drills_free_table (s->drills);
+  g_hash_table_destroy (s->vm_states);
   g_time_zone_unref (s->tz);
   g_free (s);
 }
@@ -184,7 +260,8 @@ sched_schedule_matched (SchedSchedules *s, const Drover__V1__Schedule *spec)
       = g_ptr_array_new_with_free_func ((GDestroyNotify)sched_vm_free);
 
   for (guint i = 0; vms && i < vms->len; i++)
-    if (sched_schedule_matches (spec, vms->pdata[i]))
+    if (sched_schedule_matches (spec, vms->pdata[i])
+        && !sched_drills_is_scratch (s, ((SchedVm *)vms->pdata[i])->name))
       g_ptr_array_add (out, g_steal_pointer (&vms->pdata[i]));
   return out;
 }
@@ -272,15 +349,16 @@ load (SchedSchedules *s, const char *name)
   return row ? proto_msg_copy (&row->spec->base) : NULL;
 }
 
+/* Counts RUN's end; a good one made the copy GOOD at GOOD_MS (NULL: not
+ * known). */
 static void
 count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
-              const char *error_msg)
+              const char *error_msg, const char *good, gint64 good_ms)
 {
   g_autoptr (Drover__V1__Schedule) spec = load (s, run->schedule);
   g_autoptr (GError) error = NULL;
 
   sched_metrics_schedule_run (s->svc->metrics, spec ? spec->action : "", ok);
-  note_vm_result (s, run->schedule, run->vm, ok, error_msg);
   sched_events_emit (s->svc->events, SCHED_EVENT_SCHEDULE_RUN, run->vm,
                      run->host, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED, NULL,
                      "schedule %s: %s%s%s", run->schedule,
@@ -288,6 +366,7 @@ count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
                      ok ? "" : error_msg);
   if (!spec) /* deleted while it ran */
     return;
+  note_vm_result (s, run->schedule, run->vm, ok, error_msg, good, good_ms);
   if (ok)
     {
       spec->runs_ok++;
@@ -310,7 +389,7 @@ count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
 static void
 run_failed (SchedSchedules *s, SchedDrRun *run, const char *msg, gint64 now)
 {
-  count_result (s, run, FALSE, msg);
+  count_result (s, run, FALSE, msg, NULL, 0);
   drover_warning (run->vm, NULL, NULL,
                   "schedule %s: run of slot %" G_GINT64_FORMAT
                   " failed (attempt %u of %d): %s",
@@ -428,13 +507,22 @@ prune_step (SchedSchedules *s)
     }
 }
 
+/* The snapshot a run of SCHEDULE for SLOT (unix time) makes:
+ * SCHEDULE-YYYYMMDD-HHMMSS, the slot in UTC. */
+static char *
+snapshot_name (const char *schedule, gint64 slot)
+{
+  g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (slot);
+  g_autofree char *stamp = g_date_time_format (dt, "%Y%m%d-%H%M%S");
+
+  return g_strdup_printf ("%s-%s", schedule, stamp);
+}
+
 /* Starts RUN's job; FALSE with ERROR when it could not start. */
 static gboolean
 start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
 {
   g_autoptr (Drover__V1__Schedule) spec = load (s, run->schedule);
-  g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (run->slot);
-  g_autofree char *stamp = g_date_time_format (dt, "%Y%m%d-%H%M%S");
   g_autofree char *name = NULL;
   g_autofree char *what = NULL;
   g_autoptr (SchedJob) job = NULL;
@@ -457,13 +545,33 @@ start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
       *job_id = g_strdup (job->id);
       return TRUE;
     }
-  name = g_strdup_printf ("%s-%s", spec->name, stamp);
+  name = snapshot_name (spec->name, run->slot);
   what = g_strdup_printf ("schedule %s", spec->name);
   if (!sched_snapshots_submit (s->svc, run->vm, name, FALSE, FALSE, what, &job,
                                error))
     return FALSE;
   *job_id = g_strdup (job->id);
   return TRUE;
+}
+
+/* After a good backup of VM: a drill when SPEC asks for one every so
+ * many. */
+static void
+drill_if_due (SchedSchedules *s, const Drover__V1__Schedule *spec,
+              const char *vm)
+{
+  const Drover__V1__ScheduleVm *st
+      = sched_schedule_vm_state (s, spec->name, vm);
+  g_autoptr (GError) error = NULL;
+
+  if (spec->drill_every == 0 || st == NULL
+      || st->good_since_drill < spec->drill_every
+      || strcmp (spec->action, SCHED_SCHEDULE_BACKUP) != 0
+      || (st->drill_vm && st->drill_vm[0]))
+    return;
+  if (sched_drill_begin (s, spec, vm, &error) == NULL)
+    drover_warning (vm, NULL, NULL, "schedule %s: drill not started: %s",
+                    spec->name, error->message);
 }
 
 /* Follows the started runs' jobs to their ends. */
@@ -490,9 +598,22 @@ follow (SchedSchedules *s, gint64 now)
       sched_dr_queue_finished (s->queue, st->run);
       if (ok)
         {
-          count_result (s, st->run, TRUE, NULL);
+          /* A backup's job names it; a snapshot is named after its
+           * slot (start_run). */
+          const Drover__V1__Backup *b
+              = job->storage ? job->storage->backup : NULL;
+          g_autofree char *snap
+              = snapshot_name (st->run->schedule, st->run->slot);
+
+          if (b && b->id[0])
+            count_result (s, st->run, TRUE, NULL, b->id, b->start_s * 1000);
+          else
+            count_result (s, st->run, TRUE, NULL, snap, job->updated_ms);
           if ((spec = load (s, st->run->schedule)) != NULL)
-            retain (s, spec, st->run->vm);
+            {
+              retain (s, spec, st->run->vm);
+              drill_if_due (s, spec, st->run->vm);
+            }
         }
       else
         run_failed (s, st->run,
@@ -552,6 +673,7 @@ tick (gpointer data)
   g_ptr_array_set_free_func (taken, NULL);
   g_clear_pointer (&s->tick_hosts, g_hash_table_unref);
   prune_step (s);
+  sched_drills_tick (s, now);
   return G_SOURCE_CONTINUE;
 }
 
@@ -560,9 +682,19 @@ sched_schedules_start (SchedSchedules *s, GError **error)
 {
   g_autoptr (GPtrArray) rows
       = sched_store_list_schedules (s->svc->store, error);
+  g_autoptr (GPtrArray) vms
+      = rows ? sched_store_list_schedule_vms (s->svc->store, error) : NULL;
 
-  if (!rows)
+  if (!vms)
     return FALSE;
+  for (guint i = 0; i < vms->len; i++)
+    {
+      const SchedScheduleVmRow *row = vms->pdata[i];
+
+      g_hash_table_replace (s->vm_states, g_strdup (row->key),
+                            proto_msg_copy (&row->state->base));
+    }
+  sched_drills_recover (s);
   s->tick = g_timeout_source_new (TICK_MS);
   g_source_set_callback (s->tick, tick, s, NULL);
   g_source_attach (s->tick, s->svc->ctx);

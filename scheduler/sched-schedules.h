@@ -46,5 +46,6 @@ SchedHandler sched_schedules_handle_pause;
 SchedHandler sched_schedules_handle_delete;
 SchedHandler sched_schedules_handle_run;
 SchedHandler sched_schedules_handle_report;
+SchedHandler sched_schedules_handle_drill;
 
 G_END_DECLS

@@ -17,7 +17,8 @@
  * repos table (backup repositories); 6 = a settings table (name, value)
  * for what an operator changes at run time and a restart keeps (the
  * balancer's mode); 7 = a schedules table (disaster-recovery schedules);
- * 8 = a networks table (issue 13).
+ * 8 = a networks table (issue 13); 9 = a schedule_vms table (each VM's
+ * newest good copy and failures in a row per schedule).
  * Opening an older database upgrades it in one transaction.
  */
 #include "sched-store.h"
@@ -28,7 +29,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 8
+#define SCHED_DB_SCHEMA_VERSION 9
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -64,6 +65,7 @@ static const char *const list_order[SCHED_N_TABLES] = {
   [SCHED_TABLE_REPOS] = "name",
   [SCHED_TABLE_SCHEDULES] = "name",
   [SCHED_TABLE_NETWORKS] = "name",
+  [SCHED_TABLE_SCHEDULE_VMS] = "key",
 };
 
 /* Version 0 -> 1. Plain CREATE TABLE: tables of the same name in a foreign
@@ -138,6 +140,13 @@ static const char schema_v7[] = "CREATE TABLE schedules ("
 static const char schema_v8[] = "CREATE TABLE networks ("
                                 "  name TEXT PRIMARY KEY NOT NULL,"
                                 "  spec BLOB NOT NULL);";
+/* Version 8 -> 9: what is kept of each VM's runs of each schedule (issue
+ * 16): the newest good copy, failures in a row. */
+static const char schema_v9[] = "CREATE TABLE schedule_vms ("
+                                "  key TEXT PRIMARY KEY NOT NULL,"
+                                "  schedule TEXT NOT NULL,"
+                                "  vm TEXT NOT NULL,"
+                                "  state BLOB NOT NULL);";
 
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
@@ -326,6 +335,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 6 && !sqlite_exec (self, schema_v6, error))
           || (version < 7 && !sqlite_exec (self, schema_v7, error))
           || (version < 8 && !sqlite_exec (self, schema_v8, error))
+          || (version < 9 && !sqlite_exec (self, schema_v9, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -516,6 +526,7 @@ static const GDestroyNotify row_free[SCHED_N_TABLES] = {
   [SCHED_TABLE_REPOS] = (GDestroyNotify)sched_repo_free,
   [SCHED_TABLE_SCHEDULES] = (GDestroyNotify)sched_schedule_row_free,
   [SCHED_TABLE_NETWORKS] = (GDestroyNotify)sched_network_row_free,
+  [SCHED_TABLE_SCHEDULE_VMS] = (GDestroyNotify)sched_schedule_vm_row_free,
 };
 
 /* Binds ROW, a row of TYPE, to STMT's parameters ?1.. in field order. */

@@ -65,6 +65,12 @@ sched_store_list_networks (SchedStore *store, GError **error)
 }
 
 GPtrArray *
+sched_store_list_schedule_vms (SchedStore *store, GError **error)
+{
+  return store->ops->list (store, SCHED_TABLE_SCHEDULE_VMS, NULL, error);
+}
+
+GPtrArray *
 sched_store_list_schedules (SchedStore *store, GError **error)
 {
   return store->ops->list (store, SCHED_TABLE_SCHEDULES, NULL, error);

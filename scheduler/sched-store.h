@@ -117,16 +117,28 @@ typedef struct
   Drover__V1__Network *spec; /* never NULL */
 } SchedNetworkRow;
 
+/* What the scheduler keeps of one VM's runs of one schedule (issue 16):
+ * keyed by "<schedule>/<vm>", all in STATE. */
+typedef struct
+{
+  char *key;
+  char *schedule;
+  char *vm;
+  Drover__V1__ScheduleVm *state; /* never NULL */
+} SchedScheduleVmRow;
+
 /* The row types, one per table of the store. */
 typedef enum
 {
-  SCHED_TABLE_HOSTS,     /* SchedHost rows, keyed by name */
-  SCHED_TABLE_VMS,       /* SchedVm rows, keyed by name */
-  SCHED_TABLE_JOBS,      /* SchedJob rows, keyed by id */
-  SCHED_TABLE_SNAPSHOTS, /* SchedSnapshot rows, keyed by "<vm>/<name>" */
-  SCHED_TABLE_REPOS,     /* SchedRepo rows, keyed by name */
-  SCHED_TABLE_SCHEDULES, /* SchedScheduleRow rows, keyed by name */
-  SCHED_TABLE_NETWORKS,  /* SchedNetworkRow rows, keyed by name */
+  SCHED_TABLE_HOSTS,        /* SchedHost rows, keyed by name */
+  SCHED_TABLE_VMS,          /* SchedVm rows, keyed by name */
+  SCHED_TABLE_JOBS,         /* SchedJob rows, keyed by id */
+  SCHED_TABLE_SNAPSHOTS,    /* SchedSnapshot rows, keyed by "<vm>/<name>" */
+  SCHED_TABLE_REPOS,        /* SchedRepo rows, keyed by name */
+  SCHED_TABLE_SCHEDULES,    /* SchedScheduleRow rows, keyed by name */
+  SCHED_TABLE_NETWORKS,     /* SchedNetworkRow rows, keyed by name */
+  SCHED_TABLE_SCHEDULE_VMS, /* SchedScheduleVmRow rows, keyed by
+                             * "<schedule>/<vm>" */
   SCHED_N_TABLES
 } SchedTable;
 
@@ -324,6 +336,8 @@ SCHED_STORE_DEFINE_TABLE (SchedSnapshot, snapshot, SCHED_TABLE_SNAPSHOTS)
 SCHED_STORE_DEFINE_TABLE (SchedRepo, repo, SCHED_TABLE_REPOS)
 SCHED_STORE_DEFINE_TABLE (SchedScheduleRow, schedule, SCHED_TABLE_SCHEDULES)
 SCHED_STORE_DEFINE_TABLE (SchedNetworkRow, network, SCHED_TABLE_NETWORKS)
+SCHED_STORE_DEFINE_TABLE (SchedScheduleVmRow, schedule_vm,
+                          SCHED_TABLE_SCHEDULE_VMS)
 
 /* GPtrArrays of rows, freeing them: every host, the VMs on HOST (NULL:
  * every VM), every job. */
@@ -339,6 +353,13 @@ GPtrArray *sched_store_list_schedules (SchedStore *store, GError **error);
 SchedScheduleRow *sched_schedule_row_new (const Drover__V1__Schedule *spec);
 void sched_schedule_row_free (SchedScheduleRow *row);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedScheduleRow, sched_schedule_row_free)
+/* Every SchedScheduleVmRow, by key. */
+GPtrArray *sched_store_list_schedule_vms (SchedStore *store, GError **error);
+/* A row for STATE (copied). */
+SchedScheduleVmRow *
+sched_schedule_vm_row_new (const Drover__V1__ScheduleVm *state);
+void sched_schedule_vm_row_free (SchedScheduleVmRow *row);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SchedScheduleVmRow, sched_schedule_vm_row_free)
 /* Every network (SchedNetworkRow), by name. */
 GPtrArray *sched_store_list_networks (SchedStore *store, GError **error);
 /* A row for SPEC (copied, without its hosts). */

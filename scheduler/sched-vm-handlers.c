@@ -576,6 +576,21 @@ sched_vm_handle_read_console (ProtoServerCall *call,
 
 /* --- DeleteVm ---------------------------------------------------------- */
 
+gboolean
+sched_vm_forget (SchedService *svc, const char *name, const char *job_id,
+                 const char *how, GError **error)
+{
+  /* Its snapshots go with it (their files went with the VM). */
+  if (!sched_store_delete_vm (svc->store, name, error)
+      || !sched_store_delete_snapshots (svc->store, name, error))
+    return FALSE;
+  sched_registry_forget_vm (svc->registry, name);
+  drover_message (name, job_id, NULL, "VM deleted (%s)", how);
+  sched_events_emit (svc->events, SCHED_EVENT_VM_DELETED, name, NULL, NULL,
+                     NULL, "deleted (%s)", how);
+  return TRUE;
+}
+
 /* Removes VM NAME's record and ends JOB and CALL successfully. */
 static void
 delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
@@ -584,19 +599,13 @@ delete_record (SchedService *svc, ProtoServerCall *call, SchedJob *job,
   Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
   g_autoptr (GError) error = NULL;
 
-  /* Its snapshots go with it (their files went with the VM). */
-  if (!sched_store_delete_vm (svc->store, name, &error)
-      || !sched_store_delete_snapshots (svc->store, name, &error))
+  if (!sched_vm_forget (svc, name, job->id, how, &error))
     {
       sched_jobs_set (svc->jobs, job, PROTO_JOB_FAILED, job->progress, NULL,
                       error->message);
       sched_call_fail (call, error);
       return;
     }
-  sched_registry_forget_vm (svc->registry, name);
-  drover_message (name, job->id, NULL, "VM deleted (%s)", how);
-  sched_events_emit (svc->events, SCHED_EVENT_VM_DELETED, name, NULL, NULL,
-                     NULL, "deleted (%s)", how);
   sched_jobs_set (svc->jobs, job, PROTO_JOB_DONE, 1.0, how, NULL);
   proto_server_call_reply (call, &empty.base);
 }

@@ -14,7 +14,14 @@ period (10 s) so that a run comes every few seconds.
 - dr report: a VM within its RPO is ok; its schedule paused past the RPO,
   the report says outside-rpo and exits 1;
 - a backup schedule every 10 s with --keep-last 2: backups land in the
-  repository the agents share and the older ones are pruned away.
+  repository the agents share and the older ones are pruned away; dr
+  report names the newest, before and after a scheduler restart;
+- restore drills: bad drill settings are refused; a drill after a good
+  backup restores it into a scratch VM (on the other host), which boots
+  and prints its readiness line, then goes (record, domain, disk); a
+  drill interrupted by a scheduler restart is cleaned up at the next
+  start and counts as failed; a drill of backups whose chunks were
+  corrupted fails at the restore and leaves nothing either.
 Prints TAP.
 """
 import calendar
@@ -25,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (GUEST_CMDLINE, GUEST_DIR, log,  # noqa: E402
+from drover_harness import (BACKUP_GUEST_CMDLINE, GUEST_DIR, log,  # noqa: E402
                             run_on_cluster, two_host_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
@@ -83,7 +90,7 @@ def run_cases(c, tap, tmp):
     def boot():
         c.ctl("vm", "create", VM, "--vcpus", "1", "--memory", "128M", "--disk", "16M",
               "--host", "host1", "--kernel", KERNEL, "--initrd", INITRD,
-              "--cmdline", GUEST_CMDLINE)
+              "--cmdline", BACKUP_GUEST_CMDLINE)  # its disk holds data to restore
         wait_for(f"{VM} running", lambda: c.vms_by_name()[VM]["state"] == "running", 120)
         c.ctl("snapshot", "create", VM, "by-hand")
 
@@ -169,14 +176,125 @@ def run_cases(c, tap, tmp):
             return [b for b in got if b["vm"] == VM]
 
         c.ctl("schedule", "create", "bk1", "--select", VM, "--action", "backup",
-              "--repo", "main", "--every", "10s", "--keep-last", "2")
+              "--repo", "main", "--every", "10s", "--keep-last", "2", "--rpo", "5m")
         wait_for("three backups by bk1",
                  lambda: schedules()["bk1"].get("runs_ok", 0) >= 3, 120, 2)
         kept = wait_for("the repository pruned to two",
                         lambda: (lambda b: b if len(b) == 2 else None)(listed()), 60, 2)
         log(f"bk1 kept {[b['id'] for b in kept]}; {schedules()['bk1']}")
         assert schedules()["bk1"].get("runs_failed", 0) == 0, schedules()["bk1"]
+
+        # dr report knows the newest backup a run made, and so does a
+        # scheduler that restarted (the store keeps it).
+        def bk1_row():
+            p = c.ctl("dr", "report", "--json", check=False)
+            return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bk1"][0]
+
+        def settled():
+            # A run that was under way when paused has ended.
+            row = bk1_row()
+            time.sleep(3)
+            newest = max(listed(), key=lambda b: int(b["start_s"]))["id"]
+            return row if row == bk1_row() and row["last_good"] == newest else None
+
+        c.ctl("schedule", "pause", "bk1")
+        row = wait_for("dr report names the newest backup", settled, 60, 1)
+        assert row["state"] == "ok" and row.get("last_good_ms", 0) > 0, row
+        c.harness("restart-scheduler")
+        wait_for("hosts up again", lambda: all(
+            h["state"] == "up" for h in c.hosts_by_name().values()), 60)
+        again = bk1_row()
+        assert (again["last_good"], again["last_good_ms"]) == \
+            (row["last_good"], row["last_good_ms"]), (again, row)
+        log(f"dr report after a restart: {again['last_good']} {again['state']}")
         c.ctl("schedule", "delete", "bk1")
+
+    def drills():
+        def row():
+            p = c.ctl("dr", "report", "--json", check=False)
+            return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bk2"][0]
+
+        def scratch_left():
+            """Scratch VMs anywhere: the scheduler's records, libvirt's
+            domains, disk files on either host."""
+            left = [v for v in c.vms_by_name() if v.startswith("drill-")]
+            for i in (1, 2):
+                left += [d for d in c.virsh(i, "list", "--all", "--name").stdout.split()
+                         if d.startswith("drill-")]
+                disks = os.path.join(c.host_data(i), "disks")
+                left += [f for f in os.listdir(disks) if f.startswith("drill-")]
+            return left
+
+        def drill_ended(since):
+            r = row()
+            return r if r.get("last_drill_ms", 0) > since and not r.get("drill_vm") else None
+
+        # Bad input first: clear errors, nothing stored.
+        for args, want in (
+                (["--action", "snapshot", "--drill-every", "2"], "need --action backup"),
+                (["--action", "backup", "--drill-ready", "(unclosed"], "readiness pattern"),
+                (["--action", "backup", "--drill-timeout", "2s"], "drill timeout"),
+        ):
+            p = c.ctl("schedule", "create", "bad-drill", "--select", VM, "--every", "1h",
+                      *args, check=False)
+            assert p.returncode != 0 and want in p.stderr, (args, p.stderr)
+        assert "bad-drill" not in schedules()
+
+        c.ctl("schedule", "create", "bk2", "--select", VM, "--action", "backup",
+              "--repo", "main", "--every", "1h", "--drill-every", "1",
+              "--drill-ready", "^HB 3 ", "--drill-timeout", "5m")
+        p = c.ctl("schedule", "drill", "bk2", check=False)
+        assert p.returncode == 0 and "no backup" in p.stdout, p.stdout + p.stderr
+        p = c.ctl("schedule", "drill", "bk2", "--vm", "nosuch", check=False)
+        assert p.returncode != 0 and "does not select" in p.stderr, p.stderr
+
+        # A good backup, then a drill on its own (--drill-every 1): the
+        # scratch VM boots on the other host, is ready, and goes.
+        t0 = time.time() * 1000
+        c.ctl("schedule", "run-now", "bk2")
+        r = wait_for("the first drill's end", lambda: drill_ended(t0), 300, 2)
+        log(f"drill: {r.get('last_drill')} recovery {r.get('recovery_ms', 0)} ms "
+            f"{r.get('last_drill_error', '')}")
+        assert r["last_drill"] == "passed" and r.get("recovery_ms", 0) > 0, r
+        assert wait_for("scratch VM gone", lambda: not scratch_left() or None, 60, 1)
+        text = c.ctl("dr", "report", check=False).stdout
+        assert "passed" in text, text
+
+        # The scheduler stopped in the middle of a drill: its next start
+        # deletes the scratch VM; the drill counts as failed.
+        t1 = time.time() * 1000
+        p = c.ctl("schedule", "drill", "bk2", "--json")
+        scratch = json.loads(p.stdout)["drills"][0]["scratch_vm"]
+        wait_for(f"{scratch} restored", lambda: scratch in c.vms_by_name() or None, 120, 1)
+        c.harness("restart-scheduler")
+        r = wait_for("the interrupted drill's end", lambda: drill_ended(t1), 120, 2)
+        assert r["last_drill"] == "failed" and "stopped during the drill" in \
+            r.get("last_drill_error", ""), r
+        assert wait_for("scratch VM gone after the restart",
+                        lambda: not scratch_left() or None, 60, 1)
+
+        # Backups whose data was corrupted fail their drill, and leave
+        # nothing behind either.
+        chunks = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-main", "chunks")
+        n = 0
+        for d, _, files in os.walk(chunks):
+            for f in files:
+                with open(os.path.join(d, f), "r+b") as fh:
+                    data = bytearray(fh.read())
+                    if data:
+                        data[len(data) // 2] ^= 0xff
+                        fh.seek(0)
+                        fh.write(data)
+                        n += 1
+        assert n > 0, "no chunk to corrupt"
+        t2 = time.time() * 1000
+        c.ctl("schedule", "drill", "bk2")
+        r = wait_for("the corrupted backup's drill", lambda: drill_ended(t2), 300, 2)
+        log(f"corrupted {n} chunks: drill {r['last_drill']}: {r.get('last_drill_error')}")
+        assert r["last_drill"] == "failed" and "restore" in r.get("last_drill_error", ""), r
+        assert wait_for("no scratch VM after the failed drill",
+                        lambda: not scratch_left() or None, 60, 1)
+        c.ctl("schedule", "delete", "bk2")
 
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
@@ -190,6 +308,9 @@ def run_cases(c, tap, tmp):
              report)
     tap.case("a backup schedule: backups into the repository, pruned to keep-last 2",
              backups)
+    tap.case("restore drills: one passes on the other host, one interrupted by a "
+             "scheduler restart and one of corrupted backups fail; no scratch VM "
+             "is left", drills)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ check() {
 }
 
 check "droverctl " "hosts host vm snapshot backup repo schedule dr network balance jobs job migrate events dashboard-token help"
-check "droverctl schedule " "create list show pause resume delete run-now"
+check "droverctl schedule " "create list show pause resume delete run-now drill"
 check "droverctl network " "create list show delete"
 check "droverctl network create lan --bridge br0 --v" "--vlan"
 check "droverctl network create lan --m" "--mtu"

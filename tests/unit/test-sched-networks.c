@@ -246,8 +246,9 @@ exec_sql (const char *dir, const char *sql)
   sqlite3_close (db);
 }
 
-/* A schema 7 database (a v8 one without its networks table, which is all
- * 8 adds) upgrades in place: its rows stay, the networks table works. */
+/* A schema 7 database (today's without the tables 8 and later add)
+ * upgrades in place: its rows stay, the networks and schedule_vms tables
+ * work. */
 static void
 test_store_upgrade (void)
 {
@@ -272,7 +273,8 @@ test_store_upgrade (void)
   g_assert_true (sched_store_put_schedule (store, srow, &error));
   g_assert_no_error (error);
   sched_store_close (store);
-  exec_sql (dir, "DROP TABLE networks; PRAGMA user_version = 7;");
+  exec_sql (dir, "DROP TABLE networks; DROP TABLE schedule_vms;"
+                 " PRAGMA user_version = 7;");
 
   store = sched_store_open_sqlite (dir, &error);
   g_assert_no_error (error);
@@ -291,6 +293,29 @@ test_store_upgrade (void)
   nrow = sched_network_row_new (&net);
   g_assert_true (sched_store_put_network (store, nrow, &error));
   g_assert_no_error (error);
+  {
+    Drover__V1__ScheduleVm st = DROVER__V1__SCHEDULE_VM__INIT;
+    g_autoptr (SchedScheduleVmRow) vrow = NULL;
+    g_autoptr (GPtrArray) vrows = NULL;
+    const SchedScheduleVmRow *got;
+
+    st.schedule = (char *)"nightly";
+    st.vm = (char *)"web-1";
+    st.last_good = (char *)"web-1-20261205T010203Z-abcdef";
+    st.last_good_ms = 1764896523000;
+    st.failures_in_row = 2;
+    vrow = sched_schedule_vm_row_new (&st);
+    g_assert_cmpstr (vrow->key, ==, "nightly/web-1");
+    g_assert_true (sched_store_put_schedule_vm (store, vrow, &error));
+    g_assert_no_error (error);
+    vrows = sched_store_list_schedule_vms (store, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (vrows->len, ==, 1);
+    got = vrows->pdata[0];
+    g_assert_cmpstr (got->state->last_good, ==, st.last_good);
+    g_assert_cmpint (got->state->last_good_ms, ==, st.last_good_ms);
+    g_assert_cmpuint (got->state->failures_in_row, ==, 2);
+  }
   sched_store_close (store);
 
   /* Reopened at version 8: nothing to do, the network is there. */
