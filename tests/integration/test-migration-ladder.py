@@ -170,6 +170,11 @@ def run_cases(c, tap, tmp):
         assert thr, f"no throttle rung recorded: {m.get('rungs')}"
         assert all(0 < int(r["throttle_pct"]) <= 80 for r in thr), thr
         assert sum(int(r.get("duration_ms", 0)) for r in thr) > 0, thr
+        ev = c.ctl("events", "-n", "200", "--json").stdout
+        rungs = [e for e in (json.loads(x) for x in ev.splitlines() if x.strip())
+                 if e.get("kind") == "migration.rung" and e.get("vm") == VM]
+        log(f"migration.rung events: {[e.get('state') for e in rungs]}")
+        assert any(e.get("state") == "throttle" for e in rungs), rungs
         st["at"] = dst
         only_on(c, dst)
         hb = wait_for("heartbeats on the destination",
