@@ -5,7 +5,8 @@ Run through tests/bench/migrate (it builds the daemons and the test guest).
 
 Setup: `tests/cluster/cluster up 2` in DROVER_CLUSTER_DIR (default
 /tmp/drover-cluster-bench): two libvirt hosts (mount namespaces), the
-scheduler and one agent per host (127.0.0.2, 127.0.0.3). Guests: 512 MiB,
+scheduler and one agent per host (127.0.K.2, 127.0.K.3; K is
+DROVER_CLUSTER_NET, default 0). Guests: 512 MiB,
 1 vCPU, TCG, the test guest (tests/guest) with a heartbeat every 10 ms and
 a dirtying workload:
 
@@ -317,7 +318,7 @@ class Shaper:
         # Only this cluster's hosts (127.0.0.2, .3) and the link check's
         # sink (127.0.0.4): other helpers' clusters on other loopback
         # addresses use the same ports.
-        for dst in ("127.0.0.2/31", "127.0.0.4/32"):
+        for dst in ("127.0.%d.2/31" % NET, "127.0.%d.4/32" % NET):
             for port, cls in ((DROVER_PORT, "1:10"), (self.native_port, "1:20"),
                               (self.relay_port, "1:20")):
                 cmds.append("filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst %s "
@@ -356,7 +357,7 @@ def link_check(port, mib=48):
     """Throughput of a plain TCP stream to PORT on 127.0.0.4 (no agent there)."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.4", port))
+    srv.bind(("127.0.%d.4" % NET, port))
     srv.listen(1)
     got = [0]
 
@@ -371,7 +372,7 @@ def link_check(port, mib=48):
 
     th = threading.Thread(target=sink)
     th.start()
-    s = socket.create_connection(("127.0.0.4", port))
+    s = socket.create_connection(("127.0.%d.4" % NET, port))
     buf = b"\x55" * (1 << 20)
     t0 = time.monotonic()
     for _ in range(mib):
