@@ -43,7 +43,7 @@ struct _AgentMetrics
   ProtoMetric *host_cpus, *host_mem_total, *host_mem_free, *host_data_free,
       *host_vms;
   ProtoMetric *mig_remaining, *mig_processed, *mig_dirty, *mig_iteration,
-      *mig_downtime, *mig_total, *mig_wire, *mig_payload;
+      *mig_throttle, *mig_downtime, *mig_total, *mig_wire, *mig_payload;
   ProtoMetric *bk_total, *bk_read, *bk_new;
   ProtoMetric *repo_bad, *repo_freed;
 
@@ -136,6 +136,10 @@ agent_metrics_new (const char *host)
   m->mig_iteration
       = declare (m, "drover_migration_iteration",
                  "Pre-copy round of the VM's running migration", G, vm_labels);
+  m->mig_throttle = declare (m, "drover_migration_vcpu_throttle_percent",
+                             "vCPU throttle QEMU applies to the VM during its "
+                             "running migration (the ladder's throttle rung)",
+                             G, vm_labels);
   m->mig_downtime = proto_metrics_declare (
       m->registry, "drover_migration_downtime_seconds",
       "Downtime of completed migrations leaving this host, as QEMU measured "
@@ -386,6 +390,7 @@ agent_metrics_migration (AgentMetrics *m, const char *vm, const MigProgress *p)
       proto_metric_set (m->mig_processed, labels, (double)p->memory_processed);
       proto_metric_set (m->mig_dirty, labels, p->dirty_rate);
       proto_metric_set (m->mig_iteration, labels, p->iteration);
+      proto_metric_set (m->mig_throttle, labels, p->throttle_pct);
       g_mutex_unlock (&m->lock);
       return;
     }
@@ -393,6 +398,7 @@ agent_metrics_migration (AgentMetrics *m, const char *vm, const MigProgress *p)
   proto_metric_remove (m->mig_processed, labels);
   proto_metric_remove (m->mig_dirty, labels);
   proto_metric_remove (m->mig_iteration, labels);
+  proto_metric_remove (m->mig_throttle, labels);
   g_hash_table_remove (m->migs, vm);
   if (p->phase != NULL && proto_mig_phase_is_final (p->phase))
     proto_metric_add (m->mig_total, (const char *const[]){ m->host, p->phase },

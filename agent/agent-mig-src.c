@@ -112,6 +112,30 @@ progress_msg (const MigProgress *p)
           m->rounds[i] = r;
         }
     }
+  m->rung = proto_msg_strdup (p->rung ? p->rung : "");
+  m->throttle_pct = p->throttle_pct;
+  if (p->rungs && p->rungs->len)
+    {
+      m->n_rungs = p->rungs->len;
+      m->rungs = g_new0 (Drover__V1__MigrationRung *, p->rungs->len);
+      for (guint i = 0; i < p->rungs->len; i++)
+        {
+          const MigCtlRung *cr = &g_array_index (p->rungs, MigCtlRung, i);
+          gint64 end
+              = i + 1 < p->rungs->len
+                    ? g_array_index (p->rungs, MigCtlRung, i + 1).start_ms
+                    : p->elapsed_ms;
+          Drover__V1__MigrationRung *r = g_new0 (Drover__V1__MigrationRung, 1);
+
+          drover__v1__migration_rung__init (r);
+          r->rung = proto_msg_strdup (cr->rung);
+          r->throttle_pct = cr->throttle_pct;
+          r->downtime_limit_ms = cr->downtime_ms;
+          r->start_ms = cr->start_ms;
+          r->duration_ms = MAX (end - cr->start_ms, 0);
+          m->rungs[i] = r;
+        }
+    }
   return (ProtobufCMessage *)m;
 }
 
@@ -311,6 +335,9 @@ migrate_out (MigOut *out, GError **error)
       cfg.max_downtime_ms = params->max_downtime_ms;
       cfg.timeout_per_gib_s = params->timeout_per_gib_s;
       cfg.stall_rounds = params->stall_rounds;
+      cfg.max_throttle_pct
+          = MIN (params->max_throttle_pct, (guint32)MIG_MAX_THROTTLE_PCT);
+      cfg.no_throttle = params->no_throttle;
     }
   /* QEMU 7.2 under TCG corrupted guest memory (kernel oops after the
    * move) when the limit started at 50 ms, with plain socat forwarding as

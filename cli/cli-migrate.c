@@ -40,7 +40,8 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
 {
   const char *usage = "migrate VM [--to HOST] [--max-downtime MS] "
                       "[--bandwidth MBIT] [--compress auto|on|off] "
-                      "[--timeout-per-gib S] [--stall-rounds N] [--strict] "
+                      "[--timeout-per-gib S] [--stall-rounds N] "
+                      "[--max-throttle PCT] [--no-throttle] [--strict] "
                       "[--json]";
   g_autofree char *to = NULL;
   g_autofree char *max_downtime = NULL;
@@ -48,7 +49,8 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   g_autofree char *compress = NULL;
   g_autofree char *timeout_per_gib = NULL;
   g_autofree char *stall_rounds = NULL;
-  gboolean strict = FALSE, json = FALSE;
+  g_autofree char *max_throttle = NULL;
+  gboolean strict = FALSE, json = FALSE, no_throttle = FALSE;
   const GOptionEntry entries[]
       = { { "to", 0, 0, G_OPTION_ARG_STRING, &to,
             "Destination host (default: the scheduler picks one)", "HOST" },
@@ -70,6 +72,12 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
             "Force the switchover (pause the VM) after this many rounds "
             "in which the memory left did not fall, 1-1000 (default 3)",
             "N" },
+          { "max-throttle", 0, 0, G_OPTION_ARG_STRING, &max_throttle,
+            "Ceiling of the vCPU throttle the controller climbs to before "
+            "it forces the switchover, 1-99 percent (default 80)",
+            "PCT" },
+          { "no-throttle", 0, 0, G_OPTION_ARG_NONE, &no_throttle,
+            "Never throttle the vCPUs: a stall forces the switchover", NULL },
           { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
             "Refuse if the cost model predicts no convergence", NULL },
           { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -126,6 +134,15 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
                     "rounds", &value, &error))
     return ctl_fail (error);
   params.stall_rounds = (guint32)value;
+  value = 0;
+  if (!parse_count ("--max-throttle", max_throttle, 1, 99, "percent", &value,
+                    &error))
+    return ctl_fail (error);
+  if (no_throttle && max_throttle != NULL)
+    return ctl_usage_error (usage, "--max-throttle and --no-throttle exclude "
+                                   "each other");
+  params.max_throttle_pct = (guint32)value;
+  params.no_throttle = no_throttle;
   params.compress = compress ? compress : (char *)"";
   params.strict = strict;
 

@@ -158,6 +158,11 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
           g_string_append_printf (line,
                                   "  round %u  dirty %s  sending %s  ETA %s",
                                   p->iteration, dirty, bps, eta);
+          /* The ladder's rung once the controller climbed one. */
+          if (strcmp (p->rung, "throttle") == 0)
+            g_string_append_printf (line, "  throttle %u%%", p->throttle_pct);
+          else if (strcmp (p->rung, "downtime") == 0)
+            g_string_append_printf (line, "  limit %ums", p->downtime_limit_ms);
         }
       else if (switchover)
         g_string_append_printf (line, "  switching over%s",
@@ -242,6 +247,30 @@ cli_migration_summary (const Drover__V1__Job *job)
       g_string_append (out, ", forced switchover");
     g_string_append_c (out, '\n');
   }
+  /* The ladder: each rung climbed and the time spent on it. */
+  for (size_t i = 0; i < p->n_rungs; i++)
+    {
+      const Drover__V1__MigrationRung *r = p->rungs[i];
+      g_autofree char *spent = NULL;
+
+      if (r == NULL)
+        continue;
+      spent = cli_format_duration (r->duration_ms / 1000.0);
+      if (i == 0)
+        g_string_append (out, "  time per rung");
+      else
+        g_string_append (out, "               ");
+      if (strcmp (r->rung, "throttle") == 0)
+        g_string_append_printf (out, " throttle %u%%: %s\n", r->throttle_pct,
+                                spent);
+      else if (strcmp (r->rung, "downtime") == 0)
+        g_string_append_printf (out, " downtime limit raised (to %u ms): %s\n",
+                                r->downtime_limit_ms, spent);
+      else if (strcmp (r->rung, "forced") == 0)
+        g_string_append_printf (out, " forced pause: %s\n", spent);
+      else
+        g_string_append_printf (out, " %s: %s\n", r->rung, spent);
+    }
   {
     /* Three counts that measure different things: the memory QEMU sent
      * (zero pages cost a flag, not a page), the disk the copy went

@@ -10,7 +10,13 @@
  * Only a round with poor progress raises the limit, one step, up to the
  * operator's maximum (Nova raises in steps to 500 ms), and when remaining
  * memory stops falling for stall_rounds rounds (KubeVirt's per-iteration
- * progress check) it forces the switchover by pausing the guest. A hard
+ * progress check) it climbs the next rung of the ladder (issue 17):
+ * it throttles the guest's vCPUs (QEMU's auto-converge), to the
+ * percentage that brings the measured dirty rate down to half the
+ * measured throughput, and raises it again on further stalls (and, with
+ * the downtime steps spent, on rounds with poor progress) up to a
+ * ceiling; only a stall at the ceiling (or with no throttle rung) forces
+ * the switchover by pausing the guest. A hard
  * timeout per GiB of RAM (Nova: 800 s/GiB) aborts: the VM stays on the
  * source. Pure policy: no libvirt here.
  */
@@ -36,8 +42,22 @@ struct _MigCtl
   guint32 no_progress; /* consecutive rounds without a new best */
   gboolean forced;
   gboolean aborted;
-  GArray *rounds; /* MigCtlRound */
+  guint32 throttle_pct;   /* ceiling set, 0 = none */
+  guint32 throttle_round; /* iteration of the last throttle raise */
+  const char *rung;       /* MIG_RUNG_* */
+  GArray *rounds;         /* MigCtlRound */
+  GArray *rungs;          /* MigCtlRung */
 };
+
+static void
+climb (MigCtl *ctl, const char *rung, gint64 elapsed_ms)
+{
+  MigCtlRung r
+      = { rung, ctl->throttle_pct, ctl->downtime_ms, MAX (elapsed_ms, 0) };
+
+  ctl->rung = rung;
+  g_array_append_val (ctl->rungs, r);
+}
 
 void
 mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
@@ -60,6 +80,7 @@ mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
    * still end within hours. */
   config->timeout_ms = (guint64)CLAMP (timeout, (double)MIG_MIN_TIMEOUT_MS,
                                        (double)MIG_MAX_TIMEOUT_MS);
+  config->max_throttle_pct = 0;
 }
 
 MigCtl *
@@ -74,8 +95,12 @@ mig_ctl_new (const MigCtlConfig *config)
     ctl->config.stall_rounds = MIG_DEFAULT_STALL_ROUNDS;
   if (ctl->config.initial_downtime_ms > ctl->config.max_downtime_ms)
     ctl->config.initial_downtime_ms = ctl->config.max_downtime_ms;
+  ctl->config.max_throttle_pct
+      = MIN (ctl->config.max_throttle_pct, MIG_MAX_THROTTLE_PCT);
   ctl->downtime_ms = ctl->config.initial_downtime_ms;
+  ctl->rung = MIG_RUNG_PRECOPY;
   ctl->rounds = g_array_new (FALSE, TRUE, sizeof (MigCtlRound));
+  ctl->rungs = g_array_new (FALSE, TRUE, sizeof (MigCtlRung));
   return ctl;
 }
 
@@ -85,6 +110,7 @@ mig_ctl_free (MigCtl *ctl)
   if (!ctl)
     return;
   g_array_unref (ctl->rounds);
+  g_array_unref (ctl->rungs);
   g_free (ctl);
 }
 
@@ -142,6 +168,53 @@ good_progress (MigCtl *ctl, guint64 prev, const MigCtlSample *s)
          && rounds_to_converge (s, ctl->downtime_ms) <= PROJECT_ROUNDS;
 }
 
+guint32
+mig_ctl_throttle_for (double dirty_rate, double throughput, guint32 current_pct,
+                      guint32 ceiling)
+{
+  double want = 1.0;
+  guint32 pct;
+
+  /* Throttled by cur, the guest dirties D = D0 (1 - cur); D0 (1 - p)
+   * = T / 2 gives p = 1 - (1 - cur) T / 2D. Unknown figures: the
+   * minimum step. */
+  if (dirty_rate > 0 && throughput > 0)
+    want = 1.0 - (1.0 - current_pct / 100.0) * throughput / (2.0 * dirty_rate);
+  else
+    want = 0;
+  want = CLAMP (want, 0.0, 1.0);
+  pct = (guint32)ceil (want * 20.0) * 5;
+  pct = MAX (pct, MIG_THROTTLE_MIN_PCT);
+  pct = MAX (pct, current_pct + MIG_THROTTLE_MIN_STEP);
+  return MIN (pct, ceiling);
+}
+
+/* Raises the throttle one rung if there is room: TRUE with D filled. */
+static gboolean
+raise_throttle (MigCtl *ctl, const MigCtlSample *s, guint32 iteration,
+                MigCtlDecision *d, const char *reason)
+{
+  guint32 pct;
+
+  if (ctl->config.max_throttle_pct == 0
+      || ctl->throttle_pct >= ctl->config.max_throttle_pct)
+    return FALSE;
+  pct = mig_ctl_throttle_for (s->dirty_rate, s->throughput, ctl->throttle_pct,
+                              ctl->config.max_throttle_pct);
+  ctl->throttle_pct = pct;
+  ctl->throttle_round = iteration;
+  ctl->no_progress = 0; /* the raise gets its rounds to show */
+  /* The downtime steps are spent on this rung. */
+  ctl->steps_done = ctl->config.downtime_steps;
+  ctl->downtime_ms = ctl->config.max_downtime_ms;
+  climb (ctl, MIG_RUNG_THROTTLE, s->elapsed_ms);
+  d->action = MIG_CTL_THROTTLE;
+  d->downtime_ms = ctl->downtime_ms;
+  d->throttle_pct = pct;
+  d->reason = reason;
+  return TRUE;
+}
+
 void
 mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
 {
@@ -151,6 +224,7 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
 
   d->action = MIG_CTL_CONTINUE;
   d->downtime_ms = ctl->downtime_ms;
+  d->throttle_pct = ctl->throttle_pct;
   d->reason = NULL;
 
   if (ctl->aborted)
@@ -158,6 +232,7 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
   if (s->elapsed_ms >= 0 && (guint64)s->elapsed_ms >= ctl->config.timeout_ms)
     {
       ctl->aborted = TRUE;
+      climb (ctl, MIG_RUNG_ABORT, s->elapsed_ms);
       d->action = MIG_CTL_ABORT;
       d->reason = "migration did not complete within its timeout";
       return;
@@ -196,8 +271,13 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
 
   if (!ctl->forced && ctl->no_progress >= ctl->config.stall_rounds)
     {
+      if (raise_throttle (ctl, s, iteration, d,
+                          "remaining memory stopped falling"))
+        return;
       ctl->forced = TRUE;
+      ctl->steps_done = ctl->config.downtime_steps;
       ctl->downtime_ms = ctl->config.max_downtime_ms;
+      climb (ctl, MIG_RUNG_FORCED, s->elapsed_ms);
       d->action = MIG_CTL_FORCE;
       d->downtime_ms = ctl->downtime_ms;
       d->reason = "remaining memory stopped falling";
@@ -208,16 +288,54 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
     {
       ctl->steps_done++;
       ctl->downtime_ms = downtime_at_step (&ctl->config, ctl->steps_done);
+      if (g_strcmp0 (ctl->rung, MIG_RUNG_DOWNTIME) != 0)
+        climb (ctl, MIG_RUNG_DOWNTIME, s->elapsed_ms);
+      else
+        g_array_index (ctl->rungs, MigCtlRung, ctl->rungs->len - 1).downtime_ms
+            = ctl->downtime_ms;
       d->action = MIG_CTL_SET_DOWNTIME;
       d->downtime_ms = ctl->downtime_ms;
       d->reason = "round with poor progress";
+      return;
     }
+  /* Steps spent and still poor: the throttle climbs, giving each raise
+   * its rounds to show. */
+  if (!ctl->forced && ctl->steps_done >= ctl->config.downtime_steps
+      && !good_progress (ctl, prev, s)
+      && (ctl->throttle_pct == 0
+          || iteration >= ctl->throttle_round + MIG_THROTTLE_SETTLE_ROUNDS))
+    (void)raise_throttle (ctl, s, iteration, d, "round with poor progress");
 }
 
 guint32
 mig_ctl_get_downtime (MigCtl *ctl)
 {
   return ctl->downtime_ms;
+}
+
+void
+mig_ctl_note_abort (MigCtl *ctl, gint64 elapsed_ms)
+{
+  if (g_strcmp0 (ctl->rung, MIG_RUNG_ABORT) != 0)
+    climb (ctl, MIG_RUNG_ABORT, elapsed_ms);
+}
+
+guint32
+mig_ctl_get_throttle (MigCtl *ctl)
+{
+  return ctl->throttle_pct;
+}
+
+const char *
+mig_ctl_get_rung (MigCtl *ctl)
+{
+  return ctl->rung;
+}
+
+const GArray *
+mig_ctl_get_rungs (MigCtl *ctl)
+{
+  return ctl->rungs;
 }
 
 gboolean

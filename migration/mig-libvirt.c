@@ -203,6 +203,14 @@ mig_job_stats_parse (virTypedParameterPtr params, int n, MigJobStats *st)
   st->disk_total = param_u64 (params, n, VIR_DOMAIN_JOB_DISK_TOTAL);
   st->disk_processed = param_u64 (params, n, VIR_DOMAIN_JOB_DISK_PROCESSED);
   st->sample.elapsed_ms = (gint64)st->time_elapsed_ms;
+  {
+    int pct = 0;
+
+    if (virTypedParamsGetInt (params, n, VIR_DOMAIN_JOB_AUTO_CONVERGE_THROTTLE,
+                              &pct)
+        == 1)
+      st->throttle_pct = (guint32)CLAMP (pct, 0, 100);
+  }
 }
 
 gboolean

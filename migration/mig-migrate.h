@@ -49,6 +49,29 @@ G_BEGIN_DECLS
 #define MIG_MIN_TIMEOUT_MS (10 * 1000)
 #define MIG_MAX_TIMEOUT_MS (6 * 3600 * 1000)
 #define MIG_POLL_MS 250
+/* The throttle rung (issue 17). The default ceiling is 80 %: QEMU's
+ * throttle sleeps a vCPU pct/(100-pct) x 10 ms per 10 ms it runs, so at
+ * 80 % the guest stalls for 40 ms at a time (heartbeats stay far below
+ * the 500 ms downtime limit) while its dirty rate falls to a fifth; at
+ * 99 % it would sleep ~1 s at a time, a pause in all but name, and then
+ * the forced switchover's single pause is the better rung. The first
+ * raise is at least MIG_THROTTLE_MIN_PCT (below that TCG guests' dirty
+ * rate hardly moves), each later one at least MIG_THROTTLE_MIN_STEP. */
+#define MIG_DEFAULT_MAX_THROTTLE_PCT 80
+#define MIG_MAX_THROTTLE_PCT 99
+#define MIG_THROTTLE_MIN_PCT 20
+#define MIG_THROTTLE_MIN_STEP 10
+/* A raise gets this many rounds to show before the next on poor
+ * progress (QEMU applies a new ceiling at its next throttle trigger,
+ * after two bitmap syncs with a high dirty rate). */
+#define MIG_THROTTLE_SETTLE_ROUNDS 2
+
+/* The ladder's rungs, as the job and the summary name them. */
+#define MIG_RUNG_PRECOPY "precopy"   /* the initial limit, nothing climbed */
+#define MIG_RUNG_DOWNTIME "downtime" /* the downtime limit raised */
+#define MIG_RUNG_THROTTLE "throttle" /* vCPUs throttled (auto-converge) */
+#define MIG_RUNG_FORCED "forced"     /* guest paused: forced switchover */
+#define MIG_RUNG_ABORT "abort"       /* given up: VM stays on the source */
 
 /* TRUE if JOB_ID can name sockets: 1-64 of [A-Za-z0-9_-]. */
 gboolean mig_job_id_valid (const char *job_id);
@@ -78,6 +101,10 @@ typedef struct
                                 * with poor progress */
   guint32 stall_rounds;        /* rounds without progress -> force (3) */
   guint64 timeout_ms;          /* abort after this (timeout_per_gib x RAM) */
+  guint32 max_throttle_pct;    /* throttle rung's ceiling; 0 = no throttle
+                                  rung (mig_ctl_config_init's default: the
+                                  source sets it once auto-converge is
+                                  armed) */
 } MigCtlConfig;
 
 /* Fills CONFIG from the request's knobs (0 = default) and the guest's
@@ -115,14 +142,25 @@ typedef enum
   MIG_CTL_SET_DOWNTIME, /* set the limit to MigCtlDecision.downtime_ms */
   MIG_CTL_FORCE,        /* pause the guest so the last round completes */
   MIG_CTL_ABORT,        /* give up: cancel the job, VM stays on the source */
+  MIG_CTL_THROTTLE,     /* throttle the vCPUs up to .throttle_pct */
 } MigCtlAction;
 
 typedef struct
 {
   MigCtlAction action;
-  guint32 downtime_ms; /* limit in force after this decision */
-  const char *reason;  /* static string for logs and errors */
+  guint32 downtime_ms;  /* limit in force after this decision */
+  guint32 throttle_pct; /* throttle ceiling in force after it (0 = none) */
+  const char *reason;   /* static string for logs and errors */
 } MigCtlDecision;
+
+/* One rung climbed: which (MIG_RUNG_*), when, with what. */
+typedef struct
+{
+  const char *rung;
+  guint32 throttle_pct;
+  guint32 downtime_ms;
+  gint64 start_ms;
+} MigCtlRung;
 
 typedef struct _MigCtl MigCtl;
 
@@ -138,8 +176,11 @@ guint32 mig_ctl_initial_downtime (MigCtl *ctl);
  * progress (remaining not halved since the previous round and not
  * projected to converge within a few rounds) and checks for a stall:
  * remaining bytes at the start of STALL_ROUNDS consecutive rounds not
- * below the best seen -> FORCE (once). Elapsed >= timeout -> ABORT (once;
- * later calls CONTINUE). Samples without a running job (total == 0) only
+ * below the best seen -> THROTTLE while the throttle rung has room
+ * (config.max_throttle_pct), else FORCE (once). Once the downtime steps
+ * are spent, a round with poor progress also raises the throttle (at
+ * most every MIG_THROTTLE_SETTLE_ROUNDS rounds). Elapsed >= timeout -> ABORT
+ * (once; later calls CONTINUE). Samples without a running job (total == 0) only
  * count for the timeout. */
 void mig_ctl_update (MigCtl *ctl, const MigCtlSample *sample,
                      MigCtlDecision *decision);
@@ -149,6 +190,21 @@ void mig_ctl_update (MigCtl *ctl, const MigCtlSample *sample,
 void mig_ctl_note_iteration (MigCtl *ctl, guint32 iteration);
 
 guint32 mig_ctl_get_downtime (MigCtl *ctl);
+/* Records the abort rung (an abort the caller asked for). */
+void mig_ctl_note_abort (MigCtl *ctl, gint64 elapsed_ms);
+/* The throttle ceiling the controller set (0 = not throttling). */
+guint32 mig_ctl_get_throttle (MigCtl *ctl);
+/* The current rung (MIG_RUNG_*, static). */
+const char *mig_ctl_get_rung (MigCtl *ctl);
+/* Rungs climbed so far, in order (array of MigCtlRung, owned by CTL); a
+ * rung lasts until the next one's start_ms or the end. */
+const GArray *mig_ctl_get_rungs (MigCtl *ctl);
+/* Throttle percentage that brings DIRTY_RATE (measured under CURRENT_PCT
+ * of throttle) down to half of THROUGHPUT: 1 - (1 - cur) x T / 2D,
+ * rounded up to 5 %, at least MIG_THROTTLE_MIN_PCT and CURRENT_PCT +
+ * MIG_THROTTLE_MIN_STEP, at most CEILING. */
+guint32 mig_ctl_throttle_for (double dirty_rate, double throughput,
+                              guint32 current_pct, guint32 ceiling);
 gboolean mig_ctl_get_forced (MigCtl *ctl);
 gboolean mig_ctl_get_aborted (MigCtl *ctl);
 /* Rounds recorded so far (array of MigCtlRound, owned by CTL). */
@@ -182,6 +238,7 @@ typedef struct
   guint64 time_elapsed_ms;
   guint64 disk_total;     /* VIR_DOMAIN_JOB_DISK_TOTAL (storage copy) */
   guint64 disk_processed; /* VIR_DOMAIN_JOB_DISK_PROCESSED */
+  guint32 throttle_pct;   /* VIR_DOMAIN_JOB_AUTO_CONVERGE_THROTTLE */
 } MigJobStats;
 void mig_job_stats_parse (virTypedParameterPtr params, int nparams,
                           MigJobStats *stats);
@@ -213,6 +270,9 @@ typedef struct
   guint64 bandwidth_bps; /* channel rate limit, 0 = none */
   guint32 max_downtime_ms, timeout_per_gib_s, stall_rounds; /* 0 = default */
   guint32 initial_downtime_ms; /* first limit; 0 = MIG_INITIAL_DOWNTIME_MS */
+  guint32 max_throttle_pct;    /* throttle rung's ceiling, 0 = default
+                                  (MIG_DEFAULT_MAX_THROTTLE_PCT) */
+  gboolean no_throttle;        /* no throttle rung: stall -> forced pause */
   guint64 fault_cut_memory_at; /* tests: cut the memory stream at this many
                                   bytes written (0 = off) */
 } MigSrcConfig;
@@ -231,6 +291,9 @@ typedef struct
   double compression_ratio;
   const char *compress_mode; /* PROTO_COMPRESS_LZ4 or PROTO_COMPRESS_OFF */
   const GArray *rounds;      /* MigCtlRound */
+  const char *rung;          /* MIG_RUNG_*: the ladder's current rung */
+  guint32 throttle_pct;      /* vCPU throttle QEMU applies now */
+  const GArray *rungs;       /* MigCtlRung climbed so far */
   /* final */
   double total_s;
   guint64 downtime_ms, qemu_bytes;

@@ -56,6 +56,7 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_JOB_STARTED "job.started"
 #define SCHED_EVENT_JOB_PROGRESS "job.progress"
 #define SCHED_EVENT_JOB_ENDED "job.ended"
+#define SCHED_EVENT_MIGRATION_RUNG "migration.rung"
 #define SCHED_EVENT_DROPPED "dropped"
 
 /* Events kept for a new subscriber's backlog. */

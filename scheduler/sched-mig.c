@@ -179,6 +179,24 @@ sched_mig_on_progress (const ProtobufCMessage *msg, gpointer user_data)
   m->last_msg_ms = now;
   phase_changed = m->job->migration == NULL
                   || g_strcmp0 (m->job->migration->phase, p->phase) != 0;
+  /* The convergence ladder climbed a rung (issue 17). */
+  if (p->n_rungs > 0 && p->rungs[p->n_rungs - 1] != NULL
+      && (m->job->migration == NULL
+          || m->job->migration->n_rungs != p->n_rungs))
+    {
+      const Drover__V1__MigrationRung *r = p->rungs[p->n_rungs - 1];
+
+      sched_events_emit (
+          m->migrator->svc->events, SCHED_EVENT_MIGRATION_RUNG, m->job->vm,
+          m->job->source_host, r->rung,
+          m->job->migration && m->job->migration->rung[0]
+              ? m->job->migration->rung
+              : NULL,
+          "migration job %.8s: rung %s (throttle %u%%, downtime limit %u ms) "
+          "after %.1f s",
+          m->job->id, r->rung, r->throttle_pct, r->downtime_limit_ms,
+          r->start_ms / 1000.0);
+    }
   proto_msg_free (m->job->migration);
   m->job->migration = proto_msg_copy (msg);
   /* Later rounds start with more to send again: never move backwards. */

@@ -106,6 +106,15 @@ sched_mig_check_params (const Drover__V1__MigrationParams *params,
                    params->compress);
       return FALSE;
     }
+  if (params->max_throttle_pct > 99
+      || (params->max_throttle_pct > 0 && params->no_throttle))
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                   "max_throttle_pct must be 1-99 (0 = default) and not "
+                   "given with no_throttle, not %u",
+                   params->max_throttle_pct);
+      return FALSE;
+    }
   return TRUE;
 }
 

@@ -5,7 +5,8 @@ Run through tests/bench/migrate (it builds the daemons and the test guest).
 
 Setup: `tests/cluster/cluster up 2` in DROVER_CLUSTER_DIR (default
 /tmp/drover-cluster-bench): two libvirt hosts (mount namespaces), the
-scheduler and one agent per host (127.0.0.2, 127.0.0.3). Guests: 512 MiB,
+scheduler and one agent per host (127.0.K.2, 127.0.K.3; K is
+DROVER_CLUSTER_NET, default 0). Guests: 512 MiB,
 1 vCPU, TCG, the test guest (tests/guest) with a heartbeat every 10 ms and
 a dirtying workload:
 
@@ -29,6 +30,18 @@ host:
           destination (libvirt hands the completed job stats over with
           the migration; with --undefinesource the source has no domain
           left to ask).
+
+  native-tls  (with --paths) native, with QEMU's own TLS on its stream
+          (`virsh migrate --tls`): the bench makes a CA, a server
+          certificate per host (its loopback IP as the name QEMU checks)
+          and a client certificate, puts them in each host's libvirt
+          config dir (/etc/libvirt/drover-bench-tls inside the host's
+          namespace), points qemu.conf's migrate_tls_x509_cert_dir there
+          and restarts the hosts' libvirtd before any guest starts. The
+          fair baseline for Drover's encrypted channel.
+  native-autoconverge  (with --paths) native with QEMU's auto-converge
+          (`virsh migrate --auto-converge`, QEMU's default initial 20 %,
+          step 10 %): QEMU's own throttling against Drover's ladder.
 
   relay   (with --relay) native's migration, but QEMU's stream goes
           through relay_floor.py: a unix socket on each host (the same
@@ -115,7 +128,11 @@ BUILD = os.environ.get("DROVER_BUILD_DIR", os.path.join(REPO, "build"))
 CTL = os.path.join(BUILD, "cli", "droverctl")
 KERNEL = os.path.join(REPO, "tests", "guest", "out", "vmlinuz")
 INITRD = os.path.join(REPO, "tests", "guest", "out", "initramfs.img")
-SCHED = "127.0.0.1:7400"
+# The cluster's loopback net (tests/cluster/cluster: 127.0.K.0/24).
+NET = int(os.environ.get("DROVER_CLUSTER_NET", "0"))
+SCHED = "127.0.%d.1:7400" % NET
+NATIVE_PATHS = ("native", "native-tls", "native-autoconverge")
+TLS_DIR = "drover-bench-tls"  # under each host's /etc/libvirt
 DROVER_PORT = 7402
 HB_MS = 10
 MEMORY = "512M"
@@ -156,7 +173,7 @@ def run(cmd, timeout=120, check=True, env=None):
 # ---- cluster --------------------------------------------------------------
 
 def host_ip(i):
-    return "127.0.0.%d" % (i + 1)
+    return "127.0.%d.%d" % (NET, i + 1)
 
 
 def host_sock(i):
@@ -194,7 +211,7 @@ def foreign_daemons():
         # Clusters on other loopback addresses do not collide with ours
         # (they still share the CPUs: see the load figures printed).
         if ("drover-scheduler" in cmd or "drover-agent" in cmd) and D not in cmd \
-                and re.search(r"127\.0\.0\.[123]:74\d\d", cmd):
+                and re.search(r"127\.0\.%d\.[123]:74\d\d" % NET, cmd):
             found.append("%s %s" % (pid, cmd[:120]))
     return found
 
@@ -226,6 +243,55 @@ def wait_for_machine(max_wait):
         time.sleep(15)
 
 
+# ---- QEMU's own TLS (native-tls) ------------------------------------------
+
+def setup_native_tls(work):
+    """A CA, a server certificate per host (its IP as subject
+    alternative name: QEMU checks the destination's name from the URI)
+    and one client certificate, in each host's /etc/libvirt/TLS_DIR, and
+    qemu.conf pointing migrate_tls_x509_cert_dir there; then the hosts'
+    libvirtd restart to read it. Before any guest exists."""
+    def ossl(*args):
+        run(["openssl"] + list(args), timeout=60)
+    ca_key, ca = os.path.join(work, "ca-key.pem"), os.path.join(work, "ca-cert.pem")
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=drover-bench-ca", "-keyout", ca_key, "-out", ca)
+    cli_key, cli_csr = os.path.join(work, "client-key.pem"), os.path.join(work, "client.csr")
+    cli = os.path.join(work, "client-cert.pem")
+    ext = os.path.join(work, "ext.cnf")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=drover-bench-client",
+         "-keyout", cli_key, "-out", cli_csr)
+    with open(ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n")
+    ossl("x509", "-req", "-in", cli_csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "2", "-extfile", ext, "-out", cli)
+    for i in (1, 2):
+        d = os.path.join(D, "host%d" % i, "etc", TLS_DIR)
+        os.makedirs(d, exist_ok=True)
+        key, csr = os.path.join(d, "server-key.pem"), os.path.join(work, "s%d.csr" % i)
+        sext = os.path.join(work, "s%d.cnf" % i)
+        with open(sext, "w") as f:
+            f.write("subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n"
+                    "keyUsage=digitalSignature,keyEncipherment\n" % host_ip(i))
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % host_ip(i),
+             "-keyout", key, "-out", csr)
+        ossl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-days", "2", "-extfile", sext, "-out", os.path.join(d, "server-cert.pem"))
+        for name, src in (("ca-cert.pem", ca), ("client-cert.pem", cli), ("client-key.pem", cli_key)):
+            with open(src, "rb") as fi, open(os.path.join(d, name), "wb") as fo:
+                fo.write(fi.read())
+        conf = os.path.join(D, "host%d" % i, "etc", "qemu.conf")
+        with open(conf) as f:
+            text = f.read()
+        if "migrate_tls_x509_cert_dir" not in text.split("# --- drover bench tls ---")[-1] \
+                or "# --- drover bench tls ---" not in text:
+            with open(conf, "a") as f:
+                f.write("\n# --- drover bench tls ---\nmigrate_tls_x509_cert_dir = "
+                        "\"/etc/libvirt/%s\"\nmigrate_tls_x509_verify = 1\n" % TLS_DIR)
+        run([CLUSTER, "restart-libvirtd", str(i)], timeout=120)
+    log("native-tls: certificates in host1/host2 etc/%s, libvirtd restarted" % TLS_DIR)
+
+
 # ---- tc -------------------------------------------------------------------
 
 class Shaper:
@@ -252,7 +318,7 @@ class Shaper:
         # Only this cluster's hosts (127.0.0.2, .3) and the link check's
         # sink (127.0.0.4): other helpers' clusters on other loopback
         # addresses use the same ports.
-        for dst in ("127.0.0.2/31", "127.0.0.4/32"):
+        for dst in ("127.0.%d.2/31" % NET, "127.0.%d.4/32" % NET):
             for port, cls in ((DROVER_PORT, "1:10"), (self.native_port, "1:20"),
                               (self.relay_port, "1:20")):
                 cmds.append("filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst %s "
@@ -291,7 +357,7 @@ def link_check(port, mib=48):
     """Throughput of a plain TCP stream to PORT on 127.0.0.4 (no agent there)."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.4", port))
+    srv.bind(("127.0.%d.4" % NET, port))
     srv.listen(1)
     got = [0]
 
@@ -306,7 +372,7 @@ def link_check(port, mib=48):
 
     th = threading.Thread(target=sink)
     th.start()
-    s = socket.create_connection(("127.0.0.4", port))
+    s = socket.create_connection(("127.0.%d.4" % NET, port))
     buf = b"\x55" * (1 << 20)
     t0 = time.monotonic()
     for _ in range(mib):
@@ -732,8 +798,9 @@ def stop_relay(procs):
             p.wait()
 
 
-def migrate_native(vm, shaper, port, native_timeout, relay=False):
-    """RELAY: QEMU's stream through relay_floor.py on shaper.relay_port."""
+def migrate_native(vm, shaper, port, native_timeout, relay=False, path="native"):
+    """RELAY: QEMU's stream through relay_floor.py on shaper.relay_port.
+    PATH native-tls: QEMU's TLS; native-autoconverge: QEMU's throttle."""
     src, dst = vm.host, 3 - vm.host
     src_path = serial_path(src, vm.name)
     dst_path = os.path.join(host_data(dst), "console", vm.name + ".log")
@@ -768,6 +835,10 @@ def migrate_native(vm, shaper, port, native_timeout, relay=False):
         # libvirt's own way out of a migration that does not converge:
         # pause the guest after this long (a forced switchover).
         args += ["--timeout", str(native_timeout), "--timeout-suspend"]
+    if path == "native-tls":
+        args += ["--tls"]
+    elif path == "native-autoconverge":
+        args += ["--auto-converge"]
     if relay:
         args += [vm.name, host_uri(dst), "unix://" + RELAY_SOCK]
     else:
@@ -804,7 +875,7 @@ def migrate_native(vm, shaper, port, native_timeout, relay=False):
         if src_path.endswith(".log") and os.path.exists(p):
             os.unlink(p)
     return {
-        "path": "relay" if relay else "native",
+        "path": "relay" if relay else path,
         "total_s": st["time_elapsed_s"],
         "downtime_ms": st["downtime_ms"],
         "guest_ms": gap,
@@ -990,6 +1061,30 @@ def relay_table(summ):
     return "\n".join(lines)
 
 
+def native_table(summ):
+    """Drover against each native path: median total, QEMU downtime and
+    host-seen pause; the ratio of totals against native-tls (the
+    encrypted baseline)."""
+    cols = [p for p in ("drover",) + NATIVE_PATHS]
+    lines = ["Drover against native paths (median total s / QEMU downtime ms / host-seen ms; "
+             "n = migrations):", "",
+             "| link | data | dirty | " + " | ".join(cols) + " | drover / native-tls total |",
+             "|---|---|---|" + "---|" * len(cols) + "---|"]
+    for key in sorted(summ, key=lambda k: (LINKS.index(k[0]), DATAS.index(k[1]), list(DIRTY).index(k[2]))):
+        s = summ[key]
+        cells = []
+        for p in cols:
+            v = s.get(p)
+            cells.append("-" if not v else "%s / %s / %s (n=%d%s)" % (
+                fx(v["total_s"], "%.2f"), fx(v["downtime_ms"], "%.0f"), fx(v["host_ms"], "%.0f"),
+                v["n"], ", %d forced" % v["forced"] if v["forced"] else ""))
+        d, t = s.get("drover"), s.get("native-tls")
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            key[0], key[1], key[2], " | ".join(cells),
+            fx(ratio(d["total_s"], t["total_s"]), "%.2f") if d and t else "-"))
+    return "\n".join(lines)
+
+
 def checks(summ):
     res = []
 
@@ -1027,6 +1122,14 @@ def checks(summ):
     res.append(("unshaped, any data: total <= 1.05x",) + verdict(each(lambda k: k[0] == "unshaped"), tt, None))
     res.append(("guest-seen downtime <= native + %d ms (heartbeat period)" % HB_MS,) + verdict(each(lambda k: True), t4("guest_ms"), None))
     res.append(("host-seen downtime <= native + %d ms (heartbeat period)" % HB_MS,) + verdict(each(lambda k: True), t4("host_ms"), None))
+
+    def t5(d, t):
+        rt = ratio(d["total_s"], t["total_s"])
+        return rt is not None and rt <= 1.0, "total %sx" % fx(rt, "%.2f")
+    tls = [(k, {"drover": s["drover"], "native": s["native-tls"]}) for k, s in sorted(summ.items())
+           if k[0] == "unshaped" and s.get("drover") and s.get("native-tls")]
+    if tls:
+        res.append(("unshaped: drover total <= 1.0x native-tls",) + verdict(tls, t5, None))
     return res
 
 
@@ -1045,6 +1148,9 @@ def main():
                     help="only the native path (to check the harness while droverctl migrate is not there)")
     ap.add_argument("--relay", action="store_true",
                     help="a third path per pair: native's migration through relay_floor.py (port native+1)")
+    ap.add_argument("--paths", default="drover,native",
+                    help="comma list of drover, native, native-tls, native-autoconverge "
+                         "(default drover,native)")
     ap.add_argument("--ready-timeout", type=int, default=300)
     ap.add_argument("--wait-machine", type=int, default=1800,
                     help="seconds to wait for another cluster to go away")
@@ -1065,7 +1171,12 @@ def main():
             ap.error("unknown dirty level %s" % x)
     if os.geteuid() != 0:
         ap.error("must run as root (cluster, tc)")
-    paths = ["native"] if a.native_only else ["drover", "native"]
+    paths = [x for x in a.paths.split(",") if x]
+    for x in paths:
+        if x != "drover" and x not in NATIVE_PATHS:
+            ap.error("unknown path %s" % x)
+    if a.native_only:
+        paths = [x for x in paths if x != "drover"] or ["native"]
     if a.relay:
         paths.append("relay")
 
@@ -1106,6 +1217,9 @@ def main():
     if p.returncode != 0:
         raise SystemExit("migrate: cluster up failed:\n" + p.stdout.decode(errors="replace")[-3000:])
     log("cluster up in %s" % D)
+    if "native-tls" in paths:
+        with tempfile.TemporaryDirectory(prefix="drover-bench-tls-") as work:
+            setup_native_tls(work)
 
     results = []
     t_start = time.monotonic()
@@ -1130,7 +1244,8 @@ def main():
                             r = migrate_drover(vm, shaper)
                         else:
                             r = migrate_native(vm, shaper, a.native_port, a.native_timeout,
-                                               relay=path == "relay")
+                                               relay=path == "relay",
+                                               path="native" if path == "relay" else path)
                         r.update(link=link, data=data, dirty=dirty, rep=rep, inventory_wait_s=inv)
                         r["guest_crashed"] = not guest_alive(vm)
                         if r["guest_crashed"]:
@@ -1171,6 +1286,9 @@ def main():
     out("")
     if a.relay:
         out(relay_table(summ))
+        out("")
+    if any(p in paths for p in ("native-tls", "native-autoconverge")):
+        out(native_table(summ))
         out("")
     for name, verdict, detail in checks(summ):
         out("migrate: check %-62s %s  (%s)" % (name, verdict, detail))

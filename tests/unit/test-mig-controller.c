@@ -195,6 +195,73 @@ test_stall_forces_switchover (void)
   g_assert_cmpint (d.action, !=, MIG_CTL_FORCE);
 }
 
+/* With the throttle rung armed, a stall throttles first, the throttle
+ * climbs on rounds with poor progress up to the ceiling, and only a
+ * stall at the ceiling forces the switchover. */
+static void
+test_throttle_rung (void)
+{
+  MigCtlConfig c;
+  g_autoptr (MigCtl) ctl = NULL;
+  MigCtlDecision d;
+  const GArray *rungs;
+  guint32 it = 1, last = 0;
+  gint64 ms = 0;
+
+  mig_ctl_config_init (&c, 1 * GiB, 500, 0, 3);
+  g_assert_cmpuint (c.max_throttle_pct, ==, 0); /* off until armed */
+  c.max_throttle_pct = 80;
+  ctl = mig_ctl_new (&c);
+  g_assert_cmpstr (mig_ctl_get_rung (ctl), ==, MIG_RUNG_PRECOPY);
+  feed (ctl, ms, it++, 900 * MiB);
+  /* Stuck at 300 MiB: downtime steps, then the throttle, never forced
+   * before the ceiling. */
+  for (guint n = 0; n < 40 && !mig_ctl_get_forced (ctl); n++)
+    {
+      ms += 1000;
+      d = feed_rates (ctl, ms, it++, 300 * MiB, 100 * MiB, 100 * MiB);
+      if (d.action == MIG_CTL_THROTTLE)
+        {
+          g_assert_cmpuint (d.throttle_pct, >, last);
+          g_assert_cmpuint (d.throttle_pct, <=, 80);
+          g_assert_cmpuint (d.throttle_pct, >=, MIG_THROTTLE_MIN_PCT);
+          g_assert_cmpuint (d.downtime_ms, ==, 500);
+          last = d.throttle_pct;
+        }
+      if (d.action == MIG_CTL_FORCE)
+        g_assert_cmpuint (mig_ctl_get_throttle (ctl), ==, 80);
+    }
+  g_assert_true (mig_ctl_get_forced (ctl));
+  g_assert_cmpuint (last, ==, 80);
+  rungs = mig_ctl_get_rungs (ctl);
+  g_assert_cmpuint (rungs->len, >=, 3);
+  g_assert_cmpstr (g_array_index (rungs, MigCtlRung, 0).rung, ==,
+                   MIG_RUNG_DOWNTIME);
+  g_assert_cmpstr (g_array_index (rungs, MigCtlRung, 1).rung, ==,
+                   MIG_RUNG_THROTTLE);
+  g_assert_cmpstr (g_array_index (rungs, MigCtlRung, rungs->len - 1).rung, ==,
+                   MIG_RUNG_FORCED);
+  for (guint i = 1; i < rungs->len; i++)
+    g_assert_cmpint (g_array_index (rungs, MigCtlRung, i).start_ms, >=,
+                     g_array_index (rungs, MigCtlRung, i - 1).start_ms);
+  mig_ctl_note_abort (ctl, ms);
+  g_assert_cmpstr (mig_ctl_get_rung (ctl), ==, MIG_RUNG_ABORT);
+}
+
+/* The percentage from the figures: dirty 100, sent 100 MiB/s -> 50 %;
+ * already at 50 % and still dirtying at the link rate -> 75 %; a small
+ * need still takes the minimum; the ceiling caps. */
+static void
+test_throttle_for (void)
+{
+  g_assert_cmpuint (mig_ctl_throttle_for (100, 100, 0, 80), ==, 50);
+  g_assert_cmpuint (mig_ctl_throttle_for (100, 100, 50, 80), ==, 75);
+  g_assert_cmpuint (mig_ctl_throttle_for (100, 190, 0, 80), ==, 20);
+  g_assert_cmpuint (mig_ctl_throttle_for (0, 0, 0, 80), ==, 20);
+  g_assert_cmpuint (mig_ctl_throttle_for (0, 0, 75, 80), ==, 80);
+  g_assert_cmpuint (mig_ctl_throttle_for (1000, 10, 0, 99), ==, 99);
+}
+
 static void
 test_converging_never_forced (void)
 {
@@ -308,6 +375,8 @@ main (int argc, char **argv)
   g_test_add_func ("/mig/ctl/converging-never-forced",
                    test_converging_never_forced);
   g_test_add_func ("/mig/ctl/timeout-aborts", test_timeout_aborts);
+  g_test_add_func ("/mig/ctl/throttle-rung", test_throttle_rung);
+  g_test_add_func ("/mig/ctl/throttle-for", test_throttle_for);
   g_test_add_func ("/mig/ctl/eta", test_eta);
   g_test_add_func ("/mig/xml/rewrite", test_xml_rewrite);
   g_test_add_func ("/mig/job-ids", test_job_ids);
