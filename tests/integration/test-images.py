@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+"""Disk images (issue 13) on a two-host cluster whose hosts have their own
+image directories (host1: A, host2: B; host2's agent is restarted with B).
+
+Checks: the test guest's bootable disk image (tests/guest/build-disk)
+imports as qcow2 to one host and as raw to both, and `image list` says
+where each is; files that are not disk images (random bytes named .qcow2,
+a text file) and bad names are refused and leave nothing behind; a VM
+created with --image lands on the host that has the image, boots from its
+disk (heartbeats on its console, no kernel in its domain XML, <boot
+dev='hd'/>) whose disk is a qcow2 overlay on the image, grown to --disk;
+an image in use cannot be deleted (scheduler and agent say so); migrating
+that VM to a host without the image is refused with a clear error; a
+cloud-init seed (ISO 9660 "cidata", user-data as given, meta-data with the
+VM's name) is attached as a read-only cdrom; image.imported and
+image.deleted events; an agent killed in the middle of an upload (fault
+point image-import-exit) leaves no image and, once restarted, no upload
+file, and the import then succeeds. Prints TAP.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from drover_harness import (CLUSTER, ROOT, console_heartbeats, log,  # noqa: E402
+                            run, run_on_cluster, two_host_cluster, wait_for)
+
+CLUSTER_DIR = "/tmp/drover-cluster-images"
+BUILD_DISK = os.path.join(ROOT, "tests", "guest", "build-disk")
+
+
+def image_hosts(c):
+    return {i["name"]: sorted(i.get("hosts", []))
+            for i in c.ctl_json("image", "list").get("images", [])}
+
+
+def disk_files(d):
+    p = os.path.join(d, "disks")
+    return sorted(os.listdir(p)) if os.path.isdir(p) else []
+
+
+def start_agent(c, i, image_dir, faults=None):
+    c.harness("kill-agent", str(i), "TERM", check=False)
+    env = dict(c.env)
+    env["DROVER_IMAGE_DIR"] = image_dir
+    env.pop("DROVER_FAULTS", None)
+    if faults:
+        env["DROVER_FAULTS"] = faults
+    subprocess.run([CLUSTER, "start-agent", str(i)], env=env, check=True,
+                   capture_output=True, timeout=90)
+    wait_for(f"host{i} up",
+             lambda: c.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
+
+
+def cases(c, tap, tmp):
+    dir_a, dir_b = c.image_dirs
+    out = run([BUILD_DISK], timeout=600).stdout
+    raw, qcow2 = [line for line in out.splitlines() if line.startswith("/")][-2:]
+    start_agent(c, 2, dir_b)
+
+    def import_images():
+        r = c.ctl("image", "import", "tq", qcow2, "--host", "host1")
+        assert "imported" in r.stdout, r.stdout
+        r = c.ctl("image", "import", "tr", raw)
+        assert "host1: image tr imported" in r.stdout, r.stdout
+        assert "host2: image tr imported" in r.stdout, r.stdout
+        wait_for("images in the reports",
+                 lambda: image_hosts(c) == {"tq": ["host1"],
+                                            "tr": ["host1", "host2"]}, 30)
+        assert disk_files(dir_a) == ["tq.qcow2", "tr.raw"], disk_files(dir_a)
+        assert disk_files(dir_b) == ["tr.raw"], disk_files(dir_b)
+        show = c.ctl_json("image", "show", "tq")
+        assert show["format"] == "qcow2", show
+        r = c.ctl("image", "import", "tq", qcow2, "--host", "host1", check=False)
+        assert r.returncode != 0 and "exists" in r.stderr, r.stderr
+    tap.case("import qcow2 to one host, raw to both; list and show", import_images)
+
+    def refuse_bad_files():
+        junk = os.path.join(tmp, "junk.qcow2")
+        with open(junk, "wb") as f:
+            f.write(os.urandom(3 * 1024 * 1024 + 17))
+        text = os.path.join(tmp, "notes.txt")
+        with open(text, "w") as f:
+            f.write("this is not a disk image\n" * 100)
+        before = disk_files(dir_a)
+        for name, path in (("junk", junk), ("notes", text)):
+            r = c.ctl("image", "import", name, path, "--host", "host1", check=False)
+            assert r.returncode == 1, (name, r.returncode, r.stderr)
+            assert "not" in r.stderr and "image" in r.stderr, r.stderr
+            log(f"{name}: {r.stderr.strip()}")
+        assert disk_files(dir_a) == before, disk_files(dir_a)
+        for bad in ("a/b", "..", "Upper", ""):
+            r = c.ctl("image", "import", bad, qcow2, check=False)
+            assert r.returncode == 2, (bad, r.returncode, r.stderr)
+        assert disk_files(dir_a) == before and "junk" not in image_hosts(c)
+    tap.case("non-images and bad names are refused and leave nothing",
+             refuse_bad_files)
+
+    def boot_from_image():
+        c.ctl("vm", "create", "img1", "--vcpus", "1", "--memory", "256M",
+              "--image", "tq", "--disk", "64M")
+        vm = c.vms_by_name()["img1"]
+        assert vm["host"] == "host1", vm
+        xml = c.virsh(1, "dumpxml", "img1").stdout
+        assert "<kernel>" not in xml and "<boot dev='hd'/>" in xml, xml
+        disk = re.search(r"<source file='([^']+\.qcow2)'", xml).group(1)
+        info = json.loads(run(["qemu-img", "info", "-U", "--output=json",
+                               disk]).stdout)
+        assert info["format"] == "qcow2", info
+        assert info["backing-filename"] == os.path.join(
+            os.path.realpath(dir_a), "disks", "tq.qcow2"), info
+        assert info.get("backing-filename-format") == "qcow2", info
+        assert info["virtual-size"] == 64 * 1024 * 1024, info
+        hb = wait_for("heartbeats from the image's disk",
+                      lambda: len(console_heartbeats(c, "img1")) >= 3, 120)
+        assert hb
+    tap.case("a VM created --image boots from its disk (overlay, grown)",
+             boot_from_image)
+
+    def delete_in_use():
+        r = c.ctl("image", "delete", "tq", check=False)
+        assert r.returncode == 1 and "in use" in r.stderr and "img1" in r.stderr, r.stderr
+        assert "tq.qcow2" in disk_files(dir_a)
+    tap.case("an image in use cannot be deleted", delete_in_use)
+
+    def migrate_needs_image():
+        r = c.ctl("migrate", "img1", "--to", "host2", check=False)
+        assert r.returncode != 0, r.stdout
+        assert "no image 'tq'" in r.stderr, r.stderr
+        log(r.stderr.strip())
+        assert c.vms_by_name()["img1"]["host"] == "host1"
+    tap.case("migration to a host without the image is refused",
+             migrate_needs_image)
+
+    def cloud_init():
+        ud = os.path.join(tmp, "user-data.yaml")
+        text = "#cloud-config\nruncmd:\n  - echo drover-was-here\n"
+        with open(ud, "w") as f:
+            f.write(text)
+        c.ctl("vm", "create", "img2", "--vcpus", "1", "--memory", "256M",
+              "--image", "tr", "--cloud-init", ud, "--host", "host2")
+        xml = c.virsh(2, "dumpxml", "img2").stdout
+        m = re.search(r"<disk type='file' device='cdrom'>.*?<source file='([^']+)'"
+                      r".*?</disk>", xml, re.S)
+        assert m and "<readonly/>" in m.group(0), xml
+        seed = m.group(1)
+        d = run(["isoinfo", "-d", "-i", seed]).stdout
+        assert re.search(r"^Volume id: cidata$", d, re.M), d
+        got = run(["isoinfo", "-R", "-i", seed, "-x", "/user-data"]).stdout
+        assert got == text, got
+        meta = run(["isoinfo", "-R", "-i", seed, "-x", "/meta-data"]).stdout
+        assert "instance-id: img2" in meta and "local-hostname: img2" in meta, meta
+        c.ctl("vm", "delete", "img2")
+        assert not os.path.exists(seed), seed
+    tap.case("cloud-init seed attached with the right contents", cloud_init)
+
+    def delete_unused():
+        c.ctl("vm", "delete", "img1")
+        r = c.ctl("image", "delete", "tq")
+        assert "deleted" in r.stdout, r.stdout
+        assert "tq.qcow2" not in disk_files(dir_a)
+        wait_for("tq gone from the list", lambda: "tq" not in image_hosts(c), 30)
+        out = c.ctl("events", "-n", "200", "--json").stdout
+        kinds = re.findall(r'"kind":\s*"([^"]+)"', out)
+        assert "image.imported" in kinds and "image.deleted" in kinds, kinds
+    tap.case("an unused image is deleted; image events", delete_unused)
+
+    def killed_mid_import():
+        big = os.path.join(tmp, "big.qcow2")
+        run(["qemu-img", "convert", "-O", "qcow2", "-o", "preallocation=metadata",
+             qcow2, big])
+        with open(big, "ab") as f:  # pieces beyond the first
+            f.write(b"\0" * (4 * 1024 * 1024))
+        start_agent(c, 1, dir_a, faults="image-import-exit")
+        r = c.ctl("image", "import", "big", big, "--host", "host1", check=False)
+        assert r.returncode != 0, r.stdout
+        files = disk_files(dir_a)
+        assert "big.qcow2" not in files, files
+        log(f"after the kill: {files}")
+        start_agent(c, 1, dir_a)
+        wait_for("no upload left", lambda: not [f for f in disk_files(dir_a)
+                                                 if f.endswith(".import")], 30)
+        c.ctl("image", "import", "big", big, "--host", "host1")
+        assert "big.qcow2" in disk_files(dir_a)
+    tap.case("an agent killed mid-import leaves nothing; the retry works",
+             killed_mid_import)
+
+
+def main():
+    c = two_host_cluster(CLUSTER_DIR)
+    base = c.env["DROVER_CLUSTER_DIR"]
+    c.image_dirs = (base + "-images-a", base + "-images-b")
+    for d in c.image_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        os.chmod(d, 0o755)
+    c.env["DROVER_IMAGE_DIR"] = c.image_dirs[0]
+    try:
+        return run_on_cluster(c, cases, tmp_prefix="drover-images-")
+    finally:
+        for d in c.image_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
