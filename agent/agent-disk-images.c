@@ -186,7 +186,7 @@ check_upload (const char *path, guint64 size, const char *declared,
   if (declared[0] != '\0' && strcmp (declared, info->format) != 0)
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
-                   "the file is no %s image (qemu-img finds %s)", declared,
+                   "the file is not a %s image (qemu-img finds %s)", declared,
                    info->format);
       return FALSE;
     }

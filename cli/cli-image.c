@@ -221,10 +221,7 @@ image_import (Ctl *ctl, int argc, char **argv)
       if (error != NULL)
         break;
       if (!upload (ctl, fd, st.st_size, name, fmt, h, isatty (2), &error))
-        {
-          g_prefix_error (&error, "host %s: ", h);
-          break;
-        }
+        break;
       printf ("host %s: image %s imported\n", h, name);
       done++;
     }

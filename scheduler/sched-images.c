@@ -196,12 +196,12 @@ sched_images_handle_list (ProtoServerCall *call,
   g_autoptr (GHashTable) by = NULL;
   g_autoptr (GPtrArray) images = NULL;
   Drover__V1__ListImagesReply reply = DROVER__V1__LIST_IMAGES_REPLY__INIT;
-  Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
+  Drover__V1__ListImagesRequest ask = DROVER__V1__LIST_IMAGES_REQUEST__INIT;
 
   if (req->host[0] != '\0')
     {
       relay (svc, call, req->host, "", DROVER_AGENT_METHOD_LIST_IMAGES,
-             &empty.base, FALSE);
+             &ask.base, FALSE);
       return;
     }
   /* From the reports: every image, with the hosts that have it. */

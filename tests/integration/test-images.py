@@ -153,12 +153,12 @@ def cases(c, tap, tmp):
         assert got == text, got
         meta = run(["isoinfo", "-R", "-i", seed, "-x", "/meta-data"]).stdout
         assert "instance-id: img2" in meta and "local-hostname: img2" in meta, meta
-        c.ctl("vm", "delete", "img2")
+        c.ctl("vm", "delete", "img2", "--force")
         assert not os.path.exists(seed), seed
     tap.case("cloud-init seed attached with the right contents", cloud_init)
 
     def delete_unused():
-        c.ctl("vm", "delete", "img1")
+        c.ctl("vm", "delete", "img1", "--force")
         r = c.ctl("image", "delete", "tq")
         assert "deleted" in r.stdout, r.stdout
         assert "tq.qcow2" not in disk_files(dir_a)
