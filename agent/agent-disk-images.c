@@ -587,7 +587,8 @@ agent_disk_images_delete (Agent *agent, const AgentCaller *caller,
 
 gboolean
 agent_disk_images_overlay (Agent *agent, const char *name,
-                           const char *disk_path, guint64 size, GError **error)
+                           const char *disk_path, guint64 size,
+                           guint64 *virtual_size, GError **error)
 {
   g_autofree char *path = NULL, *format = NULL, *size_arg = NULL;
   g_autofree char *disk_dir = g_path_get_dirname (disk_path);
@@ -629,6 +630,8 @@ agent_disk_images_overlay (Agent *agent, const char *name,
                    local ? local->message : g_strstrip (err ? err : ""));
       return FALSE;
     }
+  if (virtual_size)
+    *virtual_size = MAX (size, info->virtual_size);
   return TRUE;
 }
 

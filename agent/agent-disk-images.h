@@ -43,11 +43,13 @@ gboolean agent_disk_images_find (Agent *agent, const char *name, char **path,
 
 /* Makes the disk of a VM created from image NAME: a qcow2 overlay at
  * DISK_PATH on the image (its absolute path, its format named), as large
- * as the image or SIZE bytes if that is larger. Nothing is left at
- * DISK_PATH on failure. */
+ * as the image or SIZE bytes if that is larger; *VIRTUAL_SIZE (nullable)
+ * gets the size made. Nothing is left at DISK_PATH on failure. Also
+ * where an incoming migration's disk goes: the destination must have the
+ * image (AGENT_ERROR_NOT_FOUND naming it and the host otherwise). */
 gboolean agent_disk_images_overlay (Agent *agent, const char *name,
                                     const char *disk_path, guint64 size,
-                                    GError **error);
+                                    guint64 *virtual_size, GError **error);
 
 /* Removes the uploads an earlier run of this agent left. */
 void agent_disk_images_reclaim (Agent *agent);

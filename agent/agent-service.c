@@ -94,6 +94,7 @@ op_create (Agent *agent, const AgentCaller *caller,
   g_autofree char *disk_path = NULL;
   g_autofree char *console_path = NULL;
   g_autofree char *seed_path = NULL;
+  guint64 vsize = 0;
   gboolean disk_made = FALSE, console_existed = TRUE;
   ProtobufCMessage *reply;
 
@@ -118,8 +119,10 @@ op_create (Agent *agent, const AgentCaller *caller,
       disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
       if (!disk_path
           || !agent_disk_images_overlay (agent, spec->image, disk_path,
-                                         spec->disk, error))
+                                         spec->disk, &vsize, error))
         goto fail;
+      /* The domain records the disk's real size: a migration copies it. */
+      spec->disk = vsize;
       disk_made = TRUE;
       if (!agent_protect (agent, disk_path, 0660, error))
         goto rollback;

@@ -182,15 +182,13 @@ vm_create (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (CREATE_USAGE, "--image: %s", error->message);
   if (cloud_init != NULL)
     {
-      if (!g_file_get_contents (cloud_init, &user_data, &user_data_len,
-                                &error))
+      if (!g_file_get_contents (cloud_init, &user_data, &user_data_len, &error))
         return ctl_usage_error (CREATE_USAGE, "--cloud-init: %s",
                                 error->message);
       if (user_data_len > PROTO_CLOUD_INIT_MAX)
-        return ctl_usage_error (CREATE_USAGE,
-                                "--cloud-init: %s is %zu bytes, at most %d",
-                                cloud_init, user_data_len,
-                                PROTO_CLOUD_INIT_MAX);
+        return ctl_usage_error (
+            CREATE_USAGE, "--cloud-init: %s is %zu bytes, at most %d",
+            cloud_init, user_data_len, PROTO_CLOUD_INIT_MAX);
     }
 
   /* The agent resolves nothing against our working directory. */

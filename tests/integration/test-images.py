@@ -25,8 +25,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (CLUSTER, ROOT, console_heartbeats, log,  # noqa: E402
-                            run, run_on_cluster, two_host_cluster, wait_for)
+from drover_harness import (CLUSTER, ROOT, check_unbroken,  # noqa: E402
+                            console_heartbeats, log, run, run_on_cluster,
+                            two_host_cluster, wait_for)
 
 CLUSTER_DIR = "/tmp/drover-cluster-images"
 BUILD_DISK = os.path.join(ROOT, "tests", "guest", "build-disk")
@@ -156,6 +157,28 @@ def cases(c, tap, tmp):
         c.ctl("vm", "delete", "img2", "--force")
         assert not os.path.exists(seed), seed
     tap.case("cloud-init seed attached with the right contents", cloud_init)
+
+    def migrate_with_image():
+        c.ctl("vm", "create", "img3", "--vcpus", "1", "--memory", "256M",
+              "--image", "tr", "--host", "host1")
+        wait_for("img3 heartbeats",
+                 lambda: len(console_heartbeats(c, "img3")) >= 3, 120)
+        c.ctl("migrate", "img3", "--to", "host2", timeout=300)
+        wait_for("img3 on host2",
+                 lambda: c.vms_by_name()["img3"]["host"] == "host2", 60)
+        before = check_unbroken(c, "img3")
+        wait_for("img3 heartbeats go on",
+                 lambda: check_unbroken(c, "img3") >= before + 3, 60)
+        xml = c.virsh(2, "dumpxml", "img3").stdout
+        disk = re.search(r"<source file='([^']+\.qcow2)'", xml).group(1)
+        info = json.loads(run(["qemu-img", "info", "-U", "--output=json",
+                               disk]).stdout)
+        assert info["backing-filename"] == os.path.join(
+            os.path.realpath(dir_b), "disks", "tr.raw"), info
+        assert info.get("backing-filename-format") == "raw", info
+        c.ctl("vm", "delete", "img3", "--force")
+    tap.case("a VM made from an image live-migrates to a host with the image",
+             migrate_with_image)
 
     def delete_unused():
         c.ctl("vm", "delete", "img1", "--force")
