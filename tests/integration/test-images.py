@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from drover_harness import (CLUSTER, ROOT, check_unbroken,  # noqa: E402
@@ -75,6 +76,15 @@ def cases(c, tap, tmp):
         assert disk_files(dir_b) == ["tr.raw"], disk_files(dir_b)
         show = c.ctl_json("image", "show", "tq")
         assert show["format"] == "qcow2", show
+        sizes = os.path.getsize(qcow2) + os.path.getsize(raw)
+
+        def host1_metrics():
+            url = "http://" + c.env["DROVER_HOST1_METRICS"] + "/metrics"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = r.read().decode()
+            return ('drover_host_images{host="host1"} 2' in body
+                    and f'drover_host_image_bytes{{host="host1"}} {sizes}' in body)
+        wait_for("host1's image metrics", host1_metrics, 30)
         r = c.ctl("image", "import", "tq", qcow2, "--host", "host1", check=False)
         assert r.returncode != 0 and "exists" in r.stderr, r.stderr
     tap.case("import qcow2 to one host, raw to both; list and show", import_images)
