@@ -221,6 +221,21 @@ def cases(c, tap, tmp):
     tap.case("an agent killed mid-import leaves nothing; the retry works",
              killed_mid_import)
 
+    def shared_directory():
+        start_agent(c, 2, dir_a)  # now both hosts share directory A
+        r = c.ctl("image", "import", "shared", raw)
+        assert "host host1: image shared imported" in r.stdout, r.stdout
+        assert ("host host2: has image shared already (a shared image "
+                "directory)") in r.stdout, r.stdout
+        wait_for("both hosts report it",
+                 lambda: image_hosts(c).get("shared") == ["host1", "host2"], 30)
+        r = c.ctl("image", "delete", "shared")
+        assert "host host1: image shared deleted" in r.stdout, r.stdout
+        assert "shared.raw" not in disk_files(dir_a), disk_files(dir_a)
+        wait_for("shared gone", lambda: "shared" not in image_hosts(c), 30)
+    tap.case("hosts sharing one image directory get an image once",
+             shared_directory)
+
 
 def main():
     c = two_host_cluster(CLUSTER_DIR)
