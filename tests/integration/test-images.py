@@ -26,7 +26,9 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (CLUSTER, ROOT, check_unbroken,  # noqa: E402
+import grpc  # noqa: E402
+
+from drover_harness import (CLUSTER, ROOT, Agents, check_unbroken,  # noqa: E402
                             console_heartbeats, log, run, run_on_cluster,
                             two_host_cluster, wait_for)
 
@@ -57,7 +59,7 @@ def start_agent(c, i, image_dir, faults=None):
              lambda: c.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
 
 
-def cases(c, tap, tmp):
+def cases(c, tap, tmp, pb):
     dir_a, dir_b = c.image_dirs
     out = run([BUILD_DISK], timeout=600).stdout
     raw, qcow2 = [line for line in out.splitlines() if line.startswith("/")][-2:]
@@ -143,6 +145,17 @@ def cases(c, tap, tmp):
         assert "no image 'tq'" in r.stderr, r.stderr
         log(r.stderr.strip())
         assert c.vms_by_name()["img1"]["host"] == "host1"
+        # The destination's agent refuses on its own too, and makes nothing.
+        spec = pb.VmSpec(name="img1", vcpus=1, memory=256 * 1024 * 1024,
+                         disk=64 * 1024 * 1024, image="tq")
+        try:
+            Agents(c, pb).prepare(f"img-{os.getpid()}", 1, 2, spec)
+            raise AssertionError("PrepareIncoming without the image succeeded")
+        except grpc.RpcError as e:
+            assert "no image named 'tq' on host host2" in e.details(), e.details()
+            log(f"PrepareIncoming: {e.details()}")
+        left = os.listdir(os.path.join(c.host_data(2), "disks"))
+        assert not [f for f in left if f.startswith("img1")], left
     tap.case("migration to a host without the image is refused",
              migrate_needs_image)
 
@@ -247,7 +260,7 @@ def main():
         os.chmod(d, 0o755)
     c.env["DROVER_IMAGE_DIR"] = c.image_dirs[0]
     try:
-        return run_on_cluster(c, cases, tmp_prefix="drover-images-")
+        return run_on_cluster(c, cases, with_pb=True, tmp_prefix="drover-images-")
     finally:
         for d in c.image_dirs:
             shutil.rmtree(d, ignore_errors=True)
