@@ -177,9 +177,19 @@ def cases(c, tap, tmp, pb):
         assert got == text, got
         meta = run(["isoinfo", "-R", "-i", seed, "-x", "/meta-data"]).stdout
         assert "instance-id: img2" in meta and "local-hostname: img2" in meta, meta
+        # Not migrated yet: refused, nothing left on the destination.
+        r = c.ctl("migrate", "img2", "--to", "host1", check=False, timeout=120)
+        assert r.returncode != 0 and "cloud-init seed" in r.stderr, (r.stdout, r.stderr)
+        log(r.stderr.strip().splitlines()[-1])
+        assert c.vms_by_name()["img2"]["host"] == "host2"
+        assert c.where("img2") == {2: ("yes", "running")}, c.where("img2")
+        wait_for("no img2 disk on host1", lambda: not [
+            f for f in os.listdir(os.path.join(c.host_data(1), "disks"))
+            if f.startswith("img2")], 30)
         c.ctl("vm", "delete", "img2", "--force")
         assert not os.path.exists(seed), seed
-    tap.case("cloud-init seed attached with the right contents", cloud_init)
+    tap.case("cloud-init seed attached with the right contents; its VM is "
+             "refused migration and stays", cloud_init)
 
     def migrate_with_image():
         c.ctl("vm", "create", "img3", "--vcpus", "1", "--memory", "256M",
