@@ -635,8 +635,43 @@ agent_disk_images_overlay (Agent *agent, const char *name,
   return TRUE;
 }
 
+/* The seeds in DATA/disks of VMs CONN does not know. */
+static void
+reclaim_seeds (Agent *agent, virConnectPtr conn)
+{
+  g_autoptr (GDir) d = g_dir_open (agent->disk_dir, 0, NULL);
+  const char *entry;
+
+  while (d && (entry = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *vm = NULL, *path = NULL;
+      virDomainPtr dom;
+      virErrorPtr err;
+
+      if (!g_str_has_suffix (entry, ".seed.iso"))
+        continue;
+      vm = g_strndup (entry, strlen (entry) - strlen (".seed.iso"));
+      if (!proto_name_validate ("VM", vm, NULL))
+        continue;
+      dom = virDomainLookupByName (conn, vm);
+      if (dom)
+        {
+          virDomainFree (dom);
+          continue;
+        }
+      /* Only when libvirt says there is none, not when it cannot tell. */
+      err = virGetLastError ();
+      if (!err || err->code != VIR_ERR_NO_DOMAIN)
+        continue;
+      path = g_build_filename (agent->disk_dir, entry, NULL);
+      if (g_unlink (path) == 0)
+        drover_message (vm, NULL, NULL,
+                        "removed %s: the seed of a VM not on this host", path);
+    }
+}
+
 void
-agent_disk_images_reclaim (Agent *agent)
+agent_disk_images_reclaim (Agent *agent, virConnectPtr conn)
 {
   g_autofree char *dir = disks_dir (agent);
   g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
@@ -655,4 +690,6 @@ agent_disk_images_reclaim (Agent *agent)
         drover_message (NULL, NULL, NULL,
                         "removed %s: an image upload cut short", path);
     }
+  if (conn)
+    reclaim_seeds (agent, conn);
 }

@@ -51,8 +51,10 @@ gboolean agent_disk_images_overlay (Agent *agent, const char *name,
                                     const char *disk_path, guint64 size,
                                     guint64 *virtual_size, GError **error);
 
-/* Removes the uploads an earlier run of this agent left. */
-void agent_disk_images_reclaim (Agent *agent);
+/* Removes the uploads an earlier run of this agent left and, with CONN
+ * (NULL: skipped), the cloud-init seeds (DATA/disks/VM.seed.iso) of VMs
+ * libvirt does not know here (a create cut short). */
+void agent_disk_images_reclaim (Agent *agent, virConnectPtr conn);
 
 /* --- cloud-init (agent-cloud-init.c) ----------------------------------- */
 

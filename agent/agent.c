@@ -105,7 +105,7 @@ reclaim_thread (gpointer data)
       agent_disks_reclaim (agent, conn);
       agent_clone_reclaim (agent, conn);
     }
-  agent_disk_images_reclaim (agent);
+  agent_disk_images_reclaim (agent, conn);
   agent_unref (agent);
   return NULL;
 }

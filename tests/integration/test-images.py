@@ -236,12 +236,18 @@ def cases(c, tap, tmp, pb):
         files = disk_files(dir_a)
         assert "big.qcow2" not in files, files
         log(f"after the kill: {files}")
+        # A seed of a VM this host does not have (a create cut short).
+        ghost = os.path.join(c.host_data(1), "disks", "ghost.seed.iso")
+        with open(ghost, "wb") as f:
+            f.write(b"x")
         start_agent(c, 1, dir_a)
         wait_for("no upload left", lambda: not [f for f in disk_files(dir_a)
                                                  if f.endswith(".import")], 30)
+        wait_for("the orphan seed removed", lambda: not os.path.exists(ghost), 30)
         c.ctl("image", "import", "big", big, "--host", "host1")
         assert "big.qcow2" in disk_files(dir_a)
-    tap.case("an agent killed mid-import leaves nothing; the retry works",
+    tap.case("an agent killed mid-import leaves nothing; the retry works; "
+             "orphan seeds go at start",
              killed_mid_import)
 
     def shared_directory():
