@@ -53,14 +53,72 @@ name_check (const char *name, GError **error)
   return FALSE;
 }
 
+#define UPLOAD_ID_LEN 16
+
+static gboolean
+upload_id_valid (const char *id)
+{
+  if (!id || strlen (id) != UPLOAD_ID_LEN)
+    return FALSE;
+  for (const char *p = id; *p; p++)
+    if (!g_ascii_isxdigit (*p) || g_ascii_isupper (*p))
+      return FALSE;
+  return TRUE;
+}
+
+/* DIR/.NAME.HOST.ID.import: this host's upload ID of image NAME. */
 static char *
-upload_path (Agent *agent, const char *name)
+upload_path (Agent *agent, const char *name, const char *id)
 {
   g_autofree char *dir = disks_dir (agent);
-  g_autofree char *base
-      = g_strdup_printf (".%s.%s" UPLOAD_SUFFIX, name, agent->config.name);
+  g_autofree char *base = g_strdup_printf (".%s.%s.%s" UPLOAD_SUFFIX, name,
+                                           agent->config.name, id);
 
   return g_build_filename (dir, base, NULL);
+}
+
+/* TRUE if ENTRY (a file name in DIR) is an upload of this host, of image
+ * NAME unless NAME is NULL. */
+static gboolean
+is_own_upload (Agent *agent, const char *entry, const char *name)
+{
+  g_autofree char *stem = NULL, *want = NULL;
+  const char *dot;
+
+  if (entry[0] != '.' || !g_str_has_suffix (entry, UPLOAD_SUFFIX))
+    return FALSE;
+  stem = g_strndup (entry, strlen (entry) - strlen (UPLOAD_SUFFIX));
+  dot = strrchr (stem, '.');
+  if (!dot || !upload_id_valid (dot + 1))
+    return FALSE;
+  stem[dot - stem] = '\0'; /* ".NAME.HOST" */
+  if (name)
+    {
+      want = g_strdup_printf (".%s.%s", name, agent->config.name);
+      return strcmp (stem, want) == 0;
+    }
+  want = g_strdup_printf (".%s", agent->config.name);
+  return g_str_has_suffix (stem, want) && strlen (stem) > strlen (want) + 1;
+}
+
+/* Removes this host's uploads of image NAME (NULL: of every image). */
+static void
+remove_uploads (Agent *agent, const char *name, const char *why)
+{
+  g_autofree char *dir = disks_dir (agent);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *entry;
+
+  while (d && (entry = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = NULL;
+
+      if (!is_own_upload (agent, entry, name))
+        continue;
+      path = g_build_filename (dir, entry, NULL);
+      if (g_unlink (path) == 0 && why)
+        drover_message (NULL, NULL, NULL, "removed %s: %s", path, why);
+    }
 }
 
 static char *
@@ -279,7 +337,7 @@ agent_disk_images_import (Agent *agent, const AgentCaller *caller,
                           const ProtobufCMessage *request, GError **error)
 {
   const Drover__V1__ImageChunk *req = (const void *)request;
-  g_autofree char *dir = NULL, *up = NULL;
+  g_autofree char *dir = NULL, *up = NULL, *id = NULL;
   g_autoptr (Drover__V1__ImageChunkReply) reply = NULL;
   struct stat st;
   int fd;
@@ -334,11 +392,13 @@ agent_disk_images_import (Agent *agent, const AgentCaller *caller,
       errno_error (error, errno, "cannot make", dir);
       return NULL;
     }
-  up = upload_path (agent, req->name);
   if (req->offset == 0)
     {
-      /* A new upload: room for all of it, the old one (if any) gone. */
-      (void)g_unlink (up);
+      /* A new upload: room for all of it; an older one of the same image
+       * here is superseded (its next piece finds no upload). */
+      remove_uploads (agent, req->name, NULL);
+      id = g_strdup_printf ("%08x%08x", g_random_int (), g_random_int ());
+      up = upload_path (agent, req->name, id);
       if (!stor_space_check (dir, req->size, "an image", error))
         {
           g_set_error (error, AGENT_ERROR, AGENT_ERROR_NO_RESOURCES,
@@ -350,8 +410,20 @@ agent_disk_images_import (Agent *agent, const AgentCaller *caller,
       fd = open (up, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
                  0600);
     }
+  else if (!upload_id_valid (req->upload))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "image '%s': a piece at %" G_GUINT64_FORMAT
+                   " needs the upload id the first piece's reply gave",
+                   req->name, req->offset);
+      return NULL;
+    }
   else
-    fd = open (up, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    {
+      id = g_strdup (req->upload);
+      up = upload_path (agent, req->name, id);
+      fd = open (up, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
   if (fd < 0)
     {
       if (errno == ENOENT)
@@ -403,6 +475,7 @@ agent_disk_images_import (Agent *agent, const AgentCaller *caller,
     }
   close (fd);
   reply = chunk_reply (end);
+  reply->upload = g_strdup (id);
   if (!req->last)
     return (ProtobufCMessage *)g_steal_pointer (&reply);
 
@@ -559,7 +632,7 @@ agent_disk_images_delete (Agent *agent, const AgentCaller *caller,
                           const ProtobufCMessage *request, GError **error)
 {
   const Drover__V1__ImageRequest *req = (const void *)request;
-  g_autofree char *path = NULL, *user = NULL, *up = NULL;
+  g_autofree char *path = NULL, *user = NULL;
 
   if (!agent_disk_images_find (agent, req->name, &path, NULL, error))
     return NULL;
@@ -577,8 +650,7 @@ agent_disk_images_delete (Agent *agent, const AgentCaller *caller,
       errno_error (error, errno, "cannot remove", path);
       return NULL;
     }
-  up = upload_path (agent, req->name);
-  (void)g_unlink (up);
+  remove_uploads (agent, req->name, NULL);
   drover_message (NULL, NULL, NULL, "image %s deleted", req->name);
   return agent_service_empty_reply ();
 }
@@ -673,23 +745,7 @@ reclaim_seeds (Agent *agent, virConnectPtr conn)
 void
 agent_disk_images_reclaim (Agent *agent, virConnectPtr conn)
 {
-  g_autofree char *dir = disks_dir (agent);
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  g_autofree char *suffix
-      = g_strdup_printf (".%s" UPLOAD_SUFFIX, agent->config.name);
-  const char *entry;
-
-  while (d && (entry = g_dir_read_name (d)) != NULL)
-    {
-      g_autofree char *path = NULL;
-
-      if (entry[0] != '.' || !g_str_has_suffix (entry, suffix))
-        continue;
-      path = g_build_filename (dir, entry, NULL);
-      if (g_unlink (path) == 0)
-        drover_message (NULL, NULL, NULL,
-                        "removed %s: an image upload cut short", path);
-    }
+  remove_uploads (agent, NULL, "an image upload cut short");
   if (conn)
     reclaim_seeds (agent, conn);
 }

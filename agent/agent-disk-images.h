@@ -4,12 +4,15 @@
  * deleted by DeleteImage unless a VM's disk is an overlay on one. VMs
  * created with an image get a qcow2 overlay of it as their disk.
  *
- * An upload goes to IMAGE_DIR/disks/.NAME.HOST.import (HOST: this
+ * An upload goes to IMAGE_DIR/disks/.NAME.HOST.ID.import (HOST: this
  * agent's name, so that hosts sharing one image directory never write
- * each other's uploads) and becomes NAME.FORMAT only once its content
- * passed the checks, by link () (never replacing an image) and unlink ():
- * an agent killed in between leaves at most its own upload file, which
- * its next start removes (agent_disk_images_reclaim).
+ * each other's uploads; ID: 16 hex digits the first piece's reply gives
+ * and every later piece names, so that two uploaders never write one
+ * file: a new upload of NAME supersedes an older one) and becomes
+ * NAME.FORMAT only once its content passed the checks, by link () (never
+ * replacing an image) and unlink (): an agent killed in between leaves
+ * at most its own upload file, which its next start removes
+ * (agent_disk_images_reclaim).
  */
 #pragma once
 

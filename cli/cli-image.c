@@ -89,6 +89,7 @@ upload (Ctl *ctl, int fd, guint64 size, const char *name, const char *format,
 {
   g_autofree guint8 *buf = g_malloc (PROTO_IMAGE_CHUNK_MAX);
   guint64 offset = 0;
+  g_autofree char *upload_id = NULL;
   int last_pct = -1;
 
   do
@@ -122,10 +123,15 @@ upload (Ctl *ctl, int fd, guint64 size, const char *name, const char *format,
       req.data.data = buf;
       req.data.len = got;
       req.last = offset + got == size;
+      if (upload_id)
+        req.upload = upload_id;
       msg = ctl_call (ctl, DROVER_SCHED_METHOD_IMPORT_IMAGE, &req.base, 0,
                       error);
       if (msg == NULL)
         return FALSE;
+      if (upload_id == NULL)
+        upload_id
+            = g_strdup (((const Drover__V1__ImageChunkReply *)msg)->upload);
       offset += got;
       pct = (int)(offset * 100 / size);
       if (progress && pct != last_pct)

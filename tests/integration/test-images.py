@@ -265,6 +265,40 @@ def cases(c, tap, tmp, pb):
     tap.case("hosts sharing one image directory get an image once",
              shared_directory)
 
+    def two_uploaders():
+        with open(raw, "rb") as f:
+            data = f.read(2 * 1024 * 1024)
+        half = len(data) // 2
+        ag = Agents(c, pb)
+
+        def piece(offset, chunk, upload="", last=False):
+            req = pb.ImageChunk(name="dup", size=len(data), offset=offset,
+                                data=chunk, upload=upload, last=last)
+            return ag.unary(1, "ImportImage", req, pb.ImageChunkReply)
+
+        a = piece(0, data[:half]).upload
+        assert re.fullmatch(r"[0-9a-f]{16}", a), a
+        for bad in ("", "../../etc/passwd", "0" * 15):
+            try:
+                piece(half, data[half:], upload=bad, last=True)
+                raise AssertionError(f"a piece with upload id {bad!r} was taken")
+            except grpc.RpcError as e:
+                assert "upload id" in e.details(), e.details()
+        b = piece(0, data[:half]).upload
+        assert b != a
+        try:  # the first uploader was superseded
+            piece(half, data[half:], upload=a, last=True)
+            raise AssertionError("a superseded upload went on")
+        except grpc.RpcError as e:
+            assert "no upload" in e.details(), e.details()
+        r = piece(half, data[half:], upload=b, last=True)
+        assert r.image.format == "raw" and r.image.size == len(data), r
+        files = disk_files(dir_a)
+        assert "dup.raw" in files and not [f for f in files if f.endswith(".import")], files
+        c.ctl("image", "delete", "dup", "--host", "host1")
+    tap.case("two uploaders of one name never share a file (upload ids)",
+             two_uploaders)
+
 
 def main():
     c = two_host_cluster(CLUSTER_DIR)
