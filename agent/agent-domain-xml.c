@@ -2,6 +2,7 @@
  * strings only ever become text nodes or attribute values, so libxml2
  * escapes them and they stay data. */
 #include "agent-private.h"
+#include "agent-disk-images.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -135,7 +136,8 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                    "VM %s needs at least one vCPU and some memory", spec->name);
       return NULL;
     }
-  if (spec->disk > 0 && (!disk_path || !*disk_path))
+  if ((spec->disk > 0 || (spec->image && *spec->image))
+      && (!disk_path || !*disk_path))
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
                    "VM %s has a disk but no disk path", spec->name);
@@ -165,6 +167,17 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                    BAD_CAST (spec->cmdline ? spec->cmdline : ""));
   xmlNewTextChild (vm, ns, BAD_CAST "accel",
                    BAD_CAST (spec->accel ? spec->accel : ""));
+  /* Images (issue 13): the image under the disk, the cloud-init
+   * user-data (base64: any bytes). */
+  if (spec->image && *spec->image)
+    xmlNewTextChild (vm, ns, BAD_CAST "image", BAD_CAST spec->image);
+  if (spec->cloud_init_user_data.len > 0)
+    {
+      g_autofree char *b64 = g_base64_encode (spec->cloud_init_user_data.data,
+                                              spec->cloud_init_user_data.len);
+
+      xmlNewTextChild (vm, ns, BAD_CAST "cloud-init", BAD_CAST b64);
+    }
 
   node = xmlNewChild (root, NULL, BAD_CAST "memory", NULL);
   xmlNewProp (node, BAD_CAST "unit", BAD_CAST "KiB");
@@ -186,12 +199,18 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
     xmlNewTextChild (os, NULL, BAD_CAST "initrd", BAD_CAST spec->initrd);
   if (spec->cmdline && *spec->cmdline)
     xmlNewTextChild (os, NULL, BAD_CAST "cmdline", BAD_CAST spec->cmdline);
+  /* No kernel: SeaBIOS boots the disk (a VM made from an image). */
+  if (!(spec->kernel && *spec->kernel))
+    {
+      node = xmlNewChild (os, NULL, BAD_CAST "boot", NULL);
+      xmlNewProp (node, BAD_CAST "dev", BAD_CAST "hd");
+    }
 
   xmlNewTextChild (root, NULL, BAD_CAST "on_poweroff", BAD_CAST "destroy");
   xmlNewTextChild (root, NULL, BAD_CAST "on_crash", BAD_CAST "destroy");
 
   devices = xmlNewChild (root, NULL, BAD_CAST "devices", NULL);
-  if (spec->disk > 0)
+  if (spec->disk > 0 || (spec->image && *spec->image))
     {
       xmlNodePtr disk = xmlNewChild (devices, NULL, BAD_CAST "disk", NULL);
 
@@ -205,6 +224,24 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
       node = xmlNewChild (disk, NULL, BAD_CAST "target", NULL);
       xmlNewProp (node, BAD_CAST "dev", BAD_CAST "vda");
       xmlNewProp (node, BAD_CAST "bus", BAD_CAST "virtio");
+    }
+  /* The cloud-init NoCloud seed beside the disk (agent-cloud-init.c). */
+  if (spec->cloud_init_user_data.len > 0 && disk_path && *disk_path)
+    {
+      g_autofree char *seed = agent_cloud_init_seed_path (disk_path);
+      xmlNodePtr cd = xmlNewChild (devices, NULL, BAD_CAST "disk", NULL);
+
+      xmlNewProp (cd, BAD_CAST "type", BAD_CAST "file");
+      xmlNewProp (cd, BAD_CAST "device", BAD_CAST "cdrom");
+      node = xmlNewChild (cd, NULL, BAD_CAST "driver", NULL);
+      xmlNewProp (node, BAD_CAST "name", BAD_CAST "qemu");
+      xmlNewProp (node, BAD_CAST "type", BAD_CAST "raw");
+      node = xmlNewChild (cd, NULL, BAD_CAST "source", NULL);
+      xmlNewProp (node, BAD_CAST "file", BAD_CAST seed);
+      node = xmlNewChild (cd, NULL, BAD_CAST "target", NULL);
+      xmlNewProp (node, BAD_CAST "dev", BAD_CAST "sda");
+      xmlNewProp (node, BAD_CAST "bus", BAD_CAST "sata");
+      xmlNewChild (cd, NULL, BAD_CAST "readonly", NULL);
     }
   /* No graphics: the serial console, written to a file, is the only
    * way in. */
@@ -402,11 +439,30 @@ agent_domain_xml_parse (const char *xml, GError **error)
     g_autofree char *initrd = child_text (vm, "initrd", AGENT_XMLNS);
     g_autofree char *cmdline = child_text (vm, "cmdline", AGENT_XMLNS);
     g_autofree char *accel = child_text (vm, "accel", AGENT_XMLNS);
+    g_autofree char *image = child_text (vm, "image", AGENT_XMLNS);
+    g_autofree char *user_data = child_text (vm, "cloud-init", AGENT_XMLNS);
 
     spec->kernel = proto_msg_strdup (kernel);
     spec->initrd = proto_msg_strdup (initrd);
     spec->cmdline = proto_msg_strdup (cmdline);
     spec->accel = proto_msg_strdup (accel);
+    spec->image = proto_msg_strdup (image);
+    if (user_data && *user_data)
+      {
+        gsize len = 0;
+        guint8 *data = g_base64_decode (user_data, &len);
+
+        if (len > PROTO_CLOUD_INIT_MAX)
+          {
+            g_free (data);
+            g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                         "domain %s: cloud-init user-data over %d bytes", name,
+                         PROTO_CLOUD_INIT_MAX);
+            return NULL;
+          }
+        spec->cloud_init_user_data.data = data;
+        spec->cloud_init_user_data.len = len;
+      }
   }
   return g_steal_pointer (&spec);
 }

@@ -1,5 +1,6 @@
 /* Host inventory: what the agent tells the scheduler about its host. */
 #include "agent-private.h"
+#include "agent-disk-images.h"
 
 #include <string.h>
 
@@ -112,6 +113,7 @@ agent_host_info_for (Agent *agent, virConnectPtr conn, GError **error)
       info->n_backup_repos = g_strv_length (info->backup_repos);
       info->bridges = agent_bridges_collect (g_getenv ("DROVER_AGENT_SYSFS"),
                                              NULL, &info->n_bridges);
+      info->images = agent_disk_images_collect (agent, &info->n_images);
     }
   return info;
 }

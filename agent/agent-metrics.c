@@ -40,6 +40,7 @@ struct _AgentMetrics
   /* Families: declared at new, immutable. */
   ProtoMetric *vm_cpu, *vm_rss, *vm_mem, *vm_vcpus, *vm_rd, *vm_wr, *vm_rx,
       *vm_tx, *vm_state;
+  ProtoMetric *host_images, *host_image_bytes; /* issue 13 */
   ProtoMetric *host_cpus, *host_mem_total, *host_mem_free, *host_data_free,
       *host_vms;
   ProtoMetric *mig_remaining, *mig_processed, *mig_dirty, *mig_iteration,
@@ -123,6 +124,13 @@ agent_metrics_new (const char *host)
                  G, host_labels);
   m->host_vms = declare (m, "drover_host_vms", "Drover VMs on the host", G,
                          host_labels);
+  m->host_images
+      = declare (m, "drover_host_images",
+                 "Disk images in the agent's image directory", G, host_labels);
+  m->host_image_bytes
+      = declare (m, "drover_host_image_bytes",
+                 "Bytes of the disk images in the agent's image directory", G,
+                 host_labels);
   m->mig_remaining = declare (
       m, "drover_migration_data_remaining_bytes",
       "Memory the running migration of the VM has still to send", G, vm_labels);
@@ -349,6 +357,14 @@ agent_metrics_update (AgentMetrics *m, const Drover__V1__HostInfo *host,
       proto_metric_set (m->host_mem_total, labels, (double)host->memory_total);
       proto_metric_set (m->host_mem_free, labels, (double)host->memory_free);
       proto_metric_set (m->host_data_free, labels, (double)host->data_free);
+      {
+        guint64 bytes = 0;
+
+        for (gsize i = 0; i < host->n_images; i++)
+          bytes += host->images[i]->size;
+        proto_metric_set (m->host_images, labels, (double)host->n_images);
+        proto_metric_set (m->host_image_bytes, labels, (double)bytes);
+      }
     }
   proto_metric_set (m->host_vms, labels, (double)n_vms);
   for (gsize i = 0; i < n_vms; i++)

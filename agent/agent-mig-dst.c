@@ -22,6 +22,7 @@
  * refused (ALREADY_EXISTS), so a reservation that a finishing thread
  * uses is never replaced under it.
  */
+#include "agent-disk-images.h"
 #include "agent-mig-chain.h"
 
 #include <glib/gstdio.h>
@@ -384,7 +385,11 @@ make_disk (Agent *agent, virConnectPtr conn, const char *job_id,
   if (!g_file_set_contents_full (mark, job_id, -1,
                                  G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
     return NULL;
-  if (!stor_disk_create (path, spec->disk, &local)
+  /* A VM made from an image (issue 13): an overlay on the same image,
+   * which this host must have. */
+  if (!(spec->image[0] != '\0' ? agent_disk_images_overlay (
+            agent, spec->image, path, spec->disk, NULL, &local)
+                               : stor_disk_create (path, spec->disk, &local))
       || !agent_protect (agent, path, 0660, &local))
     {
       /* Not an image someone else put there meanwhile. */
@@ -443,7 +448,7 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
       unreserve_job (m, req->job_id);
       return NULL;
     }
-  if (spec->disk > 0
+  if ((spec->disk > 0 || spec->image[0] != '\0')
       && !(disk_path = make_disk (agent, conn, req->job_id, spec, error)))
     goto fail;
   /* Leftovers of an earlier stay here would mix into the console. */

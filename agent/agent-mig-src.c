@@ -291,6 +291,14 @@ migrate_out (MigOut *out, GError **error)
         && !(chain = agent_mig_chain_collect (agent, req->name, xml, error)))
       goto out_release;
   }
+  /* Its seed would not be on the destination (issue 13). */
+  if (spec && spec->cloud_init_user_data.len > 0)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                   "VM %s has a cloud-init seed: such VMs do not migrate yet",
+                   req->name);
+      goto out_release;
+    }
   if (spec && spec->disk > 0)
     {
       if (!g_path_is_absolute (req->dest_disk_path))

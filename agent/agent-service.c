@@ -7,6 +7,7 @@
  * a second one fails with ABORTED instead of racing the first.
  */
 #include "agent-private.h"
+#include "agent-disk-images.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -92,6 +93,8 @@ op_create (Agent *agent, const AgentCaller *caller,
   g_autoptr (virDomain) dom = NULL;
   g_autofree char *disk_path = NULL;
   g_autofree char *console_path = NULL;
+  g_autofree char *seed_path = NULL;
+  guint64 vsize = 0;
   gboolean disk_made = FALSE, console_existed = TRUE;
   ProtobufCMessage *reply;
 
@@ -110,7 +113,21 @@ op_create (Agent *agent, const AgentCaller *caller,
 
   console_path = agent_console_path (agent, spec->name);
   console_existed = g_file_test (console_path, G_FILE_TEST_EXISTS);
-  if (spec->disk > 0)
+  if (spec->image[0] != '\0')
+    {
+      /* Images (issue 13): an overlay on the image, SIZE if larger. */
+      disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
+      if (!disk_path
+          || !agent_disk_images_overlay (agent, spec->image, disk_path,
+                                         spec->disk, &vsize, error))
+        goto fail;
+      /* The domain records the disk's real size: a migration copies it. */
+      spec->disk = vsize;
+      disk_made = TRUE;
+      if (!agent_protect (agent, disk_path, 0660, error))
+        goto rollback;
+    }
+  else if (spec->disk > 0)
     {
       disk_path = stor_disk_path (agent->config.data_dir, spec->name, error);
       if (!disk_path || !stor_disk_create (disk_path, spec->disk, error))
@@ -122,6 +139,12 @@ op_create (Agent *agent, const AgentCaller *caller,
     }
   if (!agent_console_prepare (agent, spec->name, error))
     goto rollback;
+  if (spec->cloud_init_user_data.len > 0)
+    {
+      seed_path = agent_cloud_init_seed_path (disk_path);
+      if (!agent_cloud_init_seed_make (agent, spec, seed_path, error))
+        goto rollback;
+    }
   if (agent_fault_fail ("create-after-disk", error))
     goto rollback;
 
@@ -145,6 +168,8 @@ op_create (Agent *agent, const AgentCaller *caller,
 
 rollback:
   rollback_create (dom, disk_path, disk_made, console_path, console_existed);
+  if (seed_path)
+    (void)g_unlink (seed_path);
 fail:
   agent_vm_release (agent, spec->name);
   return NULL;
@@ -293,6 +318,12 @@ vm_delete (Agent *agent, virConnectPtr conn, virDomainPtr dom,
       g_prefix_error (error, "VM %s is undefined but: ", name);
       return NULL;
     }
+  /* Its cloud-init seed (issue 13), if it had one. */
+  {
+    g_autofree char *seed = agent_cloud_init_seed_path (disk_path);
+
+    (void)g_unlink (seed);
+  }
   /* Its snapshots' images and memory files (issue 12). */
   if (!agent_snapshot_remove_all (agent, name, error))
     {
@@ -373,6 +404,10 @@ static const AgentMethod agent_methods[] = {
   /* Backups (issue 14) */
   { DROVER_AGENT_METHOD_LIST_BACKUPS, agent_backup_list },
   { DROVER_AGENT_METHOD_GET_BACKUP, agent_backup_get },
+  /* Images (issue 13) */
+  { DROVER_AGENT_METHOD_IMPORT_IMAGE, agent_disk_images_import },
+  { DROVER_AGENT_METHOD_LIST_IMAGES, agent_disk_images_list },
+  { DROVER_AGENT_METHOD_DELETE_IMAGE, agent_disk_images_delete },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

@@ -1,6 +1,7 @@
 /* The Agent: configuration, data directory, and wiring of the libvirt
  * connection, AgentService and the reporter. */
 #include "agent-private.h"
+#include "agent-disk-images.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -104,6 +105,7 @@ reclaim_thread (gpointer data)
       agent_disks_reclaim (agent, conn);
       agent_clone_reclaim (agent, conn);
     }
+  agent_disk_images_reclaim (agent, conn);
   agent_unref (agent);
   return NULL;
 }

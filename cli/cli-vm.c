@@ -13,7 +13,8 @@ static const char vm_usage_text[]
       "\n"
       "  create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K "
       "--initrd I\n"
-      "         --cmdline C] [--host H] [--accel kvm|tcg] [--json]\n"
+      "         --cmdline C] [--image IMG [--cloud-init FILE]] [--host H]\n"
+      "         [--accel kvm|tcg] [--json]\n"
       "  list [--json]\n"
       "  show NAME [--json]\n"
       "  start NAME\n"
@@ -91,7 +92,8 @@ print_vm_json (const Drover__V1__Vm *vm)
 
 #define CREATE_USAGE                                                           \
   "vm create NAME --vcpus N --memory SIZE [--disk SIZE] "                      \
-  "[--kernel K --initrd I --cmdline C] [--host H] [--accel kvm|tcg] [--json]"
+  "[--kernel K --initrd I --cmdline C] [--image IMG [--cloud-init FILE]] "     \
+  "[--host H] [--accel kvm|tcg] [--json]"
 
 static int
 vm_create (Ctl *ctl, int argc, char **argv)
@@ -104,6 +106,10 @@ vm_create (Ctl *ctl, int argc, char **argv)
   g_autofree char *cmdline = NULL;
   g_autofree char *host = NULL;
   g_autofree char *accel = NULL;
+  g_autofree char *image = NULL;
+  g_autofree char *cloud_init = NULL;
+  g_autofree char *user_data = NULL;
+  gsize user_data_len = 0;
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
     { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs, 1-512 (required)",
@@ -121,6 +127,13 @@ vm_create (Ctl *ctl, int argc, char **argv)
     { "host", 0, 0, G_OPTION_ARG_STRING, &host, "Place on this host", "H" },
     { "accel", 0, 0, G_OPTION_ARG_STRING, &accel,
       "Required accelerator: kvm or tcg", "ACCEL" },
+    { "image", 0, 0, G_OPTION_ARG_STRING, &image,
+      "Boot from a copy-on-write overlay of this image (droverctl image); "
+      "--disk grows it",
+      "IMG" },
+    { "cloud-init", 0, 0, G_OPTION_ARG_FILENAME, &cloud_init,
+      "Attach a cloud-init NoCloud seed with this user-data (at most 64 KiB)",
+      "FILE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the VM as JSON", NULL },
     { NULL }
   };
@@ -165,6 +178,18 @@ vm_create (Ctl *ctl, int argc, char **argv)
   if ((initrd != NULL || cmdline != NULL) && kernel == NULL)
     return ctl_usage_error (CREATE_USAGE,
                             "--initrd and --cmdline need --kernel");
+  if (image != NULL && !proto_name_validate ("image", image, &error))
+    return ctl_usage_error (CREATE_USAGE, "--image: %s", error->message);
+  if (cloud_init != NULL)
+    {
+      if (!g_file_get_contents (cloud_init, &user_data, &user_data_len, &error))
+        return ctl_usage_error (CREATE_USAGE, "--cloud-init: %s",
+                                error->message);
+      if (user_data_len > PROTO_CLOUD_INIT_MAX)
+        return ctl_usage_error (
+            CREATE_USAGE, "--cloud-init: %s is %zu bytes, at most %d",
+            cloud_init, user_data_len, PROTO_CLOUD_INIT_MAX);
+    }
 
   /* The agent resolves nothing against our working directory. */
   if (kernel != NULL)
@@ -184,6 +209,13 @@ vm_create (Ctl *ctl, int argc, char **argv)
     spec.cmdline = cmdline;
   if (accel)
     spec.accel = accel;
+  if (image)
+    spec.image = image;
+  if (user_data)
+    {
+      spec.cloud_init_user_data.data = (guint8 *)user_data;
+      spec.cloud_init_user_data.len = user_data_len;
+    }
   req.spec = &spec;
   if (host)
     req.host = host;
@@ -336,6 +368,11 @@ vm_show (Ctl *ctl, int argc, char **argv)
                               : g_strdup ("none"));
       ctl_kv (KV_WIDTH, "accel", spec->accel);
       ctl_kv (KV_WIDTH, "kernel", spec->kernel);
+      ctl_kv (KV_WIDTH, "image", spec->image);
+      if (spec->cloud_init_user_data.len > 0)
+        ctl_kv_take (KV_WIDTH, "cloud-init",
+                     g_strdup_printf ("%zu bytes of user-data",
+                                      spec->cloud_init_user_data.len));
       ctl_kv (KV_WIDTH, "initrd", spec->initrd);
       ctl_kv (KV_WIDTH, "cmdline", spec->cmdline);
     }

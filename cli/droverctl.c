@@ -101,6 +101,10 @@ static const char usage_text[]
       "                                      a network: a bridge the hosts "
       "provide\n"
       "  network list|show|delete [NAME] [--json]\n"
+      "  image import NAME FILE [--host H] [--format F]\n"
+      "                                      a bootable disk image (qcow2 or "
+      "raw) on the hosts\n"
+      "  image list|show|delete [NAME] [--json]\n"
       "  events [-f] [-n N] [--json]         the cluster's events (last N, "
       "then follow)\n"
       "  dashboard-token [--ttl S]           one-time login for the web "
@@ -450,6 +454,7 @@ main (int argc, char **argv)
     { "schedule", ctl_cmd_schedule },
     { "dr", ctl_cmd_dr },
     { "network", ctl_cmd_network },
+    { "image", ctl_cmd_image },
     { NULL, NULL },
   };
   Ctl ctl = { 0 };

@@ -123,6 +123,7 @@ int ctl_cmd_balance (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_schedule (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_dr (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_network (Ctl *ctl, int argc, char **argv);
+int ctl_cmd_image (Ctl *ctl, int argc, char **argv);
 
 /* Follows job ID with WatchJob until it ends: one line per change, or for
  * a migration a progress bar (redrawn in place on a TTY, at most a line a

@@ -75,5 +75,28 @@ proto_vm_spec_check (const Drover__V1__VmSpec *spec, GError **error)
                    spec->name);
       return FALSE;
     }
+  /* Images (issue 13). */
+  if (spec->image != NULL && spec->image[0] != '\0'
+      && !proto_name_validate ("image", spec->image, error))
+    {
+      g_prefix_error (error, "VM %s: ", spec->name);
+      return FALSE;
+    }
+  if (spec->cloud_init_user_data.len > PROTO_CLOUD_INIT_MAX)
+    {
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                   "VM %s: cloud-init user-data is %zu bytes, at most %d",
+                   spec->name, spec->cloud_init_user_data.len,
+                   PROTO_CLOUD_INIT_MAX);
+      return FALSE;
+    }
+  if (spec->cloud_init_user_data.len > 0 && spec->disk == 0
+      && (spec->image == NULL || spec->image[0] == '\0'))
+    {
+      g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                   "VM %s: cloud-init needs a disk (--image or --disk)",
+                   spec->name);
+      return FALSE;
+    }
   return TRUE;
 }

@@ -58,6 +58,13 @@ typedef enum
  * longest bridge name (a Linux interface name, IFNAMSIZ less the NUL). */
 #define PROTO_HOST_MAX_BRIDGES 256
 #define PROTO_BRIDGE_NAME_MAX 15
+/* Images (issue 13): the images a host reports at most, the largest
+ * piece of an upload, the largest image, and the largest cloud-init
+ * user-data. */
+#define PROTO_HOST_MAX_IMAGES 256
+#define PROTO_IMAGE_CHUNK_MAX (1024 * 1024)
+#define PROTO_IMAGE_MAX_SIZE (G_GUINT64_CONSTANT (1) << 40)
+#define PROTO_CLOUD_INIT_MAX (64 * 1024)
 
 /* Method indexes into the generated service descriptors, in .proto order. */
 enum
@@ -117,6 +124,10 @@ enum
   DROVER_SCHED_METHOD_LIST_NETWORKS,
   DROVER_SCHED_METHOD_GET_NETWORK,
   DROVER_SCHED_METHOD_DELETE_NETWORK,
+
+  DROVER_SCHED_METHOD_IMPORT_IMAGE,
+  DROVER_SCHED_METHOD_LIST_IMAGES,
+  DROVER_SCHED_METHOD_DELETE_IMAGE,
   DROVER_SCHED_N_METHODS
 };
 enum
@@ -150,6 +161,9 @@ enum
   DROVER_AGENT_METHOD_GC_REPO,
   DROVER_AGENT_METHOD_LIST_BACKUPS,
   DROVER_AGENT_METHOD_GET_BACKUP,
+  DROVER_AGENT_METHOD_IMPORT_IMAGE,
+  DROVER_AGENT_METHOD_LIST_IMAGES,
+  DROVER_AGENT_METHOD_DELETE_IMAGE,
   DROVER_AGENT_N_METHODS
 };
 #define DROVER_SCHED_SERVICE (&drover__v1__scheduler_service__descriptor)

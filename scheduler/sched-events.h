@@ -49,6 +49,8 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_BACKUP_CREATED "backup.created"
 #define SCHED_EVENT_BACKUP_FAILED "backup.failed"
 #define SCHED_EVENT_BACKUP_RESTORED "backup.restored"
+#define SCHED_EVENT_IMAGE_IMPORTED "image.imported"
+#define SCHED_EVENT_IMAGE_DELETED "image.deleted"
 #define SCHED_EVENT_HOST_REGISTERED "host.registered"
 #define SCHED_EVENT_HOST_UP "host.up"
 #define SCHED_EVENT_HOST_DOWN "host.down"

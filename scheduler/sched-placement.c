@@ -12,6 +12,7 @@
  * goes only to hosts that have every one of them (sched-networks.h).
  */
 #include "sched-networks.h"
+#include "sched-images.h"
 
 #include <math.h>
 #include <string.h>
@@ -131,6 +132,9 @@ host_misfit (const SchedPolicy *policy, const SchedHost *host, GPtrArray *vms,
   misfit = sched_networks_misfit (host, networks);
   if (misfit != NULL)
     return misfit;
+  /* Images (issue 13): the VM's disk is an overlay on its image. */
+  if (spec->image[0] != '\0' && !sched_host_has_image (host, spec->image))
+    return g_strdup_printf ("no image '%s' on this host", spec->image);
 
   sched_host_usage (host->name, vms, NULL, &vcpus_used, &memory_used,
                     &disk_reserved);

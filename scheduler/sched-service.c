@@ -19,6 +19,7 @@
 #include "sched-dashboard.h"
 #include "sched-drain.h"
 #include "sched-networks.h"
+#include "sched-images.h"
 #include "sched-repos.h"
 #include "sched-schedules.h"
 
@@ -64,6 +65,9 @@ host_call_check (ProtoServerCall *call, const char *method,
   /* The bridges it has (issue 13): capped and named as interfaces. */
   if (error == NULL)
     sched_host_bridges_check (info, &error);
+  /* The images it has (issue 13): capped, names checked. */
+  if (error == NULL)
+    sched_host_images_check (info, &error);
   if (error == NULL)
     return TRUE;
   sched_call_fail (call, error);
@@ -337,6 +341,10 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_LIST_NETWORKS, sched_networks_handle_list, svc },
     { DROVER_SCHED_METHOD_GET_NETWORK, sched_networks_handle_get, svc },
     { DROVER_SCHED_METHOD_DELETE_NETWORK, sched_networks_handle_delete, svc },
+    /* images (issue 13) */
+    { DROVER_SCHED_METHOD_IMPORT_IMAGE, sched_images_handle_import, svc },
+    { DROVER_SCHED_METHOD_LIST_IMAGES, sched_images_handle_list, svc },
+    { DROVER_SCHED_METHOD_DELETE_IMAGE, sched_images_handle_delete, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 

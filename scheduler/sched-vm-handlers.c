@@ -333,12 +333,13 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
   /* Without either the guest has nothing to boot and QEMU spins on an
    * empty machine. Checked after placement, so that a VM that fits
    * nowhere hears that first. */
-  if (req->spec->kernel[0] == '\0' && req->spec->disk == 0)
+  if (req->spec->kernel[0] == '\0' && req->spec->disk == 0
+      && req->spec->image[0] == '\0')
     {
       proto_server_call_fail (call, PROTO_STATUS_INVALID_ARGUMENT,
                               "VM '%s' has nothing to boot: give a kernel "
-                              "(--kernel, with --initrd and --cmdline) or a "
-                              "disk (--disk SIZE)",
+                              "(--kernel, with --initrd and --cmdline), an "
+                              "image (--image) or a disk (--disk SIZE)",
                               req->spec->name);
       return;
     }

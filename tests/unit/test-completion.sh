@@ -23,11 +23,14 @@ check() {
   fi
 }
 
-check "droverctl " "hosts host vm snapshot backup repo schedule dr network balance jobs job migrate events dashboard-token help"
+check "droverctl " "hosts host vm snapshot backup repo schedule dr network image balance jobs job migrate events dashboard-token help"
 check "droverctl schedule " "create list show pause resume delete run-now drill"
 check "droverctl network " "create list show delete"
 check "droverctl network create lan --bridge br0 --v" "--vlan"
 check "droverctl network create lan --m" "--mtu"
+check "droverctl image " "import list show delete"
+check "droverctl image import img disk.qcow2 --ho" "--host"
+check "droverctl vm create v --cl" "--cloud-init"
 check "droverctl network delete lan --" "--help"
 check "droverctl schedule create s1 --keep-d" "--keep-daily"
 check "droverctl balance " "plan apply status mode"
