@@ -58,6 +58,10 @@ typedef enum
  * longest bridge name (a Linux interface name, IFNAMSIZ less the NUL). */
 #define PROTO_HOST_MAX_BRIDGES 256
 #define PROTO_BRIDGE_NAME_MAX 15
+/* NICs a VM has at most (VmSpec.nics). */
+#define PROTO_VM_MAX_NICS 8
+/* "02:d7:00:12:34:56": a MAC address's text form, without the NUL. */
+#define PROTO_MAC_TEXT_LEN 17
 
 /* Method indexes into the generated service descriptors, in .proto order. */
 enum
@@ -507,6 +511,20 @@ gboolean proto_name_validate (const char *what, const char *name,
  * "kvm" or "tcg", and an initrd or command line only with a kernel.
  * PROTO_STATUS_INVALID_ARGUMENT saying what is wrong. */
 gboolean proto_vm_spec_check (const Drover__V1__VmSpec *spec, GError **error);
+
+/* Parses TEXT as a MAC address, six hex octets separated by ':' (either
+ * case), into OUT. FALSE with PROTO_STATUS_INVALID_ARGUMENT saying why
+ * (malformed, multicast, or all zeros). (proto-nic.c) */
+gboolean proto_mac_parse (const char *text, guint8 out[6], GError **error);
+/* OCTETS as "xx:xx:xx:xx:xx:xx", lower case, into BUF. */
+void proto_mac_format (const guint8 octets[6],
+                       char buf[PROTO_MAC_TEXT_LEN + 1]);
+/* Checks SPEC's NICs as they arrive from the wire: at most
+ * PROTO_VM_MAX_NICS, each with a network name (VM name rules), a MAC that
+ * proto_mac_parse accepts or none, a bridge name (1-15 characters, no
+ * '/', whitespace or control characters, not "." or "..") or none, VLAN
+ * 0-4094, MTU 0 or 68-65535, no MAC twice. Called by proto_vm_spec_check. */
+gboolean proto_vm_nics_check (const Drover__V1__VmSpec *spec, GError **error);
 
 /* Parses a size: a whole or decimal number with an optional unit K, M,
  * G or T (powers of 1024, either case), optionally followed by "i" and

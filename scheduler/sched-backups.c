@@ -21,6 +21,7 @@
  * domain and no disk. A restore in place replaces the disk of the
  * stopped VM the backup was taken of.
  */
+#include "sched-nics.h"
 #include "sched-snapshots-private.h"
 
 #include <string.h>
@@ -420,6 +421,10 @@ restore_start (Forward *f, const Drover__V1__Backup *b, SchedJob **job_out,
   for (guint i = hosts->len; i-- > 0;)
     if (!host_may_have (hosts->pdata[i], f->repo))
       g_ptr_array_remove_index (hosts, i);
+  /* A new VM: the backed-up VM's networks, new MACs (the original may
+   * still exist). */
+  if (!sched_nics_prepare (svc->store, spec, vms, NULL, TRUE, error))
+    return FALSE;
   sched_migrator_add_reservations (svc->migrator, vms);
   placed = sched_place (&svc->policy, hosts, vms, spec, req->host, error);
   if (placed == NULL
