@@ -93,6 +93,97 @@ add_char_device (xmlNodePtr devices, const char *kind, const char *path,
   xmlNewProp (node, BAD_CAST "port", BAD_CAST "0");
 }
 
+/* <interface type='bridge'> for NIC under PARENT: its MAC, bridge,
+ * virtio model, and for an Open vSwitch bridge the virtualport and the
+ * VLAN tag, and the MTU. */
+static void
+add_interface (xmlNodePtr parent, const Drover__V1__VmNic *nic)
+{
+  xmlNodePtr iface = xmlNewChild (parent, NULL, BAD_CAST "interface", NULL);
+  xmlNodePtr node;
+  char buf[32];
+
+  xmlNewProp (iface, BAD_CAST "type", BAD_CAST "bridge");
+  node = xmlNewChild (iface, NULL, BAD_CAST "mac", NULL);
+  xmlNewProp (node, BAD_CAST "address", BAD_CAST nic->mac);
+  node = xmlNewChild (iface, NULL, BAD_CAST "source", NULL);
+  xmlNewProp (node, BAD_CAST "bridge", BAD_CAST nic->bridge);
+  if (nic->ovs)
+    {
+      node = xmlNewChild (iface, NULL, BAD_CAST "virtualport", NULL);
+      xmlNewProp (node, BAD_CAST "type", BAD_CAST "openvswitch");
+    }
+  if (nic->vlan > 0)
+    {
+      node = xmlNewChild (iface, NULL, BAD_CAST "vlan", NULL);
+      node = xmlNewChild (node, NULL, BAD_CAST "tag", NULL);
+      g_snprintf (buf, sizeof buf, "%u", nic->vlan);
+      xmlNewProp (node, BAD_CAST "id", BAD_CAST buf);
+    }
+  node = xmlNewChild (iface, NULL, BAD_CAST "model", NULL);
+  xmlNewProp (node, BAD_CAST "type", BAD_CAST "virtio");
+  if (nic->mtu > 0)
+    {
+      node = xmlNewChild (iface, NULL, BAD_CAST "mtu", NULL);
+      g_snprintf (buf, sizeof buf, "%u", nic->mtu);
+      xmlNewProp (node, BAD_CAST "size", BAD_CAST buf);
+    }
+}
+
+/* What the XML builder needs of a NIC: a MAC, a bridge, and a VLAN only
+ * on an Open vSwitch bridge (libvirt refuses one on a Linux bridge). */
+static gboolean
+check_nic (const char *vm, const Drover__V1__VmNic *nic, GError **error)
+{
+  guint8 mac[6];
+  g_autoptr (GError) local = NULL;
+
+  if (!proto_mac_parse (nic->mac, mac, &local))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID, "VM %s: %s", vm,
+                   local->message);
+      return FALSE;
+    }
+  if (!agent_bridge_name_ok (nic->bridge))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: NIC %s has no valid bridge name", vm, nic->mac);
+      return FALSE;
+    }
+  if (nic->vlan > 0 && !nic->ovs)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: NIC %s: VLAN %u needs an Open vSwitch bridge, "
+                   "and %s is not one",
+                   vm, nic->mac, nic->vlan, nic->bridge);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+char *
+agent_domain_xml_nic (const char *vm, const Drover__V1__VmNic *nic,
+                      GError **error)
+{
+  g_autoptr (xmlDoc) doc = NULL;
+  xmlNodePtr root;
+  xmlBufferPtr buf;
+  char *result;
+
+  if (!check_nic (vm, nic, error))
+    return NULL;
+  doc = xmlNewDoc (BAD_CAST "1.0");
+  root = xmlNewNode (NULL, BAD_CAST "nics");
+  xmlDocSetRootElement (doc, root);
+  add_interface (root, nic);
+  /* Only the <interface> element, as AttachDevice wants it. */
+  buf = xmlBufferCreate ();
+  xmlNodeDump (buf, doc, root->children, 0, 1);
+  result = g_strdup ((const char *)xmlBufferContent (buf));
+  xmlBufferFree (buf);
+  return result;
+}
+
 char *
 agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                         const char *disk_path, const char *console_path,
@@ -135,6 +226,9 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                    "VM %s needs at least one vCPU and some memory", spec->name);
       return NULL;
     }
+  for (gsize i = 0; i < spec->n_nics; i++)
+    if (!check_nic (spec->name, spec->nics[i], error))
+      return NULL;
   if (spec->disk > 0 && (!disk_path || !*disk_path))
     {
       g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
@@ -165,6 +259,20 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                    BAD_CAST (spec->cmdline ? spec->cmdline : ""));
   xmlNewTextChild (vm, ns, BAD_CAST "accel",
                    BAD_CAST (spec->accel ? spec->accel : ""));
+  for (gsize i = 0; i < spec->n_nics; i++)
+    {
+      const Drover__V1__VmNic *nic = spec->nics[i];
+      xmlNodePtr m = xmlNewChild (vm, ns, BAD_CAST "nic", NULL);
+      char buf[32];
+
+      xmlNewProp (m, BAD_CAST "network", BAD_CAST nic->network);
+      xmlNewProp (m, BAD_CAST "mac", BAD_CAST nic->mac);
+      xmlNewProp (m, BAD_CAST "bridge", BAD_CAST nic->bridge);
+      g_snprintf (buf, sizeof buf, "%u", nic->vlan);
+      xmlNewProp (m, BAD_CAST "vlan", BAD_CAST buf);
+      g_snprintf (buf, sizeof buf, "%u", nic->mtu);
+      xmlNewProp (m, BAD_CAST "mtu", BAD_CAST buf);
+    }
 
   node = xmlNewChild (root, NULL, BAD_CAST "memory", NULL);
   xmlNewProp (node, BAD_CAST "unit", BAD_CAST "KiB");
@@ -206,6 +314,8 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
       xmlNewProp (node, BAD_CAST "dev", BAD_CAST "vda");
       xmlNewProp (node, BAD_CAST "bus", BAD_CAST "virtio");
     }
+  for (gsize i = 0; i < spec->n_nics; i++)
+    add_interface (devices, spec->nics[i]);
   /* No graphics: the serial console, written to a file, is the only
    * way in. */
   if (console_path && *console_path)
@@ -353,6 +463,60 @@ agent_domain_xml_read (const char *xml, GError **error)
   return doc;
 }
 
+static char *
+nic_prop (xmlNodePtr n, const char *name)
+{
+  xmlChar *v = xmlGetNoNsProp (n, BAD_CAST name);
+  char *s = proto_msg_strdup (v ? (const char *)v : "");
+
+  xmlFree (v);
+  return s;
+}
+
+/* The NICs recorded in the Drover metadata VM, into SPEC. The metadata
+ * is what the agent itself wrote; still capped and checked. */
+static gboolean
+parse_nics (xmlNodePtr vm, Drover__V1__VmSpec *spec, GError **error)
+{
+  for (xmlNodePtr n = vm->children; n; n = n->next)
+    {
+      Drover__V1__VmNic *nic;
+      g_autofree char *vlan = NULL, *mtu = NULL;
+      guint64 v = 0, m = 0;
+
+      if (n->type != XML_ELEMENT_NODE || strcmp ((const char *)n->name, "nic")
+          || !n->ns || strcmp ((const char *)n->ns->href, AGENT_XMLNS))
+        continue;
+      if (spec->n_nics >= PROTO_VM_MAX_NICS)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "domain XML: more than %d NICs", PROTO_VM_MAX_NICS);
+          return FALSE;
+        }
+      nic = g_new0 (Drover__V1__VmNic, 1);
+      drover__v1__vm_nic__init (nic);
+      spec->nics = g_renew (Drover__V1__VmNic *, spec->nics, spec->n_nics + 1);
+      spec->nics[spec->n_nics++] = nic;
+      g_free (nic->network == protobuf_c_empty_string ? NULL : nic->network);
+      nic->network = nic_prop (n, "network");
+      nic->mac = nic_prop (n, "mac");
+      nic->bridge = nic_prop (n, "bridge");
+      vlan = nic_prop (n, "vlan");
+      mtu = nic_prop (n, "mtu");
+      if ((*vlan && !g_ascii_string_to_unsigned (vlan, 10, 0, 4094, &v, NULL))
+          || (*mtu
+              && !g_ascii_string_to_unsigned (mtu, 10, 0, 65535, &m, NULL)))
+        {
+          g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                               "domain XML: a NIC's VLAN or MTU is no number");
+          return FALSE;
+        }
+      nic->vlan = (guint32)v;
+      nic->mtu = (guint32)m;
+    }
+  return TRUE;
+}
+
 Drover__V1__VmSpec *
 agent_domain_xml_parse (const char *xml, GError **error)
 {
@@ -408,6 +572,8 @@ agent_domain_xml_parse (const char *xml, GError **error)
     spec->cmdline = proto_msg_strdup (cmdline);
     spec->accel = proto_msg_strdup (accel);
   }
+  if (!parse_nics (vm, spec, error))
+    return NULL;
   return g_steal_pointer (&spec);
 }
 

@@ -109,6 +109,17 @@ gboolean agent_image_contains (Agent *agent, const char *path);
  * console appended to CONSOLE_PATH, and the whole spec as Drover
  * metadata. Fails with AGENT_ERROR_INVALID on strings XML cannot carry
  * (control characters, invalid UTF-8). Free with g_free. */
+/* The <interface> element alone for NIC of VM (MAC, bridge, virtio; for
+ * an Open vSwitch bridge the virtualport and VLAN; the MTU), as
+ * virDomainAttachDeviceFlags takes it. AGENT_ERROR_INVALID for a bad
+ * MAC or bridge name, or a VLAN on a bridge that is not Open vSwitch. */
+char *agent_domain_xml_nic (const char *vm, const Drover__V1__VmNic *nic,
+                            GError **error);
+/* Sets each NIC's ovs from this host's bridges; AGENT_ERROR_PRECONDITION
+ * naming the bridge and network when this host lacks one, or has it only
+ * as a Linux bridge and the NIC has a VLAN (agent-vm.c). */
+gboolean agent_vm_check_nics (Agent *agent, Drover__V1__VmSpec *spec,
+                              GError **error);
 char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                               const char *disk_path, const char *console_path,
                               GError **error);
