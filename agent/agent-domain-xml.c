@@ -16,8 +16,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlXPathObject, xmlXPathFreeObject)
 #define AGENT_XML_MAX_TEXT 4096
 
 /* Namespace of the <metadata> element holding a Drover VM's spec. */
-#define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
-#define AGENT_XMLNS_PREFIX "drover"
+#define AGENT_XMLNS AGENT_DOMAIN_XMLNS
+#define AGENT_XMLNS_PREFIX AGENT_DOMAIN_XMLNS_PREFIX
 
 /* XML 1.0 cannot carry most control characters at all (not even as
  * character references), and libvirt would refuse them later anyway. */
@@ -161,6 +161,66 @@ check_nic (const char *vm, const Drover__V1__VmNic *nic, GError **error)
   return TRUE;
 }
 
+/* The <drover:vm> element of SPEC under META. */
+static xmlNodePtr
+add_metadata (xmlNodePtr meta, const Drover__V1__VmSpec *spec)
+{
+  xmlNodePtr vm = xmlNewChild (meta, NULL, BAD_CAST "vm", NULL);
+  xmlNsPtr ns;
+
+  ns = xmlNewNs (vm, BAD_CAST AGENT_XMLNS, BAD_CAST AGENT_XMLNS_PREFIX);
+  xmlSetNs (vm, ns);
+  xmlNewTextChild (vm, ns, BAD_CAST "name", BAD_CAST spec->name);
+  add_number (vm, ns, "vcpus", spec->vcpus);
+  add_number (vm, ns, "memory", spec->memory);
+  add_number (vm, ns, "disk", spec->disk);
+  xmlNewTextChild (vm, ns, BAD_CAST "kernel",
+                   BAD_CAST (spec->kernel ? spec->kernel : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "initrd",
+                   BAD_CAST (spec->initrd ? spec->initrd : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "cmdline",
+                   BAD_CAST (spec->cmdline ? spec->cmdline : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "accel",
+                   BAD_CAST (spec->accel ? spec->accel : ""));
+  for (gsize i = 0; i < spec->n_nics; i++)
+    {
+      const Drover__V1__VmNic *nic = spec->nics[i];
+      xmlNodePtr m = xmlNewChild (vm, ns, BAD_CAST "nic", NULL);
+      char buf[32];
+
+      xmlNewProp (m, BAD_CAST "network", BAD_CAST nic->network);
+      xmlNewProp (m, BAD_CAST "mac", BAD_CAST nic->mac);
+      xmlNewProp (m, BAD_CAST "bridge", BAD_CAST nic->bridge);
+      g_snprintf (buf, sizeof buf, "%u", nic->vlan);
+      xmlNewProp (m, BAD_CAST "vlan", BAD_CAST buf);
+      g_snprintf (buf, sizeof buf, "%u", nic->mtu);
+      xmlNewProp (m, BAD_CAST "mtu", BAD_CAST buf);
+    }
+  return vm;
+}
+
+char *
+agent_domain_xml_metadata (const Drover__V1__VmSpec *spec, GError **error)
+{
+  g_autoptr (xmlDoc) doc = NULL;
+  xmlNodePtr root;
+  xmlBufferPtr buf;
+  char *result;
+
+  for (gsize i = 0; i < spec->n_nics; i++)
+    if (!check_nic (spec->name, spec->nics[i], error))
+      return NULL;
+  doc = xmlNewDoc (BAD_CAST "1.0");
+  root = xmlNewNode (NULL, BAD_CAST "metadata");
+  xmlDocSetRootElement (doc, root);
+  add_metadata (root, spec);
+  buf = xmlBufferCreate ();
+  xmlNodeDump (buf, doc, root->children, 0, 0);
+  result = g_strdup ((const char *)xmlBufferContent (buf));
+  xmlBufferFree (buf);
+  return result;
+}
+
 char *
 agent_domain_xml_nic (const char *vm, const Drover__V1__VmNic *nic,
                       GError **error)
@@ -191,8 +251,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
 {
   g_autoptr (xmlDoc) doc = NULL;
   g_autoptr (GError) local = NULL;
-  xmlNodePtr root, os, node, devices, meta, vm;
-  xmlNsPtr ns;
+  xmlNodePtr root, os, node, devices, meta;
   xmlChar *out = NULL;
   int out_len = 0;
   char *result;
@@ -244,35 +303,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
 
   /* Drover metadata: the spec as the operator asked for it. */
   meta = xmlNewChild (root, NULL, BAD_CAST "metadata", NULL);
-  vm = xmlNewChild (meta, NULL, BAD_CAST "vm", NULL);
-  ns = xmlNewNs (vm, BAD_CAST AGENT_XMLNS, BAD_CAST AGENT_XMLNS_PREFIX);
-  xmlSetNs (vm, ns);
-  xmlNewTextChild (vm, ns, BAD_CAST "name", BAD_CAST spec->name);
-  add_number (vm, ns, "vcpus", spec->vcpus);
-  add_number (vm, ns, "memory", spec->memory);
-  add_number (vm, ns, "disk", spec->disk);
-  xmlNewTextChild (vm, ns, BAD_CAST "kernel",
-                   BAD_CAST (spec->kernel ? spec->kernel : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "initrd",
-                   BAD_CAST (spec->initrd ? spec->initrd : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "cmdline",
-                   BAD_CAST (spec->cmdline ? spec->cmdline : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "accel",
-                   BAD_CAST (spec->accel ? spec->accel : ""));
-  for (gsize i = 0; i < spec->n_nics; i++)
-    {
-      const Drover__V1__VmNic *nic = spec->nics[i];
-      xmlNodePtr m = xmlNewChild (vm, ns, BAD_CAST "nic", NULL);
-      char buf[32];
-
-      xmlNewProp (m, BAD_CAST "network", BAD_CAST nic->network);
-      xmlNewProp (m, BAD_CAST "mac", BAD_CAST nic->mac);
-      xmlNewProp (m, BAD_CAST "bridge", BAD_CAST nic->bridge);
-      g_snprintf (buf, sizeof buf, "%u", nic->vlan);
-      xmlNewProp (m, BAD_CAST "vlan", BAD_CAST buf);
-      g_snprintf (buf, sizeof buf, "%u", nic->mtu);
-      xmlNewProp (m, BAD_CAST "mtu", BAD_CAST buf);
-    }
+  add_metadata (meta, spec);
 
   node = xmlNewChild (root, NULL, BAD_CAST "memory", NULL);
   xmlNewProp (node, BAD_CAST "unit", BAD_CAST "KiB");

@@ -373,6 +373,9 @@ static const AgentMethod agent_methods[] = {
   /* Backups (issue 14) */
   { DROVER_AGENT_METHOD_LIST_BACKUPS, agent_backup_list },
   { DROVER_AGENT_METHOD_GET_BACKUP, agent_backup_get },
+  /* NIC hot-plug (issue 13) */
+  { DROVER_AGENT_METHOD_ATTACH_NIC, NULL, agent_nic_attach },
+  { DROVER_AGENT_METHOD_DETACH_NIC, NULL, agent_nic_detach },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

@@ -26,6 +26,8 @@ static const char vm_usage_text[]
       "[--start]\n"
       "        [--detach] [--json]\n"
       "  template NAME [--json]\n"
+      "  nic add VM NETWORK [--mac MAC] [--json]\n"
+      "  nic remove VM MAC|NETWORK [--json]\n"
       "\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, "
       "1.5G.\n";
@@ -127,7 +129,7 @@ parse_net (char *text, Drover__V1__VmNic *nic, GError **error)
 
 #define CREATE_USAGE                                                           \
   "vm create NAME --vcpus N --memory SIZE [--disk SIZE] "                      \
-  "[--kernel K --initrd I --cmdline C] [--host H] [--accel kvm|tcg] "            \
+  "[--kernel K --initrd I --cmdline C] [--host H] [--accel kvm|tcg] "          \
   "[--net NETWORK[,mac=MAC]]... [--json]"
 
 static int
@@ -400,14 +402,13 @@ vm_show (Ctl *ctl, int argc, char **argv)
 
           for (gsize a = 0; st != NULL && a < st->n_nic_addresses; a++)
             if (g_ascii_strcasecmp (st->nic_addresses[a]->mac, nic->mac) == 0)
-              addrs = g_strjoinv (
-                  " ", (char **)st->nic_addresses[a]->addresses);
-          ctl_kv_take (
-              KV_WIDTH, i == 0 ? "nics" : "",
-              g_strdup_printf ("%s network %s bridge %s%s%s", nic->mac,
-                               nic->network, nic->bridge,
-                               addrs && *addrs ? " addresses " : "",
-                               addrs && *addrs ? addrs : ""));
+              addrs
+                  = g_strjoinv (" ", (char **)st->nic_addresses[a]->addresses);
+          ctl_kv_take (KV_WIDTH, i == 0 ? "nics" : "",
+                       g_strdup_printf ("%s network %s bridge %s%s%s", nic->mac,
+                                        nic->network, nic->bridge,
+                                        addrs && *addrs ? " addresses " : "",
+                                        addrs && *addrs ? addrs : ""));
         }
     }
   if (st != NULL)
@@ -779,17 +780,12 @@ int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
   static const CtlCommand commands[] = {
-    { "create", vm_create },
-    { "list", vm_list },
-    { "show", vm_show },
-    { "start", vm_start },
-    { "destroy", vm_destroy },
-    { "stop", vm_stop },
-    { "delete", vm_delete },
-    { "console", vm_console },
-    { "clone", vm_clone },
-    { "template", vm_template },
-    { NULL, NULL },
+    { "create", vm_create },   { "list", vm_list },
+    { "show", vm_show },       { "start", vm_start },
+    { "destroy", vm_destroy }, { "stop", vm_stop },
+    { "delete", vm_delete },   { "console", vm_console },
+    { "clone", vm_clone },     { "template", vm_template },
+    { "nic", cli_vm_nic },     { NULL, NULL },
   };
 
   return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);

@@ -52,4 +52,9 @@ char *sched_nics_vms_on (GPtrArray *vms, const char *network);
 GPtrArray *sched_nics_networks (const Drover__V1__VmSpec *spec);
 void sched_nics_networks_free (GPtrArray *nets);
 
+/* AttachNic, DetachNic (sched-nic-handlers.c; user data: the
+ * SchedService). */
+SchedHandler sched_nics_handle_attach;
+SchedHandler sched_nics_handle_detach;
+
 G_END_DECLS

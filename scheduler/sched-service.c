@@ -19,6 +19,7 @@
 #include "sched-dashboard.h"
 #include "sched-drain.h"
 #include "sched-networks.h"
+#include "sched-nics.h"
 #include "sched-repos.h"
 #include "sched-schedules.h"
 
@@ -336,6 +337,8 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_LIST_NETWORKS, sched_networks_handle_list, svc },
     { DROVER_SCHED_METHOD_GET_NETWORK, sched_networks_handle_get, svc },
     { DROVER_SCHED_METHOD_DELETE_NETWORK, sched_networks_handle_delete, svc },
+    { DROVER_SCHED_METHOD_ATTACH_NIC, sched_nics_handle_attach, svc },
+    { DROVER_SCHED_METHOD_DETACH_NIC, sched_nics_handle_detach, svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 
