@@ -163,13 +163,17 @@ check_nic (const char *vm, const Drover__V1__VmNic *nic, GError **error)
 
 /* The <drover:vm> element of SPEC under META. */
 static xmlNodePtr
-add_metadata (xmlNodePtr meta, const Drover__V1__VmSpec *spec)
+add_metadata (xmlNodePtr meta, const Drover__V1__VmSpec *spec, gboolean with_ns)
 {
   xmlNodePtr vm = xmlNewChild (meta, NULL, BAD_CAST "vm", NULL);
-  xmlNsPtr ns;
+  xmlNsPtr ns = NULL;
 
-  ns = xmlNewNs (vm, BAD_CAST AGENT_XMLNS, BAD_CAST AGENT_XMLNS_PREFIX);
-  xmlSetNs (vm, ns);
+  /* virDomainSetMetadata puts the namespace on every element itself. */
+  if (with_ns)
+    {
+      ns = xmlNewNs (vm, BAD_CAST AGENT_XMLNS, BAD_CAST AGENT_XMLNS_PREFIX);
+      xmlSetNs (vm, ns);
+    }
   xmlNewTextChild (vm, ns, BAD_CAST "name", BAD_CAST spec->name);
   add_number (vm, ns, "vcpus", spec->vcpus);
   add_number (vm, ns, "memory", spec->memory);
@@ -213,7 +217,7 @@ agent_domain_xml_metadata (const Drover__V1__VmSpec *spec, GError **error)
   doc = xmlNewDoc (BAD_CAST "1.0");
   root = xmlNewNode (NULL, BAD_CAST "metadata");
   xmlDocSetRootElement (doc, root);
-  add_metadata (root, spec);
+  add_metadata (root, spec, FALSE);
   buf = xmlBufferCreate ();
   xmlNodeDump (buf, doc, root->children, 0, 0);
   result = g_strdup ((const char *)xmlBufferContent (buf));
@@ -303,7 +307,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
 
   /* Drover metadata: the spec as the operator asked for it. */
   meta = xmlNewChild (root, NULL, BAD_CAST "metadata", NULL);
-  add_metadata (meta, spec);
+  add_metadata (meta, spec, TRUE);
 
   node = xmlNewChild (root, NULL, BAD_CAST "memory", NULL);
   xmlNewProp (node, BAD_CAST "unit", BAD_CAST "KiB");
@@ -326,6 +330,14 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
   if (spec->cmdline && *spec->cmdline)
     xmlNewTextChild (os, NULL, BAD_CAST "cmdline", BAD_CAST spec->cmdline);
 
+  /* PCI hot-plug on i440fx goes through ACPI: a VM with NICs gets it, so
+   * that NICs can be added and removed while it runs. VMs without NICs
+   * keep the machine they always had. */
+  if (spec->n_nics > 0)
+    {
+      node = xmlNewChild (root, NULL, BAD_CAST "features", NULL);
+      xmlNewChild (node, NULL, BAD_CAST "acpi", NULL);
+    }
   xmlNewTextChild (root, NULL, BAD_CAST "on_poweroff", BAD_CAST "destroy");
   xmlNewTextChild (root, NULL, BAD_CAST "on_crash", BAD_CAST "destroy");
 

@@ -109,8 +109,9 @@ gboolean agent_image_contains (Agent *agent, const char *path);
  * console appended to CONSOLE_PATH, and the whole spec as Drover
  * metadata. Fails with AGENT_ERROR_INVALID on strings XML cannot carry
  * (control characters, invalid UTF-8). Free with g_free. */
-/* SPEC's Drover metadata element alone (<drover:vm xmlns:drover=...>),
- * for virDomainSetMetadata; NULL with AGENT_ERROR_INVALID for a bad NIC. */
+/* SPEC's Drover metadata element alone, without its namespace (<vm>...),
+ * as virDomainSetMetadata takes it (it adds the namespace); NULL with
+ * AGENT_ERROR_INVALID for a bad NIC. */
 char *agent_domain_xml_metadata (const Drover__V1__VmSpec *spec,
                                  GError **error);
 /* The metadata's namespace and prefix. */

@@ -79,6 +79,48 @@ def cases(c, tap, tmp):
         c.ctl("network", "create", "spare", "--bridge", "s24nica")
         c.ctl("network", "delete", "spare")
 
+    def hotplug():
+        def ports(br):
+            out = c.exec("ip", "-o", "link", "show", "master", br).stdout
+            return len([l for l in out.splitlines() if l.strip()])
+
+        def iflist(vm):
+            i = int(c.vms_by_name()[vm]["host"][len("host"):])
+            return c.virsh(i, "domiflist", vm).stdout
+
+        n_b = ports("s24nicb")
+        p = c.ctl("vm", "nic", "add", "a", NET_B, "--json")
+        vm = __import__("json").loads(p.stdout)
+        added = [n for n in vm["spec"]["nics"] if n["network"] == NET_B]
+        assert len(added) == 1 and added[0]["mac"].startswith(MAC_PREFIX), vm
+        mac = added[0]["mac"]
+        st["hot_mac"] = mac
+        assert mac in iflist("a") and "s24nicb" in iflist("a"), iflist("a")
+        assert ports("s24nicb") == n_b + 1, "no new port on s24nicb"
+        # The scheduler keeps it through the next reports.
+        time.sleep(2.5)
+        assert [n["mac"] for n in nics(c, "a")] == [st["mac_a"], mac], nics(c, "a")
+        assert mac in c.ctl("vm", "show", "a").stdout
+        # Bad hot-plug input: unknown network, a MAC in use, unknown NIC.
+        p = c.ctl("vm", "nic", "add", "a", "nosuch", check=False)
+        assert p.returncode != 0 and "no network named 'nosuch'" in p.stderr, p.stderr
+        p = c.ctl("vm", "nic", "add", "b", NET_A, "--mac", st["mac_a"], check=False)
+        assert p.returncode != 0 and "already used by VM 'a'" in p.stderr, p.stderr
+        p = c.ctl("vm", "nic", "remove", "a", "02:44:52:00:00:00", check=False)
+        assert p.returncode != 0 and "has no NIC" in p.stderr, p.stderr
+        assert len(nics(c, "b")) == 1
+        # Unplug by network: gone from the domain and the bridge.
+        c.ctl("vm", "nic", "remove", "a", NET_B)
+        wait_for("the NIC gone from the domain", lambda: mac not in iflist("a"), 30)
+        wait_for("the port gone from the bridge",
+                 lambda: ports("s24nicb") == n_b, 30)
+        time.sleep(2.5)
+        assert [n["mac"] for n in nics(c, "a")] == [st["mac_a"]], nics(c, "a")
+        # a still answers on its boot NIC.
+        n = sum(ok for _, ok in probes(c, "b", f"{A_IP}:7"))
+        wait_for("b reaches a after the unplug",
+                 lambda: sum(ok for _, ok in probes(c, "b", f"{A_IP}:7")) > n + 1, 30)
+
     def moves():
         moves_with_one_connection(c, tmp, "a", 2)
         # Still on the network after the moves: b keeps reaching a.
@@ -90,6 +132,7 @@ def cases(c, tap, tmp):
         tap.case("two VMs on one network talk", same_network)
         tap.case("a VM on the other network cannot reach them", other_network)
         tap.case("bad input refused, nothing changed", bad_input)
+        tap.case("NIC hot-plug and unplug on a running VM", hotplug)
         tap.case("MACs kept and one TCP connection open through 2 live moves",
                  moves)
 

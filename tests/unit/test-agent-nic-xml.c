@@ -69,6 +69,7 @@ test_build_and_parse (void)
                      "    </interface>");
   g_assert_nonnull (dmz);
   g_assert_true (lan < dmz);
+  g_assert_nonnull (strstr (xml, "<features>\n    <acpi/>\n  </features>"));
 
   back = agent_domain_xml_parse (xml, &error);
   g_assert_no_error (error);
