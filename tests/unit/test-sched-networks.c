@@ -219,7 +219,7 @@ test_placement (void)
   chosen = sched_place_on_networks (&policy, hosts, vms, &spec, "h2", nets,
                                     &error);
   g_assert_null (chosen);
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION);
   g_assert_nonnull (strstr (error->message, "no Open vSwitch bridge"));
   g_clear_error (&error);
 
