@@ -246,8 +246,9 @@ exec_sql (const char *dir, const char *sql)
   sqlite3_close (db);
 }
 
-/* A schema 7 database (a v8 one without its networks table, which is all
- * 8 adds) upgrades in place: its rows stay, the networks table works. */
+/* A schema 7 database (a newer one without its networks table, which is
+ * all 8 adds, and the vm_nics table of 9) upgrades in place: its rows stay, the
+ * networks table works. */
 static void
 test_store_upgrade (void)
 {
@@ -272,7 +273,8 @@ test_store_upgrade (void)
   g_assert_true (sched_store_put_schedule (store, srow, &error));
   g_assert_no_error (error);
   sched_store_close (store);
-  exec_sql (dir, "DROP TABLE networks; PRAGMA user_version = 7;");
+  exec_sql (dir, "DROP TABLE networks; DROP TABLE vm_nics;"
+                 " PRAGMA user_version = 7;");
 
   store = sched_store_open_sqlite (dir, &error);
   g_assert_no_error (error);

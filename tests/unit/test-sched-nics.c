@@ -6,6 +6,7 @@
 #include "test-sched.h"
 #include "test-support.h"
 
+#include <sqlite3.h>
 #include <string.h>
 
 static const SchedPolicy policy = {
@@ -183,6 +184,94 @@ test_place_from_spec (void)
   g_assert_nonnull (strstr (error->message, "network lan"));
 }
 
+static gint64
+sql_count (const char *dir, const char *sql)
+{
+  g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *stmt = NULL;
+  gint64 n;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL), ==,
+                   SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  n = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+  return n;
+}
+
+/* Schema 9: the vm_nics rows follow the VM's row; a MAC stored twice is
+ * refused and changes nothing; a schema 8 database upgrades. */
+static void
+test_store_table (void)
+{
+  g_autofree char *dir = test_tmp_dir_new ("drover-sched-nics-XXXXXX");
+  g_autoptr (GError) error = NULL;
+  SchedStore *store = sched_store_open_sqlite (dir, &error);
+  g_autoptr (Drover__V1__VmSpec) a = spec_with (
+      "a", (const char *[]){ "lan", "dmz", NULL },
+      (const char *[]){ "02:44:52:00:00:01", "02:44:52:00:00:02", NULL });
+  g_autoptr (Drover__V1__VmSpec) b
+      = spec_with ("b", (const char *[]){ "lan", NULL },
+                   (const char *[]){ "02:44:52:00:00:02", NULL });
+  g_autoptr (SchedVm) va = sched_vm_new (a, "h1", "running", NULL, 0);
+  g_autoptr (SchedVm) vb = sched_vm_new (b, "h1", "running", NULL, 0);
+  g_autoptr (SchedVm) got = NULL;
+  gint64 version = 0;
+
+  g_assert_no_error (error);
+  g_assert_true (
+      sched_store_sqlite_pragma (store, "user_version", &version, &error));
+  g_assert_cmpint (version, ==, 9);
+  g_assert_true (sched_store_put_vm (store, va, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (
+      sql_count (dir, "SELECT count(*) FROM vm_nics WHERE vm = 'a'"), ==, 2);
+  g_assert_false (sched_store_put_vm (store, vb, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  got = sched_store_get_vm (store, "b", &error);
+  g_assert_null (got);
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+  /* Put again with one NIC: the rows follow. */
+  va->spec->n_nics = 1;
+  g_assert_true (sched_store_put_vm (store, va, &error));
+  va->spec->n_nics = 2;
+  g_assert_cmpint (sql_count (dir, "SELECT count(*) FROM vm_nics"), ==, 1);
+  g_assert_true (sched_store_put_vm (store, vb, &error));
+  g_assert_true (sched_store_delete_vm (store, "a", &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (sql_count (dir, "SELECT count(*) FROM vm_nics"), ==, 1);
+  sched_store_close (store);
+
+  /* A schema 8 file (no vm_nics) upgrades in place. */
+  {
+    g_autofree char *path = g_build_filename (dir, "drover.db", NULL);
+    sqlite3 *db = NULL;
+
+    g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_exec (db,
+                                   "DROP TABLE vm_nics; "
+                                   "PRAGMA user_version = 8;",
+                                   NULL, NULL, NULL),
+                     ==, SQLITE_OK);
+    sqlite3_close (db);
+  }
+  store = sched_store_open_sqlite (dir, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&got, sched_vm_free);
+  got = sched_store_get_vm (store, "b", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->spec->n_nics, ==, 1);
+  g_assert_true (sched_store_put_vm (store, got, &error));
+  g_assert_cmpint (sql_count (dir, "SELECT count(*) FROM vm_nics"), ==, 1);
+  sched_store_close (store);
+  test_tmp_dir_remove (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -190,5 +279,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-nics/prepare", test_prepare);
   g_test_add_func ("/sched-nics/new-mac-unique", test_new_mac_unique);
   g_test_add_func ("/sched-nics/place-from-spec", test_place_from_spec);
+  g_test_add_func ("/sched-nics/store-table", test_store_table);
   return g_test_run ();
 }
