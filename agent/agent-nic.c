@@ -163,7 +163,10 @@ agent_nic_detach (Agent *agent, virConnectPtr conn, virDomainPtr dom,
     one = proto_msg_copy (&base.base);
     /* A bridge gone from the host: detach all the same (ovs FALSE). */
     if (!agent_vm_check_nics (agent, one, NULL))
-      one->nics[0]->ovs = FALSE, one->nics[0]->vlan = 0;
+      {
+        one->nics[0]->ovs = FALSE;
+        one->nics[0]->vlan = 0;
+      }
     xml = agent_domain_xml_nic (req->name, one->nics[0], error);
   }
   if (xml == NULL)
