@@ -17,8 +17,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlXPathObject, xmlXPathFreeObject)
 #define AGENT_XML_MAX_TEXT 4096
 
 /* Namespace of the <metadata> element holding a Drover VM's spec. */
-#define AGENT_XMLNS "https://drover.dev/xmlns/vm/1"
-#define AGENT_XMLNS_PREFIX "drover"
+#define AGENT_XMLNS AGENT_DOMAIN_XMLNS
+#define AGENT_XMLNS_PREFIX AGENT_DOMAIN_XMLNS_PREFIX
 
 /* XML 1.0 cannot carry most control characters at all (not even as
  * character references), and libvirt would refuse them later anyway. */
@@ -94,6 +94,172 @@ add_char_device (xmlNodePtr devices, const char *kind, const char *path,
   xmlNewProp (node, BAD_CAST "port", BAD_CAST "0");
 }
 
+/* <interface type='bridge'> for NIC under PARENT: its MAC, bridge,
+ * virtio model, and for an Open vSwitch bridge the virtualport and the
+ * VLAN tag, and the MTU. */
+static void
+add_interface (xmlNodePtr parent, const Drover__V1__VmNic *nic)
+{
+  xmlNodePtr iface = xmlNewChild (parent, NULL, BAD_CAST "interface", NULL);
+  xmlNodePtr node;
+  char buf[32];
+
+  xmlNewProp (iface, BAD_CAST "type", BAD_CAST "bridge");
+  node = xmlNewChild (iface, NULL, BAD_CAST "mac", NULL);
+  xmlNewProp (node, BAD_CAST "address", BAD_CAST nic->mac);
+  node = xmlNewChild (iface, NULL, BAD_CAST "source", NULL);
+  xmlNewProp (node, BAD_CAST "bridge", BAD_CAST nic->bridge);
+  if (nic->ovs)
+    {
+      node = xmlNewChild (iface, NULL, BAD_CAST "virtualport", NULL);
+      xmlNewProp (node, BAD_CAST "type", BAD_CAST "openvswitch");
+    }
+  if (nic->vlan > 0)
+    {
+      node = xmlNewChild (iface, NULL, BAD_CAST "vlan", NULL);
+      node = xmlNewChild (node, NULL, BAD_CAST "tag", NULL);
+      g_snprintf (buf, sizeof buf, "%u", nic->vlan);
+      xmlNewProp (node, BAD_CAST "id", BAD_CAST buf);
+    }
+  node = xmlNewChild (iface, NULL, BAD_CAST "model", NULL);
+  xmlNewProp (node, BAD_CAST "type", BAD_CAST "virtio");
+  if (nic->mtu > 0)
+    {
+      node = xmlNewChild (iface, NULL, BAD_CAST "mtu", NULL);
+      g_snprintf (buf, sizeof buf, "%u", nic->mtu);
+      xmlNewProp (node, BAD_CAST "size", BAD_CAST buf);
+    }
+}
+
+/* What the XML builder needs of a NIC: a MAC, a bridge, and a VLAN only
+ * on an Open vSwitch bridge (libvirt refuses one on a Linux bridge). */
+static gboolean
+check_nic (const char *vm, const Drover__V1__VmNic *nic, GError **error)
+{
+  guint8 mac[6];
+  g_autoptr (GError) local = NULL;
+
+  if (!proto_mac_parse (nic->mac, mac, &local))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID, "VM %s: %s", vm,
+                   local->message);
+      return FALSE;
+    }
+  if (!agent_bridge_name_ok (nic->bridge))
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: NIC %s has no valid bridge name", vm, nic->mac);
+      return FALSE;
+    }
+  if (nic->vlan > 0 && !nic->ovs)
+    {
+      g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                   "VM %s: NIC %s: VLAN %u needs an Open vSwitch bridge, "
+                   "and %s is not one",
+                   vm, nic->mac, nic->vlan, nic->bridge);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The <drover:vm> element of SPEC under META. */
+static xmlNodePtr
+add_metadata (xmlNodePtr meta, const Drover__V1__VmSpec *spec, gboolean with_ns)
+{
+  xmlNodePtr vm = xmlNewChild (meta, NULL, BAD_CAST "vm", NULL);
+  xmlNsPtr ns = NULL;
+
+  /* virDomainSetMetadata puts the namespace on every element itself. */
+  if (with_ns)
+    {
+      ns = xmlNewNs (vm, BAD_CAST AGENT_XMLNS, BAD_CAST AGENT_XMLNS_PREFIX);
+      xmlSetNs (vm, ns);
+    }
+  xmlNewTextChild (vm, ns, BAD_CAST "name", BAD_CAST spec->name);
+  add_number (vm, ns, "vcpus", spec->vcpus);
+  add_number (vm, ns, "memory", spec->memory);
+  add_number (vm, ns, "disk", spec->disk);
+  xmlNewTextChild (vm, ns, BAD_CAST "kernel",
+                   BAD_CAST (spec->kernel ? spec->kernel : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "initrd",
+                   BAD_CAST (spec->initrd ? spec->initrd : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "cmdline",
+                   BAD_CAST (spec->cmdline ? spec->cmdline : ""));
+  xmlNewTextChild (vm, ns, BAD_CAST "accel",
+                   BAD_CAST (spec->accel ? spec->accel : ""));
+  for (gsize i = 0; i < spec->n_nics; i++)
+    {
+      const Drover__V1__VmNic *nic = spec->nics[i];
+      xmlNodePtr m = xmlNewChild (vm, ns, BAD_CAST "nic", NULL);
+      char buf[32];
+
+      xmlNewProp (m, BAD_CAST "network", BAD_CAST nic->network);
+      xmlNewProp (m, BAD_CAST "mac", BAD_CAST nic->mac);
+      xmlNewProp (m, BAD_CAST "bridge", BAD_CAST nic->bridge);
+      g_snprintf (buf, sizeof buf, "%u", nic->vlan);
+      xmlNewProp (m, BAD_CAST "vlan", BAD_CAST buf);
+      g_snprintf (buf, sizeof buf, "%u", nic->mtu);
+      xmlNewProp (m, BAD_CAST "mtu", BAD_CAST buf);
+    }
+  /* Images (issue 13): the image under the disk, the cloud-init
+   * user-data (base64: any bytes). */
+  if (spec->image && *spec->image)
+    xmlNewTextChild (vm, ns, BAD_CAST "image", BAD_CAST spec->image);
+  if (spec->cloud_init_user_data.len > 0)
+    {
+      g_autofree char *b64 = g_base64_encode (spec->cloud_init_user_data.data,
+                                              spec->cloud_init_user_data.len);
+
+      xmlNewTextChild (vm, ns, BAD_CAST "cloud-init", BAD_CAST b64);
+    }
+  return vm;
+}
+
+char *
+agent_domain_xml_metadata (const Drover__V1__VmSpec *spec, GError **error)
+{
+  g_autoptr (xmlDoc) doc = NULL;
+  xmlNodePtr root;
+  xmlBufferPtr buf;
+  char *result;
+
+  for (gsize i = 0; i < spec->n_nics; i++)
+    if (!check_nic (spec->name, spec->nics[i], error))
+      return NULL;
+  doc = xmlNewDoc (BAD_CAST "1.0");
+  root = xmlNewNode (NULL, BAD_CAST "metadata");
+  xmlDocSetRootElement (doc, root);
+  add_metadata (root, spec, FALSE);
+  buf = xmlBufferCreate ();
+  xmlNodeDump (buf, doc, root->children, 0, 0);
+  result = g_strdup ((const char *)xmlBufferContent (buf));
+  xmlBufferFree (buf);
+  return result;
+}
+
+char *
+agent_domain_xml_nic (const char *vm, const Drover__V1__VmNic *nic,
+                      GError **error)
+{
+  g_autoptr (xmlDoc) doc = NULL;
+  xmlNodePtr root;
+  xmlBufferPtr buf;
+  char *result;
+
+  if (!check_nic (vm, nic, error))
+    return NULL;
+  doc = xmlNewDoc (BAD_CAST "1.0");
+  root = xmlNewNode (NULL, BAD_CAST "nics");
+  xmlDocSetRootElement (doc, root);
+  add_interface (root, nic);
+  /* Only the <interface> element, as AttachDevice wants it. */
+  buf = xmlBufferCreate ();
+  xmlNodeDump (buf, doc, root->children, 0, 1);
+  result = g_strdup ((const char *)xmlBufferContent (buf));
+  xmlBufferFree (buf);
+  return result;
+}
+
 char *
 agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                         const char *disk_path, const char *console_path,
@@ -101,8 +267,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
 {
   g_autoptr (xmlDoc) doc = NULL;
   g_autoptr (GError) local = NULL;
-  xmlNodePtr root, os, node, devices, meta, vm;
-  xmlNsPtr ns;
+  xmlNodePtr root, os, node, devices, meta;
   xmlChar *out = NULL;
   int out_len = 0;
   char *result;
@@ -136,6 +301,9 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                    "VM %s needs at least one vCPU and some memory", spec->name);
       return NULL;
     }
+  for (gsize i = 0; i < spec->n_nics; i++)
+    if (!check_nic (spec->name, spec->nics[i], error))
+      return NULL;
   if ((spec->disk > 0 || (spec->image && *spec->image))
       && (!disk_path || !*disk_path))
     {
@@ -152,32 +320,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
 
   /* Drover metadata: the spec as the operator asked for it. */
   meta = xmlNewChild (root, NULL, BAD_CAST "metadata", NULL);
-  vm = xmlNewChild (meta, NULL, BAD_CAST "vm", NULL);
-  ns = xmlNewNs (vm, BAD_CAST AGENT_XMLNS, BAD_CAST AGENT_XMLNS_PREFIX);
-  xmlSetNs (vm, ns);
-  xmlNewTextChild (vm, ns, BAD_CAST "name", BAD_CAST spec->name);
-  add_number (vm, ns, "vcpus", spec->vcpus);
-  add_number (vm, ns, "memory", spec->memory);
-  add_number (vm, ns, "disk", spec->disk);
-  xmlNewTextChild (vm, ns, BAD_CAST "kernel",
-                   BAD_CAST (spec->kernel ? spec->kernel : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "initrd",
-                   BAD_CAST (spec->initrd ? spec->initrd : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "cmdline",
-                   BAD_CAST (spec->cmdline ? spec->cmdline : ""));
-  xmlNewTextChild (vm, ns, BAD_CAST "accel",
-                   BAD_CAST (spec->accel ? spec->accel : ""));
-  /* Images (issue 13): the image under the disk, the cloud-init
-   * user-data (base64: any bytes). */
-  if (spec->image && *spec->image)
-    xmlNewTextChild (vm, ns, BAD_CAST "image", BAD_CAST spec->image);
-  if (spec->cloud_init_user_data.len > 0)
-    {
-      g_autofree char *b64 = g_base64_encode (spec->cloud_init_user_data.data,
-                                              spec->cloud_init_user_data.len);
-
-      xmlNewTextChild (vm, ns, BAD_CAST "cloud-init", BAD_CAST b64);
-    }
+  add_metadata (meta, spec, TRUE);
 
   node = xmlNewChild (root, NULL, BAD_CAST "memory", NULL);
   xmlNewProp (node, BAD_CAST "unit", BAD_CAST "KiB");
@@ -206,6 +349,14 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
       xmlNewProp (node, BAD_CAST "dev", BAD_CAST "hd");
     }
 
+  /* PCI hot-plug on i440fx goes through ACPI: a VM with NICs gets it, so
+   * that NICs can be added and removed while it runs. VMs without NICs
+   * keep the machine they always had. */
+  if (spec->n_nics > 0)
+    {
+      node = xmlNewChild (root, NULL, BAD_CAST "features", NULL);
+      xmlNewChild (node, NULL, BAD_CAST "acpi", NULL);
+    }
   xmlNewTextChild (root, NULL, BAD_CAST "on_poweroff", BAD_CAST "destroy");
   xmlNewTextChild (root, NULL, BAD_CAST "on_crash", BAD_CAST "destroy");
 
@@ -243,6 +394,8 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
       xmlNewProp (node, BAD_CAST "bus", BAD_CAST "sata");
       xmlNewChild (cd, NULL, BAD_CAST "readonly", NULL);
     }
+  for (gsize i = 0; i < spec->n_nics; i++)
+    add_interface (devices, spec->nics[i]);
   /* No graphics: the serial console, written to a file, is the only
    * way in. */
   if (console_path && *console_path)
@@ -390,6 +543,60 @@ agent_domain_xml_read (const char *xml, GError **error)
   return doc;
 }
 
+static char *
+nic_prop (xmlNodePtr n, const char *name)
+{
+  xmlChar *v = xmlGetNoNsProp (n, BAD_CAST name);
+  char *s = proto_msg_strdup (v ? (const char *)v : "");
+
+  xmlFree (v);
+  return s;
+}
+
+/* The NICs recorded in the Drover metadata VM, into SPEC. The metadata
+ * is what the agent itself wrote; still capped and checked. */
+static gboolean
+parse_nics (xmlNodePtr vm, Drover__V1__VmSpec *spec, GError **error)
+{
+  for (xmlNodePtr n = vm->children; n; n = n->next)
+    {
+      Drover__V1__VmNic *nic;
+      g_autofree char *vlan = NULL, *mtu = NULL;
+      guint64 v = 0, m = 0;
+
+      if (n->type != XML_ELEMENT_NODE || strcmp ((const char *)n->name, "nic")
+          || !n->ns || strcmp ((const char *)n->ns->href, AGENT_XMLNS))
+        continue;
+      if (spec->n_nics >= PROTO_VM_MAX_NICS)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "domain XML: more than %d NICs", PROTO_VM_MAX_NICS);
+          return FALSE;
+        }
+      nic = g_new0 (Drover__V1__VmNic, 1);
+      drover__v1__vm_nic__init (nic);
+      spec->nics = g_renew (Drover__V1__VmNic *, spec->nics, spec->n_nics + 1);
+      spec->nics[spec->n_nics++] = nic;
+      g_free (nic->network == protobuf_c_empty_string ? NULL : nic->network);
+      nic->network = nic_prop (n, "network");
+      nic->mac = nic_prop (n, "mac");
+      nic->bridge = nic_prop (n, "bridge");
+      vlan = nic_prop (n, "vlan");
+      mtu = nic_prop (n, "mtu");
+      if ((*vlan && !g_ascii_string_to_unsigned (vlan, 10, 0, 4094, &v, NULL))
+          || (*mtu
+              && !g_ascii_string_to_unsigned (mtu, 10, 0, 65535, &m, NULL)))
+        {
+          g_set_error_literal (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                               "domain XML: a NIC's VLAN or MTU is no number");
+          return FALSE;
+        }
+      nic->vlan = (guint32)v;
+      nic->mtu = (guint32)m;
+    }
+  return TRUE;
+}
+
 Drover__V1__VmSpec *
 agent_domain_xml_parse (const char *xml, GError **error)
 {
@@ -464,6 +671,8 @@ agent_domain_xml_parse (const char *xml, GError **error)
         spec->cloud_init_user_data.len = len;
       }
   }
+  if (!parse_nics (vm, spec, error))
+    return NULL;
   return g_steal_pointer (&spec);
 }
 

@@ -46,7 +46,14 @@ static const struct
   { "clock", "*" },
   { "pm", "*" },
   { "seclabel", "label imagelabel" },
-  { "devices", "emulator disk controller serial console input memballoon" },
+  { "devices", "emulator disk controller serial console input memballoon "
+               "interface" },
+  /* A NIC on a bridge (issue 13): check_element checks its type and
+   * bridge; no script, no other backend. */
+  { "interface", "mac source target model alias address virtualport vlan "
+                 "mtu link" },
+  { "virtualport", "parameters" },
+  { "vlan", "tag" },
   { "disk", "driver source backingStore target address alias boot" },
   { "controller", "*" },
   { "serial", "source target alias address" },
@@ -233,6 +240,24 @@ check_values (Check *c, xmlNodePtr n, gboolean in_meta)
   return TRUE;
 }
 
+/* TRUE if this host has a bridge (Linux or Open vSwitch) named NAME. */
+static gboolean
+host_has_bridge (const char *name)
+{
+  gsize n = 0;
+  Drover__V1__HostBridge **bridges
+      = agent_bridges_collect (g_getenv ("DROVER_AGENT_SYSFS"), NULL, &n);
+  gboolean found = FALSE;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      found = found || strcmp (bridges[i]->name, name) == 0;
+      proto_msg_free (bridges[i]);
+    }
+  g_free (bridges);
+  return found;
+}
+
 /* What N itself must be, beyond its place and its paths. */
 static gboolean
 check_element (Check *c, xmlNodePtr n)
@@ -258,6 +283,25 @@ check_element (Check *c, xmlNodePtr n)
   else if ((is (n, "serial") || is (n, "console")) && is (n->parent, "devices")
            && g_strcmp0 (type, "file") != 0)
     return refuse (c, "a %s of type %s, not a file", n->name, type);
+  else if (is (n, "interface") && is (n->parent, "devices"))
+    {
+      if (g_strcmp0 (type, "bridge") != 0)
+        return refuse (c, "an interface of type %s, not a bridge", type);
+    }
+  else if (is (n, "source") && is (n->parent, "interface"))
+    {
+      g_autofree char *bridge = prop (n, "bridge");
+
+      for (xmlAttrPtr a = n->properties; a; a = a->next)
+        if (strcmp ((const char *)a->name, "bridge") != 0)
+          return refuse (c, "an interface source with a %s", a->name);
+      if (!bridge || !host_has_bridge (bridge))
+        return refuse (c, "an interface on bridge %s, which this host lacks",
+                       bridge ? bridge : "(none)");
+    }
+  else if (is (n, "virtualport") && is (n->parent, "interface")
+           && g_strcmp0 (type, "openvswitch") != 0)
+    return refuse (c, "a virtualport of type %s", type);
   else if (is (n, "backingStore") && (n->children || n->properties))
     return refuse (c, "a disk with a backing store");
   else if (is (n, "seclabel") && is (n->parent, "domain"))

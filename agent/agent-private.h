@@ -109,6 +109,25 @@ gboolean agent_image_contains (Agent *agent, const char *path);
  * console appended to CONSOLE_PATH, and the whole spec as Drover
  * metadata. Fails with AGENT_ERROR_INVALID on strings XML cannot carry
  * (control characters, invalid UTF-8). Free with g_free. */
+/* SPEC's Drover metadata element alone, without its namespace (<vm>...),
+ * as virDomainSetMetadata takes it (it adds the namespace); NULL with
+ * AGENT_ERROR_INVALID for a bad NIC. */
+char *agent_domain_xml_metadata (const Drover__V1__VmSpec *spec,
+                                 GError **error);
+/* The metadata's namespace and prefix. */
+#define AGENT_DOMAIN_XMLNS "https://drover.dev/xmlns/vm/1"
+#define AGENT_DOMAIN_XMLNS_PREFIX "drover"
+/* The <interface> element alone for NIC of VM (MAC, bridge, virtio; for
+ * an Open vSwitch bridge the virtualport and VLAN; the MTU), as
+ * virDomainAttachDeviceFlags takes it. AGENT_ERROR_INVALID for a bad
+ * MAC or bridge name, or a VLAN on a bridge that is not Open vSwitch. */
+char *agent_domain_xml_nic (const char *vm, const Drover__V1__VmNic *nic,
+                            GError **error);
+/* Sets each NIC's ovs from this host's bridges; AGENT_ERROR_PRECONDITION
+ * naming the bridge and network when this host lacks one, or has it only
+ * as a Linux bridge and the NIC has a VLAN (agent-vm.c). */
+gboolean agent_vm_check_nics (Agent *agent, Drover__V1__VmSpec *spec,
+                              GError **error);
 char *agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
                               const char *disk_path, const char *console_path,
                               GError **error);
@@ -680,6 +699,17 @@ gboolean agent_snapshot_remove_all (Agent *agent, const char *name,
  * Agent); agent-clone-template.c: MakeTemplate is an AgentVmFunc. */
 void agent_clone_vm (ProtoServerCall *call, const ProtobufCMessage *req,
                      gpointer data);
+/* NIC hot-plug (agent-nic.c, issue 13): AttachNic and DetachNic, on a
+ * running VM live and in its definition, on a stopped one in its
+ * definition; the Drover metadata follows. */
+ProtobufCMessage *agent_nic_attach (Agent *agent, virConnectPtr conn,
+                                    virDomainPtr dom,
+                                    const ProtobufCMessage *request,
+                                    GError **error);
+ProtobufCMessage *agent_nic_detach (Agent *agent, virConnectPtr conn,
+                                    virDomainPtr dom,
+                                    const ProtobufCMessage *request,
+                                    GError **error);
 ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
                                              virDomainPtr dom,
                                              const ProtobufCMessage *request,

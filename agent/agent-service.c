@@ -408,6 +408,9 @@ static const AgentMethod agent_methods[] = {
   { DROVER_AGENT_METHOD_IMPORT_IMAGE, agent_disk_images_import },
   { DROVER_AGENT_METHOD_LIST_IMAGES, agent_disk_images_list },
   { DROVER_AGENT_METHOD_DELETE_IMAGE, agent_disk_images_delete },
+  /* NIC hot-plug (issue 13) */
+  { DROVER_AGENT_METHOD_ATTACH_NIC, NULL, agent_nic_attach },
+  { DROVER_AGENT_METHOD_DETACH_NIC, NULL, agent_nic_detach },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

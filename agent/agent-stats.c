@@ -151,6 +151,41 @@ param_sum (virTypedParameterPtr params, int n, const char *prefix,
   return TRUE;
 }
 
+/* The guest's addresses per NIC as this host's ARP table has them
+ * (issue 13; the test guest has no guest agent). Capped. */
+static void
+apply_addresses (Drover__V1__VmStatus *status, virDomainPtr dom)
+{
+  virDomainInterfacePtr *ifaces = NULL;
+  int n = virDomainInterfaceAddresses (
+      dom, &ifaces, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP, 0);
+
+  for (int i = 0; i < n; i++)
+    {
+      virDomainInterfacePtr it = ifaces[i];
+      Drover__V1__NicAddresses *na;
+
+      if (status->n_nic_addresses < PROTO_VM_MAX_NICS && it->hwaddr != NULL)
+        {
+          na = g_new0 (Drover__V1__NicAddresses, 1);
+          drover__v1__nic_addresses__init (na);
+          na->mac = proto_msg_strdup (it->hwaddr);
+          na->n_addresses = MIN (it->naddrs, 16u);
+          na->addresses = g_new0 (char *, na->n_addresses + 1);
+          for (size_t a = 0; a < na->n_addresses; a++)
+            na->addresses[a] = g_strdup_printf (
+                "%s/%u", it->addrs[a].addr ? it->addrs[a].addr : "?",
+                it->addrs[a].prefix);
+          status->nic_addresses
+              = g_renew (Drover__V1__NicAddresses *, status->nic_addresses,
+                         status->n_nic_addresses + 1);
+          status->nic_addresses[status->n_nic_addresses++] = na;
+        }
+      virDomainInterfaceFree (it);
+    }
+  free (ifaces);
+}
+
 static void
 apply_record (AgentStats *stats, Drover__V1__VmStatus *status,
               virDomainStatsRecordPtr rec)
@@ -188,6 +223,8 @@ apply_record (AgentStats *stats, Drover__V1__VmStatus *status,
   (void)param_sum (rec->params, rec->nparams, "net", "tx.bytes", &tx);
   status->net_rx_bytes = rx;
   status->net_tx_bytes = tx;
+  if (status->has_net && state == VIR_DOMAIN_RUNNING)
+    apply_addresses (status, rec->dom);
 
   /* cpu_percent: CPU time used since the previous collection over the
    * wall time between them; 0 for the first sample or after a restart. */

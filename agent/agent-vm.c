@@ -89,6 +89,51 @@ resolve_image (Agent *agent, const char *what, char **field, GError **error)
 }
 
 gboolean
+agent_vm_check_nics (Agent *agent, Drover__V1__VmSpec *spec, GError **error)
+{
+  Drover__V1__HostBridge **bridges = NULL;
+  gsize n = 0;
+  gboolean ok = TRUE;
+
+  if (spec->n_nics == 0)
+    return TRUE;
+  bridges = agent_bridges_collect (g_getenv ("DROVER_AGENT_SYSFS"), NULL, &n);
+  for (gsize i = 0; ok && i < spec->n_nics; i++)
+    {
+      Drover__V1__VmNic *nic = spec->nics[i];
+      const char *kind = NULL;
+
+      for (gsize b = 0; b < n; b++)
+        if (strcmp (bridges[b]->name, nic->bridge) == 0)
+          kind = bridges[b]->kind;
+      if (kind == NULL)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                       "VM %s: host %s has no bridge '%s' (network %s)",
+                       spec->name, agent->config.name, nic->bridge,
+                       nic->network);
+          ok = FALSE;
+          break;
+        }
+      /* Never the wire's word: what this host has. */
+      nic->ovs = strcmp (kind, "ovs") == 0;
+      if (nic->vlan > 0 && !nic->ovs)
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
+                       "VM %s: bridge '%s' on host %s is no Open vSwitch "
+                       "bridge: network %s needs VLAN %u",
+                       spec->name, nic->bridge, agent->config.name,
+                       nic->network, nic->vlan);
+          ok = FALSE;
+        }
+    }
+  for (gsize b = 0; b < n; b++)
+    proto_msg_free (bridges[b]);
+  g_free (bridges);
+  return ok;
+}
+
+gboolean
 agent_vm_check_spec (Agent *agent, Drover__V1__VmSpec *spec, GError **error)
 {
   const char *accel = agent_accel_to_string (agent->accel);
@@ -96,7 +141,8 @@ agent_vm_check_spec (Agent *agent, Drover__V1__VmSpec *spec, GError **error)
   /* What every component requires; then what only this host can tell. */
   if (!proto_vm_spec_check (spec, error)
       || !resolve_image (agent, "kernel", &spec->kernel, error)
-      || !resolve_image (agent, "initrd", &spec->initrd, error))
+      || !resolve_image (agent, "initrd", &spec->initrd, error)
+      || !agent_vm_check_nics (agent, spec, error))
     return FALSE;
   if (*spec->accel && strcmp (spec->accel, accel) != 0)
     {

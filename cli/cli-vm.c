@@ -14,7 +14,7 @@ static const char vm_usage_text[]
       "  create NAME --vcpus N --memory SIZE [--disk SIZE] [--kernel K "
       "--initrd I\n"
       "         --cmdline C] [--image IMG [--cloud-init FILE]] [--host H]\n"
-      "         [--accel kvm|tcg] [--json]\n"
+      "         [--accel kvm|tcg] [--net NETWORK[,mac=MAC]]... [--json]\n"
       "  list [--json]\n"
       "  show NAME [--json]\n"
       "  start NAME\n"
@@ -26,6 +26,8 @@ static const char vm_usage_text[]
       "[--start]\n"
       "        [--detach] [--json]\n"
       "  template NAME [--json]\n"
+      "  nic add VM NETWORK [--mac MAC] [--json]\n"
+      "  nic remove VM MAC|NETWORK [--json]\n"
       "\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, "
       "1.5G.\n";
@@ -90,10 +92,45 @@ print_vm_json (const Drover__V1__Vm *vm)
 
 /* --- create ------------------------------------------------------------ */
 
+/* One --net NETWORK[,mac=MAC] into NIC (its strings point into TEXT,
+ * which is cut); FALSE with a usage error in *ERROR. */
+static gboolean
+parse_net (char *text, Drover__V1__VmNic *nic, GError **error)
+{
+  char *comma = strchr (text, ',');
+  guint8 mac[6];
+
+  drover__v1__vm_nic__init (nic);
+  if (comma != NULL)
+    {
+      *comma = '\0';
+      if (!g_str_has_prefix (comma + 1, "mac="))
+        {
+          g_set_error (error, PROTO_ERROR, PROTO_STATUS_INVALID_ARGUMENT,
+                       "--net %s: unknown option '%s' (only mac=MAC)", text,
+                       comma + 1);
+          return FALSE;
+        }
+      nic->mac = comma + 5;
+      if (!proto_mac_parse (nic->mac, mac, error))
+        {
+          g_prefix_error (error, "--net %s: ", text);
+          return FALSE;
+        }
+    }
+  if (!proto_name_validate ("network", text, error))
+    {
+      g_prefix_error (error, "--net: ");
+      return FALSE;
+    }
+  nic->network = text;
+  return TRUE;
+}
+
 #define CREATE_USAGE                                                           \
   "vm create NAME --vcpus N --memory SIZE [--disk SIZE] "                      \
   "[--kernel K --initrd I --cmdline C] [--image IMG [--cloud-init FILE]] "     \
-  "[--host H] [--accel kvm|tcg] [--json]"
+  "[--host H] [--accel kvm|tcg] [--net NETWORK[,mac=MAC]]... [--json]"
 
 static int
 vm_create (Ctl *ctl, int argc, char **argv)
@@ -110,8 +147,15 @@ vm_create (Ctl *ctl, int argc, char **argv)
   g_autofree char *cloud_init = NULL;
   g_autofree char *user_data = NULL;
   gsize user_data_len = 0;
+  g_auto (GStrv) nets = NULL;
+  Drover__V1__VmNic nic_store[PROTO_VM_MAX_NICS];
+  Drover__V1__VmNic *nic_ptrs[PROTO_VM_MAX_NICS];
   gboolean json = FALSE;
   const GOptionEntry entries[] = {
+    { "net", 0, 0, G_OPTION_ARG_STRING_ARRAY, &nets,
+      "A virtio NIC on this network, optionally with its MAC (repeatable; "
+      "the scheduler assigns MACs not given)",
+      "NETWORK[,mac=MAC]" },
     { "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "Virtual CPUs, 1-512 (required)",
       "N" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &memory, "Memory (512M, 1G, ...)",
@@ -216,6 +260,17 @@ vm_create (Ctl *ctl, int argc, char **argv)
       spec.cloud_init_user_data.data = (guint8 *)user_data;
       spec.cloud_init_user_data.len = user_data_len;
     }
+  if (nets != NULL && g_strv_length (nets) > PROTO_VM_MAX_NICS)
+    return ctl_usage_error (CREATE_USAGE, "at most %d --net",
+                            PROTO_VM_MAX_NICS);
+  for (guint i = 0; nets != NULL && nets[i] != NULL; i++)
+    {
+      if (!parse_net (nets[i], &nic_store[i], &error))
+        return ctl_usage_error (CREATE_USAGE, "%s", error->message);
+      nic_ptrs[i] = &nic_store[i];
+      spec.n_nics = i + 1;
+    }
+  spec.nics = nic_ptrs;
   req.spec = &spec;
   if (host)
     req.host = host;
@@ -375,6 +430,21 @@ vm_show (Ctl *ctl, int argc, char **argv)
                                       spec->cloud_init_user_data.len));
       ctl_kv (KV_WIDTH, "initrd", spec->initrd);
       ctl_kv (KV_WIDTH, "cmdline", spec->cmdline);
+      for (gsize i = 0; i < spec->n_nics; i++)
+        {
+          const Drover__V1__VmNic *nic = spec->nics[i];
+          g_autofree char *addrs = NULL;
+
+          for (gsize a = 0; st != NULL && a < st->n_nic_addresses; a++)
+            if (g_ascii_strcasecmp (st->nic_addresses[a]->mac, nic->mac) == 0)
+              addrs
+                  = g_strjoinv (" ", (char **)st->nic_addresses[a]->addresses);
+          ctl_kv_take (KV_WIDTH, i == 0 ? "nics" : "",
+                       g_strdup_printf ("%s network %s bridge %s%s%s", nic->mac,
+                                        nic->network, nic->bridge,
+                                        addrs && *addrs ? " addresses " : "",
+                                        addrs && *addrs ? addrs : ""));
+        }
     }
   if (st != NULL)
     {
@@ -745,17 +815,12 @@ int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
   static const CtlCommand commands[] = {
-    { "create", vm_create },
-    { "list", vm_list },
-    { "show", vm_show },
-    { "start", vm_start },
-    { "destroy", vm_destroy },
-    { "stop", vm_stop },
-    { "delete", vm_delete },
-    { "console", vm_console },
-    { "clone", vm_clone },
-    { "template", vm_template },
-    { NULL, NULL },
+    { "create", vm_create },   { "list", vm_list },
+    { "show", vm_show },       { "start", vm_start },
+    { "destroy", vm_destroy }, { "stop", vm_stop },
+    { "delete", vm_delete },   { "console", vm_console },
+    { "clone", vm_clone },     { "template", vm_template },
+    { "nic", cli_vm_nic },     { NULL, NULL },
   };
 
   return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);

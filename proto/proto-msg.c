@@ -98,5 +98,5 @@ proto_vm_spec_check (const Drover__V1__VmSpec *spec, GError **error)
                    spec->name);
       return FALSE;
     }
-  return TRUE;
+  return proto_vm_nics_check (spec, error);
 }

@@ -65,6 +65,10 @@ typedef enum
 #define PROTO_IMAGE_CHUNK_MAX (1024 * 1024)
 #define PROTO_IMAGE_MAX_SIZE (G_GUINT64_CONSTANT (1) << 40)
 #define PROTO_CLOUD_INIT_MAX (64 * 1024)
+/* NICs a VM has at most (VmSpec.nics). */
+#define PROTO_VM_MAX_NICS 8
+/* "02:d7:00:12:34:56": a MAC address's text form, without the NUL. */
+#define PROTO_MAC_TEXT_LEN 17
 
 /* Method indexes into the generated service descriptors, in .proto order. */
 enum
@@ -128,6 +132,8 @@ enum
   DROVER_SCHED_METHOD_IMPORT_IMAGE,
   DROVER_SCHED_METHOD_LIST_IMAGES,
   DROVER_SCHED_METHOD_DELETE_IMAGE,
+  DROVER_SCHED_METHOD_ATTACH_NIC,
+  DROVER_SCHED_METHOD_DETACH_NIC,
   DROVER_SCHED_N_METHODS
 };
 enum
@@ -164,6 +170,8 @@ enum
   DROVER_AGENT_METHOD_IMPORT_IMAGE,
   DROVER_AGENT_METHOD_LIST_IMAGES,
   DROVER_AGENT_METHOD_DELETE_IMAGE,
+  DROVER_AGENT_METHOD_ATTACH_NIC,
+  DROVER_AGENT_METHOD_DETACH_NIC,
   DROVER_AGENT_N_METHODS
 };
 #define DROVER_SCHED_SERVICE (&drover__v1__scheduler_service__descriptor)
@@ -475,6 +483,7 @@ PROTO_MSG_AUTOPTR (ProtobufCMessage)
 PROTO_MSG_AUTOPTR (Drover__V1__Empty)
 PROTO_MSG_AUTOPTR (Drover__V1__HostInfo)
 PROTO_MSG_AUTOPTR (Drover__V1__VmSpec)
+PROTO_MSG_AUTOPTR (Drover__V1__VmNic)
 PROTO_MSG_AUTOPTR (Drover__V1__VmStatus)
 PROTO_MSG_AUTOPTR (Drover__V1__Host)
 PROTO_MSG_AUTOPTR (Drover__V1__Vm)
@@ -522,6 +531,20 @@ gboolean proto_name_validate (const char *what, const char *name,
  * "kvm" or "tcg", and an initrd or command line only with a kernel.
  * PROTO_STATUS_INVALID_ARGUMENT saying what is wrong. */
 gboolean proto_vm_spec_check (const Drover__V1__VmSpec *spec, GError **error);
+
+/* Parses TEXT as a MAC address, six hex octets separated by ':' (either
+ * case), into OUT. FALSE with PROTO_STATUS_INVALID_ARGUMENT saying why
+ * (malformed, multicast, or all zeros). (proto-nic.c) */
+gboolean proto_mac_parse (const char *text, guint8 out[6], GError **error);
+/* OCTETS as "xx:xx:xx:xx:xx:xx", lower case, into BUF. */
+void proto_mac_format (const guint8 octets[6],
+                       char buf[PROTO_MAC_TEXT_LEN + 1]);
+/* Checks SPEC's NICs as they arrive from the wire: at most
+ * PROTO_VM_MAX_NICS, each with a network name (VM name rules), a MAC that
+ * proto_mac_parse accepts or none, a bridge name (1-15 characters, no
+ * '/', whitespace or control characters, not "." or "..") or none, VLAN
+ * 0-4094, MTU 0 or 68-65535, no MAC twice. Called by proto_vm_spec_check. */
+gboolean proto_vm_nics_check (const Drover__V1__VmSpec *spec, GError **error);
 
 /* Parses a size: a whole or decimal number with an optional unit K, M,
  * G or T (powers of 1024, either case), optionally followed by "i" and

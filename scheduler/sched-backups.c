@@ -21,6 +21,7 @@
  * domain and no disk. A restore in place replaces the disk of the
  * stopped VM the backup was taken of.
  */
+#include "sched-nics.h"
 #include "sched-snapshots-private.h"
 
 #include <string.h>
@@ -426,6 +427,19 @@ restore_start (Forward *f, const Drover__V1__Backup *b, SchedJob **job_out,
   for (guint i = hosts->len; i-- > 0;)
     if (!host_may_have (hosts->pdata[i], f->repo))
       g_ptr_array_remove_index (hosts, i);
+  /* A restore drill's scratch VM boots without network: it must not
+   * answer for the VM it was made from. */
+  if (f->call == NULL)
+    {
+      for (gsize i = 0; i < spec->n_nics; i++)
+        proto_msg_free (spec->nics[i]);
+      g_clear_pointer (&spec->nics, g_free);
+      spec->n_nics = 0;
+    }
+  /* A new VM: the backed-up VM's networks, new MACs (the original may
+   * still exist). */
+  if (!sched_nics_prepare (svc->store, spec, vms, NULL, TRUE, error))
+    return FALSE;
   sched_migrator_add_reservations (svc->migrator, vms);
   if (f->avoid != NULL)
     {

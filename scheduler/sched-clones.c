@@ -18,6 +18,7 @@
  * of H's agent does the same from the clone's mark), and the reservation
  * goes with the failed job.
  */
+#include "sched-nics.h"
 #include "sched-snapshots-private.h"
 
 #include <string.h>
@@ -309,6 +310,9 @@ sched_snapshots_clone (SchedService *svc, const Drover__V1__CloneVmRequest *req,
   if (hosts != NULL)
     vms = sched_store_list_vms (svc->store, NULL, error);
   if (vms == NULL)
+    return FALSE;
+  /* The clone's NICs are on the source's networks with new MACs. */
+  if (!sched_nics_prepare (svc->store, spec, vms, NULL, TRUE, error))
     return FALSE;
   sched_migrator_add_reservations (svc->migrator, vms);
   placed = sched_place (&svc->policy, hosts, vms, spec, at, error);

@@ -33,6 +33,9 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_VM_DELETED "vm.deleted"
 #define SCHED_EVENT_VM_CLONED "vm.cloned"
 #define SCHED_EVENT_VM_TEMPLATE "vm.template"
+/* NIC hot-plug (issue 13); the MAC and network are in the message. */
+#define SCHED_EVENT_VM_NIC_ADDED "vm.nic_added"
+#define SCHED_EVENT_VM_NIC_REMOVED "vm.nic_removed"
 #define SCHED_EVENT_SNAPSHOT_CREATED "snapshot.created"
 #define SCHED_EVENT_SNAPSHOT_REVERTED "snapshot.reverted"
 #define SCHED_EVENT_SNAPSHOT_DELETED "snapshot.deleted"

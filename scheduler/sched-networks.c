@@ -3,6 +3,7 @@
  * filter), and the RPCs CreateNetwork, ListNetworks, GetNetwork and
  * DeleteNetwork. See sched-networks.h. */
 #include "sched-networks.h"
+#include "sched-nics.h"
 
 #include <string.h>
 
@@ -336,8 +337,28 @@ sched_networks_handle_delete (ProtoServerCall *call,
   g_autoptr (Drover__V1__Network) net = get (svc, name, &error);
   Drover__V1__Empty empty = DROVER__V1__EMPTY__INIT;
 
-  /* No VM has NICs yet (the next slice): nothing can be using it. */
-  if (!net || !sched_store_delete_network (svc->store, name, &error))
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autofree char *users = NULL;
+
+  if (net != NULL)
+    vms = sched_store_list_vms (svc->store, NULL, &error);
+  if (vms == NULL)
+    {
+      sched_call_fail (call, error);
+      return;
+    }
+  /* A network that VMs' NICs are on stays until they leave it. */
+  users = sched_nics_vms_on (vms, name);
+  if (users != NULL)
+    {
+      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
+                              "network %s is in use by VM(s) %s: remove "
+                              "their NICs (droverctl vm nic remove) or the "
+                              "VMs first",
+                              name, users);
+      return;
+    }
+  if (!sched_store_delete_network (svc->store, name, &error))
     {
       sched_call_fail (call, error);
       return;

@@ -13,6 +13,7 @@
  */
 #include "sched-networks.h"
 #include "sched-images.h"
+#include "sched-nics.h"
 
 #include <math.h>
 #include <string.h>
@@ -214,8 +215,14 @@ char *
 sched_place (const SchedPolicy *policy, GPtrArray *hosts, GPtrArray *vms,
              const Drover__V1__VmSpec *spec, const char *pin, GError **error)
 {
-  /* VMs have no NICs yet (issue 13's next slice): no networks to need. */
-  return sched_place_on_networks (policy, hosts, vms, spec, pin, NULL, error);
+  /* The networks of the VM's NICs (their bridges and VLANs, as the
+   * scheduler filled them in the spec). */
+  GPtrArray *nets = sched_nics_networks (spec);
+  char *chosen
+      = sched_place_on_networks (policy, hosts, vms, spec, pin, nets, error);
+
+  sched_nics_networks_free (nets);
+  return chosen;
 }
 
 char *
@@ -245,6 +252,16 @@ sched_place_on_networks (const SchedPolicy *policy, GPtrArray *hosts,
           g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                        "host '%s' is %s", pin,
                        host->state[0] ? host->state : PROTO_HOST_DOWN);
+          return NULL;
+        }
+      /* A missing network is no matter of capacity: the host cannot
+       * offer it at all. */
+      misfit = sched_networks_misfit (host, networks);
+      if (misfit != NULL)
+        {
+          g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                       "host '%s' cannot run VM '%s': %s", pin, spec->name,
+                       misfit);
           return NULL;
         }
       misfit = host_misfit (policy, host, vms, spec, networks, &score);

@@ -18,7 +18,11 @@
  * for what an operator changes at run time and a restart keeps (the
  * balancer's mode); 7 = a schedules table (disaster-recovery schedules);
  * 8 = a networks table (issue 13); 9 = a schedule_vms table (each VM's
- * newest good copy and failures in a row per schedule).
+ * newest good copy and failures in a row per schedule); 10 = a vm_nics
+ * table (issue 13): each VM's NICs (vm, idx, network, mac; a MAC at most
+ * once), written with the VM's row from its spec, which stays what is
+ * read back: the table is the database's own guard that no MAC is
+ * stored twice, and an index for SQL readers.
  * Opening an older database upgrades it in one transaction.
  */
 #include "sched-store.h"
@@ -29,7 +33,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 9
+#define SCHED_DB_SCHEMA_VERSION 10
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -53,6 +57,8 @@ enum
   STMT_PRUNE_JOBS,
   STMT_GET_SETTING,
   STMT_PUT_SETTING,
+  STMT_DELETE_NICS_OF_VM,
+  STMT_PUT_NIC,
   N_STMTS
 };
 
@@ -148,6 +154,14 @@ static const char schema_v9[] = "CREATE TABLE schedule_vms ("
                                 "  vm TEXT NOT NULL,"
                                 "  state BLOB NOT NULL);";
 
+/* Version 9 -> 10: VMs' NICs (issue 13). No VM had NICs before. */
+static const char schema_v10[] = "CREATE TABLE vm_nics ("
+                                "  vm TEXT NOT NULL,"
+                                "  idx INTEGER NOT NULL,"
+                                "  network TEXT NOT NULL,"
+                                "  mac TEXT NOT NULL UNIQUE,"
+                                "  PRIMARY KEY (vm, idx));";
+
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
 append_select (GString *out, const SchedRowType *type)
@@ -201,6 +215,13 @@ stmt_sql (int i)
       return g_string_free (sql, FALSE);
     case STMT_GET_SETTING:
       g_string_append (sql, "SELECT value FROM settings WHERE name = ?1");
+      return g_string_free (sql, FALSE);
+    case STMT_DELETE_NICS_OF_VM:
+      g_string_append (sql, "DELETE FROM vm_nics WHERE vm = ?1");
+      return g_string_free (sql, FALSE);
+    case STMT_PUT_NIC:
+      g_string_append (sql, "INSERT INTO vm_nics (vm, idx, network, mac)"
+                            " VALUES (?1, ?2, ?3, ?4)");
       return g_string_free (sql, FALSE);
     case STMT_PUT_SETTING:
       g_string_append (sql, "INSERT INTO settings (name, value) VALUES (?1, ?2)"
@@ -336,6 +357,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 7 && !sqlite_exec (self, schema_v7, error))
           || (version < 8 && !sqlite_exec (self, schema_v8, error))
           || (version < 9 && !sqlite_exec (self, schema_v9, error))
+          || (version < 10 && !sqlite_exec (self, schema_v10, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {
@@ -648,6 +670,46 @@ stmt_all (SqliteStore *self, sqlite3_stmt *stmt, SchedTable table,
   return g_steal_pointer (&rows);
 }
 
+/* The vm_nics rows of VM NAME: SPEC's NICs (NULL: none). */
+static gboolean
+put_nics (SqliteStore *self, const char *name, const Drover__V1__VmSpec *spec,
+          GError **error)
+{
+  sqlite3_stmt *stmt = stmt_get (self, STMT_DELETE_NICS_OF_VM);
+
+  bind_text (stmt, 1, name);
+  if (!stmt_run (self, stmt, "cannot store the NICs of a VM", error))
+    return FALSE;
+  for (gsize i = 0; spec != NULL && i < spec->n_nics; i++)
+    {
+      stmt = stmt_get (self, STMT_PUT_NIC);
+      bind_text (stmt, 1, name);
+      sqlite3_bind_int64 (stmt, 2, (gint64)i);
+      bind_text (stmt, 3, spec->nics[i]->network);
+      bind_text (stmt, 4, spec->nics[i]->mac);
+      if (!stmt_run (self, stmt, "cannot store the NICs of a VM", error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* A VM's row and its NICs, all or nothing (a savepoint nests in the
+ * caller's transaction, if any). */
+static gboolean
+put_vm (SqliteStore *self, const SchedVm *vm, GError **error)
+{
+  sqlite3_stmt *stmt = stmt_get (self, STMT (SCHED_TABLE_VMS, OP_PUT));
+
+  if (!sqlite_exec (self, "SAVEPOINT put_vm", error))
+    return FALSE;
+  bind_row (stmt, &sched_row_types[SCHED_TABLE_VMS], vm);
+  if (stmt_run (self, stmt, "cannot store a VM", error)
+      && put_nics (self, vm->name, vm->spec, error))
+    return sqlite_exec (self, "RELEASE put_vm", error);
+  sqlite_exec (self, "ROLLBACK TO put_vm; RELEASE put_vm", NULL);
+  return FALSE;
+}
+
 static gboolean
 sqlite_put (SchedStore *store, SchedTable table, gconstpointer row,
             GError **error)
@@ -657,6 +719,8 @@ sqlite_put (SchedStore *store, SchedTable table, gconstpointer row,
   g_autofree char *what
       = g_strdup_printf ("cannot store a %s", sched_row_types[table].noun);
 
+  if (table == SCHED_TABLE_VMS)
+    return put_vm (self, row, error);
   bind_row (stmt, &sched_row_types[table], row);
   return stmt_run (self, stmt, what, error);
 }
@@ -703,6 +767,16 @@ sqlite_remove (SchedStore *store, SchedTable table, const char *key,
       = g_strdup_printf ("cannot delete a %s", sched_row_types[table].noun);
 
   bind_text (stmt, 1, key);
+  if (table == SCHED_TABLE_VMS)
+    {
+      if (!sqlite_exec (self, "SAVEPOINT remove_vm", error))
+        return FALSE;
+      if (stmt_run (self, stmt, what, error)
+          && put_nics (self, key, NULL, error))
+        return sqlite_exec (self, "RELEASE remove_vm", error);
+      sqlite_exec (self, "ROLLBACK TO remove_vm; RELEASE remove_vm", NULL);
+      return FALSE;
+    }
   return stmt_run (self, stmt, what, error);
 }
 

@@ -24,6 +24,7 @@
  *   record keeps its last report until the host reports again).
  */
 #include "sched-balancer.h"
+#include "sched-nics.h"
 
 #include <string.h>
 
@@ -283,6 +284,7 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
   g_autoptr (GPtrArray) vms = NULL;
   g_autoptr (SchedHost) host = NULL;
   g_autoptr (SchedVm) vm = NULL;
+  g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *chosen = NULL;
   g_autofree char *msg = NULL;
   SchedJob *job;
@@ -323,8 +325,15 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
       sched_call_fail (call, error);
       return;
     }
+  /* The NICs: networks resolved, MACs checked or assigned. */
+  spec = proto_msg_copy (&req->spec->base);
+  if (!sched_nics_prepare (svc->store, spec, vms, NULL, FALSE, &error))
+    {
+      sched_call_fail (call, error);
+      return;
+    }
   sched_migrator_add_reservations (svc->migrator, vms);
-  chosen = sched_place (&svc->policy, hosts, vms, req->spec, req->host, &error);
+  chosen = sched_place (&svc->policy, hosts, vms, spec, req->host, &error);
   if (chosen == NULL)
     {
       sched_call_fail (call, error);
@@ -357,7 +366,7 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
     }
 
   /* The "creating" row is the reservation that later placements see. */
-  vm = sched_vm_new (req->spec, chosen, PROTO_VM_CREATING, NULL, now);
+  vm = sched_vm_new (spec, chosen, PROTO_VM_CREATING, NULL, now);
   if (!sched_store_put_vm (svc->store, vm, &error))
     {
       sched_call_fail (call, error);
@@ -368,7 +377,7 @@ sched_vm_handle_create (ProtoServerCall *call, const ProtobufCMessage *request,
   sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0.1, msg, NULL);
   drover_message (vm->name, job->id, chosen, "VM placed");
 
-  agent_req.spec = req->spec;
+  agent_req.spec = spec;
   sched_agents_call (svc->agents, client, DROVER_AGENT_METHOD_CREATE_VM,
                      &agent_req.base, SCHED_AGENT_CREATE_TIMEOUT_MS,
                      create_done,

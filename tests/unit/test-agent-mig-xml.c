@@ -251,7 +251,7 @@ test_refuses_foreign_paths (Fixture *f, gconstpointer data)
       "<filesystem> inside <devices>" },
     { "DEVICES",
       "<interface type='ethernet'><script path='/tmp/x.sh'/></interface>",
-      "<interface> inside <devices>" },
+      "an interface of type ethernet, not a bridge" },
     { "DEVICES",
       "<rng model='virtio'><backend model='random'>/dev/sda"
       "</backend></rng>",
@@ -327,12 +327,82 @@ test_refuses_other_vms (Fixture *f, gconstpointer data)
   assert_refused (f, TRUE, "destination_xml", "<not-xml", "does not parse");
 }
 
+/* Issue 13: a NIC on a bridge this host has passes (as libvirt sends it,
+ * with target, alias and address); another kind, a script, or a bridge
+ * the host lacks does not. */
+static void
+test_nics (Fixture *f, gconstpointer data)
+{
+  g_autofree char *sysfs = g_build_filename (f->dir, "sys", NULL);
+  g_autofree char *brdir
+      = g_build_filename (sysfs, "class", "net", "br-t", "bridge", NULL);
+  const char *nic
+      = "<interface type='bridge'><mac address='02:44:52:00:00:01'/>"
+        "<source bridge='@BR@'/><target dev='vnet3'/>"
+        "<model type='virtio'/><mtu size='1400'/>"
+        "<alias name='net0'/><address type='pci' domain='0x0000' "
+        "bus='0x00' slot='0x04' function='0x0'/>@X@</interface>";
+  struct
+  {
+    const char *br, *x, *says;
+  } cases[] = {
+    { "br-t", "", NULL },
+    { "br-t", "<virtualport type='openvswitch'/><vlan><tag id='5'/></vlan>",
+      NULL },
+    { "br-none", "", "which this host lacks" },
+    { "br-t", "<script path='/bin/evil'/>", "<script> inside <interface>" },
+    { "br-t", "<virtualport type='802.1Qbh'/>", "virtualport of type" },
+  };
+
+  g_assert_cmpint (g_mkdir_with_parents (brdir, 0755), ==, 0);
+  g_setenv ("DROVER_AGENT_SYSFS", sysfs, TRUE);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *one = g_strdup (nic);
+      g_autofree char *domain = NULL;
+      GString *d = g_string_new (one);
+
+      g_string_replace (d, "@BR@", cases[i].br, 0);
+      g_string_replace (d, "@X@", cases[i].x, 0);
+      g_free (one);
+      one = g_string_free (d, FALSE);
+      domain = fill (f, domain_xml, (const char *[]){ "DEVICES", one, NULL });
+      if (cases[i].says == NULL)
+        {
+          g_assert_true (check (f, TRUE, "destination_xml", domain, &error));
+          g_assert_no_error (error);
+          continue;
+        }
+      g_assert_false (check (f, TRUE, "destination_xml", domain, &error));
+      g_assert_nonnull (error);
+      if (strstr (error->message, cases[i].says) == NULL)
+        g_error ("case %u: %s", i, error->message);
+    }
+  /* Another kind of interface. */
+  {
+    g_autoptr (GError) error = NULL;
+    g_autofree char *domain = fill (
+        f, domain_xml,
+        (const char *[]){ "DEVICES",
+                          "<interface type='ethernet'><script path='x'/>"
+                          "</interface>",
+                          NULL });
+
+    g_assert_false (check (f, TRUE, "destination_xml", domain, &error));
+    g_assert_nonnull (strstr (error->message, "not a bridge"));
+  }
+  g_unsetenv ("DROVER_AGENT_SYSFS");
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/agent/mig-xml/accepts-drover-domains", Fixture, NULL,
               fixture_set_up, test_accepts_drover_domains, fixture_tear_down);
+  g_test_add ("/agent/mig-xml/nics", Fixture, NULL, fixture_set_up, test_nics,
+              fixture_tear_down);
   g_test_add ("/agent/mig-xml/refuses-foreign-paths", Fixture, NULL,
               fixture_set_up, test_refuses_foreign_paths, fixture_tear_down);
   g_test_add ("/agent/mig-xml/refuses-other-vms", Fixture, NULL, fixture_set_up,

@@ -219,7 +219,7 @@ test_placement (void)
   chosen = sched_place_on_networks (&policy, hosts, vms, &spec, "h2", nets,
                                     &error);
   g_assert_null (chosen);
-  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_NO_CAPACITY);
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION);
   g_assert_nonnull (strstr (error->message, "no Open vSwitch bridge"));
   g_clear_error (&error);
 
@@ -246,9 +246,9 @@ exec_sql (const char *dir, const char *sql)
   sqlite3_close (db);
 }
 
-/* A schema 7 database (today's without the tables 8 and later add)
- * upgrades in place: its rows stay, the networks and schedule_vms tables
- * work. */
+/* A schema 7 database (today's without the tables 8 and later add:
+ * networks, schedule_vms, vm_nics) upgrades in place: its rows stay, the
+ * networks and schedule_vms tables work. */
 static void
 test_store_upgrade (void)
 {
@@ -274,6 +274,7 @@ test_store_upgrade (void)
   g_assert_no_error (error);
   sched_store_close (store);
   exec_sql (dir, "DROP TABLE networks; DROP TABLE schedule_vms;"
+                 " DROP TABLE vm_nics;"
                  " PRAGMA user_version = 7;");
 
   store = sched_store_open_sqlite (dir, &error);
