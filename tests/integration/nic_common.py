@@ -12,15 +12,15 @@ from drover_harness import (BUILD, GUEST_CMDLINE, GUEST_INITRD, GUEST_KERNEL,
                             Cluster, log, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BR_A, BR_B = "s24nica", "s24nicb"
+BR_A, BR_B = "vmnica", "vmnicb"
 NET_A, NET_B = "neta", "netb"
 MAC_PREFIX = "02:44:52:"
 
 
 def nets_cluster(tag, net_k):
-    c = Cluster(hosts=2, report_interval_ms=1000, netns=f"drover-s24nic{tag}")
+    c = Cluster(hosts=2, report_interval_ms=1000, netns=f"drover-nic{tag}")
     c.env["DROVER_CLUSTER_DIR"] = os.environ.get(
-        "DROVER_CLUSTER_DIR", f"/tmp/drover-cluster-s24nic{tag}")
+        "DROVER_CLUSTER_DIR", f"/tmp/drover-cluster-nics{tag}")
     c.env["DROVER_CLUSTER_NET"] = os.environ.get("DROVER_CLUSTER_NET", str(net_k))
     return c
 

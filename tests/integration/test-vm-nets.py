@@ -34,7 +34,7 @@ def cases(c, tap, tmp):
             n = nics(c, v)
             assert len(n) == 1, n
             assert n[0]["mac"].startswith(MAC_PREFIX), n
-            assert n[0]["bridge"] in ("s24nica", "s24nicb"), n
+            assert n[0]["bridge"] in ("vmnica", "vmnicb"), n
             xml = dumpxml(c, v)
             assert "<interface type='bridge'>" in xml and n[0]["mac"] in xml, xml
             assert "<model type='virtio'/>" in xml
@@ -42,7 +42,7 @@ def cases(c, tap, tmp):
         assert len(macs) == 3, macs
         st["mac_a"] = nics(c, "a")[0]["mac"]
         out = c.ctl("vm", "show", "a").stdout
-        assert st["mac_a"] in out and "network neta bridge s24nica" in out, out
+        assert st["mac_a"] in out and "network neta bridge vmnica" in out, out
 
     def same_network():
         wait_for("b's probes of a answered 3 times",
@@ -76,7 +76,7 @@ def cases(c, tap, tmp):
         assert sorted(c.vms_by_name()) == before, "a refused create changed the VMs"
         assert NET_A in c.ctl("network", "list").stdout
         # A network no VM uses goes.
-        c.ctl("network", "create", "spare", "--bridge", "s24nica")
+        c.ctl("network", "create", "spare", "--bridge", "vmnica")
         c.ctl("network", "delete", "spare")
 
     def hotplug():
@@ -88,15 +88,15 @@ def cases(c, tap, tmp):
             i = int(c.vms_by_name()[vm]["host"][len("host"):])
             return c.virsh(i, "domiflist", vm).stdout
 
-        n_b = ports("s24nicb")
+        n_b = ports("vmnicb")
         p = c.ctl("vm", "nic", "add", "a", NET_B, "--json")
         vm = __import__("json").loads(p.stdout)
         added = [n for n in vm["spec"]["nics"] if n["network"] == NET_B]
         assert len(added) == 1 and added[0]["mac"].startswith(MAC_PREFIX), vm
         mac = added[0]["mac"]
         st["hot_mac"] = mac
-        assert mac in iflist("a") and "s24nicb" in iflist("a"), iflist("a")
-        assert ports("s24nicb") == n_b + 1, "no new port on s24nicb"
+        assert mac in iflist("a") and "vmnicb" in iflist("a"), iflist("a")
+        assert ports("vmnicb") == n_b + 1, "no new port on vmnicb"
         # The scheduler keeps it through the next reports.
         time.sleep(2.5)
         assert [n["mac"] for n in nics(c, "a")] == [st["mac_a"], mac], nics(c, "a")
@@ -113,7 +113,7 @@ def cases(c, tap, tmp):
         c.ctl("vm", "nic", "remove", "a", NET_B)
         wait_for("the NIC gone from the domain", lambda: mac not in iflist("a"), 30)
         wait_for("the port gone from the bridge",
-                 lambda: ports("s24nicb") == n_b, 30)
+                 lambda: ports("vmnicb") == n_b, 30)
         time.sleep(2.5)
         assert [n["mac"] for n in nics(c, "a")] == [st["mac_a"]], nics(c, "a")
         # a still answers on its boot NIC.
