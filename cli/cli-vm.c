@@ -26,6 +26,7 @@ static const char vm_usage_text[]
       "[--start]\n"
       "        [--detach] [--json]\n"
       "  template NAME [--json]\n"
+      "  label NAME KEY=VALUE... KEY-... [--json]   set and remove labels\n"
       "  nic add VM NETWORK [--mac MAC] [--json]\n"
       "  nic remove VM MAC|NETWORK [--json]\n"
       "\n"
@@ -414,6 +415,7 @@ vm_show (Ctl *ctl, int argc, char **argv)
     ctl_kv (KV_WIDTH, "template", "yes: never started; clone it");
   ctl_kv_take (KV_WIDTH, "snapshots", g_strdup_printf ("%u", vm->snapshots));
   ctl_kv (KV_WIDTH, "current-snap", vm->current_snapshot);
+  ctl_kv (KV_WIDTH, "labels", vm->labels[0] ? vm->labels : "(none)");
   if (spec != NULL)
     {
       ctl_kv_take (KV_WIDTH, "vcpus", g_strdup_printf ("%u", spec->vcpus));
@@ -689,6 +691,61 @@ vm_template (Ctl *ctl, int argc, char **argv)
   return CTL_EXIT_OK;
 }
 
+/* --- label ------------------------------------------------------------- */
+
+#define LABEL_USAGE "vm label NAME KEY=VALUE... KEY-... [--json]"
+
+static int
+vm_label (Ctl *ctl, int argc, char **argv)
+{
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+                                     "Print the VM as JSON", NULL },
+                                   { NULL } };
+  Drover__V1__SetVmLabelsRequest req = DROVER__V1__SET_VM_LABELS_REQUEST__INIT;
+  g_autoptr (GPtrArray) set = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) remove = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (ProtobufCMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  const Drover__V1__VmReply *reply;
+  int rc;
+
+  if ((rc = ctl_parse_options (
+           "vm label", "NAME KEY=VALUE... KEY-... [--json]",
+           "Set labels (KEY=VALUE) and remove them (KEY-) on a VM; schedules "
+           "select VMs by label (--select label:KEY=VALUE).",
+           entries, &argc, &argv))
+      >= 0)
+    return rc;
+  if (argc < 3)
+    return ctl_usage_error (LABEL_USAGE, "give a VM and at least one label");
+  if (!proto_name_validate ("VM", argv[1], &error))
+    return ctl_usage_error (LABEL_USAGE, "%s", error->message);
+  for (int i = 2; i < argc; i++)
+    {
+      gsize len = strlen (argv[i]);
+
+      if (strchr (argv[i], '=') == NULL && len > 1 && argv[i][len - 1] == '-')
+        g_ptr_array_add (remove, g_strndup (argv[i], len - 1));
+      else
+        g_ptr_array_add (set, g_strdup (argv[i]));
+    }
+  req.name = argv[1];
+  req.n_set = set->len;
+  req.set = (char **)set->pdata;
+  req.n_remove = remove->len;
+  req.remove = (char **)remove->pdata;
+  msg = ctl_call (ctl, DROVER_SCHED_METHOD_SET_VM_LABELS, &req.base, 0, &error);
+  if (msg == NULL)
+    return ctl_fail (error);
+  reply = (const Drover__V1__VmReply *)msg;
+  if (json)
+    return print_vm_json (reply->vm);
+  printf ("VM %s labels: %s\n", argv[1],
+          reply->vm && reply->vm->labels[0] ? reply->vm->labels : "(none)");
+  return CTL_EXIT_OK;
+}
+
 /* --- console ----------------------------------------------------------- */
 
 static volatile sig_atomic_t console_stop;
@@ -815,12 +872,19 @@ int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
   static const CtlCommand commands[] = {
-    { "create", vm_create },   { "list", vm_list },
-    { "show", vm_show },       { "start", vm_start },
-    { "destroy", vm_destroy }, { "stop", vm_stop },
-    { "delete", vm_delete },   { "console", vm_console },
-    { "clone", vm_clone },     { "template", vm_template },
-    { "nic", cli_vm_nic },     { NULL, NULL },
+    { "create", vm_create },
+    { "list", vm_list },
+    { "show", vm_show },
+    { "start", vm_start },
+    { "destroy", vm_destroy },
+    { "stop", vm_stop },
+    { "delete", vm_delete },
+    { "console", vm_console },
+    { "clone", vm_clone },
+    { "template", vm_template },
+    { "nic", cli_vm_nic },
+    { "label", vm_label },
+    { NULL, NULL },
   };
 
   return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);

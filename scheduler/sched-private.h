@@ -602,6 +602,24 @@ SchedHandler sched_vm_handle_stop;
 SchedHandler sched_vm_handle_destroy;
 SchedHandler sched_vm_handle_read_console;
 SchedHandler sched_vm_handle_delete;
+SchedHandler sched_vm_handle_set_labels;
+
+/* --- VM labels (sched-labels.c) ---------------------------------------- */
+
+/* Labels a VM has at most; a key's and a value's length at most. */
+#define SCHED_LABELS_MAX 16
+#define SCHED_LABEL_PART_MAX 63
+/* Is PAIR "KEY=VALUE" with a good key and value (SCHED_ERROR_INVALID
+ * saying what is wrong)? */
+gboolean sched_labels_check_pair (const char *pair, GError **error);
+gboolean sched_labels_check_key (const char *key, GError **error);
+/* LABELS ("k=v,k=v") with the pairs SET set and the keys REMOVE removed,
+ * sorted by key: a new string, or NULL with SCHED_ERROR_INVALID (a bad
+ * pair or key, more than SCHED_LABELS_MAX); nothing is changed then. */
+char *sched_labels_apply (const char *labels, char *const *set, gsize n_set,
+                          char *const *remove, gsize n_remove, GError **error);
+/* Does LABELS hold PAIR ("KEY=VALUE") exactly? */
+gboolean sched_labels_has (const char *labels, const char *pair);
 SchedHandler sched_vm_handle_migrate;
 SchedHandler sched_vm_handle_cancel_job;
 

@@ -36,6 +36,7 @@ static const SchedField vm_fields[] = {
   FIELD (SchedVm, base, TEXT),
   FIELD (SchedVm, current_snapshot, TEXT),
   FIELD (SchedVm, snapshots, INT64),
+  FIELD (SchedVm, labels, TEXT),
 };
 
 static const SchedField job_fields[] = {
@@ -230,6 +231,7 @@ sched_vm_new (const Drover__V1__VmSpec *spec, const char *host,
   vm->current_snapshot = dup_str (status ? status->current_snapshot : NULL);
   vm->template = status && status->template_;
   vm->snapshots = status ? status->snapshots : 0;
+  vm->labels = g_strdup ("");
   return vm;
 }
 

@@ -244,6 +244,11 @@ sched_schedule_matches (const Drover__V1__Schedule *spec, const SchedVm *vm)
           if (strcmp (sel + 5, vm->host) == 0)
             return TRUE;
         }
+      else if (g_str_has_prefix (sel, "label:"))
+        {
+          if (sched_labels_has (vm->labels, sel + 6))
+            return TRUE;
+        }
       else if (g_pattern_match_simple (sel, vm->name))
         return TRUE;
     }

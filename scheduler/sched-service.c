@@ -336,6 +336,7 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_RUN_SCHEDULE, sched_schedules_handle_run, svc },
     { DROVER_SCHED_METHOD_GET_DR_REPORT, sched_schedules_handle_report, svc },
     { DROVER_SCHED_METHOD_DRILL_SCHEDULE, sched_schedules_handle_drill, svc },
+    { DROVER_SCHED_METHOD_SET_VM_LABELS, sched_vm_handle_set_labels, svc },
 
     /* networks (issue 13) */
     { DROVER_SCHED_METHOD_CREATE_NETWORK, sched_networks_handle_create, svc },

@@ -22,7 +22,7 @@
  * table (issue 13): each VM's NICs (vm, idx, network, mac; a MAC at most
  * once), written with the VM's row from its spec, which stays what is
  * read back: the table is the database's own guard that no MAC is
- * stored twice, and an index for SQL readers.
+ * stored twice, and an index for SQL readers; 11 = VMs gain labels.
  * Opening an older database upgrades it in one transaction.
  */
 #include "sched-store.h"
@@ -33,7 +33,7 @@
 
 #define SCHED_DB_FILE "drover.db"
 #define SCHED_DB_APPLICATION_ID 0x44525652 /* "DRVR" */
-#define SCHED_DB_SCHEMA_VERSION 10
+#define SCHED_DB_SCHEMA_VERSION 11
 #define SCHED_DB_BUSY_TIMEOUT_MS 5000
 
 /* Each table has the same four statements; statement OP of TABLE is
@@ -156,11 +156,15 @@ static const char schema_v9[] = "CREATE TABLE schedule_vms ("
 
 /* Version 9 -> 10: VMs' NICs (issue 13). No VM had NICs before. */
 static const char schema_v10[] = "CREATE TABLE vm_nics ("
-                                "  vm TEXT NOT NULL,"
-                                "  idx INTEGER NOT NULL,"
-                                "  network TEXT NOT NULL,"
-                                "  mac TEXT NOT NULL UNIQUE,"
-                                "  PRIMARY KEY (vm, idx));";
+                                 "  vm TEXT NOT NULL,"
+                                 "  idx INTEGER NOT NULL,"
+                                 "  network TEXT NOT NULL,"
+                                 "  mac TEXT NOT NULL UNIQUE,"
+                                 "  PRIMARY KEY (vm, idx));";
+
+/* Version 10 -> 11: VMs' labels (issue 16). */
+static const char schema_v11[]
+    = "ALTER TABLE vms ADD COLUMN labels TEXT NOT NULL DEFAULT '';";
 
 /* "SELECT <every column> FROM <table>" for TYPE, into OUT. */
 static void
@@ -358,6 +362,7 @@ sqlite_migrate (SqliteStore *self, GError **error)
           || (version < 8 && !sqlite_exec (self, schema_v8, error))
           || (version < 9 && !sqlite_exec (self, schema_v9, error))
           || (version < 10 && !sqlite_exec (self, schema_v10, error))
+          || (version < 11 && !sqlite_exec (self, schema_v11, error))
           || !sqlite_exec (self, set_version, error)
           || !sqlite_exec (self, "COMMIT", error))
         {

@@ -59,6 +59,8 @@ typedef struct
                            * on ("" = none) */
   char *current_snapshot; /* the snapshot it runs on ("" = none) */
   gint64 snapshots;       /* how many it has (rows in the snapshots table) */
+  /* Labels (issue 16): "key=value,key=value", sorted by key ("" none). */
+  char *labels;
 } SchedVm;
 
 typedef struct

@@ -49,6 +49,7 @@ vm_msg (gconstpointer row, gpointer msg_out, gpointer hosts)
   msg->template_ = vm->template != 0;
   msg->current_snapshot = vm->current_snapshot;
   msg->snapshots = (uint32_t)MAX (vm->snapshots, 0);
+  msg->labels = vm->labels ? vm->labels : (char *)"";
 }
 
 void

@@ -296,9 +296,43 @@ def run_cases(c, tap, tmp):
                         lambda: not scratch_left() or None, 60, 1)
         c.ctl("schedule", "delete", "bk2")
 
+    def labels():
+        # Bad labels are refused whole; nothing changes.
+        for bad in (["Tier=db"], ["tier=d b"], ["=db"], [f"k{i}=v" for i in range(17)]):
+            p = c.ctl("vm", "label", VM, *bad, check=False)
+            assert p.returncode != 0 and "label" in p.stderr, (bad, p.stderr)
+        assert c.ctl_json("vm", "show", VM).get("labels", "") == ""
+        p = c.ctl("vm", "label", "nosuch-vm", "tier=db", check=False)
+        assert p.returncode != 0 and "nosuch-vm" in p.stderr, p.stderr
+        c.ctl("vm", "label", VM, "tier=db", "zone=a")
+        c.ctl("vm", "label", VM, "zone-", "app=web")
+        got = c.ctl_json("vm", "show", VM)["labels"]
+        assert got == "app=web,tier=db", got
+        # A schedule selects by label; another value matches nothing.
+        p = c.ctl("schedule", "create", "lab1", "--select", "label:tier=db",
+                  "--action", "snapshot", "--every", "1h", "--paused", "--json", check=False)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["matched"] == [VM], p.stdout
+        p = c.ctl("schedule", "create", "lab2", "--select", "label:tier=web",
+                  "--action", "snapshot", "--every", "1h", "--paused", "--json")
+        assert json.loads(p.stdout).get("matched", []) == [], p.stdout
+        p = c.ctl("schedule", "create", "lab3", "--select", "label:Bad=x",
+                  "--action", "snapshot", "--every", "1h", check=False)
+        assert p.returncode != 0 and "label" in p.stderr, p.stderr
+        c.ctl("vm", "label", VM, "tier-")
+        assert c.ctl_json("schedule", "show", "lab1").get("matched", []) == []
+        # The labels stay across a scheduler restart (the store keeps them).
+        c.harness("restart-scheduler")
+        wait_for("the VM again", lambda: VM in c.vms_by_name(), 60)
+        assert c.ctl_json("vm", "show", VM)["labels"] == "app=web"
+        for s in ("lab1", "lab2"):
+            c.ctl("schedule", "delete", s)
+
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
+    tap.case("VM labels: bad ones refused, set and removed, selected by "
+             "label:KEY=VALUE, kept across a restart", labels)
     tap.case("every 10s, keep-last 3: on time, exactly the three newest kept, "
              "the hand-made one untouched", retention)
     tap.case("paused: nothing starts; run-now runs it once", pause_and_run_now)

@@ -274,7 +274,7 @@ test_store_upgrade (void)
   g_assert_no_error (error);
   sched_store_close (store);
   exec_sql (dir, "DROP TABLE networks; DROP TABLE schedule_vms;"
-                 " DROP TABLE vm_nics;"
+                 " DROP TABLE vm_nics; ALTER TABLE vms DROP COLUMN labels;"
                  " PRAGMA user_version = 7;");
 
   store = sched_store_open_sqlite (dir, &error);
