@@ -77,6 +77,14 @@ parse (const char *labels)
   return t;
 }
 
+/* Orders an array of strings (its elements point to them). */
+static gint
+compare_keys (gconstpointer a, gconstpointer b, gpointer data)
+{
+  (void)data;
+  return strcmp (*(const char *const *)a, *(const char *const *)b);
+}
+
 char *
 sched_labels_apply (const char *labels, char *const *set, gsize n_set,
                     char *const *remove, gsize n_remove, GError **error)
@@ -118,8 +126,7 @@ sched_labels_apply (const char *labels, char *const *set, gsize n_set,
       return NULL;
     }
   keys = (const char **)g_hash_table_get_keys_as_array (t, &n);
-  g_qsort_with_data (keys, n, sizeof (char *), (GCompareDataFunc)g_strcmp0,
-                     NULL);
+  g_qsort_with_data (keys, n, sizeof (char *), compare_keys, NULL);
   for (guint i = 0; i < n; i++)
     g_string_append_printf (out, "%s%s=%s", i ? "," : "", keys[i],
                             (const char *)g_hash_table_lookup (t, keys[i]));
