@@ -381,9 +381,22 @@ class NetWatch:
                 self.vm.ip, ECHO_PORT, self.p.stdout.read()[-500:], self.p.stderr.read()[-500:]))
         return self
 
+    def retransmits(self):
+        """TCP's retransmission count of the client's connection (`ss -ti`
+        in the namespace: the total of "retrans:CUR/TOTAL"), None if ss
+        does not show the connection."""
+        p = run(["ss", "-tin", "dst", "%s:%d" % (self.vm.ip, ECHO_PORT)], check=False, timeout=10)
+        text = p.stdout.decode(errors="replace")
+        if "%s:%d" % (self.vm.ip, ECHO_PORT) not in text:
+            return None
+        m = re.search(r"retrans:\d+/(\d+)", text)
+        return int(m.group(1)) if m else 0
+
     def finish(self, after=1.0, timeout=60):
-        """{'net_gap_ms', 'net_sent', 'net_answered', 'net_error'}."""
+        """{'net_gap_ms', 'net_sent', 'net_answered', 'net_error',
+        'net_retrans'}."""
         time.sleep(after)  # answers from the destination, settled
+        retrans = self.retransmits()
         open(self.stop_file, "w").close()
         try:
             so, se = self.p.communicate(timeout=timeout)
@@ -396,7 +409,7 @@ class NetWatch:
         try:
             res = json.loads(so.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            return {"net_gap_ms": None, "net_sent": 0, "net_answered": 0,
+            return {"net_gap_ms": None, "net_sent": 0, "net_answered": 0, "net_retrans": retrans,
                     "net_error": "echo client printed no result: %s" % se[-300:]}
         ts = res.get("times") or []
         gap = max((b - a for a, b in zip(ts, ts[1:])), default=None)
@@ -405,7 +418,7 @@ class NetWatch:
             err = "answered %s of %s" % (res.get("answered"), res.get("sent"))
         return {"net_gap_ms": None if gap is None else gap * 1000.0,
                 "net_sent": res.get("sent", 0), "net_answered": res.get("answered", 0),
-                "net_error": err}
+                "net_retrans": retrans, "net_error": err}
 
     def kill(self):
         if self.p and self.p.poll() is None:
@@ -1291,7 +1304,8 @@ def net_stats(results, link, path):
     gaps = [r["net_gap_ms"] for r in rs if r["net_gap_ms"] is not None and not r.get("guest_crashed")
             and not r["net_error"]]
     return {"n": len(rs), "median_ms": med(gaps), "max_ms": max(gaps) if gaps else None,
-            "broken": sum(1 for r in rs if r["net_error"])}
+            "broken": sum(1 for r in rs if r["net_error"]),
+            "retrans": sum(1 for r in rs if r.get("net_retrans"))}
 
 
 def net_table(results, links, paths):
@@ -1299,14 +1313,15 @@ def net_table(results, links, paths):
              "connection per move from the cluster's namespace to the guest's echo service, a "
              "request every %d ms, no reconnect (median / max over the moves, ms):" % ECHO_PERIOD_MS, "",
              "| link | path | moves | median gap (ms) | max gap (ms) | broken connections | "
-             "drover / this path (median) | drover / this path (max) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "moves with TCP retransmissions | drover / this path (median) | drover / this path (max) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for link in links:
         d = net_stats(results, link, "drover")
         for path in paths:
             s = net_stats(results, link, path)
-            lines.append("| %s | %s | %d | %s | %s | %d | %s | %s |" % (
+            lines.append("| %s | %s | %d | %s | %s | %d | %d | %s | %s |" % (
                 link, path, s["n"], fx(s["median_ms"], "%.0f"), fx(s["max_ms"], "%.0f"), s["broken"],
+                s["retrans"],
                 "-" if path == "drover" else fx(ratio(d["median_ms"], s["median_ms"]), "%.2f"),
                 "-" if path == "drover" else fx(ratio(d["max_ms"], s["max_ms"]), "%.2f")))
     return "\n".join(lines)
@@ -1540,8 +1555,9 @@ def main():
                             state["watch"] = None
                             check_nics(vm)
                             out("migrate:   %-6s network-observed: largest gap between echo answers "
-                                "%sms, %d/%d answered%s" % (
+                                "%sms, %d/%d answered, TCP retransmissions %s%s" % (
                                     path, fx(r["net_gap_ms"], "%.0f"), r["net_answered"], r["net_sent"],
+                                    fx(r["net_retrans"], "%d"),
                                     "" if not r["net_error"] else " CONNECTION BROKEN: %s" % r["net_error"]))
                         r.update(link=link, data=data, dirty=dirty, rep=rep, inventory_wait_s=inv)
                         r["guest_crashed"] = not guest_alive(vm)
