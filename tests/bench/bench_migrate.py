@@ -50,6 +50,26 @@ host:
           checks. The cost of the topology alone: the least any
           agent-carried stream can cost on this machine.
 
+Network-observed downtime (--net): the cluster runs inside a network
+namespace (--netns NAME, default drover-bench with --net; `cluster up 2
+--netns NAME`, the bench process itself then enters it, so droverctl,
+tc, the link check and the client all run there and the 1gbit htb sits
+on the namespace's own loopback, touching no other cluster). A Linux
+bridge benchbr0 (10.79.0.1/24) in the namespace, a network benchnet on
+it, and each guest gets one virtio-net NIC on it (`vm create --net
+benchnet`), drover.ip=10.79.0.N/24 and drover.echo=7. Native migration
+sends the domain's migratable XML, which carries the same <interface>
+(checked before each native move; the destination's domain is checked
+after every move: same MAC, bridge and model). Around each migration
+(every path) tests/integration/nic_echo_client.py runs in the namespace:
+ONE TCP connection to the guest's echo service, a small request every
+10 ms, each answer awaited, never a reconnect (a broken connection is
+reported per move and fails T6). Per move: the largest gap between
+consecutive answers, from a second before the migration starts to a
+second after it ended; per link and path: median and max over the
+moves, and Drover / each native path. Echo traffic crosses the bridge,
+not lo, so the shaping applies to the migration streams only.
+
 Pairing: one fresh guest per (data, dirty); per link condition REPS pairs;
 pair k runs drover then native for even k and native then drover for odd
 k (so neither path always gets the first or the host1->host2 move).
@@ -105,9 +125,12 @@ Targets (checked and printed PASS/MISS, never tuned):
   T3 link=unshaped, any data: drover total <= 1.05x native
   T4 guest-seen downtime no worse than native (tolerance: one heartbeat
      period, the resolution of the measurement)
+  T6 (--net) per link: Drover's median network-observed gap no worse than
+     native's (tolerance: one request period, 10 ms), no broken connection
 """
 import argparse
 import atexit
+import ctypes
 import json
 import os
 import re
@@ -136,6 +159,16 @@ TLS_DIR = "drover-bench-tls"  # under each host's /etc/libvirt
 DROVER_PORT = 7402
 HB_MS = 10
 MEMORY = "512M"
+
+# --net: the guests' NIC, on a bridge inside the cluster's namespace.
+NETNS = None  # set by --netns / --net: the whole bench then runs inside it
+NET_BRIDGE = "benchbr0"
+NET_NAME = "benchnet"
+NET_PREFIX = "10.79.0"  # bridge .1, guests .10 upwards (namespace only)
+ECHO_PORT = 7
+ECHO_PERIOD_MS = 10  # nic_echo_client.py's request period
+ECHO_CLIENT = os.path.join(REPO, "tests", "integration", "nic_echo_client.py")
+CLONE_NEWNET = 0x40000000
 
 DIRTY = {
     "low": {"ws": 64, "rate": 8},
@@ -241,6 +274,156 @@ def wait_for_machine(max_wait):
         if time.time() - t0 > max_wait:
             raise RuntimeError("machine still busy after %d s" % max_wait)
         time.sleep(15)
+
+
+# ---- the cluster's network namespace (--netns, --net) ---------------------
+
+NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")  # as tests/cluster/cluster
+_libc = None
+_home_ns = None  # fd of the namespace the bench started in
+
+
+def _setns(fd):
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise RuntimeError("setns: %s" % os.strerror(e))
+
+
+def enter_netns(name):
+    """Moves this process (its main thread, before any other thread
+    exists; every later thread and child inherits it) into the cluster's
+    network namespace: droverctl's TCP, tc on lo, the link check, the
+    echo client all run there, and nothing of it reaches the machine's
+    own loopback. virsh keeps using the hosts' unix sockets (files)."""
+    global _home_ns
+    if threading.active_count() != 1:
+        raise RuntimeError("enter_netns: other threads already run")
+    fd = os.open("/run/netns/" + name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _home_ns is None:
+            _home_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        _setns(fd)
+    finally:
+        os.close(fd)
+
+
+def leave_netns():
+    """Back where the bench started (before `cluster down`, which kills
+    every process left in the namespace)."""
+    global _home_ns
+    if _home_ns is not None:
+        _setns(_home_ns)
+        os.close(_home_ns)
+        _home_ns = None
+
+
+def setup_bench_network(env, timeout=60):
+    """One Linux bridge in the namespace and one network on it, usable on
+    both hosts once their agents have reported the bridge."""
+    run([CLUSTER, "bridge", "add", NET_BRIDGE, NET_PREFIX + ".1/24"], env=env)
+    # The scheduler's state outlives `cluster down` (without --purge): a
+    # previous run's network on the same bridge is this one.
+    r = ctl("network", "show", NET_NAME, "--json", check=False)
+    if r.returncode != 0:
+        ctl("network", "create", NET_NAME, "--bridge", NET_BRIDGE)
+    elif json.loads(r.stdout).get("bridge") != NET_BRIDGE:
+        raise RuntimeError("network %s exists on another bridge: %s" % (NET_NAME, r.stdout[:300]))
+    t0 = time.monotonic()
+    while True:
+        doc = json.loads(ctl("network", "show", NET_NAME, "--json").stdout)
+        hosts = doc.get("hosts", [])
+        if len(hosts) == 2 and all(h.get("usable") for h in hosts):
+            return
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError("network %s not usable on both hosts after %d s: %s" % (
+                NET_NAME, timeout, doc))
+        time.sleep(0.5)
+
+
+def domain_nics(root):
+    """[(type, mac, bridge, model)] of the domain XML's interfaces."""
+    res = []
+    for itf in root.findall("./devices/interface"):
+        mac = itf.find("mac")
+        src = itf.find("source")
+        model = itf.find("model")
+        res.append((itf.get("type"), None if mac is None else (mac.get("address") or "").lower(),
+                    None if src is None else src.get("bridge"),
+                    None if model is None else model.get("type")))
+    return res
+
+
+class NetWatch:
+    """nic_echo_client.py (tests/integration) in the namespace during one
+    migration: ONE TCP connection to the guest's echo service, a small
+    request every 10 ms, each answer awaited; it never reconnects, so a
+    broken connection is an error. The network-observed downtime of the
+    move is the largest gap between consecutive answers over the client's
+    whole life (from before the migration starts to after it ended)."""
+
+    def __init__(self, vm, work):
+        self.vm = vm
+        self.stop_file = os.path.join(work, "echo-%s.stop" % vm.name)
+        if os.path.exists(self.stop_file):
+            os.unlink(self.stop_file)
+        self.p = None
+
+    def start(self, settle=1.0):
+        self.p = subprocess.Popen([sys.executable, ECHO_CLIENT, self.vm.ip, str(ECHO_PORT),
+                                   self.stop_file],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(settle)  # connected and answering before the move starts
+        if self.p.poll() is not None:
+            raise RuntimeError("echo client to %s:%d ended before the migration: %s %s" % (
+                self.vm.ip, ECHO_PORT, self.p.stdout.read()[-500:], self.p.stderr.read()[-500:]))
+        return self
+
+    def retransmits(self):
+        """TCP's retransmission count of the client's connection (`ss -ti`
+        in the namespace: the total of "retrans:CUR/TOTAL"), None if ss
+        does not show the connection."""
+        p = run(["ss", "-tin", "dst", "%s:%d" % (self.vm.ip, ECHO_PORT)], check=False, timeout=10)
+        text = p.stdout.decode(errors="replace")
+        if "%s:%d" % (self.vm.ip, ECHO_PORT) not in text:
+            return None
+        m = re.search(r"retrans:\d+/(\d+)", text)
+        return int(m.group(1)) if m else 0
+
+    def finish(self, after=1.0, timeout=60):
+        """{'net_gap_ms', 'net_sent', 'net_answered', 'net_error',
+        'net_retrans'}."""
+        time.sleep(after)  # answers from the destination, settled
+        retrans = self.retransmits()
+        open(self.stop_file, "w").close()
+        try:
+            so, se = self.p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            so, se = self.p.communicate()
+        finally:
+            if os.path.exists(self.stop_file):
+                os.unlink(self.stop_file)
+        try:
+            res = json.loads(so.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"net_gap_ms": None, "net_sent": 0, "net_answered": 0, "net_retrans": retrans,
+                    "net_error": "echo client printed no result: %s" % se[-300:]}
+        ts = res.get("times") or []
+        gap = max((b - a for a, b in zip(ts, ts[1:])), default=None)
+        err = res.get("error")
+        if err is None and res.get("answered") != res.get("sent"):
+            err = "answered %s of %s" % (res.get("answered"), res.get("sent"))
+        return {"net_gap_ms": None if gap is None else gap * 1000.0,
+                "net_sent": res.get("sent", 0), "net_answered": res.get("answered", 0),
+                "net_retrans": retrans, "net_error": err}
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            self.p.kill()
+            self.p.communicate()
 
 
 # ---- QEMU's own TLS (native-tls) ------------------------------------------
@@ -512,23 +695,47 @@ class Vm:
         self.dirty = dirty
         self.host = 1
         self.ready_s = None
+        self.ip = None  # --net: the guest's address on NET_BRIDGE
+        self.nics = None  # --net: domain_nics() as created
+
+
+def check_nics(vm):
+    """--net: the VM's domain on its current host has exactly the NIC it
+    was created with (MAC, bridge, virtio)."""
+    if vm.nics is None:
+        return
+    got = domain_nics(ET.fromstring(virsh(vm.host, "dumpxml", vm.name).stdout.decode()))
+    if got != vm.nics:
+        raise RuntimeError("%s on host%d: interfaces %s, created with %s" % (
+            vm.name, vm.host, got, vm.nics))
 
 
 def create_vm(vm, ready_timeout):
     d = DIRTY[vm.dirty]
     cmdline = "%s drover.hb_ms=%d drover.ws_mib=%d drover.rate_mib=%d drover.data=%s" % (
         GUEST_CMDLINE, HB_MS, d["ws"], d["rate"], vm.data)
+    net = []
+    if vm.ip:
+        cmdline += " drover.ip=%s/24 drover.echo=%d" % (vm.ip, ECHO_PORT)
+        net = ["--net", NET_NAME]
     t0 = time.monotonic()
     ctl("vm", "create", vm.name, "--vcpus", "1", "--memory", MEMORY, "--kernel", KERNEL,
-        "--initrd", INITRD, "--cmdline", cmdline, "--host", "host1")
+        "--initrd", INITRD, "--cmdline", cmdline, "--host", "host1", *net)
     vm.host = 1
+    if vm.ip:
+        vm.nics = domain_nics(ET.fromstring(virsh(1, "dumpxml", vm.name).stdout.decode()))
+        if len(vm.nics) != 1 or vm.nics[0][0] != "bridge" or vm.nics[0][2] != NET_BRIDGE \
+                or vm.nics[0][3] != "virtio":
+            raise RuntimeError("%s: expected one virtio NIC on %s, domain has %s" % (
+                vm.name, NET_BRIDGE, vm.nics))
     path = serial_path(1, vm.name)
     while True:
         data = read(path)
         if b"DROVER-GUEST error" in data:
             line = data[data.index(b"DROVER-GUEST error"):].split(b"\n")[0]
             raise RuntimeError("guest %s: %s" % (vm.name, line.decode(errors="replace")))
-        if b"DROVER-GUEST ws-ready" in data:
+        if b"DROVER-GUEST ws-ready" in data and \
+                (not vm.ip or b"DROVER-GUEST echo listening" in data):
             break
         if time.monotonic() - t0 > ready_timeout:
             raise RuntimeError("guest %s: no ws-ready within %d s (console %s)" % (
@@ -814,6 +1021,10 @@ def migrate_native(vm, shaper, port, native_timeout, relay=False, path="native")
         for s in root.findall("./devices/%s/source" % dev):
             if s.get("path") == src_path:
                 s.set("path", dst_path)
+    if vm.nics is not None and domain_nics(root) != vm.nics:
+        # --net: the destination's domain must have the same interface.
+        raise RuntimeError("native: migratable XML of %s has interfaces %s, not %s" % (
+            vm.name, domain_nics(root), vm.nics))
     with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
         f.write(ET.tostring(root, encoding="unicode"))
         xml_file = f.name
@@ -1085,6 +1296,57 @@ def native_table(summ):
     return "\n".join(lines)
 
 
+def net_stats(results, link, path):
+    """Network-observed downtime of PATH's moves on LINK (--net): moves,
+    median and max gap (ms), broken connections. Moves after which the
+    guest crashed are left out of the gaps (not of the broken count)."""
+    rs = [r for r in results if r["link"] == link and r["path"] == path and "net_gap_ms" in r]
+    gaps = [r["net_gap_ms"] for r in rs if r["net_gap_ms"] is not None and not r.get("guest_crashed")
+            and not r["net_error"]]
+    return {"n": len(rs), "median_ms": med(gaps), "max_ms": max(gaps) if gaps else None,
+            "broken": sum(1 for r in rs if r["net_error"]),
+            "retrans": sum(1 for r in rs if r.get("net_retrans"))}
+
+
+def net_table(results, links, paths):
+    lines = ["Network-observed downtime (--net): largest gap between echo answers per move, one TCP "
+             "connection per move from the cluster's namespace to the guest's echo service, a "
+             "request every %d ms, no reconnect (median / max over the moves, ms):" % ECHO_PERIOD_MS, "",
+             "| link | path | moves | median gap (ms) | max gap (ms) | broken connections | "
+             "moves with TCP retransmissions | drover / this path (median) | drover / this path (max) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for link in links:
+        d = net_stats(results, link, "drover")
+        for path in paths:
+            s = net_stats(results, link, path)
+            lines.append("| %s | %s | %d | %s | %s | %d | %d | %s | %s |" % (
+                link, path, s["n"], fx(s["median_ms"], "%.0f"), fx(s["max_ms"], "%.0f"), s["broken"],
+                s["retrans"],
+                "-" if path == "drover" else fx(ratio(d["median_ms"], s["median_ms"]), "%.2f"),
+                "-" if path == "drover" else fx(ratio(d["max_ms"], s["max_ms"]), "%.2f")))
+    return "\n".join(lines)
+
+
+def net_checks(results, links):
+    """T6: per link, Drover's median network-observed gap no worse than
+    native's (tolerance: one request period) and no broken connection."""
+    res = []
+    for link in links:
+        d, n = net_stats(results, link, "drover"), net_stats(results, link, "native")
+        if not d["n"] or not n["n"]:
+            res.append(("network-observed gap, %s: drover <= native + %d ms" % (link, ECHO_PERIOD_MS),
+                        "SKIP", "no moves of both paths"))
+            continue
+        ok = (d["median_ms"] is not None and n["median_ms"] is not None
+              and d["median_ms"] <= n["median_ms"] + ECHO_PERIOD_MS and not d["broken"] and not n["broken"])
+        res.append(("network-observed gap, %s: drover <= native + %d ms" % (link, ECHO_PERIOD_MS),
+                    "PASS" if ok else "MISS",
+                    "median %s/%sms, max %s/%sms, broken %d/%d" % (
+                        fx(d["median_ms"], "%.0f"), fx(n["median_ms"], "%.0f"),
+                        fx(d["max_ms"], "%.0f"), fx(n["max_ms"], "%.0f"), d["broken"], n["broken"])))
+    return res
+
+
 def checks(summ):
     res = []
 
@@ -1156,7 +1418,18 @@ def main():
                     help="seconds to wait for another cluster to go away")
     ap.add_argument("--out", default=None, help="raw results as JSON (default DROVER_CLUSTER_DIR/bench-migrate.json)")
     ap.add_argument("--keep", action="store_true", help="leave the cluster up at the end")
+    ap.add_argument("--netns", default=os.environ.get("DROVER_CLUSTER_NETNS") or None,
+                    help="run the cluster inside this network namespace (`cluster up 2 --netns "
+                         "NAME`; default DROVER_CLUSTER_NETNS, else none) and the bench with it")
+    ap.add_argument("--net", action="store_true",
+                    help="network-observed downtime: each guest gets a virtio-net NIC on a bridge "
+                         "in the namespace (implies --netns, default drover-bench) and runs its echo "
+                         "service; an echo client keeps one TCP connection to it through each move")
     a = ap.parse_args()
+    if a.net and not a.netns:
+        a.netns = "drover-bench"
+    if a.netns and not NETNS_RE.match(a.netns):
+        ap.error("bad namespace name %r" % a.netns)
     links = [x for x in a.links.split(",") if x]
     datas = [x for x in a.data.split(",") if x]
     dirties = [x for x in a.dirty.split(",") if x]
@@ -1180,11 +1453,16 @@ def main():
     if a.relay:
         paths.append("relay")
 
+    global NETNS
+    NETNS = a.netns
     shaper = Shaper(a.native_port)
     vms = []
-    state = {"cluster": False}
+    state = {"cluster": False, "watch": None}
+    net_work = tempfile.mkdtemp(prefix="drover-bench-net-")
 
     def cleanup():
+        if state["watch"]:
+            state["watch"].kill()
         try:
             shaper.down()
         except Exception as e:  # noqa: BLE001 - cleanup goes on
@@ -1195,8 +1473,17 @@ def main():
                     delete_vm(vm.name)
                 except Exception as e:  # noqa: BLE001
                     log("delete %s: %s" % (vm.name, e))
+            try:
+                leave_netns()  # `down` kills what is left in the namespace
+            except RuntimeError as e:
+                log("leaving the namespace: %s (not taking the cluster down)" % e)
+                a.keep = True
             if not a.keep:
-                subprocess.run([CLUSTER, "down"], stdout=subprocess.DEVNULL)
+                subprocess.run([CLUSTER, "down"], stdout=subprocess.DEVNULL, env=env)
+        try:
+            os.rmdir(net_work)
+        except OSError:
+            pass
         if lo_root_qdisc().startswith("qdisc htb 1:") and shaper.active:
             log("WARNING: qdisc still on lo")
 
@@ -1209,14 +1496,27 @@ def main():
         if b"migrate VM" not in h.stdout + h.stderr:
             raise SystemExit("migrate: %s has no `migrate` verb yet (use --native-only)" % CTL)
 
-    wait_for_machine(a.wait_machine)
     env = dict(os.environ, DROVER_CLUSTER_DIR=D, DROVER_BUILD_DIR=BUILD,
                DROVER_REPORT_INTERVAL_MS=os.environ.get("DROVER_REPORT_INTERVAL_MS", "1000"))
+    env.pop("DROVER_CLUSTER_NETNS", None)
+    up = [CLUSTER, "up", "2"]
+    if NETNS:
+        # Its own loopback: no port or qdisc of another cluster to wait for.
+        up += ["--netns", NETNS]
+    else:
+        wait_for_machine(a.wait_machine)
     state["cluster"] = True
-    p = subprocess.run([CLUSTER, "up", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.run(up, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if p.returncode != 0:
         raise SystemExit("migrate: cluster up failed:\n" + p.stdout.decode(errors="replace")[-3000:])
-    log("cluster up in %s" % D)
+    if NETNS:
+        enter_netns(NETNS)
+    log("cluster up in %s%s" % (D, " (namespace %s)" % NETNS if NETNS else ""))
+    if a.net:
+        setup_bench_network(env)
+        out("migrate: --net: network %s on bridge %s (%s.1/24) in namespace %s; echo requests "
+            "every %d ms over one TCP connection per migration" % (
+                NET_NAME, NET_BRIDGE, NET_PREFIX, NETNS, ECHO_PERIOD_MS))
     if "native-tls" in paths:
         with tempfile.TemporaryDirectory(prefix="drover-bench-tls-") as work:
             setup_native_tls(work)
@@ -1227,6 +1527,8 @@ def main():
     for dirty in dirties:
         for data in datas:
             vm = Vm("bm-%s-%s" % (data, dirty), data, dirty)
+            if a.net:
+                vm.ip = "%s.%d" % (NET_PREFIX, 10 + len(results) % 200)
             delete_vm(vm.name)
             vms.append(vm)
             create_vm(vm, a.ready_timeout)
@@ -1240,12 +1542,23 @@ def main():
                     order = paths if rep % 2 == 0 else list(reversed(paths))
                     for path in order:
                         inv = wait_inventory(vm)
+                        if a.net:
+                            state["watch"] = NetWatch(vm, net_work).start()
                         if path == "drover":
                             r = migrate_drover(vm, shaper)
                         else:
                             r = migrate_native(vm, shaper, a.native_port, a.native_timeout,
                                                relay=path == "relay",
                                                path="native" if path == "relay" else path)
+                        if a.net:
+                            r.update(state["watch"].finish())
+                            state["watch"] = None
+                            check_nics(vm)
+                            out("migrate:   %-6s network-observed: largest gap between echo answers "
+                                "%sms, %d/%d answered, TCP retransmissions %s%s" % (
+                                    path, fx(r["net_gap_ms"], "%.0f"), r["net_answered"], r["net_sent"],
+                                    fx(r["net_retrans"], "%d"),
+                                    "" if not r["net_error"] else " CONNECTION BROKEN: %s" % r["net_error"]))
                         r.update(link=link, data=data, dirty=dirty, rep=rep, inventory_wait_s=inv)
                         r["guest_crashed"] = not guest_alive(vm)
                         if r["guest_crashed"]:
@@ -1290,7 +1603,10 @@ def main():
     if any(p in paths for p in ("native-tls", "native-autoconverge")):
         out(native_table(summ))
         out("")
-    for name, verdict, detail in checks(summ):
+    if a.net:
+        out(net_table(results, links, paths))
+        out("")
+    for name, verdict, detail in checks(summ) + (net_checks(results, links) if a.net else []):
         out("migrate: check %-62s %s  (%s)" % (name, verdict, detail))
     out("migrate: %d migrations in %.0f s; load average at end: %s" % (
         len(results), time.monotonic() - t_start, open("/proc/loadavg").read().strip()))
