@@ -386,10 +386,14 @@ def run_cases(c, tap, tmp, pb):
             wait_for("the relay socket of the running migration",
                      lambda: os.path.exists(relay_sock), 60)
             # Both of the migration's own streams are open once memory is
-            # on the wire; before that a probe would race them for the token.
+            # on the wire; before that a probe would race them for the token
+            # (and may win it: the migration then fails). QEMU counting
+            # memory sent, or a few bytes on the wire, does not show it:
+            # the control stream opens first, and QEMU writes into the
+            # local relay before the memory stream's HELLO is answered.
+            # A mebibyte on the wire does: only memory is that large.
             wait_for("memory on the migration channel",
-                     lambda: any(m.wire_bytes > 0 or m.memory_processed > 0
-                                 for m in list(progress))
+                     lambda: any(m.wire_bytes > (1 << 20) for m in list(progress))
                      or not t.is_alive(), 120)
             assert t.is_alive(), f"migration ended before the probe: {result.get('err')}"
             for kind in ("memory", "control"):
