@@ -249,6 +249,11 @@ sched_schedule_matches (const Drover__V1__Schedule *spec, const SchedVm *vm)
           if (sched_labels_has (vm->labels, sel + 6))
             return TRUE;
         }
+      else if (g_str_has_prefix (sel, "group:"))
+        {
+          if (sched_labels_in_group (vm->labels, sel + 6))
+            return TRUE;
+        }
       else if (g_pattern_match_simple (sel, vm->name))
         return TRUE;
     }
