@@ -25,18 +25,23 @@ period (10 s) so that a run comes every few seconds.
 - the VM's host lost (agent killed, VM destroyed) while a schedule backs
   it up every 10 s: its newest backup, restored on the other host, is no
   older than one interval plus that backup's duration, and boots with
-  every block of its disk consistent.
+  every block of its disk consistent;
+- with --dr-jobs-per-repo 1, two VMs of one backup schedule due in the
+  same second on two hosts are backed up one after the other, never at
+  once.
 Prints TAP.
 """
 import calendar
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (BACKUP_GUEST_CMDLINE, DISK_FOUND, GUEST_DIR, log,  # noqa: E402
+from drover_harness import (BACKUP_GUEST_CMDLINE, CLUSTER, DISK_FOUND,  # noqa: E402
+                            GUEST_DIR, log,
                             run_on_cluster, two_host_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
@@ -52,6 +57,8 @@ def main():
     repo = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-main")
     dr = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-dr")
     c.env["DROVER_AGENT_ARGS"] = f"--backup-repo main={repo} --backup-repo dr={dr}"
+    # One schedule backup at a time into a repository (the last case).
+    c.env["DROVER_SCHEDULER_ARGS"] = "--dr-jobs-per-repo 1"
     return run_on_cluster(c, run_cases, tmp_prefix="drover-schedules-")
 
 
@@ -388,6 +395,35 @@ def run_cases(c, tap, tmp):
         assert blocks > 0 and (ok, bad, blank) == (blocks, 0, 0), f
         assert gmin >= 1, f
 
+    def repo_limit():
+        # host1's agent back (its VM stays stopped: a stopped VM's backup
+        # is read from its disk); the restored VM runs on host2.
+        subprocess.run([CLUSTER, "start-agent", "1"], env=c.env, check=True,
+                       capture_output=True, timeout=90)
+        wait_for("host1 up", lambda: c.hosts_by_name()["host1"]["state"] == "up", 60)
+        vms = sorted([VM, "sched-web-dr"])
+        c.ctl("schedule", "create", "bk4", "--select", "sched-web*", "--action",
+              "backup", "--repo", "dr", "--every", "1h", "--paused")
+        t0 = time.time() * 1000
+        c.ctl("schedule", "run-now", "bk4")  # both due now
+
+        def done():
+            got = [j for j in c.ctl_json("jobs")["jobs"]
+                   if j["kind"] == "backup" and j["vm"] in vms
+                   and int(j["created_ms"]) >= t0 - 1000]
+            return got if len(got) == 2 and all(
+                j["state"] in ("done", "failed") for j in got) else None
+        jobs = sorted(wait_for("both backups of bk4", done, 180, 1),
+                      key=lambda j: int(j["created_ms"]))
+        log("bk4 jobs: " + ", ".join(
+            f"{j['vm']} {j['state']} {int(j['created_ms']) - t0:.0f}.."
+            f"{int(j['updated_ms']) - t0:.0f} ms" for j in jobs))
+        assert [j["state"] for j in jobs] == ["done", "done"], jobs
+        assert sorted(j["vm"] for j in jobs) == vms, jobs
+        # The second began only once the first had ended.
+        assert int(jobs[1]["created_ms"]) >= int(jobs[0]["updated_ms"]), jobs
+        c.ctl("schedule", "delete", "bk4")
+
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
@@ -408,6 +444,8 @@ def run_cases(c, tap, tmp):
     tap.case("host lost: the newest backup is at most one interval plus its "
              "duration old, restores on the other host and boots consistent",
              host_lost)
+    tap.case("--dr-jobs-per-repo 1: two VMs due at once on two hosts are backed "
+             "up one after the other", repo_limit)
 
 
 if __name__ == "__main__":
