@@ -21,7 +21,8 @@ static const char schedule_usage_text[]
       "  pause NAME | resume NAME | delete NAME | run-now NAME\n"
       "  drill NAME [--vm VM] [--json]   restore drills now (backups)\n"
       "\n"
-      "Selectors: VM names, globs of them (web-*), host:NAME. Durations:\n"
+      "Selectors: VM names, globs of them (web-*), host:NAME, group:NAME\n"
+      "(the VMs labelled group=NAME), label:KEY=VALUE. Durations:\n"
       "90s, 15m, 1h30m, 2d, 1w. Calendars: hourly, daily, weekly, monthly,\n"
       "'Mon..Fri 02:30', '*-*-01 03:00', '*:0/15' (the scheduler's local\n"
       "time).\n";
@@ -158,7 +159,8 @@ schedule_create (Ctl *ctl, int argc, char **argv)
   gboolean paused = FALSE, json = FALSE;
   const GOptionEntry entries[] = {
     { "select", 0, 0, G_OPTION_ARG_STRING_ARRAY, &select,
-      "VMs: a name, a glob, host:NAME (repeatable)", "S" },
+      "VMs: a name, a glob, host:NAME, group:NAME, label:K=V (repeatable)",
+      "S" },
     { "action", 0, 0, G_OPTION_ARG_STRING, &action, "snapshot or backup",
       "ACTION" },
     { "every", 0, 0, G_OPTION_ARG_STRING, &every, "Fire every DURATION",

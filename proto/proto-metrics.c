@@ -41,6 +41,14 @@ struct _ProtoMetrics
   GPtrArray *families;
 };
 
+/* The series trees' order: their keys are label strings. */
+static gint
+compare_keys (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  (void)user_data;
+  return strcmp (a, b);
+}
+
 static void
 series_free (gpointer data)
 {
@@ -133,8 +141,7 @@ proto_metrics_declare (ProtoMetrics *metrics, const char *name,
       m->bounds = g_memdup2 (buckets, n_buckets * sizeof *buckets);
       m->n_bounds = n_buckets;
     }
-  m->series
-      = g_tree_new_full ((GCompareDataFunc)strcmp, NULL, g_free, series_free);
+  m->series = g_tree_new_full (compare_keys, NULL, g_free, series_free);
   g_ptr_array_add (metrics->families, m);
   g_mutex_unlock (&metrics->lock);
   return m;
@@ -228,8 +235,8 @@ proto_metric_remove (ProtoMetric *metric, const char *const *label_values)
   if (label_values == NULL && metric->n_labels > 0)
     {
       g_tree_unref (metric->series);
-      metric->series = g_tree_new_full ((GCompareDataFunc)strcmp, NULL, g_free,
-                                        series_free);
+      metric->series
+          = g_tree_new_full (compare_keys, NULL, g_free, series_free);
     }
   else
     {

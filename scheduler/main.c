@@ -1,6 +1,7 @@
 /* drover-scheduler: options, signals (SIGINT/SIGTERM stop, SIGHUP reloads
  * the TLS material), setup, main loop. */
 #include "sched-balancer.h"
+#include "sched-schedules.h"
 
 #include <glib-unix.h>
 #include <locale.h>
@@ -66,6 +67,8 @@ main (int argc, char **argv)
   gint balance_interval = SCHED_BALANCE_DEFAULT_INTERVAL_S;
   gint balance_cooldown = SCHED_BALANCE_DEFAULT_COOLDOWN_S;
   gdouble balance_threshold = 0.10;
+  gint dr_per_host = SCHED_SCHEDULES_DEFAULT_PER_HOST;
+  gint dr_per_repo = SCHED_SCHEDULES_DEFAULT_PER_REPO;
   const GOptionEntry entries[] = {
     { "version", 0, 0, G_OPTION_ARG_NONE, &version,
       "Print the version and exit", NULL },
@@ -97,6 +100,12 @@ main (int argc, char **argv)
       "F" },
     { "balance-cooldown", 0, 0, G_OPTION_ARG_INT, &balance_cooldown,
       "Seconds before the balancer moves a VM again (default 600)", "SECONDS" },
+    { "dr-jobs-per-host", 0, 0, G_OPTION_ARG_INT, &dr_per_host,
+      "Schedule runs at work at once on one host; more wait (default 2)", "N" },
+    { "dr-jobs-per-repo", 0, 0, G_OPTION_ARG_INT, &dr_per_repo,
+      "Schedule backups at work at once into one repository; more wait "
+      "(default 4)",
+      "N" },
     { "memory-reserve", 0, 0, G_OPTION_ARG_STRING, &memory_reserve,
       "Memory of each host kept from VMs (default 256M)", "SIZE" },
     { "link-bandwidth", 0, 0, G_OPTION_ARG_STRING, &link_bandwidth,
@@ -193,6 +202,13 @@ main (int argc, char **argv)
                   "between 0 and 1\n");
       return 2;
     }
+  if (dr_per_host < 1 || dr_per_host > 1000 || dr_per_repo < 1
+      || dr_per_repo > 1000)
+    {
+      g_printerr ("drover-scheduler: --dr-jobs-per-host and "
+                  "--dr-jobs-per-repo must be 1..1000\n");
+      return 2;
+    }
   if (memory_reserve != NULL
       && !proto_parse_size ("--memory-reserve", memory_reserve,
                             &config.memory_reserve, &error))
@@ -233,6 +249,8 @@ main (int argc, char **argv)
   config.balance_interval_s = balance_interval;
   config.balance_threshold = balance_threshold;
   config.balance_cooldown_s = balance_cooldown;
+  config.dr_jobs_per_host = dr_per_host;
+  config.dr_jobs_per_repo = dr_per_repo;
   config.metrics = metrics_listen;
   config.metrics_tls = metrics_tls;
 

@@ -87,10 +87,11 @@ resolve_repo (const SchedHost *host, const char *repo, GError **error)
 }
 
 /* An up host to read repository REPO on: PREFER (a host name, may be
- * NULL) when it is up and may have it, else the first such host. */
+ * NULL) when it is up and may have it, else the first such host; never
+ * SKIP (may be NULL). */
 static SchedHost *
-repo_host (SchedService *svc, const char *prefer, const char *repo,
-           GError **error)
+repo_host (SchedService *svc, const char *prefer, const char *skip,
+           const char *repo, GError **error)
 {
   g_autoptr (GPtrArray) hosts = sched_store_list_hosts (svc->store, error);
   guint found = G_MAXUINT;
@@ -102,7 +103,8 @@ repo_host (SchedService *svc, const char *prefer, const char *repo,
       SchedHost *h = hosts->pdata[i];
 
       if (strcmp (h->state, PROTO_HOST_UP) != 0
-          || (repo[0] != '\0' && !host_may_have (h, repo)))
+          || (repo[0] != '\0' && !host_may_have (h, repo))
+          || (skip != NULL && strcmp (h->name, skip) == 0))
         continue;
       if (prefer != NULL && strcmp (h->name, prefer) == 0)
         {
@@ -207,6 +209,13 @@ typedef struct
   SchedRestoreStarted started;
   gpointer started_data;
   char *avoid;
+  /* A read (ListBackups, GetBackup) that another host may answer when the
+   * first cannot be reached: what to ask again. */
+  guint method;
+  char *asked_repo;
+  char *vm;
+  char *backup_id;
+  gboolean retried;
 } Forward;
 
 static void
@@ -215,6 +224,9 @@ forward_free (Forward *f)
   g_free (f->host);
   g_free (f->repo);
   g_free (f->avoid);
+  g_free (f->asked_repo);
+  g_free (f->vm);
+  g_free (f->backup_id);
   proto_msg_free (f->restore);
   g_free (f);
 }
@@ -224,9 +236,10 @@ forward_free (Forward *f)
  * never runs before this returns). NULL with ERROR when no host can be
  * asked. */
 static Forward *
-forward (SchedService *svc, ProtoServerCall *call, const char *prefer,
-         const char *repo, const char *vm, const char *backup_id, guint method,
-         ProtoReplyFunc done, GError **error)
+forward_skip (SchedService *svc, ProtoServerCall *call, const char *prefer,
+              const char *skip, const char *repo, const char *vm,
+              const char *backup_id, guint method, ProtoReplyFunc done,
+              GError **error)
 {
   Drover__V1__AgentRepoRequest req = DROVER__V1__AGENT_REPO_REQUEST__INIT;
   g_autoptr (SchedHost) host = NULL;
@@ -236,7 +249,7 @@ forward (SchedService *svc, ProtoServerCall *call, const char *prefer,
 
   if (repo[0] != '\0' && !proto_name_validate ("repository", repo, error))
     return NULL;
-  host = repo_host (svc, prefer, repo, error);
+  host = repo_host (svc, prefer, skip, repo, error);
   if (host == NULL)
     return NULL;
   name = resolve_repo (host, repo, error);
@@ -248,6 +261,10 @@ forward (SchedService *svc, ProtoServerCall *call, const char *prefer,
   f->call = call;
   f->host = g_strdup (host->name);
   f->repo = g_steal_pointer (&name);
+  f->method = method;
+  f->asked_repo = g_strdup (repo);
+  f->vm = g_strdup (vm);
+  f->backup_id = g_strdup (backup_id);
   req.repo = f->repo;
   req.vm = (char *)vm;
   req.backup_id = (char *)backup_id;
@@ -268,13 +285,41 @@ vm_host (SchedService *svc, const char *name)
   return vm ? g_strdup (vm->host) : NULL;
 }
 
-/* The agent's answer goes to the operator as it is. */
+static Forward *
+forward (SchedService *svc, ProtoServerCall *call, const char *prefer,
+         const char *repo, const char *vm, const char *backup_id, guint method,
+         ProtoReplyFunc done, GError **error)
+{
+  return forward_skip (svc, call, prefer, NULL, repo, vm, backup_id, method,
+                       done, error);
+}
+
+/* The agent's answer goes to the operator as it is. A host that cannot
+ * be reached (its agent gone, not yet marked down) is skipped once for
+ * another up host with the repository: a lost host is when the backups
+ * are needed. */
 static void
 forward_done (const ProtobufCMessage *reply, const GError *error,
               gpointer user_data)
 {
   Forward *f = user_data;
 
+  if (error != NULL && !f->retried
+      && sched_error_to_status (error) == PROTO_STATUS_UNAVAILABLE)
+    {
+      Forward *again
+          = forward_skip (f->svc, f->call, NULL, f->host, f->asked_repo, f->vm,
+                          f->backup_id, f->method, forward_done, NULL);
+
+      if (again != NULL)
+        {
+          g_message ("host %s could not be reached (%s): asked host %s",
+                     f->host, error->message, again->host);
+          again->retried = TRUE;
+          forward_free (f);
+          return;
+        }
+    }
   if (error != NULL)
     sched_agents_call_fail (f->call, f->host, error);
   else

@@ -2,6 +2,10 @@
  * (droverctl vm label), kept in the VM's record as "k=v,k=v" sorted by
  * key, and selected by schedules (--select label:KEY=VALUE).
  *
+ * A VM's group is its label "group": --select group:NAME is the same as
+ * label:group=NAME, so an operator groups VMs with
+ * `droverctl vm label VM group=NAME` and a VM is in one group at most.
+ *
  * A key is 1-63 characters of [a-z0-9._-] starting with a letter or a
  * digit; a value is 0-63 characters of [A-Za-z0-9._-]; a VM has at most
  * SCHED_LABELS_MAX. What is not so is refused whole: nothing changes. */
@@ -148,6 +152,28 @@ sched_labels_has (const char *labels, const char *pair)
       p = end ? end + 1 : NULL;
     }
   return FALSE;
+}
+
+gboolean
+sched_labels_check_group (const char *group, GError **error)
+{
+  g_autofree char *pair = g_strdup_printf ("%s=%s", SCHED_LABEL_GROUP, group);
+
+  if (group[0] != '\0' && sched_labels_check_pair (pair, NULL))
+    return TRUE;
+  g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+               "group '%.80s': 1-%d characters of letters, digits, '.', '_' "
+               "and '-'",
+               group, SCHED_LABEL_PART_MAX);
+  return FALSE;
+}
+
+gboolean
+sched_labels_in_group (const char *labels, const char *group)
+{
+  g_autofree char *pair = g_strdup_printf ("%s=%s", SCHED_LABEL_GROUP, group);
+
+  return group[0] != '\0' && sched_labels_has (labels, pair);
 }
 
 /* --- SetVmLabels -------------------------------------------------------- */

@@ -609,6 +609,7 @@ SchedHandler sched_vm_handle_set_labels;
 /* Labels a VM has at most; a key's and a value's length at most. */
 #define SCHED_LABELS_MAX 16
 #define SCHED_LABEL_PART_MAX 63
+#define SCHED_LABEL_GROUP "group"
 /* Is PAIR "KEY=VALUE" with a good key and value (SCHED_ERROR_INVALID
  * saying what is wrong)? */
 gboolean sched_labels_check_pair (const char *pair, GError **error);
@@ -620,6 +621,8 @@ char *sched_labels_apply (const char *labels, char *const *set, gsize n_set,
                           char *const *remove, gsize n_remove, GError **error);
 /* Does LABELS hold PAIR ("KEY=VALUE") exactly? */
 gboolean sched_labels_has (const char *labels, const char *pair);
+gboolean sched_labels_check_group (const char *group, GError **error);
+gboolean sched_labels_in_group (const char *labels, const char *group);
 SchedHandler sched_vm_handle_migrate;
 SchedHandler sched_vm_handle_cancel_job;
 

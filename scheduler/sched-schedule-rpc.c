@@ -21,8 +21,8 @@ invalid (GError **error, const char *format, ...)
   return FALSE;
 }
 
-/* A selector: a VM name or glob ([a-z0-9-] with * and ?), host:NAME or
- * label:KEY=VALUE. */
+/* A selector: a VM name or glob ([a-z0-9-] with * and ?), host:NAME,
+ * group:NAME (the VMs labelled group=NAME) or label:KEY=VALUE. */
 static gboolean
 check_selector (const char *sel, GError **error)
 {
@@ -33,10 +33,12 @@ check_selector (const char *sel, GError **error)
     return proto_name_validate ("host", sel + 5, error);
   if (g_str_has_prefix (sel, "label:"))
     return sched_labels_check_pair (sel + 6, error);
+  if (g_str_has_prefix (sel, "group:"))
+    return sched_labels_check_group (sel + 6, error);
   if (strspn (sel, "abcdefghijklmnopqrstuvwxyz0123456789-*?") != strlen (sel))
     return invalid (error,
                     "selector '%s': a VM name or a glob of one (a-z, 0-9, -, "
-                    "* and ?), host:NAME or label:KEY=VALUE",
+                    "* and ?), host:NAME, group:NAME or label:KEY=VALUE",
                     sel);
   return TRUE;
 }

@@ -13,7 +13,6 @@ PROTO_MSG_AUTOPTR (Drover__V1__Schedule)
 #define SCHED_SCHEDULE_SNAPSHOT "snapshot"
 #define SCHED_SCHEDULE_BACKUP "backup"
 /* Runs of schedules at once on one host. */
-#define SCHED_SCHEDULES_PER_HOST 2
 /* The longest schedule name: its snapshots are NAME-YYYYMMDD-HHMMSS. */
 #define SCHED_SCHEDULE_NAME_MAX 40
 /* Selectors per schedule, and the length of one. */

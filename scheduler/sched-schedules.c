@@ -149,10 +149,12 @@ sched_schedule_forget_vms (SchedSchedules *s, const char *schedule)
 }
 
 SchedSchedules *
-sched_schedules_new (SchedService *svc)
+sched_schedules_new (SchedService *svc, guint per_host, guint per_repo)
 {
   SchedSchedules *s = g_new0 (SchedSchedules, 1);
-  SchedDrLimits limits = { SCHED_SCHEDULES_PER_HOST, 0 };
+  SchedDrLimits limits
+      = { per_host ? per_host : SCHED_SCHEDULES_DEFAULT_PER_HOST,
+          per_repo ? per_repo : SCHED_SCHEDULES_DEFAULT_PER_REPO };
 
   s->svc = svc;
   s->queue = sched_dr_queue_new (&limits);
@@ -249,6 +251,11 @@ sched_schedule_matches (const Drover__V1__Schedule *spec, const SchedVm *vm)
           if (sched_labels_has (vm->labels, sel + 6))
             return TRUE;
         }
+      else if (g_str_has_prefix (sel, "group:"))
+        {
+          if (sched_labels_in_group (vm->labels, sel + 6))
+            return TRUE;
+        }
       else if (g_pattern_match_simple (sel, vm->name))
         return TRUE;
     }
@@ -298,14 +305,20 @@ sched_schedule_enqueue (SchedSchedules *s, const Drover__V1__Schedule *spec,
                         gint64 slot_ms, gboolean now)
 {
   g_autoptr (GPtrArray) vms = sched_schedule_matched (s, spec);
+  g_autofree char *repo = NULL;
 
+  /* A backup into "the only repository" counts against that one's limit
+   * (when it cannot be told, the run's own start says why). */
+  if (strcmp (spec->action, SCHED_SCHEDULE_BACKUP) == 0 && !spec->repo[0])
+    repo = sched_repos_resolve (s->svc, "", NULL);
   for (guint i = 0; i < vms->len; i++)
     {
       const SchedVm *vm = vms->pdata[i];
 
       /* A VM still waiting from the last slot runs once, for this one. */
-      sched_dr_queue_add (s->queue, spec->name, vm->name, vm->host, spec->repo,
-                          slot_ms / 1000, now ? 0 : spec->window_s, 0, -1);
+      sched_dr_queue_add (s->queue, spec->name, vm->name, vm->host,
+                          repo ? repo : spec->repo, slot_ms / 1000,
+                          now ? 0 : spec->window_s, 0, -1);
     }
 }
 

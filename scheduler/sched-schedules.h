@@ -24,7 +24,14 @@ G_BEGIN_DECLS
 
 typedef struct _SchedSchedules SchedSchedules;
 
-SchedSchedules *sched_schedules_new (SchedService *svc);
+/* Runs at work at once on one host, and backups into one repository,
+ * unless the scheduler is told otherwise (--dr-jobs-per-host/-repo). */
+#define SCHED_SCHEDULES_DEFAULT_PER_HOST 2
+#define SCHED_SCHEDULES_DEFAULT_PER_REPO 4
+
+/* PER_HOST, PER_REPO: the limits (0: the defaults above). */
+SchedSchedules *sched_schedules_new (SchedService *svc, guint per_host,
+                                     guint per_repo);
 void sched_schedules_free (SchedSchedules *s);
 /* Loads the stored schedules and starts the one-second tick. */
 gboolean sched_schedules_start (SchedSchedules *s, GError **error);

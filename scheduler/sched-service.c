@@ -260,7 +260,8 @@ sched_service_new (const SchedConfig *config, const ProtoTls *tls,
   svc->drains = sched_drains_new (svc);
   svc->repos = sched_repos_new (svc);
   svc->balancer = sched_balancer_new (svc, config);
-  svc->schedules = sched_schedules_new (svc);
+  svc->schedules = sched_schedules_new (svc, config->dr_jobs_per_host,
+                                        config->dr_jobs_per_repo);
   if (!recover (svc, error))
     return NULL;
   /* The table was bounded when the last process stopped: the first prune

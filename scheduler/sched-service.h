@@ -74,6 +74,9 @@ typedef struct
   guint balance_interval_s; /* 0 = SCHED_BALANCE_DEFAULT_INTERVAL_S */
   double balance_threshold; /* 0 = the planner's default */
   guint balance_cooldown_s; /* 0 = SCHED_BALANCE_DEFAULT_COOLDOWN_S */
+  /* Disaster-recovery schedules (issue 16): runs at work at once. */
+  guint dr_jobs_per_host; /* 0 = SCHED_SCHEDULES_DEFAULT_PER_HOST */
+  guint dr_jobs_per_repo; /* 0 = SCHED_SCHEDULES_DEFAULT_PER_REPO */
 } SchedConfig;
 
 typedef struct _SchedService SchedService;

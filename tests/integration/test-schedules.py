@@ -21,18 +21,27 @@ period (10 s) so that a run comes every few seconds.
   and prints its readiness line, then goes (record, domain, disk); a
   drill interrupted by a scheduler restart is cleaned up at the next
   start and counts as failed; a drill of backups whose chunks were
-  corrupted fails at the restore and leaves nothing either.
+  corrupted fails at the restore and leaves nothing either;
+- the VM's host lost (agent killed, VM destroyed) while a schedule backs
+  it up every 10 s: its newest backup, restored on the other host, is no
+  older than one interval plus that backup's duration, and boots with
+  every block of its disk consistent;
+- with --dr-jobs-per-repo 1, two VMs of one backup schedule due in the
+  same second on two hosts are backed up one after the other, never at
+  once.
 Prints TAP.
 """
 import calendar
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drover_harness import (BACKUP_GUEST_CMDLINE, GUEST_DIR, log,  # noqa: E402
+from drover_harness import (BACKUP_GUEST_CMDLINE, CLUSTER, DISK_FOUND,  # noqa: E402
+                            GUEST_DIR, log,
                             run_on_cluster, two_host_cluster, wait_for)
 
 KERNEL = os.path.join(GUEST_DIR, "vmlinuz")
@@ -44,8 +53,12 @@ STAMP = re.compile(r"-(\d{8}-\d{6})$")
 def main():
     c = two_host_cluster("/tmp/drover-cluster-schedules")
     # Both agents back up into one directory, as a shared mount would be.
+    # "dr" is the host-loss case's own: the drills case corrupts main's chunks.
     repo = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-main")
-    c.env["DROVER_AGENT_ARGS"] = f"--backup-repo main={repo}"
+    dr = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-dr")
+    c.env["DROVER_AGENT_ARGS"] = f"--backup-repo main={repo} --backup-repo dr={dr}"
+    # One schedule backup at a time into a repository (the last case).
+    c.env["DROVER_SCHEDULER_ARGS"] = "--dr-jobs-per-repo 1"
     return run_on_cluster(c, run_cases, tmp_prefix="drover-schedules-")
 
 
@@ -319,20 +332,103 @@ def run_cases(c, tap, tmp):
         p = c.ctl("schedule", "create", "lab3", "--select", "label:Bad=x",
                   "--action", "snapshot", "--every", "1h", check=False)
         assert p.returncode != 0 and "label" in p.stderr, p.stderr
+        # A group is the label "group": group:NAME selects it.
+        c.ctl("vm", "label", VM, "group=prod")
+        p = c.ctl("schedule", "create", "grp1", "--select", "group:prod",
+                  "--action", "snapshot", "--every", "1h", "--paused", "--json")
+        assert json.loads(p.stdout)["matched"] == [VM], p.stdout
+        p = c.ctl("schedule", "create", "grp2", "--select", "group:dev",
+                  "--action", "snapshot", "--every", "1h", "--paused", "--json")
+        assert json.loads(p.stdout).get("matched", []) == [], p.stdout
+        for bad in ("group:", "group:a/b", "group:../x"):
+            p = c.ctl("schedule", "create", "grp3", "--select", bad,
+                      "--action", "snapshot", "--every", "1h", check=False)
+            assert p.returncode != 0 and "group" in p.stderr, (bad, p.stderr)
+        c.ctl("vm", "label", VM, "group-")
+        assert c.ctl_json("schedule", "show", "grp1").get("matched", []) == []
         c.ctl("vm", "label", VM, "tier-")
         assert c.ctl_json("schedule", "show", "lab1").get("matched", []) == []
         # The labels stay across a scheduler restart (the store keeps them).
         c.harness("restart-scheduler")
         wait_for("the VM again", lambda: VM in c.vms_by_name(), 60)
         assert c.ctl_json("vm", "show", VM)["labels"] == "app=web"
-        for s in ("lab1", "lab2"):
+        for s in ("lab1", "lab2", "grp1", "grp2"):
             c.ctl("schedule", "delete", s)
+
+    def host_lost():
+        every = 10
+
+        def listed():
+            got = c.ctl_json("backup", "list", VM, "--repo", "dr").get("backups", [])
+            return [b for b in got if b["vm"] == VM]
+
+        c.ctl("schedule", "create", "bk3", "--select", VM, "--action", "backup",
+              "--repo", "dr", "--every", f"{every}s", "--keep-last", "3")
+        wait_for("two backups by bk3",
+                 lambda: schedules()["bk3"].get("runs_ok", 0) >= 2, 120, 1)
+        # The host goes: its agent killed, the VM's QEMU with it.
+        c.harness("kill-agent", "1", "KILL")
+        c.virsh(1, "destroy", VM)
+        lost = time.time()
+        newest = max(listed(), key=lambda b: int(b["start_s"]))
+        shown = c.ctl_json("backup", "show", newest["id"], "--repo", "dr")
+        took = int(shown["end_s"]) - int(shown["start_s"])
+        age = lost - int(newest["start_s"])
+        log(f"host lost {age:.1f} s after the newest backup began ({newest['id']}, "
+            f"took {took} s)")
+        # start_s is whole seconds: one more of slack.
+        assert age <= every + took + 1, (age, every, took, newest)
+        c.ctl("schedule", "delete", "bk3")
+
+        new = "sched-web-dr"
+        p = c.ctl("backup", "restore", newest["id"], "--as", new, "--host", "host2",
+                  "--start", "--repo", "dr")
+        log(p.stdout.strip())
+        assert c.where(new).get(2, (None, None))[1] == "running", c.where(new)
+
+        def found():
+            m = DISK_FOUND.search(c.ctl("vm", "console", new).stdout)
+            return m and tuple(int(x) for x in m.groups())
+        f = wait_for("the restored guest's disk report", found, 180, 1)
+        blocks, ok, bad, blank, gmin, gmax = f
+        log(f"restored on host2: {f}")
+        assert blocks > 0 and (ok, bad, blank) == (blocks, 0, 0), f
+        assert gmin >= 1, f
+
+    def repo_limit():
+        # host1's agent back (its VM stays stopped: a stopped VM's backup
+        # is read from its disk); the restored VM runs on host2.
+        subprocess.run([CLUSTER, "start-agent", "1"], env=c.env, check=True,
+                       capture_output=True, timeout=90)
+        wait_for("host1 up", lambda: c.hosts_by_name()["host1"]["state"] == "up", 60)
+        vms = sorted([VM, "sched-web-dr"])
+        c.ctl("schedule", "create", "bk4", "--select", "sched-web*", "--action",
+              "backup", "--repo", "dr", "--every", "1h", "--paused")
+        t0 = time.time() * 1000
+        c.ctl("schedule", "run-now", "bk4")  # both due now
+
+        def done():
+            got = [j for j in c.ctl_json("jobs")["jobs"]
+                   if j["kind"] == "backup" and j["vm"] in vms
+                   and int(j["created_ms"]) >= t0 - 1000]
+            return got if len(got) == 2 and all(
+                j["state"] in ("done", "failed") for j in got) else None
+        jobs = sorted(wait_for("both backups of bk4", done, 180, 1),
+                      key=lambda j: int(j["created_ms"]))
+        log("bk4 jobs: " + ", ".join(
+            f"{j['vm']} {j['state']} {int(j['created_ms']) - t0:.0f}.."
+            f"{int(j['updated_ms']) - t0:.0f} ms" for j in jobs))
+        assert [j["state"] for j in jobs] == ["done", "done"], jobs
+        assert sorted(j["vm"] for j in jobs) == vms, jobs
+        # The second began only once the first had ended.
+        assert int(jobs[1]["created_ms"]) >= int(jobs[0]["updated_ms"]), jobs
+        c.ctl("schedule", "delete", "bk4")
 
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
     tap.case("VM labels: bad ones refused, set and removed, selected by "
-             "label:KEY=VALUE, kept across a restart", labels)
+             "label:KEY=VALUE and group:NAME, kept across a restart", labels)
     tap.case("every 10s, keep-last 3: on time, exactly the three newest kept, "
              "the hand-made one untouched", retention)
     tap.case("paused: nothing starts; run-now runs it once", pause_and_run_now)
@@ -345,6 +441,11 @@ def run_cases(c, tap, tmp):
     tap.case("restore drills: one passes on the other host, one interrupted by a "
              "scheduler restart and one of corrupted backups fail; no scratch VM "
              "is left", drills)
+    tap.case("host lost: the newest backup is at most one interval plus its "
+             "duration old, restores on the other host and boots consistent",
+             host_lost)
+    tap.case("--dr-jobs-per-repo 1: two VMs due at once on two hosts are backed "
+             "up one after the other", repo_limit)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,26 @@ test_has (void)
   g_assert_false (sched_labels_has (NULL, "tier=db"));
 }
 
+static void
+test_group (void)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (sched_labels_in_group ("app=web,group=prod", "prod"));
+  g_assert_false (sched_labels_in_group ("app=web,group=prod", "pro"));
+  g_assert_false (sched_labels_in_group ("app=web,group=prod", "web"));
+  g_assert_false (sched_labels_in_group ("group=", ""));
+  g_assert_false (sched_labels_in_group (NULL, "prod"));
+  g_assert_true (sched_labels_check_group ("prod-1.a_b", NULL));
+  g_assert_false (sched_labels_check_group ("", &error));
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (sched_labels_check_group ("a/b", &error));
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (sched_labels_check_group ("a,group=b", NULL));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -92,5 +112,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sched-labels/apply", test_apply);
   g_test_add_func ("/sched-labels/refused", test_refused);
   g_test_add_func ("/sched-labels/has", test_has);
+  g_test_add_func ("/sched-labels/group", test_group);
   return g_test_run ();
 }
