@@ -207,12 +207,16 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
 
 /* The bridges of this host (agent-bridges.c, issue 13): Linux bridges
  * under SYSFS/class/net (NULL: /sys), then Open vSwitch bridges from
- * OVS_VSCTL list-br (NULL: ovs-vsctl from PATH if there; "": none),
+ * OVS_VSCTL list-br (NULL: ovs-vsctl from PATH if there, its answer
+ * kept up to 30 s; "": none),
  * at most PROTO_HOST_MAX_BRIDGES, names checked (agent_bridge_name_ok),
  * each name once. Never fails: what cannot be read is left out. A
  * NULL-terminated array of *N messages (free each with proto_msg_free). */
 Drover__V1__HostBridge **
 agent_bridges_collect (const char *sysfs, const char *ovs_vsctl, gsize *n);
+/* Drops the kept answer of ovs-vsctl from PATH (kept 30 s): the next
+ * agent_bridges_collect with OVS_VSCTL NULL asks again. */
+void agent_bridges_ovs_forget (void);
 /* TRUE if NAME may be reported as a bridge: 1-15 printable ASCII
  * characters but '/', ':' and space, not "." or "..". */
 gboolean agent_bridge_name_ok (const char *name);
