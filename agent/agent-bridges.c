@@ -24,6 +24,18 @@
 /* The last answer of ovs-vsctl from PATH: the bridge names (NULL: none
  * kept) and when they were asked, monotonic. */
 static GMutex ovs_cache_lock;
+
+/* The sysfs root when agent_bridges_collect gets none: /sys unless a
+ * unit test set another (agent_bridges_set_sysfs_root). */
+static char *sysfs_root;
+
+void
+agent_bridges_set_sysfs_root (const char *root)
+{
+  g_free (sysfs_root);
+  sysfs_root = g_strdup (root);
+}
+
 static GStrv ovs_cache_names;
 static gint64 ovs_cache_at;
 
@@ -200,7 +212,7 @@ agent_bridges_collect (const char *sysfs, const char *ovs_vsctl, gsize *n)
 
       add_ovs (out, names);
     }
-  collect_linux (out, sysfs ? sysfs : "/sys");
+  collect_linux (out, sysfs ? sysfs : sysfs_root ? sysfs_root : "/sys");
   *n = out->len;
   g_ptr_array_add (out, NULL);
   return (Drover__V1__HostBridge **)g_ptr_array_free (g_steal_pointer (&out),
