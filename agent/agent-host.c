@@ -111,8 +111,7 @@ agent_host_info_for (Agent *agent, virConnectPtr conn, GError **error)
     {
       info->backup_repos = agent_backup_repos_names (agent);
       info->n_backup_repos = g_strv_length (info->backup_repos);
-      info->bridges = agent_bridges_collect (g_getenv ("DROVER_AGENT_SYSFS"),
-                                             NULL, &info->n_bridges);
+      info->bridges = agent_bridges_collect (NULL, NULL, &info->n_bridges);
       info->images = agent_disk_images_collect (agent, &info->n_images);
     }
   return info;

@@ -245,8 +245,7 @@ static gboolean
 host_has_bridge (const char *name)
 {
   gsize n = 0;
-  Drover__V1__HostBridge **bridges
-      = agent_bridges_collect (g_getenv ("DROVER_AGENT_SYSFS"), NULL, &n);
+  Drover__V1__HostBridge **bridges = agent_bridges_collect (NULL, NULL, &n);
   gboolean found = FALSE;
 
   for (gsize i = 0; i < n; i++)

@@ -74,9 +74,16 @@ checked_nic (Agent *agent, const Drover__V1__AgentNicRequest *req,
   base.nics = one;
   base.n_nics = 1;
   spec = proto_msg_copy (&base.base);
-  if (!proto_vm_nics_check (spec, error)
-      || !agent_vm_check_nics (agent, spec, error))
+  if (!proto_vm_nics_check (spec, error))
     return NULL;
+  /* The Open vSwitch bridges are a kept answer up to 30 s old: a bridge
+   * not in it is asked for again before the attach is refused. */
+  if (!agent_vm_check_nics (agent, spec, NULL))
+    {
+      agent_bridges_ovs_forget ();
+      if (!agent_vm_check_nics (agent, spec, error))
+        return NULL;
+    }
   return g_steal_pointer (&spec);
 }
 

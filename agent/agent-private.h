@@ -206,20 +206,26 @@ agent_host_info_collect (virConnectPtr conn, const char *name,
                          const char *data_dir, GError **error);
 
 /* The bridges of this host (agent-bridges.c, issue 13): Linux bridges
- * under SYSFS/class/net (NULL: /sys), then Open vSwitch bridges from
- * OVS_VSCTL list-br (NULL: ovs-vsctl from PATH if there; "": none),
- * at most PROTO_HOST_MAX_BRIDGES, names checked (agent_bridge_name_ok),
- * each name once. Never fails: what cannot be read is left out. A
- * NULL-terminated array of *N messages (free each with proto_msg_free). */
+ * under SYSFS/class/net (NULL: /sys or agent_bridges_set_sysfs_root's), then
+ * Open vSwitch bridges from OVS_VSCTL list-br (NULL: ovs-vsctl from PATH if
+ * there, its answer kept up to 30 s; "": none), at most PROTO_HOST_MAX_BRIDGES,
+ * names checked (agent_bridge_name_ok), each name once. Never fails: what
+ * cannot be read is left out. A NULL-terminated array of *N messages (free each
+ * with proto_msg_free). */
 Drover__V1__HostBridge **
 agent_bridges_collect (const char *sysfs, const char *ovs_vsctl, gsize *n);
+/* Drops the kept answer of ovs-vsctl from PATH (kept 30 s): the next
+ * agent_bridges_collect with OVS_VSCTL NULL asks again. */
+void agent_bridges_ovs_forget (void);
+/* The sysfs root agent_bridges_collect reads when given none (NULL:
+ * /sys). For unit tests; the agent never sets it. */
+void agent_bridges_set_sysfs_root (const char *root);
 /* TRUE if NAME may be reported as a bridge: 1-15 printable ASCII
  * characters but '/', ':' and space, not "." or "..". */
 gboolean agent_bridge_name_ok (const char *name);
 
 /* agent_host_info_collect for AGENT, with the backup repositories it has
- * open and its bridges ($DROVER_AGENT_SYSFS, a test's fake sysfs root,
- * instead of /sys when set). */
+ * open and its bridges (agent_bridges_collect). */
 Drover__V1__HostInfo *agent_host_info_for (Agent *agent, virConnectPtr conn,
                                            GError **error);
 

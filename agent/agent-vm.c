@@ -97,7 +97,7 @@ agent_vm_check_nics (Agent *agent, Drover__V1__VmSpec *spec, GError **error)
 
   if (spec->n_nics == 0)
     return TRUE;
-  bridges = agent_bridges_collect (g_getenv ("DROVER_AGENT_SYSFS"), NULL, &n);
+  bridges = agent_bridges_collect (NULL, NULL, &n);
   for (gsize i = 0; ok && i < spec->n_nics; i++)
     {
       Drover__V1__VmNic *nic = spec->nics[i];

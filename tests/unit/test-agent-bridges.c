@@ -149,6 +149,76 @@ test_name_ok (void)
   g_assert_false (agent_bridge_name_ok ("abcdefghijklmnop"));
 }
 
+/* ovs-vsctl from PATH (the product's path): its answer is kept, asked
+ * again after agent_bridges_ovs_forget; a quick failure is not kept. A
+ * fake ovs-vsctl counts its runs in ROOT/runs and prints ROOT/names. */
+static void
+test_ovs_cache (void)
+{
+  g_autofree char *root = test_tmp_dir_new ("drover-bridges-XXXXXX");
+  g_autofree char *bin = g_build_filename (root, "bin", NULL);
+  g_autofree char *vsctl = g_build_filename (bin, "ovs-vsctl", NULL);
+  g_autofree char *names = g_build_filename (root, "names", NULL);
+  g_autofree char *runs = g_build_filename (root, "runs", NULL);
+  g_autofree char *rc = g_build_filename (root, "rc", NULL);
+  g_autofree char *old_path = g_strdup (g_getenv ("PATH"));
+  g_autofree char *script = g_strdup_printf (
+      "#!/bin/sh\n"
+      "echo x >> '%s'\n"
+      "[ \"$1\" = --timeout=5 ] && [ \"$2\" = list-br ] || exit 3\n"
+      "cat '%s'\nexit $(cat '%s')\n",
+      runs, names, rc);
+  g_autofree char *count = NULL;
+  Drover__V1__HostBridge **list;
+  gsize n = 0;
+
+  g_assert_cmpint (g_mkdir_with_parents (bin, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (vsctl, script, -1, NULL));
+  g_assert_cmpint (g_chmod (vsctl, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (names, "ovsa\n", -1, NULL));
+  g_assert_true (g_file_set_contents (rc, "0", -1, NULL));
+  {
+    g_autofree char *path
+        = g_strconcat (bin, ":", old_path ? old_path : "/usr/bin:/bin", NULL);
+
+    g_setenv ("PATH", path, TRUE);
+  }
+  agent_bridges_ovs_forget ();
+
+  list = agent_bridges_collect (root, NULL, &n);
+  g_assert_cmpuint (n, ==, 1);
+  g_assert_cmpstr (list[0]->name, ==, "ovsa");
+  free_bridges (list);
+  /* Kept: a new bridge is not seen, ovs-vsctl not run again. */
+  g_assert_true (g_file_set_contents (names, "ovsa\novsb\n", -1, NULL));
+  list = agent_bridges_collect (root, NULL, &n);
+  g_assert_cmpuint (n, ==, 1);
+  free_bridges (list);
+  g_assert_true (g_file_get_contents (runs, &count, NULL, NULL));
+  g_assert_cmpstr (count, ==, "x\n");
+  g_clear_pointer (&count, g_free);
+  /* Forgotten: asked again. */
+  agent_bridges_ovs_forget ();
+  list = agent_bridges_collect (root, NULL, &n);
+  g_assert_cmpuint (n, ==, 2);
+  g_assert_cmpstr (list[1]->name, ==, "ovsb");
+  free_bridges (list);
+  /* A quick failure: no OVS bridges, and asked again each time. */
+  agent_bridges_ovs_forget ();
+  g_assert_true (g_file_set_contents (rc, "1", -1, NULL));
+  for (int i = 0; i < 2; i++)
+    {
+      list = agent_bridges_collect (root, NULL, &n);
+      g_assert_cmpuint (n, ==, 0);
+      free_bridges (list);
+    }
+  g_assert_true (g_file_get_contents (runs, &count, NULL, NULL));
+  g_assert_cmpstr (count, ==, "x\nx\nx\nx\n");
+  agent_bridges_ovs_forget ();
+  g_setenv ("PATH", old_path ? old_path : "/usr/bin:/bin", TRUE);
+  test_tmp_dir_remove (root);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -156,6 +226,7 @@ main (int argc, char **argv)
   g_test_add_func ("/agent-bridges/sysfs", test_sysfs);
   g_test_add_func ("/agent-bridges/ovs", test_ovs);
   g_test_add_func ("/agent-bridges/cap", test_cap);
+  g_test_add_func ("/agent-bridges/ovs-cache", test_ovs_cache);
   g_test_add_func ("/agent-bridges/name-ok", test_name_ok);
   return g_test_run ();
 }

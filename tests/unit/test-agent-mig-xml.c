@@ -355,7 +355,7 @@ test_nics (Fixture *f, gconstpointer data)
   };
 
   g_assert_cmpint (g_mkdir_with_parents (brdir, 0755), ==, 0);
-  g_setenv ("DROVER_AGENT_SYSFS", sysfs, TRUE);
+  agent_bridges_set_sysfs_root (sysfs);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autoptr (GError) error = NULL;
@@ -392,7 +392,7 @@ test_nics (Fixture *f, gconstpointer data)
     g_assert_false (check (f, TRUE, "destination_xml", domain, &error));
     g_assert_nonnull (strstr (error->message, "not a bridge"));
   }
-  g_unsetenv ("DROVER_AGENT_SYSFS");
+  agent_bridges_set_sysfs_root (NULL);
 }
 
 int
