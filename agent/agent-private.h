@@ -117,6 +117,8 @@ char *agent_domain_xml_metadata (const Drover__V1__VmSpec *spec,
 /* The metadata's namespace and prefix. */
 #define AGENT_DOMAIN_XMLNS "https://drover.dev/xmlns/vm/1"
 #define AGENT_DOMAIN_XMLNS_PREFIX "drover"
+/* The virtio-serial port name of the QEMU guest agent channel. */
+#define AGENT_GUEST_AGENT_CHANNEL "org.qemu.guest_agent.0"
 /* The <interface> element alone for NIC of VM (MAC, bridge, virtio; for
  * an Open vSwitch bridge the virtualport and VLAN; the MTU), as
  * virDomainAttachDeviceFlags takes it. AGENT_ERROR_INVALID for a bad
