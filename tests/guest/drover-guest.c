@@ -22,6 +22,10 @@
  *                      connect to each (2 s timeout), send a line, expect it
  *                      echoed back; prints the result of every attempt
  *   drover.noagent     do not answer as the QEMU guest agent (below)
+ *   drover.ipN=ADDR/LEN  (N = 1..7) whenever ethN appears (a NIC
+ *                      hot-plugged after boot, or at boot), bring it up
+ *                      with that address: "DROVER-GUEST net ethN ADDR/LEN"
+ *                      (or "net ethN failed")
  *   (drover.ip=ADDR/LEN configures eth0 in /init before this starts)
  *
  * Guest agent: when the VM has a virtio-serial port named
@@ -79,7 +83,9 @@
  * Host-side helper: `drover-guest --dump DATA MIB` writes MIB MiB of the
  * given content to stdout, to measure e.g. the lz4 ratio of "text".
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* O_DIRECT */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -99,6 +105,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,6 +134,7 @@ struct config
   unsigned long echo_port; /* 0 = off */
   char probe[256];         /* drover.probe value, "" = off */
   int agent;               /* 0 with drover.noagent */
+  char nic_ip[8][20];      /* drover.ipN=ADDR/LEN for ethN, N = 1..7 */
 };
 
 static int out_fd = -1;
@@ -216,6 +224,7 @@ config_parse (struct config *cfg, const char *cmdline)
   cfg->echo_port = 0;
   cfg->probe[0] = '\0';
   cfg->agent = 1;
+  memset (cfg->nic_ip, 0, sizeof cfg->nic_ip);
 
   char *copy = strdup (cmdline);
   if (copy == NULL)
@@ -254,6 +263,17 @@ config_parse (struct config *cfg, const char *cmdline)
         }
       else if (strcmp (tok, "drover.noagent") == 0)
         cfg->agent = 0;
+      else if (strncmp (tok, "drover.ip", 9) == 0 && tok[9] >= '1'
+               && tok[9] <= '7' && tok[10] == '=')
+        {
+          /* Digits, dots and one slash only: it goes to ip(8) as one
+           * argument. */
+          const char *v = tok + 11;
+          int n = tok[9] - '0';
+          if (strlen (v) < sizeof cfg->nic_ip[n] && v[0] != '\0'
+              && strspn (v, "0123456789./") == strlen (v))
+            snprintf (cfg->nic_ip[n], sizeof cfg->nic_ip[n], "%s", v);
+        }
       else if (strncmp (tok, "drover.probe=", 13) == 0)
         snprintf (cfg->probe, sizeof cfg->probe, "%s", tok + 13);
     }
@@ -1852,6 +1872,89 @@ qga_stdio_main (void)
     }
 }
 
+/* ---- NICs that appear after boot ------------------------------------ */
+
+/* Runs /bin/ip with ARGV (NULL-terminated); 0 when it exits 0. */
+static int
+run_ip (char *const argv[])
+{
+  pid_t pid = fork ();
+  if (pid < 0)
+    return -1;
+  if (pid == 0)
+    {
+      int fd = open ("/dev/null", O_RDWR);
+      if (fd >= 0)
+        {
+          dup2 (fd, 1);
+          dup2 (fd, 2);
+        }
+      execv ("/bin/ip", argv);
+      _exit (127);
+    }
+  int st = 0;
+  while (waitpid (pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  return WIFEXITED (st) && WEXITSTATUS (st) == 0 ? 0 : -1;
+}
+
+/* drover.ipN: whenever ethN (N = 1..7) exists and is not configured yet
+ * (a NIC hot-plugged after boot, or plugged again), it goes up with that
+ * address. eth0 is /init's (drover.ip). */
+static void *
+hotnic_main (void *arg)
+{
+  const struct config *cfg = arg;
+  int done[8] = { 0 };
+  for (;;)
+    {
+      for (int n = 1; n <= 7; n++)
+        {
+          if (cfg->nic_ip[n][0] == '\0')
+            continue;
+          char path[64], dev[8];
+          snprintf (dev, sizeof dev, "eth%d", n);
+          snprintf (path, sizeof path, "/sys/class/net/%s", dev);
+          if (access (path, F_OK) != 0)
+            {
+              done[n] = 0; /* unplugged: configure it again if it returns */
+              continue;
+            }
+          if (done[n])
+            continue;
+          char *up[] = { "ip", "link", "set", dev, "up", NULL };
+          char *add[] = { "ip",  "addr", "add", (char *)cfg->nic_ip[n],
+                          "dev", dev,    NULL };
+          done[n] = 1;
+          if (run_ip (up) == 0 && run_ip (add) == 0)
+            out_line ("DROVER-GUEST net %s %s", dev, cfg->nic_ip[n]);
+          else
+            out_line ("DROVER-GUEST net %s failed", dev);
+        }
+      usleep (300000);
+    }
+  return NULL;
+}
+
+static void
+start_hotnic (const struct config *cfg)
+{
+  static struct config copy;
+  int any = 0;
+  for (int n = 1; n <= 7; n++)
+    any |= cfg->nic_ip[n][0] != '\0';
+  if (!any)
+    return;
+  copy = *cfg;
+  pthread_t th;
+  int rc = pthread_create (&th, NULL, hotnic_main, &copy);
+  if (rc != 0)
+    out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+  else
+    pthread_detach (th);
+}
+
 /* ---- heartbeat -------------------------------------------------------- */
 
 static int
@@ -1970,6 +2073,7 @@ main (int argc, char **argv)
   start_net (&cfg);
   if (cfg.agent)
     start_agent ();
+  start_hotnic (&cfg);
   heartbeat_loop (cfg.hb_ms);
   return 0;
 }
