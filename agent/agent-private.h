@@ -712,6 +712,12 @@ ProtobufCMessage *agent_nic_detach (Agent *agent, virConnectPtr conn,
                                     virDomainPtr dom,
                                     const ProtobufCMessage *request,
                                     GError **error);
+/* agent-guest-agent.c: PingGuestAgent, whether the VM's QEMU guest agent
+ * answers guest-ping within a couple of seconds (drill readiness). */
+ProtobufCMessage *agent_guest_agent_ping (Agent *agent,
+                                          const AgentCaller *caller,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
 ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
                                              virDomainPtr dom,
                                              const ProtobufCMessage *request,

@@ -9,9 +9,12 @@ on a 2-host cluster inside a network namespace with one bridge:
 - a guest whose agent does not answer (drover.noagent) gets the clear
   error, and no snapshot is made;
 - vm show lists the address the guest agent reports for the NIC;
-- a restore drill passes on guest-agent readiness (--drill-ready agent).
+- a restore drill passes on guest-agent readiness (--drill-ready agent);
+- after a live migration and a snapshot revert the VM still has the
+  channel and its agent answers (another quiesced snapshot).
 Prints TAP.
 """
+import json
 import os
 import re
 import sys
@@ -110,10 +113,55 @@ def cases(c, tap, tmp):
         # ARP table has IPv4 only).
         assert re.search(r"addresses .*fe80::[0-9a-f:]+/64", out), out
 
+    def drill():
+        def row():
+            p = c.ctl("dr", "report", "--json", check=False)
+            return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "qbk"][0]
+
+        def ended(since):
+            r = row()
+            return r if r.get("last_drill_ms", 0) > since and not r.get("drill_vm") else None
+
+        c.ctl("schedule", "create", "qbk", "--select", VM, "--action", "backup",
+              "--repo", "main", "--every", "1h", "--drill-every", "1",
+              "--drill-ready", "agent", "--drill-timeout", "5m")
+        shown = c.ctl("schedule", "show", "qbk").stdout
+        assert "ready when its guest agent answers" in shown, shown
+        t0 = time.time() * 1000
+        c.ctl("schedule", "run-now", "qbk")
+        r = wait_for("the drill's end", lambda: ended(t0), 300, 2)
+        log(f"drill: {r.get('last_drill')} recovery {r.get('recovery_ms', 0)} ms "
+            f"{r.get('last_drill_error', '')}")
+        assert r["last_drill"] == "passed" and r.get("recovery_ms", 0) > 0, r
+        wait_for("scratch VM gone",
+                 lambda: not [v for v in c.vms_by_name() if v.startswith("drill-")], 60, 1)
+
+    def moves():
+        """A live migration and a revert keep the channel, and the guest
+        agent answers on the new QEMU."""
+        c.ctl("migrate", VM, "--to", "host2", timeout=600)
+        assert host_index(VM) == 2
+        wait_for("the channel connected on host2",
+                 lambda: "state='connected'" in c.virsh(2, "dumpxml", VM).stdout, 60)
+        n = console(VM).count(FROZEN)
+        c.ctl("snapshot", "create", VM, "q3", "--quiesce", timeout=300)
+        assert console(VM).count(FROZEN) == n + 1
+        boots = console(VM).count("DROVER-GUEST agent listening")
+        c.ctl("snapshot", "revert", VM, "q1", timeout=300)
+        wait_for("the reverted guest's agent listening",
+                 lambda: console(VM).count("DROVER-GUEST agent listening") > boots, 180)
+        xml = c.virsh(host_index(VM), "dumpxml", VM).stdout
+        assert "name='org.qemu.guest_agent.0'" in xml, xml
+        wait_for("the channel connected after the revert",
+                 lambda: "state='connected'" in c.virsh(host_index(VM), "dumpxml",
+                                                        VM).stdout, 60)
+
     if tap.case("VMs get the guest agent channel; the test guest answers", boot):
         tap.case("snapshot --quiesce: the guest froze then thawed", quiesce)
         tap.case("no guest agent: clear error, nothing made", no_agent)
         tap.case("vm show: the NIC's address from the guest agent", addresses)
+        tap.case("a restore drill passes on guest agent readiness", drill)
+        tap.case("live migration and revert keep the channel; agent answers", moves)
 
 
 def main():
