@@ -119,6 +119,10 @@ char *agent_domain_xml_metadata (const Drover__V1__VmSpec *spec,
 #define AGENT_DOMAIN_XMLNS_PREFIX "drover"
 /* The virtio-serial port name of the QEMU guest agent channel. */
 #define AGENT_GUEST_AGENT_CHANNEL "org.qemu.guest_agent.0"
+/* How long libvirt waits for a guest agent's answer (set on a domain
+ * before Drover asks its agent anything: addresses, a quiesce freeze);
+ * libvirt's own default is to wait for ever. */
+#define AGENT_GUEST_AGENT_TIMEOUT_S 10
 /* The <interface> element alone for NIC of VM (MAC, bridge, virtio; for
  * an Open vSwitch bridge the virtualport and VLAN; the MTU), as
  * virDomainAttachDeviceFlags takes it. AGENT_ERROR_INVALID for a bad

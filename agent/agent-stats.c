@@ -34,8 +34,11 @@ struct _AgentStats
  * the agent has to answer, and at most how many NICs and addresses are
  * taken from it. */
 #define AGENT_ADDRS_REFRESH_US (5 * G_USEC_PER_SEC)
-#define AGENT_ADDRS_TIMEOUT_S 3
+/* After a failure (no agent, a hung one): asked again this much later, so
+ * that a hung agent holds a worker a fraction of the time. */
+#define AGENT_ADDRS_RETRY_US (60 * G_USEC_PER_SEC)
 #define AGENT_ADDRS_MAX_PER_NIC 16u
+#define AGENT_ADDRS_WORKERS 4
 
 const char *
 agent_domain_state_string (int state)
@@ -187,8 +190,9 @@ addr_task_run (gpointer data, gpointer user_data)
   int n;
 
   (void)user_data;
-  /* A guest agent that hangs costs this worker a few seconds at most. */
-  (void)virDomainAgentSetResponseTimeout (t->dom, AGENT_ADDRS_TIMEOUT_S, 0);
+  /* A guest agent that hangs costs this worker that long at most. */
+  (void)virDomainAgentSetResponseTimeout (t->dom, AGENT_GUEST_AGENT_TIMEOUT_S,
+                                          0);
   n = virDomainInterfaceAddresses (t->dom, &ifaces,
                                    VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0);
   if (n >= 0)
@@ -224,7 +228,8 @@ agent_stats_new (void)
   g_mutex_init (&stats->lock);
   stats->addrs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                         agent_addrs_free);
-  stats->pool = g_thread_pool_new (addr_task_run, NULL, 2, FALSE, NULL);
+  stats->pool = g_thread_pool_new (addr_task_run, NULL, AGENT_ADDRS_WORKERS,
+                                   FALSE, NULL);
   return stats;
 }
 
@@ -271,7 +276,9 @@ agent_addrs_get (AgentStats *stats, virDomainPtr dom, const char *uuid,
     }
   a->seen = TRUE;
   if (connected && !a->pending
-      && (a->when_us == 0 || now - a->when_us >= AGENT_ADDRS_REFRESH_US)
+      && (a->when_us == 0
+          || now - a->when_us
+                 >= (a->nics ? AGENT_ADDRS_REFRESH_US : AGENT_ADDRS_RETRY_US))
       && virDomainRef (dom) == 0)
     {
       AddrTask *t = g_new0 (AddrTask, 1);
