@@ -94,6 +94,23 @@ add_char_device (xmlNodePtr devices, const char *kind, const char *path,
   xmlNewProp (node, BAD_CAST "port", BAD_CAST "0");
 }
 
+/* The QEMU guest agent's virtio-serial port. No source path: libvirt
+ * picks one in its own channel directory (and leaves it out of the
+ * migratable XML, so the destination picks its own). */
+static void
+add_guest_agent_channel (xmlNodePtr devices)
+{
+  xmlNodePtr chan = xmlNewChild (devices, NULL, BAD_CAST "channel", NULL);
+  xmlNodePtr node;
+
+  xmlNewProp (chan, BAD_CAST "type", BAD_CAST "unix");
+  node = xmlNewChild (chan, NULL, BAD_CAST "source", NULL);
+  xmlNewProp (node, BAD_CAST "mode", BAD_CAST "bind");
+  node = xmlNewChild (chan, NULL, BAD_CAST "target", NULL);
+  xmlNewProp (node, BAD_CAST "type", BAD_CAST "virtio");
+  xmlNewProp (node, BAD_CAST "name", BAD_CAST AGENT_GUEST_AGENT_CHANNEL);
+}
+
 /* <interface type='bridge'> for NIC under PARENT: its MAC, bridge,
  * virtio model, and for an Open vSwitch bridge the virtualport and the
  * VLAN tag, and the MTU. */
@@ -403,6 +420,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
       add_char_device (devices, "serial", console_path, NULL);
       add_char_device (devices, "console", console_path, "serial");
     }
+  add_guest_agent_channel (devices);
 
   xmlDocDumpFormatMemoryEnc (doc, &out, &out_len, "UTF-8", 1);
   if (!out)

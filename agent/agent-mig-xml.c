@@ -47,7 +47,10 @@ static const struct
   { "pm", "*" },
   { "seclabel", "label imagelabel" },
   { "devices", "emulator disk controller serial console input memballoon "
-               "interface" },
+               "interface channel" },
+  /* The guest agent's port; check_element checks its type and name, and
+   * a source path is refused: libvirt picks one here. */
+  { "channel", "source target alias address" },
   /* A NIC on a bridge (issue 13): check_element checks its type and
    * bridge; no script, no other backend. */
   { "interface", "mac source target model alias address virtualport vlan "
@@ -282,6 +285,25 @@ check_element (Check *c, xmlNodePtr n)
   else if ((is (n, "serial") || is (n, "console")) && is (n->parent, "devices")
            && g_strcmp0 (type, "file") != 0)
     return refuse (c, "a %s of type %s, not a file", n->name, type);
+  else if (is (n, "channel") && is (n->parent, "devices"))
+    {
+      xmlNodePtr t = xmlFirstElementChild (n);
+      g_autofree char *ttype = NULL, *tname = NULL;
+
+      while (t && !is (t, "target"))
+        t = xmlNextElementSibling (t);
+      ttype = t ? prop (t, "type") : NULL;
+      tname = t ? prop (t, "name") : NULL;
+      if (g_strcmp0 (type, "unix") != 0 || g_strcmp0 (ttype, "virtio") != 0
+          || g_strcmp0 (tname, AGENT_GUEST_AGENT_CHANNEL) != 0)
+        return refuse (c, "a channel other than the guest agent's");
+    }
+  else if (is (n, "source") && is (n->parent, "channel"))
+    {
+      for (xmlAttrPtr a = n->properties; a; a = a->next)
+        if (strcmp ((const char *)a->name, "mode") != 0)
+          return refuse (c, "a channel source with a %s", a->name);
+    }
   else if (is (n, "interface") && is (n->parent, "devices"))
     {
       if (g_strcmp0 (type, "bridge") != 0)

@@ -117,6 +117,12 @@ char *agent_domain_xml_metadata (const Drover__V1__VmSpec *spec,
 /* The metadata's namespace and prefix. */
 #define AGENT_DOMAIN_XMLNS "https://drover.dev/xmlns/vm/1"
 #define AGENT_DOMAIN_XMLNS_PREFIX "drover"
+/* The virtio-serial port name of the QEMU guest agent channel. */
+#define AGENT_GUEST_AGENT_CHANNEL "org.qemu.guest_agent.0"
+/* How long libvirt waits for a guest agent's answer (set on a domain
+ * before Drover asks its agent anything: addresses, a quiesce freeze);
+ * libvirt's own default is to wait for ever. */
+#define AGENT_GUEST_AGENT_TIMEOUT_S 10
 /* The <interface> element alone for NIC of VM (MAC, bridge, virtio; for
  * an Open vSwitch bridge the virtualport and VLAN; the MTU), as
  * virDomainAttachDeviceFlags takes it. AGENT_ERROR_INVALID for a bad
@@ -716,6 +722,12 @@ ProtobufCMessage *agent_nic_detach (Agent *agent, virConnectPtr conn,
                                     virDomainPtr dom,
                                     const ProtobufCMessage *request,
                                     GError **error);
+/* agent-guest-agent.c: PingGuestAgent, whether the VM's QEMU guest agent
+ * answers guest-ping within a couple of seconds (drill readiness). */
+ProtobufCMessage *agent_guest_agent_ping (Agent *agent,
+                                          const AgentCaller *caller,
+                                          const ProtobufCMessage *request,
+                                          GError **error);
 ProtobufCMessage *agent_clone_make_template (Agent *agent, virConnectPtr conn,
                                              virDomainPtr dom,
                                              const ProtobufCMessage *request,

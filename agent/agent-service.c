@@ -411,6 +411,8 @@ static const AgentMethod agent_methods[] = {
   /* NIC hot-plug (issue 13) */
   { DROVER_AGENT_METHOD_ATTACH_NIC, NULL, agent_nic_attach },
   { DROVER_AGENT_METHOD_DETACH_NIC, NULL, agent_nic_detach },
+  /* Drill readiness (issue 16) */
+  { DROVER_AGENT_METHOD_PING_GUEST_AGENT, agent_guest_agent_ping },
 };
 G_STATIC_ASSERT (G_N_ELEMENTS (agent_methods) == DROVER_AGENT_N_METHODS);
 

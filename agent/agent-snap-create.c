@@ -96,6 +96,10 @@ live_snapshot (AgentSnapCtx *c, const char *snap, const char *new_path,
              | (mem_path ? VIR_DOMAIN_SNAPSHOT_CREATE_LIVE
                          : VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
              | (quiesce ? VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE : 0);
+  /* The freeze waits for the guest agent this long, not for ever. */
+  if (quiesce)
+    (void)virDomainAgentSetResponseTimeout (c->dom, AGENT_GUEST_AGENT_TIMEOUT_S,
+                                            0);
   agent_snap_push (c, phase, 0, 0, NULL, NULL);
   thread = g_thread_new ("snap-create", snapshot_thread, &st);
   while (!g_atomic_int_get (&st.done))

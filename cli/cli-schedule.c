@@ -14,7 +14,7 @@ static const char schedule_usage_text[]
       "         [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
       "         [--keep-monthly N] [--keep-yearly N] [--repo R]\n"
       "         [--rpo DURATION] [--window DURATION] [--paused]\n"
-      "         [--drill-every N] [--drill-ready REGEX]\n"
+      "         [--drill-every N] [--drill-ready REGEX|agent]\n"
       "         [--drill-timeout DURATION] [--json]\n"
       "  list [--json]\n"
       "  show NAME [--json]\n"
@@ -110,10 +110,17 @@ print_schedule (const Drover__V1__Schedule *s)
       g_autofree char *timeout = sched_duration_format (
           s->drill_timeout_s ? s->drill_timeout_s : 600);
 
-      ctl_kv_take (KV_WIDTH, "drills",
-                   g_strdup_printf (
-                       "%s; ready on /%s/ within %s", every,
-                       s->drill_ready[0] ? s->drill_ready : "login:", timeout));
+      if (strcmp (s->drill_ready, "agent") == 0)
+        ctl_kv_take (KV_WIDTH, "drills",
+                     g_strdup_printf ("%s; ready when its guest agent "
+                                      "answers, within %s",
+                                      every, timeout));
+      else
+        ctl_kv_take (
+            KV_WIDTH, "drills",
+            g_strdup_printf (
+                "%s; ready on /%s/ within %s", every,
+                s->drill_ready[0] ? s->drill_ready : "login:", timeout));
     }
 }
 
@@ -185,8 +192,9 @@ schedule_create (Ctl *ctl, int argc, char **argv)
       "Backups: a restore drill every N good backups of a VM", "N" },
     { "drill-ready", 0, 0, G_OPTION_ARG_STRING, &drill_ready,
       "A drill's scratch VM is ready when its console shows a line "
-      "matching this (default: login:)",
-      "REGEX" },
+      "matching this (default: login:), or with the literal value agent "
+      "when its QEMU guest agent answers guest-ping",
+      "REGEX|agent" },
     { "drill-timeout", 0, 0, G_OPTION_ARG_STRING, &drill_timeout,
       "A drill fails when not ready this long after the restore began "
       "(default 10m)",

@@ -125,6 +125,8 @@ const ProtoAuthzRule proto_agent_authz[] = {
   { DROVER_AGENT_METHOD_DELETE_IMAGE, PROTO_ROLE_SCHEDULER },
   { DROVER_AGENT_METHOD_ATTACH_NIC, PROTO_ROLE_SCHEDULER },
   { DROVER_AGENT_METHOD_DETACH_NIC, PROTO_ROLE_SCHEDULER },
+  /* restore drills' readiness (issue 16) */
+  { DROVER_AGENT_METHOD_PING_GUEST_AGENT, PROTO_ROLE_SCHEDULER },
 };
 const gsize proto_agent_authz_len = G_N_ELEMENTS (proto_agent_authz);
 

@@ -16,6 +16,8 @@
  *     failed (no VM was made)                       -> end: failed
  *   BOOTING: ReadConsole of SCRATCH each second
  *     a line matches the pattern                    -> CLEANING (passed)
+ *   (with the readiness "agent": PingGuestAgent of SCRATCH each second
+ *     its QEMU guest agent answers guest-ping       -> CLEANING (passed))
  *     DRILL_TIMEOUT_S pass                          -> CLEANING (failed)
  *   CLEANING: DeleteVm SCRATCH (force) on its host, its record forgotten
  *                                                   -> end: drill_vm = ""
@@ -30,6 +32,8 @@
 
 /* Readiness: a login prompt, unless the schedule says otherwise. */
 #define DRILL_DEFAULT_READY "login:"
+/* The readiness that is no pattern: the guest agent answers guest-ping. */
+#define DRILL_READY_AGENT "agent"
 #define DRILL_DEFAULT_TIMEOUT_S 600
 /* The console's tail that is searched each time. */
 #define DRILL_CONSOLE_TAIL (64 * 1024)
@@ -56,9 +60,9 @@ struct _SchedDrill
   char *vm;
   char *backup;
   char *scratch;
-  char *host;   /* the scratch VM's, once restored */
-  char *job_id; /* the restore's */
-  GRegex *ready;
+  char *host;    /* the scratch VM's, once restored */
+  char *job_id;  /* the restore's */
+  GRegex *ready; /* NULL: ready when the guest agent answers */
   gint64 timeout_ms;
   gint64 started_ms;
   gint64 ready_ms; /* started_ms to readiness (passed) */
@@ -247,11 +251,14 @@ sched_drill_begin (SchedSchedules *s, const Drover__V1__Schedule *spec,
                    spec->name, vm);
       return NULL;
     }
-  ready = g_regex_new (spec->drill_ready[0] ? spec->drill_ready
-                                            : DRILL_DEFAULT_READY,
-                       G_REGEX_MULTILINE, 0, error);
-  if (ready == NULL)
-    return NULL;
+  if (strcmp (spec->drill_ready, DRILL_READY_AGENT) != 0)
+    {
+      ready = g_regex_new (spec->drill_ready[0] ? spec->drill_ready
+                                                : DRILL_DEFAULT_READY,
+                           G_REGEX_MULTILINE, 0, error);
+      if (ready == NULL)
+        return NULL;
+    }
   row = sched_store_get_vm (s->svc->store, vm, NULL);
 
   d = g_new0 (SchedDrill, 1);
@@ -325,6 +332,21 @@ console_read (const ProtobufCMessage *reply, const GError *error,
 }
 
 static void
+agent_pinged (const ProtobufCMessage *reply, const GError *error,
+              gpointer user_data)
+{
+  SchedDrill *d = user_data;
+
+  d->in_flight = FALSE;
+  if (stopped (d->s) || d->phase != DRILL_BOOTING)
+    return;
+  if (error != NULL)
+    return; /* not yet: asked again at the next tick, until the timeout */
+  d->ready_ms = sched_schedules_now_ms (d->s) - d->started_ms;
+  drill_clean (d, SCHED_DRILL_PASSED, NULL);
+}
+
+static void
 boot_step (SchedDrill *d, gint64 now)
 {
   Drover__V1__ConsoleRequest req = DROVER__V1__CONSOLE_REQUEST__INIT;
@@ -333,10 +355,16 @@ boot_step (SchedDrill *d, gint64 now)
 
   if (now - d->started_ms > d->timeout_ms)
     {
-      g_autofree char *msg = g_strdup_printf (
-          "scratch VM %s showed no line matching /%s/ within %" G_GINT64_FORMAT
-          " s of the restore's start",
-          d->scratch, g_regex_get_pattern (d->ready), d->timeout_ms / 1000);
+      g_autofree char *msg
+          = d->ready ? g_strdup_printf (
+                "scratch VM %s showed no line matching /%s/ within "
+                "%" G_GINT64_FORMAT " s of the restore's start",
+                d->scratch, g_regex_get_pattern (d->ready),
+                d->timeout_ms / 1000)
+                     : g_strdup_printf (
+                         "the guest agent of scratch VM %s did not answer "
+                         "within %" G_GINT64_FORMAT " s of the restore's start",
+                         d->scratch, d->timeout_ms / 1000);
 
       drill_clean (d, SCHED_DRILL_FAILED, msg);
       return;
@@ -344,6 +372,17 @@ boot_step (SchedDrill *d, gint64 now)
   client = sched_agents_client_up (d->s->svc->agents, d->host, NULL, &error);
   if (client == NULL)
     return; /* its host may come back before the timeout */
+  if (d->ready == NULL)
+    {
+      Drover__V1__VmRequest ping = DROVER__V1__VM_REQUEST__INIT;
+
+      ping.name = d->scratch;
+      d->in_flight = TRUE;
+      sched_agents_call (d->s->svc->agents, client,
+                         DROVER_AGENT_METHOD_PING_GUEST_AGENT, &ping.base,
+                         SCHED_AGENT_CALL_TIMEOUT_MS, agent_pinged, d);
+      return;
+    }
   req.name = d->scratch;
   req.offset = -DRILL_CONSOLE_TAIL;
   req.max_bytes = DRILL_CONSOLE_TAIL;

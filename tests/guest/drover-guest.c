@@ -21,7 +21,22 @@
  *   drover.probe=IP:PORT[,IP:PORT...]  (at most PROBE_MAX) once a second,
  *                      connect to each (2 s timeout), send a line, expect it
  *                      echoed back; prints the result of every attempt
+ *   drover.noagent     do not answer as the QEMU guest agent (below)
+ *   drover.ipN=ADDR/LEN  (N = 1..7) whenever ethN appears (a NIC
+ *                      hot-plugged after boot, or at boot), bring it up
+ *                      with that address: "DROVER-GUEST net ethN ADDR/LEN"
+ *                      (or "net ethN failed")
  *   (drover.ip=ADDR/LEN configures eth0 in /init before this starts)
+ *
+ * Guest agent: when the VM has a virtio-serial port named
+ * org.qemu.guest_agent.0 (/sys/class/virtio-ports/ * /name), a thread
+ * answers the QEMU guest agent protocol on it: guest-sync,
+ * guest-sync-delimited, guest-ping, guest-info,
+ * guest-network-get-interfaces (the guest's own interfaces and
+ * addresses), guest-fsfreeze-status, -freeze (the disk writer stops
+ * between two block writes and the disk is flushed) and -thaw; any other
+ * command gets a CommandNotFound error. `drover-guest --qga-stdio`
+ * speaks the same protocol on stdin/stdout (host-side tests).
  *
  * Output on the serial console (/dev/ttyS0, fallback /dev/console), one
  * write() per line, "\n" line ends (output post-processing is switched
@@ -37,6 +52,8 @@
  *   DROVER-GUEST disk gen <G> written  every data block now holds gen G
  *   DROVER-GUEST echo listening port=<P>
  *   DROVER-GUEST probe <IP>:<PORT> ok n=<K> | fail n=<K> <reason>
+ *   DROVER-GUEST agent listening /dev/vportNpM | agent no port <name>
+ *   DROVER-GUEST fsfreeze frozen | fsfreeze thawed
  *
  * The checkable disk (drover.disk=check): 64 KiB blocks; block 0 is a
  * header, blocks 1..N hold data, N = disk size / 64 KiB - 1 capped by
@@ -66,7 +83,9 @@
  * Host-side helper: `drover-guest --dump DATA MIB` writes MIB MiB of the
  * given content to stdout, to measure e.g. the lz4 ratio of "text".
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* O_DIRECT */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -76,7 +95,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <linux/fs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -84,6 +105,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,6 +133,8 @@ struct config
   unsigned long disk_pause_ms;
   unsigned long echo_port; /* 0 = off */
   char probe[256];         /* drover.probe value, "" = off */
+  int agent;               /* 0 with drover.noagent */
+  char nic_ip[8][20];      /* drover.ipN=ADDR/LEN for ethN, N = 1..7 */
 };
 
 static int out_fd = -1;
@@ -199,6 +223,8 @@ config_parse (struct config *cfg, const char *cmdline)
   cfg->disk_pause_ms = 1000;
   cfg->echo_port = 0;
   cfg->probe[0] = '\0';
+  cfg->agent = 1;
+  memset (cfg->nic_ip, 0, sizeof cfg->nic_ip);
 
   char *copy = strdup (cmdline);
   if (copy == NULL)
@@ -234,6 +260,19 @@ config_parse (struct config *cfg, const char *cmdline)
           cfg->echo_port = parse_ul (tok + 12, 0);
           if (cfg->echo_port > 65535)
             cfg->echo_port = 0;
+        }
+      else if (strcmp (tok, "drover.noagent") == 0)
+        cfg->agent = 0;
+      else if (strncmp (tok, "drover.ip", 9) == 0 && tok[9] >= '1'
+               && tok[9] <= '7' && tok[10] == '=')
+        {
+          /* Digits, dots and one slash only: it goes to ip(8) as one
+           * argument. */
+          const char *v = tok + 11;
+          int n = tok[9] - '0';
+          if (strlen (v) < sizeof cfg->nic_ip[n] && v[0] != '\0'
+              && strspn (v, "0123456789./") == strlen (v))
+            snprintf (cfg->nic_ip[n], sizeof cfg->nic_ip[n], "%s", v);
         }
       else if (strncmp (tok, "drover.probe=", 13) == 0)
         snprintf (cfg->probe, sizeof cfg->probe, "%s", tok + 13);
@@ -583,6 +622,99 @@ struct disk_writer
   unsigned long max_blocks;
 };
 
+/* Freezing (guest-fsfreeze-freeze): the writer checks `frozen` before
+ * each block it writes and waits while it is set; the freezer sets it,
+ * waits until no write is under way, then flushes the disk. */
+static struct
+{
+  pthread_mutex_t mu;
+  pthread_cond_t cond;
+  int frozen;
+  int writing;
+  int fd; /* the writer's vda, -1 while it has none */
+} fz = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, -1 };
+
+static void
+disk_write_begin (void)
+{
+  pthread_mutex_lock (&fz.mu);
+  while (fz.frozen)
+    pthread_cond_wait (&fz.cond, &fz.mu);
+  fz.writing = 1;
+  pthread_mutex_unlock (&fz.mu);
+}
+
+static void
+disk_write_end (void)
+{
+  pthread_mutex_lock (&fz.mu);
+  fz.writing = 0;
+  pthread_cond_broadcast (&fz.cond);
+  pthread_mutex_unlock (&fz.mu);
+}
+
+/* 0 when frozen (writer parked, disk flushed), -1 with *why set. */
+static int
+fs_freeze (const char **why)
+{
+  struct timespec dl;
+  clock_gettime (CLOCK_REALTIME, &dl);
+  dl.tv_sec += 10;
+  pthread_mutex_lock (&fz.mu);
+  if (fz.frozen)
+    {
+      pthread_mutex_unlock (&fz.mu);
+      *why = "the filesystems are already frozen";
+      return -1;
+    }
+  fz.frozen = 1;
+  int rc = 0;
+  while (fz.writing && rc == 0)
+    rc = pthread_cond_timedwait (&fz.cond, &fz.mu, &dl);
+  if (fz.writing)
+    {
+      fz.frozen = 0;
+      pthread_cond_broadcast (&fz.cond);
+      pthread_mutex_unlock (&fz.mu);
+      *why = "the disk writer did not stop within 10 s";
+      return -1;
+    }
+  int fd = fz.fd;
+  pthread_mutex_unlock (&fz.mu);
+  sync ();
+  if (fd >= 0 && fdatasync (fd) != 0)
+    {
+      pthread_mutex_lock (&fz.mu);
+      fz.frozen = 0;
+      pthread_cond_broadcast (&fz.cond);
+      pthread_mutex_unlock (&fz.mu);
+      *why = "flushing the disk failed";
+      return -1;
+    }
+  return 0;
+}
+
+/* 1 if it was frozen, 0 if it was not. */
+static int
+fs_thaw (void)
+{
+  pthread_mutex_lock (&fz.mu);
+  int was = fz.frozen;
+  fz.frozen = 0;
+  pthread_cond_broadcast (&fz.cond);
+  pthread_mutex_unlock (&fz.mu);
+  return was;
+}
+
+static int
+fs_frozen (void)
+{
+  pthread_mutex_lock (&fz.mu);
+  int f = fz.frozen;
+  pthread_mutex_unlock (&fz.mu);
+  return f;
+}
+
 static void *
 disk_main (void *arg)
 {
@@ -619,6 +751,10 @@ disk_main (void *arg)
   uint64_t n = nblocks - 1;
   if (d->max_blocks > 0 && n > d->max_blocks)
     n = d->max_blocks;
+
+  pthread_mutex_lock (&fz.mu);
+  fz.fd = fd;
+  pthread_mutex_unlock (&fz.mu);
 
   void *mem = NULL;
   if (posix_memalign (&mem, 4096, DISK_BLOCK) != 0)
@@ -672,15 +808,21 @@ disk_main (void *arg)
       w[2] = n;
       w[3] = gen;
       w[DISK_WORDS - 1] = disk_checksum (w, DISK_WORDS - 1);
+      disk_write_begin ();
       int failed = disk_pio (fd, w, 0, 1) != 0;
+      disk_write_end ();
       for (uint64_t i = 1; i <= n && !failed; i++)
         {
           disk_fill_block (w, gen, i);
+          disk_write_begin ();
           if (disk_pio (fd, w, i, 1) != 0)
             failed = 1;
+          disk_write_end ();
         }
+      disk_write_begin ();
       if (!failed && fdatasync (fd) != 0)
         failed = 1;
+      disk_write_end ();
       if (failed)
         {
           out_line ("DROVER-GUEST error disk: write gen %llu: %s",
@@ -694,6 +836,9 @@ disk_main (void *arg)
       sleep_until (&t);
     }
   free (mem);
+  pthread_mutex_lock (&fz.mu);
+  fz.fd = -1;
+  pthread_mutex_unlock (&fz.mu);
   close (fd);
   return NULL;
 }
@@ -945,6 +1090,871 @@ start_net (const struct config *cfg)
     }
 }
 
+/* ---- QEMU guest agent -------------------------------------------------- */
+
+/* The guest side of the QEMU guest agent protocol on the virtio-serial
+ * port named org.qemu.guest_agent.0: one JSON object per request,
+ * {"execute": NAME, "arguments": {...}}, one JSON object per answer,
+ * {"return": ...} or {"error": {"class": ..., "desc": ...}}, each
+ * answer ended by "\n". A 0xFF byte from the host resets the request
+ * parser (what came before it is dropped); guest-sync-delimited puts a
+ * 0xFF byte before its answer so the host can skip stale output. */
+
+#define QGA_PORT_NAME "org.qemu.guest_agent.0"
+#define QGA_MAX_REQ 65536 /* longer requests are dropped with an error */
+#define QGA_MAX_DEPTH 32
+#define QGA_MAX_IFACES 16
+#define QGA_MAX_ADDRS 16
+
+struct jparse
+{
+  const char *p, *end;
+  int depth;
+};
+
+static void
+j_ws (struct jparse *j)
+{
+  while (j->p < j->end
+         && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+    j->p++;
+}
+
+static int
+j_lit (struct jparse *j, const char *lit)
+{
+  size_t n = strlen (lit);
+  if ((size_t)(j->end - j->p) < n || memcmp (j->p, lit, n) != 0)
+    return -1;
+  j->p += n;
+  return 0;
+}
+
+/* A string; its text (escapes decoded, non-ASCII \u as '?') into OUT when
+ * OUT is not NULL, cut to OUTSZ - 1 bytes. */
+static int
+j_string (struct jparse *j, char *out, size_t outsz)
+{
+  size_t o = 0;
+  if (j->p >= j->end || *j->p != '"')
+    return -1;
+  j->p++;
+  while (j->p < j->end)
+    {
+      unsigned char c = (unsigned char)*j->p++;
+      if (c == '"')
+        {
+          if (out)
+            out[o] = '\0';
+          return 0;
+        }
+      if (c < 0x20)
+        return -1;
+      if (c == '\\')
+        {
+          if (j->p >= j->end)
+            return -1;
+          char e = *j->p++;
+          switch (e)
+            {
+            case '"':
+            case '\\':
+            case '/':
+              c = (unsigned char)e;
+              break;
+            case 'b':
+              c = '\b';
+              break;
+            case 'f':
+              c = '\f';
+              break;
+            case 'n':
+              c = '\n';
+              break;
+            case 'r':
+              c = '\r';
+              break;
+            case 't':
+              c = '\t';
+              break;
+            case 'u':
+              {
+                unsigned v = 0;
+                for (int i = 0; i < 4; i++)
+                  {
+                    if (j->p >= j->end)
+                      return -1;
+                    char h = *j->p++;
+                    v <<= 4;
+                    if (h >= '0' && h <= '9')
+                      v |= (unsigned)(h - '0');
+                    else if (h >= 'a' && h <= 'f')
+                      v |= (unsigned)(h - 'a' + 10);
+                    else if (h >= 'A' && h <= 'F')
+                      v |= (unsigned)(h - 'A' + 10);
+                    else
+                      return -1;
+                  }
+                c = v > 0 && v < 0x80 ? (unsigned char)v : '?';
+                break;
+              }
+            default:
+              return -1;
+            }
+        }
+      if (out && o + 1 < outsz)
+        out[o++] = (char)c;
+    }
+  return -1;
+}
+
+/* A number; an integer's value into *V (when not NULL and it fits). */
+static int
+j_number (struct jparse *j, long long *v, int *is_int)
+{
+  const char *s = j->p;
+  if (j->p < j->end && *j->p == '-')
+    j->p++;
+  if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+    return -1;
+  while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+    j->p++;
+  int integral = 1;
+  if (j->p < j->end && *j->p == '.')
+    {
+      integral = 0;
+      j->p++;
+      if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+        return -1;
+      while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+        j->p++;
+    }
+  if (j->p < j->end && (*j->p == 'e' || *j->p == 'E'))
+    {
+      integral = 0;
+      j->p++;
+      if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+        j->p++;
+      if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+        return -1;
+      while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+        j->p++;
+    }
+  if (is_int)
+    *is_int = 0;
+  if (integral && v && j->p - s < 21)
+    {
+      char buf[24];
+      memcpy (buf, s, (size_t)(j->p - s));
+      buf[j->p - s] = '\0';
+      errno = 0;
+      long long x = strtoll (buf, NULL, 10);
+      if (errno == 0)
+        {
+          *v = x;
+          if (is_int)
+            *is_int = 1;
+        }
+    }
+  return 0;
+}
+
+static int j_value (struct jparse *j);
+
+/* An object; for each member KEY_CB (when not NULL) gets the key and
+ * parses the value itself (returning -1 on bad input), else it is
+ * skipped. */
+typedef int (*j_member_cb) (struct jparse *j, const char *key, void *ud);
+
+static int
+j_object (struct jparse *j, j_member_cb cb, void *ud)
+{
+  if (j->p >= j->end || *j->p != '{' || ++j->depth > QGA_MAX_DEPTH)
+    return -1;
+  j->p++;
+  j_ws (j);
+  if (j->p < j->end && *j->p == '}')
+    {
+      j->p++;
+      j->depth--;
+      return 0;
+    }
+  for (;;)
+    {
+      char key[64];
+      j_ws (j);
+      if (j_string (j, key, sizeof key) != 0)
+        return -1;
+      j_ws (j);
+      if (j->p >= j->end || *j->p != ':')
+        return -1;
+      j->p++;
+      j_ws (j);
+      if ((cb ? cb (j, key, ud) : j_value (j)) != 0)
+        return -1;
+      j_ws (j);
+      if (j->p < j->end && *j->p == ',')
+        {
+          j->p++;
+          continue;
+        }
+      if (j->p < j->end && *j->p == '}')
+        {
+          j->p++;
+          j->depth--;
+          return 0;
+        }
+      return -1;
+    }
+}
+
+static int
+j_array (struct jparse *j)
+{
+  if (j->p >= j->end || *j->p != '[' || ++j->depth > QGA_MAX_DEPTH)
+    return -1;
+  j->p++;
+  j_ws (j);
+  if (j->p < j->end && *j->p == ']')
+    {
+      j->p++;
+      j->depth--;
+      return 0;
+    }
+  for (;;)
+    {
+      j_ws (j);
+      if (j_value (j) != 0)
+        return -1;
+      j_ws (j);
+      if (j->p < j->end && *j->p == ',')
+        {
+          j->p++;
+          continue;
+        }
+      if (j->p < j->end && *j->p == ']')
+        {
+          j->p++;
+          j->depth--;
+          return 0;
+        }
+      return -1;
+    }
+}
+
+static int
+j_value (struct jparse *j)
+{
+  if (j->p >= j->end)
+    return -1;
+  switch (*j->p)
+    {
+    case '{':
+      return j_object (j, NULL, NULL);
+    case '[':
+      return j_array (j);
+    case '"':
+      return j_string (j, NULL, 0);
+    case 't':
+      return j_lit (j, "true");
+    case 'f':
+      return j_lit (j, "false");
+    case 'n':
+      return j_lit (j, "null");
+    default:
+      return j_number (j, NULL, NULL);
+    }
+}
+
+struct qga_req
+{
+  char execute[64];
+  int has_execute;
+  int has_args;
+  int has_id;
+  long long id;
+};
+
+static int
+qga_args_member (struct jparse *j, const char *key, void *ud)
+{
+  struct qga_req *r = ud;
+  if (strcmp (key, "id") == 0 && j->p < j->end && *j->p != '{' && *j->p != '['
+      && *j->p != '"')
+    {
+      int is_int = 0;
+      if (j_number (j, &r->id, &is_int) != 0)
+        return -1;
+      r->has_id = is_int;
+      return 0;
+    }
+  return j_value (j);
+}
+
+static int
+qga_req_member (struct jparse *j, const char *key, void *ud)
+{
+  struct qga_req *r = ud;
+  if (strcmp (key, "execute") == 0 && j->p < j->end && *j->p == '"')
+    {
+      r->has_execute = 1;
+      return j_string (j, r->execute, sizeof r->execute);
+    }
+  if (strcmp (key, "arguments") == 0 && j->p < j->end && *j->p == '{')
+    {
+      r->has_args = 1;
+      return j_object (j, qga_args_member, r);
+    }
+  return j_value (j);
+}
+
+/* Parses one request; 0 when it is an object, -1 when it is not JSON. */
+static int
+qga_parse (const char *text, size_t len, struct qga_req *r)
+{
+  struct jparse j = { text, text + len, 0 };
+  memset (r, 0, sizeof *r);
+  j_ws (&j);
+  if (j_object (&j, qga_req_member, r) != 0)
+    return -1;
+  j_ws (&j);
+  return j.p == j.end ? 0 : -1;
+}
+
+/* ---- answers ---- */
+
+struct obuf
+{
+  char *buf;
+  size_t len, cap;
+  int overflow;
+};
+
+static void
+ob_add (struct obuf *o, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  int n = vsnprintf (o->buf + o->len, o->cap - o->len, fmt, ap);
+  va_end (ap);
+  if (n < 0 || (size_t)n >= o->cap - o->len)
+    {
+      o->overflow = 1;
+      return;
+    }
+  o->len += (size_t)n;
+}
+
+/* A JSON string of S (only plain characters survive; others become
+ * '?'). */
+static void
+ob_str (struct obuf *o, const char *s)
+{
+  ob_add (o, "\"");
+  for (; *s; s++)
+    {
+      unsigned char c = (unsigned char)*s;
+      if (c == '"' || c == '\\')
+        ob_add (o, "\\%c", c);
+      else if (c < 0x20 || c >= 0x7f)
+        ob_add (o, "?");
+      else
+        ob_add (o, "%c", c);
+    }
+  ob_add (o, "\"");
+}
+
+static void
+qga_error (struct obuf *o, const char *cls, const char *desc)
+{
+  ob_add (o, "{\"error\": {\"class\": ");
+  ob_str (o, cls);
+  ob_add (o, ", \"desc\": ");
+  ob_str (o, desc);
+  ob_add (o, "}}");
+}
+
+static const char *const qga_commands[] = { "guest-sync",
+                                            "guest-sync-delimited",
+                                            "guest-ping",
+                                            "guest-info",
+                                            "guest-network-get-interfaces",
+                                            "guest-fsfreeze-status",
+                                            "guest-fsfreeze-freeze",
+                                            "guest-fsfreeze-thaw" };
+#define QGA_N_COMMANDS (sizeof qga_commands / sizeof qga_commands[0])
+
+static void
+qga_interfaces (struct obuf *o)
+{
+  struct ifaddrs *ifa = NULL;
+  if (getifaddrs (&ifa) != 0)
+    {
+      qga_error (o, "GenericError", "getifaddrs failed");
+      return;
+    }
+  /* The names in first-seen order, each once. */
+  char names[QGA_MAX_IFACES][IF_NAMESIZE + 1];
+  int nn = 0;
+  for (struct ifaddrs *a = ifa; a; a = a->ifa_next)
+    {
+      int seen = 0;
+      for (int i = 0; i < nn && !seen; i++)
+        seen = strcmp (names[i], a->ifa_name) == 0;
+      if (!seen && nn < QGA_MAX_IFACES && strlen (a->ifa_name) <= IF_NAMESIZE)
+        snprintf (names[nn++], sizeof names[0], "%s", a->ifa_name);
+    }
+  ob_add (o, "{\"return\": [");
+  for (int i = 0; i < nn; i++)
+    {
+      ob_add (o, "%s{\"name\": ", i ? ", " : "");
+      ob_str (o, names[i]);
+      char path[64], mac[32] = "";
+      snprintf (path, sizeof path, "/sys/class/net/%s/address", names[i]);
+      int fd = open (path, O_RDONLY | O_CLOEXEC);
+      if (fd >= 0)
+        {
+          ssize_t n = read (fd, mac, sizeof mac - 1);
+          close (fd);
+          mac[n > 0 ? n : 0] = '\0';
+          mac[strcspn (mac, "\n")] = '\0';
+        }
+      if (mac[0] != '\0')
+        {
+          ob_add (o, ", \"hardware-address\": ");
+          ob_str (o, mac);
+        }
+      ob_add (o, ", \"ip-addresses\": [");
+      int na = 0;
+      for (struct ifaddrs *a = ifa; a; a = a->ifa_next)
+        {
+          if (strcmp (a->ifa_name, names[i]) != 0 || a->ifa_addr == NULL
+              || na == QGA_MAX_ADDRS)
+            continue;
+          int fam = a->ifa_addr->sa_family;
+          if (fam != AF_INET && fam != AF_INET6)
+            continue;
+          char ip[INET6_ADDRSTRLEN] = "";
+          const void *src
+              = fam == AF_INET
+                    ? (const void *)&((struct sockaddr_in *)(void *)a->ifa_addr)
+                          ->sin_addr
+                    : (const void *)&(
+                          (struct sockaddr_in6 *)(void *)a->ifa_addr)
+                          ->sin6_addr;
+          if (inet_ntop (fam, src, ip, sizeof ip) == NULL)
+            continue;
+          int prefix = 0;
+          if (a->ifa_netmask)
+            {
+              const unsigned char *m
+                  = fam == AF_INET
+                        ? (const unsigned char *)&(
+                              (struct sockaddr_in *)(void *)a->ifa_netmask)
+                              ->sin_addr
+                        : (const unsigned char *)&(
+                              (struct sockaddr_in6 *)(void *)a->ifa_netmask)
+                              ->sin6_addr;
+              for (int b = 0; b < (fam == AF_INET ? 4 : 16); b++)
+                prefix += __builtin_popcount (m[b]);
+            }
+          ob_add (o, "%s{\"ip-address-type\": \"%s\", \"ip-address\": ",
+                  na ? ", " : "", fam == AF_INET ? "ipv4" : "ipv6");
+          ob_str (o, ip);
+          ob_add (o, ", \"prefix\": %d}", prefix);
+          na++;
+        }
+      ob_add (o, "]}");
+    }
+  ob_add (o, "]}");
+  freeifaddrs (ifa);
+}
+
+/* The answer to the request TEXT (LEN bytes) into O; *DELIM set when a
+ * 0xFF byte goes before it. */
+static void
+qga_handle (const char *text, size_t len, struct obuf *o, int *delim)
+{
+  struct qga_req r;
+  *delim = 0;
+  if (qga_parse (text, len, &r) != 0)
+    {
+      qga_error (o, "GenericError", "Invalid JSON");
+      return;
+    }
+  if (!r.has_execute)
+    {
+      qga_error (o, "GenericError", "Expected 'execute' in the request");
+      return;
+    }
+  const char *c = r.execute;
+  if (strcmp (c, "guest-sync") == 0 || strcmp (c, "guest-sync-delimited") == 0)
+    {
+      if (!r.has_id)
+        {
+          qga_error (o, "GenericError", "Parameter 'id' is missing");
+          return;
+        }
+      *delim = strcmp (c, "guest-sync-delimited") == 0;
+      ob_add (o, "{\"return\": %lld}", r.id);
+    }
+  else if (strcmp (c, "guest-ping") == 0)
+    ob_add (o, "{\"return\": {}}");
+  else if (strcmp (c, "guest-info") == 0)
+    {
+      ob_add (o, "{\"return\": {\"version\": \"drover-guest 1\", "
+                 "\"supported_commands\": [");
+      for (size_t i = 0; i < QGA_N_COMMANDS; i++)
+        ob_add (o,
+                "%s{\"name\": \"%s\", \"enabled\": true, "
+                "\"success-response\": true}",
+                i ? ", " : "", qga_commands[i]);
+      ob_add (o, "]}}");
+    }
+  else if (strcmp (c, "guest-network-get-interfaces") == 0)
+    qga_interfaces (o);
+  else if (strcmp (c, "guest-fsfreeze-status") == 0)
+    ob_add (o, "{\"return\": \"%s\"}", fs_frozen () ? "frozen" : "thawed");
+  else if (strcmp (c, "guest-fsfreeze-freeze") == 0)
+    {
+      const char *why = "";
+      if (fs_freeze (&why) != 0)
+        qga_error (o, "GenericError", why);
+      else
+        {
+          out_line ("DROVER-GUEST fsfreeze frozen");
+          ob_add (o, "{\"return\": 1}");
+        }
+    }
+  else if (strcmp (c, "guest-fsfreeze-thaw") == 0)
+    {
+      int was = fs_thaw ();
+      if (was)
+        out_line ("DROVER-GUEST fsfreeze thawed");
+      ob_add (o, "{\"return\": %d}", was);
+    }
+  else
+    {
+      char desc[128];
+      snprintf (desc, sizeof desc, "The command %s has not been found", c);
+      qga_error (o, "CommandNotFound", desc);
+    }
+}
+
+/* Request framing: bytes are collected until a top-level JSON value is
+ * complete (braces and brackets counted outside strings). */
+struct qga_conn
+{
+  char req[QGA_MAX_REQ];
+  size_t len;
+  int depth, in_str, esc, started, too_long;
+};
+
+static void
+qga_reset (struct qga_conn *q)
+{
+  q->len = 0;
+  q->depth = q->in_str = q->esc = q->started = q->too_long = 0;
+}
+
+static int
+write_all (int fd, const char *p, size_t n)
+{
+  while (n > 0)
+    {
+      ssize_t w = write (fd, p, n);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        return -1;
+      p += w;
+      n -= (size_t)w;
+    }
+  return 0;
+}
+
+static void
+qga_answer (int fd, const char *text, size_t len)
+{
+  static char buf[16384];
+  struct obuf o = { buf, 0, sizeof buf - 1, 0 };
+  int delim = 0;
+  qga_handle (text, len, &o, &delim);
+  if (o.overflow)
+    {
+      o.len = 0;
+      o.overflow = 0;
+      qga_error (&o, "GenericError", "The answer is too long");
+    }
+  buf[o.len++] = '\n';
+  if (delim)
+    write_all (fd, "\xff", 1);
+  write_all (fd, buf, o.len);
+}
+
+/* Feeds N bytes read from the host; answers to OUT_FD. */
+static void
+qga_feed (struct qga_conn *q, const char *data, size_t n, int out_fd)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      char c = data[i];
+      if ((unsigned char)c == 0xff)
+        {
+          qga_reset (q);
+          continue;
+        }
+      if (!q->started)
+        {
+          if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+          q->started = 1;
+        }
+      if (q->len < sizeof q->req)
+        q->req[q->len++] = c;
+      else
+        q->too_long = 1;
+      if (q->in_str)
+        {
+          if (q->esc)
+            q->esc = 0;
+          else if (c == '\\')
+            q->esc = 1;
+          else if (c == '"')
+            q->in_str = 0;
+          continue;
+        }
+      if (c == '"')
+        q->in_str = 1;
+      else if (c == '{' || c == '[')
+        q->depth++;
+      else if (c == '}' || c == ']')
+        q->depth--;
+      /* Complete: the braces balance again, or a non-object value ended
+       * at a line end (answered as invalid). */
+      if ((q->depth <= 0 && (c == '}' || c == ']'))
+          || (q->depth == 0 && c == '\n'))
+        {
+          if (q->too_long)
+            {
+              struct obuf o;
+              static char eb[256];
+              o = (struct obuf){ eb, 0, sizeof eb - 1, 0 };
+              qga_error (&o, "GenericError", "The request is too long");
+              eb[o.len++] = '\n';
+              write_all (out_fd, eb, o.len);
+            }
+          else
+            qga_answer (out_fd, q->req, q->len);
+          qga_reset (q);
+        }
+    }
+}
+
+/* The /dev node of the virtio port named NAME, or -1. */
+static int
+qga_find_port (char *dev, size_t devsz)
+{
+  static const char base[] = "/sys/class/virtio-ports";
+  char path[256];
+  for (int i = 0; i < 64; i++)
+    for (int p = 0; p < 32; p++)
+      {
+        snprintf (path, sizeof path, "%s/vport%dp%d/name", base, i, p);
+        int fd = open (path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+          continue;
+        char name[64];
+        ssize_t n = read (fd, name, sizeof name - 1);
+        close (fd);
+        name[n > 0 ? n : 0] = '\0';
+        name[strcspn (name, "\n")] = '\0';
+        if (strcmp (name, QGA_PORT_NAME) == 0)
+          {
+            snprintf (dev, devsz, "/dev/vport%dp%d", i, p);
+            return 0;
+          }
+      }
+  return -1;
+}
+
+static void *
+qga_main (void *arg)
+{
+  (void)arg;
+  char dev[64];
+  int found = -1;
+  for (int tries = 0; tries < 50 && found != 0; tries++)
+    {
+      found = qga_find_port (dev, sizeof dev);
+      if (found != 0)
+        usleep (100000);
+    }
+  if (found != 0)
+    {
+      out_line ("DROVER-GUEST agent no port %s", QGA_PORT_NAME);
+      return NULL;
+    }
+  int fd = -1;
+  for (int tries = 0; tries < 50 && fd < 0; tries++)
+    {
+      fd = open (dev, O_RDWR | O_NOCTTY | O_CLOEXEC);
+      if (fd < 0)
+        usleep (100000);
+    }
+  if (fd < 0)
+    {
+      out_line ("DROVER-GUEST error agent open %s: %s", dev, strerror (errno));
+      return NULL;
+    }
+  out_line ("DROVER-GUEST agent listening %s", dev);
+  static struct qga_conn q;
+  qga_reset (&q);
+  for (;;)
+    {
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      int rc = poll (&pfd, 1, 1000);
+      if (rc < 0 && errno != EINTR)
+        {
+          out_line ("DROVER-GUEST error agent poll: %s", strerror (errno));
+          return NULL;
+        }
+      if (rc <= 0)
+        continue;
+      if (!(pfd.revents & POLLIN))
+        {
+          /* POLLHUP: nobody on the host side; a new one starts afresh. */
+          qga_reset (&q);
+          usleep (200000);
+          continue;
+        }
+      char buf[4096];
+      ssize_t n = read (fd, buf, sizeof buf);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        continue;
+      if (n <= 0)
+        {
+          qga_reset (&q);
+          usleep (200000);
+          continue;
+        }
+      qga_feed (&q, buf, (size_t)n, fd);
+    }
+}
+
+static void
+start_agent (void)
+{
+  pthread_t th;
+  int rc = pthread_create (&th, NULL, qga_main, NULL);
+  if (rc != 0)
+    out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+  else
+    pthread_detach (th);
+}
+
+/* Host-side test mode: the agent protocol on stdin/stdout. */
+static int
+qga_stdio_main (void)
+{
+  static struct qga_conn q;
+  qga_reset (&q);
+  out_fd = STDERR_FILENO;
+  char buf[4096];
+  for (;;)
+    {
+      ssize_t n = read (STDIN_FILENO, buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return 0;
+      qga_feed (&q, buf, (size_t)n, STDOUT_FILENO);
+    }
+}
+
+/* ---- NICs that appear after boot ------------------------------------ */
+
+/* Runs /bin/ip with ARGV (NULL-terminated); 0 when it exits 0. */
+static int
+run_ip (char *const argv[])
+{
+  pid_t pid = fork ();
+  if (pid < 0)
+    return -1;
+  if (pid == 0)
+    {
+      int fd = open ("/dev/null", O_RDWR);
+      if (fd >= 0)
+        {
+          dup2 (fd, 1);
+          dup2 (fd, 2);
+        }
+      execv ("/bin/ip", argv);
+      _exit (127);
+    }
+  int st = 0;
+  while (waitpid (pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  return WIFEXITED (st) && WEXITSTATUS (st) == 0 ? 0 : -1;
+}
+
+/* drover.ipN: whenever ethN (N = 1..7) exists and is not configured yet
+ * (a NIC hot-plugged after boot, or plugged again), it goes up with that
+ * address. eth0 is /init's (drover.ip). */
+static void *
+hotnic_main (void *arg)
+{
+  const struct config *cfg = arg;
+  int done[8] = { 0 };
+  for (;;)
+    {
+      for (int n = 1; n <= 7; n++)
+        {
+          if (cfg->nic_ip[n][0] == '\0')
+            continue;
+          char path[64], dev[8];
+          snprintf (dev, sizeof dev, "eth%d", n);
+          snprintf (path, sizeof path, "/sys/class/net/%s", dev);
+          if (access (path, F_OK) != 0)
+            {
+              done[n] = 0; /* unplugged: configure it again if it returns */
+              continue;
+            }
+          if (done[n])
+            continue;
+          char *up[] = { "ip", "link", "set", dev, "up", NULL };
+          char *add[] = { "ip",  "addr", "add", (char *)cfg->nic_ip[n],
+                          "dev", dev,    NULL };
+          done[n] = 1;
+          if (run_ip (up) == 0 && run_ip (add) == 0)
+            out_line ("DROVER-GUEST net %s %s", dev, cfg->nic_ip[n]);
+          else
+            out_line ("DROVER-GUEST net %s failed", dev);
+        }
+      usleep (300000);
+    }
+  return NULL;
+}
+
+static void
+start_hotnic (const struct config *cfg)
+{
+  static struct config copy;
+  int any = 0;
+  for (int n = 1; n <= 7; n++)
+    any |= cfg->nic_ip[n][0] != '\0';
+  if (!any)
+    return;
+  copy = *cfg;
+  pthread_t th;
+  int rc = pthread_create (&th, NULL, hotnic_main, &copy);
+  if (rc != 0)
+    out_line ("DROVER-GUEST error pthread_create: %s", strerror (rc));
+  else
+    pthread_detach (th);
+}
+
 /* ---- heartbeat -------------------------------------------------------- */
 
 static int
@@ -1036,6 +2046,8 @@ main (int argc, char **argv)
 {
   if (argc > 1 && strcmp (argv[1], "--dump") == 0)
     return dump_main (argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--qga-stdio") == 0)
+    return qga_stdio_main ();
 
   struct config cfg;
   config_parse (&cfg, read_cmdline ());
@@ -1059,6 +2071,9 @@ main (int argc, char **argv)
   if (cfg.disk_check)
     start_disk_writer (&cfg);
   start_net (&cfg);
+  if (cfg.agent)
+    start_agent ();
+  start_hotnic (&cfg);
   heartbeat_loop (cfg.hb_ms);
   return 0;
 }

@@ -17,6 +17,13 @@ from nic_common import (MAC_PREFIX, NET_A, NET_B, create_vm, dumpxml,
                         probes, setup_networks, wait_echo)
 
 A_IP, B_IP, C_IP = "10.77.1.10", "10.77.1.11", "10.77.1.12"
+# A's address on a NIC hot-plugged into network B (drover.ip1: eth1).
+A_HOT_IP = "10.77.2.10"
+# One echo through the namespace's side of a bridge: prints "ok".
+ECHO_ONCE = ("import socket,sys; s=socket.create_connection((sys.argv[1], 7), 5); "
+             "s.sendall(b'hot-nic\\n'); d=b''\n"
+             "while len(d) < 8:\n d += s.recv(64) or sys.exit('closed')\n"
+             "print('ok' if d == b'hot-nic\\n' else d)")
 
 
 def cases(c, tap, tmp):
@@ -24,7 +31,7 @@ def cases(c, tap, tmp):
 
     def boot():
         setup_networks(c)
-        create_vm(c, "a", NET_A, A_IP, host="host1")
+        create_vm(c, "a", NET_A, A_IP, f"drover.ip1={A_HOT_IP}/24", host="host1")
         create_vm(c, "b", NET_A, B_IP, f"drover.probe={A_IP}:7", host="host2")
         # C is in A's subnet but on the other network's bridge.
         create_vm(c, "c", NET_B, C_IP, f"drover.probe={A_IP}:7,{C_IP}:7")
@@ -101,6 +108,14 @@ def cases(c, tap, tmp):
         time.sleep(2.5)
         assert [n["mac"] for n in nics(c, "a")] == [st["mac_a"], mac], nics(c, "a")
         assert mac in c.ctl("vm", "show", "a").stdout
+        # Inside the guest the new NIC comes up with drover.ip1, and the
+        # namespace reaches a's echo service through bridge B.
+        wait_for("a's hot-plugged NIC up in the guest",
+                 lambda: f"DROVER-GUEST net eth1 {A_HOT_IP}/24" in
+                 c.ctl("vm", "console", "a").stdout, 60)
+        p = wait_for("an echo through the hot-plugged NIC",
+                     lambda: c.exec("python3", "-c", ECHO_ONCE, A_HOT_IP,
+                                    check=False, timeout=30).stdout.strip() == "ok", 30, 1)
         # Bad hot-plug input: unknown network, a MAC in use, unknown NIC.
         p = c.ctl("vm", "nic", "add", "a", "nosuch", check=False)
         assert p.returncode != 0 and "no network named 'nosuch'" in p.stderr, p.stderr

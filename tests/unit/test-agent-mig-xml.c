@@ -197,6 +197,16 @@ test_accepts_drover_domains (Fixture *f, gconstpointer data)
   g_autofree char *domain = fill (f, domain_xml, (const char *[]){ NULL });
   g_autofree char *bare = fill (f, domain_xml, no_disk);
   g_autofree char *labelled = fill (f, domain_xml, dynamic);
+  /* The guest agent's channel as libvirt's migratable XML has it: no
+   * source path (the destination's libvirt picks one). */
+  g_autofree char *with_agent = fill (
+      f, domain_xml,
+      (const char *[]){ "DEVICES",
+                        "<channel type='unix'><source mode='bind'/>"
+                        "<target type='virtio' name='org.qemu.guest_agent.0'/>"
+                        "<address type='virtio-serial' controller='0' bus='0' "
+                        "port='1'/></channel>",
+                        NULL });
   g_autofree char *cookie
       = fill (f, cookie_xml, (const char *[]){ "COOKIE_DOMAIN", domain, NULL });
 
@@ -206,6 +216,7 @@ test_accepts_drover_domains (Fixture *f, gconstpointer data)
   g_assert_true (check (f, TRUE, "destination_name", "vm", &error));
   g_assert_true (check (f, FALSE, "destination_xml", bare, &error));
   g_assert_true (check (f, TRUE, "destination_xml", labelled, &error));
+  g_assert_true (check (f, TRUE, "destination_xml", with_agent, &error));
   g_assert_no_error (error);
 }
 
@@ -273,6 +284,23 @@ test_refuses_foreign_paths (Fixture *f, gconstpointer data)
       "</baselabel></seclabel>",
       "<baselabel> inside <seclabel>" },
     { "DOMAIN", "<description>/etc/shadow</description>", "/etc/shadow" },
+    /* Channels: the guest agent's only, and never with a path. */
+    { "DEVICES",
+      "<channel type='unix'><source mode='bind' path='/etc/shadow'/>"
+      "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>",
+      "a channel source with a path" },
+    { "DEVICES",
+      "<channel type='unix'><source mode='bind'/>"
+      "<target type='virtio' name='org.other.0'/></channel>",
+      "a channel other than the guest agent's" },
+    { "DEVICES",
+      "<channel type='spicevmc'>"
+      "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>",
+      "a channel other than the guest agent's" },
+    { "DEVICES",
+      "<channel type='unix'><source mode='connect'/><log file='/tmp/x'/>"
+      "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>",
+      "<log> inside <channel>" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (changes); i++)

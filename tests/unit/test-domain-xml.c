@@ -68,6 +68,10 @@ test_round_trip (void)
   g_assert_nonnull (
       strstr (xml, "<source path=\"/data/console/web-1.log\" append=\"on\"/>"));
   g_assert_nonnull (strstr (xml, "<target type=\"serial\" port=\"0\"/>"));
+  /* The guest agent's channel, with no path: libvirt picks it. */
+  g_assert_nonnull (strstr (
+      xml, "<channel type=\"unix\">\n      <source mode=\"bind\"/>\n"
+           "      <target type=\"virtio\" name=\"org.qemu.guest_agent.0\"/>"));
   g_assert_nonnull (strstr (xml, "<on_poweroff>destroy</on_poweroff>"));
   g_assert_nonnull (
       strstr (xml, "xmlns:drover=\"https://drover.dev/xmlns/vm/1\""));
