@@ -64,12 +64,9 @@ cli_vm_parse (const char *usage, const char *summary,
               const GOptionEntry *entries, int argc, char **argv,
               const char **name)
 {
-  const char *params = strchr (usage + strlen ("vm "), ' ') + 1;
-  g_autofree char *verb = g_strndup (usage, (gsize)(params - 1 - usage));
   int rc;
 
-  if ((rc = ctl_parse_options (verb, params, summary, entries, &argc, &argv))
-      >= 0)
+  if ((rc = ctl_parse_usage (usage, summary, entries, &argc, &argv)) >= 0)
     return rc;
   if ((*name = one_name (usage, argc, argv, &rc)) == NULL)
     return rc;
