@@ -133,12 +133,14 @@ find_vm (const SchedBalanceCluster *c, const char *name, const char *host)
   return NULL;
 }
 
+/* 2x CPU overcommit, 1 GiB reserve, 1.5x memory overcommit. */
+static const SchedPolicy policy = { .cpu_overcommit = 2.0,
+                                    .memory_reserve = GiB,
+                                    .memory_overcommit = 1.5 };
+
 static void
 test_candidates (void)
 {
-  SchedPolicy policy = { .cpu_overcommit = 2.0,
-                         .memory_reserve = GiB,
-                         .memory_overcommit = 1.5 };
   g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
   g_autoptr (GPtrArray) vms = test_sched_vms_new ();
   g_autoptr (GPtrArray) jobs
@@ -268,17 +270,12 @@ add_nic (SchedVm *vm, const char *net, const char *bridge, guint vlan)
 static void
 test_networks (void)
 {
-  SchedPolicy policy = { .cpu_overcommit = 2.0,
-                         .memory_reserve = GiB,
-                         .memory_overcommit = 1.5 };
   g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
   g_autoptr (GPtrArray) vms = test_sched_vms_new ();
-  g_autoptr (GPtrArray) jobs
-      = g_ptr_array_new_with_free_func ((GDestroyNotify)sched_job_free);
   g_autoptr (SchedLoad) load = sched_load_new (WINDOW_MS);
   g_autoptr (GArray) moves = NULL;
   const gint64 now = 100 * 60 * 1000, min = 60 * 1000;
-  SchedBalanceInput in = { &policy, hosts, vms, jobs, load, NULL, now, min };
+  SchedBalanceInput in = { &policy, hosts, vms, NULL, load, NULL, now, min };
   SchedBalanceParams params;
   SchedBalanceCluster c;
   Drover__V1__VmStatus st = DROVER__V1__VM_STATUS__INIT;
