@@ -194,14 +194,10 @@ ctl_backup_prune (Ctl *ctl, int argc, char **argv)
   req.keep_monthly = keep[4];
   req.keep_yearly = keep[5];
   req.dry_run = dry_run;
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_PRUNE_BACKUPS, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_PRUNE_BACKUPS, &req.base,
+                           json, &msg))
+      >= 0)
+    return rc;
   reply = (const Drover__V1__PruneBackupsReply *)msg;
   for (size_t i = 0; i < reply->n_backups; i++)
     {

@@ -19,14 +19,9 @@ backup_parse (const char *usage, const char *summary,
               const GOptionEntry *entries, int want, gboolean at_most,
               const char *missing, int *argc, char ***argv)
 {
-  const char *params = strchr (usage + strlen ("backup "), ' ');
-  g_autofree char *verb
-      = params ? g_strndup (usage, (gsize)(params - usage)) : g_strdup (usage);
   int rc;
 
-  if ((rc = ctl_parse_options (verb, params ? params + 1 : "", summary, entries,
-                               argc, argv))
-      >= 0)
+  if ((rc = ctl_parse_usage (usage, summary, entries, argc, argv)) >= 0)
     return rc;
   if (*argc - 1 < want && !at_most)
     return ctl_usage_error (usage, "%s", missing);
@@ -34,23 +29,6 @@ backup_parse (const char *usage, const char *summary,
     return ctl_usage_error (usage, "unexpected argument '%s'",
                             (*argv)[want + 1]);
   return -1;
-}
-
-/* Calls METHOD with REQ into *MSG; with JSON prints it. Returns -1 to go
- * on with *MSG (printed as text by the caller), or the exit code. */
-static int
-call_or_json (Ctl *ctl, guint method, const ProtobufCMessage *req,
-              gboolean json, ProtobufCMessage **msg)
-{
-  g_autoptr (GError) error = NULL;
-
-  *msg = ctl_call (ctl, method, req, 0, &error);
-  if (*msg == NULL)
-    return ctl_fail (error);
-  if (!json)
-    return -1;
-  ctl_print_message_json (*msg);
-  return CTL_EXIT_OK;
 }
 
 /* "full", or "incremental from ID", of B. Caller frees. */
@@ -186,8 +164,8 @@ ctl_backup_list (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "%s", error->message);
   req.vm = argc > 1 ? argv[1] : (char *)"";
   req.repo = repo ? repo : (char *)"";
-  if ((rc = call_or_json (ctl, DROVER_SCHED_METHOD_LIST_BACKUPS, &req.base,
-                          json, &msg))
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_LIST_BACKUPS, &req.base,
+                           json, &msg))
       >= 0)
     return rc;
   reply = (const Drover__V1__ListBackupsReply *)msg;
@@ -239,8 +217,8 @@ ctl_backup_show (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (usage, "%s", error->message);
   req.id = argv[1];
   req.repo = repo ? repo : (char *)"";
-  if ((rc = call_or_json (ctl, DROVER_SCHED_METHOD_GET_BACKUP, &req.base, json,
-                          &msg))
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_GET_BACKUP, &req.base, json,
+                           &msg))
       >= 0)
     return rc;
   b = (const Drover__V1__Backup *)msg;

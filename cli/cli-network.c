@@ -23,15 +23,10 @@ static int
 network_parse (const char *usage, const char *summary,
                const GOptionEntry *entries, int *argc, char ***argv)
 {
-  const char *params = strchr (usage + strlen ("network "), ' ');
-  g_autofree char *verb
-      = params ? g_strndup (usage, (gsize)(params - usage)) : g_strdup (usage);
   g_autoptr (GError) error = NULL;
   int rc;
 
-  if ((rc = ctl_parse_options (verb, params ? params + 1 : "", summary, entries,
-                               argc, argv))
-      >= 0)
+  if ((rc = ctl_parse_usage (usage, summary, entries, argc, argv)) >= 0)
     return rc;
   if (*argc < 2)
     return ctl_usage_error (usage, "missing network name");
@@ -84,7 +79,6 @@ network_create (Ctl *ctl, int argc, char **argv)
   };
   Drover__V1__Network req = DROVER__V1__NETWORK__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (GError) error = NULL;
   const Drover__V1__CreateNetworkReply *reply;
   int rc;
 
@@ -104,15 +98,10 @@ network_create (Ctl *ctl, int argc, char **argv)
   req.bridge = bridge;
   req.vlan = (guint32)vlan;
   req.mtu = (guint32)mtu;
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_CREATE_NETWORK, &req.base, 0,
-                  &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_CREATE_NETWORK, &req.base,
+                           json, &msg))
+      >= 0)
+    return rc;
   reply = (const Drover__V1__CreateNetworkReply *)msg;
   printf ("network %s created on bridge %s\n", argv[1], bridge);
   if (reply->n_hosts_lacking > 0)
@@ -167,7 +156,6 @@ network_show (Ctl *ctl, int argc, char **argv)
                                    { NULL } };
   Drover__V1__NetworkRequest req = DROVER__V1__NETWORK_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (GError) error = NULL;
   const Drover__V1__Network *n;
   const int w = 9;
   int rc;
@@ -179,14 +167,10 @@ network_show (Ctl *ctl, int argc, char **argv)
       >= 0)
     return rc;
   req.name = argv[1];
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_GET_NETWORK, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_GET_NETWORK, &req.base,
+                           json, &msg))
+      >= 0)
+    return rc;
   n = (const Drover__V1__Network *)msg;
   ctl_kv (w, "NAME", n->name);
   ctl_kv (w, "BRIDGE", n->bridge);

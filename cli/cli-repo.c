@@ -23,14 +23,9 @@ static int
 repo_parse (const char *usage, const char *summary, const GOptionEntry *entries,
             int want, int *argc, char ***argv)
 {
-  const char *params = strchr (usage + strlen ("repo "), ' ');
-  g_autofree char *verb
-      = params ? g_strndup (usage, (gsize)(params - usage)) : g_strdup (usage);
   int rc;
 
-  if ((rc = ctl_parse_options (verb, params ? params + 1 : "", summary, entries,
-                               argc, argv))
-      >= 0)
+  if ((rc = ctl_parse_usage (usage, summary, entries, argc, argv)) >= 0)
     return rc;
   if (*argc < want + 1)
     return ctl_usage_error (usage, "missing %s",
@@ -81,14 +76,10 @@ repo_add (Ctl *ctl, int argc, char **argv)
     return ctl_usage_error (ADD_USAGE, "PATH must be absolute");
   req.name = argv[1];
   req.path = argv[2];
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_ADD_REPO, &req.base, 0, &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_ADD_REPO, &req.base, json,
+                           &msg))
+      >= 0)
+    return rc;
   repo = (const Drover__V1__Repo *)msg;
   {
     g_autofree char *hosts = join (repo->hosts, repo->n_hosts);
@@ -148,7 +139,6 @@ repo_status (Ctl *ctl, int argc, char **argv)
                                    { NULL } };
   Drover__V1__RepoRequest req = DROVER__V1__REPO_REQUEST__INIT;
   g_autoptr (ProtobufCMessage) msg = NULL;
-  g_autoptr (GError) error = NULL;
   const Drover__V1__RepoStatus *st;
   const int w = 14;
   int rc;
@@ -160,15 +150,10 @@ repo_status (Ctl *ctl, int argc, char **argv)
       >= 0)
     return rc;
   req.name = argv[1];
-  msg = ctl_call (ctl, DROVER_SCHED_METHOD_GET_REPO_STATUS, &req.base, 0,
-                  &error);
-  if (msg == NULL)
-    return ctl_fail (error);
-  if (json)
-    {
-      ctl_print_message_json (msg);
-      return CTL_EXIT_OK;
-    }
+  if ((rc = ctl_call_json (ctl, DROVER_SCHED_METHOD_GET_REPO_STATUS, &req.base,
+                           json, &msg))
+      >= 0)
+    return rc;
   st = (const Drover__V1__RepoStatus *)msg;
   ctl_kv (w, "NAME", st->name);
   ctl_kv (w, "READ ON", st->host);

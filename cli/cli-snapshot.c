@@ -27,15 +27,12 @@ snapshot_parse (const char *usage, const char *summary,
                 const GOptionEntry *entries, gboolean want_snapshot, int *argc,
                 char ***argv)
 {
-  const char *params = strchr (usage + strlen ("snapshot "), ' ') + 1;
-  g_autofree char *verb = g_strndup (usage, (gsize)(params - 1 - usage));
   g_autoptr (GError) error = NULL;
   int want = want_snapshot ? 3 : 2;
   char **args;
   int rc;
 
-  if ((rc = ctl_parse_options (verb, params, summary, entries, argc, argv))
-      >= 0)
+  if ((rc = ctl_parse_usage (usage, summary, entries, argc, argv)) >= 0)
     return rc;
   args = *argv;
   if (*argc < 2)

@@ -1,5 +1,5 @@
 /* droverctl vm nic add|remove: NIC hot-plug (issue 13). */
-#include "droverctl.h"
+#include "cli-vm.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,13 +19,7 @@ print_nics (const Drover__V1__VmReply *reply, gboolean json, const char *what)
   const Drover__V1__Vm *vm = reply->vm;
 
   if (json)
-    {
-      if (vm != NULL)
-        ctl_print_message_json (&vm->base);
-      else
-        puts ("null");
-      return CTL_EXIT_OK;
-    }
+    return cli_vm_print_json (vm);
   printf ("%s\n", what);
   for (gsize i = 0; vm && vm->spec && i < vm->spec->n_nics; i++)
     printf ("  %s network %s bridge %s\n", vm->spec->nics[i]->mac,

@@ -40,6 +40,12 @@ int ctl_parse_options (const char *verb, const char *params,
                        const char *summary, const GOptionEntry *entries,
                        int *argc, char ***argv);
 
+/* ctl_parse_options for the subcommand that USAGE ("VERB SUB PARAMS...")
+ * describes: "VERB SUB" is the verb, the rest (maybe none) its params
+ * (cli-usage.c). Same return. */
+int ctl_parse_usage (const char *usage, const char *summary,
+                     const GOptionEntry *entries, int *argc, char ***argv);
+
 /* ctl_parse_options for a verb that takes options only: a positional
  * argument is a usage error ("VERB PARAMS" its usage). */
 int ctl_parse_options_only (const char *verb, const char *params,
@@ -68,6 +74,14 @@ ProtoClient *ctl_client (Ctl *ctl, GError **error);
 /* Prints JSON held in JSON to stdout. */
 void ctl_print_json (ProtoJson *json);
 void ctl_print_message_json (const ProtobufCMessage *msg);
+
+/* Calls METHOD with REQUEST (ctl_call, the --timeout deadline) into
+ * *REPLY, which the caller frees (also on return); with JSON prints the
+ * reply as JSON (cli-call.c). Returns -1 to go on with *REPLY (the
+ * caller prints it as text), or the exit code to return at once: the
+ * call's failure, or CTL_EXIT_OK once the JSON is printed. */
+int ctl_call_json (Ctl *ctl, guint method, const ProtobufCMessage *request,
+                   gboolean json, ProtobufCMessage **reply);
 
 /* The common part of every listing verb (VERB takes no arguments but
  * [--json]): parses the options, calls METHOD with REQUEST and, with

@@ -230,7 +230,7 @@ vm_cost (Plan *pl, guint v)
   return &pl->cost[v];
 }
 
-/* May VM go to host TO at all: room, rules, limits. */
+/* May VM go to host TO at all: room, networks, rules, limits. */
 static gboolean
 may_land (const Plan *pl, guint v, guint to)
 {
@@ -239,6 +239,8 @@ may_land (const Plan *pl, guint v, guint to)
 
   if (!host->in_service || to == vm->host
       || pl->moves_at[to] >= pl->p->max_per_host)
+    return FALSE;
+  if (vm->hosts_ok != NULL && !vm->hosts_ok[to])
     return FALSE;
   if (pl->vcpus[to] + vm->vcpus > host->vcpu_cap
       || pl->memory[to] + (double)vm->memory > (double)host->memory_cap)

@@ -46,6 +46,9 @@ typedef struct
                         * move, or a snapshot, backup or migration job
                         * runs on it */
   guint group;         /* 0: none; G: rule groups[G - 1] */
+  /* NULL: any host may take it; else one flag per host: it has every
+   * network the VM's NICs are on (the VM moves only to those). */
+  const gboolean *hosts_ok;
 } SchedBalanceVm;
 
 typedef struct
@@ -98,7 +101,8 @@ double sched_balance_imbalance (const SchedBalanceCluster *cluster);
 /* Plans moves for CLUSTER (left unchanged): greedily, each step the move
  * with the most gain per predicted second (or the most gain, with
  * ignore_cost) among the VMs of the most loaded hosts and the least
- * loaded destinations that have room and keep every rule. A VM moves at
+ * loaded destinations that have room, offer the VM's networks (hosts_ok)
+ * and keep every rule. A VM moves at
  * most once in a plan; one whose migration the model says would not
  * converge never moves; a member of an affinity group is left where its
  * group is. Returns a GArray of SchedBalanceMove (empty: nothing worth

@@ -3,6 +3,8 @@
  * clock come in as arguments, so the unit tests check the filtering on
  * synthetic rows. */
 #include "sched-balancer.h"
+#include "sched-networks.h"
+#include "sched-nics.h"
 
 #include <string.h>
 
@@ -53,6 +55,29 @@ vm_unmovable (const SchedBalanceInput *in, const SchedVm *vm,
   return NULL;
 }
 
+/* For a VM with NICs (SPEC), a flag per host of UP (N of them): it has
+ * every network the NICs are on, as placement and migrate --to ask
+ * (sched_networks_misfit). NULL for a VM without NICs: any host. */
+static gboolean *
+hosts_with_networks (const Drover__V1__VmSpec *spec, const SchedHost **up,
+                     guint n)
+{
+  GPtrArray *nets = sched_nics_networks (spec);
+  gboolean *ok;
+
+  if (nets == NULL)
+    return NULL;
+  ok = g_new0 (gboolean, MAX (n, 1));
+  for (guint h = 0; h < n; h++)
+    {
+      g_autofree char *misfit = sched_networks_misfit (up[h], nets);
+
+      ok[h] = misfit == NULL;
+    }
+  sched_nics_networks_free (nets);
+  return ok;
+}
+
 static void
 fill_vm (const SchedBalanceInput *in, const SchedVm *vm, guint host,
          GHashTable *last_mig, SchedBalanceVm *out)
@@ -85,6 +110,8 @@ sched_balance_cluster_build (const SchedBalanceInput *in,
   g_autoptr (GHashTable) busy = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GHashTable) cooling = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GHashTable) last_mig = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autofree const SchedHost **up
+      = g_new0 (const SchedHost *, MAX (in->hosts->len, 1));
   guint n = 0;
 
   *cluster = (SchedBalanceCluster){ 0 };
@@ -103,6 +130,7 @@ sched_balance_cluster_build (const SchedBalanceInput *in,
       h->memory_cap
           = sched_policy_memory_cap (in->policy, host->info->memory_total);
       h->in_service = host->maintenance[0] == '\0';
+      up[n] = host;
       g_hash_table_insert (index, host->name, GUINT_TO_POINTER (n + 1));
       n++;
     }
@@ -118,6 +146,7 @@ sched_balance_cluster_build (const SchedBalanceInput *in,
       if (h == 0 || !sched_vm_holds_capacity (vm))
         continue;
       fill_vm (in, vm, h - 1, last_mig, out);
+      out->hosts_ok = hosts_with_networks (vm->spec, up, n);
       no = vm_unmovable (in, vm, cluster->hosts[h - 1].in_service, busy,
                          cooling);
       out->movable = no == NULL;
@@ -132,6 +161,8 @@ sched_balance_cluster_build (const SchedBalanceInput *in,
 void
 sched_balance_cluster_clear (SchedBalanceCluster *cluster)
 {
+  for (guint i = 0; i < cluster->n_vms; i++)
+    g_free ((gpointer)cluster->vms[i].hosts_ok);
   g_free (cluster->hosts);
   g_free (cluster->vms);
   *cluster = (SchedBalanceCluster){ 0 };

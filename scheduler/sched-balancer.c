@@ -10,6 +10,7 @@
  * under way (a plan made on a cluster in motion would count the VMs
  * in flight twice). ApplyBalance does what an auto tick does, once. */
 #include "sched-balancer.h"
+#include "sched-balancer-private.h"
 
 #include <string.h>
 
@@ -17,71 +18,6 @@
 /* Ticks and moves kept for status. */
 #define BALANCE_HISTORY 60
 #define BALANCE_MOVES_KEPT 50
-
-/* A move planned, started or over. Shared by the balancer's list and the
- * balance job that started it (reference counted). */
-typedef struct
-{
-  char *vm, *from, *to;
-  double benefit, predicted_s, predicted_downtime_ms, measured_s;
-  guint64 predicted_bytes;
-  char *job_id;       /* NULL: not started */
-  const char *result; /* "", running, done, failed */
-  char *error;
-  gint64 started_ms;
-} Move;
-
-/* A VM a plan could not consider. */
-typedef struct
-{
-  char *vm, *host;
-  const char *reason; /* static */
-} Held;
-
-/* A plan: its moves and the imbalance before and after. */
-typedef struct
-{
-  GPtrArray *moves; /* Move */
-  GArray *held;     /* Held, by VM name */
-  double before, after;
-  char *note;
-  gint64 time_ms;
-} Plan;
-
-/* A balance job and the moves it started. */
-typedef struct
-{
-  SchedJob *job;
-  GPtrArray *moves; /* Move */
-} Apply;
-
-typedef struct
-{
-  gint64 time_ms;
-  double imbalance;
-  guint moves;
-  SchedBalanceMode mode;
-} Tick;
-
-struct _SchedBalancer
-{
-  SchedService *svc;
-  SchedBalanceMode mode;
-  gboolean mode_given; /* on the command line: it wins over the store's */
-  guint interval_s;
-  double threshold;
-  gint64 cooldown_ms;
-  double link_bandwidth;
-  SchedLoad *load;
-  GHashTable *last_moved; /* VM -> gint64 * */
-  GArray *history;        /* Tick, oldest first */
-  GPtrArray *moves;       /* Move, oldest first */
-  GPtrArray *applies;     /* Apply, not over */
-  Plan *plan;             /* recommend: the last tick's; may be NULL */
-  gint64 next_tick_ms;    /* monotonic */
-  GSource *timer;
-  ProtoMetric *imbalance_gauge, *moves_total;
-};
 
 static void
 move_free (Move *m)
@@ -112,15 +48,14 @@ held_by_name (gconstpointer a, gconstpointer b)
   return strcmp (((const Held *)a)->vm, ((const Held *)b)->vm);
 }
 
-static void
-plan_free (Plan *plan)
+void
+sched_balancer_plan_free (Plan *plan)
 {
   g_ptr_array_unref (plan->moves);
   g_array_unref (plan->held);
   g_free (plan->note);
   g_free (plan);
 }
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Plan, plan_free)
 
 static void
 apply_free (gpointer data)
@@ -221,7 +156,7 @@ sched_balancer_free (SchedBalancer *b)
   g_array_unref (b->history);
   g_ptr_array_unref (b->moves);
   g_ptr_array_unref (b->applies);
-  g_clear_pointer (&b->plan, plan_free);
+  g_clear_pointer (&b->plan, sched_balancer_plan_free);
   g_free (b);
 }
 
@@ -265,8 +200,8 @@ plan_held (Plan *plan, const SchedBalanceCluster *cluster, GHashTable *why)
 }
 
 /* A plan of the cluster as it is now; NULL with ERROR if the store fails. */
-static Plan *
-plan_now (SchedBalancer *b, GError **error)
+Plan *
+sched_balancer_plan_now (SchedBalancer *b, GError **error)
 {
   SchedService *svc = b->svc;
   g_autoptr (GPtrArray) hosts = NULL, vms = NULL, jobs = NULL;
@@ -438,8 +373,8 @@ apply_follow (SchedBalancer *b, Apply *a)
 /* Starts PLAN's moves: a balance job (returned, a copy the caller frees)
  * whose message lists their migration jobs. Each VM that was asked to
  * move cools down, whether it moved or not. */
-static SchedJob *
-apply_plan (SchedBalancer *b, Plan *plan)
+SchedJob *
+sched_balancer_apply_plan (SchedBalancer *b, Plan *plan)
 {
   SchedService *svc = b->svc;
   Drover__V1__MigrationParams params = DROVER__V1__MIGRATION_PARAMS__INIT;
@@ -498,16 +433,16 @@ apply_plan (SchedBalancer *b, Plan *plan)
 }
 
 /* The balance job in progress, or NULL. */
-static const SchedJob *
-applying (SchedBalancer *b)
+const SchedJob *
+sched_balancer_applying (SchedBalancer *b)
 {
   return b->applies->len ? ((Apply *)b->applies->pdata[0])->job : NULL;
 }
 
 /* --- the tick ------------------------------------------------------------ */
 
-static void
-record (SchedBalancer *b, double imbalance, guint moves)
+void
+sched_balancer_record (SchedBalancer *b, double imbalance, guint moves)
 {
   Tick t = { sched_registry_now (b->svc->registry), imbalance, moves, b->mode };
 
@@ -526,23 +461,23 @@ balance_tick (SchedBalancer *b)
 
   if (b->mode == SCHED_BALANCE_OFF)
     return;
-  if (b->mode == SCHED_BALANCE_AUTO && applying (b) != NULL)
+  if (b->mode == SCHED_BALANCE_AUTO && sched_balancer_applying (b) != NULL)
     return; /* the next tick plans on the cluster once they have moved */
-  plan = plan_now (b, &error);
+  plan = sched_balancer_plan_now (b, &error);
   if (plan == NULL)
     {
       g_warning ("balancer: %s", error->message);
       return;
     }
-  record (b, plan->before, plan->moves->len);
+  sched_balancer_record (b, plan->before, plan->moves->len);
   if (b->mode == SCHED_BALANCE_RECOMMEND)
     {
-      g_clear_pointer (&b->plan, plan_free);
+      g_clear_pointer (&b->plan, sched_balancer_plan_free);
       b->plan = g_steal_pointer (&plan);
       return;
     }
   if (plan->moves->len > 0)
-    job = apply_plan (b, plan);
+    job = sched_balancer_apply_plan (b, plan);
 }
 
 static gboolean
@@ -595,218 +530,4 @@ sched_balancer_start (SchedBalancer *b, GError **error)
   g_source_set_callback (b->timer, timer_cb, b, NULL);
   g_source_attach (b->timer, b->svc->ctx);
   return TRUE;
-}
-
-/* --- RPCs ---------------------------------------------------------------- */
-
-/* A BalanceMove borrowing M's memory. */
-static void
-move_msg (const Move *m, Drover__V1__BalanceMove *msg)
-{
-  drover__v1__balance_move__init (msg);
-  msg->vm = m->vm;
-  msg->from_host = m->from;
-  msg->to_host = m->to;
-  msg->benefit = m->benefit;
-  msg->predicted_s = m->predicted_s;
-  msg->predicted_bytes = m->predicted_bytes;
-  msg->predicted_downtime_ms = m->predicted_downtime_ms;
-  msg->job_id = m->job_id ? m->job_id : (char *)"";
-  msg->result = (char *)m->result;
-  msg->measured_s = m->measured_s;
-  msg->started_ms = m->started_ms;
-  msg->error = m->error ? m->error : (char *)"";
-}
-
-/* MOVES (Move) as *N_OUT messages in *OUT (an array of pointers into
- * STORAGE, which the caller frees with it). */
-static void
-moves_msgs (GPtrArray *moves, Drover__V1__BalanceMove **storage,
-            Drover__V1__BalanceMove ***out, size_t *n_out)
-{
-  *storage = g_new0 (Drover__V1__BalanceMove, MAX (moves->len, 1));
-  *out = g_new0 (Drover__V1__BalanceMove *, MAX (moves->len, 1));
-  for (guint i = 0; i < moves->len; i++)
-    {
-      move_msg (moves->pdata[i], &(*storage)[i]);
-      (*out)[i] = &(*storage)[i];
-    }
-  *n_out = moves->len;
-}
-
-/* A BalancePlan borrowing PLAN's memory; free it with plan_msg_clear. */
-static void
-plan_msg (const Plan *plan, Drover__V1__BalancePlan *msg,
-          Drover__V1__BalanceMove **storage)
-{
-  drover__v1__balance_plan__init (msg);
-  moves_msgs (plan->moves, storage, &msg->moves, &msg->n_moves);
-  msg->held = g_new0 (Drover__V1__BalanceHeld *, MAX (plan->held->len, 1));
-  for (guint i = 0; i < plan->held->len; i++)
-    {
-      const Held *h = &g_array_index (plan->held, Held, i);
-      Drover__V1__BalanceHeld *out = g_new0 (Drover__V1__BalanceHeld, 1);
-
-      drover__v1__balance_held__init (out);
-      out->vm = h->vm;
-      out->host = h->host;
-      out->reason = (char *)h->reason;
-      msg->held[i] = out;
-    }
-  msg->n_held = plan->held->len;
-  msg->imbalance_before = plan->before;
-  msg->imbalance_after = plan->after;
-  msg->note = plan->note ? plan->note : (char *)"";
-  msg->time_ms = plan->time_ms;
-}
-
-/* Frees what plan_msg allocated (STORAGE: its moves). */
-static void
-plan_msg_clear (Drover__V1__BalancePlan *msg, Drover__V1__BalanceMove *storage)
-{
-  for (size_t i = 0; i < msg->n_held; i++)
-    g_free (msg->held[i]);
-  g_free (msg->held);
-  g_free (msg->moves);
-  g_free (storage);
-}
-
-void
-sched_balance_handle_plan (ProtoServerCall *call,
-                           const ProtobufCMessage *request, gpointer user_data)
-{
-  SchedService *svc = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (Plan) plan = plan_now (svc->balancer, &error);
-  Drover__V1__BalanceMove *storage = NULL;
-  Drover__V1__BalancePlan msg;
-
-  if (plan == NULL)
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  plan_msg (plan, &msg, &storage);
-  proto_server_call_reply (call, &msg.base);
-  plan_msg_clear (&msg, storage);
-}
-
-void
-sched_balance_handle_apply (ProtoServerCall *call,
-                            const ProtobufCMessage *request, gpointer user_data)
-{
-  SchedService *svc = user_data;
-  SchedBalancer *b = svc->balancer;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (Plan) plan = NULL;
-  g_autoptr (SchedJob) job = NULL;
-  const SchedJob *busy = applying (b);
-  Drover__V1__Job msg;
-
-  if (busy != NULL)
-    {
-      proto_server_call_fail (call, PROTO_STATUS_FAILED_PRECONDITION,
-                              "a balance is in progress (job %s): wait for "
-                              "its moves to end",
-                              busy->id);
-      return;
-    }
-  plan = plan_now (b, &error);
-  if (plan == NULL)
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  record (b, plan->before, plan->moves->len);
-  job = apply_plan (b, plan);
-  sched_job_msg (job, &msg);
-  proto_server_call_reply (call, &msg.base);
-}
-
-static void
-reply_status (ProtoServerCall *call, SchedBalancer *b)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (Plan) now = plan_now (b, &error);
-  g_autofree Drover__V1__BalanceMove *moves = NULL;
-  Drover__V1__BalanceMove *planned = NULL;
-  g_autofree Drover__V1__BalanceTick *ticks = NULL;
-  g_autofree Drover__V1__BalanceTick **tick_ptrs = NULL;
-  Drover__V1__BalanceStatus msg = DROVER__V1__BALANCE_STATUS__INIT;
-  Drover__V1__BalancePlan plan;
-
-  if (now == NULL)
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  msg.mode = (char *)sched_balance_mode_name (b->mode);
-  msg.interval_s = b->interval_s;
-  msg.threshold = b->threshold;
-  msg.cooldown_s = b->cooldown_ms / 1000;
-  msg.imbalance = now->before;
-  ticks = g_new0 (Drover__V1__BalanceTick, MAX (b->history->len, 1));
-  tick_ptrs = g_new0 (Drover__V1__BalanceTick *, MAX (b->history->len, 1));
-  for (guint i = 0; i < b->history->len; i++)
-    {
-      const Tick *t = &g_array_index (b->history, Tick, i);
-
-      drover__v1__balance_tick__init (&ticks[i]);
-      ticks[i].time_ms = t->time_ms;
-      ticks[i].imbalance = t->imbalance;
-      ticks[i].moves = t->moves;
-      ticks[i].mode = (char *)sched_balance_mode_name (t->mode);
-      tick_ptrs[i] = &ticks[i];
-    }
-  msg.history = tick_ptrs;
-  msg.n_history = b->history->len;
-  moves_msgs (b->moves, &moves, &msg.moves, &msg.n_moves);
-  if (b->plan != NULL)
-    {
-      plan_msg (b->plan, &plan, &planned);
-      msg.plan = &plan;
-    }
-  proto_server_call_reply (call, &msg.base);
-  g_free (msg.moves);
-  if (msg.plan != NULL)
-    plan_msg_clear (&plan, planned);
-}
-
-void
-sched_balance_handle_status (ProtoServerCall *call,
-                             const ProtobufCMessage *request,
-                             gpointer user_data)
-{
-  SchedService *svc = user_data;
-
-  reply_status (call, svc->balancer);
-}
-
-void
-sched_balance_handle_mode (ProtoServerCall *call,
-                           const ProtobufCMessage *request, gpointer user_data)
-{
-  SchedService *svc = user_data;
-  SchedBalancer *b = svc->balancer;
-  const Drover__V1__SetBalanceModeRequest *req = (const void *)request;
-  g_autoptr (GError) error = NULL;
-  SchedBalanceMode mode;
-
-  if (!sched_balance_mode_parse (req->mode, &mode, &error)
-      || !sched_store_put_setting (svc->store, SCHED_BALANCE_MODE_SETTING,
-                                   sched_balance_mode_name (mode), &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
-  if (mode != b->mode)
-    drover_message (NULL, NULL, NULL, "balancer: mode %s (was %s)",
-                    sched_balance_mode_name (mode),
-                    sched_balance_mode_name (b->mode));
-  b->mode = mode;
-  if (mode != SCHED_BALANCE_RECOMMEND)
-    g_clear_pointer (&b->plan, plan_free);
-  /* A new mode acts at the next second's timer, not an interval later. */
-  b->next_tick_ms = 0;
-  reply_status (call, b);
 }

@@ -60,7 +60,9 @@ typedef struct
  * its cool-down; WHY (may be NULL) gets VM name -> why it may not (static
  * strings; a VM's own row wins over a migration's reservation of it). Hosts
  * down are left out; draining or in maintenance they are counted as out of
- * service (neither source nor destination). */
+ * service (neither source nor destination). A VM with NICs gets the hosts
+ * that have all its networks (hosts_ok, as placement filters them; freed
+ * by sched_balance_cluster_clear). */
 void sched_balance_cluster_build (const SchedBalanceInput *in,
                                   SchedBalanceCluster *cluster,
                                   GHashTable *why);

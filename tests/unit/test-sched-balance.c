@@ -212,6 +212,36 @@ test_capacity (void)
     g_assert_cmpuint (move_at (moves, i)->to, !=, 1);
 }
 
+/* VMs with NICs move only to hosts that have all their networks
+ * (hosts_ok): the idle host lacks a bridge, so one of them goes to the
+ * host that has it, not there; with no such host, they stay (issue 13). */
+static void
+test_networks (void)
+{
+  Fixture f;
+  g_autoptr (GArray) moves = NULL;
+  g_autoptr (GArray) none = NULL;
+  const gboolean only_h2[] = { TRUE, FALSE, TRUE };
+  const gboolean nowhere[] = { TRUE, FALSE, FALSE };
+
+  fixture_init (&f, 3);
+  add_vm (&f, "a", 0, 2, 1, 2, 1e6);
+  add_vm (&f, "b", 0, 2, 1, 2, 1e6);
+  add_vm (&f, "c", 2, 1, 1, 2, 1e6);
+  f.vms[0].hosts_ok = f.vms[1].hosts_ok = only_h2;
+  moves = plan (&f, NULL);
+  g_assert_cmpuint (moves->len, >=, 1);
+  g_assert_cmpuint (move_at (moves, 0)->vm, <=, 1);
+  for (guint i = 0; i < moves->len; i++)
+    if (move_at (moves, i)->vm <= 1)
+      g_assert_cmpuint (move_at (moves, i)->to, ==, 2);
+
+  f.vms[0].hosts_ok = f.vms[1].hosts_ok = nowhere;
+  none = plan (&f, NULL);
+  for (guint i = 0; i < none->len; i++)
+    g_assert_cmpuint (move_at (none, i)->vm, ==, 2);
+}
+
 /* Pinned VMs and hosts out of service take no part. */
 static void
 test_unmovable_and_out_of_service (void)
@@ -295,6 +325,7 @@ main (int argc, char **argv)
   g_test_add_func ("/balance/anti-affinity", test_anti_affinity);
   g_test_add_func ("/balance/affinity", test_affinity);
   g_test_add_func ("/balance/capacity", test_capacity);
+  g_test_add_func ("/balance/networks", test_networks);
   g_test_add_func ("/balance/unmovable-and-out-of-service",
                    test_unmovable_and_out_of_service);
   g_test_add_func ("/balance/simulation-no-ping-pong",

@@ -6,6 +6,7 @@
 #include "test-sched.h"
 
 #include "sched-balancer.h"
+#include "sched-networks.h"
 
 #include <string.h>
 
@@ -132,12 +133,14 @@ find_vm (const SchedBalanceCluster *c, const char *name, const char *host)
   return NULL;
 }
 
+/* 2x CPU overcommit, 1 GiB reserve, 1.5x memory overcommit. */
+static const SchedPolicy policy = { .cpu_overcommit = 2.0,
+                                    .memory_reserve = GiB,
+                                    .memory_overcommit = 1.5 };
+
 static void
 test_candidates (void)
 {
-  SchedPolicy policy = { .cpu_overcommit = 2.0,
-                         .memory_reserve = GiB,
-                         .memory_overcommit = 1.5 };
   g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
   g_autoptr (GPtrArray) vms = test_sched_vms_new ();
   g_autoptr (GPtrArray) jobs
@@ -228,6 +231,99 @@ test_candidates (void)
   sched_balance_cluster_clear (&c);
 }
 
+/* A host NAME, up, 4 CPUs, with bridge BRIDGE (NULL: none) of KIND. */
+static void
+add_bridged_host (GPtrArray *hosts, const char *name, const char *bridge,
+                  const char *kind)
+{
+  Drover__V1__HostInfo info = test_host_info (name, 4, 9 * GiB, 0, "tcg");
+  Drover__V1__HostBridge br = DROVER__V1__HOST_BRIDGE__INIT;
+  Drover__V1__HostBridge *list[] = { &br };
+
+  br.name = (char *)bridge;
+  br.kind = (char *)kind;
+  info.bridges = list;
+  info.n_bridges = bridge != NULL ? 1 : 0;
+  g_ptr_array_add (hosts, sched_host_new (&info, PROTO_HOST_UP, 0));
+}
+
+/* Gives VM one NIC on network NET (bridge BRIDGE, VLAN). */
+static void
+add_nic (SchedVm *vm, const char *net, const char *bridge, guint vlan)
+{
+  Drover__V1__VmNic nic = DROVER__V1__VM_NIC__INIT;
+
+  nic.network = (char *)net;
+  nic.bridge = (char *)bridge;
+  nic.vlan = vlan;
+  nic.mac = (char *)"02:44:52:00:00:01";
+  vm->spec->nics = g_new0 (Drover__V1__VmNic *, 2);
+  vm->spec->nics[0] = proto_msg_copy (&nic.base);
+  vm->spec->n_nics = 1;
+}
+
+/* Networks (issue 13): the planner moves a VM with NICs only to hosts
+ * that have its networks, as placement does. h1 is loaded, h2 idle
+ * without the bridge, h3 has it (but as a Linux bridge: no VLANs), h4
+ * idle with it: "web" goes to h4 or h3, never h2; "tagged" (a VLAN) only
+ * to an Open vSwitch bridge, which no other host has: it stays. */
+static void
+test_networks (void)
+{
+  g_autoptr (GPtrArray) hosts = test_sched_hosts_new ();
+  g_autoptr (GPtrArray) vms = test_sched_vms_new ();
+  g_autoptr (SchedLoad) load = sched_load_new (WINDOW_MS);
+  g_autoptr (GArray) moves = NULL;
+  const gint64 now = 100 * 60 * 1000, min = 60 * 1000;
+  SchedBalanceInput in = { &policy, hosts, vms, NULL, load, NULL, now, min };
+  SchedBalanceParams params;
+  SchedBalanceCluster c;
+  Drover__V1__VmStatus st = DROVER__V1__VM_STATUS__INIT;
+  const SchedBalanceVm *web, *tagged, *plain;
+
+  add_bridged_host (hosts, "h1", "ovs0", SCHED_NETWORK_KIND_OVS);
+  add_bridged_host (hosts, "h2", NULL, NULL);
+  add_bridged_host (hosts, "h3", "br0", SCHED_NETWORK_KIND_LINUX);
+  add_bridged_host (hosts, "h4", "br0", SCHED_NETWORK_KIND_LINUX);
+  test_sched_add_vm (vms, "web", "h1", PROTO_VM_RUNNING, 2, GiB, 0);
+  test_sched_add_vm (vms, "tagged", "h1", PROTO_VM_RUNNING, 2, GiB, 0);
+  test_sched_add_vm (vms, "plain", "h1", PROTO_VM_RUNNING, 2, GiB, 0);
+  add_nic (vms->pdata[0], "lan", "br0", 0);
+  add_nic (vms->pdata[1], "vlan12", "ovs0", 12);
+  st.cpu_percent = 190;
+  for (guint i = 0; i < vms->len; i++)
+    sched_vm_set_status (vms->pdata[i], &st);
+
+  sched_balance_cluster_build (&in, &c, NULL);
+  g_assert_cmpuint (c.n_hosts, ==, 4);
+  web = find_vm (&c, "web", NULL);
+  tagged = find_vm (&c, "tagged", NULL);
+  plain = find_vm (&c, "plain", NULL);
+  g_assert_nonnull (web->hosts_ok);
+  g_assert_false (web->hosts_ok[1]);
+  g_assert_true (web->hosts_ok[2] && web->hosts_ok[3]);
+  g_assert_nonnull (tagged->hosts_ok);
+  g_assert_true (tagged->hosts_ok[0]);
+  g_assert_false (tagged->hosts_ok[1] || tagged->hosts_ok[2]
+                  || tagged->hosts_ok[3]);
+  g_assert_null (plain->hosts_ok);
+
+  sched_balance_params_init (&params);
+  params.bandwidth = 1e9; /* busy guests: a fast link, so they converge */
+  moves = sched_balance_plan (&c, &params, NULL);
+  g_assert_cmpuint (moves->len, >=, 2);
+  for (guint i = 0; i < moves->len; i++)
+    {
+      const SchedBalanceMove *m = &g_array_index (moves, SchedBalanceMove, i);
+      const char *vm = c.vms[m->vm].name;
+
+      g_assert_cmpstr (vm, !=, "tagged");
+      if (strcmp (vm, "web") == 0)
+        g_assert_cmpuint (m->to, !=, 1);
+    }
+  sched_balance_cluster_clear (&c);
+}
+
 static void
 test_mode_setting (TestSchedStore *f, gconstpointer data)
 {
@@ -262,6 +358,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sched/load/interval", test_interval);
   g_test_add_func ("/sched/load/first-and-restart", test_first_and_restart);
   g_test_add_func ("/sched/balancer/candidates", test_candidates);
+  g_test_add_func ("/sched/balancer/networks", test_networks);
   TEST_SCHED_STORE_ADD ("/sched/balancer/mode-setting", test_mode_setting);
   return g_test_run ();
 }
