@@ -29,6 +29,7 @@ static const char vm_usage_text[]
       "  label NAME KEY=VALUE... KEY-... [--json]   set and remove labels\n"
       "  nic add VM NETWORK [--mac MAC] [--json]\n"
       "  nic remove VM MAC|NETWORK [--json]\n"
+      "  set NAME --migration-postcopy auto|never [--json]\n"
       "\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, "
       "1.5G.\n";
@@ -872,19 +873,13 @@ int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
   static const CtlCommand commands[] = {
-    { "create", vm_create },
-    { "list", vm_list },
-    { "show", vm_show },
-    { "start", vm_start },
-    { "destroy", vm_destroy },
-    { "stop", vm_stop },
-    { "delete", vm_delete },
-    { "console", vm_console },
-    { "clone", vm_clone },
-    { "template", vm_template },
-    { "nic", cli_vm_nic },
-    { "label", vm_label },
-    { NULL, NULL },
+    { "create", vm_create },   { "list", vm_list },
+    { "show", vm_show },       { "start", vm_start },
+    { "destroy", vm_destroy }, { "stop", vm_stop },
+    { "delete", vm_delete },   { "console", vm_console },
+    { "clone", vm_clone },     { "template", vm_template },
+    { "nic", cli_vm_nic },     { "label", vm_label },
+    { "set", cli_vm_set },     { NULL, NULL },
   };
 
   return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);
