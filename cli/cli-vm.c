@@ -872,15 +872,24 @@ vm_destroy (Ctl *ctl, int argc, char **argv)
 int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
+  /* clang-format off */
   static const CtlCommand commands[] = {
-    { "create", vm_create },   { "list", vm_list },
-    { "show", vm_show },       { "start", vm_start },
-    { "destroy", vm_destroy }, { "stop", vm_stop },
-    { "delete", vm_delete },   { "console", vm_console },
-    { "clone", vm_clone },     { "template", vm_template },
-    { "nic", cli_vm_nic },     { "label", vm_label },
-    { "set", cli_vm_set },     { NULL, NULL },
+    { "create", vm_create },
+    { "list", vm_list },
+    { "show", vm_show },
+    { "start", vm_start },
+    { "destroy", vm_destroy },
+    { "stop", vm_stop },
+    { "delete", vm_delete },
+    { "console", vm_console },
+    { "clone", vm_clone },
+    { "template", vm_template },
+    { "nic", cli_vm_nic },
+    { "label", vm_label },
+    { "set", cli_vm_set },
+    { NULL, NULL },
   };
+  /* clang-format on */
 
   return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);
 }
