@@ -196,10 +196,12 @@ mig_ladder_postcopy_error (MigLadder *l, const char *host_error, GError **error)
 
   g_set_error (error, MIG_ERROR, MIG_ERROR_FAILED,
                "post-copy of VM %s broke off (%s): the VM is paused in "
-               "post-copy on both hosts (its memory is split between them; "
-               "the source reports it %s), nothing was lost; "
-               "'droverctl migrate %s --resume' retries the post-copy",
+               "post-copy on both hosts, its memory split between them "
+               "(the source reports it %s); do not start or destroy it on "
+               "either host. Drover cannot resume a post-copy yet: "
+               "libvirt's post-copy recovery (virsh migrate "
+               "--postcopy-resume from the source) over a new channel "
+               "brings it back",
                l->vm, host_error,
-               paused_failed ? "paused, post-copy failed" : "in another state",
-               l->vm);
+               paused_failed ? "paused, post-copy failed" : "in another state");
 }
