@@ -401,10 +401,20 @@ sched_migrator_cancel (SchedMigrator *migrator, const char *id, GError **error)
                   m->job->dest_host);
   if (m->stream != NULL && m->job->migration != NULL
       && m->job->migration->elapsed_ms > 0)
-    sched_mig_note_abort (
-        m->job->migration,
-        m->job->migration->elapsed_ms
-            + MAX (sched_mig_now_ms (migrator) - m->last_msg_ms, 0));
+    {
+      g_autofree char *before = g_strdup (m->job->migration->rung);
+
+      sched_mig_note_abort (
+          m->job->migration,
+          m->job->migration->elapsed_ms
+              + MAX (sched_mig_now_ms (migrator) - m->last_msg_ms, 0));
+      sched_events_emit (migrator->svc->events, SCHED_EVENT_MIGRATION_RUNG,
+                         m->job->vm, m->job->source_host, PROTO_MIG_RUNG_ABORT,
+                         before[0] ? before : NULL,
+                         "migration job %.8s: rung abort (cancelled by the "
+                         "operator)",
+                         m->job->id);
+    }
   if (strcmp (m->job->state, PROTO_JOB_QUEUED) == 0)
     sched_mig_fail (m,
                     "cancelled by the operator before it started: the VM "
