@@ -44,7 +44,8 @@ struct _AgentMetrics
   ProtoMetric *host_cpus, *host_mem_total, *host_mem_free, *host_data_free,
       *host_vms;
   ProtoMetric *mig_remaining, *mig_processed, *mig_dirty, *mig_iteration,
-      *mig_throttle, *mig_downtime, *mig_total, *mig_wire, *mig_payload;
+      *mig_throttle, *mig_downtime, *mig_total, *mig_wire, *mig_payload,
+      *mig_rung;
   ProtoMetric *bk_total, *bk_read, *bk_new;
   ProtoMetric *repo_bad, *repo_freed;
 
@@ -67,6 +68,7 @@ vm_seen_free (gpointer data)
 static const char *const vm_labels[] = { "vm", "host", NULL };
 static const char *const vm_state_labels[] = { "vm", "host", "state", NULL };
 static const char *const host_labels[] = { "host", NULL };
+static const char *const rung_labels[] = { "host", "rung", NULL };
 static const char *const result_labels[] = { "host", "result", NULL };
 static const char *const op_result_labels[] = { "host", "op", "result", NULL };
 static const char *const repo_labels[] = { "host", "repo", NULL };
@@ -158,6 +160,11 @@ agent_metrics_new (const char *host)
                           "Migrations leaving this host that ended, by result "
                           "(completed, aborted, failed)",
                           C, result_labels);
+  m->mig_rung = declare (m, "drover_migration_final_rung_total",
+                         "Migrations leaving this host that ended, by the "
+                         "last rung of the ladder they climbed (precopy, "
+                         "downtime, throttle, postcopy, forced, abort)",
+                         C, rung_labels);
   m->mig_wire = declare (m, "drover_migration_channel_wire_bytes_total",
                          "Bytes the migration channels of this host put on "
                          "the wire",
@@ -417,8 +424,13 @@ agent_metrics_migration (AgentMetrics *m, const char *vm, const MigProgress *p)
   proto_metric_remove (m->mig_throttle, labels);
   g_hash_table_remove (m->migs, vm);
   if (p->phase != NULL && proto_mig_phase_is_final (p->phase))
-    proto_metric_add (m->mig_total, (const char *const[]){ m->host, p->phase },
-                      1);
+    {
+      proto_metric_add (m->mig_total,
+                        (const char *const[]){ m->host, p->phase }, 1);
+      if (p->rung != NULL)
+        proto_metric_add (m->mig_rung,
+                          (const char *const[]){ m->host, p->rung }, 1);
+    }
   if (g_strcmp0 (p->phase, PROTO_MIG_COMPLETED) == 0)
     proto_metric_observe (m->mig_downtime, host, p->downtime_ms / 1000.0);
   g_mutex_unlock (&m->lock);

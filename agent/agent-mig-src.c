@@ -346,6 +346,16 @@ migrate_out (MigOut *out, GError **error)
       cfg.max_throttle_pct
           = MIN (params->max_throttle_pct, (guint32)MIG_MAX_THROTTLE_PCT);
       cfg.no_throttle = params->no_throttle;
+      /* The scheduler resolved the VM's default; "" from an older one
+       * means never. */
+      if (params->postcopy[0] != '\0'
+          && !mig_postcopy_mode_parse (params->postcopy, &cfg.postcopy))
+        {
+          g_set_error (error, AGENT_ERROR, AGENT_ERROR_INVALID,
+                       "postcopy must be auto, never or now, not '%.32s'",
+                       params->postcopy);
+          goto out_release;
+        }
     }
   /* QEMU 7.2 under TCG corrupted guest memory (kernel oops after the
    * move) when the limit started at 50 ms, with plain socat forwarding as

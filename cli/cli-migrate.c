@@ -41,8 +41,8 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   const char *usage = "migrate VM [--to HOST] [--max-downtime MS] "
                       "[--bandwidth MBIT] [--compress auto|on|off] "
                       "[--timeout-per-gib S] [--stall-rounds N] "
-                      "[--max-throttle PCT] [--no-throttle] [--strict] "
-                      "[--json]";
+                      "[--max-throttle PCT] [--no-throttle] "
+                      "[--postcopy auto|never|now] [--strict] [--json]";
   g_autofree char *to = NULL;
   g_autofree char *max_downtime = NULL;
   g_autofree char *bandwidth = NULL;
@@ -50,6 +50,7 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   g_autofree char *timeout_per_gib = NULL;
   g_autofree char *stall_rounds = NULL;
   g_autofree char *max_throttle = NULL;
+  g_autofree char *postcopy = NULL;
   gboolean strict = FALSE, json = FALSE, no_throttle = FALSE;
   const GOptionEntry entries[]
       = { { "to", 0, 0, G_OPTION_ARG_STRING, &to,
@@ -78,6 +79,12 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
             "PCT" },
           { "no-throttle", 0, 0, G_OPTION_ARG_NONE, &no_throttle,
             "Never throttle the vCPUs: a stall forces the switchover", NULL },
+          { "postcopy", 0, 0, G_OPTION_ARG_STRING, &postcopy,
+            "Post-copy: auto (instead of the forced pause, once the "
+            "throttle is spent), never (forced pause), now (after the "
+            "first full pass); default: the VM's setting (vm set "
+            "--migration-postcopy), never without one",
+            "MODE" },
           { "strict", 0, 0, G_OPTION_ARG_NONE, &strict,
             "Refuse if the cost model predicts no convergence", NULL },
           { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -113,6 +120,10 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
   if (compress != NULL && !g_str_equal (compress, "auto")
       && !g_str_equal (compress, "on") && !g_str_equal (compress, "off"))
     return ctl_usage_error (usage, "--compress must be auto, on or off");
+  if (postcopy != NULL && !g_str_equal (postcopy, PROTO_MIG_POSTCOPY_AUTO)
+      && !g_str_equal (postcopy, PROTO_MIG_POSTCOPY_NEVER)
+      && !g_str_equal (postcopy, PROTO_MIG_POSTCOPY_NOW))
+    return ctl_usage_error (usage, "--postcopy must be auto, never or now");
 
   if (!parse_count ("--max-downtime", max_downtime, 1, CLI_MAX_DOWNTIME_MS,
                     "milliseconds", &value, &error))
@@ -143,6 +154,7 @@ ctl_cmd_migrate (Ctl *ctl, int argc, char **argv)
                                    "each other");
   params.max_throttle_pct = (guint32)value;
   params.no_throttle = no_throttle;
+  params.postcopy = postcopy ? postcopy : (char *)"";
   params.compress = compress ? compress : (char *)"";
   params.strict = strict;
 

@@ -164,6 +164,9 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
           else if (strcmp (p->rung, "downtime") == 0)
             g_string_append_printf (line, "  limit %ums", p->downtime_limit_ms);
         }
+      else if (switchover && strcmp (p->rung, "postcopy") == 0)
+        g_string_append (line, "  post-copy: running on the destination, "
+                               "pages on demand");
       else if (switchover)
         g_string_append_printf (line, "  switching over%s",
                                 p->forced_switchover ? " (forced)" : "");
@@ -268,6 +271,8 @@ cli_migration_summary (const Drover__V1__Job *job)
                                 r->downtime_limit_ms, spent);
       else if (strcmp (r->rung, "forced") == 0)
         g_string_append_printf (out, " forced pause: %s\n", spent);
+      else if (strcmp (r->rung, "postcopy") == 0)
+        g_string_append_printf (out, " post-copy: %s\n", spent);
       else
         g_string_append_printf (out, " %s: %s\n", r->rung, spent);
     }

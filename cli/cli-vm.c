@@ -27,6 +27,7 @@ static const char vm_usage_text[]
       "  label NAME KEY=VALUE... KEY-... [--json]   set and remove labels\n"
       "  nic add VM NETWORK [--mac MAC] [--json]\n"
       "  nic remove VM MAC|NETWORK [--json]\n"
+      "  set NAME --migration-postcopy auto|never [--json]\n"
       "\n"
       "Sizes: bytes or a number with K, M, G or T (binary units): 512M, "
       "1.5G.\n";
@@ -378,6 +379,7 @@ vm_destroy (Ctl *ctl, int argc, char **argv)
 int
 ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
 {
+  /* clang-format off */
   static const CtlCommand commands[] = {
     { "create", cli_vm_create },
     { "list", cli_vm_list },
@@ -391,8 +393,10 @@ ctl_cmd_vm (Ctl *ctl, int argc, char **argv)
     { "template", vm_template },
     { "nic", cli_vm_nic },
     { "label", vm_label },
+    { "set", cli_vm_set },
     { NULL, NULL },
   };
+  /* clang-format on */
 
   return ctl_dispatch (ctl, "vm", vm_usage_text, commands, argc, argv);
 }

@@ -127,6 +127,7 @@ int ctl_cmd_host (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm (Ctl *ctl, int argc, char **argv);
 /* droverctl vm nic add|remove (cli-vm-nic.c). */
 int cli_vm_nic (Ctl *ctl, int argc, char **argv);
+int cli_vm_set (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_jobs (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_job (Ctl *ctl, int argc, char **argv);
 int ctl_cmd_migrate (Ctl *ctl, int argc, char **argv);

@@ -15,8 +15,12 @@
  * percentage that brings the measured dirty rate down to half the
  * measured throughput, and raises it again on further stalls (and, with
  * the downtime steps spent, on rounds with poor progress) up to a
- * ceiling; only a stall at the ceiling (or with no throttle rung) forces
- * the switchover by pausing the guest. A hard
+ * ceiling; a stall at the ceiling (or with no throttle rung) switches to
+ * post-copy when the migration may (MIG_POSTCOPY_AUTO; NOW switches as
+ * soon as the first full pass is done), and otherwise forces the
+ * switchover by pausing the guest. Once in post-copy the guest runs on
+ * the destination: nothing more is decided, not even the timeout's
+ * abort (the source no longer has the whole guest). A hard
  * timeout per GiB of RAM (Nova: 800 s/GiB) aborts: the VM stays on the
  * source. Pure policy: no libvirt here.
  */
@@ -42,6 +46,7 @@ struct _MigCtl
   guint32 no_progress; /* consecutive rounds without a new best */
   gboolean forced;
   gboolean aborted;
+  gboolean postcopy;      /* switched: nothing more to decide */
   guint32 throttle_pct;   /* ceiling set, 0 = none */
   guint32 throttle_round; /* iteration of the last throttle raise */
   const char *rung;       /* MIG_RUNG_* */
@@ -81,6 +86,21 @@ mig_ctl_config_init (MigCtlConfig *config, guint64 ram_bytes,
   config->timeout_ms = (guint64)CLAMP (timeout, (double)MIG_MIN_TIMEOUT_MS,
                                        (double)MIG_MAX_TIMEOUT_MS);
   config->max_throttle_pct = 0;
+  config->postcopy = MIG_POSTCOPY_NEVER;
+}
+
+gboolean
+mig_postcopy_mode_parse (const char *text, MigPostcopyMode *mode)
+{
+  if (g_strcmp0 (text, PROTO_MIG_POSTCOPY_NEVER) == 0)
+    *mode = MIG_POSTCOPY_NEVER;
+  else if (g_strcmp0 (text, PROTO_MIG_POSTCOPY_AUTO) == 0)
+    *mode = MIG_POSTCOPY_AUTO;
+  else if (g_strcmp0 (text, PROTO_MIG_POSTCOPY_NOW) == 0)
+    *mode = MIG_POSTCOPY_NOW;
+  else
+    return FALSE;
+  return TRUE;
 }
 
 MigCtl *
@@ -189,6 +209,17 @@ mig_ctl_throttle_for (double dirty_rate, double throughput, guint32 current_pct,
   return MIN (pct, ceiling);
 }
 
+/* Switches to post-copy: the last rung, nothing is decided after it. */
+static void
+switch_postcopy (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d,
+                 const char *reason)
+{
+  ctl->postcopy = TRUE;
+  climb (ctl, MIG_RUNG_POSTCOPY, s->elapsed_ms);
+  d->action = MIG_CTL_POSTCOPY;
+  d->reason = reason;
+}
+
 /* Raises the throttle one rung if there is room: TRUE with D filled. */
 static gboolean
 raise_throttle (MigCtl *ctl, const MigCtlSample *s, guint32 iteration,
@@ -227,7 +258,7 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
   d->throttle_pct = ctl->throttle_pct;
   d->reason = NULL;
 
-  if (ctl->aborted)
+  if (ctl->aborted || ctl->postcopy)
     return;
   if (s->elapsed_ms >= 0 && (guint64)s->elapsed_ms >= ctl->config.timeout_ms)
     {
@@ -253,6 +284,12 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
   }
   prev = ctl->prev_remaining;
   ctl->prev_remaining = s->remaining;
+  /* The first full pass is done once QEMU is on its second. */
+  if (ctl->config.postcopy == MIG_POSTCOPY_NOW && iteration >= 2)
+    {
+      switch_postcopy (ctl, s, d, "post-copy asked for after the first pass");
+      return;
+    }
   /* Iteration 1 is the first full pass: there is nothing to compare. */
   if (iteration == 1 || !ctl->have_best)
     {
@@ -274,6 +311,13 @@ mig_ctl_update (MigCtl *ctl, const MigCtlSample *s, MigCtlDecision *d)
       if (raise_throttle (ctl, s, iteration, d,
                           "remaining memory stopped falling"))
         return;
+      if (ctl->config.postcopy != MIG_POSTCOPY_NEVER)
+        {
+          switch_postcopy (ctl, s, d,
+                           "remaining memory stopped falling with the "
+                           "throttle spent");
+          return;
+        }
       ctl->forced = TRUE;
       ctl->steps_done = ctl->config.downtime_steps;
       ctl->downtime_ms = ctl->config.max_downtime_ms;
@@ -316,8 +360,29 @@ mig_ctl_get_downtime (MigCtl *ctl)
 void
 mig_ctl_note_abort (MigCtl *ctl, gint64 elapsed_ms)
 {
-  if (g_strcmp0 (ctl->rung, MIG_RUNG_ABORT) != 0)
+  if (!ctl->postcopy && g_strcmp0 (ctl->rung, MIG_RUNG_ABORT) != 0)
     climb (ctl, MIG_RUNG_ABORT, elapsed_ms);
+}
+
+void
+mig_ctl_postcopy_failed (MigCtl *ctl, gint64 elapsed_ms, MigCtlDecision *d)
+{
+  ctl->postcopy = FALSE;
+  ctl->config.postcopy = MIG_POSTCOPY_NEVER;
+  ctl->forced = TRUE;
+  ctl->steps_done = ctl->config.downtime_steps;
+  ctl->downtime_ms = ctl->config.max_downtime_ms;
+  climb (ctl, MIG_RUNG_FORCED, elapsed_ms);
+  d->action = MIG_CTL_FORCE;
+  d->downtime_ms = ctl->downtime_ms;
+  d->throttle_pct = ctl->throttle_pct;
+  d->reason = "the switch to post-copy failed";
+}
+
+gboolean
+mig_ctl_get_postcopy (MigCtl *ctl)
+{
+  return ctl->postcopy;
 }
 
 guint32

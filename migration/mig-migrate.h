@@ -70,8 +70,11 @@ G_BEGIN_DECLS
 #define MIG_RUNG_PRECOPY "precopy"   /* the initial limit, nothing climbed */
 #define MIG_RUNG_DOWNTIME "downtime" /* the downtime limit raised */
 #define MIG_RUNG_THROTTLE "throttle" /* vCPUs throttled (auto-converge) */
-#define MIG_RUNG_FORCED "forced"     /* guest paused: forced switchover */
-#define MIG_RUNG_ABORT "abort"       /* given up: VM stays on the source */
+#define MIG_RUNG_POSTCOPY                                                      \
+  "postcopy"                     /* post-copy: the guest runs on the           \
+                                    destination, pages on demand */
+#define MIG_RUNG_FORCED "forced" /* guest paused: forced switchover */
+#define MIG_RUNG_ABORT "abort"   /* given up: VM stays on the source */
 
 /* TRUE if JOB_ID can name sockets: 1-64 of [A-Za-z0-9_-]. */
 gboolean mig_job_id_valid (const char *job_id);
@@ -92,6 +95,19 @@ guint mig_sweep_sockets (void);
 
 /* --- convergence controller (pure policy) --------------------------------- */
 
+/* When the post-copy rung is used (issue 17). */
+typedef enum
+{
+  MIG_POSTCOPY_NEVER = 0, /* no post-copy: a stall at the throttle's
+                             ceiling forces the pause */
+  MIG_POSTCOPY_AUTO,      /* post-copy instead of the forced pause */
+  MIG_POSTCOPY_NOW,       /* post-copy once the first full pass is done */
+} MigPostcopyMode;
+
+/* Parses "never", "auto" or "now" (PROTO_MIG_POSTCOPY_*) into *MODE;
+ * FALSE for anything else. */
+gboolean mig_postcopy_mode_parse (const char *text, MigPostcopyMode *mode);
+
 typedef struct
 {
   guint32 initial_downtime_ms; /* first limit set (50) */
@@ -105,6 +121,8 @@ typedef struct
                                   rung (mig_ctl_config_init's default: the
                                   source sets it once auto-converge is
                                   armed) */
+  MigPostcopyMode postcopy;    /* post-copy rung (NEVER unless the source
+                                  started the migration able to switch) */
 } MigCtlConfig;
 
 /* Fills CONFIG from the request's knobs (0 = default) and the guest's
@@ -143,6 +161,7 @@ typedef enum
   MIG_CTL_FORCE,        /* pause the guest so the last round completes */
   MIG_CTL_ABORT,        /* give up: cancel the job, VM stays on the source */
   MIG_CTL_THROTTLE,     /* throttle the vCPUs up to .throttle_pct */
+  MIG_CTL_POSTCOPY, /* switch to post-copy (virDomainMigrateStartPostCopy) */
 } MigCtlAction;
 
 typedef struct
@@ -190,8 +209,15 @@ void mig_ctl_update (MigCtl *ctl, const MigCtlSample *sample,
 void mig_ctl_note_iteration (MigCtl *ctl, guint32 iteration);
 
 guint32 mig_ctl_get_downtime (MigCtl *ctl);
-/* Records the abort rung (an abort the caller asked for). */
+/* Records the abort rung (an abort the caller asked for); nothing once
+ * post-copy has begun (there is no going back then). */
 void mig_ctl_note_abort (MigCtl *ctl, gint64 elapsed_ms);
+/* The switch to post-copy the controller asked for failed: the
+ * controller forces the pause instead (returns the decision to apply). */
+void mig_ctl_postcopy_failed (MigCtl *ctl, gint64 elapsed_ms,
+                              MigCtlDecision *decision);
+/* TRUE once the controller switched to post-copy. */
+gboolean mig_ctl_get_postcopy (MigCtl *ctl);
 /* The throttle ceiling the controller set (0 = not throttling). */
 guint32 mig_ctl_get_throttle (MigCtl *ctl);
 /* The current rung (MIG_RUNG_*, static). */
@@ -273,6 +299,7 @@ typedef struct
   guint32 max_throttle_pct;    /* throttle rung's ceiling, 0 = default
                                   (MIG_DEFAULT_MAX_THROTTLE_PCT) */
   gboolean no_throttle;        /* no throttle rung: stall -> forced pause */
+  MigPostcopyMode postcopy;    /* the post-copy rung (NEVER: none) */
   guint64 fault_cut_memory_at; /* tests: cut the memory stream at this many
                                   bytes written (0 = off) */
 } MigSrcConfig;

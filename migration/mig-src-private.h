@@ -13,6 +13,41 @@ G_BEGIN_DECLS
                 "migration: +%" G_GINT64_FORMAT " ms %s",                      \
                 (g_get_monotonic_time () - (t0)) / 1000, (what))
 
+/* --- MigLadder: the ladder's rungs applied (mig-ladder.c) ----------------- */
+
+/* Lives in the MigSrc; used on the migration's control thread only. */
+typedef struct
+{
+  virDomainPtr dom;
+  const char *vm, *job_id;
+  gboolean throttle_armed;  /* auto-converge on, held at 1 % */
+  MigPostcopyMode postcopy; /* armed: started with VIR_MIGRATE_POSTCOPY */
+  gboolean paused;          /* the forced switchover paused the guest */
+  gboolean in_postcopy;     /* switched: the guest runs on the destination */
+} MigLadder;
+
+/* Arms the rungs for a migration of DOM by config C before it starts:
+ * the throttle (when QEMU takes it) and post-copy. FALSE with ERROR when
+ * the post-copy asked for cannot be (a VM whose disk is copied along). */
+gboolean mig_ladder_arm (MigLadder *l, const MigSrcConfig *c, virDomainPtr dom,
+                         gboolean with_disk, GError **error);
+/* The armed rungs into the controller's config. */
+void mig_ladder_config (MigLadder *l, const MigSrcConfig *c, MigCtlConfig *cc);
+/* The armed rungs' flags and parameters for virDomainMigrateToURI3. */
+gboolean mig_ladder_add_params (MigLadder *l, unsigned int *flags,
+                                virTypedParameterPtr *params, int *nparams,
+                                int *maxparams, GError **error);
+/* Applies the controller's decision D (made from sample S); TRUE when
+ * the migration has entered its switchover: the guest paused, or
+ * switched to post-copy. A failed switch to post-copy forces the pause
+ * instead (CTL records it). */
+gboolean mig_ladder_apply (MigLadder *l, MigCtl *ctl, const MigCtlDecision *d,
+                           const MigCtlSample *s);
+/* The error of a migration that failed in post-copy (HOST_ERROR: what
+ * libvirt said): the VM is paused on both hosts. */
+void mig_ladder_postcopy_error (MigLadder *l, const char *host_error,
+                                GError **error);
+
 /* --- MigSrcForward: one stream from a local socket to the destination ----- */
 
 /* Listens on a unix socket in the host's namespace and carries the one

@@ -38,7 +38,6 @@
  */
 #include "mig-src-private.h"
 
-#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <string.h>
 
@@ -185,9 +184,9 @@ typedef struct
   gint64 t0; /* monotonic us at the start */
   gboolean with_disk;
 
-  MigCtl *ctl;             /* made by prepare once the VM is known */
-  gboolean throttle_armed; /* auto-converge on, held at 1 % */
-  guint32 throttle_now;    /* QEMU's current throttle, % */
+  MigCtl *ctl;          /* made by prepare once the VM is known */
+  MigLadder ladder;     /* the rungs armed and applied */
+  guint32 throttle_now; /* QEMU's current throttle, % */
   MigCall call;
   GThread *thread; /* running the call */
   Events *ev;
@@ -204,7 +203,7 @@ typedef struct
   const char *phase;
   MigJobStats last; /* last sample of a running job */
   gboolean have_last;
-  gboolean abort_wanted, abort_sent, paused, channels_cut;
+  gboolean abort_wanted, abort_sent, channels_cut;
   gint64 abort_sent_us;
   const char *abort_reason;
 } MigSrc;
@@ -369,58 +368,9 @@ mig_src_prepare_controller (MigSrc *src, GError **error)
                        c->stall_rounds);
   if (c->initial_downtime_ms)
     cc.initial_downtime_ms = MIN (c->initial_downtime_ms, cc.max_downtime_ms);
-  if (src->throttle_armed)
-    cc.max_throttle_pct = c->max_throttle_pct ? c->max_throttle_pct
-                                              : MIG_DEFAULT_MAX_THROTTLE_PCT;
+  mig_ladder_config (&src->ladder, c, &cc);
   src->ctl = mig_ctl_new (&cc);
   return TRUE;
-}
-
-/* Sets QEMU's max-cpu-throttle (libvirt 9.0 has no API for it: the
- * monitor passthrough, which marks the domain "custom-monitor" tainted
- * in its log). FALSE if QEMU refused. */
-static gboolean
-set_max_throttle (MigSrc *src, guint32 pct, gboolean initial)
-{
-  /* QEMU wants max-cpu-throttle >= cpu-throttle-initial: arming sets
-   * both to 1 at once. */
-  g_autofree char *cmd = g_strdup_printf (
-      "{\"execute\":\"migrate-set-parameters\",\"arguments\":"
-      "{%s\"max-cpu-throttle\":%u}}",
-      initial ? "\"cpu-throttle-initial\":1," : "",
-      CLAMP (pct, 1, MIG_MAX_THROTTLE_PCT));
-  char *result = NULL;
-  gboolean ok;
-
-  ok = virDomainQemuMonitorCommand (src->dom, cmd, &result, 0) == 0 && result
-       && !strstr (result, "\"error\"");
-  if (!ok)
-    {
-      virErrorPtr err = virGetLastError ();
-
-      drover_message (src->vm, src->config->job_id, NULL,
-                      "migration: cannot set the vCPU throttle to %u %%: %s",
-                      pct,
-                      result                ? result
-                      : err && err->message ? err->message
-                                            : "unknown libvirt error");
-    }
-  free (result);
-  return ok;
-}
-
-/* Arms the throttle rung: QEMU's auto-converge starts with the
- * migration (it cannot be turned on later) at 1 % with steps of 99 %,
- * and max-cpu-throttle holds it at 1 %, so QEMU's own trigger does
- * nothing worth the name; the controller's rung raises the ceiling and
- * QEMU's next trigger jumps to it. Without the passthrough there is no
- * rung: a stall forces the switchover as before. */
-static void
-mig_src_arm_throttle (MigSrc *src)
-{
-  if (src->config->no_throttle)
-    return;
-  src->throttle_armed = set_max_throttle (src, 1, TRUE);
 }
 
 /* Opens the sockets libvirt and QEMU will connect to. Connections ahead
@@ -496,22 +446,9 @@ mig_src_prepare_call (MigSrc *src, const char *xml, const char *persist_xml,
                          mig_src_forward_get_path (src->fwd[FWD_CONTROL]));
   mc->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER
               | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
-  if (src->throttle_armed)
-    {
-      mc->flags |= VIR_MIGRATE_AUTO_CONVERGE;
-      if (virTypedParamsAddInt (&mc->params, &mc->nparams, &maxparams,
-                                VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 1)
-              < 0
-          || virTypedParamsAddInt (&mc->params, &mc->nparams, &maxparams,
-                                   VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT,
-                                   MIG_MAX_THROTTLE_PCT)
-                 < 0)
-        {
-          mig_libvirt_error (error, MIG_ERROR_FAILED,
-                             "cannot build migration parameters");
-          return FALSE;
-        }
-    }
+  if (!mig_ladder_add_params (&src->ladder, &mc->flags, &mc->params,
+                              &mc->nparams, &maxparams, error))
+    return FALSE;
   if (src->with_disk)
     {
       /* Full copy of the one Drover disk into the empty image the
@@ -557,8 +494,9 @@ mig_src_prepare (MigSrc *src, GError **error)
                    "invalid migration job id");
       return FALSE;
     }
-  mig_src_arm_throttle (src);
-  if (!mig_src_prepare_controller (src, error))
+  if (!mig_ladder_arm (&src->ladder, src->config, src->dom, src->with_disk,
+                       error)
+      || !mig_src_prepare_controller (src, error))
     return FALSE;
   xml = dest_xml (src->dom, 0, src->config, error);
   if (!xml)
@@ -593,6 +531,9 @@ mig_src_start (MigSrc *src)
 static void
 mig_src_abort_step (MigSrc *src)
 {
+  /* In post-copy the source no longer has the whole guest: no abort. */
+  if (src->ladder.in_postcopy)
+    return;
   if (!src->abort_wanted && g_cancellable_is_cancelled (src->cancel))
     {
       src->abort_wanted = TRUE;
@@ -644,7 +585,7 @@ mig_src_poll (MigSrc *src)
       src->last = js;
       src->have_last = TRUE;
       src->throttle_now = js.throttle_pct;
-      if (!src->paused)
+      if (!src->ladder.paused && !src->ladder.in_postcopy)
         src->phase = PROTO_MIG_PRECOPY;
     }
   js.sample.elapsed_ms = (g_get_monotonic_time () - src->t0) / 1000;
@@ -653,38 +594,13 @@ mig_src_poll (MigSrc *src)
   g_mutex_unlock (&src->ev->lock);
   mig_ctl_note_iteration (src->ctl, noted);
   mig_ctl_update (src->ctl, &js.sample, &d);
-  switch (d.action)
+  if (d.action == MIG_CTL_ABORT)
     {
-    case MIG_CTL_SET_DOWNTIME:
-      (void)virDomainMigrateSetMaxDowntime (src->dom, d.downtime_ms, 0);
-      break;
-    case MIG_CTL_FORCE:
-      drover_message (src->vm, src->config->job_id, NULL,
-                      "migration: %s; forcing the switchover", d.reason);
-      (void)virDomainMigrateSetMaxDowntime (src->dom, d.downtime_ms, 0);
-      if (virDomainSuspend (src->dom) == 0)
-        {
-          src->paused = TRUE;
-          src->phase = PROTO_MIG_SWITCHOVER;
-        }
-      break;
-    case MIG_CTL_THROTTLE:
-      drover_message (src->vm, src->config->job_id, NULL,
-                      "migration: %s; throttling the vCPUs up to %u %% "
-                      "(dirty %.1f MiB/s, sent %.1f MiB/s)",
-                      d.reason, d.throttle_pct,
-                      js.sample.dirty_rate / 1048576.0,
-                      js.sample.throughput / 1048576.0);
-      (void)virDomainMigrateSetMaxDowntime (src->dom, d.downtime_ms, 0);
-      (void)set_max_throttle (src, d.throttle_pct, FALSE);
-      break;
-    case MIG_CTL_ABORT:
       src->abort_wanted = TRUE;
       src->abort_reason = d.reason;
-      break;
-    case MIG_CTL_CONTINUE:
-      break;
     }
+  else if (mig_ladder_apply (&src->ladder, src->ctl, &d, &js.sample))
+    src->phase = PROTO_MIG_SWITCHOVER;
   emit (src, src->have_last ? &src->last : NULL);
 }
 
@@ -767,6 +683,16 @@ mig_src_collect (MigSrc *src, GError **error)
     {
       mig_src_collect_completed (src);
       return TRUE;
+    }
+  if (src->ladder.in_postcopy)
+    {
+      g_mutex_lock (&src->lock);
+      mig_ladder_postcopy_error (
+          &src->ladder,
+          src->channel_error ? src->channel_error->message : mc->error->message,
+          error);
+      g_mutex_unlock (&src->lock);
+      return FALSE;
     }
   ensure_running (src->dom);
   g_mutex_lock (&src->lock);

@@ -82,6 +82,7 @@ const ProtoAuthzRule proto_sched_authz[] = {
   { DROVER_SCHED_METHOD_DELETE_IMAGE, OPERATOR },
   { DROVER_SCHED_METHOD_ATTACH_NIC, OPERATOR },
   { DROVER_SCHED_METHOD_DETACH_NIC, OPERATOR },
+  { DROVER_SCHED_METHOD_SET_VM_MIGRATION, OPERATOR },
 };
 const gsize proto_sched_authz_len = G_N_ELEMENTS (proto_sched_authz);
 

@@ -92,6 +92,14 @@ G_BEGIN_DECLS
 
 /* MigrationParams.compress, and MigrationProgress.compress_mode (what
  * "auto" chose: lz4 or off). */
+/* When a migration may switch to post-copy (issue 17): MigrationParams
+ * .postcopy and VmSpec.migration_postcopy. */
+#define PROTO_MIG_POSTCOPY_AUTO "auto"
+#define PROTO_MIG_POSTCOPY_NEVER "never"
+#define PROTO_MIG_POSTCOPY_NOW "now"
+/* Rungs of the ladder the scheduler names (MigrationRung.rung). */
+#define PROTO_MIG_RUNG_POSTCOPY "postcopy"
+#define PROTO_MIG_RUNG_ABORT "abort"
 #define PROTO_COMPRESS_AUTO "auto"
 #define PROTO_COMPRESS_ON "on"
 #define PROTO_COMPRESS_OFF "off"

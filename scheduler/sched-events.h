@@ -50,6 +50,7 @@ G_BEGIN_DECLS
 #define SCHED_EVENT_SCHEDULE_RUN "schedule.run"
 #define SCHED_EVENT_SCHEDULE_DRILL "schedule.drill"
 #define SCHED_EVENT_VM_LABELS "vm.labels"
+#define SCHED_EVENT_VM_MIGRATION "vm.migration"
 #define SCHED_EVENT_BACKUP_CREATED "backup.created"
 #define SCHED_EVENT_BACKUP_FAILED "backup.failed"
 #define SCHED_EVENT_BACKUP_RESTORED "backup.restored"

@@ -115,6 +115,16 @@ sched_mig_check_params (const Drover__V1__MigrationParams *params,
                    params->max_throttle_pct);
       return FALSE;
     }
+  if (params->postcopy[0] != '\0'
+      && strcmp (params->postcopy, PROTO_MIG_POSTCOPY_AUTO) != 0
+      && strcmp (params->postcopy, PROTO_MIG_POSTCOPY_NEVER) != 0
+      && strcmp (params->postcopy, PROTO_MIG_POSTCOPY_NOW) != 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_INVALID,
+                   "postcopy must be auto, never or now, not '%.32s'",
+                   params->postcopy);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -284,6 +294,12 @@ sched_migrator_submit (SchedMigrator *migrator, const char *vm_name,
   m->migrator = migrator;
   m->spec = proto_msg_copy (&vm->spec->base);
   m->params = proto_msg_copy (&params->base);
+  /* No --postcopy: the VM's default (issue 17), never without one. The
+   * empty string is protobuf-c's shared default: replaced, not freed. */
+  if (m->params->postcopy[0] == '\0')
+    m->params->postcopy = proto_msg_strdup (vm->spec->migration_postcopy[0]
+                                                ? vm->spec->migration_postcopy
+                                                : PROTO_MIG_POSTCOPY_NEVER);
   m->job = sched_job_new (PROTO_JOB_KIND_MIGRATE, vm->name, PROTO_JOB_QUEUED,
                           sched_mig_now_ms (migrator));
   g_free (m->job->source_host);
@@ -313,6 +329,37 @@ sched_migrator_submit (SchedMigrator *migrator, const char *vm_name,
   return *job != NULL;
 }
 
+/* Records the final "abort" rung of a migration the operator cancelled:
+ * the scheduler cancels the agent's call, so the agent's own last report
+ * (with the rung) never arrives. AT_MS counts from the migration's
+ * start, like the agent's rungs. */
+static void
+sched_mig_note_abort (Drover__V1__MigrationProgress *p, gint64 at_ms)
+{
+  Drover__V1__MigrationRung *r;
+
+  if (p == NULL || strcmp (p->rung, PROTO_MIG_RUNG_ABORT) == 0)
+    return;
+  if (p->n_rungs > 0 && p->rungs[p->n_rungs - 1] != NULL)
+    {
+      Drover__V1__MigrationRung *last = p->rungs[p->n_rungs - 1];
+
+      last->duration_ms = MAX (at_ms - last->start_ms, 0);
+    }
+  r = g_new0 (Drover__V1__MigrationRung, 1);
+  drover__v1__migration_rung__init (r);
+  r->rung = proto_msg_strdup (PROTO_MIG_RUNG_ABORT);
+  r->throttle_pct = p->throttle_pct;
+  r->downtime_limit_ms = p->downtime_limit_ms;
+  r->start_ms = at_ms;
+  p->rungs = g_renew (Drover__V1__MigrationRung *, p->rungs, p->n_rungs + 1);
+  p->rungs[p->n_rungs++] = r;
+  /* A rung of its own is protobuf-c's shared empty string: not freed. */
+  if (p->rung[0] != '\0')
+    g_free (p->rung);
+  p->rung = proto_msg_strdup (PROTO_MIG_RUNG_ABORT);
+}
+
 gboolean
 sched_migrator_cancel (SchedMigrator *migrator, const char *id, GError **error)
 {
@@ -336,11 +383,38 @@ sched_migrator_cancel (SchedMigrator *migrator, const char *id, GError **error)
                    id, m->job->vm, m->job->dest_host);
       return FALSE;
     }
+  /* In post-copy the guest runs on the destination and its memory is
+   * split between the hosts: there is no going back. */
+  if (m->job->migration != NULL
+      && strcmp (m->job->migration->rung, PROTO_MIG_RUNG_POSTCOPY) == 0)
+    {
+      g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
+                   "job %s is in post-copy: VM '%s' already runs on host "
+                   "'%s', too late to cancel, it ends on its own",
+                   id, m->job->vm, m->job->dest_host);
+      return FALSE;
+    }
   if (m->cancelled)
     return TRUE;
   m->cancelled = TRUE;
   drover_message (m->job->vm, id, NULL, "migration to host %s cancelled",
                   m->job->dest_host);
+  if (m->stream != NULL && m->job->migration != NULL
+      && m->job->migration->elapsed_ms > 0)
+    {
+      g_autofree char *before = g_strdup (m->job->migration->rung);
+
+      sched_mig_note_abort (
+          m->job->migration,
+          m->job->migration->elapsed_ms
+              + MAX (sched_mig_now_ms (migrator) - m->last_msg_ms, 0));
+      sched_events_emit (migrator->svc->events, SCHED_EVENT_MIGRATION_RUNG,
+                         m->job->vm, m->job->source_host, PROTO_MIG_RUNG_ABORT,
+                         before[0] ? before : NULL,
+                         "migration job %.8s: rung abort (cancelled by the "
+                         "operator)",
+                         m->job->id);
+    }
   if (strcmp (m->job->state, PROTO_JOB_QUEUED) == 0)
     sched_mig_fail (m,
                     "cancelled by the operator before it started: the VM "

@@ -77,6 +77,11 @@ nic_done (const ProtobufCMessage *reply, const GError *error,
     {
       Drover__V1__VmSpec *spec = proto_msg_copy (&agent->vm->spec->base);
 
+      /* The migration defaults are the scheduler's, not in the domain. */
+      if (vm->spec->migration_postcopy[0] != '\0'
+          && spec->migration_postcopy[0] == '\0')
+        spec->migration_postcopy
+            = proto_msg_strdup (vm->spec->migration_postcopy);
       emit_changes (svc, vm, vm->spec, spec);
       proto_msg_free (vm->spec);
       vm->spec = spec;

@@ -447,8 +447,13 @@ reconcile_vm (SchedRegistry *reg, HostSession *session, guint64 seq,
 
   if (status->spec != NULL)
     {
+      Drover__V1__VmSpec *fresh;
+
+      /* The migration defaults are the scheduler's, not in the domain. */
+      spec.migration_postcopy = vm->spec->migration_postcopy;
+      fresh = proto_msg_copy (&spec.base);
       proto_msg_free (vm->spec);
-      vm->spec = proto_msg_copy (&spec.base);
+      vm->spec = fresh;
     }
   sched_events_vm_state (reg->events, vm->name, host_name, vm->state, state);
   sched_vm_set_state (vm, state);

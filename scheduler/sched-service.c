@@ -20,6 +20,7 @@
 #include "sched-drain.h"
 #include "sched-networks.h"
 #include "sched-images.h"
+#include "sched-migration-settings.h"
 #include "sched-nics.h"
 #include "sched-repos.h"
 #include "sched-schedules.h"
@@ -350,6 +351,9 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
     { DROVER_SCHED_METHOD_DELETE_IMAGE, sched_images_handle_delete, svc },
     { DROVER_SCHED_METHOD_ATTACH_NIC, sched_nics_handle_attach, svc },
     { DROVER_SCHED_METHOD_DETACH_NIC, sched_nics_handle_detach, svc },
+    /* migration defaults (issue 17) */
+    { DROVER_SCHED_METHOD_SET_VM_MIGRATION, sched_migration_handle_set_vm,
+      svc },
   };
   G_STATIC_ASSERT (G_N_ELEMENTS (methods) == DROVER_SCHED_N_METHODS);
 

@@ -15,7 +15,14 @@ can, on a channel shaped to 240 Mbit/s: pre-copy cannot converge. Checks:
   alone, its heartbeat unbroken and its rate (beats per second of host
   time) back to at least 70 % of the rate measured before the migration.
   (On this TCG host QEMU's throttle barely slows the guest: the rate
-  while throttled is logged, not asserted.)
+  while throttled is logged, not asserted.) The job's last rung is
+  "abort" although the scheduler cancelled the agent's call;
+- post-copy (the same VM, back and forth): `--postcopy now` switches
+  after the first pass (rung "postcopy", QEMU's downtime reported, the
+  guest on the destination with its heartbeat unbroken); the VM's
+  default (`vm set --migration-postcopy auto`) makes a stall switch to
+  post-copy instead of the forced pause; `--postcopy never` overrides it
+  and keeps the forced pause.
 Prints TAP.
 """
 import json
@@ -202,6 +209,9 @@ def run_cases(c, tap, tmp):
         # has is the throttled one (phase precopy), the error says why.
         assert "abort" in jj.get("error", ""), jj.get("error")
         assert any(r.get("rung") == "throttle" for r in m.get("rungs", []))
+        # The scheduler records the abort rung the agent could not report.
+        names = [r.get("rung") for r in m.get("rungs", [])]
+        assert names[-1] == "abort" and m.get("rung") == "abort", names
         only_on(c, src)
         time.sleep(1.0)
         after = beat_rate(c)
@@ -212,6 +222,56 @@ def run_cases(c, tap, tmp):
         assert hb[-1][0] > n0, (hb[-1][0], n0)
         check_unbroken(hb)
 
+    def move(dst, *extra):
+        """Migrates the VM to host DST with EXTRA; the final job."""
+        n0 = check_unbroken(heartbeats(c))
+        proc = migrate_start(c, dst, *SLOW, *extra)
+        rc, out, err = finish(proc)
+        jj = json.loads(out)
+        m = jj.get("migration") or {}
+        log(f"{' '.join(extra)}: rc={rc} state={jj['state']} "
+            f"total={m.get('total_s')}s downtime={m.get('downtime_ms')}ms "
+            f"forced={m.get('forced_switchover')} rungs: {rungs_text(m)}")
+        assert rc == 0 and jj["state"] == "done", (rc, jj.get("error"), err)
+        st["at"] = dst
+        only_on(c, dst)
+        hb = wait_for("heartbeats on the destination",
+                      lambda: (lambda h: h if h and h[-1][0] > n0 + 50
+                               else None)(heartbeats(c)), timeout=60)
+        check_unbroken(hb)
+        return m
+
+    def postcopy_now():
+        m = move(3 - st["at"], "--postcopy", "now")
+        names = [r.get("rung") for r in m.get("rungs", [])]
+        assert names and names[-1] == "postcopy", names
+        assert "forced" not in names and not m.get("forced_switchover"), m
+        assert int(m.get("downtime_ms", 0)) > 0, m.get("downtime_ms")
+        ev = c.ctl("events", "-n", "200", "--json").stdout
+        states = [e.get("state") for e in
+                  (json.loads(x) for x in ev.splitlines() if x.strip())
+                  if e.get("kind") == "migration.rung" and e.get("vm") == VM]
+        assert "postcopy" in states, states
+
+    def vm_default():
+        out = c.ctl("vm", "set", VM, "--migration-postcopy", "auto").stdout
+        assert "auto" in out, out
+        # No throttle rung and one stalled round: the stall switches.
+        m = move(3 - st["at"], "--no-throttle", "--stall-rounds", "1")
+        names = [r.get("rung") for r in m.get("rungs", [])]
+        assert names and names[-1] == "postcopy", names
+        assert "forced" not in names, names
+        bad = c.ctl("vm", "set", VM, "--migration-postcopy", "now",
+                    check=False)
+        assert bad.returncode != 0, bad
+
+    def never_forces():
+        m = move(3 - st["at"], "--no-throttle", "--stall-rounds", "1",
+                 "--postcopy", "never")
+        names = [r.get("rung") for r in m.get("rungs", [])]
+        assert names and names[-1] == "forced", names
+        assert "postcopy" not in names and m.get("forced_switchover"), m
+
     tap.case("boot a 256 MiB TCG guest dirtying 96 MiB of random data", boot)
     tap.case("dirty rate above a 240 Mbit/s link: the ladder reaches the "
              "throttle rung, the migration completes, heartbeat unbroken",
@@ -219,6 +279,13 @@ def run_cases(c, tap, tmp):
     tap.case("a throttled migration cancelled by the operator: VM on the "
              "source, heartbeat unbroken and back at full rate",
              abort_throttled)
+    tap.case("--postcopy now: post-copy after the first pass, guest on the "
+             "destination, heartbeat unbroken, downtime reported",
+             postcopy_now)
+    tap.case("vm set --migration-postcopy auto: a stall switches to "
+             "post-copy instead of the forced pause", vm_default)
+    tap.case("--postcopy never overrides the VM's default: forced pause",
+             never_forces)
 
 
 if __name__ == "__main__":

@@ -248,6 +248,122 @@ test_throttle_rung (void)
   g_assert_cmpstr (mig_ctl_get_rung (ctl), ==, MIG_RUNG_ABORT);
 }
 
+/* AUTO: the stall at the throttle's ceiling switches to post-copy
+ * instead of the forced pause; after it nothing is decided, not even
+ * the timeout's abort, and an abort the caller asks for is no rung. */
+static void
+test_postcopy_auto (void)
+{
+  MigCtlConfig c;
+  g_autoptr (MigCtl) ctl = NULL;
+  MigCtlDecision d = { 0 };
+  const GArray *rungs;
+  guint32 it = 1;
+  gint64 ms = 0;
+  gboolean switched = FALSE;
+
+  mig_ctl_config_init (&c, 1 * GiB, 500, 0, 3);
+  g_assert_cmpint (c.postcopy, ==, MIG_POSTCOPY_NEVER);
+  c.max_throttle_pct = 80;
+  c.postcopy = MIG_POSTCOPY_AUTO;
+  c.timeout_ms = 60 * 1000;
+  ctl = mig_ctl_new (&c);
+  feed (ctl, ms, it++, 900 * MiB);
+  for (guint n = 0; n < 40 && !switched; n++)
+    {
+      ms += 1000;
+      d = feed_rates (ctl, ms, it++, 300 * MiB, 100 * MiB, 100 * MiB);
+      g_assert_cmpint (d.action, !=, MIG_CTL_FORCE);
+      if (d.action == MIG_CTL_POSTCOPY)
+        {
+          g_assert_cmpuint (mig_ctl_get_throttle (ctl), ==, 80);
+          switched = TRUE;
+        }
+    }
+  g_assert_true (switched);
+  g_assert_true (mig_ctl_get_postcopy (ctl));
+  g_assert_false (mig_ctl_get_forced (ctl));
+  g_assert_cmpstr (mig_ctl_get_rung (ctl), ==, MIG_RUNG_POSTCOPY);
+  /* Past the timeout, stalled: still nothing to do. */
+  d = feed_rates (ctl, 120 * 1000, it++, 300 * MiB, 100 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  g_assert_false (mig_ctl_get_aborted (ctl));
+  mig_ctl_note_abort (ctl, 121 * 1000);
+  g_assert_cmpstr (mig_ctl_get_rung (ctl), ==, MIG_RUNG_POSTCOPY);
+  rungs = mig_ctl_get_rungs (ctl);
+  g_assert_cmpstr (g_array_index (rungs, MigCtlRung, rungs->len - 1).rung, ==,
+                   MIG_RUNG_POSTCOPY);
+  g_assert_cmpstr (g_array_index (rungs, MigCtlRung, rungs->len - 2).rung, ==,
+                   MIG_RUNG_THROTTLE);
+}
+
+/* NOW: the switch comes with the second pass, whatever the progress;
+ * NEVER (the default) keeps the forced pause; a failed switch falls
+ * back to it. */
+static void
+test_postcopy_now_and_fallback (void)
+{
+  MigCtlConfig c;
+  g_autoptr (MigCtl) now = NULL;
+  g_autoptr (MigCtl) never = NULL;
+  MigCtlDecision d;
+  const GArray *rungs;
+  gboolean forced = FALSE;
+
+  mig_ctl_config_init (&c, 1 * GiB, 500, 0, 3);
+  c.postcopy = MIG_POSTCOPY_NOW;
+  now = mig_ctl_new (&c);
+  d = feed (now, 0, 1, 900 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  d = feed (now, 500, 1, 500 * MiB); /* same pass */
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  d = feed_rates (now, 1000, 2, 10 * MiB, 1 * MiB, 100 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_POSTCOPY);
+  g_assert_cmpstr (mig_ctl_get_rung (now), ==, MIG_RUNG_POSTCOPY);
+  d = feed (now, 2000, 3, 10 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+  /* The switch failed: the pause instead, recorded as its rung. */
+  mig_ctl_postcopy_failed (now, 2100, &d);
+  g_assert_cmpint (d.action, ==, MIG_CTL_FORCE);
+  g_assert_cmpuint (d.downtime_ms, ==, 500);
+  g_assert_true (mig_ctl_get_forced (now));
+  g_assert_false (mig_ctl_get_postcopy (now));
+  rungs = mig_ctl_get_rungs (now);
+  g_assert_cmpstr (g_array_index (rungs, MigCtlRung, rungs->len - 1).rung, ==,
+                   MIG_RUNG_FORCED);
+  d = feed (now, 3000, 4, 10 * MiB);
+  g_assert_cmpint (d.action, ==, MIG_CTL_CONTINUE);
+
+  mig_ctl_config_init (&c, 1 * GiB, 500, 0, 3);
+  never = mig_ctl_new (&c);
+  feed (never, 0, 1, 900 * MiB);
+  for (guint i = 2; i < 20 && !forced; i++)
+    {
+      d = feed (never, i * 1000, i, 300 * MiB);
+      g_assert_cmpint (d.action, !=, MIG_CTL_POSTCOPY);
+      forced = d.action == MIG_CTL_FORCE;
+    }
+  g_assert_true (forced);
+}
+
+static void
+test_postcopy_mode_parse (void)
+{
+  MigPostcopyMode m = MIG_POSTCOPY_NOW;
+
+  g_assert_true (mig_postcopy_mode_parse ("never", &m));
+  g_assert_cmpint (m, ==, MIG_POSTCOPY_NEVER);
+  g_assert_true (mig_postcopy_mode_parse ("auto", &m));
+  g_assert_cmpint (m, ==, MIG_POSTCOPY_AUTO);
+  g_assert_true (mig_postcopy_mode_parse ("now", &m));
+  g_assert_cmpint (m, ==, MIG_POSTCOPY_NOW);
+  g_assert_false (mig_postcopy_mode_parse ("", &m));
+  g_assert_false (mig_postcopy_mode_parse ("on", &m));
+  g_assert_false (mig_postcopy_mode_parse ("NOW", &m));
+  g_assert_false (mig_postcopy_mode_parse (NULL, &m));
+  g_assert_cmpint (m, ==, MIG_POSTCOPY_NOW);
+}
+
 /* The percentage from the figures: dirty 100, sent 100 MiB/s -> 50 %;
  * already at 50 % and still dirtying at the link rate -> 75 %; a small
  * need still takes the minimum; the ceiling caps. */
@@ -377,6 +493,10 @@ main (int argc, char **argv)
   g_test_add_func ("/mig/ctl/timeout-aborts", test_timeout_aborts);
   g_test_add_func ("/mig/ctl/throttle-rung", test_throttle_rung);
   g_test_add_func ("/mig/ctl/throttle-for", test_throttle_for);
+  g_test_add_func ("/mig/ctl/postcopy-auto", test_postcopy_auto);
+  g_test_add_func ("/mig/ctl/postcopy-now-and-fallback",
+                   test_postcopy_now_and_fallback);
+  g_test_add_func ("/mig/ctl/postcopy-mode-parse", test_postcopy_mode_parse);
   g_test_add_func ("/mig/ctl/eta", test_eta);
   g_test_add_func ("/mig/xml/rewrite", test_xml_rewrite);
   g_test_add_func ("/mig/job-ids", test_job_ids);

@@ -9,6 +9,8 @@
 #include "test-rpc.h"
 #include "test-sched.h"
 
+#include "sched-migration-settings.h"
+
 #include <glib/gstdio.h>
 #include <string.h>
 
@@ -21,6 +23,7 @@ typedef struct
   ProtoServer *server;
   char *address;
   GPtrArray *events; /* "prepare VM", "out VM", "cancel JOB", in order */
+  char *postcopy;    /* the last MigrateOut's params.postcopy */
 } FakeAgent;
 
 static void
@@ -52,6 +55,8 @@ fake_migrate_out (ProtoServerCall *call, const ProtobufCMessage *request,
   g_autofree char *token = g_strconcat ("t-", req->job_id, NULL);
 
   g_ptr_array_add (fake->events, g_strconcat ("out ", req->name, NULL));
+  g_free (fake->postcopy);
+  fake->postcopy = g_strdup (req->params ? req->params->postcopy : "(none)");
   if (strcmp (req->token, token) != 0
       || strcmp (req->channel_address, CHANNEL_ADDRESS) != 0
       || strcmp (req->dest_host, "b") != 0
@@ -113,6 +118,7 @@ fake_agent_free (FakeAgent *fake)
 {
   proto_server_free (fake->server);
   g_ptr_array_unref (fake->events);
+  g_free (fake->postcopy);
   g_free (fake->address);
   g_free (fake);
 }
@@ -218,6 +224,10 @@ test_refuses (Fixture *f, gconstpointer data)
   params.compress = (char *)"zstd";
   assert_refused (f, "web", NULL, &params, SCHED_ERROR, SCHED_ERROR_INVALID,
                   "compress");
+  params.compress = (char *)"";
+  params.postcopy = (char *)"sometimes";
+  assert_refused (f, "web", NULL, &params, SCHED_ERROR, SCHED_ERROR_INVALID,
+                  "postcopy");
 
   jobs = sched_store_list_jobs (f->svc->store, &error);
   g_assert_no_error (error);
@@ -266,6 +276,61 @@ test_runs (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpstr (vm->host, ==, "b");
   g_assert_cmpstr (vm->state, ==, PROTO_VM_RUNNING);
+}
+
+/* Migrates VM to b with PARAMS (NULL: none) to completion and puts its
+ * record back on a (the fake agent only takes migrations to b); the
+ * post-copy mode the source agent was given. */
+static const char *
+migrate_postcopy (Fixture *f, const char *name,
+                  const Drover__V1__MigrationParams *params)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  g_autoptr (SchedJob) over = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+
+  g_assert_true (sched_migrator_submit (f->svc->migrator, name, "b", params,
+                                        &job, &error));
+  g_assert_no_error (error);
+  over = test_sched_wait_job (f->svc->store, job->id);
+  g_assert_cmpstr (over->state, ==, PROTO_JOB_DONE);
+  vm = sched_store_get_vm (f->svc->store, name, &error);
+  g_assert_no_error (error);
+  g_free (vm->host);
+  vm->host = g_strdup ("a");
+  g_assert_true (sched_store_put_vm (f->svc->store, vm, &error));
+  return f->fake->postcopy;
+}
+
+/* A migration given no post-copy mode takes the VM's default (never
+ * without one); one given a mode keeps it. The default is checked. */
+static void
+test_postcopy_default (Fixture *f, gconstpointer data)
+{
+  Drover__V1__MigrationParams params = DROVER__V1__MIGRATION_PARAMS__INIT;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedVm) vm = NULL;
+
+  g_assert_cmpstr (migrate_postcopy (f, "web", NULL), ==, "never");
+  vm = sched_store_get_vm (f->svc->store, "web", &error);
+  g_assert_no_error (error);
+  vm->spec->migration_postcopy = proto_msg_strdup ("auto");
+  g_assert_true (sched_store_put_vm (f->svc->store, vm, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (migrate_postcopy (f, "web", NULL), ==, "auto");
+  params.postcopy = (char *)"now";
+  g_assert_cmpstr (migrate_postcopy (f, "web", &params), ==, "now");
+  params.postcopy = (char *)"never";
+  g_assert_cmpstr (migrate_postcopy (f, "web", &params), ==, "never");
+
+  g_assert_true (sched_migration_check_postcopy_default ("auto", NULL));
+  g_assert_true (sched_migration_check_postcopy_default ("never", NULL));
+  g_assert_false (sched_migration_check_postcopy_default ("now", &error));
+  g_assert_error (error, SCHED_ERROR, SCHED_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (sched_migration_check_postcopy_default ("", NULL));
+  g_assert_false (sched_migration_check_postcopy_default (NULL, NULL));
 }
 
 /* Past the per-host limit a migration is queued, and starts when the one
@@ -340,6 +405,7 @@ main (int argc, char **argv)
   ADD ("/sched-migrator/submit/refuses", test_refuses);
   ADD ("/sched-migrator/submit/runs", test_runs);
   ADD ("/sched-migrator/submit/queues", test_queues);
+  ADD ("/sched-migrator/submit/postcopy-default", test_postcopy_default);
   ADD ("/sched-migrator/submit/stop", test_stop);
   rc = g_test_run ();
   proto_shutdown ();
