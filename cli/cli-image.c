@@ -240,7 +240,12 @@ image_import (Ctl *ctl, int argc, char **argv)
 static char *
 hosts_text (const Drover__V1__Image *img)
 {
-  return img->n_hosts ? g_strjoinv (", ", img->hosts) : g_strdup ("-");
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  /* A repeated string is a counted array, not NULL-terminated. */
+  for (gsize i = 0; i < img->n_hosts; i++)
+    g_string_append_printf (out, "%s%s", i ? ", " : "", img->hosts[i]);
+  return g_strdup (img->n_hosts ? out->str : "-");
 }
 
 static int

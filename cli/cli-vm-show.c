@@ -152,17 +152,19 @@ cli_vm_show (Ctl *ctl, int argc, char **argv)
       for (gsize i = 0; i < spec->n_nics; i++)
         {
           const Drover__V1__VmNic *nic = spec->nics[i];
-          g_autofree char *addrs = NULL;
+          g_autoptr (GString) addrs = g_string_new (NULL);
 
+          /* A repeated string is a counted array, not NULL-terminated. */
           for (gsize a = 0; st != NULL && a < st->n_nic_addresses; a++)
             if (g_ascii_strcasecmp (st->nic_addresses[a]->mac, nic->mac) == 0)
-              addrs
-                  = g_strjoinv (" ", (char **)st->nic_addresses[a]->addresses);
+              for (gsize k = 0; k < st->nic_addresses[a]->n_addresses; k++)
+                g_string_append_printf (addrs, " %s",
+                                        st->nic_addresses[a]->addresses[k]);
           ctl_kv_take (KV_WIDTH, i == 0 ? "nics" : "",
                        g_strdup_printf ("%s network %s bridge %s%s%s", nic->mac,
                                         nic->network, nic->bridge,
-                                        addrs && *addrs ? " addresses " : "",
-                                        addrs && *addrs ? addrs : ""));
+                                        addrs->len ? " addresses" : "",
+                                        addrs->str));
         }
     }
   if (st != NULL)
