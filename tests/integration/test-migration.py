@@ -48,7 +48,7 @@ HOT_CMDLINE = (GUEST_CMDLINE + " drover.hb_ms=10 drover.ws_mib=96 "
 VM = "mig1"
 HOT = "mig-hot"
 MEMORY = 256 * 1024 * 1024
-MOVES = int(os.environ.get("DROVER_MIG_MOVES", "10"))
+MOVES = int(os.environ.get("DROVER_MIG_MOVES", "6"))
 # Slow enough (150 Mbit/s for ~100 MiB) that a fault lands mid-migration.
 # A timeout of 60 s/GiB (15 s here) bounds the unreachable-destination case.
 SLOW = ["--bandwidth", "150", "--timeout-per-gib", "60"]
