@@ -10,8 +10,11 @@
  * product's path (ovs-vsctl from PATH) its answer is kept for
  * OVS_CACHE_S seconds, and agent_bridges_ovs_forget drops it at once
  * (a NIC attach that finds a bridge missing). A quick failure (no ovsdb
- * at all) is not kept: it costs nothing to ask again, and OVS started
- * after the agent is seen at the next report. */
+ * at all) is not kept: OVS started after the agent is seen at the next
+ * report. Without ovsdb's socket (OVS_RUNDIR/db.sock, where ovs-vsctl
+ * looks by default) ovs-vsctl is not run at all: a fork per report on
+ * every host that has OVS installed but not running was not free (it
+ * slowed a sanitizer build's agents measurably). */
 #include "agent-private.h"
 
 #include <string.h>
@@ -153,6 +156,17 @@ add_ovs (GPtrArray *out, char *const *names)
     add (out, names[i], "ovs");
 }
 
+/* Whether ovsdb-server's default socket is there to be asked. */
+static gboolean
+ovsdb_socket_exists (void)
+{
+  const char *rundir = g_getenv ("OVS_RUNDIR");
+  g_autofree char *sock = g_build_filename (
+      rundir && rundir[0] ? rundir : "/var/run/openvswitch", "db.sock", NULL);
+
+  return g_file_test (sock, G_FILE_TEST_EXISTS);
+}
+
 /* ovs-vsctl from PATH, through the cache. */
 static void
 collect_ovs_cached (GPtrArray *out, const char *ovs_vsctl)
@@ -202,7 +216,7 @@ agent_bridges_collect (const char *sysfs, const char *ovs_vsctl, gsize *n)
     {
       /* The product's path: cached. */
       found = g_find_program_in_path ("ovs-vsctl");
-      if (found != NULL)
+      if (found != NULL && ovsdb_socket_exists ())
         collect_ovs_cached (out, found);
     }
   else if (ovs_vsctl[0] != '\0'

@@ -149,9 +149,10 @@ test_name_ok (void)
   g_assert_false (agent_bridge_name_ok ("abcdefghijklmnop"));
 }
 
-/* ovs-vsctl from PATH (the product's path): its answer is kept, asked
- * again after agent_bridges_ovs_forget; a quick failure is not kept. A
- * fake ovs-vsctl counts its runs in ROOT/runs and prints ROOT/names. */
+/* ovs-vsctl from PATH (the product's path): not run without ovsdb's
+ * socket (OVS_RUNDIR/db.sock); its answer is kept, asked again after
+ * agent_bridges_ovs_forget; a quick failure is not kept. A fake
+ * ovs-vsctl counts its runs in ROOT/runs and prints ROOT/names. */
 static void
 test_ovs_cache (void)
 {
@@ -162,6 +163,7 @@ test_ovs_cache (void)
   g_autofree char *runs = g_build_filename (root, "runs", NULL);
   g_autofree char *rc = g_build_filename (root, "rc", NULL);
   g_autofree char *old_path = g_strdup (g_getenv ("PATH"));
+  g_autofree char *sock = g_build_filename (root, "db.sock", NULL);
   g_autofree char *script = g_strdup_printf (
       "#!/bin/sh\n"
       "echo x >> '%s'\n"
@@ -184,6 +186,14 @@ test_ovs_cache (void)
     g_setenv ("PATH", path, TRUE);
   }
   agent_bridges_ovs_forget ();
+  g_setenv ("OVS_RUNDIR", root, TRUE);
+
+  /* No ovsdb socket: ovs-vsctl is not run. */
+  list = agent_bridges_collect (root, NULL, &n);
+  g_assert_cmpuint (n, ==, 0);
+  free_bridges (list);
+  g_assert_false (g_file_test (runs, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_set_contents (sock, "", -1, NULL));
 
   list = agent_bridges_collect (root, NULL, &n);
   g_assert_cmpuint (n, ==, 1);
@@ -215,6 +225,7 @@ test_ovs_cache (void)
   g_assert_true (g_file_get_contents (runs, &count, NULL, NULL));
   g_assert_cmpstr (count, ==, "x\nx\nx\nx\n");
   agent_bridges_ovs_forget ();
+  g_unsetenv ("OVS_RUNDIR");
   g_setenv ("PATH", old_path ? old_path : "/usr/bin:/bin", TRUE);
   test_tmp_dir_remove (root);
 }
