@@ -28,8 +28,10 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
       const Drover__V1__Host *h = reply->hosts[i];
       const Drover__V1__HostInfo *info = h->info;
       g_autofree char *used = proto_format_size (h->memory_used);
-      g_autofree char *total
-          = proto_format_size (info ? info->memory_total : 0);
+      /* Like the vCPUs: used of what VMs may have, and the overcommit. */
+      g_autofree char *total = proto_format_size (
+          h->memory_capacity ? h->memory_capacity
+                             : (info ? info->memory_total : 0));
 
       if (info == NULL)
         {
@@ -52,7 +54,9 @@ ctl_cmd_hosts (Ctl *ctl, int argc, char **argv)
               ? g_strdup_printf ("%u/%u (x%.1f)", h->vcpus_used,
                                  h->vcpu_capacity, h->cpu_overcommit)
               : g_strdup_printf ("%u", h->vcpus_used),
-          g_strdup_printf ("%s/%s", used, total),
+          h->memory_capacity ? g_strdup_printf ("%s/%s (x%.1f)", used, total,
+                                                h->memory_overcommit)
+                             : g_strdup_printf ("%s/%s", used, total),
           proto_format_size (info->memory_free),
           proto_format_size (info->data_free),
           g_strdup_printf ("%u", h->vm_count), g_strdup (info->libvirt_version),

@@ -68,11 +68,11 @@ ctl_cmd_jobs (Ctl *ctl, int argc, char **argv)
   int rc;
 
   if ((rc = ctl_parse_json_only ("jobs",
-                                 "List every job: create, delete, start, "
-                                 "stop, destroy, migrate, snapshot-create, "
-                                 "snapshot-revert, snapshot-delete, clone; "
-                                 "queued, running, done or failed, with "
-                                 "what happened.",
+                                 "List every job (create, delete, start, "
+                                 "stop, destroy, migrate, snapshot-*, clone, "
+                                 "drain, balance, backup, restore, verify, "
+                                 "gc): queued, running, done or failed, "
+                                 "with what happened.",
                                  argc, argv, &json))
       >= 0)
     return rc;
@@ -124,6 +124,7 @@ typedef struct
   gboolean storage;    /* a snapshot-* or clone job: progress bar */
   gboolean line_open;  /* a TTY progress line is drawn, no newline yet */
   gint64 last_line_us; /* monotonic time of the last progress line */
+  char *last_text;     /* not a TTY: the last progress line printed */
   int percent;
   guint n_seen;
   const char *kind;       /* "migration" or "job", for the Ctrl-C text */
@@ -146,9 +147,14 @@ job_over (const Drover__V1__Job *job)
   return proto_job_state_is_final (job->state);
 }
 
+/* Not a TTY: a line that says nothing new is printed again only after
+ * this long, to show the job is still alive. */
+#define CTL_PROGRESS_REPEAT_US (10 * G_USEC_PER_SEC)
+
 /* One progress line for JOB from LINE_OF: on a TTY redrawn in place
  * (the summary follows on its own lines), else printed at most once a
- * second, and at once when CHANGED or when the job is over. */
+ * second, and at once when CHANGED or when the job is over; the same line
+ * again (a phase waiting on a host) at most every CTL_PROGRESS_REPEAT_US. */
 static void
 show_progress (WatchState *ws, const Drover__V1__Job *job,
                char *(*line_of) (const Drover__V1__Job *job, guint bar_width),
@@ -176,8 +182,13 @@ show_progress (WatchState *ws, const Drover__V1__Job *job,
            || now - ws->last_line_us >= G_USEC_PER_SEC)
     {
       line = line_of (job, 0);
+      if (g_strcmp0 (line, ws->last_text) == 0 && !job_over (job)
+          && now - ws->last_line_us < CTL_PROGRESS_REPEAT_US)
+        return;
       printf ("%s\n", line);
       ws->last_line_us = now;
+      g_free (ws->last_text);
+      ws->last_text = g_strdup (line);
     }
   fflush (stdout);
 }
@@ -348,6 +359,7 @@ ctl_watch_job (Ctl *ctl, const char *id, const char *kind, gboolean json)
     }
   if (ws.last != NULL)
     protobuf_c_message_free_unpacked (ws.last, NULL);
+  g_free (ws.last_text);
   return rc;
 }
 

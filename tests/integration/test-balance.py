@@ -95,7 +95,9 @@ def cases(c, tap, tmp):
                      timeout=120)
         assert where(c) == {vm: "host1" for vm in VMS}, where(c)
         table = c.ctl("hosts").stdout
-        assert re.search(r"^host1\s.*\s4/\d+ \(x4\.0\)\s", table, re.M), table
+        # vCPUs and memory: used/capacity (xOVERCOMMIT).
+        assert re.search(r"^host1\s.*\s4/\d+ \(x4\.0\)\s+512\.0 MiB/[\d.]+ [KMGT]iB "
+                         r"\(x\d+\.\d\)\s", table, re.M), table
         h1 = c.hosts_by_name()["host1"]
         assert h1["vcpus_used"] == 4 and h1["cpu_overcommit"] == 4.0, h1
         assert 0.9 * 2**30 < int(h1["memory_capacity"]) < 1.1 * 2**30, h1
