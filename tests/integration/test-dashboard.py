@@ -18,6 +18,7 @@ DOM (not only HTTP statuses):
   host1 and snapshots a second VM (picked with its row's button); the
   job shows in the page (the form's answer, the job's row or the
   migration history) and droverctl sees the VM moved and the snapshot;
+  then a backup of the second VM and a drain of host2 (then undrained);
 - client certificates: an operator's and a viewer's may read the API, only
   the operator may start a migration, a drain, a snapshot or a backup;
   bad input (400), unknown VM or host (404) are refused and change
@@ -124,8 +125,15 @@ class WebDriver:
     def click(self, css):
         """A real click (WebDriver's, with its checks that the element is
         shown and not covered) on the first element matching CSS."""
-        ref = self.cmd("POST", "/element", {"using": "css selector", "value": css})
-        self.cmd("POST", f"/element/{list(ref.values())[0]}/click", {})
+        for attempt in range(5):
+            ref = self.cmd("POST", "/element", {"using": "css selector", "value": css})
+            try:
+                self.cmd("POST", f"/element/{list(ref.values())[0]}/click", {})
+                return
+            except AssertionError as e:
+                # The page redrew its rows between finding and clicking.
+                if "stale element" not in str(e) or attempt == 4:
+                    raise
 
     def js(self, script, *args):
         return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
@@ -341,6 +349,30 @@ def cases(c, tap, tmp):
         browser.click("#snapshot-go")
         text, job, _ = action_result("snapshot")
         assert job is None and text.startswith("refused:") and SNAP in text, text
+        # A backup of the same VM into the hosts' repository (the field
+        # empty: the one its host reports).
+        browser.click(f'#vms tr[data-vm="{VM2}"] button[data-pick="backup-vm"]')
+        browser.click("#backup-go")
+        text, job, row = action_result("backup")
+        assert job and row, text
+        log(f"backup form: {text}")
+        wait_for("the backup job done", lambda: jobs_by_id()[job]["state"] in ("done", "failed"),
+                 timeout=120)
+        assert jobs_by_id()[job]["state"] == "done", jobs_by_id()[job]
+        backups = c.ctl_json("backup", "list", VM2, "--repo", "main")["backups"]
+        assert len(backups) == 1, backups
+        # Drain host2 (nothing runs there now): its row's button picks it.
+        browser.click('#hosts tr[data-host="host2"] button[data-pick="drain-host"]')
+        browser.click("#drain-go")
+        text, job, row = action_result("drain")
+        assert job, text
+        log(f"drain form: {text}")
+        wait_for("host2 in maintenance in the page", lambda: any(
+            h["name"] == "host2" and "maintenance" in h["state"] for h in page()["hosts"]),
+            timeout=60)
+        assert c.hosts_by_name()["host2"].get("maintenance") == "maintenance"
+        assert jobs_by_id()[job]["kind"] == "drain"
+        c.ctl("host", "undrain", "host2")
 
     def certificates():
         subprocess.run([os.path.join(ROOT, "scripts", "pki"), pki, "viewer", "dash-viewer"],
@@ -385,8 +417,7 @@ def cases(c, tap, tmp):
             ("droverctl", "snapshot", {"vm": VM2}, 400),
             ("droverctl", "backup", {"vm": "nope-1", "repo": ""}, 404),
             ("droverctl", "backup", {"vm": VM2, "repo": "../etc"}, 400),
-            # This cluster's hosts have no backup repository.
-            ("droverctl", "backup", {"vm": VM2, "repo": ""}, 400),
+            ("droverctl", "backup", {"vm": VM2, "repo": "other"}, 404),
         ]
         for who, action, req, want in refusals:
             status, body = http(base + "/api/" + action, "POST", json.dumps(req).encode(),
@@ -452,7 +483,7 @@ def cases(c, tap, tmp):
         tap.case("without a login: no cluster in the page, 401 from the API", no_login)
         tap.case("token login: cookie, hosts and the VM in the page", token_login)
         tap.case("a migration from the CLI shows live and ends on host2", migration_in_page)
-        tap.case("by clicking: a migration back to host1 and a snapshot, shown live",
+        tap.case("by clicking: a migration back to host1, a snapshot, a backup, a drain",
                  actions_by_clicking)
         tap.case("client certificates: operator acts, viewer looks, host refused", certificates)
         tap.case("bad path, method, body, header: statuses, still serving", bad_input)
@@ -466,6 +497,10 @@ if __name__ == "__main__":
         print("1..0 # SKIP chromium and chromium-driver are not installed (scripts/deps)")
         sys.exit(0)
     cluster = Cluster(hosts=2)
+    # A backup repository both agents reach (the backup action).
+    repo = os.path.join(cluster.env["DROVER_CLUSTER_DIR"], "repo-dashboard")
+    cluster.env["DROVER_AGENT_ARGS"] = (cluster.env.get("DROVER_AGENT_ARGS", "")
+                                        + f" --backup-repo main={repo}").strip()
     cluster.env["DROVER_SCHEDULER_ARGS"] = (
         cluster.env.get("DROVER_SCHEDULER_ARGS", "") + f" --http-listen 127.0.0.1:{HTTP_PORT}")
     sys.exit(run_on_cluster(cluster, cases, tmp_prefix="drover-dashboard-"))
