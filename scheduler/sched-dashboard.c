@@ -6,7 +6,14 @@
  *   GET  /static/NAME     its CSS and JavaScript (GResource)
  *   GET  /api/state       hosts, VMs, jobs, migrations, imbalance (JSON)
  *   GET  /api/events      server-sent events: the event stream
- *   POST /api/migrate     {"vm": NAME, "to": HOST or ""}: operators only
+ *   POST /api/migrate     {"vm": NAME, "to": HOST or ""}
+ *   POST /api/drain       {"host": NAME}
+ *   POST /api/snapshot    {"vm": NAME, "name": SNAPSHOT} (disk-only)
+ *   POST /api/backup      {"vm": NAME, "repo": REPO or ""}
+ *                         the actions: operators only, JSON only; each
+ *                         calls the scheduler's own entry point and
+ *                         answers 202 with the job (400 bad input, 403 not
+ *                         an operator, 404 unknown VM or host, 409 busy)
  *
  * Every /api/ request needs a login: the session cookie, or a client
  * certificate of an operator or viewer (checked against the cluster's CA
@@ -20,6 +27,7 @@
 #include "sched-dashboard.h"
 
 #include "proto-http.h"
+#include "sched-drain.h"
 
 #include <string.h>
 
@@ -257,32 +265,28 @@ get_string (JsonObject *obj, const char *name)
   return json_node_get_string (node);
 }
 
-static void
-migrate_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
-            GHashTable *query, gpointer user_data)
+/* The JSON object a POST /api/ACTION carries, for an operator; NULL when
+ * MSG has been answered (401, 403, 415, 400). *NAME: who asks. */
+static JsonObject *
+action_begin (SchedDashboard *dash, SoupServerMessage *msg, const char *what,
+              JsonParser *parser, char **name)
 {
-  SchedDashboard *dash = user_data;
   SoupMessageBody *body = soup_server_message_get_request_body (msg);
   const char *type = soup_message_headers_get_content_type (
       soup_server_message_get_request_headers (msg), NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
-  g_autoptr (SchedJob) job = NULL;
   g_autoptr (GBytes) bytes = NULL;
-  g_autofree char *name = NULL;
-  JsonNode *root;
-  const char *vm, *to;
+  g_autofree char *refusal = NULL;
   ProtoRole role = 0;
-  Drover__V1__Job jmsg;
-  ProtoJson *json;
+  JsonNode *root;
 
-  if (!require_login (dash, msg, &role, &name))
-    return;
+  if (!require_login (dash, msg, &role, name))
+    return NULL;
   if (!(role & PROTO_ROLE_OPERATOR))
     {
-      reply_error (msg, SOUP_STATUS_FORBIDDEN,
-                   "only operators may start a migration");
-      return;
+      refusal = g_strdup_printf ("only operators may start %s", what);
+      reply_error (msg, SOUP_STATUS_FORBIDDEN, refusal);
+      return NULL;
     }
   /* A cross-site form cannot send this type without a preflight the
    * server never grants: with the SameSite cookie, no forged requests. */
@@ -290,33 +294,169 @@ migrate_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
     {
       reply_error (msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE,
                    "send application/json");
-      return;
+      return NULL;
     }
   bytes = soup_message_body_flatten (body);
   if (!json_parser_load_from_data (parser, g_bytes_get_data (bytes, NULL),
                                    (gssize)g_bytes_get_size (bytes), &error)
       || (root = json_parser_get_root (parser)) == NULL
-      || JSON_NODE_TYPE (root) != JSON_NODE_OBJECT
-      || (vm = get_string (json_node_get_object (root), "vm")) == NULL)
+      || JSON_NODE_TYPE (root) != JSON_NODE_OBJECT)
     {
-      reply_error (msg, SOUP_STATUS_BAD_REQUEST,
-                   "expected {\"vm\": NAME, \"to\": HOST or \"\"}");
-      return;
+      reply_error (msg, SOUP_STATUS_BAD_REQUEST, "expected a JSON object");
+      return NULL;
     }
-  to = get_string (json_node_get_object (root), "to");
-  if (!sched_migrator_submit (dash->svc->migrator, vm, to, NULL, &job, &error))
+  return json_node_get_object (root);
+}
+
+/* The string member KEY of OBJ: NULL (and MSG answered 400 with USAGE)
+ * when it is missing but REQUIRED or is not a string. A missing optional
+ * one is "". */
+static const char *
+action_string (SoupServerMessage *msg, JsonObject *obj, const char *key,
+               gboolean required, const char *usage)
+{
+  const char *value = get_string (obj, key);
+
+  if (value == NULL && !required && !json_object_has_member (obj, key))
+    return "";
+  if (value == NULL)
+    {
+      g_autofree char *text = g_strdup_printf (
+          "\"%s\" must be a string: expected %s", key, usage);
+
+      reply_error (msg, SOUP_STATUS_BAD_REQUEST, text);
+    }
+  return value;
+}
+
+/* Answers MSG with JOB (202) or ERROR's status and message; logs who
+ * started what. */
+static void
+action_reply (SoupServerMessage *msg, SchedJob *job, const GError *error,
+              const char *name, const char *what)
+{
+  Drover__V1__Job jmsg;
+  ProtoJson *json;
+
+  if (job == NULL)
     {
       reply_error (msg, http_status (error), error->message);
       return;
     }
-  drover_message (vm, job->id, NULL,
-                  "migration to %s started from the dashboard by %s",
-                  job->dest_host ? job->dest_host : "?",
+  drover_message (*job->vm ? job->vm : NULL, job->id, NULL,
+                  "%s started from the dashboard by %s", what,
                   name && *name ? name : "an operator");
   sched_job_msg (job, &jmsg);
   json = proto_json_new (FALSE);
   proto_json_message (json, &jmsg.base);
   reply_json (msg, SOUP_STATUS_ACCEPTED, proto_json_free_to_string (json));
+}
+
+static void
+migrate_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
+            GHashTable *query, gpointer user_data)
+{
+  static const char usage[] = "{\"vm\": NAME, \"to\": HOST or \"\"}";
+  SchedDashboard *dash = user_data;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *what = NULL;
+  JsonObject *obj;
+  const char *vm, *to;
+
+  obj = action_begin (dash, msg, "a migration", parser, &name);
+  if (obj == NULL || (vm = action_string (msg, obj, "vm", TRUE, usage)) == NULL
+      || (to = action_string (msg, obj, "to", FALSE, usage)) == NULL)
+    return;
+  sched_migrator_submit (dash->svc->migrator, vm, *to ? to : NULL, NULL, &job,
+                         &error);
+  if (job != NULL)
+    what = g_strdup_printf ("migration to %s",
+                            job->dest_host ? job->dest_host : "?");
+  action_reply (msg, job, error, name, what);
+}
+
+static void
+drain_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
+          GHashTable *query, gpointer user_data)
+{
+  SchedDashboard *dash = user_data;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *what = NULL;
+  JsonObject *obj;
+  const char *host;
+
+  obj = action_begin (dash, msg, "a drain", parser, &name);
+  if (obj == NULL
+      || (host = action_string (msg, obj, "host", TRUE, "{\"host\": NAME}"))
+             == NULL)
+    return;
+  /* VMs that cannot move are never stopped from the page. */
+  sched_drains_submit (dash->svc, host, FALSE, &job, &error);
+  what = g_strdup_printf ("drain of host %s", host);
+  action_reply (msg, job, error, name, what);
+}
+
+static void
+snapshot_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
+             GHashTable *query, gpointer user_data)
+{
+  static const char usage[] = "{\"vm\": NAME, \"name\": SNAPSHOT}";
+  SchedDashboard *dash = user_data;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *what = NULL;
+  JsonObject *obj;
+  const char *vm, *snap;
+
+  obj = action_begin (dash, msg, "a snapshot", parser, &name);
+  if (obj == NULL || (vm = action_string (msg, obj, "vm", TRUE, usage)) == NULL
+      || (snap = action_string (msg, obj, "name", TRUE, usage)) == NULL)
+    return;
+  /* A disk-only snapshot, as `droverctl snapshot create` without flags. */
+  sched_snapshots_submit (dash->svc, vm, snap, FALSE, FALSE, NULL, &job,
+                          &error);
+  what = g_strdup_printf ("snapshot %s", snap);
+  action_reply (msg, job, error, name, what);
+}
+
+static void
+backup_cb (ProtoHttp *http, SoupServerMessage *msg, const char *path,
+           GHashTable *query, gpointer user_data)
+{
+  static const char usage[] = "{\"vm\": NAME, \"repo\": REPO or \"\"}";
+  Drover__V1__CreateBackupRequest req = DROVER__V1__CREATE_BACKUP_REQUEST__INIT;
+  SchedDashboard *dash = user_data;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *what = NULL;
+  JsonObject *obj;
+  const char *vm, *repo;
+
+  obj = action_begin (dash, msg, "a backup", parser, &name);
+  if (obj == NULL || (vm = action_string (msg, obj, "vm", TRUE, usage)) == NULL
+      || (repo = action_string (msg, obj, "repo", FALSE, usage)) == NULL)
+    return;
+  if (*repo && !proto_name_validate ("repository", repo, &error))
+    {
+      reply_error (msg, SOUP_STATUS_BAD_REQUEST, error->message);
+      return;
+    }
+  req.vm = (char *)vm;
+  req.repo = (char *)repo;
+  sched_backups_create (dash->svc, &req, &job, &error);
+  what = g_strdup_printf ("backup into %s",
+                          *repo ? repo : "the default repository");
+  action_reply (msg, job, error, name, what);
 }
 
 /* --- server-sent events ------------------------------------------------- */
@@ -495,6 +635,9 @@ sched_dashboard_listen (SchedDashboard *dash, const char *addr, GError **error)
   proto_http_add_handler (http, "/api/state", state_cb, dash);
   proto_http_add_handler (http, "/api/events", events_cb, dash);
   proto_http_add_post_handler (http, "/api/migrate", migrate_cb, dash);
+  proto_http_add_post_handler (http, "/api/drain", drain_cb, dash);
+  proto_http_add_post_handler (http, "/api/snapshot", snapshot_cb, dash);
+  proto_http_add_post_handler (http, "/api/backup", backup_cb, dash);
   if (!proto_http_listen (http, addr, dash->svc->tls, error))
     return FALSE;
   dash->https = dash->svc->tls != NULL;

@@ -6,7 +6,8 @@
  * one-time token from CreateDashboardToken (operator only), which the
  * page takes as /?token=... and turns into a session cookie. Without a
  * login the API answers 401 and the page shows only how to log in.
- * Viewers look; operators may also start a migration.
+ * Viewers look; operators may also start a migration, a drain, a
+ * snapshot or a backup (each through the scheduler's own entry point).
  */
 #pragma once
 

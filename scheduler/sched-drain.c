@@ -517,42 +517,54 @@ drain_check (SchedService *svc, const char *name, gboolean stop_unmovable,
   return TRUE;
 }
 
-void
-sched_drain_handle_drain (ProtoServerCall *call,
-                          const ProtobufCMessage *request, gpointer user_data)
+gboolean
+sched_drains_submit (SchedService *svc, const char *name,
+                     gboolean stop_unmovable, SchedJob **job_out,
+                     GError **error)
 {
-  SchedService *svc = user_data;
-  const Drover__V1__DrainHostRequest *req = (const void *)request;
-  g_autoptr (GError) error = NULL;
   g_autoptr (SchedHost) host = NULL;
-  Drover__V1__Job msg;
   SchedJob *job;
   Drain *d;
 
-  if (!drain_check (svc, req->name, req->stop_unmovable, &host, &error))
-    {
-      sched_call_fail (call, error);
-      return;
-    }
+  if (!drain_check (svc, name, stop_unmovable, &host, error))
+    return FALSE;
   job = sched_job_new (PROTO_JOB_KIND_DRAIN, "", PROTO_JOB_RUNNING,
                        sched_registry_now (svc->registry));
   job->source_host = g_strdup (host->name);
   /* The job first: a restart that finds the host draining resumes it. */
   sched_jobs_set (svc->jobs, job, PROTO_JOB_RUNNING, 0,
                   "draining: taking the host out of service", NULL);
-  if (!set_maintenance (svc, host, SCHED_HOST_DRAINING, &error))
+  if (!set_maintenance (svc, host, SCHED_HOST_DRAINING, error))
     {
       sched_jobs_set (svc->jobs, job, PROTO_JOB_FAILED, 0, NULL,
-                      error->message);
+                      (*error)->message);
       sched_job_free (job);
+      return FALSE;
+    }
+  d = drain_new (host->name, job, stop_unmovable);
+  g_hash_table_insert (svc->drains->drains, g_strdup (host->name), d);
+  *job_out = sched_job_copy (d->job);
+  drain_step (svc, d);
+  return TRUE;
+}
+
+void
+sched_drain_handle_drain (ProtoServerCall *call,
+                          const ProtobufCMessage *request, gpointer user_data)
+{
+  const Drover__V1__DrainHostRequest *req = (const void *)request;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SchedJob) job = NULL;
+  Drover__V1__Job msg;
+
+  if (!sched_drains_submit (user_data, req->name, req->stop_unmovable, &job,
+                            &error))
+    {
       sched_call_fail (call, error);
       return;
     }
-  d = drain_new (host->name, job, req->stop_unmovable);
-  g_hash_table_insert (svc->drains->drains, g_strdup (host->name), d);
-  sched_job_msg (d->job, &msg);
+  sched_job_msg (job, &msg);
   proto_server_call_reply (call, &msg.base);
-  drain_step (svc, d);
 }
 
 /* --- UndrainHost ---------------------------------------------------------- */

@@ -28,6 +28,14 @@ gboolean sched_drains_start (SchedDrains *drains, GError **error);
  * next process. */
 void sched_drains_stop (SchedDrains *drains);
 
+/* The internal entry point for a drain (DrainHost without a gRPC call:
+ * the dashboard): drains host NAME as DrainHost does, or fails with
+ * ERROR having changed nothing. *JOB is a copy of the drain's job as it
+ * began (caller frees). */
+gboolean sched_drains_submit (SchedService *svc, const char *name,
+                              gboolean stop_unmovable, SchedJob **job,
+                              GError **error);
+
 /* DrainHost and UndrainHost (user data: the SchedService). */
 SchedHandler sched_drain_handle_drain;
 SchedHandler sched_drain_handle_undrain;

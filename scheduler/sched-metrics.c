@@ -19,6 +19,10 @@ struct _SchedMetrics
   ProtoMetric *reports, *hosts, *vms, *jobs, *migrations, *duration, *ratio;
   ProtoMetric *snap_ops, *snap_duration, *schedule_runs;
   ProtoMetric *drills, *drill_recovery;
+  ProtoMetric *last_backup;
+  GHashTable *last_backup_ms; /* VM name -> gint64 *, newest good backup */
+  SchedEvents *events;        /* borrowed, while SINK is subscribed */
+  SchedEventsSink *sink;      /* NULL unless watching */
   ProtoHttp *http;     /* main context; NULL until sched_metrics_listen */
   SchedStore *store;   /* borrowed, for the scrape's gauges */
   GPtrArray *job_keys; /* "kind\nstate" of every job_kinds x job_states */
@@ -74,6 +78,7 @@ sched_metrics_new (void)
   static const char *const op_result[] = { "op", "result", NULL };
   static const char *const action_result[] = { "action", "result", NULL };
   static const char *const op[] = { "op", NULL };
+  static const char *const vm_label[] = { "vm", NULL };
   SchedMetrics *m = g_new0 (SchedMetrics, 1);
 
   m->registry = proto_metrics_new ();
@@ -135,6 +140,13 @@ sched_metrics_new (void)
       "restore's start to the scratch VM's readiness line",
       PROTO_METRIC_HISTOGRAM, NULL, duration_buckets,
       G_N_ELEMENTS (duration_buckets));
+  m->last_backup = proto_metrics_declare (
+      m->registry, "drover_vm_last_backup_timestamp_seconds",
+      "When the VM's newest good backup began (its data is from then), in "
+      "seconds since the epoch; no series for a VM without one",
+      PROTO_METRIC_GAUGE, vm_label, NULL, 0);
+  m->last_backup_ms
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   for (gsize i = 0; i < G_N_ELEMENTS (drill_results); i++)
     proto_metric_add (m->drills, (const char *const[]){ drill_results[i] }, 0);
   /* Counters start at 0 rather than appearing with the first event. */
@@ -161,7 +173,8 @@ sched_metrics_new (void)
 void
 sched_metrics_free (SchedMetrics *m)
 {
-  g_clear_pointer (&m->http, proto_http_free);
+  sched_metrics_stop (m);
+  g_hash_table_unref (m->last_backup_ms);
   proto_metrics_free (m->registry);
   g_ptr_array_unref (m->job_keys);
   g_free (m);
@@ -240,6 +253,101 @@ sched_metrics_migration_end (SchedMetrics *m, const SchedJob *job, gboolean ok)
   proto_metric_observe (m->duration, NULL, measured);
   if (job->prediction != NULL && job->prediction->total_s > 0)
     proto_metric_observe (m->ratio, NULL, measured / job->prediction->total_s);
+}
+
+/* --- the newest good backup of each VM -------------------------------------
+ *
+ * From the scheduler's records: its backup jobs that succeeded, those in
+ * the store when the watch begins, then each that ends (job.ended on the
+ * event stream). A VM that is deleted loses its series. Pruning old jobs
+ * does not take a series away while the process lives.
+ */
+
+void
+sched_metrics_backup_done (SchedMetrics *m, const char *vm, gint64 began_ms)
+{
+  gint64 *known;
+
+  if (vm == NULL || *vm == '\0' || began_ms <= 0)
+    return;
+  known = g_hash_table_lookup (m->last_backup_ms, vm);
+  if (known != NULL && *known >= began_ms)
+    return;
+  if (known == NULL)
+    {
+      known = g_new (gint64, 1);
+      g_hash_table_insert (m->last_backup_ms, g_strdup (vm), known);
+    }
+  *known = began_ms;
+  proto_metric_set (m->last_backup, (const char *const[]){ vm },
+                    began_ms / 1000.0);
+}
+
+void
+sched_metrics_vm_gone (SchedMetrics *m, const char *vm)
+{
+  if (vm == NULL || !g_hash_table_remove (m->last_backup_ms, vm))
+    return;
+  proto_metric_remove (m->last_backup, (const char *const[]){ vm });
+}
+
+static gboolean
+watch_send (gpointer target, const Drover__V1__Event *event)
+{
+  SchedMetrics *m = target;
+  const Drover__V1__Job *job = event->job;
+
+  if (g_strcmp0 (event->kind, SCHED_EVENT_VM_DELETED) == 0)
+    sched_metrics_vm_gone (m, event->vm);
+  else if (g_strcmp0 (event->kind, SCHED_EVENT_JOB_ENDED) == 0 && job != NULL
+           && g_strcmp0 (job->kind, PROTO_JOB_KIND_BACKUP) == 0
+           && g_strcmp0 (job->state, PROTO_JOB_DONE) == 0)
+    sched_metrics_backup_done (m, job->vm, job->created_ms);
+  return TRUE;
+}
+
+static guint
+watch_queued (gpointer target)
+{
+  return 0; /* handled as it comes: never behind */
+}
+
+static void
+watch_finish (gpointer target, gboolean dropped)
+{
+  SchedMetrics *m = target;
+
+  m->sink = NULL;
+  m->events = NULL;
+}
+
+static const SchedEventsSinkOps watch_ops = {
+  watch_send,
+  watch_queued,
+  watch_finish,
+};
+
+gboolean
+sched_metrics_watch (SchedMetrics *m, SchedStore *store, SchedEvents *events,
+                     GError **error)
+{
+  g_autoptr (GPtrArray) jobs = sched_store_list_jobs (store, error);
+
+  g_return_val_if_fail (m->sink == NULL, FALSE);
+  if (jobs == NULL)
+    return FALSE;
+  for (guint i = 0; i < jobs->len; i++)
+    {
+      const SchedJob *job = jobs->pdata[i];
+
+      if (strcmp (job->kind, PROTO_JOB_KIND_BACKUP) == 0
+          && strcmp (job->state, PROTO_JOB_DONE) == 0)
+        sched_metrics_backup_done (m, job->vm, job->created_ms);
+    }
+  /* No backlog: the store had every job that ended before now. */
+  m->sink = sched_events_subscribe (events, &watch_ops, m, 0);
+  m->events = m->sink ? events : NULL;
+  return TRUE;
 }
 
 /* --- gauges from the store's counts -------------------------------------- */
@@ -369,5 +477,8 @@ sched_metrics_get_port (SchedMetrics *m)
 void
 sched_metrics_stop (SchedMetrics *m)
 {
+  if (m->sink != NULL)
+    sched_events_unsubscribe (m->events, g_steal_pointer (&m->sink));
+  m->events = NULL;
   g_clear_pointer (&m->http, proto_http_free);
 }

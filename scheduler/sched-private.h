@@ -586,7 +586,19 @@ gboolean sched_metrics_listen (SchedMetrics *m, SchedStore *store,
                                const char *addr, const ProtoTls *tls,
                                GError **error);
 int sched_metrics_get_port (SchedMetrics *m);
+/* Ends /metrics and the watch. */
 void sched_metrics_stop (SchedMetrics *m);
+/* drover_vm_last_backup_timestamp_seconds{vm}: a good backup of VM that
+ * began at BEGAN_MS (kept if newer than the one known); a VM that is gone
+ * loses its series. */
+void sched_metrics_backup_done (SchedMetrics *m, const char *vm,
+                                gint64 began_ms);
+void sched_metrics_vm_gone (SchedMetrics *m, const char *vm);
+/* Takes the good backups from STORE's jobs, then follows EVENTS
+ * (borrowed; until sched_metrics_stop or the events stop) for backup
+ * jobs that end and VMs deleted. */
+gboolean sched_metrics_watch (SchedMetrics *m, SchedStore *store,
+                              SchedEvents *events, GError **error);
 
 /* --- VM handlers (sched-vm-handlers.c) --------------------------------- */
 

@@ -372,8 +372,10 @@ sched_service_start (SchedService *svc, const char *listen, GError **error)
       || !sched_schedules_start (svc->schedules, error))
     return FALSE;
   if (svc->metrics_listen != NULL
-      && !sched_metrics_listen (svc->metrics, svc->store, svc->metrics_listen,
-                                svc->metrics_tls ? svc->tls : NULL, error))
+      && (!sched_metrics_listen (svc->metrics, svc->store, svc->metrics_listen,
+                                 svc->metrics_tls ? svc->tls : NULL, error)
+          || !sched_metrics_watch (svc->metrics, svc->store, svc->events,
+                                   error)))
     return FALSE;
 
   /* Checking every half interval keeps "down" within half an interval of

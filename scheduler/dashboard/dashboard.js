@@ -63,14 +63,37 @@ function renderHosts(d) {
     td(h.name, "name"), hostStateCell(h), td(h.vm_count, "num"),
     bar(h.cpu_load, h.vcpus_used + " / " + h.cpus + " CPUs (" + pct(h.cpu_load) + ")"),
     bar(h.memory_load, fmtBytes(h.memory_used) + " / " + fmtBytes(h.memory_total)),
-    td(h.accel || "-"))));
+    td(h.accel || "-"), actCell(h.state === "up" && !h.maintenance ?
+      [["Drain…", "drain-host", "drain-form", h.name]] : []))));
+}
+
+// Buttons in a row pick the row's host or VM in an action form (the form
+// then starts the job): nothing starts from a single stray click.
+function actCell(buttons) {
+  const cell = el("td", { class: "act" });
+  if (!(state.data && state.data.me && state.data.me.may_act)) return cell;
+  for (const [label, select, form, value] of buttons)
+    cell.append(el("button", { type: "button", class: "pick", "data-pick": select,
+      onclick: () => pick(select, form, value) }, label));
+  return cell;
+}
+function pick(select, form, value) {
+  document.getElementById(select).value = value;
+  const f = document.getElementById(form);
+  f.classList.add("picked");
+  setTimeout(() => f.classList.remove("picked"), 1500);
+  f.scrollIntoView({ block: "nearest" });
 }
 
 function renderVms(d) {
   fillBody("#vms", d.vms.map(v => el("tr", { "data-vm": v.name },
     td(v.template ? v.name + " (template)" : v.name, "name"), stateCell(v.state), td(v.host, "host"), td(v.vcpus, "num"),
     td(isFinite(v.cpu_percent) ? v.cpu_percent.toFixed(1) + "%" : "-", "num"),
-    td(fmtBytes(v.memory), "num"), td(v.memory_rss ? fmtBytes(v.memory_rss) : "-", "num"))));
+    td(fmtBytes(v.memory), "num"), td(v.memory_rss ? fmtBytes(v.memory_rss) : "-", "num"),
+    actCell(v.template ? [] : [
+      ...(v.state === "running" ? [["Migrate…", "migrate-vm", "migrate-form", v.name]] : []),
+      ["Snapshot…", "snapshot-vm", "snapshot-form", v.name],
+      ...(v.state === "running" || v.state === "shutoff" ? [["Back up…", "backup-vm", "backup-form", v.name]] : [])]))));
 }
 
 // QEMU measures the dirty rate only at a bitmap sync: through the first
@@ -145,18 +168,28 @@ function renderChart(d) {
   chart.replaceChildren(...children);
 }
 
+// Replaces the options of select ID with VALUES, keeping the choice.
+function setOptions(id, values, first) {
+  const sel = document.getElementById(id);
+  const keep = sel.value;
+  sel.replaceChildren(...(first ? [el("option", { value: "" }, first)] : []),
+    ...values.map(v => el("option", { value: v }, v)));
+  if (keep && values.includes(keep)) sel.value = keep;
+}
+
 function renderActions(d) {
   const may = d.me && d.me.may_act;
   document.getElementById("actions").hidden = !may;
   if (!may) return;
-  const vmSel = document.getElementById("migrate-vm");
-  const toSel = document.getElementById("migrate-to");
-  const keepVm = vmSel.value, keepTo = toSel.value;
-  vmSel.replaceChildren(...d.vms.filter(v => v.state === "running").map(v => el("option", { value: v.name }, v.name)));
-  toSel.replaceChildren(el("option", { value: "" }, "best host"),
-    ...d.hosts.filter(h => h.state === "up" && !h.maintenance).map(h => el("option", { value: h.name }, h.name)));
-  if (keepVm) vmSel.value = keepVm;
-  if (keepTo) toSel.value = keepTo;
+  const vms = d.vms.filter(v => !v.template);
+  const running = vms.filter(v => v.state === "running").map(v => v.name);
+  setOptions("migrate-vm", running);
+  setOptions("migrate-to", d.hosts.filter(h => h.state === "up" && !h.maintenance).map(h => h.name), "best host");
+  setOptions("snapshot-vm", vms.map(v => v.name));
+  setOptions("backup-vm", vms.filter(v => v.state === "running" || v.state === "shutoff").map(v => v.name));
+  setOptions("drain-host", d.hosts.filter(h => h.state === "up" && !h.maintenance).map(h => h.name));
+  const snap = document.getElementById("snapshot-name");
+  if (!snap.value) snap.value = "dash-" + new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
 }
 
 function render() {
@@ -234,25 +267,54 @@ function connect() {
   source.onerror = () => { setLive(false); refreshSoon(); };
 }
 
-async function migrate(e) {
-  e.preventDefault();
-  const out = document.getElementById("migrate-result");
-  const vm = document.getElementById("migrate-vm").value;
-  const to = document.getElementById("migrate-to").value;
-  if (!vm) return;
+// POSTs BODY to /api/ACTION and tells in #ACTION-result how it went: the
+// job (which then shows live under Jobs) or the server's reason.
+async function act(action, body) {
+  const out = document.getElementById(action + "-result");
   out.textContent = "starting…";
-  const r = await fetch("/api/migrate", {
-    method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ vm: vm, to: to }),
-  });
-  const body = await r.json().catch(() => ({}));
-  out.textContent = r.ok ? "job " + body.id.slice(0, 8) + " " + body.state : "refused: " + (body.error || r.status);
+  out.removeAttribute("data-job");
+  out.className = "result";
+  let r, reply;
+  try {
+    r = await fetch("/api/" + action, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    reply = await r.json().catch(() => ({}));
+  } catch (e) {
+    out.textContent = "refused: " + e;
+    out.className = "result refused";
+    return;
+  }
+  if (r.ok && reply.id) {
+    out.textContent = "job " + reply.id.slice(0, 8) + " " + reply.state;
+    out.setAttribute("data-job", reply.id);
+    out.className = "result ok";
+    state.jobs.set(reply.id, reply);
+    renderJobs();
+  } else {
+    out.textContent = "refused: " + (reply.error || r.status);
+    out.className = "result refused";
+  }
   refreshSoon();
 }
 
+function onSubmit(action, fields) {
+  document.getElementById(action + "-form").addEventListener("submit", e => {
+    e.preventDefault();
+    const body = {};
+    for (const [key, id] of Object.entries(fields)) body[key] = document.getElementById(id).value.trim();
+    act(action, body);
+    if (action === "snapshot") document.getElementById("snapshot-name").value = "";
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  document.getElementById("migrate-form").addEventListener("submit", migrate);
+  onSubmit("migrate", { vm: "migrate-vm", to: "migrate-to" });
+  onSubmit("snapshot", { vm: "snapshot-vm", name: "snapshot-name" });
+  onSubmit("backup", { vm: "backup-vm", repo: "backup-repo" });
+  onSubmit("drain", { host: "drain-host" });
   load();
   // CPU figures and the chart move without events: a slow refresh.
   setInterval(load, 5000);

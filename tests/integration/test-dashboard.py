@@ -14,14 +14,21 @@ DOM (not only HTTP statuses):
 - a migration started with `droverctl migrate` shows in the page as a job
   row with a phase and the remaining bytes, and ends with the VM shown on
   the other host and a row in the migration history;
+- actions by clicking, as an operator: the page migrates the VM back to
+  host1 and snapshots a second VM (picked with its row's button); the
+  job shows in the page (the form's answer, the job's row or the
+  migration history) and droverctl sees the VM moved and the snapshot;
+  then a backup of the second VM and a drain of host2 (then undrained);
 - client certificates: an operator's and a viewer's may read the API, only
-  the operator may start a migration;
+  the operator may start a migration, a drain, a snapshot or a backup;
+  bad input (400), unknown VM or host (404) are refused and change
+  nothing;
 - bad input (unknown path, huge body, huge header, no login) gets its
   status or a closed connection, and browsers that never read their event
   stream or vanish do not stall the scheduler.
 
 Screenshots go to <build>/meson-logs/dashboard/ (no-login.png, hosts.png,
-migrating.png, migrated.png). Prints TAP.
+migrating.png, migrated.png, actions.png). Prints TAP.
 """
 import base64
 import json
@@ -46,6 +53,9 @@ INITRD = os.path.join(GUEST_DIR, "initramfs.img")
 # migration takes several seconds, long enough to be seen in the page.
 CMDLINE = GUEST_CMDLINE + " drover.hb_ms=10 drover.ws_mib=32"
 VM = "dash-1"
+# A second VM, with a disk: snapshots are of disks.
+VM2 = "dash-2"
+SNAP = "from-page"
 HTTP_PORT = 19201
 SHOTS = os.path.join(BUILD, "meson-logs", "dashboard")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -111,6 +121,19 @@ class WebDriver:
 
     def get(self, url):
         self.cmd("POST", "/url", {"url": url})
+
+    def click(self, css):
+        """A real click (WebDriver's, with its checks that the element is
+        shown and not covered) on the first element matching CSS."""
+        for attempt in range(5):
+            ref = self.cmd("POST", "/element", {"using": "css selector", "value": css})
+            try:
+                self.cmd("POST", f"/element/{list(ref.values())[0]}/click", {})
+                return
+            except AssertionError as e:
+                # The page redrew its rows between finding and clicking.
+                if "stale element" not in str(e) or attempt == 4:
+                    raise
 
     def js(self, script, *args):
         return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
@@ -188,7 +211,11 @@ def cases(c, tap, tmp):
     def setup_vm():
         c.ctl("vm", "create", VM, "--vcpus", "1", "--memory", "256M", "--host", "host1",
               "--kernel", KERNEL, "--initrd", INITRD, "--cmdline", CMDLINE)
-        wait_for("VM running", lambda: c.vms_by_name()[VM]["state"] == "running")
+        c.ctl("vm", "create", VM2, "--vcpus", "1", "--memory", "128M", "--disk", "32M",
+              "--host", "host1", "--kernel", KERNEL, "--initrd", INITRD,
+              "--cmdline", GUEST_CMDLINE)
+        wait_for("VMs running", lambda: all(
+            c.vms_by_name()[v]["state"] == "running" for v in (VM, VM2)))
 
     def no_login():
         browser.get(base + "/")
@@ -260,6 +287,93 @@ def cases(c, tap, tmp):
         assert p["migrations"], p
         browser.screenshot("migrated.png")
 
+    def action_result(action):
+        """The form's answer once it has one: (text, job id or None, whether
+        the job's row was in the Jobs table then)."""
+        def answered():
+            r = browser.js(f"const e = document.getElementById('{action}-result');"
+                           "const id = e.dataset.job || null;"
+                           "return [e.textContent, id, !!id && [...document.querySelectorAll("
+                           "'#jobs tbody tr')].some(r => r.dataset.job === id)];")
+            return r if r[0] and r[0] != "starting…" else None
+        return wait_for(f"the {action} form's answer", answered, timeout=30)
+
+    def jobs_by_id():
+        return {j["id"]: j for j in c.ctl_json("jobs")["jobs"]}
+
+    def actions_by_clicking():
+        wait_for("the action forms", lambda: browser.js(
+            "return !document.getElementById('actions').hidden && "
+            f"[...document.querySelectorAll('#migrate-vm option')].some(o => o.value === '{VM}')"),
+            timeout=30)
+        # Migrate back to host1: the VM's own row picks it, then the form.
+        browser.click(f'#vms tr[data-vm="{VM}"] button[data-pick="migrate-vm"]')
+        assert browser.js("return document.getElementById('migrate-vm').value") == VM
+        browser.js("document.getElementById('migrate-to').value = 'host1';")
+        browser.click("#migrate-go")
+        text, job, row = action_result("migrate")
+        assert job, text
+        log(f"migrate form: {text}; its row in the Jobs table: {row}")
+        rows = []
+
+        def moved():
+            p = page()
+            rows.extend(j for j in p["jobs"] if j["id"] == job)
+            return p if (any(v["name"] == VM and v["host"] == "host1" for v in p["vms"])
+                         and job in p["migrations"]) else None
+        wait_for("the VM on host1 in the page, the job in the history", moved, timeout=180)
+        log(f"{len(rows)} live rows of the job, phases {sorted({j['phase'] for j in rows})}")
+        assert row or rows, "the job never showed in the Jobs table"
+        v = c.vms_by_name()[VM]
+        assert v["host"] == "host1" and v["state"] == "running", v
+        assert jobs_by_id()[job]["state"] == "done", jobs_by_id()[job]
+        # A snapshot of the second VM: its row's button picks it.
+        browser.click(f'#vms tr[data-vm="{VM2}"] button[data-pick="snapshot-vm"]')
+        assert browser.js("return document.getElementById('snapshot-vm').value") == VM2
+        browser.js(f"document.getElementById('snapshot-name').value = '{SNAP}';")
+        browser.click("#snapshot-go")
+        text, job, row = action_result("snapshot")
+        assert job, text
+        assert row, "the snapshot job is not in the Jobs table"
+        log(f"snapshot form: {text}")
+        browser.screenshot("actions.png")
+        wait_for("the snapshot job done", lambda: jobs_by_id()[job]["state"] in ("done", "failed"),
+                 timeout=120)
+        assert jobs_by_id()[job]["state"] == "done", jobs_by_id()[job]
+        assert SNAP in c.ctl("snapshot", "list", VM2).stdout
+        wait_for("the job gone from the Jobs table",
+                 lambda: all(j["id"] != job for j in page()["jobs"]), timeout=30)
+        # A refusal shows its reason in the page: the name is taken now.
+        browser.js(f"document.getElementById('snapshot-vm').value = '{VM2}';"
+                   f"document.getElementById('snapshot-name').value = '{SNAP}';")
+        browser.click("#snapshot-go")
+        text, job, _ = action_result("snapshot")
+        assert job is None and text.startswith("refused:") and SNAP in text, text
+        # A backup of the same VM into the hosts' repository (the field
+        # empty: the one its host reports).
+        browser.click(f'#vms tr[data-vm="{VM2}"] button[data-pick="backup-vm"]')
+        browser.click("#backup-go")
+        text, job, row = action_result("backup")
+        assert job and row, text
+        log(f"backup form: {text}")
+        wait_for("the backup job done", lambda: jobs_by_id()[job]["state"] in ("done", "failed"),
+                 timeout=120)
+        assert jobs_by_id()[job]["state"] == "done", jobs_by_id()[job]
+        backups = c.ctl_json("backup", "list", VM2, "--repo", "main")["backups"]
+        assert len(backups) == 1, backups
+        # Drain host2 (nothing runs there now): its row's button picks it.
+        browser.click('#hosts tr[data-host="host2"] button[data-pick="drain-host"]')
+        browser.click("#drain-go")
+        text, job, row = action_result("drain")
+        assert job, text
+        log(f"drain form: {text}")
+        wait_for("host2 in maintenance in the page", lambda: any(
+            h["name"] == "host2" and "maintenance" in h["state"] for h in page()["hosts"]),
+            timeout=60)
+        assert c.hosts_by_name()["host2"].get("maintenance") == "maintenance"
+        assert jobs_by_id()[job]["kind"] == "drain"
+        c.ctl("host", "undrain", "host2")
+
     def certificates():
         subprocess.run([os.path.join(ROOT, "scripts", "pki"), pki, "viewer", "dash-viewer"],
                        check=True, capture_output=True)
@@ -285,6 +399,37 @@ def cases(c, tap, tmp):
                             {"Content-Type": "application/x-www-form-urlencoded"},
                             cert_dir=os.path.join(pki, "droverctl"))
         assert status == 415, (status, body)
+        # Drain, snapshot, backup: the viewer may not; bad input, unknown
+        # names; and afterwards nothing has changed.
+        jobs_before = set(jobs_by_id())
+        snaps_before = c.ctl("snapshot", "list", VM2).stdout
+        refusals = [
+            ("dash-viewer", "drain", {"host": "host2"}, 403),
+            ("dash-viewer", "snapshot", {"vm": VM2, "name": "v1"}, 403),
+            ("dash-viewer", "backup", {"vm": VM2, "repo": ""}, 403),
+            ("droverctl", "drain", {"host": "nohost"}, 404),
+            ("droverctl", "drain", {"host": "../host1"}, 400),
+            ("droverctl", "drain", {"host": 7}, 400),
+            ("droverctl", "drain", {}, 400),
+            ("droverctl", "snapshot", {"vm": "nope-1", "name": "s1"}, 404),
+            ("droverctl", "snapshot", {"vm": VM2, "name": "a/b"}, 400),
+            ("droverctl", "snapshot", {"vm": VM2, "name": "x" * 300}, 400),
+            ("droverctl", "snapshot", {"vm": VM2}, 400),
+            ("droverctl", "backup", {"vm": "nope-1", "repo": ""}, 404),
+            ("droverctl", "backup", {"vm": VM2, "repo": "../etc"}, 400),
+            ("droverctl", "backup", {"vm": VM2, "repo": "other"}, 404),
+        ]
+        for who, action, req, want in refusals:
+            status, body = http(base + "/api/" + action, "POST", json.dumps(req).encode(),
+                                hdr, cert_dir=os.path.join(pki, who))
+            assert status == want, (who, action, req, status, body)
+            assert json.loads(body)["error"], body
+        status, body = http(base + "/api/snapshot", "POST", b"[1, 2]", hdr,
+                            cert_dir=os.path.join(pki, "droverctl"))
+        assert status == 400, (status, body)
+        assert set(jobs_by_id()) == jobs_before
+        assert c.ctl("snapshot", "list", VM2).stdout == snaps_before
+        assert not c.hosts_by_name()["host2"].get("maintenance"), c.hosts_by_name()["host2"]
 
     def bad_input():
         assert http(base + "/nope")[0] == 404
@@ -338,6 +483,8 @@ def cases(c, tap, tmp):
         tap.case("without a login: no cluster in the page, 401 from the API", no_login)
         tap.case("token login: cookie, hosts and the VM in the page", token_login)
         tap.case("a migration from the CLI shows live and ends on host2", migration_in_page)
+        tap.case("by clicking: a migration back to host1, a snapshot, a backup, a drain",
+                 actions_by_clicking)
         tap.case("client certificates: operator acts, viewer looks, host refused", certificates)
         tap.case("bad path, method, body, header: statuses, still serving", bad_input)
         tap.case("browsers that never read or vanish do not stall the scheduler", slow_browsers)
@@ -350,6 +497,10 @@ if __name__ == "__main__":
         print("1..0 # SKIP chromium and chromium-driver are not installed (scripts/deps)")
         sys.exit(0)
     cluster = Cluster(hosts=2)
+    # A backup repository both agents reach (the backup action).
+    repo = os.path.join(cluster.env["DROVER_CLUSTER_DIR"], "repo-dashboard")
+    cluster.env["DROVER_AGENT_ARGS"] = (cluster.env.get("DROVER_AGENT_ARGS", "")
+                                        + f" --backup-repo main={repo}").strip()
     cluster.env["DROVER_SCHEDULER_ARGS"] = (
         cluster.env.get("DROVER_SCHEDULER_ARGS", "") + f" --http-listen 127.0.0.1:{HTTP_PORT}")
     sys.exit(run_on_cluster(cluster, cases, tmp_prefix="drover-dashboard-"))

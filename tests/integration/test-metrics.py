@@ -14,6 +14,10 @@ from `cluster env`). With a VM running:
   scheduler counted the migration, and the VM's series moved hosts;
 - bad input (unknown path, other methods, a huge header, a big body) gets
   its status and the daemon keeps serving;
+- a backup: the scheduler's drover_vm_last_backup_timestamp_seconds{vm}
+  appears with the time the backup began (none before, none for a VM
+  without one, through Prometheus too), promtool still passes, and the
+  series goes with the VM;
 - `--metrics-tls` serves HTTPS with the component's certificate.
 Prints TAP.
 """
@@ -40,6 +44,8 @@ INITRD = os.path.join(GUEST_DIR, "initramfs.img")
 CMDLINE = (GUEST_CMDLINE + " drover.hb_ms=10 drover.ws_mib=32 "
            "drover.rate_mib=8 drover.data=text")
 VM = "met1"
+# A small VM with a disk, backed up into the agents' repository.
+BK_VM = "met-bk"
 MEMORY = 256 * 1024 * 1024
 # This test's own loopback ports (the cluster's are in tests/cluster/cluster).
 PROM_PORT = 19190
@@ -168,8 +174,12 @@ class Prometheus:
 
 
 def main():
-    return run_on_cluster(Cluster(hosts=2, report_interval_ms=1000), run_cases,
-                          tmp_prefix="drover-metrics-")
+    c = Cluster(hosts=2, report_interval_ms=1000)
+    # One repository both agents reach (as a shared mount would be).
+    repo = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repo-metrics")
+    c.env["DROVER_AGENT_ARGS"] = (c.env.get("DROVER_AGENT_ARGS", "")
+                                  + f" --backup-repo main={repo}").strip()
+    return run_on_cluster(c, run_cases, tmp_prefix="drover-metrics-")
 
 
 def run_cases(c, tap, tmp):
@@ -385,6 +395,33 @@ def run_cases(c, tap, tmp):
 
     tap.case("bad input: 404, 405, huge header, big body; still serving",
              bad_input)
+
+    def last_backup():
+        name = "drover_vm_last_backup_timestamp_seconds"
+        c.ctl("vm", "create", BK_VM, "--vcpus", "1", "--memory", "128M", "--disk", "16M",
+              "--kernel", KERNEL, "--initrd", INITRD, "--cmdline", GUEST_CMDLINE)
+        wait_for("the backup VM running",
+                 lambda: c.vms_by_name()[BK_VM]["state"] == "running", timeout=60)
+        assert name + "{" not in metrics(sched), "a series before any backup"
+        t0 = time.time()
+        out = c.ctl("backup", "create", BK_VM, "--repo", "main").stdout
+        t1 = time.time()
+        log(out.strip().splitlines()[-1] if out.strip() else "")
+        body = metrics(sched)
+        promtool(body)
+        ts = sample(body, f'{name}{{vm="{BK_VM}"}}')
+        assert ts is not None and t0 - 2 <= ts <= t1 + 1, (t0, ts, t1)
+        assert sample(body, f'{name}{{vm="{VM}"}}') is None
+        assert f"# TYPE {name} gauge" in body
+        got = wait_for("the backup's time through Prometheus", lambda: st["prom"].value(
+            f'{name}{{vm="{BK_VM}"}}'), timeout=30)
+        assert abs(got - ts) < 0.01, (got, ts)
+        c.ctl("vm", "delete", BK_VM, "--force")
+        wait_for("the series gone with the VM",
+                 lambda: f'vm="{BK_VM}"' not in metrics(sched), timeout=60)
+
+    tap.case("a backup: drover_vm_last_backup_timestamp_seconds, gone with the VM",
+             last_backup)
 
     def metrics_tls():
         d = c.env["DROVER_CLUSTER_DIR"]

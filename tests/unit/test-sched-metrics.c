@@ -211,6 +211,97 @@ test_scrape (TestSchedStore *f, gconstpointer data)
   sched_metrics_free (m);
 }
 
+static gint64
+events_clock (gpointer data)
+{
+  return 1000;
+}
+
+static SchedJob *
+backup_job (const char *vm, const char *state, gint64 began_ms)
+{
+  return sched_job_new (PROTO_JOB_KIND_BACKUP, vm, state, began_ms);
+}
+
+/* drover_vm_last_backup_timestamp_seconds: the store's good backup jobs
+ * when the watch begins, then backup jobs that end; failed ones and other
+ * kinds do not count, an older one does not replace a newer, a VM that is
+ * deleted loses its series, a VM without a backup has none. */
+static void
+test_last_backup (TestSchedStore *f, gconstpointer data)
+{
+  SchedMetrics *m = sched_metrics_new ();
+  g_autoptr (SchedEvents) events = sched_events_new (0, events_clock, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+  SchedJob *jobs[] = {
+    backup_job ("web1", PROTO_JOB_DONE, 1700000000000),
+    backup_job ("web1", PROTO_JOB_DONE, 1700000500000),
+    backup_job ("web1", PROTO_JOB_FAILED, 1700000900000),
+    backup_job ("db1", PROTO_JOB_RUNNING, 1700000100000),
+    sched_job_new (PROTO_JOB_KIND_SNAPSHOT_CREATE, "app1", PROTO_JOB_DONE,
+                   1700000200000),
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (jobs); i++)
+    g_assert_true (sched_store_put_job (f->store, jobs[i], &error));
+  g_assert_no_error (error);
+  text = render (m);
+  g_assert_null (strstr (text, "drover_vm_last_backup_timestamp_seconds{"));
+  g_clear_pointer (&text, g_free);
+
+  g_assert_true (sched_metrics_watch (m, f->store, events, &error));
+  text = render (m);
+  test_assert_lines (
+      text, "# TYPE drover_vm_last_backup_timestamp_seconds gauge",
+      "drover_vm_last_backup_timestamp_seconds{vm=\"web1\"} 1700000500", NULL);
+  g_assert_null (strstr (text, "vm=\"db1\""));
+  g_assert_null (strstr (text, "vm=\"app1\""));
+  g_clear_pointer (&text, g_free);
+
+  /* The running one ends well, then a failed newer one of web1, then an
+   * older good one of web1 (a restart's late answer): only db1 moves. */
+  g_free (jobs[3]->state);
+  jobs[3]->state = g_strdup (PROTO_JOB_DONE);
+  sched_events_job (events, jobs[3]);
+  sched_events_job (events, jobs[2]);
+  {
+    g_autoptr (SchedJob) old
+        = backup_job ("web1", PROTO_JOB_DONE, 1600000000000);
+
+    sched_events_job (events, old);
+  }
+  text = render (m);
+  test_assert_lines (
+      text, "drover_vm_last_backup_timestamp_seconds{vm=\"db1\"} 1700000100",
+      "drover_vm_last_backup_timestamp_seconds{vm=\"web1\"} 1700000500", NULL);
+  g_clear_pointer (&text, g_free);
+
+  /* A VM deleted: its series goes. */
+  sched_events_emit (events, SCHED_EVENT_VM_DELETED, "web1", "host1", NULL,
+                     NULL, "deleted");
+  text = render (m);
+  g_assert_null (strstr (text, "vm=\"web1\""));
+  test_assert_lines (
+      text, "drover_vm_last_backup_timestamp_seconds{vm=\"db1\"} 1700000100",
+      NULL);
+  g_clear_pointer (&text, g_free);
+
+  /* Stopping lets go of the events. */
+  sched_metrics_stop (m);
+  {
+    g_autoptr (SchedJob) late
+        = backup_job ("late1", PROTO_JOB_DONE, 1700001000000);
+
+    sched_events_job (events, late);
+  }
+  text = render (m);
+  g_assert_null (strstr (text, "vm=\"late1\""));
+  sched_metrics_free (m);
+  for (gsize i = 0; i < G_N_ELEMENTS (jobs); i++)
+    sched_job_free (jobs[i]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -219,5 +310,8 @@ main (int argc, char **argv)
   g_test_add_func ("/sched/metrics/migration-end", test_migration_end);
   g_test_add ("/sched/metrics/scrape", TestSchedStore, NULL,
               test_sched_store_setup, test_scrape, test_sched_store_teardown);
+  g_test_add ("/sched/metrics/last-backup", TestSchedStore, NULL,
+              test_sched_store_setup, test_last_backup,
+              test_sched_store_teardown);
   return g_test_run ();
 }
