@@ -2,14 +2,13 @@
  *
  * QEMU measures how fast a guest dirties its memory on request
  * (calc-dirty-rate; libvirt's virDomainStartDirtyRateCalc): in page
- * sampling mode it hashes a sample of pages, waits AGENT_DIRTY_RATE_CALC_S
- * and counts the sampled pages that changed, which works under TCG as
- * under KVM (the dirty-bitmap and dirty-ring modes need KVM). The result
- * is read with the statistics every report collects
- * (VIR_DOMAIN_STATS_DIRTYRATE, under the same NOWAIT), so a report never
- * waits for a calculation. Each running VM gets one calculation every
- * AGENT_DIRTY_RATE_INTERVAL_US, never while it migrates; starting one
- * takes a libvirt job, so it runs in a worker thread of its own. A
+ * sampling mode it hashes a sample of pages, waits AGENT_DIRTY_RATE_CALC_S (2
+ * s) and counts the sampled pages that changed, which works under TCG as under
+ * KVM (the dirty-bitmap and dirty-ring modes need KVM). The result is read with
+ * the statistics every report collects (VIR_DOMAIN_STATS_DIRTYRATE, under the
+ * same NOWAIT), so a report never waits for a calculation. Each running VM gets
+ * one calculation every AGENT_DIRTY_RATE_INTERVAL_US, never while it migrates;
+ * starting one takes a libvirt job, so it runs in a worker thread of its own. A
  * calculation that fails or is not supported leaves the figure unknown
  * and is logged once per VM at debug level.
  */

@@ -4,11 +4,14 @@
 
 #include "agent-private.h"
 
-/* A calculation lasts this long (QEMU calc-dirty-rate, page sampling);
- * each running VM gets one at most every AGENT_DIRTY_RATE_INTERVAL_US, the
- * first when the agent first sees it running. A calculation that gave
- * nothing this long after it was asked for counts as failed. */
-#define AGENT_DIRTY_RATE_CALC_S 1
+/* A calculation lasts this long (QEMU calc-dirty-rate, page sampling:
+ * 512 pages per GiB, so a 256 MiB guest writing 8 MiB/s over 32 MiB had
+ * about 16 sampled pages in reach and read 0-6 MiB/s over 1 s here;
+ * over 2 s the spread halves, so 2 s it is); each running VM gets one at most
+ * every AGENT_DIRTY_RATE_INTERVAL_US, the first when the agent first sees it
+ * running. A calculation that gave nothing this long after it was asked for
+ * counts as failed. */
+#define AGENT_DIRTY_RATE_CALC_S 2
 #define AGENT_DIRTY_RATE_INTERVAL_US (30 * G_USEC_PER_SEC)
 #define AGENT_DIRTY_RATE_GIVE_UP_US (20 * G_USEC_PER_SEC)
 /* More than any host's memory bandwidth: a bigger figure is garbage. */
