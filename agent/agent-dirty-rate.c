@@ -4,7 +4,8 @@
  * (calc-dirty-rate; libvirt's virDomainStartDirtyRateCalc): in page
  * sampling mode it hashes a sample of pages, waits AGENT_DIRTY_RATE_CALC_S (2
  * s) and counts the sampled pages that changed, which works under TCG as under
- * KVM (the dirty-bitmap and dirty-ring modes need KVM). The result is read with
+ * KVM (QEMU 7.2 under TCG here: page sampling measured; dirty-bitmap mode
+ * made QEMU drop its QMP connection). The result is read with
  * the statistics every report collects (VIR_DOMAIN_STATS_DIRTYRATE, under the
  * same NOWAIT), so a report never waits for a calculation. Each running VM gets
  * one calculation every AGENT_DIRTY_RATE_INTERVAL_US, never while it migrates;
