@@ -39,7 +39,7 @@ struct _AgentMetrics
 
   /* Families: declared at new, immutable. */
   ProtoMetric *vm_cpu, *vm_rss, *vm_mem, *vm_vcpus, *vm_rd, *vm_wr, *vm_rx,
-      *vm_tx, *vm_state;
+      *vm_tx, *vm_state, *vm_dirty;
   ProtoMetric *host_images, *host_image_bytes; /* issue 13 */
   ProtoMetric *host_cpus, *host_mem_total, *host_mem_free, *host_data_free,
       *host_vms;
@@ -110,6 +110,10 @@ agent_metrics_new (const char *host)
                       "Bytes the VM's interfaces received", C, vm_labels);
   m->vm_tx = declare (m, "drover_vm_network_transmit_bytes_total",
                       "Bytes the VM's interfaces transmitted", C, vm_labels);
+  m->vm_dirty = declare (m, "drover_vm_dirty_memory_rate_bytes",
+                         "Bytes per second the guest dirties, as the agent "
+                         "last measured (absent before a measurement)",
+                         G, vm_labels);
   m->vm_state = declare (m, "drover_vm_state",
                          "1 for the VM's state as libvirt last reported it "
                          "(one series per VM)",
@@ -268,8 +272,9 @@ static void
 remove_vm_series (AgentMetrics *m, const char *name, const VmSeen *v)
 {
   const char *const labels[] = { name, m->host, NULL };
-  ProtoMetric *const per_vm[] = { m->vm_cpu, m->vm_rss, m->vm_mem, m->vm_vcpus,
-                                  m->vm_rd,  m->vm_wr,  m->vm_rx,  m->vm_tx };
+  ProtoMetric *const per_vm[]
+      = { m->vm_cpu, m->vm_rss, m->vm_mem, m->vm_vcpus, m->vm_rd,
+          m->vm_wr,  m->vm_rx,  m->vm_tx,  m->vm_dirty };
 
   for (gsize i = 0; i < G_N_ELEMENTS (per_vm); i++)
     proto_metric_remove (per_vm[i], labels);
@@ -325,6 +330,10 @@ update_vm (AgentMetrics *m, const Drover__V1__VmStatus *st)
     proto_metric_set (m->vm_rss, labels, (double)st->memory_rss);
   else
     proto_metric_remove (m->vm_rss, labels);
+  if (st->dirty_rate_measured)
+    proto_metric_set (m->vm_dirty, labels, st->dirty_rate_bytes_per_second);
+  else
+    proto_metric_remove (m->vm_dirty, labels);
   proto_metric_set (m->vm_mem, labels, (double)configured);
   proto_metric_set (m->vm_vcpus, labels, st->vcpus);
   /* One series per VM: the old state's goes when the state changes. */

@@ -14,6 +14,7 @@
  * the history along, agent-console.c); a failed migration takes that
  * back.
  */
+#include "agent-dirty-rate.h"
 #include "agent-mig-chain.h"
 
 #include <string.h>
@@ -45,14 +46,16 @@ mig_out_free (gpointer data)
 /* The dirty rate (bytes/s) to report: QEMU's, or when QEMU has none yet
  * (it measures only at a bitmap sync, so the whole first round, which may
  * be all of a short migration, reads 0) what the rounds show: the memory
- * left at the start of a round was dirtied during the round before. */
+ * left at the start of a round was dirtied during the round before;
+ * when neither has a figure, MEASURED: the agent's own measurement of the
+ * VM (agent-dirty-rate.c, 0 = none). */
 static double
-dirty_rate (const MigProgress *p)
+dirty_rate (const MigProgress *p, double measured)
 {
   double best = p->dirty_rate > 0 ? p->dirty_rate : 0;
 
   if (best > 0 || p->rounds == NULL)
-    return best;
+    return best > 0 ? best : measured;
   for (guint i = 1; i < p->rounds->len; i++)
     {
       const MigCtlRound *a = &g_array_index (p->rounds, MigCtlRound, i - 1);
@@ -62,11 +65,11 @@ dirty_rate (const MigProgress *p)
       if (ms > 0)
         best = (double)b->remaining * 1000.0 / (double)ms;
     }
-  return best;
+  return best > 0 ? best : measured;
 }
 
 static ProtobufCMessage *
-progress_msg (const MigProgress *p)
+progress_msg (const MigProgress *p, double measured)
 {
   Drover__V1__MigrationProgress *m = g_new0 (Drover__V1__MigrationProgress, 1);
 
@@ -76,7 +79,7 @@ progress_msg (const MigProgress *p)
   m->memory_processed = p->memory_processed;
   m->memory_remaining = p->memory_remaining;
   m->iteration = p->iteration;
-  m->dirty_rate = dirty_rate (p);
+  m->dirty_rate = dirty_rate (p, measured);
   m->throughput = p->throughput;
   m->eta_s = p->eta_s;
   m->downtime_limit_ms = p->downtime_limit_ms;
@@ -143,7 +146,10 @@ static void
 on_progress (const MigProgress *p, gpointer user_data)
 {
   MigOut *out = user_data;
+  double measured = 0;
 
+  (void)agent_dirty_rate_get (agent_stats_dirty_rate (out->agent->stats),
+                              out->req->name, &measured, NULL);
   if (p->final)
     out->sent_final = TRUE;
   agent_metrics_migration (out->agent->metrics, out->req->name, p);
@@ -154,7 +160,7 @@ on_progress (const MigProgress *p, gpointer user_data)
                     "migration: disk %s: %" G_GUINT64_FORMAT
                     " of %" G_GUINT64_FORMAT " bytes copied",
                     MIG_DISK_TARGET, p->disk_processed, p->disk_total);
-  agent_stream_push (out->stream, progress_msg (p));
+  agent_stream_push (out->stream, progress_msg (p, measured));
 }
 
 /* After a completed migration: the VM runs on the destination with its

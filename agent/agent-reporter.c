@@ -8,7 +8,7 @@
  * replies. One report is in flight at a time; a kick while one is in
  * flight sends another right after it.
  */
-#include "agent-private.h"
+#include "agent-dirty-rate.h"
 
 #include <gio/gio.h>
 
@@ -66,6 +66,43 @@ collected_free (gpointer data)
   g_free (c);
 }
 
+/* Whether VM NAME is held by an operation (a migration, a backup, ...):
+ * no dirty rate calculation on it then. */
+static gboolean
+vm_busy (const char *name, gpointer user_data)
+{
+  Agent *agent = user_data;
+  gboolean busy;
+
+  if (name == NULL)
+    return TRUE;
+  g_mutex_lock (&agent->lock);
+  busy = g_hash_table_contains (agent->busy, name);
+  g_mutex_unlock (&agent->lock);
+  return busy;
+}
+
+/* Starts the dirty rate calculations now due (agent-dirty-rate.c); their
+ * results come with a later collection. */
+static void
+start_dirty_rate_calcs (Agent *agent, virConnectPtr conn)
+{
+  AgentDirtyRate *d = agent_stats_dirty_rate (agent->stats);
+  g_autoptr (GPtrArray) due
+      = agent_dirty_rate_due (d, g_get_monotonic_time (), vm_busy, agent);
+
+  for (guint i = 0; i < due->len; i++)
+    {
+      const char *uuid = due->pdata[i];
+      virDomainPtr dom = virDomainLookupByUUIDString (conn, uuid);
+
+      if (dom)
+        agent_dirty_rate_start (d, dom, uuid);
+      else
+        agent_dirty_rate_failed (d, uuid, "the domain is gone");
+    }
+}
+
 static void
 collect_thread (GTask *task, gpointer source, gpointer task_data,
                 GCancellable *cancellable)
@@ -86,6 +123,8 @@ collect_thread (GTask *task, gpointer source, gpointer task_data,
   /* stats is only touched here, and one collection runs at a time. */
   if (c->host)
     c->vms = agent_stats_collect (agent->stats, conn, &error);
+  if (c->vms)
+    start_dirty_rate_calcs (agent, conn);
   if (!c->host || !c->vms)
     {
       collected_free (c);

@@ -1,5 +1,5 @@
 /* Per-VM status and statistics of Drover domains. */
-#include "agent-private.h"
+#include "agent-dirty-rate.h"
 
 #include <string.h>
 
@@ -24,10 +24,11 @@ typedef struct
 
 struct _AgentStats
 {
-  GHashTable *samples; /* uuid -> CpuSample */
-  GMutex lock;         /* guards addrs */
-  GHashTable *addrs;   /* uuid -> AgentAddrs */
-  GThreadPool *pool;   /* agent queries */
+  GHashTable *samples;   /* uuid -> CpuSample */
+  GMutex lock;           /* guards addrs */
+  GHashTable *addrs;     /* uuid -> AgentAddrs */
+  GThreadPool *pool;     /* agent queries */
+  AgentDirtyRate *dirty; /* measured dirty rates (agent-dirty-rate.c) */
 };
 
 /* How old a guest agent answer may be before it is asked again, how long
@@ -230,6 +231,7 @@ agent_stats_new (void)
                                         agent_addrs_free);
   stats->pool = g_thread_pool_new (addr_task_run, NULL, AGENT_ADDRS_WORKERS,
                                    FALSE, NULL);
+  stats->dirty = agent_dirty_rate_new ();
   return stats;
 }
 
@@ -241,10 +243,17 @@ agent_stats_free (AgentStats *stats)
   /* Waits for queries under way (each bounded by the agent timeout). */
   if (stats->pool)
     g_thread_pool_free (stats->pool, TRUE, TRUE);
+  agent_dirty_rate_free (stats->dirty);
   g_hash_table_destroy (stats->addrs);
   g_mutex_clear (&stats->lock);
   g_hash_table_destroy (stats->samples);
   g_free (stats);
+}
+
+AgentDirtyRate *
+agent_stats_dirty_rate (AgentStats *stats)
+{
+  return stats->dirty;
 }
 
 static gboolean
@@ -444,6 +453,9 @@ apply_record (AgentStats *stats, Drover__V1__VmStatus *status,
   status->net_tx_bytes = tx;
   if (status->has_net && state == VIR_DOMAIN_RUNNING)
     apply_addresses (stats, status, rec->dom, agent_up);
+  agent_dirty_rate_observe (stats->dirty, status->uuid, status->name,
+                            state == VIR_DOMAIN_RUNNING, rec->params,
+                            rec->nparams, now, status);
 
   /* cpu_percent: CPU time used since the previous collection over the
    * wall time between them; 0 for the first sample or after a restart. */
@@ -485,7 +497,8 @@ agent_stats_collect (AgentStats *stats, virConnectPtr conn, GError **error)
   int n;
   unsigned int groups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL
                         | VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_VCPU
-                        | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
+                        | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK
+                        | VIR_DOMAIN_STATS_DIRTYRATE;
 
   /* Without ENFORCE_STATS, groups a driver lacks are simply absent.
    * NOWAIT: a domain busy in a job that admits no queries (an incoming
@@ -514,6 +527,7 @@ agent_stats_collect (AgentStats *stats, virConnectPtr conn, GError **error)
     }
   virDomainStatsRecordListFree (records);
   g_hash_table_foreach_remove (stats->samples, sample_not_seen, NULL);
+  agent_dirty_rate_sweep (stats->dirty);
   g_mutex_lock (&stats->lock);
   g_hash_table_foreach_remove (stats->addrs, addrs_not_seen, NULL);
   g_mutex_unlock (&stats->lock);

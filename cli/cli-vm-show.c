@@ -176,6 +176,19 @@ cli_vm_show (Ctl *ctl, int argc, char **argv)
       ctl_kv_take (KV_WIDTH, "cpu", g_strconcat (buf, "%", NULL));
       g_ascii_formatd (buf, sizeof buf, "%.3f s", st->cpu_time_ns / 1e9);
       ctl_kv (KV_WIDTH, "cpu-time", buf);
+      /* The agent's measurement (QEMU page sampling, every 30 s). */
+      if (st->dirty_rate_measured)
+        {
+          g_autofree char *rate = proto_format_size (
+              (guint64)MAX (st->dirty_rate_bytes_per_second, 0));
+
+          ctl_kv_take (KV_WIDTH, "dirty-rate",
+                       g_strdup_printf ("%s/s (measured %u s before the "
+                                        "report)",
+                                        rate, st->dirty_rate_age_s));
+        }
+      else
+        ctl_kv (KV_WIDTH, "dirty-rate", "unknown (not measured yet)");
       if (st->has_disk)
         {
           ctl_kv_take (KV_WIDTH, "disk-read",

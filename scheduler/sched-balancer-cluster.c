@@ -11,7 +11,8 @@
 /* From IN's jobs: the VMs with a job not over (BUSY: any kind), those
  * that started a migration within the cool-down (COOLING: whoever asked
  * for it, and it holds across a scheduler restart), and each VM's last
- * finished migration's progress (LAST_MIG: the measured dirty rate). */
+ * finished migration's progress (LAST_MIG: its dirty rate, which the
+ * agent's newer measurement in the VM's status overrides). */
 static void
 scan_jobs (const SchedBalanceInput *in, GHashTable *busy, GHashTable *cooling,
            GHashTable *last_mig)
@@ -98,6 +99,8 @@ fill_vm (const SchedBalanceInput *in, const SchedVm *vm, guint host,
   /* Before the first report that says, the VM may use all it has. */
   out->memory_used = rss > 0 ? MIN (rss, vm->spec->memory) : vm->spec->memory;
   out->touched = rss > 0 ? MIN (rss, vm->spec->memory) : 0;
+  /* The agent's measurement (its last report), else the last migration's,
+   * else the cost model's default. */
   out->dirty_rate = sched_migration_dirty_rate (
       vm, g_hash_table_lookup (last_mig, vm->name));
 }

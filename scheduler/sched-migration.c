@@ -19,6 +19,15 @@ sched_migration_dirty_rate (const SchedVm *vm,
   double activity = 1.0;
   double rate;
 
+  /* The agent measures the VM every 30 s on the host it runs on, so its
+   * figure is newer than the VM's last migration (which ended before the
+   * VM ran there) except within one interval of a failed one. A measured
+   * 0 is below page sampling's resolution: the last migration's figure
+   * or the default say more. */
+  if (vm->status != NULL && vm->status->dirty_rate_measured
+      && isfinite (vm->status->dirty_rate_bytes_per_second)
+      && vm->status->dirty_rate_bytes_per_second > 0)
+    return vm->status->dirty_rate_bytes_per_second;
   if (last != NULL)
     {
       double seen = last->dirty_rate;

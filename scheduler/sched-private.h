@@ -83,9 +83,10 @@ char *sched_place_on_networks (const SchedPolicy *policy, GPtrArray *hosts,
 #define SCHED_MIG_DIRTY_FRACTION 0.10
 #define SCHED_MIG_DIRTY_CAP (256.0 * 1024 * 1024)
 
-/* Bytes per second VM is expected to dirty. LAST, the progress of the
- * VM's most recent finished migration (may be NULL), is a measurement
- * and wins: the highest dirty rate it saw. Otherwise the default above. */
+/* Bytes per second VM is expected to dirty: its agent's measurement
+ * (VmStatus dirty_rate_*, when above 0), else LAST, the progress of the
+ * VM's most recent finished migration (may be NULL): the highest dirty
+ * rate it saw. Otherwise the default above. */
 double sched_migration_dirty_rate (const SchedVm *vm,
                                    const Drover__V1__MigrationProgress *last);
 

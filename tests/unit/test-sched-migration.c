@@ -219,6 +219,19 @@ test_dirty_rate (void)
   last.n_rounds = 1;
   g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, &last),
                                   7.0 * MiB, 1);
+  /* The agent's measurement is newer: it wins over both; a measured 0
+   * (below page sampling's resolution) does not. */
+  status.dirty_rate_measured = TRUE;
+  status.dirty_rate_bytes_per_second = 12 * MiB;
+  sched_vm_set_status (vm, &status);
+  g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, &last),
+                                  12.0 * MiB, 1);
+  g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, NULL),
+                                  12.0 * MiB, 1);
+  status.dirty_rate_bytes_per_second = 0;
+  sched_vm_set_status (vm, &status);
+  g_assert_cmpfloat_with_epsilon (sched_migration_dirty_rate (vm, &last),
+                                  7.0 * MiB, 1);
 }
 
 static void
