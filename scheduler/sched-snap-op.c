@@ -413,6 +413,9 @@ sched_snap_op_new (SchedSnapshots *s, const char *kind, const char *op_label,
 
   op->job
       = sched_job_new (kind, job_vm, PROTO_JOB_RUNNING, sched_snap_now_ms (s));
+  /* The host the job runs on, for job listings (a VM moves). */
+  g_free (op->job->source_host);
+  op->job->source_host = g_strdup (host ? host : "");
   op->op = g_strdup (op_label);
   op->vm = g_strdup (vm);
   op->host = g_strdup (host);
