@@ -342,8 +342,12 @@ sched_storage_failure (const Drover__V1__StorageProgress *last,
   if (stopped)
     return g_strdup ("the scheduler stopped during the job; the VM is as its "
                      "host reports it");
+  /* The stream broke before a final state: most often the agent died or
+   * its host went away (gRPC says only "Socket closed"). */
   if (error != NULL)
-    return g_strdup_printf ("host '%s': %s", host, error->message);
+    return g_strdup_printf ("host '%s': the connection to its agent broke "
+                            "before the job ended (%s)",
+                            host, error->message);
   return g_strdup_printf ("host '%s' ended the job without a final state",
                           host);
 }
