@@ -72,6 +72,7 @@ typedef struct
   char *note;          /* sent with every message once set */
   char *backup_id;     /* once the repository named it */
   gint64 last_push_us;
+  gboolean held; /* the backup-hold-reading fault point held it once */
 } BackupCall;
 
 /* A progress message of CALL in PHASE. */
@@ -129,6 +130,9 @@ push_completed (BackupCall *call, const AgentBackupStats *st, StorRepo *repo,
   agent_stream_push (call->stream, (ProtobufCMessage *)m);
 }
 
+/* How long the backup-hold-reading fault point holds a backup. */
+#define BACKUP_HOLD_S 4
+
 /* Each chunk reports; the stream carries at most ~4 messages a second. */
 static void
 on_progress (const AgentBackupStats *st, gpointer data)
@@ -142,6 +146,14 @@ on_progress (const AgentBackupStats *st, gpointer data)
       g_printerr ("fault: backup-crash-reading: killing the agent\n");
       kill (getpid (), SIGKILL);
       pause ();
+    }
+  /* Fault point (tests): the backup stands still once for a few seconds,
+   * data flowing, so that a test can act while its job runs. */
+  if (!call->held && !call->restore && st->bytes_read > 0
+      && agent_fault ("backup-hold-reading"))
+    {
+      call->held = TRUE;
+      g_usleep (BACKUP_HOLD_S * G_USEC_PER_SEC);
     }
 
   if (now - call->last_push_us < 250 * 1000 && st->bytes_read < st->to_read)

@@ -37,8 +37,11 @@
 #define DRILL_DEFAULT_TIMEOUT_S 600
 /* The console's tail that is searched each time. */
 #define DRILL_CONSOLE_TAIL (64 * 1024)
-/* Attempts to delete the scratch VM before the drill gives up on it. */
-#define DRILL_CLEANUP_TRIES 10
+/* How long the drill tries to delete the scratch VM (once a tick) before
+ * it gives up on it: an agent still restoring it (its scheduler stopped
+ * during the drill) refuses until its restore has ended, which under
+ * load takes longer than a few tries. */
+#define DRILL_CLEANUP_MS (120 * 1000)
 /* A drill a stopped scheduler left: how long its scratch VM may take to
  * show up in a report (an agent may finish the restore after the
  * scheduler went) before the drill takes it that there is none. */
@@ -67,10 +70,10 @@ struct _SchedDrill
   gint64 started_ms;
   gint64 ready_ms; /* started_ms to readiness (passed) */
   DrillPhase phase;
-  gboolean in_flight; /* an agent call or the restore's start pending */
-  guint cleanup_tries;
-  gboolean recovered; /* left by a scheduler that stopped */
-  const char *result; /* SCHED_DRILL_* once known */
+  gboolean in_flight;      /* an agent call or the restore's start pending */
+  gint64 cleanup_since_ms; /* the first attempt to delete the scratch VM */
+  gboolean recovered;      /* left by a scheduler that stopped */
+  const char *result;      /* SCHED_DRILL_* once known */
   char *error;
 };
 
@@ -430,7 +433,7 @@ deleted (const ProtobufCMessage *reply, const GError *error, gpointer user_data)
       forget_scratch (d, "the end of a restore drill");
       return;
     }
-  if (++d->cleanup_tries >= DRILL_CLEANUP_TRIES)
+  if (sched_schedules_now_ms (d->s) - d->cleanup_since_ms >= DRILL_CLEANUP_MS)
     {
       g_autofree char *msg = g_strdup_printf (
           "%s%sscratch VM %s could not be deleted on host %s: %s "
@@ -472,6 +475,8 @@ clean_step (SchedDrill *d, gint64 now)
     return; /* tried again at the next tick */
   req.name = d->scratch;
   req.force = TRUE;
+  if (d->cleanup_since_ms == 0)
+    d->cleanup_since_ms = now;
   d->in_flight = TRUE;
   sched_agents_call (
       d->s->svc->agents, client, DROVER_AGENT_METHOD_DELETE_VM, &req.base,

@@ -367,21 +367,29 @@ load (SchedSchedules *s, const char *name)
   return row ? proto_msg_copy (&row->spec->base) : NULL;
 }
 
-/* Counts RUN's end; a good one made the copy GOOD at GOOD_MS (NULL: not
- * known). */
+/* Counts RUN's end (its job JOB_ID, NULL when none started); a good one
+ * made the copy GOOD at GOOD_MS (NULL: not known). NEXT says what comes
+ * of a failed one (its retry, or that its slot was given up). */
 static void
-count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
-              const char *error_msg, const char *good, gint64 good_ms)
+count_result (SchedSchedules *s, const SchedDrRun *run, const char *job_id,
+              gboolean ok, const char *error_msg, const char *next,
+              const char *good, gint64 good_ms)
 {
   g_autoptr (Drover__V1__Schedule) spec = load (s, run->schedule);
   g_autoptr (GError) error = NULL;
+  g_autofree char *job
+      = job_id ? g_strdup_printf (" (job %s)", job_id) : g_strdup ("");
 
   sched_metrics_schedule_run (s->svc->metrics, spec ? spec->action : "", ok);
-  sched_events_emit (s->svc->events, SCHED_EVENT_SCHEDULE_RUN, run->vm,
-                     run->host, ok ? PROTO_JOB_DONE : PROTO_JOB_FAILED, NULL,
-                     "schedule %s: %s%s%s", run->schedule,
-                     ok ? "run done" : "run failed", ok ? "" : ": ",
-                     ok ? "" : error_msg);
+  if (ok)
+    sched_events_emit (s->svc->events, SCHED_EVENT_SCHEDULE_RUN, run->vm,
+                       run->host, PROTO_JOB_DONE, NULL,
+                       "schedule %s: run done%s", run->schedule, job);
+  else
+    sched_events_emit (s->svc->events, SCHED_EVENT_SCHEDULE_RUN, run->vm,
+                       run->host, PROTO_JOB_FAILED, NULL,
+                       "schedule %s: run failed%s (%s): %s", run->schedule, job,
+                       next ? next : "not retried", error_msg);
   if (!spec) /* deleted while it ran */
     return;
   note_vm_result (s, run->schedule, run->vm, ok, error_msg, good, good_ms);
@@ -403,20 +411,33 @@ count_result (SchedSchedules *s, const SchedDrRun *run, gboolean ok,
                     spec->name, error->message);
 }
 
-/* RUN failed with MSG: again after a backoff, or given up. */
+/* RUN (its job JOB_ID, NULL when none started) failed with MSG: again
+ * after a backoff, or given up. */
 static void
-run_failed (SchedSchedules *s, SchedDrRun *run, const char *msg, gint64 now)
+run_failed (SchedSchedules *s, SchedDrRun *run, const char *job_id,
+            const char *msg, gint64 now)
 {
-  count_result (s, run, FALSE, msg, NULL, 0);
-  drover_warning (run->vm, NULL, NULL,
+  g_autoptr (Drover__V1__Schedule) spec = load (s, run->schedule);
+  /* A deleted schedule starts nothing new, its retries neither. */
+  gboolean again = spec != NULL && run->attempts + 1 < MAX_ATTEMPTS;
+  gint64 wait = sched_dr_backoff (run->attempts + 1);
+  g_autofree char *next
+      = spec == NULL ? g_strdup ("its schedule was deleted: not retried")
+        : again
+            ? g_strdup_printf ("attempt %u of %d; again in %" G_GINT64_FORMAT
+                               " s unless its next slot comes first",
+                               run->attempts + 1, MAX_ATTEMPTS, wait)
+            : g_strdup_printf ("attempt %u of %d; the slot is given up",
+                               run->attempts + 1, MAX_ATTEMPTS);
+
+  count_result (s, run, job_id, FALSE, msg, next, NULL, 0);
+  drover_warning (run->vm, job_id, NULL,
                   "schedule %s: run of slot %" G_GINT64_FORMAT
-                  " failed (attempt %u of %d): %s",
-                  run->schedule, run->slot, run->attempts + 1, MAX_ATTEMPTS,
-                  msg);
-  if (run->attempts + 1 < MAX_ATTEMPTS)
+                  " failed (%s): %s",
+                  run->schedule, run->slot, next, msg);
+  if (again)
     sched_dr_queue_add (s->queue, run->schedule, run->vm, run->host, run->repo,
-                        run->slot, 0, run->attempts + 1,
-                        now / 1000 + sched_dr_backoff (run->attempts + 1));
+                        run->slot, 0, run->attempts + 1, now / 1000 + wait);
 }
 
 /* The snapshots of VM made by SPEC beyond its keep rules, oldest last,
@@ -536,7 +557,8 @@ snapshot_name (const char *schedule, gint64 slot)
   return g_strdup_printf ("%s-%s", schedule, stamp);
 }
 
-/* Starts RUN's job; FALSE with ERROR when it could not start. */
+/* Starts RUN's job (*JOB_ID); FALSE with ERROR when it could not start.
+ * TRUE with *JOB_ID NULL: the slot's copy exists already, nothing to do. */
 static gboolean
 start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
 {
@@ -544,6 +566,7 @@ start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
   g_autofree char *name = NULL;
   g_autofree char *what = NULL;
   g_autoptr (SchedJob) job = NULL;
+  gboolean exists = FALSE;
 
   if (!spec)
     {
@@ -564,6 +587,12 @@ start_run (SchedSchedules *s, SchedDrRun *run, char **job_id, GError **error)
       return TRUE;
     }
   name = snapshot_name (spec->name, run->slot);
+  /* A retry of a slot whose run was cut off (its agent killed) after the
+   * snapshot was taken: the agent's recovery recorded it, so the slot is
+   * done; no job (*JOB_ID stays NULL). */
+  if (run->attempts > 0
+      && sched_snapshots_exists (s->svc, run->vm, name, &exists) && exists)
+    return TRUE;
   what = g_strdup_printf ("schedule %s", spec->name);
   if (!sched_snapshots_submit (s->svc, run->vm, name, FALSE, FALSE, what, &job,
                                error))
@@ -624,9 +653,11 @@ follow (SchedSchedules *s, gint64 now)
               = snapshot_name (st->run->schedule, st->run->slot);
 
           if (b && b->id[0])
-            count_result (s, st->run, TRUE, NULL, b->id, b->start_s * 1000);
+            count_result (s, st->run, st->job_id, TRUE, NULL, NULL, b->id,
+                          b->start_s * 1000);
           else
-            count_result (s, st->run, TRUE, NULL, snap, job->updated_ms);
+            count_result (s, st->run, st->job_id, TRUE, NULL, NULL, snap,
+                          job->updated_ms);
           if ((spec = load (s, st->run->schedule)) != NULL)
             {
               retain (s, spec, st->run->vm);
@@ -634,7 +665,7 @@ follow (SchedSchedules *s, gint64 now)
             }
         }
       else
-        run_failed (s, st->run,
+        run_failed (s, st->run, st->job_id,
                     job ? (job->error[0] ? job->error : "the job failed")
                         : error->message,
                     now);
@@ -679,7 +710,19 @@ tick (gpointer data)
               sched_dr_run_free (run);
               continue;
             }
-          run_failed (s, run, start_error->message, now);
+          run_failed (s, run, NULL, start_error->message, now);
+          sched_dr_run_free (run);
+          continue;
+        }
+      if (job_id == NULL)
+        {
+          g_autofree char *snap = snapshot_name (run->schedule, run->slot);
+          g_autoptr (Drover__V1__Schedule) spec = NULL;
+
+          sched_dr_queue_finished (s->queue, run);
+          count_result (s, run, NULL, TRUE, NULL, NULL, snap, now);
+          if ((spec = load (s, run->schedule)) != NULL)
+            retain (s, spec, run->vm);
           sched_dr_run_free (run);
           continue;
         }

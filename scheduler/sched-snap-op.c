@@ -342,8 +342,12 @@ sched_storage_failure (const Drover__V1__StorageProgress *last,
   if (stopped)
     return g_strdup ("the scheduler stopped during the job; the VM is as its "
                      "host reports it");
+  /* The stream broke before a final state: most often the agent died or
+   * its host went away (gRPC says only "Socket closed"). */
   if (error != NULL)
-    return g_strdup_printf ("host '%s': %s", host, error->message);
+    return g_strdup_printf ("host '%s': the connection to its agent broke "
+                            "before the job ended (%s)",
+                            host, error->message);
   return g_strdup_printf ("host '%s' ended the job without a final state",
                           host);
 }
@@ -413,6 +417,9 @@ sched_snap_op_new (SchedSnapshots *s, const char *kind, const char *op_label,
 
   op->job
       = sched_job_new (kind, job_vm, PROTO_JOB_RUNNING, sched_snap_now_ms (s));
+  /* The host the job runs on, for job listings (a VM moves). */
+  g_free (op->job->source_host);
+  op->job->source_host = g_strdup (host ? host : "");
   op->op = g_strdup (op_label);
   op->vm = g_strdup (vm);
   op->host = g_strdup (host);

@@ -74,7 +74,8 @@ typedef struct
   char *error;
   gint64 created_ms;
   gint64 updated_ms;
-  /* kind PROTO_JOB_KIND_MIGRATE ("" / NULL otherwise) */
+  /* kind PROTO_JOB_KIND_MIGRATE; source_host also for storage jobs: the
+   * host they run on ("" / NULL otherwise) */
   char *source_host;
   char *dest_host;
   Drover__V1__MigrationProgress *migration;    /* last progress; may be NULL */

@@ -29,6 +29,14 @@ period (10 s) so that a run comes every few seconds.
 - with --dr-jobs-per-repo 1, two VMs of one backup schedule due in the
   same second on two hosts are backed up one after the other, never at
   once.
+- faults: the agent killed (fault point, as kill -9) during a scheduled
+  backup: the run failed with the host and why (schedule show, dr report,
+  job list, the event naming its retry), no manifest of it, the last good
+  backup kept, the next run good, backup verify passes, the guest writes
+  on; a schedule deleted while its backup runs: the job ends done, nothing
+  new starts; the agent killed during a scheduled snapshot: the snapshot
+  recorded at its start is whole (deletes), the next run good; a VM that
+  migrated is backed up on the host it runs on now (the job says so).
 Prints TAP.
 """
 import calendar
@@ -424,6 +432,183 @@ def run_cases(c, tap, tmp):
         assert int(jobs[1]["created_ms"]) >= int(jobs[0]["updated_ms"]), jobs
         c.ctl("schedule", "delete", "bk4")
 
+    # --- faults (issue 16's untested paths) --------------------------------
+    fault = {}
+
+    def now_ms():
+        return int(time.time() * 1000)
+
+    def start_agent(i, faults=None):
+        """Starts host I's agent (after it died) with FAULTS or none."""
+        env = dict(c.env)
+        env.pop("DROVER_FAULTS", None)
+        if faults:
+            env["DROVER_FAULTS"] = faults
+        subprocess.run([CLUSTER, "start-agent", str(i)], env=env, check=True,
+                       capture_output=True, timeout=90)
+        wait_for(f"host{i} up", lambda: c.hosts_by_name()[f"host{i}"]["state"] == "up", 60)
+
+    def events(since):
+        out = c.ctl("events", "-n", "1000", "--json").stdout
+        return [e for e in map(json.loads, out.splitlines())
+                if int(e.get("time_ms", 0)) >= since]
+
+    def runs_of(name, since):
+        return [e for e in events(since) if e["kind"] == "schedule.run"
+                and e["message"].startswith(f"schedule {name}: ")]
+
+    def jobs_of(vm, kind, since):
+        return [j for j in c.ctl_json("jobs")["jobs"] if j["kind"] == kind
+                and j["vm"] == vm and int(j["created_ms"]) >= since]
+
+    def report_row(name, vm=VM):
+        p = c.ctl("dr", "report", "--json", check=False)
+        return [v for v in json.loads(p.stdout)["vms"]
+                if v["schedule"] == name and v["vm"] == vm][0]
+
+    def disk_gen(vm=VM):
+        got = re.findall(r"^DROVER-GUEST disk gen (\d+) written",
+                         c.ctl("vm", "console", vm).stdout, re.M)
+        return int(got[-1]) if got else 0
+
+    def backup_killed():
+        def listed():
+            got = c.ctl_json("backup", "list", VM, "--repo", "dr").get("backups", [])
+            return sorted(b["id"] for b in got if b["vm"] == VM)
+
+        # The guest writes its disk (every backup then reads data).
+        wait_for("the guest writing its disk", lambda: disk_gen() >= 1, 180, 1)
+        c.ctl("schedule", "create", "bkf", "--select", VM, "--action", "backup",
+              "--repo", "dr", "--every", "10s", "--keep-last", "2", "--paused")
+        c.ctl("schedule", "run-now", "bkf")
+        wait_for("bkf's first backup", lambda: schedules()["bkf"].get("runs_ok", 0) == 1,
+                 120, 1)
+        good = listed()
+        assert len(good) == 1, good
+        gen = disk_gen()
+        # The next backup kills its agent (as kill -9) once data flows.
+        c.restart_agent(1, "backup-crash-reading")
+        t1 = now_ms()
+        c.ctl("schedule", "run-now", "bkf")
+        s = wait_for("the killed run counted", lambda: (lambda s: s if s.get(
+            "runs_failed", 0) >= 1 else None)(schedules()["bkf"]), 120, 1)
+        log(f"bkf after the kill: {s}")
+        assert s["runs_failed"] == 1 and s["failures_in_row"] == 1, s
+        assert "host 'host1': the connection to its agent broke" in s["last_error"] \
+            and VM in s["last_error"], s
+        failed = [j for j in jobs_of(VM, "backup", t1) if j["state"] == "failed"]
+        assert len(failed) == 1 and failed[0].get("error"), failed
+        assert failed[0].get("source_host") == "host1", failed
+        row = report_row("bkf")
+        assert row["failures_in_row"] == 1 and "host1" in row.get("last_error", ""), row
+        assert row["last_good"] == good[0], row
+        ev = [e for e in runs_of("bkf", t1) if e.get("state") == "failed"]
+        assert len(ev) == 1 and failed[0]["id"] in ev[0]["message"] \
+            and "attempt 1 of 3; again in 30 s" in ev[0]["message"], ev
+        # No manifest of the broken backup; the last good one stays.
+        assert listed() == good, (listed(), good)
+        # The agent back (holding each backup a moment, for the next case):
+        # libvirt's backup job the dead agent left is ended.
+        start_agent(1, "backup-hold-reading")
+        wait_for("no libvirt job left", lambda: "None" in c.virsh(
+            1, "domjobinfo", VM).stdout, 30, 1)
+        wait_for(f"{VM} running", lambda: c.vms_by_name()[VM]["state"] == "running", 30, 1)
+        t2 = now_ms()
+        c.ctl("schedule", "resume", "bkf")
+        s = wait_for("bkf's next run good", lambda: (lambda s: s if s.get(
+            "runs_ok", 0) >= 2 else None)(schedules()["bkf"]), 60, 1)
+        assert s["failures_in_row"] == 0 and s["runs_failed"] == 1, s
+        row = report_row("bkf")
+        assert row["failures_in_row"] == 0 and row["last_good"] != good[0], row
+        # Retention (keep-last 2) kept the last good one and the new one.
+        now = wait_for("bkf's two backups", lambda: (lambda b: b if len(b) == 2 else None)(
+            listed()), 30, 1)
+        assert good[0] in now and row["last_good"] in now, (now, good, row)
+        p = c.ctl("backup", "verify", "--all", "--repo", "dr", check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        # The guest wrote on, its disk sound, across the agent's death.
+        wait_for("the guest writing on", lambda: disk_gen() > gen, 30, 1)
+        text = c.ctl("vm", "console", VM).stdout
+        assert "DROVER-GUEST error" not in text, text[-2000:]
+        assert c.vms_by_name()[VM]["state"] == "running"
+        log(f"bkf: kept {now}, took {(now_ms() - t2) / 1000:.1f} s to the next good run")
+
+    def delete_while_running():
+        # bkf runs every 10 s and the agent holds each backup 4 s.
+        since = now_ms()
+        job = wait_for("a bkf backup running", lambda: (lambda j: j[0] if j else None)(
+            [j for j in jobs_of(VM, "backup", since) if j["state"] == "running"]), 30, 0.5)
+        c.ctl("schedule", "delete", "bkf")
+        fault["deleted_ms"] = now_ms()
+        end = wait_for("the running job's end", lambda: (lambda j: j if j["state"] in (
+            "done", "failed") else None)(
+            [j for j in c.ctl_json("jobs")["jobs"] if j["id"] == job["id"]][0]), 60, 0.5)
+        assert end["state"] == "done", end
+        assert int(end["updated_ms"]) >= fault["deleted_ms"], (end, fault)
+        assert "bkf" not in schedules()
+
+    def nothing_after_delete():
+        # At least one period and window after the delete, nothing new.
+        left = fault["deleted_ms"] / 1000 + 13 - time.time()
+        if left > 0:
+            time.sleep(left)
+        late = [j for j in jobs_of(VM, "backup", fault["deleted_ms"])]
+        assert late == [], late
+        evs = runs_of("bkf", fault["deleted_ms"])
+        assert len(evs) <= 1 and all(e["state"] == "done" for e in evs), evs
+
+    def snapshot_killed():
+        # The agent dies right after the snapshot switched the disk.
+        c.restart_agent(1, "snapshot-create-crash-after")
+        c.ctl("schedule", "create", "snf", "--select", VM, "--action", "snapshot",
+              "--every", "10s", "--keep-last", "2", "--paused")
+        t1 = now_ms()
+        c.ctl("schedule", "run-now", "snf")
+        s = wait_for("the killed snapshot run counted", lambda: (lambda s: s if s.get(
+            "runs_failed", 0) >= 1 else None)(schedules()["snf"]), 120, 1)
+        log(f"snf after the kill: {s}")
+        assert "host 'host1': the connection to its agent broke" in s["last_error"], s
+        start_agent(1)
+        # The disk had switched: the agent's start records the snapshot
+        # (not half: listed whole), and the scheduler's list follows.
+        cut = wait_for("the killed run's snapshot recorded", lambda: (
+            lambda m: m if len(m) == 1 else None)(snaps("snf")), 30, 1)
+        log(f"snapshot of the killed run: {cut}")
+        wait_for(f"{VM} running", lambda: c.vms_by_name()[VM]["state"] == "running", 30, 1)
+        c.ctl("schedule", "resume", "snf")
+        wait_for("snf's next run good", lambda: schedules()["snf"].get("runs_ok", 0) >= 1,
+                 60, 1)
+        c.ctl("schedule", "pause", "snf")
+        s = schedules()["snf"]
+        assert s["failures_in_row"] == 0, s
+        # Whatever the killed run left is a whole snapshot: it deletes.
+        for name in cut:
+            c.ctl("snapshot", "delete", VM, name)
+        wait_for("snf's snapshots", lambda: not set(cut) & set(snaps("snf")), 60, 1)
+        assert "DROVER-GUEST error" not in c.ctl("vm", "console", VM).stdout
+        assert c.vms_by_name()[VM]["state"] == "running"
+        c.ctl("schedule", "delete", "snf")
+
+    def moved(vm="sched-web-dr"):
+        c.ctl("schedule", "create", "bkm", "--select", vm, "--action", "backup",
+              "--repo", "dr", "--every", "10s", "--paused")
+        was = c.vms_by_name()[vm]
+        assert was["state"] == "running", was
+        to = "host1" if was["host"] == "host2" else "host2"
+        c.ctl("migrate", vm, "--to", to)
+        wait_for(f"{vm} running on {to}", lambda: (lambda v: v["host"] == to and v[
+            "state"] == "running")(c.vms_by_name()[vm]), 30, 1)
+        t1 = now_ms()
+        c.ctl("schedule", "resume", "bkm")
+        wait_for("bkm's run after the move", lambda: schedules()["bkm"].get(
+            "runs_ok", 0) >= 1, 60, 1)
+        c.ctl("schedule", "delete", "bkm")
+        done = [j for j in jobs_of(vm, "backup", t1) if j["state"] == "done"]
+        assert done and all(j.get("source_host") == to for j in done), done
+        ev = [e for e in runs_of("bkm", t1) if e.get("state") == "done"]
+        assert ev and all(e["host"] == to for e in ev), ev
+        log(f"{vm} moved to {to}: backed up there by job {done[0]['id']}")
+
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
@@ -441,11 +626,20 @@ def run_cases(c, tap, tmp):
     tap.case("restore drills: one passes on the other host, one interrupted by a "
              "scheduler restart and one of corrupted backups fail; no scratch VM "
              "is left", drills)
+    tap.case("agent killed during a scheduled backup: the run failed with its "
+             "reason (show, dr report, job list), retried, the next run good, the "
+             "repository sound, the VM running", backup_killed)
+    tap.case("a schedule deleted while its backup runs: the job finishes done",
+             delete_while_running)
+    tap.case("agent killed during a scheduled snapshot: the list consistent, the "
+             "VM running, the next run good", snapshot_killed)
+    tap.case("a deleted schedule starts nothing afterwards", nothing_after_delete)
     tap.case("host lost: the newest backup is at most one interval plus its "
              "duration old, restores on the other host and boots consistent",
              host_lost)
     tap.case("--dr-jobs-per-repo 1: two VMs due at once on two hosts are backed "
              "up one after the other", repo_limit)
+    tap.case("a VM that moved is backed up on the host it runs on now", moved)
 
 
 if __name__ == "__main__":
