@@ -3,6 +3,11 @@
  * tests with agent_fault_set (setenv is not safe once threads run). */
 #include "agent-private.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include "stor-repo.h"
+
 gboolean
 agent_fault_compiled (void)
 {
@@ -65,4 +70,33 @@ agent_fault_fail (const char *name, GError **error)
     return FALSE;
   g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
   return TRUE;
+}
+
+/* See agent-private.h. */
+void
+agent_fault_crash (const char *name)
+{
+  if (!agent_fault (name))
+    return;
+  g_printerr ("fault: %s: killing the agent\n", name);
+  kill (getpid (), SIGKILL);
+  pause ();
+}
+
+/* The repository library's steps (stor_repo_set_step_hook): fault point
+ * repo-crash-STEP. */
+static void
+storage_step (const char *step)
+{
+  g_autofree char *name = g_strconcat ("repo-crash-", step, NULL);
+
+  agent_fault_crash (name);
+}
+
+/* See agent-private.h. */
+void
+agent_fault_storage_hook (void)
+{
+  if (agent_fault_compiled ())
+    stor_repo_set_step_hook (storage_step);
 }

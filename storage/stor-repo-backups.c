@@ -124,6 +124,7 @@ stor_repo_delete (StorRepo *repo, const char *id, GError **error)
         }
       return stor_repo_errno (error, saved, "delete backup", path);
     }
+  stor_repo_step ("prune-deleting");
   writers = stor_repo_writers (repo, NULL, error);
   for (guint i = 0; writers && i < writers->len; i++)
     {

@@ -24,6 +24,23 @@ stor_repo_fail_writes (int err)
   g_atomic_int_set (&fail_writes_errno, err);
 }
 
+static StorRepoStepHook step_hook;
+
+void
+stor_repo_set_step_hook (StorRepoStepHook hook)
+{
+  g_atomic_pointer_set (&step_hook, hook);
+}
+
+void
+stor_repo_step (const char *step)
+{
+  StorRepoStepHook hook = g_atomic_pointer_get (&step_hook);
+
+  if (hook)
+    hook (step);
+}
+
 char *
 stor_repo_sub (StorRepo *repo, const char *first, ...)
 {
@@ -184,20 +201,81 @@ safe_host_name (void)
   return host;
 }
 
+/* TRUE when PATH is a directory (not a link) with nothing in it. */
+static gboolean
+dir_empty (const char *path)
+{
+  g_autoptr (GDir) dir = NULL;
+
+  if (g_file_test (path, G_FILE_TEST_IS_SYMLINK)
+      || !(dir = g_dir_open (path, 0, NULL)))
+    return FALSE;
+  return g_dir_read_name (dir) == NULL;
+}
+
+/* TRUE when PATH (no format file) holds only what an init cut short
+ * (a killed agent) leaves, so that init may finish it. */
+static gboolean
+interrupted_init (const char *path)
+{
+  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (!dir)
+    return FALSE;
+  while ((name = g_dir_read_name (dir)))
+    {
+      g_autofree char *sub = g_build_filename (path, name, NULL);
+      g_autoptr (GDir) inner = NULL;
+      const char *leaf;
+
+      if (!g_strv_contains (subdirs, name)
+          || g_file_test (sub, G_FILE_TEST_IS_SYMLINK)
+          || !(inner = g_dir_open (sub, 0, NULL)))
+        return FALSE;
+      while ((leaf = g_dir_read_name (inner)))
+        {
+          g_autofree char *f = g_build_filename (sub, leaf, NULL);
+
+          if (!strcmp (name, "chunks") && strlen (leaf) == 2
+              && g_ascii_isxdigit (leaf[0]) && g_ascii_isxdigit (leaf[1])
+              && !g_ascii_isupper (leaf[0]) && !g_ascii_isupper (leaf[1])
+              && dir_empty (f))
+            continue;
+          if (!strcmp (name, "tmp") && g_str_has_suffix (leaf, ".format")
+              && g_file_test (f, G_FILE_TEST_IS_REGULAR))
+            continue;
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* mkdir that accepts a directory already there (an init finished by a
+ * second try, or two hosts making the same repository at once). */
+static gboolean
+mkdir_once (const char *path, GError **error)
+{
+  if (g_mkdir (path, 0755) == 0
+      || (errno == EEXIST && g_file_test (path, G_FILE_TEST_IS_DIR)
+          && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)))
+    return TRUE;
+  return stor_repo_errno (error, errno, "create", path);
+}
+
 gboolean
 stor_repo_init (const char *path, GError **error)
 {
-  g_autoptr (GDir) dir = NULL;
   g_autofree char *format = NULL;
   g_autofree char *tmp = NULL;
   StorRepo repo = { (char *)path, NULL };
 
   if (g_mkdir_with_parents (path, 0755) < 0)
     return stor_repo_errno (error, errno, "create repository", path);
-  dir = g_dir_open (path, 0, error);
-  if (!dir)
-    return FALSE;
-  if (g_dir_read_name (dir))
+  format = g_build_filename (path, STOR_REPO_FORMAT_FILE, NULL);
+  /* Empty, or what an init killed before its format file left (then
+   * this one finishes it). Anything else is refused. */
+  if (!interrupted_init (path))
     {
       g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
                    "cannot create a repository in %s: it is not empty", path);
@@ -207,8 +285,8 @@ stor_repo_init (const char *path, GError **error)
     {
       g_autofree char *sub = g_build_filename (path, subdirs[i], NULL);
 
-      if (g_mkdir (sub, 0755) < 0)
-        return stor_repo_errno (error, errno, "create", sub);
+      if (!mkdir_once (sub, error))
+        return FALSE;
     }
   for (guint i = 0; i < 256; i++)
     {
@@ -217,15 +295,16 @@ stor_repo_init (const char *path, GError **error)
 
       g_snprintf (name, sizeof name, "%02x", i);
       sub = g_build_filename (path, "chunks", name, NULL);
-      if (g_mkdir (sub, 0755) < 0)
-        return stor_repo_errno (error, errno, "create", sub);
+      if (!mkdir_once (sub, error))
+        return FALSE;
     }
+  stor_repo_step ("init-dirs");
   /* The format file last: a repository without it is not one, so an
-   * interrupted init is refused by open rather than half-used. */
+   * interrupted init is refused by open rather than half-used, and
+   * finished by the next init. */
   repo.host = safe_host_name ();
   tmp = stor_repo_tmp_path (&repo, "format");
   g_free (repo.host);
-  format = g_build_filename (path, STOR_REPO_FORMAT_FILE, NULL);
   return stor_repo_write_file (tmp, format, STOR_REPO_FORMAT_LINE,
                                strlen (STOR_REPO_FORMAT_LINE), error);
 }

@@ -35,6 +35,90 @@ test_open (Fixture *f, gconstpointer data)
   stor_repo_free (other);
 }
 
+/* The steps the hook saw (stor_repo_set_step_hook). */
+static GString *steps_seen;
+
+static void
+record_step (const char *step)
+{
+  g_string_append_printf (steps_seen, "%s;", step);
+}
+
+/* What an init killed before its format file leaves: the subdirectories,
+ * the first N chunk directories, the format file's temp file. */
+static void
+half_init (const char *path, guint n)
+{
+  const char *subs[] = { "chunks", "backups", "tmp", "writers", "state" };
+  g_autofree char *tmp = g_build_filename (path, "tmp", "h~1~00.format", NULL);
+
+  g_assert_cmpint (g_mkdir (path, 0755), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
+    {
+      g_autofree char *sub = g_build_filename (path, subs[i], NULL);
+
+      g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%02x", i);
+      g_autofree char *sub = g_build_filename (path, "chunks", name, NULL);
+
+      g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+    }
+  g_assert_true (g_file_set_contents (tmp, "drover", -1, NULL));
+}
+
+/* An init cut short (a killed agent) is finished by the next one; a
+ * directory holding anything more is still refused, and left as it was. */
+static void
+test_init_interrupted (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *half = g_build_filename (f->dir, "half", NULL);
+  g_autofree char *other = g_build_filename (f->dir, "other", NULL);
+  g_autofree char *stray
+      = g_build_filename (other, "chunks", "01", "stray", NULL);
+  g_autofree char *manifest
+      = g_build_filename (other, "backups", "x.json", NULL);
+  g_autofree char *other_format
+      = g_build_filename (other, STOR_REPO_FORMAT_FILE, NULL);
+  g_autofree char *last = g_build_filename (half, "chunks", "ff", NULL);
+  StorRepo *repo;
+
+  steps_seen = g_string_new (NULL);
+  stor_repo_set_step_hook (record_step);
+  half_init (half, 17);
+  g_assert_null (stor_repo_open (half, &error));
+  g_clear_error (&error);
+  g_assert_true (stor_repo_init (half, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (steps_seen->str, ==, "init-dirs;");
+  g_assert_true (g_file_test (last, G_FILE_TEST_IS_DIR));
+  repo = stor_repo_open (half, &error);
+  g_assert_no_error (error);
+  stor_repo_free (repo);
+  /* Made now: a second init refuses it. */
+  g_assert_false (stor_repo_init (half, &error));
+  g_assert_error (error, STOR_ERROR, STOR_ERROR_EXISTS);
+  g_clear_error (&error);
+
+  /* A file in a chunk directory, or a manifest: not an init's leftovers. */
+  half_init (other, 2);
+  g_assert_true (g_file_set_contents (stray, "x", -1, NULL));
+  g_assert_false (stor_repo_init (other, &error));
+  g_assert_error (error, STOR_ERROR, STOR_ERROR_EXISTS);
+  g_clear_error (&error);
+  g_assert_cmpint (g_unlink (stray), ==, 0);
+  g_assert_true (g_file_set_contents (manifest, "{}", -1, NULL));
+  g_assert_false (stor_repo_init (other, &error));
+  g_assert_error (error, STOR_ERROR, STOR_ERROR_EXISTS);
+  g_clear_error (&error);
+  g_assert_false (g_file_test (other_format, G_FILE_TEST_EXISTS));
+  stor_repo_set_step_hook (NULL);
+  g_string_free (steps_seen, TRUE);
+}
+
 static void
 test_chunk_roundtrip (Fixture *f, gconstpointer data)
 {
@@ -439,6 +523,7 @@ main (int argc, char **argv)
 #define ADD(path, fn)                                                          \
   g_test_add ("/stor-repo/" path, Fixture, NULL, setup, fn, teardown)
   ADD ("open", test_open);
+  ADD ("init-interrupted", test_init_interrupted);
   ADD ("chunk-roundtrip", test_chunk_roundtrip);
   ADD ("chunk-hostile", test_chunk_hostile);
   ADD ("backup-full-incremental", test_backup_full_incremental);
