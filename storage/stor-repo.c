@@ -385,11 +385,24 @@ stor_repo_writer_info_free (StorRepoWriterInfo *info)
   g_free (info);
 }
 
+/* TRUE when process PID runs: a zombie (a killed agent its parent has
+ * not reaped yet) is as good as gone. */
 static gboolean
 pid_alive (gint64 pid)
 {
-  return pid > 0 && pid <= G_MAXINT
-         && (kill ((pid_t)pid, 0) == 0 || errno == EPERM);
+  g_autofree char *stat_path = NULL;
+  g_autofree char *text = NULL;
+  const char *end;
+
+  if (pid <= 0 || pid > G_MAXINT
+      || (kill ((pid_t)pid, 0) < 0 && errno != EPERM))
+    return FALSE;
+  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
+  if (!g_file_get_contents (stat_path, &text, NULL, NULL))
+    return TRUE; /* no /proc: trust kill */
+  /* "PID (COMM) STATE ...": COMM may hold anything, the last ')' ends it. */
+  end = strrchr (text, ')');
+  return !(end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X'));
 }
 
 gboolean
