@@ -520,6 +520,41 @@ parse_owner (const char *name, char **host, gint64 *pid)
   return TRUE;
 }
 
+/* A manifest a killed prune set aside (tmp/HOST~PID~X.ID.deleting, see
+ * stor_repo_delete) goes back to backups/ when a running writer uses
+ * it as its parent (the delete would have put it back: gc marks a
+ * running writer's parent through its manifest); TRUE when it did. */
+static gboolean
+restore_deleting (StorRepo *repo, const char *name, const char *file)
+{
+  const char *rand = strrchr (name, '~');
+  const char *dot = rand ? strchr (rand, '.') : NULL;
+  g_autofree char *id = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *dest = NULL;
+  g_autoptr (GPtrArray) writers = NULL;
+
+  if (!dot || !g_str_has_suffix (name, ".deleting"))
+    return FALSE;
+  id = g_strndup (dot + 1, strlen (dot + 1) - strlen (".deleting"));
+  if (!stor_repo_id_validate (id, NULL))
+    return FALSE;
+  writers = stor_repo_writers (repo, NULL, NULL);
+  for (guint i = 0; writers && i < writers->len; i++)
+    {
+      StorRepoWriterInfo *w = g_ptr_array_index (writers, i);
+
+      if (w->parent && strcmp (w->parent, id) == 0)
+        {
+          json = g_strconcat (id, ".json", NULL);
+          dest = stor_repo_sub (repo, "backups", json, NULL);
+          /* link: never over a manifest of that name. */
+          return link (file, dest) == 0 && g_unlink (file) == 0;
+        }
+    }
+  return FALSE;
+}
+
 gboolean
 stor_repo_recover (StorRepo *repo, guint *removed, GError **error)
 {
@@ -544,6 +579,8 @@ stor_repo_recover (StorRepo *repo, guint *removed, GError **error)
               || pid_alive (pid))
             continue;
           file = g_build_filename (dirpath, name, NULL);
+          if (i == 1 && restore_deleting (repo, name, file))
+            continue;
           if (g_unlink (file) < 0 && errno != ENOENT)
             return stor_repo_errno (error, errno, "remove", file);
           count++;

@@ -119,6 +119,64 @@ test_init_interrupted (Fixture *f, gconstpointer data)
   g_string_free (steps_seen, TRUE);
 }
 
+/* Sets backup ID's manifest aside as a prune killed after its rename
+ * leaves it (tmp/HOST~PID~X.ID.deleting, PID a process that is gone);
+ * returns its path there. */
+static char *
+kill_prune (Fixture *f, const char *id)
+{
+  g_autofree char *json = g_strconcat (id, ".json", NULL);
+  g_autofree char *from = stor_repo_sub (f->repo, "backups", json, NULL);
+  g_autofree char *name = NULL;
+  char *to;
+  pid_t pid = fork ();
+
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    _exit (0);
+  g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
+  name = g_strdup_printf ("%s~%d~0123abcd.%s.deleting", f->repo->host, (int)pid,
+                          id);
+  to = stor_repo_sub (f->repo, "tmp", name, NULL);
+  g_assert_cmpint (g_rename (from, to), ==, 0);
+  return to;
+}
+
+/* A prune killed mid-delete: at recovery the manifest it set aside goes
+ * back when a running backup uses it as its parent, else it goes. */
+static void
+test_recover_killed_prune (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree guint8 *buf = text_data (CHUNK, 7);
+  g_autofree char *b1 = NULL, *b2 = NULL, *aside1 = NULL, *aside2 = NULL;
+  StorRepoWriter *w = begin (f, NULL, CHUNK);
+  StorRepoWriter *running;
+  guint removed = 0;
+
+  put (w, 0, buf, CHUNK);
+  b1 = commit (w);
+  stor_repo_writer_free (w);
+  g_usleep (1100 * 1000); /* ids carry the second */
+  w = begin (f, b1, CHUNK);
+  b2 = commit (w);
+  stor_repo_writer_free (w);
+  /* A backup running on top of b2 (this process: alive). */
+  running = begin (f, b2, CHUNK);
+  aside1 = kill_prune (f, b1);
+  aside2 = kill_prune (f, b2);
+  assert_counts (f, 0, 1, 1, 2);
+  g_assert_true (stor_repo_recover (f->repo, &removed, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (removed, ==, 1);
+  g_assert_false (g_file_test (aside1, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (aside2, G_FILE_TEST_EXISTS));
+  assert_counts (f, 1, 1, 1, 0);
+  assert_chunk (f, b2, 0, buf, CHUNK);
+  stor_repo_writer_abort (running);
+  stor_repo_writer_free (running);
+}
+
 static void
 test_chunk_roundtrip (Fixture *f, gconstpointer data)
 {
@@ -524,6 +582,7 @@ main (int argc, char **argv)
   g_test_add ("/stor-repo/" path, Fixture, NULL, setup, fn, teardown)
   ADD ("open", test_open);
   ADD ("init-interrupted", test_init_interrupted);
+  ADD ("recover-killed-prune", test_recover_killed_prune);
   ADD ("chunk-roundtrip", test_chunk_roundtrip);
   ADD ("chunk-hostile", test_chunk_hostile);
   ADD ("backup-full-incremental", test_backup_full_incremental);
