@@ -342,6 +342,11 @@ sched_storage_failure (const Drover__V1__StorageProgress *last,
   if (stopped)
     return g_strdup ("the scheduler stopped during the job; the VM is as its "
                      "host reports it");
+  if (g_error_matches (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE))
+    return g_strdup_printf ("host '%s': its agent stopped answering during "
+                            "the job (killed, or the connection broke: %s); "
+                            "the job did not finish",
+                            host, error->message);
   if (error != NULL)
     return g_strdup_printf ("host '%s': %s", host, error->message);
   return g_strdup_printf ("host '%s' ended the job without a final state",

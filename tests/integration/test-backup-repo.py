@@ -309,6 +309,7 @@ def run_cases(c, tap, tmp, pb, root):
         start_agent(1, "verify-crash-reading")
         p = c.ctl("backup", "verify", "--all", "--repo", "shared", check=False)
         log(f"verify with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert "stopped answering" in p.stderr, p.stderr
         assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
         log(f"job: {failed_job('verify', since)}")
         start_agent(1, "repo-crash-prune-deleting")
@@ -350,6 +351,7 @@ def run_cases(c, tap, tmp, pb, root):
         since = int(time.time() * 1000) - 2000
         p = c.ctl("repo", "gc", "shared", "--wait", check=False)
         log(f"gc with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert "stopped answering" in p.stderr, p.stderr
         assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
         log(f"job: {failed_job('gc', since)}")
         start_agent(1, "restore-crash-writing")
@@ -374,6 +376,7 @@ def run_cases(c, tap, tmp, pb, root):
         p = c.ctl("backup", "restore", st["b4"], "--as", name, "--host", "host1",
                   "--repo", "shared", check=False)
         log(f"restore with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert "stopped answering" in p.stderr, p.stderr
         assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
         start_agent(1, "repo-crash-init-dirs", args=args2)
         wait_for("no VM record left", lambda: name not in c.vms_by_name(), timeout=30)
