@@ -61,8 +61,9 @@ gboolean agent_fault_compiled (void);
 /* Kills the agent (SIGKILL) when fault point NAME fires. */
 void agent_fault_crash (const char *name);
 /* In a build with fault points, makes the repository library's steps
- * fault points repo-crash-STEP (init-dirs, gc-sweeping, prune-deleting:
- * see stor_repo_set_step_hook) that kill the agent. */
+ * (init-dirs, gc-marked, gc-sweeping, prune-deleting: see
+ * stor_repo_set_step_hook) fault points repo-crash-STEP that kill the
+ * agent and repo-pause-STEP that wait for the file $DROVER_FAULT_RESUME. */
 void agent_fault_storage_hook (void);
 
 /* --- sources on another thread's context (agent-source.c) ------------- */

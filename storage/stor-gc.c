@@ -212,6 +212,7 @@ stor_repo_gc (StorRepo *repo, gint64 margin_s, GCancellable *cancellable,
         return NULL;
     }
   res->chunks_marked = g_hash_table_size (marks);
+  stor_repo_step ("gc-marked");
   if (!sweep_chunks (repo, marks, oldest - margin_s, res, cancellable, error))
     return NULL;
   sweep_tmp (repo, start, res);

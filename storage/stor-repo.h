@@ -80,7 +80,8 @@ gboolean stor_repo_recover (StorRepo *repo, guint *removed, GError **error);
 
 /* Test hook: called with the name of a step where a crash test may stop
  * the process: "init-dirs" (stor_repo_init made the subdirectories, not
- * yet the format file), "gc-sweeping" (gc has set a chunk aside, not yet
+ * yet the format file), "gc-marked" (gc has marked, not yet swept),
+ * "gc-sweeping" (gc has set a chunk aside, not yet
  * removed it), "prune-deleting" (stor_repo_delete has set a manifest
  * aside, not yet removed it). Process-wide; NULL removes it. */
 typedef void (*StorRepoStepHook) (const char *step);

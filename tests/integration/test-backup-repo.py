@@ -22,13 +22,16 @@ the repository: each time the command fails naming the host, every
 backup that existed (but for those the prune was removing) is still
 there with all its chunks and verifies, the restarted agent cleans up
 (the manifest a prune set aside, the half-restored disk, the half-made
-repository), and the operation run again succeeds. Prints TAP.
+repository), and the operation run again succeeds. Last, a gc paused
+after marking while a backup commits reusing old unreferenced chunks:
+the gc keeps them. Prints TAP.
 """
 import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -251,6 +254,8 @@ def run_cases(c, tap, tmp, pb, root):
             return False
         return name in repos() and f"host{i}" in repos()[name].get("hosts", [])
 
+    resume = os.path.join(tmp, "resume")
+
     def start_agent(i, faults=None, args=None):
         """Host I's agent started (the old one TERMed if alive) with FAULTS
         and agent ARGS, back up with the repository attached again."""
@@ -258,6 +263,7 @@ def run_cases(c, tap, tmp, pb, root):
         env.pop("DROVER_FAULTS", None)
         if faults:
             env["DROVER_FAULTS"] = faults
+            env["DROVER_FAULT_RESUME"] = resume
         if args:
             env["DROVER_AGENT_ARGS"] = args
         c.harness("kill-agent", str(i), "TERM", check=False)
@@ -399,7 +405,7 @@ def run_cases(c, tap, tmp, pb, root):
         assert "fresh" not in repos(), repos()
         assert os.path.isdir(os.path.join(fresh, "chunks")), "no half init"
         assert not os.path.exists(os.path.join(fresh, "drover-repository"))
-        start_agent(1, args=args2)
+        start_agent(1, "repo-pause-gc-marked", args=args2)
         out = c.ctl_json("repo", "add", "fresh", fresh)
         assert out["hosts"] == ["host1"], out
         assert os.path.isfile(os.path.join(fresh, "drover-repository"))
@@ -426,6 +432,44 @@ def run_cases(c, tap, tmp, pb, root):
              agent_restart)
     if not tap.case("two more backups (incremental)", more_backups):
         return
+    def gc_during_backup():
+        # b4 removed by hand (as a prune would): its chunks A and C are
+        # old and nobody's. gc marks (nothing) and pauses; a backup
+        # commits meanwhile, reusing A and C (it touches them); gc then
+        # sweeps and must keep them.
+        os.unlink(os.path.join(repo, "backups", st["b4"] + ".json"))
+        old = time.time() - 2 * 3600
+        for d in (A, C):
+            os.utime(chunk_path(d), (old, old))
+        log_path = os.path.join(c.env["DROVER_CLUSTER_DIR"], "logs", "host1.log")
+        with open(log_path) as f:
+            f.seek(0, os.SEEK_END)
+            at = f.tell()
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            job=c.ctl_json("repo", "gc", "shared", "--wait")))
+        t.start()
+        try:
+            def paused():
+                with open(log_path) as f:
+                    f.seek(at)
+                    return "repo-pause-gc-marked: paused" in f.read()
+            wait_for("gc paused after marking", paused, timeout=30, interval=0.2)
+            st["b6"] = backup("b6")
+        finally:
+            with open(resume, "w"):
+                pass
+            t.join(120)
+        job = out["job"]
+        assert job["state"] == "done", job
+        g = job["storage"]["gc"]
+        log(f"gc with a backup committed meanwhile: {g}")
+        assert int(g.get("chunks_swept", 0)) == 0, g
+        assert int(g.get("chunks_kept_recent", 0)) >= 2, g
+        assert chunks_of(st["b6"]) == {A, C}, manifest(st["b6"])
+        all_chunks_there()
+        verify_all_good()
+
     # Each case leaves host1's agent with the next one's fault point: a
     # failed case ends the chain.
     for what, fn in (
@@ -438,7 +482,9 @@ def run_cases(c, tap, tmp, pb, root):
             ("agent killed mid-restore as a new VM: no VM, domain or disk left, "
              "restore again works", killed_restore),
             ("agent killed mid-attach (making the repository): nothing stored, "
-             "repo add again finishes it", killed_attach)):
+             "repo add again finishes it", killed_attach),
+            ("gc paused after marking while a backup reusing its old chunks "
+             "commits: gc keeps them", gc_during_backup)):
         if not tap.case(what, fn):
             tap.case("host1's agent back without fault points",
                      lambda: start_agent(1))
