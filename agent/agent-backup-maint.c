@@ -155,6 +155,7 @@ on_verify_progress (guint64 done, guint64 total, gpointer data)
   MaintCall *c = data;
   gint64 now = g_get_monotonic_time ();
 
+  agent_fault_crash ("verify-crash-reading");
   if (now - c->last_push_us < PUSH_INTERVAL_US && done < total)
     return;
   c->last_push_us = now;

@@ -9,11 +9,14 @@
 StorRepo *
 agent_backup_repo_open (const char *path, GError **error)
 {
-  g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+  g_autofree char *format = g_build_filename (path, "drover-repository", NULL);
 
-  /* Two agents sharing the mount may both try: the loser's init fails
-   * on the directory the winner filled, and its open then works. */
-  if (!d || !g_dir_read_name (d))
+  /* No format file: a new directory, an empty one, or one whose init
+   * was cut short (a killed agent), which init finishes; init refuses
+   * anything else, and open then says why. Two agents sharing the mount
+   * may both try: both finish the same layout, or the loser's init
+   * fails on the directory the winner filled, and its open then works. */
+  if (!g_file_test (format, G_FILE_TEST_EXISTS))
     (void)stor_repo_init (path, NULL);
   return stor_repo_open (path, error);
 }

@@ -134,6 +134,7 @@ agent_repos_new (char **repos, char **roots, GError **error)
   g_autoptr (AgentRepos) r = g_new0 (AgentRepos, 1);
   guint n = roots ? g_strv_length (roots) : 0;
 
+  agent_fault_storage_hook ();
   g_mutex_init (&r->lock);
   r->paths = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   /* NULL-terminated as it fills, so freeing it halfway is fine. */

@@ -179,6 +179,8 @@ write_chunks (Server *s, StorRepo *repo, const StorRepoDisk *disk,
         return FALSE;
       else
         st->data_chunks++;
+      if (st->data_chunks > 0)
+        agent_fault_crash ("restore-crash-writing");
       if (progress)
         progress (st, data);
     }

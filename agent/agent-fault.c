@@ -3,6 +3,11 @@
  * tests with agent_fault_set (setenv is not safe once threads run). */
 #include "agent-private.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include "stor-repo.h"
+
 gboolean
 agent_fault_compiled (void)
 {
@@ -65,4 +70,46 @@ agent_fault_fail (const char *name, GError **error)
     return FALSE;
   g_set_error (error, AGENT_ERROR, AGENT_ERROR_FAILED, "fault: %s", name);
   return TRUE;
+}
+
+/* See agent-private.h. */
+void
+agent_fault_crash (const char *name)
+{
+  if (!agent_fault (name))
+    return;
+  g_printerr ("fault: %s: killing the agent\n", name);
+  kill (getpid (), SIGKILL);
+  pause ();
+}
+
+/* The repository library's steps (stor_repo_set_step_hook): fault
+ * points repo-crash-STEP (the agent is killed) and repo-pause-STEP (the
+ * step waits, at most a minute, until the file $DROVER_FAULT_RESUME
+ * exists: a test does something meanwhile). */
+static void
+storage_step (const char *step)
+{
+  g_autofree char *name = g_strconcat ("repo-crash-", step, NULL);
+  g_autofree char *pause_name = g_strconcat ("repo-pause-", step, NULL);
+  const char *resume = g_getenv ("DROVER_FAULT_RESUME");
+  gint64 end = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+  agent_fault_crash (name);
+  if (!agent_fault (pause_name))
+    return;
+  g_printerr ("fault: %s: paused until %s exists\n", pause_name,
+              resume ? resume : "(no DROVER_FAULT_RESUME)");
+  while (resume && !g_file_test (resume, G_FILE_TEST_EXISTS)
+         && g_get_monotonic_time () < end)
+    g_usleep (100 * 1000);
+  g_printerr ("fault: %s: resumed\n", pause_name);
+}
+
+/* See agent-private.h. */
+void
+agent_fault_storage_hook (void)
+{
+  if (agent_fault_compiled ())
+    stor_repo_set_step_hook (storage_step);
 }

@@ -43,7 +43,10 @@ ProtoStatus agent_error_to_status (const GError *error);
  *   kills itself (SIGKILL) at that step of a snapshot operation;
  * - backup-fail-reading: CreateBackup fails once libvirt's job runs;
  *   backup-crash-reading: the agent kills itself (SIGKILL) once the
- *   backup's data flows. */
+ *   backup's data flows;
+ * - verify-crash-reading (once a chunk is checked), restore-crash-writing
+ *   (once data is written), repo-crash-init-dirs, repo-crash-gc-sweeping,
+ *   repo-crash-prune-deleting: the agent kills itself (SIGKILL) there. */
 #ifdef DROVER_FAULTS
 gboolean agent_fault (const char *name);
 #else
@@ -55,6 +58,13 @@ void agent_fault_set (const char *faults);
 gboolean agent_fault_fail (const char *name, GError **error);
 /* TRUE in a build with fault points (-Dfaults=true). */
 gboolean agent_fault_compiled (void);
+/* Kills the agent (SIGKILL) when fault point NAME fires. */
+void agent_fault_crash (const char *name);
+/* In a build with fault points, makes the repository library's steps
+ * (init-dirs, gc-marked, gc-sweeping, prune-deleting: see
+ * stor_repo_set_step_hook) fault points repo-crash-STEP that kill the
+ * agent and repo-pause-STEP that wait for the file $DROVER_FAULT_RESUME. */
+void agent_fault_storage_hook (void);
 
 /* --- sources on another thread's context (agent-source.c) ------------- */
 

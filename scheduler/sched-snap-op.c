@@ -344,6 +344,11 @@ sched_storage_failure (const Drover__V1__StorageProgress *last,
                      "host reports it");
   /* The stream broke before a final state: most often the agent died or
    * its host went away (gRPC says only "Socket closed"). */
+  if (g_error_matches (error, PROTO_ERROR, PROTO_STATUS_UNAVAILABLE))
+    return g_strdup_printf ("host '%s': its agent stopped answering during "
+                            "the job (killed, or the connection broke: %s); "
+                            "the job did not finish",
+                            host, error->message);
   if (error != NULL)
     return g_strdup_printf ("host '%s': the connection to its agent broke "
                             "before the job ended (%s)",

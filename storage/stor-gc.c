@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Suffix a chunk file carries while gc decides whether to remove it. */
 #define SWEEP_SUFFIX ".gc"
@@ -69,6 +70,7 @@ sweep_one (const char *path, gint64 cutoff, StorRepoGcResult *res)
 
   if (g_rename (path, aside) < 0)
     return;
+  stor_repo_step ("gc-sweeping");
   if (stat (aside, &st) < 0)
     return;
   if (st.st_mtime >= cutoff)
@@ -109,19 +111,28 @@ sweep_chunks (StorRepo *repo, GHashTable *marks, gint64 cutoff,
       while ((name = g_dir_read_name (dir)))
         {
           g_autofree char *path = g_build_filename (dirpath, name, NULL);
+          g_autofree char *base = g_strdup (name);
           StorRepoDigest digest;
           struct stat st;
 
           if (g_str_has_suffix (name, SWEEP_SUFFIX))
             {
-              /* A gc that died mid-sweep: put it back, judge it next
-               * time. */
-              g_autofree char *orig
-                  = g_strndup (path, strlen (path) - strlen (SWEEP_SUFFIX));
-              g_rename (path, orig);
-              continue;
+              /* A gc killed mid-sweep left it aside: put it back, then
+               * judge it as any other. Only an unreferenced chunk is
+               * ever set aside; a writer that needed it since found no
+               * file and stored it anew: that copy (its mtime recent)
+               * stays, and the old one goes (link, not rename, so it
+               * never replaces a new copy). Another gc's sweep_one in
+               * flight just finds it gone. */
+              g_autofree char *aside = g_steal_pointer (&path);
+
+              base[strlen (base) - strlen (SWEEP_SUFFIX)] = '\0';
+              path = g_build_filename (dirpath, base, NULL);
+              if (link (aside, path) < 0 && errno != EEXIST)
+                continue;
+              g_unlink (aside);
             }
-          if (!stor_repo_digest_parse (name, &digest)
+          if (!stor_repo_digest_parse (base, &digest)
               || g_hash_table_contains (marks, &digest))
             continue;
           if (stat (path, &st) < 0)
@@ -201,6 +212,7 @@ stor_repo_gc (StorRepo *repo, gint64 margin_s, GCancellable *cancellable,
         return NULL;
     }
   res->chunks_marked = g_hash_table_size (marks);
+  stor_repo_step ("gc-marked");
   if (!sweep_chunks (repo, marks, oldest - margin_s, res, cancellable, error))
     return NULL;
   sweep_tmp (repo, start, res);

@@ -105,13 +105,17 @@ stor_repo_delete (StorRepo *repo, const char *id, GError **error)
   g_autofree char *file = NULL;
   g_autofree char *path = NULL;
   g_autofree char *aside = NULL;
+  g_autofree char *kind = NULL;
   g_autoptr (GPtrArray) writers = NULL;
 
   if (!stor_repo_id_validate (id, error))
     return FALSE;
   file = g_strconcat (id, ".json", NULL);
   path = stor_repo_sub (repo, "backups", file, NULL);
-  aside = stor_repo_tmp_path (repo, "deleting");
+  /* The id in the name: a killed prune's leftover is judged by it at
+   * recovery (stor_repo_recover). */
+  kind = g_strconcat (id, ".deleting", NULL);
+  aside = stor_repo_tmp_path (repo, kind);
   if (g_rename (path, aside) < 0)
     {
       int saved = errno;
@@ -124,6 +128,7 @@ stor_repo_delete (StorRepo *repo, const char *id, GError **error)
         }
       return stor_repo_errno (error, saved, "delete backup", path);
     }
+  stor_repo_step ("prune-deleting");
   writers = stor_repo_writers (repo, NULL, error);
   for (guint i = 0; writers && i < writers->len; i++)
     {

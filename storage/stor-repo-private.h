@@ -62,6 +62,9 @@ gboolean stor_repo_read_capped (const char *path, gsize max, char **data,
  * filesystem). Process-wide. */
 void stor_repo_fail_writes (int err);
 
+/* Calls the step hook (stor_repo_set_step_hook) with STEP, if any. */
+void stor_repo_step (const char *step);
+
 /* Running writers' registrations (StorRepoWriterInfo); those stale
  * (STOR_REPO_WRITER_STALE_S without a sign of life and, on this host,
  * their process gone) go to STALE (may be NULL) instead. Unreadable

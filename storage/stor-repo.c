@@ -24,6 +24,23 @@ stor_repo_fail_writes (int err)
   g_atomic_int_set (&fail_writes_errno, err);
 }
 
+static StorRepoStepHook step_hook;
+
+void
+stor_repo_set_step_hook (StorRepoStepHook hook)
+{
+  g_atomic_pointer_set (&step_hook, hook);
+}
+
+void
+stor_repo_step (const char *step)
+{
+  StorRepoStepHook hook = g_atomic_pointer_get (&step_hook);
+
+  if (hook)
+    hook (step);
+}
+
 char *
 stor_repo_sub (StorRepo *repo, const char *first, ...)
 {
@@ -184,20 +201,81 @@ safe_host_name (void)
   return host;
 }
 
+/* TRUE when PATH is a directory (not a link) with nothing in it. */
+static gboolean
+dir_empty (const char *path)
+{
+  g_autoptr (GDir) dir = NULL;
+
+  if (g_file_test (path, G_FILE_TEST_IS_SYMLINK)
+      || !(dir = g_dir_open (path, 0, NULL)))
+    return FALSE;
+  return g_dir_read_name (dir) == NULL;
+}
+
+/* TRUE when PATH (no format file) holds only what an init cut short
+ * (a killed agent) leaves, so that init may finish it. */
+static gboolean
+interrupted_init (const char *path)
+{
+  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (!dir)
+    return FALSE;
+  while ((name = g_dir_read_name (dir)))
+    {
+      g_autofree char *sub = g_build_filename (path, name, NULL);
+      g_autoptr (GDir) inner = NULL;
+      const char *leaf;
+
+      if (!g_strv_contains (subdirs, name)
+          || g_file_test (sub, G_FILE_TEST_IS_SYMLINK)
+          || !(inner = g_dir_open (sub, 0, NULL)))
+        return FALSE;
+      while ((leaf = g_dir_read_name (inner)))
+        {
+          g_autofree char *f = g_build_filename (sub, leaf, NULL);
+
+          if (!strcmp (name, "chunks") && strlen (leaf) == 2
+              && g_ascii_isxdigit (leaf[0]) && g_ascii_isxdigit (leaf[1])
+              && !g_ascii_isupper (leaf[0]) && !g_ascii_isupper (leaf[1])
+              && dir_empty (f))
+            continue;
+          if (!strcmp (name, "tmp") && g_str_has_suffix (leaf, ".format")
+              && g_file_test (f, G_FILE_TEST_IS_REGULAR))
+            continue;
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* mkdir that accepts a directory already there (an init finished by a
+ * second try, or two hosts making the same repository at once). */
+static gboolean
+mkdir_once (const char *path, GError **error)
+{
+  if (g_mkdir (path, 0755) == 0
+      || (errno == EEXIST && g_file_test (path, G_FILE_TEST_IS_DIR)
+          && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)))
+    return TRUE;
+  return stor_repo_errno (error, errno, "create", path);
+}
+
 gboolean
 stor_repo_init (const char *path, GError **error)
 {
-  g_autoptr (GDir) dir = NULL;
   g_autofree char *format = NULL;
   g_autofree char *tmp = NULL;
   StorRepo repo = { (char *)path, NULL };
 
   if (g_mkdir_with_parents (path, 0755) < 0)
     return stor_repo_errno (error, errno, "create repository", path);
-  dir = g_dir_open (path, 0, error);
-  if (!dir)
-    return FALSE;
-  if (g_dir_read_name (dir))
+  format = g_build_filename (path, STOR_REPO_FORMAT_FILE, NULL);
+  /* Empty, or what an init killed before its format file left (then
+   * this one finishes it). Anything else is refused. */
+  if (!interrupted_init (path))
     {
       g_set_error (error, STOR_ERROR, STOR_ERROR_EXISTS,
                    "cannot create a repository in %s: it is not empty", path);
@@ -207,8 +285,8 @@ stor_repo_init (const char *path, GError **error)
     {
       g_autofree char *sub = g_build_filename (path, subdirs[i], NULL);
 
-      if (g_mkdir (sub, 0755) < 0)
-        return stor_repo_errno (error, errno, "create", sub);
+      if (!mkdir_once (sub, error))
+        return FALSE;
     }
   for (guint i = 0; i < 256; i++)
     {
@@ -217,15 +295,16 @@ stor_repo_init (const char *path, GError **error)
 
       g_snprintf (name, sizeof name, "%02x", i);
       sub = g_build_filename (path, "chunks", name, NULL);
-      if (g_mkdir (sub, 0755) < 0)
-        return stor_repo_errno (error, errno, "create", sub);
+      if (!mkdir_once (sub, error))
+        return FALSE;
     }
+  stor_repo_step ("init-dirs");
   /* The format file last: a repository without it is not one, so an
-   * interrupted init is refused by open rather than half-used. */
+   * interrupted init is refused by open rather than half-used, and
+   * finished by the next init. */
   repo.host = safe_host_name ();
   tmp = stor_repo_tmp_path (&repo, "format");
   g_free (repo.host);
-  format = g_build_filename (path, STOR_REPO_FORMAT_FILE, NULL);
   return stor_repo_write_file (tmp, format, STOR_REPO_FORMAT_LINE,
                                strlen (STOR_REPO_FORMAT_LINE), error);
 }
@@ -306,11 +385,24 @@ stor_repo_writer_info_free (StorRepoWriterInfo *info)
   g_free (info);
 }
 
+/* TRUE when process PID runs: a zombie (a killed agent its parent has
+ * not reaped yet) is as good as gone. */
 static gboolean
 pid_alive (gint64 pid)
 {
-  return pid > 0 && pid <= G_MAXINT
-         && (kill ((pid_t)pid, 0) == 0 || errno == EPERM);
+  g_autofree char *stat_path = NULL;
+  g_autofree char *text = NULL;
+  const char *end;
+
+  if (pid <= 0 || pid > G_MAXINT
+      || (kill ((pid_t)pid, 0) < 0 && errno != EPERM))
+    return FALSE;
+  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
+  if (!g_file_get_contents (stat_path, &text, NULL, NULL))
+    return TRUE; /* no /proc: trust kill */
+  /* "PID (COMM) STATE ...": COMM may hold anything, the last ')' ends it. */
+  end = strrchr (text, ')');
+  return !(end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X'));
 }
 
 gboolean
@@ -428,6 +520,41 @@ parse_owner (const char *name, char **host, gint64 *pid)
   return TRUE;
 }
 
+/* A manifest a killed prune set aside (tmp/HOST~PID~X.ID.deleting, see
+ * stor_repo_delete) goes back to backups/ when a running writer uses
+ * it as its parent (the delete would have put it back: gc marks a
+ * running writer's parent through its manifest); TRUE when it did. */
+static gboolean
+restore_deleting (StorRepo *repo, const char *name, const char *file)
+{
+  const char *rand = strrchr (name, '~');
+  const char *dot = rand ? strchr (rand, '.') : NULL;
+  g_autofree char *id = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *dest = NULL;
+  g_autoptr (GPtrArray) writers = NULL;
+
+  if (!dot || !g_str_has_suffix (name, ".deleting"))
+    return FALSE;
+  id = g_strndup (dot + 1, strlen (dot + 1) - strlen (".deleting"));
+  if (!stor_repo_id_validate (id, NULL))
+    return FALSE;
+  writers = stor_repo_writers (repo, NULL, NULL);
+  for (guint i = 0; writers && i < writers->len; i++)
+    {
+      StorRepoWriterInfo *w = g_ptr_array_index (writers, i);
+
+      if (w->parent && strcmp (w->parent, id) == 0)
+        {
+          json = g_strconcat (id, ".json", NULL);
+          dest = stor_repo_sub (repo, "backups", json, NULL);
+          /* link: never over a manifest of that name. */
+          return link (file, dest) == 0 && g_unlink (file) == 0;
+        }
+    }
+  return FALSE;
+}
+
 gboolean
 stor_repo_recover (StorRepo *repo, guint *removed, GError **error)
 {
@@ -452,6 +579,8 @@ stor_repo_recover (StorRepo *repo, guint *removed, GError **error)
               || pid_alive (pid))
             continue;
           file = g_build_filename (dirpath, name, NULL);
+          if (i == 1 && restore_deleting (repo, name, file))
+            continue;
           if (g_unlink (file) < 0 && errno != ENOENT)
             return stor_repo_errno (error, errno, "remove", file);
           count++;

@@ -56,7 +56,9 @@ typedef struct _StorRepo StorRepo;
 
 /* Makes a new repository at PATH: the directory (created if missing; an
  * existing one must be empty) with its format file and subdirectories.
- * Refuses a non-empty directory (STOR_ERROR_EXISTS). */
+ * A directory holding only what an init cut short left (subdirectories,
+ * empty chunk directories, the format file's temp file; no format file)
+ * is finished. Refuses anything else (STOR_ERROR_EXISTS). */
 gboolean stor_repo_init (const char *path, GError **error);
 
 /* Opens the repository at PATH: checks its format file and refuses
@@ -75,6 +77,15 @@ const char *stor_repo_path (StorRepo *repo);
  * tmp/. Writers of other hosts and of live processes are left alone.
  * Chunks it wrote stay for gc. The agent calls it at start. */
 gboolean stor_repo_recover (StorRepo *repo, guint *removed, GError **error);
+
+/* Test hook: called with the name of a step where a crash test may stop
+ * the process: "init-dirs" (stor_repo_init made the subdirectories, not
+ * yet the format file), "gc-marked" (gc has marked, not yet swept),
+ * "gc-sweeping" (gc has set a chunk aside, not yet
+ * removed it), "prune-deleting" (stor_repo_delete has set a manifest
+ * aside, not yet removed it). Process-wide; NULL removes it. */
+typedef void (*StorRepoStepHook) (const char *step);
+void stor_repo_set_step_hook (StorRepoStepHook hook);
 
 /* --- chunks ------------------------------------------------------------ */
 

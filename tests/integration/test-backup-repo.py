@@ -14,13 +14,24 @@ exits 0. `backup prune --keep-last 1 --dry-run` changes nothing; without
 --dry-run it removes b1; `repo gc` (chunk files made old enough) frees
 chunk B; the status afterwards agrees. An agent restarted comes back
 without the repository and the scheduler attaches it again when the
-agent registers. Prints TAP.
+agent registers.
+
+Then host1's agent is killed (SIGKILL, a fault point) in the middle of a
+verify, a prune, a gc, a restore as a new VM and a repo add that makes
+the repository: each time the command fails naming the host, every
+backup that existed (but for those the prune was removing) is still
+there with all its chunks and verifies, the restarted agent cleans up
+(the manifest a prune set aside, the half-restored disk, the half-made
+repository), and the operation run again succeeds. Last, a gc paused
+after marking while a backup commits reusing old unreferenced chunks:
+the gc keeps them. Prints TAP.
 """
 import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -229,6 +240,179 @@ def run_cases(c, tap, tmp, pb, root):
                      timeout=60)
         log(f"after the restart: {r}")
 
+    # --- the agent killed (SIGKILL, a fault point) in the middle of each
+    # repository operation: nothing lost, the job failed saying why, the
+    # operation works again once the agent is back.
+
+    def agent_has_repo(i, name="shared"):
+        """Host I's agent (a new one after a restart) has NAME attached."""
+        a = Agents(c, pb)
+        try:
+            a.unary(i, "GetRepoStatus",
+                    pb.AgentRepoRequest(repo=name), pb.RepoStatus, timeout=5)
+        except a.grpc.RpcError:
+            return False
+        return name in repos() and f"host{i}" in repos()[name].get("hosts", [])
+
+    resume = os.path.join(tmp, "resume")
+
+    def start_agent(i, faults=None, args=None):
+        """Host I's agent started (the old one TERMed if alive) with FAULTS
+        and agent ARGS, back up with the repository attached again."""
+        env = dict(c.env)
+        env.pop("DROVER_FAULTS", None)
+        if faults:
+            env["DROVER_FAULTS"] = faults
+            env["DROVER_FAULT_RESUME"] = resume
+        if args:
+            env["DROVER_AGENT_ARGS"] = args
+        c.harness("kill-agent", str(i), "TERM", check=False)
+        run([CLUSTER, "start-agent", str(i)], env=env, timeout=90)
+        wait_for(f"host{i}'s new agent has the repository",
+                 lambda: agent_has_repo(i), timeout=60, interval=0.2)
+
+    def backup_ids():
+        return sorted(f[:-len(".json")] for f in os.listdir(os.path.join(repo, "backups")))
+
+    def chunks_of(bid):
+        return {d for d in manifest(bid)["disks"][0]["chunks"] if d}
+
+    def all_chunks_there():
+        """Every chunk a manifest names is in place (none set aside)."""
+        for bid in backup_ids():
+            for d in chunks_of(bid):
+                assert os.path.isfile(chunk_path(d)), (bid, d)
+
+    def verify_all_good():
+        p = c.ctl("backup", "verify", "--all", "--repo", "shared", check=False)
+        assert p.returncode == 0 and "all good" in p.stdout, (p.stdout, p.stderr)
+
+    def failed_job(kind, since):
+        """The newest job of KIND started after SINCE: failed, its message."""
+        jobs = [j for j in c.ctl_json("jobs")["jobs"] if j["kind"] == kind
+                and int(j.get("created_ms", 0) or 0) >= since]
+        assert jobs, (kind, c.ctl_json("jobs"))
+        j = max(jobs, key=lambda j: int(j.get("created_ms", 0) or 0))
+        why = j.get("error") or j.get("message")
+        assert j["state"] == "failed" and why, j
+        return why
+
+    def more_backups():
+        st["b3"] = backup("b3")
+        st["b4"] = backup("b4")
+        assert set(backup_ids()) == {st["b2"], st["b3"], st["b4"]}, backup_ids()
+
+    # One chain of restarts of host1's agent: each operation is killed by
+    # the fault point of the agent started before it, and the agent
+    # started after it (with the next case's fault point) shows that
+    # nothing was lost and the operation works again.
+    root2 = os.path.join(c.env["DROVER_CLUSTER_DIR"], "repos2")
+    args2 = f"--backup-repo-root {root} --backup-repo-root {root2}"
+
+    def killed_verify():
+        before = backup_ids()
+        since = int(time.time() * 1000) - 2000
+        start_agent(1, "verify-crash-reading")
+        p = c.ctl("backup", "verify", "--all", "--repo", "shared", check=False)
+        log(f"verify with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert "stopped answering" in p.stderr, p.stderr
+        assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
+        log(f"job: {failed_job('verify', since)}")
+        start_agent(1, "repo-crash-prune-deleting")
+        assert backup_ids() == before, (backup_ids(), before)
+        all_chunks_there()
+        verify_all_good()
+
+    def killed_prune():
+        before = backup_ids()
+        p = c.ctl("backup", "prune", VM, "--keep-last", "1", "--repo", "shared",
+                  check=False)
+        log(f"prune with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
+        start_agent(1, "repo-crash-gc-sweeping")
+        after = backup_ids()
+        # At most the backups the prune was meant to remove are gone (the
+        # one it was deleting when killed); the newest is there.
+        assert st["b4"] in after and set(after) <= set(before), (after, before)
+        assert len(after) >= len(before) - 1, (after, before)
+        # The restarted agent removed the manifest set aside.
+        left = [f for f in os.listdir(os.path.join(repo, "tmp")) if f.endswith(".deleting")]
+        assert not left, left
+        all_chunks_there()
+        out = c.ctl_json("backup", "prune", VM, "--keep-last", "1", "--repo", "shared")
+        assert sorted(out["removed"]) == sorted(set(after) - {st["b4"]}), out
+        assert backup_ids() == [st["b4"]], backup_ids()
+        verify_all_good()
+
+    def killed_gc():
+        # Chunks nobody refers to: copies of a chunk under other names
+        # (gc judges names and times only).
+        junk = [digest(b) for b in (0x41, 0x42, 0x43, 0x44)]
+        for d in junk:
+            shutil.copy2(chunk_path(A), chunk_path(d))
+        old = time.time() - 2 * 3600
+        for d, _, files in os.walk(os.path.join(repo, "chunks")):
+            for f in files:
+                os.utime(os.path.join(d, f), (old, old))
+        since = int(time.time() * 1000) - 2000
+        p = c.ctl("repo", "gc", "shared", "--wait", check=False)
+        log(f"gc with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert "stopped answering" in p.stderr, p.stderr
+        assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
+        log(f"job: {failed_job('gc', since)}")
+        start_agent(1, "restore-crash-writing")
+        aside = [f for d, _, fs in os.walk(os.path.join(repo, "chunks"))
+                 for f in fs if f.endswith(".gc")]
+        log(f"set aside when killed: {aside}")
+        assert len(aside) == 1 and aside[0][:-3] in junk, aside
+        all_chunks_there()
+        job = c.ctl_json("repo", "gc", "shared", "--wait")
+        assert job["state"] == "done", job
+        g = job["storage"]["gc"]
+        assert int(g["chunks_swept"]) == len(junk), g
+        left = [f for d, _, fs in os.walk(os.path.join(repo, "chunks")) for f in fs
+                if f.endswith(".gc") or f[:64] in junk]
+        assert not left, left
+        all_chunks_there()
+        verify_all_good()
+
+    def killed_restore():
+        name = "bkrst1"
+        disk = os.path.join(c.host_data(1), "disks", name + ".qcow2")
+        p = c.ctl("backup", "restore", st["b4"], "--as", name, "--host", "host1",
+                  "--repo", "shared", check=False)
+        log(f"restore with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert "stopped answering" in p.stderr, p.stderr
+        assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
+        start_agent(1, "repo-crash-init-dirs", args=args2)
+        wait_for("no VM record left", lambda: name not in c.vms_by_name(), timeout=30)
+        assert name not in c.domains(1), c.domains(1)
+        assert not os.path.exists(disk), "the half-written disk stayed"
+        assert not os.path.exists(disk + ".incoming")
+        c.ctl("backup", "restore", st["b4"], "--as", name, "--host", "host1",
+              "--repo", "shared")
+        assert name in c.domains(1), c.domains(1)
+        for byte, off in ((0x11, 0), (0x21, CHUNK)):
+            run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                 f"read -P {byte:#x} {off} {CHUNK}", disk])
+
+    def killed_attach():
+        # A root only host1 has: host1 alone makes the repository there.
+        fresh = os.path.join(root2, "fresh")
+        p = c.ctl("repo", "add", "fresh", fresh, check=False)
+        log(f"repo add with its agent killed: {p.returncode} {p.stderr.strip()}")
+        assert p.returncode != 0 and "host1" in p.stderr, (p.stdout, p.stderr)
+        assert "fresh" not in repos(), repos()
+        assert os.path.isdir(os.path.join(fresh, "chunks")), "no half init"
+        assert not os.path.exists(os.path.join(fresh, "drover-repository"))
+        start_agent(1, "repo-pause-gc-marked", args=args2)
+        out = c.ctl_json("repo", "add", "fresh", fresh)
+        assert out["hosts"] == ["host1"], out
+        assert os.path.isfile(os.path.join(fresh, "drover-repository"))
+        s = c.ctl_json("repo", "status", "fresh")
+        assert int(s["backups"]) == 0, s
+        assert backup_ids() == [st["b4"]], backup_ids()
+
     if not tap.case("repo add outside the agents' root: refused, why, nothing stored",
                     refused_outside):
         return
@@ -246,6 +430,65 @@ def run_cases(c, tap, tmp, pb, root):
     tap.case("status afterwards consistent", status_after)
     tap.case("an agent restarted gets the repository again on register",
              agent_restart)
+    if not tap.case("two more backups (incremental)", more_backups):
+        return
+    def gc_during_backup():
+        # b4 removed by hand (as a prune would): its chunks A and C are
+        # old and nobody's. gc marks (nothing) and pauses; a backup
+        # commits meanwhile, reusing A and C (it touches them); gc then
+        # sweeps and must keep them.
+        os.unlink(os.path.join(repo, "backups", st["b4"] + ".json"))
+        old = time.time() - 2 * 3600
+        for d in (A, C):
+            os.utime(chunk_path(d), (old, old))
+        log_path = os.path.join(c.env["DROVER_CLUSTER_DIR"], "logs", "host1.log")
+        with open(log_path) as f:
+            f.seek(0, os.SEEK_END)
+            at = f.tell()
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            job=c.ctl_json("repo", "gc", "shared", "--wait")))
+        t.start()
+        try:
+            def paused():
+                with open(log_path) as f:
+                    f.seek(at)
+                    return "repo-pause-gc-marked: paused" in f.read()
+            wait_for("gc paused after marking", paused, timeout=30, interval=0.2)
+            st["b6"] = backup("b6")
+        finally:
+            with open(resume, "w"):
+                pass
+            t.join(120)
+        job = out["job"]
+        assert job["state"] == "done", job
+        g = job["storage"]["gc"]
+        log(f"gc with a backup committed meanwhile: {g}")
+        assert int(g.get("chunks_swept", 0)) == 0, g
+        assert int(g.get("chunks_kept_recent", 0)) >= 2, g
+        assert chunks_of(st["b6"]) == {A, C}, manifest(st["b6"])
+        all_chunks_there()
+        verify_all_good()
+
+    # Each case leaves host1's agent with the next one's fault point: a
+    # failed case ends the chain.
+    for what, fn in (
+            ("agent killed mid-verify: job failed, nothing lost, verify again "
+             "works", killed_verify),
+            ("agent killed mid-prune: only backups meant to go are gone, prune "
+             "again finishes", killed_prune),
+            ("agent killed mid-gc: no backup lost a chunk, gc again sweeps the "
+             "rest", killed_gc),
+            ("agent killed mid-restore as a new VM: no VM, domain or disk left, "
+             "restore again works", killed_restore),
+            ("agent killed mid-attach (making the repository): nothing stored, "
+             "repo add again finishes it", killed_attach),
+            ("gc paused after marking while a backup reusing its old chunks "
+             "commits: gc keeps them", gc_during_backup)):
+        if not tap.case(what, fn):
+            tap.case("host1's agent back without fault points",
+                     lambda: start_agent(1))
+            return
 
 
 if __name__ == "__main__":

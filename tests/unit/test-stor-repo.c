@@ -35,6 +35,148 @@ test_open (Fixture *f, gconstpointer data)
   stor_repo_free (other);
 }
 
+/* The steps the hook saw (stor_repo_set_step_hook). */
+static GString *steps_seen;
+
+static void
+record_step (const char *step)
+{
+  g_string_append_printf (steps_seen, "%s;", step);
+}
+
+/* What an init killed before its format file leaves: the subdirectories,
+ * the first N chunk directories, the format file's temp file. */
+static void
+half_init (const char *path, guint n)
+{
+  const char *subs[] = { "chunks", "backups", "tmp", "writers", "state" };
+  g_autofree char *tmp = g_build_filename (path, "tmp", "h~1~00.format", NULL);
+
+  g_assert_cmpint (g_mkdir (path, 0755), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
+    {
+      g_autofree char *sub = g_build_filename (path, subs[i], NULL);
+
+      g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%02x", i);
+      g_autofree char *sub = g_build_filename (path, "chunks", name, NULL);
+
+      g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+    }
+  g_assert_true (g_file_set_contents (tmp, "drover", -1, NULL));
+}
+
+/* An init cut short (a killed agent) is finished by the next one; a
+ * directory holding anything more is still refused, and left as it was. */
+static void
+test_init_interrupted (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *half = g_build_filename (f->dir, "half", NULL);
+  g_autofree char *other = g_build_filename (f->dir, "other", NULL);
+  g_autofree char *stray
+      = g_build_filename (other, "chunks", "01", "stray", NULL);
+  g_autofree char *manifest
+      = g_build_filename (other, "backups", "x.json", NULL);
+  g_autofree char *other_format
+      = g_build_filename (other, STOR_REPO_FORMAT_FILE, NULL);
+  g_autofree char *last = g_build_filename (half, "chunks", "ff", NULL);
+  StorRepo *repo;
+
+  steps_seen = g_string_new (NULL);
+  stor_repo_set_step_hook (record_step);
+  half_init (half, 17);
+  g_assert_null (stor_repo_open (half, &error));
+  g_clear_error (&error);
+  g_assert_true (stor_repo_init (half, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (steps_seen->str, ==, "init-dirs;");
+  g_assert_true (g_file_test (last, G_FILE_TEST_IS_DIR));
+  repo = stor_repo_open (half, &error);
+  g_assert_no_error (error);
+  stor_repo_free (repo);
+  /* Made now: a second init refuses it. */
+  g_assert_false (stor_repo_init (half, &error));
+  g_assert_error (error, STOR_ERROR, STOR_ERROR_EXISTS);
+  g_clear_error (&error);
+
+  /* A file in a chunk directory, or a manifest: not an init's leftovers. */
+  half_init (other, 2);
+  g_assert_true (g_file_set_contents (stray, "x", -1, NULL));
+  g_assert_false (stor_repo_init (other, &error));
+  g_assert_error (error, STOR_ERROR, STOR_ERROR_EXISTS);
+  g_clear_error (&error);
+  g_assert_cmpint (g_unlink (stray), ==, 0);
+  g_assert_true (g_file_set_contents (manifest, "{}", -1, NULL));
+  g_assert_false (stor_repo_init (other, &error));
+  g_assert_error (error, STOR_ERROR, STOR_ERROR_EXISTS);
+  g_clear_error (&error);
+  g_assert_false (g_file_test (other_format, G_FILE_TEST_EXISTS));
+  stor_repo_set_step_hook (NULL);
+  g_string_free (steps_seen, TRUE);
+}
+
+/* Sets backup ID's manifest aside as a prune killed after its rename
+ * leaves it (tmp/HOST~PID~X.ID.deleting, PID a process that is gone);
+ * returns its path there. */
+static char *
+kill_prune (Fixture *f, const char *id)
+{
+  g_autofree char *json = g_strconcat (id, ".json", NULL);
+  g_autofree char *from = stor_repo_sub (f->repo, "backups", json, NULL);
+  g_autofree char *name = NULL;
+  char *to;
+  pid_t pid = fork ();
+
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    _exit (0);
+  g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
+  name = g_strdup_printf ("%s~%d~0123abcd.%s.deleting", f->repo->host, (int)pid,
+                          id);
+  to = stor_repo_sub (f->repo, "tmp", name, NULL);
+  g_assert_cmpint (g_rename (from, to), ==, 0);
+  return to;
+}
+
+/* A prune killed mid-delete: at recovery the manifest it set aside goes
+ * back when a running backup uses it as its parent, else it goes. */
+static void
+test_recover_killed_prune (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree guint8 *buf = text_data (CHUNK, 7);
+  g_autofree char *b1 = NULL, *b2 = NULL, *aside1 = NULL, *aside2 = NULL;
+  StorRepoWriter *w = begin (f, NULL, CHUNK);
+  StorRepoWriter *running;
+  guint removed = 0;
+
+  put (w, 0, buf, CHUNK);
+  b1 = commit (w);
+  stor_repo_writer_free (w);
+  g_usleep (1100 * 1000); /* ids carry the second */
+  w = begin (f, b1, CHUNK);
+  b2 = commit (w);
+  stor_repo_writer_free (w);
+  /* A backup running on top of b2 (this process: alive). */
+  running = begin (f, b2, CHUNK);
+  aside1 = kill_prune (f, b1);
+  aside2 = kill_prune (f, b2);
+  assert_counts (f, 0, 1, 1, 2);
+  g_assert_true (stor_repo_recover (f->repo, &removed, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (removed, ==, 1);
+  g_assert_false (g_file_test (aside1, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (aside2, G_FILE_TEST_EXISTS));
+  assert_counts (f, 1, 1, 1, 0);
+  assert_chunk (f, b2, 0, buf, CHUNK);
+  stor_repo_writer_abort (running);
+  stor_repo_writer_free (running);
+}
+
 static void
 test_chunk_roundtrip (Fixture *f, gconstpointer data)
 {
@@ -439,6 +581,8 @@ main (int argc, char **argv)
 #define ADD(path, fn)                                                          \
   g_test_add ("/stor-repo/" path, Fixture, NULL, setup, fn, teardown)
   ADD ("open", test_open);
+  ADD ("init-interrupted", test_init_interrupted);
+  ADD ("recover-killed-prune", test_recover_killed_prune);
   ADD ("chunk-roundtrip", test_chunk_roundtrip);
   ADD ("chunk-hostile", test_chunk_hostile);
   ADD ("backup-full-incremental", test_backup_full_incremental);
