@@ -12,7 +12,11 @@ dev='hd'/>) whose disk is a qcow2 overlay on the image, grown to --disk;
 an image in use cannot be deleted (scheduler and agent say so); migrating
 that VM to a host without the image is refused with a clear error; a
 cloud-init seed (ISO 9660 "cidata", user-data as given, meta-data with the
-VM's name) is attached as a read-only cdrom; image.imported and
+VM's name) is attached as a read-only cdrom, and its VM migrates to the
+other host and back (seed rebuilt there, gone from the old host); an image
+VM's disk-only snapshot + revert, a linked clone from that snapshot and a
+backup restored as a new VM boot, the image staying their backing file
+and undeletable; image.imported and
 image.deleted events; an agent killed in the middle of an upload (fault
 point image-import-exit) leaves no image and, once restarted, no upload
 file, and the import then succeeds. Prints TAP.
