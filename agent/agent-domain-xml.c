@@ -407,7 +407,7 @@ agent_domain_xml_build (const Drover__V1__VmSpec *spec, AgentAccel accel,
       node = xmlNewChild (cd, NULL, BAD_CAST "source", NULL);
       xmlNewProp (node, BAD_CAST "file", BAD_CAST seed);
       node = xmlNewChild (cd, NULL, BAD_CAST "target", NULL);
-      xmlNewProp (node, BAD_CAST "dev", BAD_CAST "sda");
+      xmlNewProp (node, BAD_CAST "dev", BAD_CAST AGENT_SEED_TARGET);
       xmlNewProp (node, BAD_CAST "bus", BAD_CAST "sata");
       xmlNewChild (cd, NULL, BAD_CAST "readonly", NULL);
     }

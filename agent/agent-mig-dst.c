@@ -45,6 +45,7 @@ typedef struct
   char *source_host;
   char *source_address;
   char *disk_path;    /* image made for the VM here, NULL without a disk */
+  char *seed_path;    /* cloud-init seed made for it here, or NULL */
   char *console_path; /* the console log chosen here */
   char *emulator;     /* the QEMU binary libvirt runs here, or NULL */
   AgentMigChainSink *chain; /* the VM's snapshot chain, if it has one */
@@ -76,6 +77,7 @@ reservation_free (gpointer data)
   g_free (r->source_host);
   g_free (r->source_address);
   g_free (r->disk_path);
+  g_free (r->seed_path);
   g_free (r->console_path);
   g_free (r->emulator);
   agent_mig_chain_sink_free (r->chain);
@@ -189,6 +191,10 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
       else
         (void)g_unlink (mark);
     }
+  /* Its cloud-init seed, like the image (a seed left when whether it
+   * arrived is unknown goes with the agent's next start if it did not). */
+  if (r->seed_path && !arrived && conn)
+    (void)g_unlink (r->seed_path);
   /* The snapshot chain: the VM's own files now, or nobody's. */
   if (arrived)
     agent_image_xfer_keep (chain_paths);
@@ -411,7 +417,7 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   g_autoptr (virConnect) conn = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *token = NULL, *console = NULL, *disk_path = NULL;
-  g_autofree char *emulator = NULL;
+  g_autofree char *emulator = NULL, *seed_path = NULL;
   g_autoptr (GError) local = NULL;
   g_autoptr (AgentTls) tls = NULL;
   AgentMigChainSink *chain = NULL;
@@ -451,6 +457,18 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   if ((spec->disk > 0 || spec->image[0] != '\0')
       && !(disk_path = make_disk (agent, conn, req->job_id, spec, error)))
     goto fail;
+  /* The VM's cloud-init seed (issue 13), rebuilt from the scheduler's
+   * spec beside the disk: the source's never travels, and no path comes
+   * from the wire. */
+  if (disk_path && spec->cloud_init_user_data.len > 0)
+    {
+      seed_path = agent_cloud_init_seed_path (disk_path);
+      if (!agent_cloud_init_seed_make (agent, spec, seed_path, error))
+        {
+          g_clear_pointer (&seed_path, g_free);
+          goto fail;
+        }
+    }
   /* Leftovers of an earlier stay here would mix into the console. */
   (void)agent_console_remove (agent, spec->name, NULL);
   console = agent_console_path (agent, spec->name);
@@ -488,6 +506,7 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
   r->source_address = g_strdup (req->source_address ? req->source_address : "");
   r->memory = spec->memory;
   r->disk_path = g_strdup (disk_path);
+  r->seed_path = g_strdup (seed_path);
   r->console_path = g_strdup (console);
   r->emulator = g_steal_pointer (&emulator);
   r->chain = g_steal_pointer (&chain);
@@ -509,6 +528,8 @@ agent_mig_dst_prepare (Agent *agent, const AgentCaller *caller,
 
 fail:
   agent_image_xfer_forget (agent, req->job_id);
+  if (seed_path)
+    (void)g_unlink (seed_path);
   agent_mig_chain_sink_free (chain);
   if (disk_path)
     {
@@ -558,7 +579,7 @@ on_check (const char *job_id, const char *what, const char *value,
   AgentMigDst *m = user_data;
   AgentMigXmlPaths paths = { 0 };
   g_autofree char *name = NULL, *disk = NULL, *console = NULL;
-  g_autofree char *emulator = NULL;
+  g_autofree char *emulator = NULL, *seed = NULL;
   Reservation *r;
 
   g_mutex_lock (&m->lock);
@@ -572,6 +593,7 @@ on_check (const char *job_id, const char *what, const char *value,
         disk = g_strdup (r->disk_path);
       console = g_strdup (r->console_path);
       emulator = g_strdup (r->emulator);
+      seed = g_strdup (r->seed_path);
     }
   g_mutex_unlock (&m->lock);
   if (!name)
@@ -584,6 +606,7 @@ on_check (const char *job_id, const char *what, const char *value,
   paths.disk_path = disk;
   paths.console_path = console;
   paths.emulator = emulator;
+  paths.seed_path = seed;
   return agent_mig_xml_check (m->agent, &paths, what, value, error);
 }
 

@@ -15,8 +15,10 @@
  * back.
  */
 #include "agent-dirty-rate.h"
+#include "agent-disk-images.h"
 #include "agent-mig-chain.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 #include "mig-migrate.h"
@@ -249,6 +251,7 @@ migrate_out (MigOut *out, GError **error)
   g_autofree char *xml = NULL, *host = NULL;
   g_autoptr (Drover__V1__VmSpec) spec = NULL;
   g_autofree char *disk_path = NULL, *dest_active = NULL;
+  g_autofree char *seed = NULL, *dest_seed = NULL;
   g_autoptr (AgentMigChain) chain = NULL;
   g_autoptr (AgentTls) tls = agent_tls_get (agent);
   MigChannelCreds *creds = tls ? tls->mig_creds : NULL;
@@ -297,14 +300,6 @@ migrate_out (MigOut *out, GError **error)
         && !(chain = agent_mig_chain_collect (agent, req->name, xml, error)))
       goto out_release;
   }
-  /* Its seed would not be on the destination (issue 13). */
-  if (spec && spec->cloud_init_user_data.len > 0)
-    {
-      g_set_error (error, AGENT_ERROR, AGENT_ERROR_PRECONDITION,
-                   "VM %s has a cloud-init seed: such VMs do not migrate yet",
-                   req->name);
-      goto out_release;
-    }
   if (spec && spec->disk > 0)
     {
       if (!g_path_is_absolute (req->dest_disk_path))
@@ -323,6 +318,14 @@ migrate_out (MigOut *out, GError **error)
                    chain, req->name, req->dest_disk_path, error)))
         goto out_release;
     }
+  /* Its cloud-init seed (issue 13): the destination's agent made the
+   * same one beside the disk path it chose, from the scheduler's spec;
+   * the domain names it there. */
+  if (disk_path && spec->cloud_init_user_data.len > 0)
+    {
+      seed = agent_cloud_init_seed_path (disk_path);
+      dest_seed = agent_cloud_init_seed_path (req->dest_disk_path);
+    }
 
   cfg.job_id = req->job_id;
   cfg.channel_host = host;
@@ -333,6 +336,7 @@ migrate_out (MigOut *out, GError **error)
   cfg.qemu_gid = g_atomic_int_get (&agent->qemu_gid);
   cfg.dest_console_path = req->dest_console_path;
   cfg.dest_disk_path = disk_path ? req->dest_disk_path : NULL;
+  cfg.dest_seed_path = dest_seed;
   if (dest_active)
     {
       cfg.dest_disk_path = dest_active;
@@ -390,11 +394,13 @@ migrate_out (MigOut *out, GError **error)
     drover_message (req->name, req->job_id, req->dest_host,
                     "migration: VM left for the destination host");
   if (ok && disk_path
-      && remove_source_disk (conn, req->job_id, req->name, disk_path) && chain)
+      && remove_source_disk (conn, req->job_id, req->name, disk_path))
     {
       g_autoptr (GError) e = NULL;
 
-      if (!agent_snapshot_remove_all (agent, req->name, &e))
+      if (seed)
+        (void)g_unlink (seed);
+      if (chain && !agent_snapshot_remove_all (agent, req->name, &e))
         drover_message (req->name, req->job_id, NULL, "migration: %s",
                         e->message);
     }

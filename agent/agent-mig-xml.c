@@ -57,7 +57,8 @@ static const struct
                  "mtu link" },
   { "virtualport", "parameters" },
   { "vlan", "tag" },
-  { "disk", "driver source backingStore target address alias boot" },
+  { "disk", "driver source backingStore target address alias boot "
+            "readonly" },
   { "controller", "*" },
   { "serial", "source target alias address" },
   { "console", "source target alias address" },
@@ -150,6 +151,16 @@ check_path (Check *c, xmlNodePtr n, const char *attr, const char *value,
     }
   if (is (n, "source") && is (parent, "disk") && g_strcmp0 (attr, "file") == 0)
     {
+      g_autofree char *device = prop (parent, "device");
+
+      /* The cloud-init seed (issue 13): the one this host made. */
+      if (g_strcmp0 (device, "cdrom") == 0)
+        {
+          if (p->seed_path && strcmp (value, p->seed_path) == 0)
+            return TRUE;
+          return refuse (c, "cdrom path %s is not %s", value,
+                         p->seed_path ? p->seed_path : "(none: no seed)");
+        }
       if (p->disk_path && strcmp (value, p->disk_path) == 0)
         return TRUE;
       return refuse (c, "disk path %s is not %s", value,
@@ -165,6 +176,12 @@ check_path (Check *c, xmlNodePtr n, const char *attr, const char *value,
   if (is (n, "partition") && !attr
       && (strcmp (value, "/machine") == 0
           || g_str_has_prefix (value, "/machine/")))
+    return TRUE;
+  /* Drover's cloud-init user-data is base64, which may begin with '/':
+   * data, not a path (the seed here is made from the scheduler's spec). */
+  if (in_meta && !attr && n->ns && n->ns->href
+      && strcmp ((const char *)n->ns->href, AGENT_DOMAIN_XMLNS) == 0
+      && strcmp ((const char *)n->name, "cloud-init") == 0)
     return TRUE;
   if (in_meta
       || (is (parent, "os")
@@ -279,7 +296,19 @@ check_element (Check *c, xmlNodePtr n)
 
       if (!c->paths->disk_path)
         return refuse (c, "a disk, but the VM has none");
-      if (g_strcmp0 (type, "file") != 0 || g_strcmp0 (device, "disk") != 0)
+      /* A cdrom only for the seed, read-only (its path: check_path). */
+      if (g_strcmp0 (type, "file") == 0 && g_strcmp0 (device, "cdrom") == 0)
+        {
+          xmlNodePtr k = xmlFirstElementChild (n);
+
+          while (k && !is (k, "readonly"))
+            k = xmlNextElementSibling (k);
+          if (!c->paths->seed_path)
+            return refuse (c, "a cdrom, but the VM has no cloud-init seed");
+          if (!k)
+            return refuse (c, "a cdrom that is not read-only");
+        }
+      else if (g_strcmp0 (type, "file") != 0 || g_strcmp0 (device, "disk") != 0)
         return refuse (c, "a disk of type %s, device %s", type, device);
     }
   else if ((is (n, "serial") || is (n, "console")) && is (n->parent, "devices")
@@ -411,7 +440,12 @@ check_cookie (Check *c, xmlNodePtr n, guint depth)
         {
           g_autofree char *target = prop (k, "target");
 
-          if (!c->paths->disk_path || g_strcmp0 (target, MIG_DISK_TARGET) != 0)
+          /* libvirt lists the cloud-init seed's cdrom too; only
+           * MIG_DISK_TARGET is copied. */
+          if (!c->paths->disk_path
+              || (g_strcmp0 (target, MIG_DISK_TARGET) != 0
+                  && !(c->paths->seed_path
+                       && g_strcmp0 (target, AGENT_SEED_TARGET) == 0)))
             return refuse (c, "the cookie exports disk %s", target);
         }
       if (!check_cookie (c, k, depth + 1))

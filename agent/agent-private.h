@@ -525,7 +525,11 @@ typedef struct
   const char *console_path; /* the console log it chose */
   const char *emulator;     /* the QEMU binary libvirt runs here; NULL:
                                none is known, and none may be named */
+  const char *seed_path;    /* its cloud-init seed made here; NULL: none,
+                               and no cdrom may be named */
 } AgentMigXmlPaths;
+/* The target of the cloud-init seed's cdrom (agent-domain-xml.c). */
+#define AGENT_SEED_TARGET "sda"
 
 /* Checks VALUE, what a migration's Prepare3 or Finish3 bring (WHAT:
  * "destination_xml", "persistent_xml", "cookie" or "destination_name",

@@ -105,9 +105,27 @@ child (xmlNodePtr parent, const char *name)
   return NULL;
 }
 
+static gboolean
+is_cdrom (xmlNodePtr dev)
+{
+  xmlChar *device = xmlGetProp (dev, BAD_CAST "device");
+  gboolean yes = device && xmlStrcmp (device, BAD_CAST "cdrom") == 0;
+
+  xmlFree (device);
+  return yes;
+}
+
 char *
 mig_xml_rewrite (const char *xml, const char *new_console, const char *new_disk,
                  GError **error)
+{
+  return mig_xml_rewrite_seed (xml, new_console, new_disk, NULL, error);
+}
+
+char *
+mig_xml_rewrite_seed (const char *xml, const char *new_console,
+                      const char *new_disk, const char *new_seed,
+                      GError **error)
 {
   g_autoptr (xmlDoc) doc = NULL;
   xmlNodePtr root, devices;
@@ -143,6 +161,12 @@ mig_xml_rewrite (const char *xml, const char *new_console, const char *new_disk,
       if ((is_element (dev, "serial") || is_element (dev, "console"))
           && new_console && *new_console)
         xmlSetProp (source, BAD_CAST "path", BAD_CAST new_console);
+      else if (is_element (dev, "disk") && is_cdrom (dev))
+        {
+          /* A cloud-init seed: its own path, never the disk's. */
+          if (new_seed && *new_seed)
+            xmlSetProp (source, BAD_CAST "file", BAD_CAST new_seed);
+        }
       else if (is_element (dev, "disk") && new_disk && *new_disk)
         {
           xmlNodePtr store;

@@ -252,6 +252,12 @@ void mig_libvirt_error (GError **error, int code, const char *format, ...)
  * given). libxml2 tree edits only. */
 char *mig_xml_rewrite (const char *xml, const char *new_console,
                        const char *new_disk, GError **error);
+/* The same, and the source of every file cdrom (a cloud-init seed)
+ * becomes NEW_SEED when given; without it cdroms are left as they are
+ * (mig_xml_rewrite never gives them the disk's path). */
+char *mig_xml_rewrite_seed (const char *xml, const char *new_console,
+                            const char *new_disk, const char *new_seed,
+                            GError **error);
 
 /* Reads a job's statistics into SAMPLE (+ downtime/bytes when present).
  * Returns FALSE when no job is running (or on error). */
@@ -302,6 +308,9 @@ typedef struct
   MigPostcopyMode postcopy;    /* the post-copy rung (NEVER: none) */
   guint64 fault_cut_memory_at; /* tests: cut the memory stream at this many
                                   bytes written (0 = off) */
+  const char *dest_seed_path;  /* NULL = no cdrom; else where the VM's
+                                  cloud-init seed is on the destination
+                                  (its agent made it; not copied) */
 } MigSrcConfig;
 
 typedef struct

@@ -167,7 +167,8 @@ dest_xml (virDomainPtr dom, unsigned int flags, const MigSrcConfig *c,
       mig_libvirt_error (error, MIG_ERROR_FAILED, "cannot read the domain XML");
       return NULL;
     }
-  return mig_xml_rewrite (xml, c->dest_console_path, c->dest_disk_path, error);
+  return mig_xml_rewrite_seed (xml, c->dest_console_path, c->dest_disk_path,
+                               c->dest_seed_path, error);
 }
 
 /* --- the source object ---------------------------------------------------- */

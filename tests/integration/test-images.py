@@ -12,7 +12,11 @@ dev='hd'/>) whose disk is a qcow2 overlay on the image, grown to --disk;
 an image in use cannot be deleted (scheduler and agent say so); migrating
 that VM to a host without the image is refused with a clear error; a
 cloud-init seed (ISO 9660 "cidata", user-data as given, meta-data with the
-VM's name) is attached as a read-only cdrom; image.imported and
+VM's name) is attached as a read-only cdrom, and its VM migrates to the
+other host and back (seed rebuilt there, gone from the old host); an image
+VM's disk-only snapshot + revert, a linked clone from that snapshot and a
+backup restored as a new VM boot, the image staying their backing file
+and undeletable; image.imported and
 image.deleted events; an agent killed in the middle of an upload (fault
 point image-import-exit) leaves no image and, once restarted, no upload
 file, and the import then succeeds. Prints TAP.
@@ -177,19 +181,27 @@ def cases(c, tap, tmp, pb):
         assert got == text, got
         meta = run(["isoinfo", "-R", "-i", seed, "-x", "/meta-data"]).stdout
         assert "instance-id: img2" in meta and "local-hostname: img2" in meta, meta
-        # Not migrated yet: refused, nothing left on the destination.
-        r = c.ctl("migrate", "img2", "--to", "host1", check=False, timeout=120)
-        assert r.returncode != 0 and "cloud-init seed" in r.stderr, (r.stdout, r.stderr)
-        log(r.stderr.strip().splitlines()[-1])
-        assert c.vms_by_name()["img2"]["host"] == "host2"
-        assert c.where("img2") == {2: ("yes", "running")}, c.where("img2")
-        wait_for("no img2 disk on host1", lambda: not [
-            f for f in os.listdir(os.path.join(c.host_data(1), "disks"))
-            if f.startswith("img2")], 30)
+        # It migrates: the destination rebuilds the seed, the source's goes.
+        seeds = {i: os.path.join(c.host_data(i), "disks", "img2.seed.iso")
+                 for i in (1, 2)}
+        assert seed == seeds[2], (seed, seeds)
+        for src, dst in ((2, 1), (1, 2)):
+            c.ctl("migrate", "img2", "--to", f"host{dst}", timeout=300)
+            wait_for(f"img2 on host{dst}",
+                     lambda: c.vms_by_name()["img2"]["host"] == f"host{dst}", 60)
+            assert c.where("img2") == {dst: ("yes", "running")}, c.where("img2")
+            xml = c.virsh(dst, "dumpxml", "img2").stdout
+            m = re.search(r"<disk type='file' device='cdrom'>.*?<source "
+                          r"file='([^']+)'.*?</disk>", xml, re.S)
+            assert m and m.group(1) == seeds[dst], xml
+            got = run(["isoinfo", "-R", "-i", seeds[dst], "-x", "/user-data"]).stdout
+            assert got == text, got
+            wait_for(f"no seed left on host{src}",
+                     lambda: not os.path.exists(seeds[src]), 30)
         c.ctl("vm", "delete", "img2", "--force")
         assert not os.path.exists(seed), seed
-    tap.case("cloud-init seed attached with the right contents; its VM is "
-             "refused migration and stays", cloud_init)
+    tap.case("cloud-init seed attached with the right contents; its VM "
+             "migrates there and back with the seed", cloud_init)
 
     def migrate_with_image():
         c.ctl("vm", "create", "img3", "--vcpus", "1", "--memory", "256M",
@@ -209,9 +221,75 @@ def cases(c, tap, tmp, pb):
         assert info["backing-filename"] == os.path.join(
             os.path.realpath(dir_b), "disks", "tr.raw"), info
         assert info.get("backing-filename-format") == "raw", info
-        c.ctl("vm", "delete", "img3", "--force")
     tap.case("a VM made from an image live-migrates to a host with the image",
              migrate_with_image)
+
+    tr_b = os.path.join(os.path.realpath(dir_b), "disks", "tr.raw")
+
+    def chain_of(host, vm):
+        """The backing chain of VM's running disk on HOST (filenames)."""
+        xml = c.virsh(host, "dumpxml", vm).stdout
+        disk = re.search(r"<disk type='file' device='disk'>.*?<source "
+                         r"file='([^']+)'", xml, re.S).group(1)
+        out = run(["qemu-img", "info", "-U", "--backing-chain",
+                   "--output=json", disk]).stdout
+        return [i["filename"] for i in json.loads(out)]
+
+    def boots(vm, n=3):
+        wait_for(f"{vm} heartbeats",
+                 lambda: len(console_heartbeats(c, vm)) >= n, 180)
+
+    def image_kept():
+        assert "tr.raw" in disk_files(dir_b), disk_files(dir_b)
+        r = c.ctl("image", "delete", "tr", "--host", "host2", check=False)
+        assert r.returncode != 0 and "in use" in r.stderr, r.stderr
+        assert "tr.raw" in disk_files(dir_b), disk_files(dir_b)
+
+    def snapshot_image_vm():
+        c.ctl("snapshot", "create", "img3", "s1", timeout=300)
+        ch = chain_of(2, "img3")
+        assert ch[-1] == tr_b and len(ch) == 3, ch
+        c.ctl("snapshot", "revert", "img3", "s1", timeout=300)
+        wait_for("img3 running after the revert",
+                 lambda: c.where("img3") == {2: ("yes", "running")}, 60)
+        ch = chain_of(2, "img3")
+        assert ch[-1] == tr_b, ch
+        n = len(console_heartbeats(c, "img3"))
+        boots("img3", n + 3)
+        image_kept()
+    tap.case("an image VM's disk-only snapshot and revert keep the image "
+             "as its backing file", snapshot_image_vm)
+
+    def clone_image_vm():
+        # A running VM clones from a snapshot: s1 of the case above.
+        c.ctl("vm", "clone", "img3", "img3l", "--linked", "--from-snapshot",
+              "s1", "--host", "host2", "--start", timeout=600)
+        assert c.where("img3l") == {2: ("yes", "running")}, c.where("img3l")
+        boots("img3l")
+        ch = chain_of(2, "img3l")
+        assert ch[-1] == tr_b, ch
+        log(f"linked clone chain: {ch}")
+        image_kept()
+        c.ctl("vm", "delete", "img3l", "--force")
+    tap.case("a linked clone of an image VM (from its snapshot) boots on "
+             "the image", clone_image_vm)
+
+    def backup_image_vm():
+        c.ctl("backup", "create", "img3", "--repo", "main", timeout=600)
+        out = c.ctl_json("backup", "list", "img3", "--repo", "main")
+        ids = [b["id"] for b in out.get("backups", [])]
+        assert len(ids) == 1, out
+        c.ctl("backup", "restore", ids[0], "--as", "img3r", "--host", "host2",
+              "--start", "--repo", "main", timeout=600)
+        assert c.where("img3r") == {2: ("yes", "running")}, c.where("img3r")
+        boots("img3r")
+        log(f"restored chain: {chain_of(2, 'img3r')}")
+        image_kept()
+        c.ctl("vm", "delete", "img3r", "--force")
+        c.ctl("vm", "delete", "img3", "--force")
+        assert "tr.raw" in disk_files(dir_b), disk_files(dir_b)
+    tap.case("a backup of an image VM restores as a new VM that boots",
+             backup_image_vm)
 
     def delete_unused():
         c.ctl("vm", "delete", "img1", "--force")
@@ -309,6 +387,8 @@ def main():
         os.makedirs(d)
         os.chmod(d, 0o755)
     c.env["DROVER_IMAGE_DIR"] = c.image_dirs[0]
+    c.env["DROVER_AGENT_ARGS"] = ("--backup-repo main="
+                                  + os.path.join(base, "repo-main"))
     try:
         return run_on_cluster(c, cases, with_pb=True, tmp_prefix="drover-images-")
     finally:

@@ -329,6 +329,48 @@ assert_refused (Fixture *f, gboolean with_disk, const char *what,
   g_assert_nonnull (strstr (error->message, says));
 }
 
+/* The cloud-init seed's cdrom (issue 13): only read-only, only at the
+ * seed this host made, only when it made one. */
+static void
+test_seed_cdrom (Fixture *f, gconstpointer data)
+{
+  g_autofree char *seed = g_strconcat (f->disk, ".seed.iso", NULL);
+  g_autofree char *cd = g_strdup_printf (
+      "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+      "<source file='%s'/><target dev='sda' bus='sata'/><readonly/></disk>",
+      seed);
+  g_autofree char *rw = g_strdup_printf (
+      "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+      "<source file='%s'/><target dev='sda' bus='sata'/></disk>",
+      seed);
+  g_autofree char *domain
+      = fill (f, domain_xml, (const char *[]){ "DEVICES", cd, NULL });
+  g_autofree char *writable
+      = fill (f, domain_xml, (const char *[]){ "DEVICES", rw, NULL });
+  g_autofree char *elsewhere
+      = fill (f, domain_xml,
+              (const char *[]){ "DEVICES",
+                                "<disk type='file' device='cdrom'><source "
+                                "file='/etc/shadow'/><target dev='sda' "
+                                "bus='sata'/><readonly/></disk>",
+                                NULL });
+  AgentMigXmlPaths paths = { "vm", f->disk, f->console, EMULATOR, seed };
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (agent_mig_xml_check (f->agent, &paths, "destination_xml",
+                                      domain, &error));
+  g_assert_no_error (error);
+  g_assert_false (agent_mig_xml_check (f->agent, &paths, "destination_xml",
+                                       writable, &error));
+  g_assert_nonnull (strstr (error->message, "not read-only"));
+  g_clear_error (&error);
+  g_assert_false (agent_mig_xml_check (f->agent, &paths, "destination_xml",
+                                       elsewhere, &error));
+  g_assert_nonnull (strstr (error->message, "cdrom path /etc/shadow"));
+  g_clear_error (&error);
+  assert_refused (f, TRUE, "destination_xml", domain, "no cloud-init seed");
+}
+
 static void
 test_refuses_other_vms (Fixture *f, gconstpointer data)
 {
@@ -433,6 +475,8 @@ main (int argc, char **argv)
               fixture_tear_down);
   g_test_add ("/agent/mig-xml/refuses-foreign-paths", Fixture, NULL,
               fixture_set_up, test_refuses_foreign_paths, fixture_tear_down);
+  g_test_add ("/agent/mig-xml/seed-cdrom", Fixture, NULL, fixture_set_up,
+              test_seed_cdrom, fixture_tear_down);
   g_test_add ("/agent/mig-xml/refuses-other-vms", Fixture, NULL, fixture_set_up,
               test_refuses_other_vms, fixture_tear_down);
   return g_test_run ();
