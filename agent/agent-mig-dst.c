@@ -131,8 +131,8 @@ static gpointer job_ref_new (Agent *agent, const char *job_id,
                              gboolean cancelled);
 static void job_ref_free (gpointer data);
 
-/* The domain NAME's state once a post-copy still running here has
- * noticed its streams broke (QEMU pauses it, "post-copy failed"). */
+/* TRUE if the domain NAME is in a post-copy that broke off, once it has
+ * noticed its streams broke (waits while it still runs in post-copy). */
 static gboolean
 postcopy_failed_here (virConnectPtr conn, const char *name)
 {
@@ -147,8 +147,12 @@ postcopy_failed_here (virConnectPtr conn, const char *name)
         break;
       g_usleep (100 * 1000);
     }
-  return state == VIR_DOMAIN_PAUSED
-         && reason == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED;
+  /* libvirt 9.0 reports the destination "running (post-copy failed)":
+   * its vCPUs wait on the pages that no longer come. */
+  return (state == VIR_DOMAIN_PAUSED
+          && reason == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+         || (state == VIR_DOMAIN_RUNNING
+             && reason == VIR_DOMAIN_RUNNING_POSTCOPY_FAILED);
 }
 
 /* A post-copy that broke off leaves the VM paused here with part of its

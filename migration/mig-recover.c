@@ -20,7 +20,10 @@ mig_recover_next (guint attempts_done, int state, int reason)
   /* Only a source QEMU that paused on the break (libvirt's "post-copy
    * failed") can resume; anything else (the domain gone, running,
    * shut off) is beyond a retry. */
-  if (state != VIR_DOMAIN_PAUSED || reason != VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+  if (!(state == VIR_DOMAIN_PAUSED
+        && reason == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+      && !(state == VIR_DOMAIN_RUNNING
+           && reason == VIR_DOMAIN_RUNNING_POSTCOPY_FAILED))
     return MIG_RECOVER_NOT_PAUSED;
   if (attempts_done >= MIG_RECOVER_ATTEMPTS)
     return MIG_RECOVER_SPENT;

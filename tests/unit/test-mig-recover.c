@@ -37,6 +37,13 @@ test_verdicts (void)
       MIG_RECOVER_NOT_PAUSED);
   g_assert_cmpint (mig_recover_next (0, VIR_DOMAIN_RUNNING, pf), ==,
                    MIG_RECOVER_NOT_PAUSED);
+  /* libvirt's "running (post-copy failed)" resumes as well. */
+  g_assert_cmpint (mig_recover_next (0, VIR_DOMAIN_RUNNING,
+                                     VIR_DOMAIN_RUNNING_POSTCOPY_FAILED),
+                   ==, MIG_RECOVER_RETRY);
+  g_assert_cmpint (
+      mig_recover_next (0, VIR_DOMAIN_RUNNING, VIR_DOMAIN_RUNNING_POSTCOPY), ==,
+      MIG_RECOVER_NOT_PAUSED);
   g_assert_cmpint (mig_recover_next (0, VIR_DOMAIN_SHUTOFF, 0), ==,
                    MIG_RECOVER_NOT_PAUSED);
   g_assert_cmpint (mig_recover_next (0, 0, 0), ==, MIG_RECOVER_NOT_PAUSED);
