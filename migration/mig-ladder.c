@@ -206,9 +206,9 @@ mig_ladder_postcopy_error (MigLadder *l, const char *host_error, guint attempts,
                "post-copy of VM %s broke off (%s) and %s. The VM is paused "
                "in post-copy on both hosts (the source reports it %s), its "
                "memory split between them: do not start or destroy it on "
-               "either host; retry with `droverctl migrate %s --resume` "
-               "once the destination host is back",
+               "either host. Drover does not retry it later: recover it by "
+               "hand from the source host with libvirt's post-copy recovery "
+               "(virsh migrate --postcopy --postcopy-resume)",
                l->vm, host_error, tried,
-               paused_failed ? "paused, post-copy failed" : "in another state",
-               l->vm);
+               paused_failed ? "paused, post-copy failed" : "in another state");
 }

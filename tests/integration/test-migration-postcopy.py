@@ -7,8 +7,10 @@ resumed over new channels, or fails saying plainly where the VM is.
   (rung "postcopy-recover" in the job, event), the job ends done, the VM
   runs only on the destination and its heartbeat counter never reset;
 - the destination agent restarted (TERM) during post-copy: the
-  destination's recovery state goes with it, so the job fails with a
-  message naming post-copy and the paused VM (no silent loss).
+  destination's recovery state (the job's token) goes with it, so the
+  recovery attempts are refused and the job fails with a message saying
+  the VM is paused in post-copy on both hosts (not recovered: see
+  docs/migration.md).
 """
 import json
 import os
@@ -132,18 +134,17 @@ def run_cases(c, tap, tmp):
         rc, j = finish(proc)
         err = j.get("error") or ""
         log(f"rc={rc} state={j.get('state')} error={err}")
-        if j.get("state") == "done":
-            st["at"] = dst
-            return
+        # The restarted agent has lost the job (its token): no recovery,
+        # a plain failure that says where the VM is.
         assert rc != 0 and j.get("state") == "failed", (rc, j)
-        assert "post-copy" in err and "paused" in err, err
-        st["paused_both"] = True
+        assert "recovery attempts failed" in err, err
+        assert "paused in post-copy on both hosts" in err, err
 
     tap.case("boot a VM rewriting 64 MiB of random data", boot)
     tap.case("channel cut in post-copy: recovered, heartbeat unbroken",
              cut_recovered)
-    tap.case("destination agent restarted in post-copy: recovered or a plain "
-             "failure", dst_restarted)
+    tap.case("destination agent restarted in post-copy: a plain failure",
+             dst_restarted)
 
 
 if __name__ == "__main__":
