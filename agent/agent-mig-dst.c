@@ -35,6 +35,10 @@
 /* Past this a started incoming migration is over whatever its streams do
  * (the source's controller gives up within MIG_MAX_TIMEOUT_MS). */
 #define INCOMING_MAX_MS (MIG_MAX_TIMEOUT_MS + 10 * 60 * 1000)
+/* Post-copy recovery: how long the source has to reconnect after a
+ * break, and how many breaks one job may recover from. */
+#define RECOVER_TTL_MS (60 * 1000)
+#define RECOVER_MAX 5
 
 typedef struct
 {
@@ -53,6 +57,7 @@ typedef struct
   guint expiry_source; /* main context */
   gboolean started;    /* main context: the TTL passed with streams up */
   gboolean finishing;  /* lock */
+  guint recoveries;    /* post-copy breaks waited out so far */
 } Reservation;
 
 struct _AgentMigDst
@@ -123,6 +128,65 @@ remove_transient (virConnectPtr conn, const char *job_id, const char *name)
     }
 }
 
+static gboolean on_expiry (gpointer data);
+static gpointer job_ref_new (Agent *agent, const char *job_id,
+                             gboolean cancelled);
+static void job_ref_free (gpointer data);
+
+/* TRUE if the domain NAME is in a post-copy that broke off, once it has
+ * noticed its streams broke (waits while it still runs in post-copy). */
+static gboolean
+postcopy_failed_here (virConnectPtr conn, const char *name)
+{
+  g_autoptr (virDomain) dom = virDomainLookupByName (conn, name);
+  int state = 0, reason = 0;
+
+  for (int i = 0; dom && i < 50; i++)
+    {
+      if (virDomainGetState (dom, &state, &reason, 0) < 0)
+        return FALSE;
+      if (state != VIR_DOMAIN_RUNNING || reason != VIR_DOMAIN_RUNNING_POSTCOPY)
+        break;
+      g_usleep (100 * 1000);
+    }
+  /* libvirt 9.0 reports the destination "running (post-copy failed)":
+   * its vCPUs wait on the pages that no longer come. */
+  return (state == VIR_DOMAIN_PAUSED
+          && reason == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+         || (state == VIR_DOMAIN_RUNNING
+             && reason == VIR_DOMAIN_RUNNING_POSTCOPY_FAILED);
+}
+
+/* A post-copy that broke off leaves the VM paused here with part of its
+ * memory on the source: instead of finishing, the job's token admits a
+ * new control and memory stream for RECOVER_TTL_MS, so that the source
+ * can resume it (libvirt's post-copy recovery). TRUE if the job waits. */
+static gboolean
+await_recovery (Agent *agent, Reservation *r)
+{
+  AgentMigDst *m = agent->mig_dst;
+  g_autoptr (virConnect) conn = agent_libvirt_get (agent->lv, NULL);
+
+  if (!conn || r->recoveries >= RECOVER_MAX
+      || !postcopy_failed_here (conn, r->name)
+      || !mig_dst_rearm (m->dst, r->job_id, RECOVER_TTL_MS))
+    return FALSE;
+  r->recoveries++;
+  drover_message (r->name, r->job_id, NULL,
+                  "migration: post-copy broke off, VM paused here; waiting "
+                  "%u s for the source to resume it (break %u of at most %u)",
+                  RECOVER_TTL_MS / 1000, r->recoveries, RECOVER_MAX);
+  g_mutex_lock (&m->lock);
+  agent_source_clear (agent->ctx, &r->expiry_source);
+  r->started = FALSE;
+  r->expiry_source
+      = agent_source_add (agent->ctx, RECOVER_TTL_MS, on_expiry,
+                          job_ref_new (agent, r->job_id, TRUE), job_ref_free);
+  r->finishing = FALSE;
+  g_mutex_unlock (&m->lock);
+  return TRUE;
+}
+
 /* Ends incoming job JOB_ID: any thread but a channel's. */
 static void
 finish_incoming (Agent *agent, const char *job_id, const char *token,
@@ -144,6 +208,8 @@ finish_incoming (Agent *agent, const char *job_id, const char *token,
     r->finishing = TRUE;
   g_mutex_unlock (&m->lock);
   if (!r)
+    return;
+  if (!cancelled && await_recovery (agent, r))
     return;
 
   /* Closing the channels makes libvirt drop an unfinished incoming VM;
@@ -237,7 +303,7 @@ typedef struct
   gboolean cancelled;
 } JobRef;
 
-static JobRef *
+static gpointer
 job_ref_new (Agent *agent, const char *job_id, gboolean cancelled)
 {
   JobRef *j = g_new0 (JobRef, 1);

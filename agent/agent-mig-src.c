@@ -374,6 +374,8 @@ migrate_out (MigOut *out, GError **error)
     cfg.initial_downtime_ms = 300;
   if (agent_fault ("mig-cut-channel"))
     cfg.fault_cut_memory_at = FAULT_CUT_AT;
+  if (agent_fault ("mig-cut-postcopy"))
+    cfg.fault_cut_postcopy_ms = 1000;
   /* The destination fetches the console history right after the
    * migration: it may, from now on. */
   if (!agent_console_set_departure (agent, req->name, req->dest_host, error))

@@ -167,6 +167,9 @@ cli_migration_progress_line (const Drover__V1__Job *job, guint bar_width)
       else if (switchover && strcmp (p->rung, "postcopy") == 0)
         g_string_append (line, "  post-copy: running on the destination, "
                                "pages on demand");
+      else if (switchover && strcmp (p->rung, "postcopy-recover") == 0)
+        g_string_append (line, "  post-copy broke off: reconnecting and "
+                               "resuming");
       else if (switchover)
         g_string_append_printf (line, "  switching over%s",
                                 p->forced_switchover ? " (forced)" : "");
@@ -273,6 +276,9 @@ cli_migration_summary (const Drover__V1__Job *job)
         g_string_append_printf (out, " forced pause: %s\n", spent);
       else if (strcmp (r->rung, "postcopy") == 0)
         g_string_append_printf (out, " post-copy: %s\n", spent);
+      else if (strcmp (r->rung, "postcopy-recover") == 0)
+        g_string_append_printf (out, " post-copy recovery attempt: %s\n",
+                                spent);
       else
         g_string_append_printf (out, " %s: %s\n", r->rung, spent);
     }

@@ -276,3 +276,20 @@ mig_token_table_revoke (MigTokenTable *table, const char *job_id,
   g_mutex_unlock (&table->lock);
   return ok;
 }
+
+gboolean
+mig_token_table_rearm (MigTokenTable *table, const char *job_id, guint kinds,
+                       guint ttl_ms)
+{
+  TokenEntry *e;
+
+  g_mutex_lock (&table->lock);
+  e = find_job (table, job_id);
+  if (e)
+    {
+      e->used &= ~kinds;
+      e->expires_us = g_get_monotonic_time () + (gint64)ttl_ms * 1000;
+    }
+  g_mutex_unlock (&table->lock);
+  return e != NULL;
+}

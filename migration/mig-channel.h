@@ -216,6 +216,11 @@ gboolean mig_token_table_used (MigTokenTable *table, const char *job_id,
                                MigChannelKind kind);
 /* Forgets JOB_ID's token; with TOKEN non-NULL only if it is that token
  * (FALSE, and nothing forgotten, otherwise). An unknown job is fine. */
+/* Admits the streams of KINDS (MIG_TOKEN_KIND bits) of job JOB_ID's
+ * token once more, for TTL_MS from now: a post-copy recovery reconnects
+ * them. FALSE if the job has no token here. */
+gboolean mig_token_table_rearm (MigTokenTable *table, const char *job_id,
+                                guint kinds, guint ttl_ms);
 gboolean mig_token_table_revoke (MigTokenTable *table, const char *job_id,
                                  const char *token);
 

@@ -379,6 +379,12 @@ mig_ctl_postcopy_failed (MigCtl *ctl, gint64 elapsed_ms, MigCtlDecision *d)
   d->reason = "the switch to post-copy failed";
 }
 
+void
+mig_ctl_note_recover (MigCtl *ctl, gint64 elapsed_ms)
+{
+  climb (ctl, MIG_RUNG_POSTCOPY_RECOVER, elapsed_ms);
+}
+
 gboolean
 mig_ctl_get_postcopy (MigCtl *ctl)
 {

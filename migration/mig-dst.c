@@ -418,6 +418,37 @@ mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
   return TRUE;
 }
 
+gboolean
+mig_dst_rearm (MigDst *dst, const char *job_id, guint ttl_ms)
+{
+  Incoming *inc;
+  GPtrArray *old = NULL;
+  g_autofree char *mem_path = NULL;
+  guint kinds = MIG_TOKEN_KIND (MIG_CHANNEL_KIND_CONTROL)
+                | MIG_TOKEN_KIND (MIG_CHANNEL_KIND_MEMORY);
+
+  g_mutex_lock (&dst->lock);
+  inc = g_hash_table_lookup (dst->jobs, job_id);
+  if (inc && !inc->with_disk
+      && mig_token_table_rearm (dst->tokens, job_id, kinds, ttl_ms))
+    {
+      old = inc->channels;
+      inc->channels = g_ptr_array_new ();
+    }
+  g_mutex_unlock (&dst->lock);
+  if (!old)
+    return FALSE;
+  /* The broken streams go; their filters stay with the job (a filter is
+   * small and the job's end frees them). */
+  for (guint i = 0; i < old->len; i++)
+    mig_channel_free (old->pdata[i]);
+  g_ptr_array_unref (old);
+  /* QEMU's recovery listens on the same path again. */
+  mem_path = mig_mem_sock_path (job_id);
+  (void)g_unlink (mem_path);
+  return TRUE;
+}
+
 void
 mig_dst_free (MigDst *dst)
 {

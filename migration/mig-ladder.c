@@ -187,21 +187,28 @@ mig_ladder_apply (MigLadder *l, MigCtl *ctl, const MigCtlDecision *d,
 }
 
 void
-mig_ladder_postcopy_error (MigLadder *l, const char *host_error, GError **error)
+mig_ladder_postcopy_error (MigLadder *l, const char *host_error, guint attempts,
+                           const char *last_error, GError **error)
 {
   int state = 0, reason = 0;
   gboolean paused_failed = virDomainGetState (l->dom, &state, &reason, 0) == 0
                            && state == VIR_DOMAIN_PAUSED
                            && reason == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED;
+  g_autofree char *tried
+      = attempts ? g_strdup_printf ("%u recovery attempt%s failed, the last "
+                                    "with: %s",
+                                    attempts, attempts == 1 ? "" : "s",
+                                    last_error ? last_error : "unknown error")
+                 : g_strdup ("no recovery was possible: the source VM is "
+                             "not paused in post-copy");
 
   g_set_error (error, MIG_ERROR, MIG_ERROR_FAILED,
-               "post-copy of VM %s broke off (%s): the VM is paused in "
-               "post-copy on both hosts, its memory split between them "
-               "(the source reports it %s); do not start or destroy it on "
-               "either host. Drover cannot resume a post-copy yet: "
-               "libvirt's post-copy recovery (virsh migrate "
-               "--postcopy-resume from the source) over a new channel "
-               "brings it back",
-               l->vm, host_error,
+               "post-copy of VM %s broke off (%s) and %s. The VM is paused "
+               "in post-copy on both hosts (the source reports it %s), its "
+               "memory split between them: do not start or destroy it on "
+               "either host. Drover does not retry it later: recover it by "
+               "hand from the source host with libvirt's post-copy recovery "
+               "(virsh migrate --postcopy --postcopy-resume)",
+               l->vm, host_error, tried,
                paused_failed ? "paused, post-copy failed" : "in another state");
 }

@@ -71,10 +71,29 @@ G_BEGIN_DECLS
 #define MIG_RUNG_DOWNTIME "downtime" /* the downtime limit raised */
 #define MIG_RUNG_THROTTLE "throttle" /* vCPUs throttled (auto-converge) */
 #define MIG_RUNG_POSTCOPY                                                      \
-  "postcopy"                     /* post-copy: the guest runs on the           \
-                                    destination, pages on demand */
+  "postcopy" /* post-copy: the guest runs on the                               \
+                destination, pages on demand */
+#define MIG_RUNG_POSTCOPY_RECOVER                                              \
+  "postcopy-recover" /* post-copy broke off: channels reconnected and the      \
+                        migration resumed (one per attempt) */
 #define MIG_RUNG_FORCED "forced" /* guest paused: forced switchover */
 #define MIG_RUNG_ABORT "abort"   /* given up: VM stays on the source */
+
+/* Post-copy recovery (mig-recover.c): after a break the source tries
+ * MIG_RECOVER_ATTEMPTS times, waiting mig_recover_backoff_ms () before
+ * each attempt. */
+#define MIG_RECOVER_ATTEMPTS 4
+typedef enum
+{
+  MIG_RECOVER_RETRY,     /* paused, post-copy failed: try (again) */
+  MIG_RECOVER_SPENT,     /* every attempt made */
+  MIG_RECOVER_NOT_PAUSED /* the source VM is not in a resumable state */
+} MigRecoverVerdict;
+/* The wait before attempt ATTEMPT (1-based): 1 s, doubling, at most 8 s. */
+guint mig_recover_backoff_ms (guint attempt);
+/* Whether to make another attempt after ATTEMPTS_DONE, the source
+ * domain being in libvirt STATE with REASON (virDomainGetState). */
+MigRecoverVerdict mig_recover_next (guint attempts_done, int state, int reason);
 
 /* TRUE if JOB_ID can name sockets: 1-64 of [A-Za-z0-9_-]. */
 gboolean mig_job_id_valid (const char *job_id);
@@ -216,6 +235,8 @@ void mig_ctl_note_abort (MigCtl *ctl, gint64 elapsed_ms);
  * controller forces the pause instead (returns the decision to apply). */
 void mig_ctl_postcopy_failed (MigCtl *ctl, gint64 elapsed_ms,
                               MigCtlDecision *decision);
+/* A post-copy recovery attempt starts: rung MIG_RUNG_POSTCOPY_RECOVER. */
+void mig_ctl_note_recover (MigCtl *ctl, gint64 elapsed_ms);
 /* TRUE once the controller switched to post-copy. */
 gboolean mig_ctl_get_postcopy (MigCtl *ctl);
 /* The throttle ceiling the controller set (0 = not throttling). */
@@ -311,6 +332,9 @@ typedef struct
   const char *dest_seed_path;  /* NULL = no cdrom; else where the VM's
                                   cloud-init seed is on the destination
                                   (its agent made it; not copied) */
+  guint fault_cut_postcopy_ms; /* tests: cut the memory stream this long
+                                  after the switch to post-copy, once
+                                  (0 = off) */
 } MigSrcConfig;
 
 typedef struct
@@ -427,6 +451,10 @@ gboolean mig_dst_started (MigDst *dst, const char *job_id);
  * unknown job is fine (TRUE). */
 gboolean mig_dst_forget (MigDst *dst, const char *job_id, const char *token,
                          GError **error);
+/* Post-copy recovery: closes JOB_ID's broken streams and admits one
+ * control and one memory stream with its token once more, for TTL_MS.
+ * FALSE for an unknown job or one with a disk stream (no post-copy). */
+gboolean mig_dst_rearm (MigDst *dst, const char *job_id, guint ttl_ms);
 /* Stops listening, forgets every job. */
 void mig_dst_free (MigDst *dst);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MigDst, mig_dst_free)

@@ -44,8 +44,10 @@ gboolean mig_ladder_add_params (MigLadder *l, unsigned int *flags,
 gboolean mig_ladder_apply (MigLadder *l, MigCtl *ctl, const MigCtlDecision *d,
                            const MigCtlSample *s);
 /* The error of a migration that failed in post-copy (HOST_ERROR: what
- * libvirt said): the VM is paused on both hosts. */
+ * libvirt said at the break; ATTEMPTS recovery attempts made, the last
+ * failing with LAST_ERROR): the VM is paused on both hosts. */
 void mig_ladder_postcopy_error (MigLadder *l, const char *host_error,
+                                guint attempts, const char *last_error,
                                 GError **error);
 
 /* --- MigSrcForward: one stream from a local socket to the destination ----- */

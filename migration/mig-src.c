@@ -36,7 +36,7 @@
  * (iteration / job-completed events). MigSrc.lock guards the first
  * stream error; MigCall and Events have their own locks.
  */
-#include "mig-src-private.h"
+#include "mig-src-state.h"
 
 #include <libvirt/virterror.h>
 #include <string.h>
@@ -45,24 +45,6 @@
 #define COMPLETED_EVENT_WAIT_MS 2000
 /* How long an abort may take before the channels are cut under it. */
 #define MIG_ABORT_GRACE_US (3 * G_USEC_PER_SEC)
-
-enum
-{
-  FWD_CONTROL,
-  FWD_MEMORY,
-  FWD_DISK, /* only with a disk */
-  N_FWD
-};
-
-/* Shared with libvirt's event thread; freed by the event's freecb. */
-typedef struct
-{
-  gint ref_count;
-  GMutex lock;
-  guint32 iteration;  /* lock */
-  gboolean completed; /* lock */
-  MigJobStats final;  /* lock */
-} Events;
 
 static Events *
 events_ref (Events *ev)
@@ -107,22 +89,8 @@ on_job_completed (virConnectPtr conn, virDomainPtr dom,
 
 /* --- the libvirt call ----------------------------------------------------- */
 
-typedef struct
-{
-  virDomainPtr dom;
-  char *dconnuri;
-  virTypedParameterPtr params;
-  int nparams;
-  unsigned int flags;
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* lock */
-  int rc;
-  GError *error;
-} MigCall;
-
-static gpointer
-migrate_thread (gpointer data)
+gpointer
+mig_src_call_thread (gpointer data)
 {
   MigCall *mc = data;
   int rc = virDomainMigrateToURI3 (mc->dom, mc->dconnuri, mc->params,
@@ -172,42 +140,6 @@ dest_xml (virDomainPtr dom, unsigned int flags, const MigSrcConfig *c,
 }
 
 /* --- the source object ---------------------------------------------------- */
-
-typedef struct
-{
-  virConnectPtr conn;
-  virDomainPtr dom;
-  const MigSrcConfig *config;
-  const char *vm; /* the domain's name, for logs */
-  GCancellable *cancel;
-  MigProgressFunc progress;
-  gpointer user_data;
-  gint64 t0; /* monotonic us at the start */
-  gboolean with_disk;
-
-  MigCtl *ctl;          /* made by prepare once the VM is known */
-  MigLadder ladder;     /* the rungs armed and applied */
-  guint32 throttle_now; /* QEMU's current throttle, % */
-  MigCall call;
-  GThread *thread; /* running the call */
-  Events *ev;
-  int ev_iter, ev_done; /* event callback ids, -1 = none */
-
-  GCancellable *stop; /* stops the forwarders */
-  MigSrcForwardConfig fwd_config;
-  MigSrcForward *fwd[N_FWD];
-  GMutex lock;
-  GError *channel_error; /* first stream error, lock */
-
-  /* The control loop's state. */
-  MigProgress p;
-  const char *phase;
-  MigJobStats last; /* last sample of a running job */
-  gboolean have_last;
-  gboolean abort_wanted, abort_sent, channels_cut;
-  gint64 abort_sent_us;
-  const char *abort_reason;
-} MigSrc;
 
 static void
 on_stream_error (const GError *error, gpointer user_data)
@@ -274,8 +206,8 @@ channel_totals (MigSrc *src, guint64 *wire, guint64 *payload, gboolean *lz4)
 }
 
 /* Reports SRC->p, with JS (nullable) as the job's figures. */
-static void
-emit (MigSrc *src, const MigJobStats *js)
+void
+mig_src_emit (MigSrc *src, const MigJobStats *js)
 {
   MigProgress *p = &src->p;
   gboolean lz4;
@@ -378,7 +310,7 @@ mig_src_prepare_controller (MigSrc *src, GError **error)
  * for the streams that start within a second of the libvirt call; with
  * a disk, the memory stream waits for the disk copy, longer than the
  * listener holds a silent connection. */
-static gboolean
+gboolean
 mig_src_prepare_forwarders (MigSrc *src, GError **error)
 {
   const char *job = src->config->job_id;
@@ -518,9 +450,10 @@ mig_src_prepare (MigSrc *src, GError **error)
 static void
 mig_src_start (MigSrc *src)
 {
-  emit (src, NULL);
+  mig_src_emit (src, NULL);
   PHASE (src, "starting the libvirt call");
-  src->thread = g_thread_new ("mig-src-libvirt", migrate_thread, &src->call);
+  src->thread
+      = g_thread_new ("mig-src-libvirt", mig_src_call_thread, &src->call);
 }
 
 /* --- control -------------------------------------------------------------- */
@@ -555,6 +488,24 @@ mig_src_abort_step (MigSrc *src)
         if (src->fwd[i])
           mig_src_forward_cut (src->fwd[i]);
     }
+}
+
+/* Tests: cuts the memory stream once, a while into post-copy. */
+static void
+mig_src_postcopy_fault (MigSrc *src)
+{
+  guint ms = src->config->fault_cut_postcopy_ms;
+
+  if (!ms || !src->ladder.in_postcopy || src->fault_cut_done)
+    return;
+  if (!src->postcopy_us)
+    src->postcopy_us = g_get_monotonic_time ();
+  if (g_get_monotonic_time () - src->postcopy_us < (gint64)ms * 1000)
+    return;
+  src->fault_cut_done = TRUE;
+  drover_message (src->vm, src->config->job_id, NULL,
+                  "migration: fault: cutting the memory stream in post-copy");
+  mig_src_forward_cut (src->fwd[FWD_MEMORY]);
 }
 
 /* One poll: the job's statistics to the controller, its decision to
@@ -602,11 +553,12 @@ mig_src_poll (MigSrc *src)
     }
   else if (mig_ladder_apply (&src->ladder, src->ctl, &d, &js.sample))
     src->phase = PROTO_MIG_SWITCHOVER;
-  emit (src, src->have_last ? &src->last : NULL);
+  mig_src_postcopy_fault (src);
+  mig_src_emit (src, src->have_last ? &src->last : NULL);
 }
 
 /* Runs until the libvirt call returns: every migration ends. */
-static void
+void
 mig_src_control (MigSrc *src)
 {
   while (!call_wait (&src->call, MIG_POLL_MS))
@@ -687,13 +639,11 @@ mig_src_collect (MigSrc *src, GError **error)
     }
   if (src->ladder.in_postcopy)
     {
-      g_mutex_lock (&src->lock);
-      mig_ladder_postcopy_error (
-          &src->ladder,
-          src->channel_error ? src->channel_error->message : mc->error->message,
-          error);
-      g_mutex_unlock (&src->lock);
-      return FALSE;
+      /* Paused on both hosts: resume over new channels, or say so. */
+      if (!mig_src_recover (src, error))
+        return FALSE;
+      mig_src_collect_completed (src);
+      return TRUE;
     }
   ensure_running (src->dom);
   g_mutex_lock (&src->lock);
@@ -739,7 +689,7 @@ mig_src_finish (MigSrc *src, const GError *error)
       src->p.final = TRUE;
       src->p.error = error ? error->message : NULL;
       src->p.total_s = (g_get_monotonic_time () - src->t0) / 1e6;
-      emit (src, src->have_last ? &src->last : NULL);
+      mig_src_emit (src, src->have_last ? &src->last : NULL);
     }
   for (guint i = 0; i < N_FWD; i++)
     g_clear_pointer (&src->fwd[i], mig_src_forward_free);

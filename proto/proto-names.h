@@ -99,6 +99,7 @@ G_BEGIN_DECLS
 #define PROTO_MIG_POSTCOPY_NOW "now"
 /* Rungs of the ladder the scheduler names (MigrationRung.rung). */
 #define PROTO_MIG_RUNG_POSTCOPY "postcopy"
+#define PROTO_MIG_RUNG_POSTCOPY_RECOVER "postcopy-recover"
 #define PROTO_MIG_RUNG_ABORT "abort"
 #define PROTO_COMPRESS_AUTO "auto"
 #define PROTO_COMPRESS_ON "on"

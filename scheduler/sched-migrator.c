@@ -386,7 +386,9 @@ sched_migrator_cancel (SchedMigrator *migrator, const char *id, GError **error)
   /* In post-copy the guest runs on the destination and its memory is
    * split between the hosts: there is no going back. */
   if (m->job->migration != NULL
-      && strcmp (m->job->migration->rung, PROTO_MIG_RUNG_POSTCOPY) == 0)
+      && (strcmp (m->job->migration->rung, PROTO_MIG_RUNG_POSTCOPY) == 0
+          || strcmp (m->job->migration->rung, PROTO_MIG_RUNG_POSTCOPY_RECOVER)
+                 == 0))
     {
       g_set_error (error, SCHED_ERROR, SCHED_ERROR_PRECONDITION,
                    "job %s is in post-copy: VM '%s' already runs on host "
