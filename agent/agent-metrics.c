@@ -164,11 +164,13 @@ agent_metrics_new (const char *host)
                           "Migrations leaving this host that ended, by result "
                           "(completed, aborted, failed)",
                           C, result_labels);
-  m->mig_rung = declare (m, "drover_migration_final_rung_total",
-                         "Migrations leaving this host that ended, by the "
-                         "last rung of the ladder they climbed (precopy, "
-                         "downtime, throttle, postcopy, forced, abort)",
-                         C, rung_labels);
+  m->mig_rung
+      = declare (m, "drover_migration_final_rung_total",
+                 "Migrations leaving this host that ended, by the "
+                 "last rung of the ladder they climbed (precopy, "
+                 "downtime, throttle, postcopy, postcopy-recover, forced, "
+                 "abort)",
+                 C, rung_labels);
   m->mig_wire = declare (m, "drover_migration_channel_wire_bytes_total",
                          "Bytes the migration channels of this host put on "
                          "the wire",
