@@ -389,6 +389,18 @@ def run_cases(c, tap, tmp):
             f"took {took} s)")
         # start_s is whole seconds: one more of slack.
         assert age <= every + took + 1, (age, every, took, newest)
+        # Once the scheduler has host1 down, dr report calls the VM's
+        # RPO at risk (nobody can say how its copies stand), exit 1.
+        wait_for("host1 down", lambda: c.hosts_by_name()["host1"]["state"] == "down",
+                 30)
+
+        def bk3_row():
+            p = c.ctl("dr", "report", "--json", check=False)
+            return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bk3"][0]
+        row = bk3_row()
+        assert row["vm"] == VM and row["state"] == "rpo-at-risk", row
+        p = c.ctl("dr", "report", check=False)
+        assert p.returncode == 1 and "rpo-at-risk" in p.stdout, p.stdout + p.stderr
         c.ctl("schedule", "delete", "bk3")
 
         new = "sched-web-dr"
