@@ -20,8 +20,11 @@ period (10 s) so that a run comes every few seconds.
   backup restores it into a scratch VM (on the other host), which boots
   and prints its readiness line, then goes (record, domain, disk); a
   drill interrupted by a scheduler restart is cleaned up at the next
-  start and counts as failed; a drill of backups whose chunks were
-  corrupted fails at the restore and leaves nothing either;
+  start and counts as failed; a drill with no host that has room for the
+  scratch VM is skipped, saying so; a drill of backups whose chunks were
+  corrupted fails at the restore and leaves nothing either; a drill whose
+  scratch VM's agent is killed during the restore fails, and nothing of it
+  is left once the agent is back;
 - the VM's host lost (agent killed, VM destroyed) while a schedule backs
   it up every 10 s: its newest backup, restored on the other host, is no
   older than one interval plus that backup's duration, and boots with
@@ -296,6 +299,28 @@ def run_cases(c, tap, tmp):
             r.get("last_drill_error", ""), r
         assert wait_for("scratch VM gone after the restart",
                         lambda: not scratch_left() or None, 60, 1)
+
+        # No host with room for the scratch VM (the scheduler keeps 1 TiB
+        # of each host from VMs): the drill is skipped, saying why, and
+        # makes nothing.
+        args = c.env.get("DROVER_SCHEDULER_ARGS", "")
+        c.env["DROVER_SCHEDULER_ARGS"] = (args + " --memory-reserve 1T").strip()
+        try:
+            c.harness("restart-scheduler")
+            wait_for("both hosts up", lambda: all(
+                h["state"] == "up" for h in c.hosts_by_name().values()), 60)
+            t3 = time.time() * 1000
+            c.ctl("schedule", "drill", "bk2")
+            r = wait_for("the drill without room", lambda: drill_ended(t3), 120, 2)
+            log(f"drill without room: {r['last_drill']}: {r.get('last_drill_error')}")
+            assert r["last_drill"] == "skipped" and "no host can run" in \
+                r.get("last_drill_error", ""), r
+            assert not scratch_left(), scratch_left()
+        finally:
+            c.env["DROVER_SCHEDULER_ARGS"] = args
+            c.harness("restart-scheduler")
+        wait_for("both hosts up", lambda: all(
+            h["state"] == "up" for h in c.hosts_by_name().values()), 60)
 
         # Backups whose data was corrupted fail their drill, and leave
         # nothing behind either.
@@ -624,6 +649,46 @@ def run_cases(c, tap, tmp):
         assert ev and all(e["host"] == to for e in ev), ev
         log(f"{vm} moved to {to}: backed up there by job {done[0]['id']}")
 
+    def drill_agent_killed(vm="sched-web-dr"):
+        # The scratch VM's host loses its agent in the middle of the drill's
+        # restore: the drill fails saying so, and once the agent is back
+        # nothing of the scratch VM is left anywhere.
+        c.ctl("schedule", "create", "bkd", "--select", vm, "--action", "backup",
+              "--repo", "dr", "--every", "1h", "--paused", "--drill-ready", "^HB 3 ")
+        c.ctl("schedule", "run-now", "bkd")
+        wait_for("bkd's backup", lambda: schedules()["bkd"].get("runs_ok", 0) >= 1,
+                 120, 1)
+        other = 2 if c.vms_by_name()[vm]["host"] == "host1" else 1
+        c.restart_agent(other, "restore-crash-writing")
+
+        def row():
+            p = c.ctl("dr", "report", "--json", check=False)
+            return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bkd"][0]
+
+        def scratch_left():
+            left = [v for v in c.vms_by_name() if v.startswith("drill-")]
+            for i in (1, 2):
+                left += [d for d in c.virsh(i, "list", "--all", "--name").stdout.split()
+                         if d.startswith("drill-")]
+                disks = os.path.join(c.host_data(i), "disks")
+                left += [f for f in os.listdir(disks) if f.startswith("drill-")]
+            return left
+
+        t0 = now_ms()
+        p = c.ctl("schedule", "drill", "bkd", "--json")
+        scratch = json.loads(p.stdout)["drills"][0]["scratch_vm"]
+        r = wait_for("the drill's end", lambda: (lambda r: r if r.get(
+            "last_drill_ms", 0) > t0 and r.get("last_drill") else None)(row()), 180, 1)
+        log(f"drill with its agent killed: {r['last_drill']}: {r.get('last_drill_error')}")
+        assert r["last_drill"] == "failed" and "restore" in r.get(
+            "last_drill_error", ""), r
+        start_agent(other)
+        left = wait_for(f"{scratch} gone everywhere", lambda: not scratch_left() or None,
+                        180, 2)
+        assert left, scratch_left()
+        assert c.vms_by_name()[vm]["state"] == "running"
+        c.ctl("schedule", "delete", "bkd")
+
     tap.case("bad input: clear errors, nothing stored", bad_input)
     if not tap.case("a VM with a disk, and a snapshot taken by hand", boot):
         return
@@ -639,8 +704,8 @@ def run_cases(c, tap, tmp):
     tap.case("a backup schedule: backups into the repository, pruned to keep-last 2",
              backups)
     tap.case("restore drills: one passes on the other host, one interrupted by a "
-             "scheduler restart and one of corrupted backups fail; no scratch VM "
-             "is left", drills)
+             "scheduler restart and one of corrupted backups fail, one without "
+             "room is skipped; no scratch VM is left", drills)
     tap.case("agent killed during a scheduled backup: the run failed with its "
              "reason (show, dr report, job list), retried, the next run good, the "
              "repository sound, the VM running", backup_killed)
@@ -655,6 +720,8 @@ def run_cases(c, tap, tmp):
     tap.case("--dr-jobs-per-repo 1: two VMs due at once on two hosts are backed "
              "up one after the other", repo_limit)
     tap.case("a VM that moved is backed up on the host it runs on now", moved)
+    tap.case("the scratch VM's agent killed during a drill's restore: the drill "
+             "failed, nothing left once the agent is back", drill_agent_killed)
 
 
 if __name__ == "__main__":
