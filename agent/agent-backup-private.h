@@ -88,6 +88,9 @@ gboolean agent_backup_qemu_nbd_start (const char *image, const char *sock,
                                       gboolean read_only, GPid *pid,
                                       GError **error);
 /* Ends the qemu-nbd of *PID (0: none), and clears it. */
+/* Whether a unix socket listens at PATH (qemu-nbd binds before it
+ * listens: a connect in between is refused). */
+gboolean agent_backup_socket_listening (const char *path);
 void agent_backup_qemu_nbd_stop (GPid *pid);
 
 /* Writes disk vda of backup BACKUP_ID of REPO into the new qcow2 IMAGE

@@ -299,6 +299,10 @@ def run_cases(c, tap, tmp, pb, root):
 
     def more_backups():
         st["b3"] = backup("b3")
+        # Backups are ordered by their start, in whole seconds: b4 must
+        # start a second later for keep-last to take it as the newest
+        # (two in one second came out either way).
+        time.sleep(1.1)
         st["b4"] = backup("b4")
         assert set(backup_ids()) == {st["b2"], st["b3"], st["b4"]}, backup_ids()
 

@@ -5,7 +5,10 @@
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "agent-backup-private.h"
 #include "test-support.h"
@@ -80,9 +83,11 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_true (g_spawn_async (NULL, (char **)nbd, NULL,
                                 G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
                                 NULL, NULL, &f->nbd, NULL));
-  for (int i = 0; i < 100 && !g_file_test (f->sock, G_FILE_TEST_EXISTS); i++)
+  /* qemu-nbd binds before it listens: wait until it listens, not only
+   * for the file (a connect in between is refused). */
+  for (int i = 0; i < 200 && !agent_backup_socket_listening (f->sock); i++)
     g_usleep (50 * 1000);
-  g_assert_true (g_file_test (f->sock, G_FILE_TEST_EXISTS));
+  g_assert_true (agent_backup_socket_listening (f->sock));
 }
 
 static void
@@ -529,6 +534,28 @@ test_repo_round_trip (Fixture *f, gconstpointer data)
   g_assert_false (g_file_test (bad, G_FILE_TEST_EXISTS));
 }
 
+/* A socket bound but not listening is not served yet (qemu-nbd's window
+ * between bind and listen, where a client is refused); listening it is. */
+static void
+test_socket_listening (void)
+{
+  g_autofree char *dir = test_tmp_dir_new ("drover-bk-sock-XXXXXX");
+  g_autofree char *path = g_build_filename (dir, "s.sock", NULL);
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  g_assert_false (agent_backup_socket_listening (path));
+  g_strlcpy (addr.sun_path, path, sizeof addr.sun_path);
+  g_assert_cmpint (bind (fd, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_assert_false (agent_backup_socket_listening (path));
+  g_assert_cmpint (listen (fd, 1), ==, 0);
+  g_assert_true (agent_backup_socket_listening (path));
+  close (fd);
+  (void)g_unlink (path);
+  test_tmp_dir_remove (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -552,5 +579,6 @@ main (int argc, char **argv)
   g_test_add ("/agent-backup-nbd/repo-round-trip", Fixture, NULL,
               fixture_set_up, test_repo_round_trip, fixture_tear_down);
   g_test_add_func ("/agent-backup-nbd/no-server", test_no_server);
+  g_test_add_func ("/agent-backup-nbd/socket-listening", test_socket_listening);
   return g_test_run ();
 }
