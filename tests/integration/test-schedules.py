@@ -236,21 +236,21 @@ def run_cases(c, tap, tmp):
         log(f"dr report after a restart: {again['last_good']} {again['state']}")
         c.ctl("schedule", "delete", "bk1")
 
+    def scratch_left():
+        """Scratch VMs anywhere: the scheduler's records, libvirt's
+        domains, disk files on either host."""
+        left = [v for v in c.vms_by_name() if v.startswith("drill-")]
+        for i in (1, 2):
+            left += [d for d in c.virsh(i, "list", "--all", "--name").stdout.split()
+                     if d.startswith("drill-")]
+            disks = os.path.join(c.host_data(i), "disks")
+            left += [f for f in os.listdir(disks) if f.startswith("drill-")]
+        return left
+
     def drills():
         def row():
             p = c.ctl("dr", "report", "--json", check=False)
             return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bk2"][0]
-
-        def scratch_left():
-            """Scratch VMs anywhere: the scheduler's records, libvirt's
-            domains, disk files on either host."""
-            left = [v for v in c.vms_by_name() if v.startswith("drill-")]
-            for i in (1, 2):
-                left += [d for d in c.virsh(i, "list", "--all", "--name").stdout.split()
-                         if d.startswith("drill-")]
-                disks = os.path.join(c.host_data(i), "disks")
-                left += [f for f in os.listdir(disks) if f.startswith("drill-")]
-            return left
 
         def drill_ended(since):
             r = row()
@@ -602,7 +602,6 @@ def run_cases(c, tap, tmp):
         c.restart_agent(1, "snapshot-create-crash-after")
         c.ctl("schedule", "create", "snf", "--select", VM, "--action", "snapshot",
               "--every", "10s", "--keep-last", "2", "--paused")
-        t1 = now_ms()
         c.ctl("schedule", "run-now", "snf")
         s = wait_for("the killed snapshot run counted", lambda: (lambda s: s if s.get(
             "runs_failed", 0) >= 1 else None)(schedules()["snf"]), 120, 1)
@@ -664,15 +663,6 @@ def run_cases(c, tap, tmp):
         def row():
             p = c.ctl("dr", "report", "--json", check=False)
             return [v for v in json.loads(p.stdout)["vms"] if v["schedule"] == "bkd"][0]
-
-        def scratch_left():
-            left = [v for v in c.vms_by_name() if v.startswith("drill-")]
-            for i in (1, 2):
-                left += [d for d in c.virsh(i, "list", "--all", "--name").stdout.split()
-                         if d.startswith("drill-")]
-                disks = os.path.join(c.host_data(i), "disks")
-                left += [f for f in os.listdir(disks) if f.startswith("drill-")]
-            return left
 
         t0 = now_ms()
         p = c.ctl("schedule", "drill", "bkd", "--json")
