@@ -4,6 +4,9 @@
 "use strict";
 
 const state = { data: null, jobs: new Map(), source: null, refreshTimer: null };
+// How long a job heard of by an event or an action's reply stays listed
+// when the state fetched since does not have it yet.
+const JOB_KEEP_MS = 10000;
 
 // --- formatting -----------------------------------------------------------
 
@@ -202,6 +205,13 @@ function render() {
     const live = state.jobs.get(j.id);
     fresh.set(j.id, live && live.updated_ms > j.updated_ms ? live : j);
   }
+  // A job this page started or heard of a moment ago may be newer than
+  // the state it fetched: keep it a while (job.ended removes it).
+  const now = Date.now();
+  for (const [id, j] of state.jobs) {
+    if (!fresh.has(id) && j.state !== "done" && j.state !== "failed"
+        && now - (j.seen_ms || 0) < JOB_KEEP_MS) fresh.set(id, j);
+  }
   state.jobs = fresh;
   renderHosts(d); renderVms(d); renderJobs(); renderMigrations(d); renderChart(d); renderActions(d);
 }
@@ -248,6 +258,7 @@ function logEvent(ev) {
 function onEvent(ev) {
   logEvent(ev);
   if (ev.job && ev.kind !== "job.ended") {
+    ev.job.seen_ms = Date.now();
     state.jobs.set(ev.job.id, ev.job);
     renderJobs();
     if (ev.kind === "job.started") refreshSoon();
@@ -291,6 +302,7 @@ async function act(action, body) {
     out.textContent = "job " + reply.id.slice(0, 8) + " " + reply.state;
     out.setAttribute("data-job", reply.id);
     out.className = "result ok";
+    reply.seen_ms = Date.now();
     state.jobs.set(reply.id, reply);
     renderJobs();
   } else {
